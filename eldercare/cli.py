@@ -1,0 +1,101 @@
+"""The ``eldercare`` command. Each component owns its sub-command group in ``<component>/cli.py``.
+
+Groups are imported lazily so that a gateway with only ``eldercare[edge]`` installed can run
+``eldercare edge`` without the server's libraries; component ``cli`` modules therefore import
+their heavy dependencies inside the command functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from eldercare import __version__
+from eldercare.config import Settings, SettingsError, load_settings
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("eldercare.cli_config:config", "Show the effective settings."),
+    "db": ("eldercare.db.cli:db", "Migrate, inspect and maintain the database."),
+    "ingest": ("eldercare.ingest.cli:ingest", "Store MQTT telemetry, events and status in the database."),
+    "edge": ("eldercare.edge.cli:edge", "Run a gateway's edge agent."),
+    "serve": ("eldercare.platform.cli:serve", "Run the API, alert engine and web consoles."),
+    "simulate": ("eldercare.simulators.cli:simulate", "Seed, drive and score a simulated neighbourhood."),
+    "models": ("eldercare.models.cli:models", "Train and evaluate the fall and inactivity detectors."),
+    "demo": ("eldercare.demo:demo", "Run the whole platform on embedded services with simulated homes."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported only when used (or listed)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*SUBCOMMANDS, *super().list_commands(ctx)])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in SUBCOMMANDS:
+            return super().get_command(ctx, cmd_name)
+        target, short_help = SUBCOMMANDS[cmd_name]
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            return _missing_extra(cmd_name, short_help, exc)
+        command: click.Command = getattr(module, attr)
+        command.short_help = command.short_help or short_help
+        return command
+
+
+def _missing_extra(name: str, short_help: str, exc: ImportError) -> click.Command:
+    """A stand-in that explains which extra to install instead of a traceback."""
+
+    @click.command(name, short_help=short_help, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def unavailable(args: tuple[str, ...]) -> None:
+        msg = f"'eldercare {name}' needs a library that is not installed ({exc.name}); pip install 'eldercare[server]'"
+        raise click.ClickException(msg)
+
+    return unavailable
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    envvar="ELDERCARE_CONFIG",
+    help="TOML settings file (ELDERCARE_* variables override it).",
+)
+@click.version_option(__version__, prog_name="eldercare")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None) -> None:
+    """eldercare: watch over older people at home, in elder stations and in institutions."""
+    ctx.obj = {"config_file": config_file}
+
+
+def get_settings(ctx: click.Context, **overrides: Any) -> Settings:
+    """Load settings once per invocation; a bad value becomes one readable error line."""
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, dict) else {}
+    if "settings" not in obj or overrides:
+        try:
+            settings = load_settings(obj.get("config_file"), **overrides)
+        except SettingsError as exc:
+            raise click.ClickException(str(exc)) from None
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        obj["settings"] = settings
+        root.obj = obj
+    return obj["settings"]  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    cli(prog_name="eldercare")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

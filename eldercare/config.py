@@ -1,0 +1,181 @@
+"""The one settings object: ``ELDERCARE_*`` environment variables over an optional TOML file.
+
+Every component receives a :class:`Settings` explicitly (the CLI builds it once); nothing deeper
+reads ``os.environ``. Unset ``database_url`` / ``mqtt_url`` mean "use the embedded PostgreSQL and
+MQTT broker" (see :mod:`eldercare.embedded`), which is how ``eldercare demo`` runs on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "ELDERCARE_"
+CONFIG_ENV = "ELDERCARE_CONFIG"
+PLACEHOLDER_SECRET = "change-me-in-production"  # noqa: S105 - refused outside development
+
+
+class SettingsError(Exception):
+    """The configuration is invalid; the message is one readable line naming the variable."""
+
+
+class Settings(BaseSettings):
+    """Effective configuration of every eldercare process."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    data_dir: Path = Field(default=Path(".eldercare"), description="State: embedded database, outbox, models")
+
+    # PostgreSQL / TimescaleDB. None: start the embedded PostgreSQL under data_dir.
+    database_url: SecretStr | None = None
+    db_pool_min: int = Field(default=1, ge=1)
+    db_pool_max: int = Field(default=10, ge=1)
+    timescale: Literal["auto", "on", "off"] = "auto"
+    retention_readings_days: int = Field(default=90, ge=1)
+    retention_status_days: int = Field(default=90, ge=1)
+    retention_events_days: int = Field(default=730, ge=1)
+    compress_after_days: int = Field(default=7, ge=1)
+    partitions_ahead_days: int = Field(default=7, ge=1)
+
+    # MQTT broker. None: start the embedded broker. mqtts:// turns TLS on.
+    mqtt_url: SecretStr | None = None
+    mqtt_topic_root: str = "eldercare/v1"
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
+    mqtt_tls_insecure: bool = False
+    mqtt_keepalive_s: int = Field(default=30, ge=5)
+
+    # Ingest.
+    ingest_client_id: str = "eldercare-ingest-0"
+    ingest_shared_group: str = "ingest"
+    ingest_batch_rows: int = Field(default=5000, ge=1)
+    ingest_batch_ms: int = Field(default=200, ge=1)
+    ingest_max_payload_bytes: int = Field(default=262_144, ge=1024)
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+
+    # HTTP API and consoles.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    access_token_minutes: int = Field(default=15, ge=1)
+    refresh_token_days: int = Field(default=7, ge=1)
+    smtp_url: SecretStr | None = None
+    smtp_from: str = "eldercare@localhost"
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_scheme(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            scheme = urlsplit(v.get_secret_value()).scheme
+            if scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
+                msg = f"scheme must be mqtt:// or mqtts://, not {scheme or 'missing'}://"
+                raise ValueError(msg)
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_scheme(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and urlsplit(v.get_secret_value()).scheme not in {"postgresql", "postgres"}:
+            msg = "must be a postgresql:// URL"
+            raise ValueError(msg)
+        return v
+
+    @model_validator(mode="after")
+    def _no_placeholder_secret_in_production(self) -> Settings:
+        if self.environment == "production" and self.secret_key.get_secret_value() == PLACEHOLDER_SECRET:
+            msg = "secret_key must be set (ELDERCARE_SECRET_KEY) when environment is production"
+            raise ValueError(msg)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = os.environ.get(CONFIG_ENV)
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def uses_embedded_db(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.mqtt_url is None
+
+    def masked(self) -> dict[str, Any]:
+        """Effective values for display, with passwords in URLs and secrets masked."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                raw = value.get_secret_value()
+                value = _mask_url(raw) if "://" in raw else "********"
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        return out
+
+
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One readable line per problem, naming the environment variable, e.g. for the CLI."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        var = f"{ENV_PREFIX}{field.upper()}" if err["loc"] else "settings"
+        lines.append(f"{var}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build settings, turning a validation failure into :class:`SettingsError` with one line."""
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            msg = f"{CONFIG_ENV}: config file {path} does not exist"
+            raise SettingsError(msg)
+        os.environ[CONFIG_ENV] = str(path)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_error(exc)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML file
+        msg = f"{CONFIG_ENV}: {exc}"
+        raise SettingsError(msg) from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Process-wide settings for FastAPI's ``Depends``; tests override the dependency."""
+    return load_settings()
