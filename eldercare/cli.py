@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 from typing import Any
 
 import click
@@ -55,7 +54,10 @@ def _missing_extra(name: str, short_help: str, exc: ImportError) -> click.Comman
     @click.command(name, short_help=short_help, context_settings={"ignore_unknown_options": True})
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def unavailable(args: tuple[str, ...]) -> None:
-        msg = f"'eldercare {name}' needs a library that is not installed ({exc.name}); pip install 'eldercare[server]'"
+        msg = (
+            f"'eldercare {name}' needs a library that is not installed ({exc.name}); "
+            "pip install 'eldercare[server]'"
+        )
         raise click.ClickException(msg)
 
     return unavailable
@@ -88,6 +90,7 @@ def get_settings(ctx: click.Context, **overrides: Any) -> Settings:
         logging.basicConfig(
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         obj["settings"] = settings
         root.obj = obj
     return obj["settings"]  # type: ignore[no-any-return]
@@ -98,4 +101,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

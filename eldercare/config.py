@@ -23,7 +23,7 @@ from pydantic_settings import (
 
 ENV_PREFIX = "ELDERCARE_"
 CONFIG_ENV = "ELDERCARE_CONFIG"
-PLACEHOLDER_SECRET = "change-me-in-production"  # noqa: S105 - refused outside development
+PLACEHOLDER_SECRET = "change-me-in-production"  # refused outside development
 
 
 class SettingsError(Exception):

@@ -72,8 +72,13 @@ EVENT_KINDS: tuple[str, ...] = EventKind.__args__  # type: ignore[attr-defined]
 # Inside a reading the identifier patterns are checked once per distinct name by ``decode``,
 # not once per reading by msgspec: a 50-reading message has a handful of distinct names, and
 # per-reading regex checks tripled the decode cost (bench/protocol.py).
-ReadingSensor = Annotated[str, msgspec.Meta(min_length=1, max_length=64, description=f"matches {ID_PATTERN}")]
-ReadingMetric = Annotated[str, msgspec.Meta(min_length=1, max_length=32, description="matches ^[a-z][a-z0-9_]{0,31}$")]
+METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+ReadingSensor = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, description=f"identifier matching {ID_PATTERN}")
+]
+ReadingMetric = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=32, description=f"metric name matching {METRIC_PATTERN}")
+]
 
 
 class Reading(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -203,7 +208,7 @@ def decode(kind: str, data: bytes | bytearray | memoryview | str) -> Payload:
 
 _GOOD_SENSORS: set[str] = set()  # names already seen to match their pattern (bounded)
 _GOOD_METRICS: set[str] = set()
-_METRIC_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_METRIC_RE = re.compile(METRIC_PATTERN)
 
 
 def _check_readings(readings: list[Reading]) -> None:

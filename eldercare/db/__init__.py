@@ -1,1 +1,30 @@
+"""Storage: connection URLs, migrations (``migrate``) and upkeep (``maintain``)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eldercare.config import Settings
+
+
+def resolve_url(settings: Settings) -> str:
+    """The configured database URL, or the embedded PostgreSQL's (started on first use)."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    from eldercare.embedded import EmbeddedPostgres
+
+    return EmbeddedPostgres(settings.data_dir / "postgres").start()
+
+
+def retention_policy(settings: Settings):  # type: ignore[no-untyped-def]
+    """The retention and partitioning figures of the settings, for :mod:`eldercare.db.maintain`."""
+    from eldercare.db.maintain import RetentionPolicy
+
+    return RetentionPolicy(
+        readings_days=settings.retention_readings_days,
+        status_days=settings.retention_status_days,
+        events_days=settings.retention_events_days,
+        compress_after_days=settings.compress_after_days,
+        partitions_ahead_days=settings.partitions_ahead_days,
+    )
