@@ -7,6 +7,7 @@ MQTT broker" (see :mod:`eldercare.embedded`), which is how ``eldercare demo`` ru
 
 from __future__ import annotations
 
+import difflib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -166,6 +167,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             msg = f"{CONFIG_ENV}: config file {path} does not exist"
             raise SettingsError(msg)
         os.environ[CONFIG_ENV] = str(path)
+    _refuse_unknown_variables()
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -173,6 +175,17 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML file
         msg = f"{CONFIG_ENV}: {exc}"
         raise SettingsError(msg) from None
+
+
+def _refuse_unknown_variables() -> None:
+    """A misspelt ``ELDERCARE_*`` variable would otherwise be ignored without a word."""
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields} | {CONFIG_ENV}
+    for var in sorted(os.environ):
+        if var.startswith(ENV_PREFIX) and not var.startswith(f"{ENV_PREFIX}TEST_") and var not in known:
+            close = difflib.get_close_matches(var, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            msg = f"{var}: unknown setting{hint}"
+            raise SettingsError(msg)
 
 
 @lru_cache

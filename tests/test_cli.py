@@ -1,0 +1,59 @@
+"""The ``eldercare`` command as a user meets it: help, config show, readable errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+SUBCOMMANDS = ["db", "ingest", "edge", "serve", "simulate", "models", "demo", "config"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "eldercare.cli", *args],
+        capture_output=True,
+        text=True,
+        env=base | (env or {}),
+        timeout=60,
+        check=False,
+    )
+
+
+def test_help_lists_every_component() -> None:
+    out = run("--help")
+    assert out.returncode == 0, out.stderr
+    for name in SUBCOMMANDS:
+        assert f"  {name} " in out.stdout, name
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_each_subcommand_has_help(name: str) -> None:
+    out = run(name, "--help")
+    assert out.returncode == 0, out.stderr
+    assert "Usage:" in out.stdout
+
+
+def test_config_show_masks_secrets() -> None:
+    out = run("config", "show", env={"ELDERCARE_MQTT_URL": "mqtt://gw:pa55word@localhost:1883"})
+    assert out.returncode == 0, out.stderr
+    assert "pa55word" not in out.stdout
+    assert "mqtt://gw:********@localhost:1883" in out.stdout
+
+
+def test_bad_setting_is_one_readable_line() -> None:
+    out = run("config", "show", env={"ELDERCARE_HTTP_PORT": "abc"})
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert "ELDERCARE_HTTP_PORT" in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_subcommand_is_a_usage_error() -> None:
+    out = run("frobnicate")
+    assert out.returncode == 2
+    assert "No such command" in out.stderr

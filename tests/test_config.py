@@ -1,0 +1,84 @@
+"""The settings object: environment over TOML, masking, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eldercare.config import SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("ELDERCARE_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_use_embedded_services() -> None:
+    s = load_settings()
+    assert s.uses_embedded_db and s.uses_embedded_broker
+    assert s.mqtt_topic_root == "eldercare/v1"
+
+
+def test_environment_overrides_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "eldercare.toml"
+    cfg.write_text('http_port = 9000\nmqtt_topic_root = "city/v1"\nlog_level = "DEBUG"\n')
+    monkeypatch.setenv("ELDERCARE_HTTP_PORT", "9100")
+    s = load_settings(cfg)
+    assert s.http_port == 9100  # environment wins
+    assert s.mqtt_topic_root == "city/v1"  # from the file
+    assert s.log_level == "DEBUG"
+
+
+def test_secrets_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ELDERCARE_MQTT_URL", "mqtts://gw:hunter2@broker.example:8883")
+    monkeypatch.setenv("ELDERCARE_DATABASE_URL", "postgresql://app:s3cret@db.example/eldercare")
+    monkeypatch.setenv("ELDERCARE_SECRET_KEY", "very-secret-signing-key")
+    shown = load_settings().masked()
+    text = repr(shown)
+    assert "hunter2" not in text and "s3cret" not in text and "very-secret" not in text
+    assert shown["mqtt_url"] == "mqtts://gw:********@broker.example:8883"
+    assert shown["secret_key"] == "********"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "fragment"),
+    [
+        ("ELDERCARE_HTTP_PORT", "eighty", "ELDERCARE_HTTP_PORT"),
+        ("ELDERCARE_HTTP_PORT", "70000", "ELDERCARE_HTTP_PORT"),
+        ("ELDERCARE_MQTT_URL", "http://broker:1883", "ELDERCARE_MQTT_URL"),
+        ("ELDERCARE_DATABASE_URL", "mysql://x", "ELDERCARE_DATABASE_URL"),
+        ("ELDERCARE_LOG_LEVEL", "LOUD", "ELDERCARE_LOG_LEVEL"),
+        ("ELDERCARE_COLOUR", "blue", "ELDERCARE_COLOUR"),
+    ],
+)
+def test_wrong_value_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    message = str(exc.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_production_refuses_placeholder_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ELDERCARE_ENVIRONMENT", "production")
+    with pytest.raises(SettingsError, match="ELDERCARE_SECRET_KEY"):
+        load_settings()
+    monkeypatch.setenv("ELDERCARE_SECRET_KEY", "a-real-key-from-the-vault")
+    assert load_settings().environment == "production"
+
+
+def test_missing_or_broken_config_file(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("http_port = [unclosed\n")
+    with pytest.raises(SettingsError, match="ELDERCARE_CONFIG"):
+        load_settings(bad)
