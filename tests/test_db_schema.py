@@ -183,7 +183,8 @@ def test_timescale_path_uses_hypertables_and_policies(db_url: str) -> None:
         assert {"readings", "events", "gateway_status"} <= hypertables
         maintain.run(conn, maintain.RetentionPolicy(readings_days=30))
         jobs = conn.execute(
-            "SELECT proc_name, hypertable_name FROM timescaledb_information.jobs WHERE application_name NOT LIKE 'Telemetry%'"
+            "SELECT proc_name, hypertable_name FROM timescaledb_information.jobs "
+            "WHERE application_name NOT LIKE 'Telemetry%'"
         ).fetchall()
         procs = {(p, h) for p, h in jobs}
         assert ("policy_retention", "readings") in procs
