@@ -10,8 +10,12 @@ rollup ``activity_hourly`` is a continuous aggregate on TimescaleDB and a table 
 maintenance job on plain PostgreSQL: the same name and columns either way.
 """
 
+import logging
+
 from alembic import context, op
 from sqlalchemy import text
+
+log = logging.getLogger("eldercare.db.migrations")
 
 revision = "0001"
 down_revision = None
@@ -366,17 +370,27 @@ def _use_timescale() -> bool:
     available = bind.execute(
         text("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'")
     ).scalar()
-    if mode == "on" and not available:
-        msg = "ELDERCARE_TIMESCALE=on but the timescaledb extension is not available in this server"
-        raise RuntimeError(msg)
-    return bool(available)
+    if not available:
+        if mode == "on":
+            msg = "ELDERCARE_TIMESCALE=on but the timescaledb extension is not available in this server"
+            raise RuntimeError(msg)
+        return False
+    # Installed files are not enough: the library must be in shared_preload_libraries.
+    try:
+        with bind.begin_nested():
+            bind.execute(text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
+    except Exception as exc:
+        if mode == "on":
+            raise
+        log.warning("timescaledb is installed but cannot be loaded (%s); using plain PostgreSQL", exc)
+        return False
+    return True
 
 
 def upgrade() -> None:
     timescale = _use_timescale()
     op.execute(REGISTRY)
     if timescale:
-        op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         op.execute(TIME_SERIES.format(partitioning=""))
         for table, chunk in (("readings", "1 day"), ("events", "7 days"), ("gateway_status", "1 day")):
             op.execute(
