@@ -43,6 +43,8 @@ Incident kinds and their signatures (``Incident.duration`` None means the kind's
   ``duration`` (events are lost, as a live detector would see it).
 * ``low_battery``: no change in the event stream; the battery curve is in :mod:`.sensors`.
 
+After a collapse that never ends, later incidents that need the resident are ignored (no truth).
+
 One resident per home in this version. Everything here is pure: no clock, no I/O.
 """
 
@@ -88,6 +90,7 @@ DEFAULT_DURATION: dict[str, float] = {
     "low_battery": 2 * DAY,  # until the battery is replaced
     "gateway_outage": 2 * HOUR,
 }
+_RESIDENT_KINDS = ("fall", "collapse", "no_wake", "night_wandering", "bathroom_too_long", "sos")
 # How long after its start a situation becomes alert-worthy; a detector alerting earlier is early.
 BATHROOM_NORMAL_S = 30 * MINUTE
 # Alert kinds (design.md) that count as catching each incident kind when scoring.
@@ -276,7 +279,8 @@ def random_incidents(
 ) -> list[Incident]:
     """One incident per entry of ``kinds`` on distinct days (while days last), at a plausible hour.
 
-    ``first_day`` keeps the first days free, e.g. 7 to leave a week of normal history.
+    ``first_day`` keeps the first days free, e.g. 7 to leave a week of normal history. A
+    ``collapse`` (which ends all activity) takes the last of the chosen days.
     """
     r = rng if isinstance(rng, random.Random) else random.Random(rng)
     kinds = list(kinds)
@@ -285,6 +289,10 @@ def random_incidents(
         msg = f"no day to place incidents: first_day {first_day} >= days {days}"
         raise SimulationError(msg)
     chosen = r.sample(span, len(kinds)) if len(kinds) <= len(span) else [r.choice(span) for _ in kinds]
+    if "collapse" in kinds:  # a collapse ends the resident's story: put it on the last day
+        kinds.sort(key=lambda k: k == "collapse")
+        last = max(chosen)
+        chosen.sort(key=lambda d: d == last)
     out = []
     for kind, day in zip(kinds, chosen, strict=True):
         if kind == "no_wake":
@@ -622,7 +630,9 @@ class HomeSim:
     def _spurious(self, until: float) -> None:
         if self.spurious_rate <= 0 or until <= self._spurious_until:
             return
-        lo, hi = self._spurious_until, min(until, self.end if math.isfinite(self.end) else until)
+        lo, hi = self._spurious_until, min(until, self.end)
+        if not math.isfinite(hi):
+            return
         r = random.Random(f"{self.seed}:spurious:{lo:.0f}")
         for sensor in self._pirs:
             for _ in range(_poisson(r, self.spurious_rate * (hi - lo) / DAY)):
@@ -691,6 +701,8 @@ class HomeSim:
 
     def _apply(self, inc: Incident) -> TruthRecord | None:
         kind, r = inc.kind, self._rng
+        if self._frozen is not None and kind in _RESIDENT_KINDS:
+            return None  # after a collapse nothing else happens to the resident
         dur = inc.effective_duration
         resident = inc.resident or self.profile.resident
         t = max(inc.t, self._released)

@@ -1,0 +1,185 @@
+"""Device behaviour that the home event stream leaves out: batteries, radios, climate, heart rate.
+
+:mod:`.routine` renders what a resident *does* into PIR, door, bed and plug events. This module
+models the devices themselves so that the live runner and the datasets can report what real
+hardware reports: battery levels that drain (and a ``low_battery`` incident that drains one
+early), radio links that lose readings in bursts, an environment sensor's temperature and
+humidity, the wearable's heart rate and steps by activity, and where the wearable sits (wrist or
+pendant, any rotation). The 50 Hz accelerometer itself is synthesised by :mod:`.wearable`.
+
+Everything is pure and seeded: values are functions of (seed, time), so a restarted simulator
+reports the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eldercare.simulators.routine import DAY, TruthRecord
+
+LOW_BATTERY = 0.15  # the level at which a device (and the gateway) reports low battery
+
+# Typical life of a full battery in days, by sensor kind (wearables are charged, see below).
+BATTERY_LIFE_DAYS: dict[str, float] = {
+    "pir": 540.0,
+    "door": 730.0,
+    "bed": 365.0,
+    "sos": 900.0,
+    "env": 400.0,
+    "wearable": 30.0,  # a pendant; a wrist device is charged every night instead
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Battery:
+    """A linear drain from ``level0`` at ``t0``; a ``low_battery`` incident steepens it."""
+
+    sensor: str
+    t0: float
+    level0: float
+    per_day: float
+    low_at: float | None = None  # when it reaches LOW_BATTERY because of an incident
+    replaced_at: float | None = None  # when someone put in a fresh one
+
+    def level(self, t: float) -> float:
+        if self.replaced_at is not None and t >= self.replaced_at:
+            return max(0.0, 1.0 - (t - self.replaced_at) / DAY * self.per_day)
+        if self.low_at is not None:
+            # from the normal curve a week before, down to LOW_BATTERY at low_at, then on to empty
+            start = self.low_at - 7 * DAY
+            normal = max(0.0, self.level0 - (start - self.t0) / DAY * self.per_day)
+            if t >= start:
+                slope = (normal - LOW_BATTERY) / (7 * DAY)
+                return max(0.0, min(1.0, normal - (t - start) * slope))
+        return max(0.0, min(1.0, self.level0 - (t - self.t0) / DAY * self.per_day))
+
+    def is_low(self, t: float) -> bool:
+        return self.level(t) < LOW_BATTERY
+
+
+def battery_for(
+    seed: int, sensor: str, kind: str, t0: float, truth: Sequence[TruthRecord] = ()
+) -> Battery | None:
+    """A sensor's battery (None for mains-powered plugs), aged at random, honouring ``low_battery`` truth."""
+    life = BATTERY_LIFE_DAYS.get(kind)
+    if life is None:
+        return None
+    r = random.Random(f"{seed}:battery:{sensor}")
+    low = next((x for x in truth if x.kind == "low_battery" and x.sensor == sensor), None)
+    return Battery(
+        sensor=sensor,
+        t0=t0,
+        level0=round(r.uniform(0.45, 1.0), 3),
+        per_day=round(1.0 / (life * r.uniform(0.8, 1.2)), 6),
+        low_at=low.t if low else None,
+        replaced_at=low.end if low else None,
+    )
+
+
+class Radio:
+    """A Gilbert-Elliott link: mostly good, sometimes in a bad spell where most readings are lost."""
+
+    def __init__(
+        self,
+        seed: int,
+        name: str,
+        loss_good: float = 0.002,
+        loss_bad: float = 0.7,
+        p_enter_bad: float = 0.0005,
+        p_leave_bad: float = 0.05,
+    ) -> None:
+        self._r = random.Random(f"{seed}:radio:{name}")
+        self.loss_good, self.loss_bad = loss_good, loss_bad
+        self.p_enter_bad, self.p_leave_bad = p_enter_bad, p_leave_bad
+        self.bad = False
+
+    def delivered(self) -> bool:
+        """Whether the next transmission arrives; call once per reading, in time order."""
+        r = self._r.random()
+        if self.bad:
+            if r < self.p_leave_bad:
+                self.bad = False
+        elif r < self.p_enter_bad:
+            self.bad = True
+        return self._r.random() >= (self.loss_bad if self.bad else self.loss_good)
+
+    def rssi(self) -> float:
+        return round(self._r.gauss(-78.0 if self.bad else -62.0, 4.0), 1)
+
+
+def _noise(seed: int, key: str, t: float, sd: float) -> float:
+    return random.Random(f"{seed}:{key}:{int(t)}").gauss(0.0, sd)
+
+
+def env_reading(seed: int, t: float) -> tuple[float, float]:
+    """Indoor temperature (°C) and relative humidity (%) at ``t``: a daily cycle plus noise."""
+    r = random.Random(f"{seed}:env")
+    base, swing, hum = r.uniform(19.5, 24.5), r.uniform(0.8, 2.5), r.uniform(38, 60)
+    phase = 2 * math.pi * ((t % DAY) / DAY - 0.625)  # warmest mid-afternoon
+    temp = base + swing * math.cos(phase) + _noise(seed, "temp", t, 0.15)
+    rh = hum - 4.0 * math.cos(phase) + _noise(seed, "rh", t, 1.0)
+    return round(temp, 2), round(max(5.0, min(95.0, rh)), 1)
+
+
+# Resting heart rate by what the resident is doing (bpm): (mean, sd); None: no reading.
+HEART_RATE: dict[str, tuple[float, float] | None] = {
+    "sleep": (56, 3),
+    "nap_bed": (58, 3),
+    "nap_chair": (60, 3),
+    "stuck_in_bed": (64, 5),
+    "rest": (68, 4),
+    "tv": (67, 4),
+    "eat": (72, 4),
+    "visit": (74, 5),
+    "down": (96, 8),  # pain and fear after a fall
+    "collapsed": (38, 4),  # bradycardia: the vitals check's business
+    "collapsed_in_bed": (38, 4),
+}
+_ACTIVE = (84, 7)
+STEPS_PER_MIN: dict[str, float] = {"walk": 70, "chores": 25, "out": 45, "wander_out": 60, "cook": 15}
+
+
+def heart_rate(seed: int, resident: str, activity: str, t: float) -> float | None:
+    """The wearable's heart rate for a minute of ``activity`` (None: not worn or no pulse read)."""
+    r = random.Random(f"{seed}:hr:{resident}")
+    offset = r.uniform(-6, 8)
+    mean_sd = HEART_RATE.get(activity, _ACTIVE)
+    if mean_sd is None:
+        return None
+    mean, sd = mean_sd
+    return round(mean + offset + _noise(seed, f"hr:{resident}", t, sd), 1)
+
+
+def steps(seed: int, resident: str, activity: str, t: float, minutes: float = 1.0) -> float:
+    rate = STEPS_PER_MIN.get(activity, 3.0)
+    return float(max(0, round(rate * minutes * (1 + _noise(seed, f"steps:{resident}", t, 0.25)))))
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a resident wears the device and how it is rotated relative to the body frame."""
+
+    site: str  # "wrist" or "pendant"
+    rotation: tuple[tuple[float, float, float], ...]  # 3x3 rotation matrix, row-major
+
+    @classmethod
+    def draw(cls, rng: random.Random | int) -> Placement:
+        r = rng if isinstance(rng, random.Random) else random.Random(f"placement:{rng}")
+        site = "pendant" if r.random() < 0.5 else "wrist"
+        return cls(site, random_rotation(r))
+
+
+def random_rotation(r: random.Random) -> tuple[tuple[float, float, float], ...]:
+    """A uniformly random rotation (Shoemake's quaternion method)."""
+    u1, u2, u3 = r.random(), r.random(), r.random()
+    a, b = math.sqrt(1 - u1), math.sqrt(u1)
+    w, x = a * math.sin(2 * math.pi * u2), a * math.cos(2 * math.pi * u2)
+    y, z = b * math.sin(2 * math.pi * u3), b * math.cos(2 * math.pi * u3)
+    return (
+        (1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)),
+        (2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)),
+        (2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)),
+    )
