@@ -1,0 +1,658 @@
+"""The edge agent's loop: drivers in, outbox on disk, platform out.
+
+One thread owns all state (outbox, clock guard, batcher, check-ins). Drivers and paho's network
+thread only put items on :attr:`Agent.inbox`. Each turn of the loop takes everything waiting,
+handles it, commits the readings it produced in one transaction (group commit), then runs the
+timers (heartbeat, batches, check-ins, bounds) and hands paho the next messages, never more
+than ``broker.max_inflight`` unacknowledged. Alarms (SOS, fall) and other events are sent
+ahead of telemetry, and part of the window (a fifth) is kept free of telemetry so that an SOS
+never waits behind a backlog.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from eldercare import __version__, protocol
+from eldercare.edge.batching import Batcher
+from eldercare.edge.checkin import CheckIns, HomeContext, Suspect, combine_confidence
+from eldercare.edge.clock import ClockGuard
+from eldercare.edge.config import GatewayFile, parse_remote_config
+from eldercare.edge.connection import NetEvent, Uplink
+from eldercare.edge.drivers import AccChunk, Action, Driver, Health, Sample, load_driver
+from eldercare.edge.falls import StreamLike, open_stream
+from eldercare.edge.outbox import PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox
+
+log = logging.getLogger(__name__)
+
+_ID_RE = re.compile(protocol.ID_PATTERN)
+_METRIC_RE = re.compile(protocol.METRIC_PATTERN)
+LOW_BATTERY, BATTERY_OK = 0.15, 0.20
+VITALS_REPEAT_S = 300.0
+STATUS_MIN_GAP_S = 2.0
+MAX_TURN_ITEMS = 5000
+PROMPT = "Are you OK? Press your button or say 'I'm fine'. / 您还好吗？请按按钮或说“我没事”。"
+
+
+class _Sink:
+    """What drivers put items into: the inbox, never blocking the driver."""
+
+    def __init__(self, inbox: queue.Queue[Any]) -> None:
+        self.inbox = inbox
+        self.dropped = 0
+
+    def put(self, item: Any) -> None:
+        try:
+            self.inbox.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                log.warning("agent inbox full: %s driver items dropped so far", self.dropped)
+
+
+class Agent:
+    """A gateway's edge agent. ``run()`` blocks; ``start()``/``stop()`` run it in a thread."""
+
+    def __init__(
+        self,
+        gw: GatewayFile,
+        *,
+        drivers: list[Driver] | None = None,
+        fall_stream: Callable[[], StreamLike] | None = None,
+        wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.gw = gw
+        self.inbox: queue.Queue[Any] = queue.Queue(maxsize=200_000)
+        self.sink = _Sink(self.inbox)
+        self.drivers = drivers if drivers is not None else [load_driver(e, gw) for e in gw.drivers]
+        self._fall_stream = fall_stream
+        self._wall, self._mono = wall, mono
+        self._stop = threading.Event()
+        self.connected_once = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    def driver(self, name: str) -> Driver:
+        return next(d for d in self.drivers if d.name == name)
+
+    def start(self) -> None:
+        def target() -> None:
+            try:
+                self.run()
+            except BaseException as exc:  # surfaced to the caller by stop()
+                self.error = exc
+                log.exception("edge agent stopped by an error")
+
+        self._thread = threading.Thread(target=target, name="edge-agent", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+
+    def run(self, duration_s: float | None = None) -> None:
+        self._setup()
+        end = None if duration_s is None else self._mono() + duration_s
+        try:
+            while not self._stop.is_set() and (end is None or self._mono() < end):
+                self._turn()
+        finally:
+            self._shutdown()
+
+    # setup and shutdown ------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        gw = self.gw
+        self.outbox = Outbox(gw.outbox.path, gw.outbox)
+        last_good = self.outbox.get_meta("last_good_ms")
+        self.clock = ClockGuard(gw.clock, int(last_good) if last_good else None, self._wall, self._mono)
+        self.started = self._mono()
+        self.config = gw.initial_config()
+        stored = self.outbox.get_meta("config")
+        if stored:
+            try:
+                cfg = parse_remote_config(stored.encode())
+                if cfg.revision >= self.config.revision:
+                    self.config = cfg
+            except protocol.ProtocolError:
+                log.warning("stored remote config no longer valid; using the gateway file")
+        self.sensors = {s.id: s for s in self.config.sensors}
+        now = self._mono()
+        self.batcher = Batcher(
+            self.config.telemetry_batch_max, self.config.telemetry_batch_ms, self.outbox.n_pending, now
+        )
+        self.checkins = CheckIns(self.config.checkin_window_s)
+        self.context = HomeContext(keep_s=max(900.0, gw.fall.context_window_s * 2))
+        self.sensor_status: dict[str, dict[str, Any]] = {}
+        self.held: deque[tuple[str, float, Any]] = deque()
+        self.held_dropped = 0
+        self.rows: list[tuple[int, str, str, float]] = []
+        self.inflight: dict[int, tuple[int, int]] = {}  # mid -> (seq, priority)
+        self.acked: list[int] = []
+        self.connected = False
+        self.send_dirty = True
+        self.status_dirty = False
+        self.last_status = -math.inf
+        self.next_heartbeat = now
+        self.next_bounds = now
+        self.next_persist = now + 60
+        self.acc_buf: dict[str, deque[tuple[np.ndarray, np.ndarray, float]]] = {}
+        self.streams: dict[str, StreamLike | None] = {}
+        self.bad_names: set[str] = set()
+        self.low_battery: set[str] = set()
+        self.vitals_sent: dict[tuple[str, str], float] = {}
+        self.uplink = Uplink(gw, self.inbox, self._status_payload("offline"))
+        self.uplink.start()
+        for d in self.drivers:
+            d.apply_config(self.config)
+            d.start(self.sink)
+        log.info(
+            "edge agent %s/%s up: epoch %s, next seq %s, %s messages waiting",
+            gw.site,
+            gw.gateway,
+            self.outbox.epoch,
+            self.outbox.next_seq,
+            self.outbox.n_messages,
+        )
+
+    def _shutdown(self) -> None:
+        for d in self.drivers:
+            try:
+                d.stop()
+            except Exception:
+                log.exception("driver %s failed to stop", d.name)
+        try:
+            self._drain_inbox_once()
+            self._commit_rows()
+            while self.outbox.n_pending and self.outbox.seal_batch(
+                self.config.telemetry_batch_max, self._now_ms()
+            ):
+                pass
+            # give in-flight and ready messages a moment; whatever is left stays on disk
+            deadline = self._mono() + 2.0
+            self.send_dirty = True
+            while self._mono() < deadline and self.connected and (self.outbox.n_messages or self.inflight):
+                self._send()
+                self._drain_inbox_once(timeout=0.05)
+                self.outbox.ack(self.acked)
+                self.acked.clear()
+            self._persist_clock()
+        finally:
+            self.uplink.stop(self._status_payload("offline"))
+            self.outbox.close()
+
+    # the loop ----------------------------------------------------------------------------
+
+    def _turn(self) -> None:
+        now = self._mono()
+        wake = min(
+            x
+            for x in (
+                now + 0.5,
+                self.batcher.deadline(),
+                self.checkins.next_deadline(),
+                self.next_heartbeat,
+            )
+            if x is not None
+        )
+        self._drain_inbox_once(timeout=max(0.0, wake - now))
+        self._commit_rows()
+        self._timers(self._mono())
+        if self.acked:
+            self.outbox.ack(self.acked)
+            self.acked.clear()
+            self.send_dirty = True
+        if self.connected and self.send_dirty:
+            self._send()
+        if self.status_dirty and self.connected and self._mono() - self.last_status >= STATUS_MIN_GAP_S:
+            self._publish_status()
+
+    def _drain_inbox_once(self, timeout: float = 0.0) -> None:
+        try:
+            item = self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
+        except queue.Empty:
+            return
+        n = 0
+        while True:
+            self._handle(item)
+            n += 1
+            if n >= MAX_TURN_ITEMS:
+                return
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, item: Any) -> None:
+        if isinstance(item, Sample):
+            self._on_sample(item)
+        elif isinstance(item, AccChunk):
+            self._on_acc(item)
+        elif isinstance(item, NetEvent):
+            self._on_net(item)
+        elif isinstance(item, Action):
+            self._on_action(item)
+        elif isinstance(item, Health):
+            self._on_health(item)
+        else:
+            log.warning("unknown inbox item %r", type(item).__name__)
+
+    def _commit_rows(self) -> None:
+        if self.rows:
+            self.outbox.add_readings(self.rows)
+            self.batcher.added(len(self.rows), self._mono())
+            self.rows = []
+
+    def _timers(self, now: float) -> None:
+        if now >= self.next_heartbeat:
+            self._reading(self.gw.gateway, "heartbeat", round(now - self.started, 1))
+            self.next_heartbeat = now + self.config.heartbeat_s
+            self.status_dirty = True
+            self._commit_rows()
+        self._clock_changes()
+        if self.held and self.clock.now_ms() is not None:
+            self._release_held()
+        for s in self.checkins.expired(now):
+            self._emit_fall(s)
+        now_ms = self._now_ms()
+        while self.batcher.due(self._mono()):
+            sealed = self.outbox.seal_batch(self.config.telemetry_batch_max, now_ms)
+            if sealed is None:
+                self.batcher.count = 0
+                self.batcher.first = None
+                break
+            self.batcher.sealed(sealed[1], self._mono())
+            self.send_dirty = True
+        if now >= self.next_bounds:
+            if self.outbox.enforce_bounds(now_ms):
+                self.status_dirty = True
+            self.next_bounds = now + 5.0
+        if now >= self.next_persist:
+            self._persist_clock()
+            self.next_persist = now + 60.0
+        if now - self.last_status >= self.gw.status_interval_s:
+            self.status_dirty = True
+
+    # sending -----------------------------------------------------------------------------
+
+    def _send(self) -> None:
+        window = self.gw.broker.max_inflight
+        free = window - len(self.inflight)
+        if free <= 0:
+            return
+        exclude = [seq for seq, _ in self.inflight.values()]
+        msgs = self.outbox.next_batch(exclude, free, max_priority=PRIORITY_EVENT)
+        tele_inflight = sum(1 for _, p in self.inflight.values() if p == PRIORITY_TELEMETRY)
+        tele_room = min(free - len(msgs), window - max(1, window // 5) - tele_inflight)
+        if tele_room > 0:
+            exclude += [m.seq for m in msgs]
+            msgs += self.outbox.next_batch(exclude, tele_room, max_priority=PRIORITY_TELEMETRY)
+        for m in msgs:
+            t = self.uplink.event_topic if m.kind == "event" else self.uplink.telemetry_topic
+            mid = self.uplink.publish(t, m.payload)
+            self.inflight[mid] = (m.seq, m.priority)
+        self.send_dirty = False
+
+    def _on_net(self, ev: NetEvent) -> None:
+        if ev.kind == "ack":
+            entry = self.inflight.pop(ev.mid, None)
+            if entry is not None:
+                self.acked.append(entry[0])
+        elif ev.kind == "connected":
+            self.connected = True
+            self.send_dirty = True
+            self._publish_status()
+            self.connected_once.set()
+            log.info("connected to %s:%s", self.gw.broker.host, self.gw.broker.port)
+        elif ev.kind == "disconnected":
+            self.connected = False
+            log.warning("disconnected from the broker (%s); the outbox keeps everything", ev.reason)
+        elif ev.kind == "config":
+            self._apply_config(ev.payload)
+
+    # readings and events -----------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        t = self.clock.now_ms()
+        if t is None:
+            return max(self.clock.last_good_ms or 0, self.gw.clock.not_before_ms)
+        return t
+
+    def _valid(self, sensor: str, metric: str, value: float) -> bool:
+        if sensor in self.bad_names or metric in self.bad_names:
+            return False
+        if not _ID_RE.match(sensor) or not _METRIC_RE.match(metric):
+            bad = sensor if not _ID_RE.match(sensor) else metric
+            self.bad_names.add(bad)
+            log.warning("dropping readings named %r: not a valid protocol identifier", bad)
+            return False
+        return math.isfinite(value) and -1e15 <= value <= 1e15
+
+    def _reading(self, sensor: str, metric: str, value: float, t_ms: int | None = None) -> None:
+        if not self._valid(sensor, metric, value):
+            return
+        if t_ms is None:
+            t_ms = self.clock.now_ms()
+            if t_ms is None:
+                self._hold(("r", self._mono(), (sensor, metric, value)))
+                return
+        self.rows.append((t_ms, sensor, metric, float(value)))
+
+    def _event(
+        self,
+        kind: str,
+        sensor: str,
+        confidence: float = 1.0,
+        resident: str | None = None,
+        evidence: dict[str, Any] | None = None,
+        at_mono: float | None = None,
+    ) -> None:
+        fields: dict[str, Any] = {"sensor": sensor, "kind": kind, "confidence": round(confidence, 4)}
+        if resident:
+            fields["resident"] = resident
+        if evidence:
+            fields["evidence"] = evidence
+        mono = self._mono() if at_mono is None else at_mono
+        t = self.clock.ms_at(mono)
+        if t is None:
+            self.held.append(("e", mono, fields))  # events are held without bound
+            return
+        self._store_event({"t": t, **fields})
+
+    def _store_event(self, fields: dict[str, Any]) -> None:
+        try:
+            seq = self.outbox.add_event(fields, self._now_ms())
+        except protocol.ProtocolError as exc:
+            log.error("event %s not stored, it breaks the protocol: %s", fields.get("kind"), exc)
+            return
+        self.send_dirty = True
+        log.info("event %s from %s stored as seq %s", fields["kind"], fields["sensor"], seq)
+        if self.connected:
+            self._send()  # alarms do not wait for the end of the turn
+
+    def _hold(self, entry: tuple[str, float, Any]) -> None:
+        if sum(1 for e in self.held if e[0] == "r") >= self.gw.clock.hold_max:
+            for i, e in enumerate(self.held):  # drop the oldest held reading, never an event
+                if e[0] == "r":
+                    del self.held[i]
+                    self.held_dropped += 1
+                    break
+        self.held.append(entry)
+
+    def _release_held(self) -> None:
+        n = len(self.held)
+        while self.held:
+            kind, mono, data = self.held.popleft()
+            t = self.clock.ms_at(mono)
+            if t is None:
+                self.held.appendleft((kind, mono, data))
+                return
+            if kind == "r":
+                self.rows.append((t, *data))
+            else:
+                self._store_event({"t": t, **data})
+        self._commit_rows()
+        log.info("clock good again: %s held readings/events stamped and stored", n)
+
+    def _clock_changes(self) -> None:
+        for ch in self.clock.changes:
+            self.status_dirty = True
+            if not ch.ok:
+                log.warning("clock problem: %s", ch.reason)
+                self._event(
+                    "clock_error", self.gw.gateway, evidence={"reason": ch.reason, "wall_ms": ch.wall_ms}
+                )
+            else:
+                log.info("clock trusted again")
+        self.clock.changes.clear()
+
+    def _persist_clock(self) -> None:
+        if self.clock.last_good_ms is not None:
+            self.outbox.set_meta("last_good_ms", str(self.clock.last_good_ms))
+
+    def _on_sample(self, s: Sample) -> None:
+        self._reading(s.sensor, s.metric, s.value, s.t_ms)
+        self._seen(s.sensor)
+        cfg = self.sensors.get(s.sensor)
+        if cfg is not None and cfg.kind in ("pir", "door", "bed"):
+            self.context.add(self._mono(), cfg.kind, cfg.room, s.value)
+        resident = cfg.resident if cfg else None
+        if s.metric == "press" and s.value >= 0.5:
+            self._event("sos", s.sensor, resident=resident)
+        rng = self.config.vitals_ranges.get(s.metric)
+        if rng is not None and not rng[0] <= s.value <= rng[1]:
+            key, now = (s.sensor, s.metric), self._mono()
+            if now - self.vitals_sent.get(key, -math.inf) >= VITALS_REPEAT_S:
+                self.vitals_sent[key] = now
+                ev = {"metric": s.metric, "value": s.value, "low": rng[0], "high": rng[1]}
+                self._event("vitals", s.sensor, resident=resident, evidence=ev)
+
+    def _on_action(self, a: Action) -> None:
+        if a.action == "sos":
+            self._on_sample(Sample(a.sensor, "press", 1.0))
+            return
+        cfg = self.sensors.get(a.sensor)
+        if cfg is not None and cfg.kind == "wearable":
+            answered = self.checkins.answer(wearable=a.sensor)
+        elif cfg is not None and cfg.resident:
+            answered = self.checkins.answer(resident=cfg.resident)
+        else:
+            answered = self.checkins.answer()
+        now = self._mono()
+        for s in answered:
+            after = round(now - (s.deadline - self.checkins.window_s), 1)
+            ev = {"checkin": {"answered_by": a.sensor, "after_s": after, "window_s": self.checkins.window_s}}
+            self._event("fall_cancelled", s.wearable, s.confidence, s.resident, ev, at_mono=s.impact_mono)
+            log.info("check-in for %s answered by %s after %s s", s.wearable, a.sensor, after)
+
+    def _on_health(self, h: Health) -> None:
+        st = self.sensor_status.setdefault(h.sensor, {})
+        if h.battery is not None and st.get("battery") != h.battery:
+            st["battery"] = h.battery
+            self.status_dirty = True
+            self._reading(h.sensor, "battery", h.battery)
+            if h.battery < LOW_BATTERY and h.sensor not in self.low_battery:
+                self.low_battery.add(h.sensor)
+                cfg = self.sensors.get(h.sensor)
+                self._event(
+                    "low_battery",
+                    h.sensor,
+                    resident=cfg.resident if cfg else None,
+                    evidence={"battery": h.battery},
+                )
+            elif h.battery >= BATTERY_OK:
+                self.low_battery.discard(h.sensor)
+        if h.online is not None and st.get("online") != h.online:
+            st["online"] = h.online
+            self.status_dirty = True
+
+    def _seen(self, sensor: str) -> None:
+        t = self.clock.now_ms()
+        if t is not None:
+            self.sensor_status.setdefault(sensor, {})["last_seen"] = t
+
+    # falls -------------------------------------------------------------------------------
+
+    def _stream_for(self, sensor: str) -> StreamLike | None:
+        if sensor not in self.streams:
+            try:
+                if self._fall_stream is not None:
+                    self.streams[sensor] = self._fall_stream()
+                else:
+                    stream, name = open_stream(self.gw.fall.detector)
+                    self.streams[sensor] = stream
+                    log.info("fall detector for %s: %s", sensor, name)
+            except Exception:
+                log.exception("no fall detector for %s", sensor)
+                self.streams[sensor] = None
+        return self.streams[sensor]
+
+    def _on_acc(self, c: AccChunk) -> None:
+        if len(c.t) == 0:
+            return
+        now = self._mono()
+        t_end = float(c.t[-1])
+        buf = self.acc_buf.setdefault(c.sensor, deque())
+        buf.append((np.asarray(c.t, dtype=np.float64), np.asarray(c.acc, dtype=np.float32), now))
+        while buf and buf[0][2] < now - self.gw.fall.buffer_s:
+            buf.popleft()
+        self._seen(c.sensor)
+        if self.config.stream_raw_acc:
+            t_now = self.clock.now_ms()
+            if t_now is not None:  # raw samples are not held while the clock is bad
+                ts = (t_now - (t_end - np.asarray(c.t)) * 1000).astype(np.int64)
+                for i, axis in enumerate(("acc_x", "acc_y", "acc_z")):
+                    vals = np.round(np.asarray(c.acc)[:, i], 4)
+                    self.rows.extend(
+                        zip(ts.tolist(), [c.sensor] * len(ts), [axis] * len(ts), vals.tolist(), strict=True)
+                    )
+        stream = self._stream_for(c.sensor)
+        if stream is None:
+            return
+        try:
+            found = stream.push(c.t, c.acc)
+        except Exception:
+            log.exception("fall detector failed on %s; chunk skipped", c.sensor)
+            return
+        cfg = self.sensors.get(c.sensor)
+        for ev in found:
+            if ev.confidence < self.config.fall_threshold:
+                continue
+            impact_mono = now - (t_end - float(ev.t))
+            s = self.checkins.start(
+                c.sensor,
+                cfg.resident if cfg else None,
+                -1,
+                impact_mono,
+                float(ev.confidence),
+                now,
+                room=self.context.room_at(impact_mono),
+            )
+            if s is None:
+                continue
+            log.warning("suspected fall on %s (confidence %.2f): checking in", c.sensor, ev.confidence)
+            for d in self.drivers:
+                try:
+                    d.prompt(c.sensor, s.resident, PROMPT)
+                except Exception:
+                    log.exception("driver %s could not prompt", d.name)
+
+    def _emit_fall(self, s: Suspect) -> None:
+        until = self._mono()
+        after = self.context.after(s.impact_mono + 3.0, until)
+        conf, context = combine_confidence(s.confidence, s.room, after, self.context.has_pir)
+        evidence = {
+            "context": context,
+            "checkin": {"window_s": self.checkins.window_s, "answered": False},
+            "acc": self._evidence(s.wearable, s.impact_mono),
+        }
+        log.warning("fall on %s not answered: reporting (confidence %.2f)", s.wearable, conf)
+        self._event("fall", s.wearable, conf, s.resident, evidence, at_mono=s.impact_mono)
+
+    def _evidence(self, sensor: str, impact_mono: float) -> dict[str, Any]:
+        """Raw samples around the impact as compact integer milli-g arrays."""
+        lo, hi = impact_mono - self.gw.fall.evidence_before_s, impact_mono + self.gw.fall.evidence_after_s
+        monos, accs = [], []
+        for t, acc, arrival in self.acc_buf.get(sensor, ()):
+            m = arrival - (t[-1] - t)
+            keep = (m >= lo) & (m <= hi)
+            if keep.any():
+                monos.append(m[keep])
+                accs.append(acc[keep])
+        if not monos:
+            return {}
+        m = np.concatenate(monos)
+        a = np.concatenate(accs)
+        hz = (len(m) - 1) / (m[-1] - m[0]) if len(m) > 1 and m[-1] > m[0] else 0.0
+        mg = np.round(a * 1000).astype(np.int32)
+        return {
+            "t0": self.clock.ms_at(float(m[0])),
+            "hz": round(float(hz), 2),
+            "unit": "mg",
+            "x": mg[:, 0].tolist(),
+            "y": mg[:, 1].tolist(),
+            "z": mg[:, 2].tolist(),
+        }
+
+    # status and config -------------------------------------------------------------------
+
+    def _status_payload(self, state: str) -> bytes:
+        sensors = {}
+        for sid, st in getattr(self, "sensor_status", {}).items():
+            if _ID_RE.match(sid):
+                sensors[sid] = protocol.SensorStatus(
+                    battery=st.get("battery"), last_seen=st.get("last_seen"), online=st.get("online", True)
+                )
+        clock = getattr(self, "clock", None)
+        msg = protocol.Status(
+            v=1,
+            t=self._now_ms() if clock is not None else int(self._wall() * 1000),
+            state=state,  # type: ignore[arg-type]
+            sensors=sensors,
+            version=__version__,
+            clock_ok=clock.ok if clock is not None else True,
+            outbox=self.outbox.stats() if hasattr(self, "outbox") else {},
+        )
+        return msgspec.json.encode(msg)
+
+    def _publish_status(self) -> None:
+        if not self.connected:
+            return
+        self.uplink.client.publish(
+            self.uplink.status_topic, self._status_payload("online"), qos=1, retain=True
+        )
+        self.last_status = self._mono()
+        self.status_dirty = False
+
+    def _apply_config(self, payload: bytes) -> None:
+        if not payload.strip():
+            return  # the retained config was cleared: keep what we have
+        try:
+            cfg = parse_remote_config(payload)
+            if cfg.revision < self.config.revision:
+                raise protocol.ProtocolError(
+                    "revision", f"{cfg.revision} is older than the applied revision {self.config.revision}"
+                )
+        except protocol.ProtocolError as exc:
+            log.warning("remote config rejected, keeping revision %s: %s", self.config.revision, exc)
+            self._event(
+                "config_rejected",
+                self.gw.gateway,
+                evidence={"field": exc.field, "reason": exc.reason, "kept_revision": self.config.revision},
+            )
+            self._commit_rows()
+            self.status_dirty = True
+            return
+        if cfg == self.config:
+            return
+        self._use_config(cfg)
+        self.outbox.set_meta("config", payload.decode("utf-8"))
+        log.info("remote config revision %s applied", cfg.revision)
+        self.status_dirty = True
+
+    def _use_config(self, cfg: protocol.GatewayConfig) -> None:
+        self.config = cfg
+        self.sensors = {s.id: s for s in cfg.sensors}
+        self.batcher.max_readings = cfg.telemetry_batch_max
+        self.batcher.max_ms = cfg.telemetry_batch_ms
+        self.checkins.window_s = cfg.checkin_window_s
+        self.next_heartbeat = min(self.next_heartbeat, self._mono() + cfg.heartbeat_s)
+        for d in self.drivers:
+            d.apply_config(cfg)

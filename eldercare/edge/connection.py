@@ -1,0 +1,125 @@
+"""The uplink: one paho-mqtt 2.x client to the platform's broker.
+
+paho's network thread does nothing but turn callbacks into items on the agent's inbox
+(``connected``, ``disconnected``, ``ack`` with the message id, ``config`` with the payload); the
+agent's loop does the work. paho keeps the messages it was handed and resends them itself
+after a reconnect, so the agent hands it a message once per process and bounds how many are
+unacknowledged (see :mod:`eldercare.edge.agent`). Reconnects back off exponentially from
+``reconnect_min_s`` to ``reconnect_max_s``; both are re-drawn with jitter after every failure so
+that a neighbourhood of gateways does not reconnect in lockstep after a broker restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import random
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from eldercare.edge.config import GatewayFile
+from eldercare.protocol import topic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NetEvent:
+    kind: str  # connected | disconnected | ack | config
+    mid: int = 0
+    payload: bytes = b""
+    reason: str = ""
+
+
+class Uplink:
+    """Owns the paho client; callbacks only enqueue."""
+
+    def __init__(self, gw: GatewayFile, inbox: queue.Queue[Any], will_payload: bytes) -> None:
+        self.gw = gw
+        self.inbox = inbox
+        root = gw.topic_root
+        self.telemetry_topic = topic(gw.site, gw.gateway, "telemetry", root)
+        self.event_topic = topic(gw.site, gw.gateway, "event", root)
+        self.status_topic = topic(gw.site, gw.gateway, "status", root)
+        self.config_topic = topic(gw.site, gw.gateway, "config", root)
+        b = gw.broker
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=gw.client_id, clean_session=True)
+        c.max_inflight_messages_set(b.max_inflight)
+        c.max_queued_messages_set(0)  # the agent bounds what it hands over
+        user, pw = b.credentials
+        if user:
+            c.username_pw_set(user, pw)
+        if b.tls:
+            c.tls_set(
+                ca_certs=str(b.ca_file) if b.ca_file else None,
+                certfile=str(b.cert_file) if b.cert_file else None,
+                keyfile=str(b.key_file) if b.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            c.tls_insecure_set(b.tls_insecure)
+        c.will_set(self.status_topic, will_payload, qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        self._jitter()
+        self.client = c
+        self.connected = False
+
+    def _jitter(self) -> None:
+        b = self.gw.broker
+        lo = b.reconnect_min_s * random.uniform(0.5, 1.5)
+        hi = max(lo, b.reconnect_max_s * random.uniform(0.5, 1.0))
+        if hasattr(self, "client"):
+            self.client.reconnect_delay_set(lo, hi)  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        self._jitter()
+        self.client.connect_async(
+            self.gw.broker.host, self.gw.broker.port, keepalive=self.gw.broker.keepalive_s
+        )
+        self.client.loop_start()
+
+    def stop(self, offline_payload: bytes | None = None, timeout: float = 2.0) -> None:
+        """Say offline (a clean disconnect does not fire the Last Will) and stop."""
+        if offline_payload is not None and self.connected:
+            info = self.client.publish(self.status_topic, offline_payload, qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, topic_name: str, payload: bytes, retain: bool = False) -> int:
+        """Hand one QoS 1 message to paho; returns its message id."""
+        info = self.client.publish(topic_name, payload, qos=1, retain=retain)
+        return int(info.mid)
+
+    # paho callbacks (network thread): enqueue only -----------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        if rc.is_failure:
+            log.warning("broker refused the connection: %s", rc)
+            return
+        self.connected = True
+        client.subscribe(self.config_topic, qos=1)
+        self.inbox.put(NetEvent("connected"))
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        self.connected = False
+        self._jitter()
+        self.inbox.put(NetEvent("disconnected", reason=str(rc)))
+
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        self._jitter()
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any = None) -> None:
+        self.inbox.put(NetEvent("ack", mid=mid))
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self.config_topic:
+            self.inbox.put(NetEvent("config", payload=bytes(msg.payload)))

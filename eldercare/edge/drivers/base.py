@@ -1,0 +1,95 @@
+"""What a driver is: something that turns devices into items for the agent's inbox.
+
+A driver gets its options (validated by its own ``Options`` model), starts its own thread or
+client, and puts :data:`Item` objects into the sink. It never touches the outbox, the clock or
+MQTT to the platform. Adding a driver is adding one module ``eldercare/edge/drivers/<type>.py``
+with a ``DRIVER`` attribute (or naming ``package.module:Class`` as the type); nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeAlias
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from eldercare import protocol
+    from eldercare.edge.config import GatewayFile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One reading. ``t_ms`` only when the device stamps it itself; the agent stamps otherwise."""
+
+    sensor: str
+    metric: str
+    value: float
+    t_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccChunk:
+    """A run of wearable accelerometer samples: ``t`` (n,) seconds on any steady scale, ``acc`` (n, 3) g."""
+
+    sensor: str
+    t: np.ndarray
+    acc: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A person did something: ``sos`` (help!) or ``ok`` (answer to "are you OK?")."""
+
+    sensor: str
+    action: Literal["sos", "ok"]
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """Device health: battery 0..1 and/or reachability."""
+
+    sensor: str
+    battery: float | None = None
+    online: bool | None = None
+
+
+Item: TypeAlias = Sample | AccChunk | Action | Health
+
+
+class Sink(Protocol):
+    def put(self, item: Item) -> None: ...
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Driver(ABC):
+    """Base class of drivers."""
+
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, name: str, options: BaseModel, gateway: GatewayFile) -> None:
+        self.name = name
+        self.options = options
+        self.gateway = gateway
+
+    @abstractmethod
+    def start(self, sink: Sink) -> None:
+        """Begin delivering items; must return promptly (run a thread if needed)."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop delivering and release resources; idempotent."""
+
+    def apply_config(self, config: protocol.GatewayConfig) -> None:  # noqa: B027 - optional hook
+        """A new remote config (sampling rates) is in force."""
+
+    def prompt(self, wearable: str, resident: str | None, text: str) -> None:  # noqa: B027
+        """Ask the resident (speaker, wearable buzzer) whether they are all right."""

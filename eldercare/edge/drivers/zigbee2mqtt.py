@@ -1,0 +1,204 @@
+"""Real Zigbee devices through a local zigbee2mqtt bridge.
+
+zigbee2mqtt publishes each device's state as JSON on ``{base_topic}/{friendly_name}`` and its
+reachability on ``{base_topic}/{friendly_name}/availability``. This driver subscribes to the
+local broker's ``{base_topic}/#`` and maps payloads to our sensors through the ``devices``
+table of its options, keyed by friendly name. Defaults per sensor kind follow the payloads
+zigbee2mqtt documents (e.g. Aqara RTCGQ11LM ``occupancy``, MCCGQ11LM ``contact`` where ``true``
+means closed, WXKG11LM ``action`` = single/double/hold/release, smart plugs' ``power`` in W,
+``battery`` in %); ``fields`` overrides them for other devices::
+
+    [[drivers]]
+    type = "zigbee2mqtt"
+    url = "mqtt://127.0.0.1:1883"
+    [drivers.devices.hallway_motion]
+    sensor = "pir-hallway"
+    kind = "pir"
+    [drivers.devices.bed_mat]
+    sensor = "bed-1"
+    kind = "bed"
+    fields = { contact = "in_bed" }        # "!metric" inverts a boolean
+
+The driver's MQTT client is its own (the local broker), separate from the uplink.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Literal
+
+import msgspec
+from pydantic import BaseModel, ConfigDict, Field
+
+from eldercare.edge.drivers.base import Action, Driver, Health, Item, Sample, Sink
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["wearable", "pir", "door", "bed", "plug", "sos", "env", "vitals"]
+
+# payload field -> our metric ("!" inverts a boolean), by sensor kind
+DEFAULT_FIELDS: dict[str, dict[str, str]] = {
+    "pir": {"occupancy": "motion", "presence": "motion"},
+    "door": {"contact": "!contact"},  # zigbee2mqtt: contact=true is closed; ours: 1.0 opened
+    "bed": {"occupancy": "in_bed", "presence": "in_bed"},
+    "plug": {"power": "power"},
+    "env": {"temperature": "temperature", "humidity": "humidity"},
+    "vitals": {"heart_rate": "heart_rate", "spo2": "spo2"},
+    "wearable": {"heart_rate": "heart_rate"},
+    "sos": {},
+}
+# an SOS button: any press is a call for help ("release" merely ends a "hold")
+DEFAULT_ACTIONS: dict[str, dict[str, str]] = {
+    "sos": {
+        a: "sos" for a in ("single", "double", "triple", "quadruple", "hold", "long", "on", "press", "sos")
+    },
+}
+
+
+class DeviceMap(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sensor: str
+    kind: Kind
+    fields: dict[str, str] | None = None  # replaces the kind's defaults
+    actions: dict[str, Literal["sos", "ok", "ignore"]] | None = None  # action value -> meaning
+
+
+class Zigbee2MqttOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: str | None = None
+    base_topic: str = "zigbee2mqtt"
+    client_id: str | None = None
+    devices: dict[str, DeviceMap] = Field(default_factory=dict)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str) and value.upper() in {"ON", "OFF"}:
+        return 1.0 if value.upper() == "ON" else 0.0
+    return None
+
+
+def map_payload(device: DeviceMap, payload: dict[str, Any]) -> list[Item]:
+    """The items one zigbee2mqtt state message means for our sensor (pure; tested directly)."""
+    items: list[Item] = []
+    fields = device.fields if device.fields is not None else DEFAULT_FIELDS.get(device.kind, {})
+    for key, spec in fields.items():
+        if key not in payload:
+            continue
+        invert = spec.startswith("!")
+        value = _number(payload[key])
+        if value is None:
+            continue
+        if invert:
+            value = 1.0 - value
+        items.append(Sample(device.sensor, spec.lstrip("!"), value))
+    action = payload.get("action")
+    if isinstance(action, str) and action:
+        actions = device.actions if device.actions is not None else DEFAULT_ACTIONS.get(device.kind, {})
+        meaning = actions.get(action, "ignore")
+        if meaning in ("sos", "ok"):
+            items.append(Action(device.sensor, meaning))  # type: ignore[arg-type]
+    battery = payload.get("battery")
+    if isinstance(battery, int | float) and not isinstance(battery, bool) and 0 <= battery <= 100:
+        items.append(Health(device.sensor, battery=round(battery / 100.0, 3)))
+    return items
+
+
+def map_availability(device: DeviceMap, raw: bytes) -> Item | None:
+    """``{"state": "online"}`` (zigbee2mqtt 1.x/2.x) or legacy plain ``online``/``offline``."""
+    text = raw.decode("utf-8", "replace").strip()
+    state: Any = text
+    if text.startswith("{"):
+        try:
+            state = msgspec.json.decode(raw).get("state")
+        except (msgspec.DecodeError, AttributeError):
+            return None
+    if state in ("online", "offline"):
+        return Health(device.sensor, online=state == "online")
+    return None
+
+
+class Zigbee2MqttDriver(Driver):
+    """Subscribes to a local zigbee2mqtt bridge and maps its devices to our sensors."""
+
+    Options = Zigbee2MqttOptions
+
+    def __init__(self, name: str, options: BaseModel, gateway: Any) -> None:
+        super().__init__(name, options, gateway)
+        self.opts: Zigbee2MqttOptions = options  # type: ignore[assignment]
+        self._client: Any = None
+        self._sink: Sink | None = None
+        self.unknown: set[str] = set()
+
+    def handle(self, topic: str, payload: bytes) -> list[Item]:
+        """Map one message from the bridge; unknown devices and bridge topics give nothing."""
+        prefix = self.opts.base_topic + "/"
+        if not topic.startswith(prefix):
+            return []
+        name = topic[len(prefix) :]
+        if name.startswith("bridge/") or name.endswith(("/set", "/get")):
+            return []
+        if name.endswith("/availability"):
+            dev = self.opts.devices.get(name[: -len("/availability")])
+            item = map_availability(dev, payload) if dev else None
+            return [item] if item else []
+        dev = self.opts.devices.get(name)
+        if dev is None:
+            if name not in self.unknown:
+                self.unknown.add(name)
+                log.info("zigbee2mqtt device %r is not in the mapping; ignored", name)
+            return []
+        try:
+            data = msgspec.json.decode(payload)
+        except msgspec.DecodeError:
+            log.warning("zigbee2mqtt %s: payload is not JSON", name)
+            return []
+        return map_payload(dev, data) if isinstance(data, dict) else []
+
+    def start(self, sink: Sink) -> None:
+        from urllib.parse import urlsplit
+
+        import paho.mqtt.client as mqtt
+
+        self._sink = sink
+        url = urlsplit(self.opts.url)
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.opts.client_id or f"eldercare-{self.gateway.gateway}-z2m",
+        )
+        user = self.opts.username or url.username
+        if user:
+            client.username_pw_set(user, self.opts.password or url.password)
+        if url.scheme in {"mqtts", "ssl"}:
+            client.tls_set()
+        topic = f"{self.opts.base_topic}/#"
+
+        def on_connect(c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+            if not rc.is_failure:
+                c.subscribe(topic, qos=0)
+
+        def on_message(_c: Any, _u: Any, msg: Any) -> None:
+            for item in self.handle(msg.topic, msg.payload):
+                sink.put(item)
+
+        client.on_connect = on_connect
+        client.on_message = on_message
+        client.reconnect_delay_set(1, 30)
+        client.connect_async(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
+        client.loop_start()
+        self._client = client
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+
+
+DRIVER = Zigbee2MqttDriver
