@@ -391,3 +391,20 @@ def builtin(name: str) -> Path:
         names = ", ".join(sorted(x.stem for x in SCENARIO_DIR.glob("*.toml")))
         raise ScenarioError(f"no built-in scenario {name!r}; available: {names}")
     return p
+
+
+def read_clock(path: str | Path) -> dict[str, Any] | None:
+    """The live run's clock from a truth file (its last ``{"run": ...}`` line), or None."""
+    clock = None
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ScenarioError(f"{path}: {exc.strerror}") from None
+    for line in lines:
+        if line.startswith('{"run"'):
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            clock = {**(clock or {}), **d["run"]}
+    return clock

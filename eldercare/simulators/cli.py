@@ -1,0 +1,377 @@
+"""``eldercare simulate``: datasets, seeding the platform, running homes live, triggering, scoring."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from eldercare.cli import get_settings
+
+KIND_CHOICE = click.Choice(
+    [
+        "fall",
+        "collapse",
+        "no_wake",
+        "night_wandering",
+        "bathroom_too_long",
+        "sos",
+        "device_offline",
+        "low_battery",
+        "gateway_outage",
+    ]
+)
+
+
+@click.group()
+def simulate() -> None:
+    """Simulated homes and stations: datasets, seeding, live runs, incidents, scoring.
+
+    模拟的家庭与驿站：数据集、注册、实时运行、触发事件、评分。
+    """
+
+
+def _load_manifest(path: str) -> dict[str, Any]:
+    try:
+        m = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise click.BadParameter(f"{path}: {exc.strerror}", param_hint="--manifest") from None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"{path}: not JSON ({exc.msg})", param_hint="--manifest") from None
+    if not isinstance(m, dict) or m.get("version") != 1 or "homes" not in m:
+        raise click.BadParameter(f"{path}: not an eldercare simulation manifest", param_hint="--manifest")
+    return m
+
+
+def _scenario(name_or_path: str) -> Any:
+    from eldercare.simulators import scenario as sc
+
+    try:
+        path = Path(name_or_path) if name_or_path.endswith(".toml") else sc.builtin(name_or_path)
+        return sc.load(path)
+    except sc.ScenarioError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scenario") from None
+
+
+@simulate.command()
+@click.option("--days", type=click.IntRange(1, 3650), default=28, show_default=True)
+@click.option("--homes", type=click.IntRange(1, 100_000), default=10, show_default=True)
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--scenario", help="A scenario TOML file or the name of a built-in one (overrides --days/--homes)."
+)
+@click.option(
+    "--kinds",
+    default="all",
+    show_default=True,
+    help="Comma-separated incident kinds drawn at random per home ('none' for none).",
+)
+@click.option(
+    "--first-day", type=int, default=7, show_default=True, help="Days of normal life before incidents."
+)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option(
+    "--acc-minutes",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Minutes of ordinary accelerometer data per home (plus one session per fall); -1: none.",
+)
+@click.option("--drop-rate", type=click.FloatRange(0, 0.99), default=0.0)
+@click.option(
+    "--spurious-rate", type=click.FloatRange(0), default=0.0, help="False PIR triggers per sensor per day."
+)
+def dataset(
+    days: int,
+    homes: int,
+    out: str,
+    seed: int,
+    scenario: str | None,
+    kinds: str,
+    first_day: int,
+    fmt: str,
+    acc_minutes: float,
+    drop_rate: float,
+    spurious_rate: float,
+) -> None:
+    """Write labelled data: home event streams with incidents, accelerometer sessions with falls.
+
+    写出带标签的数据：家庭事件流与事件真值、带跌倒时刻的加速度数据。
+    """
+    from eldercare.simulators.dataset import write_dataset
+    from eldercare.simulators.routine import INCIDENT_KINDS
+    from eldercare.simulators.scenario import Scenario
+
+    if scenario:
+        sc = _scenario(scenario)
+    else:
+        chosen = INCIDENT_KINDS if kinds == "all" else () if kinds == "none" else tuple(kinds.split(","))
+        bad = [k for k in chosen if k not in INCIDENT_KINDS]
+        if bad:
+            raise click.BadParameter(f"unknown kind(s) {', '.join(bad)}", param_hint="--kinds")
+        if chosen and not 0 <= first_day < days:
+            raise click.BadParameter(f"must be 0..{days - 1}", param_hint="--first-day")
+        sc = Scenario(
+            name="dataset",
+            seed=seed,
+            days=days,
+            homes=homes,
+            drop_rate=drop_rate,
+            spurious_rate=spurious_rate,
+            random_kinds=chosen,
+            random_first_day=first_day if chosen else 0,
+        )
+    t0 = time.perf_counter()
+
+    def progress(home: int, run: Any) -> None:
+        click.echo(
+            f"\rhome {home + 1}/{sc.homes}: {len(run.events)} events, {len(run.truth)} incidents",
+            err=True,
+            nl=False,
+        )
+
+    summary = write_dataset(sc, Path(out), fmt=fmt, acc_minutes=acc_minutes, progress=progress)
+    click.echo("", err=True)
+    click.echo(
+        f"wrote {summary['homes']} homes, {summary['events']} events, {summary['incidents']} incidents, "
+        f"{summary['acc_sessions']} accelerometer sessions to {out} in {time.perf_counter() - t0:.1f} s"
+    )
+
+
+@simulate.command("seed")
+@click.option("--homes", type=click.IntRange(0, 100_000), default=10, show_default=True)
+@click.option("--stations", type=click.IntRange(0, 1000), default=1, show_default=True)
+@click.option("--seed", "seed_", type=int, default=0, show_default=True)
+@click.option(
+    "--prefix",
+    default="sim",
+    show_default=True,
+    help="Prefix of every id, to keep several neighbourhoods apart.",
+)
+@click.option(
+    "-o",
+    "--manifest",
+    "manifest_path",
+    type=click.Path(dir_okay=False),
+    default="sim-manifest.json",
+    show_default=True,
+)
+@click.option("--roster-days", type=click.IntRange(1, 3650), default=30, show_default=True)
+@click.pass_context
+def seed_cmd(
+    ctx: click.Context,
+    homes: int,
+    stations: int,
+    seed_: int,
+    prefix: str,
+    manifest_path: str,
+    roster_days: int,
+) -> None:
+    """Register simulated homes, stations, people and rosters in the database; write a manifest.
+
+    在数据库中注册模拟的家庭、驿站、人员与排班，并写出清单文件。
+    """
+    import re
+
+    import psycopg
+
+    from eldercare.db import resolve_url
+    from eldercare.simulators import neighbourhood as nb
+    from eldercare.simulators import store
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,15}", prefix):
+        raise click.BadParameter("1-16 letters, digits, '-' or '_'", param_hint="--prefix")
+    settings = get_settings(ctx)
+    now = time.time()
+    p = nb.plan(seed_, homes, stations, prefix=prefix, now=now, roster_days=roster_days)
+    try:
+        with psycopg.connect(resolve_url(settings)) as conn:
+            counts = store.seed(conn, p)
+    except store.StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot reach the database: {str(exc).strip().splitlines()[0]}") from None
+    m = nb.manifest(p, topic_root=settings.mqtt_topic_root, created_at=now, start=now)
+    Path(manifest_path).write_text(json.dumps(m, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    click.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
+    click.echo(f"manifest: {manifest_path}")
+
+
+@simulate.command()
+@click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--speed",
+    type=click.FloatRange(0.1, 100_000),
+    default=1.0,
+    show_default=True,
+    help="Simulated seconds per wall-clock second.",
+)
+@click.option("--mode", type=click.Choice(["direct", "edge"]), default="direct", show_default=True)
+@click.option("--homes", type=click.IntRange(1), default=None, help="Only the first N homes of the manifest.")
+@click.option(
+    "--duration", type=click.FloatRange(0), default=None, help="Stop after this many wall-clock seconds."
+)
+@click.option("--sim-start", type=float, default=None, help="Simulated start (epoch s); default: now.")
+@click.option("--scenario", help="Incidents to schedule (home indexes map to the manifest's homes).")
+@click.option(
+    "--truth",
+    "truth_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Ground truth JSON lines (default: next to the manifest, truth.jsonl).",
+)
+@click.option(
+    "--status-every",
+    type=click.FloatRange(5),
+    default=300.0,
+    show_default=True,
+    help="Simulated seconds between gateway status messages.",
+)
+@click.option(
+    "--false-fall-rate",
+    type=click.FloatRange(0),
+    default=0.02,
+    show_default=True,
+    help="Direct mode: wrongly detected falls per resident per day.",
+)
+@click.option("--quiet", is_flag=True, help="No live line.")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    manifest_path: str,
+    speed: float,
+    mode: str,
+    homes: int | None,
+    duration: float | None,
+    sim_start: float | None,
+    scenario: str | None,
+    truth_path: str | None,
+    status_every: float,
+    false_fall_rate: float,
+    quiet: bool,
+) -> None:
+    """Drive the seeded homes against the broker, in real time or faster.
+
+    按真实时间或加速运行模拟家庭，向消息代理发送数据。
+    """
+    from eldercare.simulators.runner import RunOptions, run_direct
+
+    m = _load_manifest(manifest_path)
+    if mode == "edge":
+        raise click.ClickException(
+            "edge mode is not available yet: the edge agent has no simulator hook; use --mode direct"
+        )
+    settings = get_settings(ctx)
+    sc = _scenario(scenario) if scenario else None
+    truth = Path(truth_path) if truth_path else Path(manifest_path).with_name("truth.jsonl")
+    opts = RunOptions(
+        speed=speed,
+        homes=homes,
+        duration=duration,
+        sim_start=sim_start,
+        status_every=status_every,
+        false_fall_rate=false_fall_rate,
+        live=not quiet,
+    )
+    try:
+        stats = run_direct(settings, m, opts, truth_path=truth, scenario=sc)
+    except (OSError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(stats))
+
+
+@simulate.command()
+@click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--resident", required=True, help="Resident id, or the home's index in the manifest.")
+@click.option("--kind", required=True, type=KIND_CHOICE)
+@click.option("--duration-min", type=click.FloatRange(0), default=None, help="Default: the kind's default.")
+@click.option("--room", default=None)
+@click.option("--sensor", default=None)
+@click.pass_context
+def trigger(
+    ctx: click.Context,
+    manifest_path: str,
+    resident: str,
+    kind: str,
+    duration_min: float | None,
+    room: str | None,
+    sensor: str | None,
+) -> None:
+    """Make something happen to a resident of a running simulation.
+
+    在运行中的模拟里为一位长者触发事件。
+    """
+    from eldercare.simulators.control import send_trigger
+
+    m = _load_manifest(manifest_path)
+    homes = m["homes"]
+    home = next((h for h in homes if h["resident"] == resident), None)
+    if home is None and resident.isdigit() and int(resident) < len(homes):
+        home = homes[int(resident)]
+    if home is None:
+        raise click.BadParameter(f"no resident {resident!r} in {manifest_path}", param_hint="--resident")
+    settings = get_settings(ctx)
+    req = {
+        "resident": home["resident"],
+        "kind": kind,
+        "room": room,
+        "sensor": sensor,
+        "duration_s": None if duration_min is None else duration_min * 60,
+    }
+    try:
+        answer = send_trigger(settings, settings.mqtt_topic_root, req)
+    except (OSError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(answer.get("truth"), ensure_ascii=False))
+
+
+@simulate.command()
+@click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--truth", "truth_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--window-h",
+    type=click.FloatRange(0),
+    default=2.0,
+    show_default=True,
+    help="Hours after an incident's end (or start) in which an alert still counts as catching it.",
+)
+@click.pass_context
+def score(ctx: click.Context, manifest_path: str, truth_path: str, as_json: bool, window_h: float) -> None:
+    """Compare the ground truth with the alerts the platform raised.
+
+    将真值与平台产生的告警进行比对评分。
+    """
+    import psycopg
+
+    from eldercare.db import resolve_url
+    from eldercare.simulators import score as scoring
+    from eldercare.simulators import store
+    from eldercare.simulators.scenario import ScenarioError, read_clock, read_truth
+
+    m = _load_manifest(manifest_path)
+    try:
+        truth = read_truth(truth_path)
+        clock = read_clock(truth_path)
+    except ScenarioError as exc:
+        raise click.BadParameter(str(exc), param_hint="--truth") from None
+    sites = [h["site"] for h in m["homes"]] + [s["site"] for s in m.get("stations", [])]
+    settings = get_settings(ctx)
+    try:
+        with psycopg.connect(resolve_url(settings)) as conn:
+            alerts, trail = store.fetch_alerts(conn, sites=sites)
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot reach the database: {str(exc).strip().splitlines()[0]}") from None
+    report = scoring.score(
+        truth, alerts, trail, residents=len(m["homes"]), clock=clock, window_s=window_h * 3600
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(report.table())
+    sys.stdout.flush()

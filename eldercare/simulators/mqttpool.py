@@ -1,0 +1,215 @@
+"""Many paho-mqtt clients driven by one thread through a selector: one connection per gateway.
+
+A real gateway has its own MQTT identity, its own retained status and its own Last Will, so the
+simulator opens one connection per simulated gateway. A thread per client (paho's
+``loop_start``) does not scale to a thousand gateways on two cores; instead one loop reads every
+socket through :mod:`selectors` and writes whatever paho still has queued. Publishing happens only
+from that same thread. Each client counts its unacknowledged QoS 1 messages so that the caller
+can hold back (paho's own queue is unbounded and fails silently past 65,535 message ids).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import selectors
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from eldercare.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be reached or refused a connection."""
+
+
+def broker_address(settings: Settings) -> tuple[str, int, bool, str | None, str | None]:
+    """host, port, tls, username, password of the configured broker (embedded: localhost:1883)."""
+    if settings.mqtt_url is None:
+        return "127.0.0.1", 1883, False, None, None
+    u = urlsplit(settings.mqtt_url.get_secret_value())
+    tls = u.scheme in ("mqtts", "ssl")
+    return (
+        u.hostname or "127.0.0.1",
+        u.port or (8883 if tls else 1883),
+        tls,
+        unquote(u.username) if u.username else None,
+        unquote(u.password) if u.password else None,
+    )
+
+
+class Conn:
+    """One client: a gateway's connection (or the simulator's own control connection)."""
+
+    def __init__(
+        self,
+        client_id: str,
+        settings: Settings,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        will: tuple[str, bytes] | None = None,
+        on_message: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        self.client_id = client_id
+        self.connected = False
+        self.refused: str | None = None
+        self.unacked = 0
+        self.sent = 0
+        self.subscriptions: list[str] = []
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=True
+        )
+        c.max_queued_messages_set(0)
+        host, port, tls, user, pw = broker_address(settings)
+        self.host, self.port, self.keepalive = host, port, settings.mqtt_keepalive_s
+        if username or user:
+            c.username_pw_set(username or user, password if username else pw)
+        if tls:
+            c.tls_set(
+                ca_certs=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
+                certfile=str(settings.mqtt_cert_file) if settings.mqtt_cert_file else None,
+                keyfile=str(settings.mqtt_key_file) if settings.mqtt_key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            c.tls_insecure_set(settings.mqtt_tls_insecure)
+        if will:
+            c.will_set(will[0], will[1], qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        if on_message is not None:
+            c.on_message = lambda _c, _u, msg: on_message(msg.topic, bytes(msg.payload))
+        self.client = c
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+        if rc.is_failure:
+            self.refused = str(rc)
+            return
+        self.connected = True
+        for t in self.subscriptions:
+            client.subscribe(t, qos=1)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
+    ) -> None:
+        self.connected = False
+        self.unacked = 0
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any = None) -> None:
+        self.unacked = max(0, self.unacked - 1)
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
+            self.unacked += 1 if info.rc == mqtt.MQTT_ERR_SUCCESS else 0
+            self.sent += 1 if info.rc == mqtt.MQTT_ERR_SUCCESS else 0
+        else:
+            log.warning("publish on %s failed: %s", self.client_id, mqtt.error_string(info.rc))
+
+
+class Pool:
+    """Connections and the selector loop that serves them."""
+
+    def __init__(self) -> None:
+        self.sel = selectors.DefaultSelector()
+        self.conns: list[Conn] = []
+        self._socks: dict[Conn, socket.socket] = {}
+        self._last_misc = 0.0
+        self.pending: deque[Conn] = deque()
+
+    def add(self, conn: Conn, *, connect: bool = True) -> None:
+        self.conns.append(conn)
+        if connect:
+            self.connect(conn)
+
+    def connect(self, conn: Conn) -> None:
+        try:
+            conn.client.connect(conn.host, conn.port, keepalive=conn.keepalive)
+        except OSError as exc:
+            raise BrokerError(f"cannot connect to MQTT broker {conn.host}:{conn.port}: {exc}") from None
+        self._register(conn)
+
+    def reconnect(self, conn: Conn) -> bool:
+        try:
+            conn.client.reconnect()
+        except OSError as exc:
+            log.warning("reconnect of %s failed: %s", conn.client_id, exc)
+            return False
+        self._register(conn)
+        return True
+
+    def _register(self, conn: Conn) -> None:
+        sock = conn.client.socket()
+        if sock is None:
+            return
+        old = self._socks.pop(conn, None)
+        if old is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(old)
+        self.sel.register(sock, selectors.EVENT_READ, conn)  # type: ignore[arg-type]
+        self._socks[conn] = sock  # type: ignore[assignment]
+
+    def drop(self, conn: Conn) -> None:
+        """Cut the connection without a DISCONNECT, as a power cut would: the broker sends the Will."""
+        sock = self._socks.pop(conn, None)
+        if sock is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(sock)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        conn.connected = False
+        conn.unacked = 0
+
+    def wait_connected(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll(0.05)
+            refused = [c for c in self.conns if c.refused]
+            if refused:
+                raise BrokerError(f"broker refused {refused[0].client_id}: {refused[0].refused}")
+            if all(c.connected for c in self.conns if c in self._socks):
+                return
+        missing = sum(1 for c in self.conns if c in self._socks and not c.connected)
+        raise BrokerError(f"{missing} connection(s) got no CONNACK within {timeout:.0f} s")
+
+    def poll(self, timeout: float) -> None:
+        """Write what is queued, read what arrived (acks, messages), keep connections alive."""
+        for conn in list(self._socks):
+            if conn.client.want_write():
+                conn.client.loop_write()
+        for key, _ in self.sel.select(timeout):
+            conn = key.data
+            rc = conn.client.loop_read(max_packets=100)
+            if rc != mqtt.MQTT_ERR_SUCCESS and rc != mqtt.MQTT_ERR_AGAIN:
+                log.warning("connection %s lost: %s", conn.client_id, mqtt.error_string(rc))
+                self.drop(conn)
+                self.pending.append(conn)
+        now = time.monotonic()
+        if now - self._last_misc >= 1.0:
+            self._last_misc = now
+            for conn in list(self._socks):
+                conn.client.loop_misc()
+
+    @property
+    def unacked(self) -> int:
+        return sum(c.unacked for c in self.conns)
+
+    def close(self) -> None:
+        for conn in list(self._socks):
+            try:
+                conn.client.disconnect()
+                conn.client.loop_write()
+            except OSError:
+                pass
+        self.sel.close()

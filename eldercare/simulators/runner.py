@@ -1,0 +1,533 @@
+"""Drive a seeded neighbourhood live against the MQTT broker (direct mode).
+
+Each simulated gateway publishes what a real one would, under its own ``{site}/{gateway}`` with
+wire protocol v1: telemetry batches (at most 50 readings a message), events (``fall`` as the edge
+detector would report it, ``sos``, ``low_battery``), and its retained status with a Last Will.
+Every gateway gets a fresh random ``epoch`` per run and counts ``seq`` from 0.
+
+Time: the simulated clock is ``sim_start + speed * (wall - wall_start)``. Residents come from
+:class:`~eldercare.simulators.routine.HomeSim`, rendered lazily, so memory does not grow with the
+length of the run or with speed; a thousand homes fit in one process. When the broker falls behind
+(too many unacknowledged messages) production pauses and the simulated clock runs late rather than
+buffering without bound; the live line shows the lag.
+
+Incidents come from a scenario (scheduled) and from ``eldercare simulate trigger`` through the
+control topic ``{root}/_sim/control`` (answers on ``{root}/_sim/ack``). Ground truth is written as
+it happens to a JSON-lines file whose first and last lines (``{"run": ...}``) map simulated to
+wall-clock time for the scorer.
+
+Direct mode stands in for the edge detector: a ``fall`` is reported with probability
+:data:`FALL_DETECTED` (0.9; a soft ``collapse`` 0.3) 30 s after the impact (the check-in window), and
+wrong ``fall`` events arrive at ``false_fall_rate`` per resident per day.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import math
+import random
+import resource
+import signal
+import sys
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from eldercare import __version__
+from eldercare.config import Settings
+from eldercare.protocol import Event, Reading, SensorStatus, Status, Telemetry, topic
+from eldercare.simulators import sensors as dev
+from eldercare.simulators.mqttpool import Conn, Pool
+from eldercare.simulators.neighbourhood import profile_from
+from eldercare.simulators.routine import DAY, OUT, HomeSim, Incident, SimulationError, TruthRecord
+from eldercare.simulators.scenario import Scenario
+
+log = logging.getLogger(__name__)
+
+METRIC = {"pir": "motion", "door": "contact", "bed": "in_bed", "plug": "power", "sos": "press"}
+BATCH = 50  # readings per telemetry message, the gateway config's default
+FALL_DETECTED = {"fall": 0.9, "collapse": 0.3}
+CHECKIN_S = 30.0
+HR_EVERY_S = 60.0
+ENV_EVERY_S = 300.0
+MAX_UNACKED_PER_CONN = 200
+MAX_UNACKED_TOTAL = 20_000
+VERSION = f"eldercare-sim/{__version__}"
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class RunOptions:
+    speed: float = 1.0
+    homes: int | None = None
+    duration: float | None = None  # wall-clock seconds; None: until interrupted
+    sim_start: float | None = None
+    status_every: float = 300.0
+    false_fall_rate: float = 0.02
+    live: bool = True
+    tick: float = 0.2
+
+
+@dataclass(slots=True)
+class _Gateway:
+    id: str
+    site: str
+    conn: Conn
+    epoch: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    seq: int = 0
+    next_status: float = 0.0
+    out: bool = False  # in a gateway outage
+
+    def next_seq(self) -> int:
+        s = self.seq
+        self.seq += 1
+        return s
+
+
+@dataclass(slots=True)
+class _Home:
+    index: int
+    resident: str
+    seed: int
+    sim: HomeSim
+    gw: _Gateway
+    sensors: list[dict[str, Any]]
+    batteries: dict[str, dev.Battery]
+    next_hr: float
+    next_env: float
+    next_false_fall: float
+    truth_seen: int = 0
+    offline: list[tuple[str, float, float]] = field(default_factory=list)
+    low_reported: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Station:
+    gw: _Gateway
+    sensors: list[dict[str, Any]]
+    rng: random.Random
+    next_tick: float
+
+
+class Runner:
+    """The live loop; build with :meth:`__init__`, drive with :meth:`run` (or :meth:`step` in tests)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        manifest: dict[str, Any],
+        opts: RunOptions,
+        *,
+        truth_out: IO[str] | None = None,
+        scenario: Scenario | None = None,
+        wall_start: float | None = None,
+    ) -> None:
+        self.settings, self.opts = settings, opts
+        self.root = settings.mqtt_topic_root
+        self.pool = Pool()
+        self.truth_out = truth_out
+        self.wall_start = time.time() if wall_start is None else wall_start
+        self.sim_start = opts.sim_start if opts.sim_start is not None else self.wall_start
+        self.sim_now = self.sim_start
+        self.day0 = math.floor(self.sim_start / DAY) * DAY
+        self.effects: list[tuple[float, int, str, Any]] = []
+        self._n_effects = 0
+        self.control: deque[bytes] = deque()
+        self.stats = {"messages": 0, "readings": 0, "events": 0, "incidents": 0, "triggers": 0}
+        self.homes: list[_Home] = []
+        self.stations: list[_Station] = []
+        self.by_resident: dict[str, _Home] = {}
+        self._stop = False
+        homes = manifest["homes"][: opts.homes] if opts.homes else manifest["homes"]
+        for h in homes:
+            self.homes.append(self._make_home(h, scenario))
+        if not opts.homes:
+            for s in manifest.get("stations", []):
+                for g in s["gateways"]:
+                    gw = self._gateway(g)
+                    self.stations.append(
+                        _Station(
+                            gw, g["sensors"], random.Random(f"{g['id']}:{self.sim_start}"), self.sim_start
+                        )
+                    )
+        self.ctl = Conn(f"sim-control-{uuid.uuid4().hex[:8]}", settings, on_message=self._on_control)
+        self.ctl.subscriptions.append(f"{self.root}/_sim/control")
+
+    def _gateway(self, g: dict[str, Any]) -> _Gateway:
+        will = _encode(Status(v=1, t=int(time.time() * 1000), state="offline", version=VERSION))
+        conn = Conn(
+            f"sim-{g['id']}",
+            self.settings,
+            username=g["mqtt_username"],
+            password=g["mqtt_password"],
+            will=(topic(g["site"], g["id"], "status", self.root), will),
+        )
+        return _Gateway(g["id"], g["site"], conn)
+
+    def _make_home(self, h: dict[str, Any], scenario: Scenario | None) -> _Home:
+        profile = profile_from(h["profile"])
+        sim = HomeSim(h["seed"], start=self.day0, profile=profile, site=h["site"])
+        sim.pop_until(self.sim_start)  # fast-forward from midnight
+        sim.truth.clear()
+        if scenario is not None and h["index"] < scenario.homes:
+            shift = self.day0 - scenario.start
+            for inc in scenario.incidents_for(h["index"]):
+                if inc.t + shift >= self.sim_start:
+                    sim.schedule(Incident(inc.kind, inc.t + shift, inc.duration, inc.room, inc.sensor))
+        gw = self._gateway(h["gateway"])
+        gw.next_status = self.sim_start + (h["index"] % 50) / 50 * self.opts.status_every
+        sensors = h["gateway"]["sensors"]
+        bats = {}
+        for s in sensors:
+            b = dev.battery_for(h["seed"], s["id"], s["kind"], self.sim_start)
+            if b is not None:
+                bats[s["id"]] = b
+        r = random.Random(f"{h['seed']}:falsefall:{self.sim_start}")
+        home = _Home(
+            h["index"],
+            h["resident"],
+            h["seed"],
+            sim,
+            gw,
+            sensors,
+            bats,
+            next_hr=self.sim_start + r.uniform(0, HR_EVERY_S),
+            next_env=self.sim_start + r.uniform(0, ENV_EVERY_S),
+            next_false_fall=self._next_false_fall(r, self.sim_start),
+        )
+        self.by_resident[h["resident"]] = home
+        return home
+
+    def _next_false_fall(self, r: random.Random, t: float) -> float:
+        rate = self.opts.false_fall_rate / DAY
+        return t + r.expovariate(rate) if rate > 0 else math.inf
+
+    # effects at a future simulated time ---------------------------------------------------------
+
+    def _at(self, t: float, what: str, arg: Any) -> None:
+        heapq.heappush(self.effects, (t, self._n_effects, what, arg))
+        self._n_effects += 1
+
+    def _new_truth(self, home: _Home, rec: TruthRecord) -> None:
+        self._at(rec.t, "truth", (home, rec))
+        r = random.Random(f"{home.seed}:{rec.kind}:{rec.t}")
+        if rec.kind in FALL_DETECTED and r.random() < FALL_DETECTED[rec.kind]:
+            self._at(rec.t + CHECKIN_S, "fall_event", (home, rec, round(r.uniform(0.7, 0.99), 3)))
+        elif rec.kind == "gateway_outage":
+            self._at(rec.t, "outage_start", home)
+            if rec.end is not None:
+                self._at(rec.end, "outage_end", home)
+        elif rec.kind == "low_battery" and rec.sensor:
+            kind = next((s["kind"] for s in home.sensors if s["id"] == rec.sensor), "pir")
+            b = dev.battery_for(home.seed, rec.sensor, kind, self.sim_start, [rec])
+            if b is not None:
+                home.batteries[rec.sensor] = b
+        elif rec.kind == "device_offline" and rec.sensor:
+            home.offline.append((rec.sensor, rec.t, rec.end if rec.end is not None else math.inf))
+
+    def _run_effects(self) -> None:
+        while self.effects and self.effects[0][0] <= self.sim_now:
+            t, _, what, arg = heapq.heappop(self.effects)
+            if what == "truth":
+                home, rec = arg
+                self.stats["incidents"] += 1
+                if self.truth_out is not None:
+                    self.truth_out.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
+                    self.truth_out.flush()
+            elif what == "fall_event":
+                home, rec, conf = arg
+                self._event(home, t, "wearable-1", "fall", conf, {"simulated": True, "incident": rec.kind})
+            elif what == "outage_start":
+                home = arg
+                home.gw.out = True
+                self.pool.drop(home.gw.conn)
+            elif what == "outage_end":
+                home = arg
+                home.gw.out = False
+                if self.pool.reconnect(home.gw.conn):
+                    self._status(home.gw, t, self._home_sensor_status(home, t))
+
+    # publishing --------------------------------------------------------------------------------
+
+    def _publish(self, gw: _Gateway, kind: str, payload: bytes, retain: bool = False) -> None:
+        gw.conn.publish(topic(gw.site, gw.id, kind, self.root), payload, retain=retain)  # type: ignore[arg-type]
+        self.stats["messages"] += 1
+
+    def _telemetry(self, gw: _Gateway, readings: list[Reading]) -> None:
+        readings.sort(key=lambda r: r.t)
+        for i in range(0, len(readings), BATCH):
+            chunk = readings[i : i + BATCH]
+            msg = Telemetry(v=1, epoch=gw.epoch, seq=gw.next_seq(), readings=chunk)
+            self._publish(gw, "telemetry", _encode(msg))
+            self.stats["readings"] += len(chunk)
+
+    def _event(
+        self, home: _Home, t: float, sensor: str, kind: str, conf: float, evidence: dict[str, Any]
+    ) -> None:
+        if home.gw.out:
+            return
+        msg = Event(
+            v=1,
+            epoch=home.gw.epoch,
+            seq=home.gw.next_seq(),
+            t=int(t * 1000),
+            sensor=sensor,
+            kind=kind,  # type: ignore[arg-type]
+            confidence=conf,
+            resident=home.resident,
+            evidence=evidence,
+        )  # type: ignore[arg-type]
+        self._publish(home.gw, "event", _encode(msg))
+        self.stats["events"] += 1
+
+    def _status(self, gw: _Gateway, t: float, sensors: dict[str, SensorStatus]) -> None:
+        msg = Status(
+            v=1, t=int(t * 1000), state="online", sensors=sensors, version=VERSION, outbox={"pending": 0}
+        )
+        self._publish(gw, "status", _encode(msg), retain=True)
+
+    def _home_sensor_status(self, home: _Home, t: float) -> dict[str, SensorStatus]:
+        out = {}
+        for s in home.sensors:
+            sid = s["id"]
+            online = not any(x == sid and a <= t < b for x, a, b in home.offline)
+            b = home.batteries.get(sid)
+            out[sid] = SensorStatus(battery=round(b.level(t), 3) if b else None, online=online)
+        return out
+
+    # one tick ----------------------------------------------------------------------------------
+
+    def _produce_home(self, home: _Home) -> None:
+        now = self.sim_now
+        evs = home.sim.pop_until(now)
+        while home.truth_seen < len(home.sim.truth):
+            self._new_truth(home, home.sim.truth[home.truth_seen])
+            home.truth_seen += 1
+        gw = home.gw
+        if gw.out:
+            home.next_hr = max(home.next_hr, now)
+            home.next_env = max(home.next_env, now)
+            return
+        readings = [Reading(int(e.t * 1000), e.sensor, METRIC[e.kind], e.value) for e in evs]
+        for e in evs:
+            if e.kind == "sos":
+                self._event(home, e.t, e.sensor, "sos", 1.0, {"simulated": True})
+        cur = home.sim._current
+        activity, room = (cur.activity, cur.room) if cur is not None else ("sleep", "bedroom")
+        wearable_off = any(x == "wearable-1" and a <= now < b for x, a, b in home.offline)
+        while home.next_hr <= now:
+            t = home.next_hr
+            if room != OUT and not wearable_off:
+                hr = dev.heart_rate(home.seed, home.resident, activity, t)
+                if hr is not None:
+                    readings.append(Reading(int(t * 1000), "wearable-1", "heart_rate", hr))
+                readings.append(
+                    Reading(
+                        int(t * 1000), "wearable-1", "steps", dev.steps(home.seed, home.resident, activity, t)
+                    )
+                )
+            home.next_hr += HR_EVERY_S
+        while home.next_env <= now:
+            t = home.next_env
+            temp, rh = dev.env_reading(home.seed, t)
+            readings.append(Reading(int(t * 1000), "env-1", "temperature", temp))
+            readings.append(Reading(int(t * 1000), "env-1", "humidity", rh))
+            home.next_env += ENV_EVERY_S
+        if readings:
+            self._telemetry(gw, readings)
+        while home.next_false_fall <= now:
+            t = home.next_false_fall
+            if room != OUT:
+                conf = round(random.Random(f"{home.seed}:ff:{t}").uniform(0.5, 0.8), 3)
+                self._event(home, t, "wearable-1", "fall", conf, {"simulated": True, "incident": None})
+            home.next_false_fall = self._next_false_fall(random.Random(f"{home.seed}:ffn:{t}"), t)
+        if gw.next_status <= now:
+            sensors = self._home_sensor_status(home, now)
+            self._status(gw, now, sensors)
+            for sid, st in sensors.items():
+                if st.battery is not None and st.battery < dev.LOW_BATTERY and sid not in home.low_reported:
+                    home.low_reported.add(sid)
+                    self._event(home, now, sid, "low_battery", 1.0, {"battery": st.battery})
+            gw.next_status = now + self.opts.status_every
+
+    def _produce_station(self, st: _Station) -> None:
+        now = self.sim_now
+        readings: list[Reading] = []
+        while st.next_tick <= now:
+            t = st.next_tick
+            g = time.gmtime(t)
+            open_ = g.tm_wday < 5 and 9 <= g.tm_hour < 16
+            for s in st.sensors:
+                if s["kind"] == "pir" and open_ and st.rng.random() < 0.6:
+                    readings.append(Reading(int(t * 1000), s["id"], "motion", 1.0))
+                elif s["kind"] == "door" and open_ and st.rng.random() < 0.1:
+                    readings.append(Reading(int(t * 1000), s["id"], "contact", 1.0))
+                    readings.append(Reading(int(t * 1000) + 8000, s["id"], "contact", 0.0))
+            st.next_tick += 60.0
+        if readings:
+            self._telemetry(st.gw, readings)
+        if st.gw.next_status <= now:
+            self._status(
+                st.gw, now, {s["id"]: SensorStatus(battery=0.9) for s in st.sensors if s["kind"] != "plug"}
+            )
+            st.gw.next_status = now + self.opts.status_every
+
+    def _on_control(self, topic_name: str, payload: bytes) -> None:
+        self.control.append(payload)  # handled in the loop, never in paho's callback
+
+    def _handle_control(self) -> None:
+        while self.control:
+            raw = self.control.popleft()
+            reply: dict[str, Any]
+            req: dict[str, Any] = {}
+            try:
+                req = json.loads(raw)
+                if not isinstance(req, dict):
+                    raise ValueError("a trigger is a JSON object")
+                home = self.by_resident.get(req.get("resident", ""))
+                if home is None:
+                    raise SimulationError(f"no resident {req.get('resident')!r} in this run")
+                inc = Incident(
+                    req["kind"], self.sim_now, req.get("duration_s"), req.get("room"), req.get("sensor")
+                )
+                rec = home.sim.trigger(inc)
+                self.stats["triggers"] += 1
+                reply = {"id": req.get("id"), "ok": True, "truth": rec.to_json() if rec else None}
+            except (ValueError, KeyError, TypeError) as exc:
+                req = req if isinstance(req, dict) else {}
+                reply = {"id": req.get("id"), "ok": False, "error": str(exc)}
+            self.ctl.publish(f"{self.root}/_sim/ack", json.dumps(reply).encode())
+
+    def start(self) -> None:
+        self.pool.add(self.ctl)
+        for home in self.homes:
+            self.pool.add(home.gw.conn)
+        for st in self.stations:
+            self.pool.add(st.gw.conn)
+        self.pool.wait_connected()
+        for home in self.homes:
+            self._status(home.gw, self.sim_now, self._home_sensor_status(home, self.sim_now))
+        for st in self.stations:
+            self._status(st.gw, self.sim_now, {})
+        if self.truth_out is not None:
+            self.truth_out.write(json.dumps({"run": self.clock()}) + "\n")
+            self.truth_out.flush()
+
+    def clock(self) -> dict[str, Any]:
+        return {
+            "wall_start": self.wall_start,
+            "sim_start": self.sim_start,
+            "speed": self.opts.speed,
+            "homes": len(self.homes),
+            "sim_now": self.sim_now,
+            "wall_now": time.time(),
+        }
+
+    def step(self, wall_now: float) -> bool:
+        """Advance to ``wall_now``; False when held back by unacknowledged messages."""
+        self._handle_control()
+        busy = self.pool.unacked > MAX_UNACKED_TOTAL or any(
+            c.unacked > MAX_UNACKED_PER_CONN for c in self.pool.conns
+        )
+        if busy:
+            return False
+        target = self.sim_start + (wall_now - self.wall_start) * self.opts.speed
+        self.sim_now = max(self.sim_now, target)
+        self._run_effects()
+        for home in self.homes:
+            self._produce_home(home)
+        for st in self.stations:
+            self._produce_station(st)
+        while self.pool.pending:
+            conn = self.pool.pending.popleft()
+            gw_out = any(h.gw.conn is conn and h.gw.out for h in self.homes)
+            if not gw_out:
+                self.pool.reconnect(conn)
+        return True
+
+    def stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def run(self) -> dict[str, Any]:
+        self.start()
+        wall0 = time.monotonic()
+        last_line, last_msgs = wall0, 0
+        rss0 = _rss_mb()
+        prev = signal.signal(signal.SIGTERM, self.stop)
+        try:
+            while not self._stop:
+                now = time.monotonic()
+                if self.opts.duration is not None and now - wall0 >= self.opts.duration:
+                    break
+                self.step(self.wall_start + (now - wall0))
+                self.pool.poll(self.opts.tick)
+                if self.opts.live and now - last_line >= 1.0:
+                    rate = (self.stats["messages"] - last_msgs) / (now - last_line)
+                    last_line, last_msgs = now, self.stats["messages"]
+                    lag = self.sim_start + (now - wall0) * self.opts.speed - self.sim_now
+                    sys.stderr.write(
+                        f"\r{time.strftime('%a %Y-%m-%d %H:%M:%S', time.gmtime(self.sim_now))} "
+                        f"x{self.opts.speed:g} homes {len(self.homes)} | {rate:7.0f} msg/s | "
+                        f"readings {self.stats['readings']} | incidents {self.stats['incidents']} | "
+                        f"unacked {self.pool.unacked} | lag {lag:.0f}s | rss {_rss_mb():.0f} MB   "
+                    )
+                    sys.stderr.flush()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, prev)
+            drain_until = time.monotonic() + 5
+            while self.pool.unacked and time.monotonic() < drain_until:
+                self.pool.poll(0.05)
+            for gw in [h.gw for h in self.homes] + [s.gw for s in self.stations]:
+                if not gw.out:
+                    msg = Status(v=1, t=int(self.sim_now * 1000), state="offline", version=VERSION)
+                    self._publish(gw, "status", _encode(msg), retain=True)
+            end = time.monotonic() + 5
+            while self.pool.unacked and time.monotonic() < end:
+                self.pool.poll(0.05)
+            self.pool.close()
+            if self.truth_out is not None:
+                self.truth_out.write(json.dumps({"run": self.clock()}) + "\n")
+                self.truth_out.flush()
+            if self.opts.live:
+                sys.stderr.write("\n")
+        return {
+            **self.stats,
+            "homes": len(self.homes),
+            "gateways": len(self.homes) + len(self.stations),
+            "sim_seconds": round(self.sim_now - self.sim_start, 1),
+            "wall_seconds": round(time.monotonic() - wall0, 1),
+            "rss_mb": round(_rss_mb(), 1),
+            "rss_growth_mb": round(_rss_mb() - rss0, 1),
+        }
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 1e6
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+def run_direct(
+    settings: Settings,
+    manifest: dict[str, Any],
+    opts: RunOptions,
+    *,
+    truth_path: Path | None = None,
+    scenario: Scenario | None = None,
+) -> dict[str, Any]:
+    """Run until ``opts.duration`` or SIGINT/SIGTERM; returns counters."""
+    if truth_path is None:
+        return Runner(settings, manifest, opts, scenario=scenario).run()
+    with truth_path.open("w", encoding="utf-8") as out:
+        return Runner(settings, manifest, opts, truth_out=out, scenario=scenario).run()

@@ -1,0 +1,221 @@
+"""Scoring: ground truth against the alerts the platform raised. Pure: lists in, a report out.
+
+An incident counts as *caught* when an alert of a matching kind (see
+:data:`~eldercare.simulators.routine.ALERT_KINDS`) for the same resident (or, for device problems,
+the same site) was opened between shortly before the incident's start and ``window_s`` after its
+end (or, for incidents that never end, after the time from which an alert was due). Its
+*detection delay* is from the incident's start to the first such alert, in simulated seconds: alert
+times (``opened_at``, wall clock) are mapped through the run's clock when the truth file has one.
+Alerts that catch no incident are *false alarms*, counted per resident-week of the scored period.
+*Time to acknowledge* is per escalation tier, in wall-clock seconds (people answer in real time),
+from when that tier was notified to the acknowledgement.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eldercare.simulators.routine import ALERT_KINDS, INCIDENT_KINDS, TruthRecord
+from eldercare.simulators.store import AlertRow, TrailRow
+
+WEEK = 7 * 86_400.0
+EARLY_S = 60.0  # an alert this much before the incident's start still belongs to it (clock skew)
+# Alerts that are about the platform itself, not about residents: never false alarms.
+NOT_SCORED = ("pipeline_stalled",)
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Maps the platform's wall-clock times to the simulation's."""
+
+    wall_start: float = 0.0
+    sim_start: float = 0.0
+    speed: float = 1.0
+
+    def to_sim(self, wall: float) -> float:
+        return self.sim_start + (wall - self.wall_start) * self.speed
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any] | None) -> Clock:
+        if not d:
+            return cls()
+        return cls(float(d["wall_start"]), float(d["sim_start"]), float(d["speed"]))
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+@dataclass(slots=True)
+class KindScore:
+    incidents: int = 0
+    caught: int = 0
+    delays: list[float] = field(default_factory=list)
+
+    @property
+    def missed(self) -> int:
+        return self.incidents - self.caught
+
+
+@dataclass(slots=True)
+class Report:
+    kinds: dict[str, KindScore]
+    false_alarms: dict[str, int]
+    resident_weeks: float
+    ack: dict[int, list[float]]  # tier -> seconds from notification to acknowledgement
+    matched: dict[int, list[int]]  # truth index -> alert ids
+
+    @property
+    def false_alarms_per_resident_week(self) -> float | None:
+        if self.resident_weeks <= 0:
+            return None
+        return sum(self.false_alarms.values()) / self.resident_weeks
+
+    def to_json(self) -> dict[str, Any]:
+        def r(x: float | None) -> float | None:
+            return None if x is None else round(x, 1)
+
+        return {
+            "kinds": {
+                k: {
+                    "incidents": s.incidents,
+                    "caught": s.caught,
+                    "missed": s.missed,
+                    "delay_median_s": r(_pct(s.delays, 0.5)),
+                    "delay_p90_s": r(_pct(s.delays, 0.9)),
+                }
+                for k, s in self.kinds.items()
+            },
+            "false_alarms": dict(self.false_alarms),
+            "resident_weeks": round(self.resident_weeks, 3),
+            "false_alarms_per_resident_week": r(self.false_alarms_per_resident_week),
+            "time_to_ack": {
+                str(t): {"acknowledged": len(v), "median_s": r(_pct(v, 0.5)), "p90_s": r(_pct(v, 0.9))}
+                for t, v in sorted(self.ack.items())
+            },
+        }
+
+    def table(self) -> str:
+        def f(x: float | None) -> str:
+            if x is None:
+                return "-"
+            return f"{x / 60:.1f} min" if x >= 120 else f"{x:.0f} s"
+
+        lines = [
+            f"{'incident 事件':<22}{'total 总数':>11}{'caught 捕获':>12}{'missed 漏报':>12}"
+            f"{'delay p50 延迟中位':>20}{'delay p90':>12}"
+        ]
+        for k, s in self.kinds.items():
+            lines.append(
+                f"{k:<24}{s.incidents:>9}{s.caught:>12}{s.missed:>12}"
+                f"{f(_pct(s.delays, 0.5)):>22}{f(_pct(s.delays, 0.9)):>12}"
+            )
+        rate = self.false_alarms_per_resident_week
+        lines.append("")
+        lines.append(
+            f"false alarms 误报: {sum(self.false_alarms.values())} "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(self.false_alarms.items())) or 'none'}); "
+            f"per resident-week 每人每周: {'-' if rate is None else f'{rate:.2f}'} "
+            f"over {self.resident_weeks:.1f} resident-weeks"
+        )
+        if self.ack:
+            lines.append("")
+            lines.append(f"{'tier 层级':<12}{'acknowledged 已确认':>20}{'ack p50':>12}{'ack p90':>12}")
+            for t, v in sorted(self.ack.items()):
+                lines.append(f"{t:<14}{len(v):>18}{f(_pct(v, 0.5)):>12}{f(_pct(v, 0.9)):>12}")
+        else:
+            lines.append("no acknowledged alerts 无已确认告警")
+        return "\n".join(lines)
+
+
+def _same_subject(rec: TruthRecord, a: AlertRow) -> bool:
+    if a.resident is not None and a.resident == rec.resident:
+        return True
+    return rec.site is not None and a.site == rec.site and (a.resident is None or a.resident == rec.resident)
+
+
+def score(
+    truth: Sequence[TruthRecord],
+    alerts: Sequence[AlertRow],
+    trail: Sequence[TrailRow] = (),
+    *,
+    residents: int,
+    clock: dict[str, Any] | Clock | None = None,
+    window_s: float = 7200.0,
+    period_s: float | None = None,
+) -> Report:
+    """Match truth to alerts; ``period_s`` defaults to the run's span from the clock or the data."""
+    clk = clock if isinstance(clock, Clock) else Clock.from_json(clock)
+    identity = clock is None or (isinstance(clock, dict) and not clock)
+    sim_t = {a.id: (a.opened_at if identity else clk.to_sim(a.opened_at)) for a in alerts}
+    kinds = {k: KindScore() for k in INCIDENT_KINDS if any(r.kind == k for r in truth)}
+    matched_alerts: set[int] = set()
+    matched: dict[int, list[int]] = {}
+    for i, rec in enumerate(truth):
+        ks = kinds[rec.kind]
+        ks.incidents += 1
+        until = (rec.end if rec.end is not None else rec.alert_from) + window_s
+        hits = [
+            a
+            for a in alerts
+            if a.kind in ALERT_KINDS[rec.kind]
+            and _same_subject(rec, a)
+            and rec.t - EARLY_S <= sim_t[a.id] <= until
+        ]
+        if hits:
+            ks.caught += 1
+            first = min(sim_t[a.id] for a in hits)
+            ks.delays.append(max(0.0, first - rec.t))
+            matched[i] = [a.id for a in hits]
+            matched_alerts.update(a.id for a in hits)
+    false: dict[str, int] = defaultdict(int)
+    for a in alerts:
+        if a.id not in matched_alerts and a.kind not in NOT_SCORED:
+            false[a.kind] += 1
+    if period_s is None:
+        if isinstance(clock, dict) and clock and "sim_now" in clock:
+            period_s = float(clock["sim_now"]) - clk.sim_start
+        else:
+            times = [r.t for r in truth] + list(sim_t.values())
+            period_s = (max(times) - min(times)) if len(times) > 1 else 0.0
+    ack = _time_to_ack(alerts, trail)
+    return Report(kinds, dict(false), residents * max(0.0, period_s) / WEEK, ack, matched)
+
+
+def _time_to_ack(alerts: Sequence[AlertRow], trail: Sequence[TrailRow]) -> dict[int, list[float]]:
+    by_alert: dict[int, list[TrailRow]] = defaultdict(list)
+    for row in trail:
+        by_alert[row.alert_id].append(row)
+    out: dict[int, list[float]] = defaultdict(list)
+    for a in alerts:
+        if a.acknowledged_at is None:
+            continue
+        rows = sorted(by_alert.get(a.id, []), key=lambda r: r.at)
+        ack_row = next((r for r in rows if r.action == "acknowledged"), None)
+        tier = ack_row.tier if ack_row is not None and ack_row.tier is not None else None
+        if tier is None:  # the tier reached by then: the last escalation before the acknowledgement
+            tiers = [
+                r.tier
+                for r in rows
+                if r.action in ("opened", "notified", "escalated")
+                and r.tier is not None
+                and r.at <= a.acknowledged_at
+            ]
+            tier = tiers[-1] if tiers else 1
+        notified = [r.at for r in rows if r.action in ("notified", "escalated", "opened") and r.tier == tier]
+        since = min(notified) if notified else a.opened_at
+        out[tier].append(max(0.0, a.acknowledged_at - since))
+    return dict(out)
+
+
+def median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None

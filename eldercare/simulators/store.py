@@ -1,0 +1,233 @@
+"""All SQL of the simulators: writing a seeded neighbourhood, reading alerts back for scoring.
+
+Table names and columns follow ``eldercare/db/migrations/versions``. Passwords (gateways' MQTT
+credentials, users') are stored as argon2 hashes; simulated accounts use a cheap argon2 profile so
+that a thousand homes seed in seconds (the hash string carries its parameters, so verification
+works unchanged).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from eldercare.simulators.neighbourhood import DEFAULT_TIERS, Plan
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """The database refused the simulated neighbourhood (already there, schema missing)."""
+
+
+def cheap_hasher() -> Callable[[str], str]:
+    """argon2id with a low cost: fine for simulated accounts, never for real ones."""
+    from argon2 import PasswordHasher
+
+    ph = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    return ph.hash
+
+
+def _ts(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def seed(
+    conn: psycopg.Connection[Any], p: Plan, hash_password: Callable[[str], str] | None = None
+) -> dict[str, int]:
+    """Insert the plan in one transaction; returns row counts per table."""
+    hash_password = hash_password or cheap_hasher()
+    site_ids = [h.site for h in p.homes] + [s.site for s in p.stations]
+    counts: dict[str, int] = {}
+    with conn.transaction(), conn.cursor() as cur:
+        try:
+            cur.execute("SELECT id FROM sites WHERE id = ANY(%s) LIMIT 1", (site_ids,))
+        except psycopg.errors.UndefinedTable:
+            raise StoreError(
+                "the database has no eldercare schema; run `eldercare db migrate` first"
+            ) from None
+        if cur.fetchone() is not None:
+            raise StoreError(
+                f"sites with prefix {p.prefix!r} already exist; use another --prefix or a fresh database"
+            )
+        cur.executemany(
+            "INSERT INTO providers (id, name, kind, district) VALUES (%s, %s, %s, %s)",
+            [(x.id, x.name, x.kind, x.district) for x in p.providers],
+        )
+        counts["providers"] = len(p.providers)
+        cur.execute("INSERT INTO escalation_policies (name) VALUES (%s) RETURNING id", (p.policy,))
+        row = cur.fetchone()
+        assert row is not None
+        policy_id = row[0]
+        cur.executemany(
+            "INSERT INTO escalation_tiers (policy_id, tier, name, targets, ack_timeout_s)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            [(policy_id, tier, name, list(targets), ack) for tier, name, targets, ack in DEFAULT_TIERS],
+        )
+        sites: list[tuple[Any, ...]] = [
+            (s.site, "station", s.name, None, s.provider, Jsonb({"gateways": [g.id for g in s.gateways]}))
+            for s in p.stations
+        ]
+        sites += [
+            (
+                h.site,
+                "home",
+                f"{h.name}的家 / Home of {h.name}",
+                h.district,
+                None,
+                Jsonb(
+                    {
+                        "rooms": sorted({x["room"] for x in h.gateway.sensors if x.get("room")}),
+                        "sensors": list(h.gateway.sensors),
+                    }
+                ),
+            )
+            for h in p.homes
+        ]
+        cur.executemany(
+            "INSERT INTO sites (id, kind, name, district, provider_id, layout, simulated, timezone)"
+            " VALUES (%s, %s, %s, %s, %s, %s, true, 'UTC')",
+            sites,
+        )
+        counts["sites"] = len(sites)
+        station_provider = {s.site: s.provider for s in p.stations}
+        inst = next((x.id for x in p.providers if x.kind == "institution"), None)
+        cur.executemany(
+            "INSERT INTO residents (id, name, home_site_id, station_site_id, home_care_provider_id,"
+            " institution_provider_id, care_level, birth_year, sex, escalation_policy_id, simulated,"
+            " emergency_contacts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, true, %s)",
+            [
+                (
+                    h.resident,
+                    h.name,
+                    h.site,
+                    h.station,
+                    h.agency,
+                    inst,
+                    h.care_level,
+                    h.birth_year,
+                    h.sex,
+                    policy_id,
+                    Jsonb([{"username": u, "relation": rel} for u, rel in h.family]),
+                )
+                for h in p.homes
+            ],
+        )
+        counts["residents"] = len(p.homes)
+        gateways = [(h.gateway, h.site) for h in p.homes] + [
+            (g, s.site) for s in p.stations for g in s.gateways
+        ]
+        cur.executemany(
+            "INSERT INTO gateways (id, site_id, mqtt_username, mqtt_password_hash, description)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            [(g.id, site, g.id, hash_password(g.password), "simulated gateway") for g, site in gateways],
+        )
+        counts["gateways"] = len(gateways)
+        sensor_rows = [
+            (
+                g.id,
+                x["id"],
+                x["kind"],
+                x.get("room"),
+                x.get("resident"),
+                Jsonb({k: v for k, v in x.items() if k not in ("id", "kind", "room", "resident")}),
+            )
+            for g, _ in gateways
+            for x in g.sensors
+        ]
+        cur.executemany(
+            "INSERT INTO sensors (gateway_id, id, kind, room, resident_id, meta)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            sensor_rows,
+        )
+        counts["sensors"] = len(sensor_rows)
+        user_ids: dict[str, int] = {}
+        for u in p.users:
+            cur.execute(
+                "INSERT INTO users (username, display_name, password_hash, role, provider_id, locale)"
+                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                (u.username, u.display_name, hash_password(u.password), u.role, u.provider, u.locale),
+            )
+            row = cur.fetchone()
+            assert row is not None
+            user_ids[u.username] = row[0]
+        counts["users"] = len(user_ids)
+        links = [
+            (user_ids[u], h.resident, rel, k == 0) for h in p.homes for k, (u, rel) in enumerate(h.family)
+        ]
+        cur.executemany(
+            "INSERT INTO family_links (user_id, resident_id, relation, is_primary) VALUES (%s, %s, %s, %s)",
+            links,
+        )
+        counts["family_links"] = len(links)
+        cur.executemany(
+            "INSERT INTO care_assignments (resident_id, user_id) VALUES (%s, %s)",
+            [(h.resident, user_ids[h.worker]) for h in p.homes],
+        )
+        counts["care_assignments"] = len(p.homes)
+        cur.executemany(
+            "INSERT INTO oncall_shifts (provider_id, user_id, starts_at, ends_at) VALUES (%s, %s, %s, %s)",
+            [(prov, user_ids[u], _ts(a), _ts(b)) for prov, u, a, b in p.shifts],
+        )
+        counts["oncall_shifts"] = len(p.shifts)
+    _ = station_provider
+    return counts
+
+
+# Scoring ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    id: int
+    kind: str
+    resident: str | None
+    site: str | None
+    sensor: str | None
+    detected_at: float
+    opened_at: float
+    acknowledged_at: float | None
+    outcome: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrailRow:
+    alert_id: int
+    at: float
+    action: str
+    tier: int | None
+
+
+def fetch_alerts(
+    conn: psycopg.Connection[Any], *, sites: list[str], since: float | None = None
+) -> tuple[list[AlertRow], list[TrailRow]]:
+    """Alerts of the given sites (or their residents) and their trail, times as epoch seconds."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT a.id, a.kind, a.resident_id, coalesce(a.site_id, r.home_site_id), a.sensor_id,"
+            " extract(epoch FROM a.detected_at), extract(epoch FROM a.opened_at),"
+            " extract(epoch FROM a.acknowledged_at), a.outcome"
+            " FROM alerts a LEFT JOIN residents r ON r.id = a.resident_id"
+            " WHERE (a.site_id = ANY(%(sites)s) OR r.home_site_id = ANY(%(sites)s))"
+            " AND (%(since)s::timestamptz IS NULL OR a.opened_at >= %(since)s::timestamptz)"
+            " ORDER BY a.opened_at",
+            {"sites": sites, "since": None if since is None else _ts(since)},
+        )
+        alerts = [
+            AlertRow(i, k, res, site, sen, float(d), float(o), None if a is None else float(a), out)
+            for i, k, res, site, sen, d, o, a, out in cur.fetchall()
+        ]
+        ids = [a.id for a in alerts]
+        cur.execute(
+            "SELECT alert_id, extract(epoch FROM at), action, tier FROM alert_trail"
+            " WHERE alert_id = ANY(%s) ORDER BY alert_id, at",
+            (ids,),
+        )
+        trail = [TrailRow(i, float(at), action, tier) for i, at, action, tier in cur.fetchall()]
+    return alerts, trail
