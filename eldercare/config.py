@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     ingest_batch_rows: int = Field(default=5000, ge=1)
     ingest_batch_ms: int = Field(default=200, ge=1)
     ingest_max_payload_bytes: int = Field(default=262_144, ge=1024)
+    ingest_receive_maximum: int = Field(default=1000, ge=1, le=65535)  # unacked messages in flight
+    ingest_session_expiry_s: int = Field(default=86_400, ge=0)  # broker keeps a worker's queue this long
+    ingest_registry_refresh_s: float = Field(default=30.0, gt=0)
     metrics_port: int = Field(default=9108, ge=0, le=65535)
 
     # HTTP API and consoles.
