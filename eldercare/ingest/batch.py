@@ -1,0 +1,238 @@
+"""What ingest does to one message before the database: validate it and turn it into COPY rows.
+
+Pure code, no I/O, so it can be tested and benchmarked alone. Readings become rows of PostgreSQL's
+binary COPY format built with one ``struct.pack`` per reading: the timestamp is an integer
+(microseconds since 2000-01-01) computed from the epoch milliseconds with a constant offset, so no
+``datetime`` is ever built on the hot path (building them cost more than decoding the JSON;
+``bench/ingest.py`` measures both ways). The text columns of a (gateway, sensor, metric) triple
+are encoded once and cached, which is why the COPY column order puts them last.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass, field
+
+from eldercare.protocol import Event, ProtocolError, Reading, Status, Telemetry, decode, parse_topic
+
+# PostgreSQL's binary timestamps count microseconds from 2000-01-01 00:00 UTC.
+PG_EPOCH_MS = 946_684_800_000
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+COPY_TRAILER = struct.pack(">h", -1)
+READING_COLUMNS = ("ts", "value", "gateway_id", "sensor_id", "metric")
+_ROW_HEAD = struct.Struct(">hiqid")  # field count, ts (len, int8), value (len, float8)
+_LEN = struct.Struct(">i")
+DAY_MS = 86_400_000
+FUTURE_TOLERANCE_MS = DAY_MS  # a gateway clock further ahead than this is broken, not skewed
+STATUS_EPOCH = "~status-"  # never a real epoch ([A-Za-z0-9-]); status ids are (~status-<state>, t)
+
+
+@dataclass(slots=True)
+class Inbound:
+    """One MQTT message as paho's thread handed it over."""
+
+    topic: str
+    payload: bytes
+    mid: int = 0
+    qos: int = 1
+    generation: int = 0  # connection it arrived on: acks go only to the same connection
+    received: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class Accepted:
+    """A valid message; ``verified`` is False until its gateway is confirmed at that site."""
+
+    inbound: Inbound
+    kind: str
+    site: str
+    gateway: str
+    epoch: str
+    seq: int
+    message: Telemetry | Event | Status
+    verified: bool
+    rows: bytes = b""
+    n_rows: int = 0
+    ts_lo: int = 0  # ms, for partitions on demand
+    ts_hi: int = 0
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A message for ``dead_letters``: kept with its reason, then acknowledged."""
+
+    inbound: Inbound
+    reason: str
+    site: str | None = None
+    gateway: str | None = None
+    payload: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What ingest accepts besides the protocol: payload size and how old data may be."""
+
+    max_payload_bytes: int = 262_144
+    readings_days: int = 90
+    events_days: int = 730
+    future_ms: int = FUTURE_TOLERANCE_MS
+
+
+class Registry:
+    """Gateway -> site, as last read from the ``gateways`` table (the store refreshes it)."""
+
+    def __init__(self, sites: dict[str, str] | None = None) -> None:
+        self.sites: dict[str, str] = dict(sites or {})
+        self.loaded_at = 0.0
+
+    def replace(self, sites: dict[str, str]) -> None:
+        self.sites = dict(sites)  # one reference swap: readers never see a half-built dict
+        self.loaded_at = time.monotonic()
+
+    def update(self, sites: dict[str, str], missing: set[str]) -> None:
+        new = dict(self.sites)
+        new.update(sites)
+        for gw in missing:
+            new.pop(gw, None)
+        self.sites = new
+
+
+class RowEncoder:
+    """Readings -> binary COPY rows for ``COPY readings (ts, value, gateway_id, sensor_id, metric)``."""
+
+    def __init__(self, max_cached: int = 200_000) -> None:
+        self._tails: dict[tuple[str, str, str], bytes] = {}
+        self._max = max_cached
+
+    def _tail(self, key: tuple[str, str, str]) -> bytes:
+        if len(self._tails) >= self._max:
+            self._tails.clear()
+        parts = []
+        for text in key:
+            raw = text.encode()
+            parts.append(_LEN.pack(len(raw)) + raw)
+        tail = self._tails[key] = b"".join(parts)
+        return tail
+
+    def readings(self, gateway: str, readings: list[Reading]) -> tuple[bytes, int, int]:
+        """Rows for one message, and its smallest and largest timestamp (ms)."""
+        tails = self._tails
+        pack = _ROW_HEAD.pack
+        out = []
+        lo = hi = readings[0].t
+        for r in readings:
+            t = r.t
+            key = (gateway, r.sensor, r.metric)
+            tail = tails.get(key)
+            if tail is None:
+                tail = self._tail(key)
+            out.append(pack(5, 8, (t - PG_EPOCH_MS) * 1000, 8, r.value) + tail)
+            if t < lo:
+                lo = t
+            elif t > hi:
+                hi = t
+        return b"".join(out), lo, hi
+
+
+class Validator:
+    """Inbound message -> :class:`Accepted` or :class:`Rejected`; never raises on bad input."""
+
+    def __init__(self, root: str, registry: Registry, limits: Limits | None = None) -> None:
+        self.root = root
+        self.registry = registry
+        self.limits = limits or Limits()
+        self.rows = RowEncoder()
+
+    def check(self, m: Inbound, now_ms: int | None = None) -> Accepted | Rejected:
+        try:
+            return self._check(m, int(time.time() * 1000) if now_ms is None else now_ms)
+        except ProtocolError as exc:
+            return Rejected(m, f"{exc.field}: {exc.reason}", payload=m.payload)
+        except Exception as exc:  # a bug must not stop ingest; the message is kept for a look
+            return Rejected(m, f"internal error: {type(exc).__name__}: {exc}", payload=m.payload)
+
+    def _check(self, m: Inbound, now_ms: int) -> Accepted | Rejected:
+        limit = self.limits.max_payload_bytes
+        if len(m.payload) > limit:
+            reason = (
+                f"payload: {len(m.payload)} bytes exceed ingest_max_payload_bytes ({limit}); "
+                f"first {limit} bytes kept"
+            )
+            try:
+                where = parse_topic(m.topic, self.root)
+            except ProtocolError:
+                return Rejected(m, reason, payload=m.payload[:limit])
+            return Rejected(m, reason, where.site, where.gateway, m.payload[:limit])
+        parts = parse_topic(m.topic, self.root)
+        site, gw, kind = parts.site, parts.gateway, parts.kind
+        if kind == "config":
+            return Rejected(m, "topic: config is sent by the platform, not to it", site, gw, m.payload)
+        try:
+            msg = decode(kind, m.payload)
+        except ProtocolError as exc:
+            return Rejected(m, f"{exc.field}: {exc.reason}", site, gw, m.payload)
+        verified = self.registry.sites.get(gw) == site
+        if isinstance(msg, Telemetry):
+            rows, lo, hi = self.rows.readings(gw, msg.readings)
+            bad = self._outside(lo, hi, now_ms, self.limits.readings_days)
+            if bad:
+                return Rejected(m, f"readings: {bad}", site, gw, m.payload)
+            a = Accepted(m, kind, site, gw, msg.epoch, msg.seq, msg, verified)
+            a.rows, a.n_rows, a.ts_lo, a.ts_hi = rows, len(msg.readings), lo, hi
+            return a
+        if isinstance(msg, Event):
+            bad = self._outside(msg.t, msg.t, now_ms, self.limits.events_days)
+            if bad:
+                return Rejected(m, f"t: {bad}", site, gw, m.payload)
+            a = Accepted(m, kind, site, gw, msg.epoch, msg.seq, msg, verified)
+            a.ts_lo = a.ts_hi = msg.t
+            return a
+        assert isinstance(msg, Status)
+        # A Last Will is composed when the gateway connects: its t is the connect time, so the
+        # moment the gateway went offline is when the broker sent the will, i.e. now.
+        ts = msg.t
+        if msg.state == "offline" or self._outside(ts, ts, now_ms, self.limits.readings_days):
+            ts = int(m.received * 1000)
+        a = Accepted(m, kind, site, gw, STATUS_EPOCH + msg.state, msg.t, msg, verified)
+        a.ts_lo = a.ts_hi = ts
+        return a
+
+    def _outside(self, lo: int, hi: int, now_ms: int, days: int) -> str | None:
+        if hi > now_ms + self.limits.future_ms:
+            return f"timestamp {hi} is more than {self.limits.future_ms // 1000} s ahead of ingest's clock"
+        if lo < now_ms - days * DAY_MS:
+            return f"timestamp {lo} is older than the {days}-day retention"
+        return None
+
+
+@dataclass(slots=True)
+class Batch:
+    """Messages written in one transaction and acknowledged after its commit."""
+
+    accepted: list[Accepted] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    rows: int = 0
+    opened: float = field(default_factory=time.monotonic)
+
+    def add(self, item: Accepted | Rejected) -> None:
+        if not self.accepted and not self.rejected:
+            self.opened = time.monotonic()
+        if isinstance(item, Accepted):
+            self.accepted.append(item)
+            self.rows += item.n_rows or 1
+        else:
+            self.rejected.append(item)
+            self.rows += 1
+
+    def __len__(self) -> int:
+        return len(self.accepted) + len(self.rejected)
+
+    def due(self, now: float, max_rows: int, max_age_s: float) -> bool:
+        return len(self) > 0 and (self.rows >= max_rows or now - self.opened >= max_age_s)
+
+    def inbound(self) -> list[Inbound]:
+        return [a.inbound for a in self.accepted] + [r.inbound for r in self.rejected]
+
+    def oldest_received(self) -> float:
+        return min(m.received for m in self.inbound())

@@ -1,0 +1,60 @@
+"""``eldercare ingest``: run the ingest workers (bare ``eldercare ingest`` runs them too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from eldercare.cli import get_settings
+from eldercare.config import Settings
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def ingest(ctx: click.Context) -> None:
+    """Store MQTT telemetry, events and status in the database (exactly once, batched)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(run)
+
+
+@ingest.command()
+@click.option(
+    "--workers",
+    "-w",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes sharing the load through an MQTT v5 shared subscription.",
+)
+@click.option(
+    "--commit-log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    hidden=True,
+    help="Append 'gateway epoch seq received committed' per message (benchmarks).",
+)
+@click.pass_context
+def run(ctx: click.Context, workers: int, commit_log: Path | None) -> None:
+    """Run ingest until SIGTERM or Ctrl-C."""
+    from eldercare.db import resolve_url
+    from eldercare.ingest.worker import run_worker, supervise
+
+    settings = get_settings(ctx)
+    if workers > 1 and not settings.ingest_shared_group:
+        raise click.BadParameter(
+            "several workers need ELDERCARE_INGEST_SHARED_GROUP (a shared subscription)",
+            param_hint="--workers",
+        )
+    db_url = resolve_url(settings)
+    mqtt_url = _mqtt_url(settings)
+    if workers == 1:
+        run_worker(settings, db_url=db_url, mqtt_url=mqtt_url, commit_log=commit_log)
+    else:
+        supervise(settings, db_url=db_url, mqtt_url=mqtt_url, workers=workers, commit_log=commit_log)
+
+
+def _mqtt_url(settings: Settings) -> str:
+    if settings.mqtt_url is None:
+        # The demo starts its embedded broker and passes its URL in the settings.
+        raise click.ClickException("ELDERCARE_MQTT_URL is not set: ingest needs a broker (mqtt://host:1883)")
+    return settings.mqtt_url.get_secret_value()

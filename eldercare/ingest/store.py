@@ -1,0 +1,372 @@
+"""All of ingest's SQL: one transaction per batch, message ids first, then the rows of new messages.
+
+Exactly once rests on one statement: the batch's ``(gateway, epoch, seq)`` ids go into
+``ingested_messages`` with ``ON CONFLICT DO NOTHING RETURNING``, and only the messages that come
+back (the new ones) have their readings, events and status written, in the same transaction. A
+redelivered or replayed message therefore costs one conflicting key and nothing else. Readings go
+in with binary COPY (rows prepared by :mod:`eldercare.ingest.batch`); events and status are rare
+and use ``executemany``. Each event also becomes an ``alert_work`` row and a ``NOTIFY alert_work``
+(payload: the row id) in the same transaction, so the alert engine on any replica sees it exactly
+when it is committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg import errors
+
+from eldercare.db import maintain
+from eldercare.ingest.batch import (
+    COPY_HEADER,
+    COPY_TRAILER,
+    READING_COLUMNS,
+    Accepted,
+    Batch,
+    Registry,
+    Rejected,
+)
+from eldercare.ingest.errors import StoreUnavailable
+from eldercare.protocol import Event, Status
+
+log = logging.getLogger(__name__)
+
+_UNIX = datetime(1970, 1, 1, tzinfo=UTC)
+_JSON = msgspec.json.Encoder()
+# Detect a dead server or network within about half a minute even mid-COPY.
+CONNECT_OPTIONS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+    "application_name": "eldercare-ingest",
+}
+COPY_READINGS = "COPY readings ({}) FROM STDIN (FORMAT BINARY)".format(", ".join(READING_COLUMNS))
+
+INSERT_IDS = """
+INSERT INTO ingested_messages (gateway_id, epoch, seq)
+SELECT * FROM unnest(%(gateways)s::text[], %(epochs)s::text[], %(seqs)s::bigint[])
+ON CONFLICT DO NOTHING
+RETURNING gateway_id, epoch, seq
+"""
+INSERT_EVENT = """
+INSERT INTO events (ts, gateway_id, site_id, epoch, seq, sensor_id, kind, confidence, resident_id, evidence)
+VALUES (%(ts)s, %(gateway)s, %(site)s, %(epoch)s, %(seq)s, %(sensor)s, %(kind)s, %(confidence)s,
+        %(resident)s, %(evidence)s::jsonb)
+"""
+INSERT_WORK = """
+WITH w AS (
+    INSERT INTO alert_work (kind, gateway_id, site_id, payload)
+    VALUES (%(work)s, %(gateway)s, %(site)s, %(payload)s::jsonb)
+    RETURNING id
+)
+SELECT pg_notify('alert_work', id::text) FROM w
+"""
+INSERT_STATUS = """
+INSERT INTO gateway_status (ts, gateway_id, site_id, state, clock_ok, version, sensors, outbox)
+VALUES (%(ts)s, %(gateway)s, %(site)s, %(state)s, %(clock_ok)s, %(version)s, %(sensors)s::jsonb,
+        %(outbox)s::jsonb)
+"""
+# Status messages may arrive out of order (two workers, a late Last Will): the newest wins.
+UPDATE_GATEWAY = """
+UPDATE gateways SET state = %(state)s, state_at = %(ts)s, version = coalesce(%(version)s, version)
+WHERE id = %(gateway)s AND (state_at IS NULL OR state_at <= %(ts)s)
+"""
+INSERT_DEAD = """
+INSERT INTO dead_letters (topic, payload, reason, site_id, gateway_id)
+VALUES (%(topic)s, %(payload)s, %(reason)s, %(site)s, %(gateway)s)
+"""
+
+
+@dataclass
+class WriteResult:
+    """What one committed batch did, for the metrics and the acknowledgements."""
+
+    messages: int = 0  # new messages stored
+    readings: int = 0
+    events: int = 0
+    statuses: int = 0
+    duplicates: int = 0
+    dead: list[Rejected] = field(default_factory=list)
+
+    def add(self, other: WriteResult) -> None:
+        self.messages += other.messages
+        self.readings += other.readings
+        self.events += other.events
+        self.statuses += other.statuses
+        self.duplicates += other.duplicates
+        self.dead.extend(other.dead)
+
+
+def to_datetime(ms: int) -> datetime:
+    return _UNIX + timedelta(milliseconds=ms)
+
+
+def _clean(text: str) -> str:
+    return text.replace("\x00", "\\0")  # PostgreSQL text cannot hold NUL
+
+
+class Store:
+    """One connection, owned by the writer thread; reconnects on demand."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: psycopg.Connection[Any] | None = None
+
+    # Connection -----------------------------------------------------------------------------
+
+    def connect(self) -> psycopg.Connection[Any]:
+        if self.conn is not None and not self.conn.closed:
+            return self.conn
+        try:
+            self.conn = psycopg.connect(self.url, autocommit=True, **CONNECT_OPTIONS)
+        except psycopg.Error as exc:
+            self.conn = None
+            raise StoreUnavailable(str(exc).strip()) from exc
+        return self.conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+            self.conn = None
+
+    def _lost(self, exc: Exception) -> StoreUnavailable:
+        self.close()
+        return StoreUnavailable(str(exc).strip() or type(exc).__name__)
+
+    def ping(self) -> None:
+        try:
+            self.connect().execute("SELECT 1")
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._lost(exc) from exc
+
+    # Registry -------------------------------------------------------------------------------
+
+    def load_registry(self) -> dict[str, str]:
+        try:
+            rows = self.connect().execute("SELECT id, site_id FROM gateways").fetchall()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._lost(exc) from exc
+        return dict(rows)
+
+    def _verify(
+        self, conn: psycopg.Connection[Any], batch: Batch, registry: Registry
+    ) -> tuple[list[Accepted], list[Rejected]]:
+        """Re-read the gateways not (or not so) in the cache; they may have been registered since."""
+        unsure = {a.gateway for a in batch.accepted if not a.verified}
+        if unsure:
+            rows = conn.execute(
+                "SELECT id, site_id FROM gateways WHERE id = ANY(%s)", (list(unsure),)
+            ).fetchall()
+            found = dict(rows)
+            registry.update(found, unsure - set(found))
+        good: list[Accepted] = []
+        dead = list(batch.rejected)
+        sites = registry.sites
+        for a in batch.accepted:
+            if a.verified:
+                good.append(a)
+                continue
+            site = sites.get(a.gateway)
+            if site == a.site:
+                good.append(a)
+            elif site is None:
+                dead.append(
+                    Rejected(
+                        a.inbound,
+                        f"topic.gateway: unknown gateway {a.gateway!r}",
+                        a.site,
+                        a.gateway,
+                        a.inbound.payload,
+                    )
+                )
+            else:
+                reason = f"topic.site: gateway {a.gateway!r} is registered to site {site!r}, not {a.site!r}"
+                dead.append(Rejected(a.inbound, reason, a.site, a.gateway, a.inbound.payload))
+        return good, dead
+
+    # Batches --------------------------------------------------------------------------------
+
+    def write(self, batch: Batch, registry: Registry) -> WriteResult:
+        """Commit one batch, or raise :class:`StoreUnavailable` having committed nothing.
+
+        A missing time partition is created and the batch retried. Data the database refuses
+        (rare: e.g. a NUL escape in an event's evidence) is isolated message by message, and the
+        refused ones become dead letters, so one bad message cannot block the stream.
+        """
+        try:
+            return self._write_retrying_partitions(batch, registry)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._lost(exc) from exc
+        except psycopg.Error as exc:
+            if len(batch) == 1:
+                return self._refused(batch, registry, exc)
+            log.warning("batch of %d messages refused (%s); writing one by one", len(batch), exc)
+            total = WriteResult()
+            items: list[Accepted | Rejected] = [*batch.accepted, *batch.rejected]
+            for item in items:
+                single = Batch()
+                single.add(item)
+                total.add(self.write(single, registry))
+            return total
+
+    def _refused(self, batch: Batch, registry: Registry, exc: psycopg.Error) -> WriteResult:
+        if batch.rejected:  # the dead letter itself was refused: nothing sensible is left to do
+            log.error("dead letter refused by the database, dropped: %s (%s)", batch.rejected[0].reason, exc)
+            return WriteResult()
+        a = batch.accepted[0]
+        reason = f"database refused the message: {_clean(str(exc).strip())}"
+        dead = Batch()
+        dead.add(Rejected(a.inbound, reason, a.site, a.gateway, a.inbound.payload))
+        return self.write(dead, registry)
+
+    def _write_retrying_partitions(self, batch: Batch, registry: Registry) -> WriteResult:
+        conn = self.connect()
+        for attempt in range(3):
+            try:
+                with conn.transaction():
+                    return self._write_tx(conn, batch, registry)
+            except errors.CheckViolation as exc:
+                if "no partition" not in str(exc) or attempt == 2:
+                    raise
+                self._ensure_partitions(conn, batch)
+        raise AssertionError("unreachable")
+
+    def _ensure_partitions(self, conn: psycopg.Connection[Any], batch: Batch) -> None:
+        spans: dict[str, tuple[int, int]] = {}
+        table_of = {"telemetry": "readings", "event": "events", "status": "gateway_status"}
+        for a in batch.accepted:
+            table = table_of[a.kind]
+            lo, hi = spans.get(table, (a.ts_lo, a.ts_hi))
+            spans[table] = (min(lo, a.ts_lo), max(hi, a.ts_hi))
+        for table, (lo, hi) in spans.items():
+            maintain.ensure_partitions(conn, to_datetime(lo), to_datetime(hi), tables=[table])
+
+    def _write_tx(self, conn: psycopg.Connection[Any], batch: Batch, registry: Registry) -> WriteResult:
+        good, dead = self._verify(conn, batch, registry)
+        result = WriteResult(dead=dead)
+        fresh: list[Accepted] = []
+        seen: set[tuple[str, str, int]] = set()
+        for a in good:
+            key = (a.gateway, a.epoch, a.seq)
+            if key in seen:
+                result.duplicates += 1
+            else:
+                seen.add(key)
+                fresh.append(a)
+        if fresh:
+            new = set(
+                conn.execute(
+                    INSERT_IDS,
+                    {
+                        "gateways": [a.gateway for a in fresh],
+                        "epochs": [a.epoch for a in fresh],
+                        "seqs": [a.seq for a in fresh],
+                    },
+                ).fetchall()
+            )
+            if len(new) < len(fresh):
+                result.duplicates += len(fresh) - len(new)
+                fresh = [a for a in fresh if (a.gateway, a.epoch, a.seq) in new]
+        telemetry = [a for a in fresh if a.kind == "telemetry"]
+        if telemetry:
+            with conn.cursor().copy(COPY_READINGS) as copy:
+                copy.write(b"".join([COPY_HEADER, *(a.rows for a in telemetry), COPY_TRAILER]))
+            result.readings = sum(a.n_rows for a in telemetry)
+        events = [a for a in fresh if a.kind == "event"]
+        if events:
+            self._write_events(conn, events)
+            result.events = len(events)
+        statuses = [a for a in fresh if a.kind == "status"]
+        if statuses:
+            self._write_statuses(conn, statuses)
+            result.statuses = len(statuses)
+        if dead:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    INSERT_DEAD,
+                    [
+                        {
+                            "topic": _clean(r.inbound.topic),
+                            "payload": r.payload,
+                            "reason": _clean(r.reason),
+                            "site": r.site,
+                            "gateway": r.gateway,
+                        }
+                        for r in dead
+                    ],
+                )
+        result.messages = len(fresh)
+        return result
+
+    def _write_events(self, conn: psycopg.Connection[Any], events: list[Accepted]) -> None:
+        rows = []
+        for a in events:
+            ev = a.message
+            assert isinstance(ev, Event)
+            work = {"gateway": a.gateway, "site": a.site, **msgspec.structs.asdict(ev)}
+            rows.append(
+                {
+                    "ts": to_datetime(ev.t),
+                    "gateway": a.gateway,
+                    "site": a.site,
+                    "epoch": ev.epoch,
+                    "seq": ev.seq,
+                    "sensor": ev.sensor,
+                    "kind": ev.kind,
+                    "confidence": ev.confidence,
+                    "resident": ev.resident,
+                    "evidence": _JSON.encode(ev.evidence).decode(),
+                    "work": "event",
+                    "payload": _JSON.encode(work).decode(),
+                }
+            )
+        with conn.cursor() as cur:
+            cur.executemany(INSERT_EVENT, rows)
+            cur.executemany(INSERT_WORK, rows)
+
+    def _write_statuses(self, conn: psycopg.Connection[Any], statuses: list[Accepted]) -> None:
+        rows = []
+        for a in statuses:
+            st = a.message
+            assert isinstance(st, Status)
+            sensors = _JSON.encode(st.sensors).decode()
+            outbox = _JSON.encode(st.outbox).decode()
+            work = {
+                "gateway": a.gateway,
+                "site": a.site,
+                "t": st.t,
+                "ts": a.ts_lo,
+                "state": st.state,
+                "version": st.version,
+                "clock_ok": st.clock_ok,
+                "sensors": msgspec.to_builtins(st.sensors),
+                "outbox": st.outbox,
+            }
+            rows.append(
+                {
+                    "ts": to_datetime(a.ts_lo),
+                    "gateway": a.gateway,
+                    "site": a.site,
+                    "state": st.state,
+                    "clock_ok": st.clock_ok,
+                    "version": st.version,
+                    "sensors": sensors,
+                    "outbox": outbox,
+                    "work": "status",
+                    "payload": _JSON.encode(work).decode(),
+                }
+            )
+        with conn.cursor() as cur:
+            cur.executemany(INSERT_STATUS, rows)
+            cur.executemany(UPDATE_GATEWAY, rows)
+            cur.executemany(INSERT_WORK, rows)
