@@ -108,6 +108,7 @@ class MqttSource:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         self.client = c
 
     def start(self) -> None:
@@ -164,7 +165,13 @@ class MqttSource:
             getattr(flags, "session_present", None),
         )
         client.subscribe([(sub, SubscribeOptions(qos=1)) for sub in subscriptions(self.settings)])
-        self._set_state(True)
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, codes: list[Any], _p: Any = None) -> None:
+        failed = [str(c) for c in codes if c.is_failure]
+        if failed:
+            log.error("broker refused the ingest subscriptions %s: %s", subscriptions(self.settings), failed)
+            return
+        self._set_state(True)  # healthy only once the subscriptions are in place
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         self.generation += 1  # acks of what is in flight would go to the wrong connection

@@ -1,0 +1,324 @@
+"""Helpers for the ingest tests: registering gateways, publishing, running ingest, a pausable proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+import paho.mqtt.client as mqtt
+import psycopg
+import psycopg.sql
+import pytest
+
+EPOCH = "epoch-test-0001"
+
+
+def register(db_url: str, gateways: dict[str, str]) -> None:
+    """Insert sites and gateways (gateway -> site) as the platform would."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for gw, site in gateways.items():
+            conn.execute(
+                "INSERT INTO sites (id, kind, name) VALUES (%s, 'home', %s) ON CONFLICT DO NOTHING",
+                (site, f"site {site}"),
+            )
+            conn.execute(
+                "INSERT INTO gateways (id, site_id, mqtt_username, mqtt_password_hash)"
+                " VALUES (%s, %s, %s, 'x')",
+                (gw, site, gw),
+            )
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def telemetry(
+    seq: int, n: int = 10, *, epoch: str = EPOCH, t0: int | None = None, sensor: str = "pir-1"
+) -> bytes:
+    t0 = now_ms() if t0 is None else t0
+    readings = [
+        {"t": t0 + i, "sensor": sensor, "metric": "motion", "value": float(seq * 1000 + i)} for i in range(n)
+    ]
+    return msgspec.json.encode({"v": 1, "epoch": epoch, "seq": seq, "readings": readings})
+
+
+def event(seq: int, *, kind: str = "fall", epoch: str = EPOCH, **extra: Any) -> bytes:
+    body = {"v": 1, "epoch": epoch, "seq": seq, "t": now_ms(), "sensor": "wearable-1", "kind": kind, **extra}
+    return msgspec.json.encode(body)
+
+
+def status(state: str = "online", **extra: Any) -> bytes:
+    return msgspec.json.encode({"v": 1, "t": now_ms(), "state": state, **extra})
+
+
+def count(db_url: str, query: str, *params: Any) -> int:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(query, params or None).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Publisher:
+    """A QoS 1 MQTT v5 publisher that waits for every PUBACK."""
+
+    def __init__(self, mqtt_url: str) -> None:
+        u = urlsplit(mqtt_url)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.connect(u.hostname or "127.0.0.1", u.port or 1883)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(10)
+
+    def publish_many(self, items: list[tuple[str, bytes]], rate: float | None = None) -> None:
+        pending = []
+        start = time.monotonic()
+        for i, (topic, payload) in enumerate(items):
+            pending.append(self.client.publish(topic, payload, qos=1))
+            if len(pending) >= 200:
+                for info in pending:
+                    info.wait_for_publish(10)
+                pending.clear()
+            if rate:
+                ahead = start + (i + 1) / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+        for info in pending:
+            info.wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class IngestProcess:
+    """``eldercare ingest run`` as a subprocess, the way operators run it."""
+
+    def __init__(
+        self, db_url: str, mqtt_url: str, topic_root: str, tmp: Path, workers: int = 1, **env: str
+    ) -> None:
+        self.port = free_port() if workers == 1 else _free_port_pair()
+        self.workers = workers
+        tag = uuid.uuid4().hex[:8]
+        self.env = {
+            **os.environ,
+            "ELDERCARE_DATABASE_URL": db_url,
+            "ELDERCARE_MQTT_URL": mqtt_url,
+            "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
+            "ELDERCARE_INGEST_CLIENT_ID": f"test-ingest-{tag}-0",
+            "ELDERCARE_INGEST_SHARED_GROUP": f"g{tag}",
+            "ELDERCARE_INGEST_SESSION_EXPIRY_S": "120",
+            "ELDERCARE_INGEST_BATCH_MS": "50",
+            "ELDERCARE_METRICS_PORT": str(self.port),
+            **env,
+        }
+        self.log = tmp / f"ingest-{tag}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> IngestProcess:
+        args = [sys.executable, "-m", "eldercare.cli", "ingest", "run", "--workers", str(self.workers)]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    def ports(self) -> list[int]:
+        return [self.port + i for i in range(self.workers)]
+
+    def healthz(self, port: int | None = None) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port or self.port}/healthz", timeout=2) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+        except OSError:
+            return 0, {}
+
+    def wait_healthy(self, timeout: float = 20) -> None:
+        def ok() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.output()
+            return all(self.healthz(p)[0] == 200 for p in self.ports())
+
+        wait_for(ok, timeout, "ingest /healthz")
+
+    def metrics(self, port: int | None = None) -> dict[str, float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port or self.port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        p = free_port()
+        with contextlib.suppress(OSError), socket.socket() as s:
+            s.bind(("127.0.0.1", p + 1))
+            return p
+    raise RuntimeError("no free port pair")
+
+
+class PausableProxy:
+    """A TCP forwarder to PostgreSQL that can play dead: connections cut, new ones refused.
+
+    Stands in for "PostgreSQL stopped for 10 s" without touching the shared server.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self.server: asyncio.base_events.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> PausableProxy:
+        self.thread.start()
+        self._call(self._listen())
+        return self
+
+    def url_for(self, db_url: str) -> str:
+        u = urlsplit(db_url)
+        netloc = u.netloc.rsplit("@", 1)
+        host = f"127.0.0.1:{self.port}"
+        return u._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host).geturl()
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    async def _listen(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self.writers |= {writer, up_w}
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            w.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        self.writers -= {writer, up_w}
+
+    async def _down(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in list(self.writers):
+            w.transport.abort()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+    def down(self) -> None:
+        """Cut every connection and refuse new ones, like a stopped server."""
+        self._call(self._down())
+
+    def up(self) -> None:
+        self._call(self._listen())
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.down()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@contextlib.contextmanager
+def publisher(mqtt_url: str) -> Iterator[Publisher]:
+    p = Publisher(mqtt_url)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+# Stand-ins for the shared fixtures of tests/conftest.py, used until it provides them. ---------
+
+PG_SERVER = os.environ.get("ELDERCARE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MQTT_SERVER = os.environ.get("ELDERCARE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+
+@pytest.fixture
+def db_url() -> Iterator[str]:
+    from eldercare.db.migrate import upgrade
+
+    name = f"ingest_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    url = urlsplit(PG_SERVER)._replace(path=f"/{name}").geturl()
+    upgrade(url)
+    yield url
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+
+
+@pytest.fixture
+def mqtt_url() -> str:
+    return MQTT_SERVER
+
+
+@pytest.fixture
+def topic_root(request: pytest.FixtureRequest) -> str:
+    return f"test/{request.node.name[:40]}-{uuid.uuid4().hex[:8]}/eldercare/v1".replace("[", "_").replace(
+        "]", "_"
+    )

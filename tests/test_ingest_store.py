@@ -1,0 +1,145 @@
+"""The batch transaction against a real PostgreSQL: dedup, registry checks, events, status, partitions."""
+# ruff: noqa: F811  (db_url comes from ingest_support until tests/conftest.py provides it)
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import psycopg
+import pytest
+from ingest_support import count, db_url, event, now_ms, register, status, telemetry  # noqa: F401
+
+from eldercare.ingest.batch import Accepted, Batch, Inbound, Registry, Validator
+from eldercare.ingest.errors import StoreUnavailable
+from eldercare.ingest.store import Store
+
+ROOT = "eldercare/v1"
+
+
+@pytest.fixture
+def store(db_url: str) -> Store:
+    register(db_url, {"gw-1": "home-1", "gw-2": "home-2"})
+    s = Store(db_url)
+    yield s
+    s.close()
+
+
+def batch_of(registry: Registry, *messages: tuple[str, bytes]) -> Batch:
+    v = Validator(ROOT, registry)
+    b = Batch()
+    for topic, payload in messages:
+        b.add(v.check(Inbound(f"{ROOT}/{topic}", payload)))
+    return b
+
+
+def test_messages_are_stored_once_however_often_they_come(store: Store, db_url: str) -> None:
+    reg = Registry(store.load_registry())
+    msgs = [("home-1/gw-1/telemetry", telemetry(seq, n=20)) for seq in range(50)]
+    first = store.write(batch_of(reg, *msgs), reg)
+    assert (first.messages, first.readings, first.duplicates) == (50, 1000, 0)
+    # Redelivery of the whole batch plus an in-batch duplicate of a new message.
+    again = store.write(batch_of(reg, *msgs, ("home-1/gw-1/telemetry", telemetry(50)), msgs[0]), reg)
+    assert (again.messages, again.readings, again.duplicates) == (1, 10, 51)
+    assert count(db_url, "SELECT count(*) FROM readings") == 1010
+    assert count(db_url, "SELECT count(*) FROM ingested_messages") == 51
+    exact = "SELECT count(*) FROM readings WHERE gateway_id = 'gw-1' AND sensor_id = 'pir-1' AND value = 7003"
+    assert count(db_url, exact) == 1
+
+
+def test_a_new_epoch_is_not_a_duplicate(store: Store, db_url: str) -> None:
+    reg = Registry(store.load_registry())
+    store.write(batch_of(reg, ("home-1/gw-1/telemetry", telemetry(1))), reg)
+    r = store.write(batch_of(reg, ("home-1/gw-1/telemetry", telemetry(1, epoch="replaced-gw-epoch"))), reg)
+    assert r.messages == 1
+    assert count(db_url, "SELECT count(*) FROM readings") == 20
+
+
+def test_unknown_gateway_is_rechecked_in_the_database_before_dead_lettering(
+    store: Store, db_url: str
+) -> None:
+    reg = Registry(store.load_registry())
+    stranger = telemetry(1)
+    r = store.write(
+        batch_of(reg, ("home-3/gw-3/telemetry", stranger), ("home-2/gw-1/telemetry", telemetry(2))), reg
+    )
+    assert r.messages == 0
+    assert sorted(d.reason for d in r.dead) == [
+        "topic.gateway: unknown gateway 'gw-3'",
+        "topic.site: gateway 'gw-1' is registered to site 'home-1', not 'home-2'",
+    ]
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT topic, site_id, gateway_id, payload FROM dead_letters ORDER BY topic"
+        ).fetchall()
+    assert rows[1][:3] == (f"{ROOT}/home-3/gw-3/telemetry", "home-3", "gw-3")
+    assert bytes(rows[1][3]) == stranger
+    # The platform registers gw-3; the stale cache does not matter, the database is asked.
+    register(db_url, {"gw-3": "home-3"})
+    r = store.write(batch_of(reg, ("home-3/gw-3/telemetry", telemetry(1))), reg)
+    assert (r.messages, r.dead) == (1, [])
+    assert reg.sites["gw-3"] == "home-3"
+
+
+def test_event_becomes_alert_work_and_a_notification(store: Store, db_url: str) -> None:
+    reg = Registry(store.load_registry())
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN alert_work")
+        r = store.write(
+            batch_of(reg, ("home-1/gw-1/event", event(5, confidence=0.9, evidence={"peak_g": 3.1}))), reg
+        )
+        assert r.events == 1
+        notes = list(listener.notifies(timeout=5, stop_after=1))
+    with psycopg.connect(db_url) as conn:
+        work = conn.execute("SELECT id, kind, gateway_id, site_id, payload FROM alert_work").fetchall()
+        ev = conn.execute("SELECT kind, confidence, evidence, seq FROM events").fetchall()
+    assert [n.payload for n in notes] == [str(work[0][0])]
+    assert work[0][1:4] == ("event", "gw-1", "home-1")
+    assert work[0][4]["kind"] == "fall" and work[0][4]["evidence"] == {"peak_g": 3.1}
+    assert ev == [("fall", pytest.approx(0.9), {"peak_g": 3.1}, 5)]
+    # Redelivered: no second event, no second piece of work.
+    store.write(batch_of(reg, ("home-1/gw-1/event", event(5))), reg)
+    assert count(db_url, "SELECT count(*) FROM alert_work") == 1
+
+
+def test_status_updates_the_registry_and_keeps_the_newest(store: Store, db_url: str) -> None:
+    reg = Registry(store.load_registry())
+    store.write(batch_of(reg, ("home-1/gw-1/status", status("online", version="1.2.0"))), reg)
+    time.sleep(0.01)
+    will = msgspec.json.encode({"v": 1, "t": now_ms() - 3_600_000, "state": "offline"})
+    store.write(batch_of(reg, ("home-1/gw-1/status", will)), reg)
+    with psycopg.connect(db_url) as conn:
+        gw = conn.execute("SELECT state, version, state_at FROM gateways WHERE id = 'gw-1'").fetchone()
+        history = conn.execute("SELECT state FROM gateway_status ORDER BY ts").fetchall()
+    assert gw is not None and gw[:2] == ("offline", "1.2.0")
+    assert history == [("online",), ("offline",)]
+    # A stale online status (older than the will) does not flip the state back.
+    old = msgspec.json.encode({"v": 1, "t": now_ms() - 60_000, "state": "online"})
+    store.write(batch_of(reg, ("home-1/gw-1/status", old)), reg)
+    assert count(db_url, "SELECT count(*) FROM gateways WHERE id = 'gw-1' AND state = 'offline'") == 1
+
+
+def test_missing_partition_is_created_on_demand(store: Store, db_url: str) -> None:
+    reg = Registry(store.load_registry())
+    twenty_days_ago = now_ms() - 20 * 86_400_000
+    r = store.write(batch_of(reg, ("home-1/gw-1/telemetry", telemetry(1, t0=twenty_days_ago))), reg)
+    assert r.readings == 10
+    assert count(db_url, "SELECT count(*) FROM readings WHERE ts < now() - interval '19 days'") == 10
+
+
+def test_data_the_database_refuses_is_dead_lettered_alone(store: Store, db_url: str) -> None:
+    reg = Registry(store.load_registry())
+    poison = event(9, evidence={"note": "\u0000"})  # valid JSON, but jsonb cannot hold NUL
+    b = batch_of(reg, ("home-1/gw-1/telemetry", telemetry(1)), ("home-1/gw-1/event", poison))
+    assert all(isinstance(a, Accepted) for a in b.accepted)
+    r = store.write(b, reg)
+    assert (r.messages, r.readings) == (1, 10)
+    assert [d.reason.split(":")[0] for d in r.dead] == ["database refused the message"]
+    assert count(db_url, "SELECT count(*) FROM dead_letters WHERE reason LIKE 'database refused%'") == 1
+    assert count(db_url, "SELECT count(*) FROM events") == 0
+
+
+def test_unreachable_database_raises_store_unavailable() -> None:
+    s = Store("postgresql://postgres@127.0.0.1:9/none")
+    with pytest.raises(StoreUnavailable):
+        s.load_registry()
