@@ -2,11 +2,13 @@
 
 The single place that encodes, decodes and validates MQTT payloads. It sits on the ingest hot
 path, so decoding and validation happen in one pass with ``msgspec`` typed structs (measured
-against stdlib json and orjson in ``bench/protocol.py``; see ``docs/performance.md``).
-Every rejection is a :class:`ProtocolError` that names the field and the reason.
+against stdlib json, orjson with hand validation and pydantic in ``bench/protocol.py``; see
+``docs/performance.md``). Every rejection is a :class:`ProtocolError` that names the field and
+the reason.
 
 ``docs/protocol.md`` is the public description; ``docs/schemas/*.json`` are generated from the
-structs below by ``python -m eldercare.protocol --write-schemas docs/schemas``.
+structs below by ``python -m eldercare.protocol --write-schemas docs/schemas`` (so the field
+descriptions here are what device makers read).
 """
 
 from __future__ import annotations
@@ -20,20 +22,76 @@ import msgspec
 VERSION = 1
 DEFAULT_ROOT = "eldercare/v1"
 MAX_READINGS = 10_000
+MAX_PAYLOAD_BYTES = 262_144  # the platform's default limit (Settings: ingest max payload bytes)
 
 # Identifiers: sites, gateways, sensors, residents. Safe in MQTT topics and SQL text columns.
+# The patterns are written for JSON Schema (ECMA-262, where ``$`` is the end of the string);
+# Python's ``$`` also matches before a final newline, so Python checks use ``\Z`` (see _py).
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
-Ident = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, description="identifier, 1-64 chars")]
+METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+EPOCH_PATTERN = r"^[A-Za-z0-9-]{8,64}$"
+T_MIN_MS = 1_000_000_000_000  # 2001-09-09: anything earlier is a broken clock or seconds-for-ms
+T_MAX_MS = 4_102_444_800_000  # 2100-01-01 (exclusive)
+VALUE_LIMIT = 1e15
+
+
+def _py(pattern: str) -> str:
+    """The Python form of a schema pattern: a final ``$`` becomes ``\\Z`` (no trailing newline)."""
+    return pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
+
+
+def _text(pattern: str, description: str, examples: list[str]) -> msgspec.Meta:
+    """A string pattern checked by msgspec in Python form (json_schemas() shows the portable form)."""
+    return msgspec.Meta(pattern=_py(pattern), description=description, examples=examples)
+
+
+Ident = Annotated[
+    str,
+    _text(
+        ID_PATTERN,
+        "Identifier (site, gateway, sensor, resident): 1-64 characters, letters, digits and _ . : -, "
+        "starting with a letter or digit. Case-sensitive.",
+        ["home-0001", "gw-0001", "pir-kitchen", "res-0042"],
+    ),
+]
 Epoch = Annotated[
-    str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{8,64}$", description="random id of the gateway's outbox")
+    str,
+    _text(
+        EPOCH_PATTERN,
+        "Random id the gateway creates together with its outbox (e.g. 16 hex digits). A wiped or "
+        "replaced gateway starts a new epoch; (gateway, epoch, seq) identifies a message.",
+        ["3f9c2a7be41d0c55"],
+    ),
 ]
-Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1, description="message counter, +1 per message")]
-# 2001-09-09 .. 2100-01-01: anything outside is certainly a broken clock or seconds-for-ms.
+Seq = Annotated[
+    int,
+    msgspec.Meta(
+        ge=0,
+        le=2**63 - 1,
+        description="Message counter: +1 for every telemetry or event message within an epoch; "
+        "stored on disk so it survives restarts. A redelivered message keeps its seq.",
+        examples=[1042],
+    ),
+]
 TimeMs = Annotated[
-    int, msgspec.Meta(ge=1_000_000_000_000, lt=4_102_444_800_000, description="ms since epoch, UTC")
+    int,
+    msgspec.Meta(
+        ge=T_MIN_MS,
+        lt=T_MAX_MS,
+        description="Integer milliseconds since the Unix epoch, UTC, from the gateway's clock "
+        "(2001-09-09 .. 2099-12-31). Never stamp with a clock known to be wrong.",
+        examples=[1767225600000],
+    ),
 ]
-Metric = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Metric = Annotated[
+    str,
+    _text(METRIC_PATTERN, "Metric name: lower-case letters, digits and _, 1-32 characters.", ["heart_rate"]),
+]
+Confidence = Annotated[
+    float,
+    msgspec.Meta(ge=0.0, le=1.0, description="How sure the detector is, 0..1.", examples=[0.93]),
+]
+Version = Annotated[Literal[1], msgspec.Meta(description="Protocol version: always 1 in v1.")]
 
 METRICS: dict[str, str] = {
     "motion": "pir: 1.0 motion seen",
@@ -67,95 +125,216 @@ EventKind: TypeAlias = Literal[
     "config_rejected",  # a pushed config failed validation; the old one is kept
 ]
 EVENT_KINDS: tuple[str, ...] = EventKind.__args__  # type: ignore[attr-defined]
+SENSOR_KINDS: tuple[str, ...] = ("wearable", "pir", "door", "bed", "plug", "sos", "env", "vitals")
 
 
 # Inside a reading the identifier patterns are checked once per distinct name by ``decode``,
 # not once per reading by msgspec: a 50-reading message has a handful of distinct names, and
-# per-reading regex checks tripled the decode cost (bench/protocol.py).
-METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+# per-reading regex checks tripled the decode cost (bench/protocol.py). The schema still shows
+# the patterns (extra_json_schema), so device makers see one rule.
 ReadingSensor = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=64, description=f"identifier matching {ID_PATTERN}")
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        description="Sensor id (identifier pattern). The gateway's own id for gateway metrics "
+        "such as heartbeat.",
+        examples=["pir-kitchen"],
+        extra_json_schema={"pattern": ID_PATTERN},
+    ),
 ]
 ReadingMetric = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=32, description=f"metric name matching {METRIC_PATTERN}")
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=32,
+        description="What was measured. Known metrics (unit or meaning): "
+        + "; ".join(f"{k} ({v})" for k, v in METRICS.items())
+        + ". Other names matching the pattern are stored but not interpreted.",
+        examples=["motion"],
+        extra_json_schema={"pattern": METRIC_PATTERN},
+    ),
 ]
 
 
-class Reading(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One measurement of one sensor."""
+class Reading(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """One measurement of one sensor at one time."""
 
     t: TimeMs
     sensor: ReadingSensor
     metric: ReadingMetric
-    value: Annotated[float, msgspec.Meta(ge=-1e15, le=1e15, description="finite number")]
+    value: Annotated[
+        float,
+        msgspec.Meta(
+            ge=-VALUE_LIMIT,
+            le=VALUE_LIMIT,
+            description="The measurement in the metric's unit: a finite JSON number (integers "
+            "allowed), |value| <= 1e15. NaN and Infinity are not JSON and are rejected.",
+            examples=[1.0],
+        ),
+    ]
 
 
 class Telemetry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A batch of readings: ``eldercare/v1/{site}/{gateway}/telemetry``."""
+    """A batch of readings, sent up on ``eldercare/v1/{site}/{gateway}/telemetry`` with QoS 1."""
 
-    v: Literal[1]
+    v: Version
     epoch: Epoch
     seq: Seq
-    readings: Annotated[list[Reading], msgspec.Meta(min_length=1, max_length=MAX_READINGS)]
+    readings: Annotated[
+        list[Reading],
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_READINGS,
+            description="1 to 10,000 readings, in any order; the whole payload must stay under "
+            "the platform's size limit (256 KiB by default).",
+        ),
+    ]
 
 
 class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Something that happened, detected at the edge: ``.../event``."""
+    """Something detected at the edge, sent up on ``.../event`` with QoS 1."""
 
-    v: Literal[1]
+    v: Version
     epoch: Epoch
     seq: Seq
-    t: TimeMs
-    sensor: Ident
-    kind: EventKind
+    t: Annotated[TimeMs, msgspec.Meta(description="When it happened (for a fall: the impact).")]
+    sensor: Annotated[
+        Ident,
+        msgspec.Meta(description="The sensor it concerns; the gateway's own id for gateway events."),
+    ]
+    kind: Annotated[
+        EventKind,
+        msgspec.Meta(
+            description="What happened: fall (the edge detector's fall, check-in not answered); "
+            "fall_cancelled (the resident answered the check-in; never an alert); sos (button "
+            "pressed); vitals (a reading outside the configured vitals_ranges); low_battery; "
+            "bed_exit; clock_error (the gateway's clock is wrong, readings held back); "
+            "config_rejected (a pushed config failed validation, the old one is kept)."
+        ),
+    ]
     confidence: Confidence = 1.0
-    resident: Ident | None = None
-    evidence: dict[str, Any] = msgspec.field(default_factory=dict)
+    resident: Annotated[
+        Ident | None, msgspec.Meta(description="The resident it concerns, when the gateway knows.")
+    ] = None
+    evidence: Annotated[
+        dict[str, Any],
+        msgspec.Meta(
+            description="Free-form details by kind, e.g. the raw accelerometer window of a fall "
+            '{"t0": ms, "hz": 50, "unit": "mg", "x": [...], "y": [...], "z": [...]}.'
+        ),
+    ] = msgspec.field(default_factory=dict)
 
 
 class SensorStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    """Health of one sensor as the gateway sees it; unknown keys are allowed for vendors."""
+    """Health of one sensor as the gateway sees it; other keys are allowed (and ignored)."""
 
-    battery: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
-    last_seen: TimeMs | None = None
-    online: bool = True
+    battery: (
+        Annotated[float, msgspec.Meta(ge=0.0, le=1.0, description="Battery charge, 0..1.", examples=[0.81])]
+        | None
+    ) = None
+    last_seen: Annotated[TimeMs | None, msgspec.Meta(description="Last time the sensor was heard.")] = None
+    online: Annotated[bool, msgspec.Meta(description="False when the gateway lost the sensor.")] = True
 
 
 class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Gateway presence, retained: ``.../status``; also the Last Will with state offline."""
+    """Gateway presence on ``.../status``, QoS 1, retained; also the Last Will with state offline."""
 
-    v: Literal[1]
-    t: TimeMs
-    state: Literal["online", "offline"]
-    sensors: dict[Ident, SensorStatus] = msgspec.field(default_factory=dict)
-    version: str | None = None
-    clock_ok: bool = True
-    outbox: dict[str, int] = msgspec.field(default_factory=dict)
+    v: Version
+    t: Annotated[TimeMs, msgspec.Meta(description="When the status was composed (for the Will: at connect).")]
+    state: Annotated[Literal["online", "offline"], msgspec.Meta(description="online, or offline (Will).")]
+    sensors: Annotated[dict[Ident, SensorStatus], msgspec.Meta(description="Health per sensor id.")] = (
+        msgspec.field(default_factory=dict)
+    )
+    version: (
+        Annotated[
+            str, msgspec.Meta(max_length=64, description="Gateway software version.", examples=["1.4.2"])
+        ]
+        | None
+    ) = None
+    clock_ok: Annotated[bool, msgspec.Meta(description="False while the gateway distrusts its clock.")] = True
+    outbox: Annotated[
+        dict[str, Annotated[int, msgspec.Meta(ge=0)]],
+        msgspec.Meta(
+            description="Counters of the gateway's outbox, e.g. messages, pending_readings, "
+            "shed_messages, next_seq (non-negative integers)."
+        ),
+    ] = msgspec.field(default_factory=dict)
 
 
 class SensorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One sensor behind a gateway, as the platform configures it."""
 
     id: Ident
-    kind: Literal["wearable", "pir", "door", "bed", "plug", "sos", "env", "vitals"]
-    room: str | None = None
-    resident: Ident | None = None
-    sample_hz: Annotated[float, msgspec.Meta(gt=0, le=200)] | None = None
+    kind: Annotated[
+        Literal["wearable", "pir", "door", "bed", "plug", "sos", "env", "vitals"],
+        msgspec.Meta(description="Kind of device (see the domain table)."),
+    ]
+    room: (
+        Annotated[
+            str, msgspec.Meta(max_length=64, description="Room of a fixed sensor.", examples=["kitchen"])
+        ]
+        | None
+    ) = None
+    resident: Annotated[Ident | None, msgspec.Meta(description="Wearer of a wearable.")] = None
+    sample_hz: (
+        Annotated[float, msgspec.Meta(gt=0, le=200, description="Sampling rate, 0 < Hz <= 200.")] | None
+    ) = None
 
 
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Settings pushed to a gateway, retained: ``.../config`` (down)."""
+    """Settings pushed down to a gateway on ``.../config``, QoS 1, retained.
 
-    v: Literal[1]
-    revision: Annotated[int, msgspec.Meta(ge=0)]
-    sensors: list[SensorConfig] = msgspec.field(default_factory=list)
-    telemetry_batch_max: Annotated[int, msgspec.Meta(ge=1, le=MAX_READINGS)] = 50
-    telemetry_batch_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 1000
-    heartbeat_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 60
-    stream_raw_acc: bool = False
-    fall_threshold: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5
-    checkin_window_s: Annotated[int, msgspec.Meta(ge=0, le=600)] = 30
-    vitals_ranges: dict[Metric, tuple[float, float]] = msgspec.field(default_factory=dict)
+    A gateway applies a config whose revision is not older than the one it runs; a config that
+    fails validation is rejected with a ``config_rejected`` event and the old one is kept.
+    """
+
+    v: Version
+    revision: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            le=2**63 - 1,
+            description="Increases with every change; an older revision than the applied one is rejected.",
+        ),
+    ]
+    sensors: Annotated[
+        list[SensorConfig], msgspec.Meta(description="Sensors behind the gateway; ids must be unique.")
+    ] = msgspec.field(default_factory=list)
+    telemetry_batch_max: Annotated[
+        int,
+        msgspec.Meta(ge=1, le=MAX_READINGS, description="Send a telemetry message at this many readings."),
+    ] = 50
+    telemetry_batch_ms: Annotated[
+        int,
+        msgspec.Meta(ge=10, le=60_000, description="...or when the oldest unsent reading is this old (ms)."),
+    ] = 1000
+    heartbeat_s: Annotated[
+        int, msgspec.Meta(ge=5, le=3600, description="Seconds between heartbeat readings.")
+    ] = 60
+    stream_raw_acc: Annotated[
+        bool, msgspec.Meta(description="Also send raw accelerometer samples as acc_x/acc_y/acc_z readings.")
+    ] = False
+    fall_threshold: Annotated[
+        float,
+        msgspec.Meta(ge=0.0, le=1.0, description="Edge fall detector confidence that starts a check-in."),
+    ] = 0.5
+    checkin_window_s: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            le=600,
+            description="Seconds the resident has to cancel a suspected fall (0: report at once).",
+        ),
+    ] = 30
+    vitals_ranges: Annotated[
+        dict[Metric, Annotated[tuple[float, float], msgspec.Meta(description="[low, high], low < high")]],
+        msgspec.Meta(
+            description="Per metric, the normal [low, high] range; a reading outside it raises a "
+            "vitals event.",
+            examples=[{"heart_rate": [40, 120], "spo2": [92, 100]}],
+        ),
+    ] = msgspec.field(default_factory=dict)
 
 
 Payload: TypeAlias = Telemetry | Event | Status | GatewayConfig
@@ -177,19 +356,37 @@ class ProtocolError(ValueError):
         super().__init__(f"{field}: {reason}")
 
 
-_ID_RE = re.compile(ID_PATTERN)
+_ID_RE = re.compile(_py(ID_PATTERN))
+_METRIC_RE = re.compile(_py(METRIC_PATTERN))
 _DECODERS = {kind: msgspec.json.Decoder(cls) for kind, cls in KINDS.items()}
 _ENCODER = msgspec.json.Encoder()
-_AT = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_AT = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<key>key` in `)?\$(?P<path>[^`]*)`)?$", re.S)
+_MISSING = re.compile(r"^Object missing required field `(?P<name>.*)`$", re.S)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>.*)`$", re.S)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
 
 
 def _to_protocol_error(exc: msgspec.MsgspecError) -> ProtocolError:
     m = _AT.match(str(exc))
     assert m is not None  # the pattern matches any string
-    path = (m.group("path") or "").lstrip(".")
-    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
-        return ProtocolError("$", f"not valid JSON: {m.group('reason')}")
-    return ProtocolError(path or "$", m.group("reason"))
+    reason, path = m.group("reason"), (m.group("path") or "").lstrip(".")
+    reason = reason.replace("\\\\Z'", "$'")  # patterns as documented (msgspec shows the Python form)
+    if not isinstance(exc, msgspec.ValidationError):
+        return ProtocolError("$", f"not valid JSON: {reason}")
+    if m.group("key"):
+        return ProtocolError(path or "$", f"bad key: {reason}")
+    if mm := _MISSING.match(reason):
+        return ProtocolError(_join(path, mm.group("name")), "missing required field")
+    if mm := _UNKNOWN.match(reason):
+        return ProtocolError(_join(path, mm.group("name")), "unknown field (not in protocol v1)")
+    if path == "v":
+        return ProtocolError("v", f"unsupported protocol version: this platform speaks v1 ({reason})")
+    if path == "kind" and reason.startswith("Invalid enum value"):
+        return ProtocolError("kind", f"{reason}; known kinds: {', '.join(EVENT_KINDS)}")
+    return ProtocolError(path or "$", reason)
 
 
 def decode(kind: str, data: bytes | bytearray | memoryview | str) -> Payload:
@@ -201,14 +398,50 @@ def decode(kind: str, data: bytes | bytearray | memoryview | str) -> Payload:
         msg = decoder.decode(data)
     except msgspec.MsgspecError as exc:
         raise _to_protocol_error(exc) from None
+    except UnicodeDecodeError as exc:  # msgspec checks UTF-8 inside strings with Python's codec
+        raise ProtocolError("$", f"not valid UTF-8 in a string: {exc.reason}") from None
     if isinstance(msg, Telemetry):
         _check_readings(msg.readings)
+    elif isinstance(msg, GatewayConfig):
+        _check_config(msg)
     return msg
+
+
+def decode_telemetry(data: bytes | bytearray | memoryview | str) -> Telemetry:
+    """:func:`decode` for ``telemetry`` with its precise type."""
+    return decode("telemetry", data)  # type: ignore[return-value]
+
+
+def decode_event(data: bytes | bytearray | memoryview | str) -> Event:
+    """:func:`decode` for ``event`` with its precise type."""
+    return decode("event", data)  # type: ignore[return-value]
+
+
+def decode_status(data: bytes | bytearray | memoryview | str) -> Status:
+    """:func:`decode` for ``status`` with its precise type."""
+    return decode("status", data)  # type: ignore[return-value]
+
+
+def decode_config(data: bytes | bytearray | memoryview | str) -> GatewayConfig:
+    """:func:`decode` for ``config`` with its precise type."""
+    return decode("config", data)  # type: ignore[return-value]
+
+
+def encode(msg: Payload) -> bytes:
+    """Compact JSON for one payload (fields at their defaults are written too).
+
+    Structs built in Python are not validated; decode what you encoded in tests.
+    """
+    return _ENCODER.encode(msg)
+
+
+def is_identifier(value: str) -> bool:
+    """True if ``value`` is a valid site, gateway, sensor or resident id."""
+    return _ID_RE.match(value) is not None
 
 
 _GOOD_SENSORS: set[str] = set()  # names already seen to match their pattern (bounded)
 _GOOD_METRICS: set[str] = set()
-_METRIC_RE = re.compile(METRIC_PATTERN)
 
 
 def _check_readings(readings: list[Reading]) -> None:
@@ -216,18 +449,30 @@ def _check_readings(readings: list[Reading]) -> None:
     metrics = {r.metric for r in readings}
     if sensors <= _GOOD_SENSORS and metrics <= _GOOD_METRICS:
         return
-    checks = (("sensor", sensors, _GOOD_SENSORS, _ID_RE), ("metric", metrics, _GOOD_METRICS, _METRIC_RE))
-    for field, names, good, pattern in checks:
+    checks = (
+        ("sensor", sensors, _GOOD_SENSORS, _ID_RE, ID_PATTERN),
+        ("metric", metrics, _GOOD_METRICS, _METRIC_RE, METRIC_PATTERN),
+    )
+    for field, names, good, regex, pattern in checks:
         for name in names - good:
-            if not pattern.match(name):
+            if not regex.match(name):
                 i = next(i for i, r in enumerate(readings) if getattr(r, field) == name)
-                raise ProtocolError(f"readings[{i}].{field}", f"{name!r} does not match {pattern.pattern}")
+                raise ProtocolError(f"readings[{i}].{field}", f"{name!r} does not match {pattern}")
         if len(good) > 100_000:
             good.clear()
         good |= names
 
 
-# Topics -----------------------------------------------------------------------------------
+def _check_config(cfg: GatewayConfig) -> None:
+    """What the schema cannot say: unique sensor ids, and low < high in every vitals range."""
+    seen: set[str] = set()
+    for i, s in enumerate(cfg.sensors):
+        if s.id in seen:
+            raise ProtocolError(f"sensors[{i}].id", f"duplicate sensor id {s.id!r}")
+        seen.add(s.id)
+    for metric, (low, high) in cfg.vitals_ranges.items():
+        if not low < high:
+            raise ProtocolError(f"vitals_ranges.{metric}", f"low {low} is not below high {high}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +484,8 @@ class TopicParts:
 
 def topic(site: str, gateway: str, kind: TopicKind, root: str = DEFAULT_ROOT) -> str:
     """``{root}/{site}/{gateway}/{kind}``, e.g. ``eldercare/v1/home-001/gw-001/telemetry``."""
+    if kind not in KINDS:
+        raise ProtocolError("kind", f"unknown message kind {kind!r}")
     for name, value in (("site", site), ("gateway", gateway)):
         if not _ID_RE.match(value):
             raise ProtocolError(name, f"{value!r} is not a valid identifier")
@@ -264,6 +511,10 @@ def parse_topic(name: str, root: str = DEFAULT_ROOT) -> TopicParts:
 
 def subscription(kind: str, root: str = DEFAULT_ROOT, shared_group: str | None = None) -> str:
     """Wildcard subscription for one kind, optionally as an MQTT v5 shared subscription."""
+    if kind not in KINDS:
+        raise ProtocolError("kind", f"unknown message kind {kind!r}")
+    if shared_group is not None and not re.fullmatch(r"[^/+#]+", shared_group):
+        raise ProtocolError("shared_group", f"{shared_group!r} must be non-empty without / + #")
     sub = f"{root}/+/+/{kind}"
     return f"$share/{shared_group}/{sub}" if shared_group else sub
 
@@ -271,11 +522,24 @@ def subscription(kind: str, root: str = DEFAULT_ROOT, shared_group: str | None =
 # JSON Schemas -----------------------------------------------------------------------------
 
 
+def _portable(node: Any) -> Any:
+    """Patterns back in JSON Schema (ECMA-262) form: ``\\Z`` is Python-only, ``$`` means the same there."""
+    if isinstance(node, dict):
+        out = {k: _portable(v) for k, v in node.items()}
+        pattern = out.get("pattern")
+        if isinstance(pattern, str) and pattern.endswith(r"\Z"):
+            out["pattern"] = pattern[:-2] + "$"
+        return out
+    if isinstance(node, list):
+        return [_portable(v) for v in node]
+    return node
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     """One JSON Schema per payload kind, generated from the structs above."""
     out = {}
     for kind, cls in KINDS.items():
-        schema = msgspec.json.schema(cls)
+        schema = _portable(msgspec.json.schema(cls))
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"https://eldercare.example/schemas/v1/{kind}.json"
         schema["title"] = f"eldercare wire protocol v1: {kind}"
