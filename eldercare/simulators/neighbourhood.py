@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import json
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,7 +237,7 @@ def manifest(p: Plan, *, topic_root: str, created_at: float, start: float) -> di
             "sensors": list(g.sensors),
         }
 
-    return {
+    out = {
         "version": MANIFEST_VERSION,
         "prefix": p.prefix,
         "seed": p.seed,
@@ -265,6 +266,7 @@ def manifest(p: Plan, *, topic_root: str, created_at: float, start: float) -> di
             for u in p.users
         ],
     }
+    return json.loads(json.dumps(out))  # plain JSON types: lists, not tuples
 
 
 def profile_from(d: dict[str, Any]) -> ResidentProfile:

@@ -5,7 +5,9 @@ wire protocol v1: telemetry batches (at most 50 readings a message), events (``f
 detector would report it, ``sos``, ``low_battery``), and its retained status with a Last Will.
 Every gateway gets a fresh random ``epoch`` per run and counts ``seq`` from 0.
 
-Time: the simulated clock is ``sim_start + speed * (wall - wall_start)``. Residents come from
+Time: the simulated clock is ``sim_start + speed * (wall - wall_start)``. Each gateway sends what
+happened since its last batch once per flush interval (0.2 s wall for a few homes, up to 1 s for a
+thousand, staggered), so events reach the broker up to one interval late. Residents come from
 :class:`~eldercare.simulators.routine.HomeSim`, rendered lazily, so memory does not grow with the
 length of the run or with speed; a thousand homes fit in one process. When the broker falls behind
 (too many unacknowledged messages) production pauses and the simulated clock runs late rather than
@@ -31,6 +33,7 @@ import random
 import resource
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -57,8 +60,9 @@ FALL_DETECTED = {"fall": 0.9, "collapse": 0.3}
 CHECKIN_S = 30.0
 HR_EVERY_S = 60.0
 ENV_EVERY_S = 300.0
-MAX_UNACKED_PER_CONN = 200
-MAX_UNACKED_TOTAL = 20_000
+# Back-pressure: production pauses past these many unacknowledged messages (about 3 KB each).
+MAX_UNACKED_PER_CONN = 40
+MAX_UNACKED_TOTAL = 5_000
 VERSION = f"eldercare-sim/{__version__}"
 _encode = msgspec.json.Encoder().encode
 
@@ -106,6 +110,8 @@ class _Home:
     truth_seen: int = 0
     offline: list[tuple[str, float, float]] = field(default_factory=list)
     low_reported: set[str] = field(default_factory=set)
+    rng: random.Random = field(default_factory=random.Random)
+    next_flush: float = 0.0  # wall clock
 
 
 @dataclass(slots=True)
@@ -146,8 +152,11 @@ class Runner:
         self.by_resident: dict[str, _Home] = {}
         self._stop = False
         homes = manifest["homes"][: opts.homes] if opts.homes else manifest["homes"]
+        self.flush_s = min(1.0, max(opts.tick, len(homes) / 1000))
         for h in homes:
-            self.homes.append(self._make_home(h, scenario))
+            home = self._make_home(h, scenario)
+            home.next_flush = self.wall_start + (h["index"] % 100) / 100 * self.flush_s
+            self.homes.append(home)
         if not opts.homes:
             for s in manifest.get("stations", []):
                 for g in s["gateways"]:
@@ -201,6 +210,7 @@ class Runner:
             next_hr=self.sim_start + r.uniform(0, HR_EVERY_S),
             next_env=self.sim_start + r.uniform(0, ENV_EVERY_S),
             next_false_fall=self._next_false_fall(r, self.sim_start),
+            rng=random.Random(f"{h['seed']}:devices:{self.sim_start}"),
         )
         self.by_resident[h["resident"]] = home
         return home
@@ -325,18 +335,21 @@ class Runner:
         while home.next_hr <= now:
             t = home.next_hr
             if room != OUT and not wearable_off:
-                hr = dev.heart_rate(home.seed, home.resident, activity, t)
+                hr = dev.heart_rate(home.seed, home.resident, activity, t, home.rng)
                 if hr is not None:
                     readings.append(Reading(int(t * 1000), "wearable-1", "heart_rate", hr))
                 readings.append(
                     Reading(
-                        int(t * 1000), "wearable-1", "steps", dev.steps(home.seed, home.resident, activity, t)
+                        int(t * 1000),
+                        "wearable-1",
+                        "steps",
+                        dev.steps(home.seed, home.resident, activity, t, rng=home.rng),
                     )
                 )
             home.next_hr += HR_EVERY_S
         while home.next_env <= now:
             t = home.next_env
-            temp, rh = dev.env_reading(home.seed, t)
+            temp, rh = dev.env_reading(home.seed, t, home.rng)
             readings.append(Reading(int(t * 1000), "env-1", "temperature", temp))
             readings.append(Reading(int(t * 1000), "env-1", "humidity", rh))
             home.next_env += ENV_EVERY_S
@@ -439,10 +452,18 @@ class Runner:
         if busy:
             return False
         target = self.sim_start + (wall_now - self.wall_start) * self.opts.speed
-        self.sim_now = max(self.sim_now, target)
+        # when late, catch up at most two ticks' worth at a time: bursts would cost memory
+        step = max(2 * self.opts.tick * self.opts.speed, 1.0)
+        self.sim_now = max(self.sim_now, min(target, self.sim_now + step))
         self._run_effects()
+        # Each gateway sends one batch per flush interval (staggered), like a real gateway's
+        # telemetry_batch_ms: the message rate stays near 1,000/s however many homes and however fast.
         for home in self.homes:
-            self._produce_home(home)
+            if wall_now >= home.next_flush:
+                home.next_flush += self.flush_s
+                if home.next_flush < wall_now:
+                    home.next_flush = wall_now + self.flush_s
+                self._produce_home(home)
         for st in self.stations:
             self._produce_station(st)
         while self.pool.pending:
@@ -460,7 +481,8 @@ class Runner:
         wall0 = time.monotonic()
         last_line, last_msgs = wall0, 0
         rss0 = _rss_mb()
-        prev = signal.signal(signal.SIGTERM, self.stop)
+        main = threading.current_thread() is threading.main_thread()
+        prev = signal.signal(signal.SIGTERM, self.stop) if main else None
         try:
             while not self._stop:
                 now = time.monotonic()
@@ -482,7 +504,8 @@ class Runner:
         except KeyboardInterrupt:
             pass
         finally:
-            signal.signal(signal.SIGTERM, prev)
+            if main:
+                signal.signal(signal.SIGTERM, prev)
             drain_until = time.monotonic() + 5
             while self.pool.unacked and time.monotonic() < drain_until:
                 self.pool.poll(0.05)

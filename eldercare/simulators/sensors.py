@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from eldercare.simulators.routine import DAY, TruthRecord
 
@@ -110,17 +112,47 @@ class Radio:
         return round(self._r.gauss(-78.0 if self.bad else -62.0, 4.0), 1)
 
 
+_M64 = (1 << 64) - 1
+
+
+def _mix(x: int) -> int:
+    """splitmix64's finaliser: a cheap, well-spread hash of an integer."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+@lru_cache(maxsize=4096)
+def _key(key: str) -> int:
+    return zlib.crc32(key.encode())
+
+
 def _noise(seed: int, key: str, t: float, sd: float) -> float:
-    return random.Random(f"{seed}:{key}:{int(t)}").gauss(0.0, sd)
+    """A normal deviate that is a pure function of (seed, key, whole second): no RNG state to keep."""
+    h = _mix((seed & _M64) ^ (_key(key) << 32) ^ _mix(int(t) & _M64))
+    u1 = ((h >> 11) + 1) / 9007199254740993.0  # (0, 1]
+    u2 = (_mix(h) >> 11) / 9007199254740992.0
+    return sd * math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
-def env_reading(seed: int, t: float) -> tuple[float, float]:
-    """Indoor temperature (°C) and relative humidity (%) at ``t``: a daily cycle plus noise."""
+@lru_cache(maxsize=4096)
+def _climate(seed: int) -> tuple[float, float, float]:
     r = random.Random(f"{seed}:env")
-    base, swing, hum = r.uniform(19.5, 24.5), r.uniform(0.8, 2.5), r.uniform(38, 60)
+    return r.uniform(19.5, 24.5), r.uniform(0.8, 2.5), r.uniform(38, 60)
+
+
+def env_reading(seed: int, t: float, rng: random.Random | None = None) -> tuple[float, float]:
+    """Indoor temperature (°C) and relative humidity (%) at ``t``: a daily cycle plus noise.
+
+    Without ``rng`` the noise is a pure function of (seed, t); with one it is drawn from it (faster).
+    """
+    base, swing, hum = _climate(seed)
     phase = 2 * math.pi * ((t % DAY) / DAY - 0.625)  # warmest mid-afternoon
-    temp = base + swing * math.cos(phase) + _noise(seed, "temp", t, 0.15)
-    rh = hum - 4.0 * math.cos(phase) + _noise(seed, "rh", t, 1.0)
+    n1 = rng.gauss(0.0, 0.15) if rng else _noise(seed, "temp", t, 0.15)
+    n2 = rng.gauss(0.0, 1.0) if rng else _noise(seed, "rh", t, 1.0)
+    temp = base + swing * math.cos(phase) + n1
+    rh = hum - 4.0 * math.cos(phase) + n2
     return round(temp, 2), round(max(5.0, min(95.0, rh)), 1)
 
 
@@ -142,20 +174,29 @@ _ACTIVE = (84, 7)
 STEPS_PER_MIN: dict[str, float] = {"walk": 70, "chores": 25, "out": 45, "wander_out": 60, "cook": 15}
 
 
-def heart_rate(seed: int, resident: str, activity: str, t: float) -> float | None:
-    """The wearable's heart rate for a minute of ``activity`` (None: not worn or no pulse read)."""
-    r = random.Random(f"{seed}:hr:{resident}")
-    offset = r.uniform(-6, 8)
+@lru_cache(maxsize=4096)
+def _hr_offset(seed: int, resident: str) -> float:
+    return random.Random(f"{seed}:hr:{resident}").uniform(-6, 8)
+
+
+def heart_rate(
+    seed: int, resident: str, activity: str, t: float, rng: random.Random | None = None
+) -> float | None:
+    """The wearable's heart rate for a minute of ``activity`` (None: no pulse read)."""
     mean_sd = HEART_RATE.get(activity, _ACTIVE)
     if mean_sd is None:
         return None
     mean, sd = mean_sd
-    return round(mean + offset + _noise(seed, f"hr:{resident}", t, sd), 1)
+    noise = rng.gauss(0.0, sd) if rng else _noise(seed, f"hr:{resident}", t, sd)
+    return round(mean + _hr_offset(seed, resident) + noise, 1)
 
 
-def steps(seed: int, resident: str, activity: str, t: float, minutes: float = 1.0) -> float:
+def steps(
+    seed: int, resident: str, activity: str, t: float, minutes: float = 1.0, rng: random.Random | None = None
+) -> float:
     rate = STEPS_PER_MIN.get(activity, 3.0)
-    return float(max(0, round(rate * minutes * (1 + _noise(seed, f"steps:{resident}", t, 0.25)))))
+    noise = rng.gauss(0.0, 0.25) if rng else _noise(seed, f"steps:{resident}", t, 0.25)
+    return float(max(0, round(rate * minutes * (1 + noise))))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,86 @@
+"""Scoring is pure: truth and alert rows in, caught / missed / delays / false alarms / ack times out."""
+
+from __future__ import annotations
+
+import pytest
+
+from eldercare.simulators.routine import TruthRecord
+from eldercare.simulators.score import Clock, score
+from eldercare.simulators.store import AlertRow, TrailRow
+
+T0 = 1_800_000_000.0
+
+
+def _alert(
+    i: int, kind: str, resident: str | None, t: float, ack: float | None = None, site: str | None = None
+):
+    return AlertRow(i, kind, resident, site, None, t, t, ack, None)
+
+
+def test_caught_missed_delay_and_false_alarms() -> None:
+    truth = [
+        TruthRecord("fall", "r1", T0, T0, T0 + 3600, "kitchen", site="h1"),
+        TruthRecord("fall", "r2", T0 + 100, T0 + 100, T0 + 3700, "living", site="h2"),
+        TruthRecord("no_wake", "r1", T0 + 86400, T0 + 86400, T0 + 86400 + 14400, "bedroom", site="h1"),
+        TruthRecord("gateway_outage", "r3", T0 + 500, T0 + 500, T0 + 7700, site="h3"),
+    ]
+    alerts = [
+        _alert(1, "fall", "r1", T0 + 35),  # caught, 35 s
+        _alert(2, "inactivity", "r1", T0 + 86400 + 3 * 3600),  # no_wake caught after 3 h
+        _alert(3, "device_offline", None, T0 + 620, site="h3"),  # outage caught via the site
+        _alert(4, "fall", "r4", T0 + 5000),  # nobody fell: false alarm
+        _alert(5, "sos", "r2", T0 + 200),  # wrong kind for r2's fall: false alarm
+        _alert(6, "pipeline_stalled", None, T0 + 10),  # about the platform: not scored
+    ]
+    rep = score(truth, alerts, residents=4, period_s=7 * 86400)
+    j = rep.to_json()
+    assert j["kinds"]["fall"] == {
+        "incidents": 2,
+        "caught": 1,
+        "missed": 1,
+        "delay_median_s": 35.0,
+        "delay_p90_s": 35.0,
+    }
+    assert j["kinds"]["no_wake"]["caught"] == 1 and j["kinds"]["no_wake"]["delay_median_s"] == 3 * 3600
+    assert j["kinds"]["gateway_outage"]["delay_median_s"] == 120.0
+    assert j["false_alarms"] == {"fall": 1, "sos": 1}
+    assert j["resident_weeks"] == 4.0 and j["false_alarms_per_resident_week"] == 0.5
+    assert "fall" in rep.table() and "误报" in rep.table()
+
+
+def test_alert_too_late_or_too_early_does_not_count() -> None:
+    truth = [TruthRecord("sos", "r1", T0, T0, T0, "living", site="h1")]
+    late = score(truth, [_alert(1, "sos", "r1", T0 + 3 * 3600)], residents=1, window_s=3600, period_s=86400)
+    early = score(truth, [_alert(1, "sos", "r1", T0 - 600)], residents=1, period_s=86400)
+    assert late.kinds["sos"].caught == 0 and late.false_alarms == {"sos": 1}
+    assert early.kinds["sos"].caught == 0
+
+
+def test_clock_maps_wall_clock_alert_times_to_simulated_time() -> None:
+    clock = {"wall_start": 1000.0, "sim_start": T0, "speed": 60.0, "sim_now": T0 + 7 * 86400}
+    truth = [TruthRecord("fall", "r1", T0 + 600, T0 + 600, T0 + 4200, site="h1")]
+    # opened 11 wall seconds after start = 660 simulated seconds: 60 s after the fall
+    rep = score(truth, [_alert(1, "fall", "r1", 1011.0)], residents=2, clock=clock)
+    assert rep.kinds["fall"].delays == [pytest.approx(60.0)]
+    assert rep.resident_weeks == pytest.approx(2.0)
+    assert Clock.from_json(clock).to_sim(1001.0) == T0 + 60
+
+
+def test_time_to_acknowledge_per_tier() -> None:
+    alerts = [
+        _alert(1, "fall", "r1", T0, ack=T0 + 120),
+        _alert(2, "fall", "r2", T0, ack=T0 + 900),
+        _alert(3, "sos", "r3", T0),  # never acknowledged
+    ]
+    trail = [
+        TrailRow(1, T0, "opened", 1),
+        TrailRow(1, T0 + 1, "notified", 1),
+        TrailRow(1, T0 + 120, "acknowledged", 1),
+        TrailRow(2, T0, "opened", 1),
+        TrailRow(2, T0 + 300, "escalated", 2),
+        TrailRow(2, T0 + 900, "acknowledged", 2),
+    ]
+    rep = score([], alerts, trail, residents=3, period_s=86400)
+    assert rep.ack == {1: [120.0], 2: [600.0]}  # from when the alert reached the tier
+    j = rep.to_json()["time_to_ack"]
+    assert j["1"]["acknowledged"] == 1 and j["2"]["median_s"] == 600.0

@@ -1,0 +1,178 @@
+"""Seeding a fresh migrated database, the manifest, and scoring against the alerts table."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from argon2 import PasswordHasher
+from click.testing import CliRunner
+
+from eldercare.cli import cli
+from eldercare.simulators import neighbourhood as nb
+from eldercare.simulators import store
+from eldercare.simulators.routine import TruthRecord
+from eldercare.simulators.scenario import write_truth
+
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def sim_db_url() -> Iterator[str]:
+    """A fresh database with the schema applied (like conftest's ``db_url``)."""
+    from eldercare.db.migrate import upgrade
+
+    name = f"sim_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG.rsplit("/", 1)[0] + "/" + name
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _count(conn: psycopg.Connection, table: str) -> int:
+    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # table names are literals here
+    assert row is not None
+    return int(row[0])
+
+
+def test_plan_is_deterministic_and_consistent() -> None:
+    a = nb.plan(3, 25, 2, now=1_800_000_000)
+    b = nb.plan(3, 25, 2, now=1_800_000_000)
+    assert a == b
+    assert {h.station for h in a.homes} <= {None, *(s.site for s in a.stations)}
+    assert any(h.station for h in a.homes)
+    usernames = [u.username for u in a.users]
+    assert len(usernames) == len(set(usernames))
+    assert all(h.worker in usernames and all(f in usernames for f, _ in h.family) for h in a.homes)
+    m = nb.manifest(a, topic_root="x/v1", created_at=0, start=0)
+    assert json.loads(json.dumps(m)) == m
+    assert nb.profile_from(m["homes"][0]["profile"]) == a.homes[0].profile
+
+
+def test_seed_registers_everything(sim_db_url: str) -> None:
+    p = nb.plan(1, 12, 2, now=time.time(), roster_days=3)
+    with psycopg.connect(sim_db_url) as conn:
+        counts = store.seed(conn, p)
+        assert _count(conn, "sites") == 14 == counts["sites"]
+        assert _count(conn, "residents") == 12
+        assert _count(conn, "gateways") == 12 + 2 * 2
+        assert _count(conn, "sensors") == counts["sensors"] > 12 * 10
+        assert _count(conn, "users") == len(p.users)
+        assert _count(conn, "family_links") >= 12
+        assert _count(conn, "care_assignments") == 12
+        assert _count(conn, "escalation_tiers") == 3
+        row = conn.execute(
+            "SELECT count(*) FROM oncall_shifts WHERE starts_at <= now() AND ends_at > now()"
+        ).fetchone()
+        assert row is not None and row[0] >= 3  # someone on duty now at every provider with a roster
+        h = p.homes[0]
+        row = conn.execute(
+            "SELECT mqtt_password_hash FROM gateways WHERE id = %s", (h.gateway.id,)
+        ).fetchone()
+        assert row is not None and row[0].startswith("$argon2")
+        assert PasswordHasher().verify(row[0], h.gateway.password)
+        wearable = conn.execute(
+            "SELECT resident_id FROM sensors WHERE gateway_id = %s AND id = 'wearable-1'", (h.gateway.id,)
+        ).fetchone()
+        assert wearable == (h.resident,)
+        assert conn.execute("SELECT bool_and(simulated) FROM residents").fetchone() == (True,)
+        with pytest.raises(store.StoreError, match="already exist"):
+            store.seed(conn, p)
+
+
+def test_seed_refuses_an_unmigrated_database() -> None:
+    name = f"sim_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with (
+            psycopg.connect(PG.rsplit("/", 1)[0] + "/" + name) as conn,
+            pytest.raises(store.StoreError, match="db migrate"),
+        ):
+            store.seed(conn, nb.plan(1, 1, 0, now=time.time()))
+    finally:
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_cli_seed_then_score(sim_db_url: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.json"
+    env = {"ELDERCARE_DATABASE_URL": sim_db_url}
+    res = CliRunner().invoke(
+        cli,
+        ["simulate", "seed", "--homes", "3", "--stations", "1", "--seed", "5", "-o", str(manifest)],
+        env=env,
+    )
+    assert res.exit_code == 0, res.output
+    m = json.loads(manifest.read_text())
+    assert len(m["homes"]) == 3 and m["homes"][0]["gateway"]["mqtt_password"]
+    r1, r2 = m["homes"][0]["resident"], m["homes"][1]["resident"]
+    t0 = time.time() - 3600
+    truth = [
+        TruthRecord("fall", r1, t0, t0, t0 + 600, site=m["homes"][0]["site"]),
+        TruthRecord("sos", r2, t0, t0, t0, site=m["homes"][1]["site"]),
+    ]
+    truth_path = tmp_path / "truth.jsonl"
+    write_truth(truth_path, truth)
+    with psycopg.connect(sim_db_url) as conn:
+        for kind, res_id, dt, ack in (("fall", r1, 40, 100), ("fall", r2, 900, None)):
+            row = conn.execute(
+                "INSERT INTO alerts (kind, severity, resident_id, dedup_key, title, detected_at, opened_at,"
+                " state, acknowledged_at, simulated)"
+                " VALUES (%s, 'critical', %s, %s, 'Fall', %s, %s, %s, %s, true)"
+                " RETURNING id",
+                (
+                    kind,
+                    res_id,
+                    f"{res_id}:{kind}",
+                    datetime.fromtimestamp(t0 + dt, UTC),
+                    datetime.fromtimestamp(t0 + dt, UTC),
+                    "acknowledged" if ack else "open",
+                    datetime.fromtimestamp(t0 + dt + ack, UTC) if ack else None,
+                ),
+            ).fetchone()
+            assert row is not None
+            conn.execute(
+                "INSERT INTO alert_trail (alert_id, at, action, tier) VALUES (%s, %s, 'opened', 1)",
+                (row[0], datetime.fromtimestamp(t0 + dt, UTC)),
+            )
+            if ack:
+                conn.execute(
+                    "INSERT INTO alert_trail (alert_id, at, action, tier) VALUES (%s, %s, 'acknowledged', 1)",
+                    (row[0], datetime.fromtimestamp(t0 + dt + ack, UTC)),
+                )
+    res = CliRunner().invoke(
+        cli, ["simulate", "score", "--manifest", str(manifest), "--truth", str(truth_path), "--json"], env=env
+    )
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    assert rep["kinds"]["fall"]["caught"] == 1 and rep["kinds"]["fall"]["delay_median_s"] == pytest.approx(
+        40, abs=1
+    )
+    assert rep["kinds"]["sos"]["missed"] == 1
+    assert rep["false_alarms"] == {"fall": 1}
+    assert rep["time_to_ack"]["1"]["median_s"] == pytest.approx(100, abs=1)
+    res = CliRunner().invoke(
+        cli, ["simulate", "score", "--manifest", str(manifest), "--truth", str(truth_path)], env=env
+    )
+    assert res.exit_code == 0 and "caught" in res.output
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "m.json"
+    bad.write_text("{}")
+    res = CliRunner().invoke(cli, ["simulate", "score", "--manifest", str(bad), "--truth", str(bad)])
+    assert res.exit_code == 2 and "not an eldercare simulation manifest" in res.output
+    res = CliRunner().invoke(cli, ["simulate", "seed", "--prefix", "bad prefix!"])
+    assert res.exit_code == 2 and "--prefix" in res.output
