@@ -25,6 +25,7 @@ import msgspec
 import numpy as np
 
 from eldercare import __version__, protocol
+from eldercare.edge import checkin
 from eldercare.edge.batching import Batcher
 from eldercare.edge.checkin import CheckIns, HomeContext, Suspect, combine_confidence
 from eldercare.edge.clock import ClockGuard
@@ -556,7 +557,7 @@ class Agent:
 
     def _emit_fall(self, s: Suspect) -> None:
         until = self._mono()
-        after = self.context.after(s.impact_mono + 3.0, until)
+        after = self.context.after(s.impact_mono + checkin.SETTLE_S, until)
         conf, context = combine_confidence(s.confidence, s.room, after, self.context.has_pir)
         evidence = {
             "context": context,
