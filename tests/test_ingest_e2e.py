@@ -1,0 +1,199 @@
+"""``eldercare ingest`` as a process between the real Mosquitto and the real PostgreSQL.
+
+The database outage is simulated with a TCP proxy in front of the shared PostgreSQL that cuts every
+connection and refuses new ones for 10 s (the shared server itself is never stopped).
+"""
+# ruff: noqa: F811  (db_url, mqtt_url, topic_root come from ingest_support until tests/conftest.py has them)
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from ingest_support import (  # noqa: F401
+    IngestProcess,
+    PausableProxy,
+    count,
+    db_url,
+    event,
+    mqtt_url,
+    publisher,
+    register,
+    telemetry,
+    topic_root,
+    wait_for,
+)
+
+GATEWAYS = {"gw-1": "home-1", "gw-2": "home-2", "gw-3": "home-3", "gw-4": "home-4"}
+
+
+def topic(root: str, gw: str, kind: str = "telemetry") -> str:
+    return f"{root}/{GATEWAYS.get(gw, 'home-9')}/{gw}/{kind}"
+
+
+def stream(root: str, messages: int, readings: int = 10) -> list[tuple[str, bytes]]:
+    """``messages`` telemetry messages spread over the four gateways, each seq once per gateway."""
+    gws = list(GATEWAYS)
+    return [(topic(root, gws[i % 4]), telemetry(i // 4, n=readings)) for i in range(messages)]
+
+
+def assert_exactly_once(db_url: str, messages: int, readings: int) -> None:
+    assert count(db_url, "SELECT count(*) FROM ingested_messages") == messages
+    assert count(db_url, "SELECT count(*) FROM readings") == messages * readings
+    distinct = "SELECT count(*) FROM (SELECT DISTINCT gateway_id, sensor_id, ts, value FROM readings) d"
+    assert count(db_url, distinct) == messages * readings
+
+
+@pytest.fixture
+def ingest(db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path):
+    register(db_url, GATEWAYS)
+    procs: list[IngestProcess] = []
+
+    def start(**kw: str) -> IngestProcess:
+        workers = int(kw.pop("workers", "1"))
+        url = kw.pop("db", db_url)
+        p = IngestProcess(url, mqtt_url, topic_root, tmp_path, workers=workers, **kw).start()
+        procs.append(p)
+        p.wait_healthy()
+        return p
+
+    yield start
+    for p in procs:
+        p.stop()
+
+
+def test_messages_in_exactly_their_readings_stored_and_again_nothing_more(
+    ingest, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    proc = ingest()
+    msgs = stream(topic_root, 200)
+    with publisher(mqtt_url) as pub:
+        pub.publish_many(msgs)
+        wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 200, what="200 messages")
+        assert_exactly_once(db_url, 200, 10)
+        pub.publish_many(msgs)  # the same messages again: a gateway replaying its outbox
+        wait_for(lambda: proc.metrics().get("eldercare_ingest_duplicates_total", 0) == 200, what="duplicates")
+    assert_exactly_once(db_url, 200, 10)
+    m = proc.metrics()
+    assert m['eldercare_ingest_received_total{kind="telemetry"}'] == 400
+    assert m["eldercare_ingest_stored_readings_total"] == 2000
+    assert proc.healthz()[1]["status"] == "ok"
+    assert proc.stop() == 0
+
+
+def test_bad_payloads_end_as_dead_letters_with_reasons(
+    ingest, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    ingest(ELDERCARE_INGEST_MAX_PAYLOAD_BYTES="2048")
+    bad = [
+        (topic(topic_root, "gw-1"), b"\x00\xffnot json"),
+        (topic(topic_root, "gw-1"), telemetry(1, n=100)),  # > 2048 bytes
+        (topic(topic_root, "gw-1"), b'{"v": 1, "epoch": "epoch-test-0001", "seq": "one", "readings": []}'),
+        (topic(topic_root, "gw-1", "event"), event(2, kind="exploded")),
+        (topic(topic_root, "gw-9"), telemetry(3)),
+        (f"{topic_root}/home-2/gw-1/telemetry", telemetry(4)),
+    ]
+    with publisher(mqtt_url) as pub:
+        pub.publish_many([*bad, (topic(topic_root, "gw-2"), telemetry(5))])
+    wait_for(lambda: count(db_url, "SELECT count(*) FROM dead_letters") == 6, what="6 dead letters")
+    wait_for(lambda: count(db_url, "SELECT count(*) FROM readings") == 10, what="the good message")
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT topic, payload, reason FROM dead_letters ORDER BY id").fetchall()
+    reasons = {bytes(p)[:20]: r for _, p, r in rows}
+    got = sorted(r.split(":")[0] for _, _, r in rows)
+    assert got == ["$", "kind", "payload", "seq", "topic.gateway", "topic.site"], [r for *_, r in rows]
+    assert reasons[b"\x00\xffnot json"].startswith("$: not valid JSON")
+    assert "unknown gateway 'gw-9'" in " ".join(r for *_, r in rows)
+    assert [len(bytes(p)) for _, p, r in rows if r.startswith("payload")] == [2048]
+
+
+def test_kill_9_mid_stream_and_restart_loses_and_duplicates_nothing(
+    ingest, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    # The shared broker keeps at most 1,000 queued messages per session (Mosquitto's default
+    # max_queued_messages): the rate keeps what arrives while ingest is dead well below that.
+    client_id = f"test-ingest-kill-{topic_root.split('/')[1][-8:]}-0"
+    proc = ingest(ELDERCARE_INGEST_CLIENT_ID=client_id)
+    msgs = stream(topic_root, 1200)
+    with publisher(mqtt_url) as pub:
+        sender = threading.Thread(target=pub.publish_many, args=(msgs, 250.0))
+        sender.start()
+        wait_for(
+            lambda: count(db_url, "SELECT count(*) FROM ingested_messages") > 150, what="a first part stored"
+        )
+        proc.kill()
+        stored_at_kill = count(db_url, "SELECT count(*) FROM ingested_messages")
+        assert stored_at_kill < 1200
+        ingest(ELDERCARE_INGEST_CLIENT_ID=client_id)  # same client id: its session waits
+        sender.join()
+    wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 1200, 40, "all 1200 messages")
+    time.sleep(0.5)
+    assert_exactly_once(db_url, 1200, 10)
+
+
+@pytest.mark.slow
+def test_database_down_for_10_s_mid_stream_loses_nothing(
+    ingest, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    u = urlsplit(db_url)
+    proxy = PausableProxy(u.hostname or "127.0.0.1", u.port or 5432).start()
+    try:
+        proc = ingest(db=proxy.url_for(db_url))
+        msgs = stream(topic_root, 900)
+        with publisher(mqtt_url) as pub:
+            sender = threading.Thread(target=pub.publish_many, args=(msgs, 60.0))
+            sender.start()
+            wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") > 100, what="first part")
+            proxy.down()
+            down_at = count(db_url, "SELECT count(*) FROM ingested_messages")
+            wait_for(lambda: proc.healthz()[0] == 503, 10, "/healthz to report the database")
+            time.sleep(10)
+            assert count(db_url, "SELECT count(*) FROM ingested_messages") == down_at  # nothing got through
+            proxy.up()
+            sender.join()
+        wait_for(
+            lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 900, 40, "all 900 messages"
+        )
+        assert_exactly_once(db_url, 900, 10)
+        assert proc.metrics()["eldercare_ingest_db_errors_total"] >= 1
+        wait_for(lambda: proc.healthz()[0] == 200, 10, "healthy again")
+    finally:
+        proxy.close()
+
+
+@pytest.mark.mqtt5
+def test_two_workers_share_the_load_without_duplicates(
+    ingest, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    proc = ingest(workers="2")
+    msgs = stream(topic_root, 800)
+    with publisher(mqtt_url) as pub:
+        pub.publish_many(msgs)
+    wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 800, what="800 messages")
+    assert_exactly_once(db_url, 800, 10)
+    per_worker = [proc.metrics(p)['eldercare_ingest_received_total{kind="telemetry"}'] for p in proc.ports()]
+    assert sum(per_worker) == 800
+    assert min(per_worker) > 100, per_worker
+
+
+def test_event_through_ingest_reaches_a_listening_connection(
+    ingest, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    import psycopg
+
+    ingest()
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN alert_work")
+        with publisher(mqtt_url) as pub:
+            pub.publish(topic(topic_root, "gw-3", "event"), event(1, kind="sos"))
+        notes = list(listener.notifies(timeout=10, stop_after=1))
+    assert len(notes) == 1
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT id, payload FROM alert_work").fetchone()
+    assert row is not None and notes[0].payload == str(row[0])
+    assert (row[1]["kind"], row[1]["gateway"], row[1]["site"]) == ("sos", "gw-3", "home-3")
