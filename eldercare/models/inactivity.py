@@ -1,0 +1,437 @@
+"""Inactivity detection: alert when a home's present silence is unusual *for this home at this hour*.
+
+Batch use (the interface fixed in the design notes)::
+
+    from eldercare.models.inactivity import InactivityDetector
+    det = InactivityDetector().fit(history)        # (t_s, sensor_kind, room, value), >= 7 days
+    alerts = det.detect(stream, until=t_end)       # InactivityAlert(t, kind, room, reason, ...)
+
+Streaming use, as the platform's alert engine drives it with events *and* a clock::
+
+    det = InactivityDetector.from_dict(row.state)  # the fitted model stored per resident
+    det.update(event)                              # every event of the home, in time order
+    for alert in det.check(now):                   # call at least once a minute, and at events
+        raise_alert(alert.alert_kind, alert.severity, alert.reason_zh, alert.reason)
+    row.state = det.to_dict()                      # plain JSON, never pickle
+
+``detect`` is ``check(t)`` before each ``update``, then ``check(until)``: the same alerts, at the
+same times, as a live engine calling ``check`` often enough. An alert's ``.t`` is when it would be
+raised, which is usually between events.
+
+What it learns (:mod:`.inactivity_profile`) from a replay of the history through the same
+:class:`~.inactivity_track.Tracker` that follows the live stream: silences by context (in bed,
+each room, away after the front door) and by the hour they began; bathroom stays; outings and
+day-station absences; the sleep window (hours mostly in bed); the usual wake time on weekdays and
+weekends; for each sensor, how many hours of activity elsewhere it can stay silent; the gateway's
+heartbeat interval. Naps and TV evenings are simply long silences at their usual hours.
+
+Alert kinds: ``inactivity`` (a silence longer than this home ever has at this hour, in a room or
+in bed), ``no_wake`` (still in bed well after the usual wake time), ``bathroom_too_long``,
+``night_wandering`` (went out, or was last seen in the hall, at night and has not come back),
+``device_silent`` (one sensor silent while the rest of the home is active, or no gateway
+heartbeat: a device problem, not a silent home; resident alerts are held while the gateway is
+silent). One resident alert per silence: new confirmed activity starts a new one.
+
+Refitting: the platform should call ``fit`` once a day (e.g. at 03:00 local) with the last
+``21`` days of the home's events (:data:`FIT_WINDOW_DAYS`), passing the periods of confirmed
+incidents and gateway outages as ``exclude`` so they are not learned as normal, and then replay
+the events since the window's end with ``update`` (or keep calling ``update``: ``fit`` leaves the
+detector in the state at the end of the history). Recent days weigh as much as old ones, so a new
+routine's longer silences are accepted as soon as they are seen, and old ones leave the window in
+three weeks; a changed wake time is followed once it has been seen on a few days (median and MAD).
+
+Sensitivity: thresholds are divided by ``sensitivity`` (default 1.0). After a false alarm the
+platform lowers it (e.g. ``det.sensitivity *= 0.85`` down to 0.5; thresholds get longer); after a
+missed incident or for a frailer resident it raises it. Homes with fewer than ``grace_days`` of
+history get wide, conservative thresholds (at least a few hours awake, 14 h in bed at night,
+"not up" only after 10:30).
+
+Local time: hours of the day are ``(t + utc_offset_s) mod 1 day``; pass the site's offset
+(28800 for China). The simulator's homes live in UTC.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from eldercare.models import inactivity_text as text
+from eldercare.models.inactivity_profile import PRIORS, WAKE_PRIOR_S, Profile, learn
+from eldercare.models.inactivity_track import DAY, HOUR, Event, Recording, Tracker
+
+log = logging.getLogger(__name__)
+
+FIT_WINDOW_DAYS = 21
+STATE_VERSION = 1
+NO_WAKE_WINDOW_S = 5 * HOUR  # after the wake threshold, "not up" is judged this long
+SETTLE_S = 20 * 60.0  # back in bed (or quiet in the bedroom) this long before "not up" counts
+ALERT_KINDS = ("inactivity", "no_wake", "bathroom_too_long", "night_wandering", "device_silent")
+# the platform's alert kinds (design notes) for each detector kind
+PLATFORM_KIND = {
+    "inactivity": "inactivity",
+    "no_wake": "inactivity",
+    "bathroom_too_long": "inactivity",
+    "night_wandering": "night_wandering",
+    "device_silent": "device_offline",
+}
+
+
+class InactivityError(ValueError):
+    """Bad input to the inactivity detector (unsorted events, a bad state, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InactivityAlert:
+    """One alert: when it would be raised, what kind, where, and why in words.
+
+    ``expected_s`` is what is usual here (the longest silence or stay seen at this hour; for
+    ``no_wake``, how late after the usual wake time is still normal; for a sensor, its usual
+    silent hours in seconds); ``observed_s`` the same quantity now; ``threshold_s`` the alarm
+    threshold that was crossed; ``since`` when the silence (or stay, or absence) began.
+    """
+
+    t: float
+    kind: str
+    room: str
+    severity: str
+    reason: str
+    reason_zh: str
+    expected_s: float
+    observed_s: float
+    threshold_s: float
+    since: float
+    sensor: str = ""
+
+    @property
+    def alert_kind(self) -> str:
+        """The platform's alert kind: ``inactivity``, ``night_wandering`` or ``device_offline``."""
+        return PLATFORM_KIND[self.kind]
+
+    def explain(self, locale: str = "en") -> str:
+        return self.reason_zh if locale.lower().startswith("zh") else self.reason
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_event(ev: Sequence[Any]) -> Event:
+    try:
+        t, kind, room, value = ev
+        out = (float(t), str(kind), str(room), float(value))
+    except (TypeError, ValueError) as exc:
+        msg = f"an event must be (t_seconds, sensor_kind, room, value), not {ev!r}"
+        raise InactivityError(msg) from exc
+    if not math.isfinite(out[0]):
+        msg = f"event time must be finite, not {out[0]!r}"
+        raise InactivityError(msg)
+    return out
+
+
+class InactivityDetector:
+    """Per-home inactivity detector; see the module docstring.
+
+    Parameters
+    ----------
+    sensitivity : float
+        Divides every threshold; < 1 after false alarms, > 1 for frailer residents.
+    grace_days : float
+        History needed before thresholds are fully the home's own (wide priors before).
+    utc_offset_s : float
+        The site's offset from UTC, for hours of the day.
+    confirm_s : float
+        A PIR trigger needs a second one in the same room within this to count (spurious PIRs).
+    budget : float
+        Expected silences per week per hour of the day allowed past a threshold (tail model).
+
+    Examples
+    --------
+    >>> det = InactivityDetector().fit([])          # no history: wide priors
+    >>> det.update((0.0, "pir", "kitchen", 1.0)); det.update((60.0, "pir", "kitchen", 1.0))
+    >>> [a.kind for a in det.check(3 * 3600.0)]
+    []
+    >>> [a.kind for a in det.check(5 * 3600.0)]
+    ['inactivity']
+    """
+
+    def __init__(
+        self,
+        sensitivity: float = 1.0,
+        grace_days: float = 7.0,
+        utc_offset_s: float = 0.0,
+        confirm_s: float = 300.0,
+        budget: float = 0.01,
+    ) -> None:
+        if not sensitivity > 0:
+            msg = f"sensitivity must be > 0, not {sensitivity}"
+            raise InactivityError(msg)
+        self.sensitivity = sensitivity
+        self.grace_days = grace_days
+        self.utc_offset_s = utc_offset_s
+        self.confirm_s = confirm_s
+        self.budget = budget
+        self.profile_: Profile | None = None
+        self._tr = Tracker(confirm_s=confirm_s, utc_offset_s=utc_offset_s)
+        self._alerted: dict[str, Any] = {"episode": None, "hb": None, "stay": None, "day": None}
+
+    # learning ----------------------------------------------------------------------------------
+
+    def fit(
+        self, history: Iterable[Sequence[Any]], *, exclude: Iterable[tuple[float, float]] = ()
+    ) -> InactivityDetector:
+        """Learn the home's rhythm from its history; leaves the detector at the history's end."""
+        events = [_check_event(e) for e in history]
+        if any(b[0] < a[0] for a, b in itertools.pairwise(events)):
+            events.sort(key=lambda e: e[0])
+        hbs = [e[0] for e in events if e[1] == "heartbeat"]
+        hb_interval = None
+        if len(hbs) >= 10:
+            diffs = sorted(b - a for a, b in itertools.pairwise(hbs))
+            hb_interval = diffs[len(diffs) // 2]
+        hb_gap = None if hb_interval is None else max(3 * hb_interval, 600.0)
+        tr = Tracker(confirm_s=self.confirm_s, utc_offset_s=self.utc_offset_s, hb_gap_s=hb_gap)
+        tr.rec = Recording()
+        for ev in events:
+            tr.update(ev)
+        tr.finish()
+        t0 = events[0][0] if events else 0.0
+        t1 = events[-1][0] if events else 0.0
+        p = learn(
+            tr.rec,
+            t0,
+            t1,
+            utc_offset_s=self.utc_offset_s,
+            budget=self.budget,
+            grace_days=self.grace_days,
+            exclude=[(float(a), float(b)) for a, b in exclude],
+        )
+        p.hb_interval_s, p.hb_gap_s = hb_interval, hb_gap
+        tr.rec = None
+        tr.wake_open_s = p.wake_open_s
+        if tr.last_t is not None:  # the sensors' silence counters restart with the new limits
+            tr.dev_due = {}
+        self.profile_, self._tr = p, tr
+        self._alerted = {"episode": None, "hb": None, "stay": None, "day": None}
+        log.debug("inactivity profile learned from %.1f days, %s events", p.days, len(events))
+        return self
+
+    def _profile(self) -> Profile:
+        if self.profile_ is None:
+            msg = "this InactivityDetector is not fitted yet: call fit(history) first (fit([]) for priors)"
+            raise InactivityError(msg)
+        return self.profile_
+
+    # streaming ---------------------------------------------------------------------------------
+
+    def update(self, event: Sequence[Any]) -> None:
+        """Take one event of the home (in time order)."""
+        p = self._profile()
+        ev = _check_event(event)
+        if self._tr.last_t is not None and ev[0] < self._tr.last_t - 1e-6:
+            msg = f"event at {ev[0]} is older than the last one ({self._tr.last_t}); events must be in order"
+            raise InactivityError(msg)
+        self._tr.update(ev, self._limits(p))
+
+    def check(self, now: float) -> list[InactivityAlert]:
+        """Alerts due by ``now`` not yet returned, in time order."""
+        p = self._profile()
+        tr = self._tr
+        tr.close_bins(now, self._limits(p))
+        out: list[InactivityAlert] = []
+        if p.hb_gap_s is not None and tr.hb_t is not None and self._alerted["hb"] != tr.hb_t:
+            due = tr.hb_t + p.hb_gap_s
+            if due <= now:
+                self._alerted["hb"] = tr.hb_t
+                en, zh = text.gateway_silent(p.hb_gap_s, p.hb_interval_s or p.hb_gap_s)
+                out.append(
+                    InactivityAlert(
+                        due, "device_silent", "", "medium", en, zh,
+                        p.hb_interval_s or 0.0, p.hb_gap_s, p.hb_gap_s, tr.hb_t, "gateway",
+                    )
+                )  # fmt: skip
+        for s, due in sorted(tr.dev_due.items(), key=lambda kv: kv[1]):
+            if due <= now:
+                del tr.dev_due[s]
+                kind, _, room = s.partition(":")
+                usual = p.dev_usual.get(s, 1)
+                hours = p.dev_limits.get(s, 0)
+                en, zh = text.device_silent(kind, room, hours, usual)
+                out.append(
+                    InactivityAlert(
+                        due, "device_silent", room, "low", en, zh,
+                        usual * HOUR, hours * HOUR, hours * HOUR, due - hours * HOUR, s,
+                    )
+                )  # fmt: skip
+        a = self._resident(p, now)
+        if a is not None:
+            self._alerted["episode"] = tr.act_t
+            if a.kind == "no_wake":
+                self._alerted["day"] = tr.day_of(a.t)
+            elif a.kind == "bathroom_too_long":
+                self._alerted["stay"] = tr.ctx_t
+            out.append(a)
+        return sorted(out, key=lambda x: x.t)
+
+    def detect(self, stream: Iterable[Sequence[Any]], until: float | None = None) -> list[InactivityAlert]:
+        """All alerts over ``stream`` (and up to ``until``), without changing this detector's state."""
+        run = copy.deepcopy(self)
+        alerts: list[InactivityAlert] = []
+        for event in stream:
+            ev = _check_event(event)
+            alerts += run.check(ev[0])
+            run.update(ev)
+        if until is not None:
+            alerts += run.check(float(until))
+        elif run._tr.last_t is not None:
+            alerts += run.check(run._tr.last_t)
+        return alerts
+
+    # decisions ---------------------------------------------------------------------------------
+
+    def _limits(self, p: Profile) -> dict[str, int]:
+        return {s: max(2, math.ceil(n / self.sensitivity)) for s, n in p.dev_limits.items()}
+
+    def _table(self, p: Profile, ctx: str) -> tuple[list[float], list[float]]:
+        if ctx in p.sil:
+            return p.sil[ctx], p.sil_usual[ctx]
+        day, night, _, _ = PRIORS["room"]
+        prior = [night if p.night[h] else day for h in range(24)]
+        return prior, prior
+
+    def _resident(self, p: Profile, now: float) -> InactivityAlert | None:
+        tr = self._tr
+        a = tr.act_t
+        if a is None or tr.ctx == "unknown" or self._alerted["episode"] == a:
+            return None
+        sens = self.sensitivity
+        h = tr.hour(a)
+        ctx = tr.ctx
+        cands: list[tuple[float, str, str, float, float, float]] = []  # due, kind, text, exp, thr, since
+        if ctx == "away":
+            thr = p.away[h] / sens
+            kind = "night_wandering" if p.night[h] else "inactivity"
+            cands.append((a + thr, kind, "away", p.away_usual[h], thr, a))
+        else:
+            table, usual = self._table(p, ctx)
+            thr = table[h] / sens
+            kind = "inactivity"
+            if ctx == "bathroom":
+                kind = "bathroom_too_long"
+            elif ctx == "hall" and p.night[h]:
+                kind = "night_wandering"
+            cands.append((a + thr, kind, "silence", usual[h], thr, a))
+            if ctx == "bathroom" and tr.ctx_t is not None and self._alerted["stay"] != tr.ctx_t:
+                hs = tr.hour(tr.ctx_t)
+                thr_s = p.stay[hs] / sens
+                cands.append(
+                    (tr.ctx_t + thr_s, "bathroom_too_long", "stay", p.stay_usual[hs], thr_s, tr.ctx_t)
+                )
+            if ctx in ("bed", "bedroom"):
+                nw = self._no_wake(p, a)
+                if nw is not None:
+                    cands.append(nw)
+        due, kind, how, expected, thr, since = min(cands)
+        for pt in tr.pending.values():  # an unconfirmed PIR may still turn out to be activity
+            if a < pt <= due:
+                due = max(due, pt + tr.confirm_s)
+        if due > now:
+            return None
+        if p.hb_gap_s is not None and tr.hb_t is not None and due > tr.hb_t + p.hb_gap_s:
+            return None  # the gateway is silent: that is a device alert, not a silent home
+        observed = due - since
+        room = "bedroom" if ctx == "bed" else ("" if ctx == "away" else ctx)
+        if how == "no_wake":
+            local = due + tr.utc_offset_s
+            midnight = math.floor(local / DAY) * DAY
+            usual_s = since  # for no_wake, since holds the usual wake time (seconds of the day)
+            en, zh = text.no_wake(local - midnight, usual_s, usual_s + expected, p.learned)
+            observed = local - midnight - usual_s
+            since = midnight - tr.utc_offset_s + usual_s
+            sev = "high" if observed > 2 * expected else "medium"
+        elif how == "stay":
+            en, zh = text.bathroom(observed, expected, p.learned)
+            sev = "high"
+        elif ctx == "away":
+            if kind == "night_wandering":
+                en, zh = text.night_wandering(a + tr.utc_offset_s, observed, expected, p.away_seen[h])
+                sev = "high"
+            else:
+                en, zh = text.away_long(a + tr.utc_offset_s, observed, expected)
+                sev = "medium"
+        elif kind == "night_wandering":
+            en, zh = text.night_hall(observed, expected)
+            sev = "high"
+        elif kind == "bathroom_too_long":
+            en, zh = text.bathroom(due - (tr.ctx_t or a), expected, p.learned)
+            sev = "high"
+        elif (
+            ctx == "bedroom"
+            and p.night[h]
+            and "bed:bedroom" in p.dev_limits
+            and tr.seen_t.get("bed:bedroom", -math.inf) < (tr.ctx_t or a) - 60.0
+        ):
+            # quiet in the bedroom at night but the bed never said "in bed": most likely the bed sensor
+            en, zh = text.bed_silent(observed, tr.seen_t.get("bed:bedroom", 0.0) + tr.utc_offset_s)
+            return InactivityAlert(due, "device_silent", "bedroom", "medium", en, zh, expected, observed,
+                                   thr, since, "bed:bedroom")  # fmt: skip
+        else:
+            en, zh = text.inactivity(ctx, observed, expected, h, p.learned)
+            sev = "high" if observed >= 2 * expected or ctx != "bed" else "medium"
+        return InactivityAlert(due, kind, room, sev, en, zh, expected, observed, thr, since)
+
+    def _no_wake(self, p: Profile, a: float) -> tuple[float, str, str, float, float, float] | None:
+        """Still in bed (or quiet in the bedroom) well past the usual wake time of the day."""
+        tr = self._tr
+        base = (tr.ctx_t if tr.ctx == "bed" and tr.ctx_t is not None else a) + SETTLE_S
+        d0 = tr.day_of(a)
+        best = None
+        for d in (d0, d0 + 1):
+            if tr.up_day == d or self._alerted["day"] == d:
+                continue
+            midnight = d * DAY - tr.utc_offset_s  # day d starts at wake_open after this midnight
+            dtype = "weekend" if (d + 3) % 7 >= 5 else "weekday"
+            w = p.wake.get(dtype)
+            med = w["median"] if w else WAKE_PRIOR_S - 2 * HOUR
+            thr_s = w["thr"] if w else WAKE_PRIOR_S
+            thr_abs = midnight + med + (thr_s - med) / self.sensitivity
+            due = max(thr_abs, base)
+            if due <= thr_abs + NO_WAKE_WINDOW_S and (best is None or due < best[0]):
+                best = (due, "no_wake", "no_wake", (thr_s - med) / self.sensitivity, thr_abs - midnight, med)
+        return best
+
+    # state -------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able state: parameters, the learned profile and the streaming state."""
+        return {
+            "version": STATE_VERSION,
+            "params": {
+                "sensitivity": self.sensitivity,
+                "grace_days": self.grace_days,
+                "utc_offset_s": self.utc_offset_s,
+                "confirm_s": self.confirm_s,
+                "budget": self.budget,
+            },
+            "profile": None if self.profile_ is None else self.profile_.to_dict(),
+            "tracker": self._tr.to_dict(),
+            "alerted": dict(self._alerted),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InactivityDetector:
+        if not isinstance(d, dict) or d.get("version") != STATE_VERSION:
+            msg = f"not an inactivity detector state of version {STATE_VERSION}"
+            raise InactivityError(msg)
+        try:
+            det = cls(**d["params"])
+            det.profile_ = None if d["profile"] is None else Profile.from_dict(d["profile"])
+            det._tr = Tracker.from_dict(d["tracker"])
+            det._alerted = dict(d["alerted"])
+        except (KeyError, TypeError) as exc:
+            msg = f"inactivity detector state is incomplete or malformed: {exc}"
+            raise InactivityError(msg) from exc
+        return det

@@ -1,0 +1,239 @@
+"""A home's rhythm, learned from a replayed history: how long silences last, when the resident gets up.
+
+Thresholds are per *context* (in bed, a room, away) and per hour of the day at which the silence
+began. Each is set from the home's own silences by a peaks-over-threshold tail: above the 80th
+percentile, silence excesses are taken as exponential (the gaps of a Poisson-like movement
+process), with a prior scale blended in, and the threshold is where the expected number of
+silences per week exceeding it drops to ``budget`` for that hour. Never below the longest
+silence seen there (a home's own normal is not an alarm), never below a floor, never above a cap.
+
+Few data (a new home, a rare hour) fall back to wider pools, then to priors; during the grace
+period every threshold is blended towards wide, conservative priors. ``sensitivity`` scales
+thresholds (2.0 halves them; 0.5 doubles them).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from eldercare.models.inactivity_track import DAY, HOUR, Recording, hour_of
+
+MIN = 60.0
+MIN_POOL = 8
+TAIL_Q = 0.8
+
+# (day prior, night prior, floor, cap) in seconds; "room" is any room not named here
+PRIORS: dict[str, tuple[float, float, float, float]] = {
+    "bed": (3 * HOUR, 10 * HOUR, 90 * MIN, 16 * HOUR),
+    "bathroom": (60 * MIN, 45 * MIN, 30 * MIN, 3 * HOUR),
+    "hall": (2 * HOUR, 30 * MIN, 20 * MIN, 8 * HOUR),
+    "room": (3 * HOUR, 90 * MIN, 40 * MIN, 8 * HOUR),
+    "away": (8 * HOUR, 30 * MIN, 20 * MIN, 14 * HOUR),
+    "stay": (60 * MIN, 45 * MIN, 30 * MIN, 3 * HOUR),  # time in the bathroom
+}
+# during the grace period thresholds are pulled towards these (like a fixed long timeout)
+WIDE: dict[str, tuple[float, float]] = {
+    "bed": (5 * HOUR, 14 * HOUR),
+    "bathroom": (2 * HOUR, 2 * HOUR),
+    "hall": (4 * HOUR, 2 * HOUR),
+    "room": (4 * HOUR, 4 * HOUR),
+    "away": (12 * HOUR, 2 * HOUR),
+    "stay": (2 * HOUR, 2 * HOUR),
+}
+PRIOR_SCALE = {"bed": 60 * MIN, "away": 60 * MIN, "stay": 10 * MIN, "bathroom": 10 * MIN}
+DEFAULT_NIGHT = [h >= 23 or h < 6 for h in range(24)]
+WAKE_PRIOR_S = 10.5 * HOUR  # new home: "not up" only after 10:30
+WAKE_MIN_DAYS = 5
+
+
+def _kind(ctx: str) -> str:
+    return ctx if ctx in PRIORS else "room"
+
+
+def tail_threshold(pool: list[float], per_week: float, budget: float, prior_scale: float) -> float:
+    """Silence length exceeded ``budget`` times a week, from an exponential tail above the 80th pct."""
+    xs = sorted(pool)
+    u = xs[int(TAIL_Q * (len(xs) - 1))]
+    exc = [x - u for x in xs if x > u]
+    scale = (sum(exc) + 2 * prior_scale) / (len(exc) + 2)
+    p_u = max(len(exc), 1) / len(xs)
+    return u + scale * math.log(max(1.0, per_week * p_u / budget))
+
+
+@dataclass(slots=True)
+class Profile:
+    """Learned thresholds of one home (plain data, JSON-able)."""
+
+    days: float = 0.0
+    night: list[bool] = field(default_factory=lambda: list(DEFAULT_NIGHT))
+    sil: dict[str, list[float]] = field(default_factory=dict)  # ctx -> 24 thresholds (s)
+    sil_usual: dict[str, list[float]] = field(default_factory=dict)  # ctx -> longest seen (s)
+    stay: list[float] = field(default_factory=list)  # bathroom stay thresholds by hour
+    stay_usual: list[float] = field(default_factory=list)
+    away: list[float] = field(default_factory=list)
+    away_usual: list[float] = field(default_factory=list)
+    away_seen: list[bool] = field(default_factory=list)  # outings ever began near this hour
+    wake: dict[str, dict[str, float]] = field(default_factory=dict)  # daytype -> median, thr, n
+    wake_open_s: float = 4 * HOUR
+    dev_limits: dict[str, int] = field(default_factory=dict)  # sensor -> active hours silent
+    dev_usual: dict[str, int] = field(default_factory=dict)
+    hb_interval_s: float | None = None
+    hb_gap_s: float | None = None
+
+    @property
+    def learned(self) -> bool:
+        return self.days >= 7.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Profile:
+        return cls(**d)
+
+
+def _pool(by_hour: dict[int, list[float]], h: int, night: list[bool]) -> tuple[list[float], float]:
+    """Silences near hour ``h``: +-1 h, else +-3 h, else the same phase; and how many hours that is."""
+    for width in (1, 3):
+        pool = [x for d in range(-width, width + 1) for x in by_hour.get((h + d) % 24, [])]
+        if len(pool) >= MIN_POOL:
+            return pool, 2 * width + 1
+    hours = [k for k in range(24) if night[k] == night[h]]
+    return [x for k in hours for x in by_hour.get(k, [])], len(hours)
+
+
+def _table(
+    samples: list[tuple[float, float]],
+    kind: str,
+    p: Profile,
+    weeks: float,
+    budget: float,
+    utc_offset_s: float,
+    grace: float,
+) -> tuple[list[float], list[float]]:
+    by_hour: dict[int, list[float]] = defaultdict(list)
+    for start, dur in samples:
+        by_hour[hour_of(start, utc_offset_s)].append(dur)
+    day_prior, night_prior, floor, cap = PRIORS[kind]
+    wide_day, wide_night = WIDE[kind]
+    scale0 = PRIOR_SCALE.get(kind, 20 * MIN)
+    thr, usual = [], []
+    for h in range(24):
+        prior = night_prior if p.night[h] else day_prior
+        pool, hours = _pool(by_hour, h, p.night)
+        if len(pool) >= MIN_POOL and weeks > 0:
+            x = tail_threshold(pool, len(pool) / hours / weeks, budget, scale0)
+            x = max(x, max(pool) * 1.15)
+            top = max(pool)
+        else:
+            x, top = prior, prior
+        w = min(1.0, p.days / grace) if grace > 0 else 1.0
+        wide = wide_night if p.night[h] else wide_day
+        x = w * x + (1 - w) * max(x, wide)
+        thr.append(min(max(x, floor), cap))
+        usual.append(min(top, cap))
+    return thr, usual
+
+
+def learn(
+    rec: Recording,
+    t0: float,
+    t1: float,
+    *,
+    utc_offset_s: float,
+    budget: float,
+    grace_days: float,
+    exclude: list[tuple[float, float]],
+) -> Profile:
+    """Thresholds from a replayed history spanning [t0, t1)."""
+    p = Profile(days=max(0.0, (t1 - t0) / DAY))
+    weeks = p.days / 7.0
+    gaps = [*exclude, *rec.gaps]
+
+    def clean(start: float, dur: float) -> bool:
+        return not any(a < start + dur and start < b for a, b in gaps)
+
+    # sleep window: hours spent mostly in bed
+    in_bed = [0.0] * 24
+    for ctx, start, dur in rec.stays:
+        if ctx != "bed":
+            continue
+        t = start
+        while t < start + dur:
+            step = min(start + dur, (math.floor((t + utc_offset_s) / HOUR) + 1) * HOUR - utc_offset_s) - t
+            in_bed[hour_of(t, utc_offset_s)] += step
+            t += max(step, 1.0)
+    if p.days >= 3:
+        p.night = [in_bed[h] / (p.days * HOUR) >= 0.5 for h in range(24)]
+
+    by_ctx: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for ctx, start, dur in rec.silences:
+        if ctx != "away" and clean(start, dur):
+            by_ctx[ctx].append((start, dur))
+    for ctx in {"bed", "bathroom", "bedroom", "kitchen", "living", "hall", *by_ctx}:
+        p.sil[ctx], p.sil_usual[ctx] = _table(
+            by_ctx.get(ctx, []), _kind(ctx), p, weeks, budget, utc_offset_s, grace_days
+        )
+    baths = [(s, d) for c, s, d in rec.stays if c == "bathroom" and clean(s, d)]
+    p.stay, p.stay_usual = _table(baths, "stay", p, weeks, budget, utc_offset_s, grace_days)
+    outs = [(s, d) for c, s, d in rec.stays if c == "away" and clean(s, d) and d > 10 * MIN]
+    p.away, p.away_usual = _table(outs, "away", p, weeks, budget, utc_offset_s, grace_days)
+    began = {hour_of(s, utc_offset_s) for s, _ in outs}
+    p.away_seen = [any((h + d) % 24 in began for d in (-1, 0, 1)) for h in range(24)]
+    _learn_wake(p, rec, utc_offset_s, exclude)
+    _learn_devices(p, rec, grace_days)
+    return p
+
+
+def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[tuple[float, float]]) -> None:
+    """Wake time per day: the last bed exit before the first activity in a day room (kitchen, ...)."""
+    stays = sorted(rec.stays, key=lambda s: s[1])
+    bed_exits = [s + d for c, s, d in stays if c == "bed"]
+    first_day: dict[int, float] = {}
+    for c, s, _ in stays:
+        if c in ("bed", "bedroom", "bathroom"):
+            continue
+        local = s + utc_offset_s
+        d = math.floor(local / DAY)
+        if 3 * HOUR <= local - d * DAY <= 15 * HOUR and d not in first_day:
+            first_day[d] = s
+    wakes: dict[str, list[float]] = {"weekday": [], "weekend": []}
+    for d, first in first_day.items():
+        if any(a <= first <= b for a, b in exclude):
+            continue
+        cands = [x for x in bed_exits if first - 2 * HOUR <= x <= first]
+        wake = max(cands) if cands else first
+        dtype = "weekend" if (d + 3) % 7 >= 5 else "weekday"  # 1970-01-01 was a Thursday
+        wakes[dtype].append(wake + utc_offset_s - d * DAY)
+    allw = wakes["weekday"] + wakes["weekend"]
+    if not allw:
+        return
+    overall = statistics.median(allw)
+    meds = {k: statistics.median(v) if len(v) >= 2 else overall for k, v in wakes.items()}
+    resid = [w - meds[k] for k, v in wakes.items() for w in v]
+    sd = max(1.4826 * statistics.median(abs(r) for r in resid), 10 * MIN)
+    for dtype, med in meds.items():
+        thr = med + 20 * MIN + 2.0 * sd
+        if len(allw) < WAKE_MIN_DAYS:
+            thr = max(thr, WAKE_PRIOR_S)
+        p.wake[dtype] = {"median": med, "thr": min(thr, 14 * HOUR), "n": float(len(wakes[dtype]))}
+    if allw:
+        p.wake_open_s = max(3 * HOUR, min(allw) - 2 * HOUR)
+
+
+def _learn_devices(p: Profile, rec: Recording, grace_days: float) -> None:
+    """Sensors that report on most days get a limit of active hours without a report."""
+    n_days = max(1.0, p.days)
+    for s, days in rec.sensor_days.items():
+        if len(days) < 0.7 * n_days or p.days < 2:
+            continue
+        longest = max(rec.runs.get(s, [0]) or [0])
+        limit = max(4, math.ceil(1.5 * longest + 2))
+        if p.days < grace_days:
+            limit *= 2
+        p.dev_limits[s] = limit
+        p.dev_usual[s] = max(1, longest)

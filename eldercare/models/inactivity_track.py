@@ -1,0 +1,226 @@
+"""From raw home events to *evidence of activity* and a *context* (where the resident is).
+
+The same :class:`Tracker` replays the history in ``fit`` (recording silences, stays, bed exits
+and per-sensor silences) and follows the live stream in ``detect``/``update``, so what is
+learned and what is judged are measured the same way.
+
+Why PIR events need confirmation: a motion sensor also fires on sunlight, pets and radio noise,
+and 10-20 % of events can be spurious. One isolated trigger must not reset the silence clock of
+someone lying on the floor, so a PIR event counts as activity only when it is corroborated: a
+second trigger in the same room within ``confirm_s``, confirmed activity in the same room or any
+room shortly before (walking between rooms), or a door / bed / appliance event just before.
+Bed, door and appliance switch-ons are strong evidence on their own. An SOS press is activity too
+(the platform raises the SOS alert itself).
+
+All state is plain JSON-able data (:meth:`Tracker.to_dict`), so the platform can store it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+DAY = 86_400.0
+HOUR = 3_600.0
+TRANSITION_S = 90.0  # a PIR this soon after activity elsewhere is someone walking between rooms
+STRONG_S = 120.0  # a PIR this soon after a door/bed/appliance event is confirmed by it
+PLUG_ON_W = 20.0  # an appliance switched on (W)
+PLUG_OFF_W = 5.0
+PLUG_IDLE_S = 600.0  # off this long before a switch-on counts as a person (not a thermostat)
+UP_OUT_OF_BED_S = 1800.0  # out of bed this long in the morning: up for the day
+DAY_ROOMS_EXCLUDED = ("bed", "bedroom", "bathroom", "unknown")
+TRACKED_SENSOR_KINDS = ("pir", "bed")  # doors and plugs report only when used: no silence rule
+
+Event = tuple[float, str, str, float]
+
+
+def hour_of(t: float, utc_offset_s: float) -> int:
+    return int(((t + utc_offset_s) % DAY) // HOUR)
+
+
+@dataclass(slots=True)
+class Recording:
+    """What a replay of the history saw; turned into thresholds by :mod:`.inactivity_profile`."""
+
+    silences: list[tuple[str, float, float]] = field(default_factory=list)  # ctx, start, duration
+    stays: list[tuple[str, float, float]] = field(default_factory=list)  # ctx, entered, duration
+    runs: dict[str, list[int]] = field(default_factory=dict)  # sensor -> active-hour runs
+    sensor_days: dict[str, set[int]] = field(default_factory=dict)  # sensor -> days it reported
+    gaps: list[tuple[float, float]] = field(default_factory=list)  # gateway silences (excluded)
+    heartbeats: int = 0
+
+
+@dataclass(slots=True)
+class Tracker:
+    """Follows one home: context, last confirmed activity, pending PIRs, per-sensor silence."""
+
+    confirm_s: float = 300.0
+    utc_offset_s: float = 0.0
+    wake_open_s: float = 4 * HOUR  # the morning's "up" bookkeeping starts at this local time
+    hb_gap_s: float | None = None  # a heartbeat gap longer than this is a gateway outage
+    last_t: float | None = None
+    act_t: float | None = None  # last confirmed activity
+    ctx: str = "unknown"  # bed, a room, away (after the front door), unknown
+    ctx_t: float | None = None  # when the context was entered
+    bed: bool = False
+    bed_exit_t: float | None = None
+    strong_t: float = -math.inf
+    up_day: int = -1  # the local day (from wake_open_s) on which the resident was last "up"
+    pending: dict[str, float] = field(default_factory=dict)  # room -> unconfirmed PIR time
+    room_last: dict[str, float] = field(default_factory=dict)  # room -> last confirmed activity
+    plug: dict[str, list[float]] = field(default_factory=dict)  # room -> [last W, off since]
+    seen_t: dict[str, float] = field(default_factory=dict)  # sensor -> last report
+    hb_t: float | None = None
+    hb_resumed_t: float | None = None
+    # per-sensor silence, counted in hours in which the rest of the home was active
+    bin_h: int | None = None
+    bin_seen: list[str] = field(default_factory=list)
+    bin_active: list[str] = field(default_factory=list)
+    run: dict[str, int] = field(default_factory=dict)
+    dev_due: dict[str, float] = field(default_factory=dict)  # sensor -> when its run hit the limit
+    rec: Recording | None = None
+
+    # time --------------------------------------------------------------------------------------
+
+    def day_of(self, t: float) -> int:
+        return math.floor((t + self.utc_offset_s - self.wake_open_s) / DAY)
+
+    def hour(self, t: float) -> int:
+        return hour_of(t, self.utc_offset_s)
+
+    def close_bins(self, t: float, limits: dict[str, int] | None = None) -> None:
+        """Close every whole hour before ``t``: count it against the sensors that stayed silent."""
+        h_now = math.floor(t / HOUR)
+        if self.bin_h is None:
+            self.bin_h = h_now
+            return
+        while self.bin_h < h_now:
+            seen, active = set(self.bin_seen), set(self.bin_active)
+            for s in list(self.run):
+                if s in seen:
+                    self._end_run(s)
+                elif active - {s}:
+                    self.run[s] += 1
+                    lim = limits.get(s) if limits else None
+                    if lim is not None and self.run[s] == lim:
+                        self.dev_due[s] = (self.bin_h + 1) * HOUR
+            for s in seen - set(self.run):
+                self.run[s] = 0
+            self.bin_seen, self.bin_active = [], []
+            self.bin_h += 1
+            if not seen and not active and self.bin_h < h_now:  # skip quiet hours in one step
+                self.bin_h = h_now
+
+    def _end_run(self, s: str) -> None:
+        if self.rec is not None and self.run.get(s, 0) > 0:
+            self.rec.runs.setdefault(s, []).append(self.run[s])
+        self.run[s] = 0
+        self.dev_due.pop(s, None)
+
+    # events ------------------------------------------------------------------------------------
+
+    def update(self, ev: Event, limits: dict[str, int] | None = None) -> None:
+        t, kind, room, value = float(ev[0]), str(ev[1]), str(ev[2]), float(ev[3])
+        self.close_bins(t, limits)
+        self.last_t = t
+        if kind == "heartbeat":
+            self._heartbeat(t)
+            return
+        if kind in TRACKED_SENSOR_KINDS:
+            key = f"{kind}:{room}"
+            if key not in self.bin_seen:
+                self.bin_seen.append(key)
+            if self.rec is not None:
+                self.rec.sensor_days.setdefault(key, set()).add(math.floor(t / DAY))
+        else:
+            key = f"{kind}:{room}"
+        self.seen_t[key] = t
+        if kind == "pir":
+            if value < 0.5:
+                return
+            p = self.pending.get(room)
+            recent_any = max(self.room_last.values(), default=-math.inf)
+            if (
+                (p is not None and t - p <= self.confirm_s)
+                or t - self.room_last.get(room, -math.inf) <= self.confirm_s
+                or t - recent_any <= TRANSITION_S
+                or t - self.strong_t <= STRONG_S
+            ):
+                self.pending.pop(room, None)
+                ctx = "bed" if room == "bedroom" and self.bed else room
+                self._activity(t, ctx, room, key)
+            else:
+                self.pending[room] = t
+        elif kind == "bed":
+            self.bed = value >= 0.5
+            if not self.bed:
+                self.bed_exit_t = t
+            self.strong_t = t
+            self._activity(t, "bed" if self.bed else "bedroom", "bedroom", key)
+        elif kind == "door":
+            self.strong_t = t
+            self._activity(t, "away", "hall", key)
+        elif kind == "plug":
+            last_w, off_since = self.plug.get(room, [0.0, -math.inf])
+            if value >= PLUG_ON_W and last_w < PLUG_OFF_W and t - off_since >= PLUG_IDLE_S:
+                self.strong_t = t
+                self._activity(t, room, room, key)
+            if value < PLUG_OFF_W <= last_w:
+                off_since = t
+            self.plug[room] = [value, off_since]
+        elif kind == "sos" and value >= 0.5:
+            self._activity(t, room if room else self.ctx, room, key)
+
+    def _heartbeat(self, t: float) -> None:
+        if self.rec is not None:
+            self.rec.heartbeats += 1
+        if self.hb_t is not None and self.hb_gap_s is not None and t - self.hb_t > self.hb_gap_s:
+            # the gateway was down: nothing is known about that time, so the silence starts anew
+            if self.rec is not None:
+                self.rec.gaps.append((self.hb_t, t))
+            self.hb_resumed_t = t
+            if self.act_t is not None:
+                self.act_t = t
+        self.hb_t = t
+
+    def _activity(self, t: float, ctx: str, room: str, key: str) -> None:
+        rec = self.rec
+        if rec is not None and self.act_t is not None and self.ctx != "unknown":
+            rec.silences.append((self.ctx, self.act_t, t - self.act_t))
+        if ctx != self.ctx:
+            if rec is not None and self.ctx_t is not None and self.ctx != "unknown":
+                rec.stays.append((self.ctx, self.ctx_t, t - self.ctx_t))
+            self.ctx, self.ctx_t = ctx, t
+        self.act_t = t
+        if room:
+            self.room_last[room] = t
+        if key not in self.bin_active:
+            self.bin_active.append(key)
+        if ctx not in DAY_ROOMS_EXCLUDED or (
+            not self.bed and self.bed_exit_t is not None and t - self.bed_exit_t >= UP_OUT_OF_BED_S
+        ):
+            self.up_day = self.day_of(t)
+
+    def finish(self) -> None:
+        """End of a replayed history: close open stays and runs so they are learned too."""
+        if self.rec is None or self.last_t is None:
+            return
+        for s, n in self.run.items():
+            if n > 0:
+                self.rec.runs.setdefault(s, []).append(n)
+
+    # state -------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__slots__ if k != "rec"}  # type: ignore[attr-defined]
+        d["strong_t"] = None if math.isinf(self.strong_t) else self.strong_t
+        d["plug"] = {r: [v[0], None if math.isinf(v[1]) else v[1]] for r, v in self.plug.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Tracker:
+        d = dict(d)
+        d["strong_t"] = -math.inf if d.get("strong_t") is None else d["strong_t"]
+        d["plug"] = {r: [v[0], -math.inf if v[1] is None else v[1]] for r, v in d.get("plug", {}).items()}
+        return cls(**d)
