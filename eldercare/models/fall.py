@@ -1,0 +1,284 @@
+"""Fall detection from a body-worn tri-axial accelerometer (g, ~50 Hz, any length, any rotation).
+
+Usage, batch::
+
+    from eldercare.models.fall import FallDetector
+    det = FallDetector.pretrained()          # the model shipped in eldercare/models/data, no network
+    events = det.detect(t, acc)              # t: (n,) s; acc: (n, 3) g -> [FallEvent(t, confidence)]
+
+and streaming, on a gateway (numpy only, bounded memory)::
+
+    stream = det.stream()                    # a StreamingFallDetector
+    for t_chunk, acc_chunk in source:
+        for ev in stream.push(t_chunk, acc_chunk):
+            publish(ev)                      # emitted ~6 s after the impact (the post window)
+    rest = stream.flush()                    # end of data: judge the last candidates on what is there
+
+``detect`` is ``push`` of the whole array followed by ``flush``, so the two forms give the same events
+for the same samples however they are chunked. A :class:`StreamingFallDetector` holds at most ~12 s
+of signal.
+
+How it decides: see :mod:`eldercare.models.fall_features` for resampling, candidate impacts and the
+orientation-free features of the phases of a fall. A gradient-boosted tree ensemble (trained with
+scikit-learn by ``eldercare models train fall``, exported to plain arrays in ``fall_model.npz``) turns
+the features into a probability; candidates at or above the model's threshold become events, and an
+event suppresses further ones for :attr:`FallDetector.refractory_s` seconds (one fall, one alert;
+the bounces and the attempts to get up that follow are not new falls). Inference needs numpy only.
+
+:class:`ThresholdFallDetector` is the classic baseline kept for comparison: an impact peak above
+~2.5 g, then the gravity direction turned by more than 60 degrees (lying) and little movement.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from eldercare.models.fall_features import (
+    DT,
+    FEATURE_BATCH,
+    FEATURES,
+    Resampler,
+    features,
+    iter_windows,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL_NPZ = "fall_model.npz"
+MODEL_JSON = "fall_model.json"
+
+
+class FallModelError(Exception):
+    """The shipped or given fall model is missing, unreadable or does not match this code."""
+
+
+@dataclass(frozen=True)
+class FallEvent:
+    """A detected fall: impact time (s, on the caller's clock) and confidence (0..1)."""
+
+    t: float
+    confidence: float
+    kind: str = "fall"
+    features: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+
+
+class _Scorer(Protocol):
+    def score(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class TreeEnsemble:
+    """Gradient-boosted trees as plain arrays: complete binary trees of equal depth.
+
+    ``feature`` and ``threshold`` have shape (trees, 2**depth - 1) in breadth-first order; ``leaf``
+    has shape (trees, 2**depth) and already includes the learning rate. A sample goes right when
+    ``float32(x[feature]) > threshold`` (as scikit-learn compares), the raw score is ``bias`` plus
+    the sum of leaves and the probability its logistic.
+    """
+
+    def __init__(self, feature: np.ndarray, threshold: np.ndarray, leaf: np.ndarray, bias: float) -> None:
+        self.feature = np.asarray(feature, dtype=np.int64)
+        self.threshold = np.asarray(threshold, dtype=np.float64)
+        self.leaf = np.asarray(leaf, dtype=np.float64)
+        self.bias = float(bias)
+        self.depth = int(np.log2(self.leaf.shape[1]))
+        if self.feature.shape != self.threshold.shape or self.feature.shape[1] != 2**self.depth - 1:
+            msg = "tree arrays have inconsistent shapes"
+            raise FallModelError(msg)
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32).astype(np.float64)
+        n_trees = self.feature.shape[0]
+        pos = np.zeros((len(x), n_trees), dtype=np.int64)
+        trees = np.arange(n_trees)[None, :]
+        for _ in range(self.depth):
+            f = self.feature[trees, pos]
+            go_right = np.take_along_axis(x, f, axis=1) > self.threshold[trees, pos]
+            pos = 2 * pos + 1 + go_right
+        leaves = self.leaf[trees, pos - (2**self.depth - 1)]
+        return self.bias + leaves.sum(axis=1)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.raw(x)))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "feature": self.feature.astype(np.int16),
+            "threshold": self.threshold,
+            "leaf": self.leaf,
+            "bias": np.array([self.bias]),
+        }
+
+    @classmethod
+    def from_sklearn(cls, model: Any) -> TreeEnsemble:
+        """Export a fitted binary ``GradientBoostingClassifier`` (log-loss) to arrays."""
+        trees = [est[0].tree_ for est in model.estimators_]
+        depth = max(int(tr.max_depth) for tr in trees)
+        n_int, n_leaf = 2**depth - 1, 2**depth
+        feat = np.zeros((len(trees), n_int), dtype=np.int64)
+        thr = np.full((len(trees), n_int), np.inf)
+        leaf = np.zeros((len(trees), n_leaf))
+        lr = float(model.learning_rate)
+        for i, tr in enumerate(trees):
+            stack = [(0, 0, 0)]  # (sklearn node, position, level)
+            while stack:
+                node, pos, level = stack.pop()
+                if level == depth:
+                    leaf[i, pos - n_int] = lr * tr.value[node].ravel()[0]
+                    continue
+                left, right = tr.children_left[node], tr.children_right[node]
+                if left == -1:  # a leaf above full depth: route everything left, copy it down
+                    feat[i, pos], thr[i, pos] = 0, np.inf
+                    stack += [(node, 2 * pos + 1, level + 1), (node, 2 * pos + 2, level + 1)]
+                else:
+                    feat[i, pos], thr[i, pos] = tr.feature[node], tr.threshold[node]
+                    stack += [(left, 2 * pos + 1, level + 1), (right, 2 * pos + 2, level + 1)]
+        prior = model.init_.class_prior_[1]
+        bias = float(np.log(prior / (1 - prior)))
+        return cls(feat, thr, leaf, bias)
+
+
+class StreamingFallDetector:
+    """Push chunks of samples, get fall events once ~6 s after their impact has been seen."""
+
+    def __init__(self, scorer: _Scorer, threshold: float, refractory_s: float, keep_features: bool) -> None:
+        self._scorer = scorer
+        self._threshold = threshold
+        self._refractory = refractory_s
+        self._keep = keep_features
+        self._resampler = Resampler()
+        self._stage: list[Any] = [None]
+        self._last_event_t = -np.inf
+
+    def push(self, t: np.ndarray, acc: np.ndarray) -> list[FallEvent]:
+        return self._run([(np.asarray(t), np.asarray(acc))], flush=False)
+
+    def flush(self) -> list[FallEvent]:
+        """End of data: judge the remaining candidates on the signal seen so far."""
+        return self._run([], flush=True)
+
+    def _run(self, chunks: list[tuple[np.ndarray, np.ndarray]], flush: bool) -> list[FallEvent]:
+        events: list[FallEvent] = []
+        for t0, ks, win in iter_windows(self._resampler, chunks, flush, self._stage):
+            for s in range(0, len(ks), FEATURE_BATCH):
+                x = features(win[s : s + FEATURE_BATCH])
+                p = self._scorer.score(x)
+                for j in np.flatnonzero(p >= self._threshold):
+                    te = float(t0 + ks[s + j] * DT)
+                    if te - self._last_event_t < self._refractory:
+                        continue
+                    self._last_event_t = te
+                    feats = dict(zip(FEATURES, map(float, x[j]), strict=True)) if self._keep else {}
+                    events.append(FallEvent(te, float(p[j]), features=feats))
+        return events
+
+
+class _Detector:
+    refractory_s = 10.0
+
+    def __init__(self, scorer: _Scorer, threshold: float, keep_features: bool) -> None:
+        self._scorer = scorer
+        self.threshold = float(threshold)
+        self.keep_features = keep_features
+
+    def stream(self) -> StreamingFallDetector:
+        return StreamingFallDetector(self._scorer, self.threshold, self.refractory_s, self.keep_features)
+
+    def detect(self, t: np.ndarray, acc: np.ndarray) -> list[FallEvent]:
+        """Falls in a whole recording, in time order. Empty or short input gives ``[]``."""
+        s = self.stream()
+        return s.push(t, acc) + s.flush()
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Confidence for rows of :data:`~eldercare.models.fall_features.FEATURES` values."""
+        return self._scorer.score(x)
+
+
+class FallDetector(_Detector):
+    """Learned fall detector (tree ensemble on phase features); see the module docstring.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from eldercare.simulators.wearable import synth_session
+    >>> s = synth_session(np.random.default_rng(7), ["walk", "fall_backward"], "waist")
+    >>> [round(e.t - s.labels[0].t_impact, 1) for e in FallDetector.pretrained().detect(s.t, s.acc)]
+    [0.0]
+    """
+
+    def __init__(
+        self,
+        model: TreeEnsemble,
+        threshold: float,
+        info: dict[str, Any] | None = None,
+        keep_features: bool = False,
+    ) -> None:
+        super().__init__(model, threshold, keep_features)
+        self.model = model
+        self.info = info or {}
+
+    @classmethod
+    def pretrained(cls, threshold: float | None = None, keep_features: bool = False) -> FallDetector:
+        """The model shipped in the package (``eldercare/models/data``); never touches the network."""
+        data = resources.files("eldercare.models").joinpath("data")
+        with (
+            resources.as_file(data.joinpath(MODEL_NPZ)) as npz,
+            resources.as_file(data.joinpath(MODEL_JSON)) as js,
+        ):
+            return cls.load(npz, js, threshold=threshold, keep_features=keep_features)
+
+    @classmethod
+    def load(
+        cls,
+        npz_path: Path,
+        json_path: Path | None = None,
+        threshold: float | None = None,
+        keep_features: bool = False,
+    ) -> FallDetector:
+        """Load arrays (``allow_pickle=False``) and the training record beside them."""
+        npz_path = Path(npz_path)
+        json_path = Path(json_path) if json_path else npz_path.with_suffix(".json")
+        try:
+            with np.load(npz_path, allow_pickle=False) as z:
+                model = TreeEnsemble(z["feature"], z["threshold"], z["leaf"], float(z["bias"][0]))
+            info = json.loads(json_path.read_text(encoding="utf-8"))
+        except (OSError, KeyError, ValueError) as exc:
+            msg = f"cannot load fall model from {npz_path}: {exc}"
+            raise FallModelError(msg) from exc
+        if list(info.get("features", [])) != list(FEATURES):
+            msg = f"{npz_path} was trained on other features; retrain with 'eldercare models train fall'"
+            raise FallModelError(msg)
+        thr = float(info["threshold"]) if threshold is None else threshold
+        return cls(model, thr, info, keep_features)
+
+
+class _ThresholdScorer:
+    def __init__(self, peak_g: float, angle_deg: float, still_g: float) -> None:
+        self.peak_g, self.angle_deg, self.still_g = peak_g, angle_deg, still_g
+        self._i = {name: FEATURES.index(name) for name in ("peak_g", "posture_change_deg", "post_std_g")}
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        ok = (
+            (x[:, self._i["peak_g"]] >= self.peak_g)
+            & (x[:, self._i["posture_change_deg"]] >= self.angle_deg)
+            & (x[:, self._i["post_std_g"]] <= self.still_g)
+        )
+        return ok.astype(np.float64)
+
+
+class ThresholdFallDetector(_Detector):
+    """Classic baseline: impact above ``peak_g``, then gravity turned by ``angle_deg`` and stillness.
+
+    Confidence is 1.0 for every event (a rule has no graded belief).
+    """
+
+    def __init__(
+        self, peak_g: float = 2.5, angle_deg: float = 60.0, still_g: float = 0.1, keep_features: bool = False
+    ) -> None:
+        super().__init__(_ThresholdScorer(peak_g, angle_deg, still_g), 0.5, keep_features)

@@ -1,0 +1,210 @@
+"""The fall detectors: shipped model, robustness, streaming equals batch, baseline."""
+
+from __future__ import annotations
+
+import socket
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pytest
+
+from eldercare.models.fall import (
+    FallDetector,
+    FallEvent,
+    StreamingFallDetector,
+    ThresholdFallDetector,
+    TreeEnsemble,
+)
+from eldercare.models.fall_data import MATCH_AFTER_S, MATCH_BEFORE_S
+from eldercare.models.fall_features import FEATURES
+from eldercare.simulators.wearable import (
+    FALL_KINDS,
+    LOOKALIKE_KINDS,
+    PLACEMENTS,
+    Session,
+    random_rotation,
+    synth_session,
+)
+
+UNSEEN = 987_654  # neither the training seed (0) nor its validation seed
+
+
+@pytest.fixture(scope="module")
+def det() -> FallDetector:
+    return FallDetector.pretrained()
+
+
+def _caught(events: list[FallEvent], t_impact: float) -> bool:
+    return any(-MATCH_BEFORE_S <= e.t - t_impact <= MATCH_AFTER_S for e in events)
+
+
+def _fall(kind: str, placement: str, i: int, **sensor: Any) -> Session:
+    prefix = {"fall_from_bed": ["lie"], "fall_from_chair": ["sit"]}.get(kind, ["walk"])
+    return synth_session(np.random.default_rng([UNSEEN, i]), [*prefix, kind], placement, **sensor)
+
+
+def test_pretrained_loads_without_network_and_is_not_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the fall model must load without network")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    det = FallDetector.pretrained()
+    assert 0.0 < det.threshold < 1.0
+    assert det.info["features"] == list(FEATURES)
+    assert {"seed", "versions", "data", "train_metrics"} <= set(det.info)
+    data = resources.files("eldercare.models").joinpath("data")
+    files = sorted(p.name for p in data.iterdir())
+    assert "fall_model.npz" in files and "fall_model.json" in files
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".joblib"))]
+    raw = data.joinpath("fall_model.npz").read_bytes()
+    assert raw[:2] == b"PK" and len(raw) < 2_000_000  # a zip of .npy arrays, small
+    with resources.as_file(data.joinpath("fall_model.npz")) as path, np.load(path, allow_pickle=False) as z:
+        assert all(z[k].dtype != object for k in z.files)
+
+
+def test_catches_each_fall_kind_on_unseen_seeds(det: FallDetector) -> None:
+    caught: dict[str, list[bool]] = {k: [] for k in FALL_KINDS}
+    for kind in FALL_KINDS:
+        for j, placement in enumerate(PLACEMENTS):
+            for r in range(2):
+                s = _fall(kind, placement, 10 * j + r + 100 * FALL_KINDS.index(kind))
+                t_imp = next(lab.t_impact for lab in s.labels if lab.kind == kind)
+                caught[kind].append(_caught(det.detect(s.t, s.acc), t_imp))
+    overall = np.mean([x for v in caught.values() for x in v])
+    assert overall >= 0.85, caught
+    assert all(np.mean(v) >= 0.5 for v in caught.values()), caught
+
+
+def test_rejects_most_lookalikes(det: FallDetector) -> None:
+    alarms = []
+    for kind in LOOKALIKE_KINDS:
+        for j, placement in enumerate(PLACEMENTS):
+            for r in range(2):
+                rng = np.random.default_rng([UNSEEN, 7, LOOKALIKE_KINDS.index(kind), j, r])
+                s = synth_session(rng, ["walk", kind, "walk"], placement)
+                alarms.append(bool(det.detect(s.t, s.acc)))
+    assert np.mean(alarms) <= 0.2, alarms
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 60])
+def test_empty_and_short_input(det: FallDetector, n: int) -> None:
+    t = np.arange(n) / 50.0
+    acc = np.tile([0.0, 0.0, 1.0], (n, 1))
+    assert det.detect(t, acc) == []
+    assert det.detect(t, acc.reshape(n, 3)) == []
+
+
+def test_bad_shapes_are_refused(det: FallDetector) -> None:
+    with pytest.raises(ValueError, match="shape"):
+        det.detect(np.arange(5.0), np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="shape"):
+        det.detect(np.arange(4.0), np.zeros((5, 3)))
+
+
+def test_nan_rows_gaps_jitter_and_clipping(det: FallDetector) -> None:
+    hits = 0
+    for i in range(6):
+        s = _fall("fall_forward", PLACEMENTS[i % 3], 500 + i, gap_rate=0.01, jitter_s=0.006, range_g=4.0)
+        t_imp = s.labels[0].t_impact
+        acc = s.acc.copy()
+        acc[::97] = np.nan  # NaN rows
+        acc[5::113, 1] = np.inf
+        assert np.isnan(acc).any() and np.diff(s.t).max() > 0.05
+        hits += _caught(det.detect(s.t, acc), t_imp)
+    assert hits >= 5
+    assert det.detect(np.arange(100) / 50.0, np.full((100, 3), np.nan)) == []
+
+
+def test_any_rotation_gives_the_same_decisions(det: FallDetector) -> None:
+    rng = np.random.default_rng(UNSEEN)
+    for i, kind in enumerate(["fall_backward", "soft_collapse", "sit_down_hard", "jump"]):
+        s = synth_session(
+            np.random.default_rng([UNSEEN, 9, i]), ["walk", kind, "walk"], "waist", range_g=16.0
+        )
+        base = det.detect(s.t, np.clip(s.acc, -4, 4) / 2)  # keep every axis inside the +-8 g clip
+        for _ in range(3):
+            rot = det.detect(s.t, (np.clip(s.acc, -4, 4) / 2) @ random_rotation(rng))
+            assert [round(e.t, 2) for e in rot] == [round(e.t, 2) for e in base]
+            assert np.allclose([e.confidence for e in rot], [e.confidence for e in base], atol=0.05)
+
+
+def test_streaming_equals_batch(det: FallDetector) -> None:
+    rng = np.random.default_rng(UNSEEN + 1)
+    kinds = ["walk", "fall_forward", "walk", "jump", "sit_down_hard", "soft_collapse", "stumble", "lie"]
+    s = synth_session(rng, kinds, "pendant", gap_rate=0.003)
+    # a silence longer than a segment gap, then more data
+    t = np.concatenate([s.t, s.t + s.t[-1] + 30.0])
+    acc = np.concatenate([s.acc, s.acc])
+    batch = det.detect(t, acc)
+    assert len(batch) >= 2
+    for chunk in (1, 17, 250, 5000):
+        stream = det.stream()
+        assert isinstance(stream, StreamingFallDetector)
+        events: list[FallEvent] = []
+        i = 0
+        while i < len(t):
+            n = int(rng.integers(1, 2 * chunk + 1))
+            events += stream.push(t[i : i + n], acc[i : i + n])
+            i += n
+        events += stream.flush()
+        assert events == batch
+
+
+def test_stream_emits_soon_after_impact(det: FallDetector) -> None:
+    s = _fall("fall_sideways", "waist", 42, gap_rate=0.0)
+    t_imp = s.labels[0].t_impact
+    stream = det.stream()
+    emitted_at = None
+    for i in range(0, len(s.t), 25):
+        if stream.push(s.t[i : i + 25], s.acc[i : i + 25]) and emitted_at is None:
+            emitted_at = s.t[min(i + 24, len(s.t) - 1)]
+    assert emitted_at is not None
+    assert 0 < emitted_at - t_imp < 8.0
+
+
+def test_events_are_ordered_and_confidences_bounded(det: FallDetector) -> None:
+    s = synth_session(
+        np.random.default_rng([UNSEEN, 3]),
+        ["walk", "fall_forward", "walk", "fall_backward"],
+        "waist",
+    )
+    ev = det.detect(s.t, s.acc)
+    assert [e.t for e in ev] == sorted(e.t for e in ev)
+    assert all(0.0 <= e.confidence <= 1.0 for e in ev)
+    assert len(ev) == 2
+
+
+def test_threshold_baseline() -> None:
+    base = ThresholdFallDetector()
+    hits = 0
+    for i in range(6):
+        s = synth_session(np.random.default_rng([UNSEEN, 11, i]), ["stand", "fall_backward"], "waist")
+        hits += _caught(base.detect(s.t, s.acc), s.labels[0].t_impact)
+    assert hits >= 4
+    walk = synth_session(np.random.default_rng([UNSEEN, 12]), ["walk", "walk", "stand"], "waist")
+    assert base.detect(walk.t, walk.acc) == []
+    assert all(e.confidence == 1.0 for e in base.detect(s.t, s.acc))
+
+
+def test_tree_export_matches_scikit_learn() -> None:
+    ensemble = pytest.importorskip("sklearn.ensemble")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    y = (x[:, 0] + 0.5 * x[:, 1] ** 2 > 0.5).astype(int)
+    gbm = ensemble.GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=0).fit(x, y)
+    model = TreeEnsemble.from_sklearn(gbm)
+    np.testing.assert_allclose(model.score(x), gbm.predict_proba(x)[:, 1], atol=1e-9)
+    again = TreeEnsemble(
+        **{k: v for k, v in model.to_arrays().items() if k != "bias"},
+        bias=float(model.to_arrays()["bias"][0]),
+    )
+    np.testing.assert_allclose(again.score(x), model.score(x))
+
+
+def test_features_kept_when_asked() -> None:
+    det = FallDetector.pretrained(keep_features=True)
+    s = _fall("fall_forward", "waist", 77)
+    ev = det.detect(s.t, s.acc)
+    assert ev and set(ev[0].features) == set(FEATURES)
