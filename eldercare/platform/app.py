@@ -1,0 +1,201 @@
+"""The FastAPI application: routers under /api/v1, error answers, the pool and background work.
+
+``create_app(settings)`` builds the app; its lifespan opens an ``AsyncConnectionPool`` (failing fast
+when the database is unreachable), then starts the alert engine's background work through
+``eldercare.platform.engine.service.start(app.state)`` when that module is installed. Whatever the
+engine starts it appends to ``app.state.background`` (asyncio tasks), which the lifespan cancels on
+shutdown; if it sets ``app.state.engine_stop`` (an async callable) that is awaited first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from eldercare import __version__
+from eldercare.config import Settings, get_settings
+from eldercare.platform.errors import ApiError
+from eldercare.platform.i18n import negotiate, t
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+# Routers of this package; alerts and ws belong to the alert engine and are included when present.
+ROUTERS = (
+    "auth",
+    "users",
+    "providers",
+    "sites",
+    "residents",
+    "gateways",
+    "policies",
+    "timelines",
+    "reports",
+    "audit",
+    "sim",
+    "alerts",
+    "ws",
+)
+TAGS = [
+    {"name": "auth", "description": "Sign in (OAuth2 password flow), refresh, own account"},
+    {"name": "users", "description": "Accounts: care workers, family members, testers, admins"},
+    {
+        "name": "providers",
+        "description": "Organisations of the care chain, their members and on-call rosters",
+    },
+    {"name": "sites", "description": "Homes, community stations and institutions"},
+    {"name": "residents", "description": "Older people cared for; family links with consent; care team"},
+    {"name": "gateways", "description": "Edge gateways, their MQTT credentials, config and sensors"},
+    {"name": "policies", "description": "Escalation policies: tiers, targets, acknowledgement deadlines"},
+    {"name": "timelines", "description": "Hourly activity per room and daily summaries"},
+    {"name": "reports", "description": "Care-quality report"},
+    {"name": "audit", "description": "Who read which resident's data"},
+    {"name": "sim", "description": "Tester endpoints driving simulated sites"},
+    {"name": "alerts", "description": "Alerts: list, detail with trail, acknowledge, resolve, notes"},
+]
+
+
+def _locale(request: Request) -> str:
+    return getattr(request.state, "locale", None) or negotiate(request.headers.get("accept-language"))
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    detail = t(exc.key, _locale(request), **exc.fields)
+    return JSONResponse({"detail": detail}, status_code=exc.status, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        field = ".".join(loc) or "body"
+        errors.append({"field": field, "message": err.get("msg", ""), "type": err.get("type", "")})
+    text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return JSONResponse(
+        {"detail": t("validation", _locale(request), errors=text), "errors": errors}, status_code=422
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        {"detail": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+    )
+
+
+_FK_DETAIL = re.compile(r"Key \((?P<field>[^)]+)\)=\((?P<value>[^)]*)\) is not present")
+_UNIQUE_DETAIL = re.compile(r"Key \((?P<field>[^)]+)\)=\((?P<value>[^)]*)\) already exists")
+
+
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    """Constraint violations the request caused, answered with the field to fix."""
+    assert isinstance(exc, psycopg.errors.IntegrityError)
+    loc = _locale(request)
+    detail = exc.diag.message_detail or ""
+    table = exc.diag.table_name or "record"
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        m = _UNIQUE_DETAIL.search(detail)
+        value = m["value"] if m else "?"
+        return JSONResponse({"detail": t("conflict.exists", loc, kind=table, id=value)}, status_code=409)
+    if isinstance(exc, psycopg.errors.ForeignKeyViolation):
+        m = _FK_DETAIL.search(detail)
+        if m:
+            msg = t("invalid.reference", loc, field=m["field"], value=m["value"])
+            return JSONResponse({"detail": msg}, status_code=422)
+        msg = t("conflict.in_use", loc, kind=table, id="", detail=detail)
+        return JSONResponse({"detail": msg}, status_code=409)
+    msg = t("invalid.value", loc, field=exc.diag.column_name or table, reason=exc.diag.message_primary or "")
+    return JSONResponse({"detail": msg}, status_code=422)
+
+
+async def _start_engine(app: FastAPI) -> None:
+    try:
+        service = importlib.import_module("eldercare.platform.engine.service")
+    except ImportError as exc:
+        if exc.name and exc.name.startswith("eldercare.platform.engine"):
+            log.info("alert engine not installed; serving the API only")
+            return
+        raise
+    result = service.start(app.state)
+    if asyncio.iscoroutine(result):
+        result = await result
+    if isinstance(result, list):
+        app.state.background.extend(result)
+    log.info("alert engine started (%s background tasks)", len(app.state.background))
+
+
+def create_app(settings: Settings | None = None, *, start_engine: bool = True) -> FastAPI:
+    """Build the application; ``start_engine=False`` serves the API without the alert engine."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from psycopg_pool import AsyncConnectionPool
+
+        from eldercare.db import resolve_url
+
+        pool = AsyncConnectionPool(
+            resolve_url(settings),
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            kwargs={"autocommit": True},
+            open=False,
+            name="eldercare-api",
+        )
+        await pool.open(wait=True, timeout=15)
+        app.state.pool = pool
+        app.state.settings = settings
+        app.state.background = []
+        app.state.engine_stop = None
+        try:
+            if start_engine:
+                await _start_engine(app)
+            yield
+        finally:
+            if app.state.engine_stop is not None:
+                await app.state.engine_stop()
+            for task in app.state.background:
+                task.cancel()
+            await asyncio.gather(*app.state.background, return_exceptions=True)
+            await pool.close()
+
+    app = FastAPI(
+        title="eldercare API",
+        version=__version__,
+        description="Smart eldercare monitoring: registry, access, alerts, timelines, reports. "
+        'Errors are JSON {"detail": "..."} in the caller\'s language (zh-CN or en).',
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.dependency_overrides[get_settings] = lambda: settings
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(psycopg.errors.IntegrityError, _integrity_error)
+    for name in ROUTERS:
+        try:
+            module: Any = importlib.import_module(f"eldercare.platform.routes.{name}")
+        except ImportError as exc:
+            if exc.name == f"eldercare.platform.routes.{name}":
+                continue  # the engine's routers are optional until they exist
+            raise
+        app.include_router(module.router, prefix=API_PREFIX)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,56 @@
+"""SQL of the audit trail: who read or changed which resident's data, through which route."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+
+async def write(
+    conn: AsyncConnection[Any],
+    *,
+    user_id: int | None,
+    username: str | None,
+    action: str,
+    resident_id: str | None = None,
+    route: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO audit_log (user_id, username, action, resident_id, route, detail)"
+        " VALUES (%(u)s, %(n)s, %(a)s, %(r)s, %(route)s, %(d)s)",
+        {
+            "u": user_id,
+            "n": username,
+            "a": action,
+            "r": resident_id,
+            "route": route,
+            "d": Jsonb(detail or {}),
+        },
+    )
+
+
+async def search(
+    conn: AsyncConnection[Any],
+    *,
+    resident_id: str | None = None,
+    user_id: int | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT id, at, user_id, username, action, resident_id, route, detail FROM audit_log"
+            " WHERE (%(r)s::text IS NULL OR resident_id = %(r)s)"
+            " AND (%(u)s::bigint IS NULL OR user_id = %(u)s)"
+            " AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)"
+            " AND (%(before)s::bigint IS NULL OR id < %(before)s)"
+            " ORDER BY id DESC LIMIT %(limit)s",
+            {"r": resident_id, "u": user_id, "since": since, "before": before_id, "limit": limit},
+        )
+        return await cur.fetchall()

@@ -1,0 +1,298 @@
+"""SQL of the registry: providers, sites, residents, gateways and sensors, policies, on-call shifts.
+
+Lists take the caller (``user``) and filter by scope in SQL. Updates take only the columns the
+API schema allows (identifiers composed with ``psycopg.sql``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from eldercare.platform.repo import resident_scope, scope_params, site_scope
+
+if TYPE_CHECKING:
+    from eldercare.platform.access import Principal
+
+JSON_COLUMNS = {"layout", "emergency_contacts", "config", "meta", "consent"}
+
+
+async def _one(conn: AsyncConnection[Any], query: Any, params: dict[str, Any]) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchone()
+
+
+async def _all(conn: AsyncConnection[Any], query: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
+def _wrap(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: Jsonb(v) if k in JSON_COLUMNS and v is not None else v for k, v in fields.items()}
+
+
+async def insert(conn: AsyncConnection[Any], *, table: str, fields: dict[str, Any]) -> dict[str, Any]:
+    query = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) RETURNING *").format(
+        t=sql.Identifier(table),
+        cols=sql.SQL(", ").join(map(sql.Identifier, fields)),
+        vals=sql.SQL(", ").join(map(sql.Placeholder, fields)),
+    )
+    row = await _one(conn, query, _wrap(fields))
+    assert row is not None
+    return row
+
+
+async def update(
+    conn: AsyncConnection[Any], *, table: str, key: dict[str, Any], fields: dict[str, Any]
+) -> dict[str, Any] | None:
+    where = sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(f"key_{k}")) for k in key
+    )
+    params = {**_wrap(fields), **{f"key_{k}": v for k, v in key.items()}}
+    if not fields:
+        query = sql.SQL("SELECT * FROM {t} WHERE {w}").format(t=sql.Identifier(table), w=where)
+    else:
+        sets = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in fields
+        )
+        query = sql.SQL("UPDATE {t} SET {s} WHERE {w} RETURNING *").format(
+            t=sql.Identifier(table), s=sets, w=where
+        )
+    return await _one(conn, query, params)
+
+
+async def delete(conn: AsyncConnection[Any], *, table: str, key: dict[str, Any]) -> bool:
+    where = sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in key
+    )
+    cur = await conn.execute(
+        sql.SQL("DELETE FROM {t} WHERE {w}").format(t=sql.Identifier(table), w=where), key
+    )
+    return cur.rowcount > 0
+
+
+# Providers --------------------------------------------------------------------------------------------
+
+PROVIDER_COLS = sql.SQL("p.id, p.name, p.kind, p.district, p.phone, p.webhook_url, p.created_at")
+
+
+async def list_providers(conn: AsyncConnection[Any], *, user: Principal) -> list[dict[str, Any]]:
+    scope = sql.SQL("true") if user.role == "admin" else sql.SQL("p.id = %(scope_pid)s")
+    query = sql.SQL("SELECT {c} FROM providers p WHERE {s} ORDER BY p.id").format(c=PROVIDER_COLS, s=scope)
+    return await _all(conn, query, scope_params(user))
+
+
+async def get_provider(
+    conn: AsyncConnection[Any], *, user: Principal, provider_id: str
+) -> dict[str, Any] | None:
+    scope = sql.SQL("true") if user.role == "admin" else sql.SQL("p.id = %(scope_pid)s")
+    query = sql.SQL("SELECT {c} FROM providers p WHERE p.id = %(id)s AND {s}").format(
+        c=PROVIDER_COLS, s=scope
+    )
+    return await _one(conn, query, {**scope_params(user), "id": provider_id})
+
+
+# Sites ------------------------------------------------------------------------------------------------
+
+
+async def list_sites(
+    conn: AsyncConnection[Any], *, user: Principal, kind: str | None = None
+) -> list[dict[str, Any]]:
+    query = sql.SQL(
+        "SELECT s.* FROM sites s WHERE {scope}"
+        " AND (%(kind)s::text IS NULL OR s.kind = %(kind)s) ORDER BY s.id"
+    ).format(scope=site_scope(user))
+    return await _all(conn, query, {**scope_params(user), "kind": kind})
+
+
+async def get_site(conn: AsyncConnection[Any], *, user: Principal, site_id: str) -> dict[str, Any] | None:
+    query = sql.SQL("SELECT s.* FROM sites s WHERE s.id = %(id)s AND {scope}").format(scope=site_scope(user))
+    return await _one(conn, query, {**scope_params(user), "id": site_id})
+
+
+# Residents --------------------------------------------------------------------------------------------
+
+
+async def list_residents(
+    conn: AsyncConnection[Any],
+    *,
+    user: Principal,
+    site_id: str | None = None,
+    limit: int = 100,
+    after: str | None = None,
+) -> list[dict[str, Any]]:
+    query = sql.SQL(
+        "SELECT r.* FROM residents r WHERE {scope}"
+        " AND (%(site)s::text IS NULL OR r.home_site_id = %(site)s OR r.station_site_id = %(site)s)"
+        " AND (%(after)s::text IS NULL OR r.id > %(after)s) ORDER BY r.id LIMIT %(limit)s"
+    ).format(scope=resident_scope(user))
+    return await _all(conn, query, {**scope_params(user), "site": site_id, "after": after, "limit": limit})
+
+
+async def get_resident(conn: AsyncConnection[Any], *, resident_id: str) -> dict[str, Any] | None:
+    """Unscoped: callers check access first (``access.require_resident_access``)."""
+    return await _one(conn, "SELECT * FROM residents WHERE id = %(id)s", {"id": resident_id})
+
+
+# Gateways and sensors ---------------------------------------------------------------------------------
+
+GATEWAY_COLS = sql.SQL(
+    "g.id, g.site_id, g.mqtt_username, g.description, g.config_revision, g.state, g.state_at, g.version,"
+    " g.created_at"
+)
+
+
+async def list_gateways(
+    conn: AsyncConnection[Any], *, user: Principal, site_id: str | None = None
+) -> list[dict[str, Any]]:
+    query = sql.SQL(
+        "SELECT {c} FROM gateways g JOIN sites s ON s.id = g.site_id WHERE {scope}"
+        " AND (%(site)s::text IS NULL OR g.site_id = %(site)s) ORDER BY g.id"
+    ).format(c=GATEWAY_COLS, scope=site_scope(user))
+    return await _all(conn, query, {**scope_params(user), "site": site_id})
+
+
+async def get_gateway(
+    conn: AsyncConnection[Any], *, user: Principal, gateway_id: str
+) -> dict[str, Any] | None:
+    query = sql.SQL(
+        "SELECT {c}, g.config FROM gateways g JOIN sites s ON s.id = g.site_id"
+        " WHERE g.id = %(id)s AND {scope}"
+    ).format(c=GATEWAY_COLS, scope=site_scope(user))
+    return await _one(conn, query, {**scope_params(user), "id": gateway_id})
+
+
+async def set_gateway_config(
+    conn: AsyncConnection[Any], *, gateway_id: str, config: dict[str, Any], expected_revision: int | None
+) -> dict[str, Any] | None:
+    """Store a new config and bump the revision; None when the revision moved meanwhile."""
+    return await _one(
+        conn,
+        "UPDATE gateways SET config = %(c)s || jsonb_build_object('revision', config_revision + 1),"
+        " config_revision = config_revision + 1"
+        " WHERE id = %(id)s AND (%(exp)s::int IS NULL OR config_revision = %(exp)s)"
+        " RETURNING id, site_id, config, config_revision",
+        {"c": Jsonb(config), "id": gateway_id, "exp": expected_revision},
+    )
+
+
+async def list_sensors(conn: AsyncConnection[Any], *, gateway_id: str) -> list[dict[str, Any]]:
+    return await _all(conn, "SELECT * FROM sensors WHERE gateway_id = %(g)s ORDER BY id", {"g": gateway_id})
+
+
+# Escalation policies ----------------------------------------------------------------------------------
+
+
+async def list_policies(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+    return await _all(
+        conn,
+        "SELECT p.id, p.name, p.created_at, coalesce(jsonb_agg(jsonb_build_object('tier', t.tier,"
+        " 'name', t.name, 'targets', t.targets, 'ack_timeout_s', t.ack_timeout_s) ORDER BY t.tier)"
+        " FILTER (WHERE t.tier IS NOT NULL), '[]') AS tiers"
+        " FROM escalation_policies p LEFT JOIN escalation_tiers t ON t.policy_id = p.id"
+        " GROUP BY p.id ORDER BY p.id",
+        {},
+    )
+
+
+async def get_policy(conn: AsyncConnection[Any], *, policy_id: int) -> dict[str, Any] | None:
+    rows = [p for p in await list_policies(conn) if p["id"] == policy_id]
+    return rows[0] if rows else None
+
+
+async def save_policy(
+    conn: AsyncConnection[Any], *, policy_id: int | None, name: str, tiers: list[dict[str, Any]]
+) -> int | None:
+    """Create or replace a policy with its tiers in one transaction; None if ``policy_id`` is unknown."""
+    async with conn.transaction():
+        if policy_id is None:
+            row = await _one(
+                conn, "INSERT INTO escalation_policies (name) VALUES (%(n)s) RETURNING id", {"n": name}
+            )
+        else:
+            row = await _one(
+                conn,
+                "UPDATE escalation_policies SET name = %(n)s WHERE id = %(id)s RETURNING id",
+                {"n": name, "id": policy_id},
+            )
+        if row is None:
+            return None
+        pid = int(row["id"])
+        await conn.execute("DELETE FROM escalation_tiers WHERE policy_id = %(p)s", {"p": pid})
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO escalation_tiers (policy_id, tier, name, targets, ack_timeout_s)"
+                " VALUES (%(p)s, %(tier)s, %(name)s, %(targets)s, %(ack_timeout_s)s)",
+                [{**t, "p": pid} for t in tiers],
+            )
+        return pid
+
+
+async def policy_in_use(conn: AsyncConnection[Any], *, policy_id: int) -> int:
+    row = await _one(
+        conn, "SELECT count(*) AS n FROM residents WHERE escalation_policy_id = %(p)s", {"p": policy_id}
+    )
+    return int(row["n"]) if row else 0
+
+
+# On-call shifts ---------------------------------------------------------------------------------------
+
+
+async def list_shifts(
+    conn: AsyncConnection[Any], *, provider_id: str, start: datetime | None, end: datetime | None
+) -> list[dict[str, Any]]:
+    return await _all(
+        conn,
+        "SELECT o.id, o.provider_id, o.user_id, u.display_name, o.starts_at, o.ends_at FROM oncall_shifts o"
+        " JOIN users u ON u.id = o.user_id WHERE o.provider_id = %(p)s"
+        " AND (%(end)s::timestamptz IS NULL OR o.starts_at < %(end)s)"
+        " AND (%(start)s::timestamptz IS NULL OR o.ends_at > %(start)s) ORDER BY o.starts_at, o.id",
+        {"p": provider_id, "start": start, "end": end},
+    )
+
+
+async def get_shift(conn: AsyncConnection[Any], *, shift_id: int) -> dict[str, Any] | None:
+    return await _one(
+        conn,
+        "SELECT o.id, o.provider_id, o.user_id, u.display_name, o.starts_at, o.ends_at FROM oncall_shifts o"
+        " JOIN users u ON u.id = o.user_id WHERE o.id = %(id)s",
+        {"id": shift_id},
+    )
+
+
+async def on_duty(conn: AsyncConnection[Any], *, provider_id: str, at: datetime) -> list[dict[str, Any]]:
+    """Who is on duty for a provider at ``at`` (the engine's tier targets use the same rule)."""
+    return await _all(
+        conn,
+        "SELECT o.user_id, u.display_name FROM oncall_shifts o JOIN users u ON u.id = o.user_id"
+        " WHERE o.provider_id = %(p)s AND o.starts_at <= %(at)s AND o.ends_at > %(at)s AND u.active",
+        {"p": provider_id, "at": at},
+    )
+
+
+async def provision_gateway(
+    conn: AsyncConnection[Any], *, gateway: dict[str, Any], sensors: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Insert a gateway (credentials already hashed, config built) and its sensors atomically."""
+    async with conn.transaction():
+        row = await insert(conn, table="gateways", fields=gateway)
+        for s in sensors:
+            await insert(conn, table="sensors", fields={**s, "gateway_id": gateway["id"]})
+    return row
+
+
+async def set_gateway_password(
+    conn: AsyncConnection[Any], *, gateway_id: str, password_hash: str
+) -> str | None:
+    row = await _one(
+        conn,
+        "UPDATE gateways SET mqtt_password_hash = %(h)s WHERE id = %(id)s RETURNING mqtt_username",
+        {"h": password_hash, "id": gateway_id},
+    )
+    return None if row is None else str(row["mqtt_username"])

@@ -1,0 +1,245 @@
+"""SQL of people: users, sign-in (attempts, refresh tokens), family links, care assignments, visibility."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from eldercare.platform.repo import resident_scope, scope_params
+
+if TYPE_CHECKING:
+    from eldercare.platform.access import Principal
+
+USER_COLS = "id, username, display_name, role, provider_id, locale, phone, email, active, created_at"
+
+
+async def _one(conn: AsyncConnection[Any], query: Any, params: dict[str, Any]) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchone()
+
+
+async def _all(conn: AsyncConnection[Any], query: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
+# Users ------------------------------------------------------------------------------------------
+
+
+async def get_user(conn: AsyncConnection[Any], *, user_id: int) -> dict[str, Any] | None:
+    return await _one(conn, f"SELECT {USER_COLS} FROM users WHERE id = %(id)s", {"id": user_id})
+
+
+async def get_login(conn: AsyncConnection[Any], *, username: str) -> dict[str, Any] | None:
+    return await _one(
+        conn, f"SELECT {USER_COLS}, password_hash FROM users WHERE username = %(u)s", {"u": username}
+    )
+
+
+async def get_password_hash(conn: AsyncConnection[Any], *, user_id: int) -> str | None:
+    row = await _one(conn, "SELECT password_hash FROM users WHERE id = %(id)s", {"id": user_id})
+    return None if row is None else str(row["password_hash"])
+
+
+async def list_users(
+    conn: AsyncConnection[Any], *, role: str | None = None, provider_id: str | None = None
+) -> list[dict[str, Any]]:
+    return await _all(
+        conn,
+        f"SELECT {USER_COLS} FROM users WHERE (%(role)s::text IS NULL OR role = %(role)s)"
+        " AND (%(p)s::text IS NULL OR provider_id = %(p)s) ORDER BY id",
+        {"role": role, "p": provider_id},
+    )
+
+
+async def create_user(conn: AsyncConnection[Any], *, password_hash: str, **fields: Any) -> dict[str, Any]:
+    row = await _one(
+        conn,
+        "INSERT INTO users (username, display_name, password_hash, role, provider_id, locale, phone, email)"
+        " VALUES (%(username)s, %(display_name)s, %(ph)s, %(role)s, %(provider_id)s, %(locale)s,"
+        f" %(phone)s, %(email)s) RETURNING {USER_COLS}",
+        {**fields, "ph": password_hash},
+    )
+    assert row is not None
+    return row
+
+
+async def update_user(conn: AsyncConnection[Any], *, user_id: int, **fields: Any) -> dict[str, Any] | None:
+    """Set the given columns (names come from the API schema, never from the client as text)."""
+    if not fields:
+        return await get_user(conn, user_id=user_id)
+    sets = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in fields
+    )
+    query = sql.SQL("UPDATE users SET {sets} WHERE id = %(id)s RETURNING {cols}").format(
+        sets=sets, cols=sql.SQL(USER_COLS)
+    )
+    return await _one(conn, query, {**fields, "id": user_id})
+
+
+async def delete_user(conn: AsyncConnection[Any], *, user_id: int) -> bool:
+    cur = await conn.execute("UPDATE users SET active = false WHERE id = %(id)s", {"id": user_id})
+    return cur.rowcount > 0
+
+
+# Sign-in --------------------------------------------------------------------------------------------
+
+
+async def record_login_attempt(
+    conn: AsyncConnection[Any], *, username: str, client_ip: str | None, ok: bool
+) -> None:
+    await conn.execute(
+        "INSERT INTO login_attempts (username, client_ip, ok) VALUES (%(u)s, %(ip)s, %(ok)s)",
+        {"u": username, "ip": client_ip, "ok": ok},
+    )
+
+
+async def login_failures(
+    conn: AsyncConnection[Any], *, username: str, client_ip: str | None, since: datetime
+) -> tuple[int, int, datetime | None]:
+    """Failures since ``since`` for the username and for the address, and the oldest counted one."""
+    row = await _one(
+        conn,
+        "SELECT count(*) FILTER (WHERE username = %(u)s) AS by_user,"
+        " count(*) FILTER (WHERE client_ip = %(ip)s) AS by_ip, min(at) AS oldest"
+        " FROM login_attempts WHERE at >= %(since)s AND NOT ok"
+        " AND (username = %(u)s OR client_ip = %(ip)s)",
+        {"u": username, "ip": client_ip, "since": since},
+    )
+    assert row is not None
+    return int(row["by_user"]), int(row["by_ip"]), row["oldest"]
+
+
+async def store_refresh_token(
+    conn: AsyncConnection[Any], *, user_id: int, token_hash: str, expires_at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO refresh_tokens (user_id, token_hash, expires_at) VALUES (%(u)s, %(h)s, %(e)s)",
+        {"u": user_id, "h": token_hash, "e": expires_at},
+    )
+
+
+async def use_refresh_token(conn: AsyncConnection[Any], *, token_hash: str) -> tuple[int | None, bool]:
+    """Revoke the token and return (user id, was valid). A reused revoked token revokes them all."""
+    async with conn.transaction():
+        row = await _one(
+            conn,
+            "SELECT id, user_id, revoked_at IS NOT NULL AS revoked, expires_at > now() AS fresh"
+            " FROM refresh_tokens WHERE token_hash = %(h)s FOR UPDATE",
+            {"h": token_hash},
+        )
+        if row is None:
+            return None, False
+        if row["revoked"]:
+            await revoke_all_tokens(conn, user_id=row["user_id"])
+            return row["user_id"], False
+        await conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE id = %(id)s", {"id": row["id"]}
+        )
+        return row["user_id"], bool(row["fresh"])
+
+
+async def revoke_all_tokens(conn: AsyncConnection[Any], *, user_id: int) -> None:
+    await conn.execute(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %(u)s AND revoked_at IS NULL",
+        {"u": user_id},
+    )
+
+
+# Visibility -----------------------------------------------------------------------------------------
+
+
+async def resident_visibility(
+    conn: AsyncConnection[Any], *, user: Principal, resident_id: str
+) -> dict[str, Any] | None:
+    """The resident's id, simulated flag and (for family) the link's consent, if visible to ``user``."""
+    consent = (
+        sql.SQL("(SELECT consent FROM family_links WHERE resident_id = r.id AND user_id = %(scope_uid)s)")
+        if user.role == "family"
+        else sql.SQL("NULL::jsonb")
+    )
+    query = sql.SQL(
+        "SELECT r.id, r.simulated, {consent} AS consent FROM residents r WHERE r.id = %(rid)s AND {scope}"
+    ).format(consent=consent, scope=resident_scope(user))
+    return await _one(conn, query, {**scope_params(user), "rid": resident_id})
+
+
+# Family links and care assignments --------------------------------------------------------------
+
+
+async def list_family(conn: AsyncConnection[Any], *, resident_id: str) -> list[dict[str, Any]]:
+    return await _all(
+        conn,
+        "SELECT fl.user_id, u.username, u.display_name, fl.resident_id, fl.relation, fl.is_primary,"
+        " fl.consent FROM family_links fl JOIN users u ON u.id = fl.user_id"
+        " WHERE fl.resident_id = %(r)s ORDER BY fl.is_primary DESC, fl.user_id",
+        {"r": resident_id},
+    )
+
+
+async def upsert_family_link(
+    conn: AsyncConnection[Any],
+    *,
+    resident_id: str,
+    user_id: int,
+    relation: str,
+    is_primary: bool,
+    consent: dict[str, bool],
+) -> dict[str, Any]:
+    await conn.execute(
+        "INSERT INTO family_links (user_id, resident_id, relation, is_primary, consent)"
+        " VALUES (%(u)s, %(r)s, %(rel)s, %(p)s, %(c)s) ON CONFLICT (user_id, resident_id) DO UPDATE"
+        " SET relation = EXCLUDED.relation, is_primary = EXCLUDED.is_primary, consent = EXCLUDED.consent",
+        {"u": user_id, "r": resident_id, "rel": relation, "p": is_primary, "c": Jsonb(consent)},
+    )
+    rows = [x for x in await list_family(conn, resident_id=resident_id) if x["user_id"] == user_id]
+    return rows[0]
+
+
+async def set_consent(
+    conn: AsyncConnection[Any], *, resident_id: str, user_id: int, consent: dict[str, bool]
+) -> bool:
+    cur = await conn.execute(
+        "UPDATE family_links SET consent = %(c)s WHERE resident_id = %(r)s AND user_id = %(u)s",
+        {"c": Jsonb(consent), "r": resident_id, "u": user_id},
+    )
+    return cur.rowcount > 0
+
+
+async def delete_family_link(conn: AsyncConnection[Any], *, resident_id: str, user_id: int) -> bool:
+    cur = await conn.execute(
+        "DELETE FROM family_links WHERE resident_id = %(r)s AND user_id = %(u)s",
+        {"r": resident_id, "u": user_id},
+    )
+    return cur.rowcount > 0
+
+
+async def list_care_team(conn: AsyncConnection[Any], *, resident_id: str) -> list[dict[str, Any]]:
+    return await _all(
+        conn,
+        "SELECT ca.user_id, u.username, u.display_name, u.provider_id, ca.role FROM care_assignments ca"
+        " JOIN users u ON u.id = ca.user_id WHERE ca.resident_id = %(r)s ORDER BY ca.user_id",
+        {"r": resident_id},
+    )
+
+
+async def assign_worker(conn: AsyncConnection[Any], *, resident_id: str, user_id: int, role: str) -> None:
+    await conn.execute(
+        "INSERT INTO care_assignments (resident_id, user_id, role) VALUES (%(r)s, %(u)s, %(role)s)"
+        " ON CONFLICT (resident_id, user_id) DO UPDATE SET role = EXCLUDED.role",
+        {"r": resident_id, "u": user_id, "role": role},
+    )
+
+
+async def unassign_worker(conn: AsyncConnection[Any], *, resident_id: str, user_id: int) -> bool:
+    cur = await conn.execute(
+        "DELETE FROM care_assignments WHERE resident_id = %(r)s AND user_id = %(u)s",
+        {"r": resident_id, "u": user_id},
+    )
+    return cur.rowcount > 0

@@ -1,0 +1,73 @@
+"""Sign in, refresh, and the signed-in user's own account."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import OAuth2PasswordRequestForm
+
+from eldercare.platform import security
+from eldercare.platform.deps import ConnDep, CurrentUser, SettingsDep
+from eldercare.platform.errors import ApiError
+from eldercare.platform.repo import users as users_repo
+from eldercare.platform.routes import ERRORS
+from eldercare.platform.schemas import ErrorOut, LocaleIn, PasswordIn, RefreshIn, TokenOut, UserOut
+
+router = APIRouter(prefix="/auth", tags=["auth"], responses=ERRORS)
+
+
+@router.post("/token", response_model=TokenOut, responses={429: {"model": ErrorOut}})
+async def token(
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    conn: ConnDep,
+    settings: SettingsDep,
+) -> TokenOut:
+    """OAuth2 password flow: a short-lived access token and a refresh token (rate-limited)."""
+    ip = request.client.host if request.client else None
+    pair = await security.login(conn, settings, username=form.username, password=form.password, client_ip=ip)
+    return TokenOut(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
+
+
+@router.post("/refresh", response_model=TokenOut)
+async def refresh(body: RefreshIn, conn: ConnDep, settings: SettingsDep) -> TokenOut:
+    """Trade a refresh token for a new pair; the old refresh token stops working."""
+    pair = await security.refresh(conn, settings, refresh_token=body.refresh_token)
+    return TokenOut(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
+
+
+@router.post("/logout", status_code=204)
+async def logout(user: CurrentUser, conn: ConnDep) -> None:
+    """Revoke every refresh token of the signed-in user (access tokens expire on their own)."""
+    await users_repo.revoke_all_tokens(conn, user_id=user.id)
+
+
+@router.get("/me", response_model=UserOut)
+async def me(user: CurrentUser, conn: ConnDep) -> UserOut:
+    row = await users_repo.get_user(conn, user_id=user.id)
+    return UserOut.model_validate(row)
+
+
+@router.put("/me/locale", response_model=UserOut)
+async def change_locale(body: LocaleIn, request: Request, user: CurrentUser, conn: ConnDep) -> UserOut:
+    """Switch the language of the consoles and of API messages (zh-CN or en)."""
+    row = await users_repo.update_user(conn, user_id=user.id, locale=body.locale)
+    request.state.locale = body.locale
+    return UserOut.model_validate(row)
+
+
+@router.put("/me/password", status_code=204)
+async def change_password(body: PasswordIn, user: CurrentUser, conn: ConnDep) -> None:
+    """Change the own password; every refresh token is revoked (sign in again elsewhere)."""
+    current = await users_repo.get_password_hash(conn, user_id=user.id)
+    if current is None or not await security.verify_password_async(current, body.current_password):
+        raise ApiError(403, "auth.wrong_password")
+    await users_repo.update_user(
+        conn, user_id=user.id, password_hash=security.hash_password(body.new_password)
+    )
+    await users_repo.revoke_all_tokens(conn, user_id=user.id)

@@ -1,0 +1,190 @@
+"""Gateways (provisioning with one-time MQTT credentials, retained config) and their sensors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from eldercare import protocol
+from eldercare.platform import security
+from eldercare.platform.access import Principal
+from eldercare.platform.deps import AdminUser, ConnDep, RegistryReader, SettingsDep
+from eldercare.platform.errors import ApiError, not_found
+from eldercare.platform.publish import publish_config
+from eldercare.platform.repo import registry
+from eldercare.platform.routes import ERRORS
+from eldercare.platform.schemas import (
+    GatewayConfigIn,
+    GatewayConfigOut,
+    GatewayCredentials,
+    GatewayIn,
+    GatewayOut,
+    GatewayProvisioned,
+    SensorIn,
+    SensorOut,
+    SensorPatch,
+)
+
+router = APIRouter(prefix="/gateways", tags=["gateways"], responses=ERRORS)
+
+
+async def _gateway(conn: ConnDep, user: Principal, gateway_id: str) -> dict[str, Any]:
+    row = await registry.get_gateway(conn, user=user, gateway_id=gateway_id)
+    if row is None:
+        raise not_found("gateway", gateway_id)
+    return row
+
+
+def _sensor_config(sensors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for s in sensors:
+        item = {"id": s["id"], "kind": s["kind"], "room": s.get("room"), "resident": s.get("resident_id")}
+        if (s.get("meta") or {}).get("sample_hz"):
+            item["sample_hz"] = s["meta"]["sample_hz"]
+        out.append(item)
+    return out
+
+
+def _validated(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as wire protocol v1 accepts it, or 422 naming the field."""
+    try:
+        msg = protocol.decode_config(json.dumps(config))
+    except protocol.ProtocolError as exc:
+        raise ApiError(422, "invalid.config", field=exc.field, reason=exc.reason) from None
+    return json.loads(protocol.encode(msg))  # type: ignore[no-any-return]
+
+
+def _credentials(settings: SettingsDep, gw: dict[str, Any], password: str) -> GatewayCredentials:
+    prefix = f"{settings.mqtt_topic_root}/{gw['site_id']}/{gw['id']}/"
+    return GatewayCredentials(mqtt_username=gw["mqtt_username"], mqtt_password=password, topic_prefix=prefix)
+
+
+@router.get("", response_model=list[GatewayOut])
+async def list_gateways(
+    user: RegistryReader, conn: ConnDep, site_id: str | None = Query(default=None)
+) -> list[GatewayOut]:
+    return [
+        GatewayOut.model_validate(r) for r in await registry.list_gateways(conn, user=user, site_id=site_id)
+    ]
+
+
+@router.post("", response_model=GatewayProvisioned, status_code=201)
+async def provision_gateway(
+    _: AdminUser, body: GatewayIn, conn: ConnDep, settings: SettingsDep
+) -> GatewayProvisioned:
+    """Register a gateway: returns its MQTT credentials ONCE (only a hash is kept) and its config."""
+    if not protocol.is_identifier(body.site_id):
+        raise ApiError(422, "invalid.value", field="site_id", reason="not a valid identifier")
+    password = secrets.token_urlsafe(24)
+    pw_hash = await asyncio.to_thread(security.hash_password, password)
+    sensors = [s.model_dump() for s in body.sensors]
+    config = _validated({"v": 1, "revision": 0, "sensors": _sensor_config(sensors)})
+    gw = await registry.provision_gateway(
+        conn,
+        gateway={
+            "id": body.id,
+            "site_id": body.site_id,
+            "mqtt_username": body.id,
+            "mqtt_password_hash": pw_hash,
+            "description": body.description,
+            "config": config,
+        },
+        sensors=sensors,
+    )
+    return GatewayProvisioned(
+        gateway=GatewayOut.model_validate(gw), credentials=_credentials(settings, gw, password), config=config
+    )
+
+
+@router.get("/{gateway_id}", response_model=GatewayOut)
+async def get_gateway(user: RegistryReader, gateway_id: str, conn: ConnDep) -> GatewayOut:
+    return GatewayOut.model_validate(await _gateway(conn, user, gateway_id))
+
+
+@router.delete("/{gateway_id}", status_code=204)
+async def delete_gateway(_: AdminUser, gateway_id: str, conn: ConnDep) -> None:
+    if not await registry.delete(conn, table="gateways", key={"id": gateway_id}):
+        raise not_found("gateway", gateway_id)
+
+
+@router.post("/{gateway_id}/credentials", response_model=GatewayCredentials)
+async def rotate_credentials(
+    user: AdminUser, gateway_id: str, conn: ConnDep, settings: SettingsDep
+) -> GatewayCredentials:
+    """Issue a new MQTT password (shown once); the old one stops working at the broker's next auth check."""
+    gw = await _gateway(conn, user, gateway_id)
+    password = secrets.token_urlsafe(24)
+    pw_hash = await asyncio.to_thread(security.hash_password, password)
+    await registry.set_gateway_password(conn, gateway_id=gateway_id, password_hash=pw_hash)
+    return _credentials(settings, gw, password)
+
+
+@router.get("/{gateway_id}/config", response_model=GatewayConfigOut)
+async def get_config(user: RegistryReader, gateway_id: str, conn: ConnDep) -> GatewayConfigOut:
+    gw = await _gateway(conn, user, gateway_id)
+    return GatewayConfigOut(gateway_id=gateway_id, revision=gw["config_revision"], config=gw["config"])
+
+
+@router.put("/{gateway_id}/config", response_model=GatewayConfigOut)
+async def put_config(
+    user: AdminUser, gateway_id: str, body: GatewayConfigIn, conn: ConnDep, settings: SettingsDep
+) -> GatewayConfigOut:
+    """Store a new config (revision + 1) and publish it retained on the gateway's config topic.
+
+    Without ``sensors`` the registry's sensors are filled in. Publishing is best effort: the
+    answer says whether it reached the broker; the stored config is the source of truth.
+    """
+    gw = await _gateway(conn, user, gateway_id)
+    config = {k: v for k, v in body.config.items() if k not in ("v", "revision")}
+    if "sensors" not in config:
+        config["sensors"] = _sensor_config(await registry.list_sensors(conn, gateway_id=gateway_id))
+    full = _validated({"v": 1, "revision": gw["config_revision"] + 1, **config})
+    row = await registry.set_gateway_config(
+        conn, gateway_id=gateway_id, config=full, expected_revision=body.expected_revision
+    )
+    if row is None:
+        raise ApiError(
+            409,
+            "invalid.value",
+            field="expected_revision",
+            reason="the config changed meanwhile; read it again and retry",
+        )
+    topic = protocol.topic(row["site_id"], gateway_id, "config", root=settings.mqtt_topic_root)
+    published = await publish_config(settings, topic, json.dumps(row["config"]).encode())
+    return GatewayConfigOut(
+        gateway_id=gateway_id, revision=row["config_revision"], config=row["config"], published=published
+    )
+
+
+@router.get("/{gateway_id}/sensors", response_model=list[SensorOut])
+async def list_sensors(user: RegistryReader, gateway_id: str, conn: ConnDep) -> list[SensorOut]:
+    await _gateway(conn, user, gateway_id)
+    return [SensorOut.model_validate(r) for r in await registry.list_sensors(conn, gateway_id=gateway_id)]
+
+
+@router.post("/{gateway_id}/sensors", response_model=SensorOut, status_code=201)
+async def add_sensor(user: AdminUser, gateway_id: str, body: SensorIn, conn: ConnDep) -> SensorOut:
+    await _gateway(conn, user, gateway_id)
+    row = await registry.insert(conn, table="sensors", fields={**body.model_dump(), "gateway_id": gateway_id})
+    return SensorOut.model_validate(row)
+
+
+@router.patch("/{gateway_id}/sensors/{sensor_id}", response_model=SensorOut)
+async def update_sensor(
+    user: AdminUser, gateway_id: str, sensor_id: str, body: SensorPatch, conn: ConnDep
+) -> SensorOut:
+    key = {"gateway_id": gateway_id, "id": sensor_id}
+    row = await registry.update(conn, table="sensors", key=key, fields=body.model_dump(exclude_unset=True))
+    if row is None:
+        raise not_found("sensor", sensor_id)
+    return SensorOut.model_validate(row)
+
+
+@router.delete("/{gateway_id}/sensors/{sensor_id}", status_code=204)
+async def delete_sensor(user: AdminUser, gateway_id: str, sensor_id: str, conn: ConnDep) -> None:
+    if not await registry.delete(conn, table="sensors", key={"gateway_id": gateway_id, "id": sensor_id}):
+        raise not_found("sensor", sensor_id)

@@ -1,0 +1,59 @@
+"""Escalation policies: ordered tiers, each with targets and an acknowledgement deadline."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from eldercare.platform.deps import AdminUser, ConnDep, StaffUser
+from eldercare.platform.errors import ApiError, not_found
+from eldercare.platform.repo import registry
+from eldercare.platform.routes import ERRORS
+from eldercare.platform.schemas import PolicyIn, PolicyOut
+
+router = APIRouter(prefix="/policies", tags=["policies"], responses=ERRORS)
+
+
+def _check_tiers(body: PolicyIn) -> None:
+    if sorted(t.tier for t in body.tiers) != list(range(1, len(body.tiers) + 1)):
+        raise ApiError(422, "invalid.tiers")
+
+
+@router.get("", response_model=list[PolicyOut])
+async def list_policies(_: StaffUser, conn: ConnDep) -> list[PolicyOut]:
+    return [PolicyOut.model_validate(p) for p in await registry.list_policies(conn)]
+
+
+@router.post("", response_model=PolicyOut, status_code=201)
+async def create_policy(_: AdminUser, body: PolicyIn, conn: ConnDep) -> PolicyOut:
+    _check_tiers(body)
+    pid = await registry.save_policy(
+        conn, policy_id=None, name=body.name, tiers=[t.model_dump() for t in body.tiers]
+    )
+    return PolicyOut.model_validate(await registry.get_policy(conn, policy_id=pid or 0))
+
+
+@router.get("/{policy_id}", response_model=PolicyOut)
+async def get_policy(_: StaffUser, policy_id: int, conn: ConnDep) -> PolicyOut:
+    row = await registry.get_policy(conn, policy_id=policy_id)
+    if row is None:
+        raise not_found("policy", policy_id)
+    return PolicyOut.model_validate(row)
+
+
+@router.put("/{policy_id}", response_model=PolicyOut)
+async def replace_policy(_: AdminUser, policy_id: int, body: PolicyIn, conn: ConnDep) -> PolicyOut:
+    """Replace name and tiers; open alerts keep their current tier and follow the new deadlines."""
+    _check_tiers(body)
+    tiers = [t.model_dump() for t in body.tiers]
+    if await registry.save_policy(conn, policy_id=policy_id, name=body.name, tiers=tiers) is None:
+        raise not_found("policy", policy_id)
+    return PolicyOut.model_validate(await registry.get_policy(conn, policy_id=policy_id))
+
+
+@router.delete("/{policy_id}", status_code=204)
+async def delete_policy(_: AdminUser, policy_id: int, conn: ConnDep) -> None:
+    n = await registry.policy_in_use(conn, policy_id=policy_id)
+    if n:
+        raise ApiError(409, "conflict.in_use", kind="policy", id=str(policy_id), detail=f"{n} residents")
+    if not await registry.delete(conn, table="escalation_policies", key={"id": policy_id}):
+        raise not_found("policy", policy_id)

@@ -1,0 +1,110 @@
+"""Providers of the care chain, their members and on-call rosters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+
+from eldercare.platform.access import Principal
+from eldercare.platform.deps import AdminUser, ConnDep, StaffUser
+from eldercare.platform.errors import ApiError, not_found
+from eldercare.platform.repo import registry
+from eldercare.platform.repo import users as users_repo
+from eldercare.platform.routes import ERRORS
+from eldercare.platform.schemas import ProviderIn, ProviderOut, ShiftIn, ShiftOut, UserOut
+
+router = APIRouter(prefix="/providers", tags=["providers"], responses=ERRORS)
+
+
+async def _visible(conn: ConnDep, user: Principal, provider_id: str) -> dict:  # type: ignore[type-arg]
+    row = await registry.get_provider(conn, user=user, provider_id=provider_id)
+    if row is None:
+        raise not_found("provider", provider_id)
+    return row
+
+
+@router.get("", response_model=list[ProviderOut])
+async def list_providers(user: StaffUser, conn: ConnDep) -> list[ProviderOut]:
+    """All providers (admin) or the caller's own (care worker)."""
+    return [ProviderOut.model_validate(r) for r in await registry.list_providers(conn, user=user)]
+
+
+@router.post("", response_model=ProviderOut, status_code=201)
+async def create_provider(_: AdminUser, body: ProviderIn, conn: ConnDep) -> ProviderOut:
+    return ProviderOut.model_validate(
+        await registry.insert(conn, table="providers", fields=body.model_dump())
+    )
+
+
+@router.get("/{provider_id}", response_model=ProviderOut)
+async def get_provider(user: StaffUser, provider_id: str, conn: ConnDep) -> ProviderOut:
+    return ProviderOut.model_validate(await _visible(conn, user, provider_id))
+
+
+@router.put("/{provider_id}", response_model=ProviderOut)
+async def update_provider(_: AdminUser, provider_id: str, body: ProviderIn, conn: ConnDep) -> ProviderOut:
+    fields = body.model_dump(exclude={"id"})
+    row = await registry.update(conn, table="providers", key={"id": provider_id}, fields=fields)
+    if row is None:
+        raise not_found("provider", provider_id)
+    return ProviderOut.model_validate(row)
+
+
+@router.delete("/{provider_id}", status_code=204)
+async def delete_provider(_: AdminUser, provider_id: str, conn: ConnDep) -> None:
+    if not await registry.delete(conn, table="providers", key={"id": provider_id}):
+        raise not_found("provider", provider_id)
+
+
+@router.get("/{provider_id}/members", response_model=list[UserOut])
+async def list_members(user: StaffUser, provider_id: str, conn: ConnDep) -> list[UserOut]:
+    """The provider's staff (care workers, nurses, station staff)."""
+    await _visible(conn, user, provider_id)
+    rows = await users_repo.list_users(conn, provider_id=provider_id)
+    return [UserOut.model_validate(r) for r in rows]
+
+
+@router.get("/{provider_id}/shifts", response_model=list[ShiftOut])
+async def list_shifts(
+    user: StaffUser,
+    provider_id: str,
+    conn: ConnDep,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[ShiftOut]:
+    """The on-call roster; the escalation engine picks the person on duty from it."""
+    await _visible(conn, user, provider_id)
+    rows = await registry.list_shifts(conn, provider_id=provider_id, start=start, end=end)
+    return [ShiftOut.model_validate(r) for r in rows]
+
+
+@router.post("/{provider_id}/shifts", response_model=ShiftOut, status_code=201)
+async def create_shift(user: StaffUser, provider_id: str, body: ShiftIn, conn: ConnDep) -> ShiftOut:
+    """Put a member on duty (admin, or a member of the same provider)."""
+    await _visible(conn, user, provider_id)
+    if body.ends_at <= body.starts_at:
+        raise ApiError(422, "invalid.value", field="ends_at", reason="must be after starts_at")
+    member = await users_repo.get_user(conn, user_id=body.user_id)
+    if member is None or member["provider_id"] != provider_id:
+        raise ApiError(422, "invalid.value", field="user_id", reason=f"is not a member of {provider_id}")
+    row = await registry.insert(
+        conn,
+        table="oncall_shifts",
+        fields={
+            "provider_id": provider_id,
+            "user_id": body.user_id,
+            "starts_at": body.starts_at,
+            "ends_at": body.ends_at,
+        },
+    )
+    return ShiftOut.model_validate(await registry.get_shift(conn, shift_id=row["id"]))
+
+
+@router.delete("/{provider_id}/shifts/{shift_id}", status_code=204)
+async def delete_shift(user: StaffUser, provider_id: str, shift_id: int, conn: ConnDep) -> None:
+    await _visible(conn, user, provider_id)
+    if not await registry.delete(
+        conn, table="oncall_shifts", key={"id": shift_id, "provider_id": provider_id}
+    ):
+        raise not_found("shift", shift_id)

@@ -1,0 +1,180 @@
+"""Residents, their family links (with consent per viewer and stream) and their care team."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from eldercare.platform.access import ResidentAccess
+from eldercare.platform.deps import AdminUser, ConnDep, CurrentUser, resident_access, resident_admin
+from eldercare.platform.errors import ApiError, not_found
+from eldercare.platform.repo import audit, registry
+from eldercare.platform.repo import users as users_repo
+from eldercare.platform.routes import ERRORS
+from eldercare.platform.schemas import (
+    CareAssignmentIn,
+    CareAssignmentOut,
+    ConsentIn,
+    FamilyLinkIn,
+    FamilyLinkOut,
+    ResidentIn,
+    ResidentOut,
+    ResidentPatch,
+)
+
+router = APIRouter(prefix="/residents", tags=["residents"], responses=ERRORS)
+
+ProfileRead = Annotated[ResidentAccess, Depends(resident_access("profile"))]
+ProfileWrite = Annotated[ResidentAccess, Depends(resident_admin("change residents"))]
+CareTeamRead = Annotated[ResidentAccess, Depends(resident_admin("view the care team and family links"))]
+
+
+def _out(row: dict, role: str) -> ResidentOut:  # type: ignore[type-arg]
+    out = ResidentOut.model_validate(row)
+    if role == "family":
+        out.notes = None  # care notes are for the care team
+    return out
+
+
+@router.get("", response_model=list[ResidentOut])
+async def list_residents(
+    request: Request,
+    user: CurrentUser,
+    conn: ConnDep,
+    site_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[str | None, Query(description="Page on: the last id of the previous page")] = None,
+) -> list[ResidentOut]:
+    """Residents in the caller's scope (family: their relatives), ordered by id."""
+    rows = await registry.list_residents(conn, user=user, site_id=site_id, limit=limit, after=after)
+    await audit.write(
+        conn,
+        user_id=user.id,
+        username=user.username,
+        action="list:profile",
+        route=f"GET {request.url.path}",
+        detail={"residents": [r["id"] for r in rows]},
+    )
+    return [_out(r, user.role) for r in rows]
+
+
+@router.post("", response_model=ResidentOut, status_code=201)
+async def create_resident(_: AdminUser, body: ResidentIn, conn: ConnDep) -> ResidentOut:
+    return ResidentOut.model_validate(
+        await registry.insert(conn, table="residents", fields=body.model_dump())
+    )
+
+
+@router.get("/{resident_id}", response_model=ResidentOut)
+async def get_resident(grant: ProfileRead, user: CurrentUser, conn: ConnDep) -> ResidentOut:
+    row = await registry.get_resident(conn, resident_id=grant.resident_id)
+    if row is None:
+        raise not_found("resident", grant.resident_id)
+    return _out(row, user.role)
+
+
+@router.patch("/{resident_id}", response_model=ResidentOut)
+async def update_resident(grant: ProfileWrite, body: ResidentPatch, conn: ConnDep) -> ResidentOut:
+    fields = body.model_dump(exclude_unset=True)
+    row = await registry.update(conn, table="residents", key={"id": grant.resident_id}, fields=fields)
+    if row is None:
+        raise not_found("resident", grant.resident_id)
+    return ResidentOut.model_validate(row)
+
+
+@router.get("/{resident_id}/family", response_model=list[FamilyLinkOut])
+async def list_family(grant: CareTeamRead, conn: ConnDep) -> list[FamilyLinkOut]:
+    """Family members linked to the resident, each with the consent recorded for them."""
+    rows = await users_repo.list_family(conn, resident_id=grant.resident_id)
+    return [FamilyLinkOut.model_validate(r) for r in rows]
+
+
+@router.put("/{resident_id}/family/{user_id}", response_model=FamilyLinkOut)
+async def link_family(
+    grant: ProfileWrite, user_id: int, body: FamilyLinkIn, user: CurrentUser, conn: ConnDep
+) -> FamilyLinkOut:
+    """Link a family account to the resident (or update the link), with its consent."""
+    if body.user_id != user_id:
+        raise ApiError(422, "invalid.value", field="user_id", reason="must match the user id in the path")
+    member = await users_repo.get_user(conn, user_id=user_id)
+    if member is None or member["role"] != "family":
+        raise ApiError(422, "invalid.value", field="user_id", reason="must be an account with role 'family'")
+    row = await users_repo.upsert_family_link(
+        conn,
+        resident_id=grant.resident_id,
+        user_id=user_id,
+        relation=body.relation,
+        is_primary=body.is_primary,
+        consent={str(k): v for k, v in body.consent.items()},
+    )
+    await audit.write(
+        conn,
+        user_id=user.id,
+        username=user.username,
+        action="link:family",
+        resident_id=grant.resident_id,
+        detail={"family_user": user_id, "consent": {str(k): v for k, v in body.consent.items()}},
+    )
+    return FamilyLinkOut.model_validate(row)
+
+
+@router.put("/{resident_id}/family/{user_id}/consent", response_model=FamilyLinkOut)
+async def set_consent(
+    grant: ProfileWrite, user_id: int, body: ConsentIn, user: CurrentUser, conn: ConnDep
+) -> FamilyLinkOut:
+    """Record which raw streams (activity, bed, bathroom, vitals) this family member may see."""
+    if not await users_repo.set_consent(
+        conn,
+        resident_id=grant.resident_id,
+        user_id=user_id,
+        consent={str(k): v for k, v in body.consent.items()},
+    ):
+        raise not_found("family_link", user_id)
+    await audit.write(
+        conn,
+        user_id=user.id,
+        username=user.username,
+        action="consent",
+        resident_id=grant.resident_id,
+        detail={"family_user": user_id, "consent": {str(k): v for k, v in body.consent.items()}},
+    )
+    rows = [
+        r
+        for r in await users_repo.list_family(conn, resident_id=grant.resident_id)
+        if r["user_id"] == user_id
+    ]
+    return FamilyLinkOut.model_validate(rows[0])
+
+
+@router.delete("/{resident_id}/family/{user_id}", status_code=204)
+async def unlink_family(grant: ProfileWrite, user_id: int, conn: ConnDep) -> None:
+    if not await users_repo.delete_family_link(conn, resident_id=grant.resident_id, user_id=user_id):
+        raise not_found("family_link", user_id)
+
+
+@router.get("/{resident_id}/care-team", response_model=list[CareAssignmentOut])
+async def list_care_team(grant: CareTeamRead, conn: ConnDep) -> list[CareAssignmentOut]:
+    rows = await users_repo.list_care_team(conn, resident_id=grant.resident_id)
+    return [CareAssignmentOut.model_validate(r) for r in rows]
+
+
+@router.post("/{resident_id}/care-team", response_model=list[CareAssignmentOut], status_code=201)
+async def assign_worker(
+    grant: ProfileWrite, body: CareAssignmentIn, conn: ConnDep
+) -> list[CareAssignmentOut]:
+    """Assign a care worker (tier targets 'assigned_worker' reach them)."""
+    member = await users_repo.get_user(conn, user_id=body.user_id)
+    if member is None or member["role"] != "care_worker":
+        raise ApiError(
+            422, "invalid.value", field="user_id", reason="must be an account with role 'care_worker'"
+        )
+    await users_repo.assign_worker(conn, resident_id=grant.resident_id, user_id=body.user_id, role=body.role)
+    rows = await users_repo.list_care_team(conn, resident_id=grant.resident_id)
+    return [CareAssignmentOut.model_validate(r) for r in rows]
+
+
+@router.delete("/{resident_id}/care-team/{user_id}", status_code=204)
+async def unassign_worker(grant: ProfileWrite, user_id: int, conn: ConnDep) -> None:
+    if not await users_repo.unassign_worker(conn, resident_id=grant.resident_id, user_id=user_id):
+        raise not_found("user", user_id)

@@ -1,0 +1,148 @@
+"""Tester endpoints: trigger incidents in a running simulation and score the platform's answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from eldercare.platform.access import require_resident_access
+from eldercare.platform.deps import ConnDep, SettingsDep, TesterUser
+from eldercare.platform.errors import ApiError
+from eldercare.platform.repo import sim as repo
+from eldercare.platform.routes import ERRORS
+from eldercare.platform.schemas import ErrorOut, SimIncidentIn, SimIncidentOut, SimScoreOut
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/sim", tags=["sim"], responses=ERRORS)
+ACK_TIMEOUT_S = 5.0
+
+
+@router.post(
+    "/incidents",
+    response_model=SimIncidentOut,
+    status_code=201,
+    responses={503: {"model": ErrorOut, "description": "No simulation is running under this topic root"}},
+)
+async def trigger_incident(
+    request: Request, body: SimIncidentIn, user: TesterUser, conn: ConnDep, settings: SettingsDep
+) -> SimIncidentOut:
+    """Publish a trigger on ``{root}/_sim/control``; with ``wait_for_ack`` wait for the ground truth."""
+    grant = await require_resident_access(
+        conn, user, body.resident, "profile", route=f"POST {request.url.path}", action="sim_trigger"
+    )
+    if not grant.simulated:
+        raise ApiError(403, "sim.not_simulated", id=body.resident)
+    req: dict[str, Any] = body.model_dump(exclude={"wait_for_ack"}, exclude_none=True)
+    truth = clock = None
+    if body.wait_for_ack:
+        from eldercare.simulators.control import NoRunnerError, send_trigger
+
+        try:
+            answer = await asyncio.to_thread(
+                send_trigger, settings, settings.mqtt_topic_root, req, ACK_TIMEOUT_S
+            )
+        except (NoRunnerError, OSError) as exc:
+            raise ApiError(503, "sim.no_runner", reason=str(exc)) from None
+        truth, clock = answer.get("truth"), answer.get("clock")
+    else:
+        from eldercare.platform.publish import publish_retained
+
+        topic = f"{settings.mqtt_topic_root}/_sim/control"
+        try:
+            await asyncio.to_thread(
+                _publish_once, settings, topic, json.dumps(req).encode(), publish_retained
+            )
+        except (OSError, ValueError) as exc:
+            raise ApiError(503, "sim.no_runner", reason=str(exc)) from None
+    row = await repo.record_incident(
+        conn,
+        user_id=user.id,
+        resident_id=body.resident,
+        kind=body.kind,
+        request=req,
+        truth=truth,
+        clock=clock,
+    )
+    return SimIncidentOut(
+        id=row["id"],
+        resident_id=row["resident_id"],
+        kind=row["kind"],
+        requested_at=row["requested_at"],
+        acknowledged=truth is not None,
+        truth=truth,
+    )
+
+
+def _publish_once(settings: Any, topic: str, payload: bytes, _: Any) -> None:
+    import paho.mqtt.publish as publish
+
+    from eldercare.platform.publish import _broker
+
+    host, port, _tls, auth = _broker(settings)
+    publish.single(topic, payload, qos=1, retain=False, hostname=host, port=port, auth=auth)  # type: ignore[arg-type]
+
+
+def _to_wall(inc: dict[str, Any]) -> dict[str, Any] | None:
+    """Map a truth record's simulated times to wall-clock seconds (alerts are in wall-clock time)."""
+    truth = inc["truth"]
+    if not truth:
+        return None
+    clock = inc["clock"]
+    if clock:
+
+        def wall(s: float) -> float:
+            return float(clock["wall_start"]) + (s - float(clock["sim_start"])) / float(clock["speed"])
+    else:  # the simulation's "now" was the trigger time; assume real-time speed
+        offset = inc["requested_at"].timestamp() - float(truth["t"])
+
+        def wall(s: float) -> float:
+            return s + offset
+
+    out = dict(truth)
+    for k in ("t", "alert_from", "end"):
+        if out.get(k) is not None:
+            out[k] = wall(float(out[k]))
+    return out
+
+
+@router.get("/score", response_model=SimScoreOut, responses={501: {"model": ErrorOut}})
+async def score(
+    user: TesterUser, conn: ConnDep, since: datetime | None = None, window_h: float = 2.0
+) -> SimScoreOut:
+    """Score the incidents triggered through this API against the alerts raised for simulated sites."""
+    try:
+        from eldercare.simulators import score as scoring
+        from eldercare.simulators.routine import TruthRecord
+        from eldercare.simulators.store import AlertRow, TrailRow
+    except ImportError:
+        raise ApiError(501, "sim.unavailable") from None
+    incidents = await repo.incidents(conn, since=since)
+    truth = [TruthRecord.from_json(t) for t in (_to_wall(i) for i in incidents) if t]
+    sites = sorted({i["site_id"] for i in incidents})
+    alerts, trail = await repo.alerts_of_sites(conn, sites=sites, since=since) if sites else ([], [])
+    report = scoring.score(
+        truth,
+        [
+            AlertRow(
+                a["id"],
+                a["kind"],
+                a["resident_id"],
+                a["site"],
+                a["sensor_id"],
+                a["detected_at"],
+                a["opened_at"],
+                a["acknowledged_at"],
+                a["outcome"],
+            )
+            for a in alerts
+        ],
+        [TrailRow(r["alert_id"], r["at"], r["action"], r["tier"]) for r in trail],
+        residents=await repo.simulated_residents(conn),
+        window_s=window_h * 3600,
+    )
+    return SimScoreOut(incidents=len(truth), report=report.to_json())

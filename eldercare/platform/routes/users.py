@@ -1,0 +1,67 @@
+"""Accounts (admin only): create, list, change role or provider, disable, reset password."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from eldercare.platform import security
+from eldercare.platform.deps import AdminUser, ConnDep
+from eldercare.platform.errors import not_found
+from eldercare.platform.repo import users as users_repo
+from eldercare.platform.routes import ERRORS
+from eldercare.platform.schemas import Role, UserIn, UserOut, UserPatch
+
+router = APIRouter(prefix="/users", tags=["users"], responses=ERRORS)
+
+
+@router.get("", response_model=list[UserOut])
+async def list_users(
+    _: AdminUser, conn: ConnDep, role: Role | None = None, provider_id: str | None = Query(default=None)
+) -> list[UserOut]:
+    rows = await users_repo.list_users(conn, role=role, provider_id=provider_id)
+    return [UserOut.model_validate(r) for r in rows]
+
+
+@router.post("", response_model=UserOut, status_code=201)
+async def create_user(_: AdminUser, body: UserIn, conn: ConnDep) -> UserOut:
+    """Create an account; care workers need the provider that employs them."""
+    fields = body.model_dump(exclude={"password"})
+    pw_hash = await _hash(body.password)
+    row = await users_repo.create_user(conn, password_hash=pw_hash, **fields)
+    return UserOut.model_validate(row)
+
+
+@router.get("/{user_id}", response_model=UserOut)
+async def get_user(_: AdminUser, user_id: int, conn: ConnDep) -> UserOut:
+    row = await users_repo.get_user(conn, user_id=user_id)
+    if row is None:
+        raise not_found("user", user_id)
+    return UserOut.model_validate(row)
+
+
+@router.patch("/{user_id}", response_model=UserOut)
+async def update_user(_: AdminUser, user_id: int, body: UserPatch, conn: ConnDep) -> UserOut:
+    """Change fields; a new password or disabling the account revokes the user's refresh tokens."""
+    fields = body.model_dump(exclude_unset=True, exclude={"password"})
+    if body.password is not None:
+        fields["password_hash"] = await _hash(body.password)
+    row = await users_repo.update_user(conn, user_id=user_id, **fields)
+    if row is None:
+        raise not_found("user", user_id)
+    if body.password is not None or body.active is False:
+        await users_repo.revoke_all_tokens(conn, user_id=user_id)
+    return UserOut.model_validate(row)
+
+
+@router.delete("/{user_id}", status_code=204)
+async def disable_user(_: AdminUser, user_id: int, conn: ConnDep) -> None:
+    """Disable (not erase: the audit trail and alert history keep referring to the account)."""
+    if not await users_repo.delete_user(conn, user_id=user_id):
+        raise not_found("user", user_id)
+    await users_repo.revoke_all_tokens(conn, user_id=user_id)
+
+
+async def _hash(password: str) -> str:
+    import asyncio
+
+    return await asyncio.to_thread(security.hash_password, password)

@@ -1,0 +1,481 @@
+"""Request and response models of the HTTP API (pydantic); they are the OpenAPI description."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Ident = str  # documented constraint below
+IDENT = Field(
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", description="letters, digits, . _ : - (wire protocol ids)"
+)
+Locale = Literal["zh-CN", "en"]
+Role = Literal["admin", "care_worker", "family", "tester"]
+TIER_TARGET = r"^(family|assigned_worker|station_on_duty|institution_on_duty|provider:[a-z0-9][a-z0-9_-]*)$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are an error (a misspelt field must not be ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(Model):
+    detail: str = Field(description="What went wrong and what to change, in the caller's language")
+
+
+class ValidationErrorOut(ErrorOut):
+    errors: list[dict[str, Any]] = Field(default_factory=list, description="One entry per invalid field")
+
+
+# Auth --------------------------------------------------------------------------------------------------
+
+
+class TokenOut(Model):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires")
+
+
+class RefreshIn(Strict):
+    refresh_token: str = Field(min_length=10)
+
+
+class UserOut(Model):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    provider_id: str | None = None
+    locale: Locale
+    phone: str | None = None
+    email: str | None = None
+    active: bool = True
+
+
+class LocaleIn(Strict):
+    locale: Locale
+
+
+class PasswordIn(Strict):
+    current_password: str
+    new_password: str = Field(min_length=10, description="At least 10 characters")
+
+
+class UserIn(Strict):
+    username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{3,64}$")
+    display_name: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=10)
+    role: Role
+    provider_id: str | None = None
+    locale: Locale = "zh-CN"
+    phone: str | None = None
+    email: str | None = None
+
+
+class UserPatch(Strict):
+    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    role: Role | None = None
+    provider_id: str | None = None
+    locale: Locale | None = None
+    phone: str | None = None
+    email: str | None = None
+    active: bool | None = None
+    password: str | None = Field(default=None, min_length=10)
+
+
+# Providers, sites, residents --------------------------------------------------------------------
+
+
+class ProviderIn(Strict):
+    id: Ident = IDENT
+    name: str = Field(min_length=1)
+    kind: Literal["home_care", "station", "institution"]
+    district: str | None = None
+    phone: str | None = None
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    webhook_secret: str | None = Field(default=None, min_length=16)
+
+
+class ProviderOut(Model):
+    id: str
+    name: str
+    kind: str
+    district: str | None = None
+    phone: str | None = None
+    webhook_url: str | None = None
+    created_at: datetime
+
+
+class SiteIn(Strict):
+    id: Ident = IDENT
+    kind: Literal["home", "station", "institution"]
+    name: str = Field(min_length=1)
+    district: str | None = None
+    address: str | None = None
+    provider_id: str | None = None
+    timezone: str = "Asia/Shanghai"
+    layout: dict[str, Any] = Field(default_factory=dict)
+    simulated: bool = False
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            msg = f"unknown time zone {v!r}; use an IANA name such as Asia/Shanghai"
+            raise ValueError(msg) from None
+        return v
+
+
+class SitePatch(Strict):
+    name: str | None = Field(default=None, min_length=1)
+    district: str | None = None
+    address: str | None = None
+    provider_id: str | None = None
+    layout: dict[str, Any] | None = None
+
+
+class SiteOut(Model):
+    id: str
+    kind: str
+    name: str
+    district: str | None = None
+    address: str | None = None
+    provider_id: str | None = None
+    timezone: str
+    layout: dict[str, Any]
+    simulated: bool
+    created_at: datetime
+
+
+CareLevel = Literal["independent", "partly_dependent", "dependent", "dementia"]
+
+
+class ResidentIn(Strict):
+    id: Ident = IDENT
+    name: str = Field(min_length=1)
+    home_site_id: str
+    station_site_id: str | None = None
+    home_care_provider_id: str | None = None
+    institution_provider_id: str | None = None
+    care_level: CareLevel = "independent"
+    birth_year: int | None = Field(default=None, ge=1900, le=2100)
+    sex: Literal["f", "m", "x"] | None = None
+    phone: str | None = None
+    emergency_contacts: list[dict[str, Any]] = Field(default_factory=list)
+    escalation_policy_id: int | None = None
+    notes: str | None = None
+    simulated: bool = False
+
+
+class ResidentPatch(Strict):
+    name: str | None = Field(default=None, min_length=1)
+    station_site_id: str | None = None
+    home_care_provider_id: str | None = None
+    institution_provider_id: str | None = None
+    care_level: CareLevel | None = None
+    phone: str | None = None
+    emergency_contacts: list[dict[str, Any]] | None = None
+    escalation_policy_id: int | None = None
+    notes: str | None = None
+
+
+class ResidentOut(Model):
+    """A resident's record; family members get the profile without notes and contacts of others."""
+
+    id: str
+    name: str
+    home_site_id: str
+    station_site_id: str | None = None
+    home_care_provider_id: str | None = None
+    institution_provider_id: str | None = None
+    care_level: str
+    birth_year: int | None = None
+    sex: str | None = None
+    phone: str | None = None
+    emergency_contacts: list[dict[str, Any]] = Field(default_factory=list)
+    escalation_policy_id: int | None = None
+    notes: str | None = None
+    simulated: bool
+
+
+Consent = dict[Literal["activity", "bed", "bathroom", "vitals"], bool]
+
+
+class FamilyLinkIn(Strict):
+    user_id: int
+    relation: str = Field(min_length=1, max_length=50)
+    is_primary: bool = False
+    consent: Consent = Field(default_factory=dict, description="Raw streams this viewer may see")
+
+
+class ConsentIn(Strict):
+    consent: Consent
+
+
+class FamilyLinkOut(Model):
+    user_id: int
+    username: str
+    display_name: str
+    resident_id: str
+    relation: str
+    is_primary: bool
+    consent: dict[str, bool]
+
+
+class CareAssignmentIn(Strict):
+    user_id: int
+    role: str = "home_care_worker"
+
+
+class CareAssignmentOut(Model):
+    user_id: int
+    username: str
+    display_name: str
+    provider_id: str | None = None
+    role: str
+
+
+# Gateways and sensors ------------------------------------------------------------------------------
+
+SensorKind = Literal["wearable", "pir", "door", "bed", "plug", "sos", "env", "vitals"]
+
+
+class SensorIn(Strict):
+    id: Ident = IDENT
+    kind: SensorKind
+    room: str | None = None
+    resident_id: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class SensorPatch(Strict):
+    room: str | None = None
+    resident_id: str | None = None
+    meta: dict[str, Any] | None = None
+
+
+class SensorOut(Model):
+    gateway_id: str
+    id: str
+    kind: str
+    room: str | None = None
+    resident_id: str | None = None
+    meta: dict[str, Any]
+
+
+class GatewayIn(Strict):
+    id: Ident = IDENT
+    site_id: str
+    description: str | None = None
+    sensors: list[SensorIn] = Field(default_factory=list)
+
+
+class GatewayOut(Model):
+    id: str
+    site_id: str
+    mqtt_username: str
+    description: str | None = None
+    config_revision: int
+    state: str
+    state_at: datetime | None = None
+    version: str | None = None
+    created_at: datetime
+
+
+class GatewayCredentials(Model):
+    mqtt_username: str
+    mqtt_password: str = Field(description="Shown once; only its argon2 hash is stored")
+    topic_prefix: str = Field(description="The only topic prefix this gateway may publish under")
+
+
+class GatewayProvisioned(Model):
+    gateway: GatewayOut
+    credentials: GatewayCredentials
+    config: dict[str, Any]
+
+
+class GatewayConfigIn(Strict):
+    config: dict[str, Any] = Field(
+        description="The gateway's settings as in wire protocol v1 (GatewayConfig) without 'v' and 'revision'"
+    )
+    expected_revision: int | None = Field(
+        default=None, description="Refuse (409) if the stored revision differs: no lost updates"
+    )
+
+
+class GatewayConfigOut(Model):
+    gateway_id: str
+    revision: int
+    config: dict[str, Any]
+    published: bool | None = Field(default=None, description="Whether the retained config reached the broker")
+
+
+# Escalation policies and on-call ---------------------------------------------------------------------
+
+
+class TierIn(Strict):
+    tier: int = Field(ge=1, le=20)
+    name: str = Field(min_length=1)
+    targets: list[str] = Field(min_length=1, description="family, assigned_worker, ..., provider:<id>")
+    ack_timeout_s: int = Field(gt=0, le=86_400)
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v: list[str]) -> list[str]:
+        import re
+
+        bad = [t for t in v if not re.match(TIER_TARGET, t)]
+        if bad:
+            msg = (
+                f"unknown target {bad[0]!r}; use family, assigned_worker, station_on_duty,"
+                " institution_on_duty or provider:<id>"
+            )
+            raise ValueError(msg)
+        return v
+
+
+class PolicyIn(Strict):
+    name: str = Field(min_length=1)
+    tiers: list[TierIn] = Field(min_length=1)
+
+
+class PolicyOut(Model):
+    id: int
+    name: str
+    tiers: list[dict[str, Any]]
+    created_at: datetime
+
+
+class ShiftIn(Strict):
+    user_id: int
+    starts_at: datetime
+    ends_at: datetime
+
+
+class ShiftOut(Model):
+    id: int
+    provider_id: str
+    user_id: int
+    display_name: str
+    starts_at: datetime
+    ends_at: datetime
+
+
+# Timelines, summaries, reports ------------------------------------------------------------------------
+
+
+class TimelineCell(Model):
+    bucket: datetime
+    room: str | None
+    sensor_kind: str
+    metric: str
+    n: int
+    total: float
+    max_value: float
+
+
+class TimelineOut(Model):
+    resident_id: str
+    start: datetime
+    end: datetime
+    hidden_streams: list[str] = Field(description="Streams left out because consent does not cover them")
+    cells: list[TimelineCell]
+
+
+class SleepOut(Model):
+    in_bed_at: datetime | None = None
+    out_of_bed_at: datetime | None = None
+    hours_in_bed: float | None = None
+    bed_exits: int = 0
+
+
+class SummaryOut(Model):
+    resident_id: str
+    name: str
+    day: date
+    timezone: str
+    last_activity_at: datetime | None = None
+    last_activity_room: str | None = None
+    presence: Literal["home", "out", "unknown"]
+    presence_since: datetime | None = None
+    sleep_last_night: SleepOut | None = None
+    active_hours_today: int = 0
+    open_alerts: list[dict[str, Any]]
+
+
+class DurationStats(Model):
+    count: int
+    median_s: float | None = None
+    p90_s: float | None = None
+    mean_s: float | None = None
+
+
+class CareQualityOut(Model):
+    since: datetime
+    until: datetime
+    alerts: int
+    ack_by_tier: dict[str, DurationStats]
+    resolve_by_tier: dict[str, DurationStats]
+    ack_by_provider: dict[str, DurationStats]
+    resolve_by_provider: dict[str, DurationStats]
+    false_alarm_by_kind: dict[str, dict[str, float]]
+    false_alarm_by_resident: dict[str, dict[str, float]]
+
+
+class AuditOut(Model):
+    id: int
+    at: datetime
+    user_id: int | None = None
+    username: str | None = None
+    action: str
+    resident_id: str | None = None
+    route: str | None = None
+    detail: dict[str, Any]
+
+
+# Tester endpoints ----------------------------------------------------------------------------------------
+
+
+class SimIncidentIn(Strict):
+    resident: str
+    kind: Literal[
+        "fall",
+        "collapse",
+        "no_wake",
+        "night_wandering",
+        "bathroom_too_long",
+        "sos",
+        "device_offline",
+        "low_battery",
+        "gateway_outage",
+    ]
+    duration_s: float | None = Field(default=None, ge=0)
+    room: str | None = None
+    sensor: str | None = None
+    wait_for_ack: bool = Field(default=True, description="Wait for the simulation to confirm the trigger")
+
+
+class SimIncidentOut(Model):
+    id: int
+    resident_id: str
+    kind: str
+    requested_at: datetime
+    acknowledged: bool
+    truth: dict[str, Any] | None = None
+
+
+class SimScoreOut(Model):
+    incidents: int
+    report: dict[str, Any]
