@@ -151,3 +151,39 @@ def test_thousand_homes_bounded_memory(sim_root: str) -> None:
         sim_root, {protocol.topic(h["site"], h["gateway"]["id"], "status", sim_root) for h in m["homes"]}
     )
     print(json.dumps(stats))
+
+
+@pytest.mark.slow
+def test_edge_mode_runs_real_agents(sim_root: str, tmp_path: Path) -> None:
+    from eldercare.simulators.edge import EdgeRunner
+
+    m = _manifest(2, stations=0, seed=3)
+    col = Collector(sim_root)
+    opts = RunOptions(speed=60, duration=8.0, status_every=60, live=False)
+    runner = EdgeRunner(_settings(sim_root), m, opts, edge_dir=tmp_path / "edge")
+    result: dict[str, Any] = {}
+    th = threading.Thread(target=lambda: result.update(runner.run()))
+    th.start()
+    time.sleep(3.0)
+    answer = send_trigger(
+        _settings(sim_root), sim_root, {"resident": m["homes"][1]["resident"], "kind": "sos"}
+    )
+    assert answer["ok"]
+    th.join(60)
+    time.sleep(0.5)
+    col.close()
+    assert result["readings"] > 0
+    kinds: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for name, payload, _ in col.messages:
+        if "/_sim/" in name:
+            continue
+        parts = protocol.parse_topic(name, sim_root)
+        kinds[(parts.gateway, parts.kind)].append(protocol.decode(parts.kind, payload))
+    for h in m["homes"]:
+        gw = h["gateway"]["id"]
+        assert kinds[(gw, "telemetry")] and kinds[(gw, "status")]
+        assert (tmp_path / "edge" / f"{gw}.sqlite3").exists()  # the agent's own outbox
+    sos = [e for e in kinds[(m["homes"][1]["gateway"]["id"], "event")] if e.kind == "sos"]
+    assert len(sos) == 1
+    retained = {protocol.topic(h["site"], h["gateway"]["id"], "status", sim_root) for h in m["homes"]}
+    _clear_retained(sim_root, retained)

@@ -262,10 +262,6 @@ def run(
     from eldercare.simulators.runner import RunOptions, run_direct
 
     m = _load_manifest(manifest_path)
-    if mode == "edge":
-        raise click.ClickException(
-            "edge mode is not available yet: the edge agent has no simulator hook; use --mode direct"
-        )
     settings = get_settings(ctx)
     sc = _scenario(scenario) if scenario else None
     truth = Path(truth_path) if truth_path else Path(manifest_path).with_name("truth.jsonl")
@@ -279,7 +275,13 @@ def run(
         live=not quiet,
     )
     try:
-        stats = run_direct(settings, m, opts, truth_path=truth, scenario=sc)
+        if mode == "edge":
+            from eldercare.simulators.edge import run_edge
+
+            edge_dir = settings.data_dir / "sim-edge"
+            stats = run_edge(settings, m, opts, edge_dir=edge_dir, truth_path=truth, scenario=sc)
+        else:
+            stats = run_direct(settings, m, opts, truth_path=truth, scenario=sc)
     except (OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(stats))

@@ -125,6 +125,8 @@ class _Station:
 class Runner:
     """The live loop; build with :meth:`__init__`, drive with :meth:`run` (or :meth:`step` in tests)."""
 
+    fall_detected: dict[str, float] = FALL_DETECTED  # read only; edge mode: empty
+
     def __init__(
         self,
         settings: Settings,
@@ -228,7 +230,7 @@ class Runner:
     def _new_truth(self, home: _Home, rec: TruthRecord) -> None:
         self._at(rec.t, "truth", (home, rec))
         r = random.Random(f"{home.seed}:{rec.kind}:{rec.t}")
-        if rec.kind in FALL_DETECTED and r.random() < FALL_DETECTED[rec.kind]:
+        if rec.kind in self.fall_detected and r.random() < self.fall_detected[rec.kind]:
             self._at(rec.t + CHECKIN_S, "fall_event", (home, rec, round(r.uniform(0.7, 0.99), 3)))
         elif rec.kind == "gateway_outage":
             self._at(rec.t, "outage_start", home)
@@ -255,14 +257,40 @@ class Runner:
                 home, rec, conf = arg
                 self._event(home, t, "wearable-1", "fall", conf, {"simulated": True, "incident": rec.kind})
             elif what == "outage_start":
-                home = arg
-                home.gw.out = True
-                self.pool.drop(home.gw.conn)
+                arg.gw.out = True
+                self._outage_start(arg)
             elif what == "outage_end":
-                home = arg
-                home.gw.out = False
-                if self.pool.reconnect(home.gw.conn):
-                    self._status(home.gw, t, self._home_sensor_status(home, t))
+                arg.gw.out = False
+                self._outage_end(arg, t)
+            else:
+                self._effect(what, t, arg)
+
+    # hooks that edge mode overrides -----------------------------------------------------------
+
+    def _effect(self, what: str, t: float, arg: Any) -> None:
+        log.warning("unknown effect %s", what)
+
+    def _outage_start(self, home: _Home) -> None:
+        self.pool.drop(home.gw.conn)
+
+    def _outage_end(self, home: _Home, t: float) -> None:
+        if self.pool.reconnect(home.gw.conn):
+            self._status(home.gw, t, self._home_sensor_status(home, t))
+
+    def _connect_all(self) -> None:
+        self.pool.add(self.ctl)
+        for home in self.homes:
+            self.pool.add(home.gw.conn)
+        for st in self.stations:
+            self.pool.add(st.gw.conn)
+        self.pool.wait_connected()
+
+    def _say_goodbye(self) -> None:
+        """Graceful stop: every gateway that is up reports offline (retained)."""
+        for gw in [h.gw for h in self.homes] + [s.gw for s in self.stations]:
+            if not gw.out:
+                msg = Status(v=1, t=int(self.sim_now * 1000), state="offline", version=VERSION)
+                self._publish(gw, "status", _encode(msg), retain=True)
 
     # publishing --------------------------------------------------------------------------------
 
@@ -419,12 +447,7 @@ class Runner:
             self.ctl.publish(f"{self.root}/_sim/ack", json.dumps(reply).encode())
 
     def start(self) -> None:
-        self.pool.add(self.ctl)
-        for home in self.homes:
-            self.pool.add(home.gw.conn)
-        for st in self.stations:
-            self.pool.add(st.gw.conn)
-        self.pool.wait_connected()
+        self._connect_all()
         for home in self.homes:
             self._status(home.gw, self.sim_now, self._home_sensor_status(home, self.sim_now))
         for st in self.stations:
@@ -509,10 +532,7 @@ class Runner:
             drain_until = time.monotonic() + 5
             while self.pool.unacked and time.monotonic() < drain_until:
                 self.pool.poll(0.05)
-            for gw in [h.gw for h in self.homes] + [s.gw for s in self.stations]:
-                if not gw.out:
-                    msg = Status(v=1, t=int(self.sim_now * 1000), state="offline", version=VERSION)
-                    self._publish(gw, "status", _encode(msg), retain=True)
+            self._say_goodbye()
             end = time.monotonic() + 5
             while self.pool.unacked and time.monotonic() < end:
                 self.pool.poll(0.05)
