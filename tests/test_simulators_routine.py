@@ -294,3 +294,28 @@ def test_truth_json_round_trip() -> None:
     run = simulate_home(3, 3, incidents=[Incident("collapse", S + DAY + 12 * HOUR)])
     d = run.truth[0].to_json()
     assert d["end"] is None and TruthRecord.from_json(d) == run.truth[0]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "fall",
+        "collapse",
+        "no_wake",
+        "night_wandering",
+        "bathroom_too_long",
+        "sos",
+        "device_offline",
+        "low_battery",
+        "gateway_outage",
+    ],
+)
+def test_every_kind_can_be_triggered_live(kind: str) -> None:
+    sim = HomeSim(31)
+    now = S + 2 * DAY + 13.5 * HOUR
+    sim.pop_until(now)
+    tr = sim.trigger(Incident(kind, now))
+    assert tr is not None and tr.kind == kind and tr.t >= now
+    later = sim.pop_until(now + 2 * DAY)
+    assert all(e.t >= now for e in later)
+    assert [e.t for e in later] == sorted(e.t for e in later)

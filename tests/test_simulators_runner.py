@@ -187,3 +187,19 @@ def test_edge_mode_runs_real_agents(sim_root: str, tmp_path: Path) -> None:
     assert len(sos) == 1
     retained = {protocol.topic(h["site"], h["gateway"]["id"], "status", sim_root) for h in m["homes"]}
     _clear_retained(sim_root, retained)
+
+
+def test_scenario_incidents_are_scheduled_relative_to_the_run(sim_root: str) -> None:
+    from eldercare.simulators.routine import DAY, HOUR
+    from eldercare.simulators.scenario import loads
+
+    m = _manifest(2)
+    sc = loads(
+        'homes = 2\ndays = 3\n[[incident]]\nkind = "sos"\nhome = 1\nday = 1\ntime = "10:00"\n'
+        '[[incident]]\nkind = "sos"\nhome = 0\nday = 0\ntime = "00:00"\n'
+    )
+    start = 1_800_000_000.0 + 5 * HOUR  # 05:00 on some day: day 0's midnight incident is already past
+    runner = Runner(_settings(sim_root), m, RunOptions(sim_start=start, live=False), scenario=sc)
+    day0 = start - start % DAY
+    pending = {h.index: [(t, inc.kind) for t, _, inc in h.sim._pending] for h in runner.homes}
+    assert pending == {0: [], 1: [(day0 + DAY + 10 * HOUR, "sos")]}
