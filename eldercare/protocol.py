@@ -365,7 +365,13 @@ _MISSING = re.compile(r"^Object missing required field `(?P<name>.*)`$", re.S)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>.*)`$", re.S)
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
 def _join(path: str, name: str) -> str:
+    """``path.name``, or ``path["odd name"]`` when the name is empty or not a plain word."""
+    if not _PLAIN_NAME.match(name):
+        return f"{path or '$'}[{msgspec.json.encode(name).decode()}]"
     return f"{path}.{name}" if path else name
 
 
