@@ -24,16 +24,30 @@ from eldercare.config import Settings
 PG_SERVER = os.environ.get("ELDERCARE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture
-def db_url() -> Iterator[str]:
+@pytest.fixture(scope="session")
+def _platform_template() -> Iterator[str]:
+    """Migrate once per session; each test's database is a copy (CREATE DATABASE ... TEMPLATE)."""
     from eldercare.db.migrate import upgrade
 
-    name = f"platform_{uuid.uuid4().hex[:12]}"
+    name = f"platform_tpl_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    url = urlsplit(PG_SERVER)._replace(path=f"/{name}").geturl()
-    upgrade(url, timescale="off")
-    yield url
+    upgrade(urlsplit(PG_SERVER)._replace(path=f"/{name}").geturl(), timescale="off")
+    yield name
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_url(_platform_template: str) -> Iterator[str]:
+    name = f"platform_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                psycopg.sql.Identifier(name), psycopg.sql.Identifier(_platform_template)
+            )
+        )
+    yield urlsplit(PG_SERVER)._replace(path=f"/{name}").geturl()
     with psycopg.connect(PG_SERVER, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("DROP DATABASE {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
 
