@@ -39,7 +39,7 @@ class Mosquitto:
     """A private mosquitto on its own port that a test may stop and start (with persistence,
     so a subscriber's QoS 1 session survives the restart like a production broker's)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra: str = "") -> None:
         self.port = free_port()
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,7 @@ class Mosquitto:
         user = f"user {getpass.getuser()}\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {self.dir}/\nautosave_interval 1\n{user}"
+            f"persistence_location {self.dir}/\nautosave_interval 1\n{user}{extra}"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -197,3 +197,60 @@ def agent_process(config: Path, log: Path) -> subprocess.Popen[bytes]:
         env=env,
         cwd=REPO,
     )
+
+
+def make_tls(workdir: Path) -> dict[str, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 (openssl CLI)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (workdir / n for n in ("ca.key", "ca.pem", "srv.key", "srv.csr", "srv.pem"))
+    ext = workdir / "ext.cnf"
+    ext.write_text("subjectAltName = IP:127.0.0.1, DNS:localhost\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=eldercare-test-ca",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(cert),
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+    )
+    return {"ca": ca, "cert": cert, "key": key}

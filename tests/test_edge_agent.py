@@ -333,3 +333,20 @@ def test_zigbee2mqtt_bridge_end_to_end(
         pub.disconnect()
         pub.loop_stop()
         sub.close()
+
+
+def test_reconnect_backs_off_exponentially_with_jitter(tmp_path: Path, edge_root: str) -> None:
+    from edge_support import free_port
+
+    raw = gateway(tmp_path, edge_root, free_port(), broker={"reconnect_min_s": 0.1, "reconnect_max_s": 1.0})
+    agent = Agent(gw_file(raw))
+    agent.start()
+    try:
+        time.sleep(3.0)
+        up = agent.uplink
+        # without backoff ~30 attempts in 3 s at 0.1 s; doubling with jitter allows at most ~8
+        assert 3 <= up.failures <= 10
+        assert 0.5 <= up.next_delay <= 1.0  # capped at max, times a factor in [0.5, 1]
+        assert not agent.connected_once.is_set()
+    finally:
+        agent.stop()

@@ -5,8 +5,9 @@ paho's network thread does nothing but turn callbacks into items on the agent's 
 agent's loop does the work. paho keeps the messages it was handed and resends them itself
 after a reconnect, so the agent hands it a message once per process and bounds how many are
 unacknowledged (see :mod:`eldercare.edge.agent`). Reconnects back off exponentially from
-``reconnect_min_s`` to ``reconnect_max_s``; both are re-drawn with jitter after every failure so
-that a neighbourhood of gateways does not reconnect in lockstep after a broker restart.
+``reconnect_min_s`` (doubling per failed attempt) to ``reconnect_max_s``, each wait scaled by a
+random factor in [0.5, 1] so that a neighbourhood of gateways does not reconnect in lockstep
+after a broker restart.
 """
 
 from __future__ import annotations
@@ -67,19 +68,24 @@ class Uplink:
         c.on_connect_fail = self._on_connect_fail
         c.on_publish = self._on_publish
         c.on_message = self._on_message
-        self._jitter()
         self.client = c
         self.connected = False
+        self.failures = 0
+        self.next_delay = 0.0
 
-    def _jitter(self) -> None:
+    def _backoff(self) -> None:
+        """Set paho's next wait: min * 2**failures capped at max, times a jitter in [0.5, 1]."""
         b = self.gw.broker
-        lo = b.reconnect_min_s * random.uniform(0.5, 1.5)
-        hi = max(lo, b.reconnect_max_s * random.uniform(0.5, 1.0))
-        if hasattr(self, "client"):
-            self.client.reconnect_delay_set(lo, hi)  # type: ignore[arg-type]
+        delay = min(b.reconnect_max_s, b.reconnect_min_s * 2 ** min(self.failures, 30))
+        delay *= random.uniform(0.5, 1.0)
+        self.failures += 1
+        self.next_delay = delay
+        # paho waits min_delay after a loss (its own doubling restarts on every set)
+        self.client.reconnect_delay_set(delay, delay)  # type: ignore[arg-type]
 
     def start(self) -> None:
-        self._jitter()
+        b = self.gw.broker
+        self.client.reconnect_delay_set(b.reconnect_min_s, b.reconnect_min_s)  # type: ignore[arg-type]
         self.client.connect_async(
             self.gw.broker.host, self.gw.broker.port, keepalive=self.gw.broker.keepalive_s
         )
@@ -106,16 +112,17 @@ class Uplink:
             log.warning("broker refused the connection: %s", rc)
             return
         self.connected = True
+        self.failures = 0
         client.subscribe(self.config_topic, qos=1)
         self.inbox.put(NetEvent("connected"))
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         self.connected = False
-        self._jitter()
+        self._backoff()
         self.inbox.put(NetEvent("disconnected", reason=str(rc)))
 
     def _on_connect_fail(self, _c: Any, _u: Any) -> None:
-        self._jitter()
+        self._backoff()
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any = None) -> None:
         self.inbox.put(NetEvent("ack", mid=mid))

@@ -1,0 +1,73 @@
+"""TLS and username/password to a private mosquitto that demands both."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from edge_support import Mosquitto, gateway, gw_file, make_tls
+
+from eldercare.edge.agent import Agent
+
+pytestmark = pytest.mark.timeout(60)
+pytest_plugins = ["edge_fixtures"]
+
+
+def test_agent_connects_with_tls_and_password_and_is_refused_without(tmp_path: Path, edge_root: str) -> None:
+    tls = make_tls(tmp_path / "tls")
+    pw = tmp_path / "passwd"
+    pw.write_text("")
+    subprocess.run(["mosquitto_passwd", "-b", str(pw), "gw-1", "s3cret"], check=True, capture_output=True)
+    pw.chmod(0o644)
+    broker = Mosquitto(
+        tmp_path / "mq",
+        extra=(
+            f"cafile {tls['ca']}\ncertfile {tls['cert']}\nkeyfile {tls['key']}\n"
+            f"allow_anonymous false\npassword_file {pw}\n"
+        ),
+    )
+    broker.conf.write_text(broker.conf.read_text().replace("allow_anonymous true\n", ""))
+    broker.start()
+    try:
+        seen: list[bytes] = []
+        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        sub.tls_set(ca_certs=str(tls["ca"]), cert_reqs=ssl.CERT_REQUIRED)
+        sub.username_pw_set("gw-1", "s3cret")
+        sub.on_connect = lambda c, *_: c.subscribe(f"{edge_root}/#", qos=1)
+        sub.on_message = lambda _c, _u, m: seen.append(m.payload)
+        sub.connect("127.0.0.1", broker.port)
+        sub.loop_start()
+
+        raw = gateway(
+            tmp_path,
+            edge_root,
+            broker.port,
+            broker={"url": f"mqtts://gw-1:s3cret@127.0.0.1:{broker.port}", "ca_file": str(tls["ca"])},
+        )
+        agent = Agent(gw_file(raw))
+        agent.start()
+        try:
+            assert agent.connected_once.wait(10), "TLS + password connection failed"
+            deadline = time.monotonic() + 5
+            while not any(b'"state":"online"' in p for p in seen) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert any(b'"state":"online"' in p for p in seen)
+        finally:
+            agent.stop()
+
+        raw["broker"]["url"] = f"mqtts://gw-1:wrong@127.0.0.1:{broker.port}"
+        raw["outbox"]["path"] = str(tmp_path / "other.sqlite3")
+        refused = Agent(gw_file(raw))
+        refused.start()
+        try:
+            assert not refused.connected_once.wait(2), "a wrong password must not connect"
+        finally:
+            refused.stop()
+        sub.disconnect()
+        sub.loop_stop()
+    finally:
+        broker.stop()
