@@ -1,0 +1,115 @@
+"""docs/protocol.md and docs/schemas/ agree with the code that validates messages."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from eldercare import protocol as p
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+SCHEMAS = DOCS / "schemas"
+TEXT = (DOCS / "protocol.md").read_text(encoding="utf-8")
+EXAMPLE = re.compile(r"<!-- example: (?P<kind>[a-z]+) -->\s*```json\n(?P<body>.*?)\n```", re.S)
+EXAMPLES = [(m.group("kind"), m.group("body")) for m in EXAMPLE.finditer(TEXT)]
+
+
+def schema(kind: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((SCHEMAS / f"{kind}.schema.json").read_text(encoding="utf-8"))
+    return loaded
+
+
+def validator(kind: str) -> jsonschema.Draft202012Validator:
+    s = schema(kind)
+    jsonschema.Draft202012Validator.check_schema(s)
+    return jsonschema.Draft202012Validator(s, format_checker=jsonschema.FormatChecker())
+
+
+def test_every_kind_has_an_example() -> None:
+    assert {kind for kind, _ in EXAMPLES} == set(p.KINDS)
+    assert TEXT.count("<!-- example:") == len(EXAMPLES)  # no marker without a json block after it
+
+
+@pytest.mark.parametrize(("kind", "body"), EXAMPLES, ids=[f"{k}-{i}" for i, (k, _) in enumerate(EXAMPLES)])
+def test_example_validates_against_schema_and_decoder(kind: str, body: str) -> None:
+    doc = json.loads(body)
+    validator(kind).validate(doc)
+    msg = p.decode(kind, body.encode())
+    assert isinstance(msg, p.KINDS[kind])
+
+
+@pytest.mark.parametrize("kind", sorted(p.KINDS))
+def test_committed_schema_equals_generated(kind: str) -> None:
+    assert schema(kind) == json.loads(json.dumps(p.json_schemas()[kind])), (
+        f"docs/schemas/{kind}.schema.json is stale: "
+        "run python -m eldercare.protocol --write-schemas docs/schemas"
+    )
+
+
+def test_no_extra_schema_files() -> None:
+    assert {f.name for f in SCHEMAS.glob("*.json")} == {f"{k}.schema.json" for k in p.KINDS}
+
+
+@pytest.mark.parametrize(
+    ("kind", "bad"),
+    [
+        ("telemetry", {"v": 1, "epoch": "3f9c2a7be41d0c55", "seq": 1, "readings": []}),
+        ("telemetry", {"v": 2, "epoch": "3f9c2a7be41d0c55", "seq": 1, "readings": []}),
+        (
+            "event",
+            {
+                "v": 1,
+                "epoch": "3f9c2a7be41d0c55",
+                "seq": 1,
+                "t": 1767225600000,
+                "sensor": "a b",
+                "kind": "sos",
+            },
+        ),
+        (
+            "event",
+            {"v": 1, "epoch": "3f9c2a7be41d0c55", "seq": 1, "t": 1767225600, "sensor": "ab", "kind": "sos"},
+        ),
+        ("status", {"v": 1, "t": 1767225600000, "state": "online", "extra": 1}),
+        ("config", {"v": 1, "revision": 1, "sensors": [{"id": "a", "kind": "camera"}]}),
+    ],
+)
+def test_schema_and_decoder_reject_the_same_mistakes(kind: str, bad: dict[str, Any]) -> None:
+    assert list(validator(kind).iter_errors(bad))
+    with pytest.raises(p.ProtocolError):
+        p.decode(kind, json.dumps(bad).encode())
+
+
+def test_schemas_use_portable_patterns() -> None:
+    text = "".join((SCHEMAS / f"{k}.schema.json").read_text(encoding="utf-8") for k in p.KINDS)
+    assert "\\\\Z" not in text  # Python-only anchor must not leak into ECMA-262 patterns
+    assert json.dumps(p.ID_PATTERN) in text
+
+
+def _table_after(marker: str) -> str:
+    start = TEXT.index(marker)
+    return TEXT[start : TEXT.index("\n\n", TEXT.index("| ---", start))]
+
+
+def test_metrics_table_lists_every_metric() -> None:
+    table = _table_after("<!-- metrics-table -->")
+    documented = set(re.findall(r"`([a-z0-9_]+)`", table))
+    assert documented >= set(p.METRICS)
+
+
+def test_event_kinds_table_lists_every_kind() -> None:
+    table = _table_after("<!-- event-kinds -->")
+    rows = {line.split("|")[1].strip(" `") for line in table.splitlines()[3:]}  # marker, header, ---
+    assert rows == set(p.EVENT_KINDS)
+
+
+def test_documented_limits_match_code() -> None:
+    assert p.ID_PATTERN in TEXT and p.METRIC_PATTERN in TEXT and p.EPOCH_PATTERN in TEXT
+    assert f"{p.MAX_READINGS:,}" in TEXT
+    assert str(p.T_MIN_MS) in TEXT and str(p.T_MAX_MS) in TEXT
+    assert "256 KiB" in TEXT and p.MAX_PAYLOAD_BYTES == 256 * 1024
