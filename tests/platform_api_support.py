@@ -127,6 +127,7 @@ class Api:
     def login(self, username: str, password: str = PASSWORD) -> dict[str, Any]:
         r = self.client.post("/api/v1/auth/token", data={"username": username, "password": password})
         assert r.status_code == 200, r.text
+        self._tokens[username] = r.json()["access_token"]
         return r.json()  # type: ignore[no-any-return]
 
     def as_(self, username: str) -> dict[str, str]:
