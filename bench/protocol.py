@@ -225,6 +225,11 @@ def rows_epoch_ms_dicts(gw: str, readings: list[dict[str, Any]]) -> list[tuple[A
     return [(r["t"], r["value"], gw, r["sensor"], r["metric"]) for r in readings]
 
 
+def rows_text_copy(gw: str, readings: list[Reading]) -> bytes:
+    """Text COPY lines into a staging table with a bigint ms column (identifiers never need escaping)."""
+    return "".join([f"{r.t}\t{r.value!r}\t{gw}\t{r.sensor}\t{r.metric}\n" for r in readings]).encode()
+
+
 _tails: dict[tuple[str, str, str], bytes] = {}
 
 
@@ -273,6 +278,11 @@ def cases(
             rows,
             "protocol.decode + epoch ms (to_timestamp in SQL)",
             lambda: rows_epoch_ms(gw, dec(data).readings),
+        ),
+        (
+            rows,
+            "protocol.decode + text COPY lines (epoch ms)",
+            lambda: rows_text_copy(gw, dec(data).readings),
         ),
         (rows, "protocol.decode + binary COPY rows (struct)", lambda: rows_binary(gw, dec(data).readings)),
         (rows, "orjson + hand + epoch ms", lambda: rows_epoch_ms_dicts(gw, _hand_readings(data))),
