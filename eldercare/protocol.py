@@ -547,8 +547,12 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     for kind, cls in KINDS.items():
         schema = _portable(msgspec.json.schema(cls))
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-        schema["$id"] = f"https://eldercare.example/schemas/v1/{kind}.json"
+        schema["$id"] = f"https://eldercare.example/schemas/v1/{kind}.schema.json"
         schema["title"] = f"eldercare wire protocol v1: {kind}"
+        schema["description"] = (
+            f"Payload of MQTT topic {DEFAULT_ROOT}/{{site}}/{{gateway}}/{kind}. "
+            "Generated from eldercare/protocol.py; the full contract is docs/protocol.md."
+        )
         out[kind] = schema
     return out
 
