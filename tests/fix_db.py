@@ -1,0 +1,227 @@
+"""PostgreSQL fixtures (a pytest plugin loaded by tests/conftest.py).
+
+Which server: ``ELDERCARE_TEST_DATABASE_URL`` if set; else PostgreSQL at ``ELDERCARE_TEST_PG_PROBE``
+(default 127.0.0.1:5432, user postgres, trust) if it answers; else, outside CI, the embedded
+PostgreSQL (one per test run, shared by the xdist workers). With ``CI=true`` the real server is
+required: an unreachable one fails the run, it is never skipped.
+
+Each test gets its own database, cloned from a template migrated once per session and worker.
+Names carry their creation time, so databases left behind by a killed run are dropped by a later
+one; several runs (other developers, other checkouts) may share one server safely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import re
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from eldercare.config import Settings
+from eldercare.embedded import EmbeddedPostgres
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PG_PROBE = "127.0.0.1:5432"
+STALE_AFTER_S = 2 * 3600  # older test databases belong to runs that died; drop them
+OUR_DATABASES = re.compile(r"^(?:t|tpl)_(\d{10})_[0-9a-f]+(?:_\w+)?$")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def worker_id() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL with another database (keeps ``?host=/socket/dir`` of the embedded one)."""
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+def real_pg_url() -> str:
+    explicit = os.environ.get("ELDERCARE_TEST_DATABASE_URL")
+    if explicit:
+        return explicit
+    hostport = os.environ.get("ELDERCARE_TEST_PG_PROBE", DEFAULT_PG_PROBE)
+    return f"postgresql://postgres@{hostport}/postgres"
+
+
+def pg_unreachable(url: str) -> str | None:
+    """None if a query goes through, else why not."""
+    try:
+        with psycopg.connect(url, connect_timeout=3, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
+def _drop(conn: psycopg.Connection, name: str) -> None:
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _drop_now(pg_url: str, name: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        _drop(conn, name)
+
+
+def _drop_stale(conn: psycopg.Connection) -> None:
+    names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname ~ '^tpl?_[0-9]'")]
+    for name in names:
+        m = OUR_DATABASES.match(name)
+        if m and time.time() - int(m.group(1)) > STALE_AFTER_S:
+            _drop(conn, name)
+
+
+def _migrate() -> Callable[[str], None]:
+    try:
+        from eldercare.db.migrate import upgrade
+    except ImportError as exc:
+        pytest.fail(f"eldercare.db.migrate is not importable, so no test database can be built: {exc}")
+    return upgrade
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """Server-level URL (database ``postgres``) of the real or embedded PostgreSQL."""
+    url = real_pg_url()
+    why = pg_unreachable(url)
+    if why is None:
+        yield url
+        return
+    where = urlsplit(url).netloc or url
+    if in_ci():
+        pytest.fail(f"CI=true needs PostgreSQL at {where}, which is unreachable: {why}", pytrace=False)
+    if os.environ.get("ELDERCARE_TEST_DATABASE_URL"):
+        pytest.fail(f"ELDERCARE_TEST_DATABASE_URL {where} is unreachable: {why}", pytrace=False)
+    # one embedded server per run: xdist workers share it through the run id
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:12]
+    server = EmbeddedPostgres(os.path.join(tempfile.gettempdir(), f"eldercare-test-pg-{run}"), ephemeral=True)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def timescale_available(pg_url: str) -> bool:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    return row is not None
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_url: str) -> Iterator[str]:
+    """A database migrated to head once per session and worker: the template of every ``db_url``."""
+    upgrade = _migrate()
+    name = f"tpl_{int(time.time())}_{uuid.uuid4().hex[:6]}_{worker_id()}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        _drop_stale(conn)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        upgrade(with_database(pg_url, name))
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            # CREATE DATABASE ... TEMPLATE refuses while anyone (a TimescaleDB worker) is connected
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name))
+            )
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        yield name
+    finally:
+        _drop_now(pg_url, name)
+
+
+class Dropper:
+    """Drops finished test databases on a thread of its own.
+
+    DROP DATABASE waits for a checkpoint, which takes seconds on a busy server; no test needs to
+    wait for that. ``close()`` waits until every database handed over is gone.
+    """
+
+    def __init__(self, pg_url: str) -> None:
+        self.pg_url = pg_url
+        self._names: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="test-db-dropper", daemon=True)
+        self._thread.start()
+
+    def drop(self, name: str) -> None:
+        self._names.put(name)
+
+    def close(self) -> None:
+        self._names.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (name := self._names.get()) is not None:
+            try:
+                with psycopg.connect(self.pg_url, autocommit=True) as conn:
+                    _drop(conn, name)
+            except psycopg.Error as exc:  # a later run drops it as stale
+                log.warning("could not drop test database %s: %s", name, exc)
+
+
+@contextlib.contextmanager
+def cloned_database(pg_url: str, template: str, drop: Callable[[str], None] | None = None) -> Iterator[str]:
+    """A new database copied from ``template``, dropped on exit (by ``drop``, else at once) even if
+    connections to it remain."""
+    name = f"t_{int(time.time())}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+        )
+    try:
+        yield with_database(pg_url, name)
+    finally:
+        if drop is not None:
+            drop(name)
+        else:
+            _drop_now(pg_url, name)
+
+
+@pytest.fixture(scope="session")
+def _dropper(pg_url: str) -> Iterator[Dropper]:
+    dropper = Dropper(pg_url)
+    yield dropper
+    dropper.close()
+
+
+@pytest.fixture
+def db_url(pg_url: str, template_db: str, _dropper: Dropper) -> Iterator[str]:
+    """URL of a fresh, migrated database of this test alone, dropped afterwards."""
+    with cloned_database(pg_url, template_db, _dropper.drop) as url:
+        yield url
+
+
+@pytest.fixture
+def db_conn(db_url: str) -> Iterator[psycopg.Connection]:
+    """An open connection to this test's database (autocommit off: commit what others must see)."""
+    conn = psycopg.connect(db_url)
+    try:
+        yield conn
+    finally:
+        conn.close()  # rolls back what the test left uncommitted
+
+
+@pytest.fixture
+def settings(db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=db_url,  # type: ignore[arg-type]
+        mqtt_url=mqtt_url,  # type: ignore[arg-type]
+        mqtt_topic_root=topic_root,
+        data_dir=tmp_path,
+        environment="test",
+    )

@@ -1,0 +1,126 @@
+"""MQTT fixtures (a pytest plugin loaded by tests/conftest.py).
+
+Which broker: ``ELDERCARE_TEST_MQTT_URL`` if set; else the broker at ``ELDERCARE_TEST_MQTT_PROBE``
+(default 127.0.0.1:1883) if it answers an MQTT CONNECT; else, outside CI, a private embedded broker
+per xdist worker (``mosquitto`` when installed, else amqtt; ``ELDERCARE_TEST_EMBEDDED_BROKER=amqtt``
+forces the latter). With ``CI=true`` the real broker is required. Tests share a broker, so each
+one publishes under its own ``topic_root``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+import pytest
+from fix_db import in_ci
+
+from eldercare.embedded import EmbeddedBroker
+
+DEFAULT_MQTT_PROBE = "127.0.0.1:1883"
+
+
+def real_mqtt_url() -> str:
+    explicit = os.environ.get("ELDERCARE_TEST_MQTT_URL")
+    if explicit:
+        return explicit
+    return "mqtt://" + os.environ.get("ELDERCARE_TEST_MQTT_PROBE", DEFAULT_MQTT_PROBE)
+
+
+def host_port(url: str) -> tuple[str, int]:
+    u = urlsplit(url)
+    return u.hostname or "127.0.0.1", u.port or 1883
+
+
+def mqtt_connack(host: str, port: int, *, v5: bool, timeout: float = 3.0) -> str | None:
+    """None if the broker accepts an MQTT connection (v5 or 3.1.1), else why not."""
+    done = threading.Event()
+    result: dict[str, Any] = {}
+
+    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
+        result["rc"] = reason
+        done.set()
+
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"probe-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+    )
+    client.on_connect = on_connect
+    client.on_disconnect = lambda *_a: done.set()
+    try:
+        client.connect(host, port, keepalive=10)
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            return "no CONNACK"
+        rc = result.get("rc")
+        if rc is None:
+            return "connection closed"
+        return None if not rc.is_failure else str(rc)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.fixture(scope="session")
+def _broker() -> Iterator[tuple[str, int, bool]]:
+    """(host, port, speaks MQTT v5) of the broker every test of this worker uses."""
+    url = real_mqtt_url()
+    host, port = host_port(url)
+    why = mqtt_connack(host, port, v5=False)
+    if why is None:
+        yield host, port, mqtt_connack(host, port, v5=True) is None
+        return
+    if in_ci():
+        pytest.fail(
+            f"CI=true needs the MQTT broker at {host}:{port}, which is unreachable: {why}", pytrace=False
+        )
+    if os.environ.get("ELDERCARE_TEST_MQTT_URL"):
+        pytest.fail(f"ELDERCARE_TEST_MQTT_URL {host}:{port} is unreachable: {why}", pytrace=False)
+    kind = os.environ.get("ELDERCARE_TEST_EMBEDDED_BROKER", "auto")
+    if kind not in {"auto", "mosquitto", "amqtt"}:
+        pytest.fail(f"ELDERCARE_TEST_EMBEDDED_BROKER must be auto, mosquitto or amqtt, not {kind!r}")
+    broker = EmbeddedBroker(kind=kind)  # type: ignore[arg-type]
+    try:
+        yield (*broker.start(), broker.supports_v5)
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_host_port(_broker: tuple[str, int, bool]) -> tuple[str, int]:
+    return _broker[0], _broker[1]
+
+
+@pytest.fixture(scope="session")
+def mqtt_url(mqtt_host_port: tuple[str, int]) -> str:
+    explicit = os.environ.get("ELDERCARE_TEST_MQTT_URL")
+    if explicit and host_port(explicit) == mqtt_host_port:
+        return explicit  # keeps credentials or mqtts:// of an explicit broker
+    return "mqtt://{}:{}".format(*mqtt_host_port)
+
+
+@pytest.fixture(scope="session")
+def mqtt_is_v5(_broker: tuple[str, int, bool]) -> bool:
+    return _broker[2]
+
+
+def make_topic_root(test_name: str) -> str:
+    """``t/<test name>-<hex6>/eldercare/v1``: only letters, digits, ``-`` and ``_`` from the name."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", test_name).strip("-")[:40] or "test"
+    return f"t/{safe}-{uuid.uuid4().hex[:6]}/eldercare/v1"
+
+
+@pytest.fixture
+def topic_root(request: pytest.FixtureRequest) -> str:
+    """This test's own topics on the shared broker (use it as ``Settings.mqtt_topic_root``)."""
+    return make_topic_root(request.node.name)

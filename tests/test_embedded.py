@@ -1,0 +1,84 @@
+"""The embedded PostgreSQL and brokers that ``eldercare demo`` and server-less test runs use."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from fix_db import in_ci
+from fix_mqtt import mqtt_connack
+
+from eldercare.embedded import EmbeddedBroker, EmbeddedPostgres, mosquitto_binary, port_open
+
+
+@pytest.mark.slow
+def test_postgres_starts_answers_stops_and_keeps_its_data(tmp_path: Path) -> None:
+    data = tmp_path / "pg"
+    with EmbeddedPostgres(data) as url, psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT 6 * 7").fetchone() == (42,)
+        conn.execute("CREATE TABLE kept (x int)")
+        conn.execute("INSERT INTO kept VALUES (1)")
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=2)
+    # a second run (the demo restarted) finds the same data
+    again = EmbeddedPostgres(data)
+    try:
+        with psycopg.connect(again.start()) as conn:
+            assert conn.execute("SELECT x FROM kept").fetchall() == [(1,)]
+    finally:
+        again.stop()
+
+
+def _deliver_qos1(host: str, port: int) -> list[tuple[str, bytes, int]]:
+    """Publish one QoS 1 message with paho 2.x and return what a subscriber received."""
+    got: list[tuple[str, bytes, int]] = []
+    arrived, subscribed = threading.Event(), threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="embedded-sub")
+    sub.on_connect = lambda c, *_: c.subscribe("eldercare/v1/#", qos=1)
+    sub.on_subscribe = lambda *_: subscribed.set()
+    sub.on_message = lambda _c, _u, m: (got.append((m.topic, m.payload, m.qos)), arrived.set())
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="embedded-pub")
+    sub.connect(host, port)
+    sub.loop_start()
+    pub.connect(host, port)
+    pub.loop_start()
+    try:
+        assert subscribed.wait(5), "no SUBACK"
+        info = pub.publish("eldercare/v1/home-1/gw-1/event", b'{"v": 1}', qos=1)
+        info.wait_for_publish(5)
+        assert info.is_published(), "no PUBACK"
+        assert arrived.wait(5), "nothing delivered"
+    finally:
+        for c in (pub, sub):
+            c.disconnect()
+            c.loop_stop()
+    return got
+
+
+def test_amqtt_broker_delivers_qos1() -> None:
+    broker = EmbeddedBroker(kind="amqtt")
+    with broker as (host, port):
+        assert broker.kind == "amqtt" and not broker.supports_v5
+        assert _deliver_qos1(host, port) == [("eldercare/v1/home-1/gw-1/event", b'{"v": 1}', 1)]
+        assert mqtt_connack(host, port, v5=True) is not None  # amqtt refuses MQTT v5
+    assert not port_open(host, port)
+
+
+def test_mosquitto_broker_delivers_qos1(tmp_path: Path) -> None:
+    if mosquitto_binary() is None and not in_ci():
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    broker = EmbeddedBroker(kind="mosquitto", data_dir=tmp_path / "broker")
+    with broker as (host, port):
+        assert broker.supports_v5 and broker.url == f"mqtt://{host}:{port}"
+        assert _deliver_qos1(host, port) == [("eldercare/v1/home-1/gw-1/event", b'{"v": 1}', 1)]
+        assert mqtt_connack(host, port, v5=True) is None
+        assert "max_inflight_messages 1000" in (tmp_path / "broker" / "mosquitto.conf").read_text()
+    assert not port_open(host, port)
+
+
+def test_auto_broker_prefers_mosquitto() -> None:
+    expected = "mosquitto" if mosquitto_binary() else "amqtt"
+    assert EmbeddedBroker().kind == expected

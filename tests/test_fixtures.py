@@ -1,0 +1,149 @@
+"""The shared fixtures: private migrated databases, private topic roots, CI refuses to skip."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from fix_db import cloned_database
+from fix_mqtt import make_topic_root, mqtt_connack
+
+from eldercare import protocol
+from eldercare.config import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    return {r[0] for r in rows}
+
+
+def _database_exists(pg_url: str, name: str) -> bool:
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_db_url_is_migrated_and_private(db_url: str, side: str) -> None:
+    # Both cases run (on any worker, in any order): a shared database would show the other's table.
+    tables = _tables(db_url)
+    assert {"alembic_version", "readings", "alerts"} <= tables
+    assert not {t for t in tables if t.startswith("fixture_probe_")}
+    with psycopg.connect(db_url) as conn:
+        conn.execute(f"CREATE TABLE fixture_probe_{side} (x int)")
+    assert f"fixture_probe_{side}" in _tables(db_url)
+
+
+def test_clones_are_separate_and_dropped(pg_url: str, template_db: str) -> None:
+    with cloned_database(pg_url, template_db) as a, cloned_database(pg_url, template_db) as b:
+        assert a != b
+        with psycopg.connect(a) as conn:
+            conn.execute("CREATE TABLE only_in_a (x int)")
+        assert "only_in_a" in _tables(a)
+        assert "only_in_a" not in _tables(b)
+        held = psycopg.connect(b)  # a connection left open must not keep the database alive
+        names = [psycopg.conninfo.conninfo_to_dict(u)["dbname"] for u in (a, b)]
+    assert not any(_database_exists(pg_url, str(n)) for n in names)
+    held.close()
+
+
+def test_db_conn_is_open_on_this_tests_database(db_conn: psycopg.Connection, db_url: str) -> None:
+    assert not db_conn.autocommit
+    (name,) = db_conn.execute("SELECT current_database()").fetchone() or ("",)
+    assert name == psycopg.conninfo.conninfo_to_dict(db_url)["dbname"]
+
+
+def test_topic_roots_are_unique_and_valid() -> None:
+    roots = {make_topic_root("test_x[param/with #+ odd chars]") for _ in range(500)}
+    assert len(roots) == 500
+    for root in list(roots)[:20]:
+        assert "#" not in root and "+" not in root and " " not in root
+        assert root.startswith("t/test_x-param-with-odd-chars-") and root.endswith("/eldercare/v1")
+        name = protocol.topic("home-1", "gw-1", "telemetry", root=root)
+        assert protocol.parse_topic(name, root=root).gateway == "gw-1"
+
+
+def test_settings_point_at_this_tests_servers(
+    settings: Settings, db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path
+) -> None:
+    assert settings.database_url is not None and settings.database_url.get_secret_value() == db_url
+    assert settings.mqtt_url is not None and settings.mqtt_url.get_secret_value() == mqtt_url
+    assert settings.mqtt_topic_root == topic_root
+    assert settings.data_dir == tmp_path and settings.environment == "test"
+
+
+def test_qos1_message_reaches_a_subscriber_under_topic_root(
+    mqtt_host_port: tuple[str, int], topic_root: str, mqtt_is_v5: bool
+) -> None:
+    host, port = mqtt_host_port
+    assert (mqtt_connack(host, port, v5=True) is None) == mqtt_is_v5
+    got: list[bytes] = []
+    arrived, subscribed = threading.Event(), threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sub.on_connect = lambda c, *_: c.subscribe(f"{topic_root}/#", qos=1)
+    sub.on_subscribe = lambda *_: subscribed.set()
+    sub.on_message = lambda _c, _u, m: (got.append(m.payload), arrived.set())
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sub.connect(host, port)
+    sub.loop_start()
+    pub.connect(host, port)
+    pub.loop_start()
+    try:
+        assert subscribed.wait(5)
+        pub.publish(f"{topic_root}/site/gw/status", b"hello", qos=1).wait_for_publish(5)
+        assert arrived.wait(5)
+        assert got == [b"hello"]
+    finally:
+        for c in (pub, sub):
+            c.disconnect()
+            c.loop_stop()
+
+
+def _inner_pytest(env_changes: dict[str, str | None], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a few of these tests in a fresh pytest with a different environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ELDERCARE_TEST_"))}
+    for key, value in env_changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "0", *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+
+
+NOWHERE = {"ELDERCARE_TEST_PG_PROBE": "127.0.0.1:1", "ELDERCARE_TEST_MQTT_PROBE": "127.0.0.1:1"}
+
+
+def test_ci_fails_when_servers_are_unreachable() -> None:
+    run = _inner_pytest({"CI": "true", **NOWHERE}, f"{__file__}::test_settings_point_at_this_tests_servers")
+    out = run.stdout + run.stderr
+    assert run.returncode != 0, out
+    assert "CI=true needs the real servers" in out and "127.0.0.1:1" in out
+    assert "skipped" not in out
+
+
+@pytest.mark.slow
+def test_without_servers_the_embedded_ones_are_used() -> None:
+    run = _inner_pytest(
+        {"CI": None, "ELDERCARE_TEST_EMBEDDED_BROKER": "amqtt", **NOWHERE},
+        f"{__file__}::test_settings_point_at_this_tests_servers",
+        f"{__file__}::test_qos1_message_reaches_a_subscriber_under_topic_root",
+        f"{__file__}::test_mqtt5_marker_skips_on_amqtt",
+    )
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert "2 passed, 1 skipped" in out, out
+    assert "embedded amqtt broker has no MQTT v5 (shared subscriptions)" in out
+
+
+@pytest.mark.mqtt5
+def test_mqtt5_marker_skips_on_amqtt(mqtt_is_v5: bool) -> None:
+    assert mqtt_is_v5  # reached only on a v5 broker; on amqtt the marker skips it
