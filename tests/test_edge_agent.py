@@ -350,3 +350,80 @@ def test_reconnect_backs_off_exponentially_with_jitter(tmp_path: Path, edge_root
         assert not agent.connected_once.is_set()
     finally:
         agent.stop()
+
+
+def test_raw_stream_only_when_configured(
+    edge_broker: tuple[str, int], tmp_path: Path, edge_root: str, stopper: Any
+) -> None:
+    host, port = edge_broker
+    sub = Subscriber(host, port, edge_root)
+    agent = run_agent(gateway(tmp_path, edge_root, port, host=host), fall_stream=MarkerStream)
+    stopper(agent)
+    t = np.arange(50) / 50.0
+    still = np.tile([0.01, -0.02, 0.98], (50, 1))
+    sim(agent).feed(AccChunk("wearable-1", t, still))
+    sim(agent).feed(Sample("pir-kitchen", "motion", 1.0))
+    assert sub.wait_for(
+        lambda s: any(r["sensor"] == "pir-kitchen" for p in s.of("telemetry") for r in p["readings"])
+    )
+    assert not any(r["metric"].startswith("acc_") for p in sub.of("telemetry") for r in p["readings"])
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect(host, port)
+    topic = f"{edge_root}/home-1/gw-1/config"
+    # thresholds only: the sensors of the gateway file are kept
+    pub.publish(topic, b'{"v": 1, "revision": 1, "stream_raw_acc": true, "telemetry_batch_ms": 100}', qos=1)
+    pub.loop(1)
+    assert wait_until(lambda: agent.config.stream_raw_acc)
+    assert agent.config.sensors and agent.sensors["wearable-1"].resident == "res-1"
+    sim(agent).feed(AccChunk("wearable-1", t + 1, still))
+
+    def raw(s: Subscriber) -> list[dict[str, Any]]:
+        return [r for p in s.of("telemetry") for r in p["readings"] if r["metric"].startswith("acc_")]
+
+    assert sub.wait_for(lambda s: len(raw(s)) == 150, 5)
+    z = [r for r in raw(sub) if r["metric"] == "acc_z"]
+    assert [r["value"] for r in z] == [0.98] * 50
+    assert z[-1]["t"] - z[0]["t"] == pytest.approx(980, abs=2)  # 49 samples at 50 Hz
+    pub.publish(topic, b"", qos=1, retain=True)
+    pub.loop(1)
+    pub.disconnect()
+    sub.close()
+
+
+def test_outbox_write_errors_are_retried_not_fatal(
+    edge_broker: tuple[str, int], tmp_path: Path, edge_root: str, stopper: Any
+) -> None:
+    import sqlite3
+
+    host, port = edge_broker
+    sub = Subscriber(host, port, edge_root)
+    agent = run_agent(gateway(tmp_path, edge_root, port, host=host))
+    stopper(agent)
+    real_add, real_event = agent.outbox.add_readings, agent.outbox.add_event
+    failures = {"n": 0}
+
+    def flaky(*a: Any, **k: Any) -> Any:
+        if failures["n"] < 3:
+            failures["n"] += 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_add(*a, **k)
+
+    def flaky_event(*a: Any, **k: Any) -> Any:
+        if failures["n"] < 3:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_event(*a, **k)
+
+    agent.outbox.add_readings = flaky  # type: ignore[method-assign]
+    agent.outbox.add_event = flaky_event  # type: ignore[method-assign]
+    sim(agent).feed_many(Sample("pir-kitchen", "motion", float(i)) for i in range(10))
+    sim(agent).feed(Action("sos-1", "sos"))
+    assert sub.wait_for(lambda s: any(e["kind"] == "sos" for e in s.of("event")), 10)
+    assert sub.wait_for(
+        lambda s: (
+            [r["value"] for p in s.of("telemetry") for r in p["readings"] if r["sensor"] == "pir-kitchen"]
+            == [float(i) for i in range(10)]
+        ),
+        10,
+    )
+    assert failures["n"] == 3 and agent.error is None
+    sub.close()

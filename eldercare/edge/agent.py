@@ -15,6 +15,7 @@ import logging
 import math
 import queue
 import re
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -87,6 +88,10 @@ class Agent:
 
     # lifecycle ---------------------------------------------------------------------------
 
+    def request_stop(self) -> None:
+        """Ask the loop to finish its turn and shut down cleanly (signal handlers call this)."""
+        self._stop.set()
+
     def driver(self, name: str) -> Driver:
         return next(d for d in self.drivers if d.name == name)
 
@@ -102,7 +107,7 @@ class Agent:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
         if self.error is not None:
@@ -113,7 +118,13 @@ class Agent:
         end = None if duration_s is None else self._mono() + duration_s
         try:
             while not self._stop.is_set() and (end is None or self._mono() < end):
-                self._turn()
+                try:
+                    self._turn()
+                except sqlite3.Error as exc:
+                    # disk full, I/O error: keep running; what is not yet stored stays in memory
+                    # (rows, unstored events) and is retried on the next turn
+                    log.error("outbox write failed, retrying in 1 s: %s", exc)
+                    self._stop.wait(1.0)
         finally:
             self._shutdown()
 
@@ -145,6 +156,7 @@ class Agent:
         self.held: deque[tuple[str, float, Any]] = deque()
         self.held_dropped = 0
         self.rows: list[tuple[int, str, str, float]] = []
+        self.unstored: list[dict[str, Any]] = []  # events an outbox error kept from the disk
         self.inflight: dict[int, tuple[int, int]] = {}  # mid -> (seq, priority)
         self.acked: list[int] = []
         self.connected = False
@@ -213,6 +225,10 @@ class Agent:
             )
             if x is not None
         )
+        if self.unstored:
+            pending, self.unstored = self.unstored, []
+            for fields in pending:
+                self._store_event(fields)
         self._drain_inbox_once(timeout=max(0.0, wake - now))
         self._commit_rows()
         self._timers(self._mono())
@@ -382,6 +398,10 @@ class Agent:
             seq = self.outbox.add_event(fields, self._now_ms())
         except protocol.ProtocolError as exc:
             log.error("event %s not stored, it breaks the protocol: %s", fields.get("kind"), exc)
+            return
+        except sqlite3.Error as exc:
+            log.error("event %s not stored yet (%s); retrying", fields.get("kind"), exc)
+            self.unstored.append(fields)
             return
         self.send_dirty = True
         log.info("event %s from %s stored as seq %s", fields["kind"], fields["sensor"], seq)
@@ -641,6 +661,9 @@ class Agent:
             self._commit_rows()
             self.status_dirty = True
             return
+        if not cfg.sensors and self.config.sensors:
+            # a config of thresholds only: the sensors stay as the gateway file (or last config) says
+            cfg = msgspec.structs.replace(cfg, sensors=self.config.sensors)
         if cfg == self.config:
             return
         self._use_config(cfg)

@@ -46,7 +46,7 @@ def run(ctx: click.Context, config_path: str, for_seconds: float | None) -> None
         agent = Agent(gw)
     except EdgeError as exc:
         raise click.ClickException(str(exc)) from None
-    signal.signal(signal.SIGTERM, lambda *_: agent._stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: agent.request_stop())
     try:
         agent.run(for_seconds)
     except KeyboardInterrupt:
