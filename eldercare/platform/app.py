@@ -121,6 +121,24 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": msg}, status_code=422)
 
 
+FEEDBACK_EVERY_S = 60.0
+
+
+async def _feedback_loop(app: FastAPI, every_s: float = FEEDBACK_EVERY_S) -> None:
+    """Feed resolved alerts' outcomes back into detector sensitivity (safe on every replica)."""
+    from eldercare.platform.repo import report
+
+    while True:
+        try:
+            async with app.state.pool.connection() as conn:
+                n = await report.apply_feedback(conn)
+            if n:
+                log.info("fed back %s alert outcomes into detector sensitivity", n)
+        except Exception:  # a failed round is retried next time; the loop must not die
+            log.exception("outcome feedback failed")
+        await asyncio.sleep(every_s)
+
+
 async def _start_engine(app: FastAPI) -> None:
     try:
         service = importlib.import_module("eldercare.platform.engine.service")
@@ -162,6 +180,7 @@ def create_app(settings: Settings | None = None, *, start_engine: bool = True) -
         app.state.engine_stop = None
         try:
             if start_engine:
+                app.state.background.append(asyncio.create_task(_feedback_loop(app), name="outcome-feedback"))
                 await _start_engine(app)
             yield
         finally:
