@@ -129,7 +129,7 @@ class SimulatedDriver(Driver):
         kinds = {s.id: s.kind for s in sensors}
         wearables = [s.id for s in sensors if s.kind == "wearable"]
         next_chunk = now + self.opts.chunk_s
-        t_stream = 0.0
+        t_stream: dict[str, float] = {}
         battery_at = now
         while not self._stop.is_set():
             now = time.monotonic()
@@ -139,11 +139,12 @@ class SimulatedDriver(Driver):
                         self._sink.put(item)
                     fixed[sid] = now + rng.expovariate(1 / self.opts.event_period_s)
             if now >= next_chunk:
-                hz = self.opts.wearable_hz
-                n = round(self.opts.chunk_s * hz)
-                t = t_stream + np.arange(n) / hz
-                t_stream += n / hz
                 for wid in wearables:
+                    # the remote config's sample_hz for this wearable, applied without a restart
+                    hz = self.sample_hz.get(wid, self.opts.wearable_hz)
+                    n = max(1, round(self.opts.chunk_s * hz))
+                    t = t_stream.get(wid, 0.0) + np.arange(n) / hz
+                    t_stream[wid] = float(t[-1]) + 1 / hz
                     acc = nprng.normal(0.0, 0.03, (n, 3))
                     acc[:, 2] += 1.0
                     self._sink.put(AccChunk(wid, t, acc))
