@@ -63,7 +63,8 @@ def test_trigger_and_score(api: Api, runner: list[dict[str, Any]], db_url: str) 
     with psycopg.connect(db_url) as conn:
         conn.execute(
             "INSERT INTO alerts (kind, severity, resident_id, site_id, dedup_key, title, detected_at,"
-            " simulated) VALUES ('fall', 'critical', 'sim-res-1', 'sim-home-1', 'sim-res-1:fall', 'Fall', now(), true)"
+            " simulated) VALUES ('fall', 'critical', 'sim-res-1', 'sim-home-1', 'sim-res-1:fall',"
+            " 'Fall', now(), true)"
         )
     score = api.get("tester", "/api/v1/sim/score").json()
     assert score["report"]["kinds"]["fall"] == {**score["report"]["kinds"]["fall"], "caught": 1, "missed": 0}
