@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -20,24 +20,11 @@ from eldercare.simulators import store
 from eldercare.simulators.routine import TruthRecord
 from eldercare.simulators.scenario import write_truth
 
-PG = "postgresql://postgres@127.0.0.1:5432/test"
-
 
 @pytest.fixture
-def sim_db_url() -> Iterator[str]:
-    """A fresh database with the schema applied (like conftest's ``db_url``)."""
-    from eldercare.db.migrate import upgrade
-
-    name = f"sim_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG.rsplit("/", 1)[0] + "/" + name
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(PG, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def sim_db_url(db_url: str) -> str:
+    """A fresh migrated database of this test (conftest's ``db_url``)."""
+    return db_url
 
 
 def _count(conn: psycopg.Connection, table: str) -> int:
@@ -91,19 +78,19 @@ def test_seed_registers_everything(sim_db_url: str) -> None:
             store.seed(conn, p)
 
 
-def test_seed_refuses_an_unmigrated_database() -> None:
+def test_seed_refuses_an_unmigrated_database(pg_url: str) -> None:
+    from psycopg import sql
+
     name = f"sim_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        with (
-            psycopg.connect(PG.rsplit("/", 1)[0] + "/" + name) as conn,
-            pytest.raises(store.StoreError, match="db migrate"),
-        ):
+        url = urlsplit(pg_url)._replace(path=f"/{name}").geturl()
+        with psycopg.connect(url) as conn, pytest.raises(store.StoreError, match="db migrate"):
             store.seed(conn, nb.plan(1, 1, 0, now=time.time()))
     finally:
-        with psycopg.connect(PG, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_cli_seed_then_score(sim_db_url: str, tmp_path: Path) -> None:

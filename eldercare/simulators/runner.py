@@ -271,6 +271,11 @@ class Runner:
         log.warning("unknown effect %s", what)
 
     def _outage_start(self, home: _Home) -> None:
+        # Direct mode has no outbox: let what was sent be acknowledged first, so that the outage
+        # loses nothing but what happens during it (edge mode keeps everything in its outbox).
+        deadline = time.monotonic() + 2.0
+        while home.gw.conn.unacked and time.monotonic() < deadline:
+            self.pool.poll(0.01)
         self.pool.drop(home.gw.conn)
 
     def _outage_end(self, home: _Home, t: float) -> None:
