@@ -318,19 +318,31 @@ class InactivityDetector:
         else:
             table, usual = self._table(p, ctx)
             thr = table[h] / sens
+            moved = [r for r, pt in tr.pending.items() if pt > a and r != ctx]
+            for r in moved:  # maybe walked on to a room where the sensor saw them only once
+                t_r, u_r = self._table(p, "bed" if r == "bedroom" and tr.bed else r)
+                if t_r[h] / sens > thr:
+                    ctx, thr, usual = r, t_r[h] / sens, u_r
             kind = "inactivity"
             if ctx == "bathroom":
                 kind = "bathroom_too_long"
             elif ctx == "hall" and p.night[h]:
                 kind = "night_wandering"
             cands.append((a + thr, kind, "silence", usual[h], thr, a))
-            if ctx == "bathroom" and tr.ctx_t is not None and self._alerted["stay"] != tr.ctx_t:
+            if (
+                tr.ctx == "bathroom"
+                and not moved
+                and tr.ctx_t is not None
+                and self._alerted["stay"] != tr.ctx_t
+            ):
                 hs = tr.hour(tr.ctx_t)
                 thr_s = p.stay[hs] / sens
+                if tr.bath_wake and not p.night[hs]:
+                    thr_s = max(thr_s, p.stay_wake / sens)
                 cands.append(
                     (tr.ctx_t + thr_s, "bathroom_too_long", "stay", p.stay_usual[hs], thr_s, tr.ctx_t)
                 )
-            if ctx in ("bed", "bedroom"):
+            if tr.ctx in ("bed", "bedroom"):
                 nw = self._no_wake(p, a)
                 if nw is not None:
                     cands.append(nw)
@@ -378,10 +390,30 @@ class InactivityDetector:
             en, zh = text.bed_silent(observed, tr.seen_t.get("bed:bedroom", 0.0) + tr.utc_offset_s)
             return InactivityAlert(due, "device_silent", "bedroom", "medium", en, zh, expected, observed,
                                    thr, since, "bed:bedroom")  # fmt: skip
+        elif (suspect := self._suspect(p)) is not None:
+            # the home looks silent, but a sensor that should see the resident looks dead
+            kind_s, _, room_s = suspect.partition(":")
+            en, zh = text.sensor_suspect(kind_s, room_s, ctx, observed, tr.run.get(suspect, 0))
+            return InactivityAlert(due, "device_silent", room_s, "medium", en, zh, expected, observed,
+                                   thr, since, suspect)  # fmt: skip
         else:
             en, zh = text.inactivity(ctx, observed, expected, h, p.learned)
             sev = "high" if observed >= 2 * expected or ctx != "bed" else "medium"
         return InactivityAlert(due, kind, room, sev, en, zh, expected, observed, thr, since)
+
+    def _suspect(self, p: Profile) -> str | None:
+        """A motion sensor that is probably dead: the present silence is more likely its fault."""
+        tr = self._tr
+        own = f"pir:{tr.ctx}"
+        if own in p.dev_limits and tr.ctx_t is not None and tr.seen_t.get(own, -math.inf) < tr.ctx_t - 60.0:
+            return own  # the resident came into the room (appliance) but its sensor never saw them
+        worst, ratio = None, 1.0
+        for s, usual in p.dev_usual.items():
+            if s.startswith("pir:") and tr.run.get(s, 0) >= max(6, 1.5 * usual + 1):
+                r = tr.run[s] / max(usual, 1)
+                if r >= ratio:
+                    worst, ratio = s, r
+        return worst
 
     def _no_wake(self, p: Profile, a: float) -> tuple[float, str, str, float, float, float] | None:
         """Still in bed (or quiet in the bedroom) well past the usual wake time of the day."""
@@ -393,8 +425,7 @@ class InactivityDetector:
             if tr.up_day == d or self._alerted["day"] == d:
                 continue
             midnight = d * DAY - tr.utc_offset_s  # day d starts at wake_open after this midnight
-            dtype = "weekend" if (d + 3) % 7 >= 5 else "weekday"
-            w = p.wake.get(dtype)
+            w = p.wake.get(str((d + 3) % 7))  # 1970-01-01 was a Thursday
             med = w["median"] if w else WAKE_PRIOR_S - 2 * HOUR
             thr_s = w["thr"] if w else WAKE_PRIOR_S
             thr_abs = midnight + med + (thr_s - med) / self.sensitivity

@@ -48,6 +48,9 @@ PRIOR_SCALE = {"bed": 60 * MIN, "away": 60 * MIN, "stay": 10 * MIN, "bathroom": 
 DEFAULT_NIGHT = [h >= 23 or h < 6 for h in range(24)]
 WAKE_PRIOR_S = 10.5 * HOUR  # new home: "not up" only after 10:30
 WAKE_MIN_DAYS = 5
+# by day, "last seen in the hall, then nothing" is nearly always someone who went out past a missed door
+DAY_HALL_FLOOR = 90 * MIN
+MAX_FACTOR = 1.15  # never alarm below the longest silence seen there, with a margin
 
 
 def _kind(ctx: str) -> str:
@@ -74,6 +77,7 @@ class Profile:
     sil_usual: dict[str, list[float]] = field(default_factory=dict)  # ctx -> longest seen (s)
     stay: list[float] = field(default_factory=list)  # bathroom stay thresholds by hour
     stay_usual: list[float] = field(default_factory=list)
+    stay_wake: float = 0.0  # bathroom visits straight after leaving bed (morning routine), any hour
     away: list[float] = field(default_factory=list)
     away_usual: list[float] = field(default_factory=list)
     away_seen: list[bool] = field(default_factory=list)  # outings ever began near this hour
@@ -123,18 +127,23 @@ def _table(
     scale0 = PRIOR_SCALE.get(kind, 20 * MIN)
     thr, usual = [], []
     for h in range(24):
-        prior = night_prior if p.night[h] else day_prior
+        # in bed, the two hours either side of the sleep window count as night (early/late nights)
+        night = p.night[h] or (kind == "bed" and any(p.night[(h + d) % 24] for d in (-2, -1, 1, 2)))
+        prior = night_prior if night else day_prior
         pool, hours = _pool(by_hour, h, p.night)
         if len(pool) >= MIN_POOL and weeks > 0:
             x = tail_threshold(pool, len(pool) / hours / weeks, budget, scale0)
-            x = max(x, max(pool) * 1.15)
+            x = max(x, max(pool) * MAX_FACTOR + 5 * MIN)
             top = max(pool)
         else:
             x, top = prior, prior
+        if kind == "bed" and night:
+            x = max(x, wide_night)  # a night in bed is judged by the wake time (no_wake), not here
         w = min(1.0, p.days / grace) if grace > 0 else 1.0
-        wide = wide_night if p.night[h] else wide_day
+        wide = wide_night if night else wide_day
         x = w * x + (1 - w) * max(x, wide)
-        thr.append(min(max(x, floor), cap))
+        lo = DAY_HALL_FLOOR if kind == "hall" and not p.night[h] else floor
+        thr.append(min(max(x, lo), cap))
         usual.append(min(top, cap))
     return thr, usual
 
@@ -167,7 +176,7 @@ def learn(
             step = min(start + dur, (math.floor((t + utc_offset_s) / HOUR) + 1) * HOUR - utc_offset_s) - t
             in_bed[hour_of(t, utc_offset_s)] += step
             t += max(step, 1.0)
-    if p.days >= 3:
+    if p.days >= 1.5:
         p.night = [in_bed[h] / (p.days * HOUR) >= 0.5 for h in range(24)]
 
     by_ctx: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -178,8 +187,15 @@ def learn(
         p.sil[ctx], p.sil_usual[ctx] = _table(
             by_ctx.get(ctx, []), _kind(ctx), p, weeks, budget, utc_offset_s, grace_days
         )
-    baths = [(s, d) for c, s, d in rec.stays if c == "bathroom" and clean(s, d)]
+    baths = [(s, d) for c, s, d in rec.stays if c.startswith("bathroom") and clean(s, d)]
     p.stay, p.stay_usual = _table(baths, "stay", p, weeks, budget, utc_offset_s, grace_days)
+    morning = [
+        d
+        for c, s, d in rec.stays
+        if c == "bathroom_wake" and clean(s, d) and not p.night[hour_of(s, utc_offset_s)]
+    ]
+    if len(morning) >= 3:
+        p.stay_wake = min(max(morning) * 1.3 + 5 * MIN, PRIORS["stay"][3])
     outs = [(s, d) for c, s, d in rec.stays if c == "away" and clean(s, d) and d > 10 * MIN]
     p.away, p.away_usual = _table(outs, "away", p, weeks, budget, utc_offset_s, grace_days)
     began = {hour_of(s, utc_offset_s) for s, _ in outs}
@@ -195,32 +211,43 @@ def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[t
     bed_exits = [s + d for c, s, d in stays if c == "bed"]
     first_day: dict[int, float] = {}
     for c, s, _ in stays:
-        if c in ("bed", "bedroom", "bathroom"):
+        if c in ("bed", "bedroom") or c.startswith("bathroom"):
             continue
         local = s + utc_offset_s
         d = math.floor(local / DAY)
         if 3 * HOUR <= local - d * DAY <= 15 * HOUR and d not in first_day:
             first_day[d] = s
-    wakes: dict[str, list[float]] = {"weekday": [], "weekend": []}
+    by_wd: dict[int, list[float]] = defaultdict(list)
     for d, first in first_day.items():
         if any(a <= first <= b for a, b in exclude):
             continue
         cands = [x for x in bed_exits if first - 2 * HOUR <= x <= first]
         wake = max(cands) if cands else first
-        dtype = "weekend" if (d + 3) % 7 >= 5 else "weekday"  # 1970-01-01 was a Thursday
-        wakes[dtype].append(wake + utc_offset_s - d * DAY)
-    allw = wakes["weekday"] + wakes["weekend"]
+        by_wd[(d + 3) % 7].append(wake + utc_offset_s - d * DAY)  # 1970-01-01 was a Thursday
+    allw = [w for ws in by_wd.values() for w in ws]
     if not allw:
         return
-    overall = statistics.median(allw)
-    meds = {k: statistics.median(v) if len(v) >= 2 else overall for k, v in wakes.items()}
-    resid = [w - meds[k] for k, v in wakes.items() for w in v]
-    sd = max(1.4826 * statistics.median(abs(r) for r in resid), 10 * MIN)
-    for dtype, med in meds.items():
-        thr = med + 20 * MIN + 2.0 * sd
+    groups = {g: [w for wd in range(7) if (wd >= 5) == g for w in by_wd.get(wd, [])] for g in (False, True)}
+    meds = {}
+    for wd in range(7):
+        own, grp = by_wd.get(wd, []), groups[wd >= 5]
+        meds[wd] = statistics.median(own if len(own) >= 2 else grp if len(grp) >= 2 else allw)
+    # residuals around each weekday's own median, corrected for the few samples each has
+    resid = [
+        (w - meds[wd]) * math.sqrt(len(ws) / (len(ws) - 1))
+        for wd, ws in by_wd.items()
+        if len(ws) >= 2
+        for w in ws
+    ]
+    sd = max(1.4826 * statistics.median(abs(r) for r in resid), 10 * MIN) if resid else 45 * MIN
+    for wd in range(7):
+        med = meds[wd]
+        n_own = len(by_wd.get(wd, []))
+        spread = sd * math.sqrt(1 + 1 / n_own) if n_own >= 2 else sd * 1.5  # the median is uncertain too
+        thr = max(med + 20 * MIN + 2.5 * spread, max(by_wd.get(wd, [-math.inf])) + 15 * MIN)
         if len(allw) < WAKE_MIN_DAYS:
             thr = max(thr, WAKE_PRIOR_S)
-        p.wake[dtype] = {"median": med, "thr": min(thr, 14 * HOUR), "n": float(len(wakes[dtype]))}
+        p.wake[str(wd)] = {"median": med, "thr": min(thr, 14 * HOUR), "n": float(len(by_wd.get(wd, [])))}
     if allw:
         p.wake_open_s = max(3 * HOUR, min(allw) - 2 * HOUR)
 
@@ -232,7 +259,7 @@ def _learn_devices(p: Profile, rec: Recording, grace_days: float) -> None:
         if len(days) < 0.7 * n_days or p.days < 2:
             continue
         longest = max(rec.runs.get(s, [0]) or [0])
-        limit = max(4, math.ceil(1.5 * longest + 2))
+        limit = max(6, math.ceil(2 * longest + 2))
         if p.days < grace_days:
             limit *= 2
         p.dev_limits[s] = limit

@@ -151,3 +151,13 @@ def bed_silent(observed: float, last_s: float) -> tuple[str, str]:
         f"夜间卧室已{dur_zh(observed)}没有动静，但床垫传感器自{clock(last_s)}起没有上报：很可能是床垫传感器故障"
         "（请检查）；如不确定，请查看老人情况",
     )
+
+
+def sensor_suspect(kind: str, room: str, ctx: str, observed: float, silent_hours: int) -> tuple[str, str]:
+    return (
+        f"no movement seen for {dur_en(observed)} {room_en(ctx)}, but the {SENSOR_EN.get(kind, kind)} "
+        f"{room_en(room)} has sent nothing for {silent_hours} h of activity elsewhere: most likely that "
+        "sensor has failed (check it); if unsure, check on the resident",
+        f"{room_zh(ctx)}已{dur_zh(observed)}未见活动，但{room_zh(room)}的{SENSOR_ZH.get(kind, kind)}"
+        f"在其他设备有活动的{silent_hours}小时内没有任何上报：很可能是该传感器故障（请检查）；如不确定，请查看老人情况",
+    )

@@ -24,6 +24,7 @@ from typing import Any
 DAY = 86_400.0
 HOUR = 3_600.0
 TRANSITION_S = 90.0  # a PIR this soon after activity elsewhere is someone walking between rooms
+WAKE_BATH_S = 900.0  # a bathroom visit this soon after leaving bed: the morning routine (longer)
 STRONG_S = 120.0  # a PIR this soon after a door/bed/appliance event is confirmed by it
 PLUG_ON_W = 20.0  # an appliance switched on (W)
 PLUG_OFF_W = 5.0
@@ -65,6 +66,9 @@ class Tracker:
     ctx_t: float | None = None  # when the context was entered
     bed: bool = False
     bed_exit_t: float | None = None
+    out_t: float | None = None  # first movement outside the bedroom while the bed says "in bed"
+    out_n: int = 0
+    bath_wake: bool = False  # the present bathroom visit began just after leaving bed
     strong_t: float = -math.inf
     up_day: int = -1  # the local day (from wake_open_s) on which the resident was last "up"
     pending: dict[str, float] = field(default_factory=dict)  # room -> unconfirmed PIR time
@@ -140,19 +144,21 @@ class Tracker:
             if value < 0.5:
                 return
             p = self.pending.get(room)
-            recent_any = max(self.room_last.values(), default=-math.inf)
             if (
                 (p is not None and t - p <= self.confirm_s)
                 or t - self.room_last.get(room, -math.inf) <= self.confirm_s
-                or t - recent_any <= TRANSITION_S
+                or (self.act_t is not None and t - self.act_t <= TRANSITION_S)  # walking on
                 or t - self.strong_t <= STRONG_S
             ):
                 self.pending.pop(room, None)
-                ctx = "bed" if room == "bedroom" and self.bed else room
+                ctx = room
+                if self.bed:
+                    ctx = "bed" if room == "bedroom" or not self._left_bed(t) else room
                 self._activity(t, ctx, room, key)
             else:
                 self.pending[room] = t
         elif kind == "bed":
+            self.out_t, self.out_n = None, 0
             self.bed = value >= 0.5
             if not self.bed:
                 self.bed_exit_t = t
@@ -172,6 +178,20 @@ class Tracker:
         elif kind == "sos" and value >= 0.5:
             self._activity(t, room if room else self.ctx, room, key)
 
+    def _left_bed(self, t: float) -> bool:
+        """Activity outside the bedroom while the bed says "in bed": up, or a spurious trigger?
+
+        Up (a bed exit the radio lost) once there are three confirmed movements over 3+ minutes.
+        """
+        if self.out_t is None or t - self.out_t > 1800.0:
+            self.out_t, self.out_n = t, 0
+        self.out_n += 1
+        if self.out_n >= 3 and t - self.out_t >= 180.0:
+            self.bed, self.bed_exit_t = False, self.out_t
+            self.out_t, self.out_n = None, 0
+            return True
+        return False
+
     def _heartbeat(self, t: float) -> None:
         if self.rec is not None:
             self.rec.heartbeats += 1
@@ -180,8 +200,8 @@ class Tracker:
             if self.rec is not None:
                 self.rec.gaps.append((self.hb_t, t))
             self.hb_resumed_t = t
-            if self.act_t is not None:
-                self.act_t = t
+            if self.act_t is not None:  # where the resident is now is unknown until they move
+                self.act_t, self.ctx, self.ctx_t = t, "unknown", t
         self.hb_t = t
 
     def _activity(self, t: float, ctx: str, room: str, key: str) -> None:
@@ -190,8 +210,12 @@ class Tracker:
             rec.silences.append((self.ctx, self.act_t, t - self.act_t))
         if ctx != self.ctx:
             if rec is not None and self.ctx_t is not None and self.ctx != "unknown":
-                rec.stays.append((self.ctx, self.ctx_t, t - self.ctx_t))
+                label = "bathroom_wake" if self.ctx == "bathroom" and self.bath_wake else self.ctx
+                rec.stays.append((label, self.ctx_t, t - self.ctx_t))
             self.ctx, self.ctx_t = ctx, t
+            self.bath_wake = (
+                ctx == "bathroom" and self.bed_exit_t is not None and t - self.bed_exit_t <= WAKE_BATH_S
+            )
         self.act_t = t
         if room:
             self.room_last[room] = t

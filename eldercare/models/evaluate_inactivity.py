@@ -1,0 +1,490 @@
+"""Evaluate the inactivity detector on simulated homes it never saw, beside a fixed 4-hour timeout.
+
+Each home (seed drawn from the evaluation seed; the detector's priors were tuned on homes 0-99)
+lives ``HISTORY_DAYS`` of normal life, on which the detector is fitted, then ``TEST_DAYS`` with one
+incident of each kind on distinct days (:func:`eldercare.simulators.routine.random_incidents`).
+An incident is *caught* by an alert whose platform kind matches it
+(:data:`~eldercare.simulators.routine.ALERT_KINDS`), raised from a minute before it began to two
+hours after it ended (as :mod:`eldercare.simulators.score` matches). Delay is from the start of
+the incident (and, beside it, from ``alert_from``: when the situation became visible, e.g. the
+planned wake time or 30 minutes into a bathroom stay). Every other alert is a false alarm, counted
+per resident-week of test time.
+
+Scenarios: clean sensors; 10 % and 20 % of events dropped; 10 % and 20 % spurious PIR triggers
+(spurious events as a share of real motion events); a gateway that sends heartbeats (so outages
+are told from a silent home); a new home with 3 days of history; and a changed routine (wake and
+bed times 1.5 h later, new day-station days) with daily refits on a sliding window.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from eldercare.models.inactivity import FIT_WINDOW_DAYS, InactivityDetector
+from eldercare.simulators.routine import (
+    ALERT_KINDS,
+    DAY,
+    DEFAULT_START,
+    HOUR,
+    HomeRun,
+    ResidentProfile,
+    TruthRecord,
+    random_incidents,
+    simulate_home,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEED = 20261129
+N_HOMES = 24
+HISTORY_DAYS = 14
+TEST_DAYS = 21
+WINDOW_S = 2 * HOUR
+EARLY_S = 60.0
+RESIDENT_KINDS = ("fall", "collapse", "no_wake", "night_wandering", "bathroom_too_long")
+DEVICE_KINDS = ("device_offline", "gateway_outage")
+KINDS = (*RESIDENT_KINDS, *DEVICE_KINDS)
+TARGET_CAUGHT = 0.95
+TARGET_DELAY_MEDIAN_S = 60 * 60.0
+TARGET_FA_PER_WEEK = 0.5
+BASELINE_TIMEOUT_S = 4 * HOUR
+
+Event = tuple[float, str, str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Raised:
+    """An alert reduced to what scoring needs."""
+
+    t: float
+    kind: str  # the platform's alert kind
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Tally:
+    incidents: dict[str, int] = field(default_factory=dict)
+    caught: dict[str, int] = field(default_factory=dict)
+    delays: dict[str, list[float]] = field(default_factory=dict)
+    delays_visible: dict[str, list[float]] = field(default_factory=dict)
+    false_alarms: dict[str, int] = field(default_factory=dict)
+    weeks: float = 0.0
+    missed: list[str] = field(default_factory=list)
+
+    def add(self, truth: Sequence[TruthRecord], alerts: Sequence[Raised], weeks: float, label: str) -> None:
+        used: set[int] = set()
+        for rec in truth:
+            k = rec.kind
+            self.incidents[k] = self.incidents.get(k, 0) + 1
+            until = (rec.end if rec.end is not None else rec.alert_from) + WINDOW_S
+            hits = [
+                i
+                for i, a in enumerate(alerts)
+                if a.kind in ALERT_KINDS[k] and rec.t - EARLY_S <= a.t <= until
+            ]
+            if hits:
+                self.caught[k] = self.caught.get(k, 0) + 1
+                first = min(alerts[i].t for i in hits)
+                self.delays.setdefault(k, []).append(max(0.0, first - rec.t))
+                self.delays_visible.setdefault(k, []).append(max(0.0, first - rec.alert_from))
+                used.update(hits)
+            else:
+                hour = ((rec.t % DAY) / HOUR) if math.isfinite(rec.t) else -1
+                self.missed.append(f"{label}: {k} at {hour:04.1f} h {rec.room or rec.sensor or ''}".strip())
+        for i, a in enumerate(alerts):
+            if i not in used:
+                self.false_alarms[a.kind] = self.false_alarms.get(a.kind, 0) + 1
+        self.weeks += weeks
+
+    def summary(self) -> dict[str, Any]:
+        def pct(xs: list[float], q: float) -> float | None:
+            if not xs:
+                return None
+            xs = sorted(xs)
+            k = (len(xs) - 1) * q
+            lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+            return round((xs[lo] + (xs[hi] - xs[lo]) * (k - lo)) / 60, 1)
+
+        kinds = {}
+        for k in KINDS:
+            n = self.incidents.get(k, 0)
+            if not n:
+                continue
+            kinds[k] = {
+                "incidents": n,
+                "caught": self.caught.get(k, 0),
+                "sensitivity": round(self.caught.get(k, 0) / n, 3),
+                "delay_median_min": pct(self.delays.get(k, []), 0.5),
+                "delay_p90_min": pct(self.delays.get(k, []), 0.9),
+                "delay_visible_median_min": pct(self.delays_visible.get(k, []), 0.5),
+            }
+
+        def group(ks: Sequence[str]) -> dict[str, Any]:
+            n = sum(self.incidents.get(k, 0) for k in ks)
+            c = sum(self.caught.get(k, 0) for k in ks)
+            d = [x for k in ks for x in self.delays.get(k, [])]
+            dv = [x for k in ks for x in self.delays_visible.get(k, [])]
+            return {
+                "incidents": n,
+                "caught": c,
+                "sensitivity": round(c / n, 3) if n else None,
+                "delay_median_min": pct(d, 0.5),
+                "delay_p90_min": pct(d, 0.9),
+                "delay_visible_median_min": pct(dv, 0.5),
+            }
+
+        fa = sum(self.false_alarms.values())
+        return {
+            "kinds": kinds,
+            "resident": group(RESIDENT_KINDS),
+            "device": group(DEVICE_KINDS),
+            "all": group(KINDS),
+            "false_alarms": dict(sorted(self.false_alarms.items())),
+            "resident_weeks": round(self.weeks, 2),
+            "false_alarms_per_resident_week": round(fa / self.weeks, 3) if self.weeks else None,
+            "missed": self.missed[:40],
+        }
+
+
+# detectors under test -----------------------------------------------------------------------
+
+
+def baseline_timeout(stream: Sequence[Event], start: float, until: float, daytime: bool) -> list[Raised]:
+    """Fixed timeout: no event of any sensor for 4 h (optionally only judged 07:00-22:00)."""
+    out: list[Raised] = []
+    last = start
+    for t, kind, _, value in [*stream, (until, "end", "", 0.0)]:
+        if kind == "heartbeat":
+            continue
+        due = last + BASELINE_TIMEOUT_S
+        if due <= t:
+            if daytime:  # move the due time into 07:00-22:00
+                h = (due % DAY) / HOUR
+                if h < 7:
+                    due += (7 - h) * HOUR
+                elif h >= 22:
+                    due += (31 - h) * HOUR
+            if due <= t:
+                out.append(Raised(due, "inactivity"))
+        if kind == "plug" and value < 5.0:
+            continue
+        last = t
+    return out
+
+
+def _heartbeats(run: HomeRun, t0: float, t1: float, every: float = 300.0) -> list[Event]:
+    """A gateway's heartbeats, missing while it is out (the platform knows its status messages)."""
+    outages = [(r.t, r.end or t1) for r in run.truth if r.kind == "gateway_outage"]
+    n = int((t1 - t0) // every)
+    return [
+        (t0 + i * every, "heartbeat", "", 1.0)
+        for i in range(n)
+        if not any(a <= t0 + i * every < b for a, b in outages)
+    ]
+
+
+def _merge(a: list[Event], b: list[Event]) -> list[Event]:
+    return sorted(a + b, key=lambda e: e[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    drop: float = 0.0
+    spurious: float = 0.0  # spurious PIR events as a share of real ones
+    heartbeats: bool = True  # the platform knows its gateways' status (heartbeats / last will)
+    history_days: int = HISTORY_DAYS
+    changed_routine: bool = False
+    sensitivity: float = 1.0
+
+
+SCENARIOS = (
+    Scenario("clean"),
+    Scenario("drop 10%", drop=0.10),
+    Scenario("drop 20%", drop=0.20),
+    Scenario("spurious 10%", spurious=0.10),
+    Scenario("spurious 20%", spurious=0.20),
+    Scenario("no gateway heartbeats", heartbeats=False),
+    Scenario("new home (3 days)", history_days=3),
+    Scenario("changed routine, daily refit", changed_routine=True),
+)
+
+
+def _changed(p: ResidentProfile, r: random.Random) -> ResidentProfile:
+    days = tuple(sorted(r.sample(range(5), 2)))
+    return replace(
+        p,
+        wake_h=min(9.5, p.wake_h + 1.5),
+        bed_h=min(23.9, p.bed_h + 1.5),
+        station_days=days if not p.station_days else (),
+        nap_prob=min(0.95, p.nap_prob + 0.3),
+        tv_hours=p.tv_hours + 1.0,
+    )
+
+
+def _spurious_rate(seed: int, share: float) -> float:
+    if share <= 0:
+        return 0.0
+    probe = simulate_home(seed, 3)
+    pirs = sum(1 for e in probe.events if e[1] == "pir")
+    return share / (1 - share) * pirs / 3 / 5  # per PIR sensor per day (5 rooms)
+
+
+def _home(sc: Scenario, home_seed: int) -> dict[str, Any]:
+    """One home under one scenario: truth, model alerts, baseline alerts, test weeks."""
+    r = random.Random(f"eval:{home_seed}")
+    days = sc.history_days + TEST_DAYS
+    incs = random_incidents(r, days, KINDS, first_day=sc.history_days)
+    test_start = DEFAULT_START + sc.history_days * DAY
+    rate = _spurious_rate(home_seed, sc.spurious)
+    if sc.changed_routine:
+        a = simulate_home(home_seed, sc.history_days, drop_rate=sc.drop, spurious_rate=rate)
+        prof = _changed(a.profile, r)
+        b = simulate_home(
+            home_seed + 7_919,
+            TEST_DAYS,
+            start=test_start,
+            incidents=[i for i in incs if i.t >= test_start],
+            profile=prof,
+            drop_rate=sc.drop,
+            spurious_rate=rate,
+        )
+        events = a.events + b.events
+        truth = b.truth
+        run = b
+    else:
+        run = simulate_home(home_seed, days, incidents=incs, drop_rate=sc.drop, spurious_rate=rate)
+        events, truth = run.events, run.truth
+    if sc.heartbeats:
+        events = _merge(events, _heartbeats(run, DEFAULT_START, DEFAULT_START + days * DAY))
+    end = DEFAULT_START + days * DAY
+    hist = [e for e in events if e[0] < test_start]
+    stream = [e for e in events if e[0] >= test_start]
+    alerts: list[Raised] = []
+    if sc.changed_routine:  # the platform refits every day on a sliding window
+        for d in range(TEST_DAYS):
+            d0, d1 = test_start + d * DAY, test_start + (d + 1) * DAY
+            window = [e for e in events if d0 - FIT_WINDOW_DAYS * DAY <= e[0] < d0]
+            det = InactivityDetector(sensitivity=sc.sensitivity).fit(window)
+            day = [e for e in events if d0 <= e[0] < d1]
+            alerts += [Raised(a.t, a.alert_kind, a.kind) for a in det.detect(day, until=d1)]
+    else:
+        det = InactivityDetector(sensitivity=sc.sensitivity).fit(hist)
+        alerts = [Raised(a.t, a.alert_kind, a.kind) for a in det.detect(stream, until=end)]
+    base = baseline_timeout(stream, test_start, end, daytime=False)
+    base_day = baseline_timeout(stream, test_start, end, daytime=True)
+    weeks = TEST_DAYS / 7
+    if sc.changed_routine:
+        first_week = [a for a in alerts if a.t < test_start + 7 * DAY]
+        later = [a for a in alerts if a.t >= test_start + 7 * DAY]
+    else:
+        first_week, later = [], []
+    return {
+        "truth": truth,
+        "model": alerts,
+        "baseline": base,
+        "baseline_day": base_day,
+        "weeks": weeks,
+        "first_week": first_week,
+        "later": later,
+        "test_start": test_start,
+    }
+
+
+def evaluate_scenario(sc: Scenario, seeds: Sequence[int]) -> dict[str, Any]:
+    tallies = {"model": Tally(), "baseline": Tally(), "baseline_day": Tally()}
+    week1, later = Tally(), Tally()
+    for s in seeds:
+        h = _home(sc, s)
+        for name, tally in tallies.items():
+            tally.add(h["truth"], h[name], h["weeks"], f"home {s}")
+        if sc.changed_routine:
+            t1 = h["test_start"] + 7 * DAY
+            week1.add([x for x in h["truth"] if x.t < t1], h["first_week"], 1.0, f"home {s}")
+            later.add([x for x in h["truth"] if x.t >= t1], h["later"], h["weeks"] - 1.0, f"home {s}")
+    out: dict[str, Any] = {k: v.summary() for k, v in tallies.items()}
+    if sc.changed_routine:
+        out["model_first_week_after_change"] = week1.summary()
+        out["model_after_first_week"] = later.summary()
+    return out
+
+
+# report ------------------------------------------------------------------------------------
+
+
+def _fmt(x: Any, unit: str = "") -> str:
+    return "-" if x is None else f"{x}{unit}"
+
+
+def _markdown(res: dict[str, Any], pngs: list[str]) -> str:
+    lines = [
+        "# Inactivity detection: evaluation",
+        "",
+        f"Seed {res['seed']}; {res['homes']} simulated homes never used in tuning; per home "
+        f"{HISTORY_DAYS} days of history to fit on, then {TEST_DAYS} test days with one incident of each "
+        f"kind ({', '.join(KINDS)}). Baseline: a fixed {BASELINE_TIMEOUT_S / HOUR:.0f}-hour timeout on "
+        "any sensor event (24 h, and judged only 07:00-22:00). Targets: caught >= "
+        f"{TARGET_CAUGHT}, median delay <= {TARGET_DELAY_MEDIAN_S / 60:.0f} min, <= {TARGET_FA_PER_WEEK} "
+        "false alarms per resident-week (resident incidents).",
+        "",
+        "## Summary (resident incidents: fall, collapse, no_wake, night_wandering, bathroom_too_long)",
+        "",
+        "| scenario | detector | caught | sensitivity | delay p50 (min) | delay p90 (min) "
+        "| p50 from visible (min) | false alarms / resident-week |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, sc in res["scenarios"].items():
+        for det in ("model", "baseline", "baseline_day"):
+            g = sc[det]["resident"]
+            lines.append(
+                f"| {name} | {det} | {g['caught']}/{g['incidents']} | {_fmt(g['sensitivity'])} "
+                f"| {_fmt(g['delay_median_min'])} | {_fmt(g['delay_p90_min'])} "
+                f"| {_fmt(g['delay_visible_median_min'])} "
+                f"| {_fmt(sc[det]['false_alarms_per_resident_week'])} |"
+            )
+    lines += ["", "## Per incident kind (model)", ""]
+    for name, sc in res["scenarios"].items():
+        lines += [
+            f"### {name}",
+            "",
+            "| kind | caught | sensitivity | delay p50 (min) | delay p90 (min) | p50 from visible (min) |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for k, v in sc["model"]["kinds"].items():
+            lines.append(
+                f"| {k} | {v['caught']}/{v['incidents']} | {v['sensitivity']} "
+                f"| {_fmt(v['delay_median_min'])} | {_fmt(v['delay_p90_min'])} "
+                f"| {_fmt(v['delay_visible_median_min'])} |"
+            )
+        fa = sc["model"]["false_alarms"]
+        lines += [
+            "",
+            f"False alarms by kind: {fa or 'none'} over {sc['model']['resident_weeks']} resident-weeks.",
+        ]
+        if sc["model"]["missed"]:
+            lines += ["", "Missed: " + "; ".join(sc["model"]["missed"][:15])]
+        if "model_first_week_after_change" in sc:
+            w1, w2 = sc["model_first_week_after_change"], sc["model_after_first_week"]
+            lines += [
+                "",
+                f"First week after the change: {w1['false_alarms_per_resident_week']} false alarms per "
+                f"resident-week, resident sensitivity {w1['resident']['sensitivity']}; later weeks: "
+                f"{w2['false_alarms_per_resident_week']}, sensitivity {w2['resident']['sensitivity']}.",
+            ]
+        lines.append("")
+    lines += [f"![{p}]({p})" for p in pngs] or ["(PNG plots skipped: matplotlib is not installed.)"]
+    lines += ["", f"Evaluation took {res['seconds']} s."]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(out_dir: Path, res: dict[str, Any]) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    names = list(res["scenarios"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = range(len(names))
+    for off, det in ((-0.2, "model"), (0.2, "baseline_day")):
+        sens = [res["scenarios"][n][det]["resident"]["sensitivity"] or 0 for n in names]
+        fa = [res["scenarios"][n][det]["false_alarms_per_resident_week"] or 0 for n in names]
+        axes[0].bar([i + off for i in x], sens, width=0.4, label=det)
+        axes[1].bar([i + off for i in x], fa, width=0.4, label=det)
+    axes[0].axhline(TARGET_CAUGHT, color="k", ls="--", lw=1)
+    axes[1].axhline(TARGET_FA_PER_WEEK, color="k", ls="--", lw=1)
+    axes[0].set_title("resident incidents caught")
+    axes[1].set_title("false alarms per resident-week")
+    for ax in axes:
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "inactivity_scenarios.png", dpi=110)
+    plt.close(fig)
+    clean = res["scenarios"][names[0]]["model"]["kinds"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ks = [k for k in clean if clean[k]["delay_median_min"] is not None]
+    ax.bar(ks, [clean[k]["delay_median_min"] for k in ks], label="median")
+    ax.scatter(ks, [clean[k]["delay_p90_min"] for k in ks], color="k", zorder=3, label="p90")
+    ax.axhline(TARGET_DELAY_MEDIAN_S / 60, color="r", ls="--", lw=1)
+    ax.set_ylabel("detection delay (min)")
+    ax.set_title(f"delay by incident kind ({names[0]})")
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "inactivity_delays.png", dpi=110)
+    plt.close(fig)
+    return ["inactivity_scenarios.png", "inactivity_delays.png"]
+
+
+def home_seeds(seed: int, n: int) -> list[int]:
+    """Home seeds for an evaluation seed; always >= 100000 (tuning used homes 0-99)."""
+    r = random.Random(f"inactivity-eval:{seed}")
+    return [100_000 + r.randrange(10**8) for _ in range(n)]
+
+
+def run(
+    out_dir: Path,
+    seed: int = DEFAULT_SEED,
+    *,
+    n_homes: int = N_HOMES,
+    scenarios: Sequence[Scenario] = SCENARIOS,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate on ``n_homes`` unseen homes per scenario; write Markdown, JSON and PNGs to ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    seeds = home_seeds(seed, n_homes)
+    res: dict[str, Any] = {"seed": seed, "homes": n_homes, "scenarios": {}}
+    for sc in scenarios:
+        if progress:
+            progress(sc.name)
+        res["scenarios"][sc.name] = evaluate_scenario(sc, seeds)
+    clean = res["scenarios"][scenarios[0].name]["model"]
+    g = clean["resident"]
+    res["targets"] = {
+        "caught": g["sensitivity"],
+        "delay_median_min": g["delay_median_min"],
+        "false_alarms_per_resident_week": clean["false_alarms_per_resident_week"],
+        "met": bool(
+            (g["sensitivity"] or 0) >= TARGET_CAUGHT
+            and (g["delay_median_min"] or math.inf) <= TARGET_DELAY_MEDIAN_S / 60
+            and (clean["false_alarms_per_resident_week"] or 0) <= TARGET_FA_PER_WEEK
+        ),
+    }
+    res["seconds"] = round(time.perf_counter() - started, 1)
+    pngs = _plots(out_dir, res)
+    (out_dir / "inactivity_report.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "inactivity_report.md").write_text(_markdown(res, pngs), encoding="utf-8")
+    return res
+
+
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+if __name__ == "__main__":  # python -m eldercare.models.evaluate_inactivity OUT_DIR [SEED] [HOMES]
+    import sys
+
+    logging.basicConfig(level=logging.INFO)
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "models-report")
+    res = run(
+        out,
+        int(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_SEED,
+        n_homes=int(sys.argv[3]) if len(sys.argv) > 3 else N_HOMES,
+        progress=lambda s: print("scenario", s, flush=True),
+    )
+    print(json.dumps(res["targets"], indent=2))
