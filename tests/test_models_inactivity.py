@@ -1,0 +1,253 @@
+"""Inactivity detector: learning a home's rhythm, alerting on what is unusual for it, state, streaming."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from eldercare.models.inactivity import InactivityAlert, InactivityDetector, InactivityError
+
+DAY = 86_400.0
+H = 3_600.0
+M = 60.0
+T0 = 1_767_571_200.0  # a Monday 00:00 UTC; the detector's default offset is UTC
+
+Ev = tuple[float, str, str, float]
+
+
+def moves(room: str, start: float, end: float, every: float = 60.0) -> list[Ev]:
+    n = max(1, int((end - start) // every))
+    return [(start + i * every, "pir", room, 1.0) for i in range(n)]
+
+
+def normal_day(d: int, outing: bool = False, heartbeats: bool = False) -> list[Ev]:
+    """A hand-made day: up at 07:00, bathroom, breakfast, living room, toilet visits, bed 21:50."""
+    m = T0 + d * DAY
+    r = random.Random(d)
+    j = r.uniform(-10, 10) * M  # a little jitter in the wake time
+    ev: list[Ev] = [(m + 7 * H + j, "bed", "bedroom", 0.0)]
+    ev += moves("bedroom", m + 7 * H + j + 5, m + 7 * H + j + 60)
+    ev += moves("bathroom", m + 7 * H + j + 70, m + 7.25 * H + j)
+    ev += moves("kitchen", m + 7.3 * H, m + 8 * H)
+    ev += [(m + 7.35 * H, "plug", "kitchen", 2000.0), (m + 7.4 * H, "plug", "kitchen", 0.0)]
+    ev += moves("living", m + 8 * H, m + 10 * H, 180)
+    ev += moves("bathroom", m + 10 * H, m + 10 * H + 5 * M)
+    ev += moves("living", m + 10.1 * H, m + 12 * H, 180)
+    ev += moves("kitchen", m + 12 * H, m + 13 * H)
+    if outing:
+        ev += moves("hall", m + 13.9 * H, m + 13.9 * H + 30, 10)
+        ev += [(m + 14 * H, "door", "hall", 1.0), (m + 14 * H + 20, "door", "hall", 0.0)]
+        ev += [(m + 16 * H, "door", "hall", 1.0), (m + 16 * H + 15, "door", "hall", 0.0)]
+        ev += moves("hall", m + 16 * H + 20, m + 16 * H + 60, 10)
+    else:
+        ev += moves("living", m + 13 * H, m + 15 * H, 180)
+    ev += moves("bathroom", m + 16.2 * H, m + 16.2 * H + 6 * M)
+    ev += moves("living", m + 16.4 * H, m + 18 * H, 180)
+    ev += moves("kitchen", m + 18 * H, m + 19 * H)
+    ev += moves("living", m + 19 * H, m + 21.5 * H, 180)
+    ev += moves("bathroom", m + 21.5 * H, m + 21.75 * H)
+    ev += moves("bedroom", m + 21.76 * H, m + 21.8 * H)
+    ev += [(m + 21.83 * H, "bed", "bedroom", 1.0)]
+    if heartbeats:
+        ev += [(m + i * 300.0, "heartbeat", "", 1.0) for i in range(288)]
+    return sorted(ev)
+
+
+def history(days: int = 10, heartbeats: bool = False) -> list[Ev]:
+    out: list[Ev] = []
+    for d in range(days):
+        out += normal_day(d, outing=d % 3 == 1, heartbeats=heartbeats)
+    return out
+
+
+def upto(events: list[Ev], t: float) -> list[Ev]:
+    return [e for e in events if e[0] < t]
+
+
+@pytest.fixture(scope="module")
+def fitted() -> InactivityDetector:
+    return InactivityDetector().fit(history(10))
+
+
+def test_learns_the_homes_quiet_hours_and_wake_time(fitted: InactivityDetector) -> None:
+    p = fitted.profile_
+    assert p is not None and p.learned
+    assert all(p.night[h] for h in (0, 2, 4, 6)) and not any(p.night[h] for h in (9, 12, 15, 19))
+    wake = p.wake["2"]["median"] / H  # a Wednesday
+    assert 6.7 < wake < 7.3
+    # quiet in the living room (one movement every 3 min) is normal for longer than in the kitchen
+    assert p.sil_usual["living"][10] > p.sil_usual["kitchen"][8]
+    assert p.sil["living"][10] < 2 * H  # ... but hours without movement are not
+    assert p.stay_usual[10] < 30 * M  # bathroom visits here take a few minutes
+
+
+def test_long_silence_in_the_bathroom_alerts_with_expected_and_observed(fitted: InactivityDetector) -> None:
+    d = 10
+    m = T0 + d * DAY
+    day = upto(normal_day(d), m + 10 * H) + moves("bathroom", m + 10 * H, m + 10 * H + 2 * M)
+    alerts = fitted.detect(day, until=m + 14 * H)
+    assert [a.kind for a in alerts] == ["bathroom_too_long"]
+    a = alerts[0]
+    assert a.room == "bathroom" and a.alert_kind == "inactivity" and a.severity == "high"
+    assert m + 10 * H + 25 * M <= a.t <= m + 10 * H + 60 * M  # well before a 4-hour timeout
+    assert a.expected_s < 30 * M < a.observed_s
+    assert a.observed_s == pytest.approx(a.t - m - 10 * H, abs=3 * M)
+    assert "bathroom" in a.reason and "usually" in a.reason
+    assert "卫生间" in a.reason_zh and a.explain("zh-CN") == a.reason_zh and a.explain("en") == a.reason
+
+
+def test_no_alert_during_normal_sleep_or_an_outing(fitted: InactivityDetector) -> None:
+    days = normal_day(10, outing=True) + normal_day(11) + normal_day(12, outing=True)
+    assert fitted.detect(days, until=T0 + 13 * DAY + 6 * H) == []
+
+
+def test_not_up_at_the_usual_time(fitted: InactivityDetector) -> None:
+    m = T0 + 11 * DAY
+    stream = normal_day(10) + [(m + 3 * H, "pir", "bedroom", 1.0)]  # restless, but still in bed
+    alerts = fitted.detect(stream, until=m + 12 * H)
+    assert [a.kind for a in alerts] == ["no_wake"]
+    a = alerts[0]
+    assert m + 7.2 * H < a.t < m + 8.5 * H
+    assert a.room == "bedroom" and "still in bed" in a.reason and "仍未起床" in a.reason_zh
+    assert a.observed_s > a.expected_s > 0
+
+
+def test_went_out_at_night_and_did_not_come_back(fitted: InactivityDetector) -> None:
+    m = T0 + 11 * DAY
+    night = normal_day(10)
+    night += [(m + 2 * H, "bed", "bedroom", 0.0), *moves("bedroom", m + 2 * H + 5, m + 2 * H + 40, 20)]
+    night += [(m + 2 * H + 60, "pir", "hall", 1.0), (m + 2 * H + 75, "door", "hall", 1.0)]
+    night += [(m + 2 * H + 90, "door", "hall", 0.0)]
+    alerts = fitted.detect(night, until=m + 5 * H)
+    assert [a.kind for a in alerts] == ["night_wandering"]
+    assert alerts[0].alert_kind == "night_wandering"
+    assert m + 2 * H < alerts[0].t <= m + 2 * H + 45 * M
+    assert "night" in alerts[0].reason and "夜间" in alerts[0].reason_zh
+
+
+def test_dead_gateway_is_a_device_problem_not_a_silent_home() -> None:
+    det = InactivityDetector().fit(history(8, heartbeats=True))
+    m = T0 + 8 * DAY
+    day = upto(normal_day(8, heartbeats=True), m + 10.05 * H)  # everything stops at 10:03
+    alerts = det.detect(day, until=m + 18 * H)
+    assert [a.kind for a in alerts] == ["device_silent"]
+    assert alerts[0].sensor == "gateway" and alerts[0].alert_kind == "device_offline"
+    assert alerts[0].t < m + 10.5 * H
+
+
+def test_silent_home_with_a_live_gateway_is_inactivity() -> None:
+    det = InactivityDetector().fit(history(8, heartbeats=True))
+    m = T0 + 8 * DAY
+    day = normal_day(8, heartbeats=True)
+    day = [e for e in day if e[1] == "heartbeat" or e[0] < m + 10.5 * H]  # the gateway keeps beating
+    alerts = det.detect(day, until=m + 18 * H)
+    assert [a.kind for a in alerts] == ["inactivity"]
+    assert alerts[0].room == "living" and alerts[0].t < m + 14.5 * H
+
+
+def test_one_dead_sensor_while_the_home_is_active() -> None:
+    det = InactivityDetector().fit(history(10))
+    days = [e for d in (10, 11) for e in normal_day(d) if not (e[1] == "pir" and e[2] == "kitchen")]
+    alerts = det.detect(days, until=T0 + 12 * DAY)
+    dev = [a for a in alerts if a.kind == "device_silent"]
+    assert dev and dev[0].sensor == "pir:kitchen" and dev[0].room == "kitchen"
+    assert "kitchen" in dev[0].reason and "厨房" in dev[0].reason_zh
+
+
+def test_new_home_is_conservative() -> None:
+    new = InactivityDetector().fit(history(2))
+    old = InactivityDetector().fit(history(10))
+    assert new.profile_ is not None and old.profile_ is not None and not new.profile_.learned
+    for ctx in ("living", "kitchen", "bathroom"):
+        assert all(
+            a >= min(b, 90 * M) for a, b in zip(new.profile_.sil[ctx], old.profile_.sil[ctx], strict=True)
+        )
+        assert min(new.profile_.sil[ctx]) > 90 * M
+    m = T0 + 10 * DAY
+    quiet = upto(normal_day(10), m + 11 * H)  # 3 h without movement in the living room
+    assert [a.kind for a in old.detect(quiet, until=m + 14 * H)] == ["inactivity"]
+    m2 = T0 + 2 * DAY  # the new home, the day after its two days of history
+    assert new.detect(upto(normal_day(2), m2 + 11 * H), until=m2 + 14 * H) == []
+    fresh = InactivityDetector().fit([])  # no history at all: priors only, and still no false alarm
+    assert fresh.detect(normal_day(10) + normal_day(11), until=T0 + 12 * DAY) == []
+
+
+def test_sensitivity_scales_thresholds(fitted: InactivityDetector) -> None:
+    m = T0 + 10 * DAY
+    quiet = upto(normal_day(10), m + 11 * H)
+    t1 = fitted.detect(quiet, until=m + 20 * H)[0].t
+    calm = InactivityDetector.from_dict(fitted.to_dict())
+    calm.sensitivity = 0.5
+    t2 = calm.detect(quiet, until=m + 20 * H)[0].t
+    assert t2 - (m + 11 * H) == pytest.approx(2 * (t1 - (m + 11 * H)), rel=0.05)
+
+
+def test_state_round_trip_gives_identical_alerts(fitted: InactivityDetector) -> None:
+    m = T0 + 10 * DAY
+    stream = upto(normal_day(10), m + 11 * H) + moves("bathroom", m + 11 * H, m + 11 * H + 60)
+    state = json.loads(json.dumps(fitted.to_dict()))
+    again = InactivityDetector.from_dict(state)
+    assert again.detect(stream, until=m + 20 * H) == fitted.detect(stream, until=m + 20 * H)
+    with pytest.raises(InactivityError):
+        InactivityDetector.from_dict({"version": 0})
+
+
+def test_streaming_update_check_equals_detect(fitted: InactivityDetector) -> None:
+    m = T0 + 10 * DAY
+    stream = upto(normal_day(10), m + 11 * H) + moves("bathroom", m + 11 * H, m + 11 * H + 60)
+    stream += [e for e in normal_day(11) if e[0] >= m + DAY + 7.5 * H]  # not up at 07:00 the next day
+    until = T0 + 12 * DAY
+    batch = fitted.detect(stream, until=until)
+    live = InactivityDetector.from_dict(fitted.to_dict())
+    got: list[InactivityAlert] = []
+    clock = stream[0][0]
+    for ev in stream:
+        while clock + 60 < ev[0]:  # a clock ticking once a minute between events
+            clock += 60
+            got += live.check(clock)
+        live.update(ev)
+        got += live.check(ev[0])
+    got += live.check(until)
+    assert got == batch and batch
+
+
+def test_bad_input_is_refused(fitted: InactivityDetector) -> None:
+    with pytest.raises(InactivityError, match="not fitted"):
+        InactivityDetector().update((T0, "pir", "kitchen", 1.0))
+    det = InactivityDetector.from_dict(fitted.to_dict())
+    det.update((T0 + 11 * DAY, "pir", "kitchen", 1.0))
+    with pytest.raises(InactivityError, match="in order"):
+        det.update((T0 + 10 * DAY, "pir", "kitchen", 1.0))
+    with pytest.raises(InactivityError, match="t_seconds"):
+        det.update(("soon", "pir"))  # type: ignore[arg-type]
+    with pytest.raises(InactivityError):
+        InactivityDetector(sensitivity=0)
+
+
+@pytest.mark.parametrize(("drop", "spurious"), [(0.1, 0.0), (0.0, 5.0)])
+def test_simulated_homes_with_lost_or_spurious_events(drop: float, spurious: float) -> None:
+    from eldercare.simulators.routine import DEFAULT_START, Incident, simulate_home
+
+    caught = false = 0
+    for seed in (11, 12, 13):
+        start = DEFAULT_START + 14 * DAY
+        incs = [
+            Incident("bathroom_too_long", start + 2 * DAY + 10.5 * H),
+            Incident("night_wandering", start + 4 * DAY + 2.5 * H),
+        ]
+        run = simulate_home(seed, 21, incidents=incs, drop_rate=drop, spurious_rate=spurious)
+        hist, stream = run.split(start)
+        alerts = InactivityDetector().fit(hist).detect(stream, until=run.end)
+        for rec in run.truth:
+            end = (rec.end or rec.alert_from) + 2 * H
+            if any(a.alert_kind in rec.alert_kinds and rec.t - 60 <= a.t <= end for a in alerts):
+                caught += 1
+        false += sum(
+            1
+            for a in alerts
+            if not any(r.t - 60 <= a.t <= (r.end or r.alert_from) + 2 * H for r in run.truth)
+        )
+    assert caught >= 5  # of 6
+    assert false <= 4  # three homes, a week each
