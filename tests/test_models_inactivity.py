@@ -105,7 +105,7 @@ def test_no_alert_during_normal_sleep_or_an_outing(fitted: InactivityDetector) -
 
 def test_not_up_at_the_usual_time(fitted: InactivityDetector) -> None:
     m = T0 + 11 * DAY
-    stream = normal_day(10) + [(m + 3 * H, "pir", "bedroom", 1.0)]  # restless, but still in bed
+    stream = [*normal_day(10), (m + 3 * H, "pir", "bedroom", 1.0)]  # restless, but still in bed
     alerts = fitted.detect(stream, until=m + 12 * H)
     assert [a.kind for a in alerts] == ["no_wake"]
     a = alerts[0]
