@@ -169,3 +169,37 @@ def test_every_read_of_a_residents_data_is_audited(api: Api, world: World, db_ur
     r = api.get("admin", "/api/v1/audit", params={"resident_id": "res-1"})
     assert r.status_code == 200 and {a["username"] for a in r.json()} >= {"family1", "worker1"}
     assert api.get("worker1", "/api/v1/audit").status_code == 403
+
+
+def test_site_access_helper_for_device_alerts(db_url: str, world: World) -> None:
+    """The helper the alert routes use for site-level alerts (device offline, no resident)."""
+    import asyncio
+
+    from eldercare.platform.access import Principal, require_site_access
+    from eldercare.platform.errors import ApiError
+
+    def who(name: str, role: str, provider: str | None = None) -> Principal:
+        return Principal(world.user_id(name), name, name, role, provider, "en")  # type: ignore[arg-type]
+
+    async def check(user: Principal, site: str) -> bool:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            try:
+                await require_site_access(conn, user, site)
+            except ApiError as exc:
+                assert exc.status == 404
+                return False
+            return True
+
+    cases = [
+        (who("family1", "family"), "home-1", True),
+        (who("family1", "family"), "home-2", False),
+        (who("family1", "family"), "station-1", False),
+        (who("worker2", "care_worker", "hc-2"), "home-2", True),
+        (who("worker2", "care_worker", "hc-2"), "home-1", False),
+        (who("station1", "care_worker", "st-1"), "station-1", True),
+        (who("tester", "tester"), "sim-home-1", True),
+        (who("tester", "tester"), "home-1", False),
+        (who("admin", "admin"), "inst-site-1", True),
+    ]
+    for user, site, expected in cases:
+        assert asyncio.run(check(user, site)) is expected, (user.username, site)

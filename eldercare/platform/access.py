@@ -101,3 +101,28 @@ async def require_resident_access(
         route=route,
     )
     return grant
+
+
+async def require_site_access(
+    conn: AsyncConnection[Any],
+    user: Principal,
+    site_id: str,
+    *,
+    route: str | None = None,
+    action: str = "read",
+) -> None:
+    """Check that ``user`` may see site-level data (e.g. a device alert without a resident).
+
+    Admin: any site; care workers: sites of the residents they serve or run by their provider;
+    testers: simulated sites; family: the home sites of their own relatives. 404 otherwise.
+    """
+    if not await users_repo.site_visible(conn, user=user, site_id=site_id):
+        raise not_found("site", site_id)
+    await audit_repo.write(
+        conn,
+        user_id=user.id,
+        username=user.username,
+        action=f"{action}:site",
+        route=route,
+        detail={"site": site_id},
+    )

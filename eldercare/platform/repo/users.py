@@ -243,3 +243,18 @@ async def unassign_worker(conn: AsyncConnection[Any], *, resident_id: str, user_
         {"r": resident_id, "u": user_id},
     )
     return cur.rowcount > 0
+
+
+async def site_visible(conn: AsyncConnection[Any], *, user: Principal, site_id: str) -> bool:
+    """Site-level visibility: :func:`site_scope`, and for family the homes of their relatives."""
+    from eldercare.platform.repo import site_scope
+
+    if user.role == "family":
+        query: Any = sql.SQL("SELECT 1 FROM residents r WHERE r.home_site_id = %(site)s AND {scope}").format(
+            scope=resident_scope(user)
+        )
+    else:
+        query = sql.SQL("SELECT 1 FROM sites s WHERE s.id = %(site)s AND {scope}").format(
+            scope=site_scope(user)
+        )
+    return await _one(conn, query, {**scope_params(user), "site": site_id}) is not None
