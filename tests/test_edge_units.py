@@ -368,3 +368,30 @@ def test_status_and_events_match_the_published_schemas() -> None:
     """Edge payloads decode with the protocol module (what ingest uses)."""
     status = {"v": 1, "t": T0, "state": "online", "sensors": {"pir-1": {"battery": 0.5}}, "clock_ok": False}
     assert isinstance(protocol.decode("status", json.dumps(status)), protocol.Status)
+
+
+def test_seal_batches_in_one_commit_and_rollback_restores_counters(tmp_path: Path) -> None:
+    import sqlite3
+
+    ob = Outbox(tmp_path / "o.sqlite3")
+    ob.add_readings([(T0 + i, "pir-1", "motion", 1.0) for i in range(120)])
+    real = ob._insert
+    calls = {"n": 0}
+
+    def failing(*a: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        real(*a)  # type: ignore[arg-type]
+
+    ob._insert = failing  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError):
+        ob.seal_batches(50, T0)
+    assert (ob.next_seq, ob.n_pending, ob.n_messages) == (0, 120, 0)  # nothing half-done
+    ob._insert = real  # type: ignore[method-assign]
+    assert ob.seal_batches(50, T0, partial=False) == [(0, 50), (1, 50)]
+    assert ob.n_pending == 20
+    assert ob.seal_batches(50, T0) == [(2, 20)]
+    ob.close()
+    ob = Outbox(tmp_path / "o.sqlite3")
+    assert (ob.next_seq, ob.n_pending, ob.n_messages) == (3, 0, 3)

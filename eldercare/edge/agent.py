@@ -194,10 +194,7 @@ class Agent:
         try:
             self._drain_inbox_once()
             self._commit_rows()
-            while self.outbox.n_pending and self.outbox.seal_batch(
-                self.config.telemetry_batch_max, self._now_ms()
-            ):
-                pass
+            self.outbox.seal_batches(self.config.telemetry_batch_max, self._now_ms())
             # give in-flight and ready messages a moment; whatever is left stays on disk
             deadline = self._mono() + 2.0
             self.send_dirty = True
@@ -289,14 +286,18 @@ class Agent:
         for s in self.checkins.expired(now):
             self._emit_fall(s)
         now_ms = self._now_ms()
-        while self.batcher.due(self._mono()):
-            sealed = self.outbox.seal_batch(self.config.telemetry_batch_max, now_ms)
-            if sealed is None:
-                self.batcher.count = 0
-                self.batcher.first = None
-                break
-            self.batcher.sealed(sealed[1], self._mono())
-            self.send_dirty = True
+        mono = self._mono()
+        if self.batcher.due(mono):
+            # every batch that is due in one commit; a remainder smaller than a batch waits for
+            # its own time bound unless the time bound is what made the batch due
+            by_age = (
+                self.batcher.first is not None and (mono - self.batcher.first) * 1000 >= self.batcher.max_ms
+            )
+            sealed = self.outbox.seal_batches(self.config.telemetry_batch_max, now_ms, partial=by_age)
+            if not sealed and by_age:
+                self.batcher.count, self.batcher.first = 0, None
+            self.batcher.sealed(sum(n for _, n in sealed), mono)
+            self.send_dirty = self.send_dirty or bool(sealed)
         if now >= self.next_bounds:
             if self.outbox.enforce_bounds(now_ms):
                 self.status_dirty = True

@@ -101,7 +101,7 @@ class Outbox:
     # transactions ----------------------------------------------------------------------------
 
     def _tx(self) -> _Tx:
-        return _Tx(self._db)
+        return _Tx(self._db, self)
 
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -136,25 +136,40 @@ class Outbox:
         """Move up to ``max_readings`` oldest pending readings into one telemetry message.
 
         Returns (seq, number of readings), or None when nothing is pending."""
-        rows = self._db.execute(
-            "SELECT id, t, sensor, metric, value FROM pending ORDER BY id LIMIT ?", (max_readings,)
-        ).fetchall()
-        if not rows:
-            self.n_pending = 0
-            return None
-        seq = self._next_seq
-        msg = protocol.Telemetry(
-            v=1,
-            epoch=self.epoch,
-            seq=seq,
-            readings=[protocol.Reading(t=t, sensor=s, metric=m, value=v) for _, t, s, m, v in rows],
-        )
-        payload = msgspec.json.encode(msg)
+        sealed = self.seal_batches(max_readings, now_ms, limit=1)
+        return sealed[0] if sealed else None
+
+    def seal_batches(
+        self, max_readings: int, now_ms: int, limit: int = 10_000, partial: bool = True
+    ) -> list[tuple[int, int]]:
+        """Seal pending readings into messages of ``max_readings`` in one commit (one fsync).
+
+        With ``partial`` False a last batch smaller than ``max_readings`` stays pending.
+        Returns (seq, number of readings) per message."""
+        out: list[tuple[int, int]] = []
         with self._tx():
-            self._db.execute("DELETE FROM pending WHERE id <= ?", (rows[-1][0],))
-            self._insert(seq, "telemetry", PRIORITY_TELEMETRY, now_ms, payload)
-        self.n_pending = max(0, self.n_pending - len(rows))
-        return seq, len(rows)
+            while len(out) < limit:
+                rows = self._db.execute(
+                    "SELECT id, t, sensor, metric, value FROM pending ORDER BY id LIMIT ?", (max_readings,)
+                ).fetchall()
+                if not rows or (len(rows) < max_readings and not partial):
+                    break
+                seq = self._next_seq
+                msg = protocol.Telemetry(
+                    v=1,
+                    epoch=self.epoch,
+                    seq=seq,
+                    readings=[protocol.Reading(t=t, sensor=s, metric=m, value=v) for _, t, s, m, v in rows],
+                )
+                self._db.execute("DELETE FROM pending WHERE id <= ?", (rows[-1][0],))
+                self._insert(seq, "telemetry", PRIORITY_TELEMETRY, now_ms, msgspec.json.encode(msg))
+                self.n_pending = max(0, self.n_pending - len(rows))
+                out.append((seq, len(rows)))
+                if len(rows) < max_readings:
+                    break
+        if not out and self.n_pending and partial:
+            self.n_pending = 0  # the counter had drifted: nothing is pending
+        return out
 
     def add_event(self, fields: dict[str, Any], now_ms: int) -> int:
         """Seal one event (``t``, ``sensor``, ``kind``, ...) as its own message; returns its seq."""
@@ -213,6 +228,14 @@ class Outbox:
         """Shed the oldest telemetry while a bound is passed, and telemetry past ``max_age_s``."""
         shed = 0
         cutoff = now_ms - self.cfg.max_age_s * 1000
+        oldest = self._db.execute(
+            "SELECT created_ms FROM messages WHERE priority = ? ORDER BY priority, seq LIMIT 1",
+            (PRIORITY_TELEMETRY,),
+        ).fetchone()  # through the index: the age check costs nothing while nothing is old
+        too_old = oldest is not None and oldest[0] < cutoff
+        too_big = self.n_messages > self.cfg.max_messages or self.n_bytes > self.cfg.max_bytes
+        if not (too_old or too_big):
+            return 0
         with self._tx():
             cur = self._db.execute(
                 "DELETE FROM messages WHERE priority = ? AND created_ms < ? RETURNING size",
@@ -256,17 +279,33 @@ class Outbox:
 
 
 class _Tx:
-    """``with`` block around BEGIN IMMEDIATE / COMMIT (ROLLBACK on error)."""
+    """``with`` block around BEGIN IMMEDIATE / COMMIT. On any failure (a COMMIT refused on a
+    full disk included) it rolls back and restores the outbox's in-memory counters."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    _COUNTERS = ("_next_seq", "n_messages", "n_bytes", "n_pending", "shed_messages")
+
+    def __init__(self, db: sqlite3.Connection, owner: Outbox) -> None:
         self.db = db
+        self.owner = owner
+        self.saved: tuple[int, ...] = ()
 
     def __enter__(self) -> sqlite3.Connection:
+        self.saved = tuple(getattr(self.owner, c, 0) for c in self._COUNTERS)
         self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
-            self.db.execute("COMMIT")
-        else:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        for name, value in zip(self._COUNTERS, self.saved, strict=True):
+            setattr(self.owner, name, value)
+        if self.db.in_transaction:
             self.db.execute("ROLLBACK")
