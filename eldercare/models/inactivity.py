@@ -316,6 +316,8 @@ class InactivityDetector:
             kind = "night_wandering" if p.night[h] else "inactivity"
             cands.append((a + thr, kind, "away", p.away_usual[h], thr, a))
         else:
+            if ctx == "bedroom" and self._lost_bed_event(p, h):
+                ctx = "bed"  # most likely in bed: the radio lost the bed sensor's "in bed"
             table, usual = self._table(p, ctx)
             thr = table[h] / sens
             moved = [r for r, pt in tr.pending.items() if pt > a and r != ctx]
@@ -380,16 +382,6 @@ class InactivityDetector:
         elif kind == "bathroom_too_long":
             en, zh = text.bathroom(due - (tr.ctx_t or a), expected, p.learned)
             sev = "high"
-        elif (
-            ctx == "bedroom"
-            and p.night[h]
-            and "bed:bedroom" in p.dev_limits
-            and tr.seen_t.get("bed:bedroom", -math.inf) < (tr.ctx_t or a) - 60.0
-        ):
-            # quiet in the bedroom at night but the bed never said "in bed": most likely the bed sensor
-            en, zh = text.bed_silent(observed, tr.seen_t.get("bed:bedroom", 0.0) + tr.utc_offset_s)
-            return InactivityAlert(due, "device_silent", "bedroom", "medium", en, zh, expected, observed,
-                                   thr, since, "bed:bedroom")  # fmt: skip
         elif (suspect := self._suspect(p)) is not None:
             # the home looks silent, but a sensor that should see the resident looks dead
             kind_s, _, room_s = suspect.partition(":")
@@ -400,6 +392,13 @@ class InactivityDetector:
             en, zh = text.inactivity(ctx, observed, expected, h, p.learned)
             sev = "high" if observed >= 2 * expected or ctx != "bed" else "medium"
         return InactivityAlert(due, kind, room, sev, en, zh, expected, observed, thr, since)
+
+    def _lost_bed_event(self, p: Profile, h: int) -> bool:
+        """In the bedroom at night without having left the bed since entering it: in bed, surely."""
+        tr = self._tr
+        near_night = any(p.night[(h + d) % 24] for d in (-1, 0, 1))
+        entered = tr.ctx_t if tr.ctx_t is not None else -math.inf
+        return near_night and (tr.bed_exit_t is None or tr.bed_exit_t < entered - 60.0)
 
     def _suspect(self, p: Profile) -> str | None:
         """A motion sensor that is probably dead: the present silence is more likely its fault."""

@@ -49,7 +49,7 @@ DEFAULT_NIGHT = [h >= 23 or h < 6 for h in range(24)]
 WAKE_PRIOR_S = 10.5 * HOUR  # new home: "not up" only after 10:30
 WAKE_MIN_DAYS = 5
 # by day, "last seen in the hall, then nothing" is nearly always someone who went out past a missed door
-DAY_HALL_FLOOR = 90 * MIN
+DAY_HALL_FLOOR = 3 * HOUR
 MAX_FACTOR = 1.15  # never alarm below the longest silence seen there, with a margin
 
 

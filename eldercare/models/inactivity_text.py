@@ -144,15 +144,6 @@ def gateway_silent(observed: float, expected: float) -> tuple[str, str]:
     )
 
 
-def bed_silent(observed: float, last_s: float) -> tuple[str, str]:
-    return (
-        f"quiet in the bedroom at night for {dur_en(observed)} but the bed sensor has not reported since "
-        f"{clock(last_s)}: most likely the bed sensor (check it); if unsure, check on the resident",
-        f"夜间卧室已{dur_zh(observed)}没有动静，但床垫传感器自{clock(last_s)}起没有上报：很可能是床垫传感器故障"
-        "（请检查）；如不确定，请查看老人情况",
-    )
-
-
 def sensor_suspect(kind: str, room: str, ctx: str, observed: float, silent_hours: int) -> tuple[str, str]:
     return (
         f"no movement seen for {dur_en(observed)} {room_en(ctx)}, but the {SENSOR_EN.get(kind, kind)} "
