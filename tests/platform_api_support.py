@@ -1,17 +1,14 @@
 """Fixtures for the platform API tests (a pytest plugin: ``pytest_plugins = ["platform_api_support"]``).
 
-``db_url`` and ``settings`` here are fallbacks: the shared ``tests/conftest.py`` fixtures of the
-same names take precedence when they exist.
+``world`` seeds :mod:`platform_seed` into the test's database (``db_url`` from conftest); ``api``
+runs the app (lifespan entered, no engine) against ``settings`` and signs in by username.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -20,48 +17,6 @@ from anyio.from_thread import start_blocking_portal
 from platform_seed import PASSWORD, World, seed_world
 
 from eldercare.config import Settings
-
-PG_SERVER = os.environ.get("ELDERCARE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture(scope="session")
-def _platform_template() -> Iterator[str]:
-    """Migrate once per session; each test's database is a copy (CREATE DATABASE ... TEMPLATE)."""
-    from eldercare.db.migrate import upgrade
-
-    name = f"platform_tpl_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    upgrade(urlsplit(PG_SERVER)._replace(path=f"/{name}").geturl(), timescale="off")
-    yield name
-    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("DROP DATABASE {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
-
-
-@pytest.fixture
-def db_url(_platform_template: str) -> Iterator[str]:
-    name = f"platform_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
-        conn.execute(
-            psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                psycopg.sql.Identifier(name), psycopg.sql.Identifier(_platform_template)
-            )
-        )
-    yield urlsplit(PG_SERVER)._replace(path=f"/{name}").geturl()
-    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("DROP DATABASE {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
-
-
-@pytest.fixture
-def settings(db_url: str) -> Settings:
-    return Settings(
-        database_url=db_url,  # type: ignore[arg-type]
-        mqtt_url="mqtt://127.0.0.1:1883",  # type: ignore[arg-type]
-        mqtt_topic_root=f"test/platform-{uuid.uuid4().hex[:8]}/eldercare/v1",
-        environment="test",
-        db_pool_min=1,
-        db_pool_max=4,
-    )
 
 
 @pytest.fixture

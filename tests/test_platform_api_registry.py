@@ -70,12 +70,12 @@ def test_create_site_resident_and_validation_messages(api: Api) -> None:
     assert r.status_code == 409  # a resident still lives there
 
 
-def _retained(settings: Settings, topic: str, timeout: float = 5.0) -> dict[str, Any]:
+def _retained(broker: tuple[str, int], topic: str, timeout: float = 5.0) -> dict[str, Any]:
     got: queue.Queue[bytes] = queue.Queue()
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}")
     c.on_connect = lambda cl, *_: cl.subscribe(topic, qos=1)
     c.on_message = lambda _c, _u, msg: got.put(msg.payload) if msg.retain else None
-    c.connect("127.0.0.1", 1883)
+    c.connect(*broker)
     c.loop_start()
     try:
         return json.loads(got.get(timeout=timeout))  # type: ignore[no-any-return]
@@ -85,7 +85,7 @@ def _retained(settings: Settings, topic: str, timeout: float = 5.0) -> dict[str,
 
 
 def test_gateway_provisioning_returns_credentials_once_and_publishes_config(
-    api: Api, settings: Settings, db_url: str
+    api: Api, settings: Settings, db_url: str, mqtt_host_port: tuple[str, int]
 ) -> None:
     body = {
         "id": "gw-new",
@@ -119,7 +119,7 @@ def test_gateway_provisioning_returns_credentials_once_and_publishes_config(
     )
     assert r.status_code == 200, r.text
     assert r.json()["revision"] == 1 and r.json()["published"] is True
-    retained = _retained(settings, f"{settings.mqtt_topic_root}/home-2/gw-new/config")
+    retained = _retained(mqtt_host_port, f"{settings.mqtt_topic_root}/home-2/gw-new/config")
     assert retained["revision"] == 1 and retained["heartbeat_s"] == 30 and len(retained["sensors"]) == 2
     assert api.get("worker2", "/api/v1/gateways/gw-new/config").json()["config"]["heartbeat_s"] == 30
     # stale revision: refused, nothing lost

@@ -23,7 +23,7 @@ pytest_plugins = ["platform_api_support"]
 
 
 @pytest.fixture
-def runner(settings: Settings) -> Iterator[list[dict[str, Any]]]:
+def runner(settings: Settings, mqtt_host_port: tuple[str, int]) -> Iterator[list[dict[str, Any]]]:
     """A stand-in for ``eldercare simulate run``: answers triggers like the runner does."""
     root = settings.mqtt_topic_root
     seen: list[dict[str, Any]] = []
@@ -41,7 +41,7 @@ def runner(settings: Settings) -> Iterator[list[dict[str, Any]]]:
     c.on_connect = lambda cl, *_: cl.subscribe(f"{root}/_sim/control", qos=1)
     c.on_subscribe = lambda *_: ready.append(True)
     c.on_message = on_message
-    c.connect("127.0.0.1", 1883)
+    c.connect(*mqtt_host_port)
     c.loop_start()
     deadline = time.time() + 5
     while not ready and time.time() < deadline:
