@@ -105,15 +105,16 @@ def test_bad_shapes_are_refused(det: FallDetector) -> None:
 
 def test_nan_rows_gaps_jitter_and_clipping(det: FallDetector) -> None:
     hits = 0
-    for i in range(6):
-        s = _fall("fall_forward", PLACEMENTS[i % 3], 500 + i, gap_rate=0.01, jitter_s=0.006, range_g=4.0)
+    for i in range(8):
+        kind = ("fall_forward", "fall_backward", "fall_sideways", "fall_from_chair")[i // 2]
+        s = _fall(kind, ("pendant", "waist")[i % 2], 500 + i, gap_rate=0.003, jitter_s=0.006, range_g=4.0)
         t_imp = s.labels[0].t_impact
         acc = s.acc.copy()
         acc[::97] = np.nan  # NaN rows
         acc[5::113, 1] = np.inf
         assert np.isnan(acc).any() and np.diff(s.t).max() > 0.05
         hits += _caught(det.detect(s.t, acc), t_imp)
-    assert hits >= 5
+    assert hits >= 6  # a packet lost right at the impact may hide it; most survive
     assert det.detect(np.arange(100) / 50.0, np.full((100, 3), np.nan)) == []
 
 

@@ -69,7 +69,7 @@ def _falls(dets: dict[str, _Detector], seed: int, n_each: int) -> dict[str, Any]
     hits: dict[str, dict[tuple[str, str], list[int]]] = {name: defaultdict(list) for name in dets}
     delays: dict[str, list[float]] = {name: [] for name in dets}
     confidences: list[float] = []
-    for clip in fall_clips(seed, n_each, truncate_p=0.0):
+    for i, clip in enumerate(fall_clips(seed, n_each, truncate_p=0.0)):
         s = clip.session
         t_imp = next(lab.t_impact for lab in s.labels if lab.kind == clip.kind)
         for name, det in dets.items():
@@ -78,7 +78,7 @@ def _falls(dets: dict[str, _Detector], seed: int, n_each: int) -> dict[str, Any]
             hits[name][(clip.kind, clip.placement)].append(int(bool(match)))
             if match and name == "model":
                 confidences.append(match[0].confidence)
-            if match and len(delays[name]) < 300:
+            if match and i % 5 == 0:  # a fifth of the falls, every kind: streaming is slower to replay
                 d = _delay(det, s.t, s.acc, t_imp)
                 if d is not None:
                     delays[name].append(d)
@@ -394,6 +394,8 @@ def run(
     res["targets"] = {
         "sensitivity": TARGET_SENSITIVITY,
         "false_alarms_per_hour": TARGET_FA_PER_H,
+        "measured_sensitivity": round(res["falls"]["model"]["sensitivity"], 4),
+        "measured_false_alarms_per_hour": round(res["days"]["model"]["per_hour"], 4),
         "met": bool(
             res["falls"]["model"]["sensitivity"] >= TARGET_SENSITIVITY
             and res["days"]["model"]["per_hour"] <= TARGET_FA_PER_H

@@ -85,6 +85,13 @@ def fall_clips(
     return clips(seed, 1, FALL_KINDS, n_each, truncate_p, shard)
 
 
+def soft_collapse_clips(
+    seed: int, n_each: int, truncate_p: float = 0.2, shard: tuple[int, int] = (0, 1)
+) -> Iterator[Clip]:
+    """More soft collapses for training: the hardest falls to tell from lying down hard."""
+    return clips(seed, 4, ("soft_collapse",), n_each, truncate_p, shard)
+
+
 def lookalike_clips(
     seed: int, n_each: int, truncate_p: float = 0.2, shard: tuple[int, int] = (0, 1)
 ) -> Iterator[Clip]:

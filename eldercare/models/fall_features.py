@@ -42,6 +42,8 @@ FEATURES: tuple[str, ...] = (
     "peak_g",
     "pre_min_g",
     "dip_area_gs",
+    "sink_area_3s_gs",
+    "sink_time_3s_s",
     "freefall_s",
     "dip_to_peak_s",
     "impulse_gs",
@@ -291,6 +293,10 @@ def features(win: np.ndarray) -> np.ndarray:
     dip = sl(-2.0, 0)
     dip_area = (np.where(valid[:, dip], np.maximum(0.0, 1.0 - m[:, dip]), 0.0)).sum(axis=1) * DT
     freefall = (v_pre & (m_pre < 0.6)).sum(axis=1) * DT
+    # a slow collapse sinks for longer than a drop: unsupported descent over the 3 s before
+    sink = sl(-3.0, 0)
+    sink_area = (np.where(valid[:, sink], np.maximum(0.0, 1.0 - m[:, sink]), 0.0)).sum(axis=1) * DT
+    sink_time = (valid[:, sink] & (m[:, sink] < 0.9)).sum(axis=1) * DT
     argmin = np.where(v_pre, m_pre, np.inf).argmin(axis=1)
     dip_to_peak = (m_pre.shape[1] - argmin) * DT
 
@@ -340,6 +346,8 @@ def features(win: np.ndarray) -> np.ndarray:
             peak,
             pre_min,
             dip_area,
+            sink_area,
+            sink_time,
             freefall,
             dip_to_peak,
             impulse,

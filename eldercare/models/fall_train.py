@@ -29,6 +29,7 @@ from eldercare.models.fall_data import (
     fall_clips,
     label_candidates,
     lookalike_clips,
+    soft_collapse_clips,
 )
 from eldercare.models.fall_features import FEATURES
 from eldercare.simulators.wearable import DAY_RATES_PER_HOUR, FALL_KINDS, LOOKALIKE_KINDS, PLACEMENTS
@@ -36,7 +37,8 @@ from eldercare.simulators.wearable import DAY_RATES_PER_HOUR, FALL_KINDS, LOOKAL
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path(__file__).parent / "data"
-N_FALLS_EACH = 60  # per fall kind and placement
+N_FALLS_EACH = 50  # per fall kind and placement
+N_EXTRA_SOFT_EACH = 50  # soft collapses on top, per placement
 N_LOOKALIKES_EACH = 40
 DAY_HOURS_EACH = 6.0  # per placement
 VAL_FALLS_EACH = 20
@@ -57,6 +59,8 @@ def _clips(what: str, seed: int, shard: tuple[int, int]) -> Iterator[Clip]:
         return fall_clips(seed, N_FALLS_EACH, shard=shard)
     if what == "lookalikes":
         return lookalike_clips(seed, N_LOOKALIKES_EACH, shard=shard)
+    if what == "soft":
+        return soft_collapse_clips(seed, N_EXTRA_SOFT_EACH, shard=shard)
     pieces = 2 * int(DAY_HOURS_EACH)
     return (
         c for i, c in enumerate(day_streams(seed, DAY_HOURS_EACH, pieces=pieces)) if i % shard[1] == shard[0]
@@ -77,7 +81,7 @@ def _rows(job: tuple[str, int, int, int]) -> tuple[np.ndarray, np.ndarray, float
 
 def _collect(seed: int, workers: int) -> tuple[np.ndarray, np.ndarray, float]:
     n = max(1, workers) * 4
-    jobs = [(what, seed, k, n) for what in ("falls", "lookalikes", "days") for k in range(n)]
+    jobs = [(what, seed, k, n) for what in ("falls", "soft", "lookalikes", "days") for k in range(n)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             parts = list(pool.map(_rows, jobs))
@@ -147,7 +151,7 @@ def train(seed: int = 0, out_dir: Path | None = None, workers: int = 2) -> dict[
     x, y, hours = _collect(seed, workers)
     log.info("training rows: %s (%s falls), %.1f h of signal", len(y), int(y.sum()), hours)
     # falls are rare among candidates: weight them up so the trees spend their splits on them
-    w = np.where(y == 1, (y == 0).sum() / max(int(y.sum()), 1) / 4.0, 1.0)
+    w = np.where(y == 1, (y == 0).sum() / max(int(y.sum()), 1) / 3.0, 1.0)
     gbm = GradientBoostingClassifier(random_state=seed, **GBM_PARAMS)
     gbm.fit(x, y, sample_weight=w)
     model = TreeEnsemble.from_sklearn(gbm)
@@ -167,7 +171,11 @@ def train(seed: int = 0, out_dir: Path | None = None, workers: int = 2) -> dict[
         "gbm_params": GBM_PARAMS,
         "data": {
             "generator": "eldercare.simulators.wearable (simulated, no real recordings)",
-            "falls": {"kinds": list(FALL_KINDS), "per_kind_and_placement": N_FALLS_EACH},
+            "falls": {
+                "kinds": list(FALL_KINDS),
+                "per_kind_and_placement": N_FALLS_EACH,
+                "extra_soft_collapses_per_placement": N_EXTRA_SOFT_EACH,
+            },
             "lookalikes": {"kinds": list(LOOKALIKE_KINDS), "per_kind_and_placement": N_LOOKALIKES_EACH},
             "daily_activity_hours_per_placement": DAY_HOURS_EACH,
             "daily_rates_per_hour": DAY_RATES_PER_HOUR,
