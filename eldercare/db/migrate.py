@@ -10,28 +10,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import Engine, create_engine, pool, text
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def sqlalchemy_url(url: str) -> str:
-    """``postgresql://`` -> ``postgresql+psycopg://`` so SQLAlchemy uses psycopg 3."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in {"postgresql", "postgres", "postgresql+psycopg"}:
-        msg = f"not a PostgreSQL URL: {scheme}://..."
-        raise ValueError(msg)
-    return f"postgresql+psycopg://{rest}"
+def engine(url: str) -> Engine:
+    """A SQLAlchemy engine over psycopg 3 for any libpq URL or ``key=value`` connection string."""
+    return create_engine(
+        "postgresql+psycopg://", poolclass=pool.NullPool, creator=lambda: psycopg.connect(url)
+    )
 
 
 def alembic_config(url: str, *, timescale: str = "auto") -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.attributes["sqlalchemy_url"] = sqlalchemy_url(url)
+    cfg.attributes["database_url"] = url
     cfg.attributes["timescale"] = timescale
     return cfg
 
@@ -42,8 +41,6 @@ def upgrade(url: str, *, timescale: str = "auto", revision: str = "head") -> Non
     On plain PostgreSQL it also creates the time partitions around today, so a freshly migrated
     database accepts writes at once; ``eldercare db maintain`` keeps creating them ahead.
     """
-    import psycopg
-
     from eldercare.db import maintain
 
     command.upgrade(alembic_config(url, timescale=timescale), revision)
@@ -70,16 +67,16 @@ def status(url: str) -> MigrationStatus:
     """Which revisions are applied and which are pending, without changing anything."""
     script = ScriptDirectory.from_config(alembic_config(url))
     ordered = [rev.revision for rev in reversed(list(script.walk_revisions()))]
-    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    eng = engine(url)
     try:
-        with engine.connect() as conn:
+        with eng.connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
             timescale = None
             if current is not None:
                 value = conn.execute(text("SELECT value FROM meta WHERE key = 'timescale'")).scalar()
                 timescale = value == "true"
     finally:
-        engine.dispose()
+        eng.dispose()
     upto = ordered.index(current) + 1 if current in ordered else 0
     return MigrationStatus(
         current=current,

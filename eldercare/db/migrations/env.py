@@ -5,13 +5,15 @@ The lock makes ``eldercare db migrate`` safe to start from several replicas at o
 
 from __future__ import annotations
 
+import psycopg
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
 MIGRATION_LOCK = 7_305_117_001  # arbitrary, fixed: pg_advisory_lock key for migrations
 
-url = context.config.attributes["sqlalchemy_url"]
-engine = create_engine(url, poolclass=pool.NullPool)
+# The libpq URL or key=value string is handed to psycopg as is; SQLAlchemy only wraps the connection.
+url = context.config.attributes["database_url"]
+engine = create_engine("postgresql+psycopg://", poolclass=pool.NullPool, creator=lambda: psycopg.connect(url))
 
 with engine.connect() as connection:
     connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
