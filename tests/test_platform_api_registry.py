@@ -66,8 +66,9 @@ def test_create_site_resident_and_validation_messages(api: Api) -> None:
     assert r.status_code == 201
     r = api.patch("admin", "/api/v1/residents/res-9", json={"care_level": "dementia"})
     assert r.status_code == 200 and r.json()["care_level"] == "dementia"
-    r = api.delete("admin", "/api/v1/sites/home-9")
+    r = api.delete("admin", "/api/v1/sites/home-9", headers={"Accept-Language": "en"})
     assert r.status_code == 409  # a resident still lives there
+    assert "'home-9'" in r.json()["detail"] and "residents" in r.json()["detail"]
 
 
 def _retained(broker: tuple[str, int], topic: str, timeout: float = 5.0) -> dict[str, Any]:

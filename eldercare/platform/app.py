@@ -97,6 +97,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 _FK_DETAIL = re.compile(r"Key \((?P<field>[^)]+)\)=\((?P<value>[^)]*)\) is not present")
+_REF_DETAIL = re.compile(
+    r"Key \((?P<field>[^)]+)\)=\((?P<value>[^)]*)\) is still referenced from table \"(?P<ref>[^\"]+)\""
+)
 _UNIQUE_DETAIL = re.compile(r"Key \((?P<field>[^)]+)\)=\((?P<value>[^)]*)\) already exists")
 
 
@@ -115,7 +118,9 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
         if m:
             msg = t("invalid.reference", loc, field=m["field"], value=m["value"])
             return JSONResponse({"detail": msg}, status_code=422)
-        msg = t("conflict.in_use", loc, kind=table, id="", detail=detail)
+        ref = _REF_DETAIL.search(detail)
+        ident, by = (ref["value"], ref["ref"]) if ref else ("?", detail)
+        msg = t("conflict.in_use", loc, kind=table, id=ident, detail=by)
         return JSONResponse({"detail": msg}, status_code=409)
     msg = t("invalid.value", loc, field=exc.diag.column_name or table, reason=exc.diag.message_primary or "")
     return JSONResponse({"detail": msg}, status_code=422)
