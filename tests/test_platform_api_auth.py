@@ -99,3 +99,12 @@ def test_password_change_and_disabled_account(api: Api, world: World) -> None:
     assert r.status_code == 204
     r = api.get("worker2", "/api/v1/auth/me")  # the old access token no longer works
     assert r.status_code == 401
+
+
+def test_serve_command_is_registered() -> None:
+    from click.testing import CliRunner
+
+    from eldercare.cli import cli
+
+    result = CliRunner().invoke(cli, ["serve", "--help"])
+    assert result.exit_code == 0 and "--no-engine" in result.output and "--port" in result.output
