@@ -280,9 +280,16 @@ def _home(sc: Scenario, home_seed: int) -> dict[str, Any]:
     else:
         det = InactivityDetector(sensitivity=sc.sensitivity).fit(hist)
         alerts = [Raised(a.t, a.alert_kind, a.kind) for a in det.detect(stream, until=end)]
+    # a collapse that never ends ends the story: nothing after its alert window is scored
+    for rec in truth:
+        if rec.kind == "collapse" and rec.end is None:
+            stop = rec.alert_from + WINDOW_S
+            end = min(end, stop)
+            alerts = [a for a in alerts if a.t <= stop]
+            stream = [e for e in stream if e[0] < stop]
     base = baseline_timeout(stream, test_start, end, daytime=False)
     base_day = baseline_timeout(stream, test_start, end, daytime=True)
-    weeks = TEST_DAYS / 7
+    weeks = (end - test_start) / (7 * DAY)
     if sc.changed_routine:
         first_week = [a for a in alerts if a.t < test_start + 7 * DAY]
         later = [a for a in alerts if a.t >= test_start + 7 * DAY]

@@ -320,11 +320,11 @@ class InactivityDetector:
                 ctx = "bed"  # most likely in bed: the radio lost the bed sensor's "in bed"
             table, usual = self._table(p, ctx)
             thr = table[h] / sens
-            moved = [r for r, pt in tr.pending.items() if pt > a and r != ctx]
+            moved = [r for r, pt in tr.pending.items() if pt > a and r not in (ctx, "hall")]
             for r in moved:  # maybe walked on to a room where the sensor saw them only once
                 t_r, u_r = self._table(p, "bed" if r == "bedroom" and tr.bed else r)
                 if t_r[h] / sens > thr:
-                    ctx, thr, usual = r, t_r[h] / sens, u_r
+                    ctx, thr, usual = r, min(t_r[h] / sens, 3 * thr), u_r
             kind = "inactivity"
             if ctx == "bathroom":
                 kind = "bathroom_too_long"
@@ -351,7 +351,7 @@ class InactivityDetector:
         due, kind, how, expected, thr, since = min(cands)
         for pt in tr.pending.values():  # an unconfirmed PIR may still turn out to be activity
             if a < pt <= due:
-                due = max(due, pt + tr.confirm_s)
+                due = max(due, pt + 2 * tr.confirm_s)
         if due > now:
             return None
         if p.hb_gap_s is not None and tr.hb_t is not None and due > tr.hb_t + p.hb_gap_s:

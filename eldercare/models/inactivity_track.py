@@ -71,7 +71,8 @@ class Tracker:
     bath_wake: bool = False  # the present bathroom visit began just after leaving bed
     strong_t: float = -math.inf
     up_day: int = -1  # the local day (from wake_open_s) on which the resident was last "up"
-    pending: dict[str, float] = field(default_factory=dict)  # room -> unconfirmed PIR time
+    pending: dict[str, float] = field(default_factory=dict)  # room -> last unconfirmed PIR time
+    burst: dict[str, list[float]] = field(default_factory=dict)  # room -> recent unconfirmed PIRs
     room_last: dict[str, float] = field(default_factory=dict)  # room -> last confirmed activity
     plug: dict[str, list[float]] = field(default_factory=dict)  # room -> [last W, off since]
     seen_t: dict[str, float] = field(default_factory=dict)  # sensor -> last report
@@ -143,20 +144,25 @@ class Tracker:
         if kind == "pir":
             if value < 0.5:
                 return
-            p = self.pending.get(room)
+            here = room == self.ctx or (room == "bedroom" and self.ctx == "bed")
+            recent = [x for x in self.burst.get(room, []) if t - x <= 2 * self.confirm_s]
             if (
-                (p is not None and t - p <= self.confirm_s)
+                # where the resident is: a second trigger confirms; elsewhere a third (spurious pairs)
+                (here and recent and t - recent[-1] <= self.confirm_s)
+                or len(recent) >= 2
                 or t - self.room_last.get(room, -math.inf) <= self.confirm_s
                 or (self.act_t is not None and t - self.act_t <= TRANSITION_S)  # walking on
                 or t - self.strong_t <= STRONG_S
             ):
                 self.pending.pop(room, None)
+                self.burst.pop(room, None)
                 ctx = room
                 if self.bed:
                     ctx = "bed" if room == "bedroom" or not self._left_bed(t) else room
                 self._activity(t, ctx, room, key)
             else:
                 self.pending[room] = t
+                self.burst[room] = [*recent, t]
         elif kind == "bed":
             self.out_t, self.out_n = None, 0
             self.bed = value >= 0.5
