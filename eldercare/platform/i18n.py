@@ -85,6 +85,16 @@ WORDS: dict[str, dict[str, str]] = {
         "bed": "床垫",
         "bathroom": "卫生间",
         "vitals": "生命体征",
+        "manage the registry": "管理登记信息",
+        "view the registry": "查看登记信息",
+        "view sites and devices": "查看场所和设备",
+        "drive simulations": "驱动模拟",
+        "change residents": "修改长者信息",
+        "view the care team and family links": "查看照护团队和家属关联",
+        "family": "家属",
+        "care_worker": "护理员",
+        "tester": "测试员",
+        "admin": "管理员",
     },
     "en": {},
 }
@@ -112,8 +122,9 @@ def t(key: str, locale: str = DEFAULT_LOCALE, **fields: Any) -> str:
     template = MESSAGES.get(locale, {}).get(key) or MESSAGES["en"].get(key) or key
     if "kind" in fields:
         fields["kind"] = word(str(fields["kind"]), locale)
-    if "stream" in fields:
-        fields["stream"] = word(str(fields["stream"]), locale)
+    for name in ("stream", "action", "role"):
+        if name in fields:
+            fields[name] = word(str(fields[name]), locale)
     try:
         return template.format(**fields)
     except (KeyError, IndexError):
