@@ -39,7 +39,7 @@ import orjson
 import pydantic
 
 from eldercare import protocol
-from eldercare.protocol import ID_PATTERN, MAX_READINGS, METRIC_PATTERN, Reading, Telemetry
+from eldercare.protocol import EPOCH_PATTERN, ID_PATTERN, MAX_READINGS, METRIC_PATTERN, Reading, Telemetry
 
 GATEWAY = "gw-0001"
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
@@ -80,9 +80,11 @@ def make_message(n: int = 50, seed: int = 1) -> dict[str, Any]:
 
 # Hand validation of plain data (what json.loads / orjson.loads return) ---------------------
 
-_ID_RE = re.compile(ID_PATTERN)
-_METRIC_RE = re.compile(METRIC_PATTERN)
-_EPOCH_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+# Python's $ also matches before a final newline: the Python forms end in \Z (as protocol does).
+_PY_ID, _PY_METRIC, _PY_EPOCH = (protocol._py(x) for x in (ID_PATTERN, METRIC_PATTERN, EPOCH_PATTERN))
+_ID_RE = re.compile(_PY_ID)
+_METRIC_RE = re.compile(_PY_METRIC)
+_EPOCH_RE = re.compile(_PY_EPOCH)
 _TOP_KEYS = frozenset(("v", "epoch", "seq", "readings"))
 _READING_KEYS = frozenset(("t", "sensor", "metric", "value"))
 _T_LO, _T_HI = 1_000_000_000_000, 4_102_444_800_000
@@ -144,7 +146,7 @@ class PReading(pydantic.BaseModel):
 class PTelemetry(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", strict=True, frozen=True)
     v: Literal[1]
-    epoch: Annotated[str, pydantic.Field(pattern=r"^[A-Za-z0-9-]{8,64}$")]
+    epoch: Annotated[str, pydantic.Field(pattern=EPOCH_PATTERN)]  # Rust regex: $ is the very end
     seq: Annotated[int, pydantic.Field(ge=0, le=2**63 - 1)]
     readings: Annotated[list[PReading], pydantic.Field(min_length=1, max_length=MAX_READINGS)]
 
@@ -157,14 +159,14 @@ _PYDANTIC = pydantic.TypeAdapter(PTelemetry)
 
 class RegexReading(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     t: Annotated[int, msgspec.Meta(ge=_T_LO, lt=_T_HI)]
-    sensor: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
-    metric: Annotated[str, msgspec.Meta(pattern=METRIC_PATTERN)]
+    sensor: Annotated[str, msgspec.Meta(pattern=_PY_ID)]
+    metric: Annotated[str, msgspec.Meta(pattern=_PY_METRIC)]
     value: Annotated[float, msgspec.Meta(ge=-1e15, le=1e15)]
 
 
 class RegexTelemetry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     v: Literal[1]
-    epoch: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{8,64}$")]
+    epoch: Annotated[str, msgspec.Meta(pattern=_PY_EPOCH)]
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
     readings: Annotated[list[RegexReading], msgspec.Meta(min_length=1, max_length=MAX_READINGS)]
 
@@ -336,9 +338,13 @@ def check_equivalent(data: bytes) -> None:
     good = protocol.decode_telemetry(data)
     assert validate_by_hand(json.loads(data))["readings"][0]["t"] == good.readings[0].t
     assert _PYDANTIC.validate_json(data).readings[-1].value == good.readings[-1].value
-    bad = json.loads(data)
-    bad["readings"][3]["sensor"] = "no spaces allowed"
-    raw = json.dumps(bad).encode()
+    for sensor in ("no spaces allowed", "trailing-newline\n"):
+        bad = json.loads(data)
+        bad["readings"][3]["sensor"] = sensor
+        _all_reject(json.dumps(bad).encode())
+
+
+def _all_reject(raw: bytes) -> None:
     for name, fn in (
         ("protocol", protocol.decode_telemetry),
         ("hand", lambda d: validate_by_hand(orjson.loads(d))),
