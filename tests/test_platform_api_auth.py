@@ -108,3 +108,14 @@ def test_serve_command_is_registered() -> None:
 
     result = CliRunner().invoke(cli, ["serve", "--help"])
     assert result.exit_code == 0 and "--no-engine" in result.output and "--port" in result.output
+
+
+def test_message_catalog_is_complete_in_both_languages() -> None:
+    from eldercare.platform.i18n import MESSAGES, negotiate, t
+
+    assert set(MESSAGES["en"]) == set(MESSAGES["zh-CN"])
+    assert (
+        t("role.denied", "zh-CN", role="family", action="manage the registry")
+        == "您的角色（家属）无权管理登记信息。"
+    )
+    assert negotiate("fr-FR,en;q=0.5") == "en" and negotiate(None) == "zh-CN"
