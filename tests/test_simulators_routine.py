@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import time
@@ -319,3 +320,14 @@ def test_every_kind_can_be_triggered_live(kind: str) -> None:
     later = sim.pop_until(now + 2 * DAY)
     assert all(e.t >= now for e in later)
     assert [e.t for e in later] == sorted(e.t for e in later)
+
+
+def test_never_ending_incidents_live_do_not_hang() -> None:
+    for kind in ("no_wake", "collapse", "night_wandering", "fall", "bathroom_too_long"):
+        sim = HomeSim(24)
+        now = S + DAY + 20 * HOUR
+        sim.pop_until(now)
+        tr = sim.trigger(Incident(kind, now, duration=math.inf))
+        assert tr is not None and tr.end is None
+        later = sim.pop_until(now + 3 * DAY)
+        assert not [e for e in later if e.t > tr.t + 11 * MINUTE and e.kind in ("bed", "door")]

@@ -758,7 +758,7 @@ class HomeSim:
             while i >= len(self._wakes):
                 self._plan_more()
             wake = self._wakes[i]
-            self._ensure_planned(wake + dur + DAY)
+            self._ensure_planned(wake + (dur if math.isfinite(dur) else 0.0) + DAY)
             j = self._seg_index(wake - 1.0)
             last_sleep = self._planned[j]
             t0 = max(t, last_sleep.start) if last_sleep.activity == "sleep" else max(t, wake - HOUR)

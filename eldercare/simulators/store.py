@@ -96,7 +96,6 @@ def seed(
             sites,
         )
         counts["sites"] = len(sites)
-        station_provider = {s.site: s.provider for s in p.stations}
         inst = next((x.id for x in p.providers if x.kind == "institution"), None)
         cur.executemany(
             "INSERT INTO residents (id, name, home_site_id, station_site_id, home_care_provider_id,"
@@ -176,7 +175,6 @@ def seed(
             [(prov, user_ids[u], _ts(a), _ts(b)) for prov, u, a, b in p.shifts],
         )
         counts["oncall_shifts"] = len(p.shifts)
-    _ = station_provider
     return counts
 
 
