@@ -23,8 +23,6 @@ from urllib.parse import urlsplit
 import msgspec
 import paho.mqtt.client as mqtt
 import psycopg
-import psycopg.sql
-import pytest
 
 EPOCH = "epoch-test-0001"
 
@@ -165,7 +163,7 @@ class IngestProcess:
         except OSError:
             return 0, {}
 
-    def wait_healthy(self, timeout: float = 20) -> None:
+    def wait_healthy(self, timeout: float = 60) -> None:
         def ok() -> bool:
             assert self.proc is not None and self.proc.poll() is None, self.output()
             return all(self.healthz(p)[0] == 200 for p in self.ports())
@@ -290,35 +288,3 @@ def publisher(mqtt_url: str) -> Iterator[Publisher]:
         yield p
     finally:
         p.close()
-
-
-# Stand-ins for the shared fixtures of tests/conftest.py, used until it provides them. ---------
-
-PG_SERVER = os.environ.get("ELDERCARE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-MQTT_SERVER = os.environ.get("ELDERCARE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
-
-
-@pytest.fixture
-def db_url() -> Iterator[str]:
-    from eldercare.db.migrate import upgrade
-
-    name = f"ingest_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    url = urlsplit(PG_SERVER)._replace(path=f"/{name}").geturl()
-    upgrade(url)
-    yield url
-    with psycopg.connect(PG_SERVER, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("DROP DATABASE {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
-
-
-@pytest.fixture
-def mqtt_url() -> str:
-    return MQTT_SERVER
-
-
-@pytest.fixture
-def topic_root(request: pytest.FixtureRequest) -> str:
-    return f"test/{request.node.name[:40]}-{uuid.uuid4().hex[:8]}/eldercare/v1".replace("[", "_").replace(
-        "]", "_"
-    )

@@ -3,7 +3,6 @@
 The database outage is simulated with a TCP proxy in front of the shared PostgreSQL that cuts every
 connection and refuses new ones for 10 s (the shared server itself is never stopped).
 """
-# ruff: noqa: F811  (db_url, mqtt_url, topic_root come from ingest_support until tests/conftest.py has them)
 
 from __future__ import annotations
 
@@ -13,17 +12,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from ingest_support import (  # noqa: F401
+from ingest_support import (
     IngestProcess,
     PausableProxy,
     count,
-    db_url,
     event,
-    mqtt_url,
     publisher,
     register,
     telemetry,
-    topic_root,
     wait_for,
 )
 

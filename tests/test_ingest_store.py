@@ -1,5 +1,4 @@
 """The batch transaction against a real PostgreSQL: dedup, registry checks, events, status, partitions."""
-# ruff: noqa: F811  (db_url comes from ingest_support until tests/conftest.py provides it)
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ import time
 import msgspec
 import psycopg
 import pytest
-from ingest_support import count, db_url, event, now_ms, register, status, telemetry  # noqa: F401
+from ingest_support import count, event, now_ms, register, status, telemetry
 
 from eldercare.ingest.batch import Accepted, Batch, Inbound, Registry, Validator
 from eldercare.ingest.errors import StoreUnavailable

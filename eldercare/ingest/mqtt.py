@@ -86,6 +86,7 @@ class MqttSource:
         self.generation = 0
         self.connected = threading.Event()
         self._full_warned = 0.0
+        self.closing = False
         c = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -126,6 +127,7 @@ class MqttSource:
 
     def stop(self) -> None:
         """Disconnect, keeping the session: unacknowledged messages wait for our return."""
+        self.closing = True
         try:
             self.client.disconnect()
         finally:
@@ -179,6 +181,8 @@ class MqttSource:
         self._set_state(False)
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if self.closing:
+            return  # not acknowledged: the broker redelivers it to our next session
         try:
             topic = msg.topic
         except UnicodeDecodeError:
@@ -194,4 +198,9 @@ class MqttSource:
                     "ingest queue full (%d): broker reads paused until the writer catches up",
                     self.inbox.maxsize,
                 )
-            self.inbox.put(item)
+            while not self.closing:
+                try:
+                    self.inbox.put(item, timeout=0.5)
+                    return
+                except queue.Full:
+                    continue

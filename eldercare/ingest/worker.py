@@ -138,13 +138,16 @@ class Worker:
         s = self.settings
         max_rows, max_age = s.ingest_batch_rows, s.ingest_batch_ms / 1000
         hard_cap = max_rows * HARD_CAP_FACTOR
+        # Unacknowledged messages are capped by Receive Maximum: a batch holding all of them
+        # would leave nothing to decode while it commits, so it is handed over at half.
+        max_messages = max(1, s.ingest_receive_maximum // 2)
         get, get_nowait = self.inbox.get, self.inbox.get_nowait
         take = self._take
         batch = Batch()
         while not self.stopping.is_set():
             now = time.monotonic()
             if batch.due(now, max_rows, max_age):
-                if self.writer_idle.is_set() or batch.rows >= hard_cap:
+                if self.writer_idle.is_set() or batch.rows >= hard_cap or len(batch) >= max_messages:
                     self._hand_over(batch)
                     batch = Batch()
                     continue
@@ -159,7 +162,7 @@ class Worker:
                 continue
             take(batch, m)
             for _ in range(500):  # whatever is already waiting, without the timed wait
-                if batch.rows >= hard_cap:
+                if batch.rows >= hard_cap or len(batch) >= max_messages:
                     break
                 try:
                     m = get_nowait()
