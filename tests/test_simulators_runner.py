@@ -211,3 +211,31 @@ def test_scenario_incidents_are_scheduled_relative_to_the_run(
     day0 = start - start % DAY
     pending = {h.index: [(t, inc.kind) for t, _, inc in h.sim._pending] for h in runner.homes}
     assert pending == {0: [], 1: [(day0 + DAY + 10 * HOUR, "sos")]}
+
+
+def test_stations_see_the_residents_who_attend(sim_root: str, broker: tuple[str, int, str]) -> None:
+    from eldercare.simulators.routine import DAY, DEFAULT_START, HOUR
+
+    m = _manifest(30, stations=1, seed=2)
+    goer = next(h for h in m["homes"] if h["station"])
+    wday = goer["profile"]["station_days"][0]
+    monday = DEFAULT_START + 50 * 7 * DAY  # a Monday in December 2026
+    start = monday + wday * DAY + 11 * HOUR
+
+    class Recording(Runner):
+        sent: list[tuple[str, list[Any]]] = []  # noqa: RUF012
+
+        def _telemetry(self, gw: Any, readings: list[Any]) -> None:
+            self.sent.append((gw.id, readings))
+
+    runner = Recording(
+        _settings(sim_root, broker), m, RunOptions(sim_start=start, speed=60, live=False), wall_start=0.0
+    )
+    for k in range(1, 40):
+        runner.step(k * 0.5)
+    site = m["stations"][0]["site"]
+    attending = [h for h in m["homes"] if h["station"] == site and wday in h["profile"]["station_days"]]
+    assert runner.present[site] == len(attending) >= 1
+    station_gws = {g["id"] for g in m["stations"][0]["gateways"]}
+    motion = [r for gw, rs in runner.sent if gw in station_gws for r in rs if r.metric == "motion"]
+    assert len(motion) > 10

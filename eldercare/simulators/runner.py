@@ -112,6 +112,8 @@ class _Home:
     low_reported: set[str] = field(default_factory=set)
     rng: random.Random = field(default_factory=random.Random)
     next_flush: float = 0.0  # wall clock
+    station: str | None = None  # the day station this resident attends
+    at_station: bool = False
 
 
 @dataclass(slots=True)
@@ -149,6 +151,9 @@ class Runner:
         self._n_effects = 0
         self.control: deque[bytes] = deque()
         self.stats = {"messages": 0, "readings": 0, "events": 0, "incidents": 0, "triggers": 0}
+        # day stations see the residents who attend them: who is there, who came or left when
+        self.present: dict[str, int] = {}
+        self.comings: dict[str, list[float]] = {}
         self.homes: list[_Home] = []
         self.stations: list[_Station] = []
         self.by_resident: dict[str, _Home] = {}
@@ -158,6 +163,7 @@ class Runner:
         for h in homes:
             home = self._make_home(h, scenario)
             home.next_flush = self.wall_start + (h["index"] % 100) / 100 * self.flush_s
+            home.station = h.get("station")
             self.homes.append(home)
         if not opts.homes:
             for s in manifest.get("stations", []):
@@ -168,6 +174,7 @@ class Runner:
                             gw, g["sensors"], random.Random(f"{g['id']}:{self.sim_start}"), self.sim_start
                         )
                     )
+        self._last_station_gw: dict[str, _Station] = {st.gw.site: st for st in self.stations}
         self.ctl = Conn(f"sim-control-{uuid.uuid4().hex[:8]}", settings, on_message=self._on_control)
         self.ctl.subscriptions.append(f"{self.root}/_sim/control")
 
@@ -364,6 +371,10 @@ class Runner:
                 self._event(home, e.t, e.sensor, "sos", 1.0, {"simulated": True})
         cur = home.sim._current
         activity, room = (cur.activity, cur.room) if cur is not None else ("sleep", "bedroom")
+        if home.station is not None and (activity == "station") != home.at_station:
+            home.at_station = activity == "station"
+            self.present[home.station] = self.present.get(home.station, 0) + (1 if home.at_station else -1)
+            self.comings.setdefault(home.station, []).append(now)
         wearable_off = any(x == "wearable-1" and a <= now < b for x, a, b in home.offline)
         while home.next_hr <= now:
             t = home.next_hr
@@ -406,17 +417,23 @@ class Runner:
     def _produce_station(self, st: _Station) -> None:
         now = self.sim_now
         readings: list[Reading] = []
+        site = st.gw.site
+        comings = self.comings.get(site, [])
         while st.next_tick <= now:
             t = st.next_tick
             g = time.gmtime(t)
-            open_ = g.tm_wday < 5 and 9 <= g.tm_hour < 16
+            staff = g.tm_wday < 5 and 8 <= g.tm_hour < 17  # staff and walk-in visitors
+            busy = 1.0 - math.exp(-0.3 * self.present.get(site, 0) - (0.5 if staff else 0.0))
+            arrivals = [c for c in comings if t - 60.0 < c <= t]
             for s in st.sensors:
-                if s["kind"] == "pir" and open_ and st.rng.random() < 0.6:
+                if s["kind"] == "pir" and st.rng.random() < busy:
                     readings.append(Reading(int(t * 1000), s["id"], "motion", 1.0))
-                elif s["kind"] == "door" and open_ and st.rng.random() < 0.1:
+                elif s["kind"] == "door" and (arrivals or (staff and st.rng.random() < 0.05)):
                     readings.append(Reading(int(t * 1000), s["id"], "contact", 1.0))
                     readings.append(Reading(int(t * 1000) + 8000, s["id"], "contact", 0.0))
             st.next_tick += 60.0
+        if st is self._last_station_gw.get(site):
+            self.comings[site] = [c for c in comings if c > now - 60.0]
         if readings:
             self._telemetry(st.gw, readings)
         if st.gw.next_status <= now:
