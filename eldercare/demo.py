@@ -1,0 +1,216 @@
+"""``eldercare demo``: the whole platform on one machine, on embedded servers when none are configured.
+
+It runs the same commands an operator would, as child processes sharing one set of settings:
+``db migrate``, ``simulate seed``, ``ingest``, ``serve`` and ``simulate run`` (through real edge
+agents), then fires a few incidents with ``simulate trigger`` so that alerts arrive in the consoles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from eldercare.cli import get_settings
+from eldercare.config import Settings
+
+# (seconds after the simulation starts, home index, incident kind)
+DEMO_INCIDENTS: list[tuple[float, int, str]] = [(20, 0, "fall"), (40, 1, "sos"), (70, 2, "bathroom_too_long")]
+
+
+@dataclass
+class Children:
+    """Child processes of the demo, stopped in reverse order of start."""
+
+    env: dict[str, str]
+    log_dir: Path
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def run(self, name: str, *args: str, timeout: float = 300) -> str:
+        """Run a command to completion; a failure ends the demo with its last lines."""
+        out = subprocess.run(
+            [sys.executable, "-m", "eldercare.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if out.returncode != 0:
+            tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["(no output)"]
+            msg = f"{name} failed: {tail[0]}"
+            raise click.ClickException(msg)
+        return out.stdout
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "eldercare.cli", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.procs.append((name, proc))
+        return proc
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None and name != "simulator":
+                msg = f"{name} stopped (exit {proc.returncode}); see {self.log_dir / (name + '.log')}"
+                raise click.ClickException(msg)
+
+    def stop(self) -> None:
+        for _name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for _name, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    msg = f"the platform did not answer at {url} within {timeout:.0f} s"
+    raise click.ClickException(msg)
+
+
+def _child_env(settings: Settings, db_url: str, mqtt_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")}
+    env.update(
+        ELDERCARE_DATABASE_URL=db_url,
+        ELDERCARE_MQTT_URL=mqtt_url,
+        ELDERCARE_DATA_DIR=str(settings.data_dir.resolve()),
+        ELDERCARE_HTTP_HOST=settings.http_host,
+        ELDERCARE_HTTP_PORT=str(settings.http_port),
+        ELDERCARE_MQTT_TOPIC_ROOT=settings.mqtt_topic_root,
+        ELDERCARE_SECRET_KEY=settings.secret_key.get_secret_value(),
+        ELDERCARE_ENVIRONMENT=settings.environment,
+    )
+    return env
+
+
+@click.command()
+@click.option("--homes", type=click.IntRange(1, 200), default=3, show_default=True)
+@click.option("--stations", type=click.IntRange(0, 10), default=1, show_default=True)
+@click.option(
+    "--speed",
+    type=click.FloatRange(1, 3600),
+    default=60.0,
+    show_default=True,
+    help="Simulated seconds per real second.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["edge", "direct"]),
+    default="edge",
+    show_default=True,
+    help="edge: through real edge agents; direct: straight to MQTT.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(10),
+    default=None,
+    help="Stop after this many seconds (default: run until Ctrl-C).",
+)
+@click.option("--no-incidents", is_flag=True, help="Do not fire the scripted incidents.")
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    homes: int,
+    stations: int,
+    speed: float,
+    mode: str,
+    duration: float | None,
+    no_incidents: bool,
+) -> None:
+    """Run the whole platform with simulated homes; open the printed address in a browser.
+
+    运行完整平台与模拟家庭；在浏览器中打开显示的地址。
+    """
+    from eldercare.embedded import EmbeddedBroker, EmbeddedPostgres
+
+    settings = get_settings(ctx)
+    data_dir = settings.data_dir.resolve()
+    run_dir = data_dir / "demo"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        if settings.database_url is None:
+            click.echo("starting the embedded PostgreSQL ...")
+            db_url = stack.enter_context(EmbeddedPostgres(data_dir / "postgres"))
+        else:
+            db_url = settings.database_url.get_secret_value()
+        if settings.mqtt_url is None:
+            click.echo("starting the embedded MQTT broker ...")
+            host, port = stack.enter_context(EmbeddedBroker(data_dir=data_dir / "broker"))
+            mqtt_url = f"mqtt://{host}:{port}"
+        else:
+            mqtt_url = settings.mqtt_url.get_secret_value()
+        children = Children(_child_env(settings, db_url, mqtt_url), run_dir)
+        stack.callback(children.stop)
+
+        click.echo(children.run("migrate", "db", "migrate").strip().splitlines()[-1])
+        manifest = run_dir / "manifest.json"
+        prefix = f"demo{int(time.time()) % 100000}"
+        click.echo(
+            children.run(
+                "seed", "simulate", "seed", "--homes", str(homes), "--stations", str(stations),
+                "--prefix", prefix, "--manifest", str(manifest),
+            ).strip()
+        )  # fmt: skip
+        children.start("ingest", "ingest")
+        children.start("platform", "serve")
+        base = f"http://{settings.http_host}:{settings.http_port}"
+        _wait_http(f"{base}/healthz", timeout=60)
+        sim_args = ["simulate", "run", "--manifest", str(manifest), "--speed", str(speed), "--mode", mode]
+        children.start("simulator", *sim_args, "--quiet")
+        _print_welcome(base, manifest, run_dir)
+
+        started = time.monotonic()
+        pending = [] if no_incidents else sorted(DEMO_INCIDENTS)
+        try:
+            while duration is None or time.monotonic() - started < duration:
+                children.check_alive()
+                elapsed = time.monotonic() - started
+                while pending and pending[0][0] <= elapsed:
+                    _at, home, kind = pending.pop(0)
+                    children.run(
+                        "trigger", "simulate", "trigger", "--manifest", str(manifest),
+                        "--resident", str(home), "--kind", kind,
+                    )  # fmt: skip
+                    click.echo(f"[{elapsed:5.0f} s] incident fired: {kind} at home {home}")
+                time.sleep(1)
+        except KeyboardInterrupt:
+            click.echo("stopping ...")
+        truth = manifest.with_name("truth.jsonl")
+        if truth.exists():
+            click.echo(children.run("score", "simulate", "score", "--manifest", str(manifest),
+                                    "--truth", str(truth)))  # fmt: skip
+
+
+def _print_welcome(base: str, manifest: Path, run_dir: Path) -> None:
+    users = json.loads(manifest.read_text(encoding="utf-8")).get("users", [])
+    click.echo("")
+    click.echo(f"eldercare is running: {base}/   (API docs: {base}/docs)")
+    shown: set[str] = set()
+    for user in users:
+        if user["role"] not in shown:
+            shown.add(user["role"])
+            click.echo(f"  {user['role']:<12} {user['username']} / {user['password']}")
+    click.echo(f"logs: {run_dir}/*.log   manifest: {manifest}   Ctrl-C stops everything")
+    click.echo("")
