@@ -86,6 +86,13 @@ def _scenario(name_or_path: str) -> Any:
 @click.option(
     "--spurious-rate", type=click.FloatRange(0), default=0.0, help="False PIR triggers per sensor per day."
 )
+@click.option(
+    "--couples",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of homes with two residents.",
+)
 def dataset(
     days: int,
     homes: int,
@@ -98,6 +105,7 @@ def dataset(
     acc_minutes: float,
     drop_rate: float,
     spurious_rate: float,
+    couples: float,
 ) -> None:
     """Write labelled data: home event streams with incidents, accelerometer sessions with falls.
 
@@ -123,6 +131,7 @@ def dataset(
             homes=homes,
             drop_rate=drop_rate,
             spurious_rate=spurious_rate,
+            couples=couples,
             random_kinds=chosen,
             random_first_day=first_day if chosen else 0,
         )

@@ -122,6 +122,7 @@ def write_dataset(
                         "seed": run.seed,
                         "events": f"events/{ids['site']}.{fmt}",
                         "profile": dataclasses.asdict(run.profile),
+                        "partner": dataclasses.asdict(run.partner) if run.partner else None,
                         "sensors": [dataclasses.asdict(s) for s in run.sensors],
                     }
                 )

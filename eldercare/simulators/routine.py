@@ -1183,6 +1183,8 @@ class HomeRun:
     sensor_ids: list[str]
     truth: list[TruthRecord]
     segments: list[Segment] = field(default_factory=list)
+    partner: ResidentProfile | None = None  # a home of two (see .couple)
+    partner_segments: list[Segment] = field(default_factory=list)
 
     def sensor_events(self) -> list[SensorEvent]:
         return [

@@ -8,6 +8,7 @@ incidents at fixed times and incidents drawn at random. Example (see ``scenarios
     start = 2026-01-05T00:00:00Z   # a Monday; the simulated homes live in UTC
     days = 14
     homes = 3
+    couples = 0.3                  # optional: share of homes with two residents
 
     [[profile]]                    # overrides for one home's resident (fields of ResidentProfile)
     home = 1
@@ -105,6 +106,27 @@ class Scenario:
     incidents: tuple[IncidentSpec, ...] = ()
     random_kinds: tuple[str, ...] = ()
     random_first_day: int = 0
+    couples: float = 0.0  # share of homes with two residents (see .couple)
+
+    def is_couple(self, home: int) -> bool:
+        return self.couples > 0 and random.Random(f"{self.seed}:couple:{home}").random() < self.couples
+
+    def partner_for(self, home: int) -> ResidentProfile | None:
+        """The second resident of a home of two (its id: the first's plus ``-2``), else None."""
+        if not self.is_couple(home):
+            return None
+        from eldercare.simulators.couple import partner_profiles
+
+        first = self.profile_for(home)
+        _, b = partner_profiles(home_seed(self.seed, home))
+        return dataclasses.replace(
+            b,
+            resident=f"{first.resident}-2",
+            wake_h=round(first.wake_h + b.wake_h % 0.4 - 0.2, 2),
+            bed_h=first.bed_h,
+            pir_holdoff_s=first.pir_holdoff_s,
+            has_stove_plug=first.has_stove_plug,
+        )
 
     def profile_for(self, home: int) -> ResidentProfile:
         base = ResidentProfile.draw(
@@ -133,6 +155,20 @@ class Scenario:
 
     def simulate(self, home: int) -> HomeRun:
         ids = home_ids(self.prefix, home)
+        partner = self.partner_for(home)
+        if partner is not None:
+            from eldercare.simulators.couple import simulate_couple
+
+            return simulate_couple(
+                home_seed(self.seed, home),
+                self.days,
+                start=self.start,
+                incidents=self.incidents_for(home),
+                profiles=(self.profile_for(home), partner),
+                drop_rate=self.drop_rate,
+                spurious_rate=self.spurious_rate,
+                site=ids["site"],
+            )
         return simulate_home(
             home_seed(self.seed, home),
             self.days,
@@ -172,6 +208,7 @@ def _epoch(value: Any, where: str) -> float:
 
 
 _TOP = {
+    "couples",
     "name",
     "seed",
     "start",
@@ -215,9 +252,12 @@ def loads(text: str, source: str = "<scenario>") -> Scenario:
         drop_rate=num("drop_rate", float, 0.0),
         spurious_rate=num("spurious_rate", float, 0.0),
         prefix=num("prefix", str, "sim"),
+        couples=num("couples", float, 0.0),
     )
     if sc.days < 1 or sc.homes < 1:
         raise ScenarioError(f"{source}: days and homes must be >= 1")
+    if not 0.0 <= sc.couples <= 1.0:
+        raise ScenarioError(f"{source}: couples is a share of homes, 0..1")
     profiles = []
     for i, p in enumerate(data.get("profile", [])):
         where = f"{source}: profile[{i}]"
@@ -320,6 +360,7 @@ def dumps(sc: Scenario) -> str:
         f"drop_rate = {_toml_value(float(sc.drop_rate))}",
         f"spurious_rate = {_toml_value(float(sc.spurious_rate))}",
         f"prefix = {_toml_value(sc.prefix)}",
+        f"couples = {_toml_value(float(sc.couples))}",
     ]
     for home, items in sc.profiles:
         lines += ["", "[[profile]]", f"home = {home}"]
