@@ -230,11 +230,12 @@ class Agent:
         self._commit_rows()
         self._timers(self._mono())
         if self.acked:
-            self.outbox.ack(self.acked)
-            self.acked.clear()
             self.send_dirty = True
         if self.connected and self.send_dirty:
-            self._send()
+            self._send()  # refill the window first: the delete's fsync overlaps the round trip
+        if self.acked:
+            self.outbox.ack(self.acked)
+            self.acked.clear()
         if self.status_dirty and self.connected and self._mono() - self.last_status >= STATUS_MIN_GAP_S:
             self._publish_status()
 
@@ -315,7 +316,7 @@ class Agent:
         free = window - len(self.inflight)
         if free <= 0:
             return
-        exclude = [seq for seq, _ in self.inflight.values()]
+        exclude = [seq for seq, _ in self.inflight.values()] + self.acked  # acked, not yet deleted
         msgs = self.outbox.next_batch(exclude, free, max_priority=PRIORITY_EVENT)
         tele_inflight = sum(1 for _, p in self.inflight.values() if p == PRIORITY_TELEMETRY)
         tele_room = min(free - len(msgs), window - max(1, window // 5) - tele_inflight)

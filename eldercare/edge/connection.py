@@ -16,6 +16,7 @@ import contextlib
 import logging
 import queue
 import random
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +114,10 @@ class Uplink:
             return
         self.connected = True
         self.failures = 0
+        sock = client.socket()
+        if isinstance(sock, socket.socket):  # paho leaves Nagle on: small PUBLISHes would wait
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe(self.config_topic, qos=1)
         self.inbox.put(NetEvent("connected"))
 
