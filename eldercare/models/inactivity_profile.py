@@ -48,6 +48,7 @@ PRIOR_SCALE = {"bed": 60 * MIN, "away": 60 * MIN, "stay": 10 * MIN, "bathroom": 
 DEFAULT_NIGHT = [h >= 23 or h < 6 for h in range(24)]
 WAKE_PRIOR_S = 10.5 * HOUR  # new home: "not up" only after 10:30
 WAKE_MIN_DAYS = 5
+RECENT_WAKES = 4  # mornings that reveal a changed routine
 # by day, "last seen in the hall, then nothing" is nearly always someone who went out past a missed door
 DAY_HALL_FLOOR = 3 * HOUR
 MAX_FACTOR = 1.15  # never alarm below the longest silence seen there, with a margin
@@ -218,12 +219,14 @@ def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[t
         if 3 * HOUR <= local - d * DAY <= 15 * HOUR and d not in first_day:
             first_day[d] = s
     by_wd: dict[int, list[float]] = defaultdict(list)
+    dated: list[tuple[int, float]] = []
     for d, first in first_day.items():
         if any(a <= first <= b for a, b in exclude):
             continue
         cands = [x for x in bed_exits if first - 2 * HOUR <= x <= first]
         wake = max(cands) if cands else first
         by_wd[(d + 3) % 7].append(wake + utc_offset_s - d * DAY)  # 1970-01-01 was a Thursday
+        dated.append((d, wake + utc_offset_s - d * DAY))
     allw = [w for ws in by_wd.values() for w in ws]
     if not allw:
         return
@@ -240,11 +243,23 @@ def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[t
         for w in ws
     ]
     sd = max(1.4826 * statistics.median(abs(r) for r in resid), 10 * MIN) if resid else 45 * MIN
+    # a changed routine: the last few mornings differ from the window's habit -> follow them
+    dated.sort()
+    recent = [w for _, w in dated[-RECENT_WAKES:]]
+    shift = None
+    if len(dated) >= 2 * RECENT_WAKES and abs(statistics.median(recent) - statistics.median(allw)) > 20 * MIN:
+        shift = statistics.median(recent)
     for wd in range(7):
         med = meds[wd]
         n_own = len(by_wd.get(wd, []))
         spread = sd * math.sqrt(1 + 1 / n_own) if n_own >= 2 else sd * 1.5  # the median is uncertain too
         thr = max(med + 20 * MIN + 2.5 * spread, max(by_wd.get(wd, [-math.inf])) + 15 * MIN)
+        if shift is not None:
+            recent_thr = max(
+                shift + 20 * MIN + 2.5 * sd * math.sqrt(1 + 1 / RECENT_WAKES), max(recent) + 15 * MIN
+            )
+            thr = max(thr, recent_thr) if shift > med else recent_thr
+            med = shift
         if len(allw) < WAKE_MIN_DAYS:
             thr = max(thr, WAKE_PRIOR_S)
         p.wake[str(wd)] = {"median": med, "thr": min(thr, 14 * HOUR), "n": float(len(by_wd.get(wd, [])))}

@@ -146,9 +146,11 @@ class Tracker:
                 return
             here = room == self.ctx or (room == "bedroom" and self.ctx == "bed")
             recent = [x for x in self.burst.get(room, []) if t - x <= 2 * self.confirm_s]
+            # a second trigger confirms where the resident is, or shortly after they were active
+            # elsewhere (walked there); out of the blue it takes a third (spurious pairs are common)
+            walked = self.act_t is not None and bool(recent) and recent[0] - self.act_t <= self.confirm_s
             if (
-                # where the resident is: a second trigger confirms; elsewhere a third (spurious pairs)
-                (here and recent and t - recent[-1] <= self.confirm_s)
+                ((here or walked) and recent and t - recent[-1] <= self.confirm_s)
                 or len(recent) >= 2
                 or t - self.room_last.get(room, -math.inf) <= self.confirm_s
                 or (self.act_t is not None and t - self.act_t <= TRANSITION_S)  # walking on
