@@ -359,7 +359,8 @@ class Agent:
             return False
         if not _ID_RE.match(sensor) or not _METRIC_RE.match(metric):
             bad = sensor if not _ID_RE.match(sensor) else metric
-            self.bad_names.add(bad)
+            if len(self.bad_names) < 1000:  # a driver sending garbage names must not eat memory
+                self.bad_names.add(bad)
             log.warning("dropping readings named %r: not a valid protocol identifier", bad)
             return False
         return math.isfinite(value) and -1e15 <= value <= 1e15
