@@ -251,3 +251,10 @@ def test_simulated_homes_with_lost_or_spurious_events(drop: float, spurious: flo
         )
     assert caught >= 5  # of 6
     assert false <= 4  # three homes, a week each
+
+
+def test_a_stream_that_does_not_continue_the_history_starts_afresh(fitted: InactivityDetector) -> None:
+    later = normal_day(30) + normal_day(31)  # three weeks after the history ended
+    assert fitted.detect(later, until=T0 + 32 * DAY) == []
+    shuffled = list(reversed(normal_day(10)))
+    assert fitted.detect(shuffled, until=T0 + 11 * DAY) == fitted.detect(normal_day(10), until=T0 + 11 * DAY)

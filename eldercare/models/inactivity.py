@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 FIT_WINDOW_DAYS = 21
 STATE_VERSION = 1
 NO_WAKE_WINDOW_S = 5 * HOUR  # after the wake threshold, "not up" is judged this long
+DETACHED_S = 12 * HOUR  # detect(): a stream starting this long after the history is not its sequel
 SETTLE_S = 20 * 60.0  # back in bed (or quiet in the bedroom) this long before "not up" counts
 ALERT_KINDS = ("inactivity", "no_wake", "bathroom_too_long", "night_wandering", "device_silent")
 # the platform's alert kinds (design notes) for each detector kind
@@ -219,6 +220,17 @@ class InactivityDetector:
         log.debug("inactivity profile learned from %.1f days, %s events", p.days, len(events))
         return self
 
+    def _restart(self) -> None:
+        """Forget where the resident was (keep what was learned)."""
+        old = self._tr
+        self._tr = Tracker(
+            confirm_s=old.confirm_s,
+            utc_offset_s=old.utc_offset_s,
+            wake_open_s=old.wake_open_s,
+            hb_gap_s=old.hb_gap_s,
+        )
+        self._alerted = {"episode": None, "hb": None, "stay": None, "day": None}
+
     def _profile(self) -> Profile:
         if self.profile_ is None:
             msg = "this InactivityDetector is not fitted yet: call fit(history) first (fit([]) for priors)"
@@ -277,11 +289,22 @@ class InactivityDetector:
         return sorted(out, key=lambda x: x.t)
 
     def detect(self, stream: Iterable[Sequence[Any]], until: float | None = None) -> list[InactivityAlert]:
-        """All alerts over ``stream`` (and up to ``until``), without changing this detector's state."""
+        """All alerts over ``stream`` (and up to ``until``), without changing this detector's state.
+
+        The stream continues from the end of the fitted history (or of the events given to
+        ``update``); if it starts before that, or more than 12 h after it, it is taken as a
+        separate recording and followed from an unknown context (no alert until the first
+        confirmed activity).
+        """
         run = copy.deepcopy(self)
+        events = [_check_event(e) for e in stream]
+        if any(b[0] < a[0] for a, b in itertools.pairwise(events)):
+            events.sort(key=lambda e: e[0])
+        last = run._tr.last_t
+        if events and last is not None and not last <= events[0][0] <= last + DETACHED_S:
+            run._restart()  # the stream does not continue the history: start without a context
         alerts: list[InactivityAlert] = []
-        for event in stream:
-            ev = _check_event(event)
+        for ev in events:
             alerts += run.check(ev[0])
             run.update(ev)
         if until is not None:
