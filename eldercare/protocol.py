@@ -407,34 +407,10 @@ def decode(kind: str, data: bytes | bytearray | memoryview | str) -> Payload:
     except UnicodeDecodeError as exc:  # msgspec checks UTF-8 inside strings with Python's codec
         raise ProtocolError("$", f"not valid UTF-8 in a string: {exc.reason}") from None
     if isinstance(msg, Telemetry):
-        _check_readings(msg.readings)  # identifiers cannot hold NUL: no scan needed
-        return msg
-    if isinstance(msg, GatewayConfig):
+        _check_readings(msg.readings)
+    elif isinstance(msg, GatewayConfig):
         _check_config(msg)
-    # JSON can carry NUL only escaped; PostgreSQL text and jsonb cannot store it at all.
-    text = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
-    if "\\u0000" in text:
-        where = _nul_path(msgspec.to_builtins(msg), "")
-        if where is not None:
-            raise ProtocolError(where or "$", "text must not contain the NUL character (\\u0000)")
     return msg
-
-
-def _nul_path(node: Any, path: str) -> str | None:
-    """Path of the first string (or key) containing NUL, or None."""
-    if isinstance(node, str):
-        return path if "\x00" in node else None
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if "\x00" in key:
-                return path
-            if (sub := _nul_path(value, _join(path, key))) is not None:
-                return sub
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            if (sub := _nul_path(value, f"{path}[{i}]")) is not None:
-                return sub
-    return None
 
 
 def decode_telemetry(data: bytes | bytearray | memoryview | str) -> Telemetry:

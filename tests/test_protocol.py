@@ -241,28 +241,6 @@ def test_odd_unknown_field_names_are_quoted(key: str, field: str) -> None:
     assert (err.field, err.reason) == (field, "unknown field (not in protocol v1)")
 
 
-@pytest.mark.parametrize(
-    ("kind", "payload", "field"),
-    [
-        ("event", event(evidence={"acc": {"unit": "m\x00g"}}), "evidence.acc.unit"),
-        ("event", event(evidence={"notes": ["ok", "bad\x00"]}), "evidence.notes[1]"),
-        ("event", event(evidence={"k\x00": 1}), "evidence"),
-        ("status", status(version="1.0\x00"), "version"),
-        ("status", status(outbox={"n\x00": 1}), "outbox"),
-        ("config", config(sensors=[{"id": "a", "kind": "pir", "room": "hall\x00"}]), "sensors[0].room"),
-    ],
-)
-def test_nul_characters_are_rejected(kind: str, payload: dict[str, Any], field: str) -> None:
-    """PostgreSQL text and jsonb cannot hold NUL: reject with a clear reason, not at the database."""
-    err = rejection(kind, raw(payload))
-    assert (err.field, err.reason) == (field, "text must not contain the NUL character (\\u0000)")
-
-
-def test_escaped_backslash_u0000_text_is_fine() -> None:
-    ev = p.decode_event(raw(event(evidence={"note": "\\u0000 is how JSON writes NUL"})))
-    assert ev.evidence["note"].startswith("\\u0000")
-
-
 def test_too_many_readings() -> None:
     one = {"t": T, "sensor": "pir-kitchen", "metric": "motion", "value": 1.0}
     ok = telemetry(readings=[one] * p.MAX_READINGS)
@@ -453,10 +431,6 @@ def test_fuzz_truncated_and_corrupted_payloads(kind: str, data: st.DataObject) -
     _decode_or_protocol_error(kind, bytes(blob[:cut] if data.draw(st.booleans()) else blob))
 
 
-def texts(max_size: int) -> st.SearchStrategy[str]:
-    return st.text(st.characters(exclude_characters="\x00"), max_size=max_size)  # NUL is refused
-
-
 idents = st.from_regex(p._py(p.ID_PATTERN), fullmatch=True)
 metrics = st.from_regex(p._py(p.METRIC_PATTERN), fullmatch=True)
 epochs = st.from_regex(p._py(p.EPOCH_PATTERN), fullmatch=True)
@@ -466,8 +440,8 @@ values = st.floats(-p.VALUE_LIMIT, p.VALUE_LIMIT, allow_nan=False)
 unit = st.floats(0.0, 1.0)
 finite = st.floats(allow_nan=False, allow_infinity=False)
 evidence_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | finite | texts(10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts(8), inner, max_size=4),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | finite | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
 
@@ -485,7 +459,7 @@ events = st.builds(
     kind=st.sampled_from(p.EVENT_KINDS),
     confidence=unit,
     resident=st.none() | idents,
-    evidence=st.dictionaries(texts(8), evidence_values, max_size=4),
+    evidence=st.dictionaries(st.text(max_size=8), evidence_values, max_size=4),
 )
 statuses = st.builds(
     p.Status,
@@ -499,9 +473,9 @@ statuses = st.builds(
         ),
         max_size=4,
     ),
-    version=st.none() | texts(64),
+    version=st.none() | st.text(max_size=64),
     clock_ok=st.booleans(),
-    outbox=st.dictionaries(texts(16), st.integers(0, 2**63 - 1), max_size=4),
+    outbox=st.dictionaries(st.text(max_size=16), st.integers(0, 2**63 - 1), max_size=4),
 )
 ranges = st.tuples(values, values).filter(lambda r: r[0] != r[1]).map(lambda r: (min(r), max(r)))
 configs = st.builds(
@@ -513,7 +487,7 @@ configs = st.builds(
             p.SensorConfig,
             id=idents,
             kind=st.sampled_from(p.SENSOR_KINDS),
-            room=st.none() | texts(64),
+            room=st.none() | st.text(max_size=64),
             resident=st.none() | idents,
             sample_hz=st.none() | st.floats(0.001, 200.0),
         ),
