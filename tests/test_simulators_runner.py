@@ -239,3 +239,44 @@ def test_stations_see_the_residents_who_attend(sim_root: str, broker: tuple[str,
     station_gws = {g["id"] for g in m["stations"][0]["gateways"]}
     motion = [r for gw, rs in runner.sent if gw in station_gws for r in rs if r.metric == "motion"]
     assert len(motion) > 10
+
+
+def test_a_home_of_two_live(sim_root: str, broker: tuple[str, int, str]) -> None:
+    p = nb.plan(4, 3, 0, now=time.time(), roster_days=1, couples=1.0)
+    m = nb.manifest(p, topic_root="unused", created_at=time.time(), start=time.time())
+    home = m["homes"][0]
+    assert home["partner"]["resident"] == home["resident"] + "-2"
+    assert {"bed-2", "sos-2", "wearable-2"} <= {s["id"] for s in home["gateway"]["sensors"]}
+    col = Collector(sim_root, broker)
+    runner = Runner(
+        _settings(sim_root, broker), m, RunOptions(speed=600, duration=5.0, live=False, false_fall_rate=0)
+    )
+    result: dict[str, Any] = {}
+    th = threading.Thread(target=lambda: result.update(runner.run()))
+    th.start()
+    time.sleep(2.0)
+    answer = send_trigger(
+        _settings(sim_root, broker), sim_root, {"resident": home["partner"]["resident"], "kind": "sos"}
+    )
+    assert answer["ok"] and answer["truth"]["resident"] == home["partner"]["resident"]
+    th.join(30)
+    time.sleep(0.3)
+    col.close()
+    sensors_seen: set[str] = set()
+    sos = []
+    for name, payload, _ in col.messages:
+        if "/_sim/" in name:
+            continue
+        parts = protocol.parse_topic(name, sim_root)
+        msg = protocol.decode(parts.kind, payload)
+        if parts.gateway != home["gateway"]["id"]:
+            continue
+        if isinstance(msg, protocol.Telemetry):
+            sensors_seen |= {r.sensor for r in msg.readings}
+        elif isinstance(msg, protocol.Event) and msg.kind == "sos":
+            sos.append(msg)
+    assert [(e.sensor, e.resident) for e in sos] == [("sos-2", home["partner"]["resident"])]
+    assert "sos-2" in sensors_seen
+    _clear_retained(
+        broker, {protocol.topic(h["site"], h["gateway"]["id"], "status", sim_root) for h in m["homes"]}
+    )

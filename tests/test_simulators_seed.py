@@ -78,6 +78,29 @@ def test_seed_registers_everything(sim_db_url: str) -> None:
             store.seed(conn, p)
 
 
+def test_seed_homes_of_two(sim_db_url: str) -> None:
+    p = nb.plan(2, 6, 1, now=time.time(), roster_days=1, couples=0.5)
+    pairs = [h for h in p.homes if h.partner is not None]
+    assert 0 < len(pairs) < 6
+    with psycopg.connect(sim_db_url) as conn:
+        counts = store.seed(conn, p)
+        assert counts["residents"] == 6 + len(pairs) == _count(conn, "residents")
+        h = pairs[0]
+        assert h.partner is not None
+        row = conn.execute(
+            "SELECT home_site_id FROM residents WHERE id = %s", (h.partner.resident,)
+        ).fetchone()
+        assert row == (h.site,)
+        row = conn.execute(
+            "SELECT resident_id FROM sensors WHERE gateway_id = %s AND id = 'wearable-2'", (h.gateway.id,)
+        ).fetchone()
+        assert row == (h.partner.resident,)
+        n = conn.execute(
+            "SELECT count(*) FROM family_links WHERE resident_id = %s", (h.partner.resident,)
+        ).fetchone()
+        assert n is not None and n[0] == len(h.family)
+
+
 def test_seed_refuses_an_unmigrated_database(pg_url: str) -> None:
     from psycopg import sql
 

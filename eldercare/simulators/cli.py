@@ -171,6 +171,13 @@ def dataset(
     show_default=True,
 )
 @click.option("--roster-days", type=click.IntRange(1, 3650), default=30, show_default=True)
+@click.option(
+    "--couples",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of homes with two residents.",
+)
 @click.pass_context
 def seed_cmd(
     ctx: click.Context,
@@ -180,6 +187,7 @@ def seed_cmd(
     prefix: str,
     manifest_path: str,
     roster_days: int,
+    couples: float,
 ) -> None:
     """Register simulated homes, stations, people and rosters in the database; write a manifest.
 
@@ -197,7 +205,7 @@ def seed_cmd(
         raise click.BadParameter("1-16 letters, digits, '-' or '_'", param_hint="--prefix")
     settings = get_settings(ctx)
     now = time.time()
-    p = nb.plan(seed_, homes, stations, prefix=prefix, now=now, roster_days=roster_days)
+    p = nb.plan(seed_, homes, stations, prefix=prefix, now=now, roster_days=roster_days, couples=couples)
     try:
         with psycopg.connect(resolve_url(settings)) as conn:
             counts = store.seed(conn, p)

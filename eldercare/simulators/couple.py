@@ -52,6 +52,26 @@ def partner_profiles(seed: int) -> tuple[ResidentProfile, ResidentProfile]:
     return a, b
 
 
+def partner_of(first: ResidentProfile, seed: int, resident: str) -> ResidentProfile:
+    """The second resident of ``first``'s home: own habits, similar hours, the same home's devices."""
+    _, b = partner_profiles(seed)
+    return dataclasses.replace(
+        b,
+        resident=resident,
+        wake_h=round(first.wake_h + b.wake_h % 0.4 - 0.2, 2),
+        bed_h=first.bed_h,
+        weekend_lie_in_h=first.weekend_lie_in_h,
+        pir_holdoff_s=first.pir_holdoff_s,
+        pir_miss=first.pir_miss,
+        has_stove_plug=first.has_stove_plug,
+    )
+
+
+def is_couple(seed: int, home: int, share: float) -> bool:
+    """Whether home ``home`` of a neighbourhood or scenario with this seed houses two."""
+    return share > 0 and random.Random(f"{seed}:couple:{home}").random() < share
+
+
 def simulate_couple(
     seed: int,
     days: int,

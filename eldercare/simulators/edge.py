@@ -136,7 +136,14 @@ class EdgeRunner(Runner):
         self.stats["readings"] += len(readings)
 
     def _event(
-        self, home: _Home, t: float, sensor: str, kind: str, conf: float, evidence: dict[str, Any]
+        self,
+        home: _Home,
+        t: float,
+        sensor: str,
+        kind: str,
+        conf: float,
+        evidence: dict[str, Any],
+        resident: str | None = None,
     ) -> None:
         """The agent raises SOS (from the press), low battery (from health) and falls (from the
         accelerometer) itself; direct mode's stand-ins are not sent."""
@@ -149,7 +156,10 @@ class EdgeRunner(Runner):
     def _new_truth(self, home: _Home, rec: TruthRecord) -> None:
         super()._new_truth(home, rec)
         if rec.kind in ("fall", "collapse"):
-            chunk = self._session(home, rec.t, "soft_collapse" if rec.kind == "collapse" else None)
+            sensor = "wearable-2" if rec.resident == home.resident2 else "wearable-1"
+            chunk = self._session(
+                home, rec.t, "soft_collapse" if rec.kind == "collapse" else None, sensor=sensor
+            )
             self._at(float(chunk.t[-1]), "acc", (home, chunk))
 
     def _effect(self, what: str, t: float, arg: Any) -> None:
@@ -167,7 +177,9 @@ class EdgeRunner(Runner):
             if cur is not None and cur.room != OUT and not cur.activity.startswith(("sleep", "nap")):
                 self._feed(home.gw, [self._session(home, now, None, ordinary=True)])
 
-    def _session(self, home: _Home, t: float, kind: str | None, ordinary: bool = False) -> Any:
+    def _session(
+        self, home: _Home, t: float, kind: str | None, ordinary: bool = False, sensor: str = "wearable-1"
+    ) -> Any:
         """An accelerometer chunk: ending at ``t`` (ordinary) or with its impact at ``t``."""
         import numpy as np
 
@@ -187,7 +199,7 @@ class EdgeRunner(Runner):
             )
             impact = next(lab.t_impact for lab in s.labels if lab.kind == fall)
             shift = t - impact
-        return AccChunk("wearable-1", s.t + shift, s.acc)
+        return AccChunk(sensor, s.t + shift, s.acc)
 
     def _outage_start(self, home: _Home) -> None:
         agent = self.agents.pop(home.gw.id, None)

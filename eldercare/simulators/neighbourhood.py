@@ -76,6 +76,8 @@ class Home:
     sex: str
     worker: str  # username of the assigned home-care worker
     family: tuple[tuple[str, str], ...]  # (username, relation)
+    partner: ResidentProfile | None = None  # a home of two: the second resident (id: first's + "-2")
+    partner_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +123,22 @@ def _name(r: random.Random) -> str:
 
 
 def plan(
-    seed: int, homes: int, stations: int, *, prefix: str = "sim", now: float, roster_days: int = 30
+    seed: int,
+    homes: int,
+    stations: int,
+    *,
+    prefix: str = "sim",
+    now: float,
+    roster_days: int = 30,
+    couples: float = 0.0,
 ) -> Plan:
-    """The whole neighbourhood for ``homes`` homes and ``stations`` stations, rosters from ``now``."""
+    """The whole neighbourhood for ``homes`` homes and ``stations`` stations, rosters from ``now``.
+
+    ``couples``: the share of homes with two residents (the same homes a scenario with this seed
+    and share would pick).
+    """
+    from eldercare.simulators.couple import is_couple, partner_of
+
     if homes < 0 or stations < 0:
         raise ValueError("homes and stations must be >= 0")
     r = random.Random(f"{seed}:neighbourhood:{prefix}")
@@ -188,6 +203,13 @@ def plan(
             {"id": "wearable-1", "kind": "wearable", "room": None, "resident": ids["resident"]},  # type: ignore[dict-item]
             {"id": "env-1", "kind": "env", "room": "living"},
         ]
+        partner = partner_of(profile, hs, f"{ids['resident']}-2") if is_couple(seed, i, couples) else None
+        if partner is not None:
+            sensors += [
+                {"id": "bed-2", "kind": "bed", "room": "bedroom"},
+                {"id": "sos-2", "kind": "sos", "room": "living"},
+                {"id": "wearable-2", "kind": "wearable", "room": None, "resident": partner.resident},  # type: ignore[dict-item]
+            ]
         gw = Gateway(ids["gateway"], ids["site"], secret(seed, prefix, ids["gateway"]), tuple(sensors))
         agency = agencies[i // HOMES_PER_AGENCY % n_agencies]
         family = tuple(
@@ -211,6 +233,8 @@ def plan(
                 sex=r.choice("fm"),
                 worker=workers[i // HOMES_PER_WORKER],
                 family=family,
+                partner=partner,
+                partner_name=_name(random.Random(f"{seed}:partner:{i}")) if partner else None,
             )
         )
     # rosters: 12-hour shifts alternating between two people, from a day ago over roster_days
@@ -254,6 +278,9 @@ def manifest(p: Plan, *, topic_root: str, created_at: float, start: float) -> di
                 "station": h.station,
                 "gateway": gw(h.gateway),
                 "profile": dataclasses.asdict(h.profile),
+                "partner": {"resident": h.partner.resident, "profile": dataclasses.asdict(h.partner)}
+                if h.partner
+                else None,
             }
             for h in p.homes
         ],

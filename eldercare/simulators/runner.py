@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 METRIC = {"pir": "motion", "door": "contact", "bed": "in_bed", "plug": "power", "sos": "press"}
 BATCH = 50  # readings per telemetry message, the gateway config's default
 FALL_DETECTED = {"fall": 0.9, "collapse": 0.3}
+PARTNER_SEED = 0x5BD1E995  # the second resident's seed: the home's xor this (as in .couple)
+DEVICE_KINDS = ("device_offline", "gateway_outage", "low_battery")
 CHECKIN_S = 30.0
 HR_EVERY_S = 60.0
 ENV_EVERY_S = 300.0
@@ -114,6 +116,11 @@ class _Home:
     next_flush: float = 0.0  # wall clock
     station: str | None = None  # the day station this resident attends
     at_station: bool = False
+    # a home of two: the partner's own routine, merged into the same sensors (see .couple)
+    sim2: HomeSim | None = None
+    resident2: str | None = None
+    truth_seen2: int = 0
+    pir_last: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -222,6 +229,18 @@ class Runner:
             rng=random.Random(f"{h['seed']}:devices:{self.sim_start}"),
         )
         self.by_resident[h["resident"]] = home
+        partner = h.get("partner")
+        if partner:
+            sim2 = HomeSim(
+                h["seed"] ^ PARTNER_SEED,
+                start=self.day0,
+                profile=profile_from(partner["profile"]),
+                site=h["site"],
+            )
+            sim2.pop_until(self.sim_start)
+            sim2.truth.clear()
+            home.sim2, home.resident2 = sim2, partner["resident"]
+            self.by_resident[partner["resident"]] = home
         return home
 
     def _next_false_fall(self, r: random.Random, t: float) -> float:
@@ -239,6 +258,7 @@ class Runner:
         r = random.Random(f"{home.seed}:{rec.kind}:{rec.t}")
         if rec.kind in self.fall_detected and r.random() < self.fall_detected[rec.kind]:
             self._at(rec.t + CHECKIN_S, "fall_event", (home, rec, round(r.uniform(0.7, 0.99), 3)))
+            # (the wearable and resident of the event follow rec.resident)
         elif rec.kind == "gateway_outage":
             self._at(rec.t, "outage_start", home)
             if rec.end is not None:
@@ -262,7 +282,16 @@ class Runner:
                     self.truth_out.flush()
             elif what == "fall_event":
                 home, rec, conf = arg
-                self._event(home, t, "wearable-1", "fall", conf, {"simulated": True, "incident": rec.kind})
+                second = rec.resident == home.resident2
+                self._event(
+                    home,
+                    t,
+                    "wearable-2" if second else "wearable-1",
+                    "fall",
+                    conf,
+                    {"simulated": True, "incident": rec.kind},
+                    resident=rec.resident,
+                )
             elif what == "outage_start":
                 arg.gw.out = True
                 self._outage_start(arg)
@@ -319,7 +348,14 @@ class Runner:
             self.stats["readings"] += len(chunk)
 
     def _event(
-        self, home: _Home, t: float, sensor: str, kind: str, conf: float, evidence: dict[str, Any]
+        self,
+        home: _Home,
+        t: float,
+        sensor: str,
+        kind: str,
+        conf: float,
+        evidence: dict[str, Any],
+        resident: str | None = None,
     ) -> None:
         if home.gw.out:
             return
@@ -331,7 +367,7 @@ class Runner:
             sensor=sensor,
             kind=kind,  # type: ignore[arg-type]
             confidence=conf,
-            resident=home.resident,
+            resident=resident or home.resident,
             evidence=evidence,
         )  # type: ignore[arg-type]
         self._publish(home.gw, "event", _encode(msg))
@@ -360,6 +396,11 @@ class Runner:
         while home.truth_seen < len(home.sim.truth):
             self._new_truth(home, home.sim.truth[home.truth_seen])
             home.truth_seen += 1
+        if home.sim2 is not None:
+            evs = self._merge_partner(home, evs, home.sim2.pop_until(now))
+            while home.truth_seen2 < len(home.sim2.truth):
+                self._new_truth(home, home.sim2.truth[home.truth_seen2])
+                home.truth_seen2 += 1
         gw = home.gw
         if gw.out:
             home.next_hr = max(home.next_hr, now)
@@ -368,7 +409,8 @@ class Runner:
         readings = [Reading(int(e.t * 1000), e.sensor, METRIC[e.kind], e.value) for e in evs]
         for e in evs:
             if e.kind == "sos":
-                self._event(home, e.t, e.sensor, "sos", 1.0, {"simulated": True})
+                who = home.resident2 if e.sensor == "sos-2" else home.resident
+                self._event(home, e.t, e.sensor, "sos", 1.0, {"simulated": True}, resident=who)
         cur = home.sim._current
         activity, room = (cur.activity, cur.room) if cur is not None else ("sleep", "bedroom")
         if home.station is not None and (activity == "station") != home.at_station:
@@ -390,6 +432,16 @@ class Runner:
                         dev.steps(home.seed, home.resident, activity, t, rng=home.rng),
                     )
                 )
+            if (
+                home.sim2 is not None
+                and home.resident2
+                and not any(x == "wearable-2" and a <= t < b for x, a, b in home.offline)
+            ):
+                cur2 = home.sim2._current
+                act2, room2 = (cur2.activity, cur2.room) if cur2 is not None else ("sleep", "bedroom")
+                hr2 = dev.heart_rate(home.seed ^ PARTNER_SEED, home.resident2, act2, t, home.rng)
+                if room2 != OUT and hr2 is not None:
+                    readings.append(Reading(int(t * 1000), "wearable-2", "heart_rate", hr2))
             home.next_hr += HR_EVERY_S
         while home.next_env <= now:
             t = home.next_env
@@ -413,6 +465,22 @@ class Runner:
                     home.low_reported.add(sid)
                     self._event(home, now, sid, "low_battery", 1.0, {"battery": st.battery})
             gw.next_status = now + self.opts.status_every
+
+    def _merge_partner(self, home: _Home, mine: list[Any], theirs: list[Any]) -> list[Any]:
+        """Both residents' events as the home's shared sensors report them (one PIR hold-off)."""
+        rename = {"bed-1": "bed-2", "sos-1": "sos-2"}
+        theirs = [e._replace(sensor=rename.get(e.sensor, e.sensor)) for e in theirs]
+        hold = home.sim.profile.pir_holdoff_s
+        out = []
+        for e in heapq.merge(mine, theirs):
+            if any(x == e.sensor and a <= e.t < b for x, a, b in home.offline):
+                continue  # a shared sensor that is offline drops the partner's events as well
+            if e.kind == "pir":
+                if e.t - home.pir_last.get(e.sensor, -1e18) < hold:
+                    continue
+                home.pir_last[e.sensor] = e.t
+            out.append(e)
+        return out
 
     def _produce_station(self, st: _Station) -> None:
         now = self.sim_now
@@ -460,7 +528,11 @@ class Runner:
                 inc = Incident(
                     req["kind"], self.sim_now, req.get("duration_s"), req.get("room"), req.get("sensor")
                 )
-                rec = home.sim.trigger(inc)
+                partner = req.get("resident") == home.resident2 and home.sim2 is not None
+                if partner and inc.kind not in DEVICE_KINDS:
+                    rec = home.sim2.trigger(inc)  # type: ignore[union-attr]
+                else:
+                    rec = home.sim.trigger(inc)
                 self.stats["triggers"] += 1
                 reply = {"id": req.get("id"), "ok": True, "truth": rec.to_json() if rec else None}
             except (ValueError, KeyError, TypeError) as exc:

@@ -109,24 +109,18 @@ class Scenario:
     couples: float = 0.0  # share of homes with two residents (see .couple)
 
     def is_couple(self, home: int) -> bool:
-        return self.couples > 0 and random.Random(f"{self.seed}:couple:{home}").random() < self.couples
+        from eldercare.simulators.couple import is_couple
+
+        return is_couple(self.seed, home, self.couples)
 
     def partner_for(self, home: int) -> ResidentProfile | None:
         """The second resident of a home of two (its id: the first's plus ``-2``), else None."""
         if not self.is_couple(home):
             return None
-        from eldercare.simulators.couple import partner_profiles
+        from eldercare.simulators.couple import partner_of
 
         first = self.profile_for(home)
-        _, b = partner_profiles(home_seed(self.seed, home))
-        return dataclasses.replace(
-            b,
-            resident=f"{first.resident}-2",
-            wake_h=round(first.wake_h + b.wake_h % 0.4 - 0.2, 2),
-            bed_h=first.bed_h,
-            pir_holdoff_s=first.pir_holdoff_s,
-            has_stove_plug=first.has_stove_plug,
-        )
+        return partner_of(first, home_seed(self.seed, home), f"{first.resident}-2")
 
     def profile_for(self, home: int) -> ResidentProfile:
         base = ResidentProfile.draw(

@@ -118,7 +118,28 @@ def seed(
                 for h in p.homes
             ],
         )
-        counts["residents"] = len(p.homes)
+        partners = [(h, h.partner) for h in p.homes if h.partner is not None]
+        cur.executemany(
+            "INSERT INTO residents (id, name, home_site_id, station_site_id, home_care_provider_id,"
+            " institution_provider_id, care_level, birth_year, sex, escalation_policy_id, simulated,"
+            " emergency_contacts) VALUES (%s, %s, %s, %s, %s, %s, 'independent', %s, %s, %s, true, %s)",
+            [
+                (
+                    b.resident,
+                    h.partner_name,
+                    h.site,
+                    h.station,
+                    h.agency,
+                    inst,
+                    h.birth_year + 2,
+                    "m" if h.sex == "f" else "f",
+                    policy_id,
+                    Jsonb([{"username": u, "relation": rel} for u, rel in h.family]),
+                )
+                for h, b in partners
+            ],
+        )
+        counts["residents"] = len(p.homes) + len(partners)
         gateways = [(h.gateway, h.site) for h in p.homes] + [
             (g, s.site) for s in p.stations for g in s.gateways
         ]
@@ -158,7 +179,10 @@ def seed(
             user_ids[u.username] = row[0]
         counts["users"] = len(user_ids)
         links = [
-            (user_ids[u], h.resident, rel, k == 0) for h in p.homes for k, (u, rel) in enumerate(h.family)
+            (user_ids[u], resident, rel, k == 0)
+            for h in p.homes
+            for resident in (h.resident, *((h.partner.resident,) if h.partner else ()))
+            for k, (u, rel) in enumerate(h.family)
         ]
         cur.executemany(
             "INSERT INTO family_links (user_id, resident_id, relation, is_primary) VALUES (%s, %s, %s, %s)",
@@ -167,9 +191,10 @@ def seed(
         counts["family_links"] = len(links)
         cur.executemany(
             "INSERT INTO care_assignments (resident_id, user_id) VALUES (%s, %s)",
-            [(h.resident, user_ids[h.worker]) for h in p.homes],
+            [(h.resident, user_ids[h.worker]) for h in p.homes]
+            + [(b.resident, user_ids[h.worker]) for h, b in partners],
         )
-        counts["care_assignments"] = len(p.homes)
+        counts["care_assignments"] = len(p.homes) + len(partners)
         cur.executemany(
             "INSERT INTO oncall_shifts (provider_id, user_id, starts_at, ends_at) VALUES (%s, %s, %s, %s)",
             [(prov, user_ids[u], _ts(a), _ts(b)) for prov, u, a, b in p.shifts],
