@@ -387,7 +387,12 @@ def score(ctx: click.Context, manifest_path: str, truth_path: str, as_json: bool
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"cannot reach the database: {str(exc).strip().splitlines()[0]}") from None
     report = scoring.score(
-        truth, alerts, trail, residents=len(m["homes"]), clock=clock, window_s=window_h * 3600
+        truth,
+        alerts,
+        trail,
+        residents=len(m["homes"]) + sum(1 for h in m["homes"] if h.get("partner")),
+        clock=clock,
+        window_s=window_h * 3600,
     )
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
