@@ -1,0 +1,236 @@
+"""What becomes an alert: pure decisions from edge events and gateway status, no I/O.
+
+The service hands in the work rows that ingest wrote (``alert_work.payload``) and gets back
+:class:`Open` (open a new alert or join the live one with the same dedup key) and :class:`Clear`
+(auto-resolve a device problem whose condition has gone) decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+LOW_BATTERY = 0.15  # open below this charge ...
+BATTERY_OK = 0.25  # ... and resolve only above this one, so a hovering battery does not flap
+
+SEVERITY = {
+    "fall": "critical",
+    "sos": "critical",
+    "inactivity": "high",
+    "night_wandering": "high",
+    "bed_exit_no_return": "high",
+    "vitals": "high",
+    "pipeline_stalled": "high",
+    "device_offline": "medium",
+    "low_battery": "low",
+}
+
+# Device problems go to the care team only; the family is not woken for a flat battery.
+DEVICE_KINDS = frozenset({"device_offline", "low_battery", "pipeline_stalled"})
+
+TITLES = {
+    "fall": ("Possible fall", "疑似跌倒"),
+    "sos": ("SOS button pressed", "紧急呼叫按钮被按下"),
+    "inactivity": ("Unusual inactivity", "异常长时间无活动"),
+    "night_wandering": ("Went out at night and has not come back", "夜间外出未归"),
+    "bed_exit_no_return": ("Left bed and has not returned", "离床未归"),
+    "vitals": ("Vital sign out of range", "生命体征异常"),
+    "device_offline": ("Gateway offline", "网关离线"),
+    "low_battery": ("Low battery", "电量不足"),
+    "pipeline_stalled": ("Data from gateway not arriving", "网关数据未到达平台"),
+}
+
+
+@dataclass(frozen=True)
+class Open:
+    """Open an alert, or join the live one with the same ``dedup_key``."""
+
+    kind: str
+    dedup_key: str
+    detected_ms: int
+    resident_id: str | None
+    site_id: str
+    gateway_id: str | None
+    sensor_id: str | None
+    summary: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> str:
+        return SEVERITY[self.kind]
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.kind][0]
+
+
+@dataclass(frozen=True)
+class Clear:
+    """Resolve the live alert with this key by itself (the condition cleared)."""
+
+    dedup_key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Add to the trail of the live alert with this key without opening one."""
+
+    dedup_key: str
+    text: str
+
+
+Decision = Open | Clear | Note
+
+
+def dedup_key(kind: str, *, resident: str | None = None, site: str = "", device: str = "") -> str:
+    """One live alert per resident and kind; device problems per device."""
+    if kind in DEVICE_KINDS:
+        return f"device:{device or site}:{kind}"
+    return f"resident:{resident}:{kind}" if resident else f"site:{site}:{kind}"
+
+
+def _summary(kind: str, en: str, zh: str, **figures: Any) -> dict[str, Any]:
+    return {"en": en, "zh-CN": zh, **figures}
+
+
+def decide_event(work: dict[str, Any], resident: str | None) -> list[Decision]:
+    """An edge event (payload of an ``alert_work`` row); ``resident`` resolved from the registry."""
+    kind = work["kind"]
+    site, gateway, sensor = work["site"], work["gateway"], work["sensor"]
+    confidence = float(work.get("confidence", 1.0))
+    common = {"resident_id": resident, "site_id": site, "gateway_id": gateway, "sensor_id": sensor}
+    if kind == "fall":
+        return [
+            Open(
+                "fall",
+                dedup_key("fall", resident=resident, site=site),
+                work["t"],
+                summary=_summary(
+                    "fall",
+                    f"Possible fall detected by {sensor} (confidence {confidence:.0%}); "
+                    "no answer to the check-in.",
+                    f"{sensor} 检测到疑似跌倒（置信度 {confidence:.0%}），询问无应答。",
+                    confidence=confidence,
+                ),
+                evidence=work.get("evidence") or {},
+                **common,
+            )
+        ]
+    if kind == "sos":
+        return [
+            Open(
+                "sos",
+                dedup_key("sos", resident=resident, site=site),
+                work["t"],
+                summary=_summary("sos", f"SOS pressed on {sensor}.", f"{sensor} 紧急呼叫被按下。"),
+                **common,
+            )
+        ]
+    if kind == "vitals":
+        ev = work.get("evidence") or {}
+        metric, value = ev.get("metric", "vital sign"), ev.get("value")
+        return [
+            Open(
+                "vitals",
+                dedup_key("vitals", resident=resident, site=site),
+                work["t"],
+                summary=_summary(
+                    "vitals",
+                    f"{metric} out of range: {value}.",
+                    f"{metric} 超出范围：{value}。",
+                    metric=metric,
+                    value=value,
+                ),
+                evidence=ev,
+                **common,
+            )
+        ]
+    if kind == "low_battery":
+        return [_low_battery(site, gateway, sensor, work["t"], (work.get("evidence") or {}).get("battery"))]
+    if kind == "fall_cancelled":
+        return [
+            Note(
+                dedup_key("fall", resident=resident, site=site),
+                f"the resident answered the check-in on {sensor}: fall cancelled",
+            )
+        ]
+    return []  # bed_exit, clock_error, config_rejected: recorded as events, no alert of their own
+
+
+def _low_battery(site: str, gateway: str, sensor: str, t_ms: int, battery: float | None) -> Open:
+    shown = f"{battery:.0%}" if isinstance(battery, int | float) else "low"
+    return Open(
+        "low_battery",
+        dedup_key("low_battery", device=f"{gateway}/{sensor}"),
+        t_ms,
+        resident_id=None,
+        site_id=site,
+        gateway_id=gateway,
+        sensor_id=sensor,
+        summary=_summary("low_battery", f"Battery of {sensor} at {shown}.", f"{sensor} 电量 {shown}。"),
+    )
+
+
+def decide_status(work: dict[str, Any]) -> list[Decision]:
+    """A gateway status (retained presence or Last Will)."""
+    site, gateway, t = work["site"], work["gateway"], work["t"]
+    offline_key = dedup_key("device_offline", device=gateway)
+    out: list[Decision] = []
+    if work["state"] == "offline":
+        out.append(
+            Open(
+                "device_offline",
+                offline_key,
+                t,
+                resident_id=None,
+                site_id=site,
+                gateway_id=gateway,
+                sensor_id=None,
+                summary=_summary(
+                    "device_offline",
+                    f"Gateway {gateway} went offline; the home is not watched until it is back.",
+                    f"网关 {gateway} 离线，恢复前该住所无法监护。",
+                ),
+            )
+        )
+        return out
+    out.append(Clear(offline_key, "gateway back online"))
+    for sensor, info in (work.get("sensors") or {}).items():
+        battery = (info or {}).get("battery")
+        if battery is None:
+            continue
+        if battery < LOW_BATTERY:
+            out.append(_low_battery(site, gateway, sensor, t, battery))
+        elif battery >= BATTERY_OK:
+            out.append(
+                Clear(dedup_key("low_battery", device=f"{gateway}/{sensor}"), "battery replaced or charged")
+            )
+    return out
+
+
+def decide_heartbeat(
+    *, gateway: str, site: str, state: str, last_heartbeat_ms: int | None, now_ms: int, limit_s: float
+) -> Decision | None:
+    """Watch the watcher: a gateway that says it is online but whose heartbeats stop reaching the
+    database means the pipeline (broker, ingest, database) is broken for it."""
+    key = dedup_key("pipeline_stalled", device=gateway)
+    if state != "online":
+        return Clear(key, "gateway not online") if last_heartbeat_ms is not None else None
+    if last_heartbeat_ms is not None and now_ms - last_heartbeat_ms <= limit_s * 1000:
+        return Clear(key, "heartbeats arriving again")
+    silent = "never" if last_heartbeat_ms is None else f"{(now_ms - last_heartbeat_ms) / 60000:.0f} min"
+    return Open(
+        "pipeline_stalled",
+        key,
+        now_ms,
+        resident_id=None,
+        site_id=site,
+        gateway_id=gateway,
+        sensor_id=None,
+        summary=_summary(
+            "pipeline_stalled",
+            f"Gateway {gateway} is online but no heartbeat reached the database for {silent}.",
+            f"网关 {gateway} 在线，但心跳已 {silent} 未到达数据库。",
+        ),
+    )

@@ -1,0 +1,171 @@
+"""The alert engine's background work, started inside every API replica by the app's lifespan.
+
+Three loops, each safe to run on any number of replicas because every step claims its rows with
+``FOR UPDATE SKIP LOCKED`` and writes its consequences in the same transaction:
+
+- work: events and status rows that ingest queued (``alert_work``), woken by ``NOTIFY alert_work``;
+- escalation: open alerts whose acknowledgement deadline passed climb one tier;
+- heartbeat: gateways that say they are online but whose heartbeats stopped reaching the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from eldercare.platform.engine import escalation, rules
+from eldercare.platform.repo import alerts as repo
+
+log = logging.getLogger(__name__)
+
+POLL_S = 2.0  # work is also polled, in case a NOTIFY was missed while reconnecting
+ESCALATION_TICK_S = 1.0
+HEARTBEAT_TICK_S = 30.0
+HEARTBEAT_LIMIT_S = 300.0  # five default heartbeat periods
+
+
+async def apply(conn: AsyncConnection[Any], decision: rules.Decision) -> None:
+    """Carry out one decision inside the caller's transaction."""
+    if isinstance(decision, rules.Clear):
+        alert_id = await repo.auto_resolve(conn, dedup_key=decision.dedup_key, reason=decision.reason)
+        if alert_id is not None:
+            await repo.publish(conn, alert_id=alert_id, event="resolved")
+        return
+    if isinstance(decision, rules.Note):
+        alert_id = await repo.live_alert_id(conn, dedup_key=decision.dedup_key)
+        if alert_id is not None:
+            await repo.trail(conn, alert_id=alert_id, action="note", note=decision.text)
+            await repo.publish(conn, alert_id=alert_id, event="note")
+        return
+    simulated = await repo.site_is_simulated(conn, site=decision.site_id)
+    alert_id, opened = await repo.open_or_join(conn, decision=decision, simulated=simulated)
+    if not opened:
+        await repo.trail(conn, alert_id=alert_id, action="detected_again")
+        await repo.publish(conn, alert_id=alert_id, event="detected_again")
+        return
+    await repo.trail(conn, alert_id=alert_id, action="opened", tier=1, detail={"summary": decision.summary})
+    policy = await repo.policy_for(conn, kind=decision.kind, resident=decision.resident_id)
+    first = policy[0]
+    await repo.notify_tier(
+        conn, alert_id=alert_id, tier=first, resident=decision.resident_id, site=decision.site_id
+    )
+    await repo.set_escalation(
+        conn, alert_id=alert_id, tier=first.tier, due=escalation.next_deadline(policy, first.tier, repo.now())
+    )
+    log.info("alert %s opened: %s %s", alert_id, decision.kind, decision.resident_id or decision.site_id)
+
+
+async def process_work(pool: AsyncConnectionPool[Any], *, limit: int = 100) -> int:
+    """Claim a batch of queued work and turn it into alerts, all in one transaction."""
+    async with pool.connection() as conn, conn.transaction():
+        work = await repo.claim_work(conn, limit=limit)
+        for row in work:
+            payload = row["payload"]
+            if row["kind"] == "event":
+                resident = payload.get("resident") or await repo.resident_of_sensor(
+                    conn, gateway=row["gateway_id"], sensor=payload["sensor"]
+                )
+                decisions = rules.decide_event(payload, resident)
+            else:
+                decisions = rules.decide_status(payload)
+            for decision in decisions:
+                await apply(conn, decision)
+        return len(work)
+
+
+async def escalate_due(pool: AsyncConnectionPool[Any]) -> int:
+    """Move every alert past its deadline one tier up and notify that tier."""
+    async with pool.connection() as conn, conn.transaction():
+        due = await repo.claim_due_escalations(conn)
+        for alert in due:
+            policy = await repo.policy_for(conn, kind=alert["kind"], resident=alert["resident_id"])
+            nxt = escalation.tier(policy, alert["tier"] + 1)
+            if nxt is None:
+                await repo.set_escalation(conn, alert_id=alert["id"], tier=alert["tier"], due=None)
+                continue
+            await repo.trail(
+                conn, alert_id=alert["id"], action="escalated", tier=nxt.tier,
+                detail={"from_tier": alert["tier"], "reason": "not acknowledged in time"},
+            )  # fmt: skip
+            await repo.notify_tier(
+                conn, alert_id=alert["id"], tier=nxt, resident=alert["resident_id"], site=alert["site_id"]
+            )
+            await repo.set_escalation(
+                conn, alert_id=alert["id"], tier=nxt.tier,
+                due=escalation.next_deadline(policy, nxt.tier, repo.now()),
+            )  # fmt: skip
+        return len(due)
+
+
+async def check_heartbeats(pool: AsyncConnectionPool[Any], *, limit_s: float = HEARTBEAT_LIMIT_S) -> int:
+    """Open (or clear) ``pipeline_stalled`` for each gateway; returns how many are stalled."""
+    now = repo.now()
+    stalled = 0
+    async with pool.connection() as conn, conn.transaction():
+        gateways = await repo.gateways_for_heartbeat_check(conn, since=now - timedelta(days=1))
+        for gw in gateways:
+            if (
+                gw["state"] == "online"
+                and gw["state_at"]
+                and (now - gw["state_at"]).total_seconds() < limit_s
+            ):
+                continue  # just came online: give its first heartbeat time to arrive
+            last = gw["last_heartbeat"]
+            decision = rules.decide_heartbeat(
+                gateway=gw["id"],
+                site=gw["site_id"],
+                state=gw["state"],
+                last_heartbeat_ms=int(last.timestamp() * 1000) if last else None,
+                now_ms=int(now.timestamp() * 1000),
+                limit_s=limit_s,
+            )
+            if decision is not None:
+                stalled += isinstance(decision, rules.Open)
+                await apply(conn, decision)
+    return stalled
+
+
+async def _work_loop(pool: AsyncConnectionPool[Any], conninfo: str) -> None:
+    while True:
+        try:
+            async with await AsyncConnection.connect(conninfo, autocommit=True) as listener:
+                await listener.execute("LISTEN alert_work")
+                while True:
+                    while await process_work(pool):
+                        pass
+                    with contextlib.suppress(TimeoutError):
+                        async for _ in listener.notifies(timeout=POLL_S, stop_after=1):
+                            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("alert work loop failed; retrying")
+            await asyncio.sleep(POLL_S)
+
+
+async def _tick(name: str, every_s: float, job: Any, *args: Any) -> None:
+    while True:
+        try:
+            await job(*args)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the loop must outlive a failed round (database restart, ...)
+            log.exception("%s failed; retrying", name)
+        await asyncio.sleep(every_s)
+
+
+def start(state: Any) -> list[asyncio.Task[None]]:
+    """Start the engine's loops on the app's pool; the lifespan cancels them on shutdown."""
+    pool: AsyncConnectionPool[Any] = state.pool
+    conninfo = str(pool.conninfo)
+    return [
+        asyncio.create_task(_work_loop(pool, conninfo), name="alert-work"),
+        asyncio.create_task(_tick("escalation", ESCALATION_TICK_S, escalate_due, pool), name="escalation"),
+        asyncio.create_task(_tick("heartbeats", HEARTBEAT_TICK_S, check_heartbeats, pool), name="heartbeats"),
+    ]

@@ -1,0 +1,442 @@
+"""All alert SQL: claiming work, opening or joining alerts, escalation, acknowledgement, the trail.
+
+Every function takes an open connection and runs inside the caller's transaction, so the engine
+can claim work and write its consequences atomically: a crash between the two loses nothing and
+does nothing twice. Work and due escalations are claimed with ``FOR UPDATE SKIP LOCKED``, so any
+number of replicas can run the engine side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+
+from eldercare.platform.engine.escalation import DEFAULT_POLICY, DEVICE_POLICY, Tier
+from eldercare.platform.engine.rules import DEVICE_KINDS, Open
+
+Row = dict[str, Any]
+ALERT_COLUMNS = """
+    a.id, a.kind, a.severity, a.state, a.resident_id, a.site_id, a.gateway_id, a.sensor_id, a.title,
+    a.summary, a.detected_at, a.opened_at, a.last_detected_at, a.detections, a.tier,
+    a.next_escalation_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by,
+    a.outcome, a.simulated, a.updated_at
+"""
+
+
+async def _rows(conn: AsyncConnection[Any], query: str, params: dict[str, Any]) -> list[Row]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
+async def _row(conn: AsyncConnection[Any], query: str, params: dict[str, Any]) -> Row | None:
+    rows = await _rows(conn, query, params)
+    return rows[0] if rows else None
+
+
+# Work -----------------------------------------------------------------------------------------
+
+
+async def claim_work(conn: AsyncConnection[Any], *, limit: int = 100) -> list[Row]:
+    """Take work rows off the queue; they are gone only if the caller's transaction commits."""
+    return await _rows(
+        conn,
+        """
+        DELETE FROM alert_work WHERE id IN (
+            SELECT id FROM alert_work ORDER BY id FOR UPDATE SKIP LOCKED LIMIT %(limit)s
+        ) RETURNING id, kind, gateway_id, site_id, payload
+        """,
+        {"limit": limit},
+    )
+
+
+async def resident_of_sensor(conn: AsyncConnection[Any], *, gateway: str, sensor: str) -> str | None:
+    """The resident a wearable or SOS button belongs to; else the only resident of the home."""
+    row = await _row(
+        conn,
+        """
+        SELECT coalesce(
+            (SELECT resident_id FROM sensors WHERE gateway_id = %(gw)s AND id = %(sensor)s),
+            (SELECT min(r.id) FROM residents r JOIN gateways g ON g.site_id = r.home_site_id
+             WHERE g.id = %(gw)s HAVING count(*) = 1)
+        ) AS resident
+        """,
+        {"gw": gateway, "sensor": sensor},
+    )
+    return row["resident"] if row else None
+
+
+# Opening and joining --------------------------------------------------------------------------
+
+
+async def open_or_join(conn: AsyncConnection[Any], *, decision: Open, simulated: bool) -> tuple[int, bool]:
+    """Insert the alert, or count one more detection on the live one; returns (id, opened)."""
+    row = await _row(
+        conn,
+        """
+        INSERT INTO alerts (kind, severity, resident_id, site_id, gateway_id, sensor_id, dedup_key, title,
+                            summary, evidence, detected_at, simulated)
+        VALUES (%(kind)s, %(severity)s, %(resident)s, %(site)s, %(gateway)s, %(sensor)s, %(key)s,
+                %(title)s, %(summary)s::jsonb, %(evidence)s::jsonb,
+                to_timestamp(%(detected_ms)s / 1000.0), %(simulated)s)
+        ON CONFLICT (dedup_key) WHERE state <> 'resolved' DO UPDATE
+            SET detections = alerts.detections + 1, last_detected_at = now(), updated_at = now()
+        RETURNING id, (xmax = 0) AS opened
+        """,
+        {
+            "kind": decision.kind,
+            "severity": decision.severity,
+            "resident": decision.resident_id,
+            "site": decision.site_id,
+            "gateway": decision.gateway_id,
+            "sensor": decision.sensor_id,
+            "key": decision.dedup_key,
+            "title": decision.title,
+            "summary": json.dumps(decision.summary, ensure_ascii=False),
+            "evidence": json.dumps(decision.evidence),
+            "detected_ms": decision.detected_ms,
+            "simulated": simulated,
+        },
+    )
+    assert row is not None
+    return int(row["id"]), bool(row["opened"])
+
+
+async def site_is_simulated(conn: AsyncConnection[Any], *, site: str) -> bool:
+    row = await _row(conn, "SELECT simulated FROM sites WHERE id = %(site)s", {"site": site})
+    return bool(row and row["simulated"])
+
+
+async def live_alert_id(conn: AsyncConnection[Any], *, dedup_key: str) -> int | None:
+    row = await _row(
+        conn, "SELECT id FROM alerts WHERE dedup_key = %(k)s AND state <> 'resolved'", {"k": dedup_key}
+    )
+    return int(row["id"]) if row else None
+
+
+async def auto_resolve(conn: AsyncConnection[Any], *, dedup_key: str, reason: str) -> int | None:
+    """Resolve a device problem whose condition cleared; returns the alert id if there was one."""
+    row = await _row(
+        conn,
+        """
+        UPDATE alerts SET state = 'resolved', resolved_at = now(), outcome = 'no_action_needed',
+                          next_escalation_at = NULL, updated_at = now()
+        WHERE dedup_key = %(k)s AND state <> 'resolved' RETURNING id
+        """,
+        {"k": dedup_key},
+    )
+    if row is None:
+        return None
+    await trail(conn, alert_id=row["id"], action="auto_resolved", detail={"reason": reason})
+    return int(row["id"])
+
+
+async def trail(
+    conn: AsyncConnection[Any],
+    *,
+    alert_id: int,
+    action: str,
+    tier: int | None = None,
+    actor: int | None = None,
+    detail: dict[str, Any] | None = None,
+    note: str | None = None,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO alert_trail (alert_id, action, tier, actor_user_id, detail, note)
+        VALUES (%(a)s, %(action)s, %(tier)s, %(actor)s, %(detail)s::jsonb, %(note)s)
+        """,
+        {
+            "a": alert_id,
+            "action": action,
+            "tier": tier,
+            "actor": actor,
+            "detail": json.dumps(detail or {}, ensure_ascii=False),
+            "note": note,
+        },
+    )
+
+
+# Escalation -----------------------------------------------------------------------------------
+
+
+async def policy_for(conn: AsyncConnection[Any], *, kind: str, resident: str | None) -> tuple[Tier, ...]:
+    """The resident's escalation tiers (or the defaults); device problems use the device policy."""
+    if kind in DEVICE_KINDS:
+        return DEVICE_POLICY
+    if resident is None:
+        return DEFAULT_POLICY
+    rows = await _rows(
+        conn,
+        """
+        SELECT t.tier, t.name, t.targets, t.ack_timeout_s FROM escalation_tiers t
+        JOIN residents r ON r.escalation_policy_id = t.policy_id
+        WHERE r.id = %(r)s ORDER BY t.tier
+        """,
+        {"r": resident},
+    )
+    if not rows:
+        return DEFAULT_POLICY
+    return tuple(Tier(r["tier"], r["name"], tuple(r["targets"]), r["ack_timeout_s"]) for r in rows)
+
+
+async def recipients(
+    conn: AsyncConnection[Any], *, targets: tuple[str, ...], resident: str | None, site: str | None
+) -> list[Row]:
+    """Users a tier's targets name right now: family, assigned workers, whoever is on duty."""
+    providers = [t.removeprefix("provider:") for t in targets if t.startswith("provider:")]
+    return await _rows(
+        conn,
+        """
+        WITH r AS (
+            SELECT res.id, res.home_care_provider_id, res.institution_provider_id,
+                   st.provider_id AS station_provider
+            FROM residents res LEFT JOIN sites st ON st.id = res.station_site_id
+            WHERE res.id = %(resident)s
+               OR (%(resident)s::text IS NULL AND res.home_site_id = %(site)s)
+        ),
+        on_duty AS (
+            SELECT s.provider_id, s.user_id FROM oncall_shifts s
+            WHERE now() >= s.starts_at AND now() < s.ends_at
+        ),
+        picked AS (
+            SELECT f.user_id, 'family' AS target FROM family_links f JOIN r ON r.id = f.resident_id
+            WHERE 'family' = ANY(%(targets)s)
+            UNION SELECT c.user_id, 'assigned_worker' FROM care_assignments c JOIN r ON r.id = c.resident_id
+            WHERE 'assigned_worker' = ANY(%(targets)s)
+            UNION SELECT d.user_id, 'station_on_duty' FROM on_duty d
+            JOIN r ON d.provider_id = r.station_provider
+            WHERE 'station_on_duty' = ANY(%(targets)s)
+            UNION SELECT d.user_id, 'institution_on_duty' FROM on_duty d
+            JOIN r ON d.provider_id = r.institution_provider_id
+            WHERE 'institution_on_duty' = ANY(%(targets)s)
+            UNION SELECT d.user_id, 'home_care_on_duty' FROM on_duty d
+            JOIN r ON d.provider_id = r.home_care_provider_id
+            WHERE 'home_care_on_duty' = ANY(%(targets)s)
+            UNION SELECT d.user_id, 'provider:' || d.provider_id FROM on_duty d
+            WHERE d.provider_id = ANY(%(providers)s)
+        )
+        SELECT DISTINCT ON (u.id) u.id AS user_id, u.username, u.email, p.target
+        FROM picked p JOIN users u ON u.id = p.user_id WHERE u.active
+        ORDER BY u.id, p.target
+        """,
+        {"resident": resident, "site": site, "targets": list(targets), "providers": providers},
+    )
+
+
+async def notify_tier(
+    conn: AsyncConnection[Any], *, alert_id: int, tier: Tier, resident: str | None, site: str | None
+) -> list[int]:
+    """Record a notification for each person of the tier and tell every replica (NOTIFY)."""
+    people = await recipients(conn, targets=tier.targets, resident=resident, site=site)
+    users = [p["user_id"] for p in people]
+    if users:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                """
+                INSERT INTO notifications (alert_id, user_id, tier, channel, target, status, attempts)
+                VALUES (%(a)s, %(u)s, %(tier)s, 'websocket', %(target)s, 'sent', 1)
+                """,
+                [
+                    {"a": alert_id, "u": p["user_id"], "tier": tier.tier, "target": p["target"]}
+                    for p in people
+                ],
+            )
+    await trail(
+        conn,
+        alert_id=alert_id,
+        action="notified",
+        tier=tier.tier,
+        detail={
+            "tier_name": tier.name,
+            "targets": list(tier.targets),
+            "users": [p["username"] for p in people],
+        },
+    )
+    await publish(conn, alert_id=alert_id, event="notified", users=users)
+    return users
+
+
+async def publish(
+    conn: AsyncConnection[Any], *, alert_id: int, event: str, users: list[int] | None = None
+) -> None:
+    """``NOTIFY alerts``: delivered at commit to every replica's WebSocket hub."""
+    payload = json.dumps({"alert": alert_id, "event": event, "users": users or []})
+    await conn.execute("SELECT pg_notify('alerts', %(p)s)", {"p": payload})
+
+
+async def set_escalation(
+    conn: AsyncConnection[Any], *, alert_id: int, tier: int, due: datetime | None
+) -> None:
+    await conn.execute(
+        "UPDATE alerts SET tier = %(tier)s, next_escalation_at = %(due)s, updated_at = now() "
+        "WHERE id = %(a)s",
+        {"tier": tier, "due": due, "a": alert_id},
+    )
+
+
+async def claim_due_escalations(conn: AsyncConnection[Any], *, limit: int = 50) -> list[Row]:
+    """Open alerts whose acknowledgement deadline passed, locked for this transaction only."""
+    return await _rows(
+        conn,
+        """
+        SELECT id, kind, tier, resident_id, site_id, next_escalation_at FROM alerts
+        WHERE state = 'open' AND next_escalation_at <= now()
+        ORDER BY next_escalation_at FOR UPDATE SKIP LOCKED LIMIT %(limit)s
+        """,
+        {"limit": limit},
+    )
+
+
+# People acting on alerts ----------------------------------------------------------------------
+
+
+async def acknowledge(conn: AsyncConnection[Any], *, alert_id: int, user_id: int) -> Row | None:
+    """Open -> acknowledged; stops the climb. None if the alert is not open."""
+    row = await _row(
+        conn,
+        """
+        UPDATE alerts SET state = 'acknowledged', acknowledged_at = now(), acknowledged_by = %(u)s,
+                          next_escalation_at = NULL, updated_at = now()
+        WHERE id = %(a)s AND state = 'open' RETURNING id, tier
+        """,
+        {"a": alert_id, "u": user_id},
+    )
+    if row is not None:
+        await trail(conn, alert_id=alert_id, action="acknowledged", tier=row["tier"], actor=user_id)
+        await publish(conn, alert_id=alert_id, event="acknowledged")
+    return row
+
+
+async def resolve(
+    conn: AsyncConnection[Any], *, alert_id: int, user_id: int, outcome: str, note: str | None
+) -> Row | None:
+    """Open or acknowledged -> resolved with an outcome. None if already resolved."""
+    row = await _row(
+        conn,
+        """
+        UPDATE alerts SET state = 'resolved', resolved_at = now(), resolved_by = %(u)s, outcome = %(o)s,
+                          acknowledged_at = coalesce(acknowledged_at, now()),
+                          acknowledged_by = coalesce(acknowledged_by, %(u)s),
+                          next_escalation_at = NULL, updated_at = now()
+        WHERE id = %(a)s AND state <> 'resolved' RETURNING id, tier
+        """,
+        {"a": alert_id, "u": user_id, "o": outcome},
+    )
+    if row is not None:
+        await trail(
+            conn, alert_id=alert_id, action="resolved", tier=row["tier"], actor=user_id,
+            detail={"outcome": outcome}, note=note,
+        )  # fmt: skip
+        await publish(conn, alert_id=alert_id, event="resolved")
+    return row
+
+
+async def add_note(conn: AsyncConnection[Any], *, alert_id: int, user_id: int, note: str) -> None:
+    await trail(conn, alert_id=alert_id, action="note", actor=user_id, note=note)
+    await publish(conn, alert_id=alert_id, event="note")
+
+
+# Reading --------------------------------------------------------------------------------------
+
+
+async def get(conn: AsyncConnection[Any], *, alert_id: int) -> Row | None:
+    return await _row(
+        conn, f"SELECT {ALERT_COLUMNS}, a.evidence FROM alerts a WHERE a.id = %(a)s", {"a": alert_id}
+    )
+
+
+async def trail_of(conn: AsyncConnection[Any], *, alert_id: int) -> list[Row]:
+    return await _rows(
+        conn,
+        """
+        SELECT t.at, t.action, t.tier, t.detail, t.note, u.username AS actor
+        FROM alert_trail t LEFT JOIN users u ON u.id = t.actor_user_id
+        WHERE t.alert_id = %(a)s ORDER BY t.at, t.id
+        """,
+        {"a": alert_id},
+    )
+
+
+async def notifications_of(conn: AsyncConnection[Any], *, alert_id: int) -> list[Row]:
+    return await _rows(
+        conn,
+        """
+        SELECT n.tier, n.channel, n.target, n.status, n.attempts, n.created_at, n.delivered_at,
+               u.username, u.display_name
+        FROM notifications n LEFT JOIN users u ON u.id = n.user_id
+        WHERE n.alert_id = %(a)s ORDER BY n.created_at, n.id
+        """,
+        {"a": alert_id},
+    )
+
+
+async def list_visible(
+    conn: AsyncConnection[Any],
+    *,
+    user_id: int,
+    role: str,
+    provider_id: str | None,
+    state: str | None,
+    kind: str | None,
+    site: str | None,
+    resident: str | None,
+    tier: int | None,
+    limit: int,
+    offset: int,
+) -> list[Row]:
+    """Alerts the user may see (same scope rules as ``eldercare.platform.access``), newest first."""
+    filters: list[sql.Composable] = [sql.SQL("TRUE")]
+    params: dict[str, Any] = {"uid": user_id, "prov": provider_id, "limit": limit, "offset": offset}
+    for name, value in (("state", state), ("kind", kind), ("site_id", site), ("resident_id", resident),
+                        ("tier", tier)):  # fmt: skip
+        if value is not None:
+            filters.append(sql.SQL("a.{} = {}").format(sql.Identifier(name), sql.Placeholder(name)))
+            params[name] = value
+    scope = {
+        "admin": "TRUE",
+        "tester": "a.simulated",
+        "family": """a.resident_id IN (SELECT resident_id FROM family_links WHERE user_id = %(uid)s)""",
+        "care_worker": """(
+            a.resident_id IN (
+                SELECT r.id FROM residents r LEFT JOIN sites st ON st.id = r.station_site_id
+                WHERE r.home_care_provider_id = %(prov)s OR r.institution_provider_id = %(prov)s
+                   OR st.provider_id = %(prov)s
+                   OR r.id IN (SELECT resident_id FROM care_assignments WHERE user_id = %(uid)s))
+            OR (a.resident_id IS NULL AND a.site_id IN (
+                SELECT r.home_site_id FROM residents r
+                WHERE r.home_care_provider_id = %(prov)s
+                   OR r.id IN (SELECT resident_id FROM care_assignments WHERE user_id = %(uid)s)))
+        )""",
+    }[role]
+    query = sql.SQL(
+        "SELECT " + ALERT_COLUMNS + ", r.name AS resident_name FROM alerts a "
+        "LEFT JOIN residents r ON r.id = a.resident_id "
+        "WHERE " + scope + " AND {} ORDER BY a.opened_at DESC, a.id DESC LIMIT %(limit)s OFFSET %(offset)s"
+    ).format(sql.SQL(" AND ").join(filters))
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
+async def gateways_for_heartbeat_check(conn: AsyncConnection[Any], *, since: datetime) -> list[Row]:
+    """Each gateway's presence and the time of its last heartbeat reading in the database."""
+    return await _rows(
+        conn,
+        """
+        SELECT g.id, g.site_id, g.state, g.state_at,
+               (SELECT max(ts) FROM readings r
+                WHERE r.gateway_id = g.id AND r.sensor_id = g.id AND r.metric = 'heartbeat'
+                  AND r.ts >= %(since)s) AS last_heartbeat
+        FROM gateways g
+        """,
+        {"since": since},
+    )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
