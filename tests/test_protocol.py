@@ -165,6 +165,7 @@ CASES: list[tuple[str, str, Any, str, str]] = [
     ("wrong type value", "telemetry", _reading(value="1"), "readings[1].value", "Expected `float`"),
     ("bool is not a number", "telemetry", _reading(value=True), "readings[1].value", "got `bool`"),
     ("float t", "telemetry", _reading(t=T + 0.5), "readings[1].t", "Expected `int`, got `float`"),
+    ("t with exponent", "status", b'{"v": 1, "t": 1.7672256e12, "state": "online"}', "t", "got `float`"),
     ("missing field", "telemetry", _drop(telemetry(), "epoch"), "epoch", "missing required field"),
     ("missing in reading", "telemetry", _reading(metric=None) | {}, "readings[1].metric", "Expected `str`"),
     ("unknown field", "event", event(colour="red"), "colour", "unknown field"),
