@@ -258,3 +258,20 @@ def test_a_stream_that_does_not_continue_the_history_starts_afresh(fitted: Inact
     assert fitted.detect(later, until=T0 + 32 * DAY) == []
     shuffled = list(reversed(normal_day(10)))
     assert fitted.detect(shuffled, until=T0 + 11 * DAY) == fitted.detect(normal_day(10), until=T0 + 11 * DAY)
+
+
+def test_room_names_are_normalised_and_inner_doors_are_not_the_front_door(
+    fitted: InactivityDetector,
+) -> None:
+    names = {"bathroom": "Toilet", "living": "Living Room", "hall": "Entrance", "bedroom": "bedroom"}
+
+    def rename(evs: list[Ev]) -> list[Ev]:
+        return [(t, k, names.get(r, r), v) for t, k, r, v in evs]
+
+    m = T0 + 10 * DAY
+    day = upto(normal_day(10), m + 10 * H) + moves("bathroom", m + 10 * H, m + 10 * H + 2 * M)
+    renamed = InactivityDetector().fit(rename(history(10)))
+    assert renamed.detect(rename(day), until=m + 14 * H) == fitted.detect(day, until=m + 14 * H)
+    # a bathroom door closing behind the resident is not going out: the silence is still judged
+    shut = [*day, (m + 10 * H + 150, "door", "bathroom", 0.0)]
+    assert [a.kind for a in fitted.detect(shut, until=m + 14 * H)] == ["bathroom_too_long"]

@@ -36,6 +36,22 @@ TRACKED_SENSOR_KINDS = ("pir", "bed")  # doors and plugs report only when used: 
 Event = tuple[float, str, str, float]
 
 
+# other names for the rooms the detector treats specially (real installations name rooms freely)
+ROOM_ALIASES = {
+    "bath": "bathroom", "toilet": "bathroom", "wc": "bathroom", "restroom": "bathroom",
+    "shower": "bathroom", "washroom": "bathroom", "卫生间": "bathroom", "厕所": "bathroom",
+    "living_room": "living", "livingroom": "living", "lounge": "living", "sitting_room": "living",
+    "客厅": "living", "hallway": "hall", "entrance": "hall", "entry": "hall", "corridor": "hall",
+    "front_door": "hall", "门厅": "hall", "bed_room": "bedroom", "master_bedroom": "bedroom",
+    "卧室": "bedroom", "厨房": "kitchen",
+}  # fmt: skip
+
+
+def room_name(room: str) -> str:
+    r = room.strip().lower().replace(" ", "_").replace("-", "_")
+    return ROOM_ALIASES.get(r, r)
+
+
 def hour_of(t: float, utc_offset_s: float) -> int:
     return int(((t + utc_offset_s) % DAY) // HOUR)
 
@@ -126,7 +142,8 @@ class Tracker:
     # events ------------------------------------------------------------------------------------
 
     def update(self, ev: Event, limits: dict[str, int] | None = None) -> None:
-        t, kind, room, value = float(ev[0]), str(ev[1]), str(ev[2]), float(ev[3])
+        t, kind, value = float(ev[0]), str(ev[1]).lower(), float(ev[3])
+        room = room_name(str(ev[2]))
         self.close_bins(t, limits)
         self.last_t = t
         if kind == "heartbeat":
@@ -174,7 +191,10 @@ class Tracker:
             self._activity(t, "bed" if self.bed else "bedroom", "bedroom", key)
         elif kind == "door":
             self.strong_t = t
-            self._activity(t, "away", "hall", key)
+            if room in ("hall", ""):  # the front door: the resident may have gone out
+                self._activity(t, "away", "hall", key)
+            else:  # a bathroom, fridge or wardrobe door: someone is in that room
+                self._activity(t, "bed" if room == "bedroom" and self.bed else room, room, key)
         elif kind == "plug":
             last_w, off_since = self.plug.get(room, [0.0, -math.inf])
             if value >= PLUG_ON_W and last_w < PLUG_OFF_W and t - off_since >= PLUG_IDLE_S:
