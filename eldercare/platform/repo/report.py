@@ -32,12 +32,6 @@ async def _all(conn: AsyncConnection[Any], query: Any, params: dict[str, Any]) -
         return await cur.fetchall()
 
 
-_STATS = """count(*) AS count,
-    percentile_cont(0.5) WITHIN GROUP (ORDER BY {x}) AS median_s,
-    percentile_cont(0.9) WITHIN GROUP (ORDER BY {x}) AS p90_s,
-    avg({x}) AS mean_s"""
-
-
 async def care_quality(
     conn: AsyncConnection[Any],
     *,
@@ -85,40 +79,77 @@ async def care_quality(
         "provider": provider_id,
         "admin": user.role == "admin",
     }
-    ack = sql.SQL(_STATS.format(x="extract(epoch FROM acknowledged_at - tier_at)"))
-    res = sql.SQL(_STATS.format(x="extract(epoch FROM resolved_at - opened_at)"))
-
-    async def grouped(stats: sql.Composable, key: str, cond: str) -> dict[str, dict[str, Any]]:
-        q = base + sql.SQL("SELECT {k}::text AS key, {s} FROM a WHERE {c} GROUP BY 1 ORDER BY 1").format(
-            k=sql.SQL(key), s=stats, c=sql.SQL(cond)
+    # One pass over the period's alerts: every grouping at once (GROUPING SETS), each aggregate
+    # ignoring the alerts it does not apply to (NULL durations).
+    query = base + sql.SQL(
+        """
+        , b AS (
+            SELECT *, extract(epoch FROM acknowledged_at - tier_at) AS ack_s,
+                   extract(epoch FROM resolved_at - opened_at) AS res_s
+            FROM a
         )
-        return {r.pop("key"): r for r in await _all(conn, q, params)}
-
-    out: dict[str, Any] = {
-        "ack_by_tier": await grouped(ack, "ack_tier", "acknowledged_at IS NOT NULL"),
-        "resolve_by_tier": await grouped(res, "tier", "resolved_at IS NOT NULL"),
-        "ack_by_provider": await grouped(ack, "ack_provider", "acknowledged_at IS NOT NULL"),
-        "resolve_by_provider": await grouped(res, "res_provider", "resolved_at IS NOT NULL"),
-    }
-    share = sql.SQL(
-        "count(*) FILTER (WHERE outcome IS NOT NULL) AS resolved,"
-        " count(*) FILTER (WHERE outcome = 'false_alarm') AS false_alarms"
+        SELECT GROUPING(ack_tier, tier, ack_provider, res_provider, kind, resident_id) AS g,
+               ack_tier::text AS ack_tier, tier::text AS tier, ack_provider, res_provider, kind, resident_id,
+               count(ack_s) AS ack_n,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY ack_s) AS ack_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY ack_s) AS ack_p90,
+               avg(ack_s) AS ack_mean,
+               count(res_s) AS res_n,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY res_s) AS res_median,
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY res_s) AS res_p90,
+               avg(res_s) AS res_mean,
+               count(*) FILTER (WHERE outcome IS NOT NULL) AS resolved,
+               count(*) FILTER (WHERE outcome = 'false_alarm') AS false_alarms,
+               count(*) AS n
+        FROM b
+        GROUP BY GROUPING SETS ((ack_tier), (tier), (ack_provider), (res_provider), (kind), (resident_id), ())
+        """
     )
-    for name, key in (("false_alarm_by_kind", "kind"), ("false_alarm_by_resident", "resident_id")):
-        q = base + sql.SQL(
-            "SELECT {k} AS key, {s} FROM a WHERE {k} IS NOT NULL GROUP BY 1 ORDER BY 1"
-        ).format(k=sql.Identifier(key), s=share)
-        out[name] = {
-            r["key"]: {
+    async with conn.transaction():
+        await conn.execute("SET LOCAL jit = off")  # a short query; compiling it costs more than it saves
+        rows = await _all(conn, query, params)
+    # GROUPING() sets a bit for each argument left out of the row's set; ack_tier is the high bit
+    sets = {31: "ack_tier", 47: "tier", 55: "ack_provider", 59: "res_provider", 61: "kind", 62: "resident_id"}
+    by: dict[str, list[dict[str, Any]]] = {name: [] for name in sets.values()}
+    total = 0
+    for r in rows:
+        if r["g"] == 63:
+            total = int(r["n"])
+        elif r["g"] in sets:
+            by[sets[r["g"]]].append(r)
+
+    def stats(rows: list[dict[str, Any]], key: str, p: str) -> dict[str, dict[str, Any]]:
+        return {
+            str(r[key]): {
+                "count": r[f"{p}_n"],
+                "median_s": r[f"{p}_median"],
+                "p90_s": r[f"{p}_p90"],
+                "mean_s": float(r[f"{p}_mean"]) if r[f"{p}_mean"] is not None else None,
+            }
+            for r in sorted(rows, key=lambda r: str(r[key]))
+            if r[key] is not None and r[f"{p}_n"]
+        }
+
+    def share(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
+        return {
+            str(r[key]): {
                 "resolved": r["resolved"],
                 "false_alarms": r["false_alarms"],
                 "share": (r["false_alarms"] / r["resolved"]) if r["resolved"] else 0.0,
             }
-            for r in await _all(conn, q, params)
+            for r in sorted(rows, key=lambda r: str(r[key]))
+            if r[key] is not None
         }
-    total = await _all(conn, base + sql.SQL("SELECT count(*) AS n FROM a"), params)
-    out["alerts"] = int(total[0]["n"])
-    return out
+
+    return {
+        "alerts": total,
+        "ack_by_tier": stats(by["ack_tier"], "ack_tier", "ack"),
+        "resolve_by_tier": stats(by["tier"], "tier", "res"),
+        "ack_by_provider": stats(by["ack_provider"], "ack_provider", "ack"),
+        "resolve_by_provider": stats(by["res_provider"], "res_provider", "res"),
+        "false_alarm_by_kind": share(by["kind"], "kind"),
+        "false_alarm_by_resident": share(by["resident_id"], "resident_id"),
+    }
 
 
 async def record_outcome_feedback(
