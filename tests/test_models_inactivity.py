@@ -275,3 +275,18 @@ def test_room_names_are_normalised_and_inner_doors_are_not_the_front_door(
     # a bathroom door closing behind the resident is not going out: the silence is still judged
     shut = [*day, (m + 10 * H + 150, "door", "bathroom", 0.0)]
     assert [a.kind for a in fitted.detect(shut, until=m + 14 * H)] == ["bathroom_too_long"]
+
+
+def test_evaluation_writes_a_report(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from eldercare.models import evaluate_inactivity as ev
+
+    out = Path(str(tmp_path))
+    res = ev.run(out, 7, n_homes=1, scenarios=ev.SCENARIOS[:1])
+    clean = res["scenarios"]["clean"]
+    assert clean["model"]["resident"]["incidents"] == 5
+    assert set(clean) >= {"model", "baseline", "baseline_day"}
+    assert {"caught", "delay_median_min", "false_alarms_per_resident_week", "met"} <= set(res["targets"])
+    assert json.loads((out / "inactivity_report.json").read_text())["seed"] == 7
+    assert "| clean | model |" in (out / "inactivity_report.md").read_text()
