@@ -327,6 +327,9 @@ class Ingest:
             "ELDERCARE_MQTT_URL": mqtt_url,
             "ELDERCARE_MQTT_TOPIC_ROOT": ROOT,
             "ELDERCARE_INGEST_CLIENT_ID": f"bench-ingest-{workers}w-0",
+            # A group per run: a stopped worker's persistent session stays a member of its group and
+            # would keep receiving its share (see docs/operations.md, "scaling down").
+            "ELDERCARE_INGEST_SHARED_GROUP": f"bench{workers}w",
             "ELDERCARE_INGEST_BATCH_ROWS": str(batch_rows),
             "ELDERCARE_INGEST_BATCH_MS": str(batch_ms),
             "ELDERCARE_METRICS_PORT": str(self.port),
@@ -368,6 +371,24 @@ class Ingest:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(60)
+
+    def forget_sessions(self, port: int) -> None:
+        """Connect once per worker client id with a clean start: the broker drops the sessions."""
+        import paho.mqtt.client as mqtt
+
+        from eldercare.ingest.worker import client_id_for
+
+        for i in range(self.workers):
+            c = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=client_id_for(self.env["ELDERCARE_INGEST_CLIENT_ID"], i),
+                protocol=mqtt.MQTTv5,
+            )
+            c.connect("127.0.0.1", port, clean_start=True)
+            c.loop_start()
+            time.sleep(0.2)
+            c.disconnect()
+            c.loop_stop()
 
     def commits(self, epoch: str) -> dict[tuple[str, int], float]:
         out: dict[tuple[str, int], float] = {}
@@ -488,7 +509,12 @@ def main() -> None:
     copy_rows = 200_000 if args.quick else 500_000
 
     report = Report(
-        machine={"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+        machine={
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_at_start": os.getloadavg()[0],  # other work on the machine skews everything
+        }
     )
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     url = create_database(args.pg_url)
@@ -532,11 +558,13 @@ def main() -> None:
                     )
             finally:
                 ingest.stop()
+                ingest.forget_sessions(broker.port)
     finally:
         broker.stop()
         drop_database(args.pg_url, url)
         shutil.rmtree(tmp, ignore_errors=True)
 
+    report.machine["load_average_at_end"] = os.getloadavg()[0]
     two = [r for r in report.runs if r.workers == 2]
     if two:
         best = max(r.landed_readings_per_s for r in two if r.mode == "flat_out")
@@ -561,7 +589,9 @@ def main() -> None:
 
 def render(r: Report) -> str:
     lines = [
-        f"Machine: {r.machine['cpus']} CPUs, Python {r.machine['python']}.",
+        f"Machine: {r.machine['cpus']} CPUs, Python {r.machine['python']}, load average "
+        f"{r.machine['load_average_at_start']:.1f} at start, "
+        f"{r.machine.get('load_average_at_end', 0):.1f} at end.",
         "",
         "| limit | readings/s |",
         "| --- | --- |",

@@ -108,6 +108,7 @@ def test_bad_payloads_end_as_dead_letters_with_reasons(
     assert [len(bytes(p)) for _, p, r in rows if r.startswith("payload")] == [2048]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_stream_and_restart_loses_and_duplicates_nothing(
     ingest, db_url: str, mqtt_url: str, topic_root: str
 ) -> None:
@@ -162,6 +163,7 @@ def test_database_down_for_10_s_mid_stream_loses_nothing(
         proxy.close()
 
 
+@pytest.mark.slow
 @pytest.mark.mqtt5
 def test_two_workers_share_the_load_without_duplicates(
     ingest, db_url: str, mqtt_url: str, topic_root: str
