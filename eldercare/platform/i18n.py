@@ -39,6 +39,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "sim.not_simulated": "'{id}' is not a simulated resident; tester endpoints only drive simulations.",
         "sim.no_runner": "No simulation answered: {reason}. Start one with 'eldercare simulate run'.",
         "sim.unavailable": "Scoring is not available in this installation.",
+        "alert.not_open": "Alert {id} is {state}: only an open alert can be acknowledged.",
+        "alert.resolved": "Alert {id} is already resolved.",
         "validation": "Invalid request: {errors}",
     },
     "zh-CN": {
@@ -55,6 +57,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "conflict.exists": "ID 为 '{id}' 的{kind}已存在，请换一个 ID。",
         "conflict.in_use": "{kind} '{id}' 仍被引用（{detail}），请先删除这些引用。",
         "invalid.reference": "未知的 {field} '{value}'：请先创建或更正 ID。",
+        "alert.not_open": "告警 {id} 当前状态为 {state}：只有未处理的告警可以确认。",
+        "alert.resolved": "告警 {id} 已经解决。",
         "invalid.value": "{field}：{reason}",
         "invalid.range": "'start' 必须早于 'end'，且范围不超过 {days} 天。",
         "invalid.tiers": "升级层级必须按 1、2、3… 连续编号。",

@@ -1,0 +1,181 @@
+"""Alerts: list, detail with trail and evidence, acknowledge, resolve with an outcome, notes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from eldercare.platform import access
+from eldercare.platform.deps import ConnDep, CurrentUser, roles
+from eldercare.platform.errors import ApiError, not_found
+from eldercare.platform.repo import alerts as repo
+from eldercare.platform.routes import ERRORS
+
+router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERRORS)
+Resolver = Annotated[
+    access.Principal, Depends(roles("admin", "care_worker", "tester", action="resolve alerts"))
+]
+
+AlertState = Literal["open", "acknowledged", "resolved"]
+AlertKind = Literal[
+    "fall", "sos", "inactivity", "night_wandering", "bed_exit_no_return", "device_offline",
+    "low_battery", "vitals", "pipeline_stalled",
+]  # fmt: skip
+Outcome = Literal["confirmed", "false_alarm", "no_action_needed"]
+
+
+class AlertOut(BaseModel):
+    id: int
+    kind: str
+    severity: str
+    state: str
+    resident_id: str | None
+    resident_name: str | None = None
+    site_id: str | None
+    gateway_id: str | None
+    sensor_id: str | None
+    title: str
+    summary: dict[str, Any]
+    detected_at: datetime
+    opened_at: datetime
+    last_detected_at: datetime
+    detections: int
+    tier: int
+    next_escalation_at: datetime | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    outcome: str | None
+    simulated: bool
+
+
+class TrailOut(BaseModel):
+    at: datetime
+    action: str
+    tier: int | None
+    actor: str | None
+    detail: dict[str, Any]
+    note: str | None
+
+
+class NotificationOut(BaseModel):
+    tier: int
+    channel: str
+    target: str
+    status: str
+    attempts: int
+    created_at: datetime
+    delivered_at: datetime | None
+    username: str | None
+    display_name: str | None
+
+
+class AlertDetail(AlertOut):
+    evidence: dict[str, Any]
+    trail: list[TrailOut]
+    notifications: list[NotificationOut]
+
+
+class ResolveIn(BaseModel):
+    outcome: Outcome
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class NoteIn(BaseModel):
+    note: str = Field(min_length=1, max_length=2000)
+
+
+async def visible_alert(alert_id: int, user: CurrentUser, conn: ConnDep, request: Request) -> dict[str, Any]:
+    """The alert if the caller may see it (alerts stream of its resident, or its site); else 404.
+
+    A dependency, so scope is checked before the request body is validated: an out-of-scope
+    caller learns nothing, not even which fields the body would need.
+    """
+    route = f"{request.method} {request.url.path}"
+    alert = await repo.get(conn, alert_id=alert_id)
+    if alert is None:
+        raise not_found("alert", alert_id)
+    try:
+        if alert["resident_id"]:
+            await access.require_resident_access(conn, user, alert["resident_id"], "alerts", route=route)
+        elif alert["site_id"]:
+            await access.require_site_access(conn, user, alert["site_id"], route=route)
+        elif not user.is_admin:
+            raise not_found("alert", alert_id)
+    except ApiError as exc:
+        raise not_found("alert", alert_id) from exc
+    return alert
+
+
+VisibleAlert = Annotated[dict[str, Any], Depends(visible_alert)]
+
+
+@router.get("", response_model=list[AlertOut])
+async def list_alerts(
+    user: CurrentUser,
+    conn: ConnDep,
+    state: AlertState | None = None,
+    kind: AlertKind | None = None,
+    site: str | None = None,
+    resident: str | None = None,
+    tier: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[AlertOut]:
+    """Alerts the caller may see, newest first; filter by state, kind, site, resident and tier."""
+    rows = await repo.list_visible(
+        conn, user_id=user.id, role=user.role, provider_id=user.provider_id, state=state, kind=kind,
+        site=site, resident=resident, tier=tier, limit=limit, offset=offset,
+    )  # fmt: skip
+    return [AlertOut.model_validate(r) for r in rows]
+
+
+@router.get("/{alert_id}", response_model=AlertDetail)
+async def get_alert(alert_id: int, alert: VisibleAlert, conn: ConnDep) -> AlertDetail:
+    """One alert with its evidence, every transition, and who was notified when."""
+    trail = await repo.trail_of(conn, alert_id=alert_id)
+    sent = await repo.notifications_of(conn, alert_id=alert_id)
+    return AlertDetail.model_validate(
+        alert
+        | {
+            "trail": [TrailOut.model_validate(t) for t in trail],
+            "notifications": [NotificationOut.model_validate(n) for n in sent],
+        }
+    )
+
+
+@router.post("/{alert_id}/ack", response_model=AlertOut)
+async def acknowledge(alert_id: int, alert: VisibleAlert, user: CurrentUser, conn: ConnDep) -> AlertOut:
+    """Take the alert: stops escalation. Anyone who may see it may acknowledge it."""
+    async with conn.transaction():
+        done = await repo.acknowledge(conn, alert_id=alert_id, user_id=user.id)
+    if done is None:
+        raise ApiError(409, "alert.not_open", id=alert_id, state=alert["state"])
+    updated = await repo.get(conn, alert_id=alert_id)
+    return AlertOut.model_validate(updated)
+
+
+@router.post("/{alert_id}/resolve", response_model=AlertOut)
+async def resolve(
+    alert_id: int, alert: VisibleAlert, user: Resolver, body: ResolveIn, conn: ConnDep
+) -> AlertOut:
+    """Close the alert with its outcome (false alarms feed back into the resident's detectors)."""
+    async with conn.transaction():
+        done = await repo.resolve(
+            conn, alert_id=alert_id, user_id=user.id, outcome=body.outcome, note=body.note
+        )
+    if done is None:
+        raise ApiError(409, "alert.resolved", id=alert_id)
+    return AlertOut.model_validate(await repo.get(conn, alert_id=alert_id))
+
+
+@router.post("/{alert_id}/notes", response_model=list[TrailOut], status_code=201)
+async def add_note(
+    alert_id: int, alert: VisibleAlert, user: CurrentUser, body: NoteIn, conn: ConnDep
+) -> list[TrailOut]:
+    """Add a note to the alert's trail; returns the trail."""
+    async with conn.transaction():
+        await repo.add_note(conn, alert_id=alert_id, user_id=user.id, note=body.note)
+    return [TrailOut.model_validate(t) for t in await repo.trail_of(conn, alert_id=alert_id)]
