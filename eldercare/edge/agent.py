@@ -383,14 +383,16 @@ class Agent:
         resident: str | None = None,
         evidence: dict[str, Any] | None = None,
         at_mono: float | None = None,
+        t_ms: int | None = None,
     ) -> None:
+        """Store an event stamped ``t_ms`` (a driver's own time of the press) or the gateway's clock."""
         fields: dict[str, Any] = {"sensor": sensor, "kind": kind, "confidence": round(confidence, 4)}
         if resident:
             fields["resident"] = resident
         if evidence:
             fields["evidence"] = evidence
         mono = self._mono() if at_mono is None else at_mono
-        t = self.clock.ms_at(mono)
+        t = t_ms if t_ms is not None else self.clock.ms_at(mono)
         if t is None:
             self.held.append(("e", mono, fields))  # events are held without bound
             return
@@ -459,14 +461,14 @@ class Agent:
             self.context.add(self._mono(), cfg.kind, cfg.room, s.value)
         resident = cfg.resident if cfg else None
         if s.metric == "press" and s.value >= 0.5:
-            self._event("sos", s.sensor, resident=resident)
+            self._event("sos", s.sensor, resident=resident, t_ms=s.t_ms)
         rng = self.config.vitals_ranges.get(s.metric)
         if rng is not None and not rng[0] <= s.value <= rng[1]:
             key, now = (s.sensor, s.metric), self._mono()
             if now - self.vitals_sent.get(key, -math.inf) >= VITALS_REPEAT_S:
                 self.vitals_sent[key] = now
                 ev = {"metric": s.metric, "value": s.value, "low": rng[0], "high": rng[1]}
-                self._event("vitals", s.sensor, resident=resident, evidence=ev)
+                self._event("vitals", s.sensor, resident=resident, evidence=ev, t_ms=s.t_ms)
 
     def _on_action(self, a: Action) -> None:
         if a.action == "sos":
