@@ -209,3 +209,28 @@ def test_features_kept_when_asked() -> None:
     s = _fall("fall_forward", "waist", 77)
     ev = det.detect(s.t, s.acc)
     assert ev and set(ev[0].features) == set(FEATURES)
+
+
+def test_models_cli_lists_train_and_evaluate() -> None:
+    from click.testing import CliRunner
+
+    from eldercare.cli import cli
+
+    out = CliRunner().invoke(cli, ["models", "--help"])
+    assert out.exit_code == 0, out.output
+    assert "train" in out.output and "evaluate" in out.output
+    out = CliRunner().invoke(cli, ["models", "train", "fall", "--help"])
+    assert out.exit_code == 0 and "--seed" in out.output
+
+
+@pytest.mark.slow
+def test_evaluation_writes_report(tmp_path: Any) -> None:
+    from eldercare.models import evaluate_fall
+
+    res = evaluate_fall.run(tmp_path, seed=4242, n_falls_each=1, n_lookalikes_each=1, day_hours_each=0.3)
+    assert (tmp_path / "fall_report.md").read_text(encoding="utf-8").startswith("## Fall detection")
+    data = (tmp_path / "fall_report.json").read_text(encoding="utf-8")
+    assert '"sensitivity"' in data
+    assert res["falls"]["model"]["n_falls"] == len(FALL_KINDS) * len(PLACEMENTS)
+    assert 0.0 <= res["days"]["model"]["per_hour"] < 5.0
+    assert res["days"]["speed_x_realtime"] > 100

@@ -37,14 +37,23 @@ def train() -> None:
     help="Folder for fall_model.npz/.json [default: the package's eldercare/models/data].",
 )
 @click.option("--workers", default=2, show_default=True, help="Processes generating recordings.")
-def train_fall(seed: int, out_dir: Path | None, workers: int) -> None:
+@click.option(
+    "--threshold-only",
+    is_flag=True,
+    help="Keep the trained trees; redo only the validation that picks the threshold.",
+)
+def train_fall(seed: int, out_dir: Path | None, workers: int, threshold_only: bool) -> None:
     """Train the learned fall detector and record how (seed, data, versions, threshold)."""
     try:
+        from eldercare.models.fall_train import rethreshold
         from eldercare.models.fall_train import train as do_train
     except ImportError as exc:
         msg = f"training needs scikit-learn ({exc.name} is missing): pip install 'eldercare[server]'"
         raise click.ClickException(msg) from None
-    record = do_train(seed=seed, out_dir=out_dir, workers=workers)
+    if threshold_only:
+        record = rethreshold(out_dir, workers=workers)
+    else:
+        record = do_train(seed=seed, out_dir=out_dir, workers=workers)
     val = record["validation"]
     click.echo(
         f"fall model trained in {record['train_seconds']} s: threshold {record['threshold']:.3f}; "
