@@ -145,8 +145,9 @@ class IngestProcess:
         self.log = tmp / f"ingest-{tag}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> IngestProcess:
-        args = [sys.executable, "-m", "eldercare.cli", "ingest", "run", "--workers", str(self.workers)]
+    def start(self, command: list[str] | None = None) -> IngestProcess:
+        args = [sys.executable, "-m", "eldercare.cli", "ingest"]
+        args += command or ["run", "--workers", str(self.workers)]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
         return self

@@ -195,3 +195,36 @@ def test_event_through_ingest_reaches_a_listening_connection(
         row = conn.execute("SELECT id, payload FROM alert_work").fetchone()
     assert row is not None and notes[0].payload == str(row[0])
     assert (row[1]["kind"], row[1]["gateway"], row[1]["site"]) == ("sos", "gw-3", "home-3")
+
+
+@pytest.mark.slow
+@pytest.mark.mqtt5
+def test_retiring_a_worker_delivers_its_share_and_leaves_the_group(
+    db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path
+) -> None:
+    register(db_url, GATEWAYS)
+    tag = topic_root.split("/")[1][-6:]
+    env = {"ELDERCARE_INGEST_CLIENT_ID": f"test-retire-{tag}-0", "ELDERCARE_INGEST_SHARED_GROUP": f"r{tag}"}
+    two = IngestProcess(db_url, mqtt_url, topic_root, tmp_path, workers=2, **env).start()
+    two.wait_healthy()
+    assert two.stop() == 0  # both sessions stay in the shared group
+    one = IngestProcess(db_url, mqtt_url, topic_root, tmp_path, **env).start()
+    try:
+        one.wait_healthy()
+        with publisher(mqtt_url) as pub:
+            pub.publish_many(stream(topic_root, 400))
+        wait_for(
+            lambda: one.metrics()['eldercare_ingest_received_total{kind="telemetry"}'] > 100, what="a share"
+        )
+        time.sleep(1)
+        stranded = 400 - count(db_url, "SELECT count(*) FROM ingested_messages")
+        assert stranded > 100  # the stopped worker's session got its share and holds it
+        retiring = IngestProcess(db_url, mqtt_url, topic_root, tmp_path, **env)
+        retiring.start(["retire", "--index", "1"])
+        assert retiring.proc is not None and retiring.proc.wait(60) == 0, retiring.output()
+        assert_exactly_once(db_url, 400, 10)
+        with publisher(mqtt_url) as pub:  # the group is down to the one live worker
+            pub.publish_many([(topic(topic_root, "gw-1"), telemetry(1000 + i)) for i in range(50)])
+        wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 450, what="450 messages")
+    finally:
+        one.stop()

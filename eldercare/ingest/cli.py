@@ -53,6 +53,28 @@ def run(ctx: click.Context, workers: int, commit_log: Path | None) -> None:
         supervise(settings, db_url=db_url, mqtt_url=mqtt_url, workers=workers, commit_log=commit_log)
 
 
+@ingest.command()
+@click.option(
+    "--index",
+    type=click.IntRange(0, 10_000),
+    required=True,
+    help="Which worker leaves for good: its client id is derived as for --workers.",
+)
+@click.pass_context
+def retire(ctx: click.Context, index: int) -> None:
+    """Take a worker out of the shared group for good, without losing what its session holds.
+
+    A stopped worker's persistent session stays a member of the shared subscription and keeps
+    receiving its share until it expires. This connects as that worker, unsubscribes, stores
+    whatever the session still delivers, and ends the session once nothing has come for a while.
+    """
+    from eldercare.db import resolve_url
+    from eldercare.ingest.worker import run_worker
+
+    settings = get_settings(ctx)
+    run_worker(settings, db_url=resolve_url(settings), mqtt_url=_mqtt_url(settings), index=index, retire=True)
+
+
 def _mqtt_url(settings: Settings) -> str:
     if settings.mqtt_url is None:
         # The demo starts its embedded broker and passes its URL in the settings.

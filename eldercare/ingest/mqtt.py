@@ -77,12 +77,15 @@ class MqttSource:
         client_id: str,
         inbox: queue.Queue[Inbound],
         on_state: Callable[[bool], None] | None = None,
+        *,
+        retire: bool = False,
     ) -> None:
         self.settings = settings
         self.address = parse_mqtt_url(url)
         self.client_id = client_id
         self.inbox = inbox
         self.on_state = on_state
+        self.retire = retire  # leave the shared group: unsubscribe, drain the session, forget it
         self.generation = 0
         self.connected = threading.Event()
         self._full_warned = 0.0
@@ -110,6 +113,7 @@ class MqttSource:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
+        c.on_unsubscribe = self._on_unsubscribe
         self.client = c
 
     def start(self) -> None:
@@ -125,11 +129,16 @@ class MqttSource:
         )
         self.client.loop_start()
 
-    def stop(self) -> None:
-        """Disconnect, keeping the session: unacknowledged messages wait for our return."""
+    def stop(self, *, forget_session: bool = False) -> None:
+        """Disconnect, keeping the session (unacknowledged messages wait for our return) unless
+        ``forget_session``: then the broker discards it (after a retiring worker drained it)."""
         self.closing = True
+        props = None
+        if forget_session:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
         try:
-            self.client.disconnect()
+            self.client.disconnect(properties=props)
         finally:
             self.client.loop_stop()
         self._set_state(False)
@@ -166,7 +175,14 @@ class MqttSource:
             self.client_id,
             getattr(flags, "session_present", None),
         )
-        client.subscribe([(sub, SubscribeOptions(qos=1)) for sub in subscriptions(self.settings)])
+        if self.retire:
+            client.unsubscribe(subscriptions(self.settings))
+        else:
+            client.subscribe([(sub, SubscribeOptions(qos=1)) for sub in subscriptions(self.settings)])
+
+    def _on_unsubscribe(self, _c: Any, _u: Any, _mid: int, _codes: Any, _p: Any = None) -> None:
+        log.info("%s left the shared subscriptions; draining what its session holds", self.client_id)
+        self._set_state(True)
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: int, codes: list[Any], _p: Any = None) -> None:
         failed = [str(c) for c in codes if c.is_failure]

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 HARD_CAP_FACTOR = 20  # a batch never exceeds this many times ingest_batch_rows
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 10.0
+RETIRE_IDLE_S = 3.0  # a retiring worker leaves after this long without a message
 
 
 def client_id_for(base: str, index: int) -> str:
@@ -57,8 +58,11 @@ class Worker:
         index: int = 0,
         metrics_port: int | None = None,
         commit_log: Path | None = None,
+        retire: bool = False,
     ) -> None:
         self.settings = settings
+        self.retire = retire
+        self.abandoned = False  # some received messages were left unacknowledged
         self.index = index
         self.client_id = client_id_for(settings.ingest_client_id, index)
         self.metrics = Metrics(str(index))
@@ -71,7 +75,9 @@ class Worker:
         self.validator = Validator(settings.mqtt_topic_root, self.registry, limits)
         self.store = Store(db_url)
         self.inbox: queue.Queue[Inbound] = queue.Queue(maxsize=max(2 * settings.ingest_receive_maximum, 100))
-        self.source = MqttSource(settings, mqtt_url, self.client_id, self.inbox, self.metrics.set_mqtt)
+        self.source = MqttSource(
+            settings, mqtt_url, self.client_id, self.inbox, self.metrics.set_mqtt, retire=retire
+        )
         self.handoff: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
         self.writer_idle = threading.Event()
         self.stopping = threading.Event()
@@ -110,7 +116,14 @@ class Worker:
             if writer.is_alive():
                 self.handoff.put(None)
                 writer.join()
-            self.source.stop()
+            drained = (
+                self.retire and not self.abandoned and self.source.connected.is_set() and self.inbox.empty()
+            )
+            self.source.stop(forget_session=drained)
+            if self.retire:
+                log.info(
+                    "retired %s: session %s", self.client_id, "forgotten" if drained else "kept (not drained)"
+                )
             self.store.close()
             if self.server is not None:
                 self.server.stop()
@@ -144,8 +157,14 @@ class Worker:
         get, get_nowait = self.inbox.get, self.inbox.get_nowait
         take = self._take
         batch = Batch()
+        last_seen = time.monotonic()
         while not self.stopping.is_set():
             now = time.monotonic()
+            if self.retire and not len(batch) and self.writer_idle.is_set() and self.inbox.empty():
+                if not self.source.connected.is_set():
+                    last_seen = now
+                elif now - last_seen >= RETIRE_IDLE_S:
+                    break  # the session has delivered everything it held
             if batch.due(now, max_rows, max_age):
                 if self.writer_idle.is_set() or batch.rows >= hard_cap or len(batch) >= max_messages:
                     self._hand_over(batch)
@@ -160,6 +179,7 @@ class Worker:
                 m = get(timeout=timeout)
             except queue.Empty:
                 continue
+            last_seen = time.monotonic()
             take(batch, m)
             for _ in range(500):  # whatever is already waiting, without the timed wait
                 if batch.rows >= hard_cap or len(batch) >= max_messages:
@@ -185,6 +205,7 @@ class Worker:
                 if time.monotonic() > give_up:
                     # The writer is stuck on a dead database; these stay unacknowledged.
                     log.warning("stopping: %d messages left unacknowledged for redelivery", len(batch))
+                    self.abandoned = True
                     return
         self.writer_idle.clear()
         self.metrics.queue_depth.set(self.inbox.qsize())
@@ -225,6 +246,7 @@ class Worker:
                 self.metrics.db_errors.inc()
                 self.metrics.set_db(str(exc))
                 if self.stopping.is_set():
+                    self.abandoned = True
                     log.warning(
                         "stopping with the database unavailable: %d messages left for redelivery", len(batch)
                     )
@@ -285,10 +307,11 @@ def run_worker(
     index: int = 0,
     commit_log: Path | None = None,
     install_signals: bool = True,
+    retire: bool = False,
 ) -> None:
-    """Run one worker in this process until SIGTERM/SIGINT."""
+    """Run one worker in this process until SIGTERM/SIGINT (or, retiring, until drained)."""
     path = commit_log.with_name(f"{commit_log.name}.{index}") if commit_log else None
-    worker = Worker(settings, db_url=db_url, mqtt_url=mqtt_url, index=index, commit_log=path)
+    worker = Worker(settings, db_url=db_url, mqtt_url=mqtt_url, index=index, commit_log=path, retire=retire)
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop())
