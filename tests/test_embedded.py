@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -14,13 +18,24 @@ from fix_mqtt import mqtt_connack
 from eldercare.embedded import EmbeddedBroker, EmbeddedPostgres, mosquitto_binary, port_open
 
 
+@pytest.fixture
+def pg_data() -> Iterator[Path]:
+    """A directory outside /tmp/pytest-of-root: every pytest start makes that 0700 again, which
+    locks out the ``pgserver`` user the server runs as under root."""
+    with tempfile.TemporaryDirectory(prefix="eldercare-embedded-test-") as d:
+        yield Path(d) / "pg"
+
+
 @pytest.mark.slow
-def test_postgres_starts_answers_stops_and_keeps_its_data(tmp_path: Path) -> None:
-    data = tmp_path / "pg"
+def test_postgres_starts_answers_stops_and_keeps_its_data(pg_data: Path) -> None:
+    data = pg_data
     with EmbeddedPostgres(data) as url, psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT 6 * 7").fetchone() == (42,)
         conn.execute("CREATE TABLE kept (x int)")
         conn.execute("INSERT INTO kept VALUES (1)")
+        # a demo killed with -9 stays in pgserver's list of users; it must not keep the server up
+        users = data / ".handle_pids.json"
+        users.write_text(json.dumps([*json.loads(users.read_text()), _dead_pid()]))
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=2)
     # a second run (the demo restarted) finds the same data
@@ -30,6 +45,12 @@ def test_postgres_starts_answers_stops_and_keeps_its_data(tmp_path: Path) -> Non
             assert conn.execute("SELECT x FROM kept").fetchall() == [(1,)]
     finally:
         again.stop()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 def _deliver_qos1(host: str, port: int) -> list[tuple[str, bytes, int]]:

@@ -107,23 +107,31 @@ def test_qos1_message_reaches_a_subscriber_under_topic_root(
             c.loop_stop()
 
 
-def _inner_pytest(env_changes: dict[str, str | None], *args: str) -> subprocess.CompletedProcess[str]:
-    """Run a few of these tests in a fresh pytest with a different environment."""
+def _inner_pytest(
+    basetemp: Path, env_changes: dict[str, str | None], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a few of these tests in a fresh pytest with a different environment (and its own
+    basetemp: a pytest starting on the default one resets its permissions under the running suite)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ELDERCARE_TEST_"))}
     for key, value in env_changes.items():
         if value is None:
             env.pop(key, None)
         else:
             env[key] = value
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "0", *args]
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "0"]
+    cmd += [f"--basetemp={basetemp}", *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
 
 
 NOWHERE = {"ELDERCARE_TEST_PG_PROBE": "127.0.0.1:1", "ELDERCARE_TEST_MQTT_PROBE": "127.0.0.1:1"}
 
 
-def test_ci_fails_when_servers_are_unreachable() -> None:
-    run = _inner_pytest({"CI": "true", **NOWHERE}, f"{__file__}::test_settings_point_at_this_tests_servers")
+def test_ci_fails_when_servers_are_unreachable(tmp_path: Path) -> None:
+    run = _inner_pytest(
+        tmp_path / "inner",
+        {"CI": "true", **NOWHERE},
+        f"{__file__}::test_settings_point_at_this_tests_servers",
+    )
     out = run.stdout + run.stderr
     assert run.returncode != 0, out
     assert "CI=true needs the real servers" in out and "127.0.0.1:1" in out
@@ -131,8 +139,9 @@ def test_ci_fails_when_servers_are_unreachable() -> None:
 
 
 @pytest.mark.slow
-def test_without_servers_the_embedded_ones_are_used() -> None:
+def test_without_servers_the_embedded_ones_are_used(tmp_path: Path) -> None:
     run = _inner_pytest(
+        tmp_path / "inner",
         {"CI": None, "ELDERCARE_TEST_EMBEDDED_BROKER": "amqtt", **NOWHERE},
         f"{__file__}::test_settings_point_at_this_tests_servers",
         f"{__file__}::test_qos1_message_reaches_a_subscriber_under_topic_root",
