@@ -45,8 +45,8 @@ def run(ctx: click.Context, workers: int, commit_log: Path | None) -> None:
             "several workers need ELDERCARE_INGEST_SHARED_GROUP (a shared subscription)",
             param_hint="--workers",
         )
-    db_url = resolve_url(settings)
     mqtt_url = _mqtt_url(settings)
+    db_url = resolve_url(settings)
     if workers == 1:
         run_worker(settings, db_url=db_url, mqtt_url=mqtt_url, commit_log=commit_log)
     else:
