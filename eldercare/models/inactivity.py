@@ -348,6 +348,8 @@ class InactivityDetector:
                 t_r, u_r = self._table(p, "bed" if r == "bedroom" and tr.bed else r)
                 if t_r[h] / sens > thr:
                     ctx, thr, usual = r, min(t_r[h] / sens, 3 * thr), u_r
+            if ctx == "hall" and not p.night[h] and p.away[h] / sens > thr:
+                thr = p.away[h] / sens  # by day, last seen in the hall: most likely out (door unseen)
             kind = "inactivity"
             if ctx == "bathroom":
                 kind = "bathroom_too_long"
