@@ -83,7 +83,7 @@ def test_messages_in_exactly_their_readings_stored_and_again_nothing_more(
 def test_bad_payloads_end_as_dead_letters_with_reasons(
     ingest, db_url: str, mqtt_url: str, topic_root: str
 ) -> None:
-    ingest(ELDERCARE_INGEST_MAX_PAYLOAD_BYTES="2048")
+    proc = ingest(ELDERCARE_INGEST_MAX_PAYLOAD_BYTES="2048")
     bad = [
         (topic(topic_root, "gw-1"), b"\x00\xffnot json"),
         (topic(topic_root, "gw-1"), telemetry(1, n=100)),  # > 2048 bytes
@@ -106,6 +106,9 @@ def test_bad_payloads_end_as_dead_letters_with_reasons(
     assert reasons[b"\x00\xffnot json"].startswith("$: not valid JSON")
     assert "unknown gateway 'gw-9'" in " ".join(r for *_, r in rows)
     assert [len(bytes(p)) for _, p, r in rows if r.startswith("payload")] == [2048]
+    m = proc.metrics()
+    assert m['eldercare_ingest_dead_lettered_total{field="topic.gateway"}'] == 1
+    assert m['eldercare_ingest_received_total{kind="invalid"}'] == 4  # the others fail the registry check
 
 
 @pytest.mark.slow

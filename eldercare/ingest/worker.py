@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 HARD_CAP_FACTOR = 20  # a batch never exceeds this many times ingest_batch_rows
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 10.0
+_INDEX = re.compile(r"\[\d+\]")
 RETIRE_IDLE_S = 3.0  # a retiring worker leaves after this long without a message
 
 
@@ -276,7 +277,8 @@ class Worker:
         m.stored_statuses.inc(result.statuses)
         m.duplicates.inc(result.duplicates)
         for r in result.dead:
-            m.dead_lettered.labels(field=r.reason.split(":", 1)[0][:40]).inc()
+            # "readings[17].value" -> "readings[].value": one series per field, not per index
+            m.dead_lettered.labels(field=_INDEX.sub("[]", r.reason.split(":", 1)[0])[:40]).inc()
         newest = max((a.ts_hi for a in batch.accepted if a.kind == "telemetry"), default=0)
         if newest:
             m.data_lag.set(committed - newest / 1000)
