@@ -234,3 +234,12 @@ def test_evaluation_writes_report(tmp_path: Any) -> None:
     assert res["falls"]["model"]["n_falls"] == len(FALL_KINDS) * len(PLACEMENTS)
     assert 0.0 <= res["days"]["model"]["per_hour"] < 5.0
     assert res["days"]["speed_x_realtime"] > 100
+
+
+@pytest.mark.parametrize("fs", [25.0, 100.0, 200.0])
+def test_other_sampling_rates(det: FallDetector, fs: float) -> None:
+    hits = 0
+    for i, kind in enumerate(["fall_forward", "fall_sideways", "fall_backward"]):
+        s = synth_session(np.random.default_rng([UNSEEN, 13, i]), ["walk", kind], "pendant", fs=fs)
+        hits += _caught(det.detect(s.t, s.acc), s.labels[0].t_impact)
+    assert hits >= 2
