@@ -5,7 +5,8 @@ Three loops, each safe to run on any number of replicas because every step claim
 
 - work: events and status rows that ingest queued (``alert_work``), woken by ``NOTIFY alert_work``;
 - escalation: open alerts whose acknowledgement deadline passed climb one tier;
-- heartbeat: gateways that say they are online but whose heartbeats stopped reaching the database.
+- heartbeat: gateways that say they are online but whose heartbeats stopped reaching the database;
+- pushes: this replica's WebSocket hub, listening on ``alerts`` (:mod:`eldercare.platform.notify.hub`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from eldercare.platform.engine import escalation, rules
+from eldercare.platform.notify.hub import Hub
 from eldercare.platform.repo import alerts as repo
 
 log = logging.getLogger(__name__)
@@ -164,7 +166,10 @@ def start(state: Any) -> list[asyncio.Task[None]]:
     """Start the engine's loops on the app's pool; the lifespan cancels them on shutdown."""
     pool: AsyncConnectionPool[Any] = state.pool
     conninfo = str(pool.conninfo)
+    hub = Hub(pool, conninfo)
+    state.hub = hub
     return [
+        asyncio.create_task(hub.run(), name="alert-pushes"),
         asyncio.create_task(_work_loop(pool, conninfo), name="alert-work"),
         asyncio.create_task(_tick("escalation", ESCALATION_TICK_S, escalate_due, pool), name="escalation"),
         asyncio.create_task(_tick("heartbeats", HEARTBEAT_TICK_S, check_heartbeats, pool), name="heartbeats"),

@@ -440,3 +440,50 @@ async def gateways_for_heartbeat_check(conn: AsyncConnection[Any], *, since: dat
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+# Live pushes ----------------------------------------------------------------------------------
+
+
+async def push_summary(conn: AsyncConnection[Any], *, alert_id: int) -> Row | None:
+    """What a console needs to show an alert without another request."""
+    return await _row(
+        conn,
+        f"SELECT {ALERT_COLUMNS}, r.name AS resident_name FROM alerts a"
+        " LEFT JOIN residents r ON r.id = a.resident_id WHERE a.id = %(a)s",
+        {"a": alert_id},
+    )
+
+
+async def audience(conn: AsyncConnection[Any], *, alert_id: int, users: list[int]) -> list[int]:
+    """Those of ``users`` who may see this alert (the scope of :func:`list_visible`, per user)."""
+    if not users:
+        return []
+    rows = await _rows(
+        conn,
+        """
+        SELECT u.id FROM users u
+        CROSS JOIN alerts a
+        LEFT JOIN residents r ON r.id = a.resident_id
+        LEFT JOIN sites st ON st.id = r.station_site_id
+        WHERE a.id = %(a)s AND u.id = ANY(%(users)s) AND u.active AND (
+            u.role = 'admin'
+            OR (u.role = 'tester' AND a.simulated)
+            OR (u.role = 'family' AND EXISTS (
+                SELECT 1 FROM family_links f WHERE f.user_id = u.id AND f.resident_id = a.resident_id))
+            OR (u.role = 'care_worker' AND (
+                r.home_care_provider_id = u.provider_id OR r.institution_provider_id = u.provider_id
+                OR st.provider_id = u.provider_id
+                OR EXISTS (SELECT 1 FROM care_assignments c
+                           WHERE c.user_id = u.id AND c.resident_id = a.resident_id)
+                OR (a.resident_id IS NULL AND EXISTS (
+                    SELECT 1 FROM residents r2 WHERE r2.home_site_id = a.site_id
+                      AND (r2.home_care_provider_id = u.provider_id
+                           OR EXISTS (SELECT 1 FROM care_assignments c2
+                                      WHERE c2.user_id = u.id AND c2.resident_id = r2.id))))
+            ))
+        )
+        """,
+        {"a": alert_id, "users": users},
+    )
+    return [int(r["id"]) for r in rows]

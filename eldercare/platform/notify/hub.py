@@ -1,0 +1,146 @@
+"""Live pushes: the sockets connected to this replica, fed from PostgreSQL ``LISTEN alerts``.
+
+Every replica runs one :class:`Hub`. The engine (on any replica) writes an alert change and
+``NOTIFY alerts`` in the same transaction; each hub gets the payload at commit and sends the alert
+to those of *its* sockets whose user must hear of it: the people the payload names (newly notified)
+and everyone connected who may see that alert (computed in the database with the same scope rules
+as the alerts API). Request handlers never push; a socket is only registered and unregistered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from eldercare.platform.engine.rules import TITLES
+from eldercare.platform.repo import alerts as repo
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "alerts"
+SEND_TIMEOUT_S = 5.0  # a socket that cannot take a message this fast is dropped
+RECONNECT_S = 1.0
+
+
+class Socket(Protocol):
+    async def send_text(self, data: str) -> None: ...
+
+
+def message(alert: dict[str, Any], event: str) -> dict[str, Any]:
+    """The JSON a console receives: the alert's summary in both languages and what happened."""
+    title_en, title_zh = TITLES.get(alert["kind"], (alert["title"], alert["title"]))
+    summary = alert.get("summary") or {}
+
+    def iso(v: datetime | None) -> str | None:
+        return v.isoformat() if v is not None else None
+
+    return {
+        "type": "alert",
+        "event": event,
+        "alert": {
+            "id": alert["id"],
+            "kind": alert["kind"],
+            "severity": alert["severity"],
+            "state": alert["state"],
+            "tier": alert["tier"],
+            "resident_id": alert["resident_id"],
+            "resident_name": alert.get("resident_name"),
+            "site_id": alert["site_id"],
+            "title": {"en": title_en, "zh-CN": title_zh},
+            "summary": {"en": summary.get("en", ""), "zh-CN": summary.get("zh-CN", "")},
+            "detected_at": iso(alert["detected_at"]),
+            "opened_at": iso(alert["opened_at"]),
+            "outcome": alert.get("outcome"),
+        },
+    }
+
+
+class Hub:
+    """Owns the sockets connected to this replica, by user id, and the replica's alert listener."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], conninfo: str) -> None:
+        self.pool = pool
+        self.conninfo = conninfo
+        self._sockets: dict[int, set[Socket]] = {}
+        self.listening = asyncio.Event()  # set once LISTEN is in place (tests and benches wait on it)
+        self.delivered = 0
+
+    # sockets ------------------------------------------------------------------------------------
+
+    def register(self, user_id: int, socket: Socket) -> None:
+        self._sockets.setdefault(user_id, set()).add(socket)
+        log.debug("socket of user %s registered (%s users connected)", user_id, len(self._sockets))
+
+    def unregister(self, user_id: int, socket: Socket) -> None:
+        sockets = self._sockets.get(user_id)
+        if sockets is None:
+            return
+        sockets.discard(socket)
+        if not sockets:
+            del self._sockets[user_id]
+
+    @property
+    def connected_users(self) -> list[int]:
+        return list(self._sockets)
+
+    # routing ------------------------------------------------------------------------------------
+
+    async def route(self, payload: dict[str, Any]) -> int:
+        """Push one ``NOTIFY alerts`` payload to the right sockets; returns how many got it."""
+        if not self._sockets:
+            return 0
+        alert_id = int(payload["alert"])
+        named = {int(u) for u in payload.get("users") or []}
+        async with self.pool.connection() as conn:
+            alert = await repo.push_summary(conn, alert_id=alert_id)
+            if alert is None:
+                return 0
+            audience = set(await repo.audience(conn, alert_id=alert_id, users=self.connected_users))
+        users = (named | audience) & set(self._sockets)
+        text = json.dumps(message(alert, str(payload.get("event", ""))), ensure_ascii=False)
+        targets = [(u, s) for u in users for s in list(self._sockets.get(u, ()))]
+        results = await asyncio.gather(
+            *(asyncio.wait_for(s.send_text(text), SEND_TIMEOUT_S) for _, s in targets),
+            return_exceptions=True,
+        )
+        sent = 0
+        for (user, socket), result in zip(targets, results, strict=True):
+            if isinstance(result, BaseException):
+                log.info("dropping socket of user %s: %s", user, result)
+                self.unregister(user, socket)
+            else:
+                sent += 1
+        self.delivered += sent
+        return sent
+
+    async def run(self, on_payload: Callable[[dict[str, Any]], Awaitable[Any]] | None = None) -> None:
+        """Listen on ``alerts`` with a dedicated connection for as long as the replica runs."""
+        handle = on_payload or self.route
+        while True:
+            try:
+                async with await AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+                    await conn.execute("LISTEN alerts")
+                    self.listening.set()
+                    async for note in conn.notifies():
+                        try:
+                            payload = json.loads(note.payload)
+                        except ValueError:
+                            log.warning("ignoring a malformed alerts notification: %r", note.payload)
+                            continue
+                        try:
+                            await handle(payload)
+                        except Exception:  # one bad push must not stop the listener
+                            log.exception("pushing alert %s failed", payload.get("alert"))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("alerts listener lost its connection; reconnecting")
+            self.listening.clear()
+            await asyncio.sleep(RECONNECT_S)
