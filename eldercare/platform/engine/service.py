@@ -6,7 +6,8 @@ Three loops, each safe to run on any number of replicas because every step claim
 - work: events and status rows that ingest queued (``alert_work``), woken by ``NOTIFY alert_work``;
 - escalation: open alerts whose acknowledgement deadline passed climb one tier;
 - heartbeat: gateways that say they are online but whose heartbeats stopped reaching the database;
-- pushes: this replica's WebSocket hub, listening on ``alerts`` (:mod:`eldercare.platform.notify.hub`).
+- pushes: this replica's WebSocket hub, listening on ``alerts`` (:mod:`eldercare.platform.notify.hub`);
+- deliveries: queued webhooks and e-mails, retried with backoff (:mod:`eldercare.platform.notify.delivery`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from eldercare.platform.engine import escalation, rules
+from eldercare.platform.notify.delivery import Deliverer
 from eldercare.platform.notify.hub import Hub
 from eldercare.platform.repo import alerts as repo
 
@@ -32,8 +34,8 @@ HEARTBEAT_TICK_S = 30.0
 HEARTBEAT_LIMIT_S = 300.0  # five default heartbeat periods
 
 
-async def apply(conn: AsyncConnection[Any], decision: rules.Decision) -> None:
-    """Carry out one decision inside the caller's transaction."""
+async def apply(conn: AsyncConnection[Any], decision: rules.Decision, *, email: bool = False) -> None:
+    """Carry out one decision inside the caller's transaction (``email``: queue e-mails too)."""
     if isinstance(decision, rules.Clear):
         alert_id = await repo.auto_resolve(conn, dedup_key=decision.dedup_key, reason=decision.reason)
         if alert_id is not None:
@@ -55,15 +57,16 @@ async def apply(conn: AsyncConnection[Any], decision: rules.Decision) -> None:
     policy = await repo.policy_for(conn, kind=decision.kind, resident=decision.resident_id)
     first = policy[0]
     await repo.notify_tier(
-        conn, alert_id=alert_id, tier=first, resident=decision.resident_id, site=decision.site_id
-    )
+        conn, alert_id=alert_id, tier=first, resident=decision.resident_id, site=decision.site_id,
+        email=email,
+    )  # fmt: skip
     await repo.set_escalation(
         conn, alert_id=alert_id, tier=first.tier, due=escalation.next_deadline(policy, first.tier, repo.now())
     )
     log.info("alert %s opened: %s %s", alert_id, decision.kind, decision.resident_id or decision.site_id)
 
 
-async def process_work(pool: AsyncConnectionPool[Any], *, limit: int = 100) -> int:
+async def process_work(pool: AsyncConnectionPool[Any], *, limit: int = 100, email: bool = False) -> int:
     """Claim a batch of queued work and turn it into alerts, all in one transaction."""
     async with pool.connection() as conn, conn.transaction():
         work = await repo.claim_work(conn, limit=limit)
@@ -77,11 +80,11 @@ async def process_work(pool: AsyncConnectionPool[Any], *, limit: int = 100) -> i
             else:
                 decisions = rules.decide_status(payload)
             for decision in decisions:
-                await apply(conn, decision)
+                await apply(conn, decision, email=email)
         return len(work)
 
 
-async def escalate_due(pool: AsyncConnectionPool[Any]) -> int:
+async def escalate_due(pool: AsyncConnectionPool[Any], *, email: bool = False) -> int:
     """Move every alert past its deadline one tier up and notify that tier."""
     async with pool.connection() as conn, conn.transaction():
         due = await repo.claim_due_escalations(conn)
@@ -96,8 +99,9 @@ async def escalate_due(pool: AsyncConnectionPool[Any]) -> int:
                 detail={"from_tier": alert["tier"], "reason": "not acknowledged in time"},
             )  # fmt: skip
             await repo.notify_tier(
-                conn, alert_id=alert["id"], tier=nxt, resident=alert["resident_id"], site=alert["site_id"]
-            )
+                conn, alert_id=alert["id"], tier=nxt, resident=alert["resident_id"], site=alert["site_id"],
+                email=email,
+            )  # fmt: skip
             await repo.set_escalation(
                 conn, alert_id=alert["id"], tier=nxt.tier,
                 due=escalation.next_deadline(policy, nxt.tier, repo.now()),
@@ -133,13 +137,13 @@ async def check_heartbeats(pool: AsyncConnectionPool[Any], *, limit_s: float = H
     return stalled
 
 
-async def _work_loop(pool: AsyncConnectionPool[Any], conninfo: str) -> None:
+async def _work_loop(pool: AsyncConnectionPool[Any], conninfo: str, email: bool) -> None:
     while True:
         try:
             async with await AsyncConnection.connect(conninfo, autocommit=True) as listener:
                 await listener.execute("LISTEN alert_work")
                 while True:
-                    while await process_work(pool):
+                    while await process_work(pool, email=email):
                         pass
                     with contextlib.suppress(TimeoutError):
                         async for _ in listener.notifies(timeout=POLL_S, stop_after=1):
@@ -166,11 +170,18 @@ def start(state: Any) -> list[asyncio.Task[None]]:
     """Start the engine's loops on the app's pool; the lifespan cancels them on shutdown."""
     pool: AsyncConnectionPool[Any] = state.pool
     conninfo = str(pool.conninfo)
+    settings = state.settings
+    email = settings.smtp_url is not None  # queue e-mails only where a server can send them
     hub = Hub(pool, conninfo)
     state.hub = hub
+
+    async def escalate(p: AsyncConnectionPool[Any]) -> int:
+        return await escalate_due(p, email=email)
+
     return [
         asyncio.create_task(hub.run(), name="alert-pushes"),
-        asyncio.create_task(_work_loop(pool, conninfo), name="alert-work"),
-        asyncio.create_task(_tick("escalation", ESCALATION_TICK_S, escalate_due, pool), name="escalation"),
+        asyncio.create_task(Deliverer(pool, settings).run(), name="alert-deliveries"),
+        asyncio.create_task(_work_loop(pool, conninfo, email), name="alert-work"),
+        asyncio.create_task(_tick("escalation", ESCALATION_TICK_S, escalate, pool), name="escalation"),
         asyncio.create_task(_tick("heartbeats", HEARTBEAT_TICK_S, check_heartbeats, pool), name="heartbeats"),
     ]

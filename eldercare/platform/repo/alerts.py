@@ -229,9 +229,19 @@ async def recipients(
 
 
 async def notify_tier(
-    conn: AsyncConnection[Any], *, alert_id: int, tier: Tier, resident: str | None, site: str | None
+    conn: AsyncConnection[Any],
+    *,
+    alert_id: int,
+    tier: Tier,
+    resident: str | None,
+    site: str | None,
+    email: bool = False,
 ) -> list[int]:
-    """Record a notification for each person of the tier and tell every replica (NOTIFY)."""
+    """Record a notification for each person of the tier and tell every replica (NOTIFY).
+
+    Also queues a signed webhook for each provider (with a ``webhook_url``) whose people are in the
+    tier, and with ``email`` an e-mail to each person with an address; the delivery worker sends them.
+    """
     people = await recipients(conn, targets=tier.targets, resident=resident, site=site)
     users = [p["user_id"] for p in people]
     if users:
@@ -246,6 +256,7 @@ async def notify_tier(
                     for p in people
                 ],
             )
+    await enqueue_deliveries(conn, alert_id=alert_id, tier=tier.tier, users=users, email=email)
     await trail(
         conn,
         alert_id=alert_id,
@@ -487,3 +498,119 @@ async def audience(conn: AsyncConnection[Any], *, alert_id: int, users: list[int
         {"a": alert_id, "users": users},
     )
     return [int(r["id"]) for r in rows]
+
+
+# Webhooks and e-mail --------------------------------------------------------------------------
+
+
+async def enqueue_deliveries(
+    conn: AsyncConnection[Any], *, alert_id: int, tier: int, users: list[int], email: bool
+) -> None:
+    """Pending rows for the delivery worker: one webhook per provider, one e-mail per person."""
+    if not users:
+        return
+    await conn.execute(
+        """
+        INSERT INTO notifications (alert_id, user_id, tier, channel, target, status)
+        SELECT %(a)s, NULL, %(tier)s, 'webhook', p.id, 'pending' FROM providers p
+        WHERE p.webhook_url IS NOT NULL AND p.webhook_url <> ''
+          AND p.id IN (SELECT provider_id FROM users WHERE id = ANY(%(users)s))
+        UNION ALL
+        SELECT %(a)s, u.id, %(tier)s, 'email', u.email, 'pending' FROM users u
+        WHERE %(email)s AND u.id = ANY(%(users)s) AND coalesce(u.email, '') <> ''
+        """,
+        {"a": alert_id, "tier": tier, "users": users, "email": email},
+    )
+
+
+async def claim_deliveries(
+    conn: AsyncConnection[Any], *, channels: list[str], lease_s: float, limit: int = 20
+) -> list[Row]:
+    """Due webhook/e-mail rows, leased for ``lease_s`` (a crashed sender's rows come back after it).
+
+    The attempt is counted at the claim, so a sender that dies mid-attempt still used one.
+    """
+    return await _rows(
+        conn,
+        """
+        UPDATE notifications n
+        SET attempts = n.attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease)s)
+        WHERE n.id IN (
+            SELECT id FROM notifications
+            WHERE channel = ANY(%(channels)s) AND status IN ('pending', 'failed') AND next_attempt_at <= now()
+            ORDER BY next_attempt_at FOR UPDATE SKIP LOCKED LIMIT %(limit)s
+        )
+        RETURNING n.id, n.alert_id, n.user_id, n.tier, n.channel, n.target, n.attempts
+        """,
+        {"channels": channels, "lease": lease_s, "limit": limit},
+    )
+
+
+async def record_delivery(
+    conn: AsyncConnection[Any],
+    *,
+    notification_id: int,
+    ok: bool,
+    error: str | None = None,
+    retry_in_s: float = 0.0,
+    max_attempts: int = 8,
+) -> str:
+    """The outcome of one attempt: delivered, failed (retried after ``retry_in_s``) or gave_up."""
+    row = await _row(
+        conn,
+        """
+        UPDATE notifications SET
+            status = CASE WHEN %(ok)s THEN 'delivered'
+                          WHEN attempts >= %(max)s THEN 'gave_up' ELSE 'failed' END,
+            delivered_at = CASE WHEN %(ok)s THEN now() END,
+            last_error = %(error)s,
+            next_attempt_at = now() + make_interval(secs => %(retry)s)
+        WHERE id = %(id)s
+        RETURNING alert_id, tier, channel, target, status, attempts
+        """,
+        {"ok": ok, "max": max_attempts, "error": error, "retry": retry_in_s, "id": notification_id},
+    )
+    assert row is not None
+    await trail(
+        conn,
+        alert_id=row["alert_id"],
+        action="delivery",
+        tier=row["tier"],
+        detail={
+            "channel": row["channel"],
+            "target": row["target"],
+            "attempt": row["attempts"],
+            "status": row["status"],
+            **({"error": error} if error else {}),
+        },
+    )
+    return str(row["status"])
+
+
+async def webhook_of(conn: AsyncConnection[Any], *, provider_id: str) -> Row | None:
+    return await _row(
+        conn,
+        "SELECT id, name, webhook_url, webhook_secret FROM providers WHERE id = %(p)s",
+        {"p": provider_id},
+    )
+
+
+async def notified_members(
+    conn: AsyncConnection[Any], *, alert_id: int, tier: int, provider_id: str
+) -> list[Row]:
+    """The provider's people notified of this alert at this tier (for its webhook payload)."""
+    return await _rows(
+        conn,
+        """
+        SELECT DISTINCT u.id, u.username, u.display_name, u.phone FROM notifications n
+        JOIN users u ON u.id = n.user_id
+        WHERE n.alert_id = %(a)s AND n.tier = %(tier)s AND n.channel = 'websocket'
+          AND u.provider_id = %(p)s ORDER BY u.username
+        """,
+        {"a": alert_id, "tier": tier, "p": provider_id},
+    )
+
+
+async def user_locale(conn: AsyncConnection[Any], *, user_id: int) -> str:
+    row = await _row(conn, "SELECT locale FROM users WHERE id = %(u)s", {"u": user_id})
+    return str(row["locale"]) if row else "zh-CN"

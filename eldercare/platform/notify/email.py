@@ -1,0 +1,66 @@
+"""E-mail notifications through the configured SMTP server (``smtp://host:port``).
+
+smtplib is blocking, so each message is sent in a worker thread. ``smtps://`` uses implicit TLS,
+``smtp://...?starttls=1`` upgrades; user and password may be given in the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from eldercare.platform.notify import NotifyError
+
+TIMEOUT_S = 15.0
+
+
+def compose(*, sender: str, to: str, alert: dict[str, Any], tier: int, locale: str) -> EmailMessage:
+    """A bilingual message, the reader's language first."""
+    title, summary = alert["title"], alert["summary"]
+    who = alert.get("resident_name") or alert.get("site_id") or ""
+    first, second = ("zh-CN", "en") if locale.startswith("zh") else ("en", "zh-CN")
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = f"[eldercare] {title[first]} / {title[second]}: {who}"
+    msg["X-Eldercare-Alert"] = str(alert["id"])
+    lines = []
+    for lang in (first, second):
+        lines += [
+            f"{title[lang]}: {who}",
+            summary[lang],
+            ("级别" if lang == "zh-CN" else "Severity") + f": {alert['severity']}",
+            ("通知层级" if lang == "zh-CN" else "Tier") + f": {tier}",
+            "",
+        ]
+    lines.append(f"alert #{alert['id']} ({alert['kind']})")
+    msg.set_content("\n".join(lines))
+    return msg
+
+
+def _send_blocking(url: str, msg: EmailMessage) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        msg_ = f"smtp_url must look like smtp://host:port, not {parts.scheme}://..."
+        raise NotifyError(msg_)
+    implicit_tls = parts.scheme == "smtps"
+    port = parts.port or (465 if implicit_tls else 25)
+    cls = smtplib.SMTP_SSL if implicit_tls else smtplib.SMTP
+    try:
+        with cls(parts.hostname, port, timeout=TIMEOUT_S) as smtp:
+            if parse_qs(parts.query).get("starttls") == ["1"]:
+                smtp.starttls()
+            if parts.username:
+                smtp.login(unquote(parts.username), unquote(parts.password or ""))
+            smtp.send_message(msg)
+    except (OSError, smtplib.SMTPException) as exc:
+        text = f"SMTP {parts.hostname}:{port}: {type(exc).__name__}: {exc}"
+        raise NotifyError(text) from exc
+
+
+async def send(url: str, msg: EmailMessage) -> None:
+    """Send once; raises :class:`NotifyError` when the server refuses or cannot be reached."""
+    await asyncio.to_thread(_send_blocking, url, msg)
