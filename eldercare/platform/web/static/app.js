@@ -1,0 +1,567 @@
+/* eldercare web consoles: one page, hash-routed, talking to the JSON API with a bearer token.
+   The token lives in sessionStorage (gone when the tab closes); the language in localStorage
+   before login and in the user's record (PUT /auth/me/locale) after. Labels come from i18n.js;
+   data (names, ids, times, numbers) is wrapped in class "data" so tests can tell them apart. */
+"use strict";
+
+const API = "/api/v1";
+const S = {
+  token: sessionStorage.getItem("token"),
+  me: JSON.parse(sessionStorage.getItem("me") || "null"),
+  lang: localStorage.getItem("lang") || ((navigator.language || "").startsWith("zh") ? "zh-CN" : "en"),
+  alerts: new Map(),
+  ws: null,
+  poll: null,
+  live: "off",
+};
+const KINDS = ["fall", "sos", "inactivity", "night_wandering", "bed_exit_no_return", "device_offline",
+  "low_battery", "vitals", "pipeline_stalled"];
+const SIM_KINDS = ["fall", "collapse", "no_wake", "night_wandering", "bathroom_too_long", "sos",
+  "device_offline", "low_battery", "gateway_outage"];
+const OUTCOMES = ["confirmed", "false_alarm", "no_action_needed"];
+const POLL_MS = 4000;
+
+function t(key, vars) {
+  let s = (I18N[S.lang] || {})[key];
+  if (s === undefined) s = I18N.en[key];
+  if (s === undefined) s = key;
+  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replace("{" + k + "}", v);
+  return s;
+}
+
+/* h("div", {class: "x", i18n: "key", on: {click: f}}, child, ...) */
+function h(tag, attrs, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "i18n") { el.dataset.i18n = v; el.textContent = t(v); }
+    else if (k === "on") for (const [ev, f] of Object.entries(v)) el.addEventListener(ev, f);
+    else if (k === "text") el.textContent = v;
+    else if (k === "ph") el.placeholder = t(v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const kid of kids.flat()) {
+    if (kid === null || kid === undefined || kid === false) continue;
+    el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  }
+  return el;
+}
+const L = (key, vars) => h("span", { "data-i18n": key }, t(key, vars));
+const D = (v) => h("span", { class: "data" }, v === null || v === undefined || v === "" ? "—" : String(v));
+function fmtTime(iso) {
+  if (!iso) return "—";
+  return new Date(iso).toLocaleString(S.lang, { hour12: false, month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+const T = (iso) => D(fmtTime(iso));
+function enumLabel(group, v) { return v ? L(group + "." + v) : D(null); }
+
+function toast(msg) {
+  const el = document.getElementById("toast");
+  el.textContent = msg; el.style.display = "block";
+  clearTimeout(toast.timer); toast.timer = setTimeout(() => { el.style.display = "none"; }, 3500);
+}
+
+class ApiError extends Error { constructor(status, detail) { super(detail); this.status = status; } }
+
+async function api(path, opts = {}) {
+  const headers = { "Accept-Language": S.lang };
+  if (S.token) headers.Authorization = "Bearer " + S.token;
+  let body = opts.body;
+  if (body !== undefined && !(body instanceof URLSearchParams)) {
+    headers["Content-Type"] = "application/json"; body = JSON.stringify(body);
+  }
+  const res = await fetch(API + path, { method: opts.method || (body ? "POST" : "GET"), headers, body });
+  if (res.status === 401 && S.token && !opts.noLogout) { logout(); throw new ApiError(401, t("err.session")); }
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new ApiError(res.status, data.detail || res.statusText);
+  return data;
+}
+
+/* ---------- session and language ---------- */
+
+async function login(username, password) {
+  const form = new URLSearchParams({ username, password, grant_type: "password" });
+  const tok = await api("/auth/token", { body: form, noLogout: true });
+  S.token = tok.access_token; sessionStorage.setItem("token", S.token);
+  S.me = await api("/auth/me"); sessionStorage.setItem("me", JSON.stringify(S.me));
+  S.lang = S.me.locale; localStorage.setItem("lang", S.lang);
+  location.hash = home();
+  render();
+}
+
+function logout() {
+  if (S.token) api("/auth/logout", { method: "POST", noLogout: true }).catch(() => {});
+  S.token = null; S.me = null; sessionStorage.removeItem("token"); sessionStorage.removeItem("me");
+  stopLive(); S.alerts.clear();
+  location.hash = "#/login"; render();
+}
+
+async function switchLang() {
+  S.lang = S.lang === "zh-CN" ? "en" : "zh-CN";
+  localStorage.setItem("lang", S.lang);
+  if (S.token) {
+    try { S.me = await api("/auth/me/locale", { method: "PUT", body: { locale: S.lang } });
+      sessionStorage.setItem("me", JSON.stringify(S.me)); } catch (e) { toast(e.message); }
+  }
+  render();
+}
+
+function home() {
+  const role = S.me && S.me.role;
+  return { care_worker: "#/console", admin: "#/console", family: "#/family", tester: "#/tester" }[role] || "#/login";
+}
+
+const NAV = {
+  care_worker: [["#/console", "nav.console"]],
+  admin: [["#/console", "nav.console"], ["#/admin", "nav.admin"], ["#/tester", "nav.tester"]],
+  family: [["#/family", "nav.family"]],
+  tester: [["#/tester", "nav.tester"], ["#/console", "nav.console"]],
+};
+
+function chrome() {
+  document.documentElement.lang = S.lang;
+  document.title = t("app.name");
+  document.querySelectorAll("header [data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  const lang = document.getElementById("lang");
+  lang.textContent = t("lang.switch"); lang.dataset.i18n = "lang.switch";
+  document.getElementById("logout").hidden = !S.token;
+  const nav = document.getElementById("nav"); nav.replaceChildren();
+  const here = location.hash.split("/").slice(0, 2).join("/");
+  for (const [href, key] of (S.me && NAV[S.me.role]) || []) {
+    nav.append(h("a", { href, i18n: key, class: here === href ? "on" : null }));
+  }
+  const live = document.getElementById("live");
+  live.hidden = S.live === "off";
+  live.className = "live" + (S.live === "poll" ? " poll" : "");
+  live.textContent = t(S.live === "ws" ? "live.ws" : "live.poll");
+}
+
+/* ---------- live alerts: WebSocket, else polling ---------- */
+
+function startLive() {
+  if (!S.token || S.ws || S.poll) return;
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  let ws;
+  try { ws = new WebSocket(`${proto}//${location.host}${API}/ws?token=${encodeURIComponent(S.token)}`); }
+  catch (e) { startPolling(); return; }
+  S.ws = ws;
+  ws.onmessage = (m) => {
+    const msg = JSON.parse(m.data);
+    if (msg.type === "hello") { S.live = "ws"; chrome(); }
+    if (msg.type === "alert") refreshAlert(msg.alert.id, msg.event);
+  };
+  ws.onclose = () => { S.ws = null; if (S.token) startPolling(); };
+  ws.onerror = () => {};
+  // Ask for the current list too: pushes only carry what changes from now on.
+  loadAlerts();
+}
+
+function startPolling() {
+  if (S.poll || !S.token) return;
+  S.live = "poll"; chrome();
+  S.poll = setInterval(loadAlerts, POLL_MS);
+  loadAlerts();
+}
+
+function stopLive() {
+  if (S.ws) { S.ws.onclose = null; S.ws.close(); S.ws = null; }
+  if (S.poll) { clearInterval(S.poll); S.poll = null; }
+  S.live = "off";
+}
+
+async function loadAlerts() {
+  try {
+    const list = await api("/alerts?limit=100");
+    const fresh = [];
+    for (const a of list) { if (!S.alerts.has(a.id) && S.alerts.size && a.state === "open") fresh.push(a); S.alerts.set(a.id, a); }
+    fresh.forEach(announce);
+    onAlertsChanged();
+  } catch (e) { /* shown by the page on its own load */ }
+}
+
+async function refreshAlert(id, event) {
+  try {
+    const a = await api("/alerts/" + id);
+    const isNew = !S.alerts.has(id) || event === "notified" || event === "escalated";
+    S.alerts.set(id, a);
+    if (isNew && a.state === "open") announce(a);
+    onAlertsChanged(id);
+  } catch (e) { /* not visible to us */ }
+}
+
+function announce(a) {
+  beep(a.severity);
+  const title = t("kind." + a.kind) + (a.resident_name ? " · " + a.resident_name : "");
+  toast(title);
+  if ("Notification" in window && Notification.permission === "granted") {
+    try { new Notification(title, { body: t("notify.body"), tag: "alert-" + a.id }); } catch (e) { /* no-op */ }
+  }
+}
+
+let audioCtx = null;
+function beep(severity) {
+  try {
+    audioCtx = audioCtx || new (window.AudioContext || window.webkitAudioContext)();
+    const n = severity === "critical" ? 3 : 1;
+    for (let i = 0; i < n; i++) {
+      const o = audioCtx.createOscillator(); const g = audioCtx.createGain();
+      o.frequency.value = 880; o.connect(g); g.connect(audioCtx.destination);
+      const at = audioCtx.currentTime + i * 0.3;
+      g.gain.setValueAtTime(0.2, at); g.gain.exponentialRampToValueAtTime(0.001, at + 0.25);
+      o.start(at); o.stop(at + 0.25);
+    }
+  } catch (e) { /* no audio */ }
+}
+
+let onAlertsChanged = () => {};
+
+/* ---------- pages ---------- */
+
+const main = () => document.getElementById("main");
+
+function pageLogin() {
+  const err = h("p", { class: "err", id: "login-error" });
+  const user = h("input", { name: "username", id: "username", autocomplete: "username", required: true });
+  const pw = h("input", { name: "password", id: "password", type: "password", autocomplete: "current-password", required: true });
+  const form = h("form", { class: "card login", on: { submit: async (e) => {
+    e.preventDefault(); err.textContent = "";
+    try { await login(user.value.trim(), pw.value); } catch (ex) { err.textContent = ex.message; }
+  } } },
+  h("h1", { i18n: "login.title" }),
+  h("label", { for: "username", i18n: "login.username" }), user,
+  h("label", { for: "password", i18n: "login.password" }), pw,
+  h("p", {}, h("button", { class: "btn", type: "submit", id: "login-submit", i18n: "login.submit" })), err);
+  main().replaceChildren(form);
+}
+
+function alertItem(a, opts = {}) {
+  const ack = a.state === "open" ? h("button", { class: "btn", "data-ack": a.id, i18n: "alert.ack",
+    on: { click: async () => { try { const u = await api(`/alerts/${a.id}/ack`, { method: "POST" });
+      S.alerts.set(a.id, { ...a, ...u }); onAlertsChanged(a.id); toast(t("alert.acked")); } catch (e) { toast(e.message); } } } }) : null;
+  return h("li", { class: `alert sev-${a.severity} state-${a.state}`, "data-alert": a.id, "data-state": a.state },
+    h("div", { class: "body" },
+      h("div", { class: "title" }, L("kind." + a.kind), " · ", D(a.resident_name || a.resident_id || a.site_id)),
+      h("div", { class: "meta" },
+        h("span", { class: "badge sev-" + a.severity }, t("sev." + a.severity)),
+        h("span", { class: "badge state-" + a.state, "data-i18n": "state." + a.state }, t("state." + a.state)),
+        a.outcome ? h("span", { class: "badge" }, t("outcome." + a.outcome)) : null,
+        L("alert.tier"), " ", D(a.tier), " · ", T(a.detected_at))),
+    h("div", { class: "actions" }, ack, " ",
+      opts.noDetail ? null : h("a", { class: "btn secondary", href: "#/alert/" + a.id, i18n: "alert.details" })));
+}
+
+async function pageConsole() {
+  const f = { tier: "", site: "", kind: "", state: "active" };
+  const list = h("ul", { class: "alerts", id: "alert-list" });
+  const sel = (name, options) => h("select", { name, id: "f-" + name, on: { change: (e) => { f[name] = e.target.value; draw(); } } },
+    ...options.map(([v, label]) => h("option", { value: v }, label)));
+  let sites = [];
+  try { sites = await api("/sites"); } catch (e) { /* filters still work without names */ }
+  const filters = h("div", { class: "card row" },
+    h("div", {}, h("label", { i18n: "filter.state" }), sel("state", [["active", t("filter.active")], ["open", t("state.open")],
+      ["acknowledged", t("state.acknowledged")], ["resolved", t("state.resolved")], ["", t("filter.all")]])),
+    h("div", {}, h("label", { i18n: "filter.tier" }), sel("tier", [["", t("filter.all")], ["1", "1"], ["2", "2"], ["3", "3"]])),
+    h("div", {}, h("label", { i18n: "filter.site" }), sel("site", [["", t("filter.all")], ...sites.map((s) => [s.id, s.name])])),
+    h("div", {}, h("label", { i18n: "filter.kind" }), sel("kind", [["", t("filter.all")], ...KINDS.map((k) => [k, t("kind." + k)])])));
+  const notifyBtn = ("Notification" in window && Notification.permission === "default")
+    ? h("button", { class: "btn secondary", i18n: "console.enable_notifications", on: { click: (e) => {
+      Notification.requestPermission(); beep("low"); e.target.remove(); } } }) : null;
+  function draw() {
+    const rows = [...S.alerts.values()].filter((a) =>
+      (f.state === "active" ? a.state !== "resolved" : !f.state || a.state === f.state)
+      && (!f.tier || String(a.tier) === f.tier) && (!f.site || a.site_id === f.site) && (!f.kind || a.kind === f.kind))
+      .sort((a, b) => (a.state === "open") - (b.state === "open") || new Date(a.detected_at) - new Date(b.detected_at)).reverse();
+    list.replaceChildren(...(rows.length ? rows.map((a) => alertItem(a)) : [h("li", { class: "muted", i18n: "console.empty" })]));
+  }
+  onAlertsChanged = draw;
+  main().replaceChildren(h("h1", { i18n: "console.title" }), notifyBtn, filters, list);
+  draw();
+  startLive();
+}
+
+function evidenceChart(ev) {
+  const acc = ev.acc && !Array.isArray(ev.acc) ? ev.acc : ev;
+  let x = acc.x, y = acc.y, z = acc.z, scale = acc.unit === "mg" ? 1000 : 1;
+  if (!x && Array.isArray(ev.acc)) { x = ev.acc.map((r) => r[0]); y = ev.acc.map((r) => r[1]); z = ev.acc.map((r) => r[2]); scale = 1; }
+  if (!x || !x.length) return h("p", { class: "muted", i18n: "alert.no_evidence" });
+  const hz = Number(acc.hz || ev.hz || 50) || 50;
+  const ts = x.map((_, i) => i / hz);
+  const g = (arr) => arr.map((v) => v / scale);
+  const mag = x.map((_, i) => Math.hypot(x[i], y[i], z[i]) / scale);
+  const box = h("div", { class: "chart", id: "evidence-chart" });
+  requestAnimationFrame(() => new uPlot({ width: Math.min(box.clientWidth || 600, 900), height: 260,
+    scales: { x: { time: false } },
+    axes: [{ label: t("chart.seconds") }, { label: t("chart.g") }],
+    series: [{ label: t("chart.time") }, { label: "x", stroke: "#1f77b4" }, { label: "y", stroke: "#2ca02c" },
+      { label: "z", stroke: "#9467bd" }, { label: t("chart.magnitude"), stroke: "#c62828", width: 2 }] },
+  [ts, g(x), g(y), g(z), mag], box));
+  return box;
+}
+
+function hourlyChart(cells, id, bucketHours) {
+  const per = new Map();
+  for (const c of cells) {
+    const b = Math.floor(new Date(c.bucket).getTime() / 1000 / 3600 / bucketHours) * 3600 * bucketHours;
+    if (c.sensor_kind === "pir" || c.sensor_kind === "door" || c.sensor_kind === "plug" || c.sensor_kind === "bed") per.set(b, (per.get(b) || 0) + c.n);
+  }
+  if (!per.size) return h("p", { class: "muted", i18n: "chart.no_activity" });
+  const xs = [...per.keys()].sort((a, b) => a - b);
+  const box = h("div", { class: "chart", id });
+  requestAnimationFrame(() => new uPlot({ width: Math.min(box.clientWidth || 600, 900), height: 220,
+    axes: [{}, { label: t("chart.events") }],
+    series: [{ label: t("chart.time") }, { label: t("chart.events"), stroke: "#1f6feb", fill: "rgba(31,111,235,.25)",
+      paths: uPlot.paths.bars ? uPlot.paths.bars({ size: [0.8] }) : undefined }] },
+  [xs, xs.map((k) => per.get(k))], box));
+  return box;
+}
+
+async function pageAlert(id) {
+  let a;
+  try { a = await api("/alerts/" + id); } catch (e) { main().replaceChildren(h("p", { class: "err", id: "denied" }, t("err.not_found"))); return; }
+  S.alerts.set(a.id, a);
+  const outcome = h("select", { name: "outcome", id: "outcome" }, ...OUTCOMES.map((o) => h("option", { value: o }, t("outcome." + o))));
+  const note = h("textarea", { name: "note", id: "note", rows: 2 });
+  const act = async (path, body) => { try { await api(`/alerts/${a.id}/${path}`, { body: body || {} }); toast(t("saved")); pageAlert(id); } catch (e) { toast(e.message); } };
+  const canResolve = S.me && S.me.role !== "family" && a.state !== "resolved";
+  const facts = h("table", {},
+    h("tr", {}, h("th", { i18n: "alert.state" }), h("td", {}, L("state." + a.state), a.outcome ? [" · ", L("outcome." + a.outcome)] : null)),
+    h("tr", {}, h("th", { i18n: "alert.severity" }), h("td", {}, L("sev." + a.severity))),
+    h("tr", {}, h("th", { i18n: "alert.resident" }), h("td", {}, a.resident_id ? h("a", { href: "#/resident/" + a.resident_id }, D(a.resident_name || a.resident_id)) : D(null))),
+    h("tr", {}, h("th", { i18n: "alert.site" }), h("td", {}, D(a.site_id), " ", D(a.sensor_id))),
+    h("tr", {}, h("th", { i18n: "alert.detected" }), h("td", {}, T(a.detected_at), " · ", L("alert.detections"), " ", D(a.detections))),
+    h("tr", {}, h("th", { i18n: "alert.tier" }), h("td", {}, D(a.tier))),
+    h("tr", {}, h("th", { i18n: "alert.next_tier" }), h("td", { id: "next-escalation" }, a.state === "open" && a.next_escalation_at ? T(a.next_escalation_at) : L("alert.no_next"))),
+    h("tr", {}, h("th", { i18n: "alert.acknowledged" }), h("td", {}, T(a.acknowledged_at))),
+    h("tr", {}, h("th", { i18n: "alert.resolved" }), h("td", {}, T(a.resolved_at))));
+  let evidence = null;
+  if (a.kind === "fall") evidence = evidenceChart(a.evidence || {});
+  else if (["inactivity", "night_wandering", "bed_exit_no_return"].includes(a.kind) && a.resident_id) {
+    const end = new Date(a.detected_at); const start = new Date(end.getTime() - 24 * 3600e3);
+    try {
+      const tl = await api(`/residents/${a.resident_id}/timeline?start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}`);
+      evidence = hourlyChart(tl.cells, "evidence-chart", 1);
+    } catch (e) { evidence = h("p", { class: "notice", i18n: "family.consent_notice" }); }
+  } else evidence = h("pre", { class: "data" }, JSON.stringify(a.evidence || {}, null, 1));
+  const notified = h("table", { id: "notifications" }, h("tr", {}, ...["notif.tier", "notif.who", "notif.channel", "notif.status", "notif.at"].map((k) => h("th", { i18n: k }))),
+    ...a.notifications.map((n) => h("tr", {}, h("td", {}, D(n.tier)), h("td", {}, D(n.display_name || n.username || n.target)),
+      h("td", {}, L("channel." + n.channel)), h("td", {}, L("notif." + n.status)), h("td", {}, T(n.delivered_at || n.created_at)))));
+  const trail = h("table", {}, h("tr", {}, h("th", { i18n: "trail.at" }), h("th", { i18n: "trail.action" }), h("th", { i18n: "trail.who" }), h("th", { i18n: "trail.note" })),
+    ...a.trail.map((r) => h("tr", {}, h("td", {}, T(r.at)), h("td", {}, L("trail." + r.action)), h("td", {}, D(r.actor)), h("td", {}, D(r.note)))));
+  main().replaceChildren(
+    h("h1", {}, L("kind." + a.kind), " · ", D(a.resident_name || a.resident_id || a.site_id)),
+    h("ul", { class: "alerts" }, alertItem(a, { noDetail: true })),
+    h("div", { class: "grid" }, h("div", { class: "card" }, facts),
+      canResolve ? h("form", { class: "card", id: "resolve-form", on: { submit: (e) => { e.preventDefault(); act("resolve", { outcome: outcome.value, note: note.value || null }); } } },
+        h("h2", { i18n: "alert.resolve" }), h("label", { for: "outcome", i18n: "alert.outcome" }), outcome,
+        h("label", { for: "note", i18n: "alert.note" }), note, h("p", {}, h("button", { class: "btn", type: "submit", i18n: "alert.resolve" }))) : null),
+    h("div", { class: "card" }, h("h2", { i18n: a.kind === "fall" ? "alert.evidence_fall" : "alert.evidence_activity" }), evidence),
+    h("div", { class: "card" }, h("h2", { i18n: "alert.notified" }), notified),
+    h("div", { class: "card" }, h("h2", { i18n: "alert.trail" }), trail));
+  onAlertsChanged = (changed) => { if (changed === a.id) pageAlert(id); };
+  startLive();
+}
+
+async function sensorsByRoom(siteId) {
+  const rooms = new Map();
+  const gws = await api("/gateways?site_id=" + encodeURIComponent(siteId));
+  for (const g of gws) for (const s of await api(`/gateways/${g.id}/sensors`)) {
+    const room = s.room || (s.resident_id ? "@" + s.resident_id : "-");
+    if (!rooms.has(room)) rooms.set(room, []); rooms.get(room).push(s);
+  }
+  return h("table", { id: "sensors" }, h("tr", {}, h("th", { i18n: "res.room" }), h("th", { i18n: "res.sensors" })),
+    ...[...rooms.entries()].sort().map(([room, ss]) => h("tr", {}, h("td", {}, room.startsWith("@") ? L("res.worn") : D(room)),
+      h("td", {}, ...ss.map((s) => h("span", { class: "badge" }, t("sensor." + s.kind), " ", D(s.id)))))));
+}
+
+async function pageResident(id) {
+  let r;
+  try { r = await api("/residents/" + id); } catch (e) { main().replaceChildren(h("p", { class: "err", id: "denied" }, t("err.not_found"))); return; }
+  const contacts = (r.emergency_contacts || []).map((c) => h("li", {}, D(c.name), " ", D(c.relation), " ",
+    c.phone ? h("a", { href: "tel:" + c.phone }, D(c.phone)) : null));
+  let team = null, sensors = null;
+  try { team = (await api(`/residents/${id}/care-team`)).map((m) => h("li", {}, D(m.display_name), " ", D(m.provider_id))); } catch (e) { team = null; }
+  try { sensors = await sensorsByRoom(r.home_site_id); } catch (e) { sensors = h("p", { class: "muted", i18n: "err.not_allowed" }); }
+  main().replaceChildren(h("h1", {}, L("res.card"), " · ", D(r.name)),
+    h("div", { class: "grid" },
+      h("div", { class: "card", id: "resident-card" }, h("table", {},
+        h("tr", {}, h("th", { i18n: "res.care_level" }), h("td", {}, L("care." + r.care_level))),
+        h("tr", {}, h("th", { i18n: "res.birth_year" }), h("td", {}, D(r.birth_year))),
+        h("tr", {}, h("th", { i18n: "res.phone" }), h("td", {}, r.phone ? h("a", { href: "tel:" + r.phone }, D(r.phone)) : D(null))),
+        h("tr", {}, h("th", { i18n: "res.home" }), h("td", {}, D(r.home_site_id))),
+        h("tr", {}, h("th", { i18n: "res.station" }), h("td", {}, D(r.station_site_id))),
+        h("tr", {}, h("th", { i18n: "res.provider" }), h("td", {}, D(r.home_care_provider_id))),
+        h("tr", {}, h("th", { i18n: "res.notes" }), h("td", {}, D(r.notes))))),
+      h("div", { class: "card" }, h("h2", { i18n: "res.contacts" }), contacts.length ? h("ul", {}, contacts) : h("p", { class: "muted", i18n: "res.no_contacts" }),
+        team ? [h("h2", { i18n: "res.team" }), h("ul", {}, team)] : null)),
+    h("div", { class: "card" }, h("h2", { i18n: "res.layout" }), sensors));
+}
+
+async function pageFamily(id) {
+  if (!id) {
+    let rs = [];
+    try { rs = await api("/residents"); } catch (e) { toast(e.message); }
+    if (rs.length === 1) { location.replace("#/family/" + rs[0].id); return; }
+    main().replaceChildren(h("h1", { i18n: "family.title" }), h("ul", {}, rs.map((r) => h("li", {}, h("a", { href: "#/family/" + r.id }, D(r.name))))));
+    return;
+  }
+  let s;
+  try { s = await api(`/residents/${encodeURIComponent(id)}/summary`); } catch (e) {
+    main().replaceChildren(h("h1", { i18n: "family.title" }), h("p", { class: "err", id: "denied" }, t(e.status === 403 ? "err.not_allowed" : "err.not_found")));
+    return;
+  }
+  const sl = s.sleep_last_night;
+  const today = h("div", { class: "card", id: "today" }, h("h2", { i18n: "family.today" }), h("table", {},
+    h("tr", {}, h("th", { i18n: "family.last_activity" }), h("td", {}, T(s.last_activity_at), " ", D(s.last_activity_room))),
+    h("tr", {}, h("th", { i18n: "family.presence" }), h("td", { id: "presence" }, L("presence." + s.presence), " ", s.presence_since ? [L("family.since"), " ", T(s.presence_since)] : null)),
+    h("tr", {}, h("th", { i18n: "family.sleep" }), h("td", {}, sl && sl.hours_in_bed != null ? [D(sl.hours_in_bed.toFixed(1)), " ", L("family.hours"), " · ", L("family.bed_exits"), " ", D(sl.bed_exits)] : L("family.no_sleep"))),
+    h("tr", {}, h("th", { i18n: "family.active_hours" }), h("td", {}, D(s.active_hours_today))),
+    h("tr", {}, h("th", { i18n: "family.open_alerts" }), h("td", { id: "open-alerts" }, D(s.open_alerts.length)))));
+  let week;
+  try {
+    const end = new Date(); const start = new Date(end.getTime() - 7 * 86400e3);
+    const tl = await api(`/residents/${id}/timeline?start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}`);
+    week = tl.hidden_streams.includes("activity") ? h("p", { class: "notice", id: "consent-notice", i18n: "family.consent_notice" }) : hourlyChart(tl.cells, "week-chart", 6);
+  } catch (e) { week = h("p", { class: "notice", id: "consent-notice", i18n: "family.consent_notice" }); }
+  let history = [];
+  try { history = await api(`/alerts?resident=${encodeURIComponent(id)}&limit=30`); } catch (e) { /* shown empty */ }
+  let r = null;
+  try { r = await api("/residents/" + id); } catch (e) { /* profile not shared */ }
+  const hist = h("table", { id: "alert-history" }, h("tr", {}, ...["trail.at", "family.what", "alert.state", "alert.outcome"].map((k) => h("th", { i18n: k }))),
+    ...history.map((a) => h("tr", { "data-alert": a.id, "data-state": a.state }, h("td", {}, T(a.detected_at)), h("td", {}, L("kind." + a.kind)),
+      h("td", {}, h("span", { class: "badge state-" + a.state }, t("state." + a.state))), h("td", {}, a.outcome ? L("outcome." + a.outcome) : D(null)))));
+  main().replaceChildren(h("h1", {}, L("family.title"), " · ", D(s.name)),
+    h("div", { class: "grid" }, today,
+      h("div", { class: "card" }, h("h2", { i18n: "family.care" }), r ? h("table", {},
+        h("tr", {}, h("th", { i18n: "res.provider" }), h("td", {}, D(r.home_care_provider_id))),
+        h("tr", {}, h("th", { i18n: "res.care_level" }), h("td", {}, L("care." + r.care_level))),
+        h("tr", {}, h("th", { i18n: "res.contacts" }), h("td", {}, ...(r.emergency_contacts || []).map((c) => h("div", {}, D(c.name), " ", c.phone ? h("a", { href: "tel:" + c.phone }, D(c.phone)) : null))))) : null,
+        h("p", { class: "muted", i18n: "family.care_hint" }))),
+    h("div", { class: "card" }, h("h2", { i18n: "family.week" }), week),
+    h("div", { class: "card" }, h("h2", { i18n: "family.history" }), history.length ? hist : h("p", { class: "muted", i18n: "family.no_alerts" })));
+}
+
+function formCard(titleKey, fields, submit, id) {
+  const out = h("div", { class: "result" });
+  const inputs = {};
+  const form = h("form", { class: "card", id, on: { submit: async (e) => {
+    e.preventDefault(); out.replaceChildren();
+    const v = {}; for (const [k, el] of Object.entries(inputs)) v[k] = el.value.trim();
+    try { const res = await submit(v); out.replaceChildren(res || h("p", { i18n: "saved" })); toast(t("saved")); }
+    catch (ex) { out.replaceChildren(h("p", { class: "err" }, ex.message)); }
+  } } }, h("h2", { i18n: titleKey }));
+  for (const [name, spec] of Object.entries(fields)) {
+    const el = spec.options ? h("select", { name, id: `${id}-${name}` }, ...spec.options.map(([v, lab]) => h("option", { value: v }, lab)))
+      : h("input", { name, id: `${id}-${name}`, type: spec.type || "text", required: spec.required, value: spec.value });
+    inputs[name] = el;
+    form.append(h("label", { for: `${id}-${name}`, i18n: spec.label }), el);
+  }
+  form.append(h("p", {}, h("button", { class: "btn", type: "submit", i18n: "admin.create" })), out);
+  return form;
+}
+
+async function pageAdmin() {
+  const [sites, providers, policies, users] = await Promise.all(["/sites", "/providers", "/policies", "/users"].map((p) => api(p).catch(() => [])));
+  const opt = (rows, label) => rows.map((r) => [String(r.id), label ? label(r) : `${r.name} (${r.id})`]);
+  const none = [["", "—"]];
+  const n = (v) => (v === "" ? null : v);
+  const siteForm = formCard("admin.new_site", {
+    id: { label: "f.id", required: true }, name: { label: "f.name", required: true },
+    kind: { label: "f.kind", options: ["home", "station", "institution"].map((k) => [k, t("site." + k)]) },
+    district: { label: "f.district" }, address: { label: "f.address" },
+    provider_id: { label: "f.provider", options: [...none, ...opt(providers)] },
+  }, (v) => api("/sites", { body: { ...v, district: n(v.district), address: n(v.address), provider_id: n(v.provider_id) } }).then(() => null), "site-form");
+  const resForm = formCard("admin.new_resident", {
+    id: { label: "f.id", required: true }, name: { label: "f.name", required: true },
+    home_site_id: { label: "f.home_site", options: opt(sites) },
+    care_level: { label: "res.care_level", options: ["independent", "partly_dependent", "dependent", "dementia"].map((k) => [k, t("care." + k)]) },
+    birth_year: { label: "res.birth_year", type: "number" }, phone: { label: "res.phone" },
+    home_care_provider_id: { label: "res.provider", options: [...none, ...opt(providers)] },
+    escalation_policy_id: { label: "f.policy", options: [...none, ...opt(policies)] },
+    contact_name: { label: "f.contact_name" }, contact_phone: { label: "f.contact_phone" },
+  }, (v) => api("/residents", { body: { id: v.id, name: v.name, home_site_id: v.home_site_id, care_level: v.care_level,
+    birth_year: v.birth_year ? Number(v.birth_year) : null, phone: n(v.phone), home_care_provider_id: n(v.home_care_provider_id),
+    escalation_policy_id: v.escalation_policy_id ? Number(v.escalation_policy_id) : null,
+    emergency_contacts: v.contact_name ? [{ name: v.contact_name, phone: v.contact_phone }] : [] } }).then(() => null), "resident-form");
+  const gwForm = formCard("admin.new_gateway", {
+    id: { label: "f.id", required: true }, site_id: { label: "f.site", options: opt(sites) }, description: { label: "f.description" },
+  }, async (v) => {
+    const p = await api("/gateways", { body: { id: v.id, site_id: v.site_id, description: n(v.description) } });
+    return h("div", {}, h("p", { class: "notice", i18n: "admin.once" }), h("div", { class: "secret", id: "mqtt-credentials" },
+      D(`username: ${p.credentials.mqtt_username}`), h("br"), D(`password: ${p.credentials.mqtt_password}`), h("br"), D(`topic: ${p.credentials.topic_prefix}`)));
+  }, "gateway-form");
+  const staff = users.filter((u) => u.role === "care_worker" && u.provider_id);
+  const shiftForm = formCard("admin.new_shift", {
+    user_id: { label: "f.worker", options: staff.map((u) => [String(u.id), `${u.display_name} (${u.provider_id})`]) },
+    starts_at: { label: "f.starts", type: "datetime-local", required: true }, ends_at: { label: "f.ends", type: "datetime-local", required: true },
+  }, (v) => { const u = staff.find((x) => String(x.id) === v.user_id);
+    return api(`/providers/${u.provider_id}/shifts`, { body: { user_id: Number(v.user_id), starts_at: new Date(v.starts_at).toISOString(), ends_at: new Date(v.ends_at).toISOString() } }).then(() => null); }, "shift-form");
+  const tierFields = {};
+  for (const i of [1, 2, 3]) {
+    tierFields["targets" + i] = { label: "f.tier" + i, value: i === 1 ? "family,assigned_worker" : i === 2 ? "station_on_duty" : "institution_on_duty" };
+    tierFields["timeout" + i] = { label: "f.timeout", type: "number", value: String(i * 300) };
+  }
+  const policyForm = formCard("admin.new_policy", { name: { label: "f.name", required: true }, ...tierFields }, (v) => {
+    const tiers = [1, 2, 3].filter((i) => v["targets" + i]).map((i) => ({ tier: i, name: `tier ${i}`,
+      targets: v["targets" + i].split(",").map((s) => s.trim()).filter(Boolean), ack_timeout_s: Number(v["timeout" + i]) || 300 }));
+    return api("/policies", { body: { name: v.name, tiers } }).then(() => null);
+  }, "policy-form");
+  const siteList = h("table", {}, h("tr", {}, h("th", { i18n: "f.id" }), h("th", { i18n: "f.name" }), h("th", { i18n: "f.kind" })),
+    ...sites.map((s) => h("tr", {}, h("td", {}, D(s.id)), h("td", {}, D(s.name)), h("td", {}, L("site." + s.kind)))));
+  const polList = h("table", {}, h("tr", {}, h("th", { i18n: "f.name" }), h("th", { i18n: "admin.tiers" })),
+    ...policies.map((p) => h("tr", {}, h("td", {}, D(p.name)), h("td", {}, ...p.tiers.map((ti) => h("div", {}, D(`${ti.tier}: ${ti.targets.join(", ")} / ${ti.ack_timeout_s}s`)))))));
+  main().replaceChildren(h("h1", { i18n: "admin.title" }),
+    h("div", { class: "grid" }, siteForm, resForm, gwForm, shiftForm, policyForm),
+    h("div", { class: "grid" }, h("div", { class: "card" }, h("h2", { i18n: "admin.sites" }), siteList),
+      h("div", { class: "card" }, h("h2", { i18n: "admin.policies" }), polList)));
+}
+
+async function pageTester() {
+  let residents = [];
+  try { residents = (await api("/residents?limit=1000")).filter((r) => r.simulated); } catch (e) { toast(e.message); }
+  const score = h("div", { id: "score" });
+  const loadScore = async () => {
+    try { const sc = await api("/sim/score"); score.replaceChildren(h("p", {}, L("tester.incidents"), " ", D(sc.incidents)), h("pre", { class: "data" }, JSON.stringify(sc.report, null, 1))); }
+    catch (e) { score.replaceChildren(h("p", { class: "muted" }, L("tester.no_score"), " ", D(e.message))); }
+  };
+  const table = h("table", { id: "sim-residents" }, h("tr", {}, h("th", { i18n: "f.id" }), h("th", { i18n: "f.name" }), h("th", { i18n: "f.home_site" }), h("th", { i18n: "tester.trigger" })),
+    ...residents.map((r) => {
+      const kind = h("select", { "data-kind-for": r.id }, ...SIM_KINDS.map((k) => h("option", { value: k }, t("sim." + k))));
+      return h("tr", {}, h("td", {}, D(r.id)), h("td", {}, D(r.name)), h("td", {}, D(r.home_site_id)),
+        h("td", {}, h("div", { class: "row" }, kind, h("button", { class: "btn", "data-trigger": r.id, i18n: "tester.go", on: { click: async () => {
+          try { await api("/sim/incidents", { body: { resident: r.id, kind: kind.value, wait_for_ack: false } }); toast(t("tester.sent")); }
+          catch (e) { toast(e.message); } } } }))));
+    }));
+  const list = h("ul", { class: "alerts", id: "alert-list" });
+  const draw = () => {
+    const rows = [...S.alerts.values()].filter((a) => a.simulated).sort((a, b) => new Date(b.detected_at) - new Date(a.detected_at)).slice(0, 30);
+    list.replaceChildren(...(rows.length ? rows.map((a) => alertItem(a)) : [h("li", { class: "muted", i18n: "console.empty" })]));
+  };
+  onAlertsChanged = draw;
+  main().replaceChildren(h("h1", { i18n: "tester.title" }),
+    h("div", { class: "card" }, h("h2", { i18n: "tester.residents" }), residents.length ? table : h("p", { class: "muted", i18n: "tester.none" })),
+    h("div", { class: "card" }, h("h2", { i18n: "tester.alerts" }), list),
+    h("div", { class: "card" }, h("h2", { i18n: "tester.score" }), h("button", { class: "btn secondary", i18n: "tester.refresh", on: { click: loadScore } }), score));
+  draw(); loadScore(); startLive();
+}
+
+/* ---------- router ---------- */
+
+async function render() {
+  chrome();
+  const [, page, arg] = (location.hash || "#/").split("/");
+  onAlertsChanged = () => {};
+  if (!S.token) { if (page !== "login") history.replaceState(null, "", "#/login"); chrome(); pageLogin(); return; }
+  const pages = { console: pageConsole, alert: pageAlert, resident: pageResident, family: pageFamily, admin: pageAdmin, tester: pageTester };
+  const fn = pages[page];
+  if (!fn) { location.replace(home()); return; }
+  try { await fn(arg && decodeURIComponent(arg)); } catch (e) { main().replaceChildren(h("p", { class: "err" }, e.message)); }
+  chrome();
+  document.body.dataset.page = page;
+}
+
+document.getElementById("lang").addEventListener("click", switchLang);
+document.getElementById("logout").addEventListener("click", logout);
+window.addEventListener("hashchange", render);
+render();
