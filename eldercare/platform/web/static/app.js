@@ -256,14 +256,14 @@ async function pageConsole() {
   const f = { tier: "", site: "", kind: "", state: "active" };
   const list = h("ul", { class: "alerts", id: "alert-list" });
   const sel = (name, options) => h("select", { name, id: "f-" + name, on: { change: (e) => { f[name] = e.target.value; draw(); } } },
-    ...options.map(([v, label]) => h("option", { value: v }, label)));
+    ...options.map(([v, label, data]) => h("option", { value: v, class: data ? "data" : null }, label)));
   let sites = [];
   try { sites = await api("/sites"); } catch (e) { /* filters still work without names */ }
   const filters = h("div", { class: "card row" },
     h("div", {}, h("label", { i18n: "filter.state" }), sel("state", [["active", t("filter.active")], ["open", t("state.open")],
       ["acknowledged", t("state.acknowledged")], ["resolved", t("state.resolved")], ["", t("filter.all")]])),
     h("div", {}, h("label", { i18n: "filter.tier" }), sel("tier", [["", t("filter.all")], ["1", "1"], ["2", "2"], ["3", "3"]])),
-    h("div", {}, h("label", { i18n: "filter.site" }), sel("site", [["", t("filter.all")], ...sites.map((s) => [s.id, s.name])])),
+    h("div", {}, h("label", { i18n: "filter.site" }), sel("site", [["", t("filter.all")], ...sites.map((s) => [s.id, s.name, true])])),
     h("div", {}, h("label", { i18n: "filter.kind" }), sel("kind", [["", t("filter.all")], ...KINDS.map((k) => [k, t("kind." + k)])])));
   const notifyBtn = ("Notification" in window && Notification.permission === "default")
     ? h("button", { class: "btn secondary", i18n: "console.enable_notifications", on: { click: (e) => {
@@ -452,7 +452,7 @@ function formCard(titleKey, fields, submit, id) {
     catch (ex) { out.replaceChildren(h("p", { class: "err" }, ex.message)); }
   } } }, h("h2", { i18n: titleKey }));
   for (const [name, spec] of Object.entries(fields)) {
-    const el = spec.options ? h("select", { name, id: `${id}-${name}` }, ...spec.options.map(([v, lab]) => h("option", { value: v }, lab)))
+    const el = spec.options ? h("select", { name, id: `${id}-${name}` }, ...spec.options.map(([v, lab, data]) => h("option", { value: v, class: data ? "data" : null }, lab)))
       : h("input", { name, id: `${id}-${name}`, type: spec.type || "text", required: spec.required, value: spec.value });
     inputs[name] = el;
     form.append(h("label", { for: `${id}-${name}`, i18n: spec.label }), el);
@@ -463,7 +463,7 @@ function formCard(titleKey, fields, submit, id) {
 
 async function pageAdmin() {
   const [sites, providers, policies, users] = await Promise.all(["/sites", "/providers", "/policies", "/users"].map((p) => api(p).catch(() => [])));
-  const opt = (rows, label) => rows.map((r) => [String(r.id), label ? label(r) : `${r.name} (${r.id})`]);
+  const opt = (rows) => rows.map((r) => [String(r.id), `${r.name} (${r.id})`, true]);
   const none = [["", "—"]];
   const n = (v) => (v === "" ? null : v);
   const siteForm = formCard("admin.new_site", {
@@ -493,7 +493,7 @@ async function pageAdmin() {
   }, "gateway-form");
   const staff = users.filter((u) => u.role === "care_worker" && u.provider_id);
   const shiftForm = formCard("admin.new_shift", {
-    user_id: { label: "f.worker", options: staff.map((u) => [String(u.id), `${u.display_name} (${u.provider_id})`]) },
+    user_id: { label: "f.worker", options: staff.map((u) => [String(u.id), `${u.display_name} (${u.provider_id})`, true]) },
     starts_at: { label: "f.starts", type: "datetime-local", required: true }, ends_at: { label: "f.ends", type: "datetime-local", required: true },
   }, (v) => { const u = staff.find((x) => String(x.id) === v.user_id);
     return api(`/providers/${u.provider_id}/shifts`, { body: { user_id: Number(v.user_id), starts_at: new Date(v.starts_at).toISOString(), ends_at: new Date(v.ends_at).toISOString() } }).then(() => null); }, "shift-form");

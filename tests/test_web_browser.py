@@ -1,0 +1,239 @@
+"""The web consoles in a real headless Chromium against a real uvicorn server (engine running).
+
+A care worker sees a fall arrive live and acknowledges it; the family portal then shows it
+handled; another family cannot open that resident's page; every main page is screenshotted in
+both languages and checked for labels left in the other language.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import uvicorn
+from conftest import chromium_path
+from platform_seed import World, seed_world
+
+from eldercare.config import Settings
+
+pytestmark = pytest.mark.browser
+
+SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 15_000
+
+# Visible text of the page without data (names, ids, times: class "data"), the language button
+# (named in the other language on purpose) and toasts (API messages).
+VISIBLE_LABELS = """() => {
+  const c = document.body.cloneNode(true);
+  c.querySelectorAll('.data, script, canvas, #lang, #toast, [hidden]').forEach((e) => e.remove());
+  return c.textContent.replace(/\\s+/g, ' ').trim();
+}"""
+
+
+@pytest.fixture
+def world(db_url: str) -> World:
+    with psycopg.connect(db_url) as conn:
+        return seed_world(conn)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(settings: Settings, world: World) -> Iterator[str]:
+    """The whole app with the web pages mounted, under uvicorn on a free port."""
+    from eldercare.platform.app import create_app
+    from eldercare.platform.web import mount
+
+    app = mount(create_app(settings))
+    port = free_port()
+    srv = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning")
+    )
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    hub = getattr(app.state, "hub", None)
+    while hub is not None and not hub.listening.is_set():
+        assert time.monotonic() < deadline, "hub did not start listening"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(20)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def new_page(browser: Any, base: str, *, phone: bool = False) -> Any:
+    """A fresh context (own sessionStorage and localStorage), English browser."""
+    size = {"width": 390, "height": 844} if phone else {"width": 1200, "height": 900}
+    ctx = browser.new_context(viewport=size, locale="en-US")
+    page = ctx.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(base + "/web/")
+    return page
+
+
+def sign_in(page: Any, username: str, password: str) -> None:
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("#login-submit")
+    page.wait_for_selector("#logout:not([hidden])")
+
+
+def settle(page: Any) -> None:
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(150)  # charts are drawn on the next animation frame
+
+
+def check_language(page: Any, lang: str) -> str:
+    text = str(page.evaluate(VISIBLE_LABELS))
+    assert page.evaluate("document.documentElement.lang") == lang
+    if lang == "zh-CN":
+        left = re.findall(r"[A-Za-z]{2,}", text)
+        assert left == [], f"English left on a Chinese page: {left[:10]} in {text[:300]}"
+    else:
+        left = re.findall(r"[\u4e00-\u9fff]+", text)
+        assert left == [], f"Chinese left on an English page: {left[:10]} in {text[:300]}"
+    return text
+
+
+def both_languages(page: Any, name: str) -> None:
+    """Screenshot and check the page as shown, then in the other language, then switch back."""
+    settle(page)
+    first = str(page.evaluate("document.documentElement.lang"))
+    other = "en" if first == "zh-CN" else "zh-CN"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    text_first = check_language(page, first)
+    page.screenshot(path=str(SHOTS / f"{name}-{first}.png"), full_page=True)
+    page.click("#lang")
+    page.wait_for_function(f"document.documentElement.lang === {json.dumps(other)}")
+    settle(page)
+    text_other = check_language(page, other)
+    page.screenshot(path=str(SHOTS / f"{name}-{other}.png"), full_page=True)
+    assert text_first != text_other
+    page.click("#lang")
+    page.wait_for_function(f"document.documentElement.lang === {json.dumps(first)}")
+    settle(page)
+
+
+def queue_fall(db_url: str, seq: int = 1) -> None:
+    """What ingest does for the edge's fall event: a work row and NOTIFY alert_work."""
+    hz = 50
+    n = 4 * hz
+    x = [int(30 * math.sin(i / 5)) for i in range(n)]
+    y = [int(20 * math.cos(i / 7)) for i in range(n)]
+    z = [1000 if abs(i - n // 2) > 3 else 3200 - 400 * abs(i - n // 2) for i in range(n)]
+    now_ms = int(time.time() * 1000)
+    payload = {
+        "v": 1, "epoch": "e-web", "seq": seq, "t": now_ms, "sensor": "wearable-res-1", "kind": "fall",
+        "confidence": 0.93, "resident": "res-1", "gateway": "gw-home-1", "site": "home-1",
+        "evidence": {"acc": {"t0": now_ms - 2000, "hz": hz, "unit": "mg", "x": x, "y": y, "z": z}},
+    }  # fmt: skip
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO alert_work (kind, gateway_id, site_id, payload)"
+            " VALUES ('event', 'gw-home-1', 'home-1', %s::jsonb)",
+            (json.dumps(payload),),
+        )
+        conn.execute("NOTIFY alert_work")
+
+
+def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
+    browser: Any, server: str, db_url: str, world: World
+) -> None:
+    page = new_page(browser, server)
+    both_languages(page, "login")
+    sign_in(page, "worker1", world.password)
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"  # worker1's own language
+    page.wait_for_selector("#alert-list")
+    page.wait_for_selector("#live:not([hidden])")
+    live = page.evaluate("S.live")
+
+    queue_fall(db_url)
+    item = page.wait_for_selector("#alert-list [data-state=open]")  # no reload
+    assert "跌倒" in item.inner_text()
+    assert live == "ws", "the alert should be pushed over the WebSocket"
+    both_languages(page, "console")
+    page.click("#alert-list [data-ack]")
+    page.wait_for_selector("#alert-list [data-state=acknowledged]")
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT state FROM alerts").fetchall() == [("acknowledged",)]
+
+    page.click("#alert-list a[href^='#/alert/']")
+    page.wait_for_selector("#evidence-chart canvas")
+    page.wait_for_selector("#notifications tr:nth-child(2)")  # who was notified
+    both_languages(page, "alert-detail")
+    page.click("a[href='#/resident/res-1']")
+    page.wait_for_selector("#sensors")
+    assert "pir-kitchen" in page.inner_text("#sensors")
+    both_languages(page, "resident-card")
+
+    fam = new_page(browser, server, phone=True)
+    sign_in(fam, "family1", world.password)
+    fam.wait_for_selector("#alert-history [data-state=acknowledged]")
+    fam.wait_for_selector("#consent-notice")  # family1's consent covers no raw activity
+    both_languages(fam, "family")
+
+    other = new_page(browser, server, phone=True)
+    sign_in(other, "family2", world.password)
+    other.wait_for_selector("#today")
+    other.goto(server + "/web/#/family/res-1")
+    denied = other.wait_for_selector("#denied")
+    assert denied.inner_text() in ("Not found, or you may not see it.", "You may not see this.")
+    assert "Wang Fang" not in other.inner_text("main")
+
+
+def test_admin_and_tester_pages_work_in_both_languages(browser: Any, server: str, world: World) -> None:
+    page = new_page(browser, server)
+    sign_in(page, "admin", world.password)
+    page.goto(server + "/web/#/admin")
+    page.wait_for_selector("#gateway-form")
+    both_languages(page, "admin")
+    page.fill("#gateway-form-id", "gw-web-1")
+    page.select_option("#gateway-form-site_id", "home-2")
+    page.click("#gateway-form button[type=submit]")
+    creds = page.wait_for_selector("#mqtt-credentials")
+    assert re.search(r"password: \S{12,}", creds.inner_text())
+
+    tester = new_page(browser, server)
+    sign_in(tester, "tester", world.password)
+    tester.wait_for_selector("#sim-residents [data-trigger='sim-res-1']")
+    assert "res-1" not in tester.inner_text("#sim-residents").replace("sim-res-1", "")
+    both_languages(tester, "tester")
