@@ -6,6 +6,7 @@ Three loops, each safe to run on any number of replicas because every step claim
 - work: events and status rows that ingest queued (``alert_work``), woken by ``NOTIFY alert_work``;
 - escalation: open alerts whose acknowledgement deadline passed climb one tier;
 - heartbeat: gateways that say they are online but whose heartbeats stopped reaching the database;
+- inactivity: each resident's inactivity detector, fed the home's readings and the clock;
 - pushes: this replica's WebSocket hub, listening on ``alerts`` (:mod:`eldercare.platform.notify.hub`);
 - deliveries: queued webhooks and e-mails, retried with backoff (:mod:`eldercare.platform.notify.delivery`).
 """
@@ -15,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from eldercare.platform.engine import escalation, rules
+from eldercare.platform.engine import escalation, inactivity, rules
 from eldercare.platform.notify.delivery import Deliverer
 from eldercare.platform.notify.hub import Hub
 from eldercare.platform.repo import alerts as repo
@@ -32,6 +34,7 @@ POLL_S = 2.0  # work is also polled, in case a NOTIFY was missed while reconnect
 ESCALATION_TICK_S = 1.0
 HEARTBEAT_TICK_S = 30.0
 HEARTBEAT_LIMIT_S = 300.0  # five default heartbeat periods
+INACTIVITY_TICK_S = 15.0  # how often due residents are looked for; each is due every 60 s
 
 
 async def apply(conn: AsyncConnection[Any], decision: rules.Decision, *, email: bool = False) -> None:
@@ -137,6 +140,74 @@ async def check_heartbeats(pool: AsyncConnectionPool[Any], *, limit_s: float = H
     return stalled
 
 
+async def drive_inactivity(
+    pool: AsyncConnectionPool[Any],
+    *,
+    now_s: float | None = None,
+    email: bool = False,
+    every_s: float = inactivity.TICK_S,
+    batch: int = 20,
+) -> int:
+    """One round of every due resident's inactivity detector; returns how many alerts it raised.
+
+    Residents are claimed a batch per transaction with ``FOR UPDATE SKIP LOCKED``: the detector's
+    state, the alerts it raised and its next due time commit together, on whichever replica.
+    """
+    now_s = time.time() if now_s is None else now_s
+    async with pool.connection() as conn:
+        await repo.ensure_detectors(conn, detector=inactivity.DETECTOR)
+    raised = 0
+    while True:
+        async with pool.connection() as conn, conn.transaction():
+            due = await repo.claim_detectors(conn, detector=inactivity.DETECTOR, now_s=now_s, limit=batch)
+            for row in due:
+                decisions = await _drive_one(conn, row, now_s=now_s, every_s=every_s)
+                for decision in decisions:
+                    await apply(conn, decision, email=email)
+                raised += len(decisions)
+        if len(due) < batch:
+            return raised
+
+
+async def _drive_one(
+    conn: AsyncConnection[Any], row: dict[str, Any], *, now_s: float, every_s: float
+) -> list[rules.Open]:
+    state = row["state"] or {}
+    site, sensitivity = row["site_id"], float(row["sensitivity"])
+    kinds = list(inactivity.SENSOR_KINDS)
+    fitted_s = float(row["fitted_s"]) if row["fitted_s"] is not None else None
+    alerts = []
+    if not state.get("detector") or fitted_s is None or now_s - fitted_s >= inactivity.REFIT_S:
+        start = now_s - inactivity.FIT_DAYS * 86_400.0
+        history = inactivity.events(
+            await repo.home_readings(conn, site=site, after_s=start, until_s=now_s, kinds=kinds)
+        )
+        offset = inactivity.utc_offset_s(row["timezone"], datetime.fromtimestamp(now_s, UTC))
+        det = await asyncio.to_thread(inactivity.fit, history, sensitivity=sensitivity, offset_s=offset)
+        last, fitted_s = (history[-1][0] if history else start), now_s
+        log.info("inactivity detector of %s fitted on %s readings", row["resident_id"], len(history))
+    else:
+        det = inactivity.restore(state, sensitivity=sensitivity)
+        last = float(state["last_event_s"])
+        fresh = inactivity.events(
+            await repo.home_readings(conn, site=site, after_s=last, until_s=now_s, kinds=kinds)
+        )
+        for ev in fresh:  # check before each event, as detect() does: silences that just ended count
+            alerts += det.check(ev[0])
+            det.update(ev)
+        last = fresh[-1][0] if fresh else last
+        fitted_s = None
+    alerts += det.check(now_s)
+    await repo.save_detector(
+        conn,
+        resident=row["resident_id"],
+        detector=inactivity.DETECTOR,
+        state={"detector": det.to_dict(), "last_event_s": last, "due_s": now_s + every_s},
+        fitted_s=fitted_s,
+    )
+    return inactivity.decisions(alerts, resident=row["resident_id"], site=site)
+
+
 async def _work_loop(pool: AsyncConnectionPool[Any], conninfo: str, email: bool) -> None:
     while True:
         try:
@@ -178,10 +249,14 @@ def start(state: Any) -> list[asyncio.Task[None]]:
     async def escalate(p: AsyncConnectionPool[Any]) -> int:
         return await escalate_due(p, email=email)
 
+    async def inactive(p: AsyncConnectionPool[Any]) -> int:
+        return await drive_inactivity(p, email=email)
+
     return [
         asyncio.create_task(hub.run(), name="alert-pushes"),
         asyncio.create_task(Deliverer(pool, settings).run(), name="alert-deliveries"),
         asyncio.create_task(_work_loop(pool, conninfo, email), name="alert-work"),
         asyncio.create_task(_tick("escalation", ESCALATION_TICK_S, escalate, pool), name="escalation"),
         asyncio.create_task(_tick("heartbeats", HEARTBEAT_TICK_S, check_heartbeats, pool), name="heartbeats"),
+        asyncio.create_task(_tick("inactivity", INACTIVITY_TICK_S, inactive, pool), name="inactivity"),
     ]

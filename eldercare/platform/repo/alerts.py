@@ -614,3 +614,70 @@ async def notified_members(
 async def user_locale(conn: AsyncConnection[Any], *, user_id: int) -> str:
     row = await _row(conn, "SELECT locale FROM users WHERE id = %(u)s", {"u": user_id})
     return str(row["locale"]) if row else "zh-CN"
+
+
+# Inactivity detector state ----------------------------------------------------------------------
+
+DETECTOR_METRICS = ["motion", "contact", "in_bed", "power", "press"]
+
+
+async def ensure_detectors(conn: AsyncConnection[Any], *, detector: str) -> None:
+    """A settings row for every resident with a home, so each can be claimed."""
+    await conn.execute(
+        "INSERT INTO detector_settings (resident_id, detector) SELECT id, %(d)s FROM residents"
+        " WHERE home_site_id IS NOT NULL ON CONFLICT DO NOTHING",
+        {"d": detector},
+    )
+
+
+async def claim_detectors(
+    conn: AsyncConnection[Any], *, detector: str, now_s: float, limit: int = 20
+) -> list[Row]:
+    """Residents whose detector is due, locked for the caller's transaction (other replicas skip)."""
+    return await _rows(
+        conn,
+        """
+        SELECT d.resident_id, d.sensitivity, d.state, extract(epoch FROM d.fitted_at) AS fitted_s,
+               r.home_site_id AS site_id, s.timezone
+        FROM detector_settings d
+        JOIN residents r ON r.id = d.resident_id JOIN sites s ON s.id = r.home_site_id
+        WHERE d.detector = %(d)s
+          AND coalesce((d.state ->> 'due_s')::double precision, 0) <= %(now)s
+        ORDER BY d.resident_id FOR UPDATE OF d SKIP LOCKED LIMIT %(limit)s
+        """,
+        {"d": detector, "now": now_s, "limit": limit},
+    )
+
+
+async def home_readings(
+    conn: AsyncConnection[Any], *, site: str, after_s: float, until_s: float, kinds: list[str]
+) -> list[Row]:
+    """The home's sensor readings (and gateway heartbeats) in ``(after_s, until_s]``, in time order."""
+    return await _rows(
+        conn,
+        """
+        SELECT extract(epoch FROM r.ts) AS t, coalesce(s.kind, 'heartbeat') AS kind, s.room, r.value
+        FROM readings r
+        JOIN gateways g ON g.id = r.gateway_id
+        LEFT JOIN sensors s ON s.gateway_id = r.gateway_id AND s.id = r.sensor_id
+        WHERE g.site_id = %(site)s
+          AND r.ts > to_timestamp(%(after)s) AND r.ts <= to_timestamp(%(until)s)
+          AND ((s.kind = ANY(%(kinds)s) AND r.metric = ANY(%(metrics)s))
+               OR (r.sensor_id = r.gateway_id AND r.metric = 'heartbeat'))
+        ORDER BY r.ts
+        """,
+        {"site": site, "after": after_s, "until": until_s, "kinds": kinds, "metrics": DETECTOR_METRICS},
+    )
+
+
+async def save_detector(
+    conn: AsyncConnection[Any], *, resident: str, detector: str, state: dict[str, Any], fitted_s: float | None
+) -> None:
+    await conn.execute(
+        """
+        UPDATE detector_settings SET state = %(state)s::jsonb,
+            fitted_at = coalesce(to_timestamp(%(fitted)s), fitted_at)
+        WHERE resident_id = %(r)s AND detector = %(d)s
+        """,
+        {"state": json.dumps(state), "fitted": fitted_s, "r": resident, "d": detector},
+    )

@@ -1,0 +1,94 @@
+"""Driving the inactivity detector from the database and a clock, one resident at a time.
+
+Each resident has a ``detector_settings`` row (``detector = 'inactivity'``) holding the fitted
+detector's state as JSON, when it was fitted, and the sensitivity the outcome feedback adjusts.
+Every tick a replica claims due rows with ``FOR UPDATE SKIP LOCKED``, so each resident is driven
+by exactly one replica at a time and the state never forks. Per resident: refit once a day from
+the last :data:`FIT_DAYS` days of the home's readings, otherwise feed the readings since the last
+event the detector saw, then ``check(now)``; the detector's alerts become :class:`rules.Open`
+decisions carried out by the engine like any other.
+
+This module holds the pure parts (readings to detector events, detector alerts to decisions);
+the SQL is in :mod:`eldercare.platform.repo.alerts`, the loop in :mod:`.service`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from eldercare.models.inactivity import InactivityAlert, InactivityDetector
+from eldercare.platform.engine import rules
+
+DETECTOR = "inactivity"
+FIT_DAYS = 14
+REFIT_S = 86_400.0
+TICK_S = 60.0
+SENSOR_KINDS = ("pir", "door", "bed", "plug", "sos")
+# detector kinds that become resident alerts; device_silent is left to the gateway's own checks
+ALERT_KIND = {
+    "inactivity": "inactivity",
+    "no_wake": "inactivity",
+    "bathroom_too_long": "inactivity",
+    "night_wandering": "night_wandering",
+    "bed_exit_no_return": "bed_exit_no_return",
+}
+
+
+def utc_offset_s(timezone: str | None, at: datetime) -> float:
+    """The site's offset from UTC at ``at`` (hours of the day are local to the home)."""
+    try:
+        offset = at.astimezone(ZoneInfo(timezone or "UTC")).utcoffset()
+    except (ZoneInfoNotFoundError, ValueError):
+        return 0.0
+    return offset.total_seconds() if offset is not None else 0.0
+
+
+def events(rows: Iterable[dict[str, Any]]) -> list[tuple[float, str, str, float]]:
+    """Readings (``t`` in seconds, sensor ``kind``, ``room``, ``value``) as detector events."""
+    return [(float(r["t"]), str(r["kind"]), str(r["room"] or ""), float(r["value"])) for r in rows]
+
+
+def fit(
+    history: list[tuple[float, str, str, float]], *, sensitivity: float, offset_s: float
+) -> InactivityDetector:
+    return InactivityDetector(sensitivity=sensitivity, utc_offset_s=offset_s).fit(history)
+
+
+def restore(state: dict[str, Any], *, sensitivity: float) -> InactivityDetector:
+    det = InactivityDetector.from_dict(state["detector"])
+    det.sensitivity = sensitivity  # the outcome feedback may have moved it since the last tick
+    return det
+
+
+def decisions(alerts: Iterable[InactivityAlert], *, resident: str, site: str) -> list[rules.Open]:
+    """The detector's resident alerts as engine decisions, with its explanation in both languages."""
+    out = []
+    for a in alerts:
+        kind = ALERT_KIND.get(a.kind)
+        if kind is None:
+            continue
+        figures = {
+            "detector_kind": a.kind,
+            "room": a.room,
+            "expected_s": round(a.expected_s),
+            "observed_s": round(a.observed_s),
+            "threshold_s": round(a.threshold_s),
+            "since_ms": int(a.since * 1000),
+        }
+        out.append(
+            rules.Open(
+                kind,
+                rules.dedup_key(kind, resident=resident, site=site),
+                int(a.t * 1000),
+                resident_id=resident,
+                site_id=site,
+                gateway_id=None,
+                sensor_id=a.sensor or None,
+                summary={"en": a.reason, "zh-CN": a.reason_zh, **figures},
+                evidence={"detector": DETECTOR, **a.to_dict()},
+            )
+        )
+    return out
