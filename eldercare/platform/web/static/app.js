@@ -10,6 +10,7 @@ const S = {
   me: JSON.parse(sessionStorage.getItem("me") || "null"),
   lang: localStorage.getItem("lang") || ((navigator.language || "").startsWith("zh") ? "zh-CN" : "en"),
   alerts: new Map(),
+  names: new Map(), // resident id -> name, for alerts that come without one
   ws: null,
   poll: null,
   live: "off",
@@ -54,6 +55,7 @@ function fmtTime(iso) {
     hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 const T = (iso) => D(fmtTime(iso));
+const who = (a) => a.resident_name || S.names.get(a.resident_id) || a.resident_id || a.site_id;
 function enumLabel(group, v) { return v ? L(group + "." + v) : D(null); }
 
 function toast(msg) {
@@ -99,6 +101,7 @@ function logout() {
 }
 
 async function switchLang() {
+  document.getElementById("toast").style.display = "none";
   S.lang = S.lang === "zh-CN" ? "en" : "zh-CN";
   localStorage.setItem("lang", S.lang);
   if (S.token) {
@@ -156,6 +159,7 @@ function startLive() {
   ws.onerror = () => {};
   // Ask for the current list too: pushes only carry what changes from now on.
   loadAlerts();
+  api("/residents?limit=1000").then((rs) => { rs.forEach((r) => S.names.set(r.id, r.name)); onAlertsChanged(); }).catch(() => {});
 }
 
 function startPolling() {
@@ -193,7 +197,7 @@ async function refreshAlert(id, event) {
 
 function announce(a) {
   beep(a.severity);
-  const title = t("kind." + a.kind) + (a.resident_name ? " · " + a.resident_name : "");
+  const title = t("kind." + a.kind) + " · " + who(a);
   toast(title);
   if ("Notification" in window && Notification.permission === "granted") {
     try { new Notification(title, { body: t("notify.body"), tag: "alert-" + a.id }); } catch (e) { /* no-op */ }
@@ -242,7 +246,7 @@ function alertItem(a, opts = {}) {
       S.alerts.set(a.id, { ...a, ...u }); onAlertsChanged(a.id); toast(t("alert.acked")); } catch (e) { toast(e.message); } } } }) : null;
   return h("li", { class: `alert sev-${a.severity} state-${a.state}`, "data-alert": a.id, "data-state": a.state },
     h("div", { class: "body" },
-      h("div", { class: "title" }, L("kind." + a.kind), " · ", D(a.resident_name || a.resident_id || a.site_id)),
+      h("div", { class: "title" }, L("kind." + a.kind), " · ", D(who(a))),
       h("div", { class: "meta" },
         h("span", { class: "badge sev-" + a.severity }, t("sev." + a.severity)),
         h("span", { class: "badge state-" + a.state, "data-i18n": "state." + a.state }, t("state." + a.state)),
@@ -328,7 +332,7 @@ async function pageAlert(id) {
   const facts = h("table", {},
     h("tr", {}, h("th", { i18n: "alert.state" }), h("td", {}, L("state." + a.state), a.outcome ? [" · ", L("outcome." + a.outcome)] : null)),
     h("tr", {}, h("th", { i18n: "alert.severity" }), h("td", {}, L("sev." + a.severity))),
-    h("tr", {}, h("th", { i18n: "alert.resident" }), h("td", {}, a.resident_id ? h("a", { href: "#/resident/" + a.resident_id }, D(a.resident_name || a.resident_id)) : D(null))),
+    h("tr", {}, h("th", { i18n: "alert.resident" }), h("td", {}, a.resident_id ? h("a", { href: "#/resident/" + a.resident_id }, D(who(a))) : D(null))),
     h("tr", {}, h("th", { i18n: "alert.site" }), h("td", {}, D(a.site_id), " ", D(a.sensor_id))),
     h("tr", {}, h("th", { i18n: "alert.detected" }), h("td", {}, T(a.detected_at), " · ", L("alert.detections"), " ", D(a.detections))),
     h("tr", {}, h("th", { i18n: "alert.tier" }), h("td", {}, D(a.tier))),
@@ -350,7 +354,7 @@ async function pageAlert(id) {
   const trail = h("table", {}, h("tr", {}, h("th", { i18n: "trail.at" }), h("th", { i18n: "trail.action" }), h("th", { i18n: "trail.who" }), h("th", { i18n: "trail.note" })),
     ...a.trail.map((r) => h("tr", {}, h("td", {}, T(r.at)), h("td", {}, L("trail." + r.action)), h("td", {}, D(r.actor)), h("td", {}, D(r.note)))));
   main().replaceChildren(
-    h("h1", {}, L("kind." + a.kind), " · ", D(a.resident_name || a.resident_id || a.site_id)),
+    h("h1", {}, L("kind." + a.kind), " · ", D(who(a))),
     h("ul", { class: "alerts" }, alertItem(a, { noDetail: true })),
     h("div", { class: "grid" }, h("div", { class: "card" }, facts),
       canResolve ? h("form", { class: "card", id: "resolve-form", on: { submit: (e) => { e.preventDefault(); act("resolve", { outcome: outcome.value, note: note.value || null }); } } },
