@@ -1,0 +1,91 @@
+"""The hub across replicas: an alert made by one engine reaches sockets held by other replicas'
+hubs through LISTEN/NOTIFY, each socket only if its user may see the alert; a dead socket is
+dropped without stopping the others."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from platform_seed import World, seed_world
+from psycopg_pool import AsyncConnectionPool
+
+from eldercare.platform.engine import service
+from eldercare.platform.notify.hub import Hub
+
+NOW_MS = int(time.time() * 1000)
+
+
+@pytest.fixture
+def world(db_url: str) -> World:
+    with psycopg.connect(db_url) as conn:
+        return seed_world(conn)
+
+
+class Console:
+    """The server side of one connected socket, as the hub sees it."""
+
+    def __init__(self, broken: bool = False) -> None:
+        self.got: list[dict[str, Any]] = []
+        self.broken = broken
+        self.arrived = asyncio.Event()
+
+    async def send_text(self, data: str) -> None:
+        if self.broken:
+            raise ConnectionResetError("client went away")
+        self.got.append(json.loads(data))
+        self.arrived.set()
+
+
+def queue(db_url: str, gateway: str, site: str, sensor: str, kind: str) -> None:
+    payload = {
+        "v": 1, "epoch": "e", "seq": 1, "t": NOW_MS, "sensor": sensor, "kind": kind, "confidence": 0.9,
+        "resident": None, "evidence": {}, "gateway": gateway, "site": site,
+    }  # fmt: skip
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO alert_work (kind, gateway_id, site_id, payload) VALUES ('event', %s, %s, %s::jsonb)",
+            (gateway, site, json.dumps(payload)),
+        )
+
+
+def test_an_alert_made_on_one_replica_reaches_sockets_on_the_others(db_url: str, world: World) -> None:
+    queue(db_url, "gw-home-1", "home-1", "wearable-res-1", "fall")
+    worker, family1, family2, dead, tester = Console(), Console(), Console(), Console(broken=True), Console()
+
+    async def main() -> None:
+        pools = [
+            AsyncConnectionPool(db_url, min_size=1, max_size=3, kwargs={"autocommit": True}, open=False)
+            for _ in range(3)
+        ]
+        for p in pools:
+            await p.open()
+        try:
+            engine_pool, pool_a, pool_b = pools
+            hub_a, hub_b = Hub(pool_a, db_url), Hub(pool_b, db_url)
+            hub_a.register(world.user_id("worker1"), worker)
+            hub_a.register(world.user_id("family1"), dead)  # a second socket of family1, broken
+            hub_b.register(world.user_id("family1"), family1)
+            hub_b.register(world.user_id("family2"), family2)
+            hub_b.register(world.user_id("tester"), tester)
+            tasks = [asyncio.create_task(h.run()) for h in (hub_a, hub_b)]
+            await asyncio.wait_for(asyncio.gather(hub_a.listening.wait(), hub_b.listening.wait()), 10)
+            assert await service.process_work(engine_pool) == 1  # the engine of a third replica
+            await asyncio.wait_for(asyncio.gather(worker.arrived.wait(), family1.arrived.wait()), 10)
+            await asyncio.sleep(0.5)  # time for anything wrongly routed to arrive too
+            assert hub_a.connected_users == [world.user_id("worker1")]  # the dead socket is gone
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for p in pools:
+                await p.close()
+
+    asyncio.run(main())
+    assert [m["event"] for m in worker.got] == ["notified"] == [m["event"] for m in family1.got]
+    assert worker.got[0]["alert"]["resident_id"] == "res-1"
+    assert family2.got == [] and tester.got == []  # another family; a tester sees simulated sites only
