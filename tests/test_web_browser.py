@@ -118,8 +118,9 @@ def sign_in(page: Any, username: str, password: str) -> None:
 
 
 def settle(page: Any) -> None:
-    page.wait_for_load_state("networkidle")
-    page.wait_for_timeout(150)  # charts are drawn on the next animation frame
+    """Wait until the page's last render finished (app.js marks it) and charts are drawn."""
+    page.wait_for_selector("body[data-ready='1']", state="attached")
+    page.wait_for_timeout(100)  # charts are drawn on the next animation frame
 
 
 def check_language(page: Any, lang: str) -> str:
@@ -153,7 +154,9 @@ def both_languages(page: Any, name: str) -> None:
     settle(page)
 
 
-def queue_fall(db_url: str, seq: int = 1) -> None:
+def queue_fall(
+    db_url: str, seq: int = 1, *, resident: str = "res-1", gateway: str = "gw-home-1", site: str = "home-1"
+) -> None:
     """What ingest does for the edge's fall event: a work row and NOTIFY alert_work."""
     hz = 50
     n = 4 * hz
@@ -162,15 +165,14 @@ def queue_fall(db_url: str, seq: int = 1) -> None:
     z = [1000 if abs(i - n // 2) > 3 else 3200 - 400 * abs(i - n // 2) for i in range(n)]
     now_ms = int(time.time() * 1000)
     payload = {
-        "v": 1, "epoch": "e-web", "seq": seq, "t": now_ms, "sensor": "wearable-res-1", "kind": "fall",
-        "confidence": 0.93, "resident": "res-1", "gateway": "gw-home-1", "site": "home-1",
+        "v": 1, "epoch": "e-web", "seq": seq, "t": now_ms, "sensor": f"wearable-{resident}", "kind": "fall",
+        "confidence": 0.93, "resident": resident, "gateway": gateway, "site": site,
         "evidence": {"acc": {"t0": now_ms - 2000, "hz": hz, "unit": "mg", "x": x, "y": y, "z": z}},
     }  # fmt: skip
     with psycopg.connect(db_url) as conn:
         conn.execute(
-            "INSERT INTO alert_work (kind, gateway_id, site_id, payload)"
-            " VALUES ('event', 'gw-home-1', 'home-1', %s::jsonb)",
-            (json.dumps(payload),),
+            "INSERT INTO alert_work (kind, gateway_id, site_id, payload) VALUES ('event', %s, %s, %s::jsonb)",
+            (gateway, site, json.dumps(payload)),
         )
         conn.execute("NOTIFY alert_work")
 
@@ -220,7 +222,9 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     assert "Wang Fang" not in other.inner_text("main")
 
 
-def test_admin_and_tester_pages_work_in_both_languages(browser: Any, server: str, world: World) -> None:
+def test_admin_and_tester_pages_work_in_both_languages(
+    browser: Any, server: str, db_url: str, world: World
+) -> None:
     page = new_page(browser, server)
     sign_in(page, "admin", world.password)
     page.goto(server + "/web/#/admin")
@@ -236,4 +240,15 @@ def test_admin_and_tester_pages_work_in_both_languages(browser: Any, server: str
     sign_in(tester, "tester", world.password)
     tester.wait_for_selector("#sim-residents [data-trigger='sim-res-1']")
     assert "res-1" not in tester.inner_text("#sim-residents").replace("sim-res-1", "")
+    tester.select_option("[data-kind-for='sim-res-1']", "sos")
+    tester.click("[data-trigger='sim-res-1']")
+    tester.wait_for_function("document.getElementById('toast').textContent === 'Incident requested'")
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT resident_id, kind FROM sim_incidents").fetchall() == [
+            ("sim-res-1", "sos")
+        ]
+    queue_fall(db_url, resident="sim-res-1", gateway="gw-sim-1", site="sim-home-1")
+    tester.wait_for_selector("#alert-list [data-state=open]")  # arrives without reload
+    tester.click("#score-refresh")
+    tester.wait_for_selector("#score-tables")
     both_languages(tester, "tester")

@@ -12,6 +12,7 @@ const S = {
   alerts: new Map(),
   names: new Map(), // resident id -> name, for alerts that come without one
   ws: null,
+  gen: 0, // render generation
   poll: null,
   live: "off",
 };
@@ -101,6 +102,7 @@ function logout() {
 }
 
 async function switchLang() {
+  document.body.dataset.ready = "0";
   document.getElementById("toast").style.display = "none";
   S.lang = S.lang === "zh-CN" ? "en" : "zh-CN";
   localStorage.setItem("lang", S.lang);
@@ -223,9 +225,8 @@ let onAlertsChanged = () => {};
 
 /* ---------- pages ---------- */
 
-const main = () => document.getElementById("main");
 
-function pageLogin() {
+function pageLogin(_, root) {
   const err = h("p", { class: "err", id: "login-error" });
   const user = h("input", { name: "username", id: "username", autocomplete: "username", required: true });
   const pw = h("input", { name: "password", id: "password", type: "password", autocomplete: "current-password", required: true });
@@ -237,7 +238,7 @@ function pageLogin() {
   h("label", { for: "username", i18n: "login.username" }), user,
   h("label", { for: "password", i18n: "login.password" }), pw,
   h("p", {}, h("button", { class: "btn", type: "submit", id: "login-submit", i18n: "login.submit" })), err);
-  main().replaceChildren(form);
+  root.replaceChildren(form);
 }
 
 function alertItem(a, opts = {}) {
@@ -256,7 +257,7 @@ function alertItem(a, opts = {}) {
       opts.noDetail ? null : h("a", { class: "btn secondary", href: "#/alert/" + a.id, i18n: "alert.details" })));
 }
 
-async function pageConsole() {
+async function pageConsole(_, root) {
   const f = { tier: "", site: "", kind: "", state: "active" };
   const list = h("ul", { class: "alerts", id: "alert-list" });
   const sel = (name, options) => h("select", { name, id: "f-" + name, on: { change: (e) => { f[name] = e.target.value; draw(); } } },
@@ -279,8 +280,8 @@ async function pageConsole() {
       .sort((a, b) => (a.state === "open") - (b.state === "open") || new Date(a.detected_at) - new Date(b.detected_at)).reverse();
     list.replaceChildren(...(rows.length ? rows.map((a) => alertItem(a)) : [h("li", { class: "muted", i18n: "console.empty" })]));
   }
-  onAlertsChanged = draw;
-  main().replaceChildren(h("h1", { i18n: "console.title" }), notifyBtn, filters, list);
+  root.onAlerts = draw;
+  root.replaceChildren(h("h1", { i18n: "console.title" }), notifyBtn, filters, list);
   draw();
   startLive();
 }
@@ -321,13 +322,13 @@ function hourlyChart(cells, id, bucketHours) {
   return box;
 }
 
-async function pageAlert(id) {
+async function pageAlert(id, root) {
   let a;
-  try { a = await api("/alerts/" + id); } catch (e) { main().replaceChildren(h("p", { class: "err", id: "denied" }, t("err.not_found"))); return; }
+  try { a = await api("/alerts/" + id); } catch (e) { root.replaceChildren(h("p", { class: "err", id: "denied" }, t("err.not_found"))); return; }
   S.alerts.set(a.id, a);
   const outcome = h("select", { name: "outcome", id: "outcome" }, ...OUTCOMES.map((o) => h("option", { value: o }, t("outcome." + o))));
   const note = h("textarea", { name: "note", id: "note", rows: 2 });
-  const act = async (path, body) => { try { await api(`/alerts/${a.id}/${path}`, { body: body || {} }); toast(t("saved")); pageAlert(id); } catch (e) { toast(e.message); } };
+  const act = async (path, body) => { try { await api(`/alerts/${a.id}/${path}`, { body: body || {} }); toast(t("saved")); render(); } catch (e) { toast(e.message); } };
   const canResolve = S.me && S.me.role !== "family" && a.state !== "resolved";
   const facts = h("table", {},
     h("tr", {}, h("th", { i18n: "alert.state" }), h("td", {}, L("state." + a.state), a.outcome ? [" · ", L("outcome." + a.outcome)] : null)),
@@ -353,7 +354,7 @@ async function pageAlert(id) {
       h("td", {}, L("channel." + n.channel)), h("td", {}, L("notif." + n.status)), h("td", {}, T(n.delivered_at || n.created_at)))));
   const trail = h("table", {}, h("tr", {}, h("th", { i18n: "trail.at" }), h("th", { i18n: "trail.action" }), h("th", { i18n: "trail.who" }), h("th", { i18n: "trail.note" })),
     ...a.trail.map((r) => h("tr", {}, h("td", {}, T(r.at)), h("td", {}, L("trail." + r.action)), h("td", {}, D(r.actor)), h("td", {}, D(r.note)))));
-  main().replaceChildren(
+  root.replaceChildren(
     h("h1", {}, L("kind." + a.kind), " · ", D(who(a))),
     h("ul", { class: "alerts" }, alertItem(a, { noDetail: true })),
     h("div", { class: "grid" }, h("div", { class: "card" }, facts),
@@ -363,7 +364,7 @@ async function pageAlert(id) {
     h("div", { class: "card" }, h("h2", { i18n: a.kind === "fall" ? "alert.evidence_fall" : "alert.evidence_activity" }), evidence),
     h("div", { class: "card" }, h("h2", { i18n: "alert.notified" }), notified),
     h("div", { class: "card" }, h("h2", { i18n: "alert.trail" }), trail));
-  onAlertsChanged = (changed) => { if (changed === a.id) pageAlert(id); };
+  root.onAlerts = (changed) => { if (changed === a.id) render(); };
   startLive();
 }
 
@@ -379,15 +380,15 @@ async function sensorsByRoom(siteId) {
       h("td", {}, ...ss.map((s) => h("span", { class: "badge" }, t("sensor." + s.kind), " ", D(s.id)))))));
 }
 
-async function pageResident(id) {
+async function pageResident(id, root) {
   let r;
-  try { r = await api("/residents/" + id); } catch (e) { main().replaceChildren(h("p", { class: "err", id: "denied" }, t("err.not_found"))); return; }
+  try { r = await api("/residents/" + id); } catch (e) { root.replaceChildren(h("p", { class: "err", id: "denied" }, t("err.not_found"))); return; }
   const contacts = (r.emergency_contacts || []).map((c) => h("li", {}, D(c.name), " ", D(c.relation), " ",
     c.phone ? h("a", { href: "tel:" + c.phone }, D(c.phone)) : null));
   let team = null, sensors = null;
   try { team = (await api(`/residents/${id}/care-team`)).map((m) => h("li", {}, D(m.display_name), " ", D(m.provider_id))); } catch (e) { team = null; }
   try { sensors = await sensorsByRoom(r.home_site_id); } catch (e) { sensors = h("p", { class: "muted", i18n: "err.not_allowed" }); }
-  main().replaceChildren(h("h1", {}, L("res.card"), " · ", D(r.name)),
+  root.replaceChildren(h("h1", {}, L("res.card"), " · ", D(r.name)),
     h("div", { class: "grid" },
       h("div", { class: "card", id: "resident-card" }, h("table", {},
         h("tr", {}, h("th", { i18n: "res.care_level" }), h("td", {}, L("care." + r.care_level))),
@@ -402,17 +403,17 @@ async function pageResident(id) {
     h("div", { class: "card" }, h("h2", { i18n: "res.layout" }), sensors));
 }
 
-async function pageFamily(id) {
+async function pageFamily(id, root) {
   if (!id) {
     let rs = [];
     try { rs = await api("/residents"); } catch (e) { toast(e.message); }
     if (rs.length === 1) { location.replace("#/family/" + rs[0].id); return; }
-    main().replaceChildren(h("h1", { i18n: "family.title" }), h("ul", {}, rs.map((r) => h("li", {}, h("a", { href: "#/family/" + r.id }, D(r.name))))));
+    root.replaceChildren(h("h1", { i18n: "family.title" }), h("ul", {}, rs.map((r) => h("li", {}, h("a", { href: "#/family/" + r.id }, D(r.name))))));
     return;
   }
   let s;
   try { s = await api(`/residents/${encodeURIComponent(id)}/summary`); } catch (e) {
-    main().replaceChildren(h("h1", { i18n: "family.title" }), h("p", { class: "err", id: "denied" }, t(e.status === 403 ? "err.not_allowed" : "err.not_found")));
+    root.replaceChildren(h("h1", { i18n: "family.title" }), h("p", { class: "err", id: "denied" }, t(e.status === 403 ? "err.not_allowed" : "err.not_found")));
     return;
   }
   const sl = s.sleep_last_night;
@@ -433,9 +434,9 @@ async function pageFamily(id) {
   let r = null;
   try { r = await api("/residents/" + id); } catch (e) { /* profile not shared */ }
   const hist = h("table", { id: "alert-history" }, h("tr", {}, ...["trail.at", "family.what", "alert.state", "alert.outcome"].map((k) => h("th", { i18n: k }))),
-    ...history.map((a) => h("tr", { "data-alert": a.id, "data-state": a.state }, h("td", {}, T(a.detected_at)), h("td", {}, L("kind." + a.kind)),
+    ...history.map((a) => h("tr", { "data-alert": a.id, "data-state": a.state }, h("td", {}, T(a.detected_at)), h("td", {}, h("a", { href: "#/alert/" + a.id }, L("kind." + a.kind))),
       h("td", {}, h("span", { class: "badge state-" + a.state }, t("state." + a.state))), h("td", {}, a.outcome ? L("outcome." + a.outcome) : D(null)))));
-  main().replaceChildren(h("h1", {}, L("family.title"), " · ", D(s.name)),
+  root.replaceChildren(h("h1", {}, L("family.title"), " · ", D(s.name)),
     h("div", { class: "grid" }, today,
       h("div", { class: "card" }, h("h2", { i18n: "family.care" }), r ? h("table", {},
         h("tr", {}, h("th", { i18n: "res.provider" }), h("td", {}, D(r.home_care_provider_id))),
@@ -465,7 +466,9 @@ function formCard(titleKey, fields, submit, id) {
   return form;
 }
 
-async function pageAdmin() {
+function refreshAdmin() { setTimeout(() => { render(); toast(t("saved")); }, 0); return null; }
+
+async function pageAdmin(_, root) {
   const [sites, providers, policies, users] = await Promise.all(["/sites", "/providers", "/policies", "/users"].map((p) => api(p).catch(() => [])));
   const opt = (rows) => rows.map((r) => [String(r.id), `${r.name} (${r.id})`, true]);
   const none = [["", "—"]];
@@ -475,7 +478,7 @@ async function pageAdmin() {
     kind: { label: "f.kind", options: ["home", "station", "institution"].map((k) => [k, t("site." + k)]) },
     district: { label: "f.district" }, address: { label: "f.address" },
     provider_id: { label: "f.provider", options: [...none, ...opt(providers)] },
-  }, (v) => api("/sites", { body: { ...v, district: n(v.district), address: n(v.address), provider_id: n(v.provider_id) } }).then(() => null), "site-form");
+  }, (v) => api("/sites", { body: { ...v, district: n(v.district), address: n(v.address), provider_id: n(v.provider_id) } }).then(refreshAdmin), "site-form");
   const resForm = formCard("admin.new_resident", {
     id: { label: "f.id", required: true }, name: { label: "f.name", required: true },
     home_site_id: { label: "f.home_site", options: opt(sites) },
@@ -487,7 +490,7 @@ async function pageAdmin() {
   }, (v) => api("/residents", { body: { id: v.id, name: v.name, home_site_id: v.home_site_id, care_level: v.care_level,
     birth_year: v.birth_year ? Number(v.birth_year) : null, phone: n(v.phone), home_care_provider_id: n(v.home_care_provider_id),
     escalation_policy_id: v.escalation_policy_id ? Number(v.escalation_policy_id) : null,
-    emergency_contacts: v.contact_name ? [{ name: v.contact_name, phone: v.contact_phone }] : [] } }).then(() => null), "resident-form");
+    emergency_contacts: v.contact_name ? [{ name: v.contact_name, phone: v.contact_phone }] : [] } }).then(refreshAdmin), "resident-form");
   const gwForm = formCard("admin.new_gateway", {
     id: { label: "f.id", required: true }, site_id: { label: "f.site", options: opt(sites) }, description: { label: "f.description" },
   }, async (v) => {
@@ -509,24 +512,39 @@ async function pageAdmin() {
   const policyForm = formCard("admin.new_policy", { name: { label: "f.name", required: true }, ...tierFields }, (v) => {
     const tiers = [1, 2, 3].filter((i) => v["targets" + i]).map((i) => ({ tier: i, name: `tier ${i}`,
       targets: v["targets" + i].split(",").map((s) => s.trim()).filter(Boolean), ack_timeout_s: Number(v["timeout" + i]) || 300 }));
-    return api("/policies", { body: { name: v.name, tiers } }).then(() => null);
+    return api("/policies", { body: { name: v.name, tiers } }).then(refreshAdmin);
   }, "policy-form");
   const siteList = h("table", {}, h("tr", {}, h("th", { i18n: "f.id" }), h("th", { i18n: "f.name" }), h("th", { i18n: "f.kind" })),
     ...sites.map((s) => h("tr", {}, h("td", {}, D(s.id)), h("td", {}, D(s.name)), h("td", {}, L("site." + s.kind)))));
   const polList = h("table", {}, h("tr", {}, h("th", { i18n: "f.name" }), h("th", { i18n: "admin.tiers" })),
     ...policies.map((p) => h("tr", {}, h("td", {}, D(p.name)), h("td", {}, ...p.tiers.map((ti) => h("div", {}, D(`${ti.tier}: ${ti.targets.join(", ")} / ${ti.ack_timeout_s}s`)))))));
-  main().replaceChildren(h("h1", { i18n: "admin.title" }),
+  root.replaceChildren(h("h1", { i18n: "admin.title" }),
     h("div", { class: "grid" }, siteForm, resForm, gwForm, shiftForm, policyForm),
     h("div", { class: "grid" }, h("div", { class: "card" }, h("h2", { i18n: "admin.sites" }), siteList),
       h("div", { class: "card" }, h("h2", { i18n: "admin.policies" }), polList)));
 }
 
-async function pageTester() {
+function scoreTables(rep) {
+  const kinds = Object.entries(rep.kinds || {});
+  const fa = Object.entries(rep.false_alarms || {});
+  const acks = Object.entries(rep.time_to_ack || {});
+  const num = (v) => D(v === null || v === undefined ? null : v);
+  return h("div", { id: "score-tables" },
+    h("table", {}, h("tr", {}, ...["tester.kind", "tester.incidents_n", "tester.caught", "tester.missed", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
+      ...kinds.map(([k, v]) => h("tr", {}, h("td", {}, t("sim." + k) === "sim." + k ? L("kind." + k) : L("sim." + k)),
+        h("td", {}, num(v.incidents)), h("td", {}, num(v.caught)), h("td", {}, num(v.missed)), h("td", {}, num(v.delay_median_s)), h("td", {}, num(v.delay_p90_s))))),
+    h("p", {}, L("tester.false_alarms"), " ", ...fa.map(([k, n]) => h("span", { class: "badge" }, t("kind." + k), " ", D(n))),
+      " · ", L("tester.per_week"), " ", num(rep.false_alarms_per_resident_week), " · ", L("tester.resident_weeks"), " ", num(rep.resident_weeks)),
+    h("table", {}, h("tr", {}, ...["alert.tier", "tester.acknowledged", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
+      ...acks.map(([tier, v]) => h("tr", {}, h("td", {}, D(tier)), h("td", {}, num(v.acknowledged)), h("td", {}, num(v.median_s)), h("td", {}, num(v.p90_s))))));
+}
+
+async function pageTester(_, root) {
   let residents = [];
   try { residents = (await api("/residents?limit=1000")).filter((r) => r.simulated); } catch (e) { toast(e.message); }
   const score = h("div", { id: "score" });
   const loadScore = async () => {
-    try { const sc = await api("/sim/score"); score.replaceChildren(h("p", {}, L("tester.incidents"), " ", D(sc.incidents)), h("pre", { class: "data" }, JSON.stringify(sc.report, null, 1))); }
+    try { const sc = await api("/sim/score"); score.replaceChildren(h("p", {}, L("tester.incidents"), " ", D(sc.incidents)), scoreTables(sc.report)); }
     catch (e) { score.replaceChildren(h("p", { class: "muted" }, L("tester.no_score"), " ", D(e.message))); }
   };
   const table = h("table", { id: "sim-residents" }, h("tr", {}, h("th", { i18n: "f.id" }), h("th", { i18n: "f.name" }), h("th", { i18n: "f.home_site" }), h("th", { i18n: "tester.trigger" })),
@@ -542,27 +560,37 @@ async function pageTester() {
     const rows = [...S.alerts.values()].filter((a) => a.simulated).sort((a, b) => new Date(b.detected_at) - new Date(a.detected_at)).slice(0, 30);
     list.replaceChildren(...(rows.length ? rows.map((a) => alertItem(a)) : [h("li", { class: "muted", i18n: "console.empty" })]));
   };
-  onAlertsChanged = draw;
-  main().replaceChildren(h("h1", { i18n: "tester.title" }),
+  root.onAlerts = draw;
+  root.replaceChildren(h("h1", { i18n: "tester.title" }),
     h("div", { class: "card" }, h("h2", { i18n: "tester.residents" }), residents.length ? table : h("p", { class: "muted", i18n: "tester.none" })),
     h("div", { class: "card" }, h("h2", { i18n: "tester.alerts" }), list),
-    h("div", { class: "card" }, h("h2", { i18n: "tester.score" }), h("button", { class: "btn secondary", i18n: "tester.refresh", on: { click: loadScore } }), score));
+    h("div", { class: "card" }, h("h2", { i18n: "tester.score" }), h("button", { class: "btn secondary", id: "score-refresh", i18n: "tester.refresh", on: { click: loadScore } }), score));
   draw(); loadScore(); startLive();
 }
 
 /* ---------- router ---------- */
 
+/* Each render builds its page in a detached element and shows it only if no newer render began
+   meanwhile (a language switch while a page is still loading must not be undone by the old one). */
 async function render() {
+  const gen = ++S.gen;
+  document.body.dataset.ready = "0";
   chrome();
   const [, page, arg] = (location.hash || "#/").split("/");
   onAlertsChanged = () => {};
-  if (!S.token) { if (page !== "login") history.replaceState(null, "", "#/login"); chrome(); pageLogin(); return; }
-  const pages = { console: pageConsole, alert: pageAlert, resident: pageResident, family: pageFamily, admin: pageAdmin, tester: pageTester };
-  const fn = pages[page];
-  if (!fn) { location.replace(home()); return; }
-  try { await fn(arg && decodeURIComponent(arg)); } catch (e) { main().replaceChildren(h("p", { class: "err" }, e.message)); }
+  const root = h("main", { id: "main" });
+  let fn = { console: pageConsole, alert: pageAlert, resident: pageResident, family: pageFamily, admin: pageAdmin, tester: pageTester }[page];
+  if (!S.token) {
+    if (page !== "login") history.replaceState(null, "", "#/login");
+    fn = pageLogin;
+  } else if (!fn) { location.replace(home()); return; }
+  try { await fn(arg && decodeURIComponent(arg), root); } catch (e) { root.replaceChildren(h("p", { class: "err" }, e.message)); }
+  if (gen !== S.gen) return;
+  document.getElementById("main").replaceWith(root);
+  if (root.onAlerts) { onAlertsChanged = root.onAlerts; onAlertsChanged(); }
+  document.body.dataset.page = S.token ? page : "login";
   chrome();
-  document.body.dataset.page = page;
+  document.body.dataset.ready = "1";
 }
 
 document.getElementById("lang").addEventListener("click", switchLang);
