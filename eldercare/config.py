@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     mqtt_key_file: Path | None = None
     mqtt_tls_insecure: bool = False
     mqtt_keepalive_s: int = Field(default=30, ge=5)
+    # 3.1.1 only for brokers without MQTT v5 (the embedded amqtt): no shared subscriptions there.
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
 
     # Ingest.
     ingest_client_id: str = "eldercare-ingest-0"

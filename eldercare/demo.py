@@ -90,11 +90,12 @@ def _wait_http(url: str, timeout: float) -> None:
     raise click.ClickException(msg)
 
 
-def _child_env(settings: Settings, db_url: str, mqtt_url: str) -> dict[str, str]:
+def _child_env(settings: Settings, db_url: str, mqtt_url: str, protocol: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")}
     env.update(
         ELDERCARE_DATABASE_URL=db_url,
         ELDERCARE_MQTT_URL=mqtt_url,
+        ELDERCARE_MQTT_PROTOCOL=protocol,
         ELDERCARE_DATA_DIR=str(settings.data_dir.resolve()),
         ELDERCARE_HTTP_HOST=settings.http_host,
         ELDERCARE_HTTP_PORT=str(settings.http_port),
@@ -157,11 +158,14 @@ def demo(
             db_url = settings.database_url.get_secret_value()
         if settings.mqtt_url is None:
             click.echo("starting the embedded MQTT broker ...")
-            host, port = stack.enter_context(EmbeddedBroker(data_dir=data_dir / "broker"))
+            broker = EmbeddedBroker(data_dir=data_dir / "broker")
+            host, port = stack.enter_context(broker)
             mqtt_url = f"mqtt://{host}:{port}"
+            protocol = "5" if broker.supports_v5 else "3.1.1"
         else:
             mqtt_url = settings.mqtt_url.get_secret_value()
-        children = Children(_child_env(settings, db_url, mqtt_url), run_dir)
+            protocol = settings.mqtt_protocol
+        children = Children(_child_env(settings, db_url, mqtt_url, protocol), run_dir)
         stack.callback(children.stop)
 
         click.echo(children.run("migrate", "db", "migrate").strip().splitlines()[-1])

@@ -40,9 +40,10 @@ def run(ctx: click.Context, workers: int, commit_log: Path | None) -> None:
     from eldercare.ingest.worker import run_worker, supervise
 
     settings = get_settings(ctx)
-    if workers > 1 and not settings.ingest_shared_group:
+    if workers > 1 and (not settings.ingest_shared_group or settings.mqtt_protocol != "5"):
         raise click.BadParameter(
-            "several workers need ELDERCARE_INGEST_SHARED_GROUP (a shared subscription)",
+            "several workers need an MQTT v5 shared subscription "
+            "(ELDERCARE_INGEST_SHARED_GROUP set, ELDERCARE_MQTT_PROTOCOL=5)",
             param_hint="--workers",
         )
     mqtt_url = _mqtt_url(settings)

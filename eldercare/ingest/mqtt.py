@@ -63,7 +63,8 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
 
 
 def subscriptions(settings: Settings) -> list[str]:
-    group = settings.ingest_shared_group or None
+    # shared subscriptions are an MQTT v5 feature; a 3.1.1 worker subscribes alone
+    group = (settings.ingest_shared_group or None) if settings.mqtt_protocol == "5" else None
     return [subscription(kind, settings.mqtt_topic_root, group) for kind in KINDS]
 
 
@@ -90,12 +91,19 @@ class MqttSource:
         self.connected = threading.Event()
         self._full_warned = 0.0
         self.closing = False
-        c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
+        self.v5 = settings.mqtt_protocol == "5"
+        if self.v5:
+            c = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
+            )
+        else:  # persistent session the 3.1.1 way
+            c = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=False,
+                manual_ack=True,
+            )
         a = self.address
         if a.username:
             c.username_pw_set(a.username, a.password)
@@ -117,6 +125,12 @@ class MqttSource:
         self.client = c
 
     def start(self) -> None:
+        if not self.v5:
+            self.client.connect_async(
+                self.address.host, self.address.port, keepalive=self.settings.mqtt_keepalive_s
+            )
+            self.client.loop_start()
+            return
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.settings.ingest_session_expiry_s
         props.ReceiveMaximum = self.settings.ingest_receive_maximum
@@ -134,7 +148,7 @@ class MqttSource:
         ``forget_session``: then the broker discards it (after a retiring worker drained it)."""
         self.closing = True
         props = None
-        if forget_session:
+        if forget_session and self.v5:
             props = Properties(PacketTypes.DISCONNECT)
             props.SessionExpiryInterval = 0
         try:
@@ -178,7 +192,11 @@ class MqttSource:
         if self.retire:
             client.unsubscribe(subscriptions(self.settings))
         else:
-            client.subscribe([(sub, SubscribeOptions(qos=1)) for sub in subscriptions(self.settings)])
+            subs = subscriptions(self.settings)
+            if self.v5:
+                client.subscribe([(sub, SubscribeOptions(qos=1)) for sub in subs])
+            else:
+                client.subscribe([(sub, 1) for sub in subs])
 
     def _on_unsubscribe(self, _c: Any, _u: Any, _mid: int, _codes: Any, _p: Any = None) -> None:
         log.info("%s left the shared subscriptions; draining what its session holds", self.client_id)
