@@ -26,10 +26,13 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "alerts"
 SEND_TIMEOUT_S = 5.0  # a socket that cannot take a message this fast is dropped
+QUEUE_MAX = 100  # ... and so is one with this many pushes waiting
 RECONNECT_S = 1.0
 
 
 class Socket(Protocol):
+    """What the hub needs of a socket (Starlette's ``WebSocket`` has it)."""
+
     async def send_text(self, data: str) -> None: ...
 
 
@@ -62,27 +65,68 @@ def message(alert: dict[str, Any], event: str) -> dict[str, Any]:
     }
 
 
+class _Outbox:
+    """One socket's queue and writer: a slow console delays only itself, and keeps its order."""
+
+    def __init__(self, hub: Hub, user_id: int, socket: Socket) -> None:
+        self.hub, self.user_id, self.socket = hub, user_id, socket
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_MAX)
+        self.task = asyncio.create_task(self._drain(), name=f"ws-push-{user_id}")
+
+    def put(self, text: str) -> bool:
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self._drop(f"more than {QUEUE_MAX} pushes waiting")
+            return False
+        return True
+
+    async def _drain(self) -> None:
+        while True:
+            text = await self.queue.get()
+            try:
+                await asyncio.wait_for(self.socket.send_text(text), SEND_TIMEOUT_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # gone, or too slow: the console reconnects and reloads
+                self._drop(f"{type(exc).__name__}: {exc}")
+                return
+            self.hub.delivered += 1
+
+    def _drop(self, why: str) -> None:
+        log.info("dropping socket of user %s: %s", self.user_id, why)
+        self.hub.unregister(self.user_id, self.socket, cancel=False)
+        close = getattr(self.socket, "close", None)
+        if close is not None:
+            task = asyncio.ensure_future(close(code=1011))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        if asyncio.current_task() is not self.task:
+            self.task.cancel()
+
+
 class Hub:
     """Owns the sockets connected to this replica, by user id, and the replica's alert listener."""
 
     def __init__(self, pool: AsyncConnectionPool[Any], conninfo: str) -> None:
         self.pool = pool
         self.conninfo = conninfo
-        self._sockets: dict[int, set[Socket]] = {}
+        self._sockets: dict[int, dict[Socket, _Outbox]] = {}
         self.listening = asyncio.Event()  # set once LISTEN is in place (tests and benches wait on it)
         self.delivered = 0
 
     # sockets ------------------------------------------------------------------------------------
 
     def register(self, user_id: int, socket: Socket) -> None:
-        self._sockets.setdefault(user_id, set()).add(socket)
+        self._sockets.setdefault(user_id, {})[socket] = _Outbox(self, user_id, socket)
         log.debug("socket of user %s registered (%s users connected)", user_id, len(self._sockets))
 
-    def unregister(self, user_id: int, socket: Socket) -> None:
+    def unregister(self, user_id: int, socket: Socket, *, cancel: bool = True) -> None:
         sockets = self._sockets.get(user_id)
         if sockets is None:
             return
-        sockets.discard(socket)
+        outbox = sockets.pop(socket, None)
+        if outbox is not None and cancel:
+            outbox.task.cancel()
         if not sockets:
             del self._sockets[user_id]
 
@@ -93,7 +137,7 @@ class Hub:
     # routing ------------------------------------------------------------------------------------
 
     async def route(self, payload: dict[str, Any]) -> int:
-        """Push one ``NOTIFY alerts`` payload to the right sockets; returns how many got it."""
+        """Queue one ``NOTIFY alerts`` payload for the right sockets; returns how many."""
         if not self._sockets:
             return 0
         alert_id = int(payload["alert"])
@@ -103,22 +147,12 @@ class Hub:
             if alert is None:
                 return 0
             audience = set(await repo.audience(conn, alert_id=alert_id, users=self.connected_users))
-        users = (named | audience) & set(self._sockets)
         text = json.dumps(message(alert, str(payload.get("event", ""))), ensure_ascii=False)
-        targets = [(u, s) for u in users for s in list(self._sockets.get(u, ()))]
-        results = await asyncio.gather(
-            *(asyncio.wait_for(s.send_text(text), SEND_TIMEOUT_S) for _, s in targets),
-            return_exceptions=True,
-        )
-        sent = 0
-        for (user, socket), result in zip(targets, results, strict=True):
-            if isinstance(result, BaseException):
-                log.info("dropping socket of user %s: %s", user, result)
-                self.unregister(user, socket)
-            else:
-                sent += 1
-        self.delivered += sent
-        return sent
+        queued = 0
+        for user in (named | audience) & set(self._sockets):
+            for outbox in list(self._sockets.get(user, {}).values()):
+                queued += outbox.put(text)
+        return queued
 
     async def run(self, on_payload: Callable[[dict[str, Any]], Awaitable[Any]] | None = None) -> None:
         """Listen on ``alerts`` with a dedicated connection for as long as the replica runs."""
