@@ -89,7 +89,8 @@ def server(settings: Settings, world: World) -> Iterator[str]:
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
+def browser(server: str) -> Iterator[Any]:
+    """Chromium, closed before the server stops (open sockets would hold its shutdown)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -100,10 +101,12 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-def new_page(browser: Any, base: str, *, phone: bool = False) -> Any:
+def new_page(browser: Any, base: str, *, phone: bool = False, no_websocket: bool = False) -> Any:
     """A fresh context (own sessionStorage and localStorage), English browser."""
     size = {"width": 390, "height": 844} if phone else {"width": 1200, "height": 900}
     ctx = browser.new_context(viewport=size, locale="en-US")
+    if no_websocket:  # a proxy that drops WebSockets: the console must poll instead
+        ctx.add_init_script("delete window.WebSocket;")
     page = ctx.new_page()
     page.set_default_timeout(WAIT_MS)
     page.goto(base + "/web/")
@@ -193,6 +196,9 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     assert "跌倒" in item.inner_text()
     assert live == "ws", "the alert should be pushed over the WebSocket"
     both_languages(page, "console")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(SHOTS / "console-phone-zh-CN.png"), full_page=True)
+    page.set_viewport_size({"width": 1200, "height": 900})
     page.click("#alert-list [data-ack]")
     page.wait_for_selector("#alert-list [data-state=acknowledged]")
     with psycopg.connect(db_url) as conn:
@@ -236,7 +242,7 @@ def test_admin_and_tester_pages_work_in_both_languages(
     creds = page.wait_for_selector("#mqtt-credentials")
     assert re.search(r"password: \S{12,}", creds.inner_text())
 
-    tester = new_page(browser, server)
+    tester = new_page(browser, server, no_websocket=True)
     sign_in(tester, "tester", world.password)
     tester.wait_for_selector("#sim-residents [data-trigger='sim-res-1']")
     assert "res-1" not in tester.inner_text("#sim-residents").replace("sim-res-1", "")
@@ -248,7 +254,8 @@ def test_admin_and_tester_pages_work_in_both_languages(
             ("sim-res-1", "sos")
         ]
     queue_fall(db_url, resident="sim-res-1", gateway="gw-sim-1", site="sim-home-1")
-    tester.wait_for_selector("#alert-list [data-state=open]")  # arrives without reload
+    tester.wait_for_selector("#alert-list [data-state=open]")  # arrives without reload, by polling
+    assert tester.evaluate("S.live") == "poll"
     tester.click("#score-refresh")
     tester.wait_for_selector("#score-tables")
     both_languages(tester, "tester")
