@@ -23,6 +23,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from eldercare.models.inactivity import InactivityError
 from eldercare.platform.engine import escalation, inactivity, rules
 from eldercare.platform.notify.delivery import Deliverer
 from eldercare.platform.notify.hub import Hub
@@ -177,7 +178,13 @@ async def _drive_one(
     kinds = list(inactivity.SENSOR_KINDS)
     fitted_s = float(row["fitted_s"]) if row["fitted_s"] is not None else None
     alerts = []
-    if not state.get("detector") or fitted_s is None or now_s - fitted_s >= inactivity.REFIT_S:
+    det = None
+    if state.get("detector") and fitted_s is not None and now_s - fitted_s < inactivity.REFIT_S:
+        try:
+            det = inactivity.restore(state, sensitivity=sensitivity)
+        except InactivityError:  # a state from an older detector version: learn again
+            log.warning("inactivity state of %s unreadable; refitting", row["resident_id"])
+    if det is None:
         start = now_s - inactivity.FIT_DAYS * 86_400.0
         history = inactivity.events(
             await repo.home_readings(conn, site=site, after_s=start, until_s=now_s, kinds=kinds)
@@ -187,7 +194,6 @@ async def _drive_one(
         last, fitted_s = (history[-1][0] if history else start), now_s
         log.info("inactivity detector of %s fitted on %s readings", row["resident_id"], len(history))
     else:
-        det = inactivity.restore(state, sensitivity=sensitivity)
         last = float(state["last_event_s"])
         fresh = inactivity.events(
             await repo.home_readings(conn, site=site, after_s=last, until_s=now_s, kinds=kinds)
