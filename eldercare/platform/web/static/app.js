@@ -252,7 +252,8 @@ function alertItem(a, opts = {}) {
         h("span", { class: "badge sev-" + a.severity }, t("sev." + a.severity)),
         h("span", { class: "badge state-" + a.state, "data-i18n": "state." + a.state }, t("state." + a.state)),
         a.outcome ? h("span", { class: "badge" }, t("outcome." + a.outcome)) : null,
-        L("alert.tier"), " ", D(a.tier), " · ", T(a.detected_at))),
+        L("alert.tier"), " ", D(a.tier), " · ", T(a.detected_at),
+        a.state === "open" && a.next_escalation_at ? [" · ", L("alert.next_short"), " ", T(a.next_escalation_at)] : null)),
     h("div", { class: "actions" }, ack, " ",
       opts.noDetail ? null : h("a", { class: "btn secondary", href: "#/alert/" + a.id, i18n: "alert.details" })));
 }
