@@ -130,6 +130,13 @@ def _child_env(settings: Settings, db_url: str, mqtt_url: str, protocol: str) ->
     help="Stop after this many seconds (default: run until Ctrl-C).",
 )
 @click.option("--no-incidents", is_flag=True, help="Do not fire the scripted incidents.")
+@click.option(
+    "--broker",
+    type=click.Choice(["auto", "mosquitto", "amqtt"]),
+    default="auto",
+    show_default=True,
+    help="Embedded broker when ELDERCARE_MQTT_URL is unset: mosquitto if installed, else amqtt.",
+)
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -139,6 +146,7 @@ def demo(
     mode: str,
     duration: float | None,
     no_incidents: bool,
+    broker: str,
 ) -> None:
     """Run the whole platform with simulated homes; open the printed address in a browser.
 
@@ -158,10 +166,10 @@ def demo(
             db_url = settings.database_url.get_secret_value()
         if settings.mqtt_url is None:
             click.echo("starting the embedded MQTT broker ...")
-            broker = EmbeddedBroker(data_dir=data_dir / "broker")
-            host, port = stack.enter_context(broker)
+            embedded = EmbeddedBroker(data_dir=data_dir / "broker", kind=broker)  # type: ignore[arg-type]
+            host, port = stack.enter_context(embedded)
             mqtt_url = f"mqtt://{host}:{port}"
-            protocol = "5" if broker.supports_v5 else "3.1.1"
+            protocol = "5" if embedded.supports_v5 else "3.1.1"
         else:
             mqtt_url = settings.mqtt_url.get_secret_value()
             protocol = settings.mqtt_protocol
