@@ -116,3 +116,19 @@ def test_each_resident_is_driven_by_one_replica_at_a_time(db_url: str, world: Wo
     with_pool(db_url, two)
     got = rows(db_url, "SELECT resident_id, (state ->> 'due_s')::float FROM detector_settings ORDER BY 1")
     assert got == [(r, now + inactivity.TICK_S) for r in ("res-1", "res-2", "sim-res-1")]
+
+
+def test_an_unreadable_state_is_refitted(db_url: str, world: World) -> None:
+    now = time.time()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO detector_settings (resident_id, detector, state, fitted_at)"
+            " VALUES ('res-1', 'inactivity', '{\"detector\": {\"version\": 99}, \"last_event_s\": 0}', now())"
+        )
+    assert with_pool(db_url, lambda pool: service.drive_inactivity(pool, now_s=now)) == 0
+    ((version, fitted),) = rows(
+        db_url,
+        "SELECT (state -> 'detector' ->> 'version')::int, extract(epoch FROM fitted_at)"
+        " FROM detector_settings WHERE resident_id = 'res-1'",
+    )
+    assert version == 1 and float(fitted) == pytest.approx(now)
