@@ -208,6 +208,11 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     page.wait_for_selector("#evidence-chart canvas")
     page.wait_for_selector("#notifications tr:nth-child(2)")  # who was notified
     both_languages(page, "alert-detail")
+    page.select_option("#outcome", "confirmed")
+    page.fill("#note", "helped up, no injury")
+    page.click("#resolve-form button[type=submit]")
+    page.wait_for_selector(".alerts [data-state=resolved]")
+    assert "helped up, no injury" in page.inner_text("main")  # the note in the trail
     page.click("a[href='#/resident/res-1']")
     page.wait_for_selector("#sensors")
     assert "pir-kitchen" in page.inner_text("#sensors")
@@ -215,7 +220,8 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
 
     fam = new_page(browser, server, phone=True)
     sign_in(fam, "family1", world.password)
-    fam.wait_for_selector("#alert-history [data-state=acknowledged]")
+    handled = fam.wait_for_selector("#alert-history [data-state=resolved]")
+    assert "属实" in handled.inner_text()  # outcome "confirmed", in family1's language
     fam.wait_for_selector("#consent-notice")  # family1's consent covers no raw activity
     both_languages(fam, "family")
 
