@@ -247,6 +247,15 @@ def test_admin_and_tester_pages_work_in_both_languages(
     page.click("#gateway-form button[type=submit]")
     creds = page.wait_for_selector("#mqtt-credentials")
     assert re.search(r"password: \S{12,}", creds.inner_text())
+    page.select_option("#family-form-resident_id", "res-2")
+    page.select_option("#family-form-user_id", str(world.user_id("family1")))
+    page.fill("#family-form-relation", "niece")
+    page.click("#family-form button[type=submit]")
+    page.wait_for_function("document.getElementById('toast').textContent === 'Saved'")
+    with psycopg.connect(db_url) as conn:
+        links = conn.execute("SELECT resident_id, relation FROM family_links WHERE user_id = %s ORDER BY 1",
+                             (world.user_id("family1"),)).fetchall()  # fmt: skip
+    assert links == [("res-1", "daughter"), ("res-2", "niece")]
 
     tester = new_page(browser, server, no_websocket=True)
     sign_in(tester, "tester", world.password)

@@ -515,12 +515,25 @@ async function pageAdmin(_, root) {
       targets: v["targets" + i].split(",").map((s) => s.trim()).filter(Boolean), ack_timeout_s: Number(v["timeout" + i]) || 300 }));
     return api("/policies", { body: { name: v.name, tiers } }).then(refreshAdmin);
   }, "policy-form");
+  const residents = await api("/residents?limit=1000").catch(() => []);
+  const fams = users.filter((u) => u.role === "family");
+  const familyForm = formCard("admin.link_family", {
+    resident_id: { label: "alert.resident", options: opt(residents) },
+    user_id: { label: "f.family_user", options: fams.map((u) => [String(u.id), `${u.display_name} (${u.username})`, true]) },
+    relation: { label: "f.relation", required: true },
+    activity: { label: "f.consent_activity", options: [["", t("f.no")], ["1", t("f.yes")]] },
+  }, (v) => api(`/residents/${encodeURIComponent(v.resident_id)}/family/${v.user_id}`, { method: "PUT",
+    body: { user_id: Number(v.user_id), relation: v.relation, consent: v.activity ? { activity: true, bed: true } : {} } }).then(refreshAdmin), "family-form");
+  const teamForm = formCard("admin.assign_worker", {
+    resident_id: { label: "alert.resident", options: opt(residents) },
+    user_id: { label: "f.worker", options: staff.map((u) => [String(u.id), `${u.display_name} (${u.provider_id})`, true]) },
+  }, (v) => api(`/residents/${encodeURIComponent(v.resident_id)}/care-team`, { body: { user_id: Number(v.user_id) } }).then(refreshAdmin), "team-form");
   const siteList = h("table", {}, h("tr", {}, h("th", { i18n: "f.id" }), h("th", { i18n: "f.name" }), h("th", { i18n: "f.kind" })),
     ...sites.map((s) => h("tr", {}, h("td", {}, D(s.id)), h("td", {}, D(s.name)), h("td", {}, L("site." + s.kind)))));
   const polList = h("table", {}, h("tr", {}, h("th", { i18n: "f.name" }), h("th", { i18n: "admin.tiers" })),
     ...policies.map((p) => h("tr", {}, h("td", {}, D(p.name)), h("td", {}, ...p.tiers.map((ti) => h("div", {}, D(`${ti.tier}: ${ti.targets.join(", ")} / ${ti.ack_timeout_s}s`)))))));
   root.replaceChildren(h("h1", { i18n: "admin.title" }),
-    h("div", { class: "grid" }, siteForm, resForm, gwForm, shiftForm, policyForm),
+    h("div", { class: "grid" }, siteForm, resForm, gwForm, shiftForm, policyForm, familyForm, teamForm),
     h("div", { class: "grid" }, h("div", { class: "card" }, h("h2", { i18n: "admin.sites" }), siteList),
       h("div", { class: "card" }, h("h2", { i18n: "admin.policies" }), polList)));
 }
