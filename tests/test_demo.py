@@ -1,0 +1,47 @@
+"""``eldercare demo`` end to end: simulated homes through real edge agents, the broker, ingest, the
+alert engine and the API; the scripted fall and SOS become alerts in the database."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_demo_turns_scripted_incidents_into_alerts(
+    db_url: str, mqtt_url: str, mqtt_is_v5: bool, topic_root: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")}
+    env |= {
+        "ELDERCARE_DATABASE_URL": db_url,
+        "ELDERCARE_MQTT_URL": mqtt_url,
+        "ELDERCARE_MQTT_PROTOCOL": "5" if mqtt_is_v5 else "3.1.1",
+        "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
+        "ELDERCARE_DATA_DIR": str(tmp_path / "data"),
+        "ELDERCARE_HTTP_PORT": str(_free_port()),
+        "ELDERCARE_METRICS_PORT": "0",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "eldercare.cli", "demo", "--duration", "75", "--homes", "3"],
+        env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "eldercare is running: http://" in out.stdout
+    assert "incident fired: fall at home 0" in out.stdout
+    with psycopg.connect(db_url) as conn:
+        kinds = {k for (k,) in conn.execute("SELECT kind FROM alerts WHERE simulated")}
+        readings = conn.execute("SELECT count(*) FROM readings").fetchone()
+    assert {"fall", "sos"} <= kinds, (kinds, out.stdout[-1500:])
+    assert readings is not None and readings[0] > 100
