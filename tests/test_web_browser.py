@@ -244,9 +244,15 @@ def test_admin_and_tester_pages_work_in_both_languages(
     both_languages(page, "admin")
     page.fill("#gateway-form-id", "gw-web-1")
     page.select_option("#gateway-form-site_id", "home-2")
+    page.fill("#gateway-form-sensors", "pir-hall:pir:hall, wearable-res-2b:wearable:@res-2")
     page.click("#gateway-form button[type=submit]")
     creds = page.wait_for_selector("#mqtt-credentials")
     assert re.search(r"password: \S{12,}", creds.inner_text())
+    with psycopg.connect(db_url) as conn:
+        sensors = conn.execute(
+            "SELECT id, kind, room, resident_id FROM sensors WHERE gateway_id = 'gw-web-1' ORDER BY id"
+        ).fetchall()
+    assert sensors == [("pir-hall", "pir", "hall", None), ("wearable-res-2b", "wearable", None, "res-2")]
     page.select_option("#family-form-resident_id", "res-2")
     page.select_option("#family-form-user_id", str(world.user_id("family1")))
     page.fill("#family-form-relation", "niece")

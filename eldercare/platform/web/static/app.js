@@ -389,6 +389,12 @@ async function pageResident(id, root) {
   let team = null, sensors = null;
   try { team = (await api(`/residents/${id}/care-team`)).map((m) => h("li", {}, D(m.display_name), " ", D(m.provider_id))); } catch (e) { team = null; }
   try { sensors = await sensorsByRoom(r.home_site_id); } catch (e) { sensors = h("p", { class: "muted", i18n: "err.not_allowed" }); }
+  let week;
+  try {
+    const end = new Date(); const start = new Date(end.getTime() - 7 * 86400e3);
+    const tl = await api(`/residents/${id}/timeline?start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}`);
+    week = hourlyChart(tl.cells, "week-chart", 6);
+  } catch (e) { week = h("p", { class: "notice", i18n: "family.consent_notice" }); }
   root.replaceChildren(h("h1", {}, L("res.card"), " · ", D(r.name)),
     h("div", { class: "grid" },
       h("div", { class: "card", id: "resident-card" }, h("table", {},
@@ -401,7 +407,8 @@ async function pageResident(id, root) {
         h("tr", {}, h("th", { i18n: "res.notes" }), h("td", {}, D(r.notes))))),
       h("div", { class: "card" }, h("h2", { i18n: "res.contacts" }), contacts.length ? h("ul", {}, contacts) : h("p", { class: "muted", i18n: "res.no_contacts" }),
         team ? [h("h2", { i18n: "res.team" }), h("ul", {}, team)] : null)),
-    h("div", { class: "card" }, h("h2", { i18n: "res.layout" }), sensors));
+    h("div", { class: "card" }, h("h2", { i18n: "res.layout" }), sensors),
+    h("div", { class: "card" }, h("h2", { i18n: "family.week" }), week));
 }
 
 async function pageFamily(id, root) {
@@ -494,8 +501,14 @@ async function pageAdmin(_, root) {
     emergency_contacts: v.contact_name ? [{ name: v.contact_name, phone: v.contact_phone }] : [] } }).then(refreshAdmin), "resident-form");
   const gwForm = formCard("admin.new_gateway", {
     id: { label: "f.id", required: true }, site_id: { label: "f.site", options: opt(sites) }, description: { label: "f.description" },
+    sensors: { label: "f.sensors" },
   }, async (v) => {
-    const p = await api("/gateways", { body: { id: v.id, site_id: v.site_id, description: n(v.description) } });
+    // "pir-kitchen:pir:kitchen, wearable-1:wearable:@res-1" -> sensors (room, or @resident for a wearable)
+    const sensors = v.sensors.split(/[,\n]/).map((x) => x.trim()).filter(Boolean).map((x) => {
+      const [id, kind, place] = x.split(":").map((y) => y.trim());
+      return place && place.startsWith("@") ? { id, kind, resident_id: place.slice(1) } : { id, kind, room: place || null };
+    });
+    const p = await api("/gateways", { body: { id: v.id, site_id: v.site_id, description: n(v.description), sensors } });
     return h("div", {}, h("p", { class: "notice", i18n: "admin.once" }), h("div", { class: "secret", id: "mqtt-credentials" },
       D(`username: ${p.credentials.mqtt_username}`), h("br"), D(`password: ${p.credentials.mqtt_password}`), h("br"), D(`topic: ${p.credentials.topic_prefix}`)));
   }, "gateway-form");
