@@ -222,4 +222,7 @@ def create_app(settings: Settings | None = None, *, start_engine: bool = True) -
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    from eldercare.platform import web
+
+    web.mount(app)  # the consoles: /web/ (and / redirects there)
     return app
