@@ -23,6 +23,10 @@ from ingest_support import (
     wait_for,
 )
 
+# These run ingest over MQTT v5 (persistent session, shared subscriptions); the 3.1.1 mode for the
+# embedded amqtt broker is covered by test_ingest_mqtt311.py.
+pytestmark = pytest.mark.mqtt5
+
 GATEWAYS = {"gw-1": "home-1", "gw-2": "home-2", "gw-3": "home-3", "gw-4": "home-4"}
 
 
