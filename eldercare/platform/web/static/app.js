@@ -57,6 +57,8 @@ function fmtTime(iso) {
 }
 const T = (iso) => D(fmtTime(iso));
 const who = (a) => a.resident_name || S.names.get(a.resident_id) || a.resident_id || a.site_id;
+/* Common room names are labels; anything else a site calls a room is shown as written. */
+const roomLabel = (room) => (room && I18N.en["room." + room.toLowerCase()] ? L("room." + room.toLowerCase()) : D(room));
 function enumLabel(group, v) { return v ? L(group + "." + v) : D(null); }
 
 function toast(msg) {
@@ -377,7 +379,7 @@ async function sensorsByRoom(siteId) {
     if (!rooms.has(room)) rooms.set(room, []); rooms.get(room).push(s);
   }
   return h("table", { id: "sensors" }, h("tr", {}, h("th", { i18n: "res.room" }), h("th", { i18n: "res.sensors" })),
-    ...[...rooms.entries()].sort().map(([room, ss]) => h("tr", {}, h("td", {}, room.startsWith("@") ? L("res.worn") : D(room)),
+    ...[...rooms.entries()].sort().map(([room, ss]) => h("tr", {}, h("td", {}, room.startsWith("@") ? L("res.worn") : roomLabel(room)),
       h("td", {}, ...ss.map((s) => h("span", { class: "badge" }, t("sensor." + s.kind), " ", D(s.id)))))));
 }
 
@@ -426,7 +428,7 @@ async function pageFamily(id, root) {
   }
   const sl = s.sleep_last_night;
   const today = h("div", { class: "card", id: "today" }, h("h2", { i18n: "family.today" }), h("table", {},
-    h("tr", {}, h("th", { i18n: "family.last_activity" }), h("td", {}, T(s.last_activity_at), " ", D(s.last_activity_room))),
+    h("tr", {}, h("th", { i18n: "family.last_activity" }), h("td", {}, T(s.last_activity_at), " ", roomLabel(s.last_activity_room))),
     h("tr", {}, h("th", { i18n: "family.presence" }), h("td", { id: "presence" }, L("presence." + s.presence), " ", s.presence_since ? [L("family.since"), " ", T(s.presence_since)] : null)),
     h("tr", {}, h("th", { i18n: "family.sleep" }), h("td", {}, sl && sl.hours_in_bed != null ? [D(sl.hours_in_bed.toFixed(1)), " ", L("family.hours"), " · ", L("family.bed_exits"), " ", D(sl.bed_exits)] : L("family.no_sleep"))),
     h("tr", {}, h("th", { i18n: "family.active_hours" }), h("td", {}, D(s.active_hours_today))),
