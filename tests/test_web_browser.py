@@ -180,6 +180,23 @@ def queue_fall(
         conn.execute("NOTIFY alert_work")
 
 
+def seed_week_of_activity(db_url: str) -> bool:
+    """Hourly rollup rows for res-2's home over the last week, where the rollup is a plain table
+    (on TimescaleDB it is a continuous aggregate fed by readings: then nothing is seeded)."""
+    with psycopg.connect(db_url) as conn:
+        kind = conn.execute("SELECT relkind FROM pg_class WHERE relname = 'activity_hourly'").fetchone()
+        if kind != ("r",):
+            return False
+        conn.execute(
+            "INSERT INTO activity_hourly (bucket, gateway_id, sensor_id, metric, n, total, max_value)"
+            " SELECT h, 'gw-home-2', s, 'motion', (5 + 20 * random())::int, 1, 1"
+            " FROM generate_series(date_trunc('hour', now()) - interval '7 days', now(), interval '1 h') h,"
+            " unnest(ARRAY['pir-kitchen', 'pir-bedroom']) s"
+            " WHERE extract(hour FROM h) BETWEEN 0 AND 14"
+        )
+    return True
+
+
 def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     browser: Any, server: str, db_url: str, world: World
 ) -> None:
@@ -225,9 +242,14 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     fam.wait_for_selector("#consent-notice")  # family1's consent covers no raw activity
     both_languages(fam, "family")
 
+    rolled_up = seed_week_of_activity(db_url)
     other = new_page(browser, server, phone=True)
     sign_in(other, "family2", world.password)
     other.wait_for_selector("#today")
+    if rolled_up:  # family2's consent covers activity: the week is plotted
+        other.wait_for_selector("#week-chart canvas")
+        settle(other)
+        other.screenshot(path=str(SHOTS / "family-week-en.png"), full_page=True)
     other.goto(server + "/web/#/family/res-1")
     denied = other.wait_for_selector("#denied")
     assert denied.inner_text() in ("Not found, or you may not see it.", "You may not see this.")

@@ -289,6 +289,12 @@ async function pageConsole(_, root) {
   startLive();
 }
 
+/* Draw a chart once its box is on screen (pages are built off-screen), as wide as the box. */
+function whenShown(box, draw, tries = 120) {
+  if (box.isConnected && box.clientWidth > 0) { draw(Math.min(box.clientWidth, 900)); return; }
+  if (tries > 0) requestAnimationFrame(() => whenShown(box, draw, tries - 1));
+}
+
 function evidenceChart(ev) {
   const acc = ev.acc && !Array.isArray(ev.acc) ? ev.acc : ev;
   let x = acc.x, y = acc.y, z = acc.z, scale = acc.unit === "mg" ? 1000 : 1;
@@ -299,7 +305,7 @@ function evidenceChart(ev) {
   const g = (arr) => arr.map((v) => v / scale);
   const mag = x.map((_, i) => Math.hypot(x[i], y[i], z[i]) / scale);
   const box = h("div", { class: "chart", id: "evidence-chart" });
-  requestAnimationFrame(() => new uPlot({ width: Math.min(box.clientWidth || 600, 900), height: 260,
+  whenShown(box, (width) => new uPlot({ width, height: 260,
     scales: { x: { time: false } },
     axes: [{ label: t("chart.seconds") }, { label: t("chart.g") }],
     series: [{ label: t("chart.time") }, { label: "x", stroke: "#1f77b4" }, { label: "y", stroke: "#2ca02c" },
@@ -317,7 +323,8 @@ function hourlyChart(cells, id, bucketHours) {
   if (!per.size) return h("p", { class: "muted", i18n: "chart.no_activity" });
   const xs = [...per.keys()].sort((a, b) => a - b);
   const box = h("div", { class: "chart", id });
-  requestAnimationFrame(() => new uPlot({ width: Math.min(box.clientWidth || 600, 900), height: 220,
+  whenShown(box, (width) => new uPlot({ width, height: 220,
+    scales: { y: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] } },
     axes: [{}, { label: t("chart.events") }],
     series: [{ label: t("chart.time") }, { label: t("chart.events"), stroke: "#1f6feb", fill: "rgba(31,111,235,.25)",
       paths: uPlot.paths.bars ? uPlot.paths.bars({ size: [0.8] }) : undefined }] },
