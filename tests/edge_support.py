@@ -25,14 +25,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from eldercare.edge.config import GatewayFile, build_gateway_file
+from eldercare.embedded import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Mosquitto:

@@ -24,6 +24,8 @@ import msgspec
 import paho.mqtt.client as mqtt
 import psycopg
 
+from eldercare.embedded import free_port
+
 EPOCH = "epoch-test-0001"
 
 
@@ -79,12 +81,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Publisher:

@@ -4,7 +4,6 @@ alert engine and the API; the scripted fall and SOS become alerts in the databas
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from eldercare.embedded import free_port
 
 
 @pytest.mark.slow
@@ -30,7 +25,7 @@ def test_demo_turns_scripted_incidents_into_alerts(
         "ELDERCARE_MQTT_PROTOCOL": "5" if mqtt_is_v5 else "3.1.1",
         "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
         "ELDERCARE_DATA_DIR": str(tmp_path / "data"),
-        "ELDERCARE_HTTP_PORT": str(_free_port()),
+        "ELDERCARE_HTTP_PORT": str(free_port()),
         "ELDERCARE_METRICS_PORT": "0",
     }
     out = subprocess.run(

@@ -4,7 +4,6 @@ database reaches the WebSocket of exactly the people who may see the alert."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from eldercare.config import Settings
+from eldercare.embedded import free_port
 
 NOW_MS = int(time.time() * 1000)
 
@@ -27,12 +27,6 @@ NOW_MS = int(time.time() * 1000)
 def world(db_url: str) -> World:
     with psycopg.connect(db_url) as conn:
         return seed_world(conn)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
