@@ -285,6 +285,11 @@ def test_admin_and_tester_pages_work_in_both_languages(
                              (world.user_id("family1"),)).fetchall()  # fmt: skip
     assert links == [("res-1", "daughter"), ("res-2", "niece")]
 
+    page.evaluate("S.token = 'not-a-valid-token'")  # as if it had expired: the refresh token renews it
+    page.goto(server + "/web/#/tester")
+    page.wait_for_selector("#sim-residents")
+    assert page.evaluate("S.token") != "not-a-valid-token"
+
     tester = new_page(browser, server, no_websocket=True)
     sign_in(tester, "tester", world.password)
     tester.wait_for_selector("#sim-residents [data-trigger='sim-res-1']")

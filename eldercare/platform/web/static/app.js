@@ -77,7 +77,10 @@ async function api(path, opts = {}) {
     headers["Content-Type"] = "application/json"; body = JSON.stringify(body);
   }
   const res = await fetch(API + path, { method: opts.method || (body ? "POST" : "GET"), headers, body });
-  if (res.status === 401 && S.token && !opts.noLogout) { logout(); throw new ApiError(401, t("err.session")); }
+  if (res.status === 401 && S.token && !opts.noLogout) {
+    if (!opts.retried && await refreshToken()) return api(path, { ...opts, retried: true });
+    logout(); throw new ApiError(401, t("err.session"));
+  }
   if (res.status === 204) return null;
   const data = await res.json().catch(() => ({}));
   if (!res.ok) throw new ApiError(res.status, data.detail || res.statusText);
@@ -86,10 +89,29 @@ async function api(path, opts = {}) {
 
 /* ---------- session and language ---------- */
 
+/* Trade the refresh token for a new pair when the access token has expired (once per call). */
+let refreshing = null; // one refresh at a time: a refresh token works once
+function refreshToken() {
+  if (!refreshing) refreshing = doRefresh().finally(() => { setTimeout(() => { refreshing = null; }, 1000); });
+  return refreshing;
+}
+
+async function doRefresh() {
+  const rt = sessionStorage.getItem("refresh");
+  if (!rt) return false;
+  const res = await fetch(API + "/auth/refresh", { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ refresh_token: rt }) });
+  if (!res.ok) return false;
+  const tok = await res.json();
+  S.token = tok.access_token; sessionStorage.setItem("token", S.token); sessionStorage.setItem("refresh", tok.refresh_token);
+  if (S.ws) { S.ws.onclose = null; S.ws.close(); S.ws = null; startLive(); } // the socket was opened with the old token
+  return true;
+}
+
 async function login(username, password) {
   const form = new URLSearchParams({ username, password, grant_type: "password" });
   const tok = await api("/auth/token", { body: form, noLogout: true });
-  S.token = tok.access_token; sessionStorage.setItem("token", S.token);
+  S.token = tok.access_token; sessionStorage.setItem("token", S.token); sessionStorage.setItem("refresh", tok.refresh_token);
   S.me = await api("/auth/me"); sessionStorage.setItem("me", JSON.stringify(S.me));
   S.lang = S.me.locale; localStorage.setItem("lang", S.lang);
   location.hash = home();
@@ -98,7 +120,7 @@ async function login(username, password) {
 
 function logout() {
   if (S.token) api("/auth/logout", { method: "POST", noLogout: true }).catch(() => {});
-  S.token = null; S.me = null; sessionStorage.removeItem("token"); sessionStorage.removeItem("me");
+  S.token = null; S.me = null; sessionStorage.removeItem("token"); sessionStorage.removeItem("me"); sessionStorage.removeItem("refresh");
   stopLive(); S.alerts.clear();
   location.hash = "#/login"; render();
 }
