@@ -105,6 +105,7 @@ def test_unacknowledged_alert_climbs_each_tier_in_order_and_stops_at_ack(
     again = api.post("nurse1", f"/api/v1/alerts/{alert_id}/ack")
     assert again.status_code == 409 and "acknowledged" in again.json()["detail"]
     detail = api.get("worker1", f"/api/v1/alerts/{alert_id}").json()
+    assert detail["resident_name"]  # the detail names the resident, as the list does
     assert [t["action"] for t in detail["trail"]] == [
         "opened", "notified", "escalated", "notified", "escalated", "notified", "acknowledged",
     ]  # fmt: skip
@@ -231,3 +232,14 @@ def test_rules_are_pure_decisions() -> None:
         {"site": "h", "gateway": "g", "t": 1, "state": "online", "sensors": {"s": {"battery": 0.2}}}
     )
     assert [type(d) for d in hovering] == [rules.Clear]  # only the offline clear; battery in between
+
+
+def test_family_sees_who_is_on_duty_for_their_relative_only(db_url: str, world: World, api: Api) -> None:
+    r = api.get("family1", "/api/v1/residents/res-1/on-duty")
+    assert r.status_code == 200, r.text
+    roles = {p["display_name"]: p["role"] for p in r.json()}
+    names = {row[0]: row[1] for row in rows(db_url, "SELECT username, display_name FROM users")}
+    assert roles[names["worker1"]] == "assigned_worker"
+    assert roles[names["station1"]] == "station_on_duty"  # res-1 attends station-1, whose st-1 is on duty
+    assert roles[names["nurse1"]] == "institution_on_duty"
+    assert api.get("family2", "/api/v1/residents/res-1/on-duty").status_code == 404

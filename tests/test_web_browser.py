@@ -240,6 +240,8 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     handled = fam.wait_for_selector("#alert-history [data-state=resolved]")
     assert "属实" in handled.inner_text()  # outcome "confirmed", in family1's language
     fam.wait_for_selector("#consent-notice")  # family1's consent covers no raw activity
+    duty = fam.inner_text("#on-duty")  # how to reach the care team: the assigned worker, on duty now
+    assert "责任护理员" in duty and "驿站值班" in duty
     both_languages(fam, "family")
 
     rolled_up = seed_week_of_activity(db_url)

@@ -220,7 +220,8 @@ async def recipients(
             UNION SELECT d.user_id, 'provider:' || d.provider_id FROM on_duty d
             WHERE d.provider_id = ANY(%(providers)s)
         )
-        SELECT DISTINCT ON (u.id) u.id AS user_id, u.username, u.email, p.target
+        SELECT DISTINCT ON (u.id) u.id AS user_id, u.username, u.display_name, u.email, u.phone,
+               u.provider_id, p.target
         FROM picked p JOIN users u ON u.id = p.user_id WHERE u.active
         ORDER BY u.id, p.target
         """,
@@ -356,9 +357,11 @@ async def add_note(conn: AsyncConnection[Any], *, alert_id: int, user_id: int, n
 
 
 async def get(conn: AsyncConnection[Any], *, alert_id: int) -> Row | None:
-    return await _row(
-        conn, f"SELECT {ALERT_COLUMNS}, a.evidence FROM alerts a WHERE a.id = %(a)s", {"a": alert_id}
+    query = (
+        f"SELECT {ALERT_COLUMNS}, a.evidence, r.name AS resident_name FROM alerts a "
+        "LEFT JOIN residents r ON r.id = a.resident_id WHERE a.id = %(a)s"
     )
+    return await _row(conn, query, {"a": alert_id})
 
 
 async def trail_of(conn: AsyncConnection[Any], *, alert_id: int) -> list[Row]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
 
 from eldercare.platform.access import ResidentAccess
 from eldercare.platform.deps import AdminUser, ConnDep, CurrentUser, resident_access, resident_admin
 from eldercare.platform.errors import ApiError, not_found
+from eldercare.platform.repo import alerts as alerts_repo
 from eldercare.platform.repo import audit, registry
 from eldercare.platform.repo import users as users_repo
 from eldercare.platform.routes import ERRORS
@@ -178,3 +180,34 @@ async def assign_worker(
 async def unassign_worker(grant: ProfileWrite, user_id: int, conn: ConnDep) -> None:
     if not await users_repo.unassign_worker(conn, resident_id=grant.resident_id, user_id=user_id):
         raise not_found("user", user_id)
+
+
+class OnDutyOut(BaseModel):
+    """A person who would answer for this resident right now, and how to reach them."""
+
+    display_name: str
+    phone: str | None
+    provider_id: str | None
+    role: str  # assigned_worker, home_care_on_duty, station_on_duty or institution_on_duty
+
+
+ON_DUTY_TARGETS = ("assigned_worker", "home_care_on_duty", "station_on_duty", "institution_on_duty")
+
+
+@router.get("/{resident_id}/on-duty", response_model=list[OnDutyOut])
+async def on_duty(
+    grant: Annotated[ResidentAccess, Depends(resident_access("summary"))], conn: ConnDep
+) -> list[OnDutyOut]:
+    """The assigned care worker and whoever is on duty now at the resident's providers.
+
+    Families may read it (it is part of the summary): it is how they reach the care team.
+    """
+    people = await alerts_repo.recipients(
+        conn, targets=ON_DUTY_TARGETS, resident=grant.resident_id, site=None
+    )
+    return [
+        OnDutyOut(
+            display_name=p["display_name"], phone=p["phone"], provider_id=p["provider_id"], role=p["target"]
+        )
+        for p in people
+    ]

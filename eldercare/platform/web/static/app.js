@@ -472,12 +472,17 @@ async function pageFamily(id, root) {
   try { history = await api(`/alerts?resident=${encodeURIComponent(id)}&limit=30`); } catch (e) { /* shown empty */ }
   let r = null;
   try { r = await api("/residents/" + id); } catch (e) { /* profile not shared */ }
+  let duty = [];
+  try { duty = await api(`/residents/${id}/on-duty`); } catch (e) { /* shown as nobody */ }
+  const dutyRows = duty.length ? duty.map((p) => h("div", { class: "on-duty" }, L("duty." + p.role), ": ", D(p.display_name), " ",
+    p.phone ? h("a", { href: "tel:" + p.phone }, D(p.phone)) : null)) : [h("span", { class: "muted", i18n: "family.nobody_on_duty" })];
   const hist = h("table", { id: "alert-history" }, h("tr", {}, ...["trail.at", "family.what", "alert.state", "alert.outcome"].map((k) => h("th", { i18n: k }))),
     ...history.map((a) => h("tr", { "data-alert": a.id, "data-state": a.state }, h("td", {}, T(a.detected_at)), h("td", {}, h("a", { href: "#/alert/" + a.id }, L("kind." + a.kind))),
       h("td", {}, h("span", { class: "badge state-" + a.state }, t("state." + a.state))), h("td", {}, a.outcome ? L("outcome." + a.outcome) : D(null)))));
   root.replaceChildren(h("h1", {}, L("family.title"), " · ", D(s.name)),
     h("div", { class: "grid" }, today,
       h("div", { class: "card" }, h("h2", { i18n: "family.care" }), r ? h("table", {},
+        h("tr", {}, h("th", { i18n: "family.on_duty" }), h("td", { id: "on-duty" }, ...dutyRows)),
         h("tr", {}, h("th", { i18n: "res.provider" }), h("td", {}, D(r.home_care_provider_id))),
         h("tr", {}, h("th", { i18n: "res.care_level" }), h("td", {}, L("care." + r.care_level))),
         h("tr", {}, h("th", { i18n: "res.contacts" }), h("td", {}, ...(r.emergency_contacts || []).map((c) => h("div", {}, D(c.name), " ", c.phone ? h("a", { href: "tel:" + c.phone }, D(c.phone)) : null))))) : null,
