@@ -4,7 +4,6 @@ database reaches the WebSocket of exactly the people who may see the alert."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,13 +11,12 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from platform_seed import World, seed_world
+from server_support import serving
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from eldercare.config import Settings
-from eldercare.embedded import free_port
 
 NOW_MS = int(time.time() * 1000)
 
@@ -35,24 +33,8 @@ def server(settings: Settings, world: World) -> Iterator[str]:
     from eldercare.platform.app import create_app
 
     app = create_app(settings)
-    port = free_port()
-    srv = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning")
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    while not app.state.hub.listening.is_set():
-        assert time.monotonic() < deadline, "hub did not start listening"
-        time.sleep(0.05)
-    try:
+    with serving(app) as port:
         yield f"127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(20)
 
 
 def token(base: str, username: str, password: str) -> str:

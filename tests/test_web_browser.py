@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +17,9 @@ from typing import Any
 
 import psycopg
 import pytest
-import uvicorn
 from conftest import chromium_path
 from platform_seed import World, seed_world
+from server_support import serving
 
 from eldercare.config import Settings
 
@@ -54,38 +52,13 @@ def world(db_url: str) -> World:
         return seed_world(conn)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(settings: Settings, world: World) -> Iterator[str]:
-    """The whole app with the web pages mounted, under uvicorn on a free port."""
+    """The whole app, web pages included, under uvicorn on a free port."""
     from eldercare.platform.app import create_app
-    from eldercare.platform.web import mount
 
-    app = mount(create_app(settings))
-    port = free_port()
-    srv = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning")
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    hub = getattr(app.state, "hub", None)
-    while hub is not None and not hub.listening.is_set():
-        assert time.monotonic() < deadline, "hub did not start listening"
-        time.sleep(0.05)
-    try:
+    with serving(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(20)
 
 
 @pytest.fixture

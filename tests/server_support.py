@@ -1,0 +1,38 @@
+"""A real uvicorn server around the app, for tests that need sockets (WebSocket, browser)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+from eldercare.embedded import free_port
+
+
+@contextmanager
+def serving(app: Any, timeout: float = 20.0) -> Iterator[int]:
+    """The whole app under a real uvicorn on a free port (engine and hub started by its lifespan);
+    yields the port once the server and, when the engine runs, the hub's listener are up."""
+    port = free_port()
+    srv = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning")
+    )
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not srv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    hub = getattr(app.state, "hub", None)
+    while hub is not None and not hub.listening.is_set():
+        assert time.monotonic() < deadline, "hub did not start listening"
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        srv.should_exit = True
+        thread.join(timeout)
