@@ -27,6 +27,14 @@ CONFIG_ENV = "ELDERCARE_CONFIG"
 PLACEHOLDER_SECRET = "change-me-in-production"  # refused outside development
 
 
+def _user_data_dir() -> Path:
+    """Where a user's eldercare state lives: ~/.local/share/eldercare on Linux (XDG), the
+    platform's own place elsewhere; the same for root and ordinary users, never the current directory."""
+    import platformdirs
+
+    return platformdirs.user_data_path("eldercare")
+
+
 class SettingsError(Exception):
     """The configuration is invalid; the message is one readable line naming the variable."""
 
@@ -38,7 +46,10 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    data_dir: Path = Field(default=Path(".eldercare"), description="State: embedded database, outbox, models")
+    data_dir: Path = Field(
+        default_factory=_user_data_dir,
+        description="State: embedded database and broker, demo logs (default: the user's data directory)",
+    )
 
     # PostgreSQL / TimescaleDB. None: start the embedded PostgreSQL under data_dir.
     database_url: SecretStr | None = None
