@@ -107,7 +107,7 @@ def _child_env(settings: Settings, db_url: str, mqtt_url: str, protocol: str) ->
 
 
 @click.command()
-@click.option("--homes", type=click.IntRange(1, 200), default=3, show_default=True)
+@click.option("--homes", type=click.IntRange(1, 200), default=20, show_default=True)
 @click.option("--stations", type=click.IntRange(0, 10), default=1, show_default=True)
 @click.option(
     "--speed",
@@ -173,6 +173,11 @@ def demo(
         else:
             mqtt_url = settings.mqtt_url.get_secret_value()
             protocol = settings.mqtt_protocol
+        if protocol == "3.1.1":
+            click.echo(
+                "note: the broker speaks MQTT 3.1.1 only, so one ingest worker runs with a plain"
+                " subscription (no shared subscriptions); install mosquitto for MQTT 5"
+            )
         children = Children(_child_env(settings, db_url, mqtt_url, protocol), run_dir)
         stack.callback(children.stop)
 

@@ -63,6 +63,7 @@ class EdgeRunner(Runner):
         self.agents: dict[str, Any] = {}
         self.creds: dict[str, tuple[str, str, list[dict[str, Any]]]] = {}
         self.next_acc: dict[str, float] = {}
+        self.falls_fired: dict[str, int] = {}  # per home: seeds each fall's waveform
         super().__init__(settings, manifest, opts, **kw)
         edge_dir.mkdir(parents=True, exist_ok=True)
 
@@ -157,8 +158,9 @@ class EdgeRunner(Runner):
         super()._new_truth(home, rec)
         if rec.kind in ("fall", "collapse"):
             sensor = "wearable-2" if rec.resident == home.resident2 else "wearable-1"
+            n = self.falls_fired[home.resident] = self.falls_fired.get(home.resident, 0) + 1
             chunk = self._session(
-                home, rec.t, "soft_collapse" if rec.kind == "collapse" else None, sensor=sensor
+                home, rec.t, "soft_collapse" if rec.kind == "collapse" else None, sensor=sensor, nth_fall=n
             )
             self._at(float(chunk.t[-1]), "acc", (home, chunk))
 
@@ -178,15 +180,26 @@ class EdgeRunner(Runner):
                 self._feed(home.gw, [self._session(home, now, None, ordinary=True)])
 
     def _session(
-        self, home: _Home, t: float, kind: str | None, ordinary: bool = False, sensor: str = "wearable-1"
+        self,
+        home: _Home,
+        t: float,
+        kind: str | None,
+        ordinary: bool = False,
+        sensor: str = "wearable-1",
+        nth_fall: int = 0,
     ) -> Any:
-        """An accelerometer chunk: ending at ``t`` (ordinary) or with its impact at ``t``."""
+        """An accelerometer chunk: ending at ``t`` (ordinary) or with its impact at ``t``.
+
+        A fall's waveform is seeded by the home and how many falls it has had, not by the moment it
+        was triggered, so the same scripted incident replays the same motion on every run.
+        """
         import numpy as np
 
         from eldercare.edge.drivers.base import AccChunk
         from eldercare.simulators import wearable
 
-        rng = np.random.default_rng(abs(hash((home.seed, round(t)))) % 2**32)
+        seed = [home.seed, 0, nth_fall] if nth_fall else [home.seed, 1, round(t)]
+        rng = np.random.default_rng(seed)
         placement = "pendant" if home.seed % 2 else "wrist"
         person = wearable.Person.sample(np.random.default_rng(home.seed))
         if ordinary:
