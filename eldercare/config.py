@@ -75,6 +75,9 @@ class Settings(BaseSettings):
 
     # Ingest.
     ingest_client_id: str = "eldercare-ingest-0"
+    # Replicas started from one configuration (compose `replicas`): each takes the lowest free slot
+    # in this directory (a volume they share) and adds it to the client id's trailing number.
+    ingest_slot_dir: Path | None = None
     ingest_shared_group: str = "ingest"
     ingest_batch_rows: int = Field(default=5000, ge=1)
     ingest_batch_ms: int = Field(default=200, ge=1)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from eldercare.cli import get_settings
 from eldercare.config import Settings
+
+if TYPE_CHECKING:
+    from eldercare.ingest.slot import Slot
+
+log = logging.getLogger(__name__)
 
 
 @click.group(invoke_without_command=True)
@@ -48,10 +55,31 @@ def run(ctx: click.Context, workers: int, commit_log: Path | None) -> None:
         )
     mqtt_url = _mqtt_url(settings)
     db_url = resolve_url(settings)
-    if workers == 1:
-        run_worker(settings, db_url=db_url, mqtt_url=mqtt_url, commit_log=commit_log)
-    else:
-        supervise(settings, db_url=db_url, mqtt_url=mqtt_url, workers=workers, commit_log=commit_log)
+    slot = None
+    if settings.ingest_slot_dir is not None:
+        slot, settings = _take_slot(settings, settings.ingest_slot_dir, workers)
+    try:
+        if workers == 1:
+            run_worker(settings, db_url=db_url, mqtt_url=mqtt_url, commit_log=commit_log)
+        else:
+            supervise(settings, db_url=db_url, mqtt_url=mqtt_url, workers=workers, commit_log=commit_log)
+    finally:
+        if slot is not None:
+            slot.release()
+
+
+def _take_slot(settings: Settings, directory: Path, workers: int) -> tuple[Slot, Settings]:
+    """Hold the lowest free slot; its workers' client ids start at base + slot x workers."""
+    from eldercare.ingest.slot import NoFreeSlot, claim
+    from eldercare.ingest.worker import client_id_for
+
+    try:
+        slot = claim(directory)
+    except NoFreeSlot as exc:
+        raise click.ClickException(str(exc)) from None
+    base = client_id_for(settings.ingest_client_id, slot.index * workers)
+    log.info("holding ingest slot %d (%s): client id %s", slot.index, slot.path, base)
+    return slot, settings.model_copy(update={"ingest_client_id": base})
 
 
 @ingest.command()
