@@ -26,6 +26,10 @@ from eldercare.config import Settings
 DEMO_INCIDENTS: list[tuple[float, int, str]] = [(20, 0, "fall"), (40, 1, "sos"), (70, 2, "bathroom_too_long")]
 
 
+# where each role starts in the web app (docs/web.md); a family member lands on their relative's page
+CONSOLES = {"care_worker": "#/console", "admin": "#/admin", "tester": "#/tester"}
+
+
 @dataclass
 class Children:
     """Child processes of the demo, stopped in reverse order of start."""
@@ -228,6 +232,7 @@ def _print_welcome(base: str, manifest: Path, run_dir: Path) -> None:
     for user in users:
         if user["role"] not in shown:
             shown.add(user["role"])
-            click.echo(f"  {user['role']:<12} {user['username']} / {user['password']}")
+            page = f"{base}/{CONSOLES.get(user['role'], '')}"
+            click.echo(f"  {user['role']:<12} {user['username']} / {user['password']:<22} {page}")
     click.echo(f"logs: {run_dir}/*.log   manifest: {manifest}   Ctrl-C stops everything")
     click.echo("")
