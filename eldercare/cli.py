@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from eldercare import __version__
-from eldercare.config import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from eldercare.config import Settings
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "config": ("eldercare.cli_config:config", "Show the effective settings."),
@@ -22,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("eldercare.ingest.cli:ingest", "Store MQTT telemetry, events and status in the database."),
     "edge": ("eldercare.edge.cli:edge", "Run a gateway's edge agent."),
     "serve": ("eldercare.platform.cli:serve", "Run the API, alert engine and web consoles."),
+    "broker": ("eldercare.platform.cli:broker", "Write the MQTT broker's accounts from the registry."),
     "simulate": ("eldercare.simulators.cli:simulate", "Seed, drive and score a simulated neighbourhood."),
     "models": ("eldercare.models.cli:models", "Train and evaluate the fall and inactivity detectors."),
     "demo": ("eldercare.demo:demo", "Run the whole platform on embedded services with simulated homes."),
@@ -83,6 +86,9 @@ def get_settings(ctx: click.Context, **overrides: Any) -> Settings:
     root = ctx.find_root()
     obj = root.obj if isinstance(root.obj, dict) else {}
     if "settings" not in obj or overrides:
+        # imported here: pydantic-settings is not loaded by ``eldercare edge`` (gateway footprint)
+        from eldercare.config import SettingsError, load_settings
+
         try:
             settings = load_settings(obj.get("config_file"), **overrides)
         except SettingsError as exc:

@@ -15,7 +15,7 @@ from eldercare import protocol
 from eldercare.edge.batching import Batcher
 from eldercare.edge.checkin import CheckIns, HomeContext, combine_confidence
 from eldercare.edge.clock import ClockGuard
-from eldercare.edge.config import ClockConfig, OutboxConfig, load_gateway_file
+from eldercare.edge.config import ClockConfig, DriverEntry, OutboxConfig, load_gateway_file
 from eldercare.edge.drivers import Action, Health, Sample, driver_class, load_driver
 from eldercare.edge.drivers.zigbee2mqtt import DeviceMap, Zigbee2MqttDriver, Zigbee2MqttOptions
 from eldercare.edge.errors import DriverError, GatewayConfigError
@@ -315,12 +315,11 @@ def test_drivers_are_found_by_name_and_options_validated(tmp_path: Path) -> None
     gw = gw_file(gateway(tmp_path, "r", 1883))
     with pytest.raises(DriverError, match="unknown driver"):
         driver_class("no_such_driver")
-    entry = gw.drivers[0].model_copy(update={"type": "simulated"})
-    entry = type(entry).model_validate({"type": "simulated", "bogus": 1})
+    entry = DriverEntry.from_table({"type": "simulated", "bogus": 1})
     with pytest.raises(DriverError, match="bogus"):
         load_driver(entry, gw)
     # a third-party driver by "module:Class", touching nothing in eldercare
-    custom = type(entry).model_validate({"type": "eldercare.edge.drivers.simulated:SimulatedDriver"})
+    custom = DriverEntry.from_table({"type": "eldercare.edge.drivers.simulated:SimulatedDriver"})
     assert load_driver(custom, gw).name == "eldercare.edge.drivers.simulated:SimulatedDriver"
 
 
@@ -349,6 +348,36 @@ print(name)
     except FallModelError:
         expected = "threshold"
     assert out.stdout.strip().splitlines()[-1] == expected
+
+
+# what a gateway must never load: server libraries, and pydantic (~7 MB RSS; docs/edge.md)
+HEAVY = (
+    "sklearn scipy fastapi starlette uvicorn psycopg psycopg_pool sqlalchemy alembic skops orjson "
+    "jinja2 httpx pandas matplotlib pydantic pydantic_settings pydantic_core"
+).split()
+
+
+def test_edge_run_path_imports_no_heavy_module() -> None:
+    """``eldercare edge run`` up to a running fall stream loads none of HEAVY (they are installed)."""
+    code = """
+import json, sys
+from eldercare.cli import cli
+try:
+    cli(["edge", "run", "--help"], prog_name="eldercare", standalone_mode=False)
+except SystemExit:
+    pass
+import eldercare.edge.agent, eldercare.edge.drivers.simulated, eldercare.edge.drivers.zigbee2mqtt
+from eldercare.edge.config import build_gateway_file
+from eldercare.edge.falls import open_stream
+build_gateway_file({"site": "s", "gateway": "g", "drivers": [{"type": "simulated"}]})
+open_stream("auto")
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert {"numpy", "paho", "msgspec", "sqlite3"} <= loaded  # what the agent really needs
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
 
 
 def test_cli_check_and_bad_file(tmp_path: Path) -> None:

@@ -11,140 +11,147 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from eldercare import protocol
 from eldercare.edge.errors import GatewayConfigError
 
-IdStr = str  # validated against protocol.ID_PATTERN below
+# The gateway file is parsed with msgspec, not pydantic: the agent runs on small boxes and
+# pydantic's import and model build cost ~7 MB of RSS (docs/edge.md, "Footprint").
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _ge(v: float) -> msgspec.Meta:
+    return msgspec.Meta(ge=v)
 
 
-class BrokerConfig(_Model):
+class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """The platform's MQTT broker. ``mqtts://`` turns TLS on (system CAs unless ``ca_file``)."""
 
-    url: SecretStr = SecretStr("mqtt://127.0.0.1:1883")
+    url: str = "mqtt://127.0.0.1:1883"
     username: str | None = None
-    password: SecretStr | None = None
+    password: str | None = None
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
     tls_insecure: bool = False
     client_id: str | None = None  # default: "{site}-{gateway}"
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    keepalive_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 30
     # paho's own in-flight window; the agent never hands paho more unacknowledged messages.
-    max_inflight: int = Field(default=20, ge=2, le=1000)
-    reconnect_min_s: float = Field(default=1.0, gt=0)
-    reconnect_max_s: float = Field(default=60.0, gt=0)
+    max_inflight: Annotated[int, msgspec.Meta(ge=2, le=1000)] = 20
+    reconnect_min_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    reconnect_max_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
 
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, v: SecretStr) -> SecretStr:
-        parts = urlsplit(v.get_secret_value())
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
         if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
-            msg = f"scheme must be mqtt:// or mqtts://, not {parts.scheme or 'missing'}://"
+            msg = f"url: scheme must be mqtt:// or mqtts://, not {parts.scheme or 'missing'}://"
             raise ValueError(msg)
         if not parts.hostname:
-            msg = "the URL names no host"
+            msg = "url: the URL names no host"
             raise ValueError(msg)
-        return v
+
+    def __repr__(self) -> str:
+        """Without the password or the URL's credentials (they end up in logs otherwise)."""
+        user = self.credentials[0]
+        return f"BrokerConfig(host={self.host!r}, port={self.port}, tls={self.tls}, user={user!r})"
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url.get_secret_value()).hostname or "127.0.0.1"
+        return urlsplit(self.url).hostname or "127.0.0.1"
 
     @property
     def tls(self) -> bool:
-        return urlsplit(self.url.get_secret_value()).scheme in {"mqtts", "ssl"}
+        return urlsplit(self.url).scheme in {"mqtts", "ssl"}
 
     @property
     def port(self) -> int:
-        return urlsplit(self.url.get_secret_value()).port or (8883 if self.tls else 1883)
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
     @property
     def credentials(self) -> tuple[str | None, str | None]:
         """Username and password from the fields, else from the URL (``mqtt://user:pw@host``)."""
-        parts = urlsplit(self.url.get_secret_value())
+        parts = urlsplit(self.url)
         user = self.username or parts.username
-        pw = self.password.get_secret_value() if self.password else parts.password
+        pw = self.password if self.password is not None else parts.password
         return user, pw
 
 
-class OutboxConfig(_Model):
+class OutboxConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """Where the outbox lives and how big it may grow (see docs/edge.md, "Outbox bounds")."""
 
     path: Path = Path("outbox.sqlite3")
-    max_messages: int = Field(default=200_000, ge=100)
-    max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
-    max_age_s: int = Field(default=7 * 86400, ge=60)  # older telemetry is shed; events never
+    max_messages: Annotated[int, _ge(100)] = 200_000
+    max_bytes: Annotated[int, _ge(64 * 1024)] = 64 * 1024 * 1024
+    max_age_s: Annotated[int, _ge(60)] = 7 * 86400  # older telemetry is shed; events never
     # FULL: a commit survives power loss (fsync of the WAL); NORMAL survives kill -9 only.
     synchronous: Literal["full", "normal"] = "full"
 
 
-class ClockConfig(_Model):
+class ClockConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """What counts as an obviously wrong clock (docs/edge.md, "Clock")."""
 
-    not_before_ms: int = Field(default=1_767_225_600_000, ge=0)  # 2026-01-01, after this release
-    not_after_ms: int = Field(default=4_102_444_800_000)  # 2100-01-01, the protocol's bound
-    jump_tolerance_s: float = Field(default=120.0, gt=0)
-    settle_s: float = Field(default=600.0, ge=0)  # a jumped clock is trusted again after this
-    hold_max: int = Field(default=20_000, ge=0)  # readings held while no good time is known
+    not_before_ms: Annotated[int, _ge(0)] = 1_767_225_600_000  # 2026-01-01, after this release
+    not_after_ms: int = 4_102_444_800_000  # 2100-01-01, the protocol's bound
+    jump_tolerance_s: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+    settle_s: Annotated[float, _ge(0)] = 600.0  # a jumped clock is trusted again after this
+    hold_max: Annotated[int, _ge(0)] = 20_000  # readings held while no good time is known
 
 
-class FallConfig(_Model):
+class FallConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """The edge fall detector and its evidence window."""
 
     detector: Literal["auto", "pretrained", "threshold"] = "auto"
-    evidence_before_s: float = Field(default=5.0, ge=0, le=30)
-    evidence_after_s: float = Field(default=10.0, ge=0, le=60)
-    buffer_s: float = Field(default=60.0, ge=10, le=600)
-    context_window_s: float = Field(default=60.0, ge=5, le=600)
+    evidence_before_s: Annotated[float, msgspec.Meta(ge=0, le=30)] = 5.0
+    evidence_after_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 10.0
+    buffer_s: Annotated[float, msgspec.Meta(ge=10, le=600)] = 60.0
+    context_window_s: Annotated[float, msgspec.Meta(ge=5, le=600)] = 60.0
 
 
-class DriverEntry(BaseModel):
+class DriverEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """A ``[[drivers]]`` table: ``type`` picks ``eldercare.edge.drivers.<type>``; the rest: options."""
-
-    model_config = ConfigDict(extra="allow")
 
     type: str
     name: str | None = None
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
 
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+    @classmethod
+    def from_table(cls, table: dict[str, Any]) -> DriverEntry:
+        """``{"type": ..., "name": ..., **options}`` as written in the file."""
+        rest = dict(table)
+        kind, name = rest.pop("type", None), rest.pop("name", None)
+        if not isinstance(kind, str) or not kind:
+            msg = "type: a driver needs a type (a name such as zigbee2mqtt, or package.module:Class)"
+            raise ValueError(msg)
+        if name is not None and not isinstance(name, str):
+            msg = "name: must be a string"
+            raise ValueError(msg)
+        return cls(type=kind, name=name, options=rest)
 
 
-class GatewayFile(_Model):
+class GatewayFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """Everything in ``gateway.toml``."""
 
-    site: IdStr
-    gateway: IdStr
+    site: str
+    gateway: str
     topic_root: str = protocol.DEFAULT_ROOT
-    broker: BrokerConfig = BrokerConfig()
-    outbox: OutboxConfig = OutboxConfig()
-    clock: ClockConfig = ClockConfig()
-    fall: FallConfig = FallConfig()
-    status_interval_s: float = Field(default=300.0, ge=5)
-    sensors: list[dict[str, Any]] = Field(default_factory=list)
-    drivers: list[DriverEntry] = Field(default_factory=list)
-    config: dict[str, Any] = Field(default_factory=dict)  # initial protocol.GatewayConfig fields
+    broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
+    outbox: OutboxConfig = msgspec.field(default_factory=OutboxConfig)
+    clock: ClockConfig = msgspec.field(default_factory=ClockConfig)
+    fall: FallConfig = msgspec.field(default_factory=FallConfig)
+    status_interval_s: Annotated[float, _ge(5)] = 300.0
+    sensors: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    drivers: list[DriverEntry] = msgspec.field(default_factory=list)
+    config: dict[str, Any] = msgspec.field(default_factory=dict)  # initial protocol.GatewayConfig fields
 
-    @field_validator("site", "gateway")
-    @classmethod
-    def _ident(cls, v: str) -> str:
-        import re
-
-        if not re.match(protocol.ID_PATTERN, v):
-            msg = f"{v!r} is not an identifier (letters, digits, _ . : -; at most 64)"
-            raise ValueError(msg)
-        return v
+    def __post_init__(self) -> None:
+        for name in ("site", "gateway"):
+            v = getattr(self, name)
+            if not protocol.is_identifier(v):
+                msg = f"{name}: {v!r} is not an identifier (letters, digits, _ . : -; at most 64)"
+                raise ValueError(msg)
 
     @property
     def client_id(self) -> str:
@@ -184,28 +191,59 @@ def load_gateway_file(path: str | Path, **overrides: Any) -> GatewayFile:
     raw.update(overrides)
     gw = build_gateway_file(raw, source=str(p))
     base = p.resolve().parent
-    out = gw.outbox.model_copy(update={"path": _resolve(base, gw.outbox.path)})
-    broker = gw.broker.model_copy(
-        update={k: _resolve(base, getattr(gw.broker, k)) for k in ("ca_file", "cert_file", "key_file")}
+    out = msgspec.structs.replace(gw.outbox, path=_resolve(base, gw.outbox.path))
+    broker = msgspec.structs.replace(
+        gw.broker, **{k: _resolve(base, getattr(gw.broker, k)) for k in ("ca_file", "cert_file", "key_file")}
     )
-    return gw.model_copy(update={"outbox": out, "broker": broker})
+    return msgspec.structs.replace(gw, outbox=out, broker=broker)
 
 
 def build_gateway_file(raw: dict[str, Any], source: str = "gateway config") -> GatewayFile:
     """Validate a mapping (as read from TOML); one readable line per problem on failure."""
+    raw = dict(raw)
     try:
-        gw = GatewayFile.model_validate(raw)
+        tables = raw.get("drivers", [])
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            msg = "drivers: must be a list of [[drivers]] tables"
+            raise ValueError(msg)
+        entries: list[DriverEntry] = []
+        for i, table in enumerate(tables):
+            try:
+                entries.append(DriverEntry.from_table(table))
+            except ValueError as exc:
+                msg = f"drivers.{i}.{exc}"
+                raise ValueError(msg) from None
+        raw["drivers"] = []
+        gw = msgspec.convert(raw, GatewayFile, dec_hook=_dec_hook)
+        gw = msgspec.structs.replace(gw, drivers=entries)
         gw.initial_config()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc']) or 'file'}: {e['msg']}" for e in exc.errors()
-        )
-        msg = f"{source}: {problems}"
-        raise GatewayConfigError(msg) from None
-    except protocol.ProtocolError as exc:
-        msg = f"{source}: config/sensors {exc}"
+    except (msgspec.ValidationError, ValueError) as exc:
+        if isinstance(exc, protocol.ProtocolError):
+            msg = f"{source}: config/sensors {exc}"
+            raise GatewayConfigError(msg) from None
+        msg = f"{source}: {problem(exc)}"
         raise GatewayConfigError(msg) from None
     return gw
+
+
+def problem(exc: Exception) -> str:
+    """msgspec's "Expected ... - at `$.broker.url`" as "broker.url: Expected ..." (one line)."""
+    text = str(exc).replace("\n", " ")
+    if " - at `$" not in text:
+        return text
+    what, _, where = text.rpartition(" - at `$")
+    path = where.rstrip("`").lstrip(".").replace("[", ".").replace("]", "")
+    field, sep, rest = what.partition(": ")
+    if sep and field.isidentifier() and path:  # raised by a __post_init__ about one of its fields
+        return f"{path}.{field}: {rest}"
+    return f"{path}: {what}" if path else what
+
+
+def _dec_hook(kind: type, obj: Any) -> Any:
+    if kind is Path and isinstance(obj, str):
+        return Path(obj)
+    msg = f"Expected `{getattr(kind, '__name__', kind)}`, got `{type(obj).__name__}`"
+    raise ValueError(msg)
 
 
 def _resolve(base: Path, p: Path | None) -> Path | None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+import msgspec
 
 from eldercare.edge.drivers.base import AccChunk, Action, Driver, Health, Item, Sample, Sink
 from eldercare.edge.errors import DriverError
@@ -13,7 +13,17 @@ from eldercare.edge.errors import DriverError
 if TYPE_CHECKING:
     from eldercare.edge.config import DriverEntry, GatewayFile
 
-__all__ = ["AccChunk", "Action", "Driver", "Health", "Item", "Sample", "Sink", "load_driver"]
+__all__ = [
+    "AccChunk",
+    "Action",
+    "Driver",
+    "Health",
+    "Item",
+    "Sample",
+    "Sink",
+    "driver_options",
+    "load_driver",
+]
 
 
 def driver_class(type_: str) -> type[Driver]:
@@ -33,12 +43,25 @@ def driver_class(type_: str) -> type[Driver]:
     return cls
 
 
+def driver_options(cls: type[Driver], options: dict[str, Any], label: str) -> Any:
+    """Validate a driver's options with its ``Options`` (a msgspec Struct, or a pydantic model)."""
+    from eldercare.edge.config import problem
+
+    try:
+        if hasattr(cls.Options, "model_validate"):  # a third-party driver's pydantic model
+            return cls.Options.model_validate(options)
+        return msgspec.convert(options, cls.Options)
+    except (msgspec.ValidationError, ValueError) as exc:
+        errors = getattr(exc, "errors", None)
+        if callable(errors):  # pydantic: one "loc: msg" per problem
+            text = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in errors())
+        else:
+            text = problem(exc)
+        msg = f"driver {label}: {text}"
+        raise DriverError(msg) from None
+
+
 def load_driver(entry: DriverEntry, gateway: GatewayFile) -> Driver:
     cls = driver_class(entry.type)
-    try:
-        options = cls.Options.model_validate(entry.options)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-        msg = f"driver {entry.name or entry.type}: {problems}"
-        raise DriverError(msg) from None
-    return cls(entry.name or entry.type, options, gateway)
+    label = entry.name or entry.type
+    return cls(label, driver_options(cls, entry.options, label), gateway)

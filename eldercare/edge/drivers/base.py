@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeAlias
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict
+import msgspec
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from eldercare import protocol
     from eldercare.edge.config import GatewayFile
 
@@ -66,16 +67,20 @@ class Sink(Protocol):
     def put(self, item: Item) -> None: ...
 
 
-class NoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NoOptions(msgspec.Struct, forbid_unknown_fields=True):
+    """A driver without options."""
 
 
 class Driver(ABC):
-    """Base class of drivers."""
+    """Base class of drivers.
 
-    Options: ClassVar[type[BaseModel]] = NoOptions
+    ``Options`` is a ``msgspec.Struct`` (what the shipped drivers use: light on a gateway); a
+    third-party driver may use a pydantic model instead, validated with ``model_validate``.
+    """
 
-    def __init__(self, name: str, options: BaseModel, gateway: GatewayFile) -> None:
+    Options: ClassVar[type[Any]] = NoOptions
+
+    def __init__(self, name: str, options: Any, gateway: GatewayFile) -> None:
         self.name = name
         self.options = options
         self.gateway = gateway

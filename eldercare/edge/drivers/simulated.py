@@ -19,31 +19,29 @@ import random
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from eldercare.edge.drivers.base import AccChunk, Driver, Health, Item, Sample, Sink
 
 log = logging.getLogger(__name__)
 
 
-class CounterOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CounterOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sensor: str = "counter-1"
     metric: str = "steps"
-    rate_hz: float = Field(default=100.0, gt=0, le=10_000)
+    rate_hz: Annotated[float, msgspec.Meta(gt=0, le=10_000)] = 100.0
     limit: int | None = None  # stop after this many readings
 
 
-class SimulatedOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SimulatedOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     synthetic: bool = False
     seed: int = 0
-    event_period_s: float = Field(default=20.0, gt=0)  # mean seconds between a fixed sensor's readings
-    wearable_hz: float = Field(default=50.0, gt=0, le=200)
-    chunk_s: float = Field(default=1.0, gt=0, le=10)
+    event_period_s: Annotated[float, msgspec.Meta(gt=0)] = 20.0  # mean s between a sensor's readings
+    wearable_hz: Annotated[float, msgspec.Meta(gt=0, le=200)] = 50.0
+    chunk_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
     counter: CounterOptions | None = None
 
 
@@ -52,7 +50,7 @@ class SimulatedDriver(Driver):
 
     Options = SimulatedOptions
 
-    def __init__(self, name: str, options: BaseModel, gateway: Any) -> None:
+    def __init__(self, name: str, options: Any, gateway: Any) -> None:
         super().__init__(name, options, gateway)
         self.opts: SimulatedOptions = options  # type: ignore[assignment]
         self._sink: Sink | None = None

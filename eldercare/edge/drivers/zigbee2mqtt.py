@@ -29,7 +29,6 @@ import math
 from typing import Any, Literal
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field
 
 from eldercare.edge.drivers.base import Action, Driver, Health, Item, Sample, Sink
 
@@ -56,22 +55,20 @@ DEFAULT_ACTIONS: dict[str, dict[str, str]] = {
 }
 
 
-class DeviceMap(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DeviceMap(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sensor: str
     kind: Kind
     fields: dict[str, str] | None = None  # replaces the kind's defaults
     actions: dict[str, Literal["sos", "ok", "ignore"]] | None = None  # action value -> meaning
 
 
-class Zigbee2MqttOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Zigbee2MqttOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     url: str = "mqtt://127.0.0.1:1883"
     username: str | None = None
     password: str | None = None
     base_topic: str = "zigbee2mqtt"
     client_id: str | None = None
-    devices: dict[str, DeviceMap] = Field(default_factory=dict)
+    devices: dict[str, DeviceMap] = msgspec.field(default_factory=dict)
 
 
 def _number(value: Any) -> float | None:
@@ -129,7 +126,7 @@ class Zigbee2MqttDriver(Driver):
 
     Options = Zigbee2MqttOptions
 
-    def __init__(self, name: str, options: BaseModel, gateway: Any) -> None:
+    def __init__(self, name: str, options: Any, gateway: Any) -> None:
         super().__init__(name, options, gateway)
         self.opts: Zigbee2MqttOptions = options  # type: ignore[assignment]
         self._client: Any = None
