@@ -73,6 +73,22 @@ class Settings(BaseSettings):
     # 3.1.1 only for brokers without MQTT v5 (the embedded amqtt): no shared subscriptions there.
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
 
+    # Broker accounts (Mosquitto). With both files set, the platform rewrites them from the registry
+    # whenever a gateway is provisioned, rotated or deleted, and at start (`eldercare broker sync`),
+    # then asks the broker to reload: SIGHUP to the pid in broker_pid_file (same host), and/or a new
+    # broker_reload_stamp_file that deploy/mosquitto-reload.sh, beside the broker, turns into a SIGHUP.
+    broker_password_file: Path | None = Field(default=None, description="Mosquitto password_file to write")
+    broker_acl_file: Path | None = Field(default=None, description="Mosquitto acl_file to write")
+    broker_pid_file: Path | None = Field(default=None, description="Mosquitto pid_file: reload by SIGHUP")
+    broker_reload_stamp_file: Path | None = Field(
+        default=None, description="rewritten after each change, for a watcher that reloads the broker"
+    )
+    # Service accounts' passwords (None: no such account): eldercare-ingest, eldercare-platform,
+    # eldercare-simulator. Each process connects with its own in ELDERCARE_MQTT_URL.
+    broker_ingest_password: SecretStr | None = None
+    broker_platform_password: SecretStr | None = None
+    broker_simulator_password: SecretStr | None = None
+
     # Ingest.
     ingest_client_id: str = "eldercare-ingest-0"
     # Replicas started from one configuration (compose `replicas`): each takes the lowest free slot
@@ -113,6 +129,13 @@ class Settings(BaseSettings):
             msg = "must be a postgresql:// URL"
             raise ValueError(msg)
         return v
+
+    @model_validator(mode="after")
+    def _broker_files_together(self) -> Settings:
+        if (self.broker_password_file is None) != (self.broker_acl_file is None):
+            msg = "broker_password_file and broker_acl_file are set together or not at all"
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _no_placeholder_secret_in_production(self) -> Settings:

@@ -144,6 +144,15 @@ async def _feedback_loop(app: FastAPI, every_s: float = FEEDBACK_EVERY_S) -> Non
         await asyncio.sleep(every_s)
 
 
+async def _sync_broker(app: FastAPI) -> None:
+    """Write the broker's password and ACL files at start, so a fresh volume gets them at once."""
+    from eldercare.platform import broker_sync
+
+    if broker_sync.enabled(app.state.settings):
+        async with app.state.pool.connection() as conn:
+            await broker_sync.sync_quietly(conn, app.state.settings)
+
+
 async def _start_engine(app: FastAPI) -> None:
     try:
         service = importlib.import_module("eldercare.platform.engine.service")
@@ -184,6 +193,7 @@ def create_app(settings: Settings | None = None, *, start_engine: bool = True) -
         app.state.background = []
         app.state.engine_stop = None
         try:
+            await _sync_broker(app)
             if start_engine:
                 app.state.background.append(asyncio.create_task(_feedback_loop(app), name="outcome-feedback"))
                 await _start_engine(app)

@@ -1,4 +1,5 @@
-"""``eldercare serve``: the API, the alert engine and the consoles in one process (uvicorn)."""
+"""``eldercare serve`` (the API, the alert engine and the consoles in one process, uvicorn) and
+``eldercare broker`` (the broker's accounts generated from the registry)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,49 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_engine: boo
         log_level=settings.log_level.lower(),
         proxy_headers=True,
     )
+
+
+@click.group()
+def broker() -> None:
+    """Mosquitto's password and ACL files, generated from the gateway registry.
+
+    由网关注册表生成 Mosquitto 的密码文件和 ACL 文件。
+    """
+
+
+@broker.command()
+@click.option(
+    "--reload", "force_reload", is_flag=True, help="Ask the broker to reload even if the files are unchanged."
+)
+@click.pass_context
+def sync(ctx: click.Context, force_reload: bool) -> None:
+    """Rewrite the files from the registry; reload the broker if they changed (first start, repairs)."""
+    import asyncio
+
+    import psycopg
+
+    from eldercare.db import resolve_url
+    from eldercare.platform import broker_sync
+    from eldercare.platform.broker_auth import BrokerAuthError
+
+    settings = get_settings(ctx)
+    if not broker_sync.enabled(settings):
+        msg = "set ELDERCARE_BROKER_PASSWORD_FILE and ELDERCARE_BROKER_ACL_FILE (see docs/operations.md)"
+        raise click.ClickException(msg)
+
+    async def run() -> broker_sync.SyncResult:
+        async with await psycopg.AsyncConnection.connect(resolve_url(settings), autocommit=True) as conn:
+            return await broker_sync.sync(conn, settings, force_reload=force_reload)
+
+    try:
+        result = asyncio.run(run())
+    except (BrokerAuthError, OSError, psycopg.Error) as exc:
+        raise click.ClickException(str(exc)) from None
+    state = "written" if result.changed else "unchanged"
+    reload = ", ".join(result.reloaded) or "not requested"
+    click.echo(
+        f"{result.accounts} broker accounts; {settings.broker_password_file} and "
+        f"{settings.broker_acl_file} {state}; reload: {reload}"
+    )
+    for name, why in sorted(result.skipped.items()):
+        click.echo(f"  left out {name}: {why}", err=True)

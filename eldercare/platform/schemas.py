@@ -296,8 +296,13 @@ class GatewayOut(Model):
 
 class GatewayCredentials(Model):
     mqtt_username: str
-    mqtt_password: str = Field(description="Shown once; only its argon2 hash is stored")
+    mqtt_password: str = Field(description="Shown once; only hashes of it are stored")
     topic_prefix: str = Field(description="The only topic prefix this gateway may publish under")
+    broker_updated: bool | None = Field(
+        default=None,
+        description="Whether the broker's password and ACL files were rewritten and a reload requested "
+        "(null: this platform does not manage the broker's files)",
+    )
 
 
 class GatewayProvisioned(Model):

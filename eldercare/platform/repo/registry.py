@@ -288,11 +288,35 @@ async def provision_gateway(
 
 
 async def set_gateway_password(
-    conn: AsyncConnection[Any], *, gateway_id: str, password_hash: str
+    conn: AsyncConnection[Any], *, gateway_id: str, password_hash: str, broker_hash: str
 ) -> str | None:
     row = await _one(
         conn,
-        "UPDATE gateways SET mqtt_password_hash = %(h)s WHERE id = %(id)s RETURNING mqtt_username",
-        {"h": password_hash, "id": gateway_id},
+        "UPDATE gateways SET mqtt_password_hash = %(h)s, broker_password_hash = %(b)s WHERE id = %(id)s"
+        " RETURNING mqtt_username",
+        {"h": password_hash, "b": broker_hash, "id": gateway_id},
     )
     return None if row is None else str(row["mqtt_username"])
+
+
+# Broker accounts --------------------------------------------------------------------------------------
+
+BROKER_FILES_LOCK = 0x656C6463_62726F6B  # "eldc" "brok": one writer of the broker files at a time
+
+
+async def lock_broker_files(conn: AsyncConnection[Any]) -> None:
+    """Serialise rewriting the broker files across API replicas until the transaction ends.
+
+    Whoever takes the lock last reads the registry after every earlier change committed, so the
+    last files written are never missing a gateway another replica just provisioned.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(%(k)s)", {"k": BROKER_FILES_LOCK})
+
+
+async def broker_gateways(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+    """Every gateway's MQTT username, site and Mosquitto hash (None: not issued since migration 0003)."""
+    return await _all(
+        conn,
+        "SELECT id, site_id, mqtt_username, broker_password_hash FROM gateways ORDER BY mqtt_username",
+        {},
+    )

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from eldercare import protocol
-from eldercare.platform import security
+from eldercare.platform import broker_auth, broker_sync, security
 from eldercare.platform.access import Principal
 from eldercare.platform.deps import AdminUser, ConnDep, RegistryReader, SettingsDep
 from eldercare.platform.errors import ApiError, not_found
@@ -58,9 +58,23 @@ def _validated(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(protocol.encode(msg))  # type: ignore[no-any-return]
 
 
-def _credentials(settings: SettingsDep, gw: dict[str, Any], password: str) -> GatewayCredentials:
+def _credentials(
+    settings: SettingsDep, gw: dict[str, Any], password: str, broker_updated: bool | None
+) -> GatewayCredentials:
     prefix = f"{settings.mqtt_topic_root}/{gw['site_id']}/{gw['id']}/"
-    return GatewayCredentials(mqtt_username=gw["mqtt_username"], mqtt_password=password, topic_prefix=prefix)
+    return GatewayCredentials(
+        mqtt_username=gw["mqtt_username"],
+        mqtt_password=password,
+        topic_prefix=prefix,
+        broker_updated=broker_updated,
+    )
+
+
+async def _new_password() -> tuple[str, str, str]:
+    """A random password, its argon2 hash and its Mosquitto hash (for the broker's password file)."""
+    password = secrets.token_urlsafe(24)
+    pw_hash = await asyncio.to_thread(security.hash_password, password)
+    return password, pw_hash, broker_auth.mosquitto_hash(password)
 
 
 @router.get("", response_model=list[GatewayOut])
@@ -79,8 +93,11 @@ async def provision_gateway(
     """Register a gateway: returns its MQTT credentials ONCE (only a hash is kept) and its config."""
     if not protocol.is_identifier(body.site_id):
         raise ApiError(422, "invalid.value", field="site_id", reason="not a valid identifier")
-    password = secrets.token_urlsafe(24)
-    pw_hash = await asyncio.to_thread(security.hash_password, password)
+    if body.id in broker_auth.SERVICE_USERS:
+        raise ApiError(422, "invalid.value", field="id", reason="reserved for a broker service account")
+    if not broker_auth.valid_username(body.id):  # the id is the MQTT username
+        raise ApiError(422, "invalid.value", field="id", reason="':' cannot stand in an MQTT username")
+    password, pw_hash, broker_hash = await _new_password()
     sensors = [s.model_dump() for s in body.sensors]
     config = _validated({"v": 1, "revision": 0, "sensors": _sensor_config(sensors)})
     gw = await registry.provision_gateway(
@@ -90,13 +107,17 @@ async def provision_gateway(
             "site_id": body.site_id,
             "mqtt_username": body.id,
             "mqtt_password_hash": pw_hash,
+            "broker_password_hash": broker_hash,
             "description": body.description,
             "config": config,
         },
         sensors=sensors,
     )
+    updated = await broker_sync.sync_quietly(conn, settings)
     return GatewayProvisioned(
-        gateway=GatewayOut.model_validate(gw), credentials=_credentials(settings, gw, password), config=config
+        gateway=GatewayOut.model_validate(gw),
+        credentials=_credentials(settings, gw, password, updated),
+        config=config,
     )
 
 
@@ -106,21 +127,24 @@ async def get_gateway(user: RegistryReader, gateway_id: str, conn: ConnDep) -> G
 
 
 @router.delete("/{gateway_id}", status_code=204)
-async def delete_gateway(_: AdminUser, gateway_id: str, conn: ConnDep) -> None:
+async def delete_gateway(_: AdminUser, gateway_id: str, conn: ConnDep, settings: SettingsDep) -> None:
+    """Remove a gateway; the broker drops its account (and its connection) on reload."""
     if not await registry.delete(conn, table="gateways", key={"id": gateway_id}):
         raise not_found("gateway", gateway_id)
+    await broker_sync.sync_quietly(conn, settings)
 
 
 @router.post("/{gateway_id}/credentials", response_model=GatewayCredentials)
 async def rotate_credentials(
     user: AdminUser, gateway_id: str, conn: ConnDep, settings: SettingsDep
 ) -> GatewayCredentials:
-    """Issue a new MQTT password (shown once); the old one stops working at the broker's next auth check."""
+    """Issue a new MQTT password (shown once); the broker refuses the old one once it has reloaded."""
     gw = await _gateway(conn, user, gateway_id)
-    password = secrets.token_urlsafe(24)
-    pw_hash = await asyncio.to_thread(security.hash_password, password)
-    await registry.set_gateway_password(conn, gateway_id=gateway_id, password_hash=pw_hash)
-    return _credentials(settings, gw, password)
+    password, pw_hash, broker_hash = await _new_password()
+    await registry.set_gateway_password(
+        conn, gateway_id=gateway_id, password_hash=pw_hash, broker_hash=broker_hash
+    )
+    return _credentials(settings, gw, password, await broker_sync.sync_quietly(conn, settings))
 
 
 @router.get("/{gateway_id}/config", response_model=GatewayConfigOut)
