@@ -260,6 +260,17 @@ class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "shed_messages, next_seq (non-negative integers)."
         ),
     ] = msgspec.field(default_factory=dict)
+    config_revision: Annotated[
+        Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None,
+        msgspec.Meta(description="Revision of the remote config in force (0: the gateway's own file)."),
+    ] = None
+    config_error: Annotated[
+        Annotated[str, msgspec.Meta(max_length=500)] | None,
+        msgspec.Meta(
+            description="Why the last config pushed to the gateway was refused (the old one is kept); "
+            "null once a newer config is applied."
+        ),
+    ] = None
 
 
 class SensorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -444,6 +455,11 @@ def encode(msg: Payload) -> bytes:
 def is_identifier(value: str) -> bool:
     """True if ``value`` is a valid site, gateway, sensor or resident id."""
     return _ID_RE.match(value) is not None
+
+
+def is_metric(value: str) -> bool:
+    """True if ``value`` is a valid reading metric name."""
+    return _METRIC_RE.match(value) is not None
 
 
 _GOOD_SENSORS: set[str] = set()  # names already seen to match their pattern (bounded)

@@ -165,6 +165,11 @@ def test_remote_config_invalid_refused_valid_applied_without_restart(
         assert rejected["evidence"]["field"] == "telemetry_batch_max"
         assert rejected["evidence"]["kept_revision"] == 0
         assert agent.config.telemetry_batch_max == 50  # the old config is kept
+        # the retained status says which revision is in force and why the push was refused
+        assert sub.wait_for(lambda s: any(st.get("config_error") for st in s.of("status")))
+        refused = next(st for st in sub.of("status") if st.get("config_error"))
+        assert refused["config_revision"] == 0
+        assert refused["config_error"].startswith("revision 1: telemetry_batch_max")
         good = (
             b'{"v": 1, "revision": 2, "telemetry_batch_max": 7, "telemetry_batch_ms": 60000,'
             b' "heartbeat_s": 3600,'
@@ -172,6 +177,11 @@ def test_remote_config_invalid_refused_valid_applied_without_restart(
         )
         pub.publish(topic, good, qos=1, retain=True).wait_for_publish(5)
         assert wait_until(lambda: agent.config.revision == 2)
+        assert sub.wait_for(
+            lambda s: any(
+                st.get("config_revision") == 2 and st["config_error"] is None for st in s.of("status")
+            )
+        )
         sim(agent).feed_many(Sample("pir-kitchen", "motion", 1.0) for _ in range(7))
         # a batch of exactly 7, long before the new 60 s time bound: the new size bound is in force
         assert sub.wait_for(lambda s: any(len(p["readings"]) == 7 for p in s.of("telemetry")), 5)

@@ -294,6 +294,7 @@ def test_gateway_file_loads_and_resolves_paths(tmp_path: Path) -> None:
     ("change", "words"),
     [
         ({"site": "bad site"}, "site"),
+        ({"gateway": "gw-1\n"}, "gateway"),  # "$" in the pattern would let a final newline pass
         ({"broker": {"url": "http://x"}}, "broker.url"),
         ({"config": {"telemetry_batch_max": 0}}, "telemetry_batch_max"),
         ({"sensors": [{"id": "a", "kind": "pir"}, {"id": "a", "kind": "door"}]}, "duplicate"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import queue
-import re
 import sqlite3
 import threading
 import time
@@ -38,8 +37,6 @@ from eldercare.edge.outbox import PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox
 
 log = logging.getLogger(__name__)
 
-_ID_RE = re.compile(protocol.ID_PATTERN)
-_METRIC_RE = re.compile(protocol.METRIC_PATTERN)
 LOW_BATTERY, BATTERY_OK = 0.15, 0.20
 VITALS_REPEAT_S = 300.0
 STATUS_MIN_GAP_S = 2.0
@@ -137,6 +134,7 @@ class Agent:
         self.clock = ClockGuard(gw.clock, int(last_good) if last_good else None, self._wall, self._mono)
         self.started = self._mono()
         self.config = gw.initial_config()
+        self.config_error: str | None = None  # why the last pushed config was refused (status)
         stored = self.outbox.get_meta("config")
         if stored:
             try:
@@ -357,8 +355,8 @@ class Agent:
     def _valid(self, sensor: str, metric: str, value: float) -> bool:
         if sensor in self.bad_names or metric in self.bad_names:
             return False
-        if not _ID_RE.match(sensor) or not _METRIC_RE.match(metric):
-            bad = sensor if not _ID_RE.match(sensor) else metric
+        if not protocol.is_identifier(sensor) or not protocol.is_metric(metric):
+            bad = sensor if not protocol.is_identifier(sensor) else metric
             if len(self.bad_names) < 1000:  # a driver sending garbage names must not eat memory
                 self.bad_names.add(bad)
             log.warning("dropping readings named %r: not a valid protocol identifier", bad)
@@ -622,7 +620,7 @@ class Agent:
     def _status_payload(self, state: str) -> bytes:
         sensors = {}
         for sid, st in getattr(self, "sensor_status", {}).items():
-            if _ID_RE.match(sid):
+            if protocol.is_identifier(sid):
                 sensors[sid] = protocol.SensorStatus(
                     battery=st.get("battery"), last_seen=st.get("last_seen"), online=st.get("online", True)
                 )
@@ -635,6 +633,8 @@ class Agent:
             version=__version__,
             clock_ok=clock.ok if clock is not None else True,
             outbox=self.outbox.stats() if hasattr(self, "outbox") else {},
+            config_revision=self.config.revision if hasattr(self, "config") else None,
+            config_error=getattr(self, "config_error", None),
         )
         return msgspec.json.encode(msg)
 
@@ -658,6 +658,7 @@ class Agent:
                 )
         except protocol.ProtocolError as exc:
             log.warning("remote config rejected, keeping revision %s: %s", self.config.revision, exc)
+            self.config_error = _refusal(payload, exc)
             self._event(
                 "config_rejected",
                 self.gw.gateway,
@@ -669,6 +670,9 @@ class Agent:
         if not cfg.sensors and self.config.sensors:
             # a config of thresholds only: the sensors stay as the gateway file (or last config) says
             cfg = msgspec.structs.replace(cfg, sensors=self.config.sensors)
+        if self.config_error is not None:
+            self.config_error = None
+            self.status_dirty = True
         if cfg == self.config:
             return
         self._use_config(cfg)
@@ -685,3 +689,13 @@ class Agent:
         self.next_heartbeat = min(self.next_heartbeat, self._mono() + cfg.heartbeat_s)
         for d in self.drivers:
             d.apply_config(cfg)
+
+
+def _refusal(payload: bytes, exc: protocol.ProtocolError) -> str:
+    """``status.config_error``: the refused revision (when readable) and what was wrong."""
+    try:
+        revision = msgspec.json.decode(payload).get("revision")
+    except (msgspec.DecodeError, AttributeError):
+        revision = None
+    prefix = f"revision {revision}: " if isinstance(revision, int) else ""
+    return f"{prefix}{exc.field}: {exc.reason}"[:500]
