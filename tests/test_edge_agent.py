@@ -250,6 +250,12 @@ def test_status_online_with_batteries_heartbeat_and_offline(
     )
     online = sub.of("status")[-1]
     assert online["state"] == "online" and online["clock_ok"] is True
+    # a device that only says "battery low" (zigbee2mqtt battery_low): one low_battery event
+    for _ in range(3):
+        sim(agent).feed(Health("pir-kitchen", battery_low=True))
+    assert sub.wait_for(lambda s: any(e["kind"] == "low_battery" for e in s.of("event")), 6)
+    low = [e for e in sub.of("event") if e["kind"] == "low_battery"]
+    assert [(e["sensor"], e["evidence"]) for e in low] == [("pir-kitchen", {"battery_low": True})]
     assert sub.wait_for(
         lambda s: any(
             r["metric"] == "heartbeat" and r["sensor"] == "gw-1"

@@ -209,6 +209,7 @@ PLUG_TS011F = {
     "energy": 12.7,
     "linkquality": 150,
 }
+TUYA_TS0203 = {"contact": True, "battery_low": True, "tamper": False, "voltage": 2900, "linkquality": 80}
 AQARA_WSDCGQ11LM = {
     "temperature": 21.85,
     "humidity": 48.3,
@@ -265,6 +266,15 @@ def test_zigbee2mqtt_maps_real_device_payloads() -> None:
     assert d.handle("zigbee2mqtt/bed_mat", enc({"contact": True, "battery": 80}))[0] == Sample(
         "bed-1", "in_bed", 1.0
     )
+    # a door sensor that reports only a low-battery flag (Tuya TS0203), and one with both
+    assert d.handle("zigbee2mqtt/front_door", enc(TUYA_TS0203)) == [
+        Sample("door-front", "contact", 0.0),
+        Health("door-front", battery_low=True),
+    ]
+    assert d.handle("zigbee2mqtt/front_door", enc({"battery": 64, "battery_low": False})) == [
+        Health("door-front", battery=0.64, battery_low=False)
+    ]
+    assert d.handle("zigbee2mqtt/front_door", enc({"battery_low": "yes"})) == []  # not a boolean
     # availability, new style and legacy
     assert d.handle("zigbee2mqtt/kitchen_motion/availability", b'{"state":"offline"}') == [
         Health("pir-kitchen", online=False)
@@ -352,10 +362,26 @@ print(name)
 
 
 # what a gateway must never load: server libraries, and pydantic (~7 MB RSS; docs/edge.md)
-HEAVY = (
-    "sklearn scipy fastapi starlette uvicorn psycopg psycopg_pool sqlalchemy alembic skops orjson "
-    "jinja2 httpx pandas matplotlib pydantic pydantic_settings pydantic_core"
-).split()
+HEAVY = [
+    "sklearn",
+    "scipy",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "psycopg",
+    "psycopg_pool",
+    "sqlalchemy",
+    "alembic",
+    "skops",
+    "orjson",
+    "jinja2",
+    "httpx",
+    "pandas",
+    "matplotlib",
+    "pydantic",
+    "pydantic_settings",
+    "pydantic_core",
+]
 
 
 def test_edge_run_path_imports_no_heavy_module() -> None:

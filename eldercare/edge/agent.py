@@ -503,6 +503,20 @@ class Agent:
                 )
             elif h.battery >= BATTERY_OK:
                 self.low_battery.discard(h.sensor)
+        if h.battery_low is not None and st.get("battery_low") != h.battery_low:
+            st["battery_low"] = h.battery_low
+            self._reading(h.sensor, "battery_low", 1.0 if h.battery_low else 0.0)
+            if h.battery_low and h.sensor not in self.low_battery:
+                self.low_battery.add(h.sensor)
+                cfg = self.sensors.get(h.sensor)
+                self._event(
+                    "low_battery",
+                    h.sensor,
+                    resident=cfg.resident if cfg else None,
+                    evidence={"battery_low": True},
+                )
+            elif not h.battery_low and st.get("battery", 1.0) >= BATTERY_OK:
+                self.low_battery.discard(h.sensor)
         if h.online is not None and st.get("online") != h.online:
             st["online"] = h.online
             self.status_dirty = True

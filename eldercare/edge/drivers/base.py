@@ -53,11 +53,12 @@ class Action:
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """Device health: battery 0..1 and/or reachability."""
+    """Device health: battery 0..1, a device's own low-battery flag, and/or reachability."""
 
     sensor: str
     battery: float | None = None
     online: bool | None = None
+    battery_low: bool | None = None  # devices that report no percentage, only "low" (zigbee2mqtt)
 
 
 Item: TypeAlias = Sample | AccChunk | Action | Health

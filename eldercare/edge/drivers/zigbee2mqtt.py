@@ -102,8 +102,12 @@ def map_payload(device: DeviceMap, payload: dict[str, Any]) -> list[Item]:
         if meaning in ("sos", "ok"):
             items.append(Action(device.sensor, meaning))  # type: ignore[arg-type]
     battery = payload.get("battery")
+    level = None
     if isinstance(battery, int | float) and not isinstance(battery, bool) and 0 <= battery <= 100:
-        items.append(Health(device.sensor, battery=round(battery / 100.0, 3)))
+        level = round(battery / 100.0, 3)
+    low = payload.get("battery_low")  # many Tuya/Sonoff/Heiman devices: a flag, no percentage
+    if level is not None or isinstance(low, bool):
+        items.append(Health(device.sensor, battery=level, battery_low=low if isinstance(low, bool) else None))
     return items
 
 
