@@ -7,7 +7,6 @@ through the API and checks what the broker lets each account do.
 
 from __future__ import annotations
 
-import getpass
 import os
 import queue
 import subprocess
@@ -20,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from fix_db import in_ci
+from broker_support import Client, conf_lines, connack, mosquitto, wait_until_refused
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from eldercare.config import Settings
-from eldercare.embedded import free_port, mosquitto_binary, port_open
+from eldercare.embedded import free_port
 from eldercare.platform import broker_auth as ba
 
 if TYPE_CHECKING:
@@ -56,118 +55,17 @@ def settings(db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path) -> Set
     )
 
 
-class Broker:
-    def __init__(self, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-        self.port, self.proc, self.log = port, proc, log
-
-
 @pytest.fixture
-def broker(api: Api, settings: Settings, tmp_path: Path) -> Iterator[Broker]:
+def broker_port(api: Api, settings: Settings, tmp_path: Path) -> Iterator[int]:
     """mosquitto on a spare port with the files the app wrote at start (``api`` entered its lifespan)."""
-    exe = mosquitto_binary()
-    if exe is None:
-        if in_ci():
-            pytest.fail("CI=true: the mosquitto binary is missing (apt-get install mosquitto)")
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
     assert settings.broker_password_file is not None and settings.broker_acl_file is not None
     assert settings.broker_password_file.exists(), "the app did not write the files at start"
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
-    lines = [
-        f"listener {port} 127.0.0.1",
-        "allow_anonymous false",
-        f"password_file {settings.broker_password_file}",
-        f"acl_file {settings.broker_acl_file}",
-        f"pid_file {settings.broker_pid_file}",
-        "persistence false",
-        "log_dest stderr",
-        "log_type error",
-        "log_type warning",
-        "log_type notice",
-    ]
-    if os.geteuid() == 0:
-        lines.append(f"user {getpass.getuser()}")  # else it switches to "mosquitto" and cannot read tmp_path
-    conf.write_text("\n".join(lines) + "\n")
-    log = tmp_path / "mosquitto.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([exe, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while not port_open("127.0.0.1", port, 0.2):
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "mosquitto did not start"
-            time.sleep(0.05)
-        yield Broker(port, proc, log)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-class Client:
-    """A paho v5 client that records its CONNACK, PUBACK reason codes and messages."""
-
-    def __init__(self, port: int, username: str, password: str) -> None:
-        self.connack: queue.Queue[ReasonCode] = queue.Queue()
-        self.pubacks: dict[int, ReasonCode] = {}
-        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self.disconnected = False
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"{username}-{time.monotonic_ns()}", protocol=mqtt.MQTTv5
-        )
-        c.username_pw_set(username, password)
-        c.on_connect = lambda _c, _u, _f, rc, _p: self.connack.put(rc)
-        c.on_publish = lambda _c, _u, mid, rc, _p: self.pubacks.__setitem__(mid, rc)
-        c.on_message = lambda _c, _u, m: self.messages.put((m.topic, m.payload))
-        c.on_disconnect = lambda *_a: setattr(self, "disconnected", True)
-        self.c = c
-        c.connect("127.0.0.1", port, keepalive=10)
-        c.loop_start()
-        self.rc = self.connack.get(timeout=5)
-
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> ReasonCode:
-        info = self.c.publish(topic, payload, qos=1, retain=retain)
-        info.wait_for_publish(5)
-        deadline = time.monotonic() + 5
-        while info.mid not in self.pubacks:
-            assert time.monotonic() < deadline, "no PUBACK"
-            time.sleep(0.01)
-        return self.pubacks[info.mid]
-
-    def subscribe(self, topic: str) -> None:
-        done: queue.Queue[Any] = queue.Queue()
-        self.c.on_subscribe = lambda _c, _u, _mid, rcs, _p: done.put(rcs)
-        self.c.subscribe(topic, qos=1)
-        done.get(timeout=5)
-
-    def received(self, timeout: float = 1.0) -> list[tuple[str, bytes]]:
-        out = []
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                out.append(self.messages.get(timeout=left))
-            except queue.Empty:
-                break
-        return out
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
-
-
-def connack(port: int, username: str, password: str) -> ReasonCode:
-    client = Client(port, username, password)
-    client.close()
-    return client.rc
-
-
-def wait_until_refused(port: int, username: str, password: str, timeout: float = 5.0) -> ReasonCode:
-    """The broker reloads on SIGHUP asynchronously: poll until it refuses the credential."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rc = connack(port, username, password)
-        if rc.is_failure or time.monotonic() > deadline:
-            return rc
-        time.sleep(0.05)
+    lines = conf_lines(port, settings.broker_password_file, settings.broker_acl_file)
+    conf.write_text("\n".join([*lines, f"pid_file {settings.broker_pid_file}"]) + "\n")
+    with mosquitto(conf, port, tmp_path / "mosquitto.log"):
+        yield port
 
 
 def provision(api: Api, gateway: str, site: str) -> dict[str, Any]:
@@ -178,14 +76,14 @@ def provision(api: Api, gateway: str, site: str) -> dict[str, Any]:
     return creds
 
 
-def test_each_gateway_publishes_only_as_itself(api: Api, settings: Settings, broker: Broker) -> None:
+def test_each_gateway_publishes_only_as_itself(api: Api, settings: Settings, broker_port: int) -> None:
     root = settings.mqtt_topic_root
     a = provision(api, "gw-a", "home-1")
     b = provision(api, "gw-b", "home-2")
-    ingest = Client(broker.port, ba.INGEST_USER, INGEST_PW)
+    ingest = Client(broker_port, ba.INGEST_USER, INGEST_PW)
     assert not ingest.rc.is_failure, str(ingest.rc)
     ingest.subscribe(f"$share/ingest/{root}/+/+/telemetry")
-    gw_a = Client(broker.port, "gw-a", a["mqtt_password"])
+    gw_a = Client(broker_port, "gw-a", a["mqtt_password"])
     assert not gw_a.rc.is_failure, str(gw_a.rc)
     try:
         own = f"{root}/home-1/gw-a/telemetry"
@@ -200,7 +98,7 @@ def test_each_gateway_publishes_only_as_itself(api: Api, settings: Settings, bro
         # nor may a gateway overwrite its own retained config
         assert gw_a.publish(f"{root}/home-1/gw-a/config", b"{}", retain=True).value == 0x87
         # the platform publishes configs; each gateway reads only its own
-        platform = Client(broker.port, ba.PLATFORM_USER, PLATFORM_PW)
+        platform = Client(broker_port, ba.PLATFORM_USER, PLATFORM_PW)
         for gw, site in (("gw-a", "home-1"), ("gw-b", "home-2")):
             assert not platform.publish(f"{root}/{site}/{gw}/config", gw.encode(), retain=True).is_failure
         platform.close()
@@ -211,34 +109,34 @@ def test_each_gateway_publishes_only_as_itself(api: Api, settings: Settings, bro
     finally:
         gw_a.close()
         ingest.close()
-    assert not connack(broker.port, "gw-b", b["mqtt_password"]).is_failure
+    assert not connack(broker_port, "gw-b", b["mqtt_password"]).is_failure
 
 
-def test_wrong_password_unknown_user_and_anonymous_are_refused(api: Api, broker: Broker) -> None:
+def test_wrong_password_unknown_user_and_anonymous_are_refused(api: Api, broker_port: int) -> None:
     creds = provision(api, "gw-a", "home-1")
-    assert not connack(broker.port, "gw-a", creds["mqtt_password"]).is_failure
+    assert not connack(broker_port, "gw-a", creds["mqtt_password"]).is_failure
     for user, password in (("gw-a", creds["mqtt_password"] + "x"), ("gw-a", ""), ("gw-nobody", "pw")):
-        rc = connack(broker.port, user, password)
+        rc = connack(broker_port, user, password)
         assert rc.is_failure and rc.getName() == "Not authorized", (user, str(rc))
     anonymous = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     got: queue.Queue[ReasonCode] = queue.Queue()
     anonymous.on_connect = lambda _c, _u, _f, rc, _p: got.put(rc)
-    anonymous.connect("127.0.0.1", broker.port)
+    anonymous.connect("127.0.0.1", broker_port)
     anonymous.loop_start()
     try:
         assert got.get(timeout=5).is_failure
     finally:
         anonymous.loop_stop()
     # gateways seeded before migration 0003 have no Mosquitto hash: not in the file at all
-    assert connack(broker.port, "gw-home-1", "mqtt-gw-home-1").is_failure
+    assert connack(broker_port, "gw-home-1", "mqtt-gw-home-1").is_failure
 
 
 def test_rotation_and_deletion_take_effect_after_the_reload(
-    api: Api, settings: Settings, broker: Broker
+    api: Api, settings: Settings, broker_port: int
 ) -> None:
     old = provision(api, "gw-a", "home-1")["mqtt_password"]
     b = provision(api, "gw-b", "home-2")["mqtt_password"]
-    live = Client(broker.port, "gw-a", old)
+    live = Client(broker_port, "gw-a", old)
     assert not live.rc.is_failure
     assert settings.broker_reload_stamp_file is not None
     stamp = settings.broker_reload_stamp_file.read_text()
@@ -246,9 +144,9 @@ def test_rotation_and_deletion_take_effect_after_the_reload(
     assert r.status_code == 200 and r.json()["broker_updated"] is True
     new = r.json()["mqtt_password"]
     assert settings.broker_reload_stamp_file.read_text() != stamp  # the compose watcher's cue
-    rc = wait_until_refused(broker.port, "gw-a", old)
+    rc = wait_until_refused(broker_port, "gw-a", old)
     assert rc.is_failure and rc.getName() == "Not authorized"
-    assert not connack(broker.port, "gw-a", new).is_failure
+    assert not connack(broker_port, "gw-a", new).is_failure
     # the connection made with the old password is dropped when the broker reloads
     deadline = time.monotonic() + 5
     while not live.disconnected and time.monotonic() < deadline:
@@ -257,7 +155,7 @@ def test_rotation_and_deletion_take_effect_after_the_reload(
     live.close()
     # deleting a gateway removes its account
     assert api.delete("admin", "/api/v1/gateways/gw-b").status_code == 204
-    assert wait_until_refused(broker.port, "gw-b", b).is_failure
+    assert wait_until_refused(broker_port, "gw-b", b).is_failure
     assert "gw-b" not in Path(str(settings.broker_acl_file)).read_text()
 
 
@@ -268,7 +166,7 @@ def test_provisioning_refuses_names_the_broker_cannot_hold(api: Api) -> None:
 
 
 def test_cli_sync_rebuilds_the_files_from_the_database(
-    api: Api, settings: Settings, broker: Broker, db_url: str
+    api: Api, settings: Settings, broker_port: int, db_url: str
 ) -> None:
     creds = provision(api, "gw-a", "home-1")
     assert settings.broker_password_file is not None and settings.broker_acl_file is not None
@@ -296,8 +194,8 @@ def test_cli_sync_rebuilds_the_files_from_the_database(
     assert "left out gw-home-1: no broker credential yet" in out.stderr
     users = [line.split(":")[0] for line in settings.broker_password_file.read_text().splitlines()]
     assert users == ["eldercare-ingest", "gw-a"]  # no platform password in this environment
-    assert not connack(broker.port, "gw-a", creds["mqtt_password"]).is_failure
-    assert wait_until_refused(broker.port, ba.PLATFORM_USER, PLATFORM_PW).is_failure
+    assert not connack(broker_port, "gw-a", creds["mqtt_password"]).is_failure
+    assert wait_until_refused(broker_port, ba.PLATFORM_USER, PLATFORM_PW).is_failure
     # unchanged files: nothing written, no reload
     again = subprocess.run(
         [sys.executable, "-m", "eldercare.cli", "broker", "sync"],
