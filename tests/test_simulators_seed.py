@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 from click.testing import CliRunner
 
 from eldercare.cli import cli
+from eldercare.platform import broker_auth
 from eldercare.simulators import neighbourhood as nb
 from eldercare.simulators import store
 from eldercare.simulators.routine import TruthRecord
@@ -65,10 +66,11 @@ def test_seed_registers_everything(sim_db_url: str) -> None:
         assert row is not None and row[0] >= 3  # someone on duty now at every provider with a roster
         h = p.homes[0]
         row = conn.execute(
-            "SELECT mqtt_password_hash FROM gateways WHERE id = %s", (h.gateway.id,)
+            "SELECT mqtt_password_hash, broker_password_hash FROM gateways WHERE id = %s", (h.gateway.id,)
         ).fetchone()
         assert row is not None and row[0].startswith("$argon2")
         assert PasswordHasher().verify(row[0], h.gateway.password)
+        assert broker_auth.verify(h.gateway.password, row[1])  # in the broker's password file
         wearable = conn.execute(
             "SELECT resident_id FROM sensors WHERE gateway_id = %s AND id = 'wearable-1'", (h.gateway.id,)
         ).fetchone()

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from eldercare.platform.broker_auth import mosquitto_hash
 from eldercare.simulators.neighbourhood import DEFAULT_TIERS, Plan
 
 log = logging.getLogger(__name__)
@@ -143,10 +144,14 @@ def seed(
         gateways = [(h.gateway, h.site) for h in p.homes] + [
             (g, s.site) for s in p.stations for g in s.gateways
         ]
+        # the Mosquitto hash lets `eldercare broker sync` give simulated gateways broker accounts
         cur.executemany(
-            "INSERT INTO gateways (id, site_id, mqtt_username, mqtt_password_hash, description)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            [(g.id, site, g.id, hash_password(g.password), "simulated gateway") for g, site in gateways],
+            "INSERT INTO gateways (id, site_id, mqtt_username, mqtt_password_hash, broker_password_hash,"
+            " description) VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                (g.id, site, g.id, hash_password(g.password), mosquitto_hash(g.password), "simulated gateway")
+                for g, site in gateways
+            ],
         )
         counts["gateways"] = len(gateways)
         sensor_rows = [
