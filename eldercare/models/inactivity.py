@@ -62,7 +62,7 @@ from typing import Any
 
 from eldercare.models import inactivity_text as text
 from eldercare.models.inactivity_profile import PRIORS, WAKE_PRIOR_S, Profile, learn
-from eldercare.models.inactivity_track import DAY, HOUR, Event, Recording, Tracker
+from eldercare.models.inactivity_track import DAY, HOUR, Event, Recording, Tracker, pair_window
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,9 @@ FIT_WINDOW_DAYS = 21
 STATE_VERSION = 1
 NO_WAKE_WINDOW_S = 5 * HOUR  # after the wake threshold, "not up" is judged this long
 DETACHED_S = 12 * HOUR  # detect(): a stream starting this long after the history is not its sequel
+NOISE_FLOOR_PER_DAY = 1.0  # lone spurious triggers a day assumed in any room, however clean it looked
+NOISY_PER_DAY = 3.0  # a room with more lone triggers a day than this has a noisy sensor
+MOVE_S = 5 * 60.0  # a lone trigger elsewhere this soon after the last activity: maybe walked on
 SETTLE_S = 20 * 60.0  # back in bed (or quiet in the bedroom) this long before "not up" counts
 ALERT_KINDS = ("inactivity", "no_wake", "bathroom_too_long", "night_wandering", "device_silent")
 # the platform's alert kinds (design notes) for each detector kind
@@ -152,7 +155,8 @@ class InactivityDetector:
     Examples
     --------
     >>> det = InactivityDetector().fit([])          # no history: wide priors
-    >>> det.update((0.0, "pir", "kitchen", 1.0)); det.update((60.0, "pir", "kitchen", 1.0))
+    >>> for t in (0.0, 60.0, 120.0):                 # three triggers: someone in the kitchen
+    ...     det.update((t, "pir", "kitchen", 1.0))
     >>> [a.kind for a in det.check(3 * 3600.0)]
     []
     >>> [a.kind for a in det.check(5 * 3600.0)]
@@ -194,13 +198,17 @@ class InactivityDetector:
             diffs = sorted(b - a for a, b in itertools.pairwise(hbs))
             hb_interval = diffs[len(diffs) // 2]
         hb_gap = None if hb_interval is None else max(3 * hb_interval, 600.0)
-        tr = Tracker(confirm_s=self.confirm_s, utc_offset_s=self.utc_offset_s, hb_gap_s=hb_gap)
-        tr.rec = Recording()
-        for ev in events:
-            tr.update(ev)
-        tr.finish()
         t0 = events[0][0] if events else 0.0
         t1 = events[-1][0] if events else 0.0
+        tr = self._replay(events, hb_gap, {})
+        # a home whose sensors blip often (noise) needs two triggers closer together to believe them
+        days = max((t1 - t0) / DAY, 1.0)
+        assert tr.rec is not None
+        noise = {r: round(max(n, 0) / days, 2) for r, n in tr.rec.blips.items()}
+        pair_s = {r: w for r, b in noise.items() if (w := pair_window(b, self.confirm_s)) < self.confirm_s}
+        if pair_s:
+            tr = self._replay(events, hb_gap, pair_s)
+        assert tr.rec is not None
         p = learn(
             tr.rec,
             t0,
@@ -211,6 +219,7 @@ class InactivityDetector:
             exclude=[(float(a), float(b)) for a, b in exclude],
         )
         p.hb_interval_s, p.hb_gap_s = hb_interval, hb_gap
+        p.pair_s, p.noise = pair_s, noise
         tr.rec = None
         tr.wake_open_s = p.wake_open_s
         if tr.last_t is not None:  # the sensors' silence counters restart with the new limits
@@ -220,6 +229,16 @@ class InactivityDetector:
         log.debug("inactivity profile learned from %.1f days, %s events", p.days, len(events))
         return self
 
+    def _replay(self, events: list[Event], hb_gap: float | None, pair_s: dict[str, float]) -> Tracker:
+        tr = Tracker(
+            confirm_s=self.confirm_s, utc_offset_s=self.utc_offset_s, hb_gap_s=hb_gap, pair_s=dict(pair_s)
+        )
+        tr.rec = Recording()
+        for ev in events:
+            tr.update(ev)
+        tr.finish()
+        return tr
+
     def _restart(self) -> None:
         """Forget where the resident was (keep what was learned)."""
         old = self._tr
@@ -228,6 +247,7 @@ class InactivityDetector:
             utc_offset_s=old.utc_offset_s,
             wake_open_s=old.wake_open_s,
             hb_gap_s=old.hb_gap_s,
+            pair_s=dict(old.pair_s),
         )
         self._alerted = {"episode": None, "hb": None, "stay": None, "day": None}
 
@@ -343,7 +363,20 @@ class InactivityDetector:
                 ctx = "bed"  # most likely in bed: the radio lost the bed sensor's "in bed"
             table, usual = self._table(p, ctx)
             thr = table[h] / sens
-            moved = [r for r, pt in tr.pending.items() if pt > a and r not in (ctx, "hall")]
+            if tr.ctx_alt is not None:  # seen in a new room once only: maybe still in the old one
+                alt = "bed" if tr.ctx_alt == "bedroom" and self._lost_bed_event(p, h) else tr.ctx_alt
+                t_alt, u_alt = self._table(p, alt)
+                if t_alt[h] / sens > thr:
+                    ctx, thr, usual = alt, t_alt[h] / sens, u_alt
+            # a lone trigger elsewhere soon after the last activity, or right after another
+            # trigger, may be the resident walking on; a lone blip long after it is not
+            moved = [
+                r
+                for r, pt in tr.pending.items()
+                if pt > a
+                and r not in (ctx, "hall")
+                and (pt - a <= MOVE_S or tr.walk.get(r, False) or self._beyond_noise(p, r, pt - a))
+            ]
             for r in moved:  # maybe walked on to a room where the sensor saw them only once
                 t_r, u_r = self._table(p, "bed" if r == "bedroom" and tr.bed else r)
                 if t_r[h] / sens > thr:
@@ -374,9 +407,16 @@ class InactivityDetector:
                 if nw is not None:
                     cands.append(nw)
         due, kind, how, expected, thr, since = min(cands)
-        for pt in tr.pending.values():  # an unconfirmed PIR may still turn out to be activity
-            if a < pt <= due:
+        for r, pt in tr.pending.items():  # an unconfirmed PIR may still turn out to be activity: wait
+            if not a < pt <= due:
+                continue
+            here = r == tr.ctx or (r == "bedroom" and tr.ctx == "bed")
+            burst = tr.burst.get(r, [])
+            if p.noise.get(r, 0.0) < NOISY_PER_DAY:  # a quiet sensor's trigger is most likely a person
                 due = max(due, pt + 2 * tr.confirm_s)
+            elif here or len(burst) >= 2 or (burst and burst[0] - a <= tr.confirm_s):
+                # a noisy sensor: wait only where one more trigger would confirm it
+                due = max(due, pt + (tr.pair_s.get(r, tr.confirm_s) if here else tr.confirm_s))
         if due > now:
             return None
         if p.hb_gap_s is not None and tr.hb_t is not None and due > tr.hb_t + p.hb_gap_s:
@@ -417,6 +457,15 @@ class InactivityDetector:
             en, zh = text.inactivity(ctx, observed, expected, h, p.learned)
             sev = "high" if observed >= 2 * expected or ctx != "bed" else "medium"
         return InactivityAlert(due, kind, room, sev, en, zh, expected, observed, thr, since)
+
+    def _beyond_noise(self, p: Profile, room: str, span: float) -> bool:
+        """More lone triggers in ``room`` over ``span`` than its learned noise rate explains (p < 1 %)."""
+        n = self._tr.since.get(room, 0)
+        if n < 2:
+            return False
+        mu = max(p.noise.get(room, 0.0), NOISE_FLOOR_PER_DAY) * span / DAY
+        tail = 1.0 - sum(math.exp(-mu) * mu**k / math.factorial(k) for k in range(n))
+        return tail < 0.01
 
     def _lost_bed_event(self, p: Profile, h: int) -> bool:
         """In the bedroom at night without having left the bed since entering it: in bed, surely."""

@@ -88,6 +88,8 @@ class Profile:
     dev_usual: dict[str, int] = field(default_factory=dict)
     hb_interval_s: float | None = None
     hb_gap_s: float | None = None
+    pair_s: dict[str, float] = field(default_factory=dict)  # noisy rooms: closer pairs to confirm
+    noise: dict[str, float] = field(default_factory=dict)  # room -> lone spurious triggers a day
 
     @property
     def learned(self) -> bool:

@@ -30,6 +30,9 @@ PLUG_ON_W = 20.0  # an appliance switched on (W)
 PLUG_OFF_W = 5.0
 PLUG_IDLE_S = 600.0  # off this long before a switch-on counts as a person (not a thermostat)
 UP_OUT_OF_BED_S = 1800.0  # out of bed this long in the morning: up for the day
+CHAIN_S = 120.0  # a lone PIR this soon after a trigger in another room may be someone walking
+MIN_PAIR_S = 90.0  # in the noisiest homes two triggers must come this close to confirm each other
+NOISE_PAIRS_PER_DAY = 1 / 14  # chance pairs of spurious triggers in one room tolerated: one a fortnight
 DAY_ROOMS_EXCLUDED = ("bed", "bedroom", "bathroom", "unknown")
 TRACKED_SENSOR_KINDS = ("pir", "bed")  # doors and plugs report only when used: no silence rule
 
@@ -66,6 +69,21 @@ class Recording:
     sensor_days: dict[str, set[int]] = field(default_factory=dict)  # sensor -> days it reported
     gaps: list[tuple[float, float]] = field(default_factory=list)  # gateway silences (excluded)
     heartbeats: int = 0
+    blips: dict[str, int] = field(default_factory=dict)  # room -> lone triggers, resident elsewhere
+
+
+def pair_window(blips_per_day: float, confirm_s: float) -> float:
+    """How close two lone triggers in one room must be to count as a person, given the home's noise.
+
+    Lone, never-confirmed triggers (sunlight, heating, pets, radio noise, dropped neighbours) arrive
+    roughly at random; at ``b`` a day in a room, two of them fall within ``x`` seconds of each other
+    about ``b * b * x / 86400`` times a day. ``x`` is chosen so that this happens at most once a
+    fortnight, but never shorter than a PIR's re-trigger time allows (then three are needed).
+    """
+    if blips_per_day <= 0:
+        return confirm_s
+    x = DAY * NOISE_PAIRS_PER_DAY / (blips_per_day * blips_per_day)
+    return max(min(confirm_s, x), min(MIN_PAIR_S, confirm_s))
 
 
 @dataclass(slots=True)
@@ -86,8 +104,14 @@ class Tracker:
     out_n: int = 0
     bath_wake: bool = False  # the present bathroom visit began just after leaving bed
     strong_t: float = -math.inf
+    strong_room: str = ""  # where the last door/bed/appliance event was
     up_day: int = -1  # the local day (from wake_open_s) on which the resident was last "up"
     pending: dict[str, float] = field(default_factory=dict)  # room -> last unconfirmed PIR time
+    walk: dict[str, bool] = field(default_factory=dict)  # room -> its pending PIR followed another
+    noise: dict[str, bool] = field(default_factory=dict)  # room -> its pending burst counted as noise
+    since: dict[str, int] = field(default_factory=dict)  # room -> lone triggers since the last activity
+    pair_s: dict[str, float] = field(default_factory=dict)  # room -> pair window (noisy rooms)
+    ctx_alt: str | None = None  # the context before a move seen by one trigger only (may be noise)
     burst: dict[str, list[float]] = field(default_factory=dict)  # room -> recent unconfirmed PIRs
     room_last: dict[str, float] = field(default_factory=dict)  # room -> last confirmed activity
     plug: dict[str, list[float]] = field(default_factory=dict)  # room -> [last W, off since]
@@ -157,40 +181,64 @@ class Tracker:
                 self.rec.sensor_days.setdefault(key, set()).add(math.floor(t / DAY))
         else:
             key = f"{kind}:{room}"
+        prev_seen = self.seen_t.get(key, -math.inf)
         self.seen_t[key] = t
         if kind == "pir":
             if value < 0.5:
                 return
             here = room == self.ctx or (room == "bedroom" and self.ctx == "bed")
             recent = [x for x in self.burst.get(room, []) if t - x <= 2 * self.confirm_s]
+            pair_s = self.pair_s.get(room, self.confirm_s)
             # a second trigger confirms where the resident is, or shortly after they were active
             # elsewhere (walked there); out of the blue it takes a third (spurious pairs are common)
             walked = self.act_t is not None and bool(recent) and recent[0] - self.act_t <= self.confirm_s
-            if (
-                ((here or walked) and recent and t - recent[-1] <= self.confirm_s)
+            in_room = (
+                ((here or walked) and bool(recent) and t - recent[-1] <= pair_s)
                 or len(recent) >= 2
                 or t - self.room_last.get(room, -math.inf) <= self.confirm_s
-                or (self.act_t is not None and t - self.act_t <= TRANSITION_S)  # walking on
-                or t - self.strong_t <= STRONG_S
-            ):
+                or (t - self.strong_t <= STRONG_S and room in (self.strong_room, "hall"))
+            )
+            # after the front door, a walk starts in the hall: an inner room's lone trigger is not it
+            walking_on = (
+                self.act_t is not None
+                and t - self.act_t <= TRANSITION_S
+                and (self.ctx != "away" or room == "hall")
+            )
+            if in_room or walking_on:
+                if self.rec is not None and recent and self.noise.pop(room, False):
+                    self.rec.blips[room] -= 1  # it was the resident after all
                 self.pending.pop(room, None)
                 self.burst.pop(room, None)
+                self.walk.pop(room, None)
                 ctx = room
                 if self.bed:
                     ctx = "bed" if room == "bedroom" or not self._left_bed(t) else room
+                # one trigger just after activity elsewhere: walked on, or a spurious trigger
+                # while the resident stays put; until the room confirms it, either may be true
+                alt = self.ctx if not in_room and ctx != self.ctx and self.ctx != "unknown" else None
                 self._activity(t, ctx, room, key)
+                self.ctx_alt = alt
             else:
+                others = [v for k, v in self.seen_t.items() if k.startswith("pir:") and k != key]
+                self.walk[room] = any(t - v <= CHAIN_S for v in others) or t - prev_seen <= CHAIN_S
+                if self.rec is not None and not recent:
+                    # a lone trigger away from where the resident was last seen, long after: noise?
+                    far = not here and (self.act_t is None or t - self.act_t > CHAIN_S)
+                    self.noise[room] = far and not self.walk[room] and self.ctx not in ("away", "unknown")
+                    if self.noise[room]:
+                        self.rec.blips[room] = self.rec.blips.get(room, 0) + 1
                 self.pending[room] = t
                 self.burst[room] = [*recent, t]
+                self.since[room] = self.since.get(room, 0) + 1
         elif kind == "bed":
             self.out_t, self.out_n = None, 0
             self.bed = value >= 0.5
             if not self.bed:
                 self.bed_exit_t = t
-            self.strong_t = t
+            self.strong_t, self.strong_room = t, "bedroom"
             self._activity(t, "bed" if self.bed else "bedroom", "bedroom", key)
         elif kind == "door":
-            self.strong_t = t
+            self.strong_t, self.strong_room = t, room or "hall"
             if room in ("hall", ""):  # the front door: the resident may have gone out
                 self._activity(t, "away", "hall", key)
             else:  # a bathroom, fridge or wardrobe door: someone is in that room
@@ -198,7 +246,7 @@ class Tracker:
         elif kind == "plug":
             last_w, off_since = self.plug.get(room, [0.0, -math.inf])
             if value >= PLUG_ON_W and last_w < PLUG_OFF_W and t - off_since >= PLUG_IDLE_S:
-                self.strong_t = t
+                self.strong_t, self.strong_room = t, room
                 self._activity(t, room, room, key)
             if value < PLUG_OFF_W <= last_w:
                 off_since = t
@@ -229,7 +277,7 @@ class Tracker:
                 self.rec.gaps.append((self.hb_t, t))
             self.hb_resumed_t = t
             if self.act_t is not None:  # where the resident is now is unknown until they move
-                self.act_t, self.ctx, self.ctx_t = t, "unknown", t
+                self.act_t, self.ctx, self.ctx_t, self.ctx_alt = t, "unknown", t, None
         self.hb_t = t
 
     def _activity(self, t: float, ctx: str, room: str, key: str) -> None:
@@ -245,6 +293,8 @@ class Tracker:
                 ctx == "bathroom" and self.bed_exit_t is not None and t - self.bed_exit_t <= WAKE_BATH_S
             )
         self.act_t = t
+        self.ctx_alt = None
+        self.since = {}
         if room:
             self.room_last[room] = t
         if key not in self.bin_active:
