@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from broker_support import Client, connack, mosquitto
+from edge_support import make_tls
 from fix_db import in_ci
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
@@ -363,10 +364,25 @@ def test_entrypoint_turns_docker_secrets_into_settings(tmp_path: Path) -> None:
 # The broker configuration in a real Mosquitto --------------------------------------------------
 
 
-def anonymous(port: int) -> tuple[ReasonCode, ReasonCode | None]:
+ROOT_TOPIC = "eldercare/v1"
+TLS_CONF = ROOT / "deploy" / "mosquitto-tls.conf"
+
+
+def anonymous(port: int, ca: Path | None = None) -> tuple[ReasonCode, ReasonCode | None]:
     """CONNACK of a client without username, and the PUBACK of one publish if it got in."""
+    return connect(port, None, None, ca)
+
+
+def connect(
+    port: int, username: str | None, password: str | None, ca: Path | None = None
+) -> tuple[ReasonCode, ReasonCode | None]:
+    """CONNACK of a client (TLS when ``ca``), and the PUBACK of one publish to gw-a's telemetry."""
     acks: queue.Queue[ReasonCode] = queue.Queue()
     c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    if username is not None:
+        c.username_pw_set(username, password)
+    if ca is not None:
+        c.tls_set(ca_certs=str(ca))
     c.on_connect = lambda _c, _u, _f, rc, _p: acks.put(rc)
     c.on_publish = lambda _c, _u, _mid, rc, _p: acks.put(rc)
     c.connect("127.0.0.1", port, keepalive=10)
@@ -375,11 +391,66 @@ def anonymous(port: int) -> tuple[ReasonCode, ReasonCode | None]:
         rc = acks.get(timeout=5)
         if rc.is_failure:
             return rc, None
-        c.publish("eldercare/v1/home-1/gw-a/telemetry", b"anonymous", qos=1)
+        c.publish(f"{ROOT_TOPIC}/home-1/gw-a/telemetry", b"hello", qos=1)
         return rc, acks.get(timeout=5)
     finally:
         c.disconnect()
         c.loop_stop()
+
+
+def local_broker_conf(
+    text: str,
+    services: dict[str, Any],
+    tmp_path: Path,
+    ports: dict[int, int],
+    extra: dict[str, Path] | None = None,
+) -> Path:
+    """The config with compose's mounts mapped to this machine, spare ports and account files
+    rendered by the platform (ingest; gateways gw-a at home-1 and gw-b at home-2)."""
+    auth = tmp_path / "auth"
+    auth.mkdir()
+    root = ROOT_TOPIC
+    rendered = ba.render(
+        [
+            ba.ingest_account(ba.mosquitto_hash("ingest-pw"), root),
+            ba.gateway_account(
+                username="gw-a",
+                site="home-1",
+                gateway="gw-a",
+                password_hash=ba.mosquitto_hash("a-pw"),
+                root=root,
+            ),
+            ba.gateway_account(
+                username="gw-b",
+                site="home-2",
+                gateway="gw-b",
+                password_hash=ba.mosquitto_hash("b-pw"),
+                root=root,
+            ),
+        ]
+    )
+    (auth / "passwd").write_text(rendered.passwords)
+    (auth / "acl").write_text(rendered.acl)
+    for f in auth.iterdir():
+        f.chmod(0o600)
+    for inside, outside in ports.items():
+        text = re.sub(
+            rf"^listener {inside}( 127\.0\.0\.1)?$", f"listener {outside} 127.0.0.1", text, flags=re.M
+        )
+    text = text.replace(f"{services['broker']['environment']['BROKER_AUTH_DIR']}/", f"{auth}/")
+    for target, source in mounts(services["broker"]).items():
+        if source.startswith("./"):
+            text = text.replace(target, str(ROOT / source))
+    for target, source in (extra or {}).items():
+        text = text.replace(target, str(source))
+    text = text.replace("/mosquitto/data/", f"{tmp_path}/")
+    settings = [line for line in text.splitlines() if not line.startswith("#")]
+    assert not [line for line in settings if "/mosquitto/" in line], "a container path compose does not mount"
+    if os.geteuid() == 0:
+        text += f"user {getpass.getuser()}\n"  # else it switches to "mosquitto" and cannot read tmp_path
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(text)
+    return conf
 
 
 def test_broker_config_refuses_anonymous_and_confines_each_gateway(
@@ -394,39 +465,12 @@ def test_broker_config_refuses_anonymous_and_confines_each_gateway(
     auth_dir = services["broker"]["environment"]["BROKER_AUTH_DIR"]
     assert f"password_file {auth_dir}/passwd" in public and f"acl_file {auth_dir}/acl" in public
     health = conf_text.split("listener 1880 127.0.0.1", 1)[1]
+    assert "allow_anonymous true" in health and "acl_file" in health
     assert "1880" in services["broker"]["healthcheck"]["test"]
 
-    # the same file with the container's paths mapped to this machine and spare ports
     port, hport = free_port(), free_port()
-    auth = tmp_path / "auth"
-    auth.mkdir()
-    root = "eldercare/v1"
-    accounts = [
-        ba.ingest_account(ba.mosquitto_hash("ingest-pw"), root),
-        ba.gateway_account(
-            username="gw-a", site="home-1", gateway="gw-a", password_hash=ba.mosquitto_hash("a-pw"), root=root
-        ),
-        ba.gateway_account(
-            username="gw-b", site="home-2", gateway="gw-b", password_hash=ba.mosquitto_hash("b-pw"), root=root
-        ),
-    ]
-    rendered = ba.render(accounts)
-    (auth / "passwd").write_text(rendered.passwords)
-    (auth / "acl").write_text(rendered.acl)
-    for f in auth.iterdir():
-        f.chmod(0o600)
-    text = conf_text.replace("listener 1883", f"listener {port} 127.0.0.1")
-    text = text.replace("listener 1880 127.0.0.1", f"listener {hport} 127.0.0.1")
-    text = text.replace(f"{auth_dir}/", f"{auth}/")
-    for target, source in mounts(services["broker"]).items():
-        if source.startswith("./"):
-            text = text.replace(target, str(ROOT / source))
-    text = text.replace("/mosquitto/data/", f"{tmp_path}/")
-    assert "/mosquitto/" not in text, "a path of the container is not mounted by compose"
-    if os.geteuid() == 0:
-        text += f"user {getpass.getuser()}\n"  # else it switches to "mosquitto" and cannot read tmp_path
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(text)
+    conf = local_broker_conf(conf_text, services, tmp_path, {1883: port, 1880: hport})
+    root = ROOT_TOPIC
     with mosquitto(conf, port, tmp_path / "mosquitto.log"):
         rc, _ = anonymous(port)
         assert rc.is_failure and rc.getName() == "Not authorized"
@@ -445,4 +489,39 @@ def test_broker_config_refuses_anonymous_and_confines_each_gateway(
         finally:
             gw_a.close()
             ingest.close()
-    assert "allow_anonymous true" in health and "acl_file" in health
+
+
+def test_tls_config_is_the_plain_one_plus_an_authenticated_8883_listener(
+    services: dict[str, Any], tmp_path: Path
+) -> None:
+    base = (ROOT / "deploy" / "mosquitto.conf").read_text()
+    tls_text = TLS_CONF.read_text()
+    body = base[base.index("per_listener_settings") :]
+    assert body in tls_text, "deploy/mosquitto-tls.conf must repeat deploy/mosquitto.conf"
+    tls = make_tls(tmp_path / "tls")
+    certs = {"/mosquitto/certs/server.crt": tls["cert"], "/mosquitto/certs/server.key": tls["key"]}
+    port, hport, sport = free_port(), free_port(), free_port()
+    conf = local_broker_conf(tls_text, services, tmp_path, {1883: port, 1880: hport, 8883: sport}, certs)
+    with mosquitto(conf, sport, tmp_path / "mosquitto.log"):
+        rc, puback = connect(sport, "gw-a", "a-pw", tls["ca"])
+        assert not rc.is_failure and puback is not None and not puback.is_failure
+        rc, puback = connect(sport, "gw-b", "b-pw", tls["ca"])  # gw-b may not write gw-a's topic
+        assert not rc.is_failure and puback is not None and puback.value == 0x87
+        rc, _ = anonymous(sport, tls["ca"])
+        assert rc.is_failure and rc.getName() == "Not authorized"
+        assert connect(port, "gw-a", "a-pw")[0].value == 0  # the plain listener is still there
+
+
+def test_compose_cli_validates_the_tls_override(tmp_path: Path) -> None:
+    args = ["-f", str(ROOT / "deploy" / "compose.tls.yml"), "config"]
+    missing = run_compose(tmp_path, *args, "-q")
+    assert missing.returncode != 0 and "ELDERCARE_TLS_DIR" in missing.stderr
+    result = run_compose(tmp_path, *args, secrets=SECRETS | {"ELDERCARE_TLS_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    broker = yaml.safe_load(result.stdout)["services"]["broker"]
+    volumes = {}  # v1 prints "source:target:mode", v2 a mapping
+    for v in broker["volumes"]:
+        source, target = (v["source"], v["target"]) if isinstance(v, dict) else v.split(":")[:2]
+        volumes[target] = source
+    assert Path(volumes["/mosquitto/config/mosquitto.conf"]) == TLS_CONF
+    assert Path(volumes["/mosquitto/certs"]) == tmp_path
