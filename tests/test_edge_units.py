@@ -45,6 +45,19 @@ def test_outbox_seq_and_epoch_survive_reopen(tmp_path: Path) -> None:
     assert Outbox(tmp_path / "other.sqlite3").epoch != epoch  # a new outbox is a new epoch
 
 
+def test_outbox_durability_settings_in_force(tmp_path: Path) -> None:
+    """WAL with an fsync per commit (FULL = 2) on the live connection, restored after each ack."""
+    ob = Outbox(tmp_path / "o.sqlite3")
+    pragma = lambda name: ob._db.execute(f"PRAGMA {name}").fetchone()[0]  # noqa: E731
+    assert pragma("journal_mode") == "wal" and pragma("synchronous") == 2
+    ob.add_readings([(T0, "pir-1", "motion", 1.0)])
+    seq, _ = ob.seal_batch(50, T0) or (None, 0)
+    ob.ack([seq])  # the one commit allowed without fsync: a lost ack is only a redelivery
+    assert pragma("synchronous") == 2 and ob.n_messages == 0
+    normal = Outbox(tmp_path / "n.sqlite3", OutboxConfig(path=tmp_path / "n.sqlite3", synchronous="normal"))
+    assert normal._db.execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
 def test_outbox_sends_alarms_first_then_by_seq_and_forgets_acked(tmp_path: Path) -> None:
     ob = Outbox(tmp_path / "o.sqlite3")
     for i in range(3):
