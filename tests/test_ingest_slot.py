@@ -15,9 +15,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from ingest_support import IngestProcess, count, publisher, register, telemetry, wait_for
 
-from eldercare.ingest.slot import NoFreeSlot, claim
+from eldercare.cli import cli
+from eldercare.ingest.slot import NoFreeSlot, claim, hold
 
 GATEWAYS = {"gw-1": "home-1", "gw-2": "home-2"}
 
@@ -38,6 +40,27 @@ def test_all_slots_held_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(NoFreeSlot, match="all 2 ingest slots"):
         claim(tmp_path, limit=2)
     assert [s.index for s in held] == [0, 1]
+
+
+def test_a_given_slot_is_held_only_if_free(tmp_path: Path) -> None:
+    running = claim(tmp_path)
+    with pytest.raises(NoFreeSlot, match=r"slot 0 .* is held by a running worker"):
+        hold(tmp_path, 0)
+    assert hold(tmp_path, 3).index == 3
+    running.release()
+    assert hold(tmp_path, 0).index == 0
+
+
+def test_retire_refuses_the_slot_of_a_running_replica(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ELDERCARE_MQTT_URL", "mqtt://127.0.0.1:9")
+    monkeypatch.setenv("ELDERCARE_DATABASE_URL", "postgresql://postgres@127.0.0.1:9/none")
+    monkeypatch.setenv("ELDERCARE_INGEST_SLOT_DIR", str(tmp_path))
+    running = claim(tmp_path)
+    result = CliRunner().invoke(cli, ["ingest", "retire", "--index", str(running.index)])
+    assert result.exit_code == 1
+    assert "held by a running worker: it is not retired" in result.output
 
 
 def test_a_killed_holder_frees_its_slot(tmp_path: Path) -> None:

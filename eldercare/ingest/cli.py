@@ -87,7 +87,8 @@ def _take_slot(settings: Settings, directory: Path, workers: int) -> tuple[Slot,
     "--index",
     type=click.IntRange(0, 10_000),
     required=True,
-    help="Which worker leaves for good: its client id is derived as for --workers.",
+    help="Which worker leaves for good: its client id is derived as for --workers "
+    "(with ELDERCARE_INGEST_SLOT_DIR, one worker per replica: the slot).",
 )
 @click.pass_context
 def retire(ctx: click.Context, index: int) -> None:
@@ -101,7 +102,21 @@ def retire(ctx: click.Context, index: int) -> None:
     from eldercare.ingest.worker import run_worker
 
     settings = get_settings(ctx)
-    run_worker(settings, db_url=resolve_url(settings), mqtt_url=_mqtt_url(settings), index=index, retire=True)
+    slot = None
+    if settings.ingest_slot_dir is not None:  # replicas: refuse to take over a running one's session
+        from eldercare.ingest.slot import NoFreeSlot, hold
+
+        try:
+            slot = hold(settings.ingest_slot_dir, index)
+        except NoFreeSlot as exc:
+            raise click.ClickException(f"{exc}: it is not retired") from None
+    try:
+        run_worker(
+            settings, db_url=resolve_url(settings), mqtt_url=_mqtt_url(settings), index=index, retire=True
+        )
+    finally:
+        if slot is not None:
+            slot.release()
 
 
 def _mqtt_url(settings: Settings) -> str:

@@ -46,26 +46,37 @@ class Slot:
 
 def claim(directory: Path, *, limit: int = MAX_SLOTS) -> Slot:
     """Lock and return the lowest free slot in ``directory`` (created if missing)."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        msg = f"ingest slot directory {directory}: {exc}"
-        raise NoFreeSlot(msg) from exc
     for index in range(limit):
-        path = directory / f"slot-{index}.lock"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            msg = f"ingest slot {path}: {exc}"
-            raise NoFreeSlot(msg) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        # who holds it, for an operator reading the file; the lock, not this text, is the truth
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{socket.gethostname()} {os.getpid()}\n".encode(), 0)
-        return Slot(index, path, fd)
+        slot = _try(directory, index)
+        if slot is not None:
+            return slot
     msg = f"all {limit} ingest slots in {directory} are held by running workers"
     raise NoFreeSlot(msg)
+
+
+def hold(directory: Path, index: int) -> Slot:
+    """Lock slot ``index`` (``eldercare ingest retire``: never the session of a running worker)."""
+    slot = _try(directory, index)
+    if slot is None:
+        msg = f"ingest slot {index} in {directory} is held by a running worker"
+        raise NoFreeSlot(msg)
+    return slot
+
+
+def _try(directory: Path, index: int) -> Slot | None:
+    path = directory / f"slot-{index}.lock"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        msg = f"ingest slot {path}: {exc}"
+        raise NoFreeSlot(msg) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    # who holds it, for an operator reading the file; the lock, not this text, is the truth
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{socket.gethostname()} {os.getpid()}\n".encode(), 0)
+    return Slot(index, path, fd)
