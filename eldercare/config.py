@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     broker_reload_stamp_file: Path | None = Field(
         default=None, description="rewritten after each change, for a watcher that reloads the broker"
     )
+    # per_gateway: a `user` block per gateway naming its site (exact; Mosquitto 2.0 parses these in
+    # quadratic time: ~1.4 s broker stall per reload at 5,000 gateways). pattern: `%u` patterns for
+    # all gateways (constant cost; the site level is then checked by ingest only).
+    broker_acl_style: Literal["per_gateway", "pattern"] = "per_gateway"
     # Service accounts' passwords (None: no such account): eldercare-ingest, eldercare-platform,
     # eldercare-simulator. Each process connects with its own in ELDERCARE_MQTT_URL.
     broker_ingest_password: SecretStr | None = None

@@ -37,7 +37,12 @@ PLATFORM_PW = "platform-test-password"
 
 
 @pytest.fixture
-def settings(db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path) -> Settings:
+def acl_style() -> str:
+    return "per_gateway"
+
+
+@pytest.fixture
+def settings(db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path, acl_style: str) -> Settings:
     """The test settings plus broker files in tmp_path (the app writes them at start)."""
     auth = tmp_path / "broker"
     return Settings(
@@ -52,6 +57,7 @@ def settings(db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path) -> Set
         broker_reload_stamp_file=auth / "reload.stamp",
         broker_ingest_password=INGEST_PW,  # type: ignore[arg-type]
         broker_platform_password=PLATFORM_PW,  # type: ignore[arg-type]
+        broker_acl_style=acl_style,  # type: ignore[arg-type]
     )
 
 
@@ -76,10 +82,15 @@ def provision(api: Api, gateway: str, site: str) -> dict[str, Any]:
     return creds
 
 
-def test_each_gateway_publishes_only_as_itself(api: Api, settings: Settings, broker_port: int) -> None:
+@pytest.mark.parametrize("acl_style", ["per_gateway", "pattern"])
+def test_each_gateway_publishes_only_as_itself(
+    api: Api, settings: Settings, broker_port: int, acl_style: str
+) -> None:
     root = settings.mqtt_topic_root
     a = provision(api, "gw-a", "home-1")
     b = provision(api, "gw-b", "home-2")
+    acl = Path(str(settings.broker_acl_file)).read_text()
+    assert ("user gw-a" in acl) is (acl_style == "per_gateway")
     ingest = Client(broker_port, ba.INGEST_USER, INGEST_PW)
     assert not ingest.rc.is_failure, str(ingest.rc)
     ingest.subscribe(f"$share/ingest/{root}/+/+/telemetry")

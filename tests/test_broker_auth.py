@@ -118,3 +118,16 @@ def test_signal_pid_file_names_the_problem(tmp_path: Path) -> None:
     bad.write_text("not a pid\n")
     with pytest.raises(ba.BrokerAuthError, match=r"bad\.pid"):
         ba.signal_pid_file(bad)
+
+
+def test_pattern_style_gives_every_gateway_the_same_rights_in_four_lines() -> None:
+    gateways = [ba.Account(f"gw-{i}", ba.mosquitto_hash("pw")) for i in range(3)]
+    out = ba.render([ba.ingest_account(ba.mosquitto_hash("i"), ROOT), *gateways], ba.gateway_patterns(ROOT))
+    assert out.users == ["eldercare-ingest", "gw-0", "gw-1", "gw-2"]
+    assert out.acl.count("user ") == 1  # the ingest block only
+    assert [line for line in out.acl.splitlines() if line.startswith("pattern")] == [
+        "pattern read eldercare/v1/+/%u/config",
+        "pattern write eldercare/v1/+/%u/telemetry",
+        "pattern write eldercare/v1/+/%u/event",
+        "pattern write eldercare/v1/+/%u/status",
+    ]

@@ -57,22 +57,24 @@ def write_files(
     """Render and write both files; reload the broker if either changed (blocking: run in a thread)."""
     pw_file, acl_file = settings.broker_password_file, settings.broker_acl_file
     assert pw_file is not None and acl_file is not None
+    root, by_pattern = settings.mqtt_topic_root, settings.broker_acl_style == "pattern"
     accounts = service_accounts(settings, ba.read_hashes(pw_file))
     skipped = {}
     for g in gateways:
-        if g["broker_password_hash"] is None:
-            skipped[g["mqtt_username"]] = "no broker credential yet: rotate its credentials"
-            continue
-        accounts.append(
-            ba.gateway_account(
-                username=g["mqtt_username"],
-                site=g["site_id"],
-                gateway=g["id"],
-                password_hash=g["broker_password_hash"],
-                root=settings.mqtt_topic_root,
+        user, hashed = g["mqtt_username"], g["broker_password_hash"]
+        if hashed is None:
+            skipped[user] = "no broker credential yet: rotate its credentials"
+        elif by_pattern and user != g["id"]:
+            skipped[user] = f"the ACL patterns need the username to be the gateway id {g['id']}"
+        elif by_pattern:
+            accounts.append(ba.Account(user, hashed))
+        else:
+            accounts.append(
+                ba.gateway_account(
+                    username=user, site=g["site_id"], gateway=g["id"], password_hash=hashed, root=root
+                )
             )
-        )
-    rendered = ba.render(accounts)
+    rendered = ba.render(accounts, ba.gateway_patterns(root) if by_pattern else ())
     result = SyncResult(accounts=len(rendered.users), skipped={**skipped, **rendered.skipped})
     # ACL first: a reload between the two writes then never grants more than either old or new files
     result.changed = ba.write_atomic(acl_file, rendered.acl) | ba.write_atomic(pw_file, rendered.passwords)
