@@ -148,7 +148,7 @@ def test_the_services_the_issue_asks_for(services: dict[str, Any]) -> None:
     assert services["broker"]["image"].startswith("eclipse-mosquitto:2")
     for name in ELDERCARE_SERVICES:  # one image, built from the one Dockerfile
         assert services[name]["build"] == ".", name
-        assert services[name]["image"] == "${ELDERCARE_IMAGE:-eldercare:latest}", name
+        assert services[name]["image"] == "${DEPLOY_IMAGE:-eldercare:latest}", name
     assert (ROOT / "Dockerfile").is_file()
 
 
@@ -234,6 +234,21 @@ def test_every_eldercare_variable_is_a_setting(services: dict[str, Any]) -> None
     for name, s in services.items():
         unknown = {k for k in s.get("environment", {}) if k.startswith("ELDERCARE_")} - known
         assert not unknown, f"{name}: eldercare refuses unknown settings {unknown}"
+
+
+def test_file_variables_named_eldercare_are_settings_with_their_defaults() -> None:
+    """An operator may source .env into a shell where eldercare refuses unknown ELDERCARE_* names,
+    and a ${ELDERCARE_X:-default} that drifted from the code would silently change behaviour."""
+    text = "\n".join(
+        p.read_text() for p in (COMPOSE, ROOT / "deploy" / "compose.tls.yml", ROOT / "deploy" / "env.example")
+    )
+    fields = Settings.model_fields
+    for var in set(re.findall(r"\b(ELDERCARE_\w+)", text)):
+        assert var.removeprefix("ELDERCARE_").lower() in fields, f"{var} is no setting: name it DEPLOY_..."
+    defaults = re.findall(r"\$\{ELDERCARE_(\w+):-([^}]*)\}", COMPOSE.read_text())
+    for name, default in defaults:
+        assert str(fields[name.lower()].default) == default, name
+    assert len(defaults) >= 5
 
 
 def test_each_service_settings_load_in_production(
@@ -515,8 +530,8 @@ def test_tls_config_is_the_plain_one_plus_an_authenticated_8883_listener(
 def test_compose_cli_validates_the_tls_override(tmp_path: Path) -> None:
     args = ["-f", str(ROOT / "deploy" / "compose.tls.yml"), "config"]
     missing = run_compose(tmp_path, *args, "-q")
-    assert missing.returncode != 0 and "ELDERCARE_TLS_DIR" in missing.stderr
-    result = run_compose(tmp_path, *args, secrets=SECRETS | {"ELDERCARE_TLS_DIR": str(tmp_path)})
+    assert missing.returncode != 0 and "DEPLOY_TLS_DIR" in missing.stderr
+    result = run_compose(tmp_path, *args, secrets=SECRETS | {"DEPLOY_TLS_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     broker = yaml.safe_load(result.stdout)["services"]["broker"]
     volumes = {}  # v1 prints "source:target:mode", v2 a mapping
