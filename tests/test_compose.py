@@ -279,6 +279,7 @@ def test_services_connect_to_the_broker_with_their_own_accounts(services: dict[s
 
 def test_platform_writes_the_account_files_where_the_broker_reads_them(services: dict[str, Any]) -> None:
     broker = services["broker"]
+    assert mounts(broker)[broker["command"][-1]] == "./deploy/mosquitto-reload.sh"  # runs mosquitto
     src = broker["environment"]["BROKER_AUTH_SRC"]
     volume = mounts(broker)[src]
     assert broker["volumes"][[v.split(":")[1] for v in broker["volumes"]].index(src)].endswith(":ro")
