@@ -191,24 +191,32 @@ def test_cli_sync_rebuilds_the_files_from_the_database(
         "ELDERCARE_BROKER_PID_FILE": str(settings.broker_pid_file),
         "ELDERCARE_BROKER_INGEST_PASSWORD": INGEST_PW,
     }
-    out = subprocess.run(
-        [sys.executable, "-m", "eldercare.cli", "broker", "sync"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    out = sync_cli(env)
     assert out.returncode == 0, out.stderr
-    assert "2 broker accounts" in out.stdout and "SIGHUP pid" in out.stdout, out.stdout
+    assert "2 broker accounts" in out.stdout and "written; reload: SIGHUP pid" in out.stdout, out.stdout
     # the seeded gateways (argon2 only) are named, with what to do about them
     assert "left out gw-home-1: no broker credential yet" in out.stderr
     users = [line.split(":")[0] for line in settings.broker_password_file.read_text().splitlines()]
     assert users == ["eldercare-ingest", "gw-a"]  # no platform password in this environment
     assert not connack(broker_port, "gw-a", creds["mqtt_password"]).is_failure
     assert wait_until_refused(broker_port, ba.PLATFORM_USER, PLATFORM_PW).is_failure
-    # unchanged files: nothing written, no reload
-    again = subprocess.run(
+    # unchanged files are not rewritten; the operator's sync still asks for a reload
+    mtime = settings.broker_password_file.stat().st_mtime_ns
+    again = sync_cli(env)
+    assert again.returncode == 0 and "unchanged; reload: SIGHUP pid" in again.stdout, again.stdout
+    assert settings.broker_password_file.stat().st_mtime_ns == mtime
+    # no broker to signal: the files are written all the same, and the command says what failed
+    settings.broker_password_file.unlink()
+    failed = sync_cli(env | {"ELDERCARE_BROKER_PID_FILE": str(settings.broker_password_file) + ".pid"})
+    assert failed.returncode == 1 and "not told to reload" in failed.stderr, failed.stderr
+    assert settings.broker_password_file.exists()
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT broker_password_hash FROM gateways WHERE id = 'gw-a'").fetchone()
+    assert row is not None and ba.verify(creds["mqtt_password"], row[0])
+
+
+def sync_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "eldercare.cli", "broker", "sync"],
         capture_output=True,
         text=True,
@@ -216,7 +224,13 @@ def test_cli_sync_rebuilds_the_files_from_the_database(
         timeout=60,
         check=False,
     )
-    assert again.returncode == 0 and "unchanged; reload: not requested" in again.stdout, again.stdout
-    with psycopg.connect(db_url) as conn:
-        row = conn.execute("SELECT broker_password_hash FROM gateways WHERE id = 'gw-a'").fetchone()
-    assert row is not None and ba.verify(creds["mqtt_password"], row[0])
+
+
+def test_provisioning_stands_when_the_broker_cannot_be_told(api: Api, settings: Settings) -> None:
+    # no mosquitto started: its pid file does not exist
+    r = api.post("admin", "/api/v1/gateways", json={"id": "gw-a", "site_id": "home-1", "sensors": []})
+    assert r.status_code == 201, r.text
+    assert r.json()["credentials"]["broker_updated"] is False
+    assert api.get("admin", "/api/v1/gateways/gw-a").status_code == 200
+    passwords = Path(str(settings.broker_password_file)).read_text()
+    assert passwords.count("\ngw-a:$7$101$") == 1  # written, for the broker's next (re)start

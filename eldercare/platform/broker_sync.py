@@ -28,6 +28,7 @@ class SyncResult:
     accounts: int = 0
     changed: bool = False
     reloaded: list[str] = field(default_factory=list)
+    reload_error: str | None = None  # the files were written but the broker was not told
     skipped: dict[str, str] = field(default_factory=dict)
 
 
@@ -79,7 +80,10 @@ def write_files(
     # ACL first: a reload between the two writes then never grants more than either old or new files
     result.changed = ba.write_atomic(acl_file, rendered.acl) | ba.write_atomic(pw_file, rendered.passwords)
     if result.changed or force_reload:
-        result.reloaded = reload(settings, ba.digest(rendered))
+        try:
+            result.reloaded = reload(settings, ba.digest(rendered))
+        except ba.BrokerAuthError as exc:
+            result.reload_error = str(exc)
     return result
 
 
@@ -108,6 +112,10 @@ async def sync(conn: AsyncConnection[Any], settings: Settings, *, force_reload: 
         result.reloaded,
         sorted(result.skipped),
     )
+    if result.reload_error:
+        log.error(
+            "broker files written but not reloaded (run `eldercare broker sync`): %s", result.reload_error
+        )
     return result
 
 
@@ -116,8 +124,8 @@ async def sync_quietly(conn: AsyncConnection[Any], settings: Settings) -> bool |
     if not enabled(settings):
         return None
     try:
-        await sync(conn, settings)
-    except (ba.BrokerAuthError, OSError) as exc:
+        result = await sync(conn, settings)
+    except OSError as exc:
         log.error("broker files not updated (run `eldercare broker sync`): %s", exc)
         return False
-    return True
+    return result.reload_error is None

@@ -42,19 +42,15 @@ def broker() -> None:
 
 
 @broker.command()
-@click.option(
-    "--reload", "force_reload", is_flag=True, help="Ask the broker to reload even if the files are unchanged."
-)
 @click.pass_context
-def sync(ctx: click.Context, force_reload: bool) -> None:
-    """Rewrite the files from the registry; reload the broker if they changed (first start, repairs)."""
+def sync(ctx: click.Context) -> None:
+    """Rewrite the files from the registry and ask the broker to reload (first start, repairs)."""
     import asyncio
 
     import psycopg
 
     from eldercare.db import resolve_url
     from eldercare.platform import broker_sync
-    from eldercare.platform.broker_auth import BrokerAuthError
 
     settings = get_settings(ctx)
     if not broker_sync.enabled(settings):
@@ -63,17 +59,19 @@ def sync(ctx: click.Context, force_reload: bool) -> None:
 
     async def run() -> broker_sync.SyncResult:
         async with await psycopg.AsyncConnection.connect(resolve_url(settings), autocommit=True) as conn:
-            return await broker_sync.sync(conn, settings, force_reload=force_reload)
+            return await broker_sync.sync(conn, settings, force_reload=True)
 
     try:
         result = asyncio.run(run())
-    except (BrokerAuthError, OSError, psycopg.Error) as exc:
+    except (OSError, psycopg.Error) as exc:
         raise click.ClickException(str(exc)) from None
     state = "written" if result.changed else "unchanged"
-    reload = ", ".join(result.reloaded) or "not requested"
+    reload = ", ".join(result.reloaded) or "no reload configured"
     click.echo(
         f"{result.accounts} broker accounts; {settings.broker_password_file} and "
         f"{settings.broker_acl_file} {state}; reload: {reload}"
     )
     for name, why in sorted(result.skipped.items()):
         click.echo(f"  left out {name}: {why}", err=True)
+    if result.reload_error:
+        raise click.ClickException(f"the broker was not told to reload: {result.reload_error}")
