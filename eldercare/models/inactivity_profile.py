@@ -44,12 +44,29 @@ WIDE: dict[str, tuple[float, float]] = {
     "away": (12 * HOUR, 2 * HOUR),
     "stay": (2 * HOUR, 2 * HOUR),
 }
+# Population defaults for a new home: per local hour, the limit (minutes) that 4 in 5 homes'
+# own learned limits stay under (40 simulated homes, 14 days each, none of the evaluation's).
+# Conservative for most homes, yet short enough to catch a fall; blended with the home's own
+# limits as its history grows (fully its own after ``grace_days``). Rooms not named use "living".
+POPULATION_MIN: dict[str, list[int]] = {
+    "hall": [30] * 6 + [180] * 17 + [30],
+    "living": [90, 90, 90, 90, 90, 100, 100, 115, 130, 130, 135, 130,
+               125, 125, 125, 125, 120, 140, 165, 165, 145, 120, 105, 95],
+    "bathroom": [30] * 24,
+    "bedroom": [40] * 24,
+    "kitchen": [40, 90, 90, 90, 90, 40, 45, 45, 45, 40, 40, 65, 75, 70] + [40] * 10,
+    "stay": [30, 30, 30, 40, 45, 50, 50, 50, 50, 50] + [30] * 14,
+    "away": [30] * 6 + [150] + [480] * 15 + [140, 30],
+}  # fmt: skip
 PRIOR_SCALE = {"bed": 60 * MIN, "away": 60 * MIN, "stay": 10 * MIN, "bathroom": 10 * MIN}
 DEFAULT_NIGHT = [h >= 23 or h < 6 for h in range(24)]
 WAKE_PRIOR_S = 10.5 * HOUR  # new home: "not up" only after 10:30
 WAKE_MIN_DAYS = 5
 RECENT_WAKES = 4  # mornings that reveal a changed routine
-# by day, "last seen in the hall, then nothing" is nearly always someone who went out past a missed door
+LAST_DAYS = 3  # a wake time seen this recently is never "not up" (a changed routine, followed at once)
+# by day, "last seen in the hall, then nothing" is nearly always someone who went out past a missed
+# door; and a daytime outing shorter than this (a visit, the market, a day-care day that moved) is
+# not something door sensors alone can judge: no alert before it
 DAY_HALL_FLOOR = 3 * HOUR
 MAX_FACTOR = 1.15  # never alarm below the longest silence seen there, with a margin
 
@@ -116,6 +133,7 @@ def _pool(by_hour: dict[int, list[float]], h: int, night: list[bool]) -> tuple[l
 def _table(
     samples: list[tuple[float, float]],
     kind: str,
+    name: str,
     p: Profile,
     weeks: float,
     budget: float,
@@ -133,6 +151,9 @@ def _table(
         # in bed, the two hours either side of the sleep window count as night (early/late nights)
         night = p.night[h] or (kind == "bed" and any(p.night[(h + d) % 24] for d in (-2, -1, 1, 2)))
         prior = night_prior if night else day_prior
+        pop = POPULATION_MIN.get(name, POPULATION_MIN["living"] if kind == "room" else None)
+        if pop is not None:
+            prior = pop[h] * MIN
         pool, hours = _pool(by_hour, h, p.night)
         if len(pool) >= MIN_POOL and weeks > 0:
             x = tail_threshold(pool, len(pool) / hours / weeks, budget, scale0)
@@ -143,9 +164,14 @@ def _table(
         if kind == "bed" and night:
             x = max(x, wide_night)  # a night in bed is judged by the wake time (no_wake), not here
         w = min(1.0, p.days / grace) if grace > 0 else 1.0
-        wide = wide_night if night else wide_day
+        # a new home: never below the population's limit, and wide where there is none
+        wide = prior if pop is not None else (wide_night if night else wide_day)
         x = w * x + (1 - w) * max(x, wide)
-        lo = DAY_HALL_FLOOR if kind == "hall" and not p.night[h] else floor
+        lo = floor
+        if not p.night[h] and kind == "hall":
+            lo = DAY_HALL_FLOOR
+        elif not p.night[h] and kind == "away":  # by day, out is judged by the population's outings
+            lo = max(DAY_HALL_FLOOR, POPULATION_MIN["away"][h] * MIN)
         thr.append(min(max(x, lo), cap))
         usual.append(min(top, cap))
     return thr, usual
@@ -188,10 +214,10 @@ def learn(
             by_ctx[ctx].append((start, dur))
     for ctx in {"bed", "bathroom", "bedroom", "kitchen", "living", "hall", *by_ctx}:
         p.sil[ctx], p.sil_usual[ctx] = _table(
-            by_ctx.get(ctx, []), _kind(ctx), p, weeks, budget, utc_offset_s, grace_days
+            by_ctx.get(ctx, []), _kind(ctx), ctx, p, weeks, budget, utc_offset_s, grace_days
         )
     baths = [(s, d) for c, s, d in rec.stays if c.startswith("bathroom") and clean(s, d)]
-    p.stay, p.stay_usual = _table(baths, "stay", p, weeks, budget, utc_offset_s, grace_days)
+    p.stay, p.stay_usual = _table(baths, "stay", "stay", p, weeks, budget, utc_offset_s, grace_days)
     morning = [
         d
         for c, s, d in rec.stays
@@ -200,7 +226,7 @@ def learn(
     if len(morning) >= 3:
         p.stay_wake = min(max(morning) * 1.3 + 5 * MIN, PRIORS["stay"][3])
     outs = [(s, d) for c, s, d in rec.stays if c == "away" and clean(s, d) and d > 10 * MIN]
-    p.away, p.away_usual = _table(outs, "away", p, weeks, budget, utc_offset_s, grace_days)
+    p.away, p.away_usual = _table(outs, "away", "away", p, weeks, budget, utc_offset_s, grace_days)
     began = {hour_of(s, utc_offset_s) for s, _ in outs}
     p.away_seen = [any((h + d) % 24 in began for d in (-1, 0, 1)) for h in range(24)]
     _learn_wake(p, rec, utc_offset_s, exclude)
@@ -248,6 +274,7 @@ def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[t
     # a changed routine: the last few mornings differ from the window's habit -> follow them
     dated.sort()
     recent = [w for _, w in dated[-RECENT_WAKES:]]
+    last_days = [w for d, w in dated if d > dated[-1][0] - LAST_DAYS] if dated else []
     shift = None
     if len(dated) >= 2 * RECENT_WAKES and abs(statistics.median(recent) - statistics.median(allw)) > 20 * MIN:
         shift = statistics.median(recent)
@@ -262,8 +289,11 @@ def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[t
             )
             thr = max(thr, recent_thr) if shift > med else recent_thr
             med = shift
-        if len(allw) < WAKE_MIN_DAYS:
-            thr = max(thr, WAKE_PRIOR_S)
+        if last_days:  # a morning seen in the last few days is this home's normal now
+            thr = max(thr, max(last_days) + 30 * MIN)
+        if len(allw) < WAKE_MIN_DAYS:  # few mornings seen: lean towards the late population limit
+            w = (len(allw) - 1) / (WAKE_MIN_DAYS - 1)
+            thr = max(thr, w * thr + (1 - w) * WAKE_PRIOR_S)
         p.wake[str(wd)] = {"median": med, "thr": min(thr, 14 * HOUR), "n": float(len(by_wd.get(wd, [])))}
     if allw:
         p.wake_open_s = max(3 * HOUR, min(allw) - 2 * HOUR)
