@@ -318,8 +318,11 @@ def test_every_eldercare_command_line_parses(services: dict[str, Any]) -> None:
     seen = set()
     for name in ELDERCARE_SERVICES:
         lines = _eldercare_commands(services[name])
-        check = services[name].get("healthcheck", {}).get("test", ["CMD", "-"])
-        if check[1] == "eldercare":
+        check = services[name].get("healthcheck", {}).get("test", ["CMD", "-"])[1:]
+        assert check[0] != "eldercare", (
+            f"{name}: a health check without the entry point misses Docker secrets"
+        )
+        if check[0] == "/usr/local/bin/docker-entrypoint.sh":
             lines.append(check[1:])
         for line in lines:
             cmd: click.Command = cli
@@ -353,7 +356,8 @@ def test_dockerfile_installs_the_server_extra_and_runs_as_a_user() -> None:
     user = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert user and user[-1] not in {"root", "0"}
     assert instructions.index("USER") > max(i for i, x in enumerate(instructions) if x == "RUN")
-    assert "ENTRYPOINT" in instructions
+    assert 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' in text
+    assert "COPY deploy/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh" in text
     entry = ROOT / "deploy" / "docker-entrypoint.sh"
     assert entry.is_file() and os.access(entry, os.X_OK)
     ignored = (ROOT / ".dockerignore").read_text().split()
