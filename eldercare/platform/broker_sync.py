@@ -106,11 +106,12 @@ async def sync(conn: AsyncConnection[Any], settings: Settings, *, force_reload: 
         gateways = await registry.broker_gateways(conn)
         result = await asyncio.to_thread(write_files, settings, gateways, force_reload=force_reload)
     log.info(
-        "broker files: %s accounts, changed=%s, reload=%s, skipped=%s",
+        "broker files: %s accounts, changed=%s, reload=%s, %s left out (e.g. %s)",
         result.accounts,
         result.changed,
         result.reloaded,
-        sorted(result.skipped),
+        len(result.skipped),
+        sorted(result.skipped)[:3],
     )
     if result.reload_error:
         log.error(
