@@ -109,10 +109,11 @@ class Client:
         self.c.subscribe(topic, qos=1)
         done.get(timeout=5)
 
-    def received(self, timeout: float = 1.0) -> list[tuple[str, bytes]]:
-        out = []
+    def received(self, count: int | None = None, timeout: float = 5.0) -> list[tuple[str, bytes]]:
+        """Messages that arrive within ``timeout``; returns early once ``count`` have come."""
+        out: list[tuple[str, bytes]] = []
         deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - time.monotonic()) > 0 and (count is None or len(out) < count):
             try:
                 out.append(self.messages.get(timeout=left))
             except queue.Empty:
