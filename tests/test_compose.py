@@ -25,6 +25,16 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from broker_support import Client, connack, mosquitto
+from compose_support import (
+    COMPOSE,
+    ELDERCARE_SERVICES,
+    ROOT,
+    SECRETS,
+    env_of,
+    load,
+    local_broker_conf,
+    mounts,
+)
 from edge_support import make_tls
 from fix_db import in_ci
 from paho.mqtt.enums import CallbackAPIVersion
@@ -35,55 +45,16 @@ from eldercare.config import Settings
 from eldercare.embedded import free_port
 from eldercare.platform import broker_auth as ba
 
-ROOT = Path(__file__).resolve().parents[1]
-COMPOSE = ROOT / "docker-compose.yml"
-SECRETS = {
-    "POSTGRES_PASSWORD": "pg-secret",
-    "ELDERCARE_SECRET_KEY": "key-secret",
-    "ELDERCARE_BROKER_INGEST_PASSWORD": "ingest-secret",
-    "ELDERCARE_BROKER_PLATFORM_PASSWORD": "platform-secret",
-    "ELDERCARE_BROKER_SIMULATOR_PASSWORD": "simulator-secret",
-}
-ELDERCARE_SERVICES = {"migrate", "ingest", "platform", "maintain", "simulator"}
-VAR = re.compile(r"\$\{(\w+)(?::?[-?][^}]*)?\}")
-
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())  # merge keys (<<) resolved here
-    return doc
+    return load()
 
 
 @pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, Any]:
     s: dict[str, Any] = compose["services"]
     return s
-
-
-def interpolate(value: str) -> str:
-    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} with the test secrets."""
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(1) in SECRETS:
-            return SECRETS[m.group(1)]
-        default = re.fullmatch(r"\$\{\w+:-([^}]*)\}", m.group(0))
-        assert default, f"{m.group(0)} has neither a test value nor a default"
-        return default.group(1)
-
-    return VAR.sub(sub, value)
-
-
-def env_of(service: dict[str, Any]) -> dict[str, str]:
-    return {k: interpolate(str(v)) for k, v in service.get("environment", {}).items()}
-
-
-def mounts(service: dict[str, Any]) -> dict[str, str]:
-    """container path -> source (a named volume, or a ./path of the repository)."""
-    out = {}
-    for v in service.get("volumes", []):
-        source, target, *_ = v.split(":")
-        out[target] = source
-    return out
 
 
 # The Compose CLI -------------------------------------------------------------------------------
@@ -418,15 +389,15 @@ def connect(
         c.loop_stop()
 
 
-def local_broker_conf(
+def broker_conf_with_accounts(
     text: str,
     services: dict[str, Any],
     tmp_path: Path,
     ports: dict[int, int],
     extra: dict[str, Path] | None = None,
 ) -> Path:
-    """The config with compose's mounts mapped to this machine, spare ports and account files
-    rendered by the platform (ingest; gateways gw-a at home-1 and gw-b at home-2)."""
+    """The config for this machine with account files rendered by the platform (ingest; gateways
+    gw-a at home-1 and gw-b at home-2) where the reload script would install them."""
     auth = tmp_path / "auth"
     auth.mkdir()
     root = ROOT_TOPIC
@@ -453,19 +424,9 @@ def local_broker_conf(
     (auth / "acl").write_text(rendered.acl)
     for f in auth.iterdir():
         f.chmod(0o600)
-    for inside, outside in ports.items():
-        text = re.sub(
-            rf"^listener {inside}( 127\.0\.0\.1)?$", f"listener {outside} 127.0.0.1", text, flags=re.M
-        )
-    text = text.replace(f"{services['broker']['environment']['BROKER_AUTH_DIR']}/", f"{auth}/")
-    for target, source in mounts(services["broker"]).items():
-        if source.startswith("./"):
-            text = text.replace(target, str(ROOT / source))
-    for target, source in (extra or {}).items():
-        text = text.replace(target, str(source))
-    text = text.replace("/mosquitto/data/", f"{tmp_path}/")
-    settings = [line for line in text.splitlines() if not line.startswith("#")]
-    assert not [line for line in settings if "/mosquitto/" in line], "a container path compose does not mount"
+    broker = services["broker"]
+    paths = {broker["environment"]["BROKER_AUTH_DIR"]: auth, "/mosquitto/data/": tmp_path, **(extra or {})}
+    text = local_broker_conf(text, broker, ports, paths)
     if os.geteuid() == 0:
         text += f"user {getpass.getuser()}\n"  # else it switches to "mosquitto" and cannot read tmp_path
     conf = tmp_path / "mosquitto.conf"
@@ -489,7 +450,7 @@ def test_broker_config_refuses_anonymous_and_confines_each_gateway(
     assert "1880" in services["broker"]["healthcheck"]["test"]
 
     port, hport = free_port(), free_port()
-    conf = local_broker_conf(conf_text, services, tmp_path, {1883: port, 1880: hport})
+    conf = broker_conf_with_accounts(conf_text, services, tmp_path, {1883: port, 1880: hport})
     root = ROOT_TOPIC
     with mosquitto(conf, port, tmp_path / "mosquitto.log"):
         rc, _ = anonymous(port)
@@ -521,7 +482,9 @@ def test_tls_config_is_the_plain_one_plus_an_authenticated_8883_listener(
     tls = make_tls(tmp_path / "tls")
     certs = {"/mosquitto/certs/server.crt": tls["cert"], "/mosquitto/certs/server.key": tls["key"]}
     port, hport, sport = free_port(), free_port(), free_port()
-    conf = local_broker_conf(tls_text, services, tmp_path, {1883: port, 1880: hport, 8883: sport}, certs)
+    conf = broker_conf_with_accounts(
+        tls_text, services, tmp_path, {1883: port, 1880: hport, 8883: sport}, certs
+    )
     with mosquitto(conf, sport, tmp_path / "mosquitto.log"):
         rc, puback = connect(sport, "gw-a", "a-pw", tls["ca"])
         assert not rc.is_failure and puback is not None and not puback.is_failure
