@@ -18,7 +18,7 @@ SECRETS = {
     "ELDERCARE_BROKER_SIMULATOR_PASSWORD": "simulator-secret",
 }
 ELDERCARE_SERVICES = {"migrate", "ingest", "platform", "maintain", "simulator"}
-VAR = re.compile(r"\$\{(\w+)(?::?[-?][^}]*)?\}")
+VAR = re.compile(r"\$\$|\$\{(\w+)(?::?[-?][^}]*)?\}")
 
 
 def load() -> dict[str, Any]:
@@ -27,9 +27,11 @@ def load() -> dict[str, Any]:
 
 
 def interpolate(value: str) -> str:
-    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} with the test secrets."""
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} with the test secrets; $$ is a $."""
 
     def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
         if m.group(1) in SECRETS:
             return SECRETS[m.group(1)]
         default = re.fullmatch(r"\$\{\w+:-([^}]*)\}", m.group(0))
