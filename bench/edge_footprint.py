@@ -31,6 +31,13 @@ AGENT = (
     "from eldercare.edge.agent import Agent\n"
     "Agent(build_gateway_file(json.loads(sys.argv[1]))).run(float(sys.argv[2]))\n"
 )
+# RSS once the agent's modules are imported, before it runs (what the imports alone cost)
+IMPORTS = (
+    "import eldercare.edge.agent, eldercare.edge.drivers.zigbee2mqtt\n"
+    "from eldercare.edge.falls import open_stream\n"
+    "open_stream('auto')\n"
+    "print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')][0])\n"
+)
 TICK = os.sysconf("SC_CLK_TCK")
 
 HOME_SENSORS = [
@@ -135,6 +142,11 @@ def run_agent(gw: dict[str, Any], seconds: float, warmup: float = 5.0) -> dict[s
     }
 
 
+def import_rss_mib() -> float:
+    out = subprocess.run([sys.executable, "-c", IMPORTS], capture_output=True, text=True, check=True)
+    return round(int(out.stdout.split()[-1]) / 1024, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -150,6 +162,7 @@ def main() -> None:
         files = Path(tmp).glob("outbox.sqlite3*")
         result["outbox_file_kib"] = round(sum(p.stat().st_size for p in files) / 1024, 1)
     result.update(
+        import_rss_mib=import_rss_mib(),
         seconds=args.seconds,
         sensors=len(HOME_SENSORS),
         wearable_hz=50,
@@ -164,6 +177,7 @@ def main() -> None:
     for k in (
         "rss_peak_mib",
         "rss_end_mib",
+        "import_rss_mib",
         "private_anon_peak_mib",
         "cpu_percent_one_core",
         "startup_cpu_s",
