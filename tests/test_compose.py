@@ -120,6 +120,7 @@ def test_the_services_the_issue_asks_for(services: dict[str, Any]) -> None:
     for name in ELDERCARE_SERVICES:  # one image, built from the one Dockerfile
         assert services[name]["build"] == ".", name
         assert services[name]["image"] == "${DEPLOY_IMAGE:-eldercare:latest}", name
+        assert services[name]["init"] is True, name  # SIGTERM reaches Python, zombies are reaped
     assert (ROOT / "Dockerfile").is_file()
 
 
