@@ -5,6 +5,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
     ELDERCARE_DATA_DIR=/var/lib/eldercare
 
 # A fixed uid/gid (10001) so that files written into shared volumes (the broker's password and ACL
