@@ -347,6 +347,27 @@ def test_drivers_are_found_by_name_and_options_validated(tmp_path: Path) -> None
     assert load_driver(custom, gw).name == "eldercare.edge.drivers.simulated:SimulatedDriver"
 
 
+def test_third_party_driver_options_may_be_a_pydantic_model(tmp_path: Path) -> None:
+    """The shipped drivers use msgspec; a third party's pydantic ``Options`` still validate."""
+    from pydantic import BaseModel, Field
+
+    from eldercare.edge.drivers import driver_options
+    from eldercare.edge.drivers.simulated import SimulatedDriver
+
+    class Opts(BaseModel):
+        port: str = "/dev/ttyUSB0"
+        baud: int = Field(default=9600, gt=0)
+
+    class SerialDriver(SimulatedDriver):
+        Options = Opts
+
+    assert driver_options(SerialDriver, {"baud": 115200}, "serial") == Opts(baud=115200)
+    with pytest.raises(DriverError, match="driver serial: baud"):
+        driver_options(SerialDriver, {"baud": 0}, "serial")
+    with pytest.raises(DriverError, match="driver sim: counter.rate_hz"):
+        driver_options(SimulatedDriver, {"counter": {"rate_hz": 0}}, "sim")
+
+
 def test_edge_imports_without_server_libraries(tmp_path: Path) -> None:
     """A gateway has only eldercare[edge]: the agent must import and detect falls without them."""
     code = """
