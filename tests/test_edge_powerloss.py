@@ -117,6 +117,8 @@ def image(tmp_path: Path) -> Path:
             pass
     except OSError as exc:
         reason = f"power-loss test needs root and loop devices (losetup + mount ext4): {exc}"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            reason = f"CI: power loss NOT tested on this runner; {reason}"
         if os.environ.get("ELDERCARE_REQUIRE_POWERLOSS") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
