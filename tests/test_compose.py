@@ -336,6 +336,26 @@ def test_dockerfile_installs_the_server_extra_and_runs_as_a_user() -> None:
     assert {".git", ".env", "tests"} <= set(ignored)
 
 
+def test_volumes_of_eldercare_services_are_owned_by_its_user(services: dict[str, Any]) -> None:
+    """A named volume starts with the ownership of the image's directory it is mounted on: one the
+    Dockerfile does not create for the eldercare user would be root's, and unwritable."""
+    text = (ROOT / "Dockerfile").read_text()
+    created = re.search(r"install -d -o eldercare -g eldercare[^\n]*\n([^\n]*)", text)
+    assert created
+    dirs = set((created.group(0)).split()) - {"install", "-d", "-o", "-g", "eldercare", "-m", "0750", "\\"}
+    for name in ELDERCARE_SERVICES:
+        for target, source in mounts(services[name]).items():
+            if not source.startswith("./"):
+                assert target in dirs, f"{name}: {target} is not created for the eldercare user"
+
+
+def test_env_example_names_every_required_variable() -> None:
+    required = set(re.findall(r"\$\{(\w+):\?", COMPOSE.read_text()))
+    example = set(re.findall(r"^(\w+)=", (ROOT / "deploy" / "env.example").read_text(), re.M))
+    assert required == set(SECRETS)
+    assert required <= example
+
+
 def test_entrypoint_turns_docker_secrets_into_settings(tmp_path: Path) -> None:
     (tmp_path / "ELDERCARE_SECRET_KEY").write_text("from-a-secret\n")
     (tmp_path / "ELDERCARE_DB_POOL_MAX").write_text("7")
