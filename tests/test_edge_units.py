@@ -364,7 +364,7 @@ def test_third_party_driver_options_may_be_a_pydantic_model(tmp_path: Path) -> N
     assert driver_options(SerialDriver, {"baud": 115200}, "serial") == Opts(baud=115200)
     with pytest.raises(DriverError, match="driver serial: baud"):
         driver_options(SerialDriver, {"baud": 0}, "serial")
-    with pytest.raises(DriverError, match="driver sim: counter.rate_hz"):
+    with pytest.raises(DriverError, match=r"driver sim: counter\.rate_hz"):
         driver_options(SimulatedDriver, {"counter": {"rate_hz": 0}}, "sim")
 
 
