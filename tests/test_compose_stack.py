@@ -6,8 +6,9 @@ command compose gives it, with the environment compose gives it, except that the
 service's own command, ``deploy/mosquitto-reload.sh``, with ``deploy/mosquitto.conf``), named
 volumes become directories, and each container's ports become spare ones. In compose's order:
 ``migrate`` (migrations and the broker's files), the broker, two ingest replicas and the platform
-(each until its own health check passes), then the simulator profile, whose simulated gateways log
-in with their own accounts and publish under the ACL, and a run of ``maintain``.
+(each until its own health check passes), docs/deploy.md's first-administrator snippet (then a
+sign-in), the simulator profile, whose simulated gateways log in with their own accounts and
+publish under the ACL, and a run of ``maintain``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 import pytest
 from broker_support import mosquitto_or_skip
@@ -34,6 +36,7 @@ from eldercare.embedded import free_port
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 ENTRYPOINT = "/usr/local/bin/docker-entrypoint.sh"  # where the Dockerfile puts it
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
 
 class Stack:
@@ -200,6 +203,20 @@ def test_the_compose_services_work_together(stack: Stack) -> None:
     stack.wait_healthy(platform, web)
     ids = sorted(re.findall(r"ingest worker (\S+) started", "".join(stack.output(i) for i, _ in replicas)))
     assert ids == [f"eldercare-ingest-{k}" for k in range(len(replicas))]
+
+    # docs/deploy.md's first administrator, run in the platform's environment, can sign in
+    snippet = re.search(r"platform docker-entrypoint\.sh python -c '\n(.*?)'\n", DEPLOY_DOC.read_text(), re.S)
+    assert snippet, "the first-administrator snippet is gone from docs/deploy.md"
+    password = "first-admin-password"
+    env = stack.env("platform", web, ADMIN_PASSWORD=password)
+    done = subprocess.run(
+        [sys.executable, "-c", snippet.group(1)], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    token = httpx.post(
+        f"http://127.0.0.1:{web['8000']}/api/v1/auth/token", data={"username": "admin", "password": password}
+    )
+    assert token.status_code == 200 and token.json()["access_token"], token.text
 
     # the simulator profile, shortened: two homes for 20 s at the compose speed
     sim = stack.start("simulator", args=("--duration", "20"), SIM_HOMES="2")
