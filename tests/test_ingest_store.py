@@ -142,3 +142,24 @@ def test_unreachable_database_raises_store_unavailable() -> None:
     s = Store("postgresql://postgres@127.0.0.1:9/none")
     with pytest.raises(StoreUnavailable):
         s.load_registry()
+
+
+def test_status_records_the_config_the_gateway_runs_and_why_it_refused_one(store: Store, db_url: str) -> None:
+    reg = Registry(store.load_registry())
+
+    def gateway() -> tuple[object, ...] | None:
+        with psycopg.connect(db_url) as conn:
+            return conn.execute(
+                "SELECT config_applied, config_error FROM gateways WHERE id = 'gw-1'"
+            ).fetchone()
+
+    store.write(batch_of(reg, ("home-1/gw-1/status", status(config_revision=3))), reg)
+    assert gateway() == (3, None)
+    refused = status(config_revision=3, config_error="revision 4: sensors.pir-1.room: expected a string")
+    store.write(batch_of(reg, ("home-1/gw-1/status", refused)), reg)
+    assert gateway() == (3, "revision 4: sensors.pir-1.room: expected a string")
+    # A Last Will says nothing about the config: what the gateway last said stands.
+    store.write(batch_of(reg, ("home-1/gw-1/status", status("offline"))), reg)
+    assert gateway() == (3, "revision 4: sensors.pir-1.room: expected a string")
+    store.write(batch_of(reg, ("home-1/gw-1/status", status(config_revision=5))), reg)
+    assert gateway() == (5, None)

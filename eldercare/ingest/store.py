@@ -75,9 +75,12 @@ INSERT INTO gateway_status (ts, gateway_id, site_id, state, clock_ok, version, s
 VALUES (%(ts)s, %(gateway)s, %(site)s, %(state)s, %(clock_ok)s, %(version)s, %(sensors)s::jsonb,
         %(outbox)s::jsonb)
 """
-# Status messages may arrive out of order (two workers, a late Last Will): the newest wins.
+# Status messages may arrive out of order (two workers, a late Last Will): the newest wins. A status
+# without a config revision (a Last Will, an older agent) leaves what the gateway said about it.
 UPDATE_GATEWAY = """
-UPDATE gateways SET state = %(state)s, state_at = %(ts)s, version = coalesce(%(version)s, version)
+UPDATE gateways SET state = %(state)s, state_at = %(ts)s, version = coalesce(%(version)s, version),
+    config_applied = coalesce(%(config_revision)s, config_applied),
+    config_error = CASE WHEN %(config_revision)s IS NULL THEN config_error ELSE %(config_error)s END
 WHERE id = %(gateway)s AND (state_at IS NULL OR state_at <= %(ts)s)
 """
 INSERT_DEAD = """
@@ -360,6 +363,8 @@ class Store:
                     "state": st.state,
                     "clock_ok": st.clock_ok,
                     "version": st.version,
+                    "config_revision": st.config_revision,
+                    "config_error": st.config_error,
                     "sensors": sensors,
                     "outbox": outbox,
                     "work": "status",

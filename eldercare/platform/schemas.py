@@ -291,6 +291,11 @@ class GatewayOut(Model):
     state: str
     state_at: datetime | None = None
     version: str | None = None
+    config_applied: int | None = Field(
+        default=None,
+        description="Config revision the gateway reports in force (behind config_revision: pending)",
+    )
+    config_error: str | None = Field(default=None, description="Why the gateway refused its last config push")
     created_at: datetime
 
 

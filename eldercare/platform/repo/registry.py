@@ -144,7 +144,7 @@ async def get_resident(conn: AsyncConnection[Any], *, resident_id: str) -> dict[
 
 GATEWAY_COLS = sql.SQL(
     "g.id, g.site_id, g.mqtt_username, g.description, g.config_revision, g.state, g.state_at, g.version,"
-    " g.created_at"
+    " g.config_applied, g.config_error, g.created_at"
 )
 
 
