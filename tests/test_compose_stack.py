@@ -8,7 +8,7 @@ volumes become directories, and each container's ports become spare ones. In com
 ``migrate`` (migrations and the broker's files), the broker, two ingest replicas and the platform
 (each until its own health check passes), docs/deploy.md's first-administrator snippet (then a
 sign-in), the simulator profile, whose simulated gateways log in with their own accounts and
-publish under the ACL, and a run of ``maintain``.
+publish under the ACL, the scale-down steps of docs/deploy.md, and a run of ``maintain``.
 """
 
 from __future__ import annotations
@@ -235,6 +235,26 @@ def test_the_compose_services_work_together(stack: Stack) -> None:
     assert landed() == gateways
     assert count(stack.db_url, "SELECT count(*) FROM dead_letters") == 0
     assert "not authorised" not in stack.output(sim).lower()
+
+    # docs/deploy.md's scale-down: stop a replica, then retire every slot no replica holds
+    gone, gone_ports = replicas.pop()
+    stack.procs[gone][1].send_signal(signal.SIGTERM)
+    assert stack.wait_exit(gone, 30) == 0
+    gone_id = re.findall(r"ingest worker (\S+) started", stack.output(gone))[0]
+    results = {}
+    for k in range(len(replicas) + 1):
+        cmd = ["eldercare", "ingest", "retire", "--index", str(k)]
+        env = stack.env("ingest", gone_ports)
+        results[k] = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
+    freed = int(gone_id.rsplit("-", 1)[1])
+    for k, done in results.items():
+        if k == freed:
+            assert done.returncode == 0 and f"retired {gone_id}: session forgotten" in done.stderr, (
+                done.stderr
+            )
+        else:
+            assert done.returncode == 1 and "held by a running worker: it is not retired" in done.stderr
+    stack.wait_healthy(replicas[0][0], replicas[0][1])  # the remaining replica never noticed
 
     maintain = stack.start("maintain")  # `--loop 300`: one run, then its health check
     deadline = time.monotonic() + 60
