@@ -15,7 +15,9 @@ from platform_seed import World, seed_world
 from psycopg_pool import AsyncConnectionPool
 
 from eldercare.db.maintain import ensure_partitions
-from eldercare.platform.engine import inactivity, service
+from eldercare.models.inactivity import InactivityAlert
+from eldercare.platform.engine import inactivity, rules, service
+from eldercare.platform.repo import alerts as repo
 from eldercare.simulators.routine import DAY, DEFAULT_START, HOUR, Incident, simulate_home
 
 METRIC = {"pir": "motion", "door": "contact", "bed": "in_bed", "plug": "power", "sos": "press"}
@@ -132,3 +134,91 @@ def test_an_unreadable_state_is_refitted(db_url: str, world: World) -> None:
         " FROM detector_settings WHERE resident_id = 'res-1'",
     )
     assert version == 1 and float(fitted) == pytest.approx(now)
+
+
+def test_confirmed_incidents_and_gateway_outages_are_left_out_of_the_fit(db_url: str, world: World) -> None:
+    """A real collapse must not be learned as a long nap, nor an outage as a quiet home."""
+    t0 = 1_770_000_000.0
+
+    def alert(
+        kind: str, *, resident: str | None, outcome: str | None, start: float, end: float, **kw: Any
+    ) -> None:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO alerts (kind, severity, state, resident_id, site_id, gateway_id, sensor_id,"
+                " dedup_key, title, summary, detected_at, resolved_at, outcome)"
+                " VALUES (%s, 'high', 'resolved', %s, 'home-2', %s, %s, %s, 't', %s::jsonb,"
+                " to_timestamp(%s), to_timestamp(%s), %s)",
+                (kind, resident, kw.get("gateway"), kw.get("sensor"), f"k{start}", kw.get("summary", "{}"),
+                 start, end, outcome),
+            )  # fmt: skip
+
+    # the silence began at since_ms, an hour before the alert was raised
+    alert("inactivity", resident="res-2", outcome="confirmed", start=t0 + 3600, end=t0 + 7200,
+          summary=f'{{"since_ms": {int(t0 * 1000)}}}')  # fmt: skip
+    alert("inactivity", resident="res-2", outcome="false_alarm", start=t0 + 9000, end=t0 + 9600)
+    alert("fall", resident="res-1", outcome="confirmed", start=t0 + 9000, end=t0 + 9600)  # not her
+    alert(
+        "device_offline", resident=None, outcome=None, start=t0 + 20000, end=t0 + 23000, gateway="gw-home-2"
+    )
+    alert(
+        "device_offline",
+        resident=None,
+        outcome=None,
+        start=t0 + 30000,
+        end=t0 + 31000,
+        gateway="gw-home-2",
+        sensor="pir-kitchen",
+    )  # one sensor: the detector tells that itself
+
+    async def query(pool: AsyncConnectionPool[Any]) -> list[tuple[float, float]]:
+        async with pool.connection() as conn:
+            return await repo.detector_exclusions(
+                conn, resident="res-2", site="home-2", after_s=t0 - 86400, until_s=t0 + 86400,
+                kinds=inactivity.INCIDENT_KINDS,
+            )  # fmt: skip
+
+    got = with_pool(db_url, query)
+    assert got == [
+        (pytest.approx(t0), pytest.approx(t0 + 7200)),
+        (pytest.approx(t0 + 20000), pytest.approx(t0 + 23000)),
+    ]
+
+
+def test_a_silent_sensor_becomes_a_device_alert_that_clears_when_it_reports() -> None:
+    readings = [
+        {
+            "t": 1.0,
+            "kind": "pir",
+            "room": "Kitchen",
+            "value": 1.0,
+            "gateway_id": "gw-1",
+            "sensor_id": "pir-k",
+        },
+        {
+            "t": 2.0,
+            "kind": "heartbeat",
+            "room": None,
+            "value": 1.0,
+            "gateway_id": "gw-1",
+            "sensor_id": "gw-1",
+        },
+    ]
+    sensors = inactivity.sensor_keys(readings)
+    assert sensors == {"pir:kitchen": ["gw-1", "pir-k"]}
+    silent = InactivityAlert(
+        7200.0, "device_silent", "kitchen", "low", "the motion sensor ...", "厨房的人体感应器……",
+        3600.0, 6 * 3600.0, 6 * 3600.0, 0.0, "pir:kitchen",
+    )  # fmt: skip
+    gateway = InactivityAlert(
+        7200.0, "device_silent", "", "medium", "gw", "网关", 300.0, 900.0, 900.0, 0.0, "gateway"
+    )
+    (d,) = inactivity.decisions([silent, gateway], resident="res-2", site="home-2", sensors=sensors)
+    assert isinstance(d, rules.Open)
+    assert (d.kind, d.resident_id, d.gateway_id, d.sensor_id) == ("device_offline", None, "gw-1", "pir-k")
+    assert d.dedup_key == rules.dedup_key("device_offline", device="gw-1/pir-k")
+    assert d.summary["en"] == silent.reason and d.summary["zh-CN"] == silent.reason_zh
+    still = {"pir:kitchen": d.dedup_key}
+    assert inactivity.cleared(still, [(3.0, "pir", "bathroom", 1.0)]) == ([], still)
+    clears, left = inactivity.cleared(still, [(3.0, "pir", "kitchen", 1.0)])
+    assert [c.dedup_key for c in clears] == [d.dedup_key] and left == {}

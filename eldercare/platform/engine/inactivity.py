@@ -8,6 +8,14 @@ the last :data:`FIT_DAYS` days of the home's readings, otherwise feed the readin
 event the detector saw, then ``check(now)``; the detector's alerts become :class:`rules.Open`
 decisions carried out by the engine like any other.
 
+The daily fit leaves out what must not be learned as normal (:func:`repo.detector_exclusions`):
+the resident's confirmed incidents (a real collapse is not a long nap) and the home's gateway
+outages. A ``device_silent`` detection (one sensor silent while the rest of the home is active)
+becomes a ``device_offline`` alert for that sensor, with the detector's explanation; it resolves
+itself as soon as the sensor reports again. The detector's own "no gateway heartbeat" is left to
+the gateway's status and heartbeat checks, which already raise ``device_offline`` and
+``pipeline_stalled``.
+
 This module holds the pure parts (readings to detector events, detector alerts to decisions);
 the SQL is in :mod:`eldercare.platform.repo.alerts`, the loop in :mod:`.service`.
 """
@@ -20,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eldercare.models.inactivity import InactivityAlert, InactivityDetector
+from eldercare.models.inactivity_track import room_name
 from eldercare.platform.engine import rules
 
 DETECTOR = "inactivity"
@@ -35,6 +44,8 @@ ALERT_KIND = {
     "night_wandering": "night_wandering",
     "bed_exit_no_return": "bed_exit_no_return",
 }
+# confirmed incidents of these kinds are left out of the next fit
+INCIDENT_KINDS = ["fall", "sos", "inactivity", "night_wandering", "bed_exit_no_return"]
 
 
 def utc_offset_s(timezone: str | None, at: datetime) -> float:
@@ -51,10 +62,27 @@ def events(rows: Iterable[dict[str, Any]]) -> list[tuple[float, str, str, float]
     return [(float(r["t"]), str(r["kind"]), str(r["room"] or ""), float(r["value"])) for r in rows]
 
 
+def sensor_keys(rows: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+    """The detector's sensor keys (``pir:kitchen``) to ``[gateway, sensor]`` ids, from readings."""
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("sensor_id") and r["kind"] != "heartbeat":
+            out[f"{str(r['kind']).lower()}:{room_name(str(r['room'] or ''))}"] = [
+                str(r["gateway_id"]),
+                str(r["sensor_id"]),
+            ]
+    return out
+
+
 def fit(
-    history: list[tuple[float, str, str, float]], *, sensitivity: float, offset_s: float
+    history: list[tuple[float, str, str, float]],
+    *,
+    sensitivity: float,
+    offset_s: float,
+    exclude: Iterable[tuple[float, float]] = (),
 ) -> InactivityDetector:
-    return InactivityDetector(sensitivity=sensitivity, utc_offset_s=offset_s).fit(history)
+    det = InactivityDetector(sensitivity=sensitivity, utc_offset_s=offset_s)
+    return det.fit(history, exclude=list(exclude))
 
 
 def restore(state: dict[str, Any], *, sensitivity: float) -> InactivityDetector:
@@ -63,11 +91,49 @@ def restore(state: dict[str, Any], *, sensitivity: float) -> InactivityDetector:
     return det
 
 
-def decisions(alerts: Iterable[InactivityAlert], *, resident: str, site: str) -> list[rules.Open]:
-    """The detector's resident alerts as engine decisions, with its explanation in both languages."""
+def device_key(gateway: str, sensor: str) -> str:
+    return rules.dedup_key("device_offline", device=f"{gateway}/{sensor}")
+
+
+def decisions(
+    alerts: Iterable[InactivityAlert],
+    *,
+    resident: str,
+    site: str,
+    sensors: dict[str, list[str]] | None = None,
+) -> list[rules.Open]:
+    """The detector's alerts as engine decisions, with its explanation in both languages.
+
+    ``sensors`` maps the detector's sensor keys to ``[gateway, sensor]`` ids: a silent sensor
+    found there becomes a ``device_offline`` alert for it (the care team's, not the family's).
+    """
     out = []
     for a in alerts:
         kind = ALERT_KIND.get(a.kind)
+        ids = (sensors or {}).get(a.sensor) if a.kind == "device_silent" else None
+        if ids is not None:
+            gateway, sensor = ids
+            out.append(
+                rules.Open(
+                    "device_offline",
+                    device_key(gateway, sensor),
+                    int(a.t * 1000),
+                    resident_id=None,
+                    site_id=site,
+                    gateway_id=gateway,
+                    sensor_id=sensor,
+                    summary={
+                        "en": a.reason,
+                        "zh-CN": a.reason_zh,
+                        "detector_kind": a.kind,
+                        "room": a.room,
+                        "expected_s": round(a.expected_s),
+                        "observed_s": round(a.observed_s),
+                    },
+                    evidence={"detector": DETECTOR, **a.to_dict()},
+                )
+            )
+            continue
         if kind is None:
             continue
         figures = {
@@ -92,3 +158,16 @@ def decisions(alerts: Iterable[InactivityAlert], *, resident: str, site: str) ->
             )
         )
     return out
+
+
+def cleared(
+    silent: dict[str, str], fresh: Iterable[tuple[float, str, str, float]]
+) -> tuple[list[rules.Clear], dict[str, str]]:
+    """Sensors the detector found silent that have reported again: resolve their device alerts.
+
+    ``silent`` maps the detector's sensor keys to the dedup keys of their open device alerts;
+    returns the clears and what is still silent.
+    """
+    seen = {f"{kind.lower()}:{room_name(room)}" for _, kind, room, _ in fresh}
+    clears = [rules.Clear(key, "the sensor is reporting again") for s, key in silent.items() if s in seen]
+    return clears, {s: key for s, key in silent.items() if s not in seen}

@@ -165,20 +165,23 @@ async def drive_inactivity(
                 decisions = await _drive_one(conn, row, now_s=now_s, every_s=every_s)
                 for decision in decisions:
                     await apply(conn, decision, email=email)
-                raised += len(decisions)
+                raised += sum(isinstance(d, rules.Open) for d in decisions)
         if len(due) < batch:
             return raised
 
 
 async def _drive_one(
     conn: AsyncConnection[Any], row: dict[str, Any], *, now_s: float, every_s: float
-) -> list[rules.Open]:
+) -> list[rules.Decision]:
     state = row["state"] or {}
     site, sensitivity = row["site_id"], float(row["sensitivity"])
     kinds = list(inactivity.SENSOR_KINDS)
     fitted_s = float(row["fitted_s"]) if row["fitted_s"] is not None else None
     alerts = []
     det = None
+    sensors: dict[str, list[str]] = dict(state.get("sensors") or {})
+    silent: dict[str, str] = dict(state.get("silent") or {})
+    clears: list[rules.Clear] = []
     if state.get("detector") and fitted_s is not None and now_s - fitted_s < inactivity.REFIT_S:
         try:
             det = inactivity.restore(state, sensitivity=sensitivity)
@@ -186,32 +189,49 @@ async def _drive_one(
             log.warning("inactivity state of %s unreadable; refitting", row["resident_id"])
     if det is None:
         start = now_s - inactivity.FIT_DAYS * 86_400.0
-        history = inactivity.events(
-            await repo.home_readings(conn, site=site, after_s=start, until_s=now_s, kinds=kinds)
-        )
+        readings = await repo.home_readings(conn, site=site, after_s=start, until_s=now_s, kinds=kinds)
+        history = inactivity.events(readings)
+        sensors = inactivity.sensor_keys(readings)
+        exclude = await repo.detector_exclusions(
+            conn, resident=row["resident_id"], site=site, after_s=start, until_s=now_s,
+            kinds=inactivity.INCIDENT_KINDS,
+        )  # fmt: skip
         offset = inactivity.utc_offset_s(row["timezone"], datetime.fromtimestamp(now_s, UTC))
-        det = await asyncio.to_thread(inactivity.fit, history, sensitivity=sensitivity, offset_s=offset)
+        det = await asyncio.to_thread(
+            inactivity.fit, history, sensitivity=sensitivity, offset_s=offset, exclude=exclude
+        )
         last, fitted_s = (history[-1][0] if history else start), now_s
         log.info("inactivity detector of %s fitted on %s readings", row["resident_id"], len(history))
     else:
         last = float(state["last_event_s"])
-        fresh = inactivity.events(
-            await repo.home_readings(conn, site=site, after_s=last, until_s=now_s, kinds=kinds)
-        )
+        readings = await repo.home_readings(conn, site=site, after_s=last, until_s=now_s, kinds=kinds)
+        fresh = inactivity.events(readings)
+        sensors.update(inactivity.sensor_keys(readings))
+        clears, silent = inactivity.cleared(silent, fresh)
         for ev in fresh:  # check before each event, as detect() does: silences that just ended count
             alerts += det.check(ev[0])
             det.update(ev)
         last = fresh[-1][0] if fresh else last
         fitted_s = None
     alerts += det.check(now_s)
+    opened = inactivity.decisions(alerts, resident=row["resident_id"], site=site, sensors=sensors)
+    for a in alerts:  # remember which sensors are alerted as silent, to resolve them when they report
+        if a.kind == "device_silent" and a.sensor in sensors:
+            silent[a.sensor] = inactivity.device_key(*sensors[a.sensor])
     await repo.save_detector(
         conn,
         resident=row["resident_id"],
         detector=inactivity.DETECTOR,
-        state={"detector": det.to_dict(), "last_event_s": last, "due_s": now_s + every_s},
+        state={
+            "detector": det.to_dict(),
+            "last_event_s": last,
+            "due_s": now_s + every_s,
+            "sensors": sensors,
+            "silent": silent,
+        },
         fitted_s=fitted_s,
     )
-    return inactivity.decisions(alerts, resident=row["resident_id"], site=site)
+    return [*clears, *opened]
 
 
 async def _work_loop(pool: AsyncConnectionPool[Any], conninfo: str, email: bool) -> None:

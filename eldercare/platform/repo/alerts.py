@@ -659,7 +659,8 @@ async def home_readings(
     return await _rows(
         conn,
         """
-        SELECT extract(epoch FROM r.ts) AS t, coalesce(s.kind, 'heartbeat') AS kind, s.room, r.value
+        SELECT extract(epoch FROM r.ts) AS t, coalesce(s.kind, 'heartbeat') AS kind, s.room, r.value,
+               r.gateway_id, r.sensor_id
         FROM readings r
         JOIN gateways g ON g.id = r.gateway_id
         LEFT JOIN sensors s ON s.gateway_id = r.gateway_id AND s.id = r.sensor_id
@@ -671,6 +672,30 @@ async def home_readings(
         """,
         {"site": site, "after": after_s, "until": until_s, "kinds": kinds, "metrics": DETECTOR_METRICS},
     )
+
+
+async def detector_exclusions(
+    conn: AsyncConnection[Any], *, resident: str, site: str, after_s: float, until_s: float, kinds: list[str]
+) -> list[tuple[float, float]]:
+    """Periods a detector must not learn as normal: the resident's confirmed incidents of ``kinds``
+    (from when the condition began to when it was resolved) and the home's gateway outages."""
+    rows = await _rows(
+        conn,
+        """
+        SELECT extract(epoch FROM coalesce(
+                   to_timestamp((a.summary ->> 'since_ms')::double precision / 1000), a.detected_at)) AS a_s,
+               extract(epoch FROM coalesce(a.resolved_at, to_timestamp(%(until)s))) AS b_s
+        FROM alerts a
+        WHERE ((a.resident_id = %(r)s AND a.outcome = 'confirmed' AND a.kind = ANY(%(kinds)s))
+               OR (a.site_id = %(site)s AND a.kind IN ('device_offline', 'pipeline_stalled')
+                   AND a.sensor_id IS NULL))
+          AND a.detected_at <= to_timestamp(%(until)s)
+          AND coalesce(a.resolved_at, to_timestamp(%(until)s)) > to_timestamp(%(after)s)
+        ORDER BY 1
+        """,
+        {"r": resident, "site": site, "after": after_s, "until": until_s, "kinds": kinds},
+    )
+    return [(float(r["a_s"]), float(r["b_s"])) for r in rows]
 
 
 async def save_detector(
