@@ -35,7 +35,7 @@ TITLES = {
     "night_wandering": ("Went out at night and has not come back", "夜间外出未归"),
     "bed_exit_no_return": ("Left bed and has not returned", "离床未归"),
     "vitals": ("Vital sign out of range", "生命体征异常"),
-    "device_offline": ("Gateway offline", "网关离线"),
+    "device_offline": ("Device offline", "设备离线"),  # a gateway, or one sensor found silent
     "low_battery": ("Low battery", "电量不足"),
     "pipeline_stalled": ("Data from gateway not arriving", "网关数据未到达平台"),
 }
