@@ -156,20 +156,28 @@ def test_one_dead_sensor_while_the_home_is_active() -> None:
     assert "kitchen" in dev[0].reason and "厨房" in dev[0].reason_zh
 
 
-def test_new_home_is_conservative() -> None:
+def test_new_home_starts_from_population_limits_and_still_catches_a_collapse() -> None:
+    from eldercare.models.inactivity_profile import POPULATION_MIN
+
     new = InactivityDetector().fit(history(2))
     old = InactivityDetector().fit(history(10))
     assert new.profile_ is not None and old.profile_ is not None and not new.profile_.learned
     for ctx in ("living", "kitchen", "bathroom"):
+        pop = POPULATION_MIN[ctx]
+        # never below both the home's own (later) limit and the population's, hour by hour
         assert all(
-            a >= min(b, 90 * M) for a, b in zip(new.profile_.sil[ctx], old.profile_.sil[ctx], strict=True)
+            a >= min(b, pop[h] * M) - 1.0
+            for h, (a, b) in enumerate(zip(new.profile_.sil[ctx], old.profile_.sil[ctx], strict=True))
         )
-        assert min(new.profile_.sil[ctx]) > 90 * M
+        assert max(new.profile_.sil[ctx]) <= 4 * H  # not a 4-hour timeout: that misses collapses
     m = T0 + 10 * DAY
-    quiet = upto(normal_day(10), m + 11 * H)  # 3 h without movement in the living room
-    assert [a.kind for a in old.detect(quiet, until=m + 14 * H)] == ["inactivity"]
+    quiet = upto(normal_day(10), m + 11 * H)  # motionless in the living room from 11:00
+    (a_old,) = old.detect(quiet, until=m + 14 * H)
     m2 = T0 + 2 * DAY  # the new home, the day after its two days of history
-    assert new.detect(upto(normal_day(2), m2 + 11 * H), until=m2 + 14 * H) == []
+    (a_new,) = new.detect(upto(normal_day(2), m2 + 11 * H), until=m2 + 14 * H)
+    assert a_new.kind == a_old.kind == "inactivity"
+    assert a_old.t - m < a_new.t - m2 <= 11 * H + 150 * M  # later than once learned, within 2.5 h
+    assert "new home" in a_new.reason and "新用户" in a_new.reason_zh
     fresh = InactivityDetector().fit([])  # no history at all: priors only, and still no false alarm
     assert fresh.detect(normal_day(10) + normal_day(11), until=T0 + 12 * DAY) == []
 
@@ -290,3 +298,46 @@ def test_evaluation_writes_a_report(tmp_path: object) -> None:
     assert {"caught", "delay_median_min", "false_alarms_per_resident_week", "met"} <= set(res["targets"])
     assert json.loads((out / "inactivity_report.json").read_text())["seed"] == 7
     assert "| clean | model |" in (out / "inactivity_report.md").read_text()
+
+
+def test_a_lone_blip_long_after_the_last_movement_does_not_hide_a_collapse(
+    fitted: InactivityDetector,
+) -> None:
+    m = T0 + 10 * DAY
+    quiet = upto(normal_day(10), m + 11 * H)  # motionless in the living room from 11:00
+    (plain,) = fitted.detect(quiet, until=m + 16 * H)
+    # sunlight or the heating trips the kitchen sensor once, 20 min later: not the resident
+    # walking on (nothing before it), so the living room's limit still applies
+    blip = [*quiet, (m + 11 * H + 20 * M, "pir", "kitchen", 1.0)]
+    (a,) = fitted.detect(blip, until=m + 16 * H)
+    assert (a.kind, a.room, a.t) == (plain.kind, "living", pytest.approx(plain.t, abs=15 * M))
+    # two triggers close together in another room are the resident, though: judged as there
+    walked = [
+        *quiet,
+        (m + 11 * H + 20 * M, "pir", "kitchen", 1.0),
+        (m + 11 * H + 22 * M, "pir", "kitchen", 1.0),
+    ]
+    assert all(x.t > plain.t for x in fitted.detect(walked, until=m + 16 * H))
+
+
+def test_a_home_with_noisy_motion_sensors_needs_closer_pairs() -> None:
+    from eldercare.simulators.routine import simulate_home
+
+    clean = InactivityDetector().fit(simulate_home(5, 10).events)
+    noisy = InactivityDetector().fit(simulate_home(5, 10, spurious_rate=15.0).events)
+    assert clean.profile_ is not None and noisy.profile_ is not None
+    assert clean.profile_.pair_s == {}  # a clean home: two triggers within 5 min confirm each other
+    assert max(noisy.profile_.noise.values()) > 3.0  # lone triggers a day in rooms the resident is not in
+    assert noisy.profile_.pair_s and all(90.0 <= w < 300.0 for w in noisy.profile_.pair_s.values())
+    assert noisy._tr.pair_s == noisy.profile_.pair_s  # and the stream is judged the same way
+
+
+def test_a_later_wake_time_is_followed_after_one_morning(fitted: InactivityDetector) -> None:
+    def late(d: int) -> list[Ev]:  # the same day, 2 h 30 min later (a new routine)
+        return [(t + 2.5 * H, k, r, v) for t, k, r, v in normal_day(d)]
+
+    first = [e for e in late(10) if T0 + 10 * DAY <= e[0] < T0 + 10 * DAY + 12 * H]
+    assert [a.kind for a in fitted.detect(first, until=T0 + 10 * DAY + 12 * H)] == ["no_wake"]
+    refit = InactivityDetector().fit(history(10) + first)  # the platform refits every night
+    second = [e for e in late(11) if refit._tr.last_t <= e[0] < T0 + 11 * DAY + 12 * H]  # type: ignore[operator]
+    assert refit.detect(second, until=T0 + 11 * DAY + 12 * H) == []

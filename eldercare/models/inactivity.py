@@ -36,15 +36,26 @@ Refitting: the platform should call ``fit`` once a day (e.g. at 03:00 local) wit
 ``21`` days of the home's events (:data:`FIT_WINDOW_DAYS`), passing the periods of confirmed
 incidents and gateway outages as ``exclude`` so they are not learned as normal, and then replay
 the events since the window's end with ``update`` (or keep calling ``update``: ``fit`` leaves the
-detector in the state at the end of the history). Recent days weigh as much as old ones, so a new
-routine's longer silences are accepted as soon as they are seen, and old ones leave the window in
-three weeks; a changed wake time is followed once it has been seen on a few days (median and MAD).
+detector in the state at the end of the history). A silence is never alarmed below the longest
+seen at that hour, so a new routine's longer silences are accepted the night after they are first
+seen, and old ones leave the window in three weeks; a wake time seen in the last three days is
+never "not up" (a later routine is followed after one morning), and a lasting shift of the
+last four mornings moves the usual wake time itself (median and MAD).
 
 Sensitivity: thresholds are divided by ``sensitivity`` (default 1.0). After a false alarm the
 platform lowers it (e.g. ``det.sensitivity *= 0.85`` down to 0.5; thresholds get longer); after a
 missed incident or for a frailer resident it raises it. Homes with fewer than ``grace_days`` of
-history get wide, conservative thresholds (at least a few hours awake, 14 h in bed at night,
-"not up" only after 10:30).
+history start from population limits per hour and room (:data:`.inactivity_profile.POPULATION_MIN`,
+what 4 homes in 5 stay under once learned: 1.5-2.75 h in the living room, 40 min in the kitchen, 30
+min in the bathroom, 14 h in bed at night), blended with the home's own limits as days accrue;
+"not up" starts near 10:30 and moves towards the home's own wake time from the second morning.
+
+Noisy sensors (10-20 % of motion events lost or spurious): a PIR trigger is evidence, not proof
+(:mod:`.inactivity_track`). A lone trigger far from the last activity is not taken as the resident
+walking on unless it follows another trigger or exceeds what that room's learned noise rate (lone
+triggers while the resident was elsewhere) explains; a single trigger in a new room is a provisional
+move, judged by the more lenient of the two rooms; in a noisy room two triggers must come closer
+together to count; a front door followed by a trigger in an inner room is not someone coming home.
 
 Local time: hours of the day are ``(t + utc_offset_s) mod 1 day``; pass the site's offset
 (28800 for China). The simulator's homes live in UTC.
@@ -72,6 +83,7 @@ NO_WAKE_WINDOW_S = 5 * HOUR  # after the wake threshold, "not up" is judged this
 DETACHED_S = 12 * HOUR  # detect(): a stream starting this long after the history is not its sequel
 NOISE_FLOOR_PER_DAY = 1.0  # lone spurious triggers a day assumed in any room, however clean it looked
 NOISY_PER_DAY = 3.0  # a room with more lone triggers a day than this has a noisy sensor
+HALL_AWAY_MAX_S = 4 * HOUR
 MOVE_S = 5 * 60.0  # a lone trigger elsewhere this soon after the last activity: maybe walked on
 SETTLE_S = 20 * 60.0  # back in bed (or quiet in the bedroom) this long before "not up" counts
 ALERT_KINDS = ("inactivity", "no_wake", "bathroom_too_long", "night_wandering", "device_silent")
@@ -154,13 +166,13 @@ class InactivityDetector:
 
     Examples
     --------
-    >>> det = InactivityDetector().fit([])          # no history: wide priors
+    >>> det = InactivityDetector().fit([])          # no history: the population's limits
     >>> for t in (0.0, 60.0, 120.0):                 # three triggers: someone in the kitchen
     ...     det.update((t, "pir", "kitchen", 1.0))
-    >>> [a.kind for a in det.check(3 * 3600.0)]
+    >>> [a.kind for a in det.check(1800.0)]          # half an hour later, just after midnight
     []
-    >>> [a.kind for a in det.check(5 * 3600.0)]
-    ['inactivity']
+    >>> [(a.kind, a.room) for a in det.check(3 * 3600.0)]
+    [('inactivity', 'kitchen')]
     """
 
     def __init__(
@@ -381,8 +393,10 @@ class InactivityDetector:
                 t_r, u_r = self._table(p, "bed" if r == "bedroom" and tr.bed else r)
                 if t_r[h] / sens > thr:
                     ctx, thr, usual = r, min(t_r[h] / sens, 3 * thr), u_r
-            if ctx == "hall" and not p.night[h] and p.away[h] / sens > thr:
-                thr = p.away[h] / sens  # by day, last seen in the hall: most likely out (door unseen)
+            if ctx == "hall" and not p.night[h]:
+                # by day, last seen in the hall and nothing since: most likely out (door unseen),
+                # though they may have fallen there: an outing's limit, but at most HALL_AWAY_MAX_S
+                thr = max(thr, min(p.away[h] / sens, HALL_AWAY_MAX_S))
             kind = "inactivity"
             if ctx == "bathroom":
                 kind = "bathroom_too_long"

@@ -164,7 +164,7 @@ def _table(
         if kind == "bed" and night:
             x = max(x, wide_night)  # a night in bed is judged by the wake time (no_wake), not here
         w = min(1.0, p.days / grace) if grace > 0 else 1.0
-        # a new home: never below the population's limit, and wide where there is none
+        # a new home: pulled towards the population's limit (wide where there is none) until grace_days
         wide = prior if pop is not None else (wide_night if night else wide_day)
         x = w * x + (1 - w) * max(x, wide)
         lo = floor

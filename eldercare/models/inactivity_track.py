@@ -9,8 +9,15 @@ and 10-20 % of events can be spurious. One isolated trigger must not reset the s
 someone lying on the floor, so a PIR event counts as activity only when it is corroborated: a
 second trigger in the same room within ``confirm_s``, confirmed activity in the same room or any
 room shortly before (walking between rooms), or a door / bed / appliance event just before.
-Bed, door and appliance switch-ons are strong evidence on their own. An SOS press is activity too
-(the platform raises the SOS alert itself).
+Bed, door and appliance switch-ons are strong evidence on their own (and confirm a PIR in their
+own room, or the hall for the front door). An SOS press is activity too (the platform raises the
+SOS alert itself).
+
+How noisy a home's motion sensors are is learned, not assumed: in the replayed history, lone
+triggers in a room the resident was not in (not following another trigger, long after the last
+activity) are counted per room (:attr:`Recording.blips`). A room with many of them needs its pairs
+closer together (:func:`pair_window`), and the detector weighs a lone trigger there against that
+rate before taking it as the resident having moved.
 
 All state is plain JSON-able data (:meth:`Tracker.to_dict`), so the platform can store it.
 """
