@@ -296,6 +296,8 @@ def test_evaluation_writes_a_report(tmp_path: object) -> None:
     assert clean["model"]["resident"]["incidents"] == 5
     assert set(clean) >= {"model", "baseline", "baseline_day"}
     assert {"caught", "delay_median_min", "false_alarms_per_resident_week", "met"} <= set(res["targets"])
+    t = res["targets_by_scenario"]["clean"]
+    assert t["caught_met"] == (t["caught"] >= ev.TARGET_CAUGHT) and t["caught_short_by"] >= 0
     assert json.loads((out / "inactivity_report.json").read_text())["seed"] == 7
     assert "| clean | model |" in (out / "inactivity_report.md").read_text()
 
