@@ -51,11 +51,13 @@ min in the bathroom, 14 h in bed at night), blended with the home's own limits a
 "not up" starts near 10:30 and moves towards the home's own wake time from the second morning.
 
 Noisy sensors (10-20 % of motion events lost or spurious): a PIR trigger is evidence, not proof
-(:mod:`.inactivity_track`). A lone trigger far from the last activity is not taken as the resident
-walking on unless it follows another trigger or exceeds what that room's learned noise rate (lone
-triggers while the resident was elsewhere) explains; a single trigger in a new room is a provisional
-move, judged by the more lenient of the two rooms; in a noisy room two triggers must come closer
-together to count; a front door followed by a trigger in an inner room is not someone coming home.
+(:mod:`.inactivity_track`). Each room's noise rate is learned (lone triggers while the resident was
+elsewhere). A lone trigger from a quiet sensor may be the resident walking on (the judgement gets
+more lenient); from a noisy one only soon after the last activity, right after another trigger, or
+more often than its noise rate explains. In a noisy room two triggers must come closer together to
+count, and a single trigger there just after activity elsewhere is a provisional move, judged by the
+more lenient of the two rooms. After the front door, an inner room's trigger counts as someone coming
+home only if the hall saw them come in.
 
 Local time: hours of the day are ``(t + utc_offset_s) mod 1 day``; pass the site's offset
 (28800 for China). The simulator's homes live in UTC.
@@ -380,14 +382,20 @@ class InactivityDetector:
                 t_alt, u_alt = self._table(p, alt)
                 if t_alt[h] / sens > thr:
                     ctx, thr, usual = alt, t_alt[h] / sens, u_alt
-            # a lone trigger elsewhere soon after the last activity, or right after another
-            # trigger, may be the resident walking on; a lone blip long after it is not
+            # a trigger elsewhere after the last activity may be the resident walking on; from a
+            # sensor that blips often, only soon after that activity, right after another trigger
+            # or more often than its noise explains
             moved = [
                 r
                 for r, pt in tr.pending.items()
                 if pt > a
                 and r not in (ctx, "hall")
-                and (pt - a <= MOVE_S or tr.walk.get(r, False) or self._beyond_noise(p, r, pt - a))
+                and (
+                    p.noise.get(r, 0.0) < NOISY_PER_DAY
+                    or pt - a <= MOVE_S
+                    or tr.walk.get(r, False)
+                    or self._beyond_noise(p, r, pt - a)
+                )
             ]
             for r in moved:  # maybe walked on to a room where the sensor saw them only once
                 t_r, u_r = self._table(p, "bed" if r == "bedroom" and tr.bed else r)

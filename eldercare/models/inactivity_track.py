@@ -112,6 +112,7 @@ class Tracker:
     bath_wake: bool = False  # the present bathroom visit began just after leaving bed
     strong_t: float = -math.inf
     strong_room: str = ""  # where the last door/bed/appliance event was
+    front_open_t: float = 0.0  # the front door last opened
     up_day: int = -1  # the local day (from wake_open_s) on which the resident was last "up"
     pending: dict[str, float] = field(default_factory=dict)  # room -> last unconfirmed PIR time
     walk: dict[str, bool] = field(default_factory=dict)  # room -> its pending PIR followed another
@@ -205,11 +206,14 @@ class Tracker:
                 or t - self.room_last.get(room, -math.inf) <= self.confirm_s
                 or (t - self.strong_t <= STRONG_S and room in (self.strong_room, "hall"))
             )
-            # after the front door, a walk starts in the hall: an inner room's lone trigger is not it
+            # after the front door, a walk starts in the hall: an inner room's lone trigger counts
+            # only when the hall saw someone come in (after the door opened, not before)
+            hall_t = self.seen_t.get("pir:hall", -math.inf)
+            came_in = hall_t >= self.front_open_t and t - hall_t <= CHAIN_S
             walking_on = (
                 self.act_t is not None
                 and t - self.act_t <= TRANSITION_S
-                and (self.ctx != "away" or room == "hall")
+                and (self.ctx != "away" or room == "hall" or came_in)
             )
             if in_room or walking_on:
                 if self.rec is not None and recent and self.noise.pop(room, False):
@@ -220,9 +224,17 @@ class Tracker:
                 ctx = room
                 if self.bed:
                     ctx = "bed" if room == "bedroom" or not self._left_bed(t) else room
-                # one trigger just after activity elsewhere: walked on, or a spurious trigger
-                # while the resident stays put; until the room confirms it, either may be true
-                alt = self.ctx if not in_room and ctx != self.ctx and self.ctx != "unknown" else None
+                # one trigger just after activity elsewhere: walked on, or (in a room whose sensor
+                # blips often) a spurious trigger while the resident stays put; until the room
+                # confirms it, either may be true. Nobody stays in the hall or outside.
+                alt = (
+                    self.ctx
+                    if not in_room
+                    and ctx != self.ctx
+                    and room in self.pair_s
+                    and self.ctx not in ("unknown", "hall", "away")
+                    else None
+                )
                 self._activity(t, ctx, room, key)
                 self.ctx_alt = alt
             else:
@@ -246,6 +258,8 @@ class Tracker:
             self._activity(t, "bed" if self.bed else "bedroom", "bedroom", key)
         elif kind == "door":
             self.strong_t, self.strong_room = t, room or "hall"
+            if room in ("hall", "") and value >= 0.5:
+                self.front_open_t = t
             if room in ("hall", ""):  # the front door: the resident may have gone out
                 self._activity(t, "away", "hall", key)
             else:  # a bathroom, fridge or wardrobe door: someone is in that room
