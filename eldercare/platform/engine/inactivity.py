@@ -27,12 +27,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from eldercare.models.inactivity import InactivityAlert, InactivityDetector
+from eldercare.models.inactivity import FIT_WINDOW_DAYS, InactivityAlert, InactivityDetector
 from eldercare.models.inactivity_track import room_name
 from eldercare.platform.engine import rules
 
 DETECTOR = "inactivity"
-FIT_DAYS = 14
+FIT_DAYS = FIT_WINDOW_DAYS  # 21: three weeks, so a routine changed a week ago is already most of it
 REFIT_S = 86_400.0
 TICK_S = 60.0
 SENSOR_KINDS = ("pir", "door", "bed", "plug", "sos")
