@@ -7,9 +7,10 @@ process), with a prior scale blended in, and the threshold is where the expected
 silences per week exceeding it drops to ``budget`` for that hour. Never below the longest
 silence seen there (a home's own normal is not an alarm), never below a floor, never above a cap.
 
-Few data (a new home, a rare hour) fall back to wider pools, then to priors; during the grace
-period every threshold is blended towards wide, conservative priors. ``sensitivity`` scales
-thresholds (2.0 halves them; 0.5 doubles them).
+Few data (a new home, a rare hour) fall back to wider pools, then to the population's limit for
+that hour and room (:data:`POPULATION_MIN`; wide priors for rooms it does not name); during the
+grace period every threshold is blended towards that limit, by days of history. ``sensitivity``
+scales thresholds (2.0 halves them; 0.5 doubles them).
 """
 
 from __future__ import annotations
