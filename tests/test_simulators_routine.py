@@ -243,6 +243,21 @@ def test_drop_and_spurious_rates() -> None:
         simulate_home(2, 7, drop_rate=1.5)
 
 
+def test_motion_only_drop_loses_pir_events_alone() -> None:
+    from collections import Counter
+
+    base = simulate_home(2, 7)
+    motion = simulate_home(2, 7, drop_rate=0.2, drop_kinds=("pir",))
+    every = simulate_home(2, 7, drop_rate=0.2)
+    n0, n1 = Counter(e[1] for e in base.events), Counter(e[1] for e in motion.events)
+    assert n0["bed"] > 0 and n0["door"] > 0 and n0["plug"] > 0
+    assert {k: v for k, v in n1.items() if k != "pir"} == {k: v for k, v in n0.items() if k != "pir"}
+    assert 0.75 < n1["pir"] / n0["pir"] < 0.85
+    # the same PIR events are lost as when every kind is dropped with the same seed
+    assert [e for e in motion.events if e[1] == "pir"] == [e for e in every.events if e[1] == "pir"]
+    assert [e for e in motion.events if e[1] != "pir"] == [e for e in base.events if e[1] != "pir"]
+
+
 def test_stream_in_chunks_equals_one_shot() -> None:
     incs = [Incident("fall", S + 2 * DAY + 9 * HOUR), Incident("sos", S + 3 * DAY + 12 * HOUR)]
     run = simulate_home(13, 5, incidents=incs)

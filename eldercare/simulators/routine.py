@@ -55,7 +55,7 @@ import heapq
 import math
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -562,6 +562,7 @@ class HomeSim:
         spurious_rate: float = 0.0,
         keep_segments: bool = False,
         site: str | None = None,
+        drop_kinds: Collection[str] | None = None,
     ) -> None:
         if not 0.0 <= drop_rate < 1.0:
             msg = f"drop_rate must be in [0, 1), not {drop_rate}"
@@ -573,6 +574,8 @@ class HomeSim:
         self.profile = profile or ResidentProfile.draw(seed)
         self.sensors = home_sensors(self.profile)
         self.drop_rate, self.spurious_rate = drop_rate, spurious_rate
+        # sensor kinds the radio loses (None: all); e.g. ("pir",) for lost motion events only
+        self.drop_kinds = None if drop_kinds is None else frozenset(drop_kinds)
         self.truth: list[TruthRecord] = []
         self.segments: list[Segment] | None = [] if keep_segments else None
         self._planner = _DayPlanner(seed, self.profile, self.start)
@@ -954,7 +957,10 @@ class HomeSim:
         for e in evs:
             if any((w[0] is None or w[0] == e.sensor) and w[1] <= e.t < w[2] for w in windows):
                 continue
-            if self.drop_rate and r.random() < self.drop_rate:
+            # one draw per event whatever its kind, so a kind-limited loss drops exactly the
+            # events of those kinds that an all-kind loss of the same seed drops
+            lost = bool(self.drop_rate) and r.random() < self.drop_rate
+            if lost and (self.drop_kinds is None or e.kind in self.drop_kinds):
                 continue
             out.append(e)
         return out
@@ -1206,10 +1212,13 @@ def simulate_home(
     drop_rate: float = 0.0,
     spurious_rate: float = 0.0,
     site: str | None = None,
+    *,
+    drop_kinds: Collection[str] | None = None,
 ) -> HomeRun:
     """Simulate one home for ``days`` days from ``start`` (midnight; the resident is asleep).
 
-    ``drop_rate``: probability that any event is lost on the radio. ``spurious_rate``: false PIR
+    ``drop_rate``: probability that an event is lost on the radio; ``drop_kinds`` limits the loss
+    to those sensor kinds (e.g. ``("pir",)``: motion events only; default all). ``spurious_rate``: false PIR
     triggers per PIR sensor per day. The same seed gives the same resident and the same days;
     incidents change the routine only from where they happen.
     """
@@ -1226,6 +1235,7 @@ def simulate_home(
         spurious_rate=spurious_rate,
         keep_segments=True,
         site=site,
+        drop_kinds=drop_kinds,
     )
     for inc in sorted(incidents, key=lambda i: i.t):
         if not start <= inc.t < end:
