@@ -302,6 +302,25 @@ def test_evaluation_writes_a_report(tmp_path: object) -> None:
     assert "| clean | model |" in (out / "inactivity_report.md").read_text()
 
 
+def test_evaluation_judges_the_issues_scenarios_and_reports_the_stress_test_apart(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from eldercare.models import evaluate_inactivity as ev
+
+    # the issue says "motion events dropped": its drop scenarios lose PIR events only
+    assert all(sc.drop_kinds == ("pir",) for sc in ev.SCENARIOS if sc.drop and not sc.stress)
+    assert any(sc.drop_kinds is None for sc in ev.SCENARIOS if sc.stress)
+    out = Path(str(tmp_path))
+    stress = ev.Scenario("stress: all sensors drop 20%", drop=0.2, drop_kinds=None, stress=True)
+    res = ev.run(out, 7, n_homes=1, scenarios=[ev.SCENARIOS[0], stress])
+    assert list(res["targets_by_scenario"]) == ["clean"]
+    assert list(res["stress_by_scenario"]) == [stress.name]
+    md = (out / "inactivity_report.md").read_text()
+    judged, apart = md.split("### Stress test")
+    assert "| clean | " in judged.split("## Targets by scenario")[1]
+    assert f"| {stress.name} | " in apart and "| clean | " not in apart
+
+
 def test_a_lone_blip_from_a_noisy_sensor_does_not_hide_a_collapse(fitted: InactivityDetector) -> None:
     # the kitchen sensor trips on its own a few times a day (sunlight, the fridge's warm air)
     # while the resident is in the living room: the detector learns that rate from the history

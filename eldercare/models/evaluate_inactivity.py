@@ -10,10 +10,13 @@ the incident (and, beside it, from ``alert_from``: when the situation became vis
 planned wake time or 30 minutes into a bathroom stay). Every other alert is a false alarm, counted
 per resident-week of test time.
 
-Scenarios: clean sensors; 10 % and 20 % of events dropped; 10 % and 20 % spurious PIR triggers
-(spurious events as a share of real motion events); both at 10 %; a gateway that sends heartbeats (so outages
-are told from a silent home); a new home with 3 days of history; and a changed routine (wake and
-bed times 1.5 h later, new day-station days) with daily refits on a sliding window.
+Scenarios, as the issue words them: clean sensors; 10 % and 20 % of motion (PIR) events dropped;
+10 % and 20 % spurious PIR triggers (spurious events as a share of real motion events); both at
+10 %; no gateway heartbeats (so outages cannot be told from a silent home); a new home with 3 days of
+history; and a changed routine (wake and bed times 1.5 h later, new day-station days) with daily
+refits on a sliding window. Beyond the issue's wording, a stress test loses 10 % or 20 % of *every*
+sensor's events (bed, door and plugs too: a failing radio rather than a shy PIR); it is reported
+apart and not judged against the targets.
 """
 
 from __future__ import annotations
@@ -200,23 +203,30 @@ def _merge(a: list[Event], b: list[Event]) -> list[Event]:
 class Scenario:
     name: str
     drop: float = 0.0
+    drop_kinds: tuple[str, ...] | None = ("pir",)  # sensor kinds that lose events; None: all
     spurious: float = 0.0  # spurious PIR events as a share of real ones
     heartbeats: bool = True  # the platform knows its gateways' status (heartbeats / last will)
     history_days: int = HISTORY_DAYS
     changed_routine: bool = False
     sensitivity: float = 1.0
+    stress: bool = False  # beyond the issue's wording: reported apart, not judged against targets
 
 
 SCENARIOS = (
     Scenario("clean"),
-    Scenario("drop 10%", drop=0.10),
-    Scenario("drop 20%", drop=0.20),
+    Scenario("motion drop 10%", drop=0.10),
+    Scenario("motion drop 20%", drop=0.20),
     Scenario("spurious 10%", spurious=0.10),
     Scenario("spurious 20%", spurious=0.20),
-    Scenario("drop 10% + spurious 10%", drop=0.10, spurious=0.10),
+    Scenario("motion drop 10% + spurious 10%", drop=0.10, spurious=0.10),
     Scenario("no gateway heartbeats", heartbeats=False),
     Scenario("new home (3 days)", history_days=3),
     Scenario("changed routine, daily refit", changed_routine=True),
+    Scenario("stress: all sensors drop 10%", drop=0.10, drop_kinds=None, stress=True),
+    Scenario("stress: all sensors drop 20%", drop=0.20, drop_kinds=None, stress=True),
+    Scenario(
+        "stress: all sensors drop 10% + spurious 10%", drop=0.10, drop_kinds=None, spurious=0.10, stress=True
+    ),
 )
 
 
@@ -248,7 +258,9 @@ def _home(sc: Scenario, home_seed: int) -> dict[str, Any]:
     test_start = DEFAULT_START + sc.history_days * DAY
     rate = _spurious_rate(home_seed, sc.spurious)
     if sc.changed_routine:
-        a = simulate_home(home_seed, sc.history_days, drop_rate=sc.drop, spurious_rate=rate)
+        a = simulate_home(
+            home_seed, sc.history_days, drop_rate=sc.drop, spurious_rate=rate, drop_kinds=sc.drop_kinds
+        )
         prof = _changed(a.profile, r)
         b = simulate_home(
             home_seed + 7_919,
@@ -258,12 +270,15 @@ def _home(sc: Scenario, home_seed: int) -> dict[str, Any]:
             profile=prof,
             drop_rate=sc.drop,
             spurious_rate=rate,
+            drop_kinds=sc.drop_kinds,
         )
         events = a.events + b.events
         truth = b.truth
         run = b
     else:
-        run = simulate_home(home_seed, days, incidents=incs, drop_rate=sc.drop, spurious_rate=rate)
+        run = simulate_home(
+            home_seed, days, incidents=incs, drop_rate=sc.drop, spurious_rate=rate, drop_kinds=sc.drop_kinds
+        )
         events, truth = run.events, run.truth
     if sc.heartbeats:
         events = _merge(events, _heartbeats(run, DEFAULT_START, DEFAULT_START + days * DAY))
@@ -359,24 +374,32 @@ def _markdown(res: dict[str, Any], pngs: list[str]) -> str:
                 f"| {_fmt(g['delay_visible_median_min'])} "
                 f"| {_fmt(sc[det]['false_alarms_per_resident_week'])} |"
             )
+    head = [
+        "| scenario | caught | delay p50 (min) | false alarms / resident-week |",
+        "| --- | --- | --- | --- |",
+    ]
     lines += [
         "",
         "## Targets by scenario (model)",
         "",
-        f"Caught >= {TARGET_CAUGHT}, median delay <= {TARGET_DELAY_MEDIAN_S / 60:.0f} min, "
+        f"The issue's scenarios (up to 20 % of motion events dropped or spurious) against its targets: "
+        f"caught >= {TARGET_CAUGHT}, median delay <= {TARGET_DELAY_MEDIAN_S / 60:.0f} min, "
         f"<= {TARGET_FA_PER_WEEK} false alarms per resident-week; a miss says by how much.",
         "",
-        "| scenario | caught | delay p50 (min) | false alarms / resident-week |",
-        "| --- | --- | --- | --- |",
+        *head,
+        *[_target_row(n, t) for n, t in res["targets_by_scenario"].items()],
     ]
-    for name, t in res["targets_by_scenario"].items():
-        short = f"**short by {t['caught_short_by']}**"
-        caught = f"{_fmt(t['caught'])} " + ("met" if t["caught_met"] else short)
-        delay = f"{_fmt(t['delay_median_min'])} " + ("met" if t["delay_met"] else "**missed**")
-        fa = f"{_fmt(t['false_alarms_per_resident_week'])} " + (
-            "met" if t["false_alarms_met"] else f"**over by {t['false_alarms_over_by']}**"
-        )
-        lines.append(f"| {name} | {caught} | {delay} | {fa} |")
+    if res.get("stress_by_scenario"):
+        lines += [
+            "",
+            "### Stress test, beyond the issue's wording (not judged)",
+            "",
+            "Every sensor loses events (bed, door and plugs as well as motion): a failing radio link. "
+            "The same figures, measured against the same bars for comparison only.",
+            "",
+            *head,
+            *[_target_row(n, t) for n, t in res["stress_by_scenario"].items()],
+        ]
     lines += ["", "## Per incident kind (model)", ""]
     for name, sc in res["scenarios"].items():
         lines += [
@@ -410,6 +433,16 @@ def _markdown(res: dict[str, Any], pngs: list[str]) -> str:
     lines += [f"![{p}]({p})" for p in pngs] or ["(PNG plots skipped: matplotlib is not installed.)"]
     lines += ["", f"Evaluation took {res['seconds']} s."]
     return "\n".join(lines) + "\n"
+
+
+def _target_row(name: str, t: dict[str, Any]) -> str:
+    short = f"**short by {t['caught_short_by']}**"
+    caught = f"{_fmt(t['caught'])} " + ("met" if t["caught_met"] else short)
+    delay = f"{_fmt(t['delay_median_min'])} " + ("met" if t["delay_met"] else "**missed**")
+    fa = f"{_fmt(t['false_alarms_per_resident_week'])} " + (
+        "met" if t["false_alarms_met"] else f"**over by {t['false_alarms_over_by']}**"
+    )
+    return f"| {name} | {caught} | {delay} | {fa} |"
 
 
 def _plots(out_dir: Path, res: dict[str, Any]) -> list[str]:
@@ -507,7 +540,12 @@ def run(
             and (clean["false_alarms_per_resident_week"] or 0) <= TARGET_FA_PER_WEEK
         ),
     }
-    res["targets_by_scenario"] = {name: _targets(sc["model"]) for name, sc in res["scenarios"].items()}
+    stress = {sc.name for sc in scenarios if sc.stress}
+    judged = {n: _targets(sc["model"]) for n, sc in res["scenarios"].items() if n not in stress}
+    res["targets_by_scenario"] = judged
+    res["stress_by_scenario"] = {
+        n: _targets(res["scenarios"][n]["model"]) for n in res["scenarios"] if n in stress
+    }
     res["seconds"] = round(time.perf_counter() - started, 1)
     pngs = _plots(out_dir, res)
     (out_dir / "inactivity_report.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
