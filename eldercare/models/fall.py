@@ -11,11 +11,11 @@ and streaming, on a gateway (numpy only, bounded memory)::
     stream = det.stream()                    # a StreamingFallDetector
     for t_chunk, acc_chunk in source:
         for ev in stream.push(t_chunk, acc_chunk):
-            publish(ev)                      # emitted ~6 s after the impact (the post window)
+            publish(ev)                      # emitted ~10 s after the impact (the post window)
     rest = stream.flush()                    # end of data: judge the last candidates on what is there
 
 ``detect`` is ``push`` of the whole array followed by ``flush``, so the two forms give the same events
-for the same samples however they are chunked. A :class:`StreamingFallDetector` holds at most ~12 s
+for the same samples however they are chunked. A :class:`StreamingFallDetector` holds at most ~16 s
 of signal.
 
 How it decides: see :mod:`eldercare.models.fall_features` for resampling, candidate impacts and the
@@ -25,6 +25,11 @@ the features into a probability; candidates at or above the model's threshold be
 the largest |a| within 1.5 s after the candidate, the impact), and an event suppresses further ones for
 :attr:`FallDetector.refractory_s` seconds (one fall, one alert;
 the bounces and the attempts to get up that follow are not new falls). Inference needs numpy only.
+
+Operating point. The shipped threshold was chosen on validation recordings (never the evaluation's)
+for all placements together, so it holds when nothing is known about how the device is worn. A caller
+that knows it (for example from the sensor's settings) may pass ``placement="wrist" | "pendant" | "waist"`` to
+:meth:`FallDetector.pretrained` to use the threshold chosen on that placement's validation days alone.
 
 :class:`ThresholdFallDetector` is the classic baseline kept for comparison: an impact peak above
 ~2.5 g, then the gravity direction turned by more than 60 degrees (lying) and little movement.
@@ -81,22 +86,31 @@ class TreeEnsemble:
 
     ``feature`` and ``threshold`` have shape (trees, 2**depth - 1) in breadth-first order; ``leaf``
     has shape (trees, 2**depth) and already includes the learning rate. A sample goes right when
-    ``float32(x[feature]) > threshold`` (as scikit-learn compares), the raw score is ``bias`` plus
-    the sum of leaves and the probability its logistic.
+    ``x[feature] > threshold``, the raw score is ``bias`` plus the sum of leaves and the probability
+    its logistic. ``float32_x`` says whether features are first rounded to float32, as scikit-learn's
+    ``GradientBoostingClassifier`` does (its ``HistGradientBoostingClassifier`` compares float64).
     """
 
-    def __init__(self, feature: np.ndarray, threshold: np.ndarray, leaf: np.ndarray, bias: float) -> None:
+    def __init__(
+        self,
+        feature: np.ndarray,
+        threshold: np.ndarray,
+        leaf: np.ndarray,
+        bias: float,
+        float32_x: bool = True,
+    ) -> None:
         self.feature = np.asarray(feature, dtype=np.int64)
         self.threshold = np.asarray(threshold, dtype=np.float64)
         self.leaf = np.asarray(leaf, dtype=np.float64)
         self.bias = float(bias)
+        self.float32_x = bool(float32_x)
         self.depth = int(np.log2(self.leaf.shape[1]))
         if self.feature.shape != self.threshold.shape or self.feature.shape[1] != 2**self.depth - 1:
             msg = "tree arrays have inconsistent shapes"
             raise FallModelError(msg)
 
     def raw(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32).astype(np.float64)
+        x = np.asarray(x, dtype=np.float32 if self.float32_x else np.float64).astype(np.float64)
         n_trees = self.feature.shape[0]
         pos = np.zeros((len(x), n_trees), dtype=np.int64)
         trees = np.arange(n_trees)[None, :]
@@ -116,35 +130,84 @@ class TreeEnsemble:
             "threshold": self.threshold,
             "leaf": self.leaf,
             "bias": np.array([self.bias]),
+            "float32_x": np.array([int(self.float32_x)], dtype=np.int8),
         }
 
     @classmethod
     def from_sklearn(cls, model: Any) -> TreeEnsemble:
-        """Export a fitted binary ``GradientBoostingClassifier`` (log-loss) to arrays."""
-        trees = [est[0].tree_ for est in model.estimators_]
-        depth = max(int(tr.max_depth) for tr in trees)
-        n_int, n_leaf = 2**depth - 1, 2**depth
-        feat = np.zeros((len(trees), n_int), dtype=np.int64)
-        thr = np.full((len(trees), n_int), np.inf)
-        leaf = np.zeros((len(trees), n_leaf))
-        lr = float(model.learning_rate)
-        for i, tr in enumerate(trees):
-            stack = [(0, 0, 0)]  # (sklearn node, position, level)
-            while stack:
-                node, pos, level = stack.pop()
-                if level == depth:
-                    leaf[i, pos - n_int] = lr * tr.value[node].ravel()[0]
-                    continue
-                left, right = tr.children_left[node], tr.children_right[node]
-                if left == -1:  # a leaf above full depth: route everything left, copy it down
-                    feat[i, pos], thr[i, pos] = 0, np.inf
-                    stack += [(node, 2 * pos + 1, level + 1), (node, 2 * pos + 2, level + 1)]
-                else:
-                    feat[i, pos], thr[i, pos] = tr.feature[node], tr.threshold[node]
-                    stack += [(left, 2 * pos + 1, level + 1), (right, 2 * pos + 2, level + 1)]
+        """Export a fitted binary ``GradientBoostingClassifier`` (log-loss) or
+        ``HistGradientBoostingClassifier`` (numeric features, no missing values) to arrays."""
+        if hasattr(model, "_predictors"):  # HistGradientBoostingClassifier
+            trees: list[tuple[np.ndarray, ...]] = []
+            for (pred,) in model._predictors:
+                nd = pred.nodes
+                if nd["is_categorical"].any():
+                    msg = "categorical splits cannot be exported"
+                    raise FallModelError(msg)
+                trees.append(
+                    (
+                        nd["left"],
+                        nd["right"],
+                        nd["is_leaf"].astype(bool),
+                        nd["feature_idx"],
+                        nd["num_threshold"],
+                        nd["value"],
+                    )
+                )
+            bias = float(np.ravel(model._baseline_prediction)[0])
+            return cls(*_complete_trees(trees, 1.0), bias, float32_x=False)
+        gbm_trees: list[tuple[np.ndarray, ...]] = []
+        for est in model.estimators_:
+            tr = est[0].tree_
+            left = tr.children_left
+            gbm_trees.append(
+                (left, tr.children_right, left == -1, tr.feature, tr.threshold, tr.value[:, 0, 0])
+            )
         prior = model.init_.class_prior_[1]
         bias = float(np.log(prior / (1 - prior)))
-        return cls(feat, thr, leaf, bias)
+        return cls(*_complete_trees(gbm_trees, float(model.learning_rate)), bias, float32_x=True)
+
+
+def _complete_trees(
+    trees: list[tuple[np.ndarray, ...]], scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(left, right, is_leaf, feature, threshold, value) node arrays -> complete trees of equal depth.
+
+    A leaf above full depth routes everything left (threshold +inf) and is copied into both children.
+    """
+
+    def depth_of(left: np.ndarray, right: np.ndarray, is_leaf: np.ndarray) -> int:
+        best, stack = 0, [(0, 0)]
+        while stack:
+            node, d = stack.pop()
+            if is_leaf[node]:
+                best = max(best, d)
+            else:
+                stack += [(int(left[node]), d + 1), (int(right[node]), d + 1)]
+        return best
+
+    depth = max(depth_of(t[0], t[1], t[2]) for t in trees)
+    n_int, n_leaf = 2**depth - 1, 2**depth
+    feat = np.zeros((len(trees), n_int), dtype=np.int64)
+    thr = np.full((len(trees), n_int), np.inf)
+    leaf = np.zeros((len(trees), n_leaf))
+    for i, (left, right, is_leaf, feature, threshold, value) in enumerate(trees):
+        stack = [(0, 0, 0)]  # (node, position, level)
+        while stack:
+            node, pos, level = stack.pop()
+            if level == depth:
+                leaf[i, pos - n_int] = scale * float(value[node])
+                continue
+            if is_leaf[node]:
+                feat[i, pos], thr[i, pos] = 0, np.inf
+                stack += [(node, 2 * pos + 1, level + 1), (node, 2 * pos + 2, level + 1)]
+            else:
+                feat[i, pos], thr[i, pos] = int(feature[node]), float(threshold[node])
+                stack += [
+                    (int(left[node]), 2 * pos + 1, level + 1),
+                    (int(right[node]), 2 * pos + 2, level + 1),
+                ]
+    return feat, thr, leaf
 
 
 class StreamingFallDetector:
@@ -237,16 +300,23 @@ class FallDetector(_Detector):
         super().__init__(model, threshold, keep_features)
         self.model = model
         self.info = info or {}
+        self.placement: str | None = None
 
     @classmethod
-    def pretrained(cls, threshold: float | None = None, keep_features: bool = False) -> FallDetector:
-        """The model shipped in the package (``eldercare/models/data``); never touches the network."""
+    def pretrained(
+        cls, threshold: float | None = None, keep_features: bool = False, placement: str | None = None
+    ) -> FallDetector:
+        """The model shipped in the package (``eldercare/models/data``); never touches the network.
+
+        ``placement`` (``wrist``, ``pendant``, ``waist``), when known, selects that placement's
+        operating point; ``None`` keeps the one for any placement. An explicit ``threshold`` wins.
+        """
         data = resources.files("eldercare.models").joinpath("data")
         with (
             resources.as_file(data.joinpath(MODEL_NPZ)) as npz,
             resources.as_file(data.joinpath(MODEL_JSON)) as js,
         ):
-            return cls.load(npz, js, threshold=threshold, keep_features=keep_features)
+            return cls.load(npz, js, threshold=threshold, keep_features=keep_features, placement=placement)
 
     @classmethod
     def load(
@@ -255,13 +325,15 @@ class FallDetector(_Detector):
         json_path: Path | None = None,
         threshold: float | None = None,
         keep_features: bool = False,
+        placement: str | None = None,
     ) -> FallDetector:
         """Load arrays (``allow_pickle=False``) and the training record beside them."""
         npz_path = Path(npz_path)
         json_path = Path(json_path) if json_path else npz_path.with_suffix(".json")
         try:
             with np.load(npz_path, allow_pickle=False) as z:
-                model = TreeEnsemble(z["feature"], z["threshold"], z["leaf"], float(z["bias"][0]))
+                f32 = bool(z["float32_x"][0]) if "float32_x" in z.files else True
+                model = TreeEnsemble(z["feature"], z["threshold"], z["leaf"], float(z["bias"][0]), f32)
             info = json.loads(json_path.read_text(encoding="utf-8"))
         except (OSError, KeyError, ValueError) as exc:
             msg = f"cannot load fall model from {npz_path}: {exc}"
@@ -269,8 +341,20 @@ class FallDetector(_Detector):
         if list(info.get("features", [])) != list(FEATURES):
             msg = f"{npz_path} was trained on other features; retrain with 'eldercare models train fall'"
             raise FallModelError(msg)
-        thr = float(info["threshold"]) if threshold is None else threshold
-        return cls(model, thr, info, keep_features)
+        by_place = info.get("thresholds_by_placement", {})
+        if placement is not None and placement not in by_place:
+            known = ", ".join(sorted(by_place)) or "none"
+            msg = f"no operating point for placement {placement!r} in {json_path.name} (known: {known})"
+            raise ValueError(msg)
+        if threshold is not None:
+            thr = float(threshold)
+        elif placement is not None:
+            thr = float(by_place[placement])
+        else:
+            thr = float(info["threshold"])
+        det = cls(model, thr, info, keep_features)
+        det.placement = placement
+        return det
 
 
 class _ThresholdScorer:

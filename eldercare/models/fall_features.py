@@ -34,7 +34,7 @@ CLIP_G = 8.0
 CANDIDATE_G = 1.35
 NMS_N = 50  # +-1 s
 PRE_N = 200  # 4 s of context before a candidate
-POST_N = 300  # 6 s after it
+POST_N = 500  # 10 s after it: long enough to see whether the wearer stays down
 WINDOW_N = PRE_N + POST_N + 1
 FEATURE_BATCH = 2000
 
@@ -62,6 +62,14 @@ FEATURES: tuple[str, ...] = (
     "post_steps",
     "post_max_g",
     "post_seen_s",
+    "pre_velocity_ms",
+    "pre_rotation_deg",
+    "post_rotation_deg",
+    "late_posture_deg",
+    "post_still_longest_s",
+    "late_steps",
+    "post_turn_rate_dps",
+    "impact_energy_g2s",
 )
 
 
@@ -310,35 +318,66 @@ def features(win: np.ndarray) -> np.ndarray:
     dv = valid[:, jwin][:, 1:] & valid[:, jwin][:, :-1]
     jerk = np.where(dv, np.linalg.norm(d, axis=2), 0.0).max(axis=1) / DT
 
+    # velocity just before the impact, as if the fall were vertical: the largest accumulated
+    # (1 - |a|) over any stretch ending at the candidate (m/s); a drop from standing reaches more than
+    # sitting down or flopping onto a bed, however the device is worn
+    vwin = sl(-1.5, 0)
+    short = np.where(valid[:, vwin], 1.0 - m[:, vwin], 0.0)[:, ::-1]
+    pre_velocity = np.maximum(0.0, np.cumsum(short, axis=1).max(axis=1)) * DT * 9.81
+    energy = np.where(valid[:, imp], (m[:, imp] - 1.0) ** 2, 0.0).sum(axis=1) * DT
+
     before = sl(-4.0, -1.0)
     pre_act = _std(m[:, before], valid[:, before])
     pre_vstd = _vec_std(a[:, before], valid[:, before])
     g_pre = _vec_mean(a[:, sl(-4.0, -1.5)], valid[:, sl(-4.0, -1.5)])
+    falling = sl(-0.6, -0.1)
+    pre_rot = _angle_deg(g_pre, _vec_mean(a[:, falling], valid[:, falling]))
     post = sl(1.0, 6.0)
     g_post = _vec_mean(a[:, post], valid[:, post])
     posture = _angle_deg(g_pre, g_post)
     first = sl(0.3, 1.5)
-    posture_early = _angle_deg(g_pre, _vec_mean(a[:, first], valid[:, first]))
+    g_first = _vec_mean(a[:, first], valid[:, first])
+    posture_early = _angle_deg(g_pre, g_first)
     early, late = sl(1.0, 3.0), sl(4.0, 6.0)
     settle = _angle_deg(_vec_mean(a[:, early], valid[:, early]), _vec_mean(a[:, late], valid[:, late]))
+    # a fall ends lying at the impact; lying down after sitting on a bed turns the trunk afterwards,
+    # and a wearer who recovers turns back toward the posture before
+    late10 = sl(6.0, 10.0)
+    g_late10 = _vec_mean(a[:, late10], valid[:, late10])
+    post_rot = _angle_deg(g_first, g_late10)
+    late_posture = _angle_deg(g_pre, g_late10)
     post_std = _std(m[:, post], valid[:, post])
     post_vstd = _vec_std(a[:, post], valid[:, post])
     post_late_vstd = _vec_std(a[:, late], valid[:, late])
     post_mean = _mean(m[:, post], valid[:, post], default=1.0)
-    # stillness in half-second blocks: share of blocks whose vector std is below 50 mg
-    blocks = a[:, post].reshape(len(a), 10, 25, 3)
-    bvalid = valid[:, post].reshape(len(a), 10, 25)
+    # stillness in half-second blocks over 1-10 s: share of still blocks (first 5 s), longest still run
+    long_post = sl(1.0, 10.0)
+    nb = (long_post.stop - long_post.start) // 25
+    blocks = a[:, long_post].reshape(len(a), nb, 25, 3)
+    bvalid = valid[:, long_post].reshape(len(a), nb, 25)
     bstd = np.sqrt(
         sum(
             _std(blocks[..., j].reshape(-1, 25), bvalid.reshape(-1, 25), default=np.nan) ** 2
             for j in range(3)
         )
-    ).reshape(len(a), 10)
+    ).reshape(len(a), nb)
     seen = np.isfinite(bstd) & (bvalid.sum(axis=2) >= 10)
-    still = np.where(
-        seen.any(axis=1), (seen & (bstd < 0.05)).sum(axis=1) / np.maximum(seen.sum(axis=1), 1), 0.0
+    is_still = seen & (bstd < 0.05)
+    s10, i10 = seen[:, :10], is_still[:, :10]
+    still = np.where(s10.any(axis=1), i10.sum(axis=1) / np.maximum(s10.sum(axis=1), 1), 0.0)
+    run = np.zeros(len(a))
+    longest = np.zeros(len(a))
+    for b in range(nb):
+        run = np.where(is_still[:, b], run + 0.5, 0.0)
+        longest = np.maximum(longest, run)
+    # how fast the gravity direction wanders after the impact, 1 s block to block (deg/s)
+    bmean = np.stack(
+        [_vec_mean(a[:, sl(1.0 + k, 2.0 + k)], valid[:, sl(1.0 + k, 2.0 + k)]) for k in range(9)], 1
     )
+    turn = np.stack([_angle_deg(bmean[:, k], bmean[:, k + 1]) for k in range(8)], 1)
+    turn_rate = np.median(turn, axis=1)
     steps = (valid[:, post] & (m[:, post] > 1.3)).sum(axis=1) * DT
+    late_steps = (valid[:, late10] & (m[:, late10] > 1.3)).sum(axis=1) * DT
     post_max = np.where(valid[:, post], m[:, post], 0.0).max(axis=1)
     post_seen = valid[:, c0 + 1 :].sum(axis=1) * DT
     return np.column_stack(
@@ -366,6 +405,14 @@ def features(win: np.ndarray) -> np.ndarray:
             steps,
             post_max,
             post_seen,
+            pre_velocity,
+            pre_rot,
+            post_rot,
+            late_posture,
+            longest,
+            late_steps,
+            turn_rate,
+            energy,
         ]
     )
 
