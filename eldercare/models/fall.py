@@ -211,7 +211,7 @@ def _complete_trees(
 
 
 class StreamingFallDetector:
-    """Push chunks of samples, get fall events once ~6 s after their impact has been seen."""
+    """Push chunks of samples, get fall events once ~10 s after their impact has been seen."""
 
     def __init__(self, scorer: _Scorer, threshold: float, refractory_s: float, keep_features: bool) -> None:
         self._scorer = scorer

@@ -13,10 +13,12 @@ a new grid. Each axis is clipped at +-8 g first, so a +-16 g sensor looks like t
 
 Candidates. A grid point is a candidate impact when |a| >= :data:`CANDIDATE_G` and it is the
 largest |a| within +-1 s (the first of equal maxima). Features then describe the phases around it:
-the second before (free-fall depth and duration, a velocity proxy), the impact (peak, impulse, width,
-jerk), and up to six seconds after (change of the gravity direction against before the candidate,
-stillness, continued stepping). They use |a|, the angle between mean gravity vectors and variances
-of the vector, so they do not depend on how the device is worn.
+the seconds before (free-fall depth and duration, descent area, a pre-impact velocity estimate, how
+far the body has already turned), the impact (peak, impulse, energy, width, jerk), and up to ten
+seconds after (change of the gravity direction against before the candidate, whether it keeps turning
+after the impact, stillness and the longest still stretch, continued stepping). They use |a|, the
+angle between mean gravity vectors and variances of the vector, so they do not depend on how the
+device is worn.
 """
 
 from __future__ import annotations
