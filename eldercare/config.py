@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,10 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+# the file named by --config while load_settings builds Settings (not put in os.environ: that would
+# outlive the call and leak into every later Settings of the process, tests included)
+_config_file: ContextVar[str | None] = ContextVar("eldercare_config_file", default=None)
 
 ENV_PREFIX = "ELDERCARE_"
 CONFIG_ENV = "ELDERCARE_CONFIG"
@@ -158,7 +163,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_file = os.environ.get(CONFIG_ENV)
+        toml_file = _config_file.get() or os.environ.get(CONFIG_ENV)
         if toml_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
@@ -212,8 +217,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         if not path.is_file():
             msg = f"{CONFIG_ENV}: config file {path} does not exist"
             raise SettingsError(msg)
-        os.environ[CONFIG_ENV] = str(path)
     _refuse_unknown_variables()
+    token = _config_file.set(None if config_file is None else str(config_file))
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -221,6 +226,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML file
         msg = f"{CONFIG_ENV}: {exc}"
         raise SettingsError(msg) from None
+    finally:
+        _config_file.reset(token)
 
 
 def _refuse_unknown_variables() -> None:

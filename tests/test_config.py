@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from eldercare.config import SettingsError, load_settings
+from eldercare.config import Settings, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -82,3 +83,6 @@ def test_missing_or_broken_config_file(tmp_path: Path) -> None:
     bad.write_text("http_port = [unclosed\n")
     with pytest.raises(SettingsError, match="ELDERCARE_CONFIG"):
         load_settings(bad)
+    # the file applied to that call only: later settings in this process don't read it again
+    assert "ELDERCARE_CONFIG" not in os.environ
+    assert Settings().environment in {"development", "test", "production"}  # bad.toml not read again
