@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "edge": ("eldercare.edge.cli:edge", "Run a gateway's edge agent."),
     "serve": ("eldercare.platform.cli:serve", "Run the API, alert engine and web consoles."),
     "broker": ("eldercare.platform.cli:broker", "Write the MQTT broker's accounts from the registry."),
+    "users": ("eldercare.platform.cli:users", "Create accounts (the first administrator)."),
     "simulate": ("eldercare.simulators.cli:simulate", "Seed, drive and score a simulated neighbourhood."),
     "models": ("eldercare.models.cli:models", "Train and evaluate the fall and inactivity detectors."),
     "demo": ("eldercare.demo:demo", "Run the whole platform on embedded services with simulated homes."),

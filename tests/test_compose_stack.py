@@ -16,6 +16,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -205,13 +206,15 @@ def test_the_compose_services_work_together(stack: Stack) -> None:
     assert ids == [f"eldercare-ingest-{k}" for k in range(len(replicas))]
 
     # docs/deploy.md's first administrator, run in the platform's environment, can sign in
-    snippet = re.search(r"platform docker-entrypoint\.sh python -c '\n(.*?)'\n", DEPLOY_DOC.read_text(), re.S)
-    assert snippet, "the first-administrator snippet is gone from docs/deploy.md"
-    password = "first-admin-password"
-    env = stack.env("platform", web, ADMIN_PASSWORD=password)
-    done = subprocess.run(
-        [sys.executable, "-c", snippet.group(1)], env=env, capture_output=True, text=True, check=False
+    line = re.search(
+        r"-T platform docker-entrypoint\.sh eldercare (users create [^\n]*)\n", DEPLOY_DOC.read_text()
     )
+    assert line, "the scripted first-administrator line is gone from docs/deploy.md"
+    password = "first-admin-password"
+    done = subprocess.run(
+        [sys.executable, "-m", "eldercare.cli", *shlex.split(line.group(1))],
+        env=stack.env("platform", web), input=password + "\n", capture_output=True, text=True, check=False,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     token = httpx.post(
         f"http://127.0.0.1:{web['8000']}/api/v1/auth/token", data={"username": "admin", "password": password}

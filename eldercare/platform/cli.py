@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from eldercare.cli import get_settings
@@ -75,3 +77,84 @@ def sync(ctx: click.Context) -> None:
         click.echo(f"  left out {name}: {why}", err=True)
     if result.reload_error:
         raise click.ClickException(f"the broker was not told to reload: {result.reload_error}")
+
+
+@click.group()
+def users() -> None:
+    """Accounts, for the first administrator and for scripts (the admin console does the rest).
+
+    账户管理：创建第一个管理员，或供脚本使用（其余在管理页面完成）。
+    """
+
+
+@users.command("create")
+@click.argument("username")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "care_worker", "family", "tester"]),
+    default="admin",
+    show_default=True,
+)
+@click.option("--display-name", help="Name shown in the consoles (default: the username).")
+@click.option("--provider", "provider_id", help="The provider employing a care worker.")
+@click.option("--locale", type=click.Choice(["zh-CN", "en"]), default="zh-CN", show_default=True)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input (scripts); otherwise it is asked for twice, hidden.",
+)
+@click.pass_context
+def create_user(
+    ctx: click.Context,
+    username: str,
+    role: str,
+    display_name: str | None,
+    provider_id: str | None,
+    locale: str,
+    password_stdin: bool,
+) -> None:
+    """Create an account, checked by the same rules as POST /api/v1/users."""
+    import asyncio
+
+    import psycopg
+    from pydantic import ValidationError
+
+    from eldercare.db import resolve_url
+    from eldercare.platform import security
+    from eldercare.platform.repo import users as users_repo
+    from eldercare.platform.schemas import UserIn
+
+    settings = get_settings(ctx)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = UserIn(
+            username=username,
+            display_name=display_name or username,
+            password=password,
+            role=role,  # type: ignore[arg-type]
+            provider_id=provider_id,
+            locale=locale,  # type: ignore[arg-type]
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise click.ClickException(f"{err['loc'][0]}: {err['msg']}") from None
+
+    async def run() -> dict[str, object]:
+        async with await psycopg.AsyncConnection.connect(resolve_url(settings), autocommit=True) as conn:
+            pw_hash = await asyncio.to_thread(security.hash_password, user.password)
+            return await users_repo.create_user(
+                conn, password_hash=pw_hash, **user.model_dump(exclude={"password"})
+            )
+
+    try:
+        row = asyncio.run(run())
+    except psycopg.errors.UniqueViolation:
+        raise click.ClickException(f"a user named {username!r} already exists") from None
+    except psycopg.errors.ForeignKeyViolation:
+        raise click.ClickException(f"no provider {provider_id!r}") from None
+    except (OSError, psycopg.Error) as exc:
+        raise click.ClickException(str(exc).strip().splitlines()[0]) from None
+    click.echo(f"created {row['role']} {row['username']} (id {row['id']})")
