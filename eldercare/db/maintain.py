@@ -92,6 +92,8 @@ def ensure_partitions(
     calls it when a write meets a missing partition; the maintenance job calls it ahead of time.
     """
     created: list[str] = []
+    if is_timescale(conn):
+        return created  # hypertables: TimescaleDB creates chunks as rows arrive
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
         for table in tables or list(PARTITIONED):
@@ -157,6 +159,8 @@ def refresh_rollup(conn: psycopg.Connection, since: datetime, until: datetime | 
     """
     lo = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     params = {"lo": lo, "hi": until or datetime.max.replace(tzinfo=UTC)}
+    if is_timescale(conn):
+        return _refresh_continuous_aggregate(conn, lo, until)
     with conn.transaction():
         conn.execute("DELETE FROM activity_hourly WHERE bucket >= %(lo)s AND bucket < %(hi)s", params)
         cur = conn.execute(
@@ -170,6 +174,27 @@ def refresh_rollup(conn: psycopg.Connection, since: datetime, until: datetime | 
             params,
         )
         return cur.rowcount
+
+
+def _refresh_continuous_aggregate(conn: psycopg.Connection, lo: datetime, until: datetime | None) -> int:
+    """TimescaleDB keeps ``activity_hourly`` as a continuous aggregate: have it recompute the window
+    now (its policy would, later). The CALL may not run inside a transaction block."""
+    autocommit = conn.autocommit
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        conn.autocommit = True
+    try:
+        conn.execute(
+            "CALL refresh_continuous_aggregate('activity_hourly', %s::timestamptz, %s::timestamptz)",
+            (lo, until),
+        )
+    finally:
+        conn.autocommit = autocommit
+    row = conn.execute(
+        "SELECT count(*) FROM activity_hourly"
+        " WHERE bucket >= %s AND (%s::timestamptz IS NULL OR bucket < %s)",
+        (lo, until, until),
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 # TimescaleDB policies -------------------------------------------------------------------------
