@@ -363,6 +363,14 @@ class Agent:
             return False
         return math.isfinite(value) and -1e15 <= value <= 1e15
 
+    def _low_battery(self, sensor: str, evidence: dict[str, Any]) -> None:
+        """One ``low_battery`` event per sensor until its battery is good again."""
+        if sensor in self.low_battery:
+            return
+        self.low_battery.add(sensor)
+        cfg = self.sensors.get(sensor)
+        self._event("low_battery", sensor, resident=cfg.resident if cfg else None, evidence=evidence)
+
     def _reading(self, sensor: str, metric: str, value: float, t_ms: int | None = None) -> None:
         if not self._valid(sensor, metric, value):
             return
@@ -492,29 +500,15 @@ class Agent:
             st["battery"] = h.battery
             self.status_dirty = True
             self._reading(h.sensor, "battery", h.battery)
-            if h.battery < LOW_BATTERY and h.sensor not in self.low_battery:
-                self.low_battery.add(h.sensor)
-                cfg = self.sensors.get(h.sensor)
-                self._event(
-                    "low_battery",
-                    h.sensor,
-                    resident=cfg.resident if cfg else None,
-                    evidence={"battery": h.battery},
-                )
+            if h.battery < LOW_BATTERY:
+                self._low_battery(h.sensor, {"battery": h.battery})
             elif h.battery >= BATTERY_OK:
                 self.low_battery.discard(h.sensor)
         if h.battery_low is not None and st.get("battery_low") != h.battery_low:
             st["battery_low"] = h.battery_low
             self._reading(h.sensor, "battery_low", 1.0 if h.battery_low else 0.0)
-            if h.battery_low and h.sensor not in self.low_battery:
-                self.low_battery.add(h.sensor)
-                cfg = self.sensors.get(h.sensor)
-                self._event(
-                    "low_battery",
-                    h.sensor,
-                    resident=cfg.resident if cfg else None,
-                    evidence={"battery_low": True},
-                )
+            if h.battery_low:
+                self._low_battery(h.sensor, {"battery_low": True})
             elif not h.battery_low and st.get("battery", 1.0) >= BATTERY_OK:
                 self.low_battery.discard(h.sensor)
         if h.online is not None and st.get("online") != h.online:
