@@ -157,8 +157,20 @@ class Pool:
         if old is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(old)
+        stale = self.sel.get_map().get(sock.fileno())
+        if stale is not None:
+            # paho closed another connection's socket on its own (keepalive, write error) and the
+            # kernel gave its descriptor to this one: forget that one and reconnect it later
+            self.sel.unregister(stale.fileobj)
+            self._lost(stale.data)
         self.sel.register(sock, selectors.EVENT_READ, conn)  # type: ignore[arg-type]
         self._socks[conn] = sock  # type: ignore[assignment]
+
+    def _lost(self, conn: Conn) -> None:
+        """A connection that broke: no longer polled, reconnected by the runner (``pending``)."""
+        self.drop(conn)
+        if conn not in self.pending:
+            self.pending.append(conn)
 
     def drop(self, conn: Conn) -> None:
         """Cut the connection without a DISCONNECT, as a power cut would: the broker sends the Will."""
@@ -193,13 +205,15 @@ class Pool:
             rc = conn.client.loop_read(max_packets=100)
             if rc != mqtt.MQTT_ERR_SUCCESS and rc != mqtt.MQTT_ERR_AGAIN:
                 log.warning("connection %s lost: %s", conn.client_id, mqtt.error_string(rc))
-                self.drop(conn)
-                self.pending.append(conn)
+                self._lost(conn)
         now = time.monotonic()
         if now - self._last_misc >= 1.0:
             self._last_misc = now
             for conn in list(self._socks):
                 conn.client.loop_misc()
+                if conn.client.socket() is None:  # paho gave up on it (keepalive): reconnect it
+                    log.warning("connection %s closed by the client library", conn.client_id)
+                    self._lost(conn)
 
     @property
     def unacked(self) -> int:
