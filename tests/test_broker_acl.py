@@ -42,22 +42,20 @@ def acl_style() -> str:
 
 
 @pytest.fixture
-def settings(db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path, acl_style: str) -> Settings:
+def settings(settings: Settings, tmp_path: Path, acl_style: str) -> Settings:
     """The test settings plus broker files in tmp_path (the app writes them at start)."""
     auth = tmp_path / "broker"
     return Settings(
-        database_url=db_url,  # type: ignore[arg-type]
-        mqtt_url=mqtt_url,  # type: ignore[arg-type]
-        mqtt_topic_root=topic_root,
-        data_dir=tmp_path,
-        environment="test",
-        broker_password_file=auth / "passwd",
-        broker_acl_file=auth / "acl",
-        broker_pid_file=tmp_path / "mosquitto.pid",
-        broker_reload_stamp_file=auth / "reload.stamp",
-        broker_ingest_password=INGEST_PW,  # type: ignore[arg-type]
-        broker_platform_password=PLATFORM_PW,  # type: ignore[arg-type]
-        broker_acl_style=acl_style,  # type: ignore[arg-type]
+        **{
+            **dict(settings),
+            "broker_password_file": auth / "passwd",
+            "broker_acl_file": auth / "acl",
+            "broker_pid_file": tmp_path / "mosquitto.pid",
+            "broker_reload_stamp_file": auth / "reload.stamp",
+            "broker_ingest_password": INGEST_PW,
+            "broker_platform_password": PLATFORM_PW,
+            "broker_acl_style": acl_style,
+        }
     )
 
 
