@@ -75,7 +75,16 @@ from typing import Any
 
 from eldercare.models import inactivity_text as text
 from eldercare.models.inactivity_profile import PRIORS, WAKE_PRIOR_S, Profile, learn
-from eldercare.models.inactivity_track import DAY, HOUR, Event, Recording, Tracker, pair_window
+from eldercare.models.inactivity_track import (
+    DAY,
+    HOUR,
+    Event,
+    Recording,
+    Tracker,
+    noise_rates,
+    pair_window,
+    room_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,8 @@ STATE_VERSION = 1
 NO_WAKE_WINDOW_S = 5 * HOUR  # after the wake threshold, "not up" is judged this long
 DETACHED_S = 12 * HOUR  # detect(): a stream starting this long after the history is not its sequel
 NOISE_FLOOR_PER_DAY = 1.0  # lone spurious triggers a day assumed in any room, however clean it looked
+WEAK_DEFER_S = 45 * 60.0  # an unconfirmed pair of triggers where the resident is defers an alarm this long
+QUIET_ROOM_FACTOR = 10.0  # in a quiet home, rooms' silences get a tenth of the budget (see fit)
 NOISY_PER_DAY = 3.0  # a room with more lone triggers a day than this has a noisy sensor
 HALL_AWAY_MAX_S = 4 * HOUR
 MOVE_S = 5 * 60.0  # a lone trigger elsewhere this soon after the last activity: maybe walked on
@@ -214,21 +225,30 @@ class InactivityDetector:
         hb_gap = None if hb_interval is None else max(3 * hb_interval, 600.0)
         t0 = events[0][0] if events else 0.0
         t1 = events[-1][0] if events else 0.0
-        tr = self._replay(events, hb_gap, {})
+        tr = self._replay(events, hb_gap, {}, [])
         # a home whose sensors blip often (noise) needs two triggers closer together to believe them
         days = max((t1 - t0) / DAY, 1.0)
         assert tr.rec is not None
-        noise = {r: round(max(n, 0) / days, 2) for r, n in tr.rec.blips.items()}
+        noise = noise_rates(tr.rec, days)
         pair_s = {r: w for r, b in noise.items() if (w := pair_window(b, self.confirm_s)) < self.confirm_s}
-        if pair_s:
-            tr = self._replay(events, hb_gap, pair_s)
+        noisy = bool(noise) and sum(noise.values()) / len(noise) >= NOISY_PER_DAY
+        # in a home whose sensors rarely blip, one trigger in the room where the resident is, is them
+        rooms = {room_name(e[2]) for e in events if e[1] == "pir"}
+        quiet = [] if noisy else sorted(rooms - set(pair_s))
+        tr = self._replay(events, hb_gap, pair_s, quiet)
         assert tr.rec is not None
+        # in a quiet home one trigger resets a room's silence, so its silences are short and
+        # alarms come early: once its history is long enough to trust, its rooms can afford a
+        # rarer tail (a tenth of the budget). Where spurious triggers are common they already
+        # delay the alarm for a real collapse (a pair in the resident's room defers it, a lone one
+        # elsewhere may move them), so there the tail keeps the full budget.
         p = learn(
             tr.rec,
             t0,
             t1,
             utc_offset_s=self.utc_offset_s,
             budget=self.budget,
+            room_budget=self.budget if noisy or days < self.grace_days else self.budget / QUIET_ROOM_FACTOR,
             grace_days=self.grace_days,
             exclude=[(float(a), float(b)) for a, b in exclude],
         )
@@ -243,9 +263,15 @@ class InactivityDetector:
         log.debug("inactivity profile learned from %.1f days, %s events", p.days, len(events))
         return self
 
-    def _replay(self, events: list[Event], hb_gap: float | None, pair_s: dict[str, float]) -> Tracker:
+    def _replay(
+        self, events: list[Event], hb_gap: float | None, pair_s: dict[str, float], quiet: list[str]
+    ) -> Tracker:
         tr = Tracker(
-            confirm_s=self.confirm_s, utc_offset_s=self.utc_offset_s, hb_gap_s=hb_gap, pair_s=dict(pair_s)
+            confirm_s=self.confirm_s,
+            utc_offset_s=self.utc_offset_s,
+            hb_gap_s=hb_gap,
+            pair_s=dict(pair_s),
+            quiet=list(quiet),
         )
         tr.rec = Recording()
         for ev in events:
@@ -262,6 +288,7 @@ class InactivityDetector:
             wake_open_s=old.wake_open_s,
             hb_gap_s=old.hb_gap_s,
             pair_s=dict(old.pair_s),
+            quiet=list(old.quiet),
         )
         self._alerted = {"episode": None, "hb": None, "stay": None, "day": None}
 
@@ -439,6 +466,12 @@ class InactivityDetector:
             elif here or len(burst) >= 2 or (burst and burst[0] - a <= tr.confirm_s):
                 # a noisy sensor: wait only where one more trigger would confirm it
                 due = max(due, pt + (tr.pair_s.get(r, tr.confirm_s) if here else tr.confirm_s))
+        # two triggers a few minutes apart where the resident is: too far apart to be sure it was
+        # them (a noisy sensor makes such pairs every day), too likely them to alarm right now
+        for r in {tr.ctx if tr.ctx != "bed" else "bedroom", ctx if ctx != "bed" else "bedroom"}:
+            w = tr.weak.get(r)
+            if w is not None and a < w <= due:
+                due = max(due, w + WEAK_DEFER_S)
         if due > now:
             return None
         if p.hb_gap_s is not None and tr.hb_t is not None and due > tr.hb_t + p.hb_gap_s:

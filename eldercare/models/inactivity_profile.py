@@ -187,8 +187,12 @@ def learn(
     budget: float,
     grace_days: float,
     exclude: list[tuple[float, float]],
+    room_budget: float | None = None,
 ) -> Profile:
-    """Thresholds from a replayed history spanning [t0, t1)."""
+    """Thresholds from a replayed history spanning [t0, t1).
+
+    ``room_budget`` (default ``budget``) is the budget of silences in the ordinary rooms.
+    """
     p = Profile(days=max(0.0, (t1 - t0) / DAY))
     weeks = p.days / 7.0
     gaps = [*exclude, *rec.gaps]
@@ -214,8 +218,9 @@ def learn(
         if ctx != "away" and clean(start, dur):
             by_ctx[ctx].append((start, dur))
     for ctx in {"bed", "bathroom", "bedroom", "kitchen", "living", "hall", *by_ctx}:
+        b = budget if room_budget is None or _kind(ctx) != "room" else room_budget
         p.sil[ctx], p.sil_usual[ctx] = _table(
-            by_ctx.get(ctx, []), _kind(ctx), ctx, p, weeks, budget, utc_offset_s, grace_days
+            by_ctx.get(ctx, []), _kind(ctx), ctx, p, weeks, b, utc_offset_s, grace_days
         )
     baths = [(s, d) for c, s, d in rec.stays if c.startswith("bathroom") and clean(s, d)]
     p.stay, p.stay_usual = _table(baths, "stay", "stay", p, weeks, budget, utc_offset_s, grace_days)

@@ -77,6 +77,8 @@ class Recording:
     gaps: list[tuple[float, float]] = field(default_factory=list)  # gateway silences (excluded)
     heartbeats: int = 0
     blips: dict[str, int] = field(default_factory=dict)  # room -> lone triggers, resident elsewhere
+    away_s: float = 0.0  # time out of the front door (from 2 min after it), when every PIR is noise
+    away_trig: dict[str, int] = field(default_factory=dict)  # room -> triggers in that time
 
 
 def pair_window(blips_per_day: float, confirm_s: float) -> float:
@@ -91,6 +93,24 @@ def pair_window(blips_per_day: float, confirm_s: float) -> float:
         return confirm_s
     x = DAY * NOISE_PAIRS_PER_DAY / (blips_per_day * blips_per_day)
     return max(min(confirm_s, x), min(MIN_PAIR_S, confirm_s))
+
+
+AWAY_NOISE_MIN_S = 12 * HOUR  # out this long in all: the triggers meanwhile measure the noise
+
+
+def noise_rates(rec: Recording, days: float) -> dict[str, float]:
+    """Spurious triggers a day per room, from the replayed history.
+
+    While the resident was out every trigger is noise, so where the home was empty long enough
+    the rate is measured directly. Otherwise lone triggers while the resident was elsewhere stand
+    in: they see only part of the day, so they undercount spurious triggers, and a resident's own
+    trigger whose neighbours the radio lost is counted among them.
+    """
+    if rec.away_s >= AWAY_NOISE_MIN_S:
+        out = {r: n * DAY / rec.away_s for r, n in rec.away_trig.items()}
+    else:
+        out = {r: max(n, 0) / days for r, n in rec.blips.items()}
+    return {r: round(b, 2) for r, b in out.items()}
 
 
 @dataclass(slots=True)
@@ -118,7 +138,9 @@ class Tracker:
     walk: dict[str, bool] = field(default_factory=dict)  # room -> its pending PIR followed another
     noise: dict[str, bool] = field(default_factory=dict)  # room -> its pending burst counted as noise
     since: dict[str, int] = field(default_factory=dict)  # room -> lone triggers since the last activity
+    weak: dict[str, float] = field(default_factory=dict)  # room -> last pair too far apart to confirm
     pair_s: dict[str, float] = field(default_factory=dict)  # room -> pair window (noisy rooms)
+    quiet: list[str] = field(default_factory=list)  # rooms whose sensor hardly ever blips
     ctx_alt: str | None = None  # the context before a move seen by one trigger only (may be noise)
     burst: dict[str, list[float]] = field(default_factory=dict)  # room -> recent unconfirmed PIRs
     room_last: dict[str, float] = field(default_factory=dict)  # room -> last confirmed activity
@@ -177,6 +199,11 @@ class Tracker:
         t, kind, value = float(ev[0]), str(ev[1]).lower(), float(ev[3])
         room = room_name(str(ev[2]))
         self.close_bins(t, limits)
+        if self.rec is not None and self._gone() and self.act_t is not None and self.last_t is not None:
+            # nobody home: how noisy the motion sensors are can be read off directly
+            span = t - max(self.last_t, self.act_t + CHAIN_S)
+            if span > 0 and (self.hb_gap_s is None or t - self.last_t <= self.hb_gap_s):
+                self.rec.away_s += span
         self.last_t = t
         if kind == "heartbeat":
             self._heartbeat(t)
@@ -199,22 +226,33 @@ class Tracker:
             pair_s = self.pair_s.get(room, self.confirm_s)
             # a second trigger confirms where the resident is, or shortly after they were active
             # elsewhere (walked there); out of the blue it takes a third (spurious pairs are common)
-            walked = self.act_t is not None and bool(recent) and recent[0] - self.act_t <= self.confirm_s
-            in_room = (
-                ((here or walked) and bool(recent) and t - recent[-1] <= pair_s)
-                or len(recent) >= 2
-                or t - self.room_last.get(room, -math.inf) <= self.confirm_s
-                or (t - self.strong_t <= STRONG_S and room in (self.strong_room, "hall"))
-            )
             # after the front door, a walk starts in the hall: an inner room's lone trigger counts
             # only when the hall saw someone come in (after the door opened, not before)
             hall_t = self.seen_t.get("pir:hall", -math.inf)
             came_in = hall_t >= self.front_open_t and t - hall_t <= CHAIN_S
+            away = self.ctx == "away"
+            # gone out: the door that closed behind them is no walk to the kitchen; only a door
+            # opened again (coming back) or the hall seeing them come in is
+            back = not self._gone() or room == "hall" or came_in
+            walked = (
+                back and self.act_t is not None and bool(recent) and recent[0] - self.act_t <= self.confirm_s
+            )
+            # nobody home: a burst in a room whose sensor blips often takes one trigger more
+            burst_n = 3 if away and room in self.pair_s else 2
+            in_room = (
+                ((here or walked) and bool(recent) and t - recent[-1] <= pair_s)
+                or (here and room in self.quiet)  # a quiet sensor where they are: them
+                or len(recent) >= burst_n
+                or t - self.room_last.get(room, -math.inf) <= self.confirm_s
+                or (t - self.strong_t <= STRONG_S and room in (self.strong_room, "hall"))
+            )
             walking_on = (
                 self.act_t is not None
                 and t - self.act_t <= TRANSITION_S
                 and (self.ctx != "away" or room == "hall" or came_in)
             )
+            if self.rec is not None and self._gone() and self.act_t is not None and t - self.act_t > CHAIN_S:
+                self.rec.away_trig[room] = self.rec.away_trig.get(room, 0) + 1
             if in_room or walking_on:
                 if self.rec is not None and recent and self.noise.pop(room, False):
                     self.rec.blips[room] -= 1  # it was the resident after all
@@ -246,6 +284,8 @@ class Tracker:
                     self.noise[room] = far and not self.walk[room] and self.ctx not in ("away", "unknown")
                     if self.noise[room]:
                         self.rec.blips[room] = self.rec.blips.get(room, 0) + 1
+                if recent and t - recent[-1] <= self.confirm_s:
+                    self.weak[room] = t
                 self.pending[room] = t
                 self.burst[room] = [*recent, t]
                 self.since[room] = self.since.get(room, 0) + 1
@@ -274,6 +314,10 @@ class Tracker:
             self.plug[room] = [value, off_since]
         elif kind == "sos" and value >= 0.5:
             self._activity(t, room if room else self.ctx, room, key)
+
+    def _gone(self) -> bool:
+        """Out of the front door and it has not opened again: nobody is home."""
+        return self.ctx == "away" and self.front_open_t - (self.ctx_t or 0.0) <= 60.0
 
     def _left_bed(self, t: float) -> bool:
         """Activity outside the bedroom while the bed says "in bed": up, or a spurious trigger?
@@ -316,6 +360,7 @@ class Tracker:
         self.act_t = t
         self.ctx_alt = None
         self.since = {}
+        self.weak = {}
         if room:
             self.room_last[room] = t
         if key not in self.bin_active:
