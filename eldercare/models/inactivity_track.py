@@ -230,10 +230,10 @@ class Tracker:
             # only when the hall saw someone come in (after the door opened, not before)
             hall_t = self.seen_t.get("pir:hall", -math.inf)
             came_in = hall_t >= self.front_open_t and t - hall_t <= CHAIN_S
-            away = self.ctx == "away"
+            away, gone = self.ctx == "away", self._gone()
             # gone out: the door that closed behind them is no walk to the kitchen; only a door
             # opened again (coming back) or the hall seeing them come in is
-            back = not self._gone() or room == "hall" or came_in
+            back = not gone or room == "hall" or came_in
             walked = (
                 back and self.act_t is not None and bool(recent) and recent[0] - self.act_t <= self.confirm_s
             )
@@ -251,7 +251,7 @@ class Tracker:
                 and t - self.act_t <= TRANSITION_S
                 and (self.ctx != "away" or room == "hall" or came_in)
             )
-            if self.rec is not None and self._gone() and self.act_t is not None and t - self.act_t > CHAIN_S:
+            if self.rec is not None and gone and self.act_t is not None and t - self.act_t > CHAIN_S:
                 self.rec.away_trig[room] = self.rec.away_trig.get(room, 0) + 1
             if in_room or walking_on:
                 if self.rec is not None and recent and self.noise.pop(room, False):
