@@ -81,6 +81,7 @@ from eldercare.models.inactivity_track import (
     Event,
     Recording,
     Tracker,
+    beyond_noise,
     noise_rates,
     pair_window,
     room_name,
@@ -92,7 +93,6 @@ FIT_WINDOW_DAYS = 21
 STATE_VERSION = 1
 NO_WAKE_WINDOW_S = 5 * HOUR  # after the wake threshold, "not up" is judged this long
 DETACHED_S = 12 * HOUR  # detect(): a stream starting this long after the history is not its sequel
-NOISE_FLOOR_PER_DAY = 1.0  # lone spurious triggers a day assumed in any room, however clean it looked
 WEAK_DEFER_S = 45 * 60.0  # an unconfirmed pair of triggers where the resident is defers an alarm this long
 QUIET_ROOM_FACTOR = 10.0  # in a quiet home, rooms' silences get a tenth of the budget (see fit)
 NOISY_PER_DAY = 3.0  # a room with more lone triggers a day than this has a noisy sensor
@@ -225,17 +225,17 @@ class InactivityDetector:
         hb_gap = None if hb_interval is None else max(3 * hb_interval, 600.0)
         t0 = events[0][0] if events else 0.0
         t1 = events[-1][0] if events else 0.0
-        tr = self._replay(events, hb_gap, {}, [])
+        tr = self._replay(events, hb_gap, {}, [], {})
         # a home whose sensors blip often (noise) needs two triggers closer together to believe them
         days = max((t1 - t0) / DAY, 1.0)
         assert tr.rec is not None
-        noise = noise_rates(tr.rec, days)
+        noise = noise_rates(tr.rec)
         pair_s = {r: w for r, b in noise.items() if (w := pair_window(b, self.confirm_s)) < self.confirm_s}
         noisy = bool(noise) and sum(noise.values()) / len(noise) >= NOISY_PER_DAY
         # in a home whose sensors rarely blip, one trigger in the room where the resident is, is them
         rooms = {room_name(e[2]) for e in events if e[1] == "pir"}
         quiet = [] if noisy else sorted(rooms - set(pair_s))
-        tr = self._replay(events, hb_gap, pair_s, quiet)
+        tr = self._replay(events, hb_gap, pair_s, quiet, noise)
         assert tr.rec is not None
         # in a quiet home one trigger resets a room's silence, so its silences are short and
         # alarms come early: once its history is long enough to trust, its rooms can afford a
@@ -264,7 +264,12 @@ class InactivityDetector:
         return self
 
     def _replay(
-        self, events: list[Event], hb_gap: float | None, pair_s: dict[str, float], quiet: list[str]
+        self,
+        events: list[Event],
+        hb_gap: float | None,
+        pair_s: dict[str, float],
+        quiet: list[str],
+        noise: dict[str, float],
     ) -> Tracker:
         tr = Tracker(
             confirm_s=self.confirm_s,
@@ -272,6 +277,7 @@ class InactivityDetector:
             hb_gap_s=hb_gap,
             pair_s=dict(pair_s),
             quiet=list(quiet),
+            noise_rate=dict(noise),
         )
         tr.rec = Recording()
         for ev in events:
@@ -289,6 +295,7 @@ class InactivityDetector:
             hb_gap_s=old.hb_gap_s,
             pair_s=dict(old.pair_s),
             quiet=list(old.quiet),
+            noise_rate=dict(old.noise_rate),
         )
         self._alerted = {"episode": None, "hb": None, "stay": None, "day": None}
 
@@ -421,7 +428,7 @@ class InactivityDetector:
                     p.noise.get(r, 0.0) < NOISY_PER_DAY
                     or pt - a <= MOVE_S
                     or tr.walk.get(r, False)
-                    or self._beyond_noise(p, r, pt - a)
+                    or beyond_noise(tr.since.get(r, 0), p.noise.get(r, 0.0), pt - a)
                 )
             ]
             for r in moved:  # maybe walked on to a room where the sensor saw them only once
@@ -441,6 +448,7 @@ class InactivityDetector:
             if (
                 tr.ctx == "bathroom"
                 and not moved
+                and tr.ctx_alt is None  # seen there once only (a noisy sensor): maybe never went in
                 and tr.ctx_t is not None
                 and self._alerted["stay"] != tr.ctx_t
             ):
@@ -512,15 +520,6 @@ class InactivityDetector:
             en, zh = text.inactivity(ctx, observed, expected, h, p.learned)
             sev = "high" if observed >= 2 * expected or ctx != "bed" else "medium"
         return InactivityAlert(due, kind, room, sev, en, zh, expected, observed, thr, since)
-
-    def _beyond_noise(self, p: Profile, room: str, span: float) -> bool:
-        """More lone triggers in ``room`` over ``span`` than its learned noise rate explains (p < 1 %)."""
-        n = self._tr.since.get(room, 0)
-        if n < 2:
-            return False
-        mu = max(p.noise.get(room, 0.0), NOISE_FLOOR_PER_DAY) * span / DAY
-        tail = 1.0 - sum(math.exp(-mu) * mu**k / math.factorial(k) for k in range(n))
-        return tail < 0.01
 
     def _lost_bed_event(self, p: Profile, h: int) -> bool:
         """In the bedroom at night without having left the bed since entering it: in bed, surely."""

@@ -39,6 +39,7 @@ PLUG_IDLE_S = 600.0  # off this long before a switch-on counts as a person (not 
 UP_OUT_OF_BED_S = 1800.0  # out of bed this long in the morning: up for the day
 CHAIN_S = 120.0  # a lone PIR this soon after a trigger in another room may be someone walking
 MIN_PAIR_S = 90.0  # in the noisiest homes two triggers must come this close to confirm each other
+NOISE_FLOOR_PER_DAY = 1.0  # lone spurious triggers a day assumed in any room, however clean it looked
 NOISE_PAIRS_PER_DAY = 1 / 14  # chance pairs of spurious triggers in one room tolerated: one a fortnight
 DAY_ROOMS_EXCLUDED = ("bed", "bedroom", "bathroom", "unknown")
 TRACKED_SENSOR_KINDS = ("pir", "bed")  # doors and plugs report only when used: no silence rule
@@ -77,8 +78,20 @@ class Recording:
     gaps: list[tuple[float, float]] = field(default_factory=list)  # gateway silences (excluded)
     heartbeats: int = 0
     blips: dict[str, int] = field(default_factory=dict)  # room -> lone triggers, resident elsewhere
+    blip_s: dict[str, float] = field(default_factory=dict)  # room -> time a lone trigger would count
     away_s: float = 0.0  # time out of the front door (from 2 min after it), when every PIR is noise
     away_trig: dict[str, int] = field(default_factory=dict)  # room -> triggers in that time
+    # the outing under way: it counts only if it ends with the front door (someone came back);
+    # one that ends with movement inside was a door opened for a visitor or a parcel, not an outing
+    out_s: float = 0.0
+    out_trig: dict[str, int] = field(default_factory=dict)
+
+    def end_outing(self, came_back: bool) -> None:
+        if came_back:
+            self.away_s += self.out_s
+            for r, n in self.out_trig.items():
+                self.away_trig[r] = self.away_trig.get(r, 0) + n
+        self.out_s, self.out_trig = 0.0, {}
 
 
 def pair_window(blips_per_day: float, confirm_s: float) -> float:
@@ -95,22 +108,35 @@ def pair_window(blips_per_day: float, confirm_s: float) -> float:
     return max(min(confirm_s, x), min(MIN_PAIR_S, confirm_s))
 
 
+def beyond_noise(n: int, blips_per_day: float, span: float, p: float = 0.01) -> bool:
+    """``n`` lone triggers in ``span`` seconds are more than a sensor blipping ``blips_per_day`` explains.
+
+    Spurious triggers arrive roughly as a Poisson process; this is its upper tail at level ``p``.
+    """
+    if n < 2:
+        return False
+    mu = max(blips_per_day, NOISE_FLOOR_PER_DAY) * max(span, 0.0) / DAY
+    return 1.0 - sum(math.exp(-mu) * mu**k / math.factorial(k) for k in range(n)) < p
+
+
 AWAY_NOISE_MIN_S = 12 * HOUR  # out this long in all: the triggers meanwhile measure the noise
 
 
-def noise_rates(rec: Recording, days: float) -> dict[str, float]:
-    """Spurious triggers a day per room, from the replayed history.
+def noise_rates(rec: Recording) -> dict[str, float]:
+    """Spurious triggers a day per room: every count of noise over the time it was counted in.
 
-    While the resident was out every trigger is noise, so where the home was empty long enough
-    the rate is measured directly. Otherwise lone triggers while the resident was elsewhere stand
-    in: they see only part of the day, so they undercount spurious triggers, and a resident's own
-    trigger whose neighbours the radio lost is counted among them.
+    Triggers while nobody was home, and lone triggers while the resident was elsewhere (not near
+    any other trigger), are both noise; each is counted only in the time it could have been, so
+    pooled over that time they give the rate itself rather than the share of it that was seen.
     """
-    if rec.away_s >= AWAY_NOISE_MIN_S:
-        out = {r: n * DAY / rec.away_s for r, n in rec.away_trig.items()}
-    else:
-        out = {r: max(n, 0) / days for r, n in rec.blips.items()}
-    return {r: round(b, 2) for r, b in out.items()}
+    rooms = set(rec.away_trig) | set(rec.blips) | set(rec.blip_s)
+    out = {}
+    for r in rooms:
+        exposure = rec.away_s + rec.blip_s.get(r, 0.0)
+        if exposure >= AWAY_NOISE_MIN_S:
+            n = rec.away_trig.get(r, 0) + max(rec.blips.get(r, 0), 0)
+            out[r] = round(n * DAY / exposure, 2)
+    return out
 
 
 @dataclass(slots=True)
@@ -141,6 +167,7 @@ class Tracker:
     weak: dict[str, float] = field(default_factory=dict)  # room -> last pair too far apart to confirm
     pair_s: dict[str, float] = field(default_factory=dict)  # room -> pair window (noisy rooms)
     quiet: list[str] = field(default_factory=list)  # rooms whose sensor hardly ever blips
+    noise_rate: dict[str, float] = field(default_factory=dict)  # room -> spurious triggers a day
     ctx_alt: str | None = None  # the context before a move seen by one trigger only (may be noise)
     burst: dict[str, list[float]] = field(default_factory=dict)  # room -> recent unconfirmed PIRs
     room_last: dict[str, float] = field(default_factory=dict)  # room -> last confirmed activity
@@ -196,6 +223,13 @@ class Tracker:
     # events ------------------------------------------------------------------------------------
 
     def update(self, ev: Event, limits: dict[str, int] | None = None) -> None:
+        self._update(ev, limits)
+        rec = self.rec
+        if rec is not None and (rec.out_s or rec.out_trig) and not self._gone():
+            front = str(ev[1]).lower() == "door" and room_name(str(ev[2])) in ("hall", "")
+            rec.end_outing(came_back=front)
+
+    def _update(self, ev: Event, limits: dict[str, int] | None) -> None:
         t, kind, value = float(ev[0]), str(ev[1]).lower(), float(ev[3])
         room = room_name(str(ev[2]))
         self.close_bins(t, limits)
@@ -203,7 +237,9 @@ class Tracker:
             # nobody home: how noisy the motion sensors are can be read off directly
             span = t - max(self.last_t, self.act_t + CHAIN_S)
             if span > 0 and (self.hb_gap_s is None or t - self.last_t <= self.hb_gap_s):
-                self.rec.away_s += span
+                self.rec.out_s += span
+        if self.rec is not None and self.last_t is not None:
+            self._expose(t)
         self.last_t = t
         if kind == "heartbeat":
             self._heartbeat(t)
@@ -242,8 +278,12 @@ class Tracker:
             in_room = (
                 ((here or walked) and bool(recent) and t - recent[-1] <= pair_s)
                 or (here and room in self.quiet)  # a quiet sensor where they are: them
+                or (here and self._many(room, t))  # more lone triggers where they are than noise makes
                 or len(recent) >= burst_n
-                or t - self.room_last.get(room, -math.inf) <= self.confirm_s
+                or (  # soon after activity here (a noisy sensor: and none elsewhere since)
+                    t - self.room_last.get(room, -math.inf) <= self.confirm_s
+                    and (room in self.quiet or self.room_last[room] == self.act_t)
+                )
                 or (t - self.strong_t <= STRONG_S and room in (self.strong_room, "hall"))
             )
             walking_on = (
@@ -252,7 +292,7 @@ class Tracker:
                 and (self.ctx != "away" or room == "hall" or came_in)
             )
             if self.rec is not None and gone and self.act_t is not None and t - self.act_t > CHAIN_S:
-                self.rec.away_trig[room] = self.rec.away_trig.get(room, 0) + 1
+                self.rec.out_trig[room] = self.rec.out_trig.get(room, 0) + 1
             if in_room or walking_on:
                 if self.rec is not None and recent and self.noise.pop(room, False):
                     self.rec.blips[room] -= 1  # it was the resident after all
@@ -273,8 +313,14 @@ class Tracker:
                     and self.ctx not in ("unknown", "hall", "away")
                     else None
                 )
+                last_here = self.room_last.get(room)
                 self._activity(t, ctx, room, key)
                 self.ctx_alt = alt
+                if alt is not None:  # a provisional move does not vouch for the room's next trigger
+                    if last_here is None:
+                        self.room_last.pop(room, None)
+                    else:
+                        self.room_last[room] = last_here
             else:
                 others = [v for k, v in self.seen_t.items() if k.startswith("pir:") and k != key]
                 self.walk[room] = any(t - v <= CHAIN_S for v in others) or t - prev_seen <= CHAIN_S
@@ -314,6 +360,41 @@ class Tracker:
             self.plug[room] = [value, off_since]
         elif kind == "sos" and value >= 0.5:
             self._activity(t, room if room else self.ctx, room, key)
+
+    def _expose(self, t: float) -> None:
+        """Add the time since the last event in which a lone trigger in a room would count as a blip.
+
+        The conditions of the blip rule (resident elsewhere, well after their last activity, no
+        other trigger just before, none in the room shortly before) stay fixed between events.
+        """
+        assert self.rec is not None and self.last_t is not None
+        if self.act_t is None or self.ctx in ("away", "unknown"):
+            return
+        if self.hb_gap_s is not None and t - self.last_t > self.hb_gap_s:
+            return
+        pirs = {k[4:]: v for k, v in self.seen_t.items() if k.startswith("pir:")}
+        own = "bedroom" if self.ctx == "bed" else self.ctx
+        for r, seen in pirs.items():
+            if r == own:
+                continue
+            others = max((v for k, v in pirs.items() if k != r), default=-math.inf)
+            burst = self.burst.get(r, [])
+            start = max(
+                self.last_t,
+                self.act_t + CHAIN_S,
+                others + CHAIN_S,
+                seen + CHAIN_S,
+                burst[-1] + 2 * self.confirm_s if burst else -math.inf,
+            )
+            if start < t:
+                self.rec.blip_s[r] = self.rec.blip_s.get(r, 0.0) + (t - start)
+
+    def _many(self, room: str, t: float) -> bool:
+        """This trigger and the lone ones before it in ``room`` since the last activity: beyond noise?"""
+        if self.act_t is None or room not in self.noise_rate:
+            return False
+        n = self.since.get(room, 0) + 1
+        return beyond_noise(n, self.noise_rate[room], t - self.act_t)
 
     def _gone(self) -> bool:
         """Out of the front door and it has not opened again: nobody is home."""
@@ -377,6 +458,7 @@ class Tracker:
         for s, n in self.run.items():
             if n > 0:
                 self.rec.runs.setdefault(s, []).append(n)
+        self.rec.end_outing(came_back=True)  # still out: nothing says they were in
 
     # state -------------------------------------------------------------------------------------
 
