@@ -471,6 +471,10 @@ def test_in_a_noisy_home_a_lone_bathroom_trigger_is_no_bathroom_visit(noisy: Ina
     visit = [*moves("hall", last + 30, last + 50, 10), *moves("bathroom", last + 60, last + 240, 30)]
     (a,) = noisy.detect(sorted(base + visit), until=m + 15 * H)
     assert a.kind == "bathroom_too_long" and a.t - (last + 60) < 40 * M
+    # ... even when two noisy sensors elsewhere trip a minute apart meanwhile
+    blips = [(last + 14 * M, "pir", "kitchen", 1.0), (last + 15 * M, "pir", "bedroom", 1.0)]
+    (b, *_) = noisy.detect(sorted(base + visit + blips), until=m + 15 * H)
+    assert b.kind == "bathroom_too_long" and b.t == a.t
 
 
 def test_in_a_noisy_home_sparse_triggers_where_the_resident_is_add_up_to_them(
@@ -497,3 +501,20 @@ def test_in_a_noisy_home_a_trigger_in_the_room_just_left_does_not_bring_them_bac
     lone = (m + 13 * H + 4 * M, "pir", "kitchen", 1.0)  # the kitchen sensor trips once
     (a, *_) = noisy.detect(sorted([*kitchen, *living, lone]), until=m + 18 * H)
     assert a.room == "living"
+
+
+def test_a_later_lone_trigger_does_not_undo_a_walk_to_another_room() -> None:
+    from eldercare.models.inactivity_track import Tracker
+
+    # lunch in the kitchen until 12:54; at 13:00 a kitchen trigger then a living-room one right
+    # after it (walking over, the hall's trigger lost): maybe they moved. A trigger there half an
+    # hour later, alone, says nothing against it.
+    tr = Tracker(pair_s={"kitchen": 90.0, "living": 90.0})
+    m = T0 + 10 * DAY
+    for e in moves("kitchen", m + 12 * H, m + 12.9 * H):
+        tr.update(e)
+    tr.update((m + 13 * H - 20, "pir", "kitchen", 1.0))
+    tr.update((m + 13 * H, "pir", "living", 1.0))
+    assert tr.ctx == "kitchen" and tr.walk["living"]
+    tr.update((m + 13 * H + 35 * M, "pir", "living", 1.0))
+    assert tr.ctx == "kitchen" and tr.walk["living"]

@@ -416,21 +416,7 @@ class InactivityDetector:
                 t_alt, u_alt = self._table(p, alt)
                 if t_alt[h] / sens > thr:
                     ctx, thr, usual = alt, t_alt[h] / sens, u_alt
-            # a trigger elsewhere after the last activity may be the resident walking on; from a
-            # sensor that blips often, only soon after that activity, right after another trigger
-            # or more often than its noise explains
-            moved = [
-                r
-                for r, pt in tr.pending.items()
-                if pt > a
-                and r not in (ctx, "hall")
-                and (
-                    p.noise.get(r, 0.0) < NOISY_PER_DAY
-                    or pt - a <= MOVE_S
-                    or tr.walk.get(r, False)
-                    or beyond_noise(tr.since.get(r, 0), p.noise.get(r, 0.0), pt - a)
-                )
-            ]
+            moved = self._moved(p, a, ctx, walk=True)
             for r in moved:  # maybe walked on to a room where the sensor saw them only once
                 t_r, u_r = self._table(p, "bed" if r == "bedroom" and tr.bed else r)
                 if t_r[h] / sens > thr:
@@ -447,7 +433,8 @@ class InactivityDetector:
             cands.append((a + thr, kind, "silence", usual[h], thr, a))
             if (
                 tr.ctx == "bathroom"
-                and not moved
+                # left? a noisy sensor's trigger just after one elsewhere proves little here
+                and not self._moved(p, a, "bathroom", walk=False)
                 and tr.ctx_alt is None  # seen there once only (a noisy sensor): maybe never went in
                 and tr.ctx_t is not None
                 and self._alerted["stay"] != tr.ctx_t
@@ -520,6 +507,26 @@ class InactivityDetector:
             en, zh = text.inactivity(ctx, observed, expected, h, p.learned)
             sev = "high" if observed >= 2 * expected or ctx != "bed" else "medium"
         return InactivityAlert(due, kind, room, sev, en, zh, expected, observed, thr, since)
+
+    def _moved(self, p: Profile, a: float, ctx: str, *, walk: bool) -> list[str]:
+        """Rooms whose trigger since the last activity ``a`` may be the resident walking on from ``ctx``.
+
+        From a quiet sensor, any; from one that blips often, only soon after that activity, more
+        often than its noise explains, or (``walk``) right after a trigger elsewhere.
+        """
+        tr = self._tr
+        return [
+            r
+            for r, pt in tr.pending.items()
+            if pt > a
+            and r not in (ctx, "hall")
+            and (
+                p.noise.get(r, 0.0) < NOISY_PER_DAY
+                or pt - a <= MOVE_S
+                or (walk and tr.walk.get(r, False))
+                or beyond_noise(tr.since.get(r, 0), p.noise.get(r, 0.0), pt - a)
+            )
+        ]
 
     def _lost_bed_event(self, p: Profile, h: int) -> bool:
         """In the bedroom at night without having left the bed since entering it: in bed, surely."""

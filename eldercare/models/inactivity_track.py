@@ -323,11 +323,16 @@ class Tracker:
                         self.room_last[room] = last_here
             else:
                 others = [v for k, v in self.seen_t.items() if k.startswith("pir:") and k != key]
-                self.walk[room] = any(t - v <= CHAIN_S for v in others) or t - prev_seen <= CHAIN_S
+                # seen walking in since the last activity: a later lone trigger there does not undo it
+                walked_in = self.walk.get(room, False) and self.pending.get(room, -math.inf) > (
+                    self.act_t or 0
+                )
+                near = any(t - v <= CHAIN_S for v in others) or t - prev_seen <= CHAIN_S
+                self.walk[room] = walked_in or near
                 if self.rec is not None and not recent:
                     # a lone trigger away from where the resident was last seen, long after: noise?
                     far = not here and (self.act_t is None or t - self.act_t > CHAIN_S)
-                    self.noise[room] = far and not self.walk[room] and self.ctx not in ("away", "unknown")
+                    self.noise[room] = far and not near and self.ctx not in ("away", "unknown")
                     if self.noise[room]:
                         self.rec.blips[room] = self.rec.blips.get(room, 0) + 1
                 if recent and t - recent[-1] <= self.confirm_s:
