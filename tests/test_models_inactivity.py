@@ -518,3 +518,24 @@ def test_a_later_lone_trigger_does_not_undo_a_walk_to_another_room() -> None:
     assert tr.ctx == "kitchen" and tr.walk["living"]
     tr.update((m + 13 * H + 35 * M, "pir", "living", 1.0))
     assert tr.ctx == "kitchen" and tr.walk["living"]
+
+
+def test_a_move_only_one_trigger_showed_takes_stronger_evidence_to_confirm() -> None:
+    from eldercare.models.inactivity_track import Tracker
+
+    rooms = ("bathroom", "bedroom", "hall", "kitchen", "living")
+    tr = Tracker(pair_s=dict.fromkeys(rooms, 90.0), noise_rate=dict.fromkeys(rooms, 20.0))
+    m = T0 + 10 * DAY
+    for e in moves("living", m + 13 * H, m + 13 * H + 10 * M):
+        tr.update(e)
+    last = tr.act_t
+    assert tr.ctx == "living" and last is not None
+    tr.update((last + 20, "pir", "bathroom", 1.0))  # one trigger just after: walked on, or noise
+    assert (tr.ctx, tr.ctx_alt) == ("bathroom", "living")
+    # three more, 8 min apart: where the resident is known to be, three lone triggers in 24 minutes
+    # would be them (noise makes that under 1 % of the time); here they may still be noise
+    for k in (1, 2, 3):
+        tr.update((last + k * 8 * M, "pir", "bathroom", 1.0))
+    assert (tr.ctx, tr.ctx_alt, tr.act_t) == ("bathroom", "living", last + 20)
+    tr.update((last + 28 * M, "pir", "bathroom", 1.0))  # a fourth: them
+    assert (tr.ctx, tr.ctx_alt, tr.act_t) == ("bathroom", None, last + 28 * M)

@@ -41,6 +41,8 @@ CHAIN_S = 120.0  # a lone PIR this soon after a trigger in another room may be s
 MIN_PAIR_S = 90.0  # in the noisiest homes two triggers must come this close to confirm each other
 NOISE_FLOOR_PER_DAY = 1.0  # lone spurious triggers a day assumed in any room, however clean it looked
 NOISE_PAIRS_PER_DAY = 1 / 14  # chance pairs of spurious triggers in one room tolerated: one a fortnight
+MANY_P = 0.01  # lone triggers where the resident is count as them once noise explains them this rarely
+MANY_P_MOVED = 0.001  # ... and in a room they may only have seemed to move to (one trigger)
 DAY_ROOMS_EXCLUDED = ("bed", "bedroom", "bathroom", "unknown")
 TRACKED_SENSOR_KINDS = ("pir", "bed")  # doors and plugs report only when used: no silence rule
 
@@ -399,7 +401,8 @@ class Tracker:
         if self.act_t is None or room not in self.noise_rate:
             return False
         n = self.since.get(room, 0) + 1
-        return beyond_noise(n, self.noise_rate[room], t - self.act_t)
+        p = MANY_P if self.ctx_alt is None else MANY_P_MOVED
+        return beyond_noise(n, self.noise_rate[room], t - self.act_t, p=p)
 
     def _gone(self) -> bool:
         """Out of the front door and it has not opened again: nobody is home."""
