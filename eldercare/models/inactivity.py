@@ -51,13 +51,14 @@ min in the bathroom, 14 h in bed at night), blended with the home's own limits a
 "not up" starts near 10:30 and moves towards the home's own wake time from the second morning.
 
 Noisy sensors (10-20 % of motion events lost or spurious): a PIR trigger is evidence, not proof
-(:mod:`.inactivity_track`). Each room's noise rate is learned (lone triggers while the resident was
-elsewhere). A lone trigger from a quiet sensor may be the resident walking on (the judgement gets
-more lenient); from a noisy one only soon after the last activity, right after another trigger, or
-more often than its noise rate explains. In a noisy room two triggers must come closer together to
-count, and a single trigger there just after activity elsewhere is a provisional move, judged by the
-more lenient of the two rooms. After the front door, an inner room's trigger counts as someone coming
-home only if the hall saw them come in.
+(:mod:`.inactivity_track`). Each room's noise rate is learned (triggers while nobody was home, and
+lone ones while the resident was elsewhere, over the time they could be counted); lone triggers where
+the resident is count once there are more than that rate explains. A lone trigger elsewhere from a
+quiet sensor may be the resident walking on (the judgement gets more lenient); from a noisy one only
+soon after the last activity, right after another trigger, or more often than its noise explains. In
+a noisy room two triggers must come closer together to count, and a single trigger there just after
+activity elsewhere is a provisional move, judged by the more lenient of the two rooms. After the
+front door, an inner room's trigger counts as someone coming home only if the hall saw them come in.
 
 Local time: hours of the day are ``(t + utc_offset_s) mod 1 day``; pass the site's offset
 (28800 for China). The simulator's homes live in UTC.

@@ -13,11 +13,13 @@ Bed, door and appliance switch-ons are strong evidence on their own (and confirm
 own room, or the hall for the front door). An SOS press is activity too (the platform raises the
 SOS alert itself).
 
-How noisy a home's motion sensors are is learned, not assumed: in the replayed history, lone
-triggers in a room the resident was not in (not following another trigger, long after the last
-activity) are counted per room (:attr:`Recording.blips`). A room with many of them needs its pairs
-closer together (:func:`pair_window`), and the detector weighs a lone trigger there against that
-rate before taking it as the resident having moved.
+How noisy a home's motion sensors are is learned, not assumed: in the replayed history, triggers
+while nobody was home and lone triggers in a room the resident was not in (not following another
+trigger, long after the last activity) are counted per room, each over the time in which it could
+have been counted (:func:`noise_rates`). A room with many of them needs its pairs closer together
+(:func:`pair_window`); lone triggers where the resident is count once there are more than that rate
+explains (:func:`beyond_noise`), and the detector weighs a lone trigger elsewhere against it before
+taking it as the resident having moved.
 
 All state is plain JSON-able data (:meth:`Tracker.to_dict`), so the platform can store it.
 """
@@ -379,20 +381,19 @@ class Tracker:
             return
         if self.hb_gap_s is not None and t - self.last_t > self.hb_gap_s:
             return
-        pirs = {k[4:]: v for k, v in self.seen_t.items() if k.startswith("pir:")}
+        floor = max(self.last_t, self.act_t + CHAIN_S)
+        if floor >= t:  # the resident was active just now: no trigger could have been a blip
+            return
+        pirs = sorted(((v, k[4:]) for k, v in self.seen_t.items() if k.startswith("pir:")), reverse=True)
         own = "bedroom" if self.ctx == "bed" else self.ctx
-        for r, seen in pirs.items():
+        for seen, r in pirs:
             if r == own:
                 continue
-            others = max((v for k, v in pirs.items() if k != r), default=-math.inf)
-            burst = self.burst.get(r, [])
-            start = max(
-                self.last_t,
-                self.act_t + CHAIN_S,
-                others + CHAIN_S,
-                seen + CHAIN_S,
-                burst[-1] + 2 * self.confirm_s if burst else -math.inf,
-            )
+            others = pirs[0][0] if pirs[0][1] != r else pirs[1][0] if len(pirs) > 1 else -math.inf
+            start = max(floor, others + CHAIN_S, seen + CHAIN_S)
+            burst = self.burst.get(r)
+            if burst:
+                start = max(start, burst[-1] + 2 * self.confirm_s)
             if start < t:
                 self.rec.blip_s[r] = self.rec.blip_s.get(r, 0.0) + (t - start)
 
