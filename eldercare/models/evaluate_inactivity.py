@@ -24,10 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -323,11 +325,27 @@ def _home(sc: Scenario, home_seed: int) -> dict[str, Any]:
     }
 
 
-def evaluate_scenario(sc: Scenario, seeds: Sequence[int]) -> dict[str, Any]:
+def _home_job(job: tuple[Scenario, int]) -> dict[str, Any]:
+    return _home(*job)
+
+
+def _run_homes(jobs: list[tuple[Scenario, int]], workers: int) -> list[dict[str, Any]]:
+    """Every (scenario, home) on its own; in ``workers`` processes (each home is independent)."""
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            return list(pool.map(_home_job, jobs))
+    return [_home_job(j) for j in jobs]
+
+
+def evaluate_scenario(
+    sc: Scenario, seeds: Sequence[int], homes: Sequence[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Tally one scenario over its homes (run here unless ``homes`` gives them, in ``seeds`` order)."""
     tallies = {"model": Tally(), "baseline": Tally(), "baseline_day": Tally()}
     week1, later = Tally(), Tally()
-    for s in seeds:
-        h = _home(sc, s)
+    if homes is None:
+        homes = [_home(sc, s) for s in seeds]
+    for s, h in zip(seeds, homes, strict=True):
         for name, tally in tallies.items():
             tally.add(h["truth"], h[name], h["weeks"], f"home {s}")
         if sc.changed_routine:
@@ -517,17 +535,22 @@ def run(
     n_homes: int = N_HOMES,
     scenarios: Sequence[Scenario] = SCENARIOS,
     progress: Callable[[str], None] | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate on ``n_homes`` unseen homes per scenario; write Markdown, JSON and PNGs to ``out_dir``."""
+    """Evaluate on ``n_homes`` unseen homes per scenario; write Markdown, JSON and PNGs to ``out_dir``.
+
+    ``workers`` processes share the homes (default: one per CPU); the figures do not depend on it.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     seeds = home_seeds(seed, n_homes)
     res: dict[str, Any] = {"seed": seed, "homes": n_homes, "scenarios": {}}
-    for sc in scenarios:
+    homes = _run_homes([(sc, s) for sc in scenarios for s in seeds], workers or os.cpu_count() or 1)
+    for i, sc in enumerate(scenarios):
         if progress:
             progress(sc.name)
-        res["scenarios"][sc.name] = evaluate_scenario(sc, seeds)
+        res["scenarios"][sc.name] = evaluate_scenario(sc, seeds, homes[i * len(seeds) : (i + 1) * len(seeds)])
     clean = res["scenarios"][scenarios[0].name]["model"]
     g = clean["resident"]
     res["targets"] = {
