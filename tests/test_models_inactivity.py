@@ -539,3 +539,12 @@ def test_a_move_only_one_trigger_showed_takes_stronger_evidence_to_confirm() -> 
     assert (tr.ctx, tr.ctx_alt, tr.act_t) == ("bathroom", "living", last + 20)
     tr.update((last + 28 * M, "pir", "bathroom", 1.0))  # a fourth: them
     assert (tr.ctx, tr.ctx_alt, tr.act_t) == ("bathroom", None, last + 28 * M)
+
+
+def test_in_a_noisy_home_a_hall_trigger_after_the_door_closed_is_no_return(noisy: InactivityDetector) -> None:
+    # out of the front door at 14:00 (a day at the station); the hall's noisy sensor trips 4 min later
+    m = T0 + 10 * DAY
+    out = upto(normal_day(10, outing=True), m + 14 * H + 30)
+    assert out[-1][1:] == ("door", "hall", 0.0)
+    blip = (m + 14 * H + 20 + 4 * M, "pir", "hall", 1.0)
+    assert noisy.detect([*out, blip], until=m + 19 * H) == []

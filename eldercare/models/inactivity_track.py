@@ -284,9 +284,9 @@ class Tracker:
                 or (here and room in self.quiet)  # a quiet sensor where they are: them
                 or (here and self._many(room, t))  # more lone triggers where they are than noise makes
                 or len(recent) >= burst_n
-                or (  # soon after activity here (a noisy sensor: and none elsewhere since)
+                or (  # soon after activity here (a noisy sensor: and none elsewhere since, nor out)
                     t - self.room_last.get(room, -math.inf) <= self.confirm_s
-                    and (room in self.quiet or self.room_last[room] == self.act_t)
+                    and (room in self.quiet or (self.room_last[room] == self.act_t and not gone))
                 )
                 or (t - self.strong_t <= STRONG_S and room in (self.strong_room, "hall"))
             )
