@@ -13,6 +13,7 @@ descriptions here are what device makers read).
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeAlias
@@ -414,8 +415,10 @@ def decode(kind: str, data: bytes | bytearray | memoryview | str) -> Payload:
     try:
         msg = decoder.decode(data)
     except msgspec.MsgspecError as exc:
+        if "UTF-8" in str(exc):  # msgspec >= 0.23 checks UTF-8 inside strings itself
+            raise ProtocolError("$", f"not valid UTF-8 in a string: {exc}") from None
         raise _to_protocol_error(exc) from None
-    except UnicodeDecodeError as exc:  # msgspec checks UTF-8 inside strings with Python's codec
+    except UnicodeDecodeError as exc:  # msgspec < 0.23 checks it with Python's codec
         raise ProtocolError("$", f"not valid UTF-8 in a string: {exc.reason}") from None
     if isinstance(msg, Telemetry):
         _check_readings(msg.readings)
@@ -549,12 +552,18 @@ def subscription(kind: str, root: str = DEFAULT_ROOT, shared_group: str | None =
 
 
 def _portable(node: Any) -> Any:
-    """Patterns back in JSON Schema (ECMA-262) form: ``\\Z`` is Python-only, ``$`` means the same there."""
+    """Patterns back in JSON Schema (ECMA-262) form: ``\\Z`` is Python-only, ``$`` means the same there.
+
+    Descriptions from docstrings are dedented here (msgspec 0.23 does it itself, earlier versions
+    did not), so the generated schemas are the same whichever msgspec is installed.
+    """
     if isinstance(node, dict):
         out = {k: _portable(v) for k, v in node.items()}
         pattern = out.get("pattern")
         if isinstance(pattern, str) and pattern.endswith(r"\Z"):
             out["pattern"] = pattern[:-2] + "$"
+        if isinstance(out.get("description"), str):
+            out["description"] = inspect.cleandoc(out["description"])
         return out
     if isinstance(node, list):
         return [_portable(v) for v in node]
