@@ -18,8 +18,13 @@ from eldercare import protocol
 from eldercare.config import Settings
 from eldercare.simulators import neighbourhood as nb
 from eldercare.simulators.control import NoRunnerError, send_trigger
+from eldercare.simulators.routine import DAY, DEFAULT_START, HOUR
 from eldercare.simulators.runner import Runner, RunOptions
 from eldercare.simulators.scenario import read_clock, read_truth
+
+# A weekday evening: the residents are at home, so a triggered SOS is pressed at once (at a time
+# when a resident is out, the simulator presses it after they come home, long after a short run).
+EVENING = DEFAULT_START + 2 * DAY + 19.5 * HOUR
 
 
 @pytest.fixture
@@ -165,7 +170,7 @@ def test_edge_mode_runs_real_agents(sim_root: str, broker: tuple[str, int, str],
 
     m = _manifest(2, stations=0, seed=3)
     col = Collector(sim_root, broker)
-    opts = RunOptions(speed=60, duration=8.0, status_every=60, live=False)
+    opts = RunOptions(speed=60, duration=8.0, status_every=60, live=False, sim_start=EVENING)
     runner = EdgeRunner(_settings(sim_root, broker), m, opts, edge_dir=tmp_path / "edge")
     result: dict[str, Any] = {}
     th = threading.Thread(target=lambda: result.update(runner.run()))
@@ -214,7 +219,6 @@ def test_scenario_incidents_are_scheduled_relative_to_the_run(
 
 
 def test_stations_see_the_residents_who_attend(sim_root: str, broker: tuple[str, int, str]) -> None:
-    from eldercare.simulators.routine import DAY, DEFAULT_START, HOUR
 
     m = _manifest(30, stations=1, seed=2)
     goer = next(h for h in m["homes"] if h["station"])
@@ -249,7 +253,9 @@ def test_a_home_of_two_live(sim_root: str, broker: tuple[str, int, str]) -> None
     assert {"bed-2", "sos-2", "wearable-2"} <= {s["id"] for s in home["gateway"]["sensors"]}
     col = Collector(sim_root, broker)
     runner = Runner(
-        _settings(sim_root, broker), m, RunOptions(speed=600, duration=5.0, live=False, false_fall_rate=0)
+        _settings(sim_root, broker),
+        m,
+        RunOptions(speed=600, duration=5.0, live=False, false_fall_rate=0, sim_start=EVENING),
     )
     result: dict[str, Any] = {}
     th = threading.Thread(target=lambda: result.update(runner.run()))
