@@ -415,7 +415,7 @@ def decode(kind: str, data: bytes | bytearray | memoryview | str) -> Payload:
     try:
         msg = decoder.decode(data)
     except msgspec.MsgspecError as exc:
-        if "UTF-8" in str(exc):  # msgspec >= 0.23 checks UTF-8 inside strings itself
+        if not isinstance(exc, msgspec.ValidationError) and "UTF-8" in str(exc):  # msgspec >= 0.23
             raise ProtocolError("$", f"not valid UTF-8 in a string: {exc}") from None
         raise _to_protocol_error(exc) from None
     except UnicodeDecodeError as exc:  # msgspec < 0.23 checks it with Python's codec
