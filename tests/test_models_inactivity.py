@@ -548,3 +548,43 @@ def test_in_a_noisy_home_a_hall_trigger_after_the_door_closed_is_no_return(noisy
     assert out[-1][1:] == ("door", "hall", 0.0)
     blip = (m + 14 * H + 20 + 4 * M, "pir", "hall", 1.0)
     assert noisy.detect([*out, blip], until=m + 19 * H) == []
+
+
+def test_a_refit_does_not_raise_again_what_the_running_detector_raised() -> None:
+    # the resident collapses in the living room at 10:30; the alert comes that day; the platform
+    # refits the running detector at midnight with the silence still under way
+    det = InactivityDetector().fit(history(10))
+    m = T0 + 10 * DAY
+    day = upto(normal_day(10), m + 10.5 * H)
+    for ev in day:
+        assert det.check(ev[0]) == []
+        det.update(ev)
+    (first,) = det.check(m + DAY)
+    assert first.kind == "inactivity" and first.room == "living"
+    det.fit(history(10) + day)
+    assert det.check(m + DAY + 60) == []
+    # a new detector fitted on the same history has no memory of it: it alerts (the old behaviour)
+    fresh = InactivityDetector().fit(history(10) + day)
+    assert [a.kind for a in fresh.check(m + DAY + 60)] == ["inactivity"]
+
+
+def test_a_sensor_dying_before_a_refit_is_not_learned_as_normal() -> None:
+    # the kitchen sensor dies at 13:00; the platform refits the running detector every night
+    events = history(10)
+    dead_from = T0 + 10 * DAY + 13 * H
+    for d in (10, 11, 12):
+        events += [e for e in normal_day(d) if not (e[1] == "pir" and e[2] == "kitchen" and e[0] > dead_from)]
+    det = InactivityDetector()
+    dev = []
+    for d in (10, 11, 12):
+        d0 = T0 + d * DAY
+        det.fit([e for e in events if e[0] < d0])
+        for ev in [e for e in events if d0 <= e[0] < d0 + DAY]:
+            dev += [a for a in det.check(ev[0]) if a.kind == "device_silent"]
+            det.update(ev)
+        dev += [a for a in det.check(d0 + DAY) if a.kind == "device_silent"]
+    # the silence counted over active hours reaches the kitchen's limit on the morning after: the
+    # refit did not take the evening's silence for the sensor's normal; and it is said once only
+    by_limit = [a for a in dev if a.severity == "low"]
+    assert [a.sensor for a in by_limit] == ["pir:kitchen"]
+    assert T0 + 11 * DAY < by_limit[0].t < T0 + 11 * DAY + 12 * H

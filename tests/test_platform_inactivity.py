@@ -102,6 +102,28 @@ def test_collapse_opens_an_explained_inactivity_alert(db_url: str, world: World)
     assert fitted == [(True, pytest.approx(before))]
 
 
+def test_the_daily_refit_does_not_raise_the_same_silence_again(db_url: str, world: World) -> None:
+    shift = load_home(db_url)
+    before = COLLAPSE + shift - HOUR
+
+    async def ticks(pool: AsyncConnectionPool[Any]) -> list[int]:
+        raised = [await service.drive_inactivity(pool, now_s=before)]
+        raised.append(await service.drive_inactivity(pool, now_s=before + 6 * HOUR))
+        async with pool.connection() as conn:  # a care worker closes it; the silence goes on
+            await conn.execute("UPDATE alerts SET state = 'resolved', resolved_at = now()")
+        raised.append(await service.drive_inactivity(pool, now_s=before + inactivity.REFIT_S + 60))
+        return raised
+
+    assert with_pool(db_url, ticks) == [0, 1, 0]
+    assert rows(db_url, "SELECT count(*) FROM alerts") == [(1,)]
+    refitted = rows(
+        db_url,
+        "SELECT extract(epoch FROM fitted_at) FROM detector_settings"
+        " WHERE resident_id = 'res-2' AND detector = 'inactivity'",
+    )
+    assert refitted == [(pytest.approx(before + inactivity.REFIT_S + 60),)]
+
+
 def test_each_resident_is_driven_by_one_replica_at_a_time(db_url: str, world: World) -> None:
     shift = load_home(db_url)
     now = COLLAPSE + shift - HOUR

@@ -14,7 +14,8 @@ Scenarios, as the issue words them: clean sensors; 10 % and 20 % of motion (PIR)
 10 % and 20 % spurious PIR triggers (spurious events as a share of real motion events); both at
 10 %; no gateway heartbeats (so outages cannot be told from a silent home); a new home with 3 days of
 history; and a changed routine (wake and bed times 1.5 h later, new day-station days) with daily
-refits on a sliding window. Beyond the issue's wording, a stress test loses 10 % or 20 % of *every*
+refits of the running detector on a sliding window, driven by events and a clock as the platform
+drives it. Beyond the issue's wording, a stress test loses 10 % or 20 % of *every*
 sensor's events (bed, door and plugs too: a failing radio rather than a shy PIR); it is reported
 apart and not judged against the targets.
 """
@@ -288,13 +289,15 @@ def _home(sc: Scenario, home_seed: int) -> dict[str, Any]:
     hist = [e for e in events if e[0] < test_start]
     stream = [e for e in events if e[0] >= test_start]
     alerts: list[Raised] = []
-    if sc.changed_routine:  # the platform refits every day on a sliding window
+    if sc.changed_routine:  # as the platform: the running detector is refitted every day
+        live = InactivityDetector(sensitivity=sc.sensitivity)
         for d in range(TEST_DAYS):
             d0, d1 = test_start + d * DAY, test_start + (d + 1) * DAY
-            window = [e for e in events if d0 - FIT_WINDOW_DAYS * DAY <= e[0] < d0]
-            det = InactivityDetector(sensitivity=sc.sensitivity).fit(window)
-            day = [e for e in events if d0 <= e[0] < d1]
-            alerts += [Raised(a.t, a.alert_kind, a.kind) for a in det.detect(day, until=d1)]
+            live.fit([e for e in events if d0 - FIT_WINDOW_DAYS * DAY <= e[0] < d0])
+            for ev in [e for e in events if d0 <= e[0] < d1]:
+                alerts += [Raised(a.t, a.alert_kind, a.kind) for a in live.check(ev[0])]
+                live.update(ev)
+            alerts += [Raised(a.t, a.alert_kind, a.kind) for a in live.check(d1)]
     else:
         det = InactivityDetector(sensitivity=sc.sensitivity).fit(hist)
         alerts = [Raised(a.t, a.alert_kind, a.kind) for a in det.detect(stream, until=end)]

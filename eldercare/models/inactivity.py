@@ -36,11 +36,16 @@ Refitting: the platform should call ``fit`` once a day (e.g. at 03:00 local) wit
 ``21`` days of the home's events (:data:`FIT_WINDOW_DAYS`), passing the periods of confirmed
 incidents and gateway outages as ``exclude`` so they are not learned as normal, and then replay
 the events since the window's end with ``update`` (or keep calling ``update``: ``fit`` leaves the
-detector in the state at the end of the history). A silence is never alarmed below the longest
-seen at that hour, so a new routine's longer silences are accepted the night after they are first
-seen, and old ones leave the window in three weeks; a wake time seen in the last three days is
-never "not up" (a later routine is followed after one morning), and a lasting shift of the
-last four mornings moves the usual wake time itself (median and MAD).
+detector in the state at the end of the history). Refit the detector that has been running (its
+stored state), not a new one: it remembers what it raised, so a silence, stay or morning already
+alerted is not alerted again after the refit. A sensor's silence under way at the end of the
+history is not learned as its normal (it may be dying), and is judged against the new limit.
+
+A silence is never alarmed below the longest seen at that hour, so a new routine's longer silences
+are accepted the night after they are first seen, and old ones leave the window in three weeks; a
+wake time seen in the last three days is never "not up" (a later routine is followed after one
+morning), and a lasting shift of the last four mornings moves the usual wake time itself (median
+and MAD).
 
 Sensitivity: thresholds are divided by ``sensitivity`` (default 1.0). After a false alarm the
 platform lowers it (e.g. ``det.sensitivity *= 0.85`` down to 0.5; thresholds get longer); after a
@@ -257,10 +262,10 @@ class InactivityDetector:
         p.pair_s, p.noise = pair_s, noise
         tr.rec = None
         tr.wake_open_s = p.wake_open_s
-        if tr.last_t is not None:  # the sensors' silence counters restart with the new limits
-            tr.dev_due = {}
+        # a refit does not raise again what this detector already raised: the same silence, stay,
+        # morning or gateway gap keeps its alert, as does a sensor still silent since its alert
+        tr.dev_sent = [s for s in self._tr.dev_sent if tr.run.get(s, 0) > 0]
         self.profile_, self._tr = p, tr
-        self._alerted = {"episode": None, "hb": None, "stay": None, "day": None}
         log.debug("inactivity profile learned from %.1f days, %s events", p.days, len(events))
         return self
 
@@ -337,6 +342,7 @@ class InactivityDetector:
         for s, due in sorted(tr.dev_due.items(), key=lambda kv: kv[1]):
             if due <= now:
                 del tr.dev_due[s]
+                tr.dev_sent.append(s)
                 kind, _, room = s.partition(":")
                 usual = p.dev_usual.get(s, 1)
                 hours = p.dev_limits.get(s, 0)

@@ -185,6 +185,7 @@ class Tracker:
     bin_active: list[str] = field(default_factory=list)
     run: dict[str, int] = field(default_factory=dict)
     dev_due: dict[str, float] = field(default_factory=dict)  # sensor -> when its run hit the limit
+    dev_sent: list[str] = field(default_factory=list)  # sensors alerted in their present silence
     rec: Recording | None = None
 
     # time --------------------------------------------------------------------------------------
@@ -209,8 +210,9 @@ class Tracker:
                 elif active - {s}:
                     self.run[s] += 1
                     lim = limits.get(s) if limits else None
-                    if lim is not None and self.run[s] == lim:
-                        self.dev_due[s] = (self.bin_h + 1) * HOUR
+                    # >=: after a refit the limit may have dropped below a silence already under way
+                    if lim is not None and self.run[s] >= lim and s not in self.dev_sent:
+                        self.dev_due.setdefault(s, (self.bin_h + 1) * HOUR)
             for s in seen - set(self.run):
                 self.run[s] = 0
             self.bin_seen, self.bin_active = [], []
@@ -223,6 +225,8 @@ class Tracker:
             self.rec.runs.setdefault(s, []).append(self.run[s])
         self.run[s] = 0
         self.dev_due.pop(s, None)
+        if s in self.dev_sent:
+            self.dev_sent.remove(s)
 
     # events ------------------------------------------------------------------------------------
 
@@ -461,12 +465,13 @@ class Tracker:
             self.up_day = self.day_of(t)
 
     def finish(self) -> None:
-        """End of a replayed history: close open stays and runs so they are learned too."""
+        """End of a replayed history: close the outing under way so its noise is learned too.
+
+        A sensor's silence still under way is not learned: it may be the sensor dying, and a refit
+        must not take that for its normal (it is judged against the limit instead).
+        """
         if self.rec is None or self.last_t is None:
             return
-        for s, n in self.run.items():
-            if n > 0:
-                self.rec.runs.setdefault(s, []).append(n)
         self.rec.end_outing(came_back=True)  # still out: nothing says they were in
 
     # state -------------------------------------------------------------------------------------

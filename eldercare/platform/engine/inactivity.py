@@ -80,8 +80,11 @@ def fit(
     sensitivity: float,
     offset_s: float,
     exclude: Iterable[tuple[float, float]] = (),
+    previous: InactivityDetector | None = None,
 ) -> InactivityDetector:
-    det = InactivityDetector(sensitivity=sensitivity, utc_offset_s=offset_s)
+    """Learn the home again; ``previous``, the detector that was running, keeps what it raised."""
+    det = previous if previous is not None else InactivityDetector()
+    det.sensitivity, det.utc_offset_s = sensitivity, offset_s
     return det.fit(history, exclude=list(exclude))
 
 

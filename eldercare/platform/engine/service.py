@@ -182,12 +182,12 @@ async def _drive_one(
     sensors: dict[str, list[str]] = dict(state.get("sensors") or {})
     silent: dict[str, str] = dict(state.get("silent") or {})
     clears: list[rules.Clear] = []
-    if state.get("detector") and fitted_s is not None and now_s - fitted_s < inactivity.REFIT_S:
+    if state.get("detector"):
         try:
             det = inactivity.restore(state, sensitivity=sensitivity)
         except InactivityError:  # a state from an older detector version: learn again
             log.warning("inactivity state of %s unreadable; refitting", row["resident_id"])
-    if det is None:
+    if det is None or fitted_s is None or now_s - fitted_s >= inactivity.REFIT_S:
         start = now_s - inactivity.FIT_DAYS * 86_400.0
         readings = await repo.home_readings(conn, site=site, after_s=start, until_s=now_s, kinds=kinds)
         history = inactivity.events(readings)
@@ -198,8 +198,8 @@ async def _drive_one(
         )  # fmt: skip
         offset = inactivity.utc_offset_s(row["timezone"], datetime.fromtimestamp(now_s, UTC))
         det = await asyncio.to_thread(
-            inactivity.fit, history, sensitivity=sensitivity, offset_s=offset, exclude=exclude
-        )
+            inactivity.fit, history, sensitivity=sensitivity, offset_s=offset, exclude=exclude, previous=det
+        )  # the running detector, refitted, does not raise again what it already raised
         last, fitted_s = (history[-1][0] if history else start), now_s
         log.info("inactivity detector of %s fitted on %s readings", row["resident_id"], len(history))
     else:
