@@ -588,3 +588,26 @@ def test_a_sensor_dying_before_a_refit_is_not_learned_as_normal() -> None:
     by_limit = [a for a in dev if a.severity == "low"]
     assert [a.sensor for a in by_limit] == ["pir:kitchen"]
     assert T0 + 11 * DAY < by_limit[0].t < T0 + 11 * DAY + 12 * H
+
+
+def test_a_motion_sensor_that_misses_every_use_of_its_room_has_failed() -> None:
+    # a simulated home's bedroom sensor sees the resident at nearly every use of the bed; its battery
+    # dies at 21:00 for 26 h: going to bed, getting up and going to bed again go unseen. Its hours
+    # of silence alone say nothing (the bedroom is empty all day, and at night all is still)
+    from eldercare.simulators.routine import DEFAULT_START, Incident, simulate_home
+
+    dies = DEFAULT_START + 14 * DAY + 21 * H
+    run = simulate_home(1, 16, incidents=[Incident("device_offline", dies, 26 * H, sensor="pir-bedroom")])
+    hist = [e for e in run.events if e[0] < DEFAULT_START + 14 * DAY]
+    det = InactivityDetector().fit(hist)
+    assert det.profile_ is not None and det.profile_.use_seen["bedroom"] > 0.9
+    stream = [e for e in run.events if e[0] >= DEFAULT_START + 14 * DAY]
+    dev = [a for a in det.detect(stream, until=DEFAULT_START + 16 * DAY) if a.kind == "device_silent"]
+    assert [a.sensor for a in dev] == ["pir:bedroom"]
+    third_use = [e[0] for e in run.events if e[1] == "bed" and e[0] > dies][2]
+    assert dev[0].t == pytest.approx(third_use + 120.0)
+    assert "did not see the last 3 times" in dev[0].reason and "都没有触发" in dev[0].reason_zh
+    # alive, it alerts nothing
+    alive = simulate_home(1, 16).events
+    later = [e for e in alive if e[0] >= DEFAULT_START + 14 * DAY]
+    assert [a for a in det.detect(later, until=DEFAULT_START + 16 * DAY) if a.kind == "device_silent"] == []

@@ -28,9 +28,10 @@ heartbeat interval. Naps and TV evenings are simply long silences at their usual
 Alert kinds: ``inactivity`` (a silence longer than this home ever has at this hour, in a room or
 in bed), ``no_wake`` (still in bed well after the usual wake time), ``bathroom_too_long``,
 ``night_wandering`` (went out, or was last seen in the hall, at night and has not come back),
-``device_silent`` (one sensor silent while the rest of the home is active, or no gateway
-heartbeat: a device problem, not a silent home; resident alerts are held while the gateway is
-silent). One resident alert per silence: new confirmed activity starts a new one.
+``device_silent`` (one sensor silent while the rest of the home is active; a motion sensor that
+missed, in a row, more uses of the bed, door or appliances in its room than its learned hit rate
+explains; or no gateway heartbeat: a device problem, not a silent home; resident alerts are held
+while the gateway is silent). One resident alert per silence: new confirmed activity starts a new one.
 
 Refitting: the platform should call ``fit`` once a day (e.g. at 03:00 local) with the last
 ``21`` days of the home's events (:data:`FIT_WINDOW_DAYS`), passing the periods of confirmed
@@ -82,7 +83,9 @@ from typing import Any
 from eldercare.models import inactivity_text as text
 from eldercare.models.inactivity_profile import PRIORS, WAKE_PRIOR_S, Profile, learn
 from eldercare.models.inactivity_track import (
+    CO_MIN_USES,
     DAY,
+    DEAD_P,
     HOUR,
     Event,
     Recording,
@@ -260,6 +263,8 @@ class InactivityDetector:
         )
         p.hb_interval_s, p.hb_gap_s = hb_interval, hb_gap
         p.pair_s, p.noise = pair_s, noise
+        p.use_seen = {r: round((k + 1) / (n + 2), 3) for r, (n, k) in tr.rec.uses.items() if n >= CO_MIN_USES}
+        tr.use_seen_p = dict(p.use_seen)
         tr.rec = None
         tr.wake_open_s = p.wake_open_s
         # a refit does not raise again what this detector already raised: the same silence, stay,
@@ -302,6 +307,7 @@ class InactivityDetector:
             pair_s=dict(old.pair_s),
             quiet=list(old.quiet),
             noise_rate=dict(old.noise_rate),
+            use_seen_p=dict(old.use_seen_p),
         )
         self._alerted = {"episode": None, "hb": None, "stay": None, "day": None}
 
@@ -327,6 +333,7 @@ class InactivityDetector:
         p = self._profile()
         tr = self._tr
         tr.close_bins(now, self._limits(p))
+        tr.settle_uses(now)
         out: list[InactivityAlert] = []
         if p.hb_gap_s is not None and tr.hb_t is not None and self._alerted["hb"] != tr.hb_t:
             due = tr.hb_t + p.hb_gap_s
@@ -346,7 +353,11 @@ class InactivityDetector:
                 kind, _, room = s.partition(":")
                 usual = p.dev_usual.get(s, 1)
                 hours = p.dev_limits.get(s, 0)
-                en, zh = text.device_silent(kind, room, hours, usual)
+                missed = tr.use_missed.get(room, 0) if kind == "pir" else 0
+                if missed and (1.0 - p.use_seen.get(room, 0.0)) ** missed < DEAD_P:
+                    en, zh = text.sensor_missed_uses(room, missed, p.use_seen[room])
+                else:
+                    en, zh = text.device_silent(kind, room, hours, usual)
                 out.append(
                     InactivityAlert(
                         due, "device_silent", room, "low", en, zh,

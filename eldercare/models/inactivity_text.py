@@ -136,6 +136,17 @@ def device_silent(kind: str, room: str, active_hours: int, usual_hours: int) -> 
     )
 
 
+def sensor_missed_uses(room: str, missed: int, seen_share: float) -> tuple[str, str]:
+    pct = round(100 * seen_share)
+    return (
+        f"the motion sensor {room_en(room)} did not see the last {missed} times someone used the bed, a "
+        f"door or an appliance there (it usually sees {pct} % of them): a device problem, not a silent "
+        "home; check its battery and placement",
+        f"{room_zh(room)}的人体感应器在最近{missed}次有人使用该处的床、门或电器时都没有触发"
+        f"（通常能感应到{pct}%）：这是设备问题，不是家中无人活动；请检查电池和安装位置",
+    )
+
+
 def gateway_silent(observed: float, expected: float) -> tuple[str, str]:
     return (
         f"no heartbeat from the home gateway for {dur_en(observed)} (usually every {dur_en(expected)}): "

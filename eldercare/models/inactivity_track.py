@@ -47,6 +47,10 @@ MANY_P = 0.01  # lone triggers where the resident is count as them once noise ex
 MANY_P_MOVED = 0.001  # ... and in a room they may only have seemed to move to (one trigger)
 DAY_ROOMS_EXCLUDED = ("bed", "bedroom", "bathroom", "unknown")
 TRACKED_SENSOR_KINDS = ("pir", "bed")  # doors and plugs report only when used: no silence rule
+# a motion sensor that misses one use after another of the bed, door or appliances in its room,
+# more often in a row than this rarely happens by its learned hit rate, has failed
+DEAD_P = 1e-4
+CO_MIN_USES = 8  # uses in a room needed to learn how often its motion sensor sees them
 
 Event = tuple[float, str, str, float]
 
@@ -85,6 +89,7 @@ class Recording:
     blip_s: dict[str, float] = field(default_factory=dict)  # room -> time a lone trigger would count
     away_s: float = 0.0  # time out of the front door (from 2 min after it), when every PIR is noise
     away_trig: dict[str, int] = field(default_factory=dict)  # room -> triggers in that time
+    uses: dict[str, list[int]] = field(default_factory=dict)  # room -> [bed/door/appliance uses, seen by PIR]
     # the outing under way: it counts only if it ends with the front door (someone came back);
     # one that ends with movement inside was a door opened for a visitor or a parcel, not an outing
     out_s: float = 0.0
@@ -186,6 +191,11 @@ class Tracker:
     run: dict[str, int] = field(default_factory=dict)
     dev_due: dict[str, float] = field(default_factory=dict)  # sensor -> when its run hit the limit
     dev_sent: list[str] = field(default_factory=list)  # sensors alerted in their present silence
+    use_t: dict[str, float] = field(default_factory=dict)  # room -> a use its PIR has not seen yet
+    use_missed: dict[str, int] = field(
+        default_factory=dict
+    )  # room -> uses missed since its PIR's last trigger
+    use_seen_p: dict[str, float] = field(default_factory=dict)  # room -> learned share of uses its PIR sees
     rec: Recording | None = None
 
     # time --------------------------------------------------------------------------------------
@@ -241,6 +251,7 @@ class Tracker:
         t, kind, value = float(ev[0]), str(ev[1]).lower(), float(ev[3])
         room = room_name(str(ev[2]))
         self.close_bins(t, limits)
+        self.settle_uses(t)
         if self.rec is not None and self._gone() and self.act_t is not None and self.last_t is not None:
             # nobody home: how noisy the motion sensors are can be read off directly
             span = t - max(self.last_t, self.act_t + CHAIN_S)
@@ -265,6 +276,9 @@ class Tracker:
         if kind == "pir":
             if value < 0.5:
                 return
+            if room in self.use_t:
+                self._use_seen(room, True, t)
+            self.use_missed.pop(room, None)
             here = room == self.ctx or (room == "bedroom" and self.ctx == "bed")
             recent = [x for x in self.burst.get(room, []) if t - x <= 2 * self.confirm_s]
             pair_s = self.pair_s.get(room, self.confirm_s)
@@ -349,6 +363,7 @@ class Tracker:
                 self.burst[room] = [*recent, t]
                 self.since[room] = self.since.get(room, 0) + 1
         elif kind == "bed":
+            self._used("bedroom", t)
             self.out_t, self.out_n = None, 0
             self.bed = value >= 0.5
             if not self.bed:
@@ -356,6 +371,8 @@ class Tracker:
             self.strong_t, self.strong_room = t, "bedroom"
             self._activity(t, "bed" if self.bed else "bedroom", "bedroom", key)
         elif kind == "door":
+            if value >= 0.5:
+                self._used(room or "hall", t)
             self.strong_t, self.strong_room = t, room or "hall"
             if room in ("hall", "") and value >= 0.5:
                 self.front_open_t = t
@@ -366,6 +383,7 @@ class Tracker:
         elif kind == "plug":
             last_w, off_since = self.plug.get(room, [0.0, -math.inf])
             if value >= PLUG_ON_W and last_w < PLUG_OFF_W and t - off_since >= PLUG_IDLE_S:
+                self._used(room, t)
                 self.strong_t, self.strong_room = t, room
                 self._activity(t, room, room, key)
             if value < PLUG_OFF_W <= last_w:
@@ -373,6 +391,35 @@ class Tracker:
             self.plug[room] = [value, off_since]
         elif kind == "sos" and value >= 0.5:
             self._activity(t, room if room else self.ctx, room, key)
+
+    def _used(self, room: str, t: float) -> None:
+        """Someone used the bed, a door or an appliance in ``room``: its motion sensor should see them."""
+        if f"pir:{room}" not in self.seen_t and room not in self.use_seen_p:
+            return  # no motion sensor known there
+        if self.seen_t.get(f"pir:{room}", -math.inf) >= t - STRONG_S:
+            self._use_seen(room, True, t)  # seen on the way in
+        else:
+            self.use_t.setdefault(room, t)
+
+    def settle_uses(self, t: float) -> None:
+        """Uses whose motion sensor stayed silent for ``STRONG_S`` after them were missed."""
+        for room, used in list(self.use_t.items()):
+            if t - used > STRONG_S:
+                self._use_seen(room, False, used + STRONG_S)
+
+    def _use_seen(self, room: str, seen: bool, t: float) -> None:
+        self.use_t.pop(room, None)
+        if self.rec is not None:
+            n = self.rec.uses.setdefault(room, [0, 0])
+            n[0] += 1
+            n[1] += seen
+        if seen:
+            return
+        missed = self.use_missed[room] = self.use_missed.get(room, 0) + 1
+        p = self.use_seen_p.get(room)
+        s = f"pir:{room}"
+        if p is not None and (1.0 - p) ** missed < DEAD_P and s not in self.dev_sent:
+            self.dev_due.setdefault(s, t)
 
     def _expose(self, t: float) -> None:
         """Add the time since the last event in which a lone trigger in a room would count as a blip.
