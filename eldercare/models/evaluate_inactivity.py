@@ -15,9 +15,9 @@ Scenarios, as the issue words them: clean sensors; 10 % and 20 % of motion (PIR)
 10 %; no gateway heartbeats (so outages cannot be told from a silent home); a new home with 3 days of
 history; and a changed routine (wake and bed times 1.5 h later, new day-station days) with daily
 refits of the running detector on a sliding window, driven by events and a clock as the platform
-drives it. Beyond the issue's wording, a stress test loses 10 % or 20 % of *every*
-sensor's events (bed, door and plugs too: a failing radio rather than a shy PIR); it is reported
-apart and not judged against the targets.
+drives it, leaving out the incidents it alerted (the care team confirms them). Beyond the issue's
+wording, a stress test loses 10 % or 20 % of *every* sensor's events (bed, door and plugs too: a
+failing radio rather than a shy PIR); it is reported apart and not judged against the targets.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ TARGET_CAUGHT = 0.95
 TARGET_DELAY_MEDIAN_S = 60 * 60.0
 TARGET_FA_PER_WEEK = 0.5
 BASELINE_TIMEOUT_S = 4 * HOUR
+RESOLVED_S = 30 * 60.0  # a confirmed incident's alert is resolved this long after it ended
 
 Event = tuple[float, str, str, float]
 
@@ -293,7 +294,9 @@ def _home(sc: Scenario, home_seed: int) -> dict[str, Any]:
         live = InactivityDetector(sensitivity=sc.sensitivity)
         for d in range(TEST_DAYS):
             d0, d1 = test_start + d * DAY, test_start + (d + 1) * DAY
-            live.fit([e for e in events if d0 - FIT_WINDOW_DAYS * DAY <= e[0] < d0])
+            # incidents alerted (so confirmed by the care team) are left out, as the platform does
+            confirmed = [(r.t, r.end + RESOLVED_S) for r in truth if r.end is not None and _hit(r, alerts)]
+            live.fit([e for e in events if d0 - FIT_WINDOW_DAYS * DAY <= e[0] < d0], exclude=confirmed)
             for ev in [e for e in events if d0 <= e[0] < d1]:
                 alerts += [Raised(a.t, a.alert_kind, a.kind) for a in live.check(ev[0])]
                 live.update(ev)
@@ -326,6 +329,12 @@ def _home(sc: Scenario, home_seed: int) -> dict[str, Any]:
         "later": later,
         "test_start": test_start,
     }
+
+
+def _hit(rec: TruthRecord, alerts: Sequence[Raised]) -> bool:
+    """An alert matched this incident (as :meth:`Tally.add` scores it)."""
+    until = (rec.end if rec.end is not None else rec.alert_from) + WINDOW_S
+    return any(a.kind in ALERT_KINDS[rec.kind] and rec.t - EARLY_S <= a.t <= until for a in alerts)
 
 
 def _home_job(job: tuple[Scenario, int]) -> dict[str, Any]:
