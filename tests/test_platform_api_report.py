@@ -146,3 +146,22 @@ def test_false_alarms_lower_the_residents_sensitivity_exactly_once(history: None
 async def _again(db_url: str) -> int:
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         return await report.apply_feedback(conn)
+
+
+def test_a_false_night_wandering_alarm_makes_the_inactivity_detector_less_sensitive(
+    db_url: str, world: World
+) -> None:
+    from eldercare.platform.engine.inactivity import ALERT_KIND
+
+    t0 = datetime.now(UTC) - timedelta(days=1)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _alert(
+            conn, world, resident="res-1", kind="night_wandering", t0=t0,
+            ack=("family1", 1, 60), resolve=("worker1", 600, "false_alarm"),
+        )  # fmt: skip
+    assert asyncio.run(_again(db_url)) == 1
+    with psycopg.connect(db_url) as conn:
+        got = conn.execute("SELECT detector, sensitivity FROM detector_settings WHERE resident_id = 'res-1'")
+        assert got.fetchall() == [("inactivity", pytest.approx(0.85, rel=1e-5))]
+    # every kind the inactivity detector raises feeds back into it
+    assert {report.DETECTOR_OF_KIND.get(k, k) for k in ALERT_KIND.values()} == {"inactivity"}

@@ -24,6 +24,10 @@ FALSE_ALARM_FACTOR = 0.85
 CONFIRMED_FACTOR = 1.05
 MIN_SENSITIVITY = 0.25
 MAX_SENSITIVITY = 1.5
+# alert kinds raised by a detector of another name: the inactivity detector also raises night
+# wandering and "left bed, not back" (eldercare.platform.engine.inactivity.ALERT_KIND), and its
+# false alarms must make that detector less sensitive, not a row nothing reads
+DETECTOR_OF_KIND = {"night_wandering": "inactivity", "bed_exit_no_return": "inactivity"}
 
 
 async def _all(conn: AsyncConnection[Any], query: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -155,7 +159,7 @@ async def care_quality(
 async def record_outcome_feedback(
     conn: AsyncConnection[Any], *, resident_id: str, kind: str, outcome: str
 ) -> float | None:
-    """Nudge the resident's sensitivity for detector ``kind`` by one outcome; returns the new value.
+    """Nudge the resident's sensitivity for the detector of alert ``kind`` by one outcome; returns it.
 
     Called by :func:`apply_feedback` for every resolved alert exactly once; call it directly only
     for outcomes that do not come from a resolved alert row (or they are counted twice).
@@ -163,6 +167,7 @@ async def record_outcome_feedback(
     factor = {"false_alarm": FALSE_ALARM_FACTOR, "confirmed": CONFIRMED_FACTOR}.get(outcome)
     if factor is None:
         return None
+    detector = DETECTOR_OF_KIND.get(kind, kind)
     async with conn.cursor() as cur:
         await cur.execute(
             "INSERT INTO detector_settings (resident_id, detector, sensitivity)"
@@ -170,7 +175,7 @@ async def record_outcome_feedback(
             " ON CONFLICT (resident_id, detector) DO UPDATE SET sensitivity ="
             " least(greatest(detector_settings.sensitivity * %(f)s, %(lo)s), %(hi)s)"
             " RETURNING sensitivity",
-            {"r": resident_id, "k": kind, "f": factor, "lo": MIN_SENSITIVITY, "hi": MAX_SENSITIVITY},
+            {"r": resident_id, "k": detector, "f": factor, "lo": MIN_SENSITIVITY, "hi": MAX_SENSITIVITY},
         )
         row = await cur.fetchone()
     return float(row[0]) if row else None
