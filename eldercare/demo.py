@@ -8,6 +8,7 @@ agents), then fires a few incidents with ``simulate trigger`` so that alerts arr
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,14 +17,19 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 
 from eldercare.cli import get_settings
 from eldercare.config import Settings
+from eldercare.simulators.neighbourhood import profile_from
+from eldercare.simulators.routine import DAY, HomeSim
 
-# (seconds after the simulation starts, home index, incident kind)
+# (seconds after the simulation starts, home index, incident kind); each fires at that home or, if
+# its resident is out then, at the next one whose resident is in
 DEMO_INCIDENTS: list[tuple[float, int, str]] = [(20, 0, "fall"), (40, 1, "sos"), (70, 2, "bathroom_too_long")]
+INCIDENT_SPAN_S = 2 * 3600.0  # ... and stays in this long (simulated), while the incident plays out
 
 
 # where each role starts in the web app (docs/web.md); a family member lands on their relative's page
@@ -199,17 +205,25 @@ def demo(
         base = f"http://{settings.http_host}:{settings.http_port}"
         _wait_http(f"{base}/healthz", timeout=60)
         sim_args = ["simulate", "run", "--manifest", str(manifest), "--speed", str(speed), "--mode", mode]
+        sim_started = time.time()  # the simulated clock starts at the wall clock
         children.start("simulator", *sim_args, "--quiet")
         _print_welcome(base, manifest, run_dir)
 
         started = time.monotonic()
         pending = [] if no_incidents else sorted(DEMO_INCIDENTS)
+        fired: set[int] = set()
         try:
             while duration is None or time.monotonic() - started < duration:
                 children.check_alive()
                 elapsed = time.monotonic() - started
                 while pending and pending[0][0] <= elapsed:
                     _at, home, kind = pending.pop(0)
+                    sim_now = sim_started + speed * (time.time() - sim_started)
+                    span = (sim_now, sim_now + INCIDENT_SPAN_S)
+                    home = home_in(
+                        homes_of(manifest), home, span, fired, day0=math.floor(sim_started / DAY) * DAY
+                    )
+                    fired.add(home)
                     children.run(
                         "trigger", "simulate", "trigger", "--manifest", str(manifest),
                         "--resident", str(home), "--kind", kind,
@@ -222,6 +236,32 @@ def demo(
         if truth.exists():
             click.echo(children.run("score", "simulate", "score", "--manifest", str(manifest),
                                     "--truth", str(truth)))  # fmt: skip
+
+
+def homes_of(manifest: Path) -> list[dict[str, Any]]:
+    homes: list[dict[str, Any]] = json.loads(manifest.read_text(encoding="utf-8"))["homes"]
+    return homes
+
+
+def home_in(
+    homes: list[dict[str, Any]], first: int, span: tuple[float, float], taken: set[int], *, day0: float
+) -> int:
+    """The first home from ``first`` on, not ``taken``, whose resident is in throughout ``span`` (sim time).
+
+    A scripted incident at a home whose resident is out (at the day station, say) would happen only
+    after they come home, hours of simulated time later: the demo would seem to have missed it.
+    ``day0``: the midnight the runner planned each home's days from (before its start).
+    """
+    for k in range(len(homes)):
+        i = (first + k) % len(homes)
+        if i in taken:
+            continue
+        sim = HomeSim(
+            homes[i]["seed"], start=day0, profile=profile_from(homes[i]["profile"]), site=homes[i]["site"]
+        )
+        if not sim.out_between(*span):
+            return i
+    return first
 
 
 def _print_welcome(base: str, manifest: Path, run_dir: Path) -> None:

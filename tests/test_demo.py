@@ -126,7 +126,7 @@ def test_demo_fall_becomes_an_alert_in_the_api_and_ctrl_c_leaves_nothing(
             r = httpx.get(f"{base}/api/v1/alerts", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert r.status_code == 200, r.text
             kinds = {a["kind"] for a in r.json()}
-        assert "incident fired: fall at home 0" in d.text()
+        assert re.search(r"incident fired: fall at home \d+", d.text())
         assert {"fall", "sos"} <= kinds, (kinds, d.text()[-2000:])
 
         assert len(_marked(d.mark)) >= 4  # the demo, ingest, platform and simulator carry the marker
@@ -157,3 +157,31 @@ def test_demo_on_a_bare_machine_uses_embedded_servers_in_the_user_data_dir(tmp_p
         assert any(b"postgres" in c for c in running), running  # the embedded PostgreSQL
         assert d.interrupt() == 0, d.text()[-3000:]
         _no_process_left(d, tmp_path)
+
+
+def test_scripted_incidents_go_to_a_home_whose_resident_is_in() -> None:
+    from eldercare.demo import home_in
+    from eldercare.simulators.neighbourhood import manifest, plan, profile_from
+    from eldercare.simulators.routine import DAY, HOUR, HomeSim
+
+    monday = 1_795_996_800.0  # 2026-11-30 00:00 UTC, a Monday
+    homes = manifest(plan(0, 5, 1, now=monday), topic_root="t", created_at=monday, start=monday)["homes"]
+
+    def out(i: int, t: float) -> bool:
+        sim = HomeSim(
+            homes[i]["seed"], start=monday, profile=profile_from(homes[i]["profile"]), site=homes[i]["site"]
+        )
+        return sim.out_between(t, t + 2 * HOUR)
+
+    # a weekday hour when home 0's resident is out (a day at the station): the next one who is in
+    t = next(
+        monday + d * DAY + h * HOUR
+        for d in range(5)
+        for h in range(8, 16)
+        if out(0, monday + d * DAY + h * HOUR)
+    )
+    i = home_in(homes, 0, (t, t + 2 * HOUR), set(), day0=monday)
+    assert i != 0 and not out(i, t)
+    assert home_in(homes, 0, (t, t + 2 * HOUR), {i}, day0=monday) not in (0, i)  # one home, one incident
+    # in the evening everyone is in: the scripted home itself
+    assert home_in(homes, 0, (monday + 19.5 * HOUR, monday + 21 * HOUR), set(), day0=monday) == 0

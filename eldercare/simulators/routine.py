@@ -662,6 +662,12 @@ class HomeSim:
         )
         return self._apply(inc)
 
+    def out_between(self, t0: float, t1: float) -> bool:
+        """Whether the resident is planned to be away from home at any time in ``[t0, t1]``."""
+        self._ensure_planned(t1 + DAY)
+        i, j = self._seg_index(t0), self._seg_index(t1)
+        return any(s.room == OUT for s in self._planned[i : j + 1])
+
     def _seg_index(self, t: float) -> int:
         starts = [s.start for s in self._planned]
         return max(0, bisect.bisect_right(starts, t) - 1)
