@@ -83,7 +83,9 @@ def test_direct_mode_publishes_valid_protocol(
     m = _manifest(5, stations=1)
     col = Collector(sim_root, broker)
     truth = tmp_path / "truth.jsonl"
-    opts = RunOptions(speed=1800, duration=6.0, status_every=600, live=False, false_fall_rate=0)
+    opts = RunOptions(
+        speed=1800, duration=6.0, status_every=600, live=False, false_fall_rate=0, sim_start=EVENING
+    )
     result: dict[str, Any] = {}
     with truth.open("w") as out:
         runner = Runner(_settings(sim_root, broker), m, opts, truth_out=out)
