@@ -611,39 +611,3 @@ def test_a_motion_sensor_that_misses_every_use_of_its_room_has_failed() -> None:
     alive = simulate_home(1, 16).events
     later = [e for e in alive if e[0] >= DEFAULT_START + 14 * DAY]
     assert [a for a in det.detect(later, until=DEFAULT_START + 16 * DAY) if a.kind == "device_silent"] == []
-
-
-def tv_day(d: int, tv: bool = True, still_min: float | None = None) -> list[Ev]:
-    """An ordinary day whose evening has the TV on from 19:05 and the resident still in front of it."""
-    m = T0 + d * DAY
-    still = still_min if still_min is not None else random.Random(f"tv{d}").uniform(45, 70)
-    quiet_from, quiet_to = m + 19.1 * H, m + 19.1 * H + still * M
-    ev = [
-        e for e in normal_day(d) if not (e[1] == "pir" and e[2] == "living" and quiet_from < e[0] < quiet_to)
-    ]
-    if tv:
-        ev += [(m + 19.08 * H, "plug", "living", 95.0), (m + 21.45 * H, "plug", "living", 0.6)]
-    return sorted(ev)
-
-
-def test_a_silence_with_the_tv_on_is_judged_by_this_homes_tv_evenings() -> None:
-    det = InactivityDetector().fit([e for d in range(14) for e in tv_day(d)])
-    p = det.profile_
-    assert p is not None
-    on, base = p.sil["living:on"][16], p.sil["living"][16]
-    assert on > base + 30 * M  # by day the living room is never still for long, with the TV on it is
-
-    def afternoon(tv: bool, still_min: float) -> list[Ev]:  # after tea, in front of the TV (or not)
-        m = T0 + 14 * DAY
-        quiet_from, quiet_to = m + 16.72 * H, m + 16.72 * H + still_min * M
-        day = [e for e in normal_day(14) if e[0] < m + 18 * H]
-        day = [e for e in day if not (e[1] == "pir" and quiet_from < e[0] < quiet_to)]
-        return sorted(day + ([(m + 16.7 * H, "plug", "living", 95.0)] if tv else []))
-
-    still = (on + base) / 2 / M  # longer than the room's limit, shorter than the TV's
-    assert det.detect(afternoon(True, still), until=T0 + 14 * DAY + 18 * H) == []
-    (a,) = det.detect(afternoon(False, still), until=T0 + 14 * DAY + 18 * H)  # the same without the TV
-    assert (a.kind, a.room) == ("inactivity", "living")
-    # with the TV on, a silence longer than the TV's limit still alerts, at that limit
-    (b,) = det.detect(afternoon(True, on / M + 30), until=T0 + 14 * DAY + 21 * H)
-    assert (b.kind, b.room) == ("inactivity", "living") and b.threshold_s == pytest.approx(on)

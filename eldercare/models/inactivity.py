@@ -23,9 +23,7 @@ What it learns (:mod:`.inactivity_profile`) from a replay of the history through
 each room, away after the front door) and by the hour they began; bathroom stays; outings and
 day-station absences; the sleep window (hours mostly in bed); the usual wake time on weekdays and
 weekends; for each sensor, how many hours of activity elsewhere it can stay silent; the gateway's
-heartbeat interval. Naps are simply long silences at their usual hours. A silence that begins with
-an appliance on in the room (the TV) is judged by this home's silences that began so, where 20 or
-more were seen (never below the room's own limit): someone in front of the TV sits still longer.
+heartbeat interval. Naps and TV evenings are simply long silences at their usual hours.
 
 Alert kinds: ``inactivity`` (a silence longer than this home ever has at this hour, in a room or
 in bed), ``no_wake`` (still in bed well after the usual wake time), ``bathroom_too_long``,
@@ -89,7 +87,6 @@ from eldercare.models.inactivity_track import (
     DAY,
     DEAD_P,
     HOUR,
-    ON,
     Event,
     Recording,
     Tracker,
@@ -430,7 +427,7 @@ class InactivityDetector:
         else:
             if ctx == "bedroom" and self._lost_bed_event(p, h):
                 ctx = "bed"  # most likely in bed: the radio lost the bed sensor's "in bed"
-            table, usual = self._table(p, f"{ctx}{ON}" if tr.act_on and f"{ctx}{ON}" in p.sil else ctx)
+            table, usual = self._table(p, ctx)
             thr = table[h] / sens
             if tr.ctx_alt is not None:  # seen in a new room once only: maybe still in the old one
                 alt = "bed" if tr.ctx_alt == "bedroom" and self._lost_bed_event(p, h) else tr.ctx_alt

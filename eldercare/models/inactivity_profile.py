@@ -21,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from eldercare.models.inactivity_track import DAY, HOUR, ON, Recording, hour_of
+from eldercare.models.inactivity_track import DAY, HOUR, Recording, hour_of
 
 MIN = 60.0
 MIN_POOL = 8
@@ -69,7 +69,6 @@ LAST_DAYS = 3  # a wake time seen this recently is never "not up" (a changed rou
 # door; and a daytime outing shorter than this (a visit, the market, a day-care day that moved) is
 # not something door sensors alone can judge: no alert before it
 DAY_HALL_FLOOR = 3 * HOUR
-ON_MIN_SILENCES = 20  # silences begun with an appliance on, needed for a table of their own
 MAX_FACTOR = 1.15  # never alarm below the longest silence seen there, with a margin
 
 
@@ -221,24 +220,11 @@ def learn(
     for ctx, start, dur in rec.silences:
         if ctx != "away" and clean(start, dur):
             by_ctx[ctx].append((start, dur))
-    with_on = {c: xs for c, xs in by_ctx.items() if c.endswith(ON)}
-    for c, xs in with_on.items():  # every silence of the room makes its table
-        by_ctx[c.removesuffix(ON)] += xs
-        del by_ctx[c]
     for ctx in {"bed", "bathroom", "bedroom", "kitchen", "living", "hall", *by_ctx}:
         b = budget if room_budget is None or _kind(ctx) != "room" else room_budget
         p.sil[ctx], p.sil_usual[ctx] = _table(
             by_ctx.get(ctx, []), _kind(ctx), ctx, p, weeks, b, utc_offset_s, grace_days
         )
-    # with the TV on a resident sits still longer: where that was seen often enough, its own table
-    # (never below the room's own)
-    for c, xs in with_on.items():
-        room = c.removesuffix(ON)
-        if len(xs) >= ON_MIN_SILENCES:
-            b = budget if room_budget is None or _kind(room) != "room" else room_budget
-            thr, usual = _table(xs, _kind(room), room, p, weeks, b, utc_offset_s, grace_days)
-            p.sil[c] = [max(a, x) for a, x in zip(thr, p.sil[room], strict=True)]
-            p.sil_usual[c] = usual
     baths = [(s, d) for c, s, d in rec.stays if c.startswith("bathroom") and clean(s, d)]
     p.stay, p.stay_usual = _table(baths, "stay", "stay", p, weeks, budget, utc_offset_s, grace_days)
     morning = [

@@ -45,7 +45,6 @@ NOISE_FLOOR_PER_DAY = 1.0  # lone spurious triggers a day assumed in any room, h
 NOISE_PAIRS_PER_DAY = 1 / 14  # chance pairs of spurious triggers in one room tolerated: one a fortnight
 MANY_P = 0.01  # lone triggers where the resident is count as them once noise explains them this rarely
 MANY_P_MOVED = 0.001  # ... and in a room they may only have seemed to move to (one trigger)
-ON = ":on"  # a silence context's suffix when an appliance in the room was on as it began
 DAY_ROOMS_EXCLUDED = ("bed", "bedroom", "bathroom", "unknown")
 TRACKED_SENSOR_KINDS = ("pir", "bed")  # doors and plugs report only when used: no silence rule
 # a motion sensor that misses one use after another of the bed, door or appliances in its room,
@@ -161,7 +160,6 @@ class Tracker:
     act_t: float | None = None  # last confirmed activity
     ctx: str = "unknown"  # bed, a room, away (after the front door), unknown
     ctx_t: float | None = None  # when the context was entered
-    act_on: bool = False  # an appliance in the room was on when the last confirmed activity came
     bed: bool = False
     bed_exit_t: float | None = None
     out_t: float | None = None  # first movement outside the bedroom while the bed says "in bed"
@@ -384,14 +382,13 @@ class Tracker:
                 self._activity(t, "bed" if room == "bedroom" and self.bed else room, room, key)
         elif kind == "plug":
             last_w, off_since = self.plug.get(room, [0.0, -math.inf])
-            switched_on = value >= PLUG_ON_W and last_w < PLUG_OFF_W and t - off_since >= PLUG_IDLE_S
-            if value < PLUG_OFF_W <= last_w:
-                off_since = t
-            self.plug[room] = [value, off_since]
-            if switched_on:
+            if value >= PLUG_ON_W and last_w < PLUG_OFF_W and t - off_since >= PLUG_IDLE_S:
                 self._used(room, t)
                 self.strong_t, self.strong_room = t, room
                 self._activity(t, room, room, key)
+            if value < PLUG_OFF_W <= last_w:
+                off_since = t
+            self.plug[room] = [value, off_since]
         elif kind == "sos" and value >= 0.5:
             self._activity(t, room if room else self.ctx, room, key)
 
@@ -492,8 +489,7 @@ class Tracker:
     def _activity(self, t: float, ctx: str, room: str, key: str) -> None:
         rec = self.rec
         if rec is not None and self.act_t is not None and self.ctx != "unknown":
-            label = f"{self.ctx}{ON}" if self.act_on else self.ctx
-            rec.silences.append((label, self.act_t, t - self.act_t))
+            rec.silences.append((self.ctx, self.act_t, t - self.act_t))
         if ctx != self.ctx:
             if rec is not None and self.ctx_t is not None and self.ctx != "unknown":
                 label = "bathroom_wake" if self.ctx == "bathroom" and self.bath_wake else self.ctx
@@ -503,10 +499,6 @@ class Tracker:
                 ctx == "bathroom" and self.bed_exit_t is not None and t - self.bed_exit_t <= WAKE_BATH_S
             )
         self.act_t = t
-        # an appliance on in the room as this silence begins (the TV): this home's silences then differ
-        self.act_on = (
-            self.plug.get(room, [0.0])[0] >= PLUG_ON_W if room and ctx not in ("bed", "away") else False
-        )
         self.ctx_alt = None
         self.since = {}
         self.weak = {}
