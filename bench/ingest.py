@@ -616,10 +616,11 @@ def render(r: Report) -> str:
         lines.append(f"| {run.workers} | {run.mode} | {offered} | {run.landed_readings_per_s:,.0f} | {lat} |")
     if r.goal:
         g = r.goal
+        p99 = g["p99_ms_at_half_load"]
         lines += [
             "",
             f"2 workers flat out / raw COPY (10k): {g['e2e_2_workers_vs_raw_copy']:.0%} (goal >= 70%); "
-            f"p99 at half load: {g['p99_ms_at_half_load']} ms (goal < 1000 ms).",
+            f"p99 at half load: {'-' if p99 is None else f'{p99:.0f}'} ms (goal < 1000 ms).",
         ]
     return "\n".join(lines)
 
