@@ -83,10 +83,9 @@ from typing import Any
 from eldercare.models import inactivity_text as text
 from eldercare.models.inactivity_profile import PRIORS, WAKE_PRIOR_S, Profile, learn
 from eldercare.models.inactivity_track import (
-    CO_MIN_USES,
     DAY,
-    DEAD_P,
     HOUR,
+    USES_MIN,
     Event,
     Recording,
     Tracker,
@@ -263,7 +262,7 @@ class InactivityDetector:
         )
         p.hb_interval_s, p.hb_gap_s = hb_interval, hb_gap
         p.pair_s, p.noise = pair_s, noise
-        p.use_seen = {r: round((k + 1) / (n + 2), 3) for r, (n, k) in tr.rec.uses.items() if n >= CO_MIN_USES}
+        p.use_seen = {r: round((k + 1) / (n + 2), 3) for r, (n, k) in tr.rec.uses.items() if n >= USES_MIN}
         tr.use_seen_p = dict(p.use_seen)
         tr.rec = None
         tr.wake_open_s = p.wake_open_s
@@ -353,9 +352,8 @@ class InactivityDetector:
                 kind, _, room = s.partition(":")
                 usual = p.dev_usual.get(s, 1)
                 hours = p.dev_limits.get(s, 0)
-                missed = tr.use_missed.get(room, 0) if kind == "pir" else 0
-                if missed and (1.0 - p.use_seen.get(room, 0.0)) ** missed < DEAD_P:
-                    en, zh = text.sensor_missed_uses(room, missed, p.use_seen[room])
+                if kind == "pir" and tr.failed_by_uses(room):
+                    en, zh = text.sensor_missed_uses(room, tr.use_missed[room], tr.use_seen_p[room])
                 else:
                     en, zh = text.device_silent(kind, room, hours, usual)
                 out.append(

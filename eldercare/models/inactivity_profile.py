@@ -108,9 +108,7 @@ class Profile:
     hb_gap_s: float | None = None
     pair_s: dict[str, float] = field(default_factory=dict)  # noisy rooms: closer pairs to confirm
     noise: dict[str, float] = field(default_factory=dict)  # room -> lone spurious triggers a day
-    use_seen: dict[str, float] = field(
-        default_factory=dict
-    )  # room -> share of bed/door/appliance uses its PIR sees
+    use_seen: dict[str, float] = field(default_factory=dict)  # room -> share of uses its PIR sees
 
     @property
     def learned(self) -> bool:

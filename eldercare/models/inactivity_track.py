@@ -50,7 +50,7 @@ TRACKED_SENSOR_KINDS = ("pir", "bed")  # doors and plugs report only when used: 
 # a motion sensor that misses one use after another of the bed, door or appliances in its room,
 # more often in a row than this rarely happens by its learned hit rate, has failed
 DEAD_P = 1e-4
-CO_MIN_USES = 8  # uses in a room needed to learn how often its motion sensor sees them
+USES_MIN = 8  # uses in a room needed to learn how often its motion sensor sees them
 
 Event = tuple[float, str, str, float]
 
@@ -89,7 +89,7 @@ class Recording:
     blip_s: dict[str, float] = field(default_factory=dict)  # room -> time a lone trigger would count
     away_s: float = 0.0  # time out of the front door (from 2 min after it), when every PIR is noise
     away_trig: dict[str, int] = field(default_factory=dict)  # room -> triggers in that time
-    uses: dict[str, list[int]] = field(default_factory=dict)  # room -> [bed/door/appliance uses, seen by PIR]
+    uses: dict[str, list[int]] = field(default_factory=dict)  # room -> [bed/door/appliance uses, seen]
     # the outing under way: it counts only if it ends with the front door (someone came back);
     # one that ends with movement inside was a door opened for a visitor or a parcel, not an outing
     out_s: float = 0.0
@@ -192,10 +192,9 @@ class Tracker:
     dev_due: dict[str, float] = field(default_factory=dict)  # sensor -> when its run hit the limit
     dev_sent: list[str] = field(default_factory=list)  # sensors alerted in their present silence
     use_t: dict[str, float] = field(default_factory=dict)  # room -> a use its PIR has not seen yet
-    use_missed: dict[str, int] = field(
-        default_factory=dict
-    )  # room -> uses missed since its PIR's last trigger
-    use_seen_p: dict[str, float] = field(default_factory=dict)  # room -> learned share of uses its PIR sees
+    # room -> uses missed since its PIR's last trigger; the learned share of uses it sees
+    use_missed: dict[str, int] = field(default_factory=dict)
+    use_seen_p: dict[str, float] = field(default_factory=dict)
     rec: Recording | None = None
 
     # time --------------------------------------------------------------------------------------
@@ -277,7 +276,7 @@ class Tracker:
             if value < 0.5:
                 return
             if room in self.use_t:
-                self._use_seen(room, True, t)
+                self._judge_use(room, True, t)
             self.use_missed.pop(room, None)
             here = room == self.ctx or (room == "bedroom" and self.ctx == "bed")
             recent = [x for x in self.burst.get(room, []) if t - x <= 2 * self.confirm_s]
@@ -397,7 +396,7 @@ class Tracker:
         if f"pir:{room}" not in self.seen_t and room not in self.use_seen_p:
             return  # no motion sensor known there
         if self.seen_t.get(f"pir:{room}", -math.inf) >= t - STRONG_S:
-            self._use_seen(room, True, t)  # seen on the way in
+            self._judge_use(room, True, t)  # seen on the way in
         else:
             self.use_t.setdefault(room, t)
 
@@ -405,9 +404,9 @@ class Tracker:
         """Uses whose motion sensor stayed silent for ``STRONG_S`` after them were missed."""
         for room, used in list(self.use_t.items()):
             if t - used > STRONG_S:
-                self._use_seen(room, False, used + STRONG_S)
+                self._judge_use(room, False, used + STRONG_S)
 
-    def _use_seen(self, room: str, seen: bool, t: float) -> None:
+    def _judge_use(self, room: str, seen: bool, t: float) -> None:
         self.use_t.pop(room, None)
         if self.rec is not None:
             n = self.rec.uses.setdefault(room, [0, 0])
@@ -415,11 +414,15 @@ class Tracker:
             n[1] += seen
         if seen:
             return
-        missed = self.use_missed[room] = self.use_missed.get(room, 0) + 1
-        p = self.use_seen_p.get(room)
+        self.use_missed[room] = self.use_missed.get(room, 0) + 1
         s = f"pir:{room}"
-        if p is not None and (1.0 - p) ** missed < DEAD_P and s not in self.dev_sent:
+        if self.failed_by_uses(room) and s not in self.dev_sent:
             self.dev_due.setdefault(s, t)
+
+    def failed_by_uses(self, room: str) -> bool:
+        """``room``'s motion sensor missed more uses in a row than its hit rate makes plausible."""
+        p = self.use_seen_p.get(room)
+        return p is not None and (1.0 - p) ** self.use_missed.get(room, 0) < DEAD_P
 
     def _expose(self, t: float) -> None:
         """Add the time since the last event in which a lone trigger in a room would count as a blip.
