@@ -23,8 +23,8 @@ import click
 
 from eldercare.cli import get_settings
 from eldercare.config import Settings
-from eldercare.simulators.neighbourhood import profile_from
-from eldercare.simulators.routine import DAY, HomeSim
+from eldercare.simulators.neighbourhood import home_sim
+from eldercare.simulators.routine import DAY
 
 # (seconds after the simulation starts, home index, incident kind); each fires at that home or, if
 # its resident is out then, at the next one whose resident is in
@@ -256,10 +256,7 @@ def home_in(
         i = (first + k) % len(homes)
         if i in taken:
             continue
-        sim = HomeSim(
-            homes[i]["seed"], start=day0, profile=profile_from(homes[i]["profile"]), site=homes[i]["site"]
-        )
-        if not sim.out_between(*span):
+        if not home_sim(homes[i], day0).out_between(*span):
             return i
     return first
 

@@ -161,17 +161,14 @@ def test_demo_on_a_bare_machine_uses_embedded_servers_in_the_user_data_dir(tmp_p
 
 def test_scripted_incidents_go_to_a_home_whose_resident_is_in() -> None:
     from eldercare.demo import home_in
-    from eldercare.simulators.neighbourhood import manifest, plan, profile_from
-    from eldercare.simulators.routine import DAY, HOUR, HomeSim
+    from eldercare.simulators.neighbourhood import home_sim, manifest, plan
+    from eldercare.simulators.routine import DAY, HOUR
 
     monday = 1_795_996_800.0  # 2026-11-30 00:00 UTC, a Monday
     homes = manifest(plan(0, 5, 1, now=monday), topic_root="t", created_at=monday, start=monday)["homes"]
 
     def out(i: int, t: float) -> bool:
-        sim = HomeSim(
-            homes[i]["seed"], start=monday, profile=profile_from(homes[i]["profile"]), site=homes[i]["site"]
-        )
-        return sim.out_between(t, t + 2 * HOUR)
+        return home_sim(homes[i], monday).out_between(t, t + 2 * HOUR)
 
     # a weekday hour when home 0's resident is out (a day at the station): the next one who is in
     t = next(

@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from eldercare.simulators.routine import HOUR, ResidentProfile, SensorSpec, home_sensors
+from eldercare.simulators.routine import HOUR, HomeSim, ResidentProfile, SensorSpec, home_sensors
 from eldercare.simulators.scenario import home_ids, home_seed
 
 MANIFEST_VERSION = 1
@@ -294,6 +294,11 @@ def manifest(p: Plan, *, topic_root: str, created_at: float, start: float) -> di
         ],
     }
     return json.loads(json.dumps(out))  # plain JSON types: lists, not tuples
+
+
+def home_sim(home: dict[str, Any], day0: float) -> HomeSim:
+    """A manifest home's (first) resident, their days planned from midnight ``day0``, as the runner does."""
+    return HomeSim(home["seed"], start=day0, profile=profile_from(home["profile"]), site=home["site"])
 
 
 def profile_from(d: dict[str, Any]) -> ResidentProfile:

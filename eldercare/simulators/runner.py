@@ -48,7 +48,7 @@ from eldercare.config import Settings
 from eldercare.protocol import Event, Reading, SensorStatus, Status, Telemetry, topic
 from eldercare.simulators import sensors as dev
 from eldercare.simulators.mqttpool import Conn, Pool
-from eldercare.simulators.neighbourhood import profile_from
+from eldercare.simulators.neighbourhood import home_sim, profile_from
 from eldercare.simulators.routine import DAY, OUT, HomeSim, Incident, SimulationError, TruthRecord
 from eldercare.simulators.scenario import Scenario
 
@@ -197,8 +197,7 @@ class Runner:
         return _Gateway(g["id"], g["site"], conn)
 
     def _make_home(self, h: dict[str, Any], scenario: Scenario | None) -> _Home:
-        profile = profile_from(h["profile"])
-        sim = HomeSim(h["seed"], start=self.day0, profile=profile, site=h["site"])
+        sim = home_sim(h, self.day0)
         sim.pop_until(self.sim_start)  # fast-forward from midnight
         sim.truth.clear()
         if scenario is not None and h["index"] < scenario.homes:
