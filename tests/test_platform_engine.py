@@ -232,6 +232,16 @@ def test_rules_are_pure_decisions() -> None:
         {"site": "h", "gateway": "g", "t": 1, "state": "online", "sensors": {"s": {"battery": 0.2}}}
     )
     assert [type(d) for d in hovering] == [rules.Clear]  # only the offline clear; battery in between
+    lost = rules.decide_status(
+        {"site": "h", "gateway": "g", "t": 1, "state": "online", "sensors": {"sos-1": {"online": False}}}
+    )
+    assert [type(d) for d in lost] == [rules.Clear, rules.Open]  # a lost SOS button is a device alert
+    assert lost[1].kind == "device_offline" and lost[1].sensor_id == "sos-1"
+    assert "sos-1" in lost[1].summary["en"] and "sos-1" in lost[1].summary["zh-CN"]
+    back = rules.decide_status(
+        {"site": "h", "gateway": "g", "t": 2, "state": "online", "sensors": {"sos-1": {"online": True}}}
+    )
+    assert [d.dedup_key for d in back] == [lost[0].dedup_key, lost[1].dedup_key]  # cleared when heard again
 
 
 def test_family_sees_who_is_on_duty_for_their_relative_only(db_url: str, world: World, api: Api) -> None:

@@ -86,6 +86,7 @@ class Tally:
     false_alarms: dict[str, int] = field(default_factory=dict)
     weeks: float = 0.0
     missed: list[str] = field(default_factory=list)
+    dead: dict[str, list[int]] = field(default_factory=dict)  # dead sensor's kind -> [incidents, caught]
 
     def add(self, truth: Sequence[TruthRecord], alerts: Sequence[Raised], weeks: float, label: str) -> None:
         used: set[int] = set()
@@ -98,6 +99,10 @@ class Tally:
                 for i, a in enumerate(alerts)
                 if a.kind in ALERT_KINDS[k] and rec.t - EARLY_S <= a.t <= until
             ]
+            if k == "device_offline":
+                n = self.dead.setdefault((rec.sensor or "?").split("-")[0], [0, 0])
+                n[0] += 1
+                n[1] += bool(hits)
             if hits:
                 self.caught[k] = self.caught.get(k, 0) + 1
                 first = min(alerts[i].t for i in hits)
@@ -159,6 +164,9 @@ class Tally:
             "resident_weeks": round(self.weeks, 2),
             "false_alarms_per_resident_week": round(fa / self.weeks, 3) if self.weeks else None,
             "missed": self.missed[:40],
+            "dead_sensors_by_kind": {
+                k: {"incidents": n, "caught": c} for k, (n, c) in sorted(self.dead.items())
+            },
         }
 
 
@@ -445,9 +453,15 @@ def _markdown(res: dict[str, Any], pngs: list[str]) -> str:
                 f"| {_fmt(v['delay_visible_median_min'])} |"
             )
         fa = sc["model"]["false_alarms"]
+        dead = ", ".join(
+            f"{k} {v['caught']}/{v['incidents']}" for k, v in sc["model"]["dead_sensors_by_kind"].items()
+        )
         lines += [
             "",
             f"False alarms by kind: {fa or 'none'} over {sc['model']['resident_weeks']} resident-weeks.",
+            "",
+            f"Dead single sensors found, by kind: {dead or 'none'} (doors, plugs and SOS buttons report "
+            "only when used, so their silence says nothing).",
         ]
         if sc["model"]["missed"]:
             lines += ["", "Missed: " + "; ".join(sc["model"]["missed"][:15])]

@@ -197,6 +197,7 @@ def decide_status(work: dict[str, Any]) -> list[Decision]:
         return out
     out.append(Clear(offline_key, "gateway back online"))
     for sensor, info in (work.get("sensors") or {}).items():
+        out += _sensor_link(site, gateway, sensor, t, (info or {}).get("online"))
         battery = (info or {}).get("battery")
         if battery is None:
             continue
@@ -207,6 +208,31 @@ def decide_status(work: dict[str, Any]) -> list[Decision]:
                 Clear(dedup_key("low_battery", device=f"{gateway}/{sensor}"), "battery replaced or charged")
             )
     return out
+
+
+def _sensor_link(site: str, gateway: str, sensor: str, t_ms: int, online: Any) -> list[Decision]:
+    """A sensor the gateway says it lost (a Zigbee device gone quiet): the only sign of a dead door
+    contact or SOS button, which report nothing until used. Its own key, so that a sensor the
+    gateway still hears never clears a silence the inactivity detector found."""
+    key = dedup_key("device_offline", device=f"{gateway}/{sensor}/link")
+    if online is False:
+        return [
+            Open(
+                "device_offline",
+                key,
+                t_ms,
+                resident_id=None,
+                site_id=site,
+                gateway_id=gateway,
+                sensor_id=sensor,
+                summary=_summary(
+                    "device_offline",
+                    f"Gateway {gateway} lost sensor {sensor}: check its battery and that it is in range.",
+                    f"网关 {gateway} 与传感器 {sensor} 失去连接：请检查电池和信号范围。",
+                ),
+            )
+        ]
+    return [Clear(key, "the gateway hears the sensor again")] if online is True else []
 
 
 def decide_heartbeat(
