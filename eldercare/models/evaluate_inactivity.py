@@ -93,12 +93,7 @@ class Tally:
         for rec in truth:
             k = rec.kind
             self.incidents[k] = self.incidents.get(k, 0) + 1
-            until = (rec.end if rec.end is not None else rec.alert_from) + WINDOW_S
-            hits = [
-                i
-                for i, a in enumerate(alerts)
-                if a.kind in ALERT_KINDS[k] and rec.t - EARLY_S <= a.t <= until
-            ]
+            hits = [i for i, a in enumerate(alerts) if _matches(rec, a)]
             if k == "device_offline":
                 n = self.dead.setdefault((rec.sensor or "?").split("-")[0], [0, 0])
                 n[0] += 1
@@ -303,7 +298,11 @@ def _home(sc: Scenario, home_seed: int) -> dict[str, Any]:
         for d in range(TEST_DAYS):
             d0, d1 = test_start + d * DAY, test_start + (d + 1) * DAY
             # incidents alerted (so confirmed by the care team) are left out, as the platform does
-            confirmed = [(r.t, r.end + RESOLVED_S) for r in truth if r.end is not None and _hit(r, alerts)]
+            confirmed = [
+                (r.t, r.end + RESOLVED_S)
+                for r in truth
+                if r.end is not None and any(_matches(r, a) for a in alerts)
+            ]
             live.fit([e for e in events if d0 - FIT_WINDOW_DAYS * DAY <= e[0] < d0], exclude=confirmed)
             for ev in [e for e in events if d0 <= e[0] < d1]:
                 alerts += [Raised(a.t, a.alert_kind, a.kind) for a in live.check(ev[0])]
@@ -339,10 +338,10 @@ def _home(sc: Scenario, home_seed: int) -> dict[str, Any]:
     }
 
 
-def _hit(rec: TruthRecord, alerts: Sequence[Raised]) -> bool:
-    """An alert matched this incident (as :meth:`Tally.add` scores it)."""
+def _matches(rec: TruthRecord, a: Raised) -> bool:
+    """Alert ``a`` catches incident ``rec``: its kind, from a minute before it to 2 h after it ended."""
     until = (rec.end if rec.end is not None else rec.alert_from) + WINDOW_S
-    return any(a.kind in ALERT_KINDS[rec.kind] and rec.t - EARLY_S <= a.t <= until for a in alerts)
+    return a.kind in ALERT_KINDS[rec.kind] and rec.t - EARLY_S <= a.t <= until
 
 
 def _home_job(job: tuple[Scenario, int]) -> dict[str, Any]:
