@@ -541,6 +541,21 @@ def test_a_move_only_one_trigger_showed_takes_stronger_evidence_to_confirm() -> 
     assert (tr.ctx, tr.ctx_alt, tr.act_t) == ("bathroom", None, last + 28 * M)
 
 
+def test_a_bathroom_stay_alert_names_the_bathroom_when_the_resident_may_have_walked_on(
+    noisy: InactivityDetector,
+) -> None:
+    # a bathroom visit; 8 min after its last movement the hall and kitchen sensors trip 30 s apart
+    # (maybe the resident walking to the kitchen, maybe noise); then nothing
+    m = T0 + 10 * DAY
+    base = upto(normal_day(10), m + 13.5 * H)
+    last = base[-1][0]
+    visit = [*moves("hall", last + 30, last + 50, 10), *moves("bathroom", last + 60, last + 240, 30)]
+    v = visit[-1][0]
+    walk = [(v + 8 * M, "pir", "hall", 1.0), (v + 8 * M + 30, "pir", "kitchen", 1.0)]
+    (a, *_) = noisy.detect(sorted(base + visit + walk), until=m + 18 * H)
+    assert a.kind == "bathroom_too_long" and a.room == "bathroom", (a.room, a.explain())
+
+
 def test_in_a_noisy_home_a_hall_trigger_after_the_door_closed_is_no_return(noisy: InactivityDetector) -> None:
     # out of the front door at 14:00 (a day at the station); the hall's noisy sensor trips 4 min later
     m = T0 + 10 * DAY

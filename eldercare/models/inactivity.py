@@ -489,6 +489,8 @@ class InactivityDetector:
             return None  # the gateway is silent: that is a device alert, not a silent home
         observed = due - since
         room = "bedroom" if ctx == "bed" else ("" if ctx == "away" else ctx)
+        if how == "stay":  # the stay is in the bathroom, whichever room the silence was judged by
+            room = tr.ctx
         if how == "no_wake":
             local = due + tr.utc_offset_s
             midnight = math.floor(local / DAY) * DAY
