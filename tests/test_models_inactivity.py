@@ -541,6 +541,39 @@ def test_a_move_only_one_trigger_showed_takes_stronger_evidence_to_confirm() -> 
     assert (tr.ctx, tr.ctx_alt, tr.act_t) == ("bathroom", None, last + 28 * M)
 
 
+def test_a_room_entered_on_one_trigger_and_confirmed_long_after_is_a_visit_that_starts_then(
+    noisy: InactivityDetector,
+) -> None:
+    # the TV goes on; the bathroom's noisy sensor trips 20 s later (walked on, or noise); the
+    # resident watches TV for an hour, then really goes to the bathroom: that visit is not an hour
+    # long, so no "in the bathroom too long" when it is seen
+    m = T0 + 10 * DAY
+    base = upto(normal_day(10), m + 13.5 * H)
+    last = base[-1][0]
+    blip = (last + 20, "pir", "bathroom", 1.0)
+    visit = moves("bathroom", last + 60 * M, last + 63 * M, 30)
+    back = moves("living", last + 64 * M, last + 70 * M, 60)
+    assert noisy.detect(sorted([*base, blip, *visit, *back]), until=last + 71 * M) == []
+    # a collapse in the bathroom on that visit is caught, counted from when it was seen
+    (a,) = noisy.detect(sorted([*base, blip, *visit]), until=m + 18 * H)
+    assert a.kind == "bathroom_too_long" and a.room == "bathroom"
+    assert visit[0][0] < a.since and a.t - visit[-1][0] < 40 * M
+
+
+def test_a_sensor_that_saw_the_resident_come_in_just_before_the_tv_went_on_is_not_suspect(
+    noisy: InactivityDetector,
+) -> None:
+    # lunch in the kitchen; the living-room sensor trips once just after (walked over, or noise);
+    # half an hour later it sees the resident, who switches the TV on 100 s later, then nothing
+    m = T0 + 10 * DAY
+    base = upto(normal_day(10), m + 13 * H)
+    last = base[-1][0]
+    walk = (last + 20, "pir", "living", 1.0)
+    tv = [(last + 30 * M, "pir", "living", 1.0), (last + 30 * M + 100, "plug", "living", 90.0)]
+    alerts = noisy.detect(sorted([*base, walk, *tv]), until=m + 20 * H)
+    assert alerts and all(a.sensor != "pir:living" for a in alerts), [a.explain() for a in alerts]
+
+
 def test_a_bathroom_stay_alert_names_the_bathroom_when_the_resident_may_have_walked_on(
     noisy: InactivityDetector,
 ) -> None:

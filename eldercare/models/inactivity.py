@@ -85,6 +85,7 @@ from eldercare.models.inactivity_profile import PRIORS, WAKE_PRIOR_S, Profile, l
 from eldercare.models.inactivity_track import (
     DAY,
     HOUR,
+    STRONG_S,
     USES_MIN,
     Event,
     Recording,
@@ -557,8 +558,13 @@ class InactivityDetector:
         """A motion sensor that is probably dead: the present silence is more likely its fault."""
         tr = self._tr
         own = f"pir:{tr.ctx}"
-        if own in p.dev_limits and tr.ctx_t is not None and tr.seen_t.get(own, -math.inf) < tr.ctx_t - 60.0:
-            return own  # the resident came into the room (appliance) but its sensor never saw them
+        # the resident came into the room (appliance) but its sensor did not see them come in
+        if (
+            own in p.dev_limits
+            and tr.ctx_t is not None
+            and tr.seen_t.get(own, -math.inf) < tr.ctx_t - STRONG_S
+        ):
+            return own
         worst, ratio = None, 1.0
         for s, usual in p.dev_usual.items():
             if s.startswith("pir:") and tr.run.get(s, 0) >= max(6, 1.5 * usual + 1):

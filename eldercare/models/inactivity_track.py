@@ -493,6 +493,10 @@ class Tracker:
         rec = self.rec
         if rec is not None and self.act_t is not None and self.ctx != "unknown":
             rec.silences.append((self.ctx, self.act_t, t - self.act_t))
+        if ctx == self.ctx and self.ctx_alt is not None and t - (self.ctx_t or t) > self.confirm_s:
+            # a room entered on one trigger and confirmed only long after: most likely the resident
+            # comes in now (that trigger was noise); the stay there starts now
+            self.ctx_t = t
         if ctx != self.ctx:
             if rec is not None and self.ctx_t is not None and self.ctx != "unknown":
                 label = "bathroom_wake" if self.ctx == "bathroom" and self.bath_wake else self.ctx
