@@ -596,6 +596,13 @@ def test_in_a_noisy_home_a_hall_trigger_after_the_door_closed_is_no_return(noisy
     assert out[-1][1:] == ("door", "hall", 0.0)
     blip = (m + 14 * H + 20 + 4 * M, "pir", "hall", 1.0)
     assert noisy.detect([*out, blip], until=m + 19 * H) == []
+    # ... or 100 s later: the door that closed behind them does not vouch for it either
+    soon = (m + 14 * H + 20 + 100, "pir", "hall", 1.0)
+    assert noisy.detect([*out, soon], until=m + 19 * H) == []
+    # a resident who opened the door and stayed in is still followed: hall, then living room
+    stayed = [soon, *moves("living", soon[0] + 30, soon[0] + 5 * M, 60)]
+    (a,) = noisy.detect([*out, *stayed], until=m + 19 * H)
+    assert a.room == "living"
 
 
 def test_a_refit_does_not_raise_again_what_the_running_detector_raised() -> None:

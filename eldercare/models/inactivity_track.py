@@ -294,6 +294,8 @@ class Tracker:
             walked = (
                 back and self.act_t is not None and bool(recent) and recent[0] - self.act_t <= self.confirm_s
             )
+            # the front door that closed behind them vouches for no noisy sensor's trigger after it
+            shut = gone and self.strong_t > self.front_open_t and room in self.pair_s
             # nobody home: a burst in a room whose sensor blips often takes one trigger more
             burst_n = 3 if away and room in self.pair_s else 2
             in_room = (
@@ -305,7 +307,7 @@ class Tracker:
                     t - self.room_last.get(room, -math.inf) <= self.confirm_s
                     and (room in self.quiet or (self.room_last[room] == self.act_t and not gone))
                 )
-                or (t - self.strong_t <= STRONG_S and room in (self.strong_room, "hall"))
+                or (t - self.strong_t <= STRONG_S and room in (self.strong_room, "hall") and not shut)
             )
             walking_on = (
                 self.act_t is not None
