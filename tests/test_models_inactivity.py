@@ -560,6 +560,22 @@ def test_a_room_entered_on_one_trigger_and_confirmed_long_after_is_a_visit_that_
     assert visit[0][0] < a.since and a.t - visit[-1][0] < 40 * M
 
 
+def test_one_noisy_hall_trigger_after_a_room_is_not_an_outing(noisy: InactivityDetector) -> None:
+    # the afternoon toilet visit at 16:12; 80 s after its last movement the hall's noisy sensor trips
+    # once; then nothing. No front door: not out, so not an outing's 4 hours (by day "last seen in
+    # the hall" is judged like one); still in the bathroom, or gone on to a room not seen yet
+    m = T0 + 10 * DAY
+    day = normal_day(10)
+    visit = upto(day, m + 16.2 * H + 6 * M)
+    assert visit[-1][2] == "bathroom"
+    blip = (visit[-1][0] + 80, "pir", "hall", 1.0)
+    (a, *_) = noisy.detect([*visit, blip], until=m + 22 * H)
+    assert a.kind == "inactivity" and a.t - blip[0] < 90 * M, a.explain()
+    # a resident last seen walking into the hall (no one-trigger doubt) is still judged as maybe out
+    (b, *_) = noisy.detect([*visit, *moves("hall", blip[0], blip[0] + 60, 20)], until=m + 22 * H)
+    assert b.t - blip[0] >= 3 * H
+
+
 def test_a_sensor_that_saw_the_resident_come_in_just_before_the_tv_went_on_is_not_suspect(
     noisy: InactivityDetector,
 ) -> None:

@@ -438,7 +438,11 @@ class InactivityDetector:
                 t_r, u_r = self._table(p, "bed" if r == "bedroom" and tr.bed else r)
                 if t_r[h] / sens > thr:
                     ctx, thr, usual = r, min(t_r[h] / sens, 3 * thr), u_r
-            if ctx == "hall" and not p.night[h]:
+            if ctx == "hall" and not p.night[h] and tr.ctx_alt is not None:
+                # one noisy trigger in the hall after a room: still there, or gone on to a room that
+                # has not seen them yet; not out (the front door would have said so)
+                thr = max(self._table(p, r)[0][h] for r in p.sil if r not in ("bed", "hall")) / sens
+            elif ctx == "hall" and not p.night[h]:
                 # by day, last seen in the hall and nothing since: most likely out (door unseen),
                 # though they may have fallen there: an outing's limit, but at most HALL_AWAY_MAX_S
                 thr = max(thr, min(p.away[h] / sens, HALL_AWAY_MAX_S))
