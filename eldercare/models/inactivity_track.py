@@ -468,10 +468,18 @@ class Tracker:
     def _left_bed(self, t: float) -> bool:
         """Activity outside the bedroom while the bed says "in bed": up, or a spurious trigger?
 
-        Up (a bed exit the radio lost) once there are three confirmed movements over 3+ minutes.
+        Up (a bed exit the radio lost) once there are three confirmed movements over 3+ minutes;
+        in a home with noisy sensors, only if the first came soon after a bedroom trigger.
         """
         if self.out_t is None or t - self.out_t > 1800.0:
             self.out_t, self.out_n = t, 0
+            # in a noisy home, only after the bedroom's sensor saw someone (getting up) just before,
+            # unless the gateway was down meanwhile (the bed exit may have been lost with it)
+            stale = self.hb_resumed_t is not None and t - self.hb_resumed_t < 3 * HOUR
+            seen = self.seen_t.get("pir:bedroom", -math.inf) >= t - self.confirm_s
+            if self.pair_s and not seen and not stale:
+                self.out_t = None
+                return False
         self.out_n += 1
         if self.out_n >= 3 and t - self.out_t >= 180.0:
             self.bed, self.bed_exit_t = False, self.out_t
