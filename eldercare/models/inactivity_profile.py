@@ -296,8 +296,8 @@ def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[t
             )
             thr = max(thr, recent_thr) if shift > med else recent_thr
             med = shift
-        if last_days:  # a morning seen in the last few days is this home's normal now, give or
-            thr = max(thr, max(last_days) + 30 * MIN + sd)  # take the usual day-to-day spread
+        if last_days:  # a morning seen in the last few days is this home's normal now
+            thr = max(thr, max(last_days) + 30 * MIN)
         if len(allw) < WAKE_MIN_DAYS:  # few mornings seen: lean towards the late population limit
             w = (len(allw) - 1) / (WAKE_MIN_DAYS - 1)
             thr = max(thr, w * thr + (1 - w) * WAKE_PRIOR_S)
