@@ -602,6 +602,25 @@ def test_in_a_noisy_home_triggers_elsewhere_at_night_do_not_get_the_resident_out
     assert "no_wake" not in [a.kind for a in late], [a.explain() for a in late]
 
 
+def test_without_a_bedroom_motion_sensor_movement_elsewhere_still_ends_a_lost_bed_exit() -> None:
+    from eldercare.models.inactivity_track import Tracker
+
+    def tracker() -> Tracker:
+        rooms = ("kitchen", "living", "hall", "bedroom")
+        return Tracker(pair_s=dict.fromkeys(rooms, 90.0), noise_rate=dict.fromkeys(rooms, 20.0))
+
+    m = T0 + 10 * DAY
+    kitchen = moves("kitchen", m + 7 * H, m + 7 * H + 10 * M)  # the bed's "out" was lost
+    tr = tracker()
+    for e in [(m - 2 * H, "bed", "bedroom", 1.0), *kitchen]:
+        tr.update(e)
+    assert not tr.bed and tr.ctx == "kitchen"  # no bedroom sensor to ask: up, as before
+    tr = tracker()
+    for e in [(m - 3 * H, "pir", "bedroom", 1.0), (m - 2 * H, "bed", "bedroom", 1.0), *kitchen]:
+        tr.update(e)
+    assert tr.bed  # a bedroom sensor that saw no one get up: still in bed
+
+
 def test_a_sensor_that_saw_the_resident_come_in_just_before_the_tv_went_on_is_not_suspect(
     noisy: InactivityDetector,
 ) -> None:

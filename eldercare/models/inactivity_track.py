@@ -473,10 +473,10 @@ class Tracker:
         """
         if self.out_t is None or t - self.out_t > 1800.0:
             self.out_t, self.out_n = t, 0
-            # in a noisy home, only after the bedroom's sensor saw someone (getting up) just before,
-            # unless the gateway was down meanwhile (the bed exit may have been lost with it)
+            # in a noisy home, only after the bedroom's sensor (if any) saw someone getting up just
+            # before, unless the gateway was down meanwhile (the bed exit may have been lost with it)
             stale = self.hb_resumed_t is not None and t - self.hb_resumed_t < 3 * HOUR
-            seen = self.seen_t.get("pir:bedroom", -math.inf) >= t - self.confirm_s
+            seen = self.seen_t.get("pir:bedroom", t) >= t - self.confirm_s
             if self.pair_s and not seen and not stale:
                 self.out_t = None
                 return False
