@@ -57,9 +57,10 @@ def test_trigger_and_score(api: Api, runner: list[dict[str, Any]], db_url: str) 
     out = r.json()
     assert out["acknowledged"] and out["truth"]["kind"] == "fall"
     assert runner[0]["resident"] == "sim-res-1" and runner[0]["kind"] == "fall"
-    # nothing raised yet: the fall is missed
+    # nothing raised yet: the fall is not caught, and its window is still open
     score = api.get("tester", "/api/v1/sim/score").json()
     assert score["incidents"] == 1 and score["report"]["kinds"]["fall"]["caught"] == 0
+    assert score["report"]["kinds"]["fall"]["under_way"] == 1
     with psycopg.connect(db_url) as conn:
         conn.execute(
             "INSERT INTO alerts (kind, severity, resident_id, site_id, dedup_key, title, detected_at,"

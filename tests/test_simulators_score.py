@@ -38,6 +38,7 @@ def test_caught_missed_delay_and_false_alarms() -> None:
         "incidents": 2,
         "caught": 1,
         "missed": 1,
+        "under_way": 0,
         "delay_median_s": 35.0,
         "delay_p90_s": 35.0,
     }
@@ -46,6 +47,20 @@ def test_caught_missed_delay_and_false_alarms() -> None:
     assert j["false_alarms"] == {"fall": 1, "sos": 1}
     assert j["resident_weeks"] == 4.0 and j["false_alarms_per_resident_week"] == 0.5
     assert "fall" in rep.table() and "误报" in rep.table()
+
+
+def test_an_incident_whose_window_is_still_open_when_the_run_ends_is_under_way_not_missed() -> None:
+    # a bathroom stay began 10 simulated minutes before the run stopped: its alert is not due yet
+    truth = [TruthRecord("bathroom_too_long", "r1", T0, T0 + 1800, T0 + 3600, "bathroom", site="h1")]
+    clock = {"wall_start": 1000.0, "sim_start": T0 - 3600, "speed": 60.0, "sim_now": T0 + 600}
+    rep = score(truth, [], residents=1, clock=clock)
+    assert (rep.kinds["bathroom_too_long"].pending, rep.kinds["bathroom_too_long"].missed) == (1, 0)
+    assert rep.to_json()["kinds"]["bathroom_too_long"]["under_way"] == 1 and "进行中" in rep.table()
+    # once its end and the 2-hour window have passed without an alert, it is missed
+    over = score(truth, [], residents=1, clock={**clock, "sim_now": T0 + 3600 + 7201})
+    assert (over.kinds["bathroom_too_long"].pending, over.kinds["bathroom_too_long"].missed) == (0, 1)
+    # without a clock nothing says the run ended early: as before, not caught is missed
+    assert score(truth, [], residents=1, period_s=86400).kinds["bathroom_too_long"].missed == 1
 
 
 def test_alert_too_late_or_too_early_does_not_count() -> None:

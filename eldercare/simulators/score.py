@@ -7,6 +7,8 @@ end (or, for incidents that never end, after the time from which an alert was du
 *detection delay* is from the incident's start to the first such alert, in simulated seconds: alert
 times (``opened_at``, wall clock) are mapped through the run's clock when the truth file has one.
 Alerts that catch no incident are *false alarms*, counted per resident-week of the scored period.
+An incident not caught whose window is still open at the end of the scored period (a live run
+stopped minutes after it began) is *under way*, not missed: its alert may not be due yet.
 *Time to acknowledge* is per escalation tier, in wall-clock seconds (people answer in real time),
 from when that tier was notified to the acknowledgement.
 """
@@ -59,11 +61,12 @@ def _pct(xs: list[float], q: float) -> float | None:
 class KindScore:
     incidents: int = 0
     caught: int = 0
+    pending: int = 0  # not caught yet, but the run ended before their window did
     delays: list[float] = field(default_factory=list)
 
     @property
     def missed(self) -> int:
-        return self.incidents - self.caught
+        return self.incidents - self.caught - self.pending
 
 
 @dataclass(slots=True)
@@ -90,6 +93,7 @@ class Report:
                     "incidents": s.incidents,
                     "caught": s.caught,
                     "missed": s.missed,
+                    "under_way": s.pending,
                     "delay_median_s": r(_pct(s.delays, 0.5)),
                     "delay_p90_s": r(_pct(s.delays, 0.9)),
                 }
@@ -112,11 +116,11 @@ class Report:
 
         lines = [
             f"{'incident 事件':<22}{'total 总数':>11}{'caught 捕获':>12}{'missed 漏报':>12}"
-            f"{'delay p50 延迟中位':>20}{'delay p90':>12}"
+            f"{'under way 进行中':>16}{'delay p50 延迟中位':>20}{'delay p90':>12}"
         ]
         for k, s in self.kinds.items():
             lines.append(
-                f"{k:<24}{s.incidents:>9}{s.caught:>12}{s.missed:>12}"
+                f"{k:<24}{s.incidents:>9}{s.caught:>12}{s.missed:>12}{s.pending:>16}"
                 f"{f(_pct(s.delays, 0.5)):>22}{f(_pct(s.delays, 0.9)):>12}"
             )
         rate = self.false_alarms_per_resident_week
@@ -152,9 +156,16 @@ def score(
     clock: dict[str, Any] | Clock | None = None,
     window_s: float = 7200.0,
     period_s: float | None = None,
+    now: float | None = None,
 ) -> Report:
-    """Match truth to alerts; ``period_s`` defaults to the run's span from the clock or the data."""
+    """Match truth to alerts; ``period_s`` defaults to the run's span from the clock or the data.
+
+    ``now`` (simulated time; default the clock's ``sim_now``, if any) is when the scored period
+    ended: an incident not caught whose window runs past it is under way rather than missed.
+    """
     clk = clock if isinstance(clock, Clock) else Clock.from_json(clock)
+    if now is None and isinstance(clock, dict) and "sim_now" in clock:
+        now = float(clock["sim_now"])
     identity = clock is None or (isinstance(clock, dict) and not clock)
     sim_t = {a.id: (a.opened_at if identity else clk.to_sim(a.opened_at)) for a in alerts}
     kinds = {k: KindScore() for k in INCIDENT_KINDS if any(r.kind == k for r in truth)}
@@ -177,6 +188,8 @@ def score(
             ks.delays.append(max(0.0, first - rec.t))
             matched[i] = [a.id for a in hits]
             matched_alerts.update(a.id for a in hits)
+        elif now is not None and now < until:
+            ks.pending += 1
     false: dict[str, int] = defaultdict(int)
     for a in alerts:
         if a.id not in matched_alerts and a.kind not in NOT_SCORED:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -144,5 +145,6 @@ async def score(
         [TrailRow(r["alert_id"], r["at"], r["action"], r["tier"]) for r in trail],
         residents=await repo.simulated_residents(conn),
         window_s=window_h * 3600,
+        now=time.time(),  # truth and alerts are in wall-clock time here
     )
     return SimScoreOut(incidents=len(truth), report=report.to_json())

@@ -593,9 +593,9 @@ function scoreTables(rep) {
   const acks = Object.entries(rep.time_to_ack || {});
   const num = (v) => D(v === null || v === undefined ? null : v);
   return h("div", { id: "score-tables" },
-    h("table", {}, h("tr", {}, ...["tester.kind", "tester.incidents_n", "tester.caught", "tester.missed", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
+    h("table", {}, h("tr", {}, ...["tester.kind", "tester.incidents_n", "tester.caught", "tester.missed", "tester.under_way", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
       ...kinds.map(([k, v]) => h("tr", {}, h("td", {}, t("sim." + k) === "sim." + k ? L("kind." + k) : L("sim." + k)),
-        h("td", {}, num(v.incidents)), h("td", {}, num(v.caught)), h("td", {}, num(v.missed)), h("td", {}, num(v.delay_median_s)), h("td", {}, num(v.delay_p90_s))))),
+        h("td", {}, num(v.incidents)), h("td", {}, num(v.caught)), h("td", {}, num(v.missed)), h("td", {}, num(v.under_way)), h("td", {}, num(v.delay_median_s)), h("td", {}, num(v.delay_p90_s))))),
     h("p", {}, L("tester.false_alarms"), " ", ...fa.map(([k, n]) => h("span", { class: "badge" }, t("kind." + k), " ", D(n))),
       " · ", L("tester.per_week"), " ", num(rep.false_alarms_per_resident_week), " · ", L("tester.resident_weeks"), " ", num(rep.resident_weeks)),
     h("table", {}, h("tr", {}, ...["alert.tier", "tester.acknowledged", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
