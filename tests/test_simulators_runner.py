@@ -141,6 +141,9 @@ def test_direct_mode_publishes_valid_protocol(
     assert {r.kind for r in recs} == {"sos", "gateway_outage"}
     clock = read_clock(truth)
     assert clock is not None and clock["speed"] == 1800 and clock["sim_now"] > clock["sim_start"] + 3600
+    # the clock is also written while the run goes on (every 5 s), so a live run can be scored
+    clocks = [json.loads(x)["run"] for x in truth.read_text().splitlines() if x.startswith('{"run"')]
+    assert len(clocks) >= 3 and clocks[0]["sim_now"] < clocks[1]["sim_now"] < clocks[-1]["sim_now"]
     _clear_retained(broker, retained_topics)
 
 
