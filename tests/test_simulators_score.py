@@ -54,11 +54,11 @@ def test_an_incident_whose_window_is_still_open_when_the_run_ends_is_under_way_n
     truth = [TruthRecord("bathroom_too_long", "r1", T0, T0 + 1800, T0 + 3600, "bathroom", site="h1")]
     clock = {"wall_start": 1000.0, "sim_start": T0 - 3600, "speed": 60.0, "sim_now": T0 + 600}
     rep = score(truth, [], residents=1, clock=clock)
-    assert (rep.kinds["bathroom_too_long"].pending, rep.kinds["bathroom_too_long"].missed) == (1, 0)
+    assert (rep.kinds["bathroom_too_long"].under_way, rep.kinds["bathroom_too_long"].missed) == (1, 0)
     assert rep.to_json()["kinds"]["bathroom_too_long"]["under_way"] == 1 and "进行中" in rep.table()
     # once its end and the 2-hour window have passed without an alert, it is missed
     over = score(truth, [], residents=1, clock={**clock, "sim_now": T0 + 3600 + 7201})
-    assert (over.kinds["bathroom_too_long"].pending, over.kinds["bathroom_too_long"].missed) == (0, 1)
+    assert (over.kinds["bathroom_too_long"].under_way, over.kinds["bathroom_too_long"].missed) == (0, 1)
     # without a clock nothing says the run ended early: as before, not caught is missed
     assert score(truth, [], residents=1, period_s=86400).kinds["bathroom_too_long"].missed == 1
 

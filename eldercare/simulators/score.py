@@ -61,12 +61,12 @@ def _pct(xs: list[float], q: float) -> float | None:
 class KindScore:
     incidents: int = 0
     caught: int = 0
-    pending: int = 0  # not caught yet, but the run ended before their window did
+    under_way: int = 0  # not caught yet, but the run ended before their window did
     delays: list[float] = field(default_factory=list)
 
     @property
     def missed(self) -> int:
-        return self.incidents - self.caught - self.pending
+        return self.incidents - self.caught - self.under_way
 
 
 @dataclass(slots=True)
@@ -93,7 +93,7 @@ class Report:
                     "incidents": s.incidents,
                     "caught": s.caught,
                     "missed": s.missed,
-                    "under_way": s.pending,
+                    "under_way": s.under_way,
                     "delay_median_s": r(_pct(s.delays, 0.5)),
                     "delay_p90_s": r(_pct(s.delays, 0.9)),
                 }
@@ -120,7 +120,7 @@ class Report:
         ]
         for k, s in self.kinds.items():
             lines.append(
-                f"{k:<24}{s.incidents:>9}{s.caught:>12}{s.missed:>12}{s.pending:>16}"
+                f"{k:<24}{s.incidents:>9}{s.caught:>12}{s.missed:>12}{s.under_way:>16}"
                 f"{f(_pct(s.delays, 0.5)):>22}{f(_pct(s.delays, 0.9)):>12}"
             )
         rate = self.false_alarms_per_resident_week
@@ -189,7 +189,7 @@ def score(
             matched[i] = [a.id for a in hits]
             matched_alerts.update(a.id for a in hits)
         elif now is not None and now < until:
-            ks.pending += 1
+            ks.under_way += 1
     false: dict[str, int] = defaultdict(int)
     for a in alerts:
         if a.id not in matched_alerts and a.kind not in NOT_SCORED:
