@@ -19,9 +19,9 @@ RUN groupadd --system --gid 10001 eldercare \
 WORKDIR /src
 # Dependencies first, from pyproject.toml alone (an empty package stands in), so that a code change
 # rebuilds only the last layers.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 RUN mkdir eldercare && touch eldercare/__init__.py \
- && pip install --no-cache-dir '.[server]' \
+ && pip install --no-cache-dir -c constraints.txt '.[server]' \
  && pip uninstall --yes eldercare && rm -rf eldercare build
 COPY eldercare ./eldercare
 RUN pip install --no-cache-dir --no-deps . && rm -rf build

