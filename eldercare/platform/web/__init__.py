@@ -29,6 +29,10 @@ def mount(app: FastAPI) -> FastAPI:
     async def web_index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
     @app.get(PREFIX, include_in_schema=False)
     async def web_bare() -> RedirectResponse:
         return RedirectResponse(f"{PREFIX}/")

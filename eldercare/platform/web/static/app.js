@@ -231,6 +231,20 @@ function announce(a) {
 }
 
 let audioCtx = null;
+const soundOn = () => !!audioCtx && audioCtx.state === "running";
+
+/* Browsers start audio only after a click on the page, so after every reload the console shows
+   this button until sound really runs; it also asks for notifications when not yet decided. */
+function soundButton() {
+  if (soundOn()) return null;
+  return h("button", { class: "btn sound", id: "sound-on", type: "button", i18n: "console.enable_notifications", on: { click: async (e) => {
+    try { audioCtx = audioCtx || new (window.AudioContext || window.webkitAudioContext)(); await audioCtx.resume(); } catch (ex) { /* no audio */ }
+    if ("Notification" in window && Notification.permission === "default") Notification.requestPermission();
+    beep("low");
+    if (soundOn()) e.target.remove(); else toast(t("console.sound_blocked"));
+  } } });
+}
+
 function beep(severity) {
   try {
     audioCtx = audioCtx || new (window.AudioContext || window.webkitAudioContext)();
@@ -265,14 +279,30 @@ function pageLogin(_, root) {
   root.replaceChildren(form);
 }
 
+/* "12 min" / "2 h 5 min": how long something has waited, for people, not a timestamp. */
+function waited(fromIso, now = Date.now()) {
+  const min = Math.max(0, Math.round((now - new Date(fromIso).getTime()) / 60000));
+  return min < 60 ? t("time.min", { n: min }) : t("time.h_min", { h: Math.floor(min / 60), n: min % 60 });
+}
+
+/* An open alert past its tier's deadline, or one with no tier left to ask, needs a person now. */
+function urgency(a, now = Date.now()) {
+  if (a.state !== "open") return null;
+  if (!a.next_escalation_at) return "exhausted";
+  return new Date(a.next_escalation_at).getTime() < now ? "overdue" : null;
+}
+
 function alertItem(a, opts = {}) {
   const ack = a.state === "open" ? h("button", { class: "btn", "data-ack": a.id, i18n: "alert.ack",
     on: { click: async () => { try { const u = await api(`/alerts/${a.id}/ack`, { method: "POST" });
       S.alerts.set(a.id, { ...a, ...u }); onAlertsChanged(a.id); toast(t("alert.acked")); } catch (e) { toast(e.message); } } } }) : null;
-  return h("li", { class: `alert sev-${a.severity} state-${a.state}`, "data-alert": a.id, "data-state": a.state },
+  const urgent = urgency(a);
+  return h("li", { class: `alert sev-${a.severity} state-${a.state}` + (urgent ? " urgent" : ""), "data-alert": a.id, "data-state": a.state },
     h("div", { class: "body" },
       h("div", { class: "title" }, L("kind." + a.kind), " · ", D(who(a))),
       h("div", { class: "meta" },
+        a.state !== "resolved" ? h("span", { class: "badge waited", "data-waited": a.id }, t("alert.waiting", { t: waited(a.detected_at) })) : null,
+        urgent ? h("span", { class: "badge urgent-" + urgent, i18n: "alert." + urgent }) : null,
         h("span", { class: "badge sev-" + a.severity }, t("sev." + a.severity)),
         h("span", { class: "badge state-" + a.state, "data-i18n": "state." + a.state }, t("state." + a.state)),
         a.outcome ? h("span", { class: "badge" }, t("outcome." + a.outcome)) : null,
@@ -290,14 +320,12 @@ async function pageConsole(_, root) {
   let sites = [];
   try { sites = await api("/sites"); } catch (e) { /* filters still work without names */ }
   const filters = h("div", { class: "card row" },
-    h("div", {}, h("label", { i18n: "filter.state" }), sel("state", [["active", t("filter.active")], ["open", t("state.open")],
+    h("div", {}, h("label", { for: "f-state", i18n: "filter.state" }), sel("state", [["active", t("filter.active")], ["open", t("state.open")],
       ["acknowledged", t("state.acknowledged")], ["resolved", t("state.resolved")], ["", t("filter.all")]])),
-    h("div", {}, h("label", { i18n: "filter.tier" }), sel("tier", [["", t("filter.all")], ["1", "1"], ["2", "2"], ["3", "3"]])),
-    h("div", {}, h("label", { i18n: "filter.site" }), sel("site", [["", t("filter.all")], ...sites.map((s) => [s.id, s.name, true])])),
-    h("div", {}, h("label", { i18n: "filter.kind" }), sel("kind", [["", t("filter.all")], ...KINDS.map((k) => [k, t("kind." + k)])])));
-  const notifyBtn = ("Notification" in window && Notification.permission === "default")
-    ? h("button", { class: "btn secondary", i18n: "console.enable_notifications", on: { click: (e) => {
-      Notification.requestPermission(); beep("low"); e.target.remove(); } } }) : null;
+    h("div", {}, h("label", { for: "f-tier", i18n: "filter.tier" }), sel("tier", [["", t("filter.all")], ["1", "1"], ["2", "2"], ["3", "3"]])),
+    h("div", {}, h("label", { for: "f-site", i18n: "filter.site" }), sel("site", [["", t("filter.all")], ...sites.map((s) => [s.id, s.name, true])])),
+    h("div", {}, h("label", { for: "f-kind", i18n: "filter.kind" }), sel("kind", [["", t("filter.all")], ...KINDS.map((k) => [k, t("kind." + k)])])));
+  const soundBtn = soundButton();
   function draw() {
     const rows = [...S.alerts.values()].filter((a) =>
       (f.state === "active" ? a.state !== "resolved" : !f.state || a.state === f.state)
@@ -306,8 +334,10 @@ async function pageConsole(_, root) {
     list.replaceChildren(...(rows.length ? rows.map((a) => alertItem(a)) : [h("li", { class: "muted", i18n: "console.empty" })]));
   }
   root.onAlerts = draw;
-  root.replaceChildren(h("h1", { i18n: "console.title" }), notifyBtn, filters, list);
+  root.replaceChildren(...[h("h1", { i18n: "console.title" }), soundBtn, filters, list].filter(Boolean));
   draw();
+  // waiting times move on by themselves
+  const tick = setInterval(() => { if (!list.isConnected) clearInterval(tick); else draw(); }, 30000);
   startLive();
 }
 
@@ -380,19 +410,26 @@ async function pageAlert(id, root) {
       const tl = await api(`/residents/${a.resident_id}/timeline?start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}`);
       evidence = hourlyChart(tl.cells, "evidence-chart", 1);
     } catch (e) { evidence = h("p", { class: "notice", i18n: "family.consent_notice" }); }
-  } else evidence = h("pre", { class: "data" }, JSON.stringify(a.evidence || {}, null, 1));
+  } else if (a.evidence && Object.keys(a.evidence).length) evidence = h("pre", { class: "data" }, JSON.stringify(a.evidence, null, 1));
+  else evidence = h("p", { class: "muted", i18n: "alert.no_details" });
   const notified = h("table", { id: "notifications" }, h("tr", {}, ...["notif.tier", "notif.who", "notif.channel", "notif.status", "notif.at"].map((k) => h("th", { i18n: k }))),
     ...a.notifications.map((n) => h("tr", {}, h("td", {}, D(n.tier)), h("td", {}, D(n.display_name || n.username || n.target)),
       h("td", {}, L("channel." + n.channel)), h("td", {}, L("notif." + n.status)), h("td", {}, T(n.delivered_at || n.created_at)))));
   const trail = h("table", {}, h("tr", {}, h("th", { i18n: "trail.at" }), h("th", { i18n: "trail.action" }), h("th", { i18n: "trail.who" }), h("th", { i18n: "trail.note" })),
-    ...a.trail.map((r) => h("tr", {}, h("td", {}, T(r.at)), h("td", {}, L("trail." + r.action)), h("td", {}, D(r.actor)), h("td", {}, D(r.note)))));
+    ...a.trail.map((r) => h("tr", {}, h("td", {}, T(r.at)), h("td", {}, L("trail." + r.action)), h("td", {}, D(r.actor_name || r.actor)), h("td", {}, D(r.note)))));
+  const noteText = h("textarea", { name: "add-note", id: "add-note", rows: 2, maxlength: 2000, required: true });
+  const noteForm = S.me && S.me.role !== "family" ? h("form", { class: "card", id: "note-form", on: { submit: (e) => {
+    e.preventDefault(); if (noteText.value.trim()) act("notes", { note: noteText.value.trim() }); } } },
+    h("h2", { i18n: "alert.add_note" }), h("label", { for: "add-note", i18n: "alert.note" }), noteText,
+    h("p", {}, h("button", { class: "btn secondary", type: "submit", i18n: "alert.add_note" }))) : null;
   root.replaceChildren(
     h("h1", {}, L("kind." + a.kind), " · ", D(who(a))),
     h("ul", { class: "alerts" }, alertItem(a, { noDetail: true })),
     h("div", { class: "grid" }, h("div", { class: "card" }, facts),
       canResolve ? h("form", { class: "card", id: "resolve-form", on: { submit: (e) => { e.preventDefault(); act("resolve", { outcome: outcome.value, note: note.value || null }); } } },
         h("h2", { i18n: "alert.resolve" }), h("label", { for: "outcome", i18n: "alert.outcome" }), outcome,
-        h("label", { for: "note", i18n: "alert.note" }), note, h("p", {}, h("button", { class: "btn", type: "submit", i18n: "alert.resolve" }))) : null),
+        h("label", { for: "note", i18n: "alert.note" }), note, h("p", {}, h("button", { class: "btn", type: "submit", i18n: "alert.resolve" }))) : null,
+      noteForm),
     h("div", { class: "card" }, h("h2", { i18n: a.kind === "fall" ? "alert.evidence_fall" : "alert.evidence_activity" }), evidence),
     h("div", { class: "card" }, h("h2", { i18n: "alert.notified" }), notified),
     h("div", { class: "card" }, h("h2", { i18n: "alert.trail" }), trail));
@@ -458,7 +495,8 @@ async function pageFamily(id, root) {
   const sl = s.sleep_last_night;
   const today = h("div", { class: "card", id: "today" }, h("h2", { i18n: "family.today" }), h("table", {},
     h("tr", {}, h("th", { i18n: "family.last_activity" }), h("td", {}, T(s.last_activity_at), " ", roomLabel(s.last_activity_room))),
-    h("tr", {}, h("th", { i18n: "family.presence" }), h("td", { id: "presence" }, L("presence." + s.presence), " ", s.presence_since ? [L("family.since"), " ", T(s.presence_since)] : null)),
+    h("tr", {}, h("th", { i18n: "family.presence" }), h("td", { id: "presence" }, L("presence." + s.presence), " ", s.presence_since ? [L("family.since"), " ", T(s.presence_since)] : null,
+      s.presence === "unknown" ? h("div", { class: "muted", i18n: "family.presence_unknown" }) : null)),
     h("tr", {}, h("th", { i18n: "family.sleep" }), h("td", {}, sl && sl.hours_in_bed != null ? [D(sl.hours_in_bed.toFixed(1)), " ", L("family.hours"), " · ", L("family.bed_exits"), " ", D(sl.bed_exits)] : L("family.no_sleep"))),
     h("tr", {}, h("th", { i18n: "family.active_hours" }), h("td", {}, D(s.active_hours_today))),
     h("tr", {}, h("th", { i18n: "family.open_alerts" }), h("td", { id: "open-alerts" }, D(s.open_alerts.length)))));
@@ -470,6 +508,7 @@ async function pageFamily(id, root) {
   } catch (e) { week = h("p", { class: "notice", id: "consent-notice", i18n: "family.consent_notice" }); }
   let history = [];
   try { history = await api(`/alerts?resident=${encodeURIComponent(id)}&limit=30`); } catch (e) { /* shown empty */ }
+  history.forEach((a) => S.alerts.set(a.id, a));
   let r = null;
   try { r = await api("/residents/" + id); } catch (e) { /* profile not shared */ }
   let duty = [];
@@ -479,7 +518,10 @@ async function pageFamily(id, root) {
   const hist = h("table", { id: "alert-history" }, h("tr", {}, ...["trail.at", "family.what", "alert.state", "alert.outcome"].map((k) => h("th", { i18n: k }))),
     ...history.map((a) => h("tr", { "data-alert": a.id, "data-state": a.state }, h("td", {}, T(a.detected_at)), h("td", {}, h("a", { href: "#/alert/" + a.id }, L("kind." + a.kind))),
       h("td", {}, h("span", { class: "badge state-" + a.state }, t("state." + a.state))), h("td", {}, a.outcome ? L("outcome." + a.outcome) : D(null)))));
-  root.replaceChildren(h("h1", {}, L("family.title"), " · ", D(s.name)),
+  const open = history.filter((a) => a.state !== "resolved");
+  const banners = await Promise.all(open.map((a) => familyBanner(a, duty, r)));
+  root.onAlerts = (changed) => { const a = changed && S.alerts.get(changed); if (!changed || (a && a.resident_id === id)) render(); };
+  root.replaceChildren(...banners, h("h1", {}, L("family.title"), " · ", D(s.name)),
     h("div", { class: "grid" }, today,
       h("div", { class: "card" }, h("h2", { i18n: "family.care" }), r ? h("table", {},
         h("tr", {}, h("th", { i18n: "family.on_duty" }), h("td", { id: "on-duty" }, ...dutyRows)),
@@ -489,7 +531,31 @@ async function pageFamily(id, root) {
         h("p", { class: "muted", i18n: "family.care_hint" }))),
     h("div", { class: "card" }, h("h2", { i18n: "family.week" }), week),
     h("div", { class: "card" }, h("h2", { i18n: "family.history" }), history.length ? hist : h("p", { class: "muted", i18n: "family.no_alerts" })));
+  startLive();
 }
+
+/* A red band at the top of the portal for each open alert: what happened and when, in plain
+   words, who (by name) has taken it on, and one tap to call the worker on duty or a contact. */
+async function familyBanner(a, duty, r) {
+  let acker = null;
+  try {
+    const d = await api("/alerts/" + a.id);
+    const ack = d.trail.filter((x) => x.action === "acknowledged").pop();
+    if (ack) acker = ack.actor_name || ack.actor;
+  } catch (e) { /* the list entry is enough */ }
+  const worker = duty.find((p) => p.phone);
+  const contact = ((r && r.emergency_contacts) || []).find((c) => c.phone);
+  return h("section", { class: "banner", id: "alert-banner-" + a.id, role: "alert", "data-alert": a.id },
+    h("div", { class: "big" }, L("banner." + (a.kind in BANNER_KINDS ? a.kind : "other"), { kind: t("kind." + a.kind) })),
+    h("div", {}, L("banner.when"), " ", T(a.detected_at), " (", t("alert.waiting", { t: waited(a.detected_at) }), ")"),
+    h("div", { class: "handled" }, a.state === "acknowledged" || acker
+      ? [L("banner.handled_by"), " ", D(acker), " · ", T(a.acknowledged_at)] : L("banner.not_yet")),
+    h("div", { class: "row calls" },
+      worker ? h("a", { class: "btn call", href: "tel:" + worker.phone, id: "call-duty" }, L("banner.call"), " ", D(worker.display_name)) : null,
+      contact ? h("a", { class: "btn call secondary", href: "tel:" + contact.phone, id: "call-contact" }, L("banner.call"), " ", D(contact.name || contact.relation || contact.phone)) : null,
+      h("a", { class: "btn secondary", href: "#/alert/" + a.id, i18n: "alert.details" })));
+}
+const BANNER_KINDS = { fall: 1, sos: 1, inactivity: 1, night_wandering: 1, bed_exit_no_return: 1 };
 
 function formCard(titleKey, fields, submit, id) {
   const out = h("div", { class: "result" });
@@ -612,10 +678,10 @@ async function pageTester(_, root) {
   };
   const table = h("table", { id: "sim-residents" }, h("tr", {}, h("th", { i18n: "f.id" }), h("th", { i18n: "f.name" }), h("th", { i18n: "f.home_site" }), h("th", { i18n: "tester.trigger" })),
     ...residents.map((r) => {
-      const kind = h("select", { "data-kind-for": r.id }, ...SIM_KINDS.map((k) => h("option", { value: k }, t("sim." + k))));
+      const kind = h("select", { "data-kind-for": r.id, "aria-label": t("tester.kind_for", { name: r.name }) }, ...SIM_KINDS.map((k) => h("option", { value: k }, t("sim." + k))));
       return h("tr", {}, h("td", {}, D(r.id)), h("td", {}, D(r.name)), h("td", {}, D(r.home_site_id)),
         h("td", {}, h("div", { class: "row" }, kind, h("button", { class: "btn", "data-trigger": r.id, i18n: "tester.go", on: { click: async () => {
-          try { await api("/sim/incidents", { body: { resident: r.id, kind: kind.value, wait_for_ack: false } }); toast(t("tester.sent")); }
+          try { await api("/sim/incidents", { body: { resident: r.id, kind: kind.value, wait_for_ack: true } }); toast(t("tester.sent")); }
           catch (e) { toast(e.message); } } } }))));
     }));
   const list = h("ul", { class: "alerts", id: "alert-list" });
@@ -633,6 +699,13 @@ async function pageTester(_, root) {
 
 /* ---------- router ---------- */
 
+/* Who may open which page; the API refuses the rest anyway, but a page must not even render. */
+const PAGE_ROLES = {
+  console: ["care_worker", "admin", "tester"], admin: ["admin"], tester: ["tester", "admin"],
+  family: ["family"], resident: ["care_worker", "admin"], alert: ["care_worker", "admin", "tester", "family"],
+};
+const mayOpen = (page) => !!(S.me && (PAGE_ROLES[page] || []).includes(S.me.role));
+
 /* Each render builds its page in a detached element and shows it only if no newer render began
    meanwhile (a language switch while a page is still loading must not be undone by the old one). */
 async function render() {
@@ -646,7 +719,7 @@ async function render() {
   if (!S.token) {
     if (page !== "login") history.replaceState(null, "", "#/login");
     fn = pageLogin;
-  } else if (!fn) { location.replace(home()); return; }
+  } else if (!fn || !mayOpen(page)) { location.replace(home()); return; }
   try { await fn(arg && decodeURIComponent(arg), root); } catch (e) { root.replaceChildren(h("p", { class: "err" }, e.message)); }
   if (gen !== S.gen) return;
   document.getElementById("main").replaceWith(root);
