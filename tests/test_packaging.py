@@ -20,6 +20,7 @@ IMPORT_NAME = {
     "pyyaml": "yaml",
     "paho-mqtt": "paho",
     "pydantic-settings": "pydantic_settings",
+    "axe-playwright-python": "axe_playwright_python",
 }
 # declared for what they do without being imported by name
 USED_UNIMPORTED = {

@@ -111,6 +111,19 @@ def check_language(page: Any, lang: str) -> str:
     return text
 
 
+def accessible(page: Any, name: str) -> None:
+    """axe-core (the engine browsers' accessibility audits use) finds nothing critical or serious."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    found = Axe().run(page).response["violations"]
+    bad = [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:5]}"
+        for v in found
+        if v["impact"] in ("critical", "serious")
+    ]
+    assert bad == [], f"{name}: {bad}"
+
+
 def both_languages(page: Any, name: str) -> None:
     """Screenshot and check the page as shown, then in the other language, then switch back."""
     settle(page)
@@ -118,11 +131,13 @@ def both_languages(page: Any, name: str) -> None:
     other = "en" if first == "zh-CN" else "zh-CN"
     SHOTS.mkdir(parents=True, exist_ok=True)
     text_first = check_language(page, first)
+    accessible(page, f"{name}-{first}")
     page.screenshot(path=str(SHOTS / f"{name}-{first}.png"), full_page=True)
     page.click("#lang")
     page.wait_for_function(f"document.documentElement.lang === {json.dumps(other)}")
     settle(page)
     text_other = check_language(page, other)
+    accessible(page, f"{name}-{other}")
     page.screenshot(path=str(SHOTS / f"{name}-{other}.png"), full_page=True)
     assert text_first != text_other
     page.click("#lang")
