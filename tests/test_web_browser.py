@@ -196,6 +196,8 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     page.wait_for_selector("#live:not([hidden])")
     live = page.evaluate("S.live")
 
+    health = page.wait_for_selector("#device-health")  # homes needing attention first
+    assert "在线" in health.inner_text()
     queue_fall(db_url)
     item = page.wait_for_selector("#alert-list [data-state=open]")  # no reload
     assert "跌倒" in item.inner_text()
@@ -293,6 +295,29 @@ def test_admin_and_tester_pages_work_in_both_languages(
             break
         time.sleep(0.2)
     assert links == [("res-1", "daughter"), ("res-2", "niece")]
+
+    # manage what exists, not only create: disable a user, new gateway credentials, a policy's
+    # deadline, the audit log
+    page.click(f"[data-toggle-user='{world.user_id('family2')}']")
+    page.wait_for_selector(f"tr[data-user='{world.user_id('family2')}'].inactive")
+    page.click("[data-reissue='gw-home-2']")
+    assert re.search(r"password: \S{12,}", page.wait_for_selector("#reissued-credentials").inner_text())
+    page.fill(f"#p{world.policy_id}-s1", "120")
+    page.click(f"form[data-policy='{world.policy_id}'] button[type=submit]")
+    page.wait_for_function(f"document.getElementById('p{world.policy_id}-s1')?.value === '120'")
+    page.fill("#audit-resident", "res-2")  # the family link made above was audited
+    page.click("#admin-audit button[type=submit]")
+    page.wait_for_function("document.getElementById('audit-table').innerText.includes('res-2')")
+    audit = page.inner_text("#audit-table")
+    assert "res-2" in audit and "res-1" not in audit
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute(
+            "SELECT active FROM users WHERE username = 'family2'"
+        ).fetchone() == (False,)
+        assert conn.execute(
+            "SELECT ack_timeout_s FROM escalation_tiers WHERE policy_id = %s AND tier = 1",
+            (world.policy_id,),
+        ).fetchone() == (120,)
 
     page.evaluate("S.token = 'not-a-valid-token'")  # as if it had expired: the refresh token renews it
     page.goto(server + "/web/#/tester")

@@ -41,6 +41,15 @@ def test_both_catalogs_hold_the_same_keys_and_every_key_the_pages_use() -> None:
     assert not missing, f"labels used by app.js but missing from i18n.js: {sorted(missing)}"
 
 
+def test_no_label_is_defined_twice() -> None:
+    """A repeated key silently keeps the last value: the catalog must say each thing once."""
+    text = CATALOG.read_text(encoding="utf-8")
+    en_at, zh_at = text.index("\n  en: {"), text.index('\n  "zh-CN": {')
+    for part in (text[en_at:zh_at], text[zh_at:]):
+        keys = re.findall(r'"([a-z_0-9]+\.[a-z_0-9.]+)":', part)
+        assert sorted({k for k in keys if keys.count(k) > 1}) == []
+
+
 def test_chinese_labels_are_chinese_and_english_labels_are_not() -> None:
     cat = catalogs()
     # placeholders ({name}) are filled in with data, not shown as they are

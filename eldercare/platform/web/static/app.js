@@ -334,11 +334,26 @@ async function pageConsole(_, root) {
     list.replaceChildren(...(rows.length ? rows.map((a) => alertItem(a)) : [h("li", { class: "muted", i18n: "console.empty" })]));
   }
   root.onAlerts = draw;
-  root.replaceChildren(...[h("h1", { i18n: "console.title" }), soundBtn, filters, list].filter(Boolean));
+  const devices = await deviceHealth();
+  root.replaceChildren(...[h("h1", { i18n: "console.title" }), soundBtn, filters, list, devices].filter(Boolean));
   draw();
   // waiting times move on by themselves
   const tick = setInterval(() => { if (!list.isConnected) clearInterval(tick); else draw(); }, 30000);
   startLive();
+}
+
+/* Gateways the user may see, the ones not online first: state, since when, software version. */
+async function deviceHealth() {
+  let gws = [];
+  try { gws = await api("/gateways"); } catch (e) { return null; }
+  if (!gws.length) return null;
+  const rank = (g) => (g.state === "online" ? 1 : 0);
+  gws.sort((a, b) => rank(a) - rank(b) || String(a.site_id).localeCompare(String(b.site_id)));
+  return h("div", { class: "card", id: "device-health" }, h("h2", { i18n: "console.devices" }),
+    h("table", {}, h("tr", {}, ...["f.site", "f.gateway", "admin.status", "console.last_seen", "admin.version"].map((k) => h("th", { i18n: k }))),
+      ...gws.map((g) => h("tr", { "data-gateway": g.id, class: g.state === "online" ? null : "attention" }, h("td", {}, D(g.site_id)), h("td", {}, D(g.id)),
+        h("td", {}, h("span", { class: "badge gw-" + (g.state || "unknown") }, t("gw." + (g.state === "online" ? "online" : g.state === "offline" ? "offline" : "unknown")))),
+        h("td", {}, T(g.state_at)), h("td", {}, D(g.version))))));
 }
 
 /* Draw a chart once its box is on screen (pages are built off-screen), as wide as the box. */
@@ -647,10 +662,119 @@ async function pageAdmin(_, root) {
     ...sites.map((s) => h("tr", {}, h("td", {}, D(s.id)), h("td", {}, D(s.name)), h("td", {}, L("site." + s.kind)))));
   const polList = h("table", {}, h("tr", {}, h("th", { i18n: "f.name" }), h("th", { i18n: "admin.tiers" })),
     ...policies.map((p) => h("tr", {}, h("td", {}, D(p.name)), h("td", {}, ...p.tiers.map((ti) => h("div", {}, D(`${ti.tier}: ${ti.targets.join(", ")} / ${ti.ack_timeout_s}s`)))))));
+  const gateways = await api("/gateways").catch(() => []);
   root.replaceChildren(h("h1", { i18n: "admin.title" }),
+    adminUsers(users, providers), adminGateways(gateways), await adminRosters(providers), adminPolicies(policies),
     h("div", { class: "grid" }, siteForm, resForm, gwForm, shiftForm, policyForm, familyForm, teamForm),
     h("div", { class: "grid" }, h("div", { class: "card" }, h("h2", { i18n: "admin.sites" }), siteList),
-      h("div", { class: "card" }, h("h2", { i18n: "admin.policies" }), polList)));
+      h("div", { class: "card" }, h("h2", { i18n: "admin.policies" }), polList)),
+    adminAudit());
+}
+
+/* A labelled field for the inline edit rows (every input has a label, for screen readers). */
+function field(id, labelKey, el) { el.id = id; return h("div", {}, h("label", { for: id, i18n: labelKey }), el); }
+
+/* Users: search, edit in place, disable or enable (PATCH /users/{id}). */
+function adminUsers(users, providers) {
+  const q = h("input", { id: "user-search", type: "search", ph: "admin.search" });
+  const body = h("tbody", {});
+  const editRow = (u) => {
+    const name = h("input", { value: u.display_name, required: true });
+    const phone = h("input", { value: u.phone || "", type: "tel" });
+    const email = h("input", { value: u.email || "", type: "email" });
+    const role = h("select", {}, ...["admin", "care_worker", "family", "tester"].map((r) => h("option", { value: r, selected: r === u.role }, t("role." + r))));
+    const prov = h("select", {}, h("option", { value: "" }, "—"), ...providers.map((p) => h("option", { value: p.id, selected: p.id === u.provider_id, class: "data" }, p.name)));
+    const form = h("form", { class: "row edit", "data-edit-user": u.id, on: { submit: async (e) => {
+      e.preventDefault();
+      try { await api("/users/" + u.id, { method: "PATCH", body: { display_name: name.value.trim(), phone: phone.value.trim() || null,
+        email: email.value.trim() || null, role: role.value, provider_id: prov.value || null } }); refreshAdmin(); } catch (ex) { toast(ex.message); }
+    } } }, field(`u${u.id}-name`, "f.name", name), field(`u${u.id}-phone`, "res.phone", phone), field(`u${u.id}-email`, "f.email", email),
+    field(`u${u.id}-role`, "f.role", role), field(`u${u.id}-prov`, "f.provider", prov), h("div", {}, h("button", { class: "btn", type: "submit", i18n: "admin.save" })));
+    return h("tr", {}, h("td", { colspan: 5 }, form));
+  };
+  const draw = () => {
+    const needle = q.value.trim().toLowerCase();
+    const rows = users.filter((u) => !needle || `${u.username} ${u.display_name} ${u.provider_id || ""}`.toLowerCase().includes(needle));
+    body.replaceChildren(...rows.map((u) => {
+      const tr = h("tr", { "data-user": u.id, class: u.active ? null : "inactive" }, h("td", {}, D(u.username)), h("td", {}, D(u.display_name)),
+        h("td", {}, L("role." + u.role), " ", D(u.provider_id)), h("td", {}, L(u.active ? "admin.active" : "admin.disabled")),
+        h("td", {}, h("button", { class: "btn secondary", type: "button", i18n: "admin.edit", on: { click: () => tr.after(editRow(u)) } }), " ",
+          h("button", { class: "btn secondary", type: "button", "data-toggle-user": u.id, i18n: u.active ? "admin.disable" : "admin.enable", on: { click: async () => {
+            try { await api("/users/" + u.id, { method: "PATCH", body: { active: !u.active } }); refreshAdmin(); } catch (ex) { toast(ex.message); } } } })));
+      return tr;
+    }));
+  };
+  q.addEventListener("input", draw); draw();
+  return h("div", { class: "card", id: "admin-users" }, h("h2", { i18n: "admin.users" }), h("label", { for: "user-search", i18n: "admin.search" }), q,
+    h("table", {}, h("thead", {}, h("tr", {}, ...["login.username", "f.name", "f.role", "admin.status", "admin.actions"].map((k) => h("th", { i18n: k })))), body));
+}
+
+/* Gateways: state and last seen, new MQTT credentials (shown once), removal. */
+function adminGateways(gateways) {
+  const out = h("div", { class: "result", id: "reissued" });
+  const rows = gateways.map((g) => h("tr", { "data-gateway": g.id }, h("td", {}, D(g.id)), h("td", {}, D(g.site_id)),
+    h("td", {}, L("gw." + (g.state === "online" ? "online" : g.state === "offline" ? "offline" : "unknown")), " ", T(g.state_at)), h("td", {}, D(g.version)),
+    h("td", {}, h("button", { class: "btn secondary", type: "button", "data-reissue": g.id, i18n: "admin.reissue", on: { click: async () => {
+      try { const c = await api(`/gateways/${encodeURIComponent(g.id)}/credentials`, { method: "POST" });
+        out.replaceChildren(h("p", { class: "notice", i18n: "admin.once" }), h("div", { class: "secret", id: "reissued-credentials" },
+          D(`username: ${c.mqtt_username}`), h("br"), D(`password: ${c.mqtt_password}`))); } catch (ex) { toast(ex.message); } } } }), " ",
+      h("button", { class: "btn danger", type: "button", i18n: "admin.delete", on: { click: async () => {
+        if (!confirm(t("admin.confirm_delete", { id: g.id }))) return;
+        try { await api(`/gateways/${encodeURIComponent(g.id)}`, { method: "DELETE" }); refreshAdmin(); } catch (ex) { toast(ex.message); } } } }))));
+  return h("div", { class: "card", id: "admin-gateways" }, h("h2", { i18n: "admin.gateways" }),
+    h("table", {}, h("tr", {}, ...["f.id", "f.site", "admin.status", "admin.version", "admin.actions"].map((k) => h("th", { i18n: k }))), ...rows), out);
+}
+
+/* Rosters: every provider's shifts, each removable. */
+async function adminRosters(providers) {
+  const per = await Promise.all(providers.map((p) => api(`/providers/${encodeURIComponent(p.id)}/shifts`).catch(() => [])));
+  const rows = providers.flatMap((p, i) => per[i].map((sh) => h("tr", { "data-shift": sh.id }, h("td", {}, D(p.name)), h("td", {}, D(sh.display_name)),
+    h("td", {}, T(sh.starts_at), " – ", T(sh.ends_at)),
+    h("td", {}, h("button", { class: "btn danger", type: "button", i18n: "admin.delete", on: { click: async () => {
+      try { await api(`/providers/${encodeURIComponent(p.id)}/shifts/${sh.id}`, { method: "DELETE" }); refreshAdmin(); } catch (ex) { toast(ex.message); } } } })))));
+  return h("div", { class: "card", id: "admin-rosters" }, h("h2", { i18n: "admin.rosters" }), rows.length
+    ? h("table", {}, h("tr", {}, ...["f.provider", "f.worker", "admin.when", "admin.actions"].map((k) => h("th", { i18n: k }))), ...rows)
+    : h("p", { class: "muted", i18n: "admin.no_shifts" }));
+}
+
+/* Policies: each tier's targets and deadline edited in place (PUT /policies/{id}). */
+function adminPolicies(policies) {
+  const rows = policies.map((p) => {
+    const tiers = p.tiers.map((ti) => ({ ti, targets: h("input", { value: ti.targets.join(", ") }), timeout: h("input", { type: "number", min: 1, value: String(ti.ack_timeout_s) }) }));
+    const form = h("form", { class: "edit", "data-policy": p.id, on: { submit: async (e) => {
+      e.preventDefault();
+      const body = { name: p.name, tiers: tiers.map((x) => ({ tier: x.ti.tier, name: x.ti.name || `tier ${x.ti.tier}`,
+        targets: x.targets.value.split(",").map((v) => v.trim()).filter(Boolean), ack_timeout_s: Number(x.timeout.value) })) };
+      try { await api("/policies/" + p.id, { method: "PUT", body }); refreshAdmin(); } catch (ex) { toast(ex.message); }
+    } } }, h("h3", {}, D(p.name)), ...tiers.map((x) => h("div", { class: "row" },
+      field(`p${p.id}-t${x.ti.tier}`, "f.tier" + Math.min(x.ti.tier, 3), x.targets), field(`p${p.id}-s${x.ti.tier}`, "f.timeout", x.timeout))),
+    h("p", {}, h("button", { class: "btn", type: "submit", i18n: "admin.save" })));
+    return form;
+  });
+  return h("div", { class: "card", id: "admin-policies" }, h("h2", { i18n: "admin.edit_policies" }), ...rows);
+}
+
+/* The audit log, newest first, filtered by resident, user and time. */
+function adminAudit() {
+  const res = h("input", { name: "resident_id" }); const user = h("input", { name: "user_id", type: "number", min: 1 });
+  const since = h("input", { name: "since", type: "datetime-local" });
+  const table = h("table", { id: "audit-table" });
+  const load = async (e) => {
+    if (e) e.preventDefault();
+    const q = new URLSearchParams({ limit: "100" });
+    if (res.value.trim()) q.set("resident_id", res.value.trim());
+    if (user.value) q.set("user_id", user.value);
+    if (since.value) q.set("since", new Date(since.value).toISOString());
+    try {
+      const rows = await api("/audit?" + q);
+      table.replaceChildren(h("tr", {}, ...["trail.at", "trail.who", "trail.action", "alert.resident", "admin.route"].map((k) => h("th", { i18n: k }))),
+        ...rows.map((r) => h("tr", {}, h("td", {}, T(r.at)), h("td", {}, D(r.username)), h("td", {}, D(r.action)), h("td", {}, D(r.resident_id)), h("td", {}, D(r.route)))));
+    } catch (ex) { table.replaceChildren(h("tr", {}, h("td", { class: "err" }, ex.message))); }
+  };
+  load();
+  return h("form", { class: "card", id: "admin-audit", on: { submit: load } }, h("h2", { i18n: "admin.audit" }),
+    h("div", { class: "row" }, field("audit-resident", "alert.resident", res), field("audit-user", "admin.user_id", user), field("audit-since", "admin.since", since),
+      h("div", {}, h("button", { class: "btn", type: "submit", i18n: "admin.filter" }))), table);
 }
 
 function scoreTables(rep) {
