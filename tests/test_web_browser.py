@@ -311,9 +311,7 @@ def test_admin_and_tester_pages_work_in_both_languages(
     audit = page.inner_text("#audit-table")
     assert "res-2" in audit and "res-1" not in audit
     with psycopg.connect(db_url) as conn:
-        assert conn.execute(
-            "SELECT active FROM users WHERE username = 'family2'"
-        ).fetchone() == (False,)
+        assert conn.execute("SELECT active FROM users WHERE username = 'family2'").fetchone() == (False,)
         assert conn.execute(
             "SELECT ack_timeout_s FROM escalation_tiers WHERE policy_id = %s AND tier = 1",
             (world.policy_id,),
