@@ -536,7 +536,7 @@ async function pageFamily(id, root) {
   const open = history.filter((a) => a.state !== "resolved");
   const banners = await Promise.all(open.map((a) => familyBanner(a, duty, r)));
   root.onAlerts = (changed) => { const a = changed && S.alerts.get(changed); if (!changed || (a && a.resident_id === id)) render(); };
-  root.replaceChildren(...banners, h("h1", {}, L("family.title"), " · ", D(s.name)),
+  root.replaceChildren(...banners, ...[soundButton()].filter(Boolean), h("h1", {}, L("family.title"), " · ", D(s.name)),
     h("div", { class: "grid" }, today,
       h("div", { class: "card" }, h("h2", { i18n: "family.care" }), r ? h("table", {},
         h("tr", {}, h("th", { i18n: "family.on_duty" }), h("td", { id: "on-duty" }, ...dutyRows)),
