@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 DAY = 86_400.0
 HOUR = 3_600.0
@@ -148,6 +148,16 @@ def noise_rates(rec: Recording) -> dict[str, float]:
     return out
 
 
+class Trigger(NamedTuple):
+    """What a PIR trigger is judged by: where the resident was, this room's recent triggers."""
+
+    here: bool  # in the room the resident was last placed (their bedroom while in bed)
+    recent: list[float]  # this room's unconfirmed triggers in the last two confirm windows
+    away: bool  # last seen going out of the front door
+    gone: bool  # ... and it has not opened again
+    came_in: bool  # the hall saw someone come in since the front door last opened
+
+
 @dataclass(slots=True)
 class Tracker:
     """Follows one home: context, last confirmed activity, pending PIRs, per-sensor silence."""
@@ -251,147 +261,183 @@ class Tracker:
         room = room_name(str(ev[2]))
         self.close_bins(t, limits)
         self.settle_uses(t)
-        if self.rec is not None and self._gone() and self.act_t is not None and self.last_t is not None:
-            # nobody home: how noisy the motion sensors are can be read off directly
-            span = t - max(self.last_t, self.act_t + CHAIN_S)
-            if span > 0 and (self.hb_gap_s is None or t - self.last_t <= self.hb_gap_s):
-                self.rec.out_s += span
-        if self.rec is not None and self.last_t is not None:
-            self._expose(t)
+        if self.rec is not None:
+            self._record_exposure(t)
         self.last_t = t
         if kind == "heartbeat":
             self._heartbeat(t)
             return
+        key = f"{kind}:{room}"
         if kind in TRACKED_SENSOR_KINDS:
-            key = f"{kind}:{room}"
             if key not in self.bin_seen:
                 self.bin_seen.append(key)
             if self.rec is not None:
                 self.rec.sensor_days.setdefault(key, set()).add(math.floor(t / DAY))
-        else:
-            key = f"{kind}:{room}"
         prev_seen = self.seen_t.get(key, -math.inf)
         self.seen_t[key] = t
-        if kind == "pir":
-            if value < 0.5:
-                return
-            if room in self.use_t:
-                self._judge_use(room, True, t)
-            self.use_missed.pop(room, None)
-            here = room == self.ctx or (room == "bedroom" and self.ctx == "bed")
-            recent = [x for x in self.burst.get(room, []) if t - x <= 2 * self.confirm_s]
-            pair_s = self.pair_s.get(room, self.confirm_s)
-            # a second trigger confirms where the resident is, or shortly after they were active
-            # elsewhere (walked there); out of the blue it takes a third (spurious pairs are common)
-            # after the front door, a walk starts in the hall: an inner room's lone trigger counts
-            # only when the hall saw someone come in (after the door opened, not before)
-            hall_t = self.seen_t.get("pir:hall", -math.inf)
-            came_in = hall_t >= self.front_open_t and t - hall_t <= CHAIN_S
-            away, gone = self.ctx == "away", self._gone()
-            # gone out: the door that closed behind them is no walk to the kitchen; only a door
-            # opened again (coming back) or the hall seeing them come in is
-            back = not gone or room == "hall" or came_in
-            walked = (
-                back and self.act_t is not None and bool(recent) and recent[0] - self.act_t <= self.confirm_s
-            )
-            # the front door that closed behind them vouches for no noisy sensor's trigger after it
-            shut = gone and self.strong_t > self.front_open_t and room in self.pair_s
-            # nobody home: a burst in a room whose sensor blips often takes one trigger more
-            burst_n = 3 if away and room in self.pair_s else 2
-            in_room = (
-                ((here or walked) and bool(recent) and t - recent[-1] <= pair_s)
-                or (here and room in self.quiet)  # a quiet sensor where they are: them
-                or (here and self._many(room, t))  # more lone triggers where they are than noise makes
-                or len(recent) >= burst_n
-                or (  # soon after activity here (a noisy sensor: and none elsewhere since, nor out)
-                    t - self.room_last.get(room, -math.inf) <= self.confirm_s
-                    and (room in self.quiet or (self.room_last[room] == self.act_t and not gone))
-                )
-                or (t - self.strong_t <= STRONG_S and room in (self.strong_room, "hall") and not shut)
-            )
-            walking_on = (
-                self.act_t is not None
-                and t - self.act_t <= TRANSITION_S
-                and (self.ctx != "away" or room == "hall" or came_in)
-            )
-            if self.rec is not None and gone and self.act_t is not None and t - self.act_t > CHAIN_S:
-                self.rec.out_trig[room] = self.rec.out_trig.get(room, 0) + 1
-            if in_room or walking_on:
-                if self.rec is not None and recent and self.noise.pop(room, False):
-                    self.rec.blips[room] -= 1  # it was the resident after all
-                self.pending.pop(room, None)
-                self.burst.pop(room, None)
-                self.walk.pop(room, None)
-                ctx = room
-                if self.bed:
-                    ctx = "bed" if room == "bedroom" or not self._left_bed(t) else room
-                # one trigger just after activity elsewhere: walked on, or (in a room whose sensor
-                # blips often) a spurious trigger while the resident stays put; until the room
-                # confirms it, either may be true. Nobody stays in the hall or outside.
-                alt = (
-                    self.ctx
-                    if not in_room
-                    and ctx != self.ctx
-                    and room in self.pair_s
-                    and self.ctx not in ("unknown", "hall", "away")
-                    else None
-                )
-                last_here = self.room_last.get(room)
-                self._activity(t, ctx, room, key)
-                self.ctx_alt = alt
-                if alt is not None:  # a provisional move does not vouch for the room's next trigger
-                    if last_here is None:
-                        self.room_last.pop(room, None)
-                    else:
-                        self.room_last[room] = last_here
-            else:
-                others = [v for k, v in self.seen_t.items() if k.startswith("pir:") and k != key]
-                # seen walking in since the last activity: a later lone trigger there does not undo it
-                walked_in = self.walk.get(room, False) and self.pending.get(room, -math.inf) > (
-                    self.act_t or 0
-                )
-                near = any(t - v <= CHAIN_S for v in others) or t - prev_seen <= CHAIN_S
-                self.walk[room] = walked_in or near
-                if self.rec is not None and not recent:
-                    # a lone trigger away from where the resident was last seen, long after: noise?
-                    far = not here and (self.act_t is None or t - self.act_t > CHAIN_S)
-                    self.noise[room] = far and not near and self.ctx not in ("away", "unknown")
-                    if self.noise[room]:
-                        self.rec.blips[room] = self.rec.blips.get(room, 0) + 1
-                if recent and t - recent[-1] <= self.confirm_s:
-                    self.weak[room] = t
-                self.pending[room] = t
-                self.burst[room] = [*recent, t]
-                self.since[room] = self.since.get(room, 0) + 1
+        if kind == "pir" and value >= 0.5:
+            self._motion(t, room, key, prev_seen)
         elif kind == "bed":
-            self._used("bedroom", t)
-            self.out_t, self.out_n = None, 0
-            self.bed = value >= 0.5
-            if not self.bed:
-                self.bed_exit_t = t
-            self.strong_t, self.strong_room = t, "bedroom"
-            self._activity(t, "bed" if self.bed else "bedroom", "bedroom", key)
+            self._bed(t, value >= 0.5, key)
         elif kind == "door":
-            if value >= 0.5:
-                self._used(room or "hall", t)
-            self.strong_t, self.strong_room = t, room or "hall"
-            if room in ("hall", "") and value >= 0.5:
-                self.front_open_t = t
-            if room in ("hall", ""):  # the front door: the resident may have gone out
-                self._activity(t, "away", "hall", key)
-            else:  # a bathroom, fridge or wardrobe door: someone is in that room
-                self._activity(t, "bed" if room == "bedroom" and self.bed else room, room, key)
+            self._door(t, room, value >= 0.5, key)
         elif kind == "plug":
-            last_w, off_since = self.plug.get(room, [0.0, -math.inf])
-            if value >= PLUG_ON_W and last_w < PLUG_OFF_W and t - off_since >= PLUG_IDLE_S:
-                self._used(room, t)
-                self.strong_t, self.strong_room = t, room
-                self._activity(t, room, room, key)
-            if value < PLUG_OFF_W <= last_w:
-                off_since = t
-            self.plug[room] = [value, off_since]
+            self._plug(t, room, value, key)
         elif kind == "sos" and value >= 0.5:
             self._activity(t, room if room else self.ctx, room, key)
+
+    def _record_exposure(self, t: float) -> None:
+        """Replaying history: the time in which triggers measure the sensors' noise."""
+        assert self.rec is not None
+        if self._gone() and self.act_t is not None and self.last_t is not None:
+            # nobody home: how noisy the motion sensors are can be read off directly
+            span = t - max(self.last_t, self.act_t + CHAIN_S)
+            if span > 0 and (self.hb_gap_s is None or t - self.last_t <= self.hb_gap_s):
+                self.rec.out_s += span
+        if self.last_t is not None:
+            self._expose(t)
+
+    # motion --------------------------------------------------------------------------------------
+
+    def _motion(self, t: float, room: str, key: str, prev_seen: float) -> None:
+        """A PIR trigger: the resident there (confirmed, or walking on), or one to wait on."""
+        if room in self.use_t:
+            self._judge_use(room, True, t)
+        self.use_missed.pop(room, None)
+        trig = self._trigger(t, room)
+        confirmed = self._confirms(t, room, trig)
+        walking_on = (
+            self.act_t is not None
+            and t - self.act_t <= TRANSITION_S
+            and (self.ctx != "away" or room == "hall" or trig.came_in)
+        )
+        if self.rec is not None and trig.gone and self.act_t is not None and t - self.act_t > CHAIN_S:
+            self.rec.out_trig[room] = self.rec.out_trig.get(room, 0) + 1
+        if confirmed or walking_on:
+            self._moved(t, room, key, confirmed, trig.recent)
+        else:
+            self._unconfirmed(t, room, key, prev_seen, trig)
+
+    def _trigger(self, t: float, room: str) -> Trigger:
+        hall_t = self.seen_t.get("pir:hall", -math.inf)
+        return Trigger(
+            here=room == self.ctx or (room == "bedroom" and self.ctx == "bed"),
+            recent=[x for x in self.burst.get(room, []) if t - x <= 2 * self.confirm_s],
+            away=self.ctx == "away",
+            gone=self._gone(),
+            # after the front door, a walk starts in the hall: an inner room's lone trigger counts
+            # only when the hall saw someone come in (after the door opened, not before)
+            came_in=hall_t >= self.front_open_t and t - hall_t <= CHAIN_S,
+        )
+
+    def _confirms(self, t: float, room: str, trig: Trigger) -> bool:
+        """Is this trigger the resident? Each rule on its own; the first that holds decides."""
+        recent, here, gone = trig.recent, trig.here, trig.gone
+        # gone out: the door that closed behind them is no walk to the kitchen; only a door
+        # opened again (coming back) or the hall seeing them come in is
+        back = not gone or room == "hall" or trig.came_in
+        walked = back and self.act_t is not None and bool(recent) and recent[0] - self.act_t <= self.confirm_s
+        # a second trigger confirms where the resident is, or shortly after they were active
+        # elsewhere (walked there); out of the blue it takes a third (spurious pairs are common)
+        if (here or walked) and recent and t - recent[-1] <= self.pair_s.get(room, self.confirm_s):
+            return True
+        if here and room in self.quiet:  # a quiet sensor where they are: them
+            return True
+        if here and self._many(room, t):  # more lone triggers where they are than noise makes
+            return True
+        # nobody home: a burst in a room whose sensor blips often takes one trigger more
+        if len(recent) >= (3 if trig.away and room in self.pair_s else 2):
+            return True
+        last_here = self.room_last.get(room, -math.inf)
+        # soon after activity here (a noisy sensor: and none elsewhere since, nor out)
+        if t - last_here <= self.confirm_s and (room in self.quiet or (last_here == self.act_t and not gone)):
+            return True
+        # just after a door, bed or appliance in this room (or the hall); the front door that
+        # closed behind them vouches for no noisy sensor's trigger after it
+        shut = gone and self.strong_t > self.front_open_t and room in self.pair_s
+        return t - self.strong_t <= STRONG_S and room in (self.strong_room, "hall") and not shut
+
+    def _moved(self, t: float, room: str, key: str, confirmed: bool, recent: list[float]) -> None:
+        """The trigger is the resident: their context becomes this room (or the bed)."""
+        if self.rec is not None and recent and self.noise.pop(room, False):
+            self.rec.blips[room] -= 1  # it was the resident after all
+        self.pending.pop(room, None)
+        self.burst.pop(room, None)
+        self.walk.pop(room, None)
+        ctx = room
+        if self.bed:
+            ctx = "bed" if room == "bedroom" or not self._left_bed(t) else room
+        # one trigger just after activity elsewhere: walked on, or (in a room whose sensor blips
+        # often) a spurious trigger while the resident stays put; until the room confirms it,
+        # either may be true. Nobody stays in the hall or outside.
+        provisional = (
+            not confirmed
+            and ctx != self.ctx
+            and room in self.pair_s
+            and self.ctx not in ("unknown", "hall", "away")
+        )
+        alt = self.ctx if provisional else None
+        last_here = self.room_last.get(room)
+        self._activity(t, ctx, room, key)
+        self.ctx_alt = alt
+        if alt is not None:  # a provisional move does not vouch for the room's next trigger
+            if last_here is None:
+                self.room_last.pop(room, None)
+            else:
+                self.room_last[room] = last_here
+
+    def _unconfirmed(self, t: float, room: str, key: str, prev_seen: float, trig: Trigger) -> None:
+        """A trigger not (yet) taken as the resident: kept pending, counted as noise while learning."""
+        recent = trig.recent
+        others = [v for k, v in self.seen_t.items() if k.startswith("pir:") and k != key]
+        # seen walking in since the last activity: a later lone trigger there does not undo it
+        walked_in = self.walk.get(room, False) and self.pending.get(room, -math.inf) > (self.act_t or 0)
+        near = any(t - v <= CHAIN_S for v in others) or t - prev_seen <= CHAIN_S
+        self.walk[room] = walked_in or near
+        if self.rec is not None and not recent:
+            # a lone trigger away from where the resident was last seen, long after: noise?
+            far = not trig.here and (self.act_t is None or t - self.act_t > CHAIN_S)
+            self.noise[room] = far and not near and self.ctx not in ("away", "unknown")
+            if self.noise[room]:
+                self.rec.blips[room] = self.rec.blips.get(room, 0) + 1
+        if recent and t - recent[-1] <= self.confirm_s:
+            self.weak[room] = t
+        self.pending[room] = t
+        self.burst[room] = [*recent, t]
+        self.since[room] = self.since.get(room, 0) + 1
+
+    # bed, doors, appliances ----------------------------------------------------------------------
+
+    def _bed(self, t: float, in_bed: bool, key: str) -> None:
+        self._used("bedroom", t)
+        self.out_t, self.out_n = None, 0
+        self.bed = in_bed
+        if not in_bed:
+            self.bed_exit_t = t
+        self.strong_t, self.strong_room = t, "bedroom"
+        self._activity(t, "bed" if in_bed else "bedroom", "bedroom", key)
+
+    def _door(self, t: float, room: str, opened: bool, key: str) -> None:
+        if opened:
+            self._used(room or "hall", t)
+        self.strong_t, self.strong_room = t, room or "hall"
+        front = room in ("hall", "")
+        if front and opened:
+            self.front_open_t = t
+        if front:  # the front door: the resident may have gone out
+            self._activity(t, "away", "hall", key)
+        else:  # a bathroom, fridge or wardrobe door: someone is in that room
+            self._activity(t, "bed" if room == "bedroom" and self.bed else room, room, key)
+
+    def _plug(self, t: float, room: str, watts: float, key: str) -> None:
+        last_w, off_since = self.plug.get(room, [0.0, -math.inf])
+        if watts >= PLUG_ON_W and last_w < PLUG_OFF_W and t - off_since >= PLUG_IDLE_S:
+            self._used(room, t)
+            self.strong_t, self.strong_room = t, room
+            self._activity(t, room, room, key)
+        if watts < PLUG_OFF_W <= last_w:
+            off_since = t
+        self.plug[room] = [watts, off_since]
 
     def _used(self, room: str, t: float) -> None:
         """Someone used the bed, a door or an appliance in ``room``: its motion sensor should see them."""
