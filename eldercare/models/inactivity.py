@@ -78,7 +78,7 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from eldercare.models import inactivity_text as text
 from eldercare.models.inactivity_profile import PRIORS, WAKE_PRIOR_S, Profile, learn
@@ -117,6 +117,17 @@ PLATFORM_KIND = {
     "night_wandering": "night_wandering",
     "device_silent": "device_offline",
 }
+
+
+class Candidate(NamedTuple):
+    """One way the present silence may end in an alert; the earliest ``due`` wins."""
+
+    due: float  # when it would be raised
+    kind: str  # detector kind (inactivity, bathroom_too_long, no_wake, ...)
+    how: str  # what was judged: "silence", "away", "stay" or "no_wake"
+    expected: float  # the usual duration (s)
+    threshold: float  # the limit applied (s)
+    since: float  # start of what was measured (for no_wake: the usual wake time, s of the day)
 
 
 class InactivityError(ValueError):
@@ -411,67 +422,87 @@ class InactivityDetector:
         return prior, prior
 
     def _resident(self, p: Profile, now: float) -> InactivityAlert | None:
+        """The resident's silence, judged: an alert once the earliest limit has passed, else None."""
         tr = self._tr
         a = tr.act_t
         if a is None or tr.ctx == "unknown" or self._alerted["episode"] == a:
             return None
-        sens = self.sensitivity
         h = tr.hour(a)
-        ctx = tr.ctx
-        cands: list[tuple[float, str, str, float, float, float]] = []  # due, kind, text, exp, thr, since
-        if ctx == "away":
-            thr = p.away[h] / sens
+        if tr.ctx == "away":
+            ctx = "away"
+            thr = p.away[h] / self.sensitivity
             kind = "night_wandering" if p.night[h] else "inactivity"
-            cands.append((a + thr, kind, "away", p.away_usual[h], thr, a))
+            cands = [Candidate(a + thr, kind, "away", p.away_usual[h], thr, a)]
         else:
-            if ctx == "bedroom" and self._lost_bed_event(p, h):
-                ctx = "bed"  # most likely in bed: the radio lost the bed sensor's "in bed"
-            table, usual = self._table(p, ctx)
-            thr = table[h] / sens
-            if tr.ctx_alt is not None:  # seen in a new room once only: maybe still in the old one
-                alt = "bed" if tr.ctx_alt == "bedroom" and self._lost_bed_event(p, h) else tr.ctx_alt
-                t_alt, u_alt = self._table(p, alt)
-                if t_alt[h] / sens > thr:
-                    ctx, thr, usual = alt, t_alt[h] / sens, u_alt
-            moved = self._moved(p, a, ctx, walk=True)
-            for r in moved:  # maybe walked on to a room where the sensor saw them only once
-                t_r, u_r = self._table(p, "bed" if r == "bedroom" and tr.bed else r)
-                if t_r[h] / sens > thr:
-                    ctx, thr, usual = r, min(t_r[h] / sens, 3 * thr), u_r
-            if ctx == "hall" and not p.night[h] and tr.ctx_alt is not None:
-                # one noisy trigger in the hall after a room: still there, or gone on to a room that
-                # has not seen them yet; not out (the front door would have said so)
-                thr = max(self._table(p, r)[0][h] for r in p.sil if r not in ("bed", "hall")) / sens
-            elif ctx == "hall" and not p.night[h]:
-                # by day, last seen in the hall and nothing since: most likely out (door unseen),
-                # though they may have fallen there: an outing's limit, but at most HALL_AWAY_MAX_S
-                thr = max(thr, min(p.away[h] / sens, HALL_AWAY_MAX_S))
-            kind = "inactivity"
-            if ctx == "bathroom":
-                kind = "bathroom_too_long"
-            elif ctx == "hall" and p.night[h]:
-                kind = "night_wandering"
-            cands.append((a + thr, kind, "silence", usual[h], thr, a))
-            if (
-                tr.ctx == "bathroom"
-                # left? a noisy sensor's trigger just after one elsewhere proves little here
-                and not self._moved(p, a, "bathroom", walk=False)
-                and tr.ctx_alt is None  # seen there once only (a noisy sensor): maybe never went in
-                and tr.ctx_t is not None
-                and self._alerted["stay"] != tr.ctx_t
-            ):
-                hs = tr.hour(tr.ctx_t)
-                thr_s = p.stay[hs] / sens
-                if tr.bath_wake and not p.night[hs]:
-                    thr_s = max(thr_s, p.stay_wake / sens)
-                cands.append(
-                    (tr.ctx_t + thr_s, "bathroom_too_long", "stay", p.stay_usual[hs], thr_s, tr.ctx_t)
-                )
-            if tr.ctx in ("bed", "bedroom"):
-                nw = self._no_wake(p, a)
-                if nw is not None:
-                    cands.append(nw)
-        due, kind, how, expected, thr, since = min(cands)
+            ctx, silence = self._silence(p, a, h)
+            cands = [silence, *self._stay(p, a), *self._wake(p, a)]
+        c = min(cands)
+        due = self._deferred(p, a, c.due, ctx)
+        if due > now:
+            return None
+        if p.hb_gap_s is not None and tr.hb_t is not None and due > tr.hb_t + p.hb_gap_s:
+            return None  # the gateway is silent: that is a device alert, not a silent home
+        return self._explain(p, c._replace(due=due), ctx, a, h)
+
+    def _silence(self, p: Profile, a: float, h: int) -> tuple[str, Candidate]:
+        """Where the resident most likely is, and how long a silence there may last."""
+        tr, sens = self._tr, self.sensitivity
+        ctx = tr.ctx
+        if ctx == "bedroom" and self._lost_bed_event(p, h):
+            ctx = "bed"  # most likely in bed: the radio lost the bed sensor's "in bed"
+        table, usual = self._table(p, ctx)
+        thr = table[h] / sens
+        if tr.ctx_alt is not None:  # seen in a new room once only: maybe still in the old one
+            alt = "bed" if tr.ctx_alt == "bedroom" and self._lost_bed_event(p, h) else tr.ctx_alt
+            t_alt, u_alt = self._table(p, alt)
+            if t_alt[h] / sens > thr:
+                ctx, thr, usual = alt, t_alt[h] / sens, u_alt
+        for r in self._moved(p, a, ctx, walk=True):  # maybe walked on to a room seen only once
+            t_r, u_r = self._table(p, "bed" if r == "bedroom" and tr.bed else r)
+            if t_r[h] / sens > thr:
+                ctx, thr, usual = r, min(t_r[h] / sens, 3 * thr), u_r
+        if ctx == "hall" and not p.night[h] and tr.ctx_alt is not None:
+            # one noisy trigger in the hall after a room: still there, or gone on to a room that
+            # has not seen them yet; not out (the front door would have said so)
+            thr = max(self._table(p, r)[0][h] for r in p.sil if r not in ("bed", "hall")) / sens
+        elif ctx == "hall" and not p.night[h]:
+            # by day, last seen in the hall and nothing since: most likely out (door unseen),
+            # though they may have fallen there: an outing's limit, but at most HALL_AWAY_MAX_S
+            thr = max(thr, min(p.away[h] / sens, HALL_AWAY_MAX_S))
+        kind = "inactivity"
+        if ctx == "bathroom":
+            kind = "bathroom_too_long"
+        elif ctx == "hall" and p.night[h]:
+            kind = "night_wandering"
+        return ctx, Candidate(a + thr, kind, "silence", usual[h], thr, a)
+
+    def _stay(self, p: Profile, a: float) -> list[Candidate]:
+        """A bathroom visit longer than this home's visits at that hour (whatever the silence says)."""
+        tr = self._tr
+        if (
+            tr.ctx != "bathroom"
+            # left? a noisy sensor's trigger just after one elsewhere proves little here
+            or self._moved(p, a, "bathroom", walk=False)
+            or tr.ctx_alt is not None  # seen there once only (a noisy sensor): maybe never went in
+            or tr.ctx_t is None
+            or self._alerted["stay"] == tr.ctx_t
+        ):
+            return []
+        hs = tr.hour(tr.ctx_t)
+        thr_s = p.stay[hs] / self.sensitivity
+        if tr.bath_wake and not p.night[hs]:
+            thr_s = max(thr_s, p.stay_wake / self.sensitivity)
+        return [Candidate(tr.ctx_t + thr_s, "bathroom_too_long", "stay", p.stay_usual[hs], thr_s, tr.ctx_t)]
+
+    def _wake(self, p: Profile, a: float) -> list[Candidate]:
+        if self._tr.ctx not in ("bed", "bedroom"):
+            return []
+        nw = self._no_wake(p, a)
+        return [] if nw is None else [nw]
+
+    def _deferred(self, p: Profile, a: float, due: float, ctx: str) -> float:
+        """``due``, pushed back while a trigger since ``a`` may still turn out to be the resident."""
+        tr = self._tr
         for r, pt in tr.pending.items():  # an unconfirmed PIR may still turn out to be activity: wait
             if not a < pt <= due:
                 continue
@@ -488,10 +519,12 @@ class InactivityDetector:
             w = tr.weak.get(r)
             if w is not None and a < w <= due:
                 due = max(due, w + WEAK_DEFER_S)
-        if due > now:
-            return None
-        if p.hb_gap_s is not None and tr.hb_t is not None and due > tr.hb_t + p.hb_gap_s:
-            return None  # the gateway is silent: that is a device alert, not a silent home
+        return due
+
+    def _explain(self, p: Profile, c: Candidate, ctx: str, a: float, h: int) -> InactivityAlert:
+        """The alert for candidate ``c``: its room, severity and words (English and Chinese)."""
+        tr = self._tr
+        due, kind, how, expected, thr, since = c
         observed = due - since
         room = "bedroom" if ctx == "bed" else ("" if ctx == "away" else ctx)
         if how == "stay":  # the stay is in the bathroom, whichever room the silence was judged by
@@ -507,13 +540,12 @@ class InactivityDetector:
         elif how == "stay":
             en, zh = text.bathroom(observed, expected, p.learned)
             sev = "high"
+        elif ctx == "away" and kind == "night_wandering":
+            en, zh = text.night_wandering(a + tr.utc_offset_s, observed, expected, p.away_seen[h])
+            sev = "high"
         elif ctx == "away":
-            if kind == "night_wandering":
-                en, zh = text.night_wandering(a + tr.utc_offset_s, observed, expected, p.away_seen[h])
-                sev = "high"
-            else:
-                en, zh = text.away_long(a + tr.utc_offset_s, observed, expected)
-                sev = "medium"
+            en, zh = text.away_long(a + tr.utc_offset_s, observed, expected)
+            sev = "medium"
         elif kind == "night_wandering":
             en, zh = text.night_hall(observed, expected)
             sev = "high"
@@ -577,7 +609,7 @@ class InactivityDetector:
                     worst, ratio = s, r
         return worst
 
-    def _no_wake(self, p: Profile, a: float) -> tuple[float, str, str, float, float, float] | None:
+    def _no_wake(self, p: Profile, a: float) -> Candidate | None:
         """Still in bed (or quiet in the bedroom) well past the usual wake time of the day."""
         tr = self._tr
         base = (tr.ctx_t if tr.ctx == "bed" and tr.ctx_t is not None else a) + SETTLE_S
@@ -593,7 +625,9 @@ class InactivityDetector:
             thr_abs = midnight + med + (thr_s - med) / self.sensitivity
             due = max(thr_abs, base)
             if due <= thr_abs + NO_WAKE_WINDOW_S and (best is None or due < best[0]):
-                best = (due, "no_wake", "no_wake", (thr_s - med) / self.sensitivity, thr_abs - midnight, med)
+                best = Candidate(
+                    due, "no_wake", "no_wake", (thr_s - med) / self.sensitivity, thr_abs - midnight, med
+                )
         return best
 
     # state -------------------------------------------------------------------------------------
