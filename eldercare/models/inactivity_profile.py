@@ -242,7 +242,43 @@ def learn(
 
 
 def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[tuple[float, float]]) -> None:
-    """Wake time per day: the last bed exit before the first activity in a day room (kitchen, ...)."""
+    """Wake time per weekday: its usual time and the limit past which "not up" is raised."""
+    dated = _mornings(rec, utc_offset_s, exclude)
+    by_wd: dict[int, list[float]] = defaultdict(list)
+    for d, wake in dated:
+        by_wd[(d + 3) % 7].append(wake)  # 1970-01-01 was a Thursday
+    allw = [w for ws in by_wd.values() for w in ws]
+    if not allw:
+        return
+    meds = _weekday_medians(by_wd, allw)
+    sd = _wake_spread(by_wd, meds)
+    # a changed routine: the last few mornings differ from the window's habit -> follow them
+    dated.sort()
+    recent = [w for _, w in dated[-RECENT_WAKES:]]
+    last_days = [w for d, w in dated if d > dated[-1][0] - LAST_DAYS]
+    shift = None
+    if len(dated) >= 2 * RECENT_WAKES and abs(statistics.median(recent) - statistics.median(allw)) > 20 * MIN:
+        shift = statistics.median(recent)
+    for wd in range(7):
+        own = by_wd.get(wd, [])
+        med, thr = _wake_limit(meds[wd], own, sd, shift, recent)
+        if last_days:  # a morning seen in the last few days is this home's normal now
+            thr = max(thr, max(last_days) + 30 * MIN)
+        if len(allw) < WAKE_MIN_DAYS:  # few mornings seen: lean towards the late population limit
+            w = (len(allw) - 1) / (WAKE_MIN_DAYS - 1)
+            thr = max(thr, w * thr + (1 - w) * WAKE_PRIOR_S)
+        p.wake[str(wd)] = {"median": med, "thr": min(thr, 14 * HOUR), "n": float(len(own))}
+    p.wake_open_s = max(3 * HOUR, min(allw) - 2 * HOUR)
+
+
+def _mornings(
+    rec: Recording, utc_offset_s: float, exclude: list[tuple[float, float]]
+) -> list[tuple[int, float]]:
+    """(local day, wake time in seconds of that day) for each morning of the history.
+
+    The wake time is the last bed exit before the first activity in a day room (kitchen, ...)
+    between 03:00 and 15:00; a day whose first activity falls in an excluded incident is left out.
+    """
     stays = sorted(rec.stays, key=lambda s: s[1])
     bed_exits = [s + d for c, s, d in stays if c == "bed"]
     first_day: dict[int, float] = {}
@@ -253,57 +289,51 @@ def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[t
         d = math.floor(local / DAY)
         if 3 * HOUR <= local - d * DAY <= 15 * HOUR and d not in first_day:
             first_day[d] = s
-    by_wd: dict[int, list[float]] = defaultdict(list)
     dated: list[tuple[int, float]] = []
     for d, first in first_day.items():
         if any(a <= first <= b for a, b in exclude):
             continue
         cands = [x for x in bed_exits if first - 2 * HOUR <= x <= first]
         wake = max(cands) if cands else first
-        by_wd[(d + 3) % 7].append(wake + utc_offset_s - d * DAY)  # 1970-01-01 was a Thursday
         dated.append((d, wake + utc_offset_s - d * DAY))
-    allw = [w for ws in by_wd.values() for w in ws]
-    if not allw:
-        return
+    return dated
+
+
+def _weekday_medians(by_wd: dict[int, list[float]], allw: list[float]) -> dict[int, float]:
+    """Each weekday's median wake time; from its group (weekdays, weekend) or all days when few."""
     groups = {g: [w for wd in range(7) if (wd >= 5) == g for w in by_wd.get(wd, [])] for g in (False, True)}
     meds = {}
     for wd in range(7):
         own, grp = by_wd.get(wd, []), groups[wd >= 5]
         meds[wd] = statistics.median(own if len(own) >= 2 else grp if len(grp) >= 2 else allw)
-    # residuals around each weekday's own median, corrected for the few samples each has
+    return meds
+
+
+def _wake_spread(by_wd: dict[int, list[float]], meds: dict[int, float]) -> float:
+    """A robust spread of wake times around each weekday's own median (at least 10 min)."""
+    # residuals corrected for the few samples each weekday has
     resid = [
         (w - meds[wd]) * math.sqrt(len(ws) / (len(ws) - 1))
         for wd, ws in by_wd.items()
         if len(ws) >= 2
         for w in ws
     ]
-    sd = max(1.4826 * statistics.median(abs(r) for r in resid), 10 * MIN) if resid else 45 * MIN
-    # a changed routine: the last few mornings differ from the window's habit -> follow them
-    dated.sort()
-    recent = [w for _, w in dated[-RECENT_WAKES:]]
-    last_days = [w for d, w in dated if d > dated[-1][0] - LAST_DAYS] if dated else []
-    shift = None
-    if len(dated) >= 2 * RECENT_WAKES and abs(statistics.median(recent) - statistics.median(allw)) > 20 * MIN:
-        shift = statistics.median(recent)
-    for wd in range(7):
-        med = meds[wd]
-        n_own = len(by_wd.get(wd, []))
-        spread = sd * math.sqrt(1 + 1 / n_own) if n_own >= 2 else sd * 1.5  # the median is uncertain too
-        thr = max(med + 20 * MIN + 2.5 * spread, max(by_wd.get(wd, [-math.inf])) + 15 * MIN)
-        if shift is not None:
-            recent_thr = max(
-                shift + 20 * MIN + 2.5 * sd * math.sqrt(1 + 1 / RECENT_WAKES), max(recent) + 15 * MIN
-            )
-            thr = max(thr, recent_thr) if shift > med else recent_thr
-            med = shift
-        if last_days:  # a morning seen in the last few days is this home's normal now
-            thr = max(thr, max(last_days) + 30 * MIN)
-        if len(allw) < WAKE_MIN_DAYS:  # few mornings seen: lean towards the late population limit
-            w = (len(allw) - 1) / (WAKE_MIN_DAYS - 1)
-            thr = max(thr, w * thr + (1 - w) * WAKE_PRIOR_S)
-        p.wake[str(wd)] = {"median": med, "thr": min(thr, 14 * HOUR), "n": float(len(by_wd.get(wd, [])))}
-    if allw:
-        p.wake_open_s = max(3 * HOUR, min(allw) - 2 * HOUR)
+    return max(1.4826 * statistics.median(abs(r) for r in resid), 10 * MIN) if resid else 45 * MIN
+
+
+def _wake_limit(
+    med: float, own: list[float], sd: float, shift: float | None, recent: list[float]
+) -> tuple[float, float]:
+    """(usual wake time, limit) of one weekday; after a changed routine, the recent mornings'."""
+    n_own = len(own)
+    spread = sd * math.sqrt(1 + 1 / n_own) if n_own >= 2 else sd * 1.5  # the median is uncertain too
+    thr = max(med + 20 * MIN + 2.5 * spread, max(own or [-math.inf]) + 15 * MIN)
+    if shift is not None:
+        recent_spread = 2.5 * sd * math.sqrt(1 + 1 / RECENT_WAKES)
+        recent_thr = max(shift + 20 * MIN + recent_spread, max(recent) + 15 * MIN)
+        thr = max(thr, recent_thr) if shift > med else recent_thr
+        med = shift
+    return med, thr
 
 
 def _learn_devices(p: Profile, rec: Recording, grace_days: float) -> None:
