@@ -543,6 +543,41 @@ class _Filler:
 # The home: plan, splice incidents, render ---------------------------------------------------------
 
 
+class Pen:
+    """Writes one segment's sensor events: only inside [s0, s1), a motion sensor only past its hold-off."""
+
+    def __init__(self, sim: HomeSim, r: random.Random, s0: float, s1: float) -> None:
+        self.sim, self.r, self.s0, self.s1 = sim, r, s0, s1
+        self.ev: list[SensorEvent] = []
+
+    def emit(self, t: float, sensor: str, kind: str, where: str, value: float) -> bool:
+        if self.s0 <= t < self.s1:
+            self.ev.append(SensorEvent(round(t, 3), sensor, kind, where, value))
+            return True
+        return False
+
+    def move(self, t: float, where: str) -> None:
+        """The resident moves in ``where``: its PIR fires unless re-arming or it misses them."""
+        sensor, sim = "pir-" + where, self.sim
+        if t - sim._pir_last.get(sensor, -1e18) < sim.profile.pir_holdoff_s:
+            return
+        if self.r.random() < sim.profile.pir_miss:
+            return
+        sim._pir_last[sensor] = t
+        self.emit(t, sensor, "pir", where, 1.0)
+
+
+@dataclass(slots=True)
+class Occasion:
+    """An incident about to be applied: when it happens, what the resident is doing then, notes."""
+
+    inc: Incident
+    t: float
+    where: Segment
+    resident: str
+    notes: list[str] = field(default_factory=list)
+
+
 class HomeSim:
     """One home as a lazily rendered, time-ordered event stream.
 
@@ -709,177 +744,175 @@ class HomeSim:
         return self._planned[self._seg_index(t)] if self._planned else Segment(t, t, "rest", "living")
 
     def _apply(self, inc: Incident) -> TruthRecord | None:
-        kind, r = inc.kind, self._rng
-        if self._frozen is not None and kind in _RESIDENT_KINDS:
+        """Change the plan from the incident's time on; returns the ground truth it left."""
+        if self._frozen is not None and inc.kind in _RESIDENT_KINDS:
             return None  # after a collapse nothing else happens to the resident
-        dur = inc.effective_duration
-        resident = inc.resident or self.profile.resident
         t = max(inc.t, self._released)
-        s = self._situation(t)
-        notes: list[str] = []
-        if s.room == OUT and kind in ("fall", "collapse", "bathroom_too_long", "sos"):
-            t = max(t, s.end) + r.uniform(1, 5) * MINUTE
-            notes.append("resident was out; it happened soon after coming home")
-            s = self._situation(t)
-            if s.room == OUT:
-                s = Segment(t, t, "walk", "hall")
+        at = Occasion(inc, t, self._situation(t), inc.resident or self.profile.resident)
+        if at.where.room == OUT and inc.kind in ("fall", "collapse", "bathroom_too_long", "sos"):
+            at.t = max(t, at.where.end) + self._rng.uniform(1, 5) * MINUTE
+            at.notes.append("resident was out; it happened soon after coming home")
+            at.where = self._situation(at.t)
+            if at.where.room == OUT:
+                at.where = Segment(at.t, at.t, "walk", "hall")
+        apply = {
+            "fall": self._fall,
+            "collapse": self._fall,
+            "no_wake": self._no_wake,
+            "night_wandering": self._night_wandering,
+            "bathroom_too_long": self._bathroom_too_long,
+            "sos": self._sos,
+            "device_offline": self._device,
+            "low_battery": self._device,
+        }.get(inc.kind, self._gateway_outage)
+        return apply(at)
 
-        if kind in ("fall", "collapse"):
-            if ACTIVITIES[s.activity].in_bed and kind == "collapse":
-                wake = self._wakes[bisect.bisect_right(self._wakes, t)] if t < self._wakes[-1] else t
-                self._forever(t, "collapsed_in_bed", "bedroom")
-                return self._truth(
-                    kind,
-                    resident,
-                    t,
-                    max(t, wake),
-                    None,
-                    "bedroom",
-                    None,
-                    ["collapsed in bed: visible from the planned wake time"],
-                )
-            room = inc.room or ("bedroom" if s.room == OUT else s.room)
-            pre: list[Segment] = []
-            if ACTIVITIES[s.activity].in_bed:
-                up = t + r.uniform(20, 60)
-                pre.append(Segment(t, up, "getup", "bedroom"))
-                notes.append("got out of bed first")
-                t = up
-            elif room != s.room and s.room != OUT:
-                step = t + r.uniform(10, 30)
-                pre.append(Segment(t, step, "walk", room))
-                t = step
-            act = "down" if kind == "fall" else "collapsed"
-            if not math.isfinite(dur):
-                if pre:
-                    self._splice(pre[0].start, pre)
-                self._forever(t, act, room)
-                return self._truth(kind, resident, t, t, None, room, None, notes)
-            rescue_end = t + dur + r.uniform(30, 60) * MINUTE
-            self._splice(
-                pre[0].start if pre else t,
-                [*pre, Segment(t, t + dur, act, room), Segment(t + dur, rescue_end, "rescue", room)],
-            )
-            return self._truth(kind, resident, t, t, t + dur, room, None, notes)
+    def _fall(self, at: Occasion) -> TruthRecord:
+        """A fall (down until found) or a collapse (no more movement at all)."""
+        kind, r, s, t, dur = at.inc.kind, self._rng, at.where, at.t, at.inc.effective_duration
+        if ACTIVITIES[s.activity].in_bed and kind == "collapse":
+            wake = self._wakes[bisect.bisect_right(self._wakes, t)] if t < self._wakes[-1] else t
+            self._forever(t, "collapsed_in_bed", "bedroom")
+            at.notes = ["collapsed in bed: visible from the planned wake time"]
+            return self._truth(at, t, alert_from=max(t, wake), end=None, room="bedroom")
+        room = at.inc.room or ("bedroom" if s.room == OUT else s.room)
+        pre: list[Segment] = []
+        if ACTIVITIES[s.activity].in_bed:
+            up = t + r.uniform(20, 60)
+            pre.append(Segment(t, up, "getup", "bedroom"))
+            at.notes.append("got out of bed first")
+            t = up
+        elif room != s.room and s.room != OUT:
+            step = t + r.uniform(10, 30)
+            pre.append(Segment(t, step, "walk", room))
+            t = step
+        act = "down" if kind == "fall" else "collapsed"
+        if not math.isfinite(dur):
+            if pre:
+                self._splice(pre[0].start, pre)
+            self._forever(t, act, room)
+            return self._truth(at, t, alert_from=t, end=None, room=room)
+        rescue_end = t + dur + r.uniform(30, 60) * MINUTE
+        self._splice(
+            pre[0].start if pre else t,
+            [*pre, Segment(t, t + dur, act, room), Segment(t + dur, rescue_end, "rescue", room)],
+        )
+        return self._truth(at, t, alert_from=t, end=t + dur, room=room)
 
-        if kind == "no_wake":
-            i = bisect.bisect_right(self._wakes, t)
-            while i >= len(self._wakes):
-                self._plan_more()
-            wake = self._wakes[i]
-            self._ensure_planned(wake + (dur if math.isfinite(dur) else 0.0) + DAY)
-            j = self._seg_index(wake - 1.0)
-            last_sleep = self._planned[j]
-            t0 = max(t, last_sleep.start) if last_sleep.activity == "sleep" else max(t, wake - HOUR)
-            if not math.isfinite(dur):
-                self._forever(t0, "stuck_in_bed", "bedroom")
-                return self._truth(kind, resident, wake, wake, None, "bedroom", None, ["never got up"])
-            new = [
-                Segment(t0, wake + dur, "stuck_in_bed", "bedroom"),
-                Segment(wake + dur, wake + dur + r.uniform(30, 60) * MINUTE, "rescue", "bedroom"),
-            ]
-            self._splice(t0, new)
-            return self._truth(
-                kind,
-                resident,
-                wake,
-                wake,
-                wake + dur,
-                "bedroom",
-                None,
-                [f"planned wake {wake:.0f}; stayed in bed"],
-            )
+    def _no_wake(self, at: Occasion) -> TruthRecord:
+        """Still in bed past the next planned wake time."""
+        t, dur = at.t, at.inc.effective_duration
+        i = bisect.bisect_right(self._wakes, t)
+        while i >= len(self._wakes):
+            self._plan_more()
+        wake = self._wakes[i]
+        self._ensure_planned(wake + (dur if math.isfinite(dur) else 0.0) + DAY)
+        last_sleep = self._planned[self._seg_index(wake - 1.0)]
+        t0 = max(t, last_sleep.start) if last_sleep.activity == "sleep" else max(t, wake - HOUR)
+        if not math.isfinite(dur):
+            self._forever(t0, "stuck_in_bed", "bedroom")
+            at.notes = ["never got up"]
+            return self._truth(at, wake, alert_from=wake, end=None, room="bedroom")
+        rescue = wake + dur + self._rng.uniform(30, 60) * MINUTE
+        new = [
+            Segment(t0, wake + dur, "stuck_in_bed", "bedroom"),
+            Segment(wake + dur, rescue, "rescue", "bedroom"),
+        ]
+        self._splice(t0, new)
+        at.notes = [f"planned wake {wake:.0f}; stayed in bed"]
+        return self._truth(at, wake, alert_from=wake, end=wake + dur, room="bedroom")
 
-        if kind == "night_wandering":
-            if s.activity != "sleep" or s.end - t < 30 * MINUTE:
-                cand = [
-                    x
-                    for x in self._planned
-                    if x.start > t and x.activity == "sleep" and x.end - x.start > 2 * HOUR
-                ]
-                if not cand:
-                    return None
-                x = cand[0]
-                t = x.start + r.uniform(0.3, 0.6) * (x.end - x.start)
-                notes.append("moved to the next night")
-            up = t + r.uniform(30, 90)
-            hall = up + r.uniform(20, 60)
-            pre = [Segment(t, up, "getup", "bedroom"), Segment(up, hall, "walk", "hall")]
-            if not math.isfinite(dur):
-                self._splice(t, pre)
-                self._forever(hall, "wander_out", OUT)
-                return self._truth(
-                    kind, resident, hall, hall, None, "hall", None, [*notes, "never came back"]
-                )
-            back = hall + dur
-            new = [
-                *pre,
-                Segment(hall, back, "wander_out", OUT),
-                Segment(back, back + r.uniform(2, 5) * MINUTE, "walk", "hall"),
-            ]
-            self._splice(t, new)
-            return self._truth(kind, resident, hall, hall, back, "hall", None, notes)
+    def _night_wandering(self, at: Occasion) -> TruthRecord | None:
+        """Up at night and out of the front door (back after the duration, or never)."""
+        r, s, t, dur = self._rng, at.where, at.t, at.inc.effective_duration
+        if s.activity != "sleep" or s.end - t < 30 * MINUTE:
+            long_sleep = [x for x in self._planned if x.activity == "sleep" and x.end - x.start > 2 * HOUR]
+            cand = [x for x in long_sleep if x.start > t]
+            if not cand:
+                return None
+            x = cand[0]
+            t = x.start + r.uniform(0.3, 0.6) * (x.end - x.start)
+            at.notes.append("moved to the next night")
+        up = t + r.uniform(30, 90)
+        hall = up + r.uniform(20, 60)
+        pre = [Segment(t, up, "getup", "bedroom"), Segment(up, hall, "walk", "hall")]
+        if not math.isfinite(dur):
+            self._splice(t, pre)
+            self._forever(hall, "wander_out", OUT)
+            at.notes.append("never came back")
+            return self._truth(at, hall, alert_from=hall, end=None, room="hall")
+        back = hall + dur
+        new = [
+            *pre,
+            Segment(hall, back, "wander_out", OUT),
+            Segment(back, back + r.uniform(2, 5) * MINUTE, "walk", "hall"),
+        ]
+        self._splice(t, new)
+        return self._truth(at, hall, alert_from=hall, end=back, room="hall")
 
-        if kind == "bathroom_too_long":
-            pre = []
-            if ACTIVITIES[s.activity].in_bed:
-                up = t + r.uniform(20, 60)
-                pre.append(Segment(t, up, "getup", "bedroom"))
-                t0, t = t, up
-            else:
-                t0 = t
-            if dur <= BATHROOM_NORMAL_S:
-                msg = f"bathroom_too_long: duration must exceed {BATHROOM_NORMAL_S / 60:.0f} min"
-                raise SimulationError(msg)
-            if not math.isfinite(dur):
-                if pre:
-                    self._splice(t0, pre)
-                self._forever(t, "bathroom_long", "bathroom")
-                return self._truth(kind, resident, t, t + BATHROOM_NORMAL_S, None, "bathroom", None, notes)
-            self._splice(t0, [*pre, Segment(t, t + dur, "bathroom_long", "bathroom")])
-            return self._truth(kind, resident, t, t + BATHROOM_NORMAL_S, t + dur, "bathroom", None, notes)
+    def _bathroom_too_long(self, at: Occasion) -> TruthRecord:
+        """In the bathroom far longer than a visit (alert-worthy after BATHROOM_NORMAL_S)."""
+        t, dur = at.t, at.inc.effective_duration
+        pre = []
+        t0 = t
+        if ACTIVITIES[at.where.activity].in_bed:
+            t = t + self._rng.uniform(20, 60)
+            pre.append(Segment(t0, t, "getup", "bedroom"))
+        if dur <= BATHROOM_NORMAL_S:
+            msg = f"bathroom_too_long: duration must exceed {BATHROOM_NORMAL_S / 60:.0f} min"
+            raise SimulationError(msg)
+        alert_from = t + BATHROOM_NORMAL_S
+        if not math.isfinite(dur):
+            if pre:
+                self._splice(t0, pre)
+            self._forever(t, "bathroom_long", "bathroom")
+            return self._truth(at, t, alert_from=alert_from, end=None, room="bathroom")
+        self._splice(t0, [*pre, Segment(t, t + dur, "bathroom_long", "bathroom")])
+        return self._truth(at, t, alert_from=alert_from, end=t + dur, room="bathroom")
 
-        if kind == "sos":
-            room = s.room if s.room != OUT else "hall"
-            ev = SensorEvent(round(t, 3), "sos-1", "sos", room, 1.0)
-            self._insert_extra(ev)
-            return self._truth(kind, resident, t, t, t, room, "sos-1", notes)
+    def _sos(self, at: Occasion) -> TruthRecord:
+        room = at.where.room if at.where.room != OUT else "hall"
+        self._insert_extra(SensorEvent(round(at.t, 3), "sos-1", "sos", room, 1.0))
+        return self._truth(at, at.t, alert_from=at.t, end=at.t, room=room, sensor="sos-1")
 
-        if kind in ("device_offline", "low_battery"):
-            choices = [x.id for x in self.sensors if x.kind != "plug"]
-            sensor = inc.sensor or r.choice(choices)
-            if sensor not in {x.id for x in self.sensors}:
-                msg = f"{kind}: no sensor {sensor!r} in this home"
-                raise SimulationError(msg)
-            end = t + dur if math.isfinite(dur) else None
-            if kind == "device_offline":
-                self._windows.append((sensor, t, t + dur))
-            return self._truth(kind, resident, t, t, end, None, sensor, notes)
+    def _device(self, at: Occasion) -> TruthRecord:
+        """A sensor that goes silent (device_offline) or reports a low battery."""
+        kind, t, dur = at.inc.kind, at.t, at.inc.effective_duration
+        choices = [x.id for x in self.sensors if x.kind != "plug"]
+        sensor = at.inc.sensor or self._rng.choice(choices)
+        if sensor not in {x.id for x in self.sensors}:
+            msg = f"{kind}: no sensor {sensor!r} in this home"
+            raise SimulationError(msg)
+        end = t + dur if math.isfinite(dur) else None
+        if kind == "device_offline":
+            self._windows.append((sensor, t, t + dur))
+        return self._truth(at, t, alert_from=t, end=end, room=None, sensor=sensor)
 
-        # gateway_outage
+    def _gateway_outage(self, at: Occasion) -> TruthRecord:
+        t, dur = at.t, at.inc.effective_duration
         self._windows.append((None, t, t + dur))
-        return self._truth(kind, resident, t, t, t + dur if math.isfinite(dur) else None, None, None, notes)
+        end = t + dur if math.isfinite(dur) else None
+        return self._truth(at, t, alert_from=t, end=end, room=None)
 
     def _truth(
         self,
-        kind: str,
-        resident: str,
+        at: Occasion,
         t: float,
+        *,
         alert_from: float,
         end: float | None,
         room: str | None,
-        sensor: str | None,
-        notes: list[str],
+        sensor: str | None = None,
     ) -> TruthRecord:
         rec = TruthRecord(
-            kind,
-            resident,
+            at.inc.kind,
+            at.resident,
             round(t, 3),
             round(alert_from, 3),
             None if end is None else round(end, 3),
             room,
             sensor,
-            "; ".join(notes),
+            "; ".join(at.notes),
             self.site,
         )
         self.truth.append(rec)
@@ -972,131 +1005,124 @@ class HomeSim:
         return out
 
     def _render(self, seg: Segment) -> list[SensorEvent]:
+        """The sensor events of one segment of the plan (the RNG calls in a fixed order: seeded)."""
         act = ACTIVITIES[seg.activity]
         r = random.Random(f"{self.seed}:{seg.activity}:{seg.start:.0f}:{int(seg.cont)}")
-        p = self.profile
-        s0, s1 = seg.start, min(seg.end, self.end)
-        ev: list[SensorEvent] = []
-        room, prev = seg.room, self._room
-
-        def emit(t: float, sensor: str, kind: str, where: str, value: float) -> bool:
-            if s0 <= t < s1:
-                ev.append(SensorEvent(round(t, 3), sensor, kind, where, value))
-                return True
-            return False
-
-        def move(t: float, where: str) -> None:
-            sensor = "pir-" + where
-            if t - self._pir_last.get(sensor, -1e18) < p.pir_holdoff_s:
-                return
-            if r.random() < p.pir_miss:
-                return
-            self._pir_last[sensor] = t
-            emit(t, sensor, "pir", where, 1.0)
-
-        # getting into or out of bed (helped out of it by whoever came to the rescue)
-        if act.in_bed != self._in_bed:
+        pen = Pen(self, r, seg.start, min(seg.end, self.end))
+        if act.in_bed != self._in_bed:  # getting into or out of bed (or helped out by the rescue)
             delay = (
                 r.uniform(5, 30) if act.in_bed else r.uniform(60, 180) if seg.activity == "rescue" else 0.5
             )
-            emit(s0 + delay, "bed-1", "bed", "bedroom", 1.0 if act.in_bed else 0.0)
+            pen.emit(pen.s0 + delay, "bed-1", "bed", "bedroom", 1.0 if act.in_bed else 0.0)
             self._in_bed = act.in_bed
-        t = s0
-        # arriving in the segment's room
-        if not seg.cont and room != prev:
-            if room == OUT:
-                if prev != "hall":
-                    move(s0 + r.uniform(0, 3), prev)
-                move(s0 + r.uniform(5, 15), "hall")
-                emit(s0 + r.uniform(20, 30), "door-front", "door", "hall", 1.0)
-                emit(s0 + r.uniform(35, 45), "door-front", "door", "hall", 0.0)
-            elif prev == OUT:
-                emit(s0 + 1.0, "door-front", "door", "hall", 1.0)
-                emit(s0 + r.uniform(5, 15), "door-front", "door", "hall", 0.0)
-                move(s0 + r.uniform(3, 10), "hall")
-                move(s0 + r.uniform(15, 30), room)
-                t = s0 + 30
-            else:
-                move(s0 + r.uniform(0, 3), prev)
-                if (
-                    frozenset((prev, room)) not in _ADJACENT
-                    and "hall" not in (prev, room)
-                    and r.random() < 0.6
-                ):
-                    move(s0 + r.uniform(4, 8), "hall")
-                move(s0 + r.uniform(8, 15), room)
-                t = s0 + 15
+        t = pen.s0
+        if not seg.cont and seg.room != self._room:
+            t = self._arrive(pen, seg.room, self._room)
         if seg.activity == "visit" and not seg.cont:
-            move(s0 + r.uniform(0, 5), "hall")
-            emit(s0 + r.uniform(10, 20), "door-front", "door", "hall", 1.0)
-            emit(s0 + r.uniform(25, 40), "door-front", "door", "hall", 0.0)
-            pe = seg.planned_end or s1
-            if pe - s0 > 10 * MINUTE:
-                leave = pe - r.uniform(2, 5) * MINUTE
-                move(leave, "hall")
-                emit(leave + r.uniform(10, 20), "door-front", "door", "hall", 1.0)
-                emit(leave + r.uniform(30, 50), "door-front", "door", "hall", 0.0)
+            self._visit(pen, seg)
         if seg.activity == "rescue":
-            emit(s0 + 1.0, "door-front", "door", "hall", 1.0)
-            emit(s0 + r.uniform(8, 20), "door-front", "door", "hall", 0.0)
-            self._pir_last.pop("pir-hall", None)
-            move(s0 + r.uniform(5, 15), "hall")
-            self._pir_last.pop("pir-" + room, None)
-            move(s0 + r.uniform(20, 40), room)
-            off = s0 + r.uniform(2, 6) * MINUTE
-            for sensor, on in list(self._on.items()):
-                if on:
-                    emit(off, sensor, "plug", self._plug_room(sensor), 0.6 if sensor == "plug-tv" else 0.0)
-                    self._on[sensor] = False
-            t = s0 + 40
-        self._room = room
+            t = self._rescue(pen, seg.room)
+        self._room = seg.room
+        self._movements(pen, seg, act, t)
+        self._appliances(pen, seg, act)
+        return pen.ev
 
-        # movements within the segment
+    def _arrive(self, pen: Pen, room: str, prev: str) -> float:
+        """Walking from ``prev`` into ``room`` (out of or in by the front door); when it is done."""
+        s0, r = pen.s0, pen.r
+        if room == OUT:
+            if prev != "hall":
+                pen.move(s0 + r.uniform(0, 3), prev)
+            pen.move(s0 + r.uniform(5, 15), "hall")
+            pen.emit(s0 + r.uniform(20, 30), "door-front", "door", "hall", 1.0)
+            pen.emit(s0 + r.uniform(35, 45), "door-front", "door", "hall", 0.0)
+            return s0
+        if prev == OUT:
+            pen.emit(s0 + 1.0, "door-front", "door", "hall", 1.0)
+            pen.emit(s0 + r.uniform(5, 15), "door-front", "door", "hall", 0.0)
+            pen.move(s0 + r.uniform(3, 10), "hall")
+            pen.move(s0 + r.uniform(15, 30), room)
+            return s0 + 30
+        pen.move(s0 + r.uniform(0, 3), prev)
+        if frozenset((prev, room)) not in _ADJACENT and "hall" not in (prev, room) and r.random() < 0.6:
+            pen.move(s0 + r.uniform(4, 8), "hall")
+        pen.move(s0 + r.uniform(8, 15), room)
+        return s0 + 15
+
+    def _visit(self, pen: Pen, seg: Segment) -> None:
+        """A visitor let in by the front door, and let out before the planned end."""
+        s0, r = pen.s0, pen.r
+        pen.move(s0 + r.uniform(0, 5), "hall")
+        pen.emit(s0 + r.uniform(10, 20), "door-front", "door", "hall", 1.0)
+        pen.emit(s0 + r.uniform(25, 40), "door-front", "door", "hall", 0.0)
+        pe = seg.planned_end or pen.s1
+        if pe - s0 > 10 * MINUTE:
+            leave = pe - r.uniform(2, 5) * MINUTE
+            pen.move(leave, "hall")
+            pen.emit(leave + r.uniform(10, 20), "door-front", "door", "hall", 1.0)
+            pen.emit(leave + r.uniform(30, 50), "door-front", "door", "hall", 0.0)
+
+    def _rescue(self, pen: Pen, room: str) -> float:
+        """Someone comes in to help: the door, the hall, the room; appliances switched off."""
+        s0, r = pen.s0, pen.r
+        pen.emit(s0 + 1.0, "door-front", "door", "hall", 1.0)
+        pen.emit(s0 + r.uniform(8, 20), "door-front", "door", "hall", 0.0)
+        self._pir_last.pop("pir-hall", None)
+        pen.move(s0 + r.uniform(5, 15), "hall")
+        self._pir_last.pop("pir-" + room, None)
+        pen.move(s0 + r.uniform(20, 40), room)
+        off = s0 + r.uniform(2, 6) * MINUTE
+        for sensor, on in list(self._on.items()):
+            if on:
+                pen.emit(off, sensor, "plug", self._plug_room(sensor), 0.6 if sensor == "plug-tv" else 0.0)
+                self._on[sensor] = False
+        return s0 + 40
+
+    def _movements(self, pen: Pen, seg: Segment, act: _Act, t: float) -> None:
+        """Motion within the segment's room from ``t`` on, as its activity makes it."""
+        r, s0, room = pen.r, pen.s0, seg.room
         if act.gap is not None and room != OUT:
-            gap = act.gap * p.activity
+            gap = act.gap * self.profile.activity
             t += r.expovariate(1.0 / gap)
-            while t < s1:
+            while t < pen.s1:
                 if act.seen >= 1.0 or r.random() < act.seen:
-                    move(t, room)
+                    pen.move(t, room)
                 t += r.expovariate(1.0 / gap)
         elif seg.activity == "down" and not seg.cont and r.random() < 0.6:
             for _ in range(r.randint(1, 4)):  # attempts to get up, then nothing
-                move(s0 + r.uniform(30, 600), room)
+                pen.move(s0 + r.uniform(30, 600), room)
         elif seg.activity == "bathroom_long" and not seg.cont:
             tt = s0 + r.uniform(5, 20)
             while tt < s0 + 3 * MINUTE:
-                move(tt, room)
+                pen.move(tt, room)
                 tt += r.uniform(15, 40)
             tt = s0 + r.uniform(15, 30) * MINUTE
-            while tt < s1:
+            while tt < pen.s1:
                 if r.random() < 0.3:
                     self._pir_last.pop("pir-bathroom", None)
-                    move(tt, room)
+                    pen.move(tt, room)
                 tt += r.uniform(15, 30) * MINUTE
 
-        # appliances: their own RNG and the planned end, so that a cut does not change the past
+    def _appliances(self, pen: Pen, seg: Segment, act: _Act) -> None:
+        """Appliances used in the segment, and those left on switched off at its end."""
+        r, s0, s1 = pen.r, pen.s0, pen.s1
+        # their own RNG and the planned end, so that a cut does not change the past
         if not seg.cont:
             ra = random.Random(f"{self.seed}:{seg.activity}:{seg.start:.0f}:appliances")
             for appliance, prob in act.appliances:
                 plug = self._plugs.get(appliance)
                 if plug is None or ra.random() >= prob:
                     continue
-                self._appliance(ra, appliance, plug, seg, s0, min(seg.planned_end or s1, self.end), emit)
-        if self._on.get("plug-kettle") and not any(e.sensor == "plug-kettle" for e in ev):
-            emit(s0 + r.uniform(30, 120), "plug-kettle", "plug", "kitchen", 0.0)  # auto-off
+                self._appliance(ra, appliance, plug, seg, s0, min(seg.planned_end or s1, self.end), pen.emit)
+        if self._on.get("plug-kettle") and not any(e.sensor == "plug-kettle" for e in pen.ev):
+            pen.emit(s0 + r.uniform(30, 120), "plug-kettle", "plug", "kitchen", 0.0)  # auto-off
             self._on["plug-kettle"] = False
         if not seg.interrupted and seg.activity != "rescue" and math.isfinite(s1):
             for sensor in ("plug-tv", "plug-stove"):
                 if self._on.get(sensor) and (seg.cont or ACTIVITIES[seg.activity].appliances):
-                    emit(
-                        s1 - r.uniform(1, 20),
-                        sensor,
-                        "plug",
-                        self._plug_room(sensor),
-                        0.6 if sensor == "plug-tv" else 0.0,
-                    )
+                    watts = 0.6 if sensor == "plug-tv" else 0.0
+                    pen.emit(s1 - r.uniform(1, 20), sensor, "plug", self._plug_room(sensor), watts)
                     self._on[sensor] = False
-        return ev
 
     def _plug_room(self, sensor: str) -> str:
         return "living" if sensor == "plug-tv" else "kitchen"
