@@ -164,12 +164,39 @@ def score(
     ended: an incident not caught whose window runs past it is under way rather than missed.
     """
     clk = clock if isinstance(clock, Clock) else Clock.from_json(clock)
-    if now is None and isinstance(clock, dict) and "sim_now" in clock:
-        now = float(clock["sim_now"])
+    run_clock = clock if isinstance(clock, dict) and "sim_now" in clock else None
+    if now is None and run_clock is not None:
+        now = float(run_clock["sim_now"])
     identity = clock is None or (isinstance(clock, dict) and not clock)
     sim_t = {a.id: (a.opened_at if identity else clk.to_sim(a.opened_at)) for a in alerts}
+    kinds, matched = _match(truth, alerts, sim_t, window_s=window_s, now=now)
+    caught = {a for ids in matched.values() for a in ids}
+    false: dict[str, int] = defaultdict(int)
+    for a in alerts:
+        if a.id not in caught and a.kind not in NOT_SCORED:
+            false[a.kind] += 1
+    if period_s is None and run_clock is not None:
+        period_s = float(run_clock["sim_now"]) - clk.sim_start
+    elif period_s is None:
+        times = [r.t for r in truth] + list(sim_t.values())
+        period_s = (max(times) - min(times)) if len(times) > 1 else 0.0
+    ack = _time_to_ack(alerts, trail)
+    return Report(kinds, dict(false), residents * max(0.0, period_s) / WEEK, ack, matched)
+
+
+def _match(
+    truth: Sequence[TruthRecord],
+    alerts: Sequence[AlertRow],
+    sim_t: dict[int, float],
+    *,
+    window_s: float,
+    now: float | None,
+) -> tuple[dict[str, KindScore], dict[int, list[int]]]:
+    """Each incident against the alerts of its kinds and subject raised within its window.
+
+    Returns the scores per incident kind and, per incident (its index), the alerts that caught it.
+    """
     kinds = {k: KindScore() for k in INCIDENT_KINDS if any(r.kind == k for r in truth)}
-    matched_alerts: set[int] = set()
     matched: dict[int, list[int]] = {}
     for i, rec in enumerate(truth):
         ks = kinds[rec.kind]
@@ -184,24 +211,11 @@ def score(
         ]
         if hits:
             ks.caught += 1
-            first = min(sim_t[a.id] for a in hits)
-            ks.delays.append(max(0.0, first - rec.t))
+            ks.delays.append(max(0.0, min(sim_t[a.id] for a in hits) - rec.t))
             matched[i] = [a.id for a in hits]
-            matched_alerts.update(a.id for a in hits)
         elif now is not None and now < until:
             ks.under_way += 1
-    false: dict[str, int] = defaultdict(int)
-    for a in alerts:
-        if a.id not in matched_alerts and a.kind not in NOT_SCORED:
-            false[a.kind] += 1
-    if period_s is None:
-        if isinstance(clock, dict) and clock and "sim_now" in clock:
-            period_s = float(clock["sim_now"]) - clk.sim_start
-        else:
-            times = [r.t for r in truth] + list(sim_t.values())
-            period_s = (max(times) - min(times)) if len(times) > 1 else 0.0
-    ack = _time_to_ack(alerts, trail)
-    return Report(kinds, dict(false), residents * max(0.0, period_s) / WEEK, ack, matched)
+    return kinds, matched
 
 
 def _time_to_ack(alerts: Sequence[AlertRow], trail: Sequence[TrailRow]) -> dict[int, list[float]]:
