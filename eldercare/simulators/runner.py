@@ -391,16 +391,10 @@ class Runner:
     # one tick ----------------------------------------------------------------------------------
 
     def _produce_home(self, home: _Home) -> None:
+        """One tick of a home: its residents' events, the wearables' and room sensors' readings, its
+        status; nothing while its gateway is out (the simulated residents go on regardless)."""
         now = self.sim_now
-        evs = home.sim.pop_until(now)
-        while home.truth_seen < len(home.sim.truth):
-            self._new_truth(home, home.sim.truth[home.truth_seen])
-            home.truth_seen += 1
-        if home.sim2 is not None:
-            evs = self._merge_partner(home, evs, home.sim2.pop_until(now))
-            while home.truth_seen2 < len(home.sim2.truth):
-                self._new_truth(home, home.sim2.truth[home.truth_seen2])
-                home.truth_seen2 += 1
+        evs = self._home_events(home, now)
         gw = home.gw
         if gw.out:
             home.next_hr = max(home.next_hr, now)
@@ -417,32 +411,7 @@ class Runner:
             home.at_station = activity == "station"
             self.present[home.station] = self.present.get(home.station, 0) + (1 if home.at_station else -1)
             self.comings.setdefault(home.station, []).append(now)
-        wearable_off = any(x == "wearable-1" and a <= now < b for x, a, b in home.offline)
-        while home.next_hr <= now:
-            t = home.next_hr
-            if room != OUT and not wearable_off:
-                hr = dev.heart_rate(home.seed, home.resident, activity, t, home.rng)
-                if hr is not None:
-                    readings.append(Reading(int(t * 1000), "wearable-1", "heart_rate", hr))
-                readings.append(
-                    Reading(
-                        int(t * 1000),
-                        "wearable-1",
-                        "steps",
-                        dev.steps(home.seed, home.resident, activity, t, rng=home.rng),
-                    )
-                )
-            if (
-                home.sim2 is not None
-                and home.resident2
-                and not any(x == "wearable-2" and a <= t < b for x, a, b in home.offline)
-            ):
-                cur2 = home.sim2._current
-                act2, room2 = (cur2.activity, cur2.room) if cur2 is not None else ("sleep", "bedroom")
-                hr2 = dev.heart_rate(home.seed ^ PARTNER_SEED, home.resident2, act2, t, home.rng)
-                if room2 != OUT and hr2 is not None:
-                    readings.append(Reading(int(t * 1000), "wearable-2", "heart_rate", hr2))
-            home.next_hr += HR_EVERY_S
+        readings += self._wearable_readings(home, now, activity, room)
         while home.next_env <= now:
             t = home.next_env
             temp, rh = dev.env_reading(home.seed, t, home.rng)
@@ -458,13 +427,54 @@ class Runner:
                 self._event(home, t, "wearable-1", "fall", conf, {"simulated": True, "incident": None})
             home.next_false_fall = self._next_false_fall(random.Random(f"{home.seed}:ffn:{t}"), t)
         if gw.next_status <= now:
-            sensors = self._home_sensor_status(home, now)
-            self._status(gw, now, sensors)
-            for sid, st in sensors.items():
-                if st.battery is not None and st.battery < dev.LOW_BATTERY and sid not in home.low_reported:
-                    home.low_reported.add(sid)
-                    self._event(home, now, sid, "low_battery", 1.0, {"battery": st.battery})
-            gw.next_status = now + self.opts.status_every
+            self._home_status(home, now)
+
+    def _home_events(self, home: _Home, now: float) -> list[Any]:
+        """The residents' sensor events up to ``now`` (both, in a couple's home), and their truth."""
+        evs = home.sim.pop_until(now)
+        while home.truth_seen < len(home.sim.truth):
+            self._new_truth(home, home.sim.truth[home.truth_seen])
+            home.truth_seen += 1
+        if home.sim2 is not None:
+            evs = self._merge_partner(home, evs, home.sim2.pop_until(now))
+            while home.truth_seen2 < len(home.sim2.truth):
+                self._new_truth(home, home.sim2.truth[home.truth_seen2])
+                home.truth_seen2 += 1
+        return evs
+
+    def _wearable_readings(self, home: _Home, now: float, activity: str, room: str) -> list[Reading]:
+        """Heart rate and steps of each worn wearable, every HR_EVERY_S up to ``now``."""
+        out: list[Reading] = []
+        off = home.offline
+        wearable_off = any(x == "wearable-1" and a <= now < b for x, a, b in off)
+        while home.next_hr <= now:
+            t = home.next_hr
+            ms = int(t * 1000)
+            if room != OUT and not wearable_off:
+                hr = dev.heart_rate(home.seed, home.resident, activity, t, home.rng)
+                if hr is not None:
+                    out.append(Reading(ms, "wearable-1", "heart_rate", hr))
+                steps = dev.steps(home.seed, home.resident, activity, t, rng=home.rng)
+                out.append(Reading(ms, "wearable-1", "steps", steps))
+            partner_worn = not any(x == "wearable-2" and a <= t < b for x, a, b in off)
+            if home.sim2 is not None and home.resident2 and partner_worn:
+                cur2 = home.sim2._current
+                act2, room2 = (cur2.activity, cur2.room) if cur2 is not None else ("sleep", "bedroom")
+                hr2 = dev.heart_rate(home.seed ^ PARTNER_SEED, home.resident2, act2, t, home.rng)
+                if room2 != OUT and hr2 is not None:
+                    out.append(Reading(ms, "wearable-2", "heart_rate", hr2))
+            home.next_hr += HR_EVERY_S
+        return out
+
+    def _home_status(self, home: _Home, now: float) -> None:
+        """The gateway's status, and a low_battery event the first time a sensor runs low."""
+        sensors = self._home_sensor_status(home, now)
+        self._status(home.gw, now, sensors)
+        for sid, st in sensors.items():
+            if st.battery is not None and st.battery < dev.LOW_BATTERY and sid not in home.low_reported:
+                home.low_reported.add(sid)
+                self._event(home, now, sid, "low_battery", 1.0, {"battery": st.battery})
+        home.gw.next_status = now + self.opts.status_every
 
     def _merge_partner(self, home: _Home, mine: list[Any], theirs: list[Any]) -> list[Any]:
         """Both residents' events as the home's shared sensors report them (one PIR hold-off)."""
