@@ -252,57 +252,8 @@ def loads(text: str, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(f"{source}: days and homes must be >= 1")
     if not 0.0 <= sc.couples <= 1.0:
         raise ScenarioError(f"{source}: couples is a share of homes, 0..1")
-    profiles = []
-    for i, p in enumerate(data.get("profile", [])):
-        where = f"{source}: profile[{i}]"
-        home = p.get("home")
-        if not isinstance(home, int) or not 0 <= home < sc.homes:
-            raise ScenarioError(f"{where}: home must be an index 0..{sc.homes - 1}")
-        bad = set(p) - _PROFILE_FIELDS - {"home"}
-        if bad:
-            raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(bad))}")
-        items = tuple(
-            sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in p.items() if k != "home")
-        )
-        profiles.append((home, items))
-    incidents = []
-    for i, e in enumerate(data.get("incident", [])):
-        where = f"{source}: incident[{i}]"
-        bad = set(e) - _INCIDENT_KEYS
-        if bad:
-            raise ScenarioError(f"{where}: unknown key(s) {', '.join(sorted(bad))}")
-        kind = e.get("kind")
-        if kind not in INCIDENT_KINDS:
-            raise ScenarioError(f"{where}: kind must be one of {', '.join(INCIDENT_KINDS)}, not {kind!r}")
-        home = e.get("home", 0)
-        if not isinstance(home, int) or not 0 <= home < sc.homes:
-            raise ScenarioError(f"{where}: home must be an index 0..{sc.homes - 1}")
-        at = _epoch(e["at"], f"{where}: at") if "at" in e else None
-        day = e.get("day")
-        if at is None and (not isinstance(day, int) or not 0 <= day < sc.days):
-            raise ScenarioError(f"{where}: give at = <date-time> or day = 0..{sc.days - 1} with time")
-        if "time" in e:
-            _time_of_day(str(e["time"]))
-        dur = e.get("duration_min")
-        if isinstance(dur, str) and dur == "inf":
-            dur = math.inf
-        if dur is not None and (not isinstance(dur, int | float) or dur < 0):
-            raise ScenarioError(f'{where}: duration_min must be a number of minutes or "inf"')
-        spec = IncidentSpec(
-            kind,
-            home,
-            day,
-            e.get("time"),
-            at,
-            None if dur is None else float(dur),
-            e.get("room"),
-            e.get("sensor"),
-        )
-        try:
-            Incident(kind, 0.0, None, spec.room, spec.sensor)
-        except SimulationError as exc:
-            raise ScenarioError(f"{where}: {exc}") from None
-        incidents.append(spec)
+    profiles = [_profile(p, sc, f"{source}: profile[{i}]") for i, p in enumerate(data.get("profile", []))]
+    incidents = [_incident(e, sc, f"{source}: incident[{i}]") for i, e in enumerate(data.get("incident", []))]
     rnd = data.get("random", {})
     kinds = tuple(rnd.get("kinds", ()))
     for k in kinds:
@@ -314,6 +265,52 @@ def loads(text: str, source: str = "<scenario>") -> Scenario:
     return dataclasses.replace(
         sc, profiles=tuple(profiles), incidents=tuple(incidents), random_kinds=kinds, random_first_day=first
     )
+
+
+def _home_index(entry: dict[str, Any], sc: Scenario, where: str, default: int | None = None) -> int:
+    home = entry.get("home", default)
+    if not isinstance(home, int) or not 0 <= home < sc.homes:
+        raise ScenarioError(f"{where}: home must be an index 0..{sc.homes - 1}")
+    return home
+
+
+def _profile(p: dict[str, Any], sc: Scenario, where: str) -> tuple[int, tuple[tuple[str, Any], ...]]:
+    """A ``[[profile]]`` entry: a home's index and the resident profile fields it overrides."""
+    home = _home_index(p, sc, where)
+    bad = set(p) - _PROFILE_FIELDS - {"home"}
+    if bad:
+        raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(bad))}")
+    items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in p.items() if k != "home"))
+    return home, items
+
+
+def _incident(e: dict[str, Any], sc: Scenario, where: str) -> IncidentSpec:
+    """An ``[[incident]]`` entry, checked as far as it can be before a run."""
+    bad = set(e) - _INCIDENT_KEYS
+    if bad:
+        raise ScenarioError(f"{where}: unknown key(s) {', '.join(sorted(bad))}")
+    kind = e.get("kind")
+    if kind not in INCIDENT_KINDS:
+        raise ScenarioError(f"{where}: kind must be one of {', '.join(INCIDENT_KINDS)}, not {kind!r}")
+    home = _home_index(e, sc, where, default=0)
+    at = _epoch(e["at"], f"{where}: at") if "at" in e else None
+    day = e.get("day")
+    if at is None and (not isinstance(day, int) or not 0 <= day < sc.days):
+        raise ScenarioError(f"{where}: give at = <date-time> or day = 0..{sc.days - 1} with time")
+    if "time" in e:
+        _time_of_day(str(e["time"]))
+    dur = e.get("duration_min")
+    if isinstance(dur, str) and dur == "inf":
+        dur = math.inf
+    if dur is not None and (not isinstance(dur, int | float) or dur < 0):
+        raise ScenarioError(f'{where}: duration_min must be a number of minutes or "inf"')
+    minutes = None if dur is None else float(dur)
+    spec = IncidentSpec(kind, home, day, e.get("time"), at, minutes, e.get("room"), e.get("sensor"))
+    try:
+        Incident(kind, 0.0, None, spec.room, spec.sensor)
+    except SimulationError as exc:
+        raise ScenarioError(f"{where}: {exc}") from None
+    return spec
 
 
 def load(path: str | Path) -> Scenario:
