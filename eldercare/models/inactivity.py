@@ -119,6 +119,15 @@ PLATFORM_KIND = {
 }
 
 
+def _heartbeat_interval(events: list[Event]) -> float | None:
+    """The gateway's usual heartbeat interval (median gap), once ten heartbeats were seen."""
+    hbs = [e[0] for e in events if e[1] == "heartbeat"]
+    if len(hbs) < 10:
+        return None
+    diffs = sorted(b - a for a, b in itertools.pairwise(hbs))
+    return diffs[len(diffs) // 2]
+
+
 class Candidate(NamedTuple):
     """One way the present silence may end in an alert; the earliest ``due`` wins."""
 
@@ -237,11 +246,7 @@ class InactivityDetector:
         events = [_check_event(e) for e in history]
         if any(b[0] < a[0] for a, b in itertools.pairwise(events)):
             events.sort(key=lambda e: e[0])
-        hbs = [e[0] for e in events if e[1] == "heartbeat"]
-        hb_interval = None
-        if len(hbs) >= 10:
-            diffs = sorted(b - a for a, b in itertools.pairwise(hbs))
-            hb_interval = diffs[len(diffs) // 2]
+        hb_interval = _heartbeat_interval(events)
         hb_gap = None if hb_interval is None else max(3 * hb_interval, 600.0)
         t0 = events[0][0] if events else 0.0
         t1 = events[-1][0] if events else 0.0

@@ -201,17 +201,8 @@ def learn(
     def clean(start: float, dur: float) -> bool:
         return not any(a < start + dur and start < b for a, b in gaps)
 
-    # sleep window: hours spent mostly in bed
-    in_bed = [0.0] * 24
-    for ctx, start, dur in rec.stays:
-        if ctx != "bed":
-            continue
-        t = start
-        while t < start + dur:
-            step = min(start + dur, (math.floor((t + utc_offset_s) / HOUR) + 1) * HOUR - utc_offset_s) - t
-            in_bed[hour_of(t, utc_offset_s)] += step
-            t += max(step, 1.0)
-    if p.days >= 1.5:
+    if p.days >= 1.5:  # the sleep window: hours spent mostly in bed
+        in_bed = _in_bed_by_hour(rec, utc_offset_s)
         p.night = [in_bed[h] / (p.days * HOUR) >= 0.5 for h in range(24)]
 
     by_ctx: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -239,6 +230,20 @@ def learn(
     _learn_wake(p, rec, utc_offset_s, exclude)
     _learn_devices(p, rec, grace_days)
     return p
+
+
+def _in_bed_by_hour(rec: Recording, utc_offset_s: float) -> list[float]:
+    """Seconds spent in bed in each local hour of the day, over the whole history."""
+    in_bed = [0.0] * 24
+    for ctx, start, dur in rec.stays:
+        if ctx != "bed":
+            continue
+        t = start
+        while t < start + dur:
+            step = min(start + dur, (math.floor((t + utc_offset_s) / HOUR) + 1) * HOUR - utc_offset_s) - t
+            in_bed[hour_of(t, utc_offset_s)] += step
+            t += max(step, 1.0)
+    return in_bed
 
 
 def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[tuple[float, float]]) -> None:
