@@ -263,53 +263,15 @@ def _home(sc: Scenario, home_seed: int) -> dict[str, Any]:
     days = sc.history_days + TEST_DAYS
     incs = random_incidents(r, days, KINDS, first_day=sc.history_days)
     test_start = DEFAULT_START + sc.history_days * DAY
-    rate = _spurious_rate(home_seed, sc.spurious)
-    if sc.changed_routine:
-        a = simulate_home(
-            home_seed, sc.history_days, drop_rate=sc.drop, spurious_rate=rate, drop_kinds=sc.drop_kinds
-        )
-        prof = _changed(a.profile, r)
-        b = simulate_home(
-            home_seed + 7_919,
-            TEST_DAYS,
-            start=test_start,
-            incidents=[i for i in incs if i.t >= test_start],
-            profile=prof,
-            drop_rate=sc.drop,
-            spurious_rate=rate,
-            drop_kinds=sc.drop_kinds,
-        )
-        events = a.events + b.events
-        truth = b.truth
-        run = b
-    else:
-        run = simulate_home(
-            home_seed, days, incidents=incs, drop_rate=sc.drop, spurious_rate=rate, drop_kinds=sc.drop_kinds
-        )
-        events, truth = run.events, run.truth
+    events, truth, run = _simulate(sc, home_seed, r, incs, test_start)
     if sc.heartbeats:
         events = _merge(events, _heartbeats(run, DEFAULT_START, DEFAULT_START + days * DAY))
     end = DEFAULT_START + days * DAY
-    hist = [e for e in events if e[0] < test_start]
     stream = [e for e in events if e[0] >= test_start]
-    alerts: list[Raised] = []
     if sc.changed_routine:  # as the platform: the running detector is refitted every day
-        live = InactivityDetector(sensitivity=sc.sensitivity)
-        for d in range(TEST_DAYS):
-            d0, d1 = test_start + d * DAY, test_start + (d + 1) * DAY
-            # incidents alerted (so confirmed by the care team) are left out, as the platform does
-            confirmed = [
-                (r.t, r.end + RESOLVED_S)
-                for r in truth
-                if r.end is not None and any(_matches(r, a) for a in alerts)
-            ]
-            live.fit([e for e in events if d0 - FIT_WINDOW_DAYS * DAY <= e[0] < d0], exclude=confirmed)
-            for ev in [e for e in events if d0 <= e[0] < d1]:
-                alerts += [Raised(a.t, a.alert_kind, a.kind) for a in live.check(ev[0])]
-                live.update(ev)
-            alerts += [Raised(a.t, a.alert_kind, a.kind) for a in live.check(d1)]
+        alerts = _refitted_daily(sc, events, truth, test_start)
     else:
-        det = InactivityDetector(sensitivity=sc.sensitivity).fit(hist)
+        det = InactivityDetector(sensitivity=sc.sensitivity).fit([e for e in events if e[0] < test_start])
         alerts = [Raised(a.t, a.alert_kind, a.kind) for a in det.detect(stream, until=end)]
     # a collapse that never ends ends the story: nothing after its alert window is scored
     for rec in truth:
@@ -318,24 +280,65 @@ def _home(sc: Scenario, home_seed: int) -> dict[str, Any]:
             end = min(end, stop)
             alerts = [a for a in alerts if a.t <= stop]
             stream = [e for e in stream if e[0] < stop]
-    base = baseline_timeout(stream, test_start, end, daytime=False)
-    base_day = baseline_timeout(stream, test_start, end, daytime=True)
-    weeks = (end - test_start) / (7 * DAY)
-    if sc.changed_routine:
-        first_week = [a for a in alerts if a.t < test_start + 7 * DAY]
-        later = [a for a in alerts if a.t >= test_start + 7 * DAY]
-    else:
-        first_week, later = [], []
+    first_week = [a for a in alerts if a.t < test_start + 7 * DAY] if sc.changed_routine else []
+    later = [a for a in alerts if a.t >= test_start + 7 * DAY] if sc.changed_routine else []
     return {
         "truth": truth,
         "model": alerts,
-        "baseline": base,
-        "baseline_day": base_day,
-        "weeks": weeks,
+        "baseline": baseline_timeout(stream, test_start, end, daytime=False),
+        "baseline_day": baseline_timeout(stream, test_start, end, daytime=True),
+        "weeks": (end - test_start) / (7 * DAY),
         "first_week": first_week,
         "later": later,
         "test_start": test_start,
     }
+
+
+def _simulate(
+    sc: Scenario, home_seed: int, r: random.Random, incs: list[Any], test_start: float
+) -> tuple[list[Event], list[TruthRecord], Any]:
+    """The home's events and ground truth; with a changed routine, a new routine from the test on."""
+    days = sc.history_days + TEST_DAYS
+    rate = _spurious_rate(home_seed, sc.spurious)
+    if not sc.changed_routine:
+        run = simulate_home(
+            home_seed, days, incidents=incs, drop_rate=sc.drop, spurious_rate=rate, drop_kinds=sc.drop_kinds
+        )
+        return run.events, run.truth, run
+    a = simulate_home(
+        home_seed, sc.history_days, drop_rate=sc.drop, spurious_rate=rate, drop_kinds=sc.drop_kinds
+    )
+    prof = _changed(a.profile, r)
+    b = simulate_home(
+        home_seed + 7_919,
+        TEST_DAYS,
+        start=test_start,
+        incidents=[i for i in incs if i.t >= test_start],
+        profile=prof,
+        drop_rate=sc.drop,
+        spurious_rate=rate,
+        drop_kinds=sc.drop_kinds,
+    )
+    return a.events + b.events, b.truth, b
+
+
+def _refitted_daily(
+    sc: Scenario, events: list[Event], truth: list[TruthRecord], test_start: float
+) -> list[Raised]:
+    """One running detector, refitted every day without the incidents it caught, fed events and a clock."""
+    alerts: list[Raised] = []
+    live = InactivityDetector(sensitivity=sc.sensitivity)
+    for d in range(TEST_DAYS):
+        d0, d1 = test_start + d * DAY, test_start + (d + 1) * DAY
+        # incidents alerted (so confirmed by the care team) are left out, as the platform does
+        caught = [r for r in truth if r.end is not None and any(_matches(r, a) for a in alerts)]
+        confirmed = [(r.t, r.end + RESOLVED_S) for r in caught if r.end is not None]
+        live.fit([e for e in events if d0 - FIT_WINDOW_DAYS * DAY <= e[0] < d0], exclude=confirmed)
+        for ev in [e for e in events if d0 <= e[0] < d1]:
+            alerts += [Raised(a.t, a.alert_kind, a.kind) for a in live.check(ev[0])]
+            live.update(ev)
+        alerts += [Raised(a.t, a.alert_kind, a.kind) for a in live.check(d1)]
+    return alerts
 
 
 def _matches(rec: TruthRecord, a: Raised) -> bool:
