@@ -352,18 +352,29 @@ def test_zigbee2mqtt_bridge_end_to_end(
         sub.close()
 
 
-def test_reconnect_backs_off_exponentially_with_jitter(tmp_path: Path, edge_root: str) -> None:
+def test_reconnect_backs_off_as_scheduled_with_jitter(tmp_path: Path, edge_root: str) -> None:
+    """Against a port where nothing listens, each failed attempt picks the next wait of the
+    schedule (tests/test_edge_units.py checks the schedule itself); waits on the attempts, not
+    on a clock."""
     from edge_support import free_port
 
-    raw = gateway(tmp_path, edge_root, free_port(), broker={"reconnect_min_s": 0.1, "reconnect_max_s": 1.0})
-    agent = Agent(gw_file(raw))
+    from eldercare.edge.connection import backoff_delay
+
+    broker = {
+        "reconnect_min_s": 0.05,
+        "reconnect_max_s": 0.4,
+        "reconnect_fast_max_s": 0.1,
+        "reconnect_fast_attempts": 2,
+    }
+    raw = gateway(tmp_path, edge_root, free_port(), broker=broker)
+    gw = gw_file(raw)
+    agent = Agent(gw, rand=lambda: 0.5)  # jitter factor 0.75
     agent.start()
     try:
-        time.sleep(3.0)
-        up = agent.uplink
-        # without backoff ~30 attempts in 3 s at 0.1 s; doubling with jitter allows at most ~8
-        assert 3 <= up.failures <= 10
-        assert 0.5 <= up.next_delay <= 1.0  # capped at max, times a factor in [0.5, 1]
+        assert wait_until(lambda: hasattr(agent, "uplink") and len(agent.uplink.delays) >= 5, 20)
+        expected = [backoff_delay(gw.broker, n, 0.5) for n in range(5)]
+        assert agent.uplink.delays[:5] == pytest.approx(expected)
+        assert expected == pytest.approx([0.0375, 0.075, 0.15, 0.3, 0.3])
         assert not agent.connected_once.is_set()
     finally:
         agent.stop()
