@@ -142,6 +142,7 @@ class Agent:
                     # and events leave from memory; writes are tried again after WRITE_RETRY_S
                     log.error("outbox write failed, retrying in %s s: %s", WRITE_RETRY_S, exc)
                     self.write_retry_at = self._mono() + WRITE_RETRY_S
+                    self._check_disk()
         finally:
             self._shutdown()
 
