@@ -417,12 +417,12 @@ class Agent:
         seq = min(ack.seq, self.outbox.next_seq - 1)
         if seq <= self.platform_seq:
             return
+        self.outbox.ack_through(seq)  # first: if the delete fails, the same ack is taken again
         self.platform_seq = seq
         for s in [s for s in self.memory if s <= seq]:
             del self.memory[s]
             self.memory_sent.discard(s)
         self.awaiting = {s for s in self.awaiting if s > seq}
-        self.outbox.ack_through(seq)
         self.last_progress = self._mono()
         self.resend_s = self.gw.outbox.ack_timeout_s
         self.send_dirty = True
