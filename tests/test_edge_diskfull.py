@@ -156,3 +156,39 @@ def test_platform_rule_opens_and_clears_a_device_alert_for_a_nearly_full_disk() 
     )
     older = rules.decide_status({**work, "outbox": {"messages": 3}})  # a gateway that does not say
     assert not any("disk" in getattr(d, "dedup_key", "") for d in older)
+
+
+def test_readings_the_disk_refuses_for_long_are_bounded_in_memory_and_counted(
+    edge_broker: tuple[str, int], tmp_path: Path, edge_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from eldercare.edge import agent as agent_module
+
+    monkeypatch.setattr(agent_module, "MEMORY_ROWS_MAX", 100)
+    host, port = edge_broker
+    sub = Subscriber(host, port, edge_root)
+    agent = Agent(gw_file(gateway(tmp_path, edge_root, port, host=host)))
+    agent.start()
+    try:
+        assert agent.connected_once.wait(10)
+
+        def full(*_a: Any, **_k: Any) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        real_add = agent.outbox.add_readings
+        agent.outbox.add_readings = full  # type: ignore[method-assign]
+        d = agent.driver("sim")
+        assert isinstance(d, SimulatedDriver)
+        d.feed_many(Sample("pir-kitchen", "motion", float(i)) for i in range(150))
+        assert wait_until(lambda: agent.rows_dropped > 0, 10)
+        assert len(agent.rows) <= 100 and agent.rows[-1][3] == 149.0  # the newest are kept
+        assert sub.wait_for(
+            lambda s: any(st["outbox"].get("dropped_readings", 0) > 0 for st in s.of("status")), 10
+        )
+        d.feed(Action("sos-1", "sos"))  # an alarm still leaves
+        assert sub.wait_for(lambda s: any(e["kind"] == "sos" for e in s.of("event")), 10)
+        agent.outbox.add_readings = real_add  # type: ignore[method-assign]
+    finally:
+        agent.stop()
+        sub.close()

@@ -47,6 +47,7 @@ LOW_BATTERY, BATTERY_OK = 0.15, 0.20
 VITALS_REPEAT_S = 300.0
 STATUS_MIN_GAP_S = 2.0
 MAX_TURN_ITEMS = 5000
+MEMORY_ROWS_MAX = 200_000  # readings kept in memory while the disk refuses them (~40 MB)
 WRITE_RETRY_S = 1.0  # after a failed outbox write (full disk, I/O error)
 PROMPT = "Are you OK? Press your button or say 'I'm fine'. / 您还好吗？请按按钮或说“我没事”。"
 
@@ -176,6 +177,7 @@ class Agent:
         self.held_dropped = 0
         self.rows: list[tuple[int, str, str, float]] = []
         self.write_retry_at = -math.inf
+        self.rows_dropped = 0  # readings dropped from memory while the disk refused them
         # events the disk would not take: sent from memory, stored when it can (seq -> message)
         self.memory: dict[int, tuple[Outgoing, int]] = {}
         self.memory_sent: set[int] = set()
@@ -535,6 +537,12 @@ class Agent:
                 self._hold(("r", self._mono(), (sensor, metric, value)))
                 return
         self.rows.append((t_ms, sensor, metric, float(value)))
+        if len(self.rows) > MEMORY_ROWS_MAX:  # the disk has refused them for a long time
+            drop = len(self.rows) - MEMORY_ROWS_MAX + MEMORY_ROWS_MAX // 10
+            del self.rows[:drop]
+            self.rows_dropped += drop
+            self.status_dirty = True
+            log.error("outbox refuses writes: %s oldest readings dropped from memory", drop)
 
     def _event(
         self,
@@ -824,6 +832,8 @@ class Agent:
             return {}
         out = self.outbox.stats()
         out["unstored_events"] = len(getattr(self, "memory", ()))
+        out["unstored_readings"] = len(getattr(self, "rows", ()))
+        out["dropped_readings"] = getattr(self, "rows_dropped", 0)
         out["disk_low"] = int(getattr(self, "disk_low", False))
         free = getattr(self, "disk_free", None)
         if free is not None:
