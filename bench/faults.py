@@ -16,7 +16,10 @@ Faults (``--faults``, all by default):
   files, restarted (the damaged file is moved aside: what it held undelivered is lost by design);
 * ``lost-wal`` -- the agents crashed with an un-checkpointed WAL, restarted without it (what the
   WAL held undelivered is lost; what matters is that no later reading is taken for a duplicate:
-  "seq conflicts" counts seqs stored twice with different contents).
+  "seq conflicts" counts seqs stored twice with different contents);
+* ``full-disk`` -- the outboxes live on a 32 MB tmpfs (root only: it is mounted by the bench) that
+  is filled for 10 s, then freed. (Each outbox's WAL grows up to 4 MB between checkpoints: a
+  smaller file system fills up by itself.)
 
 Each runs with ``ack = "platform"`` and, for comparison, ``ack = "broker"`` (deletion on PUBACK,
 the behaviour before). Per fault and mode it prints readings generated vs stored, duplicates
@@ -52,7 +55,7 @@ from eldercare.edge.drivers import Sample
 from eldercare.edge.drivers.simulated import SimulatedDriver
 from eldercare.embedded import free_port
 
-FAULTS = ("broker-kill", "corrupt-outbox", "lost-wal")
+FAULTS = ("broker-kill", "corrupt-outbox", "lost-wal", "full-disk")
 
 
 class Broker:
@@ -254,41 +257,56 @@ def run(fault: str, ack: str, n: int, rate: float) -> dict[str, Any]:
         (work / "broker").mkdir()
         broker = Broker(work / "broker")
         broker.start()
-        root = f"bench-faults/{uuid.uuid4().hex[:8]}"
-        ingest = Ingest(broker.port, root)
-        ingest.start()
-        homes = [Home(i, broker.port, root, work, ack, rate) for i in range(n)]
-        for h in homes:
-            h.start()
-        time.sleep(3)
-        inject: dict[str, Callable[[], None]] = {
-            "broker-kill": lambda: broker_kill(broker, ingest),
-            "corrupt-outbox": lambda: corrupt(homes),
-            "lost-wal": lambda: lose_wal(homes),
-        }
+        disk = work / "disk"
+        if fault == "full-disk":
+            disk.mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)], check=True)
+        try:
+            return replay(fault, ack, n, rate, broker, disk if fault == "full-disk" else work)
+        finally:
+            broker.kill("TERM")
+            if fault == "full-disk":
+                subprocess.run(["umount", str(disk)], check=False)
+
+
+def replay(fault: str, ack: str, n: int, rate: float, broker: Broker, outboxes: Path) -> dict[str, Any]:
+    root = f"bench-faults/{uuid.uuid4().hex[:8]}"
+    ingest = Ingest(broker.port, root)
+    ingest.start()
+    homes = [Home(i, broker.port, root, outboxes, ack, rate) for i in range(n)]
+    for h in homes:
+        h.start()
+    time.sleep(3)
+    inject: dict[str, Callable[[], None]] = {
+        "broker-kill": lambda: broker_kill(broker, ingest),
+        "corrupt-outbox": lambda: corrupt(homes),
+        "lost-wal": lambda: lose_wal(homes),
+        "full-disk": lambda: fill_disk(outboxes),
+    }
+    try:
         inject[fault]()
-        time.sleep(3)
-        for h in homes:
-            h.stop()
-        settle = time.monotonic() + 20
-        while time.monotonic() < settle and not all(
-            len(set(ingest.readings(h.gw))) >= h.next_value for h in homes
-        ):
-            time.sleep(0.2)
-        generated = sum(h.next_value for h in homes)
-        values = {h.gw: ingest.readings(h.gw) for h in homes}
-        stored = sum(len(set(v)) for v in values.values())
-        dupes = sum(len(v) - len(set(v)) for v in values.values())
-        presses = sum(len(h.presses) for h in homes)
-        delays = [
-            ingest.sos_stored[(h.gw, t)] - t / 1000
-            for h in homes
-            for t in h.presses
-            if (h.gw, t) in ingest.sos_stored
-        ]
-        ingest.stop()
-        broker.kill("TERM")
-    delays.sort()
+    finally:
+        (outboxes / "filler").unlink(missing_ok=True)
+    time.sleep(3)
+    for h in homes:
+        h.stop()
+    settle = time.monotonic() + 20
+    while time.monotonic() < settle and not all(
+        len(set(ingest.readings(h.gw))) >= h.next_value for h in homes
+    ):
+        time.sleep(0.2)
+    ingest.stop()
+    generated = sum(h.next_value for h in homes)
+    values = {h.gw: ingest.readings(h.gw) for h in homes}
+    stored = sum(len(set(v)) for v in values.values())
+    dupes = sum(len(v) - len(set(v)) for v in values.values())
+    presses = sum(len(h.presses) for h in homes)
+    delays = sorted(
+        ingest.sos_stored[(h.gw, t)] - t / 1000
+        for h in homes
+        for t in h.presses
+        if (h.gw, t) in ingest.sos_stored
+    )
     return {
         "fault": fault,
         "ack": ack,
@@ -325,6 +343,14 @@ def lose_wal(homes: list[Home]) -> None:
         h.crash_copy(keep_wal=False)
     for h in homes:
         h.start()
+
+
+def fill_disk(disk: Path, seconds: float = 10.0) -> None:
+    """Fill the file system until writes fail, keep it full for ``seconds``."""
+    with (disk / "filler").open("wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+    time.sleep(seconds)
 
 
 def main() -> None:

@@ -245,6 +245,13 @@ class Agent:
                 self.outbox.ack(self.acked)
                 self.acked.clear()
             self._persist_clock()
+        except sqlite3.Error as exc:  # a full disk at shutdown: say what is lost, stop anyway
+            log.error(
+                "outbox write failed at shutdown (%s): %s readings and %s events sent from memory not stored",
+                exc,
+                len(self.rows),
+                len(self.memory),
+            )
         finally:
             self.uplink.stop(self._status_payload("offline"))
             self.outbox.close()
