@@ -34,7 +34,7 @@ class Mosquitto:
     """A private mosquitto on its own port that a test may stop and start (with persistence,
     so a subscriber's QoS 1 session survives the restart like a production broker's)."""
 
-    def __init__(self, workdir: Path, extra: str = "") -> None:
+    def __init__(self, workdir: Path, extra: str = "", autosave_s: int = 1) -> None:
         self.port = free_port()
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -43,7 +43,7 @@ class Mosquitto:
         user = f"user {getpass.getuser()}\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {self.dir}/\nautosave_interval 1\n{user}{extra}"
+            f"persistence_location {self.dir}/\nautosave_interval {autosave_s}\n{user}{extra}"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -65,6 +65,97 @@ class Mosquitto:
             self.proc.send_signal(signal.SIGTERM)  # saves its persistence file
             self.proc.wait(10)
         self.proc = None
+
+    def kill(self) -> None:
+        """``kill -9``: whatever was not yet autosaved is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+class FakeIngest:
+    """Stands in for ingest: a persistent QoS 1 session on every gateway's telemetry and event
+    (like ingest's), and, on request, the retained per-gateway ``.../ack`` ingest publishes after
+    its commit: the highest seq of an epoch up to which every seq has been received."""
+
+    def __init__(self, host: str, port: int, root: str, client_id: str) -> None:
+        self.host, self.port, self.root, self.client_id = host, port, root, client_id
+        self.received: dict[tuple[str, str, str], dict[int, bytes]] = {}  # (site, gw, epoch) -> seq
+        self.copies = 0
+        self.cond = threading.Condition()
+        self.client: mqtt.Client | None = None
+
+    def start(self) -> None:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False)
+        subscribed = threading.Event()
+        c.on_connect = lambda cl, *_: cl.subscribe(
+            [(f"{self.root}/+/+/telemetry", 1), (f"{self.root}/+/+/event", 1)]
+        )
+        c.on_subscribe = lambda *_: subscribed.set()
+        c.on_message = self._on_message
+        c.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
+        c.connect(self.host, self.port)
+        c.loop_start()
+        assert subscribed.wait(5), "fake ingest could not subscribe"
+        self.client = c
+
+    def stop(self) -> None:
+        """Disconnect; the broker keeps queueing for the session (ingest is down)."""
+        if self.client is not None:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.client = None
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        parts = msg.topic.split("/")
+        p = json.loads(msg.payload)
+        key = (parts[-3], parts[-2], p["epoch"])
+        with self.cond:
+            seen = self.received.setdefault(key, {})
+            if p["seq"] in seen:
+                assert seen[p["seq"]] == bytes(msg.payload), "a redelivered seq must be byte-identical"
+                self.copies += 1
+            seen[p["seq"]] = bytes(msg.payload)
+            self.cond.notify_all()
+
+    def messages(self) -> list[dict[str, Any]]:
+        with self.cond:
+            return [json.loads(b) for seqs in self.received.values() for _, b in sorted(seqs.items())]
+
+    def wait_for(self, pred: Callable[[FakeIngest], bool], timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not pred(self):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+        return True
+
+    def contiguous(self, key: tuple[str, str, str], start: int = 0) -> int:
+        with self.cond:
+            seqs = self.received.get(key, {})
+            top = start - 1
+            while top + 1 in seqs:
+                top += 1
+            return top
+
+    def ack(self, site: str, gateway: str, epoch: str, seq: int) -> None:
+        payload = json.dumps({"v": 1, "epoch": epoch, "seq": seq}).encode()
+        publish_retained(self.host, self.port, f"{self.root}/{site}/{gateway}/ack", payload)
+
+
+def publish_retained(host: str, port: int, topic: str, payload: bytes) -> None:
+    """One retained QoS 1 message from a short-lived client (as ingest would publish an ack)."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:10]}")
+    c.connect(host, port)
+    c.loop_start()
+    try:
+        c.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    finally:
+        c.disconnect()
+        c.loop_stop()
 
 
 class Subscriber:

@@ -114,7 +114,14 @@ def test_each_gateway_publishes_only_as_itself(
         gw_a.subscribe(f"{root}/+/+/config")
         assert gw_a.received(1) == [(f"{root}/home-1/gw-a/config", b"gw-a")]
         assert gw_a.received(timeout=0.5) == []  # never gw-b's
-        # ingest may not publish at all
+        # ingest publishes each gateway's retained ack; each gateway reads only its own
+        for gw, site in (("gw-a", "home-1"), ("gw-b", "home-2")):
+            assert not ingest.publish(f"{root}/{site}/{gw}/ack", gw.encode(), retain=True).is_failure
+        gw_a.subscribe(f"{root}/+/+/ack")
+        assert gw_a.received(1) == [(f"{root}/home-1/gw-a/ack", b"gw-a")]
+        assert gw_a.received(timeout=0.5) == []  # never gw-b's
+        # nor may a gateway forge its own ack, and ingest publishes nothing but acks
+        assert gw_a.publish(f"{root}/home-1/gw-a/ack", b"{}", retain=True).value == 0x87
         assert ingest.publish(own, b"x").value == 0x87
     finally:
         gw_a.close()

@@ -67,11 +67,14 @@ def test_render_grants_each_gateway_only_its_own_topics() -> None:
     block_a = out.acl.split("user gw-a\n")[1].split("\n\n")[0].splitlines()
     assert block_a == [
         "topic read eldercare/v1/home-1/gw-a/config",
+        "topic read eldercare/v1/home-1/gw-a/ack",
         "topic write eldercare/v1/home-1/gw-a/telemetry",
         "topic write eldercare/v1/home-1/gw-a/event",
         "topic write eldercare/v1/home-1/gw-a/status",
     ]
     assert "topic read eldercare/v1/+/+/telemetry" in out.acl and "#" not in out.acl.split("\n", 1)[1]
+    ingest = out.acl.split("user eldercare-ingest\n")[1].split("\n\n")[0].splitlines()
+    assert [line for line in ingest if line.startswith("topic write")] == ["topic write eldercare/v1/+/+/ack"]
 
 
 def test_render_skips_unusable_and_colliding_accounts() -> None:
@@ -120,13 +123,14 @@ def test_signal_pid_file_names_the_problem(tmp_path: Path) -> None:
         ba.signal_pid_file(bad)
 
 
-def test_pattern_style_gives_every_gateway_the_same_rights_in_four_lines() -> None:
+def test_pattern_style_gives_every_gateway_the_same_rights_in_five_lines() -> None:
     gateways = [ba.Account(f"gw-{i}", ba.mosquitto_hash("pw")) for i in range(3)]
     out = ba.render([ba.ingest_account(ba.mosquitto_hash("i"), ROOT), *gateways], ba.gateway_patterns(ROOT))
     assert out.users == ["eldercare-ingest", "gw-0", "gw-1", "gw-2"]
     assert out.acl.count("user ") == 1  # the ingest block only
     assert [line for line in out.acl.splitlines() if line.startswith("pattern")] == [
         "pattern read eldercare/v1/+/%u/config",
+        "pattern read eldercare/v1/+/%u/ack",
         "pattern write eldercare/v1/+/%u/telemetry",
         "pattern write eldercare/v1/+/%u/event",
         "pattern write eldercare/v1/+/%u/status",

@@ -132,9 +132,9 @@ def test_sos_goes_ahead_of_a_telemetry_backlog(
     private_broker.stop()
     assert wait_until(lambda: not agent.connected, 5)
     sim(agent).feed_many(Sample("pir-kitchen", "motion", float(i % 2)) for i in range(300))
-    time.sleep(0.3)  # sealed into 30 telemetry messages, waiting on disk
+    assert wait_until(lambda: agent.outbox.n_messages >= 30, 5)  # 30 telemetry messages on disk
     sim(agent).feed(Action("sos-1", "sos"))
-    time.sleep(0.2)
+    assert wait_until(lambda: agent.outbox.n_messages >= 31, 5)  # the SOS behind them
     private_broker.start()
     assert sub.wait_for(lambda s: len(s.of("telemetry")) >= 31 and s.of("event"), 15)
     arrived = [(k, p) for k, p in sub.messages[before:] if k in ("telemetry", "event")]
@@ -217,8 +217,12 @@ def test_fall_checkin_cancelled_then_unanswered_fall_with_context(
     cancelled = next(e for e in sub.of("event") if e["kind"] == "fall_cancelled")
     assert cancelled["evidence"]["checkin"]["answered_by"] == "wearable-1"
     assert cancelled["resident"] == "res-1" and cancelled["confidence"] == 0.9
-    time.sleep(1.2)
+    # the answer closed the check-in: nothing is left whose deadline could still report a fall
+    assert not agent.checkins.open and agent.checkins.next_deadline() is None
     assert not any(e["kind"] == "fall" for e in sub.of("event")), "a cancelled check-in is not a fall"
+    time.sleep(
+        0.6
+    )  # not a deadline: the next impact (0.48 s before its chunk) must follow the kitchen motion
 
     d.feed(AccChunk("wearable-1", t + 1.0, fall))
     time.sleep(0.3)
@@ -272,6 +276,31 @@ def test_status_online_with_batteries_heartbeat_and_offline(
     sub.close()
 
 
+def test_heartbeat_follows_the_agents_injected_clock(
+    edge_broker: tuple[str, int], tmp_path: Path, edge_root: str, stopper: Any
+) -> None:
+    host, port = edge_broker
+    sub = Subscriber(host, port, edge_root)
+    clock = {"t": 1000.0}
+    wall0 = time.time()
+    raw = gateway(tmp_path, edge_root, port, host=host, config={"heartbeat_s": 60, "telemetry_batch_max": 1})
+    agent = run_agent(raw, mono=lambda: clock["t"], wall=lambda: wall0 + clock["t"] - 1000.0)
+    stopper(agent)
+
+    def values(s: Subscriber, sensor: str) -> list[float]:
+        return [r["value"] for p in s.of("telemetry") for r in p["readings"] if r["sensor"] == sensor]
+
+    assert sub.wait_for(lambda s: values(s, "gw-1") == [0.0])  # the one at start
+    clock["t"] += 59.0
+    sim(agent).feed(Sample("pir-kitchen", "motion", 1.0))  # a turn at 59 s: proof it had its chance
+    assert sub.wait_for(lambda s: values(s, "pir-kitchen") == [1.0])
+    assert values(sub, "gw-1") == [0.0]
+    clock["t"] += 2.0
+    sim(agent).feed(Sample("pir-kitchen", "motion", 0.0))
+    assert sub.wait_for(lambda s: values(s, "gw-1") == [0.0, 61.0])
+    sub.close()
+
+
 def test_bad_clock_reported_and_readings_held_until_it_is_good(
     edge_broker: tuple[str, int], tmp_path: Path, edge_root: str, stopper: Any
 ) -> None:
@@ -285,7 +314,8 @@ def test_bad_clock_reported_and_readings_held_until_it_is_good(
     assert sub.wait_for(lambda s: any(p["clock_ok"] is False for p in s.of("status")), 5)
     before = int(time.time() * 1000)
     sim(agent).feed_many(Sample("pir-kitchen", "motion", 1.0) for _ in range(5))
-    time.sleep(0.5)
+    held = lambda: [e for e in list(agent.held) if e[0] == "r" and e[2][0] == "pir-kitchen"]  # noqa: E731
+    assert wait_until(lambda: len(held()) == 5, 5)  # handled, and held
     assert not any(r["sensor"] == "pir-kitchen" for p in sub.of("telemetry") for r in p["readings"])
     wall["offset"] = 0.0  # NTP answered
     assert sub.wait_for(lambda s: any(e["kind"] == "clock_error" for e in s.of("event")), 5)
@@ -352,18 +382,29 @@ def test_zigbee2mqtt_bridge_end_to_end(
         sub.close()
 
 
-def test_reconnect_backs_off_exponentially_with_jitter(tmp_path: Path, edge_root: str) -> None:
+def test_reconnect_backs_off_as_scheduled_with_jitter(tmp_path: Path, edge_root: str) -> None:
+    """Against a port where nothing listens, each failed attempt picks the next wait of the
+    schedule (tests/test_edge_units.py checks the schedule itself); waits on the attempts, not
+    on a clock."""
     from edge_support import free_port
 
-    raw = gateway(tmp_path, edge_root, free_port(), broker={"reconnect_min_s": 0.1, "reconnect_max_s": 1.0})
-    agent = Agent(gw_file(raw))
+    from eldercare.edge.connection import backoff_delay
+
+    broker = {
+        "reconnect_min_s": 0.05,
+        "reconnect_max_s": 0.4,
+        "reconnect_fast_max_s": 0.1,
+        "reconnect_fast_attempts": 2,
+    }
+    raw = gateway(tmp_path, edge_root, free_port(), broker=broker)
+    gw = gw_file(raw)
+    agent = Agent(gw, rand=lambda: 0.5)  # jitter factor 0.75
     agent.start()
     try:
-        time.sleep(3.0)
-        up = agent.uplink
-        # without backoff ~30 attempts in 3 s at 0.1 s; doubling with jitter allows at most ~8
-        assert 3 <= up.failures <= 10
-        assert 0.5 <= up.next_delay <= 1.0  # capped at max, times a factor in [0.5, 1]
+        assert wait_until(lambda: hasattr(agent, "uplink") and len(agent.uplink.delays) >= 5, 20)
+        expected = [backoff_delay(gw.broker, n, 0.5) for n in range(5)]
+        assert agent.uplink.delays[:5] == pytest.approx(expected)
+        assert expected == pytest.approx([0.0375, 0.075, 0.15, 0.3, 0.3])
         assert not agent.connected_once.is_set()
     finally:
         agent.stop()

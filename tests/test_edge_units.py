@@ -15,7 +15,8 @@ from eldercare import protocol
 from eldercare.edge.batching import Batcher
 from eldercare.edge.checkin import CheckIns, HomeContext, combine_confidence
 from eldercare.edge.clock import ClockGuard
-from eldercare.edge.config import ClockConfig, DriverEntry, OutboxConfig, load_gateway_file
+from eldercare.edge.config import BrokerConfig, ClockConfig, DriverEntry, OutboxConfig, load_gateway_file
+from eldercare.edge.connection import backoff_delay
 from eldercare.edge.drivers import Action, Health, Sample, driver_class, load_driver
 from eldercare.edge.drivers.zigbee2mqtt import DeviceMap, Zigbee2MqttDriver, Zigbee2MqttOptions
 from eldercare.edge.errors import DriverError, GatewayConfigError
@@ -101,6 +102,20 @@ def test_outbox_refuses_events_the_platform_would_dead_letter(tmp_path: Path) ->
 
 
 # batching -------------------------------------------------------------------------------------
+
+
+def test_reconnect_backoff_is_capped_low_for_the_first_attempts() -> None:
+    b = BrokerConfig(
+        reconnect_min_s=0.5, reconnect_max_s=10, reconnect_fast_max_s=2, reconnect_fast_attempts=3
+    )
+    longest = [backoff_delay(b, n, 0.999999) for n in range(8)]
+    assert longest == pytest.approx([0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0], rel=1e-5)
+    shortest = [backoff_delay(b, n, 0.0) for n in range(8)]
+    assert shortest == pytest.approx([x / 2 for x in longest], rel=1e-5)  # jitter: factor 0.5..1
+    defaults = BrokerConfig()
+    first = [backoff_delay(defaults, n, 0.999999) for n in range(defaults.reconnect_fast_attempts)]
+    assert max(first) <= 2.0 and sum(first) < 20  # a broker restart costs a gateway seconds
+    assert backoff_delay(defaults, 100, 0.999999) == pytest.approx(10.0)
 
 
 def test_batcher_due_by_size_or_age() -> None:

@@ -7,6 +7,12 @@ timers (heartbeat, batches, check-ins, bounds) and hands paho the next messages,
 than ``broker.max_inflight`` unacknowledged. Alarms (SOS, fall) and other events are sent
 ahead of telemetry, and part of the window (a fifth) is kept free of telemetry so that an SOS
 never waits behind a backlog.
+
+End-to-end acknowledgement (docs/edge.md): with ``outbox.ack`` "platform" (or "auto" once the
+platform has acknowledged anything) a message stays in the outbox after the broker's PUBACK
+until ingest's retained ``.../ack`` says its seq is stored; what is unacknowledged is handed
+over again after a reconnect, or when acknowledgements stop for ``ack_timeout_s``. An event the
+disk cannot take is sent from memory at once under a reserved seq and stored when it can be.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from eldercare.edge.config import GatewayFile, parse_remote_config
 from eldercare.edge.connection import NetEvent, Uplink
 from eldercare.edge.drivers import AccChunk, Action, Driver, Health, Sample, load_driver
 from eldercare.edge.falls import StreamLike, open_stream
-from eldercare.edge.outbox import PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox
+from eldercare.edge.outbox import PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Outgoing, is_corruption
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,17 @@ LOW_BATTERY, BATTERY_OK = 0.15, 0.20
 VITALS_REPEAT_S = 300.0
 STATUS_MIN_GAP_S = 2.0
 MAX_TURN_ITEMS = 5000
+MEMORY_ROWS_MAX = 200_000  # readings kept in memory while the disk refuses them (~40 MB)
+WRITE_RETRY_S = 1.0  # after a failed outbox write (full disk, I/O error)
 PROMPT = "Are you OK? Press your button or say 'I'm fine'. / 您还好吗？请按按钮或说“我没事”。"
+
+
+class PlatformAck(msgspec.Struct, frozen=True):
+    """The payload of ``.../ack`` (wire protocol v1): every message of ``epoch`` up to ``seq`` is stored."""
+
+    v: int
+    epoch: str
+    seq: int
 
 
 class _Sink:
@@ -71,6 +87,7 @@ class Agent:
         fall_stream: Callable[[], StreamLike] | None = None,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] | None = None,
     ) -> None:
         self.gw = gw
         self.inbox: queue.Queue[Any] = queue.Queue(maxsize=200_000)
@@ -78,6 +95,7 @@ class Agent:
         self.drivers = drivers if drivers is not None else [load_driver(e, gw) for e in gw.drivers]
         self._fall_stream = fall_stream
         self._wall, self._mono = wall, mono
+        self._rand = rand
         self._stop = threading.Event()
         self.connected_once = threading.Event()
         self._thread: threading.Thread | None = None
@@ -118,10 +136,14 @@ class Agent:
                 try:
                     self._turn()
                 except sqlite3.Error as exc:
-                    # disk full, I/O error: keep running; what is not yet stored stays in memory
-                    # (rows, unstored events) and is retried on the next turn
-                    log.error("outbox write failed, retrying in 1 s: %s", exc)
-                    self._stop.wait(1.0)
+                    if is_corruption(exc):
+                        self._replace_outbox(str(exc))
+                        continue
+                    # disk full, I/O error: keep running; readings not yet stored stay in memory
+                    # and events leave from memory; writes are tried again after WRITE_RETRY_S
+                    log.error("outbox write failed, retrying in %s s: %s", WRITE_RETRY_S, exc)
+                    self.write_retry_at = self._mono() + WRITE_RETRY_S
+                    self._check_disk()
         finally:
             self._shutdown()
 
@@ -154,9 +176,25 @@ class Agent:
         self.held: deque[tuple[str, float, Any]] = deque()
         self.held_dropped = 0
         self.rows: list[tuple[int, str, str, float]] = []
-        self.unstored: list[dict[str, Any]] = []  # events an outbox error kept from the disk
+        self.write_retry_at = -math.inf
+        self.rows_dropped = 0  # readings dropped from memory while the disk refused them
+        # events the disk would not take: sent from memory, stored when it can (seq -> message)
+        self.memory: dict[int, tuple[Outgoing, int]] = {}
+        self.memory_sent: set[int] = set()
         self.inflight: dict[int, tuple[int, int]] = {}  # mid -> (seq, priority)
-        self.acked: list[int] = []
+        self.acked: list[int] = []  # broker-acknowledged messages to delete (broker semantics)
+        # end-to-end acknowledgement: cursors of what was handed over, per priority class
+        self.sent_after: dict[int, int] = {}
+        self.awaiting: set[int] = set()  # PUBACKed, waiting for the platform's ack
+        self.platform_seq = -1
+        self.platform_acks = gw.outbox.ack == "platform" or (
+            gw.outbox.ack == "auto" and self.outbox.get_meta("platform_acks") == "1"
+        )
+        self.last_progress = now
+        self.resend_s = gw.outbox.ack_timeout_s
+        self.resends = 0
+        self.disk_free: int | None = None
+        self.disk_low = False
         self.connected = False
         self.send_dirty = True
         self.status_dirty = False
@@ -169,7 +207,10 @@ class Agent:
         self.bad_names: set[str] = set()
         self.low_battery: set[str] = set()
         self.vitals_sent: dict[tuple[str, str], float] = {}
-        self.uplink = Uplink(gw, self.inbox, self._status_payload("offline"))
+        if self._rand is not None:
+            self.uplink = Uplink(gw, self.inbox, self._status_payload("offline"), rand=self._rand)
+        else:
+            self.uplink = Uplink(gw, self.inbox, self._status_payload("offline"))
         self.uplink.start()
         for d in self.drivers:
             d.apply_config(self.config)
@@ -196,12 +237,21 @@ class Agent:
             # give in-flight and ready messages a moment; whatever is left stays on disk
             deadline = self._mono() + 2.0
             self.send_dirty = True
-            while self._mono() < deadline and self.connected and (self.outbox.n_messages or self.inflight):
+            if self.connected:
+                self._send()
+            while self._mono() < deadline and self.connected and self.inflight:
                 self._send()
                 self._drain_inbox_once(timeout=0.05)
                 self.outbox.ack(self.acked)
                 self.acked.clear()
             self._persist_clock()
+        except sqlite3.Error as exc:  # a full disk at shutdown: say what is lost, stop anyway
+            log.error(
+                "outbox write failed at shutdown (%s): %s readings and %s events sent from memory not stored",
+                exc,
+                len(self.rows),
+                len(self.memory),
+            )
         finally:
             self.uplink.stop(self._status_payload("offline"))
             self.outbox.close()
@@ -217,15 +267,14 @@ class Agent:
                 self.batcher.deadline(),
                 self.checkins.next_deadline(),
                 self.next_heartbeat,
+                self.write_retry_at if self.write_retry_at > now else None,
             )
             if x is not None
         )
-        if self.unstored:
-            pending, self.unstored = self.unstored, []
-            for fields in pending:
-                self._store_event(fields)
         self._drain_inbox_once(timeout=max(0.0, wake - now))
-        self._commit_rows()
+        if self._mono() >= self.write_retry_at:
+            self._store_memory()
+            self._commit_rows()
         self._timers(self._mono())
         if self.acked:
             self.send_dirty = True
@@ -286,7 +335,7 @@ class Agent:
             self._emit_fall(s)
         now_ms = self._now_ms()
         mono = self._mono()
-        if self.batcher.due(mono):
+        if self.batcher.due(mono) and mono >= self.write_retry_at:
             # every batch that is due in one commit; a remainder smaller than a batch waits for
             # its own time bound unless the time bound is what made the batch due
             by_age = (
@@ -298,9 +347,14 @@ class Agent:
             self.batcher.sealed(sum(n for _, n in sealed), mono)
             self.send_dirty = self.send_dirty or bool(sealed)
         if now >= self.next_bounds:
+            self.next_bounds = now + 5.0
+            self._check_disk()
             if self.outbox.enforce_bounds(now_ms):
                 self.status_dirty = True
-            self.next_bounds = now + 5.0
+                if self.platform_acks:
+                    # the platform acknowledges contiguous seqs: past a shed gap it never will
+                    self._new_epoch("telemetry shed to keep the outbox within its bounds")
+        self._check_resend(now)
         if now >= self.next_persist:
             self._persist_clock()
             self.next_persist = now + 60.0
@@ -314,27 +368,137 @@ class Agent:
         free = window - len(self.inflight)
         if free <= 0:
             return
-        exclude = [seq for seq, _ in self.inflight.values()] + self.acked  # acked, not yet deleted
-        msgs = self.outbox.next_batch(exclude, free, max_priority=PRIORITY_EVENT)
+        in_flight = [seq for seq, _ in self.inflight.values()]
+        msgs = [
+            m
+            for seq, (m, _) in sorted(self.memory.items())
+            if seq not in self.memory_sent and seq not in in_flight
+        ][:free]
+        exclude = in_flight + self.acked + [m.seq for m in msgs]  # acked: not yet deleted
+        msgs += self.outbox.next_batch(
+            exclude, free - len(msgs), max_priority=PRIORITY_EVENT, after=self.sent_after
+        )
         tele_inflight = sum(1 for _, p in self.inflight.values() if p == PRIORITY_TELEMETRY)
         tele_room = min(free - len(msgs), window - max(1, window // 5) - tele_inflight)
         if tele_room > 0:
-            exclude += [m.seq for m in msgs]
-            msgs += self.outbox.next_batch(exclude, tele_room, max_priority=PRIORITY_TELEMETRY)
+            msgs += self.outbox.next_batch(
+                exclude, tele_room, PRIORITY_TELEMETRY, after=self.sent_after, min_priority=PRIORITY_TELEMETRY
+            )
         for m in msgs:
             t = self.uplink.event_topic if m.kind == "event" else self.uplink.telemetry_topic
             mid = self.uplink.publish(t, m.payload)
             self.inflight[mid] = (m.seq, m.priority)
+            if m.seq in self.memory:
+                self.memory_sent.add(m.seq)
+            else:
+                self.sent_after[m.priority] = max(self.sent_after.get(m.priority, -1), m.seq)
         self.send_dirty = False
+
+    def _on_puback(self, seq: int) -> None:
+        """The broker has it. Delete it now (broker semantics, or an older epoch's message the
+        platform will not acknowledge any more) or wait for the platform's ack."""
+        self.send_dirty = True  # a slot of the window is free
+        if not self.platform_acks or seq < self.outbox.epoch_start:
+            self.acked.append(seq)
+            self.memory.pop(seq, None)
+            self.memory_sent.discard(seq)
+        elif seq > self.platform_seq:
+            if not self.awaiting:
+                self.last_progress = self._mono()  # the ack timeout runs from the first one waiting
+            self.awaiting.add(seq)
+
+    def _on_platform_ack(self, payload: bytes) -> None:
+        try:
+            ack = msgspec.json.decode(payload, type=PlatformAck)
+        except msgspec.MsgspecError as exc:
+            if payload.strip():
+                log.warning("platform ack ignored, not a valid ack payload: %s", exc)
+            return
+        if ack.v != 1:
+            log.warning("platform ack ignored: version %s", ack.v)
+            return
+        if not self.platform_acks:
+            self.platform_acks = True  # "auto": the platform acknowledges, so wait for it from now on
+            self.outbox.set_meta("platform_acks", "1")
+            log.info("the platform acknowledges stored messages: deleting on its ack from now on")
+        if ack.epoch != self.outbox.epoch:
+            return  # an older epoch's (retained) ack: its messages go on the broker's PUBACK
+        seq = min(ack.seq, self.outbox.next_seq - 1)
+        if seq <= self.platform_seq:
+            return
+        self.outbox.ack_through(seq)  # first: if the delete fails, the same ack is taken again
+        self.platform_seq = seq
+        for s in [s for s in self.memory if s <= seq]:
+            del self.memory[s]
+            self.memory_sent.discard(s)
+        self.awaiting = {s for s in self.awaiting if s > seq}
+        self.last_progress = self._mono()
+        self.resend_s = self.gw.outbox.ack_timeout_s
+        self.send_dirty = True
+
+    def _resend_all(self, why: str) -> None:
+        """Hand over again everything not acknowledged by the platform (not what is in flight)."""
+        if self.sent_after or self.memory_sent or self.awaiting:
+            log.info("sending unacknowledged messages again: %s", why)
+        self.sent_after.clear()
+        self.memory_sent.clear()
+        self.awaiting.clear()
+        self.last_progress = self._mono()
+        self.send_dirty = True
+
+    def _check_resend(self, now: float) -> None:
+        if self.awaiting and now - self.last_progress >= self.resend_s:
+            self.resends += 1
+            self._resend_all(f"no acknowledgement from the platform for {self.resend_s:.0f} s")
+            self.resend_s = min(self.resend_s * 2, self.gw.outbox.ack_timeout_s * 10)
+
+    def _new_epoch(self, reason: str) -> None:
+        """Start a new epoch; what waited for the old epoch's ack now goes on the broker's PUBACK."""
+        self.outbox.start_epoch(reason)
+        self.acked.extend(self.awaiting)
+        self.platform_seq = -1
+        self._resend_all("new epoch")
+        self.status_dirty = True
+
+    def _replace_outbox(self, reason: str) -> None:
+        """A damaged outbox: move it aside, go on with a new file and epoch (docs/edge.md)."""
+        log.error("the outbox is damaged (%s): moving it aside and starting a new one", reason)
+        self.outbox.replace_damaged(reason)
+        self.acked.clear()
+        self.platform_seq = -1
+        self._resend_all("new outbox")
+        self.batcher.count, self.batcher.first = 0, None
+        self.status_dirty = True
+
+    def _store_memory(self) -> None:
+        """Store events that were sent from memory, now that the disk may take them."""
+        for seq, (m, created) in list(self.memory.items()):
+            self.outbox.store_sent(seq, m.priority, m.payload, created)
+            del self.memory[seq]
+            self.memory_sent.discard(seq)
+            log.info("event seq %s sent from memory is now stored", seq)
+
+    def _check_disk(self) -> None:
+        self.disk_free = self.outbox.disk_free()
+        low = self.disk_free is not None and self.disk_free < self.gw.outbox.disk_low_bytes
+        if low != self.disk_low:
+            self.disk_low = low
+            self.status_dirty = True
+            if low:
+                log.warning("disk nearly full: %s bytes free for the outbox", self.disk_free)
 
     def _on_net(self, ev: NetEvent) -> None:
         if ev.kind == "ack":
             entry = self.inflight.pop(ev.mid, None)
             if entry is not None:
-                self.acked.append(entry[0])
+                self._on_puback(entry[0])
+        elif ev.kind == "platform_ack":
+            self._on_platform_ack(ev.payload)
         elif ev.kind == "connected":
             self.connected = True
             self.send_dirty = True
+            if self.platform_acks:
+                self._resend_all("reconnected")
             self._publish_status()
             self.connected_once.set()
             log.info("connected to %s:%s", self.gw.broker.host, self.gw.broker.port)
@@ -380,6 +544,12 @@ class Agent:
                 self._hold(("r", self._mono(), (sensor, metric, value)))
                 return
         self.rows.append((t_ms, sensor, metric, float(value)))
+        if len(self.rows) > MEMORY_ROWS_MAX:  # the disk has refused them for a long time
+            drop = len(self.rows) - MEMORY_ROWS_MAX + MEMORY_ROWS_MAX // 10
+            del self.rows[:drop]
+            self.rows_dropped += drop
+            self.status_dirty = True
+            log.error("outbox refuses writes: %s oldest readings dropped from memory", drop)
 
     def _event(
         self,
@@ -411,13 +581,30 @@ class Agent:
             log.error("event %s not stored, it breaks the protocol: %s", fields.get("kind"), exc)
             return
         except sqlite3.Error as exc:
-            log.error("event %s not stored yet (%s); retrying", fields.get("kind"), exc)
-            self.unstored.append(fields)
+            self._send_from_memory(fields, exc)
+            if is_corruption(exc):
+                raise
             return
         self.send_dirty = True
         log.info("event %s from %s stored as seq %s", fields["kind"], fields["sensor"], seq)
         if self.connected:
             self._send()  # alarms do not wait for the end of the turn
+
+    def _send_from_memory(self, fields: dict[str, Any], exc: sqlite3.Error) -> None:
+        """The disk refused an event: give it a seq (recorded in the high-water mark before use),
+        send it at once and keep it in memory until the disk takes it."""
+        seq = self.outbox.reserve_seq()
+        payload, prio = self.outbox.event_payload(fields, seq)
+        self.memory[seq] = (Outgoing(seq, "event", prio, payload), self._now_ms())
+        self.status_dirty = True
+        log.error(
+            "event %s not stored (%s): sent from memory as seq %s, stored when the disk takes it",
+            fields.get("kind"),
+            exc,
+            seq,
+        )
+        if self.connected:
+            self._send()
 
     def _hold(self, entry: tuple[str, float, Any]) -> None:
         if sum(1 for e in self.held if e[0] == "r") >= self.gw.clock.hold_max:
@@ -640,11 +827,27 @@ class Agent:
             sensors=sensors,
             version=__version__,
             clock_ok=clock.ok if clock is not None else True,
-            outbox=self.outbox.stats() if hasattr(self, "outbox") else {},
+            outbox=self._outbox_status(),
             config_revision=self.config.revision if hasattr(self, "config") else None,
             config_error=getattr(self, "config_error", None),
         )
         return msgspec.json.encode(msg)
+
+    def _outbox_status(self) -> dict[str, int]:
+        """``status.outbox``: the outbox's counters, the disk and what waits in memory."""
+        if not hasattr(self, "outbox"):
+            return {}
+        out = self.outbox.stats()
+        out["unstored_events"] = len(getattr(self, "memory", ()))
+        out["unstored_readings"] = len(getattr(self, "rows", ()))
+        out["dropped_readings"] = getattr(self, "rows_dropped", 0)
+        out["disk_low"] = int(getattr(self, "disk_low", False))
+        free = getattr(self, "disk_free", None)
+        if free is not None:
+            out["disk_free_bytes"] = free
+        out["platform_acks"] = int(getattr(self, "platform_acks", False))
+        out["resends"] = getattr(self, "resends", 0)
+        return out
 
     def _publish_status(self) -> None:
         if not self.connected:

@@ -41,8 +41,13 @@ class BrokerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     keepalive_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 30
     # paho's own in-flight window; the agent never hands paho more unacknowledged messages.
     max_inflight: Annotated[int, msgspec.Meta(ge=2, le=1000)] = 20
-    reconnect_min_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
-    reconnect_max_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    # Reconnect backoff (docs/edge.md, "Connection"): the first ``reconnect_fast_attempts`` waits
+    # after a loss are capped at ``reconnect_fast_max_s`` so a broker restart costs seconds; then
+    # doubling from ``reconnect_min_s`` up to ``reconnect_max_s``; each wait times [0.5, 1].
+    reconnect_min_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    reconnect_max_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    reconnect_fast_max_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    reconnect_fast_attempts: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 10
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -88,6 +93,15 @@ class OutboxConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     max_age_s: Annotated[int, _ge(60)] = 7 * 86400  # older telemetry is shed; events never
     # FULL: a commit survives power loss (fsync of the WAL); NORMAL survives kill -9 only.
     synchronous: Literal["full", "normal"] = "full"
+    # When a message may be deleted (docs/edge.md, "End-to-end acknowledgement"): "platform" keeps
+    # it until the platform's ``.../ack`` says it is stored; "broker" on the broker's PUBACK;
+    # "auto" behaves as "broker" until the first platform ack is seen, then as "platform".
+    ack: Literal["auto", "platform", "broker"] = "auto"
+    # No platform ack progress for this long while messages wait for one: send them again
+    # (doubling up to ten times this while it stays silent).
+    ack_timeout_s: Annotated[float, msgspec.Meta(ge=1)] = 30.0
+    # Free space below this on the outbox's file system: status.outbox.disk_low = 1 (an alert).
+    disk_low_bytes: Annotated[int, _ge(0)] = 32 * 1024 * 1024
 
 
 class ClockConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

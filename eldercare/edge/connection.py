@@ -1,13 +1,13 @@
 """The uplink: one paho-mqtt 2.x client to the platform's broker.
 
 paho's network thread does nothing but turn callbacks into items on the agent's inbox
-(``connected``, ``disconnected``, ``ack`` with the message id, ``config`` with the payload); the
-agent's loop does the work. paho keeps the messages it was handed and resends them itself
-after a reconnect, so the agent hands it a message once per process and bounds how many are
-unacknowledged (see :mod:`eldercare.edge.agent`). Reconnects back off exponentially from
-``reconnect_min_s`` (doubling per failed attempt) to ``reconnect_max_s``, each wait scaled by a
-random factor in [0.5, 1] so that a neighbourhood of gateways does not reconnect in lockstep
-after a broker restart.
+(``connected``, ``disconnected``, ``ack`` with the message id, ``config`` and ``platform_ack``
+with the payload); the agent's loop does the work. paho keeps the messages it was handed and
+resends them itself after a reconnect; the agent bounds how many are unacknowledged (see
+:mod:`eldercare.edge.agent`). Reconnects back off as :func:`backoff_delay` says: capped low
+(``reconnect_fast_max_s``) for the first attempts after a loss, so a broker restart costs a
+gateway seconds, then doubling up to ``reconnect_max_s``; each wait is scaled by a random factor
+in [0.5, 1] so that a neighbourhood of gateways does not reconnect in lockstep.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ import queue
 import random
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from eldercare.edge.config import GatewayFile
+from eldercare.edge.config import BrokerConfig, GatewayFile
 from eldercare.protocol import topic
 
 log = logging.getLogger(__name__)
@@ -31,23 +32,47 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class NetEvent:
-    kind: str  # connected | disconnected | ack | config
+    kind: str  # connected | disconnected | ack | config | platform_ack
     mid: int = 0
     payload: bytes = b""
     reason: str = ""
 
 
+def backoff_delay(b: BrokerConfig, failures: int, rand: float) -> float:
+    """The wait before reconnect attempt ``failures`` (0: the first after a loss); ``rand`` in [0, 1).
+
+    ``reconnect_min_s * 2**failures``, capped at ``reconnect_fast_max_s`` for the first
+    ``reconnect_fast_attempts`` and at ``reconnect_max_s`` after them, times 0.5 + rand / 2."""
+    fast = failures < b.reconnect_fast_attempts
+    cap = min(b.reconnect_fast_max_s, b.reconnect_max_s) if fast else b.reconnect_max_s
+    return min(cap, b.reconnect_min_s * 2 ** min(failures, 30)) * (0.5 + rand / 2)
+
+
+def ack_topic(gw: GatewayFile) -> str:
+    """``{root}/{site}/{gateway}/ack``: where ingest says what it has stored (retained)."""
+    return f"{gw.topic_root}/{gw.site}/{gw.gateway}/ack"
+
+
 class Uplink:
     """Owns the paho client; callbacks only enqueue."""
 
-    def __init__(self, gw: GatewayFile, inbox: queue.Queue[Any], will_payload: bytes) -> None:
+    def __init__(
+        self,
+        gw: GatewayFile,
+        inbox: queue.Queue[Any],
+        will_payload: bytes,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self.gw = gw
         self.inbox = inbox
+        self.rand = rand
         root = gw.topic_root
         self.telemetry_topic = topic(gw.site, gw.gateway, "telemetry", root)
         self.event_topic = topic(gw.site, gw.gateway, "event", root)
         self.status_topic = topic(gw.site, gw.gateway, "status", root)
         self.config_topic = topic(gw.site, gw.gateway, "config", root)
+        self.ack_topic = ack_topic(gw)
+        self.want_acks = gw.outbox.ack != "broker"
         b = gw.broker
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=gw.client_id, clean_session=True)
         c.max_inflight_messages_set(b.max_inflight)
@@ -73,20 +98,21 @@ class Uplink:
         self.connected = False
         self.failures = 0
         self.next_delay = 0.0
+        self.delays: list[float] = []  # the waits chosen so far (tests and benchmarks read them)
 
     def _backoff(self) -> None:
-        """Set paho's next wait: min * 2**failures capped at max, times a jitter in [0.5, 1]."""
-        b = self.gw.broker
-        delay = min(b.reconnect_max_s, b.reconnect_min_s * 2 ** min(self.failures, 30))
-        delay *= random.uniform(0.5, 1.0)
+        """Set paho's next wait (:func:`backoff_delay`)."""
+        delay = backoff_delay(self.gw.broker, self.failures, self.rand())
         self.failures += 1
         self.next_delay = delay
+        if len(self.delays) < 1000:
+            self.delays.append(delay)
         # paho waits min_delay after a loss (its own doubling restarts on every set)
         self.client.reconnect_delay_set(delay, delay)  # type: ignore[arg-type]
 
     def start(self) -> None:
-        b = self.gw.broker
-        self.client.reconnect_delay_set(b.reconnect_min_s, b.reconnect_min_s)  # type: ignore[arg-type]
+        first = backoff_delay(self.gw.broker, 0, self.rand())
+        self.client.reconnect_delay_set(first, first)  # type: ignore[arg-type]
         self.client.connect_async(
             self.gw.broker.host, self.gw.broker.port, keepalive=self.gw.broker.keepalive_s
         )
@@ -118,7 +144,10 @@ class Uplink:
         if isinstance(sock, socket.socket):  # paho leaves Nagle on: small PUBLISHes would wait
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client.subscribe(self.config_topic, qos=1)
+        if self.want_acks:
+            client.subscribe([(self.config_topic, 1), (self.ack_topic, 1)])
+        else:
+            client.subscribe(self.config_topic, qos=1)
         self.inbox.put(NetEvent("connected"))
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
@@ -135,3 +164,5 @@ class Uplink:
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == self.config_topic:
             self.inbox.put(NetEvent("config", payload=bytes(msg.payload)))
+        elif msg.topic == self.ack_topic:
+            self.inbox.put(NetEvent("platform_ack", payload=bytes(msg.payload)))

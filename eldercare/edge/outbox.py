@@ -16,15 +16,31 @@ Bounds (docs/edge.md, "Outbox bounds"): ``max_messages``, ``max_bytes`` and ``ma
 a bound is passed, the oldest telemetry is shed first; events are never shed (they are small and
 rare; if events alone pass the bound, the outbox grows and says so in the status).
 
+Damage (docs/edge.md, "Outbox recovery"): a file SQLite calls corrupt (malformed, not a database,
+or failing ``quick_check`` at open) is moved aside as ``<name>.corrupt-<time>`` (its ``-wal`` and
+``-shm`` with it) and a new file with a new epoch is started; the agent goes on. A small sidecar
+file ``<name>.seq`` holds the epoch and the highest ``next_seq`` ever committed, written after each
+commit that used a seq and before the message is sent: if the database comes back *behind* it
+(a lost or rolled-back WAL), a new epoch is started at that high-water mark, so a seq that may
+have left the gateway is never reused with other contents (the platform would drop it as a
+duplicate). ``next_seq`` never goes backwards.
+
+Epochs in one file: seqs keep rising across epochs, so the messages of older epochs are exactly
+those below ``epoch_start``.
+
 The outbox belongs to one thread (the agent's loop); it is not safe to share.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import secrets
+import shutil
 import sqlite3
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +74,21 @@ CREATE INDEX IF NOT EXISTS messages_order ON messages (priority, seq);
 
 Row = tuple[int, str, str, float]  # t ms, sensor, metric, value
 
+# SQLite's primary result codes for a damaged file (sqlite3.h): SQLITE_CORRUPT, SQLITE_NOTADB.
+_CORRUPT_CODES = frozenset({11, 26})
+_HWM_BYTES = 96  # the sidecar is rewritten in place at a fixed size: no new blocks on a full disk
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """Whether an SQLite error means the file is damaged (as opposed to full, locked, unwritable)."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _CORRUPT_CODES
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
@@ -78,25 +109,147 @@ class Outbox:
     def __init__(self, path: Path, cfg: OutboxConfig | None = None) -> None:
         self.cfg = cfg or OutboxConfig(path=path)
         self.path = Path(path)
+        self.hwm_path = self.path.with_name(self.path.name + ".seq")
+        self.quarantined: list[Path] = []
+        self.epoch_restarts: list[str] = []  # why a new epoch was started in this process
+        self._hwm_fd: int | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except OSError as exc:
+            msg = f"cannot open outbox {self.path}: {exc}"
+            raise OutboxError(msg) from exc
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc):
+                msg = f"cannot open outbox {self.path}: {exc}"
+                raise OutboxError(msg) from exc
+            self._quarantine(str(exc))
+            try:
+                self._open()
+            except sqlite3.Error as exc2:
+                msg = f"cannot open outbox {self.path} even after moving the damaged file aside: {exc2}"
+                raise OutboxError(msg) from exc2
+        self._check_high_water()
+
+    def _open(self) -> None:
+        """Open (or create) the file, check it and load the counters; raises sqlite3 errors."""
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={self.cfg.synchronous.upper()}")
             self._db.executescript(_SCHEMA)
+            problems = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                detail = " ".join(problems)[:200]
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {detail}")
+            with self._tx():
+                if self.get_meta("epoch") is None:
+                    self._set_meta("epoch", new_epoch())
+                    self._set_meta("next_seq", "0")
+            self.epoch = str(self.get_meta("epoch"))
+            self._next_seq = int(self.get_meta("next_seq") or 0)
+            self.epoch_start = int(self.get_meta("epoch_start") or 0)
+            n, size = self._db.execute("SELECT count(*), coalesce(sum(size), 0) FROM messages").fetchone()
+            self.n_messages, self.n_bytes = int(n), int(size)
+            self.n_pending = int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
+            self.shed_messages = int(self.get_meta("shed_messages") or 0)
+            top = self._db.execute("SELECT max(seq) FROM messages").fetchone()[0]
+            if top is not None and int(top) >= self._next_seq:
+                self._next_seq = int(top) + 1  # meta behind its own messages: never reuse a seq
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            raise
+
+    def _quarantine(self, reason: str) -> None:
+        """Move a damaged file (and its WAL and shared memory) aside, kept for inspection."""
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                os.replace(src, Path(str(target) + suffix))
+        self.quarantined.append(target)
+        log.error(
+            "outbox %s is damaged (%s): moved aside to %s; starting a new epoch", self.path, reason, target
+        )
+
+    def replace_damaged(self, reason: str) -> None:
+        """Found damaged while running: move the file aside and go on with a new one and epoch."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        self._quarantine(reason)
+        try:
+            self._open()
         except sqlite3.Error as exc:
-            msg = f"cannot open outbox {self.path}: {exc}"
+            msg = f"cannot open outbox {self.path} after moving the damaged file aside: {exc}"
             raise OutboxError(msg) from exc
+        self._check_high_water()
+
+    # epochs and the high-water mark ------------------------------------------------------------
+
+    def _read_high_water(self) -> tuple[str, int] | None:
+        try:
+            epoch, seq = self.hwm_path.read_text(encoding="ascii").split()[:2]
+            return epoch, int(seq)
+        except (OSError, ValueError):
+            return None
+
+    def _check_high_water(self) -> None:
+        hwm = self._read_high_water()
+        if hwm is not None:
+            epoch, seq = hwm
+            if self.quarantined or epoch != self.epoch:
+                reason = (
+                    "damaged outbox replaced"
+                    if self.quarantined
+                    else f"outbox is not the one of epoch {epoch}"
+                )
+                self.start_epoch(reason, at_least=seq)
+            elif seq > self._next_seq:
+                self.start_epoch(
+                    f"next_seq went back from {seq} to {self._next_seq} (lost or rolled-back WAL)",
+                    at_least=seq,
+                )
+        elif self.quarantined:
+            self.start_epoch("damaged outbox replaced")
+        self._write_high_water()
+
+    def start_epoch(self, reason: str, at_least: int = 0) -> None:
+        """A new epoch from here on; seqs keep rising so older epochs' messages stay below ``epoch_start``."""
+        old = self.epoch
+        epoch, start = new_epoch(), max(self._next_seq, at_least)
         with self._tx():
-            if self.get_meta("epoch") is None:
-                self._set_meta("epoch", new_epoch())
-                self._set_meta("next_seq", "0")
-        self.epoch = str(self.get_meta("epoch"))
-        self._next_seq = int(self.get_meta("next_seq") or 0)
-        n, size = self._db.execute("SELECT count(*), coalesce(sum(size), 0) FROM messages").fetchone()
-        self.n_messages, self.n_bytes = int(n), int(size)
-        self.n_pending = int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
-        self.shed_messages = int(self.get_meta("shed_messages") or 0)
+            self._set_meta("epoch", epoch)
+            self._set_meta("next_seq", str(start))
+            self._set_meta("epoch_start", str(start))
+            self._set_meta("epochs_started", str(int(self.get_meta("epochs_started") or 0) + 1))
+        self.epoch, self.epoch_start, self._next_seq = epoch, start, start
+        self.epoch_restarts.append(reason)
+        self._write_high_water()
+        log.warning("outbox: new epoch %s (was %s) from seq %s: %s", self.epoch, old, self._next_seq, reason)
+
+    def _write_high_water(self) -> None:
+        """Record the epoch and next_seq in the sidecar, in place (no fsync: see the module doc)."""
+        data = f"{self.epoch} {self._next_seq}\n".encode().ljust(_HWM_BYTES)
+        try:
+            if self._hwm_fd is None:
+                self._hwm_fd = os.open(self.hwm_path, os.O_WRONLY | os.O_CREAT, 0o644)
+            os.pwrite(self._hwm_fd, data, 0)
+        except OSError as exc:
+            log.error("cannot write the outbox high-water mark %s: %s", self.hwm_path, exc)
+
+    def reserve_seq(self) -> int:
+        """A seq for a message sent before it can be stored (a full disk); recorded before use."""
+        seq = self._next_seq
+        self._next_seq += 1
+        self._write_high_water()
+        return seq
 
     # transactions ----------------------------------------------------------------------------
 
@@ -181,32 +334,58 @@ class Outbox:
             self._insert(seq, "event", prio, now_ms, payload)
         return seq
 
+    def event_payload(self, fields: dict[str, Any], seq: int) -> tuple[bytes, int]:
+        """The exact bytes and priority of an event with ``seq``; raises ProtocolError if invalid."""
+        payload = msgspec.json.encode({"v": 1, "epoch": self.epoch, "seq": seq, **fields})
+        protocol.decode("event", payload)
+        prio = PRIORITY_ALARM if fields.get("kind") in ALARM_KINDS else PRIORITY_EVENT
+        return payload, prio
+
+    def store_sent(self, seq: int, priority: int, payload: bytes, now_ms: int) -> None:
+        """Store an event that was sent from memory under a reserved seq (same bytes)."""
+        with self._tx():
+            self._insert(seq, "event", priority, now_ms, payload)
+
     def _insert(self, seq: int, kind: str, priority: int, now_ms: int, payload: bytes) -> None:
         self._db.execute(
             "INSERT INTO messages (seq, kind, priority, created_ms, size, payload) VALUES (?, ?, ?, ?, ?, ?)",
             (seq, kind, priority, now_ms, len(payload), payload),
         )
-        self._set_meta("next_seq", str(seq + 1))
-        self._next_seq = seq + 1
+        self._next_seq = max(self._next_seq, seq + 1)
+        self._set_meta("next_seq", str(self._next_seq))
         self.n_messages += 1
         self.n_bytes += len(payload)
 
     # sending ---------------------------------------------------------------------------------
 
     def next_batch(
-        self, exclude: Iterable[int], limit: int, max_priority: int = PRIORITY_TELEMETRY
+        self,
+        exclude: Iterable[int],
+        limit: int,
+        max_priority: int = PRIORITY_TELEMETRY,
+        after: Mapping[int, int] | None = None,
+        min_priority: int = PRIORITY_ALARM,
     ) -> list[Outgoing]:
-        """The next messages to send, in (priority, seq) order, skipping those in flight."""
+        """The next messages to send, in (priority, seq) order, skipping ``exclude`` (in flight,
+        a short list) and, per priority class, every seq up to ``after[priority]`` (handed over
+        already: a cursor, so a large set of sent-but-unacknowledged messages costs nothing)."""
         if limit <= 0:
             return []
         ex = list(exclude)
         marks = ",".join("?" * len(ex))
-        where = f"priority <= ? AND seq NOT IN ({marks})" if ex else "priority <= ?"
-        rows = self._db.execute(
-            f"SELECT seq, kind, priority, payload FROM messages WHERE {where} ORDER BY priority, seq LIMIT ?",
-            (max_priority, *ex, limit),
-        ).fetchall()
-        return [Outgoing(int(s), str(k), int(p), bytes(b)) for s, k, p, b in rows]
+        not_in = f" AND seq NOT IN ({marks})" if ex else ""
+        out: list[Outgoing] = []
+        for prio in range(min_priority, max_priority + 1):
+            cursor = -1 if after is None else after.get(prio, -1)
+            rows = self._db.execute(
+                f"SELECT seq, kind, priority, payload FROM messages WHERE priority = ? AND seq > ?{not_in} "
+                "ORDER BY seq LIMIT ?",
+                (prio, cursor, *ex, limit - len(out)),
+            ).fetchall()
+            out += [Outgoing(int(q), str(k), int(p), bytes(b)) for q, k, p, b in rows]
+            if len(out) >= limit:
+                break
+        return out
 
     def ack(self, seqs: Sequence[int]) -> None:
         """The broker has the messages: forget them (one commit for all).
@@ -233,6 +412,38 @@ class Outbox:
                 self._db.execute("PRAGMA synchronous=FULL")
         self.n_messages -= int(sizes[0])
         self.n_bytes -= int(sizes[1])
+
+    def ack_through(self, seq: int) -> int:
+        """The platform has stored every message of the current epoch up to ``seq``: forget them.
+
+        Not fsynced, for the same reason as :meth:`ack`. Returns how many were deleted."""
+        lo = self.epoch_start
+        if seq < lo:
+            return 0
+        relax = self.cfg.synchronous == "full"
+        if relax:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._tx():
+                n, size = self._db.execute(
+                    "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE seq BETWEEN ? AND ?",
+                    (lo, seq),
+                ).fetchone()
+                if n:
+                    self._db.execute("DELETE FROM messages WHERE seq BETWEEN ? AND ?", (lo, seq))
+        finally:
+            if relax:
+                self._db.execute("PRAGMA synchronous=FULL")
+        self.n_messages -= int(n)
+        self.n_bytes -= int(size)
+        return int(n)
+
+    def disk_free(self) -> int | None:
+        """Bytes free for the outbox's file system (None if it cannot be asked)."""
+        try:
+            return int(shutil.disk_usage(self.path.parent).free)
+        except OSError:
+            return None
 
     # bounds ----------------------------------------------------------------------------------
 
@@ -284,10 +495,16 @@ class Outbox:
             "pending_readings": self.n_pending,
             "shed_messages": self.shed_messages,
             "next_seq": self._next_seq,
+            "epoch_start": self.epoch_start,
+            "quarantined": len(self.quarantined),
         }
 
     def close(self) -> None:
         self._db.close()
+        if self._hwm_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._hwm_fd)
+            self._hwm_fd = None
 
 
 class _Tx:
@@ -310,10 +527,12 @@ class _Tx:
         if exc_type is None:
             try:
                 self.db.execute("COMMIT")
-                return
             except sqlite3.Error:
                 self._rollback()
                 raise
+            if getattr(self.owner, "_next_seq", 0) != self.saved[0]:
+                self.owner._write_high_water()  # after the commit, before the message can be sent
+            return
         self._rollback()
 
     def _rollback(self) -> None:

@@ -7,8 +7,9 @@ gone. The registry stores each gateway's hash in that format, so these files can
 rebuilt from the database alone: :mod:`eldercare.platform.broker_sync` does that.
 
 Access follows wire protocol v1 (docs/protocol.md section 3): a gateway may publish only its own
-``telemetry``, ``event`` and ``status`` and read only its own ``config``; nothing is open to
-anonymous clients (no topic line precedes the first ``user``).
+``telemetry``, ``event`` and ``status`` and read only its own ``config`` and ``ack`` (what ingest
+has stored, the end-to-end acknowledgement); ingest reads every gateway's uplink and writes the
+``ack`` topics; nothing is open to anonymous clients (no topic line precedes the first ``user``).
 """
 
 from __future__ import annotations
@@ -80,12 +81,12 @@ class Account:
 
 
 def gateway_account(*, username: str, site: str, gateway: str, password_hash: str, root: str) -> Account:
-    """Publish its own telemetry, event and status (also its Will); read its own config."""
+    """Publish its own telemetry, event and status (also its Will); read its own config and ack."""
     prefix = f"{root}/{site}/{gateway}"
     return Account(
         username,
         password_hash,
-        read=(f"{prefix}/config",),
+        read=(f"{prefix}/config", f"{prefix}/ack"),
         write=(f"{prefix}/telemetry", f"{prefix}/event", f"{prefix}/status"),
     )
 
@@ -100,13 +101,19 @@ def gateway_patterns(root: str) -> tuple[str, ...]:
     patterns in constant time.
     """
     uplink = (f"pattern write {root}/+/%u/{kind}" for kind in ("telemetry", "event", "status"))
-    return (f"pattern read {root}/+/%u/config", *uplink)
+    return (f"pattern read {root}/+/%u/config", f"pattern read {root}/+/%u/ack", *uplink)
 
 
 def ingest_account(password_hash: str, root: str) -> Account:
-    """Ingest reads every gateway's uplink (its ``$share/<group>/...`` subscriptions match these)."""
+    """Ingest reads every gateway's uplink (its ``$share/<group>/...`` subscriptions match these)
+    and publishes each gateway's retained ``ack`` after its commit."""
     kinds = ("telemetry", "event", "status")
-    return Account(INGEST_USER, password_hash, read=tuple(f"{root}/+/+/{k}" for k in kinds))
+    return Account(
+        INGEST_USER,
+        password_hash,
+        read=tuple(f"{root}/+/+/{k}" for k in kinds),
+        write=(f"{root}/+/+/ack",),
+    )
 
 
 def platform_account(password_hash: str, root: str) -> Account:

@@ -5,13 +5,18 @@ simulator opens one connection per simulated gateway. A thread per client (paho'
 ``loop_start``) does not scale to a thousand gateways on two cores; instead one loop reads every
 socket through :mod:`selectors` and writes whatever paho still has queued. Publishing happens only
 from that same thread. Each client counts its unacknowledged QoS 1 messages so that the caller
-can hold back (paho's own queue is unbounded and fails silently past 65,535 message ids).
+can hold back (paho's own queue is unbounded and fails silently past 65,535 message ids), and
+counts a message as ``sent`` only when the broker has acknowledged it. A connection that cannot
+be re-established is tried again by :meth:`Pool.poll` with the edge agent's backoff
+(:func:`eldercare.edge.connection.backoff_delay`), until it is back; paho keeps the messages
+published meanwhile and sends them after the reconnect.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import selectors
 import socket
 import ssl
@@ -25,6 +30,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from eldercare.config import Settings
+from eldercare.edge.config import BrokerConfig
+from eldercare.edge.connection import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +71,10 @@ class Conn:
         self.client_id = client_id
         self.connected = False
         self.refused: str | None = None
-        self.unacked = 0
-        self.sent = 0
+        self.unacked = 0  # handed to paho (sent or queued while disconnected), not acknowledged
+        self.sent = 0  # acknowledged by the broker (PUBACK)
+        self.failures = 0  # reconnect attempts failed in a row
+        self.retry_at = 0.0
         self.subscriptions: list[str] = []
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=True
@@ -97,23 +106,23 @@ class Conn:
             self.refused = str(rc)
             return
         self.connected = True
+        self.failures = 0
         for t in self.subscriptions:
             client.subscribe(t, qos=1)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
     ) -> None:
-        self.connected = False
-        self.unacked = 0
+        self.connected = False  # paho keeps what is unacknowledged and sends it after a reconnect
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any = None) -> None:
         self.unacked = max(0, self.unacked - 1)
+        self.sent += 1
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
-            self.unacked += 1 if info.rc == mqtt.MQTT_ERR_SUCCESS else 0
-            self.sent += 1 if info.rc == mqtt.MQTT_ERR_SUCCESS else 0
+            self.unacked += 1  # NO_CONN: paho queued it for the reconnect
         else:
             log.warning("publish on %s failed: %s", self.client_id, mqtt.error_string(info.rc))
 
@@ -127,6 +136,8 @@ class Pool:
         self._socks: dict[Conn, socket.socket] = {}
         self._last_misc = 0.0
         self.pending: deque[Conn] = deque()
+        self.retrying: list[Conn] = []  # reconnects that failed, tried again by poll()
+        self.backoff = BrokerConfig()  # the edge agent's reconnect schedule
 
     def add(self, conn: Conn, *, connect: bool = True) -> None:
         self.conns.append(conn)
@@ -141,13 +152,26 @@ class Pool:
         self._register(conn)
 
     def reconnect(self, conn: Conn) -> bool:
+        """Try once now; on failure :meth:`poll` tries again after a jittered backoff."""
+        if conn in self.retrying:
+            self.retrying.remove(conn)
         try:
             conn.client.reconnect()
         except OSError as exc:
-            log.warning("reconnect of %s failed: %s", conn.client_id, exc)
+            delay = self._retry_later(conn)
+            if conn.failures in (1, 10) or conn.failures % 100 == 0:
+                log.warning("reconnect of %s failed (%s); trying again in %.1f s", conn.client_id, exc, delay)
             return False
         self._register(conn)
         return True
+
+    def _retry_later(self, conn: Conn) -> float:
+        delay = backoff_delay(self.backoff, conn.failures, random.random())
+        conn.failures += 1
+        conn.retry_at = time.monotonic() + delay
+        if conn not in self.retrying:
+            self.retrying.append(conn)
+        return delay
 
     def _register(self, conn: Conn) -> None:
         sock = conn.client.socket()
@@ -171,6 +195,7 @@ class Pool:
         self.drop(conn)
         if conn not in self.pending:
             self.pending.append(conn)
+        self._retry_later(conn)  # poll() reconnects it if the caller does not do it first
 
     def drop(self, conn: Conn) -> None:
         """Cut the connection without a DISCONNECT, as a power cut would: the broker sends the Will."""
@@ -181,7 +206,7 @@ class Pool:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         conn.connected = False
-        conn.unacked = 0
+        self.retrying = [c for c in self.retrying if c is not conn]  # a deliberate cut stays cut
 
     def wait_connected(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -207,6 +232,8 @@ class Pool:
                 log.warning("connection %s lost: %s", conn.client_id, mqtt.error_string(rc))
                 self._lost(conn)
         now = time.monotonic()
+        for conn in [c for c in self.retrying if c.retry_at <= now]:
+            self.reconnect(conn)
         if now - self._last_misc >= 1.0:
             self._last_misc = now
             for conn in list(self._socks):

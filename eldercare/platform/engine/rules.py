@@ -196,6 +196,7 @@ def decide_status(work: dict[str, Any]) -> list[Decision]:
         )
         return out
     out.append(Clear(offline_key, "gateway back online"))
+    out += _disk(site, gateway, t, work.get("outbox") or {})
     for sensor, info in (work.get("sensors") or {}).items():
         out += _sensor_link(site, gateway, sensor, t, (info or {}).get("online"))
         battery = (info or {}).get("battery")
@@ -208,6 +209,22 @@ def decide_status(work: dict[str, Any]) -> list[Decision]:
                 Clear(dedup_key("low_battery", device=f"{gateway}/{sensor}"), "battery replaced or charged")
             )
     return out
+
+
+def _disk(site: str, gateway: str, t_ms: int, outbox: dict[str, Any]) -> list[Decision]:
+    """``status.outbox.disk_low``: the gateway's disk is nearly full. Alarms still leave (from
+    memory), but readings would soon wait in memory only: someone should look before that."""
+    key = dedup_key("device_offline", device=f"{gateway}/disk")
+    if outbox.get("disk_low") == 1:
+        free = outbox.get("disk_free_bytes")
+        shown = f"{free / 1e6:.1f} MB" if isinstance(free, int) else "little"
+        summary = _summary(
+            "device_offline",
+            f"Gateway {gateway}'s disk is nearly full ({shown} free): free space or replace it.",
+            f"网关 {gateway} 的磁盘即将写满（剩余 {shown}）：请清理空间或更换设备。",
+        )
+        return [Open("device_offline", key, t_ms, None, site, gateway, None, summary=summary)]
+    return [Clear(key, "the gateway's disk has space again")] if outbox.get("disk_low") == 0 else []
 
 
 def _sensor_link(site: str, gateway: str, sensor: str, t_ms: int, online: Any) -> list[Decision]:
