@@ -642,9 +642,17 @@ def subscription(kind: str, root: str = DEFAULT_ROOT, shared_group: str | None =
     """Wildcard subscription for one kind, optionally as an MQTT v5 shared subscription."""
     if kind not in KINDS:
         raise ProtocolError("kind", f"unknown message kind {kind!r}")
+    return _shared(f"{root}/+/+/{kind}", shared_group)
+
+
+def subscription_all(root: str = DEFAULT_ROOT, shared_group: str | None = None) -> str:
+    """Everything under ``root`` (what ingest reads, so that no message on a wrong topic goes unseen)."""
+    return _shared(f"{root}/#", shared_group)
+
+
+def _shared(sub: str, shared_group: str | None) -> str:
     if shared_group is not None and not re.fullmatch(r"[^/+#]+", shared_group):
         raise ProtocolError("shared_group", f"{shared_group!r} must be non-empty without / + #")
-    sub = f"{root}/+/+/{kind}"
     return f"$share/{shared_group}/{sub}" if shared_group else sub
 
 

@@ -71,7 +71,8 @@ def test_render_grants_each_gateway_only_its_own_topics() -> None:
         "topic write eldercare/v1/home-1/gw-a/event",
         "topic write eldercare/v1/home-1/gw-a/status",
     ]
-    assert "topic read eldercare/v1/+/+/telemetry" in out.acl and "#" not in out.acl.split("\n", 1)[1]
+    ingest_block, gateway_blocks = out.acl.split("user gw-a\n", 1)
+    assert "topic read eldercare/v1/#" in ingest_block and "#" not in gateway_blocks
 
 
 def test_render_skips_unusable_and_colliding_accounts() -> None:

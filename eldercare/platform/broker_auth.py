@@ -104,9 +104,9 @@ def gateway_patterns(root: str) -> tuple[str, ...]:
 
 
 def ingest_account(password_hash: str, root: str) -> Account:
-    """Ingest reads every gateway's uplink (its ``$share/<group>/...`` subscriptions match these)."""
-    kinds = ("telemetry", "event", "status")
-    return Account(INGEST_USER, password_hash, read=tuple(f"{root}/+/+/{k}" for k in kinds))
+    """Ingest reads everything under the root (its ``$share/<group>/{root}/#`` subscription), so that
+    a message on a topic the protocol does not know is dead-lettered rather than never seen."""
+    return Account(INGEST_USER, password_hash, read=(f"{root}/#",))
 
 
 def platform_account(password_hash: str, root: str) -> Account:
