@@ -76,6 +76,10 @@ def test_the_legacy_action_topic_works() -> None:
     d = driver()
     assert d.handle("zigbee2mqtt/sos_button/action", b"single") == [Action("sos-1", "sos")]
     assert d.handle("zigbee2mqtt/sos_button/action", b"release") == []  # merely ends a hold
+    # an IKEA remote used as the button: a press, a long press; brightness_stop ends the long press
+    assert d.handle("zigbee2mqtt/sos_button", enc({"action": "on"})) == [Action("sos-1", "sos")]
+    assert d.handle("zigbee2mqtt/sos_button/action", b"brightness_move_up") == [Action("sos-1", "sos")]
+    assert d.handle("zigbee2mqtt/sos_button/action", b"brightness_stop") == []
     assert d.handle("zigbee2mqtt/sos_button/action", b"") == []
     assert d.handle("zigbee2mqtt/stranger/action", b"single") == []
 

@@ -65,7 +65,8 @@ DEFAULT_ACTIONS: dict[str, dict[str, str]] = {
         a: "sos"
         for a in (
             *("single", "double", "triple", "quadruple", "many", "hold", "long", "press", "sos", "shake"),
-            *("on", "off", "toggle"),  # IKEA E1743 / E1812 and similar on/off remotes
+            # IKEA E1743 / E1812 and similar remotes: a press, or a long press (brightness_move_*)
+            *("on", "off", "toggle", "brightness_move_up", "brightness_move_down"),
         )
     },
 }
