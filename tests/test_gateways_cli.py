@@ -3,6 +3,7 @@ revision-0 config retained on the broker), disable it, list the sensors it sent 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import psycopg
 from ingest_support import count
 
 from eldercare.platform import security
+from eldercare.platform.repo import registry
 
 
 def cli(db_url: str, mqtt_url: str, root: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -31,6 +33,14 @@ def cli(db_url: str, mqtt_url: str, root: str, *args: str) -> subprocess.Complet
         timeout=60,
         check=False,
     )
+
+
+def broker_accounts(db_url: str) -> list[str]:
+    async def read() -> list[str]:
+        async with await psycopg.AsyncConnection.connect(db_url) as conn:
+            return [r["mqtt_username"] for r in await registry.broker_gateways(conn)]
+
+    return asyncio.run(read())
 
 
 def retained(host: str, port: int, topic: str) -> bytes:
@@ -104,7 +114,9 @@ def test_disable_enable_and_unknown_sensors(db_url: str, mqtt_url: str, topic_ro
     assert [line.split("\t")[:3] for line in out.stdout.splitlines()] == [["home-1", "gw-1", "pir-attic"]]
     assert cli(db_url, mqtt_url, topic_root, "disable", "gw-1").returncode == 0
     assert count(db_url, "SELECT count(*) FROM gateways WHERE disabled_at IS NOT NULL") == 1
+    assert broker_accounts(db_url) == []  # a disabled gateway has no broker account either
     assert cli(db_url, mqtt_url, topic_root, "enable", "gw-1").returncode == 0
     assert count(db_url, "SELECT count(*) FROM gateways WHERE disabled_at IS NOT NULL") == 0
+    assert broker_accounts(db_url) == ["gw-1"]
     missing = cli(db_url, mqtt_url, topic_root, "disable", "gw-9")
     assert missing.returncode == 1 and "no gateway 'gw-9'" in missing.stderr

@@ -252,15 +252,20 @@ def add_gateway(
 def _set_disabled(ctx: click.Context, gateway: str, disabled: bool) -> None:
     from datetime import UTC, datetime
 
+    from eldercare.platform import broker_sync
     from eldercare.platform.repo import registry
 
-    async def job(conn: Any, _settings: Any) -> Any:
+    async def job(conn: Any, settings: Any) -> tuple[Any, bool | None]:
         at = datetime.now(UTC) if disabled else None
-        return await registry.update(conn, table="gateways", key={"id": gateway}, fields={"disabled_at": at})
+        row = await registry.update(conn, table="gateways", key={"id": gateway}, fields={"disabled_at": at})
+        return row, (await broker_sync.sync_quietly(conn, settings) if row is not None else None)
 
-    if _run_db(ctx, job) is None:
+    row, broker = _run_db(ctx, job)
+    if row is None:
         raise click.ClickException(f"no gateway {gateway!r}")
-    click.echo(f"gateway {gateway} {'disabled: ingest refuses its messages' if disabled else 'enabled'}")
+    state = "disabled: ingest refuses its messages" if disabled else "enabled"
+    account = {None: "", True: "; broker account updated", False: "; broker account NOT updated"}[broker]
+    click.echo(f"gateway {gateway} {state}{account}")
 
 
 @gateways.command("disable")

@@ -326,9 +326,11 @@ async def lock_broker_files(conn: AsyncConnection[Any]) -> None:
 
 
 async def broker_gateways(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
-    """Every gateway's MQTT username, site and Mosquitto hash (None: not issued since migration 0003)."""
+    """Every enabled gateway's MQTT username, site and Mosquitto hash (None: not issued since
+    migration 0003). A disabled gateway has no broker account: it cannot even connect."""
     return await _all(
         conn,
-        "SELECT id, site_id, mqtt_username, broker_password_hash FROM gateways ORDER BY mqtt_username",
+        "SELECT id, site_id, mqtt_username, broker_password_hash FROM gateways"
+        " WHERE disabled_at IS NULL ORDER BY mqtt_username",
         {},
     )
