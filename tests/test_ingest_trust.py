@@ -100,7 +100,14 @@ def test_a_conflicting_duplicate_is_dead_lettered_once_and_a_redelivery_is_silen
     r = store.write(
         batch_of(reg, ("home-1/gw-1/event", event(9, kind="sos")), ("home-1/gw-1/event", event(9))), reg
     )
-    assert r.events == 1 and (r.duplicates, len(r.dead)) in ((1, 0), (0, 1))
+    assert (r.events, r.duplicates, len(r.dead)) == (1, 0, 1)
+    assert r.dead[0].reason.startswith(
+        "seq: conflicting duplicate: (gateway 'gw-1', epoch 'epoch-test-0001', seq 9)"
+    )
+    # and an in-batch identical pair is a plain duplicate
+    twice = event(10, kind="sos")
+    r = store.write(batch_of(reg, ("home-1/gw-1/event", twice), ("home-1/gw-1/event", twice)), reg)
+    assert (r.events, r.duplicates, r.dead) == (1, 1, [])
 
 
 def test_a_retained_dead_letter_is_kept_once_across_restarts(store: Store, db_url: str) -> None:

@@ -137,6 +137,16 @@ def _clean(text: str) -> str:
     return text.replace("\x00", "\\0")  # PostgreSQL text cannot hold NUL
 
 
+def _conflict(a: Accepted) -> Rejected:
+    """A message id seen before with other contents: kept once per distinct copy."""
+    reason = (
+        f"seq: conflicting duplicate: (gateway {a.gateway!r}, epoch {a.epoch!r}, seq {a.seq}) was "
+        "stored before with different contents; a message id is used once, this copy is not stored"
+    )
+    key = f"conflict:{a.gateway}:{a.epoch}:{a.seq}:{a.digest:x}"
+    return Rejected(a.inbound, reason, a.site, a.gateway, a.inbound.payload, key)
+
+
 def _reject(a: Accepted, reason: str) -> Rejected:
     key = retained_key(a.inbound) if a.inbound.retain else None
     return Rejected(a.inbound, reason, a.site, a.gateway, a.inbound.payload, key)
@@ -324,14 +334,16 @@ class Store:
         good, dead = self._verify(conn, batch, registry)
         result = WriteResult(dead=dead)
         fresh: list[Accepted] = []
-        seen: set[tuple[str, str, int]] = set()
+        seen: dict[tuple[str, str, int], int] = {}
         for a in good:
             key = (a.gateway, a.epoch, a.seq)
-            if key in seen:
+            if key not in seen:
+                seen[key] = a.digest
+                fresh.append(a)
+            elif seen[key] == a.digest:
                 result.duplicates += 1
             else:
-                seen.add(key)
-                fresh.append(a)
+                dead.append(_conflict(a))
         if fresh:
             new = set(
                 conn.execute(
@@ -400,17 +412,12 @@ class Store:
             digest = stored.get((a.gateway, a.epoch, a.seq))
             if digest is None or digest == a.digest:
                 continue
-            reason = (
-                f"seq: conflicting duplicate: (gateway {a.gateway!r}, epoch {a.epoch!r}, seq {a.seq}) was "
-                "stored before with different contents; a message id is used once, this copy is not stored"
-            )
-            key = f"conflict:{a.gateway}:{a.epoch}:{a.seq}:{a.digest:x}"
-            out.append(Rejected(a.inbound, reason, a.site, a.gateway, a.inbound.payload, key))
+            out.append(_conflict(a))
         return out
 
     def _note_unknown_sensors(self, conn: psycopg.Connection[Any], items: list[Accepted]) -> None:
         """Sensor ids this worker sees for the first time: listed in unknown_sensors unless registered."""
-        pairs = {(a.gateway, s) for a in items for s in a.new_sensors}
+        pairs = sorted({(a.gateway, s) for a in items for s in a.new_sensors})  # one lock order: no deadlock
         if pairs:
             conn.execute(
                 UNKNOWN_SENSORS, {"gateways": [g for g, _ in pairs], "sensors": [s for _, s in pairs]}
