@@ -100,3 +100,29 @@ def test_clearing_a_retained_topic_is_not_an_error(
         assert count(db_url, "SELECT count(*) FROM dead_letters") == 0
     finally:
         proc.stop()
+
+
+def test_a_deleted_gateway_is_refused_at_once_not_after_the_cache_ttl(
+    db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path
+) -> None:
+    register(db_url, {"gw-1": "home-1", "gw-2": "home-2"})
+    # a cache that would keep the deleted gateway for an hour: only NOTIFY can refuse it in time
+    proc = IngestProcess(db_url, mqtt_url, topic_root, tmp_path, ELDERCARE_INGEST_REGISTRY_REFRESH_S="3600")
+    try:
+        proc.start().wait_healthy()
+        with publisher(mqtt_url) as pub:
+            pub.publish(f"{topic_root}/home-1/gw-1/telemetry", telemetry(1))
+            wait_for(lambda: count(db_url, "SELECT count(*) FROM readings") == 10, what="gw-1 accepted")
+            with psycopg.connect(db_url, autocommit=True) as admin:
+                admin.execute("DELETE FROM gateways WHERE id = 'gw-1'")
+                admin.execute("UPDATE gateways SET disabled_at = now() WHERE id = 'gw-2'")
+            pub.publish(f"{topic_root}/home-1/gw-1/telemetry", telemetry(2))
+            pub.publish(f"{topic_root}/home-2/gw-2/telemetry", telemetry(1))
+        wait_for(lambda: count(db_url, "SELECT count(*) FROM dead_letters") == 2, timeout=10, what="refusals")
+        assert sorted(r for _, r in reasons(db_url)) == [
+            "topic.gateway: gateway 'gw-2' is disabled; its messages are refused",
+            "topic.gateway: unknown gateway 'gw-1'",
+        ]
+        assert count(db_url, "SELECT count(*) FROM readings") == 10
+    finally:
+        proc.stop()
