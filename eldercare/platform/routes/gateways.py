@@ -25,6 +25,7 @@ from eldercare.platform.schemas import (
     SensorIn,
     SensorOut,
     SensorPatch,
+    UnknownSensorOut,
 )
 
 router = APIRouter(prefix="/gateways", tags=["gateways"], responses=ERRORS)
@@ -95,6 +96,13 @@ async def provision_gateway(
         credentials=_credentials(settings, done.gateway, done.password, done.broker_updated),
         config=done.config,
     )
+
+
+@router.get("/unknown-sensors", response_model=list[UnknownSensorOut])
+async def unknown_sensors(_: AdminUser, conn: ConnDep) -> list[UnknownSensorOut]:
+    """Sensor ids gateways sent that nobody registered (their data is stored): register them with
+    POST /gateways/{id}/sensors, or remove them from the gateway."""
+    return [UnknownSensorOut.model_validate(r) for r in await registry.list_unknown_sensors(conn)]
 
 
 @router.get("/{gateway_id}", response_model=GatewayOut)
