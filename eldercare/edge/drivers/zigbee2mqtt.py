@@ -43,6 +43,7 @@ from typing import Any, Literal
 import msgspec
 
 from eldercare.edge.drivers.base import Action, Driver, Health, Item, Sample, Sink
+from eldercare.protocol import Ident
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class Zigbee2MqttOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     password: str | None = None
     base_topic: str = "zigbee2mqtt"
     client_id: str | None = None
-    bridge_sensor: str = "zigbee2mqtt"  # the bridge's own sensor id in status (one alert when it dies)
+    bridge_sensor: Ident = "zigbee2mqtt"  # the bridge's own sensor id in status (one alert when it dies)
     binary_heartbeat_s: float = 60.0  # an unchanged binary state is sent again at most this often
     devices: dict[str, DeviceMap] = msgspec.field(default_factory=dict)
 
