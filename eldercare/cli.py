@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("eldercare.platform.cli:serve", "Run the API, alert engine and web consoles."),
     "broker": ("eldercare.platform.cli:broker", "Write the MQTT broker's accounts from the registry."),
     "users": ("eldercare.platform.cli:users", "Create accounts (the first administrator)."),
+    "gateways": ("eldercare.platform.cli:gateways", "Register gateways and print their credentials."),
     "simulate": ("eldercare.simulators.cli:simulate", "Seed, drive and score a simulated neighbourhood."),
     "models": ("eldercare.models.cli:models", "Train and evaluate the fall and inactivity detectors."),
     "demo": ("eldercare.demo:demo", "Run the whole platform on embedded services with simulated homes."),

@@ -14,6 +14,7 @@ descriptions here are what device makers read).
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeAlias
@@ -34,6 +35,9 @@ EPOCH_PATTERN = r"^[A-Za-z0-9-]{8,64}$"
 T_MIN_MS = 1_000_000_000_000  # 2001-09-09: anything earlier is a broken clock or seconds-for-ms
 T_MAX_MS = 4_102_444_800_000  # 2100-01-01 (exclusive)
 VALUE_LIMIT = 1e15
+# Evidence is any JSON, nested at most this deep (arrays and objects inside ``evidence``): deeper
+# documents are refused with this reason rather than left to whichever parser's stack gives out first.
+MAX_EVIDENCE_DEPTH = 32
 
 
 def _py(pattern: str) -> str:
@@ -221,7 +225,8 @@ class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     evidence: Annotated[
         dict[str, Any],
         msgspec.Meta(
-            description="Free-form details by kind, e.g. the raw accelerometer window of a fall "
+            description="Free-form details by kind, any JSON object nested at most "
+            f"{MAX_EVIDENCE_DEPTH} levels deep, e.g. the raw accelerometer window of a fall "
             '{"t0": ms, "hz": 50, "unit": "mg", "x": [...], "y": [...], "z": [...]}.'
         ),
     ] = msgspec.field(default_factory=dict)
@@ -236,6 +241,14 @@ class SensorStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     ) = None
     last_seen: Annotated[TimeMs | None, msgspec.Meta(description="Last time the sensor was heard.")] = None
     online: Annotated[bool, msgspec.Meta(description="False when the gateway lost the sensor.")] = True
+    via: Annotated[
+        Ident | None,
+        msgspec.Meta(
+            description="The sensor id of the bridge (e.g. a zigbee2mqtt coordinator) this sensor is "
+            "reached through. While that bridge is offline its sensors are offline too, and the "
+            "platform raises one device_offline alert for the bridge, not one per sensor."
+        ),
+    ] = None
 
 
 class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -417,14 +430,100 @@ def decode(kind: str, data: bytes | bytearray | memoryview | str) -> Payload:
     except msgspec.MsgspecError as exc:
         if not isinstance(exc, msgspec.ValidationError) and "UTF-8" in str(exc):  # msgspec >= 0.23
             raise ProtocolError("$", f"not valid UTF-8 in a string: {exc}") from None
+        if not isinstance(exc, msgspec.ValidationError) and (lone := _lone_surrogate(data)):
+            raise lone from None  # msgspec reports these as "truncated" or "malformed"
         raise _to_protocol_error(exc) from None
     except UnicodeDecodeError as exc:  # msgspec < 0.23 checks it with Python's codec
         raise ProtocolError("$", f"not valid UTF-8 in a string: {exc.reason}") from None
+    except RecursionError:
+        raise _too_deep(data) from None
     if isinstance(msg, Telemetry):
         _check_readings(msg.readings)
+    elif isinstance(msg, Event):
+        if msg.evidence:
+            _check_depth(msg.evidence)
     elif isinstance(msg, GatewayConfig):
         _check_config(msg)
     return msg
+
+
+_DEPTH_RULE = (
+    f"nested more than {MAX_EVIDENCE_DEPTH} levels deep; evidence is any JSON nested at most "
+    f"{MAX_EVIDENCE_DEPTH} levels (arrays and objects, the evidence object itself is level 1)"
+)
+
+
+def _check_depth(evidence: dict[str, Any]) -> None:
+    """Evidence nested deeper than :data:`MAX_EVIDENCE_DEPTH` (the evidence object is level 1)."""
+    stack: list[tuple[Any, int]] = [(evidence, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_EVIDENCE_DEPTH:
+            raise ProtocolError("evidence", _DEPTH_RULE)
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+
+
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"\s*:?|[\[\]{}]')
+
+
+def _too_deep(data: bytes | bytearray | memoryview | str) -> ProtocolError:
+    """The parser's stack gave out: name the top-level field holding the deep part."""
+    raw = data.encode("utf-8", "replace") if isinstance(data, str) else bytes(data)
+    depth, key = 0, "$"
+    for m in _TOKEN.finditer(raw):
+        tok = m.group()
+        if tok[:1] == b'"':
+            if depth == 1 and tok.endswith(b":"):
+                key = tok[1 : tok.rindex(b'"')].decode("utf-8", "replace")
+        elif tok in b"[{":
+            depth += 1
+            if depth > MAX_EVIDENCE_DEPTH + 1:
+                break
+        else:
+            depth -= 1
+    return ProtocolError(key, _DEPTH_RULE)
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _surrogate_path(doc: Any) -> str | None:
+    """Path of the first key or string holding a lone surrogate, or None."""
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, str) and _has_surrogate(node):
+            return path or "$"
+        if isinstance(node, dict):
+            for k, v in reversed(node.items()):
+                if _has_surrogate(k):
+                    return f"{path or '$'}[{json.dumps(k)}]"
+                stack.append((_join(path, k), v))
+        elif isinstance(node, list):
+            stack.extend((f"{path}[{i}]", node[i]) for i in reversed(range(len(node))))
+    return None
+
+
+def _lone_surrogate(data: bytes | bytearray | memoryview | str) -> ProtocolError | None:
+    """Python's json decodes a lone ``\\ud800`` escape: find the field that holds one, if any."""
+    try:
+        doc = json.loads(bytes(data) if not isinstance(data, str) else data)
+    except (ValueError, RecursionError):
+        return None
+    path = _surrogate_path(doc)
+    if path is None:
+        return None
+    return ProtocolError(
+        path,
+        "a lone UTF-16 surrogate escape (\\ud800-\\udfff without its pair) is not a character; "
+        "JSON strings must be valid Unicode (RFC 8259 section 8.2)",
+    )
 
 
 def decode_telemetry(data: bytes | bytearray | memoryview | str) -> Telemetry:
@@ -524,14 +623,15 @@ def topic(site: str, gateway: str, kind: TopicKind, root: str = DEFAULT_ROOT) ->
 def parse_topic(name: str, root: str = DEFAULT_ROOT) -> TopicParts:
     """Split a topic into site, gateway and kind, rejecting anything outside ``root``."""
     prefix = root + "/"
+    shape = f"topics are {root}/<site>/<gateway>/<{'|'.join(KINDS)}>"
     if not name.startswith(prefix):
-        raise ProtocolError("topic", f"{name!r} is not under {root}/")
+        raise ProtocolError("topic", f"{name!r} is not under {root}/; {shape}")
     parts = name[len(prefix) :].split("/")
     if len(parts) != 3:
-        raise ProtocolError("topic", f"{name!r} is not {root}/<site>/<gateway>/<kind>")
+        raise ProtocolError("topic", f"{name!r} has {len(parts)} levels after {root}/, not 3; {shape}")
     site, gateway, kind = parts
     if kind not in KINDS:
-        raise ProtocolError("topic", f"unknown message kind {kind!r}")
+        raise ProtocolError("topic", f"unknown message kind {kind!r} (kinds are lower-case); {shape}")
     for field, value in (("site", site), ("gateway", gateway)):
         if not _ID_RE.match(value):
             raise ProtocolError(f"topic.{field}", f"{value!r} is not a valid identifier")
@@ -542,9 +642,17 @@ def subscription(kind: str, root: str = DEFAULT_ROOT, shared_group: str | None =
     """Wildcard subscription for one kind, optionally as an MQTT v5 shared subscription."""
     if kind not in KINDS:
         raise ProtocolError("kind", f"unknown message kind {kind!r}")
+    return _shared(f"{root}/+/+/{kind}", shared_group)
+
+
+def subscription_all(root: str = DEFAULT_ROOT, shared_group: str | None = None) -> str:
+    """Everything under ``root`` (what ingest reads, so that no message on a wrong topic goes unseen)."""
+    return _shared(f"{root}/#", shared_group)
+
+
+def _shared(sub: str, shared_group: str | None) -> str:
     if shared_group is not None and not re.fullmatch(r"[^/+#]+", shared_group):
         raise ProtocolError("shared_group", f"{shared_group!r} must be non-empty without / + #")
-    sub = f"{root}/+/+/{kind}"
     return f"$share/{shared_group}/{sub}" if shared_group else sub
 
 
@@ -588,7 +696,6 @@ def json_schemas() -> dict[str, dict[str, Any]]:
 
 def _main() -> None:
     import argparse
-    import json
     from pathlib import Path
 
     parser = argparse.ArgumentParser(description="Write the protocol's JSON Schemas.")

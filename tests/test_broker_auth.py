@@ -72,7 +72,8 @@ def test_render_grants_each_gateway_only_its_own_topics() -> None:
         "topic write eldercare/v1/home-1/gw-a/event",
         "topic write eldercare/v1/home-1/gw-a/status",
     ]
-    assert "topic read eldercare/v1/+/+/telemetry" in out.acl and "#" not in out.acl.split("\n", 1)[1]
+    ingest_block, gateway_blocks = out.acl.split("user gw-a\n", 1)
+    assert "topic read eldercare/v1/#" in ingest_block and "#" not in gateway_blocks
     ingest = out.acl.split("user eldercare-ingest\n")[1].split("\n\n")[0].splitlines()
     assert [line for line in ingest if line.startswith("topic write")] == ["topic write eldercare/v1/+/+/ack"]
 

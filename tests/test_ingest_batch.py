@@ -15,6 +15,7 @@ from eldercare.ingest.batch import (
     PG_EPOCH_MS,
     Accepted,
     Batch,
+    Ignored,
     Inbound,
     Limits,
     Registry,
@@ -35,7 +36,7 @@ def validator() -> Validator:
 
 def check(
     v: Validator, kind: str, payload: bytes, gw: str = "gw-1", site: str = "home-1"
-) -> Accepted | Rejected:
+) -> Accepted | Rejected | Ignored:
     return v.check(Inbound(f"{ROOT}/{site}/{gw}/{kind}", payload))
 
 
@@ -68,7 +69,6 @@ def test_row_bytes_are_postgres_binary_copy_rows() -> None:
         ),
         (f"{ROOT}/home-1/gw-1/event", event(1, kind="exploded"), "kind:"),
         (f"{ROOT}/home-1/gw-1/status", b'{"v": 1, "t": 1, "state": "online"}', "t:"),
-        (f"{ROOT}/home-1/gw-1/config", b"{}", "topic: config"),
         (f"{ROOT}/home-1/gw-1/gossip", b"{}", "topic: unknown message kind"),
         ("elsewhere/home-1/gw-1/telemetry", telemetry(1), "topic:"),
     ],
@@ -78,7 +78,6 @@ def test_row_bytes_are_postgres_binary_copy_rows() -> None:
         "wrong-type",
         "unknown-event-kind",
         "old-time",
-        "config-upward",
         "unknown-kind",
         "foreign-root",
     ],
@@ -144,3 +143,76 @@ def test_worker_client_ids_count_on_from_the_base() -> None:
         "eldercare-ingest-2",
     ]
     assert client_id_for("ingest", 2) == "ingest-2"
+
+
+# Nothing vanishes (issue 18) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "why"),
+    [
+        (f"{ROOT}/home-1/gw-1/status", b"", "cleared"),  # clearing a retained status
+        (f"{ROOT}/home-1/gw-1/Telemetry", b"", "cleared"),  # clearing retained junk anywhere
+        (f"{ROOT}/home-1/gw-1/config", b'{"v": 1, "revision": 3}', "config"),  # the platform's own push
+        (f"{ROOT}/_sim/control", b'{"id": "x"}', "control"),
+    ],
+    ids=["clear-status", "clear-junk", "config-downlink", "sim-control"],
+)
+def test_normal_traffic_that_is_not_data_is_ignored_with_a_reason(
+    validator: Validator, topic: str, payload: bytes, why: str
+) -> None:
+    item = validator.check(Inbound(topic, payload, retain=True))
+    assert isinstance(item, Ignored)
+    assert item.why == why and item.reason
+
+
+@pytest.mark.parametrize(
+    ("suffix", "reason"),
+    [
+        ("Telemetry", "topic: unknown message kind 'Telemetry' (kinds are lower-case)"),
+        ("telemetry/extra", "topic: 'eldercare/v1/home-1/gw-1/telemetry/extra' has 4 levels"),
+        ("readings", "topic: unknown message kind 'readings'"),
+    ],
+)
+def test_a_valid_payload_on_a_wrong_topic_is_dead_lettered(
+    validator: Validator, suffix: str, reason: str
+) -> None:
+    item = validator.check(Inbound(f"{ROOT}/home-1/gw-1/{suffix}", telemetry(1)))
+    assert isinstance(item, Rejected)
+    assert item.reason.startswith(reason), item.reason
+    assert "<site>/<gateway>/<telemetry|event|status|config>" in item.reason
+
+
+def test_a_retained_dead_letter_has_a_key_so_it_is_kept_once(validator: Validator) -> None:
+    junk = Inbound(f"{ROOT}/home-1/gw-1/status", b'{"v": 1, "state": "meh"}', retain=True)
+    first, replay = validator.check(junk), validator.check(Inbound(junk.topic, junk.payload, retain=True))
+    assert isinstance(first, Rejected) and isinstance(replay, Rejected)
+    assert first.dedup_key is not None and first.dedup_key == replay.dedup_key
+    other = validator.check(Inbound(junk.topic, b'{"v": 1, "state": "bah"}', retain=True))
+    assert isinstance(other, Rejected) and other.dedup_key != first.dedup_key
+    live = validator.check(Inbound(junk.topic, junk.payload))  # the same junk sent live: every copy kept
+    assert isinstance(live, Rejected) and live.dedup_key is None
+
+
+def test_digest_follows_the_contents_not_the_formatting(validator: Validator) -> None:
+    body = msgspec.json.decode(telemetry(3, n=4))
+    compact = check(validator, "telemetry", msgspec.json.encode(body))
+    spaced = check(validator, "telemetry", msgspec.json.format(msgspec.json.encode(body), indent=2))
+    body["readings"][2]["value"] += 1
+    changed = check(validator, "telemetry", msgspec.json.encode(body))
+    assert isinstance(compact, Accepted) and isinstance(spaced, Accepted) and isinstance(changed, Accepted)
+    assert compact.digest == spaced.digest != changed.digest
+    ev = msgspec.json.decode(event(5))
+    a, b = check(validator, "event", msgspec.json.encode(ev)), check(validator, "event", event(5, kind="sos"))
+    assert isinstance(a, Accepted) and isinstance(b, Accepted) and a.digest != b.digest
+
+
+def test_sensors_seen_for_the_first_time_are_reported_once(validator: Validator) -> None:
+    first = check(validator, "telemetry", telemetry(1, sensor="pir-new"))
+    again = check(validator, "telemetry", telemetry(2, sensor="pir-new"))
+    assert isinstance(first, Accepted) and isinstance(again, Accepted)
+    assert (first.new_sensors, again.new_sensors) == (("pir-new",), ())
+    beat = check(validator, "telemetry", telemetry(3, sensor="gw-1"))  # the gateway's own heartbeat
+    assert isinstance(beat, Accepted) and beat.new_sensors == ()
+    ev = check(validator, "event", event(4, kind="sos"))
+    assert isinstance(ev, Accepted) and ev.new_sensors == ("wearable-1",)

@@ -24,8 +24,9 @@ def test_ingest_stores_exactly_once_through_the_embedded_amqtt_broker(
             pub.connect(host, port)
             pub.loop_start()
             topic = f"{topic_root}/home-1/gw-1/telemetry"
+            payloads = [telemetry(seq, n=5) for seq in range(30)]
             for rounds in range(2):  # the second round is a replay: nothing more may be stored
-                infos = [pub.publish(topic, telemetry(seq, n=5), qos=1) for seq in range(30)]
+                infos = [pub.publish(topic, payload, qos=1) for payload in payloads]
                 for info in infos:
                     info.wait_for_publish(10)
                 if rounds == 0:

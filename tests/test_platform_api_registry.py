@@ -109,6 +109,9 @@ def test_gateway_provisioning_returns_credentials_once_and_publishes_config(
         row = conn.execute("SELECT mqtt_password_hash FROM gateways WHERE id = 'gw-new'").fetchone()
     assert row is not None and row[0].startswith("$argon2")
     assert PasswordHasher().verify(row[0], creds["mqtt_password"])
+    # its revision-0 config is waiting, retained, for the gateway's first connect
+    first = _retained(mqtt_host_port, f"{settings.mqtt_topic_root}/home-2/gw-new/config")
+    assert first == out["config"] and first["revision"] == 0
     # never shown again
     got = api.get("admin", "/api/v1/gateways/gw-new").json()
     assert "mqtt_password" not in json.dumps(got) and "hash" not in json.dumps(got)
@@ -133,6 +136,20 @@ def test_gateway_provisioning_returns_credentials_once_and_publishes_config(
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT mqtt_password_hash FROM gateways WHERE id = 'gw-new'").fetchone()
     assert row is not None and PasswordHasher().verify(row[0], new)
+
+
+def test_unknown_sensors_are_listed_for_admins(api: Api, db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO unknown_sensors (gateway_id, sensor_id) VALUES ('gw-home-2', 'pir-attic')")
+    r = api.get("admin", "/api/v1/gateways/unknown-sensors")
+    assert r.status_code == 200, r.text
+    assert [(u["gateway_id"], u["site_id"], u["sensor_id"]) for u in r.json()] == [
+        ("gw-home-2", "home-2", "pir-attic")
+    ]
+    assert api.get("worker2", "/api/v1/gateways/unknown-sensors").status_code == 403
+    # registered since: no longer listed
+    api.post("admin", "/api/v1/gateways/gw-home-2/sensors", json={"id": "pir-attic", "kind": "pir"})
+    assert api.get("admin", "/api/v1/gateways/unknown-sensors").json() == []
 
 
 def test_sensors_crud(api: Api) -> None:

@@ -327,13 +327,18 @@ def test_custom_roots(root: str) -> None:
         ("other/v1/s/g/telemetry", "topic", "is not under eldercare/v1/"),
         ("eldercare/v2/s/g/telemetry", "topic", "is not under"),
         ("eldercare/v1s/g/telemetry", "topic", "is not under"),
-        ("eldercare/v1/s/g", "topic", "is not eldercare/v1/<site>/<gateway>/<kind>"),
-        ("eldercare/v1/s/g/telemetry/extra", "topic", "is not eldercare/v1/<site>/<gateway>/<kind>"),
+        ("eldercare/v1/s/g", "topic", "has 2 levels after eldercare/v1/, not 3"),
+        ("eldercare/v1/s/g/telemetry/extra", "topic", "has 4 levels after eldercare/v1/, not 3"),
+        (
+            "eldercare/v1/s/g/readings",
+            "topic",
+            "eldercare/v1/<site>/<gateway>/<telemetry|event|status|config>",
+        ),
         ("eldercare/v1/s/g/alarm", "topic", "unknown message kind"),
         ("eldercare/v1//g/telemetry", "topic.site", "not a valid identifier"),
         ("eldercare/v1/s/+/telemetry", "topic.gateway", "not a valid identifier"),
         ("eldercare/v1/s\n/g/event", "topic.site", "not a valid identifier"),
-        ("eldercare/v1/s/g/Event", "topic", "unknown message kind"),
+        ("eldercare/v1/s/g/Event", "topic", "unknown message kind 'Event' (kinds are lower-case)"),
     ],
 )
 def test_bad_topics(name: str, field: str, reason: str) -> None:
@@ -515,3 +520,53 @@ def test_valid_generated_messages_round_trip(msg: p.Payload) -> None:
     kind = next(k for k, cls in p.KINDS.items() if isinstance(msg, cls))
     assert p.decode(kind, p.encode(msg)) == msg
     assert p.decode(kind, json.dumps(msgspec.to_builtins(msg)).encode()) == msg  # any JSON encoder
+
+
+# Reasons that name the field and the rule (issue 18) -------------------------------------------
+
+EVENT_HEAD = (
+    '{"v":1,"epoch":"3f9c2a7be41d0c55","seq":1,"t":1767225600000,"sensor":"s","kind":"sos","evidence":'
+)
+
+
+@pytest.mark.parametrize(
+    ("evidence", "field"),
+    [
+        ('{"a":"\\ud800"}', "evidence.a"),  # high surrogate at the end of a string: msgspec says "truncated"
+        ('{"a":["x","\\udc00x"]}', "evidence.a[1]"),
+        ('{"\\ud800":1}', 'evidence["\\ud800"]'),
+    ],
+)
+def test_a_lone_surrogate_is_named_as_such(evidence: str, field: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        p.decode("event", EVENT_HEAD + evidence + "}")
+    assert info.value.field == field
+    assert "lone UTF-16 surrogate" in info.value.reason and "truncated" not in info.value.reason
+
+
+def test_a_surrogate_pair_is_a_character() -> None:
+    ev = p.decode_event(EVENT_HEAD + '{"a":"\\ud83d\\ude00"}}')
+    assert ev.evidence == {"a": "\U0001f600"}
+
+
+@pytest.mark.parametrize("shape", ["[", '{"b":'])
+def test_evidence_nested_1000_deep_gets_a_clear_reason(shape: str) -> None:
+    closing = "]" if shape == "[" else "}"
+    inner = shape * 1000 + ("" if shape == "[" else "1") + closing * 1000
+    with pytest.raises(ProtocolError) as info:
+        p.decode("event", EVENT_HEAD + '{"a":' + inner + "}}")
+    assert info.value.field == "evidence"
+    assert f"nested more than {p.MAX_EVIDENCE_DEPTH} levels deep" in info.value.reason
+
+
+def test_evidence_depth_limit_is_exact() -> None:
+    d = p.MAX_EVIDENCE_DEPTH
+    # the evidence object is level 1, so d - 1 arrays inside it reach the limit exactly
+    ok = "[" * (d - 1) + "]" * (d - 1)
+    node = p.decode_event(EVENT_HEAD + '{"a":' + ok + "}}").evidence["a"]
+    for _ in range(d - 2):
+        node = node[0]
+    assert node == []
+    with pytest.raises(ProtocolError) as info:
+        p.decode("event", EVENT_HEAD + '{"a":[' + ok + "]}}")
+    assert info.value.field == "evidence"

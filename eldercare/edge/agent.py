@@ -701,6 +701,9 @@ class Agent:
         if h.online is not None and st.get("online") != h.online:
             st["online"] = h.online
             self.status_dirty = True
+        if h.via is not None and st.get("via") != h.via:
+            st["via"] = h.via
+            self.status_dirty = True
 
     def _seen(self, sensor: str) -> None:
         t = self.clock.now_ms()
@@ -817,7 +820,10 @@ class Agent:
         for sid, st in getattr(self, "sensor_status", {}).items():
             if protocol.is_identifier(sid):
                 sensors[sid] = protocol.SensorStatus(
-                    battery=st.get("battery"), last_seen=st.get("last_seen"), online=st.get("online", True)
+                    battery=st.get("battery"),
+                    last_seen=st.get("last_seen"),
+                    online=st.get("online", True),
+                    via=st.get("via"),
                 )
         clock = getattr(self, "clock", None)
         msg = protocol.Status(

@@ -10,11 +10,22 @@ are encoded once and cached, which is why the COPY column order puts them last.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 
-from eldercare.protocol import Event, ProtocolError, Reading, Status, Telemetry, decode, parse_topic
+from eldercare.protocol import (
+    Event,
+    ProtocolError,
+    Reading,
+    Status,
+    Telemetry,
+    decode,
+    encode,
+    parse_topic,
+)
 
 # PostgreSQL's binary timestamps count microseconds from 2000-01-01 00:00 UTC.
 PG_EPOCH_MS = 946_684_800_000
@@ -38,6 +49,7 @@ class Inbound:
     qos: int = 1
     generation: int = 0  # connection it arrived on: acks go only to the same connection
     received: float = field(default_factory=time.time)
+    retain: bool = False  # a retained message the broker replays at every new subscription
 
 
 @dataclass(slots=True)
@@ -56,6 +68,8 @@ class Accepted:
     n_rows: int = 0
     ts_lo: int = 0  # ms, for partitions on demand
     ts_hi: int = 0
+    digest: int = 0  # length and CRC-32 of the contents: tells a conflicting duplicate from a redelivery
+    new_sensors: tuple[str, ...] = ()  # sensor ids this worker had not seen: checked against the registry
 
 
 @dataclass(slots=True)
@@ -67,6 +81,16 @@ class Rejected:
     site: str | None = None
     gateway: str | None = None
     payload: bytes = b""
+    dedup_key: str | None = None  # dead-lettered once only (a retained message comes back by itself)
+
+
+@dataclass(slots=True)
+class Ignored:
+    """A message under the topic root that is normal but not data: acknowledged and counted."""
+
+    inbound: Inbound
+    why: str  # metric label: cleared, config, control
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +104,12 @@ class Limits:
 
 
 class Registry:
-    """Gateway -> site, as last read from the ``gateways`` table (the store refreshes it)."""
+    """Gateway -> site of the enabled gateways, as last read from ``gateways``.
+
+    The store refreshes it: a ``NOTIFY gateway_registry`` makes it forget a gateway at once (it is
+    read again before the next batch is written), and the worker reloads it all every
+    ``ingest_registry_refresh_s`` as a fallback.
+    """
 
     def __init__(self, sites: dict[str, str] | None = None) -> None:
         self.sites: dict[str, str] = dict(sites or {})
@@ -97,6 +126,10 @@ class Registry:
             new.pop(gw, None)
         self.sites = new
 
+    def forget(self, gateways: set[str]) -> None:
+        """Drop entries the registry changed under (they are read again when next needed)."""
+        self.update({}, gateways)
+
 
 class RowEncoder:
     """Readings -> binary COPY rows for ``COPY readings (ts, value, gateway_id, sensor_id, metric)``."""
@@ -104,10 +137,12 @@ class RowEncoder:
     def __init__(self, max_cached: int = 200_000) -> None:
         self._tails: dict[tuple[str, str, str], bytes] = {}
         self._max = max_cached
+        self.new_sensors: list[str] = []  # sensors of the keys first encoded since last drained
 
     def _tail(self, key: tuple[str, str, str]) -> bytes:
         if len(self._tails) >= self._max:
             self._tails.clear()
+        self.new_sensors.append(key[1])
         parts = []
         for text in key:
             raw = text.encode()
@@ -140,19 +175,30 @@ class Validator:
 
     def __init__(self, root: str, registry: Registry, limits: Limits | None = None) -> None:
         self.root = root
+        self.control_prefix = f"{root}/_"
         self.registry = registry
         self.limits = limits or Limits()
         self.rows = RowEncoder()
 
-    def check(self, m: Inbound, now_ms: int | None = None) -> Accepted | Rejected:
+    def check(self, m: Inbound, now_ms: int | None = None) -> Accepted | Rejected | Ignored:
+        item: Accepted | Rejected | Ignored
         try:
-            return self._check(m, int(time.time() * 1000) if now_ms is None else now_ms)
+            item = self._check(m, int(time.time() * 1000) if now_ms is None else now_ms)
         except ProtocolError as exc:
-            return Rejected(m, f"{exc.field}: {exc.reason}", payload=m.payload)
+            item = Rejected(m, f"{exc.field}: {exc.reason}", payload=m.payload)
         except Exception as exc:  # a bug must not stop ingest; the message is kept for a look
-            return Rejected(m, f"internal error: {type(exc).__name__}: {exc}", payload=m.payload)
+            item = Rejected(m, f"internal error: {type(exc).__name__}: {exc}", payload=m.payload)
+        if m.retain and isinstance(item, Rejected):
+            item.dedup_key = retained_key(m)
+        return item
 
-    def _check(self, m: Inbound, now_ms: int) -> Accepted | Rejected:
+    def _check(self, m: Inbound, now_ms: int) -> Accepted | Rejected | Ignored:
+        if not m.payload:
+            return Ignored(m, "cleared", "payload: empty, i.e. a retained topic being cleared (normal)")
+        if m.topic.startswith(self.control_prefix):
+            return Ignored(
+                m, "control", "topic: the platform's own control traffic (_ prefix), not gateway data"
+            )
         limit = self.limits.max_payload_bytes
         if len(m.payload) > limit:
             reason = (
@@ -167,7 +213,7 @@ class Validator:
         parts = parse_topic(m.topic, self.root)
         site, gw, kind = parts.site, parts.gateway, parts.kind
         if kind == "config":
-            return Rejected(m, "topic: config is sent by the platform, not to it", site, gw, m.payload)
+            return Ignored(m, "config", "topic: config goes down to the gateway; ingest stores nothing of it")
         try:
             msg = decode(kind, m.payload)
         except ProtocolError as exc:
@@ -176,10 +222,16 @@ class Validator:
         if isinstance(msg, Telemetry):
             rows, lo, hi = self.rows.readings(gw, msg.readings)
             bad = self._outside(lo, hi, now_ms, self.limits.readings_days)
+            new = self.rows.new_sensors
             if bad:
+                new.clear()
                 return Rejected(m, f"readings: {bad}", site, gw, m.payload)
             a = Accepted(m, kind, site, gw, msg.epoch, msg.seq, msg, verified)
             a.rows, a.n_rows, a.ts_lo, a.ts_hi = rows, len(msg.readings), lo, hi
+            a.digest = zlib.crc32(rows) | len(rows) << 32
+            if new:
+                a.new_sensors = tuple(s for s in dict.fromkeys(new) if s != gw)
+                new.clear()
             return a
         if isinstance(msg, Event):
             bad = self._outside(msg.t, msg.t, now_ms, self.limits.events_days)
@@ -187,6 +239,8 @@ class Validator:
                 return Rejected(m, f"t: {bad}", site, gw, m.payload)
             a = Accepted(m, kind, site, gw, msg.epoch, msg.seq, msg, verified)
             a.ts_lo = a.ts_hi = msg.t
+            a.digest = _digest(encode(msg))
+            a.new_sensors = (msg.sensor,) if msg.sensor != gw else ()
             return a
         assert isinstance(msg, Status)
         # A Last Will is composed when the gateway connects: its t is the connect time, so the
@@ -196,6 +250,7 @@ class Validator:
             ts = int(m.received * 1000)
         a = Accepted(m, kind, site, gw, STATUS_EPOCH + msg.state, msg.t, msg, verified)
         a.ts_lo = a.ts_hi = ts
+        a.digest = _digest(encode(msg))
         return a
 
     def _outside(self, lo: int, hi: int, now_ms: int, days: int) -> str | None:
@@ -206,33 +261,51 @@ class Validator:
         return None
 
 
+def _digest(data: bytes) -> int:
+    return zlib.crc32(data) | len(data) << 32
+
+
+def retained_key(m: Inbound) -> str:
+    """The same retained message, however often the broker replays it, has one dead letter."""
+    h = hashlib.sha256(m.topic.encode("utf-8", "replace") + b"\0" + m.payload).hexdigest()
+    return f"retained:{h[:32]}"
+
+
 @dataclass(slots=True)
 class Batch:
     """Messages written in one transaction and acknowledged after its commit."""
 
     accepted: list[Accepted] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)  # acknowledged with the batch, nothing written
     rows: int = 0
     opened: float = field(default_factory=time.monotonic)
 
-    def add(self, item: Accepted | Rejected) -> None:
-        if not self.accepted and not self.rejected:
+    def add(self, item: Accepted | Rejected | Ignored) -> None:
+        if not len(self):
             self.opened = time.monotonic()
         if isinstance(item, Accepted):
             self.accepted.append(item)
             self.rows += item.n_rows or 1
-        else:
+        elif isinstance(item, Rejected):
             self.rejected.append(item)
+            self.rows += 1
+        else:
+            self.ignored.append(item)
             self.rows += 1
 
     def __len__(self) -> int:
-        return len(self.accepted) + len(self.rejected)
+        return len(self.accepted) + len(self.rejected) + len(self.ignored)
 
     def due(self, now: float, max_rows: int, max_age_s: float) -> bool:
         return len(self) > 0 and (self.rows >= max_rows or now - self.opened >= max_age_s)
 
     def inbound(self) -> list[Inbound]:
-        return [a.inbound for a in self.accepted] + [r.inbound for r in self.rejected]
+        return (
+            [a.inbound for a in self.accepted]
+            + [r.inbound for r in self.rejected]
+            + [i.inbound for i in self.ignored]
+        )
 
     def oldest_received(self) -> float:
         return min(m.received for m in self.inbound())

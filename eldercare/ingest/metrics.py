@@ -52,6 +52,14 @@ class Metrics:
         self.dead_lettered = Counter(
             "eldercare_ingest_dead_lettered", "Messages written to dead_letters", ["field"], registry=r
         )
+        self.ignored = Counter(
+            "eldercare_ingest_ignored",
+            "Messages under the topic root that are not data, acknowledged without a dead letter "
+            "(cleared: empty payload clearing a retained topic; config: the platform's downlink; "
+            "control: the platform's _-prefixed control topics)",
+            ["why"],
+            registry=r,
+        )
         self.batches = Counter("eldercare_ingest_batches", "Batches committed", registry=r)
         self.db_errors = Counter(
             "eldercare_ingest_db_errors", "Failed batch attempts (database unavailable)", registry=r

@@ -31,11 +31,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from eldercare.config import Settings
 from eldercare.ingest.batch import Inbound
 from eldercare.ingest.errors import BrokerError
-from eldercare.protocol import subscription
+from eldercare.protocol import subscription_all
 
 log = logging.getLogger(__name__)
-
-KINDS = ("telemetry", "event", "status")
 
 
 @dataclass(frozen=True)
@@ -63,9 +61,11 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
 
 
 def subscriptions(settings: Settings) -> list[str]:
+    """Everything under the topic root, not only the three uplink kinds: a message on a wrong topic
+    (``.../Telemetry``, ``.../telemetry/extra``) is dead-lettered, never silently missed."""
     # shared subscriptions are an MQTT v5 feature; a 3.1.1 worker subscribes alone
     group = (settings.ingest_shared_group or None) if settings.mqtt_protocol == "5" else None
-    return [subscription(kind, settings.mqtt_topic_root, group) for kind in KINDS]
+    return [subscription_all(settings.mqtt_topic_root, group)]
 
 
 class MqttSource:
@@ -221,7 +221,7 @@ class MqttSource:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = bytes(msg._topic).decode("utf-8", "replace")
-        item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, self.generation, time.time())
+        item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, self.generation, time.time(), msg.retain)
         try:
             self.inbox.put_nowait(item)
         except queue.Full:

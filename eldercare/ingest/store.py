@@ -31,6 +31,7 @@ from eldercare.ingest.batch import (
     Batch,
     Registry,
     Rejected,
+    retained_key,
 )
 from eldercare.ingest.errors import StoreUnavailable
 from eldercare.protocol import Event, Status
@@ -52,10 +53,25 @@ CONNECT_OPTIONS: dict[str, Any] = {
 COPY_READINGS = "COPY readings ({}) FROM STDIN (FORMAT BINARY)".format(", ".join(READING_COLUMNS))
 
 INSERT_IDS = """
-INSERT INTO ingested_messages (gateway_id, epoch, seq)
-SELECT * FROM unnest(%(gateways)s::text[], %(epochs)s::text[], %(seqs)s::bigint[])
+INSERT INTO ingested_messages (gateway_id, epoch, seq, digest)
+SELECT * FROM unnest(%(gateways)s::text[], %(epochs)s::text[], %(seqs)s::bigint[], %(digests)s::bigint[])
 ON CONFLICT DO NOTHING
 RETURNING gateway_id, epoch, seq
+"""
+# the stored digests of the messages that came back as duplicates (rare: redeliveries)
+STORED_DIGESTS = """
+SELECT m.gateway_id, m.epoch, m.seq, m.digest
+FROM ingested_messages m
+JOIN unnest(%(gateways)s::text[], %(epochs)s::text[], %(seqs)s::bigint[]) AS d(gateway_id, epoch, seq)
+USING (gateway_id, epoch, seq)
+"""
+# A gateway may name only residents of its own site: their home, or the station they attend.
+RESIDENT_SITES = "SELECT id, home_site_id, station_site_id FROM residents WHERE id = ANY(%(ids)s)"
+UNKNOWN_SENSORS = """
+INSERT INTO unknown_sensors (gateway_id, sensor_id)
+SELECT g, s FROM unnest(%(gateways)s::text[], %(sensors)s::text[]) AS n(g, s)
+WHERE NOT EXISTS (SELECT 1 FROM sensors WHERE gateway_id = n.g AND id = n.s)
+ON CONFLICT (gateway_id, sensor_id) DO UPDATE SET last_seen = now()
 """
 INSERT_EVENT = """
 INSERT INTO events (ts, gateway_id, site_id, epoch, seq, sensor_id, kind, confidence, resident_id, evidence)
@@ -84,9 +100,13 @@ UPDATE gateways SET state = %(state)s, state_at = %(ts)s, version = coalesce(%(v
 WHERE id = %(gateway)s AND (state_at IS NULL OR state_at <= %(ts)s)
 """
 INSERT_DEAD = """
-INSERT INTO dead_letters (topic, payload, reason, site_id, gateway_id)
-VALUES (%(topic)s, %(payload)s, %(reason)s, %(site)s, %(gateway)s)
+INSERT INTO dead_letters (topic, payload, reason, site_id, gateway_id, dedup_key)
+VALUES (%(topic)s, %(payload)s, %(reason)s, %(site)s, %(gateway)s, %(dedup_key)s)
+ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
 """
+LOAD_REGISTRY = "SELECT id, site_id FROM gateways WHERE disabled_at IS NULL"
+RECHECK_GATEWAYS = "SELECT id, site_id, disabled_at IS NOT NULL FROM gateways WHERE id = ANY(%s)"
+REGISTRY_CHANNEL = "gateway_registry"
 
 
 @dataclass
@@ -117,12 +137,29 @@ def _clean(text: str) -> str:
     return text.replace("\x00", "\\0")  # PostgreSQL text cannot hold NUL
 
 
+def _conflict(a: Accepted) -> Rejected:
+    """A message id seen before with other contents: kept once per distinct copy."""
+    reason = (
+        f"seq: conflicting duplicate: (gateway {a.gateway!r}, epoch {a.epoch!r}, seq {a.seq}) was "
+        "stored before with different contents; a message id is used once, this copy is not stored"
+    )
+    key = f"conflict:{a.gateway}:{a.epoch}:{a.seq}:{a.digest:x}"
+    return Rejected(a.inbound, reason, a.site, a.gateway, a.inbound.payload, key)
+
+
+def _reject(a: Accepted, reason: str) -> Rejected:
+    key = retained_key(a.inbound) if a.inbound.retain else None
+    return Rejected(a.inbound, reason, a.site, a.gateway, a.inbound.payload, key)
+
+
 class Store:
     """One connection, owned by the writer thread; reconnects on demand."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.conn: psycopg.Connection[Any] | None = None
+        self._changed: set[str] = set()  # gateways named by NOTIFY gateway_registry since last applied
+        self._reload = True  # a new connection may have missed notifications: reload the registry
 
     # Connection -----------------------------------------------------------------------------
 
@@ -131,9 +168,12 @@ class Store:
             return self.conn
         try:
             self.conn = psycopg.connect(self.url, autocommit=True, **CONNECT_OPTIONS)
+            self.conn.add_notify_handler(lambda n: self._changed.add(n.payload))
+            self.conn.execute(f"LISTEN {REGISTRY_CHANNEL}")
         except psycopg.Error as exc:
-            self.conn = None
+            self.close()
             raise StoreUnavailable(str(exc).strip()) from exc
+        self._reload = True
         return self.conn
 
     def close(self) -> None:
@@ -156,46 +196,82 @@ class Store:
 
     def load_registry(self) -> dict[str, str]:
         try:
-            rows = self.connect().execute("SELECT id, site_id FROM gateways").fetchall()
+            conn = self.connect()
+            self._changed.clear()  # this read is newer than any notification received so far
+            rows = conn.execute(LOAD_REGISTRY).fetchall()
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise self._lost(exc) from exc
+        self._reload = False
         return dict(rows)
+
+    def _apply_notifications(self, conn: psycopg.Connection[Any], registry: Registry) -> None:
+        """Called inside the batch transaction: its BEGIN delivered every NOTIFY committed before."""
+        if self._reload:
+            registry.replace(self.load_registry())
+        elif self._changed:
+            changed, self._changed = self._changed, set()
+            registry.forget(changed)
 
     def _verify(
         self, conn: psycopg.Connection[Any], batch: Batch, registry: Registry
     ) -> tuple[list[Accepted], list[Rejected]]:
-        """Re-read the gateways not (or not so) in the cache; they may have been registered since."""
-        unsure = {a.gateway for a in batch.accepted if not a.verified}
+        """Each message's gateway must be registered, enabled and at the topic's site; a gateway not
+        (or not so) in the cache is read again, it may have been registered since."""
+        self._apply_notifications(conn, registry)
+        sites = registry.sites
+        unsure = {a.gateway for a in batch.accepted if sites.get(a.gateway) != a.site}
+        disabled: set[str] = set()
         if unsure:
-            rows = conn.execute(
-                "SELECT id, site_id FROM gateways WHERE id = ANY(%s)", (list(unsure),)
-            ).fetchall()
-            found = dict(rows)
+            rows = conn.execute(RECHECK_GATEWAYS, (list(unsure),)).fetchall()
+            disabled = {gw for gw, _site, off in rows if off}
+            found = {gw: site for gw, site, off in rows if not off}
             registry.update(found, unsure - set(found))
+            sites = registry.sites
         good: list[Accepted] = []
         dead = list(batch.rejected)
-        sites = registry.sites
         for a in batch.accepted:
-            if a.verified:
-                good.append(a)
-                continue
             site = sites.get(a.gateway)
             if site == a.site:
                 good.append(a)
-            elif site is None:
+            elif a.gateway in disabled:
                 dead.append(
-                    Rejected(
-                        a.inbound,
-                        f"topic.gateway: unknown gateway {a.gateway!r}",
-                        a.site,
-                        a.gateway,
-                        a.inbound.payload,
-                    )
+                    _reject(a, f"topic.gateway: gateway {a.gateway!r} is disabled; its messages are refused")
                 )
+            elif site is None:
+                dead.append(_reject(a, f"topic.gateway: unknown gateway {a.gateway!r}"))
             else:
                 reason = f"topic.site: gateway {a.gateway!r} is registered to site {site!r}, not {a.site!r}"
-                dead.append(Rejected(a.inbound, reason, a.site, a.gateway, a.inbound.payload))
-        return good, dead
+                dead.append(_reject(a, reason))
+        return self._check_residents(conn, good, dead)
+
+    def _check_residents(
+        self, conn: psycopg.Connection[Any], good: list[Accepted], dead: list[Rejected]
+    ) -> tuple[list[Accepted], list[Rejected]]:
+        """An event may name only a resident of its gateway's site (home, or a station they attend)."""
+        named = {a.message.resident for a in good if isinstance(a.message, Event) and a.message.resident}
+        if not named:
+            return good, dead
+        homes = {r[0]: (r[1], r[2]) for r in conn.execute(RESIDENT_SITES, {"ids": list(named)})}
+        kept = []
+        for a in good:
+            resident = a.message.resident if isinstance(a.message, Event) else None
+            where = homes.get(resident) if resident else None
+            if resident is None or (where is not None and a.site in where):
+                kept.append(a)
+            elif where is None:
+                dead.append(_reject(a, f"resident: {resident!r} is not a registered resident"))
+            else:
+                home, station = where
+                dead.append(
+                    _reject(
+                        a,
+                        f"resident: {resident!r} lives at site {home!r}"
+                        + (f" and attends station {station!r}" if station else "")
+                        + f"; a gateway of site {a.site!r} may only name residents of its own site"
+                        " (their home, or a station they attend)",
+                    )
+                )
+        return kept, dead
 
     # Batches --------------------------------------------------------------------------------
 
@@ -258,14 +334,16 @@ class Store:
         good, dead = self._verify(conn, batch, registry)
         result = WriteResult(dead=dead)
         fresh: list[Accepted] = []
-        seen: set[tuple[str, str, int]] = set()
+        seen: dict[tuple[str, str, int], int] = {}
         for a in good:
             key = (a.gateway, a.epoch, a.seq)
-            if key in seen:
+            if key not in seen:
+                seen[key] = a.digest
+                fresh.append(a)
+            elif seen[key] == a.digest:
                 result.duplicates += 1
             else:
-                seen.add(key)
-                fresh.append(a)
+                dead.append(_conflict(a))
         if fresh:
             new = set(
                 conn.execute(
@@ -274,12 +352,17 @@ class Store:
                         "gateways": [a.gateway for a in fresh],
                         "epochs": [a.epoch for a in fresh],
                         "seqs": [a.seq for a in fresh],
+                        "digests": [a.digest for a in fresh],
                     },
                 ).fetchall()
             )
             if len(new) < len(fresh):
-                result.duplicates += len(fresh) - len(new)
+                again = [a for a in fresh if (a.gateway, a.epoch, a.seq) not in new]
+                conflicts = self._conflicts(conn, again)
+                result.duplicates += len(again) - len(conflicts)
+                dead.extend(conflicts)
                 fresh = [a for a in fresh if (a.gateway, a.epoch, a.seq) in new]
+            self._note_unknown_sensors(conn, [a for a in good if a.new_sensors])
         telemetry = [a for a in fresh if a.kind == "telemetry"]
         if telemetry:
             with conn.cursor().copy(COPY_READINGS) as copy:
@@ -304,12 +387,41 @@ class Store:
                             "reason": _clean(r.reason),
                             "site": r.site,
                             "gateway": r.gateway,
+                            "dedup_key": r.dedup_key,
                         }
                         for r in dead
                     ],
                 )
         result.messages = len(fresh)
         return result
+
+    def _conflicts(self, conn: psycopg.Connection[Any], again: list[Accepted]) -> list[Rejected]:
+        """Duplicates whose contents differ from the stored message's: dead letters, once each.
+
+        An identical redelivery is the normal case and stays silent. A row stored before digests
+        existed (NULL) cannot be compared and counts as identical.
+        """
+        ids: dict[str, list[Any]] = {"gateways": [], "epochs": [], "seqs": []}
+        for a in again:
+            ids["gateways"].append(a.gateway)
+            ids["epochs"].append(a.epoch)
+            ids["seqs"].append(a.seq)
+        stored = {(g, e, q): d for g, e, q, d in conn.execute(STORED_DIGESTS, ids)}
+        out = []
+        for a in again:
+            digest = stored.get((a.gateway, a.epoch, a.seq))
+            if digest is None or digest == a.digest:
+                continue
+            out.append(_conflict(a))
+        return out
+
+    def _note_unknown_sensors(self, conn: psycopg.Connection[Any], items: list[Accepted]) -> None:
+        """Sensor ids this worker sees for the first time: listed in unknown_sensors unless registered."""
+        pairs = sorted({(a.gateway, s) for a in items for s in a.new_sensors})  # one lock order: no deadlock
+        if pairs:
+            conn.execute(
+                UNKNOWN_SENSORS, {"gateways": [g for g, _ in pairs], "sensors": [s for _, s in pairs]}
+            )
 
     def _write_events(self, conn: psycopg.Connection[Any], events: list[Accepted]) -> None:
         rows = []

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from eldercare.config import Settings
-from eldercare.ingest.batch import Accepted, Batch, Inbound, Limits, Registry, Validator
+from eldercare.ingest.batch import Accepted, Batch, Ignored, Inbound, Limits, Registry, Validator
 from eldercare.ingest.errors import StoreUnavailable
 from eldercare.ingest.metrics import Metrics, MetricsServer
 from eldercare.ingest.mqtt import MqttSource
@@ -88,7 +88,8 @@ class Worker:
         self.server: MetricsServer | None = None
         self._commit_log: TextIO | None = open(commit_log, "a", encoding="utf-8") if commit_log else None  # noqa: SIM115
         self._received = {
-            k: self.metrics.received.labels(kind=k) for k in ("telemetry", "event", "status", "invalid")
+            k: self.metrics.received.labels(kind=k)
+            for k in ("telemetry", "event", "status", "invalid", "ignored")
         }
 
     # Life cycle ------------------------------------------------------------------------------
@@ -195,7 +196,11 @@ class Worker:
 
     def _take(self, batch: Batch, m: Inbound) -> None:
         item = self.validator.check(m)
-        self._received[item.kind if isinstance(item, Accepted) else "invalid"].inc()
+        if isinstance(item, Ignored):
+            self._received["ignored"].inc()
+            self.metrics.ignored.labels(why=item.why).inc()
+        else:
+            self._received[item.kind if isinstance(item, Accepted) else "invalid"].inc()
         batch.add(item)
 
     def _hand_over(self, batch: Batch) -> None:

@@ -105,15 +105,10 @@ def gateway_patterns(root: str) -> tuple[str, ...]:
 
 
 def ingest_account(password_hash: str, root: str) -> Account:
-    """Ingest reads every gateway's uplink (its ``$share/<group>/...`` subscriptions match these)
-    and publishes each gateway's retained ``ack`` after its commit."""
-    kinds = ("telemetry", "event", "status")
-    return Account(
-        INGEST_USER,
-        password_hash,
-        read=tuple(f"{root}/+/+/{k}" for k in kinds),
-        write=(f"{root}/+/+/ack",),
-    )
+    """Ingest reads everything under the root (its ``$share/<group>/{root}/#`` subscription), so that
+    a message on a topic the protocol does not know is dead-lettered rather than never seen, and
+    publishes each gateway's retained ``ack`` after its commit."""
+    return Account(INGEST_USER, password_hash, read=(f"{root}/#",), write=(f"{root}/+/+/ack",))
 
 
 def platform_account(password_hash: str, root: str) -> Account:

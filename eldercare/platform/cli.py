@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -158,3 +159,142 @@ def create_user(
     except (OSError, psycopg.Error) as exc:
         raise click.ClickException(str(exc).strip().splitlines()[0]) from None
     click.echo(f"created {row['role']} {row['username']} (id {row['id']})")
+
+
+@click.group()
+def gateways() -> None:
+    """Register gateways (their MQTT credentials are printed once) and find their unknown sensors.
+
+    注册网关（MQTT 凭据只显示一次），查看未登记的传感器。
+    """
+
+
+def _run_db(ctx: click.Context, job: Any) -> Any:
+    """Run ``job(conn, settings)`` on one autocommit connection; database errors are one line."""
+    import asyncio
+
+    import psycopg
+
+    from eldercare.db import resolve_url
+
+    settings = get_settings(ctx)
+
+    async def run() -> Any:
+        async with await psycopg.AsyncConnection.connect(resolve_url(settings), autocommit=True) as conn:
+            return await job(conn, settings)
+
+    try:
+        return asyncio.run(run())
+    except (OSError, psycopg.Error) as exc:
+        raise click.ClickException(str(exc).strip().splitlines()[0]) from None
+
+
+def _sensor_option(value: str) -> dict[str, Any]:
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or not all(parts[:2]):
+        msg = f"--sensor {value!r}: expected ID:KIND or ID:KIND:ROOM"
+        raise click.ClickException(msg)
+    return {"id": parts[0], "kind": parts[1], "room": parts[2] if len(parts) == 3 else None}
+
+
+@gateways.command("add")
+@click.argument("site")
+@click.argument("gateway")
+@click.option("--description", help="Shown in the consoles.")
+@click.option("--sensor", "sensors", multiple=True, help="ID:KIND[:ROOM], e.g. pir-kitchen:pir:kitchen.")
+@click.pass_context
+def add_gateway(
+    ctx: click.Context, site: str, gateway: str, description: str | None, sensors: tuple[str, ...]
+) -> None:
+    """Register GATEWAY at SITE and print its MQTT credentials (once: only hashes are kept).
+
+    The same as POST /api/v1/gateways: the broker's accounts are updated when this platform
+    manages them, and the revision-0 config is published retained on the gateway's config topic.
+    """
+    import psycopg
+
+    from eldercare.platform import provisioning
+    from eldercare.protocol import SENSOR_KINDS
+
+    parsed = [_sensor_option(s) for s in sensors]
+    for s in parsed:
+        if s["kind"] not in SENSOR_KINDS:
+            msg = f"--sensor {s['id']}: unknown kind {s['kind']!r}; one of {', '.join(SENSOR_KINDS)}"
+            raise click.ClickException(msg)
+
+    async def job(conn: Any, settings: Any) -> provisioning.Provisioned:
+        try:
+            return await provisioning.provision(
+                conn, settings, gateway_id=gateway, site_id=site, description=description, sensors=parsed
+            )
+        except psycopg.errors.UniqueViolation:
+            raise provisioning.ProvisionError("gateway", f"{gateway!r} (or that MQTT user) exists") from None
+        except psycopg.errors.ForeignKeyViolation:
+            raise provisioning.ProvisionError("site", f"no site {site!r}; create it first") from None
+
+    try:
+        done = _run_db(ctx, job)
+    except provisioning.ProvisionError as exc:
+        raise click.ClickException(str(exc)) from None
+    broker = {None: "not managed by this platform", True: "accounts updated", False: "NOT updated"}
+    config = "published (retained)" if done.published else "stored, NOT published (broker unreachable)"
+    click.echo(f"registered gateway {gateway} at site {site}")
+    click.echo(f"mqtt_username: {done.gateway['mqtt_username']}")
+    click.echo(f"mqtt_password: {done.password}")
+    click.echo(f"topic_prefix:  {done.topic_prefix}")
+    click.echo(f"config:        revision 0 {config} on {done.topic_prefix}config")
+    click.echo(f"broker:        {broker[done.broker_updated]}")
+    click.echo(
+        "The password is shown only now; rotate it with POST /api/v1/gateways/{id}/credentials.", err=True
+    )
+
+
+def _set_disabled(ctx: click.Context, gateway: str, disabled: bool) -> None:
+    from datetime import UTC, datetime
+
+    from eldercare.platform import broker_sync
+    from eldercare.platform.repo import registry
+
+    async def job(conn: Any, settings: Any) -> tuple[Any, bool | None]:
+        at = datetime.now(UTC) if disabled else None
+        row = await registry.update(conn, table="gateways", key={"id": gateway}, fields={"disabled_at": at})
+        return row, (await broker_sync.sync_quietly(conn, settings) if row is not None else None)
+
+    row, broker = _run_db(ctx, job)
+    if row is None:
+        raise click.ClickException(f"no gateway {gateway!r}")
+    state = "disabled: ingest refuses its messages" if disabled else "enabled"
+    account = {None: "", True: "; broker account updated", False: "; broker account NOT updated"}[broker]
+    click.echo(f"gateway {gateway} {state}{account}")
+
+
+@gateways.command("disable")
+@click.argument("gateway")
+@click.pass_context
+def disable_gateway(ctx: click.Context, gateway: str) -> None:
+    """Refuse GATEWAY's messages from now on (ingest is told at once); they are dead-lettered."""
+    _set_disabled(ctx, gateway, True)
+
+
+@gateways.command("enable")
+@click.argument("gateway")
+@click.pass_context
+def enable_gateway(ctx: click.Context, gateway: str) -> None:
+    """Accept GATEWAY's messages again."""
+    _set_disabled(ctx, gateway, False)
+
+
+@gateways.command("unknown-sensors")
+@click.pass_context
+def unknown_sensors(ctx: click.Context) -> None:
+    """Sensor ids gateways sent that are not registered (their data is stored): register or remove them."""
+    from eldercare.platform.repo import registry
+
+    async def job(conn: Any, _settings: Any) -> list[dict[str, Any]]:
+        return await registry.list_unknown_sensors(conn)
+
+    for row in _run_db(ctx, job):
+        click.echo(
+            f"{row['site_id']}\t{row['gateway_id']}\t{row['sensor_id']}\t"
+            f"first seen {row['first_seen']:%Y-%m-%d %H:%M}\tlast seen {row['last_seen']:%Y-%m-%d %H:%M}"
+        )

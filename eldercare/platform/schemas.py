@@ -275,6 +275,16 @@ class SensorOut(Model):
     meta: dict[str, Any]
 
 
+class UnknownSensorOut(Model):
+    """A sensor id a gateway sent that is not registered: its data is stored; register or remove it."""
+
+    gateway_id: str
+    site_id: str
+    sensor_id: str
+    first_seen: datetime
+    last_seen: datetime
+
+
 class GatewayIn(Strict):
     id: Ident = IDENT
     site_id: str

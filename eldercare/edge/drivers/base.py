@@ -59,6 +59,7 @@ class Health:
     battery: float | None = None
     online: bool | None = None
     battery_low: bool | None = None  # devices that report no percentage, only "low" (zigbee2mqtt)
+    via: str | None = None  # the bridge sensor this one is reached through (status ``via``)
 
 
 Item: TypeAlias = Sample | AccChunk | Action | Health

@@ -197,8 +197,12 @@ def decide_status(work: dict[str, Any]) -> list[Decision]:
         return out
     out.append(Clear(offline_key, "gateway back online"))
     out += _disk(site, gateway, t, work.get("outbox") or {})
-    for sensor, info in (work.get("sensors") or {}).items():
-        out += _sensor_link(site, gateway, sensor, t, (info or {}).get("online"))
+    sensors = work.get("sensors") or {}
+    for sensor, info in sensors.items():
+        online, via = (info or {}).get("online"), (info or {}).get("via")
+        if online is False and via and (sensors.get(via) or {}).get("online") is False:
+            online = None  # lost with its bridge (zigbee2mqtt): one alert for the bridge, none per sensor
+        out += _sensor_link(site, gateway, sensor, t, online)
         battery = (info or {}).get("battery")
         if battery is None:
             continue

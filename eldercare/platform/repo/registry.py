@@ -287,6 +287,18 @@ async def provision_gateway(
     return row
 
 
+async def list_unknown_sensors(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+    """Sensor ids gateways sent that are still not registered (ingest stores their data and notes them)."""
+    return await _all(
+        conn,
+        "SELECT u.gateway_id, g.site_id, u.sensor_id, u.first_seen, u.last_seen FROM unknown_sensors u"
+        " JOIN gateways g ON g.id = u.gateway_id"
+        " WHERE NOT EXISTS (SELECT 1 FROM sensors s WHERE s.gateway_id = u.gateway_id AND s.id = u.sensor_id)"
+        " ORDER BY u.gateway_id, u.sensor_id",
+        {},
+    )
+
+
 async def set_gateway_password(
     conn: AsyncConnection[Any], *, gateway_id: str, password_hash: str, broker_hash: str
 ) -> str | None:
@@ -314,9 +326,11 @@ async def lock_broker_files(conn: AsyncConnection[Any]) -> None:
 
 
 async def broker_gateways(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
-    """Every gateway's MQTT username, site and Mosquitto hash (None: not issued since migration 0003)."""
+    """Every enabled gateway's MQTT username, site and Mosquitto hash (None: not issued since
+    migration 0003). A disabled gateway has no broker account: it cannot even connect."""
     return await _all(
         conn,
-        "SELECT id, site_id, mqtt_username, broker_password_hash FROM gateways ORDER BY mqtt_username",
+        "SELECT id, site_id, mqtt_username, broker_password_hash FROM gateways"
+        " WHERE disabled_at IS NULL ORDER BY mqtt_username",
         {},
     )

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
 from typing import Any
 
 from fastapi import APIRouter, Query
 
 from eldercare import protocol
-from eldercare.platform import broker_auth, broker_sync, security
+from eldercare.platform import broker_sync, provisioning
 from eldercare.platform.access import Principal
 from eldercare.platform.deps import AdminUser, ConnDep, RegistryReader, SettingsDep
 from eldercare.platform.errors import ApiError, not_found
@@ -27,6 +25,7 @@ from eldercare.platform.schemas import (
     SensorIn,
     SensorOut,
     SensorPatch,
+    UnknownSensorOut,
 )
 
 router = APIRouter(prefix="/gateways", tags=["gateways"], responses=ERRORS)
@@ -39,14 +38,7 @@ async def _gateway(conn: ConnDep, user: Principal, gateway_id: str) -> dict[str,
     return row
 
 
-def _sensor_config(sensors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for s in sensors:
-        item = {"id": s["id"], "kind": s["kind"], "room": s.get("room"), "resident": s.get("resident_id")}
-        if (s.get("meta") or {}).get("sample_hz"):
-            item["sample_hz"] = s["meta"]["sample_hz"]
-        out.append(item)
-    return out
+_sensor_config = provisioning.sensor_config
 
 
 def _validated(config: dict[str, Any]) -> dict[str, Any]:
@@ -70,11 +62,7 @@ def _credentials(
     )
 
 
-async def _new_password() -> tuple[str, str, str]:
-    """A random password, its argon2 hash and its Mosquitto hash (for the broker's password file)."""
-    password = secrets.token_urlsafe(24)
-    pw_hash = await asyncio.to_thread(security.hash_password, password)
-    return password, pw_hash, broker_auth.mosquitto_hash(password)
+_new_password = provisioning.new_password
 
 
 @router.get("", response_model=list[GatewayOut])
@@ -90,35 +78,31 @@ async def list_gateways(
 async def provision_gateway(
     _: AdminUser, body: GatewayIn, conn: ConnDep, settings: SettingsDep
 ) -> GatewayProvisioned:
-    """Register a gateway: returns its MQTT credentials ONCE (only a hash is kept) and its config."""
-    if not protocol.is_identifier(body.site_id):
-        raise ApiError(422, "invalid.value", field="site_id", reason="not a valid identifier")
-    if body.id in broker_auth.SERVICE_USERS:
-        raise ApiError(422, "invalid.value", field="id", reason="reserved for a broker service account")
-    if not broker_auth.valid_username(body.id):  # the id is the MQTT username
-        raise ApiError(422, "invalid.value", field="id", reason="':' cannot stand in an MQTT username")
-    password, pw_hash, broker_hash = await _new_password()
-    sensors = [s.model_dump() for s in body.sensors]
-    config = _validated({"v": 1, "revision": 0, "sensors": _sensor_config(sensors)})
-    gw = await registry.provision_gateway(
-        conn,
-        gateway={
-            "id": body.id,
-            "site_id": body.site_id,
-            "mqtt_username": body.id,
-            "mqtt_password_hash": pw_hash,
-            "broker_password_hash": broker_hash,
-            "description": body.description,
-            "config": config,
-        },
-        sensors=sensors,
-    )
-    updated = await broker_sync.sync_quietly(conn, settings)
+    """Register a gateway: returns its MQTT credentials ONCE (only a hash is kept) and its config,
+    which is also published (retained) on the gateway's config topic as revision 0."""
+    try:
+        done = await provisioning.provision(
+            conn,
+            settings,
+            gateway_id=body.id,
+            site_id=body.site_id,
+            description=body.description,
+            sensors=[s.model_dump() for s in body.sensors],
+        )
+    except provisioning.ProvisionError as exc:
+        raise ApiError(422, "invalid.value", field=exc.field, reason=exc.reason) from None
     return GatewayProvisioned(
-        gateway=GatewayOut.model_validate(gw),
-        credentials=_credentials(settings, gw, password, updated),
-        config=config,
+        gateway=GatewayOut.model_validate(done.gateway),
+        credentials=_credentials(settings, done.gateway, done.password, done.broker_updated),
+        config=done.config,
     )
+
+
+@router.get("/unknown-sensors", response_model=list[UnknownSensorOut])
+async def unknown_sensors(_: AdminUser, conn: ConnDep) -> list[UnknownSensorOut]:
+    """Sensor ids gateways sent that nobody registered (their data is stored): register them with
+    POST /gateways/{id}/sensors, or remove them from the gateway."""
+    return [UnknownSensorOut.model_validate(r) for r in await registry.list_unknown_sensors(conn)]
 
 
 @router.get("/{gateway_id}", response_model=GatewayOut)
