@@ -138,6 +138,7 @@ class IngestProcess:
             "ELDERCARE_METRICS_PORT": str(self.port),
             **env,
         }
+        self.host = self.env.get("ELDERCARE_HTTP_HOST") or "127.0.0.1"  # where /metrics listens
         self.log = tmp / f"ingest-{tag}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -158,7 +159,7 @@ class IngestProcess:
 
     def healthz(self, port: int | None = None) -> tuple[int, dict[str, Any]]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port or self.port}/healthz", timeout=2) as r:
+            with urllib.request.urlopen(f"http://{self.host}:{port or self.port}/healthz", timeout=2) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read())
@@ -173,7 +174,7 @@ class IngestProcess:
         wait_for(ok, timeout, "ingest /healthz")
 
     def metrics(self, port: int | None = None) -> dict[str, float]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port or self.port}/metrics", timeout=2) as r:
+        with urllib.request.urlopen(f"http://{self.host}:{port or self.port}/metrics", timeout=2) as r:
             text = r.read().decode()
         out: dict[str, float] = {}
         for line in text.splitlines():

@@ -10,6 +10,7 @@ proves the system had its chance (a later message stored, a failed attempt count
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 
@@ -99,6 +100,16 @@ def test_messages_in_exactly_their_readings_stored_and_again_nothing_more(
     assert m["eldercare_ingest_stored_readings_total"] == 2000
     assert proc.healthz()[1]["status"] == "ok"
     assert proc.stop() == 0
+
+
+def test_metrics_listen_on_the_http_host_only(ingest) -> None:
+    # 127.0.0.2 is loopback too (127/8): listening there, and not on 127.0.0.1, shows the bind
+    # address is the setting and not every interface (0.0.0.0 would answer on both)
+    proc = ingest(ELDERCARE_HTTP_HOST="127.0.0.2")
+    assert proc.healthz()[0] == 200
+    assert f"metrics on 127.0.0.2:{proc.port}/metrics" in proc.output()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", proc.port), timeout=2).close()
 
 
 def test_bad_payloads_end_as_dead_letters_with_reasons(
