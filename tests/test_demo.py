@@ -114,18 +114,18 @@ def _environ(pid: int) -> dict[str, str]:
 
 def _children_got_every_setting(d: Demo) -> None:
     """Every eldercare process the demo started has the demo's own ELDERCARE_* settings."""
-    ours = [
-        p
-        for p in _marked(d.mark)
-        if p != d.proc.pid and b"eldercare" in Path(f"/proc/{p}/cmdline").read_bytes()
-    ]
+    ours = {p: _environ(p) for p in _marked(d.mark) if p != d.proc.pid and b"eldercare.cli" in _cmdline(p)}
+    ours = {p: env for p, env in ours.items() if env}  # a short-lived `simulate trigger` may be gone
     assert len(ours) >= 3, ours  # ingest, platform, simulator
-    for pid in ours:
-        env = _environ(pid)
-        assert env.get(PASSED_ON[0]) == PASSED_ON[1] or not env, (
-            pid,
-            sorted(k for k in env if "ELDERCARE" in k),
-        )
+    for pid, env in ours.items():
+        assert env.get(PASSED_ON[0]) == PASSED_ON[1], (pid, sorted(k for k in env if "ELDERCARE" in k))
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _no_process_left(d: Demo, workdir: Path) -> None:
