@@ -5,7 +5,8 @@ It runs the same commands an operator would, as child processes sharing one set 
 agents), then fires a few incidents with ``simulate trigger`` so that alerts arrive in the consoles.
 
 Every child inherits all of the demo's ``ELDERCARE_*`` variables (and its ``--config`` file); the
-demo adds only what it decided itself: the embedded servers' URLs, the data directory, and ports.
+demo adds only what it decided itself: the embedded servers' URLs, the data directory, ports, and
+(unless configured) an ingest client id of its own, since the default one is shared by every ingest.
 A port left at its default is replaced by a free one when taken (HTTP) or always (ingest metrics,
 which nobody needs at a fixed place in a demo), so a second demo or a test run can hold them.
 """
@@ -19,10 +20,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -44,6 +46,25 @@ CONSOLES = {"care_worker": "#/console", "admin": "#/admin", "tester": "#/tester"
 def say(message: str) -> None:
     """One line of the demo's log, with the wall-clock time (local) in front."""
     click.echo(f"{time.strftime('%H:%M:%S')} {message}")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def timed_errors(f: F) -> F:
+    """The error that ends the demo ("Error: ingest stopped ...") carries the time too."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except click.ClickException as exc:
+            if type(exc) is not click.ClickException:  # usage errors keep their form and exit code
+                raise
+            raise click.ClickException(f"{time.strftime('%H:%M:%S')} {exc.message}") from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass
@@ -168,7 +189,19 @@ def _child_env(
             f"{ENV_PREFIX}METRICS_PORT": str(ports[1]),
         }
     )
+    if "ingest_client_id" not in settings.model_fields_set:
+        env[f"{ENV_PREFIX}INGEST_CLIENT_ID"] = demo_client_id(settings, mqtt_url)
     return env
+
+
+def demo_client_id(settings: Settings, mqtt_url: str) -> str:
+    """Ingest's MQTT client id in a demo: the default ``eldercare-ingest-0`` would take over the
+    session of any other ingest on the same broker (another demo, a test run); one per data
+    directory and topic root instead, so that the next demo on the same data resumes its session."""
+    import hashlib
+
+    key = f"{settings.data_dir.resolve()}|{settings.mqtt_topic_root}|{mqtt_url}"
+    return f"eldercare-demo-{hashlib.sha256(key.encode()).hexdigest()[:16]}-0"
 
 
 @click.command()
@@ -203,6 +236,7 @@ def _child_env(
     help="Embedded broker when ELDERCARE_MQTT_URL is unset: mosquitto if installed, else amqtt.",
 )
 @click.pass_context
+@timed_errors
 def demo(
     ctx: click.Context,
     homes: int,

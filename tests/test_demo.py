@@ -233,6 +233,22 @@ def test_demo_children_get_every_eldercare_setting_and_its_config_file(
     assert (env["ELDERCARE_DATABASE_URL"], env["ELDERCARE_MQTT_URL"]) == ("postgresql://db/x", "mqtt://h:1")
     assert env["ELDERCARE_METRICS_PORT"] == "0"  # configured: kept
     assert env["ELDERCARE_HTTP_PORT"] == str(ports[0]) and ports[0] > 0
+    # not the default client id, which every other ingest on a shared broker has; stable per data
+    client_id = env["ELDERCARE_INGEST_CLIENT_ID"]
+    assert client_id != "eldercare-ingest-0" and client_id.endswith("-0")
+    again = _child_env(settings, "postgresql://db/x", "mqtt://h:1", "5", ports=ports)
+    assert again["ELDERCARE_INGEST_CLIENT_ID"] == client_id
+    monkeypatch.setenv("ELDERCARE_DATA_DIR", str(tmp_path / "elsewhere"))
+    other = load_settings()
+    assert (
+        _child_env(other, "postgresql://db/x", "mqtt://h:1", "5", ports=ports)["ELDERCARE_INGEST_CLIENT_ID"]
+        != client_id
+    )
+    monkeypatch.setenv("ELDERCARE_INGEST_CLIENT_ID", "mine-7")
+    mine = _child_env(load_settings(), "postgresql://db/x", "mqtt://h:1", "5", ports=ports)
+    assert mine["ELDERCARE_INGEST_CLIENT_ID"] == "mine-7"  # configured: kept
+    monkeypatch.delenv("ELDERCARE_INGEST_CLIENT_ID")
+    monkeypatch.setenv("ELDERCARE_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("ELDERCARE_CONFIG", raising=False)
     for k, v in env.items():  # what the children see is what the demo was given, plus its choices
         if k.startswith("ELDERCARE_"):
@@ -267,6 +283,21 @@ def test_demo_takes_a_free_port_for_a_default_one_and_refuses_a_taken_configured
                         click.ClickException, match=f"{var}: port {port} on 127.0.0.1 is in use"
                     ):
                         _ports(load_settings())
+
+
+def test_demo_errors_carry_the_time(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from eldercare.cli import cli
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = {"ELDERCARE_HTTP_PORT": str(port), "ELDERCARE_DATA_DIR": str(tmp_path)}
+        result = CliRunner().invoke(cli, ["demo"], env=env)
+    assert result.exit_code == 1
+    assert re.search(TIMED[1:] + f"ELDERCARE_HTTP_PORT: port {port} on 127.0.0.1 is in use", result.output)
 
 
 def test_scripted_incidents_go_to_a_home_whose_resident_is_in() -> None:
