@@ -3,6 +3,12 @@
 It runs the same commands an operator would, as child processes sharing one set of settings:
 ``db migrate``, ``simulate seed``, ``ingest``, ``serve`` and ``simulate run`` (through real edge
 agents), then fires a few incidents with ``simulate trigger`` so that alerts arrive in the consoles.
+
+Every child inherits all of the demo's ``ELDERCARE_*`` variables (and its ``--config`` file); the
+demo adds only what it decided itself: the embedded servers' URLs, the data directory, ports, and
+(unless configured) an ingest client id of its own, since the default one is shared by every ingest.
+A port left at its default is replaced by a free one when taken (HTTP) or always (ingest metrics,
+which nobody needs at a fixed place in a demo), so a second demo or a test run can hold them.
 """
 
 from __future__ import annotations
@@ -14,15 +20,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from eldercare.cli import get_settings
-from eldercare.config import Settings
+from eldercare.config import CONFIG_ENV, ENV_PREFIX, Settings
 from eldercare.simulators.neighbourhood import home_sim
 from eldercare.simulators.routine import DAY
 
@@ -34,6 +41,30 @@ INCIDENT_SPAN_S = 2 * 3600.0  # ... and stays in this long (simulated), while th
 
 # where each role starts in the web app (docs/web.md); a family member lands on their relative's page
 CONSOLES = {"care_worker": "#/console", "admin": "#/admin", "tester": "#/tester"}
+
+
+def say(message: str) -> None:
+    """One line of the demo's log, with the wall-clock time (local) in front."""
+    click.echo(f"{time.strftime('%H:%M:%S')} {message}")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def timed_errors(f: F) -> F:
+    """The error that ends the demo ("Error: ingest stopped ...") carries the time too."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except click.ClickException as exc:
+            if type(exc) is not click.ClickException:  # usage errors keep their form and exit code
+                raise
+            raise click.ClickException(f"{time.strftime('%H:%M:%S')} {exc.message}") from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass
@@ -85,11 +116,12 @@ class Children:
                 proc.kill()
 
 
-def _wait_http(url: str, timeout: float) -> None:
+def _wait_http(url: str, timeout: float, children: Children) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        children.check_alive()  # a platform that failed to start says why at once
         try:
             if httpx.get(url, timeout=2).status_code < 500:
                 return
@@ -100,20 +132,76 @@ def _wait_http(url: str, timeout: float) -> None:
     raise click.ClickException(msg)
 
 
-def _child_env(settings: Settings, db_url: str, mqtt_url: str, protocol: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")}
+def _bindable(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ports(settings: Settings) -> tuple[int, int]:
+    """(HTTP port, ingest metrics port) for the children: a configured port is kept (and must be
+    free), a default one is replaced by a free one where needed."""
+    from eldercare.embedded import free_port
+
+    host, explicit = settings.http_host, settings.model_fields_set
+    http_port = settings.http_port
+    if http_port == 0 or not _bindable(host, http_port):
+        if "http_port" in explicit and http_port != 0:
+            msg = f"ELDERCARE_HTTP_PORT: port {http_port} on {host} is in use; choose another or 0 (any)"
+            raise click.ClickException(msg)
+        http_port = free_port(host)
+    metrics_port = settings.metrics_port
+    if "metrics_port" not in explicit:
+        metrics_port = free_port(host)  # 9108 may be anyone's: a demo needs no fixed place
+    elif metrics_port and not _bindable(host, metrics_port):
+        msg = f"ELDERCARE_METRICS_PORT: port {metrics_port} on {host} is in use; choose another or 0 (off)"
+        raise click.ClickException(msg)
+    return http_port, metrics_port
+
+
+def _child_env(
+    settings: Settings,
+    db_url: str,
+    mqtt_url: str,
+    protocol: str,
+    *,
+    ports: tuple[int, int],
+    config_file: str | None = None,
+) -> dict[str, str]:
+    """The demo's whole environment, every ``ELDERCARE_*`` setting included, plus what the demo
+    decided: the servers' URLs, the data directory and the ports."""
+    env = dict(os.environ)
+    if config_file is not None:
+        env[CONFIG_ENV] = str(Path(config_file).resolve())
     env.update(
-        ELDERCARE_DATABASE_URL=db_url,
-        ELDERCARE_MQTT_URL=mqtt_url,
-        ELDERCARE_MQTT_PROTOCOL=protocol,
-        ELDERCARE_DATA_DIR=str(settings.data_dir.resolve()),
-        ELDERCARE_HTTP_HOST=settings.http_host,
-        ELDERCARE_HTTP_PORT=str(settings.http_port),
-        ELDERCARE_MQTT_TOPIC_ROOT=settings.mqtt_topic_root,
-        ELDERCARE_SECRET_KEY=settings.secret_key.get_secret_value(),
-        ELDERCARE_ENVIRONMENT=settings.environment,
+        {
+            f"{ENV_PREFIX}DATABASE_URL": db_url,
+            f"{ENV_PREFIX}MQTT_URL": mqtt_url,
+            f"{ENV_PREFIX}MQTT_PROTOCOL": protocol,
+            f"{ENV_PREFIX}DATA_DIR": str(settings.data_dir.resolve()),
+            f"{ENV_PREFIX}HTTP_PORT": str(ports[0]),
+            f"{ENV_PREFIX}METRICS_PORT": str(ports[1]),
+        }
     )
+    if "ingest_client_id" not in settings.model_fields_set:
+        env[f"{ENV_PREFIX}INGEST_CLIENT_ID"] = demo_client_id(settings, mqtt_url)
     return env
+
+
+def demo_client_id(settings: Settings, mqtt_url: str) -> str:
+    """Ingest's MQTT client id in a demo: the default ``eldercare-ingest-0`` would take over the
+    session of any other ingest on the same broker (another demo, a test run); one per data
+    directory and topic root instead, so that the next demo on the same data resumes its session."""
+    import hashlib
+
+    key = f"{settings.data_dir.resolve()}|{settings.mqtt_topic_root}|{mqtt_url}"
+    return f"eldercare-demo-{hashlib.sha256(key.encode()).hexdigest()[:16]}-0"
 
 
 @click.command()
@@ -148,6 +236,7 @@ def _child_env(settings: Settings, db_url: str, mqtt_url: str, protocol: str) ->
     help="Embedded broker when ELDERCARE_MQTT_URL is unset: mosquitto if installed, else amqtt.",
 )
 @click.pass_context
+@timed_errors
 def demo(
     ctx: click.Context,
     homes: int,
@@ -165,17 +254,20 @@ def demo(
     from eldercare.embedded import EmbeddedBroker, EmbeddedPostgres
 
     settings = get_settings(ctx)
+    root = ctx.find_root()
+    config_file = root.obj.get("config_file") if isinstance(root.obj, dict) else None
+    ports = _ports(settings)
     data_dir = settings.data_dir.resolve()
     run_dir = data_dir / "demo"
     run_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         if settings.database_url is None:
-            click.echo("starting the embedded PostgreSQL ...")
+            say("starting the embedded PostgreSQL ...")
             db_url = stack.enter_context(EmbeddedPostgres(data_dir / "postgres"))
         else:
             db_url = settings.database_url.get_secret_value()
         if settings.mqtt_url is None:
-            click.echo("starting the embedded MQTT broker ...")
+            say("starting the embedded MQTT broker ...")
             embedded = EmbeddedBroker(data_dir=data_dir / "broker", kind=broker)  # type: ignore[arg-type]
             host, port = stack.enter_context(embedded)
             mqtt_url = f"mqtt://{host}:{port}"
@@ -184,17 +276,18 @@ def demo(
             mqtt_url = settings.mqtt_url.get_secret_value()
             protocol = settings.mqtt_protocol
         if protocol == "3.1.1":
-            click.echo(
+            say(
                 "note: the broker speaks MQTT 3.1.1 only, so one ingest worker runs with a plain"
                 " subscription (no shared subscriptions); install mosquitto for MQTT 5"
             )
-        children = Children(_child_env(settings, db_url, mqtt_url, protocol), run_dir)
+        env = _child_env(settings, db_url, mqtt_url, protocol, ports=ports, config_file=config_file)
+        children = Children(env, run_dir)
         stack.callback(children.stop)
 
-        click.echo(children.run("migrate", "db", "migrate").strip().splitlines()[-1])
+        say(children.run("migrate", "db", "migrate").strip().splitlines()[-1])
         manifest = run_dir / "manifest.json"
         prefix = f"demo{int(time.time()) % 100000}"
-        click.echo(
+        say(
             children.run(
                 "seed", "simulate", "seed", "--homes", str(homes), "--stations", str(stations),
                 "--prefix", prefix, "--manifest", str(manifest),
@@ -202,12 +295,13 @@ def demo(
         )  # fmt: skip
         children.start("ingest", "ingest")
         children.start("platform", "serve")
-        base = f"http://{settings.http_host}:{settings.http_port}"
-        _wait_http(f"{base}/healthz", timeout=60)
+        base = f"http://{settings.http_host}:{ports[0]}"
+        _wait_http(f"{base}/healthz", 60, children)
         sim_args = ["simulate", "run", "--manifest", str(manifest), "--speed", str(speed), "--mode", mode]
         sim_started = time.time()  # the simulated clock starts at the wall clock
         children.start("simulator", *sim_args, "--quiet")
-        _print_welcome(base, manifest, run_dir)
+        metrics = f"http://{settings.http_host}:{ports[1]}/metrics" if ports[1] else None
+        _print_welcome(base, manifest, run_dir, metrics)
 
         started = time.monotonic()
         pending = [] if no_incidents else sorted(DEMO_INCIDENTS)
@@ -228,12 +322,13 @@ def demo(
                         "trigger", "simulate", "trigger", "--manifest", str(manifest),
                         "--resident", str(home), "--kind", kind,
                     )  # fmt: skip
-                    click.echo(f"[{elapsed:5.0f} s] incident fired: {kind} at home {home}")
+                    say(f"incident fired: {kind} at home {home} ({elapsed:.0f} s in)")
                 time.sleep(1)
         except KeyboardInterrupt:
-            click.echo("stopping ...")
+            say("stopping ...")
         truth = manifest.with_name("truth.jsonl")
         if truth.exists():
+            say("the simulation's score:")
             click.echo(children.run("score", "simulate", "score", "--manifest", str(manifest),
                                     "--truth", str(truth)))  # fmt: skip
 
@@ -261,10 +356,10 @@ def home_in(
     return first
 
 
-def _print_welcome(base: str, manifest: Path, run_dir: Path) -> None:
+def _print_welcome(base: str, manifest: Path, run_dir: Path, metrics: str | None) -> None:
     users = json.loads(manifest.read_text(encoding="utf-8")).get("users", [])
     click.echo("")
-    click.echo(f"eldercare is running: {base}/   (API docs: {base}/docs)")
+    say(f"eldercare is running: {base}/   (API docs: {base}/docs)")
     shown: set[str] = set()
     for user in users:
         if user["role"] not in shown:
@@ -272,4 +367,6 @@ def _print_welcome(base: str, manifest: Path, run_dir: Path) -> None:
             page = f"{base}/{CONSOLES.get(user['role'], '')}"
             click.echo(f"  {user['role']:<12} {user['username']} / {user['password']:<22} {page}")
     click.echo(f"logs: {run_dir}/*.log   manifest: {manifest}   Ctrl-C stops everything")
+    if metrics:
+        click.echo(f"ingest metrics: {metrics}")
     click.echo("")

@@ -1,9 +1,12 @@
 """Shared fixtures: real PostgreSQL and MQTT, or embedded ones on a bare machine (never mocks).
 
 Fixtures (see fix_db.py and fix_mqtt.py): ``pg_url``, ``db_url``, ``db_conn``, ``settings``,
-``mqtt_url``, ``mqtt_host_port``, ``mqtt_is_v5``, ``topic_root``. With ``CI=true`` both real servers
-must answer before any test runs. Markers ``mqtt5``, ``timescale`` and ``browser`` skip, with a
-reason, where the servers or the machine lack the feature (in CI only ``timescale`` may skip).
+``mqtt_url``, ``mqtt_host_port``, ``mqtt_is_v5``, ``topic_root``. ``ELDERCARE_TEST_SERVERS`` chooses
+the servers: ``real`` (both must answer before any test runs; the default with ``CI=true``),
+``embedded`` (started by the run; what .ci/run's second pass uses, in a network namespace where
+nothing listens) or ``auto`` (real if they answer, else embedded; the default otherwise).
+Markers ``mqtt5``, ``timescale`` and ``browser`` skip, with a reason, where the servers or the
+machine lack the feature (in CI only ``timescale`` may skip).
 """
 
 from __future__ import annotations
@@ -30,11 +33,15 @@ def chromium_path() -> str | None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """In CI, fail at once (not test by test) when a real server is missing."""
-    from fix_db import in_ci, pg_unreachable, real_pg_url
+    """With the real servers required, fail at once (not test by test) when one is missing."""
+    from fix_db import pg_unreachable, real_pg_url, real_required_by, servers_mode
     from fix_mqtt import host_port, mqtt_connack, real_mqtt_url
 
-    if not in_ci() or hasattr(session.config, "workerinput"):
+    try:
+        mode = servers_mode()
+    except ValueError as exc:
+        pytest.exit(str(exc), returncode=4)
+    if mode != "real" or hasattr(session.config, "workerinput"):
         return
     problems = []
     why = pg_unreachable(real_pg_url())
@@ -45,7 +52,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if why is not None:
         problems.append(f"MQTT broker {host}:{port}: {why}")
     if problems:
-        pytest.exit("CI=true needs the real servers: " + "; ".join(problems), returncode=3)
+        pytest.exit(f"{real_required_by()} needs the real servers: " + "; ".join(problems), returncode=3)
 
 
 @pytest.fixture(autouse=True)

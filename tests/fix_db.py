@@ -1,9 +1,12 @@
 """PostgreSQL fixtures (a pytest plugin loaded by tests/conftest.py).
 
-Which server: ``ELDERCARE_TEST_DATABASE_URL`` if set; else PostgreSQL at ``ELDERCARE_TEST_PG_PROBE``
-(default 127.0.0.1:5432, user postgres, trust) if it answers; else, outside CI, the embedded
-PostgreSQL (one per test run, shared by the xdist workers). With ``CI=true`` the real server is
-required: an unreachable one fails the run, it is never skipped.
+Which servers the run uses is ``ELDERCARE_TEST_SERVERS`` (see :func:`servers_mode`): ``real``
+(required: an unreachable one fails the run, it is never skipped), ``embedded`` (started by the run,
+the real ones are not even probed) or ``auto`` (the real ones when they answer, else embedded);
+unset, it is ``real`` with ``CI=true`` and ``auto`` otherwise. The real PostgreSQL is
+``ELDERCARE_TEST_DATABASE_URL`` if set, else the server at ``ELDERCARE_TEST_PG_PROBE`` (default
+127.0.0.1:5432, user postgres, trust). The embedded one (one per test run, shared by the xdist
+workers) listens on a Unix socket only: every helper here takes such URLs as well as TCP ones.
 
 Each test gets its own database, cloned from a template migrated once per session and worker.
 Names carry their creation time, so databases left behind by a killed run are dropped by a later
@@ -17,17 +20,19 @@ import logging
 import os
 import queue
 import re
+import secrets
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode
 
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from eldercare.config import Settings
 from eldercare.embedded import EmbeddedPostgres
@@ -39,17 +44,79 @@ STALE_AFTER_S = 2 * 3600  # older test databases belong to runs that died; drop 
 OUR_DATABASES = re.compile(r"^(?:t|tpl)_(\d{10})_[0-9a-f]+(?:_\w+)?$")
 
 
+SERVERS_ENV = "ELDERCARE_TEST_SERVERS"
+SERVER_MODES = ("real", "embedded", "auto")
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def servers_mode() -> str:
+    """``ELDERCARE_TEST_SERVERS``: real, embedded or auto; unset: real in CI, else auto.
+
+    .ci/run sets it for each of its two runs (real servers, then a network namespace where nothing
+    listens); ``CI=true`` alone still means real, so a CI without .ci/run cannot fall back silently.
+    """
+    mode = os.environ.get(SERVERS_ENV, "").strip().lower()
+    if not mode:
+        return "real" if in_ci() else "auto"
+    if mode not in SERVER_MODES:
+        msg = f"{SERVERS_ENV} must be one of {', '.join(SERVER_MODES)}, not {mode!r}"
+        raise ValueError(msg)
+    return mode
+
+
+def real_required_by() -> str:
+    """Which setting demands the real servers, for error messages."""
+    return f"{SERVERS_ENV}=real" if os.environ.get(SERVERS_ENV, "").strip() else "CI=true"
 
 
 def worker_id() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
+def unique_tag() -> str:
+    """16 hex digits (64 random bits) for names on servers shared by many runs: 500 of them collide
+    once in ~10^14 runs (24 bits collided once in ~130)."""
+    return secrets.token_hex(8)
+
+
+def url_params(url: str) -> dict[str, str]:
+    """A PostgreSQL URL's connection parameters, parsed as libpq does (a TCP host or, as with the
+    embedded server, ``?host=/socket/dir``)."""
+    return {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
+
+
+def url_of(params: Mapping[str, str]) -> str:
+    """A ``postgresql://`` URL (what ``Settings.database_url`` accepts) from connection parameters;
+    a Unix-socket host (a directory) or several hosts go in the query, as libpq reads them there."""
+    p = dict(params)
+    user, password = p.pop("user", ""), p.pop("password", None)
+    host, port, dbname = p.pop("host", ""), p.pop("port", ""), p.pop("dbname", "")
+    auth = quote(user, safe="")
+    if password is not None:
+        auth += ":" + quote(password, safe="")
+    netloc = f"{auth}@" if auth else ""
+    if host.startswith("/") or "," in host:
+        p = {"host": host, **({"port": port} if port else {}), **p}
+    else:
+        netloc += f"[{host}]" if ":" in host else host
+        netloc += f":{port}" if port else ""
+    query = f"?{urlencode(p, safe='/', quote_via=quote)}" if p else ""
+    return f"postgresql://{netloc}/{quote(dbname, safe='')}{query}"
+
+
 def with_database(url: str, name: str) -> str:
-    """The same server URL with another database (keeps ``?host=/socket/dir`` of the embedded one)."""
-    return urlsplit(url)._replace(path=f"/{name}").geturl()
+    """The same server URL with another database (TCP, or the embedded server's Unix socket)."""
+    return url_of({**url_params(url), "dbname": name})
+
+
+def server_address(url: str) -> str:
+    """Where the server of ``url`` is, for messages: ``host:port`` or the socket directory."""
+    p = url_params(url)
+    host = p.get("host", "") or "(libpq default socket)"
+    return host if host.startswith("/") else f"{host}:{p.get('port', '5432')}"
 
 
 def real_pg_url() -> str:
@@ -98,16 +165,22 @@ def _migrate() -> Callable[[str], None]:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """Server-level URL (database ``postgres``) of the real or embedded PostgreSQL."""
-    url = real_pg_url()
-    why = pg_unreachable(url)
-    if why is None:
-        yield url
-        return
-    where = urlsplit(url).netloc or url
-    if in_ci():
-        pytest.fail(f"CI=true needs PostgreSQL at {where}, which is unreachable: {why}", pytrace=False)
-    if os.environ.get("ELDERCARE_TEST_DATABASE_URL"):
-        pytest.fail(f"ELDERCARE_TEST_DATABASE_URL {where} is unreachable: {why}", pytrace=False)
+    mode = servers_mode()
+    explicit = os.environ.get("ELDERCARE_TEST_DATABASE_URL")
+    if mode == "embedded" and explicit:
+        pytest.fail(f"ELDERCARE_TEST_DATABASE_URL is set but {SERVERS_ENV}=embedded", pytrace=False)
+    if mode != "embedded":
+        url = real_pg_url()
+        why = pg_unreachable(url)
+        if why is None:
+            yield url
+            return
+        where = server_address(url)
+        if mode == "real":
+            msg = f"{real_required_by()} needs PostgreSQL at {where}, which is unreachable: {why}"
+            pytest.fail(msg, pytrace=False)
+        if explicit:
+            pytest.fail(f"ELDERCARE_TEST_DATABASE_URL {where} is unreachable: {why}", pytrace=False)
     # one embedded server per run: xdist workers share it through the run id
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:12]
     server = EmbeddedPostgres(os.path.join(tempfile.gettempdir(), f"eldercare-test-pg-{run}"), ephemeral=True)
@@ -128,7 +201,7 @@ def timescale_available(pg_url: str) -> bool:
 def template_db(pg_url: str) -> Iterator[str]:
     """A database migrated to head once per session and worker: the template of every ``db_url``."""
     upgrade = _migrate()
-    name = f"tpl_{int(time.time())}_{uuid.uuid4().hex[:6]}_{worker_id()}"
+    name = f"tpl_{int(time.time())}_{unique_tag()}_{worker_id()}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
         _drop_stale(conn)
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -178,7 +251,7 @@ class Dropper:
 def cloned_database(pg_url: str, template: str, drop: Callable[[str], None] | None = None) -> Iterator[str]:
     """A new database copied from ``template``, dropped on exit (by ``drop``, else at once) even if
     connections to it remain."""
-    name = f"t_{int(time.time())}_{uuid.uuid4().hex[:10]}"
+    name = f"t_{int(time.time())}_{unique_tag()}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))

@@ -1,10 +1,11 @@
 """MQTT fixtures (a pytest plugin loaded by tests/conftest.py).
 
-Which broker: ``ELDERCARE_TEST_MQTT_URL`` if set; else the broker at ``ELDERCARE_TEST_MQTT_PROBE``
-(default 127.0.0.1:1883) if it answers an MQTT CONNECT; else, outside CI, a private embedded broker
-per xdist worker (``mosquitto`` when installed, else amqtt; ``ELDERCARE_TEST_EMBEDDED_BROKER=amqtt``
-forces the latter). With ``CI=true`` the real broker is required. Tests share a broker, so each
-one publishes under its own ``topic_root``.
+Which broker: as for PostgreSQL, ``ELDERCARE_TEST_SERVERS`` (real, embedded, auto; see
+fix_db.servers_mode) decides. The real one is ``ELDERCARE_TEST_MQTT_URL`` if set, else the broker
+at ``ELDERCARE_TEST_MQTT_PROBE`` (default 127.0.0.1:1883) if it answers an MQTT CONNECT; the
+embedded one is a private broker per xdist worker on a free port (``mosquitto`` when installed,
+else amqtt; ``ELDERCARE_TEST_EMBEDDED_BROKER=amqtt`` forces the latter). Tests share a broker, so
+each one publishes under its own ``topic_root``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from __future__ import annotations
 import os
 import re
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
-from fix_db import in_ci
+from fix_db import SERVERS_ENV, real_required_by, servers_mode, unique_tag
 
 from eldercare.embedded import EmbeddedBroker
 
@@ -49,7 +49,7 @@ def mqtt_connack(host: str, port: int, *, v5: bool, timeout: float = 3.0) -> str
 
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
-        client_id=f"probe-{uuid.uuid4().hex[:8]}",
+        client_id=f"probe-{unique_tag()}",
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
     )
     client.on_connect = on_connect
@@ -74,18 +74,21 @@ def mqtt_connack(host: str, port: int, *, v5: bool, timeout: float = 3.0) -> str
 @pytest.fixture(scope="session")
 def _broker() -> Iterator[tuple[str, int, bool]]:
     """(host, port, speaks MQTT v5) of the broker every test of this worker uses."""
-    url = real_mqtt_url()
-    host, port = host_port(url)
-    why = mqtt_connack(host, port, v5=False)
-    if why is None:
-        yield host, port, mqtt_connack(host, port, v5=True) is None
-        return
-    if in_ci():
-        pytest.fail(
-            f"CI=true needs the MQTT broker at {host}:{port}, which is unreachable: {why}", pytrace=False
-        )
-    if os.environ.get("ELDERCARE_TEST_MQTT_URL"):
-        pytest.fail(f"ELDERCARE_TEST_MQTT_URL {host}:{port} is unreachable: {why}", pytrace=False)
+    mode = servers_mode()
+    explicit = os.environ.get("ELDERCARE_TEST_MQTT_URL")
+    if mode == "embedded" and explicit:
+        pytest.fail(f"ELDERCARE_TEST_MQTT_URL is set but {SERVERS_ENV}=embedded", pytrace=False)
+    if mode != "embedded":
+        host, port = host_port(real_mqtt_url())
+        why = mqtt_connack(host, port, v5=False)
+        if why is None:
+            yield host, port, mqtt_connack(host, port, v5=True) is None
+            return
+        if mode == "real":
+            msg = f"{real_required_by()} needs the MQTT broker at {host}:{port}, which is unreachable: {why}"
+            pytest.fail(msg, pytrace=False)
+        if explicit:
+            pytest.fail(f"ELDERCARE_TEST_MQTT_URL {host}:{port} is unreachable: {why}", pytrace=False)
     kind = os.environ.get("ELDERCARE_TEST_EMBEDDED_BROKER", "auto")
     if kind not in {"auto", "mosquitto", "amqtt"}:
         pytest.fail(f"ELDERCARE_TEST_EMBEDDED_BROKER must be auto, mosquitto or amqtt, not {kind!r}")
@@ -115,9 +118,10 @@ def mqtt_is_v5(_broker: tuple[str, int, bool]) -> bool:
 
 
 def make_topic_root(test_name: str) -> str:
-    """``t/<test name>-<hex6>/eldercare/v1``: only letters, digits, ``-`` and ``_`` from the name."""
+    """``t/<test name>-<16 hex digits>/eldercare/v1`` (64 random bits: runs share the broker); only
+    letters, digits, ``-`` and ``_`` from the name."""
     safe = re.sub(r"[^A-Za-z0-9_-]+", "-", test_name).strip("-")[:40] or "test"
-    return f"t/{safe}-{uuid.uuid4().hex[:6]}/eldercare/v1"
+    return f"t/{safe}-{unique_tag()}/eldercare/v1"
 
 
 @pytest.fixture

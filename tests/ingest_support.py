@@ -14,7 +14,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 import msgspec
 import paho.mqtt.client as mqtt
 import psycopg
+from fix_db import unique_tag, url_of, url_params
 
 from eldercare.embedded import free_port
 
@@ -125,7 +125,7 @@ class IngestProcess:
     ) -> None:
         self.port = free_port() if workers == 1 else _free_port_pair()
         self.workers = workers
-        tag = uuid.uuid4().hex[:8]
+        tag = unique_tag()
         self.env = {
             **os.environ,
             "ELDERCARE_DATABASE_URL": db_url,
@@ -138,14 +138,20 @@ class IngestProcess:
             "ELDERCARE_METRICS_PORT": str(self.port),
             **env,
         }
+        self.host = self.env.get("ELDERCARE_HTTP_HOST") or "127.0.0.1"  # where /metrics listens
         self.log = tmp / f"ingest-{tag}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, command: list[str] | None = None) -> IngestProcess:
         args = [sys.executable, "-m", "eldercare.cli", "ingest"]
         args += command or ["run", "--workers", str(self.workers)]
+        env = self.env
+        if command and command[0] == "retire":
+            # worker i serves on metrics port + i, which nobody made sure is free; a retiring
+            # worker needs no /healthz: it exits when done
+            env = {**env, "ELDERCARE_METRICS_PORT": "0"}
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
         return self
 
     def ports(self) -> list[int]:
@@ -153,7 +159,7 @@ class IngestProcess:
 
     def healthz(self, port: int | None = None) -> tuple[int, dict[str, Any]]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port or self.port}/healthz", timeout=2) as r:
+            with urllib.request.urlopen(f"http://{self.host}:{port or self.port}/healthz", timeout=2) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read())
@@ -168,7 +174,7 @@ class IngestProcess:
         wait_for(ok, timeout, "ingest /healthz")
 
     def metrics(self, port: int | None = None) -> dict[str, float]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port or self.port}/metrics", timeout=2) as r:
+        with urllib.request.urlopen(f"http://{self.host}:{port or self.port}/metrics", timeout=2) as r:
             text = r.read().decode()
         out: dict[str, float] = {}
         for line in text.splitlines():
@@ -207,13 +213,20 @@ def _free_port_pair() -> int:
 
 
 class PausableProxy:
-    """A TCP forwarder to PostgreSQL that can play dead: connections cut, new ones refused.
+    """A forwarder to PostgreSQL that can play dead: connections cut, new ones refused.
 
-    Stands in for "PostgreSQL stopped for 10 s" without touching the shared server.
+    Stands in for "PostgreSQL stopped" without touching the shared server. It listens on TCP
+    127.0.0.1 and forwards to the server of ``db_url``: a TCP one, or the Unix socket of the
+    embedded one (``?host=/socket/dir``: ``<dir>/.s.PGSQL.<port>``).
     """
 
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
+    def __init__(self, db_url: str) -> None:
+        params = url_params(db_url)
+        host = params.get("host", "").split(",")[0] or "/var/run/postgresql"
+        port = int(params.get("port", "").split(",")[0] or 5432)
+        self.target: tuple[str, int] | str = (
+            os.path.join(host, f".s.PGSQL.{port}") if host.startswith("/") else (host, port)
+        )
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self.server: asyncio.base_events.Server | None = None
@@ -226,10 +239,13 @@ class PausableProxy:
         return self
 
     def url_for(self, db_url: str) -> str:
-        u = urlsplit(db_url)
-        netloc = u.netloc.rsplit("@", 1)
-        host = f"127.0.0.1:{self.port}"
-        return u._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host).geturl()
+        """``db_url`` through the proxy: same user, database and options, the proxy's address."""
+        return url_of({**url_params(db_url), "host": "127.0.0.1", "port": str(self.port)})
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if isinstance(self.target, str):
+            return await asyncio.open_unix_connection(self.target)
+        return await asyncio.open_connection(*self.target)
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
@@ -239,7 +255,7 @@ class PausableProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_r, up_w = await asyncio.open_connection(*self.target)
+            up_r, up_w = await self._connect()
         except OSError:
             writer.close()
             return

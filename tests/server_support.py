@@ -10,16 +10,14 @@ from typing import Any
 
 import uvicorn
 
-from eldercare.embedded import free_port
-
 
 @contextmanager
 def serving(app: Any, timeout: float = 20.0) -> Iterator[int]:
-    """The whole app under a real uvicorn on a free port (engine and hub started by its lifespan);
-    yields the port once the server and, when the engine runs, the hub's listener are up."""
-    port = free_port()
+    """The whole app under a real uvicorn on a port the kernel picks (port 0: no race with another
+    process for a port chosen beforehand; engine and hub started by its lifespan); yields the port
+    once the server and, when the engine runs, the hub's listener are up."""
     srv = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning")
+        uvicorn.Config(app, host="127.0.0.1", port=0, ws="websockets-sansio", log_level="warning")
     )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -27,6 +25,7 @@ def serving(app: Any, timeout: float = 20.0) -> Iterator[int]:
     while not srv.started:
         assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
         time.sleep(0.05)
+    port = int(srv.servers[0].sockets[0].getsockname()[1])
     hub = getattr(app.state, "hub", None)
     while hub is not None and not hub.listening.is_set():
         assert time.monotonic() < deadline, "hub did not start listening"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,10 +21,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import click
 import httpx
 import pytest
 
+from eldercare.config import load_settings
 from eldercare.embedded import free_port
+
+TIMED = r"^\d\d:\d\d:\d\d "  # the demo's log lines start with the wall-clock time
+PASSED_ON = ("ELDERCARE_INGEST_REGISTRY_REFRESH_S", "29")  # any setting: the children must get it
 
 MARK = "EC_DEMO_TEST_MARK"  # no ELDERCARE_ prefix: the demo gives its children its own ELDERCARE_* settings
 
@@ -91,7 +97,35 @@ def demo(args: list[str], env: dict[str, str], tmp_path: Path) -> Iterator[Demo]
 
 def _base_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")}
-    return env | {"ELDERCARE_HTTP_PORT": str(free_port()), "ELDERCARE_METRICS_PORT": "0"}
+    return env | {
+        "ELDERCARE_HTTP_PORT": str(free_port()),
+        "ELDERCARE_METRICS_PORT": "0",
+        PASSED_ON[0]: PASSED_ON[1],
+    }
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(kv.decode(errors="replace").split("=", 1) for kv in raw.split(b"\0") if b"=" in kv)
+
+
+def _children_got_every_setting(d: Demo) -> None:
+    """Every eldercare process the demo started has the demo's own ELDERCARE_* settings."""
+    ours = {p: _environ(p) for p in _marked(d.mark) if p != d.proc.pid and b"eldercare.cli" in _cmdline(p)}
+    ours = {p: env for p, env in ours.items() if env}  # a short-lived `simulate trigger` may be gone
+    assert len(ours) >= 3, ours  # ingest, platform, simulator
+    for pid, env in ours.items():
+        assert env.get(PASSED_ON[0]) == PASSED_ON[1], (pid, sorted(k for k in env if "ELDERCARE" in k))
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _no_process_left(d: Demo, workdir: Path) -> None:
@@ -126,8 +160,11 @@ def test_demo_fall_becomes_an_alert_in_the_api_and_ctrl_c_leaves_nothing(
             r = httpx.get(f"{base}/api/v1/alerts", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert r.status_code == 200, r.text
             kinds = {a["kind"] for a in r.json()}
-        assert re.search(r"incident fired: fall at home \d+", d.text())
+        assert re.search(TIMED + r"incident fired: fall at home \d+", d.text(), re.M)
+        assert re.search(TIMED + r"eldercare is running", d.text(), re.M)
         assert {"fall", "sos"} <= kinds, (kinds, d.text()[-2000:])
+        _children_got_every_setting(d)
+        assert "ingest metrics" not in d.text()  # ELDERCARE_METRICS_PORT=0 reached ingest: none
 
         assert len(_marked(d.mark)) >= 4  # the demo, ingest, platform and simulator carry the marker
         assert d.interrupt() == 0, d.text()[-3000:]
@@ -143,11 +180,19 @@ def test_demo_on_a_bare_machine_uses_embedded_servers_in_the_user_data_dir(tmp_p
     home.mkdir()
     home.chmod(0o755)  # run as root, the embedded PostgreSQL runs as its own user and must get in
     tmp_path.chmod(0o755)
-    env = {k: v for k, v in _base_env(tmp_path).items() if k != "XDG_DATA_HOME"} | {"HOME": str(home)}
+    # no ELDERCARE_METRICS_PORT: the demo gives ingest a free port, not 9108 (anyone's)
+    unwanted = {"XDG_DATA_HOME", "ELDERCARE_METRICS_PORT"}
+    env = {k: v for k, v in _base_env(tmp_path).items() if k not in unwanted} | {"HOME": str(home)}
     with demo(["--homes", "2", "--no-incidents"], env, tmp_path) as d:
-        d.wait_for("starting the embedded PostgreSQL", timeout=30)
+        d.wait_for(TIMED + "starting the embedded PostgreSQL", timeout=30)
         base = d.wait_for(r"eldercare is running: (http://\S+)/", timeout=240).group(1)
         assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+        metrics = d.wait_for(r"ingest metrics: (http://127\.0\.0\.1:(\d+)/metrics)", timeout=5)
+        assert int(metrics.group(2)) != 9108
+        deadline = time.monotonic() + 30
+        while (r := _get(metrics.group(1))) is None and time.monotonic() < deadline:
+            time.sleep(0.5)  # ingest starts its metrics server once it is up
+        assert r is not None and "eldercare_ingest_received" in r.text
         data = home / ".local" / "share" / "eldercare"
         assert (data / "postgres" / "PG_VERSION").exists()
         assert (data / ".postgres.lock").exists()  # not /tmp/.lockfile, which another user may own
@@ -157,6 +202,102 @@ def test_demo_on_a_bare_machine_uses_embedded_servers_in_the_user_data_dir(tmp_p
         assert any(b"postgres" in c for c in running), running  # the embedded PostgreSQL
         assert d.interrupt() == 0, d.text()[-3000:]
         _no_process_left(d, tmp_path)
+
+
+def _get(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+
+
+def test_demo_children_get_every_eldercare_setting_and_its_config_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from eldercare.demo import _child_env, _ports
+
+    for k in [k for k in os.environ if k.startswith("ELDERCARE_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("ELDERCARE_INGEST_BATCH_MS", "77")
+    monkeypatch.setenv("ELDERCARE_METRICS_PORT", "0")
+    monkeypatch.setenv("ELDERCARE_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "eldercare.toml").write_text('mqtt_topic_root = "from/the/file"\n')
+    settings = load_settings("eldercare.toml")
+    ports = _ports(settings)
+    env = _child_env(
+        settings, "postgresql://db/x", "mqtt://h:1", "5", ports=ports, config_file="eldercare.toml"
+    )
+    assert env["ELDERCARE_INGEST_BATCH_MS"] == "77"  # not on any list: every setting goes
+    assert env["ELDERCARE_CONFIG"] == str(tmp_path / "eldercare.toml")  # absolute: children may chdir
+    assert (env["ELDERCARE_DATABASE_URL"], env["ELDERCARE_MQTT_URL"]) == ("postgresql://db/x", "mqtt://h:1")
+    assert env["ELDERCARE_METRICS_PORT"] == "0"  # configured: kept
+    assert env["ELDERCARE_HTTP_PORT"] == str(ports[0]) and ports[0] > 0
+    # not the default client id, which every other ingest on a shared broker has; stable per data
+    client_id = env["ELDERCARE_INGEST_CLIENT_ID"]
+    assert client_id != "eldercare-ingest-0" and client_id.endswith("-0")
+    again = _child_env(settings, "postgresql://db/x", "mqtt://h:1", "5", ports=ports)
+    assert again["ELDERCARE_INGEST_CLIENT_ID"] == client_id
+    monkeypatch.setenv("ELDERCARE_DATA_DIR", str(tmp_path / "elsewhere"))
+    other = load_settings()
+    assert (
+        _child_env(other, "postgresql://db/x", "mqtt://h:1", "5", ports=ports)["ELDERCARE_INGEST_CLIENT_ID"]
+        != client_id
+    )
+    monkeypatch.setenv("ELDERCARE_INGEST_CLIENT_ID", "mine-7")
+    mine = _child_env(load_settings(), "postgresql://db/x", "mqtt://h:1", "5", ports=ports)
+    assert mine["ELDERCARE_INGEST_CLIENT_ID"] == "mine-7"  # configured: kept
+    monkeypatch.delenv("ELDERCARE_INGEST_CLIENT_ID")
+    monkeypatch.setenv("ELDERCARE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("ELDERCARE_CONFIG", raising=False)
+    for k, v in env.items():  # what the children see is what the demo was given, plus its choices
+        if k.startswith("ELDERCARE_"):
+            monkeypatch.setenv(k, v)
+    child = load_settings()
+    assert child.mqtt_topic_root == "from/the/file" and child.ingest_batch_ms == 77
+
+
+def test_demo_takes_a_free_port_for_a_default_one_and_refuses_a_taken_configured_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from eldercare.demo import _ports
+
+    for k in [k for k in os.environ if k.startswith("ELDERCARE_")]:
+        monkeypatch.delenv(k)
+    with socket.socket() as held:
+        try:
+            held.bind(("127.0.0.1", 8000))  # the default HTTP port, taken (by us, or already by another)
+            held.listen()
+        except OSError:
+            pass
+        http, metrics = _ports(load_settings())
+        assert http not in (0, 8000) and metrics not in (0, 9108)
+        port = free_port()
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", port))
+            other.listen()
+            for var in ("ELDERCARE_HTTP_PORT", "ELDERCARE_METRICS_PORT"):
+                with monkeypatch.context() as m:
+                    m.setenv(var, str(port))
+                    with pytest.raises(
+                        click.ClickException, match=f"{var}: port {port} on 127.0.0.1 is in use"
+                    ):
+                        _ports(load_settings())
+
+
+def test_demo_errors_carry_the_time(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from eldercare.cli import cli
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = {"ELDERCARE_HTTP_PORT": str(port), "ELDERCARE_DATA_DIR": str(tmp_path)}
+        result = CliRunner().invoke(cli, ["demo"], env=env)
+    assert result.exit_code == 1
+    assert re.search(TIMED[1:] + f"ELDERCARE_HTTP_PORT: port {port} on 127.0.0.1 is in use", result.output)
 
 
 def test_scripted_incidents_go_to_a_home_whose_resident_is_in() -> None:

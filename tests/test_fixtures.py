@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
 import threading
@@ -11,8 +13,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from fix_db import cloned_database
-from fix_mqtt import make_topic_root, mqtt_connack
+from fix_db import cloned_database, server_address, servers_mode, url_of, url_params, with_database
+from fix_mqtt import host_port, make_topic_root, mqtt_connack, real_mqtt_url
+from ingest_support import PausableProxy
 
 from eldercare import protocol
 from eldercare.config import Settings
@@ -63,10 +66,12 @@ def test_db_conn_is_open_on_this_tests_database(db_conn: psycopg.Connection, db_
 
 def test_topic_roots_are_unique_and_valid() -> None:
     roots = {make_topic_root("test_x[param/with #+ odd chars]") for _ in range(500)}
+    # 64 random bits each: 500 of them collide about once in 10^14 runs (24 bits: once in ~130)
     assert len(roots) == 500
     for root in list(roots)[:20]:
         assert "#" not in root and "+" not in root and " " not in root
-        assert root.startswith("t/test_x-param-with-odd-chars-") and root.endswith("/eldercare/v1")
+        m = re.fullmatch(r"t/test_x-param-with-odd-chars-([0-9a-f]+)/eldercare/v1", root)
+        assert m is not None and len(m.group(1)) >= 16, root
         name = protocol.topic("home-1", "gw-1", "telemetry", root=root)
         assert protocol.parse_topic(name, root=root).gateway == "gw-1"
 
@@ -74,6 +79,9 @@ def test_topic_roots_are_unique_and_valid() -> None:
 def test_settings_point_at_this_tests_servers(
     settings: Settings, db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path
 ) -> None:
+    if os.environ.get("EC_TEST_EXPECT_EMBEDDED"):  # an inner run of test_without_servers_...
+        assert url_params(db_url)["host"].startswith("/"), db_url  # the embedded server's socket
+        assert host_port(mqtt_url) != host_port(real_mqtt_url())  # a private broker on a free port
     assert settings.database_url is not None and settings.database_url.get_secret_value() == db_url
     assert settings.mqtt_url is not None and settings.mqtt_url.get_secret_value() == mqtt_url
     assert settings.mqtt_topic_root == topic_root
@@ -138,19 +146,102 @@ def test_ci_fails_when_servers_are_unreachable(tmp_path: Path) -> None:
     assert "skipped" not in out
 
 
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        (
+            {"CI": None, "ELDERCARE_TEST_SERVERS": "real"},
+            "ELDERCARE_TEST_SERVERS=real needs the real servers",
+        ),
+        ({"CI": "true", "ELDERCARE_TEST_SERVERS": "sometimes"}, "ELDERCARE_TEST_SERVERS must be one of"),
+    ],
+)
+def test_servers_setting_is_obeyed_or_refused(tmp_path: Path, env: dict[str, str | None], says: str) -> None:
+    run = _inner_pytest(
+        tmp_path / "inner", {**NOWHERE, **env}, f"{__file__}::test_settings_point_at_this_tests_servers"
+    )
+    out = run.stdout + run.stderr
+    assert run.returncode not in (0, 5), out
+    assert says in out and "passed" not in out, out
+
+
+def test_servers_mode_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ELDERCARE_TEST_SERVERS", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert servers_mode() == "real"
+    monkeypatch.delenv("CI")
+    assert servers_mode() == "auto"
+    monkeypatch.setenv("ELDERCARE_TEST_SERVERS", " Embedded ")
+    assert servers_mode() == "embedded"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+        "postgresql://postgres:@/postgres?host=/tmp/eldercare-test-pg-x",
+        "postgresql://u%40x:p%3Ass%2F@db.example:6543/app?sslmode=disable&application_name=a%20b",
+        "postgresql:///postgres?host=%2Fvar%2Frun%2Fpostgresql&port=5433",
+    ],
+)
+def test_database_urls_of_tcp_and_unix_socket_servers(url: str) -> None:
+    other = with_database(url, "t_123_abc")
+    assert url_params(other) == {**url_params(url), "dbname": "t_123_abc"}
+    assert url_params(url_of(url_params(url))) == url_params(url)
+    assert other.startswith("postgresql://")
+    p = url_params(url)
+    assert server_address(url) == (p["host"] if p["host"].startswith("/") else f"{p['host']}:{p['port']}")
+
+
+def test_proxy_forwards_to_a_unix_socket_server(tmp_path: Path) -> None:
+    # the embedded PostgreSQL listens on <dir>/.s.PGSQL.5432 only: an echo server stands in for it
+    path = tmp_path / ".s.PGSQL.5432"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(path))
+    srv.listen()
+
+    def echo() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            while data := conn.recv(1024):
+                conn.sendall(data)
+
+    threading.Thread(target=echo, daemon=True).start()
+    proxy = PausableProxy(f"postgresql://postgres:@/t_1?host={tmp_path}").start()
+    try:
+        through = url_params(proxy.url_for(f"postgresql://postgres:@/t_1?host={tmp_path}"))
+        assert through == {"user": "postgres", "dbname": "t_1", "host": "127.0.0.1", "port": str(proxy.port)}
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as c:
+            c.sendall(b"ping")
+            assert c.recv(1024) == b"ping"
+    finally:
+        proxy.close()
+        srv.close()
+
+
 @pytest.mark.slow
-def test_without_servers_the_embedded_ones_are_used(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["no servers answer", "ELDERCARE_TEST_SERVERS=embedded"])
+def test_without_servers_the_embedded_ones_are_used(tmp_path: Path, how: str) -> None:
+    # embedded by choice: the real servers (if any answer here) are not used even in CI
+    env = (
+        {"CI": None, **NOWHERE}
+        if how == "no servers answer"
+        else {"CI": "true", "ELDERCARE_TEST_SERVERS": "embedded"}
+    )
     run = _inner_pytest(
         tmp_path / "inner",
-        {"CI": None, "ELDERCARE_TEST_EMBEDDED_BROKER": "amqtt", **NOWHERE},
+        {**env, "ELDERCARE_TEST_EMBEDDED_BROKER": "amqtt", "EC_TEST_EXPECT_EMBEDDED": "1"},
         f"{__file__}::test_settings_point_at_this_tests_servers",
         f"{__file__}::test_qos1_message_reaches_a_subscriber_under_topic_root",
-        f"{__file__}::test_mqtt5_marker_skips_on_amqtt",
+        *([f"{__file__}::test_mqtt5_marker_skips_on_amqtt"] if how == "no servers answer" else []),
     )
     out = run.stdout + run.stderr
     assert run.returncode == 0, out
-    assert "2 passed, 1 skipped" in out, out
-    assert "embedded amqtt broker has no MQTT v5 (shared subscriptions)" in out
+    if how == "no servers answer":
+        assert "2 passed, 1 skipped" in out, out
+        assert "embedded amqtt broker has no MQTT v5 (shared subscriptions)" in out
+    else:
+        assert "2 passed" in out and "skipped" not in out, out
 
 
 @pytest.mark.mqtt5

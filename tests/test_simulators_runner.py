@@ -1,17 +1,22 @@
-"""Direct mode against the real Mosquitto: valid protocol, seq per gateway, triggers, bounded memory."""
+"""Direct mode against the real Mosquitto: valid protocol, seq per gateway, triggers, bounded memory.
+
+No fixed sleeps: a test triggers once the runner has answered on its control topic (so it is up
+and subscribed), and reads what it collected once a message published after the run has arrived
+(the broker had the runner's messages, all acknowledged, before it, and delivers in order).
+"""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from fix_db import unique_tag
 from paho.mqtt.enums import CallbackAPIVersion
 
 from eldercare import protocol
@@ -45,21 +50,49 @@ class Collector:
     """Subscribes to everything under the root and keeps (topic, payload)."""
 
     def __init__(self, root: str, broker: tuple[str, int, str]) -> None:
+        self.root, self.broker = root, broker
         self.messages: list[tuple[str, bytes, bool]] = []
         self.ready = threading.Event()
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"collector-{uuid.uuid4().hex[:8]}")
+        self.got: dict[str, threading.Event] = defaultdict(threading.Event)
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"collector-{unique_tag()}")
         self.c.on_connect = lambda c, *_: c.subscribe(f"{root}/#", qos=1)
         self.c.on_subscribe = lambda *_: self.ready.set()
-        self.c.on_message = lambda _c, _u, m: self.messages.append(
-            (m.topic, bytes(m.payload), bool(m.retain))
-        )
+        self.c.on_message = self._on_message
         self.c.connect(broker[0], broker[1])
         self.c.loop_start()
         assert self.ready.wait(5)
 
+    def _on_message(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        self.messages.append((m.topic, bytes(m.payload), bool(m.retain)))
+        self.got[m.topic].set()
+
     def close(self) -> None:
+        """Stop collecting once everything published before now has arrived: a marker sent after
+        the run comes after the run's messages, which the broker had all acknowledged."""
+        marker = f"{self.root}/_sim/end-{unique_tag()}"
+        c = mqtt.Client(CallbackAPIVersion.VERSION2)
+        c.connect(self.broker[0], self.broker[1])
+        c.loop_start()
+        try:
+            c.publish(marker, b"end", qos=1).wait_for_publish(10)
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        assert self.got[marker].wait(30), "the marker published after the run never arrived"
         self.c.disconnect()
         self.c.loop_stop()
+
+
+def wait_for_runner(settings: Settings, root: str, timeout: float = 60) -> None:
+    """Until the runner answers a (refused) trigger: its loop runs and its control topic is subscribed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            send_trigger(settings, root, {"resident": "nobody", "kind": "fall"}, timeout=1.0)
+        except NoRunnerError as exc:
+            if "refused" in str(exc):
+                return
+            assert time.monotonic() < deadline, f"the runner did not answer within {timeout:.0f} s: {exc}"
 
 
 def _manifest(homes: int, stations: int = 0, seed: int = 1) -> dict[str, Any]:
@@ -91,7 +124,7 @@ def test_direct_mode_publishes_valid_protocol(
         runner = Runner(_settings(sim_root, broker), m, opts, truth_out=out)
         th = threading.Thread(target=lambda: result.update(runner.run()))
         th.start()
-        time.sleep(2.0)
+        wait_for_runner(_settings(sim_root, broker), sim_root)
         answer = send_trigger(
             _settings(sim_root, broker), sim_root, {"resident": m["homes"][2]["resident"], "kind": "sos"}
         )
@@ -105,7 +138,6 @@ def test_direct_mode_publishes_valid_protocol(
         with pytest.raises(NoRunnerError, match="refused"):
             send_trigger(_settings(sim_root, broker), sim_root, {"resident": "nobody", "kind": "fall"})
         th.join(30)
-    time.sleep(0.5)
     col.close()
     assert result["messages"] > 50 and result["readings"] > 100
     seqs: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -180,13 +212,12 @@ def test_edge_mode_runs_real_agents(sim_root: str, broker: tuple[str, int, str],
     result: dict[str, Any] = {}
     th = threading.Thread(target=lambda: result.update(runner.run()))
     th.start()
-    time.sleep(3.0)
+    wait_for_runner(_settings(sim_root, broker), sim_root)
     answer = send_trigger(
         _settings(sim_root, broker), sim_root, {"resident": m["homes"][1]["resident"], "kind": "sos"}
     )
     assert answer["ok"]
     th.join(60)
-    time.sleep(0.5)
     col.close()
     assert result["readings"] > 0
     kinds: dict[tuple[str, str], list[Any]] = defaultdict(list)
@@ -265,13 +296,12 @@ def test_a_home_of_two_live(sim_root: str, broker: tuple[str, int, str]) -> None
     result: dict[str, Any] = {}
     th = threading.Thread(target=lambda: result.update(runner.run()))
     th.start()
-    time.sleep(2.0)
+    wait_for_runner(_settings(sim_root, broker), sim_root)
     answer = send_trigger(
         _settings(sim_root, broker), sim_root, {"resident": home["partner"]["resident"], "kind": "sos"}
     )
     assert answer["ok"] and answer["truth"]["resident"] == home["partner"]["resident"]
     th.join(30)
-    time.sleep(0.3)
     col.close()
     sensors_seen: set[str] = set()
     sos = []

@@ -2,7 +2,9 @@
 
 ``/metrics`` is the Prometheus text format; ``/healthz`` answers 200 while the worker is connected
 to the broker and its last database write (or probe) succeeded, 503 with the reason otherwise.
-Each worker has its own registry and port (``metrics_port + worker index``).
+Each worker has its own registry and port (``metrics_port + worker index``), on the HTTP host
+setting (``ELDERCARE_HTTP_HOST``, 127.0.0.1 by default): a deployment that scrapes it from another
+host or container sets that to the interface to listen on (docker-compose.yml: 0.0.0.0).
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class Metrics:
 
 
 class MetricsServer:
-    """``/metrics`` and ``/healthz`` on a daemon thread."""
+    """``/metrics`` and ``/healthz`` on a daemon thread; ``port`` 0 picks a free one (see ``.port``)."""
 
     def __init__(self, metrics: Metrics, host: str, port: int) -> None:
         self.metrics = metrics

@@ -99,8 +99,9 @@ class Worker:
 
     def run(self) -> None:
         if self.metrics_port:
-            self.server = MetricsServer(self.metrics, "0.0.0.0", self.metrics_port).start()
-            log.info("metrics on :%d/metrics and /healthz", self.server.port)
+            # on the HTTP host setting (127.0.0.1 unless configured), not on every interface
+            self.server = MetricsServer(self.metrics, self.settings.http_host, self.metrics_port).start()
+            log.info("metrics on %s:%d/metrics and /healthz", self.settings.http_host, self.server.port)
         writer = threading.Thread(target=self._write_loop, name=f"ingest-writer-{self.index}", daemon=True)
         try:
             if not self._wait_for_database():
