@@ -29,7 +29,7 @@ def edge_root(request: pytest.FixtureRequest) -> str:
         return str(request.getfixturevalue("topic_root"))
     except pytest.FixtureLookupError:
         name = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40]
-        return f"test-edge/{name}-{uuid.uuid4().hex[:8]}"
+        return f"test-edge/{name}-{uuid.uuid4().hex[:16]}"
 
 
 @pytest.fixture

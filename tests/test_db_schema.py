@@ -23,7 +23,7 @@ def empty_db(pg_url: str) -> str:
     """A database with nothing in it (db_url is already migrated)."""
     import uuid
 
-    name = f"empty_{uuid.uuid4().hex[:10]}"
+    name = f"empty_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = _with_db(pg_url, name)

@@ -92,7 +92,7 @@ def test_replicas_get_distinct_ids_and_a_replacement_resumes_the_dead_ones_sessi
     db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path
 ) -> None:
     register(db_url, GATEWAYS)
-    tag = uuid.uuid4().hex[:8]
+    tag = uuid.uuid4().hex[:16]
     env = {  # identical for every replica, as compose gives them
         "ELDERCARE_INGEST_CLIENT_ID": f"test-slot-{tag}-0",
         "ELDERCARE_INGEST_SHARED_GROUP": f"s{tag}",

@@ -73,7 +73,7 @@ def test_create_site_resident_and_validation_messages(api: Api) -> None:
 
 def _retained(broker: tuple[str, int], topic: str, timeout: float = 5.0) -> dict[str, Any]:
     got: queue.Queue[bytes] = queue.Queue()
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}")
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:16]}")
     c.on_connect = lambda cl, *_: cl.subscribe(topic, qos=1)
     c.on_message = lambda _c, _u, msg: got.put(msg.payload) if msg.retain else None
     c.connect(*broker)

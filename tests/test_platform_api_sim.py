@@ -37,7 +37,7 @@ def runner(settings: Settings, mqtt_host_port: tuple[str, int]) -> Iterator[list
         truth |= {"end": now + 3600, "site": "sim-home-1"}
         client.publish(f"{root}/_sim/ack", json.dumps({"id": req["id"], "ok": True, "truth": truth}), qos=1)
 
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fake-runner-{uuid.uuid4().hex[:6]}")
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fake-runner-{uuid.uuid4().hex[:16]}")
     c.on_connect = lambda cl, *_: cl.subscribe(f"{root}/_sim/control", qos=1)
     c.on_subscribe = lambda *_: ready.append(True)
     c.on_message = on_message

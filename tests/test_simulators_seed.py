@@ -106,7 +106,7 @@ def test_seed_homes_of_two(sim_db_url: str) -> None:
 def test_seed_refuses_an_unmigrated_database(pg_url: str) -> None:
     from psycopg import sql
 
-    name = f"sim_{uuid.uuid4().hex[:12]}"
+    name = f"sim_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
