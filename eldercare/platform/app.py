@@ -2,9 +2,12 @@
 
 ``create_app(settings)`` builds the app; its lifespan opens an ``AsyncConnectionPool`` (failing fast
 when the database is unreachable), then starts the alert engine's background work through
-``eldercare.platform.engine.service.start(app.state)`` when that module is installed. Whatever the
-engine starts it appends to ``app.state.background`` (asyncio tasks), which the lifespan cancels on
-shutdown; if it sets ``app.state.engine_stop`` (an async callable) that is awaited first.
+``eldercare.platform.engine.service.start(app.state)`` when that module is installed. The engine runs
+on its own thread, event loop and connections, and the push hub has a pool of its own, so requests
+never hold up an alarm. Whatever the engine starts on this loop it appends to
+``app.state.background`` (asyncio tasks), which the lifespan cancels on shutdown; if it sets
+``app.state.engine_stop`` (an async callable) that is awaited first. ``/metrics`` (Prometheus text)
+shows the engine's queue, the items it set aside and failed deliveries.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eldercare import __version__
@@ -46,6 +49,7 @@ ROUTERS = (
     "sim",
     "alerts",
     "ws",
+    "engine",
 )
 TAGS = [
     {"name": "auth", "description": "Sign in (OAuth2 password flow), refresh, own account"},
@@ -63,6 +67,7 @@ TAGS = [
     {"name": "audit", "description": "Who read which resident's data"},
     {"name": "sim", "description": "Tester endpoints driving simulated sites"},
     {"name": "alerts", "description": "Alerts: list, detail with trail, acknowledge, resolve, notes"},
+    {"name": "engine", "description": "Work the alert engine set aside after failing on it (admins)"},
 ]
 
 
@@ -231,6 +236,14 @@ def create_app(settings: Settings | None = None, *, start_engine: bool = True) -
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> PlainTextResponse:
+        from eldercare.platform.engine import metrics as engine_metrics
+
+        return PlainTextResponse(
+            await engine_metrics.render(request.app.state.pool), media_type=engine_metrics.CONTENT_TYPE
+        )
 
     from eldercare.platform import web
 

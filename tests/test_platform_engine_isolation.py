@@ -1,0 +1,169 @@
+"""The engine's work queue under bad input and storms: each item on its own, a failing one set aside
+with its error (listed for admins, counted in /metrics, raising an operators' alert) after a bounded
+number of attempts, never holding up the items behind it; at most a batch per transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+from platform_seed import World, seed_world
+from psycopg_pool import AsyncConnectionPool
+
+from eldercare.platform.engine import service
+from eldercare.platform.repo import alerts as repo
+
+if TYPE_CHECKING:
+    from platform_api_support import Api
+
+pytest_plugins = ["platform_api_support"]
+
+NOW_MS = int(time.time() * 1000)
+
+
+@pytest.fixture
+def world(db_url: str) -> World:
+    with psycopg.connect(db_url) as conn:
+        return seed_world(conn)
+
+
+def queue(db_url: str, gateway: str, site: str, raw_evidence: str | None = None, **payload: Any) -> int:
+    """What ingest writes for an event (``raw_evidence``: JSON text too deep for Python to write)."""
+    event = {"v": 1, "epoch": "e-1", "seq": 1, "t": NOW_MS, "confidence": 1.0, "evidence": {}} | payload
+    text = json.dumps({"gateway": gateway, "site": site, **event})
+    if raw_evidence is not None:
+        text = text.replace('"evidence": {}', f'"evidence": {raw_evidence}')
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO alert_work (kind, gateway_id, site_id, payload) VALUES ('event', %s, %s, %s::jsonb)"
+            " RETURNING id",
+            (gateway, site, text),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def with_pool(db_url: str, job: Callable[[AsyncConnectionPool[Any]], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        async with AsyncConnectionPool(db_url, min_size=1, max_size=4, kwargs={"autocommit": True}) as pool:
+            return await job(pool)
+
+    return asyncio.run(main())
+
+
+def rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def drain(pool: AsyncConnectionPool[Any]) -> Awaitable[int]:
+    return service.process_work(pool, retry_s=0.0)
+
+
+def test_work_queue_claims_at_most_its_batch_per_transaction(db_url: str, world: World) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO alert_work (kind, gateway_id, site_id, payload)"
+            " SELECT 'event', 'gw-home-1', 'home-1', jsonb_build_object('gateway', 'gw-home-1',"
+            "  'site', 'home-1', 't', %s::bigint, 'sensor', 'bed-1', 'kind', 'bed_exit', 'seq', i)"
+            " FROM generate_series(1, 500) i",
+            (NOW_MS,),
+        )
+        conn.execute("ANALYZE alert_work")
+
+    async def claims(pool: AsyncConnectionPool[Any]) -> tuple[list[int], list[int]]:
+        async with pool.connection() as conn, conn.transaction():
+            first = [r["id"] for r in await repo.claim_work(conn, limit=100)]
+            raise psycopg.Rollback  # nothing taken: the claim alone only locks
+        per_tx = []
+        while n := await service.process_work(pool, limit=100):
+            per_tx.append(n)
+        return first, per_tx
+
+    lowest = [r[0] for r in rows(db_url, "SELECT id FROM alert_work ORDER BY id LIMIT 100")]
+    first, per_tx = with_pool(db_url, claims)
+    assert first == lowest  # at most the batch, oldest first
+    assert per_tx == [100, 100, 100, 100, 100]
+    assert rows(db_url, "SELECT count(*) FROM alert_work") == [(0,)]
+
+
+def test_a_failing_item_is_set_aside_with_its_error_and_never_holds_up_the_others(
+    db_url: str, world: World, api: Api
+) -> None:
+    # A site deleted after ingest stored its event: opening the alert breaks a foreign key.
+    bad = queue(db_url, "gw-home-1", "site-gone", sensor="sos-1", kind="sos", resident="res-1")
+    queue(db_url, "gw-home-2", "home-2", sensor="sos-1", kind="sos", resident="res-2", seq=2)
+    assert with_pool(db_url, drain) == 2
+    assert rows(db_url, "SELECT kind, resident_id FROM alerts") == [("sos", "res-2")]
+    ((attempts, error, failed_at),) = rows(
+        db_url, "SELECT attempts, last_error, failed_at FROM alert_work WHERE id = %s", bad
+    )
+    assert attempts == 1 and "ForeignKeyViolation" in error and failed_at is None  # retried later
+    assert with_pool(db_url, drain) == 1
+    assert with_pool(db_url, drain) == 1  # third and last attempt: set aside
+    assert with_pool(db_url, drain) == 0  # never claimed again
+    ((attempts, failed_at),) = rows(db_url, "SELECT attempts, failed_at FROM alert_work WHERE id = %s", bad)
+    assert attempts == service.WORK_MAX_ATTEMPTS and failed_at is not None
+
+    (operator,) = rows(db_url, "SELECT id, summary ->> 'en' FROM alerts WHERE kind = 'work_failed'")
+    assert f"alert work {bad}" in operator[1] and "ForeignKeyViolation" in operator[1]
+    notified = rows(
+        db_url,
+        "SELECT u.role FROM notifications n JOIN users u ON u.id = n.user_id WHERE n.alert_id = %s",
+        operator[0],
+    )
+    assert notified == [("admin",)]  # the operators, not the family or the care team
+
+    listed = api.get("admin", "/api/v1/engine/failed-work")
+    assert listed.status_code == 200, listed.text
+    (item,) = listed.json()
+    assert item["id"] == bad and item["attempts"] == 3 and "ForeignKeyViolation" in item["last_error"]
+    assert item["payload"]["kind"] == "sos"
+    assert api.get("worker1", "/api/v1/engine/failed-work").status_code == 403
+    assert api.get("admin", f"/api/v1/alerts/{operator[0]}").status_code == 200
+    assert api.get("worker1", f"/api/v1/alerts/{operator[0]}").status_code == 404
+
+    metrics = api.client.get("/metrics").text
+    assert "eldercare_engine_work_failed 1\n" in metrics
+    assert "eldercare_engine_work_queued 0\n" in metrics
+
+    with psycopg.connect(db_url, autocommit=True) as conn:  # the admin fixes the cause and retries
+        conn.execute("INSERT INTO sites (id, kind, name) VALUES ('site-gone', 'home', 'back')")
+    assert api.post("admin", f"/api/v1/engine/failed-work/{bad}/retry").status_code == 200
+    assert api.post("admin", f"/api/v1/engine/failed-work/{bad}/retry").status_code == 404
+    assert with_pool(db_url, drain) == 1
+    assert rows(db_url, "SELECT count(*) FROM alerts WHERE kind = 'sos'") == [(2,)]
+    assert rows(db_url, "SELECT count(*) FROM alert_work") == [(0,)]
+
+
+def test_events_that_pass_the_protocol_but_make_no_sense_never_stop_an_sos(db_url: str, world: World) -> None:
+    odd = [
+        {"sensor": "sos-1", "kind": "sos", "resident": "res-nobody"},  # unregistered resident
+        {"sensor": "sos-1", "kind": "sos", "resident": "res-1"},  # resident of another home (home-1)
+        {"sensor": "no-such-sensor", "kind": "teleported"},  # unknown sensor, unknown kind
+        {
+            "sensor": "wearable-res-2",
+            "kind": "fall",
+            "confidence": 1e308,
+            "evidence": {"a": "\\u0000 \\\\u0000", "b": ["\\ud800", None, True, -0.0]},
+        },
+        {"sensor": "wearable-res-2", "kind": "vitals", "evidence": {"metric": "hr", "value": -1e308}},
+        {"sensor": "wearable-res-2", "kind": "fall", "raw_evidence": "[" * 2000 + "]" * 2000},
+        {"sensor": "s" * 200, "kind": "low_battery", "evidence": {"battery": "flat"}},
+    ]
+    for seq, extra in enumerate(odd, start=1):
+        queue(db_url, "gw-home-2", "home-2", seq=seq, **extra)
+    queue(db_url, "gw-home-2", "home-2", seq=99, sensor="sos-1", kind="sos", resident="res-2")
+    while with_pool(db_url, drain):
+        pass
+    alerts = rows(db_url, "SELECT kind, resident_id, site_id FROM alerts ORDER BY id")
+    assert ("sos", "res-2", "home-2") in alerts  # the valid SOS
+    assert all(resident != "res-1" for _, resident, _ in alerts)  # never another home's resident
+    assert rows(db_url, "SELECT count(*) FROM alert_work") == [(0,)]  # every item handled, none set aside
+    evidence = rows(db_url, "SELECT evidence FROM alerts WHERE kind = 'fall'")
+    assert evidence and all(isinstance(e[0], dict) for e in evidence)
