@@ -208,16 +208,18 @@ async def _status(conn: AsyncConnection[Any], payload: dict[str, Any], gateway: 
     ``online`` status also measures the gateway's clock: ``t`` minus arrival.
     """
     ts = payload.get("ts")
-    presence = await repo.gateway_presence(conn, gateway=gateway)
-    if presence is not None and presence["state_at"] is not None and ts is not None:
-        later = presence["state_at"] > datetime.fromtimestamp(ts / 1000, UTC)
-        if later and presence["state"] != payload.get("state"):
-            return []  # an older status, handled after a newer one (two ingest workers)
     if payload.get("state") == "online" and ts is not None and not payload.get("retained"):
         skew = int(payload["t"]) - int(ts)
         await repo.set_clock_skew(conn, gateway=gateway, skew_ms=skew)
         payload = payload | {"skew_ms": skew}
-    return rules.decide_status(payload)
+    decisions = rules.decide_status(payload)
+    presence = await repo.gateway_presence(conn, gateway=gateway)
+    if presence is not None and presence["state_at"] is not None and ts is not None:
+        later = presence["state_at"] > datetime.fromtimestamp(ts / 1000, UTC)
+        if later and presence["state"] != payload.get("state"):
+            # an older status handled after a newer one (two ingest workers): only its clock counts
+            return [d for d in decisions if d.dedup_key == rules.dedup_key("clock_skew", device=gateway)]
+    return decisions
 
 
 async def escalate_due(
