@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -89,3 +90,70 @@ def test_an_alert_made_on_one_replica_reaches_sockets_on_the_others(db_url: str,
     assert [m["event"] for m in worker.got] == ["notified"] == [m["event"] for m in family1.got]
     assert worker.got[0]["alert"]["resident_id"] == "res-1"
     assert family2.got == [] and tester.got == []  # another family; a tester sees simulated sites only
+
+
+class DeadConsole:
+    """A socket whose peer vanished: sends fail, and a close is never answered."""
+
+    def __init__(self, never: asyncio.Event) -> None:
+        self.never = never
+
+    async def send_text(self, data: str) -> None:
+        await asyncio.sleep(0)
+        raise ConnectionResetError("client went away")
+
+    async def close(self, code: int = 1000) -> None:
+        # waits on a future only the vanished transport held: nothing else refers to this task
+        await asyncio.get_running_loop().create_future()
+
+
+class SlowConsole:
+    """A socket still sending when its console disconnects."""
+
+    def __init__(self, never: asyncio.Event) -> None:
+        self.never = never
+
+    async def send_text(self, data: str) -> None:
+        await self.never.wait()
+
+
+def test_a_thousand_sockets_closing_at_once_leave_no_task_pending(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from eldercare.platform.notify import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "CLOSE_TIMEOUT_S", 0.2, raising=False)
+    errors: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        never = asyncio.Event()
+        hub = Hub(None, "")  # type: ignore[arg-type]  # no database: sockets only
+        dead = [DeadConsole(never) for _ in range(500)]
+        slow = [SlowConsole(never) for _ in range(500)]
+        for i, sock in enumerate([*dead, *slow]):
+            hub.register(i, sock)
+            assert hub._sockets[i][sock].put('{"type": "alert"}')
+        while len(hub.connected_users) > 500:  # the dead ones fail their send and are dropped
+            await asyncio.sleep(0.01)
+        for i, sock in enumerate(slow, start=500):
+            hub.unregister(i, sock)  # their consoles disconnect (the ws route's finally)
+        dead.clear()
+        slow.clear()
+        for _ in range(3):
+            gc.collect()
+            await asyncio.sleep(0)
+        assert hub.connected_users == []
+        await asyncio.gather(*list(getattr(hub, "_tasks", ())), return_exceptions=True)  # closes time out
+        gc.collect()
+        assert not getattr(hub, "_tasks", ())  # every push and close task ended and was let go
+        if hasattr(hub, "close"):
+            await hub.close()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(main())
+        gc.collect()
+    assert errors == []
+    assert "Task was destroyed but it is pending" not in caplog.text

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "alerts"
 SEND_TIMEOUT_S = 5.0  # a socket that cannot take a message this fast is dropped
 QUEUE_MAX = 100  # ... and so is one with this many pushes waiting
+CLOSE_TIMEOUT_S = 5.0  # closing a dropped socket is given up after this
 RECONNECT_S = 1.0
 
 
@@ -97,8 +98,10 @@ class _Outbox:
         log.info("dropping socket of user %s: %s", self.user_id, why)
         self.hub.unregister(self.user_id, self.socket, cancel=False)
         close = getattr(self.socket, "close", None)
-        if close is not None:
-            self.hub.spawn(close(code=1011), name=f"ws-close-{self.user_id}")
+        if close is not None:  # bounded: a peer that is gone may never answer the close
+            self.hub.spawn(
+                asyncio.wait_for(close(code=1011), CLOSE_TIMEOUT_S), name=f"ws-close-{self.user_id}"
+            )
         if asyncio.current_task() is not self.task:
             self.task.cancel()
 
