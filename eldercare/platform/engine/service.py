@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 POLL_S = 2.0  # work is also polled, in case a NOTIFY was missed while reconnecting
-WORK_BATCH = 50  # items per transaction: a storm's first alert is pushed without waiting for its last
+WORK_BATCH = 20  # items per transaction: a storm's first alerts are pushed without waiting for its last
+WORK_WORKERS = 2  # transactions taking work side by side (statuses stay ordered: see _status)
 WORK_MAX_ATTEMPTS = 3  # then the item is set aside for an admin
 WORK_RETRY_S = 2.0  # after the first failed attempt; doubled each time
 ESCALATION_TICK_S = 1.0  # longest sleep between escalation rounds (less when a deadline is nearer)
@@ -132,6 +133,20 @@ async def process_work(
         for row in work:
             await _work_item(conn, row, email=email, now=now, retry_s=retry_s)
         return len(work)
+
+
+async def drain_work(
+    pool: AsyncConnectionPool[Any], *, email: bool = False, workers: int = WORK_WORKERS
+) -> int:
+    """Process work until the queue has nothing due, ``workers`` transactions side by side."""
+
+    async def one() -> int:
+        done = 0
+        while claimed := await process_work(pool, email=email):
+            done += claimed
+        return done
+
+    return sum(await asyncio.gather(*(one() for _ in range(max(1, workers)))))
 
 
 async def _work_item(
@@ -414,8 +429,7 @@ async def _work_loop(pool: AsyncConnectionPool[Any], conninfo: str, email: bool)
             async with await AsyncConnection.connect(conninfo, autocommit=True) as listener:
                 await listener.execute("LISTEN alert_work")
                 while True:
-                    while await process_work(pool, email=email):
-                        pass
+                    await drain_work(pool, email=email)
                     with contextlib.suppress(TimeoutError):
                         async for _ in listener.notifies(timeout=POLL_S, stop_after=1):
                             pass
