@@ -167,3 +167,42 @@ def test_events_that_pass_the_protocol_but_make_no_sense_never_stop_an_sos(db_ur
     assert rows(db_url, "SELECT count(*) FROM alert_work") == [(0,)]  # every item handled, none set aside
     evidence = rows(db_url, "SELECT evidence FROM alerts WHERE kind = 'fall'")
     assert evidence and all(isinstance(e[0], dict) for e in evidence)
+
+
+class Console:
+    """The server side of one connected socket, as the hub sees it."""
+
+    def __init__(self) -> None:
+        self.got: list[dict[str, Any]] = []
+
+    async def send_text(self, data: str) -> None:
+        self.got.append(json.loads(data))
+
+
+def test_alarms_never_wait_for_the_apis_connections(settings: Any, world: World, db_url: str) -> None:
+    from ingest_support import wait_for
+    from platform_api_support import running
+
+    from eldercare.platform.app import create_app
+
+    app = create_app(settings.model_copy(update={"db_pool_min": 1, "db_pool_max": 2}))
+    console = Console()
+    with running(app) as client:
+        held = [client.portal.call(app.state.pool.getconn) for _ in range(2)]  # every API connection
+        try:
+            client.portal.call(app.state.hub.listening.wait)
+            client.portal.start_task_soon(
+                lambda: _register(app.state.hub, world.user_id("worker2"), console)
+            ).result()
+            work = queue(db_url, "gw-home-2", "home-2", sensor="sos-1", kind="sos", resident="res-2")
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute("SELECT pg_notify('alert_work', %s)", (str(work),))
+            wait_for(lambda: bool(console.got), 10, "the SOS pushed to the care worker's console")
+        finally:
+            for conn in held:
+                client.portal.call(app.state.pool.putconn, conn)
+    assert console.got[0]["alert"]["kind"] == "sos" and console.got[0]["alert"]["resident_id"] == "res-2"
+
+
+async def _register(hub: Any, user_id: int, socket: Console) -> None:
+    hub.register(user_id, socket)
