@@ -185,6 +185,15 @@ async def _operator_alert(conn: AsyncConnection[Any], alarm: rules.Open, *, now:
         log.exception("could not raise the operators' alert %s", alarm.dedup_key)
 
 
+async def delivery_gave_up(conn: AsyncConnection[Any], row: dict[str, Any], error: str) -> None:
+    """A webhook or e-mail given up after its last attempt: the operators are told."""
+    alarm = rules.work_failed(
+        what=f"{row['channel']} delivery", ident=row["id"], error=f"to {row['target']}: {error}"[:300],
+        site=None, t_ms=_ms(repo.now()),
+    )  # fmt: skip
+    await _operator_alert(conn, alarm, now=None)
+
+
 async def _handle(
     conn: AsyncConnection[Any], row: dict[str, Any], *, email: bool, now: datetime | None
 ) -> None:
@@ -520,7 +529,7 @@ class Engine:
         await pool.open()  # connections come as the database allows; the loops retry meanwhile
         email, clock = self.email, self.clock
         jobs = {
-            "alert-deliveries": Deliverer(pool, self.settings).run(),
+            "alert-deliveries": Deliverer(pool, self.settings, on_gave_up=delivery_gave_up).run(),
             "alert-work": _work_loop(pool, self.conninfo, email),
             "escalation": _escalation_loop(pool, email, clock),
             "heartbeats": _tick(
