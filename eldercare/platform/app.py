@@ -174,6 +174,25 @@ async def _start_engine(app: FastAPI) -> None:
     log.info("alert engine started (%s background tasks)", len(app.state.background))
 
 
+SERVE_CONFIG_ENV = "EC_SERVE_CONFIG_FILE"  # not ELDERCARE_*: settings refuse unknown variables
+SERVE_ENGINE_ENV = "EC_SERVE_ENGINE"
+
+
+def app_for_worker() -> FastAPI:
+    """The app of one ``eldercare serve --workers N`` process (a uvicorn factory).
+
+    The settings are loaded as the parent loaded them; the engine's work is shared with the other
+    workers through the database, exactly as across replicas.
+    """
+    import os
+
+    from eldercare.config import load_settings
+
+    settings = load_settings(os.environ.get(SERVE_CONFIG_ENV) or None)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(settings, start_engine=os.environ.get(SERVE_ENGINE_ENV, "1") == "1")
+
+
 def create_app(settings: Settings | None = None, *, start_engine: bool = True) -> FastAPI:
     """Build the application; ``start_engine=False`` serves the API without the alert engine."""
     settings = settings or get_settings()
