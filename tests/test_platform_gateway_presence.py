@@ -173,3 +173,59 @@ def test_recovery_clears_pipeline_stalled_however_recently_the_gateway_came_back
         "SELECT count(*) FROM alerts WHERE kind = 'pipeline_stalled' AND gateway_id = 'gw-home-1'"
         " AND state = 'open'",
     ) == [(0,)]
+
+
+def test_an_agent_process_dropped_three_times_opens_and_clears_device_offline_each_time(
+    settings: Any, db_url: str, mqtt_url: str, topic_root: str, tmp_path: Any, store: Store
+) -> None:
+    """Through the real broker, ingest and the app's engine: one MQTT client (one agent process,
+    its Will built once at start-up) loses its connection three times and reconnects by itself."""
+    import json
+    import socket
+    from urllib.parse import urlsplit
+
+    import paho.mqtt.client as mqtt
+    from ingest_support import IngestProcess, wait_for
+    from platform_api_support import running
+
+    from eldercare.platform.app import create_app
+
+    topic = f"{topic_root}/home-1/gw-home-1/status"
+
+    def offline_alerts() -> list[tuple[Any, ...]]:
+        return rows(db_url, "SELECT state FROM alerts WHERE kind = 'device_offline' ORDER BY id")
+
+    def state() -> str:
+        return str(rows(db_url, "SELECT state FROM gateways WHERE id = 'gw-home-1'")[0][0])
+
+    ingest = IngestProcess(db_url, mqtt_url, topic_root, tmp_path).start()
+    agent = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"agent-{topic_root[-12:]}")
+    try:
+        ingest.wait_healthy()
+        with running(create_app(settings)):
+            will = {"v": 1, "t": int(time.time() * 1000), "state": "offline"}
+            agent.will_set(topic, json.dumps(will), qos=1, retain=True)
+            agent.on_connect = lambda c, *_: c.publish(
+                topic,
+                json.dumps({"v": 1, "t": int(time.time() * 1000), "state": "online"}),
+                qos=1,
+                retain=True,
+            )
+            agent.reconnect_delay_set(0.1, 0.5)
+            u = urlsplit(mqtt_url)
+            agent.connect(u.hostname or "127.0.0.1", u.port or 1883, keepalive=10)
+            agent.loop_start()
+            for drop in range(1, 4):
+                back = [("resolved",)] * (drop - 1)
+                wait_for(lambda b=back: state() == "online" and offline_alerts() == b, 15, "the agent online")
+                sock = agent.socket()
+                assert sock is not None
+                sock.shutdown(socket.SHUT_RDWR)  # gone without DISCONNECT: the broker sends the Will
+                wait_for(lambda n=drop: len(offline_alerts()) == n, 15, f"device_offline number {drop}")
+            wait_for(lambda: state() == "online" and offline_alerts() == [("resolved",)] * 3, 15, "recovery")
+            dropped = rows(db_url, "SELECT count(*) FROM gateway_status WHERE state = 'offline'")
+            assert dropped == [(3,)]  # each Will stored, none taken for a duplicate of the first
+    finally:
+        agent.loop_stop()
+        agent.disconnect()
+        ingest.stop()
