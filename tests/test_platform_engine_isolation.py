@@ -206,3 +206,50 @@ def test_alarms_never_wait_for_the_apis_connections(settings: Any, world: World,
 
 async def _register(hub: Any, user_id: int, socket: Console) -> None:
     hub.register(user_id, socket)
+
+
+def due_alerts(db_url: str, n: int) -> None:
+    """``n`` open sos alerts of res-1 at tier 1, all past their deadline."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO alerts (kind, severity, resident_id, site_id, dedup_key, title, detected_at,"
+            " next_escalation_at) SELECT 'sos', 'critical', 'res-1', 'home-1', 'bench:' || i, 'SOS', now(),"
+            " now() - interval '1 second' FROM generate_series(1, %s) i",
+            (n,),
+        )
+
+
+def test_escalation_takes_every_due_alert_in_one_round(db_url: str, world: World) -> None:
+    due_alerts(db_url, 3 * service.ESCALATION_BATCH + 7)
+    done = with_pool(db_url, lambda pool: service.escalate_due(pool, workers=2))
+    assert done == 3 * service.ESCALATION_BATCH + 7  # not a fixed number per round
+    assert rows(db_url, "SELECT tier, count(*) FROM alerts GROUP BY 1") == [(2, done)]
+    dupes = rows(
+        db_url, "SELECT alert_id FROM alert_trail WHERE action = 'escalated' GROUP BY 1 HAVING count(*) > 1"
+    )
+    assert dupes == []
+
+
+def test_an_escalation_that_fails_is_put_off_and_never_holds_up_the_others(db_url: str, world: World) -> None:
+    due_alerts(db_url, 5)
+    ((bad,),) = rows(db_url, "SELECT min(id) FROM alerts")
+    with psycopg.connect(db_url, autocommit=True) as conn:  # a real failure inside the database
+        conn.execute(
+            f"""
+            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                IF NEW.alert_id = {int(bad)} AND NEW.action = 'escalated' THEN
+                    RAISE EXCEPTION 'trail refused for alert %', NEW.alert_id;
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON alert_trail FOR EACH ROW EXECUTE FUNCTION refuse();
+            """
+        )
+    at = repo.now()
+    assert with_pool(db_url, lambda pool: service.escalate_due(pool, now=at)) == 5
+    tiers = rows(db_url, "SELECT id, tier, next_escalation_at FROM alerts WHERE kind = 'sos' ORDER BY id")
+    assert [t for _, t, _ in tiers] == [1, 2, 2, 2, 2]
+    assert (tiers[0][2] - at).total_seconds() == pytest.approx(service.ESCALATION_RETRY_S)
+    (summary,) = rows(db_url, "SELECT summary ->> 'en' FROM alerts WHERE kind = 'work_failed'")
+    assert f"escalation of alert {bad}" in summary[0] and "trail refused" in summary[0]
+    assert with_pool(db_url, lambda pool: service.escalate_due(pool, now=at)) == 0  # not retried at once
