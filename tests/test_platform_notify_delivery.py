@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from eldercare.config import Settings
 from eldercare.platform.engine import service
 from eldercare.platform.notify import delivery, webhook
+from eldercare.platform.repo import alerts as repo
 
 NOW_MS = int(time.time() * 1000)
 SECRET = "hook-secret-1"
@@ -85,17 +87,18 @@ def receiver() -> Iterator[tuple[str, type[Receiver]]]:
 
 
 def run(db_url: str, settings: Settings, rounds: list[float], **kw: Any) -> list[int]:
-    """A fall queued, an engine round, then delivery rounds, sleeping the given seconds before each."""
+    """A fall queued, an engine round, then delivery rounds, each the given seconds after the one
+    before on an injected clock (the backoff is stepped through, not slept out)."""
     queue_fall(db_url)
 
     async def main() -> list[int]:
         async with AsyncConnectionPool(db_url, min_size=1, max_size=4, kwargs={"autocommit": True}) as pool:
             await service.process_work(pool, email=settings.smtp_url is not None)
             deliverer = delivery.Deliverer(pool, settings, **kw)
-            done = []
-            for pause in rounds:
-                await asyncio.sleep(pause)
-                done.append(await deliverer.deliver_due())
+            done, at = [], repo.now()
+            for step in rounds:
+                at += timedelta(seconds=step)
+                done.append(await deliverer.deliver_due(now=at))
             return done
 
     return asyncio.run(main())

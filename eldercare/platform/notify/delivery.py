@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -66,15 +67,21 @@ class Deliverer:
         self.channels = ["webhook"] + (["email"] if self.smtp_url else [])
         self._client: httpx.AsyncClient | None = None
 
-    async def deliver_due(self) -> int:
-        """One round: claim due rows, send them concurrently, record each outcome."""
+    async def deliver_due(self, *, now: datetime | None = None) -> int:
+        """One round: claim due rows, send them concurrently, record each outcome.
+
+        ``now`` (default: the database's clock) decides what is due and dates the retries, so a
+        test can step through the backoff without sleeping it out.
+        """
         async with self.pool.connection() as conn:
-            rows = await repo.claim_deliveries(conn, channels=self.channels, lease_s=LEASE_S, limit=BATCH)
+            rows = await repo.claim_deliveries(
+                conn, channels=self.channels, lease_s=LEASE_S, limit=BATCH, now=now
+            )
         if rows:
-            await asyncio.gather(*(self._one(row) for row in rows))
+            await asyncio.gather(*(self._one(row, now=now) for row in rows))
         return len(rows)
 
-    async def _one(self, row: dict[str, Any]) -> None:
+    async def _one(self, row: dict[str, Any], *, now: datetime | None = None) -> None:
         error: str | None = None
         try:
             if row["channel"] == "webhook":
@@ -94,6 +101,7 @@ class Deliverer:
                 error=error,
                 retry_in_s=backoff(row["attempts"], self.base_backoff_s),
                 max_attempts=self.max_attempts,
+                now=now,
             )
             if status == "gave_up" and self.on_gave_up is not None:
                 await self.on_gave_up(conn, row, error or "")

@@ -663,7 +663,12 @@ async def enqueue_deliveries(
 
 
 async def claim_deliveries(
-    conn: AsyncConnection[Any], *, channels: list[str], lease_s: float, limit: int = 20
+    conn: AsyncConnection[Any],
+    *,
+    channels: list[str],
+    lease_s: float,
+    limit: int = 20,
+    now: datetime | None = None,
 ) -> list[Row]:
     """Due webhook/e-mail rows, leased for ``lease_s`` (a crashed sender's rows come back after it).
 
@@ -673,15 +678,17 @@ async def claim_deliveries(
         conn,
         """
         UPDATE notifications n
-        SET attempts = n.attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease)s)
+        SET attempts = n.attempts + 1,
+            next_attempt_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease)s)
         WHERE n.id IN (
             SELECT id FROM notifications
-            WHERE channel = ANY(%(channels)s) AND status IN ('pending', 'failed') AND next_attempt_at <= now()
+            WHERE channel = ANY(%(channels)s) AND status IN ('pending', 'failed')
+              AND next_attempt_at <= coalesce(%(now)s, now())
             ORDER BY next_attempt_at FOR UPDATE SKIP LOCKED LIMIT %(limit)s
         )
         RETURNING n.id, n.alert_id, n.user_id, n.tier, n.channel, n.target, n.attempts
         """,
-        {"channels": channels, "lease": lease_s, "limit": limit},
+        {"channels": channels, "lease": lease_s, "limit": limit, "now": now},
     )
 
 
@@ -693,6 +700,7 @@ async def record_delivery(
     error: str | None = None,
     retry_in_s: float = 0.0,
     max_attempts: int = 8,
+    now: datetime | None = None,
 ) -> str:
     """The outcome of one attempt: delivered, failed (retried after ``retry_in_s``) or gave_up."""
     row = await _row(
@@ -703,11 +711,18 @@ async def record_delivery(
                           WHEN attempts >= %(max)s THEN 'gave_up' ELSE 'failed' END,
             delivered_at = CASE WHEN %(ok)s THEN now() END,
             last_error = %(error)s,
-            next_attempt_at = now() + make_interval(secs => %(retry)s)
+            next_attempt_at = coalesce(%(now)s, now()) + make_interval(secs => %(retry)s)
         WHERE id = %(id)s
         RETURNING alert_id, tier, channel, target, status, attempts
         """,
-        {"ok": ok, "max": max_attempts, "error": error, "retry": retry_in_s, "id": notification_id},
+        {
+            "ok": ok,
+            "max": max_attempts,
+            "error": error,
+            "retry": retry_in_s,
+            "id": notification_id,
+            "now": now,
+        },
     )
     assert row is not None
     await trail(
