@@ -77,7 +77,12 @@ def test_an_alert_made_on_one_replica_reaches_sockets_on_the_others(db_url: str,
             await asyncio.wait_for(asyncio.gather(hub_a.listening.wait(), hub_b.listening.wait()), 10)
             assert await service.process_work(engine_pool) == 1  # the engine of a third replica
             await asyncio.wait_for(asyncio.gather(worker.arrived.wait(), family1.arrived.wait()), 10)
-            await asyncio.sleep(0.5)  # time for anything wrongly routed to arrive too
+            # Proof that the first alert had every chance to reach the wrong sockets: later alerts
+            # for family2's relative and a simulated home reach them, after anything sent before.
+            queue(db_url, "gw-home-2", "home-2", "sos-1", "sos")
+            queue(db_url, "gw-sim-1", "sim-home-1", "sos-1", "sos")
+            assert await service.process_work(engine_pool) == 2
+            await asyncio.wait_for(asyncio.gather(family2.arrived.wait(), tester.arrived.wait()), 10)
             assert hub_a.connected_users == [world.user_id("worker1")]  # the dead socket is gone
             for t in tasks:
                 t.cancel()
@@ -87,9 +92,13 @@ def test_an_alert_made_on_one_replica_reaches_sockets_on_the_others(db_url: str,
                 await p.close()
 
     asyncio.run(main())
-    assert [m["event"] for m in worker.got] == ["notified"] == [m["event"] for m in family1.got]
-    assert worker.got[0]["alert"]["resident_id"] == "res-1"
-    assert family2.got == [] and tester.got == []  # another family; a tester sees simulated sites only
+    assert [m["event"] for m in family1.got] == ["notified"] and family1.got[0]["alert"][
+        "resident_id"
+    ] == "res-1"
+    assert worker.got[0]["event"] == "notified" and worker.got[0]["alert"]["resident_id"] == "res-1"
+    # another family's alert never reaches family2; a tester sees simulated sites only
+    assert [m["alert"]["resident_id"] for m in family2.got] == ["res-2"]
+    assert [m["alert"]["site_id"] for m in tester.got] == ["sim-home-1"]
 
 
 class DeadConsole:
