@@ -99,7 +99,7 @@ def test_presence_follows_arrival_not_the_gateways_clock_and_the_skew_is_measure
     deliver(store, int((now - 3600) * 1000), "offline", now + 1)
     engine(db_url)
     assert rows(db_url, "SELECT state FROM gateways WHERE id = 'gw-home-1'") == [("offline",)]
-    ((skew,),) = rows(db_url, "SELECT clock_skew_ms FROM gateways WHERE id = 'gw-home-1'")
+    ((skew,),) = rows(db_url, "SELECT skew_ms FROM gateway_clocks WHERE gateway_id = 'gw-home-1'")
     assert abs(skew - 7_200_000) < 10
     open_now = rows(db_url, "SELECT kind FROM alerts WHERE state = 'open' ORDER BY kind")
     assert open_now == [("clock_skew",), ("device_offline",)]
@@ -110,7 +110,7 @@ def test_presence_follows_arrival_not_the_gateways_clock_and_the_skew_is_measure
     engine(db_url)
     assert rows(db_url, "SELECT state FROM gateways WHERE id = 'gw-home-1'") == [("online",)]
     assert rows(db_url, "SELECT count(*) FROM alerts WHERE state = 'open'") == [(0,)]
-    ((skew,),) = rows(db_url, "SELECT clock_skew_ms FROM gateways WHERE id = 'gw-home-1'")
+    ((skew,),) = rows(db_url, "SELECT skew_ms FROM gateway_clocks WHERE gateway_id = 'gw-home-1'")
     assert abs(skew + 30_000) < 10
 
 

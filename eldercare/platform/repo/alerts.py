@@ -166,15 +166,19 @@ async def resident_at_site(conn: AsyncConnection[Any], *, resident: str, gateway
 
 
 async def gateway_presence(conn: AsyncConnection[Any], *, gateway: str) -> Row | None:
-    """The registry's view of a gateway: state and the arrival time of the status that set it."""
-    return await _row(
-        conn, "SELECT state, state_at FROM gateways WHERE id = %(gw)s FOR UPDATE", {"gw": gateway}
-    )
+    """The registry's view of a gateway: state and the arrival time of the status that set it.
+
+    Not locked: ingest updates it in its own batch transaction, which must never wait for the
+    engine. A work item exists only once ingest committed its status, so the row read here already
+    reflects every status whose work could be handled concurrently."""
+    return await _row(conn, "SELECT state, state_at FROM gateways WHERE id = %(gw)s", {"gw": gateway})
 
 
 async def set_clock_skew(conn: AsyncConnection[Any], *, gateway: str, skew_ms: int) -> None:
+    """Kept in ``gateway_clocks``, not ``gateways``: ingest's batch must never wait for this row."""
     await conn.execute(
-        "UPDATE gateways SET clock_skew_ms = %(skew)s, clock_checked_at = now() WHERE id = %(gw)s",
+        "INSERT INTO gateway_clocks (gateway_id, skew_ms) VALUES (%(gw)s, %(skew)s)"
+        " ON CONFLICT (gateway_id) DO UPDATE SET skew_ms = EXCLUDED.skew_ms, checked_at = now()",
         {"skew": skew_ms, "gw": gateway},
     )
 

@@ -2,7 +2,7 @@
 
 - ``alert_work`` keeps a failing item with its error: ``attempts``, ``last_error``, ``next_attempt_at``
   (retried with backoff) and ``failed_at`` (set aside after the last attempt, listed for admins).
-- ``gateways.clock_skew_ms``: the gateway's clock minus ingest's at the last live status.
+- ``gateway_clocks``: each gateway's clock minus ingest's at its last live status.
 - alert kinds ``work_failed`` (the engine could not process an item: for the operators) and
   ``clock_skew`` (a gateway's clock is far off).
 
@@ -35,9 +35,14 @@ def upgrade() -> None:
         CREATE INDEX alert_work_failed ON alert_work (failed_at DESC) WHERE failed_at IS NOT NULL;
         COMMENT ON COLUMN alert_work.failed_at IS
             'Set aside after its last attempt failed (last_error says why); never claimed again';
-        ALTER TABLE gateways ADD COLUMN clock_skew_ms bigint, ADD COLUMN clock_checked_at timestamptz;
-        COMMENT ON COLUMN gateways.clock_skew_ms IS
-            'Gateway clock minus ingest clock at the last live status (ms); NULL: not measured yet';
+        CREATE TABLE gateway_clocks (
+            gateway_id text PRIMARY KEY REFERENCES gateways ON DELETE CASCADE,
+            skew_ms    bigint NOT NULL,
+            checked_at timestamptz NOT NULL DEFAULT now()
+        );
+        COMMENT ON TABLE gateway_clocks IS
+            'Gateway clock minus ingest clock at the last live status (ms); apart from gateways,'
+            ' so the engine writing it never holds a row ingest updates';
         """
     )
     op.execute(
@@ -54,7 +59,7 @@ def downgrade() -> None:
     )
     op.execute(
         """
-        ALTER TABLE gateways DROP COLUMN IF EXISTS clock_checked_at, DROP COLUMN IF EXISTS clock_skew_ms;
+        DROP TABLE IF EXISTS gateway_clocks;
         DROP INDEX IF EXISTS alert_work_failed;
         ALTER TABLE alert_work DROP COLUMN failed_at, DROP COLUMN next_attempt_at,
             DROP COLUMN last_error, DROP COLUMN attempts;
