@@ -60,6 +60,9 @@ HEARTBEAT_TICK_S = 30.0
 HEARTBEAT_LIMIT_S = 300.0  # five default heartbeat periods
 INACTIVITY_TICK_S = 15.0  # how often due residents are looked for; each is due every 60 s
 ENGINE_POOL_SIZE = 6
+# A work item stuck waiting for a lock (an admin's long transaction, ...) fails on its own after
+# this, is retried, and never holds up the rest of the queue for longer.
+LOCK_TIMEOUT_MS = 5000
 
 
 @dataclass
@@ -523,7 +526,8 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            self.conninfo, min_size=2, max_size=self.pool_size, kwargs={"autocommit": True},
+            self.conninfo, min_size=2, max_size=self.pool_size,
+            kwargs={"autocommit": True, "options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
             open=False, name="eldercare-engine",
         )  # fmt: skip
         await pool.open()  # connections come as the database allows; the loops retry meanwhile
