@@ -7,13 +7,13 @@
   ``clock_skew`` (a gateway's clock is far off).
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0006 (was 0004; relinked after main gained 0006)
 """
 
 from alembic import op
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
