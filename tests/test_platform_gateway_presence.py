@@ -45,7 +45,7 @@ def deliver(store: Store, t_ms: int, state: str, received: float, *, retained: b
     reg = Registry(store.load_registry())
     payload = msgspec.json.encode({"v": 1, "t": t_ms, "state": state})
     batch = Batch()
-    batch.add(Validator(ROOT, reg).check(Inbound(TOPIC, payload, received=received, retained=retained)))
+    batch.add(Validator(ROOT, reg).check(Inbound(TOPIC, payload, received=received, retain=retained)))
     return store.write(batch, reg)
 
 
