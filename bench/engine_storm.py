@@ -116,13 +116,15 @@ async def storm(url: str, n: int, workers: int) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--alerts", type=int, default=500)
-    ap.add_argument("--workers", type=int, default=service.ESCALATION_WORKERS)
+    ap.add_argument("--workers", type=int, default=service.ESCALATION_WORKERS, help="escalation transactions")
+    ap.add_argument("--work-workers", type=int, default=service.WORK_WORKERS, help="work transactions")
     ap.add_argument(
         "--pg-url",
         default=os.environ.get("ELDERCARE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    service.WORK_WORKERS = args.work_workers
     name = f"bench_storm_{uuid.uuid4().hex[:12]}"
     parts = urlsplit(args.pg_url)
     url = urlunsplit(parts._replace(path=f"/{name}"))

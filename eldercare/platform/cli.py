@@ -21,7 +21,7 @@ from eldercare.cli import get_settings
     default=1,
     show_default=True,
     help="Processes sharing the port; each runs the API and an alert engine, whose work they "
-    "share through the database as replicas do (about 20 database connections each).",
+    "share through the database as replicas do (about 25 database connections each).",
 )
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, no_engine: bool, workers: int) -> None:

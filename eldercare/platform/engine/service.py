@@ -49,17 +49,17 @@ Clock = Callable[[], datetime]
 
 POLL_S = 2.0  # work is also polled, in case a NOTIFY was missed while reconnecting
 WORK_BATCH = 20  # items per transaction: a storm's first alerts are pushed without waiting for its last
-WORK_WORKERS = 2  # transactions taking work side by side (statuses stay ordered: see _status)
+WORK_WORKERS = 4  # transactions taking work side by side (statuses stay ordered: see _status)
 WORK_MAX_ATTEMPTS = 3  # then the item is set aside for an admin
 WORK_RETRY_S = 2.0  # after the first failed attempt; doubled each time
 ESCALATION_TICK_S = 1.0  # longest sleep between escalation rounds (less when a deadline is nearer)
 ESCALATION_BATCH = 50
-ESCALATION_WORKERS = 2  # transactions escalating side by side when many alerts are due together
+ESCALATION_WORKERS = 4  # transactions escalating side by side when many alerts are due together
 ESCALATION_RETRY_S = 30.0  # an alert whose escalation failed is tried again this much later
 HEARTBEAT_TICK_S = 30.0
 HEARTBEAT_LIMIT_S = 300.0  # five default heartbeat periods
 INACTIVITY_TICK_S = 15.0  # how often due residents are looked for; each is due every 60 s
-ENGINE_POOL_SIZE = 6
+ENGINE_POOL_SIZE = 10  # the work and escalation transactions, deliveries, the ticks
 # A work item stuck waiting for a lock (an admin's long transaction, ...) fails on its own after
 # this, is retried, and never holds up the rest of the queue for longer.
 LOCK_TIMEOUT_MS = 5000
