@@ -2,13 +2,14 @@
 
 Builds a fresh database (migrated, one home with a resident, a wearable and a care worker), runs
 the whole app under uvicorn in this process (engine, hub and delivery worker as in production),
-signs the worker in, opens ``/api/v1/ws`` and then, ``--events`` times: commits what ingest
+signs the worker in, opens ``/api/v1/ws`` (with ``--pollers`` consoles polling ``GET /alerts``
+meanwhile, as fast as the API answers) and then, ``--events`` times: commits what ingest
 writes for a fall (an ``alert_work`` row and ``NOTIFY alert_work``, one transaction), waits for
 the alert message on the socket, and resolves the alert directly in the database so that the next
 fall opens a new one. The path measured: LISTEN wake-up of the work loop, claim, open, notify the
 tier, ``NOTIFY alerts`` at commit, the hub's audience query, the WebSocket frame.
 
-    python bench/alert_latency.py [--events 200] [--json]
+    python bench/alert_latency.py [--events 200] [--pollers 50] [--json]
     python bench/alert_latency.py --pg-url postgresql://postgres@127.0.0.1:5432/postgres
 """
 
@@ -88,7 +89,15 @@ def fall(seq: int) -> str:
     })  # fmt: skip
 
 
-def measure(url: str, events: int) -> list[float]:
+def poll(port: int, token: str, stop: threading.Event, counts: list[int]) -> None:
+    """One console polling the alert list as fast as the API answers (the read load)."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}) as c:
+        while not stop.is_set():
+            c.get("/api/v1/alerts", params={"limit": 50}, timeout=30)
+            counts.append(1)
+
+
+def measure(url: str, events: int, pollers: int = 0) -> tuple[list[float], float]:
     app = create_app(Settings(database_url=url, environment="test", db_pool_max=10))  # type: ignore[arg-type]
     port = free_port()
     server = uvicorn.Server(
@@ -106,6 +115,14 @@ def measure(url: str, events: int) -> list[float]:
     r.raise_for_status()
     token = r.json()["access_token"]
     out: list[float] = []
+    stop = threading.Event()
+    counts: list[int] = []
+    readers = [
+        threading.Thread(target=poll, args=(port, token, stop, counts), daemon=True) for _ in range(pollers)
+    ]
+    for reader in readers:
+        reader.start()
+    started = time.perf_counter()
     try:
         with connect(f"ws://127.0.0.1:{port}/api/v1/ws?token={token}") as ws, psycopg.connect(url) as conn:
             ws.recv(timeout=10)  # hello
@@ -131,9 +148,13 @@ def measure(url: str, events: int) -> list[float]:
                     )
                 time.sleep(0.01)
     finally:
+        rate = len(counts) / (time.perf_counter() - started)
+        stop.set()
+        for reader in readers:
+            reader.join(30)
         server.should_exit = True
         thread.join(20)
-    return out
+    return out, rate
 
 
 def pct(values: list[float], p: float) -> float:
@@ -144,6 +165,7 @@ def pct(values: list[float], p: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200)
+    ap.add_argument("--pollers", type=int, default=0, help="consoles polling GET /alerts meanwhile")
     ap.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -156,12 +178,14 @@ def main() -> None:
         upgrade(url)
         seed(url)
         log(f"{args.events} falls -> WebSocket")
-        ms = measure(url, args.events)
+        ms, rate = measure(url, args.events, args.pollers)
     finally:
         with psycopg.connect(args.pg_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     result: dict[str, Any] = {
         "events": len(ms),
+        "pollers": args.pollers,
+        "reads_per_s": round(rate, 1),
         "p50_ms": round(pct(ms, 50), 2),
         "p90_ms": round(pct(ms, 90), 2),
         "p99_ms": round(pct(ms, 99), 2),
@@ -171,13 +195,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print("| events | p50 ms | p90 ms | p99 ms | max ms | mean ms |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
-    print(
-        "| "
-        + " | ".join(str(result[k]) for k in ("events", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms"))
-        + " |"
-    )
+    keys = ("events", "pollers", "reads_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")
+    print("| events | pollers | reads/s | p50 ms | p90 ms | p99 ms | max ms | mean ms |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| " + " | ".join(str(result[k]) for k in keys) + " |")
 
 
 if __name__ == "__main__":

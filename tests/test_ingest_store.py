@@ -112,10 +112,17 @@ def test_status_updates_the_registry_and_keeps_the_newest(store: Store, db_url: 
         history = conn.execute("SELECT state FROM gateway_status ORDER BY ts").fetchall()
     assert gw is not None and gw[:2] == ("offline", "1.2.0")
     assert history == [("online",), ("offline",)]
-    # A stale online status (older than the will) does not flip the state back.
-    old = msgspec.json.encode({"v": 1, "t": now_ms() - 60_000, "state": "online"})
-    store.write(batch_of(reg, ("home-1/gw-1/status", old)), reg)
+    # A stale online status (one that arrived before the will, written after it: two workers) does
+    # not flip the state back. Statuses are ordered by arrival, never by the gateway's t.
+    old = msgspec.json.encode({"v": 1, "t": now_ms() + 60_000, "state": "online"})
+    late = Batch()
+    late.add(Validator(ROOT, reg).check(Inbound(f"{ROOT}/home-1/gw-1/status", old, received=time.time() - 1)))
+    store.write(late, reg)
     assert count(db_url, "SELECT count(*) FROM gateways WHERE id = 'gw-1' AND state = 'offline'") == 1
+    # The same Last Will again (one agent process builds it once) is a new disconnect, not a duplicate.
+    time.sleep(0.01)
+    again = store.write(batch_of(reg, ("home-1/gw-1/status", will)), reg)
+    assert (again.statuses, again.duplicates) == (1, 0)
 
 
 def test_missing_partition_is_created_on_demand(store: Store, db_url: str) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -15,6 +16,7 @@ from platform_seed import World, seed_world
 from psycopg_pool import AsyncConnectionPool
 
 from eldercare.platform.engine import rules, service
+from eldercare.platform.repo import alerts as repo
 
 if TYPE_CHECKING:
     from platform_api_support import Api
@@ -46,6 +48,12 @@ def with_pool(db_url: str, job: Callable[[AsyncConnectionPool[Any]], Awaitable[A
             return await job(pool)
 
     return asyncio.run(main())
+
+
+def escalate_at(seconds_from_now: float) -> Callable[[AsyncConnectionPool[Any]], Awaitable[int]]:
+    """``escalate_due`` on an injected clock: deadlines pass without sleeping them out."""
+    at = repo.now() + timedelta(seconds=seconds_from_now)
+    return lambda pool: service.escalate_due(pool, now=at)
 
 
 def rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -88,9 +96,9 @@ def test_unacknowledged_alert_climbs_each_tier_in_order_and_stops_at_ack(
     queue(db_url, "event", "gw-home-1", "home-1", fall(sensor_of_res1(db_url)))
     with_pool(db_url, service.process_work)
     (alert_id,) = rows(db_url, "SELECT id FROM alerts")[0]
-    for expected_tier in (2, 3):
-        time.sleep(1.1)
-        assert with_pool(db_url, service.escalate_due) == 1
+    assert with_pool(db_url, escalate_at(0.5)) == 0  # tier 1 still has time
+    for expected_tier, at in ((2, 1.5), (3, 3.0)):
+        assert with_pool(db_url, escalate_at(at)) == 1
         assert rows(db_url, "SELECT tier FROM alerts") == [(expected_tier,)]
     by_tier = rows(
         db_url,
@@ -118,8 +126,7 @@ def test_acknowledged_alert_does_not_escalate(db_url: str, world: World, api: Ap
     with_pool(db_url, service.process_work)
     (alert_id,) = rows(db_url, "SELECT id FROM alerts")[0]
     assert api.post("family1", f"/api/v1/alerts/{alert_id}/ack").status_code == 200
-    time.sleep(1.1)
-    assert with_pool(db_url, service.escalate_due) == 0
+    assert with_pool(db_url, escalate_at(60)) == 0
     assert rows(db_url, "SELECT tier, state FROM alerts") == [(1, "acknowledged")]
 
 
@@ -134,8 +141,10 @@ def test_two_engines_never_double_escalate_or_notify(db_url: str, world: World) 
             pool.conninfo, min_size=1, max_size=4, kwargs={"autocommit": True}
         ) as other:
             await asyncio.gather(*(service.process_work(p, limit=3) for p in (pool, other) for _ in range(6)))
-            await asyncio.sleep(1.1)
-            await asyncio.gather(*(service.escalate_due(p) for p in (pool, other) for _ in range(3)))
+            at = repo.now() + timedelta(seconds=1.5)
+            await asyncio.gather(
+                *(service.escalate_due(p, now=at, batch=1) for p in (pool, other) for _ in range(3))
+            )
 
     with_pool(db_url, two_engines)
     assert rows(db_url, "SELECT count(*) FROM alert_work") == [(0,)]
@@ -231,17 +240,17 @@ def test_rules_are_pure_decisions() -> None:
     hovering = rules.decide_status(
         {"site": "h", "gateway": "g", "t": 1, "state": "online", "sensors": {"s": {"battery": 0.2}}}
     )
-    assert [type(d) for d in hovering] == [rules.Clear]  # only the offline clear; battery in between
+    assert [type(d) for d in hovering] == [rules.Clear, rules.Clear]  # offline, stalled; battery between
     lost = rules.decide_status(
         {"site": "h", "gateway": "g", "t": 1, "state": "online", "sensors": {"sos-1": {"online": False}}}
     )
-    assert [type(d) for d in lost] == [rules.Clear, rules.Open]  # a lost SOS button is a device alert
-    assert lost[1].kind == "device_offline" and lost[1].sensor_id == "sos-1"
-    assert "sos-1" in lost[1].summary["en"] and "sos-1" in lost[1].summary["zh-CN"]
+    assert [type(d) for d in lost] == [rules.Clear, rules.Clear, rules.Open]  # a lost SOS button alerts
+    assert lost[2].kind == "device_offline" and lost[2].sensor_id == "sos-1"
+    assert "sos-1" in lost[2].summary["en"] and "sos-1" in lost[2].summary["zh-CN"]
     back = rules.decide_status(
         {"site": "h", "gateway": "g", "t": 2, "state": "online", "sensors": {"sos-1": {"online": True}}}
     )
-    assert [d.dedup_key for d in back] == [lost[0].dedup_key, lost[1].dedup_key]  # cleared when heard again
+    assert [d.dedup_key for d in back] == [d.dedup_key for d in lost]  # cleared when heard again
 
 
 def test_family_sees_who_is_on_duty_for_their_relative_only(db_url: str, world: World, api: Api) -> None:

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from eldercare.config import Settings
 from eldercare.platform.engine import service
 from eldercare.platform.notify import delivery, webhook
+from eldercare.platform.repo import alerts as repo
 
 NOW_MS = int(time.time() * 1000)
 SECRET = "hook-secret-1"
@@ -85,17 +87,18 @@ def receiver() -> Iterator[tuple[str, type[Receiver]]]:
 
 
 def run(db_url: str, settings: Settings, rounds: list[float], **kw: Any) -> list[int]:
-    """A fall queued, an engine round, then delivery rounds, sleeping the given seconds before each."""
+    """A fall queued, an engine round, then delivery rounds, each the given seconds after the one
+    before on an injected clock (the backoff is stepped through, not slept out)."""
     queue_fall(db_url)
 
     async def main() -> list[int]:
         async with AsyncConnectionPool(db_url, min_size=1, max_size=4, kwargs={"autocommit": True}) as pool:
             await service.process_work(pool, email=settings.smtp_url is not None)
             deliverer = delivery.Deliverer(pool, settings, **kw)
-            done = []
-            for pause in rounds:
-                await asyncio.sleep(pause)
-                done.append(await deliverer.deliver_due())
+            done, at = [], repo.now()
+            for step in rounds:
+                at += timedelta(seconds=step)
+                done.append(await deliverer.deliver_due(now=at))
             return done
 
     return asyncio.run(main())
@@ -140,11 +143,83 @@ def test_webhook_gives_up_after_the_last_attempt(db_url: str, world: World, sett
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/"
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("UPDATE providers SET webhook_url = %s WHERE id = 'hc-1'", (dead,))
-    assert run(db_url, settings, [0, 0.2, 0.3, 0.3], base_backoff_s=0.1, max_attempts=3) == [1, 1, 1, 0]
-    ((status, attempts, error),) = rows(
-        db_url, "SELECT status, attempts, last_error FROM notifications WHERE channel = 'webhook'"
+    rounds = run(
+        db_url, settings, [0, 0.2, 0.3, 0.3], base_backoff_s=0.1, max_attempts=3,
+        on_gave_up=service.delivery_gave_up,
+    )  # fmt: skip
+    assert rounds == [1, 1, 1, 0]
+    ((ident, status, attempts, error),) = rows(
+        db_url, "SELECT id, status, attempts, last_error FROM notifications WHERE channel = 'webhook'"
     )
     assert (status, attempts) == ("gave_up", 3) and "ConnectError" in error
+    ((summary, users),) = rows(
+        db_url,
+        "SELECT a.summary ->> 'en', array_agg(u.username) FROM alerts a JOIN notifications n"
+        " ON n.alert_id = a.id JOIN users u ON u.id = n.user_id WHERE a.kind = 'work_failed' GROUP BY 1",
+    )
+    assert f"webhook delivery {ident}" in summary and "ConnectError" in summary
+    assert users == ["admin"]  # the operators are told
+
+
+def test_a_receiver_that_never_answers_delays_no_other_delivery(
+    db_url: str, world: World, settings: Settings
+) -> None:
+    release = threading.Event()
+    arrived: dict[str, threading.Event] = {"slow": threading.Event(), "fast": threading.Event()}
+
+    class Hooks(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            which = self.path.strip("/")
+            arrived[which].set()
+            if which == "slow":
+                release.wait(30)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE providers SET webhook_url = %s WHERE id = 'hc-1'", (f"{base}/slow",))
+        conn.execute("UPDATE providers SET webhook_url = %s WHERE id = 'hc-2'", (f"{base}/fast",))
+        conn.execute(
+            "INSERT INTO care_assignments (resident_id, user_id) VALUES ('res-2', %s)",
+            (world.user_id("worker2"),),
+        )
+    queue_fall(db_url)  # res-1: hc-1's webhook, which hangs
+
+    async def main() -> None:
+        async with AsyncConnectionPool(db_url, min_size=1, max_size=4, kwargs={"autocommit": True}) as pool:
+            await service.process_work(pool)
+            sender = asyncio.create_task(delivery.Deliverer(pool, settings).run())
+            await asyncio.to_thread(arrived["slow"].wait, 10)
+            with psycopg.connect(db_url, autocommit=True) as conn:  # then res-2's SOS: hc-2's webhook
+                conn.execute(
+                    "INSERT INTO alert_work (kind, gateway_id, site_id, payload)"
+                    " VALUES ('event', %s, %s, %s)",
+                    ("gw-home-2", "home-2", json.dumps({
+                        "v": 1, "epoch": "e-2", "seq": 1, "t": NOW_MS, "sensor": "sos-1", "kind": "sos",
+                        "resident": "res-2", "evidence": {}, "gateway": "gw-home-2", "site": "home-2",
+                    })),
+                )  # fmt: skip
+            await service.process_work(pool)
+            fast = await asyncio.to_thread(arrived["fast"].wait, 5)
+            slow_still_hanging = not release.is_set()
+            release.set()
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            assert fast and slow_still_hanging
+
+    try:
+        asyncio.run(main())
+    finally:
+        release.set()
+        srv.shutdown()
+        srv.server_close()
 
 
 def test_no_webhook_when_the_provider_has_none(db_url: str, world: World, settings: Settings) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -76,7 +77,12 @@ def test_an_alert_made_on_one_replica_reaches_sockets_on_the_others(db_url: str,
             await asyncio.wait_for(asyncio.gather(hub_a.listening.wait(), hub_b.listening.wait()), 10)
             assert await service.process_work(engine_pool) == 1  # the engine of a third replica
             await asyncio.wait_for(asyncio.gather(worker.arrived.wait(), family1.arrived.wait()), 10)
-            await asyncio.sleep(0.5)  # time for anything wrongly routed to arrive too
+            # Proof that the first alert had every chance to reach the wrong sockets: later alerts
+            # for family2's relative and a simulated home reach them, after anything sent before.
+            queue(db_url, "gw-home-2", "home-2", "sos-1", "sos")
+            queue(db_url, "gw-sim-1", "sim-home-1", "sos-1", "sos")
+            assert await service.process_work(engine_pool) == 2
+            await asyncio.wait_for(asyncio.gather(family2.arrived.wait(), tester.arrived.wait()), 10)
             assert hub_a.connected_users == [world.user_id("worker1")]  # the dead socket is gone
             for t in tasks:
                 t.cancel()
@@ -86,6 +92,77 @@ def test_an_alert_made_on_one_replica_reaches_sockets_on_the_others(db_url: str,
                 await p.close()
 
     asyncio.run(main())
-    assert [m["event"] for m in worker.got] == ["notified"] == [m["event"] for m in family1.got]
-    assert worker.got[0]["alert"]["resident_id"] == "res-1"
-    assert family2.got == [] and tester.got == []  # another family; a tester sees simulated sites only
+    assert [m["event"] for m in family1.got] == ["notified"] and family1.got[0]["alert"][
+        "resident_id"
+    ] == "res-1"
+    assert worker.got[0]["event"] == "notified" and worker.got[0]["alert"]["resident_id"] == "res-1"
+    # another family's alert never reaches family2; a tester sees simulated sites only
+    assert [m["alert"]["resident_id"] for m in family2.got] == ["res-2"]
+    assert [m["alert"]["site_id"] for m in tester.got] == ["sim-home-1"]
+
+
+class DeadConsole:
+    """A socket whose peer vanished: sends fail, and a close is never answered."""
+
+    def __init__(self, never: asyncio.Event) -> None:
+        self.never = never
+
+    async def send_text(self, data: str) -> None:
+        await asyncio.sleep(0)
+        raise ConnectionResetError("client went away")
+
+    async def close(self, code: int = 1000) -> None:
+        # waits on a future only the vanished transport held: nothing else refers to this task
+        await asyncio.get_running_loop().create_future()
+
+
+class SlowConsole:
+    """A socket still sending when its console disconnects."""
+
+    def __init__(self, never: asyncio.Event) -> None:
+        self.never = never
+
+    async def send_text(self, data: str) -> None:
+        await self.never.wait()
+
+
+def test_a_thousand_sockets_closing_at_once_leave_no_task_pending(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from eldercare.platform.notify import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "CLOSE_TIMEOUT_S", 0.2, raising=False)
+    errors: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        never = asyncio.Event()
+        hub = Hub(None, "")  # type: ignore[arg-type]  # no database: sockets only
+        dead = [DeadConsole(never) for _ in range(500)]
+        slow = [SlowConsole(never) for _ in range(500)]
+        for i, sock in enumerate([*dead, *slow]):
+            hub.register(i, sock)
+            assert hub._sockets[i][sock].put('{"type": "alert"}')
+        while len(hub.connected_users) > 500:  # the dead ones fail their send and are dropped
+            await asyncio.sleep(0.01)
+        for i, sock in enumerate(slow, start=500):
+            hub.unregister(i, sock)  # their consoles disconnect (the ws route's finally)
+        dead.clear()
+        slow.clear()
+        for _ in range(3):
+            gc.collect()
+            await asyncio.sleep(0)
+        assert hub.connected_users == []
+        await asyncio.gather(*list(getattr(hub, "_tasks", ())), return_exceptions=True)  # closes time out
+        gc.collect()
+        assert not getattr(hub, "_tasks", ())  # every push and close task ended and was let go
+        if hasattr(hub, "close"):
+            await hub.close()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(main())
+        gc.collect()
+    assert errors == []
+    assert "Task was destroyed but it is pending" not in caplog.text

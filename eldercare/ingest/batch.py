@@ -243,12 +243,15 @@ class Validator:
             a.new_sensors = (msg.sensor,) if msg.sensor != gw else ()
             return a
         assert isinstance(msg, Status)
-        # A Last Will is composed when the gateway connects: its t is the connect time, so the
-        # moment the gateway went offline is when the broker sent the will, i.e. now.
-        ts = msg.t
-        if msg.state == "offline" or self._outside(ts, ts, now_ms, self.limits.readings_days):
-            ts = int(m.received * 1000)
-        a = Accepted(m, kind, site, gw, STATUS_EPOCH + msg.state, msg.t, msg, verified)
+        # One clock for presence: a status is dated (and ordered) by its arrival, the broker's
+        # delivery order, never by the gateway's t, which may be skewed; a Last Will's t is when the
+        # agent connected. A live offline status (clean offline or Will) is keyed by its arrival too:
+        # one agent process sends the same Will each time it drops, and every drop must count. A
+        # retained one keeps its t as key, so the broker replaying it to a restarted ingest is a
+        # duplicate after the first time.
+        ts = int(m.received * 1000)
+        key = ts if msg.state == "offline" and not m.retain else msg.t
+        a = Accepted(m, kind, site, gw, STATUS_EPOCH + msg.state, key, msg, verified)
         a.ts_lo = a.ts_hi = ts
         a.digest = _digest(encode(msg))
         return a

@@ -91,8 +91,8 @@ INSERT INTO gateway_status (ts, gateway_id, site_id, state, clock_ok, version, s
 VALUES (%(ts)s, %(gateway)s, %(site)s, %(state)s, %(clock_ok)s, %(version)s, %(sensors)s::jsonb,
         %(outbox)s::jsonb)
 """
-# Status messages may arrive out of order (two workers, a late Last Will): the newest wins. A status
-# without a config revision (a Last Will, an older agent) leaves what the gateway said about it.
+# Status messages may arrive out of order (two workers, a late Last Will): the newest by arrival wins.
+# A status without a config revision (a Last Will, an older agent) leaves what the gateway said about it.
 UPDATE_GATEWAY = """
 UPDATE gateways SET state = %(state)s, state_at = %(ts)s, version = coalesce(%(version)s, version),
     config_applied = coalesce(%(config_revision)s, config_applied),
@@ -464,6 +464,7 @@ class Store:
                 "state": st.state,
                 "version": st.version,
                 "clock_ok": st.clock_ok,
+                "retained": a.inbound.retain,
                 "sensors": msgspec.to_builtins(st.sensors),
                 "outbox": st.outbox,
             }

@@ -2,9 +2,12 @@
 
 ``create_app(settings)`` builds the app; its lifespan opens an ``AsyncConnectionPool`` (failing fast
 when the database is unreachable), then starts the alert engine's background work through
-``eldercare.platform.engine.service.start(app.state)`` when that module is installed. Whatever the
-engine starts it appends to ``app.state.background`` (asyncio tasks), which the lifespan cancels on
-shutdown; if it sets ``app.state.engine_stop`` (an async callable) that is awaited first.
+``eldercare.platform.engine.service.start(app.state)`` when that module is installed. The engine runs
+on its own thread, event loop and connections, and the push hub has a pool of its own, so requests
+never hold up an alarm. Whatever the engine starts on this loop it appends to
+``app.state.background`` (asyncio tasks), which the lifespan cancels on shutdown; if it sets
+``app.state.engine_stop`` (an async callable) that is awaited first. ``/metrics`` (Prometheus text)
+shows the engine's queue, the items it set aside and failed deliveries.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eldercare import __version__
@@ -46,6 +49,7 @@ ROUTERS = (
     "sim",
     "alerts",
     "ws",
+    "engine",
 )
 TAGS = [
     {"name": "auth", "description": "Sign in (OAuth2 password flow), refresh, own account"},
@@ -63,6 +67,7 @@ TAGS = [
     {"name": "audit", "description": "Who read which resident's data"},
     {"name": "sim", "description": "Tester endpoints driving simulated sites"},
     {"name": "alerts", "description": "Alerts: list, detail with trail, acknowledge, resolve, notes"},
+    {"name": "engine", "description": "Work the alert engine set aside after failing on it (admins)"},
 ]
 
 
@@ -169,6 +174,25 @@ async def _start_engine(app: FastAPI) -> None:
     log.info("alert engine started (%s background tasks)", len(app.state.background))
 
 
+SERVE_CONFIG_ENV = "EC_SERVE_CONFIG_FILE"  # not ELDERCARE_*: settings refuse unknown variables
+SERVE_ENGINE_ENV = "EC_SERVE_ENGINE"
+
+
+def app_for_worker() -> FastAPI:
+    """The app of one ``eldercare serve --workers N`` process (a uvicorn factory).
+
+    The settings are loaded as the parent loaded them; the engine's work is shared with the other
+    workers through the database, exactly as across replicas.
+    """
+    import os
+
+    from eldercare.config import load_settings
+
+    settings = load_settings(os.environ.get(SERVE_CONFIG_ENV) or None)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(settings, start_engine=os.environ.get(SERVE_ENGINE_ENV, "1") == "1")
+
+
 def create_app(settings: Settings | None = None, *, start_engine: bool = True) -> FastAPI:
     """Build the application; ``start_engine=False`` serves the API without the alert engine."""
     settings = settings or get_settings()
@@ -231,6 +255,14 @@ def create_app(settings: Settings | None = None, *, start_engine: bool = True) -
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> PlainTextResponse:
+        from eldercare.platform.engine import metrics as engine_metrics
+
+        return PlainTextResponse(
+            await engine_metrics.render(request.app.state.pool), media_type=engine_metrics.CONTENT_TYPE
+        )
 
     from eldercare.platform import web
 

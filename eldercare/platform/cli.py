@@ -15,25 +15,42 @@ from eldercare.cli import get_settings
 @click.option("--host", default=None, help="Listen address (default: settings.http_host).")
 @click.option("--port", type=int, default=None, help="Listen port (default: settings.http_port).")
 @click.option("--no-engine", is_flag=True, help="Serve the API only; run no alert engine work here.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes sharing the port; each runs the API and an alert engine, whose work they "
+    "share through the database as replicas do (about 25 database connections each).",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, no_engine: bool) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, no_engine: bool, workers: int) -> None:
     """Run the HTTP API, the alert engine and the web consoles.
 
     运行 HTTP 接口、告警引擎和网页控制台。
     """
+    import os
+
     import uvicorn
 
-    from eldercare.platform.app import create_app
+    from eldercare.platform import app as platform_app
 
     settings = get_settings(ctx)
-    app = create_app(settings, start_engine=not no_engine)
-    uvicorn.run(
-        app,
-        host=host or settings.http_host,
-        port=port if port is not None else settings.http_port,
-        log_level=settings.log_level.lower(),
-        proxy_headers=True,
-    )
+    where = {
+        "host": host or settings.http_host,
+        "port": port if port is not None else settings.http_port,
+        "log_level": settings.log_level.lower(),
+        "proxy_headers": True,
+    }
+    if workers == 1:
+        uvicorn.run(platform_app.create_app(settings, start_engine=not no_engine), **where)  # type: ignore[arg-type]
+        return
+    # Each worker is a fresh process that builds its own app: it loads the same settings (the
+    # environment is inherited; the config file is passed on) and runs its own engine.
+    root = ctx.find_root().obj or {}
+    os.environ[platform_app.SERVE_CONFIG_ENV] = str(root.get("config_file") or "")
+    os.environ[platform_app.SERVE_ENGINE_ENV] = "0" if no_engine else "1"
+    uvicorn.run(f"{platform_app.__name__}:app_for_worker", factory=True, workers=workers, **where)  # type: ignore[arg-type]
 
 
 @click.group()

@@ -23,6 +23,8 @@ DEFAULT_POLICY: tuple[Tier, ...] = (
 )
 # Device problems: the care team only, no climb.
 DEVICE_POLICY: tuple[Tier, ...] = (Tier(1, "care team", ("assigned_worker", "home_care_on_duty"), 3600),)
+# The platform's own failures (``rules.OPERATOR_KINDS``): every active admin, no climb.
+OPERATOR_POLICY: tuple[Tier, ...] = (Tier(1, "operators", ("admins",), 3600),)
 
 
 def tier(policy: tuple[Tier, ...], number: int) -> Tier | None:

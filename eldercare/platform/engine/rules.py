@@ -23,10 +23,15 @@ SEVERITY = {
     "pipeline_stalled": "high",
     "device_offline": "medium",
     "low_battery": "low",
+    "clock_skew": "medium",
+    "work_failed": "high",
 }
 
 # Device problems go to the care team only; the family is not woken for a flat battery.
-DEVICE_KINDS = frozenset({"device_offline", "low_battery", "pipeline_stalled"})
+DEVICE_KINDS = frozenset({"device_offline", "low_battery", "pipeline_stalled", "clock_skew"})
+# The platform's own failures go to the operators (admins), whoever the data was about.
+OPERATOR_KINDS = frozenset({"work_failed"})
+CLOCK_SKEW_LIMIT_MS = 5 * 60_000  # a gateway clock further off than this raises clock_skew
 
 TITLES = {
     "fall": ("Possible fall", "疑似跌倒"),
@@ -38,6 +43,8 @@ TITLES = {
     "device_offline": ("Device offline", "设备离线"),  # a gateway, or one sensor found silent
     "low_battery": ("Low battery", "电量不足"),
     "pipeline_stalled": ("Data from gateway not arriving", "网关数据未到达平台"),
+    "clock_skew": ("Gateway clock is wrong", "网关时钟偏差过大"),
+    "work_failed": ("Platform could not process a message", "平台无法处理一条消息"),
 }
 
 
@@ -49,7 +56,7 @@ class Open:
     dedup_key: str
     detected_ms: int
     resident_id: str | None
-    site_id: str
+    site_id: str | None
     gateway_id: str | None
     sensor_id: str | None
     summary: dict[str, Any] = field(default_factory=dict)
@@ -173,8 +180,14 @@ def _low_battery(site: str, gateway: str, sensor: str, t_ms: int, battery: float
 
 
 def decide_status(work: dict[str, Any]) -> list[Decision]:
-    """A gateway status (retained presence or Last Will)."""
-    site, gateway, t = work["site"], work["gateway"], work["t"]
+    """A gateway status (retained presence, clean offline or Last Will).
+
+    Times are ingest's arrival time (``ts``), the one clock every status is ordered by: a Last Will's
+    own ``t`` is when the agent connected, and a gateway's clock may be off. ``skew_ms`` (gateway
+    clock minus arrival, measured by the service on live statuses) raises or clears ``clock_skew``.
+    """
+    site, gateway = work["site"], work["gateway"]
+    t = int(work.get("ts") or work["t"])
     offline_key = dedup_key("device_offline", device=gateway)
     out: list[Decision] = []
     if work["state"] == "offline":
@@ -196,6 +209,9 @@ def decide_status(work: dict[str, Any]) -> list[Decision]:
         )
         return out
     out.append(Clear(offline_key, "gateway back online"))
+    out.append(Clear(dedup_key("pipeline_stalled", device=gateway), "gateway back online"))
+    if work.get("skew_ms") is not None:
+        out.append(_clock(site, gateway, t, int(work["skew_ms"])))
     out += _disk(site, gateway, t, work.get("outbox") or {})
     sensors = work.get("sensors") or {}
     for sensor, info in sensors.items():
@@ -279,5 +295,52 @@ def decide_heartbeat(
             "pipeline_stalled",
             f"Gateway {gateway} is online but no heartbeat reached the database for {silent}.",
             f"网关 {gateway} 在线，但心跳已 {silent} 未到达数据库。",
+        ),
+    )
+
+
+def _clock(site: str, gateway: str, t_ms: int, skew_ms: int) -> Decision:
+    key = dedup_key("clock_skew", device=gateway)
+    if abs(skew_ms) <= CLOCK_SKEW_LIMIT_MS:
+        return Clear(key, "gateway clock within limits again")
+    way = "ahead" if skew_ms > 0 else "behind"
+    off = f"{abs(skew_ms) / 60000:.0f} min"
+    way_zh = "快" if skew_ms > 0 else "慢"
+    return Open(
+        "clock_skew",
+        key,
+        t_ms,
+        resident_id=None,
+        site_id=site,
+        gateway_id=gateway,
+        sensor_id=None,
+        summary=_summary(
+            "clock_skew",
+            f"Gateway {gateway}'s clock is {off} {way}: its readings and events carry wrong times.",
+            f"网关 {gateway} 的时钟{way_zh}了 {off}，其数据和事件的时间不正确。",
+            skew_ms=skew_ms,
+        ),
+    )
+
+
+def work_failed(*, what: str, ident: int, error: str, site: str | None, t_ms: int) -> Open:
+    """The operators' alert for an item the platform set aside after its last attempt failed.
+
+    One live alert for all such items (each one more detection), so a flood of bad input pages the
+    operators once; the items themselves are listed by the admin API."""
+    return Open(
+        "work_failed",
+        f"operator:{what}:failed",
+        t_ms,
+        resident_id=None,
+        site_id=None,
+        gateway_id=None,
+        sensor_id=None,
+        summary=_summary(
+            "work_failed",
+            f"{what} {ident} (site {site or '-'}) could not be processed and was set aside: {error}",
+            f"{what} {ident}（站点 {site or '-'}）无法处理，已搁置：{error}",
+            item=ident,
+            site=site,
         ),
     )

@@ -1,22 +1,36 @@
-"""The alert engine's background work, started inside every API replica by the app's lifespan.
+"""The alert engine's background work, started by the app's lifespan on its own thread.
 
-Three loops, each safe to run on any number of replicas because every step claims its rows with
+Alarms must never wait behind page loads: the engine's loops run on a thread with their own event
+loop and their own connection pool (:class:`Engine`), and the WebSocket hub has its own small pool on
+the API's loop, so however busy the API is, an event becomes an alert and reaches the consoles.
+
+Every loop is safe to run on any number of replicas because every step claims its rows with
 ``FOR UPDATE SKIP LOCKED`` and writes its consequences in the same transaction:
 
 - work: events and status rows that ingest queued (``alert_work``), woken by ``NOTIFY alert_work``;
-- escalation: open alerts whose acknowledgement deadline passed climb one tier;
+  each item is handled in its own savepoint, so one that fails is retried a few times with backoff,
+  then set aside with its error (listed for admins, counted in ``/metrics``, raising ``work_failed``
+  for the operators) and never holds up the items behind it;
+- escalation: open alerts whose acknowledgement deadline passed climb one tier, as many as are due,
+  in batches, the loop sleeping only until the next deadline;
 - heartbeat: gateways that say they are online but whose heartbeats stopped reaching the database;
 - inactivity: each resident's inactivity detector, fed the home's readings and the clock;
 - pushes: this replica's WebSocket hub, listening on ``alerts`` (:mod:`eldercare.platform.notify.hub`);
 - deliveries: queued webhooks and e-mails, retried with backoff (:mod:`eldercare.platform.notify.delivery`).
+
+Time comes from a clock the caller can inject (``now=``), so tests never sleep out a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,14 +45,48 @@ from eldercare.platform.repo import alerts as repo
 
 log = logging.getLogger(__name__)
 
+Clock = Callable[[], datetime]
+
 POLL_S = 2.0  # work is also polled, in case a NOTIFY was missed while reconnecting
-ESCALATION_TICK_S = 1.0
+WORK_BATCH = 20  # items per transaction: a storm's first alerts are pushed without waiting for its last
+WORK_WORKERS = 4  # transactions taking work side by side (statuses stay ordered: see _status)
+WORK_MAX_ATTEMPTS = 3  # then the item is set aside for an admin
+WORK_RETRY_S = 2.0  # after the first failed attempt; doubled each time
+ESCALATION_TICK_S = 1.0  # longest sleep between escalation rounds (less when a deadline is nearer)
+ESCALATION_BATCH = 50
+ESCALATION_WORKERS = 4  # transactions escalating side by side when many alerts are due together
+ESCALATION_RETRY_S = 30.0  # an alert whose escalation failed is tried again this much later
 HEARTBEAT_TICK_S = 30.0
 HEARTBEAT_LIMIT_S = 300.0  # five default heartbeat periods
 INACTIVITY_TICK_S = 15.0  # how often due residents are looked for; each is due every 60 s
+ENGINE_POOL_SIZE = 10  # the work and escalation transactions, deliveries, the ticks
+# A work item stuck waiting for a lock (an admin's long transaction, ...) fails on its own after
+# this, is retried, and never holds up the rest of the queue for longer.
+LOCK_TIMEOUT_MS = 5000
 
 
-async def apply(conn: AsyncConnection[Any], decision: rules.Decision, *, email: bool = False) -> None:
+@dataclass
+class Stats:
+    """Counters of this process's engine, shown by ``/metrics`` (ints: safe to read from any thread)."""
+
+    work_done: int = 0
+    work_failures: int = 0  # failed attempts, retried or not
+    work_set_aside: int = 0
+    escalations: int = 0
+    escalation_failures: int = 0
+    rounds_failed: int = 0  # a whole round failed (database gone, ...): retried by its loop
+
+
+STATS = Stats()
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+async def apply(
+    conn: AsyncConnection[Any], decision: rules.Decision, *, email: bool = False, now: datetime | None = None
+) -> None:
     """Carry out one decision inside the caller's transaction (``email``: queue e-mails too)."""
     if isinstance(decision, rules.Clear):
         alert_id = await repo.auto_resolve(conn, dedup_key=decision.dedup_key, reason=decision.reason)
@@ -51,7 +99,7 @@ async def apply(conn: AsyncConnection[Any], decision: rules.Decision, *, email: 
             await repo.trail(conn, alert_id=alert_id, action="note", note=decision.text)
             await repo.publish(conn, alert_id=alert_id, event="note")
         return
-    simulated = await repo.site_is_simulated(conn, site=decision.site_id)
+    simulated = decision.site_id is not None and await repo.site_is_simulated(conn, site=decision.site_id)
     alert_id, opened = await repo.open_or_join(conn, decision=decision, simulated=simulated)
     if not opened:
         await repo.trail(conn, alert_id=alert_id, action="detected_again")
@@ -65,39 +113,183 @@ async def apply(conn: AsyncConnection[Any], decision: rules.Decision, *, email: 
         email=email,
     )  # fmt: skip
     await repo.set_escalation(
-        conn, alert_id=alert_id, tier=first.tier, due=escalation.next_deadline(policy, first.tier, repo.now())
-    )
+        conn, alert_id=alert_id, tier=first.tier,
+        due=escalation.next_deadline(policy, first.tier, now or repo.now()),
+    )  # fmt: skip
     log.info("alert %s opened: %s %s", alert_id, decision.kind, decision.resident_id or decision.site_id)
 
 
-async def process_work(pool: AsyncConnectionPool[Any], *, limit: int = 100, email: bool = False) -> int:
-    """Claim a batch of queued work and turn it into alerts, all in one transaction."""
+async def process_work(
+    pool: AsyncConnectionPool[Any],
+    *,
+    limit: int = WORK_BATCH,
+    email: bool = False,
+    now: datetime | None = None,
+    retry_s: float = WORK_RETRY_S,
+) -> int:
+    """Claim at most ``limit`` queued items and turn them into alerts, one savepoint each.
+
+    Returns how many were claimed (handled or failed): the caller loops while that is non-zero.
+    """
     async with pool.connection() as conn, conn.transaction():
         work = await repo.claim_work(conn, limit=limit)
         for row in work:
-            payload = row["payload"]
-            if row["kind"] == "event":
-                resident = payload.get("resident") or await repo.resident_of_sensor(
-                    conn, gateway=row["gateway_id"], sensor=payload["sensor"]
-                )
-                decisions = rules.decide_event(payload, resident)
-            else:
-                decisions = rules.decide_status(payload)
-            for decision in decisions:
-                await apply(conn, decision, email=email)
+            await _work_item(conn, row, email=email, now=now, retry_s=retry_s)
         return len(work)
 
 
-async def escalate_due(pool: AsyncConnectionPool[Any], *, email: bool = False) -> int:
-    """Move every alert past its deadline one tier up and notify that tier."""
-    async with pool.connection() as conn, conn.transaction():
-        due = await repo.claim_due_escalations(conn)
-        for alert in due:
+async def drain_work(
+    pool: AsyncConnectionPool[Any], *, email: bool = False, workers: int = WORK_WORKERS
+) -> int:
+    """Process work until the queue has nothing due, ``workers`` transactions side by side."""
+
+    async def one() -> int:
+        done = 0
+        while claimed := await process_work(pool, email=email):
+            done += claimed
+        return done
+
+    return sum(await asyncio.gather(*(one() for _ in range(max(1, workers)))))
+
+
+async def _work_item(
+    conn: AsyncConnection[Any], row: dict[str, Any], *, email: bool, now: datetime | None, retry_s: float
+) -> None:
+    try:
+        async with conn.transaction():  # a savepoint: a failing item undoes only its own writes
+            await _handle(conn, row, email=email, now=now)
+            await repo.finish_work(conn, work_id=row["id"])
+        STATS.work_done += 1
+        return
+    except Exception as exc:  # whatever it is, it is this item's problem, not the queue's
+        error = f"{type(exc).__name__}: {exc}".strip()[:2000]
+    attempt = int(row["attempts"]) + 1
+    STATS.work_failures += 1
+    set_aside = await repo.fail_work(
+        conn, work_id=row["id"], error=error, retry_in_s=retry_s * 2 ** (attempt - 1),
+        max_attempts=WORK_MAX_ATTEMPTS,
+    )  # fmt: skip
+    log.warning("alert work %s failed (attempt %s of %s%s): %s", row["id"], attempt, WORK_MAX_ATTEMPTS,
+                ", set aside" if set_aside else "", error)  # fmt: skip
+    if set_aside:
+        STATS.work_set_aside += 1
+        alarm = rules.work_failed(
+            what="alert work", ident=row["id"], error=error[:300], site=row["site_id"],
+            t_ms=_ms(now or repo.now()),
+        )  # fmt: skip
+        await _operator_alert(conn, alarm, now=now)
+
+
+async def _operator_alert(conn: AsyncConnection[Any], alarm: rules.Open, *, now: datetime | None) -> None:
+    try:
+        async with conn.transaction():
+            await apply(conn, alarm, now=now)
+    except Exception:  # the item is set aside and logged even if its alarm cannot be raised
+        log.exception("could not raise the operators' alert %s", alarm.dedup_key)
+
+
+async def delivery_gave_up(conn: AsyncConnection[Any], row: dict[str, Any], error: str) -> None:
+    """A webhook or e-mail given up after its last attempt: the operators are told."""
+    alarm = rules.work_failed(
+        what=f"{row['channel']} delivery", ident=row["id"], error=f"to {row['target']}: {error}"[:300],
+        site=None, t_ms=_ms(repo.now()),
+    )  # fmt: skip
+    await _operator_alert(conn, alarm, now=None)
+
+
+async def _handle(
+    conn: AsyncConnection[Any], row: dict[str, Any], *, email: bool, now: datetime | None
+) -> None:
+    payload = json.loads(row["payload"])
+    if row["evidence"] is not None:
+        try:
+            payload["evidence"] = json.loads(row["evidence"])
+        except (ValueError, RecursionError) as exc:  # evidence is any JSON: too deep for Python here
+            payload["evidence"] = {"unreadable": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    if row["kind"] == "event":
+        resident = await _resident(conn, payload, row["gateway_id"])
+        decisions = rules.decide_event(payload, resident)
+    else:
+        decisions = await _status(conn, payload, row["gateway_id"])
+    for decision in decisions:
+        await apply(conn, decision, email=email, now=now)
+
+
+async def _resident(conn: AsyncConnection[Any], payload: dict[str, Any], gateway: str) -> str | None:
+    """The resident an event is about: the one it names if registered at the gateway's site, else
+    the sensor's (or the home's only) resident. A name from elsewhere never reaches another home's
+    resident, and an unknown one does not stop the alert: it opens for the home."""
+    named = payload.get("resident")
+    if isinstance(named, str) and named:
+        found = await repo.resident_at_site(conn, resident=named, gateway=gateway)
+        if found is not None:
+            return found
+        log.warning("event from %s names resident %r, not registered at its site", gateway, named)
+    return await repo.resident_of_sensor(conn, gateway=gateway, sensor=str(payload.get("sensor", "")))
+
+
+async def _status(conn: AsyncConnection[Any], payload: dict[str, Any], gateway: str) -> list[rules.Decision]:
+    """Decisions for a status, unless a status that arrived later already superseded it.
+
+    Statuses are ordered by ingest's arrival time (``ts``), never by the gateway's ``t``. A live
+    ``online`` status also measures the gateway's clock: ``t`` minus arrival.
+    """
+    ts = payload.get("ts")
+    if payload.get("state") == "online" and ts is not None and not payload.get("retained"):
+        skew = int(payload["t"]) - int(ts)
+        await repo.set_clock_skew(conn, gateway=gateway, skew_ms=skew)
+        if not await repo.site_is_simulated(conn, site=payload["site"]):  # a simulator's clock runs fast
+            payload = payload | {"skew_ms": skew}
+    decisions = rules.decide_status(payload)
+    presence = await repo.gateway_presence(conn, gateway=gateway)
+    if presence is not None and presence["state_at"] is not None and ts is not None:
+        later = presence["state_at"] > datetime.fromtimestamp(ts / 1000, UTC)
+        if later and presence["state"] != payload.get("state"):
+            # an older status handled after a newer one (two ingest workers): only its clock counts
+            return [d for d in decisions if d.dedup_key == rules.dedup_key("clock_skew", device=gateway)]
+    return decisions
+
+
+async def escalate_due(
+    pool: AsyncConnectionPool[Any],
+    *,
+    email: bool = False,
+    now: datetime | None = None,
+    batch: int = ESCALATION_BATCH,
+    workers: int = 1,
+) -> int:
+    """Move every alert past its deadline one tier up and notify that tier; returns how many.
+
+    Due alerts are claimed ``batch`` per transaction by ``workers`` transactions side by side until
+    none is left: the work grows with the number due, never paced by a sleep.
+    """
+
+    async def one_worker() -> int:
+        done = 0
+        while True:
+            async with pool.connection() as conn, conn.transaction():
+                due = await repo.claim_due_escalations(conn, now=now, limit=batch)
+                for alert in due:
+                    await _escalate_one(conn, alert, email=email, now=now)
+            done += len(due)
+            if len(due) < batch:
+                return done
+
+    counts = await asyncio.gather(*(one_worker() for _ in range(max(1, workers))))
+    return sum(counts)
+
+
+async def _escalate_one(
+    conn: AsyncConnection[Any], alert: dict[str, Any], *, email: bool, now: datetime | None
+) -> None:
+    at = now or repo.now()
+    try:
+        async with conn.transaction():
             policy = await repo.policy_for(conn, kind=alert["kind"], resident=alert["resident_id"])
             nxt = escalation.tier(policy, alert["tier"] + 1)
             if nxt is None:
                 await repo.set_escalation(conn, alert_id=alert["id"], tier=alert["tier"], due=None)
-                continue
+                return
             await repo.trail(
                 conn, alert_id=alert["id"], action="escalated", tier=nxt.tier,
                 detail={"from_tier": alert["tier"], "reason": "not acknowledged in time"},
@@ -107,37 +299,47 @@ async def escalate_due(pool: AsyncConnectionPool[Any], *, email: bool = False) -
                 email=email,
             )  # fmt: skip
             await repo.set_escalation(
-                conn, alert_id=alert["id"], tier=nxt.tier,
-                due=escalation.next_deadline(policy, nxt.tier, repo.now()),
-            )  # fmt: skip
-        return len(due)
+                conn, alert_id=alert["id"], tier=nxt.tier, due=escalation.next_deadline(policy, nxt.tier, at)
+            )
+        STATS.escalations += 1
+    except Exception as exc:  # one alert's failure must not hold up the others' climb
+        STATS.escalation_failures += 1
+        log.exception("escalating alert %s failed; trying again in %s s", alert["id"], ESCALATION_RETRY_S)
+        await repo.set_escalation(
+            conn, alert_id=alert["id"], tier=alert["tier"], due=at + timedelta(seconds=ESCALATION_RETRY_S)
+        )
+        alarm = rules.work_failed(
+            what="escalation of alert", ident=alert["id"], error=f"{type(exc).__name__}: {exc}"[:300],
+            site=alert["site_id"], t_ms=_ms(at),
+        )  # fmt: skip
+        await _operator_alert(conn, alarm, now=now)
 
 
-async def check_heartbeats(pool: AsyncConnectionPool[Any], *, limit_s: float = HEARTBEAT_LIMIT_S) -> int:
+async def check_heartbeats(
+    pool: AsyncConnectionPool[Any], *, limit_s: float = HEARTBEAT_LIMIT_S, now: datetime | None = None
+) -> int:
     """Open (or clear) ``pipeline_stalled`` for each gateway; returns how many are stalled."""
-    now = repo.now()
+    now = now or repo.now()
     stalled = 0
     async with pool.connection() as conn, conn.transaction():
         gateways = await repo.gateways_for_heartbeat_check(conn, since=now - timedelta(days=1))
         for gw in gateways:
-            if (
-                gw["state"] == "online"
-                and gw["state_at"]
-                and (now - gw["state_at"]).total_seconds() < limit_s
-            ):
-                continue  # just came online: give its first heartbeat time to arrive
             last = gw["last_heartbeat"]
             decision = rules.decide_heartbeat(
                 gateway=gw["id"],
                 site=gw["site_id"],
                 state=gw["state"],
-                last_heartbeat_ms=int(last.timestamp() * 1000) if last else None,
-                now_ms=int(now.timestamp() * 1000),
+                last_heartbeat_ms=_ms(last) if last else None,
+                now_ms=_ms(now),
                 limit_s=limit_s,
             )
+            since = (now - gw["state_at"]).total_seconds() if gw["state_at"] else None
+            just_online = gw["state"] == "online" and since is not None and since < limit_s
+            if isinstance(decision, rules.Open) and just_online:
+                continue  # give a gateway that just came online time for its first heartbeat
             if decision is not None:
                 stalled += isinstance(decision, rules.Open)
-                await apply(conn, decision)
+                await apply(conn, decision, now=now)
     return stalled
 
 
@@ -240,49 +442,144 @@ async def _work_loop(pool: AsyncConnectionPool[Any], conninfo: str, email: bool)
             async with await AsyncConnection.connect(conninfo, autocommit=True) as listener:
                 await listener.execute("LISTEN alert_work")
                 while True:
-                    while await process_work(pool, email=email):
-                        pass
+                    await drain_work(pool, email=email)
                     with contextlib.suppress(TimeoutError):
                         async for _ in listener.notifies(timeout=POLL_S, stop_after=1):
                             pass
         except asyncio.CancelledError:
             raise
         except Exception:
+            STATS.rounds_failed += 1
             log.exception("alert work loop failed; retrying")
             await asyncio.sleep(POLL_S)
 
 
-async def _tick(name: str, every_s: float, job: Any, *args: Any) -> None:
+async def _escalation_loop(pool: AsyncConnectionPool[Any], email: bool, clock: Clock) -> None:
+    """Escalate whatever is due, then sleep until the next deadline (at most a tick)."""
     while True:
+        wait = ESCALATION_TICK_S
         try:
-            await job(*args)
+            await escalate_due(pool, email=email, now=clock(), workers=ESCALATION_WORKERS)
+            async with pool.connection() as conn:
+                due = await repo.next_escalation_at(conn)
+            if due is not None:
+                wait = min(max((due - clock()).total_seconds(), 0.0), ESCALATION_TICK_S)
         except asyncio.CancelledError:
             raise
         except Exception:  # the loop must outlive a failed round (database restart, ...)
+            STATS.rounds_failed += 1
+            log.exception("escalation failed; retrying")
+        await asyncio.sleep(wait)
+
+
+async def _tick(name: str, every_s: float, job: Callable[[], Any]) -> None:
+    while True:
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the loop must outlive a failed round (database restart, ...)
+            STATS.rounds_failed += 1
             log.exception("%s failed; retrying", name)
         await asyncio.sleep(every_s)
 
 
-def start(state: Any) -> list[asyncio.Task[None]]:
-    """Start the engine's loops on the app's pool; the lifespan cancels them on shutdown."""
-    pool: AsyncConnectionPool[Any] = state.pool
-    conninfo = str(pool.conninfo)
+class Engine:
+    """The engine's loops on a thread of their own, with their own event loop and connection pool.
+
+    So that no amount of API work (requests queued for the API's pool, a busy API event loop) can
+    delay an alarm: the engine's transactions never wait for a connection a page load holds.
+    """
+
+    def __init__(
+        self, conninfo: str, *, email: bool, settings: Any, clock: Clock = repo.now,
+        pool_size: int = ENGINE_POOL_SIZE,
+    ) -> None:  # fmt: skip
+        self.conninfo = conninfo
+        self.email = email
+        self.settings = settings
+        self.clock = clock
+        self.pool_size = pool_size
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alert-engine", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(30)
+
+    async def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop ended by itself
+                self._loop.call_soon_threadsafe(self._stop.set)
+        await asyncio.to_thread(self._thread.join, 30)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception:
+            log.exception("the alert engine's thread stopped")
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            self.conninfo, min_size=2, max_size=self.pool_size,
+            kwargs={"autocommit": True, "options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
+            open=False, name="eldercare-engine",
+        )  # fmt: skip
+        await pool.open()  # connections come as the database allows; the loops retry meanwhile
+        email, clock = self.email, self.clock
+        jobs = {
+            "alert-deliveries": Deliverer(pool, self.settings, on_gave_up=delivery_gave_up).run(),
+            "alert-work": _work_loop(pool, self.conninfo, email),
+            "escalation": _escalation_loop(pool, email, clock),
+            "heartbeats": _tick(
+                "heartbeats", HEARTBEAT_TICK_S, lambda: check_heartbeats(pool, now=clock())
+            ),
+            "inactivity": _tick(
+                "inactivity", INACTIVITY_TICK_S,
+                lambda: drive_inactivity(pool, now_s=clock().timestamp(), email=email),
+            ),
+        }  # fmt: skip
+        tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await pool.close()
+
+
+async def start(state: Any) -> list[asyncio.Task[None]]:
+    """Start the engine's thread and this replica's push hub; ``state.engine_stop`` ends both.
+
+    The hub stays on the API's event loop (the sockets live there) but queries with its own pool.
+    """
+    conninfo = str(state.pool.conninfo)
     settings = state.settings
     email = settings.smtp_url is not None  # queue e-mails only where a server can send them
-    hub = Hub(pool, conninfo)
+    push_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        conninfo, min_size=1, max_size=3, kwargs={"autocommit": True}, open=False, name="eldercare-push"
+    )
+    await push_pool.open(wait=True, timeout=15)
+    hub = Hub(push_pool, conninfo)
     state.hub = hub
+    engine = Engine(conninfo, email=email, settings=settings)
+    engine.start()
+    pushes = asyncio.create_task(hub.run(), name="alert-pushes")
 
-    async def escalate(p: AsyncConnectionPool[Any]) -> int:
-        return await escalate_due(p, email=email)
+    async def stop() -> None:
+        await engine.stop()
+        pushes.cancel()
+        await asyncio.gather(pushes, return_exceptions=True)
+        await hub.close()
+        await push_pool.close()
 
-    async def inactive(p: AsyncConnectionPool[Any]) -> int:
-        return await drive_inactivity(p, email=email)
-
-    return [
-        asyncio.create_task(hub.run(), name="alert-pushes"),
-        asyncio.create_task(Deliverer(pool, settings).run(), name="alert-deliveries"),
-        asyncio.create_task(_work_loop(pool, conninfo, email), name="alert-work"),
-        asyncio.create_task(_tick("escalation", ESCALATION_TICK_S, escalate, pool), name="escalation"),
-        asyncio.create_task(_tick("heartbeats", HEARTBEAT_TICK_S, check_heartbeats, pool), name="heartbeats"),
-        asyncio.create_task(_tick("inactivity", INACTIVITY_TICK_S, inactive, pool), name="inactivity"),
-    ]
+    state.engine_stop = stop
+    return [pushes]

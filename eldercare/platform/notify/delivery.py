@@ -4,7 +4,8 @@ Rows are queued by the engine in ``notifications`` (status ``pending``) in the s
 the alert change. Any replica's worker claims due rows with ``FOR UPDATE SKIP LOCKED`` and leases
 them (``next_attempt_at`` moves past the lease), sends outside any transaction, then records the
 outcome: ``delivered``, ``failed`` (retried after 5 s, 10 s, 20 s, ... up to an hour) or ``gave_up``
-after :data:`MAX_ATTEMPTS`. Every attempt also lands in the alert's trail. A worker that dies
+after :data:`MAX_ATTEMPTS` (which raises the operators' ``work_failed`` alert through the engine's
+``on_gave_up``). Every attempt also lands in the alert's trail. A worker that dies
 mid-send loses nothing: its lease expires and another worker retries the row.
 """
 
@@ -12,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from eldercare.config import Settings
@@ -33,6 +37,10 @@ TICK_S = 1.0
 BATCH = 20
 
 
+# Called in the transaction that records a delivery given up (the engine raises the operators' alert).
+GaveUp = Callable[[AsyncConnection[Any], dict[str, Any], str], Awaitable[None]]
+
+
 def backoff(attempts: int, base_s: float = BACKOFF_S) -> float:
     """Seconds before the next attempt after ``attempts`` failed ones."""
     return float(min(base_s * 2 ** max(attempts - 1, 0), MAX_BACKOFF_S))
@@ -48,8 +56,10 @@ class Deliverer:
         *,
         base_backoff_s: float = BACKOFF_S,
         max_attempts: int = MAX_ATTEMPTS,
+        on_gave_up: GaveUp | None = None,
     ) -> None:
         self.pool = pool
+        self.on_gave_up = on_gave_up
         self.smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
         self.smtp_from = settings.smtp_from
         self.base_backoff_s = base_backoff_s
@@ -57,15 +67,21 @@ class Deliverer:
         self.channels = ["webhook"] + (["email"] if self.smtp_url else [])
         self._client: httpx.AsyncClient | None = None
 
-    async def deliver_due(self) -> int:
-        """One round: claim due rows, send them concurrently, record each outcome."""
+    async def deliver_due(self, *, now: datetime | None = None) -> int:
+        """One round: claim due rows, send them concurrently, record each outcome.
+
+        ``now`` (default: the database's clock) decides what is due and dates the retries, so a
+        test can step through the backoff without sleeping it out.
+        """
         async with self.pool.connection() as conn:
-            rows = await repo.claim_deliveries(conn, channels=self.channels, lease_s=LEASE_S, limit=BATCH)
+            rows = await repo.claim_deliveries(
+                conn, channels=self.channels, lease_s=LEASE_S, limit=BATCH, now=now
+            )
         if rows:
-            await asyncio.gather(*(self._one(row) for row in rows))
+            await asyncio.gather(*(self._one(row, now=now) for row in rows))
         return len(rows)
 
-    async def _one(self, row: dict[str, Any]) -> None:
+    async def _one(self, row: dict[str, Any], *, now: datetime | None = None) -> None:
         error: str | None = None
         try:
             if row["channel"] == "webhook":
@@ -85,7 +101,10 @@ class Deliverer:
                 error=error,
                 retry_in_s=backoff(row["attempts"], self.base_backoff_s),
                 max_attempts=self.max_attempts,
+                now=now,
             )
+            if status == "gave_up" and self.on_gave_up is not None:
+                await self.on_gave_up(conn, row, error or "")
         log.info("%s %s to %s: %s (attempt %s)", row["channel"], row["id"], row["target"], status,
                  row["attempts"])  # fmt: skip
 
@@ -137,17 +156,37 @@ class Deliverer:
         await mail.send(self.smtp_url, msg)
 
     async def run(self) -> None:
-        """Deliver for as long as the replica runs."""
+        """Deliver for as long as the replica runs, :data:`BATCH` sends at a time.
+
+        Each send holds one slot only: a receiver that takes its full timeout delays nobody else,
+        because the free slots keep claiming due rows meanwhile.
+        """
+        sending: set[asyncio.Task[None]] = set()
         try:
             while True:
-                try:
-                    while await self.deliver_due() == BATCH:
-                        pass
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # database gone for a moment: try again next tick
-                    log.exception("delivery round failed; retrying")
-                await asyncio.sleep(TICK_S)
+                free, claimed = BATCH - len(sending), 0
+                if free > 0:
+                    try:
+                        async with self.pool.connection() as conn:
+                            rows = await repo.claim_deliveries(
+                                conn, channels=self.channels, lease_s=LEASE_S, limit=free
+                            )
+                        for row in rows:
+                            task = asyncio.create_task(self._one(row), name=f"delivery-{row['id']}")
+                            sending.add(task)
+                            task.add_done_callback(sending.discard)
+                        claimed = len(rows)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # database gone for a moment: try again next tick
+                        log.exception("delivery round failed; retrying")
+                if free <= 0:
+                    await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+                elif claimed == 0:
+                    await asyncio.sleep(TICK_S)
         finally:
+            for task in sending:
+                task.cancel()
+            await asyncio.gather(*sending, return_exceptions=True)
             if self._client is not None:
                 await self._client.aclose()

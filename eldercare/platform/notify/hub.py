@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "alerts"
 SEND_TIMEOUT_S = 5.0  # a socket that cannot take a message this fast is dropped
 QUEUE_MAX = 100  # ... and so is one with this many pushes waiting
+CLOSE_TIMEOUT_S = 5.0  # closing a dropped socket is given up after this
 RECONNECT_S = 1.0
 
 
@@ -71,7 +72,7 @@ class _Outbox:
     def __init__(self, hub: Hub, user_id: int, socket: Socket) -> None:
         self.hub, self.user_id, self.socket = hub, user_id, socket
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_MAX)
-        self.task = asyncio.create_task(self._drain(), name=f"ws-push-{user_id}")
+        self.task = hub.spawn(self._drain(), name=f"ws-push-{user_id}")
 
     def put(self, text: str) -> bool:
         try:
@@ -97,9 +98,10 @@ class _Outbox:
         log.info("dropping socket of user %s: %s", self.user_id, why)
         self.hub.unregister(self.user_id, self.socket, cancel=False)
         close = getattr(self.socket, "close", None)
-        if close is not None:
-            task = asyncio.ensure_future(close(code=1011))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        if close is not None:  # bounded: a peer that is gone may never answer the close
+            self.hub.spawn(
+                asyncio.wait_for(close(code=1011), CLOSE_TIMEOUT_S), name=f"ws-close-{self.user_id}"
+            )
         if asyncio.current_task() is not self.task:
             self.task.cancel()
 
@@ -113,6 +115,32 @@ class Hub:
         self._sockets: dict[int, dict[Socket, _Outbox]] = {}
         self.listening = asyncio.Event()  # set once LISTEN is in place (tests and benches wait on it)
         self.delivered = 0
+        # Every task the hub starts, held until done: the event loop keeps only weak references, so
+        # a cancelled push task dropped with its socket was collected while still pending ("Task
+        # was destroyed but it is pending!" when 1,000 sockets closed at once).
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # retrieved: never "never retrieved"
+            log.debug("hub task %s ended: %r", task.get_name(), task.exception())
+
+    async def close(self) -> None:
+        """Stop every push and wait for the tasks to finish (the replica is shutting down)."""
+        for sockets in list(self._sockets.values()):
+            for outbox in sockets.values():
+                outbox.task.cancel()
+        self._sockets.clear()
+        pending = list(self._tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     # sockets ------------------------------------------------------------------------------------
 

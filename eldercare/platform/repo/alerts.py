@@ -9,14 +9,15 @@ number of replicas can run the engine side by side.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
-from eldercare.platform.engine.escalation import DEFAULT_POLICY, DEVICE_POLICY, Tier
-from eldercare.platform.engine.rules import DEVICE_KINDS, Open
+from eldercare.platform.engine.escalation import DEFAULT_POLICY, DEVICE_POLICY, OPERATOR_POLICY, Tier
+from eldercare.platform.engine.rules import DEVICE_KINDS, OPERATOR_KINDS, Open
 
 Row = dict[str, Any]
 ALERT_COLUMNS = """
@@ -38,19 +39,147 @@ async def _row(conn: AsyncConnection[Any], query: str, params: dict[str, Any]) -
     return rows[0] if rows else None
 
 
+_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def jsonb(value: Any) -> str:
+    """JSON text PostgreSQL's jsonb accepts, whatever a gateway sent as evidence.
+
+    jsonb refuses NUL characters, lone surrogates and non-finite numbers; deep nesting stops
+    Python's encoder. Rather than lose the alert, the odd value is replaced by a note saying why.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")
+    except (ValueError, TypeError, RecursionError, UnicodeEncodeError) as exc:
+        return json.dumps({"unreadable": f"{type(exc).__name__}: {str(exc)[:200]}"})
+    return _NUL.sub(r"\1\\\\0", text)  # an escaped NUL becomes the two characters \0
+
+
 # Work -----------------------------------------------------------------------------------------
 
 
 async def claim_work(conn: AsyncConnection[Any], *, limit: int = 100) -> list[Row]:
-    """Take work rows off the queue; they are gone only if the caller's transaction commits."""
+    """Lock at most ``limit`` due work rows for the caller's transaction, oldest first.
+
+    The ids are picked in a ``MATERIALIZED`` CTE: as a plain ``IN (subquery)`` the planner may run
+    the ``LIMIT`` subquery once per row and the window slides through the whole queue (a 500-item
+    storm was claimed, and made to wait, in one transaction). The payload comes back as text, and its
+    evidence apart, so an item too odd to parse fails (or loses only its evidence) on its own.
+    """
     return await _rows(
         conn,
         """
-        DELETE FROM alert_work WHERE id IN (
-            SELECT id FROM alert_work ORDER BY id FOR UPDATE SKIP LOCKED LIMIT %(limit)s
-        ) RETURNING id, kind, gateway_id, site_id, payload
+        WITH picked AS MATERIALIZED (
+            SELECT id FROM alert_work WHERE failed_at IS NULL AND next_attempt_at <= now()
+            ORDER BY id FOR UPDATE SKIP LOCKED LIMIT %(limit)s
+        )
+        SELECT w.id, w.kind, w.gateway_id, w.site_id, w.attempts,
+               (w.payload - 'evidence')::text AS payload, (w.payload -> 'evidence')::text AS evidence
+        FROM alert_work w JOIN picked USING (id) ORDER BY w.id
         """,
         {"limit": limit},
+    )
+
+
+async def finish_work(conn: AsyncConnection[Any], *, work_id: int) -> None:
+    await conn.execute("DELETE FROM alert_work WHERE id = %(id)s", {"id": work_id})
+
+
+async def fail_work(
+    conn: AsyncConnection[Any], *, work_id: int, error: str, retry_in_s: float, max_attempts: int
+) -> bool:
+    """Count a failed attempt: retried after ``retry_in_s``, or set aside after ``max_attempts``.
+
+    Returns True when the item was set aside (it is then never claimed again, and kept for admins).
+    """
+    row = await _row(
+        conn,
+        """
+        UPDATE alert_work SET attempts = attempts + 1, last_error = %(error)s,
+            next_attempt_at = now() + make_interval(secs => %(retry)s),
+            failed_at = CASE WHEN attempts + 1 >= %(max)s THEN now() END
+        WHERE id = %(id)s RETURNING failed_at IS NOT NULL AS set_aside
+        """,
+        {"id": work_id, "error": error, "retry": retry_in_s, "max": max_attempts},
+    )
+    return bool(row and row["set_aside"])
+
+
+async def failed_work(conn: AsyncConnection[Any], *, limit: int, before_id: int | None) -> list[Row]:
+    """Work items set aside, newest first (keyset pages by id)."""
+    return await _rows(
+        conn,
+        """
+        SELECT id, created_at, kind, gateway_id, site_id, payload, attempts, last_error, failed_at
+        FROM alert_work WHERE failed_at IS NOT NULL AND (%(before)s::bigint IS NULL OR id < %(before)s)
+        ORDER BY id DESC LIMIT %(limit)s
+        """,
+        {"limit": limit, "before": before_id},
+    )
+
+
+async def retry_failed_work(conn: AsyncConnection[Any], *, work_id: int) -> bool:
+    """Put a set-aside item back on the queue (after a fix), with a fresh count of attempts."""
+    row = await _row(
+        conn,
+        "UPDATE alert_work SET failed_at = NULL, attempts = 0, next_attempt_at = now()"
+        " WHERE id = %(id)s AND failed_at IS NOT NULL RETURNING id",
+        {"id": work_id},
+    )
+    if row is not None:
+        await conn.execute("SELECT pg_notify('alert_work', %(id)s)", {"id": str(work_id)})
+    return row is not None
+
+
+async def engine_counts(conn: AsyncConnection[Any]) -> Row:
+    """What ``/metrics`` reports from the database: queue depth, items set aside, deliveries."""
+    row = await _row(
+        conn,
+        """
+        SELECT (SELECT count(*) FROM alert_work WHERE failed_at IS NULL) AS work_queued,
+               (SELECT count(*) FROM alert_work WHERE failed_at IS NOT NULL) AS work_failed,
+               (SELECT count(*) FROM alert_work WHERE failed_at IS NULL AND attempts > 0)
+                   AS work_retrying,
+               (SELECT count(*) FROM notifications WHERE status = 'gave_up') AS deliveries_gave_up,
+               (SELECT count(*) FROM notifications WHERE status = 'failed') AS deliveries_retrying,
+               (SELECT count(*) FROM alerts WHERE state = 'open' AND next_escalation_at <= now())
+                   AS escalations_due
+        """,
+        {},
+    )
+    assert row is not None
+    return row
+
+
+async def resident_at_site(conn: AsyncConnection[Any], *, resident: str, gateway: str) -> str | None:
+    """``resident`` if registered and living at (or attending) the gateway's site, else None."""
+    row = await _row(
+        conn,
+        """
+        SELECT r.id FROM residents r JOIN gateways g ON g.id = %(gw)s
+        WHERE r.id = %(r)s AND g.site_id IN (r.home_site_id, r.station_site_id)
+        """,
+        {"r": resident, "gw": gateway},
+    )
+    return str(row["id"]) if row else None
+
+
+async def gateway_presence(conn: AsyncConnection[Any], *, gateway: str) -> Row | None:
+    """The registry's view of a gateway: state and the arrival time of the status that set it.
+
+    Not locked: ingest updates it in its own batch transaction, which must never wait for the
+    engine. A work item exists only once ingest committed its status, so the row read here already
+    reflects every status whose work could be handled concurrently."""
+    return await _row(conn, "SELECT state, state_at FROM gateways WHERE id = %(gw)s", {"gw": gateway})
+
+
+async def set_clock_skew(conn: AsyncConnection[Any], *, gateway: str, skew_ms: int) -> None:
+    """Kept in ``gateway_clocks``, not ``gateways``: ingest's batch must never wait for this row."""
+    await conn.execute(
+        "INSERT INTO gateway_clocks (gateway_id, skew_ms) VALUES (%(gw)s, %(skew)s)"
+        " ON CONFLICT (gateway_id) DO UPDATE SET skew_ms = EXCLUDED.skew_ms, checked_at = now()",
+        {"skew": skew_ms, "gw": gateway},
     )
 
 
@@ -96,8 +225,8 @@ async def open_or_join(conn: AsyncConnection[Any], *, decision: Open, simulated:
             "sensor": decision.sensor_id,
             "key": decision.dedup_key,
             "title": decision.title,
-            "summary": json.dumps(decision.summary, ensure_ascii=False),
-            "evidence": json.dumps(decision.evidence),
+            "summary": jsonb(decision.summary),
+            "evidence": jsonb(decision.evidence),
             "detected_ms": decision.detected_ms,
             "simulated": simulated,
         },
@@ -168,6 +297,8 @@ async def policy_for(conn: AsyncConnection[Any], *, kind: str, resident: str | N
     """The resident's escalation tiers (or the defaults); device problems use the device policy."""
     if kind in DEVICE_KINDS:
         return DEVICE_POLICY
+    if kind in OPERATOR_KINDS:
+        return OPERATOR_POLICY
     if resident is None:
         return DEFAULT_POLICY
     rows = await _rows(
@@ -219,6 +350,7 @@ async def recipients(
             WHERE 'home_care_on_duty' = ANY(%(targets)s)
             UNION SELECT d.user_id, 'provider:' || d.provider_id FROM on_duty d
             WHERE d.provider_id = ANY(%(providers)s)
+            UNION SELECT a.id, 'admins' FROM users a WHERE a.role = 'admin' AND 'admins' = ANY(%(targets)s)
         )
         SELECT DISTINCT ON (u.id) u.id AS user_id, u.username, u.display_name, u.email, u.phone,
                u.provider_id, p.target
@@ -291,17 +423,25 @@ async def set_escalation(
     )
 
 
-async def claim_due_escalations(conn: AsyncConnection[Any], *, limit: int = 50) -> list[Row]:
-    """Open alerts whose acknowledgement deadline passed, locked for this transaction only."""
+async def claim_due_escalations(
+    conn: AsyncConnection[Any], *, now: datetime | None = None, limit: int = 100
+) -> list[Row]:
+    """Open alerts whose acknowledgement deadline passed by ``now``, locked for this transaction."""
     return await _rows(
         conn,
         """
         SELECT id, kind, tier, resident_id, site_id, next_escalation_at FROM alerts
-        WHERE state = 'open' AND next_escalation_at <= now()
+        WHERE state = 'open' AND next_escalation_at <= coalesce(%(now)s, now())
         ORDER BY next_escalation_at FOR UPDATE SKIP LOCKED LIMIT %(limit)s
         """,
-        {"limit": limit},
+        {"limit": limit, "now": now},
     )
+
+
+async def next_escalation_at(conn: AsyncConnection[Any]) -> datetime | None:
+    """The earliest pending deadline (the escalation loop sleeps until then)."""
+    row = await _row(conn, "SELECT min(next_escalation_at) AS due FROM alerts WHERE state = 'open'", {})
+    return row["due"] if row else None
 
 
 # People acting on alerts ----------------------------------------------------------------------
@@ -527,7 +667,12 @@ async def enqueue_deliveries(
 
 
 async def claim_deliveries(
-    conn: AsyncConnection[Any], *, channels: list[str], lease_s: float, limit: int = 20
+    conn: AsyncConnection[Any],
+    *,
+    channels: list[str],
+    lease_s: float,
+    limit: int = 20,
+    now: datetime | None = None,
 ) -> list[Row]:
     """Due webhook/e-mail rows, leased for ``lease_s`` (a crashed sender's rows come back after it).
 
@@ -537,15 +682,17 @@ async def claim_deliveries(
         conn,
         """
         UPDATE notifications n
-        SET attempts = n.attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease)s)
+        SET attempts = n.attempts + 1,
+            next_attempt_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease)s)
         WHERE n.id IN (
             SELECT id FROM notifications
-            WHERE channel = ANY(%(channels)s) AND status IN ('pending', 'failed') AND next_attempt_at <= now()
+            WHERE channel = ANY(%(channels)s) AND status IN ('pending', 'failed')
+              AND next_attempt_at <= coalesce(%(now)s, now())
             ORDER BY next_attempt_at FOR UPDATE SKIP LOCKED LIMIT %(limit)s
         )
         RETURNING n.id, n.alert_id, n.user_id, n.tier, n.channel, n.target, n.attempts
         """,
-        {"channels": channels, "lease": lease_s, "limit": limit},
+        {"channels": channels, "lease": lease_s, "limit": limit, "now": now},
     )
 
 
@@ -557,6 +704,7 @@ async def record_delivery(
     error: str | None = None,
     retry_in_s: float = 0.0,
     max_attempts: int = 8,
+    now: datetime | None = None,
 ) -> str:
     """The outcome of one attempt: delivered, failed (retried after ``retry_in_s``) or gave_up."""
     row = await _row(
@@ -567,11 +715,18 @@ async def record_delivery(
                           WHEN attempts >= %(max)s THEN 'gave_up' ELSE 'failed' END,
             delivered_at = CASE WHEN %(ok)s THEN now() END,
             last_error = %(error)s,
-            next_attempt_at = now() + make_interval(secs => %(retry)s)
+            next_attempt_at = coalesce(%(now)s, now()) + make_interval(secs => %(retry)s)
         WHERE id = %(id)s
         RETURNING alert_id, tier, channel, target, status, attempts
         """,
-        {"ok": ok, "max": max_attempts, "error": error, "retry": retry_in_s, "id": notification_id},
+        {
+            "ok": ok,
+            "max": max_attempts,
+            "error": error,
+            "retry": retry_in_s,
+            "id": notification_id,
+            "now": now,
+        },
     )
     assert row is not None
     await trail(

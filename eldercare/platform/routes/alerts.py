@@ -23,7 +23,7 @@ AlertState = Literal["open", "acknowledged", "resolved"]
 AlertKind = Literal[
     "fall", "sos", "inactivity", "night_wandering", "bed_exit_no_return", "device_offline",
     "low_battery", "vitals", "pipeline_stalled",
-]  # fmt: skip
+]  # fmt: skip  # TODO(web): add "clock_skew", "work_failed" once the consoles label them
 Outcome = Literal["confirmed", "false_alarm", "no_action_needed"]
 
 
