@@ -263,10 +263,16 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
 def test_admin_and_tester_pages_work_in_both_languages(
     browser: Any, server: str, db_url: str, world: World
 ) -> None:
+    with psycopg.connect(db_url) as conn:  # an item the engine set aside after three failures
+        work_id = conn.execute(
+            "INSERT INTO alert_work (kind, gateway_id, site_id, payload, attempts, last_error, failed_at)"
+            " VALUES ('event', 'gw-home-1', 'home-1', '{\"kind\": \"sos\"}', 3, 'boom', now()) RETURNING id"
+        ).fetchone()[0]
     page = new_page(browser, server)
     sign_in(page, "admin", world.password)
     page.goto(server + "/web/#/admin")
     page.wait_for_selector("#gateway-form")
+    assert "boom" in page.inner_text(f"[data-failed-work='{work_id}']")
     both_languages(page, "admin")
     page.fill("#gateway-form-id", "gw-web-1")
     page.select_option("#gateway-form-site_id", "home-2")
@@ -316,6 +322,12 @@ def test_admin_and_tester_pages_work_in_both_languages(
             "SELECT ack_timeout_s FROM escalation_tiers WHERE policy_id = %s AND tier = 1",
             (world.policy_id,),
         ).fetchone() == (120,)
+
+    page.click(f"[data-failed-work='{work_id}'] button")  # put back in the queue
+    page.wait_for_selector(f"[data-failed-work='{work_id}']", state="detached")
+    with psycopg.connect(db_url) as conn:
+        left = conn.execute("SELECT failed_at FROM alert_work WHERE id = %s", (work_id,)).fetchall()
+    assert left in ([], [(None,)])  # retried: handled since, or waiting for its turn
 
     page.evaluate("S.token = 'not-a-valid-token'")  # as if it had expired: the refresh token renews it
     page.goto(server + "/web/#/tester")

@@ -22,8 +22,8 @@ Resolver = Annotated[
 AlertState = Literal["open", "acknowledged", "resolved"]
 AlertKind = Literal[
     "fall", "sos", "inactivity", "night_wandering", "bed_exit_no_return", "device_offline",
-    "low_battery", "vitals", "pipeline_stalled",
-]  # fmt: skip  # TODO(web): add "clock_skew", "work_failed" once the consoles label them
+    "low_battery", "vitals", "pipeline_stalled", "clock_skew", "work_failed",
+]  # fmt: skip
 Outcome = Literal["confirmed", "false_alarm", "no_action_needed"]
 
 

@@ -17,7 +17,7 @@ const S = {
   live: "off",
 };
 const KINDS = ["fall", "sos", "inactivity", "night_wandering", "bed_exit_no_return", "device_offline",
-  "low_battery", "vitals", "pipeline_stalled"];
+  "low_battery", "vitals", "pipeline_stalled", "clock_skew", "work_failed"];
 const SIM_KINDS = ["fall", "collapse", "no_wake", "night_wandering", "bathroom_too_long", "sos",
   "device_offline", "low_battery", "gateway_outage"];
 const OUTCOMES = ["confirmed", "false_alarm", "no_action_needed"];
@@ -663,12 +663,25 @@ async function pageAdmin(_, root) {
   const polList = h("table", {}, h("tr", {}, h("th", { i18n: "f.name" }), h("th", { i18n: "admin.tiers" })),
     ...policies.map((p) => h("tr", {}, h("td", {}, D(p.name)), h("td", {}, ...p.tiers.map((ti) => h("div", {}, D(`${ti.tier}: ${ti.targets.join(", ")} / ${ti.ack_timeout_s}s`)))))));
   const gateways = await api("/gateways").catch(() => []);
-  root.replaceChildren(h("h1", { i18n: "admin.title" }),
+  const failed = await api("/engine/failed-work").catch(() => []);
+  root.replaceChildren(h("h1", { i18n: "admin.title" }), adminFailedWork(failed),
     adminUsers(users, providers), adminGateways(gateways), await adminRosters(providers), adminPolicies(policies),
     h("div", { class: "grid" }, siteForm, resForm, gwForm, shiftForm, policyForm, familyForm, teamForm),
     h("div", { class: "grid" }, h("div", { class: "card" }, h("h2", { i18n: "admin.sites" }), siteList),
       h("div", { class: "card" }, h("h2", { i18n: "admin.policies" }), polList)),
     adminAudit());
+}
+
+/* Engine work set aside after repeated failures: what it was, the error, and a retry. */
+function adminFailedWork(rows) {
+  if (!rows.length) return null;
+  return h("div", { class: "card", id: "admin-failed-work" }, h("h2", { i18n: "admin.failed_work" }),
+    h("p", { class: "muted", i18n: "admin.failed_work_hint" }),
+    h("table", {}, h("tr", {}, ...["trail.at", "f.gateway", "f.kind", "admin.error", "admin.actions"].map((k) => h("th", { i18n: k }))),
+      ...rows.map((w) => h("tr", { "data-failed-work": w.id }, h("td", {}, T(w.failed_at)), h("td", {}, D(w.gateway_id)),
+        h("td", {}, D(w.payload && w.payload.kind ? `${w.kind}: ${w.payload.kind}` : w.kind)), h("td", {}, D(w.last_error)),
+        h("td", {}, h("button", { class: "btn secondary", type: "button", i18n: "admin.retry", on: { click: async () => {
+          try { await api(`/engine/failed-work/${w.id}/retry`, { method: "POST" }); refreshAdmin(); } catch (ex) { toast(ex.message); } } } }))))));
 }
 
 /* A labelled field for the inline edit rows (every input has a label, for screen readers). */
