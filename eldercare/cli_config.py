@@ -6,7 +6,7 @@ import json
 
 import click
 
-from eldercare.cli import get_settings
+from eldercare.cli_settings import get_settings
 
 
 @click.group()

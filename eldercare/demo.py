@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import click
 
-from eldercare.cli import get_settings
+from eldercare.cli_settings import get_settings
 from eldercare.config import CONFIG_ENV, ENV_PREFIX, Settings
 from eldercare.simulators.neighbourhood import home_sim
 from eldercare.simulators.routine import DAY

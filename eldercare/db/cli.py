@@ -7,7 +7,7 @@ import time
 
 import click
 
-from eldercare.cli import get_settings
+from eldercare.cli_settings import get_settings
 
 
 @click.group()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from eldercare.cli import get_settings
+from eldercare.cli_settings import get_settings
 from eldercare.config import Settings
 
 if TYPE_CHECKING:

@@ -14,12 +14,9 @@ has stored, the end-to-end acknowledgement); ingest reads every gateway's uplink
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import os
 import re
-import secrets
 import signal
 import tempfile
 import time
@@ -27,9 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ITERATIONS = 101  # mosquitto_passwd 2.0's default; the passwords are 192 random bits anyway
-SALT_BYTES = 12
-HASH_PREFIX = "$7$"
+from eldercare.broker_hash import is_hash, mosquitto_hash, verify
+
 FILE_MODE = 0o640  # never world-readable (Mosquitto warns, later versions refuse)
 
 # Service accounts: fixed names, so a gateway can never be provisioned under one of them.
@@ -38,31 +34,12 @@ PLATFORM_USER = "eldercare-platform"
 SIMULATOR_USER = "eldercare-simulator"
 SERVICE_USERS = frozenset({INGEST_USER, PLATFORM_USER, SIMULATOR_USER})
 
-_HASH_RE = re.compile(r"\$7\$(\d+)\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)\Z")
 # ':' ends the username in a password file; whitespace or wildcards would break ACL lines
 _BAD_NAME = re.compile(r"[:\s#+]")
 
 
 class BrokerAuthError(Exception):
     """The broker files could not be written or the broker could not be told to reload."""
-
-
-def mosquitto_hash(password: str, *, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
-    """``$7$<iterations>$<base64 salt>$<base64 PBKDF2-SHA512>``, as ``mosquitto_passwd -b`` writes."""
-    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    b64 = base64.b64encode
-    return f"{HASH_PREFIX}{iterations}${b64(salt).decode()}${b64(digest).decode()}"
-
-
-def verify(password: str, hashed: str) -> bool:
-    """Whether ``password`` matches a ``$7$`` hash (constant-time compare)."""
-    m = _HASH_RE.match(hashed)
-    if m is None:
-        return False
-    salt, expected = base64.b64decode(m[2]), base64.b64decode(m[3])
-    got = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, int(m[1]))
-    return hmac.compare_digest(got, expected)
 
 
 def valid_username(name: str) -> bool:
@@ -150,7 +127,7 @@ def render(accounts: Iterable[Account], patterns: Iterable[str] = ()) -> Rendere
             skipped[a.username] = "username holds ':', whitespace, '#' or '+'"
         elif a.username in seen:
             skipped[a.username] = "username already taken by another account"
-        elif _HASH_RE.match(a.password_hash) is None:
+        elif not is_hash(a.password_hash):
             skipped[a.username] = "no Mosquitto ($7$) password hash"
         else:
             seen[a.username] = a

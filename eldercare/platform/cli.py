@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from eldercare.cli import get_settings
+from eldercare.cli_settings import get_settings
 
 
 @click.command()

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from eldercare.cli import get_settings
+from eldercare.cli_settings import get_settings
 
 KIND_CHOICE = click.Choice(
     [

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from eldercare.platform.broker_auth import mosquitto_hash
+from eldercare.broker_hash import mosquitto_hash
 from eldercare.simulators.neighbourhood import DEFAULT_TIERS, Plan
 
 log = logging.getLogger(__name__)
