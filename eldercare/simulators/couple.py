@@ -19,6 +19,7 @@ import heapq
 import random
 from collections.abc import Sequence
 
+from eldercare.kinds import DEVICE_INCIDENT_KINDS
 from eldercare.simulators.routine import (
     DEFAULT_START,
     HomeRun,
@@ -30,7 +31,7 @@ from eldercare.simulators.routine import (
     simulate_home,
 )
 
-DEVICE_KINDS = ("device_offline", "gateway_outage", "low_battery")
+DEVICE_KINDS = DEVICE_INCIDENT_KINDS
 _RENAME = {"bed-1": "bed-2", "sos-1": "sos-2"}  # the second resident's own devices
 _RENAME_BACK = {v: k for k, v in _RENAME.items()}
 

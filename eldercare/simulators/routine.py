@@ -59,6 +59,8 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
+from eldercare.kinds import CAUGHT_BY, INCIDENT_KINDS, RESIDENT_INCIDENT_KINDS
+
 DAY = 86_400.0
 HOUR = 3_600.0
 MINUTE = 60.0
@@ -68,17 +70,6 @@ OUT = "out"  # the resident is away from home (outing, station, wandering)
 ROOMS = ("bedroom", "bathroom", "kitchen", "living", "hall")
 SENSOR_KINDS = ("pir", "door", "bed", "plug", "sos")
 
-INCIDENT_KINDS = (
-    "fall",
-    "collapse",
-    "no_wake",
-    "night_wandering",
-    "bathroom_too_long",
-    "sos",
-    "device_offline",
-    "low_battery",
-    "gateway_outage",
-)
 DEFAULT_DURATION: dict[str, float] = {
     "fall": 3 * HOUR,  # until someone finds them
     "collapse": math.inf,
@@ -90,21 +81,9 @@ DEFAULT_DURATION: dict[str, float] = {
     "low_battery": 2 * DAY,  # until the battery is replaced
     "gateway_outage": 2 * HOUR,
 }
-_RESIDENT_KINDS = ("fall", "collapse", "no_wake", "night_wandering", "bathroom_too_long", "sos")
 # How long after its start a situation becomes alert-worthy; a detector alerting earlier is early.
 BATHROOM_NORMAL_S = 30 * MINUTE
-# Alert kinds (design.md) that count as catching each incident kind when scoring.
-ALERT_KINDS: dict[str, tuple[str, ...]] = {
-    "fall": ("fall", "inactivity"),
-    "collapse": ("fall", "inactivity"),
-    "no_wake": ("inactivity",),
-    "night_wandering": ("night_wandering", "bed_exit_no_return"),
-    "bathroom_too_long": ("inactivity",),
-    "sos": ("sos",),
-    "device_offline": ("device_offline",),
-    "low_battery": ("low_battery",),
-    "gateway_outage": ("device_offline",),
-}
+ALERT_KINDS = CAUGHT_BY  # the alert kinds that count as catching each incident kind
 
 Event = tuple[float, str, str, float]  # (t, sensor_kind, room, value): the detector format
 
@@ -745,7 +724,7 @@ class HomeSim:
 
     def _apply(self, inc: Incident) -> TruthRecord | None:
         """Change the plan from the incident's time on; returns the ground truth it left."""
-        if self._frozen is not None and inc.kind in _RESIDENT_KINDS:
+        if self._frozen is not None and inc.kind in RESIDENT_INCIDENT_KINDS:
             return None  # after a collapse nothing else happens to the resident
         t = max(inc.t, self._released)
         at = Occasion(inc, t, self._situation(t), inc.resident or self.profile.resident)

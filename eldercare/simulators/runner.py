@@ -45,6 +45,7 @@ import msgspec
 
 from eldercare import __version__
 from eldercare.config import Settings
+from eldercare.kinds import DEVICE_INCIDENT_KINDS
 from eldercare.protocol import Event, Reading, SensorStatus, Status, Telemetry, topic
 from eldercare.simulators import sensors as dev
 from eldercare.simulators.mqttpool import Conn, Pool
@@ -58,7 +59,7 @@ METRIC = {"pir": "motion", "door": "contact", "bed": "in_bed", "plug": "power", 
 BATCH = 50  # readings per telemetry message, the gateway config's default
 FALL_DETECTED = {"fall": 0.9, "collapse": 0.3}
 PARTNER_SEED = 0x5BD1E995  # the second resident's seed: the home's xor this (as in .couple)
-DEVICE_KINDS = ("device_offline", "gateway_outage", "low_battery")
+DEVICE_KINDS = DEVICE_INCIDENT_KINDS
 CHECKIN_S = 30.0
 HR_EVERY_S = 60.0
 ENV_EVERY_S = 300.0

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from eldercare.kinds import DEVICE_ALERT_KINDS, OPERATOR_ALERT_KINDS
+
 LOW_BATTERY = 0.15  # open below this charge ...
 BATTERY_OK = 0.25  # ... and resolve only above this one, so a hovering battery does not flap
 
@@ -28,9 +30,9 @@ SEVERITY = {
 }
 
 # Device problems go to the care team only; the family is not woken for a flat battery.
-DEVICE_KINDS = frozenset({"device_offline", "low_battery", "pipeline_stalled", "clock_skew"})
+DEVICE_KINDS = frozenset(DEVICE_ALERT_KINDS)
 # The platform's own failures go to the operators (admins), whoever the data was about.
-OPERATOR_KINDS = frozenset({"work_failed"})
+OPERATOR_KINDS = frozenset(OPERATOR_ALERT_KINDS)
 CLOCK_SKEW_LIMIT_MS = 5 * 60_000  # a gateway clock further off than this raises clock_skew
 
 TITLES = {
