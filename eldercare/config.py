@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -245,3 +245,18 @@ def _refuse_unknown_variables() -> None:
 def get_settings() -> Settings:
     """Process-wide settings for FastAPI's ``Depends``; tests override the dependency."""
     return load_settings()
+
+
+def broker_address(settings: Settings) -> tuple[str, int, bool, str | None, str | None]:
+    """host, port, tls, username, password of the configured broker (embedded: localhost:1883)."""
+    if settings.mqtt_url is None:
+        return "127.0.0.1", 1883, False, None, None
+    u = urlsplit(settings.mqtt_url.get_secret_value())
+    tls = u.scheme in ("mqtts", "ssl")
+    return (
+        u.hostname or "127.0.0.1",
+        u.port or (8883 if tls else 1883),
+        tls,
+        unquote(u.username) if u.username else None,
+        unquote(u.password) if u.password else None,
+    )

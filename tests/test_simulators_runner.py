@@ -21,8 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from eldercare import protocol
 from eldercare.config import Settings
+from eldercare.sim_control import NoRunnerError, send_trigger
 from eldercare.simulators import neighbourhood as nb
-from eldercare.simulators.control import NoRunnerError, send_trigger
 from eldercare.simulators.routine import DAY, DEFAULT_START, HOUR
 from eldercare.simulators.runner import Runner, RunOptions
 from eldercare.simulators.scenario import read_clock, read_truth

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from eldercare.scoring import AlertRow, Clock, TrailRow, score
 from eldercare.simulators.routine import TruthRecord
-from eldercare.simulators.score import Clock, score
-from eldercare.simulators.store import AlertRow, TrailRow
 
 T0 = 1_800_000_000.0
 

@@ -325,7 +325,7 @@ def trigger(
 
     在运行中的模拟里为一位长者触发事件。
     """
-    from eldercare.simulators.control import send_trigger
+    from eldercare.sim_control import send_trigger
 
     m = _load_manifest(manifest_path)
     homes = m["homes"]
@@ -368,8 +368,8 @@ def score(ctx: click.Context, manifest_path: str, truth_path: str, as_json: bool
     """
     import psycopg
 
+    from eldercare import scoring
     from eldercare.db import resolve_url
-    from eldercare.simulators import score as scoring
     from eldercare.simulators import store
     from eldercare.simulators.scenario import ScenarioError, read_clock, read_truth
 

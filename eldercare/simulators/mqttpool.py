@@ -24,12 +24,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from eldercare.config import Settings
+from eldercare.config import Settings, broker_address
 from eldercare.edge.config import BrokerConfig
 from eldercare.edge.connection import backoff_delay
 
@@ -38,21 +37,6 @@ log = logging.getLogger(__name__)
 
 class BrokerError(RuntimeError):
     """The broker could not be reached or refused a connection."""
-
-
-def broker_address(settings: Settings) -> tuple[str, int, bool, str | None, str | None]:
-    """host, port, tls, username, password of the configured broker (embedded: localhost:1883)."""
-    if settings.mqtt_url is None:
-        return "127.0.0.1", 1883, False, None, None
-    u = urlsplit(settings.mqtt_url.get_secret_value())
-    tls = u.scheme in ("mqtts", "ssl")
-    return (
-        u.hostname or "127.0.0.1",
-        u.port or (8883 if tls else 1883),
-        tls,
-        unquote(u.username) if u.username else None,
-        unquote(u.password) if u.password else None,
-    )
 
 
 class Conn:

@@ -56,10 +56,11 @@ import math
 import random
 import time
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from eldercare.kinds import CAUGHT_BY, INCIDENT_KINDS, RESIDENT_INCIDENT_KINDS
+from eldercare.scoring import TruthRecord
 
 DAY = 86_400.0
 HOUR = 3_600.0
@@ -217,36 +218,6 @@ class Incident:
     @property
     def effective_duration(self) -> float:
         return DEFAULT_DURATION[self.kind] if self.duration is None else self.duration
-
-
-@dataclass(frozen=True, slots=True)
-class TruthRecord:
-    """What really happened: the yardstick for detectors and for the whole platform."""
-
-    kind: str
-    resident: str
-    t: float  # when it happened (for no_wake: the planned wake time)
-    alert_from: float  # an alert for it before this time is not yet justified
-    end: float | None = None  # when the situation ended (rescued, back home, repaired); None: never
-    room: str | None = None
-    sensor: str | None = None
-    notes: str = ""
-    site: str | None = None
-
-    @property
-    def alert_kinds(self) -> tuple[str, ...]:
-        return ALERT_KINDS[self.kind]
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        if d["end"] is not None and math.isinf(d["end"]):
-            d["end"] = None
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> TruthRecord:
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        return cls(**known)
 
 
 def random_incidents(

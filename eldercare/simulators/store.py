@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from eldercare.broker_hash import mosquitto_hash
+from eldercare.scoring import AlertRow, TrailRow
 from eldercare.simulators.neighbourhood import DEFAULT_TIERS, Plan
 
 log = logging.getLogger(__name__)
@@ -209,27 +209,6 @@ def seed(
 
 
 # Scoring ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRow:
-    id: int
-    kind: str
-    resident: str | None
-    site: str | None
-    sensor: str | None
-    detected_at: float
-    opened_at: float
-    acknowledged_at: float | None
-    outcome: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class TrailRow:
-    alert_id: int
-    at: float
-    action: str
-    tier: int | None
 
 
 def fetch_alerts(

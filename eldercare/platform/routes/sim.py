@@ -41,7 +41,7 @@ async def trigger_incident(
     req: dict[str, Any] = body.model_dump(exclude={"wait_for_ack"}, exclude_none=True)
     truth = clock = None
     if body.wait_for_ack:
-        from eldercare.simulators.control import NoRunnerError, send_trigger
+        from eldercare.sim_control import NoRunnerError, send_trigger
 
         try:
             answer = await asyncio.to_thread(
@@ -117,9 +117,8 @@ async def score(
 ) -> SimScoreOut:
     """Score the incidents triggered through this API against the alerts raised for simulated sites."""
     try:
-        from eldercare.simulators import score as scoring
-        from eldercare.simulators.routine import TruthRecord
-        from eldercare.simulators.store import AlertRow, TrailRow
+        from eldercare import scoring
+        from eldercare.scoring import AlertRow, TrailRow, TruthRecord
     except ImportError:
         raise ApiError(501, "sim.unavailable") from None
     incidents = await repo.incidents(conn, since=since)

@@ -1,7 +1,10 @@
 """Scoring: ground truth against the alerts the platform raised. Pure: lists in, a report out.
 
+A neutral module: the simulators write the ground truth, the platform's tester API and
+`eldercare simulate score` both score with it, and neither imports the other.
+
 An incident counts as *caught* when an alert of a matching kind (see
-:data:`~eldercare.simulators.routine.ALERT_KINDS`) for the same resident (or, for device problems,
+:data:`~eldercare.kinds.CAUGHT_BY`) for the same resident (or, for device problems,
 the same site) was opened between shortly before the incident's start and ``window_s`` after its
 end (or, for incidents that never end, after the time from which an alert was due). Its
 *detection delay* is from the incident's start to the first such alert, in simulated seconds: alert
@@ -15,19 +18,70 @@ from when that tier was notified to the acknowledgement.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from eldercare.simulators.routine import ALERT_KINDS, INCIDENT_KINDS, TruthRecord
-from eldercare.simulators.store import AlertRow, TrailRow
+from eldercare.kinds import CAUGHT_BY, INCIDENT_KINDS
 
 WEEK = 7 * 86_400.0
 EARLY_S = 60.0  # an alert this much before the incident's start still belongs to it (clock skew)
 # Alerts that are about the platform itself, not about residents: never false alarms.
 NOT_SCORED = ("pipeline_stalled",)
+
+
+@dataclass(frozen=True, slots=True)
+class TruthRecord:
+    """What really happened: the yardstick for detectors and for the whole platform."""
+
+    kind: str
+    resident: str
+    t: float  # when it happened (for no_wake: the planned wake time)
+    alert_from: float  # an alert for it before this time is not yet justified
+    end: float | None = None  # when the situation ended (rescued, back home, repaired); None: never
+    room: str | None = None
+    sensor: str | None = None
+    notes: str = ""
+    site: str | None = None
+
+    @property
+    def alert_kinds(self) -> tuple[str, ...]:
+        return CAUGHT_BY[self.kind]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["end"] is not None and math.isinf(d["end"]):
+            d["end"] = None
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TruthRecord:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    id: int
+    kind: str
+    resident: str | None
+    site: str | None
+    sensor: str | None
+    detected_at: float
+    opened_at: float
+    acknowledged_at: float | None
+    outcome: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrailRow:
+    alert_id: int
+    at: float
+    action: str
+    tier: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +259,7 @@ def _match(
         hits = [
             a
             for a in alerts
-            if a.kind in ALERT_KINDS[rec.kind]
+            if a.kind in CAUGHT_BY[rec.kind]
             and _same_subject(rec, a)
             and rec.t - EARLY_S <= sim_t[a.id] <= until
         ]

@@ -15,8 +15,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from eldercare.config import Settings
-from eldercare.simulators.mqttpool import broker_address
+from eldercare.config import Settings, broker_address
 
 
 class NoRunnerError(RuntimeError):
