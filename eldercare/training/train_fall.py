@@ -1,0 +1,40 @@
+"""``eldercare models train fall --data DIR``: the fall model from the simulator plus real trials.
+
+Real trials bring what the simulator cannot know (how real people fall and move); the simulator
+still brings what laboratory trials lack (soft collapses, falls from bed, hours of daily life for
+the false-alarm tail and the threshold).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eldercare.models import fall_train
+from eldercare.training.crossval import REAL_WEIGHT, real_xy, trial_rows
+from eldercare.training.datasets import load_dir
+
+
+def real_rows(data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Candidate rows of every real trial under ``data_dir``, and what they are for the record."""
+    trials = load_dir(data_dir)
+    x, y = real_xy(trial_rows(trials))
+    info = {
+        "datasets": sorted(Counter(t.dataset for t in trials).items()),
+        "subjects": len({t.subject for t in trials}),
+        "fall_trials": sum(t.is_fall for t in trials),
+        "adl_trials": sum(not t.is_fall for t in trials),
+        "placements": sorted({t.placement for t in trials}),
+        "candidate_rows": len(y),
+        "positive_rows": int(y.sum()),
+        "row_weight": REAL_WEIGHT,
+    }
+    return x, y, info
+
+
+def train(data_dir: Path, seed: int = 0, out_dir: Path | None = None, workers: int = 2) -> dict[str, Any]:
+    x, y, info = real_rows(data_dir)
+    return fall_train.train(seed=seed, out_dir=out_dir, workers=workers, extra=(x, y, REAL_WEIGHT, info))
