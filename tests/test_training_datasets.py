@@ -1,5 +1,5 @@
-"""Real-data loading: MobiFall files (small synthetic samples in the dataset's own format), the
-folder reader, and the CLI's readable errors. No real dataset file is read here."""
+"""Real-data loading: MobiFall and WEDA-FALL (small synthetic samples written in each dataset's own
+file format), the folder reader and the CLI's readable errors. No real dataset file is read here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from eldercare.models.cli import models
 from eldercare.simulators.wearable import synth_session
-from eldercare.training import mobifall
+from eldercare.training import mobifall, wedafall
 from eldercare.training.datasets import load_dir
 from eldercare.training.trials import PAD_BEFORE_S, DatasetError, G, pad, to_grid
 
@@ -114,3 +114,77 @@ def test_cli_train_with_a_folder_without_data_is_one_readable_line(tmp_path: Pat
     assert "no known dataset found" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(models, ["crossval", "--data", str(tmp_path / "missing")])
     assert res.exit_code == 1 and "not a folder" in res.output
+
+
+def _write_weda(root: Path, subject: int, code: str, trial: int, kinds: list[str], seed: int) -> float | None:
+    """A WEDA-FALL-format file (m/s^2, stamps in batches of four) and its fall mark; the impact."""
+    s = synth_session(np.random.default_rng(seed), kinds, "wrist", gap_rate=0.0)
+    path = root / "dataset" / "50Hz" / code / f"U{subject:02d}_R{trial:02d}_accel.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamps = np.repeat(s.t[::4] - s.t[0], 4)[: len(s.t)]  # the watch stamps batches, not samples
+    rows = "\n".join(
+        f"{t:.3f},{x:.4f},{y:.4f},{z:.4f}" for t, (x, y, z) in zip(stamps, s.acc * G, strict=True)
+    )
+    path.write_text(
+        "accel_time_list,accel_x_list,accel_y_list,accel_z_list\n" + rows + "\n", encoding="utf-8"
+    )
+    path.with_name(path.name.replace("_accel", "_vertical_accel")).write_text("t,v\n0,1\n", encoding="utf-8")
+    falls = [lab.t_impact - s.t[0] for lab in s.labels if lab.is_fall]
+    if falls:
+        marks = root / "dataset" / "fall_timestamps.csv"
+        old = marks.read_text(encoding="utf-8-sig") if marks.exists() else "filename,start_time,end_time\n"
+        line = f"{code}/U{subject:02d}_R{trial:02d},{falls[0] - 1.5:.1f},{falls[0] + 1.5:.1f}\n"
+        marks.write_text("\ufeff" + old + line, encoding="utf-8")
+    return falls[0] if falls else None
+
+
+def test_weda_fall_units_retiming_labels_and_subjects(tmp_path: Path) -> None:
+    root = tmp_path / "weda-fall"
+    imp = _write_weda(root, 1, "F01", 1, ["walk", "fall_forward"], 5)
+    _write_weda(root, 22, "D04", 1, ["stand", "sit_down", "sit", "stand_up"], 6)
+    trials = {t.activity: t for t in wedafall.load(root)}
+    assert set(trials) == {"F01", "D04"}
+    fall, adl = trials["F01"], trials["D04"]
+    assert (fall.subject, adl.subject, fall.placement) == ("weda-fall:1", "weda-fall:22", "wrist")
+    assert fall.fall_kind == "fall_forward" and adl.t_impact is None and adl.fall_kind == ""
+    assert imp is not None and fall.t_impact is not None
+    assert abs(fall.t_impact - PAD_BEFORE_S - imp) < 0.3
+    for tr in (fall, adl):
+        assert np.allclose(np.diff(tr.t), 0.02)
+        assert abs(np.median(np.linalg.norm(tr.acc, axis=1)) - 1.0) < 0.05
+    assert {t.dataset for t in load_dir(tmp_path)} == {"weda-fall"}
+
+
+def test_train_with_real_data_records_it_and_loads(
+    sample: tuple[Path, dict[str, float | None]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train fall --data DIR --cache C``: real rows join the simulated ones (here a few toy rows)."""
+    from eldercare.models import fall_train
+    from eldercare.models.fall import FallDetector
+    from eldercare.training import crossval, train_fall
+
+    root, _ = sample
+    toy = crossval.trial_rows(mobifall.load(root))
+    x, y = crossval.real_xy(toy)
+    val = {
+        "pos_x": x[y == 1],
+        "pos_clip": np.arange(int((y == 1).sum())),
+        "clip_placement": np.zeros(int((y == 1).sum()), dtype=np.int64),
+        "neg_x": x[y == 0],
+        "neg_placement": np.zeros(int((y == 0).sum()), dtype=np.int64),
+        "hours": np.array([50.0, 0.0, 0.0]),
+    }
+    monkeypatch.setattr(
+        train_fall, "training_rows", lambda seed, workers, cache: {"x": x, "y": y, "hours": [1.0]}
+    )
+    monkeypatch.setattr(train_fall, "validation_rows", lambda seed, cache, workers: val)
+    monkeypatch.setattr(fall_train, "GBM_PARAMS", {**fall_train.GBM_PARAMS, "max_iter": 10})
+    res = CliRunner().invoke(
+        models,
+        ["train", "fall", "--data", str(root.parent), "--out", str(tmp_path / "m"), "--cache", str(tmp_path)],
+    )
+    assert res.exit_code == 0, res.output
+    det = FallDetector.load(tmp_path / "m" / "fall_model.npz")
+    real = det.info["data"]["real"]
+    assert real["datasets"] == [["mobifall", 4]] and real["fall_trials"] == 2 and real["subjects"] == 2
+    assert set(det.info["thresholds_by_placement"]) == {"wrist", "pendant", "waist"}

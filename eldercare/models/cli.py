@@ -49,8 +49,19 @@ def train() -> None:
     default=None,
     help="Folder of real datasets (e.g. DIR/mobifall/) to train on beside the simulator.",
 )
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="With --data: keep and reuse simulated rows here (shared with 'models crossval').",
+)
 def train_fall(
-    seed: int, out_dir: Path | None, workers: int, threshold_only: bool, data_dir: Path | None
+    seed: int,
+    out_dir: Path | None,
+    workers: int,
+    threshold_only: bool,
+    data_dir: Path | None,
+    cache: Path | None,
 ) -> None:
     """Train the learned fall detector and record how (seed, data, versions, threshold)."""
     try:
@@ -65,7 +76,7 @@ def train_fall(
         if threshold_only:
             record = rethreshold(out_dir, workers=workers)
         elif data_dir is not None:
-            record = train_real(data_dir, seed=seed, out_dir=out_dir, workers=workers)
+            record = train_real(data_dir, seed=seed, out_dir=out_dir, workers=workers, cache=cache)
         else:
             record = do_train(seed=seed, out_dir=out_dir, workers=workers)
     except DatasetError as exc:

@@ -21,7 +21,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -218,12 +218,17 @@ def train(
     out_dir: Path | None = None,
     workers: int = 2,
     extra: tuple[np.ndarray, np.ndarray, float, dict[str, Any]] | None = None,
+    collected: tuple[np.ndarray, np.ndarray, float] | None = None,
+    choose: Callable[[TreeEnsemble], tuple[float, dict[str, Any], dict[str, float], dict[str, Any]]]
+    | None = None,
 ) -> dict[str, Any]:
     """Train, export and record the fall model; returns the training record.
 
     ``extra`` adds rows from real recordings: (features, labels, weight of each row against a
     simulated one, what they are for the record). The threshold is still chosen on simulated
     validation recordings (real trials are too short to measure false alarms per hour).
+    ``collected`` (the simulated rows, as :func:`_collect` returns them) and ``choose`` (the
+    operating points, as :func:`_threshold` returns them) let a caller reuse rows it already drew.
     """
     import sklearn
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -231,7 +236,7 @@ def train(
     out_dir = Path(out_dir) if out_dir else DEFAULT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    x, y, hours = _collect(seed, workers)
+    x, y, hours = collected if collected is not None else _collect(seed, workers)
     w0 = np.ones(len(y))
     if extra is not None:
         x = np.concatenate([x, extra[0]])
@@ -248,7 +253,9 @@ def train(
     if agree > 1e-6:
         msg = f"exported trees disagree with scikit-learn by {agree}"
         raise RuntimeError(msg)
-    thr, val, thr_by_place, val_by_place = _threshold(model, seed, workers)
+    thr, val, thr_by_place, val_by_place = (
+        choose(model) if choose is not None else _threshold(model, seed, workers)
+    )
     train_p = model.score(x)
     record: dict[str, Any] = {
         "model": "gradient-boosted trees on candidate-impact features (eldercare.models.fall); "

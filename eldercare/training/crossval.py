@@ -89,25 +89,42 @@ def real_xy(items: list[TrialRows]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _stream_rows(cache: Path | None) -> dict[str, Any]:
+def _stream_part(job: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Shard k of n of the simulated long days and falls (runs in a worker process)."""
+    k, n = job
+    d: dict[str, np.ndarray] = {}
+    for j, c in enumerate(day_streams(EVAL_SEED, EVAL_DAY_HOURS_EACH, pieces=int(EVAL_DAY_HOURS_EACH))):
+        if j % n == k:
+            r = cand.rows(c.session.t, c.session.acc)
+            d[f"day{j}_x"], d[f"day{j}_ev"], d[f"day{j}_pd"] = r.x, r.events, r.put_down
+            d[f"day{j}_meta"] = np.array(
+                [PLACEMENTS.index(c.placement), (c.session.t[-1] - c.session.t[0]) / 3600]
+            )
+    for j, c in enumerate(fall_clips(EVAL_SEED, EVAL_FALLS_EACH)):
+        if j % n == k:
+            r = cand.rows(c.session.t, c.session.acc)
+            imp = [lab.t_impact for lab in c.session.labels if lab.is_fall]
+            d[f"fall{j}_x"], d[f"fall{j}_ev"], d[f"fall{j}_pd"] = r.x, r.events, r.put_down
+            d[f"fall{j}_meta"] = np.array([PLACEMENTS.index(c.placement), imp[0] if imp else np.nan])
+    return d
+
+
+def _stream_rows(cache: Path | None, workers: int = 1) -> dict[str, Any]:
     """Simulated long days and falls for the streaming figures (computed once, cached)."""
     path = None if cache is None else cache / f"sim_streams_{EVAL_SEED}_{version(cand, fall_wear)}.npz"
     if path is not None and path.exists():
         with np.load(path, allow_pickle=False) as z:
             d = {k: z[k] for k in z.files}
     else:
-        d = {}
-        for j, c in enumerate(day_streams(EVAL_SEED, EVAL_DAY_HOURS_EACH, pieces=int(EVAL_DAY_HOURS_EACH))):
-            r = cand.rows(c.session.t, c.session.acc)
-            d[f"day{j}_x"], d[f"day{j}_ev"], d[f"day{j}_pd"] = r.x, r.events, r.put_down
-            d[f"day{j}_meta"] = np.array(
-                [PLACEMENTS.index(c.placement), (c.session.t[-1] - c.session.t[0]) / 3600]
-            )
-        for j, c in enumerate(fall_clips(EVAL_SEED, EVAL_FALLS_EACH)):
-            r = cand.rows(c.session.t, c.session.acc)
-            imp = [lab.t_impact for lab in c.session.labels if lab.is_fall]
-            d[f"fall{j}_x"], d[f"fall{j}_ev"], d[f"fall{j}_pd"] = r.x, r.events, r.put_down
-            d[f"fall{j}_meta"] = np.array([PLACEMENTS.index(c.placement), imp[0] if imp else np.nan])
+        n = max(1, workers) * 2
+        if workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(workers) as pool:
+                parts = list(pool.map(_stream_part, [(k, n) for k in range(n)]))
+        else:
+            parts = [_stream_part((k, n)) for k in range(n)]
+        d = {k: v for p in parts for k, v in p.items()}
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(path, allow_pickle=False, **d)
@@ -200,8 +217,8 @@ def run(
     items = trial_rows(trials)
     log.info("real trials: %d, candidate rows: %d", len(items), sum(len(it.y) for it in items))
     sim = training_rows(seed, workers, cache)
-    val = validation_rows(seed, cache)
-    streams = _stream_rows(cache)
+    val = validation_rows(seed, cache, workers)
+    streams = _stream_rows(cache, workers)
     shipped = FallDetector.pretrained()
     base = ThresholdFallDetector()
     fixed = {"shipped": (shipped.scores, shipped.threshold, False), "threshold": (base.scores, 0.5, False)}

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from eldercare.training import mobifall
+from eldercare.training import mobifall, wedafall
 from eldercare.training.trials import DatasetError, Trial
 
-LOADERS: dict[str, Callable[[Path], list[Trial]]] = {mobifall.NAME: mobifall.load}
+LOADERS: dict[str, Callable[[Path], list[Trial]]] = {
+    mobifall.NAME: mobifall.load,
+    wedafall.NAME: wedafall.load,
+}
 
 
 def load_dir(root: Path, only: tuple[str, ...] = ()) -> list[Trial]:

@@ -16,6 +16,7 @@ import numpy as np
 from eldercare.models import fall_train
 from eldercare.training.crossval import REAL_WEIGHT, real_xy, trial_rows
 from eldercare.training.datasets import load_dir
+from eldercare.training.sim import choose_from_rows, training_rows, validation_rows
 
 
 def real_rows(data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -35,6 +36,21 @@ def real_rows(data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     return x, y, info
 
 
-def train(data_dir: Path, seed: int = 0, out_dir: Path | None = None, workers: int = 2) -> dict[str, Any]:
+def train(
+    data_dir: Path, seed: int = 0, out_dir: Path | None = None, workers: int = 2, cache: Path | None = None
+) -> dict[str, Any]:
+    """Train on the simulator plus every real trial under ``data_dir``; ``cache`` keeps (and reuses)
+    the simulated rows, the same ones :mod:`eldercare.training.crossval` draws."""
     x, y, info = real_rows(data_dir)
-    return fall_train.train(seed=seed, out_dir=out_dir, workers=workers, extra=(x, y, REAL_WEIGHT, info))
+    if cache is None:
+        return fall_train.train(seed=seed, out_dir=out_dir, workers=workers, extra=(x, y, REAL_WEIGHT, info))
+    rows = training_rows(seed, workers, cache)
+    val = validation_rows(seed, cache, workers)
+    return fall_train.train(
+        seed=seed,
+        out_dir=out_dir,
+        workers=workers,
+        extra=(x, y, REAL_WEIGHT, info),
+        collected=(rows["x"], rows["y"], float(rows["hours"][0])),
+        choose=lambda model: choose_from_rows(model, val),
+    )
