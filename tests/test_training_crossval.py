@@ -83,3 +83,13 @@ def test_crossval_runs_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     text = md.read_text(encoding="utf-8")
     assert "leave-subjects-out" in text and "dataset=toy" in text
     assert (tmp_path / "report" / "fall_crossval.json").exists()
+
+
+def test_scaled_amounts_are_restored_and_change_the_cache_key() -> None:
+    from eldercare.training import sim
+
+    before = fall_train.N_FALLS_EACH, fall_train.DAY_HOURS_EACH, sim.version()
+    with sim.scaled(0.25):
+        assert fall_train.N_FALLS_EACH == round(before[0] * 0.25)
+        assert sim.version() != before[2]
+    assert (fall_train.N_FALLS_EACH, fall_train.DAY_HOURS_EACH, sim.version()) == before

@@ -154,7 +154,28 @@ def evaluate(out_dir: Path, seed: int, only: str | None) -> None:
     default=None,
     help="Folder to keep simulated candidate rows between runs.",
 )
-def crossval(data_dir: Path, out_dir: Path, seed: int, folds: int, workers: int, cache: Path | None) -> None:
+@click.option(
+    "--sim-scale",
+    default=1.0,
+    show_default=True,
+    help="Share of the simulated training amounts to draw (less: faster).",
+)
+@click.option(
+    "--val-hours",
+    default=30.0,
+    show_default=True,
+    help="Hours of simulated validation days per placement (threshold choice).",
+)
+def crossval(
+    data_dir: Path,
+    out_dir: Path,
+    seed: int,
+    folds: int,
+    workers: int,
+    cache: Path | None,
+    sim_scale: float,
+    val_hours: float,
+) -> None:
     """Fall detector: leave-subjects-out cross-validation on real trials, beside its baselines."""
     try:
         from eldercare.training import crossval as cv
@@ -170,7 +191,17 @@ def crossval(data_dir: Path, out_dir: Path, seed: int, folds: int, workers: int,
         trials = load_dir(data_dir)
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
-    res = cv.run(trials, seed=seed, k=folds, workers=workers, cache=cache)
+    if not 0 < sim_scale <= 1 or val_hours < 1:
+        raise click.BadParameter("--sim-scale must be in (0, 1] and --val-hours >= 1")
+    res = cv.run(
+        trials,
+        seed=seed,
+        k=folds,
+        workers=workers,
+        cache=cache,
+        sim_scale=sim_scale,
+        val_hours_each=val_hours,
+    )
     md = write(res, out_dir)
     click.echo(md.read_text(encoding="utf-8").split("\n\n")[0])
     click.echo(f"report written to {out_dir}")

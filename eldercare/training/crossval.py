@@ -211,13 +211,19 @@ def run(
     workers: int = 1,
     cache: Path | None = None,
     real_weight: float = REAL_WEIGHT,
+    sim_scale: float = 1.0,
+    val_hours_each: float = fall_train.VAL_DAY_HOURS_EACH,
 ) -> dict[str, Any]:
-    """Cross-validate; returns per-trial decisions, the summary and the long-stream figures."""
+    """Cross-validate; returns per-trial decisions, the summary and the long-stream figures.
+
+    ``sim_scale`` draws that share of the simulated training amounts and ``val_hours_each`` hours of
+    simulated validation days per placement (less: faster, a noisier threshold).
+    """
     started = time.perf_counter()
     items = trial_rows(trials)
     log.info("real trials: %d, candidate rows: %d", len(items), sum(len(it.y) for it in items))
-    sim = training_rows(seed, workers, cache)
-    val = validation_rows(seed, cache, workers)
+    sim = training_rows(seed, workers, cache, sim_scale)
+    val = validation_rows(seed, cache, workers, val_hours_each)
     streams = _stream_rows(cache, workers)
     shipped = FallDetector.pretrained()
     base = ThresholdFallDetector()
@@ -288,5 +294,7 @@ def run(
         },
         "trials": results,
         "real_weight": real_weight,
+        "sim_scale": sim_scale,
+        "val_hours_each": val_hours_each,
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -6,7 +6,9 @@ by what was drawn, because the cross-validation scores many models on the same r
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -51,14 +53,35 @@ def _cached(path: Path | None, make: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def training_rows(seed: int, workers: int, cache: Path | None = None) -> dict[str, np.ndarray]:
-    """The simulated training rows of :mod:`eldercare.models.fall_train` (falls, look-alikes, days)."""
+AMOUNTS = ("N_FALLS_EACH", "N_EXTRA_SOFT_EACH", "N_LOOKALIKES_EACH", "DAY_HOURS_EACH")
 
-    def make() -> dict[str, np.ndarray]:
-        x, y, hours = fall_train._collect(seed, workers)
-        return {"x": x, "y": y, "hours": np.array([hours])}
 
-    return _cached(None if cache is None else cache / f"sim_train_{seed}_{version()}.npz", make)
+@contextlib.contextmanager
+def scaled(scale: float) -> Iterator[None]:
+    """Temporarily draw ``scale`` times the simulated training amounts of ``fall_train`` (the
+    workers are forked inside, so they see the same amounts)."""
+    old = {k: getattr(fall_train, k) for k in AMOUNTS}
+    try:
+        for k, v in old.items():
+            setattr(fall_train, k, type(v)(max(1, round(v * scale))))
+        yield
+    finally:
+        for k, v in old.items():
+            setattr(fall_train, k, v)
+
+
+def training_rows(
+    seed: int, workers: int, cache: Path | None = None, scale: float = 1.0
+) -> dict[str, np.ndarray]:
+    """The simulated training rows of :mod:`eldercare.models.fall_train` (falls, look-alikes, days),
+    at ``scale`` times its amounts."""
+    with scaled(scale):
+
+        def make() -> dict[str, np.ndarray]:
+            x, y, hours = fall_train._collect(seed, workers)
+            return {"x": x, "y": y, "hours": np.array([hours])}
+
+        return _cached(None if cache is None else cache / f"sim_train_{seed}_{version()}.npz", make)
 
 
 def _val_part(job: tuple[int, float, int, int]) -> dict[str, Any]:
