@@ -90,6 +90,6 @@ def test_scaled_amounts_are_restored_and_change_the_cache_key() -> None:
 
     before = fall_train.N_FALLS_EACH, fall_train.DAY_HOURS_EACH, sim.version()
     with sim.scaled(0.25):
-        assert fall_train.N_FALLS_EACH == round(before[0] * 0.25)
+        assert round(before[0] * 0.25) == fall_train.N_FALLS_EACH
         assert sim.version() != before[2]
     assert (fall_train.N_FALLS_EACH, fall_train.DAY_HOURS_EACH, sim.version()) == before
