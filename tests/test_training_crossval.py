@@ -62,8 +62,8 @@ def test_crossval_runs_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         "days": [(it.rows, np.array([0, 0.5])) for it in other if not it.trial.is_fall],
         "falls": [(it.rows, np.array([0, it.trial.t_impact])) for it in other if it.trial.is_fall],
     }
-    monkeypatch.setattr(cv, "training_rows", lambda seed, workers, cache: {"x": x, "y": y})
-    monkeypatch.setattr(cv, "validation_rows", lambda seed, cache, workers: val)
+    monkeypatch.setattr(cv, "training_rows", lambda seed, workers, cache, scale: {"x": x, "y": y})
+    monkeypatch.setattr(cv, "validation_rows", lambda seed, cache, workers, hours: val)
     monkeypatch.setattr(cv, "_stream_rows", lambda cache, workers: streams)
     monkeypatch.setattr(fall_train, "GBM_PARAMS", {**fall_train.GBM_PARAMS, "max_iter": 15})
     monkeypatch.setattr(cv, "N_BOOT", 50)
