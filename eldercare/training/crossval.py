@@ -42,7 +42,7 @@ from eldercare.training.trials import Trial
 
 log = logging.getLogger(__name__)
 
-REAL_WEIGHT = 4.0  # a real candidate row counts as this many simulated ones
+REAL_WEIGHT = 1.0  # a real candidate row counts as this many simulated ones (4 was tried: worse)
 N_FOLDS = 6
 N_BOOT = 2000
 EVAL_FALLS_EACH = 10
