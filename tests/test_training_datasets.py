@@ -175,9 +175,9 @@ def test_train_with_real_data_records_it_and_loads(
         "hours": np.array([50.0, 0.0, 0.0]),
     }
     monkeypatch.setattr(
-        train_fall, "training_rows", lambda seed, workers, cache: {"x": x, "y": y, "hours": [1.0]}
+        train_fall, "training_rows", lambda seed, workers, cache, scale: {"x": x, "y": y, "hours": [1.0]}
     )
-    monkeypatch.setattr(train_fall, "validation_rows", lambda seed, cache, workers: val)
+    monkeypatch.setattr(train_fall, "validation_rows", lambda seed, cache, workers, hours: val)
     monkeypatch.setattr(fall_train, "GBM_PARAMS", {**fall_train.GBM_PARAMS, "max_iter": 10})
     res = CliRunner().invoke(
         models,

@@ -55,6 +55,18 @@ def train() -> None:
     default=None,
     help="With --data: keep and reuse simulated rows here (shared with 'models crossval').",
 )
+@click.option(
+    "--sim-scale",
+    default=1.0,
+    show_default=True,
+    help="With --data: share of the simulated training amounts to draw.",
+)
+@click.option(
+    "--val-hours",
+    default=30.0,
+    show_default=True,
+    help="With --data: hours of simulated validation days per placement.",
+)
 def train_fall(
     seed: int,
     out_dir: Path | None,
@@ -62,6 +74,8 @@ def train_fall(
     threshold_only: bool,
     data_dir: Path | None,
     cache: Path | None,
+    sim_scale: float,
+    val_hours: float,
 ) -> None:
     """Train the learned fall detector and record how (seed, data, versions, threshold)."""
     try:
@@ -76,7 +90,17 @@ def train_fall(
         if threshold_only:
             record = rethreshold(out_dir, workers=workers)
         elif data_dir is not None:
-            record = train_real(data_dir, seed=seed, out_dir=out_dir, workers=workers, cache=cache)
+            if not 0 < sim_scale <= 1 or val_hours < 1:
+                raise click.BadParameter("--sim-scale must be in (0, 1] and --val-hours >= 1")
+            record = train_real(
+                data_dir,
+                seed=seed,
+                out_dir=out_dir,
+                workers=workers,
+                cache=cache,
+                sim_scale=sim_scale,
+                val_hours_each=val_hours,
+            )
         else:
             record = do_train(seed=seed, out_dir=out_dir, workers=workers)
     except DatasetError as exc:

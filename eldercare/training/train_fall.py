@@ -37,15 +37,23 @@ def real_rows(data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
 
 
 def train(
-    data_dir: Path, seed: int = 0, out_dir: Path | None = None, workers: int = 2, cache: Path | None = None
+    data_dir: Path,
+    seed: int = 0,
+    out_dir: Path | None = None,
+    workers: int = 2,
+    cache: Path | None = None,
+    sim_scale: float = 1.0,
+    val_hours_each: float = fall_train.VAL_DAY_HOURS_EACH,
 ) -> dict[str, Any]:
     """Train on the simulator plus every real trial under ``data_dir``; ``cache`` keeps (and reuses)
-    the simulated rows, the same ones :mod:`eldercare.training.crossval` draws."""
+    the simulated rows, the same ones :mod:`eldercare.training.crossval` draws (``sim_scale``,
+    ``val_hours_each``: as there)."""
     x, y, info = real_rows(data_dir)
-    if cache is None:
+    if cache is None and sim_scale == 1.0 and val_hours_each == fall_train.VAL_DAY_HOURS_EACH:
         return fall_train.train(seed=seed, out_dir=out_dir, workers=workers, extra=(x, y, REAL_WEIGHT, info))
-    rows = training_rows(seed, workers, cache)
-    val = validation_rows(seed, cache, workers)
+    info = {**info, "sim_scale": sim_scale, "validation_hours_per_placement": val_hours_each}
+    rows = training_rows(seed, workers, cache, sim_scale)
+    val = validation_rows(seed, cache, workers, val_hours_each)
     return fall_train.train(
         seed=seed,
         out_dir=out_dir,
