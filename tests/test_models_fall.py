@@ -285,3 +285,55 @@ def test_other_sampling_rates(det: FallDetector, fs: float) -> None:
         s = synth_session(np.random.default_rng([UNSEEN, 13, i]), ["walk", kind], "pendant", fs=fs)
         hits += _caught(det.detect(s.t, s.acc), s.labels[0].t_impact)
     assert hits >= 2
+
+
+def _table(rng: np.random.Generator, n: int, g: np.ndarray, noise: float) -> np.ndarray:
+    """A device on a table: gravity, white sensor noise, 1/256 g steps; nothing else."""
+    acc = g[None, :] + rng.normal(0, noise, (n, 3))
+    return np.round(acc * 256.0) / 256.0
+
+
+@pytest.mark.parametrize("noise", [0.003, 0.015])
+def test_not_worn_is_table_stillness_not_a_resting_body(noise: float) -> None:
+    from eldercare.models.fall_wear import WearTracker, micro_motion_g, not_worn
+
+    rng = np.random.default_rng(3)
+    g = np.array([0.1, -0.2, 0.97]) / np.linalg.norm([0.1, -0.2, 0.97])
+    table = _table(rng, 4000, g, noise)
+    t = np.arange(4000) / 50.0
+    breathing = table + 0.003 * np.sin(2 * np.pi * 0.25 * t)[:, None] * np.array([1.0, 0.0, 0.0])
+    assert micro_motion_g(table) < 0.001 < micro_motion_g(breathing)
+    assert not_worn(table) and not not_worn(breathing)
+    assert not not_worn(table[:1000])  # 20 s is no evidence yet
+    tracker = WearTracker()
+    states = [tracker.push(t[i : i + 25], table[i : i + 25]) for i in range(0, 4000, 25)]
+    assert not any(states[:119]) and states[-1]  # only after 60 s
+
+
+def test_a_device_put_down_is_not_a_fall(det: FallDetector) -> None:
+    """The signal of a fall up to 2 s after the impact, then a table: no event; the real fall: one."""
+    s = _fall("fall_forward", "wrist", 5)
+    t_imp = s.labels[0].t_impact
+    assert any(_caught([e], t_imp) for e in det.detect(s.t, s.acc))
+    keep = s.t <= t_imp + 2.0
+    rng = np.random.default_rng(4)
+    t_tab = np.arange(t_imp + 2.02, t_imp + 40.0, 0.02)
+    g = np.nanmean(s.acc[keep][-25:], axis=0)
+    acc = np.concatenate([s.acc[keep], _table(rng, len(t_tab), g / np.linalg.norm(g), 0.008)])
+    t = np.concatenate([s.t[keep], t_tab])
+    assert det.detect(t, acc) == []
+    blind = FallDetector.pretrained()
+    blind.wear_check = False
+    assert ThresholdFallDetector().wear_check is False
+    assert len(blind.detect(t, acc)) >= len(det.detect(t, acc))
+
+
+def test_simulated_days_hold_device_removal_and_bed_transitions() -> None:
+    from eldercare.simulators.wearable import DAY_RATES_PER_HOUR, day_kinds
+
+    assert {"device_off", "get_up_hard", "lie_down_hard", "sit_down_hard"} <= set(DAY_RATES_PER_HOUR)
+    kinds = day_kinds(np.random.default_rng(1), 20.0)
+    assert kinds.count("get_up_hard") > 0 and kinds.count("device_off") > 0
+    s = synth_session(np.random.default_rng(2), ["lie", "get_up_hard"], "pendant")
+    assert [lab.kind for lab in s.labels] == ["get_up_hard"] and not s.labels[0].is_fall
+    assert np.nanmax(np.linalg.norm(s.acc, axis=1)) > 1.4

@@ -42,18 +42,69 @@ def train() -> None:
     is_flag=True,
     help="Keep the trained trees; redo only the validation that picks the threshold.",
 )
-def train_fall(seed: int, out_dir: Path | None, workers: int, threshold_only: bool) -> None:
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of real datasets (e.g. DIR/mobifall/) to train on beside the simulator.",
+)
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="With --data: keep and reuse simulated rows here (shared with 'models crossval').",
+)
+@click.option(
+    "--sim-scale",
+    default=1.0,
+    show_default=True,
+    help="With --data: share of the simulated training amounts to draw.",
+)
+@click.option(
+    "--val-hours",
+    default=30.0,
+    show_default=True,
+    help="With --data: hours of simulated validation days per placement.",
+)
+def train_fall(
+    seed: int,
+    out_dir: Path | None,
+    workers: int,
+    threshold_only: bool,
+    data_dir: Path | None,
+    cache: Path | None,
+    sim_scale: float,
+    val_hours: float,
+) -> None:
     """Train the learned fall detector and record how (seed, data, versions, threshold)."""
     try:
         from eldercare.models.fall_train import rethreshold
         from eldercare.models.fall_train import train as do_train
+        from eldercare.training.train_fall import train as train_real
+        from eldercare.training.trials import DatasetError
     except ImportError as exc:
         msg = f"training needs scikit-learn ({exc.name} is missing): pip install 'eldercare[server]'"
         raise click.ClickException(msg) from None
-    if threshold_only:
-        record = rethreshold(out_dir, workers=workers)
-    else:
-        record = do_train(seed=seed, out_dir=out_dir, workers=workers)
+    try:
+        if threshold_only:
+            record = rethreshold(out_dir, workers=workers)
+        elif data_dir is not None:
+            if not 0 < sim_scale <= 1 or val_hours < 1:
+                raise click.BadParameter("--sim-scale must be in (0, 1] and --val-hours >= 1")
+            record = train_real(
+                data_dir,
+                seed=seed,
+                out_dir=out_dir,
+                workers=workers,
+                cache=cache,
+                sim_scale=sim_scale,
+                val_hours_each=val_hours,
+            )
+        else:
+            record = do_train(seed=seed, out_dir=out_dir, workers=workers)
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
     val = record["validation"]
     click.echo(
         f"fall model trained in {record['train_seconds']} s: threshold {record['threshold']:.3f}; "
@@ -99,4 +150,82 @@ def evaluate(out_dir: Path, seed: int, only: str | None) -> None:
         res = run(out_dir, seed)
         summary[name] = res.get("targets", {}) if isinstance(res, dict) else {}
     click.echo(json.dumps(summary, indent=2))
+    click.echo(f"report written to {out_dir}")
+
+
+@models.command("crossval")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder of real datasets (e.g. DIR/mobifall/).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("models-report"),
+    show_default=True,
+    help="Folder for fall_crossval.md and .json.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the simulated training recordings.")
+@click.option("--folds", default=6, show_default=True, help="Groups of people (leave one group out).")
+@click.option("--workers", default=1, show_default=True, help="Processes generating recordings.")
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder to keep simulated candidate rows between runs.",
+)
+@click.option(
+    "--sim-scale",
+    default=1.0,
+    show_default=True,
+    help="Share of the simulated training amounts to draw (less: faster).",
+)
+@click.option(
+    "--val-hours",
+    default=30.0,
+    show_default=True,
+    help="Hours of simulated validation days per placement (threshold choice).",
+)
+def crossval(
+    data_dir: Path,
+    out_dir: Path,
+    seed: int,
+    folds: int,
+    workers: int,
+    cache: Path | None,
+    sim_scale: float,
+    val_hours: float,
+) -> None:
+    """Fall detector: leave-subjects-out cross-validation on real trials, beside its baselines."""
+    try:
+        from eldercare.training import crossval as cv
+        from eldercare.training.datasets import load_dir
+        from eldercare.training.report import write
+        from eldercare.training.trials import DatasetError
+    except ImportError as exc:
+        msg = f"cross-validation needs scikit-learn ({exc.name} is missing): pip install 'eldercare[server]'"
+        raise click.ClickException(msg) from None
+    if folds < 2:
+        raise click.BadParameter("needs at least 2", param_hint="--folds")
+    try:
+        trials = load_dir(data_dir)
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not 0 < sim_scale <= 1 or val_hours < 1:
+        raise click.BadParameter("--sim-scale must be in (0, 1] and --val-hours >= 1")
+    res = cv.run(
+        trials,
+        seed=seed,
+        k=folds,
+        workers=workers,
+        cache=cache,
+        sim_scale=sim_scale,
+        val_hours_each=val_hours,
+    )
+    md = write(res, out_dir)
+    click.echo(md.read_text(encoding="utf-8").split("\n\n")[0])
     click.echo(f"report written to {out_dir}")

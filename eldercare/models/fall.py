@@ -55,6 +55,7 @@ from eldercare.models.fall_features import (
     features,
     iter_windows,
 )
+from eldercare.models.fall_wear import put_down_after
 
 log = logging.getLogger(__name__)
 
@@ -213,11 +214,19 @@ def _complete_trees(
 class StreamingFallDetector:
     """Push chunks of samples, get fall events once ~10 s after their impact has been seen."""
 
-    def __init__(self, scorer: _Scorer, threshold: float, refractory_s: float, keep_features: bool) -> None:
+    def __init__(
+        self,
+        scorer: _Scorer,
+        threshold: float,
+        refractory_s: float,
+        keep_features: bool,
+        wear_check: bool = False,
+    ) -> None:
         self._scorer = scorer
         self._threshold = threshold
         self._refractory = refractory_s
         self._keep = keep_features
+        self._wear_check = wear_check
         self._resampler = Resampler()
         self._stage: list[Any] = [None]
         self._last_event_t = -np.inf
@@ -236,9 +245,12 @@ class StreamingFallDetector:
                 x = features(win[s : s + FEATURE_BATCH])
                 p = self._scorer.score(x)
                 for j in np.flatnonzero(p >= self._threshold):
-                    te = float(t0 + (ks[s + j] + _impact_offset(win[s + j])) * DT)
+                    off = _impact_offset(win[s + j])
+                    te = float(t0 + (ks[s + j] + off) * DT)
                     if te - self._last_event_t < self._refractory:
                         continue
+                    if self._wear_check and put_down_after(win[s + j], PRE_N + off):
+                        continue  # a device put down on a table, not a person lying on the floor
                     self._last_event_t = te
                     feats = dict(zip(FEATURES, map(float, x[j]), strict=True)) if self._keep else {}
                     events.append(FallEvent(te, float(p[j]), features=feats))
@@ -259,6 +271,7 @@ def _impact_offset(window: np.ndarray) -> int:
 
 class _Detector:
     refractory_s = 10.0
+    wear_check = False
 
     def __init__(self, scorer: _Scorer, threshold: float, keep_features: bool) -> None:
         self._scorer = scorer
@@ -266,7 +279,9 @@ class _Detector:
         self.keep_features = keep_features
 
     def stream(self) -> StreamingFallDetector:
-        return StreamingFallDetector(self._scorer, self.threshold, self.refractory_s, self.keep_features)
+        return StreamingFallDetector(
+            self._scorer, self.threshold, self.refractory_s, self.keep_features, self.wear_check
+        )
 
     def detect(self, t: np.ndarray, acc: np.ndarray) -> list[FallEvent]:
         """Falls in a whole recording, in time order. Empty or short input gives ``[]``."""
@@ -280,6 +295,10 @@ class _Detector:
 
 class FallDetector(_Detector):
     """Learned fall detector (tree ensemble on phase features); see the module docstring.
+
+    ``wear_check`` (on by default): a candidate after which the device is as still as a table (no
+    breathing, no pulse; :mod:`eldercare.models.fall_wear`) is a wearable taken off and put down,
+    not a fall, and raises nothing.
 
     Examples
     --------
@@ -298,6 +317,7 @@ class FallDetector(_Detector):
         keep_features: bool = False,
     ) -> None:
         super().__init__(model, threshold, keep_features)
+        self.wear_check = True
         self.model = model
         self.info = info or {}
         self.placement: str | None = None

@@ -21,7 +21,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -205,18 +205,45 @@ def _git_revision() -> str:
     return rev + ("+dirty" if dirty else "")
 
 
-def train(seed: int = 0, out_dir: Path | None = None, workers: int = 2) -> dict[str, Any]:
-    """Train, export and record the fall model; returns the training record."""
+def sample_weights(y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """Row weights: falls are rare among candidates, so they are weighted up (to a third of the
+    negatives' total) and the trees spend their splits on them; ``w`` are per-row weights before."""
+    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=np.float64)
+    pos = float(w[y == 1].sum())
+    return w * np.where(y == 1, float(w[y == 0].sum()) / max(pos, 1.0) / 3.0, 1.0)
+
+
+def train(
+    seed: int = 0,
+    out_dir: Path | None = None,
+    workers: int = 2,
+    extra: tuple[np.ndarray, np.ndarray, float, dict[str, Any]] | None = None,
+    collected: tuple[np.ndarray, np.ndarray, float] | None = None,
+    choose: Callable[[TreeEnsemble], tuple[float, dict[str, Any], dict[str, float], dict[str, Any]]]
+    | None = None,
+) -> dict[str, Any]:
+    """Train, export and record the fall model; returns the training record.
+
+    ``extra`` adds rows from real recordings: (features, labels, weight of each row against a
+    simulated one, what they are for the record). The threshold is still chosen on simulated
+    validation recordings (real trials are too short to measure false alarms per hour).
+    ``collected`` (the simulated rows, as :func:`_collect` returns them) and ``choose`` (the
+    operating points, as :func:`_threshold` returns them) let a caller reuse rows it already drew.
+    """
     import sklearn
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     out_dir = Path(out_dir) if out_dir else DEFAULT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    x, y, hours = _collect(seed, workers)
+    x, y, hours = collected if collected is not None else _collect(seed, workers)
+    w0 = np.ones(len(y))
+    if extra is not None:
+        x = np.concatenate([x, extra[0]])
+        y = np.concatenate([y, extra[1]])
+        w0 = np.concatenate([w0, np.full(len(extra[1]), float(extra[2]))])
     log.info("training rows: %s (%s falls), %.1f h of signal", len(y), int(y.sum()), hours)
-    # falls are rare among candidates: weight them up so the trees spend their splits on them
-    w = np.where(y == 1, (y == 0).sum() / max(int(y.sum()), 1) / 3.0, 1.0)
+    w = sample_weights(y, w0)
     gbm = HistGradientBoostingClassifier(random_state=seed, **GBM_PARAMS)
     gbm.fit(x, y, sample_weight=w)
     fit_s = time.perf_counter() - started
@@ -226,7 +253,9 @@ def train(seed: int = 0, out_dir: Path | None = None, workers: int = 2) -> dict[
     if agree > 1e-6:
         msg = f"exported trees disagree with scikit-learn by {agree}"
         raise RuntimeError(msg)
-    thr, val, thr_by_place, val_by_place = _threshold(model, seed, workers)
+    thr, val, thr_by_place, val_by_place = (
+        choose(model) if choose is not None else _threshold(model, seed, workers)
+    )
     train_p = model.score(x)
     record: dict[str, Any] = {
         "model": "gradient-boosted trees on candidate-impact features (eldercare.models.fall); "
@@ -239,7 +268,12 @@ def train(seed: int = 0, out_dir: Path | None = None, workers: int = 2) -> dict[
         "target_false_alarms_per_hour": TARGET_FA_PER_H,
         "gbm_params": GBM_PARAMS,
         "data": {
-            "generator": "eldercare.simulators.wearable (simulated, no real recordings)",
+            "generator": "eldercare.simulators.wearable"
+            + (
+                " plus real recordings (see 'real')"
+                if extra is not None
+                else " (simulated, no real recordings)"
+            ),
             "falls": {
                 "kinds": list(FALL_KINDS),
                 "per_kind_and_placement": N_FALLS_EACH,
@@ -253,6 +287,7 @@ def train(seed: int = 0, out_dir: Path | None = None, workers: int = 2) -> dict[
             "positive_rows": int(y.sum()),
             "signal_hours": round(hours, 2),
             "rng": f"numpy default_rng([seed, purpose, index]); validation: seed + {VALIDATION_OFFSET}",
+            "real": extra[3] if extra is not None else None,
         },
         "train_metrics": {
             "row_accuracy_at_threshold": round(float(np.mean((train_p >= thr) == (y == 1))), 4),

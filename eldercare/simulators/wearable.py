@@ -17,8 +17,10 @@ sinks below 1 g (deep for a trip or a faint, shallow for a soft collapse) while 
 an impact whose peak and duration depend on the surface and on which part lands first, then lying
 (breathing, small moves, sometimes attempts to get up). The look-alikes share one or two of these
 phases but not all: a jump has flight and impact but the wearer stays upright and active; sitting or
-lying down hard ends still but after a short drop onto a soft surface; a stumble recovers; a device
-put on a table is still with no breathing at all.
+lying down hard ends still but after a short drop onto a soft surface; sitting up hard from lying
+in bed swings the trunk through as many degrees as a fall and bounces on the mattress, but ends
+seated and breathing; a stumble recovers; a device taken off (a handling burst, then placed, dropped
+or tossed onto a table or nightstand) is still with no breathing at all.
 
 The sensor model samples at ``fs`` with timing jitter, low-passes, adds noise, per-axis bias and
 scale error, quantises, clips each axis at +-``range_g`` and drops packets (gaps, sometimes NaN rows).
@@ -50,6 +52,7 @@ LOOKALIKE_KINDS: tuple[str, ...] = (
     "lie_down_hard",
     "stumble",
     "device_off",
+    "get_up_hard",
 )
 ADL_KINDS: tuple[str, ...] = (
     "walk",
@@ -438,6 +441,25 @@ def _get_up(rng: np.random.Generator, st: _State) -> Segment:
     return seg
 
 
+def _get_up_hard(rng: np.random.Generator, st: _State) -> Segment:
+    """Sitting up hard from lying in bed: a fast swing of the trunk, a push off the mattress, and
+    landing seated on the bed's edge with a bounce; then sitting, breathing."""
+    n_move = int(rng.uniform(0.6, 1.2) * st.fs)
+    n = n_move + int(rng.uniform(3, 8) * st.fs)
+    target = _sitting(rng)
+    lin = np.zeros((n, 3))
+    dur = n_move / st.fs
+    lin[:, 2] += _pulse(n, st.fs, 0.05, dur * 0.5, rng.uniform(0.3, 0.9))  # push off the mattress
+    t_imp = dur * rng.uniform(0.8, 1.0)
+    lin += _impact(rng, n, st.fs, t_imp, rng.uniform(1.5, 3.0), rng.uniform(0.1, 0.25))  # the bounce
+    lin += 0.05 * _smooth_noise(rng, n, st.fs, 3.0) * np.r_[np.ones(n_move), np.zeros(n - n_move)][:, None]
+    lin[n_move:] += _breathing(rng, st, n - n_move)
+    pos = np.concatenate([_transition(st, n_move, target, "cos"), np.repeat(target[None], n - n_move, 0)])
+    st.posture, st.pclass = target, "sit"
+    act = np.r_[np.full(n_move, 1.2), np.full(n - n_move, 0.3)]
+    return Segment(lin, pos, act, marks=[(int((t_imp + 0.05) * st.fs), "get_up_hard")])
+
+
 def _floor_rise(rng: np.random.Generator, st: _State) -> Segment:
     """Getting up from the floor after a fall: slow, several stages, often with help."""
     n = int(rng.uniform(5, 15) * st.fs)
@@ -484,9 +506,15 @@ def _device_off(rng: np.random.Generator, st: _State) -> Segment:
     n_p = int(rng.uniform(1.5, 3) * st.fs)
     lin = np.zeros((n_p, 3))
     lin[:, 2] += _dip(n_p, st.fs, 0.2, rng.uniform(0.2, 0.5), rng.uniform(0.5, 0.9))
-    dropped = rng.random() < 0.4
+    how = rng.choice(["placed", "dropped", "tossed"], p=[0.5, 0.35, 0.15])
+    dropped = how != "placed"
     t_imp = 0.7
-    peak = rng.uniform(2.0, 5.0) if dropped else rng.uniform(1.1, 2.0)
+    if how == "tossed":  # thrown onto a nightstand or table: short flight, hard landing, a bounce
+        lin[:, 2] = _dip(n_p, st.fs, 0.3, 0.35, rng.uniform(0.05, 0.3))
+        peak = rng.uniform(3.0, 7.0)
+        lin += 0.3 * _impact(rng, n_p, st.fs, t_imp + rng.uniform(0.1, 0.25), peak, 0.02)
+    else:
+        peak = rng.uniform(2.0, 5.0) if dropped else rng.uniform(1.1, 2.0)
     lin += _impact(rng, n_p, st.fs, t_imp, peak, rng.uniform(0.01, 0.04) if dropped else 0.06)
     table = np.array(
         [np.pi * rng.integers(0, 2), 0.0, rng.uniform(-np.pi, np.pi)]
@@ -614,6 +642,7 @@ _NEEDS: dict[str, str] = {
     "lie_down": "sit",
     "lie_down_hard": "sit",
     "get_up": "lie",
+    "get_up_hard": "lie",
     "lie": "lie",
     "fall_forward": "up",
     "fall_backward": "up",
@@ -640,6 +669,7 @@ _MAKERS: dict[str, Callable[[np.random.Generator, _State], Segment]] = {
     "lie_down": _lie_down,
     "lie_down_hard": lambda r, s: _lie_down(r, s, hard=True),
     "get_up": _get_up,
+    "get_up_hard": _get_up_hard,
     "lie": _lie,
     "device_off": _device_off,
 }
@@ -815,6 +845,7 @@ DAY_RATES_PER_HOUR: dict[str, float] = {
     "jump": 0.3,
     "jog": 0.2,
     "device_off": 0.25,
+    "get_up_hard": 0.3,
     "bend": 3.0,
     "stairs_up": 1.0,
     "stairs_down": 1.0,

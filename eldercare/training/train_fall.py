@@ -1,0 +1,64 @@
+"""``eldercare models train fall --data DIR``: the fall model from the simulator plus real trials.
+
+Real trials bring what the simulator cannot know (how real people fall and move); the simulator
+still brings what laboratory trials lack (soft collapses, falls from bed, hours of daily life for
+the false-alarm tail and the threshold).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eldercare.models import fall_train
+from eldercare.training.crossval import REAL_WEIGHT, real_xy, trial_rows
+from eldercare.training.datasets import load_dir
+from eldercare.training.sim import choose_from_rows, training_rows, validation_rows
+
+
+def real_rows(data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Candidate rows of every real trial under ``data_dir``, and what they are for the record."""
+    trials = load_dir(data_dir)
+    x, y = real_xy(trial_rows(trials))
+    info = {
+        "datasets": sorted(Counter(t.dataset for t in trials).items()),
+        "subjects": len({t.subject for t in trials}),
+        "fall_trials": sum(t.is_fall for t in trials),
+        "adl_trials": sum(not t.is_fall for t in trials),
+        "placements": sorted({t.placement for t in trials}),
+        "candidate_rows": len(y),
+        "positive_rows": int(y.sum()),
+        "row_weight": REAL_WEIGHT,
+    }
+    return x, y, info
+
+
+def train(
+    data_dir: Path,
+    seed: int = 0,
+    out_dir: Path | None = None,
+    workers: int = 2,
+    cache: Path | None = None,
+    sim_scale: float = 1.0,
+    val_hours_each: float = fall_train.VAL_DAY_HOURS_EACH,
+) -> dict[str, Any]:
+    """Train on the simulator plus every real trial under ``data_dir``; ``cache`` keeps (and reuses)
+    the simulated rows, the same ones :mod:`eldercare.training.crossval` draws (``sim_scale``,
+    ``val_hours_each``: as there)."""
+    x, y, info = real_rows(data_dir)
+    if cache is None and sim_scale == 1.0 and val_hours_each == fall_train.VAL_DAY_HOURS_EACH:
+        return fall_train.train(seed=seed, out_dir=out_dir, workers=workers, extra=(x, y, REAL_WEIGHT, info))
+    info = {**info, "sim_scale": sim_scale, "validation_hours_per_placement": val_hours_each}
+    rows = training_rows(seed, workers, cache, sim_scale)
+    val = validation_rows(seed, cache, workers, val_hours_each)
+    return fall_train.train(
+        seed=seed,
+        out_dir=out_dir,
+        workers=workers,
+        extra=(x, y, REAL_WEIGHT, info),
+        collected=(rows["x"], rows["y"], float(rows["hours"][0])),
+        choose=lambda model: choose_from_rows(model, val),
+    )

@@ -1,0 +1,190 @@
+"""Real-data loading: MobiFall and WEDA-FALL (small synthetic samples written in each dataset's own
+file format), the folder reader and the CLI's readable errors. No real dataset file is read here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from eldercare.models.cli import models
+from eldercare.simulators.wearable import synth_session
+from eldercare.training import mobifall, wedafall
+from eldercare.training.datasets import load_dir
+from eldercare.training.trials import PAD_BEFORE_S, DatasetError, G, pad, to_grid
+
+HEADER = """#Acceleration force along the x y z axes (including gravity).
+#timestamp(ns),x,y,z(m/s^2)
+#Datetime: 05/07/2013 11:27:39
+##########################################
+#Activity: {code}
+#Subject ID: {subject}
+##########################################
+
+
+@DATA
+"""
+
+
+def _write(root: Path, subject: int, code: str, trial: int, kinds: list[str], seed: int) -> float | None:
+    """A MobiFall-format file from a simulated session at ~87 Hz (m/s^2, ns stamps); its impact time."""
+    folder = "FALLS" if code in mobifall.FALLS else "ADL"
+    s = synth_session(np.random.default_rng(seed), kinds, "waist", fs=87.0, gap_rate=0.0)
+    path = root / f"sub{subject}" / folder / code / f"{code}_acc_{subject}_{trial}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ts = (1_000_000_000_000 + (s.t - s.t[0]) * 1e9).astype(np.int64)
+    rows = "\n".join(f"{t}, {x:.6f}, {y:.6f}, {z:.6f}" for t, (x, y, z) in zip(ts, s.acc * G, strict=True))
+    path.write_text(HEADER.format(code=code, subject=subject) + rows + "\n", encoding="utf-8")
+    # the gyroscope beside it must be ignored
+    path.with_name(path.name.replace("_acc_", "_gyro_")).write_text("#gyro\n@DATA\n1, 2\n", encoding="utf-8")
+    falls = [lab.t_impact - s.t[0] for lab in s.labels if lab.is_fall]
+    return falls[0] if falls else None
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, float | None]]:
+    root = tmp_path_factory.mktemp("falldata") / "mobifall"
+    impacts = {
+        "sub1/FALLS/FOL/FOL_acc_1_1.txt": _write(root, 1, "FOL", 1, ["stand", "fall_forward"], 1),
+        "sub1/FALLS/SDL/SDL_acc_1_1.txt": _write(root, 1, "SDL", 1, ["stand", "fall_sideways"], 2),
+        "sub2/ADL/WAL/WAL_acc_2_1.txt": _write(root, 2, "WAL", 1, ["walk"], 3),
+        "sub2/ADL/SCH/SCH_acc_2_1.txt": _write(root, 2, "SCH", 1, ["stand", "sit_down", "sit"], 4),
+    }
+    return root, impacts
+
+
+def test_mobifall_units_grid_labels_and_subjects(sample: tuple[Path, dict[str, float | None]]) -> None:
+    root, impacts = sample
+    trials = mobifall.load(root)
+    assert sorted(t.source for t in trials) == sorted(impacts)
+    for tr in trials:
+        assert tr.dataset == "mobifall" and tr.placement == "thigh"
+        assert tr.subject == f"mobifall:{tr.source.split('/')[0][3:]}"
+        assert np.allclose(np.diff(tr.t), 0.02)  # the detector's 50 Hz grid
+        assert abs(np.median(np.linalg.norm(tr.acc, axis=1)) - 1.0) < 0.05  # g, not m/s^2
+        true = impacts[tr.source]
+        assert tr.is_fall == (true is not None)
+        if true is not None:
+            assert tr.fall_kind in ("fall_forward", "fall_sideways")
+            assert tr.t_impact is not None
+            assert abs(tr.t_impact - PAD_BEFORE_S - true) < 0.3  # the largest |a| is the impact
+        else:
+            assert tr.fall_kind == "" and tr.t_impact is None
+
+
+def test_padding_continues_the_edges() -> None:
+    t = np.arange(200) / 50.0
+    acc = np.column_stack([np.sin(t), np.cos(t), np.ones_like(t)])
+    t2, a2, shift = pad(t, acc, before_s=4.0, after_s=6.0)
+    assert shift == 4.0 and len(t2) == 200 + 500
+    assert np.array_equal(a2[200:400], acc)
+    assert np.abs(np.diff(a2, axis=0)).max() <= np.abs(np.diff(acc, axis=0)).max() + 1e-12  # no jumps
+
+
+def test_to_grid_drops_repeated_stamps_and_averages_fast_devices() -> None:
+    t = np.r_[np.arange(0, 2, 1 / 200.0), [1.999]]  # 200 Hz and one stamp going back
+    acc = np.column_stack([np.ones_like(t), np.zeros_like(t), np.zeros_like(t)])
+    tg, ag = to_grid(t, acc)
+    assert np.allclose(np.diff(tg), 0.02) and np.allclose(ag[:, 0], 1.0)
+
+
+def test_bad_file_is_a_clear_error(tmp_path: Path) -> None:
+    p = tmp_path / "sub3" / "ADL" / "WAL" / "WAL_acc_3_1.txt"
+    p.parent.mkdir(parents=True)
+    p.write_text("#x\n@DATA\n1, 0, 0, 9.8\n2, oops, 0, 9.8\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"WAL_acc_3_1.txt:4: not a number"):
+        mobifall.load(tmp_path)
+
+
+def test_load_dir_finds_datasets_by_folder(
+    sample: tuple[Path, dict[str, float | None]], tmp_path: Path
+) -> None:
+    root, _ = sample
+    assert len(load_dir(root.parent)) == 4  # DIR/mobifall/
+    assert len(load_dir(root)) == 4  # the dataset's own folder
+    with pytest.raises(DatasetError, match="no known dataset"):
+        load_dir(tmp_path)
+
+
+def test_cli_train_with_a_folder_without_data_is_one_readable_line(tmp_path: Path) -> None:
+    res = CliRunner().invoke(models, ["train", "fall", "--data", str(tmp_path), "--out", str(tmp_path / "m")])
+    assert res.exit_code == 1
+    assert "no known dataset found" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(models, ["crossval", "--data", str(tmp_path / "missing")])
+    assert res.exit_code == 1 and "not a folder" in res.output
+
+
+def _write_weda(root: Path, subject: int, code: str, trial: int, kinds: list[str], seed: int) -> float | None:
+    """A WEDA-FALL-format file (m/s^2, stamps in batches of four) and its fall mark; the impact."""
+    s = synth_session(np.random.default_rng(seed), kinds, "wrist", gap_rate=0.0)
+    path = root / "dataset" / "50Hz" / code / f"U{subject:02d}_R{trial:02d}_accel.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamps = np.repeat(s.t[::4] - s.t[0], 4)[: len(s.t)]  # the watch stamps batches, not samples
+    rows = "\n".join(
+        f"{t:.3f},{x:.4f},{y:.4f},{z:.4f}" for t, (x, y, z) in zip(stamps, s.acc * G, strict=True)
+    )
+    path.write_text(
+        "accel_time_list,accel_x_list,accel_y_list,accel_z_list\n" + rows + "\n", encoding="utf-8"
+    )
+    path.with_name(path.name.replace("_accel", "_vertical_accel")).write_text("t,v\n0,1\n", encoding="utf-8")
+    falls = [lab.t_impact - s.t[0] for lab in s.labels if lab.is_fall]
+    if falls:
+        marks = root / "dataset" / "fall_timestamps.csv"
+        old = marks.read_text(encoding="utf-8-sig") if marks.exists() else "filename,start_time,end_time\n"
+        line = f"{code}/U{subject:02d}_R{trial:02d},{falls[0] - 1.5:.1f},{falls[0] + 1.5:.1f}\n"
+        marks.write_text("\ufeff" + old + line, encoding="utf-8")
+    return falls[0] if falls else None
+
+
+def test_weda_fall_units_retiming_labels_and_subjects(tmp_path: Path) -> None:
+    root = tmp_path / "weda-fall"
+    imp = _write_weda(root, 1, "F01", 1, ["walk", "fall_forward"], 5)
+    _write_weda(root, 22, "D04", 1, ["stand", "sit_down", "sit", "stand_up"], 6)
+    trials = {t.activity: t for t in wedafall.load(root)}
+    assert set(trials) == {"F01", "D04"}
+    fall, adl = trials["F01"], trials["D04"]
+    assert (fall.subject, adl.subject, fall.placement) == ("weda-fall:1", "weda-fall:22", "wrist")
+    assert fall.fall_kind == "fall_forward" and adl.t_impact is None and adl.fall_kind == ""
+    assert imp is not None and fall.t_impact is not None
+    assert abs(fall.t_impact - PAD_BEFORE_S - imp) < 0.3
+    for tr in (fall, adl):
+        assert np.allclose(np.diff(tr.t), 0.02)
+        assert abs(np.median(np.linalg.norm(tr.acc, axis=1)) - 1.0) < 0.05
+    assert {t.dataset for t in load_dir(tmp_path)} == {"weda-fall"}
+
+
+def test_train_with_real_data_records_it_and_loads(
+    sample: tuple[Path, dict[str, float | None]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train fall --data DIR --cache C``: real rows join the simulated ones (here a few toy rows)."""
+    from eldercare.models import fall_train
+    from eldercare.models.fall import FallDetector
+    from eldercare.training import crossval, train_fall
+
+    root, _ = sample
+    toy = crossval.trial_rows(mobifall.load(root))
+    x, y = crossval.real_xy(toy)
+    val = {
+        "pos_x": x[y == 1],
+        "pos_clip": np.arange(int((y == 1).sum())),
+        "clip_placement": np.zeros(int((y == 1).sum()), dtype=np.int64),
+        "neg_x": x[y == 0],
+        "neg_placement": np.zeros(int((y == 0).sum()), dtype=np.int64),
+        "hours": np.array([50.0, 0.0, 0.0]),
+    }
+    monkeypatch.setattr(
+        train_fall, "training_rows", lambda seed, workers, cache, scale: {"x": x, "y": y, "hours": [1.0]}
+    )
+    monkeypatch.setattr(train_fall, "validation_rows", lambda seed, cache, workers, hours: val)
+    monkeypatch.setattr(fall_train, "GBM_PARAMS", {**fall_train.GBM_PARAMS, "max_iter": 10})
+    res = CliRunner().invoke(
+        models,
+        ["train", "fall", "--data", str(root.parent), "--out", str(tmp_path / "m"), "--cache", str(tmp_path)],
+    )
+    assert res.exit_code == 0, res.output
+    det = FallDetector.load(tmp_path / "m" / "fall_model.npz")
+    real = det.info["data"]["real"]
+    assert real["datasets"] == [["mobifall", 4]] and real["fall_trials"] == 2 and real["subjects"] == 2
+    assert set(det.info["thresholds_by_placement"]) == {"wrist", "pendant", "waist"}
