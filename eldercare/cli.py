@@ -27,7 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "users": ("eldercare.platform.cli:users", "Create accounts (the first administrator)."),
     "gateways": ("eldercare.platform.cli:gateways", "Register gateways and print their credentials."),
     "simulate": ("eldercare.simulators.cli:simulate", "Seed, drive and score a simulated neighbourhood."),
-    "models": ("eldercare.models.cli:models", "Train and evaluate the fall and inactivity detectors."),
+    "models": ("eldercare.training.cli:models", "Train and evaluate the fall and inactivity detectors."),
     "demo": ("eldercare.demo:demo", "Run the whole platform on embedded services with simulated homes."),
 }
 

@@ -16,7 +16,6 @@ from eldercare.models.fall import (
     ThresholdFallDetector,
     TreeEnsemble,
 )
-from eldercare.models.fall_data import MATCH_AFTER_S, MATCH_BEFORE_S
 from eldercare.models.fall_features import FEATURES
 from eldercare.simulators.wearable import (
     FALL_KINDS,
@@ -26,6 +25,7 @@ from eldercare.simulators.wearable import (
     random_rotation,
     synth_session,
 )
+from eldercare.training.fall_data import MATCH_AFTER_S, MATCH_BEFORE_S
 
 UNSEEN = 987_654  # neither the training seed (0) nor its validation seed
 
@@ -267,7 +267,7 @@ def test_models_cli_lists_train_and_evaluate() -> None:
 
 @pytest.mark.slow
 def test_evaluation_writes_report(tmp_path: Any) -> None:
-    from eldercare.models import evaluate_fall
+    from eldercare.training import evaluate_fall
 
     res = evaluate_fall.run(tmp_path, seed=4242, n_falls_each=1, n_lookalikes_each=1, day_hours_each=0.3)
     assert (tmp_path / "fall_report.md").read_text(encoding="utf-8").startswith("## Fall detection")

@@ -289,7 +289,7 @@ def test_room_names_are_normalised_and_inner_doors_are_not_the_front_door(
 def test_evaluation_writes_a_report(tmp_path: object) -> None:
     from pathlib import Path
 
-    from eldercare.models import evaluate_inactivity as ev
+    from eldercare.training import evaluate_inactivity as ev
 
     out = Path(str(tmp_path))
     res = ev.run(out, 7, n_homes=1, scenarios=ev.SCENARIOS[:1])
@@ -306,7 +306,7 @@ def test_evaluation_writes_a_report(tmp_path: object) -> None:
 def test_evaluation_judges_the_issues_scenarios_and_reports_the_stress_test_apart(tmp_path: object) -> None:
     from pathlib import Path
 
-    from eldercare.models import evaluate_inactivity as ev
+    from eldercare.training import evaluate_inactivity as ev
 
     # the issue says "motion events dropped": its drop scenarios lose PIR events only
     assert all(sc.drop_kinds == ("pir",) for sc in ev.SCENARIOS if sc.drop and not sc.stress)

@@ -29,6 +29,7 @@ USED_UNIMPORTED = {
     "pytest-xdist": "pytest plugin (-n in scripts/test)",
     "ruff": "scripts/test",
     "mypy": "scripts/test",
+    "import-linter": "scripts/test (lint-imports)",
     "uvicorn": "eldercare serve runs it",
 }
 

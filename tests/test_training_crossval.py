@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eldercare.models import fall_train
 from eldercare.simulators.wearable import synth_session
 from eldercare.training import crossval as cv
+from eldercare.training import fall_train
 from eldercare.training.candidates import Rows, decide
 from eldercare.training.report import write
 from eldercare.training.trials import Trial, pad

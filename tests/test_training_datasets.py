@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from eldercare.models.cli import models
 from eldercare.simulators.wearable import synth_session
 from eldercare.training import mobifall, wedafall
+from eldercare.training.cli import models
 from eldercare.training.datasets import load_dir
 from eldercare.training.trials import PAD_BEFORE_S, DatasetError, G, pad, to_grid
 
@@ -159,9 +159,8 @@ def test_train_with_real_data_records_it_and_loads(
     sample: tuple[Path, dict[str, float | None]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``train fall --data DIR --cache C``: real rows join the simulated ones (here a few toy rows)."""
-    from eldercare.models import fall_train
     from eldercare.models.fall import FallDetector
-    from eldercare.training import crossval, train_fall
+    from eldercare.training import crossval, fall_train, train_fall
 
     root, _ = sample
     toy = crossval.trial_rows(mobifall.load(root))

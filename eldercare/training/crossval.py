@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from eldercare.models import fall_train, fall_wear
+from eldercare.models import fall_wear
 from eldercare.models.fall import FallDetector, ThresholdFallDetector, TreeEnsemble
-from eldercare.models.fall_data import day_streams, fall_clips
 from eldercare.simulators.wearable import PLACEMENTS
 from eldercare.training import candidates as cand
+from eldercare.training import fall_train
+from eldercare.training.fall_data import day_streams, fall_clips
 from eldercare.training.sim import (
     EVAL_DAY_HOURS_EACH,
     EVAL_SEED,
@@ -75,7 +76,7 @@ def folds(trials: list[Trial], k: int = N_FOLDS) -> list[set[str]]:
 
 
 def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, seed: int) -> TreeEnsemble:
-    """The training recipe of :func:`eldercare.models.fall_train.train` on given rows and weights."""
+    """The training recipe of :func:`eldercare.training.fall_train.train` on given rows and weights."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     gbm = HistGradientBoostingClassifier(random_state=seed, **fall_train.GBM_PARAMS)

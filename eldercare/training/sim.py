@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from eldercare.models import fall_train
-from eldercare.models.fall_data import day_streams, fall_clips, label_candidates
 from eldercare.simulators.wearable import PLACEMENTS
+from eldercare.training import fall_train
+from eldercare.training.fall_data import day_streams, fall_clips, label_candidates
 
 log = logging.getLogger(__name__)
 
-EVAL_SEED = 20261129  # the simulated evaluation's seed (eldercare.models.evaluate_fall)
+EVAL_SEED = 20261129  # the simulated evaluation's seed (eldercare.training.evaluate_fall)
 EVAL_DAY_HOURS_EACH = 8.0
 
 
@@ -31,8 +31,9 @@ def version(*more: ModuleType) -> str:
     import hashlib
     import inspect
 
-    from eldercare.models import fall_data, fall_features
+    from eldercare.models import fall_features
     from eldercare.simulators import wearable
+    from eldercare.training import fall_data
 
     h = hashlib.sha1()
     for mod in (wearable, fall_data, fall_features, *more):
@@ -73,7 +74,7 @@ def scaled(scale: float) -> Iterator[None]:
 def training_rows(
     seed: int, workers: int, cache: Path | None = None, scale: float = 1.0
 ) -> dict[str, np.ndarray]:
-    """The simulated training rows of :mod:`eldercare.models.fall_train` (falls, look-alikes, days),
+    """The simulated training rows of :mod:`eldercare.training.fall_train` (falls, look-alikes, days),
     at ``scale`` times its amounts."""
     with scaled(scale):
 
@@ -116,7 +117,7 @@ def validation_rows(
 ) -> dict[str, np.ndarray]:
     """Validation falls (positive rows with the clip they came from) and days (negative rows, hours).
 
-    Drawn as :func:`eldercare.models.fall_train._threshold` draws them (seed + validation offset);
+    Drawn as :func:`eldercare.training.fall_train._threshold` draws them (seed + validation offset);
     ``hours_each`` of days per placement.
     """
     vseed = seed + fall_train.VALIDATION_OFFSET
@@ -151,7 +152,7 @@ def validation_rows(
 
 
 def pick_threshold(score: Any, val: dict[str, np.ndarray]) -> tuple[float, dict[str, Any]]:
-    """The pooled operating point :mod:`eldercare.models.fall_train` would choose on these rows."""
+    """The pooled operating point :mod:`eldercare.training.fall_train` would choose on these rows."""
     p = score(val["pos_x"])
     best = np.zeros(len(val["clip_placement"]))
     np.maximum.at(best, val["pos_clip"], p)
@@ -161,7 +162,7 @@ def pick_threshold(score: Any, val: dict[str, np.ndarray]) -> tuple[float, dict[
 def choose_from_rows(
     model: Any, val: dict[str, np.ndarray]
 ) -> tuple[float, dict[str, Any], dict[str, float], dict[str, Any]]:
-    """The operating points of :func:`eldercare.models.fall_train._threshold`, on cached rows:
+    """The operating points of :func:`eldercare.training.fall_train._threshold`, on cached rows:
     pooled, and per placement never below the pooled one."""
     p_pos, p_neg = model.score(val["pos_x"]), model.score(val["neg_x"])
     best = np.zeros(len(val["clip_placement"]))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from eldercare.models import fall_train
+from eldercare.training import fall_train
 from eldercare.training.crossval import REAL_WEIGHT, real_xy, trial_rows
 from eldercare.training.datasets import load_dir
 from eldercare.training.sim import choose_from_rows, training_rows, validation_rows

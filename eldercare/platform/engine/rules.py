@@ -7,89 +7,19 @@ The service hands in the work rows that ingest wrote (``alert_work.payload``) an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from eldercare.kinds import DEVICE_ALERT_KINDS, OPERATOR_ALERT_KINDS
+from eldercare.platform.decisions import Clear, Decision, Note, Open
 
 LOW_BATTERY = 0.15  # open below this charge ...
 BATTERY_OK = 0.25  # ... and resolve only above this one, so a hovering battery does not flap
-
-SEVERITY = {
-    "fall": "critical",
-    "sos": "critical",
-    "inactivity": "high",
-    "night_wandering": "high",
-    "bed_exit_no_return": "high",
-    "vitals": "high",
-    "pipeline_stalled": "high",
-    "device_offline": "medium",
-    "low_battery": "low",
-    "clock_skew": "medium",
-    "work_failed": "high",
-}
 
 # Device problems go to the care team only; the family is not woken for a flat battery.
 DEVICE_KINDS = frozenset(DEVICE_ALERT_KINDS)
 # The platform's own failures go to the operators (admins), whoever the data was about.
 OPERATOR_KINDS = frozenset(OPERATOR_ALERT_KINDS)
 CLOCK_SKEW_LIMIT_MS = 5 * 60_000  # a gateway clock further off than this raises clock_skew
-
-TITLES = {
-    "fall": ("Possible fall", "疑似跌倒"),
-    "sos": ("SOS button pressed", "紧急呼叫按钮被按下"),
-    "inactivity": ("Unusual inactivity", "异常长时间无活动"),
-    "night_wandering": ("Went out at night and has not come back", "夜间外出未归"),
-    "bed_exit_no_return": ("Left bed and has not returned", "离床未归"),
-    "vitals": ("Vital sign out of range", "生命体征异常"),
-    "device_offline": ("Device offline", "设备离线"),  # a gateway, or one sensor found silent
-    "low_battery": ("Low battery", "电量不足"),
-    "pipeline_stalled": ("Data from gateway not arriving", "网关数据未到达平台"),
-    "clock_skew": ("Gateway clock is wrong", "网关时钟偏差过大"),
-    "work_failed": ("Platform could not process a message", "平台无法处理一条消息"),
-}
-
-
-@dataclass(frozen=True)
-class Open:
-    """Open an alert, or join the live one with the same ``dedup_key``."""
-
-    kind: str
-    dedup_key: str
-    detected_ms: int
-    resident_id: str | None
-    site_id: str | None
-    gateway_id: str | None
-    sensor_id: str | None
-    summary: dict[str, Any] = field(default_factory=dict)
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def severity(self) -> str:
-        return SEVERITY[self.kind]
-
-    @property
-    def title(self) -> str:
-        return TITLES[self.kind][0]
-
-
-@dataclass(frozen=True)
-class Clear:
-    """Resolve the live alert with this key by itself (the condition cleared)."""
-
-    dedup_key: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Note:
-    """Add to the trail of the live alert with this key without opening one."""
-
-    dedup_key: str
-    text: str
-
-
-Decision = Open | Clear | Note
 
 
 def dedup_key(kind: str, *, resident: str | None = None, site: str = "", device: str = "") -> str:

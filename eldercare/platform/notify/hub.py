@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from eldercare.platform.engine.rules import TITLES
+from eldercare.platform.decisions import TITLES
 from eldercare.platform.repo import alerts as repo
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
-from eldercare.platform.engine.escalation import DEFAULT_POLICY, DEVICE_POLICY, OPERATOR_POLICY, Tier
-from eldercare.platform.engine.rules import DEVICE_KINDS, OPERATOR_KINDS, Open
+from eldercare.kinds import DEVICE_ALERT_KINDS, OPERATOR_ALERT_KINDS
+from eldercare.platform.decisions import DEFAULT_POLICY, DEVICE_POLICY, OPERATOR_POLICY, Open, Tier
 
 Row = dict[str, Any]
 ALERT_COLUMNS = """
@@ -295,9 +295,9 @@ async def trail(
 
 async def policy_for(conn: AsyncConnection[Any], *, kind: str, resident: str | None) -> tuple[Tier, ...]:
     """The resident's escalation tiers (or the defaults); device problems use the device policy."""
-    if kind in DEVICE_KINDS:
+    if kind in DEVICE_ALERT_KINDS:
         return DEVICE_POLICY
-    if kind in OPERATOR_KINDS:
+    if kind in OPERATOR_ALERT_KINDS:
         return OPERATOR_POLICY
     if resident is None:
         return DEFAULT_POLICY

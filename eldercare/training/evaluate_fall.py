@@ -31,14 +31,14 @@ from typing import Any
 import numpy as np
 
 from eldercare.models.fall import FallDetector, ThresholdFallDetector, _Detector
-from eldercare.models.fall_data import (
+from eldercare.simulators.wearable import DAY_RATES_PER_HOUR, FALL_KINDS, LOOKALIKE_KINDS, PLACEMENTS
+from eldercare.training.fall_data import (
     MATCH_AFTER_S,
     MATCH_BEFORE_S,
     day_streams,
     fall_clips,
     lookalike_clips,
 )
-from eldercare.simulators.wearable import DAY_RATES_PER_HOUR, FALL_KINDS, LOOKALIKE_KINDS, PLACEMENTS
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Training the learned fall detector on simulated recordings (needs scikit-learn; run on a server).
 
 ``train(seed, out_dir)`` draws falls, hard look-alikes and hours of daily activity from
-:mod:`eldercare.models.fall_data`, fits a ``HistGradientBoostingClassifier`` (shallow trees, fixed
+:mod:`eldercare.training.fall_data`, fits a ``HistGradientBoostingClassifier`` (shallow trees, fixed
 number of rounds, no early stopping: the same seed gives the same model) on candidate features,
 exports it to plain arrays (:class:`~eldercare.models.fall.TreeEnsemble`, ``np.savez``: no pickle)
 and picks the decision threshold on separate validation recordings (seed + ``VALIDATION_OFFSET``,
@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 
 from eldercare.models.fall import MODEL_JSON, MODEL_NPZ, FallDetector, TreeEnsemble
-from eldercare.models.fall_data import (
+from eldercare.models.fall_features import FEATURES
+from eldercare.simulators.wearable import DAY_RATES_PER_HOUR, FALL_KINDS, LOOKALIKE_KINDS, PLACEMENTS
+from eldercare.training.fall_data import (
     Clip,
     day_streams,
     fall_clips,
@@ -37,12 +39,10 @@ from eldercare.models.fall_data import (
     lookalike_clips,
     soft_collapse_clips,
 )
-from eldercare.models.fall_features import FEATURES
-from eldercare.simulators.wearable import DAY_RATES_PER_HOUR, FALL_KINDS, LOOKALIKE_KINDS, PLACEMENTS
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DIR = Path(__file__).parent / "data"
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "models" / "data"  # shipped with the detector
 N_FALLS_EACH = 80  # per fall kind and placement
 N_EXTRA_SOFT_EACH = 80  # soft collapses on top, per placement
 N_LOOKALIKES_EACH = 60

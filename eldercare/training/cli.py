@@ -1,8 +1,8 @@
 """``eldercare models``: train and evaluate the detectors on simulated data.
 
 ``train fall`` writes the fall model shipped in the package (``eldercare/models/data``) unless
-``--out`` says otherwise. ``evaluate`` runs :func:`eldercare.models.evaluate_fall.run` and, when the
-module exists, :func:`eldercare.models.evaluate_inactivity.run`, both writing into one report folder.
+``--out`` says otherwise. ``evaluate`` runs :func:`eldercare.training.evaluate_fall.run` and, when the
+module exists, :func:`eldercare.training.evaluate_inactivity.run`, both writing into one report folder.
 scikit-learn and the evaluation code are imported inside the commands, so ``eldercare --help`` and
 the edge gateway never load them.
 """
@@ -79,8 +79,8 @@ def train_fall(
 ) -> None:
     """Train the learned fall detector and record how (seed, data, versions, threshold)."""
     try:
-        from eldercare.models.fall_train import rethreshold
-        from eldercare.models.fall_train import train as do_train
+        from eldercare.training.fall_train import rethreshold
+        from eldercare.training.fall_train import train as do_train
         from eldercare.training.train_fall import train as train_real
         from eldercare.training.trials import DatasetError
     except ImportError as exc:

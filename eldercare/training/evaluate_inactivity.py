@@ -608,7 +608,7 @@ def _median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
-if __name__ == "__main__":  # python -m eldercare.models.evaluate_inactivity OUT_DIR [SEED] [HOMES]
+if __name__ == "__main__":  # python -m eldercare.training.evaluate_inactivity OUT_DIR [SEED] [HOMES]
     import sys
 
     logging.basicConfig(level=logging.INFO)

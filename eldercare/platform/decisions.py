@@ -1,0 +1,100 @@
+"""The alert engine's vocabulary: what it decides (open, clear, note), how severe and titled each
+kind is, and the escalation tiers. Shared by the engine (which makes decisions), the repositories
+(which store them) and notification (which words them), so none of those imports another upward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SEVERITY = {
+    "fall": "critical",
+    "sos": "critical",
+    "inactivity": "high",
+    "night_wandering": "high",
+    "bed_exit_no_return": "high",
+    "vitals": "high",
+    "pipeline_stalled": "high",
+    "device_offline": "medium",
+    "low_battery": "low",
+    "clock_skew": "medium",
+    "work_failed": "high",
+}
+
+TITLES = {
+    "fall": ("Possible fall", "疑似跌倒"),
+    "sos": ("SOS button pressed", "紧急呼叫按钮被按下"),
+    "inactivity": ("Unusual inactivity", "异常长时间无活动"),
+    "night_wandering": ("Went out at night and has not come back", "夜间外出未归"),
+    "bed_exit_no_return": ("Left bed and has not returned", "离床未归"),
+    "vitals": ("Vital sign out of range", "生命体征异常"),
+    "device_offline": ("Device offline", "设备离线"),  # a gateway, or one sensor found silent
+    "low_battery": ("Low battery", "电量不足"),
+    "pipeline_stalled": ("Data from gateway not arriving", "网关数据未到达平台"),
+    "clock_skew": ("Gateway clock is wrong", "网关时钟偏差过大"),
+    "work_failed": ("Platform could not process a message", "平台无法处理一条消息"),
+}
+
+
+@dataclass(frozen=True)
+class Open:
+    """Open an alert, or join the live one with the same ``dedup_key``."""
+
+    kind: str
+    dedup_key: str
+    detected_ms: int
+    resident_id: str | None
+    site_id: str | None
+    gateway_id: str | None
+    sensor_id: str | None
+    summary: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> str:
+        return SEVERITY[self.kind]
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.kind][0]
+
+
+@dataclass(frozen=True)
+class Clear:
+    """Resolve the live alert with this key by itself (the condition cleared)."""
+
+    dedup_key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Add to the trail of the live alert with this key without opening one."""
+
+    dedup_key: str
+    text: str
+
+
+Decision = Open | Clear | Note
+
+
+@dataclass(frozen=True)
+class Tier:
+    tier: int
+    name: str
+    # 'family', 'assigned_worker', 'station_on_duty', 'institution_on_duty', 'provider:<id>'
+    targets: tuple[str, ...]
+    ack_timeout_s: int
+
+
+# Used when a resident has no policy: family and the assigned worker, then the station on duty.
+DEFAULT_POLICY: tuple[Tier, ...] = (
+    Tier(1, "family and home-care worker", ("family", "assigned_worker"), 300),
+    Tier(2, "community station on duty", ("station_on_duty",), 600),
+    Tier(3, "institution nurse on duty", ("institution_on_duty",), 900),
+)
+# Device problems: the care team only, no climb.
+DEVICE_POLICY: tuple[Tier, ...] = (Tier(1, "care team", ("assigned_worker", "home_care_on_duty"), 3600),)
+# The platform's own failures (``rules.OPERATOR_KINDS``): every active admin, no climb.
+OPERATOR_POLICY: tuple[Tier, ...] = (Tier(1, "operators", ("admins",), 3600),)
