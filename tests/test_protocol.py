@@ -78,7 +78,13 @@ def config(**over: Any) -> dict[str, Any]:
     return msg
 
 
-BUILDERS = {"telemetry": telemetry, "event": event, "status": status, "config": config}
+def ack(**over: Any) -> dict[str, Any]:
+    msg: dict[str, Any] = {"v": 1, "epoch": "3f9c2a7be41d0c55", "seq": 1044}
+    msg.update(over)
+    return msg
+
+
+BUILDERS = {"telemetry": telemetry, "event": event, "status": status, "config": config, "ack": ack}
 
 
 def raw(obj: Any) -> bytes:
