@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     ingest_receive_maximum: int = Field(default=1000, ge=1, le=65535)  # unacked messages in flight
     ingest_session_expiry_s: int = Field(default=86_400, ge=0)  # broker keeps a worker's queue this long
     ingest_registry_refresh_s: float = Field(default=30.0, gt=0)
+    # A gateway's stored-up-to watermark (its retained .../ack) is published at most this often
+    # while telemetry flows; after an event at once.
+    ingest_ack_interval_ms: int = Field(default=200, ge=10, le=60_000)
     # Each worker records itself alive this often; a peer silent for 3 x this is reported in /metrics.
     ingest_heartbeat_s: float = Field(default=5.0, gt=0)
     metrics_port: int = Field(default=9108, ge=0, le=65535)

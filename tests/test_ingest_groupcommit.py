@@ -70,6 +70,13 @@ def test_watermark_starts_below_the_first_stored_seq_and_waits_for_a_gap(store: 
     assert other.acks == {("home-2", "gw-2", "epoch-new-0002"): 101}
 
 
+def test_watermark_runs_past_a_long_stretch_stored_out_of_order(store: Store) -> None:
+    write(store, 1)
+    assert write(store, *range(3, 60)).acks == {("home-1", "gw-1", EP): 1}
+    # one message fills the gap; the window it reads first is smaller than the run behind it
+    assert write(store, 2).acks == {("home-1", "gw-1", EP): 59}
+
+
 def test_watermark_of_two_workers_committing_around_a_gap(store: Store, db_url: str) -> None:
     """The other worker commits seq 8 while we store 7: our watermark must see its 8."""
     write(store, 5, 6)

@@ -100,10 +100,12 @@ UPDATE gateways SET state = %(state)s, state_at = %(ts)s, version = coalesce(%(v
 WHERE id = %(gateway)s AND (state_at IS NULL OR state_at <= %(ts)s)
 """
 # Acknowledgement watermarks (wire protocol v1, "Acknowledgements"), the last step of a commit so
-# the row locks are held only until the commit returns. A (gateway, epoch) seen for the first time
-# starts just below the lowest seq stored of it. Locking is a statement of its own: the advance
-# that follows takes a fresh snapshot, so it sees what another worker committed while we waited.
-ACK_START = """
+# the row locks are held only until the commit returns. ACK_LOCK creates the rows of epochs seen
+# for the first time (starting just below the lowest seq stored of each) and locks every row of
+# the batch, in one sorted order: ``DO UPDATE ... WHERE false`` locks a conflicting row without
+# writing it. The advance is a statement of its own so that its snapshot is taken after the
+# locks: it sees whatever another worker committed while we waited for them.
+ACK_LOCK = """
 INSERT INTO ingest_acks (gateway_id, epoch, seq)
 SELECT k.gateway_id, k.epoch,
        least((SELECT min(m.seq) FROM ingested_messages m
@@ -111,36 +113,43 @@ SELECT k.gateway_id, k.epoch,
              (SELECT min(f.seq) FROM ingest_refused f
               WHERE f.gateway_id = k.gateway_id AND f.epoch = k.epoch)) - 1
 FROM unnest(%(gateways)s::text[], %(epochs)s::text[]) AS k(gateway_id, epoch)
-WHERE NOT EXISTS (SELECT 1 FROM ingest_acks a WHERE a.gateway_id = k.gateway_id AND a.epoch = k.epoch)
 ORDER BY 1, 2
-ON CONFLICT DO NOTHING
+ON CONFLICT (gateway_id, epoch) DO UPDATE SET seq = excluded.seq WHERE false
 """
-ACK_LOCK = """
-SELECT 1 FROM ingest_acks a
-JOIN unnest(%(gateways)s::text[], %(epochs)s::text[]) AS k(gateway_id, epoch) USING (gateway_id, epoch)
-ORDER BY a.gateway_id, a.epoch
-FOR UPDATE OF a
-"""
-# Walks seq + 1 while stored: one index probe per message the watermark passes (so the cost is
-# that of the messages just stored, whatever the size of ingested_messages) and one per key where
-# it stops.
+# Reads, per (gateway, epoch), the next ``n`` stored seqs above the watermark (one index range scan,
+# ``n`` = the batch's messages of that epoch plus a little for other workers' out-of-order ones)
+# and moves the watermark to the end of their contiguous run. So the cost follows the messages
+# just stored, whatever the size of ingested_messages. ``more`` says the whole window was
+# contiguous: the run may go on (another worker stored the rest), and the caller looks again.
+# Only rows that moved are written; every watermark is returned.
 ACK_ADVANCE = """
-WITH RECURSIVE run(gateway_id, epoch, seq) AS (
-    SELECT a.gateway_id, a.epoch, a.seq FROM ingest_acks a
-    JOIN unnest(%(gateways)s::text[], %(epochs)s::text[]) AS k(gateway_id, epoch) USING (gateway_id, epoch)
-  UNION ALL
-    SELECT r.gateway_id, r.epoch, r.seq + 1 FROM run r
-    WHERE EXISTS (SELECT 1 FROM ingested_messages m
-                  WHERE m.gateway_id = r.gateway_id AND m.epoch = r.epoch AND m.seq = r.seq + 1)
-       OR EXISTS (SELECT 1 FROM ingest_refused f
-                  WHERE f.gateway_id = r.gateway_id AND f.epoch = r.epoch AND f.seq = r.seq + 1)
+WITH k AS (
+    SELECT a.gateway_id, a.epoch, a.seq AS wm, k.n FROM ingest_acks a
+    JOIN unnest(%(gateways)s::text[], %(epochs)s::text[], %(ns)s::int[]) AS k(gateway_id, epoch, n)
+      USING (gateway_id, epoch)
 ), top AS (
-    SELECT gateway_id, epoch, max(seq) AS seq FROM run GROUP BY gateway_id, epoch
+    SELECT k.gateway_id, k.epoch, k.wm, coalesce(r.seq, k.wm) AS seq,
+           coalesce(r.seq, k.wm) - k.wm >= k.n AS more
+    FROM k, LATERAL (
+        SELECT max(w.seq) AS seq FROM (
+            SELECT u.seq, row_number() OVER (ORDER BY u.seq) AS rn FROM (
+                (SELECT m.seq FROM ingested_messages m
+                 WHERE m.gateway_id = k.gateway_id AND m.epoch = k.epoch AND m.seq > k.wm
+                 ORDER BY m.seq LIMIT k.n)
+                UNION
+                (SELECT f.seq FROM ingest_refused f
+                 WHERE f.gateway_id = k.gateway_id AND f.epoch = k.epoch AND f.seq > k.wm
+                 ORDER BY f.seq LIMIT k.n)
+            ) u
+        ) w WHERE w.seq - w.rn = k.wm AND w.rn <= k.n
+    ) r
+), moved AS (
+    UPDATE ingest_acks a SET seq = top.seq, updated_at = now()
+    FROM top WHERE a.gateway_id = top.gateway_id AND a.epoch = top.epoch AND a.seq < top.seq
 )
-UPDATE ingest_acks a SET seq = top.seq, updated_at = now()
-FROM top WHERE a.gateway_id = top.gateway_id AND a.epoch = top.epoch
-RETURNING a.gateway_id, a.epoch, a.seq
+SELECT gateway_id, epoch, seq, more FROM top
 """
+ACK_SLACK = 8  # seqs looked at beyond the batch's own, per (gateway, epoch)
 UPSERT_WORKER = """
 INSERT INTO ingest_workers (client_id, seen_at, host, pid) VALUES (%(client_id)s, now(), %(host)s, %(pid)s)
 ON CONFLICT (client_id) DO UPDATE SET seen_at = now(), host = excluded.host, pid = excluded.pid
@@ -554,9 +563,12 @@ class Store:
         Duplicates count too: a gateway re-sending because an acknowledgement was lost gets one.
         """
         sites: dict[tuple[str, str], str] = {}
+        counts: dict[tuple[str, str], int] = {}
         for a in good:
             if a.kind != "status":
-                sites[(a.gateway, a.epoch)] = a.site
+                key = (a.gateway, a.epoch)
+                sites[key] = a.site
+                counts[key] = counts.get(key, 0) + 1
         if refused:
             ids = sorted((gw, ep, seq) for _, gw, ep, seq in refused)
             conn.execute(
@@ -565,14 +577,25 @@ class Store:
             )
             for site, gw, ep, _ in refused:
                 sites[(gw, ep)] = site
+                counts[(gw, ep)] = counts.get((gw, ep), 0) + 1
         if not sites:
             return {}
         keys = sorted(sites)
-        params = {"gateways": [g for g, _ in keys], "epochs": [e for _, e in keys]}
-        conn.execute(ACK_START, params)
-        conn.execute(ACK_LOCK, params).fetchall()
-        rows = conn.execute(ACK_ADVANCE, params).fetchall()
-        return {(sites[(gw, ep)], gw, ep): int(seq) for gw, ep, seq in rows}
+        out: dict[tuple[str, str, str], int] = {}
+        todo = {key: counts.get(key, 0) + ACK_SLACK for key in keys}
+        # One round trip for both statements (the server still runs them one after the other):
+        # on a busy machine each round trip waits for the backend to be scheduled.
+        with conn.pipeline():
+            conn.execute(ACK_LOCK, {"gateways": [g for g, _ in keys], "epochs": [e for _, e in keys]})
+            cur = conn.execute(ACK_ADVANCE, _advance_params(todo))
+        rows = cur.fetchall()
+        while True:
+            todo = {(gw, ep): 4 * todo[(gw, ep)] for gw, ep, _, more in rows if more}
+            for gw, ep, seq, _ in rows:
+                out[(sites[(gw, ep)], gw, ep)] = int(seq)
+            if not todo:
+                return out
+            rows = conn.execute(ACK_ADVANCE, _advance_params(todo)).fetchall()
 
     def _write_events(self, conn: psycopg.Connection[Any], events: list[Accepted]) -> None:
         rows = []
@@ -639,3 +662,8 @@ class Store:
             cur.executemany(INSERT_STATUS, rows)
             cur.executemany(UPDATE_GATEWAY, rows)
             cur.executemany(INSERT_WORK, rows)
+
+
+def _advance_params(todo: dict[tuple[str, str], int]) -> dict[str, list[Any]]:
+    ks = sorted(todo)
+    return {"gateways": [g for g, _ in ks], "epochs": [e for _, e in ks], "ns": [todo[k] for k in ks]}

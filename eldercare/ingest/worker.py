@@ -121,7 +121,9 @@ class Worker:
             topics=event_subscriptions(settings),
             generations=EVENT_GENERATIONS,
         )
-        self.acks = AckPublisher(self.source.client, settings.mqtt_topic_root)
+        self.acks = AckPublisher(
+            self.source.client, settings.mqtt_topic_root, settings.ingest_ack_interval_ms / 1000
+        )
         # The open batch, shared by the main thread (adds) and the writer (takes it whole).
         self.lock = threading.Condition()
         self.batch = Batch()
@@ -289,7 +291,7 @@ class Worker:
                 self._count(item)
                 self.batch.add(item)
             self.batch_bytes += size
-            self.lock.notify_all()
+            self.lock.notify()  # the writer, if it waits for work
         self.metrics.queue_depth.set(self.inbox.qsize())
 
     # Writer thread: take the open batch, commit, acknowledge ---------------------------------
