@@ -338,7 +338,7 @@ def test_custom_roots(root: str) -> None:
         (
             "eldercare/v1/s/g/readings",
             "topic",
-            "eldercare/v1/<site>/<gateway>/<telemetry|event|status|config>",
+            "eldercare/v1/<site>/<gateway>/<telemetry|event|status|config|ack>",
         ),
         ("eldercare/v1/s/g/alarm", "topic", "unknown message kind"),
         ("eldercare/v1//g/telemetry", "topic.site", "not a valid identifier"),

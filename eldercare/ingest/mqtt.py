@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 EVENT_SUFFIX = "-events"  # the event connection's client id: the worker's plus this
 EVENT_GENERATIONS = 1 << 40  # the event connection counts its generations from here
 EVENT_TOPIC_SUFFIX = "/event"
+ACK_SUFFIX = "/ack"  # the topic level of the platform's acknowledgements to gateways
 WAKE = None  # put in an inbox to wake its reader without a message
 ACK_INTERVAL_S = 0.2  # at most one acknowledgement per gateway this often (events: at once)
 
@@ -110,6 +111,7 @@ class MqttSource:
         self.settings = settings
         self.topics = subscriptions(settings) if topics is None else topics
         self.urgent = urgent  # events go here instead of the inbox
+        self.control_prefix = settings.mqtt_topic_root + "/_"  # the platform's own (_sim/ack...)
         self.address = parse_mqtt_url(url)
         self.client_id = client_id
         self.inbox = inbox
@@ -249,6 +251,12 @@ class MqttSource:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = bytes(msg._topic).decode("utf-8", "replace")
+        if topic.endswith(ACK_SUFFIX) and not topic.startswith(self.control_prefix):
+            # Our own acknowledgements to gateways (retained), which the root's ``#`` brings back:
+            # nothing to store, and never a dead letter per published ack.
+            if msg.qos > 0:
+                self.client.ack(msg.mid, msg.qos)
+            return
         item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, self.generation, time.time(), msg.retain)
         if self.urgent is not None and topic.endswith(EVENT_TOPIC_SUFFIX):
             self.urgent.put_nowait(item)  # bounded by Receive Maximum
@@ -365,7 +373,7 @@ class AckPublisher:
                 due = self.throttle.due(math.inf if self.closing else time.monotonic())
             for site, gw, epoch, seq in due:
                 body = encode(Ack(v=1, epoch=epoch, seq=seq))
-                self.client.publish(f"{self.root}/{site}/{gw}/ack", body, qos=1, retain=True)
+                self.client.publish(f"{self.root}/{site}/{gw}{ACK_SUFFIX}", body, qos=1, retain=True)
                 self.published += 1
             if self.closing:
                 return
