@@ -22,6 +22,7 @@ worker also tells each gateway how far its epoch is stored (``.../ack``, see :mo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import queue
@@ -30,6 +31,7 @@ import signal
 import socket
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -54,6 +56,7 @@ BACKOFF_MAX_S = 10.0
 _INDEX = re.compile(r"\[\d+\]")
 RETIRE_IDLE_S = 3.0  # a retiring worker leaves after this long without a message
 DRAIN_AT_ONCE = 200  # messages validated per turn before the batch lock is taken
+RECENT_EVENTS = 4096  # event copies remembered per worker, to skip the second one
 SILENT_HEARTBEATS = 3  # a peer not seen for this many heartbeats is stopped or dead
 
 
@@ -398,6 +401,7 @@ class Worker:
 
     def _event_loop(self) -> None:
         check = self.event_validator.check
+        recent: OrderedDict[bytes, None] = OrderedDict()  # copies this worker already has
         while True:
             timeout = max(0.0, self._next_heartbeat - time.monotonic())
             try:
@@ -407,9 +411,21 @@ class Worker:
             batch = Batch()
             while m is not None or not self.urgent.empty():
                 if m is not None:
-                    item = check(m)
-                    self._count(item)
-                    batch.add(item)
+                    # Every event comes twice to a worker (shared and own subscription): the second
+                    # copy is acknowledged at once; the first is stored or still held by its session.
+                    key = hashlib.blake2b(m.topic.encode("utf-8", "replace") + b"\0" + m.payload).digest()
+                    if key in recent:
+                        self.source.ack([m])
+                        self.event_source.ack([m])
+                    else:
+                        recent[key] = None
+                        if len(recent) > RECENT_EVENTS:
+                            recent.popitem(last=False)
+                        item = check(m)
+                        if isinstance(item, Rejected) and item.dedup_key is None:
+                            item.dedup_key = "event:" + key.hex()[:32]  # once, whichever worker
+                        self._count(item)
+                        batch.add(item)
                 try:
                     m = self.urgent.get_nowait()
                 except queue.Empty:
