@@ -338,3 +338,68 @@ def test_every_sos_is_stored_within_seconds_while_one_of_two_workers_is_dead(
     assert count(db_url, "SELECT count(*) FROM alert_work WHERE kind = 'event'") == 5
     assert count(db_url, "SELECT count(*) FROM readings") == 2000
     assert revived.metrics()["eldercare_ingest_duplicates_total"] >= 0
+
+
+# With a real gateway ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.mqtt5
+def test_real_gateway_loses_nothing_when_the_broker_is_killed_holding_a_backlog(
+    db_url: str, tmp_path: Path, topic_root: str
+) -> None:
+    """Issue 20's fault, end to end: ingest away, the backlog in the broker's memory only, the
+    broker ``kill -9``ed; the gateway keeps everything until ingest's ack and sends it again.
+    (That the kill really destroys the broker's queue is shown by test_edge_ack's control.)"""
+    from edge_support import Mosquitto, gateway, gw_file
+
+    from eldercare.edge.agent import Agent
+    from eldercare.edge.drivers import Action, Sample
+
+    n = 400
+    register(db_url, {"gw-1": "home-1"})
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO residents (id, name, home_site_id) VALUES ('res-1', 'One', 'home-1')")
+    broker = Mosquitto(tmp_path / "mosquitto", autosave_s=3600)
+    broker.start()
+    url = f"mqtt://127.0.0.1:{broker.port}"
+    ingest = IngestProcess(db_url, url, topic_root, tmp_path).start()
+    agent = None
+    try:
+        ingest.wait_healthy()
+        assert ingest.stop() == 0  # away: the broker queues for its sessions, in memory
+        raw = gateway(
+            tmp_path,
+            topic_root,
+            broker.port,
+            config={"telemetry_batch_max": 20, "telemetry_batch_ms": 50, "heartbeat_s": 3600},
+            outbox={"path": str(tmp_path / "outbox.sqlite3"), "ack": "platform", "ack_timeout_s": 5.0},
+        )
+        agent = Agent(gw_file(raw))
+        agent.start()
+        assert agent.connected_once.wait(10)
+        drv = agent.driver("sim")
+        drv.feed_many(Sample("counter-1", "count", float(i)) for i in range(n))  # type: ignore[attr-defined]
+        drv.feed(Action("sos-1", "sos"))  # type: ignore[attr-defined]
+        wait_for(
+            lambda: (
+                agent is not None and agent.outbox.n_pending == 0 and not agent.inflight and not agent.rows
+            ),
+            15,
+            "the backlog handed to the broker",
+        )
+        assert agent.outbox.n_messages > 0  # kept: the platform has acknowledged nothing
+        broker.kill()
+        broker.start()
+        ingest = IngestProcess(db_url, url, topic_root, tmp_path).start()
+        ingest.wait_healthy()
+        values = "SELECT count(DISTINCT value) FROM readings WHERE sensor_id = 'counter-1'"
+        wait_for(lambda: count(db_url, values) == n, 40, f"all {n} counter readings")
+        wait_for(lambda: agent is not None and agent.outbox.n_messages == 0, 20, "the outbox emptied by acks")
+        assert count(db_url, "SELECT count(*) FROM readings WHERE sensor_id = 'counter-1'") == n
+        assert count(db_url, "SELECT count(*) FROM events WHERE kind = 'sos'") == 1
+    finally:
+        if agent is not None:
+            agent.stop()
+        ingest.stop()
+        broker.stop()
