@@ -15,13 +15,13 @@ of the traffic, held by the broker until it returns: the other workers report su
 in their ``/metrics``.
 
 Revision ID: 0007
-Revises: 0006
+Revises: 0008
 """
 
 from alembic import op
 
 revision = "0007"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
