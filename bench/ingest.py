@@ -4,8 +4,13 @@
     rows, one commit each), and Mosquitto's delivery rate of the same messages to a bare QoS 1
     subscriber;
 (b) end to end: Python publishers -> Mosquitto -> ``eldercare ingest`` (1 and 2 workers) ->
-    ``readings``: the rate with publishers flat out, the drain rate of a pre-loaded broker, and
-    publish-to-commit latency p50/p99 at offered loads (fractions of the flat-out rate).
+    ``readings``: the rate with publishers flat out, the drain rate of a pre-loaded broker,
+    publish-to-commit latency p50/p99 at offered loads (fractions of the flat-out rate), and the
+    publish-to-commit latency of events (SOS) sent while telemetry runs at half load;
+(c) optionally (``--dedup-rows``), what one batch's dedup and acknowledgement watermark cost with
+    ``ingested_messages`` empty and holding that many rows.
+
+The goals (issue 24) are checked at the end, with the machine's load average at start and end.
 
 Everything runs on this machine: its own Mosquitto on a free port (generated config:
 ``max_inflight_messages 1000``, ``max_queued_messages`` high, no persistence) and a database it
@@ -14,6 +19,8 @@ creates and drops on the PostgreSQL server of ``--pg-url``. The shared broker is
     python bench/ingest.py                 # table (markdown)
     python bench/ingest.py --json          # the same numbers as JSON
     python bench/ingest.py --quick         # shorter runs, for a smoke test
+    python bench/ingest.py --workers 2 --skip-drain   # just what the goals need
+    python bench/ingest.py --dedup-rows 10000000 --workers ''   # only the dedup scaling
 
 Results are in docs/performance.md ("Ingest").
 """
@@ -123,8 +130,20 @@ class Broker:
 # Publishers and a bare subscriber (separate processes) --------------------------------------------
 
 
+def event_payload(epoch: str, seq: int, t: int) -> bytes:
+    body = {"v": 1, "epoch": epoch, "seq": seq, "t": t, "sensor": "sos-hall", "kind": "sos"}
+    return msgspec.json.encode(body)
+
+
 def _publisher(
-    port: int, part: int, parts: int, epoch: str, messages: int, rate: float | None, out: Any
+    port: int,
+    part: int,
+    parts: int,
+    epoch: str,
+    messages: int,
+    rate: float | None,
+    out: Any,
+    events: bool = False,
 ) -> None:
     """Publish ``messages`` of this part's gateways, flat out or at ``rate`` msg/s; report times."""
     import paho.mqtt.client as mqtt
@@ -135,6 +154,9 @@ def _publisher(
     for i in range(messages):
         g = gws[i % len(gws)]
         gw, site = gw_name(g)
+        if events:
+            encoded.append((f"{ROOT}/{site}/{gw}/event", event_payload(epoch, i // len(gws), t0 + i)))
+            continue
         encoded.append((f"{ROOT}/{site}/{gw}/telemetry", payload(epoch, i // len(gws), t0 + i)))
     acked = [0]
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}")
@@ -158,7 +180,15 @@ def _publisher(
     c.disconnect()
     c.loop_stop()
     keys = [(gw_name(gws[i % len(gws)])[0], i // len(gws)) for i in range(messages)]
-    out.put({"part": part, "start": start, "done": done, "sent": list(zip(keys, sent, strict=True))})
+    out.put(
+        {
+            "part": part,
+            "events": events,
+            "start": start,
+            "done": done,
+            "sent": list(zip(keys, sent, strict=True)),
+        }
+    )
 
 
 def _subscriber(port: int, expect: int, ready: Any, out: Any) -> None:
@@ -188,8 +218,14 @@ def _subscriber(port: int, expect: int, ready: Any, out: Any) -> None:
 
 
 def publish(
-    port: int, epoch: str, messages: int, publishers: int, rate: float | None
+    port: int,
+    epoch: str,
+    messages: int,
+    publishers: int,
+    rate: float | None,
+    events: tuple[str, int, float] | None = None,
 ) -> list[dict[str, Any]]:
+    """Telemetry from ``publishers`` processes; ``events`` (epoch, count, rate): SOS from one more."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     per = messages // publishers
@@ -200,6 +236,11 @@ def publish(
         )
         for p in range(publishers)
     ]
+    if events is not None:
+        ev_epoch, ev_count, ev_rate = events
+        procs.append(
+            ctx.Process(target=_publisher, args=(port, 0, 1, ev_epoch, ev_count, ev_rate, out, True))
+        )
     for p in procs:
         p.start()
     results = [out.get(timeout=600) for _ in procs]
@@ -239,7 +280,7 @@ def drop_database(server: str, url: str) -> None:
 
 def reset(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE readings, ingested_messages")
+        conn.execute("TRUNCATE readings, events, alert_work, ingested_messages, ingest_acks")
         conn.execute("CHECKPOINT")
 
 
@@ -315,9 +356,7 @@ def datetime_copy(url: str, rows: int, batch: int) -> float:
 
 
 class Ingest:
-    def __init__(
-        self, db_url: str, mqtt_url: str, workers: int, log_dir: Path, batch_rows: int, batch_ms: int
-    ) -> None:
+    def __init__(self, db_url: str, mqtt_url: str, workers: int, log_dir: Path, batch_rows: int) -> None:
         self.workers = workers
         self.commit_log = log_dir / f"commits-{workers}w"
         self.port = free_port()
@@ -331,7 +370,6 @@ class Ingest:
             # would keep receiving its share (see docs/operations.md, "scaling down").
             "ELDERCARE_INGEST_SHARED_GROUP": f"bench{workers}w",
             "ELDERCARE_INGEST_BATCH_ROWS": str(batch_rows),
-            "ELDERCARE_INGEST_BATCH_MS": str(batch_ms),
             "ELDERCARE_METRICS_PORT": str(self.port),
             "ELDERCARE_LOG_LEVEL": "WARNING",
         }
@@ -374,21 +412,24 @@ class Ingest:
 
     def forget_sessions(self, port: int) -> None:
         """Connect once per worker client id with a clean start: the broker drops the sessions."""
-        import paho.mqtt.client as mqtt
 
+        from eldercare.ingest.mqtt import EVENT_SUFFIX
         from eldercare.ingest.worker import client_id_for
 
         for i in range(self.workers):
-            c = mqtt.Client(
-                mqtt.CallbackAPIVersion.VERSION2,
-                client_id=client_id_for(self.env["ELDERCARE_INGEST_CLIENT_ID"], i),
-                protocol=mqtt.MQTTv5,
-            )
-            c.connect("127.0.0.1", port, clean_start=True)
-            c.loop_start()
-            time.sleep(0.2)
-            c.disconnect()
-            c.loop_stop()
+            for suffix in ("", EVENT_SUFFIX):
+                self._forget(port, client_id_for(self.env["ELDERCARE_INGEST_CLIENT_ID"], i) + suffix)
+
+    @staticmethod
+    def _forget(port: int, client_id: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        c.connect("127.0.0.1", port, clean_start=True)
+        c.loop_start()
+        time.sleep(0.2)
+        c.disconnect()
+        c.loop_stop()
 
     def commits(self, epoch: str) -> dict[tuple[str, int], float]:
         out: dict[tuple[str, int], float] = {}
@@ -398,8 +439,9 @@ class Ingest:
                 continue
             for line in path.read_text().splitlines():
                 gw, ep, seq, _received, committed = line.split()
-                if ep == epoch:
-                    out[(gw, int(seq))] = float(committed)
+                if ep == epoch:  # the first commit: every worker stores (or skips) each event
+                    key = (gw, int(seq))
+                    out[key] = min(float(committed), out.get(key, float("inf")))
         return out
 
 
@@ -415,12 +457,21 @@ def wait_stored(url: str, expected: int, timeout: float = 300) -> None:
 @dataclass
 class Run:
     workers: int
-    mode: str  # flat_out | drain | offered
+    mode: str  # flat_out | drain | offered | events
     offered_readings_per_s: float | None
     landed_readings_per_s: float
     p50_ms: float | None = None
     p99_ms: float | None = None
     messages: int = 0
+    load: float | None = None  # offered as a fraction of the flat-out rate
+    event_p50_ms: float | None = None
+    event_p99_ms: float | None = None
+    events: int = 0
+
+
+def percentiles(lat: list[float]) -> tuple[float, float]:
+    lat = sorted(lat)
+    return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
 
 
 def e2e_run(
@@ -431,17 +482,24 @@ def e2e_run(
     publishers: int,
     rate_msgs: float | None,
     mode: str,
+    events: tuple[int, float] | None = None,
 ) -> Run:
     epoch = f"bench-{uuid.uuid4().hex[:12]}"
+    ev_epoch = f"bench-ev-{uuid.uuid4().hex[:12]}"
     reset(url)
     if mode == "drain":
         ingest.stop()  # its session stays subscribed on the broker and collects the messages
-    results = publish(broker.port, epoch, messages, publishers, rate_msgs)
+    ev = (ev_epoch, *events) if events else None
+    results = publish(broker.port, epoch, messages, publishers, rate_msgs, ev)
     total = sum(len(r["sent"]) for r in results)
     if mode == "drain":
         ingest.start()
     wait_stored(url, total)
     commits = ingest.commits(epoch)
+    ev_commits = ingest.commits(ev_epoch)
+    ev_sent = {key: t for r in results if r["events"] for key, t in r["sent"]}
+    results = [r for r in results if not r["events"]]
+    total = sum(len(r["sent"]) for r in results)
     sent = {key: t for r in results for key, t in r["sent"]}
     if mode == "drain":
         first = min(commits.values()) - 0.0
@@ -453,11 +511,15 @@ def e2e_run(
     start = min(r["start"] for r in results)
     last = max(commits.values())
     landed = total * READINGS_PER_MESSAGE / (last - start)
-    lat = sorted((commits[k] - t) * 1000 for k, t in sent.items() if k in commits)
-    p50 = lat[len(lat) // 2]
-    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    p50, p99 = percentiles([(commits[k] - t) * 1000 for k, t in sent.items() if k in commits])
     offered = rate_msgs * READINGS_PER_MESSAGE if rate_msgs else None
-    return Run(ingest.workers, mode, offered, landed, p50, p99, total)
+    run = Run(ingest.workers, mode, offered, landed, p50, p99, total)
+    if ev_sent:
+        run.event_p50_ms, run.event_p99_ms = percentiles(
+            [(ev_commits[k] - t) * 1000 for k, t in ev_sent.items()]
+        )
+        run.events = len(ev_sent)
+    return run
 
 
 def broker_rate(broker: Broker, messages: int, publishers: int) -> float:
@@ -473,6 +535,156 @@ def broker_rate(broker: Broker, messages: int, publishers: int) -> float:
     return r["count"] * READINGS_PER_MESSAGE / max(r["last"] - r["first"], 1e-9)
 
 
+# Profile -----------------------------------------------------------------------------------------
+
+# Where a worker's threads spend their time: the first matching frame (innermost first) names it.
+STAGES = [
+    ("ack watermark", ("_advance_acks",)),
+    ("dedup ids (INSERT ... ON CONFLICT)", ("_write_tx (eldercare/ingest/store.py:{ids})",)),
+    (
+        "COPY readings",
+        ("copy (psycopg", "write (psycopg/copy", "_write_end", "Copy.__exit__", "__exit__ (psycopg/copy"),
+    ),
+    ("events, alert_work", ("_write_events",)),
+    ("status", ("_write_statuses",)),
+    ("registry check", ("_verify", "_refresh_registry", "load_registry")),
+    ("commit", ("transaction", "_commit_gen", "commit (psycopg")),
+    (
+        "PUBACK (MQTT ack after commit)",
+        (
+            "MqttSource.ack",
+            "ack (eldercare/ingest/mqtt.py",
+        ),
+    ),
+    ("ack publishing", ("AckPublisher", "_run (eldercare/ingest/mqtt.py")),
+    ("metrics, commit log", ("_account",)),
+    ("build COPY rows", ("readings (eldercare/ingest/batch.py",)),
+    ("decode + validate", ("decode (eldercare/protocol.py", "check (eldercare/ingest/batch.py", "_check (")),
+    ("batch hand-over", ("_add (eldercare/ingest/worker.py",)),
+    ("MQTT receive (paho)", ("_on_message", "_packet_read", "_handle_publish", "loop_read", "_sock_recv")),
+    ("MQTT loop (paho)", ("paho",)),
+]
+
+
+def classify(stack: list[str], ids_line: int) -> str:
+    for name, needles in STAGES:
+        needles = tuple(n.replace("{ids}", str(ids_line)) for n in needles)
+        for frame in reversed(stack):
+            if any(n in frame for n in needles):
+                return name
+    return "other"
+
+
+def thread_of(stack: list[str]) -> str:
+    text = ";".join(stack)
+    for name, needle in (
+        ("writer (telemetry commits)", "_write_loop"),
+        ("events", "_event_loop"),
+        ("main (decode, validate)", "_batch_loop"),
+        ("acks", "AckPublisher"),
+        ("paho network", "paho"),
+    ):
+        if needle in text:
+            return name
+    return "other"
+
+
+IDLE_LEAVES = ("wait (threading.py", "get (queue.py", "select (selectors.py", "_loop (paho", "sleep")
+
+
+def profile(pid: int, out: Path, *, idle: bool) -> subprocess.Popen[bytes]:
+    """py-spy (``pip install py-spy``) sampling every thread of ``pid``; stopped with SIGINT.
+
+    Without ``idle`` only threads on a CPU are sampled (where the CPU goes); with it, waits too
+    (where a thread's time goes, e.g. the writer waiting for the database)."""
+    binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    args = [binary, "record", "--pid", str(pid), "--threads", "--nonblocking", "--rate", "100"]
+    args += ["--duration", "600", "--format", "raw", "--output", str(out)]
+    return subprocess.Popen(
+        [*args, "--idle"] if idle else args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def summarise_profile(path: Path) -> dict[str, dict[str, float]]:
+    """Samples per thread and stage."""
+    import inspect
+
+    from eldercare.ingest import store
+
+    src, first = inspect.getsourcelines(store.Store._write_tx)
+    ids_line = first + next(i for i, line in enumerate(src) if "INSERT_IDS" in line) - 1
+    totals: dict[str, dict[str, float]] = {}
+    for line in path.read_text().splitlines():
+        stack_text, _, n = line.rpartition(" ")
+        if not stack_text:
+            continue
+        stack = stack_text.split(";")
+        per = totals.setdefault(thread_of(stack), {})
+        if any(w in stack[-1] for w in IDLE_LEAVES):
+            stage = "idle (waiting for work)"
+        else:
+            stage = classify(stack, ids_line)
+        per[stage] = per.get(stage, 0) + int(n)
+    return totals
+
+
+# Dedup at scale ----------------------------------------------------------------------------------
+
+
+def dedup_scale(url: str, sizes: list[int], batches: int = 40) -> list[dict[str, float]]:
+    """Store batches of 1,000 one-reading messages (200 gateways x 5 seqs) with ``ingested_messages``
+    pre-filled with ``n`` other rows: time per batch of new messages, and of the same batch again
+    (all duplicates). One reading per message keeps COPY small, so dedup and watermark dominate."""
+    from eldercare.ingest.batch import Batch, Inbound, Registry, Validator
+    from eldercare.ingest.store import Store
+
+    out = []
+    reg = Registry({gw_name(g)[0]: gw_name(g)[1] for g in range(GATEWAYS)})
+    v = Validator(ROOT, reg)
+    for n in sizes:
+        reset(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            started = time.perf_counter()
+            conn.execute("ALTER TABLE ingested_messages DROP CONSTRAINT ingested_messages_pkey")
+            # 10,000 other gateways, one epoch each, seqs contiguous: like a fleet's history
+            conn.execute(
+                "INSERT INTO ingested_messages (gateway_id, epoch, seq, received_at)"
+                " SELECT 'fill-' || (g %% 10000), 'fill-epoch-0001', g / 10000, now() - interval '1 day'"
+                " FROM generate_series(0, %s - 1) g",
+                (n,),
+            )
+            conn.execute("ALTER TABLE ingested_messages ADD PRIMARY KEY (gateway_id, epoch, seq)")
+            conn.execute("VACUUM ANALYZE ingested_messages")
+            fill_s = time.perf_counter() - started
+        store = Store(url)
+        epoch = f"scale-{uuid.uuid4().hex[:8]}"
+        t0 = int(time.time() * 1000)
+        new_s, dup_s = [], []
+        for b in range(batches):
+            batch = Batch()
+            for i in range(1000):
+                gw, site = gw_name(i % GATEWAYS)
+                body = payload(epoch, b * 5 + i // GATEWAYS, t0 + b, n=1)
+                batch.add(v.check(Inbound(f"{ROOT}/{site}/{gw}/telemetry", body)))
+            started = time.perf_counter()
+            store.write(batch, reg)
+            new_s.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            r = store.write(batch, reg)
+            dup_s.append(time.perf_counter() - started)
+            assert r.duplicates == 1000
+        store.close()
+        out.append(
+            {
+                "rows": n,
+                "fill_s": fill_s,
+                "new_batch_ms_median": statistics.median(new_s) * 1000,
+                "duplicate_batch_ms_median": statistics.median(dup_s) * 1000,
+            }
+        )
+    return out
+
+
 # Main -----------------------------------------------------------------------------------------------
 
 
@@ -485,6 +697,8 @@ class Report:
     decode_validate_rows_us_per_message: float = 0
     broker_bare_subscriber_readings_per_s: float = 0
     runs: list[Run] = field(default_factory=list)
+    dedup: list[dict[str, float]] = field(default_factory=list)
+    profile: dict[str, dict[str, float]] = field(default_factory=dict)
     goal: dict[str, Any] = field(default_factory=dict)
 
 
@@ -495,13 +709,19 @@ def main() -> None:
         default=os.environ.get("ELDERCARE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each publishing run")
-    ap.add_argument("--workers", default="1,2")
-    ap.add_argument(
-        "--loads", default="0.25,0.5,0.75", help="offered loads as fractions of the flat-out rate"
-    )
+    ap.add_argument("--workers", default="1,2", help="comma-separated; empty: no end-to-end runs")
+    ap.add_argument("--loads", default="0.1,0.5", help="offered loads as fractions of the flat-out rate")
+    ap.add_argument("--events-rate", type=float, default=20.0, help="SOS/s sent during each offered load")
     ap.add_argument("--publishers", type=int, default=2)
-    ap.add_argument("--batch-rows", type=int, default=5000)
-    ap.add_argument("--batch-ms", type=int, default=200)
+    ap.add_argument("--batch-rows", type=int, default=50_000, help="ELDERCARE_INGEST_BATCH_ROWS")
+    ap.add_argument("--skip-drain", action="store_true", help="no pre-loaded broker run")
+    ap.add_argument(
+        "--dedup-rows", default="", help="e.g. 0,10000000: dedup cost with that many rows already stored"
+    )
+    ap.add_argument(
+        "--profile", action="store_true", help="also: 1 worker flat out under py-spy, time per stage"
+    )
+    ap.add_argument("--profile-dir", type=Path, help="keep py-spy's raw (collapsed) stacks here")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -519,43 +739,25 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     url = create_database(args.pg_url)
     broker = Broker(tmp)
+    log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
+    workers_list = [int(w) for w in args.workers.split(",") if w.strip()]
     try:
-        log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
-        c10 = raw_copy(url, copy_rows, 10_000, 3)
-        report.raw_copy_10k_rows_per_s = c10["rows_per_s"]
-        report.decode_validate_rows_us_per_message = c10["decode_validate_rows_us_per_message"]
-        report.raw_copy_50k_rows_per_s = raw_copy(url, copy_rows, 50_000, 3)["rows_per_s"]
-        report.datetime_copy_10k_rows_per_s = datetime_copy(url, copy_rows // 2, 10_000)
-        log(
-            f"raw COPY: {report.raw_copy_10k_rows_per_s:,.0f} rows/s (10k), "
-            f"{report.raw_copy_50k_rows_per_s:,.0f} (50k)"
-        )
-        bare_msgs = int(20_000 * seconds / 8) * 2
-        report.broker_bare_subscriber_readings_per_s = broker_rate(broker, bare_msgs, args.publishers)
-        log(f"broker -> bare subscriber: {report.broker_bare_subscriber_readings_per_s:,.0f} readings/s")
-        for workers in [int(w) for w in args.workers.split(",")]:
-            ingest = Ingest(url, broker.url, workers, tmp, args.batch_rows, args.batch_ms)
+        if args.dedup_rows:
+            report.dedup = dedup_scale(url, [int(x) for x in args.dedup_rows.split(",")])
+            for d in report.dedup:
+                log(
+                    f"dedup with {d['rows']:,.0f} rows stored: new batch {d['new_batch_ms_median']:.1f} ms, "
+                    f"duplicate batch {d['duplicate_batch_ms_median']:.1f} ms (fill {d['fill_s']:.0f} s)"
+                )
+        if workers_list or args.profile:
+            limits(report, url, broker, copy_rows, seconds, args.publishers, log)
+        if args.profile:
+            report.profile = profile_flat_out(report, url, broker, tmp, seconds, args, log)
+        for workers in workers_list:
+            ingest = Ingest(url, broker.url, workers, tmp, args.batch_rows)
             ingest.start()
             try:
-                # Flat out: enough messages for ~seconds at the raw COPY rate.
-                n = int(report.raw_copy_10k_rows_per_s * seconds / READINGS_PER_MESSAGE)
-                flat = e2e_run(ingest, broker, url, n, args.publishers, None, "flat_out")
-                report.runs.append(flat)
-                log(f"{workers} worker(s) flat out: {flat.landed_readings_per_s:,.0f} readings/s")
-                drain = e2e_run(ingest, broker, url, n, args.publishers, None, "drain")
-                report.runs.append(drain)
-                log(
-                    f"{workers} worker(s) draining a loaded broker: "
-                    f"{drain.landed_readings_per_s:,.0f} readings/s"
-                )
-                for load in [float(x) for x in args.loads.split(",")]:
-                    rate = flat.landed_readings_per_s * load / READINGS_PER_MESSAGE
-                    r = e2e_run(ingest, broker, url, int(rate * seconds), args.publishers, rate, "offered")
-                    report.runs.append(r)
-                    log(
-                        f"{workers} worker(s) at {load:.0%}: {r.landed_readings_per_s:,.0f} readings/s, "
-                        f"p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms"
-                    )
+                e2e_runs(report, ingest, broker, url, seconds, args, log)
             finally:
                 ingest.stop()
                 ingest.forget_sessions(broker.port)
@@ -565,62 +767,192 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     report.machine["load_average_at_end"] = os.getloadavg()[0]
-    two = [r for r in report.runs if r.workers == 2]
-    if two:
-        best = max(r.landed_readings_per_s for r in two if r.mode == "flat_out")
-        half = [
-            r
-            for r in two
-            if r.mode == "offered"
-            and r.offered_readings_per_s
-            and abs(r.offered_readings_per_s / best - 0.5) < 0.01
-        ]
-        report.goal = {
-            "e2e_2_workers_vs_raw_copy": best / report.raw_copy_10k_rows_per_s,
-            "target_ratio": 0.7,
-            "p99_ms_at_half_load": half[0].p99_ms if half else None,
-            "target_p99_ms": 1000,
-        }
+    report.goal = goals(report)
     if args.json:
         print(json.dumps(asdict(report), indent=2))
     else:
         print(render(report))
 
 
+def limits(
+    report: Report, url: str, broker: Broker, copy_rows: int, seconds: float, publishers: int, log: Any
+) -> None:
+    c10 = raw_copy(url, copy_rows, 10_000, 3)
+    report.raw_copy_10k_rows_per_s = c10["rows_per_s"]
+    report.decode_validate_rows_us_per_message = c10["decode_validate_rows_us_per_message"]
+    report.raw_copy_50k_rows_per_s = raw_copy(url, copy_rows, 50_000, 3)["rows_per_s"]
+    report.datetime_copy_10k_rows_per_s = datetime_copy(url, copy_rows // 2, 10_000)
+    log(
+        f"raw COPY: {report.raw_copy_10k_rows_per_s:,.0f} rows/s (10k), "
+        f"{report.raw_copy_50k_rows_per_s:,.0f} (50k)"
+    )
+    bare_msgs = int(20_000 * seconds / 8) * 2
+    report.broker_bare_subscriber_readings_per_s = broker_rate(broker, bare_msgs, publishers)
+    log(f"broker -> bare subscriber: {report.broker_bare_subscriber_readings_per_s:,.0f} readings/s")
+
+
+def profile_flat_out(
+    report: Report, url: str, broker: Broker, tmp: Path, seconds: float, args: Any, log: Any
+) -> dict[str, dict[str, float]]:
+    ingest = Ingest(url, broker.url, 1, tmp, args.batch_rows)
+    ingest.start()
+    try:
+        assert ingest.proc is not None
+        where = args.profile_dir or tmp
+        where.mkdir(parents=True, exist_ok=True)
+        cpu_out, wall_out = where / "profile-cpu.raw", where / "profile-wall.raw"
+        spies = [profile(ingest.proc.pid, cpu_out, idle=False), profile(ingest.proc.pid, wall_out, idle=True)]
+        n = int(report.raw_copy_10k_rows_per_s * seconds / READINGS_PER_MESSAGE)
+        run = e2e_run(ingest, broker, url, n, args.publishers, None, "flat_out")
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+        log(f"profiled 1 worker flat out: {run.landed_readings_per_s:,.0f} readings/s")
+        if not cpu_out.exists() or not wall_out.exists():
+            log(f"py-spy wrote nothing: {spies[0].stderr.read().decode() if spies[0].stderr else ''}")
+            return {}
+        cpu: dict[str, float] = {}
+        for stages in summarise_profile(cpu_out).values():  # the whole process: one GIL
+            for stage, k in stages.items():
+                cpu[stage] = cpu.get(stage, 0) + k
+        wall = summarise_profile(wall_out)
+        return {
+            "CPU of the whole worker process (all threads, idle excluded)": cpu,
+            "time of the writer thread (waits for the database included)": wall.get(
+                "writer (telemetry commits)", {}
+            ),
+            "time of the main thread (decode, validate)": wall.get("main (decode, validate)", {}),
+        }
+    finally:
+        ingest.stop()
+        ingest.forget_sessions(broker.port)
+
+
+def e2e_runs(
+    report: Report, ingest: Ingest, broker: Broker, url: str, seconds: float, args: Any, log: Any
+) -> None:
+    workers = ingest.workers
+    # Flat out: enough messages for ~seconds at the raw COPY rate.
+    n = int(report.raw_copy_10k_rows_per_s * seconds / READINGS_PER_MESSAGE)
+    flat = e2e_run(ingest, broker, url, n, args.publishers, None, "flat_out")
+    report.runs.append(flat)
+    log(f"{workers} worker(s) flat out: {flat.landed_readings_per_s:,.0f} readings/s")
+    if not args.skip_drain:
+        drain = e2e_run(ingest, broker, url, n, args.publishers, None, "drain")
+        report.runs.append(drain)
+        log(f"{workers} worker(s) draining a loaded broker: {drain.landed_readings_per_s:,.0f} readings/s")
+    for load in [float(x) for x in args.loads.split(",")]:
+        rate = flat.landed_readings_per_s * load / READINGS_PER_MESSAGE
+        events = (max(1, int(args.events_rate * seconds)), args.events_rate) if args.events_rate else None
+        r = e2e_run(ingest, broker, url, int(rate * seconds), args.publishers, rate, "offered", events)
+        r.load = load
+        report.runs.append(r)
+        ev = f", events p50 {r.event_p50_ms:.0f} / p99 {r.event_p99_ms:.0f} ms" if r.events else ""
+        log(
+            f"{workers} worker(s) at {load:.0%}: {r.landed_readings_per_s:,.0f} readings/s, "
+            f"p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms{ev}"
+        )
+
+
+def goals(report: Report) -> dict[str, Any]:
+    """Issue 24's targets, from the 2-worker runs of this report."""
+    two = [r for r in report.runs if r.workers == 2]
+    flat = [r.landed_readings_per_s for r in two if r.mode == "flat_out"]
+    if not flat or not report.raw_copy_10k_rows_per_s:
+        return {}
+
+    def at(load: float) -> Run | None:
+        return next((r for r in two if r.mode == "offered" and r.load == load), None)
+
+    half, tenth = at(0.5), at(0.1)
+    return {
+        "e2e_2_workers_vs_raw_copy": max(flat) / report.raw_copy_10k_rows_per_s,
+        "target_ratio": 0.8,
+        # context: when the broker path itself is slower than COPY (a busy machine), that is the limit
+        "e2e_2_workers_vs_bare_subscriber": max(flat) / max(report.broker_bare_subscriber_readings_per_s, 1),
+        "p99_ms_at_half_load": half.p99_ms if half else None,
+        "target_p99_ms_at_half_load": 50,
+        "p99_ms_at_tenth_load": tenth.p99_ms if tenth else None,
+        "target_p99_ms_at_tenth_load": 20,
+        "event_p99_ms_at_half_load": half.event_p99_ms if half else None,
+        "target_event_p99_ms": 20,
+    }
+
+
 def render(r: Report) -> str:
+    m = r.machine
     lines = [
-        f"Machine: {r.machine['cpus']} CPUs, Python {r.machine['python']}, load average "
-        f"{r.machine['load_average_at_start']:.1f} at start, "
-        f"{r.machine.get('load_average_at_end', 0):.1f} at end.",
-        "",
-        "| limit | readings/s |",
-        "| --- | --- |",
-        f"| binary COPY of the same rows, 10k-row commits | {r.raw_copy_10k_rows_per_s:,.0f} |",
-        f"| binary COPY of the same rows, 50k-row commits | {r.raw_copy_50k_rows_per_s:,.0f} |",
-        "| COPY with `datetime` objects and `write_row`, 10k-row commits | "
-        f"{r.datetime_copy_10k_rows_per_s:,.0f} |",
-        f"| Mosquitto -> bare Python subscriber (QoS 1, {READINGS_PER_MESSAGE} readings/message) | "
-        f"{r.broker_bare_subscriber_readings_per_s:,.0f} |",
-        "",
-        f"Decode + validate + build COPY rows: {r.decode_validate_rows_us_per_message:.1f} µs per "
-        f"{READINGS_PER_MESSAGE}-reading message.",
-        "",
-        "| workers | run | offered readings/s | landed readings/s | publish-to-commit p50 / p99 |",
-        "| --- | --- | --- | --- | --- |",
+        f"Machine: {m['cpus']} CPUs, Python {m['python']}, load average "
+        f"{m['load_average_at_start']:.1f} at start, {m.get('load_average_at_end', 0):.1f} at end.",
     ]
+    if r.raw_copy_10k_rows_per_s:
+        lines += [
+            "",
+            "| limit | readings/s |",
+            "| --- | --- |",
+            f"| binary COPY of the same rows, 10k-row commits | {r.raw_copy_10k_rows_per_s:,.0f} |",
+            f"| binary COPY of the same rows, 50k-row commits | {r.raw_copy_50k_rows_per_s:,.0f} |",
+            "| COPY with `datetime` objects and `write_row`, 10k-row commits | "
+            f"{r.datetime_copy_10k_rows_per_s:,.0f} |",
+            f"| Mosquitto -> bare Python subscriber (QoS 1, {READINGS_PER_MESSAGE} readings/message) | "
+            f"{r.broker_bare_subscriber_readings_per_s:,.0f} |",
+            "",
+            f"Decode + validate + build COPY rows: {r.decode_validate_rows_us_per_message:.1f} µs per "
+            f"{READINGS_PER_MESSAGE}-reading message.",
+        ]
+    if r.runs:
+        lines += [
+            "",
+            "| workers | run | offered readings/s | landed readings/s | publish-to-commit p50 / p99 "
+            "| events (SOS) p50 / p99 |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
     for run in r.runs:
         offered = f"{run.offered_readings_per_s:,.0f}" if run.offered_readings_per_s else "flat out"
         if run.mode == "drain":
             offered = "broker pre-loaded"
+        if run.load is not None:
+            offered += f" ({run.load:.0%})"
         lat = f"{run.p50_ms:.0f} / {run.p99_ms:.0f} ms" if run.p50_ms is not None else "-"
-        lines.append(f"| {run.workers} | {run.mode} | {offered} | {run.landed_readings_per_s:,.0f} | {lat} |")
-    if r.goal:
-        g = r.goal
-        p99 = g["p99_ms_at_half_load"]
+        ev = f"{run.event_p50_ms:.0f} / {run.event_p99_ms:.0f} ms" if run.event_p99_ms is not None else "-"
+        lines.append(
+            f"| {run.workers} | {run.mode} | {offered} | {run.landed_readings_per_s:,.0f} | {lat} | {ev} |"
+        )
+    if r.dedup:
         lines += [
             "",
-            f"2 workers flat out / raw COPY (10k): {g['e2e_2_workers_vs_raw_copy']:.0%} (goal >= 70%); "
-            f"p99 at half load: {'-' if p99 is None else f'{p99:.0f}'} ms (goal < 1000 ms).",
+            "| rows already in ingested_messages | 1,000 new messages: store + commit | "
+            "the same 1,000 again (duplicates) |",
+            "| --- | --- | --- |",
+        ]
+        for d in r.dedup:
+            new, dup = d["new_batch_ms_median"], d["duplicate_batch_ms_median"]
+            lines.append(f"| {d['rows']:,.0f} | {new:.1f} ms | {dup:.1f} ms |")
+    for thread, stages in r.profile.items():
+        total = sum(stages.values())
+        if total < 10:
+            continue
+        lines += ["", f"Profile, {thread} ({total:,.0f} samples):", ""]
+        lines += ["| stage | share |", "| --- | --- |"]
+        for stage, n in sorted(stages.items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {stage} | {n / total:.0%} |")
+    if r.goal:
+        g = r.goal
+
+        def ms(v: float | None, target: float) -> str:
+            if v is None:
+                return "not measured"
+            return f"{v:.0f} ms (goal <= {target} ms: {'met' if v <= target else 'NOT met'})"
+
+        ratio = g["e2e_2_workers_vs_raw_copy"]
+        lines += [
+            "",
+            f"- 2 workers flat out / raw COPY (10k): {ratio:.0%} "
+            f"(goal >= {g['target_ratio']:.0%}: {'met' if ratio >= g['target_ratio'] else 'NOT met'}); "
+            f"/ bare subscriber: {g['e2e_2_workers_vs_bare_subscriber']:.0%}",
+            f"- p99 publish-to-commit at half load: {ms(g['p99_ms_at_half_load'], 50)}",
+            f"- p99 publish-to-commit at 10% load: {ms(g['p99_ms_at_tenth_load'], 20)}",
+            f"- event p99 with telemetry at half load: {ms(g['event_p99_ms_at_half_load'], 20)}",
         ]
     return "\n".join(lines)
 

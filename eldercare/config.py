@@ -104,12 +104,22 @@ class Settings(BaseSettings):
     # in this directory (a volume they share) and adds it to the client id's trailing number.
     ingest_slot_dir: Path | None = None
     ingest_shared_group: str = "ingest"
-    ingest_batch_rows: int = Field(default=5000, ge=1)
-    ingest_batch_ms: int = Field(default=200, ge=1)
+    # Group commit: a commit takes whatever arrived while the previous one was in flight, at most
+    # this many rows / payload bytes (no timer: an idle worker commits each message at once).
+    ingest_batch_rows: int = Field(default=50_000, ge=1)
+    ingest_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Deprecated and ignored since group commit (batches used to be due at this age); a worker
+    # started with it set logs a warning. To be removed in a later release.
+    ingest_batch_ms: int | None = Field(default=None, ge=1)
     ingest_max_payload_bytes: int = Field(default=262_144, ge=1024)
     ingest_receive_maximum: int = Field(default=1000, ge=1, le=65535)  # unacked messages in flight
     ingest_session_expiry_s: int = Field(default=86_400, ge=0)  # broker keeps a worker's queue this long
     ingest_registry_refresh_s: float = Field(default=30.0, gt=0)
+    # A gateway's stored-up-to watermark (its retained .../ack) is published at most this often
+    # while telemetry flows; after an event at once.
+    ingest_ack_interval_ms: int = Field(default=200, ge=10, le=60_000)
+    # Each worker records itself alive this often; a peer silent for 3 x this is reported in /metrics.
+    ingest_heartbeat_s: float = Field(default=5.0, gt=0)
     metrics_port: int = Field(default=9108, ge=0, le=65535)
 
     # HTTP API and consoles.

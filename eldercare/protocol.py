@@ -362,14 +362,27 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ] = msgspec.field(default_factory=dict)
 
 
-Payload: TypeAlias = Telemetry | Event | Status | GatewayConfig
+class Ack(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the platform has stored, sent down on ``.../ack`` with QoS 1, retained (optional).
+
+    Every telemetry and event message of ``epoch`` with a seq up to and including ``seq`` is
+    stored (or, refused, kept as a dead letter): the gateway may delete those from its outbox.
+    """
+
+    v: Version
+    epoch: Epoch
+    seq: Annotated[Seq, msgspec.Meta(description="Every message of the epoch with seq <= this is stored.")]
+
+
+Payload: TypeAlias = Telemetry | Event | Status | GatewayConfig | Ack
 KINDS: dict[str, type[Payload]] = {
     "telemetry": Telemetry,
     "event": Event,
     "status": Status,
     "config": GatewayConfig,
+    "ack": Ack,
 }
-TopicKind: TypeAlias = Literal["telemetry", "event", "status", "config"]
+TopicKind: TypeAlias = Literal["telemetry", "event", "status", "config", "ack"]
 
 
 class ProtocolError(ValueError):

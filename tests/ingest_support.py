@@ -134,7 +134,6 @@ class IngestProcess:
             "ELDERCARE_INGEST_CLIENT_ID": f"test-ingest-{tag}-0",
             "ELDERCARE_INGEST_SHARED_GROUP": f"g{tag}",
             "ELDERCARE_INGEST_SESSION_EXPIRY_S": "120",
-            "ELDERCARE_INGEST_BATCH_MS": "50",
             "ELDERCARE_METRICS_PORT": str(self.port),
             **env,
         }

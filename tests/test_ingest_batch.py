@@ -180,7 +180,7 @@ def test_a_valid_payload_on_a_wrong_topic_is_dead_lettered(
     item = validator.check(Inbound(f"{ROOT}/home-1/gw-1/{suffix}", telemetry(1)))
     assert isinstance(item, Rejected)
     assert item.reason.startswith(reason), item.reason
-    assert "<site>/<gateway>/<telemetry|event|status|config>" in item.reason
+    assert "<site>/<gateway>/<telemetry|event|status|config|ack>" in item.reason
 
 
 def test_a_retained_dead_letter_has_a_key_so_it_is_kept_once(validator: Validator) -> None:

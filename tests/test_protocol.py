@@ -78,7 +78,13 @@ def config(**over: Any) -> dict[str, Any]:
     return msg
 
 
-BUILDERS = {"telemetry": telemetry, "event": event, "status": status, "config": config}
+def ack(**over: Any) -> dict[str, Any]:
+    msg: dict[str, Any] = {"v": 1, "epoch": "3f9c2a7be41d0c55", "seq": 1044}
+    msg.update(over)
+    return msg
+
+
+BUILDERS = {"telemetry": telemetry, "event": event, "status": status, "config": config, "ack": ack}
 
 
 def raw(obj: Any) -> bytes:
@@ -332,7 +338,7 @@ def test_custom_roots(root: str) -> None:
         (
             "eldercare/v1/s/g/readings",
             "topic",
-            "eldercare/v1/<site>/<gateway>/<telemetry|event|status|config>",
+            "eldercare/v1/<site>/<gateway>/<telemetry|event|status|config|ack>",
         ),
         ("eldercare/v1/s/g/alarm", "topic", "unknown message kind"),
         ("eldercare/v1//g/telemetry", "topic.site", "not a valid identifier"),

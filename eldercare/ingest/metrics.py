@@ -95,6 +95,18 @@ class Metrics:
         self.mqtt_connected = Gauge(
             "eldercare_ingest_mqtt_connected", "1 while connected to the broker", registry=r
         )
+        self.peer_silent = Gauge(
+            "eldercare_ingest_peer_silent_seconds",
+            "Seconds since another worker (by client id) was last alive, while its session may live",
+            ["client_id"],
+            registry=r,
+        )
+        self.silent_peers = Gauge(
+            "eldercare_ingest_silent_peers",
+            "Other workers silent for 3 heartbeats whose persistent session may still hold their "
+            "share of the shared subscription (a backlog waiting for them)",
+            registry=r,
+        )
         self.db_up = Gauge("eldercare_ingest_db_up", "1 while the last database write succeeded", registry=r)
         self.info = Gauge("eldercare_ingest_worker_info", "Worker identity", list(labels), registry=r)
         self.info.labels(**labels).set(1)
@@ -105,6 +117,18 @@ class Metrics:
     def set_mqtt(self, connected: bool) -> None:
         self.connected = connected
         self.mqtt_connected.set(1 if connected else 0)
+
+    def set_peers(self, silent: dict[str, float], *, silent_after: float, session_expiry: float) -> None:
+        """Peers' silence from ``ingest_workers``; one whose session has expired holds nothing."""
+        self.peer_silent.clear()
+        n = 0
+        for client_id, seconds in silent.items():
+            if seconds > session_expiry:
+                continue
+            self.peer_silent.labels(client_id=client_id).set(round(seconds, 1))
+            if seconds > silent_after:
+                n += 1
+        self.silent_peers.set(n)
 
     def set_db(self, error: str | None) -> None:
         self.db_error = error

@@ -9,11 +9,23 @@ and is the backpressure: while the database is down nothing is acked and the bro
 Acknowledgements are sent only on the connection a message came in on (``generation``): after a
 reconnect the broker redelivers the unacknowledged ones with the same packet ids, and an ack for
 the old copy could otherwise acknowledge a different, newer message with a reused id.
+
+A worker has two connections. Everything under the root arrives through the shared subscription
+(``$share/<group>/<root>/#``): each message goes to one worker. Events (fall, SOS) also arrive on a
+second connection (client id ``<id>-events``) with a plain subscription: every worker receives
+every event, so an alarm reaches the database while any worker lives, and it never waits for a
+slot in an in-flight window full of telemetry. Events from either connection go to the event
+inbox; the copies are deduplicated like any redelivery. The event connection counts its
+generations from :data:`EVENT_GENERATIONS`, so a message's generation also says which connection
+must acknowledge it.
+
+:class:`AckPublisher` tells gateways what is stored (wire protocol v1, "Acknowledgements").
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import ssl
 import threading
@@ -31,9 +43,16 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from eldercare.config import Settings
 from eldercare.ingest.batch import Inbound
 from eldercare.ingest.errors import BrokerError
-from eldercare.protocol import subscription_all
+from eldercare.protocol import Ack, encode, subscription, subscription_all
 
 log = logging.getLogger(__name__)
+
+EVENT_SUFFIX = "-events"  # the event connection's client id: the worker's plus this
+EVENT_GENERATIONS = 1 << 40  # the event connection counts its generations from here
+EVENT_TOPIC_SUFFIX = "/event"
+ACK_SUFFIX = "/ack"  # the topic level of the platform's acknowledgements to gateways
+WAKE = None  # put in an inbox to wake its reader without a message
+ACK_INTERVAL_S = 0.2  # at most one acknowledgement per gateway this often (events: at once)
 
 
 @dataclass(frozen=True)
@@ -68,26 +87,37 @@ def subscriptions(settings: Settings) -> list[str]:
     return [subscription_all(settings.mqtt_topic_root, group)]
 
 
+def event_subscriptions(settings: Settings) -> list[str]:
+    """Events, never shared: every worker stores every event (the copies are duplicates)."""
+    return [subscription("event", settings.mqtt_topic_root)]
+
+
 class MqttSource:
-    """Receives into ``inbox``; :meth:`ack` acknowledges committed messages."""
+    """Receives ``topics`` into ``inbox``; :meth:`ack` acknowledges committed messages."""
 
     def __init__(
         self,
         settings: Settings,
         url: str,
         client_id: str,
-        inbox: queue.Queue[Inbound],
+        inbox: queue.Queue[Inbound | None],
         on_state: Callable[[bool], None] | None = None,
         *,
         retire: bool = False,
+        topics: list[str] | None = None,
+        urgent: queue.Queue[Inbound | None] | None = None,
+        generations: int = 0,
     ) -> None:
         self.settings = settings
+        self.topics = subscriptions(settings) if topics is None else topics
+        self.urgent = urgent  # events go here instead of the inbox
+        self.control_prefix = settings.mqtt_topic_root + "/_"  # the platform's own (_sim/ack...)
         self.address = parse_mqtt_url(url)
         self.client_id = client_id
         self.inbox = inbox
         self.on_state = on_state
         self.retire = retire  # leave the shared group: unsubscribe, drain the session, forget it
-        self.generation = 0
+        self.generation = generations
         self.connected = threading.Event()
         self._full_warned = 0.0
         self.closing = False
@@ -190,9 +220,9 @@ class MqttSource:
             getattr(flags, "session_present", None),
         )
         if self.retire:
-            client.unsubscribe(subscriptions(self.settings))
+            client.unsubscribe(self.topics)
         else:
-            subs = subscriptions(self.settings)
+            subs = self.topics
             if self.v5:
                 client.subscribe([(sub, SubscribeOptions(qos=1)) for sub in subs])
             else:
@@ -205,7 +235,7 @@ class MqttSource:
     def _on_subscribe(self, _c: Any, _u: Any, _mid: int, codes: list[Any], _p: Any = None) -> None:
         failed = [str(c) for c in codes if c.is_failure]
         if failed:
-            log.error("broker refused the ingest subscriptions %s: %s", subscriptions(self.settings), failed)
+            log.error("broker refused the ingest subscriptions %s: %s", self.topics, failed)
             return
         self._set_state(True)  # healthy only once the subscriptions are in place
 
@@ -221,7 +251,16 @@ class MqttSource:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = bytes(msg._topic).decode("utf-8", "replace")
+        if topic.endswith(ACK_SUFFIX) and not topic.startswith(self.control_prefix):
+            # Our own acknowledgements to gateways (retained), which the root's ``#`` brings back:
+            # nothing to store, and never a dead letter per published ack.
+            if msg.qos > 0:
+                self.client.ack(msg.mid, msg.qos)
+            return
         item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, self.generation, time.time(), msg.retain)
+        if self.urgent is not None and topic.endswith(EVENT_TOPIC_SUFFIX):
+            self.urgent.put_nowait(item)  # bounded by Receive Maximum
+            return
         try:
             self.inbox.put_nowait(item)
         except queue.Full:
@@ -238,3 +277,103 @@ class MqttSource:
                     return
                 except queue.Full:
                     continue
+
+
+# Acknowledgements to gateways -------------------------------------------------------------------
+
+
+class AckThrottle:
+    """Which gateways' watermarks to publish now: pure bookkeeping, the caller owns the clock.
+
+    A gateway gets at most one acknowledgement per ``interval`` (the watermark then covers
+    everything committed meanwhile), except after an event, which is acknowledged at once. A
+    watermark lower than one already published for the same epoch is never published (two
+    workers may finish their commits in either order).
+    """
+
+    def __init__(self, interval: float = ACK_INTERVAL_S) -> None:
+        self.interval = interval
+        self.pending: dict[tuple[str, str], tuple[str, int]] = {}  # (site, gateway) -> (epoch, seq)
+        self.urgent: set[tuple[str, str]] = set()
+        self.published: dict[tuple[str, str], tuple[str, int]] = {}
+        self.sent_at: dict[tuple[str, str], float] = {}
+
+    def offer(self, acks: dict[tuple[str, str, str], int], *, urgent: bool = False) -> None:
+        for (site, gw, epoch), seq in acks.items():
+            key = (site, gw)
+            done = self.published.get(key)
+            if done is not None and done[0] == epoch and done[1] >= seq:
+                continue
+            have = self.pending.get(key)
+            if have is None or have[0] != epoch or have[1] < seq:
+                self.pending[key] = (epoch, seq)
+            if urgent:
+                self.urgent.add(key)
+
+    def due(self, now: float) -> list[tuple[str, str, str, int]]:
+        """(site, gateway, epoch, seq) to publish now, marked as published."""
+        out = []
+        for key, (epoch, seq) in list(self.pending.items()):
+            if key in self.urgent or now - self.sent_at.get(key, -math.inf) >= self.interval:
+                del self.pending[key]
+                self.urgent.discard(key)
+                self.published[key] = (epoch, seq)
+                self.sent_at[key] = now
+                out.append((*key, epoch, seq))
+        return out
+
+    def next_due(self) -> float | None:
+        """When the earliest pending acknowledgement may go (monotonic seconds), None if none."""
+        if not self.pending:
+            return None
+        if self.urgent:
+            return -math.inf
+        return min(self.sent_at.get(k, -math.inf) + self.interval for k in self.pending)
+
+
+class AckPublisher:
+    """Publishes ``{"v": 1, "epoch": ..., "seq": N}`` retained, QoS 1, on ``.../{gateway}/ack``."""
+
+    def __init__(self, client: mqtt.Client, root: str, interval: float = ACK_INTERVAL_S) -> None:
+        self.client = client
+        self.root = root
+        self.throttle = AckThrottle(interval)
+        self.cond = threading.Condition()
+        self.closing = False
+        self.published = 0
+        self.thread = threading.Thread(target=self._run, name="ingest-acks", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.closing = True
+            self.cond.notify()
+        if self.thread.is_alive():
+            self.thread.join(5)
+
+    def offer(self, acks: dict[tuple[str, str, str], int], *, urgent: bool = False) -> None:
+        if not acks:
+            return
+        with self.cond:
+            self.throttle.offer(acks, urgent=urgent)
+            self.cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.closing:
+                    at = self.throttle.next_due()
+                    now = time.monotonic()
+                    if at is not None and at <= now:
+                        break
+                    self.cond.wait(None if at is None else at - now)
+                # closing: what is pending is published once more before the connection goes
+                due = self.throttle.due(math.inf if self.closing else time.monotonic())
+            for site, gw, epoch, seq in due:
+                body = encode(Ack(v=1, epoch=epoch, seq=seq))
+                self.client.publish(f"{self.root}/{site}/{gw}{ACK_SUFFIX}", body, qos=1, retain=True)
+                self.published += 1
+            if self.closing:
+                return

@@ -99,6 +99,70 @@ UPDATE gateways SET state = %(state)s, state_at = %(ts)s, version = coalesce(%(v
     config_error = CASE WHEN %(config_revision)s IS NULL THEN config_error ELSE %(config_error)s END
 WHERE id = %(gateway)s AND (state_at IS NULL OR state_at <= %(ts)s)
 """
+# Acknowledgement watermarks (wire protocol v1, "Acknowledgements"), the last step of a commit so
+# the row locks are held only until the commit returns. ACK_LOCK creates the rows of epochs seen
+# for the first time (starting just below the lowest seq stored of each) and locks every row of
+# the batch, in one sorted order: ``DO UPDATE ... WHERE false`` locks a conflicting row without
+# writing it. The advance is a statement of its own so that its snapshot is taken after the
+# locks: it sees whatever another worker committed while we waited for them.
+ACK_LOCK = """
+INSERT INTO ingest_acks (gateway_id, epoch, seq)
+SELECT k.gateway_id, k.epoch,
+       least((SELECT min(m.seq) FROM ingested_messages m
+              WHERE m.gateway_id = k.gateway_id AND m.epoch = k.epoch),
+             (SELECT min(f.seq) FROM ingest_refused f
+              WHERE f.gateway_id = k.gateway_id AND f.epoch = k.epoch)) - 1
+FROM unnest(%(gateways)s::text[], %(epochs)s::text[]) AS k(gateway_id, epoch)
+ORDER BY 1, 2
+ON CONFLICT (gateway_id, epoch) DO UPDATE SET seq = excluded.seq WHERE false
+"""
+# Reads, per (gateway, epoch), the next ``n`` stored seqs above the watermark (one index range scan,
+# ``n`` = the batch's messages of that epoch plus a little for other workers' out-of-order ones)
+# and moves the watermark to the end of their contiguous run. So the cost follows the messages
+# just stored, whatever the size of ingested_messages. ``more`` says the whole window was
+# contiguous: the run may go on (another worker stored the rest), and the caller looks again.
+# Only rows that moved are written; every watermark is returned.
+ACK_ADVANCE = """
+WITH k AS (
+    SELECT a.gateway_id, a.epoch, a.seq AS wm, k.n FROM ingest_acks a
+    JOIN unnest(%(gateways)s::text[], %(epochs)s::text[], %(ns)s::int[]) AS k(gateway_id, epoch, n)
+      USING (gateway_id, epoch)
+), top AS (
+    SELECT k.gateway_id, k.epoch, k.wm, coalesce(r.seq, k.wm) AS seq,
+           coalesce(r.seq, k.wm) - k.wm >= k.n AS more
+    FROM k, LATERAL (
+        SELECT max(w.seq) AS seq FROM (
+            SELECT u.seq, row_number() OVER (ORDER BY u.seq) AS rn FROM (
+                (SELECT m.seq FROM ingested_messages m
+                 WHERE m.gateway_id = k.gateway_id AND m.epoch = k.epoch AND m.seq > k.wm
+                 ORDER BY m.seq LIMIT k.n)
+                UNION
+                (SELECT f.seq FROM ingest_refused f
+                 WHERE f.gateway_id = k.gateway_id AND f.epoch = k.epoch AND f.seq > k.wm
+                 ORDER BY f.seq LIMIT k.n)
+            ) u
+        ) w WHERE w.seq - w.rn = k.wm AND w.rn <= k.n
+    ) r
+), moved AS (
+    UPDATE ingest_acks a SET seq = top.seq, updated_at = now()
+    FROM top WHERE a.gateway_id = top.gateway_id AND a.epoch = top.epoch AND a.seq < top.seq
+)
+SELECT gateway_id, epoch, seq, more FROM top
+"""
+ACK_SLACK = 8  # seqs looked at beyond the batch's own, per (gateway, epoch)
+UPSERT_WORKER = """
+INSERT INTO ingest_workers (client_id, seen_at, host, pid) VALUES (%(client_id)s, now(), %(host)s, %(pid)s)
+ON CONFLICT (client_id) DO UPDATE SET seen_at = now(), host = excluded.host, pid = excluded.pid
+"""
+SILENT_WORKERS = """
+SELECT client_id, extract(epoch FROM now() - seen_at) FROM ingest_workers WHERE client_id <> %(client_id)s
+"""
+INSERT_REFUSED = """
+INSERT INTO ingest_refused (gateway_id, epoch, seq)
+SELECT * FROM unnest(%(gateways)s::text[], %(epochs)s::text[], %(seqs)s::bigint[])
+ORDER BY 1, 2, 3
+ON CONFLICT DO NOTHING
+"""
 INSERT_DEAD = """
 INSERT INTO dead_letters (topic, payload, reason, site_id, gateway_id, dedup_key)
 VALUES (%(topic)s, %(payload)s, %(reason)s, %(site)s, %(gateway)s, %(dedup_key)s)
@@ -119,6 +183,8 @@ class WriteResult:
     statuses: int = 0
     duplicates: int = 0
     dead: list[Rejected] = field(default_factory=list)
+    # (site, gateway, epoch) -> highest seq of that epoch up to which every message is stored
+    acks: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def add(self, other: WriteResult) -> None:
         self.messages += other.messages
@@ -127,6 +193,43 @@ class WriteResult:
         self.statuses += other.statuses
         self.duplicates += other.duplicates
         self.dead.extend(other.dead)
+        for key, seq in other.acks.items():
+            self.acks[key] = max(seq, self.acks.get(key, seq))
+
+
+class _MessageId(msgspec.Struct):
+    """Just the id of a telemetry or event payload, however wrong the rest of it is."""
+
+    epoch: str
+    seq: int
+
+
+_MESSAGE_ID = msgspec.json.Decoder(_MessageId)
+
+
+def refused_ids(dead: list[Rejected], registry: Registry) -> list[tuple[str, str, str, int]]:
+    """(site, gateway, epoch, seq) of the dead letters that a registered gateway numbered.
+
+    The gateway would otherwise keep re-sending them, waiting for an acknowledgement that a
+    refused message never gets. Unknown gateways and unreadable ids are left out.
+    """
+    out = []
+    for r in dead:
+        if r.gateway is None or r.site is None or registry.sites.get(r.gateway) != r.site:
+            continue
+        if not r.inbound.topic.endswith(("/telemetry", "/event")):
+            continue
+        try:
+            mid = _MESSAGE_ID.decode(r.inbound.payload)
+        except (msgspec.MsgspecError, UnicodeDecodeError):
+            continue
+        if 0 <= mid.seq < 2**63 and is_epoch(mid.epoch):
+            out.append((r.site, r.gateway, mid.epoch, mid.seq))
+    return out
+
+
+def is_epoch(text: str) -> bool:
+    return 8 <= len(text) <= 64 and all(c.isascii() and (c.isalnum() or c == "-") for c in text)
 
 
 def to_datetime(ms: int) -> datetime:
@@ -273,6 +376,26 @@ class Store:
                 )
         return kept, dead
 
+    # Liveness -------------------------------------------------------------------------------
+
+    def heartbeat(self, *, client_id: str, host: str, pid: int) -> dict[str, float]:
+        """Record this worker alive; return every other worker's seconds since it was last alive."""
+        try:
+            conn = self.connect()
+            with conn.transaction():
+                conn.execute(UPSERT_WORKER, {"client_id": client_id, "host": host[:200], "pid": pid})
+                rows = conn.execute(SILENT_WORKERS, {"client_id": client_id}).fetchall()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._lost(exc) from exc
+        return {cid: float(s) for cid, s in rows}
+
+    def forget_worker(self, *, client_id: str) -> None:
+        """A retired worker's session is gone: it holds nothing any more."""
+        try:
+            self.connect().execute("DELETE FROM ingest_workers WHERE client_id = %s", (client_id,))
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._lost(exc) from exc
+
     # Batches --------------------------------------------------------------------------------
 
     def write(self, batch: Batch, registry: Registry) -> WriteResult:
@@ -318,6 +441,13 @@ class Store:
                 if "no partition" not in str(exc) or attempt == 2:
                     raise
                 self._ensure_partitions(conn, batch)
+            except errors.DeadlockDetected:
+                # Two workers storing copies of the same messages (every worker receives every
+                # event) lock ids and watermarks in one sorted order, so this should not happen;
+                # if it does, the transaction was rolled back and is simply tried again.
+                if attempt == 2:
+                    raise
+                log.warning("deadlock with another worker; batch of %d retried", len(batch))
         raise AssertionError("unreachable")
 
     def _ensure_partitions(self, conn: psycopg.Connection[Any], batch: Batch) -> None:
@@ -335,7 +465,8 @@ class Store:
         result = WriteResult(dead=dead)
         fresh: list[Accepted] = []
         seen: dict[tuple[str, str, int], int] = {}
-        for a in good:
+        # Sorted: two workers inserting the same ids lock them in the same order, never a cycle.
+        for a in sorted(good, key=lambda a: (a.gateway, a.epoch, a.seq)):
             key = (a.gateway, a.epoch, a.seq)
             if key not in seen:
                 seen[key] = a.digest
@@ -393,6 +524,7 @@ class Store:
                     ],
                 )
         result.messages = len(fresh)
+        result.acks = self._advance_acks(conn, good, refused_ids(dead, registry))
         return result
 
     def _conflicts(self, conn: psycopg.Connection[Any], again: list[Accepted]) -> list[Rejected]:
@@ -422,6 +554,48 @@ class Store:
             conn.execute(
                 UNKNOWN_SENSORS, {"gateways": [g for g, _ in pairs], "sensors": [s for _, s in pairs]}
             )
+
+    def _advance_acks(
+        self, conn: psycopg.Connection[Any], good: list[Accepted], refused: list[tuple[str, str, str, int]]
+    ) -> dict[tuple[str, str, str], int]:
+        """Move each (gateway, epoch) watermark of the batch past what is now contiguously stored.
+
+        Duplicates count too: a gateway re-sending because an acknowledgement was lost gets one.
+        """
+        sites: dict[tuple[str, str], str] = {}
+        counts: dict[tuple[str, str], int] = {}
+        for a in good:
+            if a.kind != "status":
+                key = (a.gateway, a.epoch)
+                sites[key] = a.site
+                counts[key] = counts.get(key, 0) + 1
+        if refused:
+            ids = sorted((gw, ep, seq) for _, gw, ep, seq in refused)
+            conn.execute(
+                INSERT_REFUSED,
+                {"gateways": [i[0] for i in ids], "epochs": [i[1] for i in ids], "seqs": [i[2] for i in ids]},
+            )
+            for site, gw, ep, _ in refused:
+                sites[(gw, ep)] = site
+                counts[(gw, ep)] = counts.get((gw, ep), 0) + 1
+        if not sites:
+            return {}
+        keys = sorted(sites)
+        out: dict[tuple[str, str, str], int] = {}
+        todo = {key: counts.get(key, 0) + ACK_SLACK for key in keys}
+        # One round trip for both statements (the server still runs them one after the other):
+        # on a busy machine each round trip waits for the backend to be scheduled.
+        with conn.pipeline():
+            conn.execute(ACK_LOCK, {"gateways": [g for g, _ in keys], "epochs": [e for _, e in keys]})
+            cur = conn.execute(ACK_ADVANCE, _advance_params(todo))
+        rows = cur.fetchall()
+        while True:
+            todo = {(gw, ep): 4 * todo[(gw, ep)] for gw, ep, _, more in rows if more}
+            for gw, ep, seq, _ in rows:
+                out[(sites[(gw, ep)], gw, ep)] = int(seq)
+            if not todo:
+                return out
+            rows = conn.execute(ACK_ADVANCE, _advance_params(todo)).fetchall()
 
     def _write_events(self, conn: psycopg.Connection[Any], events: list[Accepted]) -> None:
         rows = []
@@ -488,3 +662,8 @@ class Store:
             cur.executemany(INSERT_STATUS, rows)
             cur.executemany(UPDATE_GATEWAY, rows)
             cur.executemany(INSERT_WORK, rows)
+
+
+def _advance_params(todo: dict[tuple[str, str], int]) -> dict[str, list[Any]]:
+    ks = sorted(todo)
+    return {"gateways": [g for g, _ in ks], "epochs": [e for _, e in ks], "ns": [todo[k] for k in ks]}

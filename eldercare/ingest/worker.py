@@ -1,40 +1,63 @@
-"""One ingest worker (three threads) and the supervisor that runs N of them as processes.
+"""One ingest worker (four threads) and the supervisor that runs N of them as processes.
 
-Threads of a worker: paho's network thread fills the inbox (:mod:`.mqtt`); the main thread
-validates messages into a batch; the writer thread commits batches and then acknowledges them.
-The batch is handed over when it is due (``ingest_batch_rows`` rows or ``ingest_batch_ms`` old)
-*and* the writer is free: while the writer commits, the next batch keeps growing, so batches
-grow with the load instead of paying a commit per 5,000 rows at peak (performance notes: a
-fixed cap cost ~25%). Nothing is acknowledged before its commit, so the broker's ReceiveMaximum
-bounds what is in memory and a database outage simply stops the flow until writes succeed again.
+Threads of a worker: paho's network thread fills two inboxes (:mod:`.mqtt`): events (fall, SOS)
+in one, everything else in the other. The main thread validates telemetry and status into the
+open batch; the writer thread commits it and then acknowledges it. This is a **group commit**:
+the writer takes the open batch the moment it is free and the batch holds anything, so an idle
+worker commits each message at once and a loaded one forms large batches by itself (whatever
+arrived while the previous commit was in flight). A batch only grows while a commit is in flight,
+bounded by rows (``ingest_batch_rows``), bytes (``ingest_batch_bytes``) and half of Receive
+Maximum in messages (so the next batch can fill while one commits); at the bound the main
+thread stops reading and the broker holds the rest. No timer anywhere.
+
+Events take their own fast path: a third thread with its own database connection validates and
+commits them (group committed the same way among themselves), so a fall is never queued behind
+telemetry, neither in the inbox nor behind a large COPY. Every worker receives every event (see
+:func:`.mqtt.subscriptions`); copies are deduplicated by the same ``ingested_messages`` key.
+
+Nothing is acknowledged before its commit, so the broker's Receive Maximum bounds what is in
+memory and a database outage simply stops the flow until writes succeed again. After a commit the
+worker also tells each gateway how far its epoch is stored (``.../ack``, see :mod:`.mqtt`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import queue
 import re
 import signal
+import socket
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, TextIO
 
 from eldercare.config import Settings
-from eldercare.ingest.batch import Accepted, Batch, Ignored, Inbound, Limits, Registry, Validator
+from eldercare.ingest.batch import Accepted, Batch, Ignored, Inbound, Limits, Registry, Rejected, Validator
 from eldercare.ingest.errors import StoreUnavailable
 from eldercare.ingest.metrics import Metrics, MetricsServer
-from eldercare.ingest.mqtt import MqttSource
+from eldercare.ingest.mqtt import (
+    EVENT_GENERATIONS,
+    EVENT_SUFFIX,
+    WAKE,
+    AckPublisher,
+    MqttSource,
+    event_subscriptions,
+)
 from eldercare.ingest.store import Store, WriteResult
 
 log = logging.getLogger(__name__)
 
-HARD_CAP_FACTOR = 20  # a batch never exceeds this many times ingest_batch_rows
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 10.0
 _INDEX = re.compile(r"\[\d+\]")
 RETIRE_IDLE_S = 3.0  # a retiring worker leaves after this long without a message
+DRAIN_AT_ONCE = 200  # messages validated per turn before the batch lock is taken
+RECENT_EVENTS = 4096  # event copies remembered per worker, to skip the second one
+SILENT_HEARTBEATS = 3  # a peer not seen for this many heartbeats is stopped or dead
 
 
 def client_id_for(base: str, index: int) -> str:
@@ -48,7 +71,7 @@ def client_id_for(base: str, index: int) -> str:
 
 
 class Worker:
-    """Receive, validate, batch, commit, acknowledge; :meth:`stop` makes :meth:`run` return."""
+    """Receive, validate, group-commit, acknowledge; :meth:`stop` makes :meth:`run` return."""
 
     def __init__(
         self,
@@ -74,28 +97,65 @@ class Worker:
             events_days=settings.retention_events_days,
         )
         self.validator = Validator(settings.mqtt_topic_root, self.registry, limits)
+        self.event_validator = Validator(settings.mqtt_topic_root, self.registry, limits)
         self.store = Store(db_url)
-        self.inbox: queue.Queue[Inbound] = queue.Queue(maxsize=max(2 * settings.ingest_receive_maximum, 100))
-        self.source = MqttSource(
-            settings, mqtt_url, self.client_id, self.inbox, self.metrics.set_mqtt, retire=retire
+        self.event_store = Store(db_url)
+        self.inbox: queue.Queue[Inbound | None] = queue.Queue(
+            maxsize=max(2 * settings.ingest_receive_maximum, 100)
         )
-        self.handoff: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
-        self.writer_idle = threading.Event()
+        self.urgent: queue.Queue[Inbound | None] = queue.Queue()  # bounded by Receive Maximum
+        self._up = {"shared": False, "events": False}
+        self.source = MqttSource(
+            settings,
+            mqtt_url,
+            self.client_id,
+            self.inbox,
+            lambda up: self._set_up("shared", up),
+            retire=retire,
+            urgent=self.urgent,
+        )
+        self.event_source = MqttSource(
+            settings,
+            mqtt_url,
+            self.client_id + EVENT_SUFFIX,
+            self.urgent,
+            lambda up: self._set_up("events", up),
+            retire=retire,
+            topics=event_subscriptions(settings),
+            generations=EVENT_GENERATIONS,
+        )
+        self.acks = AckPublisher(
+            self.source.client, settings.mqtt_topic_root, settings.ingest_ack_interval_ms / 1000
+        )
+        # The open batch, shared by the main thread (adds) and the writer (takes it whole).
+        self.lock = threading.Condition()
+        self.batch = Batch()
+        self.batch_bytes = 0
+        self.committing = False
+        self.closing = False  # the main thread is done: the writer commits what is left and ends
         self.stopping = threading.Event()
         self.metrics_port = (
             settings.metrics_port + index if metrics_port is None and settings.metrics_port else metrics_port
         )
         self.server: MetricsServer | None = None
         self._commit_log: TextIO | None = open(commit_log, "a", encoding="utf-8") if commit_log else None  # noqa: SIM115
+        self._log_lock = threading.Lock()
         self._received = {
             k: self.metrics.received.labels(kind=k)
             for k in ("telemetry", "event", "status", "invalid", "ignored")
         }
+        self._next_heartbeat = 0.0
 
     # Life cycle ------------------------------------------------------------------------------
 
     def stop(self) -> None:
         self.stopping.set()
+        self.urgent.put(WAKE)
+
+    def _set_up(self, which: str, up: bool) -> None:
+        """Healthy (for /healthz) only while both connections are subscribed."""
+        self._up[which] = up
+        self.metrics.set_mqtt(all(self._up.values()))
 
     def run(self) -> None:
         if self.metrics_port:
@@ -103,31 +163,54 @@ class Worker:
             self.server = MetricsServer(self.metrics, self.settings.http_host, self.metrics_port).start()
             log.info("metrics on %s:%d/metrics and /healthz", self.settings.http_host, self.server.port)
         writer = threading.Thread(target=self._write_loop, name=f"ingest-writer-{self.index}", daemon=True)
+        events = threading.Thread(target=self._event_loop, name=f"ingest-events-{self.index}", daemon=True)
         try:
             if not self._wait_for_database():
                 return
             writer.start()
+            events.start()
+            self.acks.start()
+            self.event_source.start()
             self.source.start()
             log.info(
-                "ingest worker %s started (batch %d rows / %d ms)",
+                "ingest worker %s started (group commit, at most %d rows / %d bytes per commit)",
                 self.client_id,
                 self.settings.ingest_batch_rows,
-                self.settings.ingest_batch_ms,
+                self.settings.ingest_batch_bytes,
             )
+            if self.settings.ingest_batch_ms is not None:
+                log.warning(
+                    "ELDERCARE_INGEST_BATCH_MS is deprecated and ignored: ingest commits as soon as "
+                    "the previous commit returned (group commit); remove the setting"
+                )
             self._batch_loop()
         finally:
-            if writer.is_alive():
-                self.handoff.put(None)
-                writer.join()
+            with self.lock:
+                self.closing = True
+                self.lock.notify_all()
+            self.urgent.put(WAKE)
+            for t in (writer, events):
+                if t.is_alive():
+                    t.join()
             drained = (
-                self.retire and not self.abandoned and self.source.connected.is_set() and self.inbox.empty()
+                self.retire
+                and not self.abandoned
+                and self.source.connected.is_set()
+                and self.event_source.connected.is_set()
+                and self.inbox.empty()
+                and self.urgent.empty()
             )
+            self.acks.stop()
             self.source.stop(forget_session=drained)
+            self.event_source.stop(forget_session=drained)
             if self.retire:
                 log.info(
                     "retired %s: session %s", self.client_id, "forgotten" if drained else "kept (not drained)"
                 )
+                if drained:
+                    self._forget_self()
             self.store.close()
+            self.event_store.close()
             if self.server is not None:
                 self.server.stop()
             if self._commit_log is not None:
@@ -148,92 +231,98 @@ class Worker:
                 delay = min(delay * 2, BACKOFF_MAX_S)
         return False
 
-    # Main thread: validate and batch ---------------------------------------------------------
+    # Main thread: validate into the open batch -----------------------------------------------
 
     def _batch_loop(self) -> None:
-        s = self.settings
-        max_rows, max_age = s.ingest_batch_rows, s.ingest_batch_ms / 1000
-        hard_cap = max_rows * HARD_CAP_FACTOR
-        # Unacknowledged messages are capped by Receive Maximum: a batch holding all of them
-        # would leave nothing to decode while it commits, so it is handed over at half.
-        max_messages = max(1, s.ingest_receive_maximum // 2)
         get, get_nowait = self.inbox.get, self.inbox.get_nowait
-        take = self._take
-        batch = Batch()
+        check = self.validator.check
         last_seen = time.monotonic()
         while not self.stopping.is_set():
-            now = time.monotonic()
-            if self.retire and not len(batch) and self.writer_idle.is_set() and self.inbox.empty():
-                if not self.source.connected.is_set():
-                    last_seen = now
-                elif now - last_seen >= RETIRE_IDLE_S:
-                    break  # the session has delivered everything it held
-            if batch.due(now, max_rows, max_age):
-                if self.writer_idle.is_set() or batch.rows >= hard_cap or len(batch) >= max_messages:
-                    self._hand_over(batch)
-                    batch = Batch()
-                    continue
-                timeout = 0.002  # writer busy: keep growing the batch
-            elif len(batch):
-                timeout = batch.opened + max_age - now
-            else:
-                timeout = 0.25
+            if self.retire:
+                if not (self.source.connected.is_set() and self.event_source.connected.is_set()):
+                    last_seen = time.monotonic()  # the session delivers only once we are back
+                elif self._retire_done(last_seen):
+                    break
             try:
-                m = get(timeout=timeout)
+                m = get(timeout=0.25)
             except queue.Empty:
                 continue
+            if m is None:
+                continue
             last_seen = time.monotonic()
-            take(batch, m)
-            for _ in range(500):  # whatever is already waiting, without the timed wait
-                if batch.rows >= hard_cap or len(batch) >= max_messages:
-                    break
+            items = [check(m)]
+            size = len(m.payload)
+            for _ in range(DRAIN_AT_ONCE):  # whatever is already waiting, validated outside the lock
                 try:
                     m = get_nowait()
                 except queue.Empty:
                     break
-                take(batch, m)
-        if len(batch):
-            self._hand_over(batch)  # received, validated: commit before leaving if the DB allows
+                if m is not None:
+                    items.append(check(m))
+                    size += len(m.payload)
+            self._add(items, size)
 
-    def _take(self, batch: Batch, m: Inbound) -> None:
-        item = self.validator.check(m)
+    def _count(self, item: Accepted | Rejected | Ignored) -> None:
         if isinstance(item, Ignored):
             self._received["ignored"].inc()
             self.metrics.ignored.labels(why=item.why).inc()
         else:
             self._received[item.kind if isinstance(item, Accepted) else "invalid"].inc()
-        batch.add(item)
 
-    def _hand_over(self, batch: Batch) -> None:
-        give_up: float | None = None
-        while not self.writer_idle.wait(0.5):
-            if self.stopping.is_set():
-                give_up = give_up or time.monotonic() + 10
-                if time.monotonic() > give_up:
-                    # The writer is stuck on a dead database; these stay unacknowledged.
-                    log.warning("stopping: %d messages left unacknowledged for redelivery", len(batch))
-                    self.abandoned = True
-                    return
-        self.writer_idle.clear()
+    def _retire_done(self, last_seen: float) -> bool:
+        """A retiring worker is done once its session has delivered nothing for a while."""
+        with self.lock:
+            idle = not len(self.batch) and not self.committing
+        if not idle or not self.inbox.empty() or not self.urgent.empty():
+            return False
+        return time.monotonic() - last_seen >= RETIRE_IDLE_S
+
+    def _full(self) -> bool:
+        s, b = self.settings, self.batch
+        return (
+            b.rows >= s.ingest_batch_rows
+            or self.batch_bytes >= s.ingest_batch_bytes
+            or len(b) >= max(1, s.ingest_receive_maximum // 2)
+        )
+
+    def _add(self, items: list[Accepted | Rejected | Ignored], size: int) -> None:
+        with self.lock:
+            # At the bound the batch waits for the writer; so do we, and the broker holds the rest.
+            while self._full() and not self.stopping.is_set():
+                self.lock.wait(0.5)
+            for item in items:
+                self._count(item)
+                self.batch.add(item)
+            self.batch_bytes += size
+            self.lock.notify()  # the writer, if it waits for work
         self.metrics.queue_depth.set(self.inbox.qsize())
-        self.handoff.put(batch)
 
-    # Writer thread: commit, then acknowledge -------------------------------------------------
+    # Writer thread: take the open batch, commit, acknowledge ---------------------------------
 
     def _write_loop(self) -> None:
         refresh = self.settings.ingest_registry_refresh_s
         while True:
-            self.writer_idle.set()
-            try:
-                batch = self.handoff.get(timeout=refresh)
-            except queue.Empty:
+            with self.lock:
+                self.committing = False
+                self.lock.notify_all()
+                deadline = time.monotonic() + refresh
+                while not len(self.batch) and not self.closing:
+                    if not self.lock.wait(max(0.0, deadline - time.monotonic())):
+                        break
+                if not len(self.batch):
+                    if self.closing:
+                        return
+                    batch = None
+                else:
+                    batch, self.batch, self.batch_bytes = self.batch, Batch(), 0
+                    self.committing = True
+                    self.lock.notify_all()
+            if batch is None:
                 self._refresh_registry()
                 continue
-            if batch is None:
-                return
             if time.monotonic() - self.registry.loaded_at > refresh:
                 self._refresh_registry()
-            self._commit(batch)
+            self._commit(self.store, batch)
 
     def _refresh_registry(self) -> None:
         try:
@@ -242,12 +331,12 @@ class Worker:
         except StoreUnavailable as exc:
             self.metrics.set_db(str(exc))
 
-    def _commit(self, batch: Batch) -> None:
+    def _commit(self, store: Store, batch: Batch, *, urgent: bool = False) -> None:
         delay = BACKOFF_MIN_S
         while True:
             started = time.monotonic()
             try:
-                result = self.store.write(batch, self.registry)
+                result = store.write(batch, self.registry)
                 break
             except StoreUnavailable as exc:
                 self.metrics.db_errors.inc()
@@ -268,7 +357,11 @@ class Worker:
                 delay = min(delay * 2, BACKOFF_MAX_S)
         committed = time.time()
         self.metrics.set_db(None)
-        self.source.ack(batch.inbound())
+        # Each connection acknowledges what came in on it (an event may have come on either).
+        inbound = batch.inbound()
+        self.source.ack(inbound)
+        self.event_source.ack(inbound)
+        self.acks.offer(result.acks, urgent=urgent)
         self._account(batch, result, time.monotonic() - started, committed)
 
     def _account(self, batch: Batch, result: WriteResult, seconds: float, committed: float) -> None:
@@ -300,8 +393,68 @@ class Worker:
                 f"{a.gateway} {a.epoch} {a.seq} {a.inbound.received:.6f} {committed:.6f}\n"
                 for a in batch.accepted
             ]
-            self._commit_log.write("".join(lines))
-            self._commit_log.flush()
+            with self._log_lock:
+                self._commit_log.write("".join(lines))
+                self._commit_log.flush()
+
+    # Event thread: the fast path, and the worker's heartbeat ---------------------------------
+
+    def _event_loop(self) -> None:
+        check = self.event_validator.check
+        recent: OrderedDict[bytes, None] = OrderedDict()  # copies this worker already has
+        while True:
+            timeout = max(0.0, self._next_heartbeat - time.monotonic())
+            try:
+                m = self.urgent.get(timeout=timeout)
+            except queue.Empty:
+                m = None
+            batch = Batch()
+            while m is not None or not self.urgent.empty():
+                if m is not None:
+                    # Every event comes twice to a worker (shared and own subscription): the second
+                    # copy is acknowledged at once; the first is stored or still held by its session.
+                    key = hashlib.blake2b(m.topic.encode("utf-8", "replace") + b"\0" + m.payload).digest()
+                    if key in recent:
+                        self.source.ack([m])
+                        self.event_source.ack([m])
+                    else:
+                        recent[key] = None
+                        if len(recent) > RECENT_EVENTS:
+                            recent.popitem(last=False)
+                        item = check(m)
+                        if isinstance(item, Rejected) and item.dedup_key is None:
+                            item.dedup_key = "event:" + key.hex()[:32]  # once, whichever worker
+                        self._count(item)
+                        batch.add(item)
+                try:
+                    m = self.urgent.get_nowait()
+                except queue.Empty:
+                    break
+            if len(batch):
+                self._commit(self.event_store, batch, urgent=True)
+            if self.closing and self.urgent.empty():
+                return
+            if time.monotonic() >= self._next_heartbeat:
+                self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        """Record this worker alive; report peers that are not (their sessions hold a backlog)."""
+        beat = self.settings.ingest_heartbeat_s
+        self._next_heartbeat = time.monotonic() + beat
+        try:
+            peers = self.event_store.heartbeat(
+                client_id=self.client_id, host=socket.gethostname(), pid=os.getpid()
+            )
+        except StoreUnavailable:
+            return  # the writer reports the database; liveness waits for its return
+        expiry = self.settings.ingest_session_expiry_s
+        self.metrics.set_peers(peers, silent_after=SILENT_HEARTBEATS * beat, session_expiry=expiry)
+
+    def _forget_self(self) -> None:
+        try:
+            self.event_store.forget_worker(client_id=self.client_id)
+        except StoreUnavailable as exc:
+            log.warning("could not remove %s from ingest_workers: %s", self.client_id, exc)
 
 
 # Processes ------------------------------------------------------------------------------------

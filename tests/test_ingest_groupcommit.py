@@ -1,0 +1,405 @@
+"""Group commit, the event fast path, end-to-end acknowledgements and silent peers.
+
+The store-level tests drive :class:`Store` against the real PostgreSQL; the process tests run
+``eldercare ingest`` between the real Mosquitto and PostgreSQL. A commit "in flight" is held there
+by another connection taking a lock on ``readings`` that the worker's COPY must wait for: the
+worker is then provably inside its transaction (PostgreSQL reports it waiting on the lock).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from ingest_support import (
+    IngestProcess,
+    count,
+    event,
+    publisher,
+    register,
+    telemetry,
+    wait_for,
+)
+
+from eldercare.ingest.batch import Batch, Inbound, Registry, Validator
+from eldercare.ingest.metrics import Metrics
+from eldercare.ingest.mqtt import AckThrottle
+from eldercare.ingest.store import Store
+
+ROOT = "eldercare/v1"
+GATEWAYS = {"gw-1": "home-1", "gw-2": "home-2"}
+EP = "epoch-test-0001"
+
+
+# Store: the watermark ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    register(db_url, GATEWAYS)
+    s = Store(db_url)
+    yield s
+    s.close()
+
+
+def write(store: Store, *seqs: int, gw: str = "gw-1", epoch: str = EP, raw: bytes | None = None) -> Any:
+    reg = Registry(store.load_registry())
+    v = Validator(ROOT, reg)
+    b = Batch()
+    for seq in seqs:
+        b.add(v.check(Inbound(f"{ROOT}/{GATEWAYS[gw]}/{gw}/telemetry", telemetry(seq, n=2, epoch=epoch))))
+    if raw is not None:
+        b.add(v.check(Inbound(f"{ROOT}/{GATEWAYS[gw]}/{gw}/telemetry", raw)))
+    return store.write(b, reg)
+
+
+def test_watermark_starts_below_the_first_stored_seq_and_waits_for_a_gap(store: Store) -> None:
+    assert write(store, 5, 6).acks == {("home-1", "gw-1", EP): 6}
+    assert write(store, 8, 9).acks == {("home-1", "gw-1", EP): 6}  # 7 missing
+    assert write(store, 7).acks == {("home-1", "gw-1", EP): 9}  # the gap filled: up to 9
+    assert write(store, 7).acks == {("home-1", "gw-1", EP): 9}  # a duplicate is answered too
+    other = write(store, 101, epoch="epoch-new-0002", gw="gw-2")
+    assert other.acks == {("home-2", "gw-2", "epoch-new-0002"): 101}
+
+
+def test_watermark_runs_past_a_long_stretch_stored_out_of_order(store: Store) -> None:
+    write(store, 1)
+    assert write(store, *range(3, 60)).acks == {("home-1", "gw-1", EP): 1}
+    # one message fills the gap; the window it reads first is smaller than the run behind it
+    assert write(store, 2).acks == {("home-1", "gw-1", EP): 59}
+
+
+def test_watermark_of_two_workers_committing_around_a_gap(store: Store, db_url: str) -> None:
+    """The other worker commits seq 8 while we store 7: our watermark must see its 8."""
+    write(store, 5, 6)
+    with psycopg.connect(db_url) as other:  # "worker A", mid-commit with seq 8
+        other.execute("INSERT INTO ingested_messages (gateway_id, epoch, seq) VALUES ('gw-1', %s, 8)", (EP,))
+        other.execute("SELECT 1 FROM ingest_acks WHERE gateway_id = 'gw-1' FOR UPDATE")
+        result: queue.Queue[Any] = queue.Queue()
+        b = threading.Thread(target=lambda: result.put(write(store, 7)))  # "worker B"
+        b.start()
+        wait_for(
+            lambda: (
+                count(
+                    db_url,
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'eldercare-ingest'"
+                    " AND wait_event_type = 'Lock' AND datname = current_database()",
+                )
+                == 1
+            ),
+            what="worker B waiting for the watermark row",
+        )
+        other.commit()
+        b.join(10)
+    assert result.get(timeout=1).acks == {("home-1", "gw-1", EP): 8}
+
+
+def test_watermark_passes_a_refused_message_but_not_an_unknown_gateway(store: Store, db_url: str) -> None:
+    write(store, 1)
+    future = json.dumps(
+        {
+            "v": 1,
+            "epoch": EP,
+            "seq": 2,
+            "readings": [{"t": 4_000_000_000_000, "sensor": "a", "metric": "m", "value": 1}],
+        }
+    ).encode()
+    r = write(store, 3, raw=future)
+    assert [d.reason.split(":")[0] for d in r.dead] == ["readings"]
+    assert r.acks == {("home-1", "gw-1", EP): 3}  # re-sending seq 2 cannot help: passed
+    assert (
+        count(db_url, "SELECT count(*) FROM ingested_messages WHERE seq = 2") == 0
+    )  # a fixed copy is stored
+    reg = Registry(store.load_registry())
+    b = Batch()
+    b.add(Validator(ROOT, reg).check(Inbound(f"{ROOT}/home-9/gw-9/telemetry", telemetry(1))))
+    assert store.write(b, reg).acks == {}
+
+
+# Pure pieces ---------------------------------------------------------------------------------
+
+
+def test_ack_throttle_publishes_a_gateway_at_most_every_interval_and_events_at_once() -> None:
+    t = AckThrottle(interval=0.25)  # binary fractions: exact clock arithmetic
+    t.offer({("home-1", "gw-1", EP): 5, ("home-2", "gw-2", EP): 1})
+    assert sorted(t.due(10.0)) == [("home-1", "gw-1", EP, 5), ("home-2", "gw-2", EP, 1)]
+    t.offer({("home-1", "gw-1", EP): 7})
+    t.offer({("home-1", "gw-1", EP): 6})  # another worker's older watermark: kept at 7
+    assert t.due(10.125) == []
+    assert t.next_due() == 10.25
+    assert t.due(10.25) == [("home-1", "gw-1", EP, 7)]
+    t.offer({("home-1", "gw-1", EP): 7})  # nothing new
+    t.offer({("home-2", "gw-2", EP): 2}, urgent=True)  # an event: at once
+    assert t.due(10.3) == [("home-2", "gw-2", EP, 2)]
+    assert t.next_due() is None
+    t.offer({("home-1", "gw-1", "epoch-new-0002"): 0})  # a new epoch is never "older"
+    assert t.due(10.5) == [("home-1", "gw-1", "epoch-new-0002", 0)]
+
+
+def test_silent_peers_count_only_sessions_that_may_still_hold_messages() -> None:
+    m = Metrics()
+    m.set_peers({"a": 2.0, "b": 40.0, "c": 200_000.0}, silent_after=15, session_expiry=86_400)
+    assert m.silent_peers._value.get() == 1  # b; c's session has expired, a is alive
+    assert {s.labels["client_id"] for s in m.peer_silent.collect()[0].samples} == {"a", "b"}
+
+
+# Processes -----------------------------------------------------------------------------------
+
+
+def topic(root: str, gw: str, kind: str = "telemetry") -> str:
+    return f"{root}/{GATEWAYS[gw]}/{gw}/{kind}"
+
+
+@pytest.fixture
+def ingest(db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path) -> Iterator[Any]:
+    register(db_url, GATEWAYS)
+    procs: list[IngestProcess] = []
+
+    def start(**env: str) -> IngestProcess:
+        p = IngestProcess(db_url, mqtt_url, topic_root, tmp_path, **env).start()
+        procs.append(p)
+        p.wait_healthy()
+        return p
+
+    yield start
+    for p in procs:
+        p.stop()
+
+
+class AckListener:
+    """Subscribes to every gateway's ack topic; checks the database as each ack arrives."""
+
+    def __init__(self, mqtt_url: str, root: str, db_url: str) -> None:
+        self.db_url = db_url
+        self.got: queue.Queue[tuple[str, dict[str, Any], bool, int]] = queue.Queue()
+        u = urlsplit(mqtt_url)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_a: subscribed.set()
+        self.client.connect(u.hostname or "127.0.0.1", u.port or 1883)
+        self.client.subscribe(f"{root}/+/+/ack", qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        body = json.loads(msg.payload)
+        # Everything the ack covers must already be committed when it arrives.
+        stored = count(
+            self.db_url,
+            "SELECT count(*) FROM ingested_messages WHERE gateway_id = %s AND epoch = %s AND seq <= %s",
+            msg.topic.split("/")[-2],
+            body["epoch"],
+            body["seq"],
+        )
+        self.got.put((msg.topic, body, bool(msg.retain), stored))
+
+    def next(self, timeout: float = 15) -> tuple[str, dict[str, Any], bool, int]:
+        return self.got.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.mark.mqtt5
+def test_ack_is_published_after_commit_and_moves_when_a_gap_fills(
+    ingest: Any, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    ingest()
+    acks = AckListener(mqtt_url, topic_root, db_url)
+    try:
+        with publisher(mqtt_url) as pub:
+            pub.publish_many([(topic(topic_root, "gw-1"), telemetry(seq)) for seq in (0, 1, 2, 4, 5)])
+            wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 5, what="5 stored")
+            seen = []
+            while not seen or seen[-1][1]["seq"] < 2:
+                seen.append(acks.next())
+            t, body, _retained, stored = seen[-1]
+            assert (t, body) == (f"{topic_root}/home-1/gw-1/ack", {"v": 1, "epoch": EP, "seq": 2})
+            assert stored == 3  # seq 0, 1, 2 were committed before the ack left
+            assert all(b["seq"] <= 2 for _, b, _, _ in seen)  # never past the gap at 3
+            pub.publish(topic(topic_root, "gw-1", "event"), event(3, kind="sos"))  # the gap fills
+            t, body, _, stored = acks.next()
+            assert body == {"v": 1, "epoch": EP, "seq": 5} and stored == 6
+    finally:
+        acks.close()
+    late = AckListener(mqtt_url, topic_root, db_url)  # a gateway connecting later: the retained ack
+    try:
+        t, body, retained, _ = late.next()
+        assert (body["seq"], retained) == (5, True)
+    finally:
+        late.close()
+
+
+def _waiting_on_lock(db_url: str) -> int:
+    return count(
+        db_url,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'eldercare-ingest'"
+        " AND wait_event_type = 'Lock' AND datname = current_database()",
+    )
+
+
+@pytest.mark.mqtt5
+def test_a_commit_in_flight_gathers_everything_that_arrives_meanwhile_into_the_next(
+    ingest: Any, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    proc = ingest()
+    with psycopg.connect(db_url) as blocker, publisher(mqtt_url) as pub:
+        blocker.execute("LOCK TABLE readings IN SHARE MODE")
+        pub.publish(topic(topic_root, "gw-1"), telemetry(0))
+        wait_for(lambda: _waiting_on_lock(db_url) == 1, what="the first commit in flight")
+        pub.publish_many([(topic(topic_root, "gw-1"), telemetry(seq)) for seq in range(1, 51)])
+        wait_for(lambda: proc.metrics()['eldercare_ingest_received_total{kind="telemetry"}'] == 51, what="51")
+        pub.publish(topic(topic_root, "gw-2", "event"), event(7, kind="sos"))
+        # The event's own path is not held behind the telemetry commit.
+        wait_for(lambda: count(db_url, "SELECT count(*) FROM events") == 1, 10, "the SOS stored")
+        assert count(db_url, "SELECT count(*) FROM readings") == 0
+        blocker.rollback()
+    wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 52, what="all stored")
+    m = proc.metrics()
+    # one event commit, the blocked telemetry commit, and one group with the 50 that waited
+    assert m["eldercare_ingest_batches_total"] == 3
+    assert m["eldercare_ingest_stored_readings_total"] == 510
+
+
+@pytest.mark.slow
+@pytest.mark.mqtt5
+def test_kill_9_in_the_middle_of_a_group_commit_loses_and_duplicates_nothing(
+    ingest: Any, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    client_id = f"test-gc-kill-{topic_root.split('/')[1][-8:]}-0"
+    proc = ingest(ELDERCARE_INGEST_CLIENT_ID=client_id)
+    msgs = [(topic(topic_root, "gw-1" if i % 2 else "gw-2"), telemetry(i // 2, n=10)) for i in range(300)]
+    with publisher(mqtt_url) as pub:
+        pub.publish_many(msgs[:100])
+        wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 100, what="100 stored")
+        with psycopg.connect(db_url) as blocker:
+            blocker.execute("LOCK TABLE readings IN SHARE MODE")
+            pub.publish_many(msgs[100:200])
+            wait_for(lambda: _waiting_on_lock(db_url) == 1, what="a group commit in flight")
+            pub.publish_many(msgs[200:])  # the next group forms meanwhile
+            wait_for(
+                lambda: proc.metrics()['eldercare_ingest_received_total{kind="telemetry"}'] == 300,
+                what="all in",
+            )
+            proc.kill()
+            blocker.rollback()  # the killed worker's transaction proceeds, finds no client, rolls back
+        wait_for(lambda: _waiting_on_lock(db_url) == 0, what="the dead transaction gone")
+        assert count(db_url, "SELECT count(*) FROM ingested_messages") == 100
+        ingest(ELDERCARE_INGEST_CLIENT_ID=client_id)  # its session redelivers the 200 unacknowledged
+    wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 300, 40, "all 300")
+    assert count(db_url, "SELECT count(*) FROM readings") == 3000
+    distinct = "SELECT count(*) FROM (SELECT DISTINCT gateway_id, sensor_id, ts, value FROM readings) d"
+    assert count(db_url, distinct) == 3000
+
+
+@pytest.mark.slow
+@pytest.mark.mqtt5
+def test_every_sos_is_stored_within_seconds_while_one_of_two_workers_is_dead(
+    ingest: Any, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    tag = topic_root.split("/")[1][-6:]
+    common = {"ELDERCARE_INGEST_SHARED_GROUP": f"s{tag}", "ELDERCARE_INGEST_HEARTBEAT_S": "0.5"}
+    alive = ingest(ELDERCARE_INGEST_CLIENT_ID=f"test-sos-a-{tag}-0", **common)
+    dead = ingest(ELDERCARE_INGEST_CLIENT_ID=f"test-sos-b-{tag}-0", **common)
+    wait_for(
+        lambda: (
+            alive.metrics().get(f'eldercare_ingest_peer_silent_seconds{{client_id="test-sos-b-{tag}-0"}}')
+            is not None
+        ),
+        what="peer seen",
+    )
+    dead.kill()
+    wait_for(lambda: alive.metrics()["eldercare_ingest_silent_peers"] == 1, 15, "the dead peer reported")
+    msgs: list[tuple[str, bytes]] = []
+    for i in range(200):
+        msgs.append((topic(topic_root, "gw-1"), telemetry(i)))
+        if i % 40 == 0:
+            msgs.append((topic(topic_root, "gw-2", "event"), event(1000 + i, kind="sos")))
+    with publisher(mqtt_url) as pub:
+        pub.publish_many(msgs)
+    sos = "SELECT count(*) FROM events WHERE kind = 'sos'"
+    wait_for(lambda: count(db_url, sos) == 5, 5, "all 5 SOS stored by the living worker")
+    stranded = 200 - count(db_url, "SELECT count(*) FROM readings") // 10
+    assert stranded > 20  # the dead worker's session holds its share of the telemetry
+    revived = ingest(ELDERCARE_INGEST_CLIENT_ID=f"test-sos-b-{tag}-0", **common)
+    wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 205, 30, "everything")
+    wait_for(lambda: alive.metrics()["eldercare_ingest_silent_peers"] == 0, 15, "the peer back")
+    assert count(db_url, sos) == 5
+    assert count(db_url, "SELECT count(*) FROM alert_work WHERE kind = 'event'") == 5
+    assert count(db_url, "SELECT count(*) FROM readings") == 2000
+    assert revived.metrics()["eldercare_ingest_duplicates_total"] >= 0
+
+
+# With a real gateway ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.mqtt5
+def test_real_gateway_loses_nothing_when_the_broker_is_killed_holding_a_backlog(
+    db_url: str, tmp_path: Path, topic_root: str
+) -> None:
+    """Issue 20's fault, end to end: ingest away, the backlog in the broker's memory only, the
+    broker ``kill -9``ed; the gateway keeps everything until ingest's ack and sends it again.
+    (That the kill really destroys the broker's queue is shown by test_edge_ack's control.)"""
+    from edge_support import Mosquitto, gateway, gw_file
+
+    from eldercare.edge.agent import Agent
+    from eldercare.edge.drivers import Action, Sample
+
+    n = 400
+    register(db_url, {"gw-1": "home-1"})
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO residents (id, name, home_site_id) VALUES ('res-1', 'One', 'home-1')")
+    broker = Mosquitto(tmp_path / "mosquitto", autosave_s=3600)
+    broker.start()
+    url = f"mqtt://127.0.0.1:{broker.port}"
+    ingest = IngestProcess(db_url, url, topic_root, tmp_path).start()
+    agent = None
+    try:
+        ingest.wait_healthy()
+        assert ingest.stop() == 0  # away: the broker queues for its sessions, in memory
+        raw = gateway(
+            tmp_path,
+            topic_root,
+            broker.port,
+            config={"telemetry_batch_max": 20, "telemetry_batch_ms": 50, "heartbeat_s": 3600},
+            outbox={"path": str(tmp_path / "outbox.sqlite3"), "ack": "platform", "ack_timeout_s": 5.0},
+        )
+        agent = Agent(gw_file(raw))
+        agent.start()
+        assert agent.connected_once.wait(10)
+        drv = agent.driver("sim")
+        drv.feed_many(Sample("counter-1", "count", float(i)) for i in range(n))  # type: ignore[attr-defined]
+        drv.feed(Action("sos-1", "sos"))  # type: ignore[attr-defined]
+        wait_for(
+            lambda: (
+                agent is not None and agent.outbox.n_pending == 0 and not agent.inflight and not agent.rows
+            ),
+            15,
+            "the backlog handed to the broker",
+        )
+        assert agent.outbox.n_messages > 0  # kept: the platform has acknowledged nothing
+        broker.kill()
+        broker.start()
+        ingest = IngestProcess(db_url, url, topic_root, tmp_path).start()
+        ingest.wait_healthy()
+        values = "SELECT count(DISTINCT value) FROM readings WHERE sensor_id = 'counter-1'"
+        wait_for(lambda: count(db_url, values) == n, 40, f"all {n} counter readings")
+        wait_for(lambda: agent is not None and agent.outbox.n_messages == 0, 20, "the outbox emptied by acks")
+        assert count(db_url, "SELECT count(*) FROM readings WHERE sensor_id = 'counter-1'") == n
+        assert count(db_url, "SELECT count(*) FROM events WHERE kind = 'sos'") == 1
+    finally:
+        if agent is not None:
+            agent.stop()
+        ingest.stop()
+        broker.stop()
