@@ -42,6 +42,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "alert.not_open": "Alert {id} is {state}: only an open alert can be acknowledged.",
         "alert.resolved": "Alert {id} is already resolved.",
         "validation": "Invalid request: {errors}",
+        "request.too_large": "The request body is larger than {limit} bytes.",
+        "invalid.data": "A value in the request is out of range or not valid here; check numbers, "
+        "dates and text.",
+        "invalid.constraint": "{field}: the value is not allowed here.",
+        "service.unavailable": "The service is busy or its database is unreachable; try again shortly.",
+        "internal": "Internal error; it has been logged. Try again or tell the operator.",
     },
     "zh-CN": {
         "auth.bad_credentials": "用户名或密码错误。",
@@ -69,6 +75,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "sim.no_runner": "没有模拟程序响应：{reason}。请用 'eldercare simulate run' 启动模拟。",
         "sim.unavailable": "此安装不提供评分功能。",
         "validation": "请求无效：{errors}",
+        "request.too_large": "请求内容超过 {limit} 字节。",
+        "invalid.data": "请求中的某个值超出范围或无效，请检查数字、日期和文本。",
+        "invalid.constraint": "{field}：此处不允许该值。",
+        "service.unavailable": "服务繁忙或数据库暂时无法连接，请稍后重试。",
+        "internal": "内部错误，已记录。请重试或联系运维人员。",
     },
 }
 

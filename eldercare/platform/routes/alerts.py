@@ -13,6 +13,7 @@ from eldercare.platform.deps import ConnDep, CurrentUser, roles
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import alerts as repo
 from eldercare.platform.routes import ERRORS
+from eldercare.platform.schemas import DbId, StoredJson
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERRORS)
 Resolver = Annotated[
@@ -38,7 +39,7 @@ class AlertOut(BaseModel):
     gateway_id: str | None
     sensor_id: str | None
     title: str
-    summary: dict[str, Any]
+    summary: StoredJson
     detected_at: datetime
     opened_at: datetime
     last_detected_at: datetime
@@ -56,7 +57,7 @@ class TrailOut(BaseModel):
     action: str
     tier: int | None
     actor: str | None
-    detail: dict[str, Any]
+    detail: StoredJson
     note: str | None
 
 
@@ -73,7 +74,7 @@ class NotificationOut(BaseModel):
 
 
 class AlertDetail(AlertOut):
-    evidence: dict[str, Any]
+    evidence: StoredJson
     trail: list[TrailOut]
     notifications: list[NotificationOut]
 
@@ -87,7 +88,7 @@ class NoteIn(BaseModel):
     note: str = Field(min_length=1, max_length=2000)
 
 
-async def visible_alert(alert_id: int, user: CurrentUser, conn: ConnDep, request: Request) -> dict[str, Any]:
+async def visible_alert(alert_id: DbId, user: CurrentUser, conn: ConnDep, request: Request) -> dict[str, Any]:
     """The alert if the caller may see it (alerts stream of its resident, or its site); else 404.
 
     A dependency, so scope is checked before the request body is validated: an out-of-scope
@@ -120,9 +121,9 @@ async def list_alerts(
     kind: AlertKind | None = None,
     site: str | None = None,
     resident: str | None = None,
-    tier: Annotated[int | None, Query(ge=1)] = None,
+    tier: Annotated[int | None, Query(ge=1, le=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[AlertOut]:
     """Alerts the caller may see, newest first; filter by state, kind, site, resident and tier."""
     rows = await repo.list_visible(
@@ -133,7 +134,7 @@ async def list_alerts(
 
 
 @router.get("/{alert_id}", response_model=AlertDetail)
-async def get_alert(alert_id: int, alert: VisibleAlert, conn: ConnDep) -> AlertDetail:
+async def get_alert(alert_id: DbId, alert: VisibleAlert, conn: ConnDep) -> AlertDetail:
     """One alert with its evidence, every transition, and who was notified when."""
     trail = await repo.trail_of(conn, alert_id=alert_id)
     sent = await repo.notifications_of(conn, alert_id=alert_id)
@@ -147,7 +148,7 @@ async def get_alert(alert_id: int, alert: VisibleAlert, conn: ConnDep) -> AlertD
 
 
 @router.post("/{alert_id}/ack", response_model=AlertOut)
-async def acknowledge(alert_id: int, alert: VisibleAlert, user: CurrentUser, conn: ConnDep) -> AlertOut:
+async def acknowledge(alert_id: DbId, alert: VisibleAlert, user: CurrentUser, conn: ConnDep) -> AlertOut:
     """Take the alert: stops escalation. Anyone who may see it may acknowledge it."""
     async with conn.transaction():
         done = await repo.acknowledge(conn, alert_id=alert_id, user_id=user.id)
@@ -159,7 +160,7 @@ async def acknowledge(alert_id: int, alert: VisibleAlert, user: CurrentUser, con
 
 @router.post("/{alert_id}/resolve", response_model=AlertOut)
 async def resolve(
-    alert_id: int, alert: VisibleAlert, user: Resolver, body: ResolveIn, conn: ConnDep
+    alert_id: DbId, alert: VisibleAlert, user: Resolver, body: ResolveIn, conn: ConnDep
 ) -> AlertOut:
     """Close the alert with its outcome (false alarms feed back into the resident's detectors)."""
     async with conn.transaction():
@@ -173,7 +174,7 @@ async def resolve(
 
 @router.post("/{alert_id}/notes", response_model=list[TrailOut], status_code=201)
 async def add_note(
-    alert_id: int, alert: VisibleAlert, user: CurrentUser, body: NoteIn, conn: ConnDep
+    alert_id: DbId, alert: VisibleAlert, user: CurrentUser, body: NoteIn, conn: ConnDep
 ) -> list[TrailOut]:
     """Add a note to the alert's trail; returns the trail."""
     async with conn.transaction():

@@ -8,7 +8,7 @@ from eldercare.platform.deps import AdminUser, ConnDep, StaffUser
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import registry
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import PolicyIn, PolicyOut
+from eldercare.platform.schemas import DbId, PolicyIn, PolicyOut
 
 router = APIRouter(prefix="/policies", tags=["policies"], responses=ERRORS)
 
@@ -33,7 +33,7 @@ async def create_policy(_: AdminUser, body: PolicyIn, conn: ConnDep) -> PolicyOu
 
 
 @router.get("/{policy_id}", response_model=PolicyOut)
-async def get_policy(_: StaffUser, policy_id: int, conn: ConnDep) -> PolicyOut:
+async def get_policy(_: StaffUser, policy_id: DbId, conn: ConnDep) -> PolicyOut:
     row = await registry.get_policy(conn, policy_id=policy_id)
     if row is None:
         raise not_found("policy", policy_id)
@@ -41,7 +41,7 @@ async def get_policy(_: StaffUser, policy_id: int, conn: ConnDep) -> PolicyOut:
 
 
 @router.put("/{policy_id}", response_model=PolicyOut)
-async def replace_policy(_: AdminUser, policy_id: int, body: PolicyIn, conn: ConnDep) -> PolicyOut:
+async def replace_policy(_: AdminUser, policy_id: DbId, body: PolicyIn, conn: ConnDep) -> PolicyOut:
     """Replace name and tiers; open alerts keep their current tier and follow the new deadlines."""
     _check_tiers(body)
     tiers = [t.model_dump() for t in body.tiers]
@@ -51,7 +51,7 @@ async def replace_policy(_: AdminUser, policy_id: int, body: PolicyIn, conn: Con
 
 
 @router.delete("/{policy_id}", status_code=204)
-async def delete_policy(_: AdminUser, policy_id: int, conn: ConnDep) -> None:
+async def delete_policy(_: AdminUser, policy_id: DbId, conn: ConnDep) -> None:
     n = await registry.policy_in_use(conn, policy_id=policy_id)
     if n:
         raise ApiError(409, "conflict.in_use", kind="policy", id=str(policy_id), detail=f"{n} residents")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
 
 from eldercare.platform.access import Principal
@@ -12,7 +10,7 @@ from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import registry
 from eldercare.platform.repo import users as users_repo
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import ProviderIn, ProviderOut, ShiftIn, ShiftOut, UserOut
+from eldercare.platform.schemas import DbId, Instant, ProviderIn, ProviderOut, ShiftIn, ShiftOut, UserOut
 
 router = APIRouter(prefix="/providers", tags=["providers"], responses=ERRORS)
 
@@ -70,8 +68,8 @@ async def list_shifts(
     user: StaffUser,
     provider_id: str,
     conn: ConnDep,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Instant | None = None,
+    end: Instant | None = None,
 ) -> list[ShiftOut]:
     """The on-call roster; the escalation engine picks the person on duty from it."""
     await _visible(conn, user, provider_id)
@@ -102,7 +100,7 @@ async def create_shift(user: StaffUser, provider_id: str, body: ShiftIn, conn: C
 
 
 @router.delete("/{provider_id}/shifts/{shift_id}", status_code=204)
-async def delete_shift(user: StaffUser, provider_id: str, shift_id: int, conn: ConnDep) -> None:
+async def delete_shift(user: StaffUser, provider_id: str, shift_id: DbId, conn: ConnDep) -> None:
     await _visible(conn, user, provider_id)
     if not await registry.delete(
         conn, table="oncall_shifts", key={"id": shift_id, "provider_id": provider_id}

@@ -10,7 +10,7 @@ from eldercare.platform.deps import ConnDep, StaffUser
 from eldercare.platform.errors import ApiError
 from eldercare.platform.repo import report
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import CareQualityOut
+from eldercare.platform.schemas import CareQualityOut, Instant
 
 router = APIRouter(prefix="/reports", tags=["reports"], responses=ERRORS)
 
@@ -19,8 +19,8 @@ router = APIRouter(prefix="/reports", tags=["reports"], responses=ERRORS)
 async def care_quality(
     user: StaffUser,
     conn: ConnDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     provider_id: str | None = None,
 ) -> CareQualityOut:
     """Time to acknowledge / resolve per tier and provider; false-alarm share per detector and resident.

@@ -18,6 +18,7 @@ from eldercare.platform.schemas import (
     CareAssignmentIn,
     CareAssignmentOut,
     ConsentIn,
+    DbId,
     FamilyLinkIn,
     FamilyLinkOut,
     ResidentIn,
@@ -94,7 +95,7 @@ async def list_family(grant: CareTeamRead, conn: ConnDep) -> list[FamilyLinkOut]
 
 @router.put("/{resident_id}/family/{user_id}", response_model=FamilyLinkOut)
 async def link_family(
-    grant: ProfileWrite, user_id: int, body: FamilyLinkIn, user: CurrentUser, conn: ConnDep
+    grant: ProfileWrite, user_id: DbId, body: FamilyLinkIn, user: CurrentUser, conn: ConnDep
 ) -> FamilyLinkOut:
     """Link a family account to the resident (or update the link), with its consent."""
     if body.user_id != user_id:
@@ -123,7 +124,7 @@ async def link_family(
 
 @router.put("/{resident_id}/family/{user_id}/consent", response_model=FamilyLinkOut)
 async def set_consent(
-    grant: ProfileWrite, user_id: int, body: ConsentIn, user: CurrentUser, conn: ConnDep
+    grant: ProfileWrite, user_id: DbId, body: ConsentIn, user: CurrentUser, conn: ConnDep
 ) -> FamilyLinkOut:
     """Record which raw streams (activity, bed, bathroom, vitals) this family member may see."""
     if not await users_repo.set_consent(
@@ -150,7 +151,7 @@ async def set_consent(
 
 
 @router.delete("/{resident_id}/family/{user_id}", status_code=204)
-async def unlink_family(grant: ProfileWrite, user_id: int, conn: ConnDep) -> None:
+async def unlink_family(grant: ProfileWrite, user_id: DbId, conn: ConnDep) -> None:
     if not await users_repo.delete_family_link(conn, resident_id=grant.resident_id, user_id=user_id):
         raise not_found("family_link", user_id)
 
@@ -177,7 +178,7 @@ async def assign_worker(
 
 
 @router.delete("/{resident_id}/care-team/{user_id}", status_code=204)
-async def unassign_worker(grant: ProfileWrite, user_id: int, conn: ConnDep) -> None:
+async def unassign_worker(grant: ProfileWrite, user_id: DbId, conn: ConnDep) -> None:
     if not await users_repo.unassign_worker(conn, resident_id=grant.resident_id, user_id=user_id):
         raise not_found("user", user_id)
 

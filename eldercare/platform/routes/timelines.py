@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -14,7 +14,7 @@ from eldercare.platform.deps import ConnDep, resident_access
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import timeline as repo
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import SleepOut, SummaryOut, TimelineCell, TimelineOut
+from eldercare.platform.schemas import Day, Instant, SleepOut, SummaryOut, TimelineCell, TimelineOut
 
 router = APIRouter(prefix="/residents", tags=["timelines"], responses=ERRORS)
 MAX_DAYS = 92
@@ -24,8 +24,8 @@ MAX_DAYS = 92
 async def get_timeline(
     grant: Annotated[ResidentAccess, Depends(resident_access("activity"))],
     conn: ConnDep,
-    start: Annotated[datetime | None, Query(description="Default: 24 h before end")] = None,
-    end: Annotated[datetime | None, Query(description="Default: now")] = None,
+    start: Annotated[Instant | None, Query(description="Default: 24 h before end")] = None,
+    end: Annotated[Instant | None, Query(description="Default: now")] = None,
     room: str | None = None,
 ) -> TimelineOut:
     """Hourly counts per room and sensor from the rollup; streams without consent are left out."""
@@ -54,7 +54,7 @@ async def get_timeline(
 async def get_summary(
     grant: Annotated[ResidentAccess, Depends(resident_access("summary"))],
     conn: ConnDep,
-    day: Annotated[date | None, Query(description="Local date at the home; default today")] = None,
+    day: Annotated[Day | None, Query(description="Local date at the home; default today")] = None,
 ) -> SummaryOut:
     """The day at a glance: last activity, at home or out, last night's sleep, open alerts."""
     home = await repo.home_of(conn, resident_id=grant.resident_id)

@@ -9,7 +9,7 @@ from eldercare.platform.deps import AdminUser, ConnDep
 from eldercare.platform.errors import not_found
 from eldercare.platform.repo import users as users_repo
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import Role, UserIn, UserOut, UserPatch
+from eldercare.platform.schemas import DbId, Role, UserIn, UserOut, UserPatch
 
 router = APIRouter(prefix="/users", tags=["users"], responses=ERRORS)
 
@@ -32,7 +32,7 @@ async def create_user(_: AdminUser, body: UserIn, conn: ConnDep) -> UserOut:
 
 
 @router.get("/{user_id}", response_model=UserOut)
-async def get_user(_: AdminUser, user_id: int, conn: ConnDep) -> UserOut:
+async def get_user(_: AdminUser, user_id: DbId, conn: ConnDep) -> UserOut:
     row = await users_repo.get_user(conn, user_id=user_id)
     if row is None:
         raise not_found("user", user_id)
@@ -40,7 +40,7 @@ async def get_user(_: AdminUser, user_id: int, conn: ConnDep) -> UserOut:
 
 
 @router.patch("/{user_id}", response_model=UserOut)
-async def update_user(_: AdminUser, user_id: int, body: UserPatch, conn: ConnDep) -> UserOut:
+async def update_user(_: AdminUser, user_id: DbId, body: UserPatch, conn: ConnDep) -> UserOut:
     """Change fields; a new password or disabling the account revokes the user's refresh tokens."""
     fields = body.model_dump(exclude_unset=True, exclude={"password"})
     if body.password is not None:
@@ -54,7 +54,7 @@ async def update_user(_: AdminUser, user_id: int, body: UserPatch, conn: ConnDep
 
 
 @router.delete("/{user_id}", status_code=204)
-async def disable_user(_: AdminUser, user_id: int, conn: ConnDep) -> None:
+async def disable_user(_: AdminUser, user_id: DbId, conn: ConnDep) -> None:
     """Disable (not erase: the audit trail and alert history keep referring to the account)."""
     if not await users_repo.delete_user(conn, user_id=user_id):
         raise not_found("user", user_id)
