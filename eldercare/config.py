@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     # Request limits (docs/security.md): bodies larger are refused with 413, JSON nested deeper with 422.
     http_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     http_max_json_depth: int = Field(default=32, ge=2, le=200)
+    # argon2 runs on this many threads; past this many more waiting, sign-ins answer 429.
+    password_hash_workers: int = Field(default=2, ge=1, le=64)
+    password_hash_queue: int = Field(default=32, ge=0, le=10_000)
 
     @field_validator("mqtt_url")
     @classmethod

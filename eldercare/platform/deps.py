@@ -57,6 +57,13 @@ async def get_current_user(
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 
 
+def _route(request: Request) -> str:
+    return f"{request.method} {request.url.path}"
+
+
+RouteDep = Annotated[str, Depends(_route)]  # "PATCH /api/v1/residents/res-1", for the audit log
+
+
 def roles(*allowed: str, action: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """A dependency admitting only ``allowed`` roles (403 otherwise)."""
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 from argon2 import PasswordHasher
@@ -24,6 +27,7 @@ from eldercare.config import Settings
 from eldercare.platform.errors import ApiError
 from eldercare.platform.repo import users as users_repo
 
+T = TypeVar("T")
 ALGORITHM = "HS256"
 RATE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_USER = 5
@@ -44,9 +48,53 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-async def verify_password_async(password_hash: str, password: str) -> bool:
-    """argon2 is deliberately slow (~50 ms): keep it off the event loop."""
-    return await asyncio.to_thread(verify_password, password_hash, password)
+class HashPool:
+    """argon2 on a few threads of its own, with a bounded queue (issue 27, item 5).
+
+    argon2 is deliberately slow (~50 ms and 64 MiB each): never on the event loop, and never more
+    at once than ``workers``, so a sign-in storm cannot take every core and the memory from the
+    rest of the API. Past ``workers + queue`` calls in flight it refuses at once: 429 with a
+    Retry-After estimated from the queue.
+    """
+
+    SECONDS_PER_HASH = 0.1
+
+    def __init__(self, workers: int, queue: int) -> None:
+        self.workers = workers
+        self.limit = workers + queue
+        self.in_flight = 0
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.in_flight >= self.limit:
+            wait = math.ceil(self.in_flight * self.SECONDS_PER_HASH / self.workers) + 1
+            raise ApiError(429, "auth.busy", headers={"Retry-After": str(wait)}, seconds=wait)
+        self.in_flight += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        finally:
+            self.in_flight -= 1
+
+
+_pools: dict[tuple[int, int], HashPool] = {}
+
+
+def hash_pool(settings: Settings | None = None) -> HashPool:
+    """The process's pool for these settings (one per size, shared by every app in the process)."""
+    workers = settings.password_hash_workers if settings else 2
+    queue = settings.password_hash_queue if settings else 32
+    key = (workers, queue)
+    if key not in _pools:
+        _pools[key] = HashPool(workers, queue)
+    return _pools[key]
+
+
+async def hash_password_async(password: str, settings: Settings | None = None) -> str:
+    return await hash_pool(settings).run(hash_password, password)
+
+
+async def verify_password_async(password_hash: str, password: str, settings: Settings | None = None) -> bool:
+    return await hash_pool(settings).run(verify_password, password_hash, password)
 
 
 def _signing_key(settings: Settings) -> bytes:
@@ -114,7 +162,7 @@ async def login(
         wait = int(((oldest or now) + RATE_WINDOW - now).total_seconds()) + 1
         raise ApiError(429, "auth.rate_limited", headers={"Retry-After": str(wait)}, seconds=wait)
     user = await users_repo.get_login(conn, username=username)
-    ok = await verify_password_async(user["password_hash"] if user else _DUMMY_HASH, password)
+    ok = await verify_password_async(user["password_hash"] if user else _DUMMY_HASH, password, settings)
     ok = ok and user is not None
     await users_repo.record_login_attempt(conn, username=username, client_ip=client_ip, ok=ok)
     if not ok or user is None:

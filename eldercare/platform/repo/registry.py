@@ -67,6 +67,40 @@ async def update(
     return await _one(conn, query, params)
 
 
+async def change(
+    conn: AsyncConnection[Any], *, table: str, key: dict[str, Any], fields: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Update one row and return it before and after (locked between, for the audit's diff);
+    None when there is no such row. Runs in the caller's transaction if there is one."""
+    where = sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(f"key_{k}")) for k in key
+    )
+    params = {f"key_{k}": v for k, v in key.items()}
+    async with conn.transaction():
+        old = await _one(
+            conn,
+            sql.SQL("SELECT * FROM {t} WHERE {w} FOR UPDATE").format(t=sql.Identifier(table), w=where),
+            params,
+        )
+        if old is None:
+            return None
+        new = await update(conn, table=table, key=key, fields=fields)
+    assert new is not None
+    return old, new
+
+
+async def delete_returning(
+    conn: AsyncConnection[Any], *, table: str, key: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Delete one row and return what it was (for the audit log); None when there was none."""
+    where = sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in key
+    )
+    return await _one(
+        conn, sql.SQL("DELETE FROM {t} WHERE {w} RETURNING *").format(t=sql.Identifier(table), w=where), key
+    )
+
+
 async def delete(conn: AsyncConnection[Any], *, table: str, key: dict[str, Any]) -> bool:
     where = sql.SQL(" AND ").join(
         sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in key

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
-from eldercare.platform import security
+from eldercare.platform import access, security
 from eldercare.platform.deps import ConnDep, CurrentUser, SettingsDep
 from eldercare.platform.errors import ApiError
 from eldercare.platform.repo import users as users_repo
@@ -56,18 +56,22 @@ async def me(user: CurrentUser, conn: ConnDep) -> UserOut:
 @router.put("/me/locale", response_model=UserOut)
 async def change_locale(body: LocaleIn, request: Request, user: CurrentUser, conn: ConnDep) -> UserOut:
     """Switch the language of the consoles and of API messages (zh-CN or en)."""
+    access.require_writable(user, "own_account", body.model_fields_set)
     row = await users_repo.update_user(conn, user_id=user.id, locale=body.locale)
     request.state.locale = body.locale
     return UserOut.model_validate(row)
 
 
 @router.put("/me/password", status_code=204)
-async def change_password(body: PasswordIn, user: CurrentUser, conn: ConnDep) -> None:
+async def change_password(body: PasswordIn, user: CurrentUser, conn: ConnDep, settings: SettingsDep) -> None:
     """Change the own password; every refresh token is revoked (sign in again elsewhere)."""
+    access.require_writable(user, "own_account", body.model_fields_set)
     current = await users_repo.get_password_hash(conn, user_id=user.id)
-    if current is None or not await security.verify_password_async(current, body.current_password):
-        raise ApiError(403, "auth.wrong_password")
-    await users_repo.update_user(
-        conn, user_id=user.id, password_hash=security.hash_password(body.new_password)
+    ok = current is not None and await security.verify_password_async(
+        current, body.current_password, settings
     )
+    if not ok:
+        raise ApiError(403, "auth.wrong_password")
+    new_hash = await security.hash_password_async(body.new_password, settings)
+    await users_repo.update_user(conn, user_id=user.id, password_hash=new_hash)
     await users_repo.revoke_all_tokens(conn, user_id=user.id)
