@@ -8,14 +8,16 @@ MQTT broker" (see :mod:`eldercare.embedded`), which is how ``eldercare demo`` ru
 from __future__ import annotations
 
 import difflib
+import math
 import os
+from collections import Counter
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,6 +40,27 @@ def _user_data_dir() -> Path:
     import platformdirs
 
     return platformdirs.user_data_path("eldercare")
+
+
+MIN_SECRET_CHARS = 32
+MIN_SECRET_BITS = 128.0
+
+
+def secret_weakness(secret: str) -> str | None:
+    """Why ``secret`` cannot protect signed tokens, or None when it looks random and long enough.
+
+    Entropy is estimated from the secret's own character frequencies (Shannon, bits per character
+    times length): a repeated or dictionary-like secret scores low however long it is.
+    """
+    if not secret or secret == PLACEHOLDER_SECRET:
+        return "the secret is empty or the public placeholder"
+    if len(secret) < MIN_SECRET_CHARS:
+        return f"the secret is only {len(secret)} characters"
+    counts = Counter(secret)
+    bits = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values()) * len(secret)
+    if bits < MIN_SECRET_BITS or len(counts) < 10:
+        return f"the secret is not random enough (about {bits:.0f} bits)"
+    return None
 
 
 class SettingsError(Exception):
@@ -162,12 +185,23 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return self
 
-    @model_validator(mode="after")
-    def _no_placeholder_secret_in_production(self) -> Settings:
-        if self.environment == "production" and self.secret_key.get_secret_value() == PLACEHOLDER_SECRET:
-            msg = "secret_key must be set (ELDERCARE_SECRET_KEY) when environment is production"
-            raise ValueError(msg)
-        return self
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_secret_in_production(cls, v: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.data.get("environment") == "production":
+            weakness = secret_weakness(v.get_secret_value())
+            if weakness:
+                msg = (
+                    f"{weakness}; production needs a random secret of at least {MIN_SECRET_CHARS}"
+                    " characters, e.g. `openssl rand -hex 32`"
+                )
+                raise ValueError(msg)
+        return v
+
+    @property
+    def weak_secret(self) -> str | None:
+        """Why the signing secret is unsafe (None: strong), for the loud warning outside production."""
+        return secret_weakness(self.secret_key.get_secret_value())
 
     @classmethod
     def settings_customise_sources(
@@ -222,7 +256,7 @@ def describe_error(exc: ValidationError) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "settings"
         var = f"{ENV_PREFIX}{field.upper()}" if err["loc"] else "settings"
-        lines.append(f"{var}: {err['msg']}")
+        lines.append(f"{var}: {err['msg'].removeprefix('Value error, ')}")
     return "; ".join(lines)
 
 

@@ -254,9 +254,22 @@ def app_for_worker() -> FastAPI:
     return create_app(settings, start_engine=os.environ.get(SERVE_ENGINE_ENV, "1") == "1")
 
 
+def _warn_if_insecure(settings: Settings) -> None:
+    """Outside production a weak secret is allowed, but never silently (production refuses it)."""
+    weakness = settings.weak_secret
+    if weakness:
+        log.warning(
+            "INSECURE: %s: anyone can sign an admin token for this server (environment=%s). "
+            "Set ELDERCARE_SECRET_KEY to a random value (`openssl rand -hex 32`) before real use.",
+            weakness,
+            settings.environment,
+        )
+
+
 def create_app(settings: Settings | None = None, *, start_engine: bool = True) -> FastAPI:
     """Build the application; ``start_engine=False`` serves the API without the alert engine."""
     settings = settings or get_settings()
+    _warn_if_insecure(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
