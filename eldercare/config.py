@@ -8,6 +8,7 @@ MQTT broker" (see :mod:`eldercare.embedded`), which is how ``eldercare demo`` ru
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 from collections import Counter
@@ -156,6 +157,9 @@ class Settings(BaseSettings):
     # Request limits (docs/security.md): bodies larger are refused with 413, JSON nested deeper with 422.
     http_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     http_max_json_depth: int = Field(default=32, ge=2, le=200)
+    # Addresses or networks of reverse proxies whose X-Forwarded-For is believed, comma-separated
+    # (e.g. "127.0.0.1,10.0.0.0/8"); empty: the peer's address is the client's, whatever it sends.
+    trusted_proxies: str = ""
     # argon2 runs on this many threads; past this many more waiting, sign-ins answer 429.
     password_hash_workers: int = Field(default=2, ge=1, le=64)
     password_hash_queue: int = Field(default=32, ge=0, le=10_000)
@@ -197,6 +201,22 @@ class Settings(BaseSettings):
                 )
                 raise ValueError(msg)
         return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: str) -> str:
+        for part in filter(None, (p.strip() for p in v.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                msg = f"{part!r} is not an address or network (e.g. 10.0.0.0/8)"
+                raise ValueError(msg) from None
+        return v
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        parts = filter(None, (p.strip() for p in self.trusted_proxies.split(",")))
+        return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
 
     @property
     def weak_secret(self) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import math
 import secrets
 from collections.abc import Callable
@@ -21,17 +22,20 @@ from typing import Any, TypeVar
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import Request
 from psycopg import AsyncConnection
 
 from eldercare.config import Settings
 from eldercare.platform.errors import ApiError
+from eldercare.platform.repo import audit as audit_repo
 from eldercare.platform.repo import users as users_repo
 
 T = TypeVar("T")
 ALGORITHM = "HS256"
 RATE_WINDOW = timedelta(minutes=15)
-MAX_FAILURES_PER_USER = 5
-MAX_FAILURES_PER_IP = 30
+FREE_FAILURES = 5  # per (username, address) before the backoff starts
+BACKOFF_BASE = timedelta(seconds=30)
+MAX_FAILURES_PER_IP = 30  # any usernames, per address and window
 
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not a real password")  # verify against it so unknown users take as long
@@ -150,26 +154,102 @@ async def issue_tokens(
     return TokenPair(access, refresh, settings.access_token_minutes * 60)
 
 
+def client_address(request: Request, settings: Settings) -> str | None:
+    """The caller's address: the peer, or the ``X-Forwarded-For`` hop just before the configured
+    proxies when (and only when) the peer is one of them (``ELDERCARE_TRUSTED_PROXIES``)."""
+    peer = request.client.host if request.client else None
+    nets = settings.trusted_networks
+    if peer is None or not _in(peer, nets):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _valid_ip(hop):
+            return peer  # a forged or garbled hop: fall back to what we know
+        if not _in(hop, nets):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _valid_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _in(address: str, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in nets)
+
+
+def backoff(failures: int) -> timedelta:
+    """How long a (username, address) pair waits after its last failure: none for the first
+    :data:`FREE_FAILURES`, then 30 s doubling per failure, at most :data:`RATE_WINDOW`."""
+    if failures < FREE_FAILURES:
+        return timedelta(0)
+    return min(BACKOFF_BASE * 2 ** min(failures - FREE_FAILURES, 16), RATE_WINDOW)
+
+
+async def check_throttle(
+    conn: AsyncConnection[Any], *, username: str, client_ip: str | None, now: datetime | None = None
+) -> None:
+    """429 with Retry-After when this username from this address, or this address, must wait.
+
+    Per pair, not per username: a stranger's wrong guesses slow the stranger's own address, never
+    the owner signing in from another one. The address limit stops one address trying many names.
+    """
+    now = now or datetime.now(UTC)
+    f = await users_repo.login_failures(conn, username=username, client_ip=client_ip, since=now - RATE_WINDOW)
+    waits = []
+    if f["pair_failures"] and f["pair_last"] is not None:
+        waits.append(f["pair_last"] + backoff(int(f["pair_failures"])) - now)
+    if int(f["ip_failures"]) >= MAX_FAILURES_PER_IP and f["ip_oldest"] is not None:
+        waits.append(f["ip_oldest"] + RATE_WINDOW - now)
+    wait = max(waits, default=timedelta(0))
+    if wait > timedelta(0):
+        seconds = math.ceil(wait.total_seconds())
+        raise ApiError(429, "auth.rate_limited", headers={"Retry-After": str(seconds)}, seconds=seconds)
+
+
 async def login(
     conn: AsyncConnection[Any], settings: Settings, *, username: str, password: str, client_ip: str | None
 ) -> TokenPair:
-    """Check the rate limit and the password, record the attempt, issue a token pair."""
-    now = datetime.now(UTC)
-    by_user, by_ip, oldest = await users_repo.login_failures(
-        conn, username=username, client_ip=client_ip, since=now - RATE_WINDOW
-    )
-    if by_user >= MAX_FAILURES_PER_USER or by_ip >= MAX_FAILURES_PER_IP:
-        wait = int(((oldest or now) + RATE_WINDOW - now).total_seconds()) + 1
-        raise ApiError(429, "auth.rate_limited", headers={"Retry-After": str(wait)}, seconds=wait)
+    """Check the throttle and the password, record the attempt (and audit it), issue a token pair."""
+    where = {"ip": client_ip}
+    try:
+        await check_throttle(conn, username=username, client_ip=client_ip)
+    except ApiError:
+        await _audit_sign_in(conn, None, username, "sign_in:refused", where)
+        raise
     user = await users_repo.get_login(conn, username=username)
     ok = await verify_password_async(user["password_hash"] if user else _DUMMY_HASH, password, settings)
     ok = ok and user is not None
     await users_repo.record_login_attempt(conn, username=username, client_ip=client_ip, ok=ok)
     if not ok or user is None:
+        await _audit_sign_in(conn, user["id"] if user else None, username, "sign_in:failed", where)
         raise ApiError(401, "auth.bad_credentials", headers={"WWW-Authenticate": "Bearer"})
     if not user["active"]:
+        await _audit_sign_in(conn, user["id"], username, "sign_in:inactive", where)
         raise ApiError(403, "auth.inactive")
+    await _audit_sign_in(conn, user["id"], username, "sign_in", where)
     return await issue_tokens(conn, settings, user_id=user["id"], role=user["role"])
+
+
+async def _audit_sign_in(
+    conn: AsyncConnection[Any], user_id: int | None, username: str, action: str, detail: dict[str, Any]
+) -> None:
+    await audit_repo.write(
+        conn,
+        user_id=user_id,
+        username=username[:200],
+        action=action,
+        route="POST /api/v1/auth/token",
+        detail=detail,
+    )
 
 
 async def refresh(conn: AsyncConnection[Any], settings: Settings, *, refresh_token: str) -> TokenPair:

@@ -102,18 +102,25 @@ async def record_login_attempt(
 
 async def login_failures(
     conn: AsyncConnection[Any], *, username: str, client_ip: str | None, since: datetime
-) -> tuple[int, int, datetime | None]:
-    """Failures since ``since`` for the username and for the address, and the oldest counted one."""
+) -> dict[str, Any]:
+    """Failed attempts since ``since``: for this username from this address (counted after the
+    pair's last success) with the time of the last one, and from this address for any username
+    with the time of the oldest one."""
     row = await _one(
         conn,
-        "SELECT count(*) FILTER (WHERE username = %(u)s) AS by_user,"
-        " count(*) FILTER (WHERE client_ip = %(ip)s) AS by_ip, min(at) AS oldest"
-        " FROM login_attempts WHERE at >= %(since)s AND NOT ok"
-        " AND (username = %(u)s OR client_ip = %(ip)s)",
+        "WITH pair_ok AS (SELECT max(at) AS at FROM login_attempts WHERE ok AND username = %(u)s"
+        " AND client_ip IS NOT DISTINCT FROM %(ip)s AND at >= %(since)s)"
+        " SELECT count(*) FILTER (WHERE pair) AS pair_failures, max(at) FILTER (WHERE pair) AS pair_last,"
+        " count(*) FILTER (WHERE client_ip = %(ip)s) AS ip_failures,"
+        " min(at) FILTER (WHERE client_ip = %(ip)s) AS ip_oldest"
+        " FROM (SELECT at, client_ip, username = %(u)s AND client_ip IS NOT DISTINCT FROM %(ip)s"
+        "   AND at > coalesce((SELECT at FROM pair_ok), '-infinity') AS pair"
+        "   FROM login_attempts WHERE at >= %(since)s AND NOT ok"
+        "   AND (username = %(u)s OR client_ip = %(ip)s)) f",
         {"u": username, "ip": client_ip, "since": since},
     )
     assert row is not None
-    return int(row["by_user"]), int(row["by_ip"]), row["oldest"]
+    return row
 
 
 async def store_refresh_token(

@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from eldercare.platform import access, security
 from eldercare.platform.deps import ConnDep, CurrentUser, SettingsDep
 from eldercare.platform.errors import ApiError
+from eldercare.platform.repo import audit as audit_repo
 from eldercare.platform.repo import users as users_repo
 from eldercare.platform.routes import ERRORS
 from eldercare.platform.schemas import ErrorOut, LocaleIn, PasswordIn, RefreshIn, TokenOut, UserOut
@@ -25,7 +26,7 @@ async def token(
     settings: SettingsDep,
 ) -> TokenOut:
     """OAuth2 password flow: a short-lived access token and a refresh token (rate-limited)."""
-    ip = request.client.host if request.client else None
+    ip = security.client_address(request, settings)
     pair = await security.login(conn, settings, username=form.username, password=form.password, client_ip=ip)
     return TokenOut(
         access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
@@ -62,16 +63,30 @@ async def change_locale(body: LocaleIn, request: Request, user: CurrentUser, con
     return UserOut.model_validate(row)
 
 
-@router.put("/me/password", status_code=204)
-async def change_password(body: PasswordIn, user: CurrentUser, conn: ConnDep, settings: SettingsDep) -> None:
-    """Change the own password; every refresh token is revoked (sign in again elsewhere)."""
+@router.put("/me/password", status_code=204, responses={429: {"model": ErrorOut}})
+async def change_password(
+    body: PasswordIn, request: Request, user: CurrentUser, conn: ConnDep, settings: SettingsDep
+) -> None:
+    """Change the own password; every token is revoked (sign in again elsewhere).
+
+    Wrong ``current_password`` guesses count like failed sign-ins of this account from this
+    address (429 with Retry-After once they pass the limit).
+    """
     access.require_writable(user, "own_account", body.model_fields_set)
+    ip = security.client_address(request, settings)
+    await security.check_throttle(conn, username=user.username, client_ip=ip)
     current = await users_repo.get_password_hash(conn, user_id=user.id)
-    ok = current is not None and await security.verify_password_async(
-        current, body.current_password, settings
-    )
-    if not ok:
+    if current is None or not await security.verify_password_async(current, body.current_password, settings):
+        await users_repo.record_login_attempt(conn, username=user.username, client_ip=ip, ok=False)
+        await audit_repo.write(
+            conn, user_id=user.id, username=user.username, action="password:wrong_current",
+            route="PUT /api/v1/auth/me/password", detail={"ip": ip},
+        )  # fmt: skip
         raise ApiError(403, "auth.wrong_password")
     new_hash = await security.hash_password_async(body.new_password, settings)
     await users_repo.update_user(conn, user_id=user.id, password_hash=new_hash)
     await users_repo.revoke_all_tokens(conn, user_id=user.id)
+    await audit_repo.write(
+        conn, user_id=user.id, username=user.username, action="password:changed",
+        route="PUT /api/v1/auth/me/password", detail={"ip": ip},
+    )  # fmt: skip
