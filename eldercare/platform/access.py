@@ -111,7 +111,7 @@ WRITABLE: dict[str, dict[str, frozenset[str]]] = {
         "admin": frozenset({"id", "site_id", "description", "sensors", "config", "expected_revision"})
     },
     "sensor": {"admin": frozenset({"id", "kind", "room", "resident_id", "meta"})},
-    "policy": {"admin": frozenset({"name", "tiers"})},
+    "policy": {"admin": frozenset({"name", "tiers", "family_ack_stops"})},
 }
 
 

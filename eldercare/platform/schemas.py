@@ -417,12 +417,17 @@ class TierIn(Strict):
 class PolicyIn(Strict):
     name: str = Field(min_length=1, max_length=MAX_NAME)
     tiers: list[TierIn] = Field(min_length=1, max_length=20)
+    family_ack_stops: bool = Field(
+        default=False,
+        description="A family member's acknowledgement stops escalation (default: only a care worker's)",
+    )
 
 
 class PolicyOut(Model):
     id: int
     name: str
     tiers: list[dict[str, Any]]
+    family_ack_stops: bool = False
     created_at: datetime
 
 

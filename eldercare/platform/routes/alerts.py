@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from eldercare.platform import access
 from eldercare.platform.deps import ConnDep, CurrentUser, roles
@@ -147,11 +147,34 @@ async def get_alert(alert_id: DbId, alert: VisibleAlert, conn: ConnDep) -> Alert
     )
 
 
+class AckIn(BaseModel):
+    """Optional: a family member says whether they are on their way (and may leave a note)."""
+
+    model_config = ConfigDict(extra="forbid")
+    on_my_way: bool = False
+    note: str | None = Field(default=None, max_length=2000)
+
+
 @router.post("/{alert_id}/ack", response_model=AlertOut)
-async def acknowledge(alert_id: DbId, alert: VisibleAlert, user: CurrentUser, conn: ConnDep) -> AlertOut:
-    """Take the alert: stops escalation. Anyone who may see it may acknowledge it."""
+async def acknowledge(
+    alert_id: DbId, alert: VisibleAlert, user: CurrentUser, conn: ConnDep, body: AckIn | None = None
+) -> AlertOut:
+    """Take the alert: a care worker's (or admin's, tester's) acknowledgement stops escalation.
+
+    A family member's is recorded as ``family_seen`` (with ``on_my_way``) in the trail; the alert
+    stays open and escalation to professionals goes on, unless the resident's policy says
+    ``family_ack_stops``.
+    """
+    body = body or AckIn()
     async with conn.transaction():
-        done = await repo.acknowledge(conn, alert_id=alert_id, user_id=user.id)
+        if user.role == "family" and not await repo.family_ack_stops(conn, alert_id=alert_id):
+            done = await repo.mark_seen(
+                conn, alert_id=alert_id, user_id=user.id, on_my_way=body.on_my_way, note=body.note
+            )
+        else:
+            done = await repo.acknowledge(conn, alert_id=alert_id, user_id=user.id)
+            if done is not None and body.note:
+                await repo.add_note(conn, alert_id=alert_id, user_id=user.id, note=body.note)
     if done is None:
         raise ApiError(409, "alert.not_open", id=alert_id, state=alert["state"])
     updated = await repo.get(conn, alert_id=alert_id)

@@ -30,7 +30,11 @@ async def create_policy(user: AdminUser, body: PolicyIn, conn: ConnDep, route: R
     _check_tiers(body)
     async with conn.transaction():
         pid = await registry.save_policy(
-            conn, policy_id=None, name=body.name, tiers=[t.model_dump() for t in body.tiers]
+            conn,
+            policy_id=None,
+            name=body.name,
+            tiers=[t.model_dump() for t in body.tiers],
+            family_ack_stops=body.family_ack_stops,
         )
         row = await registry.get_policy(conn, policy_id=pid or 0)
         await access.audit_change(
@@ -39,7 +43,7 @@ async def create_policy(user: AdminUser, body: PolicyIn, conn: ConnDep, route: R
             "create:policy",
             target=f"policy:{pid}",
             new=row,
-            fields=("name", "tiers"),
+            fields=("name", "tiers", "family_ack_stops"),
             route=route,
         )
     return PolicyOut.model_validate(row)
@@ -63,12 +67,15 @@ async def replace_policy(
     tiers = [t.model_dump() for t in body.tiers]
     async with conn.transaction():
         old = await registry.get_policy(conn, policy_id=policy_id)
-        if await registry.save_policy(conn, policy_id=policy_id, name=body.name, tiers=tiers) is None:
+        saved = await registry.save_policy(
+            conn, policy_id=policy_id, name=body.name, tiers=tiers, family_ack_stops=body.family_ack_stops
+        )
+        if saved is None:
             raise not_found("policy", policy_id)
         row = await registry.get_policy(conn, policy_id=policy_id)
         await access.audit_change(
             conn, user, "update:policy", target=f"policy:{policy_id}", old=old, new=row,
-            fields=("name", "tiers"), route=route,
+            fields=("name", "tiers", "family_ack_stops"), route=route,
         )  # fmt: skip
     return PolicyOut.model_validate(row)
 

@@ -293,9 +293,11 @@ function urgency(a, now = Date.now()) {
 }
 
 function alertItem(a, opts = {}) {
-  const ack = a.state === "open" ? h("button", { class: "btn", "data-ack": a.id, i18n: "alert.ack",
-    on: { click: async () => { try { const u = await api(`/alerts/${a.id}/ack`, { method: "POST" });
-      S.alerts.set(a.id, { ...a, ...u }); onAlertsChanged(a.id); toast(t("alert.acked")); } catch (e) { toast(e.message); } } } }) : null;
+  // A family member's acknowledgement says "seen, on my way"; escalation to the care team goes on.
+  const fam = S.me && S.me.role === "family";
+  const ack = a.state === "open" ? h("button", { class: "btn", "data-ack": a.id, i18n: fam ? "alert.seen" : "alert.ack",
+    on: { click: async () => { try { const u = await api(`/alerts/${a.id}/ack`, { method: "POST", body: fam ? { on_my_way: true } : undefined });
+      S.alerts.set(a.id, { ...a, ...u }); onAlertsChanged(a.id); toast(t(fam ? "alert.seen_sent" : "alert.acked")); } catch (e) { toast(e.message); } } } }) : null;
   const urgent = urgency(a);
   return h("li", { class: `alert sev-${a.severity} state-${a.state}` + (urgent ? " urgent" : ""), "data-alert": a.id, "data-state": a.state },
     h("div", { class: "body" },
