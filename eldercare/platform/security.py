@@ -106,11 +106,15 @@ def _signing_key(settings: Settings) -> bytes:
     return hashlib.sha256(b"eldercare-jwt:" + settings.secret_key.get_secret_value().encode()).digest()
 
 
-def create_access_token(settings: Settings, *, user_id: int, role: str, now: datetime | None = None) -> str:
+def create_access_token(
+    settings: Settings, *, user_id: int, role: str, version: int = 0, now: datetime | None = None
+) -> str:
+    """A signed access token; ``version`` is the user's token version (revoked when it moves on)."""
     now = now or datetime.now(UTC)
     claims = {
         "sub": str(user_id),
         "role": role,
+        "ver": version,
         "type": "access",
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(minutes=settings.access_token_minutes)).timestamp()),
@@ -140,6 +144,18 @@ class TokenPair:
     expires_in: int
 
 
+async def authenticate(
+    conn: AsyncConnection[Any], settings: Settings, token: str
+) -> tuple[dict[str, Any], int]:
+    """The active user an access token names and the token's expiry (Unix seconds); 401 if the
+    token is forged, expired, for a disabled account, or revoked (logout, password change)."""
+    claims = decode_access_token(settings, token)
+    row = await users_repo.get_user(conn, user_id=int(claims["sub"]))
+    if row is None or not row["active"] or claims.get("ver") != row["token_version"]:
+        raise ApiError(401, "auth.bad_token", headers={"WWW-Authenticate": "Bearer"})
+    return row, int(claims["exp"])
+
+
 async def issue_tokens(
     conn: AsyncConnection[Any], settings: Settings, *, user_id: int, role: str
 ) -> TokenPair:
@@ -150,7 +166,9 @@ async def issue_tokens(
         token_hash=hash_token(refresh),
         expires_at=datetime.now(UTC) + timedelta(days=settings.refresh_token_days),
     )
-    access = create_access_token(settings, user_id=user_id, role=role)
+    user = await users_repo.get_user(conn, user_id=user_id)
+    version = int(user["token_version"]) if user else 0
+    access = create_access_token(settings, user_id=user_id, role=role, version=version)
     return TokenPair(access, refresh, settings.access_token_minutes * 60)
 
 

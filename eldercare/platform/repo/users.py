@@ -14,7 +14,9 @@ from eldercare.platform.repo import resident_scope, scope_params
 if TYPE_CHECKING:
     from eldercare.platform.access import Principal
 
-USER_COLS = "id, username, display_name, role, provider_id, locale, phone, email, active, created_at"
+USER_COLS = (
+    "id, username, display_name, role, provider_id, locale, phone, email, active, created_at, token_version"
+)
 
 
 async def _one(conn: AsyncConnection[Any], query: Any, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -153,8 +155,10 @@ async def use_refresh_token(conn: AsyncConnection[Any], *, token_hash: str) -> t
 
 
 async def revoke_all_tokens(conn: AsyncConnection[Any], *, user_id: int) -> None:
+    """Every refresh token, and (by bumping the user's token version) every access token issued."""
     await conn.execute(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %(u)s AND revoked_at IS NULL",
+        "WITH bump AS (UPDATE users SET token_version = token_version + 1 WHERE id = %(u)s)"
+        " UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %(u)s AND revoked_at IS NULL",
         {"u": user_id},
     )
 

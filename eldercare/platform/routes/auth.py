@@ -44,8 +44,11 @@ async def refresh(body: RefreshIn, conn: ConnDep, settings: SettingsDep) -> Toke
 
 @router.post("/logout", status_code=204)
 async def logout(user: CurrentUser, conn: ConnDep) -> None:
-    """Revoke every refresh token of the signed-in user (access tokens expire on their own)."""
+    """Revoke every token of the signed-in user: refresh tokens and access tokens alike."""
     await users_repo.revoke_all_tokens(conn, user_id=user.id)
+    await audit_repo.write(
+        conn, user_id=user.id, username=user.username, action="sign_out", route="POST /api/v1/auth/logout"
+    )
 
 
 @router.get("/me", response_model=UserOut)

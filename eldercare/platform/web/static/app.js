@@ -173,7 +173,8 @@ function startLive() {
   if (!S.token || S.ws || S.poll) return;
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   let ws;
-  try { ws = new WebSocket(`${proto}//${location.host}${API}/ws?token=${encodeURIComponent(S.token)}`); }
+  // The token travels as a subprotocol, never in the URL (access logs keep URLs).
+  try { ws = new WebSocket(`${proto}//${location.host}${API}/ws`, ["eldercare.v1", "bearer." + S.token]); }
   catch (e) { startPolling(); return; }
   S.ws = ws;
   ws.onmessage = (m) => {
@@ -181,7 +182,13 @@ function startLive() {
     if (msg.type === "hello") { S.live = "ws"; chrome(); }
     if (msg.type === "alert") refreshAlert(msg.alert.id, msg.event);
   };
-  ws.onclose = () => { S.ws = null; if (S.token) startPolling(); };
+  ws.onclose = (ev) => {
+    S.ws = null;
+    if (!S.token) return;
+    // 4401: the access token expired (or was revoked): refresh it and reconnect, else poll
+    if (ev.code === 4401) refreshToken().then((ok) => (ok && !S.ws ? startLive() : startPolling()));
+    else startPolling();
+  };
   ws.onerror = () => {};
   // Ask for the current list too: pushes only carry what changes from now on.
   loadAlerts();
