@@ -197,6 +197,38 @@ async def audit_change(
     )
 
 
+def room_stream(room: str | None) -> Stream:
+    """The consent stream a room's activity belongs to (the same rule as the timeline's rows)."""
+    return "bathroom" if room == "bathroom" else "activity"
+
+
+def derived_view(
+    grant: ResidentAccess, *, sleep: Any, last_room: str | None
+) -> tuple[Any, str | None, list[str]]:
+    """What of the data derived from raw streams the grant may see: last night's sleep comes from
+    the bed sensor (stream ``bed``), the room of the last activity from motion sensors
+    (``activity``, or ``bathroom`` for the bathroom). Returns (sleep, last_room, hidden fields);
+    a hidden field is None, as if there were nothing to show."""
+    hidden: list[str] = []
+    if not grant.allows("bed"):
+        sleep, hidden = None, [*hidden, "sleep_last_night"]
+    if last_room is not None and not grant.allows(room_stream(last_room)):
+        last_room, hidden = None, [*hidden, "last_activity_room"]
+    return sleep, last_room, hidden
+
+
+def person_label(viewer: Principal, person: Mapping[str, Any] | None, username: str | None) -> str | None:
+    """How a person appears in an alert's trail: staff see user names; a family member sees others
+    only by display name and role (never another relative's or a worker's user name)."""
+    if username is None:
+        return None
+    if viewer.role != "family" or username == viewer.username:
+        return username
+    if person is None:
+        return None
+    return f"{person['display_name']} ({person['role']})"
+
+
 def streams_for(user: Principal, consent: dict[str, Any] | None) -> frozenset[str]:
     """The streams a user in scope may read; only family members are limited by consent."""
     if user.role != "family":

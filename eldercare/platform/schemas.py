@@ -486,6 +486,9 @@ class SummaryOut(Model):
     sleep_last_night: SleepOut | None = None
     active_hours_today: int = 0
     open_alerts: list[dict[str, Any]]
+    hidden_fields: list[str] = Field(
+        default_factory=list, description="Fields left empty because consent does not cover their stream"
+    )
 
 
 class DurationStats(Model):

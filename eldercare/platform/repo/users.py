@@ -85,6 +85,16 @@ async def update_user(conn: AsyncConnection[Any], *, user_id: int, **fields: Any
     return await _one(conn, query, {**fields, "id": user_id})
 
 
+async def people(conn: AsyncConnection[Any], *, usernames: list[str]) -> dict[str, dict[str, Any]]:
+    """Display name and role of each named user (for showing people to those who may not see user names)."""
+    rows = await _all(
+        conn,
+        "SELECT username, display_name, role FROM users WHERE username = ANY(%(u)s)",
+        {"u": usernames},
+    )
+    return {r["username"]: r for r in rows}
+
+
 async def delete_user(conn: AsyncConnection[Any], *, user_id: int) -> bool:
     cur = await conn.execute("UPDATE users SET active = false WHERE id = %(id)s", {"id": user_id})
     return cur.rowcount > 0

@@ -12,6 +12,7 @@ from eldercare.platform import access
 from eldercare.platform.deps import ConnDep, CurrentUser, roles
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import users as users_repo
 from eldercare.platform.routes import ERRORS
 from eldercare.platform.schemas import DbId, StoredJson
 
@@ -133,11 +134,42 @@ async def list_alerts(
     return [AlertOut.model_validate(r) for r in rows]
 
 
+async def _as_seen_by(
+    conn: ConnDep, user: access.Principal, trail: list[dict[str, Any]], sent: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Trail and notifications with people shown as ``access.person_label`` decides for ``user``."""
+    if user.role != "family":
+        return trail, sent
+    names = {t["actor"] for t in trail if t["actor"]} | {n["username"] for n in sent if n["username"]}
+    for t in trail:
+        names |= set((t["detail"] or {}).get("users") or [])
+    known = await users_repo.people(conn, usernames=sorted(names))
+
+    def label(name: str | None) -> str | None:
+        return access.person_label(user, known.get(name or ""), name)
+
+    trail = [
+        t | {"actor": label(t["actor"])}
+        | ({"detail": t["detail"] | {"users": [label(u) for u in t["detail"]["users"]]}}
+           if (t["detail"] or {}).get("users") else {})
+        for t in trail
+    ]  # fmt: skip
+    sent = [n | {"username": label(n["username"]) if n["username"] == user.username else None} for n in sent]
+    return trail, sent
+
+
 @router.get("/{alert_id}", response_model=AlertDetail)
-async def get_alert(alert_id: DbId, alert: VisibleAlert, conn: ConnDep) -> AlertDetail:
-    """One alert with its evidence, every transition, and who was notified when."""
-    trail = await repo.trail_of(conn, alert_id=alert_id)
-    sent = await repo.notifications_of(conn, alert_id=alert_id)
+async def get_alert(alert_id: DbId, alert: VisibleAlert, user: CurrentUser, conn: ConnDep) -> AlertDetail:
+    """One alert with its evidence, every transition, and who was notified when.
+
+    Family members see other people (relatives, workers) by display name and role only.
+    """
+    trail, sent = await _as_seen_by(
+        conn,
+        user,
+        await repo.trail_of(conn, alert_id=alert_id),
+        await repo.notifications_of(conn, alert_id=alert_id),
+    )
     return AlertDetail.model_validate(
         alert
         | {
