@@ -133,3 +133,27 @@ def test_registry_changes_are_audited(api: Api, db_url: str, world: Any) -> None
     assert api.post("admin", "/api/v1/users", json=body).status_code == 201
     created = _audit(db_url, "create:user")[-1]["detail"]["changes"]
     assert created["username"]["new"] == "n-1" and created["password"]["new"] == "********"
+
+
+def test_refusals_and_sensitive_reads_are_audited(api: Api, db_url: str) -> None:
+    assert api.get("family1", "/api/v1/sites").status_code == 403
+    assert (
+        api.patch("station1", "/api/v1/residents/res-1", json={"escalation_policy_id": None}).status_code
+        == 403
+    )
+    assert api.get("worker2", "/api/v1/residents/res-1").status_code == 404
+    refused = _audit(db_url, "refused:403")
+    assert [(r["username"], r["detail"]["reason"]) for r in refused] == [
+        ("family1", "role.denied"),
+        ("station1", "field.denied"),
+    ]
+    assert refused[1]["route"] == "PATCH /api/v1/residents/res-1"
+    assert _audit(db_url, "refused:404")[-1]["username"] == "worker2"
+    assert api.get("admin", "/api/v1/alerts").status_code == 200
+    assert api.get("worker1", "/api/v1/reports/care-quality").status_code == 200
+    assert api.get("worker1", "/api/v1/sites/home-1").status_code == 200
+    assert api.get("admin", "/api/v1/gateways").status_code == 200
+    assert _audit(db_url, "list:alerts")[-1]["username"] == "admin"
+    assert _audit(db_url, "read:care_quality")[-1]["username"] == "worker1"
+    assert _audit(db_url, "read:site")[-1]["detail"]["target"] == "site:home-1"
+    assert "gw-home-1" in _audit(db_url, "list:gateways")[-1]["detail"]["gateways"]

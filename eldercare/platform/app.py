@@ -77,10 +77,40 @@ def _locale(request: Request) -> str:
     return getattr(request.state, "locale", None) or negotiate(request.headers.get("accept-language"))
 
 
+AUDITED_REFUSALS = {403, 404}
+
+
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     detail = t(exc.key, _locale(request), **exc.fields)
+    await _audit_refusal(request, exc)
     return JSONResponse({"detail": detail}, status_code=exc.status, headers=exc.headers)
+
+
+async def _audit_refusal(request: Request, exc: ApiError) -> None:
+    """A signed-in user refused (role, consent, field, scope): written to the audit log.
+
+    On its own connection, since the request's own may be inside a transaction being rolled back.
+    A failure to write is logged, never turned into a second error.
+    """
+    user = getattr(request.state, "user", None)
+    if user is None or exc.status not in AUDITED_REFUSALS:
+        return
+    from eldercare.platform.repo import audit
+
+    fields = {k: str(v) for k, v in exc.fields.items()}
+    try:
+        async with request.app.state.pool.connection() as conn:
+            await audit.write(
+                conn,
+                user_id=user.id,
+                username=user.username,
+                action=f"refused:{exc.status}",
+                route=f"{request.method} {request.url.path}",
+                detail={"reason": exc.key, **fields},
+            )
+    except Exception:  # the refusal itself must still be answered
+        log.exception("could not audit a refused request")
 
 
 def _requires_sign_in(request: Request) -> bool:

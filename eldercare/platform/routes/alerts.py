@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from eldercare.platform import access
-from eldercare.platform.deps import ConnDep, CurrentUser, roles
+from eldercare.platform.deps import ConnDep, CurrentUser, RouteDep, roles
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import audit as audit_repo
 from eldercare.platform.repo import users as users_repo
 from eldercare.platform.routes import ERRORS
 from eldercare.platform.schemas import DbId, StoredJson
@@ -118,6 +119,7 @@ VisibleAlert = Annotated[dict[str, Any], Depends(visible_alert)]
 async def list_alerts(
     user: CurrentUser,
     conn: ConnDep,
+    route: RouteDep,
     state: AlertState | None = None,
     kind: AlertKind | None = None,
     site: str | None = None,
@@ -130,6 +132,10 @@ async def list_alerts(
     rows = await repo.list_visible(
         conn, user_id=user.id, role=user.role, provider_id=user.provider_id, state=state, kind=kind,
         site=site, resident=resident, tier=tier, limit=limit, offset=offset,
+    )  # fmt: skip
+    await audit_repo.write(
+        conn, user_id=user.id, username=user.username, action="list:alerts", route=route,
+        detail={"alerts": [r["id"] for r in rows]},
     )  # fmt: skip
     return [AlertOut.model_validate(r) for r in rows]
 

@@ -67,11 +67,18 @@ _new_password = provisioning.new_password
 
 @router.get("", response_model=list[GatewayOut])
 async def list_gateways(
-    user: RegistryReader, conn: ConnDep, site_id: str | None = Query(default=None)
+    user: RegistryReader, conn: ConnDep, route: RouteDep, site_id: str | None = Query(default=None)
 ) -> list[GatewayOut]:
-    return [
-        GatewayOut.model_validate(r) for r in await registry.list_gateways(conn, user=user, site_id=site_id)
-    ]
+    rows = await registry.list_gateways(conn, user=user, site_id=site_id)
+    await access.audit_change(
+        conn,
+        user,
+        "list:gateways",
+        target="gateways",
+        route=route,
+        extra={"gateways": [r["id"] for r in rows]},
+    )
+    return [GatewayOut.model_validate(r) for r in rows]
 
 
 @router.post("", response_model=GatewayProvisioned, status_code=201)
@@ -113,8 +120,10 @@ async def unknown_sensors(_: AdminUser, conn: ConnDep) -> list[UnknownSensorOut]
 
 
 @router.get("/{gateway_id}", response_model=GatewayOut)
-async def get_gateway(user: RegistryReader, gateway_id: str, conn: ConnDep) -> GatewayOut:
-    return GatewayOut.model_validate(await _gateway(conn, user, gateway_id))
+async def get_gateway(user: RegistryReader, gateway_id: str, conn: ConnDep, route: RouteDep) -> GatewayOut:
+    row = await _gateway(conn, user, gateway_id)
+    await access.audit_change(conn, user, "read:gateway", target=f"gateway:{gateway_id}", route=route)
+    return GatewayOut.model_validate(row)
 
 
 @router.delete("/{gateway_id}", status_code=204)

@@ -18,10 +18,17 @@ router = APIRouter(prefix="/sites", tags=["sites"], responses=ERRORS)
 
 @router.get("", response_model=list[SiteOut])
 async def list_sites(
-    user: RegistryReader, conn: ConnDep, kind: Literal["home", "station", "institution"] | None = None
+    user: RegistryReader,
+    conn: ConnDep,
+    route: RouteDep,
+    kind: Literal["home", "station", "institution"] | None = None,
 ) -> list[SiteOut]:
     """Sites in scope (care workers: where their residents live or attend; testers: simulated)."""
-    return [SiteOut.model_validate(r) for r in await registry.list_sites(conn, user=user, kind=kind)]
+    rows = await registry.list_sites(conn, user=user, kind=kind)
+    await access.audit_change(
+        conn, user, "list:sites", target="sites", route=route, extra={"sites": [r["id"] for r in rows]}
+    )
+    return [SiteOut.model_validate(r) for r in rows]
 
 
 @router.post("", response_model=SiteOut, status_code=201)
@@ -37,10 +44,11 @@ async def create_site(user: AdminUser, body: SiteIn, conn: ConnDep, route: Route
 
 
 @router.get("/{site_id}", response_model=SiteOut)
-async def get_site(user: RegistryReader, site_id: str, conn: ConnDep) -> SiteOut:
+async def get_site(user: RegistryReader, site_id: str, conn: ConnDep, route: RouteDep) -> SiteOut:
     row = await registry.get_site(conn, user=user, site_id=site_id)
     if row is None:
         raise not_found("site", site_id)
+    await access.audit_change(conn, user, "read:site", target=f"site:{site_id}", route=route)
     return SiteOut.model_validate(row)
 
 
