@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     # Addresses or networks of reverse proxies whose X-Forwarded-For is believed, comma-separated
     # (e.g. "127.0.0.1,10.0.0.0/8"); empty: the peer's address is the client's, whatever it sends.
     trusted_proxies: str = ""
+    # Webhook URLs in private, loopback or link-local ranges are refused unless this is true
+    # (a test bench, or providers inside the same private network).
+    webhook_allow_private: bool = False
     # argon2 runs on this many threads; past this many more waiting, sign-ins answer 429.
     password_hash_workers: int = Field(default=2, ge=1, le=64)
     password_hash_queue: int = Field(default=32, ge=0, le=10_000)

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from eldercare import __version__
 from eldercare.config import Settings, get_settings
 from eldercare.platform.errors import ApiError
+from eldercare.platform.headers import SecurityHeaders
 from eldercare.platform.i18n import negotiate, t
 from eldercare.platform.limits import RequestLimits
 
@@ -356,6 +357,7 @@ def create_app(settings: Settings | None = None, *, start_engine: bool = True) -
         max_body_bytes=settings.http_max_body_bytes,
         max_json_depth=settings.http_max_json_depth,
     )
+    app.add_middleware(SecurityHeaders)  # added last, so outermost: on every answer, refusals included
     for name in ROUTERS:
         try:
             module: Any = importlib.import_module(f"eldercare.platform.routes.{name}")

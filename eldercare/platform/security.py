@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import jwt
 from argon2 import PasswordHasher
@@ -278,3 +279,54 @@ async def refresh(conn: AsyncConnection[Any], settings: Settings, *, refresh_tok
     if user is None or not user["active"]:
         raise ApiError(401, "auth.bad_refresh")
     return await issue_tokens(conn, settings, user_id=user_id, role=user["role"])
+
+
+# Webhook targets --------------------------------------------------------------------------------
+
+LOCAL_NAMES = ("localhost", ".localhost", ".local", ".localdomain", ".internal", ".lan", ".home.arpa")
+
+
+def _internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return bool(
+        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast
+        or ip.is_unspecified
+    )  # fmt: skip
+
+
+async def webhook_problem(url: str, settings: Settings, *, resolve_timeout_s: float = 2.0) -> str | None:
+    """Why ``url`` may not receive webhooks, or None.
+
+    Refused unless ``ELDERCARE_WEBHOOK_ALLOW_PRIVATE``: addresses in private, loopback, link-local
+    and other internal ranges (the webhook would let an admin's typo, or a stolen admin account,
+    make the platform probe its own network, e.g. ``http://127.0.0.1:5432/``), local-only names,
+    and names that resolve to such addresses. A name that does not resolve now is accepted; the
+    delivery worker must check the address it connects to as well (DNS can change).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    if parts.username or parts.password:
+        return "must not carry a user name or password"
+    if settings.webhook_allow_private:
+        return None
+    host = parts.hostname.lower().rstrip(".")
+    try:
+        literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        return "points at an internal address" if _internal(literal) else None
+    if host == "localhost" or host.endswith(LOCAL_NAMES) or "." not in host:
+        return "names a local host"
+    try:
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(host, parts.port or 443), timeout=resolve_timeout_s
+        )
+    except (OSError, TimeoutError):
+        return None
+    for info in infos:
+        if _internal(ipaddress.ip_address(info[4][0])):
+            return "resolves to an internal address"
+    return None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from eldercare.platform import access
+from eldercare.platform import access, security
 from eldercare.platform.access import Principal
-from eldercare.platform.deps import AdminUser, ConnDep, RouteDep, StaffUser
+from eldercare.platform.deps import AdminUser, ConnDep, RouteDep, SettingsDep, StaffUser
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import registry
 from eldercare.platform.repo import users as users_repo
@@ -29,9 +29,19 @@ async def list_providers(user: StaffUser, conn: ConnDep) -> list[ProviderOut]:
     return [ProviderOut.model_validate(r) for r in await registry.list_providers(conn, user=user)]
 
 
+async def _check_webhook(body: ProviderIn, settings: SettingsDep) -> None:
+    if body.webhook_url:
+        problem = await security.webhook_problem(body.webhook_url, settings)
+        if problem:
+            raise ApiError(422, "invalid.value", field="webhook_url", reason=problem)
+
+
 @router.post("", response_model=ProviderOut, status_code=201)
-async def create_provider(user: AdminUser, body: ProviderIn, conn: ConnDep, route: RouteDep) -> ProviderOut:
+async def create_provider(
+    user: AdminUser, body: ProviderIn, conn: ConnDep, route: RouteDep, settings: SettingsDep
+) -> ProviderOut:
     access.require_writable(user, "provider", body.model_fields_set)
+    await _check_webhook(body, settings)
     fields = body.model_dump()
     async with conn.transaction():
         row = await registry.insert(conn, table="providers", fields=fields)
@@ -48,9 +58,10 @@ async def get_provider(user: StaffUser, provider_id: str, conn: ConnDep) -> Prov
 
 @router.put("/{provider_id}", response_model=ProviderOut)
 async def update_provider(
-    user: AdminUser, provider_id: str, body: ProviderIn, conn: ConnDep, route: RouteDep
+    user: AdminUser, provider_id: str, body: ProviderIn, conn: ConnDep, route: RouteDep, settings: SettingsDep
 ) -> ProviderOut:
     access.require_writable(user, "provider", body.model_fields_set)
+    await _check_webhook(body, settings)
     fields = body.model_dump(exclude={"id"})
     async with conn.transaction():
         pair = await registry.change(conn, table="providers", key={"id": provider_id}, fields=fields)
