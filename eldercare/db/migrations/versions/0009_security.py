@@ -9,13 +9,13 @@
   member's acknowledgement is the trail action ``family_seen`` (detail ``on_my_way``).
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0006
 """
 
 from alembic import op
 
 revision = "0009"
-down_revision = "0004"
+down_revision = "0006"  # was "0004"; relinked after rebasing onto main, which has 0006
 branch_labels = None
 depends_on = None
 
