@@ -140,6 +140,10 @@ def test_malformed_json_answers_401_before_422(api: Api) -> None:
     )
     _json_4xx(r, 401)
     _json_4xx(api.patch("admin", "/api/v1/residents/res-1", content="{not json", headers=headers), 422)
+    revoked = api.as_("worker1")
+    assert api.client.post("/api/v1/auth/logout", headers=revoked).status_code == 204
+    r = api.client.patch("/api/v1/residents/res-1", content="{not json", headers={**headers, **revoked})
+    _json_4xx(r, 401)  # a revoked token is no better than none
     # a public route still says what is wrong with the body
     _json_4xx(api.client.post("/api/v1/auth/refresh", content="{not json", headers=headers), 422)
 

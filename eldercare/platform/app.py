@@ -130,18 +130,19 @@ def _requires_sign_in(request: Request) -> bool:
     return False
 
 
-def _unauthenticated(request: Request) -> ApiError | None:
+async def _unauthenticated(request: Request) -> ApiError | None:
     """For a body FastAPI could not parse (refused before any dependency ran): the 401 a caller
     without a valid token would have had, so strangers learn nothing about the body format."""
     if not _requires_sign_in(request):
         return None
-    from eldercare.platform.security import decode_access_token
+    from eldercare.platform.security import authenticate
 
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return ApiError(401, "auth.not_authenticated", headers={"WWW-Authenticate": "Bearer"})
     try:
-        decode_access_token(request.app.state.settings, token)
+        async with request.app.state.pool.connection() as conn:
+            await authenticate(conn, request.app.state.settings, token)
     except ApiError as exc:
         return exc
     return None
@@ -150,7 +151,7 @@ def _unauthenticated(request: Request) -> ApiError | None:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
-        refused = _unauthenticated(request)
+        refused = await _unauthenticated(request)
         if refused is not None:
             return await _api_error(request, refused)
     errors = []
