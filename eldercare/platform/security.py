@@ -13,8 +13,9 @@ import hashlib
 import ipaddress
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
 from eldercare.config import Settings
 from eldercare.platform.errors import ApiError
@@ -68,17 +70,35 @@ class HashPool:
         self.workers = workers
         self.limit = workers + queue
         self.in_flight = 0
+        self.peak = 0  # most calls in flight at once, and calls refused: for benchmarks and operators
+        self.refused = 0
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Admission for one caller (429 at once past the limit), held while it works.
+
+        A sign-in holds its slot from its first database query to its last, so a storm is refused
+        before it queues on the database connections every other request needs.
+        """
         if self.in_flight >= self.limit:
+            self.refused += 1
             wait = math.ceil(self.in_flight * self.SECONDS_PER_HASH / self.workers) + 1
             raise ApiError(429, "auth.busy", headers={"Retry-After": str(wait)}, seconds=wait)
         self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            yield
         finally:
             self.in_flight -= 1
+
+    async def execute(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the pool's threads (the caller holds a :meth:`slot`)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self.slot():
+            return await self.execute(fn, *args)
 
 
 _pools: dict[tuple[int, int], HashPool] = {}
@@ -235,27 +255,55 @@ async def check_throttle(
 
 
 async def login(
-    conn: AsyncConnection[Any], settings: Settings, *, username: str, password: str, client_ip: str | None
+    pool: AsyncConnectionPool[Any],
+    settings: Settings,
+    *,
+    username: str,
+    password: str,
+    client_ip: str | None,
 ) -> TokenPair:
-    """Check the throttle and the password, record the attempt (and audit it), issue a token pair."""
+    """Check the throttle and the password, record the attempt (and audit it), issue a token pair.
+
+    Takes the pool, not a connection: no database connection is held while argon2 runs, so a
+    sign-in storm waits for the hashing pool (or gets 429) without taking the connections every
+    other request needs.
+    """
+    hashing = hash_pool(settings)
+    async with hashing.slot():  # 429 here costs no database work at all
+        return await _login(
+            pool, hashing, settings, username=username, password=password, client_ip=client_ip
+        )
+
+
+async def _login(
+    pool: AsyncConnectionPool[Any],
+    hashing: HashPool,
+    settings: Settings,
+    *,
+    username: str,
+    password: str,
+    client_ip: str | None,
+) -> TokenPair:
     where = {"ip": client_ip}
-    try:
-        await check_throttle(conn, username=username, client_ip=client_ip)
-    except ApiError:
-        await _audit_sign_in(conn, None, username, "sign_in:refused", where)
-        raise
-    user = await users_repo.get_login(conn, username=username)
-    ok = await verify_password_async(user["password_hash"] if user else _DUMMY_HASH, password, settings)
+    async with pool.connection() as conn:
+        try:
+            await check_throttle(conn, username=username, client_ip=client_ip)
+        except ApiError:
+            await _audit_sign_in(conn, None, username, "sign_in:refused", where)
+            raise
+        user = await users_repo.get_login(conn, username=username)
+    ok = await hashing.execute(verify_password, user["password_hash"] if user else _DUMMY_HASH, password)
     ok = ok and user is not None
-    await users_repo.record_login_attempt(conn, username=username, client_ip=client_ip, ok=ok)
-    if not ok or user is None:
-        await _audit_sign_in(conn, user["id"] if user else None, username, "sign_in:failed", where)
-        raise ApiError(401, "auth.bad_credentials", headers={"WWW-Authenticate": "Bearer"})
-    if not user["active"]:
-        await _audit_sign_in(conn, user["id"], username, "sign_in:inactive", where)
-        raise ApiError(403, "auth.inactive")
-    await _audit_sign_in(conn, user["id"], username, "sign_in", where)
-    return await issue_tokens(conn, settings, user_id=user["id"], role=user["role"])
+    async with pool.connection() as conn:
+        await users_repo.record_login_attempt(conn, username=username, client_ip=client_ip, ok=ok)
+        if not ok or user is None:
+            await _audit_sign_in(conn, user["id"] if user else None, username, "sign_in:failed", where)
+            raise ApiError(401, "auth.bad_credentials", headers={"WWW-Authenticate": "Bearer"})
+        if not user["active"]:
+            await _audit_sign_in(conn, user["id"], username, "sign_in:inactive", where)
+            raise ApiError(403, "auth.inactive")
+        await _audit_sign_in(conn, user["id"], username, "sign_in", where)
+        return await issue_tokens(conn, settings, user_id=user["id"], role=user["role"])
 
 
 async def _audit_sign_in(

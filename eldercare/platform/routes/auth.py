@@ -22,12 +22,13 @@ router = APIRouter(prefix="/auth", tags=["auth"], responses=ERRORS)
 async def token(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    conn: ConnDep,
     settings: SettingsDep,
 ) -> TokenOut:
-    """OAuth2 password flow: a short-lived access token and a refresh token (rate-limited)."""
+    """OAuth2 password flow: a short-lived access token and a refresh token (rate-limited; 429
+    also when too many sign-ins are being checked at once)."""
     ip = security.client_address(request, settings)
-    pair = await security.login(conn, settings, username=form.username, password=form.password, client_ip=ip)
+    pool = request.app.state.pool
+    pair = await security.login(pool, settings, username=form.username, password=form.password, client_ip=ip)
     return TokenOut(
         access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
     )
