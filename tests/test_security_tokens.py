@@ -166,3 +166,17 @@ def test_seeded_people_use_production_hashing_and_the_manifest_is_private(
             assert not production.check_needs_rehash(h), h[:40]  # same parameters as real accounts
         except InvalidHashError:  # pragma: no cover - a hash argon2 cannot read fails the test
             pytest.fail(f"not an argon2 hash: {h[:20]}")
+
+
+def test_an_open_websocket_closes_when_its_token_is_revoked(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eldercare.platform.routes import ws as ws_route
+
+    monkeypatch.setattr(ws_route, "RECHECK_S", 0.3)  # the server runs in this process
+    token = _token(server, "worker1")
+    with connect(f"ws://{server}/api/v1/ws", subprotocols=["eldercare.v1", f"bearer.{token}"]) as ws:  # type: ignore[list-item]
+        assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        r = httpx.post(f"http://{server}/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 204
+        assert _closed_with(ws) == 4401  # the event proving the server noticed

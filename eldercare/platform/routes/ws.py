@@ -7,7 +7,8 @@ The access token never goes into the URL (where access logs and proxies keep it)
 it either as a WebSocket subprotocol, ``new WebSocket(url, ["eldercare.v1", "bearer." + token])``
 (the server answers with ``eldercare.v1``), or as the first message, ``{"type": "auth", "token":
 ...}`` within :data:`AUTH_TIMEOUT_S`. The socket closes with 4401 when that token expires, unless
-the client sent a fresh one the same way (``{"type": "auth", ...}``) before. ``?token=`` still
+the client sent a fresh one the same way (``{"type": "auth", ...}``) before, or when it is revoked
+(checked every :data:`RECHECK_S`). ``?token=`` still
 works for old clients but is deprecated (logged). Close codes: 4401 bad, expired or revoked
 token, 1013 live pushes not running on this replica (try another).
 """
@@ -33,6 +34,7 @@ UNAVAILABLE = 1013
 SUBPROTOCOL = "eldercare.v1"
 BEARER = "bearer."
 AUTH_TIMEOUT_S = 10.0
+RECHECK_S = 60.0  # how often an open socket's token is checked again (logout, password change)
 
 
 async def _check(websocket: WebSocket, token: str) -> tuple[dict[str, Any], int] | None:
@@ -88,22 +90,29 @@ async def live_alerts(
     await websocket.send_json({"type": "hello", "user": user["username"], "role": user["role"]})
     hub.register(user["id"], websocket)
     try:
-        await _serve(websocket, user["id"], expires)
+        await _serve(websocket, user["id"], expires, secret)
     except WebSocketDisconnect:
         pass
     finally:
         hub.unregister(user["id"], websocket)
 
 
-async def _serve(websocket: WebSocket, user_id: int, expires: int) -> None:
-    """Answer pings and fresh tokens until the socket goes, or close it when its token expires."""
+async def _serve(websocket: WebSocket, user_id: int, expires: int, token: str) -> None:
+    """Answer pings and fresh tokens until the socket goes; close it when its token expires or,
+    checked every :data:`RECHECK_S`, is revoked (logout, password change, account disabled)."""
+    recheck_at = time.time() + RECHECK_S
     while True:
-        remaining = expires - time.time()
-        if remaining <= 0:
+        now = time.time()
+        if expires <= now:
             await websocket.close(code=BAD_TOKEN, reason="access token expired: send a new one or reconnect")
             return
+        if recheck_at <= now:
+            if await _check(websocket, token) is None:
+                await websocket.close(code=BAD_TOKEN, reason="access token revoked")
+                return
+            recheck_at = now + RECHECK_S
         try:
-            text = await asyncio.wait_for(websocket.receive_text(), timeout=remaining)
+            text = await asyncio.wait_for(websocket.receive_text(), timeout=min(expires, recheck_at) - now)
         except TimeoutError:
             continue
         fresh = _auth_message(text)
@@ -114,5 +123,5 @@ async def _serve(websocket: WebSocket, user_id: int, expires: int) -> None:
         if found is None or found[0]["id"] != user_id:
             await websocket.close(code=BAD_TOKEN, reason="bad, expired or revoked access token")
             return
-        expires = found[1]
+        token, expires = fresh, found[1]
         await websocket.send_json({"type": "auth_ok", "expires_at": expires})
