@@ -9,13 +9,13 @@
   member's acknowledgement is the trail action ``family_seen`` (detail ``on_my_way``).
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 """
 
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"  # was "0004"; relinked after rebasing onto main, which has 0006
+down_revision = "0008"  # was "0004"; relinked after rebasing onto main, which has 0006 and 0008
 branch_labels = None
 depends_on = None
 
