@@ -54,6 +54,7 @@ ALLOWED: list[tuple[str, str, frozenset[str]]] = [
     ("get", r"/alerts(/\{alert_id\})?", ALL),
     ("post", r"/alerts/\{alert_id\}/(ack|notes)", ALL),
     ("post", r"/alerts/\{alert_id\}/resolve", frozenset({A, W, T})),
+    (".*", r"/engine/failed-work.*", frozenset({A})),
 ]
 
 
@@ -76,6 +77,7 @@ def _path(template: str, world: World) -> str:
         "alert_id": "999999",
         "shift_id": "999999",
         "sensor_id": "no-such-sensor",
+        "work_id": "999999",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
 
