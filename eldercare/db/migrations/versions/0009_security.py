@@ -9,13 +9,13 @@
   member's acknowledgement is the trail action ``family_seen`` (detail ``on_my_way``).
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0007
 """
 
 from alembic import op
 
 revision = "0009"
-down_revision = "0008"  # was "0004"; relinked after rebasing onto main, which has 0006 and 0008
+down_revision = "0007"  # was "0004"; relinked after rebasing onto main (0006, 0008, 0007)
 branch_labels = None
 depends_on = None
 
