@@ -8,14 +8,17 @@ MQTT broker" (see :mod:`eldercare.embedded`), which is how ``eldercare demo`` ru
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import math
 import os
+from collections import Counter
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,6 +41,27 @@ def _user_data_dir() -> Path:
     import platformdirs
 
     return platformdirs.user_data_path("eldercare")
+
+
+MIN_SECRET_CHARS = 32
+MIN_SECRET_BITS = 128.0
+
+
+def secret_weakness(secret: str) -> str | None:
+    """Why ``secret`` cannot protect signed tokens, or None when it looks random and long enough.
+
+    Entropy is estimated from the secret's own character frequencies (Shannon, bits per character
+    times length): a repeated or dictionary-like secret scores low however long it is.
+    """
+    if not secret or secret == PLACEHOLDER_SECRET:
+        return "the secret is empty or the public placeholder"
+    if len(secret) < MIN_SECRET_CHARS:
+        return f"the secret is only {len(secret)} characters"
+    counts = Counter(secret)
+    bits = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values()) * len(secret)
+    if bits < MIN_SECRET_BITS or len(counts) < 10:
+        return f"the secret is not random enough (about {bits:.0f} bits)"
+    return None
 
 
 class SettingsError(Exception):
@@ -130,6 +154,18 @@ class Settings(BaseSettings):
     refresh_token_days: int = Field(default=7, ge=1)
     smtp_url: SecretStr | None = None
     smtp_from: str = "eldercare@localhost"
+    # Request limits (docs/security.md): bodies larger are refused with 413, JSON nested deeper with 422.
+    http_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    http_max_json_depth: int = Field(default=32, ge=2, le=200)
+    # Addresses or networks of reverse proxies whose X-Forwarded-For is believed, comma-separated
+    # (e.g. "127.0.0.1,10.0.0.0/8"); empty: the peer's address is the client's, whatever it sends.
+    trusted_proxies: str = ""
+    # Webhook URLs in private, loopback or link-local ranges are refused unless this is true
+    # (a test bench, or providers inside the same private network).
+    webhook_allow_private: bool = False
+    # argon2 runs on this many threads; past this many more waiting, sign-ins answer 429.
+    password_hash_workers: int = Field(default=2, ge=1, le=64)
+    password_hash_queue: int = Field(default=32, ge=0, le=10_000)
 
     @field_validator("mqtt_url")
     @classmethod
@@ -156,12 +192,39 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return self
 
-    @model_validator(mode="after")
-    def _no_placeholder_secret_in_production(self) -> Settings:
-        if self.environment == "production" and self.secret_key.get_secret_value() == PLACEHOLDER_SECRET:
-            msg = "secret_key must be set (ELDERCARE_SECRET_KEY) when environment is production"
-            raise ValueError(msg)
-        return self
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_secret_in_production(cls, v: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.data.get("environment") == "production":
+            weakness = secret_weakness(v.get_secret_value())
+            if weakness:
+                msg = (
+                    f"{weakness}; production needs a random secret of at least {MIN_SECRET_CHARS}"
+                    " characters, e.g. `openssl rand -hex 32`"
+                )
+                raise ValueError(msg)
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: str) -> str:
+        for part in filter(None, (p.strip() for p in v.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                msg = f"{part!r} is not an address or network (e.g. 10.0.0.0/8)"
+                raise ValueError(msg) from None
+        return v
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        parts = filter(None, (p.strip() for p in self.trusted_proxies.split(",")))
+        return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
+
+    @property
+    def weak_secret(self) -> str | None:
+        """Why the signing secret is unsafe (None: strong), for the loud warning outside production."""
+        return secret_weakness(self.secret_key.get_secret_value())
 
     @classmethod
     def settings_customise_sources(
@@ -216,7 +279,7 @@ def describe_error(exc: ValidationError) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "settings"
         var = f"{ENV_PREFIX}{field.upper()}" if err["loc"] else "settings"
-        lines.append(f"{var}: {err['msg']}")
+        lines.append(f"{var}: {err['msg'].removeprefix('Value error, ')}")
     return "; ".join(lines)
 
 

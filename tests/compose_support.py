@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 SECRETS = {
     "POSTGRES_PASSWORD": "pg-secret",
-    "ELDERCARE_SECRET_KEY": "key-secret",
+    "ELDERCARE_SECRET_KEY": "9f3c1a7e5b2d8046c1e9a3f7b5d20864ce1f",  # production refuses weak keys
     "ELDERCARE_BROKER_INGEST_PASSWORD": "ingest-secret",
     "ELDERCARE_BROKER_PLATFORM_PASSWORD": "platform-secret",
     "ELDERCARE_BROKER_SIMULATOR_PASSWORD": "simulator-secret",

@@ -72,7 +72,13 @@ def test_production_refuses_placeholder_secret(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("ELDERCARE_ENVIRONMENT", "production")
     with pytest.raises(SettingsError, match="ELDERCARE_SECRET_KEY"):
         load_settings()
-    monkeypatch.setenv("ELDERCARE_SECRET_KEY", "a-real-key-from-the-vault")
+    for weak in ("", "a-real-key-from-the-vault", "ab" * 40):  # empty, short, repetitive
+        monkeypatch.setenv("ELDERCARE_SECRET_KEY", weak)
+        with pytest.raises(SettingsError, match="ELDERCARE_SECRET_KEY") as exc:
+            load_settings()
+        assert "\n" not in str(exc.value)
+        assert not weak or weak not in str(exc.value)  # the secret itself is never echoed
+    monkeypatch.setenv("ELDERCARE_SECRET_KEY", "Zq3v8kP1xW7mN4rT9bY2cH6fJ0sL5dG8aE3uK7")
     assert load_settings().environment == "production"
 
 

@@ -125,7 +125,9 @@ def test_acknowledged_alert_does_not_escalate(db_url: str, world: World, api: Ap
     queue(db_url, "event", "gw-home-1", "home-1", fall(sensor_of_res1(db_url)))
     with_pool(db_url, service.process_work)
     (alert_id,) = rows(db_url, "SELECT id FROM alerts")[0]
-    assert api.post("family1", f"/api/v1/alerts/{alert_id}/ack").status_code == 200
+    assert (
+        api.post("worker1", f"/api/v1/alerts/{alert_id}/ack").status_code == 200
+    )  # family: test_security_family_ack
     assert with_pool(db_url, escalate_at(60)) == 0
     assert rows(db_url, "SELECT tier, state FROM alerts") == [(1, "acknowledged")]
 

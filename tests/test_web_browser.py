@@ -134,14 +134,15 @@ def both_languages(page: Any, name: str) -> None:
     accessible(page, f"{name}-{first}")
     page.screenshot(path=str(SHOTS / f"{name}-{first}.png"), full_page=True)
     page.click("#lang")
-    page.wait_for_function(f"document.documentElement.lang === {json.dumps(other)}")
+    # functions, not expressions: Playwright evaluates expressions with eval, which the CSP forbids
+    page.wait_for_function(f"() => document.documentElement.lang === {json.dumps(other)}")
     settle(page)
     text_other = check_language(page, other)
     accessible(page, f"{name}-{other}")
     page.screenshot(path=str(SHOTS / f"{name}-{other}.png"), full_page=True)
     assert text_first != text_other
     page.click("#lang")
-    page.wait_for_function(f"document.documentElement.lang === {json.dumps(first)}")
+    page.wait_for_function(f"() => document.documentElement.lang === {json.dumps(first)}")
     settle(page)
 
 
@@ -238,7 +239,7 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     assert banner.bounding_box()["y"] < 200  # above the fold on a phone
     assert fam.query_selector(".banner a[href='tel:+8613800000001']") is not None  # one tap to call
     fam.goto(server + "/web/#/console")  # a page her role may not open is not even drawn
-    fam.wait_for_function("location.hash.startsWith('#/family')")
+    fam.wait_for_function("() => location.hash.startsWith('#/family')")
     fam.wait_for_selector("#today")
     assert fam.query_selector("#alert-list") is None
     fam.wait_for_selector("#consent-notice")  # family1's consent covers no raw activity
@@ -310,10 +311,10 @@ def test_admin_and_tester_pages_work_in_both_languages(
     assert re.search(r"password: \S{12,}", page.wait_for_selector("#reissued-credentials").inner_text())
     page.fill(f"#p{world.policy_id}-s1", "120")
     page.click(f"form[data-policy='{world.policy_id}'] button[type=submit]")
-    page.wait_for_function(f"document.getElementById('p{world.policy_id}-s1')?.value === '120'")
+    page.wait_for_function(f"() => document.getElementById('p{world.policy_id}-s1')?.value === '120'")
     page.fill("#audit-resident", "res-2")  # the family link made above was audited
     page.click("#admin-audit button[type=submit]")
-    page.wait_for_function("document.getElementById('audit-table').innerText.includes('res-2')")
+    page.wait_for_function("() => document.getElementById('audit-table').innerText.includes('res-2')")
     audit = page.inner_text("#audit-table")
     assert "res-2" in audit and "res-1" not in audit
     with psycopg.connect(db_url) as conn:
@@ -343,7 +344,7 @@ def test_admin_and_tester_pages_work_in_both_languages(
     # the page waits for the simulation's ground truth, so the score counts what it fired; with
     # no simulation running it says so and records nothing that would later score as missed
     tester.wait_for_function(
-        "document.getElementById('toast').textContent.startsWith('No simulation answered')"
+        "() => document.getElementById('toast').textContent.startsWith('No simulation answered')"
     )
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT resident_id, kind FROM sim_incidents").fetchall() == []

@@ -24,12 +24,15 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eldercare import __version__
 from eldercare.config import Settings, get_settings
 from eldercare.platform.errors import ApiError
+from eldercare.platform.headers import SecurityHeaders
 from eldercare.platform.i18n import negotiate, t
+from eldercare.platform.limits import RequestLimits
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +78,82 @@ def _locale(request: Request) -> str:
     return getattr(request.state, "locale", None) or negotiate(request.headers.get("accept-language"))
 
 
+AUDITED_REFUSALS = {403, 404}
+
+
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     detail = t(exc.key, _locale(request), **exc.fields)
+    await _audit_refusal(request, exc)
     return JSONResponse({"detail": detail}, status_code=exc.status, headers=exc.headers)
+
+
+async def _audit_refusal(request: Request, exc: ApiError) -> None:
+    """A signed-in user refused (role, consent, field, scope): written to the audit log.
+
+    On its own connection, since the request's own may be inside a transaction being rolled back.
+    A failure to write is logged, never turned into a second error.
+    """
+    user = getattr(request.state, "user", None)
+    if user is None or exc.status not in AUDITED_REFUSALS:
+        return
+    from eldercare.platform.repo import audit
+
+    fields = {k: str(v) for k, v in exc.fields.items()}
+    try:
+        async with request.app.state.pool.connection() as conn:
+            await audit.write(
+                conn,
+                user_id=user.id,
+                username=user.username,
+                action=f"refused:{exc.status}",
+                route=f"{request.method} {request.url.path}",
+                detail={"reason": exc.key, **fields},
+            )
+    except Exception:  # the refusal itself must still be answered
+        log.exception("could not audit a refused request")
+
+
+def _requires_sign_in(request: Request) -> bool:
+    """Whether the matched route depends on the signed-in user (anywhere in its dependencies)."""
+    from eldercare.platform.deps import get_current_user
+
+    route = request.scope.get("route")
+    stack = [getattr(route, "dependant", None)]
+    while stack:
+        dep = stack.pop()
+        if dep is None:
+            continue
+        if dep.call is get_current_user:
+            return True
+        stack.extend(dep.dependencies)
+    return False
+
+
+async def _unauthenticated(request: Request) -> ApiError | None:
+    """For a body FastAPI could not parse (refused before any dependency ran): the 401 a caller
+    without a valid token would have had, so strangers learn nothing about the body format."""
+    if not _requires_sign_in(request):
+        return None
+    from eldercare.platform.security import authenticate
+
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return ApiError(401, "auth.not_authenticated", headers={"WWW-Authenticate": "Bearer"})
+    try:
+        async with request.app.state.pool.connection() as conn:
+            await authenticate(conn, request.app.state.settings, token)
+    except ApiError as exc:
+        return exc
+    return None
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+        refused = await _unauthenticated(request)
+        if refused is not None:
+            return await _api_error(request, refused)
     errors = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
@@ -109,7 +180,11 @@ _UNIQUE_DETAIL = re.compile(r"Key \((?P<field>[^)]+)\)=\((?P<value>[^)]*)\) alre
 
 
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
-    """Constraint violations the request caused, answered with the field to fix."""
+    """Constraint violations the request caused, answered with the field to fix.
+
+    Only the field and the value the caller sent are repeated; the database's own text (constraint
+    names, other rows' keys) never reaches the answer.
+    """
     assert isinstance(exc, psycopg.errors.IntegrityError)
     loc = _locale(request)
     detail = exc.diag.message_detail or ""
@@ -124,11 +199,29 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
             msg = t("invalid.reference", loc, field=m["field"], value=m["value"])
             return JSONResponse({"detail": msg}, status_code=422)
         ref = _REF_DETAIL.search(detail)
-        ident, by = (ref["value"], ref["ref"]) if ref else ("?", detail)
+        ident, by = (ref["value"], ref["ref"]) if ref else ("?", "other records")
         msg = t("conflict.in_use", loc, kind=table, id=ident, detail=by)
         return JSONResponse({"detail": msg}, status_code=409)
-    msg = t("invalid.value", loc, field=exc.diag.column_name or table, reason=exc.diag.message_primary or "")
-    return JSONResponse({"detail": msg}, status_code=422)
+    field = exc.diag.column_name or "body"
+    return JSONResponse({"detail": t("invalid.constraint", loc, field=field)}, status_code=422)
+
+
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    """A value the database cannot hold (out of range, NUL, bad encoding): the caller's to fix."""
+    log.info("request refused by the database: %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": t("invalid.data", _locale(request))}, status_code=422)
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable for %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": t("service.unavailable", _locale(request))}, status_code=503, headers={"Retry-After": "5"}
+    )
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """The last resort: still JSON in the documented shape (the traceback goes to the log only)."""
+    return JSONResponse({"detail": t("internal", _locale(request))}, status_code=500)
 
 
 FEEDBACK_EVERY_S = 60.0
@@ -193,9 +286,22 @@ def app_for_worker() -> FastAPI:
     return create_app(settings, start_engine=os.environ.get(SERVE_ENGINE_ENV, "1") == "1")
 
 
+def _warn_if_insecure(settings: Settings) -> None:
+    """Outside production a weak secret is allowed, but never silently (production refuses it)."""
+    weakness = settings.weak_secret
+    if weakness:
+        log.warning(
+            "INSECURE: %s: anyone can sign an admin token for this server (environment=%s). "
+            "Set ELDERCARE_SECRET_KEY to a random value (`openssl rand -hex 32`) before real use.",
+            weakness,
+            settings.environment,
+        )
+
+
 def create_app(settings: Settings | None = None, *, start_engine: bool = True) -> FastAPI:
     """Build the application; ``start_engine=False`` serves the API without the alert engine."""
     settings = settings or get_settings()
+    _warn_if_insecure(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -243,6 +349,16 @@ def create_app(settings: Settings | None = None, *, start_engine: bool = True) -
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(psycopg.errors.IntegrityError, _integrity_error)
+    app.add_exception_handler(psycopg.errors.DataError, _data_error)
+    app.add_exception_handler(psycopg.OperationalError, _unavailable)
+    app.add_exception_handler(PoolTimeout, _unavailable)
+    app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.http_max_body_bytes,
+        max_json_depth=settings.http_max_json_depth,
+    )
+    app.add_middleware(SecurityHeaders)  # added last, so outermost: on every answer, refusals included
     for name in ROUTERS:
         try:
             module: Any = importlib.import_module(f"eldercare.platform.routes.{name}")

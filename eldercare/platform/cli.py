@@ -40,7 +40,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_engine: boo
         "host": host or settings.http_host,
         "port": port if port is not None else settings.http_port,
         "log_level": settings.log_level.lower(),
-        "proxy_headers": True,
+        "proxy_headers": False,  # the app believes X-Forwarded-For only from ELDERCARE_TRUSTED_PROXIES
     }
     if workers == 1:
         uvicorn.run(platform_app.create_app(settings, start_engine=not no_engine), **where)  # type: ignore[arg-type]

@@ -17,7 +17,6 @@ from eldercare.config import Settings, get_settings
 from eldercare.platform import access
 from eldercare.platform.access import Principal, ResidentAccess, Stream
 from eldercare.platform.errors import ApiError, role_denied
-from eldercare.platform.repo import users as users_repo
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -40,12 +39,9 @@ async def get_current_user(
 ) -> Principal:
     if not token:
         raise ApiError(401, "auth.not_authenticated", headers={"WWW-Authenticate": "Bearer"})
-    from eldercare.platform.security import decode_access_token
+    from eldercare.platform.security import authenticate
 
-    claims = decode_access_token(settings, token)
-    row = await users_repo.get_user(conn, user_id=int(claims["sub"]))
-    if row is None or not row["active"]:
-        raise ApiError(401, "auth.bad_token", headers={"WWW-Authenticate": "Bearer"})
+    row, _ = await authenticate(conn, settings, token)
     user = Principal(
         row["id"], row["username"], row["display_name"], row["role"], row["provider_id"], row["locale"]
     )
@@ -55,6 +51,13 @@ async def get_current_user(
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
+
+
+def _route(request: Request) -> str:
+    return f"{request.method} {request.url.path}"
+
+
+RouteDep = Annotated[str, Depends(_route)]  # "PATCH /api/v1/residents/res-1", for the audit log
 
 
 def roles(*allowed: str, action: str) -> Callable[..., Coroutine[Any, Any, Principal]]:

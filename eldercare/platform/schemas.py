@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import annotated_types as at
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from eldercare.platform.limits import clip_depth
 
 Ident = str  # documented constraint below
 IDENT = Field(
@@ -16,14 +19,57 @@ Role = Literal["admin", "care_worker", "family", "tester"]
 TIER_TARGET = r"^(family|assigned_worker|station_on_duty|institution_on_duty|provider:[a-z0-9][a-z0-9_-]*)$"
 
 
+# Input limits shared by every request model and parameter (docs/security.md, "Input limits").
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+MAX_TEXT = 10_000  # default for any string field of a request body without a tighter limit
+MAX_NAME = 200
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+STORED_JSON_DEPTH = 32  # deeper stored JSON (from before the request limit) is clipped on output
+
+DbId = Annotated[int, at.Ge(1), at.Le(INT64_MAX)]  # a bigserial id, in a path, query or body
+Count = Annotated[int, at.Ge(0), at.Le(INT32_MAX)]
+
+
+def _instant_in_range(v: datetime) -> datetime:
+    probe = v if v.tzinfo else v.replace(tzinfo=UTC)
+    if not EARLIEST <= probe <= LATEST:
+        msg = f"must lie between {EARLIEST.year} and {LATEST.year}"
+        raise ValueError(msg)
+    return v
+
+
+def _day_in_range(v: date) -> date:
+    if not EARLIEST.date() <= v <= LATEST.date():
+        msg = f"must lie between {EARLIEST.year} and {LATEST.year}"
+        raise ValueError(msg)
+    return v
+
+
+Instant = Annotated[datetime, AfterValidator(_instant_in_range)]
+Day = Annotated[date, AfterValidator(_day_in_range)]
+
+
+def _clipped(v: Any) -> Any:
+    return clip_depth(v, STORED_JSON_DEPTH)
+
+
+# Stored JSON on the way out: never deeper than the serializer can write (one bad row must not
+# break a list everyone reads).
+StoredJson = Annotated[dict[str, Any], AfterValidator(_clipped)]
+StoredJsonList = Annotated[list[dict[str, Any]], AfterValidator(_clipped)]
+
+
 class Model(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
 class Strict(BaseModel):
-    """Request bodies: unknown fields are an error (a misspelt field must not be ignored)."""
+    """Request bodies: unknown fields are an error (a misspelt field must not be ignored), and no
+    string is longer than :data:`MAX_TEXT` unless its field says less."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_max_length=MAX_TEXT)
 
 
 class ErrorOut(Model):
@@ -45,7 +91,7 @@ class TokenOut(Model):
 
 
 class RefreshIn(Strict):
-    refresh_token: str = Field(min_length=10)
+    refresh_token: str = Field(min_length=10, max_length=1024)
 
 
 class UserOut(Model):
@@ -65,14 +111,14 @@ class LocaleIn(Strict):
 
 
 class PasswordIn(Strict):
-    current_password: str
-    new_password: str = Field(min_length=10, description="At least 10 characters")
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(min_length=10, max_length=1024, description="10 to 1024 characters")
 
 
 class UserIn(Strict):
     username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{3,64}$")
     display_name: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=10)
+    password: str = Field(min_length=10, max_length=1024)
     role: Role
     provider_id: str | None = None
     locale: Locale = "zh-CN"
@@ -88,7 +134,7 @@ class UserPatch(Strict):
     phone: str | None = None
     email: str | None = None
     active: bool | None = None
-    password: str | None = Field(default=None, min_length=10)
+    password: str | None = Field(default=None, min_length=10, max_length=1024)
 
 
 # Providers, sites, residents --------------------------------------------------------------------
@@ -96,7 +142,7 @@ class UserPatch(Strict):
 
 class ProviderIn(Strict):
     id: Ident = IDENT
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_NAME)
     kind: Literal["home_care", "station", "institution"]
     district: str | None = None
     phone: str | None = None
@@ -117,7 +163,7 @@ class ProviderOut(Model):
 class SiteIn(Strict):
     id: Ident = IDENT
     kind: Literal["home", "station", "institution"]
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_NAME)
     district: str | None = None
     address: str | None = None
     provider_id: str | None = None
@@ -139,7 +185,7 @@ class SiteIn(Strict):
 
 
 class SitePatch(Strict):
-    name: str | None = Field(default=None, min_length=1)
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     district: str | None = None
     address: str | None = None
     provider_id: str | None = None
@@ -154,7 +200,7 @@ class SiteOut(Model):
     address: str | None = None
     provider_id: str | None = None
     timezone: str
-    layout: dict[str, Any]
+    layout: StoredJson
     simulated: bool
     created_at: datetime
 
@@ -164,7 +210,7 @@ CareLevel = Literal["independent", "partly_dependent", "dependent", "dementia"]
 
 class ResidentIn(Strict):
     id: Ident = IDENT
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_NAME)
     home_site_id: str
     station_site_id: str | None = None
     home_care_provider_id: str | None = None
@@ -174,20 +220,20 @@ class ResidentIn(Strict):
     sex: Literal["f", "m", "x"] | None = None
     phone: str | None = None
     emergency_contacts: list[dict[str, Any]] = Field(default_factory=list)
-    escalation_policy_id: int | None = None
+    escalation_policy_id: DbId | None = None
     notes: str | None = None
     simulated: bool = False
 
 
 class ResidentPatch(Strict):
-    name: str | None = Field(default=None, min_length=1)
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     station_site_id: str | None = None
     home_care_provider_id: str | None = None
     institution_provider_id: str | None = None
     care_level: CareLevel | None = None
     phone: str | None = None
     emergency_contacts: list[dict[str, Any]] | None = None
-    escalation_policy_id: int | None = None
+    escalation_policy_id: DbId | None = None
     notes: str | None = None
 
 
@@ -204,7 +250,7 @@ class ResidentOut(Model):
     birth_year: int | None = None
     sex: str | None = None
     phone: str | None = None
-    emergency_contacts: list[dict[str, Any]] = Field(default_factory=list)
+    emergency_contacts: StoredJsonList = Field(default_factory=list)
     escalation_policy_id: int | None = None
     notes: str | None = None
     simulated: bool
@@ -214,7 +260,7 @@ Consent = dict[Literal["activity", "bed", "bathroom", "vitals"], bool]
 
 
 class FamilyLinkIn(Strict):
-    user_id: int
+    user_id: DbId
     relation: str = Field(min_length=1, max_length=50)
     is_primary: bool = False
     consent: Consent = Field(default_factory=dict, description="Raw streams this viewer may see")
@@ -235,8 +281,8 @@ class FamilyLinkOut(Model):
 
 
 class CareAssignmentIn(Strict):
-    user_id: int
-    role: str = "home_care_worker"
+    user_id: DbId
+    role: str = Field(default="home_care_worker", max_length=50)
 
 
 class CareAssignmentOut(Model):
@@ -272,7 +318,7 @@ class SensorOut(Model):
     kind: str
     room: str | None = None
     resident_id: str | None = None
-    meta: dict[str, Any]
+    meta: StoredJson
 
 
 class UnknownSensorOut(Model):
@@ -323,14 +369,14 @@ class GatewayCredentials(Model):
 class GatewayProvisioned(Model):
     gateway: GatewayOut
     credentials: GatewayCredentials
-    config: dict[str, Any]
+    config: StoredJson
 
 
 class GatewayConfigIn(Strict):
     config: dict[str, Any] = Field(
         description="The gateway's settings as in wire protocol v1 (GatewayConfig) without 'v' and 'revision'"
     )
-    expected_revision: int | None = Field(
+    expected_revision: Count | None = Field(
         default=None, description="Refuse (409) if the stored revision differs: no lost updates"
     )
 
@@ -338,7 +384,7 @@ class GatewayConfigIn(Strict):
 class GatewayConfigOut(Model):
     gateway_id: str
     revision: int
-    config: dict[str, Any]
+    config: StoredJson
     published: bool | None = Field(default=None, description="Whether the retained config reached the broker")
 
 
@@ -347,8 +393,10 @@ class GatewayConfigOut(Model):
 
 class TierIn(Strict):
     tier: int = Field(ge=1, le=20)
-    name: str = Field(min_length=1)
-    targets: list[str] = Field(min_length=1, description="family, assigned_worker, ..., provider:<id>")
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    targets: list[str] = Field(
+        min_length=1, max_length=50, description="family, assigned_worker, ..., provider:<id>"
+    )
     ack_timeout_s: int = Field(gt=0, le=86_400)
 
     @field_validator("targets")
@@ -367,21 +415,26 @@ class TierIn(Strict):
 
 
 class PolicyIn(Strict):
-    name: str = Field(min_length=1)
-    tiers: list[TierIn] = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    tiers: list[TierIn] = Field(min_length=1, max_length=20)
+    family_ack_stops: bool = Field(
+        default=False,
+        description="A family member's acknowledgement stops escalation (default: only a care worker's)",
+    )
 
 
 class PolicyOut(Model):
     id: int
     name: str
     tiers: list[dict[str, Any]]
+    family_ack_stops: bool = False
     created_at: datetime
 
 
 class ShiftIn(Strict):
-    user_id: int
-    starts_at: datetime
-    ends_at: datetime
+    user_id: DbId
+    starts_at: Instant
+    ends_at: Instant
 
 
 class ShiftOut(Model):
@@ -433,6 +486,9 @@ class SummaryOut(Model):
     sleep_last_night: SleepOut | None = None
     active_hours_today: int = 0
     open_alerts: list[dict[str, Any]]
+    hidden_fields: list[str] = Field(
+        default_factory=list, description="Fields left empty because consent does not cover their stream"
+    )
 
 
 class DurationStats(Model):
@@ -462,7 +518,7 @@ class AuditOut(Model):
     action: str
     resident_id: str | None = None
     route: str | None = None
-    detail: dict[str, Any]
+    detail: StoredJson
 
 
 # Tester endpoints ----------------------------------------------------------------------------------------
@@ -481,7 +537,7 @@ class SimIncidentIn(Strict):
         "low_battery",
         "gateway_outage",
     ]
-    duration_s: float | None = Field(default=None, ge=0)
+    duration_s: float | None = Field(default=None, ge=0, le=7 * 86_400)
     room: str | None = None
     sensor: str | None = None
     wait_for_ack: bool = Field(default=True, description="Wait for the simulation to confirm the trigger")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -214,7 +215,11 @@ def seed_cmd(
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"cannot reach the database: {str(exc).strip().splitlines()[0]}") from None
     m = nb.manifest(p, topic_root=settings.mqtt_topic_root, created_at=now, start=now)
-    Path(manifest_path).write_text(json.dumps(m, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    # the manifest holds the simulated accounts' passwords: readable by its owner only
+    fd = os.open(manifest_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_TRUNC
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(json.dumps(m, ensure_ascii=False, indent=1) + "\n")
     click.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
     click.echo(f"manifest: {manifest_path}")
 

@@ -464,6 +464,37 @@ async def acknowledge(conn: AsyncConnection[Any], *, alert_id: int, user_id: int
     return row
 
 
+async def mark_seen(
+    conn: AsyncConnection[Any], *, alert_id: int, user_id: int, on_my_way: bool, note: str | None
+) -> Row | None:
+    """A family member has seen the alert (and may be on their way): recorded in the trail and
+    pushed, but the alert stays ``open`` and keeps its escalation deadline, so professionals are
+    still called until a care worker acknowledges. None if the alert is resolved."""
+    row = await _row(
+        conn,
+        "SELECT id, tier FROM alerts WHERE id = %(a)s AND state <> 'resolved' FOR UPDATE",
+        {"a": alert_id},
+    )
+    if row is not None:
+        await trail(
+            conn, alert_id=alert_id, action="family_seen", tier=row["tier"], actor=user_id,
+            detail={"on_my_way": on_my_way}, note=note,
+        )  # fmt: skip
+        await publish(conn, alert_id=alert_id, event="family_seen")
+    return row
+
+
+async def family_ack_stops(conn: AsyncConnection[Any], *, alert_id: int) -> bool:
+    """Whether the alert's resident's policy lets a family acknowledgement stop escalation."""
+    row = await _row(
+        conn,
+        "SELECT p.family_ack_stops FROM alerts a JOIN residents r ON r.id = a.resident_id"
+        " JOIN escalation_policies p ON p.id = r.escalation_policy_id WHERE a.id = %(a)s",
+        {"a": alert_id},
+    )
+    return bool(row and row["family_ack_stops"])
+
+
 async def resolve(
     conn: AsyncConnection[Any], *, alert_id: int, user_id: int, outcome: str, note: str | None
 ) -> Row | None:

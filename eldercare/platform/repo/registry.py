@@ -67,6 +67,40 @@ async def update(
     return await _one(conn, query, params)
 
 
+async def change(
+    conn: AsyncConnection[Any], *, table: str, key: dict[str, Any], fields: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Update one row and return it before and after (locked between, for the audit's diff);
+    None when there is no such row. Runs in the caller's transaction if there is one."""
+    where = sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(f"key_{k}")) for k in key
+    )
+    params = {f"key_{k}": v for k, v in key.items()}
+    async with conn.transaction():
+        old = await _one(
+            conn,
+            sql.SQL("SELECT * FROM {t} WHERE {w} FOR UPDATE").format(t=sql.Identifier(table), w=where),
+            params,
+        )
+        if old is None:
+            return None
+        new = await update(conn, table=table, key=key, fields=fields)
+    assert new is not None
+    return old, new
+
+
+async def delete_returning(
+    conn: AsyncConnection[Any], *, table: str, key: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Delete one row and return what it was (for the audit log); None when there was none."""
+    where = sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in key
+    )
+    return await _one(
+        conn, sql.SQL("DELETE FROM {t} WHERE {w} RETURNING *").format(t=sql.Identifier(table), w=where), key
+    )
+
+
 async def delete(conn: AsyncConnection[Any], *, table: str, key: dict[str, Any]) -> bool:
     where = sql.SQL(" AND ").join(
         sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in key
@@ -192,8 +226,9 @@ async def list_sensors(conn: AsyncConnection[Any], *, gateway_id: str) -> list[d
 async def list_policies(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
     return await _all(
         conn,
-        "SELECT p.id, p.name, p.created_at, coalesce(jsonb_agg(jsonb_build_object('tier', t.tier,"
-        " 'name', t.name, 'targets', t.targets, 'ack_timeout_s', t.ack_timeout_s) ORDER BY t.tier)"
+        "SELECT p.id, p.name, p.family_ack_stops, p.created_at,"
+        " coalesce(jsonb_agg(jsonb_build_object('tier', t.tier, 'name', t.name, 'targets', t.targets,"
+        " 'ack_timeout_s', t.ack_timeout_s) ORDER BY t.tier)"
         " FILTER (WHERE t.tier IS NOT NULL), '[]') AS tiers"
         " FROM escalation_policies p LEFT JOIN escalation_tiers t ON t.policy_id = p.id"
         " GROUP BY p.id ORDER BY p.id",
@@ -207,19 +242,28 @@ async def get_policy(conn: AsyncConnection[Any], *, policy_id: int) -> dict[str,
 
 
 async def save_policy(
-    conn: AsyncConnection[Any], *, policy_id: int | None, name: str, tiers: list[dict[str, Any]]
+    conn: AsyncConnection[Any],
+    *,
+    policy_id: int | None,
+    name: str,
+    tiers: list[dict[str, Any]],
+    family_ack_stops: bool = False,
 ) -> int | None:
     """Create or replace a policy with its tiers in one transaction; None if ``policy_id`` is unknown."""
+    params = {"n": name, "id": policy_id, "f": family_ack_stops}
     async with conn.transaction():
         if policy_id is None:
             row = await _one(
-                conn, "INSERT INTO escalation_policies (name) VALUES (%(n)s) RETURNING id", {"n": name}
+                conn,
+                "INSERT INTO escalation_policies (name, family_ack_stops) VALUES (%(n)s, %(f)s) RETURNING id",
+                params,
             )
         else:
             row = await _one(
                 conn,
-                "UPDATE escalation_policies SET name = %(n)s WHERE id = %(id)s RETURNING id",
-                {"n": name, "id": policy_id},
+                "UPDATE escalation_policies SET name = %(n)s, family_ack_stops = %(f)s WHERE id = %(id)s"
+                " RETURNING id",
+                params,
             )
         if row is None:
             return None

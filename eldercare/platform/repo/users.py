@@ -14,7 +14,9 @@ from eldercare.platform.repo import resident_scope, scope_params
 if TYPE_CHECKING:
     from eldercare.platform.access import Principal
 
-USER_COLS = "id, username, display_name, role, provider_id, locale, phone, email, active, created_at"
+USER_COLS = (
+    "id, username, display_name, role, provider_id, locale, phone, email, active, created_at, token_version"
+)
 
 
 async def _one(conn: AsyncConnection[Any], query: Any, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -83,6 +85,16 @@ async def update_user(conn: AsyncConnection[Any], *, user_id: int, **fields: Any
     return await _one(conn, query, {**fields, "id": user_id})
 
 
+async def people(conn: AsyncConnection[Any], *, usernames: list[str]) -> dict[str, dict[str, Any]]:
+    """Display name and role of each named user (for showing people to those who may not see user names)."""
+    rows = await _all(
+        conn,
+        "SELECT username, display_name, role FROM users WHERE username = ANY(%(u)s)",
+        {"u": usernames},
+    )
+    return {r["username"]: r for r in rows}
+
+
 async def delete_user(conn: AsyncConnection[Any], *, user_id: int) -> bool:
     cur = await conn.execute("UPDATE users SET active = false WHERE id = %(id)s", {"id": user_id})
     return cur.rowcount > 0
@@ -102,18 +114,25 @@ async def record_login_attempt(
 
 async def login_failures(
     conn: AsyncConnection[Any], *, username: str, client_ip: str | None, since: datetime
-) -> tuple[int, int, datetime | None]:
-    """Failures since ``since`` for the username and for the address, and the oldest counted one."""
+) -> dict[str, Any]:
+    """Failed attempts since ``since``: for this username from this address (counted after the
+    pair's last success) with the time of the last one, and from this address for any username
+    with the time of the oldest one."""
     row = await _one(
         conn,
-        "SELECT count(*) FILTER (WHERE username = %(u)s) AS by_user,"
-        " count(*) FILTER (WHERE client_ip = %(ip)s) AS by_ip, min(at) AS oldest"
-        " FROM login_attempts WHERE at >= %(since)s AND NOT ok"
-        " AND (username = %(u)s OR client_ip = %(ip)s)",
+        "WITH pair_ok AS (SELECT max(at) AS at FROM login_attempts WHERE ok AND username = %(u)s"
+        " AND client_ip IS NOT DISTINCT FROM %(ip)s AND at >= %(since)s)"
+        " SELECT count(*) FILTER (WHERE pair) AS pair_failures, max(at) FILTER (WHERE pair) AS pair_last,"
+        " count(*) FILTER (WHERE client_ip = %(ip)s) AS ip_failures,"
+        " min(at) FILTER (WHERE client_ip = %(ip)s) AS ip_oldest"
+        " FROM (SELECT at, client_ip, username = %(u)s AND client_ip IS NOT DISTINCT FROM %(ip)s"
+        "   AND at > coalesce((SELECT at FROM pair_ok), '-infinity') AS pair"
+        "   FROM login_attempts WHERE at >= %(since)s AND NOT ok"
+        "   AND (username = %(u)s OR client_ip = %(ip)s)) f",
         {"u": username, "ip": client_ip, "since": since},
     )
     assert row is not None
-    return int(row["by_user"]), int(row["by_ip"]), row["oldest"]
+    return row
 
 
 async def store_refresh_token(
@@ -146,8 +165,10 @@ async def use_refresh_token(conn: AsyncConnection[Any], *, token_hash: str) -> t
 
 
 async def revoke_all_tokens(conn: AsyncConnection[Any], *, user_id: int) -> None:
+    """Every refresh token, and (by bumping the user's token version) every access token issued."""
     await conn.execute(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %(u)s AND revoked_at IS NULL",
+        "WITH bump AS (UPDATE users SET token_version = token_version + 1 WHERE id = %(u)s)"
+        " UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %(u)s AND revoked_at IS NULL",
         {"u": user_id},
     )
 

@@ -6,13 +6,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from eldercare.platform import access
-from eldercare.platform.deps import ConnDep, CurrentUser, roles
+from eldercare.platform.deps import ConnDep, CurrentUser, RouteDep, roles
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import audit as audit_repo
+from eldercare.platform.repo import users as users_repo
 from eldercare.platform.routes import ERRORS
+from eldercare.platform.schemas import DbId, StoredJson
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERRORS)
 Resolver = Annotated[
@@ -38,7 +41,7 @@ class AlertOut(BaseModel):
     gateway_id: str | None
     sensor_id: str | None
     title: str
-    summary: dict[str, Any]
+    summary: StoredJson
     detected_at: datetime
     opened_at: datetime
     last_detected_at: datetime
@@ -56,7 +59,7 @@ class TrailOut(BaseModel):
     action: str
     tier: int | None
     actor: str | None
-    detail: dict[str, Any]
+    detail: StoredJson
     note: str | None
 
 
@@ -73,7 +76,7 @@ class NotificationOut(BaseModel):
 
 
 class AlertDetail(AlertOut):
-    evidence: dict[str, Any]
+    evidence: StoredJson
     trail: list[TrailOut]
     notifications: list[NotificationOut]
 
@@ -87,7 +90,7 @@ class NoteIn(BaseModel):
     note: str = Field(min_length=1, max_length=2000)
 
 
-async def visible_alert(alert_id: int, user: CurrentUser, conn: ConnDep, request: Request) -> dict[str, Any]:
+async def visible_alert(alert_id: DbId, user: CurrentUser, conn: ConnDep, request: Request) -> dict[str, Any]:
     """The alert if the caller may see it (alerts stream of its resident, or its site); else 404.
 
     A dependency, so scope is checked before the request body is validated: an out-of-scope
@@ -116,27 +119,63 @@ VisibleAlert = Annotated[dict[str, Any], Depends(visible_alert)]
 async def list_alerts(
     user: CurrentUser,
     conn: ConnDep,
+    route: RouteDep,
     state: AlertState | None = None,
     kind: AlertKind | None = None,
     site: str | None = None,
     resident: str | None = None,
-    tier: Annotated[int | None, Query(ge=1)] = None,
+    tier: Annotated[int | None, Query(ge=1, le=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[AlertOut]:
     """Alerts the caller may see, newest first; filter by state, kind, site, resident and tier."""
     rows = await repo.list_visible(
         conn, user_id=user.id, role=user.role, provider_id=user.provider_id, state=state, kind=kind,
         site=site, resident=resident, tier=tier, limit=limit, offset=offset,
     )  # fmt: skip
+    await audit_repo.write(
+        conn, user_id=user.id, username=user.username, action="list:alerts", route=route,
+        detail={"alerts": [r["id"] for r in rows]},
+    )  # fmt: skip
     return [AlertOut.model_validate(r) for r in rows]
 
 
+async def _as_seen_by(
+    conn: ConnDep, user: access.Principal, trail: list[dict[str, Any]], sent: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Trail and notifications with people shown as ``access.person_label`` decides for ``user``."""
+    if user.role != "family":
+        return trail, sent
+    names = {t["actor"] for t in trail if t["actor"]} | {n["username"] for n in sent if n["username"]}
+    for t in trail:
+        names |= set((t["detail"] or {}).get("users") or [])
+    known = await users_repo.people(conn, usernames=sorted(names))
+
+    def label(name: str | None) -> str | None:
+        return access.person_label(user, known.get(name or ""), name)
+
+    trail = [
+        t | {"actor": label(t["actor"])}
+        | ({"detail": t["detail"] | {"users": [label(u) for u in t["detail"]["users"]]}}
+           if (t["detail"] or {}).get("users") else {})
+        for t in trail
+    ]  # fmt: skip
+    sent = [n | {"username": label(n["username"]) if n["username"] == user.username else None} for n in sent]
+    return trail, sent
+
+
 @router.get("/{alert_id}", response_model=AlertDetail)
-async def get_alert(alert_id: int, alert: VisibleAlert, conn: ConnDep) -> AlertDetail:
-    """One alert with its evidence, every transition, and who was notified when."""
-    trail = await repo.trail_of(conn, alert_id=alert_id)
-    sent = await repo.notifications_of(conn, alert_id=alert_id)
+async def get_alert(alert_id: DbId, alert: VisibleAlert, user: CurrentUser, conn: ConnDep) -> AlertDetail:
+    """One alert with its evidence, every transition, and who was notified when.
+
+    Family members see other people (relatives, workers) by display name and role only.
+    """
+    trail, sent = await _as_seen_by(
+        conn,
+        user,
+        await repo.trail_of(conn, alert_id=alert_id),
+        await repo.notifications_of(conn, alert_id=alert_id),
+    )
     return AlertDetail.model_validate(
         alert
         | {
@@ -146,11 +185,34 @@ async def get_alert(alert_id: int, alert: VisibleAlert, conn: ConnDep) -> AlertD
     )
 
 
+class AckIn(BaseModel):
+    """Optional: a family member says whether they are on their way (and may leave a note)."""
+
+    model_config = ConfigDict(extra="forbid")
+    on_my_way: bool = False
+    note: str | None = Field(default=None, max_length=2000)
+
+
 @router.post("/{alert_id}/ack", response_model=AlertOut)
-async def acknowledge(alert_id: int, alert: VisibleAlert, user: CurrentUser, conn: ConnDep) -> AlertOut:
-    """Take the alert: stops escalation. Anyone who may see it may acknowledge it."""
+async def acknowledge(
+    alert_id: DbId, alert: VisibleAlert, user: CurrentUser, conn: ConnDep, body: AckIn | None = None
+) -> AlertOut:
+    """Take the alert: a care worker's (or admin's, tester's) acknowledgement stops escalation.
+
+    A family member's is recorded as ``family_seen`` (with ``on_my_way``) in the trail; the alert
+    stays open and escalation to professionals goes on, unless the resident's policy says
+    ``family_ack_stops``.
+    """
+    body = body or AckIn()
     async with conn.transaction():
-        done = await repo.acknowledge(conn, alert_id=alert_id, user_id=user.id)
+        if user.role == "family" and not await repo.family_ack_stops(conn, alert_id=alert_id):
+            done = await repo.mark_seen(
+                conn, alert_id=alert_id, user_id=user.id, on_my_way=body.on_my_way, note=body.note
+            )
+        else:
+            done = await repo.acknowledge(conn, alert_id=alert_id, user_id=user.id)
+            if done is not None and body.note:
+                await repo.add_note(conn, alert_id=alert_id, user_id=user.id, note=body.note)
     if done is None:
         raise ApiError(409, "alert.not_open", id=alert_id, state=alert["state"])
     updated = await repo.get(conn, alert_id=alert_id)
@@ -159,7 +221,7 @@ async def acknowledge(alert_id: int, alert: VisibleAlert, user: CurrentUser, con
 
 @router.post("/{alert_id}/resolve", response_model=AlertOut)
 async def resolve(
-    alert_id: int, alert: VisibleAlert, user: Resolver, body: ResolveIn, conn: ConnDep
+    alert_id: DbId, alert: VisibleAlert, user: Resolver, body: ResolveIn, conn: ConnDep
 ) -> AlertOut:
     """Close the alert with its outcome (false alarms feed back into the resident's detectors)."""
     async with conn.transaction():
@@ -173,7 +235,7 @@ async def resolve(
 
 @router.post("/{alert_id}/notes", response_model=list[TrailOut], status_code=201)
 async def add_note(
-    alert_id: int, alert: VisibleAlert, user: CurrentUser, body: NoteIn, conn: ConnDep
+    alert_id: DbId, alert: VisibleAlert, user: CurrentUser, body: NoteIn, conn: ConnDep
 ) -> list[TrailOut]:
     """Add a note to the alert's trail; returns the trail."""
     async with conn.transaction():

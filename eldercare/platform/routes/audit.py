@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Query
 from eldercare.platform.deps import AdminUser, ConnDep
 from eldercare.platform.repo import audit
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import AuditOut
+from eldercare.platform.schemas import AuditOut, DbId, Instant
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses=ERRORS)
 
@@ -20,10 +19,10 @@ async def search_audit(
     _: AdminUser,
     conn: ConnDep,
     resident_id: str | None = None,
-    user_id: int | None = None,
-    since: datetime | None = None,
+    user_id: DbId | None = None,
+    since: Instant | None = None,
     before_id: Annotated[
-        int | None, Query(description="Page on: the smallest id of the previous page")
+        DbId | None, Query(description="Page on: the smallest id of the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:

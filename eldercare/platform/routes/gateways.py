@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from eldercare import protocol
-from eldercare.platform import broker_sync, provisioning
+from eldercare.platform import access, broker_sync, provisioning
 from eldercare.platform.access import Principal
-from eldercare.platform.deps import AdminUser, ConnDep, RegistryReader, SettingsDep
+from eldercare.platform.deps import AdminUser, ConnDep, RegistryReader, RouteDep, SettingsDep
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.publish import publish_config
 from eldercare.platform.repo import registry
@@ -67,19 +67,27 @@ _new_password = provisioning.new_password
 
 @router.get("", response_model=list[GatewayOut])
 async def list_gateways(
-    user: RegistryReader, conn: ConnDep, site_id: str | None = Query(default=None)
+    user: RegistryReader, conn: ConnDep, route: RouteDep, site_id: str | None = Query(default=None)
 ) -> list[GatewayOut]:
-    return [
-        GatewayOut.model_validate(r) for r in await registry.list_gateways(conn, user=user, site_id=site_id)
-    ]
+    rows = await registry.list_gateways(conn, user=user, site_id=site_id)
+    await access.audit_change(
+        conn,
+        user,
+        "list:gateways",
+        target="gateways",
+        route=route,
+        extra={"gateways": [r["id"] for r in rows]},
+    )
+    return [GatewayOut.model_validate(r) for r in rows]
 
 
 @router.post("", response_model=GatewayProvisioned, status_code=201)
 async def provision_gateway(
-    _: AdminUser, body: GatewayIn, conn: ConnDep, settings: SettingsDep
+    user: AdminUser, body: GatewayIn, conn: ConnDep, settings: SettingsDep, route: RouteDep
 ) -> GatewayProvisioned:
     """Register a gateway: returns its MQTT credentials ONCE (only a hash is kept) and its config,
     which is also published (retained) on the gateway's config topic as revision 0."""
+    access.require_writable(user, "gateway", body.model_fields_set)
     try:
         done = await provisioning.provision(
             conn,
@@ -91,6 +99,12 @@ async def provision_gateway(
         )
     except provisioning.ProvisionError as exc:
         raise ApiError(422, "invalid.value", field=exc.field, reason=exc.reason) from None
+    await access.audit_change(
+        conn, user, "create:gateway", target=f"gateway:{body.id}",
+        new={**done.gateway, "mqtt_password": "issued"},
+        fields=("site_id", "description", "mqtt_username", "mqtt_password"), route=route,
+        extra={"sensors": [s.id for s in body.sensors]},
+    )  # fmt: skip
     return GatewayProvisioned(
         gateway=GatewayOut.model_validate(done.gateway),
         credentials=_credentials(settings, done.gateway, done.password, done.broker_updated),
@@ -106,28 +120,48 @@ async def unknown_sensors(_: AdminUser, conn: ConnDep) -> list[UnknownSensorOut]
 
 
 @router.get("/{gateway_id}", response_model=GatewayOut)
-async def get_gateway(user: RegistryReader, gateway_id: str, conn: ConnDep) -> GatewayOut:
-    return GatewayOut.model_validate(await _gateway(conn, user, gateway_id))
+async def get_gateway(user: RegistryReader, gateway_id: str, conn: ConnDep, route: RouteDep) -> GatewayOut:
+    row = await _gateway(conn, user, gateway_id)
+    await access.audit_change(conn, user, "read:gateway", target=f"gateway:{gateway_id}", route=route)
+    return GatewayOut.model_validate(row)
 
 
 @router.delete("/{gateway_id}", status_code=204)
-async def delete_gateway(_: AdminUser, gateway_id: str, conn: ConnDep, settings: SettingsDep) -> None:
+async def delete_gateway(
+    user: AdminUser, gateway_id: str, conn: ConnDep, settings: SettingsDep, route: RouteDep
+) -> None:
     """Remove a gateway; the broker drops its account (and its connection) on reload."""
-    if not await registry.delete(conn, table="gateways", key={"id": gateway_id}):
-        raise not_found("gateway", gateway_id)
+    async with conn.transaction():
+        old = await registry.delete_returning(conn, table="gateways", key={"id": gateway_id})
+        if old is None:
+            raise not_found("gateway", gateway_id)
+        await access.audit_change(
+            conn,
+            user,
+            "delete:gateway",
+            target=f"gateway:{gateway_id}",
+            old=old,
+            fields=("site_id",),
+            route=route,
+        )
     await broker_sync.sync_quietly(conn, settings)
 
 
 @router.post("/{gateway_id}/credentials", response_model=GatewayCredentials)
 async def rotate_credentials(
-    user: AdminUser, gateway_id: str, conn: ConnDep, settings: SettingsDep
+    user: AdminUser, gateway_id: str, conn: ConnDep, settings: SettingsDep, route: RouteDep
 ) -> GatewayCredentials:
     """Issue a new MQTT password (shown once); the broker refuses the old one once it has reloaded."""
     gw = await _gateway(conn, user, gateway_id)
     password, pw_hash, broker_hash = await _new_password()
-    await registry.set_gateway_password(
-        conn, gateway_id=gateway_id, password_hash=pw_hash, broker_hash=broker_hash
-    )
+    async with conn.transaction():
+        await registry.set_gateway_password(
+            conn, gateway_id=gateway_id, password_hash=pw_hash, broker_hash=broker_hash
+        )
+        await access.audit_change(
+            conn, user, "issue:gateway_credentials", target=f"gateway:{gateway_id}",
+            fields=("mqtt_password",), route=route,
+        )  # fmt: skip
     return _credentials(settings, gw, password, await broker_sync.sync_quietly(conn, settings))
 
 
@@ -139,7 +173,12 @@ async def get_config(user: RegistryReader, gateway_id: str, conn: ConnDep) -> Ga
 
 @router.put("/{gateway_id}/config", response_model=GatewayConfigOut)
 async def put_config(
-    user: AdminUser, gateway_id: str, body: GatewayConfigIn, conn: ConnDep, settings: SettingsDep
+    user: AdminUser,
+    gateway_id: str,
+    body: GatewayConfigIn,
+    conn: ConnDep,
+    settings: SettingsDep,
+    route: RouteDep,
 ) -> GatewayConfigOut:
     """Store a new config (revision + 1) and publish it retained on the gateway's config topic.
 
@@ -147,6 +186,7 @@ async def put_config(
     answer says whether it reached the broker; the stored config is the source of truth.
     """
     gw = await _gateway(conn, user, gateway_id)
+    access.require_writable(user, "gateway", body.model_fields_set)
     config = {k: v for k, v in body.config.items() if k not in ("v", "revision")}
     if "sensors" not in config:
         config["sensors"] = _sensor_config(await registry.list_sensors(conn, gateway_id=gateway_id))
@@ -161,6 +201,10 @@ async def put_config(
             field="expected_revision",
             reason="the config changed meanwhile; read it again and retry",
         )
+    await access.audit_change(
+        conn, user, "update:gateway_config", target=f"gateway:{gateway_id}",
+        old={"config": gw["config"]}, new={"config": row["config"]}, fields=("config",), route=route,
+    )  # fmt: skip
     topic = protocol.topic(row["site_id"], gateway_id, "config", root=settings.mqtt_topic_root)
     published = await publish_config(settings, topic, json.dumps(row["config"]).encode())
     return GatewayConfigOut(
@@ -175,24 +219,50 @@ async def list_sensors(user: RegistryReader, gateway_id: str, conn: ConnDep) -> 
 
 
 @router.post("/{gateway_id}/sensors", response_model=SensorOut, status_code=201)
-async def add_sensor(user: AdminUser, gateway_id: str, body: SensorIn, conn: ConnDep) -> SensorOut:
+async def add_sensor(
+    user: AdminUser, gateway_id: str, body: SensorIn, conn: ConnDep, route: RouteDep
+) -> SensorOut:
     await _gateway(conn, user, gateway_id)
-    row = await registry.insert(conn, table="sensors", fields={**body.model_dump(), "gateway_id": gateway_id})
+    access.require_writable(user, "sensor", body.model_fields_set)
+    fields = body.model_dump()
+    async with conn.transaction():
+        row = await registry.insert(conn, table="sensors", fields={**fields, "gateway_id": gateway_id})
+        await access.audit_change(
+            conn, user, "create:sensor", target=f"sensor:{gateway_id}/{body.id}", new=row, fields=fields,
+            route=route,
+        )  # fmt: skip
     return SensorOut.model_validate(row)
 
 
 @router.patch("/{gateway_id}/sensors/{sensor_id}", response_model=SensorOut)
 async def update_sensor(
-    user: AdminUser, gateway_id: str, sensor_id: str, body: SensorPatch, conn: ConnDep
+    user: AdminUser, gateway_id: str, sensor_id: str, body: SensorPatch, conn: ConnDep, route: RouteDep
 ) -> SensorOut:
+    fields = body.model_dump(exclude_unset=True)
+    access.require_writable(user, "sensor", fields)
     key = {"gateway_id": gateway_id, "id": sensor_id}
-    row = await registry.update(conn, table="sensors", key=key, fields=body.model_dump(exclude_unset=True))
-    if row is None:
-        raise not_found("sensor", sensor_id)
-    return SensorOut.model_validate(row)
+    async with conn.transaction():
+        pair = await registry.change(conn, table="sensors", key=key, fields=fields)
+        if pair is None:
+            raise not_found("sensor", sensor_id)
+        await access.audit_change(
+            conn, user, "update:sensor", target=f"sensor:{gateway_id}/{sensor_id}", old=pair[0],
+            new=pair[1], fields=fields, route=route,
+        )  # fmt: skip
+    return SensorOut.model_validate(pair[1])
 
 
 @router.delete("/{gateway_id}/sensors/{sensor_id}", status_code=204)
-async def delete_sensor(user: AdminUser, gateway_id: str, sensor_id: str, conn: ConnDep) -> None:
-    if not await registry.delete(conn, table="sensors", key={"gateway_id": gateway_id, "id": sensor_id}):
-        raise not_found("sensor", sensor_id)
+async def delete_sensor(
+    user: AdminUser, gateway_id: str, sensor_id: str, conn: ConnDep, route: RouteDep
+) -> None:
+    async with conn.transaction():
+        old = await registry.delete_returning(
+            conn, table="sensors", key={"gateway_id": gateway_id, "id": sensor_id}
+        )
+        if old is None:
+            raise not_found("sensor", sensor_id)
+        await access.audit_change(
+            conn, user, "delete:sensor", target=f"sensor:{gateway_id}/{sensor_id}", old=old,
+            fields=("kind", "room", "resident_id"), route=route,
+        )  # fmt: skip

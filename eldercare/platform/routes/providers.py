@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
 
+from eldercare.platform import access, security
 from eldercare.platform.access import Principal
-from eldercare.platform.deps import AdminUser, ConnDep, StaffUser
+from eldercare.platform.deps import AdminUser, ConnDep, RouteDep, SettingsDep, StaffUser
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import registry
 from eldercare.platform.repo import users as users_repo
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import ProviderIn, ProviderOut, ShiftIn, ShiftOut, UserOut
+from eldercare.platform.schemas import DbId, Instant, ProviderIn, ProviderOut, ShiftIn, ShiftOut, UserOut
 
 router = APIRouter(prefix="/providers", tags=["providers"], responses=ERRORS)
 
@@ -30,11 +29,26 @@ async def list_providers(user: StaffUser, conn: ConnDep) -> list[ProviderOut]:
     return [ProviderOut.model_validate(r) for r in await registry.list_providers(conn, user=user)]
 
 
+async def _check_webhook(body: ProviderIn, settings: SettingsDep) -> None:
+    if body.webhook_url:
+        problem = await security.webhook_problem(body.webhook_url, settings)
+        if problem:
+            raise ApiError(422, "invalid.value", field="webhook_url", reason=problem)
+
+
 @router.post("", response_model=ProviderOut, status_code=201)
-async def create_provider(_: AdminUser, body: ProviderIn, conn: ConnDep) -> ProviderOut:
-    return ProviderOut.model_validate(
-        await registry.insert(conn, table="providers", fields=body.model_dump())
-    )
+async def create_provider(
+    user: AdminUser, body: ProviderIn, conn: ConnDep, route: RouteDep, settings: SettingsDep
+) -> ProviderOut:
+    access.require_writable(user, "provider", body.model_fields_set)
+    await _check_webhook(body, settings)
+    fields = body.model_dump()
+    async with conn.transaction():
+        row = await registry.insert(conn, table="providers", fields=fields)
+        await access.audit_change(
+            conn, user, "create:provider", target=f"provider:{row['id']}", new=row, fields=fields, route=route
+        )
+    return ProviderOut.model_validate(row)
 
 
 @router.get("/{provider_id}", response_model=ProviderOut)
@@ -43,18 +57,33 @@ async def get_provider(user: StaffUser, provider_id: str, conn: ConnDep) -> Prov
 
 
 @router.put("/{provider_id}", response_model=ProviderOut)
-async def update_provider(_: AdminUser, provider_id: str, body: ProviderIn, conn: ConnDep) -> ProviderOut:
+async def update_provider(
+    user: AdminUser, provider_id: str, body: ProviderIn, conn: ConnDep, route: RouteDep, settings: SettingsDep
+) -> ProviderOut:
+    access.require_writable(user, "provider", body.model_fields_set)
+    await _check_webhook(body, settings)
     fields = body.model_dump(exclude={"id"})
-    row = await registry.update(conn, table="providers", key={"id": provider_id}, fields=fields)
-    if row is None:
-        raise not_found("provider", provider_id)
-    return ProviderOut.model_validate(row)
+    async with conn.transaction():
+        pair = await registry.change(conn, table="providers", key={"id": provider_id}, fields=fields)
+        if pair is None:
+            raise not_found("provider", provider_id)
+        await access.audit_change(
+            conn, user, "update:provider", target=f"provider:{provider_id}", old=pair[0], new=pair[1],
+            fields=fields, route=route,
+        )  # fmt: skip
+    return ProviderOut.model_validate(pair[1])
 
 
 @router.delete("/{provider_id}", status_code=204)
-async def delete_provider(_: AdminUser, provider_id: str, conn: ConnDep) -> None:
-    if not await registry.delete(conn, table="providers", key={"id": provider_id}):
-        raise not_found("provider", provider_id)
+async def delete_provider(user: AdminUser, provider_id: str, conn: ConnDep, route: RouteDep) -> None:
+    async with conn.transaction():
+        old = await registry.delete_returning(conn, table="providers", key={"id": provider_id})
+        if old is None:
+            raise not_found("provider", provider_id)
+        await access.audit_change(
+            conn, user, "delete:provider", target=f"provider:{provider_id}", old=old, fields=("name",),
+            route=route,
+        )  # fmt: skip
 
 
 @router.get("/{provider_id}/members", response_model=list[UserOut])
@@ -70,8 +99,8 @@ async def list_shifts(
     user: StaffUser,
     provider_id: str,
     conn: ConnDep,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Instant | None = None,
+    end: Instant | None = None,
 ) -> list[ShiftOut]:
     """The on-call roster; the escalation engine picks the person on duty from it."""
     await _visible(conn, user, provider_id)
@@ -80,31 +109,43 @@ async def list_shifts(
 
 
 @router.post("/{provider_id}/shifts", response_model=ShiftOut, status_code=201)
-async def create_shift(user: StaffUser, provider_id: str, body: ShiftIn, conn: ConnDep) -> ShiftOut:
+async def create_shift(
+    user: StaffUser, provider_id: str, body: ShiftIn, conn: ConnDep, route: RouteDep
+) -> ShiftOut:
     """Put a member on duty (admin, or a member of the same provider)."""
     await _visible(conn, user, provider_id)
+    access.require_writable(user, "shift", body.model_fields_set)
     if body.ends_at <= body.starts_at:
         raise ApiError(422, "invalid.value", field="ends_at", reason="must be after starts_at")
     member = await users_repo.get_user(conn, user_id=body.user_id)
     if member is None or member["provider_id"] != provider_id:
         raise ApiError(422, "invalid.value", field="user_id", reason=f"is not a member of {provider_id}")
-    row = await registry.insert(
-        conn,
-        table="oncall_shifts",
-        fields={
-            "provider_id": provider_id,
-            "user_id": body.user_id,
-            "starts_at": body.starts_at,
-            "ends_at": body.ends_at,
-        },
-    )
+    fields = {
+        "provider_id": provider_id,
+        "user_id": body.user_id,
+        "starts_at": body.starts_at,
+        "ends_at": body.ends_at,
+    }
+    async with conn.transaction():
+        row = await registry.insert(conn, table="oncall_shifts", fields=fields)
+        await access.audit_change(
+            conn, user, "create:shift", target=f"shift:{row['id']}", new=row, fields=fields, route=route
+        )
     return ShiftOut.model_validate(await registry.get_shift(conn, shift_id=row["id"]))
 
 
 @router.delete("/{provider_id}/shifts/{shift_id}", status_code=204)
-async def delete_shift(user: StaffUser, provider_id: str, shift_id: int, conn: ConnDep) -> None:
+async def delete_shift(
+    user: StaffUser, provider_id: str, shift_id: DbId, conn: ConnDep, route: RouteDep
+) -> None:
     await _visible(conn, user, provider_id)
-    if not await registry.delete(
-        conn, table="oncall_shifts", key={"id": shift_id, "provider_id": provider_id}
-    ):
-        raise not_found("shift", shift_id)
+    async with conn.transaction():
+        old = await registry.delete_returning(
+            conn, table="oncall_shifts", key={"id": shift_id, "provider_id": provider_id}
+        )
+        if old is None:
+            raise not_found("shift", shift_id)
+        await access.audit_change(
+            conn, user, "delete:shift", target=f"shift:{shift_id}", old=old,
+            fields=("provider_id", "user_id", "starts_at", "ends_at"), route=route,
+        )  # fmt: skip

@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter
 
-from eldercare.platform.deps import ConnDep, StaffUser
+from eldercare.platform.deps import ConnDep, RouteDep, StaffUser
 from eldercare.platform.errors import ApiError
-from eldercare.platform.repo import report
+from eldercare.platform.repo import audit, report
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import CareQualityOut
+from eldercare.platform.schemas import CareQualityOut, Instant
 
 router = APIRouter(prefix="/reports", tags=["reports"], responses=ERRORS)
 
@@ -19,8 +19,9 @@ router = APIRouter(prefix="/reports", tags=["reports"], responses=ERRORS)
 async def care_quality(
     user: StaffUser,
     conn: ConnDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    route: RouteDep,
+    since: Instant | None = None,
+    until: Instant | None = None,
     provider_id: str | None = None,
 ) -> CareQualityOut:
     """Time to acknowledge / resolve per tier and provider; false-alarm share per detector and resident.
@@ -32,4 +33,8 @@ async def care_quality(
     if not since < until:
         raise ApiError(422, "invalid.range", days=3660)
     data = await report.care_quality(conn, user=user, since=since, until=until, provider_id=provider_id)
+    await audit.write(
+        conn, user_id=user.id, username=user.username, action="read:care_quality", route=route,
+        detail={"since": since.isoformat(), "until": until.isoformat(), "provider_id": provider_id},
+    )  # fmt: skip
     return CareQualityOut(since=since, until=until, **data)

@@ -7,8 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
+from eldercare.platform import access
 from eldercare.platform.access import ResidentAccess
-from eldercare.platform.deps import AdminUser, ConnDep, CurrentUser, resident_access, resident_admin
+from eldercare.platform.deps import (
+    AdminUser,
+    ConnDep,
+    CurrentUser,
+    RouteDep,
+    resident_access,
+    resident_admin,
+)
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import alerts as alerts_repo
 from eldercare.platform.repo import audit, registry
@@ -18,6 +26,7 @@ from eldercare.platform.schemas import (
     CareAssignmentIn,
     CareAssignmentOut,
     ConsentIn,
+    DbId,
     FamilyLinkIn,
     FamilyLinkOut,
     ResidentIn,
@@ -62,10 +71,16 @@ async def list_residents(
 
 
 @router.post("", response_model=ResidentOut, status_code=201)
-async def create_resident(_: AdminUser, body: ResidentIn, conn: ConnDep) -> ResidentOut:
-    return ResidentOut.model_validate(
-        await registry.insert(conn, table="residents", fields=body.model_dump())
-    )
+async def create_resident(user: AdminUser, body: ResidentIn, conn: ConnDep, route: RouteDep) -> ResidentOut:
+    fields = body.model_dump()
+    access.require_writable(user, "resident", body.model_fields_set)
+    async with conn.transaction():
+        row = await registry.insert(conn, table="residents", fields=fields)
+        await access.audit_change(
+            conn, user, "create:resident", target=f"resident:{row['id']}", new=row, fields=fields,
+            resident_id=row["id"], route=route,
+        )  # fmt: skip
+    return ResidentOut.model_validate(row)
 
 
 @router.get("/{resident_id}", response_model=ResidentOut)
@@ -77,12 +92,22 @@ async def get_resident(grant: ProfileRead, user: CurrentUser, conn: ConnDep) -> 
 
 
 @router.patch("/{resident_id}", response_model=ResidentOut)
-async def update_resident(grant: ProfileWrite, body: ResidentPatch, conn: ConnDep) -> ResidentOut:
+async def update_resident(
+    grant: ProfileWrite, body: ResidentPatch, user: CurrentUser, conn: ConnDep, route: RouteDep
+) -> ResidentOut:
+    """Change fields of the record; which ones a role may change is listed in docs/api.md."""
     fields = body.model_dump(exclude_unset=True)
-    row = await registry.update(conn, table="residents", key={"id": grant.resident_id}, fields=fields)
-    if row is None:
-        raise not_found("resident", grant.resident_id)
-    return ResidentOut.model_validate(row)
+    access.require_writable(user, "resident", fields)
+    rid = grant.resident_id
+    async with conn.transaction():
+        pair = await registry.change(conn, table="residents", key={"id": rid}, fields=fields)
+        if pair is None:
+            raise not_found("resident", rid)
+        await access.audit_change(
+            conn, user, "update:resident", target=f"resident:{rid}", old=pair[0], new=pair[1],
+            fields=fields, resident_id=rid, route=route,
+        )  # fmt: skip
+    return _out(pair[1], user.role)
 
 
 @router.get("/{resident_id}/family", response_model=list[FamilyLinkOut])
@@ -94,9 +119,10 @@ async def list_family(grant: CareTeamRead, conn: ConnDep) -> list[FamilyLinkOut]
 
 @router.put("/{resident_id}/family/{user_id}", response_model=FamilyLinkOut)
 async def link_family(
-    grant: ProfileWrite, user_id: int, body: FamilyLinkIn, user: CurrentUser, conn: ConnDep
+    grant: ProfileWrite, user_id: DbId, body: FamilyLinkIn, user: CurrentUser, conn: ConnDep, route: RouteDep
 ) -> FamilyLinkOut:
     """Link a family account to the resident (or update the link), with its consent."""
+    access.require_writable(user, "family_link", body.model_fields_set)
     if body.user_id != user_id:
         raise ApiError(422, "invalid.value", field="user_id", reason="must match the user id in the path")
     member = await users_repo.get_user(conn, user_id=user_id)
@@ -116,16 +142,23 @@ async def link_family(
         username=user.username,
         action="link:family",
         resident_id=grant.resident_id,
-        detail={"family_user": user_id, "consent": {str(k): v for k, v in body.consent.items()}},
+        route=route,
+        detail={
+            "family_user": user_id,
+            "relation": body.relation,
+            "is_primary": body.is_primary,
+            "consent": {str(k): v for k, v in body.consent.items()},
+        },
     )
     return FamilyLinkOut.model_validate(row)
 
 
 @router.put("/{resident_id}/family/{user_id}/consent", response_model=FamilyLinkOut)
 async def set_consent(
-    grant: ProfileWrite, user_id: int, body: ConsentIn, user: CurrentUser, conn: ConnDep
+    grant: ProfileWrite, user_id: DbId, body: ConsentIn, user: CurrentUser, conn: ConnDep, route: RouteDep
 ) -> FamilyLinkOut:
     """Record which raw streams (activity, bed, bathroom, vitals) this family member may see."""
+    access.require_writable(user, "family_link", body.model_fields_set)
     if not await users_repo.set_consent(
         conn,
         resident_id=grant.resident_id,
@@ -139,6 +172,7 @@ async def set_consent(
         username=user.username,
         action="consent",
         resident_id=grant.resident_id,
+        route=route,
         detail={"family_user": user_id, "consent": {str(k): v for k, v in body.consent.items()}},
     )
     rows = [
@@ -150,9 +184,14 @@ async def set_consent(
 
 
 @router.delete("/{resident_id}/family/{user_id}", status_code=204)
-async def unlink_family(grant: ProfileWrite, user_id: int, conn: ConnDep) -> None:
+async def unlink_family(
+    grant: ProfileWrite, user_id: DbId, user: CurrentUser, conn: ConnDep, route: RouteDep
+) -> None:
     if not await users_repo.delete_family_link(conn, resident_id=grant.resident_id, user_id=user_id):
         raise not_found("family_link", user_id)
+    await access.audit_change(
+        conn, user, "unlink:family", target=f"user:{user_id}", resident_id=grant.resident_id, route=route
+    )
 
 
 @router.get("/{resident_id}/care-team", response_model=list[CareAssignmentOut])
@@ -163,23 +202,33 @@ async def list_care_team(grant: CareTeamRead, conn: ConnDep) -> list[CareAssignm
 
 @router.post("/{resident_id}/care-team", response_model=list[CareAssignmentOut], status_code=201)
 async def assign_worker(
-    grant: ProfileWrite, body: CareAssignmentIn, conn: ConnDep
+    grant: ProfileWrite, body: CareAssignmentIn, user: CurrentUser, conn: ConnDep, route: RouteDep
 ) -> list[CareAssignmentOut]:
     """Assign a care worker (tier targets 'assigned_worker' reach them)."""
+    access.require_writable(user, "care_team", body.model_fields_set)
     member = await users_repo.get_user(conn, user_id=body.user_id)
     if member is None or member["role"] != "care_worker":
         raise ApiError(
             422, "invalid.value", field="user_id", reason="must be an account with role 'care_worker'"
         )
     await users_repo.assign_worker(conn, resident_id=grant.resident_id, user_id=body.user_id, role=body.role)
+    await access.audit_change(
+        conn, user, "assign:worker", target=f"user:{body.user_id}", resident_id=grant.resident_id,
+        route=route, extra={"role": body.role},
+    )  # fmt: skip
     rows = await users_repo.list_care_team(conn, resident_id=grant.resident_id)
     return [CareAssignmentOut.model_validate(r) for r in rows]
 
 
 @router.delete("/{resident_id}/care-team/{user_id}", status_code=204)
-async def unassign_worker(grant: ProfileWrite, user_id: int, conn: ConnDep) -> None:
+async def unassign_worker(
+    grant: ProfileWrite, user_id: DbId, user: CurrentUser, conn: ConnDep, route: RouteDep
+) -> None:
     if not await users_repo.unassign_worker(conn, resident_id=grant.resident_id, user_id=user_id):
         raise not_found("user", user_id)
+    await access.audit_change(
+        conn, user, "unassign:worker", target=f"user:{user_id}", resident_id=grant.resident_id, route=route
+    )
 
 
 class OnDutyOut(BaseModel):

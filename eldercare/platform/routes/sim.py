@@ -6,17 +6,16 @@ import asyncio
 import json
 import logging
 import time
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from eldercare.platform.access import require_resident_access
 from eldercare.platform.deps import ConnDep, SettingsDep, TesterUser
 from eldercare.platform.errors import ApiError
 from eldercare.platform.repo import sim as repo
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import ErrorOut, SimIncidentIn, SimIncidentOut, SimScoreOut
+from eldercare.platform.schemas import ErrorOut, Instant, SimIncidentIn, SimIncidentOut, SimScoreOut
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/sim", tags=["sim"], responses=ERRORS)
@@ -113,7 +112,10 @@ def _to_wall(inc: dict[str, Any]) -> dict[str, Any] | None:
 
 @router.get("/score", response_model=SimScoreOut, responses={501: {"model": ErrorOut}})
 async def score(
-    user: TesterUser, conn: ConnDep, since: datetime | None = None, window_h: float = 2.0
+    user: TesterUser,
+    conn: ConnDep,
+    since: Instant | None = None,
+    window_h: Annotated[float, Query(gt=0, le=24 * 31)] = 2.0,
 ) -> SimScoreOut:
     """Score the incidents triggered through this API against the alerts raised for simulated sites."""
     try:

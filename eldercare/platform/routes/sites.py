@@ -6,7 +6,8 @@ from typing import Literal
 
 from fastapi import APIRouter
 
-from eldercare.platform.deps import AdminUser, ConnDep, RegistryReader
+from eldercare.platform import access
+from eldercare.platform.deps import AdminUser, ConnDep, RegistryReader, RouteDep
 from eldercare.platform.errors import not_found
 from eldercare.platform.repo import registry
 from eldercare.platform.routes import ERRORS
@@ -17,36 +18,64 @@ router = APIRouter(prefix="/sites", tags=["sites"], responses=ERRORS)
 
 @router.get("", response_model=list[SiteOut])
 async def list_sites(
-    user: RegistryReader, conn: ConnDep, kind: Literal["home", "station", "institution"] | None = None
+    user: RegistryReader,
+    conn: ConnDep,
+    route: RouteDep,
+    kind: Literal["home", "station", "institution"] | None = None,
 ) -> list[SiteOut]:
     """Sites in scope (care workers: where their residents live or attend; testers: simulated)."""
-    return [SiteOut.model_validate(r) for r in await registry.list_sites(conn, user=user, kind=kind)]
+    rows = await registry.list_sites(conn, user=user, kind=kind)
+    await access.audit_change(
+        conn, user, "list:sites", target="sites", route=route, extra={"sites": [r["id"] for r in rows]}
+    )
+    return [SiteOut.model_validate(r) for r in rows]
 
 
 @router.post("", response_model=SiteOut, status_code=201)
-async def create_site(_: AdminUser, body: SiteIn, conn: ConnDep) -> SiteOut:
-    return SiteOut.model_validate(await registry.insert(conn, table="sites", fields=body.model_dump()))
+async def create_site(user: AdminUser, body: SiteIn, conn: ConnDep, route: RouteDep) -> SiteOut:
+    access.require_writable(user, "site", body.model_fields_set)
+    fields = body.model_dump()
+    async with conn.transaction():
+        row = await registry.insert(conn, table="sites", fields=fields)
+        await access.audit_change(
+            conn, user, "create:site", target=f"site:{row['id']}", new=row, fields=fields, route=route
+        )
+    return SiteOut.model_validate(row)
 
 
 @router.get("/{site_id}", response_model=SiteOut)
-async def get_site(user: RegistryReader, site_id: str, conn: ConnDep) -> SiteOut:
+async def get_site(user: RegistryReader, site_id: str, conn: ConnDep, route: RouteDep) -> SiteOut:
     row = await registry.get_site(conn, user=user, site_id=site_id)
     if row is None:
         raise not_found("site", site_id)
+    await access.audit_change(conn, user, "read:site", target=f"site:{site_id}", route=route)
     return SiteOut.model_validate(row)
 
 
 @router.patch("/{site_id}", response_model=SiteOut)
-async def update_site(_: AdminUser, site_id: str, body: SitePatch, conn: ConnDep) -> SiteOut:
+async def update_site(
+    user: AdminUser, site_id: str, body: SitePatch, conn: ConnDep, route: RouteDep
+) -> SiteOut:
     fields = body.model_dump(exclude_unset=True)
-    row = await registry.update(conn, table="sites", key={"id": site_id}, fields=fields)
-    if row is None:
-        raise not_found("site", site_id)
-    return SiteOut.model_validate(row)
+    access.require_writable(user, "site", fields)
+    async with conn.transaction():
+        pair = await registry.change(conn, table="sites", key={"id": site_id}, fields=fields)
+        if pair is None:
+            raise not_found("site", site_id)
+        await access.audit_change(
+            conn, user, "update:site", target=f"site:{site_id}", old=pair[0], new=pair[1], fields=fields,
+            route=route,
+        )  # fmt: skip
+    return SiteOut.model_validate(pair[1])
 
 
 @router.delete("/{site_id}", status_code=204)
-async def delete_site(_: AdminUser, site_id: str, conn: ConnDep) -> None:
+async def delete_site(user: AdminUser, site_id: str, conn: ConnDep, route: RouteDep) -> None:
     """Delete an empty site (409 while residents or gateways still refer to it)."""
-    if not await registry.delete(conn, table="sites", key={"id": site_id}):
-        raise not_found("site", site_id)
+    async with conn.transaction():
+        old = await registry.delete_returning(conn, table="sites", key={"id": site_id})
+        if old is None:
+            raise not_found("site", site_id)
+        await access.audit_change(
+            conn, user, "delete:site", target=f"site:{site_id}", old=old, fields=("name", "kind"), route=route
+        )

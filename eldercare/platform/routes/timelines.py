@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 
 from eldercare.platform import daily
-from eldercare.platform.access import RAW_STREAMS, ResidentAccess
+from eldercare.platform.access import RAW_STREAMS, ResidentAccess, derived_view
 from eldercare.platform.deps import ConnDep, resident_access
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import timeline as repo
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import SleepOut, SummaryOut, TimelineCell, TimelineOut
+from eldercare.platform.schemas import Day, Instant, SleepOut, SummaryOut, TimelineCell, TimelineOut
 
 router = APIRouter(prefix="/residents", tags=["timelines"], responses=ERRORS)
 MAX_DAYS = 92
@@ -24,8 +24,8 @@ MAX_DAYS = 92
 async def get_timeline(
     grant: Annotated[ResidentAccess, Depends(resident_access("activity"))],
     conn: ConnDep,
-    start: Annotated[datetime | None, Query(description="Default: 24 h before end")] = None,
-    end: Annotated[datetime | None, Query(description="Default: now")] = None,
+    start: Annotated[Instant | None, Query(description="Default: 24 h before end")] = None,
+    end: Annotated[Instant | None, Query(description="Default: now")] = None,
     room: str | None = None,
 ) -> TimelineOut:
     """Hourly counts per room and sensor from the rollup; streams without consent are left out."""
@@ -54,9 +54,13 @@ async def get_timeline(
 async def get_summary(
     grant: Annotated[ResidentAccess, Depends(resident_access("summary"))],
     conn: ConnDep,
-    day: Annotated[date | None, Query(description="Local date at the home; default today")] = None,
+    day: Annotated[Day | None, Query(description="Local date at the home; default today")] = None,
 ) -> SummaryOut:
-    """The day at a glance: last activity, at home or out, last night's sleep, open alerts."""
+    """The day at a glance: last activity, at home or out, last night's sleep, open alerts.
+
+    Derived from raw streams, last night's sleep (bed) and the room of the last activity
+    (activity, bathroom) are shown only with consent for them, and listed in ``hidden_fields``.
+    """
     home = await repo.home_of(conn, resident_id=grant.resident_id)
     if home is None:
         raise not_found("resident", grant.resident_id)
@@ -78,16 +82,21 @@ async def get_summary(
         conn, site_id=site, resident_id=grant.resident_id, start=night_start, end=min(night_end, now)
     )
     slept = daily.sleep(samples, min(night_end, now))
+    sleep_out = SleepOut(**slept.__dict__) if slept else None
+    sleep_out, last_room, hidden = derived_view(
+        grant, sleep=sleep_out, last_room=latest["room"] if latest else None
+    )
     return SummaryOut(
         resident_id=grant.resident_id,
         name=home["name"],
         day=day,
         timezone=home["timezone"],
         last_activity_at=latest["ts"] if latest else None,
-        last_activity_room=latest["room"] if latest else None,
+        last_activity_room=last_room,
         presence=where.state,
         presence_since=where.since,
-        sleep_last_night=SleepOut(**slept.__dict__) if slept else None,
+        sleep_last_night=sleep_out,
+        hidden_fields=hidden,
         active_hours_today=await repo.active_hours(conn, site_id=site, start=day_start, end=day_end),
         open_alerts=await repo.open_alerts(conn, resident_id=grant.resident_id),
     )

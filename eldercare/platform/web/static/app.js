@@ -173,7 +173,8 @@ function startLive() {
   if (!S.token || S.ws || S.poll) return;
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   let ws;
-  try { ws = new WebSocket(`${proto}//${location.host}${API}/ws?token=${encodeURIComponent(S.token)}`); }
+  // The token travels as a subprotocol, never in the URL (access logs keep URLs).
+  try { ws = new WebSocket(`${proto}//${location.host}${API}/ws`, ["eldercare.v1", "bearer." + S.token]); }
   catch (e) { startPolling(); return; }
   S.ws = ws;
   ws.onmessage = (m) => {
@@ -181,7 +182,13 @@ function startLive() {
     if (msg.type === "hello") { S.live = "ws"; chrome(); }
     if (msg.type === "alert") refreshAlert(msg.alert.id, msg.event);
   };
-  ws.onclose = () => { S.ws = null; if (S.token) startPolling(); };
+  ws.onclose = (ev) => {
+    S.ws = null;
+    if (!S.token) return;
+    // 4401: the access token expired (or was revoked): refresh it and reconnect, else poll
+    if (ev.code === 4401) refreshToken().then((ok) => (ok && !S.ws ? startLive() : startPolling()));
+    else startPolling();
+  };
   ws.onerror = () => {};
   // Ask for the current list too: pushes only carry what changes from now on.
   loadAlerts();
@@ -293,9 +300,11 @@ function urgency(a, now = Date.now()) {
 }
 
 function alertItem(a, opts = {}) {
-  const ack = a.state === "open" ? h("button", { class: "btn", "data-ack": a.id, i18n: "alert.ack",
-    on: { click: async () => { try { const u = await api(`/alerts/${a.id}/ack`, { method: "POST" });
-      S.alerts.set(a.id, { ...a, ...u }); onAlertsChanged(a.id); toast(t("alert.acked")); } catch (e) { toast(e.message); } } } }) : null;
+  // A family member's acknowledgement says "seen, on my way"; escalation to the care team goes on.
+  const fam = S.me && S.me.role === "family";
+  const ack = a.state === "open" ? h("button", { class: "btn", "data-ack": a.id, i18n: fam ? "alert.seen" : "alert.ack",
+    on: { click: async () => { try { const u = await api(`/alerts/${a.id}/ack`, { method: "POST", body: fam ? { on_my_way: true } : undefined });
+      S.alerts.set(a.id, { ...a, ...u }); onAlertsChanged(a.id); toast(t(fam ? "alert.seen_sent" : "alert.acked")); } catch (e) { toast(e.message); } } } }) : null;
   const urgent = urgency(a);
   return h("li", { class: `alert sev-${a.severity} state-${a.state}` + (urgent ? " urgent" : ""), "data-alert": a.id, "data-state": a.state },
     h("div", { class: "body" },

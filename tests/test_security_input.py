@@ -1,0 +1,167 @@
+"""Input limits (issue 19, items 2 and 7): every bad request gets a JSON 4xx, never a 500, and
+nothing is half-saved; stored data from before the limits cannot break reads."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from eldercare.platform.limits import clip_depth, json_depth
+
+if TYPE_CHECKING:
+    from platform_api_support import Api
+
+pytest_plugins = ["platform_api_support"]
+
+
+def _nested(depth: int) -> Any:
+    v: Any = {"name": "x"}
+    for _ in range(depth):
+        v = {"next": v}
+    return v
+
+
+def _json_4xx(r: Any, status: int) -> dict[str, Any]:
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body  # type: ignore[no-any-return]
+
+
+def test_json_depth_scan_ignores_brackets_in_strings() -> None:
+    assert json_depth(b'{"a": "[[[[[[[[[["}', 3) <= 3
+    assert json_depth(json.dumps(_nested(10)).encode(), 5) > 5
+    assert json_depth(b'{"a": "\\"[[[[[[[["}', 3) <= 3
+    assert clip_depth({"a": {"b": {"c": 1}}}, 2) == {"a": {"b": None}}
+
+
+def test_nul_in_sign_in_form_is_422_not_500(api: Api) -> None:
+    r = api.client.post("/api/v1/auth/token", data={"username": "a\x00b", "password": "x"})
+    body = _json_4xx(r, 422)
+    assert body["errors"][0]["field"] == "body"
+
+
+def test_nul_in_query_and_path_is_422(api: Api) -> None:
+    _json_4xx(api.get("admin", "/api/v1/alerts?site=a%00b"), 422)
+    _json_4xx(api.get("admin", "/api/v1/residents/res%001"), 422)
+
+
+def test_huge_integers_in_query_and_path_are_422(api: Api) -> None:
+    big = 2**63
+    for path in (
+        f"/api/v1/alerts?offset={big}",
+        f"/api/v1/alerts?tier={big}",
+        f"/api/v1/alerts/{big}",
+        f"/api/v1/audit?user_id={big}",
+        f"/api/v1/audit?before_id={big}",
+        f"/api/v1/users/{big}",
+        f"/api/v1/policies/{big}",
+    ):
+        body = _json_4xx(api.get("admin", path), 422)
+        assert body["errors"], path
+
+
+def test_extreme_dates_are_422(api: Api) -> None:
+    _json_4xx(api.get("admin", "/api/v1/residents/res-1/summary?day=0001-01-01"), 422)
+    _json_4xx(api.get("admin", "/api/v1/residents/res-1/summary?day=9999-12-31"), 422)
+    _json_4xx(api.get("admin", "/api/v1/residents/res-1/timeline?end=0001-01-01T00:00:00Z"), 422)
+    _json_4xx(api.get("admin", "/api/v1/reports/care-quality?since=0001-01-01T00:00:00Z"), 422)
+    _json_4xx(api.get("admin", "/api/v1/audit?since=9999-12-31T23:59:59Z"), 422)
+
+
+def test_deep_json_is_refused_and_not_saved(api: Api) -> None:
+    deep = [_nested(300)]
+    r = api.patch("worker1", "/api/v1/residents/res-1", json={"emergency_contacts": deep, "notes": "n"})
+    _json_4xx(r, 422)
+    r = api.get("worker1", "/api/v1/residents/res-1")
+    assert r.status_code == 200 and r.json()["notes"] != "n"
+    r = api.post(
+        "admin", "/api/v1/sites", json={"id": "deep", "kind": "home", "name": "d", "layout": _nested(40)}
+    )
+    _json_4xx(r, 422)
+    assert api.get("admin", "/api/v1/sites/deep").status_code == 404
+    shallow = {"emergency_contacts": [_nested(10)]}
+    assert api.patch("worker1", "/api/v1/residents/res-1", json=shallow).status_code == 200
+
+
+def test_stored_deep_json_does_not_break_reads(api: Api, db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE residents SET emergency_contacts = %s WHERE id = 'res-1'", [Jsonb([_nested(300)])]
+        )
+        conn.execute("UPDATE sites SET layout = %s WHERE id = 'home-1'", [Jsonb(_nested(300))])
+    r = api.get("worker1", "/api/v1/residents")
+    assert r.status_code == 200 and any(x["id"] == "res-1" for x in r.json())
+    assert api.get("family1", "/api/v1/residents/res-1").status_code == 200
+    assert api.get("admin", "/api/v1/sites").status_code == 200
+    assert api.get("admin", "/api/v1/sites/home-1").status_code == 200
+
+
+def test_body_size_limit(api: Api) -> None:
+    r = api.post(
+        "admin",
+        "/api/v1/sites",
+        json={"id": "big", "kind": "home", "name": "b", "layout": {"x": "y" * 2_000_000}},
+    )
+    _json_4xx(r, 413)
+    assert api.get("admin", "/api/v1/sites/big").status_code == 404
+    r = api.patch("admin", "/api/v1/residents/res-1", json={"name": "n" * 5000})
+    body = _json_4xx(r, 422)
+    assert body["errors"][0]["field"] == "name"
+    r = api.patch("admin", "/api/v1/residents/res-1", json={"notes": "n" * 20_000})
+    _json_4xx(r, 422)
+
+
+def test_nul_and_lone_surrogate_in_json_are_422_and_not_saved(api: Api) -> None:
+    for raw in (
+        '{"notes": "a\\u0000b"}',
+        '{"notes": "a\\ud800b"}',
+        '{"emergency_contacts": [{"\\u0000": 1}]}',
+    ):
+        r = api.patch(
+            "admin", "/api/v1/residents/res-1", content=raw, headers={"Content-Type": "application/json"}
+        )
+        _json_4xx(r, 422)
+    assert "\x00" not in (api.get("admin", "/api/v1/residents/res-1").json()["notes"] or "")
+    r = api.patch("admin", "/api/v1/residents/res-1", json={"notes": "emoji \U0001f600 ok"})
+    assert r.status_code == 200 and r.json()["notes"] == "emoji \U0001f600 ok"
+
+
+def test_malformed_json_answers_401_before_422(api: Api) -> None:
+    headers = {"Content-Type": "application/json"}
+    r = api.client.patch("/api/v1/residents/res-1", content="{not json", headers=headers)
+    _json_4xx(r, 401)
+    r = api.client.patch(
+        "/api/v1/residents/res-1", content="{not json", headers={**headers, "Authorization": "Bearer forged"}
+    )
+    _json_4xx(r, 401)
+    _json_4xx(api.patch("admin", "/api/v1/residents/res-1", content="{not json", headers=headers), 422)
+    revoked = api.as_("worker1")
+    assert api.client.post("/api/v1/auth/logout", headers=revoked).status_code == 204
+    r = api.client.patch("/api/v1/residents/res-1", content="{not json", headers={**headers, **revoked})
+    _json_4xx(r, 401)  # a revoked token is no better than none
+    # a public route still says what is wrong with the body
+    _json_4xx(api.client.post("/api/v1/auth/refresh", content="{not json", headers=headers), 422)
+
+
+def test_constraint_text_does_not_leak(api: Api) -> None:
+    body = {
+        "username": "newbie",
+        "display_name": "N",
+        "password": "long-enough-pw",
+        "role": "care_worker",
+        "provider_id": "nowhere",
+    }
+    r = api.post("admin", "/api/v1/users", json=body, headers={"Accept-Language": "en"})
+    detail = _json_4xx(r, 422)["detail"]
+    assert "nowhere" in detail and "provider_id" in detail
+    for leak in ("violates", "constraint", "fkey", "DETAIL", "Key ("):
+        assert leak not in detail
+    r = api.post("admin", "/api/v1/gateways/gw-home-1/credentials")
+    assert r.status_code == 200
+    r = api.put("admin", "/api/v1/gateways/gw-home-1/config", json={"config": {}, "expected_revision": 2**40})
+    _json_4xx(r, 422)
