@@ -13,12 +13,10 @@ shows the engine's queue, the items it set aside and failed deliveries.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -29,30 +27,47 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eldercare import __version__
 from eldercare.config import Settings, get_settings
+from eldercare.platform.engine import service
 from eldercare.platform.errors import ApiError
 from eldercare.platform.headers import SecurityHeaders
 from eldercare.platform.i18n import negotiate, t
 from eldercare.platform.limits import RequestLimits
+from eldercare.platform.routes import (
+    alerts,
+    audit,
+    auth,
+    engine,
+    gateways,
+    policies,
+    providers,
+    reports,
+    residents,
+    sim,
+    sites,
+    timelines,
+    users,
+    ws,
+)
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 # Routers of this package; alerts and ws belong to the alert engine and are included when present.
 ROUTERS = (
-    "auth",
-    "users",
-    "providers",
-    "sites",
-    "residents",
-    "gateways",
-    "policies",
-    "timelines",
-    "reports",
-    "audit",
-    "sim",
-    "alerts",
-    "ws",
-    "engine",
+    auth.router,
+    users.router,
+    providers.router,
+    sites.router,
+    residents.router,
+    gateways.router,
+    policies.router,
+    timelines.router,
+    reports.router,
+    audit.router,
+    sim.router,
+    alerts.router,
+    ws.router,
+    engine.router,
 )
 TAGS = [
     {"name": "auth", "description": "Sign in (OAuth2 password flow), refresh, own account"},
@@ -252,18 +267,7 @@ async def _sync_broker(app: FastAPI) -> None:
 
 
 async def _start_engine(app: FastAPI) -> None:
-    try:
-        service = importlib.import_module("eldercare.platform.engine.service")
-    except ImportError as exc:
-        if exc.name and exc.name.startswith("eldercare.platform.engine"):
-            log.info("alert engine not installed; serving the API only")
-            return
-        raise
-    result = service.start(app.state)
-    if asyncio.iscoroutine(result):
-        result = await result
-    if isinstance(result, list):
-        app.state.background.extend(result)
+    app.state.background.extend(await service.start(app.state))
     log.info("alert engine started (%s background tasks)", len(app.state.background))
 
 
@@ -359,14 +363,8 @@ def create_app(settings: Settings | None = None, *, start_engine: bool = True) -
         max_json_depth=settings.http_max_json_depth,
     )
     app.add_middleware(SecurityHeaders)  # added last, so outermost: on every answer, refusals included
-    for name in ROUTERS:
-        try:
-            module: Any = importlib.import_module(f"eldercare.platform.routes.{name}")
-        except ImportError as exc:
-            if exc.name == f"eldercare.platform.routes.{name}":
-                continue  # the engine's routers are optional until they exist
-            raise
-        app.include_router(module.router, prefix=API_PREFIX)
+    for router in ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
