@@ -2,11 +2,11 @@
 
 ``create_app(settings)`` builds the app; its lifespan opens an ``AsyncConnectionPool`` (failing fast
 when the database is unreachable), then starts the alert engine's background work through
-``eldercare.platform.engine.service.start(app.state)`` when that module is installed. The engine runs
+``eldercare.platform.engine.service.start(app.state)``. The engine runs
 on its own thread, event loop and connections, and the push hub has a pool of its own, so requests
 never hold up an alarm. Whatever the engine starts on this loop it appends to
-``app.state.background`` (asyncio tasks), which the lifespan cancels on shutdown; if it sets
-``app.state.engine_stop`` (an async callable) that is awaited first. ``/metrics`` (Prometheus text)
+``app.state.background`` (asyncio tasks), which the lifespan cancels on shutdown, after awaiting
+``app.state.engine_stop``. ``/metrics`` (Prometheus text)
 shows the engine's queue, the items it set aside and failed deliveries.
 """
 
