@@ -727,3 +727,17 @@ def test_a_motion_sensor_that_misses_every_use_of_its_room_has_failed() -> None:
     alive = simulate_home(1, 16).events
     later = [e for e in alive if e[0] >= DEFAULT_START + 14 * DAY]
     assert [a for a in det.detect(later, until=DEFAULT_START + 16 * DAY) if a.kind == "device_silent"] == []
+
+
+def test_a_weekend_lie_in_does_not_delay_not_up_on_the_monday_after() -> None:
+    # up at 07:00 on weekdays, 1 h 30 min later at weekends; the history ends on a Sunday
+    def day(d: int) -> list[Ev]:
+        shift = 1.5 * H if d % 7 in (5, 6) else 0.0
+        return [(t + shift, k, r, v) for t, k, r, v in normal_day(d)]
+
+    det = InactivityDetector().fit([e for d in range(14) for e in day(d)])
+    m = T0 + 14 * DAY  # Monday, still in bed
+    (a,) = det.detect([(m + 3 * H, "pir", "bedroom", 1.0)], until=m + 12 * H)
+    assert a.kind == "no_wake"
+    # judged by a weekday's wake time (07:00), not by Sunday's lie-in (08:30) seen last
+    assert m + 7.2 * H < a.t < m + 8.5 * H

@@ -44,9 +44,9 @@ history is not learned as its normal (it may be dying), and is judged against th
 
 A silence is never alarmed below the longest seen at that hour, so a new routine's longer silences
 are accepted the night after they are first seen, and old ones leave the window in three weeks; a
-wake time seen in the last three days is never "not up" (a later routine is followed after one
-morning), and a lasting shift of the last four mornings moves the usual wake time itself (median
-and MAD).
+morning of the last three days, as late as it was for its weekday, is never "not up" (a later
+routine is followed after one morning), and a lasting shift of the last four mornings against
+their weekdays' habit moves the usual wake time itself (a weekend lie-in is no changed routine).
 
 Sensitivity: thresholds are divided by ``sensitivity`` (default 1.0). After a false alarm the
 platform lowers it (e.g. ``det.sensitivity *= 0.85`` down to 0.5; thresholds get longer); after a

@@ -257,18 +257,28 @@ def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[t
         return
     meds = _weekday_medians(by_wd, allw)
     sd = _wake_spread(by_wd, meds)
-    # a changed routine: the last few mornings differ from the window's habit -> follow them
+    # a changed routine: the last few mornings differ from the window's habit -> follow them.
+    # Each morning is measured against its own weekday's usual time before them, so a weekend
+    # lie-in (the weekend's normal) neither reads as a changed routine nor delays the weekdays'
+    # alarms; before, the raw times of a Saturday and Sunday made a Monday's "not up" 45 min later.
     dated.sort()
-    recent = [w for _, w in dated[-RECENT_WAKES:]]
-    last_days = [w for d, w in dated if d > dated[-1][0] - LAST_DAYS]
-    shift = None
-    if len(dated) >= 2 * RECENT_WAKES and abs(statistics.median(recent) - statistics.median(allw)) > 20 * MIN:
-        shift = statistics.median(recent)
+    n_recent = min(RECENT_WAKES, len(dated) - 1)
+    before: dict[int, list[float]] = defaultdict(list)
+    for d, wake in dated[: len(dated) - n_recent]:
+        before[(d + 3) % 7].append(wake)
+    old = [w for ws in before.values() for w in ws]
+    base = _weekday_medians(before, old) if old else meds
+    offsets = [w - base[(d + 3) % 7] for d, w in dated[len(dated) - n_recent :]]
+    late = [w - base[(d + 3) % 7] for d, w in dated if d > dated[-1][0] - LAST_DAYS]
+    offset = None
+    if len(dated) >= 2 * RECENT_WAKES and abs(statistics.median(offsets)) > 20 * MIN:
+        offset = statistics.median(offsets)
     for wd in range(7):
         own = by_wd.get(wd, [])
-        med, thr = _wake_limit(meds[wd], own, sd, shift, recent)
-        if last_days:  # a morning seen in the last few days is this home's normal now
-            thr = max(thr, max(last_days) + 30 * MIN)
+        shift = None if offset is None else base[wd] + offset
+        med, thr = _wake_limit(meds[wd], own, sd, shift, base[wd] + max(offsets, default=0.0))
+        if late:  # as late as a morning of the last few days is this home's normal now
+            thr = max(thr, base[wd] + max(late) + 30 * MIN)
         if len(allw) < WAKE_MIN_DAYS:  # few mornings seen: lean towards the late population limit
             w = (len(allw) - 1) / (WAKE_MIN_DAYS - 1)
             thr = max(thr, w * thr + (1 - w) * WAKE_PRIOR_S)
@@ -327,7 +337,7 @@ def _wake_spread(by_wd: dict[int, list[float]], meds: dict[int, float]) -> float
 
 
 def _wake_limit(
-    med: float, own: list[float], sd: float, shift: float | None, recent: list[float]
+    med: float, own: list[float], sd: float, shift: float | None, recent_max: float
 ) -> tuple[float, float]:
     """(usual wake time, limit) of one weekday; after a changed routine, the recent mornings'."""
     n_own = len(own)
@@ -335,7 +345,7 @@ def _wake_limit(
     thr = max(med + 20 * MIN + 2.5 * spread, max(own or [-math.inf]) + 15 * MIN)
     if shift is not None:
         recent_spread = 2.5 * sd * math.sqrt(1 + 1 / RECENT_WAKES)
-        recent_thr = max(shift + 20 * MIN + recent_spread, max(recent) + 15 * MIN)
+        recent_thr = max(shift + 20 * MIN + recent_spread, recent_max + 15 * MIN)
         thr = max(thr, recent_thr) if shift > med else recent_thr
         med = shift
     return med, thr
