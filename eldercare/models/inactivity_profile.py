@@ -64,6 +64,7 @@ DEFAULT_NIGHT = [h >= 23 or h < 6 for h in range(24)]
 WAKE_PRIOR_S = 10.5 * HOUR  # new home: "not up" only after 10:30
 WAKE_MIN_DAYS = 5
 RECENT_WAKES = 4  # mornings that reveal a changed routine
+NIGHT_SEEN_S = 4 * HOUR  # a morning counts if the history began this long before its midnight
 LAST_DAYS = 3  # a wake time seen this recently is never "not up" (a changed routine, followed at once)
 # by day, "last seen in the hall, then nothing" is nearly always someone who went out past a missed
 # door; and a daytime outing shorter than this (a visit, the market, a day-care day that moved) is
@@ -227,7 +228,7 @@ def learn(
     p.away, p.away_usual = _table(outs, "away", "away", p, weeks, budget, utc_offset_s, grace_days)
     began = {hour_of(s, utc_offset_s) for s, _ in outs}
     p.away_seen = [any((h + d) % 24 in began for d in (-1, 0, 1)) for h in range(24)]
-    _learn_wake(p, rec, utc_offset_s, exclude)
+    _learn_wake(p, rec, utc_offset_s, exclude, t0)
     _learn_devices(p, rec, grace_days)
     return p
 
@@ -246,9 +247,11 @@ def _in_bed_by_hour(rec: Recording, utc_offset_s: float) -> list[float]:
     return in_bed
 
 
-def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[tuple[float, float]]) -> None:
+def _learn_wake(
+    p: Profile, rec: Recording, utc_offset_s: float, exclude: list[tuple[float, float]], t0: float
+) -> None:
     """Wake time per weekday: its usual time and the limit past which "not up" is raised."""
-    dated = _mornings(rec, utc_offset_s, exclude)
+    dated = _mornings(rec, utc_offset_s, exclude, t0)
     by_wd: dict[int, list[float]] = defaultdict(list)
     for d, wake in dated:
         by_wd[(d + 3) % 7].append(wake)  # 1970-01-01 was a Thursday
@@ -287,12 +290,14 @@ def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[t
 
 
 def _mornings(
-    rec: Recording, utc_offset_s: float, exclude: list[tuple[float, float]]
+    rec: Recording, utc_offset_s: float, exclude: list[tuple[float, float]], t0: float = -math.inf
 ) -> list[tuple[int, float]]:
     """(local day, wake time in seconds of that day) for each morning of the history.
 
     The wake time is the last bed exit before the first activity in a day room (kitchen, ...)
-    between 03:00 and 15:00; a day whose first activity falls in an excluded incident is left out.
+    between 03:00 and 15:00; a day whose first activity falls in an excluded incident is left out,
+    and so is a morning whose night the history (from ``t0``) did not see begin: its going to bed is
+    missing, so its "wake" would be the first trigger in a day room, a noisy sensor's blip at 03:00.
     """
     stays = sorted(rec.stays, key=lambda s: s[1])
     bed_exits = [s + d for c, s, d in stays if c == "bed"]
@@ -302,6 +307,8 @@ def _mornings(
             continue
         local = s + utc_offset_s
         d = math.floor(local / DAY)
+        if d * DAY - NIGHT_SEEN_S < t0 + utc_offset_s:
+            continue  # the history began in this morning's night
         if 3 * HOUR <= local - d * DAY <= 15 * HOUR and d not in first_day:
             first_day[d] = s
     dated: list[tuple[int, float]] = []
