@@ -751,3 +751,22 @@ def test_the_first_morning_of_a_history_that_began_in_the_night_is_not_learned()
     assert det.profile_ is not None and det.profile_.wake["0"]["median"] > 6.5 * H
     monday = normal_day(14)  # up at 07:00 as usual
     assert det.detect(monday, until=T0 + 14 * DAY + 12 * H) == []
+
+
+def test_a_tv_switched_on_again_after_the_toilet_shows_the_resident_left_the_bathroom() -> None:
+    # every day the TV goes off for the 10:00 visit to the toilet and on again 8 min later; the
+    # hob's thermostat cycles at lunch: a quick switch-on counts as someone only where nothing cycles
+    def day(d: int) -> list[Ev]:
+        m = T0 + d * DAY
+        tv = [(m + 9 * H, "plug", "living", 95.0), (m + 10 * H - M, "plug", "living", 0.6)]
+        tv += [(m + 10 * H + 7 * M, "plug", "living", 95.0), (m + 11.5 * H, "plug", "living", 0.6)]
+        hob = [(m + 12 * H + k * 5 * M, "plug", "kitchen", 0.0 if k % 2 else 1500.0) for k in range(7)]
+        return sorted(normal_day(d) + tv + hob)
+
+    det = InactivityDetector().fit([e for d in range(10) for e in day(d)])
+    m = T0 + 10 * DAY
+    # the living room's sensor misses the way back: only the TV says they came back
+    stream = [e for e in day(10) if e[0] < m + 10.75 * H]
+    stream = [e for e in stream if not (e[1] == "pir" and e[2] == "living" and e[0] - m > 10 * H)]
+    assert [a.kind for a in det.detect(stream, until=m + 10.75 * H)] == []  # not "in the bathroom 40 min"
+    assert det._tr.steady == ["living"]  # the kitchen's hob cycles: its quick switch-ons prove nothing
