@@ -281,6 +281,7 @@ class InactivityDetector:
             room_budget=self.budget if noisy or days < self.grace_days else self.budget / QUIET_ROOM_FACTOR,
             grace_days=self.grace_days,
             exclude=[(float(a), float(b)) for a, b in exclude],
+            noisy=noisy,
         )
         p.hb_interval_s, p.hb_gap_s = hb_interval, hb_gap
         p.pair_s, p.noise = pair_s, noise

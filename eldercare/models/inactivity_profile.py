@@ -190,10 +190,12 @@ def learn(
     grace_days: float,
     exclude: list[tuple[float, float]],
     room_budget: float | None = None,
+    noisy: bool = False,
 ) -> Profile:
     """Thresholds from a replayed history spanning [t0, t1).
 
-    ``room_budget`` (default ``budget``) is the budget of silences in the ordinary rooms.
+    ``room_budget`` (default ``budget``) is the budget of silences in the ordinary rooms; ``noisy``
+    says the home's motion sensors blip often (see :func:`_mornings`).
     """
     p = Profile(days=max(0.0, (t1 - t0) / DAY))
     weeks = p.days / 7.0
@@ -228,7 +230,7 @@ def learn(
     p.away, p.away_usual = _table(outs, "away", "away", p, weeks, budget, utc_offset_s, grace_days)
     began = {hour_of(s, utc_offset_s) for s, _ in outs}
     p.away_seen = [any((h + d) % 24 in began for d in (-1, 0, 1)) for h in range(24)]
-    _learn_wake(p, rec, utc_offset_s, exclude, t0)
+    _learn_wake(p, rec, utc_offset_s, exclude, t0 if noisy else -math.inf)
     _learn_devices(p, rec, grace_days)
     return p
 
@@ -295,9 +297,11 @@ def _mornings(
     """(local day, wake time in seconds of that day) for each morning of the history.
 
     The wake time is the last bed exit before the first activity in a day room (kitchen, ...)
-    between 03:00 and 15:00; a day whose first activity falls in an excluded incident is left out,
-    and so is a morning whose night the history (from ``t0``) did not see begin: its going to bed is
-    missing, so its "wake" would be the first trigger in a day room, a noisy sensor's blip at 03:00.
+    between 03:00 and 15:00; a day whose first activity falls in an excluded incident is left out.
+    In a noisy home (``t0`` given) so is a morning whose night the history did not see begin: its
+    going to bed is missing, so its "wake" would be the first activity in a day room, which there may
+    be a blip at 03:00 (where sensors hardly blip that first activity is a fair wake time, and a new
+    home needs every morning it has).
     """
     stays = sorted(rec.stays, key=lambda s: s[1])
     bed_exits = [s + d for c, s, d in stays if c == "bed"]
