@@ -44,9 +44,9 @@ history is not learned as its normal (it may be dying), and is judged against th
 
 A silence is never alarmed below the longest seen at that hour, so a new routine's longer silences
 are accepted the night after they are first seen, and old ones leave the window in three weeks; a
-wake time seen in the last three days is never "not up" (a later routine is followed after one
-morning), and a lasting shift of the last four mornings moves the usual wake time itself (median
-and MAD).
+morning of the last three days, as late as it was for its weekday, is never "not up" (a later
+routine is followed after one morning), and a lasting shift of the last four mornings against
+their weekdays' habit moves the usual wake time itself (a weekend lie-in is no changed routine).
 
 Sensitivity: thresholds are divided by ``sensitivity`` (default 1.0). After a false alarm the
 platform lowers it (e.g. ``det.sensitivity *= 0.85`` down to 0.5; thresholds get longer); after a
@@ -104,6 +104,7 @@ NO_WAKE_WINDOW_S = 5 * HOUR  # after the wake threshold, "not up" is judged this
 DETACHED_S = 12 * HOUR  # detect(): a stream starting this long after the history is not its sequel
 WEAK_DEFER_S = 45 * 60.0  # an unconfirmed pair of triggers where the resident is defers an alarm this long
 QUIET_ROOM_FACTOR = 10.0  # in a quiet home, rooms' silences get a tenth of the budget (see fit)
+STEADY_DAYS = 3.0  # history needed to call a room's appliances thermostat-free
 NOISY_PER_DAY = 3.0  # a room with more lone triggers a day than this has a noisy sensor
 HALL_AWAY_MAX_S = 4 * HOUR
 MOVE_S = 5 * 60.0  # a lone trigger elsewhere this soon after the last activity: maybe walked on
@@ -250,7 +251,7 @@ class InactivityDetector:
         hb_gap = None if hb_interval is None else max(3 * hb_interval, 600.0)
         t0 = events[0][0] if events else 0.0
         t1 = events[-1][0] if events else 0.0
-        tr = self._replay(events, hb_gap, {}, [], {})
+        tr = self._replay(events, hb_gap, {}, [], {}, [])
         # a home whose sensors blip often (noise) needs two triggers closer together to believe them
         days = max((t1 - t0) / DAY, 1.0)
         assert tr.rec is not None
@@ -260,7 +261,11 @@ class InactivityDetector:
         # in a home whose sensors rarely blip, one trigger in the room where the resident is, is them
         rooms = {room_name(e[2]) for e in events if e[1] == "pir"}
         quiet = [] if noisy else sorted(rooms - set(pair_s))
-        tr = self._replay(events, hb_gap, pair_s, quiet, noise)
+        # rooms whose appliances were seen for some days and never cycled (no thermostat): a quick
+        # switch-on there is someone, as after a longer time off
+        plugs = {room_name(e[2]) for e in events if e[1] == "plug"}
+        steady = sorted(plugs - set(tr.rec.cycles)) if days >= STEADY_DAYS else []
+        tr = self._replay(events, hb_gap, pair_s, quiet, noise, steady)
         assert tr.rec is not None
         # in a quiet home one trigger resets a room's silence, so its silences are short and
         # alarms come early: once its history is long enough to trust, its rooms can afford a
@@ -276,6 +281,7 @@ class InactivityDetector:
             room_budget=self.budget if noisy or days < self.grace_days else self.budget / QUIET_ROOM_FACTOR,
             grace_days=self.grace_days,
             exclude=[(float(a), float(b)) for a, b in exclude],
+            noisy=noisy,
         )
         p.hb_interval_s, p.hb_gap_s = hb_interval, hb_gap
         p.pair_s, p.noise = pair_s, noise
@@ -297,6 +303,7 @@ class InactivityDetector:
         pair_s: dict[str, float],
         quiet: list[str],
         noise: dict[str, float],
+        steady: list[str],
     ) -> Tracker:
         tr = Tracker(
             confirm_s=self.confirm_s,
@@ -305,6 +312,7 @@ class InactivityDetector:
             pair_s=dict(pair_s),
             quiet=list(quiet),
             noise_rate=dict(noise),
+            steady=list(steady),
         )
         tr.rec = Recording()
         for ev in events:
@@ -323,6 +331,7 @@ class InactivityDetector:
             pair_s=dict(old.pair_s),
             quiet=list(old.quiet),
             noise_rate=dict(old.noise_rate),
+            steady=list(old.steady),
             use_seen_p=dict(old.use_seen_p),
         )
         self._alerted = {"episode": None, "hb": None, "stay": None, "day": None}

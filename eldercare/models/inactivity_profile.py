@@ -64,6 +64,7 @@ DEFAULT_NIGHT = [h >= 23 or h < 6 for h in range(24)]
 WAKE_PRIOR_S = 10.5 * HOUR  # new home: "not up" only after 10:30
 WAKE_MIN_DAYS = 5
 RECENT_WAKES = 4  # mornings that reveal a changed routine
+NIGHT_SEEN_S = 4 * HOUR  # a morning counts if the history began this long before its midnight
 LAST_DAYS = 3  # a wake time seen this recently is never "not up" (a changed routine, followed at once)
 # by day, "last seen in the hall, then nothing" is nearly always someone who went out past a missed
 # door; and a daytime outing shorter than this (a visit, the market, a day-care day that moved) is
@@ -189,10 +190,12 @@ def learn(
     grace_days: float,
     exclude: list[tuple[float, float]],
     room_budget: float | None = None,
+    noisy: bool = False,
 ) -> Profile:
     """Thresholds from a replayed history spanning [t0, t1).
 
-    ``room_budget`` (default ``budget``) is the budget of silences in the ordinary rooms.
+    ``room_budget`` (default ``budget``) is the budget of silences in the ordinary rooms; ``noisy``
+    says the home's motion sensors blip often (see :func:`_mornings`).
     """
     p = Profile(days=max(0.0, (t1 - t0) / DAY))
     weeks = p.days / 7.0
@@ -227,7 +230,7 @@ def learn(
     p.away, p.away_usual = _table(outs, "away", "away", p, weeks, budget, utc_offset_s, grace_days)
     began = {hour_of(s, utc_offset_s) for s, _ in outs}
     p.away_seen = [any((h + d) % 24 in began for d in (-1, 0, 1)) for h in range(24)]
-    _learn_wake(p, rec, utc_offset_s, exclude)
+    _learn_wake(p, rec, utc_offset_s, exclude, t0 if noisy else -math.inf)
     _learn_devices(p, rec, grace_days)
     return p
 
@@ -246,9 +249,11 @@ def _in_bed_by_hour(rec: Recording, utc_offset_s: float) -> list[float]:
     return in_bed
 
 
-def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[tuple[float, float]]) -> None:
+def _learn_wake(
+    p: Profile, rec: Recording, utc_offset_s: float, exclude: list[tuple[float, float]], t0: float
+) -> None:
     """Wake time per weekday: its usual time and the limit past which "not up" is raised."""
-    dated = _mornings(rec, utc_offset_s, exclude)
+    dated = _mornings(rec, utc_offset_s, exclude, t0)
     by_wd: dict[int, list[float]] = defaultdict(list)
     for d, wake in dated:
         by_wd[(d + 3) % 7].append(wake)  # 1970-01-01 was a Thursday
@@ -257,18 +262,28 @@ def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[t
         return
     meds = _weekday_medians(by_wd, allw)
     sd = _wake_spread(by_wd, meds)
-    # a changed routine: the last few mornings differ from the window's habit -> follow them
+    # a changed routine: the last few mornings differ from the window's habit -> follow them.
+    # Each morning is measured against its own weekday's usual time before them, so a weekend
+    # lie-in (the weekend's normal) neither reads as a changed routine nor delays the weekdays'
+    # alarms; before, the raw times of a Saturday and Sunday made a Monday's "not up" 45 min later.
     dated.sort()
-    recent = [w for _, w in dated[-RECENT_WAKES:]]
-    last_days = [w for d, w in dated if d > dated[-1][0] - LAST_DAYS]
-    shift = None
-    if len(dated) >= 2 * RECENT_WAKES and abs(statistics.median(recent) - statistics.median(allw)) > 20 * MIN:
-        shift = statistics.median(recent)
+    n_recent = min(RECENT_WAKES, len(dated) - 1)
+    before: dict[int, list[float]] = defaultdict(list)
+    for d, wake in dated[: len(dated) - n_recent]:
+        before[(d + 3) % 7].append(wake)
+    old = [w for ws in before.values() for w in ws]
+    base = _weekday_medians(before, old) if old else meds
+    offsets = [w - base[(d + 3) % 7] for d, w in dated[len(dated) - n_recent :]]
+    late = [w - base[(d + 3) % 7] for d, w in dated if d > dated[-1][0] - LAST_DAYS]
+    offset = None
+    if len(dated) >= 2 * RECENT_WAKES and abs(statistics.median(offsets)) > 20 * MIN:
+        offset = statistics.median(offsets)
     for wd in range(7):
         own = by_wd.get(wd, [])
-        med, thr = _wake_limit(meds[wd], own, sd, shift, recent)
-        if last_days:  # a morning seen in the last few days is this home's normal now
-            thr = max(thr, max(last_days) + 30 * MIN)
+        shift = None if offset is None else base[wd] + offset
+        med, thr = _wake_limit(meds[wd], own, sd, shift, base[wd] + max(offsets, default=0.0))
+        if late:  # as late as a morning of the last few days is this home's normal now
+            thr = max(thr, base[wd] + max(late) + 30 * MIN)
         if len(allw) < WAKE_MIN_DAYS:  # few mornings seen: lean towards the late population limit
             w = (len(allw) - 1) / (WAKE_MIN_DAYS - 1)
             thr = max(thr, w * thr + (1 - w) * WAKE_PRIOR_S)
@@ -277,12 +292,16 @@ def _learn_wake(p: Profile, rec: Recording, utc_offset_s: float, exclude: list[t
 
 
 def _mornings(
-    rec: Recording, utc_offset_s: float, exclude: list[tuple[float, float]]
+    rec: Recording, utc_offset_s: float, exclude: list[tuple[float, float]], t0: float = -math.inf
 ) -> list[tuple[int, float]]:
     """(local day, wake time in seconds of that day) for each morning of the history.
 
     The wake time is the last bed exit before the first activity in a day room (kitchen, ...)
     between 03:00 and 15:00; a day whose first activity falls in an excluded incident is left out.
+    In a noisy home (``t0`` given) so is a morning whose night the history did not see begin: its
+    going to bed is missing, so its "wake" would be the first activity in a day room, which there may
+    be a blip at 03:00 (where sensors hardly blip that first activity is a fair wake time, and a new
+    home needs every morning it has).
     """
     stays = sorted(rec.stays, key=lambda s: s[1])
     bed_exits = [s + d for c, s, d in stays if c == "bed"]
@@ -292,6 +311,8 @@ def _mornings(
             continue
         local = s + utc_offset_s
         d = math.floor(local / DAY)
+        if d * DAY - NIGHT_SEEN_S < t0 + utc_offset_s:
+            continue  # the history began in this morning's night
         if 3 * HOUR <= local - d * DAY <= 15 * HOUR and d not in first_day:
             first_day[d] = s
     dated: list[tuple[int, float]] = []
@@ -327,7 +348,7 @@ def _wake_spread(by_wd: dict[int, list[float]], meds: dict[int, float]) -> float
 
 
 def _wake_limit(
-    med: float, own: list[float], sd: float, shift: float | None, recent: list[float]
+    med: float, own: list[float], sd: float, shift: float | None, recent_max: float
 ) -> tuple[float, float]:
     """(usual wake time, limit) of one weekday; after a changed routine, the recent mornings'."""
     n_own = len(own)
@@ -335,7 +356,7 @@ def _wake_limit(
     thr = max(med + 20 * MIN + 2.5 * spread, max(own or [-math.inf]) + 15 * MIN)
     if shift is not None:
         recent_spread = 2.5 * sd * math.sqrt(1 + 1 / RECENT_WAKES)
-        recent_thr = max(shift + 20 * MIN + recent_spread, max(recent) + 15 * MIN)
+        recent_thr = max(shift + 20 * MIN + recent_spread, recent_max + 15 * MIN)
         thr = max(thr, recent_thr) if shift > med else recent_thr
         med = shift
     return med, thr

@@ -38,6 +38,7 @@ STRONG_S = 120.0  # a PIR this soon after a door/bed/appliance event is confirme
 PLUG_ON_W = 20.0  # an appliance switched on (W)
 PLUG_OFF_W = 5.0
 PLUG_IDLE_S = 600.0  # off this long before a switch-on counts as a person (not a thermostat)
+CYCLE_S = 15 * 60.0  # two quick switch-ons this close together: a thermostat cycling
 UP_OUT_OF_BED_S = 1800.0  # out of bed this long in the morning: up for the day
 CHAIN_S = 120.0  # a lone PIR this soon after a trigger in another room may be someone walking
 MIN_PAIR_S = 90.0  # in the noisiest homes two triggers must come this close to confirm each other
@@ -94,6 +95,10 @@ class Recording:
     # one that ends with movement inside was a door opened for a visitor or a parcel, not an outing
     out_s: float = 0.0
     out_trig: dict[str, int] = field(default_factory=dict)
+    # room -> switch-ons soon after a switch-off that followed another such within CYCLE_S (a hob's
+    # thermostat); and the last quick switch-on seen there
+    cycles: dict[str, int] = field(default_factory=dict)
+    quick_on: dict[str, float] = field(default_factory=dict)
 
     def end_outing(self, came_back: bool) -> None:
         if came_back:
@@ -186,6 +191,7 @@ class Tracker:
     weak: dict[str, float] = field(default_factory=dict)  # room -> last pair too far apart to confirm
     pair_s: dict[str, float] = field(default_factory=dict)  # room -> pair window (noisy rooms)
     quiet: list[str] = field(default_factory=list)  # rooms whose sensor hardly ever blips
+    steady: list[str] = field(default_factory=list)  # rooms whose appliances never cycle by themselves
     noise_rate: dict[str, float] = field(default_factory=dict)  # room -> spurious triggers a day
     ctx_alt: str | None = None  # the context before a move seen by one trigger only (may be noise)
     burst: dict[str, list[float]] = field(default_factory=dict)  # room -> recent unconfirmed PIRs
@@ -431,7 +437,15 @@ class Tracker:
 
     def _plug(self, t: float, room: str, watts: float, key: str) -> None:
         last_w, off_since = self.plug.get(room, [0.0, -math.inf])
-        if watts >= PLUG_ON_W and last_w < PLUG_OFF_W and t - off_since >= PLUG_IDLE_S:
+        switched_on = watts >= PLUG_ON_W and last_w < PLUG_OFF_W
+        quick = t - off_since < PLUG_IDLE_S
+        if switched_on and quick and self.rec is not None:
+            if t - self.rec.quick_on.get(room, -math.inf) <= CYCLE_S:
+                self.rec.cycles[room] = self.rec.cycles.get(room, 0) + 1
+            self.rec.quick_on[room] = t
+        # switched on after a while off, or in a room whose appliances never cycle by themselves (a
+        # TV switched on again after a visit to the toilet): someone is there
+        if switched_on and (not quick or room in self.steady):
             self._used(room, t)
             self.strong_t, self.strong_room = t, room
             self._activity(t, room, room, key)
