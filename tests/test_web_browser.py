@@ -229,6 +229,8 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     with psycopg.connect(db_url) as conn:  # the assigned worker's number, from the registry
         conn.execute("UPDATE users SET phone = '+8613800000001' WHERE username = 'worker1'")
     fam = new_page(browser, server, phone=True)
+    refused: list[str] = []  # no request her role or her father's consent is sure to refuse
+    fam.on("response", lambda r: refused.append(r.url) if r.status in (401, 403) else None)
     sign_in(fam, "family1", world.password)
     handled = fam.wait_for_selector("#alert-history [data-state=resolved]")
     assert "属实" in handled.inner_text()  # outcome "confirmed", in family1's language
@@ -243,6 +245,7 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     fam.wait_for_selector("#today")
     assert fam.query_selector("#alert-list") is None
     fam.wait_for_selector("#consent-notice")  # family1's consent covers no raw activity
+    assert refused == []
     duty = fam.inner_text("#on-duty")  # how to reach the care team: the assigned worker, on duty now
     assert "责任护理员" in duty and "驿站值班" in duty
     both_languages(fam, "family")

@@ -489,6 +489,10 @@ class SummaryOut(Model):
     hidden_fields: list[str] = Field(
         default_factory=list, description="Fields left empty because consent does not cover their stream"
     )
+    shared_streams: list[str] = Field(
+        default_factory=list,
+        description="Raw streams the caller may read ('activity': the timeline); pages ask for no other",
+    )
 
 
 class DurationStats(Model):

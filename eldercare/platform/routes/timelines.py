@@ -97,6 +97,7 @@ async def get_summary(
         presence_since=where.since,
         sleep_last_night=sleep_out,
         hidden_fields=hidden,
+        shared_streams=[str(s) for s in RAW_STREAMS if grant.allows(s)],
         active_hours_today=await repo.active_hours(conn, site_id=site, start=day_start, end=day_end),
         open_alerts=await repo.open_alerts(conn, resident_id=grant.resident_id),
     )

@@ -524,12 +524,15 @@ async function pageFamily(id, root) {
     h("tr", {}, h("th", { i18n: "family.sleep" }), h("td", {}, sl && sl.hours_in_bed != null ? [D(sl.hours_in_bed.toFixed(1)), " ", L("family.hours"), " · ", L("family.bed_exits"), " ", D(sl.bed_exits)] : L("family.no_sleep"))),
     h("tr", {}, h("th", { i18n: "family.active_hours" }), h("td", {}, D(s.active_hours_today))),
     h("tr", {}, h("th", { i18n: "family.open_alerts" }), h("td", { id: "open-alerts" }, D(s.open_alerts.length)))));
-  let week;
-  try {
-    const end = new Date(); const start = new Date(end.getTime() - 7 * 86400e3);
-    const tl = await api(`/residents/${id}/timeline?start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}`);
-    week = tl.hidden_streams.includes("activity") ? h("p", { class: "notice", id: "consent-notice", i18n: "family.consent_notice" }) : hourlyChart(tl.cells, "week-chart", 6);
-  } catch (e) { week = h("p", { class: "notice", id: "consent-notice", i18n: "family.consent_notice" }); }
+  // ask for the week's activity only when consent covers it (a request sure to be refused is not made)
+  let week = h("p", { class: "notice", id: "consent-notice", i18n: "family.consent_notice" });
+  if ((s.shared_streams || []).includes("activity")) {
+    try {
+      const end = new Date(); const start = new Date(end.getTime() - 7 * 86400e3);
+      const tl = await api(`/residents/${id}/timeline?start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}`);
+      if (!tl.hidden_streams.includes("activity")) week = hourlyChart(tl.cells, "week-chart", 6);
+    } catch (e) { /* the notice stays */ }
+  }
   let history = [];
   try { history = await api(`/alerts?resident=${encodeURIComponent(id)}&limit=30`); } catch (e) { /* shown empty */ }
   history.forEach((a) => S.alerts.set(a.id, a));
