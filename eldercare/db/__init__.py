@@ -32,6 +32,12 @@ def retention_policy(settings: Settings):  # type: ignore[no-untyped-def]
         readings_days=settings.retention_readings_days,
         status_days=settings.retention_status_days,
         events_days=settings.retention_events_days,
-        compress_after_days=settings.compress_after_days,
+        dedup_days=settings.dedup_days,
         partitions_ahead_days=settings.partitions_ahead_days,
+        readings_per_s=settings.storage_readings_per_s,
+        memory_mb=settings.storage_memory_mb,
+        chunk_minutes=settings.readings_chunk_minutes,
+        compress_after_hours=settings.compress_after_hours,
+        segmentby=settings.compress_segmentby,
+        events_compress_after_days=settings.events_compress_after_days,
     )

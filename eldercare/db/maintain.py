@@ -1,19 +1,24 @@
 """Storage upkeep run by ``eldercare db maintain``: the one place that owns maintenance SQL.
 
-On TimescaleDB the extension's background jobs do the work; this module only (re)applies the
-compression, retention and continuous-aggregate policies from the settings. On plain PostgreSQL it
-does the same jobs itself: creates time-range partitions ahead, drops partitions past retention,
-refreshes the ``activity_hourly`` rollup incrementally and prunes the dedup log.
+On TimescaleDB the extension's background jobs do the work; this module only brings the chunk
+interval, compression settings and the compression, retention and continuous-aggregate policies to
+what the settings ask: a policy is created once and changed with ``alter_job`` only where a setting
+differs, so a pass on a database already in that state changes nothing (job ids, schedules and
+history stay). On plain PostgreSQL it does the same jobs itself: creates time-range partitions
+ahead, drops partitions past retention, refreshes the ``activity_hourly`` rollup (the recent hours,
+and any older day whose partition received rows since the last pass) and prunes the dedup log.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +29,59 @@ PARTITIONED: dict[str, str] = {"readings": "day", "gateway_status": "day", "even
 ROLLUP_LOOKBACK = timedelta(days=3)  # late data (gateway replays) within this window is counted
 
 
+ROW_BYTES = 160  # a readings row with its index, uncompressed (bench/storage.py measures it)
+CHUNK_STEPS_MIN = (60, 120, 180, 240, 360, 480, 720, 1440, 2 * 1440, 3 * 1440, 7 * 1440)
+
+
+def derived_chunk_minutes(readings_per_s: int, memory_mb: int) -> int:
+    """The readings chunk interval: the largest step whose chunk (rows and index, uncompressed) fits
+    in a quarter of the server's memory, clamped to 1 h .. 7 days (docs/operations.md)."""
+    budget = memory_mb * 1024 * 1024 / 4
+    fits_s = budget / (readings_per_s * ROW_BYTES)
+    fitting = [m for m in CHUNK_STEPS_MIN if m * 60 <= fits_s]
+    return fitting[-1] if fitting else CHUNK_STEPS_MIN[0]
+
+
 @dataclass
 class RetentionPolicy:
     readings_days: int = 90
     status_days: int = 90
     events_days: int = 730
-    compress_after_days: int = 7
+    compress_after_days: int | None = None  # legacy whole-day figure; compress_after_hours wins
     dedup_days: int = 30
     partitions_ahead_days: int = 7
+    readings_per_s: int = 1000
+    memory_mb: int = 8192
+    chunk_minutes: int | None = None  # None: derived from the rate and memory
+    compress_after_hours: int | None = None  # None: two chunk intervals
+    segmentby: str = "gateway_id, sensor_id, metric"
+    events_compress_after_days: int = 14
 
     def days_for(self, table: str) -> int:
         return {"readings": self.readings_days, "gateway_status": self.status_days}.get(
             table, self.events_days
         )
+
+    @property
+    def chunk(self) -> timedelta:
+        minutes = self.chunk_minutes or derived_chunk_minutes(self.readings_per_s, self.memory_mb)
+        return timedelta(minutes=minutes)
+
+    @property
+    def compress_after(self) -> timedelta:
+        if self.compress_after_hours is not None:
+            return timedelta(hours=self.compress_after_hours)
+        if self.compress_after_days is not None:
+            return timedelta(days=self.compress_after_days)
+        return max(2 * self.chunk, timedelta(hours=2))
+
+    @property
+    def rollup_window(self) -> timedelta:
+        """How far back the aggregate's refresh policy looks: every age ingest still accepts (readings
+        retention) less a day, so a replayed old week is materialised but a refresh never runs over
+        chunks that retention is about to drop. Only invalidated ranges are recomputed, so a wide
+        window costs nothing while no late data arrives."""
+        return timedelta(days=max(self.readings_days - 1, 1))
 
 
 @dataclass
@@ -46,6 +91,7 @@ class MaintenanceReport:
     partitions_dropped: list[str] = field(default_factory=list)
     rollup_rows: int = 0
     dedup_pruned: int = 0
+    policies_changed: list[str] = field(default_factory=list)
 
 
 def is_timescale(conn: psycopg.Connection) -> bool:
@@ -200,30 +246,118 @@ def _refresh_continuous_aggregate(conn: psycopg.Connection, lo: datetime, until:
 # TimescaleDB policies -------------------------------------------------------------------------
 
 
-def apply_timescale_policies(conn: psycopg.Connection, policy: RetentionPolicy) -> None:
-    """(Re)apply compression, retention and continuous-aggregate policies from the settings."""
+COMPRESSED: dict[str, str] = {"gateway_status": "gateway_id", "events": "gateway_id"}
+
+
+def _jobs(conn: psycopg.Connection) -> dict[tuple[str, str], tuple[int, dict[str, object]]]:
+    """(policy proc, hypertable) -> (job id, config) of the policies that exist now."""
+    rows = conn.execute(
+        "SELECT proc_name, hypertable_name, job_id, config FROM timescaledb_information.jobs"
+        " WHERE proc_schema = '_timescaledb_functions' AND hypertable_name IS NOT NULL"
+    ).fetchall()
+    return {(r[0], r[1]): (int(r[2]), r[3] or {}) for r in rows}
+
+
+def _same_interval(conn: psycopg.Connection, a: object, b: timedelta) -> bool:
+    row = conn.execute("SELECT %s::interval = %s::interval", (a, b)).fetchone()
+    return bool(row and row[0])
+
+
+def _ensure_policy(
+    conn: psycopg.Connection,
+    jobs: dict[tuple[str, str], tuple[int, dict[str, object]]],
+    proc: str,
+    table: str,
+    key: str,
+    want: timedelta,
+    add: str,
+    changed: list[str],
+) -> None:
+    """Create the policy if missing; if its interval ``key`` differs, ``alter_job`` its config only."""
+    found = jobs.get((proc, table))
+    if found is None:
+        conn.execute(add, (want,))
+        changed.append(f"{proc}:{table} created")
+        return
+    job_id, config = found
+    if _same_interval(conn, config.get(key), want):
+        return
+    conn.execute(
+        "SELECT alter_job(%s, config => %s::jsonb || jsonb_build_object(%s::text, (%s::interval)::text))",
+        (job_id, Jsonb(config), key, want),
+    )
+    changed.append(f"{proc}:{table} {key} -> {want}")
+
+
+def _ensure_chunk_interval(conn: psycopg.Connection, table: str, want: timedelta, changed: list[str]) -> None:
+    row = conn.execute(
+        "SELECT time_interval FROM timescaledb_information.dimensions"
+        " WHERE hypertable_name = %s AND dimension_number = 1",
+        (table,),
+    ).fetchone()
+    if row is not None and row[0] != want:
+        conn.execute("SELECT set_chunk_time_interval(%s, %s::interval)", (table, want))
+        changed.append(f"chunk_interval:{table} -> {want}")
+
+
+def _ensure_compression(conn: psycopg.Connection, table: str, segmentby: str, changed: list[str]) -> None:
+    """Compression on with the wanted segmentby (orderby ``ts DESC``); new chunks use a change."""
+    rows = conn.execute(
+        "SELECT attname FROM timescaledb_information.compression_settings"
+        " WHERE hypertable_name = %s AND segmentby_column_index IS NOT NULL ORDER BY segmentby_column_index",
+        (table,),
+    ).fetchall()
+    have = ", ".join(r[0] for r in rows)
+    if have == segmentby:
+        return
+    conn.execute(
+        sql.SQL(
+            "ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {},"
+            " timescaledb.compress_orderby = 'ts DESC')"
+        ).format(sql.Identifier(table), sql.Literal(segmentby))
+    )
+    changed.append(f"compression:{table} segmentby {have or '-'} -> {segmentby}")
+
+
+def apply_timescale_policies(conn: psycopg.Connection, policy: RetentionPolicy) -> list[str]:
+    """Bring chunking, compression and the policies to the settings; returns what changed (empty on
+    a database already there: no job is removed or re-added, schedules and history stay)."""
+    changed: list[str] = []
     with conn.transaction():
-        for table in ("readings", "gateway_status"):
-            conn.execute("SELECT remove_compression_policy(%s, if_exists => true)", (table,))
-            conn.execute(
-                "SELECT add_compression_policy(%s, make_interval(days => %s))",
-                (table, policy.compress_after_days),
-            )
+        _ensure_chunk_interval(conn, "readings", policy.chunk, changed)
+        _ensure_compression(conn, "readings", policy.segmentby, changed)
+        for table, segmentby in COMPRESSED.items():
+            _ensure_compression(conn, table, segmentby, changed)
+        jobs = _jobs(conn)
+        compress_after = {
+            "readings": policy.compress_after,
+            "gateway_status": policy.compress_after,
+            "events": timedelta(days=policy.events_compress_after_days),
+        }
+        for table, after in compress_after.items():
+            add = f"SELECT add_compression_policy('{table}', %s::interval)"
+            _ensure_policy(conn, jobs, "policy_compression", table, "compress_after", after, add, changed)
         for table in PARTITIONED:
-            conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (table,))
-            conn.execute(
-                "SELECT add_retention_policy(%s, make_interval(days => %s))",
-                (table, policy.days_for(table)),
-            )
-        conn.execute("SELECT remove_continuous_aggregate_policy('activity_hourly', if_exists => true)")
-        conn.execute(
-            """
-            SELECT add_continuous_aggregate_policy('activity_hourly',
-                start_offset => %s, end_offset => INTERVAL '1 hour',
-                schedule_interval => INTERVAL '15 minutes')
-            """,
-            (ROLLUP_LOOKBACK,),
+            want = timedelta(days=policy.days_for(table))
+            add = f"SELECT add_retention_policy('{table}', %s::interval)"
+            _ensure_policy(conn, jobs, "policy_retention", table, "drop_after", want, add, changed)
+        add = (
+            "SELECT add_continuous_aggregate_policy('activity_hourly', start_offset => %s::interval,"
+            " end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '15 minutes')"
         )
+        _ensure_policy(
+            conn,
+            jobs,
+            "policy_refresh_continuous_aggregate",
+            "activity_hourly",
+            "start_offset",
+            policy.rollup_window,
+            add,
+            changed,
+        )
+    if changed:
+        log.info("storage policies changed: %s", "; ".join(changed))
+    return changed
 
 
 # The job --------------------------------------------------------------------------------------
@@ -241,7 +375,7 @@ def run(conn: psycopg.Connection, policy: RetentionPolicy, now: datetime | None 
     now = now or datetime.now(UTC)
     report = MaintenanceReport(timescale=is_timescale(conn))
     if report.timescale:
-        apply_timescale_policies(conn, policy)
+        report.policies_changed = apply_timescale_policies(conn, policy)
     else:
         report.partitions_created = ensure_partitions(
             conn, now - timedelta(days=1), now + timedelta(days=policy.partitions_ahead_days)
@@ -249,10 +383,55 @@ def run(conn: psycopg.Connection, policy: RetentionPolicy, now: datetime | None 
         report.partitions_dropped = drop_expired_partitions(conn, policy, now)
         watermark = _rollup_watermark(conn)
         since = min(watermark, now) - ROLLUP_LOOKBACK if watermark else now - ROLLUP_LOOKBACK
-        report.rollup_rows = refresh_rollup(conn, since)
+        counts = _readings_insert_counts(conn)
+        for lo, hi in _late_days(conn, counts, since):
+            report.rollup_rows += refresh_rollup(conn, lo, hi)
+        report.rollup_rows += refresh_rollup(conn, since)
+        _set_meta(conn, "rollup_partition_inserts", json.dumps(counts, sort_keys=True))
         _set_rollup_watermark(conn, now)
     report.dedup_pruned = prune_dedup(conn, now - timedelta(days=policy.dedup_days))
     return report
+
+
+def _readings_insert_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Rows ever inserted into each readings partition (the server's statistics, no hot-path cost)."""
+    rows = conn.execute(
+        """
+        SELECT c.relname, coalesce(pg_stat_get_tuples_inserted(c.oid), 0) FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'readings'::regclass
+        """
+    ).fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def _late_days(
+    conn: psycopg.Connection, counts: dict[str, int], since: datetime
+) -> list[tuple[datetime, datetime]]:
+    """Days before ``since`` whose partition took rows since the last pass: a replay from a
+    gateway's outbox, or an import. A counter that moved either way (statistics are reset after a
+    crash) counts as changed. The first pass only records the counters."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'rollup_partition_inserts'").fetchone()
+    if row is None:
+        return []
+    seen: dict[str, int] = json.loads(row[0])
+    days = []
+    for name, n in sorted(counts.items()):
+        start = _parse_partition_start(name, "readings", "day")
+        if start is None or seen.get(name) == n:
+            continue
+        lo = datetime(start.year, start.month, start.day, tzinfo=UTC)
+        if lo < since:
+            days.append((lo, min(lo + timedelta(days=1), since)))
+    return days
+
+
+def _set_meta(conn: psycopg.Connection, key: str, value: str) -> None:
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (%s, %s)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
 
 def _rollup_watermark(conn: psycopg.Connection) -> datetime | None:
