@@ -24,8 +24,16 @@ log = logging.getLogger(__name__)
 
 PARTITION_LOCK = 7_305_117_002  # advisory lock key: one partition creator at a time
 
-# table -> partition width; events are sparse and kept long, so months
-PARTITIONED: dict[str, str] = {"readings": "day", "gateway_status": "day", "events": "month"}
+# table -> partition width; events are sparse and kept long, so months. The dedup log is partitioned
+# by the week a key was received (column ``week``); a week without a partition goes to its default
+# partition (see ensure_partitions).
+PARTITIONED: dict[str, str] = {
+    "readings": "day",
+    "gateway_status": "day",
+    "events": "month",
+    "ingested_messages": "week",
+}
+DEDUP = "ingested_messages"
 ROLLUP_LOOKBACK = timedelta(days=3)  # late data (gateway replays) within this window is counted
 
 
@@ -58,9 +66,11 @@ class RetentionPolicy:
     events_compress_after_days: int = 14
 
     def days_for(self, table: str) -> int:
-        return {"readings": self.readings_days, "gateway_status": self.status_days}.get(
-            table, self.events_days
-        )
+        return {
+            "readings": self.readings_days,
+            "gateway_status": self.status_days,
+            DEDUP: self.dedup_days,
+        }.get(table, self.events_days)
 
     @property
     def chunk(self) -> timedelta:
@@ -103,13 +113,15 @@ def is_timescale(conn: psycopg.Connection) -> bool:
 
 
 def _period_start(day: date, width: str) -> date:
+    if width == "week":
+        return day - timedelta(days=day.weekday())  # Monday, as date_trunc('week')
     return day.replace(day=1) if width == "month" else day
 
 
 def _next_period(start: date, width: str) -> date:
     if width == "month":
         return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
-    return start + timedelta(days=1)
+    return start + timedelta(days=7 if width == "week" else 1)
 
 
 def _partition_name(table: str, start: date, width: str) -> str:
@@ -150,7 +162,7 @@ def ensure_partitions(
             while period <= last:
                 upper = _next_period(period, width)
                 name = _partition_name(table, period, width)
-                if name not in have:
+                if name not in have and not _in_dedup_default(conn, table, period, upper):
                     conn.execute(
                         sql.SQL(
                             "CREATE TABLE {part} PARTITION OF {table} FOR VALUES FROM ({lo}) TO ({hi})"
@@ -166,6 +178,18 @@ def ensure_partitions(
     if created:
         log.info("created partitions %s", ", ".join(created))
     return created
+
+
+def _in_dedup_default(conn: psycopg.Connection, table: str, lo: date, hi: date) -> bool:
+    """Whether the dedup log's default partition holds keys of ``[lo, hi)``: then no partition is
+    made for that week (PostgreSQL refuses one while the default holds its rows) and they stay in
+    the default one, which :func:`prune_dedup` empties past the horizon."""
+    if table != DEDUP:
+        return False
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM ingested_messages_default WHERE week >= %s AND week < %s)", (lo, hi)
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def drop_expired_partitions(conn: psycopg.Connection, policy: RetentionPolicy, now: datetime) -> list[str]:
@@ -364,9 +388,13 @@ def apply_timescale_policies(conn: psycopg.Connection, policy: RetentionPolicy) 
 
 
 def prune_dedup(conn: psycopg.Connection, older_than: datetime) -> int:
-    """Forget message ids older than the dedup horizon (longer than any gateway's outbox age)."""
+    """Forget the keys of the dedup log's default partition past the horizon (plain PostgreSQL; the
+    weekly partitions and TimescaleDB's chunks are dropped whole by retention)."""
+    if is_timescale(conn):
+        return 0
+    horizon = _period_start(older_than.astimezone(UTC).date(), "week")
     with conn.transaction():
-        cur = conn.execute("DELETE FROM ingested_messages WHERE received_at < %s", (older_than,))
+        cur = conn.execute("DELETE FROM ingested_messages_default WHERE week < %s", (horizon,))
         return cur.rowcount
 
 

@@ -8,6 +8,12 @@
 - TimescaleDB: ``create_hypertable`` added a ``readings (ts DESC)`` index that no query uses (the
   rollup's refresh reads whole chunks; every other readings query filters by gateway and sensor
   first, served by ``readings_sensor_ts``); it was a third of the table's size. Dropped.
+- ``ingested_messages`` (the dedup log, billions of rows over its horizon at city rates) is
+  partitioned by the week a key was received (a hypertable with weekly chunks, or weekly partitions
+  plus a default one) and retained by dropping whole partitions. Exactly once still rests on the
+  key ``(gateway_id, epoch, seq)``: the unique index ``(gateway_id, epoch, seq, week)`` settles two
+  copies within a week, concurrent ones included, and ingest's insert skips keys found in an
+  earlier week's partition (one index probe per partition within the dedup horizon).
 
 Revision ID: 0005
 Revises: 0004
@@ -26,12 +32,48 @@ def _timescale() -> bool:
     return op.get_bind().execute(text("SELECT value FROM meta WHERE key = 'timescale'")).scalar() == "true"
 
 
+WEEK = "date_trunc('week', now() AT TIME ZONE 'UTC')::date"
+
+DEDUP = """
+ALTER TABLE ingested_messages RENAME TO ingested_messages_old;
+ALTER INDEX ingested_messages_pkey RENAME TO ingested_messages_old_pkey;
+DROP INDEX ingested_messages_received;
+CREATE TABLE ingested_messages (
+    gateway_id text   NOT NULL,
+    epoch      text   NOT NULL,
+    seq        bigint NOT NULL,
+    week       date   NOT NULL DEFAULT {week},  -- Monday (UTC) of the week it was received
+    PRIMARY KEY (gateway_id, epoch, seq, week)
+) {partitioning};
+COMMENT ON TABLE ingested_messages IS
+    'Exactly once: (gateway, epoch, seq) of every stored message, partitioned by week received';
+"""
+COPY_OLD = """
+INSERT INTO ingested_messages (gateway_id, epoch, seq, week)
+SELECT gateway_id, epoch, seq, date_trunc('week', received_at AT TIME ZONE 'UTC')::date
+FROM ingested_messages_old;
+DROP TABLE ingested_messages_old;
+"""
+
+
 def upgrade() -> None:
+    timescale = _timescale()
+    op.execute(DEDUP.format(week=WEEK, partitioning="" if timescale else "PARTITION BY RANGE (week)"))
+    if timescale:
+        op.execute(
+            "SELECT create_hypertable('ingested_messages', by_range('week', INTERVAL '7 days'),"
+            " create_default_indexes => false)"
+        )
+    else:
+        # keys of weeks without a partition (none made yet, or maintenance stopped) land here
+        op.execute("CREATE TABLE ingested_messages_default PARTITION OF ingested_messages DEFAULT")
+        op.execute("CREATE INDEX ingested_messages_default_week ON ingested_messages_default (week)")
+    op.execute(COPY_OLD)
     op.execute("CREATE INDEX IF NOT EXISTS alerts_opened ON alerts (opened_at DESC, id DESC)")
     op.execute(
         "CREATE INDEX IF NOT EXISTS alerts_simulated_opened ON alerts (opened_at DESC, id DESC) WHERE simulated"
     )
-    if _timescale():
+    if timescale:
         op.execute("DROP INDEX IF EXISTS readings_ts_idx")
         op.execute(
             "ALTER TABLE events SET (timescaledb.compress, timescaledb.compress_segmentby = 'gateway_id',"
@@ -45,3 +87,19 @@ def downgrade() -> None:
         op.execute("CREATE INDEX IF NOT EXISTS readings_ts_idx ON readings (ts DESC)")
     op.execute("DROP INDEX IF EXISTS alerts_simulated_opened")
     op.execute("DROP INDEX IF EXISTS alerts_opened")
+    op.execute("ALTER TABLE ingested_messages RENAME TO ingested_messages_new")
+    op.execute(
+        """
+        CREATE TABLE ingested_messages (
+            gateway_id  text        NOT NULL,
+            epoch       text        NOT NULL,
+            seq         bigint      NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (gateway_id, epoch, seq)
+        );
+        CREATE INDEX ingested_messages_received ON ingested_messages (received_at);
+        INSERT INTO ingested_messages (gateway_id, epoch, seq, received_at)
+        SELECT gateway_id, epoch, seq, min(week)::timestamptz FROM ingested_messages_new GROUP BY 1, 2, 3;
+        DROP TABLE ingested_messages_new CASCADE;
+        """
+    )
