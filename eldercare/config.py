@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     compress_segmentby: str = "gateway_id, sensor_id, metric"
     events_compress_after_days: int = Field(default=14, ge=1)
     dedup_days: int = Field(default=30, ge=1)
+    # background: TimescaleDB's workers run the policies; foreground: `eldercare db maintain` runs
+    # them (and unschedules them), for servers where the workers fail (docs/operations.md).
+    timescale_jobs: Literal["background", "foreground"] = "background"
 
     # MQTT broker. None: start the embedded broker. mqtts:// turns TLS on.
     mqtt_url: SecretStr | None = None

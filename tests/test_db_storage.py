@@ -197,3 +197,27 @@ def test_alert_lists_are_served_by_an_index_not_a_sort(db_url: str) -> None:
             )
             assert f"Index Scan using {index}" in plan, plan
             assert "Sort" not in plan, plan
+
+
+@pytest.mark.timescale
+def test_foreground_jobs_unschedule_the_policies_and_run_them_from_maintain(db_url: str) -> None:
+    """ELDERCARE_TIMESCALE_JOBS=foreground: where the background workers fail (PostgreSQL 15.20)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        policy = maintain.RetentionPolicy(foreground_jobs=True)
+        _readings(conn, datetime.now(UTC) - timedelta(days=2), 12)
+        first = maintain.run(conn, policy)
+        ids = _job_ids(conn)
+        assert sorted(first.jobs_run) == sorted(ids.values())
+        scheduled = conn.execute(
+            "SELECT DISTINCT scheduled FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL"
+        ).fetchall()
+        assert scheduled == [(False,)]
+        compressed = conn.execute(
+            "SELECT count(*) FROM timescaledb_information.chunks"
+            " WHERE hypertable_name = 'readings' AND is_compressed"
+        ).fetchone()
+        assert compressed is not None and compressed[0] >= 1  # the compression policy ran
+        again = maintain.run(conn, policy)
+        assert again.policies_changed == [] and _job_ids(conn) == ids
+        back = maintain.run(conn, maintain.RetentionPolicy())
+        assert len(back.policies_changed) == len(ids) and back.jobs_run == []

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 from click.testing import CliRunner
 
-from eldercare.cli import main
+from eldercare.cli import cli
 from eldercare.db.migrate import (
     TimescaleUnavailable,
     choose_timescale,
@@ -59,10 +60,8 @@ def _new_db(server: str) -> Iterator[str]:
     name = f"choice_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    info = psycopg.conninfo.conninfo_to_dict(server)
-    info["dbname"] = name
     try:
-        yield psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+        yield urlsplit(server)._replace(path=f"/{name}").geturl()
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -106,7 +105,7 @@ def test_auto_on_installed_but_not_preloaded_takes_the_plain_path(nopreload_db: 
 
 def test_on_with_installed_but_not_preloaded_fails_in_one_line_and_creates_nothing(nopreload_db: str) -> None:
     result = CliRunner().invoke(
-        main, ["db", "migrate"], env={"ELDERCARE_DATABASE_URL": nopreload_db, "ELDERCARE_TIMESCALE": "on"}
+        cli, ["db", "migrate"], env={"ELDERCARE_DATABASE_URL": nopreload_db, "ELDERCARE_TIMESCALE": "on"}
     )
     assert result.exit_code == 1
     assert "ELDERCARE_TIMESCALE=on but timescaledb is installed but not in shared_preload_libraries" in (
@@ -114,7 +113,7 @@ def test_on_with_installed_but_not_preloaded_fails_in_one_line_and_creates_nothi
     )
     assert status(nopreload_db).current is None  # nothing half made
     result = CliRunner().invoke(
-        main, ["db", "migrate"], env={"ELDERCARE_DATABASE_URL": nopreload_db, "ELDERCARE_TIMESCALE": "auto"}
+        cli, ["db", "migrate"], env={"ELDERCARE_DATABASE_URL": nopreload_db, "ELDERCARE_TIMESCALE": "auto"}
     )
     assert result.exit_code == 0, result.output
     assert "plain PostgreSQL: timescaledb is installed but not in shared_preload_libraries" in result.output

@@ -40,4 +40,5 @@ def retention_policy(settings: Settings):  # type: ignore[no-untyped-def]
         compress_after_hours=settings.compress_after_hours,
         segmentby=settings.compress_segmentby,
         events_compress_after_days=settings.events_compress_after_days,
+        foreground_jobs=settings.timescale_jobs == "foreground",
     )

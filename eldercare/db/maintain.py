@@ -64,6 +64,7 @@ class RetentionPolicy:
     compress_after_hours: int | None = None  # None: two chunk intervals
     segmentby: str = "gateway_id, sensor_id, metric"
     events_compress_after_days: int = 14
+    foreground_jobs: bool = False  # run the policies from ``db maintain``, not TimescaleDB's workers
 
     def days_for(self, table: str) -> int:
         return {
@@ -102,6 +103,7 @@ class MaintenanceReport:
     rollup_rows: int = 0
     dedup_pruned: int = 0
     policies_changed: list[str] = field(default_factory=list)
+    jobs_run: list[int] = field(default_factory=list)
 
 
 def is_timescale(conn: psycopg.Connection) -> bool:
@@ -379,9 +381,40 @@ def apply_timescale_policies(conn: psycopg.Connection, policy: RetentionPolicy) 
             add,
             changed,
         )
+        _ensure_scheduled(conn, not policy.foreground_jobs, changed)
     if changed:
         log.info("storage policies changed: %s", "; ".join(changed))
     return changed
+
+
+def _ensure_scheduled(conn: psycopg.Connection, scheduled: bool, changed: list[str]) -> None:
+    """Background workers run the policies, or (``foreground_jobs``) nobody but ``db maintain``."""
+    rows = conn.execute(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE proc_schema = '_timescaledb_functions'"
+        " AND hypertable_name IS NOT NULL AND scheduled <> %s ORDER BY job_id",
+        (scheduled,),
+    ).fetchall()
+    for (job_id,) in rows:
+        conn.execute("SELECT alter_job(%s, scheduled => %s)", (job_id, scheduled))
+        changed.append(f"job {job_id} scheduled -> {scheduled}")
+
+
+def run_jobs(conn: psycopg.Connection) -> list[int]:
+    """Run every policy job now, in this session (each commits on its own: autocommit needed).
+    Where the background workers fail (docs/operations.md, "Supported versions"), this does the
+    work: compression and retention act on what is due, the aggregate refreshes invalidated ranges."""
+    rows = conn.execute(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE proc_schema = '_timescaledb_functions'"
+        " AND hypertable_name IS NOT NULL ORDER BY job_id"
+    ).fetchall()
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        for (job_id,) in rows:
+            conn.execute("CALL run_job(%s)", (job_id,))
+    finally:
+        conn.autocommit = autocommit
+    return [int(r[0]) for r in rows]
 
 
 # The job --------------------------------------------------------------------------------------
@@ -404,6 +437,8 @@ def run(conn: psycopg.Connection, policy: RetentionPolicy, now: datetime | None 
     report = MaintenanceReport(timescale=is_timescale(conn))
     if report.timescale:
         report.policies_changed = apply_timescale_policies(conn, policy)
+        if policy.foreground_jobs:
+            report.jobs_run = run_jobs(conn)
     else:
         report.partitions_created = ensure_partitions(
             conn, now - timedelta(days=1), now + timedelta(days=policy.partitions_ahead_days)
