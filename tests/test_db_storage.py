@@ -191,12 +191,21 @@ def test_alert_lists_are_served_by_an_index_not_a_sort(db_url: str) -> None:
             """
         )
         conn.execute("ANALYZE alerts")
-        for scope, index in (("TRUE", "alerts_opened"), ("a.simulated", "alerts_simulated_opened")):
+        conn.execute("UPDATE alerts SET state = 'open', resolved_at = NULL, outcome = NULL WHERE id % 50 = 0")
+        conn.execute("ANALYZE alerts")
+        cases = (  # scope, index, whether the rows may be sorted after (a few hundred open ones)
+            ("TRUE", "alerts_opened", False),
+            ("a.simulated", "alerts_simulated_opened", False),
+            ("a.state = 'resolved'", "alerts_opened", False),  # most are resolved: read in order
+            ("a.state = 'open'", "alerts_state_opened", True),  # the console's open list
+        )
+        for scope, index, may_sort in cases:
             plan = "\n".join(
                 r[0] for r in conn.execute("EXPLAIN " + ADMIN_LIST.format(scope=scope)).fetchall()
             )
             assert f"Index Scan using {index}" in plan, plan
-            assert "Sort" not in plan, plan
+            full_sorts = [line for line in plan.splitlines() if "Sort" in line and "Incremental" not in line]
+            assert may_sort or not full_sorts, plan
 
 
 @pytest.mark.timescale
