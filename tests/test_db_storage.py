@@ -230,3 +230,92 @@ def test_foreground_jobs_unschedule_the_policies_and_run_them_from_maintain(db_u
         assert again.policies_changed == [] and _job_ids(conn) == ids
         back = maintain.run(conn, maintain.RetentionPolicy())
         assert len(back.policies_changed) == len(ids) and back.jobs_run == []
+
+
+def _new_ids(conn: psycopg.Connection, seqs: list[int], gateway: str = "gw-1") -> set[int]:
+    """Ingest's own dedup statement: the seqs that come back are new."""
+    from eldercare.ingest.store import INSERT_IDS
+
+    rows = conn.execute(
+        INSERT_IDS, {"gateways": [gateway] * len(seqs), "epochs": ["e1"] * len(seqs), "seqs": seqs}
+    ).fetchall()
+    return {r[2] for r in rows}
+
+
+def test_dedup_log_is_partitioned_and_finds_keys_of_earlier_weeks(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        timescale = maintain.is_timescale(conn)
+        if timescale:
+            row = conn.execute(
+                "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = %s",
+                ("ingested_messages",),
+            ).fetchone()
+            assert row == (1,)
+        else:
+            kind = conn.execute("SELECT relkind FROM pg_class WHERE relname = 'ingested_messages'").fetchone()
+            assert kind == ("p",)
+        now = datetime.now(UTC)
+        old_week = maintain._period_start((now - timedelta(days=15)).date(), "week")
+        maintain.ensure_partitions(conn, now - timedelta(days=15), now)
+        # keys received two weeks ago, in an older partition than this week's
+        conn.execute(
+            "INSERT INTO ingested_messages (gateway_id, epoch, seq, week)"
+            " SELECT 'gw-1', 'e1', s, %s FROM generate_series(1, 10) s",
+            (old_week,),
+        )
+        assert _new_ids(conn, list(range(5, 15))) == set(range(11, 15))
+        assert _new_ids(conn, list(range(5, 15))) == set()  # and this week's copies too
+        assert _new_ids(conn, [5], gateway="gw-2") == {5}  # another gateway's seq 5 is its own
+        rows = conn.execute("SELECT count(*), count(DISTINCT week) FROM ingested_messages").fetchone()
+        assert rows == (15, 2)
+
+
+def test_dedup_retention_drops_whole_weeks_past_the_horizon(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        timescale = maintain.is_timescale(conn)
+        now = datetime.now(UTC)
+        old = now - timedelta(days=50)
+        old_week = maintain._period_start(old.date(), "week")
+        maintain.ensure_partitions(conn, old, now)
+        conn.execute(
+            "INSERT INTO ingested_messages (gateway_id, epoch, seq, week) VALUES ('gw-1', 'e1', 1, %s)",
+            (old_week,),
+        )
+        assert _new_ids(conn, [2]) == {2}
+        report = maintain.run(conn, maintain.RetentionPolicy(dedup_days=30), now=now)
+        this_week = maintain._period_start(now.date(), "week")
+        if timescale:  # the retention policy drops the chunk when it runs
+            job = _job_ids(conn)[("policy_retention", "ingested_messages")]
+            conn.execute("CALL run_job(%s)", (job,))
+        else:
+            assert f"ingested_messages_p{old_week:%Y%m%d}" in report.partitions_dropped
+            assert f"ingested_messages_p{this_week:%Y%m%d}" not in report.partitions_dropped
+        assert _new_ids(conn, [1, 2]) == {1}  # the old key is forgotten, this week's is kept
+
+
+def test_migration_0005_keeps_the_dedup_keys_already_stored(pg_url: str) -> None:
+    import uuid
+    from urllib.parse import urlsplit
+
+    from eldercare.db.migrate import upgrade
+
+    name = f"m0005_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = urlsplit(pg_url)._replace(path=f"/{name}").geturl()
+    try:
+        upgrade(url, revision="0004")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO ingested_messages (gateway_id, epoch, seq, received_at)"
+                " SELECT 'gw-1', 'e1', s, now() - make_interval(days => s) FROM generate_series(1, 20) s"
+            )
+        upgrade(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM ingested_messages").fetchone() == (20,)
+            assert _new_ids(conn, list(range(15, 25))) == set(range(21, 25))
+            maintain.run(conn, maintain.RetentionPolicy(dedup_days=30))  # weeks with old keys: fine
+            assert _new_ids(conn, [1, 20, 25]) == {25}
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -157,6 +157,8 @@ def ensure_partitions(
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
         for table in tables or list(PARTITIONED):
+            if not _is_partitioned(conn, table):
+                continue  # a database migrated to a revision before this table was partitioned
             width = PARTITIONED[table]
             have = set(existing_partitions(conn, table))
             period = _period_start(start.astimezone(UTC).date(), width)
@@ -180,6 +182,11 @@ def ensure_partitions(
     if created:
         log.info("created partitions %s", ", ".join(created))
     return created
+
+
+def _is_partitioned(conn: psycopg.Connection, table: str) -> bool:
+    row = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (table,)).fetchone()
+    return bool(row and row[0] == "p")
 
 
 def _in_dedup_default(conn: psycopg.Connection, table: str, lo: date, hi: date) -> bool:
