@@ -12,7 +12,10 @@ reported as skipped), in a fresh database migrated and maintained with the defau
 3. ingest rate: binary COPY (ingest's own method) of ``--ingest-rows`` current readings in batches
    of 5,000 rows, one commit each, into that compressed-era table; and of late readings (10 days
    old) into a compressed chunk;
-4. query latency, warm, over random residents: the functions the portal and the timeline call
+4. the dedup insert (ingest's ``INSERT_IDS``) with ``--dedup-keys`` keys spread over 5 weekly
+   partitions, batches of 100 new and 100 replayed ids, against the same statement on one
+   unpartitioned table keyed by ``(gateway_id, epoch, seq)`` (the layout before migration 0005);
+5. query latency, warm, over random residents: the functions the portal and the timeline call
    (``eldercare.platform.repo.timeline``): timeline for 7 and 90 days, the last activity per sensor,
    last night's bed samples, and the active hours of a day.
 
@@ -147,6 +150,56 @@ def copy_rate(conn: psycopg.Connection, rows: int, at: datetime, spread_s: float
     return rows / (time.perf_counter() - t0)
 
 
+OLD_IDS = """
+INSERT INTO dedup_unpartitioned (gateway_id, epoch, seq)
+SELECT * FROM unnest(%(gateways)s::text[], %(epochs)s::text[], %(seqs)s::bigint[])
+ON CONFLICT DO NOTHING
+RETURNING gateway_id, epoch, seq
+"""
+
+
+def dedup_cost(conn: psycopg.Connection, keys: int, batches: int) -> dict[str, float]:
+    """Microseconds per message id of the dedup insert, partitioned (now) and one table (before)."""
+    from eldercare.ingest.store import INSERT_IDS
+
+    per_week = keys // 5
+    conn.execute(
+        "CREATE TABLE dedup_unpartitioned (gateway_id text, epoch text, seq bigint, received_at timestamptz"
+        " NOT NULL DEFAULT now(), PRIMARY KEY (gateway_id, epoch, seq))"
+    )
+    for w in range(5):  # ids of the last 5 weeks, as many per week
+        week = f"date_trunc('week', now() AT TIME ZONE 'UTC')::date - {7 * w}"
+        tables = (("ingested_messages", ", week", f", {week}"), ("dedup_unpartitioned", "", ""))
+        for table, extra, value in tables:
+            conn.execute(
+                f"INSERT INTO {table} (gateway_id, epoch, seq{extra})"
+                f" SELECT format('gw-%s', lpad((s % 200 + 1)::text, 4, '0')), 'e{w}', s{value}"
+                f" FROM generate_series(1, {per_week}) s"
+            )
+        conn.commit()
+    conn.execute("ANALYZE ingested_messages")
+    conn.execute("ANALYZE dedup_unpartitioned")
+    conn.commit()
+    out = {}
+    for label, statement in (("partitioned_us_per_id", INSERT_IDS), ("one_table_us_per_id", OLD_IDS)):
+        rnd = random.Random(5)
+        t0 = time.perf_counter()
+        ids = 0
+        for b in range(batches):
+            gws, epochs, seqs = [], [], []
+            for i in range(200):
+                old = i % 2 == 1  # half of the batch replayed from an earlier week
+                seq = rnd.randrange(1, per_week) if old else b * 200 + i
+                gws.append(f"gw-{seq % 200 + 1:04d}")
+                epochs.append(f"e{rnd.randrange(0, 5)}" if old else "now")
+                seqs.append(seq)
+            conn.execute(statement, {"gateways": gws, "epochs": epochs, "seqs": seqs}).fetchall()
+            conn.commit()
+            ids += len(seqs)
+        out[label] = round((time.perf_counter() - t0) / ids * 1e6, 1)
+    return out
+
+
 async def time_queries(url: str, homes: int, end: datetime, runs: int) -> dict[str, dict[str, float]]:
     from eldercare.platform.repo import timeline as repo
 
@@ -244,6 +297,12 @@ def run_path(server: str, args: argparse.Namespace) -> dict[str, Any]:
             result["ingest_now_rows_per_s"] = round(copy_rate(conn, args.ingest_rows, end, 600))
             late = end - timedelta(days=10)
             result["ingest_late_rows_per_s"] = round(copy_rate(conn, args.ingest_rows // 5, late, 3600))
+        with psycopg.connect(url) as conn:
+            if not choice.use:  # the weeks retention keeps, as in production
+                maintain.drop_expired_partitions(conn, policy, datetime.now(UTC))
+                conn.commit()
+            result["dedup"] = dedup_cost(conn, args.dedup_keys, 200)
+        log(f"{result['path']}: dedup timed")
         result["queries"] = asyncio.run(time_queries(url, args.homes, end, args.runs))
         log(f"{result['path']}: queries timed")
     finally:
@@ -267,6 +326,7 @@ def main() -> None:
     ap.add_argument("--every-min", type=int, default=15)
     ap.add_argument("--ingest-rows", type=int, default=200_000)
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--dedup-keys", type=int, default=1_000_000)
     ap.add_argument("--keep", action="store_true", help="keep the databases")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
