@@ -2,7 +2,9 @@
 
 For each server given (plain PostgreSQL and TimescaleDB; a path whose server does not answer is
 reported as skipped), in a fresh database migrated and maintained with the default settings
-(``eldercare db migrate`` + one ``db maintain`` pass, so chunking and policies are the real ones):
+(``eldercare db migrate`` + one ``db maintain`` pass, so chunking and policies are the real ones,
+sized with ``ELDERCARE_STORAGE_READINGS_PER_S`` = the generated data's rate unless
+``--readings-per-s`` says otherwise):
 
 1. a neighbourhood of ``--homes`` homes (default 200: one resident, one gateway, 8 sensors each)
    with ``--days`` days (default 90) of readings, one per sensor every ``--every-min`` minutes
@@ -10,8 +12,8 @@ reported as skipped), in a fresh database migrated and maintained with the defau
 2. bytes per reading: the readings table with its indexes, divided by its rows; on TimescaleDB
    again after compressing every chunk older than the compression delay (what the policy does);
 3. ingest rate: binary COPY (ingest's own method) of ``--ingest-rows`` current readings in batches
-   of 5,000 rows, one commit each, into that compressed-era table; and of late readings (10 days
-   old) into a compressed chunk;
+   of 5,000 rows, one commit each, into that compressed-era table; and of late readings (older
+   than the compression delay plus a chunk) into a compressed chunk;
 4. the dedup insert (ingest's ``INSERT_IDS``) with ``--dedup-keys`` keys spread over 5 weekly
    partitions, batches of 100 new and 100 replayed ids, against the same statement on one
    unpartitioned table keyed by ``(gateway_id, epoch, seq)`` (the layout before migration 0005);
@@ -248,7 +250,9 @@ def run_path(server: str, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
     try:
         choice = upgrade(url)
-        policy = maintain.RetentionPolicy()
+        # sized for the rate of the generated data, as an operator would set it
+        rate = args.readings_per_s or max(1, round(args.homes * len(SENSORS) / (args.every_min * 60)))
+        policy = maintain.RetentionPolicy(readings_per_s=rate)
         with psycopg.connect(url, autocommit=True) as conn:
             maintain.run(conn, policy)
             result["path"] = "TimescaleDB" if choice.use else "plain PostgreSQL"
@@ -257,15 +261,14 @@ def run_path(server: str, args: argparse.Namespace) -> dict[str, Any]:
                 result["timescaledb"] = conn.execute(
                     "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
                 ).fetchone()[0]  # type: ignore[index]
+            result["readings_per_s_setting"] = rate
             result["chunk_interval"] = str(policy.chunk)
             result["compress_after"] = str(policy.compress_after)
         end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         start = end - timedelta(days=args.days)
         with psycopg.connect(url) as conn:
             if not choice.use:
-                maintain.ensure_partitions(
-                    conn, min(start, end - timedelta(days=11)), end + timedelta(days=1)
-                )
+                maintain.ensure_partitions(conn, start, end + timedelta(days=1))
             seed_registry(conn, args.homes)
             conn.commit()
             t0 = time.perf_counter()
@@ -295,7 +298,7 @@ def run_path(server: str, args: argparse.Namespace) -> dict[str, Any]:
             log(f"{result['path']}: sizes measured")
         with psycopg.connect(url) as conn:
             result["ingest_now_rows_per_s"] = round(copy_rate(conn, args.ingest_rows, end, 600))
-            late = end - timedelta(days=10)
+            late = end - policy.compress_after - policy.chunk - timedelta(days=1)  # a compressed chunk
             result["ingest_late_rows_per_s"] = round(copy_rate(conn, args.ingest_rows // 5, late, 3600))
         with psycopg.connect(url) as conn:
             if not choice.use:  # the weeks retention keeps, as in production
@@ -327,6 +330,12 @@ def main() -> None:
     ap.add_argument("--ingest-rows", type=int, default=200_000)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--dedup-keys", type=int, default=1_000_000)
+    ap.add_argument(
+        "--readings-per-s",
+        type=int,
+        default=None,
+        help="ELDERCARE_STORAGE_READINGS_PER_S to size with (default: the generated data's rate)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the databases")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
