@@ -100,7 +100,7 @@ def test_timescale_rollup_policy_materialises_a_replayed_week(db_url: str) -> No
         conn.execute("CALL run_job(%s)", (job[0],))  # the aggregate's watermark moves to about now
         week = (now - timedelta(days=20)).replace(hour=0)
         inserted = _readings(conn, week, 7 * 24)
-        # real-time aggregation covers only what is past the watermark: the old week is missing ...
+        # the old week is not materialised yet ...
         assert _rollup_total(conn, week, week + timedelta(days=7)) == 0
         conn.execute("CALL run_job(%s)", (job[0],))
         # ... until the policy's next run, whose window covers every age ingest accepts
@@ -137,7 +137,7 @@ def test_maintain_on_a_database_in_the_desired_state_changes_nothing(db_url: str
         report = maintain.run(conn, changed)
         assert report.policies_changed == [
             "policy_retention:readings drop_after -> 30 days, 0:00:00",
-            "policy_refresh_continuous_aggregate:activity_hourly start_offset -> 29 days, 0:00:00",
+            "policy_refresh_continuous_aggregate:activity_hourly window -> 29 days, 0:00:00 .. now",
         ]
         assert _job_ids(conn) == ids
         drop_after = conn.execute(

@@ -376,22 +376,48 @@ def apply_timescale_policies(conn: psycopg.Connection, policy: RetentionPolicy) 
             _ensure_policy(conn, jobs, "policy_retention", table, "drop_after", want, add, changed)
         add = (
             "SELECT add_continuous_aggregate_policy('activity_hourly', start_offset => %s::interval,"
-            " end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '15 minutes')"
+            " end_offset => NULL, schedule_interval => %s::interval)"
         )
-        _ensure_policy(
-            conn,
-            jobs,
-            "policy_refresh_continuous_aggregate",
-            "activity_hourly",
-            "start_offset",
-            policy.rollup_window,
-            add,
-            changed,
-        )
+        _ensure_rollup_policy(conn, jobs, policy.rollup_window, add, changed)
         _ensure_scheduled(conn, not policy.foreground_jobs, changed)
     if changed:
         log.info("storage policies changed: %s", "; ".join(changed))
     return changed
+
+
+ROLLUP_EVERY = timedelta(minutes=5)
+
+
+def _ensure_rollup_policy(
+    conn: psycopg.Connection,
+    jobs: dict[tuple[str, str], tuple[int, dict[str, object]]],
+    window: timedelta,
+    add: str,
+    changed: list[str],
+) -> None:
+    """``activity_hourly`` is materialized-only (real-time aggregation made the timeline 6x slower:
+    docs/performance.md), so its policy refreshes up to now (``end_offset`` NULL: the current hour
+    too) every 5 minutes, over a window that covers every age ingest accepts."""
+    found = jobs.get(("policy_refresh_continuous_aggregate", "activity_hourly"))
+    if found is None:
+        conn.execute(add, (window, ROLLUP_EVERY))
+        changed.append("policy_refresh_continuous_aggregate:activity_hourly created")
+        return
+    job_id, config = found
+    if not _same_interval(conn, config.get("start_offset"), window) or config.get("end_offset") is not None:
+        conn.execute(
+            "SELECT alter_job(%s, config => %s::jsonb || jsonb_build_object('start_offset',"
+            " (%s::interval)::text, 'end_offset', NULL))",
+            (job_id, Jsonb(config), window),
+        )
+        changed.append(f"policy_refresh_continuous_aggregate:activity_hourly window -> {window} .. now")
+    row = conn.execute(
+        "SELECT schedule_interval = %s FROM timescaledb_information.jobs WHERE job_id = %s",
+        (ROLLUP_EVERY, job_id),
+    ).fetchone()
+    if not (row and row[0]):
+        conn.execute("SELECT alter_job(%s, schedule_interval => %s)", (job_id, ROLLUP_EVERY))
+        changed.append(f"policy_refresh_continuous_aggregate:activity_hourly every {ROLLUP_EVERY}")
 
 
 def _ensure_scheduled(conn: psycopg.Connection, scheduled: bool, changed: list[str]) -> None:
