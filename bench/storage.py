@@ -153,8 +153,8 @@ def copy_rate(conn: psycopg.Connection, rows: int, at: datetime, spread_s: float
 
 
 OLD_IDS = """
-INSERT INTO dedup_unpartitioned (gateway_id, epoch, seq)
-SELECT * FROM unnest(%(gateways)s::text[], %(epochs)s::text[], %(seqs)s::bigint[])
+INSERT INTO dedup_unpartitioned (gateway_id, epoch, seq, digest)
+SELECT * FROM unnest(%(gateways)s::text[], %(epochs)s::text[], %(seqs)s::bigint[], %(digests)s::bigint[])
 ON CONFLICT DO NOTHING
 RETURNING gateway_id, epoch, seq
 """
@@ -167,7 +167,7 @@ def dedup_cost(conn: psycopg.Connection, keys: int, batches: int) -> dict[str, f
     per_week = keys // 5
     conn.execute(
         "CREATE TABLE dedup_unpartitioned (gateway_id text, epoch text, seq bigint, received_at timestamptz"
-        " NOT NULL DEFAULT now(), PRIMARY KEY (gateway_id, epoch, seq))"
+        " NOT NULL DEFAULT now(), digest bigint, PRIMARY KEY (gateway_id, epoch, seq))"
     )
     for w in range(5):  # ids of the last 5 weeks, as many per week
         week = f"date_trunc('week', now() AT TIME ZONE 'UTC')::date - {7 * w}"
@@ -195,7 +195,8 @@ def dedup_cost(conn: psycopg.Connection, keys: int, batches: int) -> dict[str, f
                 gws.append(f"gw-{seq % 200 + 1:04d}")
                 epochs.append(f"e{rnd.randrange(0, 5)}" if old else "now")
                 seqs.append(seq)
-            conn.execute(statement, {"gateways": gws, "epochs": epochs, "seqs": seqs}).fetchall()
+            params = {"gateways": gws, "epochs": epochs, "seqs": seqs, "digests": [7] * len(seqs)}
+            conn.execute(statement, params).fetchall()
             conn.commit()
             ids += len(seqs)
         out[label] = round((time.perf_counter() - t0) / ids * 1e6, 1)

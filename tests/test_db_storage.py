@@ -236,9 +236,9 @@ def _new_ids(conn: psycopg.Connection, seqs: list[int], gateway: str = "gw-1") -
     """Ingest's own dedup statement: the seqs that come back are new."""
     from eldercare.ingest.store import INSERT_IDS
 
-    rows = conn.execute(
-        INSERT_IDS, {"gateways": [gateway] * len(seqs), "epochs": ["e1"] * len(seqs), "seqs": seqs}
-    ).fetchall()
+    n = len(seqs)
+    params = {"gateways": [gateway] * n, "epochs": ["e1"] * n, "seqs": seqs, "digests": [7] * n}
+    rows = conn.execute(INSERT_IDS, params).fetchall()
     return {r[2] for r in rows}
 
 
@@ -304,7 +304,7 @@ def test_migration_0005_keeps_the_dedup_keys_already_stored(pg_url: str) -> None
         conn.execute(f'CREATE DATABASE "{name}"')
     url = urlsplit(pg_url)._replace(path=f"/{name}").geturl()
     try:
-        upgrade(url, revision="0004")
+        upgrade(url, revision="0008")  # the revision before 0005
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO ingested_messages (gateway_id, epoch, seq, received_at)"

@@ -17,14 +17,14 @@
   earlier week's partition (one index probe per partition within the dedup horizon).
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0008
 """
 
 from alembic import op
 from sqlalchemy import text
 
 revision = "0005"
-down_revision = "0004"
+down_revision = "0008"  # written on 0004; relinked onto main's head at the rebase
 branch_labels = None
 depends_on = None
 
@@ -43,23 +43,48 @@ CREATE TABLE ingested_messages (
     gateway_id text   NOT NULL,
     epoch      text   NOT NULL,
     seq        bigint NOT NULL,
-    week       date   NOT NULL DEFAULT {week},  -- Monday (UTC) of the week it was received
+    week       date   NOT NULL DEFAULT {week}{digest},  -- week: its Monday (UTC), when received
     PRIMARY KEY (gateway_id, epoch, seq, week)
 ) {partitioning};
 COMMENT ON TABLE ingested_messages IS
     'Exactly once: (gateway, epoch, seq) of every stored message, partitioned by week received';
 """
 COPY_OLD = """
-INSERT INTO ingested_messages (gateway_id, epoch, seq, week)
-SELECT gateway_id, epoch, seq, date_trunc('week', received_at AT TIME ZONE 'UTC')::date
+INSERT INTO ingested_messages (gateway_id, epoch, seq, week{digest})
+SELECT gateway_id, epoch, seq, date_trunc('week', received_at AT TIME ZONE 'UTC')::date{digest}
 FROM ingested_messages_old;
 DROP TABLE ingested_messages_old;
 """
+DIGEST_COMMENT = (
+    "COMMENT ON COLUMN ingested_messages.digest IS"
+    " 'Length and CRC-32 of the stored contents: a duplicate with another digest is a conflict'"
+)
+
+
+def _has_digest() -> bool:
+    """Migration 0006 (ingest) added ``digest``; kept whichever order the two run in."""
+    return bool(
+        op.get_bind()
+        .execute(
+            text(
+                "SELECT count(*) FROM information_schema.columns"
+                " WHERE table_name = 'ingested_messages' AND column_name = 'digest'"
+            )
+        )
+        .scalar()
+    )
 
 
 def upgrade() -> None:
     timescale = _timescale()
-    op.execute(DEDUP.format(week=WEEK, partitioning="" if timescale else "PARTITION BY RANGE (week)"))
+    digest = _has_digest()
+    op.execute(
+        DEDUP.format(
+            week=WEEK,
+            digest=",\n    digest     bigint" if digest else "",  # before the comment
+            partitioning="" if timescale else "PARTITION BY RANGE (week)",
+        )
+    )
     if timescale:
         op.execute(
             "SELECT create_hypertable('ingested_messages', by_range('week', INTERVAL '7 days'),"
@@ -69,7 +94,9 @@ def upgrade() -> None:
         # keys of weeks without a partition (none made yet, or maintenance stopped) land here
         op.execute("CREATE TABLE ingested_messages_default PARTITION OF ingested_messages DEFAULT")
         op.execute("CREATE INDEX ingested_messages_default_week ON ingested_messages_default (week)")
-    op.execute(COPY_OLD)
+    op.execute(COPY_OLD.format(digest=", digest" if digest else ""))
+    if digest:
+        op.execute(DIGEST_COMMENT)
     op.execute("CREATE INDEX IF NOT EXISTS alerts_opened ON alerts (opened_at DESC, id DESC)")
     op.execute(
         "CREATE INDEX IF NOT EXISTS alerts_simulated_opened ON alerts (opened_at DESC, id DESC) WHERE simulated"
@@ -93,6 +120,7 @@ def downgrade() -> None:
         op.execute("ALTER MATERIALIZED VIEW activity_hourly SET (timescaledb.materialized_only = false)")
     op.execute("DROP INDEX IF EXISTS alerts_simulated_opened")
     op.execute("DROP INDEX IF EXISTS alerts_opened")
+    digest = _has_digest()
     op.execute("ALTER TABLE ingested_messages RENAME TO ingested_messages_new")
     op.execute(
         """
@@ -100,12 +128,16 @@ def downgrade() -> None:
             gateway_id  text        NOT NULL,
             epoch       text        NOT NULL,
             seq         bigint      NOT NULL,
-            received_at timestamptz NOT NULL DEFAULT now(),
+            received_at timestamptz NOT NULL DEFAULT now(),{col}
             PRIMARY KEY (gateway_id, epoch, seq)
         );
         CREATE INDEX ingested_messages_received ON ingested_messages (received_at);
-        INSERT INTO ingested_messages (gateway_id, epoch, seq, received_at)
-        SELECT gateway_id, epoch, seq, min(week)::timestamptz FROM ingested_messages_new GROUP BY 1, 2, 3;
+        INSERT INTO ingested_messages (gateway_id, epoch, seq, received_at{sel})
+        SELECT gateway_id, epoch, seq, min(week)::timestamptz{agg} FROM ingested_messages_new GROUP BY 1, 2, 3;
         DROP TABLE ingested_messages_new CASCADE;
-        """
+        """.format(
+            col="\n            digest      bigint," if digest else "",
+            sel=", digest" if digest else "",
+            agg=", min(digest)" if digest else "",
+        )
     )
