@@ -152,11 +152,12 @@ def ensure_partitions(
     calls it when a write meets a missing partition; the maintenance job calls it ahead of time.
     """
     created: list[str] = []
-    if is_timescale(conn):
+    names = _native_tables(conn, tables)
+    if not names:
         return created  # hypertables: TimescaleDB creates chunks as rows arrive
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
-        for table in tables or list(PARTITIONED):
+        for table in names:
             if not _is_partitioned(conn, table):
                 continue  # a database migrated to a revision before this table was partitioned
             width = PARTITIONED[table]
@@ -201,11 +202,21 @@ def _in_dedup_default(conn: psycopg.Connection, table: str, lo: date, hi: date) 
     return bool(row and row[0])
 
 
+def _native_tables(conn: psycopg.Connection, tables: list[str] | None) -> list[str]:
+    """The tables natively partitioned here: all on plain PostgreSQL; on TimescaleDB only the dedup
+    log (a hypertable's first insert into a new chunk would hold its creation lock until commit,
+    and another worker's insert, an alarm's too, would wait for that commit)."""
+    if not is_timescale(conn):
+        return tables or list(PARTITIONED)
+    return [t for t in tables or list(PARTITIONED) if t == DEDUP]
+
+
 def drop_expired_partitions(conn: psycopg.Connection, policy: RetentionPolicy, now: datetime) -> list[str]:
-    """Retention on plain PostgreSQL: drop whole partitions that end before the horizon."""
+    """Retention of native partitions: drop whole partitions that end before the horizon."""
     dropped: list[str] = []
     with conn.transaction():
-        for table, width in PARTITIONED.items():
+        for table in _native_tables(conn, None):
+            width = PARTITIONED[table]
             horizon = (now - timedelta(days=policy.days_for(table))).astimezone(UTC).date()
             for name in existing_partitions(conn, table):
                 start = _parse_partition_start(name, table, width)
@@ -370,7 +381,7 @@ def apply_timescale_policies(conn: psycopg.Connection, policy: RetentionPolicy) 
         for table, after in compress_after.items():
             add = f"SELECT add_compression_policy('{table}', %s::interval)"
             _ensure_policy(conn, jobs, "policy_compression", table, "compress_after", after, add, changed)
-        for table in PARTITIONED:
+        for table in (t for t in PARTITIONED if t != DEDUP):  # the dedup log: native partitions
             want = timedelta(days=policy.days_for(table))
             add = f"SELECT add_retention_policy('{table}', %s::interval)"
             _ensure_policy(conn, jobs, "policy_retention", table, "drop_after", want, add, changed)
@@ -454,10 +465,8 @@ def run_jobs(conn: psycopg.Connection) -> list[int]:
 
 
 def prune_dedup(conn: psycopg.Connection, older_than: datetime) -> int:
-    """Forget the keys of the dedup log's default partition past the horizon (plain PostgreSQL; the
-    weekly partitions and TimescaleDB's chunks are dropped whole by retention)."""
-    if is_timescale(conn):
-        return 0
+    """Forget the keys of the dedup log's default partition past the horizon (the weekly partitions
+    are dropped whole by :func:`drop_expired_partitions`)."""
     horizon = _period_start(older_than.astimezone(UTC).date(), "week")
     with conn.transaction():
         cur = conn.execute("DELETE FROM ingested_messages_default WHERE week < %s", (horizon,))
@@ -472,6 +481,10 @@ def run(conn: psycopg.Connection, policy: RetentionPolicy, now: datetime | None 
         report.policies_changed = apply_timescale_policies(conn, policy)
         if policy.foreground_jobs:
             report.jobs_run = run_jobs(conn)
+        report.partitions_created = ensure_partitions(
+            conn, now - timedelta(days=1), now + timedelta(days=policy.partitions_ahead_days)
+        )
+        report.partitions_dropped = drop_expired_partitions(conn, policy, now)
     else:
         report.partitions_created = ensure_partitions(
             conn, now - timedelta(days=1), now + timedelta(days=policy.partitions_ahead_days)

@@ -115,9 +115,8 @@ def upgrade(url: str, *, timescale: str = "auto", revision: str = "head") -> Tim
     log.info("storage: %s (%s)", "TimescaleDB" if choice.use else "plain PostgreSQL", choice.reason)
     command.upgrade(alembic_config(url, timescale="on" if choice.use else "off"), revision)
     with psycopg.connect(url, autocommit=True) as conn:
-        if not maintain.is_timescale(conn):
-            now = datetime.now(UTC)
-            maintain.ensure_partitions(conn, now - timedelta(days=1), now + timedelta(days=7))
+        now = datetime.now(UTC)  # on TimescaleDB: the dedup log's only
+        maintain.ensure_partitions(conn, now - timedelta(days=1), now + timedelta(days=7))
     return choice
 
 

@@ -10,8 +10,8 @@
   first, served by ``readings_sensor_ts``); it was a third of the table's size. Dropped.
 - TimescaleDB: ``activity_hourly`` becomes materialized-only, refreshed up to now every 5 minutes.
 - ``ingested_messages`` (the dedup log, billions of rows over its horizon at city rates) is
-  partitioned by the week a key was received (a hypertable with weekly chunks, or weekly partitions
-  plus a default one) and retained by dropping whole partitions. Exactly once still rests on the
+  partitioned by the week a key was received (native weekly partitions plus a default one, on
+  TimescaleDB too) and retained by dropping whole partitions. Exactly once still rests on the
   key ``(gateway_id, epoch, seq)``: the unique index ``(gateway_id, epoch, seq, week)`` settles two
   copies within a week, concurrent ones included, and ingest's insert skips keys found in an
   earlier week's partition (one index probe per partition within the dedup horizon).
@@ -78,22 +78,18 @@ def _has_digest() -> bool:
 def upgrade() -> None:
     timescale = _timescale()
     digest = _has_digest()
+    # Native partitions on both paths: a hypertable's first insert into a new chunk holds the chunk's
+    # creation lock until it commits, and every other worker's insert (an alarm's too) would wait.
     op.execute(
         DEDUP.format(
             week=WEEK,
             digest=",\n    digest     bigint" if digest else "",  # before the comment
-            partitioning="" if timescale else "PARTITION BY RANGE (week)",
+            partitioning="PARTITION BY RANGE (week)",
         )
     )
-    if timescale:
-        op.execute(
-            "SELECT create_hypertable('ingested_messages', by_range('week', INTERVAL '7 days'),"
-            " create_default_indexes => false)"
-        )
-    else:
-        # keys of weeks without a partition (none made yet, or maintenance stopped) land here
-        op.execute("CREATE TABLE ingested_messages_default PARTITION OF ingested_messages DEFAULT")
-        op.execute("CREATE INDEX ingested_messages_default_week ON ingested_messages_default (week)")
+    # keys of weeks without a partition (none made yet, or maintenance stopped) land here
+    op.execute("CREATE TABLE ingested_messages_default PARTITION OF ingested_messages DEFAULT")
+    op.execute("CREATE INDEX ingested_messages_default_week ON ingested_messages_default (week)")
     op.execute(COPY_OLD.format(digest=", digest" if digest else ""))
     if digest:
         op.execute(DIGEST_COMMENT)
