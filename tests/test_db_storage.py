@@ -292,7 +292,7 @@ def test_migration_0005_keeps_the_dedup_keys_already_stored(pg_url: str) -> None
         conn.execute(f'CREATE DATABASE "{name}"')
     url = urlsplit(pg_url)._replace(path=f"/{name}").geturl()
     try:
-        upgrade(url, revision="0007")  # the revision before 0005
+        upgrade(url, revision="0009")  # the revision before 0005
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO ingested_messages (gateway_id, epoch, seq, received_at)"

@@ -17,14 +17,14 @@
   earlier week's partition (one index probe per partition within the dedup horizon).
 
 Revision ID: 0005
-Revises: 0007
+Revises: 0009
 """
 
 from alembic import op
 from sqlalchemy import text
 
 revision = "0005"
-down_revision = "0007"  # written on 0004; relinked onto main's head (0007) at the rebase
+down_revision = "0009"  # written on 0004; relinked onto main's head (0009) at the rebase
 branch_labels = None
 depends_on = None
 
