@@ -88,8 +88,20 @@ class Settings(BaseSettings):
     retention_readings_days: int = Field(default=90, ge=1)
     retention_status_days: int = Field(default=90, ge=1)
     retention_events_days: int = Field(default=730, ge=1)
-    compress_after_days: int = Field(default=7, ge=1)
     partitions_ahead_days: int = Field(default=7, ge=1)
+    # Storage sizing (docs/operations.md, "Sizing the hypertables"): chunk interval and compression
+    # delay are derived from the expected sustained reading rate and the database server's memory
+    # unless set explicitly.
+    storage_readings_per_s: int = Field(default=1000, ge=1, description="expected sustained readings/s")
+    storage_memory_mb: int = Field(default=8192, ge=256, description="database server memory (MB)")
+    readings_chunk_minutes: int | None = Field(default=None, ge=5, le=7 * 1440)
+    compress_after_hours: int | None = Field(default=None, ge=1)
+    compress_segmentby: str = "gateway_id, sensor_id, metric"
+    events_compress_after_days: int = Field(default=14, ge=1)
+    dedup_days: int = Field(default=30, ge=1)
+    # background: TimescaleDB's workers run the policies; foreground: `eldercare db maintain` runs
+    # them (and unschedules them), for servers where the workers fail (docs/operations.md).
+    timescale_jobs: Literal["background", "foreground"] = "background"
 
     # MQTT broker. None: start the embedded broker. mqtts:// turns TLS on.
     mqtt_url: SecretStr | None = None
@@ -176,6 +188,16 @@ class Settings(BaseSettings):
                 msg = f"scheme must be mqtt:// or mqtts://, not {scheme or 'missing'}://"
                 raise ValueError(msg)
         return v
+
+    @field_validator("compress_segmentby")
+    @classmethod
+    def _segmentby(cls, v: str) -> str:
+        cols = [c.strip() for c in v.split(",") if c.strip()]
+        bad = [c for c in cols if c not in {"gateway_id", "sensor_id", "metric"}]
+        if not cols or bad:
+            msg = f"must list readings columns among gateway_id, sensor_id, metric (not {bad or v!r})"
+            raise ValueError(msg)
+        return ", ".join(cols)
 
     @field_validator("database_url")
     @classmethod

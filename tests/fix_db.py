@@ -192,9 +192,11 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def timescale_available(pg_url: str) -> bool:
+    """The server can give TimescaleDB: installed AND preloaded (the migrations' own test)."""
+    from eldercare.db.migrate import probe_timescale
+
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-    return row is not None
+        return probe_timescale(conn).use
 
 
 @pytest.fixture(scope="session")

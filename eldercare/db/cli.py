@@ -29,7 +29,7 @@ def migrate(ctx: click.Context) -> None:
     url = resolve_url(settings)
     before = status(url)
     try:
-        upgrade(url, timescale=settings.timescale)
+        choice = upgrade(url, timescale=settings.timescale)
     except Exception as exc:  # alembic wraps driver errors; show the cause in one line
         raise click.ClickException(f"migration failed: {exc}") from exc
     after = status(url)
@@ -37,7 +37,8 @@ def migrate(ctx: click.Context) -> None:
         maint.run(conn, retention_policy(settings))
     applied = [r for r in after.applied if r not in before.applied]
     flavour = "TimescaleDB" if after.timescale else "plain PostgreSQL"
-    click.echo(f"applied {len(applied)} migration(s) {applied or ''}; at {after.current} ({flavour})")
+    why = choice.reason if before.current is None else "chosen when the database was created"
+    click.echo(f"applied {len(applied)} migration(s) {applied or ''}; at {after.current} ({flavour}: {why})")
 
 
 @db.command("status")

@@ -1,27 +1,53 @@
 """Storage upkeep run by ``eldercare db maintain``: the one place that owns maintenance SQL.
 
-On TimescaleDB the extension's background jobs do the work; this module only (re)applies the
-compression, retention and continuous-aggregate policies from the settings. On plain PostgreSQL it
-does the same jobs itself: creates time-range partitions ahead, drops partitions past retention,
-refreshes the ``activity_hourly`` rollup incrementally and prunes the dedup log.
+On TimescaleDB the extension's background jobs do the work; this module only brings the chunk
+interval, compression settings and the compression, retention and continuous-aggregate policies to
+what the settings ask: a policy is created once and changed with ``alter_job`` only where a setting
+differs, so a pass on a database already in that state changes nothing (job ids, schedules and
+history stay). On plain PostgreSQL it does the same jobs itself: creates time-range partitions
+ahead, drops partitions past retention, refreshes the ``activity_hourly`` rollup (the recent hours,
+and any older day whose partition received rows since the last pass) and prunes the dedup log.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 log = logging.getLogger(__name__)
 
 PARTITION_LOCK = 7_305_117_002  # advisory lock key: one partition creator at a time
 
-# table -> partition width; events are sparse and kept long, so months
-PARTITIONED: dict[str, str] = {"readings": "day", "gateway_status": "day", "events": "month"}
+# table -> partition width; events are sparse and kept long, so months. The dedup log is partitioned
+# by the week a key was received (column ``week``); a week without a partition goes to its default
+# partition (see ensure_partitions).
+PARTITIONED: dict[str, str] = {
+    "readings": "day",
+    "gateway_status": "day",
+    "events": "month",
+    "ingested_messages": "week",
+}
+DEDUP = "ingested_messages"
 ROLLUP_LOOKBACK = timedelta(days=3)  # late data (gateway replays) within this window is counted
+
+
+ROW_BYTES = 160  # a readings row with its index, uncompressed (bench/storage.py measures it)
+CHUNK_STEPS_MIN = (60, 120, 180, 240, 360, 480, 720, 1440, 2 * 1440, 3 * 1440, 7 * 1440)
+
+
+def derived_chunk_minutes(readings_per_s: int, memory_mb: int) -> int:
+    """The readings chunk interval: the largest step whose chunk (rows and index, uncompressed) fits
+    in a quarter of the server's memory, clamped to 1 h .. 7 days (docs/operations.md)."""
+    budget = memory_mb * 1024 * 1024 / 4
+    fits_s = budget / (readings_per_s * ROW_BYTES)
+    fitting = [m for m in CHUNK_STEPS_MIN if m * 60 <= fits_s]
+    return fitting[-1] if fitting else CHUNK_STEPS_MIN[0]
 
 
 @dataclass
@@ -29,14 +55,44 @@ class RetentionPolicy:
     readings_days: int = 90
     status_days: int = 90
     events_days: int = 730
-    compress_after_days: int = 7
+    compress_after_days: int | None = None  # legacy whole-day figure; compress_after_hours wins
     dedup_days: int = 30
     partitions_ahead_days: int = 7
+    readings_per_s: int = 1000
+    memory_mb: int = 8192
+    chunk_minutes: int | None = None  # None: derived from the rate and memory
+    compress_after_hours: int | None = None  # None: two chunk intervals
+    segmentby: str = "gateway_id, sensor_id, metric"
+    events_compress_after_days: int = 14
+    foreground_jobs: bool = False  # run the policies from ``db maintain``, not TimescaleDB's workers
 
     def days_for(self, table: str) -> int:
-        return {"readings": self.readings_days, "gateway_status": self.status_days}.get(
-            table, self.events_days
-        )
+        return {
+            "readings": self.readings_days,
+            "gateway_status": self.status_days,
+            DEDUP: self.dedup_days,
+        }.get(table, self.events_days)
+
+    @property
+    def chunk(self) -> timedelta:
+        minutes = self.chunk_minutes or derived_chunk_minutes(self.readings_per_s, self.memory_mb)
+        return timedelta(minutes=minutes)
+
+    @property
+    def compress_after(self) -> timedelta:
+        if self.compress_after_hours is not None:
+            return timedelta(hours=self.compress_after_hours)
+        if self.compress_after_days is not None:
+            return timedelta(days=self.compress_after_days)
+        return max(2 * self.chunk, timedelta(hours=2))
+
+    @property
+    def rollup_window(self) -> timedelta:
+        """How far back the aggregate's refresh policy looks: every age ingest still accepts (readings
+        retention) less a day, so a replayed old week is materialised but a refresh never runs over
+        chunks that retention is about to drop. Only invalidated ranges are recomputed, so a wide
+        window costs nothing while no late data arrives."""
+        return timedelta(days=max(self.readings_days - 1, 1))
 
 
 @dataclass
@@ -46,6 +102,8 @@ class MaintenanceReport:
     partitions_dropped: list[str] = field(default_factory=list)
     rollup_rows: int = 0
     dedup_pruned: int = 0
+    policies_changed: list[str] = field(default_factory=list)
+    jobs_run: list[int] = field(default_factory=list)
 
 
 def is_timescale(conn: psycopg.Connection) -> bool:
@@ -57,13 +115,15 @@ def is_timescale(conn: psycopg.Connection) -> bool:
 
 
 def _period_start(day: date, width: str) -> date:
+    if width == "week":
+        return day - timedelta(days=day.weekday())  # Monday, as date_trunc('week')
     return day.replace(day=1) if width == "month" else day
 
 
 def _next_period(start: date, width: str) -> date:
     if width == "month":
         return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
-    return start + timedelta(days=1)
+    return start + timedelta(days=7 if width == "week" else 1)
 
 
 def _partition_name(table: str, start: date, width: str) -> str:
@@ -92,11 +152,14 @@ def ensure_partitions(
     calls it when a write meets a missing partition; the maintenance job calls it ahead of time.
     """
     created: list[str] = []
-    if is_timescale(conn):
+    names = _native_tables(conn, tables)
+    if not names:
         return created  # hypertables: TimescaleDB creates chunks as rows arrive
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
-        for table in tables or list(PARTITIONED):
+        for table in names:
+            if not _is_partitioned(conn, table):
+                continue  # a database migrated to a revision before this table was partitioned
             width = PARTITIONED[table]
             have = set(existing_partitions(conn, table))
             period = _period_start(start.astimezone(UTC).date(), width)
@@ -104,7 +167,7 @@ def ensure_partitions(
             while period <= last:
                 upper = _next_period(period, width)
                 name = _partition_name(table, period, width)
-                if name not in have:
+                if name not in have and not _in_dedup_default(conn, table, period, upper):
                     conn.execute(
                         sql.SQL(
                             "CREATE TABLE {part} PARTITION OF {table} FOR VALUES FROM ({lo}) TO ({hi})"
@@ -122,11 +185,38 @@ def ensure_partitions(
     return created
 
 
+def _is_partitioned(conn: psycopg.Connection, table: str) -> bool:
+    row = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (table,)).fetchone()
+    return bool(row and row[0] == "p")
+
+
+def _in_dedup_default(conn: psycopg.Connection, table: str, lo: date, hi: date) -> bool:
+    """Whether the dedup log's default partition holds keys of ``[lo, hi)``: then no partition is
+    made for that week (PostgreSQL refuses one while the default holds its rows) and they stay in
+    the default one, which :func:`prune_dedup` empties past the horizon."""
+    if table != DEDUP:
+        return False
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM ingested_messages_default WHERE week >= %s AND week < %s)", (lo, hi)
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _native_tables(conn: psycopg.Connection, tables: list[str] | None) -> list[str]:
+    """The tables natively partitioned here: all on plain PostgreSQL; on TimescaleDB only the dedup
+    log (a hypertable's first insert into a new chunk would hold its creation lock until commit,
+    and another worker's insert, an alarm's too, would wait for that commit)."""
+    if not is_timescale(conn):
+        return tables or list(PARTITIONED)
+    return [t for t in tables or list(PARTITIONED) if t == DEDUP]
+
+
 def drop_expired_partitions(conn: psycopg.Connection, policy: RetentionPolicy, now: datetime) -> list[str]:
-    """Retention on plain PostgreSQL: drop whole partitions that end before the horizon."""
+    """Retention of native partitions: drop whole partitions that end before the horizon."""
     dropped: list[str] = []
     with conn.transaction():
-        for table, width in PARTITIONED.items():
+        for table in _native_tables(conn, None):
+            width = PARTITIONED[table]
             horizon = (now - timedelta(days=policy.days_for(table))).astimezone(UTC).date()
             for name in existing_partitions(conn, table):
                 start = _parse_partition_start(name, table, width)
@@ -200,39 +290,186 @@ def _refresh_continuous_aggregate(conn: psycopg.Connection, lo: datetime, until:
 # TimescaleDB policies -------------------------------------------------------------------------
 
 
-def apply_timescale_policies(conn: psycopg.Connection, policy: RetentionPolicy) -> None:
-    """(Re)apply compression, retention and continuous-aggregate policies from the settings."""
+COMPRESSED: dict[str, str] = {"gateway_status": "gateway_id", "events": "gateway_id"}
+
+
+def _jobs(conn: psycopg.Connection) -> dict[tuple[str, str], tuple[int, dict[str, object]]]:
+    """(policy proc, hypertable) -> (job id, config) of the policies that exist now."""
+    rows = conn.execute(
+        "SELECT proc_name, hypertable_name, job_id, config FROM timescaledb_information.jobs"
+        " WHERE proc_schema = '_timescaledb_functions' AND hypertable_name IS NOT NULL"
+    ).fetchall()
+    return {(r[0], r[1]): (int(r[2]), r[3] or {}) for r in rows}
+
+
+def _same_interval(conn: psycopg.Connection, a: object, b: timedelta) -> bool:
+    row = conn.execute("SELECT %s::interval = %s::interval", (a, b)).fetchone()
+    return bool(row and row[0])
+
+
+def _ensure_policy(
+    conn: psycopg.Connection,
+    jobs: dict[tuple[str, str], tuple[int, dict[str, object]]],
+    proc: str,
+    table: str,
+    key: str,
+    want: timedelta,
+    add: str,
+    changed: list[str],
+) -> None:
+    """Create the policy if missing; if its interval ``key`` differs, ``alter_job`` its config only."""
+    found = jobs.get((proc, table))
+    if found is None:
+        conn.execute(add, (want,))
+        changed.append(f"{proc}:{table} created")
+        return
+    job_id, config = found
+    if _same_interval(conn, config.get(key), want):
+        return
+    conn.execute(
+        "SELECT alter_job(%s, config => %s::jsonb || jsonb_build_object(%s::text, (%s::interval)::text))",
+        (job_id, Jsonb(config), key, want),
+    )
+    changed.append(f"{proc}:{table} {key} -> {want}")
+
+
+def _ensure_chunk_interval(conn: psycopg.Connection, table: str, want: timedelta, changed: list[str]) -> None:
+    row = conn.execute(
+        "SELECT time_interval FROM timescaledb_information.dimensions"
+        " WHERE hypertable_name = %s AND dimension_number = 1",
+        (table,),
+    ).fetchone()
+    if row is not None and row[0] != want:
+        conn.execute("SELECT set_chunk_time_interval(%s, %s::interval)", (table, want))
+        changed.append(f"chunk_interval:{table} -> {want}")
+
+
+def _ensure_compression(conn: psycopg.Connection, table: str, segmentby: str, changed: list[str]) -> None:
+    """Compression on with the wanted segmentby (orderby ``ts DESC``); new chunks use a change."""
+    rows = conn.execute(
+        "SELECT attname FROM timescaledb_information.compression_settings"
+        " WHERE hypertable_name = %s AND segmentby_column_index IS NOT NULL ORDER BY segmentby_column_index",
+        (table,),
+    ).fetchall()
+    have = ", ".join(r[0] for r in rows)
+    if have == segmentby:
+        return
+    conn.execute(
+        sql.SQL(
+            "ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {},"
+            " timescaledb.compress_orderby = 'ts DESC')"
+        ).format(sql.Identifier(table), sql.Literal(segmentby))
+    )
+    changed.append(f"compression:{table} segmentby {have or '-'} -> {segmentby}")
+
+
+def apply_timescale_policies(conn: psycopg.Connection, policy: RetentionPolicy) -> list[str]:
+    """Bring chunking, compression and the policies to the settings; returns what changed (empty on
+    a database already there: no job is removed or re-added, schedules and history stay)."""
+    changed: list[str] = []
     with conn.transaction():
-        for table in ("readings", "gateway_status"):
-            conn.execute("SELECT remove_compression_policy(%s, if_exists => true)", (table,))
-            conn.execute(
-                "SELECT add_compression_policy(%s, make_interval(days => %s))",
-                (table, policy.compress_after_days),
-            )
-        for table in PARTITIONED:
-            conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (table,))
-            conn.execute(
-                "SELECT add_retention_policy(%s, make_interval(days => %s))",
-                (table, policy.days_for(table)),
-            )
-        conn.execute("SELECT remove_continuous_aggregate_policy('activity_hourly', if_exists => true)")
-        conn.execute(
-            """
-            SELECT add_continuous_aggregate_policy('activity_hourly',
-                start_offset => %s, end_offset => INTERVAL '1 hour',
-                schedule_interval => INTERVAL '15 minutes')
-            """,
-            (ROLLUP_LOOKBACK,),
+        _ensure_chunk_interval(conn, "readings", policy.chunk, changed)
+        _ensure_compression(conn, "readings", policy.segmentby, changed)
+        for table, segmentby in COMPRESSED.items():
+            _ensure_compression(conn, table, segmentby, changed)
+        jobs = _jobs(conn)
+        compress_after = {
+            "readings": policy.compress_after,
+            "gateway_status": policy.compress_after,
+            "events": timedelta(days=policy.events_compress_after_days),
+        }
+        for table, after in compress_after.items():
+            add = f"SELECT add_compression_policy('{table}', %s::interval)"
+            _ensure_policy(conn, jobs, "policy_compression", table, "compress_after", after, add, changed)
+        for table in (t for t in PARTITIONED if t != DEDUP):  # the dedup log: native partitions
+            want = timedelta(days=policy.days_for(table))
+            add = f"SELECT add_retention_policy('{table}', %s::interval)"
+            _ensure_policy(conn, jobs, "policy_retention", table, "drop_after", want, add, changed)
+        add = (
+            "SELECT add_continuous_aggregate_policy('activity_hourly', start_offset => %s::interval,"
+            " end_offset => NULL, schedule_interval => %s::interval)"
         )
+        _ensure_rollup_policy(conn, jobs, policy.rollup_window, add, changed)
+        _ensure_scheduled(conn, not policy.foreground_jobs, changed)
+    if changed:
+        log.info("storage policies changed: %s", "; ".join(changed))
+    return changed
+
+
+ROLLUP_EVERY = timedelta(minutes=5)
+
+
+def _ensure_rollup_policy(
+    conn: psycopg.Connection,
+    jobs: dict[tuple[str, str], tuple[int, dict[str, object]]],
+    window: timedelta,
+    add: str,
+    changed: list[str],
+) -> None:
+    """``activity_hourly`` is materialized-only (real-time aggregation made the timeline 6x slower:
+    docs/performance.md), so its policy refreshes up to now (``end_offset`` NULL: the current hour
+    too) every 5 minutes, over a window that covers every age ingest accepts."""
+    found = jobs.get(("policy_refresh_continuous_aggregate", "activity_hourly"))
+    if found is None:
+        conn.execute(add, (window, ROLLUP_EVERY))
+        changed.append("policy_refresh_continuous_aggregate:activity_hourly created")
+        return
+    job_id, config = found
+    if not _same_interval(conn, config.get("start_offset"), window) or config.get("end_offset") is not None:
+        conn.execute(
+            "SELECT alter_job(%s, config => %s::jsonb || jsonb_build_object('start_offset',"
+            " (%s::interval)::text, 'end_offset', NULL))",
+            (job_id, Jsonb(config), window),
+        )
+        changed.append(f"policy_refresh_continuous_aggregate:activity_hourly window -> {window} .. now")
+    row = conn.execute(
+        "SELECT schedule_interval = %s FROM timescaledb_information.jobs WHERE job_id = %s",
+        (ROLLUP_EVERY, job_id),
+    ).fetchone()
+    if not (row and row[0]):
+        conn.execute("SELECT alter_job(%s, schedule_interval => %s)", (job_id, ROLLUP_EVERY))
+        changed.append(f"policy_refresh_continuous_aggregate:activity_hourly every {ROLLUP_EVERY}")
+
+
+def _ensure_scheduled(conn: psycopg.Connection, scheduled: bool, changed: list[str]) -> None:
+    """Background workers run the policies, or (``foreground_jobs``) nobody but ``db maintain``."""
+    rows = conn.execute(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE proc_schema = '_timescaledb_functions'"
+        " AND hypertable_name IS NOT NULL AND scheduled <> %s ORDER BY job_id",
+        (scheduled,),
+    ).fetchall()
+    for (job_id,) in rows:
+        conn.execute("SELECT alter_job(%s, scheduled => %s)", (job_id, scheduled))
+        changed.append(f"job {job_id} scheduled -> {scheduled}")
+
+
+def run_jobs(conn: psycopg.Connection) -> list[int]:
+    """Run every policy job now, in this session (each commits on its own: autocommit needed).
+    Where the background workers fail (docs/operations.md, "Supported versions"), this does the
+    work: compression and retention act on what is due, the aggregate refreshes invalidated ranges."""
+    rows = conn.execute(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE proc_schema = '_timescaledb_functions'"
+        " AND hypertable_name IS NOT NULL ORDER BY job_id"
+    ).fetchall()
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        for (job_id,) in rows:
+            conn.execute("CALL run_job(%s)", (job_id,))
+    finally:
+        conn.autocommit = autocommit
+    return [int(r[0]) for r in rows]
 
 
 # The job --------------------------------------------------------------------------------------
 
 
 def prune_dedup(conn: psycopg.Connection, older_than: datetime) -> int:
-    """Forget message ids older than the dedup horizon (longer than any gateway's outbox age)."""
+    """Forget the keys of the dedup log's default partition past the horizon (the weekly partitions
+    are dropped whole by :func:`drop_expired_partitions`)."""
+    horizon = _period_start(older_than.astimezone(UTC).date(), "week")
     with conn.transaction():
-        cur = conn.execute("DELETE FROM ingested_messages WHERE received_at < %s", (older_than,))
+        cur = conn.execute("DELETE FROM ingested_messages_default WHERE week < %s", (horizon,))
         return cur.rowcount
 
 
@@ -241,7 +478,13 @@ def run(conn: psycopg.Connection, policy: RetentionPolicy, now: datetime | None 
     now = now or datetime.now(UTC)
     report = MaintenanceReport(timescale=is_timescale(conn))
     if report.timescale:
-        apply_timescale_policies(conn, policy)
+        report.policies_changed = apply_timescale_policies(conn, policy)
+        if policy.foreground_jobs:
+            report.jobs_run = run_jobs(conn)
+        report.partitions_created = ensure_partitions(
+            conn, now - timedelta(days=1), now + timedelta(days=policy.partitions_ahead_days)
+        )
+        report.partitions_dropped = drop_expired_partitions(conn, policy, now)
     else:
         report.partitions_created = ensure_partitions(
             conn, now - timedelta(days=1), now + timedelta(days=policy.partitions_ahead_days)
@@ -249,10 +492,55 @@ def run(conn: psycopg.Connection, policy: RetentionPolicy, now: datetime | None 
         report.partitions_dropped = drop_expired_partitions(conn, policy, now)
         watermark = _rollup_watermark(conn)
         since = min(watermark, now) - ROLLUP_LOOKBACK if watermark else now - ROLLUP_LOOKBACK
-        report.rollup_rows = refresh_rollup(conn, since)
+        counts = _readings_insert_counts(conn)
+        for lo, hi in _late_days(conn, counts, since):
+            report.rollup_rows += refresh_rollup(conn, lo, hi)
+        report.rollup_rows += refresh_rollup(conn, since)
+        _set_meta(conn, "rollup_partition_inserts", json.dumps(counts, sort_keys=True))
         _set_rollup_watermark(conn, now)
     report.dedup_pruned = prune_dedup(conn, now - timedelta(days=policy.dedup_days))
     return report
+
+
+def _readings_insert_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Rows ever inserted into each readings partition (the server's statistics, no hot-path cost)."""
+    rows = conn.execute(
+        """
+        SELECT c.relname, coalesce(pg_stat_get_tuples_inserted(c.oid), 0) FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'readings'::regclass
+        """
+    ).fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def _late_days(
+    conn: psycopg.Connection, counts: dict[str, int], since: datetime
+) -> list[tuple[datetime, datetime]]:
+    """Days before ``since`` whose partition took rows since the last pass: a replay from a
+    gateway's outbox, or an import. A counter that moved either way (statistics are reset after a
+    crash) counts as changed. The first pass only records the counters."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'rollup_partition_inserts'").fetchone()
+    if row is None:
+        return []
+    seen: dict[str, int] = json.loads(row[0])
+    days = []
+    for name, n in sorted(counts.items()):
+        start = _parse_partition_start(name, "readings", "day")
+        if start is None or seen.get(name) == n:
+            continue
+        lo = datetime(start.year, start.month, start.day, tzinfo=UTC)
+        if lo < since:
+            days.append((lo, min(lo + timedelta(days=1), since)))
+    return days
+
+
+def _set_meta(conn: psycopg.Connection, key: str, value: str) -> None:
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (%s, %s)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
 
 def _rollup_watermark(conn: psycopg.Connection) -> datetime | None:

@@ -52,9 +52,17 @@ CONNECT_OPTIONS: dict[str, Any] = {
 }
 COPY_READINGS = "COPY readings ({}) FROM STDIN (FORMAT BINARY)".format(", ".join(READING_COLUMNS))
 
+# ingested_messages is partitioned by the week a key was received (its ``week`` column, part of the
+# unique key): ON CONFLICT settles two copies within one week (and waits for a concurrent one), the
+# NOT EXISTS finds a copy received in an earlier week, one index probe per partition kept.
 INSERT_IDS = """
 INSERT INTO ingested_messages (gateway_id, epoch, seq, digest)
 SELECT * FROM unnest(%(gateways)s::text[], %(epochs)s::text[], %(seqs)s::bigint[], %(digests)s::bigint[])
+    AS b (gateway_id, epoch, seq, digest)
+WHERE NOT EXISTS (
+    SELECT 1 FROM ingested_messages m
+    WHERE m.gateway_id = b.gateway_id AND m.epoch = b.epoch AND m.seq = b.seq
+)
 ON CONFLICT DO NOTHING
 RETURNING gateway_id, epoch, seq
 """
