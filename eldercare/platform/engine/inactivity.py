@@ -16,6 +16,13 @@ itself as soon as the sensor reports again. The detector's own "no gateway heart
 the gateway's status and heartbeat checks, which already raise ``device_offline`` and
 ``pipeline_stalled``.
 
+One clock per home: a real home is judged by the wall clock; a simulated one by its own clock,
+the newest time its gateways reported (the simulator's clock, hours ahead of the wall at 60x), so
+its silences, refits and ticks are in its time (:func:`home_clock`). Its alerts are stored at the
+wall-clock moment they were raised, with the simulated times kept in the summary
+(``sim_detected_ms``, ``sim_since_ms``, ``sim_offset_s``) for the screens to show, marked
+(:func:`to_wall`).
+
 This module holds the pure parts (readings to detector events, detector alerts to decisions);
 the SQL is in :mod:`eldercare.platform.repo.alerts`, the loop in :mod:`.service`.
 """
@@ -23,6 +30,7 @@ the SQL is in :mod:`eldercare.platform.repo.alerts`, the loop in :mod:`.service`
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -46,6 +54,33 @@ ALERT_KIND = {
 }
 # confirmed incidents of these kinds are left out of the next fit
 INCIDENT_KINDS = ["fall", "sos", "inactivity", "night_wandering", "bed_exit_no_return"]
+
+
+def home_clock(row: dict[str, Any], wall_s: float) -> float:
+    """The home's time: the wall clock for a real home, its gateways' newest report for a simulated one."""
+    if row.get("simulated") and row.get("home_s") is not None:
+        return float(row["home_s"])
+    return wall_s
+
+
+def to_wall(decisions: Iterable[rules.Decision], *, home_s: float, wall_s: float) -> list[rules.Decision]:
+    """A simulated home's decisions moved to wall-clock time: detected when raised (``wall_s``), the
+    silence's start shifted by the home's offset (``home_s - wall_s``), the simulated times kept in
+    the summary, marked as such. A real home's (``home_s == wall_s``) are unchanged."""
+    offset_s = home_s - wall_s
+    if offset_s == 0:
+        return list(decisions)
+    out: list[rules.Decision] = []
+    for d in decisions:
+        if not isinstance(d, rules.Open):
+            out.append(d)
+            continue
+        summary = {**d.summary, "sim_detected_ms": d.detected_ms, "sim_offset_s": round(offset_s, 3)}
+        if "since_ms" in summary:
+            summary["sim_since_ms"] = summary["since_ms"]
+            summary["since_ms"] = int(summary["since_ms"] - offset_s * 1000)
+        out.append(replace(d, detected_ms=int(wall_s * 1000), summary=summary))
+    return out
 
 
 def utc_offset_s(timezone: str | None, at: datetime) -> float:

@@ -58,7 +58,8 @@ ESCALATION_WORKERS = 4  # transactions escalating side by side when many alerts 
 ESCALATION_RETRY_S = 30.0  # an alert whose escalation failed is tried again this much later
 HEARTBEAT_TICK_S = 30.0
 HEARTBEAT_LIMIT_S = 300.0  # five default heartbeat periods
-INACTIVITY_TICK_S = 15.0  # how often due residents are looked for; each is due every 60 s
+INACTIVITY_TICK_S = 2.0  # how often due residents are looked for; each is due every 60 s of its home's
+# clock, which for a simulated home at 60x is one wall second
 ENGINE_POOL_SIZE = 10  # the work and escalation transactions, deliveries, the ticks
 # A work item stuck waiting for a lock (an admin's long transaction, ...) fails on its own after
 # this, is retried, and never holds up the rest of the queue for longer.
@@ -353,6 +354,8 @@ async def drive_inactivity(
 ) -> int:
     """One round of every due resident's inactivity detector; returns how many alerts it raised.
 
+    ``now_s`` is the wall clock; each home is judged by its own (:func:`inactivity.home_clock`).
+
     Residents are claimed a batch per transaction with ``FOR UPDATE SKIP LOCKED``: the detector's
     state, the alerts it raised and its next due time commit together, on whichever replica.
     """
@@ -364,7 +367,9 @@ async def drive_inactivity(
         async with pool.connection() as conn, conn.transaction():
             due = await repo.claim_detectors(conn, detector=inactivity.DETECTOR, now_s=now_s, limit=batch)
             for row in due:
-                decisions = await _drive_one(conn, row, now_s=now_s, every_s=every_s)
+                home_s = inactivity.home_clock(row, now_s)  # the simulator's clock for a simulated home
+                decisions = await _drive_one(conn, row, now_s=home_s, every_s=every_s)
+                decisions = inactivity.to_wall(decisions, home_s=home_s, wall_s=now_s)
                 for decision in decisions:
                     await apply(conn, decision, email=email)
                 raised += sum(isinstance(d, rules.Open) for d in decisions)

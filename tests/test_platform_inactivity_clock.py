@@ -1,0 +1,133 @@
+"""One clock per home: a simulated home's silence is judged by the simulator's clock (its gateways'
+newest reports, hours ahead of the wall clock at 60x), through the engine and PostgreSQL; its alert
+is stored at the wall-clock moment it was raised, the simulated times kept and marked."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from platform_seed import World, seed_world
+from psycopg_pool import AsyncConnectionPool
+from test_platform_inactivity import COLLAPSE, METRIC, rows, with_pool
+
+from eldercare.db.maintain import ensure_partitions
+from eldercare.platform.engine import inactivity, rules, service
+from eldercare.simulators.routine import DAY, HOUR, Incident, simulate_home
+
+GW, SITE, RESIDENT = "gw-sim-1", "sim-home-1", "sim-res-1"
+
+
+@pytest.fixture
+def world(db_url: str) -> World:
+    with psycopg.connect(db_url) as conn:
+        return seed_world(conn)
+
+
+def _ts(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def load_simulated_home(db_url: str, *, ahead_s: float) -> float:
+    """Fifteen simulated days with a collapse on the last morning, moved by whole days so the collapse
+    is at least ``ahead_s`` ahead of the wall clock (a run at 60x); returns the shift."""
+    run = simulate_home(3, 15, incidents=[Incident("collapse", COLLAPSE)])
+    shift = math.ceil((time.time() + ahead_s - COLLAPSE) / DAY) * DAY
+    sensors = {(sid, kind, room) for sid, (_, kind, room, _) in zip(run.sensor_ids, run.events, strict=True)}
+    with psycopg.connect(db_url) as conn:
+        span = _ts(run.events[0][0] + shift), _ts(run.events[-1][0] + shift)
+        ensure_partitions(conn, *span, ["readings", "gateway_status"])
+    with psycopg.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE sites SET timezone = 'UTC' WHERE id = %s", (SITE,))
+        cur.executemany(
+            "INSERT INTO sensors (gateway_id, id, kind, room) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [(GW, *s) for s in sorted(sensors)],
+        )
+        with cur.copy("COPY readings (ts, gateway_id, sensor_id, metric, value) FROM STDIN") as copy:
+            for sid, (t, kind, _, value) in zip(run.sensor_ids, run.events, strict=True):
+                copy.write_row((_ts(t + shift), GW, sid, METRIC[kind], value))
+    return shift
+
+
+def status_at(db_url: str, t: float) -> None:
+    """The simulator's gateway reports its status stamped with simulated time ``t``."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO gateway_status (ts, gateway_id, site_id, state) VALUES (%s, %s, %s, 'online')",
+            (_ts(t), GW, SITE),
+        )
+
+
+def test_a_simulated_home_is_judged_by_its_own_clock(db_url: str, world: World) -> None:
+    shift = load_simulated_home(db_url, ahead_s=3 * HOUR)
+    collapse = COLLAPSE + shift
+    assert collapse - time.time() >= 3 * HOUR  # its readings are hours ahead of the wall clock
+    before, after = collapse - HOUR, collapse + 6 * HOUR
+    wall0 = time.time()
+
+    async def ticks(pool: AsyncConnectionPool[Any]) -> list[int]:
+        status_at(db_url, before)
+        raised = [await service.drive_inactivity(pool, now_s=time.time())]  # fitted at the home's time
+        status_at(db_url, before + 30)
+        raised.append(await service.drive_inactivity(pool, now_s=time.time()))  # not due in its time
+        for t in range(int(before) + 600, int(after) + 1, 600):  # ten simulated minutes a tick
+            status_at(db_url, float(t))
+            raised.append(await service.drive_inactivity(pool, now_s=time.time()))
+        return raised
+
+    raised = with_pool(db_url, ticks)
+    wall1 = time.time()
+    assert raised[0] == 0 and raised[1] == 0
+    assert sum(raised) == 1
+    ((kind, resident, summary, detected, simulated),) = rows(
+        db_url, "SELECT kind, resident_id, summary, extract(epoch FROM detected_at), simulated FROM alerts"
+    )
+    assert (kind, resident, simulated) == ("inactivity", RESIDENT, True)
+    # raised in the home's time, after the collapse, within the ticks ...
+    assert collapse < summary["sim_detected_ms"] / 1000 <= after
+    assert summary["sim_since_ms"] / 1000 <= summary["sim_detected_ms"] / 1000
+    # ... and stored at the wall-clock moment it was raised, so screens show real time
+    assert wall0 - 1 <= float(detected) <= wall1 + 1
+    assert summary["sim_offset_s"] >= 3 * HOUR - 60
+    shifted = summary["sim_since_ms"] - summary["sim_offset_s"] * 1000
+    assert summary["since_ms"] == pytest.approx(shifted, abs=2)
+    due, fitted = rows(
+        db_url,
+        "SELECT (state ->> 'due_s')::float, extract(epoch FROM fitted_at) FROM detector_settings"
+        " WHERE resident_id = %s",
+        RESIDENT,
+    )[0]
+    assert float(fitted) == pytest.approx(before)  # refits in its time, not the wall's
+    assert due == pytest.approx(after + inactivity.TICK_S, abs=600)
+
+
+def test_at_the_wall_clock_the_same_home_would_not_have_collapsed_yet(db_url: str, world: World) -> None:
+    """The negative: judged at wall time (no report from its gateway yet), the home's future readings
+    are not seen, and its clock is the wall's; nothing is raised and the detector runs."""
+    load_simulated_home(db_url, ahead_s=3 * HOUR)
+    wall = time.time()
+    assert with_pool(db_url, lambda pool: service.drive_inactivity(pool, now_s=wall)) == 0
+    (fitted,) = rows(
+        db_url, "SELECT extract(epoch FROM fitted_at) FROM detector_settings WHERE resident_id = %s", RESIDENT
+    )[0]
+    assert float(fitted) == pytest.approx(wall)
+
+
+def test_real_homes_keep_the_wall_clock_and_unchanged_alerts() -> None:
+    opened = rules.Open(
+        "inactivity", "k", 5_000, resident_id="r", site_id="s", gateway_id=None, sensor_id=None,
+        summary={"since_ms": 1_000},
+    )  # fmt: skip
+    assert inactivity.home_clock({"simulated": False, "home_s": 99.0}, 10.0) == 10.0
+    assert inactivity.home_clock({"simulated": True, "home_s": 99.0}, 10.0) == 99.0
+    assert inactivity.to_wall([opened], home_s=10.0, wall_s=10.0) == [opened]
+    clear = rules.Clear("k2", "back")
+    moved, same = inactivity.to_wall([opened, clear], home_s=10.0, wall_s=7.0)
+    assert same is clear and isinstance(moved, rules.Open)
+    assert moved.detected_ms == 7_000 and moved.summary["sim_detected_ms"] == 5_000
+    assert moved.summary["sim_offset_s"] == 3.0
+    assert moved.summary["since_ms"] == -2_000 and moved.summary["sim_since_ms"] == 1_000
