@@ -14,7 +14,8 @@ Every loop is safe to run on any number of replicas because every step claims it
 - escalation: open alerts whose acknowledgement deadline passed climb one tier, as many as are due,
   in batches, the loop sleeping only until the next deadline;
 - heartbeat: gateways that say they are online but whose heartbeats stopped reaching the database;
-- inactivity: each resident's inactivity detector, fed the home's readings and the clock;
+- inactivity: each resident's inactivity detector, fed the home's readings and the home's clock;
+- rollup: ``activity_hourly`` kept fresh on plain PostgreSQL (:mod:`.rollup`);
 - pushes: this replica's WebSocket hub, listening on ``alerts`` (:mod:`eldercare.platform.notify.hub`);
 - deliveries: queued webhooks and e-mails, retried with backoff (:mod:`eldercare.platform.notify.delivery`).
 
@@ -38,7 +39,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from eldercare.models.inactivity import InactivityError
-from eldercare.platform.engine import escalation, inactivity, rules
+from eldercare.platform.engine import escalation, inactivity, rollup, rules
 from eldercare.platform.notify.delivery import Deliverer
 from eldercare.platform.notify.hub import Hub
 from eldercare.platform.repo import alerts as repo
@@ -549,6 +550,7 @@ class Engine:
                 "inactivity", INACTIVITY_TICK_S,
                 lambda: drive_inactivity(pool, now_s=clock().timestamp(), email=email),
             ),
+            "activity-rollup": rollup.run(self.conninfo),
         }  # fmt: skip
         tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
         self._ready.set()
