@@ -117,6 +117,15 @@ def test_at_the_wall_clock_the_same_home_would_not_have_collapsed_yet(db_url: st
     assert float(fitted) == pytest.approx(wall)
 
 
+def test_a_home_is_judged_when_its_readings_have_settled() -> None:
+    """Five wall seconds back: in a 60x home's clock, five minutes (its speed measured between ticks)."""
+    assert inactivity.judged_at({}, home_s=1000.0, wall_s=1000.0) == 995.0
+    fast = {"clock": [100.0, 10_000.0]}  # ten wall seconds ago the home was 600 s behind: 60x
+    assert inactivity.judged_at(fast, home_s=10_600.0, wall_s=110.0) == pytest.approx(10_300.0)
+    slow = {"clock": [100.0, 10_000.0]}  # a stopped simulator: never judged ahead of its clock
+    assert inactivity.judged_at(slow, home_s=10_000.0, wall_s=110.0) == 9_995.0
+
+
 def test_real_homes_keep_the_wall_clock_and_unchanged_alerts() -> None:
     opened = rules.Open(
         "inactivity", "k", 5_000, resident_id="r", site_id="s", gateway_id=None, sensor_id=None,

@@ -43,6 +43,8 @@ DETECTOR = "inactivity"
 FIT_DAYS = FIT_WINDOW_DAYS  # 21: three weeks, so a routine changed a week ago is already most of it
 REFIT_S = 86_400.0
 TICK_S = 60.0
+SETTLE_WALL_S = 5.0  # wall seconds a reading may take from its stamp to the database
+MAX_RATE = 3600.0  # the fastest simulated clock (simulate run --speed)
 SENSOR_KINDS = ("pir", "door", "bed", "plug", "sos")
 # detector kinds that become resident alerts; device_silent is left to the gateway's own checks
 ALERT_KIND = {
@@ -61,6 +63,22 @@ def home_clock(row: dict[str, Any], wall_s: float) -> float:
     if row.get("simulated") and row.get("home_s") is not None:
         return float(row["home_s"])
     return wall_s
+
+
+def judged_at(state: dict[str, Any], *, home_s: float, wall_s: float) -> float:
+    """The time a home is judged at: its clock less the time readings may still be on their way.
+
+    Readings of one home can be committed out of order (several ingest workers; a gateway's
+    heartbeat stamped before the readings batched with the next message), and the detector is fed
+    each reading once, in time order, so it waits :data:`SETTLE_WALL_S` of wall time: in a simulated
+    home's clock that is its speed times as long, the speed measured between two ticks
+    (``state['clock']``: the previous tick's wall and home times).
+    """
+    rate = 1.0
+    prev = state.get("clock")
+    if prev and wall_s - float(prev[0]) > 0.5:
+        rate = min(max((home_s - float(prev[1])) / (wall_s - float(prev[0])), 1.0), MAX_RATE)
+    return home_s - SETTLE_WALL_S * rate
 
 
 def to_wall(decisions: Iterable[rules.Decision], *, home_s: float, wall_s: float) -> list[rules.Decision]:

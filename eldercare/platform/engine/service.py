@@ -369,8 +369,9 @@ async def drive_inactivity(
             due = await repo.claim_detectors(conn, detector=inactivity.DETECTOR, now_s=now_s, limit=batch)
             for row in due:
                 home_s = inactivity.home_clock(row, now_s)  # the simulator's clock for a simulated home
-                decisions = await _drive_one(conn, row, now_s=home_s, every_s=every_s)
-                decisions = inactivity.to_wall(decisions, home_s=home_s, wall_s=now_s)
+                at_s = inactivity.judged_at(row["state"] or {}, home_s=home_s, wall_s=now_s)
+                decisions = await _drive_one(conn, row, now_s=at_s, every_s=every_s, clock=[now_s, home_s])
+                decisions = inactivity.to_wall(decisions, home_s=at_s, wall_s=now_s)
                 for decision in decisions:
                     await apply(conn, decision, email=email)
                 raised += sum(isinstance(d, rules.Open) for d in decisions)
@@ -379,7 +380,7 @@ async def drive_inactivity(
 
 
 async def _drive_one(
-    conn: AsyncConnection[Any], row: dict[str, Any], *, now_s: float, every_s: float
+    conn: AsyncConnection[Any], row: dict[str, Any], *, now_s: float, every_s: float, clock: list[float]
 ) -> list[rules.Decision]:
     state = row["state"] or {}
     site, sensitivity = row["site_id"], float(row["sensitivity"])
@@ -436,6 +437,7 @@ async def _drive_one(
             "due_s": now_s + every_s,
             "sensors": sensors,
             "silent": silent,
+            "clock": clock,  # [wall, home] at this tick: the home clock's speed, at the next
         },
         fitted_s=fitted_s,
     )
