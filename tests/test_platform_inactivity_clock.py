@@ -122,6 +122,8 @@ def test_a_home_is_judged_when_its_readings_have_settled() -> None:
     assert inactivity.judged_at({}, home_s=1000.0, wall_s=1000.0) == 995.0
     fast = {"clock": [100.0, 10_000.0]}  # ten wall seconds ago the home was 600 s behind: 60x
     assert inactivity.judged_at(fast, home_s=10_600.0, wall_s=110.0) == pytest.approx(10_300.0)
+    faster = {"clock": [100.0, 10_000.0]}  # 3600x: five wall seconds are five hours; at most 10 min
+    assert inactivity.judged_at(faster, home_s=46_000.0, wall_s=110.0) == 46_000.0 - inactivity.MAX_SETTLE_S
     slow = {"clock": [100.0, 10_000.0]}  # a stopped simulator: never judged ahead of its clock
     assert inactivity.judged_at(slow, home_s=10_000.0, wall_s=110.0) == 9_995.0
 

@@ -43,6 +43,14 @@ def _events(
 
 def home_history(home: dict[str, Any], sim_start: float, days: int = DEFAULT_DAYS) -> list[Reading]:
     """The readings of ``home`` (a manifest entry) over the ``days`` before ``sim_start``, in time order."""
+    return [
+        Reading(int(e.t * 1000), e.sensor, METRIC[e.kind], e.value)
+        for e in home_events(home, sim_start, days)
+    ]
+
+
+def home_events(home: dict[str, Any], sim_start: float, days: int = DEFAULT_DAYS) -> list[SensorEvent]:
+    """:func:`home_history` as the simulator's events (kind and room too: what a detector is fitted on)."""
     day0 = math.floor(sim_start / DAY) * DAY
     evs = _events(home["seed"], profile_from(home["profile"]), home["site"], day0, sim_start, days)
     partner = home.get("partner")
@@ -51,7 +59,7 @@ def home_history(home: dict[str, Any], sim_start: float, days: int = DEFAULT_DAY
             home["seed"] ^ PARTNER_SEED, profile_from(partner["profile"]), home["site"], day0, sim_start, days
         )
         evs.sort(key=lambda e: e.t)
-    return [Reading(int(e.t * 1000), e.sensor, METRIC[e.kind], e.value) for e in evs]
+    return evs
 
 
 def _has_readings(conn: psycopg.Connection[Any], gateway: str, lo_ms: int, hi_ms: int) -> bool:

@@ -45,6 +45,7 @@ REFIT_S = 86_400.0
 TICK_S = 60.0
 SETTLE_WALL_S = 5.0  # wall seconds a reading may take from its stamp to the database
 MAX_RATE = 3600.0  # the fastest simulated clock (simulate run --speed)
+MAX_SETTLE_S = 600.0  # never judge a home more than this far (its time) behind its clock
 SENSOR_KINDS = ("pir", "door", "bed", "plug", "sos")
 # detector kinds that become resident alerts; device_silent is left to the gateway's own checks
 ALERT_KIND = {
@@ -72,13 +73,14 @@ def judged_at(state: dict[str, Any], *, home_s: float, wall_s: float) -> float:
     heartbeat stamped before the readings batched with the next message), and the detector is fed
     each reading once, in time order, so it waits :data:`SETTLE_WALL_S` of wall time: in a simulated
     home's clock that is its speed times as long, the speed measured between two ticks
-    (``state['clock']``: the previous tick's wall and home times).
+    (``state['clock']``: the previous tick's wall and home times), at most :data:`MAX_SETTLE_S`
+    (a run at 600x and more would otherwise be judged an hour late).
     """
     rate = 1.0
     prev = state.get("clock")
     if prev and wall_s - float(prev[0]) > 0.5:
         rate = min(max((home_s - float(prev[1])) / (wall_s - float(prev[0])), 1.0), MAX_RATE)
-    return home_s - SETTLE_WALL_S * rate
+    return home_s - min(SETTLE_WALL_S * rate, MAX_SETTLE_S)
 
 
 def to_wall(decisions: Iterable[rules.Decision], *, home_s: float, wall_s: float) -> list[rules.Decision]:
