@@ -89,6 +89,7 @@ def test_collapse_opens_an_explained_inactivity_alert(db_url: str, world: World)
     )
     assert (kind, state, resident, tier) == ("inactivity", "open", "res-2", 1)
     assert summary["en"] and summary["zh-CN"] and summary["en"] != summary["zh-CN"]
+    assert "sim_detected_ms" not in summary  # a real home's alert is in the wall clock's time already
     assert summary["observed_s"] >= summary["threshold_s"] > 0 and summary["expected_s"] > 0
     (detected,) = rows(db_url, "SELECT extract(epoch FROM detected_at) FROM alerts")[0]
     assert COLLAPSE + shift < float(detected) <= after

@@ -371,7 +371,7 @@ async def drive_inactivity(
                 home_s = inactivity.home_clock(row, now_s)  # the simulator's clock for a simulated home
                 at_s = inactivity.judged_at(row["state"] or {}, home_s=home_s, wall_s=now_s)
                 decisions = await _drive_one(conn, row, now_s=at_s, every_s=every_s, clock=[now_s, home_s])
-                decisions = inactivity.to_wall(decisions, home_s=at_s, wall_s=now_s)
+                decisions = inactivity.to_wall(decisions, home_s=home_s, wall_s=now_s)
                 for decision in decisions:
                     await apply(conn, decision, email=email)
                 raised += sum(isinstance(d, rules.Open) for d in decisions)
