@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,8 +166,11 @@ def live(
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if args.keep:
+            print(f"kept: {db_url} ({work})")
+        else:
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def main() -> None:
@@ -176,13 +180,17 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=360.0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="Keep the live database (and print its URL).")
     args = ap.parse_args()
     start = math.floor(time.time() / DAY) * DAY - args.days * DAY  # ends at the last midnight
-    with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
-        work = Path(tmp)
+    work = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    try:
         live_figs, report, scen = live(args, work, start)
         manifest = json.loads((work / "manifest.json").read_text(encoding="utf-8"))
         off = offline(manifest, scen, start, args.days)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     result = {"homes": args.homes, "days": args.days, "speed": args.speed, "live": live_figs, "offline": off,
               "live_kinds": report["kinds"]}  # fmt: skip
     if args.json:

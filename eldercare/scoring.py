@@ -259,8 +259,26 @@ def score(
         period_s = (max(times) - min(times)) if len(times) > 1 else 0.0
     ack = _time_to_ack(alerts, trail)
     weeks = residents * max(0.0, period_s) / WEEK
-    figures = inactivity_figures(truth, alerts, sim_t, weeks=weeks, window_s=window_s, now=now)
+    again = _detections_again(alerts, trail, clk, identity)
+    sim_t.update({a.id: a.opened_at for a in again})
+    figures = inactivity_figures(truth, [*alerts, *again], sim_t, weeks=weeks, window_s=window_s, now=now)
     return Report(kinds, dict(false), weeks, ack, matched, figures)
+
+
+def _detections_again(
+    alerts: Sequence[AlertRow], trail: Sequence[TrailRow], clk: Clock, identity: bool
+) -> list[AlertRow]:
+    """The detector's later detections that joined a live alert (``detected_again`` in its trail), as
+    alerts of their own at their simulated time (negative ids): offline each would be an alert, and
+    an alert nobody closes in an unattended run would otherwise hide every later incident."""
+    by_id = {a.id: a for a in alerts if a.kind in DETECTOR_ALERTS}
+    out = []
+    for n, row in enumerate(trail):
+        a = by_id.get(row.alert_id)
+        if a is not None and row.action == "detected_again":
+            t = row.at if identity else clk.to_sim(row.at)
+            out.append(AlertRow(-1 - n, a.kind, a.resident, a.site, a.sensor, t, t, None, None))
+    return out
 
 
 def inactivity_figures(
@@ -274,9 +292,9 @@ def inactivity_figures(
 ) -> dict[str, Any]:
     """The inactivity detector's figures as ``eldercare models evaluate`` gives them offline.
 
-    Incidents of :data:`DETECTOR_INCIDENTS` caught by the detector's own alerts (a fall caught only
-    by the wearable does not count), median and p90 delay (s), and its alerts that caught none,
-    per resident-week. Incidents under way at the end are left out of the count.
+    Incidents of :data:`DETECTOR_INCIDENTS` caught by the detector's own alerts and later detections
+    (a fall caught only by the wearable does not count), median and p90 delay (s), and those that
+    caught none, per resident-week. Incidents under way at the end are left out of the count.
     """
     own = [a for a in alerts if a.kind in DETECTOR_ALERTS]
     mine = [r for r in truth if r.kind in DETECTOR_INCIDENTS]

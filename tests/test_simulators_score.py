@@ -125,3 +125,17 @@ def test_inactivity_detector_figures_as_models_evaluate_gives_them() -> None:
     assert d["false_alarms"] == 1 and d["false_alarms_per_resident_week"] == pytest.approx(0.25)
     assert "inactivity detector" in rep.table() and "caught 2 of 3" in rep.table()
     assert rep.to_json()["kinds"]["fall"]["caught"] == 1  # the platform did catch the fall
+
+
+def test_a_later_detection_joined_to_an_open_alert_still_counts_for_the_detector() -> None:
+    """Nobody closes alerts in an unattended run: the detector's next detection joins the open alert
+    (``detected_again``); offline it would be an alert of its own, so it is scored as one."""
+    truth = [
+        TruthRecord("bathroom_too_long", "r1", T0, T0 + 1800, T0 + 3600, "bathroom", site="h1"),
+        TruthRecord("no_wake", "r1", T0 + 86400, T0 + 86400, T0 + 90000, "bedroom", site="h1"),
+    ]
+    alerts = [_alert(1, "inactivity", "r1", T0 + 2000)]
+    trail = [TrailRow(1, T0 + 2000, "opened", 1), TrailRow(1, T0 + 86400 + 3600, "detected_again", None)]
+    d = score(truth, alerts, trail, residents=1, period_s=2 * 86400).to_json()["inactivity"]
+    assert (d["incidents"], d["caught"], d["false_alarms"]) == (2, 2, 0)
+    assert d["delay_median_s"] == pytest.approx((2000 + 3600) / 2)
