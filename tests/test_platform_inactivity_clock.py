@@ -105,16 +105,29 @@ def test_a_simulated_home_is_judged_by_its_own_clock(db_url: str, world: World) 
     assert due == pytest.approx(after + inactivity.TICK_S, abs=600)
 
 
-def test_at_the_wall_clock_the_same_home_would_not_have_collapsed_yet(db_url: str, world: World) -> None:
-    """The negative: judged at wall time (no report from its gateway yet), the home's future readings
-    are not seen, and its clock is the wall's; nothing is raised and the detector runs."""
-    load_simulated_home(db_url, ahead_s=3 * HOUR)
+def test_a_simulated_home_is_not_judged_before_its_gateways_report(db_url: str, world: World) -> None:
+    """Its time is unknown until then (a run may start days behind the wall clock): judged at the wall
+    clock, its three weeks of past would look like two days of silence. The real homes' detectors in
+    the same round show the engine had its chance."""
+    load_simulated_home(db_url, ahead_s=-2 * DAY)  # a run whose days are behind the wall clock
     wall = time.time()
     assert with_pool(db_url, lambda pool: service.drive_inactivity(pool, now_s=wall)) == 0
+    got = rows(db_url, "SELECT resident_id, state IS NOT NULL FROM detector_settings ORDER BY 1")
+    assert got == [("res-1", True), ("res-2", True), (RESIDENT, False)]
+    status_at(db_url, COLLAPSE + load_shift(db_url) - HOUR)  # its simulator reports: now it is due
+    assert with_pool(db_url, lambda pool: service.drive_inactivity(pool, now_s=wall + 1)) == 0
+    assert rows(db_url, "SELECT count(*) FROM alerts") == [(0,)]
     (fitted,) = rows(
         db_url, "SELECT extract(epoch FROM fitted_at) FROM detector_settings WHERE resident_id = %s", RESIDENT
     )[0]
-    assert float(fitted) == pytest.approx(wall)
+    assert float(fitted) == pytest.approx(COLLAPSE + load_shift(db_url) - HOUR, abs=10)
+
+
+def load_shift(db_url: str) -> float:
+    """The whole days the loaded home was moved by (its first reading is the simulation's first)."""
+    ((first,),) = rows(db_url, "SELECT extract(epoch FROM min(ts)) FROM readings WHERE gateway_id = %s", GW)
+    run_start = simulate_home(3, 1).start
+    return math.floor((float(first) - run_start) / DAY) * DAY
 
 
 def test_a_home_is_judged_when_its_readings_have_settled() -> None:

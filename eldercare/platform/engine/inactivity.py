@@ -63,7 +63,7 @@ def home_clock(row: dict[str, Any], wall_s: float) -> float:
     """The home's time: the wall clock for a real home, its gateways' newest report for a simulated one."""
     if row.get("simulated") and row.get("home_s") is not None:
         return float(row["home_s"])
-    return wall_s
+    return wall_s  # (a simulated home with no report yet is never claimed: repo.claim_detectors)
 
 
 def judged_at(state: dict[str, Any], *, home_s: float, wall_s: float) -> float:

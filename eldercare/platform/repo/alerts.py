@@ -826,8 +826,9 @@ async def claim_detectors(
     (other replicas skip).
 
     ``home_s`` is the home's clock: ``now_s`` (the wall clock) for a real home; for a simulated one
-    the newest time its gateways reported (status or heartbeat), which is the simulator's clock, or
-    ``now_s`` while none has reported yet.
+    the newest time its gateways reported (status or heartbeat), which is the simulator's clock. A
+    simulated home none of whose gateways has reported yet is not due: its time is unknown (a run
+    may start days behind or ahead of the wall clock).
     """
     return await _rows(
         conn,
@@ -843,7 +844,8 @@ async def claim_detectors(
             GROUP BY g.site_id
         ), homes AS (
             SELECT s.id, s.timezone, s.simulated,
-                   coalesce(extract(epoch FROM c.t)::double precision, %(now)s) AS home_s
+                   CASE WHEN s.simulated THEN extract(epoch FROM c.t)::double precision
+                        ELSE %(now)s END AS home_s
             FROM sites s LEFT JOIN clocks c ON c.site_id = s.id
         )
         SELECT d.resident_id, d.sensitivity, d.state, extract(epoch FROM d.fitted_at) AS fitted_s,
