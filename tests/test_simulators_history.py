@@ -68,6 +68,14 @@ def test_backfill_is_stored_rolled_up_and_learned(db_url: str, caplog: pytest.Lo
         assert days is not None and days[0] >= 21 and days[1] == written[m["homes"][0]["site"]]
         assert history.backfill(conn, m, sim_start, days=21) == {h["site"]: 0 for h in m["homes"]}
 
+    with psycopg.connect(db_url, autocommit=True) as conn:  # the simulator's first status: the homes' clocks
+        for h in m["homes"]:
+            conn.execute(
+                "INSERT INTO gateway_status (ts, gateway_id, site_id, state)"
+                " VALUES (to_timestamp(%s), %s, %s, 'online')",
+                (sim_start, h["gateway"]["id"], h["site"]),
+            )
+
     async def tick() -> int:
         async with AsyncConnectionPool(db_url, min_size=1, max_size=2, kwargs={"autocommit": True}) as pool:
             return await service.drive_inactivity(pool, now_s=time.time())

@@ -7,9 +7,9 @@ hours from that midnight to ``sim_start`` exactly as the runner plans them (it f
 those, so they would otherwise be missing). A couple's second resident is included.
 
 :func:`write` stores them the way ingest stores telemetry: partitions made on demand
-(:func:`eldercare.db.maintain.ensure_partitions`), then one binary ``COPY readings`` per home built
-by ingest's own row encoder; and refreshes the hourly rollup over the period, so activity charts
-show the past at once. Writing is idempotent per home: a home that already has readings in the
+(:func:`eldercare.db.maintain.ensure_partitions`), then one ``COPY readings`` per home (the
+simulators may not import ingest itself); and refreshes the hourly rollup over the period, so
+activity charts show the past at once. Writing is idempotent per home: a home that already has readings in the
 period is left alone (a demo started again on the same database does not double its past).
 """
 
@@ -22,14 +22,13 @@ from typing import Any
 import psycopg
 
 from eldercare.db import maintain
-from eldercare.ingest.batch import COPY_HEADER, COPY_TRAILER, RowEncoder
-from eldercare.ingest.store import COPY_READINGS
 from eldercare.protocol import Reading
 from eldercare.simulators.neighbourhood import profile_from
 from eldercare.simulators.routine import DAY, HomeSim, ResidentProfile, SensorEvent
 from eldercare.simulators.runner import METRIC, PARTNER_SEED
 
 DEFAULT_DAYS = 21  # the inactivity detector's fit window
+COPY_READINGS = "COPY readings (ts, gateway_id, sensor_id, metric, value) FROM STDIN"
 
 
 def _events(
@@ -82,9 +81,9 @@ def write(conn: psycopg.Connection[Any], gateway: str, readings: list[Reading]) 
     if _has_readings(conn, gateway, lo, hi):
         return 0
     maintain.ensure_partitions(conn, _dt(lo), _dt(hi), tables=["readings"])
-    rows, _, _ = RowEncoder().readings(gateway, readings)
     with conn.transaction(), conn.cursor().copy(COPY_READINGS) as copy:
-        copy.write(COPY_HEADER + rows + COPY_TRAILER)
+        for r in readings:
+            copy.write_row((_dt(r.t), gateway, r.sensor, r.metric, r.value))
     return len(readings)
 
 
