@@ -41,12 +41,11 @@ import psycopg
 from eldercare.embedded import free_port
 from eldercare.models.inactivity import InactivityDetector
 from eldercare.platform.engine.inactivity import ALERT_KIND
+from eldercare.scoring import AlertRow, score
 from eldercare.simulators import scenario as sc
 from eldercare.simulators.history import home_events
 from eldercare.simulators.neighbourhood import home_sim
 from eldercare.simulators.routine import DAY, Incident, TruthRecord
-from eldercare.simulators.score import score
-from eldercare.simulators.store import AlertRow
 
 KINDS = ["collapse", "no_wake", "night_wandering", "bathroom_too_long"]
 
