@@ -1,8 +1,10 @@
 """``eldercare demo``: the whole platform on one machine, on embedded servers when none are configured.
 
 It runs the same commands an operator would, as child processes sharing one set of settings:
-``db migrate``, ``simulate seed``, ``ingest``, ``serve`` and ``simulate run`` (through real edge
-agents), then fires a few incidents with ``simulate trigger`` so that alerts arrive in the consoles.
+``db migrate``, ``simulate seed``, ``simulate history`` (three weeks of each home's past, so the
+inactivity detectors fit on it and the charts are filled from the first minute), ``ingest``,
+``serve`` and ``simulate run`` (through real edge agents), then fires a few incidents with
+``simulate trigger`` so that alerts arrive in the consoles.
 
 Every child inherits all of the demo's ``ELDERCARE_*`` variables (and its ``--config`` file); the
 demo adds only what it decided itself: the embedded servers' URLs, the data directory, ports, and
@@ -35,7 +37,14 @@ from eldercare.simulators.routine import DAY
 
 # (seconds after the simulation starts, home index, incident kind); each fires at that home or, if
 # its resident is out then, at the next one whose resident is in
-DEMO_INCIDENTS: list[tuple[float, int, str]] = [(20, 0, "fall"), (40, 1, "sos"), (70, 2, "bathroom_too_long")]
+# the no_wake one plays out at its home's next planned wake (at 60x, minutes later)
+DEMO_INCIDENTS: list[tuple[float, int, str]] = [
+    (20, 0, "fall"),
+    (40, 1, "sos"),
+    (70, 2, "bathroom_too_long"),
+    (90, 3, "no_wake"),
+]
+HISTORY_DAYS = 21  # each home's past, written before it runs live, so its detectors have learned it
 INCIDENT_SPAN_S = 2 * 3600.0  # ... and stays in this long (simulated), while the incident plays out
 
 
@@ -293,12 +302,20 @@ def demo(
                 "--prefix", prefix, "--manifest", str(manifest),
             ).strip()
         )  # fmt: skip
+        sim_start = time.time()  # the simulated clock starts here; the homes' past ends here
+        click.echo(
+            children.run(
+                "history", "simulate", "history", "--manifest", str(manifest), "--days", str(HISTORY_DAYS),
+                "--sim-start", repr(sim_start),
+            ).strip()
+        )  # fmt: skip
         children.start("ingest", "ingest")
         children.start("platform", "serve")
         base = f"http://{settings.http_host}:{ports[0]}"
         _wait_http(f"{base}/healthz", 60, children)
-        sim_args = ["simulate", "run", "--manifest", str(manifest), "--speed", str(speed), "--mode", mode]
-        sim_started = time.time()  # the simulated clock starts at the wall clock
+        sim_args = ["simulate", "run", "--manifest", str(manifest), "--speed", str(speed), "--mode", mode,
+                    "--sim-start", repr(sim_start)]  # fmt: skip
+        sim_started = time.time()  # the runner's wall start; its simulated clock starts at sim_start
         children.start("simulator", *sim_args, "--quiet")
         metrics = f"http://{settings.http_host}:{ports[1]}/metrics" if ports[1] else None
         _print_welcome(base, manifest, run_dir, metrics)
@@ -312,10 +329,10 @@ def demo(
                 elapsed = time.monotonic() - started
                 while pending and pending[0][0] <= elapsed:
                     _at, home, kind = pending.pop(0)
-                    sim_now = sim_started + speed * (time.time() - sim_started)
+                    sim_now = sim_start + speed * (time.time() - sim_started)
                     span = (sim_now, sim_now + INCIDENT_SPAN_S)
                     home = home_in(
-                        homes_of(manifest), home, span, fired, day0=math.floor(sim_started / DAY) * DAY
+                        homes_of(manifest), home, span, fired, day0=math.floor(sim_start / DAY) * DAY
                     )
                     fired.add(home)
                     children.run(

@@ -8,7 +8,12 @@ An incident counts as *caught* when an alert of a matching kind (see
 the same site) was opened between shortly before the incident's start and ``window_s`` after its
 end (or, for incidents that never end, after the time from which an alert was due). Its
 *detection delay* is from the incident's start to the first such alert, in simulated seconds: alert
-times (``opened_at``, wall clock) are mapped through the run's clock when the truth file has one.
+times (``opened_at``, wall clock) are mapped through the run's clock when the truth file has one,
+unless the alert carries its home's own time (``sim_detected_ms``: the engine judged that simulated
+home by its clock), which is exact.
+The inactivity detector is also scored as ``eldercare models evaluate`` scores it offline
+(:func:`inactivity_figures`): the resident incidents it should catch, caught by its own alert kinds
+only, and its alerts that caught nothing per resident-week.
 Alerts that catch no incident are *false alarms*, counted per resident-week of the scored period.
 An incident not caught whose window is still open at the end of the scored period (a live run
 stopped minutes after it began) is *under way*, not missed: its alert may not be due yet.
@@ -31,6 +36,10 @@ WEEK = 7 * 86_400.0
 EARLY_S = 60.0  # an alert this much before the incident's start still belongs to it (clock skew)
 # Alerts that are about the platform itself, not about residents: never false alarms.
 NOT_SCORED = ("pipeline_stalled",)
+# as eldercare.models.evaluate_inactivity: the incidents the inactivity detector is judged on, and
+# the platform alert kinds it raises
+DETECTOR_INCIDENTS = ("fall", "collapse", "no_wake", "night_wandering", "bathroom_too_long")
+DETECTOR_ALERTS = ("inactivity", "night_wandering", "bed_exit_no_return")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,7 @@ class AlertRow:
     opened_at: float
     acknowledged_at: float | None
     outcome: str | None
+    sim_at: float | None = None  # a simulated home's own time of detection (the alert's summary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +140,7 @@ class Report:
     resident_weeks: float
     ack: dict[int, list[float]]  # tier -> seconds from notification to acknowledgement
     matched: dict[int, list[int]]  # truth index -> alert ids
+    inactivity: dict[str, Any] = field(default_factory=dict)  # see inactivity_figures
 
     @property
     def false_alarms_per_resident_week(self) -> float | None:
@@ -156,6 +167,7 @@ class Report:
             "false_alarms": dict(self.false_alarms),
             "resident_weeks": round(self.resident_weeks, 3),
             "false_alarms_per_resident_week": r(self.false_alarms_per_resident_week),
+            "inactivity": self.inactivity,
             "time_to_ack": {
                 str(t): {"acknowledged": len(v), "median_s": r(_pct(v, 0.5)), "p90_s": r(_pct(v, 0.9))}
                 for t, v in sorted(self.ack.items())
@@ -185,6 +197,14 @@ class Report:
             f"per resident-week 每人每周: {'-' if rate is None else f'{rate:.2f}'} "
             f"over {self.resident_weeks:.1f} resident-weeks"
         )
+        d = self.inactivity
+        if d.get("incidents"):
+            fa = d["false_alarms_per_resident_week"]
+            lines.append(
+                f"inactivity detector 不活动检测 (as models evaluate): caught {d['caught']} of"
+                f" {d['incidents']}, delay p50 {f(d['delay_median_s'])}, p90 {f(d['delay_p90_s'])};"
+                f" false alarms {d['false_alarms']} ({'-' if fa is None else f'{fa:.2f}'} per resident-week)"
+            )
         if self.ack:
             lines.append("")
             lines.append(f"{'tier 层级':<12}{'acknowledged 已确认':>20}{'ack p50':>12}{'ack p90':>12}")
@@ -222,7 +242,10 @@ def score(
     if now is None and run_clock is not None:
         now = float(run_clock["sim_now"])
     identity = clock is None or (isinstance(clock, dict) and not clock)
-    sim_t = {a.id: (a.opened_at if identity else clk.to_sim(a.opened_at)) for a in alerts}
+    sim_t = {
+        a.id: a.sim_at if a.sim_at is not None else (a.opened_at if identity else clk.to_sim(a.opened_at))
+        for a in alerts
+    }
     kinds, matched = _match(truth, alerts, sim_t, window_s=window_s, now=now)
     caught = {a for ids in matched.values() for a in ids}
     false: dict[str, int] = defaultdict(int)
@@ -235,7 +258,58 @@ def score(
         times = [r.t for r in truth] + list(sim_t.values())
         period_s = (max(times) - min(times)) if len(times) > 1 else 0.0
     ack = _time_to_ack(alerts, trail)
-    return Report(kinds, dict(false), residents * max(0.0, period_s) / WEEK, ack, matched)
+    weeks = residents * max(0.0, period_s) / WEEK
+    again = _detections_again(alerts, trail, clk, identity)
+    sim_t.update({a.id: a.opened_at for a in again})
+    figures = inactivity_figures(truth, [*alerts, *again], sim_t, weeks=weeks, window_s=window_s, now=now)
+    return Report(kinds, dict(false), weeks, ack, matched, figures)
+
+
+def _detections_again(
+    alerts: Sequence[AlertRow], trail: Sequence[TrailRow], clk: Clock, identity: bool
+) -> list[AlertRow]:
+    """The detector's later detections that joined a live alert (``detected_again`` in its trail), as
+    alerts of their own at their simulated time (negative ids): offline each would be an alert, and
+    an alert nobody closes in an unattended run would otherwise hide every later incident."""
+    by_id = {a.id: a for a in alerts if a.kind in DETECTOR_ALERTS}
+    out = []
+    for n, row in enumerate(trail):
+        a = by_id.get(row.alert_id)
+        if a is not None and row.action == "detected_again":
+            t = row.at if identity else clk.to_sim(row.at)
+            out.append(AlertRow(-1 - n, a.kind, a.resident, a.site, a.sensor, t, t, None, None))
+    return out
+
+
+def inactivity_figures(
+    truth: Sequence[TruthRecord],
+    alerts: Sequence[AlertRow],
+    sim_t: dict[int, float],
+    *,
+    weeks: float,
+    window_s: float,
+    now: float | None,
+) -> dict[str, Any]:
+    """The inactivity detector's figures as ``eldercare models evaluate`` gives them offline.
+
+    Incidents of :data:`DETECTOR_INCIDENTS` caught by the detector's own alerts and later detections
+    (a fall caught only by the wearable does not count), median and p90 delay (s), and those that
+    caught none, per resident-week. Incidents under way at the end are left out of the count.
+    """
+    own = [a for a in alerts if a.kind in DETECTOR_ALERTS]
+    mine = [r for r in truth if r.kind in DETECTOR_INCIDENTS]
+    kinds, matched = _match(mine, own, sim_t, window_s=window_s, now=now)
+    used = {a for ids in matched.values() for a in ids}
+    false = sum(1 for a in own if a.id not in used)
+    delays = [d for s in kinds.values() for d in s.delays]
+    return {
+        "incidents": sum(s.incidents - s.under_way for s in kinds.values()),
+        "caught": sum(s.caught for s in kinds.values()),
+        "delay_median_s": None if not delays else round(_pct(delays, 0.5) or 0.0, 1),
+        "delay_p90_s": None if not delays else round(_pct(delays, 0.9) or 0.0, 1),
+        "false_alarms": false,
+        "false_alarms_per_resident_week": round(false / weeks, 3) if weeks > 0 else None,
+    }
 
 
 def _match(

@@ -98,3 +98,44 @@ def test_time_to_acknowledge_per_tier() -> None:
     assert rep.ack == {1: [120.0], 2: [600.0]}  # from when the alert reached the tier
     j = rep.to_json()["time_to_ack"]
     assert j["1"]["acknowledged"] == 1 and j["2"]["median_s"] == 600.0
+
+
+def test_inactivity_detector_figures_as_models_evaluate_gives_them() -> None:
+    """Only the detector's own alerts count for it (a fall the wearable caught does not), delays are
+    in the home's own time when the alert carries it, and its stray alerts are per resident-week."""
+    truth = [
+        TruthRecord("collapse", "r1", T0, T0, None, "kitchen", site="h1"),
+        TruthRecord("fall", "r2", T0, T0, T0 + 3600, "living", site="h2"),
+        TruthRecord("bathroom_too_long", "r3", T0, T0 + 1800, T0 + 7200, "bathroom", site="h3"),
+        TruthRecord("no_wake", "r4", T0 + 900_000, T0 + 900_000, None, "bedroom", site="h4"),  # not yet
+    ]
+    clock = Clock(wall_start=T0, sim_start=T0, speed=60.0)  # a 60x run: wall times map to sim times
+    sim = {"collapse": T0 + 2400, "bathroom": T0 + 3000}
+    alerts = [
+        # opened 50 wall-s after T0 (sim T0 + 3000 by the clock), but the home's own time is exact
+        AlertRow(1, "inactivity", "r1", "h1", None, T0 + 50, T0 + 50, None, None, sim["collapse"]),
+        AlertRow(2, "fall", "r2", "h2", None, T0 + 1, T0 + 1, None, None),  # the wearable's, not ours
+        AlertRow(3, "inactivity", "r3", "h3", None, T0 + 50, T0 + 50, None, None, sim["bathroom"]),
+        AlertRow(4, "inactivity", "r2", "h2", None, T0 + 9000, T0 + 9000, None, None, T0 + 400_000),
+    ]
+    rep = score(truth, alerts, residents=4, clock=clock, period_s=7 * 86400, now=T0 + 500_000)
+    d = rep.to_json()["inactivity"]
+    assert d["incidents"] == 3 and d["caught"] == 2  # collapse, bathroom; the fall was not ours
+    assert d["delay_median_s"] == pytest.approx(2700.0)  # 2400 and 3000 s, in the homes' time
+    assert d["false_alarms"] == 1 and d["false_alarms_per_resident_week"] == pytest.approx(0.25)
+    assert "inactivity detector" in rep.table() and "caught 2 of 3" in rep.table()
+    assert rep.to_json()["kinds"]["fall"]["caught"] == 1  # the platform did catch the fall
+
+
+def test_a_later_detection_joined_to_an_open_alert_still_counts_for_the_detector() -> None:
+    """Nobody closes alerts in an unattended run: the detector's next detection joins the open alert
+    (``detected_again``); offline it would be an alert of its own, so it is scored as one."""
+    truth = [
+        TruthRecord("bathroom_too_long", "r1", T0, T0 + 1800, T0 + 3600, "bathroom", site="h1"),
+        TruthRecord("no_wake", "r1", T0 + 86400, T0 + 86400, T0 + 90000, "bedroom", site="h1"),
+    ]
+    alerts = [_alert(1, "inactivity", "r1", T0 + 2000)]
+    trail = [TrailRow(1, T0 + 2000, "opened", 1), TrailRow(1, T0 + 86400 + 3600, "detected_again", None)]
+    d = score(truth, alerts, trail, residents=1, period_s=2 * 86400).to_json()["inactivity"]
+    assert (d["incidents"], d["caught"], d["false_alarms"]) == (2, 2, 0)
+    assert d["delay_median_s"] == pytest.approx((2000 + 3600) / 2)

@@ -2,8 +2,9 @@
 
 Each simulated gateway gets an :class:`eldercare.edge.agent.Agent` with its own outbox (SQLite,
 under ``edge_dir``), its own MQTT connection, clock guard, batching, check-ins and fall detector,
-fed through the simulated driver. The agents' clocks run on simulated time (``wall`` and
-``mono`` scaled by the speed), so readings, events and status carry simulated timestamps.
+fed through the simulated driver. The agents' clocks are the runner's simulated clock (``wall`` and
+``mono`` follow ``sim_now``), so readings, events and status carry simulated timestamps, the same
+as the readings the runner feeds them.
 
 What the agents are fed: every routine event as a reading stamped with its simulated time,
 heart rate, steps and climate as in direct mode, device health (battery, online) at each status
@@ -59,7 +60,6 @@ class EdgeRunner(Runner):
             msg += " use --homes"
             raise RuntimeError(msg)
         self.edge_dir = edge_dir
-        self.mono0 = time.monotonic()
         self.agents: dict[str, Any] = {}
         self.creds: dict[str, tuple[str, str, list[dict[str, Any]]]] = {}
         self.next_acc: dict[str, float] = {}
@@ -70,10 +70,13 @@ class EdgeRunner(Runner):
     # the agents' clocks: simulated time, continuous -----------------------------------------------
 
     def sim_wall(self) -> float:
-        return self.sim_start + (time.monotonic() - self.mono0) * self.opts.speed
+        """The runner's own simulated clock, so the agents' heartbeats and status carry the same time
+        as the readings it feeds them (a clock of their own ran ahead by the time it took to connect,
+        times the speed: minutes at 60x, and the platform judged each home by it)."""
+        return self.sim_now
 
     def sim_mono(self) -> float:
-        return (time.monotonic() - self.mono0) * self.opts.speed
+        return self.sim_now - self.sim_start
 
     def _gateway(self, g: dict[str, Any]) -> _Gateway:
         gw = super()._gateway(g)  # its paho client is never connected: the agent has its own

@@ -238,7 +238,8 @@ def fetch_alerts(
         cur.execute(
             "SELECT a.id, a.kind, a.resident_id, coalesce(a.site_id, r.home_site_id), a.sensor_id,"
             " extract(epoch FROM a.detected_at), extract(epoch FROM a.opened_at),"
-            " extract(epoch FROM a.acknowledged_at), a.outcome"
+            " extract(epoch FROM a.acknowledged_at), a.outcome,"
+            " (a.summary ->> 'sim_detected_ms')::double precision / 1000"
             " FROM alerts a LEFT JOIN residents r ON r.id = a.resident_id"
             " WHERE (a.site_id = ANY(%(sites)s) OR r.home_site_id = ANY(%(sites)s))"
             " AND (%(since)s::timestamptz IS NULL OR a.opened_at >= %(since)s::timestamptz)"
@@ -246,8 +247,19 @@ def fetch_alerts(
             {"sites": sites, "since": None if since is None else _ts(since)},
         )
         alerts = [
-            AlertRow(i, k, res, site, sen, float(d), float(o), None if a is None else float(a), out)
-            for i, k, res, site, sen, d, o, a, out in cur.fetchall()
+            AlertRow(
+                i,
+                k,
+                res,
+                site,
+                sen,
+                float(d),
+                float(o),
+                None if a is None else float(a),
+                out,
+                None if sim is None else float(sim),
+            )
+            for i, k, res, site, sen, d, o, a, out, sim in cur.fetchall()
         ]
         ids = [a.id for a in alerts]
         cur.execute(

@@ -16,6 +16,13 @@ itself as soon as the sensor reports again. The detector's own "no gateway heart
 the gateway's status and heartbeat checks, which already raise ``device_offline`` and
 ``pipeline_stalled``.
 
+One clock per home: a real home is judged by the wall clock; a simulated one by its own clock,
+the newest time its gateways reported (the simulator's clock, hours ahead of the wall at 60x), so
+its silences, refits and ticks are in its time (:func:`home_clock`). Its alerts are stored at the
+wall-clock moment they were raised, with the simulated times kept in the summary
+(``sim_detected_ms``, ``sim_since_ms``, ``sim_offset_s``) for the screens to show, marked
+(:func:`to_wall`).
+
 This module holds the pure parts (readings to detector events, detector alerts to decisions);
 the SQL is in :mod:`eldercare.platform.repo.alerts`, the loop in :mod:`.service`.
 """
@@ -23,6 +30,7 @@ the SQL is in :mod:`eldercare.platform.repo.alerts`, the loop in :mod:`.service`
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,6 +43,9 @@ DETECTOR = "inactivity"
 FIT_DAYS = FIT_WINDOW_DAYS  # 21: three weeks, so a routine changed a week ago is already most of it
 REFIT_S = 86_400.0
 TICK_S = 60.0
+SETTLE_WALL_S = 5.0  # wall seconds a reading may take from its stamp to the database
+MAX_RATE = 3600.0  # the fastest simulated clock (simulate run --speed)
+MAX_SETTLE_S = 600.0  # never judge a home more than this far (its time) behind its clock
 SENSOR_KINDS = ("pir", "door", "bed", "plug", "sos")
 # detector kinds that become resident alerts; device_silent is left to the gateway's own checks
 ALERT_KIND = {
@@ -46,6 +57,50 @@ ALERT_KIND = {
 }
 # confirmed incidents of these kinds are left out of the next fit
 INCIDENT_KINDS = ["fall", "sos", "inactivity", "night_wandering", "bed_exit_no_return"]
+
+
+def home_clock(row: dict[str, Any], wall_s: float) -> float:
+    """The home's time: the wall clock for a real home, its gateways' newest report for a simulated one."""
+    if row.get("simulated") and row.get("home_s") is not None:
+        return float(row["home_s"])
+    return wall_s  # (a simulated home with no report yet is never claimed: repo.claim_detectors)
+
+
+def judged_at(state: dict[str, Any], *, home_s: float, wall_s: float) -> float:
+    """The time a home is judged at: its clock less the time readings may still be on their way.
+
+    Readings of one home can be committed out of order (several ingest workers; a gateway's
+    heartbeat stamped before the readings batched with the next message), and the detector is fed
+    each reading once, in time order, so it waits :data:`SETTLE_WALL_S` of wall time: in a simulated
+    home's clock that is its speed times as long, the speed measured between two ticks
+    (``state['clock']``: the previous tick's wall and home times), at most :data:`MAX_SETTLE_S`
+    (a run at 600x and more would otherwise be judged an hour late).
+    """
+    rate = 1.0
+    prev = state.get("clock")
+    if prev and wall_s - float(prev[0]) > 0.5:
+        rate = min(max((home_s - float(prev[1])) / (wall_s - float(prev[0])), 1.0), MAX_RATE)
+    return home_s - min(SETTLE_WALL_S * rate, MAX_SETTLE_S)
+
+
+def to_wall(decisions: Iterable[rules.Decision], *, home_s: float, wall_s: float) -> list[rules.Decision]:
+    """A simulated home's decisions moved to wall-clock time: detected when raised (``wall_s``), the
+    silence's start shifted by the home's offset (``home_s - wall_s``), the simulated times kept in
+    the summary, marked as such. A real home's (``home_s == wall_s``) are unchanged."""
+    offset_s = home_s - wall_s
+    if offset_s == 0:
+        return list(decisions)
+    out: list[rules.Decision] = []
+    for d in decisions:
+        if not isinstance(d, rules.Open):
+            out.append(d)
+            continue
+        summary = {**d.summary, "sim_detected_ms": d.detected_ms, "sim_offset_s": round(offset_s, 3)}
+        if "since_ms" in summary:
+            summary["sim_since_ms"] = summary["since_ms"]
+            summary["since_ms"] = int(summary["since_ms"] - offset_s * 1000)
+        out.append(replace(d, detected_ms=int(wall_s * 1000), summary=summary))
+    return out
 
 
 def utc_offset_s(timezone: str | None, at: datetime) -> float:

@@ -14,7 +14,8 @@ Every loop is safe to run on any number of replicas because every step claims it
 - escalation: open alerts whose acknowledgement deadline passed climb one tier, as many as are due,
   in batches, the loop sleeping only until the next deadline;
 - heartbeat: gateways that say they are online but whose heartbeats stopped reaching the database;
-- inactivity: each resident's inactivity detector, fed the home's readings and the clock;
+- inactivity: each resident's inactivity detector, fed the home's readings and the home's clock;
+- rollup: ``activity_hourly`` kept fresh on plain PostgreSQL (:mod:`.rollup`);
 - pushes: this replica's WebSocket hub, listening on ``alerts`` (:mod:`eldercare.platform.notify.hub`);
 - deliveries: queued webhooks and e-mails, retried with backoff (:mod:`eldercare.platform.notify.delivery`).
 
@@ -38,7 +39,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from eldercare.models.inactivity import InactivityError
-from eldercare.platform.engine import escalation, inactivity, rules
+from eldercare.platform.engine import escalation, inactivity, rollup, rules
 from eldercare.platform.notify.delivery import Deliverer
 from eldercare.platform.notify.hub import Hub
 from eldercare.platform.repo import alerts as repo
@@ -58,7 +59,8 @@ ESCALATION_WORKERS = 4  # transactions escalating side by side when many alerts 
 ESCALATION_RETRY_S = 30.0  # an alert whose escalation failed is tried again this much later
 HEARTBEAT_TICK_S = 30.0
 HEARTBEAT_LIMIT_S = 300.0  # five default heartbeat periods
-INACTIVITY_TICK_S = 15.0  # how often due residents are looked for; each is due every 60 s
+INACTIVITY_TICK_S = 2.0  # how often due residents are looked for; each is due every 60 s of its home's
+# clock, which for a simulated home at 60x is one wall second
 ENGINE_POOL_SIZE = 10  # the work and escalation transactions, deliveries, the ticks
 # A work item stuck waiting for a lock (an admin's long transaction, ...) fails on its own after
 # this, is retried, and never holds up the rest of the queue for longer.
@@ -353,6 +355,8 @@ async def drive_inactivity(
 ) -> int:
     """One round of every due resident's inactivity detector; returns how many alerts it raised.
 
+    ``now_s`` is the wall clock; each home is judged by its own (:func:`inactivity.home_clock`).
+
     Residents are claimed a batch per transaction with ``FOR UPDATE SKIP LOCKED``: the detector's
     state, the alerts it raised and its next due time commit together, on whichever replica.
     """
@@ -364,7 +368,10 @@ async def drive_inactivity(
         async with pool.connection() as conn, conn.transaction():
             due = await repo.claim_detectors(conn, detector=inactivity.DETECTOR, now_s=now_s, limit=batch)
             for row in due:
-                decisions = await _drive_one(conn, row, now_s=now_s, every_s=every_s)
+                home_s = inactivity.home_clock(row, now_s)  # the simulator's clock for a simulated home
+                at_s = inactivity.judged_at(row["state"] or {}, home_s=home_s, wall_s=now_s)
+                decisions = await _drive_one(conn, row, now_s=at_s, every_s=every_s, clock=[now_s, home_s])
+                decisions = inactivity.to_wall(decisions, home_s=home_s, wall_s=now_s)
                 for decision in decisions:
                     await apply(conn, decision, email=email)
                 raised += sum(isinstance(d, rules.Open) for d in decisions)
@@ -373,7 +380,7 @@ async def drive_inactivity(
 
 
 async def _drive_one(
-    conn: AsyncConnection[Any], row: dict[str, Any], *, now_s: float, every_s: float
+    conn: AsyncConnection[Any], row: dict[str, Any], *, now_s: float, every_s: float, clock: list[float]
 ) -> list[rules.Decision]:
     state = row["state"] or {}
     site, sensitivity = row["site_id"], float(row["sensitivity"])
@@ -430,6 +437,7 @@ async def _drive_one(
             "due_s": now_s + every_s,
             "sensors": sensors,
             "silent": silent,
+            "clock": clock,  # [wall, home] at this tick: the home clock's speed, at the next
         },
         fitted_s=fitted_s,
     )
@@ -544,6 +552,7 @@ class Engine:
                 "inactivity", INACTIVITY_TICK_S,
                 lambda: drive_inactivity(pool, now_s=clock().timestamp(), email=email),
             ),
+            "activity-rollup": rollup.run(self.conninfo),
         }  # fmt: skip
         tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
         self._ready.set()

@@ -822,16 +822,38 @@ async def ensure_detectors(conn: AsyncConnection[Any], *, detector: str) -> None
 async def claim_detectors(
     conn: AsyncConnection[Any], *, detector: str, now_s: float, limit: int = 20
 ) -> list[Row]:
-    """Residents whose detector is due, locked for the caller's transaction (other replicas skip)."""
+    """Residents whose detector is due by their home's clock, locked for the caller's transaction
+    (other replicas skip).
+
+    ``home_s`` is the home's clock: ``now_s`` (the wall clock) for a real home; for a simulated one
+    the newest time its gateways reported (status or heartbeat), which is the simulator's clock. A
+    simulated home none of whose gateways has reported yet is not due: its time is unknown (a run
+    may start days behind or ahead of the wall clock).
+    """
     return await _rows(
         conn,
         """
+        WITH clocks AS (
+            SELECT g.site_id, max(x.t) AS t
+            FROM gateways g JOIN sites gs ON gs.id = g.site_id AND gs.simulated
+            CROSS JOIN LATERAL (
+                SELECT (SELECT max(ts) FROM gateway_status WHERE gateway_id = g.id) AS t
+                UNION ALL
+                SELECT (SELECT max(ts) FROM readings WHERE gateway_id = g.id AND sensor_id = g.id)
+            ) x
+            GROUP BY g.site_id
+        ), homes AS (
+            SELECT s.id, s.timezone, s.simulated,
+                   CASE WHEN s.simulated THEN extract(epoch FROM c.t)::double precision
+                        ELSE %(now)s END AS home_s
+            FROM sites s LEFT JOIN clocks c ON c.site_id = s.id
+        )
         SELECT d.resident_id, d.sensitivity, d.state, extract(epoch FROM d.fitted_at) AS fitted_s,
-               r.home_site_id AS site_id, s.timezone
+               r.home_site_id AS site_id, h.timezone, h.simulated, h.home_s
         FROM detector_settings d
-        JOIN residents r ON r.id = d.resident_id JOIN sites s ON s.id = r.home_site_id
+        JOIN residents r ON r.id = d.resident_id JOIN homes h ON h.id = r.home_site_id
         WHERE d.detector = %(d)s
-          AND coalesce((d.state ->> 'due_s')::double precision, 0) <= %(now)s
+          AND coalesce((d.state ->> 'due_s')::double precision, 0) <= h.home_s
         ORDER BY d.resident_id FOR UPDATE OF d SKIP LOCKED LIMIT %(limit)s
         """,
         {"d": detector, "now": now_s, "limit": limit},
@@ -864,13 +886,16 @@ async def detector_exclusions(
     conn: AsyncConnection[Any], *, resident: str, site: str, after_s: float, until_s: float, kinds: list[str]
 ) -> list[tuple[float, float]]:
     """Periods a detector must not learn as normal: the resident's confirmed incidents of ``kinds``
-    (from when the condition began to when it was resolved) and the home's gateway outages."""
+    (from when the condition began to when it was resolved) and the home's gateway outages, in the
+    home's clock (a simulated home's alerts carry ``sim_offset_s``, its clock minus the wall's)."""
     rows = await _rows(
         conn,
         """
         SELECT extract(epoch FROM coalesce(
-                   to_timestamp((a.summary ->> 'since_ms')::double precision / 1000), a.detected_at)) AS a_s,
-               extract(epoch FROM coalesce(a.resolved_at, to_timestamp(%(until)s))) AS b_s
+                   to_timestamp((a.summary ->> 'since_ms')::double precision / 1000), a.detected_at))
+                 + coalesce((a.summary ->> 'sim_offset_s')::double precision, 0) AS a_s,
+               extract(epoch FROM coalesce(a.resolved_at, to_timestamp(%(until)s)))
+                 + coalesce((a.summary ->> 'sim_offset_s')::double precision, 0) AS b_s
         FROM alerts a
         WHERE ((a.resident_id = %(r)s AND a.outcome = 'confirmed' AND a.kind = ANY(%(kinds)s))
                OR (a.site_id = %(site)s AND a.kind IN ('device_offline', 'pipeline_stalled')

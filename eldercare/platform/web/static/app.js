@@ -416,12 +416,13 @@ async function pageAlert(id, root) {
   const note = h("textarea", { name: "note", id: "note", rows: 2 });
   const act = async (path, body) => { try { await api(`/alerts/${a.id}/${path}`, { body: body || {} }); toast(t("saved")); render(); } catch (e) { toast(e.message); } };
   const canResolve = S.me && S.me.role !== "family" && a.state !== "resolved";
+  const simAt = a.summary && a.summary.sim_detected_ms; // a simulated home's own clock, shown marked
   const facts = h("table", {},
     h("tr", {}, h("th", { i18n: "alert.state" }), h("td", {}, L("state." + a.state), a.outcome ? [" · ", L("outcome." + a.outcome)] : null)),
     h("tr", {}, h("th", { i18n: "alert.severity" }), h("td", {}, L("sev." + a.severity))),
     h("tr", {}, h("th", { i18n: "alert.resident" }), h("td", {}, a.resident_id ? h("a", { href: "#/resident/" + a.resident_id }, D(who(a))) : D(null))),
     h("tr", {}, h("th", { i18n: "alert.site" }), h("td", {}, D(a.site_id), " ", D(a.sensor_id))),
-    h("tr", {}, h("th", { i18n: "alert.detected" }), h("td", {}, T(a.detected_at), " · ", L("alert.detections"), " ", D(a.detections))),
+    h("tr", {}, h("th", { i18n: "alert.detected" }), h("td", {}, T(a.detected_at), simAt ? [" (", L("alert.sim_time"), " ", T(new Date(simAt).toISOString()), ")"] : null, " · ", L("alert.detections"), " ", D(a.detections))),
     h("tr", {}, h("th", { i18n: "alert.tier" }), h("td", {}, D(a.tier))),
     h("tr", {}, h("th", { i18n: "alert.next_tier" }), h("td", { id: "next-escalation" }, a.state === "open" && a.next_escalation_at ? T(a.next_escalation_at) : L("alert.no_next"))),
     h("tr", {}, h("th", { i18n: "alert.acknowledged" }), h("td", {}, T(a.acknowledged_at))),
@@ -429,7 +430,7 @@ async function pageAlert(id, root) {
   let evidence = null;
   if (a.kind === "fall") evidence = evidenceChart(a.evidence || {});
   else if (["inactivity", "night_wandering", "bed_exit_no_return"].includes(a.kind) && a.resident_id) {
-    const end = new Date(a.detected_at); const start = new Date(end.getTime() - 24 * 3600e3);
+    const end = new Date(simAt || a.detected_at); const start = new Date(end.getTime() - 24 * 3600e3);
     try {
       const tl = await api(`/residents/${a.resident_id}/timeline?start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}`);
       evidence = hourlyChart(tl.cells, "evidence-chart", 1);

@@ -1,0 +1,157 @@
+"""One clock per home: a simulated home's silence is judged by the simulator's clock (its gateways'
+newest reports, hours ahead of the wall clock at 60x), through the engine and PostgreSQL; its alert
+is stored at the wall-clock moment it was raised, the simulated times kept and marked."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from platform_seed import World, seed_world
+from psycopg_pool import AsyncConnectionPool
+from test_platform_inactivity import COLLAPSE, METRIC, rows, with_pool
+
+from eldercare.db.maintain import ensure_partitions
+from eldercare.platform.engine import inactivity, rules, service
+from eldercare.simulators.routine import DAY, HOUR, Incident, simulate_home
+
+GW, SITE, RESIDENT = "gw-sim-1", "sim-home-1", "sim-res-1"
+
+
+@pytest.fixture
+def world(db_url: str) -> World:
+    with psycopg.connect(db_url) as conn:
+        return seed_world(conn)
+
+
+def _ts(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def load_simulated_home(db_url: str, *, ahead_s: float) -> float:
+    """Fifteen simulated days with a collapse on the last morning, moved by whole days so the collapse
+    is at least ``ahead_s`` ahead of the wall clock (a run at 60x); returns the shift."""
+    run = simulate_home(3, 15, incidents=[Incident("collapse", COLLAPSE)])
+    shift = math.ceil((time.time() + ahead_s - COLLAPSE) / DAY) * DAY
+    sensors = {(sid, kind, room) for sid, (_, kind, room, _) in zip(run.sensor_ids, run.events, strict=True)}
+    with psycopg.connect(db_url) as conn:
+        span = _ts(run.events[0][0] + shift), _ts(run.events[-1][0] + shift)
+        ensure_partitions(conn, *span, ["readings", "gateway_status"])
+    with psycopg.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE sites SET timezone = 'UTC' WHERE id = %s", (SITE,))
+        cur.executemany(
+            "INSERT INTO sensors (gateway_id, id, kind, room) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [(GW, *s) for s in sorted(sensors)],
+        )
+        with cur.copy("COPY readings (ts, gateway_id, sensor_id, metric, value) FROM STDIN") as copy:
+            for sid, (t, kind, _, value) in zip(run.sensor_ids, run.events, strict=True):
+                copy.write_row((_ts(t + shift), GW, sid, METRIC[kind], value))
+    return shift
+
+
+def status_at(db_url: str, t: float) -> None:
+    """The simulator's gateway reports its status stamped with simulated time ``t``."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO gateway_status (ts, gateway_id, site_id, state) VALUES (%s, %s, %s, 'online')",
+            (_ts(t), GW, SITE),
+        )
+
+
+def test_a_simulated_home_is_judged_by_its_own_clock(db_url: str, world: World) -> None:
+    shift = load_simulated_home(db_url, ahead_s=3 * HOUR)
+    collapse = COLLAPSE + shift
+    assert collapse - time.time() >= 3 * HOUR  # its readings are hours ahead of the wall clock
+    before, after = collapse - HOUR, collapse + 6 * HOUR
+    wall0 = time.time()
+
+    async def ticks(pool: AsyncConnectionPool[Any]) -> list[int]:
+        status_at(db_url, before)
+        raised = [await service.drive_inactivity(pool, now_s=time.time())]  # fitted at the home's time
+        status_at(db_url, before + 30)
+        raised.append(await service.drive_inactivity(pool, now_s=time.time()))  # not due in its time
+        for t in range(int(before) + 600, int(after) + 1, 600):  # ten simulated minutes a tick
+            status_at(db_url, float(t))
+            raised.append(await service.drive_inactivity(pool, now_s=time.time()))
+        return raised
+
+    raised = with_pool(db_url, ticks)
+    wall1 = time.time()
+    assert raised[0] == 0 and raised[1] == 0
+    assert sum(raised) == 1
+    ((kind, resident, summary, detected, simulated),) = rows(
+        db_url, "SELECT kind, resident_id, summary, extract(epoch FROM detected_at), simulated FROM alerts"
+    )
+    assert (kind, resident, simulated) == ("inactivity", RESIDENT, True)
+    # raised in the home's time, after the collapse, within the ticks ...
+    assert collapse < summary["sim_detected_ms"] / 1000 <= after
+    assert summary["sim_since_ms"] / 1000 <= summary["sim_detected_ms"] / 1000
+    # ... and stored at the wall-clock moment it was raised, so screens show real time
+    assert wall0 - 1 <= float(detected) <= wall1 + 1
+    assert summary["sim_offset_s"] >= 3 * HOUR - 60
+    shifted = summary["sim_since_ms"] - summary["sim_offset_s"] * 1000
+    assert summary["since_ms"] == pytest.approx(shifted, abs=2)
+    due, fitted = rows(
+        db_url,
+        "SELECT (state ->> 'due_s')::float, extract(epoch FROM fitted_at) FROM detector_settings"
+        " WHERE resident_id = %s",
+        RESIDENT,
+    )[0]
+    assert float(fitted) == pytest.approx(before)  # refits in its time, not the wall's
+    assert due == pytest.approx(after + inactivity.TICK_S, abs=600)
+
+
+def test_a_simulated_home_is_not_judged_before_its_gateways_report(db_url: str, world: World) -> None:
+    """Its time is unknown until then (a run may start days behind the wall clock): judged at the wall
+    clock, its three weeks of past would look like two days of silence. The real homes' detectors in
+    the same round show the engine had its chance."""
+    load_simulated_home(db_url, ahead_s=-2 * DAY)  # a run whose days are behind the wall clock
+    wall = time.time()
+    assert with_pool(db_url, lambda pool: service.drive_inactivity(pool, now_s=wall)) == 0
+    got = rows(db_url, "SELECT resident_id, state IS NOT NULL FROM detector_settings ORDER BY 1")
+    assert got == [("res-1", True), ("res-2", True), (RESIDENT, False)]
+    status_at(db_url, COLLAPSE + load_shift(db_url) - HOUR)  # its simulator reports: now it is due
+    assert with_pool(db_url, lambda pool: service.drive_inactivity(pool, now_s=wall + 1)) == 0
+    assert rows(db_url, "SELECT count(*) FROM alerts") == [(0,)]
+    (fitted,) = rows(
+        db_url, "SELECT extract(epoch FROM fitted_at) FROM detector_settings WHERE resident_id = %s", RESIDENT
+    )[0]
+    assert float(fitted) == pytest.approx(COLLAPSE + load_shift(db_url) - HOUR, abs=10)
+
+
+def load_shift(db_url: str) -> float:
+    """The whole days the loaded home was moved by (its first reading is the simulation's first)."""
+    ((first,),) = rows(db_url, "SELECT extract(epoch FROM min(ts)) FROM readings WHERE gateway_id = %s", GW)
+    run_start = simulate_home(3, 1).start
+    return math.floor((float(first) - run_start) / DAY) * DAY
+
+
+def test_a_home_is_judged_when_its_readings_have_settled() -> None:
+    """Five wall seconds back: in a 60x home's clock, five minutes (its speed measured between ticks)."""
+    assert inactivity.judged_at({}, home_s=1000.0, wall_s=1000.0) == 995.0
+    fast = {"clock": [100.0, 10_000.0]}  # ten wall seconds ago the home was 600 s behind: 60x
+    assert inactivity.judged_at(fast, home_s=10_600.0, wall_s=110.0) == pytest.approx(10_300.0)
+    faster = {"clock": [100.0, 10_000.0]}  # 3600x: five wall seconds are five hours; at most 10 min
+    assert inactivity.judged_at(faster, home_s=46_000.0, wall_s=110.0) == 46_000.0 - inactivity.MAX_SETTLE_S
+    slow = {"clock": [100.0, 10_000.0]}  # a stopped simulator: never judged ahead of its clock
+    assert inactivity.judged_at(slow, home_s=10_000.0, wall_s=110.0) == 9_995.0
+
+
+def test_real_homes_keep_the_wall_clock_and_unchanged_alerts() -> None:
+    opened = rules.Open(
+        "inactivity", "k", 5_000, resident_id="r", site_id="s", gateway_id=None, sensor_id=None,
+        summary={"since_ms": 1_000},
+    )  # fmt: skip
+    assert inactivity.home_clock({"simulated": False, "home_s": 99.0}, 10.0) == 10.0
+    assert inactivity.home_clock({"simulated": True, "home_s": 99.0}, 10.0) == 99.0
+    assert inactivity.to_wall([opened], home_s=10.0, wall_s=10.0) == [opened]
+    clear = rules.Clear("k2", "back")
+    moved, same = inactivity.to_wall([opened, clear], home_s=10.0, wall_s=7.0)
+    assert same is clear and isinstance(moved, rules.Open)
+    assert moved.detected_ms == 7_000 and moved.summary["sim_detected_ms"] == 5_000
+    assert moved.summary["sim_offset_s"] == 3.0
+    assert moved.summary["since_ms"] == -2_000 and moved.summary["sim_since_ms"] == 1_000
