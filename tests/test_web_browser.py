@@ -313,13 +313,17 @@ def test_admin_and_tester_pages_work_in_both_languages(
     page.click("[data-reissue='gw-home-2']")
     assert re.search(r"password: \S{12,}", page.wait_for_selector("#reissued-credentials").inner_text())
     page.fill(f"#p{world.policy_id}-s1", "120")
+    before = page.query_selector("#admin-audit")
     page.click(f"form[data-policy='{world.policy_id}'] button[type=submit]")
-    page.wait_for_function(f"() => document.getElementById('p{world.policy_id}-s1')?.value === '120'")
+    page.wait_for_function("el => !el.isConnected", arg=before)  # saved: the page was drawn anew
+    settle(page)
     page.fill("#audit-resident", "res-2")  # the family link made above was audited
     page.click("#admin-audit button[type=submit]")
-    page.wait_for_function("() => document.getElementById('audit-table').innerText.includes('res-2')")
-    audit = page.inner_text("#audit-table")
-    assert "res-2" in audit and "res-1" not in audit
+    # one look at the filtered table: the family link's rows, and none of another resident
+    page.wait_for_function(
+        "() => { const t = document.getElementById('audit-table')?.innerText || '';"
+        " return t.includes('res-2') && !t.includes('res-1'); }"
+    )
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT active FROM users WHERE username = 'family2'").fetchone() == (False,)
         assert conn.execute(
