@@ -59,19 +59,40 @@ class Demo:
     def text(self) -> str:
         return self.out.read_text(errors="replace")
 
+    def report(self) -> str:
+        """The demo's last lines, the tail of every log they point to, and what still runs: enough to
+        tell from a CI log alone why a run failed."""
+        text = self.text()
+        parts = [text[-3000:]]
+        for log in dict.fromkeys(re.findall(r"see (/\S+\.log)", text)):
+            try:
+                parts.append(f"--- tail of {log}:\n" + Path(log).read_text(errors="replace")[-3000:])
+            except OSError as e:
+                parts.append(f"--- {log}: {e}")
+        for pid in _marked(self.mark):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            parts.append(f"--- still running: {pid} {cmd[:200]}")
+        return "\n".join(parts)
+
     def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if (m := re.search(pattern, self.text())) is not None:
                 return m
-            assert self.proc.poll() is None, f"demo exited ({self.proc.returncode}):\n{self.text()[-3000:]}"
+            assert self.proc.poll() is None, f"demo exited ({self.proc.returncode}):\n{self.report()}"
             time.sleep(0.5)
-        pytest.fail(f"no {pattern!r} within {timeout:.0f} s:\n{self.text()[-3000:]}")
+        pytest.fail(f"no {pattern!r} within {timeout:.0f} s:\n{self.report()}")
 
     def interrupt(self, timeout: float = 90) -> int:
         """Ctrl-C: SIGINT to the demo alone (a terminal would signal the whole group)."""
         self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the demo did not end within {timeout:.0f} s of Ctrl-C:\n{self.report()}")
 
 
 @contextmanager

@@ -236,9 +236,12 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     assert "属实" in handled.inner_text()  # outcome "confirmed", in family1's language
     assert fam.query_selector(".banner") is None  # nothing open: no red band
     queue_fall(db_url, seq=2)  # a new fall while the portal is open: it comes to the top, live
-    banner = fam.wait_for_selector(".banner[role=alert]")
-    assert "疑似跌倒" in banner.inner_text()
-    assert banner.bounding_box()["y"] < 200  # above the fold on a phone
+    from playwright.sync_api import expect
+
+    banner = fam.locator(".banner[role=alert]")  # a locator: the live portal may draw the band anew
+    expect(banner).to_contain_text("疑似跌倒")
+    box = banner.bounding_box()
+    assert box is not None and box["y"] < 200  # above the fold on a phone
     assert fam.query_selector(".banner a[href='tel:+8613800000001']") is not None  # one tap to call
     fam.goto(server + "/web/#/console")  # a page her role may not open is not even drawn
     fam.wait_for_function("() => location.hash.startsWith('#/family')")
