@@ -61,5 +61,5 @@ def test_the_setting_decides_how_long_is_a_while() -> None:
     opened = [d for d in rules.decide_status(work, not_worn_after_s=300) if isinstance(d, rules.Open)]
     assert [d.kind for d in opened] == ["wearable_not_worn"]
     assert not [d for d in rules.decide_status(work, not_worn_after_s=900) if isinstance(d, rules.Open)]
-    unknown = {"site": "h", "gateway": "g", "t": NOW_MS, "state": "online", "sensors": {"w": {"battery": 0.9}}}
+    unknown = {"site": "h", "gateway": "g", "t": NOW_MS, "state": "online", "sensors": {"w": {}}}
     assert not [d for d in rules.decide_status(unknown) if "wearable_not_worn" in d.dedup_key]

@@ -52,10 +52,12 @@ class Open:
     sensor_id: str | None
     summary: dict[str, Any] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)
+    urgency: str | None = None  # a severity other than the kind's (a fall the home doubts: high)
+    escalate_now: bool = False  # tell the next tier at once too (a fall the home makes certain)
 
     @property
     def severity(self) -> str:
-        return SEVERITY[self.kind]
+        return self.urgency or SEVERITY[self.kind]
 
     @property
     def title(self) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from eldercare.kinds import DEVICE_ALERT_KINDS, OPERATOR_ALERT_KINDS
 from eldercare.platform.decisions import Clear, Decision, Note, Open
+from eldercare.platform.engine.fall_context import FallJudgement
 
 LOW_BATTERY = 0.15  # open below this charge ...
 BATTERY_OK = 0.25  # ... and resolve only above this one, so a hovering battery does not flap
@@ -36,26 +37,32 @@ def _summary(kind: str, en: str, zh: str, **figures: Any) -> dict[str, Any]:
     return {"en": en, "zh-CN": zh, **figures}
 
 
-def decide_event(work: dict[str, Any], resident: str | None) -> list[Decision]:
-    """An edge event (payload of an ``alert_work`` row); ``resident`` resolved from the registry."""
+def decide_event(
+    work: dict[str, Any], resident: str | None, *, home: FallJudgement | None = None
+) -> list[Decision]:
+    """An edge event (payload of an ``alert_work`` row); ``resident`` resolved from the registry;
+    ``home``: for a fall, what the home's other sensors said after the impact
+    (:func:`eldercare.platform.engine.fall_context.judge_fall`)."""
     kind = work["kind"]
     site, gateway, sensor = work["site"], work["gateway"], work["sensor"]
     confidence = float(work.get("confidence", 1.0))
     common = {"resident_id": resident, "site_id": site, "gateway_id": gateway, "sensor_id": sensor}
     if kind == "fall":
+        en = f"Possible fall detected by {sensor} (confidence {confidence:.0%}); no answer to the check-in."
+        zh = f"{sensor} 检测到疑似跌倒（置信度 {confidence:.0%}），询问无应答。"
+        figures: dict[str, Any] = {"confidence": confidence}
+        if home is not None:
+            en, zh = f"{en} {home.explain('en')}", f"{zh}{home.explain('zh-CN')}"
+            figures |= {"home": home.verdict, "watched_s": round(home.watched_s, 1)}
         return [
             Open(
                 "fall",
                 dedup_key("fall", resident=resident, site=site),
                 work["t"],
-                summary=_summary(
-                    "fall",
-                    f"Possible fall detected by {sensor} (confidence {confidence:.0%}); "
-                    "no answer to the check-in.",
-                    f"{sensor} 检测到疑似跌倒（置信度 {confidence:.0%}），询问无应答。",
-                    confidence=confidence,
-                ),
+                summary=_summary("fall", en, zh, **figures),
                 evidence=work.get("evidence") or {},
+                urgency=home.severity if home is not None else None,
+                escalate_now=home is not None and home.escalate_now,
                 **common,
             )
         ]

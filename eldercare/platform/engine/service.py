@@ -39,7 +39,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from eldercare.models.inactivity import InactivityError
-from eldercare.platform.engine import escalation, inactivity, rollup, rules
+from eldercare.platform.engine import escalation, fall_context, inactivity, rollup, rules
 from eldercare.platform.notify.delivery import Deliverer
 from eldercare.platform.notify.hub import Hub
 from eldercare.platform.repo import alerts as repo
@@ -114,9 +114,21 @@ async def apply(
         conn, alert_id=alert_id, tier=first, resident=decision.resident_id, site=decision.site_id,
         email=email,
     )  # fmt: skip
+    tier = first
+    nxt = escalation.tier(policy, first.tier + 1) if decision.escalate_now else None
+    if nxt is not None:  # the home makes it certain: the next tier need not wait for the first's
+        await repo.trail(
+            conn, alert_id=alert_id, action="escalated", tier=nxt.tier,
+            detail={"from_tier": first.tier, "reason": "certain: no sign of life in the home after it"},
+        )  # fmt: skip
+        await repo.notify_tier(
+            conn, alert_id=alert_id, tier=nxt, resident=decision.resident_id, site=decision.site_id,
+            email=email,
+        )  # fmt: skip
+        tier = nxt
     await repo.set_escalation(
-        conn, alert_id=alert_id, tier=first.tier,
-        due=escalation.next_deadline(policy, first.tier, now or repo.now()),
+        conn, alert_id=alert_id, tier=tier.tier,
+        due=escalation.next_deadline(policy, tier.tier, now or repo.now()),
     )  # fmt: skip
     log.info("alert %s opened: %s %s", alert_id, decision.kind, decision.resident_id or decision.site_id)
 
@@ -217,11 +229,49 @@ async def _handle(
             payload["evidence"] = {"unreadable": f"{type(exc).__name__}: {str(exc)[:200]}"}
     if row["kind"] == "event":
         resident = await _resident(conn, payload, row["gateway_id"])
-        decisions = rules.decide_event(payload, resident)
+        home = await _home_after_fall(conn, payload) if payload.get("kind") == "fall" else None
+        decisions = rules.decide_event(payload, resident, home=home)
     else:
         decisions = await _status(conn, payload, row["gateway_id"], not_worn_after_s=not_worn_after_s)
     for decision in decisions:
         await apply(conn, decision, email=email, now=now)
+
+
+async def _home_after_fall(conn: AsyncConnection[Any], payload: dict[str, Any]) -> fall_context.FallJudgement:
+    """What the home said in the minute after a fall's impact: the gateway's view of its check-in
+    (``evidence.context``) and every reading of the site stored for that minute (other gateways
+    too), judged by :func:`fall_context.judge_fall`. Times are the gateway's clock, like the
+    readings' (a simulated home's clock included)."""
+    evidence = _obj(payload.get("evidence"))
+    context = _obj(evidence.get("context"))
+    site, impact_s = str(payload["site"]), int(payload["t"]) / 1000
+    kinds = ["pir", "bed", "door"]
+    stored = await repo.home_readings(
+        conn, site=site, after_s=impact_s - 900, until_s=impact_s + fall_context.WINDOW_S, kinds=kinds
+    )
+    signals = [
+        fall_context.Signal(float(r["t"]), str(r["kind"]), r["room"], float(r["value"]))
+        for r in stored
+        if r["kind"] in kinds
+    ]
+    room = context.get("room") if isinstance(context.get("room"), str) else None
+    if room is None:  # the gateway did not know: the last motion stored before the impact
+        room = next((s.room for s in reversed(signals) if s.kind == "pir" and s.value >= 0.5
+                     and s.t_s <= impact_s), None)  # fmt: skip
+    checkin = _obj(evidence.get("checkin"))
+    return fall_context.judge_fall(
+        impact_s=impact_s,
+        room=room,
+        signals=[*signals, *fall_context.edge_signals(context, impact_s)],
+        watched_until_s=fall_context.edge_watched_until(evidence, impact_s),
+        has_motion_sensors=await repo.site_has_sensor(conn, site=site, kind="pir"),
+        answered=bool(checkin.get("answered")),
+    )
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """A JSON object from a gateway's evidence, or an empty one (evidence is free-form)."""
+    return value if isinstance(value, dict) else {}
 
 
 async def _resident(conn: AsyncConnection[Any], payload: dict[str, Any], gateway: str) -> str | None:
