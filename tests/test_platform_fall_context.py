@@ -3,7 +3,10 @@ database (severity, explanation in both languages, escalation at once when certa
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
 
 import psycopg
 import pytest
@@ -131,3 +134,39 @@ def test_the_gateways_own_view_of_the_bed_makes_it_doubtful(db_url: str, world: 
     queue(db_url, "event", "gw-home-1", "home-1", ev)
     with_pool(db_url, service.process_work)
     assert rows(db_url, "SELECT severity, summary->>'home' FROM alerts") == [("high", "doubtful")]
+
+
+def test_an_appliance_switched_on_is_a_sign_of_life_but_a_plug_first_heard_on_is_not() -> None:
+    tv_before = Signal(T - 600, "plug", "living", 0.5, "plug-tv")
+    tv_on = Signal(T + 15, "plug", "living", 95.0, "plug-tv")
+    j = judge(tv_before, tv_on)
+    assert j.verdict == "doubtful" and "an appliance was switched on (living)" in j.explain("en")
+    assert "living有电器被打开" in j.explain("zh-CN")
+    assert judge(tv_on).verdict == "certain"  # no reading before: when it went on is unknown
+    kettle_on = Signal(T - 5, "plug", "kitchen", 0.0, "plug-kettle")
+    assert judge(kettle_on, Signal(T + 15, "plug", "kitchen", 2000.0, "plug-stove")).verdict == "certain"
+
+
+def _bench() -> ModuleType:
+    """bench/fall_context.py, whose harness feeds simulated homes to the rule as the engine does."""
+    path = Path(__file__).resolve().parent.parent / "bench" / "fall_context.py"
+    spec = importlib.util.spec_from_file_location("bench_fall_context", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_on_simulated_homes_falls_stay_urgent_and_getting_up_from_bed_is_doubted() -> None:
+    """A week of each of 6 simulated homes with two falls: the rule judges the falls (not doubted:
+    nobody walks off after them) and every bed exit, where the detector's false alarms on the
+    simulated days all came from (getting up hard): most are doubted, almost none made certain."""
+    bench = _bench()
+    clean = bench.run_homes(homes=6, days=7, seed=11, noisy=False)
+    falls, bed = clean["falls"], clean["causes"]["get_up_hard"]
+    assert sum(falls.values()) == 12
+    assert falls.get("doubtful", 0) == 0 and falls.get("certain", 0) >= 10
+    assert bed.get("doubtful", 0) >= 0.5 * sum(bed.values())
+    assert bed.get("certain", 0) <= 0.05 * sum(bed.values())
+    noisy = bench.run_homes(homes=6, days=7, seed=11, noisy=True)  # spurious PIR triggers can doubt
+    assert noisy["falls"].get("doubtful", 0) <= 2

@@ -5,8 +5,8 @@ minute of the impact, nor press "I'm OK"; a pendant tossed onto the nightstand o
 bed is followed by exactly that. So, over the minute after the impact (the first seconds are the
 fall itself and are ignored):
 
-- ``doubtful`` ("I'm OK" pressed, motion in another room, the bed saying "in bed", or a door
-  opened): high severity, normal escalation;
+- ``doubtful`` ("I'm OK" pressed, motion in another room, the bed saying "in bed", a door
+  opened, or an appliance switched on): high severity, normal escalation;
 - ``certain`` (nothing at all, though the home has motion sensors and was watched long enough):
   critical, and the next tier is told at once;
 - ``unconfirmed`` (motion only in the room of the fall, no motion sensors, or too short a watch):
@@ -31,6 +31,7 @@ SETTLE_S = 3.0  # motion in the first seconds after an impact is the fall itself
 WINDOW_S = 60.0  # "within a minute after the impact"
 MIN_SILENCE_S = 30.0  # silence must have been watched at least this long to make a fall certain
 DECISION_DELAY_S = 10.0  # the wearable's detector decides about this long after the impact
+PLUG_ON_W = 20.0  # a plug's draw rising through this is someone switching an appliance on
 
 Verdict = Literal["certain", "doubtful", "unconfirmed"]
 SEVERITY: dict[str, str] = {"certain": "critical", "unconfirmed": "critical", "doubtful": "high"}
@@ -38,12 +39,14 @@ SEVERITY: dict[str, str] = {"certain": "critical", "unconfirmed": "critical", "d
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """One thing a home sensor said: ``kind`` pir (1 = motion), bed (1 = in bed), door (1 = opened)."""
+    """One thing a home sensor said: ``kind`` pir (1 = motion), bed (1 = in bed), door (1 = opened),
+    plug (watts; ``sensor`` tells one plug of a room from another)."""
 
     t_s: float
     kind: str
     room: str | None
     value: float
+    sensor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class FallJudgement:
     motion_elsewhere: tuple[str, ...] = ()
     in_bed: bool = False
     door: bool = False
+    switched_on: tuple[str, ...] = ()  # rooms where an appliance was switched on
     answered: bool = False
     motion_in_room: bool = False
     watched_s: float = 0.0
@@ -80,6 +84,11 @@ class FallJudgement:
                     (bool(rooms), f"其他房间（{rooms}）有活动", f"movement in another room ({rooms})"),
                     (self.in_bed, "床垫显示在床上", "the bed sensor says in bed"),
                     (self.door, "门被打开", "a door opened"),
+                    (
+                        bool(self.switched_on),
+                        f"{'、'.join(self.switched_on)}有电器被打开",
+                        f"an appliance was switched on ({', '.join(self.switched_on)})",
+                    ),
                 )
                 if on
             ]
@@ -123,7 +132,9 @@ def judge_fall(
     up to there; a doubting signal counts whenever it came within the minute).
     """
     lo, hi = impact_s + SETTLE_S, impact_s + WINDOW_S
-    seen = [s for s in signals if lo <= s.t_s <= hi and s.value >= 0.5]
+    signals = sorted(signals, key=lambda s: s.t_s)
+    switched_on = _switched_on(signals, lo, hi)
+    seen = [s for s in signals if lo <= s.t_s <= hi and s.value >= 0.5 and s.kind != "plug"]
     elsewhere = tuple(
         sorted({s.room for s in seen if s.kind == "pir" and s.room and room is not None and s.room != room})
     )
@@ -135,16 +146,33 @@ def judge_fall(
         "motion_elsewhere": elsewhere,
         "in_bed": in_bed,
         "door": door,
+        "switched_on": switched_on,
         "answered": answered,
         "watched_s": watched,
         "room": room,
         "motion_in_room": motion and not elsewhere,
     }
-    if answered or elsewhere or in_bed or door:
+    if answered or elsewhere or in_bed or door or switched_on:
         return FallJudgement("doubtful", **common)  # type: ignore[arg-type]
     if not motion and has_motion_sensors and watched >= MIN_SILENCE_S:
         return FallJudgement("certain", **common)  # type: ignore[arg-type]
     return FallJudgement("unconfirmed", **common)  # type: ignore[arg-type]
+
+
+def _switched_on(signals: list[Signal], lo: float, hi: float) -> tuple[str, ...]:
+    """Rooms where a plug's draw rose through :data:`PLUG_ON_W` within [lo, hi] (its reading before
+    is needed: a plug first heard drawing power says nothing of when it was switched on)."""
+    last: dict[str | None, float] = {}
+    rooms: set[str] = set()
+    for s in signals:
+        if s.kind != "plug" or s.t_s > hi:
+            continue
+        key = s.sensor or s.room
+        before = last.get(key)
+        if s.t_s >= lo and before is not None and before < PLUG_ON_W <= s.value:
+            rooms.add(s.room or "?")
+        last[key] = s.value
+    return tuple(sorted(rooms))
 
 
 def edge_signals(context: dict[str, Any], impact_s: float) -> list[Signal]:

@@ -245,12 +245,12 @@ async def _home_after_fall(conn: AsyncConnection[Any], payload: dict[str, Any]) 
     evidence = _obj(payload.get("evidence"))
     context = _obj(evidence.get("context"))
     site, impact_s = str(payload["site"]), int(payload["t"]) / 1000
-    kinds = ["pir", "bed", "door"]
+    kinds = ["pir", "bed", "door", "plug"]
     stored = await repo.home_readings(
         conn, site=site, after_s=impact_s - 900, until_s=impact_s + fall_context.WINDOW_S, kinds=kinds
     )
     signals = [
-        fall_context.Signal(float(r["t"]), str(r["kind"]), r["room"], float(r["value"]))
+        fall_context.Signal(float(r["t"]), str(r["kind"]), r["room"], float(r["value"]), r["sensor_id"])
         for r in stored
         if r["kind"] in kinds
     ]
