@@ -172,6 +172,8 @@ class Settings(BaseSettings):
     # Addresses or networks of reverse proxies whose X-Forwarded-For is believed, comma-separated
     # (e.g. "127.0.0.1,10.0.0.0/8"); empty: the peer's address is the client's, whatever it sends.
     trusted_proxies: str = ""
+    # how long a wearable may lie unworn before the care team gets a gentle "not worn" notice
+    not_worn_notice_min: float = Field(default=60.0, gt=0, le=7 * 1440)
     # Webhook URLs in private, loopback or link-local ranges are refused unless this is true
     # (a test bench, or providers inside the same private network).
     webhook_allow_private: bool = False

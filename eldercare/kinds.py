@@ -39,8 +39,16 @@ ALERT_KINDS: tuple[str, ...] = (
     "pipeline_stalled",
     "clock_skew",
     "work_failed",
+    "wearable_not_worn",
 )
-DEVICE_ALERT_KINDS: tuple[str, ...] = ("device_offline", "low_battery", "pipeline_stalled", "clock_skew")
+# A wearable left off is a notice about a device (care team only, per device), never a fall alarm.
+DEVICE_ALERT_KINDS: tuple[str, ...] = (
+    "device_offline",
+    "low_battery",
+    "pipeline_stalled",
+    "clock_skew",
+    "wearable_not_worn",
+)
 OPERATOR_ALERT_KINDS: tuple[str, ...] = ("work_failed",)
 RESIDENT_ALERT_KINDS: tuple[str, ...] = tuple(
     k for k in ALERT_KINDS if k not in DEVICE_ALERT_KINDS + OPERATOR_ALERT_KINDS

@@ -249,6 +249,18 @@ class SensorStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
             "platform raises one device_offline alert for the bridge, not one per sensor."
         ),
     ] = None
+    wear: Annotated[
+        Literal["worn", "not_worn"] | None,
+        msgspec.Meta(
+            description="Wearables only: not_worn while the device lies still as a table (taken off and "
+            "put down: ~1 g, no breathing or pulse micro-motion) for a minute; worn as soon as it moves "
+            "like a device on a body again; absent or null when unknown."
+        ),
+    ] = None
+    not_worn_since: Annotated[
+        TimeMs | None,
+        msgspec.Meta(description="With wear not_worn: since when the device has been lying still."),
+    ] = None
 
 
 class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

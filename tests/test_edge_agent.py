@@ -485,3 +485,47 @@ def test_outbox_write_errors_are_retried_not_fatal(
     )
     assert failures["n"] == 3 and agent.error is None
     sub.close()
+
+
+def test_wearable_put_down_reports_not_worn_then_worn_again(
+    edge_broker: tuple[str, int], tmp_path: Path, edge_root: str, stopper: Any
+) -> None:
+    """A wearable lying still as a table for a minute is ``not_worn`` in the status (never a fall);
+    breathing micro-motion again (put back on) makes it ``worn``."""
+    host, port = edge_broker
+    sub = Subscriber(host, port, edge_root)
+    clock = {"t": 1000.0}
+    raw = gateway(tmp_path, edge_root, port, host=host, config={"heartbeat_s": 3600})
+    agent = run_agent(raw, fall_stream=MarkerStream, mono=lambda: clock["t"])
+    stopper(agent)
+    rng = np.random.default_rng(3)
+    t1 = np.arange(50) / 50.0
+
+    def chunk(i: int, worn: bool) -> AccChunk:
+        t = i + t1
+        acc = np.tile([0.02, -0.03, 0.999], (50, 1)) + rng.normal(0, 0.002, (50, 3))
+        if worn:  # breathing lifts the chest by ~6 mg at 0.25 Hz
+            acc[:, 2] += 0.006 * np.sin(2 * np.pi * 0.25 * t)
+            acc[:, 0] += 0.004 * np.sin(2 * np.pi * 0.25 * t + 1.0)
+        return AccChunk("wearable-1", t, acc)
+
+    def wear(s: Subscriber) -> list[Any]:
+        return [p["sensors"].get("wearable-1", {}).get("wear") for p in s.of("status")]
+
+    for i in range(30):
+        sim(agent).feed(chunk(i, worn=True))
+        clock["t"] += 1.0
+    assert sub.wait_for(lambda s: "worn" in wear(s))
+    for i in range(30, 100):
+        sim(agent).feed(chunk(i, worn=False))
+        clock["t"] += 1.0
+    assert sub.wait_for(lambda s: "not_worn" in wear(s))
+    status = next(p for p in sub.of("status") if p["sensors"].get("wearable-1", {}).get("wear") == "not_worn")
+    since = status["sensors"]["wearable-1"]["not_worn_since"]
+    assert since is not None and since <= status["t"] - 60_000
+    for i in range(100, 110):
+        sim(agent).feed(chunk(i, worn=True))
+        clock["t"] += 1.0
+    assert sub.wait_for(lambda s: wear(s)[-1] == "worn")
+    assert not any(e["kind"] == "fall" for e in sub.of("event"))
+    sub.close()

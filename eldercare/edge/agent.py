@@ -38,7 +38,7 @@ from eldercare.edge.clock import ClockGuard
 from eldercare.edge.config import GatewayFile, parse_remote_config
 from eldercare.edge.connection import NetEvent, Uplink
 from eldercare.edge.drivers import AccChunk, Action, Driver, Health, Sample, load_driver
-from eldercare.edge.falls import StreamLike, open_stream
+from eldercare.edge.falls import StreamLike, WearLike, open_stream, open_wear_tracker
 from eldercare.edge.outbox import PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Outgoing, is_corruption
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 LOW_BATTERY, BATTERY_OK = 0.15, 0.20
 VITALS_REPEAT_S = 300.0
 STATUS_MIN_GAP_S = 2.0
+WEAR_CHECK_S = 5.0  # s of signal between judgements of a wearable's wear state (a minute of stillness)
 MAX_TURN_ITEMS = 5000
 MEMORY_ROWS_MAX = 200_000  # readings kept in memory while the disk refuses them (~40 MB)
 WRITE_RETRY_S = 1.0  # after a failed outbox write (full disk, I/O error)
@@ -204,6 +205,7 @@ class Agent:
         self.next_persist = now + 60
         self.acc_buf: dict[str, deque[tuple[np.ndarray, np.ndarray, float]]] = {}
         self.streams: dict[str, StreamLike | None] = {}
+        self.wear: dict[str, tuple[WearLike | None, float]] = {}  # tracker, when it was last judged
         self.bad_names: set[str] = set()
         self.low_battery: set[str] = set()
         self.vitals_sent: dict[tuple[str, str], float] = {}
@@ -736,6 +738,7 @@ class Agent:
         while buf and buf[0][2] < now - self.gw.fall.buffer_s:
             buf.popleft()
         self._seen(c.sensor)
+        self._wear(c.sensor, c.t, c.acc)
         if self.config.stream_raw_acc:
             t_now = self.clock.now_ms()
             if t_now is not None:  # raw samples are not held while the clock is bad
@@ -775,6 +778,31 @@ class Agent:
                     d.prompt(c.sensor, s.resident, PROMPT)
                 except Exception:
                     log.exception("driver %s could not prompt", d.name)
+
+    def _wear(self, sensor: str, t: np.ndarray, acc: np.ndarray) -> None:
+        """``status.sensors[wearable].wear``: not_worn once it lies still as a table (taken off, put
+        down), worn again as soon as it moves like a device on a body; a change re-publishes status."""
+        tracker, judged = self.wear.get(sensor) or (open_wear_tracker(), -math.inf)
+        if tracker is None:
+            self.wear[sensor] = (None, judged)
+            return
+        tracker.add(t, acc)
+        t_end = float(t[-1])  # judged every few seconds of the signal's own time
+        if abs(t_end - judged) < WEAR_CHECK_S:
+            self.wear[sensor] = (tracker, judged)
+            return
+        self.wear[sensor] = (tracker, t_end)
+        state = "not_worn" if tracker.not_worn else "worn"
+        st = self.sensor_status.setdefault(sensor, {})
+        if st.get("wear") == state:
+            return
+        st["wear"] = state
+        t_ms = self.clock.now_ms()
+        st["not_worn_since"] = (
+            t_ms - int(tracker.after_s * 1000) if state == "not_worn" and t_ms is not None else None
+        )
+        self.status_dirty = True
+        log.info("wearable %s: %s", sensor, state.replace("_", " "))
 
     def _emit_fall(self, s: Suspect) -> None:
         until = self._mono()
@@ -824,6 +852,8 @@ class Agent:
                     last_seen=st.get("last_seen"),
                     online=st.get("online", True),
                     via=st.get("via"),
+                    wear=st.get("wear"),
+                    not_worn_since=st.get("not_worn_since"),
                 )
         clock = getattr(self, "clock", None)
         msg = protocol.Status(

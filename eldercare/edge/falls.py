@@ -25,6 +25,25 @@ class StreamLike(Protocol):
     def push(self, t: np.ndarray, acc: np.ndarray) -> list[Any]: ...
 
 
+class WearLike(Protocol):
+    after_s: float
+
+    def add(self, t: np.ndarray, acc: np.ndarray) -> None: ...
+
+    @property
+    def not_worn(self) -> bool: ...
+
+
+def open_wear_tracker() -> WearLike | None:
+    """The wear check for a wearable's ``wear`` status (numpy only); None, logged, if unavailable."""
+    try:
+        from eldercare.models.fall_wear import WearTracker
+    except ImportError as exc:
+        log.warning("wear check unavailable (%s); wearables report no wear state", exc)
+        return None
+    return WearTracker()
+
+
 def open_stream(kind: str = "auto") -> tuple[StreamLike, str]:
     """A streaming fall detector and the name of what it runs (``pretrained`` or ``threshold``)."""
     try:

@@ -92,6 +92,11 @@ class WearTracker:
 
     def push(self, t: np.ndarray, acc: np.ndarray) -> bool:
         """Add samples (s, g); returns the state after them (True: not worn)."""
+        self.add(t, acc)
+        return self.not_worn
+
+    def add(self, t: np.ndarray, acc: np.ndarray) -> None:
+        """Add samples (s, g) without judging them (a gateway judges every few seconds, not per chunk)."""
         t = np.asarray(t, dtype=np.float64).reshape(-1)
         acc = np.asarray(acc, dtype=np.float64).reshape(-1, 3)
         self._t = np.concatenate([self._t, t])
@@ -99,7 +104,6 @@ class WearTracker:
         if len(self._t):
             keep = self._t > self._t[-1] - self.after_s - 1.0
             self._t, self._a = self._t[keep], self._a[keep]
-        return self.not_worn
 
     @property
     def not_worn(self) -> bool:

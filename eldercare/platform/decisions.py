@@ -20,6 +20,7 @@ SEVERITY = {
     "low_battery": "low",
     "clock_skew": "medium",
     "work_failed": "high",
+    "wearable_not_worn": "low",
 }
 
 TITLES = {
@@ -34,6 +35,7 @@ TITLES = {
     "pipeline_stalled": ("Data from gateway not arriving", "网关数据未到达平台"),
     "clock_skew": ("Gateway clock is wrong", "网关时钟偏差过大"),
     "work_failed": ("Platform could not process a message", "平台无法处理一条消息"),
+    "wearable_not_worn": ("Wearable not worn", "未佩戴可穿戴设备"),
 }
 
 
@@ -50,10 +52,12 @@ class Open:
     sensor_id: str | None
     summary: dict[str, Any] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)
+    urgency: str | None = None  # a severity other than the kind's (a fall the home doubts: high)
+    escalate_now: bool = False  # tell the next tier at once too (a fall the home makes certain)
 
     @property
     def severity(self) -> str:
-        return SEVERITY[self.kind]
+        return self.urgency or SEVERITY[self.kind]
 
     @property
     def title(self) -> str:

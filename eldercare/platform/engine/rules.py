@@ -11,6 +11,7 @@ from typing import Any
 
 from eldercare.kinds import DEVICE_ALERT_KINDS, OPERATOR_ALERT_KINDS
 from eldercare.platform.decisions import Clear, Decision, Note, Open
+from eldercare.platform.engine.fall_context import FallJudgement
 
 LOW_BATTERY = 0.15  # open below this charge ...
 BATTERY_OK = 0.25  # ... and resolve only above this one, so a hovering battery does not flap
@@ -20,6 +21,9 @@ DEVICE_KINDS = frozenset(DEVICE_ALERT_KINDS)
 # The platform's own failures go to the operators (admins), whoever the data was about.
 OPERATOR_KINDS = frozenset(OPERATOR_ALERT_KINDS)
 CLOCK_SKEW_LIMIT_MS = 5 * 60_000  # a gateway clock further off than this raises clock_skew
+# A wearable the gateway says is not worn (lying still as a table) for this long becomes a notice to
+# the care team; the platform's setting ``not_worn_notice_min`` overrides it.
+NOT_WORN_NOTICE_S = 3600.0
 
 
 def dedup_key(kind: str, *, resident: str | None = None, site: str = "", device: str = "") -> str:
@@ -33,26 +37,32 @@ def _summary(kind: str, en: str, zh: str, **figures: Any) -> dict[str, Any]:
     return {"en": en, "zh-CN": zh, **figures}
 
 
-def decide_event(work: dict[str, Any], resident: str | None) -> list[Decision]:
-    """An edge event (payload of an ``alert_work`` row); ``resident`` resolved from the registry."""
+def decide_event(
+    work: dict[str, Any], resident: str | None, *, home: FallJudgement | None = None
+) -> list[Decision]:
+    """An edge event (payload of an ``alert_work`` row); ``resident`` resolved from the registry;
+    ``home``: for a fall, what the home's other sensors said after the impact
+    (:func:`eldercare.platform.engine.fall_context.judge_fall`)."""
     kind = work["kind"]
     site, gateway, sensor = work["site"], work["gateway"], work["sensor"]
     confidence = float(work.get("confidence", 1.0))
     common = {"resident_id": resident, "site_id": site, "gateway_id": gateway, "sensor_id": sensor}
     if kind == "fall":
+        en = f"Possible fall detected by {sensor} (confidence {confidence:.0%}); no answer to the check-in."
+        zh = f"{sensor} 检测到疑似跌倒（置信度 {confidence:.0%}），询问无应答。"
+        figures: dict[str, Any] = {"confidence": confidence}
+        if home is not None:
+            en, zh = f"{en} {home.explain('en')}", f"{zh}{home.explain('zh-CN')}"
+            figures |= {"home": home.verdict, "watched_s": round(home.watched_s, 1)}
         return [
             Open(
                 "fall",
                 dedup_key("fall", resident=resident, site=site),
                 work["t"],
-                summary=_summary(
-                    "fall",
-                    f"Possible fall detected by {sensor} (confidence {confidence:.0%}); "
-                    "no answer to the check-in.",
-                    f"{sensor} 检测到疑似跌倒（置信度 {confidence:.0%}），询问无应答。",
-                    confidence=confidence,
-                ),
+                summary=_summary("fall", en, zh, **figures),
                 evidence=work.get("evidence") or {},
+                urgency=home.severity if home is not None else None,
+                escalate_now=home is not None and home.escalate_now,
                 **common,
             )
         ]
@@ -111,7 +121,7 @@ def _low_battery(site: str, gateway: str, sensor: str, t_ms: int, battery: float
     )
 
 
-def decide_status(work: dict[str, Any]) -> list[Decision]:
+def decide_status(work: dict[str, Any], *, not_worn_after_s: float = NOT_WORN_NOTICE_S) -> list[Decision]:
     """A gateway status (retained presence, clean offline or Last Will).
 
     Times are ingest's arrival time (``ts``), the one clock every status is ordered by: a Last Will's
@@ -151,6 +161,7 @@ def decide_status(work: dict[str, Any]) -> list[Decision]:
         if online is False and via and (sensors.get(via) or {}).get("online") is False:
             online = None  # lost with its bridge (zigbee2mqtt): one alert for the bridge, none per sensor
         out += _sensor_link(site, gateway, sensor, t, online)
+        out += _wear(site, gateway, sensor, t, int(work["t"]), info or {}, not_worn_after_s)
         battery = (info or {}).get("battery")
         if battery is None:
             continue
@@ -177,6 +188,40 @@ def _disk(site: str, gateway: str, t_ms: int, outbox: dict[str, Any]) -> list[De
         )
         return [Open("device_offline", key, t_ms, None, site, gateway, None, summary=summary)]
     return [Clear(key, "the gateway's disk has space again")] if outbox.get("disk_low") == 0 else []
+
+
+def _wear(
+    site: str, gateway: str, sensor: str, t_ms: int, gw_t_ms: int, info: dict[str, Any], after_s: float
+) -> list[Decision]:
+    """``status.sensors[wearable].wear``: a wearable left off for ``after_s`` (by the gateway's own
+    clock, which also dated ``not_worn_since``) is a gentle notice to the care team, never a fall;
+    it resolves itself when the device is worn again."""
+    key = dedup_key("wearable_not_worn", device=f"{gateway}/{sensor}")
+    wear, since = info.get("wear"), info.get("not_worn_since")
+    if wear == "worn":
+        return [Clear(key, "the wearable is worn again")]
+    if wear != "not_worn" or not isinstance(since, int) or (gw_t_ms - since) / 1000 < after_s:
+        return []
+    hours = (gw_t_ms - since) / 3_600_000
+    shown = f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+    return [
+        Open(
+            "wearable_not_worn",
+            key,
+            t_ms,
+            resident_id=None,
+            site_id=site,
+            gateway_id=gateway,
+            sensor_id=sensor,
+            summary=_summary(
+                "wearable_not_worn",
+                f"{sensor} has been lying still, not worn, for {shown}: while it is off, falls are not "
+                "detected. A gentle reminder to put it back on is enough.",
+                f"{sensor} 已静置未佩戴 {shown}：未佩戴期间无法检测跌倒。温和提醒老人重新戴上即可。",
+                not_worn_since_ms=since,
+            ),
+        )
+    ]
 
 
 def _sensor_link(site: str, gateway: str, sensor: str, t_ms: int, online: Any) -> list[Decision]:

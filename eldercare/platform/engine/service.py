@@ -39,7 +39,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from eldercare.models.inactivity import InactivityError
-from eldercare.platform.engine import escalation, inactivity, rollup, rules
+from eldercare.platform.engine import escalation, fall_context, inactivity, rollup, rules
 from eldercare.platform.notify.delivery import Deliverer
 from eldercare.platform.notify.hub import Hub
 from eldercare.platform.repo import alerts as repo
@@ -114,9 +114,21 @@ async def apply(
         conn, alert_id=alert_id, tier=first, resident=decision.resident_id, site=decision.site_id,
         email=email,
     )  # fmt: skip
+    tier = first
+    nxt = escalation.tier(policy, first.tier + 1) if decision.escalate_now else None
+    if nxt is not None:  # the home makes it certain: the next tier need not wait for the first's
+        await repo.trail(
+            conn, alert_id=alert_id, action="escalated", tier=nxt.tier,
+            detail={"from_tier": first.tier, "reason": "certain: no sign of life in the home after it"},
+        )  # fmt: skip
+        await repo.notify_tier(
+            conn, alert_id=alert_id, tier=nxt, resident=decision.resident_id, site=decision.site_id,
+            email=email,
+        )  # fmt: skip
+        tier = nxt
     await repo.set_escalation(
-        conn, alert_id=alert_id, tier=first.tier,
-        due=escalation.next_deadline(policy, first.tier, now or repo.now()),
+        conn, alert_id=alert_id, tier=tier.tier,
+        due=escalation.next_deadline(policy, tier.tier, now or repo.now()),
     )  # fmt: skip
     log.info("alert %s opened: %s %s", alert_id, decision.kind, decision.resident_id or decision.site_id)
 
@@ -128,26 +140,31 @@ async def process_work(
     email: bool = False,
     now: datetime | None = None,
     retry_s: float = WORK_RETRY_S,
+    not_worn_after_s: float = rules.NOT_WORN_NOTICE_S,
 ) -> int:
     """Claim at most ``limit`` queued items and turn them into alerts, one savepoint each.
 
     Returns how many were claimed (handled or failed): the caller loops while that is non-zero.
+    ``not_worn_after_s``: how long a wearable may lie unworn before the care team is told.
     """
     async with pool.connection() as conn, conn.transaction():
         work = await repo.claim_work(conn, limit=limit)
         for row in work:
-            await _work_item(conn, row, email=email, now=now, retry_s=retry_s)
+            await _work_item(
+                conn, row, email=email, now=now, retry_s=retry_s, not_worn_after_s=not_worn_after_s
+            )
         return len(work)
 
 
 async def drain_work(
-    pool: AsyncConnectionPool[Any], *, email: bool = False, workers: int = WORK_WORKERS
-) -> int:
+    pool: AsyncConnectionPool[Any], *, email: bool = False, workers: int = WORK_WORKERS,
+    not_worn_after_s: float = rules.NOT_WORN_NOTICE_S,
+) -> int:  # fmt: skip
     """Process work until the queue has nothing due, ``workers`` transactions side by side."""
 
     async def one() -> int:
         done = 0
-        while claimed := await process_work(pool, email=email):
+        while claimed := await process_work(pool, email=email, not_worn_after_s=not_worn_after_s):
             done += claimed
         return done
 
@@ -155,11 +172,12 @@ async def drain_work(
 
 
 async def _work_item(
-    conn: AsyncConnection[Any], row: dict[str, Any], *, email: bool, now: datetime | None, retry_s: float
-) -> None:
+    conn: AsyncConnection[Any], row: dict[str, Any], *, email: bool, now: datetime | None, retry_s: float,
+    not_worn_after_s: float,
+) -> None:  # fmt: skip
     try:
         async with conn.transaction():  # a savepoint: a failing item undoes only its own writes
-            await _handle(conn, row, email=email, now=now)
+            await _handle(conn, row, email=email, now=now, not_worn_after_s=not_worn_after_s)
             await repo.finish_work(conn, work_id=row["id"])
         STATS.work_done += 1
         return
@@ -200,8 +218,9 @@ async def delivery_gave_up(conn: AsyncConnection[Any], row: dict[str, Any], erro
 
 
 async def _handle(
-    conn: AsyncConnection[Any], row: dict[str, Any], *, email: bool, now: datetime | None
-) -> None:
+    conn: AsyncConnection[Any], row: dict[str, Any], *, email: bool, now: datetime | None,
+    not_worn_after_s: float = rules.NOT_WORN_NOTICE_S,
+) -> None:  # fmt: skip
     payload = json.loads(row["payload"])
     if row["evidence"] is not None:
         try:
@@ -210,11 +229,49 @@ async def _handle(
             payload["evidence"] = {"unreadable": f"{type(exc).__name__}: {str(exc)[:200]}"}
     if row["kind"] == "event":
         resident = await _resident(conn, payload, row["gateway_id"])
-        decisions = rules.decide_event(payload, resident)
+        home = await _home_after_fall(conn, payload) if payload.get("kind") == "fall" else None
+        decisions = rules.decide_event(payload, resident, home=home)
     else:
-        decisions = await _status(conn, payload, row["gateway_id"])
+        decisions = await _status(conn, payload, row["gateway_id"], not_worn_after_s=not_worn_after_s)
     for decision in decisions:
         await apply(conn, decision, email=email, now=now)
+
+
+async def _home_after_fall(conn: AsyncConnection[Any], payload: dict[str, Any]) -> fall_context.FallJudgement:
+    """What the home said in the minute after a fall's impact: the gateway's view of its check-in
+    (``evidence.context``) and every reading of the site stored for that minute (other gateways
+    too), judged by :func:`fall_context.judge_fall`. Times are the gateway's clock, like the
+    readings' (a simulated home's clock included)."""
+    evidence = _obj(payload.get("evidence"))
+    context = _obj(evidence.get("context"))
+    site, impact_s = str(payload["site"]), int(payload["t"]) / 1000
+    kinds = ["pir", "bed", "door", "plug"]
+    stored = await repo.home_readings(
+        conn, site=site, after_s=impact_s - 900, until_s=impact_s + fall_context.WINDOW_S, kinds=kinds
+    )
+    signals = [
+        fall_context.Signal(float(r["t"]), str(r["kind"]), r["room"], float(r["value"]), r["sensor_id"])
+        for r in stored
+        if r["kind"] in kinds
+    ]
+    room = context.get("room") if isinstance(context.get("room"), str) else None
+    if room is None:  # the gateway did not know: the last motion stored before the impact
+        room = next((s.room for s in reversed(signals) if s.kind == "pir" and s.value >= 0.5
+                     and s.t_s <= impact_s), None)  # fmt: skip
+    checkin = _obj(evidence.get("checkin"))
+    return fall_context.judge_fall(
+        impact_s=impact_s,
+        room=room,
+        signals=[*signals, *fall_context.edge_signals(context, impact_s)],
+        watched_until_s=fall_context.edge_watched_until(evidence, impact_s),
+        has_motion_sensors=await repo.site_has_sensor(conn, site=site, kind="pir"),
+        answered=bool(checkin.get("answered")),
+    )
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """A JSON object from a gateway's evidence, or an empty one (evidence is free-form)."""
+    return value if isinstance(value, dict) else {}
 
 
 async def _resident(conn: AsyncConnection[Any], payload: dict[str, Any], gateway: str) -> str | None:
@@ -230,7 +287,9 @@ async def _resident(conn: AsyncConnection[Any], payload: dict[str, Any], gateway
     return await repo.resident_of_sensor(conn, gateway=gateway, sensor=str(payload.get("sensor", "")))
 
 
-async def _status(conn: AsyncConnection[Any], payload: dict[str, Any], gateway: str) -> list[rules.Decision]:
+async def _status(
+    conn: AsyncConnection[Any], payload: dict[str, Any], gateway: str, *, not_worn_after_s: float
+) -> list[rules.Decision]:
     """Decisions for a status, unless a status that arrived later already superseded it.
 
     Statuses are ordered by ingest's arrival time (``ts``), never by the gateway's ``t``. A live
@@ -242,7 +301,7 @@ async def _status(conn: AsyncConnection[Any], payload: dict[str, Any], gateway: 
         await repo.set_clock_skew(conn, gateway=gateway, skew_ms=skew)
         if not await repo.site_is_simulated(conn, site=payload["site"]):  # a simulator's clock runs fast
             payload = payload | {"skew_ms": skew}
-    decisions = rules.decide_status(payload)
+    decisions = rules.decide_status(payload, not_worn_after_s=not_worn_after_s)
     presence = await repo.gateway_presence(conn, gateway=gateway)
     if presence is not None and presence["state_at"] is not None and ts is not None:
         later = presence["state_at"] > datetime.fromtimestamp(ts / 1000, UTC)
@@ -444,13 +503,15 @@ async def _drive_one(
     return [*clears, *opened]
 
 
-async def _work_loop(pool: AsyncConnectionPool[Any], conninfo: str, email: bool) -> None:
+async def _work_loop(
+    pool: AsyncConnectionPool[Any], conninfo: str, email: bool, not_worn_after_s: float
+) -> None:
     while True:
         try:
             async with await AsyncConnection.connect(conninfo, autocommit=True) as listener:
                 await listener.execute("LISTEN alert_work")
                 while True:
-                    await drain_work(pool, email=email)
+                    await drain_work(pool, email=email, not_worn_after_s=not_worn_after_s)
                     with contextlib.suppress(TimeoutError):
                         async for _ in listener.notifies(timeout=POLL_S, stop_after=1):
                             pass
@@ -543,7 +604,10 @@ class Engine:
         email, clock = self.email, self.clock
         jobs = {
             "alert-deliveries": Deliverer(pool, self.settings, on_gave_up=delivery_gave_up).run(),
-            "alert-work": _work_loop(pool, self.conninfo, email),
+            "alert-work": _work_loop(
+                pool, self.conninfo, email,
+                float(self.settings.not_worn_notice_min) * 60,
+            ),
             "escalation": _escalation_loop(pool, email, clock),
             "heartbeats": _tick(
                 "heartbeats", HEARTBEAT_TICK_S, lambda: check_heartbeats(pool, now=clock())

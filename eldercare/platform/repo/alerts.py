@@ -882,6 +882,18 @@ async def home_readings(
     )
 
 
+async def site_has_sensor(conn: AsyncConnection[Any], *, site: str, kind: str) -> bool:
+    """Whether any gateway of the site has a sensor of this kind (a home with PIRs can vouch for
+    silence; one without cannot)."""
+    row = await _row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM sensors s JOIN gateways g ON g.id = s.gateway_id"
+        " WHERE g.site_id = %(site)s AND s.kind = %(kind)s) AS found",
+        {"site": site, "kind": kind},
+    )
+    return bool(row and row["found"])
+
+
 async def detector_exclusions(
     conn: AsyncConnection[Any], *, resident: str, site: str, after_s: float, until_s: float, kinds: list[str]
 ) -> list[tuple[float, float]]:

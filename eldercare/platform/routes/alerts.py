@@ -26,6 +26,7 @@ AlertState = Literal["open", "acknowledged", "resolved"]
 AlertKind = Literal[
     "fall", "sos", "inactivity", "night_wandering", "bed_exit_no_return", "device_offline",
     "low_battery", "vitals", "pipeline_stalled", "clock_skew", "work_failed",
+    "wearable_not_worn",
 ]  # fmt: skip
 Outcome = Literal["confirmed", "false_alarm", "no_action_needed"]
 

@@ -17,7 +17,8 @@ const S = {
   live: "off",
 };
 const KINDS = ["fall", "sos", "inactivity", "night_wandering", "bed_exit_no_return", "device_offline",
-  "low_battery", "vitals", "pipeline_stalled", "clock_skew", "work_failed"];
+  "low_battery", "vitals", "pipeline_stalled", "clock_skew", "work_failed",
+  "wearable_not_worn"];
 const SIM_KINDS = ["fall", "collapse", "no_wake", "night_wandering", "bathroom_too_long", "sos",
   "device_offline", "low_battery", "gateway_outage"];
 const OUTCOMES = ["confirmed", "false_alarm", "no_action_needed"];
