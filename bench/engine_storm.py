@@ -26,11 +26,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.db.migrate import upgrade
 from eldercare.platform.engine import service
 from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo.connections import open_pool
 
 
 def log(msg: str) -> None:
@@ -88,7 +88,7 @@ def queue(url: str, n: int) -> None:
 
 async def storm(url: str, n: int, workers: int) -> dict[str, Any]:
     out: dict[str, Any] = {"alerts": n}
-    async with AsyncConnectionPool(url, min_size=2, max_size=6, kwargs={"autocommit": True}) as pool:
+    async with open_pool(url, min_size=2, max_size=6) as pool:
         t0 = time.perf_counter()
         batches: list[int] = []
         commits: list[float] = []

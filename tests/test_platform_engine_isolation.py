@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 from platform_seed import World, seed_world
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.platform.engine import service
 from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo.connections import Pool, open_pool
 
 if TYPE_CHECKING:
     from platform_api_support import Api
@@ -48,9 +48,9 @@ def queue(db_url: str, gateway: str, site: str, raw_evidence: str | None = None,
     return int(row[0])
 
 
-def with_pool(db_url: str, job: Callable[[AsyncConnectionPool[Any]], Awaitable[Any]]) -> Any:
+def with_pool(db_url: str, job: Callable[[Pool], Awaitable[Any]]) -> Any:
     async def main() -> Any:
-        async with AsyncConnectionPool(db_url, min_size=1, max_size=4, kwargs={"autocommit": True}) as pool:
+        async with open_pool(db_url, min_size=1, max_size=4) as pool:
             return await job(pool)
 
     return asyncio.run(main())
@@ -61,7 +61,7 @@ def rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
         return conn.execute(query, params).fetchall()
 
 
-def drain(pool: AsyncConnectionPool[Any]) -> Awaitable[int]:
+def drain(pool: Pool) -> Awaitable[int]:
     return service.process_work(pool, retry_s=0.0)
 
 
@@ -76,7 +76,7 @@ def test_work_queue_claims_at_most_its_batch_per_transaction(db_url: str, world:
         )
         conn.execute("ANALYZE alert_work")
 
-    async def claims(pool: AsyncConnectionPool[Any]) -> tuple[list[int], list[int]]:
+    async def claims(pool: Pool) -> tuple[list[int], list[int]]:
         async with pool.connection() as conn, conn.transaction():
             first = [r["id"] for r in await repo.claim_work(conn, limit=100)]
             raise psycopg.Rollback  # nothing taken: the claim alone only locks

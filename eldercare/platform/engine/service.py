@@ -36,13 +36,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.models.inactivity import InactivityError
 from eldercare.platform.engine import escalation, inactivity, rollup, rules
 from eldercare.platform.notify.delivery import Deliverer
 from eldercare.platform.notify.hub import Hub
 from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo.connections import Conn, Pool, open_pool
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _ms(at: datetime) -> int:
 
 
 async def apply(
-    conn: AsyncConnection[Any], decision: rules.Decision, *, email: bool = False, now: datetime | None = None
+    conn: Conn, decision: rules.Decision, *, email: bool = False, now: datetime | None = None
 ) -> None:
     """Carry out one decision inside the caller's transaction (``email``: queue e-mails too)."""
     if isinstance(decision, rules.Clear):
@@ -122,7 +122,7 @@ async def apply(
 
 
 async def process_work(
-    pool: AsyncConnectionPool[Any],
+    pool: Pool,
     *,
     limit: int = WORK_BATCH,
     email: bool = False,
@@ -140,9 +140,7 @@ async def process_work(
         return len(work)
 
 
-async def drain_work(
-    pool: AsyncConnectionPool[Any], *, email: bool = False, workers: int = WORK_WORKERS
-) -> int:
+async def drain_work(pool: Pool, *, email: bool = False, workers: int = WORK_WORKERS) -> int:
     """Process work until the queue has nothing due, ``workers`` transactions side by side."""
 
     async def one() -> int:
@@ -155,7 +153,7 @@ async def drain_work(
 
 
 async def _work_item(
-    conn: AsyncConnection[Any], row: dict[str, Any], *, email: bool, now: datetime | None, retry_s: float
+    conn: Conn, row: dict[str, Any], *, email: bool, now: datetime | None, retry_s: float
 ) -> None:
     try:
         async with conn.transaction():  # a savepoint: a failing item undoes only its own writes
@@ -182,7 +180,7 @@ async def _work_item(
         await _operator_alert(conn, alarm, now=now)
 
 
-async def _operator_alert(conn: AsyncConnection[Any], alarm: rules.Open, *, now: datetime | None) -> None:
+async def _operator_alert(conn: Conn, alarm: rules.Open, *, now: datetime | None) -> None:
     try:
         async with conn.transaction():
             await apply(conn, alarm, now=now)
@@ -190,7 +188,7 @@ async def _operator_alert(conn: AsyncConnection[Any], alarm: rules.Open, *, now:
         log.exception("could not raise the operators' alert %s", alarm.dedup_key)
 
 
-async def delivery_gave_up(conn: AsyncConnection[Any], row: dict[str, Any], error: str) -> None:
+async def delivery_gave_up(conn: Conn, row: dict[str, Any], error: str) -> None:
     """A webhook or e-mail given up after its last attempt: the operators are told."""
     alarm = rules.work_failed(
         what=f"{row['channel']} delivery", ident=row["id"], error=f"to {row['target']}: {error}"[:300],
@@ -199,9 +197,7 @@ async def delivery_gave_up(conn: AsyncConnection[Any], row: dict[str, Any], erro
     await _operator_alert(conn, alarm, now=None)
 
 
-async def _handle(
-    conn: AsyncConnection[Any], row: dict[str, Any], *, email: bool, now: datetime | None
-) -> None:
+async def _handle(conn: Conn, row: dict[str, Any], *, email: bool, now: datetime | None) -> None:
     payload = json.loads(row["payload"])
     if row["evidence"] is not None:
         try:
@@ -217,7 +213,7 @@ async def _handle(
         await apply(conn, decision, email=email, now=now)
 
 
-async def _resident(conn: AsyncConnection[Any], payload: dict[str, Any], gateway: str) -> str | None:
+async def _resident(conn: Conn, payload: dict[str, Any], gateway: str) -> str | None:
     """The resident an event is about: the one it names if registered at the gateway's site, else
     the sensor's (or the home's only) resident. A name from elsewhere never reaches another home's
     resident, and an unknown one does not stop the alert: it opens for the home."""
@@ -230,7 +226,7 @@ async def _resident(conn: AsyncConnection[Any], payload: dict[str, Any], gateway
     return await repo.resident_of_sensor(conn, gateway=gateway, sensor=str(payload.get("sensor", "")))
 
 
-async def _status(conn: AsyncConnection[Any], payload: dict[str, Any], gateway: str) -> list[rules.Decision]:
+async def _status(conn: Conn, payload: dict[str, Any], gateway: str) -> list[rules.Decision]:
     """Decisions for a status, unless a status that arrived later already superseded it.
 
     Statuses are ordered by ingest's arrival time (``ts``), never by the gateway's ``t``. A live
@@ -253,7 +249,7 @@ async def _status(conn: AsyncConnection[Any], payload: dict[str, Any], gateway: 
 
 
 async def escalate_due(
-    pool: AsyncConnectionPool[Any],
+    pool: Pool,
     *,
     email: bool = False,
     now: datetime | None = None,
@@ -281,9 +277,7 @@ async def escalate_due(
     return sum(counts)
 
 
-async def _escalate_one(
-    conn: AsyncConnection[Any], alert: dict[str, Any], *, email: bool, now: datetime | None
-) -> None:
+async def _escalate_one(conn: Conn, alert: dict[str, Any], *, email: bool, now: datetime | None) -> None:
     at = now or repo.now()
     try:
         async with conn.transaction():
@@ -318,7 +312,7 @@ async def _escalate_one(
 
 
 async def check_heartbeats(
-    pool: AsyncConnectionPool[Any], *, limit_s: float = HEARTBEAT_LIMIT_S, now: datetime | None = None
+    pool: Pool, *, limit_s: float = HEARTBEAT_LIMIT_S, now: datetime | None = None
 ) -> int:
     """Open (or clear) ``pipeline_stalled`` for each gateway; returns how many are stalled."""
     now = now or repo.now()
@@ -346,7 +340,7 @@ async def check_heartbeats(
 
 
 async def drive_inactivity(
-    pool: AsyncConnectionPool[Any],
+    pool: Pool,
     *,
     now_s: float | None = None,
     email: bool = False,
@@ -380,7 +374,7 @@ async def drive_inactivity(
 
 
 async def _drive_one(
-    conn: AsyncConnection[Any], row: dict[str, Any], *, now_s: float, every_s: float, clock: list[float]
+    conn: Conn, row: dict[str, Any], *, now_s: float, every_s: float, clock: list[float]
 ) -> list[rules.Decision]:
     state = row["state"] or {}
     site, sensitivity = row["site_id"], float(row["sensitivity"])
@@ -444,7 +438,7 @@ async def _drive_one(
     return [*clears, *opened]
 
 
-async def _work_loop(pool: AsyncConnectionPool[Any], conninfo: str, email: bool) -> None:
+async def _work_loop(pool: Pool, conninfo: str, email: bool) -> None:
     while True:
         try:
             async with await AsyncConnection.connect(conninfo, autocommit=True) as listener:
@@ -462,7 +456,7 @@ async def _work_loop(pool: AsyncConnectionPool[Any], conninfo: str, email: bool)
             await asyncio.sleep(POLL_S)
 
 
-async def _escalation_loop(pool: AsyncConnectionPool[Any], email: bool, clock: Clock) -> None:
+async def _escalation_loop(pool: Pool, email: bool, clock: Clock) -> None:
     """Escalate whatever is due, then sleep until the next deadline (at most a tick)."""
     while True:
         wait = ESCALATION_TICK_S
@@ -534,10 +528,9 @@ class Engine:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            self.conninfo, min_size=2, max_size=self.pool_size,
-            kwargs={"autocommit": True, "options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
-            open=False, name="eldercare-engine",
+        pool = open_pool(
+            self.conninfo, min_size=2, max_size=self.pool_size, name="eldercare-engine",
+            options=f"-c lock_timeout={LOCK_TIMEOUT_MS}",
         )  # fmt: skip
         await pool.open()  # connections come as the database allows; the loops retry meanwhile
         email, clock = self.email, self.clock
@@ -573,9 +566,7 @@ async def start(state: Any) -> list[asyncio.Task[None]]:
     conninfo = str(state.pool.conninfo)
     settings = state.settings
     email = settings.smtp_url is not None  # queue e-mails only where a server can send them
-    push_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        conninfo, min_size=1, max_size=3, kwargs={"autocommit": True}, open=False, name="eldercare-push"
-    )
+    push_pool = open_pool(conninfo, min_size=1, max_size=3, name="eldercare-push")
     await push_pool.open(wait=True, timeout=15)
     hub = Hub(push_pool, conninfo)
     state.hub = hub

@@ -18,14 +18,13 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.config import Settings
 from eldercare.platform.notify import NotifyError, webhook
 from eldercare.platform.notify import email as mail
 from eldercare.platform.notify.hub import message
 from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo.connections import Conn, Pool
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ BATCH = 20
 
 
 # Called in the transaction that records a delivery given up (the engine raises the operators' alert).
-GaveUp = Callable[[AsyncConnection[Any], dict[str, Any], str], Awaitable[None]]
+GaveUp = Callable[[Conn, dict[str, Any], str], Awaitable[None]]
 
 
 def backoff(attempts: int, base_s: float = BACKOFF_S) -> float:
@@ -51,7 +50,7 @@ class Deliverer:
 
     def __init__(
         self,
-        pool: AsyncConnectionPool[Any],
+        pool: Pool,
         settings: Settings,
         *,
         base_backoff_s: float = BACKOFF_S,

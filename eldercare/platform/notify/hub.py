@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.platform.decisions import TITLES
 from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo.connections import Pool
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class _Outbox:
 class Hub:
     """Owns the sockets connected to this replica, by user id, and the replica's alert listener."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any], conninfo: str) -> None:
+    def __init__(self, pool: Pool, conninfo: str) -> None:
         self.pool = pool
         self.conninfo = conninfo
         self._sockets: dict[int, dict[Socket, _Outbox]] = {}
