@@ -15,7 +15,7 @@ import pytest
 from platform_seed import World, seed_world
 
 from eldercare.platform.engine import rules, service
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import alerts as alerts_repo
 from eldercare.platform.repo.connections import Pool, open_pool
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def with_pool(db_url: str, job: Callable[[Pool], Awaitable[Any]]) -> Any:
 
 def escalate_at(seconds_from_now: float) -> Callable[[Pool], Awaitable[int]]:
     """``escalate_due`` on an injected clock: deadlines pass without sleeping them out."""
-    at = repo.now() + timedelta(seconds=seconds_from_now)
+    at = alerts_repo.now() + timedelta(seconds=seconds_from_now)
     return lambda pool: service.escalate_due(pool, now=at)
 
 
@@ -141,7 +141,7 @@ def test_two_engines_never_double_escalate_or_notify(db_url: str, world: World) 
     async def two_engines(pool: Pool) -> None:
         async with open_pool(pool.conninfo, min_size=1, max_size=4) as other:
             await asyncio.gather(*(service.process_work(p, limit=3) for p in (pool, other) for _ in range(6)))
-            at = repo.now() + timedelta(seconds=1.5)
+            at = alerts_repo.now() + timedelta(seconds=1.5)
             await asyncio.gather(
                 *(service.escalate_due(p, now=at, batch=1) for p in (pool, other) for _ in range(3))
             )

@@ -16,7 +16,7 @@ from platform_seed import World, seed_world
 from eldercare.db.maintain import ensure_partitions
 from eldercare.models.inactivity import InactivityAlert
 from eldercare.platform.engine import inactivity, rules, service
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import detectors as detectors_repo
 from eldercare.platform.repo.connections import Pool, open_pool
 from eldercare.simulators.routine import DAY, DEFAULT_START, HOUR, Incident, simulate_home
 
@@ -198,7 +198,7 @@ def test_confirmed_incidents_and_gateway_outages_are_left_out_of_the_fit(db_url:
 
     async def query(pool: Pool) -> list[tuple[float, float]]:
         async with pool.connection() as conn:
-            return await repo.detector_exclusions(
+            return await detectors_repo.detector_exclusions(
                 conn, resident="res-2", site="home-2", after_s=t0 - 86400, until_s=t0 + 86400,
                 kinds=inactivity.INCIDENT_KINDS,
             )  # fmt: skip

@@ -22,7 +22,7 @@ from platform_seed import World, seed_world
 from eldercare.config import Settings
 from eldercare.platform.engine import service
 from eldercare.platform.notify import delivery, webhook
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import alerts as alerts_repo
 from eldercare.platform.repo.connections import open_pool
 
 NOW_MS = int(time.time() * 1000)
@@ -95,7 +95,7 @@ def run(db_url: str, settings: Settings, rounds: list[float], **kw: Any) -> list
         async with open_pool(db_url, min_size=1, max_size=4) as pool:
             await service.process_work(pool, email=settings.smtp_url is not None)
             deliverer = delivery.Deliverer(pool, settings, **kw)
-            done, at = [], repo.now()
+            done, at = [], alerts_repo.now()
             for step in rounds:
                 at += timedelta(seconds=step)
                 done.append(await deliverer.deliver_due(now=at))

@@ -41,7 +41,11 @@ from eldercare.models.inactivity import InactivityError
 from eldercare.platform.engine import escalation, inactivity, rollup, rules
 from eldercare.platform.notify.delivery import Deliverer
 from eldercare.platform.notify.hub import Hub
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import alerts as alerts_repo
+from eldercare.platform.repo import detectors as detectors_repo
+from eldercare.platform.repo import gateways as gateways_repo
+from eldercare.platform.repo import trail as trail_repo
+from eldercare.platform.repo import work as work_repo
 from eldercare.platform.repo.connections import Conn, Pool, open_pool
 
 log = logging.getLogger(__name__)
@@ -91,32 +95,36 @@ async def apply(
 ) -> None:
     """Carry out one decision inside the caller's transaction (``email``: queue e-mails too)."""
     if isinstance(decision, rules.Clear):
-        alert_id = await repo.auto_resolve(conn, dedup_key=decision.dedup_key, reason=decision.reason)
+        alert_id = await alerts_repo.auto_resolve(conn, dedup_key=decision.dedup_key, reason=decision.reason)
         if alert_id is not None:
-            await repo.publish(conn, alert_id=alert_id, event="resolved")
+            await trail_repo.publish(conn, alert_id=alert_id, event="resolved")
         return
     if isinstance(decision, rules.Note):
-        alert_id = await repo.live_alert_id(conn, dedup_key=decision.dedup_key)
+        alert_id = await alerts_repo.live_alert_id(conn, dedup_key=decision.dedup_key)
         if alert_id is not None:
-            await repo.trail(conn, alert_id=alert_id, action="note", note=decision.text)
-            await repo.publish(conn, alert_id=alert_id, event="note")
+            await trail_repo.trail(conn, alert_id=alert_id, action="note", note=decision.text)
+            await trail_repo.publish(conn, alert_id=alert_id, event="note")
         return
-    simulated = decision.site_id is not None and await repo.site_is_simulated(conn, site=decision.site_id)
-    alert_id, opened = await repo.open_or_join(conn, decision=decision, simulated=simulated)
+    simulated = decision.site_id is not None and await gateways_repo.site_is_simulated(
+        conn, site=decision.site_id
+    )
+    alert_id, opened = await alerts_repo.open_or_join(conn, decision=decision, simulated=simulated)
     if not opened:
-        await repo.trail(conn, alert_id=alert_id, action="detected_again")
-        await repo.publish(conn, alert_id=alert_id, event="detected_again")
+        await trail_repo.trail(conn, alert_id=alert_id, action="detected_again")
+        await trail_repo.publish(conn, alert_id=alert_id, event="detected_again")
         return
-    await repo.trail(conn, alert_id=alert_id, action="opened", tier=1, detail={"summary": decision.summary})
-    policy = await repo.policy_for(conn, kind=decision.kind, resident=decision.resident_id)
+    await trail_repo.trail(
+        conn, alert_id=alert_id, action="opened", tier=1, detail={"summary": decision.summary}
+    )
+    policy = await alerts_repo.policy_for(conn, kind=decision.kind, resident=decision.resident_id)
     first = policy[0]
-    await repo.notify_tier(
+    await alerts_repo.notify_tier(
         conn, alert_id=alert_id, tier=first, resident=decision.resident_id, site=decision.site_id,
         email=email,
     )  # fmt: skip
-    await repo.set_escalation(
+    await alerts_repo.set_escalation(
         conn, alert_id=alert_id, tier=first.tier,
-        due=escalation.next_deadline(policy, first.tier, now or repo.now()),
+        due=escalation.next_deadline(policy, first.tier, now or alerts_repo.now()),
     )  # fmt: skip
     log.info("alert %s opened: %s %s", alert_id, decision.kind, decision.resident_id or decision.site_id)
 
@@ -134,7 +142,7 @@ async def process_work(
     Returns how many were claimed (handled or failed): the caller loops while that is non-zero.
     """
     async with pool.connection() as conn, conn.transaction():
-        work = await repo.claim_work(conn, limit=limit)
+        work = await work_repo.claim_work(conn, limit=limit)
         for row in work:
             await _work_item(conn, row, email=email, now=now, retry_s=retry_s)
         return len(work)
@@ -158,14 +166,14 @@ async def _work_item(
     try:
         async with conn.transaction():  # a savepoint: a failing item undoes only its own writes
             await _handle(conn, row, email=email, now=now)
-            await repo.finish_work(conn, work_id=row["id"])
+            await work_repo.finish_work(conn, work_id=row["id"])
         STATS.work_done += 1
         return
     except Exception as exc:  # whatever it is, it is this item's problem, not the queue's
         error = f"{type(exc).__name__}: {exc}".strip()[:2000]
     attempt = int(row["attempts"]) + 1
     STATS.work_failures += 1
-    set_aside = await repo.fail_work(
+    set_aside = await work_repo.fail_work(
         conn, work_id=row["id"], error=error, retry_in_s=retry_s * 2 ** (attempt - 1),
         max_attempts=WORK_MAX_ATTEMPTS,
     )  # fmt: skip
@@ -175,7 +183,7 @@ async def _work_item(
         STATS.work_set_aside += 1
         alarm = rules.work_failed(
             what="alert work", ident=row["id"], error=error[:300], site=row["site_id"],
-            t_ms=_ms(now or repo.now()),
+            t_ms=_ms(now or alerts_repo.now()),
         )  # fmt: skip
         await _operator_alert(conn, alarm, now=now)
 
@@ -192,7 +200,7 @@ async def delivery_gave_up(conn: Conn, row: dict[str, Any], error: str) -> None:
     """A webhook or e-mail given up after its last attempt: the operators are told."""
     alarm = rules.work_failed(
         what=f"{row['channel']} delivery", ident=row["id"], error=f"to {row['target']}: {error}"[:300],
-        site=None, t_ms=_ms(repo.now()),
+        site=None, t_ms=_ms(alerts_repo.now()),
     )  # fmt: skip
     await _operator_alert(conn, alarm, now=None)
 
@@ -219,11 +227,13 @@ async def _resident(conn: Conn, payload: dict[str, Any], gateway: str) -> str | 
     resident, and an unknown one does not stop the alert: it opens for the home."""
     named = payload.get("resident")
     if isinstance(named, str) and named:
-        found = await repo.resident_at_site(conn, resident=named, gateway=gateway)
+        found = await gateways_repo.resident_at_site(conn, resident=named, gateway=gateway)
         if found is not None:
             return found
         log.warning("event from %s names resident %r, not registered at its site", gateway, named)
-    return await repo.resident_of_sensor(conn, gateway=gateway, sensor=str(payload.get("sensor", "")))
+    return await gateways_repo.resident_of_sensor(
+        conn, gateway=gateway, sensor=str(payload.get("sensor", ""))
+    )
 
 
 async def _status(conn: Conn, payload: dict[str, Any], gateway: str) -> list[rules.Decision]:
@@ -235,11 +245,13 @@ async def _status(conn: Conn, payload: dict[str, Any], gateway: str) -> list[rul
     ts = payload.get("ts")
     if payload.get("state") == "online" and ts is not None and not payload.get("retained"):
         skew = int(payload["t"]) - int(ts)
-        await repo.set_clock_skew(conn, gateway=gateway, skew_ms=skew)
-        if not await repo.site_is_simulated(conn, site=payload["site"]):  # a simulator's clock runs fast
+        await gateways_repo.set_clock_skew(conn, gateway=gateway, skew_ms=skew)
+        if not await gateways_repo.site_is_simulated(
+            conn, site=payload["site"]
+        ):  # a simulator's clock runs fast
             payload = payload | {"skew_ms": skew}
     decisions = rules.decide_status(payload)
-    presence = await repo.gateway_presence(conn, gateway=gateway)
+    presence = await gateways_repo.gateway_presence(conn, gateway=gateway)
     if presence is not None and presence["state_at"] is not None and ts is not None:
         later = presence["state_at"] > datetime.fromtimestamp(ts / 1000, UTC)
         if later and presence["state"] != payload.get("state"):
@@ -266,7 +278,7 @@ async def escalate_due(
         done = 0
         while True:
             async with pool.connection() as conn, conn.transaction():
-                due = await repo.claim_due_escalations(conn, now=now, limit=batch)
+                due = await alerts_repo.claim_due_escalations(conn, now=now, limit=batch)
                 for alert in due:
                     await _escalate_one(conn, alert, email=email, now=now)
             done += len(due)
@@ -278,30 +290,30 @@ async def escalate_due(
 
 
 async def _escalate_one(conn: Conn, alert: dict[str, Any], *, email: bool, now: datetime | None) -> None:
-    at = now or repo.now()
+    at = now or alerts_repo.now()
     try:
         async with conn.transaction():
-            policy = await repo.policy_for(conn, kind=alert["kind"], resident=alert["resident_id"])
+            policy = await alerts_repo.policy_for(conn, kind=alert["kind"], resident=alert["resident_id"])
             nxt = escalation.tier(policy, alert["tier"] + 1)
             if nxt is None:
-                await repo.set_escalation(conn, alert_id=alert["id"], tier=alert["tier"], due=None)
+                await alerts_repo.set_escalation(conn, alert_id=alert["id"], tier=alert["tier"], due=None)
                 return
-            await repo.trail(
+            await trail_repo.trail(
                 conn, alert_id=alert["id"], action="escalated", tier=nxt.tier,
                 detail={"from_tier": alert["tier"], "reason": "not acknowledged in time"},
             )  # fmt: skip
-            await repo.notify_tier(
+            await alerts_repo.notify_tier(
                 conn, alert_id=alert["id"], tier=nxt, resident=alert["resident_id"], site=alert["site_id"],
                 email=email,
             )  # fmt: skip
-            await repo.set_escalation(
+            await alerts_repo.set_escalation(
                 conn, alert_id=alert["id"], tier=nxt.tier, due=escalation.next_deadline(policy, nxt.tier, at)
             )
         STATS.escalations += 1
     except Exception as exc:  # one alert's failure must not hold up the others' climb
         STATS.escalation_failures += 1
         log.exception("escalating alert %s failed; trying again in %s s", alert["id"], ESCALATION_RETRY_S)
-        await repo.set_escalation(
+        await alerts_repo.set_escalation(
             conn, alert_id=alert["id"], tier=alert["tier"], due=at + timedelta(seconds=ESCALATION_RETRY_S)
         )
         alarm = rules.work_failed(
@@ -315,10 +327,10 @@ async def check_heartbeats(
     pool: Pool, *, limit_s: float = HEARTBEAT_LIMIT_S, now: datetime | None = None
 ) -> int:
     """Open (or clear) ``pipeline_stalled`` for each gateway; returns how many are stalled."""
-    now = now or repo.now()
+    now = now or alerts_repo.now()
     stalled = 0
     async with pool.connection() as conn, conn.transaction():
-        gateways = await repo.gateways_for_heartbeat_check(conn, since=now - timedelta(days=1))
+        gateways = await gateways_repo.gateways_for_heartbeat_check(conn, since=now - timedelta(days=1))
         for gw in gateways:
             last = gw["last_heartbeat"]
             decision = rules.decide_heartbeat(
@@ -356,11 +368,13 @@ async def drive_inactivity(
     """
     now_s = time.time() if now_s is None else now_s
     async with pool.connection() as conn:
-        await repo.ensure_detectors(conn, detector=inactivity.DETECTOR)
+        await detectors_repo.ensure_detectors(conn, detector=inactivity.DETECTOR)
     raised = 0
     while True:
         async with pool.connection() as conn, conn.transaction():
-            due = await repo.claim_detectors(conn, detector=inactivity.DETECTOR, now_s=now_s, limit=batch)
+            due = await detectors_repo.claim_detectors(
+                conn, detector=inactivity.DETECTOR, now_s=now_s, limit=batch
+            )
             for row in due:
                 home_s = inactivity.home_clock(row, now_s)  # the simulator's clock for a simulated home
                 at_s = inactivity.judged_at(row["state"] or {}, home_s=home_s, wall_s=now_s)
@@ -392,10 +406,12 @@ async def _drive_one(
             log.warning("inactivity state of %s unreadable; refitting", row["resident_id"])
     if det is None or fitted_s is None or now_s - fitted_s >= inactivity.REFIT_S:
         start = now_s - inactivity.FIT_DAYS * 86_400.0
-        readings = await repo.home_readings(conn, site=site, after_s=start, until_s=now_s, kinds=kinds)
+        readings = await detectors_repo.home_readings(
+            conn, site=site, after_s=start, until_s=now_s, kinds=kinds
+        )
         history = inactivity.events(readings)
         sensors = inactivity.sensor_keys(readings)
-        exclude = await repo.detector_exclusions(
+        exclude = await detectors_repo.detector_exclusions(
             conn, resident=row["resident_id"], site=site, after_s=start, until_s=now_s,
             kinds=inactivity.INCIDENT_KINDS,
         )  # fmt: skip
@@ -407,7 +423,9 @@ async def _drive_one(
         log.info("inactivity detector of %s fitted on %s readings", row["resident_id"], len(history))
     else:
         last = float(state["last_event_s"])
-        readings = await repo.home_readings(conn, site=site, after_s=last, until_s=now_s, kinds=kinds)
+        readings = await detectors_repo.home_readings(
+            conn, site=site, after_s=last, until_s=now_s, kinds=kinds
+        )
         fresh = inactivity.events(readings)
         sensors.update(inactivity.sensor_keys(readings))
         clears, silent = inactivity.cleared(silent, fresh)
@@ -421,7 +439,7 @@ async def _drive_one(
     for a in alerts:  # remember which sensors are alerted as silent, to resolve them when they report
         if a.kind == "device_silent" and a.sensor in sensors:
             silent[a.sensor] = inactivity.device_key(*sensors[a.sensor])
-    await repo.save_detector(
+    await detectors_repo.save_detector(
         conn,
         resident=row["resident_id"],
         detector=inactivity.DETECTOR,
@@ -463,7 +481,7 @@ async def _escalation_loop(pool: Pool, email: bool, clock: Clock) -> None:
         try:
             await escalate_due(pool, email=email, now=clock(), workers=ESCALATION_WORKERS)
             async with pool.connection() as conn:
-                due = await repo.next_escalation_at(conn)
+                due = await alerts_repo.next_escalation_at(conn)
             if due is not None:
                 wait = min(max((due - clock()).total_seconds(), 0.0), ESCALATION_TICK_S)
         except asyncio.CancelledError:
@@ -494,7 +512,7 @@ class Engine:
     """
 
     def __init__(
-        self, conninfo: str, *, email: bool, settings: Any, clock: Clock = repo.now,
+        self, conninfo: str, *, email: bool, settings: Any, clock: Clock = alerts_repo.now,
         pool_size: int = ENGINE_POOL_SIZE,
     ) -> None:  # fmt: skip
         self.conninfo = conninfo
