@@ -26,11 +26,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.db.migrate import upgrade
 from eldercare.platform.engine import service
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import alerts as alerts_repo
+from eldercare.platform.repo.connections import open_pool
 
 
 def log(msg: str) -> None:
@@ -88,7 +88,7 @@ def queue(url: str, n: int) -> None:
 
 async def storm(url: str, n: int, workers: int) -> dict[str, Any]:
     out: dict[str, Any] = {"alerts": n}
-    async with AsyncConnectionPool(url, min_size=2, max_size=6, kwargs={"autocommit": True}) as pool:
+    async with open_pool(url, min_size=2, max_size=6) as pool:
         t0 = time.perf_counter()
         batches: list[int] = []
         commits: list[float] = []
@@ -105,7 +105,7 @@ async def storm(url: str, n: int, workers: int) -> dict[str, Any]:
         for w in (1, workers):
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("UPDATE alerts SET next_escalation_at = now(), tier = 1")
-            deadline = repo.now() + timedelta(milliseconds=1)
+            deadline = alerts_repo.now() + timedelta(milliseconds=1)
             t0 = time.perf_counter()
             done = await service.escalate_due(pool, now=deadline, workers=w)
             out[f"escalated_with_{w}_workers"] = done

@@ -46,6 +46,7 @@ import psycopg
 
 from eldercare.db import maintain
 from eldercare.db.migrate import upgrade
+from eldercare.platform.repo.connections import connect
 
 SENSORS = (
     ("pir-kitchen", "pir", "kitchen", "motion"),
@@ -226,7 +227,7 @@ async def time_queries(url: str, homes: int, end: datetime, runs: int) -> dict[s
         ),
     }
     out: dict[str, dict[str, float]] = {}
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    async with await connect(url) as conn:
         for name, fn in cases.items():
             times = []
             for i in range(runs + 3):

@@ -43,6 +43,7 @@ import psycopg
 
 from eldercare.db import maintain
 from eldercare.db.migrate import upgrade
+from eldercare.platform.repo.connections import connect
 
 SENSORS = (
     ("pir-kitchen", "pir", "kitchen", "motion"),
@@ -253,7 +254,7 @@ async def time_queries(url: str, homes: int, runs: int, now: datetime) -> list[d
     streams = [s for s in STREAMS if s in ("activity", "bed", "bathroom", "vitals")]
     rng = random.Random(7)
     results = []
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    async with await connect(url) as conn:
 
         async def summary(rid: str, site: str) -> None:
             day_end = now

@@ -16,6 +16,7 @@ from ingest_support import count
 
 from eldercare.platform import security
 from eldercare.platform.repo import registry
+from eldercare.platform.repo.connections import connect
 
 
 def cli(db_url: str, mqtt_url: str, root: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -37,7 +38,7 @@ def cli(db_url: str, mqtt_url: str, root: str, *args: str) -> subprocess.Complet
 
 def broker_accounts(db_url: str) -> list[str]:
     async def read() -> list[str]:
-        async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        async with await connect(db_url, autocommit=False) as conn:
             return [r["mqtt_username"] for r in await registry.broker_gateways(conn)]
 
     return asyncio.run(read())

@@ -176,12 +176,13 @@ def test_site_access_helper_for_device_alerts(db_url: str, world: World) -> None
 
     from eldercare.platform.access import Principal, require_site_access
     from eldercare.platform.errors import ApiError
+    from eldercare.platform.repo.connections import connect
 
     def who(name: str, role: str, provider: str | None = None) -> Principal:
         return Principal(world.user_id(name), name, name, role, provider, "en")  # type: ignore[arg-type]
 
     async def check(user: Principal, site: str) -> bool:
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        async with await connect(db_url) as conn:
             try:
                 await require_site_access(conn, user, site)
             except ApiError as exc:

@@ -11,6 +11,7 @@ import pytest
 from platform_seed import World
 
 from eldercare.platform.repo import report
+from eldercare.platform.repo.connections import connect
 
 if TYPE_CHECKING:
     from platform_api_support import Api
@@ -124,8 +125,8 @@ def test_care_quality_report(api: Api, history: None) -> None:
 
 def test_false_alarms_lower_the_residents_sensitivity_exactly_once(history: None, db_url: str) -> None:
     async def run() -> list[int]:
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as a, \
-                await psycopg.AsyncConnection.connect(db_url, autocommit=True) as b:  # fmt: skip
+        async with await connect(db_url) as a, \
+                await connect(db_url) as b:  # fmt: skip
             return list(await asyncio.gather(report.apply_feedback(a), report.apply_feedback(b)))
 
     applied = asyncio.run(run())
@@ -144,7 +145,7 @@ def test_false_alarms_lower_the_residents_sensitivity_exactly_once(history: None
 
 
 async def _again(db_url: str) -> int:
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+    async with await connect(db_url) as conn:
         return await report.apply_feedback(conn)
 
 

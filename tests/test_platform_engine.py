@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 from platform_seed import World, seed_world
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.platform.engine import rules, service
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import alerts as alerts_repo
+from eldercare.platform.repo.connections import Pool, open_pool
 
 if TYPE_CHECKING:
     from platform_api_support import Api
@@ -42,17 +42,17 @@ def fall(sensor: str = "wearable-res-1", resident: str | None = None) -> dict[st
     }  # fmt: skip
 
 
-def with_pool(db_url: str, job: Callable[[AsyncConnectionPool[Any]], Awaitable[Any]]) -> Any:
+def with_pool(db_url: str, job: Callable[[Pool], Awaitable[Any]]) -> Any:
     async def main() -> Any:
-        async with AsyncConnectionPool(db_url, min_size=1, max_size=4, kwargs={"autocommit": True}) as pool:
+        async with open_pool(db_url, min_size=1, max_size=4) as pool:
             return await job(pool)
 
     return asyncio.run(main())
 
 
-def escalate_at(seconds_from_now: float) -> Callable[[AsyncConnectionPool[Any]], Awaitable[int]]:
+def escalate_at(seconds_from_now: float) -> Callable[[Pool], Awaitable[int]]:
     """``escalate_due`` on an injected clock: deadlines pass without sleeping them out."""
-    at = repo.now() + timedelta(seconds=seconds_from_now)
+    at = alerts_repo.now() + timedelta(seconds=seconds_from_now)
     return lambda pool: service.escalate_due(pool, now=at)
 
 
@@ -138,12 +138,10 @@ def test_two_engines_never_double_escalate_or_notify(db_url: str, world: World) 
         queue(db_url, "event", "gw-home-1", "home-1", fall(wearable) | {"seq": seq})
     queue(db_url, "event", "gw-home-2", "home-2", fall("sos-1", resident="res-2") | {"kind": "sos"})
 
-    async def two_engines(pool: AsyncConnectionPool[Any]) -> None:
-        async with AsyncConnectionPool(
-            pool.conninfo, min_size=1, max_size=4, kwargs={"autocommit": True}
-        ) as other:
+    async def two_engines(pool: Pool) -> None:
+        async with open_pool(pool.conninfo, min_size=1, max_size=4) as other:
             await asyncio.gather(*(service.process_work(p, limit=3) for p in (pool, other) for _ in range(6)))
-            at = repo.now() + timedelta(seconds=1.5)
+            at = alerts_repo.now() + timedelta(seconds=1.5)
             await asyncio.gather(
                 *(service.escalate_due(p, now=at, batch=1) for p in (pool, other) for _ in range(3))
             )

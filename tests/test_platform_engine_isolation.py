@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 from platform_seed import World, seed_world
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.platform.engine import service
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import alerts as alerts_repo
+from eldercare.platform.repo import work as work_repo
+from eldercare.platform.repo.connections import Pool, open_pool
 
 if TYPE_CHECKING:
     from platform_api_support import Api
@@ -48,9 +49,9 @@ def queue(db_url: str, gateway: str, site: str, raw_evidence: str | None = None,
     return int(row[0])
 
 
-def with_pool(db_url: str, job: Callable[[AsyncConnectionPool[Any]], Awaitable[Any]]) -> Any:
+def with_pool(db_url: str, job: Callable[[Pool], Awaitable[Any]]) -> Any:
     async def main() -> Any:
-        async with AsyncConnectionPool(db_url, min_size=1, max_size=4, kwargs={"autocommit": True}) as pool:
+        async with open_pool(db_url, min_size=1, max_size=4) as pool:
             return await job(pool)
 
     return asyncio.run(main())
@@ -61,7 +62,7 @@ def rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
         return conn.execute(query, params).fetchall()
 
 
-def drain(pool: AsyncConnectionPool[Any]) -> Awaitable[int]:
+def drain(pool: Pool) -> Awaitable[int]:
     return service.process_work(pool, retry_s=0.0)
 
 
@@ -76,9 +77,9 @@ def test_work_queue_claims_at_most_its_batch_per_transaction(db_url: str, world:
         )
         conn.execute("ANALYZE alert_work")
 
-    async def claims(pool: AsyncConnectionPool[Any]) -> tuple[list[int], list[int]]:
+    async def claims(pool: Pool) -> tuple[list[int], list[int]]:
         async with pool.connection() as conn, conn.transaction():
-            first = [r["id"] for r in await repo.claim_work(conn, limit=100)]
+            first = [r["id"] for r in await work_repo.claim_work(conn, limit=100)]
             raise psycopg.Rollback  # nothing taken: the claim alone only locks
         per_tx = []
         while n := await service.process_work(pool, limit=100):
@@ -245,7 +246,7 @@ def test_an_escalation_that_fails_is_put_off_and_never_holds_up_the_others(db_ur
             CREATE TRIGGER refuse BEFORE INSERT ON alert_trail FOR EACH ROW EXECUTE FUNCTION refuse();
             """
         )
-    at = repo.now()
+    at = alerts_repo.now()
     assert with_pool(db_url, lambda pool: service.escalate_due(pool, now=at)) == 5
     tiers = rows(db_url, "SELECT id, tier, next_escalation_at FROM alerts WHERE kind = 'sos' ORDER BY id")
     assert [t for _, t, _ in tiers] == [1, 2, 2, 2, 2]

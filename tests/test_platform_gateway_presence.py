@@ -15,11 +15,11 @@ import msgspec
 import psycopg
 import pytest
 from platform_seed import World, seed_world
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.ingest.batch import Batch, Inbound, Registry, Validator
 from eldercare.ingest.store import Store
 from eldercare.platform.engine import service
+from eldercare.platform.repo.connections import open_pool
 
 ROOT = "eldercare/v1"
 TOPIC = f"{ROOT}/home-1/gw-home-1/status"
@@ -51,7 +51,7 @@ def deliver(store: Store, t_ms: int, state: str, received: float, *, retained: b
 
 def engine(db_url: str) -> int:
     async def main() -> int:
-        async with AsyncConnectionPool(db_url, min_size=1, max_size=2, kwargs={"autocommit": True}) as pool:
+        async with open_pool(db_url, min_size=1, max_size=2) as pool:
             return await service.process_work(pool)
 
     return asyncio.run(main())
@@ -136,7 +136,7 @@ def test_recovery_clears_pipeline_stalled_however_recently_the_gateway_came_back
 
     def heartbeats(at: datetime) -> int:
         async def main() -> int:
-            async with AsyncConnectionPool(db_url, min_size=1, max_size=2, kwargs={"autocommit": True}) as p:
+            async with open_pool(db_url, min_size=1, max_size=2) as p:
                 return await service.check_heartbeats(p, now=at)
 
         return asyncio.run(main())

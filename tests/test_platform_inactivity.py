@@ -12,12 +12,12 @@ from typing import Any
 import psycopg
 import pytest
 from platform_seed import World, seed_world
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.db.maintain import ensure_partitions
 from eldercare.models.inactivity import InactivityAlert
 from eldercare.platform.engine import inactivity, rules, service
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import detectors as detectors_repo
+from eldercare.platform.repo.connections import Pool, open_pool
 from eldercare.simulators.routine import DAY, DEFAULT_START, HOUR, Incident, simulate_home
 
 METRIC = {"pir": "motion", "door": "contact", "bed": "in_bed", "plug": "power", "sos": "press"}
@@ -30,9 +30,9 @@ def world(db_url: str) -> World:
         return seed_world(conn)
 
 
-def with_pool(db_url: str, job: Callable[[AsyncConnectionPool[Any]], Awaitable[Any]]) -> Any:
+def with_pool(db_url: str, job: Callable[[Pool], Awaitable[Any]]) -> Any:
     async def main() -> Any:
-        async with AsyncConnectionPool(db_url, min_size=1, max_size=4, kwargs={"autocommit": True}) as pool:
+        async with open_pool(db_url, min_size=1, max_size=4) as pool:
             return await job(pool)
 
     return asyncio.run(main())
@@ -74,7 +74,7 @@ def test_collapse_opens_an_explained_inactivity_alert(db_url: str, world: World)
     shift = load_home(db_url)
     before, after = COLLAPSE + shift - HOUR, COLLAPSE + shift + 6 * HOUR
 
-    async def ticks(pool: AsyncConnectionPool[Any]) -> list[int]:
+    async def ticks(pool: Pool) -> list[int]:
         raised = [await service.drive_inactivity(pool, now_s=before)]  # fit on the two weeks before
         raised.append(await service.drive_inactivity(pool, now_s=before + 30))  # not due yet
         for t in range(int(before) + 600, int(after) + 1, 600):  # then every ten minutes
@@ -109,7 +109,7 @@ def test_the_daily_refit_does_not_raise_the_same_silence_again(db_url: str, worl
     shift = load_home(db_url)
     before = COLLAPSE + shift - HOUR
 
-    async def ticks(pool: AsyncConnectionPool[Any]) -> list[int]:
+    async def ticks(pool: Pool) -> list[int]:
         raised = [await service.drive_inactivity(pool, now_s=before)]
         raised.append(await service.drive_inactivity(pool, now_s=before + 6 * HOUR))
         async with pool.connection() as conn:  # a care worker closes it; the silence goes on
@@ -131,10 +131,8 @@ def test_each_resident_is_driven_by_one_replica_at_a_time(db_url: str, world: Wo
     shift = load_home(db_url)
     now = COLLAPSE + shift - HOUR
 
-    async def two(pool: AsyncConnectionPool[Any]) -> None:
-        async with AsyncConnectionPool(
-            pool.conninfo, min_size=1, max_size=2, kwargs={"autocommit": True}
-        ) as other:
+    async def two(pool: Pool) -> None:
+        async with open_pool(pool.conninfo, min_size=1, max_size=2) as other:
             await asyncio.gather(
                 service.drive_inactivity(pool, now_s=now, batch=1),
                 service.drive_inactivity(other, now_s=now, batch=1),
@@ -198,9 +196,9 @@ def test_confirmed_incidents_and_gateway_outages_are_left_out_of_the_fit(db_url:
         sensor="pir-kitchen",
     )  # one sensor: the detector tells that itself
 
-    async def query(pool: AsyncConnectionPool[Any]) -> list[tuple[float, float]]:
+    async def query(pool: Pool) -> list[tuple[float, float]]:
         async with pool.connection() as conn:
-            return await repo.detector_exclusions(
+            return await detectors_repo.detector_exclusions(
                 conn, resident="res-2", site="home-2", after_s=t0 - 86400, until_s=t0 + 86400,
                 kinds=inactivity.INCIDENT_KINDS,
             )  # fmt: skip

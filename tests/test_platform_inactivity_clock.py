@@ -7,16 +7,15 @@ from __future__ import annotations
 import math
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import psycopg
 import pytest
 from platform_seed import World, seed_world
-from psycopg_pool import AsyncConnectionPool
 from test_platform_inactivity import COLLAPSE, METRIC, rows, with_pool
 
 from eldercare.db.maintain import ensure_partitions
 from eldercare.platform.engine import inactivity, rules, service
+from eldercare.platform.repo.connections import Pool
 from eldercare.simulators.routine import DAY, HOUR, Incident, simulate_home
 
 GW, SITE, RESIDENT = "gw-sim-1", "sim-home-1", "sim-res-1"
@@ -69,7 +68,7 @@ def test_a_simulated_home_is_judged_by_its_own_clock(db_url: str, world: World) 
     before, after = collapse - HOUR, collapse + 6 * HOUR
     wall0 = time.time()
 
-    async def ticks(pool: AsyncConnectionPool[Any]) -> list[int]:
+    async def ticks(pool: Pool) -> list[int]:
         status_at(db_url, before)
         raised = [await service.drive_inactivity(pool, now_s=time.time())]  # fitted at the home's time
         status_at(db_url, before + 30)

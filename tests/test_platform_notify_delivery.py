@@ -18,12 +18,12 @@ from typing import Any, ClassVar
 import psycopg
 import pytest
 from platform_seed import World, seed_world
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.config import Settings
 from eldercare.platform.engine import service
 from eldercare.platform.notify import delivery, webhook
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import alerts as alerts_repo
+from eldercare.platform.repo.connections import open_pool
 
 NOW_MS = int(time.time() * 1000)
 SECRET = "hook-secret-1"
@@ -92,10 +92,10 @@ def run(db_url: str, settings: Settings, rounds: list[float], **kw: Any) -> list
     queue_fall(db_url)
 
     async def main() -> list[int]:
-        async with AsyncConnectionPool(db_url, min_size=1, max_size=4, kwargs={"autocommit": True}) as pool:
+        async with open_pool(db_url, min_size=1, max_size=4) as pool:
             await service.process_work(pool, email=settings.smtp_url is not None)
             deliverer = delivery.Deliverer(pool, settings, **kw)
-            done, at = [], repo.now()
+            done, at = [], alerts_repo.now()
             for step in rounds:
                 at += timedelta(seconds=step)
                 done.append(await deliverer.deliver_due(now=at))
@@ -193,7 +193,7 @@ def test_a_receiver_that_never_answers_delays_no_other_delivery(
     queue_fall(db_url)  # res-1: hc-1's webhook, which hangs
 
     async def main() -> None:
-        async with AsyncConnectionPool(db_url, min_size=1, max_size=4, kwargs={"autocommit": True}) as pool:
+        async with open_pool(db_url, min_size=1, max_size=4) as pool:
             await service.process_work(pool)
             sender = asyncio.create_task(delivery.Deliverer(pool, settings).run())
             await asyncio.to_thread(arrived["slow"].wait, 10)

@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 import pytest
 from platform_seed import World, seed_world
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.platform.engine import service
 from eldercare.platform.notify.hub import Hub
+from eldercare.platform.repo.connections import open_pool
 
 NOW_MS = int(time.time() * 1000)
 
@@ -59,10 +59,7 @@ def test_an_alert_made_on_one_replica_reaches_sockets_on_the_others(db_url: str,
     worker, family1, family2, dead, tester = Console(), Console(), Console(), Console(broken=True), Console()
 
     async def main() -> None:
-        pools = [
-            AsyncConnectionPool(db_url, min_size=1, max_size=3, kwargs={"autocommit": True}, open=False)
-            for _ in range(3)
-        ]
+        pools = [open_pool(db_url, min_size=1, max_size=3) for _ in range(3)]
         for p in pools:
             await p.open()
         try:

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from platform_seed import World
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.platform.engine import service
+from eldercare.platform.repo.connections import open_pool
 
 if TYPE_CHECKING:
     from platform_api_support import Api
@@ -44,7 +44,7 @@ def _open_fall(db_url: str) -> int:
 
 def _engine(db_url: str, job: Any) -> Any:
     async def main() -> Any:
-        async with AsyncConnectionPool(db_url, min_size=1, max_size=2, kwargs={"autocommit": True}) as pool:
+        async with open_pool(db_url, min_size=1, max_size=2) as pool:
             return await job(pool)
 
     return asyncio.run(main())

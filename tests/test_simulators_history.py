@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.cli import cli
 from eldercare.platform.engine import service
+from eldercare.platform.repo.connections import open_pool
 from eldercare.simulators import history, store
 from eldercare.simulators import neighbourhood as nb
 from eldercare.simulators.routine import DAY
@@ -77,7 +77,7 @@ def test_backfill_is_stored_rolled_up_and_learned(db_url: str, caplog: pytest.Lo
             )
 
     async def tick() -> int:
-        async with AsyncConnectionPool(db_url, min_size=1, max_size=2, kwargs={"autocommit": True}) as pool:
+        async with open_pool(db_url, min_size=1, max_size=2) as pool:
             return await service.drive_inactivity(pool, now_s=time.time())
 
     with caplog.at_level(logging.INFO, logger="eldercare.platform.engine.service"):

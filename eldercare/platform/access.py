@@ -18,11 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from psycopg import AsyncConnection
-
 from eldercare.platform.errors import ApiError, not_found, role_denied
 from eldercare.platform.repo import audit as audit_repo
 from eldercare.platform.repo import users as users_repo
+from eldercare.platform.repo.connections import Conn
 
 Role = Literal["admin", "care_worker", "family", "tester"]
 ROLES: tuple[Role, ...] = ("admin", "care_worker", "family", "tester")
@@ -169,7 +168,7 @@ def _plain(v: Any) -> Any:
 
 
 async def audit_change(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     user: Principal,
     action: str,
     *,
@@ -243,7 +242,7 @@ def require_role(user: Principal, roles: tuple[str, ...], action: str) -> None:
 
 
 async def require_resident_access(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     user: Principal,
     resident_id: str,
     stream: Stream,
@@ -274,7 +273,7 @@ async def require_resident_access(
 
 
 async def require_site_access(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     user: Principal,
     site_id: str,
     *,

@@ -309,16 +309,13 @@ def create_app(settings: Settings | None = None, *, start_engine: bool = True) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from psycopg_pool import AsyncConnectionPool
-
         from eldercare.db import resolve_url
+        from eldercare.platform.repo.connections import open_pool
 
-        pool = AsyncConnectionPool(
+        pool = open_pool(
             resolve_url(settings),
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
-            kwargs={"autocommit": True},
-            open=False,
             name="eldercare-api",
         )
         await pool.open(wait=True, timeout=15)

@@ -12,11 +12,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from psycopg import AsyncConnection
-
 from eldercare.config import Settings
 from eldercare.platform import broker_auth as ba
 from eldercare.platform.repo import registry
+from eldercare.platform.repo.connections import Conn
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ def reload(settings: Settings, digest: str) -> list[str]:
     return done
 
 
-async def sync(conn: AsyncConnection[Any], settings: Settings, *, force_reload: bool = False) -> SyncResult:
+async def sync(conn: Conn, settings: Settings, *, force_reload: bool = False) -> SyncResult:
     """Read the registry and write the files under one advisory lock (one writer across replicas)."""
     async with conn.transaction():
         await registry.lock_broker_files(conn)
@@ -120,7 +119,7 @@ async def sync(conn: AsyncConnection[Any], settings: Settings, *, force_reload: 
     return result
 
 
-async def sync_quietly(conn: AsyncConnection[Any], settings: Settings) -> bool | None:
+async def sync_quietly(conn: Conn, settings: Settings) -> bool | None:
     """For request handlers: None if not managed, else whether the broker got the change."""
     if not enabled(settings):
         return None

@@ -71,6 +71,7 @@ def sync(ctx: click.Context) -> None:
 
     from eldercare.db import resolve_url
     from eldercare.platform import broker_sync
+    from eldercare.platform.repo.connections import connect
 
     settings = get_settings(ctx)
     if not broker_sync.enabled(settings):
@@ -78,7 +79,7 @@ def sync(ctx: click.Context) -> None:
         raise click.ClickException(msg)
 
     async def run() -> broker_sync.SyncResult:
-        async with await psycopg.AsyncConnection.connect(resolve_url(settings), autocommit=True) as conn:
+        async with await connect(resolve_url(settings)) as conn:
             return await broker_sync.sync(conn, settings, force_reload=True)
 
     try:
@@ -140,6 +141,7 @@ def create_user(
     from eldercare.db import resolve_url
     from eldercare.platform import security
     from eldercare.platform.repo import users as users_repo
+    from eldercare.platform.repo.connections import connect
     from eldercare.platform.schemas import UserIn
 
     settings = get_settings(ctx)
@@ -161,7 +163,7 @@ def create_user(
         raise click.ClickException(f"{err['loc'][0]}: {err['msg']}") from None
 
     async def run() -> dict[str, object]:
-        async with await psycopg.AsyncConnection.connect(resolve_url(settings), autocommit=True) as conn:
+        async with await connect(resolve_url(settings)) as conn:
             pw_hash = await asyncio.to_thread(security.hash_password, user.password)
             return await users_repo.create_user(
                 conn, password_hash=pw_hash, **user.model_dump(exclude={"password"})
@@ -193,11 +195,12 @@ def _run_db(ctx: click.Context, job: Any) -> Any:
     import psycopg
 
     from eldercare.db import resolve_url
+    from eldercare.platform.repo.connections import connect
 
     settings = get_settings(ctx)
 
     async def run() -> Any:
-        async with await psycopg.AsyncConnection.connect(resolve_url(settings), autocommit=True) as conn:
+        async with await connect(resolve_url(settings)) as conn:
             return await job(conn, settings)
 
     try:

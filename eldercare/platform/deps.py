@@ -11,24 +11,24 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
-from psycopg import AsyncConnection
 
 from eldercare.config import Settings, get_settings
 from eldercare.platform import access
 from eldercare.platform.access import Principal, ResidentAccess, Stream
 from eldercare.platform.errors import ApiError, role_denied
+from eldercare.platform.repo.connections import Conn
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-async def get_conn(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
+async def get_conn(request: Request) -> AsyncIterator[Conn]:
     """One pooled connection per request (autocommit: each statement or transaction block commits)."""
     async with request.app.state.pool.connection() as conn:
         yield conn
 
 
-ConnDep = Annotated[AsyncConnection[Any], Depends(get_conn)]
+ConnDep = Annotated[Conn, Depends(get_conn)]
 
 
 async def get_current_user(

@@ -13,13 +13,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import AsyncConnection
-
 from eldercare import protocol
 from eldercare.config import Settings
 from eldercare.platform import broker_auth, broker_sync, security
 from eldercare.platform.publish import publish_config
 from eldercare.platform.repo import registry
+from eldercare.platform.repo.connections import Conn
 
 
 class ProvisionError(ValueError):
@@ -70,7 +69,7 @@ def check_ids(gateway_id: str, site_id: str) -> None:
 
 
 async def provision(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     settings: Settings,
     *,
     gateway_id: str,

@@ -25,13 +25,12 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.config import Settings
 from eldercare.platform.errors import ApiError
 from eldercare.platform.repo import audit as audit_repo
 from eldercare.platform.repo import users as users_repo
+from eldercare.platform.repo.connections import Conn, Pool
 
 T = TypeVar("T")
 ALGORITHM = "HS256"
@@ -165,9 +164,7 @@ class TokenPair:
     expires_in: int
 
 
-async def authenticate(
-    conn: AsyncConnection[Any], settings: Settings, token: str
-) -> tuple[dict[str, Any], int]:
+async def authenticate(conn: Conn, settings: Settings, token: str) -> tuple[dict[str, Any], int]:
     """The active user an access token names and the token's expiry (Unix seconds); 401 if the
     token is forged, expired, for a disabled account, or revoked (logout, password change)."""
     claims = decode_access_token(settings, token)
@@ -177,9 +174,7 @@ async def authenticate(
     return row, int(claims["exp"])
 
 
-async def issue_tokens(
-    conn: AsyncConnection[Any], settings: Settings, *, user_id: int, role: str
-) -> TokenPair:
+async def issue_tokens(conn: Conn, settings: Settings, *, user_id: int, role: str) -> TokenPair:
     refresh = secrets.token_urlsafe(32)
     await users_repo.store_refresh_token(
         conn,
@@ -234,7 +229,7 @@ def backoff(failures: int) -> timedelta:
 
 
 async def check_throttle(
-    conn: AsyncConnection[Any], *, username: str, client_ip: str | None, now: datetime | None = None
+    conn: Conn, *, username: str, client_ip: str | None, now: datetime | None = None
 ) -> None:
     """429 with Retry-After when this username from this address, or this address, must wait.
 
@@ -255,7 +250,7 @@ async def check_throttle(
 
 
 async def login(
-    pool: AsyncConnectionPool[Any],
+    pool: Pool,
     settings: Settings,
     *,
     username: str,
@@ -276,7 +271,7 @@ async def login(
 
 
 async def _login(
-    pool: AsyncConnectionPool[Any],
+    pool: Pool,
     hashing: HashPool,
     settings: Settings,
     *,
@@ -307,7 +302,7 @@ async def _login(
 
 
 async def _audit_sign_in(
-    conn: AsyncConnection[Any], user_id: int | None, username: str, action: str, detail: dict[str, Any]
+    conn: Conn, user_id: int | None, username: str, action: str, detail: dict[str, Any]
 ) -> None:
     await audit_repo.write(
         conn,
@@ -319,7 +314,7 @@ async def _audit_sign_in(
     )
 
 
-async def refresh(conn: AsyncConnection[Any], settings: Settings, *, refresh_token: str) -> TokenPair:
+async def refresh(conn: Conn, settings: Settings, *, refresh_token: str) -> TokenPair:
     user_id, valid = await users_repo.use_refresh_token(conn, token_hash=hash_token(refresh_token))
     if user_id is None or not valid:
         raise ApiError(401, "auth.bad_refresh")

@@ -24,7 +24,7 @@ wall-clock moment they were raised, with the simulated times kept in the summary
 (:func:`to_wall`).
 
 This module holds the pure parts (readings to detector events, detector alerts to decisions);
-the SQL is in :mod:`eldercare.platform.repo.alerts`, the loop in :mod:`.service`.
+the SQL is in :mod:`eldercare.platform.repo.detectors`, the loop in :mod:`.service`.
 """
 
 from __future__ import annotations

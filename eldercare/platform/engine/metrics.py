@@ -6,12 +6,9 @@ scrape, so they agree across replicas: items queued, retrying and set aside, del
 
 from __future__ import annotations
 
-from typing import Any
-
-from psycopg_pool import AsyncConnectionPool
-
 from eldercare.platform.engine.service import STATS
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import work as work_repo
+from eldercare.platform.repo.connections import Pool
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -33,14 +30,14 @@ GAUGES = {
 }
 
 
-async def render(pool: AsyncConnectionPool[Any]) -> str:
+async def render(pool: Pool) -> str:
     """The Prometheus text exposition of the engine's counters and the database's gauges."""
     lines: list[str] = []
     for name, text in COUNTERS.items():
         metric = f"eldercare_engine_{name}_total"
         lines += [f"# HELP {metric} {text}", f"# TYPE {metric} counter", f"{metric} {getattr(STATS, name)}"]
     async with pool.connection() as conn:
-        counts = await repo.engine_counts(conn)
+        counts = await work_repo.engine_counts(conn)
     for name, text in GAUGES.items():
         metric = f"eldercare_engine_{name}"
         lines += [f"# HELP {metric} {text}", f"# TYPE {metric} gauge", f"{metric} {int(counts[name])}"]

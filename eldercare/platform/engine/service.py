@@ -36,13 +36,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.models.inactivity import InactivityError
 from eldercare.platform.engine import escalation, fall_context, inactivity, rollup, rules
 from eldercare.platform.notify.delivery import Deliverer
 from eldercare.platform.notify.hub import Hub
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import alerts as alerts_repo
+from eldercare.platform.repo import detectors as detectors_repo
+from eldercare.platform.repo import gateways as gateways_repo
+from eldercare.platform.repo import trail as trail_repo
+from eldercare.platform.repo import work as work_repo
+from eldercare.platform.repo.connections import Conn, Pool, open_pool
 
 log = logging.getLogger(__name__)
 
@@ -87,54 +91,58 @@ def _ms(at: datetime) -> int:
 
 
 async def apply(
-    conn: AsyncConnection[Any], decision: rules.Decision, *, email: bool = False, now: datetime | None = None
+    conn: Conn, decision: rules.Decision, *, email: bool = False, now: datetime | None = None
 ) -> None:
     """Carry out one decision inside the caller's transaction (``email``: queue e-mails too)."""
     if isinstance(decision, rules.Clear):
-        alert_id = await repo.auto_resolve(conn, dedup_key=decision.dedup_key, reason=decision.reason)
+        alert_id = await alerts_repo.auto_resolve(conn, dedup_key=decision.dedup_key, reason=decision.reason)
         if alert_id is not None:
-            await repo.publish(conn, alert_id=alert_id, event="resolved")
+            await trail_repo.publish(conn, alert_id=alert_id, event="resolved")
         return
     if isinstance(decision, rules.Note):
-        alert_id = await repo.live_alert_id(conn, dedup_key=decision.dedup_key)
+        alert_id = await alerts_repo.live_alert_id(conn, dedup_key=decision.dedup_key)
         if alert_id is not None:
-            await repo.trail(conn, alert_id=alert_id, action="note", note=decision.text)
-            await repo.publish(conn, alert_id=alert_id, event="note")
+            await trail_repo.trail(conn, alert_id=alert_id, action="note", note=decision.text)
+            await trail_repo.publish(conn, alert_id=alert_id, event="note")
         return
-    simulated = decision.site_id is not None and await repo.site_is_simulated(conn, site=decision.site_id)
-    alert_id, opened = await repo.open_or_join(conn, decision=decision, simulated=simulated)
+    simulated = decision.site_id is not None and await gateways_repo.site_is_simulated(
+        conn, site=decision.site_id
+    )
+    alert_id, opened = await alerts_repo.open_or_join(conn, decision=decision, simulated=simulated)
     if not opened:
-        await repo.trail(conn, alert_id=alert_id, action="detected_again")
-        await repo.publish(conn, alert_id=alert_id, event="detected_again")
+        await trail_repo.trail(conn, alert_id=alert_id, action="detected_again")
+        await trail_repo.publish(conn, alert_id=alert_id, event="detected_again")
         return
-    await repo.trail(conn, alert_id=alert_id, action="opened", tier=1, detail={"summary": decision.summary})
-    policy = await repo.policy_for(conn, kind=decision.kind, resident=decision.resident_id)
+    await trail_repo.trail(
+        conn, alert_id=alert_id, action="opened", tier=1, detail={"summary": decision.summary}
+    )
+    policy = await alerts_repo.policy_for(conn, kind=decision.kind, resident=decision.resident_id)
     first = policy[0]
-    await repo.notify_tier(
+    await alerts_repo.notify_tier(
         conn, alert_id=alert_id, tier=first, resident=decision.resident_id, site=decision.site_id,
         email=email,
     )  # fmt: skip
     tier = first
     nxt = escalation.tier(policy, first.tier + 1) if decision.escalate_now else None
     if nxt is not None:  # the home makes it certain: the next tier need not wait for the first's
-        await repo.trail(
+        await trail_repo.trail(
             conn, alert_id=alert_id, action="escalated", tier=nxt.tier,
             detail={"from_tier": first.tier, "reason": "certain: no sign of life in the home after it"},
         )  # fmt: skip
-        await repo.notify_tier(
+        await alerts_repo.notify_tier(
             conn, alert_id=alert_id, tier=nxt, resident=decision.resident_id, site=decision.site_id,
             email=email,
         )  # fmt: skip
         tier = nxt
-    await repo.set_escalation(
+    await alerts_repo.set_escalation(
         conn, alert_id=alert_id, tier=tier.tier,
-        due=escalation.next_deadline(policy, tier.tier, now or repo.now()),
+        due=escalation.next_deadline(policy, tier.tier, now or alerts_repo.now()),
     )  # fmt: skip
     log.info("alert %s opened: %s %s", alert_id, decision.kind, decision.resident_id or decision.site_id)
 
 
 async def process_work(
-    pool: AsyncConnectionPool[Any],
+    pool: Pool,
     *,
     limit: int = WORK_BATCH,
     email: bool = False,
@@ -148,7 +156,7 @@ async def process_work(
     ``not_worn_after_s``: how long a wearable may lie unworn before the care team is told.
     """
     async with pool.connection() as conn, conn.transaction():
-        work = await repo.claim_work(conn, limit=limit)
+        work = await work_repo.claim_work(conn, limit=limit)
         for row in work:
             await _work_item(
                 conn, row, email=email, now=now, retry_s=retry_s, not_worn_after_s=not_worn_after_s
@@ -157,7 +165,7 @@ async def process_work(
 
 
 async def drain_work(
-    pool: AsyncConnectionPool[Any], *, email: bool = False, workers: int = WORK_WORKERS,
+    pool: Pool, *, email: bool = False, workers: int = WORK_WORKERS,
     not_worn_after_s: float = rules.NOT_WORN_NOTICE_S,
 ) -> int:  # fmt: skip
     """Process work until the queue has nothing due, ``workers`` transactions side by side."""
@@ -172,20 +180,20 @@ async def drain_work(
 
 
 async def _work_item(
-    conn: AsyncConnection[Any], row: dict[str, Any], *, email: bool, now: datetime | None, retry_s: float,
+    conn: Conn, row: dict[str, Any], *, email: bool, now: datetime | None, retry_s: float,
     not_worn_after_s: float,
 ) -> None:  # fmt: skip
     try:
         async with conn.transaction():  # a savepoint: a failing item undoes only its own writes
             await _handle(conn, row, email=email, now=now, not_worn_after_s=not_worn_after_s)
-            await repo.finish_work(conn, work_id=row["id"])
+            await work_repo.finish_work(conn, work_id=row["id"])
         STATS.work_done += 1
         return
     except Exception as exc:  # whatever it is, it is this item's problem, not the queue's
         error = f"{type(exc).__name__}: {exc}".strip()[:2000]
     attempt = int(row["attempts"]) + 1
     STATS.work_failures += 1
-    set_aside = await repo.fail_work(
+    set_aside = await work_repo.fail_work(
         conn, work_id=row["id"], error=error, retry_in_s=retry_s * 2 ** (attempt - 1),
         max_attempts=WORK_MAX_ATTEMPTS,
     )  # fmt: skip
@@ -195,12 +203,12 @@ async def _work_item(
         STATS.work_set_aside += 1
         alarm = rules.work_failed(
             what="alert work", ident=row["id"], error=error[:300], site=row["site_id"],
-            t_ms=_ms(now or repo.now()),
+            t_ms=_ms(now or alerts_repo.now()),
         )  # fmt: skip
         await _operator_alert(conn, alarm, now=now)
 
 
-async def _operator_alert(conn: AsyncConnection[Any], alarm: rules.Open, *, now: datetime | None) -> None:
+async def _operator_alert(conn: Conn, alarm: rules.Open, *, now: datetime | None) -> None:
     try:
         async with conn.transaction():
             await apply(conn, alarm, now=now)
@@ -208,17 +216,17 @@ async def _operator_alert(conn: AsyncConnection[Any], alarm: rules.Open, *, now:
         log.exception("could not raise the operators' alert %s", alarm.dedup_key)
 
 
-async def delivery_gave_up(conn: AsyncConnection[Any], row: dict[str, Any], error: str) -> None:
+async def delivery_gave_up(conn: Conn, row: dict[str, Any], error: str) -> None:
     """A webhook or e-mail given up after its last attempt: the operators are told."""
     alarm = rules.work_failed(
         what=f"{row['channel']} delivery", ident=row["id"], error=f"to {row['target']}: {error}"[:300],
-        site=None, t_ms=_ms(repo.now()),
+        site=None, t_ms=_ms(alerts_repo.now()),
     )  # fmt: skip
     await _operator_alert(conn, alarm, now=None)
 
 
 async def _handle(
-    conn: AsyncConnection[Any], row: dict[str, Any], *, email: bool, now: datetime | None,
+    conn: Conn, row: dict[str, Any], *, email: bool, now: datetime | None,
     not_worn_after_s: float = rules.NOT_WORN_NOTICE_S,
 ) -> None:  # fmt: skip
     payload = json.loads(row["payload"])
@@ -237,7 +245,7 @@ async def _handle(
         await apply(conn, decision, email=email, now=now)
 
 
-async def _home_after_fall(conn: AsyncConnection[Any], payload: dict[str, Any]) -> fall_context.FallJudgement:
+async def _home_after_fall(conn: Conn, payload: dict[str, Any]) -> fall_context.FallJudgement:
     """What the home said in the minute after a fall's impact: the gateway's view of its check-in
     (``evidence.context``) and every reading of the site stored for that minute (other gateways
     too), judged by :func:`fall_context.judge_fall`. Times are the gateway's clock, like the
@@ -246,7 +254,7 @@ async def _home_after_fall(conn: AsyncConnection[Any], payload: dict[str, Any]) 
     context = _obj(evidence.get("context"))
     site, impact_s = str(payload["site"]), int(payload["t"]) / 1000
     kinds = ["pir", "bed", "door", "plug"]
-    stored = await repo.home_readings(
+    stored = await detectors_repo.home_readings(
         conn, site=site, after_s=impact_s - 900, until_s=impact_s + fall_context.WINDOW_S, kinds=kinds
     )
     signals = [
@@ -264,7 +272,7 @@ async def _home_after_fall(conn: AsyncConnection[Any], payload: dict[str, Any]) 
         room=room,
         signals=[*signals, *fall_context.edge_signals(context, impact_s)],
         watched_until_s=fall_context.edge_watched_until(evidence, impact_s),
-        has_motion_sensors=await repo.site_has_sensor(conn, site=site, kind="pir"),
+        has_motion_sensors=await gateways_repo.site_has_sensor(conn, site=site, kind="pir"),
         answered=bool(checkin.get("answered")),
     )
 
@@ -274,21 +282,23 @@ def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def _resident(conn: AsyncConnection[Any], payload: dict[str, Any], gateway: str) -> str | None:
+async def _resident(conn: Conn, payload: dict[str, Any], gateway: str) -> str | None:
     """The resident an event is about: the one it names if registered at the gateway's site, else
     the sensor's (or the home's only) resident. A name from elsewhere never reaches another home's
     resident, and an unknown one does not stop the alert: it opens for the home."""
     named = payload.get("resident")
     if isinstance(named, str) and named:
-        found = await repo.resident_at_site(conn, resident=named, gateway=gateway)
+        found = await gateways_repo.resident_at_site(conn, resident=named, gateway=gateway)
         if found is not None:
             return found
         log.warning("event from %s names resident %r, not registered at its site", gateway, named)
-    return await repo.resident_of_sensor(conn, gateway=gateway, sensor=str(payload.get("sensor", "")))
+    return await gateways_repo.resident_of_sensor(
+        conn, gateway=gateway, sensor=str(payload.get("sensor", ""))
+    )
 
 
 async def _status(
-    conn: AsyncConnection[Any], payload: dict[str, Any], gateway: str, *, not_worn_after_s: float
+    conn: Conn, payload: dict[str, Any], gateway: str, *, not_worn_after_s: float
 ) -> list[rules.Decision]:
     """Decisions for a status, unless a status that arrived later already superseded it.
 
@@ -298,11 +308,13 @@ async def _status(
     ts = payload.get("ts")
     if payload.get("state") == "online" and ts is not None and not payload.get("retained"):
         skew = int(payload["t"]) - int(ts)
-        await repo.set_clock_skew(conn, gateway=gateway, skew_ms=skew)
-        if not await repo.site_is_simulated(conn, site=payload["site"]):  # a simulator's clock runs fast
+        await gateways_repo.set_clock_skew(conn, gateway=gateway, skew_ms=skew)
+        if not await gateways_repo.site_is_simulated(
+            conn, site=payload["site"]
+        ):  # a simulator's clock runs fast
             payload = payload | {"skew_ms": skew}
     decisions = rules.decide_status(payload, not_worn_after_s=not_worn_after_s)
-    presence = await repo.gateway_presence(conn, gateway=gateway)
+    presence = await gateways_repo.gateway_presence(conn, gateway=gateway)
     if presence is not None and presence["state_at"] is not None and ts is not None:
         later = presence["state_at"] > datetime.fromtimestamp(ts / 1000, UTC)
         if later and presence["state"] != payload.get("state"):
@@ -312,7 +324,7 @@ async def _status(
 
 
 async def escalate_due(
-    pool: AsyncConnectionPool[Any],
+    pool: Pool,
     *,
     email: bool = False,
     now: datetime | None = None,
@@ -329,7 +341,7 @@ async def escalate_due(
         done = 0
         while True:
             async with pool.connection() as conn, conn.transaction():
-                due = await repo.claim_due_escalations(conn, now=now, limit=batch)
+                due = await alerts_repo.claim_due_escalations(conn, now=now, limit=batch)
                 for alert in due:
                     await _escalate_one(conn, alert, email=email, now=now)
             done += len(due)
@@ -340,33 +352,31 @@ async def escalate_due(
     return sum(counts)
 
 
-async def _escalate_one(
-    conn: AsyncConnection[Any], alert: dict[str, Any], *, email: bool, now: datetime | None
-) -> None:
-    at = now or repo.now()
+async def _escalate_one(conn: Conn, alert: dict[str, Any], *, email: bool, now: datetime | None) -> None:
+    at = now or alerts_repo.now()
     try:
         async with conn.transaction():
-            policy = await repo.policy_for(conn, kind=alert["kind"], resident=alert["resident_id"])
+            policy = await alerts_repo.policy_for(conn, kind=alert["kind"], resident=alert["resident_id"])
             nxt = escalation.tier(policy, alert["tier"] + 1)
             if nxt is None:
-                await repo.set_escalation(conn, alert_id=alert["id"], tier=alert["tier"], due=None)
+                await alerts_repo.set_escalation(conn, alert_id=alert["id"], tier=alert["tier"], due=None)
                 return
-            await repo.trail(
+            await trail_repo.trail(
                 conn, alert_id=alert["id"], action="escalated", tier=nxt.tier,
                 detail={"from_tier": alert["tier"], "reason": "not acknowledged in time"},
             )  # fmt: skip
-            await repo.notify_tier(
+            await alerts_repo.notify_tier(
                 conn, alert_id=alert["id"], tier=nxt, resident=alert["resident_id"], site=alert["site_id"],
                 email=email,
             )  # fmt: skip
-            await repo.set_escalation(
+            await alerts_repo.set_escalation(
                 conn, alert_id=alert["id"], tier=nxt.tier, due=escalation.next_deadline(policy, nxt.tier, at)
             )
         STATS.escalations += 1
     except Exception as exc:  # one alert's failure must not hold up the others' climb
         STATS.escalation_failures += 1
         log.exception("escalating alert %s failed; trying again in %s s", alert["id"], ESCALATION_RETRY_S)
-        await repo.set_escalation(
+        await alerts_repo.set_escalation(
             conn, alert_id=alert["id"], tier=alert["tier"], due=at + timedelta(seconds=ESCALATION_RETRY_S)
         )
         alarm = rules.work_failed(
@@ -377,13 +387,13 @@ async def _escalate_one(
 
 
 async def check_heartbeats(
-    pool: AsyncConnectionPool[Any], *, limit_s: float = HEARTBEAT_LIMIT_S, now: datetime | None = None
+    pool: Pool, *, limit_s: float = HEARTBEAT_LIMIT_S, now: datetime | None = None
 ) -> int:
     """Open (or clear) ``pipeline_stalled`` for each gateway; returns how many are stalled."""
-    now = now or repo.now()
+    now = now or alerts_repo.now()
     stalled = 0
     async with pool.connection() as conn, conn.transaction():
-        gateways = await repo.gateways_for_heartbeat_check(conn, since=now - timedelta(days=1))
+        gateways = await gateways_repo.gateways_for_heartbeat_check(conn, since=now - timedelta(days=1))
         for gw in gateways:
             last = gw["last_heartbeat"]
             decision = rules.decide_heartbeat(
@@ -405,7 +415,7 @@ async def check_heartbeats(
 
 
 async def drive_inactivity(
-    pool: AsyncConnectionPool[Any],
+    pool: Pool,
     *,
     now_s: float | None = None,
     email: bool = False,
@@ -421,11 +431,13 @@ async def drive_inactivity(
     """
     now_s = time.time() if now_s is None else now_s
     async with pool.connection() as conn:
-        await repo.ensure_detectors(conn, detector=inactivity.DETECTOR)
+        await detectors_repo.ensure_detectors(conn, detector=inactivity.DETECTOR)
     raised = 0
     while True:
         async with pool.connection() as conn, conn.transaction():
-            due = await repo.claim_detectors(conn, detector=inactivity.DETECTOR, now_s=now_s, limit=batch)
+            due = await detectors_repo.claim_detectors(
+                conn, detector=inactivity.DETECTOR, now_s=now_s, limit=batch
+            )
             for row in due:
                 home_s = inactivity.home_clock(row, now_s)  # the simulator's clock for a simulated home
                 at_s = inactivity.judged_at(row["state"] or {}, home_s=home_s, wall_s=now_s)
@@ -439,7 +451,7 @@ async def drive_inactivity(
 
 
 async def _drive_one(
-    conn: AsyncConnection[Any], row: dict[str, Any], *, now_s: float, every_s: float, clock: list[float]
+    conn: Conn, row: dict[str, Any], *, now_s: float, every_s: float, clock: list[float]
 ) -> list[rules.Decision]:
     state = row["state"] or {}
     site, sensitivity = row["site_id"], float(row["sensitivity"])
@@ -457,10 +469,12 @@ async def _drive_one(
             log.warning("inactivity state of %s unreadable; refitting", row["resident_id"])
     if det is None or fitted_s is None or now_s - fitted_s >= inactivity.REFIT_S:
         start = now_s - inactivity.FIT_DAYS * 86_400.0
-        readings = await repo.home_readings(conn, site=site, after_s=start, until_s=now_s, kinds=kinds)
+        readings = await detectors_repo.home_readings(
+            conn, site=site, after_s=start, until_s=now_s, kinds=kinds
+        )
         history = inactivity.events(readings)
         sensors = inactivity.sensor_keys(readings)
-        exclude = await repo.detector_exclusions(
+        exclude = await detectors_repo.detector_exclusions(
             conn, resident=row["resident_id"], site=site, after_s=start, until_s=now_s,
             kinds=inactivity.INCIDENT_KINDS,
         )  # fmt: skip
@@ -472,7 +486,9 @@ async def _drive_one(
         log.info("inactivity detector of %s fitted on %s readings", row["resident_id"], len(history))
     else:
         last = float(state["last_event_s"])
-        readings = await repo.home_readings(conn, site=site, after_s=last, until_s=now_s, kinds=kinds)
+        readings = await detectors_repo.home_readings(
+            conn, site=site, after_s=last, until_s=now_s, kinds=kinds
+        )
         fresh = inactivity.events(readings)
         sensors.update(inactivity.sensor_keys(readings))
         clears, silent = inactivity.cleared(silent, fresh)
@@ -486,7 +502,7 @@ async def _drive_one(
     for a in alerts:  # remember which sensors are alerted as silent, to resolve them when they report
         if a.kind == "device_silent" and a.sensor in sensors:
             silent[a.sensor] = inactivity.device_key(*sensors[a.sensor])
-    await repo.save_detector(
+    await detectors_repo.save_detector(
         conn,
         resident=row["resident_id"],
         detector=inactivity.DETECTOR,
@@ -503,9 +519,7 @@ async def _drive_one(
     return [*clears, *opened]
 
 
-async def _work_loop(
-    pool: AsyncConnectionPool[Any], conninfo: str, email: bool, not_worn_after_s: float
-) -> None:
+async def _work_loop(pool: Pool, conninfo: str, email: bool, not_worn_after_s: float) -> None:
     while True:
         try:
             async with await AsyncConnection.connect(conninfo, autocommit=True) as listener:
@@ -523,14 +537,14 @@ async def _work_loop(
             await asyncio.sleep(POLL_S)
 
 
-async def _escalation_loop(pool: AsyncConnectionPool[Any], email: bool, clock: Clock) -> None:
+async def _escalation_loop(pool: Pool, email: bool, clock: Clock) -> None:
     """Escalate whatever is due, then sleep until the next deadline (at most a tick)."""
     while True:
         wait = ESCALATION_TICK_S
         try:
             await escalate_due(pool, email=email, now=clock(), workers=ESCALATION_WORKERS)
             async with pool.connection() as conn:
-                due = await repo.next_escalation_at(conn)
+                due = await alerts_repo.next_escalation_at(conn)
             if due is not None:
                 wait = min(max((due - clock()).total_seconds(), 0.0), ESCALATION_TICK_S)
         except asyncio.CancelledError:
@@ -561,7 +575,7 @@ class Engine:
     """
 
     def __init__(
-        self, conninfo: str, *, email: bool, settings: Any, clock: Clock = repo.now,
+        self, conninfo: str, *, email: bool, settings: Any, clock: Clock = alerts_repo.now,
         pool_size: int = ENGINE_POOL_SIZE,
     ) -> None:  # fmt: skip
         self.conninfo = conninfo
@@ -595,10 +609,9 @@ class Engine:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            self.conninfo, min_size=2, max_size=self.pool_size,
-            kwargs={"autocommit": True, "options": f"-c lock_timeout={LOCK_TIMEOUT_MS}"},
-            open=False, name="eldercare-engine",
+        pool = open_pool(
+            self.conninfo, min_size=2, max_size=self.pool_size, name="eldercare-engine",
+            options=f"-c lock_timeout={LOCK_TIMEOUT_MS}",
         )  # fmt: skip
         await pool.open()  # connections come as the database allows; the loops retry meanwhile
         email, clock = self.email, self.clock
@@ -637,9 +650,7 @@ async def start(state: Any) -> list[asyncio.Task[None]]:
     conninfo = str(state.pool.conninfo)
     settings = state.settings
     email = settings.smtp_url is not None  # queue e-mails only where a server can send them
-    push_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        conninfo, min_size=1, max_size=3, kwargs={"autocommit": True}, open=False, name="eldercare-push"
-    )
+    push_pool = open_pool(conninfo, min_size=1, max_size=3, name="eldercare-push")
     await push_pool.open(wait=True, timeout=15)
     hub = Hub(push_pool, conninfo)
     state.hub = hub

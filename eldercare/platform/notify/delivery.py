@@ -18,14 +18,14 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.config import Settings
 from eldercare.platform.notify import NotifyError, webhook
 from eldercare.platform.notify import email as mail
 from eldercare.platform.notify.hub import message
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import alerts as alerts_repo
+from eldercare.platform.repo import deliveries as deliveries_repo
+from eldercare.platform.repo.connections import Conn, Pool
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ BATCH = 20
 
 
 # Called in the transaction that records a delivery given up (the engine raises the operators' alert).
-GaveUp = Callable[[AsyncConnection[Any], dict[str, Any], str], Awaitable[None]]
+GaveUp = Callable[[Conn, dict[str, Any], str], Awaitable[None]]
 
 
 def backoff(attempts: int, base_s: float = BACKOFF_S) -> float:
@@ -51,7 +51,7 @@ class Deliverer:
 
     def __init__(
         self,
-        pool: AsyncConnectionPool[Any],
+        pool: Pool,
         settings: Settings,
         *,
         base_backoff_s: float = BACKOFF_S,
@@ -74,7 +74,7 @@ class Deliverer:
         test can step through the backoff without sleeping it out.
         """
         async with self.pool.connection() as conn:
-            rows = await repo.claim_deliveries(
+            rows = await deliveries_repo.claim_deliveries(
                 conn, channels=self.channels, lease_s=LEASE_S, limit=BATCH, now=now
             )
         if rows:
@@ -94,7 +94,7 @@ class Deliverer:
             log.exception("delivery %s failed unexpectedly", row["id"])
             error = f"{type(exc).__name__}: {exc}"
         async with self.pool.connection() as conn, conn.transaction():
-            status = await repo.record_delivery(
+            status = await deliveries_repo.record_delivery(
                 conn,
                 notification_id=row["id"],
                 ok=error is None,
@@ -110,7 +110,7 @@ class Deliverer:
 
     async def _alert(self, alert_id: int) -> dict[str, Any]:
         async with self.pool.connection() as conn:
-            alert = await repo.push_summary(conn, alert_id=alert_id)
+            alert = await alerts_repo.push_summary(conn, alert_id=alert_id)
         if alert is None:
             msg = f"alert {alert_id} no longer exists"
             raise NotifyError(msg)
@@ -120,8 +120,8 @@ class Deliverer:
 
     async def _webhook(self, row: dict[str, Any]) -> None:
         async with self.pool.connection() as conn:
-            provider = await repo.webhook_of(conn, provider_id=row["target"])
-            people = await repo.notified_members(
+            provider = await deliveries_repo.webhook_of(conn, provider_id=row["target"])
+            people = await deliveries_repo.notified_members(
                 conn, alert_id=row["alert_id"], tier=row["tier"], provider_id=row["target"]
             )
         if provider is None or not provider["webhook_url"]:
@@ -148,7 +148,7 @@ class Deliverer:
         locale = "zh-CN"
         if row["user_id"] is not None:
             async with self.pool.connection() as conn:
-                locale = await repo.user_locale(conn, user_id=row["user_id"])
+                locale = await deliveries_repo.user_locale(conn, user_id=row["user_id"])
         alert = await self._alert(row["alert_id"])
         msg = mail.compose(
             sender=self.smtp_from, to=row["target"], alert=alert, tier=row["tier"], locale=locale
@@ -168,7 +168,7 @@ class Deliverer:
                 if free > 0:
                     try:
                         async with self.pool.connection() as conn:
-                            rows = await repo.claim_deliveries(
+                            rows = await deliveries_repo.claim_deliveries(
                                 conn, channels=self.channels, lease_s=LEASE_S, limit=free
                             )
                         for row in rows:

@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.platform.decisions import TITLES
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import alerts as alerts_repo
+from eldercare.platform.repo.connections import Pool
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class _Outbox:
 class Hub:
     """Owns the sockets connected to this replica, by user id, and the replica's alert listener."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any], conninfo: str) -> None:
+    def __init__(self, pool: Pool, conninfo: str) -> None:
         self.pool = pool
         self.conninfo = conninfo
         self._sockets: dict[int, dict[Socket, _Outbox]] = {}
@@ -171,10 +171,10 @@ class Hub:
         alert_id = int(payload["alert"])
         named = {int(u) for u in payload.get("users") or []}
         async with self.pool.connection() as conn:
-            alert = await repo.push_summary(conn, alert_id=alert_id)
+            alert = await alerts_repo.push_summary(conn, alert_id=alert_id)
             if alert is None:
                 return 0
-            audience = set(await repo.audience(conn, alert_id=alert_id, users=self.connected_users))
+            audience = set(await alerts_repo.audience(conn, alert_id=alert_id, users=self.connected_users))
         text = json.dumps(message(alert, str(payload.get("event", ""))), ensure_ascii=False)
         queued = 0
         for user in (named | audience) & set(self._sockets):

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+from eldercare.platform.repo.connections import Conn
 
 
 async def write(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     user_id: int | None,
     username: str | None,
@@ -35,7 +35,7 @@ async def write(
 
 
 async def search(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     resident_id: str | None = None,
     user_id: int | None = None,
@@ -43,14 +43,13 @@ async def search(
     limit: int = 100,
     before_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT id, at, user_id, username, action, resident_id, route, detail FROM audit_log"
-            " WHERE (%(r)s::text IS NULL OR resident_id = %(r)s)"
-            " AND (%(u)s::bigint IS NULL OR user_id = %(u)s)"
-            " AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)"
-            " AND (%(before)s::bigint IS NULL OR id < %(before)s)"
-            " ORDER BY id DESC LIMIT %(limit)s",
-            {"r": resident_id, "u": user_id, "since": since, "before": before_id, "limit": limit},
-        )
-        return await cur.fetchall()
+    cur = await conn.execute(
+        "SELECT id, at, user_id, username, action, resident_id, route, detail FROM audit_log"
+        " WHERE (%(r)s::text IS NULL OR resident_id = %(r)s)"
+        " AND (%(u)s::bigint IS NULL OR user_id = %(u)s)"
+        " AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)"
+        " AND (%(before)s::bigint IS NULL OR id < %(before)s)"
+        " ORDER BY id DESC LIMIT %(limit)s",
+        {"r": resident_id, "u": user_id, "since": since, "before": before_id, "limit": limit},
+    )
+    return await cur.fetchall()

@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from eldercare.platform.repo import resident_scope, scope_params, site_scope
+from eldercare.platform.repo.connections import Conn
 
 if TYPE_CHECKING:
     from eldercare.platform.access import Principal
@@ -21,35 +21,24 @@ if TYPE_CHECKING:
 JSON_COLUMNS = {"layout", "emergency_contacts", "config", "meta", "consent"}
 
 
-async def _one(conn: AsyncConnection[Any], query: Any, params: dict[str, Any]) -> dict[str, Any] | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchone()
-
-
-async def _all(conn: AsyncConnection[Any], query: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchall()
-
-
 def _wrap(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: Jsonb(v) if k in JSON_COLUMNS and v is not None else v for k, v in fields.items()}
 
 
-async def insert(conn: AsyncConnection[Any], *, table: str, fields: dict[str, Any]) -> dict[str, Any]:
+async def insert(conn: Conn, *, table: str, fields: dict[str, Any]) -> dict[str, Any]:
     query = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) RETURNING *").format(
         t=sql.Identifier(table),
         cols=sql.SQL(", ").join(map(sql.Identifier, fields)),
         vals=sql.SQL(", ").join(map(sql.Placeholder, fields)),
     )
-    row = await _one(conn, query, _wrap(fields))
+    cur = await conn.execute(query, _wrap(fields))
+    row = await cur.fetchone()
     assert row is not None
     return row
 
 
 async def update(
-    conn: AsyncConnection[Any], *, table: str, key: dict[str, Any], fields: dict[str, Any]
+    conn: Conn, *, table: str, key: dict[str, Any], fields: dict[str, Any]
 ) -> dict[str, Any] | None:
     where = sql.SQL(" AND ").join(
         sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(f"key_{k}")) for k in key
@@ -64,11 +53,12 @@ async def update(
         query = sql.SQL("UPDATE {t} SET {s} WHERE {w} RETURNING *").format(
             t=sql.Identifier(table), s=sets, w=where
         )
-    return await _one(conn, query, params)
+    cur = await conn.execute(query, params)
+    return await cur.fetchone()
 
 
 async def change(
-    conn: AsyncConnection[Any], *, table: str, key: dict[str, Any], fields: dict[str, Any]
+    conn: Conn, *, table: str, key: dict[str, Any], fields: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Update one row and return it before and after (locked between, for the audit's diff);
     None when there is no such row. Runs in the caller's transaction if there is one."""
@@ -77,11 +67,11 @@ async def change(
     )
     params = {f"key_{k}": v for k, v in key.items()}
     async with conn.transaction():
-        old = await _one(
-            conn,
+        cur = await conn.execute(
             sql.SQL("SELECT * FROM {t} WHERE {w} FOR UPDATE").format(t=sql.Identifier(table), w=where),
             params,
         )
+        old = await cur.fetchone()
         if old is None:
             return None
         new = await update(conn, table=table, key=key, fields=fields)
@@ -89,19 +79,18 @@ async def change(
     return old, new
 
 
-async def delete_returning(
-    conn: AsyncConnection[Any], *, table: str, key: dict[str, Any]
-) -> dict[str, Any] | None:
+async def delete_returning(conn: Conn, *, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
     """Delete one row and return what it was (for the audit log); None when there was none."""
     where = sql.SQL(" AND ").join(
         sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in key
     )
-    return await _one(
-        conn, sql.SQL("DELETE FROM {t} WHERE {w} RETURNING *").format(t=sql.Identifier(table), w=where), key
+    cur = await conn.execute(
+        sql.SQL("DELETE FROM {t} WHERE {w} RETURNING *").format(t=sql.Identifier(table), w=where), key
     )
+    return await cur.fetchone()
 
 
-async def delete(conn: AsyncConnection[Any], *, table: str, key: dict[str, Any]) -> bool:
+async def delete(conn: Conn, *, table: str, key: dict[str, Any]) -> bool:
     where = sql.SQL(" AND ").join(
         sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in key
     )
@@ -116,45 +105,45 @@ async def delete(conn: AsyncConnection[Any], *, table: str, key: dict[str, Any])
 PROVIDER_COLS = sql.SQL("p.id, p.name, p.kind, p.district, p.phone, p.webhook_url, p.created_at")
 
 
-async def list_providers(conn: AsyncConnection[Any], *, user: Principal) -> list[dict[str, Any]]:
+async def list_providers(conn: Conn, *, user: Principal) -> list[dict[str, Any]]:
     scope = sql.SQL("true") if user.role == "admin" else sql.SQL("p.id = %(scope_pid)s")
     query = sql.SQL("SELECT {c} FROM providers p WHERE {s} ORDER BY p.id").format(c=PROVIDER_COLS, s=scope)
-    return await _all(conn, query, scope_params(user))
+    cur = await conn.execute(query, scope_params(user))
+    return await cur.fetchall()
 
 
-async def get_provider(
-    conn: AsyncConnection[Any], *, user: Principal, provider_id: str
-) -> dict[str, Any] | None:
+async def get_provider(conn: Conn, *, user: Principal, provider_id: str) -> dict[str, Any] | None:
     scope = sql.SQL("true") if user.role == "admin" else sql.SQL("p.id = %(scope_pid)s")
     query = sql.SQL("SELECT {c} FROM providers p WHERE p.id = %(id)s AND {s}").format(
         c=PROVIDER_COLS, s=scope
     )
-    return await _one(conn, query, {**scope_params(user), "id": provider_id})
+    cur = await conn.execute(query, {**scope_params(user), "id": provider_id})
+    return await cur.fetchone()
 
 
 # Sites ------------------------------------------------------------------------------------------------
 
 
-async def list_sites(
-    conn: AsyncConnection[Any], *, user: Principal, kind: str | None = None
-) -> list[dict[str, Any]]:
+async def list_sites(conn: Conn, *, user: Principal, kind: str | None = None) -> list[dict[str, Any]]:
     query = sql.SQL(
         "SELECT s.* FROM sites s WHERE {scope}"
         " AND (%(kind)s::text IS NULL OR s.kind = %(kind)s) ORDER BY s.id"
     ).format(scope=site_scope(user))
-    return await _all(conn, query, {**scope_params(user), "kind": kind})
+    cur = await conn.execute(query, {**scope_params(user), "kind": kind})
+    return await cur.fetchall()
 
 
-async def get_site(conn: AsyncConnection[Any], *, user: Principal, site_id: str) -> dict[str, Any] | None:
+async def get_site(conn: Conn, *, user: Principal, site_id: str) -> dict[str, Any] | None:
     query = sql.SQL("SELECT s.* FROM sites s WHERE s.id = %(id)s AND {scope}").format(scope=site_scope(user))
-    return await _one(conn, query, {**scope_params(user), "id": site_id})
+    cur = await conn.execute(query, {**scope_params(user), "id": site_id})
+    return await cur.fetchone()
 
 
 # Residents --------------------------------------------------------------------------------------------
 
 
 async def list_residents(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     user: Principal,
     site_id: str | None = None,
@@ -166,12 +155,14 @@ async def list_residents(
         " AND (%(site)s::text IS NULL OR r.home_site_id = %(site)s OR r.station_site_id = %(site)s)"
         " AND (%(after)s::text IS NULL OR r.id > %(after)s) ORDER BY r.id LIMIT %(limit)s"
     ).format(scope=resident_scope(user))
-    return await _all(conn, query, {**scope_params(user), "site": site_id, "after": after, "limit": limit})
+    cur = await conn.execute(query, {**scope_params(user), "site": site_id, "after": after, "limit": limit})
+    return await cur.fetchall()
 
 
-async def get_resident(conn: AsyncConnection[Any], *, resident_id: str) -> dict[str, Any] | None:
+async def get_resident(conn: Conn, *, resident_id: str) -> dict[str, Any] | None:
     """Unscoped: callers check access first (``access.require_resident_access``)."""
-    return await _one(conn, "SELECT * FROM residents WHERE id = %(id)s", {"id": resident_id})
+    cur = await conn.execute("SELECT * FROM residents WHERE id = %(id)s", {"id": resident_id})
+    return await cur.fetchone()
 
 
 # Gateways and sensors ---------------------------------------------------------------------------------
@@ -182,50 +173,48 @@ GATEWAY_COLS = sql.SQL(
 )
 
 
-async def list_gateways(
-    conn: AsyncConnection[Any], *, user: Principal, site_id: str | None = None
-) -> list[dict[str, Any]]:
+async def list_gateways(conn: Conn, *, user: Principal, site_id: str | None = None) -> list[dict[str, Any]]:
     query = sql.SQL(
         "SELECT {c} FROM gateways g JOIN sites s ON s.id = g.site_id WHERE {scope}"
         " AND (%(site)s::text IS NULL OR g.site_id = %(site)s) ORDER BY g.id"
     ).format(c=GATEWAY_COLS, scope=site_scope(user))
-    return await _all(conn, query, {**scope_params(user), "site": site_id})
+    cur = await conn.execute(query, {**scope_params(user), "site": site_id})
+    return await cur.fetchall()
 
 
-async def get_gateway(
-    conn: AsyncConnection[Any], *, user: Principal, gateway_id: str
-) -> dict[str, Any] | None:
+async def get_gateway(conn: Conn, *, user: Principal, gateway_id: str) -> dict[str, Any] | None:
     query = sql.SQL(
         "SELECT {c}, g.config FROM gateways g JOIN sites s ON s.id = g.site_id"
         " WHERE g.id = %(id)s AND {scope}"
     ).format(c=GATEWAY_COLS, scope=site_scope(user))
-    return await _one(conn, query, {**scope_params(user), "id": gateway_id})
+    cur = await conn.execute(query, {**scope_params(user), "id": gateway_id})
+    return await cur.fetchone()
 
 
 async def set_gateway_config(
-    conn: AsyncConnection[Any], *, gateway_id: str, config: dict[str, Any], expected_revision: int | None
+    conn: Conn, *, gateway_id: str, config: dict[str, Any], expected_revision: int | None
 ) -> dict[str, Any] | None:
     """Store a new config and bump the revision; None when the revision moved meanwhile."""
-    return await _one(
-        conn,
+    cur = await conn.execute(
         "UPDATE gateways SET config = %(c)s || jsonb_build_object('revision', config_revision + 1),"
         " config_revision = config_revision + 1"
         " WHERE id = %(id)s AND (%(exp)s::int IS NULL OR config_revision = %(exp)s)"
         " RETURNING id, site_id, config, config_revision",
         {"c": Jsonb(config), "id": gateway_id, "exp": expected_revision},
     )
+    return await cur.fetchone()
 
 
-async def list_sensors(conn: AsyncConnection[Any], *, gateway_id: str) -> list[dict[str, Any]]:
-    return await _all(conn, "SELECT * FROM sensors WHERE gateway_id = %(g)s ORDER BY id", {"g": gateway_id})
+async def list_sensors(conn: Conn, *, gateway_id: str) -> list[dict[str, Any]]:
+    cur = await conn.execute("SELECT * FROM sensors WHERE gateway_id = %(g)s ORDER BY id", {"g": gateway_id})
+    return await cur.fetchall()
 
 
 # Escalation policies ----------------------------------------------------------------------------------
 
 
-async def list_policies(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
-    return await _all(
-        conn,
+async def list_policies(conn: Conn) -> list[dict[str, Any]]:
+    cur = await conn.execute(
         "SELECT p.id, p.name, p.family_ack_stops, p.created_at,"
         " coalesce(jsonb_agg(jsonb_build_object('tier', t.tier, 'name', t.name, 'targets', t.targets,"
         " 'ack_timeout_s', t.ack_timeout_s) ORDER BY t.tier)"
@@ -234,15 +223,16 @@ async def list_policies(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
         " GROUP BY p.id ORDER BY p.id",
         {},
     )
+    return await cur.fetchall()
 
 
-async def get_policy(conn: AsyncConnection[Any], *, policy_id: int) -> dict[str, Any] | None:
+async def get_policy(conn: Conn, *, policy_id: int) -> dict[str, Any] | None:
     rows = [p for p in await list_policies(conn) if p["id"] == policy_id]
     return rows[0] if rows else None
 
 
 async def save_policy(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     policy_id: int | None,
     name: str,
@@ -253,18 +243,18 @@ async def save_policy(
     params = {"n": name, "id": policy_id, "f": family_ack_stops}
     async with conn.transaction():
         if policy_id is None:
-            row = await _one(
-                conn,
+            cur = await conn.execute(
                 "INSERT INTO escalation_policies (name, family_ack_stops) VALUES (%(n)s, %(f)s) RETURNING id",
                 params,
             )
+            row = await cur.fetchone()
         else:
-            row = await _one(
-                conn,
+            cur = await conn.execute(
                 "UPDATE escalation_policies SET name = %(n)s, family_ack_stops = %(f)s WHERE id = %(id)s"
                 " RETURNING id",
                 params,
             )
+            row = await cur.fetchone()
         if row is None:
             return None
         pid = int(row["id"])
@@ -278,10 +268,11 @@ async def save_policy(
         return pid
 
 
-async def policy_in_use(conn: AsyncConnection[Any], *, policy_id: int) -> int:
-    row = await _one(
-        conn, "SELECT count(*) AS n FROM residents WHERE escalation_policy_id = %(p)s", {"p": policy_id}
+async def policy_in_use(conn: Conn, *, policy_id: int) -> int:
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM residents WHERE escalation_policy_id = %(p)s", {"p": policy_id}
     )
+    row = await cur.fetchone()
     return int(row["n"]) if row else 0
 
 
@@ -289,39 +280,39 @@ async def policy_in_use(conn: AsyncConnection[Any], *, policy_id: int) -> int:
 
 
 async def list_shifts(
-    conn: AsyncConnection[Any], *, provider_id: str, start: datetime | None, end: datetime | None
+    conn: Conn, *, provider_id: str, start: datetime | None, end: datetime | None
 ) -> list[dict[str, Any]]:
-    return await _all(
-        conn,
+    cur = await conn.execute(
         "SELECT o.id, o.provider_id, o.user_id, u.display_name, o.starts_at, o.ends_at FROM oncall_shifts o"
         " JOIN users u ON u.id = o.user_id WHERE o.provider_id = %(p)s"
         " AND (%(end)s::timestamptz IS NULL OR o.starts_at < %(end)s)"
         " AND (%(start)s::timestamptz IS NULL OR o.ends_at > %(start)s) ORDER BY o.starts_at, o.id",
         {"p": provider_id, "start": start, "end": end},
     )
+    return await cur.fetchall()
 
 
-async def get_shift(conn: AsyncConnection[Any], *, shift_id: int) -> dict[str, Any] | None:
-    return await _one(
-        conn,
+async def get_shift(conn: Conn, *, shift_id: int) -> dict[str, Any] | None:
+    cur = await conn.execute(
         "SELECT o.id, o.provider_id, o.user_id, u.display_name, o.starts_at, o.ends_at FROM oncall_shifts o"
         " JOIN users u ON u.id = o.user_id WHERE o.id = %(id)s",
         {"id": shift_id},
     )
+    return await cur.fetchone()
 
 
-async def on_duty(conn: AsyncConnection[Any], *, provider_id: str, at: datetime) -> list[dict[str, Any]]:
+async def on_duty(conn: Conn, *, provider_id: str, at: datetime) -> list[dict[str, Any]]:
     """Who is on duty for a provider at ``at`` (the engine's tier targets use the same rule)."""
-    return await _all(
-        conn,
+    cur = await conn.execute(
         "SELECT o.user_id, u.display_name FROM oncall_shifts o JOIN users u ON u.id = o.user_id"
         " WHERE o.provider_id = %(p)s AND o.starts_at <= %(at)s AND o.ends_at > %(at)s AND u.active",
         {"p": provider_id, "at": at},
     )
+    return await cur.fetchall()
 
 
 async def provision_gateway(
-    conn: AsyncConnection[Any], *, gateway: dict[str, Any], sensors: list[dict[str, Any]]
+    conn: Conn, *, gateway: dict[str, Any], sensors: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Insert a gateway (credentials already hashed, config built) and its sensors atomically."""
     async with conn.transaction():
@@ -331,27 +322,27 @@ async def provision_gateway(
     return row
 
 
-async def list_unknown_sensors(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+async def list_unknown_sensors(conn: Conn) -> list[dict[str, Any]]:
     """Sensor ids gateways sent that are still not registered (ingest stores their data and notes them)."""
-    return await _all(
-        conn,
+    cur = await conn.execute(
         "SELECT u.gateway_id, g.site_id, u.sensor_id, u.first_seen, u.last_seen FROM unknown_sensors u"
         " JOIN gateways g ON g.id = u.gateway_id"
         " WHERE NOT EXISTS (SELECT 1 FROM sensors s WHERE s.gateway_id = u.gateway_id AND s.id = u.sensor_id)"
         " ORDER BY u.gateway_id, u.sensor_id",
         {},
     )
+    return await cur.fetchall()
 
 
 async def set_gateway_password(
-    conn: AsyncConnection[Any], *, gateway_id: str, password_hash: str, broker_hash: str
+    conn: Conn, *, gateway_id: str, password_hash: str, broker_hash: str
 ) -> str | None:
-    row = await _one(
-        conn,
+    cur = await conn.execute(
         "UPDATE gateways SET mqtt_password_hash = %(h)s, broker_password_hash = %(b)s WHERE id = %(id)s"
         " RETURNING mqtt_username",
         {"h": password_hash, "b": broker_hash, "id": gateway_id},
     )
+    row = await cur.fetchone()
     return None if row is None else str(row["mqtt_username"])
 
 
@@ -360,7 +351,7 @@ async def set_gateway_password(
 BROKER_FILES_LOCK = 0x656C6463_62726F6B  # "eldc" "brok": one writer of the broker files at a time
 
 
-async def lock_broker_files(conn: AsyncConnection[Any]) -> None:
+async def lock_broker_files(conn: Conn) -> None:
     """Serialise rewriting the broker files across API replicas until the transaction ends.
 
     Whoever takes the lock last reads the registry after every earlier change committed, so the
@@ -369,12 +360,12 @@ async def lock_broker_files(conn: AsyncConnection[Any]) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(%(k)s)", {"k": BROKER_FILES_LOCK})
 
 
-async def broker_gateways(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
+async def broker_gateways(conn: Conn) -> list[dict[str, Any]]:
     """Every enabled gateway's MQTT username, site and Mosquitto hash (None: not issued since
     migration 0003). A disabled gateway has no broker account: it cannot even connect."""
-    return await _all(
-        conn,
+    cur = await conn.execute(
         "SELECT id, site_id, mqtt_username, broker_password_hash FROM gateways"
         " WHERE disabled_at IS NULL ORDER BY mqtt_username",
         {},
     )
+    return await cur.fetchall()

@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
+from psycopg import sql
 
 from eldercare.platform.repo import resident_scope, scope_params
+from eldercare.platform.repo.connections import Conn
 
 if TYPE_CHECKING:
     from eldercare.platform.access import Principal
@@ -30,14 +30,8 @@ MAX_SENSITIVITY = 1.5
 DETECTOR_OF_KIND = {"night_wandering": "inactivity", "bed_exit_no_return": "inactivity"}
 
 
-async def _all(conn: AsyncConnection[Any], query: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchall()
-
-
 async def care_quality(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     user: Principal,
     since: datetime,
@@ -111,7 +105,8 @@ async def care_quality(
     )
     async with conn.transaction():
         await conn.execute("SET LOCAL jit = off")  # a short query; compiling it costs more than it saves
-        rows = await _all(conn, query, params)
+        cur = await conn.execute(query, params)
+        rows = await cur.fetchall()
     # GROUPING() sets a bit for each argument left out of the row's set; ack_tier is the high bit
     sets = {31: "ack_tier", 47: "tier", 55: "ack_provider", 59: "res_provider", 61: "kind", 62: "resident_id"}
     by: dict[str, list[dict[str, Any]]] = {name: [] for name in sets.values()}
@@ -156,9 +151,7 @@ async def care_quality(
     }
 
 
-async def record_outcome_feedback(
-    conn: AsyncConnection[Any], *, resident_id: str, kind: str, outcome: str
-) -> float | None:
+async def record_outcome_feedback(conn: Conn, *, resident_id: str, kind: str, outcome: str) -> float | None:
     """Nudge the resident's sensitivity for the detector of alert ``kind`` by one outcome; returns it.
 
     Called by :func:`apply_feedback` for every resolved alert exactly once; call it directly only
@@ -168,28 +161,26 @@ async def record_outcome_feedback(
     if factor is None:
         return None
     detector = DETECTOR_OF_KIND.get(kind, kind)
-    async with conn.cursor() as cur:
-        await cur.execute(
-            "INSERT INTO detector_settings (resident_id, detector, sensitivity)"
-            " VALUES (%(r)s, %(k)s, least(greatest(%(f)s, %(lo)s), %(hi)s))"
-            " ON CONFLICT (resident_id, detector) DO UPDATE SET sensitivity ="
-            " least(greatest(detector_settings.sensitivity * %(f)s, %(lo)s), %(hi)s)"
-            " RETURNING sensitivity",
-            {"r": resident_id, "k": detector, "f": factor, "lo": MIN_SENSITIVITY, "hi": MAX_SENSITIVITY},
-        )
-        row = await cur.fetchone()
-    return float(row[0]) if row else None
+    cur = await conn.execute(
+        "INSERT INTO detector_settings (resident_id, detector, sensitivity)"
+        " VALUES (%(r)s, %(k)s, least(greatest(%(f)s, %(lo)s), %(hi)s))"
+        " ON CONFLICT (resident_id, detector) DO UPDATE SET sensitivity ="
+        " least(greatest(detector_settings.sensitivity * %(f)s, %(lo)s), %(hi)s)"
+        " RETURNING sensitivity",
+        {"r": resident_id, "k": detector, "f": factor, "lo": MIN_SENSITIVITY, "hi": MAX_SENSITIVITY},
+    )
+    row = await cur.fetchone()
+    return float(row["sensitivity"]) if row else None
 
 
-async def apply_feedback(conn: AsyncConnection[Any], *, limit: int = 1000) -> int:
+async def apply_feedback(conn: Conn, *, limit: int = 1000) -> int:
     """Feed back the outcomes of resolved alerts not fed back yet; returns how many were applied.
 
     Each alert is claimed by inserting its id into ``outcome_feedback`` (primary key) in the same
     transaction as the update, so concurrent replicas never count an outcome twice.
     """
     async with conn.transaction():
-        claimed = await _all(
-            conn,
+        cur = await conn.execute(
             """
             WITH todo AS (
                 SELECT a.id FROM alerts a
@@ -205,6 +196,7 @@ async def apply_feedback(conn: AsyncConnection[Any], *, limit: int = 1000) -> in
             """,
             {"limit": limit},
         )
+        claimed = await cur.fetchall()
         for r in claimed:
             await record_outcome_feedback(
                 conn, resident_id=r["resident_id"], kind=r["kind"], outcome=r["outcome"]

@@ -5,19 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-
-async def _all(conn: AsyncConnection[Any], query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)  # type: ignore[arg-type]
-        return await cur.fetchall()
+from eldercare.platform.repo.connections import Conn
 
 
 async def record_incident(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     user_id: int,
     resident_id: str,
@@ -26,8 +20,7 @@ async def record_incident(
     truth: dict[str, Any] | None,
     clock: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    rows = await _all(
-        conn,
+    cur = await conn.execute(
         "INSERT INTO sim_incidents (requested_by, resident_id, site_id, kind, request, truth, clock)"
         " SELECT %(u)s, r.id, r.home_site_id, %(k)s, %(req)s, %(truth)s, %(clock)s FROM residents r"
         " WHERE r.id = %(r)s RETURNING id, resident_id, site_id, kind, requested_at, truth",
@@ -40,30 +33,31 @@ async def record_incident(
             "clock": Jsonb(clock) if clock else None,
         },
     )
+    rows = await cur.fetchall()
     return rows[0]
 
 
-async def incidents(conn: AsyncConnection[Any], *, since: datetime | None) -> list[dict[str, Any]]:
-    return await _all(
-        conn,
+async def incidents(conn: Conn, *, since: datetime | None) -> list[dict[str, Any]]:
+    cur = await conn.execute(
         "SELECT i.id, i.resident_id, i.site_id, i.kind, i.requested_at, i.truth, i.clock FROM sim_incidents i"
         " JOIN sites s ON s.id = i.site_id WHERE s.simulated"
         " AND (%(since)s::timestamptz IS NULL OR i.requested_at >= %(since)s) ORDER BY i.requested_at",
         {"since": since},
     )
+    return await cur.fetchall()
 
 
-async def simulated_residents(conn: AsyncConnection[Any]) -> int:
-    rows = await _all(conn, "SELECT count(*) AS n FROM residents WHERE simulated", {})
+async def simulated_residents(conn: Conn) -> int:
+    cur = await conn.execute("SELECT count(*) AS n FROM residents WHERE simulated", {})
+    rows = await cur.fetchall()
     return int(rows[0]["n"])
 
 
 async def alerts_of_sites(
-    conn: AsyncConnection[Any], *, sites: list[str], since: datetime | None
+    conn: Conn, *, sites: list[str], since: datetime | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Alerts of the sites (or their residents) and their trail, times as epoch seconds."""
-    alerts = await _all(
-        conn,
+    cur = await conn.execute(
         "SELECT a.id, a.kind, a.resident_id, coalesce(a.site_id, r.home_site_id) AS site, a.sensor_id,"
         " extract(epoch FROM a.detected_at)::float8 AS detected_at,"
         " extract(epoch FROM a.opened_at)::float8 AS opened_at,"
@@ -73,10 +67,11 @@ async def alerts_of_sites(
         " AND (%(since)s::timestamptz IS NULL OR a.opened_at >= %(since)s) ORDER BY a.opened_at",
         {"sites": sites, "since": since},
     )
-    trail = await _all(
-        conn,
+    alerts = await cur.fetchall()
+    cur = await conn.execute(
         "SELECT alert_id, extract(epoch FROM at)::float8 AS at, action, tier FROM alert_trail"
         " WHERE alert_id = ANY(%(ids)s) ORDER BY alert_id, at",
         {"ids": [a["id"] for a in alerts]},
     )
+    trail = await cur.fetchall()
     return alerts, trail

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+from eldercare.platform.repo.connections import Conn
 
 # Which consent stream a rollup row belongs to (design.md: raw bathroom and bed data need consent).
 STREAM_CASE = """
@@ -17,14 +16,8 @@ CASE WHEN a.room = 'bathroom' THEN 'bathroom'
 """
 
 
-async def _all(conn: AsyncConnection[Any], query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)  # type: ignore[arg-type]
-        return await cur.fetchall()
-
-
 async def timeline(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     resident_id: str,
     start: datetime,
@@ -38,8 +31,7 @@ async def timeline(
     the resident's few sensors are found, then each one's hours are read through the rollup's
     primary key, so the cost follows the range asked for, not the size of the neighbourhood.
     """
-    return await _all(
-        conn,
+    cur = await conn.execute(
         f"""
         WITH s AS (
             SELECT sn.gateway_id, sn.id, sn.room, sn.kind AS sensor_kind
@@ -63,25 +55,23 @@ async def timeline(
         """,
         {"rid": resident_id, "start": start, "end": end, "streams": streams, "room": room},
     )
+    return await cur.fetchall()
 
 
-async def home_of(conn: AsyncConnection[Any], *, resident_id: str) -> dict[str, Any] | None:
-    rows = await _all(
-        conn,
+async def home_of(conn: Conn, *, resident_id: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
         "SELECT r.id, r.name, r.home_site_id, s.timezone FROM residents r"
         " JOIN sites s ON s.id = r.home_site_id"
         " WHERE r.id = %(rid)s",
         {"rid": resident_id},
     )
+    rows = await cur.fetchall()
     return rows[0] if rows else None
 
 
-async def last_sensor_activity(
-    conn: AsyncConnection[Any], *, site_id: str, since: datetime
-) -> list[dict[str, Any]]:
+async def last_sensor_activity(conn: Conn, *, site_id: str, since: datetime) -> list[dict[str, Any]]:
     """Per sensor of the home: the latest 'something happened' reading (motion, door opened, ...)."""
-    return await _all(
-        conn,
+    cur = await conn.execute(
         """
         SELECT s.kind, s.room, s.id AS sensor_id, last.ts
         FROM gateways g
@@ -96,13 +86,13 @@ async def last_sensor_activity(
         """,
         {"site": site_id, "since": since},
     )
+    return await cur.fetchall()
 
 
 async def bed_samples(
-    conn: AsyncConnection[Any], *, site_id: str, resident_id: str, start: datetime, end: datetime
+    conn: Conn, *, site_id: str, resident_id: str, start: datetime, end: datetime
 ) -> list[tuple[datetime, float]]:
-    rows = await _all(
-        conn,
+    cur = await conn.execute(
         """
         SELECT rd.ts, rd.value FROM gateways g
         JOIN sensors s ON s.gateway_id = g.id AND s.kind = 'bed'
@@ -113,24 +103,25 @@ async def bed_samples(
         """,
         {"site": site_id, "rid": resident_id, "start": start, "end": end},
     )
+    rows = await cur.fetchall()
     return [(r["ts"], float(r["value"])) for r in rows]
 
 
-async def active_hours(conn: AsyncConnection[Any], *, site_id: str, start: datetime, end: datetime) -> int:
-    rows = await _all(
-        conn,
+async def active_hours(conn: Conn, *, site_id: str, start: datetime, end: datetime) -> int:
+    cur = await conn.execute(
         "SELECT count(DISTINCT a.bucket) AS n FROM activity_hourly_room a"
         " WHERE a.site_id = %(site)s AND a.sensor_kind = 'pir'"
         " AND a.bucket >= %(start)s AND a.bucket < %(end)s",
         {"site": site_id, "start": start, "end": end},
     )
+    rows = await cur.fetchall()
     return int(rows[0]["n"]) if rows else 0
 
 
-async def open_alerts(conn: AsyncConnection[Any], *, resident_id: str) -> list[dict[str, Any]]:
-    return await _all(
-        conn,
+async def open_alerts(conn: Conn, *, resident_id: str) -> list[dict[str, Any]]:
+    cur = await conn.execute(
         "SELECT id, kind, severity, state, title, tier, opened_at, acknowledged_at FROM alerts"
         " WHERE resident_id = %(rid)s AND state <> 'resolved' ORDER BY opened_at DESC LIMIT 50",
         {"rid": resident_id},
     )
+    return await cur.fetchall()

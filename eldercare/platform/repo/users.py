@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from eldercare.platform.repo import resident_scope, scope_params
+from eldercare.platform.repo.connections import Conn
 
 if TYPE_CHECKING:
     from eldercare.platform.access import Principal
@@ -19,60 +19,51 @@ USER_COLS = (
 )
 
 
-async def _one(conn: AsyncConnection[Any], query: Any, params: dict[str, Any]) -> dict[str, Any] | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchone()
-
-
-async def _all(conn: AsyncConnection[Any], query: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchall()
-
-
 # Users ------------------------------------------------------------------------------------------
 
 
-async def get_user(conn: AsyncConnection[Any], *, user_id: int) -> dict[str, Any] | None:
-    return await _one(conn, f"SELECT {USER_COLS} FROM users WHERE id = %(id)s", {"id": user_id})
+async def get_user(conn: Conn, *, user_id: int) -> dict[str, Any] | None:
+    cur = await conn.execute(f"SELECT {USER_COLS} FROM users WHERE id = %(id)s", {"id": user_id})
+    return await cur.fetchone()
 
 
-async def get_login(conn: AsyncConnection[Any], *, username: str) -> dict[str, Any] | None:
-    return await _one(
-        conn, f"SELECT {USER_COLS}, password_hash FROM users WHERE username = %(u)s", {"u": username}
+async def get_login(conn: Conn, *, username: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"SELECT {USER_COLS}, password_hash FROM users WHERE username = %(u)s", {"u": username}
     )
+    return await cur.fetchone()
 
 
-async def get_password_hash(conn: AsyncConnection[Any], *, user_id: int) -> str | None:
-    row = await _one(conn, "SELECT password_hash FROM users WHERE id = %(id)s", {"id": user_id})
+async def get_password_hash(conn: Conn, *, user_id: int) -> str | None:
+    cur = await conn.execute("SELECT password_hash FROM users WHERE id = %(id)s", {"id": user_id})
+    row = await cur.fetchone()
     return None if row is None else str(row["password_hash"])
 
 
 async def list_users(
-    conn: AsyncConnection[Any], *, role: str | None = None, provider_id: str | None = None
+    conn: Conn, *, role: str | None = None, provider_id: str | None = None
 ) -> list[dict[str, Any]]:
-    return await _all(
-        conn,
+    cur = await conn.execute(
         f"SELECT {USER_COLS} FROM users WHERE (%(role)s::text IS NULL OR role = %(role)s)"
         " AND (%(p)s::text IS NULL OR provider_id = %(p)s) ORDER BY id",
         {"role": role, "p": provider_id},
     )
+    return await cur.fetchall()
 
 
-async def create_user(conn: AsyncConnection[Any], *, password_hash: str, **fields: Any) -> dict[str, Any]:
-    row = await _one(
-        conn,
+async def create_user(conn: Conn, *, password_hash: str, **fields: Any) -> dict[str, Any]:
+    cur = await conn.execute(
         "INSERT INTO users (username, display_name, password_hash, role, provider_id, locale, phone, email)"
         " VALUES (%(username)s, %(display_name)s, %(ph)s, %(role)s, %(provider_id)s, %(locale)s,"
         f" %(phone)s, %(email)s) RETURNING {USER_COLS}",
         {**fields, "ph": password_hash},
     )
+    row = await cur.fetchone()
     assert row is not None
     return row
 
 
-async def update_user(conn: AsyncConnection[Any], *, user_id: int, **fields: Any) -> dict[str, Any] | None:
+async def update_user(conn: Conn, *, user_id: int, **fields: Any) -> dict[str, Any] | None:
     """Set the given columns (names come from the API schema, never from the client as text)."""
     if not fields:
         return await get_user(conn, user_id=user_id)
@@ -82,20 +73,21 @@ async def update_user(conn: AsyncConnection[Any], *, user_id: int, **fields: Any
     query = sql.SQL("UPDATE users SET {sets} WHERE id = %(id)s RETURNING {cols}").format(
         sets=sets, cols=sql.SQL(USER_COLS)
     )
-    return await _one(conn, query, {**fields, "id": user_id})
+    cur = await conn.execute(query, {**fields, "id": user_id})
+    return await cur.fetchone()
 
 
-async def people(conn: AsyncConnection[Any], *, usernames: list[str]) -> dict[str, dict[str, Any]]:
+async def people(conn: Conn, *, usernames: list[str]) -> dict[str, dict[str, Any]]:
     """Display name and role of each named user (for showing people to those who may not see user names)."""
-    rows = await _all(
-        conn,
+    cur = await conn.execute(
         "SELECT username, display_name, role FROM users WHERE username = ANY(%(u)s)",
         {"u": usernames},
     )
+    rows = await cur.fetchall()
     return {r["username"]: r for r in rows}
 
 
-async def delete_user(conn: AsyncConnection[Any], *, user_id: int) -> bool:
+async def delete_user(conn: Conn, *, user_id: int) -> bool:
     cur = await conn.execute("UPDATE users SET active = false WHERE id = %(id)s", {"id": user_id})
     return cur.rowcount > 0
 
@@ -103,9 +95,7 @@ async def delete_user(conn: AsyncConnection[Any], *, user_id: int) -> bool:
 # Sign-in --------------------------------------------------------------------------------------------
 
 
-async def record_login_attempt(
-    conn: AsyncConnection[Any], *, username: str, client_ip: str | None, ok: bool
-) -> None:
+async def record_login_attempt(conn: Conn, *, username: str, client_ip: str | None, ok: bool) -> None:
     await conn.execute(
         "INSERT INTO login_attempts (username, client_ip, ok) VALUES (%(u)s, %(ip)s, %(ok)s)",
         {"u": username, "ip": client_ip, "ok": ok},
@@ -113,13 +103,12 @@ async def record_login_attempt(
 
 
 async def login_failures(
-    conn: AsyncConnection[Any], *, username: str, client_ip: str | None, since: datetime
+    conn: Conn, *, username: str, client_ip: str | None, since: datetime
 ) -> dict[str, Any]:
     """Failed attempts since ``since``: for this username from this address (counted after the
     pair's last success) with the time of the last one, and from this address for any username
     with the time of the oldest one."""
-    row = await _one(
-        conn,
+    cur = await conn.execute(
         "WITH pair_ok AS (SELECT max(at) AS at FROM login_attempts WHERE ok AND username = %(u)s"
         " AND client_ip IS NOT DISTINCT FROM %(ip)s AND at >= %(since)s)"
         " SELECT count(*) FILTER (WHERE pair) AS pair_failures, max(at) FILTER (WHERE pair) AS pair_last,"
@@ -131,28 +120,27 @@ async def login_failures(
         "   AND (username = %(u)s OR client_ip = %(ip)s)) f",
         {"u": username, "ip": client_ip, "since": since},
     )
+    row = await cur.fetchone()
     assert row is not None
     return row
 
 
-async def store_refresh_token(
-    conn: AsyncConnection[Any], *, user_id: int, token_hash: str, expires_at: datetime
-) -> None:
+async def store_refresh_token(conn: Conn, *, user_id: int, token_hash: str, expires_at: datetime) -> None:
     await conn.execute(
         "INSERT INTO refresh_tokens (user_id, token_hash, expires_at) VALUES (%(u)s, %(h)s, %(e)s)",
         {"u": user_id, "h": token_hash, "e": expires_at},
     )
 
 
-async def use_refresh_token(conn: AsyncConnection[Any], *, token_hash: str) -> tuple[int | None, bool]:
+async def use_refresh_token(conn: Conn, *, token_hash: str) -> tuple[int | None, bool]:
     """Revoke the token and return (user id, was valid). A reused revoked token revokes them all."""
     async with conn.transaction():
-        row = await _one(
-            conn,
+        cur = await conn.execute(
             "SELECT id, user_id, revoked_at IS NOT NULL AS revoked, expires_at > now() AS fresh"
             " FROM refresh_tokens WHERE token_hash = %(h)s FOR UPDATE",
             {"h": token_hash},
         )
+        row = await cur.fetchone()
         if row is None:
             return None, False
         if row["revoked"]:
@@ -164,7 +152,7 @@ async def use_refresh_token(conn: AsyncConnection[Any], *, token_hash: str) -> t
         return row["user_id"], bool(row["fresh"])
 
 
-async def revoke_all_tokens(conn: AsyncConnection[Any], *, user_id: int) -> None:
+async def revoke_all_tokens(conn: Conn, *, user_id: int) -> None:
     """Every refresh token, and (by bumping the user's token version) every access token issued."""
     await conn.execute(
         "WITH bump AS (UPDATE users SET token_version = token_version + 1 WHERE id = %(u)s)"
@@ -176,9 +164,7 @@ async def revoke_all_tokens(conn: AsyncConnection[Any], *, user_id: int) -> None
 # Visibility -----------------------------------------------------------------------------------------
 
 
-async def resident_visibility(
-    conn: AsyncConnection[Any], *, user: Principal, resident_id: str
-) -> dict[str, Any] | None:
+async def resident_visibility(conn: Conn, *, user: Principal, resident_id: str) -> dict[str, Any] | None:
     """The resident's id, simulated flag and (for family) the link's consent, if visible to ``user``."""
     consent = (
         sql.SQL("(SELECT consent FROM family_links WHERE resident_id = r.id AND user_id = %(scope_uid)s)")
@@ -188,24 +174,25 @@ async def resident_visibility(
     query = sql.SQL(
         "SELECT r.id, r.simulated, {consent} AS consent FROM residents r WHERE r.id = %(rid)s AND {scope}"
     ).format(consent=consent, scope=resident_scope(user))
-    return await _one(conn, query, {**scope_params(user), "rid": resident_id})
+    cur = await conn.execute(query, {**scope_params(user), "rid": resident_id})
+    return await cur.fetchone()
 
 
 # Family links and care assignments --------------------------------------------------------------
 
 
-async def list_family(conn: AsyncConnection[Any], *, resident_id: str) -> list[dict[str, Any]]:
-    return await _all(
-        conn,
+async def list_family(conn: Conn, *, resident_id: str) -> list[dict[str, Any]]:
+    cur = await conn.execute(
         "SELECT fl.user_id, u.username, u.display_name, fl.resident_id, fl.relation, fl.is_primary,"
         " fl.consent FROM family_links fl JOIN users u ON u.id = fl.user_id"
         " WHERE fl.resident_id = %(r)s ORDER BY fl.is_primary DESC, fl.user_id",
         {"r": resident_id},
     )
+    return await cur.fetchall()
 
 
 async def upsert_family_link(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     resident_id: str,
     user_id: int,
@@ -223,9 +210,7 @@ async def upsert_family_link(
     return rows[0]
 
 
-async def set_consent(
-    conn: AsyncConnection[Any], *, resident_id: str, user_id: int, consent: dict[str, bool]
-) -> bool:
+async def set_consent(conn: Conn, *, resident_id: str, user_id: int, consent: dict[str, bool]) -> bool:
     cur = await conn.execute(
         "UPDATE family_links SET consent = %(c)s WHERE resident_id = %(r)s AND user_id = %(u)s",
         {"c": Jsonb(consent), "r": resident_id, "u": user_id},
@@ -233,7 +218,7 @@ async def set_consent(
     return cur.rowcount > 0
 
 
-async def delete_family_link(conn: AsyncConnection[Any], *, resident_id: str, user_id: int) -> bool:
+async def delete_family_link(conn: Conn, *, resident_id: str, user_id: int) -> bool:
     cur = await conn.execute(
         "DELETE FROM family_links WHERE resident_id = %(r)s AND user_id = %(u)s",
         {"r": resident_id, "u": user_id},
@@ -241,16 +226,16 @@ async def delete_family_link(conn: AsyncConnection[Any], *, resident_id: str, us
     return cur.rowcount > 0
 
 
-async def list_care_team(conn: AsyncConnection[Any], *, resident_id: str) -> list[dict[str, Any]]:
-    return await _all(
-        conn,
+async def list_care_team(conn: Conn, *, resident_id: str) -> list[dict[str, Any]]:
+    cur = await conn.execute(
         "SELECT ca.user_id, u.username, u.display_name, u.provider_id, ca.role FROM care_assignments ca"
         " JOIN users u ON u.id = ca.user_id WHERE ca.resident_id = %(r)s ORDER BY ca.user_id",
         {"r": resident_id},
     )
+    return await cur.fetchall()
 
 
-async def assign_worker(conn: AsyncConnection[Any], *, resident_id: str, user_id: int, role: str) -> None:
+async def assign_worker(conn: Conn, *, resident_id: str, user_id: int, role: str) -> None:
     await conn.execute(
         "INSERT INTO care_assignments (resident_id, user_id, role) VALUES (%(r)s, %(u)s, %(role)s)"
         " ON CONFLICT (resident_id, user_id) DO UPDATE SET role = EXCLUDED.role",
@@ -258,7 +243,7 @@ async def assign_worker(conn: AsyncConnection[Any], *, resident_id: str, user_id
     )
 
 
-async def unassign_worker(conn: AsyncConnection[Any], *, resident_id: str, user_id: int) -> bool:
+async def unassign_worker(conn: Conn, *, resident_id: str, user_id: int) -> bool:
     cur = await conn.execute(
         "DELETE FROM care_assignments WHERE resident_id = %(r)s AND user_id = %(u)s",
         {"r": resident_id, "u": user_id},
@@ -266,7 +251,7 @@ async def unassign_worker(conn: AsyncConnection[Any], *, resident_id: str, user_
     return cur.rowcount > 0
 
 
-async def site_visible(conn: AsyncConnection[Any], *, user: Principal, site_id: str) -> bool:
+async def site_visible(conn: Conn, *, user: Principal, site_id: str) -> bool:
     """Site-level visibility: :func:`site_scope`, and for family the homes of their relatives."""
     from eldercare.platform.repo import site_scope
 
@@ -278,4 +263,5 @@ async def site_visible(conn: AsyncConnection[Any], *, user: Principal, site_id: 
         query = sql.SQL("SELECT 1 FROM sites s WHERE s.id = %(site)s AND {scope}").format(
             scope=site_scope(user)
         )
-    return await _one(conn, query, {**scope_params(user), "site": site_id}) is not None
+    cur = await conn.execute(query, {**scope_params(user), "site": site_id})
+    return await cur.fetchone() is not None

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from eldercare.platform import access
 from eldercare.platform.deps import ConnDep, CurrentUser, RouteDep, roles
 from eldercare.platform.errors import ApiError, not_found
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import alerts as alerts_repo
 from eldercare.platform.repo import audit as audit_repo
 from eldercare.platform.repo import users as users_repo
 from eldercare.platform.routes import ERRORS
@@ -98,7 +98,7 @@ async def visible_alert(alert_id: DbId, user: CurrentUser, conn: ConnDep, reques
     caller learns nothing, not even which fields the body would need.
     """
     route = f"{request.method} {request.url.path}"
-    alert = await repo.get(conn, alert_id=alert_id)
+    alert = await alerts_repo.get(conn, alert_id=alert_id)
     if alert is None:
         raise not_found("alert", alert_id)
     try:
@@ -130,7 +130,7 @@ async def list_alerts(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[AlertOut]:
     """Alerts the caller may see, newest first; filter by state, kind, site, resident and tier."""
-    rows = await repo.list_visible(
+    rows = await alerts_repo.list_visible(
         conn, user_id=user.id, role=user.role, provider_id=user.provider_id, state=state, kind=kind,
         site=site, resident=resident, tier=tier, limit=limit, offset=offset,
     )  # fmt: skip
@@ -174,8 +174,8 @@ async def get_alert(alert_id: DbId, alert: VisibleAlert, user: CurrentUser, conn
     trail, sent = await _as_seen_by(
         conn,
         user,
-        await repo.trail_of(conn, alert_id=alert_id),
-        await repo.notifications_of(conn, alert_id=alert_id),
+        await alerts_repo.trail_of(conn, alert_id=alert_id),
+        await alerts_repo.notifications_of(conn, alert_id=alert_id),
     )
     return AlertDetail.model_validate(
         alert
@@ -206,17 +206,17 @@ async def acknowledge(
     """
     body = body or AckIn()
     async with conn.transaction():
-        if user.role == "family" and not await repo.family_ack_stops(conn, alert_id=alert_id):
-            done = await repo.mark_seen(
+        if user.role == "family" and not await alerts_repo.family_ack_stops(conn, alert_id=alert_id):
+            done = await alerts_repo.mark_seen(
                 conn, alert_id=alert_id, user_id=user.id, on_my_way=body.on_my_way, note=body.note
             )
         else:
-            done = await repo.acknowledge(conn, alert_id=alert_id, user_id=user.id)
+            done = await alerts_repo.acknowledge(conn, alert_id=alert_id, user_id=user.id)
             if done is not None and body.note:
-                await repo.add_note(conn, alert_id=alert_id, user_id=user.id, note=body.note)
+                await alerts_repo.add_note(conn, alert_id=alert_id, user_id=user.id, note=body.note)
     if done is None:
         raise ApiError(409, "alert.not_open", id=alert_id, state=alert["state"])
-    updated = await repo.get(conn, alert_id=alert_id)
+    updated = await alerts_repo.get(conn, alert_id=alert_id)
     return AlertOut.model_validate(updated)
 
 
@@ -226,12 +226,12 @@ async def resolve(
 ) -> AlertOut:
     """Close the alert with its outcome (false alarms feed back into the resident's detectors)."""
     async with conn.transaction():
-        done = await repo.resolve(
+        done = await alerts_repo.resolve(
             conn, alert_id=alert_id, user_id=user.id, outcome=body.outcome, note=body.note
         )
     if done is None:
         raise ApiError(409, "alert.resolved", id=alert_id)
-    return AlertOut.model_validate(await repo.get(conn, alert_id=alert_id))
+    return AlertOut.model_validate(await alerts_repo.get(conn, alert_id=alert_id))
 
 
 @router.post("/{alert_id}/notes", response_model=list[TrailOut], status_code=201)
@@ -240,5 +240,5 @@ async def add_note(
 ) -> list[TrailOut]:
     """Add a note to the alert's trail; returns the trail."""
     async with conn.transaction():
-        await repo.add_note(conn, alert_id=alert_id, user_id=user.id, note=body.note)
-    return [TrailOut.model_validate(t) for t in await repo.trail_of(conn, alert_id=alert_id)]
+        await alerts_repo.add_note(conn, alert_id=alert_id, user_id=user.id, note=body.note)
+    return [TrailOut.model_validate(t) for t in await alerts_repo.trail_of(conn, alert_id=alert_id)]

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from eldercare.platform.deps import AdminUser, ConnDep
 from eldercare.platform.errors import not_found
-from eldercare.platform.repo import alerts as repo
+from eldercare.platform.repo import work as work_repo
 from eldercare.platform.routes import ERRORS
 
 router = APIRouter(prefix="/engine", tags=["engine"], responses=ERRORS)
@@ -39,7 +39,7 @@ async def list_failed_work(
 ) -> list[FailedWorkOut]:
     """Events and statuses the engine set aside after its last attempt failed, newest first, each
     with the error; every one also raised a ``work_failed`` alert for the admins."""
-    rows = await repo.failed_work(conn, limit=limit, before_id=before_id)
+    rows = await work_repo.failed_work(conn, limit=limit, before_id=before_id)
     return [FailedWorkOut.model_validate(r) for r in rows]
 
 
@@ -47,6 +47,6 @@ async def list_failed_work(
 async def retry_failed_work(work_id: int, _: AdminUser, conn: ConnDep) -> dict[str, int]:
     """Put a set-aside item back on the queue (once whatever made it fail is fixed)."""
     async with conn.transaction():
-        if not await repo.retry_failed_work(conn, work_id=work_id):
+        if not await work_repo.retry_failed_work(conn, work_id=work_id):
             raise not_found("failed work item", work_id)
     return {"id": work_id}

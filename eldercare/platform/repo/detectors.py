@@ -1,0 +1,124 @@
+"""The inactivity detector's state per resident (``detector_settings``) and what it reads.
+
+Residents are claimed by their home's clock with ``FOR UPDATE SKIP LOCKED``, so each detector runs
+on one replica at a time; its learned state is kept as JSON next to the resident's sensitivity.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from eldercare.platform.repo.connections import Conn, Row
+
+DETECTOR_METRICS = ["motion", "contact", "in_bed", "power", "press"]
+
+
+async def ensure_detectors(conn: Conn, *, detector: str) -> None:
+    """A settings row for every resident with a home, so each can be claimed."""
+    await conn.execute(
+        "INSERT INTO detector_settings (resident_id, detector) SELECT id, %(d)s FROM residents"
+        " WHERE home_site_id IS NOT NULL ON CONFLICT DO NOTHING",
+        {"d": detector},
+    )
+
+
+async def claim_detectors(conn: Conn, *, detector: str, now_s: float, limit: int = 20) -> list[Row]:
+    """Residents whose detector is due by their home's clock, locked for the caller's transaction
+    (other replicas skip).
+
+    ``home_s`` is the home's clock: ``now_s`` (the wall clock) for a real home; for a simulated one
+    the newest time its gateways reported (status or heartbeat), which is the simulator's clock. A
+    simulated home none of whose gateways has reported yet is not due: its time is unknown (a run
+    may start days behind or ahead of the wall clock).
+    """
+    cur = await conn.execute(
+        """
+        WITH clocks AS (
+            SELECT g.site_id, max(x.t) AS t
+            FROM gateways g JOIN sites gs ON gs.id = g.site_id AND gs.simulated
+            CROSS JOIN LATERAL (
+                SELECT (SELECT max(ts) FROM gateway_status WHERE gateway_id = g.id) AS t
+                UNION ALL
+                SELECT (SELECT max(ts) FROM readings WHERE gateway_id = g.id AND sensor_id = g.id)
+            ) x
+            GROUP BY g.site_id
+        ), homes AS (
+            SELECT s.id, s.timezone, s.simulated,
+                   CASE WHEN s.simulated THEN extract(epoch FROM c.t)::double precision
+                        ELSE %(now)s END AS home_s
+            FROM sites s LEFT JOIN clocks c ON c.site_id = s.id
+        )
+        SELECT d.resident_id, d.sensitivity, d.state, extract(epoch FROM d.fitted_at) AS fitted_s,
+               r.home_site_id AS site_id, h.timezone, h.simulated, h.home_s
+        FROM detector_settings d
+        JOIN residents r ON r.id = d.resident_id JOIN homes h ON h.id = r.home_site_id
+        WHERE d.detector = %(d)s
+          AND coalesce((d.state ->> 'due_s')::double precision, 0) <= h.home_s
+        ORDER BY d.resident_id FOR UPDATE OF d SKIP LOCKED LIMIT %(limit)s
+        """,
+        {"d": detector, "now": now_s, "limit": limit},
+    )
+    return await cur.fetchall()
+
+
+async def home_readings(
+    conn: Conn, *, site: str, after_s: float, until_s: float, kinds: list[str]
+) -> list[Row]:
+    """The home's sensor readings (and gateway heartbeats) in ``(after_s, until_s]``, in time order."""
+    cur = await conn.execute(
+        """
+        SELECT extract(epoch FROM r.ts) AS t, coalesce(s.kind, 'heartbeat') AS kind, s.room, r.value,
+               r.gateway_id, r.sensor_id
+        FROM readings r
+        JOIN gateways g ON g.id = r.gateway_id
+        LEFT JOIN sensors s ON s.gateway_id = r.gateway_id AND s.id = r.sensor_id
+        WHERE g.site_id = %(site)s
+          AND r.ts > to_timestamp(%(after)s) AND r.ts <= to_timestamp(%(until)s)
+          AND ((s.kind = ANY(%(kinds)s) AND r.metric = ANY(%(metrics)s))
+               OR (r.sensor_id = r.gateway_id AND r.metric = 'heartbeat'))
+        ORDER BY r.ts
+        """,
+        {"site": site, "after": after_s, "until": until_s, "kinds": kinds, "metrics": DETECTOR_METRICS},
+    )
+    return await cur.fetchall()
+
+
+async def detector_exclusions(
+    conn: Conn, *, resident: str, site: str, after_s: float, until_s: float, kinds: list[str]
+) -> list[tuple[float, float]]:
+    """Periods a detector must not learn as normal: the resident's confirmed incidents of ``kinds``
+    (from when the condition began to when it was resolved) and the home's gateway outages, in the
+    home's clock (a simulated home's alerts carry ``sim_offset_s``, its clock minus the wall's)."""
+    cur = await conn.execute(
+        """
+        SELECT extract(epoch FROM coalesce(
+                   to_timestamp((a.summary ->> 'since_ms')::double precision / 1000), a.detected_at))
+                 + coalesce((a.summary ->> 'sim_offset_s')::double precision, 0) AS a_s,
+               extract(epoch FROM coalesce(a.resolved_at, to_timestamp(%(until)s)))
+                 + coalesce((a.summary ->> 'sim_offset_s')::double precision, 0) AS b_s
+        FROM alerts a
+        WHERE ((a.resident_id = %(r)s AND a.outcome = 'confirmed' AND a.kind = ANY(%(kinds)s))
+               OR (a.site_id = %(site)s AND a.kind IN ('device_offline', 'pipeline_stalled')
+                   AND a.sensor_id IS NULL))
+          AND a.detected_at <= to_timestamp(%(until)s)
+          AND coalesce(a.resolved_at, to_timestamp(%(until)s)) > to_timestamp(%(after)s)
+        ORDER BY 1
+        """,
+        {"r": resident, "site": site, "after": after_s, "until": until_s, "kinds": kinds},
+    )
+    rows = await cur.fetchall()
+    return [(float(r["a_s"]), float(r["b_s"])) for r in rows]
+
+
+async def save_detector(
+    conn: Conn, *, resident: str, detector: str, state: dict[str, Any], fitted_s: float | None
+) -> None:
+    await conn.execute(
+        """
+        UPDATE detector_settings SET state = %(state)s::jsonb,
+            fitted_at = coalesce(to_timestamp(%(fitted)s), fitted_at)
+        WHERE resident_id = %(r)s AND detector = %(d)s
+        """,
+        {"state": json.dumps(state), "fitted": fitted_s, "r": resident, "d": detector},
+    )
