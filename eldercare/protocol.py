@@ -78,6 +78,18 @@ Seq = Annotated[
         examples=[1042],
     ),
 ]
+Low = Annotated[
+    int,
+    msgspec.Meta(
+        ge=0,
+        le=2**63 - 1,
+        description="Optional (end-to-end acknowledgement): the gateway's outbox low-water mark when "
+        "the message was sealed. Every message of this epoch with a seq below it has been "
+        "acknowledged to the gateway or will never be sent (again), e.g. shed: the platform's "
+        "acknowledgement may pass it. At most the message's own seq.",
+        examples=[1040],
+    ),
+]
 TimeMs = Annotated[
     int,
     msgspec.Meta(
@@ -195,6 +207,7 @@ class Telemetry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "the platform's size limit (256 KiB by default).",
         ),
     ]
+    low: Low | None = None
 
 
 class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -230,6 +243,7 @@ class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             '{"t0": ms, "hz": 50, "unit": "mg", "x": [...], "y": [...], "z": [...]}.'
         ),
     ] = msgspec.field(default_factory=dict)
+    low: Low | None = None
 
 
 class SensorStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
@@ -464,12 +478,20 @@ def decode(kind: str, data: bytes | bytearray | memoryview | str) -> Payload:
         raise _too_deep(data) from None
     if isinstance(msg, Telemetry):
         _check_readings(msg.readings)
+        _check_low(msg.low, msg.seq)
     elif isinstance(msg, Event):
         if msg.evidence:
             _check_depth(msg.evidence)
+        _check_low(msg.low, msg.seq)
     elif isinstance(msg, GatewayConfig):
         _check_config(msg)
     return msg
+
+
+def _check_low(low: int | None, seq: int) -> None:
+    """A low-water mark above the message's own seq would acknowledge the message unstored."""
+    if low is not None and low > seq:
+        raise ProtocolError("low", f"{low} is above the message's own seq {seq}; low <= seq")
 
 
 _DEPTH_RULE = (

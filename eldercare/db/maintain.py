@@ -102,6 +102,7 @@ class MaintenanceReport:
     partitions_dropped: list[str] = field(default_factory=list)
     rollup_rows: int = 0
     dedup_pruned: int = 0
+    acks_pruned: int = 0  # ingest_acks, ingest_refused and ingest_workers rows forgotten
     policies_changed: list[str] = field(default_factory=list)
     jobs_run: list[int] = field(default_factory=list)
 
@@ -473,6 +474,28 @@ def prune_dedup(conn: psycopg.Connection, older_than: datetime) -> int:
         return cur.rowcount
 
 
+def prune_ack_state(conn: psycopg.Connection, older_than: datetime) -> int:
+    """Forget ingest's acknowledgement bookkeeping that can no longer matter (rows deleted).
+
+    - ``ingest_acks``: a watermark not moved since the dedup horizon: its epoch is over (a gateway
+      re-sends nothing older than the horizon, wire protocol section 9) or it starts again from the
+      gateway's ``low`` or its first stored seq, as a new epoch does.
+    - ``ingest_refused``: a refused seq at or below its epoch's watermark (passed already: the
+      advance looks only above it) or older than the horizon.
+    - ``ingest_workers``: a worker silent since the horizon (its broker session expired long ago;
+      ``eldercare ingest retire`` removes one at once).
+    """
+    with conn.transaction():
+        n = conn.execute("DELETE FROM ingest_acks WHERE updated_at < %s", (older_than,)).rowcount
+        n += conn.execute(
+            "DELETE FROM ingest_refused f WHERE f.received_at < %s OR EXISTS (SELECT 1 FROM ingest_acks a"
+            " WHERE a.gateway_id = f.gateway_id AND a.epoch = f.epoch AND a.seq >= f.seq)",
+            (older_than,),
+        ).rowcount
+        n += conn.execute("DELETE FROM ingest_workers WHERE seen_at < %s", (older_than,)).rowcount
+    return n
+
+
 def run(conn: psycopg.Connection, policy: RetentionPolicy, now: datetime | None = None) -> MaintenanceReport:
     """One maintenance pass; idempotent, safe to run from cron or a loop on several replicas."""
     now = now or datetime.now(UTC)
@@ -499,6 +522,7 @@ def run(conn: psycopg.Connection, policy: RetentionPolicy, now: datetime | None 
         _set_meta(conn, "rollup_partition_inserts", json.dumps(counts, sort_keys=True))
         _set_rollup_watermark(conn, now)
     report.dedup_pruned = prune_dedup(conn, now - timedelta(days=policy.dedup_days))
+    report.acks_pruned = prune_ack_state(conn, now - timedelta(days=policy.dedup_days))
     return report
 
 

@@ -194,6 +194,7 @@ class Agent:
         self.last_progress = now
         self.resend_s = gw.outbox.ack_timeout_s
         self.resends = 0
+        self.other_epoch_acks = 0  # acks of another epoch, ignored
         self.disk_free: int | None = None
         self.disk_low = False
         self.connected = False
@@ -352,10 +353,9 @@ class Agent:
             self.next_bounds = now + 5.0
             self._check_disk()
             if self.outbox.enforce_bounds(now_ms):
+                # the next message sealed carries a ``low`` past the shed seqs: the platform's
+                # acknowledgement passes the gap (no new epoch needed)
                 self.status_dirty = True
-                if self.platform_acks:
-                    # the platform acknowledges contiguous seqs: past a shed gap it never will
-                    self._new_epoch("telemetry shed to keep the outbox within its bounds")
         self._check_resend(now)
         if now >= self.next_persist:
             self._persist_clock()
@@ -404,6 +404,7 @@ class Agent:
             self.acked.append(seq)
             self.memory.pop(seq, None)
             self.memory_sent.discard(seq)
+            self.outbox.release(seq)
         elif seq > self.platform_seq:
             if not self.awaiting:
                 self.last_progress = self._mono()  # the ack timeout runs from the first one waiting
@@ -424,7 +425,8 @@ class Agent:
             self.outbox.set_meta("platform_acks", "1")
             log.info("the platform acknowledges stored messages: deleting on its ack from now on")
         if ack.epoch != self.outbox.epoch:
-            return  # an older epoch's (retained) ack: its messages go on the broker's PUBACK
+            self.other_epoch_acks += 1  # an older epoch's (retained) ack covers none of this epoch's
+            return
         seq = min(ack.seq, self.outbox.next_seq - 1)
         if seq <= self.platform_seq:
             return
@@ -453,14 +455,6 @@ class Agent:
             self.resends += 1
             self._resend_all(f"no acknowledgement from the platform for {self.resend_s:.0f} s")
             self.resend_s = min(self.resend_s * 2, self.gw.outbox.ack_timeout_s * 10)
-
-    def _new_epoch(self, reason: str) -> None:
-        """Start a new epoch; what waited for the old epoch's ack now goes on the broker's PUBACK."""
-        self.outbox.start_epoch(reason)
-        self.acked.extend(self.awaiting)
-        self.platform_seq = -1
-        self._resend_all("new epoch")
-        self.status_dirty = True
 
     def _replace_outbox(self, reason: str) -> None:
         """A damaged outbox: move it aside, go on with a new file and epoch (docs/edge.md)."""

@@ -111,6 +111,7 @@ class Outbox:
         self.path = Path(path)
         self.hwm_path = self.path.with_name(self.path.name + ".seq")
         self.quarantined: list[Path] = []
+        self.reserved: set[int] = set()  # seqs of events sent from memory, not stored yet
         self.epoch_restarts: list[str] = []  # why a new epoch was started in this process
         self._hwm_fd: int | None = None
         try:
@@ -249,7 +250,23 @@ class Outbox:
         seq = self._next_seq
         self._next_seq += 1
         self._write_high_water()
+        self.reserved.add(seq)
         return seq
+
+    def release(self, seq: int) -> None:
+        """A reserved seq's event will not be sent again (acknowledged): it no longer holds ``low``."""
+        self.reserved.discard(seq)
+
+    def low_water(self, seq: int) -> int:
+        """The ``low`` of a message sealed now with ``seq``: the lowest seq of this epoch the
+        gateway may still send (kept in the outbox, or held in memory), at most ``seq``.
+
+        Everything of the epoch below it has been acknowledged or shed: it will never be sent
+        again, so the platform's acknowledgement may pass it (wire protocol v1, section 9)."""
+        row = self._db.execute("SELECT min(seq) FROM messages WHERE seq >= ?", (self.epoch_start,)).fetchone()
+        low = seq if row[0] is None else min(int(row[0]), seq)
+        held = [s for s in self.reserved if s >= self.epoch_start]
+        return min(low, *held) if held else low
 
     # transactions ----------------------------------------------------------------------------
 
@@ -313,6 +330,7 @@ class Outbox:
                     epoch=self.epoch,
                     seq=seq,
                     readings=[protocol.Reading(t=t, sensor=s, metric=m, value=v) for _, t, s, m, v in rows],
+                    low=self.low_water(seq),
                 )
                 self._db.execute("DELETE FROM pending WHERE id <= ?", (rows[-1][0],))
                 self._insert(seq, "telemetry", PRIORITY_TELEMETRY, now_ms, msgspec.json.encode(msg))
@@ -327,7 +345,8 @@ class Outbox:
     def add_event(self, fields: dict[str, Any], now_ms: int) -> int:
         """Seal one event (``t``, ``sensor``, ``kind``, ...) as its own message; returns its seq."""
         seq = self._next_seq
-        payload = msgspec.json.encode({"v": 1, "epoch": self.epoch, "seq": seq, **fields})
+        low = self.low_water(seq)
+        payload = msgspec.json.encode({"v": 1, "epoch": self.epoch, "seq": seq, **fields, "low": low})
         protocol.decode("event", payload)  # refuse what the platform would dead-letter
         prio = PRIORITY_ALARM if fields.get("kind") in ALARM_KINDS else PRIORITY_EVENT
         with self._tx():
@@ -336,7 +355,8 @@ class Outbox:
 
     def event_payload(self, fields: dict[str, Any], seq: int) -> tuple[bytes, int]:
         """The exact bytes and priority of an event with ``seq``; raises ProtocolError if invalid."""
-        payload = msgspec.json.encode({"v": 1, "epoch": self.epoch, "seq": seq, **fields})
+        low = self.low_water(seq)
+        payload = msgspec.json.encode({"v": 1, "epoch": self.epoch, "seq": seq, **fields, "low": low})
         protocol.decode("event", payload)
         prio = PRIORITY_ALARM if fields.get("kind") in ALARM_KINDS else PRIORITY_EVENT
         return payload, prio
@@ -345,6 +365,7 @@ class Outbox:
         """Store an event that was sent from memory under a reserved seq (same bytes)."""
         with self._tx():
             self._insert(seq, "event", priority, now_ms, payload)
+        self.reserved.discard(seq)
 
     def _insert(self, seq: int, kind: str, priority: int, now_ms: int, payload: bytes) -> None:
         self._db.execute(
@@ -436,6 +457,7 @@ class Outbox:
                 self._db.execute("PRAGMA synchronous=FULL")
         self.n_messages -= int(n)
         self.n_bytes -= int(size)
+        self.reserved = {s for s in self.reserved if not lo <= s <= seq}
         return int(n)
 
     def disk_free(self) -> int | None:

@@ -16,6 +16,8 @@ import time
 import zlib
 from dataclasses import dataclass, field
 
+import msgspec
+
 from eldercare.protocol import (
     Event,
     ProtocolError,
@@ -239,7 +241,7 @@ class Validator:
                 return Rejected(m, f"t: {bad}", site, gw, m.payload)
             a = Accepted(m, kind, site, gw, msg.epoch, msg.seq, msg, verified)
             a.ts_lo = a.ts_hi = msg.t
-            a.digest = _digest(encode(msg))
+            a.digest = _event_digest(msg)
             a.new_sensors = (msg.sensor,) if msg.sensor != gw else ()
             return a
         assert isinstance(msg, Status)
@@ -266,6 +268,16 @@ class Validator:
 
 def _digest(data: bytes) -> int:
     return zlib.crc32(data) | len(data) << 32
+
+
+def _event_digest(msg: Event) -> int:
+    """The digest of an event's contents; without ``low`` when absent, so that an event stored
+    before the field existed has the digest it had then (its redelivery is no conflict)."""
+    if msg.low is None:
+        fields = msgspec.structs.asdict(msg)
+        del fields["low"]
+        return _digest(msgspec.json.encode(fields))
+    return _digest(encode(msg))
 
 
 def retained_key(m: Inbound) -> str:

@@ -109,20 +109,29 @@ WHERE id = %(gateway)s AND (state_at IS NULL OR state_at <= %(ts)s)
 """
 # Acknowledgement watermarks (wire protocol v1, "Acknowledgements"), the last step of a commit so
 # the row locks are held only until the commit returns. ACK_LOCK creates the rows of epochs seen
-# for the first time (starting just below the lowest seq stored of each) and locks every row of
-# the batch, in one sorted order: ``DO UPDATE ... WHERE false`` locks a conflicting row without
-# writing it. The advance is a statement of its own so that its snapshot is taken after the
-# locks: it sees whatever another worker committed while we waited for them.
+# for the first time and locks every row of the batch, in one sorted order: ``DO UPDATE ... WHERE
+# false`` locks a conflicting row without writing it. A new row starts just below the gateway's
+# ``low`` (its outbox low-water mark, carried by its messages) or, from a gateway that sends none,
+# just below the lowest seq stored of that epoch. ACK_RAISE moves a watermark up to ``low - 1``:
+# below ``low`` the gateway will never send anything again (a shed gap is passed). The advance is
+# a statement of its own so that its snapshot is taken after the locks: it sees whatever another
+# worker committed while we waited for them.
 ACK_LOCK = """
 INSERT INTO ingest_acks (gateway_id, epoch, seq)
 SELECT k.gateway_id, k.epoch,
-       least((SELECT min(m.seq) FROM ingested_messages m
-              WHERE m.gateway_id = k.gateway_id AND m.epoch = k.epoch),
-             (SELECT min(f.seq) FROM ingest_refused f
-              WHERE f.gateway_id = k.gateway_id AND f.epoch = k.epoch)) - 1
-FROM unnest(%(gateways)s::text[], %(epochs)s::text[]) AS k(gateway_id, epoch)
+       coalesce(k.low,
+                least((SELECT min(m.seq) FROM ingested_messages m
+                       WHERE m.gateway_id = k.gateway_id AND m.epoch = k.epoch),
+                      (SELECT min(f.seq) FROM ingest_refused f
+                       WHERE f.gateway_id = k.gateway_id AND f.epoch = k.epoch))) - 1
+FROM unnest(%(gateways)s::text[], %(epochs)s::text[], %(lows)s::bigint[]) AS k(gateway_id, epoch, low)
 ORDER BY 1, 2
 ON CONFLICT (gateway_id, epoch) DO UPDATE SET seq = excluded.seq WHERE false
+"""
+ACK_RAISE = """
+UPDATE ingest_acks a SET seq = k.low - 1, updated_at = now()
+FROM unnest(%(gateways)s::text[], %(epochs)s::text[], %(lows)s::bigint[]) AS k(gateway_id, epoch, low)
+WHERE a.gateway_id = k.gateway_id AND a.epoch = k.epoch AND a.seq < k.low - 1
 """
 # Reads, per (gateway, epoch), the next ``n`` stored seqs above the watermark (one index range scan,
 # ``n`` = the batch's messages of that epoch plus a little for other workers' out-of-order ones)
@@ -569,14 +578,19 @@ class Store:
         """Move each (gateway, epoch) watermark of the batch past what is now contiguously stored.
 
         Duplicates count too: a gateway re-sending because an acknowledgement was lost gets one.
+        A message's ``low`` moves the watermark to just below it first (nothing below will come).
         """
         sites: dict[tuple[str, str], str] = {}
         counts: dict[tuple[str, str], int] = {}
+        lows: dict[tuple[str, str], int] = {}  # the highest ``low`` the gateway sent, per epoch
         for a in good:
             if a.kind != "status":
                 key = (a.gateway, a.epoch)
                 sites[key] = a.site
                 counts[key] = counts.get(key, 0) + 1
+                low = getattr(a.message, "low", None)
+                if low is not None and low > lows.get(key, -1):
+                    lows[key] = low
         if refused:
             ids = sorted((gw, ep, seq) for _, gw, ep, seq in refused)
             conn.execute(
@@ -594,7 +608,18 @@ class Store:
         # One round trip for both statements (the server still runs them one after the other):
         # on a busy machine each round trip waits for the backend to be scheduled.
         with conn.pipeline():
-            conn.execute(ACK_LOCK, {"gateways": [g for g, _ in keys], "epochs": [e for _, e in keys]})
+            ids = {"gateways": [g for g, _ in keys], "epochs": [e for _, e in keys]}
+            conn.execute(ACK_LOCK, {**ids, "lows": [lows.get(k) for k in keys]})
+            if lows:
+                raise_ = sorted(lows)
+                conn.execute(
+                    ACK_RAISE,
+                    {
+                        "gateways": [g for g, _ in raise_],
+                        "epochs": [e for _, e in raise_],
+                        "lows": [lows[k] for k in raise_],
+                    },
+                )
             cur = conn.execute(ACK_ADVANCE, _advance_params(todo))
         rows = cur.fetchall()
         while True:
