@@ -8,7 +8,19 @@ gateway's telemetry and event, "stored" = first copy of each ``(gateway, epoch, 
 every 200 ms, the retained ``.../ack`` with the highest contiguous seq of each epoch. (It is not
 the database: the real ingest's side is tested in its own tests; this isolates the gateway.)
 
-Faults (``--faults``, all by default):
+Faults (``--faults``, all by default; each of issue 20's six is replayed):
+
+* ``dead-worker`` -- the real pipeline: two ``eldercare ingest`` workers on a shared subscription
+  writing to a fresh PostgreSQL database, and ``eldercare serve`` (the alert engine); one worker is
+  ``kill -9``ed for ``--dead-s`` (90 s) and then started again. Counted from the database; also
+  when the living worker's ``/metrics`` showed the dead one (``eldercare_ingest_silent_peers``,
+  what the operator alert fires on) and each SOS press -> its alert (open or detected again);
+* ``broker-outage`` -- the broker ``kill -9``ed, down ``--outage-s`` (20 s), started again: when
+  each agent is connected again (counted from the broker accepting connections), and the SOS
+  pressed meanwhile;
+* ``simulator-outage`` -- the simulators' publishers (:mod:`eldercare.simulators.mqttpool`, one
+  connection per gateway) across a broker outage (clean stop, ``--outage-s``): every message they
+  count as sent must be stored, and when each is connected again;
 
 * ``broker-kill`` -- ingest stopped 10 s while the gateways send, then the broker ``kill -9``ed
   (persistence on, ``autosave_interval 60`` as deployed) and started again, then ingest;
@@ -21,18 +33,26 @@ Faults (``--faults``, all by default):
   is filled for 10 s, then freed. (Each outbox's WAL grows up to 4 MB between checkpoints: a
   smaller file system fills up by itself.)
 
-Each runs with ``ack = "platform"`` and, for comparison, ``ack = "broker"`` (deletion on PUBACK,
-the behaviour before). Per fault and mode it prints readings generated vs stored, duplicates
-stored (a reading stored twice), SOS presses vs stored, and press-to-stored delay of the SOS.
+The gateway faults run with ``ack = "platform"`` and, for comparison, ``ack = "broker"``
+(deletion on PUBACK, the behaviour before); ``dead-worker`` with ``platform`` only. Per fault
+and mode it prints readings generated vs stored, duplicates stored (a reading stored twice), SOS
+presses vs stored, press-to-stored delay of the SOS, SOS -> alert (``dead-worker``: the only one
+with the alert engine) and what the fault measured besides.
 Bounded: ``--gateways`` (default 4, at most 50), ``--rate`` (default 50 Hz, at most 500), 127.0.0.1.
+``full-disk`` mounts a tmpfs and needs root; without root (or where ``mount`` is refused) it runs on
+a loop-free alternative: the outboxes stay on the normal disk and SQLite's page limit
+(``PRAGMA max_page_count``, the same ``SQLITE_FULL`` error a full disk gives) is squeezed instead.
+``--port-base N`` takes every port from N on (brokers, ``/metrics``, ``serve``) instead of free ones.
 
-    python bench/faults.py [--gateways 4] [--rate 50] [--faults broker-kill,corrupt-outbox,lost-wal]
+    python bench/faults.py [--gateways 4] [--rate 50] [--faults broker-kill,dead-worker,...]
+    python bench/faults.py --pg-url postgresql://postgres@127.0.0.1:5432/postgres --port-base 18100
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -42,27 +62,54 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import paho.mqtt.client as mqtt
+import psycopg
+from psycopg import sql
+from pydantic import SecretStr
 
+from eldercare.config import Settings
+from eldercare.db.migrate import upgrade
 from eldercare.edge.agent import Agent
 from eldercare.edge.config import build_gateway_file
 from eldercare.edge.drivers import Sample
 from eldercare.edge.drivers.simulated import SimulatedDriver
 from eldercare.embedded import free_port
+from eldercare.simulators.mqttpool import Conn, Pool
 
-FAULTS = ("broker-kill", "corrupt-outbox", "lost-wal", "full-disk")
+FAULTS = (
+    "broker-kill",
+    "dead-worker",
+    "corrupt-outbox",
+    "lost-wal",
+    "full-disk",
+    "broker-outage",
+    "simulator-outage",
+)
+PORTS: list[int] = []  # --port-base: the next port to hand out
+
+
+def port() -> int:
+    """A port for something this bench starts: from ``--port-base`` on, else a free one."""
+    if PORTS:
+        PORTS[0] += 1
+        return PORTS[0] - 1
+    return free_port()
 
 
 class Broker:
     """A private Mosquitto with persistence saved every 60 s (the deployed setting)."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
+        self.port = port()
         user = "user root\n" if os.geteuid() == 0 else ""
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(
@@ -174,6 +221,114 @@ class Ingest:
             return out
 
 
+class Database:
+    """A fresh migrated database with each home, its gateway and its resident registered."""
+
+    def __init__(self, pg_url: str, n: int) -> None:
+        self.admin = pg_url
+        self.name = f"bench_faults_{uuid.uuid4().hex[:8]}"
+        parts = urlsplit(pg_url)
+        self.url = urlunsplit(parts._replace(path=f"/{self.name}"))
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+        upgrade(self.url)
+        with psycopg.connect(self.url) as conn, conn.transaction():
+            for i in range(n):
+                gw, site = f"gw-{i}", f"home-gw-{i}"
+                conn.execute("INSERT INTO sites (id, kind, name) VALUES (%s, 'home', %s)", (site, site))
+                conn.execute(
+                    "INSERT INTO gateways (id, site_id, mqtt_username, mqtt_password_hash)"
+                    " VALUES (%s, %s, %s, 'x')",
+                    (gw, site, gw),
+                )
+                conn.execute(
+                    "INSERT INTO residents (id, name, home_site_id) VALUES (%s, %s, %s)",
+                    (f"res-{i}", f"R{i}", site),
+                )
+
+    def query(self, q: str, *args: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url) as conn:
+            return conn.execute(q, args).fetchall()
+
+    def drop(self) -> None:
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+
+
+def _env(db: Database, broker_port: int, root: str, **extra: str) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")},
+        "ELDERCARE_DATABASE_URL": db.url,
+        "ELDERCARE_MQTT_URL": f"mqtt://127.0.0.1:{broker_port}",
+        "ELDERCARE_MQTT_TOPIC_ROOT": root,
+        **extra,
+    }
+
+
+class Process:
+    """``python -m eldercare.cli <args>`` with its output in a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args, self.env, self.log = args, env, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "eldercare.cli", *self.args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except OSError:
+        return 0, ""
+
+
+def healthy(url: str) -> bool:
+    return http_get(url)[0] == 200
+
+
+def metric(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
 class Home:
     """One gateway: a real agent, fed a counter and SOS presses by a thread."""
 
@@ -218,10 +373,15 @@ class Home:
                 self.presses.append(t)
                 d.feed(Sample("sos-1", "press", 1.0, t))
 
-    def stop(self) -> None:
+    def stop_feed(self) -> None:
+        """No more readings or presses; the agent goes on delivering what it holds."""
         self._stop.set()
         if self._feeder is not None:
             self._feeder.join()
+            self._feeder = None
+
+    def stop(self) -> None:
+        self.stop_feed()
         if self.agent is not None:
             self.agent.stop()
             self.agent = None
@@ -251,37 +411,66 @@ class Home:
         return new
 
 
-def run(fault: str, ack: str, n: int, rate: float) -> dict[str, Any]:
+@dataclass
+class Opts:
+    n: int
+    rate: float
+    dead_s: float
+    outage_s: float
+    pg_url: str
+
+
+def run(fault: str, ack: str, o: Opts) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         (work / "broker").mkdir()
         broker = Broker(work / "broker")
         broker.start()
-        disk = work / "disk"
-        if fault == "full-disk":
-            disk.mkdir()
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)], check=True)
         try:
-            return replay(fault, ack, n, rate, broker, disk if fault == "full-disk" else work)
+            if fault == "dead-worker":
+                return dead_worker(o, broker, work)
+            if fault == "simulator-outage":
+                return simulator_outage(o, broker)
+            if fault != "full-disk":
+                return replay(fault, ack, o, broker, work)
+            disk = work / "disk"
+            disk.mkdir()
+            mounted = os.geteuid() == 0 and (
+                subprocess.run(
+                    ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)],
+                    check=False,
+                    capture_output=True,
+                ).returncode
+                == 0
+            )
+            try:
+                row = replay(fault, ack, o, broker, disk, tmpfs=mounted)
+                row["note"] = "32 MB tmpfs filled 10 s" if mounted else "page limit squeezed 10 s (no tmpfs)"
+                return row
+            finally:
+                if mounted:
+                    subprocess.run(["umount", str(disk)], check=False)
         finally:
             broker.kill("TERM")
-            if fault == "full-disk":
-                subprocess.run(["umount", str(disk)], check=False)
 
 
-def replay(fault: str, ack: str, n: int, rate: float, broker: Broker, outboxes: Path) -> dict[str, Any]:
+def replay(
+    fault: str, ack: str, o: Opts, broker: Broker, outboxes: Path, tmpfs: bool = False
+) -> dict[str, Any]:
     root = f"bench-faults/{uuid.uuid4().hex[:8]}"
     ingest = Ingest(broker.port, root)
     ingest.start()
-    homes = [Home(i, broker.port, root, outboxes, ack, rate) for i in range(n)]
+    homes = [Home(i, broker.port, root, outboxes, ack, o.rate) for i in range(o.n)]
     for h in homes:
         h.start()
     time.sleep(3)
+    note: list[str] = []
     inject: dict[str, Callable[[], None]] = {
         "broker-kill": lambda: broker_kill(broker, ingest),
         "corrupt-outbox": lambda: corrupt(homes),
         "lost-wal": lambda: lose_wal(homes),
-        "full-disk": lambda: fill_disk(outboxes),
+        "full-disk": lambda: fill_disk(outboxes) if tmpfs else squeeze_pages(homes),
+        "broker-outage": lambda: note.append(broker_outage(broker, homes, o.outage_s)),
     }
     try:
         inject[fault]()
@@ -289,35 +478,48 @@ def replay(fault: str, ack: str, n: int, rate: float, broker: Broker, outboxes: 
         (outboxes / "filler").unlink(missing_ok=True)
     time.sleep(3)
     for h in homes:
-        h.stop()
-    settle = time.monotonic() + 20
+        h.stop_feed()
+    settle = time.monotonic() + 30  # the agents go on: re-sending after the ack timeout (5 s)
     while time.monotonic() < settle and not all(
         len(set(ingest.readings(h.gw))) >= h.next_value for h in homes
     ):
         time.sleep(0.2)
+    for h in homes:
+        h.stop()
     ingest.stop()
-    generated = sum(h.next_value for h in homes)
     values = {h.gw: ingest.readings(h.gw) for h in homes}
-    stored = sum(len(set(v)) for v in values.values())
-    dupes = sum(len(v) - len(set(v)) for v in values.values())
-    presses = sum(len(h.presses) for h in homes)
-    delays = sorted(
+    delays = [
         ingest.sos_stored[(h.gw, t)] - t / 1000
         for h in homes
         for t in h.presses
         if (h.gw, t) in ingest.sos_stored
+    ]
+    row = tally(
+        fault, ack, sum(h.next_value for h in homes), values, sum(len(h.presses) for h in homes), delays
     )
+    row["conflicts"] = ingest.conflicts
+    row["note"] = "; ".join(note)
+    return row
+
+
+def tally(
+    fault: str, ack: str, generated: int, values: dict[str, list[float]], presses: int, delays: list[float]
+) -> dict[str, Any]:
+    delays = sorted(delays)
+    stored = sum(len(set(v)) for v in values.values())
     return {
         "fault": fault,
         "ack": ack,
         "generated": generated,
         "stored": stored,
         "lost": generated - stored,
-        "duplicates": dupes,
-        "conflicts": ingest.conflicts,
+        "duplicates": sum(len(v) - len(set(v)) for v in values.values()),
+        "conflicts": 0,
         "sos": f"{len(delays)}/{presses}",
         "sos_p50_s": round(delays[len(delays) // 2], 2) if delays else None,
         "sos_max_s": round(delays[-1], 2) if delays else None,
+        "alert": "",
+        "note": "",
     }
 
 
@@ -327,6 +529,27 @@ def broker_kill(broker: Broker, ingest: Ingest) -> None:
     broker.kill("KILL")
     broker.start()
     ingest.start()
+
+
+def broker_outage(broker: Broker, homes: list[Home], outage_s: float) -> str:
+    """Broker ``kill -9``, down ``outage_s``, started again: each agent's reconnect delay."""
+    broker.kill("KILL")
+    time.sleep(outage_s)
+    broker.start()
+    back = time.monotonic()
+    seen: dict[str, float] = {}
+    while len(seen) < len(homes) and time.monotonic() - back < 60:
+        for h in homes:
+            if h.gw not in seen and h.agent is not None and h.agent.connected:
+                seen[h.gw] = time.monotonic() - back
+        time.sleep(0.02)
+    d = sorted(seen.values())
+    if not d:
+        return "no agent reconnected within 60 s"
+    return (
+        f"down {outage_s:.0f} s; {len(d)}/{len(homes)} agents connected again after "
+        f"p50 {d[len(d) // 2]:.1f} / max {d[-1]:.1f} s"
+    )
 
 
 def corrupt(homes: list[Home]) -> None:
@@ -353,30 +576,291 @@ def fill_disk(disk: Path, seconds: float = 10.0) -> None:
     time.sleep(seconds)
 
 
+def squeeze_pages(homes: list[Home], seconds: float = 10.0) -> None:
+    """Where no tmpfs can be mounted: SQLite's page limit at the file's current size gives the
+    outbox the error a full disk gives (``SQLITE_FULL``) for ``seconds``. (The bench drives the
+    agents in this process, so it reaches their connection; the agent's thread owns it, but a
+    PRAGMA between its transactions is harmless.)"""
+    for h in homes:
+        assert h.agent is not None
+        db = h.agent.outbox._db
+        db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0] + 1}")
+    time.sleep(seconds)
+    for h in homes:
+        assert h.agent is not None
+        h.agent.outbox._db.execute("PRAGMA max_page_count = 1073741823")
+
+
+# The real pipeline: a dead ingest worker ------------------------------------------------------------
+
+
+def dead_worker(o: Opts, broker: Broker, work: Path) -> dict[str, Any]:
+    """Two real ingest workers (shared subscription) and the alert engine; one ``kill -9``ed."""
+    db = Database(o.pg_url, o.n)
+    root = f"bench-faults/{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:6]
+    ports = [port(), port()]
+    workers = [
+        Process(
+            ["ingest", "run"],
+            _env(
+                db,
+                broker.port,
+                root,
+                ELDERCARE_INGEST_CLIENT_ID=f"faults-{tag}-{i}",
+                ELDERCARE_INGEST_SHARED_GROUP=f"faults{tag}",
+                ELDERCARE_INGEST_HEARTBEAT_S="1",
+                ELDERCARE_METRICS_PORT=str(ports[i]),
+            ),
+            work / f"ingest-{i}.log",
+        ).start()
+        for i in range(2)
+    ]
+    web = port()
+    serve = Process(
+        ["serve", "--host", "127.0.0.1", "--port", str(web)],
+        _env(db, broker.port, root, ELDERCARE_DATA_DIR=str(work), ELDERCARE_ENVIRONMENT="test"),
+        work / "serve.log",
+    ).start()
+    homes: list[Home] = []
+    alerts = AlertWatch(db)
+    try:
+        for url in [f"http://127.0.0.1:{p}/healthz" for p in ports] + [f"http://127.0.0.1:{web}/healthz"]:
+            wait(functools.partial(healthy, url), 90, url)
+        homes = [Home(i, broker.port, root, work, "platform", o.rate) for i in range(o.n)]
+        for h in homes:
+            h.start()
+        alerts.start()
+        time.sleep(3)
+        workers[1].kill()
+        killed = time.monotonic()
+        visible = None
+        while time.monotonic() - killed < o.dead_s:
+            if visible is None:
+                text = http_get(f"http://127.0.0.1:{ports[0]}/metrics")[1]
+                if (metric(text, "eldercare_ingest_silent_peers") or 0) >= 1:
+                    visible = time.monotonic() - killed
+            time.sleep(0.5)
+        held = len(db.query("SELECT 1 FROM events WHERE kind = 'sos'"))
+        workers[1].start()
+        time.sleep(3)
+        for h in homes:
+            h.stop_feed()
+        generated = sum(h.next_value for h in homes)
+
+        def values() -> dict[str, list[float]]:
+            out: dict[str, list[float]] = {h.gw: [] for h in homes}
+            for gw, v in db.query("SELECT gateway_id, value FROM readings WHERE sensor_id = 'counter-1'"):
+                out[gw].append(v)
+            return out
+
+        with contextlib.suppress(RuntimeError):
+            wait(lambda: sum(len(set(v)) for v in values().values()) >= generated, 90, "every reading")
+        presses = {(h.gw, t) for h in homes for t in h.presses}
+        stored = {
+            (gw, int(ts.timestamp() * 1000)): at.timestamp()
+            for gw, ts, at in db.query("SELECT gateway_id, ts, received_at FROM events WHERE kind = 'sos'")
+        }
+        with contextlib.suppress(RuntimeError):
+            wait(lambda: alerts.total() >= len(presses), 30, "an alert for every SOS")
+        alerts.stop()
+        delays = [stored[k] - k[1] / 1000 for k in presses if k in stored]
+        row = tally("dead-worker", "platform", generated, values(), len(presses), delays)
+        to_alert = sorted(alerts.delays(homes))
+        if to_alert:
+            row["alert"] = (
+                f"{len(to_alert)}/{len(presses)}: {to_alert[len(to_alert) // 2]:.2f} / {to_alert[-1]:.2f}"
+            )
+        row["note"] = (
+            f"worker 2 of 2 dead {o.dead_s:.0f} s; silent peer in /metrics after "
+            f"{'never' if visible is None else f'{visible:.1f} s'}; {held} SOS stored while it was dead"
+        )
+        return row
+    finally:
+        alerts.stop()
+        for h in homes:
+            h.stop()
+        for w in workers:
+            w.stop()
+        serve.stop()
+        db.drop()
+
+
+class AlertWatch:
+    """Polls the SOS alerts: when each resident's detections count first reached k (the k-th
+    press opens or joins the resident's open alert)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.first_seen: dict[tuple[str, int], float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        with psycopg.connect(self.db.url, autocommit=True) as conn:
+            while not self._stop.wait(0.1):
+                rows = conn.execute(
+                    "SELECT resident_id, sum(detections) FROM alerts WHERE kind = 'sos' GROUP BY 1"
+                ).fetchall()
+                now = time.time()
+                for res, n in rows:
+                    for k in range(1, int(n) + 1):
+                        self.first_seen.setdefault((res, k), now)
+
+    def total(self) -> int:
+        return len(self.first_seen)
+
+    def delays(self, homes: list[Home]) -> list[float]:
+        out = []
+        for i, h in enumerate(homes):
+            for k, t in enumerate(sorted(h.presses), start=1):
+                seen = self.first_seen.get((f"res-{i}", k))
+                if seen is not None:
+                    out.append(seen - t / 1000)
+        return out
+
+
+# The simulators' publishers across an outage ---------------------------------------------------
+
+
+def simulator_outage(o: Opts, broker: Broker) -> dict[str, Any]:
+    """``o.n`` mqttpool connections publish numbered telemetry (``o.rate`` readings/s in 10 Hz
+    messages) and an SOS every 3 s; the broker stops cleanly for ``o.outage_s`` and returns."""
+    root = f"bench-faults/{uuid.uuid4().hex[:8]}"
+    ingest = Ingest(broker.port, root)
+    ingest.start()
+    settings = Settings(mqtt_url=SecretStr(f"mqtt://127.0.0.1:{broker.port}"))
+    pool = Pool()
+    conns = [Conn(f"faults-sim-{root[-8:]}-{i}", settings) for i in range(o.n)]
+    for c in conns:
+        pool.add(c)
+    pool.wait_connected()
+    seq = dict.fromkeys(range(o.n), 0)
+    value = dict.fromkeys(range(o.n), 0)
+    presses: dict[int, list[int]] = {i: [] for i in range(o.n)}
+    per_msg = max(1, round(o.rate / 10))
+    phase = {"after": False}
+    back = [0.0]
+    reconnect: dict[int, float] = {}
+
+    def publish_round(i: int, c: Conn, sos: bool) -> None:
+        t = int(time.time() * 1000)
+        readings = []
+        for _ in range(per_msg):
+            readings.append({"t": t, "sensor": "counter-1", "metric": "count", "value": float(value[i])})
+            value[i] += 1
+        body = {"v": 1, "epoch": "simulator000001", "seq": seq[i], "readings": readings}
+        seq[i] += 1
+        c.publish(f"{root}/home-gw-{i}/gw-{i}/telemetry", json.dumps(body).encode())
+        if sos:
+            presses[i].append(t)
+            ev = {"v": 1, "epoch": "simulator000001", "seq": seq[i], "t": t, "sensor": "sos-1", "kind": "sos"}
+            seq[i] += 1
+            c.publish(f"{root}/home-gw-{i}/gw-{i}/event", json.dumps(ev).encode())
+
+    def loop(until: float) -> None:
+        last_sos = time.monotonic()
+        nxt = time.monotonic()
+        while time.monotonic() < until:
+            pool.poll(0.01)
+            now = time.monotonic()
+            if phase["after"]:
+                for i, c in enumerate(conns):
+                    if c.connected and i not in reconnect:
+                        reconnect[i] = now - back[0]
+            if now >= nxt:
+                nxt += 0.1
+                sos = now - last_sos >= 3.0
+                if sos:
+                    last_sos = now
+                for i, c in enumerate(conns):
+                    publish_round(i, c, sos)
+
+    loop(time.monotonic() + 3)
+    stopper = threading.Thread(target=broker.kill, args=("TERM",))
+    stopper.start()
+    loop(time.monotonic() + o.outage_s + 0.5)
+    stopper.join()
+    broker.start()
+    phase["after"], back[0] = True, time.monotonic()
+    loop(time.monotonic() + 10)
+    drain = time.monotonic() + 20
+    while time.monotonic() < drain and pool.unacked:
+        pool.poll(0.05)
+    loop(time.monotonic() + 1)
+    counted = sum(c.sent for c in conns)
+    pool.close()
+    settle = time.monotonic() + 20
+    while time.monotonic() < settle and sum(len(set(ingest.readings(f"gw-{i}"))) for i in range(o.n)) < sum(
+        value.values()
+    ):
+        time.sleep(0.2)
+    ingest.stop()
+    values = {f"gw-{i}": ingest.readings(f"gw-{i}") for i in range(o.n)}
+    delays = [
+        ingest.sos_stored[(f"gw-{i}", t)] - t / 1000
+        for i in range(o.n)
+        for t in presses[i]
+        if (f"gw-{i}", t) in ingest.sos_stored
+    ]
+    row = tally(
+        "simulator-outage", "-", sum(value.values()), values, sum(len(p) for p in presses.values()), delays
+    )
+    row["conflicts"] = ingest.conflicts
+    messages = sum(seq.values())
+    received = sum(len(s) for (gw, _), s in ingest.stored.items())
+    d = sorted(reconnect.values())
+    row["note"] = (
+        f"broker down {o.outage_s:.0f} s; {len(d)}/{o.n} publishers back after "
+        + (f"p50 {d[len(d) // 2]:.1f} / max {d[-1]:.1f} s" if d else "never")
+        + f"; {counted} counted sent (PUBACK) of {messages} published, {received} received"
+    )
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gateways", type=int, default=4)
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--faults", default=",".join(FAULTS))
+    ap.add_argument("--dead-s", type=float, default=90.0, help="how long the ingest worker stays dead")
+    ap.add_argument("--outage-s", type=float, default=20.0, help="how long the broker stays down")
+    ap.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--port-base", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     faults = [f for f in a.faults.split(",") if f]
     if not 1 <= a.gateways <= 50 or not 1 <= a.rate <= 500 or not set(faults) <= set(FAULTS):
         sys.exit(f"--gateways 1-50, --rate 1-500, --faults from {', '.join(FAULTS)}")
-    rows = [run(f, ack, a.gateways, a.rate) for f in faults for ack in ("platform", "broker")]
+    if a.port_base:
+        PORTS.append(a.port_base)
+    o = Opts(a.gateways, a.rate, a.dead_s, a.outage_s, a.pg_url)
+    rows = []
+    for f in faults:
+        for ack in ("platform",) if f in ("dead-worker", "simulator-outage") else ("platform", "broker"):
+            print(f"[{time.strftime('%H:%M:%S')}] {f} ({ack})", file=sys.stderr, flush=True)
+            rows.append(run(f, ack, o))
     if a.json:
         print(json.dumps({"rows": rows, "load1": os.getloadavg()[0]}))
         return
     print(f"{a.gateways} gateways, counter at {a.rate:.0f} Hz each, load average {os.getloadavg()[0]:.1f}")
     head = ["fault", "ack", "readings generated", "stored", "lost", "duplicates", "seq conflicts"]
-    head += ["SOS stored", "SOS press -> stored p50 / max s"]
+    head += ["SOS stored", "SOS press -> stored p50 / max s", "SOS -> alert p50 / max s", "notes"]
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
     for r in rows:
         cells = [
             r[k] for k in ("fault", "ack", "generated", "stored", "lost", "duplicates", "conflicts", "sos")
         ]
-        cells.append(f"{r['sos_p50_s']} / {r['sos_max_s']}")
+        cells += [f"{r['sos_p50_s']} / {r['sos_max_s']}", r["alert"], r["note"]]
         print("| " + " | ".join(str(c) for c in cells) + " |")
 
 
