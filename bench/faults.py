@@ -40,8 +40,8 @@ presses vs stored, press-to-stored delay of the SOS, SOS -> alert (``dead-worker
 with the alert engine) and what the fault measured besides.
 Bounded: ``--gateways`` (default 4, at most 50), ``--rate`` (default 50 Hz, at most 500), 127.0.0.1.
 ``full-disk`` mounts a tmpfs and needs root; without root (or where ``mount`` is refused) it runs on
-a loop-free alternative: the outboxes stay on the normal disk and SQLite's page limit
-(``PRAGMA max_page_count``, the same ``SQLITE_FULL`` error a full disk gives) is squeezed instead.
+an injected quota: for 10 s every write of each agent's outbox fails with SQLite's full-disk error
+(``SQLITE_FULL``), as on a full disk (the note column says which ran).
 ``--port-base N`` takes every port from N on (brokers, ``/metrics``, ``serve``) instead of free ones.
 
     python bench/faults.py [--gateways 4] [--rate 50] [--faults broker-kill,dead-worker,...]
@@ -57,6 +57,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -445,7 +446,8 @@ def run(fault: str, ack: str, o: Opts) -> dict[str, Any]:
             )
             try:
                 row = replay(fault, ack, o, broker, disk, tmpfs=mounted)
-                row["note"] = "32 MB tmpfs filled 10 s" if mounted else "page limit squeezed 10 s (no tmpfs)"
+                how = "32 MB tmpfs filled" if mounted else "outbox writes refused (injected: no tmpfs)"
+                row["note"] = f"{how} 10 s"
                 return row
             finally:
                 if mounted:
@@ -469,7 +471,7 @@ def replay(
         "broker-kill": lambda: broker_kill(broker, ingest),
         "corrupt-outbox": lambda: corrupt(homes),
         "lost-wal": lambda: lose_wal(homes),
-        "full-disk": lambda: fill_disk(outboxes) if tmpfs else squeeze_pages(homes),
+        "full-disk": lambda: fill_disk(outboxes) if tmpfs else inject_full(homes),
         "broker-outage": lambda: note.append(broker_outage(broker, homes, o.outage_s)),
     }
     try:
@@ -576,19 +578,26 @@ def fill_disk(disk: Path, seconds: float = 10.0) -> None:
     time.sleep(seconds)
 
 
-def squeeze_pages(homes: list[Home], seconds: float = 10.0) -> None:
-    """Where no tmpfs can be mounted: SQLite's page limit at the file's current size gives the
-    outbox the error a full disk gives (``SQLITE_FULL``) for ``seconds``. (The bench drives the
-    agents in this process, so it reaches their connection; the agent's thread owns it, but a
-    PRAGMA between its transactions is harmless.)"""
+def inject_full(homes: list[Home], seconds: float = 10.0) -> None:
+    """Where no tmpfs can be mounted (not root, or ``mount`` refused): an injected quota. For
+    ``seconds`` every write of each agent's outbox fails with SQLite's own full-disk error
+    (``SQLITE_FULL``: "database or disk is full"), then writes succeed again."""
+
+    def full(*_a: Any, **_k: Any) -> Any:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    names = ("add_readings", "seal_batches", "add_event", "store_sent")
+    saved = []
     for h in homes:
         assert h.agent is not None
-        db = h.agent.outbox._db
-        db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0] + 1}")
+        ob = h.agent.outbox
+        saved.append((ob, {n: getattr(ob, n) for n in names}))
+        for n in names:
+            setattr(ob, n, full)
     time.sleep(seconds)
-    for h in homes:
-        assert h.agent is not None
-        h.agent.outbox._db.execute("PRAGMA max_page_count = 1073741823")
+    for ob, real in saved:
+        for n, f in real.items():
+            setattr(ob, n, f)
 
 
 # The real pipeline: a dead ingest worker ------------------------------------------------------------
