@@ -13,8 +13,9 @@ Faults (``--faults``, all by default; each of issue 20's six is replayed):
 * ``dead-worker`` -- the real pipeline: two ``eldercare ingest`` workers on a shared subscription
   writing to a fresh PostgreSQL database, and ``eldercare serve`` (the alert engine); one worker is
   ``kill -9``ed for ``--dead-s`` (90 s) and then started again. Counted from the database; also
-  when the living worker's ``/metrics`` showed the dead one (``eldercare_ingest_silent_peers``,
-  what the operator alert fires on) and each SOS press -> its alert (open or detected again);
+  when the living worker's ``/metrics`` showed the dead one (``eldercare_ingest_silent_peers``),
+  when the alert engine opened the operators' alert for it (and cleared it after the restart),
+  and each SOS press -> its alert (opened or detected again);
 * ``broker-outage`` -- the broker ``kill -9``ed, down ``--outage-s`` (20 s), started again: when
   each agent is connected again (counted from the broker accepting connections), and the SOS
   pressed meanwhile;
@@ -628,7 +629,14 @@ def dead_worker(o: Opts, broker: Broker, work: Path) -> dict[str, Any]:
     web = port()
     serve = Process(
         ["serve", "--host", "127.0.0.1", "--port", str(web)],
-        _env(db, broker.port, root, ELDERCARE_DATA_DIR=str(work), ELDERCARE_ENVIRONMENT="test"),
+        _env(
+            db,
+            broker.port,
+            root,
+            ELDERCARE_DATA_DIR=str(work),
+            ELDERCARE_ENVIRONMENT="test",
+            ELDERCARE_INGEST_HEARTBEAT_S="1",
+        ),
         work / "serve.log",
     ).start()
     homes: list[Home] = []
@@ -642,7 +650,7 @@ def dead_worker(o: Opts, broker: Broker, work: Path) -> dict[str, Any]:
         alerts.start()
         time.sleep(3)
         workers[1].kill()
-        killed = time.monotonic()
+        killed, killed_wall = time.monotonic(), time.time()
         visible = None
         while time.monotonic() - killed < o.dead_s:
             if visible is None:
@@ -652,6 +660,7 @@ def dead_worker(o: Opts, broker: Broker, work: Path) -> dict[str, Any]:
             time.sleep(0.5)
         held = len(db.query("SELECT 1 FROM events WHERE kind = 'sos'"))
         workers[1].start()
+        revived = time.time()
         time.sleep(3)
         for h in homes:
             h.stop_feed()
@@ -672,6 +681,8 @@ def dead_worker(o: Opts, broker: Broker, work: Path) -> dict[str, Any]:
         }
         with contextlib.suppress(RuntimeError):
             wait(lambda: alerts.total() >= len(presses), 30, "an alert for every SOS")
+        with contextlib.suppress(RuntimeError):
+            wait(lambda: "resolved" in alerts.operator, 30, "the operators' alert cleared")
         alerts.stop()
         delays = [stored[k] - k[1] / 1000 for k in presses if k in stored]
         row = tally("dead-worker", "platform", generated, values(), len(presses), delays)
@@ -682,7 +693,9 @@ def dead_worker(o: Opts, broker: Broker, work: Path) -> dict[str, Any]:
             )
         row["note"] = (
             f"worker 2 of 2 dead {o.dead_s:.0f} s; silent peer in /metrics after "
-            f"{'never' if visible is None else f'{visible:.1f} s'}; {held} SOS stored while it was dead"
+            f"{'never' if visible is None else f'{visible:.1f} s'}; {held} SOS stored while it was dead; "
+            f"operators' alert opened {_after(alerts.operator.get('open'), killed_wall)} after the kill, "
+            f"cleared {_after(alerts.operator.get('resolved'), revived)} after the restart"
         )
         return row
     finally:
@@ -695,6 +708,10 @@ def dead_worker(o: Opts, broker: Broker, work: Path) -> dict[str, Any]:
         db.drop()
 
 
+def _after(at: float | None, since: float) -> str:
+    return "never" if at is None else f"{at - since:.1f} s"
+
+
 class AlertWatch:
     """Polls the SOS alerts: when each resident's detections count first reached k (the k-th
     press opens or joins the resident's open alert)."""
@@ -702,6 +719,7 @@ class AlertWatch:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.first_seen: dict[tuple[str, int], float] = {}
+        self.operator: dict[str, float] = {}  # state of the silent-worker alert -> first seen (wall s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -720,6 +738,10 @@ class AlertWatch:
                     "SELECT resident_id, sum(detections) FROM alerts WHERE kind = 'sos' GROUP BY 1"
                 ).fetchall()
                 now = time.time()
+                for (state,) in conn.execute(
+                    "SELECT state FROM alerts WHERE starts_with(dedup_key, 'operator:ingest-worker:')"
+                ).fetchall():
+                    self.operator.setdefault(state, now)
                 for res, n in rows:
                     for k in range(1, int(n) + 1):
                         self.first_seen.setdefault((res, k), now)

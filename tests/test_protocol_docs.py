@@ -113,3 +113,43 @@ def test_documented_limits_match_code() -> None:
     assert f"{p.MAX_READINGS:,}" in TEXT
     assert str(p.T_MIN_MS) in TEXT and str(p.T_MAX_MS) in TEXT
     assert "256 KiB" in TEXT and p.MAX_PAYLOAD_BYTES == 256 * 1024
+
+
+def _table_fields(section: str) -> set[str]:
+    """The field names of the first table after a section's heading."""
+    body = TEXT.split(section, 1)[1]
+    table = re.search(r"^\| field .*?(?=\n\n)", body, re.S | re.M)
+    assert table is not None, f"no field table under {section}"
+    return set(re.findall(r"^\| `([a-z_]+)` \|", table.group(0), re.M))
+
+
+@pytest.mark.parametrize(("section", "kind"), [("## 5. Telemetry", "telemetry"), ("## 6. Event", "event")])
+def test_every_field_of_the_code_is_in_the_docs_table(section: str, kind: str) -> None:
+    """An outsider writing a gateway from the docs alone sees every field, ``low`` included."""
+    assert _table_fields(section) == set(p.KINDS[kind].__struct_fields__)
+
+
+def test_ack_section_states_the_rules_a_gateway_needs() -> None:
+    ack = TEXT.split("### Acknowledgements: what is stored (optional)", 1)[1].split("## 10.", 1)[0]
+    for rule in ("retained", "same epoch", "another epoch", "`low`", "Re-sends", "timeout", "low - 1"):
+        assert rule in ack, f"the ack section does not say {rule!r}"
+    assert "ack.schema.json" in ack
+    # the ack example is the Ack struct, field for field
+    body = next(b for k, b in EXAMPLES if k == "ack")
+    assert set(json.loads(body)) == set(p.Ack.__struct_fields__)
+
+
+def test_a_low_above_its_seq_is_rejected_by_the_decoder_as_the_docs_say() -> None:
+    """The schema cannot compare two fields; the decoder does, with the reason the docs name."""
+    bad = {
+        "v": 1,
+        "epoch": "3f9c2a7be41d0c55",
+        "seq": 4,
+        "t": 1767225600000,
+        "sensor": "ab",
+        "kind": "sos",
+        "low": 5,
+    }
+    with pytest.raises(p.ProtocolError) as err:
+        p.decode("event", json.dumps(bad).encode())
+    assert err.value.field == "low" and "`low: ...`" in TEXT

@@ -605,11 +605,11 @@ class Store:
         keys = sorted(sites)
         out: dict[tuple[str, str, str], int] = {}
         todo = {key: counts.get(key, 0) + ACK_SLACK for key in keys}
-        # One round trip for both statements (the server still runs them one after the other):
+        # One round trip for all statements (the server still runs them one after the other):
         # on a busy machine each round trip waits for the backend to be scheduled.
         with conn.pipeline():
-            ids = {"gateways": [g for g, _ in keys], "epochs": [e for _, e in keys]}
-            conn.execute(ACK_LOCK, {**ids, "lows": [lows.get(k) for k in keys]})
+            rows_of: dict[str, list[Any]] = {"gateways": [g for g, _ in keys], "epochs": [e for _, e in keys]}
+            conn.execute(ACK_LOCK, {**rows_of, "lows": [lows.get(k) for k in keys]})
             if lows:
                 raise_ = sorted(lows)
                 conn.execute(

@@ -300,6 +300,37 @@ def _clock(site: str, gateway: str, t_ms: int, skew_ms: int) -> Decision:
     )
 
 
+INGEST_WORKER_KEY = "operator:ingest-worker:"  # + client id: one live alert per silent worker
+
+
+def decide_ingest_worker(*, client_id: str, silent_s: float, limit_s: float, t_ms: int) -> Open | Clear:
+    """The operators' alert for an ingest worker silent past ``limit_s``: its persistent session
+    still takes its share of the shared subscription, so telemetry and status wait there for it
+    (events do not: every worker receives them). Cleared when it records itself alive again."""
+    key = INGEST_WORKER_KEY + client_id
+    if silent_s <= limit_s:
+        return Clear(key, "the ingest worker is alive again")
+    return Open(
+        "work_failed",
+        key,
+        t_ms,
+        resident_id=None,
+        site_id=None,
+        gateway_id=None,
+        sensor_id=None,
+        summary=_summary(
+            "work_failed",
+            f"Ingest worker {client_id} has been silent for {silent_s:.0f} s: its broker session holds "
+            "its share of telemetry and status until it returns (alarms still flow through the other "
+            "workers). Restart it, or retire it: eldercare ingest retire.",
+            f"接收进程 {client_id} 已 {silent_s:.0f} 秒无响应：其代理会话积压了它那份遥测和状态数据，"
+            "直到它恢复（告警仍由其他进程处理）。请重启或退役它：eldercare ingest retire。",
+            client_id=client_id,
+            silent_s=round(silent_s, 1),
+        ),
+    )
+
+
 def work_failed(*, what: str, ident: int, error: str, site: str | None, t_ms: int) -> Open:
     """The operators' alert for an item the platform set aside after its last attempt failed.
 

@@ -63,6 +63,8 @@ ESCALATION_WORKERS = 4  # transactions escalating side by side when many alerts 
 ESCALATION_RETRY_S = 30.0  # an alert whose escalation failed is tried again this much later
 HEARTBEAT_TICK_S = 30.0
 HEARTBEAT_LIMIT_S = 300.0  # five default heartbeat periods
+INGEST_TICK_S = 10.0  # how often ingest workers' liveness is looked at
+INGEST_SILENT_HEARTBEATS = 3
 INACTIVITY_TICK_S = 2.0  # how often due residents are looked for; each is due every 60 s of its home's
 # clock, which for a simulated home at 60x is one wall second
 ENGINE_POOL_SIZE = 10  # the work and escalation transactions, deliveries, the ticks
@@ -414,6 +416,35 @@ async def check_heartbeats(
     return stalled
 
 
+async def check_ingest_workers(
+    pool: AsyncConnectionPool[Any], *, limit_s: float, now: datetime | None = None
+) -> int:
+    """Open (or clear) the operators' alert for each ingest worker silent past ``limit_s`` (it
+    records itself alive in ``ingest_workers`` every heartbeat); returns how many are silent. A
+    worker retired (its row deleted) clears its alert too."""
+    now = now or repo.now()
+    silent = 0
+    async with pool.connection() as conn, conn.transaction():
+        workers = await repo.ingest_workers_seen(conn)
+        live = set(await repo.live_alert_keys(conn, prefix=rules.INGEST_WORKER_KEY))
+        for w in workers:
+            decision = rules.decide_ingest_worker(
+                client_id=w["client_id"],
+                silent_s=(now - w["seen_at"]).total_seconds(),
+                limit_s=limit_s,
+                t_ms=_ms(now),
+            )
+            live.discard(decision.dedup_key)
+            if isinstance(decision, rules.Open):
+                silent += 1
+                await _operator_alert(conn, decision, now=now)
+            else:
+                await apply(conn, decision, now=now)
+        for key in live:  # retired: no row any more
+            await apply(conn, rules.Clear(key, "the ingest worker was retired"), now=now)
+    return silent
+
+
 async def drive_inactivity(
     pool: Pool,
     *,
@@ -615,6 +646,8 @@ class Engine:
         )  # fmt: skip
         await pool.open()  # connections come as the database allows; the loops retry meanwhile
         email, clock = self.email, self.clock
+        # the rule of ingest's own /metrics (eldercare_ingest_silent_peers): silent 3 heartbeats
+        ingest_limit = INGEST_SILENT_HEARTBEATS * self.settings.ingest_heartbeat_s
         jobs = {
             "alert-deliveries": Deliverer(pool, self.settings, on_gave_up=delivery_gave_up).run(),
             "alert-work": _work_loop(
@@ -624,6 +657,10 @@ class Engine:
             "escalation": _escalation_loop(pool, email, clock),
             "heartbeats": _tick(
                 "heartbeats", HEARTBEAT_TICK_S, lambda: check_heartbeats(pool, now=clock())
+            ),
+            "ingest-workers": _tick(
+                "ingest-workers", INGEST_TICK_S,
+                lambda: check_ingest_workers(pool, limit_s=ingest_limit, now=clock()),
             ),
             "inactivity": _tick(
                 "inactivity", INACTIVITY_TICK_S,

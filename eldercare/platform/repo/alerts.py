@@ -413,6 +413,21 @@ async def list_visible(
     return await cur.fetchall()
 
 
+async def ingest_workers_seen(conn: AsyncConnection[Any]) -> list[Row]:
+    """Each ingest worker's client id and when it last recorded itself alive."""
+    return await _rows(conn, "SELECT client_id, seen_at FROM ingest_workers", {})
+
+
+async def live_alert_keys(conn: AsyncConnection[Any], *, prefix: str) -> list[str]:
+    """The dedup keys of the live alerts whose key starts with ``prefix``."""
+    rows = await _rows(
+        conn,
+        "SELECT dedup_key FROM alerts WHERE state <> 'resolved' AND starts_with(dedup_key, %(prefix)s)",
+        {"prefix": prefix},
+    )
+    return [r["dedup_key"] for r in rows]
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
