@@ -2,26 +2,14 @@
 
 Each gateway is a real :class:`eldercare.edge.agent.Agent` (outbox on disk, its own uplink) fed a
 counter (0, 1, 2, ... at ``--rate`` Hz) and an SOS press every few seconds: any gap or repeat in
-what is stored is a lost or duplicated reading. The platform side is a stand-in for ingest that
-behaves as ingest does with end-to-end acknowledgement: a persistent QoS 1 session on every
-gateway's telemetry and event, "stored" = first copy of each ``(gateway, epoch, seq)`` kept, and,
-every 200 ms, the retained ``.../ack`` with the highest contiguous seq of each epoch. (It is not
+what is stored is a lost or duplicated reading. Except in ``dead-worker`` (the real pipeline),
+the platform side is a stand-in for ingest that behaves as ingest does with end-to-end
+acknowledgement: a persistent QoS 1 session on every gateway's telemetry and event, "stored" =
+first copy of each ``(gateway, epoch, seq)`` kept, and, every 200 ms, the retained ``.../ack``
+with the highest contiguous seq of each epoch. (It is not
 the database: the real ingest's side is tested in its own tests; this isolates the gateway.)
 
 Faults (``--faults``, all by default; each of issue 20's six is replayed):
-
-* ``dead-worker`` -- the real pipeline: two ``eldercare ingest`` workers on a shared subscription
-  writing to a fresh PostgreSQL database, and ``eldercare serve`` (the alert engine); one worker is
-  ``kill -9``ed for ``--dead-s`` (90 s) and then started again. Counted from the database; also
-  when the living worker's ``/metrics`` showed the dead one (``eldercare_ingest_silent_peers``),
-  when the alert engine opened the operators' alert for it (and cleared it after the restart),
-  and each SOS press -> its alert (opened or detected again);
-* ``broker-outage`` -- the broker ``kill -9``ed, down ``--outage-s`` (20 s), started again: when
-  each agent is connected again (counted from the broker accepting connections), and the SOS
-  pressed meanwhile;
-* ``simulator-outage`` -- the simulators' publishers (:mod:`eldercare.simulators.mqttpool`, one
-  connection per gateway) across a broker outage (clean stop, ``--outage-s``): every message they
-  count as sent must be stored, and when each is connected again;
 
 * ``broker-kill`` -- ingest stopped 10 s while the gateways send, then the broker ``kill -9``ed
   (persistence on, ``autosave_interval 60`` as deployed) and started again, then ingest;
@@ -33,6 +21,18 @@ Faults (``--faults``, all by default; each of issue 20's six is replayed):
 * ``full-disk`` -- the outboxes live on a 32 MB tmpfs (root only: it is mounted by the bench) that
   is filled for 10 s, then freed. (Each outbox's WAL grows up to 4 MB between checkpoints: a
   smaller file system fills up by itself.)
+* ``dead-worker`` -- the real pipeline: two ``eldercare ingest`` workers on a shared subscription
+  writing to a fresh PostgreSQL database, and ``eldercare serve`` (the alert engine); one worker is
+  ``kill -9``ed for ``--dead-s`` (90 s) and then started again. Counted from the database; also
+  when the living worker's ``/metrics`` showed the dead one (``eldercare_ingest_silent_peers``),
+  when the alert engine opened the operators' alert for it (and cleared it after the restart),
+  and each SOS press -> its alert (opened or detected again);
+* ``broker-outage`` -- the broker ``kill -9``ed, down ``--outage-s`` (20 s), started again: when
+  each agent is connected again (counted from the broker accepting connections), and the SOS
+  pressed meanwhile;
+* ``simulator-outage`` -- the simulators' publishers (:mod:`eldercare.simulators.mqttpool`, one
+  connection per gateway) across a broker outage (clean stop, ``--outage-s``): every message they
+  count as sent must be stored, and when each is connected again (they replace the agents here).
 
 The gateway faults run with ``ack = "platform"`` and, for comparison, ``ack = "broker"``
 (deletion on PUBACK, the behaviour before); ``dead-worker`` with ``platform`` only. Per fault
