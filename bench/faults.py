@@ -6,7 +6,7 @@ what is stored is a lost or duplicated reading. Except in ``dead-worker`` (the r
 the platform side is a stand-in for ingest that behaves as ingest does with end-to-end
 acknowledgement: a persistent QoS 1 session on every gateway's telemetry and event, "stored" =
 first copy of each ``(gateway, epoch, seq)`` kept, and, every 200 ms, the retained ``.../ack``
-with the highest contiguous seq of each epoch. (It is not
+with the highest contiguous seq of each epoch, never below the gateway's ``low`` - 1. (It is not
 the database: the real ingest's side is tested in its own tests; this isolates the gateway.)
 
 Faults (``--faults``, all by default; each of issue 20's six is replayed):
@@ -151,6 +151,7 @@ class Ingest:
         self.sos_stored: dict[tuple[str, int], float] = {}  # (gateway, press t) -> arrival (wall s)
         self.lock = threading.Lock()
         self.acked: dict[tuple[str, str], int] = {}
+        self.lows: dict[tuple[str, str], int] = {}  # the highest ``low`` seen per epoch
         self.client: mqtt.Client | None = None
         self._stop = threading.Event()
         self._acker: threading.Thread | None = None
@@ -186,6 +187,8 @@ class Ingest:
         p = json.loads(msg.payload)
         with self.lock:
             seqs = self.stored.setdefault((gw, p["epoch"]), {})
+            if p.get("low") is not None:
+                self.lows[(gw, p["epoch"])] = max(p["low"], self.lows.get((gw, p["epoch"]), 0))
             old = seqs.get(p["seq"])
             if old is None:
                 seqs[p["seq"]] = bytes(msg.payload)
@@ -201,7 +204,10 @@ class Ingest:
                 tops = {}
                 for key in keys:
                     seqs = self.stored[key]
-                    top = self.acked.get(key, min(seqs) - 1)
+                    low = self.lows.get(key)
+                    top = self.acked.get(key, min(seqs) - 1 if low is None else low - 1)
+                    if low is not None:
+                        top = max(top, low - 1)  # as ingest: nothing below low will come
                     while top + 1 in seqs:
                         top += 1
                     if top != self.acked.get(key):
