@@ -12,14 +12,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.platform.engine import rules, service
+from eldercare.platform.repo.connections import open_pool
 
 
 def check(db_url: str, at: datetime, limit_s: float = 15.0) -> int:
     async def main() -> int:
-        async with AsyncConnectionPool(db_url, min_size=1, max_size=2, kwargs={"autocommit": True}) as p:
+        async with open_pool(db_url, min_size=1, max_size=2) as p:
             return await service.check_ingest_workers(p, limit_s=limit_s, now=at)
 
     return asyncio.run(main())

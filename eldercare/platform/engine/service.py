@@ -416,17 +416,15 @@ async def check_heartbeats(
     return stalled
 
 
-async def check_ingest_workers(
-    pool: AsyncConnectionPool[Any], *, limit_s: float, now: datetime | None = None
-) -> int:
+async def check_ingest_workers(pool: Pool, *, limit_s: float, now: datetime | None = None) -> int:
     """Open (or clear) the operators' alert for each ingest worker silent past ``limit_s`` (it
     records itself alive in ``ingest_workers`` every heartbeat); returns how many are silent. A
     worker retired (its row deleted) clears its alert too."""
-    now = now or repo.now()
+    now = now or alerts_repo.now()
     silent = 0
     async with pool.connection() as conn, conn.transaction():
-        workers = await repo.ingest_workers_seen(conn)
-        live = set(await repo.live_alert_keys(conn, prefix=rules.INGEST_WORKER_KEY))
+        workers = await gateways_repo.ingest_workers_seen(conn)
+        live = set(await alerts_repo.live_alert_keys(conn, prefix=rules.INGEST_WORKER_KEY))
         for w in workers:
             decision = rules.decide_ingest_worker(
                 client_id=w["client_id"],

@@ -91,6 +91,15 @@ async def live_alert_id(conn: Conn, *, dedup_key: str) -> int | None:
     return int(row["id"]) if row else None
 
 
+async def live_alert_keys(conn: Conn, *, prefix: str) -> list[str]:
+    """The dedup keys of the live alerts whose key starts with ``prefix``."""
+    cur = await conn.execute(
+        "SELECT dedup_key FROM alerts WHERE state <> 'resolved' AND starts_with(dedup_key, %(p)s)",
+        {"p": prefix},
+    )
+    return [r["dedup_key"] for r in await cur.fetchall()]
+
+
 async def auto_resolve(conn: Conn, *, dedup_key: str, reason: str) -> int | None:
     """Resolve a device problem whose condition cleared; returns the alert id if there was one."""
     cur = await conn.execute(
@@ -411,21 +420,6 @@ async def list_visible(
     ).format(sql.SQL(" AND ").join(filters))
     cur = await conn.execute(query, params)
     return await cur.fetchall()
-
-
-async def ingest_workers_seen(conn: AsyncConnection[Any]) -> list[Row]:
-    """Each ingest worker's client id and when it last recorded itself alive."""
-    return await _rows(conn, "SELECT client_id, seen_at FROM ingest_workers", {})
-
-
-async def live_alert_keys(conn: AsyncConnection[Any], *, prefix: str) -> list[str]:
-    """The dedup keys of the live alerts whose key starts with ``prefix``."""
-    rows = await _rows(
-        conn,
-        "SELECT dedup_key FROM alerts WHERE state <> 'resolved' AND starts_with(dedup_key, %(prefix)s)",
-        {"prefix": prefix},
-    )
-    return [r["dedup_key"] for r in rows]
 
 
 def now() -> datetime:

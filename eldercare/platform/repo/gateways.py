@@ -78,6 +78,12 @@ async def gateways_for_heartbeat_check(conn: Conn, *, since: datetime) -> list[R
     return await cur.fetchall()
 
 
+async def ingest_workers_seen(conn: Conn) -> list[Row]:
+    """Each ingest worker's client id and when it last recorded itself alive (``ingest_workers``)."""
+    cur = await conn.execute("SELECT client_id, seen_at FROM ingest_workers")
+    return await cur.fetchall()
+
+
 async def site_has_sensor(conn: Conn, *, site: str, kind: str) -> bool:
     """Whether any gateway of the site has a sensor of this kind (a home with PIRs can vouch for
     silence; one without cannot)."""
