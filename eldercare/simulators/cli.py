@@ -196,8 +196,7 @@ def seed_cmd(
     now = time.time()
     p = nb.plan(seed_, homes, stations, prefix=prefix, now=now, roster_days=roster_days, couples=couples)
     try:
-        with psycopg.connect(resolve_url(settings)) as conn:
-            counts = store.seed(conn, p)
+        counts = store.seed(resolve_url(settings), p)
     except store.StoreError as exc:
         raise click.ClickException(str(exc)) from None
     except psycopg.OperationalError as exc:
