@@ -36,6 +36,7 @@ from eldercare.config import Settings
 from eldercare.db.migrate import upgrade
 from eldercare.platform.app import create_app
 from eldercare.platform.security import hash_password
+from eldercare.platform.state import app_state
 
 PASSWORD = "bench-password-1"
 
@@ -107,7 +108,9 @@ def measure(url: str, events: int, pollers: int = 0) -> tuple[list[float], float
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    while not app.state.hub.listening.is_set():
+    hub = app_state(app).hub
+    assert hub is not None
+    while not hub.listening.is_set():
         time.sleep(0.05)
     r = httpx.post(
         f"http://127.0.0.1:{port}/api/v1/auth/token", data={"username": "worker", "password": PASSWORD}

@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from eldercare.platform.state import app_state
+
 
 @contextmanager
 def serving(app: Any, timeout: float = 20.0) -> Iterator[int]:
@@ -26,7 +28,7 @@ def serving(app: Any, timeout: float = 20.0) -> Iterator[int]:
         assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
         time.sleep(0.05)
     port = int(srv.servers[0].sockets[0].getsockname()[1])
-    hub = getattr(app.state, "hub", None)
+    hub = app_state(app).hub
     while hub is not None and not hub.listening.is_set():
         assert time.monotonic() < deadline, "hub did not start listening"
         time.sleep(0.05)

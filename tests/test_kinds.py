@@ -12,8 +12,7 @@ from typing import get_args
 import psycopg
 
 from eldercare import kinds, protocol
-from eldercare.platform.routes.alerts import AlertKind, Outcome
-from eldercare.platform.schemas import SimIncidentIn
+from eldercare.platform.schemas import AlertKind, Outcome, SimIncidentIn, SiteKind
 from eldercare.platform.web import STATIC
 from eldercare.simulators import routine
 
@@ -50,6 +49,7 @@ def test_the_api_schemas_take_their_kinds_from_the_registry() -> None:
     assert get_args(AlertKind) == kinds.ALERT_KINDS
     assert get_args(Outcome) == kinds.OUTCOMES
     assert get_args(SimIncidentIn.model_fields["kind"].annotation) == kinds.INCIDENT_KINDS
+    assert get_args(SiteKind) == kinds.SITE_KINDS
 
 
 def test_the_simulators_and_the_protocol_use_the_registry() -> None:

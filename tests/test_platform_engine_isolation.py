@@ -185,23 +185,25 @@ def test_alarms_never_wait_for_the_apis_connections(settings: Any, world: World,
     from platform_api_support import running
 
     from eldercare.platform.app import create_app
+    from eldercare.platform.state import app_state
 
     app = create_app(settings.model_copy(update={"db_pool_min": 1, "db_pool_max": 2}))
     console = Console()
     with running(app) as client:
-        held = [client.portal.call(app.state.pool.getconn) for _ in range(2)]  # every API connection
+        state = app_state(app)
+        hub = state.hub
+        assert hub is not None
+        held = [client.portal.call(state.pool.getconn) for _ in range(2)]  # every API connection
         try:
-            client.portal.call(app.state.hub.listening.wait)
-            client.portal.start_task_soon(
-                lambda: _register(app.state.hub, world.user_id("worker2"), console)
-            ).result()
+            client.portal.call(hub.listening.wait)
+            client.portal.start_task_soon(lambda: _register(hub, world.user_id("worker2"), console)).result()
             work = queue(db_url, "gw-home-2", "home-2", sensor="sos-1", kind="sos", resident="res-2")
             with psycopg.connect(db_url, autocommit=True) as conn:
                 conn.execute("SELECT pg_notify('alert_work', %s)", (str(work),))
             wait_for(lambda: bool(console.got), 10, "the SOS pushed to the care worker's console")
         finally:
             for conn in held:
-                client.portal.call(app.state.pool.putconn, conn)
+                client.portal.call(state.pool.putconn, conn)
     assert console.got[0]["alert"]["kind"] == "sos" and console.got[0]["alert"]["resident_id"] == "res-2"
 
 

@@ -25,8 +25,7 @@ from eldercare.simulators.runner import METRIC
 
 def _manifest(db_url: str, homes: int = 2, couples: float = 0.0) -> dict[str, Any]:
     p = nb.plan(4, homes, 0, now=time.time(), roster_days=1, couples=couples)
-    with psycopg.connect(db_url) as conn:
-        store.seed(conn, p)
+    store.seed(db_url, p)
     return nb.manifest(p, topic_root="x/v1", created_at=0, start=0)
 
 

@@ -265,7 +265,7 @@ def test_stations_see_the_residents_who_attend(sim_root: str, broker: tuple[str,
     class Recording(Runner):
         sent: list[tuple[str, list[Any]]] = []  # noqa: RUF012
 
-        def _telemetry(self, gw: Any, readings: list[Any]) -> None:
+        def send_telemetry(self, gw: Any, readings: list[Any]) -> None:
             self.sent.append((gw.id, readings))
 
     runner = Recording(

@@ -50,8 +50,8 @@ def test_plan_is_deterministic_and_consistent() -> None:
 
 def test_seed_registers_everything(sim_db_url: str) -> None:
     p = nb.plan(1, 12, 2, now=time.time(), roster_days=3)
+    counts = store.seed(sim_db_url, p)
     with psycopg.connect(sim_db_url) as conn:
-        counts = store.seed(conn, p)
         assert _count(conn, "sites") == 14 == counts["sites"]
         assert _count(conn, "residents") == 12
         assert _count(conn, "gateways") == 12 + 2 * 2
@@ -77,15 +77,15 @@ def test_seed_registers_everything(sim_db_url: str) -> None:
         assert wearable == (h.resident,)
         assert conn.execute("SELECT bool_and(simulated) FROM residents").fetchone() == (True,)
         with pytest.raises(store.StoreError, match="already exist"):
-            store.seed(conn, p)
+            store.seed(sim_db_url, p)
 
 
 def test_seed_homes_of_two(sim_db_url: str) -> None:
     p = nb.plan(2, 6, 1, now=time.time(), roster_days=1, couples=0.5)
     pairs = [h for h in p.homes if h.partner is not None]
     assert 0 < len(pairs) < 6
+    counts = store.seed(sim_db_url, p)
     with psycopg.connect(sim_db_url) as conn:
-        counts = store.seed(conn, p)
         assert counts["residents"] == 6 + len(pairs) == _count(conn, "residents")
         h = pairs[0]
         assert h.partner is not None
@@ -111,8 +111,8 @@ def test_seed_refuses_an_unmigrated_database(pg_url: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         url = urlsplit(pg_url)._replace(path=f"/{name}").geturl()
-        with psycopg.connect(url) as conn, pytest.raises(store.StoreError, match="db migrate"):
-            store.seed(conn, nb.plan(1, 1, 0, now=time.time()))
+        with pytest.raises(store.StoreError, match="db migrate"):
+            store.seed(url, nb.plan(1, 1, 0, now=time.time()))
     finally:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -61,8 +61,7 @@ def test_chinese_labels_are_chinese_and_english_labels_are_not() -> None:
 
 
 def test_enum_values_the_api_returns_all_have_labels() -> None:
-    from eldercare.platform.routes.alerts import AlertKind, Outcome
-    from eldercare.platform.schemas import CareLevel, SensorKind, SimIncidentIn
+    from eldercare.platform.schemas import AlertKind, CareLevel, Outcome, SensorKind, SimIncidentIn
 
     cat = catalogs()["en"]
     wanted = [f"kind.{k}" for k in AlertKind.__args__]

@@ -23,22 +23,21 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from eldercare import __version__, protocol
-from eldercare.edge import checkin
+from eldercare import protocol
+from eldercare.edge import checkin, status
 from eldercare.edge.batching import Batcher
 from eldercare.edge.checkin import CheckIns, HomeContext, Suspect, combine_confidence
-from eldercare.edge.clock import ClockGuard
-from eldercare.edge.config import GatewayFile, parse_remote_config
+from eldercare.edge.clock import ClockGuard, Held
+from eldercare.edge.config import GatewayFile, newer_remote_config, parse_remote_config, refusal
 from eldercare.edge.connection import NetEvent, Uplink
 from eldercare.edge.drivers import AccChunk, Action, Driver, Health, Sample, load_driver
-from eldercare.edge.falls import StreamLike, WearLike, open_stream, open_wear_tracker
+from eldercare.edge.falls import FallWatch, StreamLike, WearLike, open_wear_tracker
 from eldercare.edge.outbox import PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Outgoing, is_corruption
 
 log = logging.getLogger(__name__)
@@ -94,7 +93,7 @@ class Agent:
         self.inbox: queue.Queue[Any] = queue.Queue(maxsize=200_000)
         self.sink = _Sink(self.inbox)
         self.drivers = drivers if drivers is not None else [load_driver(e, gw) for e in gw.drivers]
-        self._fall_stream = fall_stream
+        self.falls = FallWatch(gw.fall, fall_stream)
         self._wall, self._mono = wall, mono
         self._rand = rand
         self._stop = threading.Event()
@@ -174,8 +173,7 @@ class Agent:
         self.checkins = CheckIns(self.config.checkin_window_s)
         self.context = HomeContext(keep_s=max(900.0, gw.fall.context_window_s * 2))
         self.sensor_status: dict[str, dict[str, Any]] = {}
-        self.held: deque[tuple[str, float, Any]] = deque()
-        self.held_dropped = 0
+        self.held = Held(gw.clock.hold_max)
         self.rows: list[tuple[int, str, str, float]] = []
         self.write_retry_at = -math.inf
         self.rows_dropped = 0  # readings dropped from memory while the disk refused them
@@ -204,8 +202,6 @@ class Agent:
         self.next_heartbeat = now
         self.next_bounds = now
         self.next_persist = now + 60
-        self.acc_buf: dict[str, deque[tuple[np.ndarray, np.ndarray, float]]] = {}
-        self.streams: dict[str, StreamLike | None] = {}
         self.wear: dict[str, tuple[WearLike | None, float]] = {}  # tracker, when it was last judged
         self.bad_names: set[str] = set()
         self.low_battery: set[str] = set()
@@ -537,7 +533,7 @@ class Agent:
         if t_ms is None:
             t_ms = self.clock.now_ms()
             if t_ms is None:
-                self._hold(("r", self._mono(), (sensor, metric, value)))
+                self.held.reading(self._mono(), (sensor, metric, value))
                 return
         self.rows.append((t_ms, sensor, metric, float(value)))
         if len(self.rows) > MEMORY_ROWS_MAX:  # the disk has refused them for a long time
@@ -566,7 +562,7 @@ class Agent:
         mono = self._mono() if at_mono is None else at_mono
         t = t_ms if t_ms is not None else self.clock.ms_at(mono)
         if t is None:
-            self.held.append(("e", mono, fields))  # events are held without bound
+            self.held.event(mono, fields)  # events are held without bound
             return
         self._store_event({"t": t, **fields})
 
@@ -602,27 +598,15 @@ class Agent:
         if self.connected:
             self._send()
 
-    def _hold(self, entry: tuple[str, float, Any]) -> None:
-        if sum(1 for e in self.held if e[0] == "r") >= self.gw.clock.hold_max:
-            for i, e in enumerate(self.held):  # drop the oldest held reading, never an event
-                if e[0] == "r":
-                    del self.held[i]
-                    self.held_dropped += 1
-                    break
-        self.held.append(entry)
-
     def _release_held(self) -> None:
         n = len(self.held)
-        while self.held:
-            kind, mono, data = self.held.popleft()
-            t = self.clock.ms_at(mono)
-            if t is None:
-                self.held.appendleft((kind, mono, data))
-                return
+        for kind, t, data in self.held.release(self.clock.ms_at):
             if kind == "r":
                 self.rows.append((t, *data))
             else:
                 self._store_event({"t": t, **data})
+        if self.held:
+            return  # the clock failed again midway: the rest waits, as before
         self._commit_rows()
         log.info("clock good again: %s held readings/events stamped and stored", n)
 
@@ -708,65 +692,31 @@ class Agent:
 
     # falls -------------------------------------------------------------------------------
 
-    def _stream_for(self, sensor: str) -> StreamLike | None:
-        if sensor not in self.streams:
-            try:
-                if self._fall_stream is not None:
-                    self.streams[sensor] = self._fall_stream()
-                else:
-                    stream, name = open_stream(self.gw.fall.detector)
-                    self.streams[sensor] = stream
-                    log.info("fall detector for %s: %s", sensor, name)
-            except Exception:
-                log.exception("no fall detector for %s", sensor)
-                self.streams[sensor] = None
-        return self.streams[sensor]
-
     def _on_acc(self, c: AccChunk) -> None:
         if len(c.t) == 0:
             return
         now = self._mono()
-        t_end = float(c.t[-1])
-        buf = self.acc_buf.setdefault(c.sensor, deque())
-        buf.append((np.asarray(c.t, dtype=np.float64), np.asarray(c.acc, dtype=np.float32), now))
-        while buf and buf[0][2] < now - self.gw.fall.buffer_s:
-            buf.popleft()
         self._seen(c.sensor)
         self._wear(c.sensor, c.t, c.acc)
         if self.config.stream_raw_acc:
-            t_now = self.clock.now_ms()
-            if t_now is not None:  # raw samples are not held while the clock is bad
-                ts = (t_now - (t_end - np.asarray(c.t)) * 1000).astype(np.int64)
-                for i, axis in enumerate(("acc_x", "acc_y", "acc_z")):
-                    vals = np.round(np.asarray(c.acc)[:, i], 4)
-                    self.rows.extend(
-                        zip(ts.tolist(), [c.sensor] * len(ts), [axis] * len(ts), vals.tolist(), strict=True)
-                    )
-        stream = self._stream_for(c.sensor)
-        if stream is None:
-            return
-        try:
-            found = stream.push(c.t, c.acc)
-        except Exception:
-            log.exception("fall detector failed on %s; chunk skipped", c.sensor)
-            return
+            self._raw_acc(c)
+        found = self.falls.push(c.sensor, c.t, c.acc, now)
         cfg = self.sensors.get(c.sensor)
-        for ev in found:
-            if ev.confidence < self.config.fall_threshold:
+        for impact_mono, confidence in found:
+            if confidence < self.config.fall_threshold:
                 continue
-            impact_mono = now - (t_end - float(ev.t))
             s = self.checkins.start(
                 c.sensor,
                 cfg.resident if cfg else None,
                 -1,
                 impact_mono,
-                float(ev.confidence),
+                confidence,
                 now,
                 room=self.context.room_at(impact_mono),
             )
             if s is None:
                 continue
-            log.warning("suspected fall on %s (confidence %.2f): checking in", c.sensor, ev.confidence)
+            log.warning("suspected fall on %s (confidence %.2f): checking in", c.sensor, confidence)
             for d in self.drivers:
                 try:
                     d.prompt(c.sensor, s.resident, PROMPT)
@@ -798,6 +748,18 @@ class Agent:
         self.status_dirty = True
         log.info("wearable %s: %s", sensor, state.replace("_", " "))
 
+    def _raw_acc(self, c: AccChunk) -> None:
+        """``stream_raw_acc``: the samples as readings (not held while the clock is bad)."""
+        t_now = self.clock.now_ms()
+        if t_now is None:
+            return
+        ts = (t_now - (float(c.t[-1]) - np.asarray(c.t)) * 1000).astype(np.int64)
+        for i, axis in enumerate(("acc_x", "acc_y", "acc_z")):
+            vals = np.round(np.asarray(c.acc)[:, i], 4)
+            self.rows.extend(
+                zip(ts.tolist(), [c.sensor] * len(ts), [axis] * len(ts), vals.tolist(), strict=True)
+            )
+
     def _emit_fall(self, s: Suspect) -> None:
         until = self._mono()
         after = self.context.after(s.impact_mono + checkin.SETTLE_S, until)
@@ -805,79 +767,32 @@ class Agent:
         evidence = {
             "context": context,
             "checkin": {"window_s": self.checkins.window_s, "answered": False},
-            "acc": self._evidence(s.wearable, s.impact_mono),
+            "acc": self.falls.evidence(s.wearable, s.impact_mono, self.clock.ms_at),
         }
         log.warning("fall on %s not answered: reporting (confidence %.2f)", s.wearable, conf)
         self._event("fall", s.wearable, conf, s.resident, evidence, at_mono=s.impact_mono)
 
-    def _evidence(self, sensor: str, impact_mono: float) -> dict[str, Any]:
-        """Raw samples around the impact as compact integer milli-g arrays."""
-        lo, hi = impact_mono - self.gw.fall.evidence_before_s, impact_mono + self.gw.fall.evidence_after_s
-        monos, accs = [], []
-        for t, acc, arrival in self.acc_buf.get(sensor, ()):
-            m = arrival - (t[-1] - t)
-            keep = (m >= lo) & (m <= hi)
-            if keep.any():
-                monos.append(m[keep])
-                accs.append(acc[keep])
-        if not monos:
-            return {}
-        m = np.concatenate(monos)
-        a = np.concatenate(accs)
-        hz = (len(m) - 1) / (m[-1] - m[0]) if len(m) > 1 and m[-1] > m[0] else 0.0
-        mg = np.round(a * 1000).astype(np.int32)
-        return {
-            "t0": self.clock.ms_at(float(m[0])),
-            "hz": round(float(hz), 2),
-            "unit": "mg",
-            "x": mg[:, 0].tolist(),
-            "y": mg[:, 1].tolist(),
-            "z": mg[:, 2].tolist(),
-        }
-
     # status and config -------------------------------------------------------------------
 
     def _status_payload(self, state: str) -> bytes:
-        sensors = {}
-        for sid, st in getattr(self, "sensor_status", {}).items():
-            if protocol.is_identifier(sid):
-                sensors[sid] = protocol.SensorStatus(
-                    battery=st.get("battery"),
-                    last_seen=st.get("last_seen"),
-                    online=st.get("online", True),
-                    via=st.get("via"),
-                    wear=st.get("wear"),
-                    not_worn_since=st.get("not_worn_since"),
-                )
-        clock = getattr(self, "clock", None)
-        msg = protocol.Status(
-            v=1,
-            t=self._now_ms() if clock is not None else int(self._wall() * 1000),
-            state=state,  # type: ignore[arg-type]
-            sensors=sensors,
-            version=__version__,
-            clock_ok=clock.ok if clock is not None else True,
-            outbox=self._outbox_status(),
-            config_revision=self.config.revision if hasattr(self, "config") else None,
-            config_error=getattr(self, "config_error", None),
+        return status.encode(
+            state,
+            t_ms=self._now_ms(),
+            sensors=status.sensors(self.sensor_status),
+            clock_ok=self.clock.ok,
+            outbox=status.outbox_counters(
+                self.outbox.stats(),
+                unstored_events=len(self.memory),
+                unstored_readings=len(self.rows),
+                dropped_readings=self.rows_dropped,
+                disk_low=self.disk_low,
+                disk_free=self.disk_free,
+                platform_acks=self.platform_acks,
+                resends=self.resends,
+            ),
+            config_revision=self.config.revision,
+            config_error=self.config_error,
         )
-        return msgspec.json.encode(msg)
-
-    def _outbox_status(self) -> dict[str, int]:
-        """``status.outbox``: the outbox's counters, the disk and what waits in memory."""
-        if not hasattr(self, "outbox"):
-            return {}
-        out = self.outbox.stats()
-        out["unstored_events"] = len(getattr(self, "memory", ()))
-        out["unstored_readings"] = len(getattr(self, "rows", ()))
-        out["dropped_readings"] = getattr(self, "rows_dropped", 0)
-        out["disk_low"] = int(getattr(self, "disk_low", False))
-        free = getattr(self, "disk_free", None)
-        if free is not None:
-            out["disk_free_bytes"] = free
-        out["platform_acks"] = int(getattr(self, "platform_acks", False))
-        out["resends"] = getattr(self, "resends", 0)
-        return out
 
     def _publish_status(self) -> None:
         if not self.connected:
@@ -892,14 +807,10 @@ class Agent:
         if not payload.strip():
             return  # the retained config was cleared: keep what we have
         try:
-            cfg = parse_remote_config(payload)
-            if cfg.revision < self.config.revision:
-                raise protocol.ProtocolError(
-                    "revision", f"{cfg.revision} is older than the applied revision {self.config.revision}"
-                )
+            cfg = newer_remote_config(payload, self.config)
         except protocol.ProtocolError as exc:
             log.warning("remote config rejected, keeping revision %s: %s", self.config.revision, exc)
-            self.config_error = _refusal(payload, exc)
+            self.config_error = refusal(payload, exc)
             self._event(
                 "config_rejected",
                 self.gw.gateway,
@@ -908,9 +819,6 @@ class Agent:
             self._commit_rows()
             self.status_dirty = True
             return
-        if not cfg.sensors and self.config.sensors:
-            # a config of thresholds only: the sensors stay as the gateway file (or last config) says
-            cfg = msgspec.structs.replace(cfg, sensors=self.config.sensors)
         if self.config_error is not None:
             self.config_error = None
             self.status_dirty = True
@@ -930,13 +838,3 @@ class Agent:
         self.next_heartbeat = min(self.next_heartbeat, self._mono() + cfg.heartbeat_s)
         for d in self.drivers:
             d.apply_config(cfg)
-
-
-def _refusal(payload: bytes, exc: protocol.ProtocolError) -> str:
-    """``status.config_error``: the refused revision (when readable) and what was wrong."""
-    try:
-        revision = msgspec.json.decode(payload).get("revision")
-    except (msgspec.DecodeError, AttributeError):
-        revision = None
-    prefix = f"revision {revision}: " if isinstance(revision, int) else ""
-    return f"{prefix}{exc.field}: {exc.reason}"[:500]

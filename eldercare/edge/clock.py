@@ -20,8 +20,10 @@ Every change of verdict is queued as a :class:`ClockChange` for the agent to rep
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from eldercare.edge.config import ClockConfig
 
@@ -100,3 +102,47 @@ class ClockGuard:
         if ok != self.ok:
             self.ok = ok
             self.changes.append(ClockChange(ok, reason, wall_ms))
+
+
+class Held:
+    """Readings and events that came while :meth:`ClockGuard.now_ms` had no time to give, with
+    their monotonic time, until the clock can stamp them (:meth:`release`).
+
+    Readings are bounded (``hold_max``; the oldest is dropped first and counted in
+    :attr:`dropped`); events are never dropped. Entries are ``("r", mono, (sensor, metric, value))``
+    or ``("e", mono, fields)``.
+    """
+
+    def __init__(self, hold_max: int) -> None:
+        self.hold_max = hold_max
+        self.entries: deque[tuple[str, float, Any]] = deque()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[tuple[str, float, Any]]:
+        return iter(self.entries)
+
+    def reading(self, mono: float, data: tuple[str, str, float]) -> None:
+        if sum(1 for e in self.entries if e[0] == "r") >= self.hold_max:
+            for i, e in enumerate(self.entries):  # drop the oldest held reading, never an event
+                if e[0] == "r":
+                    del self.entries[i]
+                    self.dropped += 1
+                    break
+        self.entries.append(("r", mono, data))
+
+    def event(self, mono: float, fields: dict[str, Any]) -> None:
+        self.entries.append(("e", mono, fields))
+
+    def release(self, ms_at: Callable[[float], int | None]) -> Iterator[tuple[str, int, Any]]:
+        """Each entry in order with its time on the gateway's clock, taken off as it is yielded;
+        stops at the first one ``ms_at`` cannot stamp (it stays held)."""
+        while self.entries:
+            kind, mono, data = self.entries[0]
+            t = ms_at(mono)
+            if t is None:
+                return
+            self.entries.popleft()
+            yield kind, t, data

@@ -191,6 +191,30 @@ def parse_remote_config(data: bytes) -> protocol.GatewayConfig:
     return cfg
 
 
+def newer_remote_config(payload: bytes, current: protocol.GatewayConfig) -> protocol.GatewayConfig:
+    """The config a pushed ``payload`` asks for, given the ``current`` one; raises ProtocolError
+    when it is invalid or older. A config of thresholds only (no sensors) keeps the current
+    sensors (the gateway file's or the last config's)."""
+    cfg = parse_remote_config(payload)
+    if cfg.revision < current.revision:
+        raise protocol.ProtocolError(
+            "revision", f"{cfg.revision} is older than the applied revision {current.revision}"
+        )
+    if not cfg.sensors and current.sensors:
+        cfg = msgspec.structs.replace(cfg, sensors=current.sensors)
+    return cfg
+
+
+def refusal(payload: bytes, exc: protocol.ProtocolError) -> str:
+    """``status.config_error``: the refused revision (when readable) and what was wrong."""
+    try:
+        revision = msgspec.json.decode(payload).get("revision")
+    except (msgspec.DecodeError, AttributeError):
+        revision = None
+    prefix = f"revision {revision}: " if isinstance(revision, int) else ""
+    return f"{prefix}{exc.field}: {exc.reason}"[:500]
+
+
 def load_gateway_file(path: str | Path, **overrides: Any) -> GatewayFile:
     """Read and validate ``gateway.toml``; relative paths are taken from the file's folder."""
     p = Path(path)

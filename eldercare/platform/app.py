@@ -1,12 +1,13 @@
 """The FastAPI application: routers under /api/v1, error answers, the pool and background work.
 
 ``create_app(settings)`` builds the app; its lifespan opens an ``AsyncConnectionPool`` (failing fast
-when the database is unreachable), then starts the alert engine's background work through
-``eldercare.platform.engine.service.start(app.state)``. The engine runs
-on its own thread, event loop and connections, and the push hub has a pool of its own, so requests
-never hold up an alarm. Whatever the engine starts on this loop it appends to
-``app.state.background`` (asyncio tasks), which the lifespan cancels on shutdown, after awaiting
-``app.state.engine_stop``. ``/metrics`` (Prometheus text)
+when the database is unreachable) and keeps it with the settings in one typed
+:class:`~eldercare.platform.state.AppState` (read with ``app_state(app)``), then starts the alert
+engine's background work through ``eldercare.platform.engine.service.start(state)``. The
+engine runs on its own thread, event loop and connections, and the push hub has a pool of its own,
+so requests never hold up an alarm. Whatever the engine starts on this loop it appends to
+``state.background`` (asyncio tasks), which the lifespan cancels on shutdown, after awaiting
+``state.engine_stop``. ``/metrics`` (Prometheus text)
 shows the engine's queue, the items it set aside and failed deliveries.
 """
 
@@ -48,6 +49,7 @@ from eldercare.platform.routes import (
     users,
     ws,
 )
+from eldercare.platform.state import AppState, app_state
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,7 @@ async def _audit_refusal(request: Request, exc: ApiError) -> None:
 
     fields = {k: str(v) for k, v in exc.fields.items()}
     try:
-        async with request.app.state.pool.connection() as conn:
+        async with app_state(request.app).pool.connection() as conn:
             await audit.write(
                 conn,
                 user_id=user.id,
@@ -156,8 +158,9 @@ async def _unauthenticated(request: Request) -> ApiError | None:
     if scheme.lower() != "bearer" or not token:
         return ApiError(401, "auth.not_authenticated", headers={"WWW-Authenticate": "Bearer"})
     try:
-        async with request.app.state.pool.connection() as conn:
-            await authenticate(conn, request.app.state.settings, token)
+        state = app_state(request.app)
+        async with state.pool.connection() as conn:
+            await authenticate(conn, state.settings, token)
     except ApiError as exc:
         return exc
     return None
@@ -242,13 +245,13 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 FEEDBACK_EVERY_S = 60.0
 
 
-async def _feedback_loop(app: FastAPI, every_s: float = FEEDBACK_EVERY_S) -> None:
+async def _feedback_loop(state: AppState, every_s: float = FEEDBACK_EVERY_S) -> None:
     """Feed resolved alerts' outcomes back into detector sensitivity (safe on every replica)."""
     from eldercare.platform.repo import report
 
     while True:
         try:
-            async with app.state.pool.connection() as conn:
+            async with state.pool.connection() as conn:
                 n = await report.apply_feedback(conn)
             if n:
                 log.info("fed back %s alert outcomes into detector sensitivity", n)
@@ -257,18 +260,18 @@ async def _feedback_loop(app: FastAPI, every_s: float = FEEDBACK_EVERY_S) -> Non
         await asyncio.sleep(every_s)
 
 
-async def _sync_broker(app: FastAPI) -> None:
+async def _sync_broker(state: AppState) -> None:
     """Write the broker's password and ACL files at start, so a fresh volume gets them at once."""
     from eldercare.platform import broker_sync
 
-    if broker_sync.enabled(app.state.settings):
-        async with app.state.pool.connection() as conn:
-            await broker_sync.sync_quietly(conn, app.state.settings)
+    if broker_sync.enabled(state.settings):
+        async with state.pool.connection() as conn:
+            await broker_sync.sync_quietly(conn, state.settings)
 
 
-async def _start_engine(app: FastAPI) -> None:
-    app.state.background.extend(await service.start(app.state))
-    log.info("alert engine started (%s background tasks)", len(app.state.background))
+async def _start_engine(state: AppState) -> None:
+    state.background.extend(await service.start(state))
+    log.info("alert engine started (%s background tasks)", len(state.background))
 
 
 SERVE_CONFIG_ENV = "EC_SERVE_CONFIG_FILE"  # not ELDERCARE_*: settings refuse unknown variables
@@ -319,22 +322,19 @@ def create_app(settings: Settings | None = None, *, start_engine: bool = True) -
             name="eldercare-api",
         )
         await pool.open(wait=True, timeout=15)
-        app.state.pool = pool
-        app.state.settings = settings
-        app.state.background = []
-        app.state.engine_stop = None
+        state = app.state.platform = AppState(settings=settings, pool=pool)
         try:
-            await _sync_broker(app)
+            await _sync_broker(state)
             if start_engine:
-                app.state.background.append(asyncio.create_task(_feedback_loop(app), name="outcome-feedback"))
-                await _start_engine(app)
+                state.background.append(asyncio.create_task(_feedback_loop(state), name="outcome-feedback"))
+                await _start_engine(state)
             yield
         finally:
-            if app.state.engine_stop is not None:
-                await app.state.engine_stop()
-            for task in app.state.background:
+            if state.engine_stop is not None:
+                await state.engine_stop()
+            for task in state.background:
                 task.cancel()
-            await asyncio.gather(*app.state.background, return_exceptions=True)
+            await asyncio.gather(*state.background, return_exceptions=True)
             await pool.close()
 
     app = FastAPI(
@@ -372,7 +372,7 @@ def create_app(settings: Settings | None = None, *, start_engine: bool = True) -
         from eldercare.platform.engine import metrics as engine_metrics
 
         return PlainTextResponse(
-            await engine_metrics.render(request.app.state.pool), media_type=engine_metrics.CONTENT_TYPE
+            await engine_metrics.render(app_state(request.app).pool), media_type=engine_metrics.CONTENT_TYPE
         )
 
     from eldercare.platform import web

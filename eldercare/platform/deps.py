@@ -11,20 +11,30 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
 
 from eldercare.config import Settings, get_settings
 from eldercare.platform import access
 from eldercare.platform.access import Principal, ResidentAccess, Stream
 from eldercare.platform.errors import ApiError, role_denied
 from eldercare.platform.repo.connections import Conn
+from eldercare.platform.state import AppState, app_state
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-async def get_conn(request: Request) -> AsyncIterator[Conn]:
+def get_state(connection: HTTPConnection) -> AppState:
+    """The application's state (settings, pool, hub), for requests and WebSockets alike."""
+    return app_state(connection.app)
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def get_conn(state: StateDep) -> AsyncIterator[Conn]:
     """One pooled connection per request (autocommit: each statement or transaction block commits)."""
-    async with request.app.state.pool.connection() as conn:
+    async with state.pool.connection() as conn:
         yield conn
 
 

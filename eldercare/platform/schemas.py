@@ -160,9 +160,12 @@ class ProviderOut(Model):
     created_at: datetime
 
 
+SiteKind = Literal["home", "station", "institution"]
+
+
 class SiteIn(Strict):
     id: Ident = IDENT
-    kind: Literal["home", "station", "institution"]
+    kind: SiteKind
     name: str = Field(min_length=1, max_length=MAX_NAME)
     district: str | None = None
     address: str | None = None
@@ -559,3 +562,114 @@ class SimIncidentOut(Model):
 class SimScoreOut(Model):
     incidents: int
     report: dict[str, Any]
+
+
+# On duty -----------------------------------------------------------------------------------------------
+
+
+class OnDutyOut(BaseModel):
+    """A person who would answer for this resident right now, and how to reach them."""
+
+    display_name: str
+    phone: str | None
+    provider_id: str | None
+    role: str  # assigned_worker, home_care_on_duty, station_on_duty or institution_on_duty
+
+
+# Alerts ------------------------------------------------------------------------------------------------
+
+
+AlertState = Literal["open", "acknowledged", "resolved"]
+
+
+AlertKind = Literal[
+    "fall", "sos", "inactivity", "night_wandering", "bed_exit_no_return", "device_offline",
+    "low_battery", "vitals", "pipeline_stalled", "clock_skew", "work_failed",
+    "wearable_not_worn",
+]  # fmt: skip
+
+
+Outcome = Literal["confirmed", "false_alarm", "no_action_needed"]
+
+
+class AlertOut(BaseModel):
+    id: int
+    kind: str
+    severity: str
+    state: str
+    resident_id: str | None
+    resident_name: str | None = None
+    site_id: str | None
+    gateway_id: str | None
+    sensor_id: str | None
+    title: str
+    summary: StoredJson
+    detected_at: datetime
+    opened_at: datetime
+    last_detected_at: datetime
+    detections: int
+    tier: int
+    next_escalation_at: datetime | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    outcome: str | None
+    simulated: bool
+
+
+class TrailOut(BaseModel):
+    at: datetime
+    action: str
+    tier: int | None
+    actor: str | None
+    detail: StoredJson
+    note: str | None
+
+
+class NotificationOut(BaseModel):
+    tier: int
+    channel: str
+    target: str
+    status: str
+    attempts: int
+    created_at: datetime
+    delivered_at: datetime | None
+    username: str | None
+    display_name: str | None
+
+
+class AlertDetail(AlertOut):
+    evidence: StoredJson
+    trail: list[TrailOut]
+    notifications: list[NotificationOut]
+
+
+class ResolveIn(BaseModel):
+    outcome: Outcome
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class NoteIn(BaseModel):
+    note: str = Field(min_length=1, max_length=2000)
+
+
+class AckIn(BaseModel):
+    """Optional: a family member says whether they are on their way (and may leave a note)."""
+
+    model_config = ConfigDict(extra="forbid")
+    on_my_way: bool = False
+    note: str | None = Field(default=None, max_length=2000)
+
+
+# The alert engine's set-aside work ---------------------------------------------------------------------
+
+
+class FailedWorkOut(BaseModel):
+    id: int
+    created_at: datetime
+    kind: str
+    gateway_id: str
+    site_id: str
+    payload: dict[str, Any]
+    attempts: int
+    last_error: str | None
+    failed_at: datetime

@@ -12,20 +12,9 @@ from typing import Any
 import click
 
 from eldercare.cli_settings import get_settings
+from eldercare.kinds import INCIDENT_KINDS
 
-KIND_CHOICE = click.Choice(
-    [
-        "fall",
-        "collapse",
-        "no_wake",
-        "night_wandering",
-        "bathroom_too_long",
-        "sos",
-        "device_offline",
-        "low_battery",
-        "gateway_outage",
-    ]
-)
+KIND_CHOICE = click.Choice(INCIDENT_KINDS)  # the registry's incident kinds (eldercare.kinds)
 
 
 @click.group()
@@ -113,7 +102,6 @@ def dataset(
     写出带标签的数据：家庭事件流与事件真值、带跌倒时刻的加速度数据。
     """
     from eldercare.simulators.dataset import write_dataset
-    from eldercare.simulators.routine import INCIDENT_KINDS
     from eldercare.simulators.scenario import Scenario
 
     if scenario:
@@ -208,8 +196,7 @@ def seed_cmd(
     now = time.time()
     p = nb.plan(seed_, homes, stations, prefix=prefix, now=now, roster_days=roster_days, couples=couples)
     try:
-        with psycopg.connect(resolve_url(settings)) as conn:
-            counts = store.seed(conn, p)
+        counts = store.seed(resolve_url(settings), p)
     except store.StoreError as exc:
         raise click.ClickException(str(exc)) from None
     except psycopg.OperationalError as exc:

@@ -22,7 +22,9 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from eldercare.config import Settings
@@ -40,9 +42,13 @@ _FALL_KINDS = ("fall_forward", "fall_backward", "fall_sideways", "fall_from_bed"
 
 
 class EdgeRunner(Runner):
-    """A :class:`Runner` whose gateways are real edge agents instead of direct publishers."""
+    """A :class:`Runner` whose gateways are real edge agents instead of direct publishers.
 
-    fall_detected: dict[str, float] = {}  # noqa: RUF012 - the agents' detectors decide
+    It overrides only the runner's hooks (``on_*``, ``send_*``, ``connect_all``, ``outage_*``,
+    ``say_goodbye``, ``after_home_tick``): what direct mode publishes, edge mode feeds to agents.
+    """
+
+    stand_in_falls: Mapping[str, float] = MappingProxyType({})  # the agents' detectors decide
 
     def __init__(
         self,
@@ -78,10 +84,9 @@ class EdgeRunner(Runner):
     def sim_mono(self) -> float:
         return self.sim_now - self.sim_start
 
-    def _gateway(self, g: dict[str, Any]) -> _Gateway:
-        gw = super()._gateway(g)  # its paho client is never connected: the agent has its own
+    def on_gateway(self, gw: _Gateway, g: dict[str, Any]) -> None:
+        # its paho client is never connected: the agent has its own
         self.creds[gw.id] = (g["mqtt_username"], g["mqtt_password"], g["sensors"])
-        return gw
 
     def _agent(self, gw: _Gateway) -> Any:
         from eldercare.edge.agent import Agent
@@ -113,7 +118,7 @@ class EdgeRunner(Runner):
     def _all_gateways(self) -> list[_Gateway]:
         return [h.gw for h in self.homes] + [s.gw for s in self.stations]
 
-    def _connect_all(self) -> None:
+    def connect_all(self) -> None:
         self.pool.add(self.ctl)
         self.pool.wait_connected()
         for gw in self._all_gateways():
@@ -133,13 +138,13 @@ class EdgeRunner(Runner):
 
     # what direct mode publishes, edge mode feeds ---------------------------------------------------
 
-    def _telemetry(self, gw: _Gateway, readings: list[Reading]) -> None:
+    def send_telemetry(self, gw: _Gateway, readings: list[Reading]) -> None:
         from eldercare.edge.drivers.base import Sample
 
         self._feed(gw, [Sample(r.sensor, r.metric, r.value, r.t) for r in readings])
         self.stats["readings"] += len(readings)
 
-    def _event(
+    def send_event(
         self,
         home: _Home,
         t: float,
@@ -152,13 +157,12 @@ class EdgeRunner(Runner):
         """The agent raises SOS (from the press), low battery (from health) and falls (from the
         accelerometer) itself; direct mode's stand-ins are not sent."""
 
-    def _status(self, gw: _Gateway, t: float, sensors: dict[str, SensorStatus]) -> None:
+    def send_status(self, gw: _Gateway, t: float, sensors: dict[str, SensorStatus]) -> None:
         from eldercare.edge.drivers.base import Health
 
         self._feed(gw, [Health(sid, st.battery, st.online) for sid, st in sensors.items()])
 
-    def _new_truth(self, home: _Home, rec: TruthRecord) -> None:
-        super()._new_truth(home, rec)
+    def on_truth(self, home: _Home, rec: TruthRecord) -> None:
         if rec.kind in ("fall", "collapse"):
             sensor = "wearable-2" if rec.resident == home.resident2 else "wearable-1"
             n = self.falls_fired[home.resident] = self.falls_fired.get(home.resident, 0) + 1
@@ -167,13 +171,12 @@ class EdgeRunner(Runner):
             )
             self._at(float(chunk.t[-1]), "acc", (home, chunk))
 
-    def _effect(self, what: str, t: float, arg: Any) -> None:
+    def on_effect(self, what: str, t: float, arg: Any) -> None:
         if what == "acc":
             home, chunk = arg
             self._feed(home.gw, [chunk])
 
-    def _produce_home(self, home: _Home) -> None:
-        super()._produce_home(home)
+    def after_home_tick(self, home: _Home) -> None:
         now = self.sim_now
         due = self.next_acc.setdefault(home.gw.id, now + random.Random(home.seed).uniform(0, ACC_EVERY_S))
         cur = home.sim._current
@@ -217,17 +220,17 @@ class EdgeRunner(Runner):
             shift = t - impact
         return AccChunk(sensor, s.t + shift, s.acc)
 
-    def _outage_start(self, home: _Home) -> None:
+    def outage_started(self, home: _Home) -> None:
         agent = self.agents.pop(home.gw.id, None)
         if agent is not None:
             agent.stop()
 
-    def _outage_end(self, home: _Home, t: float) -> None:
+    def outage_ended(self, home: _Home, t: float) -> None:
         agent = self._agent(home.gw)  # same outbox: same epoch, seq goes on, nothing lost
         agent.start()
         self.agents[home.gw.id] = agent
 
-    def _say_goodbye(self) -> None:
+    def say_goodbye(self) -> None:
         for gw_id, agent in list(self.agents.items()):
             try:
                 agent.stop()

@@ -37,8 +37,10 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO, Any
 
 import msgspec
@@ -136,7 +138,9 @@ class _Station:
 class Runner:
     """The live loop; build with :meth:`__init__`, drive with :meth:`run` (or :meth:`step` in tests)."""
 
-    fall_detected: dict[str, float] = FALL_DETECTED  # read only; edge mode: empty
+    stand_in_falls: Mapping[str, float] = MappingProxyType(FALL_DETECTED)
+    """Incident kinds direct mode reports as ``fall`` events itself, with the chance it does (the
+    edge detector's stand-in); edge mode: none, the agents' detectors decide."""
 
     def __init__(
         self,
@@ -196,7 +200,9 @@ class Runner:
             password=g["mqtt_password"],
             will=(topic(g["site"], g["id"], "status", self.root), will),
         )
-        return _Gateway(g["id"], g["site"], conn)
+        gw = _Gateway(g["id"], g["site"], conn)
+        self.on_gateway(gw, g)
+        return gw
 
     def _make_home(self, h: dict[str, Any], scenario: Scenario | None) -> _Home:
         sim = home_sim(h, self.day0)
@@ -257,7 +263,7 @@ class Runner:
     def _new_truth(self, home: _Home, rec: TruthRecord) -> None:
         self._at(rec.t, "truth", (home, rec))
         r = random.Random(f"{home.seed}:{rec.kind}:{rec.t}")
-        if rec.kind in self.fall_detected and r.random() < self.fall_detected[rec.kind]:
+        if rec.kind in self.stand_in_falls and r.random() < self.stand_in_falls[rec.kind]:
             self._at(rec.t + CHECKIN_S, "fall_event", (home, rec, round(r.uniform(0.7, 0.99), 3)))
             # (the wearable and resident of the event follow rec.resident)
         elif rec.kind == "gateway_outage":
@@ -271,6 +277,7 @@ class Runner:
                 home.batteries[rec.sensor] = b
         elif rec.kind == "device_offline" and rec.sensor:
             home.offline.append((rec.sensor, rec.t, rec.end if rec.end is not None else math.inf))
+        self.on_truth(home, rec)
 
     def _run_effects(self) -> None:
         while self.effects and self.effects[0][0] <= self.sim_now:
@@ -284,7 +291,7 @@ class Runner:
             elif what == "fall_event":
                 home, rec, conf = arg
                 second = rec.resident == home.resident2
-                self._event(
+                self.send_event(
                     home,
                     t,
                     "wearable-2" if second else "wearable-1",
@@ -295,19 +302,31 @@ class Runner:
                 )
             elif what == "outage_start":
                 arg.gw.out = True
-                self._outage_start(arg)
+                self.outage_started(arg)
             elif what == "outage_end":
                 arg.gw.out = False
-                self._outage_end(arg, t)
+                self.outage_ended(arg, t)
             else:
-                self._effect(what, t, arg)
+                self.on_effect(what, t, arg)
 
-    # hooks that edge mode overrides -----------------------------------------------------------
+    # Hooks: how the homes' output leaves. Direct mode (here) publishes as a gateway would; edge
+    # mode (simulators.edge.EdgeRunner) overrides these, and only these, to feed real edge agents.
+    # Everything else of the runner (the clock, the homes, effects, control) is the same for both.
 
-    def _effect(self, what: str, t: float, arg: Any) -> None:
+    def on_gateway(self, gw: _Gateway, g: dict[str, Any]) -> None:
+        """A gateway of the manifest ``g`` was set up as ``gw``."""
+
+    def on_truth(self, home: _Home, rec: TruthRecord) -> None:
+        """An incident began (after the runner scheduled its own effects for it)."""
+
+    def after_home_tick(self, home: _Home) -> None:
+        """A home's tick is done (also while its gateway is out)."""
+
+    def on_effect(self, what: str, t: float, arg: Any) -> None:
+        """An effect the runner does not know, scheduled by a subclass with :meth:`_at`."""
         log.warning("unknown effect %s", what)
 
-    def _outage_start(self, home: _Home) -> None:
+    def outage_started(self, home: _Home) -> None:
         # Direct mode has no outbox: let what was sent be acknowledged first, so that the outage
         # loses nothing but what happens during it (edge mode keeps everything in its outbox).
         deadline = time.monotonic() + 2.0
@@ -315,11 +334,11 @@ class Runner:
             self.pool.poll(0.01)
         self.pool.drop(home.gw.conn)
 
-    def _outage_end(self, home: _Home, t: float) -> None:
+    def outage_ended(self, home: _Home, t: float) -> None:
         if self.pool.reconnect(home.gw.conn):
-            self._status(home.gw, t, self._home_sensor_status(home, t))
+            self.send_status(home.gw, t, self._home_sensor_status(home, t))
 
-    def _connect_all(self) -> None:
+    def connect_all(self) -> None:
         self.pool.add(self.ctl)
         for home in self.homes:
             self.pool.add(home.gw.conn)
@@ -327,7 +346,7 @@ class Runner:
             self.pool.add(st.gw.conn)
         self.pool.wait_connected()
 
-    def _say_goodbye(self) -> None:
+    def say_goodbye(self) -> None:
         """Graceful stop: every gateway that is up reports offline (retained)."""
         for gw in [h.gw for h in self.homes] + [s.gw for s in self.stations]:
             if not gw.out:
@@ -340,7 +359,7 @@ class Runner:
         gw.conn.publish(topic(gw.site, gw.id, kind, self.root), payload, retain=retain)  # type: ignore[arg-type]
         self.stats["messages"] += 1
 
-    def _telemetry(self, gw: _Gateway, readings: list[Reading]) -> None:
+    def send_telemetry(self, gw: _Gateway, readings: list[Reading]) -> None:
         readings.sort(key=lambda r: r.t)
         for i in range(0, len(readings), BATCH):
             chunk = readings[i : i + BATCH]
@@ -348,7 +367,7 @@ class Runner:
             self._publish(gw, "telemetry", _encode(msg))
             self.stats["readings"] += len(chunk)
 
-    def _event(
+    def send_event(
         self,
         home: _Home,
         t: float,
@@ -374,7 +393,7 @@ class Runner:
         self._publish(home.gw, "event", _encode(msg))
         self.stats["events"] += 1
 
-    def _status(self, gw: _Gateway, t: float, sensors: dict[str, SensorStatus]) -> None:
+    def send_status(self, gw: _Gateway, t: float, sensors: dict[str, SensorStatus]) -> None:
         msg = Status(
             v=1, t=int(t * 1000), state="online", sensors=sensors, version=VERSION, outbox={"pending": 0}
         )
@@ -392,6 +411,10 @@ class Runner:
     # one tick ----------------------------------------------------------------------------------
 
     def _produce_home(self, home: _Home) -> None:
+        self._tick_home(home)
+        self.after_home_tick(home)
+
+    def _tick_home(self, home: _Home) -> None:
         """One tick of a home: its residents' events, the wearables' and room sensors' readings, its
         status; nothing while its gateway is out (the simulated residents go on regardless)."""
         now = self.sim_now
@@ -405,7 +428,7 @@ class Runner:
         for e in evs:
             if e.kind == "sos":
                 who = home.resident2 if e.sensor == "sos-2" else home.resident
-                self._event(home, e.t, e.sensor, "sos", 1.0, {"simulated": True}, resident=who)
+                self.send_event(home, e.t, e.sensor, "sos", 1.0, {"simulated": True}, resident=who)
         cur = home.sim._current
         activity, room = (cur.activity, cur.room) if cur is not None else ("sleep", "bedroom")
         if home.station is not None and (activity == "station") != home.at_station:
@@ -420,12 +443,12 @@ class Runner:
             readings.append(Reading(int(t * 1000), "env-1", "humidity", rh))
             home.next_env += ENV_EVERY_S
         if readings:
-            self._telemetry(gw, readings)
+            self.send_telemetry(gw, readings)
         while home.next_false_fall <= now:
             t = home.next_false_fall
             if room != OUT:
                 conf = round(random.Random(f"{home.seed}:ff:{t}").uniform(0.5, 0.8), 3)
-                self._event(home, t, "wearable-1", "fall", conf, {"simulated": True, "incident": None})
+                self.send_event(home, t, "wearable-1", "fall", conf, {"simulated": True, "incident": None})
             home.next_false_fall = self._next_false_fall(random.Random(f"{home.seed}:ffn:{t}"), t)
         if gw.next_status <= now:
             self._home_status(home, now)
@@ -470,11 +493,11 @@ class Runner:
     def _home_status(self, home: _Home, now: float) -> None:
         """The gateway's status, and a low_battery event the first time a sensor runs low."""
         sensors = self._home_sensor_status(home, now)
-        self._status(home.gw, now, sensors)
+        self.send_status(home.gw, now, sensors)
         for sid, st in sensors.items():
             if st.battery is not None and st.battery < dev.LOW_BATTERY and sid not in home.low_reported:
                 home.low_reported.add(sid)
-                self._event(home, now, sid, "low_battery", 1.0, {"battery": st.battery})
+                self.send_event(home, now, sid, "low_battery", 1.0, {"battery": st.battery})
         home.gw.next_status = now + self.opts.status_every
 
     def _merge_partner(self, home: _Home, mine: list[Any], theirs: list[Any]) -> list[Any]:
@@ -514,9 +537,9 @@ class Runner:
         if st is self._last_station_gw.get(site):
             self.comings[site] = [c for c in comings if c > now - 60.0]
         if readings:
-            self._telemetry(st.gw, readings)
+            self.send_telemetry(st.gw, readings)
         if st.gw.next_status <= now:
-            self._status(
+            self.send_status(
                 st.gw, now, {s["id"]: SensorStatus(battery=0.9) for s in st.sensors if s["kind"] != "plug"}
             )
             st.gw.next_status = now + self.opts.status_every
@@ -552,11 +575,11 @@ class Runner:
             self.ctl.publish(f"{self.root}/_sim/ack", json.dumps(reply).encode())
 
     def start(self) -> None:
-        self._connect_all()
+        self.connect_all()
         for home in self.homes:
-            self._status(home.gw, self.sim_now, self._home_sensor_status(home, self.sim_now))
+            self.send_status(home.gw, self.sim_now, self._home_sensor_status(home, self.sim_now))
         for st in self.stations:
-            self._status(st.gw, self.sim_now, {})
+            self.send_status(st.gw, self.sim_now, {})
         self._write_clock()
 
     def _write_clock(self) -> None:
@@ -644,7 +667,7 @@ class Runner:
             drain_until = time.monotonic() + 5
             while self.pool.unacked and time.monotonic() < drain_until:
                 self.pool.poll(0.05)
-            self._say_goodbye()
+            self.say_goodbye()
             end = time.monotonic() + 5
             while self.pool.unacked and time.monotonic() < end:
                 self.pool.poll(0.05)

@@ -1,20 +1,59 @@
 """``eldercare models``: train and evaluate the detectors on simulated data.
 
 ``train fall`` writes the fall model shipped in the package (``eldercare/models/data``) unless
-``--out`` says otherwise. ``evaluate`` runs :func:`eldercare.training.evaluate_fall.run` and, when the
-module exists, :func:`eldercare.training.evaluate_inactivity.run`, both writing into one report folder.
+``--out`` says otherwise. ``evaluate`` runs :func:`eldercare.training.evaluate_fall.run` and
+:func:`eldercare.training.evaluate_inactivity.run`, both writing into one report folder.
 scikit-learn and the evaluation code are imported inside the commands, so ``eldercare --help`` and
 the edge gateway never load them.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+FOLDER = click.Path(file_okay=False, path_type=Path)
+
+
+def _simulated_part(command: F) -> F:
+    """``--cache``, ``--sim-scale`` and ``--val-hours``: the simulated part drawn beside real
+    trials, alike for ``train fall --data`` and ``crossval`` (which share the cache)."""
+    options = (
+        click.option(
+            "--cache",
+            type=FOLDER,
+            default=None,
+            help="With real data: keep and reuse simulated candidate rows in this folder between runs.",
+        ),
+        click.option(
+            "--sim-scale",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=1.0,
+            show_default=True,
+            help="With real data: share of the simulated training amounts to draw (less: faster).",
+        ),
+        click.option(
+            "--val-hours",
+            type=click.FloatRange(min=1),
+            default=30.0,
+            show_default=True,
+            help="With real data: hours of simulated validation days per placement (threshold choice).",
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _needs_sklearn(what: str, exc: ImportError) -> click.ClickException:
+    return click.ClickException(
+        f"{what} needs scikit-learn ({exc.name} is missing): pip install 'eldercare[server]'"
+    )
 
 
 @click.group("models")
@@ -32,7 +71,7 @@ def train() -> None:
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FOLDER,
     default=None,
     help="Folder for fall_model.npz/.json [default: the package's eldercare/models/data].",
 )
@@ -45,28 +84,11 @@ def train() -> None:
 @click.option(
     "--data",
     "data_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FOLDER,
     default=None,
     help="Folder of real datasets (e.g. DIR/mobifall/) to train on beside the simulator.",
 )
-@click.option(
-    "--cache",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="With --data: keep and reuse simulated rows here (shared with 'models crossval').",
-)
-@click.option(
-    "--sim-scale",
-    default=1.0,
-    show_default=True,
-    help="With --data: share of the simulated training amounts to draw.",
-)
-@click.option(
-    "--val-hours",
-    default=30.0,
-    show_default=True,
-    help="With --data: hours of simulated validation days per placement.",
-)
+@_simulated_part
 def train_fall(
     seed: int,
     out_dir: Path | None,
@@ -84,14 +106,11 @@ def train_fall(
         from eldercare.training.train_fall import train as train_real
         from eldercare.training.trials import DatasetError
     except ImportError as exc:
-        msg = f"training needs scikit-learn ({exc.name} is missing): pip install 'eldercare[server]'"
-        raise click.ClickException(msg) from None
+        raise _needs_sklearn("training", exc) from None
     try:
         if threshold_only:
             record = rethreshold(out_dir, workers=workers)
         elif data_dir is not None:
-            if not 0 < sim_scale <= 1 or val_hours < 1:
-                raise click.BadParameter("--sim-scale must be in (0, 1] and --val-hours >= 1")
             record = train_real(
                 data_dir,
                 seed=seed,
@@ -114,24 +133,17 @@ def train_fall(
 
 
 def _evaluators() -> list[tuple[str, Any]]:
-    """The evaluation modules present: fall always, inactivity once it exists."""
-    found = []
-    for name in ("fall", "inactivity"):
-        try:
-            module = importlib.import_module(f"eldercare.models.evaluate_{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"eldercare.models.evaluate_{name}":
-                raise
-            continue
-        found.append((name, module.run))
-    return found
+    """The detectors' evaluations, by name."""
+    from eldercare.training import evaluate_fall, evaluate_inactivity
+
+    return [("fall", evaluate_fall.run), ("inactivity", evaluate_inactivity.run)]
 
 
 @models.command("evaluate")
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FOLDER,
     default=Path("models-report"),
     show_default=True,
     help="Folder for the Markdown, JSON and PNG report.",
@@ -157,14 +169,14 @@ def evaluate(out_dir: Path, seed: int, only: str | None) -> None:
 @click.option(
     "--data",
     "data_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FOLDER,
     required=True,
     help="Folder of real datasets (e.g. DIR/mobifall/).",
 )
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FOLDER,
     default=Path("models-report"),
     show_default=True,
     help="Folder for fall_crossval.md and .json.",
@@ -172,24 +184,7 @@ def evaluate(out_dir: Path, seed: int, only: str | None) -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the simulated training recordings.")
 @click.option("--folds", default=6, show_default=True, help="Groups of people (leave one group out).")
 @click.option("--workers", default=1, show_default=True, help="Processes generating recordings.")
-@click.option(
-    "--cache",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder to keep simulated candidate rows between runs.",
-)
-@click.option(
-    "--sim-scale",
-    default=1.0,
-    show_default=True,
-    help="Share of the simulated training amounts to draw (less: faster).",
-)
-@click.option(
-    "--val-hours",
-    default=30.0,
-    show_default=True,
-    help="Hours of simulated validation days per placement (threshold choice).",
-)
+@_simulated_part
 def crossval(
     data_dir: Path,
     out_dir: Path,
@@ -207,16 +202,13 @@ def crossval(
         from eldercare.training.report import write
         from eldercare.training.trials import DatasetError
     except ImportError as exc:
-        msg = f"cross-validation needs scikit-learn ({exc.name} is missing): pip install 'eldercare[server]'"
-        raise click.ClickException(msg) from None
+        raise _needs_sklearn("cross-validation", exc) from None
     if folds < 2:
         raise click.BadParameter("needs at least 2", param_hint="--folds")
     try:
         trials = load_dir(data_dir)
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
-    if not 0 < sim_scale <= 1 or val_hours < 1:
-        raise click.BadParameter("--sim-scale must be in (0, 1] and --val-hours >= 1")
     res = cv.run(
         trials,
         seed=seed,

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
 
@@ -47,6 +47,9 @@ from eldercare.platform.repo import gateways as gateways_repo
 from eldercare.platform.repo import trail as trail_repo
 from eldercare.platform.repo import work as work_repo
 from eldercare.platform.repo.connections import Conn, Pool, open_pool
+
+if TYPE_CHECKING:
+    from eldercare.platform.state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -677,7 +680,7 @@ class Engine:
             await pool.close()
 
 
-async def start(state: Any) -> list[asyncio.Task[None]]:
+async def start(state: AppState) -> list[asyncio.Task[None]]:
     """Start the engine's thread and this replica's push hub; ``state.engine_stop`` ends both.
 
     The hub stays on the API's event loop (the sockets live there) but queries with its own pool.

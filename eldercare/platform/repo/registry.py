@@ -37,6 +37,26 @@ async def insert(conn: Conn, *, table: str, fields: dict[str, Any]) -> dict[str,
     return row
 
 
+async def insert_many(conn: Conn, *, table: str, rows: list[dict[str, Any]]) -> int:
+    """Insert ``rows`` (all with the keys of the first) in one batch; returns how many."""
+    if not rows:
+        return 0
+    query = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals})").format(
+        t=sql.Identifier(table),
+        cols=sql.SQL(", ").join(map(sql.Identifier, rows[0])),
+        vals=sql.SQL(", ").join(map(sql.Placeholder, rows[0])),
+    )
+    async with conn.cursor() as cur:
+        await cur.executemany(query, [_wrap(r) for r in rows])
+    return len(rows)
+
+
+async def existing_sites(conn: Conn, *, ids: list[str]) -> list[str]:
+    """Which of ``ids`` are registered sites already (unscoped: for seeding and provisioning)."""
+    cur = await conn.execute("SELECT id FROM sites WHERE id = ANY(%(ids)s) ORDER BY id", {"ids": ids})
+    return [str(r["id"]) for r in await cur.fetchall()]
+
+
 async def update(
     conn: Conn, *, table: str, key: dict[str, Any], fields: dict[str, Any]
 ) -> dict[str, Any] | None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
 
 from eldercare.platform import access
 from eldercare.platform.deps import ConnDep, CurrentUser, RouteDep, roles
@@ -15,80 +13,23 @@ from eldercare.platform.repo import alerts as alerts_repo
 from eldercare.platform.repo import audit as audit_repo
 from eldercare.platform.repo import users as users_repo
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import DbId, StoredJson
+from eldercare.platform.schemas import (
+    AckIn,
+    AlertDetail,
+    AlertKind,
+    AlertOut,
+    AlertState,
+    DbId,
+    NoteIn,
+    NotificationOut,
+    ResolveIn,
+    TrailOut,
+)
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERRORS)
 Resolver = Annotated[
     access.Principal, Depends(roles("admin", "care_worker", "tester", action="resolve alerts"))
 ]
-
-AlertState = Literal["open", "acknowledged", "resolved"]
-AlertKind = Literal[
-    "fall", "sos", "inactivity", "night_wandering", "bed_exit_no_return", "device_offline",
-    "low_battery", "vitals", "pipeline_stalled", "clock_skew", "work_failed",
-    "wearable_not_worn",
-]  # fmt: skip
-Outcome = Literal["confirmed", "false_alarm", "no_action_needed"]
-
-
-class AlertOut(BaseModel):
-    id: int
-    kind: str
-    severity: str
-    state: str
-    resident_id: str | None
-    resident_name: str | None = None
-    site_id: str | None
-    gateway_id: str | None
-    sensor_id: str | None
-    title: str
-    summary: StoredJson
-    detected_at: datetime
-    opened_at: datetime
-    last_detected_at: datetime
-    detections: int
-    tier: int
-    next_escalation_at: datetime | None
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
-    outcome: str | None
-    simulated: bool
-
-
-class TrailOut(BaseModel):
-    at: datetime
-    action: str
-    tier: int | None
-    actor: str | None
-    detail: StoredJson
-    note: str | None
-
-
-class NotificationOut(BaseModel):
-    tier: int
-    channel: str
-    target: str
-    status: str
-    attempts: int
-    created_at: datetime
-    delivered_at: datetime | None
-    username: str | None
-    display_name: str | None
-
-
-class AlertDetail(AlertOut):
-    evidence: StoredJson
-    trail: list[TrailOut]
-    notifications: list[NotificationOut]
-
-
-class ResolveIn(BaseModel):
-    outcome: Outcome
-    note: str | None = Field(default=None, max_length=2000)
-
-
-class NoteIn(BaseModel):
-    note: str = Field(min_length=1, max_length=2000)
 
 
 async def visible_alert(alert_id: DbId, user: CurrentUser, conn: ConnDep, request: Request) -> dict[str, Any]:
@@ -184,14 +125,6 @@ async def get_alert(alert_id: DbId, alert: VisibleAlert, user: CurrentUser, conn
             "notifications": [NotificationOut.model_validate(n) for n in sent],
         }
     )
-
-
-class AckIn(BaseModel):
-    """Optional: a family member says whether they are on their way (and may leave a note)."""
-
-    model_config = ConfigDict(extra="forbid")
-    on_my_way: bool = False
-    note: str | None = Field(default=None, max_length=2000)
 
 
 @router.post("/{alert_id}/ack", response_model=AlertOut)

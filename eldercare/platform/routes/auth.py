@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
 from eldercare.platform import access, security
-from eldercare.platform.deps import ConnDep, CurrentUser, SettingsDep
+from eldercare.platform.deps import ConnDep, CurrentUser, SettingsDep, StateDep
 from eldercare.platform.errors import ApiError
 from eldercare.platform.repo import audit as audit_repo
 from eldercare.platform.repo import users as users_repo
@@ -23,12 +23,14 @@ async def token(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     settings: SettingsDep,
+    state: StateDep,
 ) -> TokenOut:
     """OAuth2 password flow: a short-lived access token and a refresh token (rate-limited; 429
     also when too many sign-ins are being checked at once)."""
     ip = security.client_address(request, settings)
-    pool = request.app.state.pool
-    pair = await security.login(pool, settings, username=form.username, password=form.password, client_ip=ip)
+    pair = await security.login(
+        state.pool, settings, username=form.username, password=form.password, client_ip=ip
+    )
     return TokenOut(
         access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
     )

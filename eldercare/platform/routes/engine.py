@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
 
 from eldercare.platform.deps import AdminUser, ConnDep
 from eldercare.platform.errors import not_found
 from eldercare.platform.repo import work as work_repo
 from eldercare.platform.routes import ERRORS
+from eldercare.platform.schemas import FailedWorkOut
 
 router = APIRouter(prefix="/engine", tags=["engine"], responses=ERRORS)
-
-
-class FailedWorkOut(BaseModel):
-    id: int
-    created_at: datetime
-    kind: str
-    gateway_id: str
-    site_id: str
-    payload: dict[str, Any]
-    attempts: int
-    last_error: str | None
-    failed_at: datetime
 
 
 @router.get("/failed-work", response_model=list[FailedWorkOut])

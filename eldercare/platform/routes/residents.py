@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
 
 from eldercare.platform import access
 from eldercare.platform.access import ResidentAccess
@@ -29,6 +28,7 @@ from eldercare.platform.schemas import (
     DbId,
     FamilyLinkIn,
     FamilyLinkOut,
+    OnDutyOut,
     ResidentIn,
     ResidentOut,
     ResidentPatch,
@@ -229,15 +229,6 @@ async def unassign_worker(
     await access.audit_change(
         conn, user, "unassign:worker", target=f"user:{user_id}", resident_id=grant.resident_id, route=route
     )
-
-
-class OnDutyOut(BaseModel):
-    """A person who would answer for this resident right now, and how to reach them."""
-
-    display_name: str
-    phone: str | None
-    provider_id: str | None
-    role: str  # assigned_worker, home_care_on_duty, station_on_duty or institution_on_duty
 
 
 ON_DUTY_TARGETS = ("assigned_worker", "home_care_on_duty", "station_on_duty", "institution_on_duty")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter
 
 from eldercare.platform import access
@@ -11,7 +9,7 @@ from eldercare.platform.deps import AdminUser, ConnDep, RegistryReader, RouteDep
 from eldercare.platform.errors import not_found
 from eldercare.platform.repo import registry
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import SiteIn, SiteOut, SitePatch
+from eldercare.platform.schemas import SiteIn, SiteKind, SiteOut, SitePatch
 
 router = APIRouter(prefix="/sites", tags=["sites"], responses=ERRORS)
 
@@ -21,7 +19,7 @@ async def list_sites(
     user: RegistryReader,
     conn: ConnDep,
     route: RouteDep,
-    kind: Literal["home", "station", "institution"] | None = None,
+    kind: SiteKind | None = None,
 ) -> list[SiteOut]:
     """Sites in scope (care workers: where their residents live or attend; testers: simulated)."""
     rows = await registry.list_sites(conn, user=user, kind=kind)

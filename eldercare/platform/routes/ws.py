@@ -25,6 +25,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from eldercare.platform.errors import ApiError
 from eldercare.platform.security import authenticate
+from eldercare.platform.state import app_state
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["alerts"])
@@ -38,7 +39,7 @@ RECHECK_S = 60.0  # how often an open socket's token is checked again (logout, p
 
 
 async def _check(websocket: WebSocket, token: str) -> tuple[dict[str, Any], int] | None:
-    state = websocket.app.state
+    state = app_state(websocket.app)
     try:
         async with state.pool.connection() as conn:
             return await authenticate(conn, state.settings, token)
@@ -83,7 +84,7 @@ async def live_alerts(
         await websocket.close(code=BAD_TOKEN, reason="bad, expired or revoked access token")
         return
     user, expires = found
-    hub = getattr(websocket.app.state, "hub", None)
+    hub = app_state(websocket.app).hub
     if hub is None:
         await websocket.close(code=UNAVAILABLE, reason="live pushes are not running on this server")
         return

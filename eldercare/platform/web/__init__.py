@@ -20,9 +20,8 @@ PREFIX = "/web"
 
 def mount(app: FastAPI) -> FastAPI:
     """Add the web pages to ``app`` (idempotent); returns ``app``."""
-    if getattr(app.state, "web_mounted", False):
+    if any(getattr(r, "name", None) == "web-static" for r in app.router.routes):
         return app
-    app.state.web_mounted = True
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="web-static")
 
     @app.get(f"{PREFIX}/", include_in_schema=False)

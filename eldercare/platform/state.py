@@ -1,0 +1,42 @@
+"""The application's state, typed: what the lifespan opens and requests and background work read.
+
+One :class:`AppState` lives on ``app.state.platform`` (Starlette's ``app.state`` takes any attribute,
+so the type checker sees nothing there); everything else reads it through :func:`app_state`, and
+FastAPI dependencies through ``deps.StateDep``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+
+from eldercare.config import Settings
+from eldercare.platform.repo.connections import Pool
+
+if TYPE_CHECKING:
+    from eldercare.platform.notify.hub import Hub
+
+
+@dataclass
+class AppState:
+    """The settings, the API's pool and what the alert engine started on this replica."""
+
+    settings: Settings
+    pool: Pool
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+    """Tasks on the API's event loop (outcome feedback, pushes), cancelled at shutdown."""
+    hub: Hub | None = None
+    """This replica's WebSocket hub; None when the engine is not started (``serve`` without it)."""
+    engine_stop: Callable[[], Awaitable[None]] | None = None
+    """Stops the engine's thread and the hub; set by ``engine.service.start``."""
+
+
+def app_state(app: Starlette) -> AppState:
+    """The state the lifespan put on ``app`` (only valid while the app is running)."""
+    state = app.state.platform
+    assert isinstance(state, AppState), "the application's lifespan has not run"
+    return state
