@@ -697,6 +697,11 @@ def subscription_all(root: str = DEFAULT_ROOT, shared_group: str | None = None) 
     return _shared(f"{root}/#", shared_group)
 
 
+def subscription_shape(pattern: str, shared_group: str | None = None) -> str:
+    """Any topic filter (e.g. ``root/+/+/+/+/#``), optionally as an MQTT v5 shared subscription."""
+    return _shared(pattern, shared_group)
+
+
 def _shared(sub: str, shared_group: str | None) -> str:
     if shared_group is not None and not re.fullmatch(r"[^/+#]+", shared_group):
         raise ProtocolError("shared_group", f"{shared_group!r} must be non-empty without / + #")

@@ -10,12 +10,12 @@ Acknowledgements are sent only on the connection a message came in on (``generat
 reconnect the broker redelivers the unacknowledged ones with the same packet ids, and an ack for
 the old copy could otherwise acknowledge a different, newer message with a reused id.
 
-A worker has two connections. Everything under the root arrives through the shared subscription
-(``$share/<group>/<root>/#``): each message goes to one worker. Events (fall, SOS) also arrive on a
-second connection (client id ``<id>-events``) with a plain subscription: every worker receives
-every event, so an alarm reaches the database while any worker lives, and it never waits for a
-slot in an in-flight window full of telemetry. Events from either connection go to the event
-inbox; the copies are deduplicated like any redelivery. The event connection counts its
+A worker has two connections. Telemetry and status arrive through shared subscriptions
+(``$share/<group>/<root>/+/+/telemetry``...; see :func:`subscriptions`): each message goes to one
+worker. Events (fall, SOS) arrive on a second connection (client id ``<id>-events``) with a plain
+subscription: every worker receives every event, so an alarm reaches the database while any
+worker lives, and it never waits for a slot in an in-flight window full of telemetry; the copies
+of different workers are deduplicated like any redelivery. The event connection counts its
 generations from :data:`EVENT_GENERATIONS`, so a message's generation also says which connection
 must acknowledge it.
 
@@ -43,7 +43,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from eldercare.config import Settings
 from eldercare.ingest.batch import Inbound
 from eldercare.ingest.errors import BrokerError
-from eldercare.protocol import Ack, encode, subscription, subscription_all
+from eldercare.protocol import Ack, encode, subscription, subscription_all, subscription_shape
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,52 @@ EVENT_TOPIC_SUFFIX = "/event"
 ACK_SUFFIX = "/ack"  # the topic level of the platform's acknowledgements to gateways
 WAKE = None  # put in an inbox to wake its reader without a message
 ACK_INTERVAL_S = 0.2  # at most one acknowledgement per gateway this often (events: at once)
+
+
+RECV_CHUNK = 65_536  # bytes read from the broker's socket at once
+
+
+class ChunkedClient(mqtt.Client):
+    """paho-mqtt's client reading its socket in chunks instead of a few bytes at a time.
+
+    paho reads every packet with at least three ``recv()`` calls (the command byte, the length
+    bytes one by one, then the rest), after one ``select()`` per packet: four system calls per
+    message, each releasing and retaking the GIL, which the decoding and writing threads hold
+    meanwhile. In the profile of a worker flat out (docs/performance.md, "Ingest") that was a
+    quarter of paho's thread. Here one ``recv()`` fills a buffer the packets are cut from, and a
+    read goes on while the buffer holds bytes (``select()`` cannot see them). Only the reading
+    side changes; what paho does with the packets is untouched.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._rpos = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(RECV_CHUNK)  # BlockingIOError when nothing is there
+            if len(data) <= bufsize:
+                return data  # b"" is the end of the connection: paho handles it
+            self._rbuf, self._rpos = data, 0
+        end = self._rpos + bufsize
+        out = self._rbuf[self._rpos : end]
+        self._rpos = min(end, len(self._rbuf))
+        return out
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self.buffered():
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def buffered(self) -> int:
+        """Bytes received from the socket and not yet cut into packets."""
+        return len(self._rbuf) - self._rpos
+
+    def _sock_close(self) -> None:
+        self._rbuf, self._rpos = b"", 0  # a new connection starts with a new stream
+        super()._sock_close()
 
 
 @dataclass(frozen=True)
@@ -79,10 +125,33 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
     )
 
 
+UPLINK_SHARED = ("telemetry", "status")  # what the shared subscription brings; events: their own
+
+
 def subscriptions(settings: Settings) -> list[str]:
-    """Everything under the topic root, not only the three uplink kinds: a message on a wrong topic
-    (``.../Telemetry``, ``.../telemetry/extra``) is dead-lettered, never silently missed."""
+    """Only what ingest stores: telemetry and status, shared among the workers (events come on
+    each worker's own connection, :func:`event_subscriptions`), and the topic shapes no
+    platform topic has (``<root>/x``, ``<root>/x/y``, four levels or more), so a message on a
+    wrong level is still dead-lettered rather than missed.
+
+    Not ``<root>/#`` and not ``<root>/+/+/+``: those bring back every acknowledgement ingest
+    publishes on ``.../ack`` and every retained ``.../config``, i.e. about one message more in
+    for every message stored (docs/performance.md, "Ingest"). A wrong kind at the third level
+    (``.../Telemetry``) is therefore not seen; the broker's ACL refuses it anyway
+    (docs/protocol.md, section 11).
+    """
     # shared subscriptions are an MQTT v5 feature; a 3.1.1 worker subscribes alone
+    group = (settings.ingest_shared_group or None) if settings.mqtt_protocol == "5" else None
+    root = settings.mqtt_topic_root
+    shapes = [f"{root}/+", f"{root}/+/+", f"{root}/+/+/+/+/#"]
+    return [subscription(kind, root, group) for kind in UPLINK_SHARED] + [
+        subscription_shape(shape, group) for shape in shapes
+    ]
+
+
+def legacy_subscriptions(settings: Settings) -> list[str]:
+    """What earlier versions subscribed to (everything under the root), left in a persistent
+    session the broker kept: unsubscribed at every connect, or its copies would still come."""
     group = (settings.ingest_shared_group or None) if settings.mqtt_protocol == "5" else None
     return [subscription_all(settings.mqtt_topic_root, group)]
 
@@ -110,6 +179,8 @@ class MqttSource:
     ) -> None:
         self.settings = settings
         self.topics = subscriptions(settings) if topics is None else topics
+        self.legacy = legacy_subscriptions(settings) if topics is None else []
+        self._legacy_mid: int | None = None
         self.urgent = urgent  # events go here instead of the inbox
         self.control_prefix = settings.mqtt_topic_root + "/_"  # the platform's own (_sim/ack...)
         self.address = parse_mqtt_url(url)
@@ -123,11 +194,11 @@ class MqttSource:
         self.closing = False
         self.v5 = settings.mqtt_protocol == "5"
         if self.v5:
-            c = mqtt.Client(
+            c = ChunkedClient(
                 mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
             )
         else:  # persistent session the 3.1.1 way
-            c = mqtt.Client(
+            c = ChunkedClient(
                 mqtt.CallbackAPIVersion.VERSION2,
                 client_id=client_id,
                 protocol=mqtt.MQTTv311,
@@ -219,6 +290,9 @@ class MqttSource:
             self.client_id,
             getattr(flags, "session_present", None),
         )
+        if self.legacy:
+            # a session kept from an earlier version may still hold them (unsubscribing is harmless)
+            self._legacy_mid = client.unsubscribe(self.legacy)[1]
         if self.retire:
             client.unsubscribe(self.topics)
         else:
@@ -228,7 +302,9 @@ class MqttSource:
             else:
                 client.subscribe([(sub, 1) for sub in subs])
 
-    def _on_unsubscribe(self, _c: Any, _u: Any, _mid: int, _codes: Any, _p: Any = None) -> None:
+    def _on_unsubscribe(self, _c: Any, _u: Any, mid: int, _codes: Any, _p: Any = None) -> None:
+        if mid == self._legacy_mid:
+            return
         log.info("%s left the shared subscriptions; draining what its session holds", self.client_id)
         self._set_state(True)
 
@@ -252,8 +328,8 @@ class MqttSource:
         except UnicodeDecodeError:
             topic = bytes(msg._topic).decode("utf-8", "replace")
         if topic.endswith(ACK_SUFFIX) and not topic.startswith(self.control_prefix):
-            # Our own acknowledgements to gateways (retained), which the root's ``#`` brings back:
-            # nothing to store, and never a dead letter per published ack.
+            # Our own acknowledgements to gateways, which a session's old ``#`` subscription may
+            # still bring back until it is gone: nothing to store, never a dead letter per ack.
             if msg.qos > 0:
                 self.client.ack(msg.mid, msg.qos)
             return

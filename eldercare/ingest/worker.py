@@ -13,7 +13,7 @@ thread stops reading and the broker holds the rest. No timer anywhere.
 Events take their own fast path: a third thread with its own database connection validates and
 commits them (group committed the same way among themselves), so a fall is never queued behind
 telemetry, neither in the inbox nor behind a large COPY. Every worker receives every event (see
-:func:`.mqtt.subscriptions`); copies are deduplicated by the same ``ingested_messages`` key.
+:func:`.mqtt.event_subscriptions`); copies are deduplicated by the same ``ingested_messages`` key.
 
 Nothing is acknowledged before its commit, so the broker's Receive Maximum bounds what is in
 memory and a database outage simply stops the flow until writes succeed again. After a commit the
@@ -29,9 +29,9 @@ import queue
 import re
 import signal
 import socket
+import sys
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -56,8 +56,13 @@ BACKOFF_MAX_S = 10.0
 _INDEX = re.compile(r"\[\d+\]")
 RETIRE_IDLE_S = 3.0  # a retiring worker leaves after this long without a message
 DRAIN_AT_ONCE = 200  # messages validated per turn before the batch lock is taken
-RECENT_EVENTS = 4096  # event copies remembered per worker, to skip the second one
 SILENT_HEARTBEATS = 3  # a peer not seen for this many heartbeats is stopped or dead
+# How long a thread may keep the GIL while another waits for it (CPython's default: 5 ms). The
+# network and event threads release it at every system call and then wait for it behind the
+# decoding and writing threads, up to this long each time, several times per message; a fall
+# waiting 5 ms at each of a dozen steps is the tail the issue 24 bench measured. 1 ms costs the
+# CPU-bound threads a few more switches.
+GIL_SWITCH_S = 0.001
 
 
 def client_id_for(base: str, index: int) -> str:
@@ -262,12 +267,20 @@ class Worker:
                     size += len(m.payload)
             self._add(items, size)
 
-    def _count(self, item: Accepted | Rejected | Ignored) -> None:
-        if isinstance(item, Ignored):
-            self._received["ignored"].inc()
-            self.metrics.ignored.labels(why=item.why).inc()
-        else:
-            self._received[item.kind if isinstance(item, Accepted) else "invalid"].inc()
+    def _count(self, items: list[Accepted | Rejected | Ignored]) -> None:
+        """Received messages by kind, one increment per kind and call (a metric takes a lock)."""
+        kinds: dict[str, int] = {}
+        for item in items:
+            if isinstance(item, Accepted):
+                kind = item.kind
+            elif isinstance(item, Rejected):
+                kind = "invalid"
+            else:
+                kind = "ignored"
+                self.metrics.ignored.labels(why=item.why).inc()
+            kinds[kind] = kinds.get(kind, 0) + 1
+        for kind, n in kinds.items():
+            self._received[kind].inc(n)
 
     def _retire_done(self, last_seen: float) -> bool:
         """A retiring worker is done once its session has delivered nothing for a while."""
@@ -291,8 +304,8 @@ class Worker:
             while self._full() and not self.stopping.is_set():
                 self.lock.wait(0.5)
             for item in items:
-                self._count(item)
                 self.batch.add(item)
+            self._count(items)
             self.batch_bytes += size
             self.lock.notify()  # the writer, if it waits for work
         self.metrics.queue_depth.set(self.inbox.qsize())
@@ -401,7 +414,6 @@ class Worker:
 
     def _event_loop(self) -> None:
         check = self.event_validator.check
-        recent: OrderedDict[bytes, None] = OrderedDict()  # copies this worker already has
         while True:
             timeout = max(0.0, self._next_heartbeat - time.monotonic())
             try:
@@ -409,28 +421,22 @@ class Worker:
             except queue.Empty:
                 m = None
             batch = Batch()
+            items: list[Accepted | Rejected | Ignored] = []
             while m is not None or not self.urgent.empty():
                 if m is not None:
-                    # Every event comes twice to a worker (shared and own subscription): the second
-                    # copy is acknowledged at once; the first is stored or still held by its session.
-                    key = hashlib.blake2b(m.topic.encode("utf-8", "replace") + b"\0" + m.payload).digest()
-                    if key in recent:
-                        self.source.ack([m])
-                        self.event_source.ack([m])
-                    else:
-                        recent[key] = None
-                        if len(recent) > RECENT_EVENTS:
-                            recent.popitem(last=False)
-                        item = check(m)
-                        if isinstance(item, Rejected) and item.dedup_key is None:
-                            item.dedup_key = "event:" + key.hex()[:32]  # once, whichever worker
-                        self._count(item)
-                        batch.add(item)
+                    item = check(m)
+                    if isinstance(item, Rejected) and item.dedup_key is None:
+                        # every worker receives every event: dead-lettered once, whichever worker
+                        key = hashlib.blake2b(m.topic.encode("utf-8", "replace") + b"\0" + m.payload)
+                        item.dedup_key = "event:" + key.hexdigest()[:32]
+                    batch.add(item)
+                    items.append(item)
                 try:
                     m = self.urgent.get_nowait()
                 except queue.Empty:
                     break
             if len(batch):
+                self._count(items)
                 self._commit(self.event_store, batch, urgent=True)
             if self.closing and self.urgent.empty():
                 return
@@ -472,6 +478,7 @@ def run_worker(
 ) -> None:
     """Run one worker in this process until SIGTERM/SIGINT (or, retiring, until drained)."""
     path = commit_log.with_name(f"{commit_log.name}.{index}") if commit_log else None
+    sys.setswitchinterval(GIL_SWITCH_S)
     worker = Worker(settings, db_url=db_url, mqtt_url=mqtt_url, index=index, commit_log=path, retire=retire)
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
