@@ -302,6 +302,63 @@ def test_kill_9_in_the_middle_of_a_group_commit_loses_and_duplicates_nothing(
     assert count(db_url, distinct) == 3000
 
 
+# A deferred constraint trigger runs at COMMIT: taking an advisory lock the test holds, it keeps a
+# worker's group commit waiting inside COMMIT, after everything of the transaction was written.
+HOLD_AT_COMMIT = """
+CREATE FUNCTION test_hold_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER test_hold_commit AFTER INSERT ON ingested_messages
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_hold_commit();
+"""
+
+
+def _waiting_at_commit(db_url: str) -> int:
+    return count(
+        db_url,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'eldercare-ingest'"
+        " AND wait_event = 'advisory' AND query ILIKE 'commit%%' AND datname = current_database()",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.mqtt5
+def test_kill_9_inside_commit_stores_the_group_once_and_its_redelivery_is_a_duplicate(
+    ingest: Any, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    """The worker dies while its COMMIT is on its way: the database commits the group, the broker
+    never got a PUBACK for it. Redelivered to the restarted worker, all of it must be recognised as
+    stored (nothing twice), and the next group, which was only in memory, stored once."""
+    client_id = f"test-gc-commit-{topic_root.split('/')[1][-8:]}-0"
+    proc = ingest(ELDERCARE_INGEST_CLIENT_ID=client_id)
+    msgs = [(topic(topic_root, "gw-1" if i % 2 else "gw-2"), telemetry(i // 2, n=10)) for i in range(300)]
+    with publisher(mqtt_url) as pub, psycopg.connect(db_url, autocommit=True) as holder:
+        pub.publish_many(msgs[:100])
+        wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 100, what="100 stored")
+        holder.execute("SELECT pg_advisory_lock(4242)")
+        holder.execute(HOLD_AT_COMMIT)
+        pub.publish_many(msgs[100:200])
+        wait_for(lambda: _waiting_at_commit(db_url) == 1, what="a group commit inside COMMIT")
+        pub.publish_many(msgs[200:])  # the next group forms meanwhile
+        wait_for(
+            lambda: proc.metrics()['eldercare_ingest_received_total{kind="telemetry"}'] == 300, what="all in"
+        )
+        proc.kill()
+        holder.execute("SELECT pg_advisory_unlock(4242)")  # the orphaned COMMIT goes through
+        wait_for(lambda: _waiting_at_commit(db_url) == 0, what="the orphaned commit done")
+        holder.execute("DROP TRIGGER test_hold_commit ON ingested_messages")
+    committed = count(db_url, "SELECT count(*) FROM ingested_messages")
+    assert 100 < committed < 300  # one group (or more) committed and never acknowledged to the broker
+    again = ingest(ELDERCARE_INGEST_CLIENT_ID=client_id)  # its session redelivers what was not acked
+    wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 300, 40, "all 300")
+    assert count(db_url, "SELECT count(*) FROM readings") == 3000
+    distinct = "SELECT count(*) FROM (SELECT DISTINCT gateway_id, sensor_id, ts, value FROM readings) d"
+    assert count(db_url, distinct) == 3000
+    wait_for(
+        lambda: again.metrics()["eldercare_ingest_duplicates_total"] == committed - 100,
+        what="the committed group redelivered and recognised",
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.mqtt5
 def test_every_sos_is_stored_within_seconds_while_one_of_two_workers_is_dead(
