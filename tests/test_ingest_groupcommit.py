@@ -42,10 +42,10 @@ EP = "epoch-test-0001"
 # Store: the watermark ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
+@pytest.fixture(params=[False, True], ids=["acks-in-commit", "acks-after-commit"])
+def store(db_url: str, request: pytest.FixtureRequest) -> Iterator[Store]:
     register(db_url, GATEWAYS)
-    s = Store(db_url)
+    s = Store(db_url, acks_after_commit=request.param)
     yield s
     s.close()
 
@@ -356,6 +356,32 @@ def test_kill_9_inside_commit_stores_the_group_once_and_its_redelivery_is_a_dupl
     wait_for(
         lambda: again.metrics()["eldercare_ingest_duplicates_total"] == committed - 100,
         what="the committed group redelivered and recognised",
+    )
+
+
+@pytest.mark.mqtt5
+def test_an_alarm_is_committed_while_its_gateways_telemetry_commit_holds_the_watermark(
+    ingest: Any, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    """Telemetry and events of one gateway share an epoch, hence a watermark row, which a commit
+    locks until it returns. The event path advances it after its own commit: the SOS is stored
+    while the telemetry commit is still inside COMMIT, holding that row."""
+    ingest()
+    hold = HOLD_AT_COMMIT.replace("ON ingested_messages", "ON readings")
+    with publisher(mqtt_url) as pub, psycopg.connect(db_url, autocommit=True) as holder:
+        pub.publish(topic(topic_root, "gw-1"), telemetry(0))
+        wait_for(lambda: count(db_url, "SELECT count(*) FROM ingest_acks") == 1, what="gw-1's watermark")
+        holder.execute("SELECT pg_advisory_lock(4242)")
+        holder.execute(hold)
+        pub.publish(topic(topic_root, "gw-1"), telemetry(1))
+        wait_for(lambda: _waiting_at_commit(db_url) == 1, what="the telemetry commit inside COMMIT")
+        pub.publish(topic(topic_root, "gw-1", "event"), event(2, kind="sos"))
+        wait_for(lambda: count(db_url, "SELECT count(*) FROM events") == 1, 10, "the SOS stored")
+        assert _waiting_at_commit(db_url) == 1  # the telemetry commit still holds gw-1's watermark
+        holder.execute("SELECT pg_advisory_unlock(4242)")
+        holder.execute("DROP TRIGGER test_hold_commit ON readings")
+    wait_for(
+        lambda: count(db_url, "SELECT seq FROM ingest_acks WHERE gateway_id = 'gw-1'") == 2, what="ack 2"
     )
 
 

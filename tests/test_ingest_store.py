@@ -16,10 +16,11 @@ from eldercare.ingest.store import Store
 ROOT = "eldercare/v1"
 
 
-@pytest.fixture
-def store(db_url: str) -> Store:
+@pytest.fixture(params=[False, True], ids=["acks-in-commit", "acks-after-commit"])
+def store(db_url: str, request: pytest.FixtureRequest) -> Store:
+    """Both ways a worker's stores work: telemetry (watermark inside the commit), events (after)."""
     register(db_url, {"gw-1": "home-1", "gw-2": "home-2"})
-    s = Store(db_url)
+    s = Store(db_url, acks_after_commit=request.param)
     yield s
     s.close()
 

@@ -273,10 +273,19 @@ def _reject(a: Accepted, reason: str) -> Rejected:
 
 
 class Store:
-    """One connection, owned by the writer thread; reconnects on demand."""
+    """One connection, owned by the writer thread; reconnects on demand.
 
-    def __init__(self, url: str) -> None:
+    ``acks_after_commit`` (the event path): the acknowledgement watermark is advanced in a
+    transaction of its own after the messages' commit, not inside it. The watermark row of a
+    (gateway, epoch) is locked until the commit that advances it returns, so inside the commit an
+    alarm would wait for a telemetry commit of the same gateway on another connection (a large COPY
+    and its fsync); after it, only its acknowledgement waits.
+    """
+
+    def __init__(self, url: str, *, acks_after_commit: bool = False) -> None:
         self.url = url
+        self.acks_after_commit = acks_after_commit
+        self._ack_later: tuple[list[Accepted], list[tuple[str, str, str, int]]] | None = None
         self.conn: psycopg.Connection[Any] | None = None
         self._changed: set[str] = set()  # gateways named by NOTIFY gateway_registry since last applied
         self._reload = True  # a new connection may have missed notifications: reload the registry
@@ -451,9 +460,18 @@ class Store:
     def _write_retrying_partitions(self, batch: Batch, registry: Registry) -> WriteResult:
         conn = self.connect()
         for attempt in range(3):
+            self._ack_later = None
             try:
                 with conn.transaction():
-                    return self._write_tx(conn, batch, registry)
+                    result = self._write_tx(conn, batch, registry)
+                if self._ack_later is not None:
+                    # The messages are committed; their watermark follows in a short transaction
+                    # of its own, which may wait for another commit of the same gateway.
+                    good, refused = self._ack_later
+                    self._ack_later = None
+                    with conn.transaction():
+                        result.acks = self._advance_acks(conn, good, refused)
+                return result
             except errors.CheckViolation as exc:
                 if "no partition" not in str(exc) or attempt == 2:
                     raise
@@ -541,7 +559,10 @@ class Store:
                     ],
                 )
         result.messages = len(fresh)
-        result.acks = self._advance_acks(conn, good, refused_ids(dead, registry))
+        if self.acks_after_commit:
+            self._ack_later = (good, refused_ids(dead, registry))
+        else:
+            result.acks = self._advance_acks(conn, good, refused_ids(dead, registry))
         return result
 
     def _conflicts(self, conn: psycopg.Connection[Any], again: list[Accepted]) -> list[Rejected]:
@@ -652,7 +673,7 @@ class Store:
                     "payload": _JSON.encode(work).decode(),
                 }
             )
-        with conn.cursor() as cur:
+        with conn.pipeline(), conn.cursor() as cur:  # both in one round trip
             cur.executemany(INSERT_EVENT, rows)
             cur.executemany(INSERT_WORK, rows)
 
@@ -691,7 +712,7 @@ class Store:
                     "payload": _JSON.encode(work).decode(),
                 }
             )
-        with conn.cursor() as cur:
+        with conn.pipeline(), conn.cursor() as cur:  # the three in one round trip
             cur.executemany(INSERT_STATUS, rows)
             cur.executemany(UPDATE_GATEWAY, rows)
             cur.executemany(INSERT_WORK, rows)

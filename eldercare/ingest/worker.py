@@ -104,7 +104,7 @@ class Worker:
         self.validator = Validator(settings.mqtt_topic_root, self.registry, limits)
         self.event_validator = Validator(settings.mqtt_topic_root, self.registry, limits)
         self.store = Store(db_url)
-        self.event_store = Store(db_url)
+        self.event_store = Store(db_url, acks_after_commit=True)  # alarms wait for no telemetry commit
         self.inbox: queue.Queue[Inbound | None] = queue.Queue(
             maxsize=max(2 * settings.ingest_receive_maximum, 100)
         )
