@@ -7,20 +7,22 @@
     ``readings``: the rate with publishers flat out, the drain rate of a pre-loaded broker,
     publish-to-commit latency p50/p99 at offered loads (fractions of the flat-out rate), and the
     publish-to-commit latency of events (SOS) sent while telemetry runs at half load;
-(c) optionally (``--dedup-rows``), what one batch's dedup and acknowledgement watermark cost with
-    ``ingested_messages`` empty and holding that many rows.
+(c) optionally (``--dedup-rows``), what one batch's dedup and acknowledgement watermark cost as
+    ``ingested_messages`` grows to each of those sizes, with the plan of the dedup insert;
+(d) optionally (``--profile``), one worker flat out under py-spy: CPU by stage and thread.
 
-The goals (issue 24) are checked at the end, with the machine's load average at start and end.
+The goals (issue 24) are printed at the end as one table, each measured value beside its target
+with the ratio and the machine's load average after the run it comes from.
 
 Everything runs on this machine: its own Mosquitto on a free port (generated config:
 ``max_inflight_messages 1000``, ``max_queued_messages`` high, no persistence) and a database it
 creates and drops on the PostgreSQL server of ``--pg-url``. The shared broker is never touched.
 
-    python bench/ingest.py                 # table (markdown)
+    python bench/ingest.py --quick         # the goals in one command, ~3 min: 2 workers, 3 s runs
+    python bench/ingest.py                 # everything: 1 and 2 workers, drain runs (markdown)
     python bench/ingest.py --json          # the same numbers as JSON
-    python bench/ingest.py --quick         # shorter runs, for a smoke test
-    python bench/ingest.py --workers 2 --skip-drain   # just what the goals need
-    python bench/ingest.py --dedup-rows 10000000 --workers ''   # only the dedup scaling
+    python bench/ingest.py --workers 2 --skip-drain --profile   # the goals, longer runs, a profile
+    python bench/ingest.py --dedup-rows 0,10000000,100000000 --workers ''   # only the dedup scaling
 
 Results are in docs/performance.md ("Ingest").
 """
