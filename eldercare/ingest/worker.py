@@ -310,7 +310,7 @@ class Worker:
             self.lock.notify()  # the writer, if it waits for work
         self.metrics.queue_depth.set(self.inbox.qsize())
 
-    # Writer thread: take the open batch, commit, acknowledge ---------------------------------
+    # Writer thread: take the open batch, commit, acknowledge; the heartbeat ------------------
 
     def _write_loop(self) -> None:
         refresh = self.settings.ingest_registry_refresh_s
@@ -318,7 +318,7 @@ class Worker:
             with self.lock:
                 self.committing = False
                 self.lock.notify_all()
-                deadline = time.monotonic() + refresh
+                deadline = min(time.monotonic() + refresh, self._next_heartbeat)
                 while not len(self.batch) and not self.closing:
                     if not self.lock.wait(max(0.0, deadline - time.monotonic())):
                         break
@@ -330,12 +330,12 @@ class Worker:
                     batch, self.batch, self.batch_bytes = self.batch, Batch(), 0
                     self.committing = True
                     self.lock.notify_all()
-            if batch is None:
-                self._refresh_registry()
-                continue
+            if time.monotonic() >= self._next_heartbeat:
+                self._heartbeat()  # here, not on the event path: an alarm never waits for it
             if time.monotonic() - self.registry.loaded_at > refresh:
                 self._refresh_registry()
-            self._commit(self.store, batch)
+            if batch is not None:
+                self._commit(self.store, batch)
 
     def _refresh_registry(self) -> None:
         try:
@@ -410,16 +410,12 @@ class Worker:
                 self._commit_log.write("".join(lines))
                 self._commit_log.flush()
 
-    # Event thread: the fast path, and the worker's heartbeat ---------------------------------
+    # Event thread: the fast path -------------------------------------------------------------------
 
     def _event_loop(self) -> None:
         check = self.event_validator.check
         while True:
-            timeout = max(0.0, self._next_heartbeat - time.monotonic())
-            try:
-                m = self.urgent.get(timeout=timeout)
-            except queue.Empty:
-                m = None
+            m = self.urgent.get()  # WAKE (None) at stop
             batch = Batch()
             items: list[Accepted | Rejected | Ignored] = []
             while m is not None or not self.urgent.empty():
@@ -440,17 +436,13 @@ class Worker:
                 self._commit(self.event_store, batch, urgent=True)
             if self.closing and self.urgent.empty():
                 return
-            if time.monotonic() >= self._next_heartbeat:
-                self._heartbeat()
 
     def _heartbeat(self) -> None:
         """Record this worker alive; report peers that are not (their sessions hold a backlog)."""
         beat = self.settings.ingest_heartbeat_s
         self._next_heartbeat = time.monotonic() + beat
         try:
-            peers = self.event_store.heartbeat(
-                client_id=self.client_id, host=socket.gethostname(), pid=os.getpid()
-            )
+            peers = self.store.heartbeat(client_id=self.client_id, host=socket.gethostname(), pid=os.getpid())
         except StoreUnavailable:
             return  # the writer reports the database; liveness waits for its return
         expiry = self.settings.ingest_session_expiry_s
