@@ -229,3 +229,28 @@ def test_users_and_family_links(api: Api, world: World) -> None:
     assert r.status_code == 422 and "family" in r.json()["detail"]
     assert api.delete("admin", f"/api/v1/residents/res-1/family/{uid}").status_code == 204
     assert api.get("grandson", "/api/v1/residents/res-1/summary").status_code == 404
+
+
+def test_editing_a_provider_keeps_its_webhook_secret_unless_the_body_names_it(
+    api: Api, db_url: str
+) -> None:
+    body = {"id": "hc-s", "name": "S", "kind": "home_care", "webhook_url": "https://93.184.216.34/hook"}
+    r = api.post("admin", "/api/v1/providers", json={**body, "webhook_secret": "a-secret-of-16-chars"})
+    assert r.status_code == 201 and r.json()["webhook_secret_set"] is True
+    assert "webhook_secret" not in r.json()  # shown as set, never as itself
+
+    def secret() -> str | None:
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT webhook_secret FROM providers WHERE id = 'hc-s'").fetchone()
+        assert row is not None
+        return row[0]
+
+    r = api.put("admin", "/api/v1/providers/hc-s", json={**body, "name": "S renamed"})
+    assert r.status_code == 200 and r.json()["name"] == "S renamed" and r.json()["webhook_secret_set"]
+    assert secret() == "a-secret-of-16-chars"  # an edit form that cannot show it does not wipe it
+    listed = {p["id"]: p for p in api.get("admin", "/api/v1/providers").json()}
+    assert listed["hc-s"]["webhook_secret_set"] is True and not listed["hc-1"]["webhook_secret_set"]
+    r = api.put("admin", "/api/v1/providers/hc-s", json={**body, "webhook_secret": "another-secret-16c"})
+    assert r.status_code == 200 and secret() == "another-secret-16c"
+    r = api.put("admin", "/api/v1/providers/hc-s", json={**body, "webhook_secret": None})
+    assert r.status_code == 200 and not r.json()["webhook_secret_set"] and secret() is None

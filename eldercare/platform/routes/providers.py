@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from eldercare.platform import access, security
@@ -29,6 +31,13 @@ async def list_providers(user: StaffUser, conn: ConnDep) -> list[ProviderOut]:
     return [ProviderOut.model_validate(r) for r in await registry.list_providers(conn, user=user)]
 
 
+def _out(row: dict[str, Any]) -> ProviderOut:
+    """A stored row as shown: whether a webhook secret is set, never the secret."""
+    if "webhook_secret" in row:
+        row = row | {"webhook_secret_set": bool(row["webhook_secret"])}
+    return ProviderOut.model_validate(row)
+
+
 async def _check_webhook(body: ProviderIn, settings: SettingsDep) -> None:
     if body.webhook_url:
         problem = await security.webhook_problem(body.webhook_url, settings)
@@ -48,7 +57,7 @@ async def create_provider(
         await access.audit_change(
             conn, user, "create:provider", target=f"provider:{row['id']}", new=row, fields=fields, route=route
         )
-    return ProviderOut.model_validate(row)
+    return _out(row)
 
 
 @router.get("/{provider_id}", response_model=ProviderOut)
@@ -60,9 +69,14 @@ async def get_provider(user: StaffUser, provider_id: str, conn: ConnDep) -> Prov
 async def update_provider(
     user: AdminUser, provider_id: str, body: ProviderIn, conn: ConnDep, route: RouteDep, settings: SettingsDep
 ) -> ProviderOut:
+    """Replace the provider's fields; the webhook secret only when the body names it."""
     access.require_writable(user, "provider", body.model_fields_set)
     await _check_webhook(body, settings)
     fields = body.model_dump(exclude={"id"})
+    if "webhook_secret" not in body.model_fields_set:
+        # the secret is never shown, so an edit form cannot send it back: absent means "keep it";
+        # only an explicit value (or null) replaces it
+        del fields["webhook_secret"]
     async with conn.transaction():
         pair = await registry.change(conn, table="providers", key={"id": provider_id}, fields=fields)
         if pair is None:
@@ -71,7 +85,7 @@ async def update_provider(
             conn, user, "update:provider", target=f"provider:{provider_id}", old=pair[0], new=pair[1],
             fields=fields, route=route,
         )  # fmt: skip
-    return ProviderOut.model_validate(pair[1])
+    return _out(pair[1])
 
 
 @router.delete("/{provider_id}", status_code=204)
