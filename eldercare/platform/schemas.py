@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import annotated_types as at
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from eldercare.platform import device_health as health
 from eldercare.platform.limits import clip_depth
 
 Ident = str  # documented constraint below
@@ -157,6 +158,7 @@ class ProviderOut(Model):
     district: str | None = None
     phone: str | None = None
     webhook_url: str | None = None
+    webhook_secret_set: bool = Field(default=False, description="Whether a webhook secret is stored (never shown)")
     created_at: datetime
 
 
@@ -356,6 +358,37 @@ class GatewayOut(Model):
     )
     config_error: str | None = Field(default=None, description="Why the gateway refused its last config push")
     created_at: datetime
+
+
+class SensorHealthOut(Model):
+    id: str
+    kind: str
+    room: str | None = None
+    battery: float | None = Field(default=None, description="0..1, from the gateway's latest status")
+    online: bool | None = None
+    last_seen: datetime | None = None
+
+
+class GatewayHealthOut(Model):
+    id: str
+    state: str
+    state_at: datetime | None = None
+    version: str | None = None
+    clock_skew_ms: int | None = Field(default=None, description="Gateway clock minus the platform's, at its last status")
+    clock_checked_at: datetime | None = None
+    problems: list[health.Problem]
+    sensors: list[SensorHealthOut]
+
+
+class HomeHealthOut(Model):
+    """A site's devices, what is wrong with them; the list comes with the homes needing attention first."""
+
+    site_id: str
+    site_name: str
+    site_kind: str
+    residents: list[str]
+    problems: list[health.Problem]
+    gateways: list[GatewayHealthOut]
 
 
 class GatewayCredentials(Model):

@@ -122,7 +122,10 @@ async def delete(conn: Conn, *, table: str, key: dict[str, Any]) -> bool:
 
 # Providers --------------------------------------------------------------------------------------------
 
-PROVIDER_COLS = sql.SQL("p.id, p.name, p.kind, p.district, p.phone, p.webhook_url, p.created_at")
+PROVIDER_COLS = sql.SQL(
+    "p.id, p.name, p.kind, p.district, p.phone, p.webhook_url,"
+    " coalesce(p.webhook_secret, '') <> '' AS webhook_secret_set, p.created_at"
+)
 
 
 async def list_providers(conn: Conn, *, user: Principal) -> list[dict[str, Any]]:
@@ -199,6 +202,33 @@ async def list_gateways(conn: Conn, *, user: Principal, site_id: str | None = No
         " AND (%(site)s::text IS NULL OR g.site_id = %(site)s) ORDER BY g.id"
     ).format(c=GATEWAY_COLS, scope=site_scope(user))
     cur = await conn.execute(query, {**scope_params(user), "site": site_id})
+    return await cur.fetchall()
+
+
+async def gateways_health(conn: Conn, *, user: Principal) -> list[dict[str, Any]]:
+    """Each visible gateway with its site, clock skew, registered sensors, the sensors' part of its
+    latest status, and the names of the residents (the user may see) living at its site."""
+    query = sql.SQL(
+        """
+        SELECT g.id, g.site_id, s.name AS site_name, s.kind AS site_kind, g.state, g.state_at, g.version,
+               c.skew_ms AS clock_skew_ms, c.checked_at AS clock_checked_at,
+               st.clock_ok, st.sensors AS sensor_status,
+               (SELECT coalesce(jsonb_agg(jsonb_build_object('id', se.id, 'kind', se.kind, 'room', se.room)
+                                ORDER BY se.id), '[]'::jsonb)
+                FROM sensors se WHERE se.gateway_id = g.id) AS sensors,
+               (SELECT coalesce(array_agg(r.name ORDER BY r.name), '{{}}') FROM residents r
+                WHERE r.home_site_id = s.id AND {rscope}) AS residents
+        FROM gateways g JOIN sites s ON s.id = g.site_id
+        LEFT JOIN gateway_clocks c ON c.gateway_id = g.id
+        LEFT JOIN LATERAL (
+            SELECT gs.clock_ok, gs.sensors FROM gateway_status gs
+            WHERE gs.gateway_id = g.id ORDER BY gs.ts DESC LIMIT 1
+        ) st ON true
+        WHERE {scope}
+        ORDER BY g.site_id, g.id
+        """
+    ).format(scope=site_scope(user), rscope=resident_scope(user, "r"))
+    cur = await conn.execute(query, scope_params(user))
     return await cur.fetchall()
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from eldercare import protocol
 from eldercare.platform import access, broker_sync, provisioning
+from eldercare.platform import device_health as health
 from eldercare.platform.access import Principal
 from eldercare.platform.deps import AdminUser, ConnDep, RegistryReader, RouteDep, SettingsDep
 from eldercare.platform.errors import ApiError, not_found
@@ -22,6 +23,7 @@ from eldercare.platform.schemas import (
     GatewayIn,
     GatewayOut,
     GatewayProvisioned,
+    HomeHealthOut,
     SensorIn,
     SensorOut,
     SensorPatch,
@@ -110,6 +112,18 @@ async def provision_gateway(
         credentials=_credentials(settings, done.gateway, done.password, done.broker_updated),
         config=done.config,
     )
+
+
+@router.get("/health", response_model=list[HomeHealthOut])
+async def device_health(user: RegistryReader, conn: ConnDep, route: RouteDep) -> list[HomeHealthOut]:
+    """Device health per home (gateway online, last heard, clock skew; sensors' battery and link),
+    the homes needing attention first."""
+    rows = await registry.gateways_health(conn, user=user)
+    await access.audit_change(
+        conn, user, "list:device-health", target="gateways", route=route,
+        extra={"gateways": [r["id"] for r in rows]},
+    )  # fmt: skip
+    return [HomeHealthOut.model_validate(h) for h in health.homes(rows)]
 
 
 @router.get("/unknown-sensors", response_model=list[UnknownSensorOut])

@@ -11,6 +11,7 @@ const S = {
   lang: localStorage.getItem("lang") || ((navigator.language || "").startsWith("zh") ? "zh-CN" : "en"),
   alerts: new Map(),
   names: new Map(), // resident id -> name, for alerts that come without one
+  residents: new Map(), // resident id -> record (phone, emergency contacts), for care workers' alerts
   ws: null,
   gen: 0, // render generation
   poll: null,
@@ -193,7 +194,7 @@ function startLive() {
   ws.onerror = () => {};
   // Ask for the current list too: pushes only carry what changes from now on.
   loadAlerts();
-  api("/residents?limit=1000").then((rs) => { rs.forEach((r) => S.names.set(r.id, r.name)); onAlertsChanged(); }).catch(() => {});
+  api("/residents?limit=1000").then((rs) => { rs.forEach((r) => { S.names.set(r.id, r.name); S.residents.set(r.id, r); }); onAlertsChanged(); }).catch(() => {});
 }
 
 function startPolling() {
@@ -303,9 +304,7 @@ function urgency(a, now = Date.now()) {
 function alertItem(a, opts = {}) {
   // A family member's acknowledgement says "seen, on my way"; escalation to the care team goes on.
   const fam = S.me && S.me.role === "family";
-  const ack = a.state === "open" ? h("button", { class: "btn", "data-ack": a.id, i18n: fam ? "alert.seen" : "alert.ack",
-    on: { click: async () => { try { const u = await api(`/alerts/${a.id}/ack`, { method: "POST", body: fam ? { on_my_way: true } : undefined });
-      S.alerts.set(a.id, { ...a, ...u }); onAlertsChanged(a.id); toast(t(fam ? "alert.seen_sent" : "alert.acked")); } catch (e) { toast(e.message); } } } }) : null;
+  const ack = a.state === "open" ? ackControl(a, fam) : null;
   const urgent = urgency(a);
   return h("li", { class: `alert sev-${a.severity} state-${a.state}` + (urgent ? " urgent" : ""), "data-alert": a.id, "data-state": a.state },
     h("div", { class: "body" },
@@ -317,9 +316,50 @@ function alertItem(a, opts = {}) {
         h("span", { class: "badge state-" + a.state, "data-i18n": "state." + a.state }, t("state." + a.state)),
         a.outcome ? h("span", { class: "badge" }, t("outcome." + a.outcome)) : null,
         L("alert.tier"), " ", D(a.tier), " · ", T(a.detected_at),
-        a.state === "open" && a.next_escalation_at ? [" · ", L("alert.next_short"), " ", T(a.next_escalation_at)] : null)),
+        a.state === "open" && a.next_escalation_at ? [" · ", L("alert.next_short"), " ", T(a.next_escalation_at)] : null),
+      fam ? null : residentContacts(a)),
     h("div", { class: "actions" }, ack, " ",
       opts.noDetail ? null : h("a", { class: "btn secondary", href: "#/alert/" + a.id, i18n: "alert.details" })));
+}
+
+/* Care workers: the resident's phone and first emergency contact on the alert, one tap to call. */
+function residentContacts(a) {
+  const r = a.resident_id && S.residents.get(a.resident_id);
+  if (!r) return null;
+  const c = (r.emergency_contacts || []).find((x) => x.phone) || (r.emergency_contacts || [])[0];
+  const tel = (num) => h("a", { href: "tel:" + num }, D(num));
+  return h("div", { class: "contacts", "data-contacts": a.id },
+    L("contact.resident_phone"), " ", r.phone ? tel(r.phone) : D(null),
+    c ? [" · ", L("contact.emergency"), " ", D(c.name), c.relation ? [" (", D(c.relation), ")"] : null, " ", c.phone ? tel(c.phone) : null] : null);
+}
+
+/* Acknowledge, with a note in the same action for care workers (the note survives redraws). */
+const ackNotes = new Map();
+function ackControl(a, fam) {
+  const send = async () => {
+    const note = (ackNotes.get(a.id) || "").trim();
+    const body = fam ? { on_my_way: true } : note ? { note } : undefined;
+    try {
+      const u = await api(`/alerts/${a.id}/ack`, { method: "POST", body });
+      ackNotes.delete(a.id); S.alerts.set(a.id, { ...a, ...u }); onAlertsChanged(a.id); toast(t(fam ? "alert.seen_sent" : "alert.acked"));
+    } catch (e) { toast(e.message); }
+  };
+  const button = h("button", { class: "btn", type: "button", "data-ack": a.id, i18n: fam ? "alert.seen" : "alert.ack", on: { click: send } });
+  if (fam) return button;
+  const id = "ack-note-" + a.id;
+  const input = h("input", { id, name: id, type: "text", maxlength: 2000, "data-ack-note": a.id, value: ackNotes.get(a.id) || "",
+    on: { input: (e) => ackNotes.set(a.id, e.target.value), keydown: (e) => { if (e.key === "Enter") { e.preventDefault(); send(); } } } });
+  return h("div", { class: "ack" }, h("label", { for: id, i18n: "alert.ack_note" }), input, button);
+}
+
+/* Redraw a list without losing what the worker is typing into one of its note fields. */
+function keepFocus(list, draw) {
+  const el = document.activeElement;
+  const id = el && list.contains(el) && el.id ? el.id : null;
+  const caret = id ? el.selectionStart : null;
+  draw();
+  const again = id && document.getElementById(id);
+  if (again) { again.focus(); if (caret !== null && again.setSelectionRange) again.setSelectionRange(caret, caret); }
 }
 
 async function pageConsole(_, root) {
@@ -341,7 +381,7 @@ async function pageConsole(_, root) {
       (f.state === "active" ? a.state !== "resolved" : !f.state || a.state === f.state)
       && (!f.tier || String(a.tier) === f.tier) && (!f.site || a.site_id === f.site) && (!f.kind || a.kind === f.kind))
       .sort((a, b) => (a.state === "open") - (b.state === "open") || new Date(a.detected_at) - new Date(b.detected_at)).reverse();
-    list.replaceChildren(...(rows.length ? rows.map((a) => alertItem(a)) : [h("li", { class: "muted", i18n: "console.empty" })]));
+    keepFocus(list, () => list.replaceChildren(...(rows.length ? rows.map((a) => alertItem(a)) : [h("li", { class: "muted", i18n: "console.empty" })])));
   }
   root.onAlerts = draw;
   const devices = await deviceHealth();
@@ -352,18 +392,34 @@ async function pageConsole(_, root) {
   startLive();
 }
 
-/* Gateways the user may see, the ones not online first: state, since when, software version. */
+/* Device health per home (GET /gateways/health, homes needing attention first): each gateway's
+   state and when it was last heard, its clock's skew, and its sensors' lowest battery. */
 async function deviceHealth() {
-  let gws = [];
-  try { gws = await api("/gateways"); } catch (e) { return null; }
-  if (!gws.length) return null;
-  const rank = (g) => (g.state === "online" ? 1 : 0);
-  gws.sort((a, b) => rank(a) - rank(b) || String(a.site_id).localeCompare(String(b.site_id)));
+  let homes = [];
+  try { homes = await api("/gateways/health"); } catch (e) { return null; }
+  if (!homes.length) return null;
+  const skew = (ms) => (ms === null || ms === undefined ? D(null)
+    : Math.abs(ms) < 1000 ? L("health.clock_ok") : D((ms > 0 ? "+" : "−") + fmtDuration(Math.abs(ms))));
+  const battery = (g) => {
+    const known = g.sensors.filter((s) => s.battery !== null && s.battery !== undefined).sort((a, b) => a.battery - b.battery);
+    return known.length ? [D(Math.round(known[0].battery * 100) + "%"), " ", D(known[0].id)] : D(null);
+  };
+  const rows = homes.flatMap((home) => home.gateways.map((g, i) => h("tr", { "data-gateway": g.id, "data-site": home.site_id, class: g.problems.length ? "attention" : null },
+    i === 0 ? h("td", { rowspan: home.gateways.length }, D(home.site_name), home.residents.length ? h("div", { class: "muted" }, D(home.residents.join(", "))) : null,
+      h("div", {}, ...home.problems.map((p) => h("span", { class: "badge problem", "data-problem": p }, t("health." + p))))) : null,
+    h("td", {}, D(g.id)),
+    h("td", {}, h("span", { class: "badge gw-" + (g.state || "unknown") }, t("gw." + (g.state === "online" ? "online" : g.state === "offline" ? "offline" : "unknown")))),
+    h("td", {}, T(g.state_at)), h("td", { "data-battery": g.id }, battery(g)), h("td", { "data-skew": g.id }, skew(g.clock_skew_ms)), h("td", {}, D(g.version)))));
   return h("div", { class: "card", id: "device-health" }, h("h2", { i18n: "console.devices" }),
-    h("table", {}, h("tr", {}, ...["f.site", "f.gateway", "admin.status", "console.last_seen", "admin.version"].map((k) => h("th", { i18n: k }))),
-      ...gws.map((g) => h("tr", { "data-gateway": g.id, class: g.state === "online" ? null : "attention" }, h("td", {}, D(g.site_id)), h("td", {}, D(g.id)),
-        h("td", {}, h("span", { class: "badge gw-" + (g.state || "unknown") }, t("gw." + (g.state === "online" ? "online" : g.state === "offline" ? "offline" : "unknown")))),
-        h("td", {}, T(g.state_at)), h("td", {}, D(g.version))))));
+    h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": t("console.devices") }, h("table", {}, h("tr", {}, ...["health.home", "f.gateway", "admin.status", "console.last_seen", "health.battery", "health.clock", "admin.version"].map((k) => h("th", { i18n: k }))), ...rows)));
+}
+
+/* "3 min" / "2 h 5 min" for a duration in ms (a clock's skew). */
+function fmtDuration(ms) {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return t("time.s", { n: s });
+  const min = Math.round(s / 60);
+  return min < 60 ? t("time.min", { n: min }) : t("time.h_min", { h: Math.floor(min / 60), n: min % 60 });
 }
 
 /* Draw a chart once its box is on screen (pages are built off-screen), as wide as the box. */

@@ -98,6 +98,12 @@ const I18N = {
     "sim.fall": "fall", "sim.collapse": "collapse", "sim.no_wake": "does not get up", "sim.night_wandering": "night wandering",
     "sim.bathroom_too_long": "long in the bathroom", "sim.sos": "SOS press", "sim.device_offline": "device offline",
     "sim.low_battery": "low battery", "sim.gateway_outage": "gateway outage",
+    /* ---- web (#21) additions: device health, contacts, ack with note, providers, family push.
+       Kept together so they can move into the one catalogue as a block. ---- */
+    "health.home": "Home", "health.battery": "Lowest battery", "health.clock": "Clock", "health.clock_ok": "right",
+    "health.offline": "gateway offline", "health.never_seen": "never heard from", "health.clock_skew": "clock wrong",
+    "health.low_battery": "battery low", "health.sensor_offline": "sensor not reachable", "time.s": "{n} s",
+    "contact.resident_phone": "Resident's phone", "contact.emergency": "Emergency contact", "alert.ack_note": "Note (optional)",
   },
   "zh-CN": {
     "app.name": "颐养守护", "lang.switch": "English", "nav.console": "告警", "nav.admin": "设置",
@@ -194,5 +200,11 @@ const I18N = {
     "sim.fall": "跌倒", "sim.collapse": "晕倒", "sim.no_wake": "未起床", "sim.night_wandering": "夜间游走",
     "sim.bathroom_too_long": "卫生间停留过久", "sim.sos": "按紧急按钮", "sim.device_offline": "设备离线",
     "sim.low_battery": "电量低", "sim.gateway_outage": "网关断线",
+    /* ---- web (#21) additions: device health, contacts, ack with note, providers, family push.
+       Kept together so they can move into the one catalogue as a block. ---- */
+    "health.home": "住户", "health.battery": "最低电量", "health.clock": "时钟", "health.clock_ok": "准确",
+    "health.offline": "网关离线", "health.never_seen": "从未连上", "health.clock_skew": "时钟不准",
+    "health.low_battery": "电量低", "health.sensor_offline": "传感器连不上", "time.s": "{n} 秒",
+    "contact.resident_phone": "老人电话", "contact.emergency": "紧急联系人", "alert.ack_note": "备注（可不填）",
   },
 };
