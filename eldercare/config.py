@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     refresh_token_days: int = Field(default=7, ge=1)
     smtp_url: SecretStr | None = None
     smtp_from: str = "eldercare@localhost"
+    # Without an SMTP server, e-mails can be written to this Maildir instead (the demo does), so
+    # one sees what would have gone to whom; with neither, no e-mails are queued.
+    mail_outbox: Path | None = None
     # Request limits (docs/security.md): bodies larger are refused with 413, JSON nested deeper with 422.
     http_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     http_max_json_depth: int = Field(default=32, ge=2, le=200)

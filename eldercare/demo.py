@@ -198,9 +198,16 @@ def _child_env(
             f"{ENV_PREFIX}METRICS_PORT": str(ports[1]),
         }
     )
+    if settings.smtp_url is None and settings.mail_outbox is None:  # no mail server: show what would go
+        env[f"{ENV_PREFIX}MAIL_OUTBOX"] = str(outbox_of(settings))
     if "ingest_client_id" not in settings.model_fields_set:
         env[f"{ENV_PREFIX}INGEST_CLIENT_ID"] = demo_client_id(settings, mqtt_url)
     return env
+
+
+def outbox_of(settings: Settings) -> Path:
+    """Where the demo's e-mails go (a Maildir) when no SMTP server is configured."""
+    return settings.mail_outbox or settings.data_dir.resolve() / "demo" / "outbox"
 
 
 def demo_client_id(settings: Settings, mqtt_url: str) -> str:
@@ -319,6 +326,8 @@ def demo(
         children.start("simulator", *sim_args, "--quiet")
         metrics = f"http://{settings.http_host}:{ports[1]}/metrics" if ports[1] else None
         _print_welcome(base, manifest, run_dir, metrics)
+        if settings.smtp_url is None:
+            say(f"no SMTP server (ELDERCARE_SMTP_URL): alert e-mails are kept in {outbox_of(settings)}/new")
 
         started = time.monotonic()
         pending = [] if no_incidents else sorted(DEMO_INCIDENTS)

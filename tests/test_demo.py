@@ -9,6 +9,7 @@ still carry it.
 
 from __future__ import annotations
 
+import mailbox
 import os
 import re
 import signal
@@ -186,6 +187,13 @@ def test_demo_fall_becomes_an_alert_in_the_api_and_ctrl_c_leaves_nothing(
         assert {"fall", "sos"} <= kinds, (kinds, d.text()[-2000:])
         _children_got_every_setting(d)
         assert "ingest metrics" not in d.text()  # ELDERCARE_METRICS_PORT=0 reached ingest: none
+        # no SMTP server: the family's and workers' alert e-mails are kept where the demo says
+        outbox = tmp_path / "data" / "demo" / "outbox"
+        assert f"alert e-mails are kept in {outbox}/new" in d.text()
+        mails = [mailbox.MaildirMessage(p.read_bytes()) for p in (outbox / "new").iterdir()]
+        assert any(m["To"].endswith("@example.org") and "-fam" in m["To"] for m in mails), [
+            m["To"] for m in mails
+        ]
 
         assert len(_marked(d.mark)) >= 4  # the demo, ingest, platform and simulator carry the marker
         assert d.interrupt() == 0, d.text()[-3000:]
@@ -254,6 +262,7 @@ def test_demo_children_get_every_eldercare_setting_and_its_config_file(
     assert (env["ELDERCARE_DATABASE_URL"], env["ELDERCARE_MQTT_URL"]) == ("postgresql://db/x", "mqtt://h:1")
     assert env["ELDERCARE_METRICS_PORT"] == "0"  # configured: kept
     assert env["ELDERCARE_HTTP_PORT"] == str(ports[0]) and ports[0] > 0
+    assert env["ELDERCARE_MAIL_OUTBOX"] == str(tmp_path / "demo" / "outbox")  # no SMTP: e-mails kept
     # not the default client id, which every other ingest on a shared broker has; stable per data
     client_id = env["ELDERCARE_INGEST_CLIENT_ID"]
     assert client_id != "eldercare-ingest-0" and client_id.endswith("-0")

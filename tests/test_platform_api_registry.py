@@ -231,9 +231,7 @@ def test_users_and_family_links(api: Api, world: World) -> None:
     assert api.get("grandson", "/api/v1/residents/res-1/summary").status_code == 404
 
 
-def test_editing_a_provider_keeps_its_webhook_secret_unless_the_body_names_it(
-    api: Api, db_url: str
-) -> None:
+def test_editing_a_provider_keeps_its_webhook_secret_unless_the_body_names_it(api: Api, db_url: str) -> None:
     body = {"id": "hc-s", "name": "S", "kind": "home_care", "webhook_url": "https://93.184.216.34/hook"}
     r = api.post("admin", "/api/v1/providers", json={**body, "webhook_secret": "a-secret-of-16-chars"})
     assert r.status_code == 201 and r.json()["webhook_secret_set"] is True

@@ -4,7 +4,7 @@ batteries and links from the latest status; the homes needing attention first; s
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from platform_seed import World
@@ -18,11 +18,12 @@ if TYPE_CHECKING:
 pytest_plugins = ["platform_api_support"]
 
 
-def report(db_url: str, gateway: str, site: str, sensors: dict[str, dict[str, object]], *, at: datetime) -> None:
+def report(db_url: str, gateway: str, site: str, sensors: dict[str, Any], *, at: datetime) -> None:
     """What ingest stores for a gateway's status message."""
     with psycopg.connect(db_url) as conn:
         conn.execute(
-            "INSERT INTO gateway_status (ts, gateway_id, site_id, state, sensors) VALUES (%s, %s, %s, 'online', %s)",
+            "INSERT INTO gateway_status (ts, gateway_id, site_id, state, sensors)"
+            " VALUES (%s, %s, %s, 'online', %s)",
             (at, gateway, site, Jsonb(sensors)),
         )
 
@@ -67,7 +68,9 @@ def test_homes_needing_attention_come_first_with_battery_and_clock_skew(
 
 
 def test_problems_are_ranked_gravest_first() -> None:
-    row = {"site_id": "s", "site_name": "S", "site_kind": "home", "state": "unknown", "clock_ok": False,
-           "sensors": [{"id": "a", "kind": "pir", "room": "x"}], "sensor_status": {"a": {"online": False}}}  # fmt: skip
+    row = {
+        "site_id": "s", "site_name": "S", "site_kind": "home", "state": "unknown", "clock_ok": False,
+        "sensors": [{"id": "a", "kind": "pir", "room": "x"}], "sensor_status": {"a": {"online": False}},
+    }  # fmt: skip
     sensors = device_health.sensors_of(row)
     assert device_health.gateway_problems(row, sensors) == ["never_seen", "sensor_offline", "clock_skew"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import mailbox
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ from datetime import timedelta
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import psycopg
@@ -24,6 +26,7 @@ from eldercare.platform.engine import service
 from eldercare.platform.notify import delivery, webhook
 from eldercare.platform.repo import alerts as alerts_repo
 from eldercare.platform.repo.connections import open_pool
+from eldercare.platform.notify import email as mail
 
 NOW_MS = int(time.time() * 1000)
 SECRET = "hook-secret-1"
@@ -93,7 +96,7 @@ def run(db_url: str, settings: Settings, rounds: list[float], **kw: Any) -> list
 
     async def main() -> list[int]:
         async with open_pool(db_url, min_size=1, max_size=4) as pool:
-            await service.process_work(pool, email=settings.smtp_url is not None)
+            await service.process_work(pool, email=mail.can_send(settings))
             deliverer = delivery.Deliverer(pool, settings, **kw)
             done, at = [], alerts_repo.now()
             for step in rounds:
@@ -261,3 +264,27 @@ def test_email_reaches_each_notified_person_in_their_language(
         db_url, "SELECT target, status, attempts FROM notifications WHERE channel = 'email' ORDER BY 1"
     )
     assert got == [("family1@example.org", "delivered", 1), ("worker1@example.org", "delivered", 1)]
+
+
+def test_without_smtp_emails_land_in_the_outbox_for_all_to_see(
+    db_url: str, world: World, settings: Settings, tmp_path: Path
+) -> None:
+    """The demo has no mail server: each e-mail is written to a Maildir, recorded as delivered there."""
+    outbox = tmp_path / "outbox"
+    assert run(db_url, settings.model_copy(update={"mail_outbox": outbox}), [0]) == [2]
+    box = mailbox.Maildir(outbox, create=False)
+    got = {m["To"]: m for m in box}
+    assert set(got) == {"family1@example.org", "worker1@example.org"}  # the daughter too, tier 1
+    body = got["family1@example.org"].get_payload(decode=True).decode()
+    assert "疑似跌倒" in body and "Wang Fang" in body
+    assert rows(
+        db_url, "SELECT count(*) FROM notifications WHERE channel = 'email' AND status = 'delivered'"
+    ) == [(2,)]
+
+
+def test_no_emails_are_queued_with_nowhere_to_send_them(
+    db_url: str, world: World, settings: Settings
+) -> None:
+    assert settings.smtp_url is None and settings.mail_outbox is None
+    run(db_url, settings, [0])
+    assert rows(db_url, "SELECT count(*) FROM notifications WHERE channel = 'email'") == [(0,)]

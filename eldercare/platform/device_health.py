@@ -15,6 +15,7 @@ from eldercare.platform.engine.rules import CLOCK_SKEW_LIMIT_MS, LOW_BATTERY
 Problem = Literal["offline", "never_seen", "clock_skew", "low_battery", "sensor_offline"]
 # the order a home's problems are listed in: the gravest first
 PROBLEMS: tuple[Problem, ...] = ("offline", "never_seen", "low_battery", "sensor_offline", "clock_skew")
+GATEWAY_FIELDS = ("id", "state", "state_at", "version", "clock_skew_ms", "clock_checked_at")
 
 
 def _ms_time(ms: Any) -> datetime | None:
@@ -73,8 +74,7 @@ def homes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         sensors = sensors_of(row)
         problems = gateway_problems(row, sensors)
         home["gateways"].append(
-            {k: row.get(k) for k in ("id", "state", "state_at", "version", "clock_skew_ms", "clock_checked_at")}
-            | {"sensors": sensors, "problems": problems}
+            {k: row.get(k) for k in GATEWAY_FIELDS} | {"sensors": sensors, "problems": problems}
         )
     for home in by_site.values():
         seen = {p for g in home["gateways"] for p in g["problems"]}

@@ -158,7 +158,7 @@ class ProviderOut(Model):
     district: str | None = None
     phone: str | None = None
     webhook_url: str | None = None
-    webhook_secret_set: bool = Field(default=False, description="Whether a webhook secret is stored (never shown)")
+    webhook_secret_set: bool = Field(default=False, description="Whether a webhook secret is stored")
     created_at: datetime
 
 
@@ -374,7 +374,9 @@ class GatewayHealthOut(Model):
     state: str
     state_at: datetime | None = None
     version: str | None = None
-    clock_skew_ms: int | None = Field(default=None, description="Gateway clock minus the platform's, at its last status")
+    clock_skew_ms: int | None = Field(
+        default=None, description="Gateway clock minus the platform's, at its last status"
+    )
     clock_checked_at: datetime | None = None
     problems: list[health.Problem]
     sensors: list[SensorHealthOut]

@@ -96,6 +96,8 @@ class User:
     password: str
     provider: str | None = None
     locale: str = "zh-CN"
+    # a reserved domain: in the demo, mail "sent" to it lands in the outbox (ELDERCARE_MAIL_OUTBOX)
+    email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +148,10 @@ def plan(
     users = p.users
 
     def user(username: str, role: str, provider: str | None = None, display: str | None = None) -> str:
-        users.append(User(username, display or username, role, secret(seed, prefix, username), provider))
+        email = f"{username}@example.org" if role in ("family", "care_worker") else None
+        users.append(
+            User(username, display or username, role, secret(seed, prefix, username), provider, email=email)
+        )
         return username
 
     user(f"{prefix}-tester", "tester", display="Simulation tester / 模拟测试员")

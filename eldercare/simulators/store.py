@@ -228,7 +228,7 @@ async def _people(conn: Conn, p: Plan, hasher: Callable[[str], str]) -> dict[str
             provider_id=u.provider,
             locale=u.locale,
             phone=None,
-            email=None,
+            email=u.email,
         )
         user_ids[u.username] = int(row["id"])
     links = [

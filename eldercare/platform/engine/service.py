@@ -39,6 +39,7 @@ from psycopg import AsyncConnection
 
 from eldercare.models.inactivity import InactivityError
 from eldercare.platform.engine import escalation, fall_context, inactivity, rollup, rules
+from eldercare.platform.notify import email as mail
 from eldercare.platform.notify.delivery import Deliverer
 from eldercare.platform.notify.hub import Hub
 from eldercare.platform.repo import alerts as alerts_repo
@@ -687,7 +688,7 @@ async def start(state: AppState) -> list[asyncio.Task[None]]:
     """
     conninfo = str(state.pool.conninfo)
     settings = state.settings
-    email = settings.smtp_url is not None  # queue e-mails only where a server can send them
+    email = mail.can_send(settings)  # queue e-mails only where they can go somewhere
     push_pool = open_pool(conninfo, min_size=1, max_size=3, name="eldercare-push")
     await push_pool.open(wait=True, timeout=15)
     hub = Hub(push_pool, conninfo)

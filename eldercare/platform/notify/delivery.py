@@ -47,7 +47,8 @@ def backoff(attempts: int, base_s: float = BACKOFF_S) -> float:
 
 
 class Deliverer:
-    """Sends due rows of the channels this replica can serve (e-mail only with an SMTP server)."""
+    """Sends due rows of the channels this replica can serve (e-mail only with an SMTP server or
+    an outbox directory)."""
 
     def __init__(
         self,
@@ -61,10 +62,11 @@ class Deliverer:
         self.pool = pool
         self.on_gave_up = on_gave_up
         self.smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
+        self.outbox = settings.mail_outbox
         self.smtp_from = settings.smtp_from
         self.base_backoff_s = base_backoff_s
         self.max_attempts = max_attempts
-        self.channels = ["webhook"] + (["email"] if self.smtp_url else [])
+        self.channels = ["webhook"] + (["email"] if mail.can_send(settings) else [])
         self._client: httpx.AsyncClient | None = None
 
     async def deliver_due(self, *, now: datetime | None = None) -> int:
@@ -142,8 +144,8 @@ class Deliverer:
         )  # fmt: skip
 
     async def _email(self, row: dict[str, Any]) -> None:
-        if not self.smtp_url:
-            why = "no SMTP server configured (ELDERCARE_SMTP_URL)"
+        if not self.smtp_url and self.outbox is None:
+            why = "no SMTP server configured (ELDERCARE_SMTP_URL) and no outbox (ELDERCARE_MAIL_OUTBOX)"
             raise NotifyError(why)
         locale = "zh-CN"
         if row["user_id"] is not None:
@@ -153,7 +155,12 @@ class Deliverer:
         msg = mail.compose(
             sender=self.smtp_from, to=row["target"], alert=alert, tier=row["tier"], locale=locale
         )
-        await mail.send(self.smtp_url, msg)
+        if self.smtp_url:
+            await mail.send(self.smtp_url, msg)
+        else:
+            assert self.outbox is not None
+            where = await mail.store(self.outbox, msg)
+            log.info("e-mail to %s (alert %s) in the outbox: %s", row["target"], row["alert_id"], where)
 
     async def run(self) -> None:
         """Deliver for as long as the replica runs, :data:`BATCH` sends at a time.

@@ -1,4 +1,5 @@
-"""E-mail notifications through the configured SMTP server (``smtp://host:port``).
+"""E-mail notifications through the configured SMTP server (``smtp://host:port``), or into a
+Maildir outbox (``mail_outbox``) where there is none, as in the demo.
 
 smtplib is blocking, so each message is sent in a worker thread. ``smtps://`` uses implicit TLS,
 ``smtp://...?starttls=1`` upgrades; user and password may be given in the URL.
@@ -7,14 +8,24 @@ smtplib is blocking, so each message is sent in a worker thread. ``smtps://`` us
 from __future__ import annotations
 
 import asyncio
+import mailbox
 import smtplib
 from email.message import EmailMessage
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from eldercare.platform.notify import NotifyError
 
+if TYPE_CHECKING:
+    from eldercare.config import Settings
+
 TIMEOUT_S = 15.0
+
+
+def can_send(settings: Settings) -> bool:
+    """Whether e-mails have somewhere to go: an SMTP server, or the outbox directory."""
+    return settings.smtp_url is not None or settings.mail_outbox is not None
 
 
 def compose(*, sender: str, to: str, alert: dict[str, Any], tier: int, locale: str) -> EmailMessage:
@@ -64,3 +75,18 @@ def _send_blocking(url: str, msg: EmailMessage) -> None:
 async def send(url: str, msg: EmailMessage) -> None:
     """Send once; raises :class:`NotifyError` when the server refuses or cannot be reached."""
     await asyncio.to_thread(_send_blocking, url, msg)
+
+
+def _store_blocking(outbox: Path, msg: EmailMessage) -> str:
+    try:
+        box = mailbox.Maildir(outbox, create=True)
+        key = box.add(msg)
+    except OSError as exc:
+        text = f"outbox {outbox}: {type(exc).__name__}: {exc}"
+        raise NotifyError(text) from exc
+    return str(outbox / "new" / key)
+
+
+async def store(outbox: Path, msg: EmailMessage) -> str:
+    """Write the message into the Maildir ``outbox`` (any mail reader opens it); returns its file."""
+    return await asyncio.to_thread(_store_blocking, outbox, msg)

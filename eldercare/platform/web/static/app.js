@@ -234,9 +234,45 @@ function announce(a) {
   beep(a.severity);
   const title = t("kind." + a.kind) + " · " + who(a);
   toast(title);
-  if ("Notification" in window && Notification.permission === "granted") {
-    try { new Notification(title, { body: t("notify.body"), tag: "alert-" + a.id }); } catch (e) { /* no-op */ }
+  systemNotice(a, title);
+}
+
+/* ---------- notifications outside the page (web #21): service worker, permission ---------- */
+
+/* The service worker shows notifications that stay while the tab is hidden and open the alert on a
+   tap; without one (an old browser) a plain Notification does while the page is open. */
+let swReady = null;
+function serviceWorker() {
+  if (!swReady && "serviceWorker" in navigator && window.isSecureContext) {
+    swReady = navigator.serviceWorker.register("static/sw.js").then(() => navigator.serviceWorker.ready).catch(() => null);
+    navigator.serviceWorker.addEventListener("message", (m) => { if (m.data && typeof m.data.open === "string") location.hash = m.data.open; });
   }
+  return swReady || Promise.resolve(null);
+}
+
+async function systemNotice(a, title) {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const fam = S.me && S.me.role === "family";
+  const opts = { body: t(fam ? "push.body_family" : "notify.body"), tag: "alert-" + a.id, renotify: true,
+    requireInteraction: a.severity === "critical", data: { hash: "#/alert/" + a.id }, icon: "static/favicon.svg" };
+  const reg = await serviceWorker();
+  try { if (reg) await reg.showNotification(title, opts); else new Notification(title, opts); } catch (e) { /* not allowed here */ }
+}
+
+/* The family portal's "alerts on this phone" card: whether this browser will show alerts while the
+   page is in the background, a button to allow it, and where e-mails go. */
+function pushCard() {
+  const state = !("Notification" in window) ? "unsupported" : Notification.permission;
+  const status = h("p", { id: "push-state", "data-state": state }, L("push." + state));
+  const btn = state === "default" ? h("button", { class: "btn", type: "button", id: "push-on", i18n: "push.enable", on: { click: async () => {
+    try { audioCtx = audioCtx || new (window.AudioContext || window.webkitAudioContext)(); await audioCtx.resume(); } catch (ex) { /* no audio */ }
+    const got = await Notification.requestPermission();
+    if (got === "granted") { await serviceWorker(); }
+    render();
+  } } }) : soundButton();
+  if (state === "granted") serviceWorker(); // ready before the next alert comes
+  const mail = S.me && S.me.email ? h("p", { id: "push-email" }, L("push.email"), " ", D(S.me.email)) : h("p", { class: "muted", id: "push-email", i18n: "push.no_email" });
+  return h("div", { class: "card", id: "push-card" }, h("h2", { i18n: "push.title" }), status, btn, mail);
 }
 
 let audioCtx = null;
@@ -606,7 +642,7 @@ async function pageFamily(id, root) {
   const open = history.filter((a) => a.state !== "resolved");
   const banners = await Promise.all(open.map((a) => familyBanner(a, duty, r)));
   root.onAlerts = (changed) => { const a = changed && S.alerts.get(changed); if (!changed || (a && a.resident_id === id)) render(); };
-  root.replaceChildren(...banners, ...[soundButton()].filter(Boolean), h("h1", {}, L("family.title"), " · ", D(s.name)),
+  root.replaceChildren(...banners, h("h1", {}, L("family.title"), " · ", D(s.name)), pushCard(),
     h("div", { class: "grid" }, today,
       h("div", { class: "card" }, h("h2", { i18n: "family.care" }), r ? h("table", {},
         h("tr", {}, h("th", { i18n: "family.on_duty" }), h("td", { id: "on-duty" }, ...dutyRows)),
@@ -735,9 +771,9 @@ async function pageAdmin(_, root) {
   const gateways = await api("/gateways").catch(() => []);
   const failed = await api("/engine/failed-work").catch(() => []);
   root.replaceChildren(h("h1", { i18n: "admin.title" }), adminFailedWork(failed),
-    adminUsers(users, providers), adminGateways(gateways), await adminRosters(providers), adminPolicies(policies),
+    adminUsers(users, providers), adminProviders(providers), adminGateways(gateways), await adminRosters(providers), adminPolicies(policies),
     h("div", { class: "grid" }, siteForm, resForm, gwForm, shiftForm, policyForm, familyForm, teamForm),
-    h("div", { class: "grid" }, h("div", { class: "card" }, h("h2", { i18n: "admin.sites" }), siteList),
+    h("div", { class: "grid" }, h("div", { class: "card" }, h("h2", { i18n: "admin.sites" }), rowFilter("site-search", siteList), siteList),
       h("div", { class: "card" }, h("h2", { i18n: "admin.policies" }), polList)),
     adminAudit());
 }
@@ -792,6 +828,49 @@ function adminUsers(users, providers) {
     h("table", {}, h("thead", {}, h("tr", {}, ...["login.username", "f.name", "f.role", "admin.status", "admin.actions"].map((k) => h("th", { i18n: k })))), body));
 }
 
+/* A search box over a table's rows (every row but the header), for the admin's lists. */
+function rowFilter(id, table) {
+  const q = h("input", { id, type: "search", class: "list-filter" });
+  q.addEventListener("input", () => {
+    const needle = q.value.trim().toLowerCase();
+    table.querySelectorAll("tr").forEach((tr, i) => { if (i > 0 || tr.querySelector("td")) tr.hidden = !!needle && !tr.textContent.toLowerCase().includes(needle); });
+  });
+  return h("div", {}, h("label", { for: id, i18n: "admin.search" }), q);
+}
+
+/* Providers: list, search, edit in place (PUT /providers/{id}); the webhook secret is never shown,
+   and left empty it is kept (the API replaces it only when the body names it). */
+function adminProviders(providers) {
+  const kinds = ["home_care", "station", "institution"];
+  const editRow = (p) => {
+    const name = h("input", { value: p.name, required: true });
+    const kind = h("select", {}, ...kinds.map((k) => h("option", { value: k, selected: k === p.kind }, t("provider." + k))));
+    const district = h("input", { value: p.district || "" });
+    const phone = h("input", { value: p.phone || "", type: "tel" });
+    const hook = h("input", { value: p.webhook_url || "", type: "url" });
+    const secret = h("input", { value: "", type: "password", autocomplete: "new-password", minlength: 16 });
+    const form = h("form", { class: "row edit", "data-edit-provider": p.id, on: { submit: async (e) => {
+      e.preventDefault();
+      const body = { id: p.id, name: name.value.trim(), kind: kind.value, district: district.value.trim() || null,
+        phone: phone.value.trim() || null, webhook_url: hook.value.trim() || null };
+      if (secret.value) body.webhook_secret = secret.value;
+      try { await api("/providers/" + encodeURIComponent(p.id), { method: "PUT", body }); refreshAdmin(); } catch (ex) { toast(ex.message); }
+    } } }, field(`pv-${p.id}-name`, "f.name", name), field(`pv-${p.id}-kind`, "f.kind", kind), field(`pv-${p.id}-district`, "f.district", district),
+    field(`pv-${p.id}-phone`, "res.phone", phone), field(`pv-${p.id}-hook`, "provider.webhook", hook),
+    field(`pv-${p.id}-secret`, p.webhook_secret_set ? "provider.secret_keep" : "provider.secret_new", secret),
+    h("div", {}, h("button", { class: "btn", type: "submit", i18n: "admin.save" })));
+    return h("tr", {}, h("td", { colspan: 5 }, form));
+  };
+  const table = h("table", { id: "providers-table" }, h("tr", {}, ...["f.name", "f.kind", "res.phone", "provider.webhook", "admin.actions"].map((k) => h("th", { i18n: k }))),
+    ...providers.map((p) => {
+      const tr = h("tr", { "data-provider": p.id }, h("td", {}, D(p.name), " ", D(p.id)), h("td", {}, L("provider." + p.kind)), h("td", {}, D(p.phone)),
+        h("td", {}, D(p.webhook_url), p.webhook_url ? [" ", L(p.webhook_secret_set ? "provider.signed" : "provider.unsigned")] : null),
+        h("td", {}, h("button", { class: "btn secondary", type: "button", "data-edit": p.id, i18n: "admin.edit", on: { click: () => tr.after(editRow(p)) } })));
+      return tr;
+    }));
+  return h("div", { class: "card", id: "admin-providers" }, h("h2", { i18n: "admin.providers" }), rowFilter("provider-search", table), h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": t("admin.providers") }, table));
+}
+
 /* Gateways: state and last seen, new MQTT credentials (shown once), removal. */
 function adminGateways(gateways) {
   const out = h("div", { class: "result", id: "reissued" });
@@ -804,8 +883,8 @@ function adminGateways(gateways) {
       h("button", { class: "btn danger", type: "button", i18n: "admin.delete", on: { click: async () => {
         if (!confirm(t("admin.confirm_delete", { id: g.id }))) return;
         try { await api(`/gateways/${encodeURIComponent(g.id)}`, { method: "DELETE" }); refreshAdmin(); } catch (ex) { toast(ex.message); } } } }))));
-  return h("div", { class: "card", id: "admin-gateways" }, h("h2", { i18n: "admin.gateways" }),
-    h("table", {}, h("tr", {}, ...["f.id", "f.site", "admin.status", "admin.version", "admin.actions"].map((k) => h("th", { i18n: k }))), ...rows), out);
+  const table = h("table", { id: "gateways-table" }, h("tr", {}, ...["f.id", "f.site", "admin.status", "admin.version", "admin.actions"].map((k) => h("th", { i18n: k }))), ...rows);
+  return h("div", { class: "card", id: "admin-gateways" }, h("h2", { i18n: "admin.gateways" }), rowFilter("gateway-search", table), table, out);
 }
 
 /* Rosters: every provider's shifts, each removable. */
@@ -815,9 +894,9 @@ async function adminRosters(providers) {
     h("td", {}, T(sh.starts_at), " – ", T(sh.ends_at)),
     h("td", {}, h("button", { class: "btn danger", type: "button", i18n: "admin.delete", on: { click: async () => {
       try { await api(`/providers/${encodeURIComponent(p.id)}/shifts/${sh.id}`, { method: "DELETE" }); refreshAdmin(); } catch (ex) { toast(ex.message); } } } })))));
+  const table = h("table", { id: "shifts-table" }, h("tr", {}, ...["f.provider", "f.worker", "admin.when", "admin.actions"].map((k) => h("th", { i18n: k }))), ...rows);
   return h("div", { class: "card", id: "admin-rosters" }, h("h2", { i18n: "admin.rosters" }), rows.length
-    ? h("table", {}, h("tr", {}, ...["f.provider", "f.worker", "admin.when", "admin.actions"].map((k) => h("th", { i18n: k }))), ...rows)
-    : h("p", { class: "muted", i18n: "admin.no_shifts" }));
+    ? [rowFilter("shift-search", table), table] : h("p", { class: "muted", i18n: "admin.no_shifts" }));
 }
 
 /* Policies: each tier's targets and deadline edited in place (PUT /policies/{id}). */
