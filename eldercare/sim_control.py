@@ -1,7 +1,8 @@
 """Talking to a running simulation: ``eldercare simulate trigger`` sends, the runner answers.
 
 Requests go to ``{root}/_sim/control`` (QoS 1) as JSON ``{"id", "resident", "kind", "duration_s",
-"room", "sensor"}``; the runner answers on ``{root}/_sim/ack`` with ``{"id", "ok", "truth" | "error"}``.
+"room", "sensor"}``; the runner answers on ``{root}/_sim/ack`` with ``{"id", "ok", "truth",
+"clock"}`` (the run's clock, as in its truth file) or ``{"id", "ok": false, "error"}``.
 ``_sim`` is not a valid site id, so these topics never mix with gateway traffic.
 """
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Iterator
+from email import message_from_bytes
+from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +22,18 @@ import psycopg
 import pytest
 from conftest import chromium_path
 from platform_seed import World, seed_world
+from psycopg.types.json import Jsonb
+from pydantic import SecretStr
 from server_support import serving
 
 from eldercare.config import Settings
 
 pytestmark = pytest.mark.browser
 
-SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+# Screenshots of every page, both languages, both viewports: in ELDERCARE_SCREENSHOTS if set, else
+# under pytest's base temporary directory (set by the session fixture below).
+SHOTS = Path(os.environ.get("ELDERCARE_SCREENSHOTS") or "screenshots")
+VIEWPORTS = {"desktop": {"width": 1366, "height": 800}, "phone": {"width": 390, "height": 844}}
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -46,18 +54,55 @@ VISIBLE_LABELS = """() => {
 }"""
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shots(tmp_path_factory: pytest.TempPathFactory) -> None:
+    global SHOTS
+    if not os.environ.get("ELDERCARE_SCREENSHOTS"):
+        SHOTS = tmp_path_factory.getbasetemp() / "screenshots"
+
+
 @pytest.fixture
 def world(db_url: str) -> World:
     with psycopg.connect(db_url) as conn:
         return seed_world(conn)
 
 
+class Inbox:
+    """An SMTP server in the test process (aiosmtpd): what the platform e-mails lands here."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+    def to(self, address: str) -> list[bytes]:
+        return [raw for rcpt, raw in list(self.messages) if address in rcpt]
+
+
 @pytest.fixture
-def server(settings: Settings, world: World) -> Iterator[str]:
-    """The whole app, web pages included, under uvicorn on a free port."""
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    from aiosmtpd.controller import Controller
+
+    from eldercare.embedded import free_port
+
+    box, port = Inbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def server(settings: Settings, world: World, inbox: tuple[Inbox, int]) -> Iterator[str]:
+    """The whole app, web pages included, under uvicorn on a free port; e-mail to the inbox."""
     from eldercare.platform.app import create_app
 
-    with serving(create_app(settings)) as port:
+    with_mail = settings.model_copy(update={"smtp_url": SecretStr(f"smtp://127.0.0.1:{inbox[1]}")})
+    with serving(create_app(with_mail)) as port:
         yield f"http://127.0.0.1:{port}"
 
 
@@ -74,16 +119,29 @@ def browser(server: str) -> Iterator[Any]:
             b.close()
 
 
-def new_page(browser: Any, base: str, *, phone: bool = False, no_websocket: bool = False) -> Any:
-    """A fresh context (own sessionStorage and localStorage), English browser."""
-    size = {"width": 390, "height": 844} if phone else {"width": 1200, "height": 900}
-    ctx = browser.new_context(viewport=size, locale="en-US")
+def new_page(
+    browser: Any, base: str, *, phone: bool = False, no_websocket: bool = False, notifications: bool = False
+) -> Any:
+    """A fresh context (own sessionStorage and localStorage), English browser; ``notifications``:
+    the user already allowed this site's notifications."""
+    size = VIEWPORTS["phone" if phone else "desktop"]
+    ctx = browser.new_context(
+        viewport=size, locale="en-US", permissions=["notifications"] if notifications else []
+    )
     if no_websocket:  # a proxy that drops WebSockets: the console must poll instead
         ctx.add_init_script("delete window.WebSocket;")
     page = ctx.new_page()
     page.set_default_timeout(WAIT_MS)
     page.goto(base + "/web/")
     return page
+
+
+def refusals(page: Any) -> list[str]:
+    """Every request of the page the API refuses (401, 403) from now on: a page must not make a
+    request its user's role (or the resident's consent) is sure to be refused."""
+    refused: list[str] = []
+    page.on("response", lambda r: refused.append(f"{r.status} {r.url}") if r.status in (401, 403) else None)
+    return refused
 
 
 def sign_in(page: Any, username: str, password: str) -> None:
@@ -124,26 +182,47 @@ def accessible(page: Any, name: str) -> None:
     assert bad == [], f"{name}: {bad}"
 
 
+def both_viewports(page: Any, name: str, lang: str) -> None:
+    """axe-core on the desktop and on a phone (and no sideways scrolling there), a screenshot of each."""
+    first = page.viewport_size
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for view, size in VIEWPORTS.items():
+        page.set_viewport_size(size)
+        page.wait_for_timeout(150)  # the layout settles; charts keep their size
+        accessible(page, f"{name}-{lang}-{view}")
+        if view == "phone":
+            wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            assert wide <= 1, f"{name}-{lang} scrolls sideways on a phone by {wide} px"
+        page.screenshot(path=str(SHOTS / f"{name}-{lang}-{view}.png"), full_page=True)
+    page.set_viewport_size(first)
+
+
 def both_languages(page: Any, name: str) -> None:
-    """Screenshot and check the page as shown, then in the other language, then switch back."""
+    """Check, audit and screenshot the page as shown, then in the other language (both viewports
+    each), then switch back."""
     settle(page)
     first = str(page.evaluate("document.documentElement.lang"))
     other = "en" if first == "zh-CN" else "zh-CN"
-    SHOTS.mkdir(parents=True, exist_ok=True)
     text_first = check_language(page, first)
-    accessible(page, f"{name}-{first}")
-    page.screenshot(path=str(SHOTS / f"{name}-{first}.png"), full_page=True)
+    both_viewports(page, name, first)
     page.click("#lang")
     # functions, not expressions: Playwright evaluates expressions with eval, which the CSP forbids
     page.wait_for_function(f"() => document.documentElement.lang === {json.dumps(other)}")
     settle(page)
     text_other = check_language(page, other)
-    accessible(page, f"{name}-{other}")
-    page.screenshot(path=str(SHOTS / f"{name}-{other}.png"), full_page=True)
+    both_viewports(page, name, other)
     assert text_first != text_other
     page.click("#lang")
     page.wait_for_function(f"() => document.documentElement.lang === {json.dumps(first)}")
     settle(page)
+
+
+# The alert notifications the page's service worker shows (what the phone displays outside the page).
+SYSTEM_NOTIFICATIONS = """async () => {
+  const regs = await navigator.serviceWorker.getRegistrations();
+  for (const r of regs) if ((await r.getNotifications()).some((n) => n.tag.startsWith('alert-'))) return true;
+  return false;
+}"""
 
 
 def queue_fall(
@@ -187,9 +266,21 @@ def seed_week_of_activity(db_url: str) -> bool:
 
 
 def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
-    browser: Any, server: str, db_url: str, world: World
+    browser: Any, server: str, db_url: str, world: World, inbox: tuple[Inbox, int]
 ) -> None:
+    with psycopg.connect(db_url) as conn:  # what the registry and the devices say of res-1's home
+        conn.execute(
+            "UPDATE residents SET phone = '+8621555000', emergency_contacts = %s WHERE id = 'res-1'",
+            (Jsonb([{"name": "Wang Jun", "relation": "son", "phone": "+8613900000009"}]),),
+        )
+        conn.execute(
+            "INSERT INTO gateway_status (ts, gateway_id, site_id, state, sensors)"
+            " VALUES (now(), 'gw-home-1', 'home-1', 'online', %s)",
+            (Jsonb({"wearable-res-1": {"battery": 0.07, "online": True}}),),
+        )
+        conn.execute("INSERT INTO gateway_clocks (gateway_id, skew_ms) VALUES ('gw-home-1', 480000)")
     page = new_page(browser, server)
+    refused = refusals(page)
     both_languages(page, "login")
     sign_in(page, "worker1", world.password)
     assert page.evaluate("document.documentElement.lang") == "zh-CN"  # worker1's own language
@@ -197,20 +288,36 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     page.wait_for_selector("#live:not([hidden])")
     live = page.evaluate("S.live")
 
-    health = page.wait_for_selector("#device-health")  # homes needing attention first
-    assert "在线" in health.inner_text()
+    # device health per home, the homes needing attention first: the flat wearable, the wrong clock
+    first = page.wait_for_selector("#device-health tr[data-site]")
+    assert first.get_attribute("data-site") == "home-1"
+    assert page.query_selector("#device-health [data-problem=low_battery]") is not None
+    assert page.query_selector("#device-health [data-problem=clock_skew]") is not None
+    assert "7%" in page.inner_text("[data-battery='gw-home-1']")
+    assert "+8" in page.inner_text("[data-skew='gw-home-1']")
     queue_fall(db_url)
     item = page.wait_for_selector("#alert-list [data-state=open]")  # no reload
     assert "跌倒" in item.inner_text()
     assert live == "ws", "the alert should be pushed over the WebSocket"
+    # the resident's phone and emergency contact on the alert, one tap each
+    page.wait_for_selector("#alert-list [data-contacts] a[href='tel:+8613900000009']")
+    assert page.query_selector("#alert-list [data-contacts] a[href='tel:+8621555000']") is not None
     both_languages(page, "console")
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.screenshot(path=str(SHOTS / "console-phone-zh-CN.png"), full_page=True)
-    page.set_viewport_size({"width": 1200, "height": 900})
+    # acknowledged with a note, in one action
+    page.fill("#alert-list [data-ack-note]", "on my way, 10 min")
     page.click("#alert-list [data-ack]")
     page.wait_for_selector("#alert-list [data-state=acknowledged]")
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT state FROM alerts").fetchall() == [("acknowledged",)]
+        assert conn.execute("SELECT note FROM alert_trail WHERE action = 'note'").fetchall() == [
+            ("on my way, 10 min",)
+        ]
+    # tier 1 named the family: the daughter got an e-mail, without any page open
+    deadline = time.monotonic() + 20
+    while not inbox[0].to("family1@example.org") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    mail = message_from_bytes(inbox[0].to("family1@example.org")[0])
+    assert "Wang Fang" in str(make_header(decode_header(mail["Subject"])))
 
     page.click("#alert-list a[href^='#/alert/']")
     page.wait_for_selector("#evidence-chart canvas")
@@ -225,12 +332,12 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     page.wait_for_selector("#sensors")
     assert "pir-kitchen" in page.inner_text("#sensors")
     both_languages(page, "resident-card")
+    assert refused == []  # the care worker's pages ask for nothing her role is refused
 
     with psycopg.connect(db_url) as conn:  # the assigned worker's number, from the registry
         conn.execute("UPDATE users SET phone = '+8613800000001' WHERE username = 'worker1'")
-    fam = new_page(browser, server, phone=True)
-    refused: list[str] = []  # no request her role or her father's consent is sure to refuse
-    fam.on("response", lambda r: refused.append(r.url) if r.status in (401, 403) else None)
+    fam = new_page(browser, server, phone=True, notifications=True)
+    refused = refusals(fam)  # no request her role or her father's consent is sure to refuse
     sign_in(fam, "family1", world.password)
     handled = fam.wait_for_selector("#alert-history [data-state=resolved]")
     assert "属实" in handled.inner_text()  # outcome "confirmed", in family1's language
@@ -243,6 +350,10 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     box = banner.bounding_box()
     assert box is not None and box["y"] < 200  # above the fold on a phone
     assert fam.query_selector(".banner a[href='tel:+8613800000001']") is not None  # one tap to call
+    # the same alert shown by the system (service worker): it stays when the tab is in the background
+    fam.wait_for_function(SYSTEM_NOTIFICATIONS)
+    assert fam.get_attribute("#push-state", "data-state") == "granted"
+    assert "family1@example.org" in fam.inner_text("#push-email")  # where the e-mails go
     fam.goto(server + "/web/#/console")  # a page her role may not open is not even drawn
     fam.wait_for_function("() => location.hash.startsWith('#/family')")
     fam.wait_for_selector("#today")
@@ -275,7 +386,10 @@ def test_admin_and_tester_pages_work_in_both_languages(
             "INSERT INTO alert_work (kind, gateway_id, site_id, payload, attempts, last_error, failed_at)"
             " VALUES ('event', 'gw-home-1', 'home-1', '{\"kind\": \"sos\"}', 3, 'boom', now()) RETURNING id"
         ).fetchone()[0]
+    with psycopg.connect(db_url) as conn:
+        conn.execute("UPDATE providers SET webhook_secret = 'kept-secret-0123456789' WHERE id = 'hc-1'")
     page = new_page(browser, server)
+    refused = refusals(page)
     sign_in(page, "admin", world.password)
     page.goto(server + "/web/#/admin")
     page.wait_for_selector("#gateway-form")
@@ -334,18 +448,36 @@ def test_admin_and_tester_pages_work_in_both_languages(
             (world.policy_id,),
         ).fetchone() == (120,)
 
+    # providers: edited in place, the webhook secret (never shown) kept; lists searched
+    page.click("[data-edit='hc-1']")
+    page.fill("#pv-hc-1-phone", "+862100000042")
+    page.click("form[data-edit-provider='hc-1'] button[type=submit]")
+    page.wait_for_function(
+        "() => (document.querySelector(\"tr[data-provider='hc-1']\") || {})"
+        ".textContent?.includes('+862100000042')"
+    )
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT phone, webhook_secret FROM providers WHERE id = 'hc-1'").fetchone() == (
+            "+862100000042", "kept-secret-0123456789",
+        )  # fmt: skip
+    settle(page)
+    page.fill("#gateway-search", "home-2")
+    assert page.is_visible("#gateways-table tr[data-gateway='gw-home-2']")
+    assert not page.is_visible("#gateways-table tr[data-gateway='gw-home-1']")
     page.click(f"[data-failed-work='{work_id}'] button")  # put back in the queue
     page.wait_for_selector(f"[data-failed-work='{work_id}']", state="detached")
     with psycopg.connect(db_url) as conn:
         left = conn.execute("SELECT failed_at FROM alert_work WHERE id = %s", (work_id,)).fetchall()
     assert left in ([], [(None,)])  # retried: handled since, or waiting for its turn
 
+    assert refused == []  # the admin's pages ask for nothing the API refuses
     page.evaluate("S.token = 'not-a-valid-token'")  # as if it had expired: the refresh token renews it
     page.goto(server + "/web/#/tester")
     page.wait_for_selector("#sim-residents")
     assert page.evaluate("S.token") != "not-a-valid-token"
 
     tester = new_page(browser, server, no_websocket=True)
+    refused = refusals(tester)
     sign_in(tester, "tester", world.password)
     tester.wait_for_selector("#sim-residents [data-trigger='sim-res-1']")
     assert "res-1" not in tester.inner_text("#sim-residents").replace("sim-res-1", "")
@@ -364,3 +496,7 @@ def test_admin_and_tester_pages_work_in_both_languages(
     tester.click("#score-refresh")
     tester.wait_for_selector("#score-tables")
     both_languages(tester, "tester")
+    tester.goto(server + "/web/#/console")  # the testers' view of the console: simulated homes only
+    tester.wait_for_selector("#device-health [data-site='sim-home-1']")
+    assert tester.query_selector("#device-health [data-site='home-1']") is None
+    assert refused == []

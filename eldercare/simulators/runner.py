@@ -568,7 +568,9 @@ class Runner:
                 else:
                     rec = home.sim.trigger(inc)
                 self.stats["triggers"] += 1
-                reply = {"id": req.get("id"), "ok": True, "truth": rec.to_json() if rec else None}
+                truth = rec.to_json() if rec else None
+                # with the run's clock, so the platform scores it in simulated time as the CLI does
+                reply = {"id": req.get("id"), "ok": True, "truth": truth, "clock": self.clock()}
             except (ValueError, KeyError, TypeError) as exc:
                 req = req if isinstance(req, dict) else {}
                 reply = {"id": req.get("id"), "ok": False, "error": str(exc)}

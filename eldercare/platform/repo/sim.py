@@ -61,7 +61,8 @@ async def alerts_of_sites(
         "SELECT a.id, a.kind, a.resident_id, coalesce(a.site_id, r.home_site_id) AS site, a.sensor_id,"
         " extract(epoch FROM a.detected_at)::float8 AS detected_at,"
         " extract(epoch FROM a.opened_at)::float8 AS opened_at,"
-        " extract(epoch FROM a.acknowledged_at)::float8 AS acknowledged_at, a.outcome"
+        " extract(epoch FROM a.acknowledged_at)::float8 AS acknowledged_at, a.outcome,"
+        " (a.summary ->> 'sim_detected_ms')::float8 / 1000 AS sim_at"
         " FROM alerts a LEFT JOIN residents r ON r.id = a.resident_id"
         " WHERE (a.site_id = ANY(%(sites)s) OR r.home_site_id = ANY(%(sites)s))"
         " AND (%(since)s::timestamptz IS NULL OR a.opened_at >= %(since)s) ORDER BY a.opened_at",
@@ -75,3 +76,8 @@ async def alerts_of_sites(
     )
     trail = await cur.fetchall()
     return alerts, trail
+
+
+async def simulated_sites(conn: AsyncConnection[Any]) -> list[str]:
+    rows = await _all(conn, "SELECT id FROM sites WHERE simulated ORDER BY id", {})
+    return [r["id"] for r in rows]

@@ -110,6 +110,16 @@ def _to_wall(inc: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
+def _newest_run(incidents: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The clock of the newest run an incident was triggered in (the runner answers with it)."""
+    clocks = [i["clock"] for i in incidents if i["truth"] and i["clock"] and "wall_start" in i["clock"]]
+    return max(clocks, key=lambda c: float(c["wall_start"]), default=None)
+
+
+def _same_run(clock: dict[str, Any] | None, run: dict[str, Any]) -> bool:
+    return clock is not None and all(clock.get(k) == run[k] for k in ("wall_start", "sim_start", "speed"))
+
+
 @router.get("/score", response_model=SimScoreOut, responses={501: {"model": ErrorOut}})
 async def score(
     user: TesterUser,
@@ -117,35 +127,44 @@ async def score(
     since: Instant | None = None,
     window_h: Annotated[float, Query(gt=0, le=24 * 31)] = 2.0,
 ) -> SimScoreOut:
-    """Score the incidents triggered through this API against the alerts raised for simulated sites."""
+    """Score the incidents triggered through this API against the alerts raised for simulated sites.
+
+    The runner answers each trigger with its clock: the newest run is then scored in its own
+    simulated time, up to now, over every simulated site, as ``eldercare simulate score`` scores
+    the same run from its truth file. Incidents without a clock (an older runner) are scored in
+    wall-clock time instead, as if the simulation ran at real-time speed.
+    """
     try:
         from eldercare import scoring
-        from eldercare.scoring import AlertRow, TrailRow, TruthRecord
+        from eldercare.scoring import AlertRow, Clock, TrailRow, TruthRecord
     except ImportError:
         raise ApiError(501, "sim.unavailable") from None
     incidents = await repo.incidents(conn, since=since)
-    truth = [TruthRecord.from_json(t) for t in (_to_wall(i) for i in incidents) if t]
-    sites = sorted({i["site_id"] for i in incidents})
+    run = _newest_run(incidents)
+    sites = await repo.simulated_sites(conn)
     alerts, trail = await repo.alerts_of_sites(conn, sites=sites, since=since) if sites else ([], [])
+    rows = [
+        AlertRow(
+            a["id"], a["kind"], a["resident_id"], a["site"], a["sensor_id"], a["detected_at"],
+            a["opened_at"], a["acknowledged_at"], a["outcome"],
+            a["sim_at"] if run is not None else None,  # a simulated home's own time, with the run's clock
+        )
+        for a in alerts
+    ]  # fmt: skip
+    if run is not None:
+        truth = [TruthRecord.from_json(i["truth"]) for i in incidents if _same_run(i["clock"], run)]
+        clock: dict[str, Any] | None = run | {"sim_now": Clock.from_json(run).to_sim(time.time())}
+        now = None  # the clock's sim_now
+    else:
+        truth = [TruthRecord.from_json(t) for t in (_to_wall(i) for i in incidents) if t]
+        clock, now = None, time.time()  # truth and alerts are in wall-clock time here
     report = scoring.score(
         truth,
-        [
-            AlertRow(
-                a["id"],
-                a["kind"],
-                a["resident_id"],
-                a["site"],
-                a["sensor_id"],
-                a["detected_at"],
-                a["opened_at"],
-                a["acknowledged_at"],
-                a["outcome"],
-            )
-            for a in alerts
-        ],
+        rows,
         [TrailRow(r["alert_id"], r["at"], r["action"], r["tier"]) for r in trail],
         residents=await repo.simulated_residents(conn),
+        clock=clock,
         window_s=window_h * 3600,
-        now=time.time(),  # truth and alerts are in wall-clock time here
+        now=now,
     )
     return SimScoreOut(incidents=len(truth), report=report.to_json())

@@ -342,7 +342,7 @@ function alertItem(a, opts = {}) {
   const fam = S.me && S.me.role === "family";
   const ack = a.state === "open" ? ackControl(a, fam) : null;
   const urgent = urgency(a);
-  return h("li", { class: `alert sev-${a.severity} state-${a.state}` + (urgent ? " urgent" : ""), "data-alert": a.id, "data-state": a.state },
+  return h("li", { class: `alert sev-${a.severity} state-${a.state}` + (urgent ? " urgent" : ""), "data-alert": a.id, "data-state": a.state, "data-kind": a.kind },
     h("div", { class: "body" },
       h("div", { class: "title" }, L("kind." + a.kind), " · ", D(who(a))),
       h("div", { class: "meta" },
@@ -525,6 +525,7 @@ async function pageAlert(id, root) {
   else if (["inactivity", "night_wandering", "bed_exit_no_return"].includes(a.kind) && a.resident_id) {
     const end = new Date(simAt || a.detected_at); const start = new Date(end.getTime() - 24 * 3600e3);
     try {
+      if (!await mayReadActivity(a.resident_id)) throw new Error("no consent");
       const tl = await api(`/residents/${a.resident_id}/timeline?start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}`);
       evidence = hourlyChart(tl.cells, "evidence-chart", 1);
     } catch (e) { evidence = h("p", { class: "notice", i18n: "family.consent_notice" }); }
@@ -553,6 +554,14 @@ async function pageAlert(id, root) {
     h("div", { class: "card" }, h("h2", { i18n: "alert.trail" }), trail));
   root.onAlerts = (changed) => { if (changed === a.id) render(); };
   startLive();
+}
+
+/* Whether the timeline is worth asking for: always for staff, for a family member only when the
+   resident's consent shares activity (a request sure to be refused is not made). */
+async function mayReadActivity(residentId) {
+  if (!S.me || S.me.role !== "family") return true;
+  try { return ((await api(`/residents/${encodeURIComponent(residentId)}/summary`)).shared_streams || []).includes("activity"); }
+  catch (e) { return false; }
 }
 
 async function sensorsByRoom(siteId) {
@@ -946,10 +955,10 @@ function scoreTables(rep) {
   const num = (v) => D(v === null || v === undefined ? null : v);
   return h("div", { id: "score-tables" },
     h("table", {}, h("tr", {}, ...["tester.kind", "tester.incidents_n", "tester.caught", "tester.missed", "tester.under_way", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
-      ...kinds.map(([k, v]) => h("tr", {}, h("td", {}, t("sim." + k) === "sim." + k ? L("kind." + k) : L("sim." + k)),
-        h("td", {}, num(v.incidents)), h("td", {}, num(v.caught)), h("td", {}, num(v.missed)), h("td", {}, num(v.under_way)), h("td", {}, num(v.delay_median_s)), h("td", {}, num(v.delay_p90_s))))),
-    h("p", {}, L("tester.false_alarms"), " ", ...fa.map(([k, n]) => h("span", { class: "badge" }, t("kind." + k), " ", D(n))),
-      " · ", L("tester.per_week"), " ", num(rep.false_alarms_per_resident_week), " · ", L("tester.resident_weeks"), " ", num(rep.resident_weeks)),
+      ...kinds.map(([k, v]) => h("tr", { "data-kind": k }, h("td", {}, t("sim." + k) === "sim." + k ? L("kind." + k) : L("sim." + k)),
+        ...["incidents", "caught", "missed", "under_way", "delay_median_s", "delay_p90_s"].map((f) => h("td", { "data-f": f }, num(v[f])))))),
+    h("p", {}, L("tester.false_alarms"), " ", ...fa.map(([k, n]) => h("span", { class: "badge", "data-false-alarms": k }, t("kind." + k), " ", D(n))),
+      " · ", L("tester.per_week"), " ", h("span", { id: "per-week" }, num(rep.false_alarms_per_resident_week)), " · ", L("tester.resident_weeks"), " ", h("span", { id: "resident-weeks" }, num(rep.resident_weeks))),
     h("table", {}, h("tr", {}, ...["alert.tier", "tester.acknowledged", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
       ...acks.map(([tier, v]) => h("tr", {}, h("td", {}, D(tier)), h("td", {}, num(v.acknowledged)), h("td", {}, num(v.median_s)), h("td", {}, num(v.p90_s))))));
 }

@@ -1,0 +1,164 @@
+"""The testers' console scores what it fires, and its score is the CLI's for the same run.
+
+A real neighbourhood of one simulated home (``eldercare simulate seed``), the real runner in direct
+mode (``eldercare simulate run``), ingest as a process, the platform with its engine under uvicorn
+and Chromium on the testers' page: an SOS, a fall and a low battery are fired from the page, each
+alert is waited for on the page, then the page's score table is read and compared with
+``eldercare simulate score --json`` over the runner's truth file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ingest_support import IngestProcess
+from server_support import serving
+from test_web_browser import CHROMIUM_ARGS, WAIT_MS, settle, sign_in
+
+from eldercare.config import Settings
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+FIRED = ("sos", "fall", "low_battery")
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "eldercare.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.fixture
+def run(
+    settings: Settings, db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path
+) -> Iterator[dict[str, Any]]:
+    """One seeded home, ingest and the runner started; yields the manifest and the CLI's environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")} | {
+        "ELDERCARE_DATABASE_URL": db_url,
+        "ELDERCARE_MQTT_URL": mqtt_url,
+        "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
+        "ELDERCARE_DATA_DIR": str(tmp_path),
+    }
+    manifest = tmp_path / "manifest.json"
+    cli(env, "db", "migrate")
+    cli(
+        env,
+        "simulate",
+        "seed",
+        "--homes",
+        "1",
+        "--stations",
+        "0",
+        "--prefix",
+        "ts",
+        "--manifest",
+        str(manifest),
+    )
+    ingest = IngestProcess(db_url, mqtt_url, topic_root, tmp_path).start()
+    log = (tmp_path / "runner.log").open("wb")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "eldercare.cli", "simulate", "run", "--manifest", str(manifest),
+         "--mode", "direct", "--speed", "5", "--status-every", "5", "--false-fall-rate", "0", "--quiet"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        ingest.wait_healthy()
+        yield {"env": env, "manifest": manifest, "truth": manifest.with_name("truth.jsonl")}
+    finally:
+        runner.terminate()
+        runner.wait(30)
+        log.close()
+        ingest.stop()
+
+
+def test_the_page_scores_what_it_fired_as_the_cli_does(settings: Settings, run: dict[str, Any]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    m = json.loads(run["manifest"].read_text())
+    tester = next(u for u in m["users"] if u["role"] == "tester")
+    resident = m["homes"][0]["resident"]
+    from eldercare.platform.app import create_app
+
+    with serving(create_app(settings)) as port, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1366, "height": 800}, locale="en-US").new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.goto(f"http://127.0.0.1:{port}/web/")
+            sign_in(page, tester["username"], tester["password"])
+            page.goto(f"http://127.0.0.1:{port}/web/#/tester")
+            page.wait_for_selector(f"#sim-residents [data-trigger='{resident}']")
+            for kind in FIRED:
+                page.select_option(f"[data-kind-for='{resident}']", kind)
+                page.click(f"[data-trigger='{resident}']")
+                # sent with wait_for_ack: the runner's answer (its ground truth) came back
+                page.wait_for_function(SENT)
+                page.evaluate("document.getElementById('toast').textContent = ''")
+            for kind in FIRED:  # every one raised its alert, shown on the page as it came
+                page.wait_for_selector(f"#alert-list li[data-kind='{kind}']", timeout=90_000)
+            page.click("#score-refresh")
+            page.wait_for_selector("#score-tables")
+            settle(page)
+            shown = page.evaluate(SCORE_ON_PAGE)
+        finally:
+            browser.close()
+
+    out = cli(
+        run["env"],
+        "simulate",
+        "score",
+        "--manifest",
+        str(run["manifest"]),
+        "--truth",
+        str(run["truth"]),
+        "--json",
+    )
+    report = json.loads(out)
+    assert shown["incidents"] == len(FIRED)
+    for kind in FIRED:
+        want = report["kinds"][kind]
+        assert want["incidents"] == 1 and want["caught"] == 1, report  # the CLI agrees it was caught
+        got = shown["kinds"][kind]
+        for f in ("incidents", "caught", "missed", "under_way", "delay_median_s", "delay_p90_s"):
+            assert got[f] == ("—" if want[f] is None else str(want[f])), (kind, f, got, want)
+    assert shown["kinds"].keys() == report["kinds"].keys()
+    assert shown["false_alarms"] == {k: str(n) for k, n in report["false_alarms"].items()}
+    assert shown["resident_weeks"] == str(report["resident_weeks"])
+
+
+def _chromium() -> str | None:
+    from conftest import chromium_path
+
+    return chromium_path()
+
+
+SENT = "() => ['Incident requested', '已请求触发'].includes(document.getElementById('toast').textContent)"
+
+# The page's score as the testers see it: every cell's text, by kind and field.
+SCORE_ON_PAGE = """() => {
+  const kinds = {};
+  document.querySelectorAll('#score-tables tr[data-kind]').forEach((tr) => {
+    const row = {};
+    tr.querySelectorAll('td[data-f]').forEach((td) => { row[td.dataset.f] = td.textContent.trim(); });
+    kinds[tr.dataset.kind] = row;
+  });
+  const fa = {};
+  document.querySelectorAll('[data-false-alarms]').forEach((b) => {
+    fa[b.dataset.falseAlarms] = b.querySelector('.data').textContent.trim();
+  });
+  const incidents = Number(document.querySelector('#score > p .data').textContent);
+  const weeks = document.getElementById('resident-weeks').textContent.trim();
+  return { kinds, false_alarms: fa, incidents, resident_weeks: weeks };
+}"""
