@@ -37,3 +37,33 @@ def serving(app: Any, timeout: float = 20.0) -> Iterator[int]:
     finally:
         srv.should_exit = True
         thread.join(timeout)
+
+
+class Inbox:
+    """What an SMTP server in the test process (aiosmtpd) received: (recipients, raw message)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+    def to(self, address: str) -> list[bytes]:
+        return [raw for rcpt, raw in list(self.messages) if address in rcpt]
+
+
+@contextmanager
+def smtp_inbox() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server on a free local port; yields its inbox and the port."""
+    from aiosmtpd.controller import Controller
+
+    from eldercare.embedded import free_port
+
+    box, port = Inbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()

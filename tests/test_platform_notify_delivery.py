@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import psycopg
 import pytest
 from platform_seed import World, seed_world
+from server_support import smtp_inbox
 
 from eldercare.config import Settings
 from eldercare.platform.engine import service
@@ -233,27 +234,9 @@ def test_no_webhook_when_the_provider_has_none(db_url: str, world: World, settin
 def test_email_reaches_each_notified_person_in_their_language(
     db_url: str, world: World, settings: Settings
 ) -> None:
-    from aiosmtpd.controller import Controller
-
-    class Inbox:
-        def __init__(self) -> None:
-            self.messages: list[tuple[list[str], bytes]] = []
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            self.messages.append((list(envelope.rcpt_tos), envelope.content))
-            return "250 OK"
-
-    inbox = Inbox()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_inbox() as (inbox, port):
         with_mail = Settings(**{**settings.model_dump(), "smtp_url": f"smtp://127.0.0.1:{port}"})
         assert run(db_url, with_mail, [0]) == [2]
-    finally:
-        controller.stop()
     by_rcpt = {rcpt[0]: message_from_bytes(raw) for rcpt, raw in inbox.messages}
     assert set(by_rcpt) == {"family1@example.org", "worker1@example.org"}
     subject = str(make_header(decode_header(by_rcpt["worker1@example.org"]["Subject"])))

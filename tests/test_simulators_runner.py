@@ -129,6 +129,8 @@ def test_direct_mode_publishes_valid_protocol(
             _settings(sim_root, broker), sim_root, {"resident": m["homes"][2]["resident"], "kind": "sos"}
         )
         assert answer["ok"] and answer["truth"]["kind"] == "sos"
+        # with the run's clock, so the platform can score the run in its simulated time
+        assert answer["clock"]["speed"] == 1800 and answer["clock"]["sim_start"] == EVENING
         out_answer = send_trigger(
             _settings(sim_root, broker),
             sim_root,

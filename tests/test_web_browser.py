@@ -24,7 +24,7 @@ from conftest import chromium_path
 from platform_seed import World, seed_world
 from psycopg.types.json import Jsonb
 from pydantic import SecretStr
-from server_support import serving
+from server_support import Inbox, serving, smtp_inbox
 
 from eldercare.config import Settings
 
@@ -67,33 +67,10 @@ def world(db_url: str) -> World:
         return seed_world(conn)
 
 
-class Inbox:
-    """An SMTP server in the test process (aiosmtpd): what the platform e-mails lands here."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], bytes]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append((list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-    def to(self, address: str) -> list[bytes]:
-        return [raw for rcpt, raw in list(self.messages) if address in rcpt]
-
-
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    from aiosmtpd.controller import Controller
-
-    from eldercare.embedded import free_port
-
-    box, port = Inbox(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield box, port
-    finally:
-        controller.stop()
+    with smtp_inbox() as box:
+        yield box
 
 
 @pytest.fixture
@@ -182,6 +159,13 @@ def accessible(page: Any, name: str) -> None:
     assert bad == [], f"{name}: {bad}"
 
 
+# The innermost elements reaching past the right edge (what makes a phone page scroll sideways).
+TOO_WIDE = """() => [...document.querySelectorAll('main *')]
+  .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && ![...e.children].some(
+    (c) => c.getBoundingClientRect().right > window.innerWidth + 1))
+  .slice(0, 5).map((e) => `${e.tagName}#${e.id}.${e.className}: ${e.textContent.slice(0, 40)}`)"""
+
+
 def both_viewports(page: Any, name: str, lang: str) -> None:
     """axe-core on the desktop and on a phone (and no sideways scrolling there), a screenshot of each."""
     first = page.viewport_size
@@ -192,7 +176,9 @@ def both_viewports(page: Any, name: str, lang: str) -> None:
         accessible(page, f"{name}-{lang}-{view}")
         if view == "phone":
             wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
-            assert wide <= 1, f"{name}-{lang} scrolls sideways on a phone by {wide} px"
+            assert wide <= 1, (
+                f"{name}-{lang} scrolls sideways on a phone by {wide} px: {page.evaluate(TOO_WIDE)}"
+            )
         page.screenshot(path=str(SHOTS / f"{name}-{lang}-{view}.png"), full_page=True)
     page.set_viewport_size(first)
 
