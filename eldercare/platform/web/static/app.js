@@ -130,6 +130,7 @@ function logout() {
 async function switchLang() {
   document.body.dataset.ready = "0";
   document.getElementById("toast").style.display = "none";
+  S.gen++; // a render still loading (a live push's) was half built in the old language: never show it
   S.lang = S.lang === "zh-CN" ? "en" : "zh-CN";
   localStorage.setItem("lang", S.lang);
   if (S.token) {
