@@ -25,9 +25,9 @@ from server_support import smtp_inbox
 from eldercare.config import Settings
 from eldercare.platform.engine import service
 from eldercare.platform.notify import delivery, webhook
+from eldercare.platform.notify import email as mail
 from eldercare.platform.repo import alerts as alerts_repo
 from eldercare.platform.repo.connections import open_pool
-from eldercare.platform.notify import email as mail
 
 NOW_MS = int(time.time() * 1000)
 SECRET = "hook-secret-1"

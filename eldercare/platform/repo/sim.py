@@ -78,6 +78,6 @@ async def alerts_of_sites(
     return alerts, trail
 
 
-async def simulated_sites(conn: AsyncConnection[Any]) -> list[str]:
-    rows = await _all(conn, "SELECT id FROM sites WHERE simulated ORDER BY id", {})
-    return [r["id"] for r in rows]
+async def simulated_sites(conn: Conn) -> list[str]:
+    cur = await conn.execute("SELECT id FROM sites WHERE simulated ORDER BY id")
+    return [r["id"] for r in await cur.fetchall()]
