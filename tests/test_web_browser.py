@@ -332,7 +332,7 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     from playwright.sync_api import expect
 
     banner = fam.locator(".banner[role=alert]")  # a locator: the live portal may draw the band anew
-    expect(banner).to_contain_text("疑似跌倒")
+    expect(banner).to_contain_text("疑似跌倒", timeout=WAIT_MS)
     box = banner.bounding_box()
     assert box is not None and box["y"] < 200  # above the fold on a phone
     assert fam.query_selector(".banner a[href='tel:+8613800000001']") is not None  # one tap to call
