@@ -91,6 +91,12 @@ def test_the_same_routes_work_for_the_residents_own_family(api: Api, world: Worl
     ids = [r["id"] for r in api.get("family1", "/api/v1/residents").json()]
     assert ids == ["res-1"]
     assert api.get("family1", "/api/v1/residents/res-1").json()["notes"] is None
+    # the portal names the provider and its number, not its id (the family may not list /providers)
+    record = api.get("family1", "/api/v1/residents/res-1").json()
+    assert (record["home_care_provider_name"], record["home_care_provider_phone"]) == (
+        "Sunrise Home Care",
+        "021-1000",
+    )
     # raw activity needs consent: 403 (in scope, but not allowed), not 404
     r = api.get("family1", "/api/v1/residents/res-1/timeline")
     assert r.status_code == 403 and "授权" in r.json()["detail"]  # family1 reads zh-CN

@@ -326,6 +326,8 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
     refused = refusals(fam)  # no request her role or her father's consent is sure to refuse
     sign_in(fam, "family1", world.password)
     handled = fam.wait_for_selector("#alert-history [data-state=resolved]")
+    assert "Sunrise Home Care" in fam.inner_text("main")  # the provider by name, not "hc-1"
+    assert fam.query_selector("a[href='tel:021-1000']") is not None
     assert "属实" in handled.inner_text()  # outcome "confirmed", in family1's language
     assert fam.query_selector(".banner") is None  # nothing open: no red band
     queue_fall(db_url, seq=2)  # a new fall while the portal is open: it comes to the top, live

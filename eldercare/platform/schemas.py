@@ -250,7 +250,14 @@ class ResidentOut(Model):
     home_site_id: str
     station_site_id: str | None = None
     home_care_provider_id: str | None = None
+    home_care_provider_name: str | None = Field(default=None, description="Set on a single resident's record")
+    home_care_provider_phone: str | None = Field(
+        default=None, description="Set on a single resident's record"
+    )
     institution_provider_id: str | None = None
+    institution_provider_name: str | None = Field(
+        default=None, description="Set on a single resident's record"
+    )
     care_level: str
     birth_year: int | None = None
     sex: str | None = None

@@ -183,8 +183,19 @@ async def list_residents(
 
 
 async def get_resident(conn: Conn, *, resident_id: str) -> dict[str, Any] | None:
-    """Unscoped: callers check access first (``access.require_resident_access``)."""
-    cur = await conn.execute("SELECT * FROM residents WHERE id = %(id)s", {"id": resident_id})
+    """Unscoped: callers check access first (``access.require_resident_access``). With the names
+    (and the home-care provider's phone) of the providers, so no page shows a family a raw id."""
+    cur = await conn.execute(
+        """
+        SELECT r.*, hp.name AS home_care_provider_name, hp.phone AS home_care_provider_phone,
+               ip.name AS institution_provider_name
+        FROM residents r
+        LEFT JOIN providers hp ON hp.id = r.home_care_provider_id
+        LEFT JOIN providers ip ON ip.id = r.institution_provider_id
+        WHERE r.id = %(id)s
+        """,
+        {"id": resident_id},
+    )
     return await cur.fetchone()
 
 

@@ -599,7 +599,7 @@ async function pageResident(id, root) {
         h("tr", {}, h("th", { i18n: "res.phone" }), h("td", {}, r.phone ? h("a", { href: "tel:" + r.phone }, D(r.phone)) : D(null))),
         h("tr", {}, h("th", { i18n: "res.home" }), h("td", {}, D(r.home_site_id))),
         h("tr", {}, h("th", { i18n: "res.station" }), h("td", {}, D(r.station_site_id))),
-        h("tr", {}, h("th", { i18n: "res.provider" }), h("td", {}, D(r.home_care_provider_id))),
+        h("tr", {}, h("th", { i18n: "res.provider" }), h("td", {}, providerCell(r))),
         h("tr", {}, h("th", { i18n: "res.notes" }), h("td", {}, D(r.notes))))),
       h("div", { class: "card" }, h("h2", { i18n: "res.contacts" }), contacts.length ? h("ul", {}, contacts) : h("p", { class: "muted", i18n: "res.no_contacts" }),
         team ? [h("h2", { i18n: "res.team" }), h("ul", {}, team)] : null)),
@@ -656,7 +656,7 @@ async function pageFamily(id, root) {
     h("div", { class: "grid" }, today,
       h("div", { class: "card" }, h("h2", { i18n: "family.care" }), r ? h("table", {},
         h("tr", {}, h("th", { i18n: "family.on_duty" }), h("td", { id: "on-duty" }, ...dutyRows)),
-        h("tr", {}, h("th", { i18n: "res.provider" }), h("td", {}, D(r.home_care_provider_id))),
+        h("tr", {}, h("th", { i18n: "res.provider" }), h("td", {}, providerCell(r))),
         h("tr", {}, h("th", { i18n: "res.care_level" }), h("td", {}, L("care." + r.care_level))),
         h("tr", {}, h("th", { i18n: "res.contacts" }), h("td", {}, ...(r.emergency_contacts || []).map((c) => h("div", {}, D(c.name), " ", c.phone ? h("a", { href: "tel:" + c.phone }, D(c.phone)) : null))))) : null,
         h("p", { class: "muted", i18n: "family.care_hint" }))),
@@ -850,6 +850,14 @@ function rowFilter(id, table) {
 
 /* Providers: list, search, edit in place (PUT /providers/{id}); the webhook secret is never shown,
    and left empty it is kept (the API replaces it only when the body names it). */
+/* The home-care provider by name, with a tap-to-call number when the registry has one (never a raw id
+   unless the provider's record is gone). */
+function providerCell(r) {
+  if (!r.home_care_provider_id) return D(null);
+  const name = D(r.home_care_provider_name || r.home_care_provider_id);
+  return r.home_care_provider_phone ? [name, " ", h("a", { href: "tel:" + r.home_care_provider_phone }, D(r.home_care_provider_phone))] : name;
+}
+
 function adminProviders(providers) {
   const kinds = ["home_care", "station", "institution"];
   const editRow = (p) => {
