@@ -6,6 +6,7 @@ events; every valid SOS is handled and has its alert open within a few seconds."
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,21 @@ WEDGE = {
 
 @pytest.fixture
 def pipeline(
-    settings: Settings, world: World, db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path
+    settings: Settings,
+    world: World,
+    db_url: str,
+    mqtt_url: str,
+    topic_root: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Any:
+    import psycopg_pool.base
     from platform_api_support import running
+
+    # The engine's pools jitter connection lifetimes with the global ``random`` while Hypothesis
+    # draws examples in this thread, and Hypothesis takes a changed global state for a strategy
+    # that uses ``random`` ("Inconsistent data generation"): give the pools a generator of their own.
+    monkeypatch.setattr(psycopg_pool.base, "random", random.Random().random)
 
     from eldercare.platform.app import create_app
 

@@ -166,7 +166,11 @@ def test_direct_mode_publishes_valid_protocol(
                 offline_wills.add(parts.gateway)
     assert kinds["telemetry"] and kinds["status"] and kinds["event"]
     for key, s in seqs.items():
-        assert sorted(s) == list(range(len(s))), key  # every message once, seq from 0 without gaps
+        distinct = sorted(set(s))
+        assert distinct == list(range(len(distinct))), key  # every message, seq from 0 without gaps
+        # QoS 1 is at least once: a message whose PUBACK a dropped connection lost is sent again after
+        # the reconnect (ingest drops the copy); a handful, never a resend storm
+        assert len(s) - len(distinct) <= max(3, len(s) // 20), (key, len(s) - len(distinct))
     assert {g for g, _ in seqs} >= {h["gateway"]["id"] for h in m["homes"]}
     station_gws = {g["id"] for s in m["stations"] for g in s["gateways"]}
     assert station_gws <= {protocol.parse_topic(n, sim_root).gateway for n in retained_topics}
