@@ -305,6 +305,17 @@ def test_models_cli_lists_train_and_evaluate() -> None:
     assert out.exit_code == 0 and "--seed" in out.output
 
 
+def test_evaluate_command_finds_both_evaluations() -> None:
+    """``models evaluate`` runs what eldercare.training holds (it once looked elsewhere and ran nothing)."""
+    from click.testing import CliRunner
+
+    from eldercare.training.cli import _evaluators, models
+
+    assert [name for name, _ in _evaluators()] == ["fall", "inactivity"]
+    out = CliRunner().invoke(models, ["evaluate", "--only", "fall", "--fall-scale", "0"])
+    assert out.exit_code == 2 and "--fall-scale" in out.output
+
+
 @pytest.mark.slow
 def test_evaluation_writes_report(tmp_path: Any) -> None:
     from eldercare.training import evaluate_fall
