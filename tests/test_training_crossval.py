@@ -12,7 +12,7 @@ from eldercare.simulators.wearable import synth_session
 from eldercare.training import crossval as cv
 from eldercare.training import fall_train
 from eldercare.training.candidates import Rows, decide
-from eldercare.training.report import write
+from eldercare.training.report import markdown, write
 from eldercare.training.trials import Trial, pad
 
 
@@ -83,6 +83,42 @@ def test_crossval_runs_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     text = md.read_text(encoding="utf-8")
     assert "leave-subjects-out" in text and "dataset=toy" in text
     assert (tmp_path / "report" / "fall_crossval.json").exists()
+
+
+def test_crossval_judges_a_given_model_without_folds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--model M --no-learned``: no fold is trained; every trial is judged by M beside the others."""
+    from eldercare.models.fall import FallDetector
+
+    other = cv.trial_rows(
+        [_trial(60 + i, ["walk", k], 950 + i) for i, k in enumerate(["fall_forward", "jump"])]
+    )
+    streams = {
+        "days": [(it.rows, np.array([0, 0.5])) for it in other if not it.trial.is_fall],
+        "falls": [(it.rows, np.array([0, it.trial.t_impact])) for it in other if it.trial.is_fall],
+    }
+
+    def no_training(*args: object) -> None:
+        raise AssertionError("no fold may be trained")
+
+    monkeypatch.setattr(cv, "training_rows", no_training)
+    monkeypatch.setattr(cv, "fit", no_training)
+    monkeypatch.setattr(cv, "_stream_rows", lambda cache, workers: streams)
+    monkeypatch.setattr(cv, "N_BOOT", 50)
+    trials = [
+        _trial(s, ["walk", k], 20 * s + i) for s in range(3) for i, k in enumerate(["fall_forward", "walk"])
+    ]
+    strict = FallDetector.pretrained(threshold=2.0)  # never alarms: its figures must show it
+    res = cv.run(trials, seed=3, workers=1, candidate=strict, learn=False)
+    assert res["folds"] == [] and len(res["trials"]) == len(trials)
+    assert all(r["candidate"] is False for r in res["trials"])
+    assert res["summary"]["all"]["candidate"]["sensitivity"][0] == 0.0
+    assert res["summary"]["all"]["candidate"]["specificity"][0] == 1.0
+    assert (
+        res["streams"]["candidate"]["false_alarms"] == 0
+        and res["streams"]["learned_mean_fa_per_hour"] is None
+    )
+    assert res["candidate"]["threshold"] == 2.0
+    assert "leave-subjects-out" in markdown(res)
 
 
 def test_scaled_amounts_are_restored_and_change_the_cache_key() -> None:

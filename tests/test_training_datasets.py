@@ -4,6 +4,7 @@ file format), the folder reader and the CLI's readable errors. No real dataset f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -187,3 +188,42 @@ def test_train_with_real_data_records_it_and_loads(
     real = det.info["data"]["real"]
     assert real["datasets"] == [["mobifall", 4]] and real["fall_trials"] == 2 and real["subjects"] == 2
     assert set(det.info["thresholds_by_placement"]) == {"wrist", "pendant", "waist"}
+
+
+def test_train_on_the_simulator_only_with_cached_rows(
+    sample: tuple[Path, dict[str, float | None]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train fall --cache C --sim-scale S`` without ``--data``: simulated rows only, as recorded."""
+    from eldercare.models.fall import FallDetector
+    from eldercare.training import crossval, fall_train, train_fall
+
+    root, _ = sample
+    toy = crossval.trial_rows(mobifall.load(root))  # stand-ins for simulated rows, for speed
+    x, y = crossval.real_xy(toy)
+    val = {
+        "pos_x": x[y == 1],
+        "pos_clip": np.arange(int((y == 1).sum())),
+        "clip_placement": np.zeros(int((y == 1).sum()), dtype=np.int64),
+        "neg_x": x[y == 0],
+        "neg_placement": np.zeros(int((y == 0).sum()), dtype=np.int64),
+        "hours": np.array([50.0, 0.0, 0.0]),
+    }
+    asked: list[float] = []
+
+    def rows(seed: int, workers: int, cache: Path, scale: float) -> dict[str, Any]:
+        asked.append(scale)
+        return {"x": x, "y": y, "hours": [1.0]}
+
+    monkeypatch.setattr(train_fall, "training_rows", rows)
+    monkeypatch.setattr(train_fall, "validation_rows", lambda seed, cache, workers, hours: val)
+    monkeypatch.setattr(fall_train, "GBM_PARAMS", {**fall_train.GBM_PARAMS, "max_iter": 10})
+    res = CliRunner().invoke(
+        models,
+        ["train", "fall", "--out", str(tmp_path / "m"), "--cache", str(tmp_path), "--sim-scale", "0.5"],
+    )
+    assert res.exit_code == 0, res.output
+    assert asked == [0.5]
+    info = FallDetector.load(tmp_path / "m" / "fall_model.npz").info
+    assert info["data"]["real"] is None and info["data"]["sim_scale"] == 0.5
+    assert info["data"]["falls"]["per_kind_and_placement"] == round(fall_train.N_FALLS_EACH * 0.5)
+    assert fall_train.N_FALLS_EACH == 80  # the amounts are restored after training

@@ -21,28 +21,28 @@ FOLDER = click.Path(file_okay=False, path_type=Path)
 
 
 def _simulated_part(command: F) -> F:
-    """``--cache``, ``--sim-scale`` and ``--val-hours``: the simulated part drawn beside real
-    trials, alike for ``train fall --data`` and ``crossval`` (which share the cache)."""
+    """``--cache``, ``--sim-scale`` and ``--val-hours``: the simulated part, alike for ``train fall``
+    (with or without ``--data``) and ``crossval`` (which share the cache)."""
     options = (
         click.option(
             "--cache",
             type=FOLDER,
             default=None,
-            help="With real data: keep and reuse simulated candidate rows in this folder between runs.",
+            help="Keep and reuse simulated candidate rows in this folder between runs.",
         ),
         click.option(
             "--sim-scale",
             type=click.FloatRange(0, 1, min_open=True),
             default=1.0,
             show_default=True,
-            help="With real data: share of the simulated training amounts to draw (less: faster).",
+            help="Share of the simulated training amounts to draw (less: faster).",
         ),
         click.option(
             "--val-hours",
             type=click.FloatRange(min=1),
             default=30.0,
             show_default=True,
-            help="With real data: hours of simulated validation days per placement (threshold choice).",
+            help="Hours of simulated validation days per placement (threshold choice).",
         ),
     )
     for option in reversed(options):
@@ -110,7 +110,7 @@ def train_fall(
     try:
         if threshold_only:
             record = rethreshold(out_dir, workers=workers)
-        elif data_dir is not None:
+        elif data_dir is not None or cache is not None or sim_scale != 1.0 or val_hours != 30.0:
             record = train_real(
                 data_dir,
                 seed=seed,
@@ -152,14 +152,32 @@ def _evaluators() -> list[tuple[str, Any]]:
 @click.option(
     "--only", type=click.Choice(["fall", "inactivity"]), default=None, help="Evaluate one detector only."
 )
-def evaluate(out_dir: Path, seed: int, only: str | None) -> None:
+@click.option(
+    "--fall-scale",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Share of the fall evaluation's simulated falls, look-alikes and days (less: faster).",
+)
+def evaluate(out_dir: Path, seed: int, only: str | None, fall_scale: float) -> None:
     """Score the detectors on recordings training never saw, beside their baselines."""
     summary: dict[str, Any] = {}
     for name, run in _evaluators():
         if only and name != only:
             continue
         click.echo(f"evaluating {name} ...")
-        res = run(out_dir, seed)
+        if name == "fall" and fall_scale != 1.0:
+            from eldercare.training import evaluate_fall as ef
+
+            res = run(
+                out_dir,
+                seed,
+                n_falls_each=max(1, round(ef.N_FALLS_EACH * fall_scale)),
+                n_lookalikes_each=max(1, round(ef.N_LOOKALIKES_EACH * fall_scale)),
+                day_hours_each=ef.DAY_HOURS_EACH * fall_scale,
+            )
+        else:
+            res = run(out_dir, seed)
         summary[name] = res.get("targets", {}) if isinstance(res, dict) else {}
     click.echo(json.dumps(summary, indent=2))
     click.echo(f"report written to {out_dir}")
@@ -185,6 +203,18 @@ def evaluate(out_dir: Path, seed: int, only: str | None) -> None:
 @click.option("--folds", default=6, show_default=True, help="Groups of people (leave one group out).")
 @click.option("--workers", default=1, show_default=True, help="Processes generating recordings.")
 @_simulated_part
+@click.option(
+    "--model",
+    "model_dir",
+    type=FOLDER,
+    default=None,
+    help="Folder of a trained fall_model.npz/.json to judge beside the shipped one (e.g. a new one).",
+)
+@click.option(
+    "--no-learned",
+    is_flag=True,
+    help="Judge only the fixed models (shipped, --model, threshold): no per-fold training.",
+)
 def crossval(
     data_dir: Path,
     out_dir: Path,
@@ -194,9 +224,12 @@ def crossval(
     cache: Path | None,
     sim_scale: float,
     val_hours: float,
+    model_dir: Path | None,
+    no_learned: bool,
 ) -> None:
     """Fall detector: leave-subjects-out cross-validation on real trials, beside its baselines."""
     try:
+        from eldercare.models.fall import MODEL_JSON, MODEL_NPZ, FallDetector
         from eldercare.training import crossval as cv
         from eldercare.training.datasets import load_dir
         from eldercare.training.report import write
@@ -209,6 +242,12 @@ def crossval(
         trials = load_dir(data_dir)
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
+    candidate = None
+    if model_dir is not None:
+        try:
+            candidate = FallDetector.load(model_dir / MODEL_NPZ, model_dir / MODEL_JSON)
+        except (OSError, ValueError, KeyError) as exc:
+            raise click.ClickException(f"{model_dir}: not a fall model folder ({exc})") from None
     res = cv.run(
         trials,
         seed=seed,
@@ -217,6 +256,8 @@ def crossval(
         cache=cache,
         sim_scale=sim_scale,
         val_hours_each=val_hours,
+        candidate=candidate,
+        learn=not no_learned,
     )
     md = write(res, out_dir)
     click.echo(md.read_text(encoding="utf-8").split("\n\n")[0])

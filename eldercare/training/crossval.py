@@ -16,6 +16,7 @@ falls of every kind, for every fold's model.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -27,7 +28,7 @@ import numpy as np
 
 from eldercare.models import fall_wear
 from eldercare.models.fall import FallDetector, ThresholdFallDetector, TreeEnsemble
-from eldercare.simulators.wearable import PLACEMENTS
+from eldercare.simulators.wearable import FALL_KINDS, PLACEMENTS
 from eldercare.training import candidates as cand
 from eldercare.training import fall_train
 from eldercare.training.fall_data import day_streams, fall_clips
@@ -56,11 +57,44 @@ class TrialRows:
     y: np.ndarray
 
 
-def trial_rows(trials: list[Trial]) -> list[TrialRows]:
+def trial_rows(trials: list[Trial], cache: Path | None = None) -> list[TrialRows]:
+    """Candidate rows and labels of every trial; ``cache`` keeps them, keyed by the trials (who, what,
+    samples) and the code that computes rows, so a run with another model need not recompute them."""
+    path = None
+    if cache is not None:
+        h = hashlib.sha1(version(cand, fall_wear).encode())
+        for tr in trials:
+            h.update(f"{tr.dataset}|{tr.subject}|{tr.activity}|{tr.source}|{tr.t_impact}".encode())
+            h.update(np.ascontiguousarray(tr.acc[::50]).tobytes())
+        path = cache / f"real_rows_{h.hexdigest()[:12]}.npz"
+    if path is not None and path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            ends = np.cumsum(z["n"])
+            starts = ends - z["n"]
+            return [
+                TrialRows(
+                    tr,
+                    cand.Rows(z["times"][a:b], z["events"][a:b], z["x"][a:b], z["put_down"][a:b]),
+                    z["y"][a:b],
+                )
+                for tr, a, b in zip(trials, starts, ends, strict=True)
+            ]
     out = []
     for tr in trials:
         r = cand.rows(tr.t, tr.acc)
         out.append(TrialRows(tr, r, cand.labels(r, tr.t_impact)))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            path,
+            allow_pickle=False,
+            n=np.array([len(it.y) for it in out], dtype=np.int64),
+            times=np.concatenate([it.rows.times for it in out]),
+            events=np.concatenate([it.rows.events for it in out]),
+            x=np.concatenate([it.rows.x for it in out]),
+            put_down=np.concatenate([it.rows.put_down for it in out]),
+            y=np.concatenate([it.y for it in out]),
+        )
     return out
 
 
@@ -141,23 +175,30 @@ def _stream_rows(cache: Path | None, workers: int = 1) -> dict[str, Any]:
     return {"days": get("day"), "falls": get("fall")}
 
 
-def _streams(score: Any, thr: float, wear: bool, streams: dict[str, Any]) -> dict[str, float]:
+def _streams(score: Any, thr: float, wear: bool, streams: dict[str, Any]) -> dict[str, Any]:
     alarms, hours = 0, 0.0
     for r, meta in streams["days"]:
         alarms += len(cand.decide(r, score(r.x) if len(r.x) else np.zeros(0), thr, wear))
         hours += float(meta[1])
     hit = n = 0
-    for r, meta in streams["falls"]:
+    by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    per_kind = len(PLACEMENTS) * EVAL_FALLS_EACH  # fall_clips yields kind by kind, placement by placement
+    for j, (r, meta) in enumerate(streams["falls"]):
         if not np.isfinite(meta[1]):
             continue
         n += 1
-        hit += cand.caught(cand.decide(r, score(r.x) if len(r.x) else np.zeros(0), thr, wear), float(meta[1]))
+        ok = cand.caught(cand.decide(r, score(r.x) if len(r.x) else np.zeros(0), thr, wear), float(meta[1]))
+        hit += ok
+        kind = FALL_KINDS[j // per_kind] if j // per_kind < len(FALL_KINDS) else "other"
+        by_kind[kind][0] += ok
+        by_kind[kind][1] += 1
     return {
         "false_alarms": alarms,
         "hours": round(hours, 2),
         "false_alarms_per_hour": round(alarms / max(hours, 1e-9), 4),
         "sim_fall_sensitivity": round(hit / max(n, 1), 4),
         "sim_falls": n,
+        "sim_fall_sensitivity_by_kind": {k: round(a / b, 4) for k, (a, b) in sorted(by_kind.items())},
     }
 
 
@@ -205,6 +246,40 @@ def _summary(results: list[dict[str, Any]], models: list[str], seed: int) -> dic
     return out
 
 
+Scorer = tuple[Any, float, bool]  # score(rows) -> probabilities, threshold, wear check
+
+
+def _judge(it: TrialRows, fold: int, scorers: dict[str, Scorer]) -> dict[str, Any]:
+    """One held-out trial's decision under every model: caught (a fall) or raised an alarm (not)."""
+    tr = it.trial
+    r: dict[str, Any] = {
+        "dataset": tr.dataset,
+        "subject": tr.subject,
+        "placement": tr.placement,
+        "activity": tr.activity,
+        "fall_kind": tr.fall_kind,
+        "is_fall": tr.is_fall,
+        "source": tr.source,
+        "fold": fold,
+    }
+    for m, (score, th, wear) in scorers.items():
+        p = score(it.rows.x) if len(it.y) else np.zeros(0)
+        ev = cand.decide(it.rows, p, th, wear)
+        r[m] = cand.caught(ev, tr.t_impact) if tr.t_impact is not None else bool(len(ev))
+    return r
+
+
+def _describe(det: FallDetector) -> dict[str, Any]:
+    """What a judged model is, from its record."""
+    info = det.info
+    return {
+        "threshold": det.threshold,
+        "generator": info.get("data", {}).get("generator"),
+        "git_revision": info.get("git_revision"),
+        "validation": info.get("validation"),
+    }
+
+
 def run(
     trials: list[Trial],
     seed: int = 0,
@@ -214,25 +289,43 @@ def run(
     real_weight: float = REAL_WEIGHT,
     sim_scale: float = 1.0,
     val_hours_each: float = fall_train.VAL_DAY_HOURS_EACH,
+    candidate: FallDetector | None = None,
+    learn: bool = True,
 ) -> dict[str, Any]:
     """Cross-validate; returns per-trial decisions, the summary and the long-stream figures.
 
     ``sim_scale`` draws that share of the simulated training amounts and ``val_hours_each`` hours of
-    simulated validation days per placement (less: faster, a noisier threshold).
+    simulated validation days per placement (less: faster, a noisier threshold). ``candidate`` is a
+    trained model (e.g. a new simulator-only one) judged beside the shipped one on every trial and
+    stream, with and without its wear check; it saw no real trial, so no fold is needed for it.
+    ``learn=False`` skips the folds' real + sim models (only the fixed models are judged).
     """
     started = time.perf_counter()
-    items = trial_rows(trials)
+    items = trial_rows(trials, cache)
     log.info("real trials: %d, candidate rows: %d", len(items), sum(len(it.y) for it in items))
-    sim = training_rows(seed, workers, cache, sim_scale)
-    val = validation_rows(seed, cache, workers, val_hours_each)
+    if learn:
+        sim = training_rows(seed, workers, cache, sim_scale)
+        val = validation_rows(seed, cache, workers, val_hours_each)
     streams = _stream_rows(cache, workers)
     shipped = FallDetector.pretrained()
     base = ThresholdFallDetector()
-    fixed = {"shipped": (shipped.scores, shipped.threshold, False), "threshold": (base.scores, 0.5, False)}
-    models = ["learned", "learned_no_wear_check", "shipped", "threshold"]
+    fixed: dict[str, Scorer] = {
+        "shipped": (shipped.scores, shipped.threshold, False),
+        "shipped_with_wear_check": (shipped.scores, shipped.threshold, True),
+        "threshold": (base.scores, 0.5, False),
+    }
+    if candidate is not None:
+        fixed["candidate"] = (candidate.scores, candidate.threshold, True)
+        fixed["candidate_no_wear_check"] = (candidate.scores, candidate.threshold, False)
+    models = (["learned", "learned_no_wear_check"] if learn else []) + list(fixed)
     results: list[dict[str, Any]] = []
     fold_info: list[dict[str, Any]] = []
-    for f, test in enumerate(folds(trials, k)):
+    groups = folds(trials, k) if learn else [{t.subject for t in trials}]
+    for f, test in enumerate(groups):
+        if not learn:
+            for it in items:
+                results.append(_judge(it, f, fixed))
+            continue
         train_items = [it for it in items if it.trial.subject not in test]
         rx, ry = real_xy(train_items)
         x = np.concatenate([sim["x"], rx])
@@ -246,24 +339,8 @@ def run(
             **fixed,
         }
         for it in items:
-            if it.trial.subject not in test:
-                continue
-            tr = it.trial
-            r: dict[str, Any] = {
-                "dataset": tr.dataset,
-                "subject": tr.subject,
-                "placement": tr.placement,
-                "activity": tr.activity,
-                "fall_kind": tr.fall_kind,
-                "is_fall": tr.is_fall,
-                "source": tr.source,
-                "fold": f,
-            }
-            for m, (score, th, wear) in scorers.items():
-                p = score(it.rows.x) if len(it.y) else np.zeros(0)
-                ev = cand.decide(it.rows, p, th, wear)
-                r[m] = cand.caught(ev, tr.t_impact) if tr.t_impact is not None else bool(len(ev))
-            results.append(r)
+            if it.trial.subject in test:
+                results.append(_judge(it, f, scorers))
         fold_info.append(
             {
                 "fold": f,
@@ -276,6 +353,9 @@ def run(
             }
         )
         log.info("fold %d: %s", f, fold_info[-1])
+    learned_fa = [fi["streams"]["false_alarms_per_hour"] for fi in fold_info]
+    learned_sens = [fi["streams"]["sim_fall_sensitivity"] for fi in fold_info]
+    stream_figs = {m: _streams(score, th, wear, streams) for m, (score, th, wear) in fixed.items()}
     return {
         "method": __doc__,
         "seed": seed,
@@ -283,16 +363,11 @@ def run(
         "models": models,
         "summary": _summary(results, models, seed),
         "streams": {
-            "shipped": _streams(shipped.scores, shipped.threshold, False, streams),
-            "shipped_with_wear_check": _streams(shipped.scores, shipped.threshold, True, streams),
-            "threshold": _streams(base.scores, 0.5, False, streams),
-            "learned_mean_fa_per_hour": round(
-                float(np.mean([fi["streams"]["false_alarms_per_hour"] for fi in fold_info])), 4
-            ),
-            "learned_mean_sim_sensitivity": round(
-                float(np.mean([fi["streams"]["sim_fall_sensitivity"] for fi in fold_info])), 4
-            ),
+            **stream_figs,
+            "learned_mean_fa_per_hour": round(float(np.mean(learned_fa)), 4) if learned_fa else None,
+            "learned_mean_sim_sensitivity": round(float(np.mean(learned_sens)), 4) if learned_sens else None,
         },
+        "candidate": None if candidate is None else _describe(candidate),
         "trials": results,
         "real_weight": real_weight,
         "sim_scale": sim_scale,
