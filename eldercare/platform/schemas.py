@@ -656,6 +656,7 @@ class AlertOut(BaseModel):
     resolved_at: datetime | None
     outcome: str | None
     simulated: bool
+    cursor: str = Field(default="", description="Its place in the list: pass as `before` for the next page")
 
 
 class TrailOut(BaseModel):

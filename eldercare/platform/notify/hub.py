@@ -26,9 +26,12 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "alerts"
 SEND_TIMEOUT_S = 5.0  # a socket that cannot take a message this fast is dropped
-QUEUE_MAX = 100  # ... and so is one with this many pushes waiting
+# ... and so is one with this many pushes waiting: a storm of 1,000 alerts reaches an admin's or a
+# station's console as 1,000 messages at once (at 100 every such console was dropped mid-storm)
+QUEUE_MAX = 2000
 CLOSE_TIMEOUT_S = 5.0  # closing a dropped socket is given up after this
 RECONNECT_S = 1.0
+ROUTE_BATCH = 500  # notifications routed together (two queries for all of them)
 
 
 class Socket(Protocol):
@@ -72,9 +75,12 @@ class _Outbox:
     def __init__(self, hub: Hub, user_id: int, socket: Socket) -> None:
         self.hub, self.user_id, self.socket = hub, user_id, socket
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_MAX)
+        self.dropped = False
         self.task = hub.spawn(self._drain(), name=f"ws-push-{user_id}")
 
     def put(self, text: str) -> bool:
+        if self.dropped:  # the rest of a batch routed before it was dropped
+            return False
         try:
             self.queue.put_nowait(text)
         except asyncio.QueueFull:
@@ -95,6 +101,9 @@ class _Outbox:
             self.hub.delivered += 1
 
     def _drop(self, why: str) -> None:
+        if self.dropped:
+            return
+        self.dropped = True
         log.info("dropping socket of user %s: %s", self.user_id, why)
         self.hub.unregister(self.user_id, self.socket, cancel=False)
         close = getattr(self.socket, "close", None)
@@ -166,25 +175,67 @@ class Hub:
 
     async def route(self, payload: dict[str, Any]) -> int:
         """Queue one ``NOTIFY alerts`` payload for the right sockets; returns how many."""
-        if not self._sockets:
+        return await self.route_many([payload])
+
+    async def route_many(self, payloads: list[dict[str, Any]]) -> int:
+        """Queue many payloads, in their order, with two queries for all of them; returns how many.
+
+        In a storm a thousand alerts commit within a second or two: looked up one by one (two
+        round trips each, on one listener) the last console heard of its alert seconds late.
+        """
+        if not self._sockets or not payloads:
             return 0
-        alert_id = int(payload["alert"])
-        named = {int(u) for u in payload.get("users") or []}
+        ids = sorted({int(p["alert"]) for p in payloads})
         async with self.pool.connection() as conn:
-            alert = await alerts_repo.push_summary(conn, alert_id=alert_id)
-            if alert is None:
-                return 0
-            audience = set(await alerts_repo.audience(conn, alert_id=alert_id, users=self.connected_users))
-        text = json.dumps(message(alert, str(payload.get("event", ""))), ensure_ascii=False)
+            alerts = await alerts_repo.push_summaries(conn, alert_ids=ids)
+            audience = await alerts_repo.audiences(conn, alert_ids=ids, users=self.connected_users)
         queued = 0
-        for user in (named | audience) & set(self._sockets):
-            for outbox in list(self._sockets.get(user, {}).values()):
-                queued += outbox.put(text)
+        for payload in payloads:
+            alert = alerts.get(int(payload["alert"]))
+            if alert is None:
+                continue
+            text = json.dumps(message(alert, str(payload.get("event", ""))), ensure_ascii=False)
+            named = {int(u) for u in payload.get("users") or []}
+            for user in (named | audience.get(alert["id"], set())) & set(self._sockets):
+                for outbox in list(self._sockets.get(user, {}).values()):
+                    queued += outbox.put(text)
         return queued
 
     async def run(self, on_payload: Callable[[dict[str, Any]], Awaitable[Any]] | None = None) -> None:
-        """Listen on ``alerts`` with a dedicated connection for as long as the replica runs."""
-        handle = on_payload or self.route
+        """Listen on ``alerts`` with a dedicated connection for as long as the replica runs.
+
+        The listener only parses and queues; a router task takes whatever has arrived (up to
+        :data:`ROUTE_BATCH`) and routes it in one go, so notifications never wait behind queries.
+        """
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        router = self.spawn(self._route_loop(inbox, on_payload), name="alert-push-router")
+        try:
+            await self._listen(inbox)
+        finally:
+            router.cancel()
+            await asyncio.gather(router, return_exceptions=True)
+
+    async def _route_loop(
+        self,
+        inbox: asyncio.Queue[dict[str, Any]],
+        on_payload: Callable[[dict[str, Any]], Awaitable[Any]] | None,
+    ) -> None:
+        while True:
+            batch = [await inbox.get()]
+            while len(batch) < ROUTE_BATCH and not inbox.empty():
+                batch.append(inbox.get_nowait())
+            try:
+                if on_payload is None:
+                    await self.route_many(batch)
+                else:
+                    for payload in batch:
+                        await on_payload(payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad push must not stop the others
+                log.exception("pushing alerts %s failed", [p.get("alert") for p in batch])
+
+    async def _listen(self, inbox: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
             try:
                 async with await AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
@@ -193,13 +244,11 @@ class Hub:
                     async for note in conn.notifies():
                         try:
                             payload = json.loads(note.payload)
-                        except ValueError:
+                            int(payload["alert"])
+                        except (ValueError, TypeError, KeyError):
                             log.warning("ignoring a malformed alerts notification: %r", note.payload)
                             continue
-                        try:
-                            await handle(payload)
-                        except Exception:  # one bad push must not stop the listener
-                            log.exception("pushing alert %s failed", payload.get("alert"))
+                        inbox.put_nowait(payload)
             except asyncio.CancelledError:
                 raise
             except Exception:

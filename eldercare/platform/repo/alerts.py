@@ -19,7 +19,6 @@ from psycopg import sql
 from eldercare.kinds import DEVICE_ALERT_KINDS, OPERATOR_ALERT_KINDS
 from eldercare.platform.decisions import DEFAULT_POLICY, DEVICE_POLICY, OPERATOR_POLICY, Open, Tier
 from eldercare.platform.repo.connections import Conn, Row
-from eldercare.platform.repo.deliveries import enqueue_deliveries
 from eldercare.platform.repo.trail import publish, trail
 
 ALERT_COLUMNS = """
@@ -50,18 +49,31 @@ def jsonb(value: Any) -> str:
 # Opening and joining ------------------------------------------------------------------------------
 
 
-async def open_or_join(conn: Conn, *, decision: Open, simulated: bool) -> tuple[int, bool]:
-    """Insert the alert, or count one more detection on the live one; returns (id, opened)."""
+async def open_or_join(conn: Conn, *, decision: Open, tier: int, due: datetime | None) -> tuple[int, bool]:
+    """Insert the alert at ``tier`` with its first deadline, or count one more detection on the
+    live one; returns (id, opened). Its trail row (``opened`` or ``detected_again``) is written by
+    the same statement, and whether its site is simulated is read by it too: one round trip."""
     cur = await conn.execute(
         """
-        INSERT INTO alerts (kind, severity, resident_id, site_id, gateway_id, sensor_id, dedup_key, title,
-                            summary, evidence, detected_at, simulated)
-        VALUES (%(kind)s, %(severity)s, %(resident)s, %(site)s, %(gateway)s, %(sensor)s, %(key)s,
-                %(title)s, %(summary)s::jsonb, %(evidence)s::jsonb,
-                to_timestamp(%(detected_ms)s / 1000.0), %(simulated)s)
-        ON CONFLICT (dedup_key) WHERE state <> 'resolved' DO UPDATE
-            SET detections = alerts.detections + 1, last_detected_at = now(), updated_at = now()
-        RETURNING id, (xmax = 0) AS opened
+        WITH up AS (
+            INSERT INTO alerts (kind, severity, resident_id, site_id, gateway_id, sensor_id, dedup_key,
+                                title, summary, evidence, detected_at, simulated, tier, next_escalation_at)
+            VALUES (%(kind)s, %(severity)s, %(resident)s, %(site)s, %(gateway)s, %(sensor)s, %(key)s,
+                    %(title)s, %(summary)s::jsonb, %(evidence)s::jsonb,
+                    to_timestamp(%(detected_ms)s / 1000.0),
+                    coalesce((SELECT simulated FROM sites WHERE id = %(site)s), false),
+                    %(tier)s, %(due)s)
+            ON CONFLICT (dedup_key) WHERE state <> 'resolved' DO UPDATE
+                SET detections = alerts.detections + 1, last_detected_at = now(), updated_at = now()
+            RETURNING id, (xmax = 0) AS opened
+        ), trail AS (
+            INSERT INTO alert_trail (alert_id, action, tier, detail)
+            SELECT id, CASE WHEN opened THEN 'opened' ELSE 'detected_again' END,
+                   CASE WHEN opened THEN %(tier)s END,
+                   CASE WHEN opened THEN jsonb_build_object('summary', %(summary)s::jsonb) ELSE '{}' END
+            FROM up
+        )
+        SELECT id, opened FROM up
         """,
         {
             "kind": decision.kind,
@@ -75,7 +87,8 @@ async def open_or_join(conn: Conn, *, decision: Open, simulated: bool) -> tuple[
             "summary": jsonb(decision.summary),
             "evidence": jsonb(decision.evidence),
             "detected_ms": decision.detected_ms,
-            "simulated": simulated,
+            "tier": tier,
+            "due": due,
         },
     )
     row = await cur.fetchone()
@@ -142,13 +155,9 @@ async def policy_for(conn: Conn, *, kind: str, resident: str | None) -> tuple[Ti
     return tuple(Tier(r["tier"], r["name"], tuple(r["targets"]), r["ack_timeout_s"]) for r in rows)
 
 
-async def recipients(
-    conn: Conn, *, targets: tuple[str, ...], resident: str | None, site: str | None
-) -> list[Row]:
-    """Users a tier's targets name right now: family, assigned workers, whoever is on duty."""
-    providers = [t.removeprefix("provider:") for t in targets if t.startswith("provider:")]
-    cur = await conn.execute(
-        """
+# The people a tier's targets name right now (``%(resident)s``, ``%(site)s``, ``%(targets)s``,
+# ``%(providers)s``), as CTEs ending in ``people``: shared by :func:`recipients` and :func:`notify_tier`.
+RECIPIENTS = """
         WITH r AS (
             SELECT res.id, res.home_care_provider_id, res.institution_provider_id,
                    st.provider_id AS station_provider
@@ -177,13 +186,27 @@ async def recipients(
             UNION SELECT d.user_id, 'provider:' || d.provider_id FROM on_duty d
             WHERE d.provider_id = ANY(%(providers)s)
             UNION SELECT a.id, 'admins' FROM users a WHERE a.role = 'admin' AND 'admins' = ANY(%(targets)s)
+        ),
+        people AS (
+            SELECT DISTINCT ON (u.id) u.id AS user_id, u.username, u.display_name, u.email, u.phone,
+                   u.provider_id, p.target
+            FROM picked p JOIN users u ON u.id = p.user_id WHERE u.active
+            ORDER BY u.id, p.target
         )
-        SELECT DISTINCT ON (u.id) u.id AS user_id, u.username, u.display_name, u.email, u.phone,
-               u.provider_id, p.target
-        FROM picked p JOIN users u ON u.id = p.user_id WHERE u.active
-        ORDER BY u.id, p.target
-        """,
-        {"resident": resident, "site": site, "targets": list(targets), "providers": providers},
+"""
+
+
+def _providers(targets: tuple[str, ...]) -> list[str]:
+    return [t.removeprefix("provider:") for t in targets if t.startswith("provider:")]
+
+
+async def recipients(
+    conn: Conn, *, targets: tuple[str, ...], resident: str | None, site: str | None
+) -> list[Row]:
+    """Users a tier's targets name right now: family, assigned workers, whoever is on duty."""
+    cur = await conn.execute(
+        RECIPIENTS + "SELECT * FROM people ORDER BY user_id",
+        {"resident": resident, "site": site, "targets": list(targets), "providers": _providers(targets)},
     )
     return await cur.fetchall()
 
@@ -201,35 +224,47 @@ async def notify_tier(
 
     Also queues a signed webhook for each provider (with a ``webhook_url``) whose people are in the
     tier, and with ``email`` an e-mail to each person with an address; the delivery worker sends them.
+    One statement (a round trip) for all of it: in a storm of alerts the engine's time goes in round
+    trips, not in the database's work.
     """
-    people = await recipients(conn, targets=tier.targets, resident=resident, site=site)
-    users = [p["user_id"] for p in people]
-    if users:
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                """
-                INSERT INTO notifications (alert_id, user_id, tier, channel, target, status, attempts)
-                VALUES (%(a)s, %(u)s, %(tier)s, 'websocket', %(target)s, 'sent', 1)
-                """,
-                [
-                    {"a": alert_id, "u": p["user_id"], "tier": tier.tier, "target": p["target"]}
-                    for p in people
-                ],
-            )
-    await enqueue_deliveries(conn, alert_id=alert_id, tier=tier.tier, users=users, email=email)
-    await trail(
-        conn,
-        alert_id=alert_id,
-        action="notified",
-        tier=tier.tier,
-        detail={
-            "tier_name": tier.name,
-            "targets": list(tier.targets),
-            "users": [p["username"] for p in people],
+    cur = await conn.execute(
+        RECIPIENTS
+        + """,
+        sent AS (  -- in the order a reader of the alert expects: pushes, then webhooks, then e-mails
+            INSERT INTO notifications (alert_id, user_id, tier, channel, target, status, attempts)
+            SELECT %(a)s, user_id, %(tier)s, channel, target, status, attempts FROM (
+                SELECT 0 AS o, user_id, 'websocket' AS channel, target, 'sent' AS status, 1 AS attempts
+                FROM people
+                UNION ALL
+                SELECT 1, NULL, 'webhook', p.id, 'pending', 0 FROM providers p
+                WHERE p.webhook_url IS NOT NULL AND p.webhook_url <> ''
+                  AND p.id IN (SELECT provider_id FROM people)
+                UNION ALL
+                SELECT 2, user_id, 'email', email, 'pending', 0 FROM people
+                WHERE %(email)s AND coalesce(email, '') <> ''
+            ) x ORDER BY o, user_id, target
+            RETURNING 1
+        ),
+        trail AS (
+            INSERT INTO alert_trail (alert_id, action, tier, detail)
+            SELECT %(a)s, 'notified', %(tier)s, jsonb_build_object(
+                'tier_name', %(name)s::text, 'targets', %(targets)s::text[],
+                'users', coalesce((SELECT jsonb_agg(username ORDER BY user_id) FROM people), '[]'))
+            RETURNING 1
+        ),
+        users AS (SELECT coalesce(array_agg(user_id ORDER BY user_id), '{}') AS ids FROM people)
+        SELECT users.ids, pg_notify('alerts', json_build_object(
+            'alert', %(a)s::bigint, 'event', 'notified', 'users', users.ids)::text)
+        FROM users
+        """,
+        {
+            "resident": resident, "site": site, "targets": list(tier.targets),
+            "providers": _providers(tier.targets), "a": alert_id, "tier": tier.tier, "name": tier.name,
+            "email": email,
         },
-    )
-    await publish(conn, alert_id=alert_id, event="notified", users=users)
-    return users
+    )  # fmt: skip
+    row = await cur.fetchone()
+    return [int(u) for u in row["ids"]] if row else []
 
 
 async def set_escalation(conn: Conn, *, alert_id: int, tier: int, due: datetime | None) -> None:
@@ -237,6 +272,26 @@ async def set_escalation(conn: Conn, *, alert_id: int, tier: int, due: datetime 
         "UPDATE alerts SET tier = %(tier)s, next_escalation_at = %(due)s, updated_at = now() "
         "WHERE id = %(a)s",
         {"tier": tier, "due": due, "a": alert_id},
+    )
+
+
+async def escalate(
+    conn: Conn, *, alert_id: int, from_tier: int, tier: int, due: datetime | None,
+    reason: str = "not acknowledged in time",
+) -> None:  # fmt: skip
+    """Move the alert to ``tier`` with its next deadline, and its ``escalated`` trail row, at once."""
+    await conn.execute(
+        """
+        WITH up AS (
+            UPDATE alerts SET tier = %(tier)s, next_escalation_at = %(due)s, updated_at = now()
+            WHERE id = %(a)s RETURNING id
+        )
+        INSERT INTO alert_trail (alert_id, action, tier, detail)
+        SELECT id, 'escalated', %(tier)s,
+               jsonb_build_object('from_tier', %(from)s::int, 'reason', %(reason)s::text)
+        FROM up
+        """,
+        {"a": alert_id, "from": from_tier, "tier": tier, "due": due, "reason": reason},
     )
 
 
@@ -375,8 +430,7 @@ async def notifications_of(conn: Conn, *, alert_id: int) -> list[Row]:
     return await cur.fetchall()
 
 
-async def list_visible(
-    conn: Conn,
+def list_visible_query(
     *,
     user_id: int,
     role: str,
@@ -387,20 +441,39 @@ async def list_visible(
     resident: str | None,
     tier: int | None,
     limit: int,
-    offset: int,
-) -> list[Row]:
-    """Alerts the user may see (same scope rules as ``eldercare.platform.access``), newest first."""
+    before: tuple[datetime, int] | None,
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """The statement :func:`list_visible` runs (tests ``EXPLAIN`` it on a year of alerts).
+
+    Keyset pages: ``before`` is the ``(opened_at, id)`` of the previous page's last alert, and the
+    page is the next range of an index in ``(opened_at DESC, id DESC)`` order: as fast on the
+    hundredth page as on the first. A family member's few residents are read each by its own
+    index range (``alerts_resident_opened``) and merged, never by walking everyone's alerts.
+    """
     filters: list[sql.Composable] = [sql.SQL("TRUE")]
-    params: dict[str, Any] = {"uid": user_id, "prov": provider_id, "limit": limit, "offset": offset}
+    params: dict[str, Any] = {"uid": user_id, "prov": provider_id, "limit": limit}
     for name, value in (("state", state), ("kind", kind), ("site_id", site), ("resident_id", resident),
                         ("tier", tier)):  # fmt: skip
         if value is not None:
             filters.append(sql.SQL("a.{} = {}").format(sql.Identifier(name), sql.Placeholder(name)))
             params[name] = value
+    if before is not None:
+        filters.append(sql.SQL("(a.opened_at, a.id) < (%(before_at)s, %(before_id)s)"))
+        params["before_at"], params["before_id"] = before
+    where = sql.SQL(" AND ").join(filters)
+    columns = sql.SQL(ALERT_COLUMNS + ", r.name AS resident_name")
+    if role == "family":
+        query = sql.SQL(
+            "SELECT {columns} FROM family_links f"
+            " CROSS JOIN LATERAL (SELECT * FROM alerts a WHERE a.resident_id = f.resident_id AND {where}"
+            "   ORDER BY a.opened_at DESC, a.id DESC LIMIT %(limit)s) a"
+            " LEFT JOIN residents r ON r.id = a.resident_id"
+            " WHERE f.user_id = %(uid)s ORDER BY a.opened_at DESC, a.id DESC LIMIT %(limit)s"
+        ).format(columns=columns, where=where)
+        return query, params
     scope = {
         "admin": "TRUE",
         "tester": "a.simulated",
-        "family": """a.resident_id IN (SELECT resident_id FROM family_links WHERE user_id = %(uid)s)""",
         "care_worker": """(
             a.resident_id IN (
                 SELECT r.id FROM residents r LEFT JOIN sites st ON st.id = r.station_site_id
@@ -414,10 +487,31 @@ async def list_visible(
         )""",
     }[role]
     query = sql.SQL(
-        "SELECT " + ALERT_COLUMNS + ", r.name AS resident_name FROM alerts a "
-        "LEFT JOIN residents r ON r.id = a.resident_id "
-        "WHERE " + scope + " AND {} ORDER BY a.opened_at DESC, a.id DESC LIMIT %(limit)s OFFSET %(offset)s"
-    ).format(sql.SQL(" AND ").join(filters))
+        "SELECT {columns} FROM alerts a LEFT JOIN residents r ON r.id = a.resident_id"
+        " WHERE " + scope + " AND {where} ORDER BY a.opened_at DESC, a.id DESC LIMIT %(limit)s"
+    ).format(columns=columns, where=where)
+    return query, params
+
+
+async def list_visible(
+    conn: Conn,
+    *,
+    user_id: int,
+    role: str,
+    provider_id: str | None,
+    state: str | None,
+    kind: str | None,
+    site: str | None,
+    resident: str | None,
+    tier: int | None,
+    limit: int,
+    before: tuple[datetime, int] | None = None,
+) -> list[Row]:
+    """Alerts the user may see (same scope rules as ``eldercare.platform.access``), newest first."""
+    query, params = list_visible_query(
+        user_id=user_id, role=role, provider_id=provider_id, state=state, kind=kind, site=site,
+        resident=resident, tier=tier, limit=limit, before=before,
+    )  # fmt: skip
     cur = await conn.execute(query, params)
     return await cur.fetchall()
 
@@ -431,43 +525,60 @@ def now() -> datetime:
 
 async def push_summary(conn: Conn, *, alert_id: int) -> Row | None:
     """What a console needs to show an alert without another request."""
+    return (await push_summaries(conn, alert_ids=[alert_id])).get(alert_id)
+
+
+async def push_summaries(conn: Conn, *, alert_ids: list[int]) -> dict[int, Row]:
+    """:func:`push_summary` of many alerts at once, by id."""
     cur = await conn.execute(
         f"SELECT {ALERT_COLUMNS}, r.name AS resident_name FROM alerts a"
-        " LEFT JOIN residents r ON r.id = a.resident_id WHERE a.id = %(a)s",
-        {"a": alert_id},
+        " LEFT JOIN residents r ON r.id = a.resident_id WHERE a.id = ANY(%(a)s)",
+        {"a": alert_ids},
     )
-    return await cur.fetchone()
+    return {int(r["id"]): r for r in await cur.fetchall()}
 
 
 async def audience(conn: Conn, *, alert_id: int, users: list[int]) -> list[int]:
     """Those of ``users`` who may see this alert (the scope of :func:`list_visible`, per user)."""
-    if not users:
-        return []
+    return sorted((await audiences(conn, alert_ids=[alert_id], users=users)).get(alert_id, set()))
+
+
+async def audiences(conn: Conn, *, alert_ids: list[int], users: list[int]) -> dict[int, set[int]]:
+    """:func:`audience` of many alerts at once: alert id -> those of ``users`` who may see it.
+
+    Each rule of the scope is a join (not a test of every user against every alert), so the cost
+    grows with the pairs that match, not with alerts times connected users.
+    """
+    if not users or not alert_ids:
+        return {}
     cur = await conn.execute(
         """
-        SELECT u.id FROM users u
-        CROSS JOIN alerts a
-        LEFT JOIN residents r ON r.id = a.resident_id
-        LEFT JOIN sites st ON st.id = r.station_site_id
-        WHERE a.id = %(a)s AND u.id = ANY(%(users)s) AND u.active AND (
-            u.role = 'admin'
-            OR (u.role = 'tester' AND a.simulated)
-            OR (u.role = 'family' AND EXISTS (
-                SELECT 1 FROM family_links f WHERE f.user_id = u.id AND f.resident_id = a.resident_id))
-            OR (u.role = 'care_worker' AND (
-                r.home_care_provider_id = u.provider_id OR r.institution_provider_id = u.provider_id
-                OR st.provider_id = u.provider_id
-                OR EXISTS (SELECT 1 FROM care_assignments c
-                           WHERE c.user_id = u.id AND c.resident_id = a.resident_id)
-                OR (a.resident_id IS NULL AND EXISTS (
-                    SELECT 1 FROM residents r2 WHERE r2.home_site_id = a.site_id
-                      AND (r2.home_care_provider_id = u.provider_id
-                           OR EXISTS (SELECT 1 FROM care_assignments c2
-                                      WHERE c2.user_id = u.id AND c2.resident_id = r2.id))))
-            ))
+        WITH a AS (
+            SELECT a.id, a.resident_id, a.site_id, a.simulated, r.home_care_provider_id,
+                   r.institution_provider_id, st.provider_id AS station_provider
+            FROM alerts a LEFT JOIN residents r ON r.id = a.resident_id
+            LEFT JOIN sites st ON st.id = r.station_site_id
+            WHERE a.id = ANY(%(a)s)
+        ), u AS (
+            SELECT id, role, provider_id FROM users WHERE id = ANY(%(users)s) AND active
         )
+        SELECT a.id AS alert_id, u.id AS user_id FROM a JOIN u ON u.role = 'admin'
+        UNION SELECT a.id, u.id FROM a JOIN u ON u.role = 'tester' AND a.simulated
+        UNION SELECT a.id, u.id FROM a JOIN family_links f ON f.resident_id = a.resident_id
+            JOIN u ON u.id = f.user_id AND u.role = 'family'
+        UNION SELECT a.id, u.id FROM a JOIN u ON u.role = 'care_worker'
+            AND u.provider_id IN (a.home_care_provider_id, a.institution_provider_id, a.station_provider)
+        UNION SELECT a.id, u.id FROM a JOIN care_assignments c ON c.resident_id = a.resident_id
+            JOIN u ON u.id = c.user_id AND u.role = 'care_worker'
+        UNION SELECT a.id, u.id FROM a
+            JOIN residents r2 ON a.resident_id IS NULL AND r2.home_site_id = a.site_id
+            JOIN u ON u.role = 'care_worker' AND (r2.home_care_provider_id = u.provider_id
+                OR EXISTS (SELECT 1 FROM care_assignments c2
+                           WHERE c2.user_id = u.id AND c2.resident_id = r2.id))
         """,
-        {"a": alert_id, "users": users},
+        {"a": alert_ids, "users": users},
     )
-    rows = await cur.fetchall()
-    return [int(r["id"]) for r in rows]
+    out: dict[int, set[int]] = {}
+    for r in await cur.fetchall():
+        out.setdefault(int(r["alert_id"]), set()).add(int(r["user_id"]))
+    return out

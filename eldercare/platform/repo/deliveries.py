@@ -13,24 +13,6 @@ from eldercare.platform.repo.connections import Conn, Row
 from eldercare.platform.repo.trail import trail
 
 
-async def enqueue_deliveries(conn: Conn, *, alert_id: int, tier: int, users: list[int], email: bool) -> None:
-    """Pending rows for the delivery worker: one webhook per provider, one e-mail per person."""
-    if not users:
-        return
-    await conn.execute(
-        """
-        INSERT INTO notifications (alert_id, user_id, tier, channel, target, status)
-        SELECT %(a)s, NULL, %(tier)s, 'webhook', p.id, 'pending' FROM providers p
-        WHERE p.webhook_url IS NOT NULL AND p.webhook_url <> ''
-          AND p.id IN (SELECT provider_id FROM users WHERE id = ANY(%(users)s))
-        UNION ALL
-        SELECT %(a)s, u.id, %(tier)s, 'email', u.email, 'pending' FROM users u
-        WHERE %(email)s AND u.id = ANY(%(users)s) AND coalesce(u.email, '') <> ''
-        """,
-        {"a": alert_id, "tier": tier, "users": users, "email": email},
-    )
-
-
 async def claim_deliveries(
     conn: Conn,
     *,

@@ -33,8 +33,8 @@ async def claim_work(conn: Conn, *, limit: int = 100) -> list[Row]:
     return await cur.fetchall()
 
 
-async def finish_work(conn: Conn, *, work_id: int) -> None:
-    await conn.execute("DELETE FROM alert_work WHERE id = %(id)s", {"id": work_id})
+async def finish_work(conn: Conn, *, work_ids: list[int]) -> None:
+    await conn.execute("DELETE FROM alert_work WHERE id = ANY(%(ids)s)", {"ids": work_ids})
 
 
 async def fail_work(conn: Conn, *, work_id: int, error: str, retry_in_s: float, max_attempts: int) -> bool:

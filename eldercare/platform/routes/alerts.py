@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AfterValidator
 
-from eldercare.platform import access
+from eldercare.platform import access, read_audit
 from eldercare.platform.deps import ConnDep, CurrentUser, RouteDep, roles
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import alerts as alerts_repo
@@ -57,8 +60,37 @@ async def visible_alert(alert_id: DbId, user: CurrentUser, conn: ConnDep, reques
 VisibleAlert = Annotated[dict[str, Any], Depends(visible_alert)]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR = re.compile(r"(-?\d{1,19})\.(\d{1,19})")
+
+
+def cursor_of(alert: dict[str, Any]) -> str:
+    """``<opened_at in µs since the epoch>.<id>``: where the alert stands in newest-first order."""
+    return f"{(alert['opened_at'] - _EPOCH) // timedelta(microseconds=1)}.{alert['id']}"
+
+
+def parse_cursor(text: str) -> tuple[datetime, int]:
+    """The ``(opened_at, id)`` a cursor names; ValueError for anything :func:`cursor_of` cannot give."""
+    m = _CURSOR.fullmatch(text)
+    if m is None or int(m[2]) > 2**63 - 1:
+        raise ValueError("not a cursor of this list")
+    try:
+        return _EPOCH + timedelta(microseconds=int(m[1])), int(m[2])
+    except OverflowError:
+        raise ValueError("not a cursor of this list") from None
+
+
+def _valid_cursor(text: str) -> str:
+    parse_cursor(text)
+    return text
+
+
+Cursor = Annotated[str, AfterValidator(_valid_cursor)]
+
+
 @router.get("", response_model=list[AlertOut])
 async def list_alerts(
+    request: Request,
     user: CurrentUser,
     conn: ConnDep,
     route: RouteDep,
@@ -68,18 +100,29 @@ async def list_alerts(
     resident: str | None = None,
     tier: Annotated[int | None, Query(ge=1, le=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    before: Annotated[
+        Cursor | None,
+        Query(max_length=40, description="Page on: the `cursor` of the previous page's last alert"),
+    ] = None,
 ) -> list[AlertOut]:
-    """Alerts the caller may see, newest first; filter by state, kind, site, resident and tier."""
+    """Alerts the caller may see, newest first; filter by state, kind, site, resident and tier.
+
+    Pages by keyset: each alert carries its ``cursor``; ``before`` set to the last one's gives the
+    next page (a page shorter than ``limit`` is the last). A console that polls gets the same
+    answer many times: that listing is audited once (see :mod:`eldercare.platform.read_audit`).
+    """
     rows = await alerts_repo.list_visible(
         conn, user_id=user.id, role=user.role, provider_id=user.provider_id, state=state, kind=kind,
-        site=site, resident=resident, tier=tier, limit=limit, offset=offset,
+        site=site, resident=resident, tier=tier, limit=limit,
+        before=parse_cursor(before) if before is not None else None,
     )  # fmt: skip
-    await audit_repo.write(
-        conn, user_id=user.id, username=user.username, action="list:alerts", route=route,
-        detail={"alerts": [r["id"] for r in rows]},
-    )  # fmt: skip
-    return [AlertOut.model_validate(r) for r in rows]
+    ids = [r["id"] for r in rows]
+    if read_audit.listings(request).first_time(user.id, f"{route}?{request.url.query}", ids):
+        await audit_repo.write(
+            conn, user_id=user.id, username=user.username, action="list:alerts", route=route,
+            detail={"alerts": ids},
+        )  # fmt: skip
+    return [AlertOut.model_validate(r | {"cursor": cursor_of(r)}) for r in rows]
 
 
 async def _as_seen_by(

@@ -214,6 +214,7 @@ function stopLive() {
 async function loadAlerts() {
   try {
     const list = await api("/alerts?limit=100");
+    if (S.older === undefined) S.older = list.length === 100 ? list[99].cursor : null;  // keyset: older pages on demand
     const fresh = [];
     for (const a of list) { if (!S.alerts.has(a.id) && S.alerts.size && a.state === "open") fresh.push(a); S.alerts.set(a.id, a); }
     fresh.forEach(announce);
@@ -413,16 +414,20 @@ async function pageConsole(_, root) {
     h("div", {}, h("label", { for: "f-site", i18n: "filter.site" }), sel("site", [["", t("filter.all")], ...sites.map((s) => [s.id, s.name, true])])),
     h("div", {}, h("label", { for: "f-kind", i18n: "filter.kind" }), sel("kind", [["", t("filter.all")], ...KINDS.map((k) => [k, t("kind." + k)])])));
   const soundBtn = soundButton();
+  const more = h("button", { class: "btn secondary", id: "older", type: "button", i18n: "console.older", on: { click: async () => {
+    try { const page = await api("/alerts?limit=100&before=" + encodeURIComponent(S.older));
+      page.forEach((a) => S.alerts.set(a.id, a)); S.older = page.length === 100 ? page[99].cursor : null; draw(); } catch (e) { toast(e.message); } } } });
   function draw() {
     const rows = [...S.alerts.values()].filter((a) =>
       (f.state === "active" ? a.state !== "resolved" : !f.state || a.state === f.state)
       && (!f.tier || String(a.tier) === f.tier) && (!f.site || a.site_id === f.site) && (!f.kind || a.kind === f.kind))
       .sort((a, b) => (a.state === "open") - (b.state === "open") || new Date(a.detected_at) - new Date(b.detected_at)).reverse();
     keepFocus(list, () => list.replaceChildren(...(rows.length ? rows.map((a) => alertItem(a)) : [h("li", { class: "muted", i18n: "console.empty" })])));
+    more.hidden = !S.older;
   }
   root.onAlerts = draw;
   const devices = await deviceHealth();
-  root.replaceChildren(...[h("h1", { i18n: "console.title" }), soundBtn, filters, list, devices].filter(Boolean));
+  root.replaceChildren(...[h("h1", { i18n: "console.title" }), soundBtn, filters, list, more, devices].filter(Boolean));
   draw();
   // waiting times move on by themselves
   const tick = setInterval(() => { if (!list.isConnected) clearInterval(tick); else draw(); }, 30000);
