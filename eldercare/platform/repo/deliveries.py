@@ -1,5 +1,6 @@
 """The delivery queue (``notifications``): webhooks and e-mails waiting to be sent, leased by
-the delivery worker, and the outcome of each attempt (written to the alert's trail).
+the delivery worker, and the outcome of each attempt (written to the alert's trail). Rows are
+queued by :func:`eldercare.platform.repo.alerts.notify_tier`, in the statement that notifies a tier.
 
 Rows are claimed with ``FOR UPDATE SKIP LOCKED`` and a lease, so a sender that dies mid-attempt
 gives its rows back after the lease and no two replicas send the same one.
