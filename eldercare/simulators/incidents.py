@@ -1,6 +1,6 @@
 """Incidents: what each kind does to a home's plan and stream, and the truth it leaves.
 
-An :class:`Incident` is spliced into the plan (:class:`~eldercare.simulators.plan.Plan`) from where
+An :class:`Incident` is spliced into the plan (:class:`~eldercare.simulators.days.Timeline`) from where
 it happens, before that part is rendered; :class:`Incidents` applies them, one method per kind, and
 records a :class:`TruthRecord` saying what happened and from when a detector should alert. The
 kinds and their signatures are listed in :mod:`eldercare.simulators.routine`. Pure: no clock, no I/O.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from eldercare.kinds import CAUGHT_BY, INCIDENT_KINDS, RESIDENT_INCIDENT_KINDS
 from eldercare.scoring import TruthRecord
-from eldercare.simulators.plan import (
+from eldercare.simulators.days import (
     ACTIVITIES,
     DAY,
     DEFAULT_START,
@@ -24,9 +24,9 @@ from eldercare.simulators.plan import (
     MINUTE,
     OUT,
     ROOMS,
-    Plan,
     Segment,
     SimulationError,
+    Timeline,
 )
 from eldercare.simulators.render import SensorEvent, SensorSpec
 
@@ -130,13 +130,19 @@ class Incidents:
     def __init__(
         self,
         seed: int,
-        plan: Plan,
+        timeline: Timeline,
         resident: str,
         sensors: list[SensorSpec],
         site: str | None,
         press: Callable[[SensorEvent], None],
     ) -> None:
-        self.plan, self.resident, self.sensors, self.site, self._press = plan, resident, sensors, site, press
+        self.timeline, self.resident, self.sensors, self.site, self._press = (
+            timeline,
+            resident,
+            sensors,
+            site,
+            press,
+        )
         self._rng = random.Random(f"{seed}:incidents")
         self.truth: list[TruthRecord] = []
         self.windows: list[tuple[str | None, float, float]] = []  # dropped (sensor|all, from, to)
@@ -144,14 +150,14 @@ class Incidents:
     def apply(self, inc: Incident, released: float) -> TruthRecord | None:
         """Change the plan from the incident's time on (not before ``released``, the stream's past);
         returns the ground truth it left."""
-        if self.plan.frozen is not None and inc.kind in RESIDENT_INCIDENT_KINDS:
+        if self.timeline.frozen is not None and inc.kind in RESIDENT_INCIDENT_KINDS:
             return None  # after a collapse nothing else happens to the resident
         t = max(inc.t, released)
-        at = Occasion(inc, t, self.plan.situation(t), inc.resident or self.resident)
+        at = Occasion(inc, t, self.timeline.situation(t), inc.resident or self.resident)
         if at.where.room == OUT and inc.kind in ("fall", "collapse", "bathroom_too_long", "sos"):
             at.t = max(t, at.where.end) + self._rng.uniform(1, 5) * MINUTE
             at.notes.append("resident was out; it happened soon after coming home")
-            at.where = self.plan.situation(at.t)
+            at.where = self.timeline.situation(at.t)
             if at.where.room == OUT:
                 at.where = Segment(at.t, at.t, "walk", "hall")
         apply = {
@@ -170,8 +176,12 @@ class Incidents:
         """A fall (down until found) or a collapse (no more movement at all)."""
         kind, r, s, t, dur = at.inc.kind, self._rng, at.where, at.t, at.inc.effective_duration
         if ACTIVITIES[s.activity].in_bed and kind == "collapse":
-            wake = self.plan.wakes[bisect.bisect_right(self.plan.wakes, t)] if t < self.plan.wakes[-1] else t
-            self.plan.forever(t, "collapsed_in_bed", "bedroom")
+            wake = (
+                self.timeline.wakes[bisect.bisect_right(self.timeline.wakes, t)]
+                if t < self.timeline.wakes[-1]
+                else t
+            )
+            self.timeline.forever(t, "collapsed_in_bed", "bedroom")
             at.notes = ["collapsed in bed: visible from the planned wake time"]
             return self._truth(at, t, alert_from=max(t, wake), end=None, room="bedroom")
         room = at.inc.room or ("bedroom" if s.room == OUT else s.room)
@@ -188,11 +198,11 @@ class Incidents:
         act = "down" if kind == "fall" else "collapsed"
         if not math.isfinite(dur):
             if pre:
-                self.plan.splice(pre[0].start, pre)
-            self.plan.forever(t, act, room)
+                self.timeline.splice(pre[0].start, pre)
+            self.timeline.forever(t, act, room)
             return self._truth(at, t, alert_from=t, end=None, room=room)
         rescue_end = t + dur + r.uniform(30, 60) * MINUTE
-        self.plan.splice(
+        self.timeline.splice(
             pre[0].start if pre else t,
             [*pre, Segment(t, t + dur, act, room), Segment(t + dur, rescue_end, "rescue", room)],
         )
@@ -201,15 +211,15 @@ class Incidents:
     def _no_wake(self, at: Occasion) -> TruthRecord:
         """Still in bed past the next planned wake time."""
         t, dur = at.t, at.inc.effective_duration
-        i = bisect.bisect_right(self.plan.wakes, t)
-        while i >= len(self.plan.wakes):
-            self.plan.more()
-        wake = self.plan.wakes[i]
-        self.plan.ensure(wake + (dur if math.isfinite(dur) else 0.0) + DAY)
-        last_sleep = self.plan.segments[self.plan.index(wake - 1.0)]
+        i = bisect.bisect_right(self.timeline.wakes, t)
+        while i >= len(self.timeline.wakes):
+            self.timeline.more()
+        wake = self.timeline.wakes[i]
+        self.timeline.ensure(wake + (dur if math.isfinite(dur) else 0.0) + DAY)
+        last_sleep = self.timeline.segments[self.timeline.index(wake - 1.0)]
         t0 = max(t, last_sleep.start) if last_sleep.activity == "sleep" else max(t, wake - HOUR)
         if not math.isfinite(dur):
-            self.plan.forever(t0, "stuck_in_bed", "bedroom")
+            self.timeline.forever(t0, "stuck_in_bed", "bedroom")
             at.notes = ["never got up"]
             return self._truth(at, wake, alert_from=wake, end=None, room="bedroom")
         rescue = wake + dur + self._rng.uniform(30, 60) * MINUTE
@@ -217,7 +227,7 @@ class Incidents:
             Segment(t0, wake + dur, "stuck_in_bed", "bedroom"),
             Segment(wake + dur, rescue, "rescue", "bedroom"),
         ]
-        self.plan.splice(t0, new)
+        self.timeline.splice(t0, new)
         at.notes = [f"planned wake {wake:.0f}; stayed in bed"]
         return self._truth(at, wake, alert_from=wake, end=wake + dur, room="bedroom")
 
@@ -226,7 +236,7 @@ class Incidents:
         r, s, t, dur = self._rng, at.where, at.t, at.inc.effective_duration
         if s.activity != "sleep" or s.end - t < 30 * MINUTE:
             long_sleep = [
-                x for x in self.plan.segments if x.activity == "sleep" and x.end - x.start > 2 * HOUR
+                x for x in self.timeline.segments if x.activity == "sleep" and x.end - x.start > 2 * HOUR
             ]
             cand = [x for x in long_sleep if x.start > t]
             if not cand:
@@ -238,8 +248,8 @@ class Incidents:
         hall = up + r.uniform(20, 60)
         pre = [Segment(t, up, "getup", "bedroom"), Segment(up, hall, "walk", "hall")]
         if not math.isfinite(dur):
-            self.plan.splice(t, pre)
-            self.plan.forever(hall, "wander_out", OUT)
+            self.timeline.splice(t, pre)
+            self.timeline.forever(hall, "wander_out", OUT)
             at.notes.append("never came back")
             return self._truth(at, hall, alert_from=hall, end=None, room="hall")
         back = hall + dur
@@ -248,7 +258,7 @@ class Incidents:
             Segment(hall, back, "wander_out", OUT),
             Segment(back, back + r.uniform(2, 5) * MINUTE, "walk", "hall"),
         ]
-        self.plan.splice(t, new)
+        self.timeline.splice(t, new)
         return self._truth(at, hall, alert_from=hall, end=back, room="hall")
 
     def _bathroom_too_long(self, at: Occasion) -> TruthRecord:
@@ -265,10 +275,10 @@ class Incidents:
         alert_from = t + BATHROOM_NORMAL_S
         if not math.isfinite(dur):
             if pre:
-                self.plan.splice(t0, pre)
-            self.plan.forever(t, "bathroom_long", "bathroom")
+                self.timeline.splice(t0, pre)
+            self.timeline.forever(t, "bathroom_long", "bathroom")
             return self._truth(at, t, alert_from=alert_from, end=None, room="bathroom")
-        self.plan.splice(t0, [*pre, Segment(t, t + dur, "bathroom_long", "bathroom")])
+        self.timeline.splice(t0, [*pre, Segment(t, t + dur, "bathroom_long", "bathroom")])
         return self._truth(at, t, alert_from=alert_from, end=t + dur, room="bathroom")
 
     def _sos(self, at: Occasion) -> TruthRecord:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from eldercare.simulators.plan import ACTIVITIES, MINUTE, OUT, ROOMS, Activity, ResidentProfile, Segment
+from eldercare.simulators.days import ACTIVITIES, MINUTE, OUT, ROOMS, Activity, ResidentProfile, Segment
 
 SENSOR_KINDS = ("pir", "door", "bed", "plug", "sos")
 

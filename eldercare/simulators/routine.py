@@ -48,7 +48,7 @@ After a collapse that never ends, later incidents that need the resident are ign
 One resident per home in this version. Everything here is pure: no clock, no I/O.
 
 :class:`HomeSim` composes three parts, each a module of its own: the day planning
-(:mod:`.plan`: the profile, the days as segments, the home's :class:`~.plan.Plan`), the
+(:mod:`.days`: the profile, the days as segments, the home's :class:`~.days.Timeline`), the
 incidents (:mod:`.incidents`: what each kind does to the plan, and its truth) and the rendering
 (:mod:`.render`: segments as sensor events); this module keeps the stream that ties them together
 and the one-shot :func:`simulate_home`. The names above are importable from here.
@@ -65,15 +65,7 @@ from dataclasses import dataclass, field
 
 from eldercare.kinds import INCIDENT_KINDS
 from eldercare.scoring import TruthRecord
-from eldercare.simulators.incidents import (
-    ALERT_KINDS,
-    BATHROOM_NORMAL_S,
-    DEFAULT_DURATION,
-    Incident,
-    Incidents,
-    random_incidents,
-)
-from eldercare.simulators.plan import (
+from eldercare.simulators.days import (
     ACTIVITIES,
     DAY,
     DEFAULT_START,
@@ -81,11 +73,19 @@ from eldercare.simulators.plan import (
     MINUTE,
     OUT,
     ROOMS,
-    Plan,
     ResidentProfile,
     Segment,
     SimulationError,
+    Timeline,
     poisson,
+)
+from eldercare.simulators.incidents import (
+    ALERT_KINDS,
+    BATHROOM_NORMAL_S,
+    DEFAULT_DURATION,
+    Incident,
+    Incidents,
+    random_incidents,
 )
 from eldercare.simulators.render import SENSOR_KINDS, Event, Renderer, SensorEvent, SensorSpec, home_sensors
 
@@ -127,7 +127,7 @@ class HomeSim:
     :func:`simulate_home` wraps it for a fixed number of days; the live runner keeps one per
     home and calls :meth:`pop_until` as its clock advances, and :meth:`trigger` for incidents
     fired while it runs. Memory stays at about a day of plan plus one segment of events.
-    The plan, the incidents and the rendering are parts of their own (``plan``, ``incidents``,
+    The plan, the incidents and the rendering are parts of their own (``timeline``, ``incidents``,
     ``renderer``); what is here is the stream: pending incidents, extra events, losses, rollback.
     """
 
@@ -160,9 +160,9 @@ class HomeSim:
         self._pirs = [s.id for s in self.sensors if s.kind == "pir"]
         self._extras: list[SensorEvent] = []  # heap: SOS presses, spurious triggers
         self._spurious_until = self.start
-        self.plan = Plan(seed, self.profile, self.start, end, planned=self._spurious)
+        self.timeline = Timeline(seed, self.profile, self.start, end, planned=self._spurious)
         self.incidents = Incidents(
-            seed, self.plan, self.profile.resident, self.sensors, site, self._insert_extra
+            seed, self.timeline, self.profile.resident, self.sensors, site, self._insert_extra
         )
         self.renderer = Renderer(seed, self.profile, self.sensors, end)
         self._pending: list[tuple[float, int, Incident]] = []
@@ -171,7 +171,7 @@ class HomeSim:
         self._buffer: list[SensorEvent] = []
         self._pos = 0
         self._released = self.start
-        self._spurious(self.plan.until)
+        self._spurious(self.timeline.until)
 
     @property
     def truth(self) -> list[TruthRecord]:
@@ -213,7 +213,7 @@ class HomeSim:
 
     def out_between(self, t0: float, t1: float) -> bool:
         """Whether the resident is planned to be away from home at any time in ``[t0, t1]``."""
-        return self.plan.out_between(t0, t1)
+        return self.timeline.out_between(t0, t1)
 
     def _insert_extra(self, ev: SensorEvent) -> None:
         if self._current is not None and ev.t < self._current.end:
@@ -230,7 +230,7 @@ class HomeSim:
         if self._current is not None and self._current.end > now:
             cur = self._current
             self._current = Segment(cur.start, now, cur.activity, cur.room, True, cur.cont, cur.end)
-            self.plan.segments.insert(0, Segment(now, cur.end, cur.activity, cur.room, cont=True))
+            self.timeline.segments.insert(0, Segment(now, cur.end, cur.activity, cur.room, cont=True))
         self.renderer.forget(dropped, lambda e: heapq.heappush(self._extras, e))
 
     # rendering -----------------------------------------------------------------------------------
@@ -238,22 +238,22 @@ class HomeSim:
     _current: Segment | None = None
 
     def _next_segment(self) -> Segment | None:
-        if not self.plan.segments:
-            self.plan.ensure(self.plan.until + 1)
-            if not self.plan.segments:
+        if not self.timeline.segments:
+            self.timeline.ensure(self.timeline.until + 1)
+            if not self.timeline.segments:
                 return None
-        nxt = self.plan.segments[0]
+        nxt = self.timeline.segments[0]
         if nxt.start >= self.end:
             return None
         while self._pending and self._pending[0][0] < nxt.end:
             _, _, inc = heapq.heappop(self._pending)
             self.incidents.apply(inc, self._released)
-            if not self.plan.segments:
+            if not self.timeline.segments:
                 return None
-            nxt = self.plan.segments[0]
-        seg = self.plan.segments.pop(0)
-        if not self.plan.segments:
-            self.plan.ensure(seg.end + 1)
+            nxt = self.timeline.segments[0]
+        seg = self.timeline.segments.pop(0)
+        if not self.timeline.segments:
+            self.timeline.ensure(seg.end + 1)
         return seg
 
     def _render_next(self) -> bool:
@@ -305,8 +305,8 @@ class HomeSim:
         while True:
             if self._pos >= len(self._buffer):
                 if (
-                    self.plan.segments
-                    and self.plan.segments[0].start >= limit
+                    self.timeline.segments
+                    and self.timeline.segments[0].start >= limit
                     and not self._pending_before(limit)
                 ):
                     break

@@ -2,7 +2,7 @@
 
 :class:`DayPlanner` draws each day (wake to next wake: hygiene, meals, naps, outings, day-station
 visits, visitors, TV, chores, night bathroom trips) from the :class:`ResidentProfile` and an RNG
-of its own per day, so a day's plan does not depend on what was rendered before it. :class:`Plan`
+of its own per day, so a day's plan does not depend on what was rendered before it. :class:`Timeline`
 is one home's timeline not yet rendered, extended a day at a time; incidents rewrite it.
 Everything here is pure: no clock, no I/O.
 """
@@ -323,10 +323,10 @@ class _Filler:
         return cursor
 
 
-# The home's plan ---------------------------------------------------------------------------------
+# The home's timeline ----------------------------------------------------------------------------
 
 
-class Plan:
+class Timeline:
     """The segments of one home not yet rendered, planned a day at a time as the stream needs them.
 
     Incidents rewrite it (:meth:`splice`, :meth:`forever`); ``planned`` is called with the new
@@ -342,9 +342,9 @@ class Plan:
         planned: Callable[[float], None] = lambda until: None,
     ) -> None:
         self.end = end
-        self.planner = DayPlanner(seed, profile, start)
-        wake0 = self.planner.wake(0)
-        self.segments: list[Segment] = self.planner.night("-1", start, wake0)
+        self.timelinener = DayPlanner(seed, profile, start)
+        wake0 = self.timelinener.wake(0)
+        self.segments: list[Segment] = self.timelinener.night("-1", start, wake0)
         self.wakes: list[float] = [wake0]
         self.next_day = 0
         self.until = wake0  # planned up to here
@@ -359,9 +359,9 @@ class Plan:
             self.segments.append(seg)
             self.until = seg.end
         else:
-            segs = self.planner.day(self.next_day)
+            segs = self.timelinener.day(self.next_day)
             self.next_day += 1
-            self.wakes.append(self.planner.wake(self.next_day))
+            self.wakes.append(self.timelinener.wake(self.next_day))
             until = self.until
             if segs and segs[0].start > until and self.segments:
                 self.segments[-1].end = segs[0].start  # a wake jitter gap: stay asleep
