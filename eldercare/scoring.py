@@ -94,6 +94,32 @@ class TrailRow:
     tier: int | None
 
 
+def alert_rows(
+    alerts: Sequence[dict[str, Any]], trail: Sequence[dict[str, Any]], *, home_time: bool
+) -> tuple[list[AlertRow], list[TrailRow]]:
+    """The rows of ``platform.repo.sim.alerts_of_sites`` as the scorer takes them. ``home_time``:
+    keep the simulated home's own time of detection (truth in a run's simulated time: the CLI,
+    the tester API given the runner's clock), or not (truth in wall-clock time)."""
+    return (
+        [
+            AlertRow(
+                a["id"],
+                a["kind"],
+                a["resident_id"],
+                a["site"],
+                a["sensor_id"],
+                a["detected_at"],
+                a["opened_at"],
+                a["acknowledged_at"],
+                a["outcome"],
+                a["sim_at"] if home_time else None,
+            )
+            for a in alerts
+        ],
+        [TrailRow(r["alert_id"], r["at"], r["action"], r["tier"]) for r in trail],
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Clock:
     """Maps the platform's wall-clock times to the simulation's."""

@@ -285,9 +285,15 @@ def test_wiped_gateway_ignores_its_old_epochs_retained_ack_until_the_new_epoch_i
         agent, sim = start_agent(raw)
         assert agent.outbox.epoch != old and agent.outbox.next_seq < old_top
         sim.feed_many(counter(range(300, 400)))
-        wait_for(lambda: agent is not None and agent.other_epoch_acks >= 1, 10, "the old retained ack seen")
-        wait_for(lambda: agent is not None and agent.outbox.n_pending == 0 and not agent.inflight, 10, "sent")
-        assert agent.platform_seq == -1 and agent.outbox.n_messages >= 10, (
+        wait_for(
+            lambda: agent is not None and agent.sending.other_epoch_acks >= 1, 10, "the old retained ack seen"
+        )
+        wait_for(
+            lambda: agent is not None and agent.outbox.n_pending == 0 and not agent.sending.inflight,
+            10,
+            "sent",
+        )
+        assert agent.sending.platform_seq == -1 and agent.outbox.n_messages >= 10, (
             "the old epoch's ack deleted nothing"
         )
         ingest = IngestProcess(db_url, url, topic_root, tmp_path).start()

@@ -70,17 +70,22 @@ def backlog_then_broker_kill_9(tmp_path: Path, root: str, ack: str) -> tuple[Fak
     sim(agent).feed(Action("sos-1", "sos"))
 
     def all_with_the_broker() -> bool:
-        waiting = len(agent.awaiting) if ack == "platform" else 0
+        waiting = len(agent.sending.awaiting) if ack == "platform" else 0
         return (
             agent.outbox.n_pending == 0
-            and not agent.inflight
+            and not agent.sending.inflight
             and not agent.rows
             and agent.outbox.n_messages == waiting
             and (ack == "broker" or waiting > N // 20)
         )
 
     def state() -> tuple[int, ...]:
-        return (agent.outbox.n_pending, len(agent.inflight), agent.outbox.n_messages, len(agent.awaiting))
+        return (
+            agent.outbox.n_pending,
+            len(agent.sending.inflight),
+            agent.outbox.n_messages,
+            len(agent.sending.awaiting),
+        )
 
     assert wait_until(all_with_the_broker, 15), f"the backlog did not reach the broker: {state()}"
     broker.kill()
@@ -150,13 +155,15 @@ def test_ack_deletes_up_to_its_seq_of_the_current_epoch_only(
     try:
         sim(agent).feed_many(Sample("pir-kitchen", "motion", float(i % 2)) for i in range(100))
         total = 11  # the start-up heartbeat's message and ten batches of ten
-        assert wait_until(lambda: len(agent.awaiting) == total and agent.outbox.n_messages == total, 10)
+        assert wait_until(
+            lambda: len(agent.sending.awaiting) == total and agent.outbox.n_messages == total, 10
+        )
         epoch = agent.outbox.epoch
         # another epoch's ack (a wiped gateway's retained one) deletes nothing; an ack of this
         # epoch sent after it proves the first was handled
         publish_retained(host, port, ack_topic, b'{"v": 1, "epoch": "0123456789abcdef", "seq": 99}')
         publish_retained(host, port, ack_topic, f'{{"v": 1, "epoch": "{epoch}", "seq": 4}}'.encode())
-        assert wait_until(lambda: agent.platform_seq == 4, 10)
+        assert wait_until(lambda: agent.sending.platform_seq == 4, 10)
         assert agent.outbox.n_messages == total - 5
         assert sorted(m.seq for m in agent.outbox.next_batch([], 100)) == list(range(5, total))
         publish_retained(host, port, ack_topic, b"not json")  # refused, never fatal
@@ -188,14 +195,14 @@ def test_unacknowledged_messages_are_sent_again_after_the_ack_timeout(
     try:
         sim(agent).feed(Action("sos-1", "sos"))
         assert sub.wait_for(lambda s: len(s.of("event")) == 1, 10)
-        assert wait_until(lambda: len(agent.awaiting) >= 1, 5)
+        assert wait_until(lambda: len(agent.sending.awaiting) >= 1, 5)
         clock["t"] += 29.0  # not yet: a later message proves the agent looked at the time
         sim(agent).feed(Action("sos-1", "sos"))
         assert sub.wait_for(lambda s: len(s.of("event")) == 2, 10)
-        assert agent.resends == 0 and len(sub.of("event")) == 2
+        assert agent.sending.resends == 0 and len(sub.of("event")) == 2
         clock["t"] += 2.0  # past 30 s since the first waited: both go again, byte for byte
         assert sub.wait_for(lambda s: len(s.of("event")) >= 4, 10)
-        assert agent.resends == 1
+        assert agent.sending.resends == 1
         first, second = sub.of("event")[:2]
         assert sorted(e["seq"] for e in sub.of("event")[2:4]) == sorted([first["seq"], second["seq"]])
         assert sub.of("event")[2] in (first, second)

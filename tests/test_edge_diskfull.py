@@ -114,7 +114,7 @@ def test_sos_leaves_a_full_disk_at_once_and_is_stored_when_space_returns(
         d.feed(Action("sos-1", "sos"))
         assert sub.wait_for(lambda s: any(e["kind"] == "sos" for e in s.of("event")), 5)
         sos = next(e for e in sub.of("event") if e["kind"] == "sos")
-        assert sos["seq"] in agent.memory
+        assert sos["seq"] in agent.sending.memory
         tick(3.0)
         assert sub.wait_for(
             lambda s: any(st["outbox"].get("unstored_events") == 1 for st in s.of("status")), 10
@@ -123,7 +123,7 @@ def test_sos_leaves_a_full_disk_at_once_and_is_stored_when_space_returns(
         # that waited in memory are stored and sent
         filler.unlink()
         tick(3.0)
-        assert wait_until(lambda: not agent.memory, 10)
+        assert wait_until(lambda: not agent.sending.memory, 10)
         stored = [m for m in agent.outbox.next_batch([], 1000) if m.seq == sos["seq"]]
         assert len(stored) == 1 and json.loads(stored[0].payload) == sos  # kept until the platform acks
         assert sub.wait_for(lambda s: sorted(set(pir_values(s))) == [float(v) for v in range(i)], 10)

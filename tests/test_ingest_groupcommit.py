@@ -466,7 +466,10 @@ def test_real_gateway_loses_nothing_when_the_broker_is_killed_holding_a_backlog(
         drv.feed(Action("sos-1", "sos"))  # type: ignore[attr-defined]
         wait_for(
             lambda: (
-                agent is not None and agent.outbox.n_pending == 0 and not agent.inflight and not agent.rows
+                agent is not None
+                and agent.outbox.n_pending == 0
+                and not agent.sending.inflight
+                and not agent.rows
             ),
             15,
             "the backlog handed to the broker",

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from eldercare.config import Settings
-from eldercare.platform.security import create_access_token
+from eldercare.platform.security import create_access_token, decode_access_token
 
 if TYPE_CHECKING:
     from platform_api_support import Api
@@ -63,10 +63,14 @@ def ws_world(db_url: str) -> World:
 
 
 @pytest.fixture
-def server(settings: Settings, ws_world: World) -> Iterator[str]:
+def app(settings: Settings, ws_world: World) -> Any:
     from eldercare.platform.app import create_app
 
-    app = create_app(settings)
+    return create_app(settings)
+
+
+@pytest.fixture
+def server(app: Any) -> Iterator[str]:
     with serving(app) as port:
         yield f"127.0.0.1:{port}"
 
@@ -101,33 +105,51 @@ def test_websocket_takes_the_token_as_a_subprotocol_or_first_message(server: str
         assert _closed_with(ws) == 4401
 
 
-def test_websocket_closes_when_its_token_expires_unless_renewed(server: str, settings: Settings) -> None:
+def test_websocket_closes_when_its_token_expires_unless_renewed(
+    server: str, app: Any, settings: Settings
+) -> None:
+    """The app's clock is moved instead of waiting for a token to run out. Every token here stays
+    valid in real time for minutes, so only the socket's own expiry check (on the app's clock) can
+    close it, however slow the machine."""
+    from eldercare.platform.state import app_state
+
+    ahead = [0.0]  # seconds the app's clock runs ahead of the wall clock
+    app_state(app).clock = lambda: time.time() + ahead[0]
     life = timedelta(minutes=settings.access_token_minutes)
     with psycopg.connect(str(settings.database_url.get_secret_value())) as conn:  # type: ignore[union-attr]
         uid, ver = conn.execute("SELECT id, token_version FROM users WHERE username = 'worker1'").fetchone()  # type: ignore[misc]
-    short = create_access_token(
-        settings,
-        user_id=uid,
-        role="care_worker",
-        version=ver,
-        now=datetime.now(UTC) - life + timedelta(seconds=5),
-    )
+
+    def expiring_in(left: timedelta) -> tuple[str, int]:
+        """A token (issued in the past, so valid now) that expires ``left`` from now, and its expiry."""
+        issued = datetime.now(UTC) - life + left
+        token = create_access_token(settings, user_id=uid, role="care_worker", version=ver, now=issued)
+        return token, int(decode_access_token(settings, token)["exp"])
+
+    # Left alone, the socket is closed by the server when its token expires: a second after it opens.
+    short, expires = expiring_in(timedelta(minutes=2))
+    ahead[0] = expires - time.time() - 1.0
     with connect(f"ws://{server}/api/v1/ws", subprotocols=["eldercare.v1", f"bearer.{short}"]) as ws:  # type: ignore[list-item]
         assert json.loads(ws.recv(timeout=10))["type"] == "hello"
         assert _closed_with(ws) == 4401  # the event proving the server acted: it closed the socket
+    # Renewed before it expires, the socket outlives the first token, and closes at the new one's expiry.
+    ahead[0] = 0.0
     fresh = _token(server, "worker1")
-    due = datetime.now(UTC) + timedelta(seconds=8)
-    short = create_access_token(settings, user_id=uid, role="care_worker", version=ver, now=due - life)
+    fresh_expires = int(decode_access_token(settings, fresh)["exp"])
+    short, expires = expiring_in(timedelta(minutes=2))
     with connect(f"ws://{server}/api/v1/ws", subprotocols=["eldercare.v1", f"bearer.{short}"]) as ws:  # type: ignore[list-item]
         assert json.loads(ws.recv(timeout=10))["type"] == "hello"
         ws.send(json.dumps({"type": "auth", "token": fresh}))
         renewed = json.loads(ws.recv(timeout=10))
-        assert renewed["type"] == "auth_ok" and renewed["expires_at"] > datetime.now(UTC).timestamp() + 60
-        # each pong proves the server's loop ran; the last comes after the old token's expiry
-        while datetime.now(UTC) < due + timedelta(seconds=1):
+        assert renewed["type"] == "auth_ok" and renewed["expires_at"] == fresh_expires
+        assert fresh_expires > expires + 60
+        ahead[0] = expires + 1 - time.time()  # the app's clock past the first token's expiry
+        # the server checks the time after answering: the second pong proves a check past expiry
+        for _ in range(2):
             ws.send("ping")
             assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
-            time.sleep(0.5)  # pacing only: each answer above is the evidence
+        ahead[0] = fresh_expires + 1 - time.time()  # and past the renewed one's: the next check closes it
+        ws.send("ping")
+        assert _closed_with(ws) == 4401
 
 
 def test_websocket_refuses_a_revoked_token(server: str) -> None:

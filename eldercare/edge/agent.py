@@ -3,16 +3,9 @@
 One thread owns all state (outbox, clock guard, batcher, check-ins). Drivers and paho's network
 thread only put items on :attr:`Agent.inbox`. Each turn of the loop takes everything waiting,
 handles it, commits the readings it produced in one transaction (group commit), then runs the
-timers (heartbeat, batches, check-ins, bounds) and hands paho the next messages, never more
-than ``broker.max_inflight`` unacknowledged. Alarms (SOS, fall) and other events are sent
-ahead of telemetry, and part of the window (a fifth) is kept free of telemetry so that an SOS
-never waits behind a backlog.
-
-End-to-end acknowledgement (docs/edge.md): with ``outbox.ack`` "platform" (or "auto" once the
-platform has acknowledged anything) a message stays in the outbox after the broker's PUBACK
-until ingest's retained ``.../ack`` says its seq is stored; what is unacknowledged is handed
-over again after a reconnect, or when acknowledgements stop for ``ack_timeout_s``. An event the
-disk cannot take is sent from memory at once under a reserved seq and stored when it can be.
+timers (heartbeat, batches, check-ins, bounds) and lets its :class:`SendWindow` hand paho the
+next messages (``sending.py``: the window, alarms ahead of telemetry, the broker's and the
+platform's acknowledgements, resends, events sent from memory while the disk refuses them).
 """
 
 from __future__ import annotations
@@ -26,7 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from eldercare import protocol
@@ -38,7 +30,8 @@ from eldercare.edge.config import GatewayFile, newer_remote_config, parse_remote
 from eldercare.edge.connection import NetEvent, Uplink
 from eldercare.edge.drivers import AccChunk, Action, Driver, Health, Sample, load_driver
 from eldercare.edge.falls import FallWatch, StreamLike, WearLike, open_wear_tracker
-from eldercare.edge.outbox import PRIORITY_EVENT, PRIORITY_TELEMETRY, Outbox, Outgoing, is_corruption
+from eldercare.edge.outbox import Outbox, is_corruption
+from eldercare.edge.sending import SendWindow
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +43,6 @@ MAX_TURN_ITEMS = 5000
 MEMORY_ROWS_MAX = 200_000  # readings kept in memory while the disk refuses them (~40 MB)
 WRITE_RETRY_S = 1.0  # after a failed outbox write (full disk, I/O error)
 PROMPT = "Are you OK? Press your button or say 'I'm fine'. / 您还好吗？请按按钮或说“我没事”。"
-
-
-class PlatformAck(msgspec.Struct, frozen=True):
-    """The payload of ``.../ack`` (wire protocol v1): every message of ``epoch`` up to ``seq`` is stored."""
-
-    v: int
-    epoch: str
-    seq: int
 
 
 class _Sink:
@@ -177,26 +162,10 @@ class Agent:
         self.rows: list[tuple[int, str, str, float]] = []
         self.write_retry_at = -math.inf
         self.rows_dropped = 0  # readings dropped from memory while the disk refused them
-        # events the disk would not take: sent from memory, stored when it can (seq -> message)
-        self.memory: dict[int, tuple[Outgoing, int]] = {}
-        self.memory_sent: set[int] = set()
-        self.inflight: dict[int, tuple[int, int]] = {}  # mid -> (seq, priority)
-        self.acked: list[int] = []  # broker-acknowledged messages to delete (broker semantics)
-        # end-to-end acknowledgement: cursors of what was handed over, per priority class
-        self.sent_after: dict[int, int] = {}
-        self.awaiting: set[int] = set()  # PUBACKed, waiting for the platform's ack
-        self.platform_seq = -1
-        self.platform_acks = gw.outbox.ack == "platform" or (
-            gw.outbox.ack == "auto" and self.outbox.get_meta("platform_acks") == "1"
-        )
-        self.last_progress = now
-        self.resend_s = gw.outbox.ack_timeout_s
-        self.resends = 0
-        self.other_epoch_acks = 0  # acks of another epoch, ignored
+        self.sending = SendWindow(gw, self.outbox, mono=self._mono, now_ms=self._now_ms, now=now)
         self.disk_free: int | None = None
         self.disk_low = False
         self.connected = False
-        self.send_dirty = True
         self.status_dirty = False
         self.last_status = -math.inf
         self.next_heartbeat = now
@@ -235,21 +204,18 @@ class Agent:
             self.outbox.seal_batches(self.config.telemetry_batch_max, self._now_ms())
             # give in-flight and ready messages a moment; whatever is left stays on disk
             deadline = self._mono() + 2.0
-            self.send_dirty = True
-            if self.connected:
-                self._send()
-            while self._mono() < deadline and self.connected and self.inflight:
+            self._send()
+            while self._mono() < deadline and self.connected and self.sending.inflight:
                 self._send()
                 self._drain_inbox_once(timeout=0.05)
-                self.outbox.ack(self.acked)
-                self.acked.clear()
+                self.sending.delete_acked()
             self._persist_clock()
         except sqlite3.Error as exc:  # a full disk at shutdown: say what is lost, stop anyway
             log.error(
                 "outbox write failed at shutdown (%s): %s readings and %s events sent from memory not stored",
                 exc,
                 len(self.rows),
-                len(self.memory),
+                len(self.sending.memory),
             )
         finally:
             self.uplink.stop(self._status_payload("offline"))
@@ -272,16 +238,14 @@ class Agent:
         )
         self._drain_inbox_once(timeout=max(0.0, wake - now))
         if self._mono() >= self.write_retry_at:
-            self._store_memory()
+            self.sending.store_memory()
             self._commit_rows()
         self._timers(self._mono())
-        if self.acked:
-            self.send_dirty = True
-        if self.connected and self.send_dirty:
+        if self.sending.acked:
+            self.sending.dirty = True
+        if self.sending.dirty:
             self._send()  # refill the window first: the delete's fsync overlaps the round trip
-        if self.acked:
-            self.outbox.ack(self.acked)
-            self.acked.clear()
+        self.sending.delete_acked()
         if self.status_dirty and self.connected and self._mono() - self.last_status >= STATUS_MIN_GAP_S:
             self._publish_status()
 
@@ -344,7 +308,7 @@ class Agent:
             if not sealed and by_age:
                 self.batcher.count, self.batcher.first = 0, None
             self.batcher.sealed(sum(n for _, n in sealed), mono)
-            self.send_dirty = self.send_dirty or bool(sealed)
+            self.sending.dirty = self.sending.dirty or bool(sealed)
         if now >= self.next_bounds:
             self.next_bounds = now + 5.0
             self._check_disk()
@@ -352,123 +316,28 @@ class Agent:
                 # the next message sealed carries a ``low`` past the shed seqs: the platform's
                 # acknowledgement passes the gap (no new epoch needed)
                 self.status_dirty = True
-        self._check_resend(now)
+        self.sending.check_resend(now)
         if now >= self.next_persist:
             self._persist_clock()
             self.next_persist = now + 60.0
         if now - self.last_status >= self.gw.status_interval_s:
             self.status_dirty = True
 
-    # sending -----------------------------------------------------------------------------
+    # sending ---------------------------------------------------------------------------
 
     def _send(self) -> None:
-        window = self.gw.broker.max_inflight
-        free = window - len(self.inflight)
-        if free <= 0:
-            return
-        in_flight = [seq for seq, _ in self.inflight.values()]
-        msgs = [
-            m
-            for seq, (m, _) in sorted(self.memory.items())
-            if seq not in self.memory_sent and seq not in in_flight
-        ][:free]
-        exclude = in_flight + self.acked + [m.seq for m in msgs]  # acked: not yet deleted
-        msgs += self.outbox.next_batch(
-            exclude, free - len(msgs), max_priority=PRIORITY_EVENT, after=self.sent_after
-        )
-        tele_inflight = sum(1 for _, p in self.inflight.values() if p == PRIORITY_TELEMETRY)
-        tele_room = min(free - len(msgs), window - max(1, window // 5) - tele_inflight)
-        if tele_room > 0:
-            msgs += self.outbox.next_batch(
-                exclude, tele_room, PRIORITY_TELEMETRY, after=self.sent_after, min_priority=PRIORITY_TELEMETRY
-            )
-        for m in msgs:
-            t = self.uplink.event_topic if m.kind == "event" else self.uplink.telemetry_topic
-            mid = self.uplink.publish(t, m.payload)
-            self.inflight[mid] = (m.seq, m.priority)
-            if m.seq in self.memory:
-                self.memory_sent.add(m.seq)
-            else:
-                self.sent_after[m.priority] = max(self.sent_after.get(m.priority, -1), m.seq)
-        self.send_dirty = False
-
-    def _on_puback(self, seq: int) -> None:
-        """The broker has it. Delete it now (broker semantics, or an older epoch's message the
-        platform will not acknowledge any more) or wait for the platform's ack."""
-        self.send_dirty = True  # a slot of the window is free
-        if not self.platform_acks or seq < self.outbox.epoch_start:
-            self.acked.append(seq)
-            self.memory.pop(seq, None)
-            self.memory_sent.discard(seq)
-            self.outbox.release(seq)
-        elif seq > self.platform_seq:
-            if not self.awaiting:
-                self.last_progress = self._mono()  # the ack timeout runs from the first one waiting
-            self.awaiting.add(seq)
-
-    def _on_platform_ack(self, payload: bytes) -> None:
-        try:
-            ack = msgspec.json.decode(payload, type=PlatformAck)
-        except msgspec.MsgspecError as exc:
-            if payload.strip():
-                log.warning("platform ack ignored, not a valid ack payload: %s", exc)
-            return
-        if ack.v != 1:
-            log.warning("platform ack ignored: version %s", ack.v)
-            return
-        if not self.platform_acks:
-            self.platform_acks = True  # "auto": the platform acknowledges, so wait for it from now on
-            self.outbox.set_meta("platform_acks", "1")
-            log.info("the platform acknowledges stored messages: deleting on its ack from now on")
-        if ack.epoch != self.outbox.epoch:
-            self.other_epoch_acks += 1  # an older epoch's (retained) ack covers none of this epoch's
-            return
-        seq = min(ack.seq, self.outbox.next_seq - 1)
-        if seq <= self.platform_seq:
-            return
-        self.outbox.ack_through(seq)  # first: if the delete fails, the same ack is taken again
-        self.platform_seq = seq
-        for s in [s for s in self.memory if s <= seq]:
-            del self.memory[s]
-            self.memory_sent.discard(s)
-        self.awaiting = {s for s in self.awaiting if s > seq}
-        self.last_progress = self._mono()
-        self.resend_s = self.gw.outbox.ack_timeout_s
-        self.send_dirty = True
-
-    def _resend_all(self, why: str) -> None:
-        """Hand over again everything not acknowledged by the platform (not what is in flight)."""
-        if self.sent_after or self.memory_sent or self.awaiting:
-            log.info("sending unacknowledged messages again: %s", why)
-        self.sent_after.clear()
-        self.memory_sent.clear()
-        self.awaiting.clear()
-        self.last_progress = self._mono()
-        self.send_dirty = True
-
-    def _check_resend(self, now: float) -> None:
-        if self.awaiting and now - self.last_progress >= self.resend_s:
-            self.resends += 1
-            self._resend_all(f"no acknowledgement from the platform for {self.resend_s:.0f} s")
-            self.resend_s = min(self.resend_s * 2, self.gw.outbox.ack_timeout_s * 10)
+        """Hand the broker what fits in the window (nothing while disconnected)."""
+        self.sending.dirty = True
+        if self.connected:
+            self.sending.send(self.uplink)
 
     def _replace_outbox(self, reason: str) -> None:
         """A damaged outbox: move it aside, go on with a new file and epoch (docs/edge.md)."""
         log.error("the outbox is damaged (%s): moving it aside and starting a new one", reason)
         self.outbox.replace_damaged(reason)
-        self.acked.clear()
-        self.platform_seq = -1
-        self._resend_all("new outbox")
+        self.sending.new_outbox()
         self.batcher.count, self.batcher.first = 0, None
         self.status_dirty = True
-
-    def _store_memory(self) -> None:
-        """Store events that were sent from memory, now that the disk may take them."""
-        for seq, (m, created) in list(self.memory.items()):
-            self.outbox.store_sent(seq, m.priority, m.payload, created)
-            del self.memory[seq]
-            self.memory_sent.discard(seq)
-            log.info("event seq %s sent from memory is now stored", seq)
 
     def _check_disk(self) -> None:
         self.disk_free = self.outbox.disk_free()
@@ -481,16 +350,12 @@ class Agent:
 
     def _on_net(self, ev: NetEvent) -> None:
         if ev.kind == "ack":
-            entry = self.inflight.pop(ev.mid, None)
-            if entry is not None:
-                self._on_puback(entry[0])
+            self.sending.on_puback(ev.mid)
         elif ev.kind == "platform_ack":
-            self._on_platform_ack(ev.payload)
+            self.sending.on_platform_ack(ev.payload)
         elif ev.kind == "connected":
             self.connected = True
-            self.send_dirty = True
-            if self.platform_acks:
-                self._resend_all("reconnected")
+            self.sending.on_connected()
             self._publish_status()
             self.connected_once.set()
             log.info("connected to %s:%s", self.gw.broker.host, self.gw.broker.port)
@@ -573,30 +438,15 @@ class Agent:
             log.error("event %s not stored, it breaks the protocol: %s", fields.get("kind"), exc)
             return
         except sqlite3.Error as exc:
-            self._send_from_memory(fields, exc)
+            # the disk refused it: sent from memory at once, stored when the disk takes it
+            self.sending.from_memory(fields, exc)
+            self.status_dirty = True
+            self._send()
             if is_corruption(exc):
                 raise
             return
-        self.send_dirty = True
         log.info("event %s from %s stored as seq %s", fields["kind"], fields["sensor"], seq)
-        if self.connected:
-            self._send()  # alarms do not wait for the end of the turn
-
-    def _send_from_memory(self, fields: dict[str, Any], exc: sqlite3.Error) -> None:
-        """The disk refused an event: give it a seq (recorded in the high-water mark before use),
-        send it at once and keep it in memory until the disk takes it."""
-        seq = self.outbox.reserve_seq()
-        payload, prio = self.outbox.event_payload(fields, seq)
-        self.memory[seq] = (Outgoing(seq, "event", prio, payload), self._now_ms())
-        self.status_dirty = True
-        log.error(
-            "event %s not stored (%s): sent from memory as seq %s, stored when the disk takes it",
-            fields.get("kind"),
-            exc,
-            seq,
-        )
-        if self.connected:
-            self._send()
+        self._send()  # alarms do not wait for the end of the turn
 
     def _release_held(self) -> None:
         n = len(self.held)
@@ -782,13 +632,13 @@ class Agent:
             clock_ok=self.clock.ok,
             outbox=status.outbox_counters(
                 self.outbox.stats(),
-                unstored_events=len(self.memory),
+                unstored_events=len(self.sending.memory),
                 unstored_readings=len(self.rows),
                 dropped_readings=self.rows_dropped,
                 disk_low=self.disk_low,
                 disk_free=self.disk_free,
-                platform_acks=self.platform_acks,
-                resends=self.resends,
+                platform_acks=self.sending.platform_acks,
+                resends=self.sending.resends,
             ),
             config_revision=self.config.revision,
             config_error=self.config_error,

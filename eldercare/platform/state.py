@@ -8,6 +8,7 @@ FastAPI dependencies through ``deps.StateDep``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -33,6 +34,9 @@ class AppState:
     """This replica's WebSocket hub; None when the engine is not started (``serve`` without it)."""
     engine_stop: Callable[[], Awaitable[None]] | None = None
     """Stops the engine's thread and the hub; set by ``engine.service.start``."""
+    clock: Callable[[], float] = time.time
+    """The wall clock (epoch s) of what expires while a request is open: a WebSocket's token.
+    Tests inject one instead of waiting for a token to run out."""
 
 
 def app_state(app: Starlette) -> AppState:

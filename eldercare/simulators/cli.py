@@ -412,8 +412,7 @@ def score(ctx: click.Context, manifest_path: str, truth_path: str, as_json: bool
     sites = [h["site"] for h in m["homes"]] + [s["site"] for s in m.get("stations", [])]
     settings = get_settings(ctx)
     try:
-        with psycopg.connect(resolve_url(settings)) as conn:
-            alerts, trail = store.fetch_alerts(conn, sites=sites)
+        alerts, trail = store.fetch_alerts(resolve_url(settings), sites=sites)
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"cannot reach the database: {str(exc).strip().splitlines()[0]}") from None
     report = scoring.score(

@@ -18,9 +18,9 @@ from typing import Any
 import psycopg
 
 from eldercare.broker_hash import mosquitto_hash
-from eldercare.platform.repo import registry, users
+from eldercare.platform.repo import registry, sim, users
 from eldercare.platform.repo.connections import Conn, connect
-from eldercare.scoring import AlertRow, TrailRow
+from eldercare.scoring import AlertRow, TrailRow, alert_rows
 from eldercare.simulators.neighbourhood import DEFAULT_TIERS, Plan
 
 log = logging.getLogger(__name__)
@@ -263,41 +263,16 @@ async def _people(conn: Conn, p: Plan, hasher: Callable[[str], str]) -> dict[str
 
 
 def fetch_alerts(
-    conn: psycopg.Connection[Any], *, sites: list[str], since: float | None = None
+    url: str, *, sites: list[str], since: float | None = None
 ) -> tuple[list[AlertRow], list[TrailRow]]:
-    """Alerts of the given sites (or their residents) and their trail, times as epoch seconds."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT a.id, a.kind, a.resident_id, coalesce(a.site_id, r.home_site_id), a.sensor_id,"
-            " extract(epoch FROM a.detected_at), extract(epoch FROM a.opened_at),"
-            " extract(epoch FROM a.acknowledged_at), a.outcome,"
-            " (a.summary ->> 'sim_detected_ms')::double precision / 1000"
-            " FROM alerts a LEFT JOIN residents r ON r.id = a.resident_id"
-            " WHERE (a.site_id = ANY(%(sites)s) OR r.home_site_id = ANY(%(sites)s))"
-            " AND (%(since)s::timestamptz IS NULL OR a.opened_at >= %(since)s::timestamptz)"
-            " ORDER BY a.opened_at",
-            {"sites": sites, "since": None if since is None else _ts(since)},
-        )
-        alerts = [
-            AlertRow(
-                i,
-                k,
-                res,
-                site,
-                sen,
-                float(d),
-                float(o),
-                None if a is None else float(a),
-                out,
-                None if sim is None else float(sim),
-            )
-            for i, k, res, site, sen, d, o, a, out, sim in cur.fetchall()
-        ]
-        ids = [a.id for a in alerts]
-        cur.execute(
-            "SELECT alert_id, extract(epoch FROM at), action, tier FROM alert_trail"
-            " WHERE alert_id = ANY(%s) ORDER BY alert_id, at",
-            (ids,),
-        )
-        trail = [TrailRow(i, float(at), action, tier) for i, at, action, tier in cur.fetchall()]
-    return alerts, trail
+    """Alerts of the given sites (or their residents) and their trail, times as epoch seconds, read
+    through the platform's repository (``platform.repo.sim.alerts_of_sites``)."""
+    return asyncio.run(_fetch_alerts(url, sites, None if since is None else _ts(since)))
+
+
+async def _fetch_alerts(
+    url: str, sites: list[str], since: datetime | None
+) -> tuple[list[AlertRow], list[TrailRow]]:
+    async with await connect(url) as conn:
+        alerts, trail = await sim.alerts_of_sites(conn, sites=sites, since=since)
+    return alert_rows(alerts, trail, home_time=True)

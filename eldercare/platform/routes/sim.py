@@ -136,21 +136,15 @@ async def score(
     """
     try:
         from eldercare import scoring
-        from eldercare.scoring import AlertRow, Clock, TrailRow, TruthRecord
+        from eldercare.scoring import Clock, TruthRecord
     except ImportError:
         raise ApiError(501, "sim.unavailable") from None
     incidents = await repo.incidents(conn, since=since)
     run = _newest_run(incidents)
     sites = await repo.simulated_sites(conn)
     alerts, trail = await repo.alerts_of_sites(conn, sites=sites, since=since) if sites else ([], [])
-    rows = [
-        AlertRow(
-            a["id"], a["kind"], a["resident_id"], a["site"], a["sensor_id"], a["detected_at"],
-            a["opened_at"], a["acknowledged_at"], a["outcome"],
-            a["sim_at"] if run is not None else None,  # a simulated home's own time, with the run's clock
-        )
-        for a in alerts
-    ]  # fmt: skip
+    # a simulated home's own time of detection counts with the run's clock
+    rows, trail_rows = scoring.alert_rows(alerts, trail, home_time=run is not None)
     if run is not None:
         truth = [TruthRecord.from_json(i["truth"]) for i in incidents if _same_run(i["clock"], run)]
         clock: dict[str, Any] | None = run | {"sim_now": Clock.from_json(run).to_sim(time.time())}
@@ -161,7 +155,7 @@ async def score(
     report = scoring.score(
         truth,
         rows,
-        [TrailRow(r["alert_id"], r["at"], r["action"], r["tier"]) for r in trail],
+        trail_rows,
         residents=await repo.simulated_residents(conn),
         clock=clock,
         window_s=window_h * 3600,

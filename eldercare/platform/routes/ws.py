@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
@@ -100,10 +99,12 @@ async def live_alerts(
 
 async def _serve(websocket: WebSocket, user_id: int, expires: int, token: str) -> None:
     """Answer pings and fresh tokens until the socket goes; close it when its token expires or,
-    checked every :data:`RECHECK_S`, is revoked (logout, password change, account disabled)."""
-    recheck_at = time.time() + RECHECK_S
+    checked every :data:`RECHECK_S`, is revoked (logout, password change, account disabled).
+    Time is the application's clock (``AppState.clock``)."""
+    clock = app_state(websocket.app).clock
+    recheck_at = clock() + RECHECK_S
     while True:
-        now = time.time()
+        now = clock()
         if expires <= now:
             await websocket.close(code=BAD_TOKEN, reason="access token expired: send a new one or reconnect")
             return
