@@ -108,7 +108,9 @@ def test_the_page_scores_what_it_fired_as_the_cli_does(settings: Settings, run: 
                 page.evaluate("document.getElementById('toast').textContent = ''")
             for kind in FIRED:  # every one raised its alert, shown on the page as it came
                 page.wait_for_selector(f"#alert-list li[data-kind='{kind}']", timeout=90_000)
-            page.click("#score-refresh")
+            # the score drawn when the page opened is still there: refresh until it counts what
+            # was fired (the runner's truths reach the platform on their own path)
+            page.wait_for_function(REFRESHED, arg=len(FIRED), polling=1000, timeout=60_000)
             page.wait_for_selector("#score-tables")
             settle(page)
             shown = page.evaluate(SCORE_ON_PAGE)
@@ -146,6 +148,14 @@ def _chromium() -> str | None:
 
 
 SENT = "() => ['Incident requested', '已请求触发'].includes(document.getElementById('toast').textContent)"
+
+# True once the page's score counts ``n`` incidents; until then it asks for the score again.
+REFRESHED = """(n) => {
+  const shown = document.querySelector('#score > p .data');
+  if (shown && Number(shown.textContent) >= n) return true;
+  document.getElementById('score-refresh').click();
+  return false;
+}"""
 
 # The page's score as the testers see it: every cell's text, by kind and field.
 SCORE_ON_PAGE = """() => {
