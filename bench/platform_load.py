@@ -72,8 +72,8 @@ def pct(values: list[float], p: float) -> float:
 def seed(url: str, homes: int, stations: int) -> dict[str, int]:
     """The neighbourhood (cheap hashes: sign-ins are measured with one production hash below)."""
     plan = neighbourhood.plan(7, homes, stations, prefix="city", now=time.time(), couples=COUPLES)
+    counts = store.seed(url, plan, hash_password=store.cheap_hasher())
     with psycopg.connect(url) as conn:
-        counts = store.seed(conn, plan, hash_password=store.cheap_hasher())
         # every person signs in with PASSWORD at the platform's own argon2 cost (one hash, reused)
         conn.execute("UPDATE users SET password_hash = %s", (hash_password(PASSWORD),))
         conn.commit()
