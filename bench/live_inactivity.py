@@ -106,7 +106,7 @@ def live(
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     db_url = base.rsplit("/", 1)[0] + "/" + name
-    port = free_port()
+    port = args.port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")} | {
         "ELDERCARE_DATABASE_URL": db_url,
         "ELDERCARE_MQTT_URL": os.environ.get("ELDERCARE_MQTT_URL", "mqtt://127.0.0.1:1883"),
@@ -179,6 +179,7 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=360.0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--port", type=int, default=0, help="The platform's HTTP port (default: a free one).")
     ap.add_argument("--keep", action="store_true", help="Keep the live database (and print its URL).")
     args = ap.parse_args()
     start = math.floor(time.time() / DAY) * DAY - args.days * DAY  # ends at the last midnight

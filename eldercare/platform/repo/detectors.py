@@ -28,7 +28,8 @@ async def claim_detectors(conn: Conn, *, detector: str, now_s: float, limit: int
     (other replicas skip).
 
     ``home_s`` is the home's clock: ``now_s`` (the wall clock) for a real home; for a simulated one
-    the newest time its gateways reported (status or heartbeat), which is the simulator's clock. A
+    the newest time its gateways stamped on a report (a live status's ``t``, a heartbeat), which is
+    the simulator's clock; never ``gateway_status.ts``, which is ingest's arrival time. A
     simulated home none of whose gateways has reported yet is not due: its time is unknown (a run
     may start days behind or ahead of the wall clock).
     """
@@ -38,7 +39,7 @@ async def claim_detectors(conn: Conn, *, detector: str, now_s: float, limit: int
             SELECT g.site_id, max(x.t) AS t
             FROM gateways g JOIN sites gs ON gs.id = g.site_id AND gs.simulated
             CROSS JOIN LATERAL (
-                SELECT (SELECT max(ts) FROM gateway_status WHERE gateway_id = g.id) AS t
+                SELECT (SELECT reported_at FROM gateway_clocks WHERE gateway_id = g.id) AS t
                 UNION ALL
                 SELECT (SELECT max(ts) FROM readings WHERE gateway_id = g.id AND sensor_id = g.id)
             ) x
@@ -49,7 +50,7 @@ async def claim_detectors(conn: Conn, *, detector: str, now_s: float, limit: int
                         ELSE %(now)s END AS home_s
             FROM sites s LEFT JOIN clocks c ON c.site_id = s.id
         )
-        SELECT d.resident_id, d.sensitivity, d.state, extract(epoch FROM d.fitted_at) AS fitted_s,
+        SELECT d.resident_id, d.sensitivity, d.limits, d.state, extract(epoch FROM d.fitted_at) AS fitted_s,
                r.home_site_id AS site_id, h.timezone, h.simulated, h.home_s
         FROM detector_settings d
         JOIN residents r ON r.id = d.resident_id JOIN homes h ON h.id = r.home_site_id
