@@ -109,6 +109,23 @@ def test_timestamps_far_ahead_or_past_retention_are_rejected(validator: Validato
     assert isinstance(old, Rejected) and "older than the 90-day retention" in old.reason
 
 
+def test_a_simulated_sites_gateway_may_be_days_ahead_a_stranger_there_may_not() -> None:
+    """Simulated gateways run the simulator's clock (a day ahead of the wall after 24 minutes at 60x);
+    only a gateway registered at a simulated site is exempt, and only from "ahead"."""
+    reg = Registry({"gw-1": "home-1", "gw-s": "sim-1"}, simulated={"sim-1"})
+    v = Validator(ROOT, reg)
+    day = 86_400_000
+    ahead = int(time.time() * 1000) + 3 * day
+    assert isinstance(check(v, "telemetry", telemetry(1, t0=ahead), gw="gw-s", site="sim-1"), Accepted)
+    assert isinstance(check(v, "event", event(2, t=ahead), gw="gw-s", site="sim-1"), Accepted)
+    real = check(v, "telemetry", telemetry(1, t0=ahead))
+    stranger = check(v, "telemetry", telemetry(1, t0=ahead), gw="gw-9", site="sim-1")
+    old = check(v, "telemetry", telemetry(3, t0=int(time.time() * 1000) - 91 * day), gw="gw-s", site="sim-1")
+    assert isinstance(real, Rejected) and "ahead of ingest's clock" in real.reason
+    assert isinstance(stranger, Rejected) and "ahead of ingest's clock" in stranger.reason
+    assert isinstance(old, Rejected) and "older than the 90-day retention" in old.reason
+
+
 def test_unknown_or_moved_gateway_is_left_for_the_database_to_confirm(validator: Validator) -> None:
     unknown = check(validator, "telemetry", telemetry(1), gw="gw-9")
     moved = check(validator, "telemetry", telemetry(1), site="home-2")

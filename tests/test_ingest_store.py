@@ -171,3 +171,25 @@ def test_status_records_the_config_the_gateway_runs_and_why_it_refused_one(store
     assert gateway() == (3, "revision 4: sensors.pir-1.room: expected a string")
     store.write(batch_of(reg, ("home-1/gw-1/status", status(config_revision=5))), reg)
     assert gateway() == (5, None)
+
+
+def test_a_simulated_homes_readings_days_ahead_are_stored_a_real_homes_refused(
+    store: Store, db_url: str
+) -> None:
+    """A simulated home's gateway runs the simulator's clock (a 60x run is a day ahead after 24
+    minutes): its readings are stored however far ahead; a real home's are dead-lettered."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE sites SET simulated = true WHERE id = 'home-2'")
+    reg = Registry(store.load_registry(), store.load_simulated_sites())
+    assert reg.simulated == {"home-2"}
+    ahead = now_ms() + 3 * 86_400_000
+    r = store.write(
+        batch_of(reg, ("home-2/gw-2/telemetry", telemetry(1, t0=ahead)),
+                 ("home-1/gw-1/telemetry", telemetry(1, t0=ahead))),
+        reg,
+    )  # fmt: skip
+    assert (r.messages, r.readings) == (1, 10)
+    assert count(db_url, "SELECT count(*) FROM readings WHERE gateway_id = 'gw-2'") == 10
+    assert count(db_url, "SELECT count(*) FROM readings WHERE gateway_id = 'gw-1'") == 0
+    ((reason,),) = psycopg.connect(db_url).execute("SELECT reason FROM dead_letters").fetchall()
+    assert "ahead of ingest's clock" in reason

@@ -186,6 +186,7 @@ VALUES (%(topic)s, %(payload)s, %(reason)s, %(site)s, %(gateway)s, %(dedup_key)s
 ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
 """
 LOAD_REGISTRY = "SELECT id, site_id FROM gateways WHERE disabled_at IS NULL"
+LOAD_SIMULATED_SITES = "SELECT id FROM sites WHERE simulated"
 RECHECK_GATEWAYS = "SELECT id, site_id, disabled_at IS NOT NULL FROM gateways WHERE id = ANY(%s)"
 REGISTRY_CHANNEL = "gateway_registry"
 
@@ -333,10 +334,18 @@ class Store:
         self._reload = False
         return dict(rows)
 
+    def load_simulated_sites(self) -> set[str]:
+        """Sites whose gateways are simulated: their clock is a simulator's, not the wall's."""
+        try:
+            rows = self.connect().execute(LOAD_SIMULATED_SITES).fetchall()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._lost(exc) from exc
+        return {r[0] for r in rows}
+
     def _apply_notifications(self, conn: psycopg.Connection[Any], registry: Registry) -> None:
         """Called inside the batch transaction: its BEGIN delivered every NOTIFY committed before."""
         if self._reload:
-            registry.replace(self.load_registry())
+            registry.replace(self.load_registry(), self.load_simulated_sites())
         elif self._changed:
             changed, self._changed = self._changed, set()
             registry.forget(changed)

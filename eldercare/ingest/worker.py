@@ -226,7 +226,7 @@ class Worker:
         delay = BACKOFF_MIN_S
         while not self.stopping.is_set():
             try:
-                self.registry.replace(self.store.load_registry())
+                self.registry.replace(self.store.load_registry(), self.store.load_simulated_sites())
                 self.metrics.set_db(None)
                 return True
             except StoreUnavailable as exc:
@@ -339,7 +339,7 @@ class Worker:
 
     def _refresh_registry(self) -> None:
         try:
-            self.registry.replace(self.store.load_registry())
+            self.registry.replace(self.store.load_registry(), self.store.load_simulated_sites())
             self.metrics.set_db(None)
         except StoreUnavailable as exc:
             self.metrics.set_db(str(exc))
