@@ -183,6 +183,34 @@ def test_new_home_starts_from_population_limits_and_still_catches_a_collapse() -
     assert fresh.detect(normal_day(10) + normal_day(11), until=T0 + 12 * DAY) == []
 
 
+def test_a_care_workers_starting_limit_watches_a_new_home_from_its_first_hour() -> None:
+    """No history at all: "bathroom: alert after 45 min" instead of the population's 30; the home's
+    own limits take over as days accrue (the share shown on the resident's page)."""
+    kitchen, bathroom = T0 + 11 * H, T0 + 11.1 * H
+    stay = moves("kitchen", kitchen, kitchen + 180) + moves("bathroom", bathroom, bathroom + 180)
+    pop = InactivityDetector().fit([])
+    mine = InactivityDetector(starting_limits={"bathroom": 45 * M}).fit([])
+    assert pop.own_share() == mine.own_share() == 0.0
+    assert mine.limits_at(T0 + 11 * H)["bathroom"] == 45 * M
+    assert pop.limits_at(T0 + 11 * H)["bathroom"] == 30 * M
+    (a_pop,) = [a for a in pop.detect(stay, until=T0 + 13 * H) if a.kind == "bathroom_too_long"]
+    (a_mine,) = [a for a in mine.detect(stay, until=T0 + 13 * H) if a.kind == "bathroom_too_long"]
+    entered = T0 + 11.1 * H
+    assert a_pop.t - entered == pytest.approx(30 * M, abs=2 * M)
+    assert a_mine.t - entered == pytest.approx(45 * M, abs=2 * M)
+    assert InactivityDetector.from_dict(json.loads(json.dumps(mine.to_dict()))).starting_limits == {
+        "bathroom": 45 * M
+    }
+    # days accrue: half way, then its own (the care worker's 45 min no longer counts)
+    half = InactivityDetector(starting_limits={"bathroom": 45 * M}).fit(history(4))
+    own = InactivityDetector(starting_limits={"bathroom": 45 * M}).fit(history(8))
+    plain = InactivityDetector().fit(history(8))
+    assert 0.5 < half.own_share() < 0.6 and own.own_share() == 1.0
+    assert own.limits_at(T0 + 10 * H) == plain.limits_at(T0 + 10 * H)
+    with pytest.raises(InactivityError, match="starting limits"):
+        InactivityDetector(starting_limits={"garage": 60.0})
+
+
 def test_sensitivity_scales_thresholds(fitted: InactivityDetector) -> None:
     m = T0 + 10 * DAY
     quiet = upto(normal_day(10), m + 11 * H)

@@ -81,7 +81,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from eldercare.models import inactivity_text as text
-from eldercare.models.inactivity_profile import PRIORS, WAKE_PRIOR_S, Profile, learn
+from eldercare.models.inactivity_profile import LIMIT_ROOMS, PRIORS, WAKE_PRIOR_S, Profile, learn
 from eldercare.models.inactivity_track import (
     DAY,
     HOUR,
@@ -225,11 +225,17 @@ class InactivityDetector:
         utc_offset_s: float = 0.0,
         confirm_s: float = 300.0,
         budget: float = 0.01,
+        starting_limits: dict[str, float] | None = None,
     ) -> None:
         if not sensitivity > 0:
             msg = f"sensitivity must be > 0, not {sensitivity}"
             raise InactivityError(msg)
+        bad = {r: v for r, v in (starting_limits or {}).items() if r not in LIMIT_ROOMS or not v > 0}
+        if bad:
+            msg = f"starting limits are seconds > 0 for rooms {', '.join(LIMIT_ROOMS)}, not {bad}"
+            raise InactivityError(msg)
         self.sensitivity = sensitivity
+        self.starting_limits = dict(starting_limits or {})
         self.grace_days = grace_days
         self.utc_offset_s = utc_offset_s
         self.confirm_s = confirm_s
@@ -282,6 +288,7 @@ class InactivityDetector:
             grace_days=self.grace_days,
             exclude=[(float(a), float(b)) for a, b in exclude],
             noisy=noisy,
+            starting=self.starting_limits,
         )
         p.hb_interval_s, p.hb_gap_s = hb_interval, hb_gap
         p.pair_s, p.noise = pair_s, noise
@@ -644,6 +651,24 @@ class InactivityDetector:
                 )
         return best
 
+    # what a care worker sees ---------------------------------------------------------------------
+
+    def own_share(self) -> float:
+        """How far the limits are this home's own (0: the starting limits; 1: after ``grace_days``)."""
+        days = self._profile().days
+        return min(1.0, days / self.grace_days) if self.grace_days > 0 else 1.0
+
+    def limits_at(self, t: float) -> dict[str, float]:
+        """The limits in effect at ``t``'s hour, seconds by room of :data:`LIMIT_ROOMS` (the
+        bathroom's: the time spent there), sensitivity applied: what raises an alert now."""
+        p = self._profile()
+        h = self._tr.hour(t)
+        out = {}
+        for room in LIMIT_ROOMS:
+            table = p.stay if room == "bathroom" else self._table(p, room)[0]
+            out[room] = table[h] / self.sensitivity
+        return out
+
     # state -------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -656,6 +681,7 @@ class InactivityDetector:
                 "utc_offset_s": self.utc_offset_s,
                 "confirm_s": self.confirm_s,
                 "budget": self.budget,
+                "starting_limits": dict(self.starting_limits),
             },
             "profile": None if self.profile_ is None else self.profile_.to_dict(),
             "tracker": self._tr.to_dict(),

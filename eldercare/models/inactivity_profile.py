@@ -59,6 +59,10 @@ POPULATION_MIN: dict[str, list[int]] = {
     "stay": [30, 30, 30, 40, 45, 50, 50, 50, 50, 50] + [30] * 14,
     "away": [30] * 6 + [150] + [480] * 15 + [140, 30],
 }  # fmt: skip
+# What a care worker may set for a new home, in place of the population's limits (seconds, all
+# hours): "bathroom: alert after 45 min" sets both the bathroom's silences and the time spent there.
+LIMIT_ROOMS = ("bathroom", "kitchen", "living", "bedroom", "hall")
+LIMIT_TABLES = {"bathroom": ("bathroom", "stay")}
 PRIOR_SCALE = {"bed": 60 * MIN, "away": 60 * MIN, "stay": 10 * MIN, "bathroom": 10 * MIN}
 DEFAULT_NIGHT = [h >= 23 or h < 6 for h in range(24)]
 WAKE_PRIOR_S = 10.5 * HOUR  # new home: "not up" only after 10:30
@@ -142,7 +146,10 @@ def _table(
     budget: float,
     utc_offset_s: float,
     grace: float,
+    start_s: float | None = None,
 ) -> tuple[list[float], list[float]]:
+    """Thresholds by hour; ``start_s`` replaces the population's limit (a care worker's, for a new
+    home), tighter or wider than its floor and cap."""
     by_hour: dict[int, list[float]] = defaultdict(list)
     for start, dur in samples:
         by_hour[hour_of(start, utc_offset_s)].append(dur)
@@ -155,6 +162,8 @@ def _table(
         night = p.night[h] or (kind == "bed" and any(p.night[(h + d) % 24] for d in (-2, -1, 1, 2)))
         prior = night_prior if night else day_prior
         pop = POPULATION_MIN.get(name, POPULATION_MIN["living"] if kind == "room" else None)
+        if start_s is not None:
+            pop = [round(start_s / MIN)] * 24
         if pop is not None:
             prior = pop[h] * MIN
         pool, hours = _pool(by_hour, h, p.night)
@@ -175,6 +184,8 @@ def _table(
             lo = DAY_HALL_FLOOR
         elif not p.night[h] and kind == "away":  # by day, out is judged by the population's outings
             lo = max(DAY_HALL_FLOOR, POPULATION_MIN["away"][h] * MIN)
+        if start_s is not None:
+            lo, cap = min(lo, start_s), max(cap, start_s)
         thr.append(min(max(x, lo), cap))
         usual.append(min(top, cap))
     return thr, usual
@@ -191,12 +202,16 @@ def learn(
     exclude: list[tuple[float, float]],
     room_budget: float | None = None,
     noisy: bool = False,
+    starting: dict[str, float] | None = None,
 ) -> Profile:
     """Thresholds from a replayed history spanning [t0, t1).
 
     ``room_budget`` (default ``budget``) is the budget of silences in the ordinary rooms; ``noisy``
-    says the home's motion sensors blip often (see :func:`_mornings`).
+    says the home's motion sensors blip often (see :func:`_mornings`); ``starting`` (seconds by
+    room of :data:`LIMIT_ROOMS`) replaces the population's limits, which the home's own replace
+    in turn as days accrue.
     """
+    starting_s = {t: float(v) for r, v in (starting or {}).items() for t in LIMIT_TABLES.get(r, (r,))}
     p = Profile(days=max(0.0, (t1 - t0) / DAY))
     weeks = p.days / 7.0
     gaps = [*exclude, *rec.gaps]
@@ -215,10 +230,12 @@ def learn(
     for ctx in {"bed", "bathroom", "bedroom", "kitchen", "living", "hall", *by_ctx}:
         b = budget if room_budget is None or _kind(ctx) != "room" else room_budget
         p.sil[ctx], p.sil_usual[ctx] = _table(
-            by_ctx.get(ctx, []), _kind(ctx), ctx, p, weeks, b, utc_offset_s, grace_days
+            by_ctx.get(ctx, []), _kind(ctx), ctx, p, weeks, b, utc_offset_s, grace_days, starting_s.get(ctx)
         )
     baths = [(s, d) for c, s, d in rec.stays if c.startswith("bathroom") and clean(s, d)]
-    p.stay, p.stay_usual = _table(baths, "stay", "stay", p, weeks, budget, utc_offset_s, grace_days)
+    p.stay, p.stay_usual = _table(
+        baths, "stay", "stay", p, weeks, budget, utc_offset_s, grace_days, starting_s.get("stay")
+    )
     morning = [
         d
         for c, s, d in rec.stays
@@ -233,6 +250,16 @@ def learn(
     _learn_wake(p, rec, utc_offset_s, exclude, t0 if noisy else -math.inf)
     _learn_devices(p, rec, grace_days)
     return p
+
+
+def population_limits() -> dict[str, tuple[float, float]]:
+    """The population's limits for a new home, by room of :data:`LIMIT_ROOMS`: (lowest, highest)
+    over the hours of the day, in seconds (the bathroom's: the time spent there)."""
+    out = {}
+    for room in LIMIT_ROOMS:
+        mins = POPULATION_MIN[LIMIT_TABLES.get(room, (room,))[-1]]
+        out[room] = (min(mins) * MIN, max(mins) * MIN)
+    return out
 
 
 def _in_bed_by_hour(rec: Recording, utc_offset_s: float) -> list[float]:
