@@ -43,6 +43,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "sim.unavailable": "Scoring is not available in this installation.",
         "alert.not_open": "Alert {id} is {state}: only an open alert can be acknowledged.",
         "alert.resolved": "Alert {id} is already resolved.",
+        "limits.undone": "Change {id} of the limits was undone already.",
         "validation": "Invalid request: {errors}",
         "request.too_large": "The request body is larger than {limit} bytes.",
         "invalid.data": "A value in the request is out of range or not valid here; check numbers, "
@@ -69,6 +70,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "invalid.reference": "未知的 {field} '{value}'：请先创建或更正 ID。",
         "alert.not_open": "告警 {id} 当前状态为 {state}：只有未处理的告警可以确认。",
         "alert.resolved": "告警 {id} 已经解决。",
+        "limits.undone": "阈值变更 {id} 已经撤销过了。",
         "invalid.value": "{field}：{reason}",
         "invalid.range": "'start' 必须早于 'end'，且范围不超过 {days} 天。",
         "invalid.tiers": "升级层级必须按 1、2、3… 连续编号。",

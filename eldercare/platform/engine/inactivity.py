@@ -36,6 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eldercare.models.inactivity import FIT_WINDOW_DAYS, InactivityAlert, InactivityDetector
+from eldercare.models.inactivity_profile import LIMIT_ROOMS
 from eldercare.models.inactivity_track import room_name
 from eldercare.platform.engine import rules
 
@@ -136,11 +137,24 @@ def fit(
     offset_s: float,
     exclude: Iterable[tuple[float, float]] = (),
     previous: InactivityDetector | None = None,
+    limits: dict[str, float] | None = None,
 ) -> InactivityDetector:
-    """Learn the home again; ``previous``, the detector that was running, keeps what it raised."""
+    """Learn the home again; ``previous``, the detector that was running, keeps what it raised;
+    ``limits``: the care worker's starting limits (seconds by room) instead of the population's."""
     det = previous if previous is not None else InactivityDetector()
     det.sensitivity, det.utc_offset_s = sensitivity, offset_s
+    det.starting_limits = starting_limits(limits)
     return det.fit(history, exclude=list(exclude))
+
+
+def starting_limits(limits: dict[str, Any] | None) -> dict[str, float]:
+    """The care worker's starting limits as the detector takes them (known rooms, seconds > 0)."""
+    return {r: float(v) for r, v in (limits or {}).items() if r in LIMIT_ROOMS and float(v) > 0}
+
+
+def needs_refit(det: InactivityDetector, limits: dict[str, Any] | None) -> bool:
+    """The care worker changed the starting limits since the detector was fitted: learn again now."""
+    return det.starting_limits != starting_limits(limits)
 
 
 def restore(state: dict[str, Any], *, sensitivity: float) -> InactivityDetector:

@@ -521,7 +521,13 @@ async def _drive_one(
             det = inactivity.restore(state, sensitivity=sensitivity)
         except InactivityError:  # a state from an older detector version: learn again
             log.warning("inactivity state of %s unreadable; refitting", row["resident_id"])
-    if det is None or fitted_s is None or now_s - fitted_s >= inactivity.REFIT_S:
+    limits = row.get("limits") or {}
+    if (
+        det is None
+        or fitted_s is None
+        or now_s - fitted_s >= inactivity.REFIT_S
+        or inactivity.needs_refit(det, limits)  # a care worker set the new home's limits
+    ):
         start = now_s - inactivity.FIT_DAYS * 86_400.0
         readings = await detectors_repo.home_readings(
             conn, site=site, after_s=start, until_s=now_s, kinds=kinds
@@ -534,7 +540,13 @@ async def _drive_one(
         )  # fmt: skip
         offset = inactivity.utc_offset_s(row["timezone"], datetime.fromtimestamp(now_s, UTC))
         det = await asyncio.to_thread(
-            inactivity.fit, history, sensitivity=sensitivity, offset_s=offset, exclude=exclude, previous=det
+            inactivity.fit,
+            history,
+            sensitivity=sensitivity,
+            offset_s=offset,
+            exclude=exclude,
+            previous=det,
+            limits=limits,
         )  # the running detector, refitted, does not raise again what it already raised
         last, fitted_s = (history[-1][0] if history else start), now_s
         log.info("inactivity detector of %s fitted on %s readings", row["resident_id"], len(history))

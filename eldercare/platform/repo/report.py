@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from eldercare.platform.repo import detector as detector_repo
 from eldercare.platform.repo import resident_scope, scope_params
 from eldercare.platform.repo.connections import Conn
 
@@ -151,26 +152,29 @@ async def care_quality(
     }
 
 
-async def record_outcome_feedback(conn: Conn, *, resident_id: str, kind: str, outcome: str) -> float | None:
+async def record_outcome_feedback(
+    conn: Conn,
+    *,
+    resident_id: str,
+    kind: str,
+    outcome: str,
+    alert_id: int | None = None,
+    actor: int | None = None,
+) -> float | None:
     """Nudge the resident's sensitivity for the detector of alert ``kind`` by one outcome; returns it.
 
-    Called by :func:`apply_feedback` for every resolved alert exactly once; call it directly only
-    for outcomes that do not come from a resolved alert row (or they are counted twice).
+    The change is recorded in the resident's threshold history (with the alert and who resolved
+    it), where a care worker sees it and may undo it. Called by :func:`apply_feedback` for every
+    resolved alert exactly once; call it directly only for outcomes that do not come from a
+    resolved alert row (or they are counted twice).
     """
     factor = {"false_alarm": FALSE_ALARM_FACTOR, "confirmed": CONFIRMED_FACTOR}.get(outcome)
     if factor is None:
         return None
-    detector = DETECTOR_OF_KIND.get(kind, kind)
-    cur = await conn.execute(
-        "INSERT INTO detector_settings (resident_id, detector, sensitivity)"
-        " VALUES (%(r)s, %(k)s, least(greatest(%(f)s, %(lo)s), %(hi)s))"
-        " ON CONFLICT (resident_id, detector) DO UPDATE SET sensitivity ="
-        " least(greatest(detector_settings.sensitivity * %(f)s, %(lo)s), %(hi)s)"
-        " RETURNING sensitivity",
-        {"r": resident_id, "k": detector, "f": factor, "lo": MIN_SENSITIVITY, "hi": MAX_SENSITIVITY},
-    )
-    row = await cur.fetchone()
-    return float(row["sensitivity"]) if row else None
+    return await detector_repo.nudge_sensitivity(
+        conn, resident=resident_id, detector=DETECTOR_OF_KIND.get(kind, kind), factor=factor,
+        lo=MIN_SENSITIVITY, hi=MAX_SENSITIVITY, alert_id=alert_id, outcome=outcome, actor=actor,
+    )  # fmt: skip
 
 
 async def apply_feedback(conn: Conn, *, limit: int = 1000) -> int:
@@ -191,7 +195,8 @@ async def apply_feedback(conn: Conn, *, limit: int = 1000) -> int:
                 INSERT INTO outcome_feedback (alert_id) SELECT id FROM todo
                 ON CONFLICT DO NOTHING RETURNING alert_id
             )
-            SELECT a.resident_id, a.kind, a.outcome FROM alerts a JOIN ins ON ins.alert_id = a.id
+            SELECT a.id, a.resident_id, a.kind, a.outcome, a.resolved_by
+            FROM alerts a JOIN ins ON ins.alert_id = a.id
             ORDER BY a.id
             """,
             {"limit": limit},
@@ -199,6 +204,7 @@ async def apply_feedback(conn: Conn, *, limit: int = 1000) -> int:
         claimed = await cur.fetchall()
         for r in claimed:
             await record_outcome_feedback(
-                conn, resident_id=r["resident_id"], kind=r["kind"], outcome=r["outcome"]
-            )
+                conn, resident_id=r["resident_id"], kind=r["kind"], outcome=r["outcome"], alert_id=r["id"],
+                actor=r["resolved_by"],
+            )  # fmt: skip
     return len(claimed)
