@@ -609,7 +609,74 @@ async function pageResident(id, root) {
       h("div", { class: "card" }, h("h2", { i18n: "res.contacts" }), contacts.length ? h("ul", {}, contacts) : h("p", { class: "muted", i18n: "res.no_contacts" }),
         team ? [h("h2", { i18n: "res.team" }), h("ul", {}, team)] : null)),
     h("div", { class: "card" }, h("h2", { i18n: "res.layout" }), sensors),
-    h("div", { class: "card" }, h("h2", { i18n: "family.week" }), week));
+    h("div", { class: "card" }, h("h2", { i18n: "family.week" }), week),
+    await limitsCard(id));
+}
+
+/* The resident's inactivity limits (care team only): how far the detector has learned this home,
+   the starting limit of each room (the population's, or one set here) and the one in effect now,
+   and every change (feedback on an alert, a care worker's limit, an undo) with an undo button. */
+const fmtSecs = (s) => {
+  if (s === null || s === undefined) return "—";
+  const min = Math.round(s / 60);
+  return min < 60 ? t("time.min", { n: min }) : t("time.h_min", { h: Math.floor(min / 60), n: min % 60 });
+};
+
+async function limitsCard(id) {
+  const card = h("div", { class: "card", id: "limits" });
+  const path = `/residents/${id}/inactivity-limits`;
+  async function draw(v) {
+    const lr = v.learning;
+    const pct = Math.round(lr.own_share * 100);
+    const learning = lr.own_share >= 1 ? L("lim.own", { days: lr.days.toFixed(0) })
+      : L("lim.learning", { days: lr.days.toFixed(1), grace: lr.grace_days, pct });
+    const rows = v.rooms.map((r) => {
+      const input = h("input", { type: "number", min: 5, max: 1440, step: 5, class: "lim-min", "data-room": r.room,
+        value: r.starting_s ? Math.round(r.starting_s / 60) : "" });
+      const save = async (value) => {
+        try { draw(await api(path, { method: "PUT", body: { limits: { [r.room]: value } } })); toast(t("saved")); }
+        catch (e) { toast(e.message); }
+      };
+      const start = r.starting_s ? [L("lim.set_here"), " ", D(fmtSecs(r.starting_s))]
+        : [L("lim.population"), " ", D(r.population_s[0] === r.population_s[1] ? fmtSecs(r.population_s[0])
+          : fmtSecs(r.population_s[0]) + "–" + fmtSecs(r.population_s[1]))];
+      return h("tr", { "data-room": r.room }, h("td", {}, roomLabel(r.room)), h("td", {}, ...start),
+        h("td", { class: "in-effect" }, D(fmtSecs(r.in_effect_s))),
+        h("td", {}, input, " ", L("lim.minutes"), " ",
+          h("button", { i18n: "admin.save", on: { click: () => input.value && save(Number(input.value) * 60) } }),
+          r.starting_s ? h("button", { i18n: "lim.reset", on: { click: () => save(null) } }) : null));
+    });
+    card.replaceChildren(h("h2", { i18n: "lim.title" }), h("p", { id: "lim-learning" }, learning),
+      v.learning.pending ? h("p", { class: "muted", i18n: "lim.pending" }) : null,
+      v.sensitivity !== 1 ? h("p", {}, L("lim.factor", { f: (1 / v.sensitivity).toFixed(2) })) : null,
+      h("table", { id: "lim-rooms" }, h("tr", {}, h("th", { i18n: "res.room" }), h("th", { i18n: "lim.start" }),
+        h("th", { i18n: "lim.now" }), h("th", { i18n: "lim.change" })), ...rows),
+      h("h3", { i18n: "lim.history" }), limitsHistory(v.changes, async (cid) => {
+        try { draw(await api(`${path}/changes/${cid}/undo`, { method: "POST" })); } catch (e) { toast(e.message); }
+      }));
+  }
+  try { await draw(await api(path)); } catch (e) { return null; } // not the care team: no card
+  return card;
+}
+
+function limitsHistory(changes, undo) {
+  if (!changes.length) return h("p", { class: "muted", i18n: "lim.no_changes" });
+  return h("ul", { id: "lim-history" }, ...changes.map((c) => {
+    let what;
+    if (c.source === "feedback") {
+      const f = c.before.sensitivity / c.after.sensitivity;
+      what = L("lim.feedback." + c.outcome, { alert: c.alert_id, f: f.toFixed(2) });
+    } else if (c.source === "undo") what = L("lim.undid", { id: c.undoes });
+    else {
+      const rooms = [...new Set([...Object.keys(c.before.limits), ...Object.keys(c.after.limits)])]
+        .filter((r) => c.before.limits[r] !== c.after.limits[r]);
+      what = h("span", {}, ...rooms.map((r) => h("span", {}, roomLabel(r), " ",
+        D(c.after.limits[r] ? fmtSecs(c.after.limits[r]) : t("lim.population")), " ")));
+    }
+    return h("li", { "data-change": c.id }, T(c.at), " ", D(c.actor), " · ", what,
+      c.undone_by ? h("span", { class: "muted" }, " ", L("lim.undone")) : null,
+      !c.undone_by && c.source !== "undo" ? h("button", { i18n: "lim.undo", on: { click: () => undo(c.id) } }) : null);
+  }));
 }
 
 async function pageFamily(id, root) {

@@ -115,6 +115,14 @@ const I18N = {
     "push.unsupported": "This browser cannot show notifications; keep this page open or rely on e-mail.",
     "push.email": "Each alert is also e-mailed to", "push.no_email": "No e-mail address on record: ask the care provider to add one, so alerts reach you without this page.",
     "push.body_family": "Open to see what happened and who is on the way",
+    /* ---- inactivity limits (#22 items 4, 6): the resident page's limits card. ---- */
+    "lim.title": "Alert limits", "lim.learning": "Learning this home: {days} of {grace} days; limits {pct}% its own, the rest the starting limits",
+    "lim.own": "Limits are this home's own, learned from {days} days", "lim.pending": "Changed limits apply at the next check (within a minute).",
+    "lim.factor": "All limits ×{f} after feedback on alerts", "lim.start": "Starting limit", "lim.now": "In effect now",
+    "lim.change": "Set for this resident", "lim.population": "usual for new homes", "lim.set_here": "set by the care team:",
+    "lim.minutes": "min", "lim.reset": "Back to usual", "lim.history": "Changes", "lim.no_changes": "No changes yet.",
+    "lim.feedback.false_alarm": "False alarm (alert {alert}): limits ×{f}", "lim.feedback.confirmed": "Confirmed (alert {alert}): limits ×{f}",
+    "lim.undid": "Undid change {id}", "lim.undone": "(undone)", "lim.undo": "Undo",
   },
   "zh-CN": {
     "app.name": "颐养守护", "lang.switch": "English", "nav.console": "告警", "nav.admin": "设置",
@@ -228,5 +236,13 @@ const I18N = {
     "push.unsupported": "此浏览器不能弹出通知；请保持页面打开，或依靠电子邮件。",
     "push.email": "每个告警也会发邮件到", "push.no_email": "没有登记电子邮箱：请联系护理机构添加，这样不开页面也能收到告警。",
     "push.body_family": "打开查看发生了什么、谁在处理",
+    /* ---- inactivity limits (#22 items 4, 6): the resident page's limits card. ---- */
+    "lim.title": "提醒阈值", "lim.learning": "正在学习此住户：{days}/{grace} 天；阈值 {pct}% 来自本户习惯，其余为起始阈值",
+    "lim.own": "阈值已完全来自本户习惯（学习了 {days} 天）", "lim.pending": "修改的阈值将在下次检查时生效（一分钟内）。",
+    "lim.factor": "根据告警反馈，所有阈值 ×{f}", "lim.start": "起始阈值", "lim.now": "当前生效",
+    "lim.change": "为此长者设置", "lim.population": "新住户通用值", "lim.set_here": "照护团队设置：",
+    "lim.minutes": "分钟", "lim.reset": "恢复通用值", "lim.history": "变更记录", "lim.no_changes": "暂无变更。",
+    "lim.feedback.false_alarm": "误报（告警 {alert}）：阈值 ×{f}", "lim.feedback.confirmed": "确认属实（告警 {alert}）：阈值 ×{f}",
+    "lim.undid": "撤销了变更 {id}", "lim.undone": "（已撤销）", "lim.undo": "撤销",
   },
 };
