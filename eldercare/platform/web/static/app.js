@@ -632,6 +632,7 @@ async function limitsCard(id) {
       : L("lim.learning", { days: lr.days.toFixed(1), grace: lr.grace_days, pct });
     const rows = v.rooms.map((r) => {
       const input = h("input", { type: "number", min: 5, max: 1440, step: 5, class: "lim-min", "data-room": r.room,
+        "aria-label": t("lim.change") + ": " + roomLabel(r.room).textContent,
         value: r.starting_s ? Math.round(r.starting_s / 60) : "" });
       const save = async (value) => {
         try { draw(await api(path, { method: "PUT", body: { limits: { [r.room]: value } } })); toast(t("saved")); }
@@ -646,14 +647,14 @@ async function limitsCard(id) {
           h("button", { i18n: "admin.save", on: { click: () => input.value && save(Number(input.value) * 60) } }),
           r.starting_s ? h("button", { i18n: "lim.reset", on: { click: () => save(null) } }) : null));
     });
-    card.replaceChildren(h("h2", { i18n: "lim.title" }), h("p", { id: "lim-learning" }, learning),
+    card.replaceChildren(...[h("h2", { i18n: "lim.title" }), h("p", { id: "lim-learning" }, learning),
       v.learning.pending ? h("p", { class: "muted", i18n: "lim.pending" }) : null,
       v.sensitivity !== 1 ? h("p", {}, L("lim.factor", { f: (1 / v.sensitivity).toFixed(2) })) : null,
       h("table", { id: "lim-rooms" }, h("tr", {}, h("th", { i18n: "res.room" }), h("th", { i18n: "lim.start" }),
         h("th", { i18n: "lim.now" }), h("th", { i18n: "lim.change" })), ...rows),
       h("h3", { i18n: "lim.history" }), limitsHistory(v.changes, async (cid) => {
         try { draw(await api(`${path}/changes/${cid}/undo`, { method: "POST" })); } catch (e) { toast(e.message); }
-      }));
+      })].filter(Boolean)); // (replaceChildren would write a null as "null")
   }
   try { await draw(await api(path)); } catch (e) { return null; } // not the care team: no card
   return card;
