@@ -71,7 +71,7 @@ def status_at(db_url: str, t: float, *, arrived: float | None = None) -> None:
         )
 
 
-async def tick(pool: AsyncConnectionPool[Any], *, now_s: float) -> int:
+async def tick(pool: Pool, *, now_s: float) -> int:
     """What the engine's loops do in turn: handle the queued statuses, then judge the homes."""
     await service.drain_work(pool, workers=1)
     return await service.drive_inactivity(pool, now_s=now_s)
@@ -152,7 +152,7 @@ def test_a_run_behind_the_wall_clock_is_judged_by_its_statuses_time_not_their_ar
     assert wall - collapse >= DAY  # the readings are a day and more behind the wall clock
     before, after = collapse - 3 * HOUR, collapse + 4 * HOUR
 
-    async def ticks(pool: AsyncConnectionPool[Any]) -> list[int]:
+    async def ticks(pool: Pool) -> list[int]:
         raised = []
         for n, t in enumerate(range(int(before), int(after) + 1, 600)):  # ten simulated minutes a tick
             arrived = wall + n  # at 600x: one wall second a tick

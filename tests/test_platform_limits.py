@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 from platform_seed import World
-from psycopg_pool import AsyncConnectionPool
 
 from eldercare.platform.engine import service
 from eldercare.platform.repo import report
+from eldercare.platform.repo.connections import connect, open_pool
 
 if TYPE_CHECKING:
     from platform_api_support import Api
@@ -27,7 +27,7 @@ def _tick(db_url: str, now_s: float) -> None:
     """One round of the engine's inactivity checks at the injected wall clock ``now_s``."""
 
     async def main() -> None:
-        async with AsyncConnectionPool(db_url, min_size=1, max_size=2, kwargs={"autocommit": True}) as pool:
+        async with open_pool(db_url, min_size=1, max_size=2) as pool:
             await service.drive_inactivity(pool, now_s=now_s)
 
     asyncio.run(main())
@@ -35,7 +35,7 @@ def _tick(db_url: str, now_s: float) -> None:
 
 def _feedback(db_url: str) -> int:
     async def main() -> int:
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        async with await connect(db_url) as conn:
             return await report.apply_feedback(conn)
 
     return asyncio.run(main())

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from eldercare.platform.repo import detector as detector_repo
 from eldercare.platform.repo import resident_scope, scope_params
+from eldercare.platform.repo import thresholds as detector_repo
 from eldercare.platform.repo.connections import Conn
 
 if TYPE_CHECKING:

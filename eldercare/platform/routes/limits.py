@@ -23,7 +23,7 @@ from eldercare.platform.access import ResidentAccess
 from eldercare.platform.deps import ConnDep, CurrentUser, RouteDep, resident_admin
 from eldercare.platform.engine.inactivity import DETECTOR, starting_limits
 from eldercare.platform.errors import ApiError, not_found
-from eldercare.platform.repo import detector as repo
+from eldercare.platform.repo import thresholds as repo
 from eldercare.platform.routes import ERRORS
 
 router = APIRouter(prefix="/residents", tags=["residents"], responses=ERRORS)

@@ -10,13 +10,13 @@
   undone.
 
 Revision ID: 0012
-Revises: 0005
+Revises: 0013
 """
 
 from alembic import op
 
 revision = "0012"
-down_revision = "0005"
+down_revision = "0013"  # written on 0005; relinked onto main's head (0013) at the rebase
 branch_labels = None
 depends_on = None
 

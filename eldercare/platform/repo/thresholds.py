@@ -11,12 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
-
 from eldercare.platform.repo import RepoError
+from eldercare.platform.repo.connections import Conn, Row
 
-Row = dict[str, Any]
 CHANGE_COLUMNS = (
     "c.id, c.at, c.source, c.actor, c.alert_id, c.outcome, c.before, c.after, c.undoes, c.undone_by,"
     " u.username AS actor_name"
@@ -27,13 +24,12 @@ class AlreadyUndone(RepoError):
     """The change was undone before."""
 
 
-async def _rows(conn: AsyncConnection[Any], query: str, params: dict[str, Any]) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchall()
+async def _rows(conn: Conn, query: str, params: dict[str, Any]) -> list[Row]:
+    cur = await conn.execute(query, params)
+    return await cur.fetchall()
 
 
-async def settings(conn: AsyncConnection[Any], *, resident: str, detector: str) -> Row:
+async def settings(conn: Conn, *, resident: str, detector: str) -> Row:
     """The resident's settings (a default row when the engine has not made one yet)."""
     rows = await _rows(
         conn,
@@ -46,7 +42,7 @@ async def settings(conn: AsyncConnection[Any], *, resident: str, detector: str) 
     return rows[0] if rows else {"sensitivity": 1.0, "limits": {}, "state": None, "fitted_at": None}
 
 
-async def _lock(conn: AsyncConnection[Any], *, resident: str, detector: str) -> Row:
+async def _lock(conn: Conn, *, resident: str, detector: str) -> Row:
     rows = await _rows(
         conn,
         """
@@ -60,7 +56,7 @@ async def _lock(conn: AsyncConnection[Any], *, resident: str, detector: str) -> 
 
 
 async def _write(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     resident: str,
     detector: str,
@@ -100,7 +96,7 @@ def _plain(s: Row) -> Row:
 
 
 async def set_limits(
-    conn: AsyncConnection[Any], *, resident: str, detector: str, limits: dict[str, float | None], actor: int
+    conn: Conn, *, resident: str, detector: str, limits: dict[str, float | None], actor: int
 ) -> int | None:
     """Set (a number) or clear (``None``) starting limits by room; returns the change's id, or
     None when nothing changed. Call inside a transaction."""
@@ -120,7 +116,7 @@ async def set_limits(
 
 
 async def nudge_sensitivity(
-    conn: AsyncConnection[Any],
+    conn: Conn,
     *,
     resident: str,
     detector: str,
@@ -143,9 +139,7 @@ async def nudge_sensitivity(
     return s
 
 
-async def undo(
-    conn: AsyncConnection[Any], *, resident: str, detector: str, change: int, actor: int
-) -> int | None:
+async def undo(conn: Conn, *, resident: str, detector: str, change: int, actor: int) -> int | None:
     """Undo change ``change`` of this resident: its inverse applied to the settings as they are now.
 
     Returns the new change's id; None when there is no such change; raises :class:`AlreadyUndone`.
@@ -186,7 +180,7 @@ async def undo(
     return new_id
 
 
-async def changes(conn: AsyncConnection[Any], *, resident: str, detector: str, limit: int = 50) -> list[Row]:
+async def changes(conn: Conn, *, resident: str, detector: str, limit: int = 50) -> list[Row]:
     """The resident's latest changes, newest first, with who made them."""
     return await _rows(
         conn,
