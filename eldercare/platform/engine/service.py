@@ -316,18 +316,17 @@ async def _status(
     """Decisions for a status, unless a status that arrived later already superseded it.
 
     Statuses are ordered by ingest's arrival time (``ts``), never by the gateway's ``t``. A live
-    status records the gateway's own time (``t``: a simulated home's clock), and an ``online`` one
-    measures its clock: ``t`` minus arrival.
+    ``online`` status records the gateway's own time (``t``: a simulated home's clock) and measures
+    its clock: ``t`` minus arrival.
     """
     ts = payload.get("ts")
-    if ts is not None and payload.get("t") is not None and not payload.get("retained"):
+    if payload.get("state") == "online" and ts is not None and not payload.get("retained"):
         # the gateway's own clock: a simulated home is judged by it (its arrival is the wall's)
-        online = payload.get("state") == "online"
-        skew = int(payload["t"]) - int(ts) if online else None
+        skew = int(payload["t"]) - int(ts)
         await gateways_repo.set_gateway_clock(
             conn, gateway=gateway, reported_ms=int(payload["t"]), skew_ms=skew
         )
-        if skew is not None and not await gateways_repo.site_is_simulated(conn, site=payload["site"]):
+        if not await gateways_repo.site_is_simulated(conn, site=payload["site"]):
             payload = payload | {"skew_ms": skew}  # (a simulator's clock runs fast: no skew alarm)
     decisions = rules.decide_status(payload, not_worn_after_s=not_worn_after_s)
     presence = await gateways_repo.gateway_presence(conn, gateway=gateway)

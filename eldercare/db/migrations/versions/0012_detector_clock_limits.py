@@ -24,10 +24,9 @@ depends_on = None
 def upgrade() -> None:
     op.execute(
         """
-        ALTER TABLE gateway_clocks ALTER COLUMN skew_ms DROP NOT NULL,
-            ADD COLUMN reported_at timestamptz;
+        ALTER TABLE gateway_clocks ADD COLUMN reported_at timestamptz;
         COMMENT ON COLUMN gateway_clocks.reported_at IS
-            'Newest time the gateway stamped on a live status (its clock; a simulator''s for simulated homes)';
+            'Newest time the gateway stamped on a live online status (its clock; a simulator''s for simulated homes)';
         ALTER TABLE detector_settings ADD COLUMN limits jsonb NOT NULL DEFAULT '{}'::jsonb;
         COMMENT ON COLUMN detector_settings.limits IS
             'A care worker''s limits for a new home, seconds by room (instead of the population''s)';
@@ -57,7 +56,6 @@ def downgrade() -> None:
         """
         DROP TABLE IF EXISTS detector_changes;
         ALTER TABLE detector_settings DROP COLUMN IF EXISTS limits;
-        DELETE FROM gateway_clocks WHERE skew_ms IS NULL;
-        ALTER TABLE gateway_clocks DROP COLUMN IF EXISTS reported_at, ALTER COLUMN skew_ms SET NOT NULL;
+        ALTER TABLE gateway_clocks DROP COLUMN IF EXISTS reported_at;
         """
     )
