@@ -103,6 +103,7 @@ VALUES (%(ts)s, %(gateway)s, %(site)s, %(state)s, %(clock_ok)s, %(version)s, %(s
 # A status without a config revision (a Last Will, an older agent) leaves what the gateway said about it.
 UPDATE_GATEWAY = """
 UPDATE gateways SET state = %(state)s, state_at = %(ts)s, version = coalesce(%(version)s, version),
+    reported_at = greatest(reported_at, %(reported)s),
     config_applied = coalesce(%(config_revision)s, config_applied),
     config_error = CASE WHEN %(config_revision)s IS NULL THEN config_error ELSE %(config_error)s END
 WHERE id = %(gateway)s AND (state_at IS NULL OR state_at <= %(ts)s)
@@ -708,6 +709,7 @@ class Store:
             rows.append(
                 {
                     "ts": to_datetime(a.ts_lo),
+                    "reported": to_datetime(st.t),  # the gateway's own clock (a simulator's, if simulated)
                     "gateway": a.gateway,
                     "site": a.site,
                     "state": st.state,

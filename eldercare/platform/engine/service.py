@@ -316,18 +316,16 @@ async def _status(
     """Decisions for a status, unless a status that arrived later already superseded it.
 
     Statuses are ordered by ingest's arrival time (``ts``), never by the gateway's ``t``. A live
-    ``online`` status records the gateway's own time (``t``: a simulated home's clock) and measures
-    its clock: ``t`` minus arrival.
+    ``online`` status also measures the gateway's clock: ``t`` minus arrival.
     """
     ts = payload.get("ts")
     if payload.get("state") == "online" and ts is not None and not payload.get("retained"):
-        # the gateway's own clock: a simulated home is judged by it (its arrival is the wall's)
         skew = int(payload["t"]) - int(ts)
-        await gateways_repo.set_gateway_clock(
-            conn, gateway=gateway, reported_ms=int(payload["t"]), skew_ms=skew
-        )
-        if not await gateways_repo.site_is_simulated(conn, site=payload["site"]):
-            payload = payload | {"skew_ms": skew}  # (a simulator's clock runs fast: no skew alarm)
+        await gateways_repo.set_clock_skew(conn, gateway=gateway, skew_ms=skew)
+        if not await gateways_repo.site_is_simulated(
+            conn, site=payload["site"]
+        ):  # a simulator's clock runs fast
+            payload = payload | {"skew_ms": skew}
     decisions = rules.decide_status(payload, not_worn_after_s=not_worn_after_s)
     presence = await gateways_repo.gateway_presence(conn, gateway=gateway)
     if presence is not None and presence["state_at"] is not None and ts is not None:

@@ -28,8 +28,9 @@ async def claim_detectors(conn: Conn, *, detector: str, now_s: float, limit: int
     (other replicas skip).
 
     ``home_s`` is the home's clock: ``now_s`` (the wall clock) for a real home; for a simulated one
-    the newest time its gateways stamped on a report (a live status's ``t``, a heartbeat), which is
-    the simulator's clock; never ``gateway_status.ts``, which is ingest's arrival time. A
+    the newest time its gateways stamped on a report (a status's ``t``, kept by ingest in
+    ``gateways.reported_at``; a heartbeat), which is the simulator's clock; never
+    ``gateway_status.ts``, which is ingest's arrival time. A
     simulated home none of whose gateways has reported yet is not due: its time is unknown (a run
     may start days behind or ahead of the wall clock).
     """
@@ -39,7 +40,7 @@ async def claim_detectors(conn: Conn, *, detector: str, now_s: float, limit: int
             SELECT g.site_id, max(x.t) AS t
             FROM gateways g JOIN sites gs ON gs.id = g.site_id AND gs.simulated
             CROSS JOIN LATERAL (
-                SELECT (SELECT reported_at FROM gateway_clocks WHERE gateway_id = g.id) AS t
+                SELECT g.reported_at AS t
                 UNION ALL
                 SELECT (SELECT max(ts) FROM readings WHERE gateway_id = g.id AND sensor_id = g.id)
             ) x

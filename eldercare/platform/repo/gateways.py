@@ -54,19 +54,12 @@ async def gateway_presence(conn: Conn, *, gateway: str) -> Row | None:
     return await cur.fetchone()
 
 
-async def set_gateway_clock(conn: Conn, *, gateway: str, reported_ms: int, skew_ms: int) -> None:
-    """The gateway's own time on its newest live status (``reported_at``, never moved back by an
-    older one) and its clock minus ingest's (``skew_ms``).
-
-    Kept in ``gateway_clocks``, not ``gateways``: ingest's batch must never wait for this row."""
+async def set_clock_skew(conn: Conn, *, gateway: str, skew_ms: int) -> None:
+    """Kept in ``gateway_clocks``, not ``gateways``: ingest's batch must never wait for this row."""
     await conn.execute(
-        """
-        INSERT INTO gateway_clocks (gateway_id, skew_ms, reported_at)
-        VALUES (%(gw)s, %(skew)s, to_timestamp(%(t)s / 1000.0))
-        ON CONFLICT (gateway_id) DO UPDATE SET skew_ms = EXCLUDED.skew_ms, checked_at = now(),
-            reported_at = greatest(gateway_clocks.reported_at, EXCLUDED.reported_at)
-        """,
-        {"skew": skew_ms, "gw": gateway, "t": reported_ms},
+        "INSERT INTO gateway_clocks (gateway_id, skew_ms) VALUES (%(gw)s, %(skew)s)"
+        " ON CONFLICT (gateway_id) DO UPDATE SET skew_ms = EXCLUDED.skew_ms, checked_at = now()",
+        {"skew": skew_ms, "gw": gateway},
     )
 
 

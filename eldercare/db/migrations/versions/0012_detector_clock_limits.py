@@ -1,8 +1,9 @@
 """A simulated gateway's own clock; a resident's starting limits and the history of their thresholds.
 
-- ``gateway_clocks.reported_at``: the newest time a gateway stamped on a live status (its own clock).
-  A simulated home is judged by it: ``gateway_status.ts`` is ingest's arrival time, the wall clock,
-  a day off for a run started a day behind (issue 22).
+- ``gateways.reported_at``: the newest time a gateway stamped on a status (its own clock), written by
+  ingest with the status. A simulated home is judged by it: ``gateway_status.ts`` is ingest's
+  arrival time, the wall clock, a day off for a run started a day behind (issue 22); and the
+  engine's work queue, which saw each status later, fell hours behind a fast simulation.
 - ``detector_settings.limits``: a care worker's limits for a new home (seconds by room, e.g.
   ``{"bathroom": 2700}``), in place of the population's while the detector learns the home.
 - ``detector_changes``: every change of a resident's thresholds (outcome feedback on an alert, a
@@ -24,9 +25,9 @@ depends_on = None
 def upgrade() -> None:
     op.execute(
         """
-        ALTER TABLE gateway_clocks ADD COLUMN reported_at timestamptz;
-        COMMENT ON COLUMN gateway_clocks.reported_at IS
-            'Newest time the gateway stamped on a live online status (its clock; a simulator''s for simulated homes)';
+        ALTER TABLE gateways ADD COLUMN reported_at timestamptz;
+        COMMENT ON COLUMN gateways.reported_at IS
+            'Newest time the gateway stamped on a status (its clock; a simulator''s for simulated homes)';
         ALTER TABLE detector_settings ADD COLUMN limits jsonb NOT NULL DEFAULT '{}'::jsonb;
         COMMENT ON COLUMN detector_settings.limits IS
             'A care worker''s limits for a new home, seconds by room (instead of the population''s)';
@@ -56,6 +57,6 @@ def downgrade() -> None:
         """
         DROP TABLE IF EXISTS detector_changes;
         ALTER TABLE detector_settings DROP COLUMN IF EXISTS limits;
-        ALTER TABLE gateway_clocks DROP COLUMN IF EXISTS reported_at;
+        ALTER TABLE gateways DROP COLUMN IF EXISTS reported_at;
         """
     )
