@@ -1,6 +1,7 @@
 """Live vs offline: the inactivity detector through the whole live path, and offline on the same homes.
 
-    python bench/live_inactivity.py [--homes 5] [--days 1] [--speed 360] [--json]
+    python bench/live_inactivity.py [--homes 5] [--days 1] [--speed 360] [--port P] [--keep] [--json]
+    python bench/live_inactivity.py --homes 20 --days 14 --speed 720   # docs/models.md, ~35 min
 
 Live: a fresh database (``bench_live_<random>`` on ELDERCARE_DATABASE_URL's server, default
 postgres@127.0.0.1:5432; dropped at the end) and the broker of ELDERCARE_MQTT_URL (default
@@ -15,8 +16,10 @@ Offline: the same homes, days and incidents (the runner's own HomeSim and scenar
 fitted on the same past and run with ``detect``, scored by the same scorer: what ``eldercare models
 evaluate`` would report for these homes. A difference beyond noise is a defect of the live path.
 
-The engine looks for due residents every 2 wall seconds, which is 12 simulated minutes at 360x: the
-live delays carry up to that much more than the offline ones at this speed (less at 60x).
+The engine looks for due residents every 2 wall seconds, 24 simulated minutes at 720x; an alert's
+delay is scored at the time the detector says it became due (``sim_detected_ms``), so that does not
+add to the live delays, but a later detection that joined an open alert is dated by its trail row
+(wall clock, mapped to the run's clock), which does.
 """
 
 from __future__ import annotations
