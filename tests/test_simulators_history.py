@@ -73,6 +73,10 @@ def test_backfill_is_stored_rolled_up_and_learned(db_url: str, caplog: pytest.Lo
                 "INSERT INTO gateway_status (ts, gateway_id, site_id, state)"
                 " VALUES (to_timestamp(%s), %s, %s, 'online')",
                 (sim_start, h["gateway"]["id"], h["site"]),
+            )  # ... and, as ingest stores it, the time the gateway stamped on it: its clock
+            conn.execute(
+                "UPDATE gateways SET reported_at = to_timestamp(%s) WHERE id = %s",
+                (sim_start, h["gateway"]["id"]),
             )
 
     async def tick() -> int:
