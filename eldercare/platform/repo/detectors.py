@@ -67,18 +67,30 @@ async def claim_detectors(conn: Conn, *, detector: str, now_s: float, limit: int
 async def home_readings(
     conn: Conn, *, site: str, after_s: float, until_s: float, kinds: list[str]
 ) -> list[Row]:
-    """The home's sensor readings (and gateway heartbeats) in ``(after_s, until_s]``, in time order."""
+    """The home's sensor readings (and gateway heartbeats) in ``(after_s, until_s]``, in time order.
+
+    Read sensor by sensor (the ``(gateway_id, sensor_id, ts)`` index), only the detector's: a daily
+    refit reads three weeks, and scanning the home's readings for them read the wearable's and the
+    environment's too, some 75 times as many (a refit took 3 s against 0.13 s on a busy machine, and
+    the engine fell hours behind 20 homes at 720x).
+    """
     cur = await conn.execute(
         """
-        SELECT extract(epoch FROM r.ts) AS t, coalesce(s.kind, 'heartbeat') AS kind, s.room, r.value,
-               r.gateway_id, r.sensor_id
-        FROM readings r
-        JOIN gateways g ON g.id = r.gateway_id
-        LEFT JOIN sensors s ON s.gateway_id = r.gateway_id AND s.id = r.sensor_id
-        WHERE g.site_id = %(site)s
-          AND r.ts > to_timestamp(%(after)s) AND r.ts <= to_timestamp(%(until)s)
-          AND ((s.kind = ANY(%(kinds)s) AND r.metric = ANY(%(metrics)s))
-               OR (r.sensor_id = r.gateway_id AND r.metric = 'heartbeat'))
+        WITH s AS MATERIALIZED (
+            SELECT s.gateway_id, s.id, s.kind, s.room
+            FROM sensors s JOIN gateways g ON g.id = s.gateway_id
+            WHERE g.site_id = %(site)s AND s.kind = ANY(%(kinds)s)
+            UNION ALL
+            SELECT g.id, g.id, 'heartbeat', NULL FROM gateways g WHERE g.site_id = %(site)s
+        )
+        SELECT extract(epoch FROM r.ts) AS t, s.kind, s.room, r.value, r.gateway_id, r.sensor_id
+        FROM s CROSS JOIN LATERAL (
+            SELECT r.ts, r.value, r.gateway_id, r.sensor_id FROM readings r
+            WHERE r.gateway_id = s.gateway_id AND r.sensor_id = s.id
+              AND r.ts > to_timestamp(%(after)s) AND r.ts <= to_timestamp(%(until)s)
+              AND r.metric = ANY(CASE WHEN s.kind = 'heartbeat' THEN ARRAY['heartbeat']
+                                      ELSE %(metrics)s::text[] END)
+        ) r
         ORDER BY r.ts
         """,
         {"site": site, "after": after_s, "until": until_s, "kinds": kinds, "metrics": DETECTOR_METRICS},
