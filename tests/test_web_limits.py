@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from platform_seed import World
-from test_web_browser import both_languages, browser, new_page, server, sign_in, world  # noqa: F401
+from test_web_browser import _shots, both_languages, browser, inbox, new_page, server, sign_in, world  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
