@@ -11,13 +11,13 @@
   undone.
 
 Revision ID: 0012
-Revises: 0013
+Revises: 0014
 """
 
 from alembic import op
 
 revision = "0012"
-down_revision = "0013"  # written on 0005; relinked onto main's head (0013) at the rebase
+down_revision = "0014"  # written on 0005; relinked onto main's head (0014) at the rebase
 branch_labels = None
 depends_on = None
 
