@@ -232,11 +232,21 @@ def test_a_silent_sensor_becomes_a_device_alert_that_clears_when_it_reports() ->
     sensors = inactivity.sensor_keys(readings)
     assert sensors == {"pir:kitchen": ["gw-1", "pir-k"]}
     silent = InactivityAlert(
-        7200.0, "device_silent", "kitchen", "low", "the motion sensor ...", "厨房的人体感应器……",
+        7200.0, "device_silent", "kitchen", "low",
+        {"en": "the motion sensor ...", "zh-CN": "厨房的人体感应器……"},
         3600.0, 6 * 3600.0, 6 * 3600.0, 0.0, "pir:kitchen",
     )  # fmt: skip
     gateway = InactivityAlert(
-        7200.0, "device_silent", "", "medium", "gw", "网关", 300.0, 900.0, 900.0, 0.0, "gateway"
+        7200.0,
+        "device_silent",
+        "",
+        "medium",
+        {"en": "gw", "zh-CN": "网关"},
+        300.0,
+        900.0,
+        900.0,
+        0.0,
+        "gateway",
     )
     (d,) = inactivity.decisions([silent, gateway], resident="res-2", site="home-2", sensors=sensors)
     assert isinstance(d, rules.Open)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -10,21 +11,15 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 from fastapi import FastAPI
 
-from eldercare.platform.web import STATIC, mount
+from eldercare import i18n
+from eldercare.platform.web import STATIC, catalogue_js, mount
 
-CATALOG = STATIC / "i18n.js"
 APP_JS = STATIC / "app.js"
 
 
 def catalogs() -> dict[str, dict[str, str]]:
-    """The two catalogs of i18n.js, read as text (keys and values are plain JS string literals)."""
-    text = CATALOG.read_text(encoding="utf-8")
-    en_at, zh_at = text.index("\n  en: {"), text.index('\n  "zh-CN": {')
-    pair = re.compile(r'"([a-z_0-9]+\.[a-z_0-9.]+)":\s*"((?:[^"\\]|\\.)*)"')
-    return {
-        "en": dict(pair.findall(text[en_at:zh_at])),
-        "zh-CN": dict(pair.findall(text[zh_at:])),
-    }
+    """The catalogue the pages get (/web/i18n.js is built from it)."""
+    return {loc: dict(i18n.catalogue(loc)) for loc in i18n.LOCALES}
 
 
 def used_keys() -> set[str]:
@@ -33,31 +28,39 @@ def used_keys() -> set[str]:
     return set(re.findall(r'(?:i18n: |\bL\(|\bt\(|label: )"([a-z_0-9]+\.[a-z_0-9.]+)"(?!\s*\+)', js))
 
 
-def test_both_catalogs_hold_the_same_keys_and_every_key_the_pages_use() -> None:
+def test_every_label_the_pages_use_is_in_the_catalogue() -> None:
     cat = catalogs()
     assert len(cat["en"]) > 150
-    assert set(cat["en"]) == set(cat["zh-CN"])
     missing = used_keys() - set(cat["en"])
-    assert not missing, f"labels used by app.js but missing from i18n.js: {sorted(missing)}"
+    assert not missing, f"labels used by app.js but missing from eldercare/i18n/en.json: {sorted(missing)}"
 
 
-def test_no_label_is_defined_twice() -> None:
-    """A repeated key silently keeps the last value: the catalog must say each thing once."""
-    text = CATALOG.read_text(encoding="utf-8")
-    en_at, zh_at = text.index("\n  en: {"), text.index('\n  "zh-CN": {')
-    for part in (text[en_at:zh_at], text[zh_at:]):
-        keys = re.findall(r'"([a-z_0-9]+\.[a-z_0-9.]+)":', part)
-        assert sorted({k for k in keys if keys.count(k) > 1}) == []
+def test_the_pages_get_the_catalogue_as_the_server_has_it() -> None:
+    """/web/i18n.js is built from the catalogue files: LOCALES and I18N, nothing edited by hand."""
+    js = catalogue_js()
+    assert js.count("const I18N = ") == 1
+    assert json.loads(re.search(r"const LOCALES = (.*);", js)[1]) == list(i18n.LOCALES)  # type: ignore[index]
+    assert json.loads(js[js.index("const I18N = ") + 13 : js.rindex(";")]) == catalogs()
+    assert not (STATIC / "i18n.js").exists(), "a second copy of the labels"
 
 
 def test_chinese_labels_are_chinese_and_english_labels_are_not() -> None:
     cat = catalogs()
     # placeholders ({name}) are filled in with data, not shown as they are
     shown = {k: re.sub(r"\{[a-z_]+\}", "", v) for k, v in cat["zh-CN"].items()}
-    latin = {k: v for k, v in shown.items() if re.search(r"[A-Za-z]{2,}", v) and k != "lang.switch"}
+    labels = {k: v for k, v in shown.items() if not k.startswith("error.")}
+    latin = {k: v for k, v in labels.items() if re.search(r"[A-Za-z]{2,}", v) and k != "lang.switch"}
     cjk = {k: v for k, v in cat["en"].items() if re.search(r"[\u4e00-\u9fff]", v) and k != "lang.switch"}
     assert latin == {}
     assert cjk == {}
+    # the API's messages may quote what to type (field names, 'eldercare simulate run', JSON), but
+    # each one is a Chinese sentence
+    untranslated = {
+        k: v
+        for k, v in shown.items()
+        if k.startswith("error.") and re.search(r"[A-Za-z]{2,}", v) and not re.search(r"[\u4e00-\u9fff]", v)
+    }
+    assert untranslated == {}
 
 
 def test_enum_values_the_api_returns_all_have_labels() -> None:
@@ -105,9 +108,13 @@ def test_mount_serves_the_page_and_its_files_and_is_idempotent(app: FastAPI) -> 
     page = get(app, "/web/")
     assert page.status_code == 200
     assert 'src="static/app.js"' in page.text
-    for name in ("app.js", "i18n.js", "app.css", "vendor/uplot/uPlot.iife.min.js"):
+    for name in ("app.js", "app.css", "vendor/uplot/uPlot.iife.min.js"):
         r = get(app, f"/web/static/{name}")
         assert r.status_code == 200, name
         assert r.content == Path(STATIC / name).read_bytes()
+    assert 'src="i18n.js"' in page.text
+    labels = get(app, "/web/i18n.js")
+    assert labels.status_code == 200 and labels.text == catalogue_js()
+    assert labels.headers["content-type"].startswith("text/javascript")
     assert get(app, "/").headers["location"] == "/web/"
     assert get(app, "/web/static/../__init__.py").status_code == 404

@@ -11,7 +11,7 @@ Streaming use, as the platform's alert engine drives it with events *and* a cloc
     det = InactivityDetector.from_dict(row.state)  # the fitted model stored per resident
     det.update(event)                              # every event of the home, in time order
     for alert in det.check(now):                   # call at least once a minute, and at events
-        raise_alert(alert.alert_kind, alert.severity, alert.reason_zh, alert.reason)
+        raise_alert(alert.alert_kind, alert.severity, alert.explain("zh-CN"), alert.reason)
     row.state = det.to_dict()                      # plain JSON, never pickle
 
 ``detect`` is ``check(t)`` before each ``update``, then ``check(until)``: the same alerts, at the
@@ -80,6 +80,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
+from eldercare import i18n
 from eldercare.models import inactivity_text as text
 from eldercare.models.inactivity_profile import LIMIT_ROOMS, PRIORS, WAKE_PRIOR_S, Profile, learn
 from eldercare.models.inactivity_track import (
@@ -158,8 +159,7 @@ class InactivityAlert:
     kind: str
     room: str
     severity: str
-    reason: str
-    reason_zh: str
+    reasons: dict[str, str]  # why, in every language of the catalogue: {"en": ..., "zh-CN": ...}
     expected_s: float
     observed_s: float
     threshold_s: float
@@ -171,8 +171,18 @@ class InactivityAlert:
         """The platform's alert kind: ``inactivity``, ``night_wandering`` or ``device_offline``."""
         return PLATFORM_KIND[self.kind]
 
+    @property
+    def reason(self) -> str:
+        """Why, in English (logs, tests)."""
+        return self.reasons["en"]
+
+    @property
+    def reason_zh(self) -> str:
+        return self.reasons["zh-CN"]
+
     def explain(self, locale: str = "en") -> str:
-        return self.reason_zh if locale.lower().startswith("zh") else self.reason
+        """Why, in ``locale`` (a tag such as ``zh`` is enough), English if we do not speak it."""
+        return self.reasons.get(i18n.supported(locale) or "en") or self.reasons["en"]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -371,10 +381,10 @@ class InactivityDetector:
             due = tr.hb_t + p.hb_gap_s
             if due <= now:
                 self._alerted["hb"] = tr.hb_t
-                en, zh = text.gateway_silent(p.hb_gap_s, p.hb_interval_s or p.hb_gap_s)
+                why = text.gateway_silent(p.hb_gap_s, p.hb_interval_s or p.hb_gap_s)
                 out.append(
                     InactivityAlert(
-                        due, "device_silent", "", "medium", en, zh,
+                        due, "device_silent", "", "medium", why,
                         p.hb_interval_s or 0.0, p.hb_gap_s, p.hb_gap_s, tr.hb_t, "gateway",
                     )
                 )  # fmt: skip
@@ -386,12 +396,12 @@ class InactivityDetector:
                 usual = p.dev_usual.get(s, 1)
                 hours = p.dev_limits.get(s, 0)
                 if kind == "pir" and tr.failed_by_uses(room):
-                    en, zh = text.sensor_missed_uses(room, tr.use_missed[room], tr.use_seen_p[room])
+                    why = text.sensor_missed_uses(room, tr.use_missed[room], tr.use_seen_p[room])
                 else:
-                    en, zh = text.device_silent(kind, room, hours, usual)
+                    why = text.device_silent(kind, room, hours, usual)
                 out.append(
                     InactivityAlert(
-                        due, "device_silent", room, "low", en, zh,
+                        due, "device_silent", room, "low", why,
                         usual * HOUR, hours * HOUR, hours * HOUR, due - hours * HOUR, s,
                     )
                 )  # fmt: skip
@@ -554,35 +564,35 @@ class InactivityDetector:
             local = due + tr.utc_offset_s
             midnight = math.floor(local / DAY) * DAY
             usual_s = since  # for no_wake, since holds the usual wake time (seconds of the day)
-            en, zh = text.no_wake(local - midnight, usual_s, usual_s + expected, p.learned)
+            why = text.no_wake(local - midnight, usual_s, usual_s + expected, p.learned)
             observed = local - midnight - usual_s
             since = midnight - tr.utc_offset_s + usual_s
             sev = "high" if observed > 2 * expected else "medium"
         elif how == "stay":
-            en, zh = text.bathroom(observed, expected, p.learned)
+            why = text.bathroom(observed, expected, p.learned)
             sev = "high"
         elif ctx == "away" and kind == "night_wandering":
-            en, zh = text.night_wandering(a + tr.utc_offset_s, observed, expected, p.away_seen[h])
+            why = text.night_wandering(a + tr.utc_offset_s, observed, expected, p.away_seen[h])
             sev = "high"
         elif ctx == "away":
-            en, zh = text.away_long(a + tr.utc_offset_s, observed, expected)
+            why = text.away_long(a + tr.utc_offset_s, observed, expected)
             sev = "medium"
         elif kind == "night_wandering":
-            en, zh = text.night_hall(observed, expected)
+            why = text.night_hall(observed, expected)
             sev = "high"
         elif kind == "bathroom_too_long":
-            en, zh = text.bathroom(due - (tr.ctx_t or a), expected, p.learned)
+            why = text.bathroom(due - (tr.ctx_t or a), expected, p.learned)
             sev = "high"
         elif (suspect := self._suspect(p)) is not None:
             # the home looks silent, but a sensor that should see the resident looks dead
             kind_s, _, room_s = suspect.partition(":")
-            en, zh = text.sensor_suspect(kind_s, room_s, ctx, observed, tr.run.get(suspect, 0))
-            return InactivityAlert(due, "device_silent", room_s, "medium", en, zh, expected, observed,
+            why = text.sensor_suspect(kind_s, room_s, ctx, observed, tr.run.get(suspect, 0))
+            return InactivityAlert(due, "device_silent", room_s, "medium", why, expected, observed,
                                    thr, since, suspect)  # fmt: skip
         else:
-            en, zh = text.inactivity(ctx, observed, expected, h, p.learned)
+            why = text.inactivity(ctx, observed, expected, h, p.learned)
             sev = "high" if observed >= 2 * expected or ctx != "bed" else "medium"
-        return InactivityAlert(due, kind, room, sev, en, zh, expected, observed, thr, since)
+        return InactivityAlert(due, kind, room, sev, why, expected, observed, thr, since)
 
     def _moved(self, p: Profile, a: float, ctx: str, *, walk: bool) -> list[str]:
         """Rooms whose trigger since the last activity ``a`` may be the resident walking on from ``ctx``.

@@ -28,10 +28,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eldercare import __version__
 from eldercare.config import Settings, get_settings
+from eldercare.i18n import negotiate
 from eldercare.platform.engine import service
-from eldercare.platform.errors import ApiError
+from eldercare.platform.errors import ApiError, message, problem, validation_body
 from eldercare.platform.headers import SecurityHeaders
-from eldercare.platform.i18n import negotiate, t
 from eldercare.platform.limits import RequestLimits
 from eldercare.platform.routes import (
     alerts,
@@ -102,7 +102,7 @@ AUDITED_REFUSALS = {403, 404}
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    detail = t(exc.key, _locale(request), **exc.fields)
+    detail = exc.message(_locale(request))
     await _audit_refusal(request, exc)
     return JSONResponse({"detail": detail}, status_code=exc.status, headers=exc.headers)
 
@@ -174,15 +174,18 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         refused = await _unauthenticated(request)
         if refused is not None:
             return await _api_error(request, refused)
-    errors = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
-        field = ".".join(loc) or "body"
-        errors.append({"field": field, "message": err.get("msg", ""), "type": err.get("type", "")})
-    text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return JSONResponse(
-        {"detail": t("validation", _locale(request), errors=text), "errors": errors}, status_code=422
+    locale = _locale(request)
+    problems = (
+        problem(
+            ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
+            err.get("type", ""),
+            locale,
+            err.get("ctx"),
+            err.get("msg", ""),
+        )
+        for err in exc.errors()
     )
+    return JSONResponse(validation_body(problems, locale), status_code=422)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -212,36 +215,40 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, psycopg.errors.UniqueViolation):
         m = _UNIQUE_DETAIL.search(detail)
         value = m["value"] if m else "?"
-        return JSONResponse({"detail": t("conflict.exists", loc, kind=table, id=value)}, status_code=409)
+        return JSONResponse(
+            {"detail": message("conflict.exists", loc, kind=table, id=value)}, status_code=409
+        )
     if isinstance(exc, psycopg.errors.ForeignKeyViolation):
         m = _FK_DETAIL.search(detail)
         if m:
-            msg = t("invalid.reference", loc, field=m["field"], value=m["value"])
+            msg = message("invalid.reference", loc, field=m["field"], value=m["value"])
             return JSONResponse({"detail": msg}, status_code=422)
         ref = _REF_DETAIL.search(detail)
         ident, by = (ref["value"], ref["ref"]) if ref else ("?", "other records")
-        msg = t("conflict.in_use", loc, kind=table, id=ident, detail=by)
+        msg = message("conflict.in_use", loc, kind=table, id=ident, detail=by)
         return JSONResponse({"detail": msg}, status_code=409)
     field = exc.diag.column_name or "body"
-    return JSONResponse({"detail": t("invalid.constraint", loc, field=field)}, status_code=422)
+    return JSONResponse({"detail": message("invalid.constraint", loc, field=field)}, status_code=422)
 
 
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     """A value the database cannot hold (out of range, NUL, bad encoding): the caller's to fix."""
     log.info("request refused by the database: %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse({"detail": t("invalid.data", _locale(request))}, status_code=422)
+    return JSONResponse({"detail": message("invalid.data", _locale(request))}, status_code=422)
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("database unavailable for %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse(
-        {"detail": t("service.unavailable", _locale(request))}, status_code=503, headers={"Retry-After": "5"}
+        {"detail": message("service.unavailable", _locale(request))},
+        status_code=503,
+        headers={"Retry-After": "5"},
     )
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     """The last resort: still JSON in the documented shape (the traceback goes to the log only)."""
-    return JSONResponse({"detail": t("internal", _locale(request))}, status_code=500)
+    return JSONResponse({"detail": message("internal", _locale(request))}, status_code=500)
 
 
 FEEDBACK_EVERY_S = 60.0

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from eldercare import i18n
 from eldercare.cli_settings import get_settings
 
 
@@ -116,7 +117,7 @@ def users() -> None:
 )
 @click.option("--display-name", help="Name shown in the consoles (default: the username).")
 @click.option("--provider", "provider_id", help="The provider employing a care worker.")
-@click.option("--locale", type=click.Choice(["zh-CN", "en"]), default="zh-CN", show_default=True)
+@click.option("--locale", type=click.Choice(i18n.LOCALES), default=i18n.DEFAULT_LOCALE, show_default=True)
 @click.option(
     "--password-stdin",
     is_flag=True,

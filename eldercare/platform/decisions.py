@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from eldercare import i18n
+
 SEVERITY = {
     "fall": "critical",
     "sos": "critical",
@@ -23,20 +25,10 @@ SEVERITY = {
     "wearable_not_worn": "low",
 }
 
-TITLES = {
-    "fall": ("Possible fall", "疑似跌倒"),
-    "sos": ("SOS button pressed", "紧急呼叫按钮被按下"),
-    "inactivity": ("Unusual inactivity", "异常长时间无活动"),
-    "night_wandering": ("Went out at night and has not come back", "夜间外出未归"),
-    "bed_exit_no_return": ("Left bed and has not returned", "离床未归"),
-    "vitals": ("Vital sign out of range", "生命体征异常"),
-    "device_offline": ("Device offline", "设备离线"),  # a gateway, or one sensor found silent
-    "low_battery": ("Low battery", "电量不足"),
-    "pipeline_stalled": ("Data from gateway not arriving", "网关数据未到达平台"),
-    "clock_skew": ("Gateway clock is wrong", "网关时钟偏差过大"),
-    "work_failed": ("Platform could not process a message", "平台无法处理一条消息"),
-    "wearable_not_worn": ("Wearable not worn", "未佩戴可穿戴设备"),
-}
+
+def titles(kind: str) -> dict[str, str]:
+    """An alert kind's title in every language (``title.<kind>`` in the message catalogue)."""
+    return i18n.texts(f"title.{kind}")
 
 
 @dataclass(frozen=True)
@@ -61,7 +53,8 @@ class Open:
 
     @property
     def title(self) -> str:
-        return TITLES[self.kind][0]
+        """In English: what the alert's ``title`` column holds (readers get :func:`titles`)."""
+        return i18n.t(f"title.{self.kind}", "en")
 
 
 @dataclass(frozen=True)

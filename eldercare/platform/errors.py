@@ -1,8 +1,16 @@
-"""The platform's exceptions: each becomes a 4xx answer whose message says what to fix."""
+"""The platform's exceptions: each becomes a 4xx answer whose message says what to fix, in the
+caller's language (texts from the message catalogue, :mod:`eldercare.i18n`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from eldercare import i18n
+
+# Fields of an error message that name a kind of thing, a role or an action: shown as words of
+# the reader's language (``word.<value>`` in the catalogue), where ids and names are not.
+WORD_FIELDS = frozenset({"kind", "stream", "action", "role"})
 
 
 class PlatformError(Exception):
@@ -10,7 +18,8 @@ class PlatformError(Exception):
 
 
 class ApiError(PlatformError):
-    """A request the API refuses: HTTP status, a message key of :mod:`eldercare.platform.i18n` and fields."""
+    """A request the API refuses: HTTP status, a message key (``error.<key>`` in the catalogue,
+    kept as it is in the audit log) and the fields its message is filled with."""
 
     def __init__(self, status: int, key: str, *, headers: dict[str, str] | None = None, **fields: Any):
         super().__init__(key)
@@ -18,6 +27,49 @@ class ApiError(PlatformError):
         self.key = key
         self.fields = fields
         self.headers = headers
+
+    def message(self, locale: str) -> str:
+        return message(self.key, locale, **self.fields)
+
+
+def message(key: str, locale: str, **fields: Any) -> str:
+    """The API message ``error.<key>`` in ``locale``, kinds, roles and actions translated."""
+    shown = {k: i18n.word(str(v), locale) if k in WORD_FIELDS else v for k, v in fields.items()}
+    return i18n.t(f"error.{key}", locale, **shown)
+
+
+def problem(
+    field: str, kind: str, locale: str, ctx: Mapping[str, Any] | None = None, english: str = ""
+) -> dict[str, str]:
+    """One invalid field of a request: ``{"field", "message", "type"}``.
+
+    ``kind`` is pydantic's error type (``missing``, ``string_too_long``, ...) or one of our own
+    (``unknown_target``); the message is ``error.validation.<kind>`` filled with the error's
+    context. A type the catalogue does not word yet keeps pydantic's English text in English and
+    a general "not valid" in the other languages, never half of each."""
+    key = f"error.validation.{kind}"
+    if i18n.has(key):
+        text = i18n.t(key, locale, **{k: _shown(k, v) for k, v in (ctx or {}).items()})
+    elif locale == i18n.FALLBACK and english:
+        text = english
+    else:
+        text = i18n.t("error.validation.invalid", locale)
+    return {"field": field, "message": text, "type": kind}
+
+
+def validation_body(problems: Iterable[dict[str, str]], locale: str) -> dict[str, Any]:
+    """The 422 answer: a sentence to show (``detail``) and the fields one by one (``errors``)."""
+    errors = list(problems)
+    text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return {"detail": message("validation", locale, errors=text), "errors": errors}
+
+
+def _shown(name: str, value: Any) -> str:
+    """A context value of a pydantic error as a reader sees it: a literal's options are listed
+    ``'a', 'b', 'c'`` (pydantic writes them ``'a', 'b' or 'c'``, in English)."""
+    if name == "expected" and isinstance(value, str):
+        return value.replace("' or '", "', '")
+    return str(value)
 
 
 def not_found(kind: str, ident: object) -> ApiError:

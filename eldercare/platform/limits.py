@@ -15,7 +15,8 @@ from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from eldercare.platform.i18n import negotiate, t
+from eldercare.i18n import negotiate
+from eldercare.platform.errors import message, problem, validation_body
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -128,12 +129,10 @@ class RequestLimits:
         body = b"".join(chunks)
         problem = self._check_body(body, headers.get("content-type", ""))
         if problem == "depth":
-            await _answer(send, 422, _validation(locale, "body", f"nested deeper than {self.max_json_depth}"))
+            await _answer(send, 422, _validation(locale, "body", "json_too_deep", depth=self.max_json_depth))
             return
         if problem == "nul":
-            await _answer(
-                send, 422, _validation(locale, "body", "NUL characters and lone surrogates are not allowed")
-            )
+            await _answer(send, 422, _validation(locale, "body", "unstorable_text"))
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -161,15 +160,14 @@ class RequestLimits:
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": 1008, "reason": "NUL in the URL"})
             return
-        await _answer(send, 422, _validation(locale, where, "NUL characters are not allowed"))
+        await _answer(send, 422, _validation(locale, where, "nul_in_url"))
 
     async def _too_large(self, send: Send, locale: str) -> None:
-        await _answer(send, 413, {"detail": t("request.too_large", locale, limit=self.max_body_bytes)})
+        await _answer(send, 413, {"detail": message("request.too_large", locale, limit=self.max_body_bytes)})
 
 
-def _validation(locale: str, field: str, message: str) -> dict[str, Any]:
-    errors = [{"field": field, "message": message, "type": "value_error"}]
-    return {"detail": t("validation", locale, errors=f"{field}: {message}"), "errors": errors}
+def _validation(locale: str, field: str, kind: str, **ctx: Any) -> dict[str, Any]:
+    return validation_body([problem(field, kind, locale, ctx)], locale)
 
 
 async def _answer(send: Send, status: int, payload: dict[str, Any]) -> None:

@@ -7,7 +7,9 @@ from typing import Annotated, Any, Literal
 
 import annotated_types as at
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
+from eldercare import i18n
 from eldercare.platform import device_health as health
 from eldercare.platform.limits import clip_depth
 
@@ -15,7 +17,20 @@ Ident = str  # documented constraint below
 IDENT = Field(
     pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", description="letters, digits, . _ : - (wire protocol ids)"
 )
-Locale = Literal["zh-CN", "en"]
+
+
+def _known_locale(v: str) -> str:
+    if v not in i18n.LOCALES:
+        raise PydanticCustomError(
+            "literal_error",
+            "Input should be one of {expected}",
+            {"expected": ", ".join(f"'{loc}'" for loc in i18n.LOCALES)},
+        )
+    return v
+
+
+# A language of the message catalogue (eldercare/i18n/<locale>.json).
+Locale = Annotated[str, AfterValidator(_known_locale), Field(json_schema_extra={"enum": list(i18n.LOCALES)})]
 Role = Literal["admin", "care_worker", "family", "tester"]
 TIER_TARGET = r"^(family|assigned_worker|station_on_duty|institution_on_duty|provider:[a-z0-9][a-z0-9_-]*)$"
 
@@ -36,16 +51,22 @@ Count = Annotated[int, at.Ge(0), at.Le(INT32_MAX)]
 def _instant_in_range(v: datetime) -> datetime:
     probe = v if v.tzinfo else v.replace(tzinfo=UTC)
     if not EARLIEST <= probe <= LATEST:
-        msg = f"must lie between {EARLIEST.year} and {LATEST.year}"
-        raise ValueError(msg)
+        raise _out_of_years()
     return v
 
 
 def _day_in_range(v: date) -> date:
     if not EARLIEST.date() <= v <= LATEST.date():
-        msg = f"must lie between {EARLIEST.year} and {LATEST.year}"
-        raise ValueError(msg)
+        raise _out_of_years()
     return v
+
+
+def _out_of_years() -> PydanticCustomError:
+    return PydanticCustomError(
+        "year_out_of_range",
+        "must lie between {earliest} and {latest}",
+        {"earliest": EARLIEST.year, "latest": LATEST.year},
+    )
 
 
 Instant = Annotated[datetime, AfterValidator(_instant_in_range)]
@@ -184,8 +205,11 @@ class SiteIn(Strict):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            msg = f"unknown time zone {v!r}; use an IANA name such as Asia/Shanghai"
-            raise ValueError(msg) from None
+            raise PydanticCustomError(
+                "unknown_timezone",
+                "unknown time zone {timezone}; use an IANA name such as Asia/Shanghai",
+                {"timezone": repr(v)},
+            ) from None
         return v
 
 
@@ -451,11 +475,12 @@ class TierIn(Strict):
 
         bad = [t for t in v if not re.match(TIER_TARGET, t)]
         if bad:
-            msg = (
-                f"unknown target {bad[0]!r}; use family, assigned_worker, station_on_duty,"
-                " institution_on_duty or provider:<id>"
+            raise PydanticCustomError(
+                "unknown_target",
+                "unknown target {target}; use family, assigned_worker, station_on_duty,"
+                " institution_on_duty or provider:<id>",
+                {"target": repr(bad[0])},
             )
-            raise ValueError(msg)
         return v
 
 

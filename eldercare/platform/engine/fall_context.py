@@ -27,6 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from eldercare import i18n
+
 SETTLE_S = 3.0  # motion in the first seconds after an impact is the fall itself
 WINDOW_S = 60.0  # "within a minute after the impact"
 MIN_SILENCE_S = 30.0  # silence must have been watched at least this long to make a fall certain
@@ -73,47 +75,25 @@ class FallJudgement:
         return self.verdict == "certain"
 
     def explain(self, lang: str = "en") -> str:
-        """One sentence for the alert, in English or Chinese (``zh-CN``)."""
-        zh = lang.lower().startswith("zh")
+        """One sentence for the alert in ``lang`` (``fall.*`` messages of the catalogue)."""
+        loc = i18n.supported(lang) or "en"
         if self.verdict == "doubtful":
-            rooms = ("、" if zh else ", ").join(self.motion_elsewhere)
+            listed = i18n.t("fall.list_sep", loc).join
             why = [
-                (zh_, en_)
-                for on, zh_, en_ in (
-                    (self.answered, "按下了“我没事”", 'the resident pressed "I\'m OK"'),
-                    (bool(rooms), f"其他房间（{rooms}）有活动", f"movement in another room ({rooms})"),
-                    (self.in_bed, "床垫显示在床上", "the bed sensor says in bed"),
-                    (self.door, "门被打开", "a door opened"),
-                    (
-                        bool(self.switched_on),
-                        f"{'、'.join(self.switched_on)}有电器被打开",
-                        f"an appliance was switched on ({', '.join(self.switched_on)})",
-                    ),
+                i18n.t(f"fall.why.{name}", loc, rooms=listed(rooms))
+                for name, on, rooms in (
+                    ("answered", self.answered, ()),
+                    ("motion_elsewhere", bool(self.motion_elsewhere), self.motion_elsewhere),
+                    ("in_bed", self.in_bed, ()),
+                    ("door", self.door, ()),
+                    ("switched_on", bool(self.switched_on), self.switched_on),
                 )
                 if on
             ]
-            if zh:
-                return f"跌倒存疑：撞击后一分钟内{'，'.join(z for z, _ in why)}。"
-            return f"Fall doubtful: within a minute of the impact {', '.join(e for _, e in why)}."
+            return i18n.t("fall.doubtful", loc, why=i18n.t("fall.why_sep", loc).join(why))
         if self.verdict == "certain":
-            if zh:
-                return f"跌倒可能性很高：撞击后 {self.watched_s:.0f} 秒内家中没有任何活动，已立即升级。"
-            return (
-                f"Fall likely: no movement anywhere in the home for {self.watched_s:.0f} s after the "
-                "impact; escalated at once."
-            )
-        if self.motion_in_room:
-            if zh:
-                return "家中情况无法确认跌倒与否：只有跌倒所在房间有活动（跌倒的人也会在地上挪动）。"
-            return (
-                "The home neither confirms nor doubts the fall: movement only in the room of the fall "
-                "(a fallen person moves on the floor too)."
-            )
-        if zh:
-            return "家中传感器无法确认跌倒与否（没有动作传感器，或观察时间太短）。"
-        return (
-            "The home's sensors cannot confirm or doubt the fall (no motion sensors, or watched too briefly)."
-        )
+            return i18n.t("fall.certain", loc, seconds=f"{self.watched_s:.0f}")
+        return i18n.t("fall.motion_in_room" if self.motion_in_room else "fall.unknown", loc)
 
 
 def judge_fall(

@@ -195,8 +195,7 @@ def decisions(
                     gateway_id=gateway,
                     sensor_id=sensor,
                     summary={
-                        "en": a.reason,
-                        "zh-CN": a.reason_zh,
+                        **a.reasons,
                         "detector_kind": a.kind,
                         "room": a.room,
                         "expected_s": round(a.expected_s),
@@ -225,7 +224,7 @@ def decisions(
                 site_id=site,
                 gateway_id=None,
                 sensor_id=a.sensor or None,
-                summary={"en": a.reason, "zh-CN": a.reason_zh, **figures},
+                summary={**a.reasons, **figures},
                 evidence={"detector": DETECTOR, **a.to_dict()},
             )
         )

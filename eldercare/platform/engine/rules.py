@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from eldercare import i18n
 from eldercare.kinds import DEVICE_ALERT_KINDS, OPERATOR_ALERT_KINDS
 from eldercare.platform.decisions import Clear, Decision, Note, Open
 from eldercare.platform.engine.fall_context import FallJudgement
@@ -33,8 +34,10 @@ def dedup_key(kind: str, *, resident: str | None = None, site: str = "", device:
     return f"resident:{resident}:{kind}" if resident else f"site:{site}:{kind}"
 
 
-def _summary(kind: str, en: str, zh: str, **figures: Any) -> dict[str, Any]:
-    return {"en": en, "zh-CN": zh, **figures}
+def _summary(key: str, text: dict[str, Any], **figures: Any) -> dict[str, Any]:
+    """What an alert says (message ``key`` in every language, filled from ``text``) and the
+    figures behind it."""
+    return {**i18n.texts(key, **text), **figures}
 
 
 def decide_event(
@@ -48,18 +51,22 @@ def decide_event(
     confidence = float(work.get("confidence", 1.0))
     common = {"resident_id": resident, "site_id": site, "gateway_id": gateway, "sensor_id": sensor}
     if kind == "fall":
-        en = f"Possible fall detected by {sensor} (confidence {confidence:.0%}); no answer to the check-in."
-        zh = f"{sensor} 检测到疑似跌倒（置信度 {confidence:.0%}），询问无应答。"
-        figures: dict[str, Any] = {"confidence": confidence}
-        if home is not None:
-            en, zh = f"{en} {home.explain('en')}", f"{zh}{home.explain('zh-CN')}"
-            figures |= {"home": home.verdict, "watched_s": round(home.watched_s, 1)}
+        summary = _summary(
+            "summary.fall", {"sensor": sensor, "confidence": f"{confidence:.0%}"}, confidence=confidence
+        )
+        if home is not None:  # what the home's other sensors said, after the wearable's own words
+            said = i18n.localized(home.explain)
+            summary |= {
+                loc: i18n.t("summary.fall_judged", loc, fall=summary[loc], home=said[loc])
+                for loc in i18n.LOCALES
+            }
+            summary |= {"home": home.verdict, "watched_s": round(home.watched_s, 1)}
         return [
             Open(
                 "fall",
                 dedup_key("fall", resident=resident, site=site),
                 work["t"],
-                summary=_summary("fall", en, zh, **figures),
+                summary=summary,
                 evidence=work.get("evidence") or {},
                 urgency=home.severity if home is not None else None,
                 escalate_now=home is not None and home.escalate_now,
@@ -72,7 +79,7 @@ def decide_event(
                 "sos",
                 dedup_key("sos", resident=resident, site=site),
                 work["t"],
-                summary=_summary("sos", f"SOS pressed on {sensor}.", f"{sensor} 紧急呼叫被按下。"),
+                summary=_summary("summary.sos", {"sensor": sensor}),
                 **common,
             )
         ]
@@ -85,11 +92,7 @@ def decide_event(
                 dedup_key("vitals", resident=resident, site=site),
                 work["t"],
                 summary=_summary(
-                    "vitals",
-                    f"{metric} out of range: {value}.",
-                    f"{metric} 超出范围：{value}。",
-                    metric=metric,
-                    value=value,
+                    "summary.vitals", {"metric": metric, "value": value}, metric=metric, value=value
                 ),
                 evidence=ev,
                 **common,
@@ -108,7 +111,6 @@ def decide_event(
 
 
 def _low_battery(site: str, gateway: str, sensor: str, t_ms: int, battery: float | None) -> Open:
-    shown = f"{battery:.0%}" if isinstance(battery, int | float) else "low"
     return Open(
         "low_battery",
         dedup_key("low_battery", device=f"{gateway}/{sensor}"),
@@ -117,7 +119,9 @@ def _low_battery(site: str, gateway: str, sensor: str, t_ms: int, battery: float
         site_id=site,
         gateway_id=gateway,
         sensor_id=sensor,
-        summary=_summary("low_battery", f"Battery of {sensor} at {shown}.", f"{sensor} 电量 {shown}。"),
+        summary=_summary("summary.low_battery", {"sensor": sensor, "battery": f"{battery:.0%}"})
+        if isinstance(battery, int | float)
+        else _summary("summary.low_battery_unknown", {"sensor": sensor}),
     )
 
 
@@ -142,11 +146,7 @@ def decide_status(work: dict[str, Any], *, not_worn_after_s: float = NOT_WORN_NO
                 site_id=site,
                 gateway_id=gateway,
                 sensor_id=None,
-                summary=_summary(
-                    "device_offline",
-                    f"Gateway {gateway} went offline; the home is not watched until it is back.",
-                    f"网关 {gateway} 离线，恢复前该住所无法监护。",
-                ),
+                summary=_summary("summary.gateway_offline", {"gateway": gateway}),
             )
         )
         return out
@@ -180,11 +180,10 @@ def _disk(site: str, gateway: str, t_ms: int, outbox: dict[str, Any]) -> list[De
     key = dedup_key("device_offline", device=f"{gateway}/disk")
     if outbox.get("disk_low") == 1:
         free = outbox.get("disk_free_bytes")
-        shown = f"{free / 1e6:.1f} MB" if isinstance(free, int) else "little"
-        summary = _summary(
-            "device_offline",
-            f"Gateway {gateway}'s disk is nearly full ({shown} free): free space or replace it.",
-            f"网关 {gateway} 的磁盘即将写满（剩余 {shown}）：请清理空间或更换设备。",
+        summary = (
+            _summary("summary.disk_low", {"gateway": gateway, "free": f"{free / 1e6:.1f} MB"})
+            if isinstance(free, int)
+            else _summary("summary.disk_low_unknown", {"gateway": gateway})
         )
         return [Open("device_offline", key, t_ms, None, site, gateway, None, summary=summary)]
     return [Clear(key, "the gateway's disk has space again")] if outbox.get("disk_low") == 0 else []
@@ -214,11 +213,7 @@ def _wear(
             gateway_id=gateway,
             sensor_id=sensor,
             summary=_summary(
-                "wearable_not_worn",
-                f"{sensor} has been lying still, not worn, for {shown}: while it is off, falls are not "
-                "detected. A gentle reminder to put it back on is enough.",
-                f"{sensor} 已静置未佩戴 {shown}：未佩戴期间无法检测跌倒。温和提醒老人重新戴上即可。",
-                not_worn_since_ms=since,
+                "summary.wearable_not_worn", {"sensor": sensor, "shown": shown}, not_worn_since_ms=since
             ),
         )
     ]
@@ -239,11 +234,7 @@ def _sensor_link(site: str, gateway: str, sensor: str, t_ms: int, online: Any) -
                 site_id=site,
                 gateway_id=gateway,
                 sensor_id=sensor,
-                summary=_summary(
-                    "device_offline",
-                    f"Gateway {gateway} lost sensor {sensor}: check its battery and that it is in range.",
-                    f"网关 {gateway} 与传感器 {sensor} 失去连接：请检查电池和信号范围。",
-                ),
+                summary=_summary("summary.sensor_lost", {"gateway": gateway, "sensor": sensor}),
             )
         ]
     return [Clear(key, "the gateway hears the sensor again")] if online is True else []
@@ -259,7 +250,6 @@ def decide_heartbeat(
         return Clear(key, "gateway not online") if last_heartbeat_ms is not None else None
     if last_heartbeat_ms is not None and now_ms - last_heartbeat_ms <= limit_s * 1000:
         return Clear(key, "heartbeats arriving again")
-    silent = "never" if last_heartbeat_ms is None else f"{(now_ms - last_heartbeat_ms) / 60000:.0f} min"
     return Open(
         "pipeline_stalled",
         key,
@@ -268,10 +258,11 @@ def decide_heartbeat(
         site_id=site,
         gateway_id=gateway,
         sensor_id=None,
-        summary=_summary(
-            "pipeline_stalled",
-            f"Gateway {gateway} is online but no heartbeat reached the database for {silent}.",
-            f"网关 {gateway} 在线，但心跳已 {silent} 未到达数据库。",
+        summary=_summary("summary.pipeline_never", {"gateway": gateway})
+        if last_heartbeat_ms is None
+        else _summary(
+            "summary.pipeline_stalled",
+            {"gateway": gateway, "silent": f"{(now_ms - last_heartbeat_ms) / 60000:.0f} min"},
         ),
     )
 
@@ -280,9 +271,7 @@ def _clock(site: str, gateway: str, t_ms: int, skew_ms: int) -> Decision:
     key = dedup_key("clock_skew", device=gateway)
     if abs(skew_ms) <= CLOCK_SKEW_LIMIT_MS:
         return Clear(key, "gateway clock within limits again")
-    way = "ahead" if skew_ms > 0 else "behind"
     off = f"{abs(skew_ms) / 60000:.0f} min"
-    way_zh = "快" if skew_ms > 0 else "慢"
     return Open(
         "clock_skew",
         key,
@@ -292,9 +281,8 @@ def _clock(site: str, gateway: str, t_ms: int, skew_ms: int) -> Decision:
         gateway_id=gateway,
         sensor_id=None,
         summary=_summary(
-            "clock_skew",
-            f"Gateway {gateway}'s clock is {off} {way}: its readings and events carry wrong times.",
-            f"网关 {gateway} 的时钟{way_zh}了 {off}，其数据和事件的时间不正确。",
+            "summary.clock_ahead" if skew_ms > 0 else "summary.clock_behind",
+            {"gateway": gateway, "off": off},
             skew_ms=skew_ms,
         ),
     )
@@ -319,12 +307,8 @@ def decide_ingest_worker(*, client_id: str, silent_s: float, limit_s: float, t_m
         gateway_id=None,
         sensor_id=None,
         summary=_summary(
-            "work_failed",
-            f"Ingest worker {client_id} has been silent for {silent_s:.0f} s: its broker session holds "
-            "its share of telemetry and status until it returns (alarms still flow through the other "
-            "workers). Restart it, or retire it: eldercare ingest retire.",
-            f"接收进程 {client_id} 已 {silent_s:.0f} 秒无响应：其代理会话积压了它那份遥测和状态数据，"
-            "直到它恢复（告警仍由其他进程处理）。请重启或退役它：eldercare ingest retire。",
+            "summary.ingest_worker_silent",
+            {"client_id": client_id, "seconds": f"{silent_s:.0f}"},
             client_id=client_id,
             silent_s=round(silent_s, 1),
         ),
@@ -345,9 +329,8 @@ def work_failed(*, what: str, ident: int, error: str, site: str | None, t_ms: in
         gateway_id=None,
         sensor_id=None,
         summary=_summary(
-            "work_failed",
-            f"{what} {ident} (site {site or '-'}) could not be processed and was set aside: {error}",
-            f"{what} {ident}（站点 {site or '-'}）无法处理，已搁置：{error}",
+            "summary.work_failed",
+            {"what": what, "item": ident, "site": site or "-", "error": error},
             item=ident,
             site=site,
         ),

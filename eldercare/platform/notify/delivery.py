@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from eldercare import i18n
 from eldercare.config import Settings
 from eldercare.platform.notify import NotifyError, webhook
 from eldercare.platform.notify import email as mail
@@ -147,7 +148,7 @@ class Deliverer:
         if not self.smtp_url and self.outbox is None:
             why = "no SMTP server configured (ELDERCARE_SMTP_URL) and no outbox (ELDERCARE_MAIL_OUTBOX)"
             raise NotifyError(why)
-        locale = "zh-CN"
+        locale = i18n.DEFAULT_LOCALE
         if row["user_id"] is not None:
             async with self.pool.connection() as conn:
                 locale = await deliveries_repo.user_locale(conn, user_id=row["user_id"])

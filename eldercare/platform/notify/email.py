@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from eldercare import i18n
 from eldercare.platform.notify import NotifyError
 
 if TYPE_CHECKING:
@@ -29,22 +30,23 @@ def can_send(settings: Settings) -> bool:
 
 
 def compose(*, sender: str, to: str, alert: dict[str, Any], tier: int, locale: str) -> EmailMessage:
-    """A bilingual message, the reader's language first."""
+    """A message in every language of the catalogue, the reader's own first."""
     title, summary = alert["title"], alert["summary"]
     who = alert.get("resident_name") or alert.get("site_id") or ""
-    first, second = ("zh-CN", "en") if locale.startswith("zh") else ("en", "zh-CN")
+    own = i18n.supported(locale) or i18n.DEFAULT_LOCALE
+    langs = [own, *(loc for loc in i18n.LOCALES if loc != own)]
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
-    msg["Subject"] = f"[eldercare] {title[first]} / {title[second]}: {who}"
+    msg["Subject"] = f"[eldercare] {' / '.join(title[lang] for lang in langs)}: {who}"
     msg["X-Eldercare-Alert"] = str(alert["id"])
     lines = []
-    for lang in (first, second):
+    for lang in langs:
         lines += [
             f"{title[lang]}: {who}",
             summary[lang],
-            ("级别" if lang == "zh-CN" else "Severity") + f": {alert['severity']}",
-            ("通知层级" if lang == "zh-CN" else "Tier") + f": {tier}",
+            f"{i18n.t('email.severity', lang)}: {i18n.t('sev.' + alert['severity'], lang)}",
+            f"{i18n.t('email.tier', lang)}: {tier}",
             "",
         ]
     lines.append(f"alert #{alert['id']} ({alert['kind']})")

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from psycopg import AsyncConnection
 
-from eldercare.platform.decisions import TITLES
+from eldercare import i18n
+from eldercare.platform.decisions import titles
 from eldercare.platform.repo import alerts as alerts_repo
 from eldercare.platform.repo.connections import Pool
 
@@ -41,8 +42,12 @@ class Socket(Protocol):
 
 
 def message(alert: dict[str, Any], event: str) -> dict[str, Any]:
-    """The JSON a console receives: the alert's summary in both languages and what happened."""
-    title_en, title_zh = TITLES.get(alert["kind"], (alert["title"], alert["title"]))
+    """The JSON a console receives: the alert's title and summary in every language and what happened."""
+    title = (
+        titles(alert["kind"])
+        if i18n.has(f"title.{alert['kind']}")
+        else dict.fromkeys(i18n.LOCALES, alert["title"])
+    )
     summary = alert.get("summary") or {}
 
     def iso(v: datetime | None) -> str | None:
@@ -60,8 +65,8 @@ def message(alert: dict[str, Any], event: str) -> dict[str, Any]:
             "resident_id": alert["resident_id"],
             "resident_name": alert.get("resident_name"),
             "site_id": alert["site_id"],
-            "title": {"en": title_en, "zh-CN": title_zh},
-            "summary": {"en": summary.get("en", ""), "zh-CN": summary.get("zh-CN", "")},
+            "title": title,
+            "summary": {loc: summary.get(loc, "") for loc in i18n.LOCALES},
             "detected_at": iso(alert["detected_at"]),
             "opened_at": iso(alert["opened_at"]),
             "outcome": alert.get("outcome"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from eldercare import i18n
 from eldercare.platform.repo.connections import Conn, Row
 from eldercare.platform.repo.trail import trail
 
@@ -118,4 +119,4 @@ async def notified_members(conn: Conn, *, alert_id: int, tier: int, provider_id:
 async def user_locale(conn: Conn, *, user_id: int) -> str:
     cur = await conn.execute("SELECT locale FROM users WHERE id = %(u)s", {"u": user_id})
     row = await cur.fetchone()
-    return str(row["locale"]) if row else "zh-CN"
+    return str(row["locale"]) if row else i18n.DEFAULT_LOCALE

@@ -209,12 +209,7 @@ async def put_config(
         conn, gateway_id=gateway_id, config=full, expected_revision=body.expected_revision
     )
     if row is None:
-        raise ApiError(
-            409,
-            "invalid.value",
-            field="expected_revision",
-            reason="the config changed meanwhile; read it again and retry",
-        )
+        raise ApiError(409, "invalid.config_changed")
     await access.audit_change(
         conn, user, "update:gateway_config", target=f"gateway:{gateway_id}",
         old={"config": gw["config"]}, new={"config": row["config"]}, fields=("config",), route=route,

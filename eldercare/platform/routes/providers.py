@@ -130,10 +130,10 @@ async def create_shift(
     await _visible(conn, user, provider_id)
     access.require_writable(user, "shift", body.model_fields_set)
     if body.ends_at <= body.starts_at:
-        raise ApiError(422, "invalid.value", field="ends_at", reason="must be after starts_at")
+        raise ApiError(422, "invalid.ends_before_start")
     member = await users_repo.get_user(conn, user_id=body.user_id)
     if member is None or member["provider_id"] != provider_id:
-        raise ApiError(422, "invalid.value", field="user_id", reason=f"is not a member of {provider_id}")
+        raise ApiError(422, "invalid.not_member", provider=provider_id)
     fields = {
         "provider_id": provider_id,
         "user_id": body.user_id,

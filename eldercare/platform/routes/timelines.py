@@ -32,9 +32,7 @@ async def get_timeline(
     end = end or datetime.now(UTC)
     start = start or end - timedelta(days=1)
     if start.tzinfo is None or end.tzinfo is None:
-        raise ApiError(
-            422, "invalid.value", field="start/end", reason="give a time zone, e.g. 2026-01-05T00:00Z"
-        )
+        raise ApiError(422, "invalid.no_timezone")
     if not start < end or end - start > timedelta(days=MAX_DAYS):
         raise ApiError(422, "invalid.range", days=MAX_DAYS)
     streams: list[str] = [str(s) for s in RAW_STREAMS if grant.allows(s)]

@@ -1,6 +1,7 @@
 /* eldercare web consoles: one page, hash-routed, talking to the JSON API with a bearer token.
    The token lives in sessionStorage (gone when the tab closes); the language in localStorage
-   before login and in the user's record (PUT /auth/me/locale) after. Labels come from i18n.js;
+   before login and in the user's record (PUT /auth/me/locale) after. Labels come from /web/i18n.js,
+   which the server builds from the message catalogue (eldercare/i18n/*.json);
    data (names, ids, times, numbers) is wrapped in class "data" so tests can tell them apart. */
 "use strict";
 
@@ -8,7 +9,7 @@ const API = "/api/v1";
 const S = {
   token: sessionStorage.getItem("token"),
   me: JSON.parse(sessionStorage.getItem("me") || "null"),
-  lang: localStorage.getItem("lang") || ((navigator.language || "").startsWith("zh") ? "zh-CN" : "en"),
+  lang: localStorage.getItem("lang") || browserLang(),
   alerts: new Map(),
   names: new Map(), // resident id -> name, for alerts that come without one
   residents: new Map(), // resident id -> record (phone, emergency contacts), for care workers' alerts
@@ -25,11 +26,21 @@ const SIM_KINDS = ["fall", "collapse", "no_wake", "night_wandering", "bathroom_t
 const OUTCOMES = ["confirmed", "false_alarm", "no_action_needed"];
 const POLL_MS = 4000;
 
+/* The first of the browser's languages the catalogue speaks (zh-TW finds zh-CN), else English. */
+function browserLang() {
+  const base = (tag) => tag.toLowerCase().split("-")[0];
+  for (const tag of navigator.languages || [navigator.language || ""]) {
+    const hit = LOCALES.find((l) => l.toLowerCase() === tag.toLowerCase()) || LOCALES.find((l) => base(l) === base(tag));
+    if (hit) return hit;
+  }
+  return "en";
+}
+
 function t(key, vars) {
   let s = (I18N[S.lang] || {})[key];
   if (s === undefined) s = I18N.en[key];
   if (s === undefined) s = key;
-  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replace("{" + k + "}", v);
+  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replaceAll("{" + k + "}", v);
   return s;
 }
 
@@ -131,7 +142,7 @@ async function switchLang() {
   document.body.dataset.ready = "0";
   document.getElementById("toast").style.display = "none";
   S.gen++; // a render still loading (a live push's) was half built in the old language: never show it
-  S.lang = S.lang === "zh-CN" ? "en" : "zh-CN";
+  S.lang = LOCALES[(LOCALES.indexOf(S.lang) + 1) % LOCALES.length]; // the next language of the catalogue
   localStorage.setItem("lang", S.lang);
   if (S.token) {
     try { S.me = await api("/auth/me/locale", { method: "PUT", body: { locale: S.lang } });
