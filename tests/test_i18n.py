@@ -75,7 +75,8 @@ def _used_keys(source: str) -> set[str]:
     for key in re.findall(r'_validation\([^()]*?"[^"]*",\s*"([a-z_]+)"', source):
         used.add(f"error.validation.{key}")
     # every other literal in a namespace of the catalogue (t("email.tier"), _summary("summary.sos"))
-    used |= set(re.findall(r'"((?:summary|title|inact|email|error|word)\.[a-z_0-9.]+[a-z_0-9])"', source))
+    spaces = "summary|title|inact|email|error|word|note"
+    used |= set(re.findall(rf'"((?:{spaces})\.[a-z_0-9.]+[a-z_0-9])"', source))
     return used
 
 
@@ -175,3 +176,14 @@ def test_validation_errors_are_in_the_readers_language(api: Api) -> None:
     assert {e["type"] for e in en["errors"]} == set(by_type)
     r = api.put("admin", "/api/v1/auth/me/locale", json={"locale": "fr"})
     assert r.status_code == 422 and r.json()["errors"][0]["type"] == "literal_error"
+
+
+def test_the_engine_writes_its_trail_notes_as_catalogue_messages() -> None:
+    """Stored as a key and fields, so the alert page shows a note in the reader's language."""
+    from eldercare.platform.engine import rules
+
+    event = {"site": "h", "gateway": "g", "sensor": "w-1", "kind": "fall_cancelled", "t": 1}
+    (note,) = rules.decide_event(event, "r-1")
+    assert isinstance(note, rules.Note)
+    assert note.text == "the resident answered the check-in on w-1: fall cancelled"
+    assert CJK.search(i18n.t(note.message, "zh-CN", **note.fields)) and "w-1" in note.text

@@ -67,10 +67,18 @@ class Clear:
 
 @dataclass(frozen=True)
 class Note:
-    """Add to the trail of the live alert with this key without opening one."""
+    """Add to the trail of the live alert with this key without opening one.
+
+    The note is message ``message`` of the catalogue filled with ``fields``: stored in English
+    and as the key, so each reader's page shows it in their own language."""
 
     dedup_key: str
-    text: str
+    message: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return i18n.t(self.message, "en", **self.fields)
 
 
 Decision = Open | Clear | Note

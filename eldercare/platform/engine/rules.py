@@ -102,10 +102,7 @@ def decide_event(
         return [_low_battery(site, gateway, sensor, work["t"], (work.get("evidence") or {}).get("battery"))]
     if kind == "fall_cancelled":
         return [
-            Note(
-                dedup_key("fall", resident=resident, site=site),
-                f"the resident answered the check-in on {sensor}: fall cancelled",
-            )
+            Note(dedup_key("fall", resident=resident, site=site), "note.fall_cancelled", {"sensor": sensor})
         ]
     return []  # bed_exit, clock_error, config_rejected: recorded as events, no alert of their own
 

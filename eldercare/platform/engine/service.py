@@ -108,7 +108,13 @@ async def apply(
     if isinstance(decision, rules.Note):
         alert_id = await alerts_repo.live_alert_id(conn, dedup_key=decision.dedup_key)
         if alert_id is not None:
-            await trail_repo.trail(conn, alert_id=alert_id, action="note", note=decision.text)
+            await trail_repo.trail(
+                conn,
+                alert_id=alert_id,
+                action="note",
+                note=decision.text,
+                detail={"message": decision.message, "fields": decision.fields},
+            )
             await trail_repo.publish(conn, alert_id=alert_id, event="note")
         return
     policy = await alerts_repo.policy_for(conn, kind=decision.kind, resident=decision.resident_id)

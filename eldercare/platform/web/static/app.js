@@ -72,6 +72,8 @@ const T = (iso) => D(fmtTime(iso));
 const who = (a) => a.resident_name || S.names.get(a.resident_id) || a.resident_id || a.site_id;
 /* Common room names are labels; anything else a site calls a room is shown as written. */
 const roomLabel = (room) => (room && I18N.en["room." + room.toLowerCase()] ? L("room." + room.toLowerCase()) : D(room));
+/* A trail note: the platform's own (detail.message, a catalogue key) in the reader's language, a person's as written. */
+const noteOf = (r) => (r.detail && r.detail.message && I18N.en[r.detail.message] ? L(r.detail.message, r.detail.fields) : D(r.note));
 function enumLabel(group, v) { return v ? L(group + "." + v) : D(null); }
 
 function toast(msg) {
@@ -552,7 +554,7 @@ async function pageAlert(id, root) {
     ...a.notifications.map((n) => h("tr", {}, h("td", {}, D(n.tier)), h("td", {}, D(n.display_name || n.username || n.target)),
       h("td", {}, L("channel." + n.channel)), h("td", {}, L("notif." + n.status)), h("td", {}, T(n.delivered_at || n.created_at)))));
   const trail = h("table", {}, h("tr", {}, h("th", { i18n: "trail.at" }), h("th", { i18n: "trail.action" }), h("th", { i18n: "trail.who" }), h("th", { i18n: "trail.note" })),
-    ...a.trail.map((r) => h("tr", {}, h("td", {}, T(r.at)), h("td", {}, L("trail." + r.action)), h("td", {}, D(r.actor_name || r.actor)), h("td", {}, D(r.note)))));
+    ...a.trail.map((r) => h("tr", {}, h("td", {}, T(r.at)), h("td", {}, L("trail." + r.action)), h("td", {}, D(r.actor_name || r.actor)), h("td", {}, noteOf(r)))));
   const noteText = h("textarea", { name: "add-note", id: "add-note", rows: 2, maxlength: 2000, required: true });
   const noteForm = S.me && S.me.role !== "family" ? h("form", { class: "card", id: "note-form", on: { submit: (e) => {
     e.preventDefault(); if (noteText.value.trim()) act("notes", { note: noteText.value.trim() }); } } },
