@@ -22,10 +22,12 @@ from eldercare.platform.repo.connections import Conn
 
 
 class ProvisionError(ValueError):
-    """A gateway that cannot be registered as asked; names the field."""
+    """A gateway that cannot be registered as asked; names the field. ``key`` (``error.<key>`` in
+    the message catalogue) words the reason for the API's readers; without one, ``reason`` is
+    shown as it is (the wire protocol's own texts)."""
 
-    def __init__(self, field: str, reason: str) -> None:
-        self.field, self.reason = field, reason
+    def __init__(self, field: str, reason: str, key: str | None = None) -> None:
+        self.field, self.reason, self.key = field, reason, key
         super().__init__(f"{field}: {reason}")
 
 
@@ -59,13 +61,13 @@ def sensor_config(sensors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def check_ids(gateway_id: str, site_id: str) -> None:
     if not protocol.is_identifier(site_id):
-        raise ProvisionError("site_id", "not a valid identifier")
+        raise ProvisionError("site_id", "not a valid identifier", "invalid.identifier")
     if not protocol.is_identifier(gateway_id):
-        raise ProvisionError("id", "not a valid identifier")
+        raise ProvisionError("id", "not a valid identifier", "invalid.identifier")
     if gateway_id in broker_auth.SERVICE_USERS:
-        raise ProvisionError("id", "reserved for a broker service account")
+        raise ProvisionError("id", "reserved for a broker service account", "invalid.reserved_id")
     if not broker_auth.valid_username(gateway_id):  # the id is the MQTT username
-        raise ProvisionError("id", "':' cannot stand in an MQTT username")
+        raise ProvisionError("id", "':' cannot stand in an MQTT username", "invalid.colon_in_id")
 
 
 async def provision(

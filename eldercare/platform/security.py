@@ -339,7 +339,7 @@ def _internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 async def webhook_problem(url: str, settings: Settings, *, resolve_timeout_s: float = 2.0) -> str | None:
-    """Why ``url`` may not receive webhooks, or None.
+    """Why ``url`` may not receive webhooks (``error.webhook.<why>`` words it), or None.
 
     Refused unless ``ELDERCARE_WEBHOOK_ALLOW_PRIVATE``: addresses in private, loopback, link-local
     and other internal ranges (the webhook would let an admin's typo, or a stolen admin account,
@@ -349,9 +349,9 @@ async def webhook_problem(url: str, settings: Settings, *, resolve_timeout_s: fl
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an http:// or https:// URL with a host"
+        return "not_http"
     if parts.username or parts.password:
-        return "must not carry a user name or password"
+        return "credentials"
     if settings.webhook_allow_private:
         return None
     host = parts.hostname.lower().rstrip(".")
@@ -360,9 +360,9 @@ async def webhook_problem(url: str, settings: Settings, *, resolve_timeout_s: fl
     except ValueError:
         literal = None
     if literal is not None:
-        return "points at an internal address" if _internal(literal) else None
+        return "internal" if _internal(literal) else None
     if host == "localhost" or host.endswith(LOCAL_NAMES) or "." not in host:
-        return "names a local host"
+        return "local_host"
     try:
         infos = await asyncio.wait_for(
             asyncio.get_running_loop().getaddrinfo(host, parts.port or 443), timeout=resolve_timeout_s
@@ -371,5 +371,5 @@ async def webhook_problem(url: str, settings: Settings, *, resolve_timeout_s: fl
         return None
     for info in infos:
         if _internal(ipaddress.ip_address(info[4][0])):
-            return "resolves to an internal address"
+            return "resolves_internal"
     return None

@@ -100,7 +100,7 @@ async def provision_gateway(
             sensors=[s.model_dump() for s in body.sensors],
         )
     except provisioning.ProvisionError as exc:
-        raise ApiError(422, "invalid.value", field=exc.field, reason=exc.reason) from None
+        raise ApiError(422, exc.key or "invalid.value", field=exc.field, reason=exc.reason) from None
     await access.audit_change(
         conn, user, "create:gateway", target=f"gateway:{body.id}",
         new={**done.gateway, "mqtt_password": "issued"},

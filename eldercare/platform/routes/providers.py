@@ -42,7 +42,7 @@ async def _check_webhook(body: ProviderIn, settings: SettingsDep) -> None:
     if body.webhook_url:
         problem = await security.webhook_problem(body.webhook_url, settings)
         if problem:
-            raise ApiError(422, "invalid.value", field="webhook_url", reason=problem)
+            raise ApiError(422, f"webhook.{problem}")
 
 
 @router.post("", response_model=ProviderOut, status_code=201)
