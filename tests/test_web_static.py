@@ -90,11 +90,11 @@ def app() -> FastAPI:
     return FastAPI()
 
 
-def get(app: FastAPI, path: str) -> httpx.Response:
+def get(app: FastAPI, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            return await client.get(path)
+            return await client.get(path, headers=headers)
 
     with start_blocking_portal() as portal:
         return portal.call(call)
@@ -116,5 +116,7 @@ def test_mount_serves_the_page_and_its_files_and_is_idempotent(app: FastAPI) -> 
     labels = get(app, "/web/i18n.js")
     assert labels.status_code == 200 and labels.text == catalogue_js()
     assert labels.headers["content-type"].startswith("text/javascript")
+    again = get(app, "/web/i18n.js", {"If-None-Match": labels.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""  # revalidated, not sent again
     assert get(app, "/").headers["location"] == "/web/"
     assert get(app, "/web/static/../__init__.py").status_code == 404
