@@ -66,7 +66,8 @@ def message(alert: dict[str, Any], event: str) -> dict[str, Any]:
             "resident_name": alert.get("resident_name"),
             "site_id": alert["site_id"],
             "title": title,
-            "summary": {loc: summary.get(loc, "") for loc in i18n.LOCALES},
+            # an alert stored before a language was added is shown in English there
+            "summary": {loc: summary.get(loc) or summary.get("en", "") for loc in i18n.LOCALES},
             "detected_at": iso(alert["detected_at"]),
             "opened_at": iso(alert["opened_at"]),
             "outcome": alert.get("outcome"),
