@@ -187,3 +187,23 @@ def test_the_engine_writes_its_trail_notes_as_catalogue_messages() -> None:
     assert isinstance(note, rules.Note)
     assert note.text == "the resident answered the check-in on w-1: fall cancelled"
     assert CJK.search(i18n.t(note.message, "zh-CN", **note.fields)) and "w-1" in note.text
+
+
+def test_a_third_language_is_one_more_file(tmp_path: Path) -> None:
+    """The catalogue finds its languages by their files: a copy of the package with a fr.json
+    speaks French everywhere it is asked, with nothing else edited."""
+    import importlib.util
+    import shutil
+
+    copy = tmp_path / "catalogue"
+    shutil.copytree(i18n.HERE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    french = dict(i18n.catalogue("en")) | {"title.fall": "Chute possible", "summary.sos": "SOS sur {sensor}."}
+    (copy / "fr.json").write_text(json.dumps(french, ensure_ascii=False), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("catalogue_copy", copy / "__init__.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.LOCALES == ("zh-CN", "en", "fr")
+    assert mod.negotiate("fr-CA,en;q=0.5") == "fr"
+    assert mod.texts("summary.sos", sensor="b-1")["fr"] == "SOS sur b-1."
+    assert mod.t("title.fall", "fr") == "Chute possible"
