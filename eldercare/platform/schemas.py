@@ -143,7 +143,7 @@ class UserIn(Strict):
     password: str = Field(min_length=10, max_length=1024)
     role: Role
     provider_id: str | None = None
-    locale: Locale = "zh-CN"
+    locale: Locale = i18n.DEFAULT_LOCALE
     phone: str | None = None
     email: str | None = None
 
