@@ -48,17 +48,18 @@ def test_chinese_labels_are_chinese_and_english_labels_are_not() -> None:
     cat = catalogs()
     # placeholders ({name}) are filled in with data, not shown as they are
     shown = {k: re.sub(r"\{[a-z_]+\}", "", v) for k, v in cat["zh-CN"].items()}
-    labels = {k: v for k, v in shown.items() if not k.startswith("error.")}
+    sentences = ("error.", "summary.")  # messages that may quote a command or a field to type
+    labels = {k: v for k, v in shown.items() if not k.startswith(sentences)}
     latin = {k: v for k, v in labels.items() if re.search(r"[A-Za-z]{2,}", v) and k != "lang.switch"}
     cjk = {k: v for k, v in cat["en"].items() if re.search(r"[\u4e00-\u9fff]", v) and k != "lang.switch"}
     assert latin == {}
     assert cjk == {}
-    # the API's messages may quote what to type (field names, 'eldercare simulate run', JSON), but
-    # each one is a Chinese sentence
+    # the API's messages and alert summaries may quote what to type (field names, 'eldercare simulate
+    # run', JSON), but each one is a Chinese sentence
     untranslated = {
         k: v
         for k, v in shown.items()
-        if k.startswith("error.") and re.search(r"[A-Za-z]{2,}", v) and not re.search(r"[\u4e00-\u9fff]", v)
+        if k.startswith(sentences) and re.search(r"[A-Za-z]{2,}", v) and not re.search(r"[\u4e00-\u9fff]", v)
     }
     assert untranslated == {}
 
