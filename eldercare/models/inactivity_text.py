@@ -8,6 +8,9 @@ language, ``{"en": ..., "zh-CN": ...}``; durations, rooms and sensors are worded
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from eldercare import i18n
 
 Texts = dict[str, str]
@@ -44,98 +47,82 @@ def _learned(key: str, learned: bool) -> str:
     return f"{key}.learned" if learned else f"{key}.new"
 
 
+PerLocale = Callable[[str], str]
+
+
+def _say(key: str, **fields: Any) -> Texts:
+    """Message ``key`` in every language; a field given as a function of the locale (a duration,
+    a room, a sensor) is worded in each language too."""
+    return i18n.localized(
+        lambda loc: i18n.t(key, loc, **{k: v(loc) if callable(v) else v for k, v in fields.items()})
+    )
+
+
+def _dur(seconds: float) -> PerLocale:
+    return lambda loc: dur(seconds, loc)
+
+
+def _room(name: str) -> PerLocale:
+    return lambda loc: room(name, loc)
+
+
+def _sensor(kind: str) -> PerLocale:
+    return lambda loc: sensor(kind, loc)
+
+
 def inactivity(where: str, observed: float, expected: float, hour: int, learned: bool) -> Texts:
     key = _learned("inact.inactivity.bed" if where == "bed" else "inact.inactivity.room", learned)
-    return i18n.localized(
-        lambda loc: i18n.t(
-            key,
-            loc,
-            observed=dur(observed, loc),
-            expected=dur(expected, loc),
-            room=room(where, loc),
-            hour=f"{hour:02d}",
-        )
-    )
+    return _say(key, observed=_dur(observed), expected=_dur(expected), room=_room(where), hour=f"{hour:02d}")
 
 
 def bathroom(observed: float, expected: float, learned: bool) -> Texts:
-    key = _learned("inact.bathroom", learned)
-    return i18n.localized(
-        lambda loc: i18n.t(key, loc, observed=dur(observed, loc), expected=dur(expected, loc))
-    )
+    return _say(_learned("inact.bathroom", learned), observed=_dur(observed), expected=_dur(expected))
 
 
 def no_wake(now_s: float, usual_s: float, latest_s: float, learned: bool) -> Texts:
     """Times are seconds after local midnight."""
-    return i18n.texts(
+    return _say(
         _learned("inact.no_wake", learned), now=clock(now_s), usual=clock(usual_s), latest=clock(latest_s)
     )
 
 
 def night_wandering(left_s: float, observed: float, expected: float, learned: bool) -> Texts:
     key = _learned("inact.night_wandering", learned)
-    return i18n.localized(
-        lambda loc: i18n.t(
-            key, loc, left=clock(left_s), observed=dur(observed, loc), expected=dur(expected, loc)
-        )
-    )
+    return _say(key, left=clock(left_s), observed=_dur(observed), expected=_dur(expected))
 
 
 def night_hall(observed: float, expected: float) -> Texts:
-    return i18n.localized(
-        lambda loc: i18n.t("inact.night_hall", loc, observed=dur(observed, loc), expected=dur(expected, loc))
-    )
+    return _say("inact.night_hall", observed=_dur(observed), expected=_dur(expected))
 
 
 def away_long(left_s: float, observed: float, expected: float) -> Texts:
-    return i18n.localized(
-        lambda loc: i18n.t(
-            "inact.away_long",
-            loc,
-            left=clock(left_s),
-            observed=dur(observed, loc),
-            expected=dur(expected, loc),
-        )
-    )
+    return _say("inact.away_long", left=clock(left_s), observed=_dur(observed), expected=_dur(expected))
 
 
 def device_silent(kind: str, where: str, active_hours: int, usual_hours: int) -> Texts:
-    return i18n.localized(
-        lambda loc: i18n.t(
-            "inact.device_silent",
-            loc,
-            sensor=sensor(kind, loc),
-            room=room(where, loc),
-            active_hours=active_hours,
-            usual_hours=usual_hours,
-        )
+    return _say(
+        "inact.device_silent",
+        sensor=_sensor(kind),
+        room=_room(where),
+        active_hours=active_hours,
+        usual_hours=usual_hours,
     )
 
 
 def sensor_missed_uses(where: str, missed: int, seen_share: float) -> Texts:
-    pct = round(100 * seen_share)
-    return i18n.localized(
-        lambda loc: i18n.t("inact.sensor_missed_uses", loc, room=room(where, loc), missed=missed, pct=pct)
-    )
+    return _say("inact.sensor_missed_uses", room=_room(where), missed=missed, pct=round(100 * seen_share))
 
 
 def gateway_silent(observed: float, expected: float) -> Texts:
-    return i18n.localized(
-        lambda loc: i18n.t(
-            "inact.gateway_silent", loc, observed=dur(observed, loc), expected=dur(expected, loc)
-        )
-    )
+    return _say("inact.gateway_silent", observed=_dur(observed), expected=_dur(expected))
 
 
 def sensor_suspect(kind: str, where: str, ctx: str, observed: float, silent_hours: int) -> Texts:
-    return i18n.localized(
-        lambda loc: i18n.t(
-            "inact.sensor_suspect",
-            loc,
-            observed=dur(observed, loc),
-            ctx=room(ctx, loc),
-            sensor=sensor(kind, loc),
-            room=room(where, loc),
-            silent_hours=silent_hours,
-        )
+    return _say(
+        "inact.sensor_suspect",
+        observed=_dur(observed),
+        ctx=_room(ctx),
+        sensor=_sensor(kind),
+        room=_room(where),
+        silent_hours=silent_hours,
     )
