@@ -335,8 +335,13 @@ def test_fall_arrives_live_is_acknowledged_and_the_family_sees_it_handled(
 
     banner = fam.locator(".banner[role=alert]")  # a locator: the live portal may draw the band anew
     expect(banner).to_contain_text("疑似跌倒", timeout=WAIT_MS)
-    box = banner.bounding_box()
-    assert box is not None and box["y"] < 200  # above the fold on a phone
+    # above the fold on a phone; read in the page in one go, since a live push may draw the band
+    # anew between finding it and measuring it (a detached band has no box)
+    fam.wait_for_function(
+        "() => { const b = document.querySelector('.banner[role=alert]');"
+        " const r = b && b.getBoundingClientRect(); return !!r && r.height > 0 && r.top < 200; }",
+        timeout=WAIT_MS,
+    )
     assert fam.query_selector(".banner a[href='tel:+8613800000001']") is not None  # one tap to call
     # the same alert shown by the system (service worker): it stays when the tab is in the background
     fam.wait_for_function(SYSTEM_NOTIFICATIONS)
