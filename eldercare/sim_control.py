@@ -20,7 +20,13 @@ from eldercare.config import Settings, broker_address
 
 
 class NoRunnerError(RuntimeError):
-    """No running simulation answered the trigger."""
+    """No running simulation answered the trigger. ``why`` names the case (``broker``,
+    ``subscription``, ``timeout``, ``refused``) and ``params`` its details, so the API can say it in
+    the reader's language; ``str()`` is the English sentence the CLI prints."""
+
+    def __init__(self, message: str, why: str, **params: Any) -> None:
+        super().__init__(message)
+        self.why, self.params = why, params
 
 
 def send_trigger(
@@ -56,23 +62,29 @@ def send_trigger(
     try:
         c.connect(host, port, keepalive=30)
     except OSError as exc:
-        raise NoRunnerError(f"cannot connect to MQTT broker {host}:{port}: {exc}") from None
+        raise NoRunnerError(
+            f"cannot connect to MQTT broker {host}:{port}: {exc}", "broker", address=f"{host}:{port}"
+        ) from None
     c.loop_start()
     try:
         try:
             subscribed.get(timeout=timeout)
         except queue.Empty:
-            raise NoRunnerError("the broker did not confirm the subscription") from None
+            raise NoRunnerError("the broker did not confirm the subscription", "subscription") from None
         c.publish(f"{root}/_sim/control", json.dumps(req), qos=1).wait_for_publish(timeout)
         try:
             answer = answers.get(timeout=timeout)
         except queue.Empty:
             raise NoRunnerError(
-                f"no running simulation under {root}/ answered within {timeout:.0f} s"
+                f"no running simulation under {root}/ answered within {timeout:.0f} s",
+                "timeout",
+                seconds=f"{timeout:.0f}",
             ) from None
     finally:
         c.disconnect()
         c.loop_stop()
     if not answer.get("ok"):
-        raise NoRunnerError(f"the simulation refused: {answer.get('error')}")
+        raise NoRunnerError(
+            f"the simulation refused: {answer.get('error')}", "refused", error=str(answer.get("error"))
+        )
     return answer

@@ -32,6 +32,10 @@ def runner(settings: Settings, mqtt_host_port: tuple[str, int]) -> Iterator[list
     def on_message(client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         req = json.loads(msg.payload)
         seen.append(req)
+        if req.get("room") == "attic":  # the homes have none: refused as the runner does
+            answer = {"id": req["id"], "ok": False, "error": "unknown room 'attic'"}
+            client.publish(f"{root}/_sim/ack", json.dumps(answer), qos=1)
+            return
         now = time.time()
         truth = {"kind": req["kind"], "resident": req["resident"], "t": now, "alert_from": now}
         truth |= {"end": now + 3600, "site": "sim-home-1"}
@@ -87,3 +91,16 @@ def test_tester_drives_only_simulated_residents(api: Api, runner: list[dict[str,
         == 403
     )
     assert runner == []  # nothing refused reached the simulation
+
+
+def test_a_refusal_of_the_simulation_is_told_in_the_readers_language(
+    api: Api, runner: list[dict[str, Any]], db_url: str
+) -> None:
+    body = {"resident": "sim-res-1", "kind": "fall", "room": "attic"}
+    for lang, said in (("zh-CN", "模拟程序拒绝了该事件"), ("en", "The simulation refused the incident")):
+        with psycopg.connect(db_url) as conn:  # the tester's own language
+            conn.execute("UPDATE users SET locale = %s WHERE username = 'tester'", (lang,))
+        r = api.post("tester", "/api/v1/sim/incidents", json=body)
+        assert r.status_code == 503, r.text
+        detail = r.json()["detail"]
+        assert said in detail and "unknown room 'attic'" in detail, detail

@@ -18,6 +18,14 @@ from eldercare.platform.routes import ERRORS
 from eldercare.platform.schemas import ErrorOut, Instant, SimIncidentIn, SimIncidentOut, SimScoreOut
 
 log = logging.getLogger(__name__)
+# What went wrong on the way to a running simulation, by sim_control.NoRunnerError.why
+NO_RUNNER = {
+    "broker": "sim.no_runner.broker",
+    "subscription": "sim.no_runner.subscription",
+    "timeout": "sim.no_runner.timeout",
+    "refused": "sim.refused",
+}
+
 router = APIRouter(prefix="/sim", tags=["sim"], responses=ERRORS)
 ACK_TIMEOUT_S = 5.0
 
@@ -46,7 +54,9 @@ async def trigger_incident(
             answer = await asyncio.to_thread(
                 send_trigger, settings, settings.mqtt_topic_root, req, ACK_TIMEOUT_S
             )
-        except (NoRunnerError, OSError) as exc:
+        except NoRunnerError as exc:  # in the reader's language, with the case's own details
+            raise ApiError(503, NO_RUNNER[exc.why], **exc.params) from None
+        except OSError as exc:
             raise ApiError(503, "sim.no_runner", reason=str(exc)) from None
         truth, clock = answer.get("truth"), answer.get("clock")
     else:
