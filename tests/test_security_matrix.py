@@ -43,7 +43,7 @@ ALLOWED: list[tuple[str, str, frozenset[str]]] = [
     ("post", r"/residents", frozenset({A})),
     ("get", r"/residents/\{resident_id\}(/on-duty|/timeline|/summary)?", ALL),
     ("patch", r"/residents/\{resident_id\}", STAFF),
-    (".*", r"/residents/\{resident_id\}/(family|care-team).*", STAFF),
+    (".*", r"/residents/\{resident_id\}/(family|care-team|inactivity-limits).*", STAFF),
     ("get", r"/gateways.*", frozenset({A, W, T})),
     ("post|put|patch|delete", r"/gateways.*", frozenset({A})),
     ("get", r"/policies(/\{policy_id\})?", STAFF),
@@ -78,6 +78,7 @@ def _path(template: str, world: World) -> str:
         "shift_id": "999999",
         "sensor_id": "no-such-sensor",
         "work_id": "999999",
+        "change_id": "999999",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
 
