@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
-from ingest_support import IngestProcess
+from ingest_support import IngestProcess, wait_for
 from server_support import serving
 from test_web_browser import CHROMIUM_ARGS, WAIT_MS, settle, sign_in
 
@@ -75,6 +76,13 @@ def run(
     )  # fmt: skip
     try:
         ingest.wait_healthy()
+
+        def runner_up() -> bool:  # its gateway's status stored: connected, control topic included
+            with psycopg.connect(db_url) as conn:
+                row = conn.execute("SELECT count(*) FROM gateways WHERE state = 'online'").fetchone()
+            return bool(row and row[0])
+
+        wait_for(runner_up, 60, "the runner's gateway online")
         yield {"env": env, "manifest": manifest, "truth": manifest.with_name("truth.jsonl")}
     finally:
         runner.terminate()
@@ -102,10 +110,12 @@ def test_the_page_scores_what_it_fired_as_the_cli_does(settings: Settings, run: 
             page.wait_for_selector(f"#sim-residents [data-trigger='{resident}']")
             for kind in FIRED:
                 page.select_option(f"[data-kind-for='{resident}']", kind)
-                page.click(f"[data-trigger='{resident}']")
-                # sent with wait_for_ack: the runner's answer (its ground truth) came back
-                page.wait_for_function(SENT)
-                page.evaluate("document.getElementById('toast').textContent = ''")
+                # sent with wait_for_ack: the runner's answer (its ground truth) came back (the
+                # response, not the toast, which a live alert's toast may replace at once)
+                with page.expect_response(lambda r: r.url.endswith("/sim/incidents")) as sent:
+                    page.click(f"[data-trigger='{resident}']")
+                answer = sent.value
+                assert answer.status == 201 and answer.json()["acknowledged"], answer.text()
             for kind in FIRED:  # every one raised its alert, shown on the page as it came
                 page.wait_for_selector(f"#alert-list li[data-kind='{kind}']", timeout=90_000)
             # the score drawn when the page opened is still there: refresh until it counts what
@@ -146,8 +156,6 @@ def _chromium() -> str | None:
 
     return chromium_path()
 
-
-SENT = "() => ['Incident requested', '已请求触发'].includes(document.getElementById('toast').textContent)"
 
 # True once the page's score counts ``n`` incidents; until then it asks for the score again.
 REFRESHED = """(n) => {
