@@ -371,15 +371,15 @@ def home_in(
 
     A scripted incident at a home whose resident is out (at the day station, say) would happen only
     after they come home, hours of simulated time later: the demo would seem to have missed it.
-    ``day0``: the midnight the runner planned each home's days from (before its start).
+    ``day0``: the midnight the runner planned each home's days from (before its start). With fewer
+    homes than scripted incidents (``--homes 2``), a home already used takes another.
     """
-    for k in range(len(homes)):
-        i = (first + k) % len(homes)
-        if i in taken:
-            continue
+    order = [(first + k) % len(homes) for k in range(len(homes))]
+    untaken_first = [i for i in order if i not in taken] + [i for i in order if i in taken]
+    for i in untaken_first:
         if not home_sim(homes[i], day0).out_between(*span):
             return i
-    return first
+    return order[0]
 
 
 def _print_welcome(base: str, manifest: Path, run_dir: Path, metrics: str | None) -> None:

@@ -353,6 +353,11 @@ def test_scripted_incidents_go_to_a_home_whose_resident_is_in() -> None:
     assert home_in(homes, 0, (t, t + 2 * HOUR), {i}, day0=monday) not in (0, i)  # one home, one incident
     # in the evening everyone is in: the scripted home itself
     assert home_in(homes, 0, (monday + 19.5 * HOUR, monday + 21 * HOUR), set(), day0=monday) == 0
+    # more scripted incidents than homes (`demo --homes 2`): index 2 of 2 homes is a home that exists
+    two = homes[:2]
+    evening = (monday + 19.5 * HOUR, monday + 21 * HOUR)
+    assert home_in(two, 2, evening, {0, 1}, day0=monday) in (0, 1)
+    assert home_in(two, 3, evening, {0}, day0=monday) == 1  # an unused home first
 
 
 @pytest.mark.slow
