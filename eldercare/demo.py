@@ -269,6 +269,7 @@ def demo(
     """
     from eldercare.embedded import EmbeddedBroker, EmbeddedPostgres
 
+    stop_on_signals()
     settings = get_settings(ctx)
     root = ctx.find_root()
     config_file = root.obj.get("config_file") if isinstance(root.obj, dict) else None
@@ -357,6 +358,21 @@ def demo(
             say("the simulation's score:")
             click.echo(children.run("score", "simulate", "score", "--manifest", str(manifest),
                                     "--truth", str(truth)))  # fmt: skip
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop the demo cleanly, however it was started.
+
+    A program started in the background by a non-interactive shell (``eldercare demo &`` in a script,
+    a CI step) inherits SIGINT *ignored*, and Python then never raises KeyboardInterrupt: Ctrl-C or
+    ``kill -INT`` would leave the demo and its children running.
+    """
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def homes_of(manifest: Path) -> list[dict[str, Any]]:

@@ -106,6 +106,8 @@ def demo(args: list[str], env: dict[str, str], tmp_path: Path) -> Iterator[Demo]
             env=env | {MARK: mark, "PYTHONUNBUFFERED": "1"},
             stdout=sink,
             stderr=subprocess.STDOUT,
+            # as when a script starts it in the background: SIGINT arrives ignored, Ctrl-C must still work
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
     try:
         yield Demo(proc, out, mark)

@@ -639,7 +639,9 @@ class Runner:
         last_line, last_msgs, last_clock = wall0, 0, wall0
         rss0 = _rss_mb()
         main = threading.current_thread() is threading.main_thread()
+        # SIGINT too: a runner started in the background by a script inherits SIGINT ignored
         prev = signal.signal(signal.SIGTERM, self.stop) if main else None
+        prev_int = signal.signal(signal.SIGINT, self.stop) if main else None
         try:
             while not self._stop:
                 now = time.monotonic()
@@ -666,6 +668,7 @@ class Runner:
         finally:
             if main:
                 signal.signal(signal.SIGTERM, prev)
+                signal.signal(signal.SIGINT, prev_int)
             drain_until = time.monotonic() + 5
             while self.pool.unacked and time.monotonic() < drain_until:
                 self.pool.poll(0.05)
