@@ -10,9 +10,11 @@ alert is waited for on the page, then the page's score table is read and compare
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ from server_support import serving
 from test_web_browser import CHROMIUM_ARGS, WAIT_MS, settle, sign_in
 
 from eldercare.config import Settings
+from eldercare.simulators.neighbourhood import home_sim
+from eldercare.simulators.routine import DAY
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 FIRED = ("sos", "fall", "low_battery")
@@ -67,11 +71,13 @@ def run(
         "--manifest",
         str(manifest),
     )
+    sim_start = _resident_at_home(json.loads(manifest.read_text())["homes"][0], time.time())
     ingest = IngestProcess(db_url, mqtt_url, topic_root, tmp_path).start()
     log = (tmp_path / "runner.log").open("wb")
     runner = subprocess.Popen(
         [sys.executable, "-m", "eldercare.cli", "simulate", "run", "--manifest", str(manifest),
-         "--mode", "direct", "--speed", "5", "--status-every", "5", "--false-fall-rate", "0", "--quiet"],
+         "--mode", "direct", "--speed", "5", "--status-every", "5", "--false-fall-rate", "0", "--quiet",
+         "--sim-start", repr(sim_start)],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -89,6 +95,19 @@ def run(
         runner.wait(30)
         log.close()
         ingest.stop()
+
+
+def _resident_at_home(home: dict[str, Any], now: float) -> float:
+    """A simulated start, from ``now`` on, with the resident at home for the next 3 simulated hours.
+
+    A fall fired while the resident is out happens only once they are back (the simulator's rule), up
+    to hours of simulated time later: the page would wait for an alert that is not due yet.
+    """
+    for step in range(48):
+        t = now + step * 30 * 60
+        if not home_sim(home, math.floor(t / DAY) * DAY).out_between(t, t + 3 * 3600):
+            return t
+    pytest.fail("the simulated resident is out at every half hour of the next day")
 
 
 def test_the_page_scores_what_it_fired_as_the_cli_does(settings: Settings, run: dict[str, Any]) -> None:
