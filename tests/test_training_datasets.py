@@ -293,3 +293,19 @@ def test_umafall_placements_units_labels_and_subjects(tmp_path: Path) -> None:
     raw = {(t.subject, t.placement): fs for t, fs in umafall.load_raw(root, placements=("waist", "thigh"))}
     assert round(raw[("umafall:2", "waist")]) == 20 and round(raw[("umafall:2", "thigh")]) == 200
     assert {t.dataset for t in load_dir(tmp_path)} == {"umafall"}
+
+
+def test_cli_padded_check_reports_every_padding(tmp_path: Path) -> None:
+    root = tmp_path / "umafall"
+    root.mkdir()
+    _write_uma(root, 2, "backwardFall", ["stand", "fall_backward"], 13)
+    _write_uma(root, 3, "Walking", ["walk"], 14)
+    out = tmp_path / "report"
+    res = CliRunner().invoke(
+        models, ["padded-check", "--data", str(tmp_path), "--out", str(out), "--placement", "waist"]
+    )
+    assert res.exit_code == 0, res.output
+    md = (out / "fall_padded_check.md").read_text(encoding="utf-8")
+    assert all(f"| {w} | all | 1 | 1 |" in md for w in ("before", "after", "both"))
+    res = CliRunner().invoke(models, ["padded-check", "--data", str(tmp_path / "none")])
+    assert res.exit_code == 1 and "no UMAFall files" in res.output and "Traceback" not in res.output

@@ -158,8 +158,12 @@ def load_raw(root: Path, placements: tuple[str, ...] = DEFAULT_PLACEMENTS) -> li
     """Trials at the devices' own rate and times (not on the grid, not padded), with each one's
     median sampling rate: what a wearable would hand ``FallDetector.detect`` as recorded."""
     root = Path(root)
+    paths = sorted(root.rglob("UMAFall_Subject_*.csv"))
+    if not paths:
+        msg = f"{root}: no UMAFall files (UMAFall_Subject_<ID>_<ADL|Fall>_<activity>_<N>_<date>.csv)"
+        raise DatasetError(msg)
     out: list[tuple[Trial, float]] = []
-    for path in sorted(root.rglob("UMAFall_Subject_*.csv")):
+    for path in paths:
         m = _FILE.match(path.name)
         if not m:
             continue
