@@ -78,7 +78,7 @@ def test_mobifall_units_grid_labels_and_subjects(sample: tuple[Path, dict[str, f
 def test_padding_continues_the_edges() -> None:
     t = np.arange(200) / 50.0
     acc = np.column_stack([np.sin(t), np.cos(t), np.ones_like(t)])
-    t2, a2, shift = pad(t, acc, before_s=4.0, after_s=6.0)
+    t2, a2, shift = pad(t, acc, before_s=4.0, after_s=6.0, head="mirror")
     assert shift == 4.0 and len(t2) == 200 + 500
     assert np.array_equal(a2[200:400], acc)
     assert np.abs(np.diff(a2, axis=0)).max() <= np.abs(np.diff(acc, axis=0)).max() + 1e-12  # no jumps
@@ -309,3 +309,16 @@ def test_cli_padded_check_reports_every_padding(tmp_path: Path) -> None:
     assert all(f"| {w} | all | 1 | 1 |" in md for w in ("before", "after", "both"))
     res = CliRunner().invoke(models, ["padded-check", "--data", str(tmp_path / "none")])
     assert res.exit_code == 1 and "no UMAFall files" in res.output and "Traceback" not in res.output
+
+
+def test_padding_before_is_quiet_standing_by_default() -> None:
+    """As the independent check pads: a fall in a trial's first seconds is not seen reversed before it."""
+    t = np.arange(300) / 50.0
+    acc = np.tile([0.0, 0.0, 1.0], (300, 1))
+    acc[60:70] = [0.0, 3.0, 1.0]  # an impact 1.2 s into the trial
+    t2, a2, shift = pad(t, acc, before_s=4.0, after_s=6.0)
+    before = a2[: int(shift * 50)]
+    assert np.abs(np.linalg.norm(before, axis=1) - 1.0).max() < 0.05  # standing, no reversed impact
+    assert np.array_equal(a2[200:500], acc) and len(t2) == 200 + 300 + 300
+    with pytest.raises(ValueError, match="head must be"):
+        pad(t, acc, head="zeros")

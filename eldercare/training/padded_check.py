@@ -20,12 +20,10 @@ from typing import Any
 import numpy as np
 
 from eldercare.models.fall import ThresholdFallDetector, _Detector
-from eldercare.training import crossval
+from eldercare.training import crossval, trials
 from eldercare.training.trials import Trial
 
 PAD_S = 30.0
-NOISE_G = 0.004
-SWAY_G = 0.006
 WHERE = ("before", "after", "both")
 MATCH_S = 2.0
 
@@ -33,17 +31,8 @@ MATCH_S = 2.0
 def quiet_standing(
     up: np.ndarray, seconds: float, fs: float, rng: np.random.Generator, sway: bool = True
 ) -> np.ndarray:
-    """``seconds`` of a person standing still, as a device reading ``up`` (g) at rest would see it."""
-    n = max(1, round(seconds * fs))
-    u = np.asarray(up, dtype=np.float64)
-    u = u / max(float(np.linalg.norm(u)), 1e-9)
-    out = np.tile(u, (n, 1)) + rng.normal(0.0, NOISE_G, (n, 3))
-    if sway:
-        t = np.arange(n) / fs
-        for f in (0.25, 0.4, 0.9):  # breathing and postural sway
-            phase = rng.uniform(0, 2 * np.pi, 3)
-            out += (SWAY_G / 3) * np.sin(2 * np.pi * f * t[:, None] + phase[None, :])
-    return out
+    """``seconds`` of a person standing still (:func:`~eldercare.training.trials.quiet_standing`)."""
+    return trials.quiet_standing(up, max(1, round(seconds * fs)), fs, rng, sway)
 
 
 def padded(
