@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from eldercare.simulators.wearable import synth_session
-from eldercare.training import mobifall, wedafall
+from eldercare.training import mobifall, umafall, wedafall
 from eldercare.training.cli import models
 from eldercare.training.datasets import load_dir
 from eldercare.training.trials import PAD_BEFORE_S, DatasetError, G, pad, to_grid
@@ -78,7 +78,7 @@ def test_mobifall_units_grid_labels_and_subjects(sample: tuple[Path, dict[str, f
 def test_padding_continues_the_edges() -> None:
     t = np.arange(200) / 50.0
     acc = np.column_stack([np.sin(t), np.cos(t), np.ones_like(t)])
-    t2, a2, shift = pad(t, acc, before_s=4.0, after_s=6.0)
+    t2, a2, shift = pad(t, acc, before_s=4.0, after_s=6.0, head="mirror")
     assert shift == 4.0 and len(t2) == 200 + 500
     assert np.array_equal(a2[200:400], acc)
     assert np.abs(np.diff(a2, axis=0)).max() <= np.abs(np.diff(acc, axis=0)).max() + 1e-12  # no jumps
@@ -227,3 +227,98 @@ def test_train_on_the_simulator_only_with_cached_rows(
     assert info["data"]["real"] is None and info["data"]["sim_scale"] == 0.5
     assert info["data"]["falls"]["per_kind_and_placement"] == round(fall_train.N_FALLS_EACH * 0.5)
     assert fall_train.N_FALLS_EACH == 80  # the amounts are restored after training
+
+
+UMA_HEADER = """% Universidad de Malaga - ETSI de Telecomunicacion (Spain)
+% ID: Subject_{subject:02d}_{kind}_{activity}_{trial}
+% Age: 67
+% MAC Address; Sensor_ID; Position; Device Model
+%f8:95:c7:f3:ba:82; 0; RIGHTPOCKET; lge-LG-H815-5.1
+%C4:BE:84:71:A5:02; 2; WAIST; SensorTag
+%C4:BE:84:70:0E:80; 3; WRIST; SensorTag
+%B0:B4:48:B8:77:03; 4; ANKLE; SensorTag
+%C4:BE:84:70:64:8A; 1; CHEST; SensorTag
+
+% TimeStamp; Sample No; X-Axis; Y-Axis; Z-Axis; Sensor Type; Sensor ID;
+"""
+
+
+def _write_uma(root: Path, subject: int, activity: str, kinds: list[str], seed: int) -> float | None:
+    """A UMAFall-format file: the waist SensorTag at 20 Hz and the pocket phone at 200 Hz (g, ms
+    stamps, ';' separated, interleaved with gyroscope rows and a row of bare separators)."""
+    kind = "Fall" if activity in umafall.FALLS else "ADL"
+    rows: list[str] = []
+    impact = None
+    for sid, fs in ((2, 20.0), (0, 200.0)):
+        s = synth_session(np.random.default_rng(seed), kinds, "waist", fs=fs, gap_rate=0.0)
+        ms = np.round((s.t - s.t[0]) * 1000).astype(int) + 100
+        for n, (t, (x, y, z)) in enumerate(zip(ms, s.acc, strict=True)):
+            rows.append(f"{t};{n + 1};{x:.6f};{y:.6f};{z:.6f};0;{sid}")
+            rows.append(f"{t};{n + 1};0.1;0.2;0.3;1;{sid}")  # gyroscope: ignored
+        falls = [lab.t_impact - s.t[0] for lab in s.labels if lab.is_fall]
+        impact = falls[0] if falls else None
+    rows.insert(5, ";;;;;;;")
+    name = f"UMAFall_Subject_{subject:02d}_{kind}_{activity}_1_2017-04-14_23-38-23.csv"
+    header = UMA_HEADER.format(subject=subject, kind=kind, activity=activity, trial=1)
+    (root / name).write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    return impact
+
+
+def test_umafall_placements_units_labels_and_subjects(tmp_path: Path) -> None:
+    root = tmp_path / "umafall"
+    root.mkdir()
+    imp = _write_uma(root, 2, "forwardFall", ["stand", "fall_forward"], 11)
+    _write_uma(root, 14, "Sitting_GettingUpOnAChair", ["stand", "sit_down", "sit"], 12)
+    mangled = root / "UMAFall_Subject_13_ADL_Bending_1_2016-06-06_16-37-56.csv"
+    mangled.write_text(
+        UMA_HEADER.format(subject=13, kind="ADL", activity="Bending", trial=1)
+        + "194;14;0.06;1.012.598.156.929.010;0.25;0;2\n",
+        encoding="utf-8",
+    )
+    trials = umafall.load(root, placements=("waist", "thigh"))
+    assert sorted((t.subject, t.placement) for t in trials) == [
+        ("umafall:14", "thigh"),
+        ("umafall:14", "waist"),
+        ("umafall:2", "thigh"),
+        ("umafall:2", "waist"),
+    ]  # the spreadsheet-mangled file is skipped; the wrist and chest have no rows here
+    for tr in trials:
+        assert np.allclose(np.diff(tr.t), 0.02)
+        assert abs(np.median(np.linalg.norm(tr.acc, axis=1)) - 1.0) < 0.05
+        if tr.subject == "umafall:2":
+            assert tr.fall_kind == "fall_forward" and tr.t_impact is not None and imp is not None
+            assert abs(tr.t_impact - PAD_BEFORE_S - imp) < 0.3
+        else:
+            assert tr.activity == "Sitting_GettingUpOnAChair" and tr.t_impact is None
+    raw = {(t.subject, t.placement): fs for t, fs in umafall.load_raw(root, placements=("waist", "thigh"))}
+    assert round(raw[("umafall:2", "waist")]) == 20 and round(raw[("umafall:2", "thigh")]) == 200
+    assert {t.dataset for t in load_dir(tmp_path)} == {"umafall"}
+
+
+def test_cli_padded_check_reports_every_padding(tmp_path: Path) -> None:
+    root = tmp_path / "umafall"
+    root.mkdir()
+    _write_uma(root, 2, "backwardFall", ["stand", "fall_backward"], 13)
+    _write_uma(root, 3, "Walking", ["walk"], 14)
+    out = tmp_path / "report"
+    res = CliRunner().invoke(
+        models, ["padded-check", "--data", str(tmp_path), "--out", str(out), "--placement", "waist"]
+    )
+    assert res.exit_code == 0, res.output
+    md = (out / "fall_padded_check.md").read_text(encoding="utf-8")
+    assert all(f"| {w} | all | 1 | 1 |" in md for w in ("before", "after", "both"))
+    res = CliRunner().invoke(models, ["padded-check", "--data", str(tmp_path / "none")])
+    assert res.exit_code == 1 and "no UMAFall files" in res.output and "Traceback" not in res.output
+
+
+def test_padding_before_is_quiet_standing_by_default() -> None:
+    """As the independent check pads: a fall in a trial's first seconds is not seen reversed before it."""
+    t = np.arange(300) / 50.0
+    acc = np.tile([0.0, 0.0, 1.0], (300, 1))
+    acc[60:70] = [0.0, 3.0, 1.0]  # an impact 1.2 s into the trial
+    t2, a2, shift = pad(t, acc, before_s=4.0, after_s=6.0)
+    before = a2[: int(shift * 50)]
+    assert np.abs(np.linalg.norm(before, axis=1) - 1.0).max() < 0.05  # standing, no reversed impact
+    assert np.array_equal(a2[200:500], acc) and len(t2) == 200 + 300 + 300
+    with pytest.raises(ValueError, match="head must be"):
+        pad(t, acc, head="zeros")

@@ -262,3 +262,87 @@ def crossval(
     md = write(res, out_dir)
     click.echo(md.read_text(encoding="utf-8").split("\n\n")[0])
     click.echo(f"report written to {out_dir}")
+
+
+@models.command("padded-check")
+@click.option(
+    "--data",
+    "data_dir",
+    type=FOLDER,
+    required=True,
+    help="Folder of real datasets holding umafall/ (the raw trials at their own rate).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=FOLDER,
+    default=Path("models-report"),
+    show_default=True,
+    help="Folder for fall_padded_check.json and .md.",
+)
+@click.option(
+    "--pad",
+    "where",
+    type=click.Choice(["before", "after", "both"]),
+    multiple=True,
+    default=("before", "after", "both"),
+    show_default=True,
+    help="Where the 30 s of quiet standing go.",
+)
+@click.option(
+    "--placement",
+    "placements",
+    multiple=True,
+    default=("waist", "chest", "wrist", "thigh"),
+    show_default=True,
+    help="Placements to judge.",
+)
+@click.option(
+    "--model",
+    "model_dir",
+    type=FOLDER,
+    default=None,
+    help="Folder of a trained fall_model.npz/.json to judge beside the shipped one.",
+)
+def padded_check(
+    data_dir: Path, out_dir: Path, where: tuple[str, ...], placements: tuple[str, ...], model_dir: Path | None
+) -> None:
+    """Fall detector, judged as the independent check does: detect() per raw trial padded with standing."""
+    from eldercare.models.fall import MODEL_JSON, MODEL_NPZ, FallDetector
+    from eldercare.training import padded_check as pc
+    from eldercare.training import umafall
+    from eldercare.training.trials import DatasetError
+
+    root = data_dir / umafall.NAME if (data_dir / umafall.NAME).is_dir() else data_dir
+    try:
+        raw = umafall.load_raw(root, placements=placements)
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not raw:
+        raise click.ClickException(f"{root}: no UMAFall trials at placements {', '.join(placements)}")
+    candidate = None
+    if model_dir is not None:
+        try:
+            candidate = FallDetector.load(model_dir / MODEL_NPZ, model_dir / MODEL_JSON)
+        except (OSError, ValueError, KeyError) as exc:
+            raise click.ClickException(f"{model_dir}: not a fall model folder ({exc})") from None
+    detectors = pc.default_detectors(candidate)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = {w: pc.run(raw, detectors, where=w) for w in where}
+    (out_dir / "fall_padded_check.json").write_text(json.dumps(runs, indent=1), encoding="utf-8")
+    lines = [
+        "| padding | group | falls | daily | " + " | ".join(f"{m} sens. / spec." for m in detectors) + " |",
+        "| --- | --- | --- | --- | " + " | ".join("---" for _ in detectors) + " |",
+    ]
+    for w, res in runs.items():
+        for group, row in res["summary"].items():
+            if group != "all" and not group.startswith(("placement=", "fall_kind=")):
+                continue
+            cells = [
+                f"{row[m]['sensitivity'][0]:.3f} / {row[m]['specificity'][0]:.3f}".replace("nan", "-")
+                for m in detectors
+            ]
+            lines.append(f"| {w} | {group} | {row['falls']} | {row['adl']} | " + " | ".join(cells) + " |")
+    md = "\n".join(lines) + "\n"
+    (out_dir / "fall_padded_check.md").write_text(md, encoding="utf-8")
+    click.echo(md)

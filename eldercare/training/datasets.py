@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from eldercare.training import mobifall, wedafall
+from eldercare.training import mobifall, umafall, wedafall
 from eldercare.training.trials import DatasetError, Trial
 
 LOADERS: dict[str, Callable[[Path], list[Trial]]] = {
     mobifall.NAME: mobifall.load,
     wedafall.NAME: wedafall.load,
+    umafall.NAME: umafall.load,
 }
 
 

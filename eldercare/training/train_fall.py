@@ -22,10 +22,11 @@ from eldercare.training.datasets import load_dir
 from eldercare.training.sim import choose_from_rows, scaled, training_rows, validation_rows
 
 
-def real_rows(data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Candidate rows of every real trial under ``data_dir``, and what they are for the record."""
+def real_rows(data_dir: Path, cache: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Candidate rows of every real trial under ``data_dir`` (kept in ``cache``, shared with
+    :mod:`eldercare.training.crossval`), and what they are for the record."""
     trials = load_dir(data_dir)
-    x, y = real_xy(trial_rows(trials))
+    x, y = real_xy(trial_rows(trials, cache))
     info = {
         "datasets": sorted(Counter(t.dataset for t in trials).items()),
         "subjects": len({t.subject for t in trials}),
@@ -57,7 +58,7 @@ def train(
     """
     extra = None
     if data_dir is not None:
-        x, y, info = real_rows(data_dir)
+        x, y, info = real_rows(data_dir, cache)
         extra = (x, y, REAL_WEIGHT, info)
     if cache is None and sim_scale == 1.0 and val_hours_each == fall_train.VAL_DAY_HOURS_EACH:
         return fall_train.train(seed=seed, out_dir=out_dir, workers=workers, extra=extra)

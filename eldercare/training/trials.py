@@ -72,15 +72,23 @@ def to_grid(t: np.ndarray, acc: np.ndarray, fs: float = FS) -> tuple[np.ndarray,
 
 
 def pad(
-    t: np.ndarray, acc: np.ndarray, before_s: float = PAD_BEFORE_S, after_s: float = PAD_AFTER_S
+    t: np.ndarray,
+    acc: np.ndarray,
+    before_s: float = PAD_BEFORE_S,
+    after_s: float = PAD_AFTER_S,
+    head: str = "standing",
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Lengthen a short trial with its own edges, so the detector sees the seconds it needs.
+    """Lengthen a short trial, so the detector sees the seconds it needs around an impact.
 
-    Laboratory trials are a few seconds long, but the detector judges a fall on up to ten seconds
-    after the impact. The first and last three seconds of the real signal are repeated, mirrored back and
-    forth so nothing jumps, ``before_s`` before and ``after_s`` after: whatever the person was doing
-    at the edges (standing, lying with its breathing and small moves) goes on. Returns (t, acc,
-    shift): the trial's own samples now start at ``shift`` seconds.
+    Laboratory trials are a few seconds long, but the detector judges a fall on up to four seconds
+    before and ten seconds after the impact. After the trial, its last three seconds are repeated,
+    mirrored back and forth so nothing jumps: whatever the person was doing at the end (lying with its
+    breathing and small moves) goes on for ``after_s``. Before it, ``head="standing"`` puts
+    ``before_s`` of quiet standing (the trial's first second's gravity direction with sensor noise and
+    slow sway), as the independent check pads its trials and as a protocol starts; ``head="mirror"``
+    repeats the first three seconds mirrored instead (which, when a fall comes in the first seconds,
+    shows the fall itself, reversed, in the seconds before it). Returns (t, acc, shift): the trial's
+    own samples now start at ``shift`` seconds.
     """
     n_edge = max(2, min(len(t) // 2, int(EDGE_S * FS)))
 
@@ -90,10 +98,39 @@ def pad(
         return np.tile(both, (reps, 1))[:n]
 
     nb, na = int(before_s * FS), int(after_s * FS)
-    head = tile(acc[:n_edge], nb)[::-1]
+    if head == "standing":
+        first = acc[: max(2, int(FS))]
+        rng = np.random.default_rng([len(acc), int(abs(first).sum() * 1000) % 2**31])
+        before = quiet_standing(np.nanmean(first, axis=0), nb, FS, rng)
+    elif head == "mirror":
+        before = tile(acc[:n_edge], nb)[::-1]
+    else:
+        msg = f"head must be 'standing' or 'mirror', got {head!r}"
+        raise ValueError(msg)
     tail = tile(acc[-n_edge:][::-1], na)
-    out = np.concatenate([head, acc, tail])
+    out = np.concatenate([before, acc, tail])
     return np.arange(len(out)) / FS, out, nb / FS
+
+
+NOISE_G = 0.004  # white noise of quiet standing (g per axis)
+SWAY_G = 0.006  # slow sway and breathing of a standing body (g)
+
+
+def quiet_standing(
+    up: np.ndarray, n: int, fs: float, rng: np.random.Generator, sway: bool = True
+) -> np.ndarray:
+    """``n`` samples of a person standing still, as a device reading ``up`` (g) at rest would see it:
+    1 g along ``up``, white sensor noise and (``sway``) slow sway and breathing below 1 Hz."""
+    u = np.asarray(up, dtype=np.float64)
+    u = u / max(float(np.linalg.norm(u)), 1e-9)
+    n = max(1, int(n))
+    out = np.tile(u, (n, 1)) + rng.normal(0.0, NOISE_G, (n, 3))
+    if sway:
+        tt = np.arange(n) / fs
+        for f in (0.25, 0.4, 0.9):
+            phase = rng.uniform(0, 2 * np.pi, 3)
+            out += (SWAY_G / 3) * np.sin(2 * np.pi * f * tt[:, None] + phase[None, :])
+    return out
 
 
 def impact_time(t: np.ndarray, acc: np.ndarray) -> float:

@@ -1,0 +1,113 @@
+"""The independent check's protocol, replayed on real trials we may use: raw trial + quiet standing.
+
+The independent evaluation runs ``FallDetector.pretrained().detect(t, acc)`` once per laboratory
+trial, on the device's own samples (its rate and range), after padding the trial with 30 s of quiet
+standing; a fall trial counts as caught when an event lies within 2 s of its impact, a daily-activity
+trial as a false positive when it raises any event. This module does the same on the real trials
+(at their native rate, not on our 50 Hz grid, not lengthened with their own edges as
+:func:`~eldercare.training.trials.pad` does for training), with the padding before, after or on both
+sides, so a difference between what training sees and what the check feeds shows up here.
+
+Quiet standing is the trial's own first second's gravity direction (the person stands before the
+protocol starts) at 1 g, with white sensor noise and the slow sway of a standing body (a few mg below
+1 Hz); ``sway=False`` pads with noise alone (a device that would look "as still as a table").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from eldercare.models.fall import ThresholdFallDetector, _Detector
+from eldercare.training import crossval, trials
+from eldercare.training.trials import Trial
+
+PAD_S = 30.0
+WHERE = ("before", "after", "both")
+MATCH_S = 2.0
+
+
+def quiet_standing(
+    up: np.ndarray, seconds: float, fs: float, rng: np.random.Generator, sway: bool = True
+) -> np.ndarray:
+    """``seconds`` of a person standing still (:func:`~eldercare.training.trials.quiet_standing`)."""
+    return trials.quiet_standing(up, max(1, round(seconds * fs)), fs, rng, sway)
+
+
+def padded(
+    trial: Trial, fs: float, where: str, rng: np.random.Generator, sway: bool = True
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(t, acc, impact time) of a raw trial padded with quiet standing ``where`` (before/after/both)."""
+    if where not in WHERE:
+        msg = f"where must be one of {WHERE}, got {where!r}"
+        raise ValueError(msg)
+    t, acc = np.asarray(trial.t, dtype=np.float64), np.asarray(trial.acc, dtype=np.float64)
+    first = t <= t[0] + 1.0
+    up = np.nanmean(acc[first], axis=0)
+    dt = 1.0 / fs
+    parts_t, parts_a = [], []
+    shift = 0.0
+    if where in ("before", "both"):
+        pre = quiet_standing(up, PAD_S, fs, rng, sway)
+        parts_t.append(t[0] - dt * np.arange(len(pre), 0, -1))
+        parts_a.append(pre)
+    parts_t.append(t)
+    parts_a.append(acc)
+    if where in ("after", "both"):
+        post = quiet_standing(up, PAD_S, fs, rng, sway)
+        parts_t.append(t[-1] + dt * np.arange(1, len(post) + 1))
+        parts_a.append(post)
+    tt = np.concatenate(parts_t)
+    shift = -float(tt[0])
+    imp = None if trial.t_impact is None else float(trial.t_impact) + shift
+    return tt + shift, np.concatenate(parts_a), imp
+
+
+def run(
+    raw: list[tuple[Trial, float]],
+    detectors: dict[str, _Detector],
+    where: str = "before",
+    seed: int = 0,
+    sway: bool = True,
+) -> dict[str, Any]:
+    """Per-trial decisions of every detector on padded raw trials; summary with per-person intervals."""
+    rng = np.random.default_rng(seed)
+    results: list[dict[str, Any]] = []
+    for tr, fs in raw:
+        t, acc, imp = padded(tr, fs, where, rng, sway)
+        r: dict[str, Any] = {
+            "dataset": tr.dataset,
+            "subject": tr.subject,
+            "placement": tr.placement,
+            "activity": tr.activity,
+            "fall_kind": tr.fall_kind,
+            "is_fall": tr.is_fall,
+            "source": tr.source,
+            "fs": round(fs, 1),
+        }
+        for name, det in detectors.items():
+            ev = np.array([e.t for e in det.detect(t, acc)])
+            r[name] = bool(np.any(np.abs(ev - imp) <= MATCH_S)) if imp is not None else bool(len(ev))
+            if imp is not None and len(ev):
+                r[f"{name}_offset_s"] = round(float(ev[np.argmin(np.abs(ev - imp))] - imp), 2)
+        results.append(r)
+    models = list(detectors)
+    return {
+        "where": where,
+        "sway": sway,
+        "pad_s": PAD_S,
+        "models": models,
+        "summary": crossval._summary(results, models, seed),
+        "trials": results,
+    }
+
+
+def default_detectors(candidate: _Detector | None = None) -> dict[str, _Detector]:
+    """The shipped model, the 2.5 g threshold baseline and, when given, a candidate model."""
+    from eldercare.models.fall import FallDetector
+
+    out: dict[str, _Detector] = {"shipped": FallDetector.pretrained(), "threshold": ThresholdFallDetector()}
+    if candidate is not None:
+        out["candidate"] = candidate
+    return out
