@@ -102,16 +102,28 @@ class _Outbox:
         return True
 
     async def _drain(self) -> None:
+        """Send whatever is queued in one go, each message within :data:`SEND_TIMEOUT_S`.
+
+        One ``wait_for`` per message (a task each) cost every message two or three turns of the
+        API's loop: under 50 polling clients an admin's console took 1,000 storm alerts in ~30 s.
+        A send that need not wait (the socket's buffer has room) now takes no turn at all.
+        """
+        loop = asyncio.get_running_loop()
         while True:
-            text = await self.queue.get()
+            batch = [await self.queue.get()]
+            while not self.queue.empty():
+                batch.append(self.queue.get_nowait())
             try:
-                await asyncio.wait_for(self.socket.send_text(text), SEND_TIMEOUT_S)
+                async with asyncio.timeout_at(loop.time() + SEND_TIMEOUT_S) as deadline:
+                    for text in batch:
+                        await self.socket.send_text(text)
+                        self.hub.delivered += 1
+                        deadline.reschedule(loop.time() + SEND_TIMEOUT_S)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # gone, or too slow: the console reconnects and reloads
                 self._drop(f"{type(exc).__name__}: {exc}")
                 return
-            self.hub.delivered += 1
 
     def _drop(self, why: str) -> None:
         if self.dropped:
