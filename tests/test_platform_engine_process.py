@@ -151,6 +151,9 @@ def test_serve_runs_one_engine_process_and_stops_it(
         wait_for(lambda: get(f"http://127.0.0.1:{port}/healthz") == 200, 60, "serve /healthz")
         engines = [pid for pid in children(proc.pid) if "engine" in cmdline(pid)]
         assert len(engines) == 1, [cmdline(p) for p in children(proc.pid)]
+        raw = Path(f"/proc/{engines[0]}/environ").read_bytes().split(b"\0")
+        inherited = dict(kv.decode().split("=", 1) for kv in raw if kv.startswith(b"ELDERCARE_"))
+        assert inherited == {k: v for k, v in env.items() if k.startswith("ELDERCARE_")}  # every setting
         queue_sos(db_url, 1)  # the engine process works: the API process runs none
         wait_for(lambda: count(db_url, "SELECT count(*) FROM alerts WHERE kind = 'sos'") == 2, 30, "alerts")
     finally:
