@@ -219,7 +219,9 @@ def load_city(url: str, base: str) -> City:
 class Server:
     """One ``eldercare serve`` in a subprocess; its CPU and memory read from /proc (psutil)."""
 
-    def __init__(self, url: str, port: int, workers: int, src: str | None = None) -> None:
+    def __init__(
+        self, url: str, port: int, workers: int, src: str | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         env = os.environ | {
             "ELDERCARE_DATABASE_URL": url,
             "ELDERCARE_SECRET_KEY": SECRET,
@@ -230,7 +232,7 @@ class Server:
         if src:  # another version of the code (``--before``), with this environment's libraries
             env["PYTHONPATH"] = src
         cmd = [sys.executable, "-m", "eldercare.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", str(workers)]  # fmt: skip
+               "--workers", str(workers), *extra]  # fmt: skip
         # ``-m`` puts the working directory first on the path: the version's own directory, or ours
         self.proc = subprocess.Popen(cmd, env=env, cwd=src or None)
         self.base = f"http://127.0.0.1:{port}"
@@ -990,6 +992,9 @@ def main() -> None:
         help="with --alarms-only: first measure the code in SRC (a directory holding another version's"
         " eldercare package, e.g. `git archive <commit> eldercare | tar -x -C SRC`), then this one",
     )
+    ap.add_argument(
+        "--serve-args", default="", help="more options for this tree's eldercare serve (e.g. '--engines 2')"
+    )
     args = ap.parse_args()
     args.days, args.seconds = (60, 5.0) if args.quick else (365, 10.0)
     args.clients, args.rates = (10, 50, 200), (1.0, 10.0, 50.0)
@@ -1009,15 +1014,16 @@ def main() -> None:
             runs: dict[str, dict[str, Any]] = {}
             versions = [("before", args.before), ("after", None)] if args.before else [("this", None)]
             for name, src in versions:
-                log(f"{name}: eldercare serve from {src or 'this tree'}")
-                server = Server(url, args.port, args.workers, src)
+                extra = () if src else tuple(args.serve_args.split())
+                log(f"{name}: eldercare serve {' '.join(extra)} from {src or 'this tree'}")
+                server = Server(url, args.port, args.workers, src, extra)
                 city = load_city(url, server.base)
                 runs[name] = asyncio.run(alarms(city, server, args))
                 server.stop()
                 server = None
             print(json.dumps(runs, default=str) if args.json else compare_table(runs))
             return
-        server = Server(url, args.port, args.workers)
+        server = Server(url, args.port, args.workers, None, tuple(args.serve_args.split()))
         city = load_city(url, server.base)
         result = asyncio.run(run(city, server, args))
         result |= {

@@ -75,7 +75,9 @@ def stop(proc: subprocess.Popen[bytes], log: Path) -> None:
         raise
     text = log.read_text()
     assert code == 0, text[-3000:]
-    assert "Traceback" not in text and "was destroyed but it is pending" not in text, text[-3000:]
+    # a round that failed under load and was retried may log a traceback; stopping may not
+    for sign in ("was destroyed but it is pending", "exception was never retrieved", "thread stopped"):
+        assert sign not in text, text[-3000:]
 
 
 def queue_sos(db_url: str, n: int) -> None:
@@ -134,6 +136,7 @@ def test_two_engine_processes_share_the_work_and_stop_cleanly(
         for proc, log in zip(procs, logs, strict=True):
             if proc.poll() is None:
                 stop(proc, log)
+    assert all("alert engine stopped" in log.read_text() for log in logs)  # its own way out, logged
     assert count(db_url, OTHER_SESSIONS) == 0  # every connection closed
 
 

@@ -30,8 +30,18 @@ from eldercare.cli_settings import get_settings
     help="API processes sharing the port (about 15 database connections each), besides the one "
     "alert engine process (about 12).",
 )
+@click.option(
+    "--engines",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Alert engine processes (sharing the work through the database): more take a storm "
+    "faster where cores are shared or many.",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, no_engine: bool, workers: int) -> None:
+def serve(
+    ctx: click.Context, host: str | None, port: int | None, no_engine: bool, workers: int, engines: int
+) -> None:
     """Run the HTTP API and the web consoles, and the alert engine in a process of its own.
 
     运行 HTTP 接口和网页控制台，并在独立进程中运行告警引擎。
@@ -54,12 +64,12 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_engine: boo
     # The engine in a process of its own: under any API load its Python never waits for the
     # API's (a thread of this process shares one interpreter). It shares work through the
     # database, as replicas do, and inherits this process's environment (every ELDERCARE_*).
-    engine = None if no_engine else EngineChild(config_file)
-    if engine is not None:
-        engine.start()
-        # uvicorn raises the SIGTERM it caught again once it has shut down: with the default
-        # handler this process would die there, leaving the engine to notice it on its own
-        signal.signal(signal.SIGTERM, _exit_cleanly)
+    # uvicorn raises the SIGTERM it caught again once it has shut down: with the default handler
+    # this process would die there (before stopping its engine, which would notice on its own)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    children = [] if no_engine else [EngineChild(config_file) for _ in range(engines)]
+    for child in children:
+        child.start()
     try:
         if workers == 1:
             app = platform_app.create_app(settings, start_engine=False, pushes=True)
@@ -70,8 +80,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_engine: boo
         os.environ[platform_app.SERVE_CONFIG_ENV] = str(config_file or "")
         uvicorn.run(f"{platform_app.__name__}:app_for_worker", factory=True, workers=workers, **where)  # type: ignore[arg-type]
     finally:
-        if engine is not None:
-            engine.stop()
+        for child in children:
+            child.stop()
 
 
 def _exit_cleanly(_sig: int, _frame: object) -> None:
