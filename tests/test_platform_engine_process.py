@@ -164,24 +164,25 @@ def test_serve_runs_one_engine_process_and_stops_it(
     assert not alive(engines[0])
 
 
-def test_an_engine_whose_serve_was_killed_stops_by_itself(
+def test_engines_whose_serve_was_killed_stop_by_themselves(
     db_url: str, world: World, env: dict[str, str], tmp_path: Path
 ) -> None:
     port = free_port()
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "eldercare.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "eldercare.cli", "serve", "--engines", "2", "--host", "127.0.0.1",
+             "--port", str(port)],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         wait_for(lambda: get(f"http://127.0.0.1:{port}/healthz") == 200, 60, "serve /healthz")
         engines = [pid for pid in children(proc.pid) if "engine" in cmdline(pid)]
-        assert len(engines) == 1
+        assert len(engines) == 2  # --engines 2
     finally:
         proc.kill()
         proc.wait(10)
-    wait_for(lambda: not alive(engines[0]), 15, "the orphaned engine to stop")
+    wait_for(lambda: not any(alive(pid) for pid in engines), 15, "the orphaned engines to stop")
 
 
 def get(url: str) -> int:
