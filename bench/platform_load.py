@@ -34,7 +34,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -220,7 +219,9 @@ def load_city(url: str, base: str) -> City:
 class Server:
     """One ``eldercare serve`` in a subprocess; its CPU and memory read from /proc (psutil)."""
 
-    def __init__(self, url: str, port: int, workers: int) -> None:
+    def __init__(
+        self, url: str, port: int, workers: int, src: str | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         env = os.environ | {
             "ELDERCARE_DATABASE_URL": url,
             "ELDERCARE_SECRET_KEY": SECRET,
@@ -228,9 +229,12 @@ class Server:
             "ELDERCARE_ACCESS_TOKEN_MINUTES": "600",
             "ELDERCARE_LOG_LEVEL": "WARNING",
         }
-        exe = Path(sys.executable).with_name("eldercare")
-        cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-        self.proc = subprocess.Popen(cmd, env=env)
+        if src:  # another version of the code (``--before``), with this environment's libraries
+            env["PYTHONPATH"] = src
+        cmd = [sys.executable, "-m", "eldercare.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers), *extra]  # fmt: skip
+        # ``-m`` puts the working directory first on the path: the version's own directory, or ours
+        self.proc = subprocess.Popen(cmd, env=env, cwd=src or None)
         self.base = f"http://127.0.0.1:{port}"
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -620,6 +624,7 @@ async def fanout(
             events[(resident, kind)] = await commit_events(conn, [work_row(city, resident, kind, k)])
     await wait_for(consoles, events, 1, since, 30)
     cpu, rss = server.usage()
+    opened = opened_after(city.url, events, since)
     reads = read_summary(polling.stop()) if polling else {"per_s": 0, "errors": 0}
     return deliveries(consoles, events, tier=1, since=since) | {
         "rate": rate,
@@ -629,7 +634,21 @@ async def fanout(
         "serve_cpu": round(cpu, 2),
         "serve_mb": round(rss),
         "closed": len(consoles.closed),
+        "opened_p50_ms": round(pct(opened, 50), 1),
+        "opened_p99_ms": round(pct(opened, 99), 1),
     }
+
+
+def opened_after(url: str, events: dict[tuple[str, str], float], since: float) -> list[float]:
+    """The engine's part of each event's path: from its commit to its alert's ``opened_at`` (the
+    opening transaction's start), ms."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT resident_id, kind, extract(epoch FROM opened_at) FROM alerts"
+            " WHERE opened_at >= to_timestamp(%s)",
+            (since,),
+        ).fetchall()
+    return [(float(at) - events[(r, k)]) * 1000 for r, k, at in rows if (r, k) in events]
 
 
 async def storm(
@@ -653,6 +672,10 @@ async def storm(
     first = deliveries(consoles, events, tier=1, since=since)
     with psycopg.connect(city.url, autocommit=True) as conn:
         opened = conn.execute("SELECT count(*) FROM alerts WHERE state = 'open'").fetchone()[0]  # type: ignore[index]
+        # the engine's part: when the last alert was in the database (the rest is the push)
+        last_open = conn.execute(
+            "SELECT extract(epoch FROM max(opened_at)) FROM alerts WHERE state = 'open'"
+        ).fetchone()[0]  # type: ignore[index]
         row = conn.execute(
             "UPDATE alerts SET next_escalation_at = now() + make_interval(secs => %s) WHERE state = 'open'"
             " RETURNING extract(epoch FROM next_escalation_at)",
@@ -661,6 +684,11 @@ async def storm(
     due = float(row[0]) if row else time.time()  # type: ignore[index]
     await wait_for(consoles, dict.fromkeys(pairs, due), 2, due, 60)
     second = deliveries(consoles, dict.fromkeys(pairs, due), tier=2, since=due - 1)
+    with psycopg.connect(city.url, autocommit=True) as conn:
+        last_climb = conn.execute(
+            "SELECT extract(epoch FROM max(t.at)) FROM alert_trail t JOIN alerts a ON a.id = t.alert_id"
+            " WHERE a.state = 'open' AND t.action = 'escalated'"
+        ).fetchone()[0]  # type: ignore[index]
     cpu, rss = server.usage()
     reads = read_summary(polling.stop()) if polling else {"per_s": 0, "all": (0, 0, 0)}
     return {
@@ -670,6 +698,8 @@ async def storm(
         "reads_per_s": reads["per_s"],
         "tier1": first,
         "tier2_after_deadline": second,
+        "last_opened_ms": round((float(last_open) - t0) * 1000) if last_open else None,
+        "last_escalated_ms": round((float(last_climb) - due) * 1000) if last_climb else None,
         "serve_cpu": round(cpu, 2),
         "serve_mb": round(rss),
         "closed": len(consoles.closed),
@@ -750,6 +780,72 @@ async def run(city: City, server: Server, args: argparse.Namespace) -> dict[str,
     out["sign_in"] = await sign_in_storm(city, server, args.sign_ins, 10)
     out["load_avg"].append(os.getloadavg()[0])
     return out
+
+
+async def alarms(city: City, server: Server, args: argparse.Namespace) -> dict[str, Any]:
+    """Only the alarm path under the most polling clients and the storm under polling."""
+    out: dict[str, Any] = {"load_avg": [os.getloadavg()[0]]}
+    consoles = Consoles(city, args.sockets)
+    log(f"opening {args.sockets} WebSocket consoles")
+    out["sockets_open_s"] = round(await consoles.open(), 2)
+    pairs = [(r, k) for k in KINDS for r in sorted(city.residents)]
+    log(f"alarm path: 2 events/s for {args.seconds} s, {args.clients[-1]} polling")
+    out["alarm_path"] = await fanout(city, consoles, server, 2.0, args.seconds, args.clients[-1], pairs)
+    out["load_avg"].append(os.getloadavg()[0])
+    n_storm = min(args.storm, len(pairs))
+    log(f"storm: {n_storm} alerts at once, {args.fanout_pollers} polling")
+    out["storm"] = await storm(city, consoles, server, pairs[:n_storm], args.fanout_pollers)
+    out["load_avg"].append(os.getloadavg()[0])
+    await consoles.close()
+    return out
+
+
+def compare_table(runs: dict[str, dict[str, Any]]) -> str:
+    """``--alarms-only``: the alarm path and the storm per server version, with ratios."""
+    lines = _head(
+        "code",
+        "alarm path: alert opened p50 / p99, pushed p50 / p99, ms",
+        "missed, wrong",
+        "storm: last alert opened / last tier 1 pushed, from commit, ms",
+        "storm: last tier 2 made / pushed, after deadline, ms",
+        "missed, wrong",
+        "serve CPU (alarm, storm)",
+        "load (1 min)",
+    )
+    for name, r in runs.items():
+        a, s = r["alarm_path"], r["storm"]
+        t1, t2 = s["tier1"], s["tier2_after_deadline"]
+        lines.append(
+            _row(
+                name,
+                f"{a['opened_p50_ms']} / {a['opened_p99_ms']}, {a['p50_ms']} / {a['p99_ms']}",
+                f"{a['missed']}, {a['wrong']}",
+                f"{s['last_opened_ms']} / {t1['last_per_event_max_ms']}",
+                f"{s['last_escalated_ms']} / {t2['last_per_event_max_ms']}",
+                f"{t1['missed'] + t2['missed']}, {t1['wrong'] + t2['wrong']}",
+                f"{a['serve_cpu']:.0%}, {s['serve_cpu']:.0%}",
+                ", ".join(f"{x:.1f}" for x in r["load_avg"]),
+            )
+        )
+    if {"before", "after"} <= runs.keys():
+        b, f = runs["before"], runs["after"]
+
+        def ratio(get: Any) -> str:
+            return f"{get(b) / max(get(f), 1e-9):.1f}x"
+
+        lines.append(
+            _row(
+                "before / after",
+                ratio(lambda r: r["alarm_path"]["p99_ms"]),
+                "",
+                ratio(lambda r: r["storm"]["tier1"]["last_per_event_max_ms"]),
+                ratio(lambda r: r["storm"]["tier2_after_deadline"]["last_per_event_max_ms"]),
+                "",
+                "",
+                "",
+            )
+        )
+    return "\n".join(lines)
 
 
 def _row(*cells: object) -> str:
@@ -885,6 +981,20 @@ def main() -> None:
     )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the database")
+    ap.add_argument(
+        "--alarms-only",
+        action="store_true",
+        help="only the alarm path under 200 polling clients and the storm under 50",
+    )
+    ap.add_argument(
+        "--before",
+        metavar="SRC",
+        help="with --alarms-only: first measure the code in SRC (a directory holding another version's"
+        " eldercare package, e.g. `git archive <commit> eldercare | tar -x -C SRC`), then this one",
+    )
+    ap.add_argument(
+        "--serve-args", default="", help="more options for this tree's eldercare serve (e.g. '--engines 2')"
+    )
     args = ap.parse_args()
     args.days, args.seconds = (60, 5.0) if args.quick else (365, 10.0)
     args.clients, args.rates = (10, 50, 200), (1.0, 10.0, 50.0)
@@ -900,7 +1010,20 @@ def main() -> None:
         counts = seed(url, 250, 5)
         hist = history(url, days=args.days)
         log(f"seeded in {time.time() - t0:.0f} s: {counts} {hist}")
-        server = Server(url, args.port, args.workers)
+        if args.alarms_only:
+            runs: dict[str, dict[str, Any]] = {}
+            versions = [("before", args.before), ("after", None)] if args.before else [("this", None)]
+            for name, src in versions:
+                extra = () if src else tuple(args.serve_args.split())
+                log(f"{name}: eldercare serve {' '.join(extra)} from {src or 'this tree'}")
+                server = Server(url, args.port, args.workers, src, extra)
+                city = load_city(url, server.base)
+                runs[name] = asyncio.run(alarms(city, server, args))
+                server.stop()
+                server = None
+            print(json.dumps(runs, default=str) if args.json else compare_table(runs))
+            return
+        server = Server(url, args.port, args.workers, None, tuple(args.serve_args.split()))
         city = load_city(url, server.base)
         result = asyncio.run(run(city, server, args))
         result |= {

@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("eldercare.ingest.cli:ingest", "Store MQTT telemetry, events and status in the database."),
     "edge": ("eldercare.edge.cli:edge", "Run a gateway's edge agent."),
     "serve": ("eldercare.platform.cli:serve", "Run the API, alert engine and web consoles."),
+    "engine": ("eldercare.platform.cli:engine", "Run the alert engine alone (serve starts one)."),
     "broker": ("eldercare.platform.cli:broker", "Write the MQTT broker's accounts from the registry."),
     "users": ("eldercare.platform.cli:users", "Create accounts (the first administrator)."),
     "gateways": ("eldercare.platform.cli:gateways", "Register gateways and print their credentials."),

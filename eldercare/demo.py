@@ -3,7 +3,8 @@
 It runs the same commands an operator would, as child processes sharing one set of settings:
 ``db migrate``, ``simulate seed``, ``simulate history`` (three weeks of each home's past, so the
 inactivity detectors fit on it and the charts are filled from the first minute), ``ingest``,
-``serve`` and ``simulate run`` (through real edge agents), then fires a few incidents with
+``engine`` (the alert engine, a process of its own), ``serve --no-engine`` (the API and the
+consoles) and ``simulate run`` (through real edge agents), then fires a few incidents with
 ``simulate trigger`` so that alerts arrive in the consoles.
 
 Every child inherits all of the demo's ``ELDERCARE_*`` variables (and its ``--config`` file); the
@@ -318,7 +319,8 @@ def demo(
             ).strip()
         )  # fmt: skip
         children.start("ingest", "ingest")
-        children.start("platform", "serve")
+        children.start("engine", "engine")  # as `serve` would start it; its own log (engine.log)
+        children.start("platform", "serve", "--no-engine")
         base = f"http://{settings.http_host}:{ports[0]}"
         _wait_http(f"{base}/healthz", 60, children)
         sim_args = ["simulate", "run", "--manifest", str(manifest), "--speed", str(speed), "--mode", mode,

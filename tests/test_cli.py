@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-SUBCOMMANDS = ["db", "ingest", "edge", "serve", "broker", "simulate", "models", "demo", "config"]
+SUBCOMMANDS = ["db", "ingest", "edge", "serve", "engine", "broker", "simulate", "models", "demo", "config"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -406,7 +406,7 @@ def test_demo_learns_each_homes_past_and_catches_the_scripted_long_bathroom_stay
     fitted = [
         int(n)
         for n in re.findall(
-            r"fitted on (\d+) readings", (tmp_path / "data" / "demo" / "platform.log").read_text()
+            r"fitted on (\d+) readings", (tmp_path / "data" / "demo" / "engine.log").read_text()
         )
     ]
     assert len(fitted) >= 4 and min(fitted[:4]) > 1000, fitted  # learned from the past, not "0 readings"

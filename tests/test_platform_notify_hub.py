@@ -163,3 +163,55 @@ def test_a_thousand_sockets_closing_at_once_leave_no_task_pending(
         gc.collect()
     assert errors == []
     assert "Task was destroyed but it is pending" not in caplog.text
+
+
+def test_a_threaded_hub_routes_on_its_own_thread_and_sends_on_the_sockets_loop(
+    db_url: str, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ``serve`` runs it: the NOTIFY and the routing queries never wait for a turn of the API's
+    loop (they run on the hub's thread); only the send runs where the socket lives."""
+    import threading
+
+    from eldercare.platform.repo import alerts as alerts_repo
+
+    routed_on: list[str] = []
+    summaries = alerts_repo.push_summaries
+
+    async def recording(conn: Any, **kw: Any) -> Any:
+        routed_on.append(threading.current_thread().name)
+        return await summaries(conn, **kw)
+
+    monkeypatch.setattr(alerts_repo, "push_summaries", recording)
+    sent_on: list[str] = []
+
+    class ThreadConsole(Console):
+        async def send_text(self, data: str) -> None:
+            sent_on.append(threading.current_thread().name)
+            await super().send_text(data)
+
+    queue(db_url, "gw-home-1", "home-1", "wearable-res-1", "fall")
+    queue(db_url, "gw-home-2", "home-2", "sos-1", "sos")
+    worker, family2 = ThreadConsole(), ThreadConsole()
+
+    async def main() -> None:
+        engine_pool = open_pool(db_url, min_size=1, max_size=2)
+        await engine_pool.open()
+        hub = Hub(None, db_url)
+        hub.register(world.user_id("worker1"), worker)
+        hub.register(world.user_id("family2"), family2)
+        pushes = asyncio.create_task(hub.run_threaded())
+        try:
+            await asyncio.wait_for(hub.listening.wait(), 10)
+            assert await service.process_work(engine_pool) == 2
+            await asyncio.wait_for(asyncio.gather(worker.arrived.wait(), family2.arrived.wait()), 10)
+        finally:
+            pushes.cancel()
+            await asyncio.gather(pushes, return_exceptions=True)
+            await hub.close()
+            await engine_pool.close()
+
+    asyncio.run(main())
+    assert routed_on and set(routed_on) == {"alert-push-hub"}
+    assert sent_on and set(sent_on) == {threading.main_thread().name}
+    assert [m["alert"]["resident_id"] for m in worker.got] == ["res-1"]  # worker1 cares for res-1 only
+    assert [m["alert"]["resident_id"] for m in family2.got] == ["res-2"]

@@ -1,5 +1,5 @@
-"""``eldercare serve --workers 2``: two processes share one port, each with its own engine, and the
-engine's work is shared through the database: a storm of SOS events becomes one alert each."""
+"""``eldercare serve --workers 2``: two API processes share one port beside one alert engine
+process, which takes the work from the database: a storm of SOS events becomes one alert each."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_two_workers_share_the_port_and_the_engine_work(
         )  # fmt: skip
     try:
         wait_for(lambda: get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 60, "serve /healthz")
-        wait_for(lambda: len(children(proc.pid)) >= 2, 30, "two worker processes")
+        wait_for(lambda: len(children(proc.pid)) >= 3, 30, "two worker processes and the engine")
         with psycopg.connect(db_url, autocommit=True) as conn:
             for i, (gw, site, res) in enumerate(
                 [("gw-home-1", "home-1", "res-1"), ("gw-home-2", "home-2", "res-2")] * 10

@@ -116,3 +116,43 @@ def test_current_password_guesses_are_limited(proxied: Api, db_url: str) -> None
         "/api/v1/auth/me/password", json={**body, "current_password": PASSWORD}, headers=headers
     )
     assert r.status_code == 204
+
+
+def test_every_password_hash_waits_for_the_bounded_pool(api: Api, settings: Settings, world: Any) -> None:
+    """Not only sign-in: a password change, an account created or given a new password by an
+    admin and a gateway's new credentials all hash on the bounded pool, so with it full each is
+    refused at once (429 with Retry-After) instead of hashing on the event loop or an unbounded
+    thread pool (issue 27, item 5)."""
+    from eldercare.platform.security import hash_pool
+
+    for who in ("admin", "worker2"):
+        api.as_(who)  # signed in before the pool is full
+    worker = next(u for u in api.get("admin", "/api/v1/users").json() if u["username"] == "worker2")
+    pool = hash_pool(settings)
+    saved = pool.in_flight
+    pool.in_flight = pool.limit  # as if a sign-in storm held every worker and queue place
+    try:
+        answers = {
+            "own password": api.put(
+                "worker2", "/api/v1/auth/me/password",
+                json={"current_password": PASSWORD, "new_password": "a-new-password-1"},
+            ),
+            "new account": api.post(
+                "admin", "/api/v1/users",
+                json={"username": "someone", "display_name": "Someone", "password": "a-new-password-1",
+                      "role": "admin"},
+            ),
+            "account's password": api.patch(
+                "admin", f"/api/v1/users/{worker['id']}", json={"password": "a-new-password-1"}
+            ),
+            "gateway credentials": api.post("admin", "/api/v1/gateways/gw-home-1/credentials"),
+        }  # fmt: skip
+    finally:
+        pool.in_flight = saved
+    for what, r in answers.items():
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1, (what, r.status_code, r.text)
+    # and with room in the pool the same change goes through
+    assert (
+        api.patch("admin", f"/api/v1/users/{worker['id']}", json={"password": "a-new-password-1"}).status_code
+        == 200
+    )

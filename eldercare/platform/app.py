@@ -2,13 +2,13 @@
 
 ``create_app(settings)`` builds the app; its lifespan opens an ``AsyncConnectionPool`` (failing fast
 when the database is unreachable) and keeps it with the settings in one typed
-:class:`~eldercare.platform.state.AppState` (read with ``app_state(app)``), then starts the alert
-engine's background work through ``eldercare.platform.engine.service.start(state)``. The
-engine runs on its own thread, event loop and connections, and the push hub has a pool of its own,
-so requests never hold up an alarm. Whatever the engine starts on this loop it appends to
-``state.background`` (asyncio tasks), which the lifespan cancels on shutdown, after awaiting
-``state.engine_stop``. ``/metrics`` (Prometheus text)
-shows the engine's queue, the items it set aside and failed deliveries.
+:class:`~eldercare.platform.state.AppState` (read with ``app_state(app)``), then starts this
+replica's push hub (:func:`~eldercare.platform.engine.service.start_pushes`, a pool of its own) and,
+unless the engine runs as a process of its own (``eldercare serve`` starts ``eldercare engine``),
+the alert engine on a thread (:func:`~eldercare.platform.engine.service.start`). Tasks started on
+this loop go to ``state.background``, cancelled on shutdown after ``state.stops`` were awaited.
+``/metrics`` (Prometheus text) shows the engine's queue, the items it set aside and failed
+deliveries.
 """
 
 from __future__ import annotations
@@ -251,24 +251,6 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": message("internal", _locale(request))}, status_code=500)
 
 
-FEEDBACK_EVERY_S = 60.0
-
-
-async def _feedback_loop(state: AppState, every_s: float = FEEDBACK_EVERY_S) -> None:
-    """Feed resolved alerts' outcomes back into detector sensitivity (safe on every replica)."""
-    from eldercare.platform.repo import report
-
-    while True:
-        try:
-            async with state.pool.connection() as conn:
-                n = await report.apply_feedback(conn)
-            if n:
-                log.info("fed back %s alert outcomes into detector sensitivity", n)
-        except Exception:  # a failed round is retried next time; the loop must not die
-            log.exception("outcome feedback failed")
-        await asyncio.sleep(every_s)
-
-
 async def _sync_broker(state: AppState) -> None:
     """Write the broker's password and ACL files at start, so a fresh volume gets them at once."""
     from eldercare.platform import broker_sync
@@ -278,20 +260,14 @@ async def _sync_broker(state: AppState) -> None:
             await broker_sync.sync_quietly(conn, state.settings)
 
 
-async def _start_engine(state: AppState) -> None:
-    state.background.extend(await service.start(state))
-    log.info("alert engine started (%s background tasks)", len(state.background))
-
-
 SERVE_CONFIG_ENV = "EC_SERVE_CONFIG_FILE"  # not ELDERCARE_*: settings refuse unknown variables
-SERVE_ENGINE_ENV = "EC_SERVE_ENGINE"
 
 
 def app_for_worker() -> FastAPI:
     """The app of one ``eldercare serve --workers N`` process (a uvicorn factory).
 
-    The settings are loaded as the parent loaded them; the engine's work is shared with the other
-    workers through the database, exactly as across replicas.
+    The settings are loaded as the parent loaded them. A worker serves the API and the live
+    pushes; the engine runs in a process of its own (``eldercare engine``, which ``serve`` starts).
     """
     import os
 
@@ -299,7 +275,7 @@ def app_for_worker() -> FastAPI:
 
     settings = load_settings(os.environ.get(SERVE_CONFIG_ENV) or None)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app(settings, start_engine=os.environ.get(SERVE_ENGINE_ENV, "1") == "1")
+    return create_app(settings, start_engine=False, pushes=True)
 
 
 def _warn_if_insecure(settings: Settings) -> None:
@@ -314,8 +290,16 @@ def _warn_if_insecure(settings: Settings) -> None:
         )
 
 
-def create_app(settings: Settings | None = None, *, start_engine: bool = True) -> FastAPI:
-    """Build the application; ``start_engine=False`` serves the API without the alert engine."""
+def create_app(
+    settings: Settings | None = None, *, start_engine: bool = True, pushes: bool | None = None
+) -> FastAPI:
+    """Build the application.
+
+    ``start_engine``: run the alert engine on a thread of this process (tests, benches, one-process
+    embedding); ``eldercare serve`` runs it as a process of its own instead. ``pushes``: run this
+    replica's WebSocket hub (default: with the engine; ``serve`` always runs it).
+    """
+    pushes = start_engine if pushes is None else pushes
     settings = settings or get_settings()
     _warn_if_insecure(settings)
 
@@ -334,13 +318,15 @@ def create_app(settings: Settings | None = None, *, start_engine: bool = True) -
         state = app.state.platform = AppState(settings=settings, pool=pool)
         try:
             await _sync_broker(state)
+            if pushes:
+                state.background.extend(await service.start_pushes(state))
             if start_engine:
-                state.background.append(asyncio.create_task(_feedback_loop(state), name="outcome-feedback"))
-                await _start_engine(state)
+                await service.start(state)
+                log.info("alert engine started on a thread of this process")
             yield
         finally:
-            if state.engine_stop is not None:
-                await state.engine_stop()
+            for stop in reversed(state.stops):
+                await stop()
             for task in state.background:
                 task.cancel()
             await asyncio.gather(*state.background, return_exceptions=True)

@@ -1,8 +1,10 @@
-"""``eldercare serve`` (the API, the alert engine and the consoles in one process, uvicorn) and
-``eldercare broker`` (the broker's accounts generated from the registry)."""
+"""``eldercare serve`` (the API and the consoles in uvicorn worker(s), plus one alert engine
+process), ``eldercare engine`` (that process alone), ``eldercare broker`` (the broker's accounts
+generated from the registry), ``eldercare users`` and ``eldercare gateways``."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -15,26 +17,41 @@ from eldercare.cli_settings import get_settings
 @click.command()
 @click.option("--host", default=None, help="Listen address (default: settings.http_host).")
 @click.option("--port", type=int, default=None, help="Listen port (default: settings.http_port).")
-@click.option("--no-engine", is_flag=True, help="Serve the API only; run no alert engine work here.")
+@click.option(
+    "--no-engine",
+    is_flag=True,
+    help="Serve the API and live pushes only: the alert engine runs elsewhere (`eldercare engine`).",
+)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Processes sharing the port; each runs the API and an alert engine, whose work they "
-    "share through the database as replicas do (about 25 database connections each).",
+    help="API processes sharing the port (about 15 database connections each), besides the one "
+    "alert engine process (about 12).",
+)
+@click.option(
+    "--engines",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Alert engine processes (sharing the work through the database): more take a storm "
+    "faster where cores are shared or many.",
 )
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, no_engine: bool, workers: int) -> None:
-    """Run the HTTP API, the alert engine and the web consoles.
+def serve(
+    ctx: click.Context, host: str | None, port: int | None, no_engine: bool, workers: int, engines: int
+) -> None:
+    """Run the HTTP API and the web consoles, and the alert engine in a process of its own.
 
-    运行 HTTP 接口、告警引擎和网页控制台。
+    运行 HTTP 接口和网页控制台，并在独立进程中运行告警引擎。
     """
     import os
 
     import uvicorn
 
     from eldercare.platform import app as platform_app
+    from eldercare.platform.engine.process import EngineChild
 
     settings = get_settings(ctx)
     where = {
@@ -43,15 +60,48 @@ def serve(ctx: click.Context, host: str | None, port: int | None, no_engine: boo
         "log_level": settings.log_level.lower(),
         "proxy_headers": False,  # the app believes X-Forwarded-For only from ELDERCARE_TRUSTED_PROXIES
     }
-    if workers == 1:
-        uvicorn.run(platform_app.create_app(settings, start_engine=not no_engine), **where)  # type: ignore[arg-type]
-        return
-    # Each worker is a fresh process that builds its own app: it loads the same settings (the
-    # environment is inherited; the config file is passed on) and runs its own engine.
-    root = ctx.find_root().obj or {}
-    os.environ[platform_app.SERVE_CONFIG_ENV] = str(root.get("config_file") or "")
-    os.environ[platform_app.SERVE_ENGINE_ENV] = "0" if no_engine else "1"
-    uvicorn.run(f"{platform_app.__name__}:app_for_worker", factory=True, workers=workers, **where)  # type: ignore[arg-type]
+    config_file = (ctx.find_root().obj or {}).get("config_file") or None
+    # The engine in a process of its own: under any API load its Python never waits for the
+    # API's (a thread of this process shares one interpreter). It shares work through the
+    # database, as replicas do, and inherits this process's environment (every ELDERCARE_*).
+    # uvicorn raises the SIGTERM it caught again once it has shut down: with the default handler
+    # this process would die there (before stopping its engine, which would notice on its own)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    children = [] if no_engine else [EngineChild(config_file) for _ in range(engines)]
+    for child in children:
+        child.start()
+    try:
+        if workers == 1:
+            app = platform_app.create_app(settings, start_engine=False, pushes=True)
+            uvicorn.run(app, **where)  # type: ignore[arg-type]
+            return
+        # Each worker is a fresh process that builds its own app from the same settings (the
+        # environment is inherited; the config file is passed on).
+        os.environ[platform_app.SERVE_CONFIG_ENV] = str(config_file or "")
+        uvicorn.run(f"{platform_app.__name__}:app_for_worker", factory=True, workers=workers, **where)  # type: ignore[arg-type]
+    finally:
+        for child in children:
+            child.stop()
+
+
+def _exit_cleanly(_sig: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+@click.command()
+@click.option("--parent-pid", type=int, default=None, hidden=True, help="Stop when this process is gone.")
+@click.pass_context
+def engine(ctx: click.Context, parent_pid: int | None) -> None:
+    """Run the alert engine alone: alert work, escalation, inactivity, notifications.
+
+    Any number may run, on any hosts, beside any number of `serve --no-engine`: they share the
+    work through the database. Stops on SIGTERM or SIGINT.
+
+    单独运行告警引擎（告警处理、升级、不活动检测、通知）。
+    """
+    from eldercare.platform.engine import process
+
+    process.run(get_settings(ctx), parent_pid=parent_pid)
 
 
 @click.group()

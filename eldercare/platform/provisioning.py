@@ -7,7 +7,6 @@ topic at once, so a gateway that connects finds it waiting.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from dataclasses import dataclass
@@ -41,10 +40,12 @@ class Provisioned:
     published: bool  # the revision-0 config reached the broker (retained)
 
 
-async def new_password() -> tuple[str, str, str]:
-    """A random password, its argon2 hash and its Mosquitto hash (for the broker's password file)."""
+async def new_password(settings: Settings | None = None) -> tuple[str, str, str]:
+    """A random password, its argon2 hash and its Mosquitto hash (for the broker's password file).
+
+    argon2 on the bounded hashing pool, as every hash the API makes (429 when it is full)."""
     password = secrets.token_urlsafe(24)
-    pw_hash = await asyncio.to_thread(security.hash_password, password)
+    pw_hash = await security.hash_password_async(password, settings)
     return password, pw_hash, broker_auth.mosquitto_hash(password)
 
 
@@ -82,7 +83,7 @@ async def provision(
     """Register the gateway and its sensors, update the broker's accounts, publish config 0."""
     check_ids(gateway_id, site_id)
     sensors = sensors or []
-    password, pw_hash, broker_hash = await new_password()
+    password, pw_hash, broker_hash = await new_password(settings)
     try:
         msg = protocol.decode_config(json.dumps({"v": 1, "revision": 0, "sensors": sensor_config(sensors)}))
     except protocol.ProtocolError as exc:

@@ -24,16 +24,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class AppState:
-    """The settings, the API's pool and what the alert engine started on this replica."""
+    """The settings, the API's pool, the push hub and (on a thread) an engine this process runs."""
 
     settings: Settings
     pool: Pool
     background: list[asyncio.Task[None]] = field(default_factory=list)
-    """Tasks on the API's event loop (outcome feedback, pushes), cancelled at shutdown."""
+    """Tasks on the API's event loop (the pushes), cancelled at shutdown."""
     hub: Hub | None = None
-    """This replica's WebSocket hub; None when the engine is not started (``serve`` without it)."""
-    engine_stop: Callable[[], Awaitable[None]] | None = None
-    """Stops the engine's thread and the hub; set by ``engine.service.start``."""
+    """This replica's WebSocket hub; None when live pushes are not started here."""
+    stops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """What the lifespan awaits at shutdown, last started first: the engine's thread, the hub."""
     clock: Callable[[], float] = time.time
     """The wall clock (epoch s) of what expires while a request is open: a WebSocket's token.
     Tests inject one instead of waiting for a token to run out."""

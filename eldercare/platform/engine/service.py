@@ -636,11 +636,27 @@ async def _tick(name: str, every_s: float, job: Callable[[], Any]) -> None:
         await asyncio.sleep(every_s)
 
 
-class Engine:
-    """The engine's loops on a thread of their own, with their own event loop and connection pool.
+FEEDBACK_EVERY_S = 60.0
 
-    So that no amount of API work (requests queued for the API's pool, a busy API event loop) can
-    delay an alarm: the engine's transactions never wait for a connection a page load holds.
+
+async def feed_back(pool: Pool) -> None:
+    """Feed resolved alerts' outcomes back into detector sensitivity (safe on every replica)."""
+    from eldercare.platform.repo import report
+
+    async with pool.connection() as conn:
+        n = await report.apply_feedback(conn)
+    if n:
+        log.info("fed back %s alert outcomes into detector sensitivity", n)
+
+
+class Engine:
+    """The engine's loops with their own event loop and connection pool.
+
+    :meth:`run` runs them on the caller's loop (``eldercare engine``: a process of its own, which
+    ``eldercare serve`` starts beside its API workers); :meth:`start` runs them on a thread of this
+    process (tests, benches, ``create_app(start_engine=True)``). Either way no API work (requests
+    queued for the API's pool, a busy API event loop) holds a connection an alarm needs; only a
+    process of its own also keeps the engine's Python from waiting for the API's (the GIL).
     """
 
     def __init__(
@@ -678,6 +694,10 @@ class Engine:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        await self.run(self._stop)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run every loop on the running event loop until ``stop`` is set, then end them."""
         pool = open_pool(
             self.conninfo, min_size=2, max_size=self.pool_size, name="eldercare-engine",
             options=f"-c lock_timeout={LOCK_TIMEOUT_MS}",
@@ -704,12 +724,14 @@ class Engine:
                 "inactivity", INACTIVITY_TICK_S,
                 lambda: drive_inactivity(pool, now_s=clock().timestamp(), email=email),
             ),
+            "outcome-feedback": _tick("outcome feedback", FEEDBACK_EVERY_S, lambda: feed_back(pool)),
             "activity-rollup": rollup.run(self.conninfo),
         }  # fmt: skip
         tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
         self._ready.set()
+        log.info("alert engine running (%s loops)", len(tasks))
         try:
-            await self._stop.wait()
+            await stop.wait()
         finally:
             for task in tasks:
                 task.cancel()
@@ -717,28 +739,29 @@ class Engine:
             await pool.close()
 
 
-async def start(state: AppState) -> list[asyncio.Task[None]]:
-    """Start the engine's thread and this replica's push hub; ``state.engine_stop`` ends both.
+def engine_for(conninfo: str, settings: Any, clock: Clock = alerts_repo.now) -> Engine:
+    """The engine as this deployment configures it (e-mails queued only where they can go)."""
+    return Engine(conninfo, email=mail.can_send(settings), settings=settings, clock=clock)
 
-    The hub stays on the API's event loop (the sockets live there) but queries with its own pool.
-    """
-    conninfo = str(state.pool.conninfo)
-    settings = state.settings
-    email = mail.can_send(settings)  # queue e-mails only where they can go somewhere
-    push_pool = open_pool(conninfo, min_size=1, max_size=3, name="eldercare-push")
-    await push_pool.open(wait=True, timeout=15)
-    hub = Hub(push_pool, conninfo)
+
+async def start_pushes(state: AppState) -> list[asyncio.Task[None]]:
+    """Start this replica's push hub: listening and routing on a thread of its own, with its own
+    connections; the sends on the API's loop, where the sockets live."""
+    hub = Hub(None, str(state.pool.conninfo))
     state.hub = hub
-    engine = Engine(conninfo, email=email, settings=settings)
-    engine.start()
-    pushes = asyncio.create_task(hub.run(), name="alert-pushes")
+    pushes = asyncio.create_task(hub.run_threaded(), name="alert-pushes")
 
     async def stop() -> None:
-        await engine.stop()
         pushes.cancel()
         await asyncio.gather(pushes, return_exceptions=True)
         await hub.close()
-        await push_pool.close()
 
-    state.engine_stop = stop
+    state.stops.append(stop)
     return [pushes]
+
+
+async def start(state: AppState) -> None:
+    """Start the engine on a thread of this process; ``state.stops`` ends it."""
+    engine = engine_for(str(state.pool.conninfo), state.settings)
+    engine.start()
+    state.stops.append(engine.stop)

@@ -167,7 +167,7 @@ async def rotate_credentials(
 ) -> GatewayCredentials:
     """Issue a new MQTT password (shown once); the broker refuses the old one once it has reloaded."""
     gw = await _gateway(conn, user, gateway_id)
-    password, pw_hash, broker_hash = await _new_password()
+    password, pw_hash, broker_hash = await _new_password(settings)
     async with conn.transaction():
         await registry.set_gateway_password(
             conn, gateway_id=gateway_id, password_hash=pw_hash, broker_hash=broker_hash

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from eldercare.platform import access, security
-from eldercare.platform.deps import AdminUser, ConnDep, RouteDep
+from eldercare.platform.deps import AdminUser, ConnDep, RouteDep, SettingsDep
 from eldercare.platform.errors import not_found
 from eldercare.platform.repo import users as users_repo
 from eldercare.platform.routes import ERRORS
@@ -23,11 +23,13 @@ async def list_users(
 
 
 @router.post("", response_model=UserOut, status_code=201)
-async def create_user(user: AdminUser, body: UserIn, conn: ConnDep, route: RouteDep) -> UserOut:
+async def create_user(
+    user: AdminUser, body: UserIn, conn: ConnDep, route: RouteDep, settings: SettingsDep
+) -> UserOut:
     """Create an account; care workers need the provider that employs them."""
     access.require_writable(user, "user", body.model_fields_set)
     fields = body.model_dump(exclude={"password"})
-    pw_hash = await security.hash_password_async(body.password)
+    pw_hash = await security.hash_password_async(body.password, settings)
     async with conn.transaction():
         row = await users_repo.create_user(conn, password_hash=pw_hash, **fields)
         await access.audit_change(
@@ -47,14 +49,14 @@ async def get_user(_: AdminUser, user_id: DbId, conn: ConnDep) -> UserOut:
 
 @router.patch("/{user_id}", response_model=UserOut)
 async def update_user(
-    user: AdminUser, user_id: DbId, body: UserPatch, conn: ConnDep, route: RouteDep
+    user: AdminUser, user_id: DbId, body: UserPatch, conn: ConnDep, route: RouteDep, settings: SettingsDep
 ) -> UserOut:
     """Change fields; a new password or disabling the account revokes the user's tokens."""
     access.require_writable(user, "user", body.model_fields_set)
     fields = body.model_dump(exclude_unset=True, exclude={"password"})
     audited = list(fields)
     if body.password is not None:
-        fields["password_hash"] = await security.hash_password_async(body.password)
+        fields["password_hash"] = await security.hash_password_async(body.password, settings)
         audited.append("password")
     async with conn.transaction():
         old = await users_repo.get_user(conn, user_id=user_id)
