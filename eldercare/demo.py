@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -304,7 +305,9 @@ def demo(
 
         say(children.run("migrate", "db", "migrate").strip().splitlines()[-1])
         manifest = run_dir / "manifest.json"
-        prefix = f"demo{int(time.time()) % 100000}"
+        # unique per run: two demos on one broker with the same prefix would share gateway ids, i.e.
+        # MQTT client ids, and knock each other's agents off the broker in turn
+        prefix = f"demo{secrets.token_hex(4)}"
         say(
             children.run(
                 "seed", "simulate", "seed", "--homes", str(homes), "--stations", str(stations),
