@@ -350,6 +350,25 @@ def test_evaluation_judges_the_issues_scenarios_and_reports_the_stress_test_apar
     assert f"| {stress.name} | " in apart and "| clean | " not in apart
 
 
+def test_evaluation_judges_station_days_and_couples_as_the_issue_names_them() -> None:
+    """Issue 22 judges the detector in homes with day-station days and in couples' homes: the
+    evaluation simulates both (a couple: the first resident's incidents, the partner's life around
+    them through the same sensors)."""
+    from eldercare.training import evaluate_inactivity as ev
+
+    judged = {sc.name: sc for sc in ev.SCENARIOS if not sc.stress}
+    station, couple = judged["station days"], judged["couple"]
+    r = random.Random(1)
+    _, _, run = ev._simulate(station, 100_001, r, [], ev.DEFAULT_START + 3 * DAY)
+    assert len(run.profile.station_days) == 2
+    incs = ev.random_incidents(random.Random(2), 17, ev.KINDS, first_day=14)
+    events, truth, run = ev._simulate(couple, 100_001, random.Random(3), incs, ev.DEFAULT_START + 14 * DAY)
+    assert run.partner is not None
+    assert {t.resident for t in truth if t.kind in ev.RESIDENT_KINDS} == {run.profile.resident}
+    alone, _, _ = ev._simulate(judged["clean"], 100_001, random.Random(3), incs, ev.DEFAULT_START + 14 * DAY)
+    assert sum(e[1] == "bed" for e in events) > sum(e[1] == "bed" for e in alone)  # two bed mats
+
+
 def test_a_lone_blip_from_a_noisy_sensor_does_not_hide_a_collapse(fitted: InactivityDetector) -> None:
     # the kitchen sensor trips on its own a few times a day (sunlight, the fridge's warm air)
     # while the resident is in the living room: the detector learns that rate from the history
