@@ -366,7 +366,29 @@ def test_evaluation_judges_station_days_and_couples_as_the_issue_names_them() ->
     assert run.partner is not None
     assert {t.resident for t in truth if t.kind in ev.RESIDENT_KINDS} == {run.profile.resident}
     alone, _, _ = ev._simulate(judged["clean"], 100_001, random.Random(3), incs, ev.DEFAULT_START + 14 * DAY)
-    assert sum(e[1] == "bed" for e in events) > sum(e[1] == "bed" for e in alone)  # two bed mats
+    assert sum(e[1] == "pir" for e in events) > sum(e[1] == "pir" for e in alone)  # two people moving
+    # the platform knows whose bed mat is whose: the detector is fed the resident's own
+    assert sum(e[1] == "bed" for e in events) < 1.5 * sum(e[1] == "bed" for e in alone)
+
+
+def test_in_a_home_of_two_a_morning_stuck_in_bed_is_seen_on_the_residents_own_mat() -> None:
+    """The partner gets up, makes tea and switches the TV on while the resident's own bed mat says
+    they are still in bed: told the home is shared, the detector does not take the partner for a
+    resident whose bed exit the radio lost, and raises "not up"; not told, it never does."""
+    from eldercare.simulators.couple import simulate_couple
+    from eldercare.simulators.routine import DEFAULT_START, Incident
+
+    start = DEFAULT_START + 14 * DAY
+    for seed in (3, 4):
+        run = simulate_couple(seed, 15, incidents=[Incident("no_wake", start + 5 * H, 6 * H)])
+        own = [e for e, sid in zip(run.events, run.sensor_ids, strict=True) if sid != "bed-2"]
+        past, test = [e for e in own if e[0] < start], [e for e in own if e[0] >= start]
+        kinds = {}
+        for shared in (False, True):
+            det = InactivityDetector(shared=shared).fit(past)
+            kinds[shared] = [a.kind for a in det.detect(test, until=start + DAY) if a.t < start + 14 * H]
+            assert InactivityDetector.from_dict(det.to_dict()).shared is shared
+        assert "no_wake" in kinds[True] and "no_wake" not in kinds[False], (seed, kinds)
 
 
 def test_a_lone_blip_from_a_noisy_sensor_does_not_hide_a_collapse(fitted: InactivityDetector) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -257,3 +258,52 @@ def test_a_silent_sensor_becomes_a_device_alert_that_clears_when_it_reports() ->
     assert inactivity.cleared(still, [(3.0, "pir", "bathroom", 1.0)]) == ([], still)
     clears, left = inactivity.cleared(still, [(3.0, "pir", "kitchen", 1.0)])
     assert [c.dedup_key for c in clears] == [d.dedup_key] and left == {}
+
+
+def test_in_a_home_of_two_each_detector_reads_its_own_bed_mat_and_knows_the_home_is_shared(
+    db_url: str, world: World
+) -> None:
+    """A couple's home: the partner's bed mat would tell the resident's detector they had got up
+    (a morning stuck in bed never alerted: 1 of 24 caught in the evaluation's couples), and the
+    partner's movements are not the resident's. Each resident's detector gets its own mat (the
+    sensor's ``resident_id``; an unassigned mat is everyone's) and is told the home is shared."""
+    t0 = time.time() - HOUR
+    with psycopg.connect(db_url) as conn:
+        ensure_partitions(
+            conn, datetime.fromtimestamp(t0 - DAY, UTC), datetime.fromtimestamp(t0 + DAY, UTC), ["readings"]
+        )
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE residents SET home_site_id = 'home-1' WHERE id = 'res-2'")  # moved in
+        for sid, owner in (("bed-a", "res-1"), ("bed-b", "res-2"), ("bed-c", None)):
+            conn.execute(
+                "INSERT INTO sensors (gateway_id, id, kind, room, resident_id)"
+                " VALUES ('gw-home-1', %s, 'bed', 'bedroom', %s)",
+                (sid, owner),
+            )
+            conn.execute(
+                "INSERT INTO readings (ts, gateway_id, sensor_id, metric, value)"
+                " VALUES (to_timestamp(%s), 'gw-home-1', %s, 'in_bed', 1)",
+                (t0, sid),
+            )
+
+    async def read(pool: Pool) -> tuple[dict[str, list[str]], dict[str, bool]]:
+        async with pool.connection() as conn:
+            mats = {
+                who: [
+                    r["sensor_id"]
+                    for r in await detectors_repo.home_readings(
+                        conn, site="home-1", after_s=t0 - 1, until_s=t0 + 1, kinds=["bed"], resident=who
+                    )
+                ]
+                for who in ("res-1", "res-2")
+            }
+            await detectors_repo.ensure_detectors(conn, detector=inactivity.DETECTOR)
+            async with conn.transaction():
+                due = await detectors_repo.claim_detectors(
+                    conn, detector=inactivity.DETECTOR, now_s=time.time(), limit=10
+                )
+            return mats, {r["resident_id"]: r["shared"] for r in due}
+
+    mats, shared = with_pool(db_url, read)
+    assert sorted(mats["res-1"]) == ["bed-a", "bed-c"] and sorted(mats["res-2"]) == ["bed-b", "bed-c"]
+    assert shared == {"res-1": True, "res-2": True}

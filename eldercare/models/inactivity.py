@@ -216,6 +216,10 @@ class InactivityDetector:
         A PIR trigger needs a second one in the same room within this to count (spurious PIRs).
     budget : float
         Expected silences per week per hour of the day allowed past a threshold (tail model).
+    shared : bool
+        Someone else lives in the home (a couple): movement outside the bedroom while this
+        resident's own bed mat says "in bed" is not taken for a lost bed exit (it is most likely
+        the partner's). Feed this resident's own bed mat only.
 
     Examples
     --------
@@ -236,6 +240,7 @@ class InactivityDetector:
         confirm_s: float = 300.0,
         budget: float = 0.01,
         starting_limits: dict[str, float] | None = None,
+        shared: bool = False,
     ) -> None:
         if not sensitivity > 0:
             msg = f"sensitivity must be > 0, not {sensitivity}"
@@ -250,8 +255,9 @@ class InactivityDetector:
         self.utc_offset_s = utc_offset_s
         self.confirm_s = confirm_s
         self.budget = budget
+        self.shared = shared
         self.profile_: Profile | None = None
-        self._tr = Tracker(confirm_s=confirm_s, utc_offset_s=utc_offset_s)
+        self._tr = Tracker(confirm_s=confirm_s, utc_offset_s=utc_offset_s, shared=shared)
         self._alerted: dict[str, Any] = {"episode": None, "hb": None, "stay": None, "day": None}
 
     # learning ----------------------------------------------------------------------------------
@@ -330,6 +336,7 @@ class InactivityDetector:
             quiet=list(quiet),
             noise_rate=dict(noise),
             steady=list(steady),
+            shared=self.shared,
         )
         tr.rec = Recording()
         for ev in events:
@@ -350,6 +357,7 @@ class InactivityDetector:
             noise_rate=dict(old.noise_rate),
             steady=list(old.steady),
             use_seen_p=dict(old.use_seen_p),
+            shared=old.shared,
         )
         self._alerted = {"episode": None, "hb": None, "stay": None, "day": None}
 
@@ -692,6 +700,7 @@ class InactivityDetector:
                 "confirm_s": self.confirm_s,
                 "budget": self.budget,
                 "starting_limits": dict(self.starting_limits),
+                "shared": self.shared,
             },
             "profile": None if self.profile_ is None else self.profile_.to_dict(),
             "tracker": self._tr.to_dict(),

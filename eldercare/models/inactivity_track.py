@@ -211,6 +211,7 @@ class Tracker:
     # room -> uses missed since its PIR's last trigger; the learned share of uses it sees
     use_missed: dict[str, int] = field(default_factory=dict)
     use_seen_p: dict[str, float] = field(default_factory=dict)
+    shared: bool = False  # a home of two: movement elsewhere while in bed may be the partner's
     rec: Recording | None = None
 
     # time --------------------------------------------------------------------------------------
@@ -372,7 +373,8 @@ class Tracker:
         self.walk.pop(room, None)
         ctx = room
         if self.bed:
-            ctx = "bed" if room == "bedroom" or not self._left_bed(t) else room
+            # in a home of two, the resident's own bed mat says when they get up, not the others'
+            ctx = "bed" if room == "bedroom" or self.shared or not self._left_bed(t) else room
         # one trigger just after activity elsewhere: walked on, or (in a room whose sensor blips
         # often) a spurious trigger while the resident stays put; until the room confirms it,
         # either may be true. Nobody stays in the hall or outside.
@@ -560,6 +562,8 @@ class Tracker:
         self.hb_t = t
 
     def _activity(self, t: float, ctx: str, room: str, key: str) -> None:
+        if self.shared and self.bed:  # a home of two: while this resident's mat says "in bed", the
+            ctx = "bed"  # doors, plugs and movement elsewhere are the partner's
         rec = self.rec
         if rec is not None and self.act_t is not None and self.ctx != "unknown":
             rec.silences.append((self.ctx, self.act_t, t - self.act_t))

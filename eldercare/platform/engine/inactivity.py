@@ -138,11 +138,13 @@ def fit(
     exclude: Iterable[tuple[float, float]] = (),
     previous: InactivityDetector | None = None,
     limits: dict[str, float] | None = None,
+    shared: bool = False,
 ) -> InactivityDetector:
     """Learn the home again; ``previous``, the detector that was running, keeps what it raised;
-    ``limits``: the care worker's starting limits (seconds by room) instead of the population's."""
+    ``limits``: the care worker's starting limits (seconds by room) instead of the population's;
+    ``shared``: another resident lives in the home (fed this resident's own bed mat only)."""
     det = previous if previous is not None else InactivityDetector()
-    det.sensitivity, det.utc_offset_s = sensitivity, offset_s
+    det.sensitivity, det.utc_offset_s, det.shared = sensitivity, offset_s, shared
     det.starting_limits = starting_limits(limits)
     return det.fit(history, exclude=list(exclude))
 

@@ -533,7 +533,7 @@ async def _drive_one(
     ):
         start = now_s - inactivity.FIT_DAYS * 86_400.0
         readings = await detectors_repo.home_readings(
-            conn, site=site, after_s=start, until_s=now_s, kinds=kinds
+            conn, site=site, after_s=start, until_s=now_s, kinds=kinds, resident=row["resident_id"]
         )
         history = inactivity.events(readings)
         sensors = inactivity.sensor_keys(readings)
@@ -550,13 +550,14 @@ async def _drive_one(
             exclude=exclude,
             previous=det,
             limits=limits,
+            shared=bool(row.get("shared")),  # someone else lives there: the partner's movements
         )  # the running detector, refitted, does not raise again what it already raised
         last, fitted_s = (history[-1][0] if history else start), now_s
         log.info("inactivity detector of %s fitted on %s readings", row["resident_id"], len(history))
     else:
         last = float(state["last_event_s"])
         readings = await detectors_repo.home_readings(
-            conn, site=site, after_s=last, until_s=now_s, kinds=kinds
+            conn, site=site, after_s=last, until_s=now_s, kinds=kinds, resident=row["resident_id"]
         )
         fresh = inactivity.events(readings)
         sensors.update(inactivity.sensor_keys(readings))
