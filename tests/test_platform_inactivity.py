@@ -307,3 +307,24 @@ def test_in_a_home_of_two_each_detector_reads_its_own_bed_mat_and_knows_the_home
     mats, shared = with_pool(db_url, read)
     assert sorted(mats["res-1"]) == ["bed-a", "bed-c"] and sorted(mats["res-2"]) == ["bed-b", "bed-c"]
     assert shared == {"res-1": True, "res-2": True}
+
+
+def test_a_round_judges_the_homes_while_another_replica_adds_a_new_residents_detector(
+    db_url: str, world: World
+) -> None:
+    """Every replica makes sure each resident has a detector row, every round. One that met
+    another's uncommitted row for a new resident waited for it, under load past the engine's lock
+    timeout (``LockNotAvailable`` on detector_settings), and that round judged nobody."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO detector_settings (resident_id, detector) VALUES ('res-1', 'inactivity')")
+    with psycopg.connect(db_url) as other:  # another replica, mid-transaction, adding res-2's row
+        other.execute("INSERT INTO detector_settings (resident_id, detector) VALUES ('res-2', 'inactivity')")
+
+        async def one_round() -> int:
+            async with open_pool(db_url, min_size=1, max_size=2, options="-c lock_timeout=300") as pool:
+                return await service.drive_inactivity(pool, now_s=time.time())
+
+        asyncio.run(one_round())
+        judged = rows(db_url, "SELECT resident_id FROM detector_settings WHERE state IS NOT NULL")
+        other.rollback()
+    assert ("res-1",) in judged  # the home already known was judged in that round

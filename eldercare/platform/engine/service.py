@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, errors
 
 from eldercare.models.inactivity import InactivityError
 from eldercare.platform.engine import escalation, fall_context, inactivity, rollup, rules
@@ -487,8 +487,11 @@ async def drive_inactivity(
     state, the alerts it raised and its next due time commit together, on whichever replica.
     """
     now_s = time.time() if now_s is None else now_s
-    async with pool.connection() as conn:
-        await detectors_repo.ensure_detectors(conn, detector=inactivity.DETECTOR)
+    try:
+        async with pool.connection() as conn:
+            await detectors_repo.ensure_detectors(conn, detector=inactivity.DETECTOR)
+    except errors.LockNotAvailable:  # another replica is adding the same new residents: next round
+        log.info("inactivity: new residents' detectors left to the next round (another replica adds them)")
     raised = 0
     while True:
         async with pool.connection() as conn, conn.transaction():

@@ -15,10 +15,15 @@ DETECTOR_METRICS = ["motion", "contact", "in_bed", "power", "press"]
 
 
 async def ensure_detectors(conn: Conn, *, detector: str) -> None:
-    """A settings row for every resident with a home, so each can be claimed."""
+    """A settings row for every resident with a home, so each can be claimed.
+
+    Inserts only the missing rows: every replica runs this every round, and an insert that meets
+    another's uncommitted row for the same resident waits for it (under load past the engine's
+    lock timeout: ``LockNotAvailable``, and that round judged nobody)."""
     await conn.execute(
-        "INSERT INTO detector_settings (resident_id, detector) SELECT id, %(d)s FROM residents"
-        " WHERE home_site_id IS NOT NULL ON CONFLICT DO NOTHING",
+        "INSERT INTO detector_settings (resident_id, detector) SELECT r.id, %(d)s FROM residents r"
+        " WHERE r.home_site_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM detector_settings d"
+        " WHERE d.resident_id = r.id AND d.detector = %(d)s) ON CONFLICT DO NOTHING",
         {"d": detector},
     )
 
