@@ -328,3 +328,52 @@ def test_a_round_judges_the_homes_while_another_replica_adds_a_new_residents_det
         judged = rows(db_url, "SELECT resident_id FROM detector_settings WHERE state IS NOT NULL")
         other.rollback()
     assert ("res-1",) in judged  # the home already known was judged in that round
+
+
+def test_in_a_home_of_two_each_detector_reads_its_own_wearables_steps(db_url: str, world: World) -> None:
+    """The wearable's steps are the one signal a resident does not share with the partner: a
+    shared home's detector reads its resident's own wearable (``steps`` only, not the heart rate),
+    never the partner's nor one nobody is assigned to; a home of one does not ask for it."""
+    t0 = time.time() - HOUR
+    with psycopg.connect(db_url) as conn:
+        ensure_partitions(
+            conn, datetime.fromtimestamp(t0 - DAY, UTC), datetime.fromtimestamp(t0 + DAY, UTC), ["readings"]
+        )
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE residents SET home_site_id = 'home-1' WHERE id = 'res-2'")
+        for sid, owner in (("watch-a", "res-1"), ("watch-b", "res-2"), ("watch-c", None)):
+            conn.execute(
+                "INSERT INTO sensors (gateway_id, id, kind, room, resident_id)"
+                " VALUES ('gw-home-1', %s, 'wearable', NULL, %s)",
+                (sid, owner),
+            )
+            for metric, value in (("steps", 12), ("heart_rate", 70)):
+                conn.execute(
+                    "INSERT INTO readings (ts, gateway_id, sensor_id, metric, value)"
+                    " VALUES (to_timestamp(%s), 'gw-home-1', %s, %s, %s)",
+                    (t0, sid, metric, value),
+                )
+
+    async def read(pool: Pool) -> dict[str, list[tuple[str, str, float]]]:
+        async with pool.connection() as conn:
+            return {
+                who: [
+                    (r["sensor_id"], r["kind"], float(r["value"]))
+                    for r in await detectors_repo.home_readings(
+                        conn,
+                        site="home-1",
+                        after_s=t0 - 1,
+                        until_s=t0 + 1,
+                        kinds=list(inactivity.SHARED_SENSOR_KINDS),
+                        resident=who,
+                    )
+                ]
+                for who in ("res-1", "res-2")
+            }
+
+    got = with_pool(db_url, read)
+    assert got == {"res-1": [("watch-a", "wearable", 12.0)], "res-2": [("watch-b", "wearable", 12.0)]}
+    assert "wearable" not in inactivity.SENSOR_KINDS  # a home of one: a reading a minute not needed
+    assert inactivity.events([{"t": t0, "kind": "wearable", "room": None, "value": 12}]) == [
+        (t0, "wearable", "", 12.0)
+    ]

@@ -52,6 +52,7 @@ from eldercare.simulators.routine import (
     random_incidents,
     simulate_home,
 )
+from eldercare.simulators.sensors import step_readings
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ TARGET_FA_PER_WEEK = 0.3
 BASELINE_TIMEOUT_S = 4 * HOUR
 PARTNER_BED = "bed-2"  # the second resident's bed mat in a couple's home (simulators.couple)
 SHARED = True  # tell the detector of a couple's home that it is shared
+WEARABLE = True  # in a couple's home, the first resident's wearable reports their steps
 RESOLVED_S = 30 * 60.0  # a confirmed incident's alert is resolved this long after it ended
 
 Event = tuple[float, str, str, float]
@@ -316,6 +318,11 @@ def _simulate(
         run = simulate_couple(home_seed, days, incidents=incs, drop_rate=sc.drop, spurious_rate=rate)
         # the platform knows whose bed mat is whose (sensors.resident_id): the detector gets its own
         own = [e for e, sid in zip(run.events, run.sensor_ids, strict=True) if sid != PARTNER_BED]
+        if WEARABLE:  # and the resident's own wearable (steps each minute while worn and in range)
+            worn = step_readings(home_seed, run.profile.resident, run.segments, run.start, run.end)
+            lost = [(x.t, x.end or run.end) for x in run.truth if x.kind == "gateway_outage"]
+            worn = [(t, n) for t, n in worn if not any(a <= t < b for a, b in lost)]
+            own = _merge(own, [(t, "wearable", "", n) for t, n in worn])
         return own, run.truth, run
     if not sc.changed_routine:
         prof = None

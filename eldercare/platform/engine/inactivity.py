@@ -48,6 +48,9 @@ SETTLE_WALL_S = 5.0  # wall seconds a reading may take from its stamp to the dat
 MAX_RATE = 3600.0  # the fastest simulated clock (simulate run --speed)
 MAX_SETTLE_S = 600.0  # never judge a home more than this far (its time) behind its clock
 SENSOR_KINDS = ("pir", "door", "bed", "plug", "sos")
+# in a home of two, also the resident's own wearable (its steps): their stillness while the partner
+# moves through the shared sensors (a reading a minute: read only where it is needed)
+SHARED_SENSOR_KINDS = (*SENSOR_KINDS, "wearable")
 # detector kinds that become resident alerts; device_silent is left to the gateway's own checks
 ALERT_KIND = {
     "inactivity": "inactivity",

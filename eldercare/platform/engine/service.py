@@ -515,7 +515,7 @@ async def _drive_one(
 ) -> list[rules.Decision]:
     state = row["state"] or {}
     site, sensitivity = row["site_id"], float(row["sensitivity"])
-    kinds = list(inactivity.SENSOR_KINDS)
+    kinds = list(inactivity.SHARED_SENSOR_KINDS if row.get("shared") else inactivity.SENSOR_KINDS)
     fitted_s = float(row["fitted_s"]) if row["fitted_s"] is not None else None
     alerts = []
     det = None

@@ -11,7 +11,7 @@ from typing import Any
 
 from eldercare.platform.repo.connections import Conn, Row
 
-DETECTOR_METRICS = ["motion", "contact", "in_bed", "power", "press"]
+DETECTOR_METRICS = ["motion", "contact", "in_bed", "power", "press", "steps"]
 
 
 async def ensure_detectors(conn: Conn, *, detector: str) -> None:
@@ -77,7 +77,8 @@ async def home_readings(
     """The home's sensor readings (and gateway heartbeats) in ``(after_s, until_s]``, in time order.
 
     With ``resident``, of the bed mats only theirs (or one nobody is assigned to): in a home of
-    two, the partner's mat would tell the resident's detector they had got up.
+    two, the partner's mat would tell the resident's detector they had got up; of the wearables
+    (when ``kinds`` asks for them) only theirs, never an unassigned one (the partner's steps).
 
     Read sensor by sensor (the ``(gateway_id, sensor_id, ts)`` index), only the detector's: a daily
     refit reads three weeks, and scanning the home's readings for them read the wearable's and the
@@ -92,6 +93,7 @@ async def home_readings(
             WHERE g.site_id = %(site)s AND s.kind = ANY(%(kinds)s)
               AND (s.kind <> 'bed' OR s.resident_id IS NULL OR s.resident_id = %(resident)s
                    OR %(resident)s::text IS NULL)
+              AND (s.kind <> 'wearable' OR s.resident_id = %(resident)s OR %(resident)s::text IS NULL)
             UNION ALL
             SELECT g.id, g.id, 'heartbeat', NULL FROM gateways g WHERE g.site_id = %(site)s
         )
