@@ -16,10 +16,12 @@ Offline: the same homes, days and incidents (the runner's own HomeSim and scenar
 fitted on the same past and run with ``detect``, scored by the same scorer: what ``eldercare models
 evaluate`` would report for these homes. A difference beyond noise is a defect of the live path.
 
-The engine looks for due residents every 2 wall seconds, 24 simulated minutes at 720x; an alert's
-delay is scored at the time the detector says it became due (``sim_detected_ms``), so that does not
-add to the live delays, but a later detection that joined an open alert is dated by its trail row
-(wall clock, mapped to the run's clock), which does.
+The engine looks for due residents every 2 wall seconds, 24 simulated minutes at 720x, and on a
+loaded machine falls hours of simulated time behind; neither adds to the live delays: an alert is
+scored at the time the detector says it became due (``sim_detected_ms``), and so is a later detection
+that joined an open alert (its trail row keeps the detector's time; dated by the row, when the engine
+got to it, such detections were late, a miss and a false alarm each: 62 of 80 caught live against 79
+offline, 0.42 false alarms per resident-week against 0.03).
 """
 
 from __future__ import annotations

@@ -92,6 +92,7 @@ class TrailRow:
     at: float
     action: str
     tier: int | None
+    sim_at: float | None = None  # a later detection's own time in its simulated home (its detail)
 
 
 def alert_rows(
@@ -116,7 +117,10 @@ def alert_rows(
             )
             for a in alerts
         ],
-        [TrailRow(r["alert_id"], r["at"], r["action"], r["tier"]) for r in trail],
+        [
+            TrailRow(r["alert_id"], r["at"], r["action"], r["tier"], r.get("sim_at") if home_time else None)
+            for r in trail
+        ],
     )
 
 
@@ -296,13 +300,19 @@ def _detections_again(
 ) -> list[AlertRow]:
     """The detector's later detections that joined a live alert (``detected_again`` in its trail), as
     alerts of their own at their simulated time (negative ids): offline each would be an alert, and
-    an alert nobody closes in an unattended run would otherwise hide every later incident."""
+    an alert nobody closes in an unattended run would otherwise hide every later incident.
+
+    Dated, like first detections, by the home's own time the detector saw them (``sim_at``) when
+    the row has it: the row's ``at`` is when the engine got to it, which for an engine behind a
+    fast simulation is hours of the home's time later (a detection in time scored as a miss and a
+    false alarm)."""
     by_id = {a.id: a for a in alerts if a.kind in DETECTOR_ALERTS}
     out = []
     for n, row in enumerate(trail):
         a = by_id.get(row.alert_id)
         if a is not None and row.action == "detected_again":
-            t = row.at if identity else clk.to_sim(row.at)
+            t = row.at if identity else clk.to_sim(row.at)  # when the engine got to it
+            t = row.sim_at if row.sim_at is not None else t
             out.append(AlertRow(-1 - n, a.kind, a.resident, a.site, a.sensor, t, t, None, None))
     return out
 

@@ -350,6 +350,47 @@ def test_evaluation_judges_the_issues_scenarios_and_reports_the_stress_test_apar
     assert f"| {stress.name} | " in apart and "| clean | " not in apart
 
 
+def test_evaluation_judges_station_days_and_couples_as_the_issue_names_them() -> None:
+    """Issue 22 judges the detector in homes with day-station days and in couples' homes: the
+    evaluation simulates both (a couple: the first resident's incidents, the partner's life around
+    them through the same sensors)."""
+    from eldercare.training import evaluate_inactivity as ev
+
+    judged = {sc.name: sc for sc in ev.SCENARIOS if not sc.stress}
+    station, couple = judged["station days"], judged["couple"]
+    r = random.Random(1)
+    _, _, run = ev._simulate(station, 100_001, r, [], ev.DEFAULT_START + 3 * DAY)
+    assert len(run.profile.station_days) == 2
+    incs = ev.random_incidents(random.Random(2), 17, ev.KINDS, first_day=14)
+    events, truth, run = ev._simulate(couple, 100_001, random.Random(3), incs, ev.DEFAULT_START + 14 * DAY)
+    assert run.partner is not None
+    assert {t.resident for t in truth if t.kind in ev.RESIDENT_KINDS} == {run.profile.resident}
+    alone, _, _ = ev._simulate(judged["clean"], 100_001, random.Random(3), incs, ev.DEFAULT_START + 14 * DAY)
+    assert sum(e[1] == "pir" for e in events) > sum(e[1] == "pir" for e in alone)  # two people moving
+    # the platform knows whose bed mat is whose: the detector is fed the resident's own
+    assert sum(e[1] == "bed" for e in events) < 1.5 * sum(e[1] == "bed" for e in alone)
+
+
+def test_in_a_home_of_two_a_morning_stuck_in_bed_is_seen_on_the_residents_own_mat() -> None:
+    """The partner gets up, makes tea and switches the TV on while the resident's own bed mat says
+    they are still in bed: told the home is shared, the detector does not take the partner for a
+    resident whose bed exit the radio lost, and raises "not up"; not told, it never does."""
+    from eldercare.simulators.couple import simulate_couple
+    from eldercare.simulators.routine import DEFAULT_START, Incident
+
+    start = DEFAULT_START + 14 * DAY
+    for seed in (3, 4):
+        run = simulate_couple(seed, 15, incidents=[Incident("no_wake", start + 5 * H, 6 * H)])
+        own = [e for e, sid in zip(run.events, run.sensor_ids, strict=True) if sid != "bed-2"]
+        past, test = [e for e in own if e[0] < start], [e for e in own if e[0] >= start]
+        kinds = {}
+        for shared in (False, True):
+            det = InactivityDetector(shared=shared).fit(past)
+            kinds[shared] = [a.kind for a in det.detect(test, until=start + DAY) if a.t < start + 14 * H]
+            assert InactivityDetector.from_dict(det.to_dict()).shared is shared
+        assert "no_wake" in kinds[True] and "no_wake" not in kinds[False], (seed, kinds)
+
+
 def test_a_lone_blip_from_a_noisy_sensor_does_not_hide_a_collapse(fitted: InactivityDetector) -> None:
     # the kitchen sensor trips on its own a few times a day (sunlight, the fridge's warm air)
     # while the resident is in the living room: the detector learns that rate from the history
@@ -807,3 +848,58 @@ def test_a_tv_switched_on_again_after_the_toilet_shows_the_resident_left_the_bat
     stream = [e for e in stream if not (e[1] == "pir" and e[2] == "living" and e[0] - m > 10 * H)]
     assert [a.kind for a in det.detect(stream, until=m + 10.75 * H)] == []  # not "in the bathroom 40 min"
     assert det._tr.steady == ["living"]  # the kitchen's hob cycles: its quick switch-ons prove nothing
+
+
+def _couple_day(d: int, still_from: float | None = None, off_from: float | None = None) -> list[tuple]:
+    """One day of a home of two: the resident's own mat (in bed 22:00-07:00), the partner moving
+    about the living room every 10 min, and the resident's wearable each minute from 07:00 to
+    22:00, walking every 40 min; from ``still_from`` (hours) it counts nothing, from ``off_from``
+    it sends nothing (taken off)."""
+    base = T0 + d * DAY
+    evs: list[tuple] = [(base + 7 * H, "bed", "bedroom", 0.0), (base + 22 * H, "bed", "bedroom", 1.0)]
+    evs += [(base + 7 * H + m * 600.0 + 30.0, "pir", "living", 1.0) for m in range(90)]
+    for m in range(15 * 60):
+        t = base + 7 * H + m * 60.0
+        if off_from is not None and t >= base + off_from * H:
+            break
+        walking = m % 40 == 0 and (still_from is None or t < base + still_from * H)
+        evs.append((t, "wearable", "", 30.0 if walking else 1.0))
+    return sorted(evs)
+
+
+def test_in_a_home_of_two_a_worn_wearable_that_stops_walking_is_the_residents_silence() -> None:
+    """The partner keeps the home's sensors busy, so the home never looks silent; the resident's
+    own wearable, worn and reporting, has counted no walking since 10:00 (fallen, collapsed): told
+    the home is shared, the detector raises an inactivity alert that says so, after the longest
+    stillness this resident has at that hour (never under an hour). Taken off, the wearable says
+    nothing: not worn is unknown, never still. A home of one is judged by its rooms, not this."""
+    past = [e for d in range(10) for e in _couple_day(d)]
+    test_day = 10
+    still = _couple_day(test_day, still_from=10.0)
+    off = _couple_day(test_day, off_from=10.0)
+    t10 = T0 + test_day * DAY + 10 * H
+    det = InactivityDetector(shared=True).fit(past)
+    got = [a for a in det.detect(still, until=t10 + 4 * H) if "wearable" in a.reason]
+    assert len(got) == 1, got
+    a = got[0]
+    assert (a.alert_kind, a.severity) == ("inactivity", "high")
+    assert t10 + H <= a.t <= t10 + 3 * H, (a.t - t10) / H
+    assert a.threshold_s >= max(H, a.expected_s) and a.expected_s == pytest.approx(40 * 60.0, abs=120.0)
+    assert a.since == pytest.approx(t10 - 20 * 60.0, abs=120.0)  # the last walk, at 09:40
+    assert "手环" in a.reason_zh
+    assert not [a for a in det.detect(off, until=t10 + 4 * H) if "wearable" in a.reason]
+    alone = InactivityDetector(shared=False).fit(past)
+    assert not [a for a in alone.detect(still, until=t10 + 4 * H) if "wearable" in a.reason]
+    # the platform stores the detector between checks: the state carries the stillness
+    run = InactivityDetector.from_dict(json.loads(json.dumps(det.to_dict())))
+    before = [e for e in still if e[0] < t10 + 30 * 60]
+    for e in before:
+        run.check(e[0])
+        run.update(e)
+    run = InactivityDetector.from_dict(json.loads(json.dumps(run.to_dict())))
+    later: list[InactivityAlert] = []
+    for e in [e for e in still if e[0] >= t10 + 30 * 60]:
+        later += run.check(e[0])
+        run.update(e)
+    later += run.check(t10 + 4 * H)
+    assert [x.t for x in later if "wearable" in x.reason] == [a.t]

@@ -75,7 +75,14 @@ def test_a_new_homes_limits_are_seen_set_applied_fed_back_and_undone(
     # a care worker sets "bathroom: alert after 45 min"; the engine applies it at its next check
     bad = api.put("worker1", PATH, json={"limits": {"garage": 2700}})
     assert bad.status_code == 422 and "garage" in bad.text
-    assert api.put("worker1", PATH, json={"limits": {"bathroom": 60}}).status_code == 422
+    short = api.put("worker1", PATH, json={"limits": {"bathroom": 60}})
+    assert short.status_code == 422 and "limits.bathroom" in short.text
+    # the refusals are worded from the catalogue in the reader's language, not English inside
+    zh = {"Accept-Language": "zh-CN"}
+    assert (
+        "不是可设限时的房间" in api.put("worker1", PATH, json={"limits": {"garage": 2700}}, headers=zh).text
+    )
+    assert "秒" in api.put("worker1", PATH, json={"limits": {"bathroom": 60}}, headers=zh).text
     r = api.put("worker1", PATH, json={"limits": {"bathroom": 2700}})
     assert r.status_code == 200, r.text
     view = r.json()

@@ -52,3 +52,32 @@ def test_placement_rotation_is_orthonormal() -> None:
             for j in range(3):
                 dot = sum(m[i][k] * m[j][k] for k in range(3))
                 assert math.isclose(dot, 1.0 if i == j else 0.0, abs_tol=1e-9)
+
+
+def test_the_wearables_steps_count_walks_and_stay_silent_when_off_out_or_asleep() -> None:
+    """What the evaluation's homes send for a wearable: a reading a minute while worn and in range
+    (none asleep, washing, out, or on a day left off), a walk's steps when the room changes, and
+    (almost) nothing for a resident lying on the floor."""
+    from eldercare.simulators.days import Segment
+    from eldercare.simulators.sensors import WALK_STEPS, step_readings, steps
+
+    d0 = 3 * 86_400.0
+    segs = [
+        Segment(d0, d0 + 3600, "sleep", "bedroom"),
+        Segment(d0 + 3600, d0 + 7200, "tea", "kitchen"),
+        Segment(d0 + 7200, d0 + 10800, "tv", "living"),
+        Segment(d0 + 10800, d0 + 14400, "out", "out"),
+        Segment(d0 + 14400, d0 + 18000, "down", "living"),
+    ]
+    worn_days = [
+        bool(step_readings(s, "r", [Segment(d0 + 3600, d0 + 7200, "tea", "kitchen")], d0, d0 + 7200))
+        for s in range(40)
+    ]
+    seed = worn_days.index(True)
+    got = dict(step_readings(seed, "r", segs, d0, d0 + 18000))
+    assert not [t for t in got if t < d0 + 3600 or d0 + 10800 <= t < d0 + 14400]  # asleep, out
+    assert got[d0 + 7200] >= WALK_STEPS[0]  # from the kitchen to the living room
+    assert max(n for t, n in got.items() if d0 + 7260 <= t < d0 + 10800) < 8  # watching TV
+    assert max(n for t, n in got.items() if t >= d0 + 14460) < 8  # on the floor
+    assert 0.6 < sum(worn_days) / len(worn_days) < 1.0  # some days it stays on the table
+    assert steps(1, "r", "down", d0) <= 1.0 and steps(1, "r", "chores", d0) > 10

@@ -88,6 +88,7 @@ from eldercare.models.inactivity_track import (
     HOUR,
     STRONG_S,
     USES_MIN,
+    WORN_GAP_S,
     Event,
     Recording,
     Tracker,
@@ -95,6 +96,7 @@ from eldercare.models.inactivity_track import (
     noise_rates,
     pair_window,
     room_name,
+    worn_ctx,
 )
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,9 @@ STEADY_DAYS = 3.0  # history needed to call a room's appliances thermostat-free
 NOISY_PER_DAY = 3.0  # a room with more lone triggers a day than this has a noisy sensor
 HALL_AWAY_MAX_S = 4 * HOUR
 MOVE_S = 5 * 60.0  # a lone trigger elsewhere this soon after the last activity: maybe walked on
+# a worn wearable's stillness is never alarmed sooner: where the walk ended is a guess in a home of
+# two (the partner's triggers), and half an hour in a chair after a walk is nothing
+WORN_FLOOR_S = 60 * 60.0
 SETTLE_S = 20 * 60.0  # back in bed (or quiet in the bedroom) this long before "not up" counts
 ALERT_KINDS = ("inactivity", "no_wake", "bathroom_too_long", "night_wandering", "device_silent")
 # the platform's alert kinds (design notes) for each detector kind
@@ -216,6 +221,10 @@ class InactivityDetector:
         A PIR trigger needs a second one in the same room within this to count (spurious PIRs).
     budget : float
         Expected silences per week per hour of the day allowed past a threshold (tail model).
+    shared : bool
+        Someone else lives in the home (a couple): movement outside the bedroom while this
+        resident's own bed mat says "in bed" is not taken for a lost bed exit (it is most likely
+        the partner's). Feed this resident's own bed mat only.
 
     Examples
     --------
@@ -236,6 +245,7 @@ class InactivityDetector:
         confirm_s: float = 300.0,
         budget: float = 0.01,
         starting_limits: dict[str, float] | None = None,
+        shared: bool = False,
     ) -> None:
         if not sensitivity > 0:
             msg = f"sensitivity must be > 0, not {sensitivity}"
@@ -250,9 +260,10 @@ class InactivityDetector:
         self.utc_offset_s = utc_offset_s
         self.confirm_s = confirm_s
         self.budget = budget
+        self.shared = shared
         self.profile_: Profile | None = None
-        self._tr = Tracker(confirm_s=confirm_s, utc_offset_s=utc_offset_s)
-        self._alerted: dict[str, Any] = {"episode": None, "hb": None, "stay": None, "day": None}
+        self._tr = Tracker(confirm_s=confirm_s, utc_offset_s=utc_offset_s, shared=shared)
+        self._alerted: dict[str, Any] = dict.fromkeys(("episode", "hb", "stay", "day", "still"))
 
     # learning ----------------------------------------------------------------------------------
 
@@ -330,6 +341,7 @@ class InactivityDetector:
             quiet=list(quiet),
             noise_rate=dict(noise),
             steady=list(steady),
+            shared=self.shared,
         )
         tr.rec = Recording()
         for ev in events:
@@ -350,8 +362,9 @@ class InactivityDetector:
             noise_rate=dict(old.noise_rate),
             steady=list(old.steady),
             use_seen_p=dict(old.use_seen_p),
+            shared=old.shared,
         )
-        self._alerted = {"episode": None, "hb": None, "stay": None, "day": None}
+        self._alerted = dict.fromkeys(("episode", "hb", "stay", "day", "still"))
 
     def _profile(self) -> Profile:
         if self.profile_ is None:
@@ -406,7 +419,12 @@ class InactivityDetector:
                     )
                 )  # fmt: skip
         a = self._resident(p, now)
-        if a is not None:
+        if a is None and (a := self._still(p, now)) is not None:
+            self._alerted["still"] = tr.still_t
+            out.append(a)
+        elif a is not None:
+            if tr.still_t is not None and tr.still_t <= a.since:
+                self._alerted["still"] = tr.still_t  # the same silence of theirs: one alert
             self._alerted["episode"] = tr.act_t
             if a.kind == "no_wake":
                 self._alerted["day"] = tr.day_of(a.t)
@@ -495,7 +513,8 @@ class InactivityDetector:
         if ctx == "hall" and not p.night[h] and tr.ctx_alt is not None:
             # one noisy trigger in the hall after a room: still there, or gone on to a room that
             # has not seen them yet; not out (the front door would have said so)
-            thr = max(self._table(p, r)[0][h] for r in p.sil if r not in ("bed", "hall")) / sens
+            rooms = [r for r in p.sil if r not in ("bed", "hall") and not r.startswith("worn")]
+            thr = max(self._table(p, r)[0][h] for r in rooms) / sens
         elif ctx == "hall" and not p.night[h]:
             # by day, last seen in the hall and nothing since: most likely out (door unseen),
             # though they may have fallen there: an outing's limit, but at most HALL_AWAY_MAX_S
@@ -506,6 +525,29 @@ class InactivityDetector:
         elif ctx == "hall" and p.night[h]:
             kind = "night_wandering"
         return ctx, Candidate(a + thr, kind, "silence", usual[h], thr, a)
+
+    def _still(self, p: Profile, now: float) -> InactivityAlert | None:
+        """A home of two: this resident's worn wearable has not walked for longer than it ever
+        does at this hour (out of bed), whoever moves through the home's sensors meanwhile.
+
+        The partner resets the home's silence; the wearable is the resident's own. Not worn (no
+        reading for WORN_GAP_S) is unknown: no alert.
+        """
+        tr = self._tr
+        s = tr.still_t
+        if not self.shared or s is None or tr.wear_t is None or tr.bed or self._alerted.get("still") == s:
+            return None
+        h = tr.hour(s)
+        ctx = worn_ctx(tr.still_room)
+        table, usual = self._table(p, ctx if ctx in p.sil else "worn")
+        thr = max(table[h], WORN_FLOOR_S) / self.sensitivity
+        due = s + thr
+        if due > now or tr.wear_t < due - WORN_GAP_S:
+            return None  # not yet, or the wearable stopped reporting before the limit: unknown
+        if p.hb_gap_s is not None and tr.hb_t is not None and due > tr.hb_t + p.hb_gap_s:
+            return None  # the gateway is silent: that is a device alert, not a silent resident
+        why = text.worn_still(due - s, usual[h], p.learned)
+        return InactivityAlert(due, "inactivity", tr.still_room, "high", why, usual[h], due - s, thr, s)
 
     def _stay(self, p: Profile, a: float) -> list[Candidate]:
         """A bathroom visit longer than this home's visits at that hour (whatever the silence says)."""
@@ -692,6 +734,7 @@ class InactivityDetector:
                 "confirm_s": self.confirm_s,
                 "budget": self.budget,
                 "starting_limits": dict(self.starting_limits),
+                "shared": self.shared,
             },
             "profile": None if self.profile_ is None else self.profile_.to_dict(),
             "tracker": self._tr.to_dict(),

@@ -78,6 +78,7 @@ MAX_FACTOR = 1.15  # never alarm below the longest silence seen there, with a ma
 
 
 def _kind(ctx: str) -> str:
+    ctx = ctx.removeprefix("worn:")  # a worn wearable's stillness in a room: that room's priors
     return ctx if ctx in PRIORS else "room"
 
 
@@ -228,10 +229,14 @@ def learn(
         if ctx != "away" and clean(start, dur):
             by_ctx[ctx].append((start, dur))
     for ctx in {"bed", "bathroom", "bedroom", "kitchen", "living", "hall", *by_ctx}:
+        # the wearable's stillness is no quiet room's: it keeps the full budget
+        worn = ctx.startswith("worn")
         b = budget if room_budget is None or _kind(ctx) != "room" else room_budget
+        name = ctx.removeprefix("worn:")
         p.sil[ctx], p.sil_usual[ctx] = _table(
-            by_ctx.get(ctx, []), _kind(ctx), ctx, p, weeks, b, utc_offset_s, grace_days, starting_s.get(ctx)
-        )
+            by_ctx.get(ctx, []), _kind(ctx), name, p, weeks, b, utc_offset_s, grace_days,
+            None if worn else starting_s.get(ctx),
+        )  # fmt: skip
     baths = [(s, d) for c, s, d in rec.stays if c.startswith("bathroom") and clean(s, d)]
     p.stay, p.stay_usual = _table(
         baths, "stay", "stay", p, weeks, budget, utc_offset_s, grace_days, starting_s.get("stay")

@@ -75,6 +75,11 @@ def inactivity(where: str, observed: float, expected: float, hour: int, learned:
     return _say(key, observed=_dur(observed), expected=_dur(expected), room=_room(where), hour=f"{hour:02d}")
 
 
+def worn_still(observed: float, expected: float, learned: bool) -> Texts:
+    """The resident's own wearable has not walked (a home of two: the partner moves meanwhile)."""
+    return _say(_learned("inact.worn_still", learned), observed=_dur(observed), expected=_dur(expected))
+
+
 def bathroom(observed: float, expected: float, learned: bool) -> Texts:
     return _say(_learned("inact.bathroom", learned), observed=_dur(observed), expected=_dur(expected))
 

@@ -47,6 +47,21 @@ NOISE_PAIRS_PER_DAY = 1 / 14  # chance pairs of spurious triggers in one room to
 MANY_P = 0.01  # lone triggers where the resident is count as them once noise explains them this rarely
 MANY_P_MOVED = 0.001  # ... and in a room they may only have seemed to move to (one trigger)
 DAY_ROOMS_EXCLUDED = ("bed", "bedroom", "bathroom", "unknown")
+# the wearable: a reading (steps in the last minute, about every minute while worn and in range)
+# with at least WALK_STEPS is the resident walking; readings more than WORN_GAP_S apart mean it was
+# off or out of range in between (not worn is unknown, never still)
+WALK_STEPS = 8.0
+WORN_GAP_S = 180.0
+WORN_MIN_S = 300.0  # shorter stillness is not learned (it never decides an alarm)
+WORN_ROOMS = ("bathroom",)  # rooms whose stillness is learned apart (short, and rarely shared)
+WALK_ROOM_S = 90.0  # a motion trigger this close to a walk is where the walk ended
+
+
+def worn_ctx(room: str) -> str:
+    """The context a worn wearable's stillness is learned and judged in: ``worn:<room>`` or ``worn``."""
+    return f"worn:{room}" if room in WORN_ROOMS else "worn"
+
+
 TRACKED_SENSOR_KINDS = ("pir", "bed")  # doors and plugs report only when used: no silence rule
 # a motion sensor that misses one use after another of the bed, door or appliances in its room,
 # more often in a row than this rarely happens by its learned hit rate, has failed
@@ -211,6 +226,13 @@ class Tracker:
     # room -> uses missed since its PIR's last trigger; the learned share of uses it sees
     use_missed: dict[str, int] = field(default_factory=dict)
     use_seen_p: dict[str, float] = field(default_factory=dict)
+    shared: bool = False  # a home of two: movement elsewhere while in bed may be the partner's
+    wear_t: float | None = None  # the wearable's last reading (worn and in range)
+    still_t: float | None = None  # since when the worn wearable has not walked (out of bed)
+    still_room: str = ""  # the room where that walk ended (motion seen there just before and after)
+    walk_room: str = ""  # the room of the trigger just before the walk's reading, until the next one
+    pir_t: float | None = None  # the last motion trigger, confirmed or not, and its room
+    pir_room: str = ""
     rec: Recording | None = None
 
     # time --------------------------------------------------------------------------------------
@@ -282,6 +304,10 @@ class Tracker:
         prev_seen = self.seen_t.get(key, -math.inf)
         self.seen_t[key] = t
         if kind == "pir" and value >= 0.5:
+            if self.walk_room and self.still_t is not None and 0 <= t - self.still_t <= WALK_ROOM_S:
+                self.still_room = room if room == self.walk_room else ""
+                self.walk_room = ""
+            self.pir_t, self.pir_room = t, room
             self._motion(t, room, key, prev_seen)
         elif kind == "bed":
             self._bed(t, value >= 0.5, key)
@@ -291,6 +317,29 @@ class Tracker:
             self._plug(t, room, value, key)
         elif kind == "sos" and value >= 0.5:
             self._activity(t, room if room else self.ctx, room, key)
+        elif kind == "wearable":
+            self._worn(t, value)
+
+    def _worn(self, t: float, steps: float) -> None:
+        """A reading of the resident's own wearable: walking, or still since ``still_t``.
+
+        In bed (this resident's own mat) the stillness is the bed's business; after a gap (taken
+        off, out of range) it starts again from the first reading: what happened in between is
+        unknown. Replaying history, a stillness that ended with walking or in bed is learned as
+        ``worn`` (its silences, by the hour they began).
+        """
+        gap = self.wear_t is None or t - self.wear_t > WORN_GAP_S
+        if gap or self.bed or steps >= WALK_STEPS:
+            s = self.still_t
+            if self.rec is not None and s is not None and not gap and t - s >= WORN_MIN_S:
+                self.rec.silences.append((worn_ctx(self.still_room), s, t - s))
+            self.still_t = t
+            # where the walk ended: the room of the motion trigger just before this reading, if the
+            # next one (within WALK_ROOM_S) is there too; else unknown (the partner may be moving)
+            self.still_room = ""
+            walked = steps >= WALK_STEPS and self.pir_t is not None and t - self.pir_t <= WALK_ROOM_S
+            self.walk_room = self.pir_room if walked else ""
+        self.wear_t = t
 
     def _record_exposure(self, t: float) -> None:
         """Replaying history: the time in which triggers measure the sensors' noise."""
@@ -372,7 +421,8 @@ class Tracker:
         self.walk.pop(room, None)
         ctx = room
         if self.bed:
-            ctx = "bed" if room == "bedroom" or not self._left_bed(t) else room
+            # in a home of two, the resident's own bed mat says when they get up, not the others'
+            ctx = "bed" if room == "bedroom" or self.shared or not self._left_bed(t) else room
         # one trigger just after activity elsewhere: walked on, or (in a room whose sensor blips
         # often) a spurious trigger while the resident stays put; until the room confirms it,
         # either may be true. Nobody stays in the hall or outside.
@@ -560,6 +610,8 @@ class Tracker:
         self.hb_t = t
 
     def _activity(self, t: float, ctx: str, room: str, key: str) -> None:
+        if self.shared and self.bed:  # a home of two: while this resident's mat says "in bed", the
+            ctx = "bed"  # doors, plugs and movement elsewhere are the partner's
         rec = self.rec
         if rec is not None and self.act_t is not None and self.ctx != "unknown":
             rec.silences.append((self.ctx, self.act_t, t - self.act_t))

@@ -201,6 +201,7 @@ def plan(
                 "kind": s.kind,
                 "room": s.room,
                 **({"appliance": s.appliance} if s.appliance else {}),
+                **({"resident": ids["resident"]} if s.kind == "bed" else {}),  # whose mat it is
             }
             for s in home_sensors(profile)
         ]
@@ -211,7 +212,7 @@ def plan(
         partner = partner_of(profile, hs, f"{ids['resident']}-2") if is_couple(seed, i, couples) else None
         if partner is not None:
             sensors += [
-                {"id": "bed-2", "kind": "bed", "room": "bedroom"},
+                {"id": "bed-2", "kind": "bed", "room": "bedroom", "resident": partner.resident},  # type: ignore[dict-item]
                 {"id": "sos-2", "kind": "sos", "room": "living"},
                 {"id": "wearable-2", "kind": "wearable", "room": None, "resident": partner.resident},  # type: ignore[dict-item]
             ]

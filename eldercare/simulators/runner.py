@@ -125,6 +125,7 @@ class _Home:
     resident2: str | None = None
     truth_seen2: int = 0
     pir_last: dict[str, float] = field(default_factory=dict)
+    worn_room: list[str | None] = field(default_factory=lambda: [None, None])  # each wearer's last room
 
 
 @dataclass(slots=True)
@@ -479,7 +480,10 @@ class Runner:
                 if hr is not None:
                     out.append(Reading(ms, "wearable-1", "heart_rate", hr))
                 steps = dev.steps(home.seed, home.resident, activity, t, rng=home.rng)
+                if home.worn_room[0] not in (None, room):  # walked to another room this minute
+                    steps += dev.walk_steps(home.rng)
                 out.append(Reading(ms, "wearable-1", "steps", steps))
+            home.worn_room[0] = room
             partner_worn = not any(x == "wearable-2" and a <= t < b for x, a, b in off)
             if home.sim2 is not None and home.resident2 and partner_worn:
                 cur2 = home.sim2._current
@@ -487,6 +491,12 @@ class Runner:
                 hr2 = dev.heart_rate(home.seed ^ PARTNER_SEED, home.resident2, act2, t, home.rng)
                 if room2 != OUT and hr2 is not None:
                     out.append(Reading(ms, "wearable-2", "heart_rate", hr2))
+                if room2 != OUT:  # the partner's own steps: what tells their stillness from the home's
+                    steps2 = dev.steps(home.seed ^ PARTNER_SEED, home.resident2, act2, t, rng=home.rng)
+                    if home.worn_room[1] not in (None, room2):
+                        steps2 += dev.walk_steps(home.rng)
+                    out.append(Reading(ms, "wearable-2", "steps", steps2))
+                home.worn_room[1] = room2
             home.next_hr += HR_EVERY_S
         return out
 

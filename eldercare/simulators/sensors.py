@@ -19,8 +19,9 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
-from eldercare.simulators.routine import DAY, TruthRecord
+from eldercare.simulators.routine import DAY, OUT, TruthRecord
 
 LOW_BATTERY = 0.15  # the level at which a device (and the gateway) reports low battery
 
@@ -172,6 +173,14 @@ HEART_RATE: dict[str, tuple[float, float] | None] = {
 }
 _ACTIVE = (84, 7)
 STEPS_PER_MIN: dict[str, float] = {"walk": 70, "chores": 25, "out": 45, "wander_out": 60, "cook": 15}
+# lying or sitting still, or on the floor: a step counter counts (almost) nothing
+STILL_ACTIVITIES = frozenset(
+    {"sleep", "nap_bed", "nap_chair", "stuck_in_bed", "rest", "tv", "down", "collapsed", "collapsed_in_bed"}
+)
+STILL_STEPS_PER_MIN = 0.3
+WALK_STEPS = (15.0, 40.0)  # steps from one room to another
+WORN_DAY_P = 0.85  # share of days the resident puts the wearable on
+OFF_ACTIVITIES = frozenset({"sleep", "hygiene"})  # taken off for the night and to wash
 
 
 @lru_cache(maxsize=4096)
@@ -194,9 +203,49 @@ def heart_rate(
 def steps(
     seed: int, resident: str, activity: str, t: float, minutes: float = 1.0, rng: random.Random | None = None
 ) -> float:
-    rate = STEPS_PER_MIN.get(activity, 3.0)
+    rate = STEPS_PER_MIN.get(activity, STILL_STEPS_PER_MIN if activity in STILL_ACTIVITIES else 3.0)
     noise = rng.gauss(0.0, 0.25) if rng else _noise(seed, f"steps:{resident}", t, 0.25)
     return float(max(0, round(rate * minutes * (1 + noise))))
+
+
+def walk_steps(rng: random.Random) -> float:
+    """Steps of a walk from one room to the next (added to that minute's reading)."""
+    return float(round(rng.uniform(*WALK_STEPS)))
+
+
+def step_readings(
+    seed: int, resident: str, segments: Sequence[Any], t0: float, t1: float, every_s: float = 60.0
+) -> list[tuple[float, float]]:
+    """The wearable's ``steps`` readings ``(t, steps)`` over [t0, t1), as the gateway forwards them.
+
+    One reading every ``every_s`` while the device is worn and in range: not on a day the resident
+    leaves it off (1 in 7), not while asleep or washing (taken off), not while out (out of the
+    gateway's range). A change of room adds a walk to that minute.
+    """
+    rng = random.Random(f"steps:{seed}:{resident}")
+    out: list[tuple[float, float]] = []
+    worn_day: dict[int, bool] = {}
+    i, prev_room = 0, None
+    t = math.ceil(t0 / every_s) * every_s
+    while t < t1 and i < len(segments):
+        while i < len(segments) and segments[i].end <= t:
+            i += 1
+        if i >= len(segments):
+            break
+        seg = segments[i]
+        if seg.start > t:
+            t += every_s
+            continue
+        d = math.floor(t / DAY)
+        if d not in worn_day:
+            worn_day[d] = random.Random(f"worn:{seed}:{resident}:{d}").random() < WORN_DAY_P
+        moved = prev_room is not None and seg.room != prev_room
+        prev_room = seg.room
+        if worn_day[d] and seg.room != OUT and seg.activity not in OFF_ACTIVITIES:
+            n = steps(seed, resident, seg.activity, t, rng=rng) + (walk_steps(rng) if moved else 0.0)
+            out.append((t, n))
+        t += every_s
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,9 @@ SETTLE_WALL_S = 5.0  # wall seconds a reading may take from its stamp to the dat
 MAX_RATE = 3600.0  # the fastest simulated clock (simulate run --speed)
 MAX_SETTLE_S = 600.0  # never judge a home more than this far (its time) behind its clock
 SENSOR_KINDS = ("pir", "door", "bed", "plug", "sos")
+# in a home of two, also the resident's own wearable (its steps): their stillness while the partner
+# moves through the shared sensors (a reading a minute: read only where it is needed)
+SHARED_SENSOR_KINDS = (*SENSOR_KINDS, "wearable")
 # detector kinds that become resident alerts; device_silent is left to the gateway's own checks
 ALERT_KIND = {
     "inactivity": "inactivity",
@@ -138,11 +141,13 @@ def fit(
     exclude: Iterable[tuple[float, float]] = (),
     previous: InactivityDetector | None = None,
     limits: dict[str, float] | None = None,
+    shared: bool = False,
 ) -> InactivityDetector:
     """Learn the home again; ``previous``, the detector that was running, keeps what it raised;
-    ``limits``: the care worker's starting limits (seconds by room) instead of the population's."""
+    ``limits``: the care worker's starting limits (seconds by room) instead of the population's;
+    ``shared``: another resident lives in the home (fed this resident's own bed mat only)."""
     det = previous if previous is not None else InactivityDetector()
-    det.sensitivity, det.utc_offset_s = sensitivity, offset_s
+    det.sensitivity, det.utc_offset_s, det.shared = sensitivity, offset_s, shared
     det.starting_limits = starting_limits(limits)
     return det.fit(history, exclude=list(exclude))
 

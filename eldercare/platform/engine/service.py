@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, errors
 
 from eldercare.models.inactivity import InactivityError
 from eldercare.platform.engine import escalation, fall_context, inactivity, rollup, rules
@@ -487,8 +487,11 @@ async def drive_inactivity(
     state, the alerts it raised and its next due time commit together, on whichever replica.
     """
     now_s = time.time() if now_s is None else now_s
-    async with pool.connection() as conn:
-        await detectors_repo.ensure_detectors(conn, detector=inactivity.DETECTOR)
+    try:
+        async with pool.connection() as conn:
+            await detectors_repo.ensure_detectors(conn, detector=inactivity.DETECTOR)
+    except errors.LockNotAvailable:  # another replica is adding the same new residents: next round
+        log.info("inactivity: new residents' detectors left to the next round (another replica adds them)")
     raised = 0
     while True:
         async with pool.connection() as conn, conn.transaction():
@@ -512,7 +515,7 @@ async def _drive_one(
 ) -> list[rules.Decision]:
     state = row["state"] or {}
     site, sensitivity = row["site_id"], float(row["sensitivity"])
-    kinds = list(inactivity.SENSOR_KINDS)
+    kinds = list(inactivity.SHARED_SENSOR_KINDS if row.get("shared") else inactivity.SENSOR_KINDS)
     fitted_s = float(row["fitted_s"]) if row["fitted_s"] is not None else None
     alerts = []
     det = None
@@ -533,7 +536,7 @@ async def _drive_one(
     ):
         start = now_s - inactivity.FIT_DAYS * 86_400.0
         readings = await detectors_repo.home_readings(
-            conn, site=site, after_s=start, until_s=now_s, kinds=kinds
+            conn, site=site, after_s=start, until_s=now_s, kinds=kinds, resident=row["resident_id"]
         )
         history = inactivity.events(readings)
         sensors = inactivity.sensor_keys(readings)
@@ -550,13 +553,14 @@ async def _drive_one(
             exclude=exclude,
             previous=det,
             limits=limits,
+            shared=bool(row.get("shared")),  # someone else lives there: the partner's movements
         )  # the running detector, refitted, does not raise again what it already raised
         last, fitted_s = (history[-1][0] if history else start), now_s
         log.info("inactivity detector of %s fitted on %s readings", row["resident_id"], len(history))
     else:
         last = float(state["last_event_s"])
         readings = await detectors_repo.home_readings(
-            conn, site=site, after_s=last, until_s=now_s, kinds=kinds
+            conn, site=site, after_s=last, until_s=now_s, kinds=kinds, resident=row["resident_id"]
         )
         fresh = inactivity.events(readings)
         sensors.update(inactivity.sensor_keys(readings))

@@ -52,7 +52,11 @@ def jsonb(value: Any) -> str:
 async def open_or_join(conn: Conn, *, decision: Open, tier: int, due: datetime | None) -> tuple[int, bool]:
     """Insert the alert at ``tier`` with its first deadline, or count one more detection on the
     live one; returns (id, opened). Its trail row (``opened`` or ``detected_again``) is written by
-    the same statement, and whether its site is simulated is read by it too: one round trip."""
+    the same statement, and whether its site is simulated is read by it too: one round trip.
+
+    A later detection's trail row keeps when the detector saw it (``detected_ms``; a simulated
+    home's own time as ``sim_detected_ms``): the row's ``at`` is when the engine got to it, which
+    may be a round or, for an engine behind a fast simulation, hours of the home's time later."""
     cur = await conn.execute(
         """
         WITH up AS (
@@ -70,7 +74,10 @@ async def open_or_join(conn: Conn, *, decision: Open, tier: int, due: datetime |
             INSERT INTO alert_trail (alert_id, action, tier, detail)
             SELECT id, CASE WHEN opened THEN 'opened' ELSE 'detected_again' END,
                    CASE WHEN opened THEN %(tier)s END,
-                   CASE WHEN opened THEN jsonb_build_object('summary', %(summary)s::jsonb) ELSE '{}' END
+                   CASE WHEN opened THEN jsonb_build_object('summary', %(summary)s::jsonb)
+                        ELSE jsonb_strip_nulls(jsonb_build_object(
+                            'detected_ms', %(detected_ms)s::bigint,
+                            'sim_detected_ms', %(summary)s::jsonb -> 'sim_detected_ms')) END
             FROM up
         )
         SELECT id, opened FROM up

@@ -11,14 +11,19 @@ from typing import Any
 
 from eldercare.platform.repo.connections import Conn, Row
 
-DETECTOR_METRICS = ["motion", "contact", "in_bed", "power", "press"]
+DETECTOR_METRICS = ["motion", "contact", "in_bed", "power", "press", "steps"]
 
 
 async def ensure_detectors(conn: Conn, *, detector: str) -> None:
-    """A settings row for every resident with a home, so each can be claimed."""
+    """A settings row for every resident with a home, so each can be claimed.
+
+    Inserts only the missing rows: every replica runs this every round, and an insert that meets
+    another's uncommitted row for the same resident waits for it (under load past the engine's
+    lock timeout: ``LockNotAvailable``, and that round judged nobody)."""
     await conn.execute(
-        "INSERT INTO detector_settings (resident_id, detector) SELECT id, %(d)s FROM residents"
-        " WHERE home_site_id IS NOT NULL ON CONFLICT DO NOTHING",
+        "INSERT INTO detector_settings (resident_id, detector) SELECT r.id, %(d)s FROM residents r"
+        " WHERE r.home_site_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM detector_settings d"
+        " WHERE d.resident_id = r.id AND d.detector = %(d)s) ON CONFLICT DO NOTHING",
         {"d": detector},
     )
 
@@ -52,7 +57,9 @@ async def claim_detectors(conn: Conn, *, detector: str, now_s: float, limit: int
             FROM sites s LEFT JOIN clocks c ON c.site_id = s.id
         )
         SELECT d.resident_id, d.sensitivity, d.limits, d.state, extract(epoch FROM d.fitted_at) AS fitted_s,
-               r.home_site_id AS site_id, h.timezone, h.simulated, h.home_s
+               r.home_site_id AS site_id, h.timezone, h.simulated, h.home_s,
+               EXISTS (SELECT 1 FROM residents o WHERE o.home_site_id = r.home_site_id AND o.id <> r.id)
+                   AS shared
         FROM detector_settings d
         JOIN residents r ON r.id = d.resident_id JOIN homes h ON h.id = r.home_site_id
         WHERE d.detector = %(d)s
@@ -65,9 +72,13 @@ async def claim_detectors(conn: Conn, *, detector: str, now_s: float, limit: int
 
 
 async def home_readings(
-    conn: Conn, *, site: str, after_s: float, until_s: float, kinds: list[str]
+    conn: Conn, *, site: str, after_s: float, until_s: float, kinds: list[str], resident: str | None = None
 ) -> list[Row]:
     """The home's sensor readings (and gateway heartbeats) in ``(after_s, until_s]``, in time order.
+
+    With ``resident``, of the bed mats only theirs (or one nobody is assigned to): in a home of
+    two, the partner's mat would tell the resident's detector they had got up; of the wearables
+    (when ``kinds`` asks for them) only theirs, never an unassigned one (the partner's steps).
 
     Read sensor by sensor (the ``(gateway_id, sensor_id, ts)`` index), only the detector's: a daily
     refit reads three weeks, and scanning the home's readings for them read the wearable's and the
@@ -80,6 +91,9 @@ async def home_readings(
             SELECT s.gateway_id, s.id, s.kind, s.room
             FROM sensors s JOIN gateways g ON g.id = s.gateway_id
             WHERE g.site_id = %(site)s AND s.kind = ANY(%(kinds)s)
+              AND (s.kind <> 'bed' OR s.resident_id IS NULL OR s.resident_id = %(resident)s
+                   OR %(resident)s::text IS NULL)
+              AND (s.kind <> 'wearable' OR s.resident_id = %(resident)s OR %(resident)s::text IS NULL)
             UNION ALL
             SELECT g.id, g.id, 'heartbeat', NULL FROM gateways g WHERE g.site_id = %(site)s
         )
@@ -93,7 +107,14 @@ async def home_readings(
         ) r
         ORDER BY r.ts
         """,
-        {"site": site, "after": after_s, "until": until_s, "kinds": kinds, "metrics": DETECTOR_METRICS},
+        {
+            "site": site,
+            "after": after_s,
+            "until": until_s,
+            "kinds": kinds,
+            "metrics": DETECTOR_METRICS,
+            "resident": resident,
+        },
     )
     return await cur.fetchall()
 

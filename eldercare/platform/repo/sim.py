@@ -70,7 +70,8 @@ async def alerts_of_sites(
     )
     alerts = await cur.fetchall()
     cur = await conn.execute(
-        "SELECT alert_id, extract(epoch FROM at)::float8 AS at, action, tier FROM alert_trail"
+        "SELECT alert_id, extract(epoch FROM at)::float8 AS at, action, tier,"
+        " (detail ->> 'sim_detected_ms')::float8 / 1000 AS sim_at FROM alert_trail"
         " WHERE alert_id = ANY(%(ids)s) ORDER BY alert_id, at",
         {"ids": [a["id"] for a in alerts]},
     )

@@ -140,15 +140,10 @@ async def put_limits(
     """Set (or clear, with null) the resident's starting limits by room; applied at the next check."""
     for room, value in body.limits.items():
         if room not in LIMIT_ROOMS:
-            raise ApiError(
-                422, "invalid.value", field=f"limits.{room}", reason=f"rooms are {', '.join(LIMIT_ROOMS)}"
-            )
+            raise ApiError(422, "invalid.limit_room", field=f"limits.{room}", rooms=", ".join(LIMIT_ROOMS))
         if value is not None and not MIN_LIMIT_S <= value <= MAX_LIMIT_S:
             raise ApiError(
-                422,
-                "invalid.value",
-                field=f"limits.{room}",
-                reason=f"seconds from {MIN_LIMIT_S} to {MAX_LIMIT_S}",
+                422, "invalid.limit_seconds", field=f"limits.{room}", low=MIN_LIMIT_S, high=MAX_LIMIT_S
             )
     rid = grant.resident_id
     async with conn.transaction():
