@@ -47,7 +47,7 @@ from eldercare.ingest.mqtt import (
     MqttSource,
     event_subscriptions,
 )
-from eldercare.ingest.store import Store, WriteResult
+from eldercare.ingest.store import AckWork, Store, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,15 @@ class Worker:
         self.validator = Validator(settings.mqtt_topic_root, self.registry, limits)
         self.event_validator = Validator(settings.mqtt_topic_root, self.registry, limits)
         self.store = Store(db_url)
-        self.event_store = Store(db_url, acks_after_commit=True)  # alarms wait for no telemetry commit
+        self.event_store = Store(db_url)
+        # Watermarks move on a connection and thread of their own, after the messages' commit: a
+        # commit never waits for another worker's commit of the same gateways (their watermark rows
+        # would be locked until it returns), and the next group commit never waits for the acks.
+        self.ack_store = Store(db_url)
+        self.ack_work = AckWork()
+        self.ack_urgent = False
+        self.ack_cond = threading.Condition()
+        self.ack_closing = False
         self.inbox: queue.Queue[Inbound | None] = queue.Queue(
             maxsize=max(2 * settings.ingest_receive_maximum, 100)
         )
@@ -169,11 +177,15 @@ class Worker:
             log.info("metrics on %s:%d/metrics and /healthz", self.settings.http_host, self.server.port)
         writer = threading.Thread(target=self._write_loop, name=f"ingest-writer-{self.index}", daemon=True)
         events = threading.Thread(target=self._event_loop, name=f"ingest-events-{self.index}", daemon=True)
+        watermarks = threading.Thread(
+            target=self._watermark_loop, name=f"ingest-watermarks-{self.index}", daemon=True
+        )
         try:
             if not self._wait_for_database():
                 return
             writer.start()
             events.start()
+            watermarks.start()
             self.acks.start()
             self.event_source.start()
             self.source.start()
@@ -197,6 +209,11 @@ class Worker:
             for t in (writer, events):
                 if t.is_alive():
                     t.join()
+            with self.ack_cond:  # the last watermarks, then their acknowledgements below
+                self.ack_closing = True
+                self.ack_cond.notify()
+            if watermarks.is_alive():
+                watermarks.join()
             drained = (
                 self.retire
                 and not self.abandoned
@@ -216,6 +233,7 @@ class Worker:
                     self._forget_self()
             self.store.close()
             self.event_store.close()
+            self.ack_store.close()
             if self.server is not None:
                 self.server.stop()
             if self._commit_log is not None:
@@ -349,7 +367,7 @@ class Worker:
         while True:
             started = time.monotonic()
             try:
-                result = store.write(batch, self.registry)
+                result = store.write(batch, self.registry, defer_acks=True)
                 break
             except StoreUnavailable as exc:
                 self.metrics.db_errors.inc()
@@ -374,8 +392,44 @@ class Worker:
         inbound = batch.inbound()
         self.source.ack(inbound)
         self.event_source.ack(inbound)
-        self.acks.offer(result.acks, urgent=urgent)
+        if result.pending:
+            with self.ack_cond:
+                self.ack_work.merge(result.pending)
+                self.ack_urgent = self.ack_urgent or urgent
+                self.ack_cond.notify()
         self._account(batch, result, time.monotonic() - started, committed)
+
+    # Watermark thread: advance what the commits stored, publish the acknowledgements ---------------
+
+    def _watermark_loop(self) -> None:
+        """Everything committed since the last turn in one transaction (another group commit)."""
+        delay = BACKOFF_MIN_S
+        while True:
+            with self.ack_cond:
+                while not self.ack_work and not self.ack_closing:
+                    self.ack_cond.wait()
+                if not self.ack_work:
+                    return
+                work, self.ack_work = self.ack_work, AckWork()
+                urgent, self.ack_urgent = self.ack_urgent, False
+            try:
+                acks = self.ack_store.advance_acks(work)
+            except StoreUnavailable as exc:
+                # The messages are stored and acknowledged to the broker; only the gateways'
+                # acknowledgement waits. Kept for the next turn (or the next commit moves it).
+                with self.ack_cond:
+                    work.merge(self.ack_work)
+                    self.ack_work = work
+                    self.ack_urgent = self.ack_urgent or urgent
+                    if self.ack_closing:
+                        return
+                log.warning("watermarks not advanced (%s); retry in %.1f s", exc, delay)
+                with self.ack_cond:
+                    self.ack_cond.wait(delay)  # or until closing: one last try
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            delay = BACKOFF_MIN_S
+            self.acks.offer(acks, urgent=urgent)
 
     def _account(self, batch: Batch, result: WriteResult, seconds: float, committed: float) -> None:
         m = self.metrics
