@@ -566,6 +566,7 @@ STAGES = [
         (
             "MqttSource.ack",
             "ack (eldercare/ingest/mqtt.py",
+            "ack_many (eldercare/ingest/mqtt.py",
         ),
     ),
     ("ack publishing", ("AckPublisher", "_run (eldercare/ingest/mqtt.py")),
@@ -573,7 +574,10 @@ STAGES = [
     ("build COPY rows", ("readings (eldercare/ingest/batch.py",)),
     ("decode + validate", ("decode (eldercare/protocol.py", "check (eldercare/ingest/batch.py", "_check (")),
     ("batch hand-over", ("_add (eldercare/ingest/worker.py",)),
-    ("MQTT receive (paho)", ("_on_message", "_packet_read", "_handle_publish", "loop_read", "_sock_recv")),
+    (
+        "MQTT receive (paho)",
+        ("_on_message", "_on_publish", "_packet_read", "_handle_publish", "loop_read", "_sock_recv"),
+    ),
     ("MQTT loop (paho)", ("paho",)),
 ]
 
@@ -592,6 +596,7 @@ def thread_of(stack: list[str]) -> str:
     for name, needle in (
         ("writer (telemetry commits)", "_write_loop"),
         ("events", "_event_loop"),
+        ("watermarks", "_watermark_loop"),
         ("main (decode, validate)", "_batch_loop"),
         ("acks", "AckPublisher"),
         ("paho network", "paho"),

@@ -24,10 +24,13 @@ must acknowledge it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import queue
+import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -36,6 +39,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -56,48 +60,162 @@ ACK_INTERVAL_S = 0.2  # at most one acknowledgement per gateway this often (even
 
 
 RECV_CHUNK = 65_536  # bytes read from the broker's socket at once
+_PUBACK = struct.Struct("!BBH")  # fixed header (PUBACK, remaining length 2) and the packet id
+_PUBLISH, _PUBACK_CMD = 0x30, 0x40
+# topic, payload, packet id, qos, retain
+PublishHook = Callable[[bytes, bytes, int, int, bool], None]
 
 
 class ChunkedClient(mqtt.Client):
-    """paho-mqtt's client reading its socket in chunks instead of a few bytes at a time.
+    """paho-mqtt's client with a lean receive path and acknowledgements in bulk, for ingest.
 
     paho reads every packet with at least three ``recv()`` calls (the command byte, the length
-    bytes one by one, then the rest), after one ``select()`` per packet: four system calls per
-    message, each releasing and retaking the GIL, which the decoding and writing threads hold
-    meanwhile. In the profile of a worker flat out (docs/performance.md, "Ingest") that was a
-    quarter of paho's thread. Here one ``recv()`` fills a buffer the packets are cut from, and a
-    read goes on while the buffer holds bytes (``select()`` cannot see them). Only the reading
-    side changes; what paho does with the packets is untouched.
+    bytes one by one, then the rest), after one ``select()`` per packet, and turns each PUBLISH
+    into an ``MQTTMessage`` with a parsed v5 ``Properties`` object, a topic match against the
+    filtered callbacks and two locks: in the profiles of a worker flat out (docs/performance.md,
+    "Ingest") that was about a third of the worker's CPU. Here one ``recv()`` of up to 64 KiB fills
+    a buffer, every complete packet in it is cut out in one pass, and a QoS 1 PUBLISH goes straight
+    to :attr:`publish_hook` as (topic, payload, packet id, qos, retain): ingest needs none of its
+    properties. Every other packet (CONNACK, SUBACK, PINGRESP, QoS 0 and 2 PUBLISH...) is handed
+    to paho's own handling unchanged. :meth:`ack_many` sends the PUBACKs of a whole commit as one
+    write instead of one queued packet, one wake-up byte and one ``send()`` per message. The
+    socket has ``TCP_NODELAY``: a PUBACK is never held back by Nagle's algorithm waiting for the
+    broker's TCP acknowledgement of the previous one.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._rbuf = b""
-        self._rpos = 0
+        self._rbuf = bytearray()
+        self.publish_hook: PublishHook | None = None
 
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._rpos >= len(self._rbuf):
-            data = super()._sock_recv(RECV_CHUNK)  # BlockingIOError when nothing is there
-            if len(data) <= bufsize:
-                return data  # b"" is the end of the connection: paho handles it
-            self._rbuf, self._rpos = data, 0
-        end = self._rpos + bufsize
-        out = self._rbuf[self._rpos : end]
-        self._rpos = min(end, len(self._rbuf))
-        return out
+    def _create_socket_connection(self) -> socket.socket:
+        sock = super()._create_socket_connection()
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
-    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        rc = super().loop_read(max_packets)
-        while rc == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self.buffered():
-            rc = super().loop_read(max_packets)
+    def _packet_read(self) -> mqtt.MQTTErrorCode:
+        """One ``recv()``, then every complete packet in the buffer; MQTT_ERR_AGAIN when done."""
+        try:
+            data = self._sock_recv(RECV_CHUNK)
+        except BlockingIOError:
+            return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
+        except OSError as err:
+            self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if not data:
+            return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        buf = self._rbuf
+        buf += data
+        pos, end = 0, len(buf)
+        v5 = self._protocol == mqtt.MQTTv5
+        hook = self.publish_hook
+        try:
+            while end - pos >= 2:
+                cmd = buf[pos]
+                length, mult, i = 0, 1, pos + 1
+                while True:  # remaining length: 1-4 bytes, 7 bits each
+                    if i >= end:
+                        return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
+                    byte = buf[i]
+                    length += (byte & 127) * mult
+                    i += 1
+                    if not byte & 128:
+                        break
+                    mult *= 128
+                    if i - pos > 4:
+                        return mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+                if end - i < length:
+                    return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
+                pos = i + length
+                qos = (cmd >> 1) & 3
+                if cmd & 0xF0 == _PUBLISH and qos == 1 and hook is not None:
+                    at = self._publish_payload_at(buf, i, pos, v5)
+                    if at < 0:
+                        self._easy_log(mqtt.MQTT_LOG_ERR, "Received malformed PUBLISH packet")
+                        return mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+                    tlen = buf[i] << 8 | buf[i + 1]
+                    mid = buf[i + 2 + tlen] << 8 | buf[i + 3 + tlen]
+                    hook(bytes(buf[i + 2 : i + 2 + tlen]), bytes(buf[at:pos]), mid, qos, bool(cmd & 1))
+                    continue
+                rc = self._handle_other(cmd, length, buf[i:pos])
+                if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is None:
+                    return rc
+            return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
+        finally:
+            del buf[:pos]
+
+    @staticmethod
+    def _publish_payload_at(buf: bytearray, start: int, end: int, v5: bool) -> int:
+        """Where a QoS 1 PUBLISH's payload starts (after topic, packet id and v5 properties), -1 if
+        the packet is malformed."""
+        if end - start < 4:
+            return -1
+        tlen = buf[start] << 8 | buf[start + 1]
+        at = start + 2 + tlen + 2  # topic, then the packet id
+        if at > end or (tlen == 0 and not v5):
+            return -1
+        if v5:  # properties: skipped (a variable byte integer, then that many bytes)
+            plen, mult = 0, 1
+            for _ in range(4):
+                if at >= end:
+                    return -1
+                byte = buf[at]
+                at += 1
+                plen += (byte & 127) * mult
+                if not byte & 128:
+                    break
+                mult *= 128
+            else:
+                return -1
+            at += plen
+            if at > end:
+                return -1
+        return at
+
+    def _handle_other(self, cmd: int, length: int, packet: bytearray) -> mqtt.MQTTErrorCode:
+        """A packet the fast path does not take, through paho's own handling."""
+        self._in_packet = {
+            "command": cmd,
+            "have_remaining": 1,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": length,
+            "packet": packet,
+            "to_process": 0,
+            "pos": 0,
+        }
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(b""),
+            "to_process": 0,
+            "pos": 0,
+        }
         return rc
+
+    def ack_many(self, mids: list[int]) -> None:
+        """PUBACK these QoS 1 packet ids, in one write."""
+        if mids:
+            pack = _PUBACK.pack
+            self._packet_queue(_PUBACK_CMD, b"".join([pack(_PUBACK_CMD, 2, mid) for mid in mids]), 0, 0)
 
     def buffered(self) -> int:
         """Bytes received from the socket and not yet cut into packets."""
-        return len(self._rbuf) - self._rpos
+        return len(self._rbuf)
 
     def _sock_close(self) -> None:
-        self._rbuf, self._rpos = b"", 0  # a new connection starts with a new stream
+        self._rbuf = bytearray()  # a new connection starts with a new stream
         super()._sock_close()
 
 
@@ -220,7 +338,8 @@ class MqttSource:
         c.reconnect_delay_set(1, 30)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
+        c.on_message = self._on_message  # QoS 0 and 2 (which ingest never asks for)
+        c.publish_hook = self._on_publish  # QoS 1: everything ingest subscribes to
         c.on_subscribe = self._on_subscribe
         c.on_unsubscribe = self._on_unsubscribe
         self.client = c
@@ -259,11 +378,14 @@ class MqttSource:
         self._set_state(False)
 
     def ack(self, items: Iterable[Inbound]) -> int:
-        """PUBACK committed messages received on the current connection; returns how many."""
+        """PUBACK committed messages received on the current connection (in one write); returns how
+        many."""
         gen = self.generation
-        n = 0
+        mids = [m.mid for m in items if m.qos == 1 and m.generation == gen]
+        self.client.ack_many(mids)
+        n = len(mids)
         for m in items:
-            if m.qos > 0 and m.generation == gen:
+            if m.qos == 2 and m.generation == gen:
                 self.client.ack(m.mid, m.qos)
                 n += 1
         return n
@@ -321,19 +443,22 @@ class MqttSource:
         self._set_state(False)
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self._on_publish(bytes(msg._topic), bytes(msg.payload), msg.mid, msg.qos, msg.retain)
+
+    def _on_publish(self, raw_topic: bytes, payload: bytes, mid: int, qos: int, retain: bool) -> None:
         if self.closing:
             return  # not acknowledged: the broker redelivers it to our next session
         try:
-            topic = msg.topic
+            topic = raw_topic.decode()
         except UnicodeDecodeError:
-            topic = bytes(msg._topic).decode("utf-8", "replace")
+            topic = raw_topic.decode("utf-8", "replace")
         if topic.endswith(ACK_SUFFIX) and not topic.startswith(self.control_prefix):
             # Our own acknowledgements to gateways, which a session's old ``#`` subscription may
             # still bring back until it is gone: nothing to store, never a dead letter per ack.
-            if msg.qos > 0:
-                self.client.ack(msg.mid, msg.qos)
+            if qos > 0:
+                self.client.ack(mid, qos)
             return
-        item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, self.generation, time.time(), msg.retain)
+        item = Inbound(topic, payload, mid, qos, self.generation, time.time(), retain)
         if self.urgent is not None and topic.endswith(EVENT_TOPIC_SUFFIX):
             self.urgent.put_nowait(item)  # bounded by Receive Maximum
             return

@@ -22,6 +22,7 @@ worker also tells each gateway how far its epoch is stored (``.../ack``, see :mo
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -183,6 +184,10 @@ class Worker:
         try:
             if not self._wait_for_database():
                 return
+            # Everything alive now (modules, clients, the registry) lives as long as the process:
+            # out of the collector's sight. A full collection otherwise walks all of it with the
+            # GIL held, tens of milliseconds during which no thread of the worker moves.
+            gc.freeze()
             writer.start()
             events.start()
             watermarks.start()
