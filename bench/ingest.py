@@ -333,6 +333,26 @@ def raw_copy(url: str, rows: int, batch: int, repeat: int) -> dict[str, float]:
     }
 
 
+def commit_latency(url: str, commits: int = 300) -> tuple[float, float, str]:
+    """p50 and p99 of one small transaction (an insert and its COMMIT) from this client, and
+    the server's ``synchronous_commit``: the part of any publish-to-commit latency that is the
+    database's durability, not ingest."""
+    lat = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        setting = str(conn.execute("SHOW synchronous_commit").fetchone()[0])  # type: ignore[index]
+        conn.execute("CREATE TABLE bench_commit_probe (i int)")
+        try:
+            for i in range(commits):
+                started = time.perf_counter()
+                with conn.transaction():
+                    conn.execute("INSERT INTO bench_commit_probe VALUES (%s)", (i,))
+                lat.append((time.perf_counter() - started) * 1000)
+        finally:
+            conn.execute("DROP TABLE bench_commit_probe")
+    p50, p99 = percentiles(lat)
+    return p50, p99, setting
+
+
 def datetime_copy(url: str, rows: int, batch: int) -> float:
     """For comparison: psycopg ``write_row`` with ``datetime`` objects built from the milliseconds."""
     from datetime import UTC, datetime
@@ -437,16 +457,21 @@ class Ingest:
         c.loop_stop()
 
     def commits(self, epoch: str) -> dict[tuple[str, int], float]:
-        out: dict[tuple[str, int], float] = {}
+        return {k: c for k, (_r, c) in self.received_commits(epoch).items()}
+
+    def received_commits(self, epoch: str) -> dict[tuple[str, int], tuple[float, float]]:
+        """(received by a worker, committed) of each message: the first commit's."""
+        out: dict[tuple[str, int], tuple[float, float]] = {}
         for i in range(self.workers):
             path = self.commit_log.with_name(f"{self.commit_log.name}.{i}")
             if not path.exists():
                 continue
             for line in path.read_text().splitlines():
-                gw, ep, seq, _received, committed = line.split()
+                gw, ep, seq, received, committed = line.split()
                 if ep == epoch:  # the first commit: every worker stores (or skips) each event
                     key = (gw, int(seq))
-                    out[key] = min(float(committed), out.get(key, float("inf")))
+                    if float(committed) < out.get(key, (0.0, float("inf")))[1]:
+                        out[key] = (float(received), float(committed))
         return out
 
 
@@ -472,6 +497,12 @@ class Run:
     event_p50_ms: float | None = None
     event_p99_ms: float | None = None
     events: int = 0
+    # the same latency in two parts: publish -> a worker received it, received -> committed
+    deliver_p50_ms: float | None = None
+    deliver_p99_ms: float | None = None
+    ingest_p50_ms: float | None = None
+    ingest_p99_ms: float | None = None
+    event_ingest_p99_ms: float | None = None
     load_average: float = 0.0  # the machine's 1-minute load average at the end of the run
 
 
@@ -507,8 +538,10 @@ def _e2e_run(
     if mode == "drain":
         ingest.start()
     wait_stored(url, total)
-    commits = ingest.commits(epoch)
-    ev_commits = ingest.commits(ev_epoch)
+    both = ingest.received_commits(epoch)
+    commits = {k: c for k, (_r, c) in both.items()}
+    ev_both = ingest.received_commits(ev_epoch)
+    ev_commits = {k: c for k, (_r, c) in ev_both.items()}
     ev_sent = {key: t for r in results if r["events"] for key, t in r["sent"]}
     results = [r for r in results if not r["events"]]
     total = sum(len(r["sent"]) for r in results)
@@ -526,10 +559,15 @@ def _e2e_run(
     p50, p99 = percentiles([(commits[k] - t) * 1000 for k, t in sent.items() if k in commits])
     offered = rate_msgs * READINGS_PER_MESSAGE if rate_msgs else None
     run = Run(ingest.workers, mode, offered, landed, p50, p99, total)
+    run.deliver_p50_ms, run.deliver_p99_ms = percentiles(
+        [(both[k][0] - t) * 1000 for k, t in sent.items() if k in both]
+    )
+    run.ingest_p50_ms, run.ingest_p99_ms = percentiles([(c - r) * 1000 for r, c in both.values()])
     if ev_sent:
         run.event_p50_ms, run.event_p99_ms = percentiles(
             [(ev_commits[k] - t) * 1000 for k, t in ev_sent.items()]
         )
+        run.event_ingest_p99_ms = percentiles([(c - r) * 1000 for r, c in ev_both.values()])[1]
         run.events = len(ev_sent)
     return run
 
@@ -777,6 +815,10 @@ class Report:
     decode_validate_rows_us_per_message: float = 0  # thread CPU time
     decode_validate_rows_wall_us_per_message: float = 0
     broker_bare_subscriber_readings_per_s: float = 0
+    # one row inserted and committed, as PostgreSQL is configured (fsync of the WAL): the floor
+    commit_p50_ms: float = 0
+    commit_p99_ms: float = 0
+    synchronous_commit: str = ""
     runs: list[Run] = field(default_factory=list)
     dedup: list[dict[str, Any]] = field(default_factory=list)
     profile: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -872,6 +914,11 @@ def limits(
     log(
         f"raw COPY: {report.raw_copy_10k_rows_per_s:,.0f} rows/s (10k), "
         f"{report.raw_copy_50k_rows_per_s:,.0f} (50k)"
+    )
+    report.commit_p50_ms, report.commit_p99_ms, report.synchronous_commit = commit_latency(url)
+    log(
+        f"one-row commit: p50 {report.commit_p50_ms:.1f} ms, p99 {report.commit_p99_ms:.1f} ms "
+        f"(synchronous_commit {report.synchronous_commit})"
     )
     bare_msgs = int(20_000 * seconds / 8) * 2
     report.broker_bare_subscriber_readings_per_s = broker_rate(broker, bare_msgs, publishers)
@@ -1007,13 +1054,18 @@ def render(r: Report) -> str:
             f"Decode + validate + build COPY rows: {r.decode_validate_rows_us_per_message:.1f} µs of CPU "
             f"({r.decode_validate_rows_wall_us_per_message:.1f} µs wall) per {READINGS_PER_MESSAGE}-reading "
             "message.",
+            "",
+            f"One-row transaction (insert + COMMIT) from a client: p50 {r.commit_p50_ms:.1f} ms, "
+            f"p99 {r.commit_p99_ms:.1f} ms, with synchronous_commit = {r.synchronous_commit} "
+            "(the database's share of every publish-to-commit latency).",
         ]
     if r.runs:
         lines += [
             "",
             "| workers | run | offered readings/s | landed readings/s | publish-to-commit p50 / p99 "
-            "| events (SOS) p50 / p99 | load average after |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| of which publish-to-received / received-to-commit p99 "
+            "| events (SOS) p50 / p99 (received-to-commit p99) | load average after |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
     for run in r.runs:
         offered = f"{run.offered_readings_per_s:,.0f}" if run.offered_readings_per_s else "flat out"
@@ -1023,9 +1075,14 @@ def render(r: Report) -> str:
             offered += f" ({run.load:.0%})"
         lat = f"{run.p50_ms:.0f} / {run.p99_ms:.0f} ms" if run.p50_ms is not None else "-"
         ev = f"{run.event_p50_ms:.0f} / {run.event_p99_ms:.0f} ms" if run.event_p99_ms is not None else "-"
+        if run.event_ingest_p99_ms is not None:
+            ev += f" ({run.event_ingest_p99_ms:.0f} ms)"
+        split = "-"
+        if run.deliver_p99_ms is not None and run.ingest_p99_ms is not None:
+            split = f"{run.deliver_p99_ms:.0f} / {run.ingest_p99_ms:.0f} ms"
         lines.append(
-            f"| {run.workers} | {run.mode} | {offered} | {run.landed_readings_per_s:,.0f} | {lat} | {ev} "
-            f"| {run.load_average:.1f} |"
+            f"| {run.workers} | {run.mode} | {offered} | {run.landed_readings_per_s:,.0f} | {lat} | {split} "
+            f"| {ev} | {run.load_average:.1f} |"
         )
     if r.dedup:
         lines += [

@@ -1,8 +1,12 @@
-"""One ingest worker (four threads) and the supervisor that runs N of them as processes.
+"""One ingest worker (a handful of threads) and the supervisor that runs N of them as processes.
 
-Threads of a worker: paho's network thread fills two inboxes (:mod:`.mqtt`): events (fall, SOS)
-in one, everything else in the other. The main thread validates telemetry and status into the
-open batch; the writer thread commits it and then acknowledges it. This is a **group commit**:
+Threads of a worker: the network threads of its two MQTT connections fill two inboxes
+(:mod:`.mqtt`): events (fall, SOS) in one, everything else in the other. The main thread validates
+telemetry and status into the open batch; the writer thread commits it and then acknowledges it
+to the broker (PUBACK). A watermark thread then advances the gateways' acknowledgement watermarks
+of what was committed, on a database connection of its own, and hands them to the publisher of
+the acknowledgements to gateways; it also records the worker's heartbeat and reloads the
+registry, so that a commit never waits for any of these. This is a **group commit**:
 the writer takes the open batch the moment it is free and the batch holds anything, so an idle
 worker commits each message at once and a loaded one forms large batches by itself (whatever
 arrived while the previous commit was in flight). A batch only grows while a commit is in flight,
@@ -10,7 +14,7 @@ bounded by rows (``ingest_batch_rows``), bytes (``ingest_batch_bytes``) and half
 Maximum in messages (so the next batch can fill while one commits); at the bound the main
 thread stops reading and the broker holds the rest. No timer anywhere.
 
-Events take their own fast path: a third thread with its own database connection validates and
+Events take their own fast path: a thread with its own database connection validates and
 commits them (group committed the same way among themselves), so a fall is never queued behind
 telemetry, neither in the inbox nor behind a large COPY. Every worker receives every event (see
 :func:`.mqtt.event_subscriptions`); copies are deduplicated by the same ``ingested_messages`` key.
@@ -159,6 +163,7 @@ class Worker:
             for k in ("telemetry", "event", "status", "invalid", "ignored")
         }
         self._next_heartbeat = 0.0
+        self._refresh_retry_at = 0.0
 
     # Life cycle ------------------------------------------------------------------------------
 
@@ -333,38 +338,32 @@ class Worker:
             self.lock.notify()  # the writer, if it waits for work
         self.metrics.queue_depth.set(self.inbox.qsize())
 
-    # Writer thread: take the open batch, commit, acknowledge; the heartbeat ------------------
+    # Writer thread: take the open batch, commit, acknowledge ----------------------------------
 
     def _write_loop(self) -> None:
-        refresh = self.settings.ingest_registry_refresh_s
         while True:
             with self.lock:
                 self.committing = False
                 self.lock.notify_all()
-                deadline = min(time.monotonic() + refresh, self._next_heartbeat)
                 while not len(self.batch) and not self.closing:
-                    if not self.lock.wait(max(0.0, deadline - time.monotonic())):
-                        break
+                    self.lock.wait()
                 if not len(self.batch):
-                    if self.closing:
-                        return
-                    batch = None
-                else:
-                    batch, self.batch, self.batch_bytes = self.batch, Batch(), 0
-                    self.committing = True
-                    self.lock.notify_all()
-            if time.monotonic() >= self._next_heartbeat:
-                self._heartbeat()  # here, not on the event path: an alarm never waits for it
-            if time.monotonic() - self.registry.loaded_at > refresh:
-                self._refresh_registry()
-            if batch is not None:
-                self._commit(self.store, batch)
+                    return  # closing, nothing left
+                batch, self.batch, self.batch_bytes = self.batch, Batch(), 0
+                self.committing = True
+                self.lock.notify_all()
+            self._commit(self.store, batch)
+
+    def _next_refresh(self, every: float) -> float:
+        """When the registry is read again (it may have been, by a commit that was told to)."""
+        return max(self.registry.loaded_at + every, self._refresh_retry_at)
 
     def _refresh_registry(self) -> None:
         try:
-            self.registry.replace(self.store.load_registry(), self.store.load_simulated_sites())
+            self.registry.replace(self.ack_store.load_registry(), self.ack_store.load_simulated_sites())
             self.metrics.set_db(None)
         except StoreUnavailable as exc:
+            self._refresh_retry_at = time.monotonic() + BACKOFF_MAX_S
             self.metrics.set_db(str(exc))
 
     def _commit(self, store: Store, batch: Batch, *, urgent: bool = False) -> None:
@@ -404,17 +403,30 @@ class Worker:
                 self.ack_cond.notify()
         self._account(batch, result, time.monotonic() - started, committed)
 
-    # Watermark thread: advance what the commits stored, publish the acknowledgements ---------------
+    # Watermark thread: advance what the commits stored, publish the acknowledgements; the
+    # heartbeat and the registry's periodic reload (so that no commit ever waits for them) ---------
 
     def _watermark_loop(self) -> None:
         """Everything committed since the last turn in one transaction (another group commit)."""
         delay = BACKOFF_MIN_S
+        refresh = self.settings.ingest_registry_refresh_s
         while True:
             with self.ack_cond:
                 while not self.ack_work and not self.ack_closing:
-                    self.ack_cond.wait()
-                if not self.ack_work:
+                    now = time.monotonic()
+                    due = min(self._next_refresh(refresh), self._next_heartbeat)
+                    if now >= due:
+                        break
+                    self.ack_cond.wait(due - now)
+                if not self.ack_work and self.ack_closing:
                     return
+            if time.monotonic() >= self._next_heartbeat:
+                self._heartbeat()
+            if time.monotonic() >= self._next_refresh(refresh):
+                self._refresh_registry()
+            with self.ack_cond:
+                if not self.ack_work:
+                    continue
                 work, self.ack_work = self.ack_work, AckWork()
                 urgent, self.ack_urgent = self.ack_urgent, False
             try:
@@ -501,7 +513,9 @@ class Worker:
         beat = self.settings.ingest_heartbeat_s
         self._next_heartbeat = time.monotonic() + beat
         try:
-            peers = self.store.heartbeat(client_id=self.client_id, host=socket.gethostname(), pid=os.getpid())
+            peers = self.ack_store.heartbeat(
+                client_id=self.client_id, host=socket.gethostname(), pid=os.getpid()
+            )
         except StoreUnavailable:
             return  # the writer reports the database; liveness waits for its return
         expiry = self.settings.ingest_session_expiry_s
