@@ -475,6 +475,22 @@ class Ingest:
         return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants so far (Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def wait_stored(url: str, expected: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while count(url) < expected:
@@ -503,6 +519,9 @@ class Run:
     ingest_p50_ms: float | None = None
     ingest_p99_ms: float | None = None
     event_ingest_p99_ms: float | None = None
+    # CPU time of the ingest processes (all workers, all threads) per message stored: what the
+    # worker costs, much less sensitive to the other processes on the machine than a rate
+    ingest_cpu_us_per_message: float | None = None
     load_average: float = 0.0  # the machine's 1-minute load average at the end of the run
 
 
@@ -533,11 +552,14 @@ def _e2e_run(
     if mode == "drain":
         ingest.stop()  # its session stays subscribed on the broker and collects the messages
     ev = (ev_epoch, *events) if events else None
+    cpu = cpu_seconds(ingest.proc.pid) if ingest.proc is not None and mode != "drain" else None
     results = publish(broker.port, epoch, messages, publishers, rate_msgs, ev)
     total = sum(len(r["sent"]) for r in results)
     if mode == "drain":
         ingest.start()
     wait_stored(url, total)
+    if cpu is not None and ingest.proc is not None:
+        cpu = (cpu_seconds(ingest.proc.pid) - cpu) / total * 1e6
     both = ingest.received_commits(epoch)
     commits = {k: c for k, (_r, c) in both.items()}
     ev_both = ingest.received_commits(ev_epoch)
@@ -559,6 +581,7 @@ def _e2e_run(
     p50, p99 = percentiles([(commits[k] - t) * 1000 for k, t in sent.items() if k in commits])
     offered = rate_msgs * READINGS_PER_MESSAGE if rate_msgs else None
     run = Run(ingest.workers, mode, offered, landed, p50, p99, total)
+    run.ingest_cpu_us_per_message = cpu
     run.deliver_p50_ms, run.deliver_p99_ms = percentiles(
         [(both[k][0] - t) * 1000 for k, t in sent.items() if k in both]
     )
@@ -970,7 +993,10 @@ def e2e_runs(
     n = int(report.raw_copy_10k_rows_per_s * seconds / READINGS_PER_MESSAGE)
     flat = e2e_run(ingest, broker, url, n, args.publishers, None, "flat_out")
     report.runs.append(flat)
-    log(f"{workers} worker(s) flat out: {flat.landed_readings_per_s:,.0f} readings/s")
+    log(
+        f"{workers} worker(s) flat out: {flat.landed_readings_per_s:,.0f} readings/s, "
+        f"ingest CPU {flat.ingest_cpu_us_per_message or 0:.0f} µs per message"
+    )
     if not args.skip_drain:
         drain = e2e_run(ingest, broker, url, n, args.publishers, None, "drain")
         report.runs.append(drain)
@@ -1064,8 +1090,9 @@ def render(r: Report) -> str:
             "",
             "| workers | run | offered readings/s | landed readings/s | publish-to-commit p50 / p99 "
             "| of which publish-to-received / received-to-commit p99 "
-            "| events (SOS) p50 / p99 (received-to-commit p99) | load average after |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| events (SOS) p50 / p99 (received-to-commit p99) | ingest CPU per message "
+            "| load average after |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
     for run in r.runs:
         offered = f"{run.offered_readings_per_s:,.0f}" if run.offered_readings_per_s else "flat out"
@@ -1080,9 +1107,10 @@ def render(r: Report) -> str:
         split = "-"
         if run.deliver_p99_ms is not None and run.ingest_p99_ms is not None:
             split = f"{run.deliver_p99_ms:.0f} / {run.ingest_p99_ms:.0f} ms"
+        cpu = f"{run.ingest_cpu_us_per_message:.0f} µs" if run.ingest_cpu_us_per_message is not None else "-"
         lines.append(
             f"| {run.workers} | {run.mode} | {offered} | {run.landed_readings_per_s:,.0f} | {lat} | {split} "
-            f"| {ev} | {run.load_average:.1f} |"
+            f"| {ev} | {cpu} | {run.load_average:.1f} |"
         )
     if r.dedup:
         lines += [
