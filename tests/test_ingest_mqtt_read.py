@@ -103,3 +103,45 @@ def test_acks_of_a_commit_go_out_as_one_write() -> None:
     assert queued == [b"\x40\x02\x00\x01" + b"\x40\x02\x00\x02" + b"\x40\x02\xff\xff"]
     c.ack_many([])
     assert len(queued) == 1
+
+
+def _queued(c: ChunkedClient) -> list[bytes]:
+    queued: list[bytes] = []
+    c._packet_queue = lambda _cmd, packet, *_a, **_k: queued.append(bytes(packet))  # type: ignore[method-assign]
+    return queued
+
+
+@pytest.mark.parametrize("v5", [True, False], ids=["v5", "v311"])
+def test_acknowledgements_to_gateways_are_retained_qos1_within_the_brokers_window(v5: bool) -> None:
+    c, _ = client(v5, [])
+    queued = _queued(c)
+    c.publish_retained([(b"r/s/g1/ack", b"A1")])
+    assert queued == []  # no CONNACK yet: nothing goes out
+    c.publish_retained([(b"r/s/g1/ack", b"A2"), (b"r/s/g2/ack", b"B"), (b"r/s/g3/ack", b"C")])
+    c.publish_open(2)  # the broker's Receive Maximum
+    one = publish_packet(b"r/s/g1/ack", b"A2", 1, v5=v5, retain=True)  # the newer of g1 only
+    two = publish_packet(b"r/s/g2/ack", b"B", 2, v5=v5, retain=True)
+    assert queued == [one + two]  # one write, QoS 1 and retain set, the same bytes paho would send
+    assert c.publish_pending() == 3
+    puback = b"\x40\x03\x00\x01\x10" if v5 else b"\x40\x02\x00\x01"  # v5: "no matching subscribers"
+    feed = [puback + b"\x40\x02\x00\x63"]  # and a PUBACK of an id not ours: paho's business
+    c._sock_recv = lambda _n: feed.pop(0) if feed else (_ for _ in ()).throw(BlockingIOError())  # type: ignore[method-assign]
+    drain(c, 2)
+    assert queued[1:] == [publish_packet(b"r/s/g3/ack", b"C", 3, v5=v5, retain=True)]
+    assert c.publish_pending() == 2 and c.publish_refused == 0
+
+
+def test_unacknowledged_acknowledgements_go_again_after_a_reconnect_newest_per_topic() -> None:
+    c, _ = client(True, [])
+    queued = _queued(c)
+    c.publish_open(10)
+    c.publish_retained([(b"g1", b"old"), (b"g2", b"x")])
+    c.publish_retained([(b"g1", b"new")])
+    assert len(queued) == 2
+    c._sock_close()  # the connection drops with all three in flight
+    c.publish_retained([(b"g2", b"y")])  # a newer one for g2 waits meanwhile
+    assert len(queued) == 2
+    c.publish_open(10)
+    assert queued[2] == publish_packet(b"g1", b"new", 4, v5=True, retain=True) + publish_packet(
+        b"g2", b"y", 5, v5=True, retain=True
+    )

@@ -68,6 +68,7 @@ SILENT_HEARTBEATS = 3  # a peer not seen for this many heartbeats is stopped or 
 # waiting 5 ms at each of a dozen steps is the tail the issue 24 bench measured. 1 ms costs the
 # CPU-bound threads a few more switches.
 GIL_SWITCH_S = 0.001
+ACKS_ON_STOP_S = 2.0  # at most this long for the broker to take the last acknowledgements to gateways
 
 
 def client_id_for(base: str, index: int) -> str:
@@ -233,6 +234,7 @@ class Worker:
                 and self.urgent.empty()
             )
             self.acks.stop()
+            self._await_acks_published(ACKS_ON_STOP_S)
             self.source.stop(forget_session=drained)
             self.event_source.stop(forget_session=drained)
             if self.retire:
@@ -249,6 +251,16 @@ class Worker:
             if self._commit_log is not None:
                 self._commit_log.close()
             log.info("ingest worker %s stopped", self.client_id)
+
+    def _await_acks_published(self, timeout: float) -> None:
+        """Give the broker a moment to take the last acknowledgements to gateways (their PUBACKs)."""
+        deadline = time.monotonic() + timeout
+        while (
+            self.source.connected.is_set()
+            and self.source.client.publish_pending()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
 
     def _wait_for_database(self) -> bool:
         delay = BACKOFF_MIN_S
