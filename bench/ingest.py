@@ -461,18 +461,38 @@ class Ingest:
 
     def received_commits(self, epoch: str) -> dict[tuple[str, int], tuple[float, float]]:
         """(received by a worker, committed) of each message: the first commit's."""
-        out: dict[tuple[str, int], tuple[float, float]] = {}
+        return {k: (t[0], t[1]) for k, t in self.traces(epoch).items()}
+
+    def traces(self, epoch: str) -> dict[tuple[str, int], tuple[float, ...]]:
+        """(received, committed, then the worker's stages if logged: picked from the inbox, added
+        to the open batch, batch taken by the writer) of each message: the first commit's."""
+        out: dict[tuple[str, int], tuple[float, ...]] = {}
         for i in range(self.workers):
             path = self.commit_log.with_name(f"{self.commit_log.name}.{i}")
             if not path.exists():
                 continue
             for line in path.read_text().splitlines():
-                gw, ep, seq, received, committed = line.split()
+                gw, ep, seq, *times = line.split()
                 if ep == epoch:  # the first commit: every worker stores (or skips) each event
                     key = (gw, int(seq))
-                    if float(committed) < out.get(key, (0.0, float("inf")))[1]:
-                        out[key] = (float(received), float(committed))
+                    t = tuple(float(x) for x in times)
+                    if t[1] < out.get(key, (0.0, float("inf")))[1]:
+                        out[key] = t
         return out
+
+
+STAGES = ("inbox", "validate", "writer wake", "database")  # received->picked->added->taken->committed
+
+
+def stage_percentiles(traces: dict[tuple[str, int], tuple[float, ...]]) -> dict[str, tuple[float, float]]:
+    """p50 / p99 ms of each stage of a message's time inside a worker (from the commit log)."""
+    full = [t for t in traces.values() if len(t) >= 5]
+    if not full:
+        return {}
+    out = {}
+    for name, (a, b) in zip(STAGES, [(0, 2), (2, 3), (3, 4), (4, 1)], strict=True):
+        out[name] = percentiles([(t[b] - t[a]) * 1000 for t in full])
+    return out
 
 
 def cpu_seconds(pid: int) -> float:
@@ -523,6 +543,8 @@ class Run:
     # worker costs, much less sensitive to the other processes on the machine than a rate
     ingest_cpu_us_per_message: float | None = None
     load_average: float = 0.0  # the machine's 1-minute load average at the end of the run
+    # received-to-commit by stage inside the worker (STAGES): p50, p99 ms
+    stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def percentiles(lat: list[float]) -> tuple[float, float]:
@@ -586,6 +608,7 @@ def _e2e_run(
         [(both[k][0] - t) * 1000 for k, t in sent.items() if k in both]
     )
     run.ingest_p50_ms, run.ingest_p99_ms = percentiles([(c - r) * 1000 for r, c in both.values()])
+    run.stages_ms = stage_percentiles(ingest.traces(epoch))
     if ev_sent:
         run.event_p50_ms, run.event_p99_ms = percentiles(
             [(ev_commits[k] - t) * 1000 for k, t in ev_sent.items()]
@@ -1112,6 +1135,21 @@ def render(r: Report) -> str:
             f"| {run.workers} | {run.mode} | {offered} | {run.landed_readings_per_s:,.0f} | {lat} | {split} "
             f"| {ev} | {cpu} | {run.load_average:.1f} |"
         )
+    staged = [run for run in r.runs if run.stages_ms]
+    if staged:
+        lines += [
+            "",
+            "Received-to-commit by stage inside the worker (commit log), p50 / p99 ms: "
+            + ", ".join(STAGES)
+            + ".",
+            "",
+            "| workers | run | " + " | ".join(STAGES) + " |",
+            "| --- | --- |" + " --- |" * len(STAGES),
+        ]
+        for run in staged:
+            what = f"{run.load:.0%}" if run.load is not None else run.mode
+            cells = " | ".join(f"{run.stages_ms[s][0]:.1f} / {run.stages_ms[s][1]:.1f}" for s in STAGES)
+            lines.append(f"| {run.workers} | {what} | {cells} |")
     if r.dedup:
         lines += [
             "",

@@ -55,6 +55,10 @@ class Inbound:
     generation: int = 0  # connection it arrived on: acks go only to the same connection
     received: float = field(default_factory=time.time)
     retain: bool = False  # a retained message the broker replays at every new subscription
+    # when the main thread took it from the inbox, and put it in the open batch (the commit log's
+    # stages of a message's time inside a worker; wall clock like ``received``)
+    picked: float = 0.0
+    added: float = 0.0
 
 
 @dataclass(slots=True)

@@ -295,6 +295,7 @@ class Worker:
             if m is None:
                 continue
             last_seen = time.monotonic()
+            m.picked = time.time()
             items = [check(m)]
             size = len(m.payload)
             for _ in range(DRAIN_AT_ONCE):  # whatever is already waiting, validated outside the lock
@@ -303,6 +304,7 @@ class Worker:
                 except queue.Empty:
                     break
                 if m is not None:
+                    m.picked = time.time()
                     items.append(check(m))
                     size += len(m.payload)
             self._add(items, size)
@@ -343,7 +345,9 @@ class Worker:
             # At the bound the batch waits for the writer; so do we, and the broker holds the rest.
             while self._full() and not self.stopping.is_set():
                 self.lock.wait(0.5)
+            now = time.time()
             for item in items:
+                item.inbound.added = now
                 self.batch.add(item)
             self._count(items)
             self.batch_bytes += size
@@ -364,7 +368,7 @@ class Worker:
                 batch, self.batch, self.batch_bytes = self.batch, Batch(), 0
                 self.committing = True
                 self.lock.notify_all()
-            self._commit(self.store, batch)
+            self._commit(self.store, batch, taken=time.time())
 
     def _next_refresh(self, every: float) -> float:
         """When the registry is read again (it may have been, by a commit that was told to)."""
@@ -378,8 +382,9 @@ class Worker:
             self._refresh_retry_at = time.monotonic() + BACKOFF_MAX_S
             self.metrics.set_db(str(exc))
 
-    def _commit(self, store: Store, batch: Batch, *, urgent: bool = False) -> None:
+    def _commit(self, store: Store, batch: Batch, *, urgent: bool = False, taken: float = 0.0) -> None:
         delay = BACKOFF_MIN_S
+        taken = taken or time.time()
         while True:
             started = time.monotonic()
             try:
@@ -413,7 +418,7 @@ class Worker:
                 self.ack_work.merge(result.pending)
                 self.ack_urgent = self.ack_urgent or urgent
                 self.ack_cond.notify()
-        self._account(batch, result, time.monotonic() - started, committed)
+        self._account(batch, result, time.monotonic() - started, committed, taken)
 
     # Watermark thread: advance what the commits stored, publish the acknowledgements; the
     # heartbeat and the registry's periodic reload (so that no commit ever waits for them) ---------
@@ -460,7 +465,9 @@ class Worker:
             delay = BACKOFF_MIN_S
             self.acks.offer(acks, urgent=urgent)
 
-    def _account(self, batch: Batch, result: WriteResult, seconds: float, committed: float) -> None:
+    def _account(
+        self, batch: Batch, result: WriteResult, seconds: float, committed: float, taken: float
+    ) -> None:
         m = self.metrics
         m.batches.inc()
         m.batch_seconds.observe(seconds)
@@ -485,8 +492,12 @@ class Worker:
                 result.dead[0].reason,
             )
         if self._commit_log is not None:
+            # gateway epoch seq received committed, then the stages inside the worker: taken from
+            # the inbox, put in the open batch, batch taken by the writer (events: their thread)
             lines = [
-                f"{a.gateway} {a.epoch} {a.seq} {a.inbound.received:.6f} {committed:.6f}\n"
+                f"{a.gateway} {a.epoch} {a.seq} {a.inbound.received:.6f} {committed:.6f} "
+                f"{a.inbound.picked or a.inbound.received:.6f} {a.inbound.added or a.inbound.received:.6f} "
+                f"{taken:.6f}\n"
                 for a in batch.accepted
             ]
             with self._log_lock:
@@ -503,11 +514,13 @@ class Worker:
             items: list[Accepted | Rejected | Ignored] = []
             while m is not None or not self.urgent.empty():
                 if m is not None:
+                    m.picked = time.time()
                     item = check(m)
                     if isinstance(item, Rejected) and item.dedup_key is None:
                         # every worker receives every event: dead-lettered once, whichever worker
                         key = hashlib.blake2b(m.topic.encode("utf-8", "replace") + b"\0" + m.payload)
                         item.dedup_key = "event:" + key.hexdigest()[:32]
+                    m.added = time.time()
                     batch.add(item)
                     items.append(item)
                 try:
