@@ -481,7 +481,7 @@ class Ingest:
         return out
 
 
-STAGES = ("inbox", "validate", "writer wake", "database")  # received->picked->added->taken->committed
+WORKER_STAGES = ("inbox", "validate", "writer wake", "database")  # received->picked->added->taken->committed
 
 
 def stage_percentiles(traces: dict[tuple[str, int], tuple[float, ...]]) -> dict[str, tuple[float, float]]:
@@ -490,7 +490,7 @@ def stage_percentiles(traces: dict[tuple[str, int], tuple[float, ...]]) -> dict[
     if not full:
         return {}
     out = {}
-    for name, (a, b) in zip(STAGES, [(0, 2), (2, 3), (3, 4), (4, 1)], strict=True):
+    for name, (a, b) in zip(WORKER_STAGES, [(0, 2), (2, 3), (3, 4), (4, 1)], strict=True):
         out[name] = percentiles([(t[b] - t[a]) * 1000 for t in full])
     return out
 
@@ -543,7 +543,7 @@ class Run:
     # worker costs, much less sensitive to the other processes on the machine than a rate
     ingest_cpu_us_per_message: float | None = None
     load_average: float = 0.0  # the machine's 1-minute load average at the end of the run
-    # received-to-commit by stage inside the worker (STAGES): p50, p99 ms
+    # received-to-commit by stage inside the worker (WORKER_STAGES): p50, p99 ms
     stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
@@ -1140,15 +1140,16 @@ def render(r: Report) -> str:
         lines += [
             "",
             "Received-to-commit by stage inside the worker (commit log), p50 / p99 ms: "
-            + ", ".join(STAGES)
+            + ", ".join(WORKER_STAGES)
             + ".",
             "",
-            "| workers | run | " + " | ".join(STAGES) + " |",
-            "| --- | --- |" + " --- |" * len(STAGES),
+            "| workers | run | " + " | ".join(WORKER_STAGES) + " |",
+            "| --- | --- |" + " --- |" * len(WORKER_STAGES),
         ]
         for run in staged:
             what = f"{run.load:.0%}" if run.load is not None else run.mode
-            cells = " | ".join(f"{run.stages_ms[s][0]:.1f} / {run.stages_ms[s][1]:.1f}" for s in STAGES)
+            st = run.stages_ms
+            cells = " | ".join(f"{st[s][0]:.1f} / {st[s][1]:.1f}" for s in WORKER_STAGES)
             lines.append(f"| {run.workers} | {what} | {cells} |")
     if r.dedup:
         lines += [
