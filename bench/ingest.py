@@ -545,6 +545,7 @@ class Run:
     load_average: float = 0.0  # the machine's 1-minute load average at the end of the run
     # received-to-commit by stage inside the worker (WORKER_STAGES): p50, p99 ms
     stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    event_stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # the event thread's
 
 
 def percentiles(lat: list[float]) -> tuple[float, float]:
@@ -609,6 +610,7 @@ def _e2e_run(
     )
     run.ingest_p50_ms, run.ingest_p99_ms = percentiles([(c - r) * 1000 for r, c in both.values()])
     run.stages_ms = stage_percentiles(ingest.traces(epoch))
+    run.event_stages_ms = stage_percentiles(ingest.traces(ev_epoch))
     if ev_sent:
         run.event_p50_ms, run.event_p99_ms = percentiles(
             [(ev_commits[k] - t) * 1000 for k, t in ev_sent.items()]
@@ -1148,9 +1150,10 @@ def render(r: Report) -> str:
         ]
         for run in staged:
             what = f"{run.load:.0%}" if run.load is not None else run.mode
-            st = run.stages_ms
-            cells = " | ".join(f"{st[s][0]:.1f} / {st[s][1]:.1f}" for s in WORKER_STAGES)
-            lines.append(f"| {run.workers} | {what} | {cells} |")
+            for label, st in (("", run.stages_ms), (", events", run.event_stages_ms)):
+                if st:
+                    cells = " | ".join(f"{st[s][0]:.1f} / {st[s][1]:.1f}" for s in WORKER_STAGES)
+                    lines.append(f"| {run.workers} | {what}{label} | {cells} |")
     if r.dedup:
         lines += [
             "",
