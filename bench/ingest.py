@@ -655,7 +655,10 @@ STAGES = [
             "ack_many (eldercare/ingest/mqtt.py",
         ),
     ),
-    ("ack publishing", ("AckPublisher", "_run (eldercare/ingest/mqtt.py")),
+    (
+        "ack publishing",
+        ("AckPublisher", "_run (eldercare/ingest/mqtt.py", "publish_retained", "_out_flush", "_out_done"),
+    ),
     ("metrics, commit log", ("_account",)),
     ("build COPY rows", ("readings (eldercare/ingest/batch.py",)),
     ("decode + validate", ("decode (eldercare/protocol.py", "check (eldercare/ingest/batch.py", "_check (")),
