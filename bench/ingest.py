@@ -333,6 +333,26 @@ def raw_copy(url: str, rows: int, batch: int, repeat: int) -> dict[str, float]:
     }
 
 
+def commit_latency(url: str, commits: int = 300) -> tuple[float, float, str]:
+    """p50 and p99 of one small transaction (an insert and its COMMIT) from this client, and
+    the server's ``synchronous_commit``: the part of any publish-to-commit latency that is the
+    database's durability, not ingest."""
+    lat = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        setting = str(conn.execute("SHOW synchronous_commit").fetchone()[0])  # type: ignore[index]
+        conn.execute("CREATE TABLE bench_commit_probe (i int)")
+        try:
+            for i in range(commits):
+                started = time.perf_counter()
+                with conn.transaction():
+                    conn.execute("INSERT INTO bench_commit_probe VALUES (%s)", (i,))
+                lat.append((time.perf_counter() - started) * 1000)
+        finally:
+            conn.execute("DROP TABLE bench_commit_probe")
+    p50, p99 = percentiles(lat)
+    return p50, p99, setting
+
+
 def datetime_copy(url: str, rows: int, batch: int) -> float:
     """For comparison: psycopg ``write_row`` with ``datetime`` objects built from the milliseconds."""
     from datetime import UTC, datetime
@@ -437,17 +457,58 @@ class Ingest:
         c.loop_stop()
 
     def commits(self, epoch: str) -> dict[tuple[str, int], float]:
-        out: dict[tuple[str, int], float] = {}
+        return {k: c for k, (_r, c) in self.received_commits(epoch).items()}
+
+    def received_commits(self, epoch: str) -> dict[tuple[str, int], tuple[float, float]]:
+        """(received by a worker, committed) of each message: the first commit's."""
+        return {k: (t[0], t[1]) for k, t in self.traces(epoch).items()}
+
+    def traces(self, epoch: str) -> dict[tuple[str, int], tuple[float, ...]]:
+        """(received, committed, then the worker's stages if logged: picked from the inbox, added
+        to the open batch, batch taken by the writer) of each message: the first commit's."""
+        out: dict[tuple[str, int], tuple[float, ...]] = {}
         for i in range(self.workers):
             path = self.commit_log.with_name(f"{self.commit_log.name}.{i}")
             if not path.exists():
                 continue
             for line in path.read_text().splitlines():
-                gw, ep, seq, _received, committed = line.split()
+                gw, ep, seq, *times = line.split()
                 if ep == epoch:  # the first commit: every worker stores (or skips) each event
                     key = (gw, int(seq))
-                    out[key] = min(float(committed), out.get(key, float("inf")))
+                    t = tuple(float(x) for x in times)
+                    if t[1] < out.get(key, (0.0, float("inf")))[1]:
+                        out[key] = t
         return out
+
+
+WORKER_STAGES = ("inbox", "validate", "writer wake", "database")  # received->picked->added->taken->committed
+
+
+def stage_percentiles(traces: dict[tuple[str, int], tuple[float, ...]]) -> dict[str, tuple[float, float]]:
+    """p50 / p99 ms of each stage of a message's time inside a worker (from the commit log)."""
+    full = [t for t in traces.values() if len(t) >= 5]
+    if not full:
+        return {}
+    out = {}
+    for name, (a, b) in zip(WORKER_STAGES, [(0, 2), (2, 3), (3, 4), (4, 1)], strict=True):
+        out[name] = percentiles([(t[b] - t[a]) * 1000 for t in full])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants so far (Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def wait_stored(url: str, expected: int, timeout: float = 300) -> None:
@@ -472,7 +533,19 @@ class Run:
     event_p50_ms: float | None = None
     event_p99_ms: float | None = None
     events: int = 0
+    # the same latency in two parts: publish -> a worker received it, received -> committed
+    deliver_p50_ms: float | None = None
+    deliver_p99_ms: float | None = None
+    ingest_p50_ms: float | None = None
+    ingest_p99_ms: float | None = None
+    event_ingest_p99_ms: float | None = None
+    # CPU time of the ingest processes (all workers, all threads) per message stored: what the
+    # worker costs, much less sensitive to the other processes on the machine than a rate
+    ingest_cpu_us_per_message: float | None = None
     load_average: float = 0.0  # the machine's 1-minute load average at the end of the run
+    # received-to-commit by stage inside the worker (WORKER_STAGES): p50, p99 ms
+    stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    event_stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # the event thread's
 
 
 def percentiles(lat: list[float]) -> tuple[float, float]:
@@ -502,13 +575,18 @@ def _e2e_run(
     if mode == "drain":
         ingest.stop()  # its session stays subscribed on the broker and collects the messages
     ev = (ev_epoch, *events) if events else None
+    cpu = cpu_seconds(ingest.proc.pid) if ingest.proc is not None and mode != "drain" else None
     results = publish(broker.port, epoch, messages, publishers, rate_msgs, ev)
     total = sum(len(r["sent"]) for r in results)
     if mode == "drain":
         ingest.start()
     wait_stored(url, total)
-    commits = ingest.commits(epoch)
-    ev_commits = ingest.commits(ev_epoch)
+    if cpu is not None and ingest.proc is not None:
+        cpu = (cpu_seconds(ingest.proc.pid) - cpu) / total * 1e6
+    both = ingest.received_commits(epoch)
+    commits = {k: c for k, (_r, c) in both.items()}
+    ev_both = ingest.received_commits(ev_epoch)
+    ev_commits = {k: c for k, (_r, c) in ev_both.items()}
     ev_sent = {key: t for r in results if r["events"] for key, t in r["sent"]}
     results = [r for r in results if not r["events"]]
     total = sum(len(r["sent"]) for r in results)
@@ -526,10 +604,18 @@ def _e2e_run(
     p50, p99 = percentiles([(commits[k] - t) * 1000 for k, t in sent.items() if k in commits])
     offered = rate_msgs * READINGS_PER_MESSAGE if rate_msgs else None
     run = Run(ingest.workers, mode, offered, landed, p50, p99, total)
+    run.ingest_cpu_us_per_message = cpu
+    run.deliver_p50_ms, run.deliver_p99_ms = percentiles(
+        [(both[k][0] - t) * 1000 for k, t in sent.items() if k in both]
+    )
+    run.ingest_p50_ms, run.ingest_p99_ms = percentiles([(c - r) * 1000 for r, c in both.values()])
+    run.stages_ms = stage_percentiles(ingest.traces(epoch))
+    run.event_stages_ms = stage_percentiles(ingest.traces(ev_epoch))
     if ev_sent:
         run.event_p50_ms, run.event_p99_ms = percentiles(
             [(ev_commits[k] - t) * 1000 for k, t in ev_sent.items()]
         )
+        run.event_ingest_p99_ms = percentiles([(c - r) * 1000 for r, c in ev_both.values()])[1]
         run.events = len(ev_sent)
     return run
 
@@ -566,14 +652,21 @@ STAGES = [
         (
             "MqttSource.ack",
             "ack (eldercare/ingest/mqtt.py",
+            "ack_many (eldercare/ingest/mqtt.py",
         ),
     ),
-    ("ack publishing", ("AckPublisher", "_run (eldercare/ingest/mqtt.py")),
+    (
+        "ack publishing",
+        ("AckPublisher", "_run (eldercare/ingest/mqtt.py", "publish_retained", "_out_flush", "_out_done"),
+    ),
     ("metrics, commit log", ("_account",)),
     ("build COPY rows", ("readings (eldercare/ingest/batch.py",)),
     ("decode + validate", ("decode (eldercare/protocol.py", "check (eldercare/ingest/batch.py", "_check (")),
     ("batch hand-over", ("_add (eldercare/ingest/worker.py",)),
-    ("MQTT receive (paho)", ("_on_message", "_packet_read", "_handle_publish", "loop_read", "_sock_recv")),
+    (
+        "MQTT receive (paho)",
+        ("_on_message", "_on_publish", "_packet_read", "_handle_publish", "loop_read", "_sock_recv"),
+    ),
     ("MQTT loop (paho)", ("paho",)),
 ]
 
@@ -592,6 +685,7 @@ def thread_of(stack: list[str]) -> str:
     for name, needle in (
         ("writer (telemetry commits)", "_write_loop"),
         ("events", "_event_loop"),
+        ("watermarks", "_watermark_loop"),
         ("main (decode, validate)", "_batch_loop"),
         ("acks", "AckPublisher"),
         ("paho network", "paho"),
@@ -772,6 +866,10 @@ class Report:
     decode_validate_rows_us_per_message: float = 0  # thread CPU time
     decode_validate_rows_wall_us_per_message: float = 0
     broker_bare_subscriber_readings_per_s: float = 0
+    # one row inserted and committed, as PostgreSQL is configured (fsync of the WAL): the floor
+    commit_p50_ms: float = 0
+    commit_p99_ms: float = 0
+    synchronous_commit: str = ""
     runs: list[Run] = field(default_factory=list)
     dedup: list[dict[str, Any]] = field(default_factory=list)
     profile: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -868,6 +966,11 @@ def limits(
         f"raw COPY: {report.raw_copy_10k_rows_per_s:,.0f} rows/s (10k), "
         f"{report.raw_copy_50k_rows_per_s:,.0f} (50k)"
     )
+    report.commit_p50_ms, report.commit_p99_ms, report.synchronous_commit = commit_latency(url)
+    log(
+        f"one-row commit: p50 {report.commit_p50_ms:.1f} ms, p99 {report.commit_p99_ms:.1f} ms "
+        f"(synchronous_commit {report.synchronous_commit})"
+    )
     bare_msgs = int(20_000 * seconds / 8) * 2
     report.broker_bare_subscriber_readings_per_s = broker_rate(broker, bare_msgs, publishers)
     log(f"broker -> bare subscriber: {report.broker_bare_subscriber_readings_per_s:,.0f} readings/s")
@@ -918,7 +1021,10 @@ def e2e_runs(
     n = int(report.raw_copy_10k_rows_per_s * seconds / READINGS_PER_MESSAGE)
     flat = e2e_run(ingest, broker, url, n, args.publishers, None, "flat_out")
     report.runs.append(flat)
-    log(f"{workers} worker(s) flat out: {flat.landed_readings_per_s:,.0f} readings/s")
+    log(
+        f"{workers} worker(s) flat out: {flat.landed_readings_per_s:,.0f} readings/s, "
+        f"ingest CPU {flat.ingest_cpu_us_per_message or 0:.0f} µs per message"
+    )
     if not args.skip_drain:
         drain = e2e_run(ingest, broker, url, n, args.publishers, None, "drain")
         report.runs.append(drain)
@@ -1002,13 +1108,19 @@ def render(r: Report) -> str:
             f"Decode + validate + build COPY rows: {r.decode_validate_rows_us_per_message:.1f} µs of CPU "
             f"({r.decode_validate_rows_wall_us_per_message:.1f} µs wall) per {READINGS_PER_MESSAGE}-reading "
             "message.",
+            "",
+            f"One-row transaction (insert + COMMIT) from a client: p50 {r.commit_p50_ms:.1f} ms, "
+            f"p99 {r.commit_p99_ms:.1f} ms, with synchronous_commit = {r.synchronous_commit} "
+            "(the database's share of every publish-to-commit latency).",
         ]
     if r.runs:
         lines += [
             "",
             "| workers | run | offered readings/s | landed readings/s | publish-to-commit p50 / p99 "
-            "| events (SOS) p50 / p99 | load average after |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| of which publish-to-received / received-to-commit p99 "
+            "| events (SOS) p50 / p99 (received-to-commit p99) | ingest CPU per message "
+            "| load average after |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
     for run in r.runs:
         offered = f"{run.offered_readings_per_s:,.0f}" if run.offered_readings_per_s else "flat out"
@@ -1018,10 +1130,33 @@ def render(r: Report) -> str:
             offered += f" ({run.load:.0%})"
         lat = f"{run.p50_ms:.0f} / {run.p99_ms:.0f} ms" if run.p50_ms is not None else "-"
         ev = f"{run.event_p50_ms:.0f} / {run.event_p99_ms:.0f} ms" if run.event_p99_ms is not None else "-"
+        if run.event_ingest_p99_ms is not None:
+            ev += f" ({run.event_ingest_p99_ms:.0f} ms)"
+        split = "-"
+        if run.deliver_p99_ms is not None and run.ingest_p99_ms is not None:
+            split = f"{run.deliver_p99_ms:.0f} / {run.ingest_p99_ms:.0f} ms"
+        cpu = f"{run.ingest_cpu_us_per_message:.0f} µs" if run.ingest_cpu_us_per_message is not None else "-"
         lines.append(
-            f"| {run.workers} | {run.mode} | {offered} | {run.landed_readings_per_s:,.0f} | {lat} | {ev} "
-            f"| {run.load_average:.1f} |"
+            f"| {run.workers} | {run.mode} | {offered} | {run.landed_readings_per_s:,.0f} | {lat} | {split} "
+            f"| {ev} | {cpu} | {run.load_average:.1f} |"
         )
+    staged = [run for run in r.runs if run.stages_ms]
+    if staged:
+        lines += [
+            "",
+            "Received-to-commit by stage inside the worker (commit log), p50 / p99 ms: "
+            + ", ".join(WORKER_STAGES)
+            + ".",
+            "",
+            "| workers | run | " + " | ".join(WORKER_STAGES) + " |",
+            "| --- | --- |" + " --- |" * len(WORKER_STAGES),
+        ]
+        for run in staged:
+            what = f"{run.load:.0%}" if run.load is not None else run.mode
+            for label, st in (("", run.stages_ms), (", events", run.event_stages_ms)):
+                if st:
+                    cells = " | ".join(f"{st[s][0]:.1f} / {st[s][1]:.1f}" for s in WORKER_STAGES)
+                    lines.append(f"| {run.workers} | {what}{label} | {cells} |")
     if r.dedup:
         lines += [
             "",

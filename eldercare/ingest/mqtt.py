@@ -24,10 +24,13 @@ must acknowledge it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import queue
+import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -36,6 +39,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -56,48 +60,264 @@ ACK_INTERVAL_S = 0.2  # at most one acknowledgement per gateway this often (even
 
 
 RECV_CHUNK = 65_536  # bytes read from the broker's socket at once
+_PUBACK = struct.Struct("!BBH")  # fixed header (PUBACK, remaining length 2) and the packet id
+_PUBLISH, _PUBACK_CMD = 0x30, 0x40
+_PUBLISH_Q1_RETAINED = _PUBLISH | 1 << 1 | 1  # QoS 1, retain
+_U16 = struct.Struct("!H")
+# Retained QoS 1 publishes of ours in flight at most (below the broker's Receive Maximum, which
+# MQTT 3.1.1 does not tell): the rest wait, newest per topic only, for a broker's PUBACK.
+ACK_WINDOW_MAX = 1000
+# topic, payload, packet id, qos, retain
+PublishHook = Callable[[bytes, bytes, int, int, bool], None]
 
 
 class ChunkedClient(mqtt.Client):
-    """paho-mqtt's client reading its socket in chunks instead of a few bytes at a time.
+    """paho-mqtt's client with a lean receive path and acknowledgements in bulk, for ingest.
 
     paho reads every packet with at least three ``recv()`` calls (the command byte, the length
-    bytes one by one, then the rest), after one ``select()`` per packet: four system calls per
-    message, each releasing and retaking the GIL, which the decoding and writing threads hold
-    meanwhile. In the profile of a worker flat out (docs/performance.md, "Ingest") that was a
-    quarter of paho's thread. Here one ``recv()`` fills a buffer the packets are cut from, and a
-    read goes on while the buffer holds bytes (``select()`` cannot see them). Only the reading
-    side changes; what paho does with the packets is untouched.
+    bytes one by one, then the rest), after one ``select()`` per packet, and turns each PUBLISH
+    into an ``MQTTMessage`` with a parsed v5 ``Properties`` object, a topic match against the
+    filtered callbacks and two locks: in the profiles of a worker flat out (docs/performance.md,
+    "Ingest") that was about a third of the worker's CPU. Here one ``recv()`` of up to 64 KiB fills
+    a buffer, every complete packet in it is cut out in one pass, and a QoS 1 PUBLISH goes straight
+    to :attr:`publish_hook` as (topic, payload, packet id, qos, retain): ingest needs none of its
+    properties. Every other packet (CONNACK, SUBACK, PINGRESP, QoS 0 and 2 PUBLISH...) is handed
+    to paho's own handling unchanged. :meth:`ack_many` sends the PUBACKs of a whole commit as one
+    write instead of one queued packet, one wake-up byte and one ``send()`` per message. The
+    socket has ``TCP_NODELAY``: a PUBACK is never held back by Nagle's algorithm waiting for the
+    broker's TCP acknowledgement of the previous one.
+
+    :meth:`publish_retained` is the same for what ingest publishes (the gateways'
+    acknowledgements, retained, QoS 1): paho's ``publish()`` built an ``MQTTMessage``, took its
+    locks, woke its network thread and sent each with a ``send()`` of its own, then handled the
+    broker's PUBACK through its generic path, about 50 µs of CPU per acknowledgement. Here the
+    PUBLISH packets of one turn are built in one pass and queued as one write, and the broker's
+    PUBACKs are cut from the receive buffer. The packets on the wire are the same (QoS 1, retain,
+    packet ids from paho's own generator); at most the broker's Receive Maximum are in flight,
+    and what is unacknowledged when the connection drops is sent again after the next CONNACK
+    unless a newer one of the same topic waits (a watermark only moves up).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._rbuf = b""
-        self._rpos = 0
+        self._rbuf = bytearray()
+        self.publish_hook: PublishHook | None = None
+        self._out_lock = threading.Lock()
+        self._out_open = False  # CONNACK received on the current connection
+        self._out_window = 0
+        self._out_waiting: dict[bytes, bytes] = {}  # topic -> payload, oldest first
+        self._out_inflight: dict[int, tuple[bytes, bytes]] = {}  # packet id -> (topic, payload)
+        self.publish_refused = 0  # PUBACKs of ours with a failure reason code (v5)
 
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._rpos >= len(self._rbuf):
-            data = super()._sock_recv(RECV_CHUNK)  # BlockingIOError when nothing is there
-            if len(data) <= bufsize:
-                return data  # b"" is the end of the connection: paho handles it
-            self._rbuf, self._rpos = data, 0
-        end = self._rpos + bufsize
-        out = self._rbuf[self._rpos : end]
-        self._rpos = min(end, len(self._rbuf))
-        return out
+    def _create_socket_connection(self) -> socket.socket:
+        sock = super()._create_socket_connection()
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
-    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        rc = super().loop_read(max_packets)
-        while rc == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self.buffered():
-            rc = super().loop_read(max_packets)
+    def _packet_read(self) -> mqtt.MQTTErrorCode:
+        """One ``recv()``, then every complete packet in the buffer; MQTT_ERR_AGAIN when done."""
+        try:
+            data = self._sock_recv(RECV_CHUNK)
+        except BlockingIOError:
+            return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
+        except OSError as err:
+            self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if not data:
+            return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        buf = self._rbuf
+        buf += data
+        pos, end = 0, len(buf)
+        v5 = self._protocol == mqtt.MQTTv5
+        hook = self.publish_hook
+        inflight = self._out_inflight
+        freed = False
+        try:
+            while end - pos >= 2:
+                cmd = buf[pos]
+                length, mult, i = 0, 1, pos + 1
+                while True:  # remaining length: 1-4 bytes, 7 bits each
+                    if i >= end:
+                        return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
+                    byte = buf[i]
+                    length += (byte & 127) * mult
+                    i += 1
+                    if not byte & 128:
+                        break
+                    mult *= 128
+                    if i - pos > 4:
+                        return mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+                if end - i < length:
+                    return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
+                pos = i + length
+                qos = (cmd >> 1) & 3
+                if cmd & 0xF0 == _PUBLISH and qos == 1 and hook is not None:
+                    at = self._publish_payload_at(buf, i, pos, v5)
+                    if at < 0:
+                        self._easy_log(mqtt.MQTT_LOG_ERR, "Received malformed PUBLISH packet")
+                        return mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+                    tlen = buf[i] << 8 | buf[i + 1]
+                    mid = buf[i + 2 + tlen] << 8 | buf[i + 3 + tlen]
+                    hook(bytes(buf[i + 2 : i + 2 + tlen]), bytes(buf[at:pos]), mid, qos, bool(cmd & 1))
+                    continue
+                if cmd == _PUBACK_CMD and length >= 2 and inflight:
+                    mid = buf[i] << 8 | buf[i + 1]
+                    if self._out_done(mid, buf[i + 2] if length > 2 else 0):
+                        freed = True
+                        continue
+                rc = self._handle_other(cmd, length, buf[i:pos])
+                if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is None:
+                    return rc
+            return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
+        finally:
+            del buf[:pos]
+            if freed and self._out_waiting:
+                with self._out_lock:
+                    self._out_flush()
+
+    @staticmethod
+    def _publish_payload_at(buf: bytearray, start: int, end: int, v5: bool) -> int:
+        """Where a QoS 1 PUBLISH's payload starts (after topic, packet id and v5 properties), -1 if
+        the packet is malformed."""
+        if end - start < 4:
+            return -1
+        tlen = buf[start] << 8 | buf[start + 1]
+        at = start + 2 + tlen + 2  # topic, then the packet id
+        if at > end or (tlen == 0 and not v5):
+            return -1
+        if v5:  # properties: skipped (a variable byte integer, then that many bytes)
+            plen, mult = 0, 1
+            for _ in range(4):
+                if at >= end:
+                    return -1
+                byte = buf[at]
+                at += 1
+                plen += (byte & 127) * mult
+                if not byte & 128:
+                    break
+                mult *= 128
+            else:
+                return -1
+            at += plen
+            if at > end:
+                return -1
+        return at
+
+    def _handle_other(self, cmd: int, length: int, packet: bytearray) -> mqtt.MQTTErrorCode:
+        """A packet the fast path does not take, through paho's own handling."""
+        self._in_packet = {
+            "command": cmd,
+            "have_remaining": 1,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": length,
+            "packet": packet,
+            "to_process": 0,
+            "pos": 0,
+        }
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(b""),
+            "to_process": 0,
+            "pos": 0,
+        }
         return rc
+
+    def ack_many(self, mids: list[int]) -> None:
+        """PUBACK these QoS 1 packet ids, in one write."""
+        if mids:
+            pack = _PUBACK.pack
+            self._packet_queue(_PUBACK_CMD, b"".join([pack(_PUBACK_CMD, 2, mid) for mid in mids]), 0, 0)
 
     def buffered(self) -> int:
         """Bytes received from the socket and not yet cut into packets."""
-        return len(self._rbuf) - self._rpos
+        return len(self._rbuf)
+
+    # Our own retained QoS 1 publishes -----------------------------------------------------------
+
+    def publish_retained(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Publish (topic, payload) pairs retained with QoS 1, as one write: a newer payload of a
+        topic still waiting replaces the older one."""
+        with self._out_lock:
+            waiting = self._out_waiting
+            for topic, payload in items:
+                waiting.pop(topic, None)
+                waiting[topic] = payload
+            self._out_flush()
+
+    def publish_open(self, receive_maximum: int | None) -> None:
+        """The connection is up (CONNACK): send what waits, at most ``receive_maximum`` in flight."""
+        with self._out_lock:
+            self._out_window = min(receive_maximum or ACK_WINDOW_MAX, ACK_WINDOW_MAX)
+            self._out_open = True
+            self._out_flush()
+
+    def publish_pending(self) -> int:
+        """Our publishes not yet acknowledged by the broker (waiting or in flight)."""
+        with self._out_lock:
+            return len(self._out_waiting) + len(self._out_inflight)
+
+    def _out_flush(self) -> None:
+        """Send what the window allows, in one write (``_out_lock`` held)."""
+        waiting, inflight = self._out_waiting, self._out_inflight
+        room = self._out_window - len(inflight)
+        if not self._out_open or not waiting or room <= 0:
+            return
+        v5 = self._protocol == mqtt.MQTTv5
+        pack = _U16.pack
+        out = bytearray()
+        while waiting and room > 0:
+            topic = next(iter(waiting))
+            payload = waiting.pop(topic)
+            mid = self._mid_generate()
+            while mid in inflight:  # only after 65,535 ids with one still unacknowledged
+                mid = self._mid_generate()
+            inflight[mid] = (topic, payload)
+            room -= 1
+            body = pack(len(topic)) + topic + pack(mid) + (b"\0" if v5 else b"") + payload
+            out.append(_PUBLISH_Q1_RETAINED)
+            n = len(body)
+            while True:  # remaining length: 7 bits a byte
+                byte, n = n & 127, n >> 7
+                out.append(byte | 128 if n else byte)
+                if not n:
+                    break
+            out += body
+        self._packet_queue(_PUBLISH_Q1_RETAINED, bytes(out), 0, 1)
+
+    def _out_done(self, mid: int, reason: int) -> bool:
+        """A broker's PUBACK: True if it was for one of ours."""
+        with self._out_lock:
+            item = self._out_inflight.pop(mid, None)
+        if item is None:
+            return False
+        if reason >= 0x80:
+            self.publish_refused += 1
+            self._easy_log(mqtt.MQTT_LOG_ERR, "broker refused publish to %r: reason 0x%02x", item[0], reason)
+        return True
 
     def _sock_close(self) -> None:
-        self._rbuf, self._rpos = b"", 0  # a new connection starts with a new stream
+        self._rbuf = bytearray()  # a new connection starts with a new stream
+        with self._out_lock:
+            # Unacknowledged publishes go again after the next CONNACK, newest per topic only.
+            self._out_open = False
+            waiting, inflight = self._out_waiting, self._out_inflight
+            for topic, payload in reversed(list(inflight.values())):
+                if topic not in waiting:
+                    waiting[topic] = payload
+            inflight.clear()
         super()._sock_close()
 
 
@@ -220,7 +440,8 @@ class MqttSource:
         c.reconnect_delay_set(1, 30)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
+        c.on_message = self._on_message  # QoS 0 and 2 (which ingest never asks for)
+        c.publish_hook = self._on_publish  # QoS 1: everything ingest subscribes to
         c.on_subscribe = self._on_subscribe
         c.on_unsubscribe = self._on_unsubscribe
         self.client = c
@@ -259,11 +480,14 @@ class MqttSource:
         self._set_state(False)
 
     def ack(self, items: Iterable[Inbound]) -> int:
-        """PUBACK committed messages received on the current connection; returns how many."""
+        """PUBACK committed messages received on the current connection (in one write); returns how
+        many."""
         gen = self.generation
-        n = 0
+        mids = [m.mid for m in items if m.qos == 1 and m.generation == gen]
+        self.client.ack_many(mids)
+        n = len(mids)
         for m in items:
-            if m.qos > 0 and m.generation == gen:
+            if m.qos == 2 and m.generation == gen:
                 self.client.ack(m.mid, m.qos)
                 n += 1
         return n
@@ -278,11 +502,12 @@ class MqttSource:
         if self.on_state is not None:
             self.on_state(up)
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any = None) -> None:
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, props: Any = None) -> None:
         if rc.is_failure:
             log.warning("broker refused ingest client %s: %s", self.client_id, rc)
             return
         self.generation += 1
+        self.client.publish_open(getattr(props, "ReceiveMaximum", None))
         log.info(
             "connected to %s:%s as %s (session present: %s)",
             self.address.host,
@@ -321,19 +546,22 @@ class MqttSource:
         self._set_state(False)
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self._on_publish(bytes(msg._topic), bytes(msg.payload), msg.mid, msg.qos, msg.retain)
+
+    def _on_publish(self, raw_topic: bytes, payload: bytes, mid: int, qos: int, retain: bool) -> None:
         if self.closing:
             return  # not acknowledged: the broker redelivers it to our next session
         try:
-            topic = msg.topic
+            topic = raw_topic.decode()
         except UnicodeDecodeError:
-            topic = bytes(msg._topic).decode("utf-8", "replace")
+            topic = raw_topic.decode("utf-8", "replace")
         if topic.endswith(ACK_SUFFIX) and not topic.startswith(self.control_prefix):
             # Our own acknowledgements to gateways, which a session's old ``#`` subscription may
             # still bring back until it is gone: nothing to store, never a dead letter per ack.
-            if msg.qos > 0:
-                self.client.ack(msg.mid, msg.qos)
+            if qos > 0:
+                self.client.ack(mid, qos)
             return
-        item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, self.generation, time.time(), msg.retain)
+        item = Inbound(topic, payload, mid, qos, self.generation, time.time(), retain)
         if self.urgent is not None and topic.endswith(EVENT_TOPIC_SUFFIX):
             self.urgent.put_nowait(item)  # bounded by Receive Maximum
             return
@@ -410,7 +638,7 @@ class AckThrottle:
 class AckPublisher:
     """Publishes ``{"v": 1, "epoch": ..., "seq": N}`` retained, QoS 1, on ``.../{gateway}/ack``."""
 
-    def __init__(self, client: mqtt.Client, root: str, interval: float = ACK_INTERVAL_S) -> None:
+    def __init__(self, client: ChunkedClient, root: str, interval: float = ACK_INTERVAL_S) -> None:
         self.client = client
         self.root = root
         self.throttle = AckThrottle(interval)
@@ -447,9 +675,14 @@ class AckPublisher:
                     self.cond.wait(None if at is None else at - now)
                 # closing: what is pending is published once more before the connection goes
                 due = self.throttle.due(math.inf if self.closing else time.monotonic())
-            for site, gw, epoch, seq in due:
-                body = encode(Ack(v=1, epoch=epoch, seq=seq))
-                self.client.publish(f"{self.root}/{site}/{gw}{ACK_SUFFIX}", body, qos=1, retain=True)
-                self.published += 1
+            if due:
+                root = self.root
+                self.client.publish_retained(
+                    [
+                        (f"{root}/{site}/{gw}{ACK_SUFFIX}".encode(), encode(Ack(v=1, epoch=epoch, seq=seq)))
+                        for site, gw, epoch, seq in due
+                    ]
+                )
+                self.published += len(due)
             if self.closing:
                 return

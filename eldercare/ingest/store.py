@@ -204,6 +204,8 @@ class WriteResult:
     dead: list[Rejected] = field(default_factory=list)
     # (site, gateway, epoch) -> highest seq of that epoch up to which every message is stored
     acks: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # with ``defer_acks``: the watermarks still to advance (:meth:`Store.advance_acks`)
+    pending: AckWork = field(default_factory=lambda: AckWork())
 
     def add(self, other: WriteResult) -> None:
         self.messages += other.messages
@@ -214,6 +216,54 @@ class WriteResult:
         self.dead.extend(other.dead)
         for key, seq in other.acks.items():
             self.acks[key] = max(seq, self.acks.get(key, seq))
+        self.pending.merge(other.pending)
+
+
+@dataclass
+class AckWork:
+    """The (gateway, epoch) watermarks a commit may move: site, messages of the epoch, highest low.
+
+    Pure bookkeeping, so the work of several commits can be merged and done in one transaction
+    (the message counts only size the window :data:`ACK_ADVANCE` reads).
+    """
+
+    keys: dict[tuple[str, str], list[Any]] = field(default_factory=dict)  # -> [site, count, low]
+
+    def __bool__(self) -> bool:
+        return bool(self.keys)
+
+    def note(self, site: str, gateway: str, epoch: str, low: int | None = None) -> None:
+        entry = self.keys.get((gateway, epoch))
+        if entry is None:
+            self.keys[(gateway, epoch)] = [site, 1, low]
+            return
+        entry[1] += 1
+        if low is not None and (entry[2] is None or low > entry[2]):
+            entry[2] = low
+
+    def merge(self, other: AckWork) -> None:
+        for (gw, ep), (site, n, low) in other.keys.items():
+            entry = self.keys.get((gw, ep))
+            if entry is None:
+                self.keys[(gw, ep)] = [site, n, low]
+                continue
+            entry[1] += n
+            if low is not None and (entry[2] is None or low > entry[2]):
+                entry[2] = low
+
+
+def ack_work(good: list[Accepted], refused: list[tuple[str, str, str, int]]) -> AckWork:
+    """What a batch's watermarks need: its stored (or duplicate) messages and its refused ids.
+
+    Duplicates count too: a gateway re-sending because an acknowledgement was lost gets one.
+    """
+    work = AckWork()
+    for a in good:
+        if a.kind != "status":
+            work.note(a.site, a.gateway, a.epoch, getattr(a.message, "low", None))
+    for site, gw, ep, _ in refused:
+        work.note(site, gw, ep)
+    return work
 
 
 class _MessageId(msgspec.Struct):
@@ -277,17 +327,18 @@ def _reject(a: Accepted, reason: str) -> Rejected:
 class Store:
     """One connection, owned by the writer thread; reconnects on demand.
 
-    ``acks_after_commit`` (the event path): the acknowledgement watermark is advanced in a
-    transaction of its own after the messages' commit, not inside it. The watermark row of a
-    (gateway, epoch) is locked until the commit that advances it returns, so inside the commit an
-    alarm would wait for a telemetry commit of the same gateway on another connection (a large COPY
-    and its fsync); after it, only its acknowledgement waits.
+    ``acks_after_commit``: the acknowledgement watermark is advanced in a transaction of its own
+    after the messages' commit, not inside it. The watermark row of a (gateway, epoch) is locked
+    until the commit that advances it returns, so inside the commit an alarm would wait for a
+    telemetry commit of the same gateway on another connection (a large COPY and its fsync), and
+    two workers' telemetry commits of the same gateways would wait for each other; after it, only
+    the acknowledgement waits. ``write(..., defer_acks=True)`` leaves even that to the caller
+    (:meth:`advance_acks`, which the worker runs on a connection and thread of their own).
     """
 
     def __init__(self, url: str, *, acks_after_commit: bool = False) -> None:
         self.url = url
         self.acks_after_commit = acks_after_commit
-        self._ack_later: tuple[list[Accepted], list[tuple[str, str, str, int]]] | None = None
         self.conn: psycopg.Connection[Any] | None = None
         self._changed: set[str] = set()  # gateways named by NOTIFY gateway_registry since last applied
         self._reload = True  # a new connection may have missed notifications: reload the registry
@@ -434,30 +485,59 @@ class Store:
 
     # Batches --------------------------------------------------------------------------------
 
-    def write(self, batch: Batch, registry: Registry) -> WriteResult:
+    def write(self, batch: Batch, registry: Registry, *, defer_acks: bool = False) -> WriteResult:
         """Commit one batch, or raise :class:`StoreUnavailable` having committed nothing.
 
         A missing time partition is created and the batch retried. Data the database refuses
         (rare: e.g. a NUL escape in an event's evidence) is isolated message by message, and the
         refused ones become dead letters, so one bad message cannot block the stream.
+
+        With ``defer_acks`` the watermarks are not advanced at all: ``result.pending`` says what
+        to pass to :meth:`advance_acks` (on any store) once the messages are committed.
         """
+        result = self._write(batch, registry, defer=defer_acks or self.acks_after_commit)
+        if self.acks_after_commit and not defer_acks and result.pending:
+            # The messages are committed; their watermark follows in a short transaction of its
+            # own, which may wait for another commit of the same gateway.
+            result.acks = self.advance_acks(result.pending)
+            result.pending = AckWork()
+        return result
+
+    def _write(self, batch: Batch, registry: Registry, *, defer: bool) -> WriteResult:
         try:
-            return self._write_retrying_partitions(batch, registry)
+            return self._write_retrying_partitions(batch, registry, defer)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise self._lost(exc) from exc
         except psycopg.Error as exc:
             if len(batch) == 1:
-                return self._refused(batch, registry, exc)
+                return self._refused(batch, registry, exc, defer)
             log.warning("batch of %d messages refused (%s); writing one by one", len(batch), exc)
             total = WriteResult()
             items: list[Accepted | Rejected] = [*batch.accepted, *batch.rejected]
             for item in items:
                 single = Batch()
                 single.add(item)
-                total.add(self.write(single, registry))
+                total.add(self._write(single, registry, defer=defer))
             return total
 
-    def _refused(self, batch: Batch, registry: Registry, exc: psycopg.Error) -> WriteResult:
+    def advance_acks(self, work: AckWork) -> dict[tuple[str, str, str], int]:
+        """Advance the watermarks of already committed messages, in a transaction of their own."""
+        if not work:
+            return {}
+        try:
+            conn = self.connect()
+            for attempt in range(3):
+                try:
+                    with conn.transaction():
+                        return self._advance_acks(conn, work)
+                except errors.DeadlockDetected:
+                    if attempt == 2:
+                        raise
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._lost(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _refused(self, batch: Batch, registry: Registry, exc: psycopg.Error, defer: bool) -> WriteResult:
         if batch.rejected:  # the dead letter itself was refused: nothing sensible is left to do
             log.error("dead letter refused by the database, dropped: %s (%s)", batch.rejected[0].reason, exc)
             return WriteResult()
@@ -465,23 +545,14 @@ class Store:
         reason = f"database refused the message: {_clean(str(exc).strip())}"
         dead = Batch()
         dead.add(Rejected(a.inbound, reason, a.site, a.gateway, a.inbound.payload))
-        return self.write(dead, registry)
+        return self._write(dead, registry, defer=defer)
 
-    def _write_retrying_partitions(self, batch: Batch, registry: Registry) -> WriteResult:
+    def _write_retrying_partitions(self, batch: Batch, registry: Registry, defer: bool) -> WriteResult:
         conn = self.connect()
         for attempt in range(3):
-            self._ack_later = None
             try:
                 with conn.transaction():
-                    result = self._write_tx(conn, batch, registry)
-                if self._ack_later is not None:
-                    # The messages are committed; their watermark follows in a short transaction
-                    # of its own, which may wait for another commit of the same gateway.
-                    good, refused = self._ack_later
-                    self._ack_later = None
-                    with conn.transaction():
-                        result.acks = self._advance_acks(conn, good, refused)
-                return result
+                    return self._write_tx(conn, batch, registry, defer)
             except errors.CheckViolation as exc:
                 if "no partition" not in str(exc) or attempt == 2:
                     raise
@@ -505,7 +576,9 @@ class Store:
         for table, (lo, hi) in spans.items():
             maintain.ensure_partitions(conn, to_datetime(lo), to_datetime(hi), tables=[table])
 
-    def _write_tx(self, conn: psycopg.Connection[Any], batch: Batch, registry: Registry) -> WriteResult:
+    def _write_tx(
+        self, conn: psycopg.Connection[Any], batch: Batch, registry: Registry, defer: bool
+    ) -> WriteResult:
         good, dead = self._verify(conn, batch, registry)
         result = WriteResult(dead=dead)
         fresh: list[Accepted] = []
@@ -569,10 +642,18 @@ class Store:
                     ],
                 )
         result.messages = len(fresh)
-        if self.acks_after_commit:
-            self._ack_later = (good, refused_ids(dead, registry))
+        refused = refused_ids(dead, registry)
+        if refused:  # with the dead letters: the watermark may pass them whenever it moves
+            ids = sorted((gw, ep, seq) for _, gw, ep, seq in refused)
+            conn.execute(
+                INSERT_REFUSED,
+                {"gateways": [i[0] for i in ids], "epochs": [i[1] for i in ids], "seqs": [i[2] for i in ids]},
+            )
+        work = ack_work(good, refused)
+        if defer:
+            result.pending = work
         else:
-            result.acks = self._advance_acks(conn, good, refused_ids(dead, registry))
+            result.acks = self._advance_acks(conn, work)
         return result
 
     def _conflicts(self, conn: psycopg.Connection[Any], again: list[Accepted]) -> list[Rejected]:
@@ -603,36 +684,16 @@ class Store:
                 UNKNOWN_SENSORS, {"gateways": [g for g, _ in pairs], "sensors": [s for _, s in pairs]}
             )
 
-    def _advance_acks(
-        self, conn: psycopg.Connection[Any], good: list[Accepted], refused: list[tuple[str, str, str, int]]
-    ) -> dict[tuple[str, str, str], int]:
-        """Move each (gateway, epoch) watermark of the batch past what is now contiguously stored.
+    def _advance_acks(self, conn: psycopg.Connection[Any], work: AckWork) -> dict[tuple[str, str, str], int]:
+        """Move each (gateway, epoch) watermark of ``work`` past what is now contiguously stored.
 
-        Duplicates count too: a gateway re-sending because an acknowledgement was lost gets one.
         A message's ``low`` moves the watermark to just below it first (nothing below will come).
         """
-        sites: dict[tuple[str, str], str] = {}
-        counts: dict[tuple[str, str], int] = {}
-        lows: dict[tuple[str, str], int] = {}  # the highest ``low`` the gateway sent, per epoch
-        for a in good:
-            if a.kind != "status":
-                key = (a.gateway, a.epoch)
-                sites[key] = a.site
-                counts[key] = counts.get(key, 0) + 1
-                low = getattr(a.message, "low", None)
-                if low is not None and low > lows.get(key, -1):
-                    lows[key] = low
-        if refused:
-            ids = sorted((gw, ep, seq) for _, gw, ep, seq in refused)
-            conn.execute(
-                INSERT_REFUSED,
-                {"gateways": [i[0] for i in ids], "epochs": [i[1] for i in ids], "seqs": [i[2] for i in ids]},
-            )
-            for site, gw, ep, _ in refused:
-                sites[(gw, ep)] = site
-                counts[(gw, ep)] = counts.get((gw, ep), 0) + 1
-        if not sites:
+        if not work:
             return {}
+        sites = {key: entry[0] for key, entry in work.keys.items()}
+        counts = {key: entry[1] for key, entry in work.keys.items()}
+        lows = {key: entry[2] for key, entry in work.keys.items() if entry[2] is not None}
         keys = sorted(sites)
         out: dict[tuple[str, str, str], int] = {}
         todo = {key: counts.get(key, 0) + ACK_SLACK for key in keys}

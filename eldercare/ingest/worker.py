@@ -1,8 +1,12 @@
-"""One ingest worker (four threads) and the supervisor that runs N of them as processes.
+"""One ingest worker (a handful of threads) and the supervisor that runs N of them as processes.
 
-Threads of a worker: paho's network thread fills two inboxes (:mod:`.mqtt`): events (fall, SOS)
-in one, everything else in the other. The main thread validates telemetry and status into the
-open batch; the writer thread commits it and then acknowledges it. This is a **group commit**:
+Threads of a worker: the network threads of its two MQTT connections fill two inboxes
+(:mod:`.mqtt`): events (fall, SOS) in one, everything else in the other. The main thread validates
+telemetry and status into the open batch; the writer thread commits it and then acknowledges it
+to the broker (PUBACK). A watermark thread then advances the gateways' acknowledgement watermarks
+of what was committed, on a database connection of its own, and hands them to the publisher of
+the acknowledgements to gateways; it also records the worker's heartbeat and reloads the
+registry, so that a commit never waits for any of these. This is a **group commit**:
 the writer takes the open batch the moment it is free and the batch holds anything, so an idle
 worker commits each message at once and a loaded one forms large batches by itself (whatever
 arrived while the previous commit was in flight). A batch only grows while a commit is in flight,
@@ -10,7 +14,7 @@ bounded by rows (``ingest_batch_rows``), bytes (``ingest_batch_bytes``) and half
 Maximum in messages (so the next batch can fill while one commits); at the bound the main
 thread stops reading and the broker holds the rest. No timer anywhere.
 
-Events take their own fast path: a third thread with its own database connection validates and
+Events take their own fast path: a thread with its own database connection validates and
 commits them (group committed the same way among themselves), so a fall is never queued behind
 telemetry, neither in the inbox nor behind a large COPY. Every worker receives every event (see
 :func:`.mqtt.event_subscriptions`); copies are deduplicated by the same ``ingested_messages`` key.
@@ -22,6 +26,7 @@ worker also tells each gateway how far its epoch is stored (``.../ack``, see :mo
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -47,7 +52,7 @@ from eldercare.ingest.mqtt import (
     MqttSource,
     event_subscriptions,
 )
-from eldercare.ingest.store import Store, WriteResult
+from eldercare.ingest.store import AckWork, Store, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,10 @@ SILENT_HEARTBEATS = 3  # a peer not seen for this many heartbeats is stopped or 
 # waiting 5 ms at each of a dozen steps is the tail the issue 24 bench measured. 1 ms costs the
 # CPU-bound threads a few more switches.
 GIL_SWITCH_S = 0.001
+# Telemetry's watermarks advance at most once per this fraction of the ack interval (events': at
+# once): a gateway's acknowledgement is then at most half an interval later than it could be.
+WATERMARK_PACE = 0.5
+ACKS_ON_STOP_S = 2.0  # at most this long for the broker to take the last acknowledgements to gateways
 
 
 def client_id_for(base: str, index: int) -> str:
@@ -104,7 +113,15 @@ class Worker:
         self.validator = Validator(settings.mqtt_topic_root, self.registry, limits)
         self.event_validator = Validator(settings.mqtt_topic_root, self.registry, limits)
         self.store = Store(db_url)
-        self.event_store = Store(db_url, acks_after_commit=True)  # alarms wait for no telemetry commit
+        self.event_store = Store(db_url)
+        # Watermarks move on a connection and thread of their own, after the messages' commit: a
+        # commit never waits for another worker's commit of the same gateways (their watermark rows
+        # would be locked until it returns), and the next group commit never waits for the acks.
+        self.ack_store = Store(db_url)
+        self.ack_work = AckWork()
+        self.ack_urgent = False
+        self.ack_cond = threading.Condition()
+        self.ack_closing = False
         self.inbox: queue.Queue[Inbound | None] = queue.Queue(
             maxsize=max(2 * settings.ingest_receive_maximum, 100)
         )
@@ -150,6 +167,7 @@ class Worker:
             for k in ("telemetry", "event", "status", "invalid", "ignored")
         }
         self._next_heartbeat = 0.0
+        self._refresh_retry_at = 0.0
 
     # Life cycle ------------------------------------------------------------------------------
 
@@ -169,11 +187,19 @@ class Worker:
             log.info("metrics on %s:%d/metrics and /healthz", self.settings.http_host, self.server.port)
         writer = threading.Thread(target=self._write_loop, name=f"ingest-writer-{self.index}", daemon=True)
         events = threading.Thread(target=self._event_loop, name=f"ingest-events-{self.index}", daemon=True)
+        watermarks = threading.Thread(
+            target=self._watermark_loop, name=f"ingest-watermarks-{self.index}", daemon=True
+        )
         try:
             if not self._wait_for_database():
                 return
+            # Everything alive now (modules, clients, the registry) lives as long as the process:
+            # out of the collector's sight. A full collection otherwise walks all of it with the
+            # GIL held, tens of milliseconds during which no thread of the worker moves.
+            gc.freeze()
             writer.start()
             events.start()
+            watermarks.start()
             self.acks.start()
             self.event_source.start()
             self.source.start()
@@ -197,6 +223,11 @@ class Worker:
             for t in (writer, events):
                 if t.is_alive():
                     t.join()
+            with self.ack_cond:  # the last watermarks, then their acknowledgements below
+                self.ack_closing = True
+                self.ack_cond.notify()
+            if watermarks.is_alive():
+                watermarks.join()
             drained = (
                 self.retire
                 and not self.abandoned
@@ -206,6 +237,7 @@ class Worker:
                 and self.urgent.empty()
             )
             self.acks.stop()
+            self._await_acks_published(ACKS_ON_STOP_S)
             self.source.stop(forget_session=drained)
             self.event_source.stop(forget_session=drained)
             if self.retire:
@@ -216,11 +248,22 @@ class Worker:
                     self._forget_self()
             self.store.close()
             self.event_store.close()
+            self.ack_store.close()
             if self.server is not None:
                 self.server.stop()
             if self._commit_log is not None:
                 self._commit_log.close()
             log.info("ingest worker %s stopped", self.client_id)
+
+    def _await_acks_published(self, timeout: float) -> None:
+        """Give the broker a moment to take the last acknowledgements to gateways (their PUBACKs)."""
+        deadline = time.monotonic() + timeout
+        while (
+            self.source.connected.is_set()
+            and self.source.client.publish_pending()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
 
     def _wait_for_database(self) -> bool:
         delay = BACKOFF_MIN_S
@@ -255,6 +298,7 @@ class Worker:
             if m is None:
                 continue
             last_seen = time.monotonic()
+            m.picked = time.time()
             items = [check(m)]
             size = len(m.payload)
             for _ in range(DRAIN_AT_ONCE):  # whatever is already waiting, validated outside the lock
@@ -263,6 +307,7 @@ class Worker:
                 except queue.Empty:
                     break
                 if m is not None:
+                    m.picked = time.time()
                     items.append(check(m))
                     size += len(m.payload)
             self._add(items, size)
@@ -303,53 +348,50 @@ class Worker:
             # At the bound the batch waits for the writer; so do we, and the broker holds the rest.
             while self._full() and not self.stopping.is_set():
                 self.lock.wait(0.5)
+            now = time.time()
             for item in items:
+                item.inbound.added = now
                 self.batch.add(item)
             self._count(items)
             self.batch_bytes += size
             self.lock.notify()  # the writer, if it waits for work
         self.metrics.queue_depth.set(self.inbox.qsize())
 
-    # Writer thread: take the open batch, commit, acknowledge; the heartbeat ------------------
+    # Writer thread: take the open batch, commit, acknowledge ----------------------------------
 
     def _write_loop(self) -> None:
-        refresh = self.settings.ingest_registry_refresh_s
         while True:
             with self.lock:
                 self.committing = False
                 self.lock.notify_all()
-                deadline = min(time.monotonic() + refresh, self._next_heartbeat)
                 while not len(self.batch) and not self.closing:
-                    if not self.lock.wait(max(0.0, deadline - time.monotonic())):
-                        break
+                    self.lock.wait()
                 if not len(self.batch):
-                    if self.closing:
-                        return
-                    batch = None
-                else:
-                    batch, self.batch, self.batch_bytes = self.batch, Batch(), 0
-                    self.committing = True
-                    self.lock.notify_all()
-            if time.monotonic() >= self._next_heartbeat:
-                self._heartbeat()  # here, not on the event path: an alarm never waits for it
-            if time.monotonic() - self.registry.loaded_at > refresh:
-                self._refresh_registry()
-            if batch is not None:
-                self._commit(self.store, batch)
+                    return  # closing, nothing left
+                batch, self.batch, self.batch_bytes = self.batch, Batch(), 0
+                self.committing = True
+                self.lock.notify_all()
+            self._commit(self.store, batch, taken=time.time())
+
+    def _next_refresh(self, every: float) -> float:
+        """When the registry is read again (it may have been, by a commit that was told to)."""
+        return max(self.registry.loaded_at + every, self._refresh_retry_at)
 
     def _refresh_registry(self) -> None:
         try:
-            self.registry.replace(self.store.load_registry(), self.store.load_simulated_sites())
+            self.registry.replace(self.ack_store.load_registry(), self.ack_store.load_simulated_sites())
             self.metrics.set_db(None)
         except StoreUnavailable as exc:
+            self._refresh_retry_at = time.monotonic() + BACKOFF_MAX_S
             self.metrics.set_db(str(exc))
 
-    def _commit(self, store: Store, batch: Batch, *, urgent: bool = False) -> None:
+    def _commit(self, store: Store, batch: Batch, *, urgent: bool = False, taken: float = 0.0) -> None:
         delay = BACKOFF_MIN_S
+        taken = taken or time.time()
         while True:
             started = time.monotonic()
             try:
-                result = store.write(batch, self.registry)
+                result = store.write(batch, self.registry, defer_acks=True)
                 break
             except StoreUnavailable as exc:
                 self.metrics.db_errors.inc()
@@ -374,10 +416,71 @@ class Worker:
         inbound = batch.inbound()
         self.source.ack(inbound)
         self.event_source.ack(inbound)
-        self.acks.offer(result.acks, urgent=urgent)
-        self._account(batch, result, time.monotonic() - started, committed)
+        if result.pending:
+            with self.ack_cond:
+                self.ack_work.merge(result.pending)
+                self.ack_urgent = self.ack_urgent or urgent
+                self.ack_cond.notify()
+        self._account(batch, result, time.monotonic() - started, committed, taken)
 
-    def _account(self, batch: Batch, result: WriteResult, seconds: float, committed: float) -> None:
+    # Watermark thread: advance what the commits stored, publish the acknowledgements; the
+    # heartbeat and the registry's periodic reload (so that no commit ever waits for them) ---------
+
+    def _watermark_loop(self) -> None:
+        """Everything committed since the last turn in one transaction (another group commit)."""
+        delay = BACKOFF_MIN_S
+        refresh = self.settings.ingest_registry_refresh_s
+        # Telemetry's watermarks move at most this often (events': at once). A gateway gets at
+        # most one acknowledgement per ack interval anyway; a turn per commit only made more
+        # transactions, each with its own WAL flush, which the next group commit waited behind.
+        pace = self.settings.ingest_ack_interval_ms / 1000 * WATERMARK_PACE
+        next_turn = 0.0
+        while True:
+            with self.ack_cond:
+                while not self.ack_closing:
+                    now = time.monotonic()
+                    due = min(self._next_refresh(refresh), self._next_heartbeat)
+                    if self.ack_work:
+                        if self.ack_urgent or now >= next_turn:
+                            break
+                        due = min(due, next_turn)
+                    if now >= due:
+                        break
+                    self.ack_cond.wait(due - now)
+                if not self.ack_work and self.ack_closing:
+                    return
+            if time.monotonic() >= self._next_heartbeat:
+                self._heartbeat()
+            if time.monotonic() >= self._next_refresh(refresh):
+                self._refresh_registry()
+            with self.ack_cond:
+                if not self.ack_work:
+                    continue
+                work, self.ack_work = self.ack_work, AckWork()
+                urgent, self.ack_urgent = self.ack_urgent, False
+            next_turn = time.monotonic() + pace
+            try:
+                acks = self.ack_store.advance_acks(work)
+            except StoreUnavailable as exc:
+                # The messages are stored and acknowledged to the broker; only the gateways'
+                # acknowledgement waits. Kept for the next turn (or the next commit moves it).
+                with self.ack_cond:
+                    work.merge(self.ack_work)
+                    self.ack_work = work
+                    self.ack_urgent = self.ack_urgent or urgent
+                    if self.ack_closing:
+                        return
+                log.warning("watermarks not advanced (%s); retry in %.1f s", exc, delay)
+                with self.ack_cond:
+                    self.ack_cond.wait(delay)  # or until closing: one last try
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            delay = BACKOFF_MIN_S
+            self.acks.offer(acks, urgent=urgent)
+
+    def _account(
+        self, batch: Batch, result: WriteResult, seconds: float, committed: float, taken: float
+    ) -> None:
         m = self.metrics
         m.batches.inc()
         m.batch_seconds.observe(seconds)
@@ -402,8 +505,12 @@ class Worker:
                 result.dead[0].reason,
             )
         if self._commit_log is not None:
+            # gateway epoch seq received committed, then the stages inside the worker: taken from
+            # the inbox, put in the open batch, batch taken by the writer (events: their thread)
             lines = [
-                f"{a.gateway} {a.epoch} {a.seq} {a.inbound.received:.6f} {committed:.6f}\n"
+                f"{a.gateway} {a.epoch} {a.seq} {a.inbound.received:.6f} {committed:.6f} "
+                f"{a.inbound.picked or a.inbound.received:.6f} {a.inbound.added or a.inbound.received:.6f} "
+                f"{taken:.6f}\n"
                 for a in batch.accepted
             ]
             with self._log_lock:
@@ -420,11 +527,13 @@ class Worker:
             items: list[Accepted | Rejected | Ignored] = []
             while m is not None or not self.urgent.empty():
                 if m is not None:
+                    m.picked = time.time()
                     item = check(m)
                     if isinstance(item, Rejected) and item.dedup_key is None:
                         # every worker receives every event: dead-lettered once, whichever worker
                         key = hashlib.blake2b(m.topic.encode("utf-8", "replace") + b"\0" + m.payload)
                         item.dedup_key = "event:" + key.hexdigest()[:32]
+                    m.added = time.time()
                     batch.add(item)
                     items.append(item)
                 try:
@@ -442,7 +551,9 @@ class Worker:
         beat = self.settings.ingest_heartbeat_s
         self._next_heartbeat = time.monotonic() + beat
         try:
-            peers = self.store.heartbeat(client_id=self.client_id, host=socket.gethostname(), pid=os.getpid())
+            peers = self.ack_store.heartbeat(
+                client_id=self.client_id, host=socket.gethostname(), pid=os.getpid()
+            )
         except StoreUnavailable:
             return  # the writer reports the database; liveness waits for its return
         expiry = self.settings.ingest_session_expiry_s
