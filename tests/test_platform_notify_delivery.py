@@ -271,3 +271,40 @@ def test_no_emails_are_queued_with_nowhere_to_send_them(
     assert settings.smtp_url is None and settings.mail_outbox is None
     run(db_url, settings, [0])
     assert rows(db_url, "SELECT count(*) FROM notifications WHERE channel = 'email'") == [(0,)]
+
+
+def test_the_outbox_is_created_safely_by_many_senders_at_once(tmp_path: Path) -> None:
+    """Deliveries run side by side: the first e-mails into a new outbox must all land."""
+    import threading
+    from email.message import EmailMessage
+
+    from eldercare.platform.notify.email import _store_blocking
+
+    outbox, start = tmp_path / "outbox", threading.Barrier(16)
+    errors: list[Exception] = []
+
+    def send(i: int) -> None:
+        msg = EmailMessage()
+        msg["To"] = f"p{i}@example.org"
+        msg.set_content("x")
+        start.wait()
+        try:
+            _store_blocking(outbox, msg)
+        except Exception as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    for _round in range(20):
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert {m["To"] for m in mailbox.Maildir(outbox, create=False)} == {
+            f"p{i}@example.org" for i in range(16)
+        }
+        for sub in ("tmp", "new", "cur"):  # a fresh outbox for the next round
+            for f in (outbox / sub).iterdir():
+                f.unlink()
+            (outbox / sub).rmdir()
+        outbox.rmdir()

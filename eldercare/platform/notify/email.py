@@ -81,7 +81,11 @@ async def send(url: str, msg: EmailMessage) -> None:
 
 def _store_blocking(outbox: Path, msg: EmailMessage) -> str:
     try:
-        box = mailbox.Maildir(outbox, create=True)
+        # the folders first, each creation idempotent: Maildir(create=True) makes the top folder, then
+        # tmp/new/cur, and a second sender in between finds the top but no tmp/ and fails
+        for sub in ("tmp", "new", "cur"):
+            (outbox / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        box = mailbox.Maildir(outbox, create=False)
         key = box.add(msg)
     except OSError as exc:
         text = f"outbox {outbox}: {type(exc).__name__}: {exc}"
