@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     # Each worker records itself alive this often; a peer silent for 3 x this is reported in /metrics.
     ingest_heartbeat_s: float = Field(default=5.0, gt=0)
     metrics_port: int = Field(default=9108, ge=0, le=65535)
+    # The alert engine process's own /metrics (its counters); engine i of `serve --engines N` uses
+    # port + i. 0 (the default): none, the counters then show only in its log.
+    engine_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     # HTTP API and consoles.
     http_host: str = "127.0.0.1"

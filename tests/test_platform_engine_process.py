@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -143,7 +144,8 @@ def test_two_engine_processes_share_the_work_and_stop_cleanly(
 def test_serve_runs_one_engine_process_and_stops_it(
     db_url: str, world: World, env: dict[str, str], tmp_path: Path
 ) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
+    env = env | {"ELDERCARE_ENGINE_METRICS_PORT": str(metrics_port)}
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -159,6 +161,11 @@ def test_serve_runs_one_engine_process_and_stops_it(
         assert inherited == {k: v for k, v in env.items() if k.startswith("ELDERCARE_")}  # every setting
         queue_sos(db_url, 1)  # the engine process works: the API process runs none
         wait_for(lambda: count(db_url, "SELECT count(*) FROM alerts WHERE kind = 'sos'") == 2, 30, "alerts")
+        # the counters are the engine process's own, on its metrics port (the API's show none)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        done = re.search(r"^eldercare_engine_work_done_total (\d+)$", text, re.M)
+        assert done is not None and int(done.group(1)) >= 2, text
     finally:
         stop(proc, log)
     assert not alive(engines[0])

@@ -67,7 +67,7 @@ def serve(
     # uvicorn raises the SIGTERM it caught again once it has shut down: with the default handler
     # this process would die there (before stopping its engine, which would notice on its own)
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    children = [] if no_engine else [EngineChild(config_file) for _ in range(engines)]
+    children = [] if no_engine else [EngineChild(config_file, index=i) for i in range(engines)]
     for child in children:
         child.start()
     try:
@@ -90,8 +90,15 @@ def _exit_cleanly(_sig: int, _frame: object) -> None:
 
 @click.command()
 @click.option("--parent-pid", type=int, default=None, hidden=True, help="Stop when this process is gone.")
+@click.option(
+    "--index",
+    type=click.IntRange(0),
+    default=0,
+    hidden=True,
+    help="Which of serve's engines (metrics port + i)",
+)
 @click.pass_context
-def engine(ctx: click.Context, parent_pid: int | None) -> None:
+def engine(ctx: click.Context, parent_pid: int | None, index: int) -> None:
     """Run the alert engine alone: alert work, escalation, inactivity, notifications.
 
     Any number may run, on any hosts, beside any number of `serve --no-engine`: they share the
@@ -101,7 +108,7 @@ def engine(ctx: click.Context, parent_pid: int | None) -> None:
     """
     from eldercare.platform.engine import process
 
-    process.run(get_settings(ctx), parent_pid=parent_pid)
+    process.run(get_settings(ctx), parent_pid=parent_pid, index=index)
 
 
 @click.group()

@@ -6,6 +6,9 @@ scrape, so they agree across replicas: items queued, retrying and set aside, del
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 from eldercare.platform.engine.service import STATS
 from eldercare.platform.repo import work as work_repo
 from eldercare.platform.repo.connections import Pool
@@ -30,12 +33,42 @@ GAUGES = {
 }
 
 
-async def render(pool: Pool) -> str:
-    """The Prometheus text exposition of the engine's counters and the database's gauges."""
+def counter_lines() -> list[str]:
+    """This process's engine counters, in the Prometheus text format."""
     lines: list[str] = []
     for name, text in COUNTERS.items():
         metric = f"eldercare_engine_{name}_total"
         lines += [f"# HELP {metric} {text}", f"# TYPE {metric} counter", f"{metric} {getattr(STATS, name)}"]
+    return lines
+
+
+def serve_counters(host: str, port: int) -> ThreadingHTTPServer:
+    """``/metrics`` with this process's counters on ``host:port``, on a thread (the engine process's)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404)
+                return
+            body = ("\n".join(counter_lines()) + "\n").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return  # scrapes are not news
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="engine-metrics", daemon=True).start()
+    return server
+
+
+async def render(pool: Pool) -> str:
+    """The Prometheus text exposition of the engine's counters and the database's gauges."""
+    lines = counter_lines()
     async with pool.connection() as conn:
         counts = await work_repo.engine_counts(conn)
     for name, text in GAUGES.items():

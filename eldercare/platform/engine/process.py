@@ -33,9 +33,25 @@ RESTART_S = 2.0  # a child that died is started again after this
 STOP_S = 20.0  # a child that does not stop on SIGTERM within this is killed
 
 
-def run(settings: Any, *, parent_pid: int | None = None) -> None:
-    """Run the engine until SIGTERM or SIGINT (or, with ``parent_pid``, until that process is gone)."""
-    asyncio.run(_main(settings, parent_pid))
+def run(settings: Any, *, parent_pid: int | None = None, index: int = 0) -> None:
+    """Run the engine until SIGTERM or SIGINT (or, with ``parent_pid``, until that process is gone).
+
+    With ``engine_metrics_port`` set, its counters are served at ``/metrics`` on that port + ``index``
+    (the API's ``/metrics`` shows the database's gauges, but counters live in the process counting).
+    """
+    server = None
+    if settings.engine_metrics_port:
+        from eldercare.platform.engine.metrics import serve_counters
+
+        port = settings.engine_metrics_port + index
+        server = serve_counters(settings.http_host, port)
+        log.info("engine metrics: http://%s:%s/metrics", settings.http_host, port)
+    try:
+        asyncio.run(_main(settings, parent_pid))
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
 
 async def _main(settings: Any, parent_pid: int | None) -> None:
@@ -66,9 +82,12 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
 class EngineChild:
     """``eldercare engine`` as a child of ``serve``: started again if it dies, stopped with it."""
 
-    def __init__(self, config_file: str | None) -> None:
+    def __init__(self, config_file: str | None, *, index: int = 0) -> None:
         root = ["--config", config_file] if config_file else []
-        self.cmd = [sys.executable, "-m", "eldercare.cli", *root, "engine", "--parent-pid", str(os.getpid())]
+        self.cmd = [
+            sys.executable, "-m", "eldercare.cli", *root, "engine",
+            "--parent-pid", str(os.getpid()), "--index", str(index),
+        ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
