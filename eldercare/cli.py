@@ -8,6 +8,8 @@ their heavy dependencies inside the command functions.
 from __future__ import annotations
 
 import importlib
+import socket
+import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -84,7 +86,31 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 
 
 def main() -> None:
-    cli(prog_name="eldercare")
+    try:
+        cli(prog_name="eldercare")
+    except Exception as exc:
+        line = unreachable(exc)
+        if line is None:
+            raise
+        click.echo(f"Error: {line}", err=True)
+        sys.exit(1)
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """One readable line for a server that cannot be used (down, refused, no such database), or None.
+
+    Commands talk to PostgreSQL and the broker in many places; a wrong URL or a stopped server is an
+    operator's everyday mistake and deserves a sentence, not a hundred lines of driver traceback.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__module__.startswith("psycopg") and type(seen).__name__ == "OperationalError":
+            first = str(seen).strip().splitlines()[0] if str(seen).strip() else type(seen).__name__
+            return f"the database cannot be used: {first}"
+        if isinstance(seen, ConnectionRefusedError | TimeoutError | socket.gaierror):
+            return f"a server cannot be reached: {seen}"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 if __name__ == "__main__":

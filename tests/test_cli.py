@@ -57,3 +57,17 @@ def test_unknown_subcommand_is_a_usage_error() -> None:
     out = run("frobnicate")
     assert out.returncode == 2
     assert "No such command" in out.stderr
+
+
+def test_a_database_that_cannot_be_used_is_one_readable_line(db_url: str) -> None:
+    """No such database (or a stopped server): a sentence naming the cause, not the driver's traceback."""
+    from urllib.parse import urlsplit
+
+    # the same server (TCP or, embedded, a Unix socket in the query), another database's name
+    missing = urlsplit(db_url)._replace(path="/eldercare_no_such_database").geturl()
+    out = run("db", "migrate", env={"ELDERCARE_DATABASE_URL": missing})
+    assert out.returncode == 1
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert lines[0].startswith("Error: the database cannot be used:"), lines
+    assert "eldercare_no_such_database" in lines[0] and "does not exist" in lines[0], lines
