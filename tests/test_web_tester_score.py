@@ -76,8 +76,8 @@ def run(
     log = (tmp_path / "runner.log").open("wb")
     runner = subprocess.Popen(
         [sys.executable, "-m", "eldercare.cli", "simulate", "run", "--manifest", str(manifest),
-         "--mode", "direct", "--speed", "5", "--status-every", "5", "--false-fall-rate", "0", "--quiet",
-         "--sim-start", repr(sim_start)],
+         "--mode", "direct", "--speed", "5", "--status-every", "5", "--false-fall-rate", "0",
+         "--fall-detected", "1", "--quiet", "--sim-start", repr(sim_start)],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

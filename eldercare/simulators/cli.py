@@ -286,6 +286,13 @@ def history(ctx: click.Context, manifest_path: str, days: int, sim_start: float 
     show_default=True,
     help="Direct mode: wrongly detected falls per resident per day.",
 )
+@click.option(
+    "--fall-detected",
+    type=click.FloatRange(0, 1),
+    default=0.9,
+    show_default=True,
+    help="Direct mode: the chance that a fall is reported as a fall event (the wearable's detector).",
+)
 @click.option("--quiet", is_flag=True, help="No live line.")
 @click.pass_context
 def run(
@@ -300,6 +307,7 @@ def run(
     truth_path: str | None,
     status_every: float,
     false_fall_rate: float,
+    fall_detected: float,
     quiet: bool,
 ) -> None:
     """Drive the seeded homes against the broker, in real time or faster.
@@ -319,6 +327,7 @@ def run(
         sim_start=sim_start,
         status_every=status_every,
         false_fall_rate=false_fall_rate,
+        fall_detected=fall_detected,
         live=not quiet,
     )
     try:

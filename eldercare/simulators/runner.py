@@ -19,8 +19,8 @@ it happens to a JSON-lines file whose first and last lines (``{"run": ...}``) ma
 wall-clock time for the scorer.
 
 Direct mode stands in for the edge detector: a ``fall`` is reported with probability
-:data:`FALL_DETECTED` (0.9; a soft ``collapse`` 0.3) 30 s after the impact (the check-in window), and
-wrong ``fall`` events arrive at ``false_fall_rate`` per resident per day.
+:data:`FALL_DETECTED` (0.9, or ``RunOptions.fall_detected``; a soft ``collapse`` 0.3) 30 s after the
+impact (the check-in window), and wrong ``fall`` events arrive at ``false_fall_rate`` per resident per day.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ class RunOptions:
     sim_start: float | None = None
     status_every: float = 300.0
     false_fall_rate: float = 0.02
+    fall_detected: float = FALL_DETECTED["fall"]  # direct mode: the chance a fall becomes a fall event
     live: bool = True
     tick: float = 0.2
 
@@ -154,6 +155,8 @@ class Runner:
         wall_start: float | None = None,
     ) -> None:
         self.settings, self.opts = settings, opts
+        if "fall" in self.stand_in_falls:  # direct mode (edge mode: the agents' detectors decide)
+            self.stand_in_falls = MappingProxyType({**self.stand_in_falls, "fall": opts.fall_detected})
         self.root = settings.mqtt_topic_root
         self.pool = Pool()
         self.truth_out = truth_out
