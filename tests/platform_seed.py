@@ -185,3 +185,23 @@ def seed_world(
             ],
         )
     return world
+
+
+def queue_sos(db_url: str, n: int) -> None:
+    """``n`` SOS events at each of the world's two homes, queued for the engine as ingest queues them."""
+    import json
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for i, (gw, site, res) in enumerate(
+            [("gw-home-1", "home-1", "res-1"), ("gw-home-2", "home-2", "res-2")] * n
+        ):
+            payload = {
+                "v": 1, "epoch": "e-1", "seq": i, "t": 1_800_000_000_000, "sensor": "sos-1",
+                "kind": "sos", "resident": res, "evidence": {}, "gateway": gw, "site": site,
+            }  # fmt: skip
+            conn.execute(
+                "WITH w AS (INSERT INTO alert_work (kind, gateway_id, site_id, payload)"
+                " VALUES ('event', %s, %s, %s) RETURNING id)"
+                " SELECT pg_notify('alert_work', id::text) FROM w",
+                (gw, site, json.dumps(payload)),
+            )

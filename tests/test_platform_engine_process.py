@@ -8,7 +8,6 @@ itself. Deadlines are moved in the database (no test waits one out).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -20,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from ingest_support import wait_for
-from platform_seed import World
+from platform_seed import World, queue_sos
 
 from eldercare.embedded import free_port
 
@@ -79,23 +78,6 @@ def stop(proc: subprocess.Popen[bytes], log: Path) -> None:
     # a round that failed under load and was retried may log a traceback; stopping may not
     for sign in ("was destroyed but it is pending", "exception was never retrieved", "thread stopped"):
         assert sign not in text, text[-3000:]
-
-
-def queue_sos(db_url: str, n: int) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        for i, (gw, site, res) in enumerate(
-            [("gw-home-1", "home-1", "res-1"), ("gw-home-2", "home-2", "res-2")] * n
-        ):
-            payload = {
-                "v": 1, "epoch": "e-1", "seq": i, "t": 1_800_000_000_000, "sensor": "sos-1",
-                "kind": "sos", "resident": res, "evidence": {}, "gateway": gw, "site": site,
-            }  # fmt: skip
-            conn.execute(
-                "WITH w AS (INSERT INTO alert_work (kind, gateway_id, site_id, payload)"
-                " VALUES ('event', %s, %s, %s) RETURNING id)"
-                " SELECT pg_notify('alert_work', id::text) FROM w",
-                (gw, site, json.dumps(payload)),
-            )
 
 
 def count(db_url: str, query: str) -> int:

@@ -3,7 +3,6 @@ process, which takes the work from the database: a storm of SOS events becomes o
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 from ingest_support import wait_for
-from platform_seed import World
+from platform_seed import World, queue_sos
 
 from eldercare.embedded import free_port
 
@@ -55,20 +54,7 @@ def test_two_workers_share_the_port_and_the_engine_work(
     try:
         wait_for(lambda: get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 60, "serve /healthz")
         wait_for(lambda: len(children(proc.pid)) >= 3, 30, "two worker processes and the engine")
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            for i, (gw, site, res) in enumerate(
-                [("gw-home-1", "home-1", "res-1"), ("gw-home-2", "home-2", "res-2")] * 10
-            ):
-                payload = {
-                    "v": 1, "epoch": "e-1", "seq": i, "t": 1_800_000_000_000, "sensor": "sos-1",
-                    "kind": "sos", "resident": res, "evidence": {}, "gateway": gw, "site": site,
-                }  # fmt: skip
-                conn.execute(
-                    "WITH w AS (INSERT INTO alert_work (kind, gateway_id, site_id, payload)"
-                    " VALUES ('event', %s, %s, %s) RETURNING id)"
-                    " SELECT pg_notify('alert_work', id::text) FROM w",
-                    (gw, site, json.dumps(payload)),
-                )
+        queue_sos(db_url, 10)
 
         def done() -> bool:
             with psycopg.connect(db_url) as conn:
