@@ -17,6 +17,7 @@ from eldercare.edge import checkin
 from eldercare.edge.agent import Agent
 from eldercare.edge.drivers import AccChunk, Action, Health, Sample
 from eldercare.edge.drivers.simulated import SimulatedDriver
+from eldercare.edge.drivers.zigbee2mqtt import Zigbee2MqttDriver
 
 pytestmark = pytest.mark.timeout(60)
 pytest_plugins = ["edge_fixtures"]  # fixtures: edge_broker, edge_root, private_broker
@@ -354,7 +355,9 @@ def test_zigbee2mqtt_bridge_end_to_end(
     pub.connect(host, port)
     pub.loop_start()
     try:
-        time.sleep(0.5)  # the driver's subscription to the bridge
+        bridge = agent.drivers[0]
+        assert isinstance(bridge, Zigbee2MqttDriver)
+        assert bridge.subscribed.wait(5), "the driver never subscribed to the bridge's topics"
         pub.publish(
             f"{base}/kitchen_motion",
             b'{"occupancy":true,"illuminance_lux":40,"battery":77,"voltage":2995,"linkquality":90}',

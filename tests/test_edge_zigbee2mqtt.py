@@ -4,7 +4,6 @@ states throttled, values sent as strings; the driver alone, then an agent on the
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -185,11 +184,7 @@ def test_zigbee2mqtt_as_deployed_through_a_real_agent(
         assert agent.connected_once.wait(10), "agent did not connect"
         z2m = agent.driver("zigbee2mqtt")
         assert isinstance(z2m, Zigbee2MqttDriver)
-        deadline = time.monotonic() + 5
-        while z2m._client is None or not z2m._client.is_connected():  # its subscription to the bridge
-            assert time.monotonic() < deadline, "driver did not connect"
-            time.sleep(0.05)
-        time.sleep(0.3)
+        assert z2m.subscribed.wait(5), "the driver never subscribed to the bridge's topics"
         for _ in range(3):  # occupancy true three times in a row: one reading
             send("kitchen_motion", b'{"occupancy":true,"linkquality":90}')
         send("kitchen_motion", b'{"occupancy":"false"}')  # the change that proves the others were seen

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -178,6 +179,7 @@ class Zigbee2MqttDriver(Driver):
         super().__init__(name, options, gateway)
         self.opts: Zigbee2MqttOptions = options  # type: ignore[assignment]
         self._client: Any = None
+        self.subscribed = threading.Event()  # the bridge's topics are ours (tests wait on it)
         self._sink: Sink | None = None
         self._clock = clock
         self.unknown: set[str] = set()
@@ -298,6 +300,7 @@ class Zigbee2MqttDriver(Driver):
                 sink.put(item)
 
         client.on_connect = on_connect
+        client.on_subscribe = lambda *_: self.subscribed.set()
         client.on_message = on_message
         client.reconnect_delay_set(1, 30)
         client.connect_async(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
