@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from edge_support import Subscriber, gateway, gw_file
 
-from eldercare.edge.agent import Agent
+from eldercare.edge.agent import WRITE_RETRY_S, Agent
 from eldercare.edge.drivers import Action, Sample
 from eldercare.edge.drivers.simulated import SimulatedDriver
 
@@ -87,14 +87,15 @@ def test_sos_leaves_a_full_disk_at_once_and_is_stored_when_space_returns(
         d.feed(Sample("env-1", "tick", clock["t"]))  # wakes the loop: a turn at the new time
 
     def status_seen(pred: Any, timeout: float = 10.0) -> bool:
-        """Wait until the statuses seen satisfy ``pred``, moving the injected clock on meanwhile: the
-        agent publishes a status at most every 2 s of its clock, and a loaded run can take its turn
-        at the new time before the change it should report (a reconnect's status, say)."""
+        """Wait until the statuses seen satisfy ``pred``, moving the injected clock on meanwhile (the
+        agent publishes a status at most every 2 s of its clock). Each step is a write retry's
+        interval, quicker than the agent's own wake-ups, so while the disk refuses, every turn
+        retries a write: the status must still leave."""
         deadline = time.monotonic() + timeout
-        while not sub.wait_for(lambda s: pred(s.of("status")), 0.2):
+        while not sub.wait_for(lambda s: pred(s.of("status")), 0.05):
             if time.monotonic() > deadline:
                 return False
-            tick(1.0)
+            tick(WRITE_RETRY_S)
         return True
 
     def pir_values(s: Subscriber) -> list[float]:
@@ -202,5 +203,45 @@ def test_readings_the_disk_refuses_for_long_are_bounded_in_memory_and_counted(
         assert agent.error is None
     finally:
         agent.outbox.add_readings = real_add  # type: ignore[method-assign]
+        agent.stop()
+        sub.close()
+
+
+def test_a_disk_that_refuses_every_retry_still_lets_the_status_out(
+    edge_broker: tuple[str, int], tmp_path: Path, edge_root: str
+) -> None:
+    """A clock that moves a write retry's interval at every reading of it: every turn retries the
+    refused write. The turn goes on past the refusal, so the status still reports what waits."""
+    import sqlite3
+
+    host, port = edge_broker
+    sub = Subscriber(host, port, edge_root)
+    clock = {"t": 1000.0, "running": False}
+
+    def mono() -> float:
+        if clock["running"]:
+            clock["t"] += WRITE_RETRY_S
+        return clock["t"]
+
+    agent = Agent(gw_file(gateway(tmp_path, edge_root, port, host=host)), mono=mono)
+    agent.start()
+
+    def full(*_a: Any, **_k: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    try:
+        assert agent.connected_once.wait(10)
+        real_add = agent.outbox.add_readings
+        agent.outbox.add_readings = full  # type: ignore[method-assign]
+        clock["running"] = True
+        d = agent.driver("sim")
+        assert isinstance(d, SimulatedDriver)
+        d.feed(Sample("pir-kitchen", "motion", 1.0))
+        assert sub.wait_for(
+            lambda s: any(st["outbox"].get("unstored_readings", 0) > 0 for st in s.of("status")), 10
+        ), "no status while every turn's write retry failed"
+        assert agent.error is None
+        agent.outbox.add_readings = real_add  # type: ignore[method-assign]
+    finally:
         agent.stop()
         sub.close()

@@ -124,11 +124,7 @@ class Agent:
                     if is_corruption(exc):
                         self._replace_outbox(str(exc))
                         continue
-                    # disk full, I/O error: keep running; readings not yet stored stay in memory
-                    # and events leave from memory; writes are tried again after WRITE_RETRY_S
-                    log.error("outbox write failed, retrying in %s s: %s", WRITE_RETRY_S, exc)
-                    self.write_retry_at = self._mono() + WRITE_RETRY_S
-                    self._check_disk()
+                    self._write_failed(exc)
         finally:
             self._shutdown()
 
@@ -161,6 +157,7 @@ class Agent:
         self.held = Held(gw.clock.hold_max)
         self.rows: list[tuple[int, str, str, float]] = []
         self.write_retry_at = -math.inf
+        self.writes_refused = False  # the last outbox write failed: the status says what waits
         self.rows_dropped = 0  # readings dropped from memory while the disk refused them
         self.sending = SendWindow(gw, self.outbox, mono=self._mono, now_ms=self._now_ms, now=now)
         self.disk_free: int | None = None
@@ -238,8 +235,7 @@ class Agent:
         )
         self._drain_inbox_once(timeout=max(0.0, wake - now))
         if self._mono() >= self.write_retry_at:
-            self.sending.store_memory()
-            self._commit_rows()
+            self._retry_writes()
         self._timers(self._mono())
         if self.sending.acked:
             self.sending.dirty = True
@@ -248,6 +244,29 @@ class Agent:
         self.sending.delete_acked()
         if self.status_dirty and self.connected and self._mono() - self.last_status >= STATUS_MIN_GAP_S:
             self._publish_status()
+
+    def _retry_writes(self) -> None:
+        """Store what waits in memory. A refusal ends only this step, not the turn: the turn's
+        timers, sends and status still run, so a full disk is reported however often it refuses."""
+        try:
+            self.sending.store_memory()
+            self._commit_rows()
+        except sqlite3.Error as exc:
+            if is_corruption(exc):
+                raise
+            self._write_failed(exc)
+            return
+        if self.writes_refused:
+            self.writes_refused, self.status_dirty = False, True
+
+    def _write_failed(self, exc: sqlite3.Error) -> None:
+        """Disk full, I/O error: keep running; readings not yet stored stay in memory and events
+        leave from memory; writes are tried again after WRITE_RETRY_S."""
+        log.error("outbox write failed, retrying in %s s: %s", WRITE_RETRY_S, exc)
+        self.write_retry_at = self._mono() + WRITE_RETRY_S
+        if not self.writes_refused:
+            self.writes_refused, self.status_dirty = True, True
+        self._check_disk()
 
     def _drain_inbox_once(self, timeout: float = 0.0) -> None:
         try:
