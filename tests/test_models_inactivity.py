@@ -903,3 +903,29 @@ def test_in_a_home_of_two_a_worn_wearable_that_stops_walking_is_the_residents_si
         run.update(e)
     later += run.check(t10 + 4 * H)
     assert [x.t for x in later if "wearable" in x.reason] == [a.t]
+
+
+def test_a_kitchen_visit_in_the_night_is_not_the_mornings_wake_time() -> None:
+    # on Monday nights the resident gets up at 03:00 for a glass of water in the kitchen and is back
+    # in bed at 03:15: that trip (or a noisy sensor's pair in a day room while they were up) was
+    # taken as Monday's wake time, and "not up" then fired at 03:30 in an ordinary night
+    def day(d: int) -> list[Ev]:
+        m = T0 + d * DAY
+        trip = [(m + 3 * H, "bed", "bedroom", 0.0), *moves("kitchen", m + 3 * H + 2 * M, m + 3 * H + 12 * M)]
+        trip += moves("bedroom", m + 3 * H + 13 * M, m + 3 * H + 14 * M)
+        trip += [(m + 3.25 * H, "bed", "bedroom", 1.0)]
+        return sorted(normal_day(d) + (trip if d % 7 == 0 else []))
+
+    det = InactivityDetector().fit([e for d in range(14) for e in day(d)])
+    assert det.profile_ is not None and 6.7 * H < det.profile_.wake["0"]["median"] < 7.3 * H  # a Monday
+    assert det.detect(day(14), until=T0 + 14 * DAY + 12 * H) == []
+
+
+def test_not_up_comes_within_the_spread_of_a_steady_wake_time(fitted: InactivityDetector) -> None:
+    # up at 07:00 give or take 10 min every day: "not up" is due 2.5 spreads after the usual time
+    # (at least 25 min), not 20 min later still
+    m = T0 + 11 * DAY
+    (a,) = fitted.detect([*normal_day(10), (m + 3 * H, "pir", "bedroom", 1.0)], until=m + 12 * H)
+    assert fitted.profile_ is not None
+    usual = fitted.profile_.wake[str(11 % 7)]["median"]  # T0 is a Monday, the detector's weekday 0
+    assert a.kind == "no_wake" and 25 * M <= a.t - m - usual < 40 * M

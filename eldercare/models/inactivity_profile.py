@@ -15,6 +15,7 @@ scales thresholds (2.0 halves them; 0.5 doubles them).
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections import defaultdict
@@ -69,6 +70,7 @@ WAKE_PRIOR_S = 10.5 * HOUR  # new home: "not up" only after 10:30
 WAKE_MIN_DAYS = 5
 RECENT_WAKES = 4  # mornings that reveal a changed routine
 NIGHT_SEEN_S = 4 * HOUR  # a morning counts if the history began this long before its midnight
+BACK_TO_BED_S = 60 * MIN  # a day room visited and back in bed this soon: a night's trip, not the morning
 LAST_DAYS = 3  # a wake time seen this recently is never "not up" (a changed routine, followed at once)
 # by day, "last seen in the hall, then nothing" is nearly always someone who went out past a missed
 # door; and a daytime outing shorter than this (a visit, the market, a day-care day that moved) is
@@ -329,7 +331,10 @@ def _mornings(
     """(local day, wake time in seconds of that day) for each morning of the history.
 
     The wake time is the last bed exit before the first activity in a day room (kitchen, ...)
-    between 03:00 and 15:00; a day whose first activity falls in an excluded incident is left out.
+    between 03:00 and 15:00 that is not followed by going back to bed within ``BACK_TO_BED_S`` (a
+    glass of water in the night, or a noisy sensor's pair while the resident was up for the toilet,
+    made a 03:00 "wake", whose spread then put every "not up" of that weekday an hour later); a day
+    whose first activity falls in an excluded incident is left out.
     In a noisy home (``t0`` given) so is a morning whose night the history did not see begin: its
     going to bed is missing, so its "wake" would be the first activity in a day room, which there may
     be a blip at 03:00 (where sensors hardly blip that first activity is a fair wake time, and a new
@@ -337,10 +342,14 @@ def _mornings(
     """
     stays = sorted(rec.stays, key=lambda s: s[1])
     bed_exits = [s + d for c, s, d in stays if c == "bed"]
+    bed_starts = [s for c, s, _ in stays if c == "bed"]
     first_day: dict[int, float] = {}
     for c, s, _ in stays:
         if c in ("bed", "bedroom") or c.startswith("bathroom"):
             continue
+        i = bisect.bisect_right(bed_starts, s)
+        if i < len(bed_starts) and bed_starts[i] <= s + BACK_TO_BED_S:
+            continue  # back in bed soon after: a trip in the night (or a noisy sensor's), not the morning
         local = s + utc_offset_s
         d = math.floor(local / DAY)
         if d * DAY - NIGHT_SEEN_S < t0 + utc_offset_s:
@@ -385,7 +394,7 @@ def _wake_limit(
     """(usual wake time, limit) of one weekday; after a changed routine, the recent mornings'."""
     n_own = len(own)
     spread = sd * math.sqrt(1 + 1 / n_own) if n_own >= 2 else sd * 1.5  # the median is uncertain too
-    thr = max(med + 20 * MIN + 2.5 * spread, max(own or [-math.inf]) + 15 * MIN)
+    thr = max(med + 2.5 * spread, max(own or [-math.inf]) + 15 * MIN)
     if shift is not None:
         recent_spread = 2.5 * sd * math.sqrt(1 + 1 / RECENT_WAKES)
         recent_thr = max(shift + 20 * MIN + recent_spread, recent_max + 15 * MIN)
