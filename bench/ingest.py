@@ -481,7 +481,11 @@ class Ingest:
         return out
 
 
-WORKER_STAGES = ("inbox", "validate", "writer wake", "database")  # received->picked->added->taken->committed
+# received->picked->added->taken->committed; "database" split in three: taken->ids inserted (BEGIN,
+# registry, dedup insert), ids->rows written (COPY or INSERT), rows->committed (COMMIT: the WAL flush)
+WORKER_STAGES = ("inbox", "validate", "writer wake", "database", "dedup", "rows", "commit")
+_STAGE_SPANS = [(0, 2), (2, 3), (3, 4), (4, 1), (4, 5), (5, 6), (6, 1)]
+BATCH_STAGE = "messages in its commit"  # not a time: how many messages the commit held
 
 
 def stage_percentiles(traces: dict[tuple[str, int], tuple[float, ...]]) -> dict[str, tuple[float, float]]:
@@ -490,8 +494,14 @@ def stage_percentiles(traces: dict[tuple[str, int], tuple[float, ...]]) -> dict[
     if not full:
         return {}
     out = {}
-    for name, (a, b) in zip(WORKER_STAGES, [(0, 2), (2, 3), (3, 4), (4, 1)], strict=True):
-        out[name] = percentiles([(t[b] - t[a]) * 1000 for t in full])
+    for name, (a, b) in zip(WORKER_STAGES, _STAGE_SPANS, strict=True):
+        if all(len(t) > max(a, b) for t in full):
+            out[name] = percentiles([(t[b] - t[a]) * 1000 for t in full])
+    # the size of the commit each message rode in (a commit: one (taken, committed) pair)
+    sizes: dict[tuple[float, float], int] = {}
+    for t in full:
+        sizes[(t[4], t[1])] = sizes.get((t[4], t[1]), 0) + 1
+    out[BATCH_STAGE] = percentiles([float(sizes[(t[4], t[1])]) for t in full])
     return out
 
 
@@ -918,6 +928,8 @@ def main() -> None:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "load_average_at_start": os.getloadavg()[0],  # other work on the machine skews everything
+            # telemetry commits in flight per worker (the workers inherit the environment)
+            "ingest_writers": os.environ.get("ELDERCARE_INGEST_WRITERS", "2 (default)"),
         }
     )
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -1091,7 +1103,8 @@ def render(r: Report) -> str:
     m = r.machine
     lines = [
         f"Machine: {m['cpus']} CPUs, Python {m['python']}, load average "
-        f"{m['load_average_at_start']:.1f} at start, {m.get('load_average_at_end', 0):.1f} at end.",
+        f"{m['load_average_at_start']:.1f} at start, {m.get('load_average_at_end', 0):.1f} at end; "
+        f"ELDERCARE_INGEST_WRITERS {m.get('ingest_writers', '-')}.",
     ]
     if r.raw_copy_10k_rows_per_s:
         lines += [
@@ -1148,14 +1161,18 @@ def render(r: Report) -> str:
             + ", ".join(WORKER_STAGES)
             + ".",
             "",
-            "| workers | run | " + " | ".join(WORKER_STAGES) + " |",
-            "| --- | --- |" + " --- |" * len(WORKER_STAGES),
+            "| workers | run | " + " | ".join(WORKER_STAGES) + f" | {BATCH_STAGE} |",
+            "| --- | --- |" + " --- |" * (len(WORKER_STAGES) + 1),
         ]
         for run in staged:
             what = f"{run.load:.0%}" if run.load is not None else run.mode
             for label, st in (("", run.stages_ms), (", events", run.event_stages_ms)):
                 if st:
-                    cells = " | ".join(f"{st[s][0]:.1f} / {st[s][1]:.1f}" for s in WORKER_STAGES)
+                    cells = " | ".join(
+                        f"{st[s][0]:.1f} / {st[s][1]:.1f}" if s in st else "-" for s in WORKER_STAGES
+                    )
+                    if BATCH_STAGE in st:
+                        cells += f" | {st[BATCH_STAGE][0]:.0f} / {st[BATCH_STAGE][1]:.0f}"
                     lines.append(f"| {run.workers} | {what}{label} | {cells} |")
     if r.dedup:
         lines += [
