@@ -992,7 +992,7 @@ def main() -> None:
             "platform": platform.platform(),
             "load_average_at_start": os.getloadavg()[0],  # other work on the machine skews everything
             # telemetry commits in flight per worker, unless --writers says (the workers inherit it)
-            "ingest_writers": os.environ.get("ELDERCARE_INGEST_WRITERS", "as configured (default 2)"),
+            "ingest_writers": os.environ.get("ELDERCARE_INGEST_WRITERS", "as configured (default 1)"),
         }
     )
     if args.writers:

@@ -289,7 +289,7 @@ def test_kill_9_in_the_middle_of_a_group_commit_loses_and_duplicates_nothing(
         with psycopg.connect(db_url) as blocker:
             blocker.execute("LOCK TABLE readings IN SHARE MODE")
             pub.publish_many(msgs[100:200])
-            # one or both writers' commits (the second takes whatever came after the first's)
+            # one commit, or with ELDERCARE_INGEST_WRITERS=2 perhaps both writers' commits
             wait_for(lambda: _waiting_on_lock(db_url) >= 1, what="a group commit in flight")
             pub.publish_many(msgs[200:])  # the next group forms meanwhile
             wait_for(

@@ -9,9 +9,9 @@ the acknowledgements to gateways; it also records the worker's heartbeat and rel
 registry, so that a commit never waits for any of these. This is a **group commit**:
 a writer takes the open batch the moment it is free and the batch holds anything, so an idle
 worker commits each message at once and a loaded one forms large batches by itself (whatever
-arrived while the commits were in flight). There are ``ingest_writers`` writers (2 by default),
-each with a database connection of its own: a batch does not wait for the previous commit's WAL
-flush to return before its own COPY starts. A batch only grows while every writer is busy,
+arrived while the commits were in flight). There are ``ingest_writers`` writers (1 by default),
+each with a database connection of its own: with two, a batch does not wait for the previous
+commit's WAL flush to return before its own COPY starts. A batch only grows while every writer is busy,
 bounded by rows (``ingest_batch_rows``), bytes (``ingest_batch_bytes``) and Receive Maximum
 shared among the writers' batches and the open one (so the next batch can fill while they
 commit); at the bound the main thread stops reading and the broker holds the rest. No timer
