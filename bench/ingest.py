@@ -22,6 +22,7 @@ creates and drops on the PostgreSQL server of ``--pg-url``. The shared broker is
     python bench/ingest.py                 # everything: 1 and 2 workers, drain runs (markdown)
     python bench/ingest.py --json          # the same numbers as JSON
     python bench/ingest.py --workers 2 --skip-drain --profile   # the goals, longer runs, a profile
+    python bench/ingest.py --quick --writers 1,2   # 1 and 2 commits in flight, at the same rates
     python bench/ingest.py --dedup-rows 0,10000000,100000000 --workers ''   # only the dedup scaling
 
 Results are in docs/performance.md ("Ingest").
@@ -41,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -381,25 +383,39 @@ def datetime_copy(url: str, rows: int, batch: int) -> float:
 
 
 class Ingest:
-    def __init__(self, db_url: str, mqtt_url: str, workers: int, log_dir: Path, batch_rows: int) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        mqtt_url: str,
+        workers: int,
+        log_dir: Path,
+        batch_rows: int,
+        writers: int | None = None,
+    ) -> None:
         self.workers = workers
-        self.commit_log = log_dir / f"commits-{workers}w"
+        self.writers = writers  # ELDERCARE_INGEST_WRITERS; None: as configured (the default)
+        tag = f"{workers}w" + (f"{writers}c" if writers else "")
+        self.commit_log = log_dir / f"commits-{tag}"
         self.port = free_port()
         self.env = {
             **os.environ,
             "ELDERCARE_DATABASE_URL": db_url,
             "ELDERCARE_MQTT_URL": mqtt_url,
             "ELDERCARE_MQTT_TOPIC_ROOT": ROOT,
-            "ELDERCARE_INGEST_CLIENT_ID": f"bench-ingest-{workers}w-0",
+            "ELDERCARE_INGEST_CLIENT_ID": f"bench-ingest-{tag}-0",
             # A group per run: a stopped worker's persistent session stays a member of its group and
             # would keep receiving its share (see docs/operations.md, "scaling down").
-            "ELDERCARE_INGEST_SHARED_GROUP": f"bench{workers}w",
+            "ELDERCARE_INGEST_SHARED_GROUP": f"bench{tag}",
             "ELDERCARE_INGEST_BATCH_ROWS": str(batch_rows),
             "ELDERCARE_METRICS_PORT": str(self.port),
             "ELDERCARE_LOG_LEVEL": "WARNING",
+            **({"ELDERCARE_INGEST_WRITERS": str(writers)} if writers else {}),
         }
-        self.log = log_dir / f"ingest-{workers}w.log"
+        self.log = log_dir / f"ingest-{tag}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def who(self) -> str:
+        return f"{self.workers}" + (f" ({self.writers} writers)" if self.writers else "")
 
     def start(self) -> None:
         args = [
@@ -481,7 +497,11 @@ class Ingest:
         return out
 
 
-WORKER_STAGES = ("inbox", "validate", "writer wake", "database")  # received->picked->added->taken->committed
+# received->picked->added->taken->committed; "database" split in three: taken->ids inserted (BEGIN,
+# registry, dedup insert), ids->rows written (COPY or INSERT), rows->committed (COMMIT: the WAL flush)
+WORKER_STAGES = ("inbox", "validate", "writer wake", "database", "dedup", "rows", "commit")
+_STAGE_SPANS = [(0, 2), (2, 3), (3, 4), (4, 1), (4, 5), (5, 6), (6, 1)]
+BATCH_STAGE = "messages in its commit"  # not a time: how many messages the commit held
 
 
 def stage_percentiles(traces: dict[tuple[str, int], tuple[float, ...]]) -> dict[str, tuple[float, float]]:
@@ -490,8 +510,14 @@ def stage_percentiles(traces: dict[tuple[str, int], tuple[float, ...]]) -> dict[
     if not full:
         return {}
     out = {}
-    for name, (a, b) in zip(WORKER_STAGES, [(0, 2), (2, 3), (3, 4), (4, 1)], strict=True):
-        out[name] = percentiles([(t[b] - t[a]) * 1000 for t in full])
+    for name, (a, b) in zip(WORKER_STAGES, _STAGE_SPANS, strict=True):
+        if all(len(t) > max(a, b) for t in full):
+            out[name] = percentiles([(t[b] - t[a]) * 1000 for t in full])
+    # the size of the commit each message rode in (a commit: one (taken, committed) pair)
+    sizes: dict[tuple[float, float], int] = {}
+    for t in full:
+        sizes[(t[4], t[1])] = sizes.get((t[4], t[1]), 0) + 1
+    out[BATCH_STAGE] = percentiles([float(sizes[(t[4], t[1])]) for t in full])
     return out
 
 
@@ -546,6 +572,43 @@ class Run:
     # received-to-commit by stage inside the worker (WORKER_STAGES): p50, p99 ms
     stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
     event_stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # the event thread's
+    writers: int | None = None  # ELDERCARE_INGEST_WRITERS of the run (None: as configured)
+    # what ingest's database sessions were doing while active (pg_stat_activity sampled every
+    # 10 ms): "statement: wait event" -> share of the samples; "running" = on a CPU or waiting for one
+    backend_waits: dict[str, float] = field(default_factory=dict)
+
+    def who(self) -> str:
+        return f"{self.workers}" + (f" ({self.writers} writers)" if self.writers else "")
+
+
+class BackendSampler:
+    """Samples what ingest's sessions in the bench database are doing, every 10 ms, on a thread."""
+
+    QUERY = r"""
+        SELECT substring(query FROM '^\s*(\w+)'), coalesce(wait_event_type || ': ' || wait_event, 'running')
+        FROM pg_stat_activity
+        WHERE application_name = 'eldercare-ingest' AND datname = current_database() AND state = 'active'
+    """
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.counts: dict[str, int] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(0.01):
+            for statement, what in self.conn.execute(self.QUERY).fetchall():
+                key = f"{(statement or '?').upper()}: {what}"
+                self.counts[key] = self.counts.get(key, 0) + 1
+
+    def stop(self) -> dict[str, float]:
+        self.done.set()
+        self.thread.join()
+        self.conn.close()
+        n = sum(self.counts.values()) or 1
+        return {k: c / n for k, c in sorted(self.counts.items(), key=lambda kv: -kv[1])}
 
 
 def percentiles(lat: list[float]) -> tuple[float, float]:
@@ -553,9 +616,10 @@ def percentiles(lat: list[float]) -> tuple[float, float]:
     return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
 
 
-def e2e_run(*args: Any, **kwargs: Any) -> Run:
-    run = _e2e_run(*args, **kwargs)
+def e2e_run(ingest: Ingest, *args: Any, **kwargs: Any) -> Run:
+    run = _e2e_run(ingest, *args, **kwargs)
     run.load_average = os.getloadavg()[0]
+    run.writers = ingest.writers
     return run
 
 
@@ -576,11 +640,13 @@ def _e2e_run(
         ingest.stop()  # its session stays subscribed on the broker and collects the messages
     ev = (ev_epoch, *events) if events else None
     cpu = cpu_seconds(ingest.proc.pid) if ingest.proc is not None and mode != "drain" else None
+    sampler = BackendSampler(url)
     results = publish(broker.port, epoch, messages, publishers, rate_msgs, ev)
     total = sum(len(r["sent"]) for r in results)
     if mode == "drain":
         ingest.start()
     wait_stored(url, total)
+    waits = sampler.stop()
     if cpu is not None and ingest.proc is not None:
         cpu = (cpu_seconds(ingest.proc.pid) - cpu) / total * 1e6
     both = ingest.received_commits(epoch)
@@ -609,6 +675,7 @@ def _e2e_run(
         [(both[k][0] - t) * 1000 for k, t in sent.items() if k in both]
     )
     run.ingest_p50_ms, run.ingest_p99_ms = percentiles([(c - r) * 1000 for r, c in both.values()])
+    run.backend_waits = waits
     run.stages_ms = stage_percentiles(ingest.traces(epoch))
     run.event_stages_ms = stage_percentiles(ingest.traces(ev_epoch))
     if ev_sent:
@@ -890,6 +957,12 @@ def main() -> None:
     ap.add_argument("--events-rate", type=float, default=20.0, help="SOS/s sent during each offered load")
     ap.add_argument("--publishers", type=int, default=2)
     ap.add_argument("--batch-rows", type=int, default=50_000, help="ELDERCARE_INGEST_BATCH_ROWS")
+    ap.add_argument(
+        "--writers",
+        default="",
+        help="comma-separated ELDERCARE_INGEST_WRITERS, side by side at the first one's offered rates "
+        "(default: as configured)",
+    )
     ap.add_argument("--skip-drain", action="store_true", help="no pre-loaded broker run")
     ap.add_argument(
         "--dedup-rows", default="", help="e.g. 0,10000000: dedup cost with that many rows already stored"
@@ -918,8 +991,12 @@ def main() -> None:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "load_average_at_start": os.getloadavg()[0],  # other work on the machine skews everything
+            # telemetry commits in flight per worker, unless --writers says (the workers inherit it)
+            "ingest_writers": os.environ.get("ELDERCARE_INGEST_WRITERS", "as configured (default 1)"),
         }
     )
+    if args.writers:
+        report.machine["ingest_writers"] = f"{args.writers} (--writers)"
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     url = create_database(args.pg_url)
     broker = Broker(tmp)
@@ -932,14 +1009,18 @@ def main() -> None:
             limits(report, url, broker, copy_rows, seconds, args.publishers, log)
         if args.profile:
             report.profile = profile_flat_out(report, url, broker, tmp, seconds, args, log)
+        writers_list: list[int | None] = [int(w) for w in args.writers.split(",") if w.strip()] or [None]
         for workers in workers_list:
-            ingest = Ingest(url, broker.url, workers, tmp, args.batch_rows)
-            ingest.start()
-            try:
-                e2e_runs(report, ingest, broker, url, seconds, args, log)
-            finally:
-                ingest.stop()
-                ingest.forget_sessions(broker.port)
+            reference = None  # with several --writers: every one offered the first one's loads
+            for writers in writers_list:
+                ingest = Ingest(url, broker.url, workers, tmp, args.batch_rows, writers)
+                ingest.start()
+                try:
+                    flat = e2e_runs(report, ingest, broker, url, seconds, args, log, reference)
+                    reference = reference or flat
+                finally:
+                    ingest.stop()
+                    ingest.forget_sessions(broker.port)
     finally:
         broker.stop()
         drop_database(args.pg_url, url)
@@ -1014,9 +1095,18 @@ def profile_flat_out(
 
 
 def e2e_runs(
-    report: Report, ingest: Ingest, broker: Broker, url: str, seconds: float, args: Any, log: Any
-) -> None:
-    workers = ingest.workers
+    report: Report,
+    ingest: Ingest,
+    broker: Broker,
+    url: str,
+    seconds: float,
+    args: Any,
+    log: Any,
+    reference: float | None = None,
+) -> float:
+    """Flat out, then the offered loads as fractions of ``reference`` (readings/s; None: of this
+    flat-out rate). Returns the flat-out rate."""
+    workers = ingest.who()
     # Flat out: enough messages for ~seconds at the raw COPY rate.
     n = int(report.raw_copy_10k_rows_per_s * seconds / READINGS_PER_MESSAGE)
     flat = e2e_run(ingest, broker, url, n, args.publishers, None, "flat_out")
@@ -1030,7 +1120,7 @@ def e2e_runs(
         report.runs.append(drain)
         log(f"{workers} worker(s) draining a loaded broker: {drain.landed_readings_per_s:,.0f} readings/s")
     for load in [float(x) for x in args.loads.split(",")]:
-        rate = flat.landed_readings_per_s * load / READINGS_PER_MESSAGE
+        rate = (reference or flat.landed_readings_per_s) * load / READINGS_PER_MESSAGE
         events = (max(1, int(args.events_rate * seconds)), args.events_rate) if args.events_rate else None
         r = e2e_run(ingest, broker, url, int(rate * seconds), args.publishers, rate, "offered", events)
         r.load = load
@@ -1040,11 +1130,15 @@ def e2e_runs(
             f"{workers} worker(s) at {load:.0%}: {r.landed_readings_per_s:,.0f} readings/s, "
             f"p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms{ev}"
         )
+    return flat.landed_readings_per_s
 
 
 def goals(report: Report) -> dict[str, Any]:
     """Issue 24's targets, from the 2-worker runs of this report, each with the load it ran at."""
-    two = [r for r in report.runs if r.workers == 2]
+    from eldercare.config import Settings
+
+    default = Settings.model_fields["ingest_writers"].default
+    two = [r for r in report.runs if r.workers == 2 and r.writers in (None, default)]
     flat = max((r for r in two if r.mode == "flat_out"), key=lambda r: r.landed_readings_per_s, default=None)
     if flat is None or not report.raw_copy_10k_rows_per_s:
         return {}
@@ -1091,7 +1185,8 @@ def render(r: Report) -> str:
     m = r.machine
     lines = [
         f"Machine: {m['cpus']} CPUs, Python {m['python']}, load average "
-        f"{m['load_average_at_start']:.1f} at start, {m.get('load_average_at_end', 0):.1f} at end.",
+        f"{m['load_average_at_start']:.1f} at start, {m.get('load_average_at_end', 0):.1f} at end; "
+        f"ELDERCARE_INGEST_WRITERS {m.get('ingest_writers', '-')}.",
     ]
     if r.raw_copy_10k_rows_per_s:
         lines += [
@@ -1137,7 +1232,7 @@ def render(r: Report) -> str:
             split = f"{run.deliver_p99_ms:.0f} / {run.ingest_p99_ms:.0f} ms"
         cpu = f"{run.ingest_cpu_us_per_message:.0f} µs" if run.ingest_cpu_us_per_message is not None else "-"
         lines.append(
-            f"| {run.workers} | {run.mode} | {offered} | {run.landed_readings_per_s:,.0f} | {lat} | {split} "
+            f"| {run.who()} | {run.mode} | {offered} | {run.landed_readings_per_s:,.0f} | {lat} | {split} "
             f"| {ev} | {cpu} | {run.load_average:.1f} |"
         )
     staged = [run for run in r.runs if run.stages_ms]
@@ -1148,15 +1243,30 @@ def render(r: Report) -> str:
             + ", ".join(WORKER_STAGES)
             + ".",
             "",
-            "| workers | run | " + " | ".join(WORKER_STAGES) + " |",
-            "| --- | --- |" + " --- |" * len(WORKER_STAGES),
+            "| workers | run | " + " | ".join(WORKER_STAGES) + f" | {BATCH_STAGE} |",
+            "| --- | --- |" + " --- |" * (len(WORKER_STAGES) + 1),
         ]
         for run in staged:
             what = f"{run.load:.0%}" if run.load is not None else run.mode
             for label, st in (("", run.stages_ms), (", events", run.event_stages_ms)):
                 if st:
-                    cells = " | ".join(f"{st[s][0]:.1f} / {st[s][1]:.1f}" for s in WORKER_STAGES)
-                    lines.append(f"| {run.workers} | {what}{label} | {cells} |")
+                    cells = " | ".join(
+                        f"{st[s][0]:.1f} / {st[s][1]:.1f}" if s in st else "-" for s in WORKER_STAGES
+                    )
+                    if BATCH_STAGE in st:
+                        cells += f" | {st[BATCH_STAGE][0]:.0f} / {st[BATCH_STAGE][1]:.0f}"
+                    lines.append(f"| {run.who()} | {what}{label} | {cells} |")
+    sampled = [run for run in r.runs if run.backend_waits and run.mode == "offered"]
+    if sampled:
+        lines += [
+            "",
+            "What ingest's database sessions did while active, offered loads (pg_stat_activity every "
+            "10 ms; share of samples, the six largest; running: on a CPU or waiting for one):",
+            "",
+        ]
+        for run in sampled:
+            top = ", ".join(f"{k} {v:.0%}" for k, v in list(run.backend_waits.items())[:6])
+            lines.append(f"- {run.who()} at {run.load:.0%}: {top}")
     if r.dedup:
         lines += [
             "",

@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     # this many rows / payload bytes (no timer: an idle worker commits each message at once).
     ingest_batch_rows: int = Field(default=50_000, ge=1)
     ingest_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Telemetry commits a worker keeps in flight at once, each on its own database connection: with
+    # two, a batch starts its COPY while the previous one waits for its COMMIT (the WAL flush).
+    # 1 by default: on a loaded 2-core machine two cut telemetry's half-load p99 but made events
+    # (falls, SOS) 2-4x slower at p50 (docs/performance.md, issue 24 fifth pass).
+    ingest_writers: int = Field(default=1, ge=1, le=8)
     # Deprecated and ignored since group commit (batches used to be due at this age); a worker
     # started with it set logs a warning. To be removed in a later release.
     ingest_batch_ms: int | None = Field(default=None, ge=1)

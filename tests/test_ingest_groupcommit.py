@@ -218,7 +218,11 @@ def test_ack_is_published_after_commit_and_moves_when_a_gap_fills(
     acks = AckListener(mqtt_url, topic_root, db_url)
     try:
         with publisher(mqtt_url) as pub:
-            pub.publish_many([(topic(topic_root, "gw-1"), telemetry(seq)) for seq in (0, 1, 2, 4, 5)])
+            # seq 0 first: these messages carry no `low`, so the epoch's first ack starts below the
+            # lowest seq stored, and two commits in flight may store seq 1 before seq 0
+            pub.publish(topic(topic_root, "gw-1"), telemetry(0))
+            wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 1, what="seq 0")
+            pub.publish_many([(topic(topic_root, "gw-1"), telemetry(seq)) for seq in (1, 2, 4, 5)])
             wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 5, what="5 stored")
             seen = []
             while not seen or seen[-1][1]["seq"] < 2:
@@ -252,7 +256,7 @@ def _waiting_on_lock(db_url: str) -> int:
 def test_a_commit_in_flight_gathers_everything_that_arrives_meanwhile_into_the_next(
     ingest: Any, db_url: str, mqtt_url: str, topic_root: str
 ) -> None:
-    proc = ingest()
+    proc = ingest(ELDERCARE_INGEST_WRITERS="1")  # one writer: its commit in flight holds the rest
     with psycopg.connect(db_url) as blocker, publisher(mqtt_url) as pub:
         blocker.execute("LOCK TABLE readings IN SHARE MODE")
         pub.publish(topic(topic_root, "gw-1"), telemetry(0))
@@ -285,7 +289,8 @@ def test_kill_9_in_the_middle_of_a_group_commit_loses_and_duplicates_nothing(
         with psycopg.connect(db_url) as blocker:
             blocker.execute("LOCK TABLE readings IN SHARE MODE")
             pub.publish_many(msgs[100:200])
-            wait_for(lambda: _waiting_on_lock(db_url) == 1, what="a group commit in flight")
+            # one commit, or with ELDERCARE_INGEST_WRITERS=2 perhaps both writers' commits
+            wait_for(lambda: _waiting_on_lock(db_url) >= 1, what="a group commit in flight")
             pub.publish_many(msgs[200:])  # the next group forms meanwhile
             wait_for(
                 lambda: proc.metrics()['eldercare_ingest_received_total{kind="telemetry"}'] == 300,
@@ -329,7 +334,8 @@ def test_kill_9_inside_commit_stores_the_group_once_and_its_redelivery_is_a_dupl
     never got a PUBACK for it. Redelivered to the restarted worker, all of it must be recognised as
     stored (nothing twice), and the next group, which was only in memory, stored once."""
     client_id = f"test-gc-commit-{topic_root.split('/')[1][-8:]}-0"
-    proc = ingest(ELDERCARE_INGEST_CLIENT_ID=client_id)
+    # one writer: one commit in flight, the next group in memory (two writers: the test below)
+    proc = ingest(ELDERCARE_INGEST_CLIENT_ID=client_id, ELDERCARE_INGEST_WRITERS="1")
     msgs = [(topic(topic_root, "gw-1" if i % 2 else "gw-2"), telemetry(i // 2, n=10)) for i in range(300)]
     with publisher(mqtt_url) as pub, psycopg.connect(db_url, autocommit=True) as holder:
         pub.publish_many(msgs[:100])
@@ -356,6 +362,86 @@ def test_kill_9_inside_commit_stores_the_group_once_and_its_redelivery_is_a_dupl
     wait_for(
         lambda: again.metrics()["eldercare_ingest_duplicates_total"] == committed - 100,
         what="the committed group redelivered and recognised",
+    )
+
+
+@pytest.mark.mqtt5
+def test_a_second_writer_commits_while_the_first_is_inside_commit_and_the_ack_waits_for_both(
+    ingest: Any, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    """Two commits in flight (``ELDERCARE_INGEST_WRITERS`` 2, the default): a message is not held
+    behind the commit in flight, so seq 2 is committed while seq 1 is still inside COMMIT, and
+    returns first. The acknowledgement covers only what is committed: it stays at 0 until seq 1's
+    commit returns, then moves to 2."""
+    ingest(ELDERCARE_INGEST_WRITERS="2")
+    hold = HOLD_AT_COMMIT.replace("FOR EACH ROW", "FOR EACH ROW WHEN (NEW.seq = 1)")
+    acks = AckListener(mqtt_url, topic_root, db_url)
+    gw1 = "SELECT count(*) FROM ingested_messages WHERE gateway_id = 'gw-1'"
+    try:
+        with publisher(mqtt_url) as pub, psycopg.connect(db_url, autocommit=True) as holder:
+            pub.publish(topic(topic_root, "gw-1"), telemetry(0))
+            assert acks.next()[1]["seq"] == 0
+            holder.execute("SELECT pg_advisory_lock(4242)")
+            holder.execute(hold)
+            pub.publish(topic(topic_root, "gw-1"), telemetry(1))
+            wait_for(lambda: _waiting_at_commit(db_url) == 1, what="seq 1's commit inside COMMIT")
+            pub.publish(topic(topic_root, "gw-1"), telemetry(2))
+            wait_for(lambda: count(db_url, gw1) == 2, 10, "seq 2 committed while seq 1 is in flight")
+            assert _waiting_at_commit(db_url) == 1
+            # gw-2's ack comes from a watermark turn after seq 2's commit handed over its work
+            pub.publish(topic(topic_root, "gw-2"), telemetry(0))
+            while acks.next()[0] != f"{topic_root}/home-2/gw-2/ack":
+                pass
+            assert count(db_url, "SELECT seq FROM ingest_acks WHERE gateway_id = 'gw-1'") == 0
+            holder.execute("SELECT pg_advisory_unlock(4242)")
+            wait_for(lambda: _waiting_at_commit(db_url) == 0, what="seq 1's commit returned")
+            holder.execute("DROP TRIGGER test_hold_commit ON ingested_messages")
+        seen = [acks.next()]
+        while seen[-1][1]["seq"] < 2:
+            seen.append(acks.next())
+        # every ack of gw-1 covered only committed messages when it left (seq 0 .. its seq)
+        assert all(stored == body["seq"] + 1 for t, body, _, stored in seen if "/gw-1/" in t)
+    finally:
+        acks.close()
+
+
+@pytest.mark.slow
+@pytest.mark.mqtt5
+def test_kill_9_with_both_writers_inside_commit_stores_every_group_once(
+    ingest: Any, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    """Both writers' commits are on their way and a third group waits in memory when the worker
+    dies: the two orphaned commits go through, never acknowledged to the broker; redelivered to the
+    restarted worker they are duplicates, and the third group is stored once."""
+    client_id = f"test-gc-two-{topic_root.split('/')[1][-8:]}-0"
+    proc = ingest(ELDERCARE_INGEST_CLIENT_ID=client_id, ELDERCARE_INGEST_WRITERS="2")
+    msgs = [(topic(topic_root, "gw-1" if i % 2 else "gw-2"), telemetry(i // 2, n=10)) for i in range(400)]
+    received = 'eldercare_ingest_received_total{kind="telemetry"}'
+    with publisher(mqtt_url) as pub, psycopg.connect(db_url, autocommit=True) as holder:
+        pub.publish_many(msgs[:100])
+        wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 100, what="100 stored")
+        holder.execute("SELECT pg_advisory_lock(4242)")
+        holder.execute(HOLD_AT_COMMIT)
+        pub.publish_many(msgs[100:200])
+        wait_for(lambda: _waiting_at_commit(db_url) >= 1, what="a group commit inside COMMIT")
+        pub.publish_many(msgs[200:300])
+        wait_for(lambda: _waiting_at_commit(db_url) == 2, what="both writers inside COMMIT")
+        pub.publish_many(msgs[300:])  # the next group forms meanwhile
+        wait_for(lambda: proc.metrics()[received] == 400, what="all in")
+        proc.kill()
+        holder.execute("SELECT pg_advisory_unlock(4242)")  # the orphaned COMMITs go through
+        wait_for(lambda: _waiting_at_commit(db_url) == 0, what="the orphaned commits done")
+        holder.execute("DROP TRIGGER test_hold_commit ON ingested_messages")
+    committed = count(db_url, "SELECT count(*) FROM ingested_messages")
+    assert 100 < committed < 400  # two groups committed and never acknowledged to the broker
+    again = ingest(ELDERCARE_INGEST_CLIENT_ID=client_id)  # its session redelivers what was not acked
+    wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 400, 40, "all 400")
+    assert count(db_url, "SELECT count(*) FROM readings") == 4000
+    distinct = "SELECT count(*) FROM (SELECT DISTINCT gateway_id, sensor_id, ts, value FROM readings) d"
+    assert count(db_url, distinct) == 4000
+    wait_for(
+        lambda: again.metrics()["eldercare_ingest_duplicates_total"] == committed - 100,
+        what="both committed groups redelivered and recognised",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import msgspec
@@ -132,6 +133,18 @@ def test_missing_partition_is_created_on_demand(store: Store, db_url: str) -> No
     r = store.write(batch_of(reg, ("home-1/gw-1/telemetry", telemetry(1, t0=twenty_days_ago))), reg)
     assert r.readings == 10
     assert count(db_url, "SELECT count(*) FROM readings WHERE ts < now() - interval '19 days'") == 10
+
+
+def test_missing_partition_for_an_event_is_created_on_demand(store: Store, db_url: str) -> None:
+    """Events take their own path (no COPY, and their own connection in the worker): a missing
+    partition there is created and the batch written again too."""
+    reg = Registry(store.load_registry())
+    body = json.loads(event(3))
+    body["t"] = now_ms() - 20 * 86_400_000
+    r = store.write(batch_of(reg, ("home-1/gw-1/event", json.dumps(body).encode())), reg)
+    assert r.events == 1
+    assert count(db_url, "SELECT count(*) FROM events WHERE ts < now() - interval '19 days'") == 1
+    assert count(db_url, "SELECT count(*) FROM alert_work") == 1
 
 
 def test_data_the_database_refuses_is_dead_lettered_alone(store: Store, db_url: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -206,6 +207,10 @@ class WriteResult:
     acks: dict[tuple[str, str, str], int] = field(default_factory=dict)
     # with ``defer_acks``: the watermarks still to advance (:meth:`Store.advance_acks`)
     pending: AckWork = field(default_factory=lambda: AckWork())
+    # wall clock when the ids were inserted and when the rows were written (then COMMIT): where a
+    # commit's time goes, for the commit log
+    ids_at: float = 0.0
+    written_at: float = 0.0
 
     def add(self, other: WriteResult) -> None:
         self.messages += other.messages
@@ -612,6 +617,7 @@ class Store:
                 dead.extend(conflicts)
                 fresh = [a for a in fresh if (a.gateway, a.epoch, a.seq) in new]
             self._note_unknown_sensors(conn, [a for a in good if a.new_sensors])
+        result.ids_at = time.time()
         telemetry = [a for a in fresh if a.kind == "telemetry"]
         if telemetry:
             with conn.cursor().copy(COPY_READINGS) as copy:
@@ -654,6 +660,7 @@ class Store:
             result.pending = work
         else:
             result.acks = self._advance_acks(conn, work)
+        result.written_at = time.time()
         return result
 
     def _conflicts(self, conn: psycopg.Connection[Any], again: list[Accepted]) -> list[Rejected]:

@@ -2,17 +2,29 @@
 
 Threads of a worker: the network threads of its two MQTT connections fill two inboxes
 (:mod:`.mqtt`): events (fall, SOS) in one, everything else in the other. The main thread validates
-telemetry and status into the open batch; the writer thread commits it and then acknowledges it
+telemetry and status into the open batch; a writer thread commits it and then acknowledges it
 to the broker (PUBACK). A watermark thread then advances the gateways' acknowledgement watermarks
 of what was committed, on a database connection of its own, and hands them to the publisher of
 the acknowledgements to gateways; it also records the worker's heartbeat and reloads the
 registry, so that a commit never waits for any of these. This is a **group commit**:
-the writer takes the open batch the moment it is free and the batch holds anything, so an idle
+a writer takes the open batch the moment it is free and the batch holds anything, so an idle
 worker commits each message at once and a loaded one forms large batches by itself (whatever
-arrived while the previous commit was in flight). A batch only grows while a commit is in flight,
-bounded by rows (``ingest_batch_rows``), bytes (``ingest_batch_bytes``) and half of Receive
-Maximum in messages (so the next batch can fill while one commits); at the bound the main
-thread stops reading and the broker holds the rest. No timer anywhere.
+arrived while the commits were in flight). There are ``ingest_writers`` writers (1 by default),
+each with a database connection of its own: with two, a batch does not wait for the previous
+commit's WAL flush to return before its own COPY starts. A batch only grows while every writer is busy,
+bounded by rows (``ingest_batch_rows``), bytes (``ingest_batch_bytes``) and Receive Maximum
+shared among the writers' batches and the open one (so the next batch can fill while they
+commit); at the bound the main thread stops reading and the broker holds the rest. No timer
+anywhere.
+
+Commits in flight at once may return in any order; nothing depends on their order. Each writer
+PUBACKs exactly the messages of its own commit, after it returned; the ids of a redelivered message
+committed by one writer while another holds it are settled by ``ingested_messages`` (the second
+insert waits for the first transaction, then finds the id: a duplicate); a watermark only moves
+over what is committed (:data:`.store.ACK_ADVANCE` reads ``ingested_messages``), so a later batch
+committed first leaves it below the earlier batch's gap until that one's commit moves it. A
+worker killed with two commits in flight leaves each committed or not, as a whole; what was not
+acknowledged the broker delivers again.
 
 Events take their own fast path: a thread with its own database connection validates and
 commits them (group committed the same way among themselves), so a fall is never queued behind
@@ -112,7 +124,7 @@ class Worker:
         )
         self.validator = Validator(settings.mqtt_topic_root, self.registry, limits)
         self.event_validator = Validator(settings.mqtt_topic_root, self.registry, limits)
-        self.store = Store(db_url)
+        self.stores = [Store(db_url) for _ in range(settings.ingest_writers)]
         self.event_store = Store(db_url)
         # Watermarks move on a connection and thread of their own, after the messages' commit: a
         # commit never waits for another worker's commit of the same gateways (their watermark rows
@@ -149,12 +161,12 @@ class Worker:
         self.acks = AckPublisher(
             self.source.client, settings.mqtt_topic_root, settings.ingest_ack_interval_ms / 1000
         )
-        # The open batch, shared by the main thread (adds) and the writer (takes it whole).
+        # The open batch, shared by the main thread (adds) and the writers (each takes it whole).
         self.lock = threading.Condition()
         self.batch = Batch()
         self.batch_bytes = 0
-        self.committing = False
-        self.closing = False  # the main thread is done: the writer commits what is left and ends
+        self.committing = 0  # writers with a commit in flight
+        self.closing = False  # the main thread is done: the writers commit what is left and end
         self.stopping = threading.Event()
         self.metrics_port = (
             settings.metrics_port + index if metrics_port is None and settings.metrics_port else metrics_port
@@ -185,7 +197,12 @@ class Worker:
             # on the HTTP host setting (127.0.0.1 unless configured), not on every interface
             self.server = MetricsServer(self.metrics, self.settings.http_host, self.metrics_port).start()
             log.info("metrics on %s:%d/metrics and /healthz", self.settings.http_host, self.server.port)
-        writer = threading.Thread(target=self._write_loop, name=f"ingest-writer-{self.index}", daemon=True)
+        writers = [
+            threading.Thread(
+                target=self._write_loop, args=(store,), name=f"ingest-writer-{self.index}-{i}", daemon=True
+            )
+            for i, store in enumerate(self.stores)
+        ]
         events = threading.Thread(target=self._event_loop, name=f"ingest-events-{self.index}", daemon=True)
         watermarks = threading.Thread(
             target=self._watermark_loop, name=f"ingest-watermarks-{self.index}", daemon=True
@@ -197,15 +214,17 @@ class Worker:
             # out of the collector's sight. A full collection otherwise walks all of it with the
             # GIL held, tens of milliseconds during which no thread of the worker moves.
             gc.freeze()
-            writer.start()
+            for writer in writers:
+                writer.start()
             events.start()
             watermarks.start()
             self.acks.start()
             self.event_source.start()
             self.source.start()
             log.info(
-                "ingest worker %s started (group commit, at most %d rows / %d bytes per commit)",
+                "ingest worker %s started (group commit, %d writers, at most %d rows / %d bytes per commit)",
                 self.client_id,
+                len(self.stores),
                 self.settings.ingest_batch_rows,
                 self.settings.ingest_batch_bytes,
             )
@@ -220,7 +239,7 @@ class Worker:
                 self.closing = True
                 self.lock.notify_all()
             self.urgent.put(WAKE)
-            for t in (writer, events):
+            for t in (*writers, events):
                 if t.is_alive():
                     t.join()
             with self.ack_cond:  # the last watermarks, then their acknowledgements below
@@ -246,7 +265,8 @@ class Worker:
                 )
                 if drained:
                     self._forget_self()
-            self.store.close()
+            for store in self.stores:
+                store.close()
             self.event_store.close()
             self.ack_store.close()
             if self.server is not None:
@@ -269,7 +289,8 @@ class Worker:
         delay = BACKOFF_MIN_S
         while not self.stopping.is_set():
             try:
-                self.registry.replace(self.store.load_registry(), self.store.load_simulated_sites())
+                store = self.stores[0]
+                self.registry.replace(store.load_registry(), store.load_simulated_sites())
                 self.metrics.set_db(None)
                 return True
             except StoreUnavailable as exc:
@@ -340,7 +361,7 @@ class Worker:
         return (
             b.rows >= s.ingest_batch_rows
             or self.batch_bytes >= s.ingest_batch_bytes
-            or len(b) >= max(1, s.ingest_receive_maximum // 2)
+            or len(b) >= max(1, s.ingest_receive_maximum // (len(self.stores) + 1))
         )
 
     def _add(self, items: list[Accepted | Rejected | Ignored], size: int) -> None:
@@ -357,21 +378,25 @@ class Worker:
             self.lock.notify()  # the writer, if it waits for work
         self.metrics.queue_depth.set(self.inbox.qsize())
 
-    # Writer thread: take the open batch, commit, acknowledge ----------------------------------
+    # Writer threads: take the open batch, commit, acknowledge ----------------------------------
 
-    def _write_loop(self) -> None:
+    def _write_loop(self, store: Store) -> None:
+        busy = False
         while True:
             with self.lock:
-                self.committing = False
-                self.lock.notify_all()
+                if busy:
+                    self.committing -= 1
+                    busy = False
+                    self.lock.notify_all()
                 while not len(self.batch) and not self.closing:
                     self.lock.wait()
                 if not len(self.batch):
                     return  # closing, nothing left
                 batch, self.batch, self.batch_bytes = self.batch, Batch(), 0
-                self.committing = True
+                self.committing += 1
+                busy = True
                 self.lock.notify_all()
-            self._commit(self.store, batch, taken=time.time())
+            self._commit(store, batch, taken=time.time())
 
     def _next_refresh(self, every: float) -> float:
         """When the registry is read again (it may have been, by a commit that was told to)."""
@@ -506,11 +531,13 @@ class Worker:
             )
         if self._commit_log is not None:
             # gateway epoch seq received committed, then the stages inside the worker: taken from
-            # the inbox, put in the open batch, batch taken by the writer (events: their thread)
+            # the inbox, put in the open batch, batch taken by the writer (events: their thread),
+            # ids inserted, rows written (then COMMIT)
+            tail = f"{taken:.6f} {result.ids_at or taken:.6f} {result.written_at or committed:.6f}\n"
             lines = [
                 f"{a.gateway} {a.epoch} {a.seq} {a.inbound.received:.6f} {committed:.6f} "
                 f"{a.inbound.picked or a.inbound.received:.6f} {a.inbound.added or a.inbound.received:.6f} "
-                f"{taken:.6f}\n"
+                + tail
                 for a in batch.accepted
             ]
             with self._log_lock:
