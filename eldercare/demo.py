@@ -103,9 +103,18 @@ class Children:
         return out.stdout
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """A long-running child, in a session of its own: a terminal's Ctrl-C (or ``timeout``'s signal)
+        goes to the demo's whole process group, and children in it stopped at once, before the demo
+        could score the run: the simulator's gateways said goodbye (offline), and an engine still
+        running turned that into a ``device_offline`` alert the score counted as a false alarm. Only
+        the demo stops them (:meth:`stop`), after it has scored."""
         log = (self.log_dir / f"{name}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "eldercare.cli", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "eldercare.cli", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs.append((name, proc))
         return proc
@@ -366,11 +375,12 @@ def demo(
 
 
 def stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM stop the demo cleanly, however it was started.
+    """Ctrl-C, SIGTERM and a closed terminal (SIGHUP) stop the demo cleanly, however it was started.
 
     A program started in the background by a non-interactive shell (``eldercare demo &`` in a script,
     a CI step) inherits SIGINT *ignored*, and Python then never raises KeyboardInterrupt: Ctrl-C or
-    ``kill -INT`` would leave the demo and its children running.
+    ``kill -INT`` would leave the demo and its children running. Its children have sessions of their
+    own (:meth:`Children.start`), so a closed terminal's hangup reaches the demo alone: it stops them.
     """
 
     def interrupt(*_: object) -> None:
@@ -378,6 +388,7 @@ def stop_on_signals() -> None:
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
 
 
 def homes_of(manifest: Path) -> list[dict[str, Any]]:

@@ -279,7 +279,9 @@ class EmbeddedBroker:
         else:
             cmd = [sys.executable, "-m", "eldercare.embedded", "amqtt", "--host", self.host]
             cmd += ["--port", str(self.port)]
-        # a broker started from a worker thread must not die with that thread
+        # a broker started from a worker thread must not die with that thread; in a session of its
+        # own, a terminal's Ctrl-C reaches only its owner, who stops it last (the demo: after its
+        # children, so that their goodbyes still go through)
         main = threading.current_thread() is threading.main_thread()
         with self._log_path.open("ab") as out:
             return subprocess.Popen(
@@ -288,6 +290,7 @@ class EmbeddedBroker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent if main and sys.platform == "linux" else None,
+                start_new_session=True,
             )
 
     def _mosquitto_conf(self) -> str:

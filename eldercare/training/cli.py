@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from eldercare.models.fall import FallDetector
 
 F = TypeVar("F", bound=Callable[..., Any])
 FOLDER = click.Path(file_okay=False, path_type=Path)
@@ -48,6 +51,47 @@ def _simulated_part(command: F) -> F:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _real_trials(data_help: str, report: str) -> Callable[[F], F]:
+    """``--data`` (the real datasets) and ``--out`` (the report folder), alike for ``crossval`` and
+    ``padded-check``."""
+
+    def decorate(command: F) -> F:
+        command = click.option(
+            "--out",
+            "out_dir",
+            type=FOLDER,
+            default=Path("models-report"),
+            show_default=True,
+            help=f"Folder for {report}.",
+        )(command)
+        return click.option("--data", "data_dir", type=FOLDER, required=True, help=data_help)(command)
+
+    return decorate
+
+
+def _model_option(command: F) -> F:
+    """``--model``: a trained model judged beside the shipped one (:func:`_candidate`)."""
+    return click.option(
+        "--model",
+        "model_dir",
+        type=FOLDER,
+        default=None,
+        help="Folder of a trained fall_model.npz/.json to judge beside the shipped one (e.g. a new one).",
+    )(command)
+
+
+def _candidate(model_dir: Path | None) -> FallDetector | None:
+    """The fall model in ``model_dir`` (``--model``), or None; a folder without one is one readable line."""
+    from eldercare.models.fall import MODEL_JSON, MODEL_NPZ, FallDetector
+
+    if model_dir is None:
+        return None
+    try:
+        return FallDetector.load(model_dir / MODEL_NPZ, model_dir / MODEL_JSON)
+    except (OSError, ValueError, KeyError) as exc:
+        raise click.ClickException(f"{model_dir}: not a fall model folder ({exc})") from None
 
 
 def _needs_sklearn(what: str, exc: ImportError) -> click.ClickException:
@@ -184,32 +228,12 @@ def evaluate(out_dir: Path, seed: int, only: str | None, fall_scale: float) -> N
 
 
 @models.command("crossval")
-@click.option(
-    "--data",
-    "data_dir",
-    type=FOLDER,
-    required=True,
-    help="Folder of real datasets (e.g. DIR/mobifall/).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=FOLDER,
-    default=Path("models-report"),
-    show_default=True,
-    help="Folder for fall_crossval.md and .json.",
-)
+@_real_trials("Folder of real datasets (e.g. DIR/mobifall/).", "fall_crossval.md and .json")
 @click.option("--seed", default=0, show_default=True, help="Seed of the simulated training recordings.")
 @click.option("--folds", default=6, show_default=True, help="Groups of people (leave one group out).")
 @click.option("--workers", default=1, show_default=True, help="Processes generating recordings.")
 @_simulated_part
-@click.option(
-    "--model",
-    "model_dir",
-    type=FOLDER,
-    default=None,
-    help="Folder of a trained fall_model.npz/.json to judge beside the shipped one (e.g. a new one).",
-)
+@_model_option
 @click.option(
     "--no-learned",
     is_flag=True,
@@ -229,7 +253,6 @@ def crossval(
 ) -> None:
     """Fall detector: leave-subjects-out cross-validation on real trials, beside its baselines."""
     try:
-        from eldercare.models.fall import MODEL_JSON, MODEL_NPZ, FallDetector
         from eldercare.training import crossval as cv
         from eldercare.training.datasets import load_dir
         from eldercare.training.report import write
@@ -242,12 +265,7 @@ def crossval(
         trials = load_dir(data_dir)
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
-    candidate = None
-    if model_dir is not None:
-        try:
-            candidate = FallDetector.load(model_dir / MODEL_NPZ, model_dir / MODEL_JSON)
-        except (OSError, ValueError, KeyError) as exc:
-            raise click.ClickException(f"{model_dir}: not a fall model folder ({exc})") from None
+    candidate = _candidate(model_dir)
     res = cv.run(
         trials,
         seed=seed,
@@ -265,20 +283,9 @@ def crossval(
 
 
 @models.command("padded-check")
-@click.option(
-    "--data",
-    "data_dir",
-    type=FOLDER,
-    required=True,
-    help="Folder of real datasets holding umafall/ (the raw trials at their own rate).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=FOLDER,
-    default=Path("models-report"),
-    show_default=True,
-    help="Folder for fall_padded_check.json and .md.",
+@_real_trials(
+    "Folder of real datasets holding umafall/ (the raw trials at their own rate).",
+    "fall_padded_check.json and .md",
 )
 @click.option(
     "--pad",
@@ -297,18 +304,11 @@ def crossval(
     show_default=True,
     help="Placements to judge.",
 )
-@click.option(
-    "--model",
-    "model_dir",
-    type=FOLDER,
-    default=None,
-    help="Folder of a trained fall_model.npz/.json to judge beside the shipped one.",
-)
+@_model_option
 def padded_check(
     data_dir: Path, out_dir: Path, where: tuple[str, ...], placements: tuple[str, ...], model_dir: Path | None
 ) -> None:
     """Fall detector, judged as the independent check does: detect() per raw trial padded with standing."""
-    from eldercare.models.fall import MODEL_JSON, MODEL_NPZ, FallDetector
     from eldercare.training import padded_check as pc
     from eldercare.training import umafall
     from eldercare.training.trials import DatasetError
@@ -320,13 +320,7 @@ def padded_check(
         raise click.ClickException(str(exc)) from None
     if not raw:
         raise click.ClickException(f"{root}: no UMAFall trials at placements {', '.join(placements)}")
-    candidate = None
-    if model_dir is not None:
-        try:
-            candidate = FallDetector.load(model_dir / MODEL_NPZ, model_dir / MODEL_JSON)
-        except (OSError, ValueError, KeyError) as exc:
-            raise click.ClickException(f"{model_dir}: not a fall model folder ({exc})") from None
-    detectors = pc.default_detectors(candidate)
+    detectors = pc.default_detectors(_candidate(model_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = {w: pc.run(raw, detectors, where=w) for w in where}
     (out_dir / "fall_padded_check.json").write_text(json.dumps(runs, indent=1), encoding="utf-8")

@@ -215,7 +215,7 @@ def _boot_ci(per_subject: dict[str, tuple[int, int]], rng: np.random.Generator) 
     return float(k.sum() / n.sum()), float(lo), float(hi)
 
 
-def _summary(results: list[dict[str, Any]], models: list[str], seed: int) -> dict[str, Any]:
+def summary(results: list[dict[str, Any]], models: list[str], seed: int) -> dict[str, Any]:
     """Sensitivity and specificity per model, per dataset, placement, fall kind and activity."""
     rng = np.random.default_rng(seed)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -252,7 +252,16 @@ Scorer = tuple[Any, float, bool]  # score(rows) -> probabilities, threshold, wea
 def _judge(it: TrialRows, fold: int, scorers: dict[str, Scorer]) -> dict[str, Any]:
     """One held-out trial's decision under every model: caught (a fall) or raised an alarm (not)."""
     tr = it.trial
-    r: dict[str, Any] = {
+    r = trial_record(tr, fold=fold)
+    for m, (score, th, wear) in scorers.items():
+        p = score(it.rows.x) if len(it.y) else np.zeros(0)
+        r[m] = judged(cand.decide(it.rows, p, th, wear), tr.t_impact)
+    return r
+
+
+def trial_record(tr: Trial, **extra: Any) -> dict[str, Any]:
+    """A trial's line in a report (who, where, what), before each model's decision on it."""
+    return {
         "dataset": tr.dataset,
         "subject": tr.subject,
         "placement": tr.placement,
@@ -260,13 +269,14 @@ def _judge(it: TrialRows, fold: int, scorers: dict[str, Scorer]) -> dict[str, An
         "fall_kind": tr.fall_kind,
         "is_fall": tr.is_fall,
         "source": tr.source,
-        "fold": fold,
+        **extra,
     }
-    for m, (score, th, wear) in scorers.items():
-        p = score(it.rows.x) if len(it.y) else np.zeros(0)
-        ev = cand.decide(it.rows, p, th, wear)
-        r[m] = cand.caught(ev, tr.t_impact) if tr.t_impact is not None else bool(len(ev))
-    return r
+
+
+def judged(events: np.ndarray, t_impact: float | None) -> bool:
+    """A model's decision on one trial from its events' times: a fall trial (``t_impact``) caught, or a
+    daily-activity trial raising an alarm."""
+    return cand.caught(events, t_impact) if t_impact is not None else bool(len(events))
 
 
 def _describe(det: FallDetector) -> dict[str, Any]:
@@ -361,7 +371,7 @@ def run(
         "seed": seed,
         "folds": fold_info,
         "models": models,
-        "summary": _summary(results, models, seed),
+        "summary": summary(results, models, seed),
         "streams": {
             **stream_figs,
             "learned_mean_fa_per_hour": round(float(np.mean(learned_fa)), 4) if learned_fa else None,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eldercare.training.trials import DatasetError, G, Trial, impact_time, pad, to_grid
+from eldercare.training.trials import DatasetError, G, Trial, impact_time, to_grid, trial
 
 NAME = "mobifall"
 PLACEMENT = "thigh"  # trouser pocket
@@ -75,22 +75,11 @@ def load(root: Path, padded: bool = True) -> list[Trial]:
         m = _FILE.match(path.name)
         if not m or (m["code"] not in FALLS and m["code"] not in ADLS):
             continue
+        code = m["code"]
         t, acc = to_grid(*read_file(path))
-        t_imp = impact_time(t, acc) if m["code"] in FALLS else None
-        if padded:
-            t, acc, shift = pad(t, acc)
-            t_imp = None if t_imp is None else t_imp + shift
+        t_imp = impact_time(t, acc) if code in FALLS else None
+        fall_kind, source = FALLS.get(code, ""), str(path.relative_to(root))
         out.append(
-            Trial(
-                dataset=NAME,
-                subject=f"{NAME}:{int(m['subject'])}",
-                placement=PLACEMENT,
-                activity=m["code"],
-                fall_kind=FALLS.get(m["code"], ""),
-                t=t,
-                acc=acc,
-                t_impact=t_imp,
-                source=str(path.relative_to(root)),
-            )
+            trial(NAME, m["subject"], PLACEMENT, code, fall_kind, t, acc, t_imp, source, padded=padded)
         )
     return out

@@ -25,7 +25,6 @@ from eldercare.training.trials import Trial
 
 PAD_S = 30.0
 WHERE = ("before", "after", "both")
-MATCH_S = 2.0
 
 
 def quiet_standing(
@@ -76,19 +75,10 @@ def run(
     results: list[dict[str, Any]] = []
     for tr, fs in raw:
         t, acc, imp = padded(tr, fs, where, rng, sway)
-        r: dict[str, Any] = {
-            "dataset": tr.dataset,
-            "subject": tr.subject,
-            "placement": tr.placement,
-            "activity": tr.activity,
-            "fall_kind": tr.fall_kind,
-            "is_fall": tr.is_fall,
-            "source": tr.source,
-            "fs": round(fs, 1),
-        }
+        r = crossval.trial_record(tr, fs=round(fs, 1))
         for name, det in detectors.items():
             ev = np.array([e.t for e in det.detect(t, acc)])
-            r[name] = bool(np.any(np.abs(ev - imp) <= MATCH_S)) if imp is not None else bool(len(ev))
+            r[name] = crossval.judged(ev, imp)
             if imp is not None and len(ev):
                 r[f"{name}_offset_s"] = round(float(ev[np.argmin(np.abs(ev - imp))] - imp), 2)
         results.append(r)
@@ -98,7 +88,7 @@ def run(
         "sway": sway,
         "pad_s": PAD_S,
         "models": models,
-        "summary": crossval._summary(results, models, seed),
+        "summary": crossval.summary(results, models, seed),
         "trials": results,
     }
 

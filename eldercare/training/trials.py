@@ -48,6 +48,37 @@ class Trial:
         return self.t_impact is not None
 
 
+def trial(
+    dataset: str,
+    number: int | str,
+    placement: str,
+    activity: str,
+    fall_kind: str,
+    t: np.ndarray,
+    acc: np.ndarray,
+    t_impact: float | None,
+    source: str,
+    *,
+    padded: bool = False,
+) -> Trial:
+    """The :class:`Trial` of person ``number`` of ``dataset`` (subject ``"mobifall:7"``), as every loader
+    builds it; with ``padded``, lengthened by :func:`pad`, its impact moved with its samples."""
+    if padded:
+        t, acc, shift = pad(t, acc)
+        t_impact = None if t_impact is None else t_impact + shift
+    return Trial(
+        dataset=dataset,
+        subject=f"{dataset}:{int(number)}",
+        placement=placement,
+        activity=activity,
+        fall_kind=fall_kind,
+        t=t,
+        acc=acc,
+        t_impact=t_impact,
+        source=source,
+    )
+
+
 def to_grid(t: np.ndarray, acc: np.ndarray, fs: float = FS) -> tuple[np.ndarray, np.ndarray]:
     """Irregular samples -> a regular ``fs`` grid from the first sample (per-axis interpolation).
 

@@ -19,11 +19,13 @@ docs/models.md.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from eldercare.training.trials import DatasetError, Trial, impact_time, pad, to_grid
+from eldercare.training.trials import DatasetError, Trial, impact_time, to_grid, trial
 
 NAME = "umafall"
 # the dataset's positions -> the placement names used in reports (the pocket phone is the thigh's)
@@ -111,58 +113,40 @@ def read_file(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def load(root: Path, padded: bool = True, placements: tuple[str, ...] = DEFAULT_PLACEMENTS) -> list[Trial]:
-    """Every trial under ``root`` (the folder holding the ``UMAFall_Subject_*.csv`` files), one per
-    file and placement in ``placements``. A fall's ``t_impact`` is the largest |a| of that device's
-    recording (UMAFall does not mark the impact)."""
-    root = Path(root)
+class Recording(NamedTuple):
+    """One device's recording of one file, as :func:`read_file` returns it, with what the file's name says."""
+
+    subject: str
+    activity: str
+    is_fall: bool
+    placement: str
+    source: str  # the file under the dataset folder, "#" its dataset position
+    t: np.ndarray
+    acc: np.ndarray
+
+    def as_trial(self, t: np.ndarray, acc: np.ndarray, padded: bool = False) -> Trial:
+        """The recording as a trial on ``t, acc``; a fall's impact is their largest |a| (UMAFall does
+        not mark it)."""
+        return trial(
+            NAME,
+            self.subject,
+            self.placement,
+            self.activity,
+            FALLS[self.activity] if self.is_fall else "",
+            t,
+            acc,
+            t_impact=impact_time(t, acc) if self.is_fall else None,
+            source=self.source,
+            padded=padded,
+        )
+
+
+def recordings(root: Path, placements: tuple[str, ...] = DEFAULT_PLACEMENTS) -> Iterator[Recording]:
+    """Every known activity's recording at ``placements`` under ``root``, in file and position order."""
     paths = sorted(root.rglob("UMAFall_Subject_*.csv"))
     if not paths:
         msg = f"{root}: no UMAFall files (UMAFall_Subject_<ID>_<ADL|Fall>_<activity>_<N>_<date>.csv)"
         raise DatasetError(msg)
-    out: list[Trial] = []
-    for path in paths:
-        m = _FILE.match(path.name)
-        if not m:
-            continue
-        activity = m["activity"]
-        is_fall = m["type"] == "Fall"
-        if (is_fall and activity not in FALLS) or (not is_fall and activity not in ADLS):
-            continue
-        for pos, (t_raw, a_raw) in sorted(read_file(path).items()):
-            placement = PLACEMENTS.get(pos)
-            if placement is None or placement not in placements:
-                continue
-            t, acc = to_grid(t_raw, a_raw)
-            t_imp = impact_time(t, acc) if is_fall else None
-            if padded:
-                t, acc, shift = pad(t, acc)
-                t_imp = None if t_imp is None else t_imp + shift
-            out.append(
-                Trial(
-                    dataset=NAME,
-                    subject=f"{NAME}:{int(m['subject'])}",
-                    placement=placement,
-                    activity=activity,
-                    fall_kind=FALLS.get(activity, "") if is_fall else "",
-                    t=t,
-                    acc=acc,
-                    t_impact=t_imp,
-                    source=f"{path.relative_to(root)}#{pos}",
-                )
-            )
-    return out
-
-
-def load_raw(root: Path, placements: tuple[str, ...] = DEFAULT_PLACEMENTS) -> list[tuple[Trial, float]]:
-    """Trials at the devices' own rate and times (not on the grid, not padded), with each one's
-    median sampling rate: what a wearable would hand ``FallDetector.detect`` as recorded."""
-    root = Path(root)
-    paths = sorted(root.rglob("UMAFall_Subject_*.csv"))
-    if not paths:
-        msg = f"{root}: no UMAFall files (UMAFall_Subject_<ID>_<ADL|Fall>_<activity>_<N>_<date>.csv)"
-        raise DatasetError(msg)
-    out: list[tuple[Trial, float]] = []
     for path in paths:
         m = _FILE.match(path.name)
         if not m:
@@ -172,21 +156,26 @@ def load_raw(root: Path, placements: tuple[str, ...] = DEFAULT_PLACEMENTS) -> li
             continue
         for pos, (t, acc) in sorted(read_file(path).items()):
             placement = PLACEMENTS.get(pos)
-            if placement is None or placement not in placements:
-                continue
-            keep = np.concatenate([[True], np.diff(t) > 0])
-            t, acc = t[keep], acc[keep]
-            fs = 1.0 / float(np.median(np.diff(t)))
-            trial = Trial(
-                dataset=NAME,
-                subject=f"{NAME}:{int(m['subject'])}",
-                placement=placement,
-                activity=activity,
-                fall_kind=FALLS.get(activity, "") if is_fall else "",
-                t=t,
-                acc=acc,
-                t_impact=impact_time(t, acc) if is_fall else None,
-                source=f"{path.relative_to(root)}#{pos}",
-            )
-            out.append((trial, fs))
+            if placement is not None and placement in placements:
+                source = f"{path.relative_to(root)}#{pos}"
+                yield Recording(m["subject"], activity, is_fall, placement, source, t, acc)
+
+
+def load(root: Path, padded: bool = True, placements: tuple[str, ...] = DEFAULT_PLACEMENTS) -> list[Trial]:
+    """Every trial under ``root`` (the folder holding the ``UMAFall_Subject_*.csv`` files), one per
+    file and placement in ``placements``, on the detector's grid. A fall's ``t_impact`` is the largest
+    |a| of that device's recording (UMAFall does not mark the impact)."""
+    return [
+        rec.as_trial(*to_grid(rec.t, rec.acc), padded=padded) for rec in recordings(Path(root), placements)
+    ]
+
+
+def load_raw(root: Path, placements: tuple[str, ...] = DEFAULT_PLACEMENTS) -> list[tuple[Trial, float]]:
+    """Trials at the devices' own rate and times (not on the grid, not padded), with each one's
+    median sampling rate: what a wearable would hand ``FallDetector.detect`` as recorded."""
+    out: list[tuple[Trial, float]] = []
+    for rec in recordings(Path(root), placements):
+        keep = np.concatenate([[True], np.diff(rec.t) > 0])
+        t, acc = rec.t[keep], rec.acc[keep]
+        out.append((rec.as_trial(t, acc), 1.0 / float(np.median(np.diff(t)))))
     return out

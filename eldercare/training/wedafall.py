@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eldercare.training.trials import DatasetError, G, Trial, pad, to_grid
+from eldercare.training.trials import DatasetError, G, Trial, to_grid, trial
 
 NAME = "weda-fall"
 PLACEMENT = "wrist"
@@ -94,20 +94,8 @@ def load(root: Path, padded: bool = True) -> list[Trial]:
                 continue
             mag = np.where(inside, np.linalg.norm(acc, axis=1), -np.inf)
             t_imp = float(t[int(np.argmax(mag))])
-        if padded:
-            t, acc, shift = pad(t, acc)
-            t_imp = None if t_imp is None else t_imp + shift
+        fall_kind, source = FALLS.get(code, ""), str(path.relative_to(root))
         out.append(
-            Trial(
-                dataset=NAME,
-                subject=f"{NAME}:{int(m['subject'])}",
-                placement=PLACEMENT,
-                activity=code,
-                fall_kind=FALLS.get(code, ""),
-                t=t,
-                acc=acc,
-                t_impact=t_imp,
-                source=str(path.relative_to(root)),
-            )
+            trial(NAME, m["subject"], PLACEMENT, code, fall_kind, t, acc, t_imp, source, padded=padded)
         )
     return out
