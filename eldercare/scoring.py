@@ -280,7 +280,10 @@ def score(
     caught = {a for ids in matched.values() for a in ids}
     false: dict[str, int] = defaultdict(int)
     for a in alerts:
-        if a.id not in caught and a.kind not in NOT_SCORED:
+        # an alert opened once the run had stopped is no false alarm of it (the simulator's
+        # gateways say "offline" as they stop; a platform that runs on turns that into alerts)
+        after_end = now is not None and sim_t[a.id] >= now
+        if a.id not in caught and a.kind not in NOT_SCORED and not after_end:
             false[a.kind] += 1
     if period_s is None and run_clock is not None:
         period_s = float(run_clock["sim_now"]) - clk.sim_start

@@ -139,3 +139,20 @@ def test_a_later_detection_joined_to_an_open_alert_still_counts_for_the_detector
     d = score(truth, alerts, trail, residents=1, period_s=2 * 86400).to_json()["inactivity"]
     assert (d["incidents"], d["caught"], d["false_alarms"]) == (2, 2, 0)
     assert d["delay_median_s"] == pytest.approx((2000 + 3600) / 2)
+
+
+def test_alerts_opened_once_the_run_stopped_are_not_its_false_alarms() -> None:
+    # the run's last clock line is its end: its gateways' goodbye statuses ("offline") open
+    # device_offline alerts at and after it, on a platform that keeps running
+    clock = {"wall_start": 1000.0, "sim_start": T0, "speed": 60.0, "sim_now": T0 + 3600}
+
+    def offline(i: int, wall: float, sim_at: float | None = None) -> AlertRow:
+        return AlertRow(i, "device_offline", None, f"h{i}", None, wall, wall, None, None, sim_at)
+
+    alerts = [
+        offline(1, 1000.0 + 30.0),  # 30 wall-s in, T0 + 1800 simulated: a false alarm of the run
+        offline(2, 1000.0 + 61.0),  # a second after the run stopped (T0 + 3660)
+        offline(3, 1000.0 + 60.5, sim_at=T0 + 3600),  # stamped with the goodbye status's own time
+    ]
+    rep = score([], alerts, residents=3, clock=clock)
+    assert rep.to_json()["false_alarms"] == {"device_offline": 1}
