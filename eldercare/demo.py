@@ -23,6 +23,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -107,7 +108,12 @@ class Children:
         goes to the demo's whole process group, and children in it stopped at once, before the demo
         could score the run: the simulator's gateways said goodbye (offline), and an engine still
         running turned that into a ``device_offline`` alert the score counted as a false alarm. Only
-        the demo stops them (:meth:`stop`), after it has scored."""
+        the demo stops them (:meth:`stop`), after it has scored. Out of its group, a child would
+        outlive a demo that cannot stop it (``kill -9``, ``timeout -s KILL``, a second Ctrl-C while
+        it stops them): each gets SIGTERM when the demo dies, as the embedded broker does."""
+        from eldercare.embedded import die_with_parent
+
+        main = threading.current_thread() is threading.main_thread()
         log = (self.log_dir / f"{name}.log").open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "eldercare.cli", *args],
@@ -115,6 +121,8 @@ class Children:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # (pdeathsig follows the thread that started it: the demo's main thread, never a passing one)
+            preexec_fn=die_with_parent if main and sys.platform == "linux" else None,
         )
         self.procs.append((name, proc))
         return proc

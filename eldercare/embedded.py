@@ -181,8 +181,9 @@ def mosquitto_binary() -> str | None:
     return "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the parent dies, so a killed test run leaves no broker."""
+def die_with_parent() -> None:
+    """In the child (``preexec_fn``): get SIGTERM when the parent dies, so a killed test run or demo
+    leaves no broker or child behind, even one in a session of its own (Linux only: a no-op elsewhere)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -289,7 +290,7 @@ class EmbeddedBroker:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if main and sys.platform == "linux" else None,
+                preexec_fn=die_with_parent if main and sys.platform == "linux" else None,
                 start_new_session=True,
             )
 

@@ -434,3 +434,48 @@ def test_demo_learns_each_homes_past_and_catches_the_scripted_long_bathroom_stay
         )
     ]
     assert len(fitted) >= 4 and min(fitted[:4]) > 1000, fitted  # learned from the past, not "0 readings"
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie nobody reaped counts: it runs no more)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_child_in_its_own_session_still_ends_when_the_demo_is_killed(tmp_path: Path) -> None:
+    # the child: whatever it is asked to run, it sleeps (it stands for ingest, serve, the engine)
+    sleeper = tmp_path / "sleeper"
+    sleeper.write_text("#!/bin/sh\nexec sleep 300\n")
+    sleeper.chmod(0o755)
+    parent = (
+        "import sys, time\nfrom pathlib import Path\nfrom eldercare.demo import Children\n"
+        f"sys.executable = {str(sleeper)!r}\n"
+        f"proc = Children({{}}, Path({str(tmp_path)!r})).start('ingest', 'ingest')\n"
+        "print(proc.pid, flush=True)\ntime.sleep(300)\n"
+    )
+    demo_proc = subprocess.Popen(
+        [sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    child = 0
+    try:
+        assert demo_proc.stdout is not None
+        child = int(demo_proc.stdout.readline())
+        assert os.getsid(child) != os.getsid(demo_proc.pid)  # out of the demo's group and session
+        demo_proc.kill()  # kill -9: the demo stops nothing itself
+        demo_proc.wait()
+        deadline = time.monotonic() + 30
+        while not _gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(child), "the demo's child outlived it"
+    finally:
+        if demo_proc.poll() is None:
+            demo_proc.kill()
+            demo_proc.wait()
+        if demo_proc.stdout is not None:
+            demo_proc.stdout.close()
+        if child and not _gone(child):
+            os.kill(child, signal.SIGKILL)
