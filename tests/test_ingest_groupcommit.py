@@ -33,6 +33,7 @@ from eldercare.ingest.batch import Batch, Inbound, Registry, Validator
 from eldercare.ingest.metrics import Metrics
 from eldercare.ingest.mqtt import AckThrottle
 from eldercare.ingest.store import Store
+from eldercare.ingest.worker import Worker
 
 ROOT = "eldercare/v1"
 GATEWAYS = {"gw-1": "home-1", "gw-2": "home-2"}
@@ -443,6 +444,50 @@ def test_kill_9_with_both_writers_inside_commit_stores_every_group_once(
         lambda: again.metrics()["eldercare_ingest_duplicates_total"] == committed - 100,
         what="both committed groups redelivered and recognised",
     )
+
+
+@pytest.mark.mqtt5
+@pytest.mark.parametrize("writers", [1, 2])
+def test_a_writer_that_fails_stops_its_worker_and_its_batch_is_stored_by_the_next(
+    ingest: Any, db_url: str, mqtt_url: str, topic_root: str, writers: int
+) -> None:
+    """An error in a writer (a bug, not the database) stops the worker instead of leaving it alive
+    with its batch unacknowledged (one writer: stuck once the open batch fills; two: half its
+    commits going on); its process exits non-zero and the next worker on its session stores the
+    batch once."""
+    from eldercare.config import Settings
+
+    client_id = f"test-gc-fail-{topic_root.split('/')[1][-8:]}-0"
+    settings = Settings(
+        mqtt_topic_root=topic_root,
+        ingest_client_id=client_id,
+        ingest_shared_group=f"g{client_id[-10:]}",
+        ingest_session_expiry_s=120,
+        ingest_writers=writers,
+        metrics_port=0,
+    )
+    worker = Worker(settings, db_url=db_url, mqtt_url=mqtt_url)
+
+    def broken(*_a: Any, **_k: Any) -> Any:
+        raise RuntimeError("a bug in the writer")
+
+    for store in worker.stores:
+        store.write = broken  # type: ignore[method-assign]
+    run = threading.Thread(target=worker.run, daemon=True)
+    run.start()
+    try:
+        wait_for(lambda: worker.source.connected.is_set() and worker.event_source.connected.is_set())
+        with publisher(mqtt_url) as pub:
+            pub.publish(topic(topic_root, "gw-1"), telemetry(0))
+        run.join(20)
+        assert not run.is_alive(), "the worker lives on without its writer"
+        assert worker.failed
+    finally:
+        worker.stop()
+        run.join(20)
+    assert count(db_url, "SELECT count(*) FROM ingested_messages") == 0
+    ingest(ELDERCARE_INGEST_CLIENT_ID=client_id, ELDERCARE_INGEST_SHARED_GROUP=settings.ingest_shared_group)
+    wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 1, 20, "the batch stored")
 
 
 @pytest.mark.mqtt5

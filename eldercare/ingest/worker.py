@@ -49,6 +49,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -113,6 +114,7 @@ class Worker:
         self.settings = settings
         self.retire = retire
         self.abandoned = False  # some received messages were left unacknowledged
+        self.failed = False  # a writer or the event thread died of an error: the worker stopped for it
         self.index = index
         self.client_id = client_id_for(settings.ingest_client_id, index)
         self.metrics = Metrics(str(index))
@@ -199,11 +201,16 @@ class Worker:
             log.info("metrics on %s:%d/metrics and /healthz", self.settings.http_host, self.server.port)
         writers = [
             threading.Thread(
-                target=self._write_loop, args=(store,), name=f"ingest-writer-{self.index}-{i}", daemon=True
+                target=self._or_stop,
+                args=(self._write_loop, store),
+                name=f"ingest-writer-{self.index}-{i}",
+                daemon=True,
             )
             for i, store in enumerate(self.stores)
         ]
-        events = threading.Thread(target=self._event_loop, name=f"ingest-events-{self.index}", daemon=True)
+        events = threading.Thread(
+            target=self._or_stop, args=(self._event_loop,), name=f"ingest-events-{self.index}", daemon=True
+        )
         watermarks = threading.Thread(
             target=self._watermark_loop, name=f"ingest-watermarks-{self.index}", daemon=True
         )
@@ -274,6 +281,20 @@ class Worker:
             if self._commit_log is not None:
                 self._commit_log.close()
             log.info("ingest worker %s stopped", self.client_id)
+
+    def _or_stop(self, loop: Callable[..., None], *args: Any) -> None:
+        """Run a writer's or the event thread's loop; an error in it stops the worker, loudly.
+
+        Left dead, the thread would hold its batch unacknowledged while the worker looked healthy:
+        with one writer the open batch then filled and the worker hung; with two, half its commits
+        went on. Stopped, its process exits non-zero (the supervisor starts it again) and the broker
+        delivers what was not acknowledged to whoever takes the session."""
+        try:
+            loop(*args)
+        except BaseException:
+            log.critical("%s failed; stopping the worker", threading.current_thread().name, exc_info=True)
+            self.failed = self.abandoned = True
+            self.stop()
 
     def _await_acks_published(self, timeout: float) -> None:
         """Give the broker a moment to take the last acknowledgements to gateways (their PUBACKs)."""
@@ -614,6 +635,8 @@ def run_worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop())
     worker.run()
+    if worker.failed:
+        raise SystemExit(1)
 
 
 def _child(settings: Settings, db_url: str, mqtt_url: str, index: int, commit_log: Path | None) -> None:
