@@ -278,12 +278,10 @@ def score(
     }
     kinds, matched = _match(truth, alerts, sim_t, window_s=window_s, now=now)
     caught = {a for ids in matched.values() for a in ids}
+    stopped = run_clock.get("wall_stopped") if run_clock is not None else None
     false: dict[str, int] = defaultdict(int)
     for a in alerts:
-        # an alert opened once the run had stopped is no false alarm of it (the simulator's
-        # gateways say "offline" as they stop; a platform that runs on turns that into alerts)
-        after_end = now is not None and sim_t[a.id] >= now
-        if a.id not in caught and a.kind not in NOT_SCORED and not after_end:
+        if a.id not in caught and a.kind not in NOT_SCORED and not _after_end(a, sim_t[a.id], now, stopped):
             false[a.kind] += 1
     if period_s is None and run_clock is not None:
         period_s = float(run_clock["sim_now"]) - clk.sim_start
@@ -296,6 +294,16 @@ def score(
     sim_t.update({a.id: a.opened_at for a in again})
     figures = inactivity_figures(truth, [*alerts, *again], sim_t, weeks=weeks, window_s=window_s, now=now)
     return Report(kinds, dict(false), weeks, ack, matched, figures)
+
+
+def _after_end(a: AlertRow, sim_at: float, now: float | None, wall_stopped: float | None) -> bool:
+    """An alert opened once the run had stopped is no false alarm of it: the simulator's gateways
+    say "offline" as they stop, and a platform that runs on opens alerts for them. Judged by the
+    wall clock when the run says when it stopped stepping (a runner lagging at the end would put
+    its last moments past its ``sim_now``), else by simulated time against ``now``."""
+    if a.sim_at is None and wall_stopped is not None:
+        return a.opened_at >= float(wall_stopped)
+    return now is not None and sim_at >= now
 
 
 def _detections_again(

@@ -370,7 +370,7 @@ def test_kill_9_inside_commit_stores_the_group_once_and_its_redelivery_is_a_dupl
 def test_a_second_writer_commits_while_the_first_is_inside_commit_and_the_ack_waits_for_both(
     ingest: Any, db_url: str, mqtt_url: str, topic_root: str
 ) -> None:
-    """Two commits in flight (``ELDERCARE_INGEST_WRITERS`` 2, the default): a message is not held
+    """Two commits in flight (``ELDERCARE_INGEST_WRITERS`` 2; the default is 1): a message is not held
     behind the commit in flight, so seq 2 is committed while seq 1 is still inside COMMIT, and
     returns first. The acknowledgement covers only what is committed: it stays at 0 until seq 1's
     commit returns, then moves to 2."""

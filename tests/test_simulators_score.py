@@ -156,3 +156,8 @@ def test_alerts_opened_once_the_run_stopped_are_not_its_false_alarms() -> None:
     ]
     rep = score([], alerts, residents=3, clock=clock)
     assert rep.to_json()["false_alarms"] == {"device_offline": 1}
+    # a runner that lagged at the end: its last clock line says T0 + 3000, but it stopped stepping
+    # at wall 1000 + 60: an alert opened at wall 1000 + 55 is still the run's false alarm
+    lagged = {**clock, "sim_now": T0 + 3000, "wall_stopped": 1000.0 + 60.0}
+    late = [offline(4, 1000.0 + 55.0), offline(5, 1000.0 + 60.2)]
+    assert score([], late, residents=2, clock=lagged).to_json()["false_alarms"] == {"device_offline": 1}

@@ -309,7 +309,8 @@ class Agent:
             self._reading(self.gw.gateway, "heartbeat", round(now - self.started, 1))
             self.next_heartbeat = now + self.config.heartbeat_s
             self.status_dirty = True
-            self._commit_rows()
+            if now >= self.write_retry_at:  # a disk that refuses is not asked again before its time
+                self._retry_writes()
         self._clock_changes()
         if self.held and self.clock.now_ms() is not None:
             self._release_held()

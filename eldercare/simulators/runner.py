@@ -161,6 +161,7 @@ class Runner:
         self.pool = Pool()
         self.truth_out = truth_out
         self.wall_start = time.time() if wall_start is None else wall_start
+        self.wall_stopped: float | None = None  # when the run stopped stepping (before its goodbyes)
         self.sim_start = opts.sim_start if opts.sim_start is not None else self.wall_start
         self.sim_now = self.sim_start
         self.day0 = math.floor(self.sim_start / DAY) * DAY
@@ -611,6 +612,7 @@ class Runner:
             "homes": len(self.homes),
             "sim_now": self.sim_now,
             "wall_now": time.time(),
+            **({} if self.wall_stopped is None else {"wall_stopped": self.wall_stopped}),
         }
 
     def step(self, wall_now: float) -> bool:
@@ -682,6 +684,7 @@ class Runner:
             if main:
                 signal.signal(signal.SIGTERM, prev)
                 signal.signal(signal.SIGINT, prev_int)
+            self.wall_stopped = time.time()
             drain_until = time.monotonic() + 5
             while self.pool.unacked and time.monotonic() < drain_until:
                 self.pool.poll(0.05)
