@@ -422,7 +422,7 @@ def test_demo_learns_each_homes_past_and_catches_the_scripted_long_bathroom_stay
         d.wait_for(r"incident 事件", timeout=400)  # --duration ends it; then the score
         assert d.proc.wait(60) == 0, d.text()[-3000:]
     score = d.text().split("incident 事件", 1)[-1]
-    assert re.search(r"^bathroom_too_long\s+1\s+1\s+0", score, re.M), score
+    assert re.search(r"^bathroom_too_long\s+1\s+1\s+0", score, re.M), score + _what_happened(db_url, tmp_path)
     assert re.search(r"incident fired: no_wake at home \d", d.text())
     no_wake = re.search(r"^no_wake\s+1\s+\d\s+(\d)\s", score, re.M)  # listed once its morning came
     assert no_wake is None or no_wake.group(1) == "0", score  # never missed
@@ -434,6 +434,31 @@ def test_demo_learns_each_homes_past_and_catches_the_scripted_long_bathroom_stay
         )
     ]
     assert len(fitted) >= 4 and min(fitted[:4]) > 1000, fitted  # learned from the past, not "0 readings"
+
+
+def _what_happened(db_url: str, tmp_path: Path) -> str:
+    """For a failed score: the alerts the platform raised, the run's truth and the engine's log
+    tail, read before the test's database is dropped (a loaded run's miss is otherwise gone)."""
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT id, kind, site_id, gateway_id, sensor_id, state, detected_at, opened_at, summary->>'en'"
+            " FROM alerts ORDER BY id"
+        ).fetchall()
+    demo_dir = tmp_path / "data" / "demo"
+    truth = demo_dir / "truth.jsonl"
+    engine = demo_dir / "engine.log"
+    return "\n".join(
+        [
+            "\nalerts:",
+            *(" | ".join(map(str, r)) for r in rows),
+            "truth:",
+            *(truth.read_text().splitlines()[-20:] if truth.exists() else ["(none)"]),
+            "engine log:",
+            *(engine.read_text().splitlines()[-40:] if engine.exists() else ["(none)"]),
+        ]
+    )
 
 
 def _gone(pid: int) -> bool:
