@@ -929,3 +929,23 @@ def test_not_up_comes_within_the_spread_of_a_steady_wake_time(fitted: Inactivity
     assert fitted.profile_ is not None
     usual = fitted.profile_.wake[str(11 % 7)]["median"]  # T0 is a Monday, the detector's weekday 0
     assert a.kind == "no_wake" and 25 * M <= a.t - m - usual < 40 * M
+
+
+def test_lone_triggers_elsewhere_while_in_bed_hold_not_up_back_until_the_resident_is_seen(
+    fitted: InactivityDetector,
+) -> None:
+    # the bed exit was lost (a gateway outage, the radio): the resident's first lone trigger in the
+    # living room comes a minute before "not up" is due and holds it back; the next comes just after
+    # the due time (a pair too far apart to confirm), the third ten minutes later, when neither is
+    # pending any more, and then the kettle. Judged by the last trigger alone, each against the first
+    # due time, "not up" was raised at the third trigger, dated in the past (a tuning home's false
+    # alarm after a morning outage).
+    m = T0 + 11 * DAY
+    assert fitted.profile_ is not None
+    due = m + fitted.profile_.wake[str(11 % 7)]["thr"]
+    up: list[Ev] = [(due + dt, "pir", "living", 1.0) for dt in (-M, 30.0, 11 * M)]
+    up += [(due + 13 * M, "plug", "kitchen", 2000.0), *moves("kitchen", due + 13.5 * M, due + 30 * M)]
+    assert fitted.detect(sorted([*normal_day(10), *up]), until=due + 45 * M) == []
+    # still in bed and nobody moving: "not up" at its time
+    (a,) = fitted.detect(normal_day(10), until=due + 45 * M)
+    assert a.kind == "no_wake" and abs(a.t - due) < M

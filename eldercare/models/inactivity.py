@@ -574,24 +574,41 @@ class InactivityDetector:
         return [] if nw is None else [nw]
 
     def _deferred(self, p: Profile, a: float, due: float, ctx: str) -> float:
-        """``due``, pushed back while a trigger since ``a`` may still turn out to be the resident."""
+        """``due``, pushed back while a trigger since ``a`` may still turn out to be the resident.
+
+        Taken in time order, each against ``due`` as deferred so far: a trigger that came while
+        an earlier one held the alarm back holds it back in turn (judged each against the first
+        due time, a quiet home's "not up" came due in the past as soon as the resident's next
+        lone trigger came after it, minutes before their movements confirmed them).
+        """
         tr = self._tr
-        for r, pt in tr.pending.items():  # an unconfirmed PIR may still turn out to be activity: wait
-            if not a < pt <= due:
+        # two triggers a few minutes apart where the resident is: too far apart to be sure it was
+        # them (a noisy sensor makes such pairs every day), too likely them to alarm right now
+        weak_rooms = {tr.ctx if tr.ctx != "bed" else "bedroom", ctx if ctx != "bed" else "bedroom"}
+        if tr.ctx == "bed" and not self.shared:
+            # in bed, a quiet sensor's pair elsewhere: a bed exit the radio (or the gateway) lost,
+            # not yet the three movements that say so (in a shared home: the partner)
+            weak_rooms |= {r for r in tr.weak if p.noise.get(r, 0.0) < NOISY_PER_DAY}
+        held = tr.held[1] if tr.held and tr.held[0] == a else -math.inf
+        first, due = due, max(due, held)
+        marks = [(x, r, False) for r, pt in tr.pending.items() for x in {*tr.burst.get(r, []), pt}]
+        marks += [(w, r, True) for r in weak_rooms if (w := tr.weak.get(r)) is not None]
+        for x, r, weak in sorted(marks):
+            if not a < x <= due:
                 continue
+            if weak:
+                due = max(due, x + WEAK_DEFER_S)
+                continue
+            # an unconfirmed PIR may still turn out to be activity: wait
             here = r == tr.ctx or (r == "bedroom" and tr.ctx == "bed")
             burst = tr.burst.get(r, [])
             if p.noise.get(r, 0.0) < NOISY_PER_DAY:  # a quiet sensor's trigger is most likely a person
-                due = max(due, pt + 2 * tr.confirm_s)
+                due = max(due, x + 2 * tr.confirm_s)
             elif here or len(burst) >= 2 or (burst and burst[0] - a <= tr.confirm_s):
                 # a noisy sensor: wait only where one more trigger would confirm it
-                due = max(due, pt + (tr.pair_s.get(r, tr.confirm_s) if here else tr.confirm_s))
-        # two triggers a few minutes apart where the resident is: too far apart to be sure it was
-        # them (a noisy sensor makes such pairs every day), too likely them to alarm right now
-        for r in {tr.ctx if tr.ctx != "bed" else "bedroom", ctx if ctx != "bed" else "bedroom"}:
-            w = tr.weak.get(r)
-            if w is not None and a < w <= due:
-                due = max(due, w + WEAK_DEFER_S)
+                due = max(due, x + (tr.pair_s.get(r, tr.confirm_s) if here else tr.confirm_s))
+        if due > first:  # held back: a trigger that comes before this time holds it back in turn,
+            tr.held = [a, due]  # even once the one that held it is no longer pending
         return due
 
     def _explain(self, p: Profile, c: Candidate, ctx: str, a: float, h: int) -> InactivityAlert:

@@ -204,6 +204,7 @@ class Tracker:
     noise: dict[str, bool] = field(default_factory=dict)  # room -> its pending burst counted as noise
     since: dict[str, int] = field(default_factory=dict)  # room -> lone triggers since the last activity
     weak: dict[str, float] = field(default_factory=dict)  # room -> last pair too far apart to confirm
+    held: list[float] = field(default_factory=list)  # [last activity, the alarm deferred to] (see check)
     pair_s: dict[str, float] = field(default_factory=dict)  # room -> pair window (noisy rooms)
     quiet: list[str] = field(default_factory=list)  # rooms whose sensor hardly ever blips
     steady: list[str] = field(default_factory=list)  # rooms whose appliances never cycle by themselves
