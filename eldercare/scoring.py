@@ -276,7 +276,12 @@ def score(
         a.id: a.sim_at if a.sim_at is not None else (a.opened_at if identity else clk.to_sim(a.opened_at))
         for a in alerts
     }
-    kinds, matched = _match(truth, alerts, sim_t, window_s=window_s, now=now)
+    # a later detection joined to an alert still open counts as caught, as the detector's own
+    # figures count it: in an unattended run the first alert would otherwise hide every later
+    # incident of its resident (a demo whose fall and bathroom stay land in the one home occupied)
+    again = _detections_again(alerts, trail, clk, identity)
+    sim_t.update({a.id: a.opened_at for a in again})
+    kinds, matched = _match(truth, [*alerts, *again], sim_t, window_s=window_s, now=now)
     caught = {a for ids in matched.values() for a in ids}
     stopped = run_clock.get("wall_stopped") if run_clock is not None else None
     false: dict[str, int] = defaultdict(int)
@@ -290,8 +295,6 @@ def score(
         period_s = (max(times) - min(times)) if len(times) > 1 else 0.0
     ack = _time_to_ack(alerts, trail)
     weeks = residents * max(0.0, period_s) / WEEK
-    again = _detections_again(alerts, trail, clk, identity)
-    sim_t.update({a.id: a.opened_at for a in again})
     figures = inactivity_figures(truth, [*alerts, *again], sim_t, weeks=weeks, window_s=window_s, now=now)
     return Report(kinds, dict(false), weeks, ack, matched, figures)
 

@@ -141,6 +141,35 @@ def test_a_later_detection_joined_to_an_open_alert_still_counts_for_the_detector
     assert d["delay_median_s"] == pytest.approx((2000 + 3600) / 2)
 
 
+def test_the_platforms_score_counts_a_detection_joined_to_an_open_alert_as_caught() -> None:
+    """The demo's fall and bathroom stay landed in the one home whose resident was in: the fall's
+    inactivity alert stayed open, the bathroom stay's detection joined it, and the platform's table
+    said "missed" while the detector's own line said caught. Both count it; it is no false alarm."""
+    truth = [
+        TruthRecord("fall", "r1", T0, T0, T0 + 600, "bathroom", site="h1"),
+        TruthRecord(
+            "bathroom_too_long",
+            "r1",
+            T0 + 4 * 3600,
+            T0 + 4 * 3600 + 1800,
+            T0 + 5 * 3600,
+            "bathroom",
+            site="h1",
+        ),
+    ]
+    alerts = [_alert(1, "fall", "r1", T0 + 60), _alert(2, "inactivity", "r1", T0 + 2400)]
+    trail = [
+        TrailRow(1, T0 + 60, "opened", 1),
+        TrailRow(2, T0 + 2400, "opened", 1),
+        TrailRow(2, T0 + 4 * 3600 + 2500, "detected_again", None),
+    ]
+    rep = score(truth, alerts, trail, residents=1, period_s=86400).to_json()
+    assert rep["kinds"]["bathroom_too_long"]["caught"] == 1
+    assert rep["kinds"]["bathroom_too_long"]["delay_median_s"] == 2500
+    assert rep["false_alarms"] == {}
+    assert (rep["inactivity"]["caught"], rep["inactivity"]["false_alarms"]) == (2, 0)
+
+
 def test_alerts_opened_once_the_run_stopped_are_not_its_false_alarms() -> None:
     # the run's last clock line is its end: its gateways' goodbye statuses ("offline") open
     # device_offline alerts at and after it, on a platform that keeps running
