@@ -168,6 +168,9 @@ WITH k AS (
 )
 SELECT gateway_id, epoch, seq, more FROM top
 """
+# The three as one simple query: one round trip (``lows`` NULL where the batch carried none: a
+# NULL low neither starts a row below it nor raises one).
+ACK_TURN = ";".join([ACK_LOCK, ACK_RAISE, ACK_ADVANCE])
 ACK_SLACK = 8  # seqs looked at beyond the batch's own, per (gateway, epoch)
 UPSERT_WORKER = """
 INSERT INTO ingest_workers (client_id, seen_at, host, pid) VALUES (%(client_id)s, now(), %(host)s, %(pid)s)
@@ -533,8 +536,7 @@ class Store:
             conn = self.connect()
             for attempt in range(3):
                 try:
-                    with conn.transaction():
-                        return self._advance_acks(conn, work)
+                    return self._advance_acks(conn, work)  # each turn its own implicit transaction
                 except errors.DeadlockDetected:
                     if attempt == 2:
                         raise
@@ -695,39 +697,38 @@ class Store:
         """Move each (gateway, epoch) watermark of ``work`` past what is now contiguously stored.
 
         A message's ``low`` moves the watermark to just below it first (nothing below will come).
+        Each turn is one round trip: ACK_LOCK, ACK_RAISE and ACK_ADVANCE sent as one simple query
+        (client-side binding), which the server runs as one implicit transaction, or inside the
+        caller's. A turn costs the worker about a third of the explicit BEGIN, pipeline and COMMIT
+        it replaces (docs/performance.md, ingest, sixth pass); a busy machine pays every round trip
+        twice, in CPU and in waiting to be scheduled.
         """
         if not work:
             return {}
         sites = {key: entry[0] for key, entry in work.keys.items()}
-        counts = {key: entry[1] for key, entry in work.keys.items()}
-        lows = {key: entry[2] for key, entry in work.keys.items() if entry[2] is not None}
-        keys = sorted(sites)
+        lows = {key: entry[2] for key, entry in work.keys.items()}
+        todo = {key: entry[1] + ACK_SLACK for key, entry in work.keys.items()}
         out: dict[tuple[str, str, str], int] = {}
-        todo = {key: counts.get(key, 0) + ACK_SLACK for key in keys}
-        # One round trip for all statements (the server still runs them one after the other):
-        # on a busy machine each round trip waits for the backend to be scheduled.
-        with conn.pipeline():
-            rows_of: dict[str, list[Any]] = {"gateways": [g for g, _ in keys], "epochs": [e for _, e in keys]}
-            conn.execute(ACK_LOCK, {**rows_of, "lows": [lows.get(k) for k in keys]})
-            if lows:
-                raise_ = sorted(lows)
-                conn.execute(
-                    ACK_RAISE,
-                    {
-                        "gateways": [g for g, _ in raise_],
-                        "epochs": [e for _, e in raise_],
-                        "lows": [lows[k] for k in raise_],
-                    },
-                )
-            cur = conn.execute(ACK_ADVANCE, _advance_params(todo))
-        rows = cur.fetchall()
-        while True:
-            todo = {(gw, ep): 4 * todo[(gw, ep)] for gw, ep, _, more in rows if more}
+        cur = psycopg.ClientCursor(conn)
+        while todo:
+            keys = sorted(todo)  # one lock order for every worker: no deadlock cycle
+            cur.execute(
+                ACK_TURN,
+                {
+                    "gateways": [g for g, _ in keys],
+                    "epochs": [e for _, e in keys],
+                    "lows": [lows[k] for k in keys],
+                    "ns": [todo[k] for k in keys],
+                },
+            )
+            while cur.nextset():  # to the last statement's rows (ACK_ADVANCE)
+                pass
+            rows = cur.fetchall()
             for gw, ep, seq, _ in rows:
                 out[(sites[(gw, ep)], gw, ep)] = int(seq)
-            if not todo:
-                return out
-            rows = conn.execute(ACK_ADVANCE, _advance_params(todo)).fetchall()
+            # a whole window contiguous: the run may go on (another worker stored the rest)
+            todo = {(gw, ep): 4 * todo[(gw, ep)] for gw, ep, _, more in rows if more}
+        return out
 
     def _write_events(self, conn: psycopg.Connection[Any], events: list[Accepted]) -> None:
         rows = []
@@ -751,9 +752,10 @@ class Store:
                     "payload": _JSON.encode(work).decode(),
                 }
             )
-        with conn.pipeline(), conn.cursor() as cur:  # both in one round trip
-            cur.executemany(INSERT_EVENT, rows)
-            cur.executemany(INSERT_WORK, rows)
+        # Every event's two statements as one simple query (client-side binding): one round trip,
+        # without the pipeline's extra syncs (docs/performance.md, ingest, sixth pass).
+        cur = psycopg.ClientCursor(conn)
+        cur.execute(";".join(cur.mogrify(q, row) for row in rows for q in (INSERT_EVENT, INSERT_WORK)))
 
     def _write_statuses(self, conn: psycopg.Connection[Any], statuses: list[Accepted]) -> None:
         rows = []
@@ -795,8 +797,3 @@ class Store:
             cur.executemany(INSERT_STATUS, rows)
             cur.executemany(UPDATE_GATEWAY, rows)
             cur.executemany(INSERT_WORK, rows)
-
-
-def _advance_params(todo: dict[tuple[str, str], int]) -> dict[str, list[Any]]:
-    ks = sorted(todo)
-    return {"gateways": [g for g, _ in ks], "epochs": [e for _, e in ks], "ns": [todo[k] for k in ks]}
