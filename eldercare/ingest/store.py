@@ -22,7 +22,6 @@ from typing import Any
 import msgspec
 import psycopg
 from psycopg import errors
-from psycopg.pq import TransactionStatus
 
 from eldercare.db import maintain
 from eldercare.ingest.batch import (
@@ -404,8 +403,7 @@ class Store:
         return {r[0] for r in rows}
 
     def _apply_notifications(self, conn: psycopg.Connection[Any], registry: Registry) -> None:
-        """Called before the batch transaction; notifications that arrive with its BEGIN (every NOTIFY
-        committed before it) and name a gateway of the batch make the write start again."""
+        """Called inside the batch transaction: its BEGIN delivered every NOTIFY committed before."""
         if self._reload:
             registry.replace(self.load_registry(), self.load_simulated_sites())
         elif self._changed:
@@ -560,17 +558,8 @@ class Store:
         conn = self.connect()
         for attempt in range(3):
             try:
-                try:
-                    result = self._write_tx(conn, batch, registry, defer)
-                    conn.execute("COMMIT")
-                    return result
-                except BaseException:
-                    # BEGIN is sent with the dedup insert (one round trip): the transaction is ours
-                    # to end, whatever went wrong (a lost connection is closed by the caller)
-                    if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-                        with contextlib.suppress(psycopg.Error):
-                            conn.execute("ROLLBACK")
-                    raise
+                with conn.transaction():
+                    return self._write_tx(conn, batch, registry, defer)
             except errors.CheckViolation as exc:
                 if "no partition" not in str(exc) or attempt == 2:
                     raise
@@ -597,30 +586,32 @@ class Store:
     def _write_tx(
         self, conn: psycopg.Connection[Any], batch: Batch, registry: Registry, defer: bool
     ) -> WriteResult:
-        while True:
-            good, dead = self._verify(conn, batch, registry)
-            result = WriteResult(dead=dead)
-            fresh: list[Accepted] = []
-            seen: dict[tuple[str, str, int], int] = {}
-            # Sorted: two workers inserting the same ids lock them in the same order, never a cycle.
-            for a in sorted(good, key=lambda a: (a.gateway, a.epoch, a.seq)):
-                key = (a.gateway, a.epoch, a.seq)
-                if key not in seen:
-                    seen[key] = a.digest
-                    fresh.append(a)
-                elif seen[key] == a.digest:
-                    result.duplicates += 1
-                else:
-                    dead.append(_conflict(a))
-            new = self._begin(conn, fresh)
-            # Registry notifications reach us with the reply to BEGIN (they are delivered while the
-            # session is idle, before it): one naming a gateway of this batch, or a new connection,
-            # means the checks above used a stale registry: start again with it applied.
-            if self._reload or not self._changed.isdisjoint(a.gateway for a in batch.accepted):
-                conn.execute("ROLLBACK")
-                continue
-            break
+        good, dead = self._verify(conn, batch, registry)
+        result = WriteResult(dead=dead)
+        fresh: list[Accepted] = []
+        seen: dict[tuple[str, str, int], int] = {}
+        # Sorted: two workers inserting the same ids lock them in the same order, never a cycle.
+        for a in sorted(good, key=lambda a: (a.gateway, a.epoch, a.seq)):
+            key = (a.gateway, a.epoch, a.seq)
+            if key not in seen:
+                seen[key] = a.digest
+                fresh.append(a)
+            elif seen[key] == a.digest:
+                result.duplicates += 1
+            else:
+                dead.append(_conflict(a))
         if fresh:
+            new = set(
+                conn.execute(
+                    INSERT_IDS,
+                    {
+                        "gateways": [a.gateway for a in fresh],
+                        "epochs": [a.epoch for a in fresh],
+                        "seqs": [a.seq for a in fresh],
+                        "digests": [a.digest for a in fresh],
+                    },
+                ).fetchall()
+            )
             if len(new) < len(fresh):
                 again = [a for a in fresh if (a.gateway, a.epoch, a.seq) not in new]
                 conflicts = self._conflicts(conn, again)
@@ -673,28 +664,6 @@ class Store:
             result.acks = self._advance_acks(conn, work)
         result.written_at = time.time()
         return result
-
-    def _begin(self, conn: psycopg.Connection[Any], fresh: list[Accepted]) -> set[tuple[str, str, int]]:
-        """BEGIN and the dedup insert of ``fresh`` in one round trip; the ids that were new.
-
-        One simple query (client-side binding): a round trip costs the worker a sleep and a
-        wake-up, a few hundred µs of CPU on a busy machine (docs/performance.md, sixth pass).
-        """
-        if not fresh:
-            conn.execute("BEGIN")
-            return set()
-        cur = psycopg.ClientCursor(conn)
-        cur.execute(
-            "BEGIN;" + INSERT_IDS,
-            {
-                "gateways": [a.gateway for a in fresh],
-                "epochs": [a.epoch for a in fresh],
-                "seqs": [a.seq for a in fresh],
-                "digests": [a.digest for a in fresh],
-            },
-        )
-        cur.nextset()
-        return set(cur.fetchall())
 
     def _conflicts(self, conn: psycopg.Connection[Any], again: list[Accepted]) -> list[Rejected]:
         """Duplicates whose contents differ from the stored message's: dead letters, once each.
