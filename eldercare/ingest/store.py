@@ -168,9 +168,6 @@ WITH k AS (
 )
 SELECT gateway_id, epoch, seq, more FROM top
 """
-# The three as one simple query: one round trip (``lows`` NULL where the batch carried none: a
-# NULL low neither starts a row below it nor raises one).
-ACK_TURN = ";".join([ACK_LOCK, ACK_RAISE, ACK_ADVANCE])
 ACK_SLACK = 8  # seqs looked at beyond the batch's own, per (gateway, epoch)
 UPSERT_WORKER = """
 INSERT INTO ingest_workers (client_id, seen_at, host, pid) VALUES (%(client_id)s, now(), %(host)s, %(pid)s)
@@ -536,7 +533,7 @@ class Store:
             conn = self.connect()
             for attempt in range(3):
                 try:
-                    return self._advance_acks(conn, work)  # each turn its own implicit transaction
+                    return self._advance_acks(conn, work)  # each turn an implicit transaction
                 except errors.DeadlockDetected:
                     if attempt == 2:
                         raise
@@ -697,11 +694,12 @@ class Store:
         """Move each (gateway, epoch) watermark of ``work`` past what is now contiguously stored.
 
         A message's ``low`` moves the watermark to just below it first (nothing below will come).
-        Each turn is one round trip: ACK_LOCK, ACK_RAISE and ACK_ADVANCE sent as one simple query
-        (client-side binding), which the server runs as one implicit transaction, or inside the
-        caller's. A turn costs the worker about a third of the explicit BEGIN, pipeline and COMMIT
-        it replaces (docs/performance.md, ingest, sixth pass); a busy machine pays every round trip
-        twice, in CPU and in waiting to be scheduled.
+        Each turn is one round trip and, on the autocommit connection of :meth:`advance_acks`,
+        one implicit transaction: the statements up to the pipeline's Sync (or the caller's
+        transaction). An explicit BEGIN and COMMIT would be two more round trips, each a sleep and
+        a wake-up of the thread. The statements stay prepared: sent as one simple query instead,
+        the server planned them at every turn, about 1 ms of its CPU (docs/performance.md, ingest,
+        sixth pass).
         """
         if not work:
             return {}
@@ -709,20 +707,19 @@ class Store:
         lows = {key: entry[2] for key, entry in work.keys.items()}
         todo = {key: entry[1] + ACK_SLACK for key, entry in work.keys.items()}
         out: dict[tuple[str, str, str], int] = {}
-        cur = psycopg.ClientCursor(conn)
         while todo:
             keys = sorted(todo)  # one lock order for every worker: no deadlock cycle
-            cur.execute(
-                ACK_TURN,
-                {
-                    "gateways": [g for g, _ in keys],
-                    "epochs": [e for _, e in keys],
-                    "lows": [lows[k] for k in keys],
-                    "ns": [todo[k] for k in keys],
-                },
-            )
-            while cur.nextset():  # to the last statement's rows (ACK_ADVANCE)
-                pass
+            params = {
+                "gateways": [g for g, _ in keys],
+                "epochs": [e for _, e in keys],
+                "lows": [lows[k] for k in keys],
+                "ns": [todo[k] for k in keys],
+            }
+            with conn.pipeline():
+                conn.execute(ACK_LOCK, params)
+                if any(lows[k] is not None for k in keys):
+                    conn.execute(ACK_RAISE, params)
+                cur = conn.execute(ACK_ADVANCE, params)
             rows = cur.fetchall()
             for gw, ep, seq, _ in rows:
                 out[(sites[(gw, ep)], gw, ep)] = int(seq)
@@ -752,10 +749,9 @@ class Store:
                     "payload": _JSON.encode(work).decode(),
                 }
             )
-        # Every event's two statements as one simple query (client-side binding): one round trip,
-        # without the pipeline's extra syncs (docs/performance.md, ingest, sixth pass).
-        cur = psycopg.ClientCursor(conn)
-        cur.execute(";".join(cur.mogrify(q, row) for row in rows for q in (INSERT_EVENT, INSERT_WORK)))
+        with conn.pipeline(), conn.cursor() as cur:  # both in one round trip
+            cur.executemany(INSERT_EVENT, rows)
+            cur.executemany(INSERT_WORK, rows)
 
     def _write_statuses(self, conn: psycopg.Connection[Any], statuses: list[Accepted]) -> None:
         rows = []
