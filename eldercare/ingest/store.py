@@ -533,8 +533,7 @@ class Store:
             conn = self.connect()
             for attempt in range(3):
                 try:
-                    with conn.transaction():
-                        return self._advance_acks(conn, work)
+                    return self._advance_acks(conn, work)  # each turn an implicit transaction
                 except errors.DeadlockDetected:
                     if attempt == 2:
                         raise
@@ -695,39 +694,38 @@ class Store:
         """Move each (gateway, epoch) watermark of ``work`` past what is now contiguously stored.
 
         A message's ``low`` moves the watermark to just below it first (nothing below will come).
+        Each turn is one round trip and, on the autocommit connection of :meth:`advance_acks`,
+        one implicit transaction: the statements up to the pipeline's Sync (or the caller's
+        transaction). An explicit BEGIN and COMMIT would be two more round trips, each a sleep and
+        a wake-up of the thread. The statements stay prepared: sent as one simple query instead,
+        the server planned them at every turn, about 1 ms of its CPU (docs/performance.md, ingest,
+        sixth pass).
         """
         if not work:
             return {}
         sites = {key: entry[0] for key, entry in work.keys.items()}
-        counts = {key: entry[1] for key, entry in work.keys.items()}
-        lows = {key: entry[2] for key, entry in work.keys.items() if entry[2] is not None}
-        keys = sorted(sites)
+        lows = {key: entry[2] for key, entry in work.keys.items()}
+        todo = {key: entry[1] + ACK_SLACK for key, entry in work.keys.items()}
         out: dict[tuple[str, str, str], int] = {}
-        todo = {key: counts.get(key, 0) + ACK_SLACK for key in keys}
-        # One round trip for all statements (the server still runs them one after the other):
-        # on a busy machine each round trip waits for the backend to be scheduled.
-        with conn.pipeline():
-            rows_of: dict[str, list[Any]] = {"gateways": [g for g, _ in keys], "epochs": [e for _, e in keys]}
-            conn.execute(ACK_LOCK, {**rows_of, "lows": [lows.get(k) for k in keys]})
-            if lows:
-                raise_ = sorted(lows)
-                conn.execute(
-                    ACK_RAISE,
-                    {
-                        "gateways": [g for g, _ in raise_],
-                        "epochs": [e for _, e in raise_],
-                        "lows": [lows[k] for k in raise_],
-                    },
-                )
-            cur = conn.execute(ACK_ADVANCE, _advance_params(todo))
-        rows = cur.fetchall()
-        while True:
-            todo = {(gw, ep): 4 * todo[(gw, ep)] for gw, ep, _, more in rows if more}
+        while todo:
+            keys = sorted(todo)  # one lock order for every worker: no deadlock cycle
+            params = {
+                "gateways": [g for g, _ in keys],
+                "epochs": [e for _, e in keys],
+                "lows": [lows[k] for k in keys],
+                "ns": [todo[k] for k in keys],
+            }
+            with conn.pipeline():
+                conn.execute(ACK_LOCK, params)
+                if any(lows[k] is not None for k in keys):
+                    conn.execute(ACK_RAISE, params)
+                cur = conn.execute(ACK_ADVANCE, params)
+            rows = cur.fetchall()
             for gw, ep, seq, _ in rows:
                 out[(sites[(gw, ep)], gw, ep)] = int(seq)
-            if not todo:
-                return out
-            rows = conn.execute(ACK_ADVANCE, _advance_params(todo)).fetchall()
+            # a whole window contiguous: the run may go on (another worker stored the rest)
+            todo = {(gw, ep): 4 * todo[(gw, ep)] for gw, ep, _, more in rows if more}
+        return out
 
     def _write_events(self, conn: psycopg.Connection[Any], events: list[Accepted]) -> None:
         rows = []
@@ -795,8 +793,3 @@ class Store:
             cur.executemany(INSERT_STATUS, rows)
             cur.executemany(UPDATE_GATEWAY, rows)
             cur.executemany(INSERT_WORK, rows)
-
-
-def _advance_params(todo: dict[tuple[str, str], int]) -> dict[str, list[Any]]:
-    ks = sorted(todo)
-    return {"gateways": [g for g, _ in ks], "epochs": [e for _, e in ks], "ns": [todo[k] for k in ks]}

@@ -464,9 +464,14 @@ class Worker:
         self.event_source.ack(inbound)
         if result.pending:
             with self.ack_cond:
+                # Work already waiting means the watermark thread already has its turn timed: a
+                # wake-up per telemetry commit would only send it back to sleep (a thread switch
+                # each, most of the commits at low load).
+                waiting = bool(self.ack_work)
                 self.ack_work.merge(result.pending)
-                self.ack_urgent = self.ack_urgent or urgent
-                self.ack_cond.notify()
+                if urgent or not waiting:
+                    self.ack_urgent = self.ack_urgent or urgent
+                    self.ack_cond.notify()
         self._account(batch, result, time.monotonic() - started, committed, taken)
 
     # Watermark thread: advance what the commits stored, publish the acknowledgements; the
