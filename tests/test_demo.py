@@ -400,7 +400,7 @@ def test_demo_learns_each_homes_past_and_catches_the_scripted_long_bathroom_stay
         "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
         "ELDERCARE_DATA_DIR": str(tmp_path / "data"),
     }
-    with demo(["--homes", "4", "--speed", "120", "--duration", "200"], env, tmp_path) as d:
+    with demo(["--homes", "4", "--speed", "120", "--duration", "160"], env, tmp_path) as d:
         d.wait_for(r"history: \d+ readings over 21 days for 4 homes", timeout=120)
         base = d.wait_for(r"eldercare is running: (http://\S+)/", timeout=120).group(1)
         user, password = d.wait_for(r"care_worker\s+(\S+) / (\S+)", timeout=5).groups()
