@@ -355,15 +355,7 @@ def test_kill_9_inside_commit_stores_the_group_once_and_its_redelivery_is_a_dupl
         holder.execute("DROP TRIGGER test_hold_commit ON ingested_messages")
     committed = count(db_url, "SELECT count(*) FROM ingested_messages")
     assert 100 < committed < 300  # one group (or more) committed and never acknowledged to the broker
-    again = ingest(ELDERCARE_INGEST_CLIENT_ID=client_id)  # its session redelivers what was not acked
-    wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 300, 40, "all 300")
-    assert count(db_url, "SELECT count(*) FROM readings") == 3000
-    distinct = "SELECT count(*) FROM (SELECT DISTINCT gateway_id, sensor_id, ts, value FROM readings) d"
-    assert count(db_url, distinct) == 3000
-    wait_for(
-        lambda: again.metrics()["eldercare_ingest_duplicates_total"] == committed - 100,
-        what="the committed group redelivered and recognised",
-    )
+    _redelivered_and_stored_once(ingest, db_url, client_id, committed, messages=300)
 
 
 @pytest.mark.mqtt5
@@ -435,15 +427,7 @@ def test_kill_9_with_both_writers_inside_commit_stores_every_group_once(
         holder.execute("DROP TRIGGER test_hold_commit ON ingested_messages")
     committed = count(db_url, "SELECT count(*) FROM ingested_messages")
     assert 100 < committed < 400  # two groups committed and never acknowledged to the broker
-    again = ingest(ELDERCARE_INGEST_CLIENT_ID=client_id)  # its session redelivers what was not acked
-    wait_for(lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == 400, 40, "all 400")
-    assert count(db_url, "SELECT count(*) FROM readings") == 4000
-    distinct = "SELECT count(*) FROM (SELECT DISTINCT gateway_id, sensor_id, ts, value FROM readings) d"
-    assert count(db_url, distinct) == 4000
-    wait_for(
-        lambda: again.metrics()["eldercare_ingest_duplicates_total"] == committed - 100,
-        what="both committed groups redelivered and recognised",
-    )
+    _redelivered_and_stored_once(ingest, db_url, client_id, committed, messages=400)
 
 
 @pytest.mark.mqtt5
@@ -620,3 +604,22 @@ def test_real_gateway_loses_nothing_when_the_broker_is_killed_holding_a_backlog(
             agent.stop()
         ingest.stop()
         broker.stop()
+
+
+def _redelivered_and_stored_once(
+    ingest: Any, db_url: str, client_id: str, committed: int, *, messages: int
+) -> None:
+    """After a kill -9 mid-commit (the first 100 messages acknowledged, ``committed`` stored): the
+    killed worker's session redelivers what was not acknowledged, every message of 10 readings ends
+    up stored once, and the committed but unacknowledged ones are recognised as duplicates."""
+    again = ingest(ELDERCARE_INGEST_CLIENT_ID=client_id)
+    wait_for(
+        lambda: count(db_url, "SELECT count(*) FROM ingested_messages") == messages, 40, f"all {messages}"
+    )
+    assert count(db_url, "SELECT count(*) FROM readings") == messages * 10
+    distinct = "SELECT count(*) FROM (SELECT DISTINCT gateway_id, sensor_id, ts, value FROM readings) d"
+    assert count(db_url, distinct) == messages * 10
+    wait_for(
+        lambda: again.metrics()["eldercare_ingest_duplicates_total"] == committed - 100,
+        what="the committed groups redelivered and recognised",
+    )
