@@ -20,6 +20,7 @@ import getpass
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -56,11 +57,39 @@ def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+# Ports handed out by free_port: below the kernel's ephemeral range (Linux's default starts at 32768,
+# other systems' higher), above the well-known services' usual places.
+FREE_PORT_LOW = 20000
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux's default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (a caller that loses the race retries)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port nobody listens on right now, for a process that binds it a moment later.
+
+    Not from the ephemeral range: a port from there (what ``bind(0)`` gives) may be taken by any
+    outgoing connection on the machine before the caller binds it, and a test run opens thousands
+    (a demo's platform once failed so with "address already in use"). Below that range only another
+    listener can take it; a caller that loses that race still retries.
+    """
+    low = ephemeral_ports()[0]
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(FREE_PORT_LOW, low) if low > FREE_PORT_LOW + 1000 else 0
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise EmbeddedError(f"no free TCP port on {host} between {FREE_PORT_LOW} and {low}")
 
 
 # PostgreSQL -------------------------------------------------------------------------------------

@@ -103,3 +103,19 @@ def test_mosquitto_broker_delivers_qos1(tmp_path: Path) -> None:
 def test_auto_broker_prefers_mosquitto() -> None:
     expected = "mosquitto" if mosquitto_binary() else "amqtt"
     assert EmbeddedBroker().kind == expected
+
+
+def test_free_ports_come_from_outside_the_ephemeral_range_and_are_free() -> None:
+    """An outgoing connection takes its local port from the ephemeral range: a port handed out from
+    there could be gone before the demo's platform binds it (it once was, in a busy test run)."""
+    import socket
+
+    from eldercare.embedded import FREE_PORT_LOW, ephemeral_ports, free_port
+
+    low, high = ephemeral_ports()
+    ports = {free_port() for _ in range(50)}
+    assert all(FREE_PORT_LOW <= p < low for p in ports), (sorted(ports), low, high)
+    assert len(ports) > 40  # drawn at random, not one port for everyone
+    for p in list(ports)[:5]:  # and free
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))
