@@ -22,6 +22,8 @@ def test_battery_drains_and_low_battery_incident_crosses_threshold() -> None:
     assert low is not None
     assert not low.is_low(t - HOUR) and low.is_low(t + HOUR)
     assert low.level(t + 2 * DAY + HOUR) > 0.95  # replaced
+    # reported low from the incident's moment on, not minutes of drain later (the truth's time)
+    assert low.reported(t - 1) >= sensors.LOW_BATTERY > low.reported(t + 1)
 
 
 def test_radio_loses_in_bursts() -> None:

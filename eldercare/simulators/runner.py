@@ -410,7 +410,7 @@ class Runner:
             sid = s["id"]
             online = not any(x == sid and a <= t < b for x, a, b in home.offline)
             b = home.batteries.get(sid)
-            out[sid] = SensorStatus(battery=round(b.level(t), 3) if b else None, online=online)
+            out[sid] = SensorStatus(battery=b.reported(t) if b else None, online=online)
         return out
 
     # one tick ----------------------------------------------------------------------------------
