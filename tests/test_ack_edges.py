@@ -226,7 +226,14 @@ def test_gateway_that_shed_while_offline_is_acknowledged_past_the_gap_in_the_sam
         topic_root,
         private.port,
         config={"telemetry_batch_max": 10, "telemetry_batch_ms": 50, "heartbeat_s": 3600},
-        outbox={"path": str(tmp_path / "outbox.sqlite3"), "ack": "platform", "max_messages": 100},
+        # the restarted broker kept no session: what the agent resends at once may reach it before
+        # ingest has subscribed again, and is then sent again when no ack came for ack_timeout_s
+        outbox={
+            "path": str(tmp_path / "outbox.sqlite3"),
+            "ack": "platform",
+            "max_messages": 100,
+            "ack_timeout_s": 4.0,
+        },
     )
     agent = None
     try:
