@@ -226,14 +226,7 @@ def test_gateway_that_shed_while_offline_is_acknowledged_past_the_gap_in_the_sam
         topic_root,
         private.port,
         config={"telemetry_batch_max": 10, "telemetry_batch_ms": 50, "heartbeat_s": 3600},
-        # the restarted broker kept no session: what the agent resends at once may reach it before
-        # ingest has subscribed again, and is then sent again when no ack came for ack_timeout_s
-        outbox={
-            "path": str(tmp_path / "outbox.sqlite3"),
-            "ack": "platform",
-            "max_messages": 100,
-            "ack_timeout_s": 4.0,
-        },
+        outbox={"path": str(tmp_path / "outbox.sqlite3"), "ack": "platform", "max_messages": 100},
     )
     agent = None
     try:
@@ -247,6 +240,9 @@ def test_gateway_that_shed_while_offline_is_acknowledged_past_the_gap_in_the_sam
         kept = agent.outbox.n_messages
         private.start()
         sim.feed(Sample("counter-2", "count", 1.0))  # the next message sealed carries the new low
+        # what the agent resends at once after the restart may reach no ingest worker (the
+        # restarted broker keeps ingest's session, not its shared subscription): its second resend,
+        # ack_timeout_after_connect_s (5 s) later, delivers it (before that, ack_timeout_s: 30 s)
         wait_for(lambda: agent is not None and agent.outbox.n_messages == 0, 60, "the outbox emptied by acks")
         assert agent.outbox.epoch == epoch, "no new epoch needed past a shed gap"
         top = count(db_url, "SELECT seq FROM ingest_acks WHERE epoch = %s", epoch)

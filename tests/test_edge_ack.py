@@ -179,33 +179,42 @@ def test_ack_deletes_up_to_its_seq_of_the_current_epoch_only(
 def test_unacknowledged_messages_are_sent_again_after_the_ack_timeout(
     edge_broker: tuple[str, int], tmp_path: Path, edge_root: str
 ) -> None:
-    """The timeout runs on the agent's injected clock: the test moves it, nothing sleeps it out."""
+    """The timeout runs on the agent's injected clock: the test moves it, nothing sleeps it out.
+
+    After a connect the first wait is the short one (a restarted broker may have dropped what was
+    sent before ingest subscribed again), then ``ack_timeout_s``."""
     host, port = edge_broker
     sub = Subscriber(host, port, edge_root)
     clock = {"t": 1000.0}
     wall0 = time.time()
-    raw = gateway(
-        tmp_path,
-        edge_root,
-        port,
-        host=host,
-        outbox={"path": str(tmp_path / "outbox.sqlite3"), "ack": "platform", "ack_timeout_s": 30.0},
-    )
+    outbox = {"path": str(tmp_path / "outbox.sqlite3"), "ack": "platform", "ack_timeout_s": 30.0}
+    raw = gateway(tmp_path, edge_root, port, host=host, outbox=outbox | {"ack_timeout_after_connect_s": 5.0})
     agent = start(raw, mono=lambda: clock["t"], wall=lambda: wall0 + clock["t"] - 1000.0)
+
+    def events(n: int) -> None:
+        assert sub.wait_for(lambda s: len(s.of("event")) >= n, 10), len(sub.of("event"))
+
     try:
         sim(agent).feed(Action("sos-1", "sos"))
-        assert sub.wait_for(lambda s: len(s.of("event")) == 1, 10)
+        events(1)
         assert wait_until(lambda: len(agent.sending.awaiting) >= 1, 5)
-        clock["t"] += 29.0  # not yet: a later message proves the agent looked at the time
+        clock["t"] += 4.0  # not yet: a later message proves the agent looked at the time
         sim(agent).feed(Action("sos-1", "sos"))
-        assert sub.wait_for(lambda s: len(s.of("event")) == 2, 10)
+        events(2)
         assert agent.sending.resends == 0 and len(sub.of("event")) == 2
-        clock["t"] += 2.0  # past 30 s since the first waited: both go again, byte for byte
-        assert sub.wait_for(lambda s: len(s.of("event")) >= 4, 10)
+        clock["t"] += 2.0  # 6 s since the connect without an ack: both go again, byte for byte
+        events(4)
         assert agent.sending.resends == 1
         first, second = sub.of("event")[:2]
         assert sorted(e["seq"] for e in sub.of("event")[2:4]) == sorted([first["seq"], second["seq"]])
         assert sub.of("event")[2] in (first, second)
+        clock["t"] += 29.0  # from now on ack_timeout_s: not yet
+        sim(agent).feed(Action("sos-1", "sos"))
+        events(5)
+        assert agent.sending.resends == 1 and len(sub.of("event")) == 5
+        clock["t"] += 2.0  # 31 s since the last resend: all three again
+        events(8)
+        assert agent.sending.resends == 2
     finally:
         agent.stop()
         sub.close()

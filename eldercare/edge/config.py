@@ -100,6 +100,9 @@ class OutboxConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
     # No platform ack progress for this long while messages wait for one: send them again
     # (doubling up to ten times this while it stays silent).
     ack_timeout_s: Annotated[float, msgspec.Meta(ge=1)] = 30.0
+    # After each (re)connect the first ack is awaited only this long (at most ack_timeout_s) before
+    # one more resend: a restarted broker may have dropped what was resent before ingest was back.
+    ack_timeout_after_connect_s: Annotated[float, msgspec.Meta(ge=1)] = 5.0
     # Free space below this on the outbox's file system: status.outbox.disk_low = 1 (an alert).
     disk_low_bytes: Annotated[int, _ge(0)] = 32 * 1024 * 1024
 

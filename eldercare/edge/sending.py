@@ -66,6 +66,7 @@ class SendWindow:
         )
         self.last_progress = now
         self.resend_s = gw.outbox.ack_timeout_s
+        self.just_connected = False  # no ack progress since the last (re)connect yet
         self.resends = 0
         self.other_epoch_acks = 0  # acks of another epoch, ignored
         self.dirty = True  # something may be ready to send
@@ -155,13 +156,21 @@ class SendWindow:
         self.awaiting = {s for s in self.awaiting if s > seq}
         self.last_progress = self._mono()
         self.resend_s = self.gw.outbox.ack_timeout_s
+        self.just_connected = False
         self.dirty = True
 
     def on_connected(self) -> None:
-        """A (re)connect: the broker forgot nothing of QoS 1, but the platform may have missed some."""
+        """A (re)connect: the broker forgot nothing of QoS 1, but the platform may have missed some.
+
+        What is resent now may reach no ingest worker: a broker that restarted keeps a persistent
+        session's plain subscriptions but not its shared ones (seen with Mosquitto 2.0), so until
+        ingest has subscribed again the broker drops the copies after its PUBACK. Hence one more
+        resend soon (``ack_timeout_after_connect_s``) unless an ack moves first, so an alarm sent
+        across a broker restart waits seconds for it, not ``ack_timeout_s``."""
         self.dirty = True
         if self.platform_acks:
             self.resend_all("reconnected")
+            self.just_connected = True
 
     def resend_all(self, why: str) -> None:
         """Hand over again everything not acknowledged by the platform (not what is in flight)."""
@@ -174,11 +183,18 @@ class SendWindow:
         self.dirty = True
 
     def check_resend(self, now: float) -> None:
-        """No acknowledgement for ``resend_s``: hand everything over again, and wait longer next time."""
-        if self.awaiting and now - self.last_progress >= self.resend_s:
+        """No acknowledgement for ``resend_s``: hand everything over again, and wait longer next time
+        (the first wait after a connect is the short one, and is not doubled)."""
+        after_connect = self.just_connected
+        wait = self.resend_s
+        if after_connect:
+            wait = min(wait, self.gw.outbox.ack_timeout_after_connect_s)
+        if self.awaiting and now - self.last_progress >= wait:
             self.resends += 1
-            self.resend_all(f"no acknowledgement from the platform for {self.resend_s:.0f} s")
-            self.resend_s = min(self.resend_s * 2, self.gw.outbox.ack_timeout_s * 10)
+            self.resend_all(f"no acknowledgement from the platform for {wait:.0f} s")
+            self.just_connected = False
+            if not after_connect:
+                self.resend_s = min(self.resend_s * 2, self.gw.outbox.ack_timeout_s * 10)
 
     def new_outbox(self) -> None:
         """The outbox was replaced (new file, new epoch): nothing acknowledged carries over."""
