@@ -949,3 +949,41 @@ def test_lone_triggers_elsewhere_while_in_bed_hold_not_up_back_until_the_residen
     # still in bed and nobody moving: "not up" at its time
     (a,) = fitted.detect(normal_day(10), until=due + 45 * M)
     assert a.kind == "no_wake" and abs(a.t - due) < M
+
+
+def _worn_day(d: int, until_h: float, off_from_h: float | None = None) -> list[Ev]:
+    """Day ``d`` of a home of one with no gateway heartbeats, its events up to ``until_h``, plus the
+    resident's wearable each minute from 08:00 (worn in the living room), until ``off_from_h``."""
+    m = T0 + d * DAY
+    stop = m + (off_from_h if off_from_h is not None else 24.0) * H
+    worn = [(m + 8 * H + 30 + i * M, "wearable", "", 1.0) for i in range(int(13 * H / M))]
+    return sorted([e for e in normal_day(d) if e[0] < m + until_h * H] + [e for e in worn if e[0] < stop])
+
+
+def test_without_heartbeats_the_wearable_stopping_with_every_sensor_is_the_gateway() -> None:
+    """No gateway status is known, but the resident's worn wearable reports each minute: at 09:20 it
+    stops together with every sensor of the home (a collapse would leave it saying "still"), so the
+    gateway is reported silent and the resident's alarm is held; when the home reports again at
+    11:20 where the resident is is unknown until they move, so no alarm comes due in the past."""
+    det = InactivityDetector().fit(history(8))
+    m = T0 + 8 * DAY
+    day = _worn_day(8, 9.33, off_from_h=9.33)
+    back = [e for e in normal_day(8) if e[0] >= m + 11.33 * H]
+    alerts = det.detect(day + back, until=m + 18 * H)
+    assert [(a.kind, a.sensor) for a in alerts] == [("device_silent", "gateway")]
+    assert alerts[0].alert_kind == "device_offline" and m + 9.33 * H < alerts[0].t < m + 9.6 * H
+    assert "wearable" in alerts[0].reason
+    # the same silence with no wearable at all is the resident's (nothing says otherwise)
+    bare = [e for e in day if e[1] != "wearable"]
+    assert [a.kind for a in det.detect(bare, until=m + 12 * H)] == ["inactivity"]
+
+
+def test_without_heartbeats_a_wearable_still_reporting_through_the_silence_is_the_resident() -> None:
+    """The sensors fall silent at 09:20 but the worn wearable goes on reporting "still" (the resident
+    lying there): the gateway is alive, and the living room's silence is alarmed as before."""
+    det = InactivityDetector().fit(history(8))
+    m = T0 + 8 * DAY
+    day = _worn_day(8, 9.33)
+    alerts = det.detect(day, until=m + 12 * H)
+    assert [(a.kind, a.room) for a in alerts] == [("inactivity", "living")]
+    assert alerts[0].t < m + 10.5 * H

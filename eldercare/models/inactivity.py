@@ -86,6 +86,7 @@ from eldercare.models.inactivity_profile import LIMIT_ROOMS, PRIORS, WAKE_PRIOR_
 from eldercare.models.inactivity_track import (
     DAY,
     HOUR,
+    QUIET_ALL_S,
     STRONG_S,
     USES_MIN,
     WORN_GAP_S,
@@ -114,6 +115,10 @@ MOVE_S = 5 * 60.0  # a lone trigger elsewhere this soon after the last activity:
 # a worn wearable's stillness is never alarmed sooner: where the walk ended is a guess in a home of
 # two (the partner's triggers), and half an hour in a chair after a walk is nothing
 WORN_FLOOR_S = 60 * 60.0
+# the worn wearable and the whole home silent together (no heartbeat known): resident alarms are
+# held at most this long after the wearable's last reading (a resident who took it off and then
+# fell is still alarmed; the simulator's outages last 2 h)
+OUTAGE_HOLD_S = 3 * HOUR
 SETTLE_S = 20 * 60.0  # back in bed (or quiet in the bedroom) this long before "not up" counts
 ALERT_KINDS = ("inactivity", "no_wake", "bathroom_too_long", "night_wandering", "device_silent")
 # the platform's alert kinds (design notes) for each detector kind
@@ -263,7 +268,7 @@ class InactivityDetector:
         self.shared = shared
         self.profile_: Profile | None = None
         self._tr = Tracker(confirm_s=confirm_s, utc_offset_s=utc_offset_s, shared=shared)
-        self._alerted: dict[str, Any] = dict.fromkeys(("episode", "hb", "stay", "day", "still"))
+        self._alerted: dict[str, Any] = dict.fromkeys(("episode", "hb", "stay", "day", "still", "quiet"))
 
     # learning ----------------------------------------------------------------------------------
 
@@ -364,7 +369,7 @@ class InactivityDetector:
             use_seen_p=dict(old.use_seen_p),
             shared=old.shared,
         )
-        self._alerted = dict.fromkeys(("episode", "hb", "stay", "day", "still"))
+        self._alerted = dict.fromkeys(("episode", "hb", "stay", "day", "still", "quiet"))
 
     def _profile(self) -> Profile:
         if self.profile_ is None:
@@ -401,6 +406,15 @@ class InactivityDetector:
                         p.hb_interval_s or 0.0, p.hb_gap_s, p.hb_gap_s, tr.hb_t, "gateway",
                     )
                 )  # fmt: skip
+        quiet = tr.all_quiet()
+        if quiet is not None and self._alerted.get("quiet") != quiet and quiet + QUIET_ALL_S <= now:
+            self._alerted["quiet"] = quiet
+            due = quiet + QUIET_ALL_S
+            why = text.home_quiet(QUIET_ALL_S)
+            out.append(
+                InactivityAlert(due, "device_silent", "", "medium", why, 0.0, QUIET_ALL_S, QUIET_ALL_S,
+                                quiet, "gateway")
+            )  # fmt: skip
         for s, due in sorted(tr.dev_due.items(), key=lambda kv: kv[1]):
             if due <= now:
                 del tr.dev_due[s]
@@ -491,6 +505,13 @@ class InactivityDetector:
             return None
         if p.hb_gap_s is not None and tr.hb_t is not None and due > tr.hb_t + p.hb_gap_s:
             return None  # the gateway is silent: that is a device alert, not a silent home
+        quiet = tr.all_quiet()
+        if quiet is not None and quiet + WORN_GAP_S < due < quiet + OUTAGE_HOLD_S:
+            # the wearable stopped with everything else (it would go on saying "still" on a resident
+            # lying there): most likely the gateway, held while nothing reports, for a while
+            if now < quiet + OUTAGE_HOLD_S:
+                return None
+            due = quiet + OUTAGE_HOLD_S
         return self._explain(p, c._replace(due=due), ctx, a, h)
 
     def _silence(self, p: Profile, a: float, h: int) -> tuple[str, Candidate]:

@@ -122,6 +122,10 @@ def gateway_silent(observed: float, expected: float) -> Texts:
     return _say("inact.gateway_silent", observed=_dur(observed), expected=_dur(expected))
 
 
+def home_quiet(observed: float) -> Texts:
+    return _say("inact.home_quiet", observed=_dur(observed))
+
+
 def sensor_suspect(kind: str, where: str, ctx: str, observed: float, silent_hours: int) -> Texts:
     return _say(
         "inact.sensor_suspect",

@@ -55,6 +55,15 @@ WORN_GAP_S = 180.0
 WORN_MIN_S = 300.0  # shorter stillness is not learned (it never decides an alarm)
 WORN_ROOMS = ("bathroom",)  # rooms whose stillness is learned apart (short, and rarely shared)
 WALK_ROOM_S = 90.0  # a motion trigger this close to a walk is where the walk ended
+# Where no gateway heartbeat is known, in a home of one, the worn wearable is its one steady
+# reporter: when it stops with every other sensor of the home, in a room where it is not taken off
+# (not in bed, not washing in the bathroom, not out or in the hall on the way out), the gateway or
+# its network is down far more likely than the resident, whose wearable would go on saying "still".
+# QUIET_ALL_S of such a silence: the gateway is reported silent, and when anything reports again
+# the resident's whereabouts are unknown until they move (as after a heartbeat gap).
+QUIET_ALL_S = 600.0
+WEAR_OFF_CTX = ("bed", "bathroom", "hall", "away", "unknown")
+WEAR_TICK_S = 90.0  # it reports about every minute: its last reading this close to the home's last event
 
 
 def worn_ctx(room: str) -> str:
@@ -292,6 +301,13 @@ class Tracker:
         self.settle_uses(t)
         if self.rec is not None:
             self._record_exposure(t)
+        quiet = self.all_quiet()
+        if quiet is not None and t - quiet > QUIET_ALL_S:
+            # the whole home, wearable too, was silent: nothing is known about that time
+            if self.rec is not None:
+                self.rec.gaps.append((quiet, t))
+            self.hb_resumed_t = t
+            self.act_t, self.ctx, self.ctx_t, self.ctx_alt = t, "unknown", t, None
         self.last_t = t
         if kind == "heartbeat":
             self._heartbeat(t)
@@ -320,6 +336,21 @@ class Tracker:
             self._activity(t, room if room else self.ctx, room, key)
         elif kind == "wearable":
             self._worn(t, value)
+
+    def all_quiet(self) -> float | None:
+        """When the home went quiet (its last event) if the worn wearable went quiet with it (its last
+        reading within WEAR_TICK_S before), in a home with no heartbeat known and a context where it
+        stays on; else None.
+
+        Not proof of an outage by itself: callers wait WORN_GAP_S (the wearable missed) before
+        holding an alarm and QUIET_ALL_S before calling the gateway silent.
+        """
+        w, last = self.wear_t, self.last_t
+        if self.hb_gap_s is not None or self.shared or w is None or last is None or self.act_t is None:
+            return None  # (in a home of two the partner's quiet spells leave the resident's wearable alone)
+        if w < last - WEAR_TICK_S or self.ctx in WEAR_OFF_CTX:
+            return None  # it stopped before the rest (taken off), or is off / out of range here
+        return last
 
     def _worn(self, t: float, steps: float) -> None:
         """A reading of the resident's own wearable: walking, or still since ``still_t``.

@@ -228,6 +228,8 @@ class Scenario:
     stress: bool = False  # beyond the issue's wording: reported apart, not judged against targets
     station: bool = False  # the resident spends two weekdays a week at the day station
     couple: bool = False  # a home of two: the partner walks through the same sensors
+    # the resident's own wearable reports their steps (a couple's home always: see WEARABLE)
+    wearable: bool = False
 
 
 SCENARIOS = (
@@ -237,7 +239,7 @@ SCENARIOS = (
     Scenario("spurious 10%", spurious=0.10),
     Scenario("spurious 20%", spurious=0.20),
     Scenario("motion drop 10% + spurious 10%", drop=0.10, spurious=0.10),
-    Scenario("no gateway heartbeats", heartbeats=False),
+    Scenario("no gateway heartbeats", heartbeats=False, wearable=True),
     Scenario("new home (3 days)", history_days=3),
     Scenario("changed routine, daily refit", changed_routine=True),
     Scenario("station days", station=True),
@@ -319,10 +321,7 @@ def _simulate(
         # the platform knows whose bed mat is whose (sensors.resident_id): the detector gets its own
         own = [e for e, sid in zip(run.events, run.sensor_ids, strict=True) if sid != PARTNER_BED]
         if WEARABLE:  # and the resident's own wearable (steps each minute while worn and in range)
-            worn = step_readings(home_seed, run.profile.resident, run.segments, run.start, run.end)
-            lost = [(x.t, x.end or run.end) for x in run.truth if x.kind == "gateway_outage"]
-            worn = [(t, n) for t, n in worn if not any(a <= t < b for a, b in lost)]
-            own = _merge(own, [(t, "wearable", "", n) for t, n in worn])
+            own = _merge(own, _worn(home_seed, run))
         return own, run.truth, run
     if not sc.changed_routine:
         prof = None
@@ -337,6 +336,8 @@ def _simulate(
             spurious_rate=rate,
             drop_kinds=sc.drop_kinds,
         )
+        if sc.wearable:
+            return _merge(list(run.events), _worn(home_seed, run)), run.truth, run
         return run.events, run.truth, run
     a = simulate_home(
         home_seed, sc.history_days, drop_rate=sc.drop, spurious_rate=rate, drop_kinds=sc.drop_kinds
@@ -353,6 +354,13 @@ def _simulate(
         drop_kinds=sc.drop_kinds,
     )
     return a.events + b.events, b.truth, b
+
+
+def _worn(home_seed: int, run: Any) -> list[Event]:
+    """The resident's wearable: steps each minute while worn and in range, none while the gateway is out."""
+    worn = step_readings(home_seed, run.profile.resident, run.segments, run.start, run.end)
+    lost = [(x.t, x.end or run.end) for x in run.truth if x.kind == "gateway_outage"]
+    return [(t, "wearable", "", n) for t, n in worn if not any(a <= t < b for a, b in lost)]
 
 
 def _refitted_daily(
