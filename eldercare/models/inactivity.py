@@ -31,7 +31,9 @@ in bed), ``no_wake`` (still in bed well after the usual wake time), ``bathroom_t
 ``device_silent`` (one sensor silent while the rest of the home is active; a motion sensor that
 missed, in a row, more uses of the bed, door or appliances in its room than its learned hit rate
 explains; or no gateway heartbeat: a device problem, not a silent home; resident alerts are held
-while the gateway is silent). One resident alert per silence: new confirmed activity starts a new one.
+while the gateway is silent; where no heartbeat is known, in a home of one, the worn wearable
+falling silent together with every sensor is taken for the gateway in the same way). One resident
+alert per silence: new confirmed activity starts a new one.
 
 Refitting: the platform should call ``fit`` once a day (e.g. at 03:00 local) with the last
 ``21`` days of the home's events (:data:`FIT_WINDOW_DAYS`), passing the periods of confirmed

@@ -12,7 +12,8 @@ per resident-week of test time.
 
 Scenarios, as the issue words them: clean sensors; 10 % and 20 % of motion (PIR) events dropped;
 10 % and 20 % spurious PIR triggers (spurious events as a share of real motion events); both at
-10 %; no gateway heartbeats (so outages cannot be told from a silent home); a new home with 3 days of
+10 %; no gateway heartbeats (the resident's wearable, the home's one steady reporter, is fed instead:
+an outage silences it with everything else, a resident lying still does not); a new home with 3 days of
 history; and a changed routine (wake and bed times 1.5 h later, new day-station days) with daily
 refits of the running detector on a sliding window, driven by events and a clock as the platform
 drives it, leaving out the incidents it alerted (the care team confirms them). Beyond the issue's
