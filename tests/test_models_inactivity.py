@@ -987,3 +987,15 @@ def test_without_heartbeats_a_wearable_still_reporting_through_the_silence_is_th
     alerts = det.detect(day, until=m + 12 * H)
     assert [(a.kind, a.room) for a in alerts] == [("inactivity", "living")]
     assert alerts[0].t < m + 10.5 * H
+
+
+def test_without_heartbeats_a_silence_taken_for_the_gateway_is_alarmed_after_three_hours() -> None:
+    """The wearable and every sensor stop together at 09:20 and nothing reports again: held as a
+    gateway outage, but not for ever (the resident may have taken the wearable off and then fallen),
+    so the living room's silence is alarmed 3 h after the home went quiet."""
+    det = InactivityDetector().fit(history(8))
+    m = T0 + 8 * DAY
+    day = _worn_day(8, 9.33, off_from_h=9.33)
+    alerts = det.detect(day, until=m + 15 * H)
+    assert [(a.kind, a.sensor) for a in alerts] == [("device_silent", "gateway"), ("inactivity", "")]
+    assert alerts[1].t == pytest.approx(day[-1][0] + 3 * H)
