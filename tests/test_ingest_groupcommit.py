@@ -152,6 +152,22 @@ def test_silent_peers_count_only_sessions_that_may_still_hold_messages() -> None
     assert {s.labels["client_id"] for s in m.peer_silent.collect()[0].samples} == {"a", "b"}
 
 
+def test_the_database_is_ok_only_while_every_connection_works() -> None:
+    """Two writers, the events thread and the registry reads each report their own connection:
+    one's success does not hide another's failure (with two writers /healthz used to flip)."""
+    m = Metrics()
+    m.connected = True
+    assert not m.health()[0]  # not connected yet
+    m.set_db(None)  # the first registry load
+    assert m.health()[0] and m.db_up._value.get() == 1
+    m.set_db("connection lost", "writer-1")
+    m.set_db(None, "writer-0")  # the other writer commits meanwhile
+    ok, body = m.health()
+    assert not ok and body["database"] == "connection lost" and m.db_up._value.get() == 0
+    m.set_db(None, "writer-1")
+    assert m.health()[0] and m.db_up._value.get() == 1
+
+
 # Processes -----------------------------------------------------------------------------------
 
 

@@ -111,7 +111,9 @@ class Metrics:
         self.info = Gauge("eldercare_ingest_worker_info", "Worker identity", list(labels), registry=r)
         self.info.labels(**labels).set(1)
         self.started = time.time()
-        self.db_error: str | None = "not connected yet"
+        # each connection's last error (writers, the events thread, the registry reads): one
+        # connection's success must not hide another's failure, nor two writers flip the state
+        self._db_errors: dict[str, str] = {"": "not connected yet"}
         self.connected = False
 
     def set_mqtt(self, connected: bool) -> None:
@@ -130,9 +132,18 @@ class Metrics:
                 n += 1
         self.silent_peers.set(n)
 
-    def set_db(self, error: str | None) -> None:
-        self.db_error = error
-        self.db_up.set(0 if error else 1)
+    def set_db(self, error: str | None, source: str = "") -> None:
+        """What connection ``source`` found: an error, or None once it works (again)."""
+        if error is None:
+            self._db_errors.pop(source, None)
+        else:
+            self._db_errors[source] = error
+        self.db_up.set(0 if self.db_error else 1)
+
+    @property
+    def db_error(self) -> str | None:
+        """An error of any connection, or None when every one works."""
+        return next(iter(self._db_errors.values()), None)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         mqtt_ok = self.connected

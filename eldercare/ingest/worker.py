@@ -426,10 +426,14 @@ class Worker:
     def _refresh_registry(self) -> None:
         try:
             self.registry.replace(self.ack_store.load_registry(), self.ack_store.load_simulated_sites())
-            self.metrics.set_db(None)
+            self.metrics.set_db(None, "registry")
         except StoreUnavailable as exc:
             self._refresh_retry_at = time.monotonic() + BACKOFF_MAX_S
-            self.metrics.set_db(str(exc))
+            self.metrics.set_db(str(exc), "registry")
+
+    def _role(self, store: Store) -> str:
+        """The connection's name for /healthz's database state (each reports its own)."""
+        return "events" if store is self.event_store else f"writer-{self.stores.index(store)}"
 
     def _commit(self, store: Store, batch: Batch, *, urgent: bool = False, taken: float = 0.0) -> None:
         delay = BACKOFF_MIN_S
@@ -441,7 +445,7 @@ class Worker:
                 break
             except StoreUnavailable as exc:
                 self.metrics.db_errors.inc()
-                self.metrics.set_db(str(exc))
+                self.metrics.set_db(str(exc), self._role(store))
                 if self.stopping.is_set():
                     self.abandoned = True
                     log.warning(
@@ -457,7 +461,7 @@ class Worker:
                 self.stopping.wait(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
         committed = time.time()
-        self.metrics.set_db(None)
+        self.metrics.set_db(None, self._role(store))
         # Each connection acknowledges what came in on it (an event may have come on either).
         inbound = batch.inbound()
         self.source.ack(inbound)
