@@ -322,3 +322,36 @@ def test_padding_before_is_quiet_standing_by_default() -> None:
     assert np.array_equal(a2[200:500], acc) and len(t2) == 200 + 300 + 300
     with pytest.raises(ValueError, match="head must be"):
         pad(t, acc, head="zeros")
+
+
+def test_raw_trials_keep_each_device_s_own_samples(tmp_path: Path) -> None:
+    """The check's protocol feeds detect() the samples as recorded: MobiFall's ~87 Hz phone and
+    WEDA-FALL's 50 Hz watch, not our grid, not padded; the impact stays on the raw clock."""
+    mobi = tmp_path / "mobifall"
+    imp_m = _write(mobi, 1, "FOL", 1, ["stand", "fall_forward"], 1)
+    weda = tmp_path / "weda-fall"
+    imp_w = _write_weda(weda, 1, "F01", 1, ["walk", "fall_forward"], 5)
+    ((tr_m, fs_m),) = mobifall.load_raw(mobi)
+    ((tr_w, fs_w),) = wedafall.load_raw(weda)
+    assert abs(fs_m - 87.0) < 1.0 and abs(fs_w - 50.0) < 1.0
+    assert tr_m.t[0] == 0.0 and tr_w.t[0] == 0.0  # no padding before
+    assert imp_m is not None and tr_m.t_impact is not None and abs(tr_m.t_impact - imp_m) < 0.1
+    assert imp_w is not None and tr_w.t_impact is not None and abs(tr_w.t_impact - imp_w) < 0.3
+
+
+def test_cli_padded_check_judges_every_dataset_found(tmp_path: Path) -> None:
+    _write(tmp_path / "mobifall", 1, "FOL", 1, ["stand", "fall_forward"], 1)
+    _write(tmp_path / "mobifall", 2, "WAL", 1, ["walk"], 3)
+    _write_weda(tmp_path / "weda-fall", 1, "F01", 1, ["walk", "fall_forward"], 5)
+    out = tmp_path / "report"
+    res = CliRunner().invoke(
+        models, ["padded-check", "--data", str(tmp_path), "--out", str(out), "--pad", "before"]
+    )
+    assert res.exit_code == 0, res.output
+    md = (out / "fall_padded_check.md").read_text(encoding="utf-8")
+    assert "| before | dataset=mobifall | 1 | 1 |" in md and "| before | dataset=weda-fall | 1 | 0 |" in md
+    assert "| before | all | 2 | 1 |" in md
+    res = CliRunner().invoke(
+        models, ["padded-check", "--data", str(tmp_path), "--out", str(out), "--placement", "waist"]
+    )
+    assert res.exit_code == 1 and "no trials at placements waist" in res.output

@@ -284,7 +284,7 @@ def crossval(
 
 @models.command("padded-check")
 @_real_trials(
-    "Folder of real datasets holding umafall/ (the raw trials at their own rate).",
+    "Folder of real datasets holding umafall/, mobifall/ and/or weda-fall/ (raw trials at their own rate).",
     "fall_padded_check.json and .md",
 )
 @click.option(
@@ -310,16 +310,12 @@ def padded_check(
 ) -> None:
     """Fall detector, judged as the independent check does: detect() per raw trial padded with standing."""
     from eldercare.training import padded_check as pc
-    from eldercare.training import umafall
     from eldercare.training.trials import DatasetError
 
-    root = data_dir / umafall.NAME if (data_dir / umafall.NAME).is_dir() else data_dir
     try:
-        raw = umafall.load_raw(root, placements=placements)
+        raw = pc.load_raw_dir(data_dir, placements)
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
-    if not raw:
-        raise click.ClickException(f"{root}: no UMAFall trials at placements {', '.join(placements)}")
     detectors = pc.default_detectors(_candidate(model_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = {w: pc.run(raw, detectors, where=w) for w in where}
@@ -330,7 +326,7 @@ def padded_check(
     ]
     for w, res in runs.items():
         for group, row in res["summary"].items():
-            if group != "all" and not group.startswith(("placement=", "fall_kind=")):
+            if group != "all" and not group.startswith(("dataset=", "placement=", "fall_kind=")):
                 continue
             cells = [
                 f"{row[m]['sensitivity'][0]:.3f} / {row[m]['specificity'][0]:.3f}".replace("nan", "-")

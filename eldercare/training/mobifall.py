@@ -17,7 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from eldercare.training.trials import DatasetError, G, Trial, impact_time, to_grid, trial
+from eldercare.training.trials import (
+    DatasetError,
+    G,
+    Trial,
+    impact_time,
+    increasing,
+    median_rate,
+    to_grid,
+    trial,
+)
 
 NAME = "mobifall"
 PLACEMENT = "thigh"  # trouser pocket
@@ -59,11 +68,12 @@ def read_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return (d[:, 0] - d[0, 0]) / 1e9, d[:, 1:] / G
 
 
-def load(root: Path, padded: bool = True) -> list[Trial]:
+def load(root: Path, padded: bool = True, grid: bool = True) -> list[Trial]:
     """Every accelerometer trial under ``root`` (the folder holding ``sub1`` ...), in path order.
 
     Falls carry ``t_impact`` at the largest |a| of the trial (MobiFall does not mark the impact).
-    With ``padded``, trials are lengthened with their own edges (:func:`~eldercare.training.trials.pad`).
+    With ``padded``, trials are lengthened with their own edges (:func:`~eldercare.training.trials.pad`);
+    ``grid=False`` keeps the phone's own irregular samples (and implies no padding).
     """
     root = Path(root)
     paths = sorted(root.glob("sub*/*/*/*_acc_*.txt"))
@@ -76,10 +86,18 @@ def load(root: Path, padded: bool = True) -> list[Trial]:
         if not m or (m["code"] not in FALLS and m["code"] not in ADLS):
             continue
         code = m["code"]
-        t, acc = to_grid(*read_file(path))
+        t, acc = to_grid(*read_file(path)) if grid else increasing(*read_file(path))
         t_imp = impact_time(t, acc) if code in FALLS else None
         fall_kind, source = FALLS.get(code, ""), str(path.relative_to(root))
         out.append(
-            trial(NAME, m["subject"], PLACEMENT, code, fall_kind, t, acc, t_imp, source, padded=padded)
+            trial(
+                NAME, m["subject"], PLACEMENT, code, fall_kind, t, acc, t_imp, source, padded=padded and grid
+            )
         )
     return out
+
+
+def load_raw(root: Path) -> list[tuple[Trial, float]]:
+    """Trials as the phone recorded them (its own ~87 Hz, not on the grid, not padded), each with its
+    median sampling rate: what the independent check's protocol hands ``FallDetector.detect``."""
+    return [(tr, median_rate(tr.t)) for tr in load(root, grid=False)]

@@ -15,13 +15,14 @@ protocol starts) at 1 g, with white sensor noise and the slow sway of a standing
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from eldercare.models.fall import ThresholdFallDetector, _Detector
-from eldercare.training import crossval, trials
-from eldercare.training.trials import Trial
+from eldercare.training import crossval, mobifall, trials, umafall, wedafall
+from eldercare.training.trials import DatasetError, Trial
 
 PAD_S = 30.0
 WHERE = ("before", "after", "both")
@@ -91,6 +92,31 @@ def run(
         "summary": crossval.summary(results, models, seed),
         "trials": results,
     }
+
+
+def load_raw_dir(
+    root: Path, placements: tuple[str, ...] = umafall.DEFAULT_PLACEMENTS
+) -> list[tuple[Trial, float]]:
+    """Raw trials (at each device's own rate) of every dataset found under ``root`` as ``umafall/``,
+    ``mobifall/`` or ``weda-fall/`` (or a UMAFall folder itself), keeping only ``placements``
+    (MobiFall's pocket phone is ``thigh``, WEDA-FALL's watch ``wrist``). Raises ``DatasetError`` when
+    none is found."""
+    root = Path(root)
+    raw: list[tuple[Trial, float]] = []
+    subs = {umafall.NAME: umafall, mobifall.NAME: mobifall, wedafall.NAME: wedafall}
+    found = [name for name in subs if (root / name).is_dir()]
+    if not found:
+        raw = umafall.load_raw(root, placements=placements)  # the UMAFall folder itself
+    for name in found:
+        mod = subs[name]
+        if mod is umafall:
+            raw += umafall.load_raw(root / name, placements=placements)
+        elif mod.PLACEMENT in placements:
+            raw += mod.load_raw(root / name)
+    if not raw:
+        msg = f"{root}: no trials at placements {', '.join(placements)} (looked for {', '.join(subs)})"
+        raise DatasetError(msg)
+    return raw
 
 
 def default_detectors(candidate: _Detector | None = None) -> dict[str, _Detector]:

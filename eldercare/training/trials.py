@@ -79,6 +79,19 @@ def trial(
     )
 
 
+def increasing(t: np.ndarray, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The samples as recorded, without repeated or backwards time stamps (phones log them)."""
+    t = np.asarray(t, dtype=np.float64)
+    acc = np.asarray(acc, dtype=np.float64)
+    keep = np.concatenate([[True], np.diff(t) > 0])
+    return t[keep], acc[keep]
+
+
+def median_rate(t: np.ndarray) -> float:
+    """A recording's sampling rate (Hz) from its median step."""
+    return 1.0 / float(np.median(np.diff(t)))
+
+
 def to_grid(t: np.ndarray, acc: np.ndarray, fs: float = FS) -> tuple[np.ndarray, np.ndarray]:
     """Irregular samples -> a regular ``fs`` grid from the first sample (per-axis interpolation).
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eldercare.training.trials import DatasetError, G, Trial, to_grid, trial
+from eldercare.training.trials import DatasetError, G, Trial, median_rate, to_grid, trial
 
 NAME = "weda-fall"
 PLACEMENT = "wrist"
@@ -65,11 +65,12 @@ def fall_windows(root: Path) -> dict[str, tuple[float, float]]:
     return out
 
 
-def load(root: Path, padded: bool = True) -> list[Trial]:
+def load(root: Path, padded: bool = True, grid: bool = True) -> list[Trial]:
     """Every 50 Hz accelerometer trial under ``root`` (the folder holding ``dataset/``).
 
     A fall's ``t_impact`` is the largest |a| within its marked start..end; a fall without a mark
-    is skipped (it cannot be scored).
+    is skipped (it cannot be scored). ``grid=False`` keeps the watch's own (re-timed) samples and
+    implies no padding.
     """
     root = Path(root)
     paths = sorted((root / "dataset" / "50Hz").glob("*/U*_R*_accel.csv"))
@@ -83,7 +84,7 @@ def load(root: Path, padded: bool = True) -> list[Trial]:
         code = path.parent.name
         if not m or (code not in FALLS and code not in ADLS):
             continue
-        t, acc = to_grid(*read_file(path))
+        t, acc = to_grid(*read_file(path)) if grid else read_file(path)
         t_imp: float | None = None
         if code in FALLS:
             win = marks.get(f"{code}/{path.stem.removesuffix('_accel')}")
@@ -96,6 +97,14 @@ def load(root: Path, padded: bool = True) -> list[Trial]:
             t_imp = float(t[int(np.argmax(mag))])
         fall_kind, source = FALLS.get(code, ""), str(path.relative_to(root))
         out.append(
-            trial(NAME, m["subject"], PLACEMENT, code, fall_kind, t, acc, t_imp, source, padded=padded)
+            trial(
+                NAME, m["subject"], PLACEMENT, code, fall_kind, t, acc, t_imp, source, padded=padded and grid
+            )
         )
     return out
+
+
+def load_raw(root: Path) -> list[tuple[Trial, float]]:
+    """Trials at the watch's own 50 Hz (re-timed evenly, not padded), each with its rate: what the
+    independent check's protocol hands ``FallDetector.detect``."""
+    return [(tr, median_rate(tr.t)) for tr in load(root, grid=False)]
