@@ -95,6 +95,68 @@ WITH w AS (
 )
 SELECT pg_notify('alert_work', id::text) FROM w
 """
+# A batch of events alone (the event thread's: a fall, an SOS) in one statement, sent with its BEGIN
+# (docs/performance.md, ingest, seventh pass): the checks of :meth:`Store._verify` and
+# :meth:`Store._check_residents` made again in the statement's own snapshot (the gateway at that
+# site and enabled; a named resident living there or attending it), the ids inserted as by
+# INSERT_IDS for the messages that pass, and only for those that came back the events, their
+# alert_work and its NOTIFY; the unknown sensors as by UNKNOWN_SENSORS. Each row tells the caller
+# what it found (a copy stored before, visible in this snapshot, comes back with its digest), so
+# the rare cases (dead letters, a copy another transaction committed while this one waited) are
+# written by further statements of the same transaction. The ids are inserted first and in sorted
+# order (the main query pulls them), as INSERT_IDS locks them; the unknown sensors after.
+WRITE_EVENTS = """
+WITH b AS (
+    SELECT * FROM unnest(
+        %(gateways)s::text[], %(epochs)s::text[], %(seqs)s::bigint[], %(digests)s::bigint[],
+        %(sites)s::text[], %(residents)s::text[], %(ts)s::timestamptz[], %(sensors)s::text[],
+        %(kinds)s::text[], %(confidences)s::real[], %(evidence)s::text[], %(payloads)s::text[],
+        %(new_sensors)s::bool[])
+        WITH ORDINALITY AS b (gateway_id, epoch, seq, digest, site_id, resident_id, ts, sensor_id, kind,
+                              confidence, evidence, payload, new_sensor, i)
+), c AS (
+    SELECT b.*, g.id IS NOT NULL AS gateway_ok, r.id IS NOT NULL AS known, r.home_site_id, r.station_site_id,
+           b.resident_id IS NULL
+           OR coalesce(b.site_id IN (r.home_site_id, r.station_site_id), false) AS resident_ok,
+           s.found IS NOT NULL AS found, s.digest AS stored
+    FROM b
+    LEFT JOIN gateways g ON g.id = b.gateway_id AND g.site_id = b.site_id AND g.disabled_at IS NULL
+    LEFT JOIN residents r ON r.id = b.resident_id
+    LEFT JOIN LATERAL (
+        SELECT true AS found, m.digest FROM ingested_messages m
+        WHERE m.gateway_id = b.gateway_id AND m.epoch = b.epoch AND m.seq = b.seq LIMIT 1
+    ) s ON true
+), ids AS (
+    INSERT INTO ingested_messages (gateway_id, epoch, seq, digest)
+    SELECT gateway_id, epoch, seq, digest FROM c WHERE gateway_ok AND resident_ok AND NOT found
+    ORDER BY gateway_id, epoch, seq
+    ON CONFLICT DO NOTHING
+    RETURNING gateway_id, epoch, seq
+), fresh AS (
+    SELECT c.* FROM c JOIN ids USING (gateway_id, epoch, seq)
+), ev AS (
+    INSERT INTO events (ts, gateway_id, site_id, epoch, seq, sensor_id, kind, confidence, resident_id,
+                        evidence)
+    SELECT ts, gateway_id, site_id, epoch, seq, sensor_id, kind, confidence, resident_id, evidence::jsonb
+    FROM fresh
+), w AS (
+    INSERT INTO alert_work (kind, gateway_id, site_id, payload)
+    SELECT 'event', gateway_id, site_id, payload::jsonb FROM fresh
+    RETURNING id
+), unknown AS (
+    INSERT INTO unknown_sensors (gateway_id, sensor_id)
+    SELECT DISTINCT c.gateway_id, c.sensor_id FROM c
+    WHERE c.new_sensor AND c.gateway_ok AND c.resident_ok
+      AND NOT EXISTS (SELECT 1 FROM sensors WHERE gateway_id = c.gateway_id AND id = c.sensor_id)
+    ORDER BY 1, 2
+    ON CONFLICT (gateway_id, sensor_id) DO UPDATE SET last_seen = now()
+)
+SELECT c.i, c.gateway_ok, c.known, c.home_site_id, c.station_site_id, c.resident_ok,
+       ids.seq IS NOT NULL AS new, c.found, c.stored,
+       (SELECT count(pg_notify('alert_work', id::text)) FROM w) AS notified
+FROM c LEFT JOIN ids USING (gateway_id, epoch, seq)
+ORDER BY c.i
+"""
 INSERT_STATUS = """
 INSERT INTO gateway_status (ts, gateway_id, site_id, state, clock_ok, version, sensors, outbox)
 VALUES (%(ts)s, %(gateway)s, %(site)s, %(state)s, %(clock_ok)s, %(version)s, %(sensors)s::jsonb,
@@ -324,6 +386,39 @@ def _conflict(a: Accepted) -> Rejected:
     return Rejected(a.inbound, reason, a.site, a.gateway, a.inbound.payload, key)
 
 
+def _resident_reason(a: Accepted, resident: str, where: tuple[str, str | None] | None) -> str:
+    if where is None:
+        return f"resident: {resident!r} is not a registered resident"
+    home, station = where
+    return (
+        f"resident: {resident!r} lives at site {home!r}"
+        + (f" and attends station {station!r}" if station else "")
+        + f"; a gateway of site {a.site!r} may only name residents of its own site"
+        " (their home, or a station they attend)"
+    )
+
+
+def _event_row(a: Accepted) -> dict[str, Any]:
+    """An event's columns, and its alert_work payload: the gateway and site with the event."""
+    ev = a.message
+    assert isinstance(ev, Event)
+    work = {"gateway": a.gateway, "site": a.site, **msgspec.structs.asdict(ev)}
+    return {
+        "ts": to_datetime(ev.t),
+        "gateway": a.gateway,
+        "site": a.site,
+        "epoch": ev.epoch,
+        "seq": ev.seq,
+        "sensor": ev.sensor,
+        "kind": ev.kind,
+        "confidence": ev.confidence,
+        "resident": ev.resident,
+        "evidence": _JSON.encode(ev.evidence).decode(),
+        "work": "event",
+        "payload": _JSON.encode(work).decode(),
+    }
+
+
 def _reject(a: Accepted, reason: str) -> Rejected:
     key = retained_key(a.inbound) if a.inbound.retain else None
     return Rejected(a.inbound, reason, a.site, a.gateway, a.inbound.payload, key)
@@ -453,19 +548,8 @@ class Store:
             where = homes.get(resident) if resident else None
             if resident is None or (where is not None and a.site in where):
                 kept.append(a)
-            elif where is None:
-                dead.append(_reject(a, f"resident: {resident!r} is not a registered resident"))
             else:
-                home, station = where
-                dead.append(
-                    _reject(
-                        a,
-                        f"resident: {resident!r} lives at site {home!r}"
-                        + (f" and attends station {station!r}" if station else "")
-                        + f"; a gateway of site {a.site!r} may only name residents of its own site"
-                        " (their home, or a station they attend)",
-                    )
-                )
+                dead.append(_reject(a, _resident_reason(a, resident, where)))
         return kept, dead
 
     # Liveness -------------------------------------------------------------------------------
@@ -555,6 +639,10 @@ class Store:
         conn = self.connect()
         for attempt in range(3):
             try:
+                if self._events_alone(batch, registry):
+                    done = self._write_events_tx(conn, batch, registry, defer)
+                    if done is not None:
+                        return done
                 with conn.transaction():
                     return self._write_tx(conn, batch, registry, defer)
             except errors.CheckViolation as exc:
@@ -630,6 +718,19 @@ class Store:
         if statuses:
             self._write_statuses(conn, statuses)
             result.statuses = len(statuses)
+        result.messages = len(fresh)
+        return self._finish(conn, result, good, registry, defer)
+
+    def _finish(
+        self,
+        conn: psycopg.Connection[Any],
+        result: WriteResult,
+        good: list[Accepted],
+        registry: Registry,
+        defer: bool,
+    ) -> WriteResult:
+        """The end of a batch's transaction: its dead letters, their ids, the watermarks' work."""
+        dead = result.dead
         if dead:
             with conn.cursor() as cur:
                 cur.executemany(
@@ -646,7 +747,6 @@ class Store:
                         for r in dead
                     ],
                 )
-        result.messages = len(fresh)
         refused = refused_ids(dead, registry)
         if refused:  # with the dead letters: the watermark may pass them whenever it moves
             ids = sorted((gw, ep, seq) for _, gw, ep, seq in refused)
@@ -728,30 +828,108 @@ class Store:
         return out
 
     def _write_events(self, conn: psycopg.Connection[Any], events: list[Accepted]) -> None:
-        rows = []
-        for a in events:
-            ev = a.message
-            assert isinstance(ev, Event)
-            work = {"gateway": a.gateway, "site": a.site, **msgspec.structs.asdict(ev)}
-            rows.append(
-                {
-                    "ts": to_datetime(ev.t),
-                    "gateway": a.gateway,
-                    "site": a.site,
-                    "epoch": ev.epoch,
-                    "seq": ev.seq,
-                    "sensor": ev.sensor,
-                    "kind": ev.kind,
-                    "confidence": ev.confidence,
-                    "resident": ev.resident,
-                    "evidence": _JSON.encode(ev.evidence).decode(),
-                    "work": "event",
-                    "payload": _JSON.encode(work).decode(),
-                }
-            )
+        rows = [_event_row(a) for a in events]
         with conn.pipeline(), conn.cursor() as cur:  # both in one round trip
             cur.executemany(INSERT_EVENT, rows)
             cur.executemany(INSERT_WORK, rows)
+
+    # Events alone: one statement with its BEGIN --------------------------------------------
+
+    def _events_alone(self, batch: Batch, registry: Registry) -> bool:
+        """A batch :data:`WRITE_EVENTS` can write: events only, ids distinct, every gateway known here.
+
+        Anything else (telemetry or status, a dead letter already, two copies of one id, a gateway
+        the cache is unsure of or a notification named) takes :meth:`_write_tx`, whose order of
+        checks then decides exactly as it always has.
+        """
+        if batch.rejected or not batch.accepted:
+            return False
+        self._apply_notifications(self.connect(), registry)
+        sites = registry.sites
+        keys = set()
+        for a in batch.accepted:
+            if a.kind != "event" or sites.get(a.gateway) != a.site:
+                return False
+            keys.add((a.gateway, a.epoch, a.seq))
+        return len(keys) == len(batch.accepted)
+
+    def _write_events_tx(
+        self, conn: psycopg.Connection[Any], batch: Batch, registry: Registry, defer: bool
+    ) -> WriteResult | None:
+        """Commit a batch of events in two round trips: BEGIN with :data:`WRITE_EVENTS`, then COMMIT.
+
+        The statement repeats the registry's and the residents' checks in its own snapshot, so no
+        cache decides alone and none needs a notification: a resident who moved home is read as
+        they are now. A gateway that fails there (changed since the cache last heard of it) rolls
+        the transaction back and returns None: :meth:`_write_tx` then writes the batch, having
+        read that gateway again. Dead letters (a resident of another site, a conflicting
+        duplicate) and the watermarks' work go in the same transaction, as in :meth:`_write_tx`.
+        BEGIN is sent in the same pipeline as the statement, both prepared; psycopg's
+        ``transaction()`` would be a round trip of its own.
+        """
+        events = sorted(batch.accepted, key=lambda a: (a.gateway, a.epoch, a.seq))  # INSERT_IDS' lock order
+        rows = [_event_row(a) for a in events]
+        params = {
+            "gateways": [a.gateway for a in events],
+            "epochs": [a.epoch for a in events],
+            "seqs": [a.seq for a in events],
+            "digests": [a.digest for a in events],
+            "sites": [a.site for a in events],
+            "residents": [r["resident"] for r in rows],
+            "ts": [r["ts"] for r in rows],
+            "sensors": [r["sensor"] for r in rows],
+            "kinds": [r["kind"] for r in rows],
+            "confidences": [r["confidence"] for r in rows],
+            "evidence": [r["evidence"] for r in rows],
+            "payloads": [r["payload"] for r in rows],
+            "new_sensors": [bool(a.new_sensors) for a in events],
+        }
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                cur = conn.execute(WRITE_EVENTS, params)
+            found = cur.fetchall()
+            result = WriteResult(ids_at=time.time())
+            if not all(row[1] for row in found):
+                conn.execute("ROLLBACK")
+                registry.forget({events[row[0] - 1].gateway for row in found if not row[1]})
+                return None
+            verdict = {(a.gateway, a.epoch, a.seq): row for a, row in zip(events, found, strict=True)}
+            good: list[Accepted] = []
+            for a in batch.accepted:  # batch order, as _check_residents: the dead letters' order
+                _i, _gw_ok, known, home, station, resident_ok = verdict[(a.gateway, a.epoch, a.seq)][:6]
+                if resident_ok:
+                    good.append(a)
+                else:
+                    assert isinstance(a.message, Event) and a.message.resident is not None
+                    where = (home, station) if known else None
+                    result.dead.append(_reject(a, _resident_reason(a, a.message.resident, where)))
+            again: list[Accepted] = []
+            for a, row in zip(events, found, strict=True):
+                _i, _gw_ok, _known, _home, _station, resident_ok, new, seen, stored = row[:9]
+                if not resident_ok:
+                    continue
+                if new:
+                    result.messages += 1
+                elif not seen:  # another transaction committed it while this one waited
+                    again.append(a)
+                elif stored is None or stored == a.digest:
+                    result.duplicates += 1
+                else:
+                    result.dead.append(_conflict(a))
+            if again:
+                conflicts = self._conflicts(conn, again)
+                result.duplicates += len(again) - len(conflicts)
+                result.dead.extend(conflicts)
+            result.events = result.messages
+            self._finish(conn, result, good, registry, defer)
+            conn.execute("COMMIT")
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        return result
 
     def _write_statuses(self, conn: psycopg.Connection[Any], statuses: list[Accepted]) -> None:
         rows = []
