@@ -4,10 +4,11 @@ Exactly once rests on one statement: the batch's ``(gateway, epoch, seq)`` ids g
 ``ingested_messages`` with ``ON CONFLICT DO NOTHING RETURNING``, and only the messages that come
 back (the new ones) have their readings, events and status written, in the same transaction. A
 redelivered or replayed message therefore costs one conflicting key and nothing else. Readings go
-in with binary COPY (rows prepared by :mod:`eldercare.ingest.batch`); events and status are rare
-and use ``executemany``. Each event also becomes an ``alert_work`` row and a ``NOTIFY alert_work``
+in with binary COPY (rows prepared by :mod:`eldercare.ingest.batch`); status is rare and uses
+``executemany``. Each event also becomes an ``alert_work`` row and a ``NOTIFY alert_work``
 (payload: the row id) in the same transaction, so the alert engine on any replica sees it exactly
-when it is committed.
+when it is committed. A batch of events alone (a fall, an SOS: the worker's event thread) is one
+statement, :data:`WRITE_EVENTS`, sent with its BEGIN: two round trips to its commit, not five.
 """
 
 from __future__ import annotations
