@@ -10,7 +10,11 @@ from eldercare.simulators.wearable import (
     FALL_KINDS,
     LOOKALIKE_KINDS,
     PLACEMENTS,
+    Person,
     WearableError,
+    _lie_down,
+    _sitting,
+    _State,
     random_rotation,
     rotate,
     synth_day,
@@ -67,6 +71,24 @@ def test_soft_collapse_impact_is_low() -> None:
         t_imp = s.labels[0].t_impact
         peaks.append(np.linalg.norm(s.acc[np.abs(s.t - t_imp) < 0.2], axis=1).max())
     assert max(peaks) < 3.2
+
+
+def test_ordinary_lie_down_often_lands_on_the_mattress_with_a_bounded_peak() -> None:
+    """About half of the ordinary lyings down let go at the end and land on the mattress (a peak of
+    1.3-2.6 g, bounded well below a fall on the floor) and about half are followed by a few seconds
+    of settling in."""
+    peaks, settled = [], 0
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        st = _State(_sitting(rng), "sit", Person.sample(rng), 50.0)
+        seg = _lie_down(rng, st)
+        assert st.pclass == "lie" and seg.marks == []  # daily activity, not a labelled look-alike
+        peaks.append(float(np.linalg.norm(seg.lin + np.array([0.0, 0.0, 1.0]), axis=1).max()))
+        settled += bool(np.any(seg.act == 0.6))
+    landed = np.array(peaks) > 1.25
+    assert 15 <= landed.sum() <= 45
+    assert max(peaks) <= 3.0
+    assert 15 <= settled <= 45
 
 
 def test_rotation_keeps_magnitude() -> None:
