@@ -208,6 +208,8 @@ def test_unacknowledged_messages_are_sent_again_after_the_ack_timeout(
         first, second = sub.of("event")[:2]
         assert sorted(e["seq"] for e in sub.of("event")[2:4]) == sorted([first["seq"], second["seq"]])
         assert sub.of("event")[2] in (first, second)
+        # their PUBACKs taken (the timeout runs from the first one waiting), then ack_timeout_s
+        assert wait_until(lambda: len(agent.sending.awaiting) >= 2, 5)
         clock["t"] += 29.0  # from now on ack_timeout_s: not yet
         sim(agent).feed(Action("sos-1", "sos"))
         events(5)

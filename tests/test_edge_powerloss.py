@@ -250,10 +250,14 @@ def test_power_cut_keeps_every_acknowledged_reading(image: Path, tmp_path: Path)
 
 
 def test_the_harness_catches_commits_that_were_not_fsynced(image: Path, tmp_path: Path) -> None:
-    """Control: with nothing fsynced (``synchronous=normal``, no checkpoint) acknowledged readings go."""
+    """Control: with nothing fsynced (``synchronous=normal``, no checkpoint) acknowledged readings go.
+
+    Whether a cut finds unsynced pages depends on the kernel's writeback at that instant (a busy
+    machine once wrote them all back before each of 3 cuts), so up to 8 cuts, stopping at the first
+    loss."""
     rng = random.Random(7)
     losses: list[str] = []
-    for cut in range(3):
+    for cut in range(8):
         work = tmp_path / f"cut{cut}"
         work.mkdir()
         lines, snapshot = _power_cut(image, work, "normal", rng)
