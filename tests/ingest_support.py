@@ -25,6 +25,7 @@ import psycopg
 from fix_db import unique_tag, url_of, url_params
 
 from eldercare.embedded import free_port
+from eldercare.ingest.batch import Batch, Inbound, Registry, Validator
 
 EPOCH = "epoch-test-0001"
 
@@ -65,6 +66,23 @@ def event(seq: int, *, kind: str = "fall", epoch: str = EPOCH, **extra: Any) -> 
 
 def status(state: str = "online", **extra: Any) -> bytes:
     return msgspec.json.encode({"v": 1, "t": now_ms(), "state": state, **extra})
+
+
+ROOT = "eldercare/v1"  # the topic root of the store tests' messages
+
+
+def batch_of(registry: Registry, *messages: tuple[str, bytes], retain: bool = False) -> Batch:
+    """Messages (topic under ROOT, payload) validated as ingest does, into one batch."""
+    v = Validator(ROOT, registry)
+    b = Batch()
+    for topic, payload in messages:
+        b.add(v.check(Inbound(f"{ROOT}/{topic}", payload, retain=retain)))
+    return b
+
+
+def dead_reasons(db_url: str) -> list[str]:
+    with psycopg.connect(db_url) as conn:
+        return [r[0] for r in conn.execute("SELECT reason FROM dead_letters ORDER BY id")]
 
 
 def count(db_url: str, query: str, *params: Any) -> int:

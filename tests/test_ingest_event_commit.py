@@ -12,12 +12,10 @@ import threading
 
 import psycopg
 import pytest
-from ingest_support import count, event, register
+from ingest_support import batch_of, count, dead_reasons, event, register
 
-from eldercare.ingest.batch import Accepted, Batch, Inbound, Registry, Validator
+from eldercare.ingest.batch import Accepted, Registry
 from eldercare.ingest.store import Store, WriteResult
-
-ROOT = "eldercare/v1"
 
 
 @pytest.fixture
@@ -28,19 +26,6 @@ def store(db_url: str) -> Store:
     s = Store(db_url, acks_after_commit=True)  # as the worker's event store: watermarks after
     yield s
     s.close()
-
-
-def batch_of(registry: Registry, *messages: tuple[str, bytes]) -> Batch:
-    v = Validator(ROOT, registry)
-    b = Batch()
-    for topic, payload in messages:
-        b.add(v.check(Inbound(f"{ROOT}/{topic}", payload)))
-    return b
-
-
-def dead_reasons(db_url: str) -> list[str]:
-    with psycopg.connect(db_url) as conn:
-        return [r[0] for r in conn.execute("SELECT reason FROM dead_letters ORDER BY id")]
 
 
 def test_a_resident_who_moved_home_is_named_by_their_new_homes_gateway_only(

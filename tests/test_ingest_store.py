@@ -8,13 +8,11 @@ import time
 import msgspec
 import psycopg
 import pytest
-from ingest_support import count, event, now_ms, register, status, telemetry
+from ingest_support import ROOT, batch_of, count, event, now_ms, register, status, telemetry
 
 from eldercare.ingest.batch import Accepted, Batch, Inbound, Registry, Validator
 from eldercare.ingest.errors import StoreUnavailable
 from eldercare.ingest.store import Store
-
-ROOT = "eldercare/v1"
 
 
 @pytest.fixture(params=[False, True], ids=["acks-in-commit", "acks-after-commit"])
@@ -24,14 +22,6 @@ def store(db_url: str, request: pytest.FixtureRequest) -> Store:
     s = Store(db_url, acks_after_commit=request.param)
     yield s
     s.close()
-
-
-def batch_of(registry: Registry, *messages: tuple[str, bytes]) -> Batch:
-    v = Validator(ROOT, registry)
-    b = Batch()
-    for topic, payload in messages:
-        b.add(v.check(Inbound(f"{ROOT}/{topic}", payload)))
-    return b
 
 
 def test_messages_are_stored_once_however_often_they_come(store: Store, db_url: str) -> None:

@@ -11,12 +11,10 @@ from __future__ import annotations
 import msgspec
 import psycopg
 import pytest
-from ingest_support import count, event, register, status, telemetry
+from ingest_support import ROOT, batch_of, count, dead_reasons, event, register, status, telemetry
 
 from eldercare.ingest.batch import Batch, Inbound, Registry, Validator
 from eldercare.ingest.store import Store
-
-ROOT = "eldercare/v1"
 
 
 @pytest.fixture
@@ -31,19 +29,6 @@ def store(db_url: str) -> Store:
     s = Store(db_url)
     yield s
     s.close()
-
-
-def batch_of(registry: Registry, *messages: tuple[str, bytes], retain: bool = False) -> Batch:
-    v = Validator(ROOT, registry)
-    b = Batch()
-    for topic, payload in messages:
-        b.add(v.check(Inbound(f"{ROOT}/{topic}", payload, retain=retain)))
-    return b
-
-
-def dead_reasons(db_url: str) -> list[str]:
-    with psycopg.connect(db_url) as conn:
-        return [r[0] for r in conn.execute("SELECT reason FROM dead_letters ORDER BY id")]
 
 
 def test_an_event_may_only_name_a_resident_of_its_gateways_site(store: Store, db_url: str) -> None:
