@@ -204,6 +204,9 @@ def test_demo_fall_becomes_an_alert_in_the_api_and_ctrl_c_leaves_nothing(
         assert re.search(TIMED + r"incident fired: fall at home \d+", d.text(), re.M)
         assert re.search(TIMED + r"eldercare is running", d.text(), re.M)
         assert {"fall", "sos"} <= kinds, (kinds, d.text()[-2000:])
+        # that fall alert may be the worn detector's false alarm at a lying down (it happens in edge
+        # mode): the scripted fall is the one the score must count caught, so wait for that too
+        _until_caught(env, tmp_path / "data" / "demo", "fall", timeout=150)
         _children_got_every_setting(d)
         assert "ingest metrics" not in d.text()  # ELDERCARE_METRICS_PORT=0 reached ingest: none
         # no SMTP server: the family's and workers' alert e-mails are kept where the demo says
