@@ -165,3 +165,59 @@ def test_constraint_text_does_not_leak(api: Api) -> None:
     assert r.status_code == 200
     r = api.put("admin", "/api/v1/gateways/gw-home-1/config", json={"config": {}, "expected_revision": 2**40})
     _json_4xx(r, 422)
+
+
+def test_body_that_is_not_utf8_is_the_same_422_as_bad_json(api: Api) -> None:
+    """Bytes that are not even text (FastAPI's own answer is a bare 400) are refused as bad JSON."""
+    headers = {"Content-Type": "application/json"}
+    for raw in (b"\xff", b'{"notes": "\xc3("}', b"\xfe\xff\x00{"):
+        _json_4xx(api.client.patch("/api/v1/residents/res-1", content=raw, headers=headers), 401)
+        body = _json_4xx(api.patch("admin", "/api/v1/residents/res-1", content=raw, headers=headers), 422)
+        assert body["errors"][0]["field"] == "body" and body["errors"][0]["type"] == "json_invalid", body
+        _json_4xx(api.client.post("/api/v1/auth/refresh", content=raw, headers=headers), 422)
+    assert api.get("admin", "/api/v1/residents/res-1").status_code == 200
+
+
+def test_time_zone_names_that_are_folders_or_too_long_are_422(api: Api) -> None:
+    """A time zone is looked up among the known names: "Asia" (a folder) or 300 characters (too
+    long for the file system) once opened a file and answered 500."""
+    for tz in ("Asia", "x" * 300, "../../../etc/passwd", "Asia/", ""):
+        site = {"id": "tz-probe", "kind": "home", "name": "Probe", "timezone": tz}
+        body = _json_4xx(api.post("admin", "/api/v1/sites", json=site), 422)
+        assert body["errors"][0]["field"] == "timezone", body
+    assert api.get("admin", "/api/v1/sites/tz-probe").status_code == 404
+    ok = {"id": "tz-probe", "kind": "home", "name": "Probe", "timezone": "Europe/Berlin"}
+    assert api.post("admin", "/api/v1/sites", json=ok).status_code == 201
+
+
+def test_a_bare_number_is_not_a_date_or_time(api: Api) -> None:
+    """The schema says ISO 8601 text; ``since=0.5`` would otherwise mean 1970-01-01T00:00:00.5."""
+    for query in ("since=0.5", "since=1700000000", "since=-3"):
+        body = _json_4xx(api.get("admin", f"/api/v1/audit?{query}"), 422)
+        assert body["errors"][0]["type"] == "datetime_type", body
+    body = _json_4xx(api.get("admin", "/api/v1/residents/res-1/summary?day=0"), 422)
+    assert body["errors"][0]["type"] == "date_type", body
+    assert api.get("admin", "/api/v1/audit?since=2026-01-05T08:00:00Z").status_code == 200
+    assert api.get("admin", "/api/v1/residents/res-1/summary?day=2026-01-05").status_code == 200
+
+
+def test_405_names_every_method_of_the_path_and_the_schema_lists_conflicts(api: Api) -> None:
+    r = api.client.request("OPTIONS", "/api/v1/gateways")
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "POST"}, r.headers
+    r = api.client.request("PUT", "/api/v1/residents/res-1")
+    assert r.status_code == 405 and "PATCH" in r.headers["allow"] and "GET" in r.headers["allow"]
+    r = api.client.request("POST", "/api/v1/gateways/health")  # a fixed path beside {gateway_id}
+    assert r.status_code == 405 and r.headers["allow"] == "GET", r.headers
+    paths = api.client.get("/openapi.json").json()["paths"]
+    create = paths["/api/v1/sites"]["post"]["responses"]
+    assert {"409", "413", "422", "503"} <= set(create), sorted(create)
+    assert "409" not in paths["/api/v1/sites"]["get"]["responses"]
+
+
+def test_a_number_is_not_a_boolean_in_a_body(api: Api) -> None:
+    """``"simulated": 0`` is refused as the schema says, not read as false."""
+    site = {"id": "bool-probe", "kind": "home", "name": "Probe", "simulated": 0}
+    body = _json_4xx(api.post("admin", "/api/v1/sites", json=site), 422)
+    assert body["errors"][0]["field"] == "simulated", body
+    assert api.get("admin", "/api/v1/sites/bool-probe").status_code == 404
+    assert api.post("admin", "/api/v1/sites", json={**site, "simulated": False}).status_code == 201

@@ -18,6 +18,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -33,6 +34,7 @@ from eldercare.platform.engine import service
 from eldercare.platform.errors import ApiError, message, problem, validation_body
 from eldercare.platform.headers import SecurityHeaders
 from eldercare.platform.limits import RequestLimits
+from eldercare.platform.openapi import allowed_methods, document_common_errors
 from eldercare.platform.routes import (
     alerts,
     audit,
@@ -168,6 +170,13 @@ async def _unauthenticated(request: Request) -> ApiError | None:
     return None
 
 
+def _field(err: Any) -> str:
+    """The field a validation error names; a JSON error's loc ends in a character offset, not a field."""
+    if err.get("type") == "json_invalid":
+        return "body"
+    return ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
@@ -177,7 +186,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     locale = _locale(request)
     problems = (
         problem(
-            ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
+            _field(err),
             err.get("type", ""),
             locale,
             err.get("ctx"),
@@ -188,11 +197,22 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(validation_body(problems, locale), status_code=422)
 
 
+# FastAPI's answer to a body it could not even decode (bytes that are not UTF-8, say): a plain 400
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse(
-        {"detail": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
-    )
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+        # the same answer as any other body that is not JSON: 401 before sign-in, else 422 named
+        unparsable = RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error", "input": None}]
+        )
+        return await _validation_error(request, unparsable)
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:  # Starlette names only the first matching route's methods
+        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+    return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers or None)
 
 
 _FK_DETAIL = re.compile(r"Key \((?P<field>[^)]+)\)=\((?P<value>[^)]*)\) is not present")
@@ -357,6 +377,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)  # added last, so outermost: on every answer, refusals included
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
+    document_common_errors(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
