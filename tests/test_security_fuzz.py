@@ -1,5 +1,6 @@
 """Schemathesis over every operation of the OpenAPI document, on a bounded budget (issue 19): no
-5xx and answers that match their documented schema, signed in as an admin (who reaches every
+5xx, only documented statuses, answers that match their documented schema and refusal of what the
+schema forbids, signed in as an admin (who reaches every
 route's logic) against a real server. Operations that would end the admin's own session are left
 out (covered by test_security_tokens.py)."""
 
@@ -18,10 +19,17 @@ from eldercare.config import Settings
 
 schemathesis = pytest.importorskip("schemathesis")  # the dev extra installs it
 from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import response_schema_conformance  # noqa: E402
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
-EXAMPLES_PER_OPERATION = 8
+EXAMPLES_PER_OPERATION = 12
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +52,13 @@ def live(
             yield {"base": base, "token": r.json()["access_token"]}
 
 
+def _refused(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Schemathesis's negative-data check, with 413 (a body over the size limit) as a refusal too."""
+    if response.status_code == 413:
+        return None
+    return negative_data_rejection(ctx, response, case)  # type: ignore[no-any-return]
+
+
 @pytest.mark.slow
 def test_no_server_errors_and_documented_answers(live: dict[str, str]) -> None:
     """Each operation gets its own bounded Hypothesis run; every failure is collected, then shown."""
@@ -61,7 +76,10 @@ def test_no_server_errors_and_documented_answers(live: dict[str, str]) -> None:
         operation = result.ok()
         operations += 1
 
-        @given(case=operation.as_strategy())
+        # valid requests and requests the schema forbids (wrong types, missing fields), mixed
+        cases = st.one_of(operation.as_strategy(), operation.as_strategy(GenerationMode.NEGATIVE))
+
+        @given(case=cases)
         @settings(
             max_examples=EXAMPLES_PER_OPERATION,
             deadline=None,
@@ -74,7 +92,13 @@ def test_no_server_errors_and_documented_answers(live: dict[str, str]) -> None:
             case.call_and_validate(
                 base_url=live["base"],
                 headers=headers,
-                checks=[not_a_server_error, response_schema_conformance],
+                checks=[
+                    not_a_server_error,
+                    response_schema_conformance,
+                    status_code_conformance,  # every answer a client can get is in the schema
+                    content_type_conformance,
+                    _refused,  # what the schema forbids is refused
+                ],
             )
 
         try:
