@@ -1,4 +1,4 @@
-"""A batch of events alone (the event thread's: a fall, an SOS) in one statement with its BEGIN.
+"""A batch of events alone (the event thread's: a fall, an SOS) in one statement, its own transaction.
 
 The statement checks the gateway and a named resident in its own snapshot, so what the caches do
 not know yet (a resident who moved home, a gateway disabled a moment ago) still decides; and the
@@ -83,6 +83,31 @@ def test_a_gateway_disabled_before_its_notification_arrived_is_refused(store: St
     )
     assert count(db_url, "SELECT count(*) FROM events") == 1
     assert count(db_url, "SELECT count(*) FROM ingested_messages") == 1
+
+
+def test_a_disabled_gateways_event_beside_a_good_one_leaves_the_good_one_stored_once(
+    store: Store, db_url: str
+) -> None:
+    """The statement commits what passed; the refused gateway's event is judged again after it."""
+    reg = Registry(store.load_registry())
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute("UPDATE gateways SET disabled_at = now() WHERE id = 'gw-1'")
+    assert reg.sites["gw-1"] == "home-1" and not store._changed
+    sos = event(1, kind="sos")
+    both = batch_of(reg, ("home-2/gw-2/event", sos), ("home-1/gw-1/event", event(1, kind="fall")))
+    r = store.write(both, reg)
+    assert (r.events, r.messages, r.duplicates) == (1, 1, 0)
+    assert [d.reason for d in r.dead] == [
+        "topic.gateway: gateway 'gw-1' is disabled; its messages are refused"
+    ]
+    assert r.acks.get(("home-2", "gw-2", "epoch-test-0001")) == 1  # the good one is acknowledged
+    with psycopg.connect(db_url) as conn:
+        kept = conn.execute("SELECT gateway_id, kind FROM events").fetchall()
+    assert kept == [("gw-2", "sos")]
+    assert count(db_url, "SELECT count(*) FROM ingested_messages") == 1
+    assert count(db_url, "SELECT count(*) FROM alert_work") == 1
+    again = store.write(batch_of(reg, ("home-2/gw-2/event", sos)), reg)  # redelivered
+    assert (again.events, again.duplicates, again.dead) == (0, 1, [])
 
 
 def test_a_conflicting_copy_of_an_event_is_dead_lettered_once(store: Store, db_url: str) -> None:

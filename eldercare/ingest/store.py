@@ -8,7 +8,7 @@ in with binary COPY (rows prepared by :mod:`eldercare.ingest.batch`); status is 
 ``executemany``. Each event also becomes an ``alert_work`` row and a ``NOTIFY alert_work``
 (payload: the row id) in the same transaction, so the alert engine on any replica sees it exactly
 when it is committed. A batch of events alone (a fall, an SOS: the worker's event thread) is one
-statement, :data:`WRITE_EVENTS`, sent with its BEGIN: two round trips to its commit, not five.
+statement, :data:`WRITE_EVENTS`, its own transaction: one round trip to its commit, not five.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ WITH w AS (
 )
 SELECT pg_notify('alert_work', id::text) FROM w
 """
-# A batch of events alone (the event thread's: a fall, an SOS) in one statement, sent with its BEGIN
+# A batch of events alone (the event thread's: a fall, an SOS) in one statement, its own transaction
 # (docs/performance.md, ingest, seventh pass): the checks of :meth:`Store._verify` and
 # :meth:`Store._check_residents` made again in the statement's own snapshot (the gateway at that
 # site and enabled; a named resident living there or attending it), the ids inserted as by
@@ -104,7 +104,8 @@ SELECT pg_notify('alert_work', id::text) FROM w
 # alert_work and its NOTIFY; the unknown sensors as by UNKNOWN_SENSORS. Each row tells the caller
 # what it found (a copy stored before, visible in this snapshot, comes back with its digest), so
 # the rare cases (dead letters, a copy another transaction committed while this one waited) are
-# written by further statements of the same transaction. The ids are inserted first and in sorted
+# written by a transaction after it, before any acknowledgement (what the statement did not store
+# is not in ingested_messages: a crash in between redelivers it). The ids are inserted first and in sorted
 # order (the main query pulls them), as INSERT_IDS locks them; the unknown sensors after.
 WRITE_EVENTS = """
 WITH b AS (
@@ -638,14 +639,20 @@ class Store:
 
     def _write_retrying_partitions(self, batch: Batch, registry: Registry, defer: bool) -> WriteResult:
         conn = self.connect()
+        first: WriteResult | None = None  # what the events statement committed, kept across retries
         for attempt in range(3):
             try:
-                if self._events_alone(batch, registry):
-                    done = self._write_events_tx(conn, batch, registry, defer)
-                    if done is not None:
-                        return done
+                if first is None and self._events_alone(batch, registry):
+                    first, rest = self._write_events_tx(conn, batch, registry, defer)
+                    if rest is None:
+                        return first
+                    batch = rest  # a gateway the statement refused: read again, written below
                 with conn.transaction():
-                    return self._write_tx(conn, batch, registry, defer)
+                    done = self._write_tx(conn, batch, registry, defer)
+                if first is not None:
+                    first.add(done)
+                    return first
+                return done
             except errors.CheckViolation as exc:
                 if "no partition" not in str(exc) or attempt == 2:
                     raise
@@ -834,7 +841,7 @@ class Store:
             cur.executemany(INSERT_EVENT, rows)
             cur.executemany(INSERT_WORK, rows)
 
-    # Events alone: one statement with its BEGIN --------------------------------------------
+    # Events alone: one statement, its own transaction ----------------------------------------
 
     def _events_alone(self, batch: Batch, registry: Registry) -> bool:
         """A batch :data:`WRITE_EVENTS` can write: events only, ids distinct, every gateway known here.
@@ -856,17 +863,19 @@ class Store:
 
     def _write_events_tx(
         self, conn: psycopg.Connection[Any], batch: Batch, registry: Registry, defer: bool
-    ) -> WriteResult | None:
-        """Commit a batch of events in two round trips: BEGIN with :data:`WRITE_EVENTS`, then COMMIT.
+    ) -> tuple[WriteResult, Batch | None]:
+        """Commit a batch of events in one round trip: :data:`WRITE_EVENTS` alone on the autocommit
+        connection is its own transaction, committed when its answer arrives.
 
         The statement repeats the registry's and the residents' checks in its own snapshot, so no
         cache decides alone and none needs a notification: a resident who moved home is read as
-        they are now. A gateway that fails there (changed since the cache last heard of it) rolls
-        the transaction back and returns None: :meth:`_write_tx` then writes the batch, having
-        read that gateway again. Dead letters (a resident of another site, a conflicting
-        duplicate) and the watermarks' work go in the same transaction, as in :meth:`_write_tx`.
-        BEGIN is sent in the same pipeline as the statement, both prepared; psycopg's
-        ``transaction()`` would be a round trip of its own.
+        they are now. What it did not store is not in ``ingested_messages``, so whatever comes
+        after it (rare) is safe to do in a transaction of its own before anything is acknowledged:
+        a crash in between redelivers those messages and they are judged again. The rare cases:
+        dead letters (a resident of another site, a conflicting duplicate) and a copy another
+        transaction committed while this one waited, here; a gateway that failed the check
+        (changed since the cache last heard of it) is forgotten and its messages are returned for
+        :meth:`_write_tx`, which reads it again.
         """
         events = sorted(batch.accepted, key=lambda a: (a.gateway, a.epoch, a.seq))  # INSERT_IDS' lock order
         rows = [_event_row(a) for a in events]
@@ -885,52 +894,52 @@ class Store:
             "payloads": [r["payload"] for r in rows],
             "new_sensors": [bool(a.new_sensors) for a in events],
         }
-        try:
-            with conn.pipeline():
-                conn.execute("BEGIN")
-                cur = conn.execute(WRITE_EVENTS, params)
-            found = cur.fetchall()
-            result = WriteResult(ids_at=time.time())
-            if not all(row[1] for row in found):
-                conn.execute("ROLLBACK")
-                registry.forget({events[row[0] - 1].gateway for row in found if not row[1]})
-                return None
-            verdict = {(a.gateway, a.epoch, a.seq): row for a, row in zip(events, found, strict=True)}
-            good: list[Accepted] = []
-            for a in batch.accepted:  # batch order, as _check_residents: the dead letters' order
-                _i, _gw_ok, known, home, station, resident_ok = verdict[(a.gateway, a.epoch, a.seq)][:6]
-                if resident_ok:
-                    good.append(a)
-                else:
-                    assert isinstance(a.message, Event) and a.message.resident is not None
-                    where = (home, station) if known else None
-                    result.dead.append(_reject(a, _resident_reason(a, a.message.resident, where)))
-            again: list[Accepted] = []
-            for a, row in zip(events, found, strict=True):
-                _i, _gw_ok, _known, _home, _station, resident_ok, new, seen, stored = row[:9]
-                if not resident_ok:
-                    continue
-                if new:
-                    result.messages += 1
-                elif not seen:  # another transaction committed it while this one waited
-                    again.append(a)
-                elif stored is None or stored == a.digest:
-                    result.duplicates += 1
-                else:
-                    result.dead.append(_conflict(a))
+        found = conn.execute(WRITE_EVENTS, params, prepare=True).fetchall()
+        result = WriteResult(ids_at=time.time())
+        verdict = {(a.gateway, a.epoch, a.seq): row for a, row in zip(events, found, strict=True)}
+        changed = {a.gateway for a in events if not verdict[(a.gateway, a.epoch, a.seq)][1]}
+        rest: Batch | None = None
+        if changed:
+            registry.forget(changed)
+            rest = Batch()
+            for a in batch.accepted:
+                if a.gateway in changed:
+                    rest.add(a)
+        good: list[Accepted] = []
+        for a in batch.accepted:  # batch order, as _check_residents: the dead letters' order
+            if a.gateway in changed:
+                continue
+            _i, _gw_ok, known, home, station, resident_ok = verdict[(a.gateway, a.epoch, a.seq)][:6]
+            if resident_ok:
+                good.append(a)
+            else:
+                assert isinstance(a.message, Event) and a.message.resident is not None
+                where = (home, station) if known else None
+                result.dead.append(_reject(a, _resident_reason(a, a.message.resident, where)))
+        again: list[Accepted] = []
+        for a, row in zip(events, found, strict=True):
+            _i, gw_ok, _known, _home, _station, resident_ok, new, seen, stored = row[:9]
+            if not (gw_ok and resident_ok):
+                continue
+            if new:
+                result.messages += 1
+            elif not seen:  # another transaction committed it while this one waited
+                again.append(a)
+            elif stored is None or stored == a.digest:
+                result.duplicates += 1
+            else:
+                result.dead.append(_conflict(a))
+        result.events = result.messages
+        if not (again or result.dead):
+            self._finish(conn, result, good, registry, defer)  # deferred: nothing more to write
+            return result, rest
+        with conn.transaction():
             if again:
                 conflicts = self._conflicts(conn, again)
                 result.duplicates += len(again) - len(conflicts)
                 result.dead.extend(conflicts)
-            result.events = result.messages
             self._finish(conn, result, good, registry, defer)
-            conn.execute("COMMIT")
-        except BaseException:
-            if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("ROLLBACK")
-            raise
-        return result
+        return result, rest
 
     def _write_statuses(self, conn: psycopg.Connection[Any], statuses: list[Accepted]) -> None:
         rows = []
