@@ -105,6 +105,22 @@ def test_websocket_takes_the_token_as_a_subprotocol_or_first_message(server: str
         assert _closed_with(ws) == 4401
 
 
+def test_websocket_survives_messages_that_are_not_tokens(server: str) -> None:
+    """Deep nesting, a megabyte of text or a binary frame, before or after sign-in: a refusal or a
+    pong, never a crashed handler (``[[[[...`` once raised RecursionError in the server)."""
+    token = _token(server, "worker1")
+    for junk in ("[" * 100_000, "x" * 1_000_000, b"\x00\x01"):
+        with connect(f"ws://{server}/api/v1/ws", max_size=None) as ws:
+            ws.send(junk)
+            assert _closed_with(ws) == 4401
+        with connect(f"ws://{server}/api/v1/ws", subprotocols=["eldercare.v1", f"bearer.{token}"]) as ws:  # type: ignore[list-item]
+            assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+            ws.send(junk)
+            assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
+            ws.send("ping")  # still served
+            assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
+
+
 def test_websocket_closes_when_its_token_expires_unless_renewed(
     server: str, app: Any, settings: Settings
 ) -> None:

@@ -35,6 +35,7 @@ SUBPROTOCOL = "eldercare.v1"
 BEARER = "bearer."
 AUTH_TIMEOUT_S = 10.0
 RECHECK_S = 60.0  # how often an open socket's token is checked again (logout, password change)
+MAX_AUTH_MESSAGE = 16_384  # an access token is a few hundred characters
 
 
 async def _check(websocket: WebSocket, token: str) -> tuple[dict[str, Any], int] | None:
@@ -47,10 +48,13 @@ async def _check(websocket: WebSocket, token: str) -> tuple[dict[str, Any], int]
 
 
 def _auth_message(text: str) -> str | None:
-    """The token of an ``{"type": "auth", "token": ...}`` message, else None."""
+    """The token of an ``{"type": "auth", "token": ...}`` message, else None (also for anything
+    too long to be one, or nested too deep for the parser: ``[[[[...`` raised RecursionError)."""
+    if len(text) > MAX_AUTH_MESSAGE:
+        return None
     try:
         msg = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if isinstance(msg, dict) and msg.get("type") == "auth" and isinstance(msg.get("token"), str):
         return str(msg["token"])
@@ -117,6 +121,8 @@ async def _serve(websocket: WebSocket, user_id: int, expires: int, token: str) -
             text = await asyncio.wait_for(websocket.receive_text(), timeout=min(expires, recheck_at) - now)
         except TimeoutError:
             continue
+        except KeyError:  # a binary frame: not a token, answered as any other message
+            text = ""
         fresh = _auth_message(text)
         if fresh is None:
             await websocket.send_json({"type": "pong"})
