@@ -53,7 +53,7 @@ def send_trigger(
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             d = json.loads(msg.payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # not an answer of ours
             return
         if isinstance(d, dict) and d.get("id") == req["id"]:
             answers.put(d)

@@ -100,6 +100,16 @@ def _manifest(homes: int, stations: int = 0, seed: int = 1) -> dict[str, Any]:
     return nb.manifest(p, topic_root="unused", created_at=time.time(), start=time.time())
 
 
+def _publish(broker: tuple[str, int, str], topic: str, payloads: list[bytes]) -> None:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2)
+    c.connect(broker[0], broker[1])
+    c.loop_start()
+    for p in payloads:
+        c.publish(topic, p, qos=1).wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()
+
+
 def _clear_retained(broker: tuple[str, int, str], topics: set[str]) -> None:
     c = mqtt.Client(CallbackAPIVersion.VERSION2)
     c.connect(broker[0], broker[1])
@@ -139,6 +149,12 @@ def test_direct_mode_publishes_valid_protocol(
         assert out_answer["ok"]
         with pytest.raises(NoRunnerError, match="refused"):
             send_trigger(_settings(sim_root, broker), sim_root, {"resident": "nobody", "kind": "fall"})
+        # bytes no tester meant (deep nesting raised RecursionError in the runner's loop): refused
+        _publish(broker, f"{sim_root}/_sim/control", [b"[" * 100_000, b"\xff", b"[]"])
+        again = send_trigger(
+            _settings(sim_root, broker), sim_root, {"resident": m["homes"][2]["resident"], "kind": "sos"}
+        )
+        assert again["ok"], "the runner still takes triggers"
         th.join(30)
     col.close()
     assert result["messages"] > 50 and result["readings"] > 100

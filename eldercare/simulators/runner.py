@@ -585,7 +585,7 @@ class Runner:
                 truth = rec.to_json() if rec else None
                 # with the run's clock, so the platform scores it in simulated time as the CLI does
                 reply = {"id": req.get("id"), "ok": True, "truth": truth, "clock": self.clock()}
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:  # any bytes a tester sends
                 req = req if isinstance(req, dict) else {}
                 reply = {"id": req.get("id"), "ok": False, "error": str(exc)}
             self.ctl.publish(f"{self.root}/_sim/ack", json.dumps(reply).encode())
