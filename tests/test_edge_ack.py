@@ -167,6 +167,8 @@ def test_ack_deletes_up_to_its_seq_of_the_current_epoch_only(
         assert agent.outbox.n_messages == total - 5
         assert sorted(m.seq for m in agent.outbox.next_batch([], 100)) == list(range(5, total))
         publish_retained(host, port, ack_topic, b"not json")  # refused, never fatal
+        # an unknown field nested deeper than the parser goes (RecursionError, not a MsgspecError)
+        publish_retained(host, port, ack_topic, b'{"x": ' + b"[" * 100_000)
         publish_retained(host, port, ack_topic, f'{{"v": 1, "epoch": "{epoch}", "seq": 10}}'.encode())
         assert wait_until(lambda: agent.outbox.n_messages == 0, 10)
         assert agent.error is None

@@ -542,3 +542,15 @@ def test_wearable_put_down_reports_not_worn_then_worn_again(
     assert seen(lambda s: wear(s)[-1] == "worn")
     assert not any(e["kind"] == "fall" for e in sub.of("event"))
     sub.close()
+
+
+def test_a_refused_config_nested_deeper_than_the_parser_is_still_reported() -> None:
+    """``status.config_error`` for a payload ``[[[[...``: the reason, without a revision to read."""
+    from eldercare import protocol
+    from eldercare.edge.config import refusal
+
+    deep = b'{"revision": 3, "x": ' + b"[" * 100_000
+    with pytest.raises(protocol.ProtocolError) as exc:
+        protocol.decode("config", deep)
+    assert refusal(deep, exc.value) == f"{exc.value.field}: {exc.value.reason}"[:500]
+    assert refusal(b'{"revision": 3}', exc.value).startswith("revision 3: ")

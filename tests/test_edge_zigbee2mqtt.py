@@ -83,6 +83,17 @@ def test_the_legacy_action_topic_works() -> None:
     assert d.handle("zigbee2mqtt/stranger/action", b"single") == []
 
 
+def test_payloads_nested_deeper_than_the_parser_are_ignored() -> None:
+    """Other people's bytes: ``[[[[...`` raised RecursionError, which in paho's thread would have
+    ended the driver's loop (every device deaf)."""
+    d = driver()
+    deep = b'{"state": ' + b"[" * 100_000
+    assert d.handle("zigbee2mqtt/bridge/state", deep) == []
+    assert d.handle("zigbee2mqtt/front_door/availability", deep) == []
+    assert d.handle("zigbee2mqtt/front_door", b"[" * 100_000) == []
+    assert d.handle("zigbee2mqtt/sos_button/action", b"single") == [Action("sos-1", "sos")]  # still works
+
+
 def test_unchanged_binary_states_are_sent_on_change_and_once_a_minute() -> None:
     clock = Clock()
     d = driver(clock)

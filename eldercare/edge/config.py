@@ -212,7 +212,7 @@ def refusal(payload: bytes, exc: protocol.ProtocolError) -> str:
     """``status.config_error``: the refused revision (when readable) and what was wrong."""
     try:
         revision = msgspec.json.decode(payload).get("revision")
-    except (msgspec.DecodeError, AttributeError):
+    except (msgspec.DecodeError, AttributeError, RecursionError):
         revision = None
     prefix = f"revision {revision}: " if isinstance(revision, int) else ""
     return f"{prefix}{exc.field}: {exc.reason}"[:500]

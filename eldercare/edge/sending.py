@@ -131,7 +131,7 @@ class SendWindow:
         """Ingest's ``.../ack``: delete everything of this epoch up to its seq."""
         try:
             ack = msgspec.json.decode(payload, type=PlatformAck)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, RecursionError) as exc:  # an unknown field nested too deep
             if payload.strip():
                 log.warning("platform ack ignored, not a valid ack payload: %s", exc)
             return

@@ -127,7 +127,7 @@ def _state(raw: bytes) -> str | None:
     if text.startswith("{"):
         try:
             state = msgspec.json.decode(raw).get("state")
-        except (msgspec.DecodeError, AttributeError):
+        except (msgspec.DecodeError, AttributeError, RecursionError):  # nesting deeper than the parser
             return None
     return state if state in ("online", "offline") else None
 
@@ -211,7 +211,7 @@ class Zigbee2MqttDriver(Driver):
             return map_payload(dev, {"action": text}) if text else []
         try:
             data = msgspec.json.decode(payload)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             log.warning("zigbee2mqtt %s: payload is not JSON", name)
             return []
         if not isinstance(data, dict):
@@ -296,7 +296,12 @@ class Zigbee2MqttDriver(Driver):
                 c.subscribe(topic, qos=0)
 
         def on_message(_c: Any, _u: Any, msg: Any) -> None:
-            for item in self.handle(msg.topic, msg.payload):
+            try:
+                items = self.handle(msg.topic, msg.payload)
+            except Exception:  # an exception here would end paho's loop: every device deaf
+                log.exception("zigbee2mqtt %s: message ignored", msg.topic)
+                return
+            for item in items:
                 sink.put(item)
 
         client.on_connect = on_connect
