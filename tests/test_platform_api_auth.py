@@ -108,6 +108,9 @@ def test_serve_command_is_registered() -> None:
 
     result = CliRunner().invoke(cli, ["serve", "--help"])
     assert result.exit_code == 0 and "--no-engine" in result.output and "--port" in result.output
+    # a port no socket can have is one readable line, not a server "running on :99999"
+    bad = CliRunner().invoke(cli, ["serve", "--port", "99999"])
+    assert bad.exit_code == 2 and "'--port': 99999 is not in the range 0<=x<=65535" in bad.output, bad.output
 
 
 def test_message_catalog_is_complete_in_both_languages() -> None:

@@ -16,7 +16,9 @@ from eldercare.cli_settings import get_settings
 
 @click.command()
 @click.option("--host", default=None, help="Listen address (default: settings.http_host).")
-@click.option("--port", type=int, default=None, help="Listen port (default: settings.http_port).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=None, help="Listen port (default: settings.http_port)."
+)
 @click.option(
     "--no-engine",
     is_flag=True,
