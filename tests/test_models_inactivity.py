@@ -999,3 +999,72 @@ def test_without_heartbeats_a_silence_taken_for_the_gateway_is_alarmed_after_thr
     alerts = det.detect(day, until=m + 15 * H)
     assert [(a.kind, a.sensor) for a in alerts] == [("device_silent", "gateway"), ("inactivity", "")]
     assert alerts[1].t == pytest.approx(day[-1][0] + 3 * H)
+
+
+def _to_bed_at(d: int, h: float, trip_h: float | None = None) -> list[Ev]:
+    """Day ``d`` as usual, but to bed at ``h`` (in the living room until then), and, if given, a
+    trip to the toilet at ``trip_h`` after going to bed at the usual 21:50."""
+    m = T0 + d * DAY
+    if trip_h is not None:
+        trip = [
+            (m + trip_h * H, "bed", "bedroom", 0.0),
+            *moves("bathroom", m + trip_h * H + M, m + trip_h * H + 4 * M),
+        ]
+        return sorted([*normal_day(d), *trip, (m + trip_h * H + 5 * M, "bed", "bedroom", 1.0)])
+    day = [e for e in normal_day(d) if e[0] < m + 21.5 * H]
+    day += moves("living", m + 21.5 * H, m + h * H - 10 * M, 180)
+    day += moves("bedroom", m + h * H - 5 * M, m + h * H - M)
+    return sorted([*day, (m + h * H, "bed", "bedroom", 1.0)])
+
+
+def test_not_up_moves_by_how_much_later_than_usual_the_resident_went_to_bed(
+    fitted: InactivityDetector,
+) -> None:
+    # to bed at 21:50 every evening; tonight at 23:30 (1 h 40 min later, far beyond the habit's
+    # spread): the next morning's "not up" comes as much later (the same night's sleep), not before
+    m = T0 + 11 * DAY
+    still = (m + 3 * H, "pir", "bedroom", 1.0)
+    (usual,) = fitted.detect([*normal_day(10), still], until=m + 12 * H)
+    (late,) = fitted.detect([*_to_bed_at(10, 23.5), still], until=m + 12 * H)
+    assert fitted.profile_ is not None and abs(fitted.profile_.bedtime["3"] - 21.83 * H) < M  # a Thursday
+    assert usual.kind == late.kind == "no_wake"
+    assert late.t - usual.t == pytest.approx(23.5 * H - 21.83 * H, abs=2 * M)
+    # live, as the platform drives it: events and a clock, the state stored as JSON in the night
+    live = InactivityDetector.from_dict(json.loads(json.dumps(fitted.to_dict())))
+    raised = []
+    for ev in [*_to_bed_at(10, 23.5), still]:
+        raised += live.check(ev[0])
+        live.update(ev)
+        live = InactivityDetector.from_dict(json.loads(json.dumps(live.to_dict())))
+    for t in range(int(still[0]), int(m + 12 * H), 60):
+        raised += live.check(float(t))
+    assert [(a.kind, a.t) for a in raised] == [(late.kind, late.t)]
+    # a trip to the toilet at 23:30 and back is the same night: no later
+    (trip,) = fitted.detect([*_to_bed_at(10, 0.0, trip_h=23.5), still], until=m + 12 * H)
+    assert trip.t == pytest.approx(usual.t, abs=M)
+    # half an hour later than usual is within what a night may be: no later either
+    (half,) = fitted.detect([*_to_bed_at(10, 22.33), still], until=m + 12 * H)
+    assert half.t == pytest.approx(usual.t, abs=M)
+
+
+def test_a_surprisingly_late_morning_holds_not_up_later_for_a_week() -> None:
+    # up at 07:00 every day, but on Thursday (day 10) 1 h 45 min later: the first morning of a new
+    # routine, or a one-off. For the week after it, "not up" waits until as late as that morning
+    # was for its weekday plus 30 min (before: only for three days, so a new routine whose next
+    # late mornings came after a few early ones, a new day-station day's bus, was alarmed again)
+    def day(d: int) -> list[Ev]:
+        shift = 1.75 * H if d == 10 else 0.0
+        return [(t + shift, k, r, v) for t, k, r, v in normal_day(d)]
+
+    plain = InactivityDetector().fit(history(14))
+    det = InactivityDetector().fit([e for d in range(14) for e in day(d)])
+    m = T0 + 14 * DAY  # Monday, four mornings after the late one; still in bed
+    still = [(m + 3 * H, "pir", "bedroom", 1.0)]
+    (a,) = plain.detect(still, until=m + 14 * H)
+    (b,) = det.detect(still, until=m + 14 * H)
+    assert a.kind == b.kind == "no_wake"
+    assert a.t < m + 8 * H and m + 7 * H + 1.75 * H + 25 * M < b.t < m + 7 * H + 1.75 * H + 45 * M
+    # a week after it the habit is back
+    later = InactivityDetector().fit([e for d in range(18) for e in day(d)])
+    (c,) = later.detect([(T0 + 18 * DAY + 3 * H, "pir", "bedroom", 1.0)], until=T0 + 18 * DAY + 14 * H)
+    assert c.t < T0 + 18 * DAY + 8 * H

@@ -84,7 +84,15 @@ from typing import Any, NamedTuple
 
 from eldercare import i18n
 from eldercare.models import inactivity_text as text
-from eldercare.models.inactivity_profile import LIMIT_ROOMS, PRIORS, WAKE_PRIOR_S, Profile, learn
+from eldercare.models.inactivity_profile import (
+    BED_LATE_MIN_S,
+    BED_LATE_SD,
+    LIMIT_ROOMS,
+    PRIORS,
+    WAKE_PRIOR_S,
+    Profile,
+    learn,
+)
 from eldercare.models.inactivity_track import (
     DAY,
     HOUR,
@@ -107,6 +115,7 @@ log = logging.getLogger(__name__)
 FIT_WINDOW_DAYS = 21
 STATE_VERSION = 1
 NO_WAKE_WINDOW_S = 5 * HOUR  # after the wake threshold, "not up" is judged this long
+BED_LATE_CAP_S = 2.5 * HOUR  # "not up" moves by at most this after going to bed late
 DETACHED_S = 12 * HOUR  # detect(): a stream starting this long after the history is not its sequel
 WEAK_DEFER_S = 45 * 60.0  # an unconfirmed pair of triggers where the resident is defers an alarm this long
 QUIET_ROOM_FACTOR = 10.0  # in a quiet home, rooms' silences get a tenth of the budget (see fit)
@@ -735,13 +744,30 @@ class InactivityDetector:
             w = p.wake.get(str((d + 3) % 7))  # 1970-01-01 was a Thursday
             med = w["median"] if w else WAKE_PRIOR_S - 2 * HOUR
             thr_s = w["thr"] if w else WAKE_PRIOR_S
-            thr_abs = midnight + med + (thr_s - med) / self.sensitivity
+            # a night begun far later than usual moves its morning by as much (the same night's sleep)
+            margin = (thr_s - med) / self.sensitivity + self._late_night(p, midnight)
+            thr_abs = midnight + med + margin
             due = max(thr_abs, base)
             if due <= thr_abs + NO_WAKE_WINDOW_S and (best is None or due < best[0]):
-                best = Candidate(
-                    due, "no_wake", "no_wake", (thr_s - med) / self.sensitivity, thr_abs - midnight, med
-                )
+                best = Candidate(due, "no_wake", "no_wake", margin, thr_abs - midnight, med)
         return best
+
+    def _late_night(self, p: Profile, midnight: float) -> float:
+        """How much later than usual for that evening the resident went to bed the night before
+        the morning starting at ``midnight``, when far beyond the usual spread (else 0)."""
+        tr = self._tr
+        if tr.ctx != "bed" or tr.night_t is None or not p.bedtime:
+            return 0.0
+        evening = midnight - DAY
+        if not evening + 18 * HOUR <= tr.night_t <= midnight + 4 * HOUR:
+            return 0.0
+        usual = p.bedtime.get(str(round((evening + tr.utc_offset_s) / DAY + 3) % 7))
+        if usual is None:
+            return 0.0
+        late = tr.night_t - (evening + usual)
+        if late <= max(BED_LATE_SD * p.bedtime_sd, BED_LATE_MIN_S):
+            return 0.0
+        return min(late, BED_LATE_CAP_S)
 
     # what a care worker sees ---------------------------------------------------------------------
 

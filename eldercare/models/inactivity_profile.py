@@ -72,6 +72,11 @@ RECENT_WAKES = 4  # mornings that reveal a changed routine
 NIGHT_SEEN_S = 4 * HOUR  # a morning counts if the history began this long before its midnight
 BACK_TO_BED_S = 60 * MIN  # a day room visited and back in bed this soon: a night's trip, not the morning
 LAST_DAYS = 3  # a wake time seen this recently is never "not up" (a changed routine, followed at once)
+SURPRISE_SD = 2.0  # a morning later than its weekday's habit by this many spreads is a surprise,
+SURPRISE_DAYS = 7  # ... which holds "not up" as late (+30 min) for this many days
+SURPRISE_CAP_S = 2 * HOUR
+BED_LATE_SD = 2.0  # to bed later than the evening's habit by this many spreads (and 30 min): late,
+BED_LATE_MIN_S = 30 * MIN  # and the next morning's "not up" moves by as much (inactivity.BED_LATE_CAP_S)
 # by day, "last seen in the hall, then nothing" is nearly always someone who went out past a missed
 # door; and a daytime outing shorter than this (a visit, the market, a day-care day that moved) is
 # not something door sensors alone can judge: no alert before it
@@ -109,6 +114,9 @@ class Profile:
     away_usual: list[float] = field(default_factory=list)
     away_seen: list[bool] = field(default_factory=list)  # outings ever began near this hour
     wake: dict[str, dict[str, float]] = field(default_factory=dict)  # daytype -> median, thr, n
+    # evening's weekday -> usual time of going to bed for the night (s after that day's midnight)
+    bedtime: dict[str, float] = field(default_factory=dict)
+    bedtime_sd: float = 0.0
     wake_open_s: float = 4 * HOUR
     dev_limits: dict[str, int] = field(default_factory=dict)  # sensor -> active hours silent
     dev_usual: dict[str, int] = field(default_factory=dict)
@@ -255,6 +263,7 @@ def learn(
     began = {hour_of(s, utc_offset_s) for s, _ in outs}
     p.away_seen = [any((h + d) % 24 in began for d in (-1, 0, 1)) for h in range(24)]
     _learn_wake(p, rec, utc_offset_s, exclude, t0 if noisy else -math.inf)
+    _learn_bedtime(p, rec, utc_offset_s, exclude)
     _learn_devices(p, rec, grace_days)
     return p
 
@@ -312,17 +321,45 @@ def _learn_wake(
     offset = None
     if len(dated) >= 2 * RECENT_WAKES and abs(statistics.median(offsets)) > 20 * MIN:
         offset = statistics.median(offsets)
+    surprise = _surprise(dated, sd)
     for wd in range(7):
         own = by_wd.get(wd, [])
         shift = None if offset is None else base[wd] + offset
         med, thr = _wake_limit(meds[wd], own, sd, shift, base[wd] + max(offsets, default=0.0))
         if late:  # as late as a morning of the last few days is this home's normal now
             thr = max(thr, base[wd] + max(late) + 30 * MIN)
+        if surprise is not None:  # a morning of the last week far later than its habit: as late
+            thr = max(thr, surprise[0][wd] + surprise[1] + 30 * MIN)
         if len(allw) < WAKE_MIN_DAYS:  # few mornings seen: lean towards the late population limit
             w = (len(allw) - 1) / (WAKE_MIN_DAYS - 1)
             thr = max(thr, w * thr + (1 - w) * WAKE_PRIOR_S)
         p.wake[str(wd)] = {"median": med, "thr": min(thr, 14 * HOUR), "n": float(len(own))}
     p.wake_open_s = max(3 * HOUR, min(allw) - 2 * HOUR)
+
+
+def _surprise(dated: list[tuple[int, float]], sd: float) -> tuple[dict[int, float], float] | None:
+    """The weekday medians before the last ``SURPRISE_DAYS`` mornings, and how much later than its
+    weekday's the latest of those mornings was, if more than ``SURPRISE_SD`` spreads (else None).
+
+    A wake time that late is either a one-off or the first morning of a new routine, which is
+    seldom followed at once by another just as late (a new day-station day brings an early bus, a
+    weekend its own hour); for a week no morning is "not up" before as late. ``dated`` is sorted.
+    """
+    if len(dated) < 2:
+        return None
+    last = dated[-1][0]
+    old = [(d, w) for d, w in dated if d <= last - SURPRISE_DAYS]
+    if len(old) < 5:
+        return None
+    by: dict[int, list[float]] = defaultdict(list)
+    for d, w in old:
+        by[(d + 3) % 7].append(w)
+    meds = _weekday_medians(by, [w for _, w in old])
+    offs = [w - meds[(d + 3) % 7] for d, w in dated if d > last - SURPRISE_DAYS]
+    big = [o for o in offs if o > SURPRISE_SD * sd]
+    if not big:
+        return None
+    return meds, min(max(big), SURPRISE_CAP_S)
 
 
 def _mornings(
@@ -364,6 +401,60 @@ def _mornings(
         wake = max(cands) if cands else first
         dated.append((d, wake + utc_offset_s - d * DAY))
     return dated
+
+
+def nights(rec: Recording, utc_offset_s: float) -> list[tuple[int, float]]:
+    """(local day of the evening, time of going to bed for the night in s after its midnight).
+
+    A night is a stay in bed that began between 18:00 and 04:00 and, with the stays after it that
+    began within ``BACK_TO_BED_S`` of leaving bed (trips in the night), lasted at least 3 h; a nap
+    is none.
+    """
+    beds = sorted((s, s + d) for c, s, d in rec.stays if c == "bed")
+    out: list[tuple[int, float]] = []
+    i = 0
+    while i < len(beds):
+        start, end = beds[i]
+        j = i + 1
+        while j < len(beds) and beds[j][0] - end <= BACK_TO_BED_S:
+            end = max(end, beds[j][1])
+            j += 1
+        local = start + utc_offset_s
+        evening = math.floor((local - 12 * HOUR) / DAY)
+        at = local - evening * DAY
+        if 18 * HOUR <= at <= 28 * HOUR and end - start >= 3 * HOUR:
+            out.append((evening, at))
+        i = j
+    return out
+
+
+def _learn_bedtime(
+    p: Profile, rec: Recording, utc_offset_s: float, exclude: list[tuple[float, float]]
+) -> None:
+    """The usual time of going to bed for the night, per evening's weekday, and its spread."""
+    by_wd: dict[int, list[float]] = defaultdict(list)
+    for d, at in nights(rec, utc_offset_s):
+        t = d * DAY + at - utc_offset_s
+        if not any(a <= t <= b for a, b in exclude):
+            by_wd[(d + 3) % 7].append(at)
+    allb = [b for bs in by_wd.values() for b in bs]
+    if len(allb) < WAKE_MIN_DAYS:
+        return
+    # Friday and Saturday evenings may be later; a weekday with few evenings seen is judged by the
+    # later of its own and its group's (the last evening before a refit is often still open)
+    groups = {
+        g: [b for wd in range(7) if (wd in (4, 5)) == g for b in by_wd.get(wd, [])] for g in (False, True)
+    }
+    for wd in range(7):
+        own, grp = by_wd.get(wd, []), groups[wd in (4, 5)]
+        usual = statistics.median(grp if len(grp) >= 2 else allb)
+        if len(own) >= 2:
+            usual = statistics.median(own)
+        elif own:
+            usual = max(usual, own[0])
+        p.bedtime[str(wd)] = usual
+    meds = {int(k): v for k, v in p.bedtime.items()}
+    p.bedtime_sd = _wake_spread(by_wd, meds)
 
 
 def _weekday_medians(by_wd: dict[int, list[float]], allw: list[float]) -> dict[int, float]:

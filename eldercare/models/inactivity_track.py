@@ -40,6 +40,7 @@ PLUG_OFF_W = 5.0
 PLUG_IDLE_S = 600.0  # off this long before a switch-on counts as a person (not a thermostat)
 CYCLE_S = 15 * 60.0  # two quick switch-ons this close together: a thermostat cycling
 UP_OUT_OF_BED_S = 1800.0  # out of bed this long in the morning: up for the day
+NIGHT_TRIP_S = 3600.0  # back in bed this soon after leaving it: a trip in the night, the same night
 CHAIN_S = 120.0  # a lone PIR this soon after a trigger in another room may be someone walking
 MIN_PAIR_S = 90.0  # in the noisiest homes two triggers must come this close to confirm each other
 NOISE_FLOOR_PER_DAY = 1.0  # lone spurious triggers a day assumed in any room, however clean it looked
@@ -201,6 +202,7 @@ class Tracker:
     ctx_t: float | None = None  # when the context was entered
     bed: bool = False
     bed_exit_t: float | None = None
+    night_t: float | None = None  # went to bed for the night (a short trip out since does not count)
     out_t: float | None = None  # first movement outside the bedroom while the bed says "in bed"
     out_n: int = 0
     bath_wake: bool = False  # the present bathroom visit began just after leaving bed
@@ -499,6 +501,17 @@ class Tracker:
     def _bed(self, t: float, in_bed: bool, key: str) -> None:
         self._used("bedroom", t)
         self.out_t, self.out_n = None, 0
+        if (
+            in_bed
+            and not self.bed
+            and not (
+                self.night_t is not None
+                and self.bed_exit_t is not None
+                and self.night_t <= self.bed_exit_t
+                and t - self.bed_exit_t <= NIGHT_TRIP_S
+            )
+        ):
+            self.night_t = t  # a new stay in bed, not the return from a trip in the night
         self.bed = in_bed
         if not in_bed:
             self.bed_exit_t = t
