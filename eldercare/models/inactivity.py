@@ -22,8 +22,9 @@ What it learns (:mod:`.inactivity_profile`) from a replay of the history through
 :class:`~.inactivity_track.Tracker` that follows the live stream: silences by context (in bed,
 each room, away after the front door) and by the hour they began; bathroom stays; outings and
 day-station absences; the sleep window (hours mostly in bed); the usual wake time on weekdays and
-weekends; for each sensor, how many hours of activity elsewhere it can stay silent; the gateway's
-heartbeat interval. Naps and TV evenings are simply long silences at their usual hours.
+weekends, and the usual time of going to bed for the night per evening; for each sensor, how
+many hours of activity elsewhere it can stay silent; the gateway's heartbeat interval. Naps and
+TV evenings are simply long silences at their usual hours.
 
 Alert kinds: ``inactivity`` (a silence longer than this home ever has at this hour, in a room or
 in bed), ``no_wake`` (still in bed well after the usual wake time), ``bathroom_too_long``,
@@ -49,6 +50,9 @@ are accepted the night after they are first seen, and old ones leave the window 
 morning of the last three days, as late as it was for its weekday, is never "not up" (a later
 routine is followed after one morning), and a lasting shift of the last four mornings against
 their weekdays' habit moves the usual wake time itself (a weekend lie-in is no changed routine).
+A morning of the last week far later than its weekday's habit holds "not up" as late for a week,
+and a night begun far later than that evening's habit moves the next morning's "not up" by as
+much (the bed mat's "in bed" for the night, :attr:`.inactivity_track.Tracker.night_t`).
 
 Sensitivity: thresholds are divided by ``sensitivity`` (default 1.0). After a false alarm the
 platform lowers it (e.g. ``det.sensitivity *= 0.85`` down to 0.5; thresholds get longer); after a
