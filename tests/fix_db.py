@@ -224,8 +224,14 @@ class Dropper:
     """Drops finished test databases on a thread of its own.
 
     DROP DATABASE waits for a checkpoint, which takes seconds on a busy server; no test needs to
-    wait for that. ``close()`` waits until every database handed over is gone.
+    wait for that. Whatever is queued is dropped together, up to :attr:`BATCH` at once, each on its
+    own connection, so the drops can share checkpoints (on a busy server one drop alone took 2.4 s,
+    two at once 2.6 s): dropped one by one, the backlog of a loaded run grew to a minute or more,
+    all waited for in the last test's teardown, inside its pytest-timeout. ``close()`` waits
+    until every database handed over is gone.
     """
+
+    BATCH = 6  # connections at once: the server allows 100 in all, and the tests need most
 
     def __init__(self, pg_url: str) -> None:
         self.pg_url = pg_url
@@ -241,12 +247,31 @@ class Dropper:
         self._thread.join()
 
     def _run(self) -> None:
-        while (name := self._names.get()) is not None:
-            try:
-                with psycopg.connect(self.pg_url, autocommit=True) as conn:
-                    _drop(conn, name)
-            except psycopg.Error as exc:  # a later run drops it as stale
-                log.warning("could not drop test database %s: %s", name, exc)
+        done = False
+        while not done:
+            batch: list[str] = []
+            name = self._names.get()
+            while name is not None:
+                batch.append(name)
+                if len(batch) == self.BATCH:
+                    break
+                try:
+                    name = self._names.get_nowait()
+                except queue.Empty:
+                    break
+            done = name is None
+            drops = [threading.Thread(target=self._drop_one, args=(n,), daemon=True) for n in batch]
+            for t in drops:
+                t.start()
+            for t in drops:
+                t.join()
+
+    def _drop_one(self, name: str) -> None:
+        try:
+            with psycopg.connect(self.pg_url, autocommit=True) as conn:
+                _drop(conn, name)
+        except psycopg.Error as exc:  # a later run drops it as stale
+            log.warning("could not drop test database %s: %s", name, exc)
 
 
 @contextlib.contextmanager
