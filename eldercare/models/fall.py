@@ -358,7 +358,9 @@ class FallDetector(_Detector):
         except (OSError, KeyError, ValueError) as exc:
             msg = f"cannot load fall model from {npz_path}: {exc}"
             raise FallModelError(msg) from exc
-        if list(info.get("features", [])) != list(FEATURES):
+        trained_on = list(info.get("features", []))
+        # features are only ever appended, so a model trained on the first ones reads its columns
+        if not trained_on or trained_on != list(FEATURES[: len(trained_on)]):
             msg = f"{npz_path} was trained on other features; retrain with 'eldercare models train fall'"
             raise FallModelError(msg)
         by_place = info.get("thresholds_by_placement", {})

@@ -14,11 +14,15 @@ a new grid. Each axis is clipped at +-8 g first, so a +-16 g sensor looks like t
 Candidates. A grid point is a candidate impact when |a| >= :data:`CANDIDATE_G` and it is the
 largest |a| within +-1 s (the first of equal maxima). Features then describe the phases around it:
 the seconds before (free-fall depth and duration, descent area, a pre-impact velocity estimate, how
-far the body has already turned), the impact (peak, impulse, energy, width, jerk), and up to ten
-seconds after (change of the gravity direction against before the candidate, whether it keeps turning
-after the impact, stillness and the longest still stretch, continued stepping). They use |a|, the
-angle between mean gravity vectors and variances of the vector, so they do not depend on how the
-device is worn.
+far the body has already turned, and how much of the turn was made while the body was still held up
+at 1 g: lying down on a bed turns under control, a fall turns with the sink), the impact (peak,
+impulse, energy, width, jerk), and up to ten seconds after (change of the gravity direction against
+before the candidate, whether it keeps turning after the impact, stillness and the longest still
+stretch, continued stepping). They use |a|, the angle between mean gravity vectors and variances of
+the vector, so they do not depend on how the device is worn.
+
+Features are only ever appended to :data:`FEATURES`: a model trained on the first ones (the shipped
+model of 2026-12-07 reads the first 31) loads and reads its own columns.
 """
 
 from __future__ import annotations
@@ -72,7 +76,12 @@ FEATURES: tuple[str, ...] = (
     "late_steps",
     "post_turn_rate_dps",
     "impact_energy_g2s",
+    # appended last: a model trained on the features before them still reads its columns
+    "pre_supported_turn_deg",
+    "pre_supported_left_deg",
 )
+SUPPORT_BLOCK_N = 10  # 0.2 s blocks for the last supported posture before a candidate
+SUPPORT_G = 0.12  # mean | |a| - 1 g | of a block held up by the body (no sink, no push)
 
 
 def clean_input(t: np.ndarray, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -286,6 +295,34 @@ def _angle_deg(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.where(ok, np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))), 0.0)
 
 
+def _supported_turn(
+    a: np.ndarray, m: np.ndarray, valid: np.ndarray, g_pre: np.ndarray, g_post: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """How far the trunk had turned while still held up, and how far it had left to turn.
+
+    Lying down on a bed turns the trunk from upright to lying under control (|a| stays near 1 g) and
+    at most lets go for the last few tenths of a second; in a fall the turn comes with the sink and
+    the impact. The last 0.2 s block in the 2 s before the candidate whose |a| stays within
+    :data:`SUPPORT_G` of 1 g is the last supported posture: its angle from the posture before
+    (4-1.5 s earlier) is the turn made under control, its angle to the posture after (1-6 s) the
+    turn left for the drop. No supported block: no turn under control, all of it left.
+    """
+    c0 = PRE_N
+    nb = 10
+    lo = c0 - round(0.1 * FS) - nb * SUPPORT_BLOCK_N
+    seg = slice(lo, lo + nb * SUPPORT_BLOCK_N)
+    blocks = a[:, seg].reshape(len(a), nb, SUPPORT_BLOCK_N, 3)
+    bval = valid[:, seg].reshape(len(a), nb, SUPPORT_BLOCK_N)
+    nval = bval.sum(axis=2)
+    dev = np.where(bval, np.abs(m[:, seg].reshape(len(a), nb, SUPPORT_BLOCK_N) - 1.0), 0.0).sum(axis=2)
+    supported = (nval >= SUPPORT_BLOCK_N // 2) & (dev < SUPPORT_G * np.maximum(nval, 1))
+    last = nb - 1 - np.argmax(supported[:, ::-1], axis=1)
+    bsum = np.where(bval[..., None], blocks, 0.0).sum(axis=2) / np.maximum(nval, 1)[..., None]
+    g_last = bsum[np.arange(len(a)), last]
+    g_last = np.where(supported.any(axis=1)[:, None], g_last, g_pre)
+    return _angle_deg(g_pre, g_last), _angle_deg(g_last, g_post)
+
+
 def features(win: np.ndarray) -> np.ndarray:
     """Features (C, len(FEATURES)) of candidate windows (C, WINDOW_N, 3), NaN where unseen."""
     c0 = PRE_N
@@ -378,6 +415,7 @@ def features(win: np.ndarray) -> np.ndarray:
     )
     turn = np.stack([_angle_deg(bmean[:, k], bmean[:, k + 1]) for k in range(8)], 1)
     turn_rate = np.median(turn, axis=1)
+    sup_turn, sup_left = _supported_turn(a, m, valid, g_pre, g_post)
     steps = (valid[:, post] & (m[:, post] > 1.3)).sum(axis=1) * DT
     late_steps = (valid[:, late10] & (m[:, late10] > 1.3)).sum(axis=1) * DT
     post_max = np.where(valid[:, post], m[:, post], 0.0).max(axis=1)
@@ -415,6 +453,8 @@ def features(win: np.ndarray) -> np.ndarray:
             late_steps,
             turn_rate,
             energy,
+            sup_turn,
+            sup_left,
         ]
     )
 
