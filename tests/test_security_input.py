@@ -221,3 +221,13 @@ def test_a_number_is_not_a_boolean_in_a_body(api: Api) -> None:
     assert body["errors"][0]["field"] == "simulated", body
     assert api.get("admin", "/api/v1/sites/bool-probe").status_code == 404
     assert api.post("admin", "/api/v1/sites", json={**site, "simulated": False}).status_code == 201
+
+
+def test_true_or_false_is_not_a_number_in_a_body(api: Api) -> None:
+    """``"expected_revision": false`` would have been read as revision 0; the schema says integer."""
+    path = "/api/v1/gateways/gw-home-1/config"
+    for value in (False, True):
+        body = _json_4xx(api.put("admin", path, json={"config": {}, "expected_revision": value}), 422)
+        assert [(e["field"], e["type"]) for e in body["errors"]] == [("expected_revision", "int_type")], body
+    assert api.get("admin", "/api/v1/gateways/gw-home-1").json()["config_revision"] == 0
+    assert api.put("admin", path, json={"config": {}, "expected_revision": 0}).status_code == 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import annotated_types as at
 from pydantic import (
@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -112,11 +113,30 @@ class Model(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+def _takes_bool(annotation: Any) -> bool:
+    """Whether ``true``/``false`` is a value of this field's type (bool itself, or Any inside)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(arg) for arg in get_args(annotation))
+
+
 class Strict(BaseModel):
-    """Request bodies: unknown fields are an error (a misspelt field must not be ignored), and no
-    string is longer than :data:`MAX_TEXT` unless its field says less."""
+    """Request bodies: unknown fields are an error (a misspelt field must not be ignored), no
+    string is longer than :data:`MAX_TEXT` unless its field says less, and ``true``/``false`` is
+    not a number (pydantic would read ``"expected_revision": false`` as 0)."""
 
     model_config = ConfigDict(extra="forbid", str_max_length=MAX_TEXT)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, v: Any, info: ValidationInfo) -> Any:
+        if (
+            isinstance(v, bool)
+            and info.field_name
+            and not _takes_bool(cls.model_fields[info.field_name].annotation)
+        ):
+            raise PydanticCustomError("int_type", "Input should be a valid integer")
+        return v
 
 
 class ErrorOut(Model):
