@@ -490,7 +490,7 @@ async def drive_inactivity(
     try:
         async with pool.connection() as conn:
             await detectors_repo.ensure_detectors(conn, detector=inactivity.DETECTOR)
-    except errors.LockNotAvailable:  # another replica is adding the same new residents: next round
+    except (errors.LockNotAvailable, errors.DeadlockDetected):  # another replica adds them: next round
         log.info("inactivity: new residents' detectors left to the next round (another replica adds them)")
     raised = 0
     while True:

@@ -19,11 +19,13 @@ async def ensure_detectors(conn: Conn, *, detector: str) -> None:
 
     Inserts only the missing rows: every replica runs this every round, and an insert that meets
     another's uncommitted row for the same resident waits for it (under load past the engine's
-    lock timeout: ``LockNotAvailable``, and that round judged nobody)."""
+    lock timeout: ``LockNotAvailable``, and that round judged nobody). In residents' id order, as
+    every replica inserts them: two replicas adding the same new residents in different orders
+    each waited for the other's row (a deadlock, seen in a repeated test run)."""
     await conn.execute(
         "INSERT INTO detector_settings (resident_id, detector) SELECT r.id, %(d)s FROM residents r"
         " WHERE r.home_site_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM detector_settings d"
-        " WHERE d.resident_id = r.id AND d.detector = %(d)s) ON CONFLICT DO NOTHING",
+        " WHERE d.resident_id = r.id AND d.detector = %(d)s) ORDER BY r.id ON CONFLICT DO NOTHING",
         {"d": detector},
     )
 
