@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from eldercare import protocol
 from eldercare.config import Settings
+from eldercare.scoring import score
 from eldercare.sim_control import NoRunnerError, send_trigger
 from eldercare.simulators import neighbourhood as nb
 from eldercare.simulators.routine import DAY, DEFAULT_START, HOUR
@@ -147,6 +148,11 @@ def test_direct_mode_publishes_valid_protocol(
             {"resident": m["homes"][3]["resident"], "kind": "gateway_outage", "duration_s": 600},
         )
         assert out_answer["ok"]
+        # a morning without getting up plays out at the next planned wake, after this run's end
+        late = send_trigger(
+            _settings(sim_root, broker), sim_root, {"resident": m["homes"][4]["resident"], "kind": "no_wake"}
+        )
+        assert late["ok"] and late["truth"]["t"] > late["clock"]["sim_now"] + 3 * HOUR
         with pytest.raises(NoRunnerError, match="refused"):
             send_trigger(_settings(sim_root, broker), sim_root, {"resident": "nobody", "kind": "fall"})
         # bytes no tester meant (deep nesting raised RecursionError in the runner's loop): refused
@@ -192,9 +198,12 @@ def test_direct_mode_publishes_valid_protocol(
     assert station_gws <= {protocol.parse_topic(n, sim_root).gateway for n in retained_topics}
     assert m["homes"][3]["gateway"]["id"] in offline_wills  # the Will fired on the outage
     recs = read_truth(truth)
-    assert {r.kind for r in recs} == {"sos", "gateway_outage"}
+    assert sorted(r.kind for r in recs) == ["gateway_outage", "no_wake", "sos", "sos"]
     clock = read_clock(truth)
     assert clock is not None and clock["speed"] == 1800 and clock["sim_now"] > clock["sim_start"] + 3600
+    # written when triggered, so a score of this run shows it under way rather than leaving it out
+    report = score(recs, [], residents=len(m["homes"]), clock=clock)
+    assert report.kinds["no_wake"].under_way == 1 and report.kinds["no_wake"].missed == 0
     # the clock is also written while the run goes on (every 5 s), so a live run can be scored
     clocks = [json.loads(x)["run"] for x in truth.read_text().splitlines() if x.startswith('{"run"')]
     assert len(clocks) >= 3 and clocks[0]["sim_now"] < clocks[1]["sim_now"] < clocks[-1]["sim_now"]
