@@ -14,6 +14,7 @@ statement, :data:`WRITE_EVENTS`, its own transaction: one round trip to its comm
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -357,13 +358,36 @@ def refused_ids(dead: list[Rejected], registry: Registry) -> list[tuple[str, str
             continue
         if not r.inbound.topic.endswith(("/telemetry", "/event")):
             continue
+        mid: _MessageId | None
         try:
             mid = _MESSAGE_ID.decode(r.inbound.payload)
         except (msgspec.MsgspecError, UnicodeDecodeError):
+            mid = _lenient_id(r.inbound.payload)
+        if mid is None:
             continue
         if 0 <= mid.seq < 2**63 and is_epoch(mid.epoch):
             out.append((r.site, r.gateway, mid.epoch, mid.seq))
     return out
+
+
+def _lenient_id(payload: bytes) -> _MessageId | None:
+    """The id of a payload that is not quite JSON, as common encoders write it: ``NaN`` or
+    ``Infinity`` (Python's ``json.dumps`` by default), a byte-order mark, UTF-16.
+
+    Refused either way, but numbered: left out of the acknowledgement, it would hold the watermark
+    below it for good and the gateway would re-send it forever (the stdlib parser accepts these;
+    it runs only for dead letters).
+    """
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    epoch, seq = doc.get("epoch"), doc.get("seq")
+    if isinstance(epoch, str) and type(seq) is int:
+        return _MessageId(epoch, seq)
+    return None
 
 
 def is_epoch(text: str) -> bool:
