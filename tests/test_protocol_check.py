@@ -5,12 +5,16 @@ PostgreSQL, as in test_ack_edges.py.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator
 
+import msgspec
+import psycopg
 import pytest
-from ingest_support import count, register
+from ingest_support import count, now_ms, register
 from test_ack_edges import GW, ROOT, tele
 
+from eldercare import protocol
 from eldercare.ingest.batch import Batch, Inbound, Registry, Validator
 from eldercare.ingest.store import Store
 
@@ -53,3 +57,52 @@ def test_a_numbered_message_that_is_not_quite_json_is_acknowledged_as_refused(
         ("home-1", "gw-1", "epoch-edge-0001"): 3
     }
     assert count(db_url, "SELECT count(*) FROM dead_letters WHERE reason LIKE '$: not valid JSON%%'") == 1
+
+
+def fall(evidence: bytes, seq: int = 7) -> bytes:
+    return (
+        b'{"v":1,"epoch":"epoch-edge-0001","seq":%d,"t":%d,"sensor":"wearable-1","kind":"fall",'
+        b'"evidence":%s}' % (seq, now_ms(), evidence)
+    )
+
+
+def test_an_event_resent_with_its_evidence_keys_in_another_order_is_a_redelivery(
+    store: Store, db_url: str
+) -> None:
+    """Section 9: a later copy with the same contents is dropped silently, "the JSON formatting may
+    differ". A JSON object is unordered; a gateway that re-serialises its outbox (a JSON column,
+    a dict sorted on the way) changes the evidence's key order, and that copy was dead-lettered as
+    a conflicting duplicate."""
+    first = fall(b'{"checkin":{"window_s":30,"answered":false},"acc":{"t0":1,"hz":50.0}}')
+    again = first.replace(
+        b'{"checkin":{"window_s":30,"answered":false},"acc":{"t0":1,"hz":50.0}}',
+        b'{"acc":{"hz":50.0,"t0":1},"checkin":{"answered":false,"window_s":30}}',
+    )
+    write(store, ("event", first))
+    write(store, ("event", again))
+    write(store, ("event", first), ("event", again))  # both in one batch too
+    assert count(db_url, "SELECT count(*) FROM dead_letters") == 0
+    assert count(db_url, "SELECT count(*) FROM events") == 1
+    other = first.replace(b'"window_s":30', b'"window_s":60')  # different contents: still refused
+    write(store, ("event", other))
+    assert count(db_url, "SELECT count(*) FROM dead_letters WHERE reason LIKE 'seq: conflicting%%'") == 1
+
+
+def test_an_event_stored_with_the_digest_of_earlier_versions_is_no_conflict_when_redelivered(
+    store: Store, db_url: str
+) -> None:
+    """Earlier versions took the digest of the evidence as sent; their stored events stay
+    comparable."""
+    payload = fall(b'{"z":1,"a":2}', seq=8)
+    write(store, ("event", payload))
+    fields = msgspec.structs.asdict(protocol.decode("event", payload))
+    del fields["low"]
+    as_sent = msgspec.json.encode(fields)
+    assert b'"evidence":{"z":1,"a":2}' in as_sent
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE ingested_messages SET digest = %s WHERE seq = 8",
+            (zlib.crc32(as_sent) | len(as_sent) << 32,),
+        )
+    write(store, ("event", payload))
+    assert count(db_url, "SELECT count(*) FROM dead_letters") == 0

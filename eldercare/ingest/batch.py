@@ -78,6 +78,7 @@ class Accepted:
     ts_lo: int = 0  # ms, for partitions on demand
     ts_hi: int = 0
     digest: int = 0  # length and CRC-32 of the contents: tells a conflicting duplicate from a redelivery
+    alt_digest: int | None = None  # an event's digest as earlier versions took it (evidence unsorted)
     new_sensors: tuple[str, ...] = ()  # sensor ids this worker had not seen: checked against the registry
 
 
@@ -267,7 +268,7 @@ class Validator:
                 return Rejected(m, f"t: {bad}", site, gw, m.payload)
             a = Accepted(m, kind, site, gw, msg.epoch, msg.seq, msg, verified)
             a.ts_lo = a.ts_hi = msg.t
-            a.digest = _event_digest(msg)
+            a.digest, a.alt_digest = _event_digest(msg)
             a.new_sensors = (msg.sensor,) if msg.sensor != gw else ()
             return a
         assert isinstance(msg, Status)
@@ -296,14 +297,28 @@ def _digest(data: bytes) -> int:
     return zlib.crc32(data) | len(data) << 32
 
 
-def _event_digest(msg: Event) -> int:
-    """The digest of an event's contents; without ``low`` when absent, so that an event stored
-    before the field existed has the digest it had then (its redelivery is no conflict)."""
+def _event_digest(msg: Event) -> tuple[int, int | None]:
+    """The digest of an event's contents, and the one earlier versions took when it differs.
+
+    Without ``low`` when absent, so that an event stored before the field existed has the digest
+    it had then. The evidence's keys are sorted: a JSON object is unordered, and a gateway that
+    re-serialises a message from its outbox is sending the same contents (protocol section 9);
+    earlier versions kept the order as sent, hence the second digest, for their stored events.
+    """
+    fields = msgspec.structs.asdict(msg)
     if msg.low is None:
-        fields = msgspec.structs.asdict(msg)
         del fields["low"]
-        return _digest(msgspec.json.encode(fields))
-    return _digest(encode(msg))
+    as_sent = _digest(msgspec.json.encode(fields))
+    if not msg.evidence:
+        return as_sent, None
+    fields["evidence"] = msgspec.json.decode(msgspec.json.encode(msg.evidence, order="deterministic"))
+    canonical = _digest(msgspec.json.encode(fields))
+    return canonical, (as_sent if as_sent != canonical else None)
+
+
+def same_contents(a: Accepted, stored: int) -> bool:
+    """Whether a stored digest is this message's: a redelivery, not a conflicting duplicate."""
+    return stored == a.digest or stored == a.alt_digest
 
 
 def retained_key(m: Inbound) -> str:

@@ -35,6 +35,7 @@ from eldercare.ingest.batch import (
     Registry,
     Rejected,
     retained_key,
+    same_contents,
 )
 from eldercare.ingest.errors import StoreUnavailable
 from eldercare.protocol import Event, Status
@@ -713,7 +714,7 @@ class Store:
             if key not in seen:
                 seen[key] = a.digest
                 fresh.append(a)
-            elif seen[key] == a.digest:
+            elif same_contents(a, seen[key]):
                 result.duplicates += 1
             else:
                 dead.append(_conflict(a))
@@ -809,7 +810,7 @@ class Store:
         out = []
         for a in again:
             digest = stored.get((a.gateway, a.epoch, a.seq))
-            if digest is None or digest == a.digest:
+            if digest is None or same_contents(a, digest):
                 continue
             out.append(_conflict(a))
         return out
@@ -949,7 +950,7 @@ class Store:
                 result.messages += 1
             elif not seen:  # another transaction committed it while this one waited
                 again.append(a)
-            elif stored is None or stored == a.digest:
+            elif stored is None or same_contents(a, stored):
                 result.duplicates += 1
             else:
                 result.dead.append(_conflict(a))
