@@ -106,3 +106,17 @@ def test_an_event_stored_with_the_digest_of_earlier_versions_is_no_conflict_when
         )
     write(store, ("event", payload))
     assert count(db_url, "SELECT count(*) FROM dead_letters") == 0
+
+
+def test_a_junk_retained_status_is_one_dead_letter_live_and_replayed(store: Store, db_url: str) -> None:
+    """Section 12: a retained message that is dead-lettered is kept once, "not again every time
+    the broker replays it to a restarting ingest". It arrives live first (no retain flag on a live
+    delivery), then as the broker's replay: that made two."""
+    junk = b'{"v":1,"t":1767225600000,"state":"online","junk":true}'
+    topic = f"{ROOT}/home-1/gw-1/status"
+    for retain in (False, True, True):
+        reg = Registry(store.load_registry())
+        b = Batch()
+        b.add(Validator(ROOT, reg).check(Inbound(topic, junk, retain=retain)))
+        store.write(b, reg)
+    assert count(db_url, "SELECT count(*) FROM dead_letters") == 1

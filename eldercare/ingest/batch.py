@@ -208,7 +208,9 @@ class Validator:
             item = Rejected(m, f"{exc.field}: {exc.reason}", payload=m.payload)
         except Exception as exc:  # a bug must not stop ingest; the message is kept for a look
             item = Rejected(m, f"internal error: {type(exc).__name__}: {exc}", payload=m.payload)
-        if m.retain and isinstance(item, Rejected):
+        # A status is published retained: its first delivery arrives live (no retain flag), every
+        # later one as the broker's replay to a restarting ingest; both are that one dead letter.
+        if isinstance(item, Rejected) and (m.retain or m.topic.endswith("/status")):
             item.dedup_key = retained_key(m)
         return item
 
