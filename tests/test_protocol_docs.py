@@ -153,3 +153,25 @@ def test_a_low_above_its_seq_is_rejected_by_the_decoder_as_the_docs_say() -> Non
     with pytest.raises(p.ProtocolError) as err:
         p.decode("event", json.dumps(bad).encode())
     assert err.value.field == "low" and "`low: ...`" in TEXT
+
+
+GAP = re.compile(r"<!-- schema-gap: (?P<kind>[a-z]+) -->\s*```json\n(?P<body>.*?)\n```", re.S)
+GAPS = [(m.group("kind"), m.group("body")) for m in GAP.finditer(TEXT)]
+
+
+@pytest.mark.parametrize(("kind", "body"), GAPS, ids=[f"{k}-{i}" for i, (k, _) in enumerate(GAPS)])
+def test_what_the_docs_say_the_schemas_cannot_check_passes_them_and_is_refused(kind: str, body: str) -> None:
+    """Section 12 lists mistakes a schema check lets through; each example is one of them."""
+    assert TEXT.count("<!-- schema-gap:") == len(GAPS) >= 4
+    validator(kind).validate(json.loads(body))
+    with pytest.raises(p.ProtocolError):
+        p.decode(kind, body.encode())
+
+
+def test_numbers_beyond_a_float_and_nan_are_refused_as_the_docs_say() -> None:
+    event = b'{"v":1,"epoch":"3f9c2a7be41d0c55","seq":1,"t":1767225600000,"sensor":"s","kind":"sos",'
+    assert "numbers beyond a 64-bit float (`1e400`)" in TEXT
+    for evidence in (b'{"a":1e400}', b'{"a":[-1e400]}', b'{"a":NaN}', b'{"a":Infinity}'):
+        with pytest.raises(p.ProtocolError):
+            p.decode("event", event + b'"evidence":' + evidence + b"}")
+    assert p.decode("event", event + b'"evidence":{"a":1e308,"b":123456789012345678901234567890}}')
