@@ -246,3 +246,27 @@ def test_an_agent_process_dropped_three_times_opens_and_clears_device_offline_ea
         agent.loop_stop()
         agent.disconnect()
         ingest.stop()
+
+
+def test_a_disabled_gateway_raises_no_pipeline_stalled(db_url: str, store: Store) -> None:
+    """`eldercare gateways disable` refuses a gateway's messages, its Will and heartbeats too: it
+    stays "online" with no heartbeat, which is no broken pipeline (found by the outside protocol
+    check: a disabled gateway's pipeline_stalled, high severity, detected every 30 s)."""
+    now = datetime.now(UTC)
+
+    def heartbeats() -> int:
+        async def main() -> int:
+            async with open_pool(db_url, min_size=1, max_size=2) as p:
+                return await service.check_heartbeats(p, now=now)
+
+        return asyncio.run(main())
+
+    stalled = "SELECT count(*) FROM alerts WHERE kind = 'pipeline_stalled' AND state = 'open'"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE gateways SET state = 'online', state_at = %s", (now - timedelta(hours=1),))
+    heartbeats()
+    assert rows(db_url, stalled) != [(0,)]  # the control: enabled, online, silent
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE gateways SET disabled_at = %s", (now - timedelta(minutes=1),))
+    assert heartbeats() == 0
+    assert rows(db_url, stalled) == [(0,)]

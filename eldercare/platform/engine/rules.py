@@ -238,11 +238,21 @@ def _sensor_link(site: str, gateway: str, sensor: str, t_ms: int, online: Any) -
 
 
 def decide_heartbeat(
-    *, gateway: str, site: str, state: str, last_heartbeat_ms: int | None, now_ms: int, limit_s: float
+    *,
+    gateway: str,
+    site: str,
+    state: str,
+    last_heartbeat_ms: int | None,
+    now_ms: int,
+    limit_s: float,
+    disabled: bool = False,
 ) -> Decision | None:
     """Watch the watcher: a gateway that says it is online but whose heartbeats stop reaching the
-    database means the pipeline (broker, ingest, database) is broken for it."""
+    database means the pipeline (broker, ingest, database) is broken for it. Not for a disabled
+    gateway: ingest refuses its messages on purpose, its Will too, so it stays "online"."""
     key = dedup_key("pipeline_stalled", device=gateway)
+    if disabled:
+        return Clear(key, "gateway disabled: its messages are refused")
     if state != "online":
         return Clear(key, "gateway not online") if last_heartbeat_ms is not None else None
     if last_heartbeat_ms is not None and now_ms - last_heartbeat_ms <= limit_s * 1000:

@@ -433,6 +433,7 @@ async def check_heartbeats(
                 last_heartbeat_ms=_ms(last) if last else None,
                 now_ms=_ms(now),
                 limit_s=limit_s,
+                disabled=gw["disabled"],
             )
             since = (now - gw["state_at"]).total_seconds() if gw["state_at"] else None
             just_online = gw["state"] == "online" and since is not None and since < limit_s

@@ -67,7 +67,7 @@ async def gateways_for_heartbeat_check(conn: Conn, *, since: datetime) -> list[R
     """Each gateway's presence and the time of its last heartbeat reading in the database."""
     cur = await conn.execute(
         """
-        SELECT g.id, g.site_id, g.state, g.state_at,
+        SELECT g.id, g.site_id, g.state, g.state_at, g.disabled_at IS NOT NULL AS disabled,
                (SELECT max(ts) FROM readings r
                 WHERE r.gateway_id = g.id AND r.sensor_id = g.id AND r.metric = 'heartbeat'
                   AND r.ts >= %(since)s) AS last_heartbeat
