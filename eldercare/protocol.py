@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -483,9 +484,34 @@ def decode(kind: str, data: bytes | bytearray | memoryview | str) -> Payload:
         if msg.evidence:
             _check_depth(msg.evidence)
         _check_low(msg.low, msg.seq)
+        _check_nul(data)
+    elif isinstance(msg, Status):
+        _check_nul(data)
     elif isinstance(msg, GatewayConfig):
         _check_config(msg)
     return msg
+
+
+def _check_nul(data: bytes | bytearray | memoryview | str) -> None:
+    """A ``\\u0000`` in a free-form string (evidence, a status's version or vendor keys): the
+    database cannot store it. Named here rather than left to the database's refusal, which names
+    no field. Telemetry's strings all have patterns that exclude it already."""
+    found = ("\\u0000" in data) if isinstance(data, str) else (bytes(data).find(b"\\u0000") >= 0)
+    if not found:
+        return
+    try:
+        doc = json.loads(bytes(data) if not isinstance(data, str) else data)
+    except (ValueError, RecursionError):
+        return  # the database's refusal names it then
+    path = _string_path(doc, _has_nul)
+    if path is not None:  # else only a literal backslash before "u0000"
+        raise ProtocolError(
+            path, "a NUL character (\\u0000) cannot be stored: strings and keys must not contain it"
+        )
+
+
+def _has_nul(text: str) -> bool:
+    return "\x00" in text
 
 
 def _check_low(low: int | None, seq: int) -> None:
@@ -542,14 +568,19 @@ def _has_surrogate(text: str) -> bool:
 
 def _surrogate_path(doc: Any) -> str | None:
     """Path of the first key or string holding a lone surrogate, or None."""
+    return _string_path(doc, _has_surrogate)
+
+
+def _string_path(doc: Any, bad: Callable[[str], bool]) -> str | None:
+    """Path of the first key or string that is ``bad``, or None."""
     stack: list[tuple[str, Any]] = [("", doc)]
     while stack:
         path, node = stack.pop()
-        if isinstance(node, str) and _has_surrogate(node):
+        if isinstance(node, str) and bad(node):
             return path or "$"
         if isinstance(node, dict):
             for k, v in reversed(node.items()):
-                if _has_surrogate(k):
+                if bad(k):
                     return f"{path or '$'}[{json.dumps(k)}]"
                 stack.append((_join(path, k), v))
         elif isinstance(node, list):

@@ -12,11 +12,17 @@ import msgspec
 import psycopg
 import pytest
 from ingest_support import count, now_ms, register
+from psycopg.rows import TupleRow
 from test_ack_edges import GW, ROOT, tele
 
 from eldercare import protocol
 from eldercare.ingest.batch import Batch, Inbound, Registry, Validator
 from eldercare.ingest.store import Store
+
+
+def rows(db_url: str, query: str) -> list[TupleRow]:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(query).fetchall()
 
 
 @pytest.fixture
@@ -120,3 +126,19 @@ def test_a_junk_retained_status_is_one_dead_letter_live_and_replayed(store: Stor
         b.add(Validator(ROOT, reg).check(Inbound(topic, junk, retain=retain)))
         store.write(b, reg)
     assert count(db_url, "SELECT count(*) FROM dead_letters") == 1
+
+
+def test_a_nul_character_is_refused_naming_its_field(store: Store, db_url: str) -> None:
+    """Section 12: a dead letter's reason names the field. A NUL in evidence was left to the
+    database, whose refusal ("unsupported Unicode escape sequence ... CONTEXT: JSON data") names
+    none; a literal backslash before "u0000" is no NUL and is stored."""
+    event = fall(b'{"note":"a\\u0000b"}', seq=9)
+    write(store, ("event", event))
+    reasons = [r for (r,) in rows(db_url, "SELECT reason FROM dead_letters")]
+    assert len(reasons) == 1 and reasons[0].startswith("evidence.note: a NUL character"), reasons
+    status = b'{"v":1,"t":%d,"state":"online","sensors":{"s1":{"lqi\\u0000":1}}}' % now_ms()
+    with pytest.raises(protocol.ProtocolError) as err:
+        protocol.decode("status", status)
+    assert err.value.field == 'sensors.s1["lqi\\u0000"]'
+    write(store, ("event", fall(b'{"note":"a\\\\u0000b"}', seq=10)))
+    assert count(db_url, "SELECT count(*) FROM events") == 1
