@@ -142,3 +142,15 @@ def test_a_nul_character_is_refused_naming_its_field(store: Store, db_url: str) 
     assert err.value.field == 'sensors.s1["lqi\\u0000"]'
     write(store, ("event", fall(b'{"note":"a\\\\u0000b"}', seq=10)))
     assert count(db_url, "SELECT count(*) FROM events") == 1
+
+
+def test_no_ack_below_seq_zero_is_published(store: Store) -> None:
+    """The ack schema says ``seq >= 0``; an epoch whose first stored message said ``low`` 0 (the
+    telemetry 0-2 still on the way) was acknowledged with seq -1, which a strict gateway refuses
+    and an unsigned one reads as 2^64 - 1: everything stored, its outbox deleted."""
+    key = ("home-1", "gw-1", "epoch-edge-0001")
+    sos = b'{"v":1,"epoch":"epoch-edge-0001","seq":3,"t":%d,"sensor":"sos-1","kind":"sos","low":0}'
+    assert write(store, ("event", sos % now_ms())) == {}
+    assert write(store, *(("telemetry", tele(s, low=0)) for s in range(3)))[key] == 3
+    for acked in write(store, ("telemetry", tele(4, low=0))).values():
+        protocol.decode("ack", protocol.encode(protocol.Ack(v=1, epoch="epoch-edge-0001", seq=acked)))

@@ -855,7 +855,8 @@ class Store:
                 cur = conn.execute(ACK_ADVANCE, params)
             rows = cur.fetchall()
             for gw, ep, seq, _ in rows:
-                out[(sites[(gw, ep)], gw, ep)] = int(seq)
+                if seq >= 0:  # -1: nothing of the epoch covered yet, and no valid ack (seq >= 0)
+                    out[(sites[(gw, ep)], gw, ep)] = int(seq)
             # a whole window contiguous: the run may go on (another worker stored the rest)
             todo = {(gw, ep): 4 * todo[(gw, ep)] for gw, ep, _, more in rows if more}
         return out
