@@ -451,9 +451,16 @@ seqs = st.integers(0, 2**63 - 1)
 values = st.floats(-p.VALUE_LIMIT, p.VALUE_LIMIT, allow_nan=False)
 unit = st.floats(0.0, 1.0)
 finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+def texts(max_size: int) -> st.SearchStrategy[str]:
+    """Free-form strings a valid message may hold: anything but NUL (section 4)."""
+    return st.text(st.characters(exclude_characters="\x00"), max_size=max_size)
+
+
 evidence_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | finite | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | finite | texts(10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts(8), inner, max_size=4),
     max_leaves=12,
 )
 
@@ -471,7 +478,7 @@ events = st.builds(
     kind=st.sampled_from(p.EVENT_KINDS),
     confidence=unit,
     resident=st.none() | idents,
-    evidence=st.dictionaries(st.text(max_size=8), evidence_values, max_size=4),
+    evidence=st.dictionaries(texts(8), evidence_values, max_size=4),
 )
 statuses = st.builds(
     p.Status,
@@ -485,9 +492,9 @@ statuses = st.builds(
         ),
         max_size=4,
     ),
-    version=st.none() | st.text(max_size=64),
+    version=st.none() | texts(64),
     clock_ok=st.booleans(),
-    outbox=st.dictionaries(st.text(max_size=16), st.integers(0, 2**63 - 1), max_size=4),
+    outbox=st.dictionaries(texts(16), st.integers(0, 2**63 - 1), max_size=4),
 )
 ranges = st.tuples(values, values).filter(lambda r: r[0] != r[1]).map(lambda r: (min(r), max(r)))
 configs = st.builds(
