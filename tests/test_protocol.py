@@ -454,8 +454,8 @@ finite = st.floats(allow_nan=False, allow_infinity=False)
 
 
 def texts(max_size: int) -> st.SearchStrategy[str]:
-    """Free-form strings a valid message may hold: anything but NUL (section 4)."""
-    return st.text(st.characters(exclude_characters="\x00"), max_size=max_size)
+    """Free-form strings a valid message may hold: any Unicode but NUL (section 4)."""
+    return st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=max_size)
 
 
 evidence_values = st.recursive(
