@@ -134,6 +134,45 @@ class TreeEnsemble:
             "float32_x": np.array([int(self.float32_x)], dtype=np.int8),
         }
 
+    def deepened(self, depth: int) -> TreeEnsemble:
+        """The same trees as complete trees of ``depth`` (>= own): each leaf becomes a node sending
+        everything left (threshold +inf) whose children both carry its value; scores do not change."""
+        if depth < self.depth:
+            msg = f"cannot make trees of depth {self.depth} shallower ({depth})"
+            raise ValueError(msg)
+        feature, threshold, leaf = self.feature, self.threshold, self.leaf
+        for _ in range(depth - self.depth):
+            n_trees, n_leaf = leaf.shape
+            feature = np.concatenate([feature, np.zeros((n_trees, n_leaf), dtype=np.int64)], axis=1)
+            threshold = np.concatenate([threshold, np.full((n_trees, n_leaf), np.inf)], axis=1)
+            leaf = np.repeat(leaf, 2, axis=1)  # leaf j at position n_int + j has children 2j, 2j + 1
+        return TreeEnsemble(feature, threshold, leaf, self.bias, self.float32_x)
+
+    @classmethod
+    def mean(cls, members: list[TreeEnsemble]) -> TreeEnsemble:
+        """One ensemble whose raw score (log-odds) is the mean of the members' raw scores.
+
+        Why: models of one recipe trained on different simulated draws disagree on many real trials;
+        their average is steadier than any one of them. The result is an ordinary ``TreeEnsemble``
+        (all members' trees, leaves divided by their number, biases averaged), saved and loaded like
+        any other model.
+        """
+        if not members:
+            msg = "nothing to average"
+            raise ValueError(msg)
+        if len({m.float32_x for m in members}) != 1:
+            msg = "members round their features differently (float32_x); they cannot be averaged"
+            raise FallModelError(msg)
+        n, depth = len(members), max(m.depth for m in members)
+        deep = [m.deepened(depth) for m in members]
+        return cls(
+            np.concatenate([m.feature for m in deep]),
+            np.concatenate([m.threshold for m in deep]),
+            np.concatenate([m.leaf for m in deep]) / n,
+            float(np.mean([m.bias for m in members])),
+            members[0].float32_x,
+        )
+
     @classmethod
     def from_sklearn(cls, model: Any) -> TreeEnsemble:
         """Export a fitted binary ``GradientBoostingClassifier`` (log-loss) or

@@ -121,6 +121,15 @@ def train() -> None:
 )
 @click.option("--workers", default=2, show_default=True, help="Processes generating recordings.")
 @click.option(
+    "--seeds",
+    "n_seeds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train with seeds SEED..SEED+N-1 and ship the mean log-odds of their trees "
+    "(threshold chosen on their validation days pooled).",
+)
+@click.option(
     "--threshold-only",
     is_flag=True,
     help="Keep the trained trees; redo only the validation that picks the threshold.",
@@ -137,6 +146,7 @@ def train_fall(
     seed: int,
     out_dir: Path | None,
     workers: int,
+    n_seeds: int,
     threshold_only: bool,
     data_dir: Path | None,
     cache: Path | None,
@@ -148,12 +158,25 @@ def train_fall(
         from eldercare.training.fall_train import rethreshold
         from eldercare.training.fall_train import train as do_train
         from eldercare.training.train_fall import train as train_real
+        from eldercare.training.train_fall import train_seeds
         from eldercare.training.trials import DatasetError
     except ImportError as exc:
         raise _needs_sklearn("training", exc) from None
+    if threshold_only and n_seeds > 1:
+        raise click.ClickException("--threshold-only keeps the trees of one model; it takes no --seeds")
     try:
         if threshold_only:
             record = rethreshold(out_dir, workers=workers)
+        elif n_seeds > 1:
+            record = train_seeds(
+                data_dir,
+                list(range(seed, seed + n_seeds)),
+                out_dir=out_dir,
+                workers=workers,
+                cache=cache,
+                sim_scale=sim_scale,
+                val_hours_each=val_hours,
+            )
         elif data_dir is not None or cache is not None or sim_scale != 1.0 or val_hours != 30.0:
             record = train_real(
                 data_dir,
@@ -166,7 +189,7 @@ def train_fall(
             )
         else:
             record = do_train(seed=seed, out_dir=out_dir, workers=workers)
-    except DatasetError as exc:
+    except (DatasetError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     val = record["validation"]
     click.echo(

@@ -213,6 +213,37 @@ def sample_weights(y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
     return w * np.where(y == 1, float(w[y == 0].sum()) / max(pos, 1.0) / 3.0, 1.0)
 
 
+def fit_trees(x: np.ndarray, y: np.ndarray, w0: np.ndarray, seed: int) -> TreeEnsemble:
+    """Fit the trees on candidate rows (``w0``: each row's weight before falls are weighted up) and
+    export them, checking the export against scikit-learn's probabilities."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    gbm = HistGradientBoostingClassifier(random_state=seed, **GBM_PARAMS)
+    gbm.fit(x, y, sample_weight=sample_weights(y, w0))
+    model = TreeEnsemble.from_sklearn(gbm)
+    agree = float(np.max(np.abs(model.score(x) - gbm.predict_proba(x)[:, 1])))
+    if agree > 1e-6:
+        msg = f"exported trees disagree with scikit-learn by {agree}"
+        raise RuntimeError(msg)
+    return model
+
+
+def with_extra(
+    collected: tuple[np.ndarray, np.ndarray, float],
+    extra: tuple[np.ndarray, np.ndarray, float, dict[str, Any]] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Simulated rows plus real ones (``extra``): features, labels and each row's weight."""
+    x, y, _ = collected
+    w0 = np.ones(len(y))
+    if extra is None:
+        return x, y, w0
+    return (
+        np.concatenate([x, extra[0]]),
+        np.concatenate([y, extra[1]]),
+        np.concatenate([w0, np.full(len(extra[1]), float(extra[2]))]),
+    )
+
+
 def train(
     seed: int = 0,
     out_dir: Path | None = None,
@@ -230,34 +261,35 @@ def train(
     ``collected`` (the simulated rows, as :func:`_collect` returns them) and ``choose`` (the
     operating points, as :func:`_threshold` returns them) let a caller reuse rows it already drew.
     """
-    import sklearn
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    out_dir = Path(out_dir) if out_dir else DEFAULT_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    x, y, hours = collected if collected is not None else _collect(seed, workers)
-    w0 = np.ones(len(y))
-    if extra is not None:
-        x = np.concatenate([x, extra[0]])
-        y = np.concatenate([y, extra[1]])
-        w0 = np.concatenate([w0, np.full(len(extra[1]), float(extra[2]))])
-    log.info("training rows: %s (%s falls), %.1f h of signal", len(y), int(y.sum()), hours)
-    w = sample_weights(y, w0)
-    gbm = HistGradientBoostingClassifier(random_state=seed, **GBM_PARAMS)
-    gbm.fit(x, y, sample_weight=w)
+    collected = collected if collected is not None else _collect(seed, workers)
+    x, y, w0 = with_extra(collected, extra)
+    log.info("training rows: %s (%s falls), %.1f h of signal", len(y), int(y.sum()), collected[2])
+    model = fit_trees(x, y, w0, seed)
     fit_s = time.perf_counter() - started
-    model = TreeEnsemble.from_sklearn(gbm)
-    p_ref = gbm.predict_proba(x)[:, 1]
-    agree = float(np.max(np.abs(model.score(x) - p_ref)))
-    if agree > 1e-6:
-        msg = f"exported trees disagree with scikit-learn by {agree}"
-        raise RuntimeError(msg)
-    thr, val, thr_by_place, val_by_place = (
-        choose(model) if choose is not None else _threshold(model, seed, workers)
-    )
+    chosen = choose(model) if choose is not None else _threshold(model, seed, workers)
+    record = make_record(model, chosen, (x, y, collected[2]), seed, extra, workers, started, fit_s)
+    save(model, record, out_dir)
+    return record
+
+
+def make_record(
+    model: TreeEnsemble,
+    chosen: tuple[float, dict[str, Any], dict[str, float], dict[str, Any]],
+    rows: tuple[np.ndarray, np.ndarray, float],
+    seed: int,
+    extra: tuple[np.ndarray, np.ndarray, float, dict[str, Any]] | None,
+    workers: int,
+    started: float,
+    fit_s: float,
+) -> dict[str, Any]:
+    """The training record written beside the arrays (``rows``: the training rows and hours)."""
+    import sklearn
+
+    thr, val, thr_by_place, val_by_place = chosen
+    x, y, hours = rows
     train_p = model.score(x)
-    record: dict[str, Any] = {
+    return {
         "model": "gradient-boosted trees on candidate-impact features (eldercare.models.fall); "
         "scikit-learn HistGradientBoostingClassifier exported to arrays",
         "format": "numpy .npz arrays (allow_pickle=False), see TreeEnsemble",
@@ -306,10 +338,15 @@ def train(
         "data_and_fit_seconds": round(fit_s, 1),
         "workers": workers,
     }
+
+
+def save(model: TreeEnsemble, record: dict[str, Any], out_dir: Path | None = None) -> None:
+    """Write ``fall_model.npz`` and ``.json`` (the package's folder by default) and load them back."""
+    out_dir = Path(out_dir) if out_dir else DEFAULT_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out_dir / MODEL_NPZ, allow_pickle=False, **model.to_arrays())
     (out_dir / MODEL_JSON).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     FallDetector.load(out_dir / MODEL_NPZ, out_dir / MODEL_JSON)  # it loads back
-    return record
 
 
 def rethreshold(model_dir: Path | None = None, workers: int = 2) -> dict[str, Any]:
@@ -319,6 +356,9 @@ def rethreshold(model_dir: Path | None = None, workers: int = 2) -> dict[str, An
     """
     model_dir = Path(model_dir) if model_dir else DEFAULT_DIR
     det = FallDetector.load(model_dir / MODEL_NPZ, model_dir / MODEL_JSON)
+    if len(det.info.get("seeds", [det.info.get("seed")])) > 1:
+        msg = f"{model_dir} averages several seeds' trees; retrain it with 'train fall --seeds' instead"
+        raise ValueError(msg)
     thr, val, thr_by_place, val_by_place = _threshold(det.model, int(det.info["seed"]), workers)
     record = dict(det.info)
     record["threshold"] = round(thr, 6)
