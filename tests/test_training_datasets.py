@@ -3,6 +3,7 @@ file format), the folder reader and the CLI's readable errors. No real dataset f
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -350,7 +351,28 @@ def test_cli_padded_check_judges_every_dataset_found(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     md = (out / "fall_padded_check.md").read_text(encoding="utf-8")
     assert "| before | dataset=mobifall | 1 | 1 |" in md and "| before | dataset=weda-fall | 1 | 0 |" in md
-    assert "| before | all | 2 | 1 |" in md
+    assert "| before | all | 2 | 1 |" in md and "Candidate against shipped" not in md
+    shipped = Path(__file__).resolve().parents[1] / "eldercare" / "models" / "data"
+    res = CliRunner().invoke(
+        models,
+        [
+            "padded-check",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(out),
+            "--pad",
+            "before",
+            "--model",
+            str(shipped),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    md = (out / "fall_padded_check.md").read_text(encoding="utf-8")
+    assert "| before | mobifall/thigh |" in md  # the shipped model against itself: nothing differs
+    paired = json.loads((out / "fall_padded_check.json").read_text(encoding="utf-8"))["before"]["paired"]
+    assert paired["mobifall/thigh"]["falls"]["difference"] == [0.0, 0.0, 0.0]
+    assert paired["weda-fall/wrist"]["falls"]["trials"] == 1 and "daily" not in paired["weda-fall/wrist"]
     res = CliRunner().invoke(
         models, ["padded-check", "--data", str(tmp_path), "--out", str(out), "--placement", "waist"]
     )

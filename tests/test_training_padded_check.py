@@ -57,3 +57,29 @@ def test_run_judges_every_trial_under_every_detector() -> None:
     assert all(isinstance(r["threshold"], bool) for r in res["trials"])
     with pytest.raises(ValueError, match="where must be one of"):
         pc.padded(raw[0][0], 200.0, "middle", np.random.default_rng(0))
+
+
+def test_paired_differences_resample_people_for_both_models() -> None:
+    def rec(subject: str, is_fall: bool, base: bool, other: bool, place: str = "waist") -> dict[str, object]:
+        return {
+            "dataset": "toy",
+            "subject": subject,
+            "placement": place,
+            "is_fall": is_fall,
+            "a": base,
+            "b": other,
+        }
+
+    # b catches one more fall for each of four people and raises one more alarm for one of them
+    results = [rec(f"p{i}", True, False, True) for i in range(4)]
+    results += [rec(f"p{i}", True, True, True) for i in range(4)]
+    results += [rec(f"p{i}", False, False, i == 0) for i in range(4)]
+    results += [rec("p9", True, True, True, place="wrist")]
+    out = pc.paired(results, "a", "b", n_boot=500)
+    falls, daily = out["toy/waist"]["falls"], out["toy/waist"]["daily"]
+    assert (falls["a"], falls["b"], falls["trials"], falls["people"]) == (4, 8, 8, 4)
+    assert falls["difference"] == [0.5, 0.5, 0.5]  # every person gains half their falls: no spread
+    assert (daily["a"], daily["b"]) == (4, 3) and daily["difference"][0] == -0.25
+    assert daily["difference"][1] < -0.25 < daily["difference"][2] <= 0.0  # one person's alarm: it spreads
+    assert out["toy/wrist"]["falls"]["difference"] == [0.0, 0.0, 0.0] and "daily" not in out["toy/wrist"]
+    assert out["all"]["falls"]["trials"] == 9

@@ -342,7 +342,6 @@ def padded_check(
     detectors = pc.default_detectors(_candidate(model_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = {w: pc.run(raw, detectors, where=w) for w in where}
-    (out_dir / "fall_padded_check.json").write_text(json.dumps(runs, indent=1), encoding="utf-8")
     lines = [
         "| padding | group | falls | daily | " + " | ".join(f"{m} sens. / spec." for m in detectors) + " |",
         "| --- | --- | --- | --- | " + " | ".join("---" for _ in detectors) + " |",
@@ -356,6 +355,37 @@ def padded_check(
                 for m in detectors
             ]
             lines.append(f"| {w} | {group} | {row['falls']} | {row['adl']} | " + " | ".join(cells) + " |")
+    if "candidate" in detectors:
+        lines += ["", *_paired_lines(runs, pc.paired)]
+    (out_dir / "fall_padded_check.json").write_text(json.dumps(runs, indent=1), encoding="utf-8")
     md = "\n".join(lines) + "\n"
     (out_dir / "fall_padded_check.md").write_text(md, encoding="utf-8")
     click.echo(md)
+
+
+def _paired_lines(runs: dict[str, Any], paired: Callable[..., dict[str, Any]]) -> list[str]:
+    """The candidate against the shipped model on the same trials, per dataset and placement, with
+    paired intervals over people (also kept in each run's ``paired`` entry of the JSON)."""
+    lines = [
+        "Candidate against shipped, same trials: falls caught and quiet daily trials (shipped -> candidate), "
+        "difference of shares with a 95 % paired bootstrap interval over people.",
+        "",
+        "| padding | group | falls caught | difference [95 %] | quiet daily | difference [95 %] |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for w, res in runs.items():
+        res["paired"] = paired(res["trials"], "shipped", "candidate")
+        for group, row in res["paired"].items():
+            cells = []
+            for what in ("falls", "daily"):
+                c = row.get(what)
+                if c is None:
+                    cells += ["-", "-"]
+                    continue
+                d, lo, hi = c["difference"]
+                cells += [
+                    f"{c['shipped']} -> {c['candidate']} of {c['trials']}",
+                    f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]",
+                ]
+            lines.append(f"| {w} | {group} | " + " | ".join(cells) + " |")
+    return lines

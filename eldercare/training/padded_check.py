@@ -94,6 +94,54 @@ def run(
     }
 
 
+def paired(
+    results: list[dict[str, Any]], base: str, other: str, seed: int = 0, n_boot: int = 2000
+) -> dict[str, Any]:
+    """``other`` against ``base`` on the same trials, per dataset and placement (and ``all``).
+
+    For falls caught and quiet daily trials: each model's count and the difference of shares
+    (other - base) with a 95 % interval from a *paired* bootstrap over people (the same people drawn
+    for both models, so what they share cancels out). Why: two retrainings of one recipe differ by
+    more than a trial or two per group, so a difference only counts when people would repeat it.
+    """
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[dict[str, Any]]] = {"all": []}
+    for r in results:
+        groups["all"].append(r)
+        groups.setdefault(f"{r['dataset']}/{r['placement']}", []).append(r)
+    out: dict[str, Any] = {}
+    for g, rs in sorted(groups.items()):
+        row: dict[str, Any] = {}
+        for what, is_fall in (("falls", True), ("daily", False)):
+            part = [r for r in rs if r["is_fall"] == is_fall]
+            subs = sorted({r["subject"] for r in part})
+            index = {s: i for i, s in enumerate(subs)}
+            n, a, b = (np.zeros(len(subs)) for _ in range(3))
+            for r in part:
+                i = index[r["subject"]]
+                n[i] += 1
+                a[i] += r[base] if is_fall else not r[base]  # caught, or quiet
+                b[i] += r[other] if is_fall else not r[other]
+            if not part:
+                continue
+            idx = rng.integers(0, len(subs), size=(n_boot, len(subs)))
+            diff = (b[idx].sum(axis=1) - a[idx].sum(axis=1)) / np.maximum(n[idx].sum(axis=1), 1)
+            lo, hi = np.percentile(diff, [2.5, 97.5])
+            row[what] = {
+                "trials": int(n.sum()),
+                "people": len(subs),
+                base: int(a.sum()),
+                other: int(b.sum()),
+                "difference": [
+                    round(float((b.sum() - a.sum()) / n.sum()), 4),
+                    round(float(lo), 4),
+                    round(float(hi), 4),
+                ],
+            }
+        out[g] = row
+    return out
+
+
 def load_raw_dir(
     root: Path, placements: tuple[str, ...] = umafall.DEFAULT_PLACEMENTS
 ) -> list[tuple[Trial, float]]:
