@@ -128,3 +128,14 @@ def test_train_fall_seeds_ships_the_average_and_it_loads_back(
         cli, ["models", "train", "fall", "--seeds", "2", "--threshold-only", "--out", str(out)]
     )
     assert res.exit_code != 0 and "--threshold-only" in res.output
+
+
+def test_many_rows_are_scored_in_blocks_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eldercare.models import fall
+
+    model = FallDetector.pretrained().model
+    x = np.random.default_rng(6).normal(size=(1000, N)) * 2 + 1
+    whole = model.raw(x)
+    monkeypatch.setattr(fall, "RAW_CELLS", 3 * model.feature.shape[0])  # blocks of 3 rows
+    np.testing.assert_array_equal(model.raw(x), whole)
+    np.testing.assert_array_equal(model.raw(x[:2]), whole[:2])

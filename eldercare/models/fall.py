@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 MODEL_NPZ = "fall_model.npz"
 MODEL_JSON = "fall_model.json"
 SNAP_N = 75  # 1.5 s at 50 Hz
+RAW_CELLS = 1 << 21  # rows x trees scored at once (each int64 array of that size: 16 MB)
 
 
 class FallModelError(Exception):
@@ -111,7 +112,15 @@ class TreeEnsemble:
             raise FallModelError(msg)
 
     def raw(self, x: np.ndarray) -> np.ndarray:
+        """Log-odds of each row; rows are scored in blocks of at most ~2 M row x tree cells, so
+        memory stays bounded however many rows or trees (an average of seeds has thousands)."""
         x = np.asarray(x, dtype=np.float32 if self.float32_x else np.float64).astype(np.float64)
+        step = max(1, RAW_CELLS // max(1, self.feature.shape[0]))
+        if len(x) <= step:
+            return self._raw(x)
+        return np.concatenate([self._raw(x[i : i + step]) for i in range(0, len(x), step)])
+
+    def _raw(self, x: np.ndarray) -> np.ndarray:
         n_trees = self.feature.shape[0]
         pos = np.zeros((len(x), n_trees), dtype=np.int64)
         trees = np.arange(n_trees)[None, :]
