@@ -129,3 +129,14 @@ def test_scaled_amounts_are_restored_and_change_the_cache_key() -> None:
         assert round(before[0] * 0.25) == fall_train.N_FALLS_EACH
         assert sim.version() != before[2]
     assert (fall_train.N_FALLS_EACH, fall_train.DAY_HOURS_EACH, sim.version()) == before
+
+
+def test_cached_trial_rows_come_back_equal_and_read_once(tmp_path: Path) -> None:
+    trials = [_trial(s, ["walk", k], 30 + s) for s, k in enumerate(["fall_forward", "walk", "sit_down_hard"])]
+    fresh = cv.trial_rows(trials, tmp_path)
+    cached = cv.trial_rows(trials, tmp_path)
+    for a, b in zip(fresh, cached, strict=True):
+        assert a.trial is b.trial and np.array_equal(a.rows.x, b.rows.x) and np.array_equal(a.y, b.y)
+        assert np.array_equal(a.rows.events, b.rows.events)
+    # every trial's rows are slices of one array read once (a copy per trial filled 14 GB on 4,393 trials)
+    assert len({id(it.rows.x.base) for it in cached}) == 1

@@ -69,16 +69,18 @@ def trial_rows(trials: list[Trial], cache: Path | None = None) -> list[TrialRows
         path = cache / f"real_rows_{h.hexdigest()[:12]}.npz"
     if path is not None and path.exists():
         with np.load(path, allow_pickle=False) as z:
-            ends = np.cumsum(z["n"])
-            starts = ends - z["n"]
-            return [
-                TrialRows(
-                    tr,
-                    cand.Rows(z["times"][a:b], z["events"][a:b], z["x"][a:b], z["put_down"][a:b]),
-                    z["y"][a:b],
-                )
-                for tr, a, b in zip(trials, starts, ends, strict=True)
-            ]
+            # each z[key] reads (and decompresses) the whole array again: read each once, then slice
+            d = {k: z[k] for k in ("n", "times", "events", "x", "put_down", "y")}
+        ends = np.cumsum(d["n"])
+        starts = ends - d["n"]
+        return [
+            TrialRows(
+                tr,
+                cand.Rows(d["times"][a:b], d["events"][a:b], d["x"][a:b], d["put_down"][a:b]),
+                d["y"][a:b],
+            )
+            for tr, a, b in zip(trials, starts, ends, strict=True)
+        ]
     out = []
     for tr in trials:
         r = cand.rows(tr.t, tr.acc)
