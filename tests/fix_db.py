@@ -317,10 +317,11 @@ def db_conn(db_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
-def settings(db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path) -> Settings:
+def settings(db_url: str, mqtt_url: str, mqtt_is_v5: bool, topic_root: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=db_url,  # type: ignore[arg-type]
         mqtt_url=mqtt_url,  # type: ignore[arg-type]
+        mqtt_protocol="5" if mqtt_is_v5 else "3.1.1",
         mqtt_topic_root=topic_root,
         data_dir=tmp_path,
         environment="test",

@@ -24,6 +24,13 @@ from fix_db import SERVERS_ENV, real_required_by, servers_mode, unique_tag
 from eldercare.embedded import EmbeddedBroker
 
 DEFAULT_MQTT_PROBE = "127.0.0.1:1883"
+_SPEAKS_V5: dict[tuple[str, int], bool] = {}  # this worker's broker, once known: (host, port) -> v5
+
+
+def mqtt_protocol_of(url: str) -> str:
+    """The ``ELDERCARE_MQTT_PROTOCOL`` for a process using this worker's broker at ``url``: "3.1.1"
+    on a broker without MQTT 5 (amqtt, embedded where mosquitto is not installed), else "5"."""
+    return "5" if _SPEAKS_V5.get(host_port(url), True) else "3.1.1"
 
 
 def real_mqtt_url() -> str:
@@ -82,7 +89,8 @@ def _broker() -> Iterator[tuple[str, int, bool]]:
         host, port = host_port(real_mqtt_url())
         why = mqtt_connack(host, port, v5=False)
         if why is None:
-            yield host, port, mqtt_connack(host, port, v5=True) is None
+            _SPEAKS_V5[(host, port)] = v5 = mqtt_connack(host, port, v5=True) is None
+            yield host, port, v5
             return
         if mode == "real":
             msg = f"{real_required_by()} needs the MQTT broker at {host}:{port}, which is unreachable: {why}"
@@ -94,7 +102,9 @@ def _broker() -> Iterator[tuple[str, int, bool]]:
         pytest.fail(f"ELDERCARE_TEST_EMBEDDED_BROKER must be auto, mosquitto or amqtt, not {kind!r}")
     broker = EmbeddedBroker(kind=kind)  # type: ignore[arg-type]
     try:
-        yield (*broker.start(), broker.supports_v5)
+        host, port = broker.start()
+        _SPEAKS_V5[(host, port)] = broker.supports_v5
+        yield host, port, broker.supports_v5
     finally:
         broker.stop()
 

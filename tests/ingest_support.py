@@ -23,6 +23,7 @@ import msgspec
 import paho.mqtt.client as mqtt
 import psycopg
 from fix_db import unique_tag, url_of, url_params
+from fix_mqtt import mqtt_protocol_of
 
 from eldercare.embedded import free_port
 from eldercare.ingest.batch import Batch, Inbound, Registry, Validator
@@ -102,11 +103,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "
 
 
 class Publisher:
-    """A QoS 1 MQTT v5 publisher that waits for every PUBACK."""
+    """A QoS 1 publisher that waits for every PUBACK (MQTT v5, or 3.1.1 on a broker without v5)."""
 
     def __init__(self, mqtt_url: str) -> None:
         u = urlsplit(mqtt_url)
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        v5 = mqtt_protocol_of(mqtt_url) == "5"
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311
+        )
         self.client.connect(u.hostname or "127.0.0.1", u.port or 1883)
         self.client.loop_start()
 
@@ -149,6 +153,7 @@ class IngestProcess:
             "ELDERCARE_DATABASE_URL": db_url,
             "ELDERCARE_MQTT_URL": mqtt_url,
             "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
+            "ELDERCARE_MQTT_PROTOCOL": mqtt_protocol_of(mqtt_url),  # 3.1.1 on amqtt: no MQTT 5 there
             "ELDERCARE_INGEST_CLIENT_ID": f"test-ingest-{tag}-0",
             "ELDERCARE_INGEST_SHARED_GROUP": f"g{tag}",
             "ELDERCARE_INGEST_SESSION_EXPIRY_S": "120",
