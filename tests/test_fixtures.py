@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from fix_db import cloned_database, server_address, servers_mode, url_of, url_params, with_database
 from fix_mqtt import host_port, make_topic_root, mqtt_connack, real_mqtt_url
-from ingest_support import PausableProxy
+from ingest_support import IngestProcess, PausableProxy, Publisher, wait_for
 
 from eldercare import protocol
 from eldercare.config import Settings
@@ -234,6 +234,11 @@ def test_without_servers_the_embedded_ones_are_used(tmp_path: Path, how: str) ->
         f"{__file__}::test_settings_point_at_this_tests_servers",
         f"{__file__}::test_qos1_message_reaches_a_subscriber_under_topic_root",
         *([f"{__file__}::test_mqtt5_marker_skips_on_amqtt"] if how == "no servers answer" else []),
+        *(
+            [f"{__file__}::test_ingest_and_publisher_speak_the_brokers_protocol"]
+            if how != "no servers answer"
+            else []
+        ),
     )
     out = run.stdout + run.stderr
     assert run.returncode == 0, out
@@ -241,7 +246,34 @@ def test_without_servers_the_embedded_ones_are_used(tmp_path: Path, how: str) ->
         assert "2 passed, 1 skipped" in out, out
         assert "embedded amqtt broker has no MQTT v5 (shared subscriptions)" in out
     else:
-        assert "2 passed" in out and "skipped" not in out, out
+        assert "3 passed" in out and "skipped" not in out, out
+
+
+def test_ingest_and_publisher_speak_the_brokers_protocol(
+    db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path
+) -> None:
+    """An ingest process and a Publisher started the tests' way work on the run's broker, amqtt
+    (MQTT 3.1.1 only, the embedded broker where mosquitto is not installed) as well: both assumed MQTT 5
+    once, and every test using them timed out there."""
+    ingest = IngestProcess(db_url, mqtt_url, topic_root, tmp_path).start()
+    try:
+        ingest.wait_healthy()
+        publisher = Publisher(mqtt_url)
+        try:
+            publisher.publish(f"{topic_root}/site-x/gw-x/telemetry", b"not json")
+        finally:
+            publisher.close()
+
+        def dead_lettered() -> bool:
+            with psycopg.connect(db_url) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM dead_letters WHERE topic LIKE %s", (f"{topic_root}/%",)
+                ).fetchone()
+            return row is not None and row[0] == 1
+
+        wait_for(dead_lettered, 30, "the junk message's dead letter")
+    finally:
+        ingest.stop()
 
 
 @pytest.mark.mqtt5
