@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from ingest_support import count, now_ms, register
 from psycopg.rows import TupleRow
-from test_ack_edges import GW, ROOT, tele
+from test_ack_edges import GW, ROOT, tele, write
 
 from eldercare import protocol
 from eldercare.ingest.batch import Batch, Inbound, Registry, Validator
@@ -31,15 +31,6 @@ def store(db_url: str) -> Iterator[Store]:
     s = Store(db_url)
     yield s
     s.close()
-
-
-def write(store: Store, *msgs: tuple[str, bytes]) -> dict[tuple[str, str, str], int]:
-    reg = Registry(store.load_registry())
-    v = Validator(ROOT, reg)
-    b = Batch()
-    for kind, payload in msgs:
-        b.add(v.check(Inbound(f"{ROOT}/home-1/gw-1/{kind}", payload)))
-    return store.write(b, reg).acks
 
 
 @pytest.mark.parametrize(
