@@ -78,11 +78,11 @@ function enumLabel(group, v) { return v ? L(group + "." + v) : D(null); }
 
 function toast(msg) {
   const el = document.getElementById("toast");
-  el.textContent = msg; el.style.display = "block";
-  clearTimeout(toast.timer); toast.timer = setTimeout(() => { el.style.display = "none"; }, 3500);
+  el.textContent = msg; // the region stays rendered (empty when idle): screen readers announce only a change inside a live region they already know
+  clearTimeout(toast.timer); toast.timer = setTimeout(() => { el.textContent = ""; }, 3500);
 }
 
-class ApiError extends Error { constructor(status, detail) { super(detail); this.status = status; } }
+class ApiError extends Error { constructor(status, detail, errors) { super(detail); this.status = status; this.errors = errors || []; } }
 
 async function api(path, opts = {}) {
   const headers = { "Accept-Language": S.lang };
@@ -98,7 +98,7 @@ async function api(path, opts = {}) {
   }
   if (res.status === 204) return null;
   const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new ApiError(res.status, data.detail || res.statusText);
+  if (!res.ok) throw new ApiError(res.status, data.detail || res.statusText, data.errors);
   return data;
 }
 
@@ -142,7 +142,7 @@ function logout() {
 
 async function switchLang() {
   document.body.dataset.ready = "0";
-  document.getElementById("toast").style.display = "none";
+  document.getElementById("toast").textContent = "";
   S.gen++; // a render still loading (a live push's) was half built in the old language: never show it
   S.lang = LOCALES[(LOCALES.indexOf(S.lang) + 1) % LOCALES.length]; // the next language of the catalogue
   localStorage.setItem("lang", S.lang);
@@ -166,16 +166,16 @@ const NAV = {
 };
 
 function chrome() {
-  document.documentElement.lang = S.lang;
-  document.title = t("app.name");
+  document.documentElement.lang = S.lang; // the title is the page's: placeFocus() sets it after each render
   document.querySelectorAll("header [data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
   const lang = document.getElementById("lang");
   lang.textContent = t("lang.switch"); lang.dataset.i18n = "lang.switch";
+  lang.lang = LOCALES[(LOCALES.indexOf(S.lang) + 1) % LOCALES.length]; // named in its own language: read with that voice
   document.getElementById("logout").hidden = !S.token;
   const nav = document.getElementById("nav"); nav.replaceChildren();
   const here = location.hash.split("/").slice(0, 2).join("/");
   for (const [href, key] of (S.me && NAV[S.me.role]) || []) {
-    nav.append(h("a", { href, i18n: key, class: here === href ? "on" : null }));
+    nav.append(h("a", { href, i18n: key, class: here === href ? "on" : null, "aria-current": here === href ? "page" : null }));
   }
   const live = document.getElementById("live");
   live.hidden = S.live === "off";
@@ -298,10 +298,14 @@ const soundOn = () => !!audioCtx && audioCtx.state === "running";
 function soundButton() {
   if (soundOn()) return null;
   return h("button", { class: "btn sound", id: "sound-on", type: "button", i18n: "console.enable_notifications", on: { click: async (e) => {
+    const btn = e.currentTarget; // (null once the handler has awaited)
     try { audioCtx = audioCtx || new (window.AudioContext || window.webkitAudioContext)(); await audioCtx.resume(); } catch (ex) { /* no audio */ }
     if ("Notification" in window && Notification.permission === "default") Notification.requestPermission();
     beep("low");
-    if (soundOn()) e.target.remove(); else toast(t("console.sound_blocked"));
+    if (!soundOn()) { toast(t("console.sound_blocked")); return; }
+    const title = document.querySelector("main h1"); // the button goes: the keyboard stays on the page, not on <body>
+    if (title && btn === document.activeElement) title.focus();
+    btn.remove();
   } } });
 }
 
@@ -325,12 +329,17 @@ let onAlertsChanged = () => {};
 
 
 function pageLogin(_, root) {
-  const err = h("p", { class: "err", id: "login-error" });
-  const user = h("input", { name: "username", id: "username", autocomplete: "username", required: true });
-  const pw = h("input", { name: "password", id: "password", type: "password", autocomplete: "current-password", required: true });
+  // role=alert: a screen reader says why sign-in failed; aria-describedby/-invalid tie it to the fields
+  const err = h("p", { class: "err", id: "login-error", role: "alert" });
+  const user = h("input", { name: "username", id: "username", autocomplete: "username", required: true, "aria-describedby": "login-error", "data-focus": true });
+  const pw = h("input", { name: "password", id: "password", type: "password", autocomplete: "current-password", required: true, "aria-describedby": "login-error" });
   const form = h("form", { class: "card login", on: { submit: async (e) => {
     e.preventDefault(); err.textContent = "";
-    try { await login(user.value.trim(), pw.value); } catch (ex) { err.textContent = ex.message; }
+    try { await login(user.value.trim(), pw.value); } catch (ex) {
+      err.textContent = ex.message;
+      for (const el of [user, pw]) el.setAttribute("aria-invalid", "true");
+      pw.select(); // most often the password was mistyped: ready to type again
+    }
   } } },
   h("h1", { i18n: "login.title" }),
   h("label", { for: "username", i18n: "login.username" }), user,
@@ -406,11 +415,19 @@ function ackControl(a, fam) {
 /* Redraw a list without losing what the worker is typing into one of its note fields. */
 function keepFocus(list, draw) {
   const el = document.activeElement;
-  const id = el && list.contains(el) && el.id ? el.id : null;
+  const inside = !!el && list.contains(el);
+  const id = inside && el.id ? el.id : null;
+  const item = inside && el.closest("[data-alert]") ? el.closest("[data-alert]").dataset.alert : null;
   const caret = id ? el.selectionStart : null;
   draw();
   const again = id && document.getElementById(id);
-  if (again) { again.focus(); if (caret !== null && again.setSelectionRange) again.setSelectionRange(caret, caret); }
+  if (again) { again.focus(); if (caret !== null && again.setSelectionRange) again.setSelectionRange(caret, caret); return; }
+  if (!inside || list.contains(document.activeElement)) return;
+  // the focused control went with the redraw (an acknowledge button): keep the keyboard on that
+  // alert (its next control), else on the page's heading, never dropped to the top of the page
+  const li = item && list.querySelector(`[data-alert="${item}"]`);
+  const next = (li && li.querySelector("button, a[href], input")) || document.querySelector("main h1");
+  if (next) next.focus();
 }
 
 async function pageConsole(_, root) {
@@ -524,9 +541,9 @@ async function pageAlert(id, root) {
   let a;
   try { a = await api("/alerts/" + id); } catch (e) { root.replaceChildren(h("p", { class: "err", id: "denied" }, t("err.not_found"))); return; }
   S.alerts.set(a.id, a);
-  const outcome = h("select", { name: "outcome", id: "outcome" }, ...OUTCOMES.map((o) => h("option", { value: o }, t("outcome." + o))));
-  const note = h("textarea", { name: "note", id: "note", rows: 2 });
-  const act = async (path, body) => { try { await api(`/alerts/${a.id}/${path}`, { body: body || {} }); toast(t("saved")); render(); } catch (e) { toast(e.message); } };
+  const outcome = draft(h("select", { name: "outcome", id: "outcome" }, ...OUTCOMES.map((o) => h("option", { value: o }, t("outcome." + o)))), a.id);
+  const note = draft(h("textarea", { name: "note", id: "note", rows: 2 }), a.id);
+  const act = async (path, body) => { try { await api(`/alerts/${a.id}/${path}`, { body: body || {} }); drafts.clear(); toast(t("saved")); render(); } catch (e) { toast(e.message); } };
   const canResolve = S.me && S.me.role !== "family" && a.state !== "resolved";
   const simAt = a.summary && a.summary.sim_detected_ms; // a simulated home's own clock, shown marked
   const facts = h("table", {},
@@ -555,7 +572,7 @@ async function pageAlert(id, root) {
       h("td", {}, L("channel." + n.channel)), h("td", {}, L("notif." + n.status)), h("td", {}, T(n.delivered_at || n.created_at)))));
   const trail = h("table", {}, h("tr", {}, h("th", { i18n: "trail.at" }), h("th", { i18n: "trail.action" }), h("th", { i18n: "trail.who" }), h("th", { i18n: "trail.note" })),
     ...a.trail.map((r) => h("tr", {}, h("td", {}, T(r.at)), h("td", {}, L("trail." + r.action)), h("td", {}, D(r.actor_name || r.actor)), h("td", {}, noteOf(r)))));
-  const noteText = h("textarea", { name: "add-note", id: "add-note", rows: 2, maxlength: 2000, required: true });
+  const noteText = draft(h("textarea", { name: "add-note", id: "add-note", rows: 2, maxlength: 2000, required: true }), a.id);
   const noteForm = S.me && S.me.role !== "family" ? h("form", { class: "card", id: "note-form", on: { submit: (e) => {
     e.preventDefault(); if (noteText.value.trim()) act("notes", { note: noteText.value.trim() }); } } },
     h("h2", { i18n: "alert.add_note" }), h("label", { for: "add-note", i18n: "alert.note" }), noteText,
@@ -573,6 +590,16 @@ async function pageAlert(id, root) {
     h("div", { class: "card" }, h("h2", { i18n: "alert.trail" }), trail));
   root.onAlerts = (changed) => { if (changed === a.id) render(); };
   startLive();
+}
+
+/* What is typed into the alert page's fields survives the page being redrawn when the alert
+   changes (a live push: escalated, acknowledged by someone else) until it is sent. */
+const drafts = new Map();
+function draft(el, alertId) {
+  const key = `${alertId}:${el.id}`;
+  if (drafts.has(key)) el.value = drafts.get(key);
+  el.addEventListener(el.tagName === "SELECT" ? "change" : "input", () => drafts.set(key, el.value));
+  return el;
 }
 
 /* Whether the timeline is worth asking for: always for staff, for a family member only when the
@@ -737,7 +764,11 @@ async function pageFamily(id, root) {
       h("td", {}, h("span", { class: "badge state-" + a.state }, t("state." + a.state))), h("td", {}, a.outcome ? L("outcome." + a.outcome) : D(null)))));
   const open = history.filter((a) => a.state !== "resolved");
   const banners = await Promise.all(open.map((a) => familyBanner(a, duty, r)));
-  root.onAlerts = (changed) => { const a = changed && S.alerts.get(changed); if (!changed || (a && a.resident_id === id)) render(); };
+  // redrawn only when this resident's alerts change, not on every poll (every 4 s without a socket):
+  // a redraw loses the reader's place and makes screen readers announce each red band again
+  const mine = () => [...S.alerts.values()].filter((a) => a.resident_id === id).map((a) => `${a.id}:${a.state}:${a.tier}`).sort().join();
+  const seen = mine();
+  root.onAlerts = () => { if (mine() !== seen) render(); };
   root.replaceChildren(...banners, h("h1", {}, L("family.title"), " · ", D(s.name)), pushCard(),
     h("div", { class: "grid" }, today,
       h("div", { class: "card" }, h("h2", { i18n: "family.care" }), r ? h("table", {},
@@ -779,9 +810,23 @@ function formCard(titleKey, fields, submit, id) {
   const inputs = {};
   const form = h("form", { class: "card", id, on: { submit: async (e) => {
     e.preventDefault(); out.replaceChildren();
+    form.querySelectorAll(".field-err").forEach((p) => p.remove());
+    for (const el of Object.values(inputs)) { el.removeAttribute("aria-invalid"); el.removeAttribute("aria-describedby"); }
     const v = {}; for (const [k, el] of Object.entries(inputs)) v[k] = el.value.trim();
-    try { const res = await submit(v); out.replaceChildren(res || h("p", { i18n: "saved" })); toast(t("saved")); }
-    catch (ex) { out.replaceChildren(h("p", { class: "err" }, ex.message)); }
+    try { const res = await submit(v); out.replaceChildren(res || h("p", { i18n: "saved" })); toast(t("saved"));
+      if (!S.refocus) S.refocus = `#${id} button[type=submit]`; }
+    catch (ex) {
+      // each field the API names gets its own message under it (aria-invalid, aria-describedby) and
+      // the first of them the keyboard; the sentence for the whole form is announced (role=alert)
+      const bad = (ex.errors || []).filter((x) => inputs[x.field]);
+      for (const x of bad) {
+        const el = inputs[x.field]; const mid = `${el.id}-err`;
+        el.setAttribute("aria-invalid", "true"); el.setAttribute("aria-describedby", mid);
+        el.after(h("p", { class: "err field-err", id: mid }, D(x.message)));
+      }
+      out.replaceChildren(h("p", { class: "err", role: "alert" }, ex.message));
+      if (bad.length) inputs[bad[0].field].focus();
+    }
   } } }, h("h2", { i18n: titleKey }));
   for (const [name, spec] of Object.entries(fields)) {
     const el = spec.options ? h("select", { name, id: `${id}-${name}` }, ...spec.options.map(([v, lab, data]) => h("option", { value: v, class: data ? "data" : null }, lab)))
@@ -793,7 +838,9 @@ function formCard(titleKey, fields, submit, id) {
   return form;
 }
 
-function refreshAdmin() { setTimeout(() => { render(); toast(t("saved")); }, 0); return null; }
+/* Redraw the set-up page after a change; ``refocus``: a selector of the control to put the keyboard
+   back on (the row's Edit or Disable button), so a long page is not left at its top. */
+function refreshAdmin(refocus) { S.refocus = typeof refocus === "string" ? refocus : null; setTimeout(() => { render(); toast(t("saved")); }, 0); return null; }
 
 async function pageAdmin(_, root) {
   const [sites, providers, policies, users] = await Promise.all(["/sites", "/providers", "/policies", "/users"].map((p) => api(p).catch(() => [])));
@@ -902,7 +949,7 @@ function adminUsers(users, providers) {
     const form = h("form", { class: "row edit", "data-edit-user": u.id, on: { submit: async (e) => {
       e.preventDefault();
       try { await api("/users/" + u.id, { method: "PATCH", body: { display_name: name.value.trim(), phone: phone.value.trim() || null,
-        email: email.value.trim() || null, role: role.value, provider_id: prov.value || null } }); refreshAdmin(); } catch (ex) { toast(ex.message); }
+        email: email.value.trim() || null, role: role.value, provider_id: prov.value || null } }); refreshAdmin(`[data-user-edit="${u.id}"]`); } catch (ex) { toast(ex.message); }
     } } }, field(`u${u.id}-name`, "f.name", name), field(`u${u.id}-phone`, "res.phone", phone), field(`u${u.id}-email`, "f.email", email),
     field(`u${u.id}-role`, "f.role", role), field(`u${u.id}-prov`, "f.provider", prov), h("div", {}, h("button", { class: "btn", type: "submit", i18n: "admin.save" })));
     return h("tr", {}, h("td", { colspan: 5 }, form));
@@ -958,7 +1005,7 @@ function adminProviders(providers) {
       const body = { id: p.id, name: name.value.trim(), kind: kind.value, district: district.value.trim() || null,
         phone: phone.value.trim() || null, webhook_url: hook.value.trim() || null };
       if (secret.value) body.webhook_secret = secret.value;
-      try { await api("/providers/" + encodeURIComponent(p.id), { method: "PUT", body }); refreshAdmin(); } catch (ex) { toast(ex.message); }
+      try { await api("/providers/" + encodeURIComponent(p.id), { method: "PUT", body }); refreshAdmin(`[data-edit="${CSS.escape(p.id)}"]`); } catch (ex) { toast(ex.message); }
     } } }, field(`pv-${p.id}-name`, "f.name", name), field(`pv-${p.id}-kind`, "f.kind", kind), field(`pv-${p.id}-district`, "f.district", district),
     field(`pv-${p.id}-phone`, "res.phone", phone), field(`pv-${p.id}-hook`, "provider.webhook", hook),
     field(`pv-${p.id}-secret`, p.webhook_secret_set ? "provider.secret_keep" : "provider.secret_new", secret),
@@ -1112,11 +1159,33 @@ async function render() {
   } else if (!fn || !mayOpen(page)) { location.replace(home()); return; }
   try { await fn(arg && decodeURIComponent(arg), root); } catch (e) { root.replaceChildren(h("p", { class: "err" }, e.message)); }
   if (gen !== S.gen) return;
-  document.getElementById("main").replaceWith(root);
+  const old = document.getElementById("main");
+  const had = old.contains(document.activeElement) ? document.activeElement : null; // the keyboard was on this page
+  old.replaceWith(root);
   if (root.onAlerts) { onAlertsChanged = root.onAlerts; onAlertsChanged(); }
   document.body.dataset.page = S.token ? page : "login";
   chrome();
+  placeFocus(root, had);
   document.body.dataset.ready = "1";
+}
+
+/* After a render: the tab's title names the page (screen readers read it, tabs and history show
+   it); on a new route the keyboard and screen reader start at the page's heading, not on <body>;
+   on a redraw of the same route focus goes back where it was (a field by id, or the control
+   S.refocus names after a save), else to the heading rather than the top of the document. */
+function placeFocus(root, had) {
+  const title = root.querySelector("h1");
+  if (title) title.tabIndex = -1; // focusable from script, not a Tab stop
+  document.title = title ? `${title.textContent} · ${t("app.name")}` : t("app.name");
+  const route = location.hash;
+  const moved = S.shown !== undefined && S.shown !== route;
+  S.shown = route;
+  const want = S.refocus; S.refocus = null;
+  if (!moved && !had && !want) return; // first load, or a live redraw while the keyboard is elsewhere
+  const again = !moved && ((want && root.querySelector(want)) || (had && had.id && document.getElementById(had.id)));
+  const target = again || root.querySelector("[data-focus]") || title || root;
+  if (target === root) root.tabIndex = -1;
+  target.focus();
 }
 
 document.getElementById("lang").addEventListener("click", switchLang);
