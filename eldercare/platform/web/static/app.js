@@ -684,8 +684,8 @@ async function limitsCard(id) {
       return h("tr", { "data-room": r.room }, h("td", {}, roomLabel(r.room)), h("td", {}, ...start),
         h("td", { class: "in-effect" }, D(fmtSecs(r.in_effect_s))),
         h("td", {}, input, " ", L("lim.minutes"), " ",
-          h("button", { i18n: "admin.save", on: { click: () => input.value && save(Number(input.value) * 60) } }),
-          r.starting_s ? h("button", { i18n: "lim.reset", on: { click: () => save(null) } }) : null));
+          h("button", { class: "btn secondary", type: "button", i18n: "admin.save", on: { click: () => input.value && save(Number(input.value) * 60) } }),
+          r.starting_s ? [" ", h("button", { class: "btn secondary", type: "button", i18n: "lim.reset", on: { click: () => save(null) } })] : null));
     });
     card.replaceChildren(...[h("h2", { i18n: "lim.title" }), h("p", { id: "lim-learning" }, learning),
       v.learning.pending ? h("p", { class: "muted", i18n: "lim.pending" }) : null,
@@ -716,7 +716,7 @@ function limitsHistory(changes, undo) {
     }
     return h("li", { "data-change": c.id }, T(c.at), " ", D(c.actor), " · ", what,
       c.undone_by ? h("span", { class: "muted" }, " ", L("lim.undone")) : null,
-      !c.undone_by && c.source !== "undo" ? h("button", { i18n: "lim.undo", on: { click: () => undo(c.id) } }) : null);
+      !c.undone_by && c.source !== "undo" ? [" ", h("button", { class: "btn secondary", type: "button", i18n: "lim.undo", on: { click: () => undo(c.id) } })] : null);
   }));
 }
 
@@ -926,12 +926,29 @@ function adminFailedWork(rows) {
   if (!rows.length) return null;
   return h("div", { class: "card", id: "admin-failed-work" }, h("h2", { i18n: "admin.failed_work" }),
     h("p", { class: "muted", i18n: "admin.failed_work_hint" }),
-    h("table", {}, h("tr", {}, ...["trail.at", "f.gateway", "f.kind", "admin.error", "admin.actions"].map((k) => h("th", { i18n: k }))),
+    scrollBox("admin.failed_work", h("table", {}, h("tr", {}, ...["trail.at", "f.gateway", "f.kind", "admin.error", "admin.actions"].map((k) => h("th", { i18n: k }))),
       ...rows.map((w) => h("tr", { "data-failed-work": w.id }, h("td", {}, T(w.failed_at)), h("td", {}, D(w.gateway_id)),
         h("td", {}, D(w.payload && w.payload.kind ? `${w.kind}: ${w.payload.kind}` : w.kind)), h("td", {}, D(w.last_error)),
         h("td", {}, h("button", { class: "btn secondary", type: "button", i18n: "admin.retry", on: { click: async () => {
-          try { await api(`/engine/failed-work/${w.id}/retry`, { method: "POST" }); refreshAdmin(); } catch (ex) { toast(ex.message); } } } }))))));
+          try { await api(`/engine/failed-work/${w.id}/retry`, { method: "POST" }); refreshAdmin(); } catch (ex) { toast(ex.message); } } } })))))));
 }
+
+/* Edit opens the row's form below it (focus on its first field) and closes it again (one form per
+   row, never a second copy with the same ids); Escape in the form closes it and returns to Edit. */
+function toggleEdit(tr, btn, build) {
+  const close = (row) => { row.remove(); btn.setAttribute("aria-expanded", "false"); };
+  const open = tr.nextElementSibling && tr.nextElementSibling.classList.contains("edit-row") ? tr.nextElementSibling : null;
+  if (open) { close(open); return; }
+  const row = build(); row.classList.add("edit-row");
+  row.addEventListener("keydown", (e) => { if (e.key === "Escape") { e.preventDefault(); close(row); btn.focus(); } });
+  tr.after(row); btn.setAttribute("aria-expanded", "true");
+  const first = row.querySelector("input, select, textarea");
+  if (first) first.focus();
+}
+
+/* A wide table scrolls inside its own box on a narrow screen or with large text, never the whole
+   page (WCAG 1.4.10); the box is a named region the keyboard can scroll. */
+const scrollBox = (labelKey, table) => h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": t(labelKey) }, table);
 
 /* A labelled field for the inline edit rows (every input has a label, for screen readers). */
 function field(id, labelKey, el) { el.id = id; return h("div", {}, h("label", { for: id, i18n: labelKey }), el); }
@@ -960,15 +977,15 @@ function adminUsers(users, providers) {
     body.replaceChildren(...rows.map((u) => {
       const tr = h("tr", { "data-user": u.id, class: u.active ? null : "inactive" }, h("td", {}, D(u.username)), h("td", {}, D(u.display_name)),
         h("td", {}, L("role." + u.role), " ", D(u.provider_id)), h("td", {}, L(u.active ? "admin.active" : "admin.disabled")),
-        h("td", {}, h("button", { class: "btn secondary", type: "button", i18n: "admin.edit", on: { click: () => tr.after(editRow(u)) } }), " ",
+        h("td", {}, h("button", { class: "btn secondary", type: "button", "data-user-edit": u.id, i18n: "admin.edit", "aria-expanded": "false", on: { click: (e) => toggleEdit(tr, e.currentTarget, () => editRow(u)) } }), " ",
           h("button", { class: "btn secondary", type: "button", "data-toggle-user": u.id, i18n: u.active ? "admin.disable" : "admin.enable", on: { click: async () => {
-            try { await api("/users/" + u.id, { method: "PATCH", body: { active: !u.active } }); refreshAdmin(); } catch (ex) { toast(ex.message); } } } })));
+            try { await api("/users/" + u.id, { method: "PATCH", body: { active: !u.active } }); refreshAdmin(`[data-toggle-user="${u.id}"]`); } catch (ex) { toast(ex.message); } } } })));
       return tr;
     }));
   };
   q.addEventListener("input", draw); draw();
   return h("div", { class: "card", id: "admin-users" }, h("h2", { i18n: "admin.users" }), h("label", { for: "user-search", i18n: "admin.search" }), q,
-    h("table", {}, h("thead", {}, h("tr", {}, ...["login.username", "f.name", "f.role", "admin.status", "admin.actions"].map((k) => h("th", { i18n: k })))), body));
+    scrollBox("admin.users", h("table", {}, h("thead", {}, h("tr", {}, ...["login.username", "f.name", "f.role", "admin.status", "admin.actions"].map((k) => h("th", { i18n: k })))), body)));
 }
 
 /* A search box over a table's rows (every row but the header), for the admin's lists. */
@@ -1016,7 +1033,7 @@ function adminProviders(providers) {
     ...providers.map((p) => {
       const tr = h("tr", { "data-provider": p.id }, h("td", {}, D(p.name), " ", D(p.id)), h("td", {}, L("provider." + p.kind)), h("td", {}, D(p.phone)),
         h("td", {}, D(p.webhook_url), p.webhook_url ? [" ", L(p.webhook_secret_set ? "provider.signed" : "provider.unsigned")] : null),
-        h("td", {}, h("button", { class: "btn secondary", type: "button", "data-edit": p.id, i18n: "admin.edit", on: { click: () => tr.after(editRow(p)) } })));
+        h("td", {}, h("button", { class: "btn secondary", type: "button", "data-edit": p.id, i18n: "admin.edit", "aria-expanded": "false", on: { click: (e) => toggleEdit(tr, e.currentTarget, () => editRow(p)) } })));
       return tr;
     }));
   return h("div", { class: "card", id: "admin-providers" }, h("h2", { i18n: "admin.providers" }), rowFilter("provider-search", table), h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": t("admin.providers") }, table));
@@ -1035,7 +1052,7 @@ function adminGateways(gateways) {
         if (!confirm(t("admin.confirm_delete", { id: g.id }))) return;
         try { await api(`/gateways/${encodeURIComponent(g.id)}`, { method: "DELETE" }); refreshAdmin(); } catch (ex) { toast(ex.message); } } } }))));
   const table = h("table", { id: "gateways-table" }, h("tr", {}, ...["f.id", "f.site", "admin.status", "admin.version", "admin.actions"].map((k) => h("th", { i18n: k }))), ...rows);
-  return h("div", { class: "card", id: "admin-gateways" }, h("h2", { i18n: "admin.gateways" }), rowFilter("gateway-search", table), table, out);
+  return h("div", { class: "card", id: "admin-gateways" }, h("h2", { i18n: "admin.gateways" }), rowFilter("gateway-search", table), scrollBox("admin.gateways", table), out);
 }
 
 /* Rosters: every provider's shifts, each removable. */
@@ -1047,7 +1064,7 @@ async function adminRosters(providers) {
       try { await api(`/providers/${encodeURIComponent(p.id)}/shifts/${sh.id}`, { method: "DELETE" }); refreshAdmin(); } catch (ex) { toast(ex.message); } } } })))));
   const table = h("table", { id: "shifts-table" }, h("tr", {}, ...["f.provider", "f.worker", "admin.when", "admin.actions"].map((k) => h("th", { i18n: k }))), ...rows);
   return h("div", { class: "card", id: "admin-rosters" }, h("h2", { i18n: "admin.rosters" }), rows.length
-    ? [rowFilter("shift-search", table), table] : h("p", { class: "muted", i18n: "admin.no_shifts" }));
+    ? [rowFilter("shift-search", table), scrollBox("admin.rosters", table)] : h("p", { class: "muted", i18n: "admin.no_shifts" }));
 }
 
 /* Policies: each tier's targets and deadline edited in place (PUT /policies/{id}). */
@@ -1087,7 +1104,7 @@ function adminAudit() {
   load();
   return h("form", { class: "card", id: "admin-audit", on: { submit: load } }, h("h2", { i18n: "admin.audit" }),
     h("div", { class: "row" }, field("audit-resident", "alert.resident", res), field("audit-user", "admin.user_id", user), field("audit-since", "admin.since", since),
-      h("div", {}, h("button", { class: "btn", type: "submit", i18n: "admin.filter" }))), table);
+      h("div", {}, h("button", { class: "btn", type: "submit", i18n: "admin.filter" }))), scrollBox("admin.audit", table));
 }
 
 function scoreTables(rep) {
@@ -1096,13 +1113,13 @@ function scoreTables(rep) {
   const acks = Object.entries(rep.time_to_ack || {});
   const num = (v) => D(v === null || v === undefined ? null : v);
   return h("div", { id: "score-tables" },
-    h("table", {}, h("tr", {}, ...["tester.kind", "tester.incidents_n", "tester.caught", "tester.missed", "tester.under_way", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
+    scrollBox("tester.score", h("table", {}, h("tr", {}, ...["tester.kind", "tester.incidents_n", "tester.caught", "tester.missed", "tester.under_way", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
       ...kinds.map(([k, v]) => h("tr", { "data-kind": k }, h("td", {}, t("sim." + k) === "sim." + k ? L("kind." + k) : L("sim." + k)),
-        ...["incidents", "caught", "missed", "under_way", "delay_median_s", "delay_p90_s"].map((f) => h("td", { "data-f": f }, num(v[f])))))),
+        ...["incidents", "caught", "missed", "under_way", "delay_median_s", "delay_p90_s"].map((f) => h("td", { "data-f": f }, num(v[f]))))))),
     h("p", {}, L("tester.false_alarms"), " ", ...fa.map(([k, n]) => h("span", { class: "badge", "data-false-alarms": k }, t("kind." + k), " ", D(n))),
       " · ", L("tester.per_week"), " ", h("span", { id: "per-week" }, num(rep.false_alarms_per_resident_week)), " · ", L("tester.resident_weeks"), " ", h("span", { id: "resident-weeks" }, num(rep.resident_weeks))),
-    h("table", {}, h("tr", {}, ...["alert.tier", "tester.acknowledged", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
-      ...acks.map(([tier, v]) => h("tr", {}, h("td", {}, D(tier)), h("td", {}, num(v.acknowledged)), h("td", {}, num(v.median_s)), h("td", {}, num(v.p90_s))))));
+    scrollBox("tester.score", h("table", {}, h("tr", {}, ...["alert.tier", "tester.acknowledged", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
+      ...acks.map(([tier, v]) => h("tr", {}, h("td", {}, D(tier)), h("td", {}, num(v.acknowledged)), h("td", {}, num(v.median_s)), h("td", {}, num(v.p90_s)))))));
 }
 
 async function pageTester(_, root) {
