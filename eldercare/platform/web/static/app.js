@@ -509,7 +509,10 @@ function evidenceChart(ev) {
   const ts = x.map((_, i) => i / hz);
   const g = (arr) => arr.map((v) => v / scale);
   const mag = x.map((_, i) => Math.hypot(x[i], y[i], z[i]) / scale);
-  const box = h("div", { class: "chart", id: "evidence-chart" });
+  const peak = Math.max(...mag);
+  // a canvas says nothing to a screen reader: the box is an image named by what the chart shows
+  const box = h("div", { class: "chart", id: "evidence-chart", role: "img",
+    "aria-label": t("chart.fall_summary", { s: (x.length / hz).toFixed(1), peak: peak.toFixed(1) }) });
   whenShown(box, (width) => new uPlot({ width, height: 260,
     scales: { x: { time: false } },
     axes: [{ label: t("chart.seconds") }, { label: t("chart.g") }],
@@ -527,11 +530,20 @@ function hourlyChart(cells, id, bucketHours) {
   }
   if (!per.size) return h("p", { class: "muted", i18n: "chart.no_activity" });
   const xs = [...per.keys()].sort((a, b) => a - b);
-  const box = h("div", { class: "chart", id });
+  const iso = (sec) => new Date(sec * 1000).toISOString();
+  const busiest = xs.reduce((m, k) => (per.get(k) > per.get(m) ? k : m), xs[0]);
+  const box = h("div", { class: "chart", id, role: "img", "aria-label": t("chart.activity_summary", {
+    from: fmtTime(iso(xs[0])), to: fmtTime(iso(xs[xs.length - 1])), n: xs.reduce((n, k) => n + per.get(k), 0),
+    max: per.get(busiest), peak: fmtTime(iso(busiest)) }) });
+  // uPlot writes times in English ("3pm"): the axis and the legend use the reader's language
+  const tick = (sec) => { const d = new Date(sec * 1000);
+    return d.getHours() === 0 && d.getMinutes() === 0 ? d.toLocaleDateString(S.lang, { month: "numeric", day: "numeric" })
+      : d.toLocaleTimeString(S.lang, { hour: "2-digit", minute: "2-digit", hour12: false }); };
   whenShown(box, (width) => new uPlot({ width, height: 220,
     scales: { y: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] } },
-    axes: [{}, { label: t("chart.events") }],
-    series: [{ label: t("chart.time") }, { label: t("chart.events"), stroke: "#1f6feb", fill: "rgba(31,111,235,.25)",
+    axes: [{ values: (u, splits) => splits.map(tick) }, { label: t("chart.events") }],
+    series: [{ label: t("chart.time"), value: (u, v) => (v === null || v === undefined ? "—" : fmtTime(iso(v))) },
+      { label: t("chart.events"), stroke: "#1f6feb", fill: "rgba(31,111,235,.25)",
       paths: uPlot.paths.bars ? uPlot.paths.bars({ size: [0.8] }) : undefined }] },
   [xs, xs.map((k) => per.get(k))], box));
   return box;
@@ -876,7 +888,8 @@ async function pageAdmin(_, root) {
     });
     const p = await api("/gateways", { body: { id: v.id, site_id: v.site_id, description: n(v.description), sensors } });
     return h("div", {}, h("p", { class: "notice", i18n: "admin.once" }), h("div", { class: "secret", id: "mqtt-credentials" },
-      D(`username: ${p.credentials.mqtt_username}`), h("br"), D(`password: ${p.credentials.mqtt_password}`), h("br"), D(`topic: ${p.credentials.topic_prefix}`)));
+      L("admin.mqtt_username"), " ", D(p.credentials.mqtt_username), h("br"), L("admin.mqtt_password"), " ", D(p.credentials.mqtt_password),
+      h("br"), L("admin.mqtt_topic"), " ", D(p.credentials.topic_prefix)));
   }, "gateway-form");
   const staff = users.filter((u) => u.role === "care_worker" && u.provider_id);
   const shiftForm = formCard("admin.new_shift", {
@@ -909,8 +922,9 @@ async function pageAdmin(_, root) {
   }, (v) => api(`/residents/${encodeURIComponent(v.resident_id)}/care-team`, { body: { user_id: Number(v.user_id) } }).then(refreshAdmin), "team-form");
   const siteList = h("table", {}, h("tr", {}, h("th", { i18n: "f.id" }), h("th", { i18n: "f.name" }), h("th", { i18n: "f.kind" })),
     ...sites.map((s) => h("tr", {}, h("td", {}, D(s.id)), h("td", {}, D(s.name)), h("td", {}, L("site." + s.kind)))));
-  const polList = h("table", {}, h("tr", {}, h("th", { i18n: "f.name" }), h("th", { i18n: "admin.tiers" })),
-    ...policies.map((p) => h("tr", {}, h("td", {}, D(p.name)), h("td", {}, ...p.tiers.map((ti) => h("div", {}, D(`${ti.tier}: ${ti.targets.join(", ")} / ${ti.ack_timeout_s}s`)))))));
+  const polList = h("table", { id: "policies-list" }, h("tr", {}, h("th", { i18n: "f.name" }), h("th", { i18n: "admin.tiers" })),
+    ...policies.map((p) => h("tr", {}, h("td", {}, D(p.name)), h("td", {}, ...p.tiers.map((ti) => h("div", {},
+      D(`${ti.tier}: ${ti.targets.join(", ")}`), " / ", fmtDuration(ti.ack_timeout_s * 1000)))))));  // "5 min", not "300s"
   const gateways = await api("/gateways").catch(() => []);
   const failed = await api("/engine/failed-work").catch(() => []);
   root.replaceChildren(h("h1", { i18n: "admin.title" }), adminFailedWork(failed),
@@ -1047,7 +1061,7 @@ function adminGateways(gateways) {
     h("td", {}, h("button", { class: "btn secondary", type: "button", "data-reissue": g.id, i18n: "admin.reissue", on: { click: async () => {
       try { const c = await api(`/gateways/${encodeURIComponent(g.id)}/credentials`, { method: "POST" });
         out.replaceChildren(h("p", { class: "notice", i18n: "admin.once" }), h("div", { class: "secret", id: "reissued-credentials" },
-          D(`username: ${c.mqtt_username}`), h("br"), D(`password: ${c.mqtt_password}`))); } catch (ex) { toast(ex.message); } } } }), " ",
+          L("admin.mqtt_username"), " ", D(c.mqtt_username), h("br"), L("admin.mqtt_password"), " ", D(c.mqtt_password))); } catch (ex) { toast(ex.message); } } } }), " ",
       h("button", { class: "btn danger", type: "button", i18n: "admin.delete", on: { click: async () => {
         if (!confirm(t("admin.confirm_delete", { id: g.id }))) return;
         try { await api(`/gateways/${encodeURIComponent(g.id)}`, { method: "DELETE" }); refreshAdmin(); } catch (ex) { toast(ex.message); } } } }))));
