@@ -1,0 +1,290 @@
+"""What axe-core does not catch, checked in a real headless Chromium: the keyboard (focus after
+sign-in, route changes, acknowledging and editing; a visible focus ring; Escape), what a screen
+reader is told (page titles, the current page in the menu, the language of the language button,
+errors tied to their fields, charts named), colour contrast in every severity and state, target
+sizes, and times in the reader's language."""
+
+# ruff: noqa: F811 (the browser tests' fixtures, imported to be used here)
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from platform_seed import World
+from test_web_browser import (  # noqa: F401
+    _shots,
+    browser,
+    inbox,
+    new_page,
+    queue_fall,
+    seed_week_of_activity,
+    server,
+    settle,
+    sign_in,
+    world,
+)
+
+pytestmark = pytest.mark.browser
+
+# WCAG contrast of every piece of text in `sel` against what is behind it, opacity included.
+LOW_CONTRAST = """(sel) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+  const lin = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const lum = (c) => 0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2]);
+  const ratio = (a, b) => {
+    const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+  const back = (el) => { for (let e = el; e; e = e.parentElement) {
+    const c = rgb(getComputedStyle(e).backgroundColor);
+    if (c.length < 4 || c[3] > 0) return c.slice(0, 3); } return [255, 255, 255]; };
+  const page = back(document.body);
+  const bad = [];
+  for (const el of document.querySelectorAll(sel)) {
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    let o = 1; for (let e = el; e; e = e.parentElement) o *= Number(getComputedStyle(e).opacity);
+    const mix = (c) => c.map((v, i) => o * v + (1 - o) * page[i]);
+    const r = ratio(mix(rgb(getComputedStyle(el).color)), mix(back(el)));
+    const what = `${el.className || el.tagName} "${el.textContent.trim().slice(0, 20)}"`;
+    if (r < 4.5) bad.push(`${what} ${r.toFixed(2)}`);
+  }
+  return bad;
+}"""
+
+# Controls smaller than 24x24 CSS px (WCAG 2.5.8), links inside a line of text excepted.
+SMALL_TARGETS = """() => [...document.querySelectorAll(
+    'header a, header button, main a[href], main button, main select')]
+  .filter((e) => { const r = e.getBoundingClientRect(); if (!r.width) return false;
+    const inText = getComputedStyle(e).display === 'inline'
+      && e.closest('p, td, li, .contacts, .meta, .on-duty');
+    return !inText && (r.width < 24 || r.height < 24); })
+  .map((e) => `${e.tagName}.${e.className} "${e.textContent.trim().slice(0, 15)}"`)"""
+
+# The focused control's ring: its width and its contrast with what is around it.
+FOCUS_RING = """() => {
+  const el = document.activeElement; const s = getComputedStyle(el);
+  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+  const lin = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const lum = (c) => 0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2]);
+  let around = [255, 255, 255];
+  for (let e = el.parentElement; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor);
+    if (c.length < 4 || c[3] > 0) { around = c.slice(0, 3); break; } }
+  const [x, y] = [lum(rgb(s.outlineColor)), lum(around)].sort((p, q) => q - p);
+  return { visible: el.matches(':focus-visible'), style: s.outlineStyle, width: parseFloat(s.outlineWidth),
+    contrast: (x + 0.05) / (y + 0.05) };
+}"""
+
+
+LARGE_TEXT = "() => { document.documentElement.style.fontSize = '32px'; }"  # the browser's text size at 200%
+SIDEWAYS = "() => document.documentElement.scrollWidth - window.innerWidth"
+
+
+def large_text_on_a_small_screen(page: Any) -> None:
+    """The reader's text size is followed (the page's text doubles with it) and, 320 px wide, the
+    page still does not scroll sideways: wide tables scroll in their own box."""
+    page.set_viewport_size({"width": 320, "height": 640})
+    page.evaluate(LARGE_TEXT)
+    page.wait_for_timeout(150)
+    assert page.evaluate("() => parseFloat(getComputedStyle(document.body).fontSize)") == 30
+    assert page.evaluate(SIDEWAYS) <= 1
+
+
+def ready(page: Any) -> None:
+    settle(page)
+    page.wait_for_timeout(200)
+
+
+def assert_focus_ring(page: Any, selector: str) -> None:
+    page.focus(selector)
+    ring = page.evaluate(FOCUS_RING)
+    assert ring["style"] == "solid" and ring["width"] >= 2, (selector, ring)
+    assert ring["contrast"] >= 3, (selector, ring)
+
+
+def test_a_care_worker_by_keyboard_and_screen_reader(
+    browser: Any, server: str, db_url: str, world: World
+) -> None:
+    page = new_page(browser, server)  # an English browser
+    ready(page)
+    assert page.title() == "Sign in · Eldercare"
+    assert page.get_attribute("#lang", "lang") == "zh-CN"  # "中文" is read with a Chinese voice
+    # the toast is a live region already rendered while idle: an element shown from display:none
+    # together with its text is not announced
+    assert page.evaluate("() => getComputedStyle(document.getElementById('toast')).display") != "none"
+
+    # a wrong password: announced, and tied to the fields it concerns
+    page.fill("#username", "worker1")
+    page.fill("#password", "not-the-password")
+    page.press("#password", "Enter")
+    page.wait_for_function("() => document.getElementById('login-error').textContent !== ''")
+    assert page.get_attribute("#login-error", "role") == "alert"
+    for field in ("#username", "#password"):
+        assert page.get_attribute(field, "aria-invalid") == "true"
+        assert page.get_attribute(field, "aria-describedby") == "login-error"
+    assert page.evaluate("() => document.activeElement.id") == "password"
+
+    # signed in: the page's heading has the keyboard, the title and the menu say where she is
+    page.fill("#password", world.password)
+    page.press("#password", "Enter")
+    page.wait_for_selector("#logout:not([hidden])")
+    ready(page)
+    assert page.title() == "告警 · 颐养守护"  # worker1 reads Chinese
+    assert page.evaluate("() => document.activeElement.tagName") == "H1"
+    assert page.get_attribute("nav a[aria-current=page]", "href") == "#/console"
+    assert page.get_attribute("#lang", "lang") == "en"
+
+    # sound turned on by keyboard: its button goes, the keyboard stays on the page
+    page.focus("#sound-on")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#sound-on", state="detached")
+    assert page.evaluate("() => document.activeElement.tagName") == "H1"
+
+    # a new alert acknowledged with the keyboard: the keyboard stays on that alert
+    queue_fall(db_url)
+    item = page.wait_for_selector("#alert-list [data-state=open]")
+    aid = item.get_attribute("data-alert")
+    page.focus(f"[data-ack='{aid}']")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#alert-list [data-alert='{aid}'][data-state=acknowledged]")
+    assert page.evaluate(f"() => !!document.activeElement.closest('[data-alert=\"{aid}\"]')")
+
+    # a focus ring of 3:1 on the dark header and on the page
+    assert_focus_ring(page, "#lang")
+    assert_focus_ring(page, f"[data-alert='{aid}'] a.btn")
+
+    # every severity and state legible (4.5:1), none by colour alone (its word is on the badge)
+    page.evaluate(
+        """() => { const a = S.alerts.values().next().value; let id = 90000;
+        for (const severity of ['critical', 'high', 'medium', 'low', 'info'])
+          for (const state of ['open', 'acknowledged', 'resolved'])
+            S.alerts.set(++id, { ...a, id, severity, state,
+              outcome: state === 'resolved' ? 'false_alarm' : null }); }"""
+    )
+    page.select_option("#f-state", "")
+    page.wait_for_selector("[data-alert='90015']")
+    assert page.evaluate(LOW_CONTRAST, "main .alert, main .alert *") == []
+    assert page.inner_text("[data-alert='90004'] .badge.sev-high") == "高"
+
+    for width in (1366, 320):  # WCAG 1.4.10: 320 px wide without sideways scrolling
+        page.set_viewport_size({"width": width, "height": 800})
+        page.wait_for_timeout(150)
+        assert page.evaluate(SMALL_TARGETS) == [], width
+        assert page.evaluate(SIDEWAYS) <= 1, width
+    page.set_viewport_size({"width": 1366, "height": 800})
+
+    # a route change by keyboard: the new page's heading has the keyboard, the title follows
+    page.focus(f"[data-alert='{aid}'] a.btn")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#evidence-chart canvas")
+    ready(page)
+    assert page.title() == "跌倒 · Wang Fang · 颐养守护"
+    assert page.evaluate("() => document.activeElement.tagName") == "H1"
+    chart = page.wait_for_selector("#evidence-chart")
+    assert chart.get_attribute("role") == "img"
+    assert "峰值" in (chart.get_attribute("aria-label") or "")
+
+    # a note being typed survives the page being redrawn by a live change of the alert
+    page.fill("#note", "called her son")
+    renders = page.evaluate("() => S.gen")
+    page.evaluate(f"() => onAlertsChanged({aid})")  # what a push for this alert does
+    page.wait_for_function(f"() => S.gen > {renders} && document.body.dataset.ready === '1'")
+    assert page.input_value("#note") == "called her son"
+    assert page.evaluate("() => document.activeElement.id") == "note"
+
+    page.goto(server + "/web/#/resident/res-1")
+    page.wait_for_selector("#lim-rooms tr[data-room=bathroom]")
+    ready(page)
+    assert page.evaluate(SMALL_TARGETS) == []  # the limits' Save buttons included
+
+
+def test_an_admin_edits_by_keyboard_and_reads_errors_by_field(
+    browser: Any, server: str, db_url: str, world: World
+) -> None:
+    page = new_page(browser, server)
+    sign_in(page, "admin", world.password)
+    page.goto(server + "/web/#/admin")
+    page.wait_for_selector("[data-edit='hc-1']")
+    ready(page)
+    assert page.title() == "Set-up · Eldercare"
+
+    # Edit opens one form (never a second copy), moves into it; Escape closes it and goes back
+    edit = "[data-edit='hc-1']"
+    form = "form[data-edit-provider='hc-1']"
+    page.focus(edit)
+    page.keyboard.press("Enter")
+    assert page.get_attribute(edit, "aria-expanded") == "true"
+    assert page.evaluate(f'() => !!document.activeElement.closest("{form}")')
+    page.keyboard.press("Escape")
+    assert page.query_selector(form) is None
+    assert page.get_attribute(edit, "aria-expanded") == "false"
+    assert page.evaluate("() => document.activeElement.dataset.edit") == "hc-1"
+    page.click(edit)
+    page.click(edit)
+    assert page.query_selector(form) is None
+    page.click(edit)
+    assert len(page.query_selector_all(form)) == 1
+    # saved: the page is redrawn, the keyboard is back on this row's Edit, not at the top
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_function("() => document.activeElement && document.activeElement.dataset.edit === 'hc-1'")
+
+    # the API's complaint about one field: on that field, which gets the keyboard
+    page.fill("#site-form-id", "no spaces!")
+    page.fill("#site-form-name", "Somewhere")
+    page.press("#site-form-name", "Enter")
+    page.wait_for_selector("#site-form .field-err")
+    assert page.get_attribute("#site-form-id", "aria-invalid") == "true"
+    described = page.get_attribute("#site-form-id", "aria-describedby")
+    assert described and page.inner_text(f"#{described}").strip()
+    assert page.evaluate("() => document.activeElement.id") == "site-form-id"
+    assert page.query_selector("#site-form [role=alert]") is not None
+    assert page.get_attribute("#site-form-name", "aria-invalid") is None
+
+    # new MQTT credentials labelled in the reader's language, not "username:" on a Chinese page
+    page.click("#lang")
+    page.wait_for_function("() => document.documentElement.lang === 'zh-CN'")
+    ready(page)
+    assert page.title() == "系统设置 · 颐养守护"
+    assert "/ 5 分钟" in page.inner_text("#policies-list")  # a tier's deadline in words, not "300s"
+    page.click("[data-reissue='gw-home-1']")
+    creds = page.wait_for_selector("#reissued-credentials")
+    labels = page.evaluate(
+        """() => { const c = document.getElementById('reissued-credentials').cloneNode(true);
+        c.querySelectorAll('.data').forEach((e) => e.remove()); return c.textContent; }"""
+    )
+    assert re.findall(r"[A-Za-z]{2,}", labels) == [] and "密码" in labels, labels
+    assert creds.inner_text()
+    large_text_on_a_small_screen(page)
+
+
+def test_a_familys_activity_chart_is_named_and_dated_in_her_language(
+    browser: Any, server: str, db_url: str, world: World
+) -> None:
+    if not seed_week_of_activity(db_url):
+        pytest.skip("the hourly rollup is a continuous aggregate here")
+    page = new_page(browser, server, no_websocket=True)  # the page polls every 4 s
+    sign_in(page, "family2", world.password)  # reads English
+    page.goto(server + "/web/#/family/res-2")
+    page.wait_for_selector("#week-chart canvas")
+    ready(page)
+    # a poll that finds nothing new leaves the page as it is (no redraw, no banner announced again)
+    renders = page.evaluate("() => S.gen")  # app.js counts the renders it begins
+    with page.expect_response(lambda r: "/api/v1/alerts?limit=100" in r.url):
+        pass
+    page.wait_for_timeout(300)  # a redraw would begin as soon as the poll's answer is read
+    assert page.evaluate("() => S.gen") == renders
+    assert page.title() == "My relative · Li Wei · Eldercare"
+    assert page.get_attribute("#week-chart", "role") == "img"
+    assert (page.get_attribute("#week-chart", "aria-label") or "").startswith("Chart of sensor events from")
+    for lang in ("en", "zh-CN"):
+        if lang == "zh-CN":
+            page.click("#lang")
+            page.wait_for_function("() => document.documentElement.lang === 'zh-CN'")
+            ready(page)
+            assert "传感器事件图表" in (page.get_attribute("#week-chart", "aria-label") or "")
+        over = page.wait_for_selector("#week-chart .u-over")
+        over.scroll_into_view_if_needed()
+        box = over.bounding_box()
+        for dx in (0.5, 0.6):  # uPlot follows mouse moves over its plot area
+            page.mouse.move(box["x"] + box["width"] * dx, box["y"] + box["height"] / 2)
+        value = page.inner_text("#week-chart .u-legend .u-series:first-child .u-value")
+        assert re.search(r"\d", value) and not re.search(r"[ap]m", value, re.I), (lang, value)
+    large_text_on_a_small_screen(page)  # her e-mail address breaks rather than widen the page
