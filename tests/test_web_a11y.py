@@ -260,11 +260,14 @@ def test_a_familys_activity_chart_is_named_and_dated_in_her_language(
 ) -> None:
     if not seed_week_of_activity(db_url):
         pytest.skip("the hourly rollup is a continuous aggregate here")
+    queue_fall(db_url, resident="res-2", gateway="gw-home-2", site="home-2")
     page = new_page(browser, server, no_websocket=True)  # the page polls every 4 s
     sign_in(page, "family2", world.password)  # reads English
-    page.goto(server + "/web/#/family/res-2")
+    page.wait_for_selector("section.banner")
     page.wait_for_selector("#week-chart canvas")
     ready(page)
+    # her father's open alert comes first: the page starts on its red band, its call buttons next
+    assert page.evaluate("() => document.activeElement.classList.contains('banner')")
     # a poll that finds nothing new leaves the page as it is (no redraw, no banner announced again)
     renders = page.evaluate("() => S.gen")  # app.js counts the renders it begins
     with page.expect_response(lambda r: "/api/v1/alerts?limit=100" in r.url):

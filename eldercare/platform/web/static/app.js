@@ -776,6 +776,8 @@ async function pageFamily(id, root) {
       h("td", {}, h("span", { class: "badge state-" + a.state }, t("state." + a.state))), h("td", {}, a.outcome ? L("outcome." + a.outcome) : D(null)))));
   const open = history.filter((a) => a.state !== "resolved");
   const banners = await Promise.all(open.map((a) => familyBanner(a, duty, r)));
+  // an open alert's red band comes before the heading: the page starts there (its call buttons next)
+  if (banners.length) { banners[0].dataset.focus = ""; banners[0].tabIndex = -1; }
   // redrawn only when this resident's alerts change, not on every poll (every 4 s without a socket):
   // a redraw loses the reader's place and makes screen readers announce each red band again
   const mine = () => [...S.alerts.values()].filter((a) => a.resident_id === id).map((a) => `${a.id}:${a.state}:${a.tier}`).sort().join();
