@@ -215,6 +215,7 @@ def test_cli_sync_rebuilds_the_files_from_the_database(
     settings.broker_password_file.unlink()
     failed = sync_cli(env | {"ELDERCARE_BROKER_PID_FILE": str(settings.broker_password_file) + ".pid"})
     assert failed.returncode == 1 and "not told to reload" in failed.stderr, failed.stderr
+    assert "written; reload: failed" in failed.stdout, failed.stdout  # not "no reload configured"
     assert settings.broker_password_file.exists()
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT broker_password_hash FROM gateways WHERE id = 'gw-a'").fetchone()

@@ -147,7 +147,7 @@ def sync(ctx: click.Context) -> None:
     except (OSError, psycopg.Error) as exc:
         raise click.ClickException(str(exc)) from None
     state = "written" if result.changed else "unchanged"
-    reload = ", ".join(result.reloaded) or "no reload configured"
+    reload = ", ".join(result.reloaded) or ("failed" if result.reload_error else "no reload configured")
     click.echo(
         f"{result.accounts} broker accounts; {settings.broker_password_file} and "
         f"{settings.broker_acl_file} {state}; reload: {reload}"
