@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 from click.testing import CliRunner
+from fix_db import unique_tag
 
 from eldercare.cli import cli
 
@@ -34,3 +42,59 @@ def test_several_workers_need_a_shared_group(runner: CliRunner, monkeypatch: pyt
     result = runner.invoke(cli, ["ingest", "run", "--workers", "2"])
     assert result.exit_code == 2
     assert "ELDERCARE_INGEST_SHARED_GROUP" in result.output
+
+
+def _ingest(db_url: str, mqtt_url: str, topic_root: str, *args: str, **env: str) -> subprocess.Popen[str]:
+    tag = unique_tag()
+    full = {
+        **os.environ,
+        "ELDERCARE_DATABASE_URL": db_url,
+        "ELDERCARE_MQTT_URL": mqtt_url,
+        "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
+        "ELDERCARE_INGEST_CLIENT_ID": f"test-cli-{tag}-0",
+        "ELDERCARE_INGEST_SHARED_GROUP": f"c{tag}",
+        "ELDERCARE_INGEST_SESSION_EXPIRY_S": "60",
+        **env,
+    }
+    cmd = [sys.executable, "-m", "eldercare.cli", "ingest", *args]
+    return subprocess.Popen(cmd, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.mqtt5
+def test_a_metrics_port_in_use_is_one_line_and_retire_takes_no_port(
+    db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = str(held.getsockname()[1])
+        run = _ingest(db_url, mqtt_url, topic_root, "run", ELDERCARE_METRICS_PORT=port)
+        _, err = run.communicate(timeout=60)
+        assert run.returncode == 1, err
+        assert "Traceback" not in err
+        assert f"Error: cannot serve /metrics on 127.0.0.1:{port}: Address already in use" in err
+        # retiring worker 0 while worker 0's port is taken: it needs no /healthz and exits when drained
+        retire = _ingest(db_url, mqtt_url, topic_root, "retire", "--index", "0", ELDERCARE_METRICS_PORT=port)
+        _, err = retire.communicate(timeout=60)
+        assert retire.returncode == 0, err
+        assert "session forgotten" in err and "Traceback" not in err
+
+
+def test_an_unreachable_broker_is_logged(db_url: str, topic_root: str) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = _ingest(db_url, f"mqtt://127.0.0.1:{port}", topic_root, "run", ELDERCARE_METRICS_PORT="0")
+    try:
+        assert proc.stderr is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + 30
+        # paho retries silently; the worker must say why nothing arrives
+        while not any("cannot reach the broker" in line for line in seen) and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+            if ready:
+                seen.append(proc.stderr.readline())
+        assert any(f"cannot reach the broker at 127.0.0.1:{port}" in line for line in seen), seen
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -10,6 +10,7 @@ import click
 
 from eldercare.cli_settings import get_settings
 from eldercare.config import Settings
+from eldercare.ingest.errors import IngestError
 
 if TYPE_CHECKING:
     from eldercare.ingest.slot import Slot
@@ -63,6 +64,8 @@ def run(ctx: click.Context, workers: int, commit_log: Path | None) -> None:
             run_worker(settings, db_url=db_url, mqtt_url=mqtt_url, commit_log=commit_log)
         else:
             supervise(settings, db_url=db_url, mqtt_url=mqtt_url, workers=workers, commit_log=commit_log)
+    except IngestError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         if slot is not None:
             slot.release()
@@ -114,6 +117,8 @@ def retire(ctx: click.Context, index: int) -> None:
         run_worker(
             settings, db_url=resolve_url(settings), mqtt_url=_mqtt_url(settings), index=index, retire=True
         )
+    except IngestError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         if slot is not None:
             slot.release()

@@ -51,6 +51,7 @@ from eldercare.protocol import Ack, encode, subscription, subscription_all, subs
 
 log = logging.getLogger(__name__)
 
+UNREACHABLE_WARN_S = 30.0  # an unreachable broker is logged at most this often per connection
 EVENT_SUFFIX = "-events"  # the event connection's client id: the worker's plus this
 EVENT_GENERATIONS = 1 << 40  # the event connection counts its generations from here
 EVENT_TOPIC_SUFFIX = "/event"
@@ -411,6 +412,7 @@ class MqttSource:
         self.generation = generations
         self.connected = threading.Event()
         self._full_warned = 0.0
+        self._unreachable_warned: float | None = None  # a refused TCP connect: warned at most every 30 s
         self.closing = False
         self.v5 = settings.mqtt_protocol == "5"
         if self.v5:
@@ -440,6 +442,7 @@ class MqttSource:
         c.reconnect_delay_set(1, 30)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
         c.on_message = self._on_message  # QoS 0 and 2 (which ingest never asks for)
         c.publish_hook = self._on_publish  # QoS 1: everything ingest subscribes to
         c.on_subscribe = self._on_subscribe
@@ -507,6 +510,7 @@ class MqttSource:
             log.warning("broker refused ingest client %s: %s", self.client_id, rc)
             return
         self.generation += 1
+        self._unreachable_warned = None
         self.client.publish_open(getattr(props, "ReceiveMaximum", None))
         log.info(
             "connected to %s:%s as %s (session present: %s)",
@@ -539,6 +543,14 @@ class MqttSource:
             log.error("broker refused the ingest subscriptions %s: %s", self.topics, failed)
             return
         self._set_state(True)  # healthy only once the subscriptions are in place
+
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        # paho retries a refused or unreachable broker silently; say so, or nothing shows why
+        now = time.monotonic()
+        if self._unreachable_warned is None or now - self._unreachable_warned >= UNREACHABLE_WARN_S:
+            self._unreachable_warned = now
+            a = self.address
+            log.warning("cannot reach the broker at %s:%s as %s; retrying", a.host, a.port, self.client_id)
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         self.generation += 1  # acks of what is in flight would go to the wrong connection

@@ -55,7 +55,7 @@ from typing import Any, TextIO
 
 from eldercare.config import Settings
 from eldercare.ingest.batch import Accepted, Batch, Ignored, Inbound, Limits, Registry, Rejected, Validator
-from eldercare.ingest.errors import StoreUnavailable
+from eldercare.ingest.errors import IngestError, StoreUnavailable
 from eldercare.ingest.metrics import Metrics, MetricsServer
 from eldercare.ingest.mqtt import (
     EVENT_GENERATIONS,
@@ -170,6 +170,8 @@ class Worker:
         self.committing = 0  # writers with a commit in flight
         self.closing = False  # the main thread is done: the writers commit what is left and end
         self.stopping = threading.Event()
+        if retire and metrics_port is None:
+            metrics_port = 0  # a retiring worker exits when drained: no /healthz, and no port taken
         self.metrics_port = (
             settings.metrics_port + index if metrics_port is None and settings.metrics_port else metrics_port
         )
@@ -197,7 +199,15 @@ class Worker:
     def run(self) -> None:
         if self.metrics_port:
             # on the HTTP host setting (127.0.0.1 unless configured), not on every interface
-            self.server = MetricsServer(self.metrics, self.settings.http_host, self.metrics_port).start()
+            host = self.settings.http_host
+            try:
+                self.server = MetricsServer(self.metrics, host, self.metrics_port).start()
+            except OSError as exc:  # one readable line, not a traceback (nor a restart every second)
+                msg = (
+                    f"cannot serve /metrics on {host}:{self.metrics_port}: {exc.strerror or exc} "
+                    "(ELDERCARE_METRICS_PORT; worker i uses port + i; 0 turns it off)"
+                )
+                raise IngestError(msg) from None
             log.info("metrics on %s:%d/metrics and /healthz", self.settings.http_host, self.server.port)
         writers = [
             threading.Thread(
@@ -652,7 +662,11 @@ def _child(settings: Settings, db_url: str, mqtt_url: str, index: int, commit_lo
     logging.basicConfig(
         level=settings.log_level, format=f"%(asctime)s %(levelname)s ingest[{index}] %(name)s: %(message)s"
     )
-    run_worker(settings, db_url=db_url, mqtt_url=mqtt_url, index=index, commit_log=commit_log)
+    try:
+        run_worker(settings, db_url=db_url, mqtt_url=mqtt_url, index=index, commit_log=commit_log)
+    except IngestError as exc:
+        log.error("%s", exc)
+        raise SystemExit(1) from None
 
 
 def supervise(
