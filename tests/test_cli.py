@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -71,3 +72,29 @@ def test_a_database_that_cannot_be_used_is_one_readable_line(db_url: str) -> Non
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     assert lines[0].startswith("Error: the database cannot be used:"), lines
     assert "eldercare_no_such_database" in lines[0] and "does not exist" in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    "args", [["config", "show"], ["db", "migrate"], ["serve"], ["gateways", "unknown-sensors"]], ids=str
+)
+def test_a_gateway_install_running_a_server_command_is_one_line(args: list[str]) -> None:
+    """With only eldercare[edge] (the server's libraries absent), a server command says what to install."""
+    code = f"""
+import sys
+for name in ("pydantic", "pydantic_settings", "psycopg", "psycopg_pool", "uvicorn", "fastapi"):
+    sys.modules[name] = None
+sys.argv = ["eldercare", *{args!r}]
+from eldercare.cli import main
+main()
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 1, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert re.fullmatch(
+        rf"Error: 'eldercare {args[0]}' needs a library that is not installed "
+        r"\((pydantic|psycopg|uvicorn)\); pip install 'eldercare\[server\]'",
+        lines[0],
+    ), lines
