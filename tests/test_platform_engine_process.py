@@ -180,3 +180,22 @@ def get(url: str) -> int:
             return int(r.status)
     except OSError:
         return 0
+
+
+def test_an_engine_metrics_port_in_use_is_one_line(env: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        out = subprocess.run(
+            ENGINE_ARGS, env=env | {"ELDERCARE_ENGINE_METRICS_PORT": str(port)},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"Error: cannot serve /metrics on 127.0.0.1:{port}: Address already in use "
+        "(ELDERCARE_ENGINE_METRICS_PORT; engine i uses port + i; 0 turns it off)"
+    ], lines

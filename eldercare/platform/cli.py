@@ -110,7 +110,10 @@ def engine(ctx: click.Context, parent_pid: int | None, index: int) -> None:
     """
     from eldercare.platform.engine import process
 
-    process.run(get_settings(ctx), parent_pid=parent_pid, index=index)
+    try:
+        process.run(get_settings(ctx), parent_pid=parent_pid, index=index)
+    except process.MetricsPortError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()

@@ -33,6 +33,10 @@ RESTART_S = 2.0  # a child that died is started again after this
 STOP_S = 20.0  # a child that does not stop on SIGTERM within this is killed
 
 
+class MetricsPortError(Exception):
+    """The engine's /metrics port cannot be bound (taken, or not allowed)."""
+
+
 def run(settings: Any, *, parent_pid: int | None = None, index: int = 0) -> None:
     """Run the engine until SIGTERM or SIGINT (or, with ``parent_pid``, until that process is gone).
 
@@ -44,7 +48,14 @@ def run(settings: Any, *, parent_pid: int | None = None, index: int = 0) -> None
         from eldercare.platform.engine.metrics import serve_counters
 
         port = settings.engine_metrics_port + index
-        server = serve_counters(settings.http_host, port)
+        try:
+            server = serve_counters(settings.http_host, port)
+        except OSError as exc:
+            msg = (
+                f"cannot serve /metrics on {settings.http_host}:{port}: {exc.strerror or exc} "
+                "(ELDERCARE_ENGINE_METRICS_PORT; engine i uses port + i; 0 turns it off)"
+            )
+            raise MetricsPortError(msg) from None
         log.info("engine metrics: http://%s:%s/metrics", settings.http_host, port)
     try:
         asyncio.run(_main(settings, parent_pid))
