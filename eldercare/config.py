@@ -308,12 +308,15 @@ def _mask_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def describe_error(exc: ValidationError) -> str:
-    """One readable line per problem, naming the environment variable, e.g. for the CLI."""
+def describe_error(exc: ValidationError, config_file: str | Path | None = None) -> str:
+    """One readable line per problem, naming where the value came from: the environment variable,
+    or the TOML file's key when the variable is unset (the operator looks there, not at the env)."""
     lines = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "settings"
         var = f"{ENV_PREFIX}{field.upper()}" if err["loc"] else "settings"
+        if err["loc"] and config_file and var not in os.environ:
+            var = f"{config_file}: {field}"
         lines.append(f"{var}: {err['msg'].removeprefix('Value error, ')}")
     return "; ".join(lines)
 
@@ -330,7 +333,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise SettingsError(describe_error(exc)) from None
+        raise SettingsError(describe_error(exc, config_file or os.environ.get(CONFIG_ENV))) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML file
         msg = f"{CONFIG_ENV}: {exc}"
         raise SettingsError(msg) from None

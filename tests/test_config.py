@@ -92,3 +92,19 @@ def test_missing_or_broken_config_file(tmp_path: Path) -> None:
     # the file applied to that call only: later settings in this process don't read it again
     assert "ELDERCARE_CONFIG" not in os.environ
     assert Settings().environment in {"development", "test", "production"}  # bad.toml not read again
+
+
+def test_a_wrong_value_in_the_file_names_the_file_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "eldercare.toml"
+    cfg.write_text('http_port = "x"\ncolour = "blue"\n')
+    with pytest.raises(SettingsError) as exc:
+        load_settings(cfg)
+    message = str(exc.value)
+    assert f"{cfg}: http_port: Input should be a valid integer" in message, message
+    assert f"{cfg}: colour: Extra inputs are not permitted" in message, message
+    assert "ELDERCARE_" not in message and "\n" not in message
+    monkeypatch.setenv("ELDERCARE_HTTP_PORT", "eighty")  # the variable wins, and is named
+    with pytest.raises(SettingsError, match="ELDERCARE_HTTP_PORT: Input should be a valid integer"):
+        load_settings(cfg)
