@@ -13,6 +13,17 @@ from eldercare.config import Settings
 log = logging.getLogger(__name__)
 
 
+class _AfterDisconnect(logging.Filter):
+    """paho 2.2's ``publish.single`` logs ERROR "Client is not connected" on its last loop turn,
+    after its own clean disconnect: every successful publish looked like a failure to operators."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Client is not connected")
+
+
+logging.getLogger("paho.mqtt.client").addFilter(_AfterDisconnect())  # only publish.single logs there
+
+
 def _broker(settings: Settings) -> tuple[str, int, bool, Any]:
     if settings.mqtt_url is None:
         return "127.0.0.1", 1883, False, None
