@@ -223,7 +223,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _broker_files_together(self) -> Settings:
         if (self.broker_password_file is None) != (self.broker_acl_file is None):
-            msg = "broker_password_file and broker_acl_file are set together or not at all"
+            msg = (  # named as operators set them (in a --config file: the same keys, lower case)
+                "ELDERCARE_BROKER_PASSWORD_FILE and ELDERCARE_BROKER_ACL_FILE are set together or not at all"
+            )
             raise ValueError(msg)
         return self
 

@@ -55,6 +55,7 @@ def test_secrets_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
         ("ELDERCARE_DATABASE_URL", "mysql://x", "ELDERCARE_DATABASE_URL"),
         ("ELDERCARE_LOG_LEVEL", "LOUD", "ELDERCARE_LOG_LEVEL"),
         ("ELDERCARE_COLOUR", "blue", "ELDERCARE_COLOUR"),
+        ("ELDERCARE_BROKER_PASSWORD_FILE", "/etc/mosquitto/passwd", "ELDERCARE_BROKER_ACL_FILE"),
     ],
 )
 def test_wrong_value_is_one_line_naming_the_variable(
