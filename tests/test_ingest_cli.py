@@ -8,10 +8,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from fix_db import unique_tag
+from ingest_support import IngestProcess, count, wait_for
 
 from eldercare.cli import cli
 
@@ -98,3 +100,28 @@ def test_an_unreachable_broker_is_logged(db_url: str, topic_root: str) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+@pytest.mark.mqtt5
+def test_retire_refuses_a_running_worker_and_retires_it_once_stopped(
+    db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path
+) -> None:
+    live = IngestProcess(db_url, mqtt_url, topic_root, tmp_path).start()
+    client_id = live.env["ELDERCARE_INGEST_CLIENT_ID"]
+    try:
+        live.wait_healthy()
+        wait_for(
+            lambda: count(db_url, "SELECT count(*) FROM ingest_workers WHERE client_id = %s", client_id) == 1
+        )
+        retire = IngestProcess(db_url, mqtt_url, topic_root, tmp_path, ELDERCARE_INGEST_CLIENT_ID=client_id)
+        refused = retire.start(["retire", "--index", "0"]).proc
+        assert refused is not None and refused.wait(60) == 1, retire.output()
+        assert f"Error: {client_id} recorded itself alive" in retire.output()
+        assert "it is not retired" in retire.output() and "Traceback" not in retire.output()
+        assert live.healthz()[0] == 200  # not thrown off its session by a second client with its id
+    finally:
+        assert live.stop() == 0
+    # stopped on this host: its process is gone, so there is nothing to wait for
+    done = retire.start(["retire", "--index", "0"]).proc
+    assert done is not None and done.wait(60) == 0, retire.output()
+    assert f"retired {client_id}: session forgotten" in retire.output()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,14 +115,57 @@ def retire(ctx: click.Context, index: int) -> None:
         except NoFreeSlot as exc:
             raise click.ClickException(f"{exc}: it is not retired") from None
     try:
-        run_worker(
-            settings, db_url=resolve_url(settings), mqtt_url=_mqtt_url(settings), index=index, retire=True
-        )
+        db_url = resolve_url(settings)
+        if slot is None:  # no slot lock to ask: the worker's own heartbeat says whether it runs
+            _refuse_a_running_worker(settings, db_url, index)
+        run_worker(settings, db_url=db_url, mqtt_url=_mqtt_url(settings), index=index, retire=True)
     except IngestError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         if slot is not None:
             slot.release()
+
+
+def _refuse_a_running_worker(settings: Settings, db_url: str, index: int) -> None:
+    """Retiring connects with the worker's client id: a running worker would be thrown off its
+    session (and reconnect, and throw the retiring one off). Refuse while it records itself alive."""
+    import socket
+
+    from eldercare.ingest.store import Store
+    from eldercare.ingest.worker import SILENT_HEARTBEATS, client_id_for
+
+    client_id = client_id_for(settings.ingest_client_id, index)
+    store = Store(db_url)
+    try:
+        seen = store.last_alive(client_id=client_id)
+    finally:
+        store.close()
+    if seen is None:
+        return
+    host, pid, age = seen
+    silent_after = SILENT_HEARTBEATS * settings.ingest_heartbeat_s
+    if age >= silent_after:
+        return  # a running worker records itself alive every heartbeat
+    if host == socket.gethostname() and not _alive(pid):
+        return  # stopped a moment ago on this host: its process is gone
+    msg = (
+        f"{client_id} recorded itself alive {age:.0f} s ago (process {pid} on {host}): stop it first, "
+        f"or if it is stopped run this again once it has been silent for {silent_after:.0f} s; "
+        "it is not retired"
+    )
+    raise click.ClickException(msg)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _mqtt_url(settings: Settings) -> str:

@@ -592,6 +592,22 @@ class Store:
             raise self._lost(exc) from exc
         return {cid: float(s) for cid, s in rows}
 
+    def last_alive(self, *, client_id: str) -> tuple[str, int, float] | None:
+        """Host, pid and seconds since ``client_id`` last recorded itself alive (None: never)."""
+        try:
+            row = (
+                self.connect()
+                .execute(
+                    "SELECT host, pid, extract(epoch FROM now() - seen_at) FROM ingest_workers"
+                    " WHERE client_id = %s",
+                    (client_id,),
+                )
+                .fetchone()
+            )
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._lost(exc) from exc
+        return None if row is None else (str(row[0]), int(row[1]), float(row[2]))
+
     def forget_worker(self, *, client_id: str) -> None:
         """A retired worker's session is gone: it holds nothing any more."""
         try:
