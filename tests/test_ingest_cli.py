@@ -125,3 +125,25 @@ def test_retire_refuses_a_running_worker_and_retires_it_once_stopped(
     done = retire.start(["retire", "--index", "0"]).proc
     assert done is not None and done.wait(60) == 0, retire.output()
     assert f"retired {client_id}: session forgotten" in retire.output()
+
+
+@pytest.mark.mqtt5
+def test_retire_that_could_not_drain_exits_non_zero(mqtt_url: str, topic_root: str, tmp_path: Path) -> None:
+    """Stopped while the database is away, the session is kept: a script's loop must see the failure."""
+    with socket.socket() as s:  # no database listens here
+        s.bind(("127.0.0.1", 0))
+        dead_db = f"postgresql://postgres@127.0.0.1:{s.getsockname()[1]}/none"
+    retire = IngestProcess(dead_db, mqtt_url, topic_root, tmp_path, ELDERCARE_INGEST_SLOT_DIR=str(tmp_path))
+    proc = retire.start(["retire", "--index", "0"]).proc
+    assert proc is not None
+    try:
+        wait_for(
+            lambda: "database unavailable" in retire.output(),
+            60,
+            "the retiring worker waiting for the database",
+        )
+    finally:
+        proc.terminate()
+    assert proc.wait(60) == 1, retire.output()
+    client_id = retire.env["ELDERCARE_INGEST_CLIENT_ID"]
+    assert f"Error: {client_id} is not retired:" in retire.output(), retire.output()

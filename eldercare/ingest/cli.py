@@ -11,7 +11,7 @@ import click
 
 from eldercare.cli_settings import get_settings
 from eldercare.config import Settings
-from eldercare.ingest.errors import IngestError
+from eldercare.ingest.errors import IngestError, StoreUnavailable
 
 if TYPE_CHECKING:
     from eldercare.ingest.slot import Slot
@@ -138,6 +138,9 @@ def _refuse_a_running_worker(settings: Settings, db_url: str, index: int) -> Non
     store = Store(db_url)
     try:
         seen = store.last_alive(client_id=client_id)
+    except StoreUnavailable as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise click.ClickException(f"the database cannot be used: {first}") from None
     finally:
         store.close()
     if seen is None:

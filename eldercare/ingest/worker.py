@@ -115,6 +115,7 @@ class Worker:
         self.retire = retire
         self.abandoned = False  # some received messages were left unacknowledged
         self.failed = False  # a writer or the event thread died of an error: the worker stopped for it
+        self.retired = False  # retiring: its sessions drained and ended
         self.index = index
         self.client_id = client_id_for(settings.ingest_client_id, index)
         self.metrics = Metrics(str(index))
@@ -282,6 +283,7 @@ class Worker:
                 )
                 if drained:
                     self._forget_self()
+                self.retired = bool(drained)
             for store in self.stores:
                 store.close()
             self.event_store.close()
@@ -656,6 +658,12 @@ def run_worker(
     worker.run()
     if worker.failed:
         raise SystemExit(1)
+    if retire and not worker.retired:  # a script retiring workers must not take this for done
+        msg = (
+            f"{worker.client_id} is not retired: not everything its session delivered was committed "
+            "and acknowledged (database or broker unavailable?); its session is kept: run this again"
+        )
+        raise IngestError(msg)
 
 
 def _child(settings: Settings, db_url: str, mqtt_url: str, index: int, commit_log: Path | None) -> None:
