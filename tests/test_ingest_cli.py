@@ -83,14 +83,16 @@ def test_a_metrics_port_in_use_is_one_line_and_retire_takes_no_port(
 
 
 def test_an_unreachable_broker_is_logged(db_url: str, topic_root: str) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    # a port bound and never listened on refuses every connection, and stays ours for the test
+    # (closed at once, another test's server could take it and answer)
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    port = held.getsockname()[1]
     proc = _ingest(db_url, f"mqtt://127.0.0.1:{port}", topic_root, "run", ELDERCARE_METRICS_PORT="0")
     try:
         assert proc.stderr is not None
         seen: list[str] = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # the process's start (imports, database) on a loaded machine
         # paho retries silently; the worker must say why nothing arrives
         while not any("cannot reach the broker" in line for line in seen) and time.monotonic() < deadline:
             ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
@@ -100,6 +102,7 @@ def test_an_unreachable_broker_is_logged(db_url: str, topic_root: str) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+        held.close()
 
 
 @pytest.mark.mqtt5
