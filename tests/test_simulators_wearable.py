@@ -12,9 +12,12 @@ from eldercare.simulators.wearable import (
     PLACEMENTS,
     Person,
     WearableError,
+    Z,
+    _fall,
     _lie_down,
     _sitting,
     _State,
+    _upright,
     random_rotation,
     rotate,
     synth_day,
@@ -89,6 +92,104 @@ def test_ordinary_lie_down_often_lands_on_the_mattress_with_a_bounded_peak() -> 
     assert 15 <= landed.sum() <= 45
     assert max(peaks) <= 3.0
     assert 15 <= settled <= 45
+
+
+_FS = 100.0  # the segments' internal rate (twice the sensor's)
+
+
+def _before_the_bump(seg_lin: np.ndarray, seg_pos: np.ndarray) -> tuple[float, float, float, float, float]:
+    """Physics of a segment up to its first bump (|a| over 1.2 g), from its noise-free motion:
+    vertical descent of the device (m, from its world vertical acceleration), time under 0.6 g in
+    the 1.5 s before (s), share of the trunk's turn before the bump made while |a| stays within
+    0.1 g of 1 g, the whole turn of the segment (degrees) and the bump's peak (g, within 0.6 s)."""
+    m = np.linalg.norm(seg_lin + Z, axis=1)
+    bump = int(np.argmax(m > 1.2))
+    assert bump > 0
+    v = np.cumsum(seg_lin[:bump, 2] * 9.81 / _FS)
+    descent = float(-np.cumsum(v / _FS).min())
+    free_fall = float((m[max(0, bump - int(1.5 * _FS)) : bump] < 0.6).sum() / _FS)
+    up = rotate(np.repeat(Z[None], bump, 0), seg_pos[:bump])
+    step = np.degrees(np.arccos(np.clip(np.sum(up[1:] * up[:-1], axis=1), -1.0, 1.0)))
+    near = np.abs(m[1:bump] - 1.0) < 0.1
+    share = float(step[near].sum() / max(step.sum(), 1e-9))
+    ends = rotate(np.array([Z, Z]), seg_pos[[0, -1]])
+    turn = float(np.degrees(np.arccos(np.clip(ends[0] @ ends[1], -1.0, 1.0))))
+    return descent, free_fall, share, turn, float(m[bump : bump + int(0.6 * _FS)].max())
+
+
+def _flops(placement: str, n: int = 30) -> np.ndarray:
+    out = []
+    for seed in range(n):
+        rng = np.random.default_rng([seed, 17])
+        st = _State(_sitting(rng), "sit", Person.sample(rng), _FS, placement)
+        seg = _lie_down(rng, st, hard=True)
+        assert [k for _, k in seg.marks] == ["lie_down_hard"] and st.pclass == "lie"
+        out.append(_before_the_bump(seg.lin, seg.pos))
+    return np.array(out)
+
+
+def _falls(kinds: tuple[str, ...], n: int = 10) -> np.ndarray:
+    out = []
+    for kind in kinds:
+        for seed in range(n):
+            rng = np.random.default_rng([seed, 18])
+            sitting = kind == "fall_from_chair"
+            st = _State(
+                _sitting(rng) if sitting else _upright(rng),
+                "sit" if sitting else "up",
+                Person.sample(rng),
+                _FS,
+            )
+            seg = _fall(rng, st, kind, "waist")
+            out.append(_before_the_bump(seg.lin, seg.pos))
+    return np.array(out)
+
+
+def test_flopping_back_onto_a_bed_turns_about_the_hips_at_the_waist() -> None:
+    """Lying down hard (flopping back from the bed's edge) turns the trunk 60-100 degrees about the
+    hips: a waist device, near that axis, descends a few cm (the mattress) where a fall from standing
+    drops it most of a metre, has no free fall, makes most of the turn at about 1 g, and lands softly
+    on the mattress (1.3-2.2 g). Still a hard look-alike: the same turn as a fall, in under a second,
+    then a bump."""
+    flop = _flops("waist")
+    falls = _falls(("fall_forward", "fall_backward", "fall_sideways"))
+    descent, free_fall, share, turn, peak = flop.T
+    assert descent.max() < 0.2 and np.median(descent) < 0.15
+    assert np.median(falls[:, 0]) > 0.5 and np.median(descent) < 0.25 * np.median(falls[:, 0])
+    assert free_fall.max() == 0.0 and falls[:, 1].min() >= 0.1
+    assert np.median(share) >= 0.7 and np.median(falls[:, 2]) <= 0.3
+    assert 60 <= np.median(turn) <= 100
+    assert peak.min() >= 1.3 and peak.max() <= 2.2
+
+
+@pytest.mark.parametrize("placement", ["pendant", "wrist"])
+def test_flopping_back_swings_a_chest_or_wrist_device_less_than_a_fall(placement: str) -> None:
+    """Far from the hips a pendant or a wrist swings through a quarter circle and is stopped by the
+    mattress: a real look-alike (it sinks a few tenths of a metre and lands at 1.3-4 g), but with a
+    shorter descent and less time near free fall than a fall from standing, and a lower peak."""
+    flop = _flops(placement)
+    falls = _falls(("fall_forward", "fall_backward", "fall_sideways"))
+    descent, free_fall, _, turn, peak = flop.T
+    assert 0.15 < np.median(descent) < 0.6 * np.median(falls[:, 0])
+    assert np.median(free_fall) < 0.05 and free_fall.max() < falls[:, 1].min() + 0.1
+    assert 60 <= np.median(turn) <= 100
+    assert peak.min() >= 1.3 and peak.max() < 4.0 and np.median(peak) < np.median(falls[:, 4])
+
+
+def test_flopping_back_leaves_the_rest_of_a_session_as_it_was() -> None:
+    """The flop draws its details from a generator of its own, so what comes after it in a session
+    is the same however the flop is drawn: here, two sessions differing only in the placement the
+    flop sees give the same trunk motion everywhere else."""
+    segs = []
+    for placement in ("waist", "pendant"):
+        rng = np.random.default_rng(5)
+        st = _State(_sitting(rng), "sit", Person.sample(rng), _FS, placement)
+        seg = _lie_down(rng, st, hard=True)
+        segs.append((seg, rng.random(4)))
+    (a, next_a), (b, next_b) = segs
+    np.testing.assert_array_equal(next_a, next_b)
+    assert len(a.act) == len(b.act)
+    np.testing.assert_array_equal(a.pos, b.pos)
 
 
 def test_rotation_keeps_magnitude() -> None:

@@ -16,8 +16,11 @@ directions) carry over between devices. A fall is: a pre-fall activity, a fallin
 sinks below 1 g (deep for a trip or a faint, shallow for a soft collapse) while the body rotates,
 an impact whose peak and duration depend on the surface and on which part lands first, then lying
 (breathing, small moves, sometimes attempts to get up). The look-alikes share one or two of these
-phases but not all: a jump has flight and impact but the wearer stays upright and active; sitting or
-lying down hard ends still but after a short drop onto a soft surface; sitting up hard from lying
+phases but not all: a jump has flight and impact but the wearer stays upright and active; sitting
+down hard ends still but after a short drop onto a soft surface; lying down hard (flopping back from
+the bed's edge) turns the trunk as far as a fall but about the hips, so a waist device hardly
+descends and a pendant or wrist swings through a quarter circle, and the mattress stops it softly
+(:func:`_flop_back`; its motion is the second derivative of where the device is); sitting up hard from lying
 in bed swings the trunk through as many degrees as a fall and bounces on the mattress, but ends
 seated and breathing; a stumble recovers; a device taken off (a handling burst, then placed, dropped
 or tossed onto a table or nightstand) is still with no breathing at all.
@@ -135,6 +138,7 @@ class _State:
     pclass: str  # "up", "sit", "lie", "floor"
     person: Person
     fs: float  # internal rate
+    placement: str = "waist"  # where the device sits: a motion about the hips moves each differently
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,17 +397,20 @@ def _lie_down(rng: np.random.Generator, st: _State, hard: bool = False) -> Segme
 
     Ordinary ones too often let go for the last few tenths of a second and land on the mattress
     (1.3-2.6 g), then settle in: real people lying down on a bed read 1.3 g or more in most trials,
-    and a detector that never saw it took the landing for a fall."""
+    and a detector that never saw it took the landing for a fall. The hard one is a turn about the
+    hips (:func:`_flop_back`), not a fall's sink."""
     n_move = int((rng.uniform(0.5, 1.0) if hard else rng.uniform(2.0, 4.0)) * st.fs)
     n = n_move + int(rng.uniform(3, 6) * st.fs)
     lin = np.zeros((n, 3))
     marks = []
     if hard:
-        dur = n_move / st.fs
-        lin[:, 2] += _dip(n, st.fs, 0.1, dur * 0.8, rng.uniform(0.45, 0.85))
-        t_imp = 0.1 + dur * 0.8
-        lin += _impact(rng, n, st.fs, t_imp, rng.uniform(1.6, 3.2), rng.uniform(0.12, 0.3))
-        marks.append((int((t_imp + 0.08) * st.fs), "lie_down_hard"))
+        # the same draws from ``rng`` as before this was a turn about the hips, so every other event
+        # of a session or a day is drawn as it was; the flop's own details come from ``sub``
+        u = float(rng.uniform(0.45, 0.85))
+        sub = np.random.default_rng(int(u * 2**52))
+        peak_u, land_u = float(rng.uniform(0.0, 1.0)), float(rng.uniform(0.0, 1.0))
+        _impact(rng, n, st.fs, 0.0, 2.0, 0.1)  # drawn and set aside: the landing below is damped
+        t_c = 0.3 + n_move / st.fs  # the back meets the mattress 0.8-1.3 s after the turn starts
     else:
         lin += (
             0.03 * _smooth_noise(rng, n, st.fs, 2.0) * np.r_[np.ones(n_move), np.zeros(n - n_move)][:, None]
@@ -414,17 +421,103 @@ def _lie_down(rng: np.random.Generator, st: _State, hard: bool = False) -> Segme
             lin[:, 2] += _dip(n, st.fs, dur - sink, sink, rng.uniform(0.55, 0.85))
             lin += _impact(rng, n, st.fs, dur, rng.uniform(1.3, 2.6), rng.uniform(0.1, 0.25))
     target = _lying(rng, str(rng.choice(["backward", "side", "side"])))
-    pos = np.concatenate(
-        [_transition(st, n_move, target, "fall" if hard else "cos"), np.repeat(target[None], n - n_move, 0)]
-    )
+    if hard:
+        flop_lin, pos, t_peak = _flop_back(sub, st, target, n, t_c, peak_u, land_u)
+        lin += flop_lin
+        marks.append((int(t_peak * st.fs), "lie_down_hard"))
+    else:
+        pos = np.concatenate([_transition(st, n_move, target, "cos"), np.repeat(target[None], n - n_move, 0)])
     lin[n_move:] += _breathing(rng, st, n - n_move)
     act = np.r_[np.full(n_move, 0.8), np.full(n - n_move, 0.05)]
+    if hard:
+        act[: int(t_c * st.fs)] = 0.8
     if rng.random() < 0.5:  # settling in: pillow, blanket, a shift of the hips
         k = min(n - n_move, int(rng.uniform(1.0, 4.0) * st.fs))
         lin[n_move : n_move + k] += rng.uniform(0.03, 0.08) * _smooth_noise(rng, k, st.fs, 2.0)
         act[n_move : n_move + k] = 0.6
     st.posture, st.pclass = target, "lie"
     return Segment(lin, pos, act, marks=marks)
+
+
+#: Height of the device above the hip joints (m) when flopping back from the bed's edge, by placement:
+#: a belt clip sits just above them, a pendant or chest tag on the sternum, a wrist goes along with the
+#: shoulders and upper arm (its own swing is added by :func:`_placement_motion`).
+FLOP_LEVER_M: dict[str, tuple[float, float]] = {
+    "waist": (0.05, 0.12),
+    "pendant": (0.35, 0.50),
+    "wrist": (0.25, 0.55),
+}
+#: Peak (g) of the mattress's push under the pelvis as the trunk lands (before the lever's share).
+FLOP_LANDING_G: tuple[float, float] = (1.2, 1.75)
+
+
+def _flop_back(
+    rng: np.random.Generator,
+    st: _State,
+    target: np.ndarray,
+    n: int,
+    t_c: float,
+    peak_u: float,
+    land_u: float,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Flopping back from sitting on the bed's edge: the trunk turns about the hips, the pelvis stays.
+
+    The trunk topples (its turn accelerates, as a body leaning past its balance does, braked by the
+    belly muscles) until the back meets the mattress at ``t_c`` s, sinks into it 8-15 degrees and
+    comes back, over 0.2-0.4 s. The device's linear acceleration is the second derivative of where
+    it is: ``lever`` m above the hips, turned with the trunk, plus the pelvis sinking a few cm into
+    the mattress. So a device far from the hips (pendant, wrist) swings through a quarter circle and
+    is stopped by the mattress, while a waist device, near the axis, barely moves until the mattress
+    pushes the back and pelvis up (about 1.3-1.9 g, damped): no free fall and no drop at the waist, where
+    a fall sinks the whole body. ``peak_u`` and ``land_u`` (0-1) set the landing's height and length.
+    Returns (linear acceleration in g, posture rotvecs, time of the landing's peak in s).
+    """
+    fs = st.fs
+    t = np.arange(n) / fs
+    lo, hi = FLOP_LEVER_M.get(st.placement, FLOP_LEVER_M["waist"])
+    lever = rng.uniform(lo, hi)
+    omega = rng.uniform(1.2, 2.6)  # the trunk's turn at contact, rad/s (the upper back: 0.5-1.2 m/s)
+    sink_m = rng.uniform(0.02, 0.05)  # the pelvis into the mattress
+    give_m = rng.uniform(0.06, 0.12)  # the mattress under the upper back (~0.45 m from the hips)
+    land_s = 0.2 + 0.2 * land_u
+    tau = np.clip(t / t_c, 0.0, 1.0)
+    # lowered part: starts and ends at rest; let-go part: accelerates from rest (a body leaning past
+    # its balance), so the back meets the mattress at speed
+    turn = max(float(np.linalg.norm(target - st.posture)), 0.5)
+    free = min(omega * t_c / (3.0 * turn), 1.0)
+    s = (1.0 - free) * (6 * tau**5 - 15 * tau**4 + 10 * tau**3) + free * tau**3
+    w_c = 3.0 * free / t_c  # d s / dt at contact
+    # into the mattress at that speed, stopped where the mattress has given ``give_m`` under the back
+    # (a quarter-wave of speed), then back up over the rest of the landing as the springs return
+    over = give_m / 0.45 / turn
+    t_stop = over * np.pi / (2.0 * w_c)
+    t_back = t_stop + land_s  # the springs return slower than they gave
+    x = t - t_c
+    s = s + np.where(
+        x <= 0,
+        0.0,
+        np.where(
+            x <= t_stop,
+            over * np.sin(np.pi * np.clip(x, 0, None) / (2.0 * t_stop)),
+            over * (0.5 + 0.5 * np.cos(np.pi * np.clip((x - t_stop) / t_back, 0.0, 1.0))),
+        ),
+    )
+    pos = st.posture[None] + (target - st.posture)[None] * s[:, None]
+    where = rotate(np.repeat(np.array([[0.0, 0.0, lever]]), n, 0), pos)
+    where[:, 2] -= sink_m * np.minimum(s, 1.0)
+    lin = np.gradient(np.gradient(where, 1.0 / fs, axis=0), 1.0 / fs, axis=0) / 9.81
+    # the mattress pushes the pelvis and lower back up as the trunk lands: a damped half-sine, in full
+    # near the pelvis and about half as much on the chest (whose own stop is in ``lin`` already), then a
+    # little give-and-return of the springs
+    push = FLOP_LANDING_G[0] - 1.0 + (FLOP_LANDING_G[1] - FLOP_LANDING_G[0]) * peak_u
+    push *= 1.0 - lever
+    lin[:, 2] += _pulse(n, fs, t_c, land_s, push)
+    after = t - (t_c + land_s)
+    wobble = np.where(
+        after > 0, np.exp(-after / 0.15) * np.sin(2 * np.pi * rng.uniform(2.0, 4.0) * after), 0.0
+    )
+    lin[:, 2] -= 0.15 * push * wobble
+    return lin, pos, t_c + land_s / 2.0
 
 
 def _lie(rng: np.random.Generator, st: _State) -> Segment:
@@ -812,7 +905,7 @@ def render(
 def _build(
     rng: np.random.Generator, kinds: Sequence[str], person: Person, fs_in: float, placement: str
 ) -> Segment:
-    st = _State(_upright(rng), "up", person, fs_in)
+    st = _State(_upright(rng), "up", person, fs_in, placement)
     segs: list[Segment] = []
     for kind in kinds:
         if kind not in _NEEDS:
