@@ -167,13 +167,9 @@ class IngestProcess:
     def start(self, command: list[str] | None = None) -> IngestProcess:
         args = [sys.executable, "-m", "eldercare.cli", "ingest"]
         args += command or ["run", "--workers", str(self.workers)]
-        env = self.env
-        if command and command[0] == "retire":
-            # worker i serves on metrics port + i, which nobody made sure is free; a retiring
-            # worker needs no /healthz: it exits when done
-            env = {**env, "ELDERCARE_METRICS_PORT": "0"}
+        # (a retiring worker binds no metrics port itself: the port + i of a running one may be taken)
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
         return self
 
     def ports(self) -> list[int]:
