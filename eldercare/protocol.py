@@ -496,7 +496,7 @@ def _check_nul(data: bytes | bytearray | memoryview | str) -> None:
     """A ``\\u0000`` in a free-form string (evidence, a status's version or vendor keys): the
     database cannot store it. Named here rather than left to the database's refusal, which names
     no field. Telemetry's strings all have patterns that exclude it already."""
-    found = ("\\u0000" in data) if isinstance(data, str) else (bytes(data).find(b"\\u0000") >= 0)
+    found = ("\\u0000" in data) if isinstance(data, str) else _NUL_ESCAPE.search(data)
     if not found:
         return
     try:
@@ -508,6 +508,9 @@ def _check_nul(data: bytes | bytearray | memoryview | str) -> None:
         raise ProtocolError(
             path, "a NUL character (\\u0000) cannot be stored: strings and keys must not contain it"
         )
+
+
+_NUL_ESCAPE = re.compile(rb"\\u0000")  # searched in the payload's buffer, never copied
 
 
 def _has_nul(text: str) -> bool:
