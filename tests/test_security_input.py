@@ -13,6 +13,7 @@ from eldercare.platform.limits import clip_depth, json_depth
 
 if TYPE_CHECKING:
     from platform_api_support import Api
+    from platform_seed import World
 
 pytest_plugins = ["platform_api_support"]
 
@@ -231,3 +232,49 @@ def test_true_or_false_is_not_a_number_in_a_body(api: Api) -> None:
         assert [(e["field"], e["type"]) for e in body["errors"]] == [("expected_revision", "int_type")], body
     assert api.get("admin", "/api/v1/gateways/gw-home-1").json()["config_revision"] == 0
     assert api.put("admin", path, json={"config": {}, "expected_revision": 0}).status_code == 200
+
+
+def _offers_null(prop: dict[str, Any]) -> bool:
+    return prop.get("type") == "null" or any(_offers_null(p) for p in prop.get("anyOf", ()))
+
+
+def _record(api: Api, path: str) -> dict[str, Any]:
+    if "/sensors/" not in path:
+        return api.get("admin", path).json()  # type: ignore[no-any-return]
+    listing, _, sensor = path.rpartition("/")
+    return next(s for s in api.get("admin", listing).json() if s["id"] == sensor)
+
+
+def test_a_patch_takes_null_exactly_where_the_schema_offers_it(api: Api, world: World) -> None:
+    """A generated client sends null only where the schema allows it: such a null clears the field;
+    any other null is a 422 naming the field (before: a database error for some, ignored for the
+    password), and nothing is changed."""
+    doc = api.client.get("/openapi.json").json()
+    bodies = doc["components"]["schemas"]
+    cases = {
+        "/api/v1/users/{user_id}": f"/api/v1/users/{world.user_id('worker1')}",
+        "/api/v1/sites/{site_id}": "/api/v1/sites/home-2",
+        "/api/v1/residents/{resident_id}": "/api/v1/residents/res-2",
+        "/api/v1/gateways/{gateway_id}/sensors/{sensor_id}": "/api/v1/gateways/gw-home-2/sensors/pir-kitchen",
+    }
+    patched = {p for p, ops in doc["paths"].items() if "patch" in ops}
+    assert patched == set(cases), patched
+    refused = 0
+    for template, path in cases.items():
+        ref = doc["paths"][template]["patch"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        props = bodies[ref.rsplit("/", 1)[1]]["properties"]
+        before = _record(api, path)
+        for name, prop in props.items():
+            r = api.patch("admin", path, json={name: None})
+            if _offers_null(prop):
+                assert r.status_code == 200, (template, name, r.text)
+                continue
+            refused += 1
+            body = _json_4xx(r, 422)
+            assert [(e["field"], e["type"]) for e in body["errors"]] == [(name, "null_not_allowed")], body
+        after = _record(api, path)
+        kept = {k: v for k, v in after.items() if k in props and not _offers_null(props[k])}
+        assert kept == {k: before[k] for k in kept}, template
+    assert refused >= 10  # names, roles, care levels, layouts, meta, passwords ...
+    zh = api.patch("worker1", "/api/v1/residents/res-1", json={"care_level": None}).json()  # zh-CN
+    assert [e["type"] for e in zh["errors"]] == ["null_not_allowed"] and "省略" in zh["errors"][0]["message"], zh

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import annotated_types as at
 from pydantic import (
@@ -18,6 +18,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from eldercare import i18n
@@ -139,6 +140,26 @@ class Strict(BaseModel):
         return v
 
 
+T = TypeVar("T")
+
+
+def _present(v: T | None) -> T:
+    if v is None:
+        raise PydanticCustomError(
+            "null_not_allowed", "may be left out, but not null: this field always has a value"
+        )
+    return v
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+# A PATCH field whose record always holds a value: leaving it out keeps it, null is refused (422,
+# named by field) and the schema does not offer null, so a client generated from it never sends one.
+Settable = Annotated[T | SkipJsonSchema[None], AfterValidator(_present), Field(json_schema_extra=_no_default)]
+
+
 class ErrorOut(Model):
     detail: str = Field(description="What went wrong and what to change, in the caller's language")
 
@@ -194,14 +215,17 @@ class UserIn(Strict):
 
 
 class UserPatch(Strict):
-    display_name: str | None = Field(default=None, min_length=1, max_length=200)
-    role: Role | None = None
+    display_name: Settable[Annotated[str, Field(min_length=1, max_length=200)]] = None
+    role: Settable[Role] = None
     provider_id: str | None = None
-    locale: Locale | None = None
+    locale: Settable[Locale] = None
     phone: str | None = None
     email: str | None = None
-    active: StrictBool | None = None
-    password: str | None = Field(default=None, min_length=10, max_length=1024)
+    active: Settable[StrictBool] = None
+    password: Settable[Annotated[str, Field(min_length=10, max_length=1024)]] = None
+
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 
 
 # Providers, sites, residents --------------------------------------------------------------------
@@ -264,11 +288,11 @@ def _time_zones() -> frozenset[str]:
 
 
 class SitePatch(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
+    name: Settable[Name] = None
     district: str | None = None
     address: str | None = None
     provider_id: str | None = None
-    layout: dict[str, Any] | None = None
+    layout: Settable[dict[str, Any]] = None
 
 
 class SiteOut(Model):
@@ -305,13 +329,13 @@ class ResidentIn(Strict):
 
 
 class ResidentPatch(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
+    name: Settable[Name] = None
     station_site_id: str | None = None
     home_care_provider_id: str | None = None
     institution_provider_id: str | None = None
-    care_level: CareLevel | None = None
+    care_level: Settable[CareLevel] = None
     phone: str | None = None
-    emergency_contacts: list[dict[str, Any]] | None = None
+    emergency_contacts: Settable[list[dict[str, Any]]] = None
     escalation_policy_id: DbId | None = None
     notes: str | None = None
 
@@ -395,7 +419,7 @@ class SensorIn(Strict):
 class SensorPatch(Strict):
     room: str | None = None
     resident_id: str | None = None
-    meta: dict[str, Any] | None = None
+    meta: Settable[dict[str, Any]] = None
 
 
 class SensorOut(Model):
