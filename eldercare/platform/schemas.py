@@ -18,7 +18,6 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from eldercare import i18n
@@ -151,13 +150,18 @@ def _present(v: T | None) -> T:
     return v
 
 
-def _no_default(schema: dict[str, Any]) -> None:
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """The field's schema without its null branch and its null default."""
     schema.pop("default", None)
+    branches = [b for b in schema.get("anyOf", ()) if b != {"type": "null"}]
+    if "anyOf" in schema and len(branches) == 1:
+        del schema["anyOf"]
+        schema.update(branches[0])
 
 
 # A PATCH field whose record always holds a value: leaving it out keeps it, null is refused (422,
 # named by field) and the schema does not offer null, so a client generated from it never sends one.
-Settable = Annotated[T | SkipJsonSchema[None], AfterValidator(_present), Field(json_schema_extra=_no_default)]
+Settable = Annotated[T | None, AfterValidator(_present), Field(json_schema_extra=_not_nullable)]
 
 
 class ErrorOut(Model):
