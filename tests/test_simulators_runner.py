@@ -215,6 +215,33 @@ def test_trigger_without_a_runner_says_so(sim_root: str, broker: tuple[str, int,
         send_trigger(_settings(sim_root, broker), sim_root, {"resident": "r", "kind": "sos"}, timeout=1.0)
 
 
+def test_two_runs_of_one_neighbourhood_on_one_broker_keep_their_connections(
+    sim_root: str, broker: tuple[str, int, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two testers (or two tests) run the same manifest under their own topic roots on one broker:
+    each gateway's connection must not take over its twin's (the broker drops the older client of a
+    client id, and both would reconnect in turn for the whole run)."""
+    m = _manifest(2)
+    roots = (sim_root, sim_root.replace("/eldercare/v1", "-twin/eldercare/v1"))
+    opts = RunOptions(speed=600, duration=4.0, status_every=3600, live=False, sim_start=EVENING)
+    runners = [Runner(_settings(root, broker), m, opts) for root in roots]
+    threads = [threading.Thread(target=r.run) for r in runners]
+    with caplog.at_level("WARNING", logger="eldercare.simulators"):
+        for th, root in zip(threads, roots, strict=True):
+            th.start()
+            wait_for_runner(_settings(root, broker), root)
+        for th in threads:
+            th.join(30)
+    assert not any(th.is_alive() for th in threads)
+    lost = [r.getMessage() for r in caplog.records if "lost" in r.getMessage() or "closed" in r.getMessage()]
+    assert lost == [], lost[:4]
+    assert all(r.stats["messages"] > 0 for r in runners)
+    for root in roots:
+        _clear_retained(
+            broker, {protocol.topic(h["site"], h["gateway"]["id"], "status", root) for h in m["homes"]}
+        )
+
+
 @pytest.mark.slow
 def test_thousand_homes_bounded_memory(sim_root: str, broker: tuple[str, int, str]) -> None:
     m = _manifest(1000, stations=0, seed=9)

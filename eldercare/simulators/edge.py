@@ -103,7 +103,7 @@ class EdgeRunner(Runner):
                 "url": url,
                 "username": user,
                 "password": pw,
-                "client_id": f"sim-edge-{gw.id}",
+                "client_id": f"sim-edge-{self.run_tag}-{gw.id}",
                 "keepalive_s": self.settings.mqtt_keepalive_s,
             },
             "outbox": {"path": str(self.edge_dir / f"{gw.id}.sqlite3"), "synchronous": "normal"},

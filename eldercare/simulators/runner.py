@@ -158,6 +158,9 @@ class Runner:
         if "fall" in self.stand_in_falls:  # direct mode (edge mode: the agents' detectors decide)
             self.stand_in_falls = MappingProxyType({**self.stand_in_falls, "fall": opts.fall_detected})
         self.root = settings.mqtt_topic_root
+        # in every client id of this run: two runs on one broker (other topic roots, two testers or
+        # two tests) must not take over each other's connections, which the broker would drop in turn
+        self.run_tag = uuid.uuid4().hex[:8]
         self.pool = Pool()
         self.truth_out = truth_out
         self.wall_start = time.time() if wall_start is None else wall_start
@@ -194,13 +197,13 @@ class Runner:
                         )
                     )
         self._last_station_gw: dict[str, _Station] = {st.gw.site: st for st in self.stations}
-        self.ctl = Conn(f"sim-control-{uuid.uuid4().hex[:8]}", settings, on_message=self._on_control)
+        self.ctl = Conn(f"sim-control-{self.run_tag}", settings, on_message=self._on_control)
         self.ctl.subscriptions.append(f"{self.root}/_sim/control")
 
     def _gateway(self, g: dict[str, Any]) -> _Gateway:
         will = _encode(Status(v=1, t=int(time.time() * 1000), state="offline", version=VERSION))
         conn = Conn(
-            f"sim-{g['id']}",
+            f"sim-{self.run_tag}-{g['id']}",
             self.settings,
             username=g["mqtt_username"],
             password=g["mqtt_password"],
