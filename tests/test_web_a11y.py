@@ -74,6 +74,13 @@ FOCUS_RING = """() => {
 }"""
 
 
+# What the live regions say from now on: each text written into #alarm (role=alert, said at once)
+# and #toast (role=status, said after what is being read).
+WATCH_NOTICES = """() => { window.said = { alarm: [], toast: [] };
+  for (const id of ['alarm', 'toast']) { const el = document.getElementById(id);
+    new MutationObserver(() => { if (el.textContent) window.said[id].push(el.textContent); })
+      .observe(el, { childList: true, characterData: true, subtree: true }); } }"""
+
 LARGE_TEXT = "() => { document.documentElement.style.fontSize = '32px'; }"  # the browser's text size at 200%
 SIDEWAYS = "() => document.documentElement.scrollWidth - window.innerWidth"
 
@@ -109,7 +116,9 @@ def test_a_care_worker_by_keyboard_and_screen_reader(
     assert page.get_attribute("#lang", "lang") == "zh-CN"  # "中文" is read with a Chinese voice
     # the toast is a live region already rendered while idle: an element shown from display:none
     # together with its text is not announced
-    assert page.evaluate("() => getComputedStyle(document.getElementById('toast')).display") != "none"
+    for region in ("toast", "alarm"):
+        assert page.evaluate(f"() => getComputedStyle(document.getElementById('{region}')).display") != "none"
+    assert page.get_attribute("#alarm", "role") == "alert"
 
     # a wrong password: announced, and tied to the fields it concerns
     page.fill("#username", "worker1")
@@ -138,14 +147,28 @@ def test_a_care_worker_by_keyboard_and_screen_reader(
     page.wait_for_selector("#sound-on", state="detached")
     assert page.evaluate("() => document.activeElement.tagName") == "H1"
 
-    # a new alert acknowledged with the keyboard: the keyboard stays on that alert
+    # a new critical alert (a fall) is said at once (role=alert), once, and the keyboard stays put
+    page.evaluate(WATCH_NOTICES)
     queue_fall(db_url)
     item = page.wait_for_selector("#alert-list [data-state=open]")
+    assert page.evaluate("() => window.said") == {"alarm": ["跌倒 · Wang Fang"], "toast": []}
+    assert page.evaluate("() => document.activeElement.tagName") == "H1"
+
+    # acknowledged with the keyboard: the keyboard stays on that alert, the notice is polite
     aid = item.get_attribute("data-alert")
     page.focus(f"[data-ack='{aid}']")
     page.keyboard.press("Enter")
     page.wait_for_selector(f"#alert-list [data-alert='{aid}'][data-state=acknowledged]")
     assert page.evaluate(f"() => !!document.activeElement.closest('[data-alert=\"{aid}\"]')")
+    # a routine alert (a device offline) is polite too: it waits for what is being read
+    page.evaluate(
+        """() => announce({ ...S.alerts.values().next().value, id: 99999, kind: 'device_offline',
+        severity: 'medium' })"""
+    )
+    assert page.evaluate("() => window.said") == {
+        "alarm": ["跌倒 · Wang Fang"],
+        "toast": ["已确认", "设备离线 · Wang Fang"],
+    }
 
     # a focus ring of 3:1 on the dark header and on the page
     assert_focus_ring(page, "#lang")
@@ -274,6 +297,14 @@ def test_a_familys_activity_chart_is_named_and_dated_in_her_language(
         pass
     page.wait_for_timeout(300)  # a redraw would begin as soon as the poll's answer is read
     assert page.evaluate("() => S.gen") == renders
+    # her father's alert is said by its red band (role=alert), not once more by a notice; another
+    # relative's critical alert, with no band on this page, is said at once
+    page.evaluate(WATCH_NOTICES)
+    page.evaluate(
+        """() => { const a = [...S.alerts.values()].find((x) => x.resident_id === 'res-2');
+        announce(a); announce({ ...a, id: 99999, resident_id: 'res-9', resident_name: 'Zhao Lei' }); }"""
+    )
+    assert page.evaluate("() => window.said") == {"alarm": ["Fall · Zhao Lei"], "toast": []}
     assert page.title() == "My relative · Li Wei · Eldercare"
     assert page.get_attribute("#week-chart", "role") == "img"
     assert (page.get_attribute("#week-chart", "aria-label") or "").startswith("Chart of sensor events from")

@@ -46,10 +46,10 @@ CHROMIUM_ARGS = [
 WAIT_MS = 15_000
 
 # Visible text of the page without data (names, ids, times: class "data"), the language button
-# (named in the other language on purpose) and toasts (API messages).
+# (named in the other language on purpose) and notices (API messages, a new alert's resident).
 VISIBLE_LABELS = """() => {
   const c = document.body.cloneNode(true);
-  c.querySelectorAll('.data, script, canvas, #lang, #toast, [hidden]').forEach((e) => e.remove());
+  c.querySelectorAll('.data, script, canvas, #lang, #toast, #alarm, [hidden]').forEach((e) => e.remove());
   return c.textContent.replace(/\\s+/g, ' ').trim();
 }"""
 

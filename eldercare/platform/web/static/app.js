@@ -76,10 +76,13 @@ const roomLabel = (room) => (room && I18N.en["room." + room.toLowerCase()] ? L("
 const noteOf = (r) => (r.detail && r.detail.message && I18N.en[r.detail.message] ? L(r.detail.message, r.detail.fields) : D(r.note));
 function enumLabel(group, v) { return v ? L(group + "." + v) : D(null); }
 
-function toast(msg) {
-  const el = document.getElementById("toast");
+/* A notice shown for a moment and read out without moving the keyboard: politely (#toast,
+   role=status) after what the reader is hearing, or, ``urgent`` (a new critical alert: a fall, an
+   SOS), at once (#alarm, role=alert). Each message goes to one region only, so it is said once. */
+function toast(msg, urgent = false) {
+  const el = document.getElementById(urgent ? "alarm" : "toast");
   el.textContent = msg; // the region stays rendered (empty when idle): screen readers announce only a change inside a live region they already know
-  clearTimeout(toast.timer); toast.timer = setTimeout(() => { el.textContent = ""; }, 3500);
+  clearTimeout(el.timer); el.timer = setTimeout(() => { el.textContent = ""; }, 3500);
 }
 
 class ApiError extends Error { constructor(status, detail, errors) { super(detail); this.status = status; this.errors = errors || []; } }
@@ -142,7 +145,7 @@ function logout() {
 
 async function switchLang() {
   document.body.dataset.ready = "0";
-  document.getElementById("toast").textContent = "";
+  for (const id of ["toast", "alarm"]) document.getElementById(id).textContent = "";
   S.gen++; // a render still loading (a live push's) was half built in the old language: never show it
   S.lang = LOCALES[(LOCALES.indexOf(S.lang) + 1) % LOCALES.length]; // the next language of the catalogue
   localStorage.setItem("lang", S.lang);
@@ -248,7 +251,9 @@ async function refreshAlert(id, event) {
 function announce(a) {
   beep(a.severity);
   const title = t("kind." + a.kind) + " · " + who(a);
-  toast(title);
+  const main = document.getElementById("main");
+  // the family portal says its resident's alerts itself, in a red band (role=alert): not twice
+  if (!(main.saysAlert && main.saysAlert(a))) toast(title, a.severity === "critical");
   systemNotice(a, title);
 }
 
@@ -783,6 +788,7 @@ async function pageFamily(id, root) {
   const mine = () => [...S.alerts.values()].filter((a) => a.resident_id === id).map((a) => `${a.id}:${a.state}:${a.tier}`).sort().join();
   const seen = mine();
   root.onAlerts = () => { if (mine() !== seen) render(); };
+  root.saysAlert = (a) => a.resident_id === id && a.state !== "resolved"; // in its red band
   root.replaceChildren(...banners, h("h1", {}, L("family.title"), " · ", D(s.name)), pushCard(),
     h("div", { class: "grid" }, today,
       h("div", { class: "card" }, h("h2", { i18n: "family.care" }), r ? h("table", {},
