@@ -81,6 +81,10 @@ WATCH_NOTICES = """() => { window.said = { alarm: [], toast: [] };
     new MutationObserver(() => { if (el.textContent) window.said[id].push(el.textContent); })
       .observe(el, { childList: true, characterData: true, subtree: true }); } }"""
 
+# The audit log's "What" column: each row's stored action code and the words shown for it.
+AUDIT_ACTIONS = """() => [...document.querySelectorAll('#audit-table td[data-action]')]
+  .map((td) => [td.dataset.action, td.textContent])"""
+
 LARGE_TEXT = "() => { document.documentElement.style.fontSize = '32px'; }"  # the browser's text size at 200%
 SIDEWAYS = "() => document.documentElement.scrollWidth - window.innerWidth"
 
@@ -248,6 +252,11 @@ def test_an_admin_edits_by_keyboard_and_reads_errors_by_field(
     # saved: the page is redrawn, the keyboard is back on this row's Edit, not at the top
     page.click(f"{form} button[type=submit]")
     page.wait_for_function("() => document.activeElement && document.activeElement.dataset.edit === 'hc-1'")
+    # the audit log says what was done in words, not in its codes ("update:provider")
+    page.wait_for_selector("#audit-table td[data-action='update:provider']")
+    done = dict(page.evaluate(AUDIT_ACTIONS))
+    assert done["update:provider"] == "changed a provider" and done["sign_in"] == "signed in"
+    assert [(a, w) for a, w in done.items() if w == a or re.search(r"[a-z]:[a-z]|[\u4e00-\u9fff]", w)] == []
 
     # the API's complaint about one field: on that field, which gets the keyboard
     page.fill("#site-form-id", "no spaces!")
@@ -267,6 +276,10 @@ def test_an_admin_edits_by_keyboard_and_reads_errors_by_field(
     ready(page)
     assert page.title() == "系统设置 · 颐养守护"
     assert "/ 5 分钟" in page.inner_text("#policies-list")  # a tier's deadline in words, not "300s"
+    page.wait_for_selector("#audit-table td[data-action='update:provider']")
+    done = dict(page.evaluate(AUDIT_ACTIONS))
+    assert done["update:provider"] == "修改服务机构" and done["list:sites"] == "查看地点列表"
+    assert [(a, w) for a, w in done.items() if re.search(r"[A-Za-z]", w)] == []
     page.click("[data-reissue='gw-home-1']")
     creds = page.wait_for_selector("#reissued-credentials")
     labels = page.evaluate(

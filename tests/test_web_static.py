@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -74,6 +75,48 @@ def test_enum_values_the_api_returns_all_have_labels() -> None:
     wanted += [f"sensor.{k}" for k in SensorKind.__args__]
     wanted += [f"sim.{k}" for k in SimIncidentIn.model_fields["kind"].annotation.__args__]  # type: ignore[union-attr]
     assert [k for k in wanted if k not in cat] == []
+
+
+def audited_actions() -> set[str]:
+    """Every action the platform writes to the audit log ("update:resident", "read:activity"),
+    read from its code: audit_change(conn, user, "<action>"), write(..., action="<action>"), the
+    resident access checks ("<action>:<stream>") and the refusals ("refused:<status>")."""
+    from eldercare.platform.access import STREAMS
+    from eldercare.platform.app import AUDITED_REFUSALS
+
+    found = {f"read:{s}" for s in STREAMS} | {f"refused:{n}" for n in AUDITED_REFUSALS} | {"read:site"}
+    for path in STATIC.parents[1].rglob("*.py"):  # eldercare/platform
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            name = getattr(call.func, "attr", getattr(call.func, "id", ""))
+            args = [a.value if isinstance(a, ast.Constant) else None for a in call.args]
+            words = {k.arg: k.value.value for k in call.keywords if isinstance(k.value, ast.Constant)}
+            if name == "audit_change":
+                found.add(args[2])
+            elif name == "write" and isinstance(words.get("action"), str):
+                found.add(words["action"])
+            elif name == "_audit_sign_in" and len(args) > 3:
+                found.add(args[3])
+            elif name == "resident_admin":  # audited as "<what it is for>:profile"
+                found.add(f"{args[0]}:profile")
+            elif name == "require_resident_access" and "action" in words:
+                found.add(f"{words['action']}:{args[3]}")
+    return found
+
+
+def test_every_action_of_the_audit_log_has_words() -> None:
+    """The audit log page shows "changed a resident's record", not "update:resident" (app.js
+    auditAction(): the code, lower case, other characters as "_", ":" as ".", under audit.)."""
+    actions = audited_actions()
+    assert len(actions) > 40 and None not in actions
+    cat = catalogs()["en"]
+
+    def key(code: str) -> str:
+        return "audit." + re.sub(r"[^a-z0-9:]+", "_", code.lower()).replace(":", ".")
+
+    assert sorted(a for a in actions if key(a) not in cat) == []
+    # and no label for an action nobody writes
+    assert sorted(k for k in cat if k.startswith("audit.") and k not in {key(a) for a in actions}) == []
 
 
 def test_nothing_is_loaded_from_another_host() -> None:

@@ -1106,6 +1106,14 @@ function adminPolicies(policies) {
   return h("div", { class: "card", id: "admin-policies" }, h("h2", { i18n: "admin.edit_policies" }), ...rows);
 }
 
+/* An audit entry's action in the reader's words: the code as stored ("update:resident",
+   "read:activity", "refused:403") names its label (audit.update.resident ...); a code the
+   catalogue has no words for yet is shown as it is, marked as data. */
+function auditAction(code) {
+  const key = "audit." + String(code).toLowerCase().replace(/[^a-z0-9:]+/g, "_").replaceAll(":", ".");
+  return I18N.en[key] ? L(key) : D(code);
+}
+
 /* The audit log, newest first, filtered by resident, user and time. */
 function adminAudit() {
   const res = h("input", { name: "resident_id" }); const user = h("input", { name: "user_id", type: "number", min: 1 });
@@ -1120,7 +1128,7 @@ function adminAudit() {
     try {
       const rows = await api("/audit?" + q);
       table.replaceChildren(h("tr", {}, ...["trail.at", "trail.who", "trail.action", "alert.resident", "admin.route"].map((k) => h("th", { i18n: k }))),
-        ...rows.map((r) => h("tr", {}, h("td", {}, T(r.at)), h("td", {}, D(r.username)), h("td", {}, D(r.action)), h("td", {}, D(r.resident_id)), h("td", {}, D(r.route)))));
+        ...rows.map((r) => h("tr", {}, h("td", {}, T(r.at)), h("td", {}, D(r.username)), h("td", { "data-action": r.action }, auditAction(r.action)), h("td", {}, D(r.resident_id)), h("td", {}, D(r.route)))));
     } catch (ex) { table.replaceChildren(h("tr", {}, h("td", { class: "err" }, ex.message))); }
   };
   load();
