@@ -138,6 +138,26 @@ def test_a_validation_type_we_have_no_words_for_is_never_half_english() -> None:
     assert long["message"] == "最多 200 个字符"
 
 
+def test_a_pattern_is_said_in_words_never_shown() -> None:
+    """A reader cannot use "(pattern ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$)": every pattern of the
+    API's schemas has words of its own, and one without them gets a general message."""
+    from pydantic import BaseModel
+
+    from eldercare.platform import schemas
+    from eldercare.platform.errors import PATTERN_WORDS
+
+    models = [m for m in vars(schemas).values() if isinstance(m, type) and issubclass(m, BaseModel)]
+    fields = [f for m in models for f in m.model_fields.values()]
+    patterns = {c.pattern for f in fields for c in f.metadata if getattr(c, "pattern", None)}
+    assert len(patterns) >= 3 and patterns <= set(PATTERN_WORDS)
+    for pattern in [*patterns, "^[a-z]+$"]:
+        for loc in i18n.LOCALES:
+            said = problem("id", "string_pattern_mismatch", loc, {"pattern": pattern})["message"]
+            assert pattern not in said and not re.search(r"[\^$\\\[\]{}]", said), (loc, said)
+    ident = PATTERN_WORDS[schemas.SiteIn.model_fields["id"].metadata[0].pattern]
+    assert "64" in i18n.t(ident, "zh-CN") and "letters, digits" in i18n.t(ident, "en")
+
+
 def test_users_may_choose_exactly_the_languages_of_the_catalogue(db_conn: psycopg.Connection) -> None:
     """The users.locale CHECK: a new language file also needs a migration widening it."""
     (check,) = db_conn.execute(

@@ -265,7 +265,8 @@ def test_an_admin_edits_by_keyboard_and_reads_errors_by_field(
     page.wait_for_selector("#site-form .field-err")
     assert page.get_attribute("#site-form-id", "aria-invalid") == "true"
     described = page.get_attribute("#site-form-id", "aria-describedby")
-    assert described and page.inner_text(f"#{described}").strip()
+    assert described and page.inner_text(f"#{described}").startswith("may hold only letters, digits")
+    assert "^" not in page.inner_text("#site-form")  # what is allowed in words, not the pattern
     assert page.evaluate("() => document.activeElement.id") == "site-form-id"
     assert page.query_selector("#site-form [role=alert]") is not None
     assert page.get_attribute("#site-form-name", "aria-invalid") is None
@@ -280,6 +281,12 @@ def test_an_admin_edits_by_keyboard_and_reads_errors_by_field(
     done = dict(page.evaluate(AUDIT_ACTIONS))
     assert done["update:provider"] == "修改服务机构" and done["list:sites"] == "查看地点列表"
     assert [(a, w) for a, w in done.items() if re.search(r"[A-Za-z]", w)] == []
+    page.fill("#site-form-id", "no spaces!")
+    page.fill("#site-form-name", "Somewhere")
+    page.press("#site-form-name", "Enter")
+    page.wait_for_selector("#site-form .field-err")
+    assert page.inner_text("#site-form-id-err").startswith("只能包含字母、数字和 . _ : -")
+    assert "^" not in page.inner_text("#site-form")
     page.click("[data-reissue='gw-home-1']")
     creds = page.wait_for_selector("#reissued-credentials")
     labels = page.evaluate(

@@ -13,6 +13,18 @@ from eldercare import i18n
 WORD_FIELDS = frozenset({"kind", "stream", "action", "role"})
 
 
+# A field's pattern in words: a reader cannot use a regular expression. Pattern -> the catalogue key
+# of what it asks for; the schemas name theirs with worded() (tests/test_i18n.py checks every one).
+PATTERN_WORDS: dict[str, str] = {}
+
+
+def worded(pattern: str, key: str) -> str:
+    """``pattern``, for a schema's ``Field``; a value that does not match it is answered with
+    the message ``key`` (``error.validation.pattern.<what>``), never with the pattern itself."""
+    PATTERN_WORDS[pattern] = key
+    return pattern
+
+
 class PlatformError(Exception):
     """Base of the platform's errors."""
 
@@ -48,6 +60,8 @@ def problem(
     context. A type the catalogue does not word yet keeps pydantic's English text in English and
     a general "not valid" in the other languages, never half of each."""
     key = f"error.validation.{kind}"
+    if kind == "string_pattern_mismatch":
+        key = PATTERN_WORDS.get(str((ctx or {}).get("pattern")), key)
     if i18n.has(key):
         text = i18n.t(key, locale, **{k: _shown(k, v) for k, v in (ctx or {}).items()})
     elif locale == i18n.FALLBACK and english:

@@ -22,11 +22,13 @@ from pydantic_core import PydanticCustomError
 
 from eldercare import i18n
 from eldercare.platform import device_health as health
+from eldercare.platform.errors import worded
 from eldercare.platform.limits import clip_depth
 
 Ident = str  # documented constraint below
 IDENT = Field(
-    pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", description="letters, digits, . _ : - (wire protocol ids)"
+    pattern=worded(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", "error.validation.pattern.ident"),
+    description="letters, digits, . _ : - (wire protocol ids)",
 )
 
 
@@ -208,7 +210,7 @@ class PasswordIn(Strict):
 
 
 class UserIn(Strict):
-    username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{3,64}$")
+    username: str = Field(pattern=worded(r"^[A-Za-z0-9_.@-]{3,64}$", "error.validation.pattern.username"))
     display_name: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=10, max_length=1024)
     role: Role
@@ -241,7 +243,9 @@ class ProviderIn(Strict):
     kind: Literal["home_care", "station", "institution"]
     district: str | None = None
     phone: str | None = None
-    webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    webhook_url: str | None = Field(
+        default=None, pattern=worded(r"^https?://", "error.validation.pattern.http_url")
+    )
     webhook_secret: str | None = Field(default=None, min_length=16)
 
 
