@@ -104,6 +104,12 @@ def ready(page: Any) -> None:
     page.wait_for_timeout(200)
 
 
+def said(page: Any, field: str) -> str:
+    """What a screen reader says of a field besides its label (aria-describedby)."""
+    ids = (page.get_attribute(field, "aria-describedby") or "").split()
+    return " ".join(page.inner_text(f"#{i}") for i in ids)
+
+
 def assert_focus_ring(page: Any, selector: str) -> None:
     page.focus(selector)
     ring = page.evaluate(FOCUS_RING)
@@ -271,6 +277,13 @@ def test_an_admin_edits_by_keyboard_and_reads_errors_by_field(
     assert page.query_selector("#site-form [role=alert]") is not None
     assert page.get_attribute("#site-form-name", "aria-invalid") is None
 
+    # a date field says the day chosen, under it and tied to it, in the page's language: browsers draw
+    # the field in their own ("12/07/2026, 07:00 PM" on a Chinese page in an English browser)
+    page.fill("#shift-form-starts_at", "2026-12-07T19:00")
+    chosen = said(page, "#shift-form-starts_at")
+    assert "Monday, December 7, 2026" in chosen and "19:00" in chosen and "PM" not in chosen
+    assert said(page, "#audit-since") == "Choose the day and the time (your local time)."
+
     # new MQTT credentials labelled in the reader's language, not "username:" on a Chinese page
     page.click("#lang")
     page.wait_for_function("() => document.documentElement.lang === 'zh-CN'")
@@ -287,6 +300,9 @@ def test_an_admin_edits_by_keyboard_and_reads_errors_by_field(
     page.wait_for_selector("#site-form .field-err")
     assert page.inner_text("#site-form-id-err").startswith("只能包含字母、数字和 . _ : -")
     assert "^" not in page.inner_text("#site-form")
+    page.fill("#shift-form-starts_at", "2026-12-07T19:00")
+    assert said(page, "#shift-form-starts_at") == "已选：2026年12月7日星期一 19:00（本地时间）"
+    assert said(page, "#audit-since") == "请选择日期和时间（本地时间）。"
     page.click("[data-reissue='gw-home-1']")
     creds = page.wait_for_selector("#reissued-credentials")
     labels = page.evaluate(

@@ -831,7 +831,7 @@ function formCard(titleKey, fields, submit, id) {
   const form = h("form", { class: "card", id, on: { submit: async (e) => {
     e.preventDefault(); out.replaceChildren();
     form.querySelectorAll(".field-err").forEach((p) => p.remove());
-    for (const el of Object.values(inputs)) { el.removeAttribute("aria-invalid"); el.removeAttribute("aria-describedby"); }
+    for (const el of Object.values(inputs)) { el.removeAttribute("aria-invalid"); describe(el); }
     const v = {}; for (const [k, el] of Object.entries(inputs)) v[k] = el.value.trim();
     try { const res = await submit(v); out.replaceChildren(res || h("p", { i18n: "saved" })); toast(t("saved"));
       if (!S.refocus) S.refocus = `#${id} button[type=submit]`; }
@@ -841,7 +841,7 @@ function formCard(titleKey, fields, submit, id) {
       const bad = (ex.errors || []).filter((x) => inputs[x.field]);
       for (const x of bad) {
         const el = inputs[x.field]; const mid = `${el.id}-err`;
-        el.setAttribute("aria-invalid", "true"); el.setAttribute("aria-describedby", mid);
+        el.setAttribute("aria-invalid", "true"); describe(el, mid);
         el.after(h("p", { class: "err field-err", id: mid }, D(x.message)));
       }
       out.replaceChildren(h("p", { class: "err", role: "alert" }, ex.message));
@@ -853,9 +853,29 @@ function formCard(titleKey, fields, submit, id) {
       : h("input", { name, id: `${id}-${name}`, type: spec.type || "text", required: spec.required, value: spec.value });
     inputs[name] = el;
     form.append(h("label", { for: `${id}-${name}`, i18n: spec.label }), el);
+    if (spec.type === "datetime-local") form.append(dateSaid(el));
   }
   form.append(h("p", {}, h("button", { class: "btn", type: "submit", i18n: "admin.create" })), out);
   return form;
+}
+
+/* A field's description (aria-describedby): its error, if any, then what is said under it. */
+function describe(el, errorId) {
+  const ids = [errorId, el.dataset.said].filter(Boolean).join(" ");
+  if (ids) el.setAttribute("aria-describedby", ids); else el.removeAttribute("aria-describedby");
+}
+
+/* Under a date-and-time field, the choice in the page's language ("2026年12月7日星期一 19:00"),
+   or what to choose while it is empty. Browsers draw the field itself in their own language,
+   whatever the page's (<html lang> follows the language button, but Chromium ignores it here:
+   crbug.com/263320), so a Chinese page showed "mm/dd/yyyy, --:-- PM" in an English browser. */
+function dateSaid(input) {
+  const said = h("p", { class: "muted field-said", id: input.id + "-said" });
+  const say = () => { said.textContent = input.value ? t("date.chosen", { when: new Date(input.value).toLocaleString(S.lang,
+    { weekday: "long", year: "numeric", month: "long", day: "numeric", hour: "2-digit", minute: "2-digit", hour12: false }) }) : t("date.choose"); };
+  input.dataset.said = said.id; describe(input);
+  input.addEventListener("input", say); say();
+  return said;
 }
 
 /* Redraw the set-up page after a change; ``refocus``: a selector of the control to put the keyboard
@@ -1117,7 +1137,7 @@ function auditAction(code) {
 /* The audit log, newest first, filtered by resident, user and time. */
 function adminAudit() {
   const res = h("input", { name: "resident_id" }); const user = h("input", { name: "user_id", type: "number", min: 1 });
-  const since = h("input", { name: "since", type: "datetime-local" });
+  const since = h("input", { name: "since", id: "audit-since", type: "datetime-local" });
   const table = h("table", { id: "audit-table" });
   const load = async (e) => {
     if (e) e.preventDefault();
@@ -1133,7 +1153,8 @@ function adminAudit() {
   };
   load();
   return h("form", { class: "card", id: "admin-audit", on: { submit: load } }, h("h2", { i18n: "admin.audit" }),
-    h("div", { class: "row" }, field("audit-resident", "alert.resident", res), field("audit-user", "admin.user_id", user), field("audit-since", "admin.since", since),
+    h("div", { class: "row" }, field("audit-resident", "alert.resident", res), field("audit-user", "admin.user_id", user),
+      h("div", {}, h("label", { for: "audit-since", i18n: "admin.since" }), since, dateSaid(since)),
       h("div", {}, h("button", { class: "btn", type: "submit", i18n: "admin.filter" }))), scrollBox("admin.audit", table));
 }
 
