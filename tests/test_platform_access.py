@@ -176,6 +176,27 @@ def test_every_read_of_a_residents_data_is_audited(api: Api, world: World, db_ur
     assert api.get("worker1", "/api/v1/audit").status_code == 403
 
 
+def test_audit_actions_are_codes_and_old_sentences_are_read_as_codes(api: Api, db_url: str) -> None:
+    """Four resident checks were audited as English sentences ("view a resident's alert limits:profile"):
+    they write codes now, and rows stored before are read back as those codes."""
+    limits = "/api/v1/residents/res-1/inactivity-limits"
+    assert api.get("worker1", limits).status_code == 200
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO audit_log (username, action, resident_id) VALUES"
+            " ('old', 'view a resident''s alert limits:profile', 'res-1'),"
+            " ('old', 'change residents:profile', 'res-1')"
+        )
+    rows = api.get("admin", "/api/v1/audit", params={"resident_id": "res-1"}).json()
+    actions = [(r["username"], r["action"]) for r in rows]
+    assert ("worker1", "read_limits:profile") in actions
+    assert ("old", "read_limits:profile") in actions and ("old", "update_resident:profile") in actions
+    assert [a for _, a in actions if not re.fullmatch(r"[a-z_0-9]+(:[a-z_0-9]+)*", a)] == []
+    # a refusal says what was refused in the reader's words, not with the code
+    zh = api.get("family1", limits, headers={"Accept-Language": "zh-CN"})
+    assert zh.status_code == 403 and zh.json()["detail"] == "您的角色（家属）无权查看长者的提醒阈值。"
+
+
 def test_site_access_helper_for_device_alerts(db_url: str, world: World) -> None:
     """The helper the alert routes use for site-level alerts (device offline, no resident)."""
     import asyncio

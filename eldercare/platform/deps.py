@@ -108,7 +108,10 @@ def resident_access(
 
 
 def resident_admin(action: str) -> Callable[..., Coroutine[Any, Any, ResidentAccess]]:
-    """Changing a resident's record: admin anywhere, care workers within scope; others 403."""
+    """Changing a resident's record: admin anywhere, care workers within scope; others 403.
+
+    ``action`` is a code (``read_limits``): audited as ``read_limits:profile``, said in words by a
+    refusal (``word.read_limits`` in the catalogue) and by the audit log page."""
     inner = resident_access("profile", action)
 
     async def dependency(

@@ -34,6 +34,15 @@ async def write(
     )
 
 
+# Actions once stored as English sentences, read back as the codes written now (rows are kept as stored).
+RENAMED_ACTIONS = {
+    "view a resident's alert limits:profile": "read_limits:profile",
+    "change a resident's alert limits:profile": "update_limits:profile",
+    "change residents:profile": "update_resident:profile",
+    "view the care team and family links:profile": "read_care_team:profile",
+}
+
+
 async def search(
     conn: Conn,
     *,
@@ -52,4 +61,7 @@ async def search(
         " ORDER BY id DESC LIMIT %(limit)s",
         {"r": resident_id, "u": user_id, "since": since, "before": before_id, "limit": limit},
     )
-    return await cur.fetchall()
+    rows = await cur.fetchall()
+    for row in rows:
+        row["action"] = RENAMED_ACTIONS.get(row["action"], row["action"])
+    return rows

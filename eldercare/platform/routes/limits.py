@@ -28,8 +28,8 @@ from eldercare.platform.routes import ERRORS
 
 router = APIRouter(prefix="/residents", tags=["residents"], responses=ERRORS)
 
-LimitsRead = Annotated[ResidentAccess, Depends(resident_admin("view a resident's alert limits"))]
-LimitsWrite = Annotated[ResidentAccess, Depends(resident_admin("change a resident's alert limits"))]
+LimitsRead = Annotated[ResidentAccess, Depends(resident_admin("read_limits"))]
+LimitsWrite = Annotated[ResidentAccess, Depends(resident_admin("update_limits"))]
 MIN_LIMIT_S = 5 * 60
 MAX_LIMIT_S = 24 * 3600
 

@@ -37,8 +37,8 @@ from eldercare.platform.schemas import (
 router = APIRouter(prefix="/residents", tags=["residents"], responses=ERRORS)
 
 ProfileRead = Annotated[ResidentAccess, Depends(resident_access("profile"))]
-ProfileWrite = Annotated[ResidentAccess, Depends(resident_admin("change residents"))]
-CareTeamRead = Annotated[ResidentAccess, Depends(resident_admin("view the care team and family links"))]
+ProfileWrite = Annotated[ResidentAccess, Depends(resident_admin("update_resident"))]
+CareTeamRead = Annotated[ResidentAccess, Depends(resident_admin("read_care_team"))]
 
 
 def _out(row: dict, role: str) -> ResidentOut:  # type: ignore[type-arg]
