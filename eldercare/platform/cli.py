@@ -203,6 +203,7 @@ def create_user(
 
     from eldercare.db import resolve_url
     from eldercare.platform import security
+    from eldercare.platform.errors import problem
     from eldercare.platform.repo import users as users_repo
     from eldercare.platform.repo.connections import connect
     from eldercare.platform.schemas import UserIn
@@ -222,8 +223,10 @@ def create_user(
             locale=locale,  # type: ignore[arg-type]
         )
     except ValidationError as exc:
+        # worded as the API words it ("must be 3 to 64 letters, digits or ..."), never a pattern
         err = exc.errors()[0]
-        raise click.ClickException(f"{err['loc'][0]}: {err['msg']}") from None
+        said = problem(str(err["loc"][0]), err["type"], i18n.FALLBACK, err.get("ctx"), err["msg"])
+        raise click.ClickException(f"{said['field']}: {said['message']}") from None
 
     async def run() -> dict[str, object]:
         async with await connect(resolve_url(settings)) as conn:
