@@ -67,6 +67,7 @@ def test_chinese_labels_are_chinese_and_english_labels_are_not() -> None:
 
 def test_enum_values_the_api_returns_all_have_labels() -> None:
     from eldercare.platform.schemas import AlertKind, CareLevel, Outcome, SensorKind, SimIncidentIn
+    from eldercare.protocol import EVENT_KINDS
 
     cat = catalogs()["en"]
     wanted = [f"kind.{k}" for k in AlertKind.__args__]
@@ -74,6 +75,7 @@ def test_enum_values_the_api_returns_all_have_labels() -> None:
     wanted += [f"care.{k}" for k in CareLevel.__args__]
     wanted += [f"sensor.{k}" for k in SensorKind.__args__]
     wanted += [f"sim.{k}" for k in SimIncidentIn.model_fields["kind"].annotation.__args__]  # type: ignore[union-attr]
+    wanted += [f"event.{k}" for k in EVENT_KINDS]  # a device's event set aside by the engine (failed work)
     assert [k for k in wanted if k not in cat] == []
 
 

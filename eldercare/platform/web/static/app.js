@@ -970,9 +970,19 @@ function adminFailedWork(rows) {
     h("p", { class: "muted", i18n: "admin.failed_work_hint" }),
     scrollBox("admin.failed_work", h("table", {}, h("tr", {}, ...["trail.at", "f.gateway", "f.kind", "admin.error", "admin.actions"].map((k) => h("th", { i18n: k }))),
       ...rows.map((w) => h("tr", { "data-failed-work": w.id }, h("td", {}, T(w.failed_at)), h("td", {}, D(w.gateway_id)),
-        h("td", {}, D(w.payload && w.payload.kind ? `${w.kind}: ${w.payload.kind}` : w.kind)), h("td", {}, D(w.last_error)),
+        h("td", { "data-work-kind": w.kind }, workWhat(w)), h("td", {}, D(w.last_error)),
         h("td", {}, h("button", { class: "btn secondary", type: "button", i18n: "admin.retry", on: { click: async () => {
           try { await api(`/engine/failed-work/${w.id}/retry`, { method: "POST" }); refreshAdmin(); } catch (ex) { toast(ex.message); } } } })))))));
+}
+
+/* What a set-aside work item was, in words: a device's event ("Device event: Fall") or a gateway's
+   status ("Gateway status: offline"); what the catalogue has no word for is shown as stored. */
+function workWhat(w) {
+  const p = w.payload || {};
+  if (!I18N.en["work." + w.kind]) return D(w.kind);
+  const known = w.kind === "event" ? (I18N.en["event." + p.kind] ? "event." + p.kind : null)
+    : ["online", "offline"].includes(p.state) ? "gw." + p.state : null;
+  return known ? L("work." + w.kind, { what: t(known) }) : [L("work." + w.kind, { what: "" }), D(p.kind || p.state)];
 }
 
 /* Edit opens the row's form below it (focus on its first field) and closes it again (one form per
