@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import psycopg
 import pytest
 from platform_seed import World
 from test_web_browser import (  # noqa: F401
@@ -312,6 +313,50 @@ def test_an_admin_edits_by_keyboard_and_reads_errors_by_field(
     assert re.findall(r"[A-Za-z]{2,}", labels) == [] and "密码" in labels, labels
     assert creds.inner_text()
     large_text_on_a_small_screen(page)
+
+
+# What the browser says of a field it will not submit (its validation bubble).
+BUBBLE = "(sel) => document.querySelector(sel).validationMessage"
+
+
+def test_the_set_up_page_says_what_is_wrong_in_the_readers_language(
+    browser: Any, server: str, db_url: str, world: World
+) -> None:
+    with psycopg.connect(db_url) as conn:  # set aside by the engine: a device's event, a gateway's status
+        conn.execute(
+            "INSERT INTO alert_work (kind, gateway_id, site_id, payload, attempts, last_error, failed_at)"
+            " VALUES ('event', 'gw-home-1', 'home-1', '{\"kind\": \"fall\"}', 3, 'boom', now()),"
+            " ('status', 'gw-home-1', 'home-1', '{\"state\": \"offline\"}', 3, 'boom', now())"
+        )
+    page = new_page(browser, server)  # an English browser
+    sign_in(page, "admin", world.password)
+    page.goto(server + "/web/#/admin")
+    page.wait_for_selector("#admin-failed-work")
+    ready(page)
+    work = "() => [...document.querySelectorAll('td[data-work-kind]')].map((td) => td.textContent).sort()"
+    # what was set aside in words, not the engine's codes ("event: fall")
+    assert page.evaluate(work) == ["Device event: Fall", "Gateway status: offline"]
+    page.click("#lang")
+    page.wait_for_function("() => document.documentElement.lang === 'zh-CN'")
+    ready(page)
+    assert page.evaluate(work) == ["网关状态：离线", "设备事件：跌倒"]
+    # the browser's own complaints in the page's language, in every form, gone once the field is
+    # edited (Chromium said "Please fill out this field." on this Chinese page)
+    page.click("#site-form button[type=submit]")
+    assert page.evaluate(BUBBLE, "#site-form-id") == "请填写此字段。"
+    page.fill("#site-form-id", "no spaces!")
+    assert page.evaluate(BUBBLE, "#site-form-id") == ""
+    user = world.user_id("worker1")
+    page.click(f"[data-user-edit='{user}']")
+    page.fill(f"#u{user}-email", "not-an-address")
+    page.click(f"form[data-edit-user='{user}'] button[type=submit]")
+    assert page.evaluate(BUBBLE, f"#u{user}-email") == "请输入电子邮件地址，例如 name@example.org。"
+    page.fill(f"#p{world.policy_id}-s1", "0")
+    page.click(f"form[data-policy='{world.policy_id}'] button[type=submit]")
+    assert page.evaluate(BUBBLE, f"#p{world.policy_id}-s1") == "请输入不小于 1 的值。"
+    page.fill(f"#p{world.policy_id}-s1", "2.5")
+    page.click(f"form[data-policy='{world.policy_id}'] button[type=submit]")
+    assert page.evaluate(BUBBLE, f"#p{world.policy_id}-s1") == "请输入整数。"
 
 
 def test_a_familys_activity_chart_is_named_and_dated_in_her_language(

@@ -825,6 +825,29 @@ async function familyBanner(a, duty, r) {
 }
 const BANNER_KINDS = { fall: 1, sos: 1, inactivity: 1, night_wandering: 1, bed_exit_no_return: 1 };
 
+/* A field the browser will not submit is explained by the browser in its own language ("Please
+   fill out this field." on a Chinese page): every form's fields say it in the page's language
+   instead (its custom validity, set when the field is found invalid and cleared once it is edited,
+   so the browser checks it afresh). */
+function validityText(el) {
+  const v = el.validity;
+  if (v.valueMissing) return t(el.tagName === "SELECT" ? "error.form.choose" : "error.form.required");
+  if (v.badInput) return t(el.type === "number" ? "error.form.number" : el.type.startsWith("date") ? "error.form.datetime" : "error.form.invalid");
+  if (v.typeMismatch) return t(el.type === "email" ? "error.form.email" : el.type === "url" ? "error.form.url" : "error.form.invalid");
+  if (v.tooShort) return t("error.form.too_short", { n: el.minLength, now: el.value.length });
+  if (v.tooLong) return t("error.form.too_long", { n: el.maxLength, now: el.value.length });
+  if (v.rangeUnderflow) return t("error.form.min", { min: el.min });
+  if (v.rangeOverflow) return t("error.form.max", { max: el.max });
+  if (v.stepMismatch) return t(Number(el.step || 1) === 1 ? "error.form.whole" : "error.form.step", { step: el.step });
+  return t("error.form.invalid");
+}
+function sayValidity(e) {
+  const el = e.target;
+  if (!el.setCustomValidity) return;
+  el.setCustomValidity("");
+  if (e.type === "invalid" && !el.validity.valid) el.setCustomValidity(validityText(el));
+}
+
 function formCard(titleKey, fields, submit, id) {
   const out = h("div", { class: "result" });
   const inputs = {};
@@ -1266,6 +1289,7 @@ function placeFocus(root, had) {
   target.focus();
 }
 
+for (const ev of ["invalid", "input", "change"]) document.addEventListener(ev, sayValidity, true); // (invalid does not bubble)
 document.getElementById("lang").addEventListener("click", switchLang);
 document.getElementById("logout").addEventListener("click", logout);
 window.addEventListener("hashchange", render);
