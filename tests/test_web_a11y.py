@@ -319,6 +319,12 @@ def test_an_admin_edits_by_keyboard_and_reads_errors_by_field(
 BUBBLE = "(sel) => document.querySelector(sel).validationMessage"
 
 
+def refused(page: Any, form: str) -> str:
+    """Submit ``form`` as it is filled and return what it says of the API's refusal (role=alert)."""
+    page.click(f"{form} button[type=submit]")
+    return str(page.wait_for_selector(f"{form} [role=alert]").inner_text())
+
+
 def test_the_set_up_page_says_what_is_wrong_in_the_readers_language(
     browser: Any, server: str, db_url: str, world: World
 ) -> None:
@@ -336,6 +342,11 @@ def test_the_set_up_page_says_what_is_wrong_in_the_readers_language(
     work = "() => [...document.querySelectorAll('td[data-work-kind]')].map((td) => td.textContent).sort()"
     # what was set aside in words, not the engine's codes ("event: fall")
     assert page.evaluate(work) == ["Device event: Fall", "Gateway status: offline"]
+    page.fill("#site-form-id", "no spaces!")
+    page.fill("#site-form-name", "Somewhere")
+    # the API's complaint names the field by its label ("Id: ...", not "id: ...")
+    assert refused(page, "#site-form").startswith("Invalid request: Id: may hold only letters")
+
     page.click("#lang")
     page.wait_for_function("() => document.documentElement.lang === 'zh-CN'")
     ready(page)
@@ -357,6 +368,20 @@ def test_the_set_up_page_says_what_is_wrong_in_the_readers_language(
     page.fill(f"#p{world.policy_id}-s1", "2.5")
     page.click(f"form[data-policy='{world.policy_id}'] button[type=submit]")
     assert page.evaluate(BUBBLE, f"#p{world.policy_id}-s1") == "请输入整数。"
+
+    # the API's complaints name each field by its label on the form, in the page's language
+    page.fill("#site-form-name", "某处")
+    assert refused(page, "#site-form").startswith("请求无效：编号：只能包含字母、数字和 . _ : -")
+    page.fill("#policy-form-name", "夜间")
+    page.fill("#policy-form-targets1", "mayor")
+    said = refused(page, "#policy-form")
+    assert said.startswith("请求无效：第一级通知对象：未知的通知对象 'mayor'；可用 family、"), said
+    assert page.get_attribute("#policy-form-targets1", "aria-invalid") == "true"
+    page.fill("#policy-form-targets1", "")  # the first tier left out: the second is the API's tiers.0
+    page.fill("#policy-form-targets2", "mayor")
+    assert refused(page, "#policy-form").startswith("请求无效：第二级通知对象：未知的通知对象 'mayor'")
+    assert page.get_attribute("#policy-form-targets2", "aria-invalid") == "true"
+    assert page.get_attribute("#policy-form-targets1", "aria-invalid") is None
 
 
 def test_a_familys_activity_chart_is_named_and_dated_in_her_language(

@@ -407,12 +407,12 @@ function ackControl(a, fam) {
     try {
       const u = await api(`/alerts/${a.id}/ack`, { method: "POST", body });
       ackNotes.delete(a.id); S.alerts.set(a.id, { ...a, ...u }); onAlertsChanged(a.id); toast(t(fam ? "alert.seen_sent" : "alert.acked"));
-    } catch (e) { toast(e.message); }
+    } catch (e) { const box = document.getElementById("ack-note-" + a.id); toast(refusal(e, box && box.parentElement)); }
   };
   const button = h("button", { class: "btn", type: "button", "data-ack": a.id, i18n: fam ? "alert.seen" : "alert.ack", on: { click: send } });
   if (fam) return button;
   const id = "ack-note-" + a.id;
-  const input = h("input", { id, name: id, type: "text", maxlength: 2000, "data-ack-note": a.id, value: ackNotes.get(a.id) || "",
+  const input = h("input", { id, name: id, type: "text", maxlength: 2000, "data-ack-note": a.id, "data-api": "note", value: ackNotes.get(a.id) || "",
     on: { input: (e) => ackNotes.set(a.id, e.target.value), keydown: (e) => { if (e.key === "Enter") { e.preventDefault(); send(); } } } });
   return h("div", { class: "ack" }, h("label", { for: id, i18n: "alert.ack_note" }), input, button);
 }
@@ -560,7 +560,7 @@ async function pageAlert(id, root) {
   S.alerts.set(a.id, a);
   const outcome = draft(h("select", { name: "outcome", id: "outcome" }, ...OUTCOMES.map((o) => h("option", { value: o }, t("outcome." + o)))), a.id);
   const note = draft(h("textarea", { name: "note", id: "note", rows: 2 }), a.id);
-  const act = async (path, body) => { try { await api(`/alerts/${a.id}/${path}`, { body: body || {} }); drafts.clear(); toast(t("saved")); render(); } catch (e) { toast(e.message); } };
+  const act = async (path, body, form) => { try { await api(`/alerts/${a.id}/${path}`, { body: body || {} }); drafts.clear(); toast(t("saved")); render(); } catch (e) { toast(refusal(e, form)); } };
   const canResolve = S.me && S.me.role !== "family" && a.state !== "resolved";
   const simAt = a.summary && a.summary.sim_detected_ms; // a simulated home's own clock, shown marked
   const facts = h("table", {},
@@ -589,16 +589,16 @@ async function pageAlert(id, root) {
       h("td", {}, L("channel." + n.channel)), h("td", {}, L("notif." + n.status)), h("td", {}, T(n.delivered_at || n.created_at)))));
   const trail = h("table", {}, h("tr", {}, h("th", { i18n: "trail.at" }), h("th", { i18n: "trail.action" }), h("th", { i18n: "trail.who" }), h("th", { i18n: "trail.note" })),
     ...a.trail.map((r) => h("tr", {}, h("td", {}, T(r.at)), h("td", {}, L("trail." + r.action)), h("td", {}, D(r.actor_name || r.actor)), h("td", {}, noteOf(r)))));
-  const noteText = draft(h("textarea", { name: "add-note", id: "add-note", rows: 2, maxlength: 2000, required: true }), a.id);
+  const noteText = draft(h("textarea", { name: "add-note", id: "add-note", "data-api": "note", rows: 2, maxlength: 2000, required: true }), a.id);
   const noteForm = S.me && S.me.role !== "family" ? h("form", { class: "card", id: "note-form", on: { submit: (e) => {
-    e.preventDefault(); if (noteText.value.trim()) act("notes", { note: noteText.value.trim() }); } } },
+    e.preventDefault(); if (noteText.value.trim()) act("notes", { note: noteText.value.trim() }, e.target); } } },
     h("h2", { i18n: "alert.add_note" }), h("label", { for: "add-note", i18n: "alert.note" }), noteText,
     h("p", {}, h("button", { class: "btn secondary", type: "submit", i18n: "alert.add_note" }))) : null;
   root.replaceChildren(
     h("h1", {}, L("kind." + a.kind), " · ", D(who(a))),
     h("ul", { class: "alerts" }, alertItem(a, { noDetail: true })),
     h("div", { class: "grid" }, h("div", { class: "card" }, facts),
-      canResolve ? h("form", { class: "card", id: "resolve-form", on: { submit: (e) => { e.preventDefault(); act("resolve", { outcome: outcome.value, note: note.value || null }); } } },
+      canResolve ? h("form", { class: "card", id: "resolve-form", on: { submit: (e) => { e.preventDefault(); act("resolve", { outcome: outcome.value, note: note.value || null }, e.target); } } },
         h("h2", { i18n: "alert.resolve" }), h("label", { for: "outcome", i18n: "alert.outcome" }), outcome,
         h("label", { for: "note", i18n: "alert.note" }), note, h("p", {}, h("button", { class: "btn", type: "submit", i18n: "alert.resolve" }))) : null,
       noteForm),
@@ -688,12 +688,12 @@ async function limitsCard(id) {
     const learning = lr.own_share >= 1 ? L("lim.own", { days: lr.days.toFixed(0) })
       : L("lim.learning", { days: lr.days.toFixed(1), grace: lr.grace_days, pct });
     const rows = v.rooms.map((r) => {
-      const input = h("input", { type: "number", min: 5, max: 1440, step: 5, class: "lim-min", "data-room": r.room,
+      const input = h("input", { type: "number", min: 5, max: 1440, step: 5, class: "lim-min", "data-room": r.room, name: "limits." + r.room,
         "aria-label": t("lim.change") + ": " + roomLabel(r.room).textContent,
         value: r.starting_s ? Math.round(r.starting_s / 60) : "" });
       const save = async (value) => {
         try { draw(await api(path, { method: "PUT", body: { limits: { [r.room]: value } } })); toast(t("saved")); }
-        catch (e) { toast(e.message); }
+        catch (e) { toast(refusal(e, card)); }
       };
       const start = r.starting_s ? [L("lim.set_here"), " ", D(fmtSecs(r.starting_s))]
         : [L("lim.population"), " ", D(r.population_s[0] === r.population_s[1] ? fmtSecs(r.population_s[0])
@@ -848,6 +848,36 @@ function sayValidity(e) {
   if (e.type === "invalid" && !el.validity.valid) el.setCustomValidity(validityText(el));
 }
 
+/* The control of ``scope`` an API error's field names: by its name or data-api, else the field it is
+   part of ("sensors.0.kind" -> the Sensors field). */
+function inputFor(scope, field) {
+  const controls = scope ? [...scope.querySelectorAll("input, select, textarea")] : [];
+  for (let f = String(field).replace(/^(query|path)\./, ""); f; f = f.includes(".") ? f.slice(0, f.lastIndexOf(".")) : "") {
+    const el = controls.find((c) => c.name === f || c.dataset.api === f);
+    if (el) return el;
+  }
+  return null;
+}
+
+/* A field as the reader knows it: its label on the form, else the console's name for it (field.*,
+   indexes left out: "tiers.0.name" -> field.tiers.name), else the API's; none for the whole body. */
+function fieldName(scope, field) {
+  const el = inputFor(scope, field);
+  const label = el && ((el.labels && el.labels[0] && el.labels[0].textContent) || el.getAttribute("aria-label"));
+  if (label) return label;
+  const key = "field." + String(field).replace(/\.\d+(?=\.|$)/g, "");
+  if (I18N.en[key]) return t(key);
+  return field === "body" ? null : field;
+}
+
+/* A refused request in the page's words: an invalid one names its fields as the form does
+   ("编号：只能包含…", not "id: …"); any other refusal is the API's sentence. */
+function refusal(ex, scope) {
+  if (!ex.errors || !ex.errors.length) return ex.message;
+  const said = ex.errors.map((x) => { const name = fieldName(scope, x.field); return name ? t("error.form.field", { field: name, message: x.message }) : x.message; });
+  return t("error.validation", { errors: said.reduce((first, next) => t("error.form.fields", { first, next })) });
+}
+
 function formCard(titleKey, fields, submit, id) {
   const out = h("div", { class: "result" });
   const inputs = {};
@@ -861,19 +891,22 @@ function formCard(titleKey, fields, submit, id) {
     catch (ex) {
       // each field the API names gets its own message under it (aria-invalid, aria-describedby) and
       // the first of them the keyboard; the sentence for the whole form is announced (role=alert)
-      const bad = (ex.errors || []).filter((x) => inputs[x.field]);
-      for (const x of bad) {
-        const el = inputs[x.field]; const mid = `${el.id}-err`;
-        el.setAttribute("aria-invalid", "true"); describe(el, mid);
+      const bad = [];
+      for (const x of ex.errors || []) {
+        const el = inputFor(form, x.field); if (!el) continue;
+        const mid = `${el.id}-err`; const said = form.querySelector("#" + CSS.escape(mid));
+        if (said) { said.append("; ", D(x.message)); continue; } // a second error of one field (two sensors)
+        el.setAttribute("aria-invalid", "true"); describe(el, mid); bad.push(el);
         el.after(h("p", { class: "err field-err", id: mid }, D(x.message)));
       }
-      out.replaceChildren(h("p", { class: "err", role: "alert" }, ex.message));
-      if (bad.length) inputs[bad[0].field].focus();
+      out.replaceChildren(h("p", { class: "err", role: "alert" }, refusal(ex, form)));
+      if (bad.length) bad[0].focus();
     }
   } } }, h("h2", { i18n: titleKey }));
   for (const [name, spec] of Object.entries(fields)) {
     const el = spec.options ? h("select", { name, id: `${id}-${name}` }, ...spec.options.map(([v, lab, data]) => h("option", { value: v, class: data ? "data" : null }, lab)))
       : h("input", { name, id: `${id}-${name}`, type: spec.type || "text", required: spec.required, value: spec.value });
+    if (spec.api) el.dataset.api = spec.api; // the API's name of the field, where the form's differs
     inputs[name] = el;
     form.append(h("label", { for: `${id}-${name}`, i18n: spec.label }), el);
     if (spec.type === "datetime-local") form.append(dateSaid(el));
@@ -923,7 +956,8 @@ async function pageAdmin(_, root) {
     birth_year: { label: "res.birth_year", type: "number" }, phone: { label: "res.phone" },
     home_care_provider_id: { label: "res.provider", options: [...none, ...opt(providers)] },
     escalation_policy_id: { label: "f.policy", options: [...none, ...opt(policies)] },
-    contact_name: { label: "f.contact_name" }, contact_phone: { label: "f.contact_phone" },
+    contact_name: { label: "f.contact_name", api: "emergency_contacts.0.name" },
+    contact_phone: { label: "f.contact_phone", api: "emergency_contacts.0.phone" },
   }, (v) => api("/residents", { body: { id: v.id, name: v.name, home_site_id: v.home_site_id, care_level: v.care_level,
     birth_year: v.birth_year ? Number(v.birth_year) : null, phone: n(v.phone), home_care_provider_id: n(v.home_care_provider_id),
     escalation_policy_id: v.escalation_policy_id ? Number(v.escalation_policy_id) : null,
@@ -956,6 +990,11 @@ async function pageAdmin(_, root) {
   const policyForm = formCard("admin.new_policy", { name: { label: "f.name", required: true }, ...tierFields }, (v) => {
     const tiers = [1, 2, 3].filter((i) => v["targets" + i]).map((i) => ({ tier: i, name: `tier ${i}`,
       targets: v["targets" + i].split(",").map((s) => s.trim()).filter(Boolean), ack_timeout_s: Number(v["timeout" + i]) || 300 }));
+    for (const i of [1, 2, 3]) { // the API names a tier by its place in the list sent ("tiers.0.targets")
+      const j = tiers.findIndex((ti) => ti.tier === i);
+      document.getElementById("policy-form-targets" + i).dataset.api = j < 0 ? "" : `tiers.${j}.targets`;
+      document.getElementById("policy-form-timeout" + i).dataset.api = j < 0 ? "" : `tiers.${j}.ack_timeout_s`;
+    }
     return api("/policies", { body: { name: v.name, tiers } }).then(refreshAdmin);
   }, "policy-form");
   const residents = await api("/residents?limit=1000").catch(() => []);
@@ -964,7 +1003,7 @@ async function pageAdmin(_, root) {
     resident_id: { label: "alert.resident", options: opt(residents) },
     user_id: { label: "f.family_user", options: fams.map((u) => [String(u.id), `${u.display_name} (${u.username})`, true]) },
     relation: { label: "f.relation", required: true },
-    activity: { label: "f.consent_activity", options: [["", t("f.no")], ["1", t("f.yes")]] },
+    activity: { label: "f.consent_activity", api: "consent", options: [["", t("f.no")], ["1", t("f.yes")]] },
   }, (v) => api(`/residents/${encodeURIComponent(v.resident_id)}/family/${v.user_id}`, { method: "PUT",
     body: { user_id: Number(v.user_id), relation: v.relation, consent: v.activity ? { activity: true, bed: true } : {} } }).then(refreshAdmin), "family-form");
   const teamForm = formCard("admin.assign_worker", {
@@ -1033,15 +1072,15 @@ function adminUsers(users, providers) {
   const q = h("input", { id: "user-search", type: "search", ph: "admin.search" });
   const body = h("tbody", {});
   const editRow = (u) => {
-    const name = h("input", { value: u.display_name, required: true });
-    const phone = h("input", { value: u.phone || "", type: "tel" });
-    const email = h("input", { value: u.email || "", type: "email" });
-    const role = h("select", {}, ...["admin", "care_worker", "family", "tester"].map((r) => h("option", { value: r, selected: r === u.role }, t("role." + r))));
-    const prov = h("select", {}, h("option", { value: "" }, "—"), ...providers.map((p) => h("option", { value: p.id, selected: p.id === u.provider_id, class: "data" }, p.name)));
+    const name = h("input", { name: "display_name", value: u.display_name, required: true });
+    const phone = h("input", { name: "phone", value: u.phone || "", type: "tel" });
+    const email = h("input", { name: "email", value: u.email || "", type: "email" });
+    const role = h("select", { name: "role" }, ...["admin", "care_worker", "family", "tester"].map((r) => h("option", { value: r, selected: r === u.role }, t("role." + r))));
+    const prov = h("select", { name: "provider_id" }, h("option", { value: "" }, "—"), ...providers.map((p) => h("option", { value: p.id, selected: p.id === u.provider_id, class: "data" }, p.name)));
     const form = h("form", { class: "row edit", "data-edit-user": u.id, on: { submit: async (e) => {
       e.preventDefault();
       try { await api("/users/" + u.id, { method: "PATCH", body: { display_name: name.value.trim(), phone: phone.value.trim() || null,
-        email: email.value.trim() || null, role: role.value, provider_id: prov.value || null } }); refreshAdmin(`[data-user-edit="${u.id}"]`); } catch (ex) { toast(ex.message); }
+        email: email.value.trim() || null, role: role.value, provider_id: prov.value || null } }); refreshAdmin(`[data-user-edit="${u.id}"]`); } catch (ex) { toast(refusal(ex, e.target)); }
     } } }, field(`u${u.id}-name`, "f.name", name), field(`u${u.id}-phone`, "res.phone", phone), field(`u${u.id}-email`, "f.email", email),
     field(`u${u.id}-role`, "f.role", role), field(`u${u.id}-prov`, "f.provider", prov), h("div", {}, h("button", { class: "btn", type: "submit", i18n: "admin.save" })));
     return h("tr", {}, h("td", { colspan: 5 }, form));
@@ -1086,18 +1125,18 @@ function providerCell(r) {
 function adminProviders(providers) {
   const kinds = ["home_care", "station", "institution"];
   const editRow = (p) => {
-    const name = h("input", { value: p.name, required: true });
-    const kind = h("select", {}, ...kinds.map((k) => h("option", { value: k, selected: k === p.kind }, t("provider." + k))));
-    const district = h("input", { value: p.district || "" });
-    const phone = h("input", { value: p.phone || "", type: "tel" });
-    const hook = h("input", { value: p.webhook_url || "", type: "url" });
-    const secret = h("input", { value: "", type: "password", autocomplete: "new-password", minlength: 16 });
+    const name = h("input", { name: "name", value: p.name, required: true });
+    const kind = h("select", { name: "kind" }, ...kinds.map((k) => h("option", { value: k, selected: k === p.kind }, t("provider." + k))));
+    const district = h("input", { name: "district", value: p.district || "" });
+    const phone = h("input", { name: "phone", value: p.phone || "", type: "tel" });
+    const hook = h("input", { name: "webhook_url", value: p.webhook_url || "", type: "url" });
+    const secret = h("input", { name: "webhook_secret", value: "", type: "password", autocomplete: "new-password", minlength: 16 });
     const form = h("form", { class: "row edit", "data-edit-provider": p.id, on: { submit: async (e) => {
       e.preventDefault();
       const body = { id: p.id, name: name.value.trim(), kind: kind.value, district: district.value.trim() || null,
         phone: phone.value.trim() || null, webhook_url: hook.value.trim() || null };
       if (secret.value) body.webhook_secret = secret.value;
-      try { await api("/providers/" + encodeURIComponent(p.id), { method: "PUT", body }); refreshAdmin(`[data-edit="${CSS.escape(p.id)}"]`); } catch (ex) { toast(ex.message); }
+      try { await api("/providers/" + encodeURIComponent(p.id), { method: "PUT", body }); refreshAdmin(`[data-edit="${CSS.escape(p.id)}"]`); } catch (ex) { toast(refusal(ex, e.target)); }
     } } }, field(`pv-${p.id}-name`, "f.name", name), field(`pv-${p.id}-kind`, "f.kind", kind), field(`pv-${p.id}-district`, "f.district", district),
     field(`pv-${p.id}-phone`, "res.phone", phone), field(`pv-${p.id}-hook`, "provider.webhook", hook),
     field(`pv-${p.id}-secret`, p.webhook_secret_set ? "provider.secret_keep" : "provider.secret_new", secret),
@@ -1145,12 +1184,13 @@ async function adminRosters(providers) {
 /* Policies: each tier's targets and deadline edited in place (PUT /policies/{id}). */
 function adminPolicies(policies) {
   const rows = policies.map((p) => {
-    const tiers = p.tiers.map((ti) => ({ ti, targets: h("input", { value: ti.targets.join(", ") }), timeout: h("input", { type: "number", min: 1, value: String(ti.ack_timeout_s) }) }));
+    const tiers = p.tiers.map((ti, j) => ({ ti, targets: h("input", { "data-api": `tiers.${j}.targets`, value: ti.targets.join(", ") }),
+      timeout: h("input", { "data-api": `tiers.${j}.ack_timeout_s`, type: "number", min: 1, value: String(ti.ack_timeout_s) }) }));
     const form = h("form", { class: "edit", "data-policy": p.id, on: { submit: async (e) => {
       e.preventDefault();
       const body = { name: p.name, tiers: tiers.map((x) => ({ tier: x.ti.tier, name: x.ti.name || `tier ${x.ti.tier}`,
         targets: x.targets.value.split(",").map((v) => v.trim()).filter(Boolean), ack_timeout_s: Number(x.timeout.value) })) };
-      try { await api("/policies/" + p.id, { method: "PUT", body }); refreshAdmin(); } catch (ex) { toast(ex.message); }
+      try { await api("/policies/" + p.id, { method: "PUT", body }); refreshAdmin(); } catch (ex) { toast(refusal(ex, e.target)); }
     } } }, h("h3", {}, D(p.name)), ...tiers.map((x) => h("div", { class: "row" },
       field(`p${p.id}-t${x.ti.tier}`, "f.tier" + Math.min(x.ti.tier, 3), x.targets), field(`p${p.id}-s${x.ti.tier}`, "f.timeout", x.timeout))),
     h("p", {}, h("button", { class: "btn", type: "submit", i18n: "admin.save" })));
@@ -1182,7 +1222,7 @@ function adminAudit() {
       const rows = await api("/audit?" + q);
       table.replaceChildren(h("tr", {}, ...["trail.at", "trail.who", "trail.action", "alert.resident", "admin.route"].map((k) => h("th", { i18n: k }))),
         ...rows.map((r) => h("tr", {}, h("td", {}, T(r.at)), h("td", {}, D(r.username)), h("td", { "data-action": r.action }, auditAction(r.action)), h("td", {}, D(r.resident_id)), h("td", {}, D(r.route)))));
-    } catch (ex) { table.replaceChildren(h("tr", {}, h("td", { class: "err" }, ex.message))); }
+    } catch (ex) { table.replaceChildren(h("tr", {}, h("td", { class: "err" }, refusal(ex, table.closest("form"))))); }
   };
   load();
   return h("form", { class: "card", id: "admin-audit", on: { submit: load } }, h("h2", { i18n: "admin.audit" }),
