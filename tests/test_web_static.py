@@ -36,6 +36,12 @@ def test_every_label_the_pages_use_is_in_the_catalogue() -> None:
     assert not missing, f"labels used by app.js but missing from eldercare/i18n/en.json: {sorted(missing)}"
 
 
+def test_no_label_is_asked_for_by_a_key_the_catalogue_cannot_have() -> None:
+    """Keys are dotted (tests/test_i18n.py): t("saved") found none and showed "saved" on every page."""
+    code = re.sub(r"/\*.*?\*/", "", APP_JS.read_text(encoding="utf-8"), flags=re.S)
+    assert re.findall(r'(?:i18n: |\bL\(|\bt\()"([a-z_0-9]+)"', code) == []
+
+
 def test_the_pages_get_the_catalogue_as_the_server_has_it() -> None:
     """/web/i18n.js is built from the catalogue files: LOCALES and I18N, nothing edited by hand."""
     js = catalogue_js()

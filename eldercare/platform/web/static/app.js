@@ -560,7 +560,7 @@ async function pageAlert(id, root) {
   S.alerts.set(a.id, a);
   const outcome = draft(h("select", { name: "outcome", id: "outcome" }, ...OUTCOMES.map((o) => h("option", { value: o }, t("outcome." + o)))), a.id);
   const note = draft(h("textarea", { name: "note", id: "note", rows: 2 }), a.id);
-  const act = async (path, body, form) => { try { await api(`/alerts/${a.id}/${path}`, { body: body || {} }); drafts.clear(); toast(t("saved")); render(); } catch (e) { toast(refusal(e, form)); } };
+  const act = async (path, body, form) => { try { await api(`/alerts/${a.id}/${path}`, { body: body || {} }); drafts.clear(); toast(t("form.saved")); render(); } catch (e) { toast(refusal(e, form)); } };
   const canResolve = S.me && S.me.role !== "family" && a.state !== "resolved";
   const simAt = a.summary && a.summary.sim_detected_ms; // a simulated home's own clock, shown marked
   const facts = h("table", {},
@@ -692,7 +692,7 @@ async function limitsCard(id) {
         "aria-label": t("lim.change") + ": " + roomLabel(r.room).textContent,
         value: r.starting_s ? Math.round(r.starting_s / 60) : "" });
       const save = async (value) => {
-        try { draw(await api(path, { method: "PUT", body: { limits: { [r.room]: value } } })); toast(t("saved")); }
+        try { draw(await api(path, { method: "PUT", body: { limits: { [r.room]: value } } })); toast(t("form.saved")); }
         catch (e) { toast(refusal(e, card)); }
       };
       const start = r.starting_s ? [L("lim.set_here"), " ", D(fmtSecs(r.starting_s))]
@@ -886,7 +886,7 @@ function formCard(titleKey, fields, submit, id) {
     form.querySelectorAll(".field-err").forEach((p) => p.remove());
     for (const el of Object.values(inputs)) { el.removeAttribute("aria-invalid"); describe(el); }
     const v = {}; for (const [k, el] of Object.entries(inputs)) v[k] = el.value.trim();
-    try { const res = await submit(v); out.replaceChildren(res || h("p", { i18n: "saved" })); toast(t("saved"));
+    try { const res = await submit(v); out.replaceChildren(res || h("p", { i18n: "form.saved" })); toast(t("form.saved"));
       if (!S.refocus) S.refocus = `#${id} button[type=submit]`; }
     catch (ex) {
       // each field the API names gets its own message under it (aria-invalid, aria-describedby) and
@@ -936,7 +936,7 @@ function dateSaid(input) {
 
 /* Redraw the set-up page after a change; ``refocus``: a selector of the control to put the keyboard
    back on (the row's Edit or Disable button), so a long page is not left at its top. */
-function refreshAdmin(refocus) { S.refocus = typeof refocus === "string" ? refocus : null; setTimeout(() => { render(); toast(t("saved")); }, 0); return null; }
+function refreshAdmin(refocus) { S.refocus = typeof refocus === "string" ? refocus : null; setTimeout(() => { render(); toast(t("form.saved")); }, 0); return null; }
 
 async function pageAdmin(_, root) {
   const [sites, providers, policies, users] = await Promise.all(["/sites", "/providers", "/policies", "/users"].map((p) => api(p).catch(() => [])));
