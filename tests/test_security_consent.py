@@ -94,8 +94,7 @@ def test_families_see_people_by_display_name_and_role(api: Api, db_url: str, wor
     text = fam.text
     assert "worker1" not in text  # the worker's user name never reaches a family member
     trail = fam.json()["trail"]
-    assert trail[-1]["actor"].endswith("(care_worker)")
-    assert trail[0]["detail"]["users"][0] == "family1" and trail[0]["detail"]["users"][1].endswith(
-        "(care_worker)"
-    )
+    # by name and role, the role in her language (family1 reads Chinese), never its code "care_worker"
+    assert trail[-1]["actor"] == "Zhang Min (护理员)"
+    assert trail[0]["detail"]["users"] == ["family1", "Zhang Min (护理员)"]
     assert {n["username"] for n in fam.json()["notifications"]} == {"family1", None}

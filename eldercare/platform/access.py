@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from eldercare import i18n
 from eldercare.platform.errors import ApiError, not_found, role_denied
 from eldercare.platform.repo import audit as audit_repo
 from eldercare.platform.repo import users as users_repo
@@ -218,14 +219,15 @@ def derived_view(
 
 def person_label(viewer: Principal, person: Mapping[str, Any] | None, username: str | None) -> str | None:
     """How a person appears in an alert's trail: staff see user names; a family member sees others
-    only by display name and role (never another relative's or a worker's user name)."""
+    only by display name and role, the role in the viewer's language (never another relative's or a
+    worker's user name)."""
     if username is None:
         return None
     if viewer.role != "family" or username == viewer.username:
         return username
     if person is None:
         return None
-    return f"{person['display_name']} ({person['role']})"
+    return f"{person['display_name']} ({i18n.word(person['role'], viewer.locale)})"  # "Zhang Min (护理员)"
 
 
 def streams_for(user: Principal, consent: dict[str, Any] | None) -> frozenset[str]:
