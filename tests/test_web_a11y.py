@@ -351,6 +351,12 @@ def test_the_set_up_page_says_what_is_wrong_in_the_readers_language(
     page.wait_for_function("() => document.documentElement.lang === 'zh-CN'")
     ready(page)
     assert page.evaluate(work) == ["网关状态：离线", "设备事件：跌倒"]
+    # whom each tier asks in words ("家属", not the code "family"); the policy's name is data
+    asks = page.evaluate(
+        """() => { const c = document.querySelector('#policies-list [data-tier="1"]').cloneNode(true);
+        c.querySelectorAll('.data').forEach((e) => e.remove()); return c.textContent; }"""
+    )
+    assert asks == ": 家属、责任护理员 / 5 分钟"
     # the browser's own complaints in the page's language, in every form, gone once the field is
     # edited (Chromium said "Please fill out this field." on this Chinese page)
     page.click("#site-form button[type=submit]")

@@ -72,7 +72,14 @@ def test_chinese_labels_are_chinese_and_english_labels_are_not() -> None:
 
 
 def test_enum_values_the_api_returns_all_have_labels() -> None:
-    from eldercare.platform.schemas import AlertKind, CareLevel, Outcome, SensorKind, SimIncidentIn
+    from eldercare.platform.schemas import (
+        TIER_TARGET,
+        AlertKind,
+        CareLevel,
+        Outcome,
+        SensorKind,
+        SimIncidentIn,
+    )
     from eldercare.protocol import EVENT_KINDS
 
     cat = catalogs()["en"]
@@ -82,6 +89,8 @@ def test_enum_values_the_api_returns_all_have_labels() -> None:
     wanted += [f"sensor.{k}" for k in SensorKind.__args__]
     wanted += [f"sim.{k}" for k in SimIncidentIn.model_fields["kind"].annotation.__args__]  # type: ignore[union-attr]
     wanted += [f"event.{k}" for k in EVENT_KINDS]  # a device's event set aside by the engine (failed work)
+    # whom a policy's tier asks (provider:<id> is shown by the provider's name)
+    wanted += [f"target.{k}" for k in re.findall(r"[a-z_]+(?=\|)", TIER_TARGET)]
     assert [k for k in wanted if k not in cat] == []
 
 

@@ -1013,8 +1013,9 @@ async function pageAdmin(_, root) {
   const siteList = h("table", {}, h("tr", {}, h("th", { i18n: "f.id" }), h("th", { i18n: "f.name" }), h("th", { i18n: "f.kind" })),
     ...sites.map((s) => h("tr", {}, h("td", {}, D(s.id)), h("td", {}, D(s.name)), h("td", {}, L("site." + s.kind)))));
   const polList = h("table", { id: "policies-list" }, h("tr", {}, h("th", { i18n: "f.name" }), h("th", { i18n: "admin.tiers" })),
-    ...policies.map((p) => h("tr", {}, h("td", {}, D(p.name)), h("td", {}, ...p.tiers.map((ti) => h("div", {},
-      D(`${ti.tier}: ${ti.targets.join(", ")}`), " / ", fmtDuration(ti.ack_timeout_s * 1000)))))));  // "5 min", not "300s"
+    ...policies.map((p) => h("tr", {}, h("td", {}, D(p.name)), h("td", {}, ...p.tiers.map((ti) => h("div", { "data-tier": ti.tier },
+      D(ti.tier), ": ", ti.targets.map((x, i) => [i ? t("list.sep") : "", targetLabel(x, providers)]),
+      " / ", fmtDuration(ti.ack_timeout_s * 1000)))))));  // "5 min", not "300s"
   const gateways = await api("/gateways").catch(() => []);
   const failed = await api("/engine/failed-work").catch(() => []);
   root.replaceChildren(h("h1", { i18n: "admin.title" }), adminFailedWork(failed),
@@ -1023,6 +1024,14 @@ async function pageAdmin(_, root) {
     h("div", { class: "grid" }, h("div", { class: "card" }, h("h2", { i18n: "admin.sites" }), rowFilter("site-search", siteList), siteList),
       h("div", { class: "card" }, h("h2", { i18n: "admin.policies" }), polList)),
     adminAudit());
+}
+
+/* Whom a tier asks, in words ("family", "驿站值班"), a provider by its name; its code as written when
+   the catalogue has no words for it (the edit form takes the codes: "family, assigned_worker"). */
+function targetLabel(target, providers) {
+  if (I18N.en["target." + target]) return L("target." + target);
+  const p = target.startsWith("provider:") && providers.find((x) => x.id === target.slice("provider:".length));
+  return D(p ? p.name : target);
 }
 
 /* Engine work set aside after repeated failures: what it was, the error, and a retry. */
