@@ -7,6 +7,7 @@ sizes, and times in the reader's language."""
 # ruff: noqa: F811 (the browser tests' fixtures, imported to be used here)
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -228,6 +229,21 @@ def test_a_care_worker_by_keyboard_and_screen_reader(
     page.wait_for_selector("#lim-rooms tr[data-room=bathroom]")
     ready(page)
     assert page.evaluate(SMALL_TARGETS) == []  # the limits' Save buttons included
+
+    # a device's alert says what happened in her words (the engine wrote it in every language), under
+    # a heading that fits it (it was "activity in the 24 hours before", over the device's raw JSON)
+    said = {"en": "Gateway gw-home-1 is offline.", "zh-CN": "网关 gw-home-1 离线。"}
+    with psycopg.connect(db_url) as conn:
+        (offline,) = conn.execute(
+            "INSERT INTO alerts (kind, severity, site_id, gateway_id, dedup_key, title, summary, detected_at)"
+            " VALUES ('device_offline', 'medium', 'home-1', 'gw-home-1', 'web-offline', 'x', %s, now())"
+            " RETURNING id",
+            (json.dumps(said),),
+        ).fetchone()
+    page.goto(server + f"/web/#/alert/{offline}")
+    page.wait_for_selector("#alert-said")
+    assert page.inner_text("#alert-said") == said["zh-CN"]
+    assert page.inner_text("#alert-said >> xpath=preceding-sibling::h2") == "发生了什么"
 
 
 def test_an_admin_edits_by_keyboard_and_reads_errors_by_field(

@@ -573,17 +573,23 @@ async function pageAlert(id, root) {
     h("tr", {}, h("th", { i18n: "alert.next_tier" }), h("td", { id: "next-escalation" }, a.state === "open" && a.next_escalation_at ? T(a.next_escalation_at) : L("alert.no_next"))),
     h("tr", {}, h("th", { i18n: "alert.acknowledged" }), h("td", {}, T(a.acknowledged_at))),
     h("tr", {}, h("th", { i18n: "alert.resolved" }), h("td", {}, T(a.resolved_at))));
-  let evidence = null;
-  if (a.kind === "fall") evidence = evidenceChart(a.evidence || {});
+  let evidence = null, heading = "alert.evidence_device";
+  if (a.kind === "fall") { evidence = evidenceChart(a.evidence || {}); heading = "alert.evidence_fall"; }
   else if (["inactivity", "night_wandering", "bed_exit_no_return"].includes(a.kind) && a.resident_id) {
+    heading = "alert.evidence_activity";
     const end = new Date(simAt || a.detected_at); const start = new Date(end.getTime() - 24 * 3600e3);
     try {
       if (!await mayReadActivity(a.resident_id)) throw new Error("no consent");
       const tl = await api(`/residents/${a.resident_id}/timeline?start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}`);
       evidence = hourlyChart(tl.cells, "evidence-chart", 1);
     } catch (e) { evidence = h("p", { class: "notice", i18n: "family.consent_notice" }); }
-  } else if (a.evidence && Object.keys(a.evidence).length) evidence = h("pre", { class: "data" }, JSON.stringify(a.evidence, null, 1));
-  else evidence = h("p", { class: "muted", i18n: "alert.no_details" });
+  } else {
+    // what the engine wrote of it in the reader's language (it names devices: data), then what the
+    // device sent, as sent
+    const said = a.summary && typeof a.summary[S.lang] === "string" ? h("p", { class: "data", id: "alert-said" }, a.summary[S.lang]) : null;
+    const sent = a.evidence && Object.keys(a.evidence).length ? h("pre", { class: "data" }, JSON.stringify(a.evidence, null, 1)) : null;
+    evidence = said || sent ? [said, sent] : h("p", { class: "muted", i18n: "alert.no_details" });
+  }
   const notified = h("table", { id: "notifications" }, h("tr", {}, ...["notif.tier", "notif.who", "notif.channel", "notif.status", "notif.at"].map((k) => h("th", { i18n: k }))),
     ...a.notifications.map((n) => h("tr", {}, h("td", {}, D(n.tier)), h("td", {}, D(n.display_name || n.username || n.target)),
       h("td", {}, L("channel." + n.channel)), h("td", {}, L("notif." + n.status)), h("td", {}, T(n.delivered_at || n.created_at)))));
@@ -602,7 +608,7 @@ async function pageAlert(id, root) {
         h("h2", { i18n: "alert.resolve" }), h("label", { for: "outcome", i18n: "alert.outcome" }), outcome,
         h("label", { for: "note", i18n: "alert.note" }), note, h("p", {}, h("button", { class: "btn", type: "submit", i18n: "alert.resolve" }))) : null,
       noteForm),
-    h("div", { class: "card" }, h("h2", { i18n: a.kind === "fall" ? "alert.evidence_fall" : "alert.evidence_activity" }), evidence),
+    h("div", { class: "card" }, h("h2", { i18n: heading }), evidence),
     h("div", { class: "card" }, h("h2", { i18n: "alert.notified" }), notified),
     h("div", { class: "card" }, h("h2", { i18n: "alert.trail" }), trail));
   root.onAlerts = (changed) => { if (changed === a.id) render(); };
