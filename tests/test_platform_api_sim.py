@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from platform_api_support import Api
 
 pytest_plugins = ["platform_api_support"]
+CLOCK = {"wall_start": 1.0e9, "sim_start": 1.0e9, "speed": 60.0, "homes": 1, "sim_now": 1.0e9}
 
 
 @pytest.fixture
@@ -36,10 +37,17 @@ def runner(settings: Settings, mqtt_host_port: tuple[str, int]) -> Iterator[list
             answer = {"id": req["id"], "ok": False, "error": "unknown room 'attic'"}
             client.publish(f"{root}/_sim/ack", json.dumps(answer), qos=1)
             return
+        if req.get("room") == "cellar":  # what runners answered when nothing happened: no truth
+            answer = {"id": req["id"], "ok": True, "truth": None, "clock": CLOCK}
+            client.publish(f"{root}/_sim/ack", json.dumps(answer), qos=1)
+            return
         now = time.time()
         truth = {"kind": req["kind"], "resident": req["resident"], "t": now, "alert_from": now}
         truth |= {"end": now + 3600, "site": "sim-home-1"}
-        client.publish(f"{root}/_sim/ack", json.dumps({"id": req["id"], "ok": True, "truth": truth}), qos=1)
+        answer = {"id": req["id"], "ok": True, "truth": truth}
+        if req.get("room") == "living":  # as the runner answers: with its clock
+            answer |= {"clock": CLOCK}
+        client.publish(f"{root}/_sim/ack", json.dumps(answer), qos=1)
 
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fake-runner-{uuid.uuid4().hex[:16]}")
     c.on_connect = lambda cl, *_: cl.subscribe(f"{root}/_sim/control", qos=1)
@@ -101,6 +109,19 @@ def test_a_refusal_of_the_simulation_is_told_in_the_readers_language(
         with psycopg.connect(db_url) as conn:  # the tester's own language
             conn.execute("UPDATE users SET locale = %s WHERE username = 'tester'", (lang,))
         r = api.post("tester", "/api/v1/sim/incidents", json=body)
-        assert r.status_code == 503, r.text
+        assert r.status_code == 422, r.text  # the request's fault, not a missing simulation
         detail = r.json()["detail"]
         assert said in detail and "unknown room 'attic'" in detail, detail
+
+
+def test_a_trigger_answered_without_truth_does_not_break_the_score(
+    api: Api, runner: list[dict[str, Any]]
+) -> None:
+    """A runner answered a trigger that changed nothing (a resident who had collapsed for good) with
+    a truth of null and its clock; the score then failed with a 500 for every later request."""
+    for room in ("living", "cellar"):  # a fall, then a trigger of the same run that changed nothing
+        body = {"resident": "sim-res-1", "kind": "fall", "room": room}
+        assert api.post("tester", "/api/v1/sim/incidents", json=body).status_code == 201
+    r = api.get("tester", "/api/v1/sim/score")
+    assert r.status_code == 200, r.text
+    assert r.json()["incidents"] == 1

@@ -210,6 +210,33 @@ def test_direct_mode_publishes_valid_protocol(
     _clear_retained(broker, retained_topics)
 
 
+def test_a_trigger_that_changes_nothing_is_refused_with_the_reason(
+    sim_root: str, broker: tuple[str, int, str]
+) -> None:
+    """After a collapse for good nothing more happens to the resident: the runner answered a fall
+    with "ok" and a truth of null (the CLI printed "null", the tester API's score then failed)."""
+    m = _manifest(1)
+    who = m["homes"][0]["resident"]
+    settings = _settings(sim_root, broker)
+    opts = RunOptions(speed=60, duration=30.0, live=False, false_fall_rate=0, sim_start=EVENING)
+    runner = Runner(settings, m, opts)
+    th = threading.Thread(target=runner.run)
+    th.start()
+    try:
+        wait_for_runner(settings, sim_root)
+        assert send_trigger(settings, sim_root, {"resident": who, "kind": "collapse"})["truth"]
+        with pytest.raises(NoRunnerError, match=f"fall: ignored: {who} collapsed for good"):
+            send_trigger(settings, sim_root, {"resident": who, "kind": "fall"})
+        # a device still breaks in that home
+        assert send_trigger(settings, sim_root, {"resident": who, "kind": "low_battery"})["truth"]
+    finally:
+        runner.stop()
+        th.join(30)
+    _clear_retained(
+        broker, {protocol.topic(m["homes"][0]["site"], m["homes"][0]["gateway"]["id"], "status", sim_root)}
+    )
+
+
 def test_trigger_without_a_runner_says_so(sim_root: str, broker: tuple[str, int, str]) -> None:
     with pytest.raises(NoRunnerError, match="no running simulation"):
         send_trigger(_settings(sim_root, broker), sim_root, {"resident": "r", "kind": "sos"}, timeout=1.0)

@@ -581,18 +581,25 @@ class Runner:
                 inc = Incident(
                     req["kind"], self.sim_now, req.get("duration_s"), req.get("room"), req.get("sensor")
                 )
-                partner = req.get("resident") == home.resident2 and home.sim2 is not None
-                if partner and inc.kind not in DEVICE_KINDS:
-                    rec = home.sim2.trigger(inc)  # type: ignore[union-attr]
-                else:
-                    rec = home.sim.trigger(inc)
+                sim = home.sim
+                partner = req.get("resident") == home.resident2 and inc.kind not in DEVICE_KINDS
+                if partner and home.sim2 is not None:
+                    sim = home.sim2
+                rec = sim.trigger(inc)
+                if rec is None:  # said, not answered with a truth of null that nobody can score
+                    why = (
+                        "collapsed for good earlier in this run; nothing more happens to them"
+                        if sim.timeline.frozen is not None
+                        else "no night's sleep ahead in this run to wander from"
+                    )
+                    raise SimulationError(f"{inc.kind}: ignored: {req['resident']} {why}")
                 self.stats["triggers"] += 1
-                if rec is not None and rec.t > self.sim_now:
+                if rec.t > self.sim_now:
                     # it plays out later (no_wake: at the next planned wake); written now, a run that
                     # ends before then scores it as under way instead of leaving it out
                     self._write_truth(rec)
                     self._truth_written.add(id(rec))
-                truth = rec.to_json() if rec else None
+                truth = rec.to_json()
                 # with the run's clock, so the platform scores it in simulated time as the CLI does
                 reply = {"id": req.get("id"), "ok": True, "truth": truth, "clock": self.clock()}
             except (ValueError, KeyError, TypeError, RecursionError) as exc:  # any bytes a tester sends

@@ -34,7 +34,10 @@ ACK_TIMEOUT_S = 5.0
     "/incidents",
     response_model=SimIncidentOut,
     status_code=201,
-    responses={503: {"model": ErrorOut, "description": "No simulation is running under this topic root"}},
+    responses={
+        422: {"model": ErrorOut, "description": "The simulation refused the incident (it says why)"},
+        503: {"model": ErrorOut, "description": "No simulation is running under this topic root"},
+    },
 )
 async def trigger_incident(
     request: Request, body: SimIncidentIn, user: TesterUser, conn: ConnDep, settings: SettingsDep
@@ -55,7 +58,8 @@ async def trigger_incident(
                 send_trigger, settings, settings.mqtt_topic_root, req, ACK_TIMEOUT_S
             )
         except NoRunnerError as exc:  # in the reader's language, with the case's own details
-            raise ApiError(503, NO_RUNNER[exc.why], **exc.params) from None
+            # a refusal is the request's fault (no such room, a resident collapsed for good): 422
+            raise ApiError(422 if exc.why == "refused" else 503, NO_RUNNER[exc.why], **exc.params) from None
         except OSError as exc:
             raise ApiError(503, "sim.no_runner", reason=str(exc)) from None
         truth, clock = answer.get("truth"), answer.get("clock")
@@ -156,7 +160,10 @@ async def score(
     # a simulated home's own time of detection counts with the run's clock
     rows, trail_rows = scoring.alert_rows(alerts, trail, home_time=run is not None)
     if run is not None:
-        truth = [TruthRecord.from_json(i["truth"]) for i in incidents if _same_run(i["clock"], run)]
+        # (a trigger an older runner answered with no truth is no incident)
+        truth = [
+            TruthRecord.from_json(i["truth"]) for i in incidents if i["truth"] and _same_run(i["clock"], run)
+        ]
         clock: dict[str, Any] | None = run | {"sim_now": Clock.from_json(run).to_sim(time.time())}
         now = None  # the clock's sim_now
     else:
