@@ -272,6 +272,14 @@ def score(
     if now is None and run_clock is not None:
         now = float(run_clock["sim_now"])
     identity = clock is None or (isinstance(clock, dict) and not clock)
+    earlier: list[AlertRow] = []
+    if run_clock is not None and "wall_start" in run_clock:
+        # an alert opened before the run began is an earlier run's (the same homes run again, or
+        # stopped a minute before): neither a catch nor a false alarm of this one
+        began = float(run_clock["wall_start"])
+        earlier = [a for a in alerts if a.opened_at < began]
+        alerts = [a for a in alerts if a.opened_at >= began]
+        trail = [r for r in trail if r.at >= began]
     sim_t = {
         a.id: a.sim_at if a.sim_at is not None else (a.opened_at if identity else clk.to_sim(a.opened_at))
         for a in alerts
@@ -279,7 +287,7 @@ def score(
     # a later detection joined to an alert still open counts as caught, as the detector's own
     # figures count it: in an unattended run the first alert would otherwise hide every later
     # incident of its resident (a demo whose fall and bathroom stay land in the one home occupied)
-    again = _detections_again(alerts, trail, clk, identity)
+    again = _detections_again([*alerts, *earlier], trail, clk, identity)  # this run's, of any alert
     sim_t.update({a.id: a.opened_at for a in again})
     kinds, matched = _match(truth, [*alerts, *again], sim_t, window_s=window_s, now=now)
     caught = {a for ids in matched.values() for a in ids}

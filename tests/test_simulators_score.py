@@ -190,3 +190,20 @@ def test_alerts_opened_once_the_run_stopped_are_not_its_false_alarms() -> None:
     lagged = {**clock, "sim_now": T0 + 3000, "wall_stopped": 1000.0 + 60.0}
     late = [offline(4, 1000.0 + 55.0), offline(5, 1000.0 + 60.2)]
     assert score([], late, residents=2, clock=lagged).to_json()["false_alarms"] == {"device_offline": 1}
+
+
+def test_alerts_opened_before_the_run_began_are_not_its_own() -> None:
+    # the same homes ran a minute before (the goodbyes of that run opened device_offline alerts,
+    # its fall is still open): this run's score counted them as its false alarms
+    clock = {"wall_start": 1000.0, "sim_start": T0, "speed": 60.0, "sim_now": T0 + 3600}
+    truth = [TruthRecord("sos", "r1", T0 + 600, T0 + 600, T0 + 600, site="h1")]
+    alerts = [
+        AlertRow(1, "device_offline", None, "h1", None, 950.0, 950.0, None, None),
+        # stamped with that run's home time, which falls inside this run's simulated span
+        AlertRow(2, "fall", "r2", "h2", None, 900.0, 900.0, 990.0, None, T0 + 100),
+        AlertRow(3, "sos", "r1", "h1", None, 1010.0, 1010.0, None, None),  # this run's SOS
+    ]
+    trail = [TrailRow(2, 990.0, "acknowledged", 1)]
+    rep = score(truth, alerts, trail, residents=2, clock=clock).to_json()
+    assert rep["kinds"]["sos"]["caught"] == 1
+    assert rep["false_alarms"] == {} and rep["time_to_ack"] == {}

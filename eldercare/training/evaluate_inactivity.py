@@ -5,7 +5,7 @@ lives ``HISTORY_DAYS`` of normal life, on which the detector is fitted, then ``T
 incident of each kind on distinct days (:func:`eldercare.simulators.routine.random_incidents`).
 An incident is *caught* by an alert whose platform kind matches it
 (:data:`~eldercare.simulators.routine.ALERT_KINDS`), raised from a minute before it began to two
-hours after it ended (as :mod:`eldercare.simulators.score` matches). Delay is from the start of
+hours after it ended (as :mod:`eldercare.scoring` matches). Delay is from the start of
 the incident (and, beside it, from ``alert_from``: when the situation became visible, e.g. the
 planned wake time or 30 minutes into a bathroom stay). Every other alert is a false alarm, counted
 per resident-week of test time.
