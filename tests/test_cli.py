@@ -98,3 +98,25 @@ main()
         r"\((pydantic|psycopg|uvicorn)\); pip install 'eldercare\[server\]'",
         lines[0],
     ), lines
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--speed", "nan"],
+        ["run", "--duration", "nan"],
+        ["run", "--sim-start", "nan"],
+        ["run", "--sim-start", "1e12"],
+        ["run", "--false-fall-rate", "nan"],
+        ["history", "--sim-start", "nan"],
+        ["trigger", "--resident", "0", "--kind", "fall", "--duration-min", "nan"],
+        ["score", "--truth", "t.jsonl", "--window-h", "nan"],
+    ],
+    ids=" ".join,
+)
+def test_a_simulation_number_that_is_no_number_is_a_usage_error(args: list[str]) -> None:
+    """click's FloatRange lets nan through every bound: a run at --speed nan stood still, one at
+    --sim-start nan ended in a traceback, a trigger of --duration-min nan never ended."""
+    out = run("simulate", args[0], "--manifest", "m.json", *args[1:])
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"Invalid value for '{args[-2]}'" in out.stderr, out.stderr

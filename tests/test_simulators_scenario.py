@@ -78,6 +78,7 @@ def test_builtin_scenarios_load_and_round_trip(path: Path) -> None:
         ("[[profile]]\nhome = 0\nwings = 2", "unknown field"),
         ("colour = 'red'", "unknown key"),
         ("days = 'many'", "days must be int"),
+        ("days = 3\n[[incident]]\nkind = 'fall'\nday = 1\nduration_min = nan", "duration_min must be"),
         ("days = [", "not valid TOML"),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -15,6 +16,22 @@ from eldercare.cli_settings import get_settings
 from eldercare.kinds import INCIDENT_KINDS
 
 KIND_CHOICE = click.Choice(INCIDENT_KINDS)  # the registry's incident kinds (eldercare.kinds)
+EPOCH_2100 = 4_102_444_800.0  # simulated starts are epoch seconds between 1970 and 2100
+
+
+class Number(click.FloatRange):
+    """A float in a range that is a number: click's FloatRange lets ``nan`` through every bound
+    (a run at ``--speed nan`` stood still, ``--sim-start nan`` ended in a traceback)."""
+
+    def __init__(self, min: float | None = None, max: float | None = None, *, inf: bool = False) -> None:
+        super().__init__(min, max)
+        self.inf = inf  # whether "inf" means something (an incident that never ends)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if math.isnan(rv) or (math.isinf(rv) and not self.inf):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
 
 
 @click.group()
@@ -67,18 +84,16 @@ def _scenario(name_or_path: str) -> Any:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option(
     "--acc-minutes",
-    type=float,
+    type=Number(-1),
     default=30.0,
     show_default=True,
     help="Minutes of ordinary accelerometer data per home (plus one session per fall); -1: none.",
 )
-@click.option("--drop-rate", type=click.FloatRange(0, 0.99), default=0.0)
-@click.option(
-    "--spurious-rate", type=click.FloatRange(0), default=0.0, help="False PIR triggers per sensor per day."
-)
+@click.option("--drop-rate", type=Number(0, 0.99), default=0.0)
+@click.option("--spurious-rate", type=Number(0), default=0.0, help="False PIR triggers per sensor per day.")
 @click.option(
     "--couples",
-    type=click.FloatRange(0, 1),
+    type=Number(0, 1),
     default=0.0,
     show_default=True,
     help="Share of homes with two residents.",
@@ -162,7 +177,7 @@ def dataset(
 @click.option("--roster-days", type=click.IntRange(1, 3650), default=30, show_default=True)
 @click.option(
     "--couples",
-    type=click.FloatRange(0, 1),
+    type=Number(0, 1),
     default=0.0,
     show_default=True,
     help="Share of homes with two residents.",
@@ -218,7 +233,7 @@ def seed_cmd(
 )
 @click.option(
     "--sim-start",
-    type=float,
+    type=Number(0, EPOCH_2100),
     default=None,
     help="Where the past ends: the run's simulated start (epoch s); default: now.",
 )
@@ -253,17 +268,17 @@ def history(ctx: click.Context, manifest_path: str, days: int, sim_start: float 
 @click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False))
 @click.option(
     "--speed",
-    type=click.FloatRange(0.1, 100_000),
+    type=Number(0.1, 100_000),
     default=1.0,
     show_default=True,
     help="Simulated seconds per wall-clock second.",
 )
 @click.option("--mode", type=click.Choice(["direct", "edge"]), default="direct", show_default=True)
 @click.option("--homes", type=click.IntRange(1), default=None, help="Only the first N homes of the manifest.")
+@click.option("--duration", type=Number(0), default=None, help="Stop after this many wall-clock seconds.")
 @click.option(
-    "--duration", type=click.FloatRange(0), default=None, help="Stop after this many wall-clock seconds."
+    "--sim-start", type=Number(0, EPOCH_2100), default=None, help="Simulated start (epoch s); default: now."
 )
-@click.option("--sim-start", type=float, default=None, help="Simulated start (epoch s); default: now.")
 @click.option("--scenario", help="Incidents to schedule (home indexes map to the manifest's homes).")
 @click.option(
     "--truth",
@@ -274,21 +289,21 @@ def history(ctx: click.Context, manifest_path: str, days: int, sim_start: float 
 )
 @click.option(
     "--status-every",
-    type=click.FloatRange(5),
+    type=Number(5),
     default=300.0,
     show_default=True,
     help="Simulated seconds between gateway status messages.",
 )
 @click.option(
     "--false-fall-rate",
-    type=click.FloatRange(0),
+    type=Number(0),
     default=0.02,
     show_default=True,
     help="Direct mode: wrongly detected falls per resident per day.",
 )
 @click.option(
     "--fall-detected",
-    type=click.FloatRange(0, 1),
+    type=Number(0, 1),
     default=0.9,
     show_default=True,
     help="Direct mode: the chance that a fall is reported as a fall event (the wearable's detector).",
@@ -347,7 +362,12 @@ def run(
 @click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--resident", required=True, help="Resident id, or the home's index in the manifest.")
 @click.option("--kind", required=True, type=KIND_CHOICE)
-@click.option("--duration-min", type=click.FloatRange(0), default=None, help="Default: the kind's default.")
+@click.option(
+    "--duration-min",
+    type=Number(0, inf=True),
+    default=None,
+    help="Default: the kind's default; 'inf': never ends.",
+)
 @click.option("--room", default=None)
 @click.option("--sensor", default=None)
 @click.pass_context
@@ -394,7 +414,7 @@ def trigger(
 @click.option("--json", "as_json", is_flag=True)
 @click.option(
     "--window-h",
-    type=click.FloatRange(0),
+    type=Number(0),
     default=2.0,
     show_default=True,
     help="Hours after an incident's end (or start) in which an alert still counts as catching it.",

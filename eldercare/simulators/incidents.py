@@ -61,7 +61,7 @@ class Incident:
         if self.kind not in INCIDENT_KINDS:
             msg = f"unknown incident kind {self.kind!r}; expected one of {', '.join(INCIDENT_KINDS)}"
             raise SimulationError(msg)
-        if self.duration is not None and self.duration < 0:
+        if self.duration is not None and not self.duration >= 0:  # nan too
             msg = f"{self.kind}: duration must be >= 0, not {self.duration}"
             raise SimulationError(msg)
         if self.room is not None and self.room not in ROOMS:

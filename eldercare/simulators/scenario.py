@@ -302,7 +302,7 @@ def _incident(e: dict[str, Any], sc: Scenario, where: str) -> IncidentSpec:
     dur = e.get("duration_min")
     if isinstance(dur, str) and dur == "inf":
         dur = math.inf
-    if dur is not None and (not isinstance(dur, int | float) or dur < 0):
+    if dur is not None and (not isinstance(dur, int | float) or not dur >= 0):  # nan too
         raise ScenarioError(f'{where}: duration_min must be a number of minutes or "inf"')
     minutes = None if dur is None else float(dur)
     spec = IncidentSpec(kind, home, day, e.get("time"), at, minutes, e.get("room"), e.get("sensor"))
