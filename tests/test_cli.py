@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +122,18 @@ def test_a_simulation_number_that_is_no_number_is_a_usage_error(args: list[str])
     out = run("simulate", args[0], "--manifest", "m.json", *args[1:])
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert f"Invalid value for '{args[-2]}'" in out.stderr, out.stderr
+
+
+def test_a_truth_file_of_another_neighbourhood_is_refused(tmp_path: Path) -> None:
+    """Scored against this neighbourhood's alerts, every incident of another one was a silent miss."""
+    home = {"index": 0, "site": "a-home-0001", "resident": "a-res-0001"}
+    (tmp_path / "m.json").write_text(json.dumps({"version": 1, "homes": [home], "stations": []}))
+    rec = {"kind": "sos", "resident": "b-res-0001", "t": 1.0, "alert_from": 1.0, "site": "b-home-0001"}
+    (tmp_path / "t.jsonl").write_text(json.dumps(rec) + "\n")
+    (tmp_path / "odd.jsonl").write_text("5\n")
+    for truth, said in (("t.jsonl", "b-res-0001"), ("odd.jsonl", "odd.jsonl:1: not a truth record")):
+        out = run(
+            "simulate", "score", "--manifest", str(tmp_path / "m.json"), "--truth", str(tmp_path / truth)
+        )
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert said in out.stderr, out.stderr

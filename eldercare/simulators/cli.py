@@ -438,6 +438,17 @@ def score(ctx: click.Context, manifest_path: str, truth_path: str, as_json: bool
         clock = read_clock(truth_path)
     except ScenarioError as exc:
         raise click.BadParameter(str(exc), param_hint="--truth") from None
+    residents = {h["resident"] for h in m["homes"]} | {
+        h["partner"]["resident"] for h in m["homes"] if h.get("partner")
+    }
+    stray = sorted({r.resident for r in truth} - residents)
+    if stray:  # scored against this neighbourhood's alerts, every one would be a miss
+        raise click.BadParameter(
+            f"{truth_path}: {len(stray)} resident(s) of its incidents are not in {manifest_path}"
+            f" ({', '.join(stray[:3])}{', …' if len(stray) > 3 else ''}): the truth of another"
+            " neighbourhood?",
+            param_hint="--truth",
+        )
     sites = [h["site"] for h in m["homes"]] + [s["site"] for s in m.get("stations", [])]
     settings = get_settings(ctx)
     try:
@@ -448,7 +459,7 @@ def score(ctx: click.Context, manifest_path: str, truth_path: str, as_json: bool
         truth,
         alerts,
         trail,
-        residents=len(m["homes"]) + sum(1 for h in m["homes"] if h.get("partner")),
+        residents=len(residents),
         clock=clock,
         window_s=window_h * 3600,
     )

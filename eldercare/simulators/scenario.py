@@ -407,9 +407,11 @@ def read_truth(path: str | Path) -> list[TruthRecord]:
             d = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ScenarioError(f"{p}:{i}: not JSON: {exc.msg}") from None
-        if "run" in d:
+        if isinstance(d, dict) and "run" in d:
             continue
         try:
+            if not isinstance(d, dict):
+                raise TypeError(f"expected a JSON object, got {line.strip()[:40]}")
             out.append(TruthRecord.from_json(d))
         except TypeError as exc:
             raise ScenarioError(f"{p}:{i}: not a truth record: {exc}") from None
