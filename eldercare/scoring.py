@@ -320,15 +320,16 @@ def _after_end(a: AlertRow, sim_at: float, now: float | None, wall_stopped: floa
 def _detections_again(
     alerts: Sequence[AlertRow], trail: Sequence[TrailRow], clk: Clock, identity: bool
 ) -> list[AlertRow]:
-    """The detector's later detections that joined a live alert (``detected_again`` in its trail), as
-    alerts of their own at their simulated time (negative ids): offline each would be an alert, and
-    an alert nobody closes in an unattended run would otherwise hide every later incident.
+    """Later detections that joined a live alert (``detected_again`` in its trail: the detector's, a
+    second SOS press, a second fall), as alerts of their own at their simulated time (negative ids):
+    offline each would be an alert, and an alert nobody closes in an unattended run would otherwise
+    hide every later incident. (The detector's own figures keep only its kinds.)
 
     Dated, like first detections, by the home's own time the detector saw them (``sim_at``) when
     the row has it: the row's ``at`` is when the engine got to it, which for an engine behind a
     fast simulation is hours of the home's time later (a detection in time scored as a miss and a
     false alarm)."""
-    by_id = {a.id: a for a in alerts if a.kind in DETECTOR_ALERTS}
+    by_id = {a.id: a for a in alerts}  # any kind: a second SOS press joins the open SOS alert too
     out = []
     for n, row in enumerate(trail):
         a = by_id.get(row.alert_id)

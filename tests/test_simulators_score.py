@@ -207,3 +207,17 @@ def test_alerts_opened_before_the_run_began_are_not_its_own() -> None:
     rep = score(truth, alerts, trail, residents=2, clock=clock).to_json()
     assert rep["kinds"]["sos"]["caught"] == 1
     assert rep["false_alarms"] == {} and rep["time_to_ack"] == {}
+
+
+def test_a_second_sos_press_joined_to_the_open_sos_alert_is_caught() -> None:
+    """Pressed twice in an unattended run: the platform joined the second press to the open SOS alert
+    (``detected_again``) and the score called it missed, as if nothing had seen it."""
+    truth = [
+        TruthRecord("sos", "r1", T0, T0, T0, "hall", "sos-1", site="h1"),
+        TruthRecord("sos", "r1", T0 + 900, T0 + 900, T0 + 900, "hall", "sos-1", site="h1"),
+    ]
+    alerts = [_alert(1, "sos", "r1", T0 + 20)]
+    trail = [TrailRow(1, T0 + 20, "opened", 1), TrailRow(1, T0 + 930, "detected_again", None)]
+    rep = score(truth, alerts, trail, residents=1, period_s=86400).to_json()
+    assert rep["kinds"]["sos"] == {**rep["kinds"]["sos"], "caught": 2, "missed": 0}
+    assert rep["false_alarms"] == {} and rep["inactivity"]["incidents"] == 0
