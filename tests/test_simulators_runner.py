@@ -8,6 +8,7 @@ and subscribed), and reads what it collected once a message published after the 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import defaultdict
@@ -229,6 +230,34 @@ def test_a_trigger_that_changes_nothing_is_refused_with_the_reason(
             send_trigger(settings, sim_root, {"resident": who, "kind": "fall"})
         # a device still breaks in that home
         assert send_trigger(settings, sim_root, {"resident": who, "kind": "low_battery"})["truth"]
+    finally:
+        runner.stop()
+        th.join(30)
+    _clear_retained(
+        broker, {protocol.topic(m["homes"][0]["site"], m["homes"][0]["gateway"]["id"], "status", sim_root)}
+    )
+
+
+def test_a_malformed_trigger_is_refused_in_its_own_terms(sim_root: str, broker: tuple[str, int, str]) -> None:
+    """What a tool publishing on the control topic gets wrong (the API says the platform can): a
+    missing kind was refused as "'kind'", a list as "unhashable type: 'list'"."""
+    m = _manifest(1)
+    who = m["homes"][0]["resident"]
+    settings = _settings(sim_root, broker)
+    opts = RunOptions(speed=60, duration=30.0, live=False, false_fall_rate=0, sim_start=EVENING)
+    runner = Runner(settings, m, opts)
+    th = threading.Thread(target=runner.run)
+    th.start()
+    try:
+        wait_for_runner(settings, sim_root)
+        for req, said in (
+            ({"resident": who}, "a trigger needs 'kind' as a string, got None"),
+            ({"resident": who, "kind": "fall", "duration_s": "long"}, "duration_s must be a number"),
+            ({"resident": [who], "kind": "fall"}, "a trigger needs 'resident' as a string"),
+            ({"resident": who, "kind": "device_offline", "sensor": ["x"]}, "sensor must be a string"),
+        ):
+            with pytest.raises(NoRunnerError, match=re.escape(said)):
+                send_trigger(settings, sim_root, req)
     finally:
         runner.stop()
         th.join(30)

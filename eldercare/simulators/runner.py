@@ -575,9 +575,10 @@ class Runner:
                 req = json.loads(raw)
                 if not isinstance(req, dict):
                     raise ValueError("a trigger is a JSON object")
-                home = self.by_resident.get(req.get("resident", ""))
+                _check_trigger(req)
+                home = self.by_resident.get(req["resident"])
                 if home is None:
-                    raise SimulationError(f"no resident {req.get('resident')!r} in this run")
+                    raise SimulationError(f"no resident {req['resident']!r} in this run")
                 inc = Incident(
                     req["kind"], self.sim_now, req.get("duration_s"), req.get("room"), req.get("sensor")
                 )
@@ -727,6 +728,19 @@ class Runner:
             "rss_mb": round(_rss_mb(), 1),
             "rss_growth_mb": round(_rss_mb() - rss0, 1),
         }
+
+
+def _check_trigger(req: dict[str, Any]) -> None:
+    """Say what is wrong with a trigger in its own terms (a KeyError said only "'kind'")."""
+    for key in ("resident", "kind"):
+        if not isinstance(req.get(key), str):
+            raise SimulationError(f"a trigger needs {key!r} as a string, got {req.get(key)!r}")
+    for key in ("room", "sensor"):
+        if not isinstance(req.get(key), str | None):
+            raise SimulationError(f"{key} must be a string or null, not {req[key]!r}")
+    d = req.get("duration_s")
+    if d is not None and (isinstance(d, bool) or not isinstance(d, int | float)):
+        raise SimulationError(f"duration_s must be a number of seconds or null, not {d!r}")
 
 
 def _rss_mb() -> float:
