@@ -371,6 +371,28 @@ def test_scenario_incidents_are_scheduled_relative_to_the_run(
     assert pending == {0: [], 1: [(day0 + DAY + 10 * HOUR, "sos")]}
 
 
+def test_a_scenario_of_more_homes_than_the_run_says_what_is_left_out(
+    sim_root: str, broker: tuple[str, int, str], tmp_path: Path
+) -> None:
+    """every-incident has nine homes: run against a manifest of two, seven homes' incidents vanished."""
+    from click.testing import CliRunner
+
+    from eldercare.cli import cli
+
+    m = _manifest(2)
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    env = {"ELDERCARE_MQTT_URL": broker[2], "ELDERCARE_MQTT_TOPIC_ROOT": sim_root}
+    args = ["simulate", "run", "--manifest", str(tmp_path / "m.json"), "--quiet", "--duration", "0"]
+    res = CliRunner().invoke(cli, [*args, "--scenario", "every-incident"], env=env)
+    assert res.exit_code == 0, res.output
+    assert (
+        "scenario every-incident: 9 homes, this run 2: the incidents of homes 2..8 are left out" in res.output
+    )
+    _clear_retained(
+        broker, {protocol.topic(h["site"], h["gateway"]["id"], "status", sim_root) for h in m["homes"]}
+    )
+
+
 def test_stations_see_the_residents_who_attend(sim_root: str, broker: tuple[str, int, str]) -> None:
 
     m = _manifest(30, stations=1, seed=2)

@@ -335,6 +335,13 @@ def run(
     settings = get_settings(ctx)
     sc = _scenario(scenario) if scenario else None
     truth = Path(truth_path) if truth_path else Path(manifest_path).with_name("truth.jsonl")
+    n = min(homes or len(m["homes"]), len(m["homes"]))
+    if sc is not None and sc.homes > n:  # said, not left out in silence
+        click.echo(
+            f"scenario {sc.name}: {sc.homes} homes, this run {n}: the incidents of homes"
+            f" {n}..{sc.homes - 1} are left out",
+            err=True,
+        )
     opts = RunOptions(
         speed=speed,
         homes=homes,
