@@ -345,6 +345,8 @@ def demo(
         _wait_http(f"{base}/healthz", 60, children)
         sim_args = ["simulate", "run", "--manifest", str(manifest), "--speed", str(speed), "--mode", mode,
                     "--sim-start", repr(sim_start)]  # fmt: skip
+        # the last demo's truth is of the neighbourhood this one replaced: `simulate run` would keep it aside
+        manifest.with_name("truth.jsonl").unlink(missing_ok=True)
         sim_started = time.time()  # the runner's wall start; its simulated clock starts at sim_start
         children.start("simulator", *sim_args, "--quiet")
         metrics = f"http://{settings.http_host}:{ports[1]}/metrics" if ports[1] else None

@@ -371,10 +371,11 @@ def test_scenario_incidents_are_scheduled_relative_to_the_run(
     assert pending == {0: [], 1: [(day0 + DAY + 10 * HOUR, "sos")]}
 
 
-def test_a_scenario_of_more_homes_than_the_run_says_what_is_left_out(
+def test_a_scenario_of_more_homes_than_the_run_says_what_is_left_out_and_truth_is_kept(
     sim_root: str, broker: tuple[str, int, str], tmp_path: Path
 ) -> None:
-    """every-incident has nine homes: run against a manifest of two, seven homes' incidents vanished."""
+    """every-incident has nine homes: run against a manifest of two, seven homes' incidents vanished;
+    the run after it overwrote its truth file."""
     from click.testing import CliRunner
 
     from eldercare.cli import cli
@@ -385,9 +386,16 @@ def test_a_scenario_of_more_homes_than_the_run_says_what_is_left_out(
     args = ["simulate", "run", "--manifest", str(tmp_path / "m.json"), "--quiet", "--duration", "0"]
     res = CliRunner().invoke(cli, [*args, "--scenario", "every-incident"], env=env)
     assert res.exit_code == 0, res.output
-    assert (
-        "scenario every-incident: 9 homes, this run 2: the incidents of homes 2..8 are left out" in res.output
-    )
+    said = "scenario every-incident: 9 homes, this run 2: the incidents of homes 2..8 are left out"
+    assert said in res.output, res.output
+    # a second run keeps the first one's truth (it was overwritten: that run could not be scored)
+    first = (tmp_path / "truth.jsonl").read_text()
+    assert '{"run"' in first
+    res = CliRunner().invoke(cli, args, env=env)
+    assert res.exit_code == 0, res.output
+    kept = list(tmp_path.glob("truth-*.jsonl"))
+    assert len(kept) == 1 and kept[0].read_text() == first, res.output
+    assert f"is kept as {kept[0]}" in res.output
     _clear_retained(
         broker, {protocol.topic(h["site"], h["gateway"]["id"], "status", sim_root) for h in m["homes"]}
     )

@@ -335,6 +335,7 @@ def run(
     settings = get_settings(ctx)
     sc = _scenario(scenario) if scenario else None
     truth = Path(truth_path) if truth_path else Path(manifest_path).with_name("truth.jsonl")
+    _keep_earlier_truth(truth)
     n = min(homes or len(m["homes"]), len(m["homes"]))
     if sc is not None and sc.homes > n:  # said, not left out in silence
         click.echo(
@@ -363,6 +364,27 @@ def run(
     except (OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(stats))
+
+
+def _keep_earlier_truth(path: Path) -> None:
+    """An earlier run's truth file is moved aside, named by when that run started, not overwritten:
+    its run's incidents could no longer be scored."""
+    from eldercare.simulators.scenario import ScenarioError, read_clock
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        clock = read_clock(path) or {}
+        began = time.gmtime(float(clock.get("wall_start", path.stat().st_mtime)))
+    except (ScenarioError, ValueError, TypeError, OSError):
+        began = time.gmtime(path.stat().st_mtime)
+    aside = path.with_name(f"{path.stem}-{time.strftime('%Y%m%dT%H%M%SZ', began)}{path.suffix}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.stem}-{time.strftime('%Y%m%dT%H%M%SZ', began)}-{n}{path.suffix}")
+    path.rename(aside)
+    click.echo(f"the earlier run's truth {path} is kept as {aside}", err=True)
 
 
 @simulate.command()
