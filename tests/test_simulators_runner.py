@@ -216,7 +216,7 @@ def test_a_trigger_that_changes_nothing_is_refused_with_the_reason(
 ) -> None:
     """After a collapse for good nothing more happens to the resident: the runner answered a fall
     with "ok" and a truth of null (the CLI printed "null", the tester API's score then failed)."""
-    m = _manifest(1)
+    m = _manifest(2)
     who = m["homes"][0]["resident"]
     settings = _settings(sim_root, broker)
     opts = RunOptions(speed=60, duration=30.0, live=False, false_fall_rate=0, sim_start=EVENING)
@@ -230,11 +230,18 @@ def test_a_trigger_that_changes_nothing_is_refused_with_the_reason(
             send_trigger(settings, sim_root, {"resident": who, "kind": "fall"})
         # a device still breaks in that home
         assert send_trigger(settings, sim_root, {"resident": who, "kind": "low_battery"})["truth"]
+        # twice the same morning in bed: one event in the plan, it was two in the truth (both "caught")
+        other = m["homes"][1]["resident"]
+        assert send_trigger(settings, sim_root, {"resident": other, "kind": "no_wake"})["truth"]
+        with pytest.raises(NoRunnerError, match=f"no_wake: ignored: {other} has one already, which lasts"):
+            send_trigger(settings, sim_root, {"resident": other, "kind": "no_wake"})
+        for _ in range(2):  # presses are each real
+            assert send_trigger(settings, sim_root, {"resident": other, "kind": "sos"})["truth"]
     finally:
         runner.stop()
         th.join(30)
     _clear_retained(
-        broker, {protocol.topic(m["homes"][0]["site"], m["homes"][0]["gateway"]["id"], "status", sim_root)}
+        broker, {protocol.topic(h["site"], h["gateway"]["id"], "status", sim_root) for h in m["homes"]}
     )
 
 

@@ -586,6 +586,7 @@ class Runner:
                 partner = req.get("resident") == home.resident2 and inc.kind not in DEVICE_KINDS
                 if partner and home.sim2 is not None:
                     sim = home.sim2
+                _not_again(sim.truth, inc, req["resident"], self.sim_now)
                 rec = sim.trigger(inc)
                 if rec is None:  # said, not answered with a truth of null that nobody can score
                     why = (
@@ -728,6 +729,26 @@ class Runner:
             "rss_mb": round(_rss_mb(), 1),
             "rss_growth_mb": round(_rss_mb() - rss0, 1),
         }
+
+
+def _not_again(truth: list[TruthRecord], inc: Incident, who: str, now: float) -> None:
+    """Refuse an incident of a kind whose earlier one is still under way or to come for the same
+    resident (or sensor): a second no_wake of the same morning, a fall while still down, an outage in
+    an outage. It would be the same event in the plan but two in the truth, each "caught" by one alert.
+    SOS presses are events of their own, each one real."""
+    if inc.kind == "sos":
+        return
+    for rec in truth:
+        if rec.kind != inc.kind or (rec.end is not None and rec.end <= now):
+            continue
+        if inc.kind in ("device_offline", "low_battery") and (inc.sensor is None or inc.sensor != rec.sensor):
+            continue
+        until = (
+            "never ends"
+            if rec.end is None
+            else "lasts until " + time.strftime("%Y-%m-%d %H:%M (simulated)", time.gmtime(rec.end))
+        )
+        raise SimulationError(f"{inc.kind}: ignored: {who} has one already, which {until}")
 
 
 def _check_trigger(req: dict[str, Any]) -> None:
