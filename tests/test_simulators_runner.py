@@ -408,6 +408,38 @@ def test_a_scenario_of_more_homes_than_the_run_says_what_is_left_out_and_truth_i
     )
 
 
+def test_the_trigger_command_names_either_resident_of_a_home_of_two(
+    sim_root: str, broker: tuple[str, int, str], tmp_path: Path
+) -> None:
+    """The docs say triggers name either resident; the command knew only the first of each home."""
+    from click.testing import CliRunner
+
+    from eldercare.cli import cli
+
+    p = nb.plan(4, 1, 0, now=time.time(), roster_days=1, couples=1.0)
+    m = nb.manifest(p, topic_root="unused", created_at=time.time(), start=time.time())
+    partner = m["homes"][0]["partner"]["resident"]
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    settings = _settings(sim_root, broker)
+    runner = Runner(settings, m, RunOptions(speed=60, duration=30.0, live=False, sim_start=EVENING))
+    th = threading.Thread(target=runner.run)
+    th.start()
+    env = {"ELDERCARE_MQTT_URL": broker[2], "ELDERCARE_MQTT_TOPIC_ROOT": sim_root}
+    try:
+        wait_for_runner(settings, sim_root)
+        for who, expected in ((partner, partner), ("0", m["homes"][0]["resident"])):
+            args = ["simulate", "trigger", "--manifest", str(tmp_path / "m.json"), "--resident", who]
+            res = CliRunner().invoke(cli, [*args, "--kind", "sos"], env=env)
+            assert res.exit_code == 0, res.output
+            assert json.loads(res.output)["resident"] == expected
+    finally:
+        runner.stop()
+        th.join(30)
+    _clear_retained(
+        broker, {protocol.topic(h["site"], h["gateway"]["id"], "status", sim_root) for h in m["homes"]}
+    )
+
+
 def test_stations_see_the_residents_who_attend(sim_root: str, broker: tuple[str, int, str]) -> None:
 
     m = _manifest(30, stations=1, seed=2)

@@ -417,14 +417,15 @@ def trigger(
 
     m = _load_manifest(manifest_path)
     homes = m["homes"]
-    home = next((h for h in homes if h["resident"] == resident), None)
-    if home is None and resident.isdigit() and int(resident) < len(homes):
-        home = homes[int(resident)]
-    if home is None:
+    # either resident of a home of two (docs: "Triggers name either resident")
+    who = {r: r for h in homes for r in (h["resident"], (h.get("partner") or {}).get("resident")) if r}
+    if resident.isdigit() and int(resident) < len(homes):
+        who.setdefault(resident, homes[int(resident)]["resident"])
+    if resident not in who:
         raise click.BadParameter(f"no resident {resident!r} in {manifest_path}", param_hint="--resident")
     settings = get_settings(ctx)
     req = {
-        "resident": home["resident"],
+        "resident": who[resident],
         "kind": kind,
         "room": room,
         "sensor": sensor,
