@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import json
 import os
 import shutil
@@ -233,6 +234,10 @@ def gateway(tmp_path: Path, root: str, port: int, host: str = "127.0.0.1", **ove
             raw[k] = {**raw[k], **v}
         else:
             raw[k] = v
+    # most tests' gateway is home-1/gw-1: on a shared broker the default client id ("home-1-gw-1")
+    # would let two tests (or anyone's gateway) take each other's connection; the root is the test's
+    tag = hashlib.sha256(raw["topic_root"].encode()).hexdigest()[:12]
+    raw["broker"].setdefault("client_id", f"{raw['site']}-{raw['gateway']}-{tag}")
     return raw
 
 

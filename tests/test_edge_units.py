@@ -323,6 +323,7 @@ def test_zigbee2mqtt_maps_real_device_payloads() -> None:
 
 def test_gateway_file_loads_and_resolves_paths(tmp_path: Path) -> None:
     raw = gateway(tmp_path, "eldercare/v1", 1883, outbox={"path": "state/ob.sqlite3"})
+    del raw["broker"]["client_id"]  # the default
     gw = load_gateway_file(write_toml(tmp_path / "gateway.toml", raw))
     assert gw.outbox.path == tmp_path / "state" / "ob.sqlite3"
     assert gw.initial_config().telemetry_batch_ms == 100
