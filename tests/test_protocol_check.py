@@ -1,10 +1,12 @@
 """What an independent gateway, written from docs/protocol.md alone, found the platform doing
-differently from the document (the outside protocol check). Store tests against the real
-PostgreSQL, as in test_ack_edges.py.
+differently from the document (the outside protocol check, two rounds). Store tests against the
+real PostgreSQL, as in test_ack_edges.py; the alert engine's work as ingest queued it, handled by
+the real engine service on the same database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Callable, Iterator
 
@@ -18,6 +20,8 @@ from test_ack_edges import GW, ROOT, tele, write
 from eldercare import protocol
 from eldercare.ingest.batch import Batch, Inbound, Registry, Validator
 from eldercare.ingest.store import Store
+from eldercare.platform.engine import service
+from eldercare.platform.repo.connections import open_pool
 
 
 def rows(db_url: str, query: str) -> list[TupleRow]:
@@ -145,3 +149,32 @@ def test_no_ack_below_seq_zero_is_published(store: Store) -> None:
     assert write(store, *(("telemetry", tele(s, low=0)) for s in range(3)))[key] == 3
     for acked in write(store, ("telemetry", tele(4, low=0))).values():
         protocol.decode("ack", protocol.encode(protocol.Ack(v=1, epoch="epoch-edge-0001", seq=acked)))
+
+
+def handle_alert_work(db_url: str) -> int:
+    """The alert engine's work queue handled once, as a running engine would."""
+
+    async def main() -> int:
+        async with open_pool(db_url, min_size=1, max_size=2) as pool:
+            return await service.process_work(pool)
+
+    return asyncio.run(main())
+
+
+def test_two_unassigned_sos_buttons_are_two_alerts_even_after_the_first_is_acknowledged(
+    store: Store, db_url: str
+) -> None:
+    """Section 6: with no resident known, "the platform ... raises the alert for the site". It was
+    one alert per site and kind: a second person pressing another button at a station (no resident
+    of its own, buttons in rooms) only counted one more detection on the first alert, which a care
+    worker had already acknowledged (on the way to the first room), so nobody heard of the second."""
+    press = b'{"v":1,"epoch":"epoch-edge-0001","seq":%d,"t":%d,"sensor":"%s","kind":"sos"}'
+    write(store, ("event", press % (1, now_ms(), b"sos-room-3")))
+    assert handle_alert_work(db_url) == 1
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE alerts SET state = 'acknowledged', acknowledged_at = now()")
+    write(store, ("event", press % (2, now_ms(), b"sos-room-7")))
+    write(store, ("event", press % (3, now_ms(), b"sos-room-7")))  # the same button again joins
+    assert handle_alert_work(db_url) == 2
+    got = rows(db_url, "SELECT sensor_id, state, detections FROM alerts WHERE kind = 'sos' ORDER BY id")
+    assert got == [("sos-room-3", "acknowledged", 1), ("sos-room-7", "open", 2)]

@@ -28,10 +28,15 @@ NOT_WORN_NOTICE_S = 3600.0
 
 
 def dedup_key(kind: str, *, resident: str | None = None, site: str = "", device: str = "") -> str:
-    """One live alert per resident and kind; device problems per device."""
+    """One live alert per resident and kind; device problems per device. A person's alert whose
+    resident is not known (a station's unassigned buttons) is one per device that raised it: two
+    people pressing two buttons are two alerts, not one more detection on the first (which may be
+    acknowledged already, so nobody would be told of the second)."""
     if kind in DEVICE_KINDS:
         return f"device:{device or site}:{kind}"
-    return f"resident:{resident}:{kind}" if resident else f"site:{site}:{kind}"
+    if resident:
+        return f"resident:{resident}:{kind}"
+    return f"site:{site}/{device}:{kind}" if device else f"site:{site}:{kind}"
 
 
 def _summary(key: str, text: dict[str, Any], **figures: Any) -> dict[str, Any]:
@@ -50,6 +55,7 @@ def decide_event(
     site, gateway, sensor = work["site"], work["gateway"], work["sensor"]
     confidence = float(work.get("confidence", 1.0))
     common = {"resident_id": resident, "site_id": site, "gateway_id": gateway, "sensor_id": sensor}
+    device = f"{gateway}/{sensor}"
     if kind == "fall":
         summary = _summary(
             "summary.fall", {"sensor": sensor, "confidence": f"{confidence:.0%}"}, confidence=confidence
@@ -64,7 +70,7 @@ def decide_event(
         return [
             Open(
                 "fall",
-                dedup_key("fall", resident=resident, site=site),
+                dedup_key("fall", resident=resident, site=site, device=device),
                 work["t"],
                 summary=summary,
                 evidence=work.get("evidence") or {},
@@ -77,7 +83,7 @@ def decide_event(
         return [
             Open(
                 "sos",
-                dedup_key("sos", resident=resident, site=site),
+                dedup_key("sos", resident=resident, site=site, device=device),
                 work["t"],
                 summary=_summary("summary.sos", {"sensor": sensor}),
                 **common,
@@ -89,7 +95,7 @@ def decide_event(
         return [
             Open(
                 "vitals",
-                dedup_key("vitals", resident=resident, site=site),
+                dedup_key("vitals", resident=resident, site=site, device=device),
                 work["t"],
                 summary=_summary(
                     "summary.vitals", {"metric": metric, "value": value}, metric=metric, value=value
@@ -102,7 +108,11 @@ def decide_event(
         return [_low_battery(site, gateway, sensor, work["t"], (work.get("evidence") or {}).get("battery"))]
     if kind == "fall_cancelled":
         return [
-            Note(dedup_key("fall", resident=resident, site=site), "note.fall_cancelled", {"sensor": sensor})
+            Note(
+                dedup_key("fall", resident=resident, site=site, device=device),
+                "note.fall_cancelled",
+                {"sensor": sensor},
+            )
         ]
     return []  # bed_exit, clock_error, config_rejected: recorded as events, no alert of their own
 
