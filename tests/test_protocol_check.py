@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import msgspec
 import psycopg
@@ -20,7 +21,7 @@ from test_ack_edges import GW, ROOT, tele, write
 from eldercare import protocol
 from eldercare.ingest.batch import Batch, Inbound, Registry, Validator
 from eldercare.ingest.store import Store
-from eldercare.platform.engine import service
+from eldercare.platform.engine import rules, service
 from eldercare.platform.repo.connections import open_pool
 
 
@@ -178,3 +179,22 @@ def test_two_unassigned_sos_buttons_are_two_alerts_even_after_the_first_is_ackno
     assert handle_alert_work(db_url) == 2
     got = rows(db_url, "SELECT sensor_id, state, detections FROM alerts WHERE kind = 'sos' ORDER BY id")
     assert got == [("sos-room-3", "acknowledged", 1), ("sos-room-7", "open", 2)]
+
+
+def status_alerts(sensors: dict[str, Any]) -> set[str]:
+    decisions = rules.decide_status(
+        {"site": "h", "gateway": "g", "t": 1, "state": "online", "sensors": sensors}
+    )
+    return {d.sensor_id or "" for d in decisions if isinstance(d, rules.Open)}
+
+
+def test_a_sensor_lost_behind_itself_or_a_ring_of_bridges_still_alerts() -> None:
+    """Section 7: a sensor ``"online": false`` opens ``device_offline``; one behind an offline
+    bridge (``via``) is covered by the bridge's alert. A ``via`` naming the sensor itself, or two
+    bridges naming each other, suppressed every alert: the sensors were lost and nobody was told."""
+    off = {"online": False}
+    assert status_alerts({"z1": off | {"via": "z1"}}) == {"z1"}
+    assert status_alerts({"c1": off | {"via": "c2"}, "c2": off | {"via": "c1"}}) == {"c1", "c2"}
+    chain = {"b1": off, "b2": off | {"via": "b1"}, "b3": off | {"via": "b2"}, "k": off | {"via": "gone"}}
+    assert status_alerts(chain) == {"b1", "k"}  # one for the bridge; a bridge not listed: the sensor
+    assert status_alerts({"b1": {"online": True}, "b2": off | {"via": "b1"}}) == {"b2"}

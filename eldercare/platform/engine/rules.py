@@ -164,8 +164,8 @@ def decide_status(work: dict[str, Any], *, not_worn_after_s: float = NOT_WORN_NO
     out += _disk(site, gateway, t, work.get("outbox") or {})
     sensors = work.get("sensors") or {}
     for sensor, info in sensors.items():
-        online, via = (info or {}).get("online"), (info or {}).get("via")
-        if online is False and via and (sensors.get(via) or {}).get("online") is False:
+        online = (info or {}).get("online")
+        if online is False and _lost_with_bridge(sensors, sensor):
             online = None  # lost with its bridge (zigbee2mqtt): one alert for the bridge, none per sensor
         out += _sensor_link(site, gateway, sensor, t, online)
         out += _wear(site, gateway, sensor, t, int(work["t"]), info or {}, not_worn_after_s)
@@ -179,6 +179,25 @@ def decide_status(work: dict[str, Any], *, not_worn_after_s: float = NOT_WORN_NO
                 Clear(dedup_key("low_battery", device=f"{gateway}/{sensor}"), "battery replaced or charged")
             )
     return out
+
+
+def _lost_with_bridge(sensors: dict[str, Any], sensor: str) -> bool:
+    """Whether an offline sensor is reached through an offline bridge that has an alert of its own:
+    following ``via`` from bridge to bridge ends at an offline one not itself behind another. A
+    ``via`` naming the sensor itself, or bridges naming each other in a ring, have no such bridge:
+    each of those sensors alerts for itself (else none of them would)."""
+    seen = {sensor}
+    via = (sensors.get(sensor) or {}).get("via")
+    while via and via not in seen:
+        info = sensors.get(via) or {}
+        if info.get("online") is not False:
+            return False  # the bridge is up (or not listed): the sensor itself is lost
+        seen.add(via)
+        nxt = info.get("via")
+        if not nxt or (sensors.get(nxt) or {}).get("online") is not False:
+            return True  # ``via`` is the bridge whose own alert covers this sensor
+        via = nxt
+    return False
 
 
 def _disk(site: str, gateway: str, t_ms: int, outbox: dict[str, Any]) -> list[Decision]:
