@@ -188,9 +188,46 @@ def test_remote_config_invalid_refused_valid_applied_without_restart(
         assert sub.wait_for(lambda s: any(len(p["readings"]) == 7 for p in s.of("telemetry")), 5)
     finally:
         pub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
-        pub.disconnect()
+
+
+def test_a_gateway_registered_again_applies_the_new_registrations_revision_0(
+    edge_broker: tuple[str, int], tmp_path: Path, edge_root: str
+) -> None:
+    """Protocol section 8: revisions count within one registration. A gateway deleted and
+    registered again (moved to another site, given new credentials) gets revision 0; the agent
+    kept the last registration's config (revision 2) across the restart with its new password and
+    refused revision 0 and everything after it up to 2."""
+    host, port = edge_broker
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect(host, port)
+    pub.loop_start()
+    topic = f"{edge_root}/home-1/gw-1/config"
+    first = gateway(tmp_path, edge_root, port, host=host, broker={"password": "registration-one"})
+    try:
+        pub.publish(
+            topic, b'{"v": 1, "revision": 2, "heartbeat_s": 600}', qos=1, retain=True
+        ).wait_for_publish(5)
+        agent = run_agent(first)
+        assert wait_until(lambda: agent.config.revision == 2)
+        agent.stop()
+        agent = run_agent(first)  # the same registration restarted: its config is kept
+        assert agent.config.revision == 2
+        agent.stop()
+        pub.publish(
+            topic, b'{"v": 1, "revision": 0, "heartbeat_s": 900}', qos=1, retain=True
+        ).wait_for_publish(5)
+        agent = run_agent(
+            gateway(tmp_path, edge_root, port, host=host, broker={"password": "registration-two"})
+        )
+        try:
+            assert wait_until(lambda: agent.config.heartbeat_s == 900), agent.config
+            assert agent.config.revision == 0 and agent.config_error is None
+        finally:
+            agent.stop()
+    finally:
+        pub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
         pub.loop_stop()
-        sub.close()
+        pub.disconnect()
 
 
 def test_fall_checkin_cancelled_then_unanswered_fall_with_context(

@@ -10,6 +10,7 @@ platform's acknowledgements, resends, events sent from memory while the disk ref
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import queue
@@ -59,6 +60,14 @@ class _Sink:
             self.dropped += 1
             if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
                 log.warning("agent inbox full: %s driver items dropped so far", self.dropped)
+
+
+def registration(gw: GatewayFile) -> str:
+    """Which registration a stored config came with: its site, gateway id and credentials (hashed).
+    A config revision counts within one registration (protocol section 8)."""
+    user, password = gw.broker.credentials
+    who = "\0".join((gw.site, gw.gateway, user or "", password or ""))
+    return hashlib.sha256(who.encode()).hexdigest()
 
 
 class Agent:
@@ -139,6 +148,12 @@ class Agent:
         self.config = gw.initial_config()
         self.config_error: str | None = None  # why the last pushed config was refused (status)
         stored = self.outbox.get_meta("config")
+        held_for = self.outbox.get_meta("config_for")
+        if stored and held_for not in (None, registration(gw)):
+            # a new site, id or password: the gateway was registered again, whose revisions start
+            # at 0 (protocol section 8); the old revision would refuse every config up to it
+            log.info("stored remote config belongs to an earlier registration; using the gateway file")
+            stored = None
         if stored:
             try:
                 cfg = parse_remote_config(stored.encode())
@@ -696,6 +711,7 @@ class Agent:
             return
         self._use_config(cfg)
         self.outbox.set_meta("config", payload.decode("utf-8"))
+        self.outbox.set_meta("config_for", registration(self.gw))
         log.info("remote config revision %s applied", cfg.revision)
         self.status_dirty = True
 
