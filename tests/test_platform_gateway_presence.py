@@ -90,6 +90,37 @@ def test_every_will_of_one_agent_process_opens_device_offline_dated_when_it_drop
     assert deliver(store, will_t, "offline", time.time(), retained=True).duplicates == 1
 
 
+def test_a_retained_offline_replayed_to_a_restarted_ingest_is_no_new_disconnect(
+    db_url: str, store: Store
+) -> None:
+    """Protocol section 7: every offline that arrives *live* is a new disconnect. The broker's
+    replay of a gateway's retained Will to a restarted ingest (a deploy) moved its offline time to
+    the restart and opened a new device_offline, after the operator had resolved the real one:
+    one alert per offline gateway of the fleet at every ingest restart."""
+    dropped = time.time() - 3600
+    will_t = int((dropped - 600) * 1000)
+    deliver(store, will_t, "offline", dropped)
+    engine(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:  # the operator resolves it: known, put away
+        conn.execute(
+            "UPDATE alerts SET state = 'resolved', resolved_at = now(), outcome = 'no_action_needed'"
+        )
+    assert deliver(store, will_t, "offline", time.time(), retained=True).statuses == 1
+    engine(db_url)
+    assert rows(db_url, "SELECT count(*) FROM alerts WHERE state <> 'resolved'") == [(0,)]
+    ((state, state_at),) = rows(db_url, "SELECT state, state_at FROM gateways WHERE id = 'gw-home-1'")
+    assert state == "offline" and abs((state_at - at(dropped)).total_seconds()) < 0.01
+    # A replay that is news (the platform had it online: it never heard the Will) still counts.
+    deliver(store, int(time.time() * 1000) - 1000, "online", time.time() - 1)
+    engine(db_url)
+    deliver(store, will_t + 1, "offline", time.time(), retained=True)
+    engine(db_url)
+    assert rows(db_url, "SELECT state FROM gateways WHERE id = 'gw-home-1'") == [("offline",)]
+    assert rows(db_url, "SELECT count(*) FROM alerts WHERE kind = 'device_offline' AND state = 'open'") == [
+        (1,)
+    ]
+
+
 def test_presence_follows_arrival_not_the_gateways_clock_and_the_skew_is_measured(
     db_url: str, store: Store
 ) -> None:

@@ -168,12 +168,15 @@ VALUES (%(ts)s, %(gateway)s, %(site)s, %(state)s, %(clock_ok)s, %(version)s, %(s
 """
 # Status messages may arrive out of order (two workers, a late Last Will): the newest by arrival wins.
 # A status without a config revision (a Last Will, an older agent) leaves what the gateway said about it.
+# The broker's replay of a retained status (to a restarted ingest) that says the state the gateway
+# is in already is no news: the gateway went offline when it did, not at ingest's restart.
 UPDATE_GATEWAY = """
 UPDATE gateways SET state = %(state)s, state_at = %(ts)s, version = coalesce(%(version)s, version),
     reported_at = greatest(reported_at, %(reported)s),
     config_applied = coalesce(%(config_revision)s, config_applied),
     config_error = CASE WHEN %(config_revision)s IS NULL THEN config_error ELSE %(config_error)s END
 WHERE id = %(gateway)s AND (state_at IS NULL OR state_at <= %(ts)s)
+  AND NOT (%(retained)s AND state = %(state)s)
 """
 # Acknowledgement watermarks (wire protocol v1, "Acknowledgements"), the last step of a commit so
 # the row locks are held only until the commit returns. ACK_LOCK creates the rows of epochs seen
@@ -1013,6 +1016,7 @@ class Store:
                     "version": st.version,
                     "config_revision": st.config_revision,
                     "config_error": st.config_error,
+                    "retained": a.inbound.retain,
                     "sensors": sensors,
                     "outbox": outbox,
                     "work": "status",

@@ -335,7 +335,11 @@ async def _status(
     decisions = rules.decide_status(payload, not_worn_after_s=not_worn_after_s)
     presence = await gateways_repo.gateway_presence(conn, gateway=gateway)
     if presence is not None and presence["state_at"] is not None and ts is not None:
-        later = presence["state_at"] > datetime.fromtimestamp(ts / 1000, UTC)
+        at = datetime.fromtimestamp(ts / 1000, UTC)
+        replay = payload.get("retained") and payload.get("state") == "offline" == presence["state"]
+        if replay and presence["state_at"] < at:  # ingest left the state as it was: no new disconnect
+            return []
+        later = presence["state_at"] > at
         if later and presence["state"] != payload.get("state"):
             # an older status handled after a newer one (two ingest workers): only its clock counts
             return [d for d in decisions if d.dedup_key == rules.dedup_key("clock_skew", device=gateway)]
