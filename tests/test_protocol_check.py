@@ -198,3 +198,34 @@ def test_a_sensor_lost_behind_itself_or_a_ring_of_bridges_still_alerts() -> None
     chain = {"b1": off, "b2": off | {"via": "b1"}, "b3": off | {"via": "b2"}, "k": off | {"via": "gone"}}
     assert status_alerts(chain) == {"b1", "k"}  # one for the bridge; a bridge not listed: the sensor
     assert status_alerts({"b1": {"online": True}, "b2": off | {"via": "b1"}}) == {"b2"}
+
+
+def test_a_gateway_told_to_beat_every_ten_minutes_is_not_reported_stalled_after_five(
+    store: Store, db_url: str
+) -> None:
+    """Protocol section 8: ``heartbeat_s`` may be anything from 5 to 3,600 s, and the platform's own
+    config sets it. The engine's watch (``pipeline_stalled``, high severity) expected a heartbeat
+    every 5 minutes whatever the config said: a gateway beating every 10 minutes as told was
+    reported stalled between every two beats."""
+    register(db_url, {"gw-2": "home-1"})
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE gateways SET state = 'online', state_at = now() - interval '2 hours'")
+        conn.execute(
+            """UPDATE gateways SET config = '{"v": 1, "revision": 1, "heartbeat_s": 600}' WHERE id = 'gw-1'"""
+        )
+        conn.execute(
+            "INSERT INTO readings VALUES (now() - interval '7 minutes', 'gw-1', 'gw-1', 'heartbeat', 600),"
+            " (now() - interval '7 minutes', 'gw-2', 'gw-2', 'heartbeat', 600)"
+        )
+
+    async def check() -> list[str]:
+        async with open_pool(db_url, min_size=1, max_size=2) as pool:
+            await service.check_heartbeats(pool)
+        return [
+            g for (g,) in rows(db_url, "SELECT gateway_id FROM alerts WHERE state <> 'resolved' ORDER BY 1")
+        ]
+
+    assert asyncio.run(check()) == ["gw-2"]  # the default 60 s beat: five periods passed
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE readings SET ts = now() - interval '51 minutes' WHERE gateway_id = 'gw-1'")
+    assert asyncio.run(check()) == ["gw-1", "gw-2"]  # five of its own periods passed too

@@ -67,6 +67,7 @@ ESCALATION_WORKERS = 4  # transactions escalating side by side when many alerts 
 ESCALATION_RETRY_S = 30.0  # an alert whose escalation failed is tried again this much later
 HEARTBEAT_TICK_S = 30.0
 HEARTBEAT_LIMIT_S = 300.0  # five default heartbeat periods
+HEARTBEAT_PERIODS = 5  # ... or five of the gateway's own (config heartbeat_s, up to 3600 s), if longer
 INGEST_TICK_S = 10.0  # how often ingest workers' liveness is looked at
 INGEST_SILENT_HEARTBEATS = 3
 INACTIVITY_TICK_S = 2.0  # how often due residents are looked for; each is due every 60 s of its home's
@@ -430,17 +431,19 @@ async def check_heartbeats(
         gateways = await gateways_repo.gateways_for_heartbeat_check(conn, since=now - timedelta(days=1))
         for gw in gateways:
             last = gw["last_heartbeat"]
+            # a gateway told to beat every 10 min (its config) is not stalled after 5
+            limit = max(limit_s, HEARTBEAT_PERIODS * (gw["heartbeat_s"] or 0))
             decision = rules.decide_heartbeat(
                 gateway=gw["id"],
                 site=gw["site_id"],
                 state=gw["state"],
                 last_heartbeat_ms=_ms(last) if last else None,
                 now_ms=_ms(now),
-                limit_s=limit_s,
+                limit_s=limit,
                 disabled=gw["disabled"],
             )
             since = (now - gw["state_at"]).total_seconds() if gw["state_at"] else None
-            just_online = gw["state"] == "online" and since is not None and since < limit_s
+            just_online = gw["state"] == "online" and since is not None and since < limit
             if isinstance(decision, rules.Open) and just_online:
                 continue  # give a gateway that just came online time for its first heartbeat
             if decision is not None:

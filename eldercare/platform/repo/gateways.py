@@ -64,10 +64,13 @@ async def set_clock_skew(conn: Conn, *, gateway: str, skew_ms: int) -> None:
 
 
 async def gateways_for_heartbeat_check(conn: Conn, *, since: datetime) -> list[Row]:
-    """Each gateway's presence and the time of its last heartbeat reading in the database."""
+    """Each gateway's presence, the heartbeat period of its config (``heartbeat_s``, null when it
+    says none) and the time of its last heartbeat reading in the database."""
     cur = await conn.execute(
         """
         SELECT g.id, g.site_id, g.state, g.state_at, g.disabled_at IS NOT NULL AS disabled,
+               CASE WHEN jsonb_typeof(g.config -> 'heartbeat_s') = 'number'
+                    THEN (g.config ->> 'heartbeat_s')::float8 END AS heartbeat_s,
                (SELECT max(ts) FROM readings r
                 WHERE r.gateway_id = g.id AND r.sensor_id = g.id AND r.metric = 'heartbeat'
                   AND r.ts >= %(since)s) AS last_heartbeat
