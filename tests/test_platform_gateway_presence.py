@@ -121,6 +121,30 @@ def test_a_retained_offline_replayed_to_a_restarted_ingest_is_no_new_disconnect(
     ]
 
 
+def test_an_online_status_with_the_same_t_as_before_a_drop_still_brings_the_gateway_back(
+    db_url: str, store: Store
+) -> None:
+    """Protocol section 7: statuses are ordered by arrival and "the latest to arrive is the
+    gateway's state". An online status was keyed by its ``t``: a gateway whose clock counts whole
+    seconds (or is stuck at its last good time, clock_ok false) and reconnects within that second
+    sends the same bytes again after its Will, which were dropped as a duplicate: it stayed offline,
+    its device_offline open, until its next status minutes later."""
+    now = time.time() - 60
+    t = int(now) * 1000
+    deliver(store, t, "online", now)
+    deliver(store, t - 600_000, "offline", now + 0.3)  # the Will
+    engine(db_url)
+    assert deliver(store, t, "online", now + 0.6).statuses == 1  # back within the same second
+    engine(db_url)
+    assert rows(db_url, "SELECT state FROM gateways WHERE id = 'gw-home-1'") == [("online",)]
+    assert rows(db_url, "SELECT state FROM alerts WHERE kind = 'device_offline'") == [("resolved",)]
+    # the broker replaying the retained online to a restarted ingest changes nothing
+    deliver(store, t, "online", time.time(), retained=True)
+    assert deliver(store, t, "online", time.time(), retained=True).duplicates == 1
+    engine(db_url)
+    assert rows(db_url, "SELECT count(*) FROM alerts WHERE state <> 'resolved'") == [(0,)]
+
+
 def test_presence_follows_arrival_not_the_gateways_clock_and_the_skew_is_measured(
     db_url: str, store: Store
 ) -> None:

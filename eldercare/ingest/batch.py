@@ -276,12 +276,13 @@ class Validator:
         assert isinstance(msg, Status)
         # One clock for presence: a status is dated (and ordered) by its arrival, the broker's
         # delivery order, never by the gateway's t, which may be skewed; a Last Will's t is when the
-        # agent connected. A live offline status (clean offline or Will) is keyed by its arrival too:
-        # one agent process sends the same Will each time it drops, and every drop must count. A
-        # retained one keeps its t as key, so the broker replaying it to a restarted ingest is a
-        # duplicate after the first time.
+        # agent connected. A live status is keyed by its arrival too: one agent process sends the
+        # same Will each time it drops, and every drop must count; an online status may repeat its
+        # t (a clock of whole seconds, or one stuck at its last good time) and must still bring the
+        # gateway back after the Will. A retained one keeps its t as key, so the broker replaying
+        # it to a restarted ingest is a duplicate after the first time.
         ts = int(m.received * 1000)
-        key = ts if msg.state == "offline" and not m.retain else msg.t
+        key = msg.t if m.retain else ts
         a = Accepted(m, kind, site, gw, STATUS_EPOCH + msg.state, key, msg, verified)
         a.ts_lo = a.ts_hi = ts
         a.digest = _digest(encode(msg))
