@@ -337,8 +337,10 @@ async def _status(
     presence = await gateways_repo.gateway_presence(conn, gateway=gateway)
     if presence is not None and presence["state_at"] is not None and ts is not None:
         at = datetime.fromtimestamp(ts / 1000, UTC)
-        replay = payload.get("retained") and payload.get("state") == "offline" == presence["state"]
-        if replay and presence["state_at"] < at:  # ingest left the state as it was: no new disconnect
+        # the broker's replay of a retained status to a restarted ingest, saying the state the
+        # gateway is in (ingest left it as it was): no new disconnect, nothing new to decide
+        replay = payload.get("retained") and payload.get("state") == presence["state"]
+        if replay and presence["state_at"] < at:
             return []
         later = presence["state_at"] > at
         if later and presence["state"] != payload.get("state"):
