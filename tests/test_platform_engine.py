@@ -121,6 +121,60 @@ def test_unacknowledged_alert_climbs_each_tier_in_order_and_stops_at_ack(
     assert {n["username"] for n in detail["notifications"]} == {"family1", "worker1", "station1", "nurse1"}
 
 
+def work_at(minutes_from_now: float) -> Callable[[Pool], Awaitable[int]]:
+    at = alerts_repo.now() + timedelta(minutes=minutes_from_now)
+    return lambda pool: service.process_work(pool, now=at)
+
+
+def test_a_new_emergency_on_an_alert_acknowledged_long_ago_opens_it_again(
+    db_url: str, world: World, api: Api
+) -> None:
+    """An SOS acknowledged and never resolved (helped, not closed) must not swallow tomorrow's: a
+    press within the care worker's way there joins it quietly; later, the alert opens again at its
+    first tier, is told to it and climbs as a new one would."""
+    sos = {
+        "v": 1,
+        "epoch": "e-1",
+        "seq": 1,
+        "t": NOW_MS,
+        "sensor": "sos-1",
+        "kind": "sos",
+        "resident": "res-1",
+    }
+    queue(db_url, "event", "gw-home-1", "home-1", sos)
+    with_pool(db_url, service.process_work)
+    (alert_id,) = rows(db_url, "SELECT id FROM alerts")[0]
+    assert api.post("worker1", f"/api/v1/alerts/{alert_id}/ack").status_code == 200
+    told = "SELECT count(*) FROM notifications WHERE alert_id = %s"
+    assert rows(db_url, told, alert_id) == [(2,)]  # family1, worker1
+
+    queue(db_url, "event", "gw-home-1", "home-1", sos | {"seq": 2})  # pressed again, help on its way
+    with_pool(db_url, work_at(10))
+    assert rows(db_url, "SELECT state, detections FROM alerts") == [("acknowledged", 2)]
+    assert rows(db_url, told, alert_id) == [(2,)]
+
+    queue(db_url, "event", "gw-home-1", "home-1", sos | {"seq": 3})  # the next day
+    with_pool(db_url, work_at(24 * 60))
+    assert rows(db_url, "SELECT state, tier, detections, acknowledged_by FROM alerts") == [
+        ("open", 1, 3, None)
+    ]
+    assert rows(db_url, told, alert_id) == [(4,)]  # tier 1 told again
+    detail = api.get("worker1", f"/api/v1/alerts/{alert_id}").json()
+    actions = [t["action"] for t in detail["trail"]]
+    assert actions[-4:] == ["detected_again", "detected_again", "reopened", "notified"], actions
+    assert detail["trail"][-2]["detail"]["acknowledged_by"] == world.user_id("worker1")
+    assert with_pool(db_url, escalate_at(24 * 3600 + 5)) == 1  # it climbs again
+    assert rows(db_url, "SELECT tier FROM alerts") == [(2,)]
+
+
+def test_a_new_inactivity_detection_never_reopens_an_acknowledged_alert() -> None:
+    now = alerts_repo.now()
+    assert service.escalation.reopen_if_acknowledged_before("inactivity", now) is None
+    assert (
+        service.escalation.reopen_if_acknowledged_before("fall", now) == now - service.escalation.REOPEN_AFTER
+    )
+
+
 def test_acknowledged_alert_does_not_escalate(db_url: str, world: World, api: Api) -> None:
     queue(db_url, "event", "gw-home-1", "home-1", fall(sensor_of_res1(db_url)))
     with_pool(db_url, service.process_work)

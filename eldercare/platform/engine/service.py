@@ -126,7 +126,13 @@ async def apply(
     )  # the alert, its trail and its first deadline in one statement: a storm is round trips
     if not opened:
         await trail_repo.publish(conn, alert_id=alert_id, event="detected_again")
-        return
+        cutoff = escalation.reopen_if_acknowledged_before(decision.kind, at)
+        if cutoff is None or not await alerts_repo.reopen(
+            conn, alert_id=alert_id, acknowledged_before=cutoff, tier=first.tier,
+            due=escalation.next_deadline(policy, first.tier, at),
+        ):  # fmt: skip
+            return
+        await trail_repo.publish(conn, alert_id=alert_id, event="reopened")
     await alerts_repo.notify_tier(
         conn, alert_id=alert_id, tier=first, resident=decision.resident_id, site=decision.site_id,
         email=email,

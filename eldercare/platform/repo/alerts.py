@@ -103,6 +103,34 @@ async def open_or_join(conn: Conn, *, decision: Open, tier: int, due: datetime |
     return int(row["id"]), bool(row["opened"])
 
 
+async def reopen(
+    conn: Conn, *, alert_id: int, acknowledged_before: datetime, tier: int, due: datetime | None
+) -> bool:
+    """An alert acknowledged before ``acknowledged_before`` and still not resolved: open again at
+    ``tier`` with its deadline, and say so in its trail (who had acknowledged it, when). False (and
+    nothing changed) when the alert is open, resolved or acknowledged since."""
+    cur = await conn.execute(
+        """
+        WITH old AS (
+            SELECT id, acknowledged_at, acknowledged_by FROM alerts
+            WHERE id = %(a)s AND state = 'acknowledged' AND acknowledged_at < %(before)s FOR UPDATE
+        ), up AS (
+            UPDATE alerts a SET state = 'open', tier = %(tier)s, next_escalation_at = %(due)s,
+                                acknowledged_at = NULL, acknowledged_by = NULL, updated_at = now()
+            FROM old WHERE a.id = old.id RETURNING a.id
+        )
+        INSERT INTO alert_trail (alert_id, action, tier, detail)
+        SELECT old.id, 'reopened', %(tier)s,
+               jsonb_build_object('acknowledged_at', old.acknowledged_at,
+                                  'acknowledged_by', old.acknowledged_by)
+        FROM old JOIN up ON up.id = old.id
+        RETURNING alert_id
+        """,
+        {"a": alert_id, "before": acknowledged_before, "tier": tier, "due": due},
+    )
+    return await cur.fetchone() is not None
+
+
 async def live_alert_id(conn: Conn, *, dedup_key: str) -> int | None:
     cur = await conn.execute(
         "SELECT id FROM alerts WHERE dedup_key = %(k)s AND state <> 'resolved'", {"k": dedup_key}

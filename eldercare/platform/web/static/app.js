@@ -241,7 +241,7 @@ async function loadAlerts() {
 async function refreshAlert(id, event) {
   try {
     const a = await api("/alerts/" + id);
-    const isNew = !S.alerts.has(id) || event === "notified" || event === "escalated";
+    const isNew = !S.alerts.has(id) || event === "notified" || event === "escalated" || event === "reopened";
     S.alerts.set(id, a);
     if (isNew && a.state === "open") announce(a);
     onAlertsChanged(id);
