@@ -212,6 +212,8 @@ def test_a_gateway_registered_again_applies_the_new_registrations_revision_0(
         agent.stop()
         agent = run_agent(first)  # the same registration restarted: its config is kept
         assert agent.config.revision == 2
+        # a config of thresholds only keeps the gateway file's sensors across the restart too
+        assert set(agent.sensors) == {s["id"] for s in first["sensors"]}
         agent.stop()
         pub.publish(
             topic, b'{"v": 1, "revision": 0, "heartbeat_s": 900}', qos=1, retain=True

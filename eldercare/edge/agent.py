@@ -27,7 +27,7 @@ from eldercare.edge import checkin, status
 from eldercare.edge.batching import Batcher
 from eldercare.edge.checkin import CheckIns, HomeContext, Suspect, combine_confidence
 from eldercare.edge.clock import ClockGuard, Held
-from eldercare.edge.config import GatewayFile, newer_remote_config, parse_remote_config, refusal
+from eldercare.edge.config import GatewayFile, newer_remote_config, refusal
 from eldercare.edge.connection import NetEvent, Uplink
 from eldercare.edge.drivers import AccChunk, Action, Driver, Health, Sample, load_driver
 from eldercare.edge.falls import FallWatch, StreamLike, WearLike, open_wear_tracker
@@ -155,10 +155,8 @@ class Agent:
             log.info("stored remote config belongs to an earlier registration; using the gateway file")
             stored = None
         if stored:
-            try:
-                cfg = parse_remote_config(stored.encode())
-                if cfg.revision >= self.config.revision:
-                    self.config = cfg
+            try:  # as when it was pushed: a config of thresholds only keeps the file's sensors
+                self.config = newer_remote_config(stored.encode(), self.config)
             except protocol.ProtocolError:
                 log.warning("stored remote config no longer valid; using the gateway file")
         self.sensors = {s.id: s for s in self.config.sensors}
