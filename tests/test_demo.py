@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -233,12 +234,21 @@ def test_demo_fall_becomes_an_alert_in_the_api_and_ctrl_c_leaves_nothing(
         _no_process_left(d, tmp_path)
 
 
+@pytest.fixture
+def outside_home() -> Iterator[Path]:
+    """A home outside /tmp/pytest-of-root: run as root, the embedded PostgreSQL runs as its own
+    user, and any pytest starting meanwhile (test_fixtures' inner runs) makes that folder 0700
+    again, locking that user out while initdb runs (a repeat run saw initdb fail so)."""
+    with tempfile.TemporaryDirectory(prefix="eldercare-demo-home-") as d:
+        Path(d).chmod(0o755)
+        yield Path(d)
+
+
 @pytest.mark.slow
-def test_demo_on_a_bare_machine_uses_embedded_servers_in_the_user_data_dir(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    home.chmod(0o755)  # run as root, the embedded PostgreSQL runs as its own user and must get in
-    tmp_path.chmod(0o755)
+def test_demo_on_a_bare_machine_uses_embedded_servers_in_the_user_data_dir(
+    tmp_path: Path, outside_home: Path
+) -> None:
+    home = outside_home
     # no ELDERCARE_METRICS_PORT: the demo gives ingest a free port, not 9108 (anyone's)
     unwanted = {"XDG_DATA_HOME", "ELDERCARE_METRICS_PORT"}
     env = {k: v for k, v in _base_env(tmp_path).items() if k not in unwanted} | {"HOME": str(home)}

@@ -15,7 +15,7 @@ import pytest
 from fix_db import in_ci
 from fix_mqtt import mqtt_connack
 
-from eldercare.embedded import EmbeddedBroker, EmbeddedPostgres, mosquitto_binary, port_open
+from eldercare.embedded import EmbeddedBroker, EmbeddedError, EmbeddedPostgres, mosquitto_binary, port_open
 
 
 @pytest.fixture
@@ -119,3 +119,13 @@ def test_free_ports_come_from_outside_the_ephemeral_range_and_are_free() -> None
     for p in list(ports)[:5]:  # and free
         with socket.socket() as s:
             s.bind(("127.0.0.1", p))
+
+
+def test_a_server_that_cannot_start_says_why(pg_data: Path) -> None:
+    """initdb's own words reach the error (pgserver only logs them): here a data folder in use."""
+    pg_data.mkdir()
+    (pg_data / "something-else").write_text("not a database")
+    pg_data.parent.chmod(0o777)
+    pg_data.chmod(0o777)
+    with pytest.raises(EmbeddedError, match="exists but is not empty"):
+        EmbeddedPostgres(pg_data).start()
