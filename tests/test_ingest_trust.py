@@ -148,6 +148,21 @@ def test_a_registry_change_missed_while_disconnected_is_caught_on_reconnect(
     assert [d.reason for d in r.dead] == ["topic.gateway: unknown gateway 'gw-2'"]
 
 
+def test_a_gateway_nobody_acknowledges_has_one_dead_letter_however_often_it_resends(
+    store: Store, db_url: str
+) -> None:
+    """An unknown (or disabled, or moved) gateway gets no ack, so its outbox re-sends the same
+    bytes at every reconnect: each copy is refused, and the dead-letter table keeps one."""
+    reg = Registry(store.load_registry())
+    resent = ("home-9/gw-9/telemetry", telemetry(1))
+    for _ in range(3):
+        r = store.write(batch_of(reg, resent, resent), reg)
+        assert [d.reason for d in r.dead] == ["topic.gateway: unknown gateway 'gw-9'"] * 2
+    other = store.write(batch_of(reg, ("home-9/gw-9/telemetry", telemetry(2))), reg)
+    assert len(other.dead) == 1
+    assert count(db_url, "SELECT count(*) FROM dead_letters WHERE gateway_id = 'gw-9'") == 2
+
+
 def test_unregistered_sensors_are_stored_and_listed(store: Store, db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as admin:
         admin.execute("INSERT INTO sensors (gateway_id, id, kind) VALUES ('gw-1', 'pir-1', 'pir')")

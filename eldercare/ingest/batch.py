@@ -325,7 +325,8 @@ def same_contents(a: Accepted, stored: int) -> bool:
 
 
 def retained_key(m: Inbound) -> str:
-    """The same retained message, however often the broker replays it, has one dead letter."""
+    """The same bytes on the same topic, however often they come, have one dead letter: a retained
+    message the broker replays, or a message its gateway re-sends because nobody acknowledges it."""
     h = hashlib.sha256(m.topic.encode("utf-8", "replace") + b"\0" + m.payload).hexdigest()
     return f"retained:{h[:32]}"
 

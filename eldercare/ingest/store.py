@@ -449,8 +449,10 @@ def _event_row(a: Accepted) -> dict[str, Any]:
     }
 
 
-def _reject(a: Accepted, reason: str) -> Rejected:
-    key = retained_key(a.inbound) if a.inbound.retain else None
+def _reject(a: Accepted, reason: str, unacknowledged: bool = False) -> Rejected:
+    """A dead letter of an accepted message. ``unacknowledged``: its gateway gets no ack (unknown,
+    disabled, another site's), so it re-sends the same bytes for ever: one dead letter for them all."""
+    key = retained_key(a.inbound) if a.inbound.retain or unacknowledged else None
     return Rejected(a.inbound, reason, a.site, a.gateway, a.inbound.payload, key)
 
 
@@ -554,14 +556,13 @@ class Store:
             if site == a.site:
                 good.append(a)
             elif a.gateway in disabled:
-                dead.append(
-                    _reject(a, f"topic.gateway: gateway {a.gateway!r} is disabled; its messages are refused")
-                )
+                reason = f"topic.gateway: gateway {a.gateway!r} is disabled; its messages are refused"
+                dead.append(_reject(a, reason, unacknowledged=True))
             elif site is None:
-                dead.append(_reject(a, f"topic.gateway: unknown gateway {a.gateway!r}"))
+                dead.append(_reject(a, f"topic.gateway: unknown gateway {a.gateway!r}", unacknowledged=True))
             else:
                 reason = f"topic.site: gateway {a.gateway!r} is registered to site {site!r}, not {a.site!r}"
-                dead.append(_reject(a, reason))
+                dead.append(_reject(a, reason, unacknowledged=True))
         return self._check_residents(conn, good, dead)
 
     def _check_residents(
