@@ -148,10 +148,11 @@ def test_kill_9_mid_stream_and_restart_loses_and_duplicates_nothing(
     ingest, db_url: str, mqtt_url: str, topic_root: str
 ) -> None:
     # The shared broker keeps at most 1,000 queued messages per session (Mosquitto's default
-    # max_queued_messages): the rate keeps what arrives while ingest is dead well below that.
+    # max_queued_messages), beyond which it drops them: fewer than that are left to publish once
+    # ingest is killed (after 150), however slowly a loaded machine restarts it.
     client_id = f"test-ingest-kill-{unique_tag()}-0"
     proc = ingest(ELDERCARE_INGEST_CLIENT_ID=client_id)
-    msgs = stream(topic_root, 1200)
+    msgs = stream(topic_root, 1100)
     with publisher(mqtt_url) as pub:
         sender = threading.Thread(target=pub.publish_many, args=(msgs, 250.0))
         sender.start()
@@ -160,11 +161,11 @@ def test_kill_9_mid_stream_and_restart_loses_and_duplicates_nothing(
         )
         proc.kill()
         stored_at_kill = count(db_url, "SELECT count(*) FROM ingested_messages")
-        assert stored_at_kill < 1200
+        assert stored_at_kill < 1100
         ingest(ELDERCARE_INGEST_CLIENT_ID=client_id)  # same client id: its session waits
         sender.join()
-    wait_for(lambda: stored(db_url) == 1200, 40, "all 1200 messages")
-    assert_exactly_once(db_url, settle(db_url, mqtt_url, topic_root, 1200), 10)
+    wait_for(lambda: stored(db_url) == 1100, 40, "all 1100 messages")
+    assert_exactly_once(db_url, settle(db_url, mqtt_url, topic_root, 1100), 10)
 
 
 @pytest.mark.slow
