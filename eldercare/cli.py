@@ -113,13 +113,20 @@ def main() -> None:
 
 
 def unreachable(exc: BaseException) -> str | None:
-    """One readable line for a server that cannot be used (down, refused, no such database), or None.
+    """One readable line for a server that cannot be used (down, refused, no such database, not
+    configured, not migrated), or None.
 
     Commands talk to PostgreSQL and the broker in many places; a wrong URL or a stopped server is an
     operator's everyday mistake and deserves a sentence, not a hundred lines of driver traceback.
     """
+    from eldercare.cli_settings import NOT_MIGRATED, database_error_line
+
     seen: BaseException | None = exc
     while seen is not None:
+        if type(seen).__name__ == "NoDatabaseError" and type(seen).__module__ == "eldercare.db":
+            return str(seen)
+        if type(seen).__module__.startswith("psycopg") and type(seen).__name__ in NOT_MIGRATED:
+            return database_error_line(seen)
         if type(seen).__module__.startswith("psycopg") and type(seen).__name__ == "OperationalError":
             first = str(seen).strip().splitlines()[0] if str(seen).strip() else type(seen).__name__
             return f"the database cannot be used: {first}"

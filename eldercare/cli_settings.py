@@ -35,3 +35,17 @@ def get_settings(ctx: click.Context, **overrides: Any) -> Settings:
         obj["settings"] = settings
         root.obj = obj
     return obj["settings"]  # type: ignore[no-any-return]
+
+
+# psycopg's errors for a table or column the code expects and the database lacks: its schema is
+# older than this release (or absent), which `eldercare db migrate` settles
+NOT_MIGRATED = {"UndefinedTable", "UndefinedColumn", "UndefinedFunction"}
+
+
+def database_error_line(exc: BaseException) -> str:
+    """A database error in one line; one caused by a schema this release does not find says what to run."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if type(exc).__module__.startswith("psycopg") and type(exc).__name__ in NOT_MIGRATED:
+        return f"{first}: the database is not migrated for this release; run `eldercare db migrate` first"
+    return first

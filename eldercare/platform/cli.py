@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from eldercare import i18n
-from eldercare.cli_settings import get_settings
+from eldercare.cli_settings import database_error_line, get_settings
 
 
 @click.command()
@@ -52,10 +52,13 @@ def serve(
 
     import uvicorn
 
+    from eldercare.db import require_database
     from eldercare.platform import app as platform_app
     from eldercare.platform.engine.process import EngineChild
 
     settings = get_settings(ctx)
+    # before any process starts: the API's start-up and each engine would each fail on it
+    require_database(settings)
     where = {
         "host": host or settings.http_host,
         "port": port if port is not None else settings.http_port,
@@ -148,7 +151,7 @@ def sync(ctx: click.Context) -> None:
     try:
         result = asyncio.run(run())
     except (OSError, psycopg.Error) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(database_error_line(exc)) from None
     state = "written" if result.changed else "unchanged"
     reload = ", ".join(result.reloaded) or ("failed" if result.reload_error else "no reload configured")
     click.echo(
@@ -242,7 +245,7 @@ def create_user(
     except psycopg.errors.ForeignKeyViolation:
         raise click.ClickException(f"no provider {provider_id!r}") from None
     except (OSError, psycopg.Error) as exc:
-        raise click.ClickException(str(exc).strip().splitlines()[0]) from None
+        raise click.ClickException(database_error_line(exc)) from None
     click.echo(f"created {row['role']} {row['username']} (id {row['id']})")
 
 
@@ -272,7 +275,7 @@ def _run_db(ctx: click.Context, job: Any) -> Any:
     try:
         return asyncio.run(run())
     except (OSError, psycopg.Error) as exc:
-        raise click.ClickException(str(exc).strip().splitlines()[0]) from None
+        raise click.ClickException(database_error_line(exc)) from None
 
 
 def _sensor_option(value: str) -> dict[str, Any]:
