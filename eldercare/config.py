@@ -192,6 +192,13 @@ class Settings(BaseSettings):
     password_hash_workers: int = Field(default=2, ge=1, le=64)
     password_hash_queue: int = Field(default=32, ge=0, le=10_000)
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, v: object) -> object:
+        # `eldercare edge run` takes the same ELDERCARE_LOG_LEVEL in any case (its --log-level lists
+        # debug|info|...): one value in a shared environment must serve both
+        return v.upper() if isinstance(v, str) else v
+
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_scheme(cls, v: SecretStr | None) -> SecretStr | None:

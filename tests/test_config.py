@@ -35,6 +35,14 @@ def test_environment_overrides_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert s.log_level == "DEBUG"
 
 
+@pytest.mark.parametrize("value", ["debug", "Warning", "ERROR"])
+def test_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """`eldercare edge run` takes ELDERCARE_LOG_LEVEL=debug (its --log-level lists debug|info|...);
+    the server commands refused the same value with 'Input should be 'DEBUG', ...'."""
+    monkeypatch.setenv("ELDERCARE_LOG_LEVEL", value)
+    assert load_settings().log_level == value.upper()
+
+
 def test_secrets_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ELDERCARE_MQTT_URL", "mqtts://gw:hunter2@broker.example:8883")
     monkeypatch.setenv("ELDERCARE_DATABASE_URL", "postgresql://app:s3cret@db.example/eldercare")
