@@ -12,6 +12,7 @@ import pytest
 from edge_support import Mosquitto, gateway, gw_file, make_tls
 
 from eldercare.edge.agent import Agent
+from eldercare.embedded import free_port
 
 pytestmark = pytest.mark.timeout(60)
 pytest_plugins = ["edge_fixtures"]
@@ -69,5 +70,41 @@ def test_agent_connects_with_tls_and_password_and_is_refused_without(tmp_path: P
             refused.stop()
         sub.disconnect()
         sub.loop_stop()
+    finally:
+        broker.stop()
+
+
+def test_a_broker_the_agent_cannot_connect_to_is_logged_with_the_reason(
+    tmp_path: Path, edge_root: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A certificate the gateway does not trust (no ca_file for a private CA), or nothing listening:
+    paho retried in silence and the agent's log showed a healthy start and nothing more."""
+    tls = make_tls(tmp_path / "tls")
+    broker = Mosquitto(tmp_path / "mq", extra=f"certfile {tls['cert']}\nkeyfile {tls['key']}\n")
+    broker.start()
+    caplog.set_level("WARNING", logger="eldercare.edge.connection")
+    try:
+        cases = [
+            (f"mqtts://127.0.0.1:{broker.port}", "certificate verify failed"),  # ca_file forgotten
+            (f"mqtt://127.0.0.1:{free_port()}", "Connection refused"),
+        ]
+        for i, (url, reason) in enumerate(cases):
+            raw = gateway(tmp_path, edge_root, broker.port, broker={"url": url})
+            raw["outbox"]["path"] = str(tmp_path / f"outbox-{i}.sqlite3")
+            agent = Agent(gw_file(raw))
+            agent.start()
+            try:
+                deadline = time.monotonic() + 10
+                while reason not in caplog.text and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert not agent.connected_once.is_set()
+            finally:
+                agent.stop()
+            host_port = url.split("://")[1]
+            lines = [r.getMessage() for r in caplog.records if host_port in r.getMessage()]
+            assert lines and lines[0].startswith(f"cannot connect to the broker at {host_port}: "), lines
+            assert reason in lines[0], lines
+            # at most one line a minute: not one per reconnect (every 0.1-0.5 s here)
+            assert len(lines) == 1, lines
     finally:
         broker.stop()

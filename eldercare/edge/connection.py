@@ -18,6 +18,8 @@ import queue
 import random
 import socket
 import ssl
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,8 @@ from eldercare.edge.config import BrokerConfig, GatewayFile
 from eldercare.protocol import topic
 
 log = logging.getLogger(__name__)
+
+UNREACHABLE_WARN_S = 60.0  # a broker that cannot be reached is logged at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,7 @@ class Uplink:
         self.failures = 0
         self.next_delay = 0.0
         self.delays: list[float] = []  # the waits chosen so far (tests and benchmarks read them)
+        self._unreachable_warned: float | None = None  # when a failed connect was last logged
 
     def _backoff(self) -> None:
         """Set paho's next wait (:func:`backoff_delay`)."""
@@ -140,6 +145,7 @@ class Uplink:
             return
         self.connected = True
         self.failures = 0
+        self._unreachable_warned = None
         sock = client.socket()
         if isinstance(sock, socket.socket):  # paho leaves Nagle on: small PUBLISHes would wait
             with contextlib.suppress(OSError):
@@ -156,6 +162,19 @@ class Uplink:
         self.inbox.put(NetEvent("disconnected", reason=str(rc)))
 
     def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        # paho retries silently: a broker down, a wrong host or port, a certificate the gateway does
+        # not trust all looked like a healthy agent. paho calls this inside its `except OSError`.
+        now = time.monotonic()
+        if self._unreachable_warned is None or now - self._unreachable_warned >= UNREACHABLE_WARN_S:
+            self._unreachable_warned = now
+            why = sys.exc_info()[1]
+            b = self.gw.broker
+            log.warning(
+                "cannot connect to the broker at %s:%s: %s; retrying (the outbox keeps everything)",
+                b.host,
+                b.port,
+                why or "connection failed",
+            )
         self._backoff()
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any = None) -> None:
