@@ -56,6 +56,41 @@ def test_migrate_is_idempotent_and_reports_status(empty_db: str) -> None:
         assert _tables(conn) >= EXPECTED_TABLES
 
 
+def test_a_database_migrated_by_a_newer_release_is_said_so(db_url: str) -> None:
+    """A release rolled back over a database a newer one migrated: `db status` listed every
+    migration of this release as pending and `db migrate` said "Can't locate revision"."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    st = status(db_url)
+    assert st.unknown and not st.up_to_date and st.pending == [] and st.applied == []
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")}
+    env["ELDERCARE_DATABASE_URL"] = db_url
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "eldercare.cli", "db", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, check=False)
+
+    said = f"the database is at revision 9999, which this release (head {st.head}) does not have"
+    shown = cli("status")
+    assert shown.returncode == 0 and said in shown.stdout and "[ ]" not in shown.stdout, shown
+    assert json.loads(cli("status", "--json").stdout) | {"timescale": None} == {
+        "current": "9999",
+        "head": st.head,
+        "applied": [],
+        "pending": [],
+        "timescale": None,
+        "up_to_date": False,
+    }
+    migrated = cli("migrate")
+    assert migrated.returncode == 1 and "Traceback" not in migrated.stderr, migrated.stderr
+    assert f"Error: migration failed: {said}" in migrated.stderr, migrated.stderr
+
+
 def test_plain_path_partitions_readings_by_time(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         if maintain.is_timescale(conn):

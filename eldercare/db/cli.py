@@ -28,6 +28,8 @@ def migrate(ctx: click.Context) -> None:
     settings = get_settings(ctx)
     url = resolve_url(settings)
     before = status(url)
+    if before.unknown:
+        raise click.ClickException(f"migration failed: {_newer(before.current, before.head)}")
     try:
         choice = upgrade(url, timescale=settings.timescale)
     except Exception as exc:  # alembic wraps driver errors; show the cause in one line
@@ -55,6 +57,8 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
         return
     flavour = {True: "TimescaleDB", False: "plain PostgreSQL", None: "not migrated"}[st.timescale]
     click.echo(f"current: {st.current or '(none)'}   head: {st.head}   storage: {flavour}")
+    if st.unknown:
+        click.echo(f"  {_newer(st.current, st.head)}")
     for rev in st.applied:
         click.echo(f"  [x] {rev}")
     for rev in st.pending:
@@ -86,3 +90,10 @@ def maintain(ctx: click.Context, interval: int | None) -> None:
         if interval is None:
             return
         time.sleep(interval)
+
+
+def _newer(current: str | None, head: str) -> str:
+    return (
+        f"the database is at revision {current}, which this release (head {head}) does not have: "
+        "a newer release migrated it; run that release or a later one"
+    )

@@ -129,8 +129,13 @@ class MigrationStatus:
     timescale: bool | None
 
     @property
+    def unknown(self) -> bool:
+        """The database is at a revision this release does not have (a newer release migrated it)."""
+        return self.current is not None and self.current not in self.applied
+
+    @property
     def up_to_date(self) -> bool:
-        return not self.pending
+        return not self.pending and not self.unknown
 
 
 def status(url: str) -> MigrationStatus:
@@ -148,10 +153,12 @@ def status(url: str) -> MigrationStatus:
     finally:
         eng.dispose()
     upto = ordered.index(current) + 1 if current in ordered else 0
+    # a revision unknown here was made by a newer release: nothing of ours is "pending" on it
+    unknown = current is not None and current not in ordered
     return MigrationStatus(
         current=current,
         head=script.get_current_head() or "",
         applied=ordered[:upto],
-        pending=ordered[upto:],
+        pending=[] if unknown else ordered[upto:],
         timescale=timescale,
     )
