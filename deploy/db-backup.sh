@@ -17,6 +17,7 @@
 # PostgreSQL database is restored with pg_restore alone. The pg_dump/pg_restore used must be of the
 # server's major version (PG_BIN, default: the ones on PATH).
 set -eu
+umask 077  # a dump holds residents' data and every password hash: readable by its owner only
 bin=${PG_BIN:+$PG_BIN/}
 
 psql_q() { "${bin}psql" -X -q -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
@@ -25,8 +26,18 @@ is_timescale() { [ "$(psql_q "$1" "SELECT value FROM meta WHERE key = 'timescale
 
 backup() {
     # hypertable chunks live in _timescaledb_internal; pg_dump warns about circular foreign keys in
-    # the catalogue, which the restore mode handles: the warnings are expected.
-    "${bin}pg_dump" -Fc -f "$2" -d "$1" 2>&1 | grep -v "circular foreign-key constraints\|hypertable\|chunk\|consider using a full dump" >&2 || true
+    # the catalogue, which the restore mode handles: the warnings are expected. pg_dump's own exit
+    # status decides: one that failed half-way (disk full) leaves a file that is no backup.
+    err=$(mktemp)
+    status=0
+    "${bin}pg_dump" -Fc -f "$2" -d "$1" 2>"$err" || status=$?
+    grep -v "circular foreign-key constraints\|hypertable\|chunk\|consider using a full dump" "$err" >&2 || true
+    rm -f "$err"
+    if [ "$status" != 0 ]; then
+        rm -f "$2"
+        echo "backup: pg_dump failed (exit $status): no backup written" >&2
+        exit 1
+    fi
     [ -s "$2" ] || { echo "backup: $2 is empty" >&2; exit 1; }
     echo "backup: $(wc -c <"$2") bytes in $2"
 }
