@@ -124,6 +124,12 @@ def test_retire_refuses_a_running_worker_and_retires_it_once_stopped(
         assert live.healthz()[0] == 200  # not thrown off its session by a second client with its id
     finally:
         assert live.stop() == 0
+    # a stop asked for (SIGTERM) is no broker trouble: it logged two WARNINGs "disconnected from the
+    # broker: Normal disconnection" at every clean stop, which a log alert on WARNING would page for
+    stopping = [line for line in live.output().splitlines() if "disconnected from the broker" in line]
+    assert len(stopping) == 2 and all(" INFO " in line and "(stopping)" in line for line in stopping), (
+        stopping
+    )
     # stopped on this host: its process is gone, so there is nothing to wait for
     done = retire.start(["retire", "--index", "0"]).proc
     assert done is not None and done.wait(60) == 0, retire.output()

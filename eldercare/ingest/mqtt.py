@@ -554,7 +554,10 @@ class MqttSource:
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         self.generation += 1  # acks of what is in flight would go to the wrong connection
-        log.warning("disconnected from the broker: %s", rc)
+        if self.closing:  # our own stop (SIGTERM, retire): nothing for an operator to look into
+            log.info("%s disconnected from the broker (stopping)", self.client_id)
+        else:
+            log.warning("disconnected from the broker: %s", rc)
         self._set_state(False)
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
