@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -350,6 +351,10 @@ def test_gateway_file_errors_are_one_line(tmp_path: Path, change: dict[str, obje
 def test_examples_gateway_toml_is_valid() -> None:
     gw = load_gateway_file(Path(__file__).resolve().parents[1] / "examples" / "gateway.toml")
     assert [driver_class(d.type).__name__ for d in gw.drivers] == ["Zigbee2MqttDriver", "SimulatedDriver"]
+    # the account to uncomment is the one `eldercare gateways add SITE GATEWAY` creates: the gateway
+    # id (it read "home-001-gw-001", which the broker refuses)
+    text = (Path(__file__).resolve().parents[1] / "examples" / "gateway.toml").read_text()
+    assert re.search(r'^# username = "([^"]+)"', text, re.M)[1] == gw.gateway  # type: ignore[index]
 
 
 def test_drivers_are_found_by_name_and_options_validated(tmp_path: Path) -> None:
