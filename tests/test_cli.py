@@ -98,29 +98,36 @@ main()
 
 
 def test_a_database_never_migrated_says_to_migrate(pg_url: str, mqtt_url: str, topic_root: str) -> None:
-    """An operator who skipped `eldercare db migrate`: ingest ended in a traceback, the other commands
-    said `relation "gateways" does not exist` and no more."""
+    """An operator who skipped `eldercare db migrate`: ingest ended in a traceback (`--workers 2`
+    restarted its workers every second, a traceback each), serve and engine retried every query
+    forever, a traceback each, and the other commands said `relation "gateways" does not exist`."""
     from fix_db import cloned_database
 
     with cloned_database(pg_url, "template0") as empty:
-        base = {"ELDERCARE_DATABASE_URL": empty, "ELDERCARE_MQTT_URL": mqtt_url}
-        ingest_env = base | {
+        env = {
+            "ELDERCARE_DATABASE_URL": empty,
+            "ELDERCARE_MQTT_URL": mqtt_url,
             "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
             "ELDERCARE_METRICS_PORT": "0",
             "ELDERCARE_INGEST_CLIENT_ID": f"{topic_root.replace('/', '-')}-ingest-0",
+            "ELDERCARE_HTTP_PORT": "0",
         }
-        for args, env in [(["gateways", "unknown-sensors"], base), (["ingest"], ingest_env)]:
+        said = "run `eldercare db migrate` first"
+        for args, line in [
+            (
+                ["gateways", "unknown-sensors"],
+                'relation "unknown_sensors" does not exist: the database is not '
+                f"migrated for this release; {said}",
+            ),
+            (["ingest", "run", "--workers", "2"], f"the database has no eldercare schema: {said}"),
+            (["ingest"], f"the database has no eldercare schema: {said}"),
+            (["serve"], f"the database has no eldercare schema: {said}"),
+            (["engine"], f"the database has no eldercare schema: {said}"),
+        ]:
             out = run(*args, env=env)
-            assert out.returncode == 1, out.stderr
+            assert out.returncode == 1, (args, out.stderr)
             assert "Traceback" not in out.stderr, out.stderr
-            errors = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
-            assert errors == [
-                'Error: relation "gateways" does not exist: the database is not migrated for this '
-                "release; run `eldercare db migrate` first"
-                if args == ["ingest"]
-                else 'Error: relation "unknown_sensors" does not exist: the database is not migrated '
-                "for this release; run `eldercare db migrate` first"
-            ], out.stderr
+            assert [x for x in out.stderr.splitlines() if x.strip()] == [f"Error: {line}"], out.stderr
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,29 @@ if TYPE_CHECKING:
 
 
 class NoDatabaseError(RuntimeError):
-    """No database URL and no embedded PostgreSQL to fall back on (an operator's setting to make:
-    ``eldercare`` says it in one line)."""
+    """No database URL and no embedded PostgreSQL to fall back on, or a database never migrated (an
+    operator's step to take: ``eldercare`` says it in one line)."""
+
+
+def require_schema(settings: Settings) -> None:
+    """Raise :class:`NoDatabaseError` when the configured database answers and was never migrated.
+
+    For the long-running commands (serve, engine, ingest), which would otherwise retry every query
+    forever, a traceback each. A database that does not answer is left to their own retries (it may
+    be starting), and so is the embedded one (the demo migrates it)."""
+    if settings.database_url is None:
+        return
+    import psycopg
+
+    try:
+        with psycopg.connect(settings.database_url.get_secret_value(), connect_timeout=10) as conn:
+            row = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()
+            migrated = bool(row and row[0]) and conn.execute("SELECT 1 FROM alembic_version").fetchone()
+    except psycopg.OperationalError:
+        return
+    if not migrated:
+        msg = "the database has no eldercare schema: run `eldercare db migrate` first"
+        raise NoDatabaseError(msg)
 
 
 def require_database(settings: Settings) -> None:

@@ -45,7 +45,7 @@ def ingest(ctx: click.Context) -> None:
 @click.pass_context
 def run(ctx: click.Context, workers: int, commit_log: Path | None) -> None:
     """Run ingest until SIGTERM or Ctrl-C."""
-    from eldercare.db import resolve_url
+    from eldercare.db import require_schema, resolve_url
     from eldercare.ingest.worker import run_worker, supervise
 
     settings = get_settings(ctx)
@@ -57,6 +57,7 @@ def run(ctx: click.Context, workers: int, commit_log: Path | None) -> None:
         )
     mqtt_url = _mqtt_url(settings)
     db_url = resolve_url(settings)
+    require_schema(settings)  # else each worker fails on its first query (and --workers restarts it)
     slot = None
     if settings.ingest_slot_dir is not None:
         slot, settings = _take_slot(settings, settings.ingest_slot_dir, workers)

@@ -52,13 +52,14 @@ def serve(
 
     import uvicorn
 
-    from eldercare.db import require_database
+    from eldercare.db import require_database, require_schema
     from eldercare.platform import app as platform_app
     from eldercare.platform.engine.process import EngineChild
 
     settings = get_settings(ctx)
     # before any process starts: the API's start-up and each engine would each fail on it
     require_database(settings)
+    require_schema(settings)
     where = {
         "host": host or settings.http_host,
         "port": port if port is not None else settings.http_port,
@@ -111,10 +112,14 @@ def engine(ctx: click.Context, parent_pid: int | None, index: int) -> None:
 
     单独运行告警引擎（告警处理、升级、不活动检测、通知）。
     """
+    from eldercare.db import require_schema
     from eldercare.platform.engine import process
 
+    settings = get_settings(ctx)
+    if parent_pid is None:  # serve looked before it started this one
+        require_schema(settings)
     try:
-        process.run(get_settings(ctx), parent_pid=parent_pid, index=index)
+        process.run(settings, parent_pid=parent_pid, index=index)
     except process.MetricsPortError as exc:
         raise click.ClickException(str(exc)) from None
 
