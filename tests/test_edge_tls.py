@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from edge_support import Mosquitto, gateway, gw_file, make_tls
+from edge_support import Mosquitto, gateway, gw_file, make_tls, write_toml
 
 from eldercare.edge.agent import Agent
 from eldercare.embedded import free_port
@@ -108,3 +109,45 @@ def test_a_broker_the_agent_cannot_connect_to_is_logged_with_the_reason(
             assert len(lines) == 1, lines
     finally:
         broker.stop()
+
+
+def test_tls_files_that_cannot_be_used_are_one_line_from_check_and_run(tmp_path: Path) -> None:
+    """A ca_file that is not there, or is no certificate: `edge check` said the file was fine and
+    `edge run` ended in paho's FileNotFoundError / SSLError traceback."""
+    tls = make_tls(tmp_path / "tls")
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate\n")
+    cases = [
+        ({"ca_file": str(tmp_path / "missing-ca.pem")}, "broker.ca_file: "),
+        ({"ca_file": str(not_pem)}, "broker: cannot use the TLS files ("),
+        ({"ca_file": str(tls["ca"]), "cert_file": str(tls["ca"])}, "broker: cannot use the TLS files ("),
+        ({"ca_file": str(tls["ca"])}, None),
+    ]
+    for i, (files, error) in enumerate(cases):
+        raw = gateway(tmp_path, "tls-files/v1", 1, broker={"url": "mqtts://127.0.0.1:1", **files})
+        raw["outbox"]["path"] = str(tmp_path / f"outbox-{i}.sqlite3")
+        config = write_toml(tmp_path / f"gateway-{i}.toml", raw)
+        commands = [["check"]] if error is None else [["check"], ["run", "--for-seconds", "5"]]
+        for command in commands:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "eldercare.cli",
+                    "edge",
+                    command[0],
+                    "--config",
+                    str(config),
+                    *command[1:],
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            if error is None:
+                assert out.returncode == 0, out.stderr
+                continue
+            assert out.returncode == 1 and "Traceback" not in out.stderr, (command, out.stderr)
+            lines = [line for line in out.stderr.splitlines() if line.strip()]
+            assert len(lines) == 1 and error in lines[0], (command, lines)

@@ -72,6 +72,10 @@ def check(config_path: str) -> None:
 
     gw = _load(config_path)
     try:
+        if gw.broker.tls:
+            from eldercare.edge.connection import check_tls_files
+
+            check_tls_files(gw.broker)
         for d in gw.drivers:
             driver_options(driver_class(d.type), d.options, d.name or d.type)
     except EdgeError as exc:

@@ -9,6 +9,7 @@ and ``[[sensors]]`` here and is replaced by any newer valid revision pushed by t
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -236,6 +237,11 @@ def load_gateway_file(path: str | Path, **overrides: Any) -> GatewayFile:
     broker = msgspec.structs.replace(
         gw.broker, **{k: _resolve(base, getattr(gw.broker, k)) for k in ("ca_file", "cert_file", "key_file")}
     )
+    for key in ("ca_file", "cert_file", "key_file"):  # `edge check` says so, not a traceback at run
+        file = getattr(broker, key)
+        if file is not None and not (file.is_file() and os.access(file, os.R_OK)):
+            msg = f"{p}: broker.{key}: {file} is not a readable file"
+            raise GatewayConfigError(msg)
     return msgspec.structs.replace(gw, outbox=out, broker=broker)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from eldercare.edge.config import BrokerConfig, GatewayFile
+from eldercare.edge.errors import GatewayConfigError
 from eldercare.protocol import topic
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,19 @@ def backoff_delay(b: BrokerConfig, failures: int, rand: float) -> float:
     fast = failures < b.reconnect_fast_attempts
     cap = min(b.reconnect_fast_max_s, b.reconnect_max_s) if fast else b.reconnect_max_s
     return min(cap, b.reconnect_min_s * 2 ** min(failures, 30)) * (0.5 + rand / 2)
+
+
+def check_tls_files(b: BrokerConfig) -> None:
+    """Load the TLS files as paho will: one that is no certificate or key is a
+    :class:`GatewayConfigError` (``eldercare edge check`` says it), not a traceback at start."""
+    try:
+        context = ssl.create_default_context(cafile=str(b.ca_file) if b.ca_file else None)
+        if b.cert_file:
+            context.load_cert_chain(str(b.cert_file), str(b.key_file) if b.key_file else None)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        files = ", ".join(str(f) for f in (b.ca_file, b.cert_file, b.key_file) if f) or "the system CAs"
+        msg = f"broker: cannot use the TLS files ({files}): {exc}"
+        raise GatewayConfigError(msg) from None
 
 
 def ack_topic(gw: GatewayFile) -> str:
@@ -85,6 +99,7 @@ class Uplink:
         if user:
             c.username_pw_set(user, pw)
         if b.tls:
+            check_tls_files(b)
             c.tls_set(
                 ca_certs=str(b.ca_file) if b.ca_file else None,
                 certfile=str(b.cert_file) if b.cert_file else None,
