@@ -98,11 +98,26 @@ def test_an_unreachable_broker_is_logged(db_url: str, topic_root: str) -> None:
             ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
             if ready:
                 seen.append(proc.stderr.readline())
-        assert any(f"cannot reach the broker at 127.0.0.1:{port}" in line for line in seen), seen
+        said = [line for line in seen if f"cannot reach the broker at 127.0.0.1:{port}" in line]
+        # with the reason: a refused port and a certificate not trusted read alike without it
+        assert said and "Connection refused" in said[0], seen
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
         held.close()
+
+
+def test_a_tls_file_that_cannot_be_used_is_one_line(db_url: str, topic_root: str, tmp_path: Path) -> None:
+    """ELDERCARE_MQTT_CA_FILE naming no file (docs/deploy: for a private CA): paho's FileNotFoundError
+    traceback."""
+    missing = tmp_path / "ca.pem"
+    run = _ingest(
+        db_url, "mqtts://127.0.0.1:8883", topic_root, "run", ELDERCARE_METRICS_PORT="0",
+        ELDERCARE_MQTT_CA_FILE=str(missing),
+    )  # fmt: skip
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 1 and "Traceback" not in err, err
+    assert f"Error: cannot use the TLS files (ELDERCARE_MQTT_CA_FILE={missing}): No such file" in err, err
 
 
 @pytest.mark.mqtt5

@@ -31,6 +31,7 @@ import queue
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -432,12 +433,19 @@ class MqttSource:
             c.username_pw_set(a.username, a.password)
         if a.tls:
             s = settings
-            c.tls_set(
-                ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
-                certfile=str(s.mqtt_cert_file) if s.mqtt_cert_file else None,
-                keyfile=str(s.mqtt_key_file) if s.mqtt_key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+            try:
+                c.tls_set(
+                    ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
+                    certfile=str(s.mqtt_cert_file) if s.mqtt_cert_file else None,
+                    keyfile=str(s.mqtt_key_file) if s.mqtt_key_file else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a file that is no PEM
+                named = {"CA": s.mqtt_ca_file, "CERT": s.mqtt_cert_file, "KEY": s.mqtt_key_file}
+                used = ", ".join(f"ELDERCARE_MQTT_{n}_FILE={f}" for n, f in named.items() if f)
+                why = (exc.strerror if isinstance(exc, OSError) else None) or exc
+                msg = f"cannot use the TLS files ({used or 'the system CAs'}): {why}"
+                raise BrokerError(msg) from None
             c.tls_insecure_set(s.mqtt_tls_insecure)
         c.reconnect_delay_set(1, 30)
         c.on_connect = self._on_connect
@@ -550,7 +558,14 @@ class MqttSource:
         if self._unreachable_warned is None or now - self._unreachable_warned >= UNREACHABLE_WARN_S:
             self._unreachable_warned = now
             a = self.address
-            log.warning("cannot reach the broker at %s:%s as %s; retrying", a.host, a.port, self.client_id)
+            why = sys.exc_info()[1]  # paho calls this inside its `except OSError` (refused, TLS, ...)
+            log.warning(
+                "cannot reach the broker at %s:%s as %s: %s; retrying",
+                a.host,
+                a.port,
+                self.client_id,
+                why or "connection failed",
+            )
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         self.generation += 1  # acks of what is in flight would go to the wrong connection
