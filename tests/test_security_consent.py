@@ -98,3 +98,24 @@ def test_families_see_people_by_display_name_and_role(api: Api, db_url: str, wor
     assert trail[-1]["actor"] == "Zhang Min (护理员)"
     assert trail[0]["detail"]["users"] == ["family1", "Zhang Min (护理员)"]
     assert {n["username"] for n in fam.json()["notifications"]} == {"family1", None}
+
+
+def test_a_family_note_answers_with_the_trail_as_families_see_it(api: Api, db_url: str, world: World) -> None:
+    """Adding a note answers with the trail: to a family member it names people as the alert's
+    detail does, not by user name (the answer to her note listed the workers' user names)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        (alert_id,) = conn.execute(
+            "INSERT INTO alerts (kind, severity, resident_id, dedup_key, title, detected_at)"
+            " VALUES ('sos', 'critical', 'res-1', 'res-1:sos', 'SOS', now()) RETURNING id"
+        ).fetchone()  # type: ignore[misc]
+        conn.execute(
+            "INSERT INTO alert_trail (alert_id, action, tier, detail) VALUES (%s, 'notified', 1, %s)",
+            [alert_id, json.dumps({"users": ["family1", "worker1"]})],
+        )
+    assert api.post("worker1", f"/api/v1/alerts/{alert_id}/notes", json={"note": "on it"}).status_code == 201
+    r = api.post("family1", f"/api/v1/alerts/{alert_id}/notes", json={"note": "thank you"})
+    assert r.status_code == 201, r.text
+    assert "worker1" not in r.text
+    trail = r.json()
+    assert trail == api.get("family1", f"/api/v1/alerts/{alert_id}").json()["trail"]
+    assert [t["actor"] for t in trail[-2:]] == ["Zhang Min (护理员)", "family1"]

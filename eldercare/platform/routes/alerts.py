@@ -214,7 +214,8 @@ async def resolve(
 async def add_note(
     alert_id: DbId, alert: VisibleAlert, user: CurrentUser, body: NoteIn, conn: ConnDep
 ) -> list[TrailOut]:
-    """Add a note to the alert's trail; returns the trail."""
+    """Add a note to the alert's trail; returns the trail (people shown as in the alert's detail)."""
     async with conn.transaction():
         await alerts_repo.add_note(conn, alert_id=alert_id, user_id=user.id, note=body.note)
-    return [TrailOut.model_validate(t) for t in await alerts_repo.trail_of(conn, alert_id=alert_id)]
+    trail, _ = await _as_seen_by(conn, user, await alerts_repo.trail_of(conn, alert_id=alert_id), [])
+    return [TrailOut.model_validate(t) for t in trail]
