@@ -74,6 +74,11 @@ def _used_keys(source: str) -> set[str]:
         used.add(f"error.validation.{key}")
     for key in re.findall(r'_validation\([^()]*?"[^"]*",\s*"([a-z_]+)"', source):
         used.add(f"error.validation.{key}")
+    # words said inside a message: what was not found (not_found("change", ...)) and what a role may
+    # not do (roles(..., action="resolve alerts"), resident_admin("read_limits")) -> word.<value>
+    said = re.findall(r'\b(?:not_found|resident_admin)\(\s*"([a-z_ ]+)"', source)
+    said += re.findall(r'\broles\([^()]*?action="([a-z_ ]+)"', source)
+    used |= {"word." + value.replace(" ", "_") for value in said}
     # every other literal in a namespace of the catalogue (t("email.tier"), _summary("summary.sos"))
     spaces = "summary|title|inact|email|error|word|note"
     used |= set(re.findall(rf'"((?:{spaces})\.[a-z_0-9.]+[a-z_0-9])"', source))
@@ -227,3 +232,16 @@ def test_a_third_language_is_one_more_file(tmp_path: Path) -> None:
     assert mod.negotiate("fr-CA,en;q=0.5") == "fr"
     assert mod.texts("summary.sos", sensor="b-1")["fr"] == "SOS sur b-1."
     assert mod.t("title.fall", "fr") == "Chute possible"
+
+
+def test_what_a_refusal_names_is_said_in_the_readers_language(api: Api, db_url: str) -> None:
+    """A zh-CN reader was told "您的角色（家属）无权resolve alerts。" and "找不到change '999'"."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        (alert_id,) = conn.execute(
+            "INSERT INTO alerts (kind, severity, resident_id, dedup_key, title, detected_at)"
+            " VALUES ('sos', 'critical', 'res-1', 'res-1:sos', 'SOS', now()) RETURNING id"
+        ).fetchone()  # type: ignore[misc]
+    r = api.post("family1", f"/api/v1/alerts/{alert_id}/resolve", json={"outcome": "false_alarm"})
+    assert (r.status_code, r.json()["detail"]) == (403, "您的角色（家属）无权解决告警。")
+    r = api.post("worker1", "/api/v1/residents/res-1/inactivity-limits/changes/999/undo")
+    assert (r.status_code, r.json()["detail"]) == (404, "找不到阈值变更 '999'（或不在您的可见范围内）。")
