@@ -165,6 +165,35 @@ def test_sensors_crud(api: Api) -> None:
     assert api.delete("admin", "/api/v1/gateways/gw-home-2/sensors/env-1").status_code == 404
 
 
+def test_a_sensor_is_registered_only_as_its_gateway_config_can_carry_it(api: Api) -> None:
+    """A room over 64 characters, a wearer id the protocol has no room for or a sample rate it
+    refuses were stored, and then every PUT .../config of that gateway was a 422 about a
+    "sensors[0]" its caller never sent (and POST /gateways answered with the protocol's regex)."""
+    base = "/api/v1/gateways/gw-home-2/sensors"
+    refused = [
+        ("post", base, {"id": "pir-x", "kind": "pir", "room": "r" * 65}, "room"),
+        ("post", base, {"id": "pir-x", "kind": "pir", "resident_id": "res 2"}, "resident_id"),
+        ("post", base, {"id": "w-x", "kind": "wearable", "meta": {"sample_hz": 500}}, "meta"),
+        ("patch", f"{base}/pir-kitchen", {"room": "r" * 65}, "room"),
+        ("patch", f"{base}/pir-kitchen", {"meta": {"sample_hz": "fast"}}, "meta"),
+        ("post", "/api/v1/gateways", {"id": "gw-x", "site_id": "home-2",
+         "sensors": [{"id": "s-1", "kind": "sos", "resident_id": "res 2"}]}, "sensors.0.resident_id"),
+    ]  # fmt: skip
+    for method, path, body, field in refused:
+        r = getattr(api, method)("admin", path, json=body)
+        assert r.status_code == 422, (path, body, r.text)
+        assert [e["field"] for e in r.json()["errors"]] == [field], r.text
+        assert "A-Za-z" not in r.text  # said in words, never the pattern
+    ok = api.post(
+        "admin", base, json={"id": "w-x", "kind": "wearable", "room": "r" * 64, "meta": {"sample_hz": 50}}
+    )
+    assert ok.status_code == 201, ok.text
+    r = api.put("admin", "/api/v1/gateways/gw-home-2/config", json={"config": {}})
+    assert r.status_code == 200, r.text
+    (sent,) = [x for x in r.json()["config"]["sensors"] if x["id"] == "w-x"]
+    assert (sent["room"], sent["sample_hz"]) == ("r" * 64, 50)
+
+
 def test_policies_tiers_and_rosters(api: Api, world: World) -> None:
     tiers = [
         {"tier": 1, "name": "family", "targets": ["family", "assigned_worker"], "ack_timeout_s": 120},

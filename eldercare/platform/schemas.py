@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StringConstraints,
     ValidationInfo,
     field_validator,
 )
@@ -26,8 +27,9 @@ from eldercare.platform.errors import worded
 from eldercare.platform.limits import clip_depth
 
 Ident = str  # documented constraint below
+IDENT_PATTERN = worded(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", "error.validation.pattern.ident")
 IDENT = Field(
-    pattern=worded(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", "error.validation.pattern.ident"),
+    pattern=IDENT_PATTERN,
     description="letters, digits, . _ : - (wire protocol ids)",
 )
 
@@ -416,18 +418,35 @@ class CareAssignmentOut(Model):
 SensorKind = Literal["wearable", "pir", "door", "bed", "plug", "sos", "env", "vitals"]
 
 
+# What a registered sensor says goes into its gateway's config (protocol.SensorConfig): a sensor
+# the config cannot carry made every later PUT /gateways/{id}/config a 422 about "sensors[0]".
+SensorRoom = Annotated[str, Field(max_length=64)]
+SensorResident = Annotated[str, StringConstraints(pattern=IDENT_PATTERN)]
+MAX_SAMPLE_HZ = 200
+
+
+def _sample_hz(meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``meta.sample_hz`` (the wearable's sampling rate, sent in the config) as the protocol takes it."""
+    hz = (meta or {}).get("sample_hz")
+    if hz and (isinstance(hz, bool) or not isinstance(hz, int | float) or not 0 < hz <= MAX_SAMPLE_HZ):
+        raise PydanticCustomError(
+            "sample_hz", "sample_hz must be a number above 0 and at most {high}", {"high": MAX_SAMPLE_HZ}
+        )
+    return meta
+
+
 class SensorIn(Strict):
     id: Ident = IDENT
     kind: SensorKind
-    room: str | None = None
-    resident_id: str | None = None
-    meta: dict[str, Any] = Field(default_factory=dict)
+    room: SensorRoom | None = None
+    resident_id: SensorResident | None = None
+    meta: Annotated[dict[str, Any], AfterValidator(_sample_hz)] = Field(default_factory=dict)
 
 
 class SensorPatch(Strict):
-    room: str | None = None
-    resident_id: str | None = None
-    meta: Settable[dict[str, Any]] = None
+    room: SensorRoom | None = None
+    resident_id: SensorResident | None = None
+    meta: Settable[Annotated[dict[str, Any], AfterValidator(_sample_hz)]] = None
 
 
 class SensorOut(Model):
