@@ -61,9 +61,21 @@ def test_huge_integers_in_query_and_path_are_422(api: Api) -> None:
         f"/api/v1/audit?before_id={big}",
         f"/api/v1/users/{big}",
         f"/api/v1/policies/{big}",
+        f"/api/v1/engine/failed-work?before_id={big}",
+        "/api/v1/engine/failed-work?before_id=0",
     ):
         body = _json_4xx(api.get("admin", path), 422)
         assert body["errors"], path
+    # ids the newer routes take: a 422 naming the field, as every other id (they were 404s, or a 422
+    # naming no field), and each problem said once (the alert's id was listed twice)
+    for path in (
+        f"/api/v1/engine/failed-work/{big}/retry",
+        f"/api/v1/residents/res-1/inactivity-limits/changes/{big}/undo",
+        "/api/v1/residents/res-1/inactivity-limits/changes/0/undo",
+        f"/api/v1/alerts/{big}/ack",
+    ):
+        body = _json_4xx(api.post("admin", path), 422)
+        assert len(body["errors"]) == 1 and body["errors"][0]["field"].startswith("path."), (path, body)
 
 
 def test_extreme_dates_are_422(api: Api) -> None:

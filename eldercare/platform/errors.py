@@ -72,8 +72,9 @@ def problem(
 
 
 def validation_body(problems: Iterable[dict[str, str]], locale: str) -> dict[str, Any]:
-    """The 422 answer: a sentence to show (``detail``) and the fields one by one (``errors``)."""
-    errors = list(problems)
+    """The 422 answer: a sentence to show (``detail``) and the fields one by one (``errors``),
+    each problem once (a path parameter read by a dependency and by its route is checked twice)."""
+    errors = list({tuple(sorted(e.items())): e for e in problems}.values())
     text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return {"detail": message("validation", locale, errors=text), "errors": errors}
 

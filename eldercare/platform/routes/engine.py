@@ -10,7 +10,7 @@ from eldercare.platform.deps import AdminUser, ConnDep
 from eldercare.platform.errors import not_found
 from eldercare.platform.repo import work as work_repo
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import FailedWorkOut
+from eldercare.platform.schemas import DbId, FailedWorkOut
 
 router = APIRouter(prefix="/engine", tags=["engine"], responses=ERRORS)
 
@@ -20,7 +20,7 @@ async def list_failed_work(
     _: AdminUser,
     conn: ConnDep,
     before_id: Annotated[
-        int | None, Query(description="Page on: the smallest id of the previous page")
+        DbId | None, Query(description="Page on: the smallest id of the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[FailedWorkOut]:
@@ -31,7 +31,7 @@ async def list_failed_work(
 
 
 @router.post("/failed-work/{work_id}/retry", response_model=dict[str, int])
-async def retry_failed_work(work_id: int, _: AdminUser, conn: ConnDep) -> dict[str, int]:
+async def retry_failed_work(work_id: DbId, _: AdminUser, conn: ConnDep) -> dict[str, int]:
     """Put a set-aside item back on the queue (once whatever made it fail is fixed)."""
     async with conn.transaction():
         if not await work_repo.retry_failed_work(conn, work_id=work_id):

@@ -25,6 +25,7 @@ from eldercare.platform.engine.inactivity import DETECTOR, starting_limits
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import thresholds as repo
 from eldercare.platform.routes import ERRORS
+from eldercare.platform.schemas import DbId
 
 router = APIRouter(prefix="/residents", tags=["residents"], responses=ERRORS)
 
@@ -160,7 +161,7 @@ async def put_limits(
 @router.post("/{resident_id}/inactivity-limits/changes/{change_id}/undo", response_model=LimitsOut)
 async def undo_change(
     grant: LimitsWrite,
-    change_id: Annotated[int, Path(description="The change to undo")],
+    change_id: Annotated[DbId, Path(description="The change to undo")],
     user: CurrentUser,
     conn: ConnDep,
     route: RouteDep,
