@@ -121,6 +121,20 @@ def test_the_language_of_a_request() -> None:
     assert i18n.negotiate("zh-TW,zh;q=0.9") == "zh-CN"
     assert i18n.negotiate("EN-gb") == "en"
     assert i18n.supported("de") is None
+    # weights count, not the order (zh-CN was chosen from "zh-CN;q=0, en", refused by its reader)
+    assert i18n.negotiate("zh-CN;q=0.1, en;q=0.9") == "en"
+    assert i18n.negotiate("zh-CN;q=0, en") == "en"
+    assert i18n.negotiate("en;q=0") == i18n.DEFAULT_LOCALE
+    assert i18n.negotiate("en;q=abc, zh;q=0.5") == "zh-CN"
+    assert i18n.negotiate("en;q=0.5, zh-CN;q=0.5") == "en"
+
+
+def test_a_request_before_sign_in_is_answered_in_the_language_it_weights_most(api: Api) -> None:
+    r = api.client.get("/api/v1/auth/me", headers={"Accept-Language": "zh-CN;q=0.2, en;q=0.8"})
+    assert (r.status_code, r.json()["detail"]) == (
+        401,
+        "Sign in first: send 'Authorization: Bearer <access token>'.",
+    )
 
 
 def test_inactivity_explanations_are_complete_in_every_language() -> None:

@@ -55,12 +55,23 @@ def supported(locale: str) -> str | None:
 
 
 def negotiate(accept_language: str | None) -> str:
-    """The language of an ``Accept-Language`` header (first supported language wins)."""
-    for part in (accept_language or "").split(","):
-        loc = supported(part.split(";")[0])
-        if loc:
-            return loc
-    return DEFAULT_LOCALE
+    """The language of an ``Accept-Language`` header: the supported one of the highest weight
+    (``q``; the first listed among equals), never one weighted ``q=0`` (not acceptable)."""
+    ranked = []
+    for i, part in enumerate((accept_language or "").split(",")):
+        tag, *params = part.split(";")
+        q = 1.0
+        for param in params:
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0  # a weight we cannot read: as if not acceptable
+        loc = supported(tag)
+        if loc and 0 < q <= 1:
+            ranked.append((-q, i, loc))
+    return min(ranked)[2] if ranked else DEFAULT_LOCALE
 
 
 def has(key: str) -> bool:
