@@ -121,3 +121,17 @@ def test_a_new_homes_limits_are_seen_set_applied_fed_back_and_undone(
     back = api.post("worker1", f"{PATH}/changes/{set_by['id']}/undo").json()
     assert _rooms(back)["bathroom"]["starting_s"] is None  # the population's again
     assert [c["source"] for c in back["changes"]] == ["undo", "undo", "feedback", "limits"]
+
+
+def test_setting_limits_refuses_what_it_does_not_take_and_the_schema_says_so(api: Api) -> None:
+    """A misspelt field beside ``limits`` was ignored and the limits saved as a change; the schema
+    offered any room name and any number."""
+    r = api.put("worker1", PATH, json={"limits": {"bathroom": 2700}, "limit": {"kitchen": 900}})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "limit", r.text
+    assert api.get("worker1", PATH).json()["changes"] == []  # nothing saved
+    schema = api.client.get("/openapi.json").json()["components"]["schemas"]["LimitsIn"]
+    assert schema["additionalProperties"] is False
+    limits = schema["properties"]["limits"]
+    assert limits["propertyNames"] == {"enum": ["bathroom", "kitchen", "living", "bedroom", "hall"]}
+    number = limits["additionalProperties"]["anyOf"][0]
+    assert (number["minimum"], number["maximum"]) == (300, 86400)

@@ -25,7 +25,7 @@ from eldercare.platform.engine.inactivity import DETECTOR, starting_limits
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import thresholds as repo
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import DbId
+from eldercare.platform.schemas import DbId, Strict
 
 router = APIRouter(prefix="/residents", tags=["residents"], responses=ERRORS)
 
@@ -77,10 +77,20 @@ class LimitsOut(BaseModel):
     changes: list[Change]
 
 
-class LimitsIn(BaseModel):
+class LimitsIn(Strict):
     limits: dict[str, float | None] = Field(
         description=f"Seconds by room ({', '.join(LIMIT_ROOMS)}); null: back to the population's",
         examples=[{"bathroom": 2700}],
+        # what put_limits accepts, said in the schema (it offered any name and any number)
+        json_schema_extra={
+            "propertyNames": {"enum": list(LIMIT_ROOMS)},
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "number", "minimum": MIN_LIMIT_S, "maximum": MAX_LIMIT_S},
+                    {"type": "null"},
+                ]
+            },
+        },
     )
 
 
