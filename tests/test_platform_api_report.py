@@ -123,6 +123,14 @@ def test_care_quality_report(api: Api, history: None) -> None:
     assert api.get("family1", "/api/v1/reports/care-quality").status_code == 403
 
 
+def test_a_period_backwards_is_refused_in_the_reports_own_words(api: Api) -> None:
+    """It said "'start' must be before 'end' and the range at most 3660 days": neither name is a
+    parameter of the report, and no such limit is kept."""
+    q = {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
+    r = api.get("admin", "/api/v1/reports/care-quality", params=q)
+    assert (r.status_code, r.json()["detail"]) == (422, "'since' must be before 'until'.")
+
+
 def test_false_alarms_lower_the_residents_sensitivity_exactly_once(history: None, db_url: str) -> None:
     async def run() -> list[int]:
         async with await connect(db_url) as a, \
