@@ -49,6 +49,17 @@ def test_every_kind_of_answer_carries_the_headers(api: Api) -> None:
     assert "cdn.jsdelivr.net" in api.client.get("/docs").headers["content-security-policy"]
 
 
+def test_a_trailing_slash_never_redirects_to_a_host_or_scheme_the_request_named(api: Api) -> None:
+    """GET /api/v1/residents/ answered 307 to http://<any Host the client sent>/api/v1/residents:
+    behind the TLS proxy a redirect to plain http, and a Host header steering clients elsewhere."""
+    for path in ("/api/v1/residents/", "/api/v1/alerts/?state=open", "/api/v1/residents/res-1/"):
+        r = api.get("admin", path, headers={"Host": "evil.example"})
+        assert r.status_code == 404 and "location" not in r.headers, (path, r.headers)
+        _hardened(r)
+    page = api.client.get("/web")  # the consoles' own redirect stays, to a path on this server
+    assert (page.status_code, page.headers["location"]) == (307, "/web/")
+
+
 def test_the_consoles_need_nothing_the_policy_forbids() -> None:
     html = (STATIC / "index.html").read_text()
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline script"

@@ -359,6 +359,9 @@ def create_app(
         'Errors are JSON {"detail": "..."} in the caller\'s language (zh-CN or en).',
         openapi_tags=TAGS,
         lifespan=lifespan,
+        # no 307 from "/path/" to "/path": Starlette writes it absolute from the request's Host and
+        # scheme, i.e. to any host a client names and, behind the TLS proxy, to plain http://
+        redirect_slashes=False,
     )
     app.dependency_overrides[get_settings] = lambda: settings
     app.add_exception_handler(ApiError, _api_error)
