@@ -68,7 +68,7 @@ def test_create_site_resident_and_validation_messages(api: Api) -> None:
     assert r.status_code == 200 and r.json()["care_level"] == "dementia"
     r = api.delete("admin", "/api/v1/sites/home-9", headers={"Accept-Language": "en"})
     assert r.status_code == 409  # a resident still lives there
-    assert "'home-9'" in r.json()["detail"] and "residents" in r.json()["detail"]
+    assert "'home-9'" in r.json()["detail"] and "(resident)" in r.json()["detail"]
 
 
 def _retained(broker: tuple[str, int], topic: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -192,6 +192,28 @@ def test_a_sensor_is_registered_only_as_its_gateway_config_can_carry_it(api: Api
     assert r.status_code == 200, r.text
     (sent,) = [x for x in r.json()["config"]["sensors"] if x["id"] == "w-x"]
     assert (sent["room"], sent["sample_hz"]) == ("r" * 64, 50)
+
+
+def test_conflicts_name_the_thing_in_the_readers_words(api: Api) -> None:
+    """They named tables: "A providers with id 'hc-1' already exists", "ID 为 'hc-1' 的providers已存在",
+    and deleting a site still lived in was "The residents 'home-1' is still referenced (residents)"."""
+    r = api.post("admin", "/api/v1/providers", json={"id": "hc-1", "name": "x", "kind": "home_care"})
+    assert (r.status_code, r.json()["detail"]) == (
+        409,
+        "A provider with id 'hc-1' already exists; choose another id.",
+    )
+    r = api.delete("admin", "/api/v1/sites/home-1")
+    assert (r.status_code, r.json()["detail"]) == (
+        409, "The site 'home-1' is still referenced (resident); remove those first.",
+    )  # fmt: skip
+    assert api.put("admin", "/api/v1/auth/me/locale", json={"locale": "zh-CN"}).status_code == 200
+    r = api.post("admin", "/api/v1/sites", json={"id": "home-1", "kind": "home", "name": "x"})
+    assert (r.status_code, r.json()["detail"]) == (409, "ID 为 'home-1' 的场所已存在，请换一个 ID。")
+    r = api.delete("admin", "/api/v1/providers/hc-1")
+    assert (r.status_code, r.json()["detail"]) == (
+        409,
+        "服务机构 'hc-1' 仍被引用（长者），请先删除这些引用。",
+    )
 
 
 def test_policies_tiers_and_rosters(api: Api, world: World) -> None:

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from eldercare import __version__
+from eldercare import __version__, i18n
 from eldercare.config import Settings, get_settings
 from eldercare.i18n import negotiate
 from eldercare.platform.engine import service
@@ -220,6 +220,19 @@ _REF_DETAIL = re.compile(
     r"Key \((?P<field>[^)]+)\)=\((?P<value>[^)]*)\) is still referenced from table \"(?P<ref>[^\"]+)\""
 )
 _UNIQUE_DETAIL = re.compile(r"Key \((?P<field>[^)]+)\)=\((?P<value>[^)]*)\) already exists")
+# the thing a table (or a path's collection) holds, as a catalogue word (word.<thing>): a conflict
+# spoke of "A sites with id ..." and, in Chinese, of "的sites"
+_RECORDS = {
+    "sites": "site", "users": "user", "sensors": "sensor", "gateways": "gateway",
+    "providers": "provider", "residents": "resident", "escalation_policies": "policy",
+    "escalation_tiers": "policy", "policies": "policy", "oncall_shifts": "shift", "shifts": "shift",
+    "family_links": "family_link", "family": "family_link", "care_assignments": "care_team",
+    "care-team": "care_team", "alerts": "alert",
+}  # fmt: skip
+
+
+def _record(name: str | None) -> str:
+    return _RECORDS.get(name or "", "record")
 
 
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
@@ -231,7 +244,7 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, psycopg.errors.IntegrityError)
     loc = _locale(request)
     detail = exc.diag.message_detail or ""
-    table = exc.diag.table_name or "record"
+    table = _record(exc.diag.table_name)
     if isinstance(exc, psycopg.errors.UniqueViolation):
         m = _UNIQUE_DETAIL.search(detail)
         value = m["value"] if m else "?"
@@ -243,9 +256,11 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
         if m:
             msg = message("invalid.reference", loc, field=m["field"], value=m["value"])
             return JSONResponse({"detail": msg}, status_code=422)
+        # the table named is the one still pointing at the record; what was deleted is the path's
         ref = _REF_DETAIL.search(detail)
-        ident, by = (ref["value"], ref["ref"]) if ref else ("?", "other records")
-        msg = message("conflict.in_use", loc, kind=table, id=ident, detail=by)
+        ident, by = (ref["value"], _record(ref["ref"])) if ref else ("?", "record")
+        deleted = _record(request.url.path.rstrip("/").split("/")[-2])
+        msg = message("conflict.in_use", loc, kind=deleted, id=ident, detail=i18n.word(by, loc))
         return JSONResponse({"detail": msg}, status_code=409)
     field = exc.diag.column_name or "body"
     return JSONResponse({"detail": message("invalid.constraint", loc, field=field)}, status_code=422)
