@@ -155,3 +155,21 @@ def test_the_same_answer_is_written_again_after_a_while_and_memory_stays_bounded
     for user in (2, 3, 4):
         assert seen.first_time(user, "GET /alerts?", [1, 2])
     assert seen.first_time(1, "GET /alerts?", [1, 2])  # forgotten (the oldest of four): written
+
+
+def test_an_acknowledged_or_resolved_alert_is_answered_with_its_cursor(api: Api, db_url: str) -> None:
+    """The answers to ack and resolve carried ``cursor: ""``, which ``GET /alerts?before=`` refuses."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for key in ("a", "b"):
+            conn.execute(
+                "INSERT INTO alerts (kind, severity, resident_id, site_id, dedup_key, title, detected_at)"
+                " VALUES ('sos', 'critical', 'res-1', 'home-1', %s, 'SOS', now())",
+                [key],
+            )
+    listed = {a["id"]: a["cursor"] for a in api.get("worker1", "/api/v1/alerts").json()}
+    first, second = sorted(listed)
+    acked = api.post("worker1", f"/api/v1/alerts/{second}/ack").json()
+    resolved = api.post("worker1", f"/api/v1/alerts/{second}/resolve", json={"outcome": "confirmed"}).json()
+    assert acked["cursor"] == resolved["cursor"] == listed[second]
+    page = api.get("worker1", "/api/v1/alerts", params={"before": acked["cursor"]})
+    assert [a["id"] for a in page.json()] == [first]

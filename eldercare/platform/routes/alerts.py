@@ -122,7 +122,14 @@ async def list_alerts(
             conn, user_id=user.id, username=user.username, action="list:alerts", route=route,
             detail={"alerts": ids},
         )  # fmt: skip
-    return [AlertOut.model_validate(r | {"cursor": cursor_of(r)}) for r in rows]
+    return [_out(r) for r in rows]
+
+
+def _out(alert: dict[str, Any] | None) -> AlertOut:
+    """An alert as answered, with its ``cursor`` (the ack and resolve answers gave ``""``, which
+    no list takes as ``before``)."""
+    assert alert is not None
+    return AlertOut.model_validate(alert | {"cursor": cursor_of(alert)})
 
 
 async def _as_seen_by(
@@ -193,7 +200,7 @@ async def acknowledge(
     if done is None:
         raise ApiError(409, "alert.not_open", id=alert_id, state=alert["state"])
     updated = await alerts_repo.get(conn, alert_id=alert_id)
-    return AlertOut.model_validate(updated)
+    return _out(updated)
 
 
 @router.post("/{alert_id}/resolve", response_model=AlertOut)
@@ -207,7 +214,7 @@ async def resolve(
         )
     if done is None:
         raise ApiError(409, "alert.resolved", id=alert_id)
-    return AlertOut.model_validate(await alerts_repo.get(conn, alert_id=alert_id))
+    return _out(await alerts_repo.get(conn, alert_id=alert_id))
 
 
 @router.post("/{alert_id}/notes", response_model=list[TrailOut], status_code=201)
