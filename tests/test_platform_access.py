@@ -230,3 +230,27 @@ def test_site_access_helper_for_device_alerts(db_url: str, world: World) -> None
     ]
     for user, site, expected in cases:
         assert asyncio.run(check(user, site)) is expected, (user.username, site)
+
+
+def test_who_is_called_follows_a_role_or_provider_changed_after_the_roster(api: Api, world: World) -> None:
+    """A nurse made a family account, or a station worker moved to another provider, stayed on
+    their old provider's roster and care teams: still listed as on duty to families and still
+    notified (pushes, e-mails) of residents they may no longer see."""
+
+    def on_duty() -> set[tuple[str, str]]:
+        r = api.get("family1", "/api/v1/residents/res-1/on-duty")
+        assert r.status_code == 200, r.text
+        return {(p["display_name"], p["role"]) for p in r.json()}
+
+    assert on_duty() == {
+        ("Zhang Min", "assigned_worker"), ("Liu Yang", "station_on_duty"), ("Zhao Li", "institution_on_duty"),
+    }  # fmt: skip
+    changes = {
+        "nurse1": {"role": "family", "provider_id": None},
+        "station1": {"provider_id": "hc-2"},
+        "worker1": {"role": "tester", "provider_id": None},
+    }
+    for who, change in changes.items():
+        assert api.patch("admin", f"/api/v1/users/{world.user_id(who)}", json=change).status_code == 200
+    assert on_duty() == set()
+    assert api.get("station1", "/api/v1/residents/res-1").status_code == 404  # as they now see it

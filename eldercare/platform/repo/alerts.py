@@ -200,14 +200,16 @@ RECIPIENTS = """
             WHERE res.id = %(resident)s
                OR (%(resident)s::text IS NULL AND res.home_site_id = %(site)s)
         ),
-        on_duty AS (
+        on_duty AS (  -- a shift counts while its person is still a care worker of its provider
             SELECT s.provider_id, s.user_id FROM oncall_shifts s
+            JOIN users w ON w.id = s.user_id AND w.provider_id = s.provider_id AND w.role = 'care_worker'
             WHERE now() >= s.starts_at AND now() < s.ends_at
         ),
         picked AS (
             SELECT f.user_id, 'family' AS target FROM family_links f JOIN r ON r.id = f.resident_id
             WHERE 'family' = ANY(%(targets)s)
             UNION SELECT c.user_id, 'assigned_worker' FROM care_assignments c JOIN r ON r.id = c.resident_id
+            JOIN users w ON w.id = c.user_id AND w.role = 'care_worker'
             WHERE 'assigned_worker' = ANY(%(targets)s)
             UNION SELECT d.user_id, 'station_on_duty' FROM on_duty d
             JOIN r ON d.provider_id = r.station_provider
