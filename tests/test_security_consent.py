@@ -79,8 +79,9 @@ def test_families_see_people_by_display_name_and_role(api: Api, db_url: str, wor
         for name in ("family1", "worker1"):
             conn.execute(
                 "INSERT INTO notifications (alert_id, user_id, tier, channel, target, status, attempts)"
-                " VALUES (%s, %s, 1, 'websocket', 'family', 'sent', 1)",
-                [alert_id, world.user_id(name)],
+                " VALUES (%s, %s, 1, 'websocket', 'family', 'sent', 1),"
+                " (%s, %s, 1, 'email', %s, 'delivered', 1)",
+                [alert_id, world.user_id(name), alert_id, world.user_id(name), f"{name}@example.org"],
             )
         conn.execute(
             "INSERT INTO alert_trail (alert_id, action, tier, detail) VALUES (%s, 'notified', 1, %s)",
@@ -98,6 +99,11 @@ def test_families_see_people_by_display_name_and_role(api: Api, db_url: str, wor
     assert trail[-1]["actor"] == "Zhang Min (护理员)"
     assert trail[0]["detail"]["users"] == ["family1", "Zhang Min (护理员)"]
     assert {n["username"] for n in fam.json()["notifications"]} == {"family1", None}
+    # nor the worker's e-mail address (it was the target of their e-mail): the person, as above
+    mails = {n["target"] for n in fam.json()["notifications"] if n["channel"] == "email"}
+    assert mails == {"family1@example.org", "Zhang Min (护理员)"}
+    staff_mails = {n["target"] for n in staff["notifications"] if n["channel"] == "email"}
+    assert staff_mails == {"family1@example.org", "worker1@example.org"}
 
 
 def test_a_family_note_answers_with_the_trail_as_families_see_it(api: Api, db_url: str, world: World) -> None:

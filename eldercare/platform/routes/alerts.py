@@ -152,8 +152,15 @@ async def _as_seen_by(
            if (t["detail"] or {}).get("users") else {})
         for t in trail
     ]  # fmt: skip
-    sent = [n | {"username": label(n["username"]) if n["username"] == user.username else None} for n in sent]
-    return trail, sent
+
+    def seen(n: dict[str, Any]) -> dict[str, Any]:
+        mine = n["username"] == user.username
+        out = n | {"username": label(n["username"]) if mine else None}
+        if n["channel"] == "email" and not mine:  # someone else's e-mail address: the person instead
+            out["target"] = label(n["username"]) or ""
+        return out
+
+    return trail, [seen(n) for n in sent]
 
 
 @router.get("/{alert_id}", response_model=AlertDetail)
