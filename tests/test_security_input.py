@@ -236,6 +236,22 @@ def test_a_number_is_not_a_boolean_in_a_body(api: Api) -> None:
     assert api.post("admin", "/api/v1/sites", json={**site, "simulated": False}).status_code == 201
 
 
+def test_a_number_is_not_a_consent(api: Api, world: World) -> None:
+    """``{"vitals": 1}`` was read as consent to the vitals stream: a consent is true or false."""
+    uid = world.user_id("family1")
+    for path, body in (
+        (f"/api/v1/residents/res-1/family/{uid}/consent", {"consent": {"vitals": 1}}),
+        (
+            f"/api/v1/residents/res-1/family/{uid}",
+            {"user_id": uid, "relation": "daughter", "consent": {"bed": "yes"}},
+        ),
+    ):
+        refused = _json_4xx(api.put("worker1", path, json=body), 422)
+        assert [e["type"] for e in refused["errors"]] == ["bool_type"], refused
+    (link,) = api.get("worker1", "/api/v1/residents/res-1/family").json()
+    assert link["consent"] == {}
+
+
 def test_true_or_false_is_not_a_number_in_a_body(api: Api) -> None:
     """``"expected_revision": false`` would have been read as revision 0; the schema says integer."""
     path = "/api/v1/gateways/gw-home-1/config"

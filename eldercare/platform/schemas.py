@@ -376,7 +376,7 @@ class ResidentOut(Model):
     simulated: bool
 
 
-Consent = dict[Literal["activity", "bed", "bathroom", "vitals"], bool]
+Consent = dict[Literal["activity", "bed", "bathroom", "vitals"], StrictBool]  # 1 is no consent
 
 
 class FamilyLinkIn(Strict):
