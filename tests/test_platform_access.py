@@ -3,12 +3,16 @@ consent per stream; audit of every read (real PostgreSQL through httpx)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from platform_seed import World
+
+from eldercare.platform.repo import alerts as alerts_repo
+from eldercare.platform.repo.connections import connect
 
 if TYPE_CHECKING:
     from platform_api_support import Api
@@ -232,7 +236,9 @@ def test_site_access_helper_for_device_alerts(db_url: str, world: World) -> None
         assert asyncio.run(check(user, site)) is expected, (user.username, site)
 
 
-def test_who_is_called_follows_a_role_or_provider_changed_after_the_roster(api: Api, world: World) -> None:
+def test_who_is_called_follows_a_role_or_provider_changed_after_the_roster(
+    api: Api, world: World, db_url: str
+) -> None:
     """A nurse made a family account, or a station worker moved to another provider, stayed on
     their old provider's roster and care teams: still listed as on duty to families and still
     notified (pushes, e-mails) of residents they may no longer see."""
@@ -254,3 +260,16 @@ def test_who_is_called_follows_a_role_or_provider_changed_after_the_roster(api: 
         assert api.patch("admin", f"/api/v1/users/{world.user_id(who)}", json=change).status_code == 200
     assert on_duty() == set()
     assert api.get("station1", "/api/v1/residents/res-1").status_code == 404  # as they now see it
+    # a relative's account made a care worker's is no longer called as the family either
+    assert api.patch("admin", f"/api/v1/users/{world.user_id('family1')}", json={"role": "care_worker",
+                     "provider_id": "hc-2"}).status_code == 200  # fmt: skip
+    assert _called(db_url, ("family",)) == []
+
+
+def _called(db_url: str, targets: tuple[str, ...]) -> list[str]:
+    async def main() -> list[str]:
+        async with await connect(db_url) as conn:
+            people = await alerts_repo.recipients(conn, targets=targets, resident="res-1", site=None)
+            return [p["username"] for p in people]
+
+    return asyncio.run(main())

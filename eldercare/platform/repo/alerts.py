@@ -207,6 +207,7 @@ RECIPIENTS = """
         ),
         picked AS (
             SELECT f.user_id, 'family' AS target FROM family_links f JOIN r ON r.id = f.resident_id
+            JOIN users w ON w.id = f.user_id AND w.role = 'family'
             WHERE 'family' = ANY(%(targets)s)
             UNION SELECT c.user_id, 'assigned_worker' FROM care_assignments c JOIN r ON r.id = c.resident_id
             JOIN users w ON w.id = c.user_id AND w.role = 'care_worker'
