@@ -12,6 +12,8 @@ import re
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +213,26 @@ def test_direct_mode_publishes_valid_protocol(
     _clear_retained(broker, retained_topics)
 
 
+@contextmanager
+def _live(settings: Settings, m: dict[str, Any], broker: tuple[str, int, str]) -> Iterator[Runner]:
+    """A runner of ``m`` at x60 in the evening, up and answering triggers; stopped and its retained
+    statuses cleared after."""
+    opts = RunOptions(speed=60, duration=30.0, live=False, false_fall_rate=0, sim_start=EVENING)
+    runner = Runner(settings, m, opts)
+    th = threading.Thread(target=runner.run)
+    th.start()
+    try:
+        wait_for_runner(settings, settings.mqtt_topic_root)
+        yield runner
+    finally:
+        runner.stop()
+        th.join(30)
+        root = settings.mqtt_topic_root
+        _clear_retained(
+            broker, {protocol.topic(h["site"], h["gateway"]["id"], "status", root) for h in m["homes"]}
+        )
+
+
 def test_a_trigger_that_changes_nothing_is_refused_with_the_reason(
     sim_root: str, broker: tuple[str, int, str]
 ) -> None:
@@ -219,12 +241,7 @@ def test_a_trigger_that_changes_nothing_is_refused_with_the_reason(
     m = _manifest(2)
     who = m["homes"][0]["resident"]
     settings = _settings(sim_root, broker)
-    opts = RunOptions(speed=60, duration=30.0, live=False, false_fall_rate=0, sim_start=EVENING)
-    runner = Runner(settings, m, opts)
-    th = threading.Thread(target=runner.run)
-    th.start()
-    try:
-        wait_for_runner(settings, sim_root)
+    with _live(settings, m, broker):
         assert send_trigger(settings, sim_root, {"resident": who, "kind": "collapse"})["truth"]
         with pytest.raises(NoRunnerError, match=f"fall: ignored: {who} collapsed for good"):
             send_trigger(settings, sim_root, {"resident": who, "kind": "fall"})
@@ -237,12 +254,6 @@ def test_a_trigger_that_changes_nothing_is_refused_with_the_reason(
             send_trigger(settings, sim_root, {"resident": other, "kind": "no_wake"})
         for _ in range(2):  # presses are each real
             assert send_trigger(settings, sim_root, {"resident": other, "kind": "sos"})["truth"]
-    finally:
-        runner.stop()
-        th.join(30)
-    _clear_retained(
-        broker, {protocol.topic(h["site"], h["gateway"]["id"], "status", sim_root) for h in m["homes"]}
-    )
 
 
 def test_a_malformed_trigger_is_refused_in_its_own_terms(sim_root: str, broker: tuple[str, int, str]) -> None:
@@ -251,12 +262,7 @@ def test_a_malformed_trigger_is_refused_in_its_own_terms(sim_root: str, broker: 
     m = _manifest(1)
     who = m["homes"][0]["resident"]
     settings = _settings(sim_root, broker)
-    opts = RunOptions(speed=60, duration=30.0, live=False, false_fall_rate=0, sim_start=EVENING)
-    runner = Runner(settings, m, opts)
-    th = threading.Thread(target=runner.run)
-    th.start()
-    try:
-        wait_for_runner(settings, sim_root)
+    with _live(settings, m, broker):
         for req, said in (
             ({"resident": who}, "a trigger needs 'kind' as a string, got None"),
             ({"resident": who, "kind": "fall", "duration_s": "long"}, "duration_s must be a number"),
@@ -265,12 +271,6 @@ def test_a_malformed_trigger_is_refused_in_its_own_terms(sim_root: str, broker: 
         ):
             with pytest.raises(NoRunnerError, match=re.escape(said)):
                 send_trigger(settings, sim_root, req)
-    finally:
-        runner.stop()
-        th.join(30)
-    _clear_retained(
-        broker, {protocol.topic(m["homes"][0]["site"], m["homes"][0]["gateway"]["id"], "status", sim_root)}
-    )
 
 
 def test_trigger_without_a_runner_says_so(sim_root: str, broker: tuple[str, int, str]) -> None:
