@@ -121,15 +121,15 @@ async def apply(
     policy = await alerts_repo.policy_for(conn, kind=decision.kind, resident=decision.resident_id)
     first = policy[0]
     at = now or alerts_repo.now()
+    due = escalation.next_deadline(policy, first.tier, at)
     alert_id, opened = await alerts_repo.open_or_join(
-        conn, decision=decision, tier=first.tier, due=escalation.next_deadline(policy, first.tier, at)
+        conn, decision=decision, tier=first.tier, due=due
     )  # the alert, its trail and its first deadline in one statement: a storm is round trips
     if not opened:
         await trail_repo.publish(conn, alert_id=alert_id, event="detected_again")
         cutoff = escalation.reopen_if_acknowledged_before(decision.kind, at)
         if cutoff is None or not await alerts_repo.reopen(
-            conn, alert_id=alert_id, acknowledged_before=cutoff, tier=first.tier,
-            due=escalation.next_deadline(policy, first.tier, at),
+            conn, alert_id=alert_id, acknowledged_before=cutoff, tier=first.tier, due=due
         ):  # fmt: skip
             return
         await trail_repo.publish(conn, alert_id=alert_id, event="reopened")
