@@ -188,3 +188,26 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "not an eldercare simulation manifest" in res.output
     res = CliRunner().invoke(cli, ["simulate", "seed", "--prefix", "bad prefix!"])
     assert res.exit_code == 2 and "--prefix" in res.output
+
+
+def test_cli_seed_checks_the_manifest_path_before_writing_the_neighbourhood(
+    sim_db_url: str, tmp_path: Path
+) -> None:
+    """A manifest path that cannot be written is refused before anything is seeded (it was found
+    only after the commit: the homes stayed registered, their passwords lost, the prefix taken)."""
+    env = {"ELDERCARE_DATABASE_URL": sim_db_url}
+    args = ["simulate", "seed", "--homes", "1", "--stations", "0"]
+    res = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "no-such-dir" / "m.json")], env=env)
+    assert res.exit_code == 2, res.output
+    assert "-o/--manifest" in res.output and "No such file or directory" in res.output
+    assert "Traceback" not in res.output
+    manifest = tmp_path / "m.json"
+    res = CliRunner().invoke(cli, [*args, "-o", str(manifest)], env=env)
+    assert res.exit_code == 0, res.output
+    first = manifest.read_text()
+    # a refused seeding (the prefix is taken) leaves an existing manifest whole, and creates none
+    res = CliRunner().invoke(cli, [*args, "-o", str(manifest)], env=env)
+    assert res.exit_code == 1 and "already exist" in res.output
+    assert manifest.read_text() == first
+    res = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "other.json")], env=env)
+    assert res.exit_code == 1 and not (tmp_path / "other.json").exists()

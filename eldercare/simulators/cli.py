@@ -210,16 +210,29 @@ def seed_cmd(
     settings = get_settings(ctx)
     now = time.time()
     p = nb.plan(seed_, homes, stations, prefix=prefix, now=now, roster_days=roster_days, couples=couples)
+    # The manifest is opened before the neighbourhood is written: a path that cannot be written
+    # found only after the commit left the homes registered, their passwords lost and the prefix taken.
+    existed = os.path.lexists(manifest_path)
+    try:
+        fd = os.open(manifest_path, os.O_WRONLY | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise click.BadParameter(f"{manifest_path}: {exc.strerror}", param_hint="-o/--manifest") from None
     try:
         counts = store.seed(resolve_url(settings), p)
-    except store.StoreError as exc:
-        raise click.ClickException(str(exc)) from None
-    except psycopg.OperationalError as exc:
-        raise click.ClickException(f"cannot reach the database: {str(exc).strip().splitlines()[0]}") from None
+    except BaseException as exc:
+        os.close(fd)
+        if not existed:
+            os.unlink(manifest_path)
+        if isinstance(exc, store.StoreError):
+            raise click.ClickException(str(exc)) from None
+        if isinstance(exc, psycopg.OperationalError):
+            msg = str(exc).strip().splitlines()[0]
+            raise click.ClickException(f"cannot reach the database: {msg}") from None
+        raise
     m = nb.manifest(p, topic_root=settings.mqtt_topic_root, created_at=now, start=now)
     # the manifest holds the simulated accounts' passwords: readable by its owner only
-    fd = os.open(manifest_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_TRUNC
+    os.ftruncate(fd, 0)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(json.dumps(m, ensure_ascii=False, indent=1) + "\n")
     click.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
