@@ -211,3 +211,27 @@ def test_cli_seed_checks_the_manifest_path_before_writing_the_neighbourhood(
     assert manifest.read_text() == first
     res = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "other.json")], env=env)
     assert res.exit_code == 1 and not (tmp_path / "other.json").exists()
+
+
+def test_cli_run_refuses_bad_truth_and_scenario_paths_before_running(tmp_path: Path) -> None:
+    """A --truth that cannot be written is a bad option (exit 2, one line), found before any
+    connection (it was an errno message and exit 1); a --scenario file is read as a file whatever
+    its name (one not ending in .toml was "no built-in scenario")."""
+    now = time.time()
+    manifest = tmp_path / "m.json"
+    p = nb.plan(1, 1, 0, now=now)
+    manifest.write_text(json.dumps(nb.manifest(p, topic_root="t/v1", created_at=now, start=now)))
+    scenario = tmp_path / "mine.txt"
+    scenario.write_text('name = "mine"\nhomes = 1\ndays = 2\n')
+    run = ["simulate", "run", "--manifest", str(manifest), "--duration", "1", "--quiet"]
+    nowhere = tmp_path / "no-such-dir" / "truth.jsonl"
+    res = CliRunner().invoke(cli, [*run, "--scenario", str(scenario), "--truth", str(nowhere)])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines()[-1] == (
+        f"Error: Invalid value for --truth: {nowhere}: No such file or directory"
+    )
+    scenario.write_text("homes = [\n")
+    res = CliRunner().invoke(cli, [*run, "--scenario", str(scenario)])
+    assert res.exit_code == 2 and "not valid TOML" in res.output, res.output
+    res = CliRunner().invoke(cli, [*run, "--scenario", "./mine"])
+    assert res.exit_code == 2 and "mine: No such file or directory" in res.output, res.output

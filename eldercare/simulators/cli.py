@@ -58,7 +58,9 @@ def _scenario(name_or_path: str) -> Any:
     from eldercare.simulators import scenario as sc
 
     try:
-        path = Path(name_or_path) if name_or_path.endswith(".toml") else sc.builtin(name_or_path)
+        # a file is a file whatever its name; a name without ".toml" that is no file is a built-in's
+        is_file = name_or_path.endswith(".toml") or "/" in name_or_path or Path(name_or_path).is_file()
+        path = Path(name_or_path) if is_file else sc.builtin(name_or_path)
         return sc.load(path)
     except sc.ScenarioError as exc:
         raise click.BadParameter(str(exc), param_hint="--scenario") from None
@@ -348,7 +350,11 @@ def run(
     settings = get_settings(ctx)
     sc = _scenario(scenario) if scenario else None
     truth = Path(truth_path) if truth_path else Path(manifest_path).with_name("truth.jsonl")
-    _keep_earlier_truth(truth)
+    try:  # a truth file that cannot be written is a bad --truth, said before the run starts
+        _keep_earlier_truth(truth)
+        truth.open("a").close()
+    except OSError as exc:
+        raise click.BadParameter(f"{truth}: {exc.strerror or exc}", param_hint="--truth") from None
     n = min(homes or len(m["homes"]), len(m["homes"]))
     if sc is not None and sc.homes > n:  # said, not left out in silence
         click.echo(
