@@ -316,3 +316,34 @@ def test_family_sees_who_is_on_duty_for_their_relative_only(db_url: str, world: 
     assert roles[names["station1"]] == "station_on_duty"  # res-1 attends station-1, whose st-1 is on duty
     assert roles[names["nurse1"]] == "institution_on_duty"
     assert api.get("family2", "/api/v1/residents/res-1/on-duty").status_code == 404
+
+
+def test_a_simulated_homes_event_is_stored_at_wall_time_with_its_own_time_marked(
+    db_url: str, world: World
+) -> None:
+    """A simulated home's fall or SOS carries its own clock, 40 minutes ahead of the wall 40 s
+    into a demo at 60x: the alert was stored as detected then, unmarked (a console showed it
+    detected in the future, "waiting" for nothing). It is stored at the wall-clock moment it is
+    raised with the home's time in the summary, as the home's inactivity alerts are; a real home's
+    event keeps its own time, and a second press joining it keeps the home's time in the trail."""
+    ahead_ms = 40 * 60 * 1000
+    sos = {"v": 1, "epoch": "e-sim", "seq": 1, "t": NOW_MS + ahead_ms, "sensor": "sos-1", "kind": "sos"}
+    queue(db_url, "event", "gw-sim-1", "sim-home-1", sos)
+    queue(db_url, "event", "gw-sim-1", "sim-home-1", sos | {"seq": 2, "t": NOW_MS + ahead_ms + 60_000})
+    queue(db_url, "event", "gw-home-1", "home-1", sos | {"epoch": "e-real", "t": NOW_MS - 5_000})
+    before = time.time()
+    assert with_pool(db_url, service.process_work) == 3
+    after = time.time()
+    (sim,) = rows(db_url, "SELECT id, detected_at, summary FROM alerts WHERE site_id = 'sim-home-1'")
+    assert before - 1 <= sim[1].timestamp() <= after + 1
+    assert sim[2]["sim_detected_ms"] == NOW_MS + ahead_ms
+    assert sim[2]["sim_offset_s"] == pytest.approx(ahead_ms / 1000, abs=after - before + 60)
+    ((again,),) = rows(
+        db_url, "SELECT detail FROM alert_trail WHERE alert_id = %s AND action = 'detected_again'", sim[0]
+    )
+    assert again["sim_detected_ms"] == NOW_MS + ahead_ms + 60_000
+    ((real_at, real_summary),) = rows(
+        db_url, "SELECT detected_at, summary FROM alerts WHERE site_id = 'home-1'"
+    )
+    assert real_at.timestamp() == pytest.approx((NOW_MS - 5_000) / 1000, abs=0.01)
+    assert "sim_detected_ms" not in real_summary

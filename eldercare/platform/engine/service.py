@@ -265,6 +265,12 @@ async def _handle(
         resident = await _resident(conn, payload, row["gateway_id"])
         home = await _home_after_fall(conn, payload) if payload.get("kind") == "fall" else None
         decisions = rules.decide_event(payload, resident, home=home)
+        if await gateways_repo.site_is_simulated(conn, site=str(payload["site"])):
+            # a simulated home's event is stamped with its own clock (40 min ahead of the wall 40 s
+            # into a demo at 60x): stored, like its inactivity alerts, at the wall-clock moment it is
+            # raised, the home's time kept in the summary and shown marked as simulated
+            wall_s = (now or alerts_repo.now()).timestamp()
+            decisions = inactivity.to_wall(decisions, home_s=int(payload["t"]) / 1000, wall_s=wall_s)
     else:
         decisions = await _status(conn, payload, row["gateway_id"], not_worn_after_s=not_worn_after_s)
     for decision in decisions:
