@@ -2,7 +2,9 @@
 
 Requests go to ``{root}/_sim/control`` (QoS 1) as JSON ``{"id", "resident", "kind", "duration_s",
 "room", "sensor"}``; the runner answers on ``{root}/_sim/ack`` with ``{"id", "ok", "truth",
-"clock"}`` (the run's clock, as in its truth file) or ``{"id", "ok": false, "error"}``.
+"clock"}`` (the run's clock, as in its truth file) or ``{"id", "ok": false, "error"}``. A run
+that does not have the resident adds ``"absent": true``: several runs can share a topic root, and
+the trigger waits for the one that has them (their refusal is said only if none answers otherwise).
 ``_sim`` is not a valid site id, so these topics never mix with gateway traffic.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import queue
+import time
 import uuid
 from typing import Any
 
@@ -72,14 +75,23 @@ def send_trigger(
         except queue.Empty:
             raise NoRunnerError("the broker did not confirm the subscription", "subscription") from None
         c.publish(f"{root}/_sim/control", json.dumps(req), qos=1).wait_for_publish(timeout)
-        try:
-            answer = answers.get(timeout=timeout)
-        except queue.Empty:
-            raise NoRunnerError(
-                f"no running simulation under {root}/ answered within {timeout:.0f} s",
-                "timeout",
-                seconds=f"{timeout:.0f}",
-            ) from None
+        deadline = time.monotonic() + timeout
+        absent: dict[str, Any] | None = None
+        while True:
+            try:
+                answer = answers.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                if absent is not None:  # every run that answered is without that resident
+                    answer = absent
+                    break
+                raise NoRunnerError(
+                    f"no running simulation under {root}/ answered within {timeout:.0f} s",
+                    "timeout",
+                    seconds=f"{timeout:.0f}",
+                ) from None
+            if not answer.get("absent"):
+                break
+            absent = answer
     finally:
         c.disconnect()
         c.loop_stop()

@@ -156,8 +156,10 @@ def test_direct_mode_publishes_valid_protocol(
             _settings(sim_root, broker), sim_root, {"resident": m["homes"][4]["resident"], "kind": "no_wake"}
         )
         assert late["ok"] and late["truth"]["t"] > late["clock"]["sim_now"] + 3 * HOUR
-        with pytest.raises(NoRunnerError, match="refused"):
-            send_trigger(_settings(sim_root, broker), sim_root, {"resident": "nobody", "kind": "fall"})
+        with pytest.raises(NoRunnerError, match="refused"):  # said once no run that has them answers
+            send_trigger(
+                _settings(sim_root, broker), sim_root, {"resident": "nobody", "kind": "fall"}, timeout=1
+            )
         # bytes no tester meant (deep nesting raised RecursionError in the runner's loop): refused
         _publish(broker, f"{sim_root}/_sim/control", [b"[" * 100_000, b"\xff", b"[]"])
         again = send_trigger(
@@ -507,3 +509,24 @@ def test_a_home_of_two_live(sim_root: str, broker: tuple[str, int, str]) -> None
     _clear_retained(
         broker, {protocol.topic(h["site"], h["gateway"]["id"], "status", sim_root) for h in m["homes"]}
     )
+
+
+def test_two_neighbourhoods_under_one_root_each_answer_their_own_triggers(
+    sim_root: str, broker: tuple[str, int, str]
+) -> None:
+    """Two runs of different neighbourhoods under one topic root both hear every trigger: the one
+    without the resident answered "no resident ... in this run" and, when it answered first, the
+    trigger reported a refusal (exit 1) of an incident the other run had put in its truth."""
+    settings = _settings(sim_root, broker)
+    now = time.time()
+    plans = [nb.plan(1, 1, 0, prefix=prefix, now=now, roster_days=1) for prefix in ("sima", "simb")]
+    mine, other = (nb.manifest(p, topic_root="unused", created_at=now, start=now) for p in plans)
+    with _live(settings, mine, broker) as first, _live(settings, other, broker):
+        who = other["homes"][0]["resident"]
+        for _ in range(6):  # either run may answer first; each press is its own
+            assert (
+                send_trigger(settings, sim_root, {"resident": who, "kind": "sos"})["truth"]["resident"] == who
+            )
+        assert first.stats["triggers"] == 0
+        with pytest.raises(NoRunnerError, match="refused: no resident 'nobody' in this run"):
+            send_trigger(settings, sim_root, {"resident": "nobody", "kind": "sos"}, timeout=1.0)

@@ -137,6 +137,11 @@ class _Station:
     next_tick: float
 
 
+class _NotInRun(SimulationError):
+    """A trigger for a resident this run does not have: answered with ``"absent": true``, so that
+    the trigger waits for another run under the same topic root that has them."""
+
+
 class Runner:
     """The live loop; build with :meth:`__init__`, drive with :meth:`run` (or :meth:`step` in tests)."""
 
@@ -578,7 +583,7 @@ class Runner:
                 _check_trigger(req)
                 home = self.by_resident.get(req["resident"])
                 if home is None:
-                    raise SimulationError(f"no resident {req['resident']!r} in this run")
+                    raise _NotInRun(f"no resident {req['resident']!r} in this run")
                 inc = Incident(
                     req["kind"], self.sim_now, req.get("duration_s"), req.get("room"), req.get("sensor")
                 )
@@ -607,6 +612,8 @@ class Runner:
             except (ValueError, KeyError, TypeError, RecursionError) as exc:  # any bytes a tester sends
                 req = req if isinstance(req, dict) else {}
                 reply = {"id": req.get("id"), "ok": False, "error": str(exc)}
+                if isinstance(exc, _NotInRun):  # another run under this root may have them
+                    reply["absent"] = True
             self.ctl.publish(f"{self.root}/_sim/ack", json.dumps(reply).encode())
 
     def start(self) -> None:
