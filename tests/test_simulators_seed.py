@@ -235,3 +235,14 @@ def test_cli_run_refuses_bad_truth_and_scenario_paths_before_running(tmp_path: P
     assert res.exit_code == 2 and "not valid TOML" in res.output, res.output
     res = CliRunner().invoke(cli, [*run, "--scenario", "./mine"])
     assert res.exit_code == 2 and "mine: No such file or directory" in res.output, res.output
+
+
+@pytest.mark.parametrize(("kinds", "named"), [("", "''"), ("fall,,sos", "''"), ("flood", "'flood'")])
+def test_cli_dataset_names_a_bad_kind_even_an_empty_one(tmp_path: Path, kinds: str, named: str) -> None:
+    """``--kinds ''`` or ``fall,,sos`` said "unknown kind(s) " and a blank: the bad name is quoted,
+    and the line says what is expected."""
+    res = CliRunner().invoke(cli, ["simulate", "dataset", "-o", str(tmp_path / "ds"), "--kinds", kinds])
+    assert res.exit_code == 2, res.output
+    line = res.output.strip().splitlines()[-1]
+    assert f"unknown kind(s) {named}; expected 'all', 'none' or some of fall," in line, line
+    assert not (tmp_path / "ds").exists()

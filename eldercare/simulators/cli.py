@@ -126,8 +126,12 @@ def dataset(
     else:
         chosen = INCIDENT_KINDS if kinds == "all" else () if kinds == "none" else tuple(kinds.split(","))
         bad = [k for k in chosen if k not in INCIDENT_KINDS]
-        if bad:
-            raise click.BadParameter(f"unknown kind(s) {', '.join(bad)}", param_hint="--kinds")
+        if bad:  # an empty name (",," or "") is named as such, not left as a blank
+            raise click.BadParameter(
+                f"unknown kind(s) {', '.join(repr(k) for k in bad)}; expected 'all', 'none' or some of"
+                f" {','.join(INCIDENT_KINDS)}",
+                param_hint="--kinds",
+            )
         if chosen and not 0 <= first_day < days:
             raise click.BadParameter(f"must be 0..{days - 1}", param_hint="--first-day")
         sc = Scenario(
