@@ -530,3 +530,59 @@ def test_two_neighbourhoods_under_one_root_each_answer_their_own_triggers(
         assert first.stats["triggers"] == 0
         with pytest.raises(NoRunnerError, match="refused: no resident 'nobody' in this run"):
             send_trigger(settings, sim_root, {"resident": "nobody", "kind": "sos"}, timeout=1.0)
+
+
+def test_a_scenarios_radio_faults_apply_to_a_live_run_and_its_profiles_are_said_to_not(
+    sim_root: str, broker: tuple[str, int, str], tmp_path: Path
+) -> None:
+    """``drop_rate`` and ``spurious_rate`` of a scenario (fault injection, docs: "Scenario files")
+    were ignored in silence by ``run --scenario``: the live homes lost nothing and saw no spurious
+    motion. Now both residents of a home get them; [[profile]] overrides are said not to apply."""
+    from click.testing import CliRunner
+
+    from eldercare.cli import cli
+    from eldercare.simulators.scenario import loads
+
+    now = time.time()
+    m = nb.manifest(
+        nb.plan(3, 1, 0, now=now, roster_days=1, couples=1.0), topic_root="u", created_at=now, start=now
+    )
+    start = DEFAULT_START + 20 * DAY + 5 * HOUR
+    settings = _settings(sim_root, broker)
+
+    def events(scenario: str | None) -> tuple[int, int, int]:
+        sc = loads(scenario) if scenario else None
+        (home,) = Runner(settings, m, RunOptions(sim_start=start, live=False), scenario=sc).homes
+        assert home.sim2 is not None
+        ev1, ev2 = home.sim.pop_until(start + DAY), home.sim2.pop_until(start + DAY)
+        return len(ev1), len(ev2), sum(1 for e in ev1 if e.kind == "pir")
+
+    plain = events(None)
+    lossy = events("homes = 1\ndrop_rate = 0.5\n")
+    noisy = events("homes = 1\nspurious_rate = 200.0\n")
+    assert lossy[0] < 0.7 * plain[0] and lossy[1] < 0.7 * plain[1], (plain, lossy)
+    assert noisy[2] > plain[2] + 500, (plain, noisy)
+    scenario = tmp_path / "mine.toml"
+    scenario.write_text('name = "mine"\nhomes = 1\n[[profile]]\nhome = 0\nwake_h = 6.5\n')
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps(m))
+    res = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "run",
+            "--manifest",
+            str(manifest),
+            "--scenario",
+            str(scenario),
+            "--duration",
+            "0",
+            "--quiet",
+        ],
+        env={"ELDERCARE_MQTT_URL": broker[2], "ELDERCARE_MQTT_TOPIC_ROOT": sim_root},
+    )
+    assert res.exit_code == 0, res.output
+    assert "scenario mine: its [[profile]] overrides are not applied in a live run" in res.output
+    _clear_retained(
+        broker, {protocol.topic(h["site"], h["gateway"]["id"], "status", sim_root) for h in m["homes"]}
+    )

@@ -366,6 +366,12 @@ def run(
             f" {n}..{sc.homes - 1} are left out",
             err=True,
         )
+    if sc is not None and sc.profiles:  # said, not ignored in silence
+        click.echo(
+            f"scenario {sc.name}: its [[profile]] overrides are not applied in a live run (the homes'"
+            " profiles are the manifest's, which their history was written from)",
+            err=True,
+        )
     opts = RunOptions(
         speed=speed,
         homes=homes,

@@ -302,9 +302,19 @@ def manifest(p: Plan, *, topic_root: str, created_at: float, start: float) -> di
     return json.loads(json.dumps(out))  # plain JSON types: lists, not tuples
 
 
-def home_sim(home: dict[str, Any], day0: float) -> HomeSim:
-    """A manifest home's (first) resident, their days planned from midnight ``day0``, as the runner does."""
-    return HomeSim(home["seed"], start=day0, profile=profile_from(home["profile"]), site=home["site"])
+def home_sim(
+    home: dict[str, Any], day0: float, *, drop_rate: float = 0.0, spurious_rate: float = 0.0
+) -> HomeSim:
+    """A manifest home's (first) resident, their days planned from midnight ``day0``, as the runner
+    does (with a scenario's radio faults, ``drop_rate`` and ``spurious_rate``, if any)."""
+    return HomeSim(
+        home["seed"],
+        start=day0,
+        profile=profile_from(home["profile"]),
+        site=home["site"],
+        drop_rate=drop_rate,
+        spurious_rate=spurious_rate,
+    )
 
 
 def profile_from(d: dict[str, Any]) -> ResidentProfile:

@@ -219,7 +219,12 @@ class Runner:
         return gw
 
     def _make_home(self, h: dict[str, Any], scenario: Scenario | None) -> _Home:
-        sim = home_sim(h, self.day0)
+        # a scenario's radio faults (lost events, spurious PIR triggers) apply to the live homes
+        # too; its [[profile]] overrides do not: the homes' profiles are the manifest's
+        faults = (
+            {"drop_rate": scenario.drop_rate, "spurious_rate": scenario.spurious_rate} if scenario else {}
+        )
+        sim = home_sim(h, self.day0, **faults)
         sim.pop_until(self.sim_start)  # fast-forward from midnight
         sim.truth.clear()
         if scenario is not None and h["index"] < scenario.homes:
@@ -257,6 +262,7 @@ class Runner:
                 start=self.day0,
                 profile=profile_from(partner["profile"]),
                 site=h["site"],
+                **faults,
             )
             sim2.pop_until(self.sim_start)
             sim2.truth.clear()
