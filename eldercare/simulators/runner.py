@@ -221,10 +221,8 @@ class Runner:
     def _make_home(self, h: dict[str, Any], scenario: Scenario | None) -> _Home:
         # a scenario's radio faults (lost events, spurious PIR triggers) apply to the live homes
         # too; its [[profile]] overrides do not: the homes' profiles are the manifest's
-        faults = (
-            {"drop_rate": scenario.drop_rate, "spurious_rate": scenario.spurious_rate} if scenario else {}
-        )
-        sim = home_sim(h, self.day0, **faults)
+        drop, spurious = (scenario.drop_rate, scenario.spurious_rate) if scenario else (0.0, 0.0)
+        sim = home_sim(h, self.day0, drop_rate=drop, spurious_rate=spurious)
         sim.pop_until(self.sim_start)  # fast-forward from midnight
         sim.truth.clear()
         if scenario is not None and h["index"] < scenario.homes:
@@ -262,7 +260,8 @@ class Runner:
                 start=self.day0,
                 profile=profile_from(partner["profile"]),
                 site=h["site"],
-                **faults,
+                drop_rate=drop,
+                spurious_rate=spurious,
             )
             sim2.pop_until(self.sim_start)
             sim2.truth.clear()
