@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -266,15 +266,31 @@ async def _handle(
         home = await _home_after_fall(conn, payload) if payload.get("kind") == "fall" else None
         decisions = rules.decide_event(payload, resident, home=home)
         if await gateways_repo.site_is_simulated(conn, site=str(payload["site"])):
-            # a simulated home's event is stamped with its own clock (40 min ahead of the wall 40 s
-            # into a demo at 60x): stored, like its inactivity alerts, at the wall-clock moment it is
-            # raised, the home's time kept in the summary and shown marked as simulated
             wall_s = (now or alerts_repo.now()).timestamp()
-            decisions = inactivity.to_wall(decisions, home_s=int(payload["t"]) / 1000, wall_s=wall_s)
+            decisions = _event_to_wall(decisions, event_ms=int(payload["t"]), wall_s=wall_s)
     else:
         decisions = await _status(conn, payload, row["gateway_id"], not_worn_after_s=not_worn_after_s)
     for decision in decisions:
         await apply(conn, decision, email=email, now=now)
+
+
+def _event_to_wall(decisions: list[rules.Decision], *, event_ms: int, wall_s: float) -> list[rules.Decision]:
+    """A simulated home's event is stamped with its own clock (40 min ahead of the wall 40 s into a
+    demo at 60x): its alert is stored, like the home's inactivity alerts, at the wall-clock moment
+    it is raised, the event's time kept in the summary (``sim_event_ms``, shown marked as simulated
+    time) with the home's offset (``sim_offset_s``). Not as ``sim_detected_ms``: a fall's event is
+    stamped with its impact, and the score dates the alert by when the platform raised it."""
+    out: list[rules.Decision] = []
+    for d in decisions:
+        if isinstance(d, rules.Open):
+            summary = {
+                **d.summary,
+                "sim_event_ms": event_ms,
+                "sim_offset_s": round(event_ms / 1000 - wall_s, 3),
+            }
+            d = replace(d, detected_ms=int(wall_s * 1000), summary=summary)
+        out.append(d)
+    return out
 
 
 async def _home_after_fall(conn: Conn, payload: dict[str, Any]) -> fall_context.FallJudgement:

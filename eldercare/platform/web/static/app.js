@@ -562,7 +562,8 @@ async function pageAlert(id, root) {
   const note = draft(h("textarea", { name: "note", id: "note", rows: 2 }), a.id);
   const act = async (path, body, form) => { try { await api(`/alerts/${a.id}/${path}`, { body: body || {} }); drafts.clear(); toast(t("form.saved")); render(); } catch (e) { toast(refusal(e, form)); } };
   const canResolve = S.me && S.me.role !== "family" && a.state !== "resolved";
-  const simAt = a.summary && a.summary.sim_detected_ms; // a simulated home's own clock, shown marked
+  // a simulated home's own clock, shown marked: its detector's decision, or its gateway's event
+  const simAt = a.summary && (a.summary.sim_detected_ms || a.summary.sim_event_ms);
   const facts = h("table", {},
     h("tr", {}, h("th", { i18n: "alert.state" }), h("td", {}, L("state." + a.state), a.outcome ? [" · ", L("outcome." + a.outcome)] : null)),
     h("tr", {}, h("th", { i18n: "alert.severity" }), h("td", {}, L("sev." + a.severity))),
