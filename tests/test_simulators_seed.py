@@ -246,3 +246,11 @@ def test_cli_dataset_names_a_bad_kind_even_an_empty_one(tmp_path: Path, kinds: s
     line = res.output.strip().splitlines()[-1]
     assert f"unknown kind(s) {named}; expected 'all', 'none' or some of fall," in line, line
     assert not (tmp_path / "ds").exists()
+
+
+def test_cli_run_help_says_homes_leaves_the_stations_out() -> None:
+    """``--homes N`` runs no station at all (their gateways stay silent): the help said only
+    "Only the first N homes of the manifest", and the docs nothing."""
+    res = CliRunner().invoke(cli, ["simulate", "run", "--help"], terminal_width=200)
+    assert res.exit_code == 0
+    assert "Only the first N homes of the manifest, and none of its stations." in res.output

@@ -293,7 +293,12 @@ def history(ctx: click.Context, manifest_path: str, days: int, sim_start: float 
     help="Simulated seconds per wall-clock second.",
 )
 @click.option("--mode", type=click.Choice(["direct", "edge"]), default="direct", show_default=True)
-@click.option("--homes", type=click.IntRange(1), default=None, help="Only the first N homes of the manifest.")
+@click.option(
+    "--homes",
+    type=click.IntRange(1),
+    default=None,
+    help="Only the first N homes of the manifest, and none of its stations.",
+)
 @click.option("--duration", type=Number(0), default=None, help="Stop after this many wall-clock seconds.")
 @click.option(
     "--sim-start", type=Number(0, EPOCH_2100), default=None, help="Simulated start (epoch s); default: now."
