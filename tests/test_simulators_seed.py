@@ -254,3 +254,20 @@ def test_cli_run_help_says_homes_leaves_the_stations_out() -> None:
     res = CliRunner().invoke(cli, ["simulate", "run", "--help"], terminal_width=200)
     assert res.exit_code == 0
     assert "Only the first N homes of the manifest, and none of its stations." in res.output
+
+
+def test_cli_score_refuses_a_truth_file_with_nothing_in_it(tmp_path: Path) -> None:
+    """An empty truth file (a run that never started, the wrong file) was scored: every alert of
+    the neighbourhood a false alarm, over resident-weeks made up from the alerts' own times."""
+    now = time.time()
+    manifest = tmp_path / "m.json"
+    manifest.write_text(
+        json.dumps(nb.manifest(nb.plan(1, 1, 0, now=now), topic_root="t", created_at=now, start=now))
+    )
+    empty = tmp_path / "truth.jsonl"
+    empty.write_text("")
+    res = CliRunner().invoke(cli, ["simulate", "score", "--manifest", str(manifest), "--truth", str(empty)])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines()[-1] == (
+        f"Error: Invalid value for --truth: {empty}: no incidents and no run's clock: not the truth of a run"
+    )

@@ -502,6 +502,10 @@ def score(ctx: click.Context, manifest_path: str, truth_path: str, as_json: bool
         clock = read_clock(truth_path)
     except ScenarioError as exc:
         raise click.BadParameter(str(exc), param_hint="--truth") from None
+    if not truth and clock is None:  # every alert would be a false alarm over a span made up of them
+        raise click.BadParameter(
+            f"{truth_path}: no incidents and no run's clock: not the truth of a run", param_hint="--truth"
+        )
     residents = {h["resident"] for h in m["homes"]} | {
         h["partner"]["resident"] for h in m["homes"] if h.get("partner")
     }
