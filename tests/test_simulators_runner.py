@@ -586,3 +586,46 @@ def test_a_scenarios_radio_faults_apply_to_a_live_run_and_its_profiles_are_said_
     _clear_retained(
         broker, {protocol.topic(h["site"], h["gateway"]["id"], "status", sim_root) for h in m["homes"]}
     )
+
+
+def test_device_incidents_name_the_gateways_sensors_and_only_batteries_run_low(
+    sim_root: str, broker: tuple[str, int, str], tmp_path: Path
+) -> None:
+    """A seeded home's wearable-1 and env-1 were "no sensor in this home" to a trigger (though the
+    run reports their batteries and can silence them), a low battery of a mains-powered plug was
+    taken into the truth though nothing could ever report it, and a scenario naming a sensor the
+    home lacks stopped the run (and a dataset) with a traceback when its day came."""
+    from click.testing import CliRunner
+
+    from eldercare.cli import cli
+    from eldercare.simulators.routine import SimulationError
+    from eldercare.simulators.scenario import loads
+
+    m = _manifest(1)
+    who = m["homes"][0]["resident"]
+    settings = _settings(sim_root, broker)
+    with _live(settings, m, broker):
+        for sensor in ("wearable-1", "env-1"):
+            answer = send_trigger(
+                settings, sim_root, {"resident": who, "kind": "low_battery", "sensor": sensor}
+            )
+            assert answer["truth"]["sensor"] == sensor
+        answer = send_trigger(
+            settings, sim_root, {"resident": who, "kind": "device_offline", "sensor": "wearable-1"}
+        )
+        assert answer["truth"]["sensor"] == "wearable-1"
+        with pytest.raises(NoRunnerError, match="plug-tv is mains-powered"):
+            send_trigger(settings, sim_root, {"resident": who, "kind": "low_battery", "sensor": "plug-tv"})
+    bad = 'name = "bad"\nhomes = 1\ndays = 3\n[[incident]]\nkind = "device_offline"\nhome = 0\nday = 2\n'
+    bad += 'sensor = "nope"\n'
+    with pytest.raises(SimulationError, match="bad: home 0: device_offline: no sensor 'nope' in this home"):
+        Runner(settings, m, RunOptions(sim_start=EVENING, live=False), scenario=loads(bad))
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text(bad)
+    res = CliRunner().invoke(
+        cli, ["simulate", "dataset", "--scenario", str(scenario), "-o", str(tmp_path / "ds")]
+    )
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines()[-1] == (
+        "Error: Invalid value for --scenario: bad: home 0: device_offline: no sensor 'nope' in this home"
+    )

@@ -119,6 +119,7 @@ def dataset(
     写出带标签的数据：家庭事件流与事件真值、带跌倒时刻的加速度数据。
     """
     from eldercare.simulators.dataset import write_dataset
+    from eldercare.simulators.routine import SimulationError
     from eldercare.simulators.scenario import Scenario
 
     if scenario:
@@ -154,7 +155,17 @@ def dataset(
             nl=False,
         )
 
-    summary = write_dataset(sc, Path(out), fmt=fmt, acc_minutes=acc_minutes, progress=progress)
+    done = [0]
+
+    def counted(home: int, run: Any) -> None:
+        done[0] = home + 1
+        progress(home, run)
+
+    try:
+        summary = write_dataset(sc, Path(out), fmt=fmt, acc_minutes=acc_minutes, progress=counted)
+    except SimulationError as exc:  # a scenario's incident a home cannot have (a sensor it lacks)
+        click.echo("", err=True)
+        raise click.BadParameter(f"{sc.name}: home {done[0]}: {exc}", param_hint="--scenario") from None
     click.echo("", err=True)
     click.echo(
         f"wrote {summary['homes']} homes, {summary['events']} events, {summary['incidents']} incidents, "
@@ -353,6 +364,7 @@ def run(
 
     按真实时间或加速运行模拟家庭，向消息代理发送数据。
     """
+    from eldercare.simulators.routine import SimulationError
     from eldercare.simulators.runner import RunOptions, run_direct
 
     m = _load_manifest(manifest_path)
@@ -395,6 +407,8 @@ def run(
             stats = run_edge(settings, m, opts, edge_dir=edge_dir, truth_path=truth, scenario=sc)
         else:
             stats = run_direct(settings, m, opts, truth_path=truth, scenario=sc)
+    except SimulationError as exc:  # a scenario's incident this neighbourhood cannot have
+        raise click.BadParameter(str(exc), param_hint="--scenario") from None
     except (OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(stats))

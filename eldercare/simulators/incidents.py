@@ -146,6 +146,21 @@ class Incidents:
         self._rng = random.Random(f"{seed}:incidents")
         self.truth: list[TruthRecord] = []
         self.windows: list[tuple[str | None, float, float]] = []  # dropped (sensor|all, from, to)
+        # sensors of the home's gateway beyond the routine's, by id: their kind (a seeded home's
+        # wearable-1 and env-1, a partner's bed-2, sos-2, wearable-2); set by the live runner
+        self.extra_sensors: dict[str, str] = {}
+
+    def check_device(self, inc: Incident) -> None:
+        """A device incident's sensor is one of this home's, and a low battery's has a battery.
+        Checked when an incident is scheduled too: a scenario's unknown sensor stopped a run (or a
+        dataset) with a traceback when its day came."""
+        if inc.kind not in ("device_offline", "low_battery") or inc.sensor is None:
+            return
+        kinds = {x.id: x.kind for x in self.sensors} | self.extra_sensors
+        if inc.sensor not in kinds:
+            raise SimulationError(f"{inc.kind}: no sensor {inc.sensor!r} in this home")
+        if inc.kind == "low_battery" and kinds[inc.sensor] == "plug":
+            raise SimulationError(f"low_battery: {inc.sensor} is mains-powered (a plug): it has no battery")
 
     def apply(self, inc: Incident, released: float) -> TruthRecord | None:
         """Change the plan from the incident's time on (not before ``released``, the stream's past);
@@ -290,10 +305,8 @@ class Incidents:
         """A sensor that goes silent (device_offline) or reports a low battery."""
         kind, t, dur = at.inc.kind, at.t, at.inc.effective_duration
         choices = [x.id for x in self.sensors if x.kind != "plug"]
+        self.check_device(at.inc)
         sensor = at.inc.sensor or self._rng.choice(choices)
-        if sensor not in {x.id for x in self.sensors}:
-            msg = f"{kind}: no sensor {sensor!r} in this home"
-            raise SimulationError(msg)
         end = t + dur if math.isfinite(dur) else None
         if kind == "device_offline":
             self.windows.append((sensor, t, t + dur))

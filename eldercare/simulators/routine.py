@@ -195,7 +195,8 @@ class HomeSim:
     # incidents -----------------------------------------------------------------------------------
 
     def schedule(self, incident: Incident) -> None:
-        """Make ``incident`` happen when the stream reaches its time."""
+        """Make ``incident`` happen when the stream reaches its time (its sensor checked now)."""
+        self.incidents.check_device(incident)
         if self._current is not None and incident.t < self._current.end:
             self.trigger(incident)
             return

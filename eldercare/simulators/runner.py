@@ -223,13 +223,18 @@ class Runner:
         # too; its [[profile]] overrides do not: the homes' profiles are the manifest's
         drop, spurious = (scenario.drop_rate, scenario.spurious_rate) if scenario else (0.0, 0.0)
         sim = home_sim(h, self.day0, drop_rate=drop, spurious_rate=spurious)
+        # every sensor of the gateway can break (a trigger or scenario may name wearable-1, env-1)
+        sim.incidents.extra_sensors = {s["id"]: s["kind"] for s in h["gateway"]["sensors"]}
         sim.pop_until(self.sim_start)  # fast-forward from midnight
         sim.truth.clear()
         if scenario is not None and h["index"] < scenario.homes:
             shift = self.day0 - scenario.start
             for inc in scenario.incidents_for(h["index"]):
                 if inc.t + shift >= self.sim_start:
-                    sim.schedule(Incident(inc.kind, inc.t + shift, inc.duration, inc.room, inc.sensor))
+                    try:  # said before the run starts, not when the incident's day comes
+                        sim.schedule(Incident(inc.kind, inc.t + shift, inc.duration, inc.room, inc.sensor))
+                    except SimulationError as exc:
+                        raise SimulationError(f"{scenario.name}: home {h['index']}: {exc}") from None
         gw = self._gateway(h["gateway"])
         gw.next_status = self.sim_start + (h["index"] % 50) / 50 * self.opts.status_every
         sensors = h["gateway"]["sensors"]
