@@ -246,7 +246,8 @@ def refresh_rollup(conn: psycopg.Connection, since: datetime, until: datetime | 
     """Recompute ``activity_hourly`` for the hours from ``since`` (truncated) onwards.
 
     Buckets in the window are replaced as a whole, so late readings and re-runs give the same
-    result as a full recomputation of those hours.
+    result as a full recomputation of those hours. On TimescaleDB the connection must be in autocommit
+    mode (the continuous aggregate's refresh cannot run in a transaction).
     """
     lo = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     params = {"lo": lo, "hi": until or datetime.max.replace(tzinfo=UTC)}
@@ -269,17 +270,16 @@ def refresh_rollup(conn: psycopg.Connection, since: datetime, until: datetime | 
 
 def _refresh_continuous_aggregate(conn: psycopg.Connection, lo: datetime, until: datetime | None) -> int:
     """TimescaleDB keeps ``activity_hourly`` as a continuous aggregate: have it recompute the window
-    now (its policy would, later). The CALL may not run inside a transaction block."""
-    autocommit = conn.autocommit
-    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-        conn.autocommit = True
-    try:
-        conn.execute(
-            "CALL refresh_continuous_aggregate('activity_hourly', %s::timestamptz, %s::timestamptz)",
-            (lo, until),
-        )
-    finally:
-        conn.autocommit = autocommit
+    now (its policy would, later). The CALL may not run inside a transaction block, so it needs an
+    autocommit connection (one in a transaction is refused before anything is sent: the refresh would
+    not see its uncommitted writes anyway)."""
+    if not conn.autocommit:
+        msg = "refresh_rollup on TimescaleDB needs an autocommit connection (commit the writes first)"
+        raise psycopg.ProgrammingError(msg)
+    conn.execute(
+        "CALL refresh_continuous_aggregate('activity_hourly', %s::timestamptz, %s::timestamptz)",
+        (lo, until),
+    )
     row = conn.execute(
         "SELECT count(*) FROM activity_hourly"
         " WHERE bucket >= %s AND (%s::timestamptz IS NULL OR bucket < %s)",

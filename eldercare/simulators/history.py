@@ -95,7 +95,12 @@ def backfill(
     for home in manifest["homes"]:
         readings = home_history(home, sim_start, days)
         written[home["site"]] = write(conn, home["gateway"]["id"], readings)
+    conn.commit()  # the past is stored whatever comes next
     if any(written.values()):
         day0 = math.floor(sim_start / DAY) * DAY  # the past begins at a midnight
-        maintain.refresh_rollup(conn, datetime.fromtimestamp(day0 - days * DAY, UTC))
+        autocommit, conn.autocommit = conn.autocommit, True  # TimescaleDB refreshes outside a transaction
+        try:
+            maintain.refresh_rollup(conn, datetime.fromtimestamp(day0 - days * DAY, UTC))
+        finally:
+            conn.autocommit = autocommit
     return written
