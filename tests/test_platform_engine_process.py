@@ -29,8 +29,9 @@ ENGINE_ARGS = [sys.executable, "-m", "eldercare.cli", "engine"]
 LISTENERS = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN alert_work'"
 )
-OTHER_SESSIONS = (
+OTHER_SESSIONS = (  # clients only: TimescaleDB's job scheduler keeps a background session per database
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    " AND backend_type = 'client backend'"
 )
 
 
