@@ -33,6 +33,21 @@ def test_help_lists_every_component() -> None:
         assert f"  {name} " in out.stdout, name
 
 
+def test_python_dash_m_eldercare_is_the_same_command() -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ELDERCARE_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "eldercare", "--help"],
+        capture_output=True,
+        text=True,
+        env=base,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Usage: eldercare " in out.stdout
+    assert all(f"  {name} " in out.stdout for name in SUBCOMMANDS)
+
+
 @pytest.mark.parametrize("name", SUBCOMMANDS)
 def test_each_subcommand_has_help(name: str) -> None:
     out = run(name, "--help")
