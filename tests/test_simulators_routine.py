@@ -300,6 +300,10 @@ def test_random_incidents() -> None:
 def test_bad_incidents_are_refused() -> None:
     with pytest.raises(SimulationError, match="unknown incident kind"):
         Incident("earthquake", S)
+    for kind in ("device_offline", "gateway_outage", "bathroom_too_long", "night_wandering", "no_wake"):
+        with pytest.raises(SimulationError, match=f"{kind}: a duration of 0 is nothing happening"):
+            Incident(kind, S, duration=0.0)
+    assert Incident("fall", S, duration=0.0).effective_duration == 0.0  # down and up at once
     with pytest.raises(SimulationError, match="outside the run"):
         simulate_home(1, 2, incidents=[Incident("fall", S + 3 * DAY)])
     with pytest.raises(SimulationError, match="no sensor"):

@@ -41,6 +41,9 @@ DEFAULT_DURATION: dict[str, float] = {
     "low_battery": 2 * DAY,  # until the battery is replaced
     "gateway_outage": 2 * HOUR,
 }
+# Kinds that are a stretch of time: lasting 0 s, nothing happens (a fall of 0 s is still a fall,
+# the resident getting up at once; an SOS is a press)
+LASTING_KINDS = frozenset(k for k, d in DEFAULT_DURATION.items() if d > 0 and k != "fall")
 # How long after its start a situation becomes alert-worthy; a detector alerting earlier is early.
 BATHROOM_NORMAL_S = 30 * MINUTE
 ALERT_KINDS = CAUGHT_BY  # the alert kinds that count as catching each incident kind
@@ -63,6 +66,9 @@ class Incident:
             raise SimulationError(msg)
         if self.duration is not None and not self.duration >= 0:  # nan too
             msg = f"{self.kind}: duration must be >= 0, not {self.duration}"
+            raise SimulationError(msg)
+        if self.duration == 0 and self.kind in LASTING_KINDS:
+            msg = f"{self.kind}: a duration of 0 is nothing happening (it could only be scored as missed)"
             raise SimulationError(msg)
         if self.room is not None and self.room not in ROOMS:
             msg = f"{self.kind}: unknown room {self.room!r}; expected one of {', '.join(ROOMS)}"
