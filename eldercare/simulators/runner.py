@@ -711,7 +711,8 @@ class Runner:
                 if self.opts.live and now - last_line >= 1.0:
                     rate = (self.stats["messages"] - last_msgs) / (now - last_line)
                     last_line, last_msgs = now, self.stats["messages"]
-                    lag = self.sim_start + (now - wall0) * self.opts.speed - self.sim_now
+                    # behind the planned clock (a step ahead of it is no lag: it printed "-0s")
+                    lag = max(0.0, self.sim_start + (now - wall0) * self.opts.speed - self.sim_now)
                     sys.stderr.write(
                         f"\r{time.strftime('%a %Y-%m-%d %H:%M:%S', time.gmtime(self.sim_now))} "
                         f"x{self.opts.speed:g} homes {len(self.homes)} | {rate:7.0f} msg/s | "
