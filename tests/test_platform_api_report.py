@@ -128,7 +128,8 @@ def test_a_period_backwards_is_refused_in_the_reports_own_words(api: Api) -> Non
     parameter of the report, and no such limit is kept."""
     q = {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
     r = api.get("admin", "/api/v1/reports/care-quality", params=q)
-    assert (r.status_code, r.json()["detail"]) == (422, "'since' must be before 'until'.")
+    said = "Invalid request: since: 'since' must be before 'until'."
+    assert (r.status_code, r.json()["detail"]) == (422, said)
 
 
 def test_false_alarms_lower_the_residents_sensitivity_exactly_once(history: None, db_url: str) -> None:

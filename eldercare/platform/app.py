@@ -104,9 +104,9 @@ AUDITED_REFUSALS = {403, 404}
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    detail = exc.message(_locale(request))
+    body = exc.body(_locale(request))
     await _audit_refusal(request, exc)
-    return JSONResponse({"detail": detail}, status_code=exc.status, headers=exc.headers)
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
 async def _audit_refusal(request: Request, exc: ApiError) -> None:
@@ -254,8 +254,8 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, psycopg.errors.ForeignKeyViolation):
         m = _FK_DETAIL.search(detail)
         if m:
-            msg = message("invalid.reference", loc, field=m["field"], value=m["value"])
-            return JSONResponse({"detail": msg}, status_code=422)
+            refused = ApiError(422, "invalid.reference", field=m["field"], value=m["value"])
+            return JSONResponse(refused.body(loc), status_code=422)
         # the table named is the one still pointing at the record; what was deleted is the path's
         ref = _REF_DETAIL.search(detail)
         ident, by = (ref["value"], _record(ref["ref"])) if ref else ("?", "record")
@@ -263,13 +263,13 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
         msg = message("conflict.in_use", loc, kind=deleted, id=ident, detail=i18n.word(by, loc))
         return JSONResponse({"detail": msg}, status_code=409)
     field = exc.diag.column_name or "body"
-    return JSONResponse({"detail": message("invalid.constraint", loc, field=field)}, status_code=422)
+    return JSONResponse(ApiError(422, "invalid.constraint", field=field).body(loc), status_code=422)
 
 
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     """A value the database cannot hold (out of range, NUL, bad encoding): the caller's to fix."""
     log.info("request refused by the database: %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse({"detail": message("invalid.data", _locale(request))}, status_code=422)
+    return JSONResponse(ApiError(422, "invalid.data").body(_locale(request)), status_code=422)
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -31,17 +31,47 @@ class PlatformError(Exception):
 
 class ApiError(PlatformError):
     """A request the API refuses: HTTP status, a message key (``error.<key>`` in the catalogue,
-    kept as it is in the audit log) and the fields its message is filled with."""
+    kept as it is in the audit log) and the fields its message is filled with.
 
-    def __init__(self, status: int, key: str, *, headers: dict[str, str] | None = None, **fields: Any):
+    A 422 is answered in the validation shape (:func:`validation_body`) naming one field: ``at``,
+    else the message's own ``field``, else ``body``."""
+
+    def __init__(
+        self,
+        status: int,
+        key: str,
+        *,
+        headers: dict[str, str] | None = None,
+        at: str | None = None,
+        **fields: Any,
+    ):
         super().__init__(key)
         self.status = status
         self.key = key
         self.fields = fields
         self.headers = headers
+        self.at = at
 
     def message(self, locale: str) -> str:
         return message(self.key, locale, **self.fields)
+
+    def body(self, locale: str) -> dict[str, Any]:
+        """The JSON answer: ``{"detail"}``, and for a 422 the fields one by one (``errors``) too."""
+        text = self.message(locale)
+        if self.status != 422:
+            return {"detail": text}
+        field = self.at or str(self.fields.get("field") or "body")
+        return validation_body([refusal(field, self.key, text)], locale)
+
+
+def refusal(field: str, key: str, text: str) -> dict[str, str]:
+    """A 422 the code raised (not pydantic), as one problem of :func:`validation_body`: the type
+    is the key's last words (``invalid.since_until`` -> ``since_until``, ``webhook.internal`` ->
+    ``webhook_internal``), the message the text less a leading ``<field>:`` (``detail`` names it)."""
+    kind = key.removeprefix("invalid.").replace(".", "_")
+    for colon in (": ", "："):
+        text = text.removeprefix(f"{field}{colon}")
+    return {"field": field, "message": text, "type": kind}
 
 
 def message(key: str, locale: str, **fields: Any) -> str:

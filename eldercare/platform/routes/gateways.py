@@ -48,7 +48,9 @@ def _validated(config: dict[str, Any]) -> dict[str, Any]:
     try:
         msg = protocol.decode_config(json.dumps(config))
     except protocol.ProtocolError as exc:
-        raise ApiError(422, "invalid.config", field=exc.field, reason=exc.reason) from None
+        raise ApiError(
+            422, "invalid.config", at=f"config.{exc.field}", field=exc.field, reason=exc.reason
+        ) from None
     return json.loads(protocol.encode(msg))  # type: ignore[no-any-return]
 
 

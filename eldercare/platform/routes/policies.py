@@ -16,7 +16,7 @@ router = APIRouter(prefix="/policies", tags=["policies"], responses=ERRORS)
 
 def _check_tiers(body: PolicyIn) -> None:
     if sorted(t.tier for t in body.tiers) != list(range(1, len(body.tiers) + 1)):
-        raise ApiError(422, "invalid.tiers")
+        raise ApiError(422, "invalid.tiers", at="tiers")
 
 
 @router.get("", response_model=list[PolicyOut])

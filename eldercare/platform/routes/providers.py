@@ -42,7 +42,7 @@ async def _check_webhook(body: ProviderIn, settings: SettingsDep) -> None:
     if body.webhook_url:
         problem = await security.webhook_problem(body.webhook_url, settings)
         if problem:
-            raise ApiError(422, f"webhook.{problem}")
+            raise ApiError(422, f"webhook.{problem}", at="webhook_url")
 
 
 @router.post("", response_model=ProviderOut, status_code=201)
@@ -130,10 +130,10 @@ async def create_shift(
     await _visible(conn, user, provider_id)
     access.require_writable(user, "shift", body.model_fields_set)
     if body.ends_at <= body.starts_at:
-        raise ApiError(422, "invalid.ends_before_start")
+        raise ApiError(422, "invalid.ends_before_start", at="ends_at")
     member = await users_repo.get_user(conn, user_id=body.user_id)
     if member is None or member["provider_id"] != provider_id:
-        raise ApiError(422, "invalid.not_member", provider=provider_id)
+        raise ApiError(422, "invalid.not_member", at="user_id", provider=provider_id)
     fields = {
         "provider_id": provider_id,
         "user_id": body.user_id,

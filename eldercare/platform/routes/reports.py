@@ -31,7 +31,7 @@ async def care_quality(
     until = until or datetime.now(UTC)
     since = since or until - timedelta(days=30)
     if not since < until:
-        raise ApiError(422, "invalid.since_until")
+        raise ApiError(422, "invalid.since_until", at="since")
     data = await report.care_quality(conn, user=user, since=since, until=until, provider_id=provider_id)
     await audit.write(
         conn, user_id=user.id, username=user.username, action="read:care_quality", route=route,

@@ -124,10 +124,10 @@ async def link_family(
     """Link a family account to the resident (or update the link), with its consent."""
     access.require_writable(user, "family_link", body.model_fields_set)
     if body.user_id != user_id:
-        raise ApiError(422, "invalid.user_mismatch")
+        raise ApiError(422, "invalid.user_mismatch", at="user_id")
     member = await users_repo.get_user(conn, user_id=user_id)
     if member is None or member["role"] != "family":
-        raise ApiError(422, "invalid.user_role", role="family")
+        raise ApiError(422, "invalid.user_role", at="user_id", role="family")
     row = await users_repo.upsert_family_link(
         conn,
         resident_id=grant.resident_id,
@@ -208,7 +208,7 @@ async def assign_worker(
     access.require_writable(user, "care_team", body.model_fields_set)
     member = await users_repo.get_user(conn, user_id=body.user_id)
     if member is None or member["role"] != "care_worker":
-        raise ApiError(422, "invalid.user_role", role="care_worker")
+        raise ApiError(422, "invalid.user_role", at="user_id", role="care_worker")
     await users_repo.assign_worker(conn, resident_id=grant.resident_id, user_id=body.user_id, role=body.role)
     await access.audit_change(
         conn, user, "assign:worker", target=f"user:{body.user_id}", resident_id=grant.resident_id,

@@ -15,7 +15,14 @@ from eldercare.platform.deps import ConnDep, SettingsDep, TesterUser
 from eldercare.platform.errors import ApiError
 from eldercare.platform.repo import sim as repo
 from eldercare.platform.routes import ERRORS
-from eldercare.platform.schemas import ErrorOut, Instant, SimIncidentIn, SimIncidentOut, SimScoreOut
+from eldercare.platform.schemas import (
+    ErrorOut,
+    Instant,
+    SimIncidentIn,
+    SimIncidentOut,
+    SimScoreOut,
+    ValidationErrorOut,
+)
 
 log = logging.getLogger(__name__)
 # What went wrong on the way to a running simulation, by sim_control.NoRunnerError.why
@@ -35,7 +42,7 @@ ACK_TIMEOUT_S = 5.0
     response_model=SimIncidentOut,
     status_code=201,
     responses={
-        422: {"model": ErrorOut, "description": "The simulation refused the incident (it says why)"},
+        422: {"model": ValidationErrorOut, "description": "The simulation refused the incident (says why)"},
         503: {"model": ErrorOut, "description": "No simulation is running under this topic root"},
     },
 )

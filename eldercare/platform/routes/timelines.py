@@ -32,9 +32,9 @@ async def get_timeline(
     end = end or datetime.now(UTC)
     start = start or end - timedelta(days=1)
     if start.tzinfo is None or end.tzinfo is None:
-        raise ApiError(422, "invalid.no_timezone")
+        raise ApiError(422, "invalid.no_timezone", at="start" if start.tzinfo is None else "end")
     if not start < end or end - start > timedelta(days=MAX_DAYS):
-        raise ApiError(422, "invalid.range", days=MAX_DAYS)
+        raise ApiError(422, "invalid.range", at="start", days=MAX_DAYS)
     streams: list[str] = [str(s) for s in RAW_STREAMS if grant.allows(s)]
     rows = await repo.timeline(
         conn, resident_id=grant.resident_id, start=start, end=end, streams=streams, room=room

@@ -1,0 +1,102 @@
+"""Every 422 the API gives has the documented shape (docs/api.md, "Errors"): ``detail`` naming
+each field and ``errors: [{"field", "message", "type"}]``, whether request validation refused the
+request or the route's own code did (a period backwards, a user of the wrong role, a config the
+wire protocol refuses)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import eldercare.platform.routes as routes_pkg
+
+if TYPE_CHECKING:
+    from platform_api_support import Api
+    from platform_seed import World
+
+pytest_plugins = ["platform_api_support"]
+
+_RAISED_422 = re.compile(
+    r'ApiError\(\s*422(?: if [^,]+ else \d+)?,\s*(f?"[^"]+"|\w+\.key or "[^"]+"|\w+\[[^]]+\])'
+)
+
+# raw key expression in routes/*.py -> walked below (the tester's refusal needs a running simulation:
+# tests/test_platform_api_sim.py drives one)
+WALKED = {
+    '"invalid.limit_room"', '"invalid.limit_seconds"', '"invalid.ends_before_start"', '"invalid.not_member"',
+    '"invalid.user_mismatch"', '"invalid.user_role"', '"invalid.tiers"', '"invalid.no_timezone"',
+    '"invalid.range"', '"invalid.since_until"', '"invalid.config"', 'exc.key or "invalid.value"',
+    'f"webhook.{problem}"', "NO_RUNNER[exc.why]",
+}  # fmt: skip
+
+
+def _shape(r: Any, field: str, kind: str) -> dict[str, Any]:
+    assert r.status_code == 422, (r.status_code, r.text)
+    body = r.json()
+    assert set(body) == {"detail", "errors"}, body
+    assert body["errors"], body
+    for e in body["errors"]:
+        assert set(e) == {"field", "message", "type"} and all(isinstance(v, str) and v for v in e.values()), e
+        assert f"{e['field']}: " in body["detail"] or f"{e['field']}：" in body["detail"], body
+    assert (body["errors"][0]["field"], body["errors"][0]["type"]) == (field, kind), body
+    return body  # type: ignore[no-any-return]
+
+
+def test_the_walk_below_covers_every_422_a_route_raises() -> None:
+    raised: set[str] = set()
+    for path in Path(routes_pkg.__file__).parent.glob("*.py"):
+        raised |= set(_RAISED_422.findall(path.read_text()))
+    assert raised == WALKED
+
+
+def test_every_422_a_route_raises_has_the_documented_shape(api: Api, world: World) -> None:
+    fam, worker2, worker1 = world.user_id("family1"), world.user_id("worker2"), world.user_id("worker1")
+    limits = "/api/v1/residents/res-1/inactivity-limits"
+    _shape(api.put("admin", limits, json={"limits": {"garage": 600}}), "limits.garage", "limit_room")
+    _shape(api.put("admin", limits, json={"limits": {"bathroom": 1}}), "limits.bathroom", "limit_seconds")
+    shift = {"user_id": worker1, "starts_at": "2026-01-02T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z"}
+    _shape(api.post("admin", "/api/v1/providers/hc-1/shifts", json=shift), "ends_at", "ends_before_start")
+    shift = {**shift, "user_id": worker2, "ends_at": "2026-01-03T00:00:00Z"}
+    _shape(api.post("admin", "/api/v1/providers/hc-1/shifts", json=shift), "user_id", "not_member")
+    link = {"user_id": worker2, "relation": "son"}
+    _shape(api.put("admin", f"/api/v1/residents/res-1/family/{fam}", json=link), "user_id", "user_mismatch")
+    link = {"user_id": worker2, "relation": "son"}
+    _shape(api.put("admin", f"/api/v1/residents/res-1/family/{worker2}", json=link), "user_id", "user_role")
+    team = {"user_id": fam}
+    _shape(api.post("admin", "/api/v1/residents/res-1/care-team", json=team), "user_id", "user_role")
+    tiers = [{"tier": n, "name": f"t{n}", "targets": ["family"], "ack_timeout_s": 60} for n in (1, 3)]
+    _shape(api.post("admin", "/api/v1/policies", json={"name": "gap", "tiers": tiers}), "tiers", "tiers")
+    timeline = "/api/v1/residents/res-1/timeline"
+    naive = {"start": "2026-01-01T00:00:00", "end": "2026-01-02T00:00:00Z"}
+    _shape(api.get("admin", timeline, params=naive), "start", "no_timezone")
+    backwards = {"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}
+    _shape(api.get("admin", timeline, params=backwards), "start", "range")
+    period = {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
+    body = _shape(api.get("admin", "/api/v1/reports/care-quality", params=period), "since", "since_until")
+    assert body["detail"] == "Invalid request: since: 'since' must be before 'until'.", body
+    config = {"config": {"sensors": [{"id": "x", "kind": "no-such-kind"}]}}
+    r = api.put("admin", "/api/v1/gateways/gw-home-1/config", json=config)
+    assert _shape(r, r.json()["errors"][0]["field"], "config")["errors"][0]["field"].startswith("config."), (
+        r.text
+    )
+    gateway = {"id": "eldercare-ingest", "site_id": "home-1"}
+    _shape(api.post("admin", "/api/v1/gateways", json=gateway), "id", "reserved_id")
+    hook = {"id": "hook-1", "name": "Hook", "kind": "home_care", "webhook_url": "http://127.0.0.1/x"}
+    _shape(api.post("admin", "/api/v1/providers", json=hook), "webhook_url", "webhook_internal")
+
+
+def test_a_422_in_chinese_names_its_field_once(api: Api, world: World) -> None:
+    """worker1 reads zh-CN: the field is named by ``detail`` and not again inside the message."""
+    r = api.put("worker1", "/api/v1/residents/res-1/inactivity-limits", json={"limits": {"garage": 600}})
+    body = _shape(r, "limits.garage", "limit_room")
+    assert "limits.garage" not in body["errors"][0]["message"], body
+    assert body["detail"].count("limits.garage") == 1, body
+
+
+def test_a_reference_the_database_refuses_has_the_documented_shape(api: Api) -> None:
+    resident = {"id": "res-ref", "name": "R", "home_site_id": "no-such-site", "care_level": "independent"}
+    r = api.post("admin", "/api/v1/residents", json=resident)
+    assert r.status_code in (404, 422), r.text
+    if r.status_code == 422:
+        assert {"detail", "errors"} == set(r.json()), r.text
