@@ -1,13 +1,15 @@
 """Every 422 the API gives has the documented shape (docs/api.md, "Errors"): ``detail`` naming
 each field and ``errors: [{"field", "message", "type"}]``, whether request validation refused the
 request or the route's own code did (a period backwards, a user of the wrong role, a config the
-wire protocol refuses)."""
+wire protocol refuses); and a value of the wrong JSON type in a body ("60" for a number) is one."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 import eldercare.platform.routes as routes_pkg
 
@@ -100,3 +102,38 @@ def test_a_reference_the_database_refuses_has_the_documented_shape(api: Api) -> 
     assert r.status_code in (404, 422), r.text
     if r.status_code == 422:
         assert {"detail", "errors"} == set(r.json()), r.text
+
+
+def _tier(**kw: Any) -> dict[str, Any]:
+    return {
+        "name": "p",
+        "tiers": [{"tier": 1, "name": "t", "targets": ["family"], "ack_timeout_s": 60, **kw}],
+    }
+
+
+LIMITS = "/api/v1/residents/res-1/inactivity-limits"
+CONFIG = "/api/v1/gateways/gw-home-1/config"
+SITE = {"id": "s-str", "kind": "home", "name": "S"}
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "body", "field", "kind"),
+    [
+        (CONFIG, "put", {"config": {}, "expected_revision": "0"}, "expected_revision", "int_type"),
+        ("/api/v1/sites", "post", {**SITE, "simulated": "false"}, "simulated", "bool_type"),
+        (LIMITS, "put", {"limits": {"bathroom": "2700"}}, "limits.bathroom", "float_type"),
+        ("/api/v1/policies", "post", _tier(tier="1"), "tiers.0.tier", "int_type"),
+        ("/api/v1/policies", "post", _tier(ack_timeout_s=60.5), "tiers.0.ack_timeout_s", "int_type"),
+    ],
+)
+def test_a_value_of_another_json_type_is_refused_naming_the_field(
+    api: Api, path: str, method: str, body: dict[str, Any], field: str, kind: str
+) -> None:
+    """The schema writes JSON types: ``"60"`` is not the number 60 (pydantic's lax mode took it)."""
+    r = getattr(api, method)("admin", path, json=body)
+    assert [(e["field"], e["type"]) for e in _shape(r, field, kind)["errors"]] == [(field, kind)], r.text
+
+
+def test_query_parameters_are_still_read_from_text(api: Api) -> None:
+    r = api.get("admin", "/api/v1/alerts", params={"limit": "5"})
+    assert r.status_code == 200, r.text

@@ -19,6 +19,9 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic import (
+    Strict as PydanticStrict,
+)
 from pydantic_core import PydanticCustomError
 
 from eldercare import i18n
@@ -99,8 +102,11 @@ def _written_as(kind: str) -> Any:
     return BeforeValidator(check)
 
 
-Instant = Annotated[datetime, _written_as("datetime"), AfterValidator(_instant_in_range)]
-Day = Annotated[date, _written_as("date"), AfterValidator(_day_in_range)]
+# ISO 8601 text is how JSON writes a time: read from a string even in a strict request body.
+Instant = Annotated[
+    datetime, PydanticStrict(False), _written_as("datetime"), AfterValidator(_instant_in_range)
+]
+Day = Annotated[date, PydanticStrict(False), _written_as("date"), AfterValidator(_day_in_range)]
 
 
 def _clipped(v: Any) -> Any:
@@ -126,10 +132,13 @@ def _takes_bool(annotation: Any) -> bool:
 
 class Strict(BaseModel):
     """Request bodies: unknown fields are an error (a misspelt field must not be ignored), no
-    string is longer than :data:`MAX_TEXT` unless its field says less, and ``true``/``false`` is
-    not a number (pydantic would read ``"expected_revision": false`` as 0)."""
+    string is longer than :data:`MAX_TEXT` unless its field says less, and a value is of the JSON
+    type the schema writes (pydantic's strict mode): ``"60"`` is not a number nor ``"true"`` a
+    boolean, ``true``/``false`` is not a number (pydantic would read ``"expected_revision": false``
+    as 0) and ``60.0`` is not an integer. Times and dates are strings in JSON: :data:`Instant` and
+    :data:`Day` read them."""
 
-    model_config = ConfigDict(extra="forbid", str_max_length=MAX_TEXT)
+    model_config = ConfigDict(extra="forbid", str_max_length=MAX_TEXT, strict=True)
 
     @field_validator("*", mode="before")
     @classmethod
