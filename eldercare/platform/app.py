@@ -36,6 +36,7 @@ from eldercare.platform.headers import SecurityHeaders
 from eldercare.platform.limits import RequestLimits
 from eldercare.platform.openapi import allowed_methods, document_common_errors
 from eldercare.platform.routes import (
+    JsonRoute,
     alerts,
     audit,
     auth,
@@ -378,6 +379,7 @@ def create_app(
         # scheme, i.e. to any host a client names and, behind the TLS proxy, to plain http://
         redirect_slashes=False,
     )
+    app.router.route_class = JsonRoute  # the app's own routes too (/healthz, /web): JSON read strictly
     app.dependency_overrides[get_settings] = lambda: settings
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
