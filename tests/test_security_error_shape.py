@@ -170,3 +170,14 @@ def test_every_route_reads_json_strictly(api: Api) -> None:
     assert routes and all(isinstance(r, JsonRoute) for r in routes), [
         r.path for r in routes if not isinstance(r, JsonRoute)
     ]
+
+
+def test_a_body_that_is_not_json_is_answered_in_the_callers_language(api: Api) -> None:
+    """Refused before any dependency ran, it was answered in the Accept-Language's (by default
+    Chinese) to an admin whose account reads English."""
+    r = api.post("admin", "/api/v1/sites", content=b"{", headers={"content-type": "application/json"})
+    assert _shape(r, "body", "json_invalid")["detail"].startswith("Invalid request: body: "), r.text
+    r = api.post(
+        "worker1", "/api/v1/alerts/1/ack", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert _shape(r, "body", "json_invalid")["detail"].startswith("请求无效"), r.text

@@ -165,9 +165,10 @@ async def _unauthenticated(request: Request) -> ApiError | None:
     try:
         state = app_state(request.app)
         async with state.pool.connection() as conn:
-            await authenticate(conn, state.settings, token)
+            user, _ = await authenticate(conn, state.settings, token)
     except ApiError as exc:
         return exc
+    request.state.locale = user["locale"]  # answered in the caller's language, as after sign-in
     return None
 
 
