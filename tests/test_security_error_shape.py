@@ -181,3 +181,13 @@ def test_a_body_that_is_not_json_is_answered_in_the_callers_language(api: Api) -
         "worker1", "/api/v1/alerts/1/ack", content=b"{", headers={"content-type": "application/json"}
     )
     assert _shape(r, "body", "json_invalid")["detail"].startswith("请求无效"), r.text
+
+
+@pytest.mark.parametrize("cursor", ["abc", "1.-1", "１.１", "99999999999999999999.1"])
+def test_a_cursor_not_of_the_list_is_refused_in_the_readers_words(api: Api, cursor: str) -> None:
+    """It said "Value error, not a cursor of this list" (pydantic's English) to every reader, and
+    took digits cursor_of never writes (fullwidth ones) as a place in the list."""
+    for who, words in (("admin", "not a cursor of this list"), ("worker1", "不是此列表的游标")):
+        r = api.get(who, "/api/v1/alerts", params={"before": cursor})
+        (problem,) = _shape(r, "query.before", "cursor_invalid")["errors"]
+        assert problem["message"].startswith(words) and "Value error" not in r.text, r.text

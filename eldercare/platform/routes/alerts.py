@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 from eldercare.platform import access, read_audit
 from eldercare.platform.deps import ConnDep, CurrentUser, RouteDep, roles
@@ -61,7 +62,7 @@ VisibleAlert = Annotated[dict[str, Any], Depends(visible_alert)]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CURSOR = re.compile(r"(-?\d{1,19})\.(\d{1,19})")
+_CURSOR = re.compile(r"(-?[0-9]{1,19})\.([0-9]{1,19})")  # ASCII digits, as cursor_of writes them
 
 
 def cursor_of(alert: dict[str, Any]) -> str:
@@ -81,7 +82,10 @@ def parse_cursor(text: str) -> tuple[datetime, int]:
 
 
 def _valid_cursor(text: str) -> str:
-    parse_cursor(text)
+    try:
+        parse_cursor(text)
+    except ValueError:  # worded by the catalogue, not pydantic's "Value error, ..." in English
+        raise PydanticCustomError("cursor_invalid", "not a cursor of this list") from None
     return text
 
 
