@@ -191,3 +191,46 @@ def test_a_cursor_not_of_the_list_is_refused_in_the_readers_words(api: Api, curs
         r = api.get(who, "/api/v1/alerts", params={"before": cursor})
         (problem,) = _shape(r, "query.before", "cursor_invalid")["errors"]
         assert problem["message"].startswith(words) and "Value error" not in r.text, r.text
+
+
+def test_a_query_parameter_the_route_does_not_take_is_refused_after_authorization(api: Api) -> None:
+    """``?status=open`` (the parameter is ``state``) answered every alert, resolved ones too: a
+    misspelt filter was ignored as a misspelt body field no longer is."""
+    r = api.get("admin", "/api/v1/alerts", params={"status": "open"})
+    assert [(e["field"], e["type"]) for e in _shape(r, "query.status", "extra_forbidden")["errors"]] == [
+        ("query.status", "extra_forbidden")
+    ]
+    assert api.get("admin", "/api/v1/alerts", params={"state": "open", "limit": "5"}).status_code == 200
+    # who may not call the route learns nothing new: 401, 403 and 404 come first
+    assert api.client.get("/api/v1/sites", params={"x": "1"}).status_code == 401
+    assert api.get("family1", "/api/v1/sites", params={"x": "1"}).status_code == 403
+    assert api.get("family1", "/api/v1/residents/res-2", params={"x": "1"}).status_code == 404
+    # and nothing is done
+    r = api.put("admin", "/api/v1/auth/me/locale", params={"x": "1"}, json={"locale": "zh-CN"})
+    _shape(r, "query.x", "extra_forbidden")
+    assert api.get("admin", "/api/v1/auth/me").json()["locale"] == "en"
+
+
+def test_every_get_of_the_api_refuses_a_query_parameter_it_does_not_take(api: Api, world: World) -> None:
+    values = {
+        "resident_id": "res-1",
+        "site_id": "home-1",
+        "gateway_id": "gw-home-1",
+        "sensor_id": "pir-kitchen",
+        "provider_id": "hc-1",
+        "user_id": str(world.user_id("family1")),
+        "policy_id": str(world.policy_id),
+    }
+    walked = 0
+    for path, ops in api.client.get("/openapi.json").json()["paths"].items():
+        if "get" not in ops:
+            continue
+        url = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "1"), path)
+        r = api.get("admin", url, params={"zz_unknown": "1"})
+        if r.status_code == 404:
+            continue
+        walked += 1
+        assert ("query.zz_unknown", "extra_forbidden") in [
+            (e["field"], e["type"]) for e in _shape(r, "query.zz_unknown", "extra_forbidden")["errors"]
+        ], (path, r.text)
+    assert walked > 20

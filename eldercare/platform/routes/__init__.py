@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from eldercare.platform.schemas import ErrorOut, ValidationErrorOut
@@ -53,7 +57,7 @@ class StrictJsonRequest(Request):
 
 
 class JsonRoute(APIRoute):
-    """Every route of the API: its JSON body is read by :func:`strict_json`."""
+    """Every route of the app: its JSON body is read by :func:`strict_json`."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -62,3 +66,57 @@ class JsonRoute(APIRoute):
             return await handler(StrictJsonRequest(request.scope, request.receive))
 
         return strict
+
+
+def _query_names(dependant: Dependant | None) -> frozenset[str]:
+    """The query parameters a route and all of its dependencies take."""
+    names: set[str] = set()
+    stack = [dependant] if dependant is not None else []
+    while stack:
+        current = stack.pop()
+        names.update(p.alias for p in current.query_params)
+        stack.extend(current.dependencies)
+    return frozenset(names)
+
+
+async def _no_unknown_query(request: Request) -> None:
+    taken = _query_names(getattr(request.scope.get("route"), "dependant", None))
+    unknown = sorted({k for k in request.query_params if k not in taken})
+    if unknown:
+        raise RequestValidationError(
+            [{"type": "extra_forbidden", "loc": ("query", k), "msg": "", "input": None} for k in unknown]
+        )
+
+
+_QUERY_CHECK = "_query_is_known"
+
+
+def _checking_query(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """``endpoint`` with one more dependency, :func:`_no_unknown_query`, as its last parameter:
+    FastAPI solves dependencies in parameter order, so it runs after sign-in, role and scope."""
+    if not inspect.iscoroutinefunction(endpoint):
+        return endpoint
+    signature = inspect.signature(endpoint)
+    check = inspect.Parameter(
+        _QUERY_CHECK, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[None, Depends(_no_unknown_query)]
+    )
+
+    @functools.wraps(endpoint)
+    async def checked(*args: Any, **kwargs: Any) -> Any:
+        kwargs.pop(_QUERY_CHECK, None)
+        return await endpoint(*args, **kwargs)
+
+    checked.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), check]
+    )
+    return checked
+
+
+class ApiRoute(JsonRoute):
+    """A route of the API (/api/v1): also a query parameter it does not take is refused (422,
+    ``extra_forbidden``, ``query.<name>``), as an unknown field of a body is: ``?status=open`` for
+    ``?state=open`` answered every alert, resolved ones too. Checked after the route's own
+    dependencies (sign-in, role, scope), so a caller without the right still gets 401/403/404."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, _checking_query(endpoint), **kwargs)

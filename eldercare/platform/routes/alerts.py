@@ -16,7 +16,7 @@ from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import alerts as alerts_repo
 from eldercare.platform.repo import audit as audit_repo
 from eldercare.platform.repo import users as users_repo
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import (
     AckIn,
     AlertDetail,
@@ -30,7 +30,7 @@ from eldercare.platform.schemas import (
     TrailOut,
 )
 
-router = APIRouter(route_class=JsonRoute, prefix="/alerts", tags=["alerts"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/alerts", tags=["alerts"], responses=ERRORS)
 Resolver = Annotated[
     access.Principal, Depends(roles("admin", "care_worker", "tester", action="resolve alerts"))
 ]

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query
 
 from eldercare.platform.deps import AdminUser, ConnDep
 from eldercare.platform.repo import audit
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import AuditOut, DbId, Instant
 
-router = APIRouter(route_class=JsonRoute, prefix="/audit", tags=["audit"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/audit", tags=["audit"], responses=ERRORS)
 
 
 @router.get("", response_model=list[AuditOut])

@@ -12,10 +12,10 @@ from eldercare.platform.deps import ConnDep, CurrentUser, SettingsDep, StateDep
 from eldercare.platform.errors import ApiError
 from eldercare.platform.repo import audit as audit_repo
 from eldercare.platform.repo import users as users_repo
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import ErrorOut, LocaleIn, PasswordIn, RefreshIn, TokenOut, UserOut
 
-router = APIRouter(route_class=JsonRoute, prefix="/auth", tags=["auth"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/auth", tags=["auth"], responses=ERRORS)
 
 
 @router.post("/token", response_model=TokenOut, responses={429: {"model": ErrorOut}})

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query
 from eldercare.platform.deps import AdminUser, ConnDep
 from eldercare.platform.errors import not_found
 from eldercare.platform.repo import work as work_repo
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import DbId, FailedWorkOut
 
-router = APIRouter(route_class=JsonRoute, prefix="/engine", tags=["engine"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/engine", tags=["engine"], responses=ERRORS)
 
 
 @router.get("/failed-work", response_model=list[FailedWorkOut])

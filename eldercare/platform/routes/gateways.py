@@ -15,7 +15,7 @@ from eldercare.platform.deps import AdminUser, ConnDep, RegistryReader, RouteDep
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.publish import publish_config
 from eldercare.platform.repo import registry
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import (
     GatewayConfigIn,
     GatewayConfigOut,
@@ -30,7 +30,7 @@ from eldercare.platform.schemas import (
     UnknownSensorOut,
 )
 
-router = APIRouter(route_class=JsonRoute, prefix="/gateways", tags=["gateways"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/gateways", tags=["gateways"], responses=ERRORS)
 
 
 async def _gateway(conn: ConnDep, user: Principal, gateway_id: str) -> dict[str, Any]:

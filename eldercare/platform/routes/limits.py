@@ -24,10 +24,10 @@ from eldercare.platform.deps import ConnDep, CurrentUser, RouteDep, resident_adm
 from eldercare.platform.engine.inactivity import DETECTOR, starting_limits
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import thresholds as repo
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import DbId, Strict
 
-router = APIRouter(route_class=JsonRoute, prefix="/residents", tags=["residents"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/residents", tags=["residents"], responses=ERRORS)
 
 LimitsRead = Annotated[ResidentAccess, Depends(resident_admin("read_limits"))]
 LimitsWrite = Annotated[ResidentAccess, Depends(resident_admin("update_limits"))]

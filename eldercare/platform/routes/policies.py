@@ -8,10 +8,10 @@ from eldercare.platform import access
 from eldercare.platform.deps import AdminUser, ConnDep, RouteDep, StaffUser
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import registry
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import DbId, PolicyIn, PolicyOut
 
-router = APIRouter(route_class=JsonRoute, prefix="/policies", tags=["policies"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/policies", tags=["policies"], responses=ERRORS)
 
 
 def _check_tiers(body: PolicyIn) -> None:

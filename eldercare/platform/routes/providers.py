@@ -12,10 +12,10 @@ from eldercare.platform.deps import AdminUser, ConnDep, RouteDep, SettingsDep, S
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import registry
 from eldercare.platform.repo import users as users_repo
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import DbId, Instant, ProviderIn, ProviderOut, ShiftIn, ShiftOut, UserOut
 
-router = APIRouter(route_class=JsonRoute, prefix="/providers", tags=["providers"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/providers", tags=["providers"], responses=ERRORS)
 
 
 async def _visible(conn: ConnDep, user: Principal, provider_id: str) -> dict:  # type: ignore[type-arg]

@@ -9,10 +9,10 @@ from fastapi import APIRouter
 from eldercare.platform.deps import ConnDep, RouteDep, StaffUser
 from eldercare.platform.errors import ApiError
 from eldercare.platform.repo import audit, report
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import CareQualityOut, Instant
 
-router = APIRouter(route_class=JsonRoute, prefix="/reports", tags=["reports"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/reports", tags=["reports"], responses=ERRORS)
 
 
 @router.get("/care-quality", response_model=CareQualityOut)

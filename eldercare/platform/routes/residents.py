@@ -20,7 +20,7 @@ from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import alerts as alerts_repo
 from eldercare.platform.repo import audit, registry
 from eldercare.platform.repo import users as users_repo
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import (
     CareAssignmentIn,
     CareAssignmentOut,
@@ -34,7 +34,7 @@ from eldercare.platform.schemas import (
     ResidentPatch,
 )
 
-router = APIRouter(route_class=JsonRoute, prefix="/residents", tags=["residents"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/residents", tags=["residents"], responses=ERRORS)
 
 ProfileRead = Annotated[ResidentAccess, Depends(resident_access("profile"))]
 ProfileWrite = Annotated[ResidentAccess, Depends(resident_admin("update_resident"))]

@@ -14,7 +14,7 @@ from eldercare.platform.access import require_resident_access
 from eldercare.platform.deps import ConnDep, SettingsDep, TesterUser
 from eldercare.platform.errors import ApiError
 from eldercare.platform.repo import sim as repo
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import (
     ErrorOut,
     Instant,
@@ -33,7 +33,7 @@ NO_RUNNER = {
     "refused": "sim.refused",
 }
 
-router = APIRouter(route_class=JsonRoute, prefix="/sim", tags=["sim"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/sim", tags=["sim"], responses=ERRORS)
 ACK_TIMEOUT_S = 5.0
 
 

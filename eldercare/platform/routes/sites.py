@@ -8,10 +8,10 @@ from eldercare.platform import access
 from eldercare.platform.deps import AdminUser, ConnDep, RegistryReader, RouteDep
 from eldercare.platform.errors import not_found
 from eldercare.platform.repo import registry
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import SiteIn, SiteKind, SiteOut, SitePatch
 
-router = APIRouter(route_class=JsonRoute, prefix="/sites", tags=["sites"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/sites", tags=["sites"], responses=ERRORS)
 
 
 @router.get("", response_model=list[SiteOut])

@@ -13,10 +13,10 @@ from eldercare.platform.access import RAW_STREAMS, ResidentAccess, derived_view
 from eldercare.platform.deps import ConnDep, resident_access
 from eldercare.platform.errors import ApiError, not_found
 from eldercare.platform.repo import timeline as repo
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import Day, Instant, SleepOut, SummaryOut, TimelineCell, TimelineOut
 
-router = APIRouter(route_class=JsonRoute, prefix="/residents", tags=["timelines"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/residents", tags=["timelines"], responses=ERRORS)
 MAX_DAYS = 92
 
 

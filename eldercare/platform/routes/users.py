@@ -8,10 +8,10 @@ from eldercare.platform import access, security
 from eldercare.platform.deps import AdminUser, ConnDep, RouteDep, SettingsDep
 from eldercare.platform.errors import not_found
 from eldercare.platform.repo import users as users_repo
-from eldercare.platform.routes import ERRORS, JsonRoute
+from eldercare.platform.routes import ERRORS, ApiRoute
 from eldercare.platform.schemas import DbId, Role, UserIn, UserOut, UserPatch
 
-router = APIRouter(route_class=JsonRoute, prefix="/users", tags=["users"], responses=ERRORS)
+router = APIRouter(route_class=ApiRoute, prefix="/users", tags=["users"], responses=ERRORS)
 
 
 @router.get("", response_model=list[UserOut])

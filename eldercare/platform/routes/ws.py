@@ -23,12 +23,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from eldercare.platform.errors import ApiError
-from eldercare.platform.routes import JsonRoute
+from eldercare.platform.routes import ApiRoute
 from eldercare.platform.security import authenticate
 from eldercare.platform.state import app_state
 
 log = logging.getLogger(__name__)
-router = APIRouter(route_class=JsonRoute, tags=["alerts"])
+router = APIRouter(route_class=ApiRoute, tags=["alerts"])
 
 BAD_TOKEN = 4401
 UNAVAILABLE = 1013
