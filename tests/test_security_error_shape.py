@@ -27,7 +27,7 @@ _RAISED_422 = re.compile(
 # tests/test_platform_api_sim.py drives one)
 WALKED = {
     '"invalid.limit_room"', '"invalid.limit_seconds"', '"invalid.ends_before_start"', '"invalid.not_member"',
-    '"invalid.user_mismatch"', '"invalid.user_role"', '"invalid.tiers"', '"invalid.no_timezone"',
+    '"invalid.user_mismatch"', '"invalid.user_role"', '"invalid.tiers"',
     '"invalid.range"', '"invalid.since_until"', '"invalid.config"', 'exc.key or "invalid.value"',
     'f"webhook.{problem}"', "NO_RUNNER[exc.why]",
 }  # fmt: skip
@@ -71,7 +71,7 @@ def test_every_422_a_route_raises_has_the_documented_shape(api: Api, world: Worl
     _shape(api.post("admin", "/api/v1/policies", json={"name": "gap", "tiers": tiers}), "tiers", "tiers")
     timeline = "/api/v1/residents/res-1/timeline"
     naive = {"start": "2026-01-01T00:00:00", "end": "2026-01-02T00:00:00Z"}
-    _shape(api.get("admin", timeline, params=naive), "start", "no_timezone")
+    _shape(api.get("admin", timeline, params=naive), "query.start", "no_timezone")
     backwards = {"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}
     _shape(api.get("admin", timeline, params=backwards), "start", "range")
     period = {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
@@ -234,3 +234,26 @@ def test_every_get_of_the_api_refuses_a_query_parameter_it_does_not_take(api: Ap
             (e["field"], e["type"]) for e in _shape(r, "query.zz_unknown", "extra_forbidden")["errors"]
         ], (path, r.text)
     assert walked > 20
+
+
+def test_a_time_without_its_offset_is_refused_everywhere(api: Api, world: World) -> None:
+    """A time of which zone? The care-quality report and a new shift compared it with an aware
+    one (a 500); the audit log read it in the database session's zone; the timeline refused it."""
+    naive = "2026-01-01T00:00:00"
+    for who, path in (
+        ("admin", "/api/v1/reports/care-quality?since="),
+        ("admin", "/api/v1/audit?since="),
+        ("tester", "/api/v1/sim/score?since="),
+        ("admin", "/api/v1/providers/hc-1/shifts?start="),
+        ("admin", "/api/v1/residents/res-1/timeline?end="),
+    ):
+        r = api.get(who, path + naive)
+        field = "query." + path.rsplit("?", 1)[1].rstrip("=")
+        assert [(e["field"], e["type"]) for e in _shape(r, field, "no_timezone")["errors"]] == [
+            (field, "no_timezone")
+        ], (path, r.text)
+    shift = {"user_id": world.user_id("worker1"), "starts_at": naive, "ends_at": "2026-01-02T00:00:00Z"}
+    _shape(api.post("admin", "/api/v1/providers/hc-1/shifts", json=shift), "starts_at", "no_timezone")
+    for offset in ("+14:00", "-12:00", "Z", "+05:45"):
+        shift = {**shift, "starts_at": naive + offset}
+        assert api.post("admin", "/api/v1/providers/hc-1/shifts", json=shift).status_code == 201, offset

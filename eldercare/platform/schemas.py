@@ -67,8 +67,9 @@ Count = Annotated[int, at.Ge(0), at.Le(INT32_MAX)]
 
 
 def _instant_in_range(v: datetime) -> datetime:
-    probe = v if v.tzinfo else v.replace(tzinfo=UTC)
-    if not EARLIEST <= probe <= LATEST:
+    if v.tzinfo is None:  # a time of which zone? Compared with "now" it was a 500, stored the server's
+        raise PydanticCustomError("no_timezone", "must carry a time zone, such as 2026-01-05T08:00Z")
+    if not EARLIEST <= v <= LATEST:
         raise _out_of_years()
     return v
 
