@@ -257,3 +257,33 @@ def test_a_time_without_its_offset_is_refused_everywhere(api: Api, world: World)
     for offset in ("+14:00", "-12:00", "Z", "+05:45"):
         shift = {**shift, "starts_at": naive + offset}
         assert api.post("admin", "/api/v1/providers/hc-1/shifts", json=shift).status_code == 201, offset
+
+
+def _open_alert(db_url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO alerts (kind, severity, resident_id, site_id, dedup_key, title, detected_at)"
+            " VALUES ('fall', 'critical', 'res-1', 'home-1', 'res-1:fall', 'Fall', now()) RETURNING id"
+        ).fetchone()
+        assert row is not None
+        conn.execute("INSERT INTO alert_trail (alert_id, action, tier) VALUES (%s, 'opened', 1)", (row[0],))
+        return int(row[0])
+
+
+def test_the_bodies_of_an_alert_refuse_fields_they_do_not_take(api: Api, db_url: str) -> None:
+    """Resolve and notes ignored a misspelt field (``"notes"`` for ``"note"``: the alert was
+    resolved and the note lost), unlike every other body."""
+    alert = _open_alert(db_url)
+    for action, body, field in (
+        ("resolve", {"outcome": "false_alarm", "notes": "cat on the sensor"}, "notes"),
+        ("notes", {"note": "called her", "urgent": True}, "urgent"),
+        ("ack", {"note": "on it", "on_my_wya": True}, "on_my_wya"),
+    ):
+        r = api.post("worker1", f"/api/v1/alerts/{alert}/{action}", json=body)
+        assert [(e["field"], e["type"]) for e in _shape(r, field, "extra_forbidden")["errors"]] == [
+            (field, "extra_forbidden")
+        ], (action, r.text)
+    detail = api.get("worker1", f"/api/v1/alerts/{alert}").json()
+    assert detail["state"] == "open" and [t["action"] for t in detail["trail"]] == ["opened"], detail

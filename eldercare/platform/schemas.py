@@ -824,19 +824,18 @@ class AlertDetail(AlertOut):
     notifications: list[NotificationOut]
 
 
-class ResolveIn(BaseModel):
+class ResolveIn(Strict):
     outcome: Outcome
     note: str | None = Field(default=None, max_length=2000)
 
 
-class NoteIn(BaseModel):
+class NoteIn(Strict):
     note: str = Field(min_length=1, max_length=2000)
 
 
-class AckIn(BaseModel):
+class AckIn(Strict):
     """Optional: a family member says whether they are on their way (and may leave a note)."""
 
-    model_config = ConfigDict(extra="forbid")
     on_my_way: StrictBool = False
     note: str | None = Field(default=None, max_length=2000)
 
