@@ -287,3 +287,24 @@ def test_the_bodies_of_an_alert_refuse_fields_they_do_not_take(api: Api, db_url:
         ], (action, r.text)
     detail = api.get("worker1", f"/api/v1/alerts/{alert}").json()
     assert detail["state"] == "open" and [t["action"] for t in detail["trail"]] == ["opened"], detail
+
+
+@pytest.mark.parametrize("blank", [" ", "\u200b", "\u200e\u202e", "\t\n", "\u3000"])
+def test_a_name_or_note_nobody_can_see_is_refused(api: Api, world: World, db_url: str, blank: str) -> None:
+    """A site, resident, provider, policy, account or note named only by spaces, a zero-width
+    space or direction marks was saved: a resident shown to the care team with no name."""
+    fam = world.user_id("family1")
+    for method, path, body, field in (
+        ("post", "/api/v1/sites", {"id": "blank-1", "kind": "home", "name": blank}, "name"),
+        ("patch", "/api/v1/residents/res-1", {"name": blank}, "name"),
+        ("post", "/api/v1/providers", {"id": "blank-1", "name": blank, "kind": "station"}, "name"),
+        ("patch", f"/api/v1/users/{fam}", {"display_name": blank}, "display_name"),
+        ("put", f"/api/v1/residents/res-1/family/{fam}", {"user_id": fam, "relation": blank}, "relation"),
+        ("post", f"/api/v1/alerts/{_open_alert(db_url)}/notes", {"note": blank}, "note"),
+    ):
+        r = getattr(api, method)("admin", path, json=body)
+        assert [(e["field"], e["type"]) for e in _shape(r, field, "blank_text")["errors"]] == [
+            (field, "blank_text")
+        ], (path, r.text)
+    assert api.get("admin", "/api/v1/sites/blank-1").status_code == 404
+    assert api.get("admin", "/api/v1/residents/res-1").json()["name"] == "Wang Fang"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
@@ -86,6 +87,14 @@ def _out_of_years() -> PydanticCustomError:
         "must lie between {earliest} and {latest}",
         {"earliest": EARLIEST.year, "latest": LATEST.year},
     )
+
+
+def _visible(v: str) -> str:
+    """A name or a note someone must read: at least one character that shows (" ", a zero-width
+    space or a lone direction mark made a resident, a worker or a note nobody can see)."""
+    if not any(unicodedata.category(ch)[0] not in "ZC" for ch in v):
+        raise PydanticCustomError("blank_text", "must have at least one visible character")
+    return v
 
 
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
@@ -223,7 +232,7 @@ class PasswordIn(Strict):
 
 class UserIn(Strict):
     username: str = Field(pattern=worded(r"^[A-Za-z0-9_.@-]{3,64}$", "error.validation.pattern.username"))
-    display_name: str = Field(min_length=1, max_length=200)
+    display_name: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_visible)]
     password: str = Field(min_length=10, max_length=1024)
     role: Role
     provider_id: str | None = None
@@ -233,7 +242,9 @@ class UserIn(Strict):
 
 
 class UserPatch(Strict):
-    display_name: Settable[Annotated[str, Field(min_length=1, max_length=200)]] = None
+    display_name: Settable[Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_visible)]] = (
+        None
+    )
     role: Settable[Role] = None
     provider_id: str | None = None
     locale: Settable[Locale] = None
@@ -243,7 +254,7 @@ class UserPatch(Strict):
     password: Settable[Annotated[str, Field(min_length=10, max_length=1024)]] = None
 
 
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_visible)]
 
 
 # Providers, sites, residents --------------------------------------------------------------------
@@ -251,7 +262,7 @@ Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 
 class ProviderIn(Strict):
     id: Ident = IDENT
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: Name
     kind: Literal["home_care", "station", "institution"]
     district: str | None = None
     phone: str | None = None
@@ -278,7 +289,7 @@ SiteKind = Literal["home", "station", "institution"]
 class SiteIn(Strict):
     id: Ident = IDENT
     kind: SiteKind
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: Name
     district: str | None = None
     address: str | None = None
     provider_id: str | None = None
@@ -333,7 +344,7 @@ CareLevel = Literal["independent", "partly_dependent", "dependent", "dementia"]
 
 class ResidentIn(Strict):
     id: Ident = IDENT
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: Name
     home_site_id: str
     station_site_id: str | None = None
     home_care_provider_id: str | None = None
@@ -391,7 +402,7 @@ Consent = dict[Literal["activity", "bed", "bathroom", "vitals"], StrictBool]  # 
 
 class FamilyLinkIn(Strict):
     user_id: DbId
-    relation: str = Field(min_length=1, max_length=50)
+    relation: Annotated[str, Field(min_length=1, max_length=50), AfterValidator(_visible)]
     is_primary: StrictBool = False
     consent: Consent = Field(default_factory=dict, description="Raw streams this viewer may see")
 
@@ -573,7 +584,7 @@ class GatewayConfigOut(Model):
 
 class TierIn(Strict):
     tier: int = Field(ge=1, le=20)
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: Name
     targets: list[str] = Field(
         min_length=1, max_length=50, description="family, assigned_worker, ..., provider:<id>"
     )
@@ -596,7 +607,7 @@ class TierIn(Strict):
 
 
 class PolicyIn(Strict):
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: Name
     tiers: list[TierIn] = Field(min_length=1, max_length=20)
     family_ack_stops: StrictBool = Field(
         default=False,
@@ -830,7 +841,7 @@ class ResolveIn(Strict):
 
 
 class NoteIn(Strict):
-    note: str = Field(min_length=1, max_length=2000)
+    note: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_visible)]
 
 
 class AckIn(Strict):
