@@ -308,3 +308,23 @@ def test_a_name_or_note_nobody_can_see_is_refused(api: Api, world: World, db_url
         ], (path, r.text)
     assert api.get("admin", "/api/v1/sites/blank-1").status_code == 404
     assert api.get("admin", "/api/v1/residents/res-1").json()["name"] == "Wang Fang"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_json_body_under_another_content_type_is_told_to_say_json(
+    api: Api, content_type: str | None
+) -> None:
+    """A well-formed JSON object sent as text/plain (or with no Content-Type) was answered
+    "body: must be an object", which it is: the fix is the header, and the answer now says so."""
+    headers = {"content-type": content_type} if content_type else {}
+    raw = b'{"id": "ct-1", "kind": "home", "name": "Home"}'
+    r = api.post("admin", "/api/v1/sites", content=raw, headers=headers)
+    (problem,) = _shape(r, "body", "content_type")["errors"]
+    assert "application/json" in problem["message"], r.text
+    assert (
+        api.post("admin", "/api/v1/sites", json={"id": "ct-1", "kind": "home", "name": "H"}).status_code
+        == 201
+    )
+    # a JSON body that is not an object is still called that
+    r = api.post("admin", "/api/v1/sites", json=["ct-1"])
+    _shape(r, "body", "model_attributes_type")

@@ -179,6 +179,20 @@ def _field(err: Any) -> str:
     return ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
 
 
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
+
+
+def _sent_as(request: Request, err: Any) -> str:
+    """The error's type; for a JSON body sent under another Content-Type (text/plain, a form, none),
+    which FastAPI hands on unread and pydantic calls "not an object", ``content_type``."""
+    kind = str(err.get("type", ""))
+    if kind in _NOT_AN_OBJECT and tuple(err.get("loc", ())) == ("body",):
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            return "content_type"
+    return kind
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
@@ -189,7 +203,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     problems = (
         problem(
             _field(err),
-            err.get("type", ""),
+            _sent_as(request, err),
             locale,
             err.get("ctx"),
             err.get("msg", ""),
