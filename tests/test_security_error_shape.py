@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from platform_api_support import Api
     from platform_seed import World
 
+from platform_seed import PASSWORD
+
 pytest_plugins = ["platform_api_support"]
 
 _RAISED_422 = re.compile(
@@ -328,3 +330,16 @@ def test_a_json_body_under_another_content_type_is_told_to_say_json(
     # a JSON body that is not an object is still called that
     r = api.post("admin", "/api/v1/sites", json=["ct-1"])
     _shape(r, "body", "model_attributes_type")
+
+
+def test_a_sign_in_form_with_a_field_twice_is_refused(api: Api) -> None:
+    """``username=admin&...&username=worker1`` signed in as worker1: the last one counted, where a
+    proxy or a log reading the first saw another sign-in than the one made."""
+    form = "username=admin&password=" + PASSWORD + "&username=worker1"
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    r = api.client.post("/api/v1/auth/token", content=form.encode(), headers=headers)
+    assert [(e["field"], e["type"]) for e in _shape(r, "username", "duplicate_field")["errors"]] == [
+        ("username", "duplicate_field")
+    ], r.text
+    ok = api.client.post("/api/v1/auth/token", data={"username": "admin", "password": PASSWORD})
+    assert ok.status_code == 200, ok.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordRequestForm
 
 from eldercare.platform import access, security
@@ -27,6 +28,12 @@ async def token(
 ) -> TokenOut:
     """OAuth2 password flow: a short-lived access token and a refresh token (rate-limited; 429
     also when too many sign-ins are being checked at once)."""
+    sent = await request.form()
+    twice = sorted({k for k in sent if len(sent.getlist(k)) > 1})
+    if twice:  # which one counts? A proxy reads the first username, the form the last
+        raise RequestValidationError(
+            [{"type": "duplicate_field", "loc": ("body", k), "msg": "", "input": None} for k in twice]
+        )
     ip = security.client_address(request, settings)
     pair = await security.login(
         state.pool, settings, username=form.username, password=form.password, client_ip=ip
