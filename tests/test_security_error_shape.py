@@ -343,3 +343,18 @@ def test_a_sign_in_form_with_a_field_twice_is_refused(api: Api) -> None:
     ], r.text
     ok = api.client.post("/api/v1/auth/token", data={"username": "admin", "password": PASSWORD})
     assert ok.status_code == 200, ok.text
+
+
+def test_a_path_or_method_the_api_has_not_is_answered_in_the_readers_language(api: Api) -> None:
+    """404 and 405 said Starlette's "Not Found" and "Method Not Allowed" in English to every reader."""
+    zh = {"accept-language": "zh-CN"}
+    r = api.client.get("/api/v1/no-such-thing", headers=zh)
+    assert (r.status_code, r.json()) == (
+        404,
+        {"detail": "没有这个路径：/api/v1/no-such-thing。API 的路径见 /docs。"},
+    )
+    r = api.patch("admin", "/api/v1/sites", json={})
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST", r.text
+    assert r.json() == {"detail": "PATCH is not a method of this path; it takes GET, POST."}
+    r = api.client.request("DELETE", "/api/v1/sites", headers=zh)
+    assert r.json()["detail"].startswith("此路径不支持 DELETE"), r.text

@@ -172,6 +172,23 @@ async def _unauthenticated(request: Request) -> ApiError | None:
     return None
 
 
+async def _reader_locale(request: Request) -> None:
+    """For an answer given before any route ran (no such path or method): the signed-in caller's
+    language when the request carries a valid token, else the Accept-Language's."""
+    from eldercare.platform.security import authenticate
+
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token or getattr(request.state, "locale", None):
+        return
+    try:
+        state = app_state(request.app)
+        async with state.pool.connection() as conn:
+            user, _ = await authenticate(conn, state.settings, token)
+    except ApiError:
+        return
+    request.state.locale = user["locale"]
+
+
 def _field(err: Any) -> str:
     """The field a validation error names; a JSON error's loc ends in a character offset, not a field."""
     if err.get("type") == "json_invalid":
@@ -226,9 +243,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         )
         return await _validation_error(request, unparsable)
     headers = dict(getattr(exc, "headers", None) or {})
+    detail = str(exc.detail)
+    if exc.status_code in (404, 405):
+        await _reader_locale(request)
     if exc.status_code == 405:  # Starlette names only the first matching route's methods
         headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
-    return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers or None)
+        detail = message("request.method", _locale(request), method=request.method, allow=headers["Allow"])
+    elif exc.status_code == 404 and detail == "Not Found":  # Starlette's English, for a path no route has
+        detail = message("request.no_path", _locale(request), path=request.url.path)
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers or None)
 
 
 _FK_DETAIL = re.compile(r"Key \((?P<field>[^)]+)\)=\((?P<value>[^)]*)\) is not present")
