@@ -1,15 +1,17 @@
-"""The consoles when things run long, in a real headless Chromium against a real server: names too
-long for a phone's width."""
+"""The consoles when things go wrong or run long, in a real headless Chromium against a real server:
+a simulated home's clock hours ahead of the wall, and names too long for a phone's width."""
 
 # ruff: noqa: F811 (the browser tests' fixtures, imported to be used here)
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import psycopg
 import pytest
 from platform_seed import World
-from test_web_a11y import LARGE_TEXT, SIDEWAYS
+from test_web_a11y import LARGE_TEXT, SIDEWAYS, ready
 from test_web_browser import (  # noqa: F401
     _shots,
     browser,
@@ -23,6 +25,77 @@ from test_web_browser import (  # noqa: F401
 )
 
 pytestmark = pytest.mark.browser
+
+
+def queue_simulated_fall(db_url: str, ahead_s: float) -> None:
+    """A fall from the simulated home, dated by its own clock ``ahead_s`` ahead of the wall (a
+    simulator at 60x is hours ahead), queued the way ingest queues it."""
+    at_ms = int((time.time() + ahead_s) * 1000)
+    z = [1000 if abs(i - 100) > 3 else 3200 - 400 * abs(i - 100) for i in range(200)]
+    payload = {
+        "v": 1, "epoch": "e-sim", "seq": 1, "t": at_ms, "sensor": "wearable-sim-res-1", "kind": "fall",
+        "confidence": 0.95, "resident": "sim-res-1", "gateway": "gw-sim-1", "site": "sim-home-1",
+        "evidence": {"acc": {"t0": at_ms - 2000, "hz": 50, "unit": "mg",
+                             "x": [0] * 200, "y": [0] * 200, "z": z}},
+    }  # fmt: skip
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO alert_work (kind, gateway_id, site_id, payload)"
+            " VALUES ('event', 'gw-sim-1', 'sim-home-1', %s::jsonb)",
+            (json.dumps(payload),),
+        )
+        conn.execute("NOTIFY alert_work")
+
+
+def test_a_simulated_homes_time_is_marked_and_real_time_comes_first(
+    browser: Any, server: str, db_url: str, world: World
+) -> None:
+    page = new_page(browser, server)
+    sign_in(page, "admin", world.password)  # reads English
+    queue_fall(db_url)  # a real home's fall, now
+    queue_simulated_fall(db_url, ahead_s=4 * 3600)  # the simulated home's, 4 h ahead by its clock
+    page.wait_for_function("() => document.querySelectorAll('#alert-list [data-state=open]').length === 2")
+    ready(page)
+    alerts = page.evaluate(
+        "() => [...S.alerts.values()].map((a) => [a.resident_id, a.simulated, a.opened_at])"
+    )
+    sim = next(a for a in alerts if a[1])
+    real = next(a for a in alerts if not a[1])
+    shown = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#alert-list [data-alert]')].map((li) => {
+          const a = S.alerts.get(Number(li.dataset.alert));
+          const meta = li.querySelector('.meta');
+          return [a.simulated ? 'sim' : 'real', { waited: li.querySelector('[data-waited]').textContent,
+            first: [...meta.querySelectorAll(':scope > .data')].map((d) => d.textContent),
+            marked: meta.querySelector('.sim-time') && meta.querySelector('.sim-time').textContent,
+            opened: fmtTime(a.opened_at), detected: fmtTime(a.detected_at) }];
+        }))"""
+    )
+    # the real home's alert: its time, not marked
+    assert shown["real"]["marked"] is None
+    # the simulated home's: the wall-clock time it was raised, then its own clock's, marked as such
+    assert shown["sim"]["opened"] in shown["sim"]["first"], shown
+    assert shown["sim"]["detected"] not in shown["sim"]["first"], shown
+    assert shown["sim"]["marked"] == f" (simulated time {shown['sim']['detected']})"
+    assert shown["sim"]["waited"] == "waiting 0 min"
+    # newest by the wall clock first: the simulated home's clock does not put its alert on top
+    order = page.evaluate(
+        "() => [...document.querySelectorAll('#alert-list [data-alert]')].map((li) => li.dataset.alert)"
+    )
+    newest = page.evaluate(
+        "() => [...S.alerts.values()].sort((a, b) => new Date(b.opened_at) - new Date(a.opened_at))[0].id"
+    )
+    assert order[0] == str(newest)
+    assert sim[2] and real[2]  # both carry the wall-clock time they were opened
+
+    # the alert's page: detected at the wall-clock time, the home's own marked
+    sim_id = page.evaluate("() => [...S.alerts.values()].find((a) => a.simulated).id")
+    page.evaluate(f"() => {{ location.hash = '#/alert/{sim_id}'; }}")
+    page.wait_for_function(
+        "() => document.body.dataset.page === 'alert' && document.body.dataset.ready === '1'"
+    )
+    row = page.inner_text("tr:has(th[data-i18n='alert.detected']) td")
+    assert row.startswith(shown["sim"]["opened"] + " (simulated time " + shown["sim"]["detected"] + ")"), row
 
 
 def test_very_long_names_wrap_on_a_small_screen(browser: Any, server: str, db_url: str, world: World) -> None:

@@ -69,6 +69,16 @@ function fmtTime(iso) {
     hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 const T = (iso) => D(fmtTime(iso));
+/* When an alert happened by the wall clock, and by its simulated home's own clock (null for a real
+   home). A device's event (a fall, an SOS) from a simulated home is dated by that home's clock, hours
+   ahead of the wall at 60x: its wall-clock time is when the platform opened it. An alert the engine
+   moved to the wall clock itself keeps the home's time in summary.sim_detected_ms (its detector's
+   decision) or summary.sim_event_ms (its gateway's event); alerts stored before that have neither. */
+const simMs = (a) => a.summary && (a.summary.sim_detected_ms || a.summary.sim_event_ms);
+const wallAt = (a) => (a.simulated && !simMs(a) && a.opened_at ? a.opened_at : a.detected_at);
+const homeAt = (a) => (simMs(a) ? new Date(simMs(a)).toISOString() : a.simulated ? a.detected_at : null);
+/* A time by the wall clock, then the simulated home's own, marked as such. */
+const whenOf = (a) => [T(wallAt(a)), homeAt(a) ? h("span", { class: "sim-time" }, " (", L("alert.sim_time"), " ", T(homeAt(a)), ")") : null];
 const who = (a) => a.resident_name || S.names.get(a.resident_id) || a.resident_id || a.site_id;
 /* Common room names are labels; anything else a site calls a room is shown as written. */
 const roomLabel = (room) => (room && I18N.en["room." + room.toLowerCase()] ? L("room." + room.toLowerCase()) : D(room));
@@ -375,12 +385,12 @@ function alertItem(a, opts = {}) {
     h("div", { class: "body" },
       h("div", { class: "title" }, L("kind." + a.kind), " · ", D(who(a))),
       h("div", { class: "meta" },
-        a.state !== "resolved" ? h("span", { class: "badge waited", "data-waited": a.id }, t("alert.waiting", { t: waited(a.detected_at) })) : null,
+        a.state !== "resolved" ? h("span", { class: "badge waited", "data-waited": a.id }, t("alert.waiting", { t: waited(wallAt(a)) })) : null,
         urgent ? h("span", { class: "badge urgent-" + urgent, i18n: "alert." + urgent }) : null,
         h("span", { class: "badge sev-" + a.severity }, t("sev." + a.severity)),
         h("span", { class: "badge state-" + a.state, "data-i18n": "state." + a.state }, t("state." + a.state)),
         a.outcome ? h("span", { class: "badge" }, t("outcome." + a.outcome)) : null,
-        L("alert.tier"), " ", D(a.tier), " · ", T(a.detected_at),
+        L("alert.tier"), " ", D(a.tier), " · ", whenOf(a),
         a.state === "open" && a.next_escalation_at ? [" · ", L("alert.next_short"), " ", T(a.next_escalation_at)] : null),
       fam ? null : residentContacts(a)),
     h("div", { class: "actions" }, ack, " ",
@@ -456,7 +466,7 @@ async function pageConsole(_, root) {
     const rows = [...S.alerts.values()].filter((a) =>
       (f.state === "active" ? a.state !== "resolved" : !f.state || a.state === f.state)
       && (!f.tier || String(a.tier) === f.tier) && (!f.site || a.site_id === f.site) && (!f.kind || a.kind === f.kind))
-      .sort((a, b) => (a.state === "open") - (b.state === "open") || new Date(a.detected_at) - new Date(b.detected_at)).reverse();
+      .sort((a, b) => (a.state === "open") - (b.state === "open") || new Date(wallAt(a)) - new Date(wallAt(b))).reverse();
     keepFocus(list, () => list.replaceChildren(...(rows.length ? rows.map((a) => alertItem(a)) : [h("li", { class: "muted", i18n: "console.empty" })])));
     more.hidden = !S.older;
   }
@@ -562,14 +572,13 @@ async function pageAlert(id, root) {
   const note = draft(h("textarea", { name: "note", id: "note", rows: 2 }), a.id);
   const act = async (path, body, form) => { try { await api(`/alerts/${a.id}/${path}`, { body: body || {} }); drafts.clear(); toast(t("form.saved")); render(); } catch (e) { toast(refusal(e, form)); } };
   const canResolve = S.me && S.me.role !== "family" && a.state !== "resolved";
-  // a simulated home's own clock, shown marked: its detector's decision, or its gateway's event
-  const simAt = a.summary && (a.summary.sim_detected_ms || a.summary.sim_event_ms);
+  const simAt = homeAt(a); // a simulated home's own clock, shown marked
   const facts = h("table", {},
     h("tr", {}, h("th", { i18n: "alert.state" }), h("td", {}, L("state." + a.state), a.outcome ? [" · ", L("outcome." + a.outcome)] : null)),
     h("tr", {}, h("th", { i18n: "alert.severity" }), h("td", {}, L("sev." + a.severity))),
     h("tr", {}, h("th", { i18n: "alert.resident" }), h("td", {}, a.resident_id ? h("a", { href: "#/resident/" + a.resident_id }, D(who(a))) : D(null))),
     h("tr", {}, h("th", { i18n: "alert.site" }), h("td", {}, D(a.site_id), " ", D(a.sensor_id))),
-    h("tr", {}, h("th", { i18n: "alert.detected" }), h("td", {}, T(a.detected_at), simAt ? [" (", L("alert.sim_time"), " ", T(new Date(simAt).toISOString()), ")"] : null, " · ", L("alert.detections"), " ", D(a.detections))),
+    h("tr", {}, h("th", { i18n: "alert.detected" }), h("td", {}, whenOf(a), " · ", L("alert.detections"), " ", D(a.detections))),
     h("tr", {}, h("th", { i18n: "alert.tier" }), h("td", {}, D(a.tier))),
     h("tr", {}, h("th", { i18n: "alert.next_tier" }), h("td", { id: "next-escalation" }, a.state === "open" && a.next_escalation_at ? T(a.next_escalation_at) : L("alert.no_next"))),
     h("tr", {}, h("th", { i18n: "alert.acknowledged" }), h("td", {}, T(a.acknowledged_at))),
@@ -784,7 +793,7 @@ async function pageFamily(id, root) {
   const dutyRows = duty.length ? duty.map((p) => h("div", { class: "on-duty" }, L("duty." + p.role), ": ", D(p.display_name), " ",
     p.phone ? h("a", { href: "tel:" + p.phone }, D(p.phone)) : null)) : [h("span", { class: "muted", i18n: "family.nobody_on_duty" })];
   const hist = h("table", { id: "alert-history" }, h("tr", {}, ...["trail.at", "family.what", "alert.state", "alert.outcome"].map((k) => h("th", { i18n: k }))),
-    ...history.map((a) => h("tr", { "data-alert": a.id, "data-state": a.state }, h("td", {}, T(a.detected_at)), h("td", {}, h("a", { href: "#/alert/" + a.id }, L("kind." + a.kind))),
+    ...history.map((a) => h("tr", { "data-alert": a.id, "data-state": a.state }, h("td", {}, whenOf(a)), h("td", {}, h("a", { href: "#/alert/" + a.id }, L("kind." + a.kind))),
       h("td", {}, h("span", { class: "badge state-" + a.state }, t("state." + a.state))), h("td", {}, a.outcome ? L("outcome." + a.outcome) : D(null)))));
   const open = history.filter((a) => a.state !== "resolved");
   const banners = await Promise.all(open.map((a) => familyBanner(a, duty, r)));
@@ -822,7 +831,7 @@ async function familyBanner(a, duty, r) {
   const contact = ((r && r.emergency_contacts) || []).find((c) => c.phone);
   return h("section", { class: "banner", id: "alert-banner-" + a.id, role: "alert", "data-alert": a.id },
     h("div", { class: "big" }, L("banner." + (a.kind in BANNER_KINDS ? a.kind : "other"), { kind: t("kind." + a.kind) })),
-    h("div", {}, L("banner.when"), " ", T(a.detected_at), " (", t("alert.waiting", { t: waited(a.detected_at) }), ")"),
+    h("div", {}, L("banner.when"), " ", whenOf(a), " (", t("alert.waiting", { t: waited(wallAt(a)) }), ")"),
     h("div", { class: "handled" }, a.state === "acknowledged" || acker
       ? [L("banner.handled_by"), " ", D(acker), " · ", T(a.acknowledged_at)] : L("banner.not_yet")),
     h("div", { class: "row calls" },
@@ -1280,7 +1289,7 @@ async function pageTester(_, root) {
     }));
   const list = h("ul", { class: "alerts", id: "alert-list" });
   const draw = () => {
-    const rows = [...S.alerts.values()].filter((a) => a.simulated).sort((a, b) => new Date(b.detected_at) - new Date(a.detected_at)).slice(0, 30);
+    const rows = [...S.alerts.values()].filter((a) => a.simulated).sort((a, b) => new Date(wallAt(b)) - new Date(wallAt(a))).slice(0, 30);
     list.replaceChildren(...(rows.length ? rows.map((a) => alertItem(a)) : [h("li", { class: "muted", i18n: "console.empty" })]));
   };
   root.onAlerts = draw;
