@@ -1,5 +1,6 @@
 """The consoles when things go wrong or run long, in a real headless Chromium against a real server:
-a simulated home's clock hours ahead of the wall, and names too long for a phone's width."""
+the network gone (the browser's own offline mode), a session that has ended, a simulated home's
+clock hours ahead of the wall, and names too long for a phone's width."""
 
 # ruff: noqa: F811 (the browser tests' fixtures, imported to be used here)
 from __future__ import annotations
@@ -25,6 +26,66 @@ from test_web_browser import (  # noqa: F401
 )
 
 pytestmark = pytest.mark.browser
+
+# What the live regions say from now on (#toast and the header's #live), as test_web_a11y watches.
+WATCH = """() => { window.said = { toast: [], live: [] };
+  for (const id of ['toast', 'live']) { const el = document.getElementById(id);
+    new MutationObserver(() => { if (el.textContent) window.said[id].push(el.textContent); })
+      .observe(el, { childList: true, characterData: true, subtree: true }); } }"""
+
+
+def words(page: Any, key: str, **fields: Any) -> str:
+    """The catalogue's words for ``key`` in the page's language (app.js's own ``t``)."""
+    return str(page.evaluate("([k, f]) => t(k, f)", [key, fields]))
+
+
+def test_no_network_and_an_ended_session_are_said_in_the_readers_words(
+    browser: Any, server: str, db_url: str, world: World
+) -> None:
+    page = new_page(browser, server, no_websocket=True)  # polls: the list is refreshed every 4 s
+    sign_in(page, "worker1", world.password)  # reads Chinese
+    queue_fall(db_url)
+    page.wait_for_selector("#alert-list [data-state=open]")
+    ready(page)
+    assert page.inner_text("#live") == words(page, "live.poll") == "定时刷新"
+    page.evaluate(WATCH)
+
+    page.context.set_offline(True)
+    # the header no longer claims the list is being refreshed, and says so (a polite live region)
+    page.wait_for_function("() => document.getElementById('live').classList.contains('down')", timeout=10_000)
+    assert page.get_attribute("#live", "role") == "status"
+    assert page.inner_text("#live") == "未更新：连接中断"
+    # an acknowledgement that cannot be sent says why in Chinese, not the browser's "Failed to fetch"
+    page.click("#alert-list [data-ack]")
+    page.wait_for_function("() => window.said.toast.length > 0")
+    assert page.evaluate("() => window.said.toast") == [words(page, "err.network")]
+    assert "Failed" not in words(page, "err.network")
+    # a page that cannot load is not "not found, or you may not see it": that is about access
+    aid = page.get_attribute("#alert-list [data-alert]", "data-alert")
+    page.evaluate(f"() => {{ location.hash = '#/alert/{aid}'; }}")
+    page.wait_for_selector("#denied")
+    assert page.inner_text("#denied") == words(page, "err.network")
+    page.evaluate("() => { location.hash = '#/resident/res-1'; }")
+    page.wait_for_function(
+        "() => document.body.dataset.page === 'resident' && !!document.getElementById('denied')"
+    )
+    assert page.inner_text("#denied") == words(page, "err.network")
+
+    # back online: refreshed again, said once
+    page.context.set_offline(False)
+    page.wait_for_function(
+        "() => !document.getElementById('live').classList.contains('down')", timeout=10_000
+    )
+    assert page.inner_text("#live") == "定时刷新"
+    assert page.evaluate("() => window.said.live") == ["未更新：连接中断", "定时刷新"]  # not on every poll
+
+    # the session ended (both tokens no longer valid): back at sign-in, told why, in her language
+    page.evaluate("() => { sessionStorage.setItem('refresh', 'spent'); S.token = 'expired'; }")
+    page.evaluate("() => { location.hash = '#/console'; }")
+    page.wait_for_selector("#login-submit")
+    page.wait_for_function("() => document.getElementById('login-error').textContent !== ''")
+    assert page.inner_text("#login-error") == "登录已过期，请重新登录。"
+    assert page.get_attribute("#username", "aria-describedby") == "login-error"
 
 
 def queue_simulated_fall(db_url: str, ahead_s: float) -> None:

@@ -104,16 +104,27 @@ async function api(path, opts = {}) {
   if (body !== undefined && !(body instanceof URLSearchParams)) {
     headers["Content-Type"] = "application/json"; body = JSON.stringify(body);
   }
-  const res = await fetch(API + path, { method: opts.method || (body ? "POST" : "GET"), headers, body });
+  const res = await reach(API + path, { method: opts.method || (body ? "POST" : "GET"), headers, body });
   if (res.status === 401 && S.token && !opts.noLogout) {
     if (!opts.retried && await refreshToken()) return api(path, { ...opts, retried: true });
-    logout(); throw new ApiError(401, t("err.session"));
+    logout(t("err.session")); throw new ApiError(401, t("err.session"));
   }
   if (res.status === 204) return null;
   const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new ApiError(res.status, data.detail || res.statusText, data.errors);
+  // a proxy's page (502, 504) has no detail: said in the reader's words, not as "Bad Gateway"
+  if (!res.ok) throw new ApiError(res.status, typeof data.detail === "string" ? data.detail : t("err.server", { status: res.status }), data.errors);
   return data;
 }
+
+/* fetch, its failure (no network, the server down) in the reader's words: the browser's own
+   ("Failed to fetch") is English whatever the page's language. Status 0: nothing was answered. */
+async function reach(url, init) {
+  try { return await fetch(url, init); } catch (e) { throw new ApiError(0, t("err.network")); }
+}
+
+/* What a page says when it could not load what it shows: only a 404 is "not found", only a 403
+   "not allowed"; no network or a server error says so (it is not the reader's access). */
+const failed = (e) => (e.status === 404 ? t("err.not_found") : e.status === 403 ? t("err.not_allowed") : e.message);
 
 /* ---------- session and language ---------- */
 
@@ -127,7 +138,7 @@ function refreshToken() {
 async function doRefresh() {
   const rt = sessionStorage.getItem("refresh");
   if (!rt) return false;
-  const res = await fetch(API + "/auth/refresh", { method: "POST", headers: { "Content-Type": "application/json" },
+  const res = await reach(API + "/auth/refresh", { method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ refresh_token: rt }) });
   if (!res.ok) return false;
   const tok = await res.json();
@@ -146,11 +157,14 @@ async function login(username, password) {
   render();
 }
 
-function logout() {
+/* Sign out; ``why`` (the session ended) is said on the sign-in page, announced once it is shown. */
+function logout(why) {
   if (S.token) api("/auth/logout", { method: "POST", noLogout: true }).catch(() => {});
   S.token = null; S.me = null; sessionStorage.removeItem("token"); sessionStorage.removeItem("me"); sessionStorage.removeItem("refresh");
   stopLive(); S.alerts.clear();
-  location.hash = "#/login"; render();
+  S.signedOut = typeof why === "string" ? why : null; // (a click on Sign out passes its event)
+  if (location.hash !== "#/login") location.hash = "#/login"; // hashchange renders it, once
+  else render();
 }
 
 async function switchLang() {
@@ -192,9 +206,16 @@ function chrome() {
   }
   const live = document.getElementById("live");
   live.hidden = S.live === "off";
-  live.className = "live" + (S.live === "poll" ? " poll" : "");
-  live.textContent = t(S.live === "ws" ? "live.ws" : "live.poll");
+  live.className = "live" + (S.down ? " down" : S.live === "poll" ? " poll" : "");
+  // a polite live region: said when it changes (the list stopped updating, or came back), so only
+  // a change is written, not the same words on every render
+  const said = t(S.down ? "live.down" : S.live === "ws" ? "live.ws" : "live.poll");
+  if (live.textContent !== said) live.textContent = said;
 }
+
+/* The alerts could not be loaded (no network, the server down) or could again: the header says the
+   list on screen is not being updated, rather than "Live" over a stale list. */
+function stale(down) { if (S.down !== down) { S.down = down; chrome(); } }
 
 /* ---------- live alerts: WebSocket, else polling ---------- */
 
@@ -215,7 +236,7 @@ function startLive() {
     S.ws = null;
     if (!S.token) return;
     // 4401: the access token expired (or was revoked): refresh it and reconnect, else poll
-    if (ev.code === 4401) refreshToken().then((ok) => (ok && !S.ws ? startLive() : startPolling()));
+    if (ev.code === 4401) refreshToken().then((ok) => (ok && !S.ws ? startLive() : startPolling()), () => startPolling());
     else startPolling();
   };
   ws.onerror = () => {};
@@ -234,7 +255,7 @@ function startPolling() {
 function stopLive() {
   if (S.ws) { S.ws.onclose = null; S.ws.close(); S.ws = null; }
   if (S.poll) { clearInterval(S.poll); S.poll = null; }
-  S.live = "off";
+  S.live = "off"; S.down = false;
 }
 
 async function loadAlerts() {
@@ -244,8 +265,9 @@ async function loadAlerts() {
     const fresh = [];
     for (const a of list) { if (!S.alerts.has(a.id) && S.alerts.size && a.state === "open") fresh.push(a); S.alerts.set(a.id, a); }
     fresh.forEach(announce);
+    stale(false);
     onAlertsChanged();
-  } catch (e) { /* shown by the page on its own load */ }
+  } catch (e) { if (e.status === 0 || e.status >= 500) stale(true); /* else shown by the page on its own load */ }
 }
 
 async function refreshAlert(id, event) {
@@ -361,6 +383,8 @@ function pageLogin(_, root) {
   h("label", { for: "password", i18n: "login.password" }), pw,
   h("p", {}, h("button", { class: "btn", type: "submit", id: "login-submit", i18n: "login.submit" })), err);
   root.replaceChildren(form);
+  // why the session ended, written once the page is shown: a change in a live region is announced
+  root.shown = () => { if (S.signedOut) { err.textContent = S.signedOut; S.signedOut = null; } };
 }
 
 /* "12 min" / "2 h 5 min": how long something has waited, for people, not a timestamp. */
@@ -566,7 +590,7 @@ function hourlyChart(cells, id, bucketHours) {
 
 async function pageAlert(id, root) {
   let a;
-  try { a = await api("/alerts/" + id); } catch (e) { root.replaceChildren(h("p", { class: "err", id: "denied" }, t("err.not_found"))); return; }
+  try { a = await api("/alerts/" + id); } catch (e) { root.replaceChildren(h("p", { class: "err", id: "denied" }, failed(e))); return; }
   S.alerts.set(a.id, a);
   const outcome = draft(h("select", { name: "outcome", id: "outcome" }, ...OUTCOMES.map((o) => h("option", { value: o }, t("outcome." + o)))), a.id);
   const note = draft(h("textarea", { name: "note", id: "note", rows: 2 }), a.id);
@@ -657,7 +681,7 @@ async function sensorsByRoom(siteId) {
 
 async function pageResident(id, root) {
   let r;
-  try { r = await api("/residents/" + id); } catch (e) { root.replaceChildren(h("p", { class: "err", id: "denied" }, t("err.not_found"))); return; }
+  try { r = await api("/residents/" + id); } catch (e) { root.replaceChildren(h("p", { class: "err", id: "denied" }, failed(e))); return; }
   const contacts = (r.emergency_contacts || []).map((c) => h("li", {}, D(c.name), " ", D(c.relation), " ",
     c.phone ? h("a", { href: "tel:" + c.phone }, D(c.phone)) : null));
   let team = null, sensors = null;
@@ -763,7 +787,7 @@ async function pageFamily(id, root) {
   }
   let s;
   try { s = await api(`/residents/${encodeURIComponent(id)}/summary`); } catch (e) {
-    root.replaceChildren(h("h1", { i18n: "family.title" }), h("p", { class: "err", id: "denied" }, t(e.status === 403 ? "err.not_allowed" : "err.not_found")));
+    root.replaceChildren(h("h1", { i18n: "family.title" }), h("p", { class: "err", id: "denied" }, failed(e)));
     return;
   }
   const sl = s.sleep_last_night;
@@ -1332,6 +1356,7 @@ async function render() {
   document.body.dataset.page = S.token ? page : "login";
   chrome();
   placeFocus(root, had);
+  if (root.shown) root.shown();
   document.body.dataset.ready = "1";
 }
 
