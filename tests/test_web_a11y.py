@@ -177,6 +177,8 @@ def test_a_care_worker_by_keyboard_and_screen_reader(
         """() => announce({ ...S.alerts.values().next().value, id: 99999, kind: 'device_offline',
         severity: 'medium' })"""
     )
+    # (an alert that follows another within 1.5 s is said a moment later, with any others: once)
+    page.wait_for_function("() => window.said.toast.length === 2")
     assert page.evaluate("() => window.said") == {
         "alarm": ["跌倒 · Wang Fang"],
         "toast": ["已确认", "设备离线 · Wang Fang"],

@@ -200,3 +200,45 @@ def test_very_long_names_wrap_on_a_small_screen(browser: Any, server: str, db_ur
             box = page.evaluate(f"() => document.querySelector('{region}').getBoundingClientRect().toJSON()")
             assert box["left"] >= 0 and box["right"] <= 320 + 1, (user, region, box)
         page.context.close()
+
+
+def test_many_alerts_at_once_are_said_together_and_each_control_names_its_alert(
+    browser: Any, server: str, db_url: str, world: World
+) -> None:
+    page = new_page(browser, server)
+    sign_in(page, "admin", world.password)  # reads English
+    queue_fall(db_url)
+    queue_fall(db_url, resident="res-2", gateway="gw-home-2", site="home-2")
+    page.wait_for_function("() => document.querySelectorAll('#alert-list [data-state=open]').length === 2")
+    ready(page)
+
+    # each alert's note, Acknowledge and Details are told apart by the alert they belong to
+    described = page.evaluate(
+        """() => [...document.querySelectorAll('#alert-list [data-alert]')].map((li) =>
+          [...li.querySelectorAll('input, button, a')].map((c) => {
+            const ids = (c.getAttribute('aria-describedby') || '').split(' ').filter(Boolean);
+            return ids.map((id) => document.getElementById(id).textContent).join(' '); }))"""
+    )
+    assert sorted(sorted(set(controls)) for controls in described) == [
+        ["Fall · Li Wei"],
+        ["Fall · Wang Fang"],
+    ]
+    assert all(len(controls) == 3 for controls in described), described  # note, Acknowledge, Details
+
+    # ten alerts at once (a poll's batch): the first said at once, the other nine together, once
+    page.wait_for_timeout(2000)  # (the two falls above have been said)
+    page.evaluate("""() => { window.said = { alarm: [], toast: [] };
+      for (const id of ['alarm', 'toast']) { const el = document.getElementById(id);
+        new MutationObserver(() => { if (el.textContent) window.said[id].push(el.textContent); })
+          .observe(el, { childList: true, characterData: true, subtree: true }); } }""")
+    page.evaluate(
+        """() => { const a = [...S.alerts.values()][0];
+        for (let i = 1; i <= 10; i++) announce({ ...a, id: 90000 + i, kind: i % 2 ? 'fall' : 'sos' }); }"""
+    )
+    page.wait_for_timeout(2500)  # the batch is said 1.5 s after the first
+    said = page.evaluate("() => window.said")
+    who = page.evaluate("() => who([...S.alerts.values()][0])")
+    assert said["toast"] == []
+    assert said["alarm"][0] == f"Fall · {who}"
+    assert said["alarm"][1].startswith(f"9 more new alerts: SOS button · {who}; Fall · {who}; "), said
+    assert len(said["alarm"]) == 2, said

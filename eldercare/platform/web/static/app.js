@@ -285,8 +285,24 @@ function announce(a) {
   const title = t("kind." + a.kind) + " · " + who(a);
   const main = document.getElementById("main");
   // the family portal says its resident's alerts itself, in a red band (role=alert): not twice
-  if (!(main.saysAlert && main.saysAlert(a))) toast(title, a.severity === "critical");
+  if (!(main.saysAlert && main.saysAlert(a))) say(title, a.severity === "critical");
   systemNotice(a, title);
+}
+
+/* Many alerts at once (a poll's batch, pushes a moment apart): the first is said at once, the ones
+   that follow within SAY_MS together in one notice ("2 more new alerts: Fall · A; SOS · B"), not one
+   each: an assertive region written ten times in a row interrupts itself and is heard as its last. */
+const SAY_MS = 1500;
+let sayLater = null;
+function say(title, urgent) {
+  if (sayLater) { sayLater.titles.push(title); sayLater.urgent = sayLater.urgent || urgent; return; }
+  toast(title, urgent);
+  sayLater = { titles: [], urgent: false };
+  setTimeout(() => {
+    const { titles, urgent: any } = sayLater; sayLater = null;
+    if (titles.length === 1) toast(titles[0], any);
+    else if (titles.length) toast(t("alert.more_new", { n: titles.length, list: titles.join(t("alert.list_sep")) }), any);
+  }, SAY_MS);
 }
 
 /* ---------- notifications outside the page (web #21): service worker, permission ---------- */
@@ -407,7 +423,7 @@ function alertItem(a, opts = {}) {
   const urgent = urgency(a);
   return h("li", { class: `alert sev-${a.severity} state-${a.state}` + (urgent ? " urgent" : ""), "data-alert": a.id, "data-state": a.state, "data-kind": a.kind },
     h("div", { class: "body" },
-      h("div", { class: "title" }, L("kind." + a.kind), " · ", D(who(a))),
+      h("div", { class: "title", id: "alert-title-" + a.id }, L("kind." + a.kind), " · ", D(who(a))),
       h("div", { class: "meta" },
         a.state !== "resolved" ? h("span", { class: "badge waited", "data-waited": a.id }, t("alert.waiting", { t: waited(wallAt(a)) })) : null,
         urgent ? h("span", { class: "badge urgent-" + urgent, i18n: "alert." + urgent }) : null,
@@ -418,7 +434,7 @@ function alertItem(a, opts = {}) {
         a.state === "open" && a.next_escalation_at ? [" · ", L("alert.next_short"), " ", T(a.next_escalation_at)] : null),
       fam ? null : residentContacts(a)),
     h("div", { class: "actions" }, ack, " ",
-      opts.noDetail ? null : h("a", { class: "btn secondary", href: "#/alert/" + a.id, i18n: "alert.details" })));
+      opts.noDetail ? null : h("a", { class: "btn secondary", href: "#/alert/" + a.id, i18n: "alert.details", "aria-describedby": "alert-title-" + a.id })));
 }
 
 /* Care workers: the resident's phone and first emergency contact on the alert, one tap to call. */
@@ -443,10 +459,11 @@ function ackControl(a, fam) {
       ackNotes.delete(a.id); S.alerts.set(a.id, { ...a, ...u }); onAlertsChanged(a.id); toast(t(fam ? "alert.seen_sent" : "alert.acked"));
     } catch (e) { const box = document.getElementById("ack-note-" + a.id); toast(refusal(e, box && box.parentElement)); }
   };
-  const button = h("button", { class: "btn", type: "button", "data-ack": a.id, i18n: fam ? "alert.seen" : "alert.ack", on: { click: send } });
+  // every alert has these controls: each is described by its alert ("Acknowledge, Fall · Wang Fang")
+  const button = h("button", { class: "btn", type: "button", "data-ack": a.id, i18n: fam ? "alert.seen" : "alert.ack", on: { click: send }, "aria-describedby": "alert-title-" + a.id });
   if (fam) return button;
   const id = "ack-note-" + a.id;
-  const input = h("input", { id, name: id, type: "text", maxlength: 2000, "data-ack-note": a.id, "data-api": "note", value: ackNotes.get(a.id) || "",
+  const input = h("input", { id, name: id, type: "text", maxlength: 2000, "data-ack-note": a.id, "data-api": "note", value: ackNotes.get(a.id) || "", "aria-describedby": "alert-title-" + a.id,
     on: { input: (e) => ackNotes.set(a.id, e.target.value), keydown: (e) => { if (e.key === "Enter") { e.preventDefault(); send(); } } } });
   return h("div", { class: "ack" }, h("label", { for: id, i18n: "alert.ack_note" }), input, button);
 }
