@@ -242,3 +242,29 @@ def test_many_alerts_at_once_are_said_together_and_each_control_names_its_alert(
     assert said["alarm"][0] == f"Fall · {who}"
     assert said["alarm"][1].startswith(f"9 more new alerts: SOS button · {who}; Fall · {who}; "), said
     assert len(said["alarm"]) == 2, said
+
+
+def test_empty_states_say_so(browser: Any, server: str, db_url: str, world: World) -> None:
+    """A family account linked to nobody yet, a resident with no care worker assigned: a sentence,
+    not a heading over nothing."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO users (username, display_name, password_hash, role, locale)"
+            " SELECT 'family3', 'Zhou Lan', password_hash, 'family', 'zh-CN'"
+            " FROM users WHERE username = 'family1'"
+        )
+        conn.execute("DELETE FROM care_assignments WHERE resident_id = 'res-2'")
+    page = new_page(browser, server)
+    sign_in(page, "family3", world.password)
+    page.wait_for_selector("#no-relative")
+    ready(page)
+    assert page.inner_text("main h1") == "我的亲人"
+    assert page.inner_text("#no-relative") == words(page, "family.none")
+    assert "关联" in page.inner_text("#no-relative")
+    page.context.close()
+
+    page = new_page(browser, server)
+    sign_in(page, "admin", world.password)
+    page.evaluate("() => { location.hash = '#/resident/res-2'; }")
+    page.wait_for_selector("#no-team")
+    assert page.inner_text("#no-team") == "No care worker is assigned yet."

@@ -721,7 +721,7 @@ async function pageResident(id, root) {
         h("tr", {}, h("th", { i18n: "res.provider" }), h("td", {}, providerCell(r))),
         h("tr", {}, h("th", { i18n: "res.notes" }), h("td", {}, D(r.notes))))),
       h("div", { class: "card" }, h("h2", { i18n: "res.contacts" }), contacts.length ? h("ul", {}, contacts) : h("p", { class: "muted", i18n: "res.no_contacts" }),
-        team ? [h("h2", { i18n: "res.team" }), h("ul", {}, team)] : null)),
+        team ? [h("h2", { i18n: "res.team" }), team.length ? h("ul", {}, team) : h("p", { class: "muted", id: "no-team", i18n: "res.no_team" })] : null)),
     h("div", { class: "card" }, h("h2", { i18n: "res.layout" }), sensors),
     h("div", { class: "card" }, h("h2", { i18n: "family.week" }), week),
     await limitsCard(id));
@@ -796,10 +796,13 @@ function limitsHistory(changes, undo) {
 
 async function pageFamily(id, root) {
   if (!id) {
-    let rs = [];
-    try { rs = await api("/residents"); } catch (e) { toast(e.message); }
+    let rs;
+    try { rs = await api("/residents"); } catch (e) { root.replaceChildren(h("h1", { i18n: "family.title" }), h("p", { class: "err", id: "denied" }, failed(e))); return; }
     if (rs.length === 1) { location.replace("#/family/" + rs[0].id); return; }
-    root.replaceChildren(h("h1", { i18n: "family.title" }), h("ul", {}, rs.map((r) => h("li", {}, h("a", { href: "#/family/" + r.id }, D(r.name))))));
+    // nobody linked yet: said, rather than a heading over nothing
+    root.replaceChildren(h("h1", { i18n: "family.title" }), rs.length
+      ? h("ul", {}, rs.map((r) => h("li", {}, h("a", { href: "#/family/" + r.id }, D(r.name)))))
+      : h("p", { class: "muted", id: "no-relative", i18n: "family.none" }));
     return;
   }
   let s;
