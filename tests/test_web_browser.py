@@ -488,6 +488,13 @@ def test_admin_and_tester_pages_work_in_both_languages(
     assert tester.evaluate("S.live") == "poll"
     tester.click("#score-refresh")
     tester.wait_for_selector("#score-tables")
+    # each score table is captioned and its scroll box a region of that name, not two "Score"s
+    boxes = tester.evaluate(
+        """() => [...document.querySelectorAll('#score-tables [role=region]')]
+          .map((b) => [b.getAttribute('aria-label'), b.querySelector('caption').textContent])"""
+    )
+    assert len(boxes) == 2 and len({name for name, _ in boxes}) == 2, boxes
+    assert all(name == caption for name, caption in boxes), boxes
     both_languages(tester, "tester")
     tester.goto(server + "/web/#/console")  # the testers' view of the console: simulated homes only
     tester.wait_for_selector("#device-health [data-site='sim-home-1']")

@@ -1306,12 +1306,13 @@ function scoreTables(rep) {
   const acks = Object.entries(rep.time_to_ack || {});
   const num = (v) => D(v === null || v === undefined ? null : v);
   return h("div", { id: "score-tables" },
-    scrollBox("tester.score", h("table", {}, h("tr", {}, ...["tester.kind", "tester.incidents_n", "tester.caught", "tester.missed", "tester.under_way", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
+    // two tables, each named (its box a region of its own name) and captioned: not two regions "Score"
+    scrollBox("tester.by_kind", h("table", {}, h("caption", { i18n: "tester.by_kind" }), h("tr", {}, ...["tester.kind", "tester.incidents_n", "tester.caught", "tester.missed", "tester.under_way", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
       ...kinds.map(([k, v]) => h("tr", { "data-kind": k }, h("td", {}, t("sim." + k) === "sim." + k ? L("kind." + k) : L("sim." + k)),
         ...["incidents", "caught", "missed", "under_way", "delay_median_s", "delay_p90_s"].map((f) => h("td", { "data-f": f }, num(v[f]))))))),
     h("p", {}, L("tester.false_alarms"), " ", ...fa.map(([k, n]) => h("span", { class: "badge", "data-false-alarms": k }, t("kind." + k), " ", D(n))),
       " · ", L("tester.per_week"), " ", h("span", { id: "per-week" }, num(rep.false_alarms_per_resident_week)), " · ", L("tester.resident_weeks"), " ", h("span", { id: "resident-weeks" }, num(rep.resident_weeks))),
-    scrollBox("tester.score", h("table", {}, h("tr", {}, ...["alert.tier", "tester.acknowledged", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
+    scrollBox("tester.time_to_ack", h("table", {}, h("caption", { i18n: "tester.time_to_ack" }), h("tr", {}, ...["alert.tier", "tester.acknowledged", "tester.delay_median", "tester.delay_p90"].map((k) => h("th", { i18n: k }))),
       ...acks.map(([tier, v]) => h("tr", {}, h("td", {}, D(tier)), h("td", {}, num(v.acknowledged)), h("td", {}, num(v.median_s)), h("td", {}, num(v.p90_s)))))));
 }
 
