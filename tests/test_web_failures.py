@@ -242,6 +242,9 @@ def test_many_alerts_at_once_are_said_together_and_each_control_names_its_alert(
     assert said["alarm"][0] == f"Fall · {who}"
     assert said["alarm"][1].startswith(f"9 more new alerts: SOS button · {who}; Fall · {who}; "), said
     assert len(said["alarm"]) == 2, said
+    assert said["alarm"][1].endswith(f"; SOS button · {who}; and 6 more"), (
+        said
+    )  # three named, the rest counted
 
 
 def test_empty_states_say_so(browser: Any, server: str, db_url: str, world: World) -> None:
@@ -268,3 +271,14 @@ def test_empty_states_say_so(browser: Any, server: str, db_url: str, world: Worl
     page.evaluate("() => { location.hash = '#/resident/res-2'; }")
     page.wait_for_selector("#no-team")
     assert page.inner_text("#no-team") == "No care worker is assigned yet."
+    # set-up with no failed work to retry: nothing where that card would be, not the word "null"
+    page.evaluate("() => { location.hash = '#/admin'; }")
+    page.wait_for_selector("#admin-users")
+    settle(page)
+    assert page.query_selector("#admin-failed-work") is None
+    texts = page.evaluate(
+        """() => { const w = document.createTreeWalker(document.getElementById('main'), NodeFilter.SHOW_TEXT);
+        const out = []; for (let n = w.nextNode(); n; n = w.nextNode()) out.push(n.textContent.trim());
+        return out; }"""
+    )
+    assert "null" not in texts and "undefined" not in texts

@@ -124,7 +124,7 @@ async function reach(url, init) {
 
 /* What a page says when it could not load what it shows: only a 404 is "not found", only a 403
    "not allowed"; no network or a server error says so (it is not the reader's access). */
-const failed = (e) => (e.status === 404 ? t("err.not_found") : e.status === 403 ? t("err.not_allowed") : e.message);
+const loadFailure = (e) => (e.status === 404 ? t("err.not_found") : e.status === 403 ? t("err.not_allowed") : e.message);
 
 /* ---------- session and language ---------- */
 
@@ -290,7 +290,8 @@ function announce(a) {
 }
 
 /* Many alerts at once (a poll's batch, pushes a moment apart): the first is said at once, the ones
-   that follow within SAY_MS together in one notice ("2 more new alerts: Fall · A; SOS · B"), not one
+   that follow within SAY_MS together in one notice ("2 more new alerts: Fall · A; SOS · B", three
+   named and the rest counted), not one
    each: an assertive region written ten times in a row interrupts itself and is heard as its last. */
 const SAY_MS = 1500;
 let sayLater = null;
@@ -301,7 +302,10 @@ function say(title, urgent) {
   setTimeout(() => {
     const { titles, urgent: any } = sayLater; sayLater = null;
     if (titles.length === 1) toast(titles[0], any);
-    else if (titles.length) toast(t("alert.more_new", { n: titles.length, list: titles.join(t("alert.list_sep")) }), any);
+    else if (titles.length) { // three named, the rest counted: a notice is heard to its end
+      const named = titles.slice(0, 3).concat(titles.length > 3 ? [t("alert.and_more", { n: titles.length - 3 })] : []);
+      toast(t("alert.more_new", { n: titles.length, list: named.join(t("alert.list_sep")) }), any);
+    }
   }, SAY_MS);
 }
 
@@ -607,7 +611,7 @@ function hourlyChart(cells, id, bucketHours) {
 
 async function pageAlert(id, root) {
   let a;
-  try { a = await api("/alerts/" + id); } catch (e) { root.replaceChildren(h("p", { class: "err", id: "denied" }, failed(e))); return; }
+  try { a = await api("/alerts/" + id); } catch (e) { root.replaceChildren(h("p", { class: "err", id: "denied" }, loadFailure(e))); return; }
   S.alerts.set(a.id, a);
   const outcome = draft(h("select", { name: "outcome", id: "outcome" }, ...OUTCOMES.map((o) => h("option", { value: o }, t("outcome." + o)))), a.id);
   const note = draft(h("textarea", { name: "note", id: "note", rows: 2 }), a.id);
@@ -698,7 +702,7 @@ async function sensorsByRoom(siteId) {
 
 async function pageResident(id, root) {
   let r;
-  try { r = await api("/residents/" + id); } catch (e) { root.replaceChildren(h("p", { class: "err", id: "denied" }, failed(e))); return; }
+  try { r = await api("/residents/" + id); } catch (e) { root.replaceChildren(h("p", { class: "err", id: "denied" }, loadFailure(e))); return; }
   const contacts = (r.emergency_contacts || []).map((c) => h("li", {}, D(c.name), " ", D(c.relation), " ",
     c.phone ? h("a", { href: "tel:" + c.phone }, D(c.phone)) : null));
   let team = null, sensors = null;
@@ -724,7 +728,7 @@ async function pageResident(id, root) {
         team ? [h("h2", { i18n: "res.team" }), team.length ? h("ul", {}, team) : h("p", { class: "muted", id: "no-team", i18n: "res.no_team" })] : null)),
     h("div", { class: "card" }, h("h2", { i18n: "res.layout" }), sensors),
     h("div", { class: "card" }, h("h2", { i18n: "family.week" }), week),
-    await limitsCard(id));
+    (await limitsCard(id)) || ""); // (replaceChildren writes null as "null")
 }
 
 /* The resident's inactivity limits (care team only): how far the detector has learned this home,
@@ -797,7 +801,7 @@ function limitsHistory(changes, undo) {
 async function pageFamily(id, root) {
   if (!id) {
     let rs;
-    try { rs = await api("/residents"); } catch (e) { root.replaceChildren(h("h1", { i18n: "family.title" }), h("p", { class: "err", id: "denied" }, failed(e))); return; }
+    try { rs = await api("/residents"); } catch (e) { root.replaceChildren(h("h1", { i18n: "family.title" }), h("p", { class: "err", id: "denied" }, loadFailure(e))); return; }
     if (rs.length === 1) { location.replace("#/family/" + rs[0].id); return; }
     // nobody linked yet: said, rather than a heading over nothing
     root.replaceChildren(h("h1", { i18n: "family.title" }), rs.length
@@ -807,7 +811,7 @@ async function pageFamily(id, root) {
   }
   let s;
   try { s = await api(`/residents/${encodeURIComponent(id)}/summary`); } catch (e) {
-    root.replaceChildren(h("h1", { i18n: "family.title" }), h("p", { class: "err", id: "denied" }, failed(e)));
+    root.replaceChildren(h("h1", { i18n: "family.title" }), h("p", { class: "err", id: "denied" }, loadFailure(e)));
     return;
   }
   const sl = s.sleep_last_night;
@@ -1078,7 +1082,7 @@ async function pageAdmin(_, root) {
       " / ", fmtDuration(ti.ack_timeout_s * 1000)))))));  // "5 min", not "300s"
   const gateways = await api("/gateways").catch(() => []);
   const failed = await api("/engine/failed-work").catch(() => []);
-  root.replaceChildren(h("h1", { i18n: "admin.title" }), adminFailedWork(failed),
+  root.replaceChildren(h("h1", { i18n: "admin.title" }), adminFailedWork(failed) || "", // (replaceChildren writes null as "null")
     adminUsers(users, providers), adminProviders(providers), adminGateways(gateways), await adminRosters(providers), adminPolicies(policies),
     h("div", { class: "grid" }, siteForm, resForm, gwForm, shiftForm, policyForm, familyForm, teamForm),
     h("div", { class: "grid" }, h("div", { class: "card" }, h("h2", { i18n: "admin.sites" }), rowFilter("site-search", siteList), siteList),
