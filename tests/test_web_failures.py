@@ -282,3 +282,43 @@ def test_empty_states_say_so(browser: Any, server: str, db_url: str, world: Worl
         return out; }"""
     )
     assert "null" not in texts and "undefined" not in texts
+
+
+def queue_sos(db_url: str) -> None:
+    """An SOS press in res-1's home, queued the way ingest queues it."""
+    payload = {
+        "v": 1, "epoch": "e-sos", "seq": 1, "t": int(time.time() * 1000), "sensor": "sos-1", "kind": "sos",
+        "resident": "res-1", "gateway": "gw-home-1", "site": "home-1",
+    }  # fmt: skip
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO alert_work (kind, gateway_id, site_id, payload)"
+            " VALUES ('event', 'gw-home-1', 'home-1', %s::jsonb)",
+            (json.dumps(payload),),
+        )
+        conn.execute("NOTIFY alert_work")
+
+
+def test_a_red_band_already_said_is_not_said_again_when_another_comes(
+    browser: Any, server: str, db_url: str, world: World
+) -> None:
+    """The family portal draws every red band anew when one changes: only the new one is role=alert
+    (said at once); the band she has heard stays, named by its words, without being said again."""
+    queue_fall(db_url)
+    page = new_page(browser, server)
+    sign_in(page, "family1", world.password)
+    page.wait_for_selector("section.banner")
+    ready(page)
+    fall = page.get_attribute("section.banner", "data-alert")
+    assert page.get_attribute(f"#alert-banner-{fall}", "role") == "alert"
+    queue_sos(db_url)
+    page.wait_for_function("() => document.querySelectorAll('section.banner').length === 2")
+    ready(page)
+    bands = page.evaluate(
+        "() => [...document.querySelectorAll('section.banner')].map((b) => b.dataset.alert)"
+    )
+    sos = next(b for b in bands if b != fall)
+    assert page.get_attribute(f"#alert-banner-{sos}", "role") == "alert"  # new: said
+    assert page.get_attribute(f"#alert-banner-{fall}", "role") is None  # heard already: not again
+    labelled = page.get_attribute(f"#alert-banner-{fall}", "aria-labelledby")
+    assert page.inner_text(f"#{labelled}") == page.inner_text(f"#alert-banner-{fall} .big")

@@ -161,7 +161,7 @@ async function login(username, password) {
 function logout(why) {
   if (S.token) api("/auth/logout", { method: "POST", noLogout: true }).catch(() => {});
   S.token = null; S.me = null; sessionStorage.removeItem("token"); sessionStorage.removeItem("me"); sessionStorage.removeItem("refresh");
-  stopLive(); S.alerts.clear();
+  stopLive(); S.alerts.clear(); bandsSaid.clear();
   S.signedOut = typeof why === "string" ? why : null; // (a click on Sign out passes its event)
   if (location.hash !== "#/login") location.hash = "#/login"; // hashchange renders it, once
   else render();
@@ -868,6 +868,7 @@ async function pageFamily(id, root) {
 
 /* A red band at the top of the portal for each open alert: what happened and when, in plain
    words, who (by name) has taken it on, and one tap to call the worker on duty or a contact. */
+const bandsSaid = new Set(); // "<alert id>:<state>" of each red band already said
 async function familyBanner(a, duty, r) {
   let acker = null;
   try {
@@ -877,8 +878,13 @@ async function familyBanner(a, duty, r) {
   } catch (e) { /* the list entry is enough */ }
   const worker = duty.find((p) => p.phone);
   const contact = ((r && r.emergency_contacts) || []).find((c) => c.phone);
-  return h("section", { class: "banner", id: "alert-banner-" + a.id, role: "alert", "data-alert": a.id },
-    h("div", { class: "big" }, L("banner." + (a.kind in BANNER_KINDS ? a.kind : "other"), { kind: t("kind." + a.kind) })),
+  // role=alert (said at once, when drawn) for a band not said before, or whose alert changed state
+  // (someone took it on): the portal draws every band anew when any of them changes, and ten bands
+  // all role=alert were all said again at each new alert or escalation
+  const said = `${a.id}:${a.state}`; const fresh = !bandsSaid.has(said); bandsSaid.add(said);
+  return h("section", { class: "banner", id: "alert-banner-" + a.id, role: fresh ? "alert" : null,
+    "aria-labelledby": fresh ? null : "alert-banner-what-" + a.id, "data-alert": a.id },
+    h("div", { class: "big", id: "alert-banner-what-" + a.id }, L("banner." + (a.kind in BANNER_KINDS ? a.kind : "other"), { kind: t("kind." + a.kind) })),
     h("div", {}, L("banner.when"), " ", whenOf(a), " (", t("alert.waiting", { t: waited(wallAt(a)) }), ")"),
     h("div", { class: "handled" }, a.state === "acknowledged" || acker
       ? [L("banner.handled_by"), " ", D(acker), " · ", T(a.acknowledged_at)] : L("banner.not_yet")),
