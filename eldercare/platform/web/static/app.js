@@ -70,10 +70,10 @@ function fmtTime(iso) {
 }
 const T = (iso) => D(fmtTime(iso));
 /* When an alert happened by the wall clock, and by its simulated home's own clock (null for a real
-   home). A device's event (a fall, an SOS) from a simulated home is dated by that home's clock, hours
-   ahead of the wall at 60x: its wall-clock time is when the platform opened it. An alert the engine
-   moved to the wall clock itself keeps the home's time in summary.sim_detected_ms (its detector's
-   decision) or summary.sim_event_ms (its gateway's event); alerts stored before that have neither. */
+   home). The engine dates a simulated home's alerts by the wall clock and keeps the home's time in
+   summary.sim_detected_ms (its detector's decision) or summary.sim_event_ms (its gateway's event, a
+   fall or an SOS). A simulated alert with neither was stored before that, dated by the home's clock
+   (hours ahead of the wall at 60x): its wall-clock time is when the platform opened it. */
 const simMs = (a) => a.summary && (a.summary.sim_detected_ms || a.summary.sim_event_ms);
 const wallAt = (a) => (a.simulated && !simMs(a) && a.opened_at ? a.opened_at : a.detected_at);
 const homeAt = (a) => (simMs(a) ? new Date(simMs(a)).toISOString() : a.simulated ? a.detected_at : null);
