@@ -118,6 +118,22 @@ def test_status_updates_the_registry_and_keeps_the_newest(store: Store, db_url: 
     assert (again.statuses, again.duplicates) == (1, 0)
 
 
+def test_statuses_read_in_the_same_millisecond_are_each_stored(store: Store, db_url: str) -> None:
+    """A backlog delivered to a restarted ingest: online, the Will, online again (another t), read
+    in one millisecond. Each is a status of its own, none a "conflicting duplicate" (found by the
+    outside gateway check, round 3: the second online was dead-lettered as reusing a message id)."""
+    reg = Registry(store.load_registry())
+    v = Validator(ROOT, reg)
+    at = time.time()
+    b = Batch()
+    for payload in (status("online"), status("offline"), status("online", version="1.0.1")):
+        b.add(v.check(Inbound(f"{ROOT}/home-1/gw-1/status", payload, received=at)))
+    r = store.write(b, reg)
+    assert (r.statuses, r.duplicates, r.dead) == (3, 0, [])
+    assert count(db_url, "SELECT count(*) FROM gateway_status WHERE gateway_id = 'gw-1'") == 3
+    assert count(db_url, "SELECT count(*) FROM gateways WHERE id = 'gw-1' AND version = '1.0.1'") == 1
+
+
 def test_missing_partition_is_created_on_demand(store: Store, db_url: str) -> None:
     reg = Registry(store.load_registry())
     twenty_days_ago = now_ms() - 20 * 86_400_000

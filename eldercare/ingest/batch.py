@@ -41,7 +41,7 @@ _LEN = struct.Struct(">i")
 DAY_MS = 86_400_000
 FUTURE_TOLERANCE_MS = DAY_MS  # a gateway clock further ahead than this is broken, not skewed
 MAX_TOPICS = 100_000  # parsed topics remembered per validator
-STATUS_EPOCH = "~status-"  # never a real epoch ([A-Za-z0-9-]); status ids are (~status-<state>, t)
+STATUS_EPOCH = "~status-"  # never a real epoch ([A-Za-z0-9-]); status ids are (~status-<state>, key)
 
 
 @dataclass(slots=True)
@@ -199,6 +199,7 @@ class Validator:
         self.limits = limits or Limits()
         self.rows = RowEncoder()
         self._topics: dict[str, TopicParts] = {}  # topics seen valid: parsed once (bounded)
+        self._live_key = 0  # the last live status's key: arrival in microseconds, strictly increasing
 
     def check(self, m: Inbound, now_ms: int | None = None) -> Accepted | Rejected | Ignored:
         item: Accepted | Rejected | Ignored
@@ -280,9 +281,15 @@ class Validator:
         # same Will each time it drops, and every drop must count; an online status may repeat its
         # t (a clock of whole seconds, or one stuck at its last good time) and must still bring the
         # gateway back after the Will. A retained one keeps its t as key, so the broker replaying
-        # it to a restarted ingest is a duplicate after the first time.
+        # it to a restarted ingest is a duplicate after the first time. A live key is the arrival
+        # in microseconds, never the same twice here: keyed by the millisecond, two statuses of one
+        # gateway read in the same one (a backlog delivered to a restarted ingest: online, Will,
+        # online again) were one id, and the second was dead-lettered as a "conflicting duplicate".
         ts = int(m.received * 1000)
-        key = msg.t if m.retain else ts
+        if m.retain:
+            key = msg.t
+        else:
+            key = self._live_key = max(int(m.received * 1_000_000), self._live_key + 1)
         a = Accepted(m, kind, site, gw, STATUS_EPOCH + msg.state, key, msg, verified)
         a.ts_lo = a.ts_hi = ts
         a.digest = _digest(encode(msg))
