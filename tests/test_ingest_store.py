@@ -134,6 +134,19 @@ def test_statuses_read_in_the_same_millisecond_are_each_stored(store: Store, db_
     assert count(db_url, "SELECT count(*) FROM gateways WHERE id = 'gw-1' AND version = '1.0.1'") == 1
 
 
+def test_a_confidence_below_the_smallest_real_is_stored_as_zero(store: Store, db_url: str) -> None:
+    """0 .. 1 is the protocol's range; 1e-50 is in it and below what the ``real`` column holds
+    (found by the outside gateway check, round 3: dead-lettered as 'value out of range: underflow')."""
+    reg = Registry(store.load_registry())
+    tiny = [("home-1/gw-1/event", event(seq, kind="fall_cancelled", confidence=c))
+            for seq, c in ((1, 1e-50), (2, 5e-324), (3, 1e-40), (4, 0.93))]  # fmt: skip
+    r = store.write(batch_of(reg, *tiny), reg)
+    assert (r.events, r.dead) == (4, [])
+    with psycopg.connect(db_url) as conn:
+        got = [c for (c,) in conn.execute("SELECT confidence FROM events ORDER BY seq")]
+    assert got == [0.0, 0.0, pytest.approx(1e-40, rel=1e-3), pytest.approx(0.93)]
+
+
 def test_missing_partition_is_created_on_demand(store: Store, db_url: str) -> None:
     reg = Registry(store.load_registry())
     twenty_days_ago = now_ms() - 20 * 86_400_000

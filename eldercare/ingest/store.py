@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import struct
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -428,6 +429,14 @@ def _resident_reason(a: Accepted, resident: str, where: tuple[str, str | None] |
     )
 
 
+def _real(x: float) -> float:
+    """``x`` as the ``real`` (32-bit) column holds it: a confidence the protocol allows below the
+    smallest 32-bit float (``1e-50``) is 0.0 here, where PostgreSQL refused it ("value out of
+    range: underflow") and the event was dead-lettered, and in a storm every batch it was in was
+    written again one message at a time."""
+    return float(struct.unpack("f", struct.pack("f", x))[0])
+
+
 def _event_row(a: Accepted) -> dict[str, Any]:
     """An event's columns, and its alert_work payload: the gateway and site with the event."""
     ev = a.message
@@ -441,7 +450,7 @@ def _event_row(a: Accepted) -> dict[str, Any]:
         "seq": ev.seq,
         "sensor": ev.sensor,
         "kind": ev.kind,
-        "confidence": ev.confidence,
+        "confidence": _real(ev.confidence),
         "resident": ev.resident,
         "evidence": _JSON.encode(ev.evidence).decode(),
         "work": "event",
