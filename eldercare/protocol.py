@@ -105,6 +105,10 @@ Metric = Annotated[
     str,
     _text(METRIC_PATTERN, "Metric name: lower-case letters, digits and _, 1-32 characters.", ["heart_rate"]),
 ]
+# A config revision is a 32-bit integer, as the platform stores it (the config it publishes and the
+# revision a gateway's status reports): a status naming 2^31 was refused by the database, not by the
+# protocol, and every batch it was in was written again one message at a time.
+REVISION_MAX = 2**31 - 1
 Confidence = Annotated[
     float,
     msgspec.Meta(ge=0.0, le=1.0, description="How sure the detector is, 0..1.", examples=[0.93]),
@@ -302,7 +306,7 @@ class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         ),
     ] = msgspec.field(default_factory=dict)
     config_revision: Annotated[
-        Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None,
+        Annotated[int, msgspec.Meta(ge=0, le=REVISION_MAX)] | None,
         msgspec.Meta(description="Revision of the remote config in force (0: the gateway's own file)."),
     ] = None
     config_error: Annotated[
@@ -346,7 +350,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         int,
         msgspec.Meta(
             ge=0,
-            le=2**63 - 1,
+            le=REVISION_MAX,
             description="Increases with every change; an older revision than the applied one is rejected.",
         ),
     ]

@@ -210,6 +210,21 @@ def test_status_records_the_config_the_gateway_runs_and_why_it_refused_one(store
     assert gateway() == (5, None)
 
 
+def test_a_config_revision_beyond_32_bits_is_refused_by_the_protocol_not_the_database(
+    store: Store, db_url: str
+) -> None:
+    """Revisions are 32-bit, as the platform stores them (found by the outside gateway check, round
+    3: a status naming 2^31 passed the protocol, the database refused it, 'integer out of range')."""
+    reg = Registry(store.load_registry())
+    top = protocol.REVISION_MAX
+    r = store.write(batch_of(reg, ("home-1/gw-1/status", status(config_revision=top))), reg)
+    assert (r.statuses, r.dead) == (1, [])
+    r = store.write(batch_of(reg, ("home-1/gw-1/status", status(config_revision=top + 1))), reg)
+    assert r.statuses == 0
+    assert [d.reason for d in r.dead] == [f"config_revision: Expected `int` <= {top}"]
+    assert count(db_url, f"SELECT count(*) FROM gateways WHERE id = 'gw-1' AND config_applied = {top}") == 1
+
+
 def test_a_simulated_homes_readings_days_ahead_are_stored_a_real_homes_refused(
     store: Store, db_url: str
 ) -> None:

@@ -113,6 +113,7 @@ def test_documented_limits_match_code() -> None:
     assert f"{p.MAX_READINGS:,}" in TEXT
     assert str(p.T_MIN_MS) in TEXT and str(p.T_MAX_MS) in TEXT
     assert "256 KiB" in TEXT and p.MAX_PAYLOAD_BYTES == 256 * 1024
+    assert p.REVISION_MAX == 2**31 - 1 and TEXT.count("integer 0 .. 2^31-1") == 2
 
 
 def _table_fields(section: str) -> set[str]:
