@@ -200,6 +200,29 @@ def test_database_down_mid_stream_loses_nothing(ingest, db_url: str, mqtt_url: s
         proxy.close()
 
 
+def test_an_sos_is_committed_in_turn_not_behind_another_gateways_big_events(
+    ingest, db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    """The events path commits the gateways in turn, at most ~1 MiB at a time: behind 200 falls of
+    one gateway with 250 KB of evidence each, another home's SOS waited 36 s for the one commit of
+    them all (found by the outside gateway check, round 3)."""
+    proc = ingest()
+    assert proc.stop() == 0  # its sessions keep what comes meanwhile: a backlog, as after a restart
+    big = {"acc": {"x": list(range(30_000))}}  # ~190 KB
+    falls = [(topic(topic_root, "gw-1", "event"), event(i, kind="fall", evidence=big)) for i in range(80)]
+    with publisher(mqtt_url) as pub:
+        pub.publish_many([*falls, (topic(topic_root, "gw-2", "event"), event(1, kind="sos"))])
+    proc.start().wait_healthy()
+    wait_for(lambda: count(db_url, "SELECT count(*) FROM events") == 81, 90, "the events")
+    # received_at is its commit's start: most of gw-1's falls were committed after the SOS
+    later = count(
+        db_url,
+        "SELECT count(*) FROM events WHERE gateway_id = 'gw-1'"
+        " AND received_at > (SELECT received_at FROM events WHERE gateway_id = 'gw-2')",
+    )
+    assert later >= 40
+
+
 @pytest.mark.slow
 @pytest.mark.mqtt5
 def test_two_workers_share_the_load_without_duplicates(
