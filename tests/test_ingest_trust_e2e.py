@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from ingest_support import IngestProcess, count, publisher, register, telemetry, wait_for
+from ingest_support import IngestProcess, count, event, publisher, register, telemetry, wait_for
 
 pytestmark = pytest.mark.mqtt5
 
@@ -90,6 +90,33 @@ def test_a_retained_dead_letter_is_kept_once_across_ingest_restarts(
     finally:
         retain(mqtt_url, f"{base}/status", b"")  # clearing it is normal, and cleans the shared broker
     assert "state" in reasons(db_url)[0][1]
+
+
+def test_junk_retained_on_an_event_topic_that_first_came_live_is_kept_once_across_restarts(
+    db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path
+) -> None:
+    """The live copy and the broker's replay of it are one dead letter, as for a status (found by the
+    outside gateway check, round 3: the live one was keyed 'event:...', the replay 'retained:...')."""
+    register(db_url, {"gw-1": "home-1"})
+    base = f"{topic_root}/home-1/gw-1"
+    proc = IngestProcess(db_url, mqtt_url, topic_root, tmp_path, ELDERCARE_INGEST_SHARED_GROUP="")
+    try:
+        proc.start().wait_healthy()
+        retain(mqtt_url, f"{base}/event", b"junk left retained")  # arrives live
+        wait_for(lambda: count(db_url, "SELECT count(*) FROM dead_letters") == 1, what="the live junk")
+        proc.stop()
+        proc.start().wait_healthy()  # the broker replays it
+        wait_for(
+            lambda: proc.metrics().get('eldercare_ingest_received_total{kind="invalid"}') == 1,
+            what="the retained junk replayed",
+        )
+        with publisher(mqtt_url) as pub:  # a later event proves the replay's commit was made
+            pub.publish(f"{base}/event", event(1, kind="sos"))
+        wait_for(lambda: count(db_url, "SELECT count(*) FROM events") == 1, what="the later event")
+        assert count(db_url, "SELECT count(*) FROM dead_letters") == 1
+    finally:
+        proc.stop()
+        retain(mqtt_url, f"{base}/event", b"")
 
 
 def test_clearing_a_retained_topic_is_not_an_error(

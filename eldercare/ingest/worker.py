@@ -41,7 +41,6 @@ worker also tells each gateway how far its epoch is stored (``.../ack``, see :mo
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 import os
 import queue
@@ -57,7 +56,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from eldercare.config import Settings
-from eldercare.ingest.batch import Accepted, Batch, Ignored, Inbound, Limits, Registry, Rejected, Validator
+from eldercare.ingest.batch import (
+    Accepted,
+    Batch,
+    Ignored,
+    Inbound,
+    Limits,
+    Registry,
+    Rejected,
+    Validator,
+    retained_key,
+)
 from eldercare.ingest.errors import IngestError, StoreUnavailable
 from eldercare.ingest.metrics import Metrics, MetricsServer
 from eldercare.ingest.mqtt import (
@@ -636,9 +645,10 @@ class Worker:
                 m.picked = time.time()
                 item = check(m)
                 if isinstance(item, Rejected) and item.dedup_key is None:
-                    # every worker receives every event: dead-lettered once, whichever worker
-                    key = hashlib.blake2b(m.topic.encode("utf-8", "replace") + b"\0" + m.payload)
-                    item.dedup_key = "event:" + key.hexdigest()[:32]
+                    # every worker receives every event: dead-lettered once, whichever worker; and
+                    # under the key of its retained replay, so junk left retained on an event topic
+                    # that first arrived live is not dead-lettered again after a restart
+                    item.dedup_key = retained_key(m)
                 m.added = time.time()
                 batch.add(item)
                 items.append(item)
