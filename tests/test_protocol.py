@@ -500,7 +500,7 @@ ranges = st.tuples(values, values).filter(lambda r: r[0] != r[1]).map(lambda r: 
 configs = st.builds(
     p.GatewayConfig,
     v=st.just(1),
-    revision=seqs,
+    revision=st.integers(0, 2**31 - 1),  # as the platform stores it
     sensors=st.lists(
         st.builds(
             p.SensorConfig,
