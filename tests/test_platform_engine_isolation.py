@@ -93,6 +93,70 @@ def test_work_queue_claims_at_most_its_batch_per_transaction(db_url: str, world:
     assert rows(db_url, "SELECT count(*) FROM alert_work") == [(0,)]
 
 
+def test_one_gateways_flood_does_not_hold_up_another_homes_sos(db_url: str, world: World) -> None:
+    """Falls, cancellations and SOS are claimed first: an SOS behind 2,000 bed events of another
+    gateway is in the next batch claimed, not after the flood (found by the outside gateway check,
+    round 3: 5,000 statuses from one gateway made another home's SOS wait 29 s)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO alert_work (kind, gateway_id, site_id, payload)"
+            " SELECT 'event', 'gw-home-1', 'home-1', jsonb_build_object('gateway', 'gw-home-1',"
+            "  'site', 'home-1', 't', %s::bigint, 'sensor', 'bed-1', 'kind', 'bed_exit', 'seq', i)"
+            " FROM generate_series(1, 2000) i",
+            (NOW_MS,),
+        )
+    sos = queue(db_url, "gw-home-2", "home-2", sensor="sos-1", kind="sos", resident="res-2", seq=1)
+    flood_2 = queue(db_url, "gw-home-1", "home-1", sensor="bed-1", kind="bed_exit", seq=2001)
+    assert with_pool(db_url, lambda pool: service.process_work(pool)) == service.WORK_BATCH
+    assert rows(db_url, "SELECT kind, resident_id FROM alerts") == [("sos", "res-2")]
+    assert rows(db_url, "SELECT count(*) FROM alert_work WHERE id = %s", sos) == [(0,)]
+    # the rest of the batch is taken oldest first: the flood's newest item is still queued
+    assert rows(db_url, "SELECT count(*) FROM alert_work WHERE id = %s", flood_2) == [(1,)]
+    left = 2001 - (service.WORK_BATCH - 1)
+    assert rows(db_url, "SELECT count(*) FROM alert_work WHERE gateway_id = 'gw-home-1'") == [(left,)]
+
+
+def test_a_worker_busy_with_one_gateway_leaves_the_others_ready_for_another_home(
+    db_url: str, world: World
+) -> None:
+    """One worker stuck on one gateway's item (here: waiting for a lock on its resident's alert; in
+    the check, 20 falls whose context took 1.5 s each) while another home's SOS is queued: an idle
+    worker takes it at once (found by the outside gateway check, round 3: the idle workers had
+    ended their drain and the SOS waited for the busy one)."""
+    queue(db_url, "gw-home-1", "home-1", sensor="wearable-1", kind="fall", resident="res-1", seq=1)
+    assert with_pool(db_url, drain) == 1
+    queue(db_url, "gw-home-1", "home-1", sensor="wearable-1", kind="fall", resident="res-1", seq=2)
+
+    async def job(pool: Pool) -> float | None:
+        async with await psycopg.AsyncConnection.connect(db_url) as holder:
+            await holder.execute("SELECT id FROM alerts WHERE kind = 'fall' FOR UPDATE")  # held
+            draining = asyncio.create_task(service.drain_work(pool, workers=4))
+            waiting = (  # the fall's worker waits for the lock (the others found nothing to take)
+                "SELECT 1 FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            while not await asyncio.to_thread(rows, db_url, waiting):
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(
+                queue, db_url, "gw-home-2", "home-2", sensor="sos-1", kind="sos", resident="res-2", seq=1
+            )
+            # the holder keeps the fall's worker waiting all along: without idle workers still
+            # looking, the SOS would wait for it
+            start, took = time.monotonic(), None
+            while time.monotonic() - start < 30.0:
+                if await asyncio.to_thread(rows, db_url, "SELECT 1 FROM alerts WHERE kind = 'sos'"):
+                    took = time.monotonic() - start
+                    break
+                await asyncio.sleep(0.05)
+            await holder.rollback()
+            await draining
+            return took
+
+    took = with_pool(db_url, job)
+    assert took is not None, "the SOS waited for the worker busy with another gateway"
+    assert rows(db_url, "SELECT kind, detections FROM alerts ORDER BY kind") == [("fall", 2), ("sos", 1)]
+
+
 def test_a_failing_item_is_set_aside_with_its_error_and_never_holds_up_the_others(
     db_url: str, world: World, api: Api
 ) -> None:

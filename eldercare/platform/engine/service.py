@@ -60,6 +60,7 @@ POLL_S = 2.0  # work is also polled, in case a NOTIFY was missed while reconnect
 WORK_BATCH = 20  # items per transaction: a storm's first alerts are pushed without waiting for its last
 WORK_WORKERS = 4  # transactions taking work side by side (statuses stay ordered: see _status)
 WORK_MAX_ATTEMPTS = 3  # then the item is set aside for an admin
+WORK_IDLE_POLL_S = 0.2  # a worker with nothing to take looks again while another is still busy
 WORK_RETRY_S = 2.0  # after the first failed attempt; doubled each time
 ESCALATION_TICK_S = 1.0  # longest sleep between escalation rounds (less when a deadline is nearer)
 ESCALATION_BATCH = 50
@@ -194,15 +195,30 @@ async def drain_work(
     pool: Pool, *, email: bool = False, workers: int = WORK_WORKERS,
     not_worn_after_s: float = rules.NOT_WORN_NOTICE_S,
 ) -> int:  # fmt: skip
-    """Process work until the queue has nothing due, ``workers`` transactions side by side."""
+    """Process work until the queue has nothing due, ``workers`` transactions side by side.
 
-    async def one() -> int:
+    A worker that finds nothing to take while another is still busy looks again every
+    ``WORK_IDLE_POLL_S`` instead of ending: a gateway's work is taken by one transaction at a time
+    (``claim_work``), so while one worker spends minutes on one gateway's storm, the others stay
+    ready for what another home sends meanwhile (ending, they were not asked again before the
+    storm was through: an SOS waited for it).
+    """
+    busy: set[int] = set()
+
+    async def one(me: int) -> int:
         done = 0
-        while claimed := await process_work(pool, email=email, not_worn_after_s=not_worn_after_s):
-            done += claimed
-        return done
+        while True:
+            busy.add(me)
+            claimed = await process_work(pool, email=email, not_worn_after_s=not_worn_after_s)
+            if claimed:
+                done += claimed
+                continue
+            busy.discard(me)
+            if not busy:
+                return done
+            await asyncio.sleep(WORK_IDLE_POLL_S)
 
-    return sum(await asyncio.gather(*(one() for _ in range(max(1, workers)))))
+    return sum(await asyncio.gather(*(one(i) for i in range(max(1, workers)))))
 
 
 async def _work_item(
