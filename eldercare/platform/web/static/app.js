@@ -517,7 +517,11 @@ async function pageConsole(_, root) {
   }
   root.onAlerts = draw;
   const devices = await deviceHealth();
-  root.replaceChildren(...[h("h1", { i18n: "console.title" }), soundBtn, filters, list, more, devices].filter(Boolean));
+  // a keyboard's way past a long list of alerts (each has three controls) to the homes and devices
+  const skip = devices && h("a", { href: "#device-health", class: "skip", id: "skip-alerts", i18n: "console.skip_alerts", on: { click: (e) => {
+    e.preventDefault(); // the hash is the page's route: focus the section instead
+    const head = devices.querySelector("h2"); head.tabIndex = -1; head.focus(); } } });
+  root.replaceChildren(...[h("h1", { i18n: "console.title" }), soundBtn, filters, skip, list, more, devices].filter(Boolean));
   draw();
   // waiting times move on by themselves
   const tick = setInterval(() => { if (!list.isConnected) clearInterval(tick); else draw(); }, 30000);
