@@ -233,3 +233,27 @@ def test_a_gateway_told_to_beat_every_ten_minutes_is_not_reported_stalled_after_
             "INSERT INTO readings VALUES (now() - interval '51 minutes', 'gw-1', 'gw-1', 'heartbeat', 600)"
         )
     assert asyncio.run(check()) == ["gw-1", "gw-2"]  # five of its own periods passed too
+
+
+def test_a_stall_that_lasts_is_one_alert_not_a_detection_every_tick(store: Store, db_url: str) -> None:
+    """The heartbeat watch runs every 30 s: an open ``pipeline_stalled`` alert gained a detection
+    and a ``detected_again`` trail entry on each run (about 2,900 a day in its detail; found by the
+    outside API check, round 4)."""
+    from datetime import timedelta
+
+    from eldercare.platform.repo import alerts as alerts_repo
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE gateways SET state = 'online', state_at = now() - interval '2 hours'")
+        conn.execute(
+            "INSERT INTO readings VALUES (now() - interval '7 minutes', 'gw-1', 'gw-1', 'heartbeat', 60)"
+        )
+
+    async def check(at_s: float) -> int:
+        async with open_pool(db_url, min_size=1, max_size=2) as pool:
+            return await service.check_heartbeats(pool, now=alerts_repo.now() + timedelta(seconds=at_s))
+
+    assert [asyncio.run(check(30.0 * i)) for i in range(4)] == [1, 1, 1, 1]  # stalled all along
+    assert rows(db_url, "SELECT kind, detections FROM alerts") == [("pipeline_stalled", 1)]
+    trail = rows(db_url, "SELECT action FROM alert_trail WHERE action IN ('opened', 'detected_again')")
+    assert trail == [("opened",)]
