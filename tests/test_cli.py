@@ -206,3 +206,20 @@ def test_a_truth_file_of_another_neighbourhood_is_refused(tmp_path: Path) -> Non
         )
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
         assert said in out.stderr, out.stderr
+
+
+def test_serve_on_an_address_in_use_is_one_line_before_anything_starts(db_url: str) -> None:
+    """A second ``serve`` on the first one's port started its engines and a broker sync, then
+    printed uvicorn's error over several lines (found by the outside operator check, round 3)."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        out = run(
+            "serve", "--host", "127.0.0.1", "--port", str(port),
+            env={"ELDERCARE_DATABASE_URL": db_url, "ELDERCARE_METRICS_PORT": "0"},
+        )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert [x for x in out.stderr.splitlines() if x.strip()] == [
+        f"Error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ], out.stderr

@@ -60,9 +60,12 @@ def serve(
     # before any process starts: the API's start-up and each engine would each fail on it
     require_database(settings)
     require_schema(settings)
+    listen_host = host or settings.http_host
+    listen_port = port if port is not None else settings.http_port
+    _port_free(listen_host, listen_port)  # before the engines and the broker sync start
     where = {
-        "host": host or settings.http_host,
-        "port": port if port is not None else settings.http_port,
+        "host": listen_host,
+        "port": listen_port,
         "log_level": settings.log_level.lower(),
         "proxy_headers": False,  # the app believes X-Forwarded-For only from ELDERCARE_TRUSTED_PROXIES
     }
@@ -88,6 +91,24 @@ def serve(
     finally:
         for child in children:
             child.stop()
+
+
+def _port_free(host: str, port: int) -> None:
+    """Say in one line that the address is taken (a second ``serve``), before anything starts;
+    uvicorn found it only after the engines had started, and said it in a traceback."""
+    import socket
+
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(addr)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _exit_cleanly(_sig: int, _frame: object) -> None:
