@@ -11,11 +11,13 @@ Every child inherits all of the demo's ``ELDERCARE_*`` variables (and its ``--co
 demo adds only what it decided itself: the embedded servers' URLs, the data directory, ports, and
 (unless configured) an ingest client id of its own, since the default one is shared by every ingest.
 A port left at its default is replaced by a free one when taken (HTTP) or always (ingest metrics,
-which nobody needs at a fixed place in a demo), so a second demo or a test run can hold them.
+which nobody needs at a fixed place in a demo), so a second demo or a test run can hold them. One
+demo runs per data directory (:func:`one_demo_per_data_dir`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -25,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,11 +294,12 @@ def demo(
     settings = get_settings(ctx)
     root = ctx.find_root()
     config_file = root.obj.get("config_file") if isinstance(root.obj, dict) else None
-    ports = _ports(settings)
     data_dir = settings.data_dir.resolve()
     run_dir = data_dir / "demo"
     run_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
+        stack.enter_context(one_demo_per_data_dir(run_dir))
+        ports = _ports(settings)
         if settings.database_url is None:
             say("starting the embedded PostgreSQL ...")
             db_url = stack.enter_context(EmbeddedPostgres(data_dir / "postgres"))
@@ -382,6 +385,33 @@ def demo(
             say("the simulation's score:")
             click.echo(children.run("score", "simulate", "score", "--manifest", str(manifest),
                                     "--truth", str(truth)))  # fmt: skip
+
+
+@contextlib.contextmanager
+def one_demo_per_data_dir(run_dir: Path) -> Iterator[None]:
+    """Hold ``<data dir>/demo/demo.lock`` (an exclusive ``flock``, dropped when the process dies) for
+    the demo's life. Two demos on one data directory wrote one manifest (each printed the sign-ins of
+    whichever seeded last), one set of logs and e-mails, deleted each other's truth and shared an
+    ingest client id; the second now says so before it starts anything."""
+    import fcntl
+
+    path = run_dir / "demo.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            msg = (
+                f"another demo (pid {holder}) is running on the data directory {run_dir.parent}:"
+                " stop it, or give this one its own (ELDERCARE_DATA_DIR)"
+            )
+            raise click.ClickException(msg) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor drops the lock
 
 
 def stop_on_signals() -> None:

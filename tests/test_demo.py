@@ -541,3 +541,69 @@ def test_a_child_in_its_own_session_still_ends_when_the_demo_is_killed(tmp_path:
             demo_proc.stdout.close()
         if child and not _gone(child):
             os.kill(child, signal.SIGKILL)
+
+
+def test_a_second_demo_on_the_same_data_directory_is_refused_and_ctrl_c_mid_migration_stops_the_first(
+    db_url: str, mqtt_url: str, mqtt_is_v5: bool, topic_root: str, tmp_path: Path
+) -> None:
+    import psycopg
+
+    env = _base_env(tmp_path) | {
+        "ELDERCARE_DATABASE_URL": db_url,
+        "ELDERCARE_MQTT_URL": mqtt_url,
+        "ELDERCARE_MQTT_PROTOCOL": "5" if mqtt_is_v5 else "3.1.1",
+        "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
+        "ELDERCARE_DATA_DIR": str(tmp_path / "data"),
+    }
+    # the first demo's `db migrate` waits on our lock: it stays in its start-up as long as we like
+    with (
+        psycopg.connect(db_url) as holder,
+        psycopg.connect(db_url, autocommit=True) as watcher,  # pg_stat_activity is fresh per transaction
+        demo(["--homes", "1"], env, tmp_path) as first,
+    ):
+        holder.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+        deadline = time.monotonic() + 60
+        waiting = 0
+        while not waiting and time.monotonic() < deadline:
+            assert first.proc.poll() is None, first.report()
+            time.sleep(0.3)
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            ).fetchone()
+            waiting = row[0] if row else 0
+        assert waiting, f"the first demo's migration never reached the database:\n{first.report()}"
+        # a second demo on the same data directory (and different HTTP port) would write the same
+        # manifest, logs and truth: refused, in one line, before it starts anything
+        second = subprocess.run(
+            [sys.executable, "-m", "eldercare.cli", "demo", "--homes", "1"],
+            env=env | {"ELDERCARE_HTTP_PORT": str(free_port())},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert second.stderr.strip().splitlines() == [
+            f"Error: {second.stderr.split(' ', 2)[1]} another demo (pid {first.proc.pid}) is running on"
+            f" the data directory {tmp_path / 'data'}: stop it, or give this one its own (ELDERCARE_DATA_DIR)"
+        ], second.stderr
+        assert "starting" not in second.stdout and "migration" not in second.stdout
+        # Ctrl-C while its migration waits: it ends, and leaves nothing running
+        assert first.interrupt(timeout=60, group=True) != 0
+        holder.rollback()
+        _no_process_left(first, tmp_path)
+    # and once the first has stopped, the data directory is free again
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]  # taken: the demo stops at once, after it took the data directory
+        free = subprocess.run(
+            [sys.executable, "-m", "eldercare.cli", "demo", "--homes", "1"],
+            env=env | {"ELDERCARE_HTTP_PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert f"ELDERCARE_HTTP_PORT: port {port} on 127.0.0.1 is in use" in free.stderr, free.stderr
