@@ -151,6 +151,47 @@ def test_retire_refuses_a_running_worker_and_retires_it_once_stopped(
     assert f"retired {client_id}: session forgotten" in retire.output()
 
 
+def test_a_second_worker_with_a_running_workers_client_id_is_refused(
+    db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path
+) -> None:
+    """Started twice by mistake (or on two hosts with one ELDERCARE_INGEST_CLIENT_ID), the two took
+    the broker session from each other every second, for ever, logging only "disconnected from the
+    broker: Unspecified error"."""
+    live = IngestProcess(db_url, mqtt_url, topic_root, tmp_path).start()
+    client_id = live.env["ELDERCARE_INGEST_CLIENT_ID"]
+    try:
+        live.wait_healthy()
+        wait_for(
+            lambda: count(db_url, "SELECT count(*) FROM ingest_workers WHERE client_id = %s", client_id) == 1
+        )
+        # its own metrics port: only the client id is shared (a second host, or metrics turned off)
+        second = IngestProcess(db_url, mqtt_url, topic_root, tmp_path, ELDERCARE_INGEST_CLIENT_ID=client_id)
+        refused = second.start().proc
+        assert refused is not None and refused.wait(60) == 1, second.output()
+        assert (
+            second.output().strip().splitlines()
+            == [
+                f"Error: ingest worker {client_id} is already running (process {live.proc.pid}"  # type: ignore[union-attr]
+                f" on {socket.gethostname()}, alive "
+                + second.output().split(" alive ", 1)[1].split(" s ago", 1)[0]
+                + " s ago): two workers with one client id take its broker session from each other; stop it,"
+                " or give this one its own ELDERCARE_INGEST_CLIENT_ID"
+            ]
+        ), second.output()
+        assert live.healthz()[0] == 200
+        assert "disconnected from the broker" not in live.output(), live.output()
+    finally:
+        assert live.stop() == 0
+    # stopped: the client id is free again at once
+    again = IngestProcess(
+        db_url, mqtt_url, topic_root, tmp_path, ELDERCARE_INGEST_CLIENT_ID=client_id
+    ).start()
+    try:
+        again.wait_healthy()
+    finally:
+        assert again.stop() == 0
+
+
 @pytest.mark.mqtt5
 def test_retire_that_could_not_drain_exits_non_zero(mqtt_url: str, topic_root: str, tmp_path: Path) -> None:
     """Stopped while the database is away, the session is kept: a script's loop must see the failure."""

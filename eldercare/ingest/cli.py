@@ -59,8 +59,10 @@ def run(ctx: click.Context, workers: int, commit_log: Path | None) -> None:
     db_url = resolve_url(settings)
     require_schema(settings)  # else each worker fails on its first query (and --workers restarts it)
     slot = None
-    if settings.ingest_slot_dir is not None:
+    if settings.ingest_slot_dir is not None:  # the slot's lock is what keeps its client ids to one worker
         slot, settings = _take_slot(settings, settings.ingest_slot_dir, workers)
+    else:
+        _refuse_a_second_worker(settings, db_url, workers)
     try:
         if workers == 1:
             run_worker(settings, db_url=db_url, mqtt_url=mqtt_url, commit_log=commit_log)
@@ -130,34 +132,68 @@ def retire(ctx: click.Context, index: int) -> None:
 def _refuse_a_running_worker(settings: Settings, db_url: str, index: int) -> None:
     """Retiring connects with the worker's client id: a running worker would be thrown off its
     session (and reconnect, and throw the retiring one off). Refuse while it records itself alive."""
-    import socket
-
-    from eldercare.ingest.store import Store
-    from eldercare.ingest.worker import SILENT_HEARTBEATS, client_id_for
+    from eldercare.ingest.worker import client_id_for
 
     client_id = client_id_for(settings.ingest_client_id, index)
-    store = Store(db_url)
-    try:
-        seen = store.last_alive(client_id=client_id)
-    except StoreUnavailable as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise click.ClickException(f"the database cannot be used: {first}") from None
-    finally:
-        store.close()
-    if seen is None:
+    running = _running(settings, db_url, [client_id])
+    if running is None:
         return
-    host, pid, age = seen
-    silent_after = SILENT_HEARTBEATS * settings.ingest_heartbeat_s
-    if age >= silent_after:
-        return  # a running worker records itself alive every heartbeat
-    if host == socket.gethostname() and not _alive(pid):
-        return  # stopped a moment ago on this host: its process is gone
+    _, age, pid, host, silent_after = running
     msg = (
         f"{client_id} recorded itself alive {age:.0f} s ago (process {pid} on {host}): stop it first, "
         f"or if it is stopped run this again once it has been silent for {silent_after:.0f} s; "
         "it is not retired"
     )
     raise click.ClickException(msg)
+
+
+def _refuse_a_second_worker(settings: Settings, db_url: str, workers: int) -> None:
+    """Two workers with one client id take the broker session from each other every second, and
+    neither stores anything in between; the second to start says so and stops instead."""
+    from eldercare.ingest.worker import client_id_for
+
+    ids = [client_id_for(settings.ingest_client_id, i) for i in range(workers)]
+    running = _running(settings, db_url, ids)
+    if running is None:
+        return
+    client_id, age, pid, host, _ = running
+    msg = (
+        f"ingest worker {client_id} is already running (process {pid} on {host}, alive {age:.0f} s ago):"
+        " two workers with one client id take its broker session from each other; stop it, or give"
+        " this one its own ELDERCARE_INGEST_CLIENT_ID"
+    )
+    raise click.ClickException(msg)
+
+
+def _running(
+    settings: Settings, db_url: str, client_ids: list[str]
+) -> tuple[str, float, int, str, float] | None:
+    """(client id, seconds since it was alive, pid, host, silence that means stopped) of the first of
+    ``client_ids`` that a running worker holds, by its heartbeat in ``ingest_workers``; or None."""
+    import socket
+
+    from eldercare.ingest.store import Store
+    from eldercare.ingest.worker import SILENT_HEARTBEATS
+
+    silent_after = SILENT_HEARTBEATS * settings.ingest_heartbeat_s
+    store = Store(db_url)
+    try:
+        for client_id in client_ids:
+            seen = store.last_alive(client_id=client_id)
+            if seen is None:
+                continue
+            host, pid, age = seen
+            if age >= silent_after:
+                continue  # a running worker records itself alive every heartbeat
+            if host == socket.gethostname() and not _alive(pid):
+                continue  # stopped a moment ago on this host: its process is gone
+            return client_id, age, pid, host, silent_after
+    except StoreUnavailable as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise click.ClickException(f"the database cannot be used: {first}") from None
+    finally:
+        store.close()
+    return None
 
 
 def _alive(pid: int) -> bool:
@@ -169,7 +205,10 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # another user's process
-    return True
+    try:  # killed but not yet reaped by its parent: it runs no more
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _mqtt_url(settings: Settings) -> str:
