@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -94,4 +95,52 @@ def test_kill_9_mid_batch_then_restart_loses_nothing(
     assert c1 == [float(i) for i in range(len(c1))], "counter-1 arrives without a gap"
     assert max(on_disk) <= c1[-1], "every reading that was on disk at the kill was delivered"
     assert c2 == [float(i) for i in range(100)]
+    sub.close()
+
+
+def test_a_second_agent_on_the_same_outbox_is_refused_and_the_first_goes_on(
+    edge_broker: tuple[str, int], tmp_path: Path, edge_root: str
+) -> None:
+    """Started twice (a second terminal, a unit started by hand), the two agents took the broker
+    connection from each other every second and sealed messages from one file with counters each
+    kept in memory: the same seq with different readings, of which the platform keeps the first."""
+    host, port = edge_broker
+    sub = Subscriber(host, port, edge_root)
+    raw = gateway(tmp_path, edge_root, port, host=host)
+    config = write_toml(tmp_path / "gateway.toml", raw)
+    log, log2 = tmp_path / "agent.log", tmp_path / "agent2.log"
+    proc = agent_process(config, log)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        assert sub.wait_for(lambda s: s.of("status") and s.of("status")[-1]["state"] == "online", 30), (
+            log.read_text()
+        )
+        second = agent_process(config, log2)
+        try:
+            assert second.wait(60) == 1, log2.read_text()
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"a second agent on the same outbox ran:\n{log2.read_text()[-2000:]}")
+        assert log2.read_text().strip().splitlines() == [
+            f"Error: outbox {tmp_path / 'outbox.sqlite3'} is in use by another edge agent (pid {proc.pid}):"
+            " one agent per gateway file; stop it first"
+        ]
+        time.sleep(1.5)  # the first was not thrown off the broker meanwhile
+        assert "disconnected" not in log.read_text(), log.read_text()
+        assert proc.poll() is None
+    finally:
+        if second is not None and second.poll() is None:
+            second.kill()
+            second.wait()
+        proc.terminate()
+        assert proc.wait(15) == 0
+    # stopped: the outbox is free again, at once
+    again = agent_process(config, log2)
+    try:
+        n = len(sub.of("status"))
+        assert sub.wait_for(
+            lambda s: len(s.of("status")) > n and s.of("status")[-1]["state"] == "online", 30
+        ), log2.read_text()
+    finally:
+        again.terminate()
+        assert again.wait(15) == 0
     sub.close()

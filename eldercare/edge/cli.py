@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import click
@@ -50,17 +53,56 @@ def run(config_path: str, for_seconds: float | None, log_level: str) -> None:
     from eldercare.edge.errors import EdgeError
 
     gw = _load(config_path)
+    lock = _lock_outbox(Path(gw.outbox.path))
     try:
-        agent = Agent(gw)
-    except EdgeError as exc:
-        raise click.ClickException(str(exc)) from None
-    signal.signal(signal.SIGTERM, lambda *_: agent.request_stop())
+        try:
+            agent = Agent(gw)
+        except EdgeError as exc:
+            raise click.ClickException(str(exc)) from None
+        signal.signal(signal.SIGTERM, lambda *_: agent.request_stop())
+        try:
+            agent.run(for_seconds)
+        except KeyboardInterrupt:
+            pass
+        except EdgeError as exc:
+            raise click.ClickException(str(exc)) from None
+    finally:
+        if lock is not None:
+            os.close(lock)  # drops the flock
+
+
+def _lock_outbox(outbox: Path) -> int | None:
+    """One agent per outbox: hold ``<outbox>.lock`` (an exclusive ``flock``, dropped when the process
+    dies). Two agents on one gateway file took the broker connection from each other every second
+    and sealed messages from one file with counters each kept in memory: a seq sealed twice with
+    different contents, and the platform drops the second as a copy. A lock file that cannot be made
+    (a full disk) does not stop the agent: the outbox copes with the disk itself."""
+    import fcntl
+
+    log = logging.getLogger("eldercare.edge.agent")
+    path = outbox.with_name(outbox.name + ".lock")
     try:
-        agent.run(for_seconds)
-    except KeyboardInterrupt:
-        pass
-    except EdgeError as exc:
-        raise click.ClickException(str(exc)) from None
+        outbox.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        log.warning("cannot lock the outbox (%s): another agent on it would not be noticed", exc)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = ""
+        with contextlib.suppress(OSError):
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        msg = (
+            f"outbox {outbox} is in use by another edge agent (pid {holder or '?'}): one agent per"
+            " gateway file; stop it first"
+        )
+        raise click.ClickException(msg) from None
+    with contextlib.suppress(OSError):  # the pid is for the message above only
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 @edge.command()
