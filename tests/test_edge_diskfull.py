@@ -245,3 +245,71 @@ def test_a_disk_that_refuses_every_retry_still_lets_the_status_out(
     finally:
         agent.stop()
         sub.close()
+
+
+def test_a_disk_that_stays_full_is_logged_once_a_minute_not_at_every_retry(
+    small_disk: Path,
+    edge_broker: tuple[str, int],
+    tmp_path: Path,
+    edge_root: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A line per retry (every second) filled the gateway's log, often on the very disk that is full."""
+    import logging
+
+    host, port = edge_broker
+    clock = {"t": 1000.0}
+    wall0 = time.time()
+    raw = gateway(
+        tmp_path,
+        edge_root,
+        port,
+        host=host,
+        config={"telemetry_batch_max": 1, "telemetry_batch_ms": 100, "heartbeat_s": 3600},
+        outbox={"path": str(small_disk / "outbox.sqlite3")},
+    )
+    agent = Agent(gw_file(raw), mono=lambda: clock["t"], wall=lambda: wall0 + clock["t"] - 1000.0)
+    caplog.set_level(logging.INFO, logger="eldercare.edge")
+    agent.start()
+    filler = small_disk / "filler"
+
+    def refusals() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "eldercare.edge.agent"
+            and r.levelno >= logging.ERROR
+            and "outbox write" in r.getMessage()
+        ]
+
+    try:
+        assert agent.connected_once.wait(10)
+        d = agent.driver("sim")
+        assert isinstance(d, SimulatedDriver)
+        fill(filler)
+        i = 0
+        while agent.write_retry_at == float("-inf") and i < 2000:
+            d.feed(Sample("pir-kitchen", "motion", float(i)))
+            i += 1
+            time.sleep(0.005)
+        assert agent.write_retry_at != float("-inf"), "the full disk never refused a write"
+        for _ in range(50):  # 50 retries, a second apart on the agent's clock
+            clock["t"] += WRITE_RETRY_S
+            d.feed(Sample("env-1", "tick", clock["t"]))
+            assert wait_until(lambda: agent.write_retry_at == clock["t"] + WRITE_RETRY_S, 5), "no retry"
+        assert len(refusals()) == 1, refusals()
+        assert refusals()[0].startswith("outbox write failed, retrying every 1.0 s: ")
+        clock["t"] += 11.0  # a minute since the first
+        d.feed(Sample("env-1", "tick", clock["t"]))
+        assert wait_until(lambda: len(refusals()) == 2, 5), refusals()
+        assert refusals()[1].startswith("outbox writes still refused after 6")
+        filler.unlink()
+        clock["t"] += WRITE_RETRY_S
+        d.feed(Sample("env-1", "tick", clock["t"]))
+        assert wait_until(lambda: not agent.writes_refused, 5)
+        assert any("outbox writes accepted again after" in r.getMessage() for r in caplog.records)
+        assert agent.error is None
+    finally:
+        agent.stop()
+        with contextlib.suppress(FileNotFoundError):
+            filler.unlink()

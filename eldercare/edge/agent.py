@@ -43,6 +43,7 @@ WEAR_CHECK_S = 5.0  # s of signal between judgements of a wearable's wear state 
 MAX_TURN_ITEMS = 5000
 MEMORY_ROWS_MAX = 200_000  # readings kept in memory while the disk refuses them (~40 MB)
 WRITE_RETRY_S = 1.0  # after a failed outbox write (full disk, I/O error)
+REFUSAL_LOG_EVERY_S = 60.0  # while writes keep failing, one log line this often
 PROMPT = "Are you OK? Press your button or say 'I'm fine'. / 您还好吗？请按按钮或说“我没事”。"
 
 
@@ -171,6 +172,8 @@ class Agent:
         self.rows: list[tuple[int, str, str, float]] = []
         self.write_retry_at = -math.inf
         self.writes_refused = False  # the last outbox write failed: the status says what waits
+        self.refused_since = self.refusal_logged = 0.0  # (monotonic) this run of refusals, its last log
+        self.refusals = 0
         self.rows_dropped = 0  # readings dropped from memory while the disk refused them
         self.sending = SendWindow(gw, self.outbox, mono=self._mono, now_ms=self._now_ms, now=now)
         self.disk_free: int | None = None
@@ -271,12 +274,32 @@ class Agent:
             return
         if self.writes_refused:
             self.writes_refused, self.status_dirty = False, True
+            log.info(
+                "outbox writes accepted again after %.0f s (%d refused)",
+                self._mono() - self.refused_since,
+                self.refusals,
+            )
 
     def _write_failed(self, exc: sqlite3.Error) -> None:
         """Disk full, I/O error: keep running; readings not yet stored stay in memory and events
-        leave from memory; writes are tried again after WRITE_RETRY_S."""
-        log.error("outbox write failed, retrying in %s s: %s", WRITE_RETRY_S, exc)
-        self.write_retry_at = self._mono() + WRITE_RETRY_S
+        leave from memory; writes are tried again after WRITE_RETRY_S.
+
+        The first refusal is logged, then one line a minute while they go on: a line per retry
+        (every second) filled the gateway's log, often on the very disk that is full."""
+        now = self._mono()
+        if not self.writes_refused:
+            self.refused_since, self.refusals, self.refusal_logged = now, 0, now
+            log.error("outbox write failed, retrying every %s s: %s", WRITE_RETRY_S, exc)
+        elif now - self.refusal_logged >= REFUSAL_LOG_EVERY_S:
+            self.refusal_logged = now
+            log.error(
+                "outbox writes still refused after %.0f s (%d tries): %s",
+                now - self.refused_since,
+                self.refusals + 1,
+                exc,
+            )
+        self.refusals += 1
+        self.write_retry_at = now + WRITE_RETRY_S
         if not self.writes_refused:
             self.writes_refused, self.status_dirty = True, True
         self._check_disk()
