@@ -28,17 +28,28 @@ backup() {
     # hypertable chunks live in _timescaledb_internal; pg_dump warns about circular foreign keys in
     # the catalogue, which the restore mode handles: the warnings are expected. pg_dump's own exit
     # status decides: one that failed half-way (disk full) leaves a file that is no backup.
+    # The dump is written beside the target and renamed over it only when complete: a backup that
+    # fails or is stopped (Ctrl-C, SIGTERM from a timer's timeout) leaves no half file that looks
+    # like a backup, and the previous backup under that name stays as it was.
     err=$(mktemp)
+    part=$(mktemp "$(dirname -- "$2")/.$(basename -- "$2").partial.XXXXXX" 2>/dev/null) || {
+        rm -f "$err"
+        echo "backup: cannot write in $(dirname -- "$2"): no backup written" >&2
+        exit 1
+    }
+    trap 'rm -f "$part" "$err"; echo "backup: stopped: no backup written" >&2; exit 1' INT TERM HUP
     status=0
-    "${bin}pg_dump" -Fc -f "$2" -d "$1" 2>"$err" || status=$?
+    "${bin}pg_dump" -Fc -f "$part" -d "$1" 2>"$err" || status=$?
     grep -v "circular foreign-key constraints\|hypertable\|chunk\|consider using a full dump" "$err" >&2 || true
     rm -f "$err"
     if [ "$status" != 0 ]; then
-        rm -f "$2"
+        rm -f "$part"
         echo "backup: pg_dump failed (exit $status): no backup written" >&2
         exit 1
     fi
-    [ -s "$2" ] || { echo "backup: $2 is empty" >&2; exit 1; }
+    [ -s "$part" ] || { rm -f "$part"; echo "backup: the dump is empty: no backup written" >&2; exit 1; }
+    mv -f "$part" "$2"
+    trap - INT TERM HUP
     echo "backup: $(wc -c <"$2") bytes in $2"
 }
 

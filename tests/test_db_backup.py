@@ -75,3 +75,50 @@ def test_a_backup_that_fails_half_way_is_no_backup(db_url: str, tmp_path: Path) 
     assert "backup: pg_dump failed (exit" in out.stderr and "no backup written" in out.stderr, out.stderr
     assert "bytes in" not in out.stdout, out.stdout
     assert not dump.exists()
+
+
+@pytest.mark.usefixtures("pg_tools")
+def test_a_backup_stopped_half_way_leaves_no_file_and_the_previous_backup_whole(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A nightly backup to one name, stopped (Ctrl-C, a timer's SIGTERM): pg_dump had already
+    truncated the previous backup, and what it left was half a dump under the backup's name."""
+    import os
+    import signal
+    import time
+
+    dump = tmp_path / "eldercare.dump"
+    assert backup(db_url, dump).returncode == 0
+    previous = dump.read_bytes()
+    with psycopg.connect(db_url) as holder, psycopg.connect(db_url, autocommit=True) as watcher:
+        holder.execute("LOCK TABLE alerts IN ACCESS EXCLUSIVE MODE")  # pg_dump waits for it, mid-way
+        proc = subprocess.Popen(
+            ["sh", str(SCRIPT), "backup", db_url, str(dump)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a group of its own: the terminal's Ctrl-C reaches every process in it
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                row = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                ).fetchone()
+                if row and row[0]:
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.fail("pg_dump never waited for the lock")
+            os.killpg(proc.pid, signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        holder.rollback()
+    assert proc.returncode == 1, (out, err)
+    assert "backup: stopped: no backup written" in err, err
+    assert dump.read_bytes() == previous  # the previous backup, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eldercare.dump"]  # no half file beside it
