@@ -192,6 +192,22 @@ def test_a_second_worker_with_a_running_workers_client_id_is_refused(
         assert again.stop() == 0
 
 
+def test_a_crashed_worker_whose_pid_is_now_ours_does_not_refuse_its_restart(db_url: str) -> None:
+    """A container restarted after a crash runs its command as the same pid on the same host: the
+    record of the crashed worker, a moment old, names this very process, which is no second worker."""
+    import psycopg
+
+    from eldercare.config import Settings
+    from eldercare.ingest.cli import _running
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ingest_workers (client_id, host, pid) VALUES ('ing-crashed', %s, %s)",
+            (socket.gethostname(), os.getpid()),
+        )
+    assert _running(Settings(), db_url, ["ing-crashed"]) is None
+
+
 @pytest.mark.mqtt5
 def test_retire_that_could_not_drain_exits_non_zero(mqtt_url: str, topic_root: str, tmp_path: Path) -> None:
     """Stopped while the database is away, the session is kept: a script's loop must see the failure."""
