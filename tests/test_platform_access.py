@@ -273,3 +273,26 @@ def _called(db_url: str, targets: tuple[str, ...]) -> list[str]:
             return [p["username"] for p in people]
 
     return asyncio.run(main())
+
+
+def test_a_care_worker_links_only_people_of_their_residents_chain(api: Api, world: World) -> None:
+    """A care worker tried family account ids one by one and linked another provider's relatives
+    (their user name and display name came back), and added another provider's care worker to
+    their resident's care team (found by the outside API check, round 4). Admins may do both."""
+    family2, family1, worker2 = world.user_id("family2"), world.user_id("family1"), world.user_id("worker2")
+    link = {"user_id": family2, "relation": "son"}
+    r = api.put("worker1", f"/api/v1/residents/res-1/family/{family2}", json=link)
+    assert r.status_code == 404 and "family2" not in r.text, r.text  # res-2's relative: not theirs to see
+    link = {"user_id": family1, "relation": "daughter"}
+    assert api.put("worker1", f"/api/v1/residents/res-1/family/{family1}", json=link).status_code == 200
+    r = api.post("worker1", "/api/v1/residents/res-1/care-team", json={"user_id": worker2})
+    assert r.status_code == 422 and "worker2" not in r.text, r.text
+    assert all(
+        m["user_id"] != worker2 for m in api.get("worker1", "/api/v1/residents/res-1/care-team").json()
+    )
+    # an admin links across providers
+    link = {"user_id": family2, "relation": "son"}
+    assert api.put("admin", f"/api/v1/residents/res-1/family/{family2}", json=link).status_code == 200
+    assert (
+        api.post("admin", "/api/v1/residents/res-1/care-team", json={"user_id": worker2}).status_code == 201
+    )

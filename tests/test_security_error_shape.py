@@ -29,7 +29,7 @@ _RAISED_422 = re.compile(
 # tests/test_platform_api_sim.py drives one)
 WALKED = {
     '"invalid.limit_room"', '"invalid.limit_seconds"', '"invalid.ends_before_start"', '"invalid.not_member"',
-    '"invalid.user_mismatch"', '"invalid.user_role"', '"invalid.tiers"',
+    '"invalid.user_mismatch"', '"invalid.user_role"', '"invalid.tiers"', '"invalid.worker_provider"',
     '"invalid.range"', '"invalid.since_until"', '"invalid.config"', 'exc.key or "invalid.value"',
     'f"webhook.{problem}"', "NO_RUNNER[exc.why]",
 }  # fmt: skip
@@ -69,6 +69,8 @@ def test_every_422_a_route_raises_has_the_documented_shape(api: Api, world: Worl
     _shape(api.put("admin", f"/api/v1/residents/res-1/family/{worker2}", json=link), "user_id", "user_role")
     team = {"user_id": fam}
     _shape(api.post("admin", "/api/v1/residents/res-1/care-team", json=team), "user_id", "user_role")
+    team = {"user_id": worker2}  # of hc-2, which does not serve res-1
+    _shape(api.post("worker1", "/api/v1/residents/res-1/care-team", json=team), "user_id", "worker_provider")
     tiers = [{"tier": n, "name": f"t{n}", "targets": ["family"], "ack_timeout_s": 60} for n in (1, 3)]
     _shape(api.post("admin", "/api/v1/policies", json={"name": "gap", "tiers": tiers}), "tiers", "tiers")
     timeline = "/api/v1/residents/res-1/timeline"

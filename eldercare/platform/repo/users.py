@@ -181,6 +181,31 @@ async def resident_visibility(conn: Conn, *, user: Principal, resident_id: str) 
 # Family links and care assignments --------------------------------------------------------------
 
 
+async def family_linked_outside_scope(conn: Conn, *, user: Principal, member_id: int) -> bool:
+    """Whether family account ``member_id`` is linked to a resident ``user`` may not see (its
+    identity then belongs to another provider's people)."""
+    query = sql.SQL(
+        "SELECT EXISTS (SELECT 1 FROM family_links fl JOIN residents r ON r.id = fl.resident_id"
+        " WHERE fl.user_id = %(member)s AND NOT coalesce({scope}, false))"  # NULL: a NULL provider
+    ).format(scope=resident_scope(user))
+    cur = await conn.execute(query, {**scope_params(user), "member": member_id})
+    row = await cur.fetchone()
+    return bool(row and row["exists"])
+
+
+async def provider_serves_resident(conn: Conn, *, provider_id: str | None, resident_id: str) -> bool:
+    """Whether ``provider_id`` is one of the resident's providers in the chain: home care, the
+    institution, or the provider of the station the resident attends."""
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM residents r LEFT JOIN sites st ON st.id = r.station_site_id"
+        " WHERE r.id = %(r)s AND %(p)s::text IN (r.home_care_provider_id, r.institution_provider_id,"
+        " st.provider_id))",
+        {"r": resident_id, "p": provider_id},
+    )
+    row = await cur.fetchone()
+    return bool(row and row["exists"])
+
+
 async def list_family(conn: Conn, *, resident_id: str) -> list[dict[str, Any]]:
     cur = await conn.execute(
         "SELECT fl.user_id, u.username, u.display_name, fl.resident_id, fl.relation, fl.is_primary,"

@@ -126,6 +126,12 @@ async def link_family(
     if body.user_id != user_id:
         raise ApiError(422, "invalid.user_mismatch", at="user_id")
     member = await users_repo.get_user(conn, user_id=user_id)
+    if (
+        member is not None
+        and not user.is_admin
+        and await users_repo.family_linked_outside_scope(conn, user=user, member_id=user_id)
+    ):  # another provider's relative: as if there were no such account (ids were tried one by one)
+        raise not_found("user", user_id)
     if member is None or member["role"] != "family":
         raise ApiError(422, "invalid.user_role", at="user_id", role="family")
     row = await users_repo.upsert_family_link(
@@ -209,6 +215,10 @@ async def assign_worker(
     member = await users_repo.get_user(conn, user_id=body.user_id)
     if member is None or member["role"] != "care_worker":
         raise ApiError(422, "invalid.user_role", at="user_id", role="care_worker")
+    if not user.is_admin and not await users_repo.provider_serves_resident(
+        conn, provider_id=member["provider_id"], resident_id=grant.resident_id
+    ):  # a worker of a provider in the resident's chain only: others' staff are not theirs to add
+        raise ApiError(422, "invalid.worker_provider", at="user_id")
     await users_repo.assign_worker(conn, resident_id=grant.resident_id, user_id=body.user_id, role=body.role)
     await access.audit_change(
         conn, user, "assign:worker", target=f"user:{body.user_id}", resident_id=grant.resident_id,
