@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from platform_seed import World
+from psycopg.types.json import Jsonb
 from test_web_a11y import LARGE_TEXT, SIDEWAYS, ready
 from test_web_browser import (  # noqa: F401
     _shots,
@@ -360,3 +361,47 @@ def test_a_keyboard_skips_a_long_alert_list_to_the_homes_and_devices(
     assert page.evaluate("document.activeElement.closest('#device-health') !== null")
     assert page.evaluate("document.activeElement.tagName") == "H2"
     assert page.evaluate("location.hash") == route  # still the console: the route did not change
+
+
+def test_a_simulated_homes_activity_chart_says_whose_clock_it_is(
+    browser: Any, server: str, db_url: str, world: World
+) -> None:
+    """An inactivity alert's chart shows the hours before it by the home's readings, which for a
+    simulated home carry its own clock, hours ahead of the wall: said under the chart (found by the
+    outside browser check, round 3); a real home's chart has no such line."""
+    home_ms = int((time.time() + 4 * 3600) * 1000)
+    with psycopg.connect(db_url) as conn:
+        for rid, site, sim, summary in (
+            ("sim-res-1", "sim-home-1", True, {"sim_detected_ms": home_ms}),
+            ("res-1", "home-1", False, {}),
+        ):
+            conn.execute(
+                "INSERT INTO alerts (kind, severity, state, resident_id, site_id, dedup_key, title, summary,"
+                " evidence, detected_at, opened_at, last_detected_at, detections, tier, simulated)"
+                " VALUES ('inactivity', 'high', 'open', %s, %s, %s, 'inactivity', %s, '{}', now(), now(),"
+                " now(), 1, 1, %s)",
+                (rid, site, f"resident:{rid}:inactivity", Jsonb(summary), sim),
+            )
+        ids = dict(conn.execute("SELECT resident_id, id FROM alerts WHERE kind = 'inactivity'").fetchall())
+        if conn.execute("SELECT relkind FROM pg_class WHERE relname = 'activity_hourly'").fetchone() != (
+            "r",
+        ):
+            pytest.skip("the hourly rollup is a continuous aggregate here (fed by readings only)")
+        for gateway, at in (("gw-sim-1", "to_timestamp(%s / 1000.0)"), ("gw-home-1", "now()")):
+            conn.execute(
+                "INSERT INTO activity_hourly (bucket, gateway_id, sensor_id, metric, n, total, max_value)"
+                f" SELECT date_trunc('hour', {at}) - interval '2 hours', %s, 'pir-kitchen', 'motion',"
+                " 5, 5, 1",
+                (home_ms, gateway) if gateway == "gw-sim-1" else (gateway,),
+            )
+    page = new_page(browser, server)
+    sign_in(page, "admin", world.password)  # reads English
+    for rid, said in (("sim-res-1", "The chart's times are the simulated home's clock."), ("res-1", None)):
+        page.evaluate(f"() => {{ location.hash = '#/alert/{ids[rid]}'; }}")
+        page.wait_for_function(
+            f"() => document.body.dataset.page === 'alert' && document.body.dataset.ready === '1'"
+            f" && location.hash === '#/alert/{ids[rid]}'"
+        )
+        page.wait_for_selector("#evidence-chart")
+        line = page.query_selector("#chart-clock")
+        assert (line.inner_text() if line else None) == said, rid

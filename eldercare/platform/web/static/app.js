@@ -641,6 +641,8 @@ async function pageAlert(id, root) {
       if (!await mayReadActivity(a.resident_id)) throw new Error("no consent");
       const tl = await api(`/residents/${a.resident_id}/timeline?start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}`);
       evidence = hourlyChart(tl.cells, "evidence-chart", 1);
+      // a simulated home's readings carry its own clock, hours ahead of the wall at 60x
+      if (simAt && evidence.id === "evidence-chart") evidence = [evidence, h("p", { class: "muted sim-time", id: "chart-clock", i18n: "chart.sim_clock" })];
     } catch (e) { evidence = h("p", { class: "notice", i18n: "family.consent_notice" }); }
   } else {
     // what the engine wrote of it in the reader's language (it names devices: data), then what the
