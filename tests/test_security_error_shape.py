@@ -138,6 +138,14 @@ def test_a_value_of_another_json_type_is_refused_naming_the_field(
     assert [(e["field"], e["type"]) for e in _shape(r, field, kind)["errors"]] == [(field, kind)], r.text
 
 
+def test_an_integral_number_written_with_a_fraction_is_an_integer(api: Api) -> None:
+    """JSON has one number type: ``60.0`` is the integer 60 (as JSON Schema's ``integer`` reads it,
+    and as a client's float arithmetic writes it); ``60.5`` stays a 422 (above)."""
+    r = api.post("admin", "/api/v1/policies", json=_tier(ack_timeout_s=60.0, tier=1.0))
+    assert r.status_code == 201, r.text
+    assert r.json()["tiers"][0]["ack_timeout_s"] == 60
+
+
 def test_query_parameters_are_still_read_from_text(api: Api) -> None:
     r = api.get("admin", "/api/v1/alerts", params={"limit": "5"})
     assert r.status_code == 200, r.text

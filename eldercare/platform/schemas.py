@@ -133,11 +133,11 @@ class Model(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-def _takes_bool(annotation: Any) -> bool:
-    """Whether ``true``/``false`` is a value of this field's type (bool itself, or Any inside)."""
-    if annotation is bool or annotation is Any:
+def _takes(annotation: Any, kind: type) -> bool:
+    """Whether a value of ``kind`` is one of this field's type (``kind`` itself, or Any, inside)."""
+    if annotation is kind or annotation is Any:
         return True
-    return any(_takes_bool(arg) for arg in get_args(annotation))
+    return any(_takes(arg, kind) for arg in get_args(annotation))
 
 
 class Strict(BaseModel):
@@ -145,20 +145,24 @@ class Strict(BaseModel):
     string is longer than :data:`MAX_TEXT` unless its field says less, and a value is of the JSON
     type the schema writes (pydantic's strict mode): ``"60"`` is not a number nor ``"true"`` a
     boolean, ``true``/``false`` is not a number (pydantic would read ``"expected_revision": false``
-    as 0) and ``60.0`` is not an integer. Times and dates are strings in JSON: :data:`Instant` and
-    :data:`Day` read them."""
+    as 0) and ``60.5`` is not an integer (``60.0`` is: JSON has one number type). Times and dates
+    are strings in JSON: :data:`Instant` and :data:`Day` read them."""
 
     model_config = ConfigDict(extra="forbid", str_max_length=MAX_TEXT, strict=True)
 
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_as_number(cls, v: Any, info: ValidationInfo) -> Any:
-        if (
-            isinstance(v, bool)
-            and info.field_name
-            and not _takes_bool(cls.model_fields[info.field_name].annotation)
-        ):
+        annotation = cls.model_fields[info.field_name].annotation if info.field_name else None
+        if isinstance(v, bool) and info.field_name and not _takes(annotation, bool):
             raise PydanticCustomError("int_type", "Input should be a valid integer")
+        if (
+            isinstance(v, float)
+            and v.is_integer()
+            and _takes(annotation, int)
+            and not _takes(annotation, float)
+        ):
+            return int(v)  # JSON has one number type: 60.0 is the integer 60 (as JSON Schema reads it)
         return v
 
 
