@@ -182,7 +182,10 @@ def test_a_second_worker_with_a_running_workers_client_id_is_refused(
         assert "disconnected from the broker" not in live.output(), live.output()
     finally:
         assert live.stop() == 0
-    # stopped: the client id is free again at once
+    # stopped: the client id is free again at once, its record naming no process (pid 0)
+    assert (
+        count(db_url, "SELECT count(*) FROM ingest_workers WHERE client_id = %s AND pid = 0", client_id) == 1
+    )
     again = IngestProcess(
         db_url, mqtt_url, topic_root, tmp_path, ELDERCARE_INGEST_CLIENT_ID=client_id
     ).start()

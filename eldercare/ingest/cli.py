@@ -183,8 +183,8 @@ def _running(
             if seen is None:
                 continue
             host, pid, age = seen
-            if age >= silent_after:
-                continue  # a running worker records itself alive every heartbeat
+            if age >= silent_after or pid == 0:
+                continue  # a running worker records itself alive every heartbeat; a stopped one, pid 0
             if host == socket.gethostname() and not _alive(pid):
                 continue  # stopped a moment ago on this host: its process is gone
             return client_id, age, pid, host, silent_after

@@ -621,6 +621,16 @@ class Store:
             raise self._lost(exc) from exc
         return None if row is None else (str(row[0]), int(row[1]), float(row[2]))
 
+    def mark_stopped(self, *, client_id: str, pid: int) -> None:
+        """A worker that stopped keeps its record (peers read its silence: its session may hold a
+        backlog) but no longer names a process: its client id may be taken again at once."""
+        try:
+            self.connect().execute(
+                "UPDATE ingest_workers SET pid = 0 WHERE client_id = %s AND pid = %s", (client_id, pid)
+            )
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._lost(exc) from exc
+
     def forget_worker(self, *, client_id: str) -> None:
         """A retired worker's session is gone: it holds nothing any more."""
         try:

@@ -320,6 +320,8 @@ class Worker:
                 if drained:
                     self._forget_self()
                 self.retired = bool(drained)
+            if not self.retired:
+                self._mark_stopped()
             for store in self.stores:
                 store.close()
             self.event_store.close()
@@ -670,6 +672,12 @@ class Worker:
             return  # the writer reports the database; liveness waits for its return
         expiry = self.settings.ingest_session_expiry_s
         self.metrics.set_peers(peers, silent_after=SILENT_HEARTBEATS * beat, session_expiry=expiry)
+
+    def _mark_stopped(self) -> None:
+        try:
+            self.event_store.mark_stopped(client_id=self.client_id, pid=os.getpid())
+        except Exception as exc:  # stopping whatever broke: the record only frees the id sooner
+            log.warning("could not record %s as stopped in ingest_workers: %s", self.client_id, exc)
 
     def _forget_self(self) -> None:
         try:
