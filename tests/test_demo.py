@@ -135,6 +135,19 @@ def _base_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+def _servers_env(
+    db_url: str, mqtt_url: str, mqtt_is_v5: bool, topic_root: str, tmp_path: Path
+) -> dict[str, str]:
+    """A demo on this test's own database and topic root (not the embedded servers)."""
+    return _base_env(tmp_path) | {
+        "ELDERCARE_DATABASE_URL": db_url,
+        "ELDERCARE_MQTT_URL": mqtt_url,
+        "ELDERCARE_MQTT_PROTOCOL": "5" if mqtt_is_v5 else "3.1.1",
+        "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
+        "ELDERCARE_DATA_DIR": str(tmp_path / "data"),
+    }
+
+
 def _environ(pid: int) -> dict[str, str]:
     try:
         raw = Path(f"/proc/{pid}/environ").read_bytes()
@@ -182,13 +195,7 @@ def _no_process_left(d: Demo, workdir: Path) -> None:
 def test_demo_fall_becomes_an_alert_in_the_api_and_ctrl_c_leaves_nothing(
     db_url: str, mqtt_url: str, mqtt_is_v5: bool, topic_root: str, tmp_path: Path
 ) -> None:
-    env = _base_env(tmp_path) | {
-        "ELDERCARE_DATABASE_URL": db_url,
-        "ELDERCARE_MQTT_URL": mqtt_url,
-        "ELDERCARE_MQTT_PROTOCOL": "5" if mqtt_is_v5 else "3.1.1",
-        "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
-        "ELDERCARE_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = _servers_env(db_url, mqtt_url, mqtt_is_v5, topic_root, tmp_path)
     with demo(["--homes", "4"], env, tmp_path) as d:
         base = d.wait_for(r"eldercare is running: (http://\S+)/", timeout=120).group(1)
         user, password = d.wait_for(r"admin\s+(\S+) / (\S+)", timeout=5).groups()
@@ -407,13 +414,7 @@ def test_demo_learns_each_homes_past_and_catches_the_scripted_long_bathroom_stay
     """Three weeks of each home's past are written first: the detectors fit on them, the care team sees
     the activity chart filled at once, and the scripted long bathroom stay is caught in the score (the
     morning without getting up plays out at the next planned wake: caught or under way, never missed)."""
-    env = _base_env(tmp_path) | {
-        "ELDERCARE_DATABASE_URL": db_url,
-        "ELDERCARE_MQTT_URL": mqtt_url,
-        "ELDERCARE_MQTT_PROTOCOL": "5" if mqtt_is_v5 else "3.1.1",
-        "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
-        "ELDERCARE_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = _servers_env(db_url, mqtt_url, mqtt_is_v5, topic_root, tmp_path)
     with demo(["--homes", "4", "--speed", "120", "--duration", "400"], env, tmp_path) as d:
         d.wait_for(r"history: \d+ readings over 21 days for 4 homes", timeout=120)
         base = d.wait_for(r"eldercare is running: (http://\S+)/", timeout=120).group(1)
@@ -548,13 +549,7 @@ def test_a_second_demo_on_the_same_data_directory_is_refused_and_ctrl_c_mid_migr
 ) -> None:
     import psycopg
 
-    env = _base_env(tmp_path) | {
-        "ELDERCARE_DATABASE_URL": db_url,
-        "ELDERCARE_MQTT_URL": mqtt_url,
-        "ELDERCARE_MQTT_PROTOCOL": "5" if mqtt_is_v5 else "3.1.1",
-        "ELDERCARE_MQTT_TOPIC_ROOT": topic_root,
-        "ELDERCARE_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = _servers_env(db_url, mqtt_url, mqtt_is_v5, topic_root, tmp_path)
     # the first demo's `db migrate` waits on our lock: it stays in its start-up as long as we like
     with (
         psycopg.connect(db_url) as holder,

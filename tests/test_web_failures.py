@@ -89,6 +89,16 @@ def test_no_network_and_an_ended_session_are_said_in_the_readers_words(
     assert page.get_attribute("#username", "aria-describedby") == "login-error"
 
 
+def queue_event(db_url: str, payload: dict[str, Any]) -> None:
+    """Queue an event for the engine the way ingest queues it."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO alert_work (kind, gateway_id, site_id, payload) VALUES ('event', %s, %s, %s::jsonb)",
+            (payload["gateway"], payload["site"], json.dumps(payload)),
+        )
+        conn.execute("NOTIFY alert_work")
+
+
 def queue_simulated_fall(db_url: str, ahead_s: float) -> None:
     """A fall from the simulated home, dated by its own clock ``ahead_s`` ahead of the wall (a
     simulator at 60x is hours ahead), queued the way ingest queues it."""
@@ -100,13 +110,7 @@ def queue_simulated_fall(db_url: str, ahead_s: float) -> None:
         "evidence": {"acc": {"t0": at_ms - 2000, "hz": 50, "unit": "mg",
                              "x": [0] * 200, "y": [0] * 200, "z": z}},
     }  # fmt: skip
-    with psycopg.connect(db_url) as conn:
-        conn.execute(
-            "INSERT INTO alert_work (kind, gateway_id, site_id, payload)"
-            " VALUES ('event', 'gw-sim-1', 'sim-home-1', %s::jsonb)",
-            (json.dumps(payload),),
-        )
-        conn.execute("NOTIFY alert_work")
+    queue_event(db_url, payload)
 
 
 def test_a_simulated_homes_time_is_marked_and_real_time_comes_first(
@@ -293,13 +297,7 @@ def queue_sos(db_url: str) -> None:
         "v": 1, "epoch": "e-sos", "seq": 1, "t": int(time.time() * 1000), "sensor": "sos-1", "kind": "sos",
         "resident": "res-1", "gateway": "gw-home-1", "site": "home-1",
     }  # fmt: skip
-    with psycopg.connect(db_url) as conn:
-        conn.execute(
-            "INSERT INTO alert_work (kind, gateway_id, site_id, payload)"
-            " VALUES ('event', 'gw-home-1', 'home-1', %s::jsonb)",
-            (json.dumps(payload),),
-        )
-        conn.execute("NOTIFY alert_work")
+    queue_event(db_url, payload)
 
 
 def test_a_red_band_already_said_is_not_said_again_when_another_comes(
