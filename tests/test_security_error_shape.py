@@ -368,3 +368,16 @@ def test_a_path_or_method_the_api_has_not_is_answered_in_the_readers_language(ap
     assert r.json() == {"detail": "PATCH is not a method of this path; it takes GET, POST."}
     r = api.client.request("DELETE", "/api/v1/sites", headers=zh)
     assert r.json()["detail"].startswith("此路径不支持 DELETE"), r.text
+
+
+def test_head_is_get_without_its_body(api: Api, world: World) -> None:
+    """A client checking a resource with HEAD got 405 from every API route (FastAPI routes HEAD only
+    where declared; found by the outside API check, round 4). It is the GET it stands for, bodiless:
+    the same status and length, a refusal included; a route without GET stays 405."""
+    auth = api.as_("worker1")
+    for path in ("/api/v1/residents/res-1", "/api/v1/residents/res-2", "/healthz"):
+        got, head = api.client.get(path, headers=auth), api.client.request("HEAD", path, headers=auth)
+        assert (head.status_code, head.content) == (got.status_code, b""), path
+        assert head.headers["content-length"] == got.headers["content-length"] == str(len(got.content))
+    assert api.client.request("HEAD", "/api/v1/residents/res-1").status_code == 401  # signed in first
+    assert api.client.request("HEAD", "/api/v1/auth/token").status_code == 405

@@ -32,6 +32,7 @@ from eldercare.config import Settings, get_settings
 from eldercare.i18n import negotiate
 from eldercare.platform.engine import service
 from eldercare.platform.errors import ApiError, message, problem, validation_body
+from eldercare.platform.head import HeadAsGet
 from eldercare.platform.headers import SecurityHeaders
 from eldercare.platform.limits import RequestLimits
 from eldercare.platform.openapi import allowed_methods, document_common_errors
@@ -432,6 +433,7 @@ def create_app(
         max_body_bytes=settings.http_max_body_bytes,
         max_json_depth=settings.http_max_json_depth,
     )
+    app.add_middleware(HeadAsGet)
     app.add_middleware(SecurityHeaders)  # added last, so outermost: on every answer, refusals included
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
