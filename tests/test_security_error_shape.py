@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from platform_seed import World
 
 from platform_seed import PASSWORD
+from test_platform_access import _path_values
 
 pytest_plugins = ["platform_api_support"]
 
@@ -224,15 +225,7 @@ def test_a_query_parameter_the_route_does_not_take_is_refused_after_authorizatio
 
 
 def test_every_get_of_the_api_refuses_a_query_parameter_it_does_not_take(api: Api, world: World) -> None:
-    values = {
-        "resident_id": "res-1",
-        "site_id": "home-1",
-        "gateway_id": "gw-home-1",
-        "sensor_id": "pir-kitchen",
-        "provider_id": "hc-1",
-        "user_id": str(world.user_id("family1")),
-        "policy_id": str(world.policy_id),
-    }
+    values = _path_values(world, alert_id=1)
     walked = 0
     for path, ops in api.client.get("/openapi.json").json()["paths"].items():
         if "get" not in ops:
